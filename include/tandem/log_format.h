@@ -1,0 +1,87 @@
+#ifndef TANDEM_LOG_FORMAT_H
+#define TANDEM_LOG_FORMAT_H
+
+/*
+ * On-disk format of a database's transaction log. docs/formats/log.md says the same for
+ * operators. All integers are little-endian. Changing anything here changes the format version.
+ *
+ * A database's log is a directory of generation files, <datadir>/db/<name>/log/<G>.log, where
+ * <G> is the generation number as 16 lower-case hex digits. A generation file has a fixed size
+ * (default 1 MiB), is preallocated and zero-filled, and is immutable once closed.
+ *
+ * Generation header, at offset 0, TDM_LOG_HEADER_USED bytes, rest of the first
+ * TDM_LOG_HEADER_SIZE bytes zero:
+ *    0   8  magic "TDMLOG01"
+ *    8   4  format version (TDM_LOG_VERSION)
+ *   12   4  header size (TDM_LOG_HEADER_SIZE): records start at this offset
+ *   16  16  database GUID
+ *   32   8  generation number (>= 1)
+ *   40   8  creation time, microseconds since the Unix epoch
+ *   48   8  epoch: every record in this generation carries exactly this epoch
+ *   56   8  first LSN: the LSN the first record of this generation has (or will have)
+ *   64   4  checksum of the previous generation (its END record's generation checksum; 0 for
+ *           generation 1 or when the previous generation was never closed)
+ *   68   4  file size in bytes this generation was created with
+ *   72   4  CRC32C of bytes [0, 72)
+ *
+ * Record frame, packed back to back from TDM_LOG_HEADER_SIZE:
+ *    0   8  LSN: data records are numbered 1, 2, 3... without gaps across generations
+ *    8   8  epoch
+ *   16   2  type (enum tdm_record_type)
+ *   18   2  flags (0; reserved)
+ *   20   4  payload length n (<= TDM_LOG_MAX_PAYLOAD)
+ *   24   n  payload
+ * 24+n   4  CRC32C of bytes [0, 24+n)
+ *
+ * The first frame whose LSN field is 0 (the zero fill) ends the records. A generation is
+ * closed by an END frame, whose LSN field repeats the last data record's LSN (0 if none) and
+ * which does not consume an LSN. Its payload is:
+ *    0   8  number of data records in the generation
+ *    8   4  generation checksum: CRC32C over every frame before the END frame, in order
+ *   12   4  0 (reserved)
+ * After END, the rest of the file is zero. A generation without END is the current one (only
+ * the highest-numbered generation may lack it). A record never spans two generations: one
+ * larger than a standard generation gets a generation of its own, sized to fit.
+ */
+
+#include <stdint.h>
+
+#define TDM_LOG_MAGIC "TDMLOG01"
+#define TDM_LOG_MAGIC_LEN 8
+#define TDM_LOG_VERSION 1u
+#define TDM_LOG_HEADER_SIZE 4096u
+#define TDM_LOG_HEADER_USED 76u
+#define TDM_LOG_GUID_LEN 16u
+
+#define TDM_LOG_FRAME_HEADER 24u
+#define TDM_LOG_FRAME_TRAILER 4u
+#define TDM_LOG_FRAME_OVERHEAD (TDM_LOG_FRAME_HEADER + TDM_LOG_FRAME_TRAILER)
+#define TDM_LOG_END_PAYLOAD 16u
+#define TDM_LOG_END_FRAME (TDM_LOG_FRAME_OVERHEAD + TDM_LOG_END_PAYLOAD)
+
+/* The largest payload a record may carry: bounds every decoder's allocation. */
+#define TDM_LOG_MAX_PAYLOAD (64u * 1024u * 1024u)
+
+#define TDM_LOG_DEFAULT_GENERATION_SIZE (1024u * 1024u)
+#define TDM_LOG_MIN_GENERATION_SIZE (64u * 1024u)
+#define TDM_LOG_MAX_GENERATION_SIZE (1024u * 1024u * 1024u)
+
+enum tdm_record_type {
+    TDM_REC_END = 1,  /* closes a generation; see above */
+    TDM_REC_NOOP = 2, /* opaque payload, applied as nothing (tests, benchmarks, markers) */
+
+    /* Mail model: payload layouts in src/store/mail_codec.c and docs/formats/log.md. */
+    TDM_REC_MAILBOX_CREATE = 16,
+    TDM_REC_MAILBOX_DELETE = 17,
+    TDM_REC_MAILBOX_SET_QUOTA = 18,
+    TDM_REC_FOLDER_CREATE = 32,
+    TDM_REC_FOLDER_RENAME = 33,
+    TDM_REC_FOLDER_DELETE = 34,
+    TDM_REC_FOLDER_SUBSCRIBE = 35,
+    TDM_REC_MESSAGE_APPEND = 48,
+    TDM_REC_MESSAGE_FLAGS = 49,
+    TDM_REC_MESSAGE_EXPUNGE = 50,
+    TDM_REC_MESSAGE_COPY = 51,
+};
+
+#endif

@@ -1,0 +1,105 @@
+#include "lib/event.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <time.h>
+
+static pthread_mutex_t event_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *event_sink;
+static int event_sink_set;
+static event_hook_cb *event_hook;
+static void *event_hook_ctx;
+
+static const struct {
+    enum tdm_event id;
+    const char *name;
+    enum tdm_event_severity severity;
+} event_catalogue[] = {
+    {TDM_EV_STORE_MOUNTED, "store.mounted", TDM_EV_SEV_INFO},
+    {TDM_EV_STORE_DISMOUNTED, "store.dismounted", TDM_EV_SEV_INFO},
+    {TDM_EV_STORE_RECOVERED, "store.recovered", TDM_EV_SEV_INFO},
+    {TDM_EV_STORE_TORN_TAIL_CUT, "store.torn_tail_cut", TDM_EV_SEV_WARNING},
+    {TDM_EV_STORE_LOG_CORRUPT, "store.log_corrupt", TDM_EV_SEV_ERROR},
+    {TDM_EV_STORE_GENERATION_MISSING, "store.generation_missing", TDM_EV_SEV_ERROR},
+    {TDM_EV_STORE_WRITE_FAILED, "store.write_failed", TDM_EV_SEV_ERROR},
+    {TDM_EV_STORE_DISK_RESERVE, "store.disk_reserve", TDM_EV_SEV_ERROR},
+    {TDM_EV_STORE_TRUNCATED, "store.truncated", TDM_EV_SEV_INFO},
+    {TDM_EV_STORE_SYSTEM_CRASH, "store.system_crash", TDM_EV_SEV_WARNING},
+    {TDM_EV_STORE_GENERATION_CLOSED, "store.generation_closed", TDM_EV_SEV_INFO},
+};
+
+const char *
+event_name(enum tdm_event id)
+{
+    for (size_t i = 0; i < sizeof(event_catalogue) / sizeof(event_catalogue[0]); i++)
+        if (event_catalogue[i].id == id)
+            return event_catalogue[i].name;
+    return "unknown";
+}
+
+enum tdm_event_severity
+event_severity(enum tdm_event id)
+{
+    for (size_t i = 0; i < sizeof(event_catalogue) / sizeof(event_catalogue[0]); i++)
+        if (event_catalogue[i].id == id)
+            return event_catalogue[i].severity;
+    return TDM_EV_SEV_ERROR;
+}
+
+void
+event_set_sink(FILE *sink)
+{
+    pthread_mutex_lock(&event_lock);
+    event_sink = sink;
+    event_sink_set = 1;
+    pthread_mutex_unlock(&event_lock);
+}
+
+void
+event_set_hook(event_hook_cb *cb, void *ctx)
+{
+    pthread_mutex_lock(&event_lock);
+    event_hook = cb;
+    event_hook_ctx = ctx;
+    pthread_mutex_unlock(&event_lock);
+}
+
+void
+event_emit(enum tdm_event id, const char *subject, const char *fmt, ...)
+{
+    static const char *const sev_names[] = {"info", "warning", "error"};
+    char message[1024];
+    char ts[40];
+    struct timespec now;
+    struct tm tm;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+
+    json_t *obj = json_pack("{s:s, s:i, s:s, s:s, s:s?, s:s}", "ts", ts, "id", (int)id, "name",
+                            event_name(id), "severity", sev_names[event_severity(id)], "subject",
+                            subject, "message", message);
+    char *line = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    pthread_mutex_lock(&event_lock);
+    FILE *sink = event_sink_set ? event_sink : stderr;
+    if (sink && line) {
+        fprintf(sink, "%s\n", line);
+        fflush(sink);
+    }
+    if (event_hook)
+        event_hook(event_hook_ctx, id, subject, message);
+    pthread_mutex_unlock(&event_lock);
+
+    free(line);
+    json_decref(obj);
+}

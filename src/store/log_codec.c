@@ -1,0 +1,167 @@
+#include "store/log_codec.h"
+
+#include "lib/crc32c.h"
+#include "lib/err.h"
+
+#include <string.h>
+
+void
+log_header_encode(const struct log_header *hdr, uint8_t out[TDM_LOG_HEADER_USED])
+{
+    memset(out, 0, TDM_LOG_HEADER_USED);
+    memcpy(out, TDM_LOG_MAGIC, TDM_LOG_MAGIC_LEN);
+    le_put32(out + 8, TDM_LOG_VERSION);
+    le_put32(out + 12, TDM_LOG_HEADER_SIZE);
+    memcpy(out + 16, hdr->guid, TDM_LOG_GUID_LEN);
+    le_put64(out + 32, hdr->generation);
+    le_put64(out + 40, hdr->created_us);
+    le_put64(out + 48, hdr->epoch);
+    le_put64(out + 56, hdr->first_lsn);
+    le_put32(out + 64, hdr->prev_checksum);
+    le_put32(out + 68, hdr->file_size);
+    le_put32(out + 72, crc32c(0, out, 72));
+}
+
+int
+log_header_is_blank(const uint8_t *buf, size_t len)
+{
+    size_t n = len < TDM_LOG_HEADER_USED ? len : TDM_LOG_HEADER_USED;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] != 0)
+            return 0;
+    return 1;
+}
+
+int
+log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r, const char **error_r)
+{
+    if (len < TDM_LOG_HEADER_USED) {
+        *error_r = "header is shorter than its fixed size";
+        return TDM_ENEEDMORE;
+    }
+    if (memcmp(buf, TDM_LOG_MAGIC, TDM_LOG_MAGIC_LEN) != 0) {
+        *error_r = "bad magic (not a tandem log generation)";
+        return TDM_ECORRUPT;
+    }
+    if (le_get32(buf + 72) != crc32c(0, buf, 72)) {
+        *error_r = "header checksum mismatch";
+        return TDM_ECORRUPT;
+    }
+    if (le_get32(buf + 8) != TDM_LOG_VERSION) {
+        *error_r = "unsupported log format version";
+        return TDM_ECORRUPT;
+    }
+    if (le_get32(buf + 12) != TDM_LOG_HEADER_SIZE) {
+        *error_r = "unsupported header size";
+        return TDM_ECORRUPT;
+    }
+    memcpy(hdr_r->guid, buf + 16, TDM_LOG_GUID_LEN);
+    hdr_r->generation = le_get64(buf + 32);
+    hdr_r->created_us = le_get64(buf + 40);
+    hdr_r->epoch = le_get64(buf + 48);
+    hdr_r->first_lsn = le_get64(buf + 56);
+    hdr_r->prev_checksum = le_get32(buf + 64);
+    hdr_r->file_size = le_get32(buf + 68);
+    if (hdr_r->generation == 0 || hdr_r->first_lsn == 0) {
+        *error_r = "generation and first LSN must be at least 1";
+        return TDM_ECORRUPT;
+    }
+    if (hdr_r->file_size < TDM_LOG_HEADER_SIZE + TDM_LOG_END_FRAME) {
+        *error_r = "file size in header is too small";
+        return TDM_ECORRUPT;
+    }
+    return 0;
+}
+
+void
+log_record_encode(uint64_t lsn, uint64_t epoch, uint16_t type, const void *payload, uint32_t len,
+                  uint8_t *out)
+{
+    le_put64(out, lsn);
+    le_put64(out + 8, epoch);
+    le_put16(out + 16, type);
+    le_put16(out + 18, 0);
+    le_put32(out + 20, len);
+    if (len > 0)
+        memcpy(out + TDM_LOG_FRAME_HEADER, payload, len);
+    uint32_t crc = crc32c(0, out, TDM_LOG_FRAME_HEADER + (size_t)len);
+    le_put32(out + TDM_LOG_FRAME_HEADER + len, crc);
+}
+
+int
+log_record_decode(const uint8_t *buf, size_t len, struct log_record *rec_r, size_t *frame_len_r,
+                  const char **error_r)
+{
+    if (len < TDM_LOG_FRAME_HEADER) {
+        /* A zero tail shorter than a frame header is the end of the file, not a torn frame. */
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] != 0)
+                goto needmore;
+        return 1;
+    needmore:
+        *error_r = "frame header is cut short";
+        return TDM_ENEEDMORE;
+    }
+    uint64_t lsn = le_get64(buf);
+    if (lsn == 0) {
+        int blank = 1;
+        for (size_t i = 0; i < TDM_LOG_FRAME_HEADER && blank; i++)
+            blank = buf[i] == 0;
+        if (blank)
+            return 1;
+    }
+    uint32_t plen = le_get32(buf + 20);
+    if (plen > TDM_LOG_MAX_PAYLOAD) {
+        *error_r = "payload length exceeds the format's limit";
+        return TDM_ECORRUPT;
+    }
+    size_t frame = log_frame_size(plen);
+    if (len < frame) {
+        *error_r = "frame is cut short";
+        return TDM_ENEEDMORE;
+    }
+    uint32_t stored = le_get32(buf + TDM_LOG_FRAME_HEADER + plen);
+    if (stored != crc32c(0, buf, TDM_LOG_FRAME_HEADER + (size_t)plen)) {
+        *error_r = "record checksum mismatch";
+        return TDM_ECORRUPT;
+    }
+    uint16_t type = le_get16(buf + 16);
+    if (type == 0) {
+        *error_r = "record type 0 is invalid";
+        return TDM_ECORRUPT;
+    }
+    if (le_get16(buf + 18) != 0) {
+        *error_r = "reserved record flags are set";
+        return TDM_ECORRUPT;
+    }
+    if (lsn == 0 && type != TDM_REC_END) {
+        *error_r = "data record with LSN 0";
+        return TDM_ECORRUPT;
+    }
+    rec_r->lsn = lsn;
+    rec_r->epoch = le_get64(buf + 8);
+    rec_r->type = type;
+    rec_r->flags = 0;
+    rec_r->length = plen;
+    rec_r->payload = buf + TDM_LOG_FRAME_HEADER;
+    *frame_len_r = frame;
+    return 0;
+}
+
+void
+log_end_encode(const struct log_end *end, uint8_t out[TDM_LOG_END_PAYLOAD])
+{
+    le_put64(out, end->record_count);
+    le_put32(out + 8, end->gen_checksum);
+    le_put32(out + 12, 0);
+}
+
+int
+log_end_decode(const uint8_t *payload, uint32_t len, struct log_end *end_r)
+{
+    if (len != TDM_LOG_END_PAYLOAD || le_get32(payload + 12) != 0)
+        return TDM_ECORRUPT;
+    end_r->record_count = le_get64(payload);
+    end_r->gen_checksum = le_get32(payload + 8);
+    return 0;
+}

@@ -1,0 +1,237 @@
+#ifndef TANDEM_STORE_MAIL_H
+#define TANDEM_STORE_MAIL_H
+
+/*
+ * The mail model: mailboxes -> folders -> messages, with single-instance bodies.
+ *
+ * Every mutation is one log record (enum tdm_record_type in tandem/log_format.h) whose payload
+ * mail_op_encode() builds and mail_op_decode() parses. mail_apply() applies one decoded record
+ * inside the store's LMDB write transaction; it is deterministic — the same records applied in
+ * the same order give byte-identical databases on every copy — so it never reads the clock,
+ * random numbers or anything outside the payload and the database.
+ *
+ * Reads (mail_*_get/list, mail_body_get) run in any LMDB transaction, usually a read-only one
+ * opened by a protocol worker; borrowed pointers they return live until that transaction ends.
+ */
+
+#include "tandem/log_format.h"
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MAIL_NAME_MAX 255u     /* bytes in a mailbox name, and in a folder's full path */
+#define MAIL_HIER_SEP '/'      /* folder hierarchy separator */
+#define MAIL_MAX_TARGETS 64u   /* (mailbox, folder) targets of one append (LMTP recipients) */
+#define MAIL_MAX_KEYWORDS 64u  /* keywords on one message */
+#define MAIL_KEYWORD_MAX 64u   /* bytes in one keyword */
+#define MAIL_MAX_UIDS 100000u  /* UIDs in one flags/expunge/copy record */
+#define MAIL_GUID_LEN 16u
+#define MAIL_HASH_LEN 32u      /* SHA-256 of the body */
+
+/* System flags (IMAP). \Recent is a session property, not stored. */
+enum mail_flag {
+    MAIL_FLAG_SEEN = 1u << 0,
+    MAIL_FLAG_ANSWERED = 1u << 1,
+    MAIL_FLAG_FLAGGED = 1u << 2,
+    MAIL_FLAG_DELETED = 1u << 3,
+    MAIL_FLAG_DRAFT = 1u << 4,
+    MAIL_FLAG_ALL = (1u << 5) - 1,
+};
+
+/* RFC 6154 special-use attributes of a folder. */
+enum mail_special_use {
+    MAIL_USE_ALL = 1u << 0,
+    MAIL_USE_ARCHIVE = 1u << 1,
+    MAIL_USE_DRAFTS = 1u << 2,
+    MAIL_USE_FLAGGED = 1u << 3,
+    MAIL_USE_JUNK = 1u << 4,
+    MAIL_USE_SENT = 1u << 5,
+    MAIL_USE_TRASH = 1u << 6,
+};
+
+enum mail_flag_mode {
+    MAIL_FLAGS_REPLACE = 0,
+    MAIL_FLAGS_ADD = 1,
+    MAIL_FLAGS_REMOVE = 2,
+};
+
+struct mail_target {
+    const char *mailbox;
+    const char *folder;
+};
+
+/*
+ * One mutation. Which fields matter depends on type; the rest are ignored by the encoder.
+ * Strings are NUL-terminated UTF-8; pointers are borrowed for the duration of the call.
+ *
+ *   MAILBOX_CREATE     mailbox, quota_bytes, quota_messages (0 = unlimited), uidvalidity
+ *                      (first UIDVALIDITY handed to its folders; the caller picks it, usually
+ *                      the current Unix time, so apply stays deterministic). Creates INBOX.
+ *   MAILBOX_DELETE     mailbox (and all its folders and messages)
+ *   MAILBOX_SET_QUOTA  mailbox, quota_bytes, quota_messages
+ *   FOLDER_CREATE      mailbox, folder, special_use. Creates missing parents too.
+ *   FOLDER_RENAME      mailbox, folder, new_folder. Children move along. Renaming INBOX moves
+ *                      its messages to the new folder and leaves INBOX empty (RFC 3501 6.3.5).
+ *   FOLDER_DELETE      mailbox, folder (not INBOX; its messages go; children stay)
+ *   FOLDER_SUBSCRIBE   mailbox, folder, subscribed
+ *   MESSAGE_APPEND     targets[n_targets], guid, internal_date, flags, keywords, body
+ *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords
+ *   MESSAGE_EXPUNGE    mailbox, folder, uids
+ *   MESSAGE_COPY       mailbox, folder (source), uids, new_folder (destination), move
+ */
+struct mail_op {
+    uint16_t type;
+    const char *mailbox;
+    const char *folder;
+    const char *new_folder;
+    uint64_t quota_bytes;
+    uint64_t quota_messages;
+    uint32_t uidvalidity;
+    uint32_t special_use;
+    bool subscribed;
+    bool move;
+    const struct mail_target *targets;
+    size_t n_targets;
+    uint8_t guid[MAIL_GUID_LEN];
+    int64_t internal_date; /* seconds since the Unix epoch */
+    uint32_t flags;
+    enum mail_flag_mode flag_mode;
+    const char *const *keywords;
+    size_t n_keywords;
+    const void *body;
+    size_t body_len;
+    const uint32_t *uids;
+    size_t n_uids;
+};
+
+/*
+ * Encodes op into a newly allocated payload (*payload_r, free() it). Returns 0, -ENOMEM, or
+ * TDM_EINVAL / TDM_ELIMIT with *error_r naming the field.
+ */
+int mail_op_encode(const struct mail_op *op, uint8_t **payload_r, size_t *len_r,
+                   const char **error_r);
+
+/*
+ * A decoded record: op's pointers borrow from the payload and from storage owned by the
+ * decoded struct. Release with mail_decoded_clear().
+ */
+struct mail_decoded {
+    struct mail_op op;
+    struct mail_target *targets_storage;
+    const char **keywords_storage;
+    uint32_t *uids_storage;
+};
+
+/*
+ * Decodes payload of record type; checks every length and limit. Returns 0, -ENOMEM, or
+ * TDM_EINVAL with *error_r naming what is wrong. On failure nothing needs clearing.
+ */
+int mail_op_decode(uint16_t type, const uint8_t *payload, size_t len, struct mail_decoded *dec_r,
+                   const char **error_r);
+void mail_decoded_clear(struct mail_decoded *dec);
+
+/* True for the record types this module encodes, decodes and applies. */
+bool mail_is_mail_record(uint16_t type);
+
+/* The mail model's LMDB sub-databases. */
+struct mail_dbis {
+    MDB_dbi mailboxes;
+    MDB_dbi folders;
+    MDB_dbi messages;
+    MDB_dbi bodies;
+    MDB_dbi body_refs;
+};
+#define MAIL_DBI_COUNT 5
+
+/* Opens (creating when txn is a write transaction) the sub-databases. Returns 0 or -errno-ish
+ * (LMDB error codes are mapped: MDB_NOTFOUND -> TDM_ENOTFOUND, others -> -EIO with a log line). */
+int mail_dbis_open(MDB_txn *txn, struct mail_dbis *dbis_r);
+
+/* Result of applying one record. */
+struct mail_result {
+    int status;             /* 0, or TDM_ENOTFOUND / TDM_EEXIST / TDM_EQUOTA / TDM_EINVAL ... */
+    uint32_t uidvalidity;   /* of the folder written (append: of targets[0]; copy: destination) */
+    uint32_t first_uid;     /* append: UID in targets[0]; copy: first new UID (consecutive) */
+    uint32_t count;         /* copy: messages copied; flags/expunge: messages changed */
+    uint64_t modseq;        /* the folder's HIGHESTMODSEQ after the change */
+    uint32_t n_targets;     /* append: */
+    int target_status[MAIL_MAX_TARGETS];
+    uint32_t target_uid[MAIL_MAX_TARGETS];
+    uint32_t target_uidvalidity[MAIL_MAX_TARGETS];
+};
+
+/*
+ * Applies a decoded record in write transaction txn. Deterministic. Returns 0 when the record
+ * applied or was refused as a whole for a reason the result says (result->status != 0: the
+ * transaction is then unchanged). Returns a negative code only for a storage failure (LMDB
+ * error, -ENOMEM), after which the caller must abort txn. An append with several targets
+ * applies per target: each target's status is in target_status[], and result->status is the
+ * first non-zero one.
+ */
+int mail_apply(const struct mail_dbis *dbis, MDB_txn *txn, const struct mail_op *op,
+               struct mail_result *result_r);
+
+/* ---- Reading ---- */
+
+struct mail_mailbox_info {
+    uint64_t id;
+    uint64_t quota_bytes;    /* 0 = unlimited */
+    uint64_t quota_messages; /* 0 = unlimited */
+    uint64_t used_bytes;
+    uint64_t used_messages;
+};
+
+struct mail_folder_info {
+    const char *name; /* borrowed: valid until the transaction ends */
+    size_t name_len;
+    uint32_t folder_id;
+    uint32_t uidvalidity;
+    uint32_t uidnext;
+    uint64_t highestmodseq;
+    uint32_t messages;
+    uint32_t special_use;
+    bool subscribed;
+};
+
+struct mail_message_info {
+    uint32_t uid;
+    uint8_t guid[MAIL_GUID_LEN];
+    int64_t internal_date;
+    uint64_t size;
+    uint32_t flags;
+    uint64_t modseq;
+    uint8_t body_hash[MAIL_HASH_LEN];
+    size_t n_keywords;
+    const char *keywords[MAIL_MAX_KEYWORDS]; /* borrowed, NUL-terminated */
+};
+
+/* Each returns 0, TDM_ENOTFOUND, or a negative storage error. */
+int mail_mailbox_get(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                     struct mail_mailbox_info *info_r);
+int mail_folder_get(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                    const char *folder, struct mail_folder_info *info_r);
+int mail_message_get(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                     const char *folder, uint32_t uid, struct mail_message_info *info_r);
+/* Zero-copy: *data_r points into LMDB's map and lives until txn ends. */
+int mail_body_get(const struct mail_dbis *dbis, MDB_txn *txn,
+                  const uint8_t hash[MAIL_HASH_LEN], const void **data_r, size_t *len_r);
+
+/* Iterators call cb for each item in key order; a non-zero return from cb stops and is returned. */
+typedef int mail_mailbox_cb(void *ctx, const char *mailbox, const struct mail_mailbox_info *info);
+typedef int mail_folder_cb(void *ctx, const struct mail_folder_info *info);
+typedef int mail_message_cb(void *ctx, const struct mail_message_info *info);
+int mail_mailbox_list(const struct mail_dbis *dbis, MDB_txn *txn, mail_mailbox_cb *cb, void *ctx);
+int mail_folder_list(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                     mail_folder_cb *cb, void *ctx);
+int mail_message_list(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                      const char *folder, mail_message_cb *cb, void *ctx);
+
+/*
+ * SHA-256 over every key and value of every mail sub-database, in order: two copies with equal
+ * digests hold identical mail. Used by `tandemctl db verify` and replication checks.
+ */
+int mail_digest(const struct mail_dbis *dbis, MDB_txn *txn, uint8_t digest_r[32]);
+
+#endif
