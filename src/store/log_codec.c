@@ -93,12 +93,12 @@ log_record_decode(const uint8_t *buf, size_t len, struct log_record *rec_r, size
                   const char **error_r)
 {
     if (len < TDM_LOG_FRAME_HEADER) {
-        /* A zero tail shorter than a frame header is the end of the file, not a torn frame. */
-        for (size_t i = 0; i < len; i++)
-            if (buf[i] != 0)
-                goto needmore;
-        return 1;
-    needmore:
+        /*
+         * Zero fill is only recognised from a whole header. Fewer bytes, even all zero, may be
+         * the start of a real frame: LSN 256 begins with a zero byte, and an END frame with
+         * LSN 0 with eight or more. A writer always leaves room for END after the last
+         * record, so a generation reader reaches a full zero header before the file ends.
+         */
         *error_r = "frame header is cut short";
         return TDM_ENEEDMORE;
     }
