@@ -15,9 +15,9 @@ enum tdm_error {
     TDM_ENOTFOUND = TDM_E_BASE - 5,
     TDM_EEXIST = TDM_E_BASE - 6,
     TDM_EQUOTA = TDM_E_BASE - 7,
-    TDM_ELIMIT = TDM_E_BASE - 8,   /* a size or count limit was exceeded */
-    TDM_EINVAL = TDM_E_BASE - 9,   /* malformed input (record payload, argument) */
-    TDM_ECLOSED = TDM_E_BASE - 10, /* the store is shutting down */
+    TDM_ELIMIT = TDM_E_BASE - 8,     /* a size or count limit was exceeded */
+    TDM_EINVAL = TDM_E_BASE - 9,     /* malformed input (record payload, argument) */
+    TDM_ECLOSED = TDM_E_BASE - 10,   /* the store is shutting down */
     TDM_ENEEDMORE = TDM_E_BASE - 11, /* a decoder needs more bytes */
     TDM_E_LAST = TDM_E_BASE - 11,
 };

@@ -29,13 +29,13 @@
 struct store;
 
 struct store_options {
-    uint32_t generation_size;     /* bytes per generation file; default 1 MiB */
-    uint32_t idle_close_ms;       /* close a partly filled generation idle this long; 90 s */
-    uint64_t checkpoint_bytes;    /* checkpoint after this much log; default 8 MiB */
-    uint32_t checkpoint_ms;       /* ... or this long after the last; default 30 s */
-    uint64_t reserve_bytes;       /* disk reserve kept for a clean shutdown; default 4 MiB */
-    uint64_t map_size;            /* LMDB map size; default 64 GiB (sparse) */
-    const struct io_ops *io;      /* default io_ops_posix; borrowed, must outlive the store */
+    uint32_t generation_size;  /* bytes per generation file; default 1 MiB */
+    uint32_t idle_close_ms;    /* close a partly filled generation idle this long; 90 s */
+    uint64_t checkpoint_bytes; /* checkpoint after this much log; default 8 MiB */
+    uint32_t checkpoint_ms;    /* ... or this long after the last; default 30 s */
+    uint64_t reserve_bytes;    /* disk reserve kept for a clean shutdown; default 4 MiB */
+    uint64_t map_size;         /* LMDB map size; default 64 GiB (sparse) */
+    const struct io_ops *io;   /* default io_ops_posix; borrowed, must outlive the store */
     /* Crash tests: called on the housekeeping thread after each successful checkpoint sync,
      * with the LSN it made durable in LMDB. */
     void (*checkpoint_hook)(void *ctx, uint64_t checkpoint_lsn);
@@ -109,18 +109,18 @@ const struct mail_dbis *store_mail_dbis(const struct store *store);
 struct store_status {
     uint8_t guid[TDM_LOG_GUID_LEN];
     uint64_t epoch;
-    uint64_t last_lsn;          /* highest LSN assigned */
-    uint64_t durable_lsn;       /* highest LSN made durable in the log */
-    uint64_t applied_lsn;       /* highest LSN applied to LMDB */
-    uint64_t checkpoint_lsn;    /* highest LSN durable in LMDB */
+    uint64_t last_lsn;       /* highest LSN assigned */
+    uint64_t durable_lsn;    /* highest LSN made durable in the log */
+    uint64_t applied_lsn;    /* highest LSN applied to LMDB */
+    uint64_t checkpoint_lsn; /* highest LSN durable in LMDB */
     uint64_t current_generation;
     uint64_t lowest_generation; /* oldest generation file present */
     uint64_t needed_low;        /* generations [needed_low, current] are needed by recovery */
     uint64_t truncation_floor;
-    uint64_t commits;           /* records committed since open */
-    uint64_t syncs;             /* log fdatasync calls since open */
+    uint64_t commits; /* records committed since open */
+    uint64_t syncs;   /* log fdatasync calls since open */
     bool failed;
-    bool disk_reserve;          /* reserve mode: new commits refused */
+    bool disk_reserve; /* reserve mode: new commits refused */
 };
 
 void store_get_status(struct store *store, struct store_status *status_r);

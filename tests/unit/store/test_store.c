@@ -1,16 +1,722 @@
+/*
+ * The store core: create/open/close, group commit, generation roll, idle close, oversize
+ * records, checkpoint and truncation (with the replication floor), recovery after a process
+ * crash, torn tails, corruption, missing generations, foreign directories, disk full, and
+ * write failures. Records are NOOPs here; the mail model has its own tests and the crash
+ * tests combine both.
+ */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include "lib/err.h"
+#include "lib/event.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
+
+/* ---- helpers ---- */
+
+struct seen_events {
+    int count[2100];
+    char last_message[1024];
+};
+static struct seen_events seen;
+
 static void
-test_placeholder(void **state)
+hook(void *ctx, enum tdm_event id, const char *subject, const char *message)
+{
+    (void)ctx;
+    (void)subject;
+    if ((int)id >= 0 && (int)id < 2100)
+        seen.count[id]++;
+    snprintf(seen.last_message, sizeof(seen.last_message), "%s", message);
+}
+
+static char tmpdir[256];
+
+static int
+setup(void **state)
 {
     (void)state;
+    memset(&seen, 0, sizeof(seen));
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/tdm-test-store-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    event_set_sink(NULL);
+    event_set_hook(hook, NULL);
+    return 0;
 }
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    assert_int_equal(system(cmd), 0);
+    event_set_hook(NULL, NULL);
+    return 0;
+}
+
+static const char *
+dbdir(void)
+{
+    static char p[300];
+    snprintf(p, sizeof(p), "%s/db1", tmpdir);
+    return p;
+}
+
+static void
+small_options(struct store_options *o)
+{
+    store_options_init(o);
+    o->generation_size = 64 * 1024;
+    o->reserve_bytes = 64 * 1024;
+}
+
+static struct store *
+create_open(const struct store_options *o)
+{
+    const char *err = NULL;
+    int ret = store_create(dbdir(), o, &err);
+    if (ret != 0)
+        fail_msg("create: %s", err);
+    struct store *s = NULL;
+    ret = store_open(dbdir(), o, &s, &err);
+    if (ret != 0)
+        fail_msg("open: %s", err);
+    return s;
+}
+
+static struct store *
+reopen(const struct store_options *o, int expect)
+{
+    const char *err = NULL;
+    struct store *s = NULL;
+    int ret = store_open(dbdir(), o, &s, &err);
+    if (ret != expect)
+        fail_msg("open returned %d (%s), expected %d", ret, err ? err : "-", expect);
+    return s;
+}
+
+static uint64_t
+commit_noop(struct store *s, size_t len)
+{
+    uint8_t *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    memset(buf, 0xab, len);
+    uint64_t lsn = 0;
+    assert_int_equal(store_commit(s, TDM_REC_NOOP, buf, len, &lsn, NULL), 0);
+    free(buf);
+    return lsn;
+}
+
+static size_t
+count_generations(void)
+{
+    char log_dir[400];
+    snprintf(log_dir, sizeof(log_dir), "%s/log", dbdir());
+    uint64_t *gens;
+    size_t n;
+    assert_int_equal(store__gen_list(log_dir, &gens, &n), 0);
+    free(gens);
+    return n;
+}
+
+static void
+gen_path(char *buf, size_t size, uint64_t gen)
+{
+    char log_dir[400];
+    snprintf(log_dir, sizeof(log_dir), "%s/log", dbdir());
+    store__gen_path(buf, size, log_dir, gen);
+}
+
+/* ---- tests ---- */
+
+static void
+test_create_open_close(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 1);
+    assert_int_equal(st.last_lsn, 0);
+    assert_int_equal(commit_noop(s, 10), 1);
+    assert_int_equal(commit_noop(s, 0), 2);
+    assert_int_equal(store_close(&s), 0);
+    assert_null(s);
+    assert_int_equal(seen.count[TDM_EV_STORE_MOUNTED], 1);
+    assert_int_equal(seen.count[TDM_EV_STORE_DISMOUNTED], 1);
+
+    s = reopen(&o, 0);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 2);
+    assert_int_equal(st.last_lsn, 2);
+    /* The generation closed at shutdown; the next one is current. */
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(commit_noop(s, 5), 3);
+    assert_int_equal(store_close(&s), 0);
+
+    /* A second create on the same directory is refused. */
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), TDM_EEXIST);
+    assert_non_null(strstr(err, "already holds"));
+}
+
+static void
+test_refuses_missing_and_foreign(void **state)
+{
+    (void)state;
+    const char *err = NULL;
+    struct store *s = NULL;
+    assert_int_equal(store_open("/nonexistent/tandem/db", NULL, &s, &err), -ENOENT);
+    assert_non_null(strstr(err, "/nonexistent/tandem/db"));
+    assert_int_equal(store_open(tmpdir, NULL, &s, &err), TDM_EFOREIGN);
+    assert_non_null(strstr(err, "not a tandem database"));
+    assert_null(s);
+}
+
+static void
+test_second_open_refused(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    struct store *t = reopen(&o, -EBUSY);
+    assert_null(t);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_generation_roll_and_chain(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    /* ~10 generations of 1 KiB records. */
+    for (int i = 0; i < 600; i++)
+        assert_int_equal(commit_noop(s, 1000), (uint64_t)i + 1);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_true(st.current_generation >= 9);
+    assert_true(count_generations() >= 9);
+    assert_int_equal(st.durable_lsn, 600);
+    assert_int_equal(store_close(&s), 0);
+    assert_true(seen.count[TDM_EV_STORE_GENERATION_CLOSED] >= 8);
+
+    /* Every closed generation verifies and chains. */
+    char log_dir[400];
+    snprintf(log_dir, sizeof(log_dir), "%s/log", dbdir());
+    uint64_t *gens;
+    size_t n;
+    assert_int_equal(store__gen_list(log_dir, &gens, &n), 0);
+    uint64_t next_first = 0;
+    uint32_t prev_sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        char p[500];
+        struct gen_scan sc;
+        const char *err = NULL;
+        store__gen_path(p, sizeof(p), log_dir, gens[i]);
+        assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &sc, &err), 0);
+        if (sc.blank_header)
+            continue; /* the preallocated next generation */
+        if (next_first) {
+            assert_int_equal(sc.hdr.first_lsn, next_first);
+            assert_int_equal(sc.hdr.prev_checksum, prev_sum);
+        }
+        assert_int_equal(sc.end, GEN_SCAN_END_RECORD);
+        next_first = sc.last_lsn + 1;
+        prev_sum = sc.end_rec.gen_checksum;
+    }
+    free(gens);
+    s = reopen(&o, 0);
+    assert_int_equal(commit_noop(s, 1), 601);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_oversize_record(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    commit_noop(s, 100);
+    uint64_t lsn = commit_noop(s, 200 * 1024); /* three times a generation */
+    commit_noop(s, 100);
+    assert_int_equal(store_close(&s), 0);
+    s = reopen(&o, 0);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, lsn + 1);
+    assert_int_equal(store_close(&s), 0);
+
+    /* Above the format's limit: refused before it reaches the log. */
+    s = reopen(&o, 0);
+    assert_int_equal(store_commit(s, TDM_REC_NOOP, "", TDM_LOG_MAX_PAYLOAD + 1ul, NULL, NULL),
+                     TDM_ELIMIT);
+    assert_int_equal(store_commit(s, 999, "x", 1, NULL, NULL), TDM_EINVAL);
+    assert_int_equal(store_commit(s, TDM_REC_END, "x", 1, NULL, NULL), TDM_EINVAL);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_idle_close(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.idle_close_ms = 50;
+    struct store *s = create_open(&o);
+    commit_noop(s, 10);
+    struct store_status st;
+    for (int i = 0; i < 200; i++) {
+        usleep(10000);
+        store_get_status(s, &st);
+        if (st.current_generation == 2)
+            break;
+    }
+    assert_int_equal(st.current_generation, 2);
+    /* An empty generation is not closed by the idle timer. */
+    usleep(200000);
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_explicit_roll(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    commit_noop(s, 10);
+    assert_int_equal(store_roll(s), 0);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_truncation_floor(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.checkpoint_ms = 3600000; /* only explicit checkpoints */
+    o.checkpoint_bytes = UINT64_MAX;
+    struct store *s = create_open(&o);
+    store_set_truncation_floor(s, 3);
+    for (int i = 0; i < 400; i++)
+        commit_noop(s, 1000);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_true(st.current_generation >= 6);
+    assert_int_equal(st.lowest_generation, 1);
+
+    assert_int_equal(store_checkpoint(s), 0);
+    store_get_status(s, &st);
+    /* Below the checkpoint, but the floor holds generation 3 and above. */
+    assert_int_equal(st.lowest_generation, 3);
+    assert_int_equal(st.checkpoint_lsn, 400);
+    char p[500];
+    gen_path(p, sizeof(p), 2);
+    assert_int_equal(access(p, F_OK), -1);
+    gen_path(p, sizeof(p), 3);
+    assert_int_equal(access(p, F_OK), 0);
+
+    store_set_truncation_floor(s, UINT64_MAX);
+    assert_int_equal(store_checkpoint(s), 0);
+    store_get_status(s, &st);
+    /* Everything below the current generation goes. */
+    assert_int_equal(st.lowest_generation, st.current_generation);
+    assert_true(seen.count[TDM_EV_STORE_TRUNCATED] >= 2);
+    assert_int_equal(store_close(&s), 0);
+
+    /* The truncated database still opens and continues. */
+    s = reopen(&o, 0);
+    assert_int_equal(commit_noop(s, 1), 401);
+    assert_int_equal(store_close(&s), 0);
+}
+
+struct committer {
+    struct store *s;
+    int n;
+};
+
+static void *
+committer_main(void *arg)
+{
+    struct committer *c = arg;
+    uint8_t buf[512];
+    memset(buf, 7, sizeof(buf));
+    for (int i = 0; i < c->n; i++)
+        if (store_commit(c->s, TDM_REC_NOOP, buf, sizeof(buf), NULL, NULL) != 0)
+            return (void *)1;
+    return NULL;
+}
+
+static void
+test_group_commit(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    pthread_t th[16];
+    struct committer c = {.s = s, .n = 100};
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, committer_main, &c), 0);
+    for (int i = 0; i < 16; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_null(r);
+    }
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 1600);
+    assert_int_equal(st.commits, 1600);
+    /* Concurrent committers shared syncs. */
+    assert_true(st.syncs < st.commits);
+    assert_int_equal(store_close(&s), 0);
+}
+
+/* A child commits and dies without closing; everything it was told is durable survives. */
+static void
+test_recovery_after_process_crash(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.checkpoint_ms = 3600000;
+    o.checkpoint_bytes = UINT64_MAX;
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct store *s = NULL;
+        if (store_open(dbdir(), &o, &s, &err) != 0)
+            _exit(2);
+        for (int i = 0; i < 300; i++)
+            if (commit_noop(s, 700) != (uint64_t)i + 1)
+                _exit(3);
+        _exit(0); /* no close: LMDB not synced since open, generation not closed */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    struct store *s = reopen(&o, 0);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 300);
+    assert_int_equal(commit_noop(s, 1), 301);
+    assert_int_equal(store_close(&s), 0);
+}
+
+/* Simulates losing LMDB's unsynced state: restore data.mdb from a copy taken at open. */
+static void
+test_replay_after_lmdb_loss(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.checkpoint_ms = 3600000;
+    o.checkpoint_bytes = UINT64_MAX;
+    char cmd[1024];
+    struct store *s = create_open(&o);
+    assert_int_equal(store_close(&s), 0);
+    snprintf(cmd, sizeof(cmd), "cp '%s/store/data.mdb' '%s/saved.mdb'", dbdir(), tmpdir);
+    assert_int_equal(system(cmd), 0);
+    s = reopen(&o, 0);
+    store_set_truncation_floor(s, 1); /* keep every generation: LMDB will need them */
+    for (int i = 0; i < 250; i++)
+        commit_noop(s, 500);
+    assert_int_equal(store_close(&s), 0);
+    snprintf(cmd, sizeof(cmd), "cp '%s/saved.mdb' '%s/store/data.mdb'", tmpdir, dbdir());
+    assert_int_equal(system(cmd), 0);
+
+    s = reopen(&o, 0);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 250);
+    assert_int_equal(seen.count[TDM_EV_STORE_RECOVERED], 1);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static uint64_t
+crash_with_commits(const struct store_options *o, int n)
+{
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), o, &err), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct store *s = NULL;
+        if (store_open(dbdir(), o, &s, &err) != 0)
+            _exit(2);
+        for (int i = 0; i < n; i++)
+            commit_noop(s, 100);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    return (uint64_t)n;
+}
+
+static void
+test_torn_tail_cut(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    crash_with_commits(&o, 20);
+    /* A torn, unacknowledged write after the last record: half a frame of garbage. */
+    char p[500];
+    gen_path(p, sizeof(p), 1);
+    struct gen_scan sc;
+    const char *err = NULL;
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &sc, &err), 0);
+    assert_int_equal(sc.end, GEN_SCAN_ZERO_FILL);
+    int fd = open(p, O_WRONLY);
+    uint8_t junk[40];
+    memset(junk, 0x5a, sizeof(junk));
+    le_put64(junk, 21); /* looks like the next LSN */
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), (off_t)sc.valid_end), (ssize_t)sizeof(junk));
+    close(fd);
+
+    struct store *s = reopen(&o, 0);
+    assert_int_equal(seen.count[TDM_EV_STORE_TORN_TAIL_CUT], 1);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 20);
+    assert_int_equal(commit_noop(s, 3), 21);
+    assert_int_equal(store_close(&s), 0);
+    s = reopen(&o, 0);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 21);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_truncated_current_generation(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    crash_with_commits(&o, 30);
+    char p[500];
+    gen_path(p, sizeof(p), 1);
+    struct gen_scan sc;
+    const char *err = NULL;
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &sc, &err), 0);
+    /* Cut the file in the middle of the last record, as a crash mid-write could. */
+    assert_int_equal(truncate(p, (off_t)sc.valid_end - 10), 0);
+    /* LMDB applied all 30 in the child (process crash keeps the page cache), so losing the
+     * last record from the log is corruption: it was acknowledged. */
+    struct store *s = reopen(&o, TDM_ECORRUPT);
+    assert_null(s);
+    assert_int_equal(seen.count[TDM_EV_STORE_LOG_CORRUPT], 1);
+}
+
+static void
+test_flipped_byte_in_closed_generation(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    store_set_truncation_floor(s, 1); /* as a lagging copy would: keep closed generations */
+    for (int i = 0; i < 200; i++)
+        commit_noop(s, 1000);
+    assert_int_equal(store_close(&s), 0);
+    char p[500];
+    gen_path(p, sizeof(p), 2);
+    int fd = open(p, O_RDWR);
+    uint8_t b;
+    off_t off = 4096 + 5000;
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+
+    s = reopen(&o, TDM_ECORRUPT);
+    assert_null(s);
+    assert_int_equal(seen.count[TDM_EV_STORE_LOG_CORRUPT], 1);
+    assert_non_null(strstr(seen.last_message, p));
+    assert_non_null(strstr(seen.last_message, "offset"));
+}
+
+static void
+test_missing_generation(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    store_set_truncation_floor(s, 1);
+    for (int i = 0; i < 300; i++)
+        commit_noop(s, 1000);
+    assert_int_equal(store_close(&s), 0);
+    char p[500];
+    gen_path(p, sizeof(p), 3);
+    assert_int_equal(unlink(p), 0);
+    s = reopen(&o, TDM_EGAP);
+    assert_null(s);
+    assert_int_equal(seen.count[TDM_EV_STORE_GENERATION_MISSING], 1);
+    assert_non_null(strstr(seen.last_message, p));
+}
+
+/* ---- fault-injecting io for disk-full and write failures ---- */
+
+struct fault_io {
+    struct io_ops ops;
+    int fail_allocate_after; /* allocations that succeed before ENOSPC; -1 never */
+    int fail_sync_after;     /* fdatasyncs that succeed before EIO; -1 never */
+    int allocs, syncs;
+};
+
+static int
+fault_allocate(const struct io_ops *io, int fd, off_t len)
+{
+    struct fault_io *f = io->ctx;
+    if (f->fail_allocate_after >= 0 && f->allocs++ >= f->fail_allocate_after)
+        return -ENOSPC;
+    return io_ops_posix.allocate(io, fd, len);
+}
+
+static int
+fault_fdatasync(const struct io_ops *io, int fd)
+{
+    struct fault_io *f = io->ctx;
+    if (f->fail_sync_after >= 0 && f->syncs++ >= f->fail_sync_after)
+        return -EIO;
+    return io_ops_posix.fdatasync(io, fd);
+}
+
+static void
+fault_init(struct fault_io *f)
+{
+    f->ops = io_ops_posix;
+    f->ops.allocate = fault_allocate;
+    f->ops.fdatasync = fault_fdatasync;
+    f->ops.ctx = f;
+    f->fail_allocate_after = -1;
+    f->fail_sync_after = -1;
+}
+
+static void
+test_disk_full(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.reserve_bytes = 0;
+    struct store *s = create_open(&o);
+    assert_int_equal(store_close(&s), 0);
+
+    struct fault_io f;
+    fault_init(&f);
+    f.fail_allocate_after = 2; /* the next generation or two, then the disk is full */
+    o.io = &f.ops;
+    s = reopen(&o, 0);
+    int ret = 0;
+    uint64_t ok = 0;
+    uint8_t buf[1000] = {0};
+    for (int i = 0; i < 1000 && ret == 0; i++) {
+        ret = store_commit(s, TDM_REC_NOOP, buf, sizeof(buf), NULL, NULL);
+        if (ret == 0)
+            ok++;
+    }
+    assert_int_equal(ret, TDM_ENOSPACE);
+    assert_true(ok > 50);
+    assert_int_equal(seen.count[TDM_EV_STORE_DISK_RESERVE], 1);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_true(st.disk_reserve);
+    assert_false(st.failed);
+    assert_int_equal(st.applied_lsn, ok);
+    assert_int_equal(store_commit(s, TDM_REC_NOOP, buf, 10, NULL, NULL), TDM_ENOSPACE);
+    /* A clean shutdown still works. */
+    assert_int_equal(store_close(&s), 0);
+
+    o.io = &io_ops_posix;
+    s = reopen(&o, 0);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, ok);
+    assert_int_equal(commit_noop(s, 1), ok + 1);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_sync_failure_is_sticky(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    assert_int_equal(store_close(&s), 0);
+    struct fault_io f;
+    fault_init(&f);
+    o.io = &f.ops;
+    s = reopen(&o, 0);
+    f.syncs = 0;
+    f.fail_sync_after = 5;
+    int ret = 0;
+    for (int i = 0; i < 100 && ret == 0; i++)
+        ret = store_commit(s, TDM_REC_NOOP, "abc", 3, NULL, NULL);
+    assert_int_equal(ret, -EIO);
+    assert_int_equal(store_commit(s, TDM_REC_NOOP, "abc", 3, NULL, NULL), TDM_EFAILED);
+    assert_int_equal(seen.count[TDM_EV_STORE_WRITE_FAILED], 1);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_true(st.failed);
+    assert_int_equal(store_close(&s), -EIO);
+}
+
 int
 main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_placeholder)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_open_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_missing_and_foreign, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generation_roll_and_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversize_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_explicit_roll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncation_floor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_after_process_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_after_lmdb_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_current_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flipped_byte_in_closed_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_failure_is_sticky, setup, teardown),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,165 @@
+#ifndef TANDEM_STORE_STORE_INT_H
+#define TANDEM_STORE_STORE_INT_H
+
+/* Internals shared by the store's files (store.c, store_log.c, store_apply.c, store_recover.c,
+ * log_scan.c). Nothing outside src/store includes this. */
+
+#include "store/log_codec.h"
+#include "store/store.h"
+
+#include <pthread.h>
+
+/* Keys in the "meta" sub-database. Values are little-endian u64 unless said otherwise. */
+#define STORE_META_GUID "guid"           /* 16 bytes */
+#define STORE_META_APPLIED "applied_lsn" /* last LSN applied, written in the same txn */
+#define STORE_META_CHECKPOINT "checkpoint_lsn"
+#define STORE_META_CLEAN "clean"     /* 1 after a clean shutdown, 0 while mounted */
+#define STORE_META_BOOT_ID "boot_id" /* kernel boot id (string) when last mounted */
+#define STORE_META_EPOCH "epoch"
+
+#define STORE_LOG_DIR "log"
+#define STORE_LMDB_DIR "store"
+#define STORE_RESERVE_FILE "reserve"
+#define STORE_MAXDBS 16
+
+/* "<dir>/<16 hex>.log" into buf (size >= strlen(dir) + 22). */
+void store__gen_path(char *buf, size_t size, const char *log_dir, uint64_t gen);
+/* Parses "<16 hex>.log"; returns 0 and the generation, or -1 for another name. */
+int store__gen_parse_name(const char *name, uint64_t *gen_r);
+
+/* Lists the generation numbers present in log_dir, sorted ascending (*gens_r: free()). */
+int store__gen_list(const char *log_dir, uint64_t **gens_r, size_t *n_r);
+
+/* Opens the LMDB environment in lmdb_dir (read-only if rdonly). */
+int store__env_open(const char *lmdb_dir, uint64_t map_size, bool rdonly, MDB_env **env_r,
+                    const char **error_r);
+int store__meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t *v_r);
+int store__meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t v);
+int store__lmdb_err(int mdb_rc);
+
+/*
+ * Scanning one generation file: validates the header and walks its frames in order.
+ * Used by recovery, `db verify`, `db inspect` and (later) replication inspection.
+ */
+enum gen_scan_end {
+    GEN_SCAN_END_RECORD, /* ended by a valid END frame: the generation is closed */
+    GEN_SCAN_ZERO_FILL,  /* the rest is zero fill: an open (current) generation */
+    GEN_SCAN_INVALID,    /* an invalid frame at bad_offset (torn tail or corruption) */
+};
+
+struct gen_scan {
+    struct log_header hdr;
+    enum gen_scan_end end;
+    uint64_t records;       /* valid data records */
+    uint64_t last_lsn;      /* of the last valid data record, or hdr.first_lsn - 1 */
+    uint64_t valid_end;     /* offset just past the last valid frame (END excluded) */
+    uint32_t checksum;      /* running CRC32C over the valid data frames */
+    struct log_end end_rec; /* when end == GEN_SCAN_END_RECORD */
+    uint64_t bad_offset;    /* when end == GEN_SCAN_INVALID */
+    const char *bad_reason; /* static string */
+    uint64_t file_size;
+    bool blank_header; /* the header was never written (preallocated next generation) */
+    bool body_blank;   /* set when the header is blank or bad: every byte after the
+                        * header area is zero, so no record was ever written here */
+};
+
+/* Called for each valid data record; a non-zero return stops the scan and is returned. */
+typedef int gen_record_cb(void *ctx, const struct log_record *rec);
+
+/*
+ * Reads generation file path through io. Returns 0 with *scan_r filled (including blank and
+ * INVALID outcomes: the caller decides what they mean), TDM_ECORRUPT for a bad header with
+ * *error_r set, -errno for I/O errors, or what cb returned. cb may be NULL.
+ */
+int store__gen_scan(const struct io_ops *io, const char *path, gen_record_cb *cb, void *ctx,
+                    struct gen_scan *scan_r, const char **error_r);
+
+/* The open store: see store.c for the threads and what each field is for. */
+struct pending {
+    struct pending *next;
+    uint64_t lsn;
+    uint16_t type;
+    uint8_t *frame; /* owned: the encoded record */
+    size_t frame_len;
+    store_commit_cb *cb;
+    void *ctx;
+    int status;
+    struct mail_result result;
+};
+
+struct gen_state {
+    uint64_t gen;
+    int fd;
+    uint64_t size; /* file size */
+    uint64_t off;  /* where the next frame goes */
+    uint64_t epoch;
+    uint64_t first_lsn;
+    uint64_t last_lsn; /* of the last data record written, or first_lsn - 1 */
+    uint64_t records;
+    uint32_t checksum; /* running CRC32C over the data frames written */
+    bool closed;       /* has its END record */
+};
+
+struct store {
+    char *dir, *log_dir, *lmdb_dir, *reserve_path, *lock_path;
+    char *name; /* event subject: the database directory's last component */
+    struct store_options opt;
+    const struct io_ops *io;
+    uint8_t guid[TDM_LOG_GUID_LEN];
+    int lock_fd;
+    MDB_env *env;
+    MDB_dbi meta;
+    struct mail_dbis mail;
+
+    pthread_mutex_t lock;
+    pthread_cond_t log_wake, apply_wake, hk_wake, progress;
+    pthread_t log_thread, apply_thread, hk_thread;
+    bool threads_started;
+
+    /* lock */
+    uint64_t epoch;
+    uint64_t next_lsn;
+    struct pending *log_head, **log_tailp;
+    struct pending *apply_head, **apply_tailp;
+    uint64_t durable_lsn, applied_lsn, checkpoint_lsn;
+    uint64_t roll_requested, roll_done;
+    bool closing, log_done, apply_done;
+    int failed;        /* sticky: the first write/sync/apply failure */
+    bool reserve_mode; /* disk full: commits refused, clean shutdown still possible */
+    uint64_t floor;
+    uint64_t lowest_gen;
+    uint64_t cur_gen;        /* mirror of log thread's cur.gen */
+    uint64_t *gen_first_lsn; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
+    size_t gen_cap;
+    uint64_t next_ready_gen; /* preallocated generation waiting to be used, 0 if none */
+    int next_gen_error;      /* last failure to create it */
+    uint64_t bytes_since_ckpt;
+    uint64_t last_ckpt_ms;
+    uint64_t commits, syncs, roll_stalls;
+
+    /* log thread only (and store_open/close while no thread runs) */
+    struct gen_state cur;
+    uint8_t *wbuf;
+    size_t wbuf_cap;
+    uint64_t last_write_ms;
+};
+
+/* store.c: the pipeline */
+int store__threads_start(struct store *s);
+void store__threads_stop(struct store *s);
+int store__gen_close_current(struct store *s);
+/* Opens generation cur.gen + 1 (already preallocated) as the current one. */
+int store__gen_open_next(struct store *s, uint64_t min_frame);
+int store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen,
+                           uint64_t size);
+int store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn);
+int store__apply_record(struct store *s, MDB_txn *txn, uint16_t type, const uint8_t *payload,
+                        uint32_t len, struct mail_result *result_r, const char **error_r);
+int store__checkpoint(struct store *s);
+int store__truncate(struct store *s);
+uint64_t store__now_ms(void);
+
+/* Thread-local formatted error message for *error_r results. */
+const char *store__errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

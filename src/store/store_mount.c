@@ -1,0 +1,787 @@
+/*
+ * The life cycle of a database: create, open with recovery, close.
+ *
+ * Recovery (store_open) in order:
+ *   1. LMDB says which LSN it has applied (everything up to it is in LMDB).
+ *   2. Every generation is scanned: headers must belong to this database and chain (GUID,
+ *      generation number, first LSN, previous generation's checksum); every closed generation
+ *      must end with a valid END record. Any failure there is corruption: the database refuses
+ *      to mount and an event names the file and offset. Nothing is ever skipped.
+ *   3. The highest generation may be a preallocated file never started (blank header): it is
+ *      kept as the next generation. The current generation's records are read up to the first
+ *      invalid frame; if that frame lies beyond what LMDB applied it is a torn tail of writes
+ *      never acknowledged, and is cut (zeroed) with an event; otherwise it is corruption.
+ *   4. Records after the applied LSN are applied (idempotent by LSN).
+ *   5. The database is marked dirty (and the kernel boot id recorded) and synced.
+ */
+#include "store/store_int.h"
+
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void
+store_options_init(struct store_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->generation_size = TDM_LOG_DEFAULT_GENERATION_SIZE;
+    o->idle_close_ms = 90000;
+    o->checkpoint_bytes = 8u * 1024u * 1024u;
+    o->checkpoint_ms = 30000;
+    o->reserve_bytes = 4u * 1024u * 1024u;
+    o->map_size = 64ull * 1024u * 1024u * 1024u;
+    o->io = &io_ops_posix;
+}
+
+static int
+options_check(const struct store_options *o, const char **error_r)
+{
+    if (o->generation_size < TDM_LOG_MIN_GENERATION_SIZE ||
+        o->generation_size > TDM_LOG_MAX_GENERATION_SIZE || o->generation_size % 4096 != 0) {
+        *error_r = store__errorf("generation size %u must be a multiple of 4096 between %u and %u",
+                                 o->generation_size, TDM_LOG_MIN_GENERATION_SIZE,
+                                 TDM_LOG_MAX_GENERATION_SIZE);
+        return TDM_EINVAL;
+    }
+    return 0;
+}
+
+static char *
+path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+static void
+read_boot_id(char out[40])
+{
+    out[0] = '\0';
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (!f)
+        return;
+    if (!fgets(out, 40, f))
+        out[0] = '\0';
+    fclose(f);
+    out[strcspn(out, "\n")] = '\0';
+}
+
+static const char *
+base_name(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    const char *p = dir + n;
+    while (p > dir && p[-1] != '/')
+        p--;
+    return p;
+}
+
+static void
+store_free(struct store *s)
+{
+    if (!s)
+        return;
+    if (s->cur.fd >= 0)
+        s->io->close(s->io, s->cur.fd);
+    if (s->env)
+        mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->log_wake);
+    pthread_cond_destroy(&s->apply_wake);
+    pthread_cond_destroy(&s->hk_wake);
+    pthread_cond_destroy(&s->progress);
+    free(s->gen_first_lsn);
+    free(s->wbuf);
+    free(s->dir);
+    free(s->log_dir);
+    free(s->lmdb_dir);
+    free(s->reserve_path);
+    free(s->lock_path);
+    free(s->name);
+    free(s);
+}
+
+static struct store *
+store_alloc(const char *dir, const struct store_options *opt)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->cur.fd = -1;
+    s->lock_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->log_wake, &ca);
+    pthread_cond_init(&s->apply_wake, &ca);
+    pthread_cond_init(&s->hk_wake, &ca);
+    pthread_cond_init(&s->progress, &ca);
+    pthread_condattr_destroy(&ca);
+    if (opt)
+        s->opt = *opt;
+    else
+        store_options_init(&s->opt);
+    s->io = s->opt.io ? s->opt.io : &io_ops_posix;
+    s->dir = strdup(dir);
+    s->log_dir = path_join(dir, STORE_LOG_DIR);
+    s->lmdb_dir = path_join(dir, STORE_LMDB_DIR);
+    s->reserve_path = path_join(dir, STORE_RESERVE_FILE);
+    s->lock_path = path_join(dir, "lock");
+    s->name = strdup(base_name(dir));
+    s->log_tailp = &s->log_head;
+    s->apply_tailp = &s->apply_head;
+    s->floor = UINT64_MAX;
+    if (!s->dir || !s->log_dir || !s->lmdb_dir || !s->reserve_path || !s->lock_path || !s->name) {
+        store_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Only one process may have a database open: a second would interleave log writes. */
+static int
+store_lock_dir(struct store *s, const char **error_r)
+{
+    s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        int err = -errno;
+        *error_r = store__errorf("cannot open lock file %s: %s", s->lock_path, strerror(errno));
+        return err;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        *error_r = store__errorf("database %s is open in another process (lock %s held); stop "
+                                 "it first",
+                                 s->dir, s->lock_path);
+        return err;
+    }
+    return 0;
+}
+
+static int
+open_dbis(struct store *s, MDB_txn *txn, const char **error_r)
+{
+    int rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+    if (rc != 0) {
+        *error_r = store__errorf("cannot open metadata in %s: %s", s->lmdb_dir, mdb_strerror(rc));
+        return store__lmdb_err(rc);
+    }
+    int ret = mail_dbis_open(txn, &s->mail);
+    if (ret < 0)
+        *error_r =
+            store__errorf("cannot open mail tables in %s: %s", s->lmdb_dir, tdm_strerror(ret));
+    return ret;
+}
+
+int
+store_create(const char *dir, const struct store_options *opt, const char **error_r)
+{
+    struct store_options defaults;
+    *error_r = NULL;
+    if (!opt) {
+        store_options_init(&defaults);
+        opt = &defaults;
+    }
+    int ret = options_check(opt, error_r);
+    if (ret < 0)
+        return ret;
+    if (sodium_init() < 0) {
+        *error_r = "libsodium failed to initialise";
+        return -EIO;
+    }
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        *error_r = store__errorf("cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    struct store *s = store_alloc(dir, opt);
+    if (!s)
+        return -ENOMEM;
+    struct stat st;
+    if (stat(s->log_dir, &st) == 0 || stat(s->lmdb_dir, &st) == 0) {
+        *error_r = store__errorf("%s already holds a database (log/ or store/ exists)", dir);
+        store_free(s);
+        return TDM_EEXIST;
+    }
+    if (mkdir(s->log_dir, 0750) < 0 || mkdir(s->lmdb_dir, 0750) < 0) {
+        ret = -errno;
+        *error_r = store__errorf("cannot create directories in %s: %s", dir, strerror(errno));
+        store_free(s);
+        return ret;
+    }
+    randombytes_buf(s->guid, sizeof(s->guid));
+
+    ret = store__env_open(s->lmdb_dir, s->opt.map_size, false, &s->env, error_r);
+    MDB_txn *txn = NULL;
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (ret == 0)
+        ret = open_dbis(s, txn, error_r);
+    if (ret == 0) {
+        MDB_val k = {strlen(STORE_META_GUID), STORE_META_GUID}, v = {sizeof(s->guid), s->guid};
+        ret = store__lmdb_err(mdb_put(txn, s->meta, &k, &v, 0));
+    }
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_APPLIED, 0);
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_CHECKPOINT, 0);
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_CLEAN, 1);
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_EPOCH, 1);
+    if (ret == 0) {
+        ret = store__lmdb_err(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_env_sync(s->env, 1));
+
+    /* Generation 1, started: header written and durable. */
+    if (ret == 0)
+        ret = store__gen_file_create(s->io, s->log_dir, 1, s->opt.generation_size);
+    if (ret == 0) {
+        char path[4096];
+        store__gen_path(path, sizeof(path), s->log_dir, 1);
+        s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
+        ret = s->cur.fd < 0 ? s->cur.fd : 0;
+        if (ret == 0) {
+            struct log_header hdr = {.generation = 1,
+                                     .created_us = 0,
+                                     .epoch = 1,
+                                     .first_lsn = 1,
+                                     .file_size = s->opt.generation_size};
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            hdr.created_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+            memcpy(hdr.guid, s->guid, sizeof(hdr.guid));
+            uint8_t buf[TDM_LOG_HEADER_USED];
+            log_header_encode(&hdr, buf);
+            ret = io_pwrite_all(s->io, s->cur.fd, buf, sizeof(buf), 0);
+            if (ret == 0)
+                ret = s->io->fdatasync(s->io, s->cur.fd);
+        }
+    }
+    if (ret == 0)
+        ret = s->io->sync_dir(s->io, dir);
+    if (ret < 0 && !*error_r)
+        *error_r = store__errorf("cannot create database in %s: %s", dir, tdm_strerror(ret));
+    store_free(s);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open and recovery                                                  */
+
+struct replay_ctx {
+    struct store *s;
+    MDB_txn *txn;
+    uint64_t applied;
+    uint64_t replayed;
+    unsigned in_txn;
+    const char *why;
+};
+
+static int
+replay_commit(struct replay_ctx *r)
+{
+    if (!r->txn)
+        return 0;
+    int ret = store__meta_put_u64(r->txn, r->s->meta, STORE_META_APPLIED, r->applied);
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_txn_commit(r->txn));
+    else
+        mdb_txn_abort(r->txn);
+    r->txn = NULL;
+    r->in_txn = 0;
+    if (ret < 0)
+        r->why = tdm_strerror(ret);
+    return ret;
+}
+
+static int
+replay_cb(void *ctx, const struct log_record *rec)
+{
+    struct replay_ctx *r = ctx;
+    if (rec->lsn <= r->applied)
+        return 0; /* already in LMDB: apply is idempotent by LSN */
+    if (!r->txn) {
+        int rc = mdb_txn_begin(r->s->env, NULL, 0, &r->txn);
+        if (rc != 0) {
+            r->why = mdb_strerror(rc);
+            return store__lmdb_err(rc);
+        }
+    }
+    struct mail_result res;
+    int ret =
+        store__apply_record(r->s, r->txn, rec->type, rec->payload, rec->length, &res, &r->why);
+    if (ret < 0) {
+        mdb_txn_abort(r->txn);
+        r->txn = NULL;
+        return ret;
+    }
+    r->applied = rec->lsn;
+    r->replayed++;
+    /* Bounded transactions keep LMDB's dirty page list small during long replays. */
+    if (++r->in_txn >= 512)
+        return replay_commit(r);
+    return 0;
+}
+
+static int
+corrupt(struct store *s, const char *path, uint64_t offset, const char *reason,
+        const char **error_r)
+{
+    event_emit(TDM_EV_STORE_LOG_CORRUPT, s->name,
+               "log generation %s is corrupt at offset %" PRIu64 ": %s; the database will not "
+               "mount (never delete logs by hand: restore the file or reseed the copy)",
+               path, offset, reason);
+    *error_r = store__errorf("%s: offset %" PRIu64 ": %s", path, offset, reason);
+    return TDM_ECORRUPT;
+}
+
+static int
+meta_read(struct store *s, uint64_t *applied_r, uint64_t *ckpt_r, uint64_t *clean_r,
+          char boot_id[40], const char **error_r)
+{
+    MDB_txn *txn;
+    int ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (ret < 0) {
+        *error_r = store__errorf("cannot read %s: %s", s->lmdb_dir, tdm_strerror(ret));
+        return ret;
+    }
+    ret = open_dbis(s, txn, error_r);
+    if (ret == 0) {
+        MDB_val k = {strlen(STORE_META_GUID), STORE_META_GUID}, v;
+        if (mdb_get(txn, s->meta, &k, &v) != 0 || v.mv_size != sizeof(s->guid)) {
+            *error_r = store__errorf("%s is not a tandem database: %s holds no tandem metadata",
+                                     s->dir, s->lmdb_dir);
+            ret = TDM_EFOREIGN;
+        } else {
+            memcpy(s->guid, v.mv_data, sizeof(s->guid));
+        }
+    }
+    uint64_t epoch = 1;
+    if (ret == 0 && (store__meta_get_u64(txn, s->meta, STORE_META_APPLIED, applied_r) < 0 ||
+                     store__meta_get_u64(txn, s->meta, STORE_META_CLEAN, clean_r) < 0)) {
+        *error_r = store__errorf("%s: metadata is incomplete", s->lmdb_dir);
+        ret = TDM_ECORRUPT;
+    }
+    if (ret == 0) {
+        if (store__meta_get_u64(txn, s->meta, STORE_META_CHECKPOINT, ckpt_r) < 0)
+            *ckpt_r = 0;
+        if (store__meta_get_u64(txn, s->meta, STORE_META_EPOCH, &epoch) == 0)
+            s->epoch = epoch;
+        MDB_val k = {strlen(STORE_META_BOOT_ID), STORE_META_BOOT_ID}, v;
+        boot_id[0] = '\0';
+        if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size < 40) {
+            memcpy(boot_id, v.mv_data, v.mv_size);
+            boot_id[v.mv_size] = '\0';
+        }
+    }
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_txn_commit(txn));
+    else
+        mdb_txn_abort(txn);
+    return ret;
+}
+
+/* Marks the database mounted (dirty) and makes LMDB durable: the first checkpoint. */
+static int
+meta_mark(struct store *s, bool clean)
+{
+    MDB_txn *txn;
+    char boot_id[40];
+    int ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (ret < 0)
+        return ret;
+    read_boot_id(boot_id);
+    MDB_val k = {strlen(STORE_META_BOOT_ID), STORE_META_BOOT_ID}, v = {strlen(boot_id), boot_id};
+    ret = store__lmdb_err(mdb_put(txn, s->meta, &k, &v, 0));
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_CLEAN, clean ? 1 : 0);
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_APPLIED, s->applied_lsn);
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_CHECKPOINT, s->applied_lsn);
+    if (ret == 0)
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_EPOCH, s->epoch);
+    if (ret < 0) {
+        mdb_txn_abort(txn);
+        return ret;
+    }
+    ret = store__lmdb_err(mdb_txn_commit(txn));
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_env_sync(s->env, 1));
+    if (ret == 0)
+        s->checkpoint_lsn = s->applied_lsn;
+    return ret;
+}
+
+/* Keeps reserve_bytes of disk for a clean shutdown on a full disk. */
+static void
+reserve_ensure(struct store *s)
+{
+    if (s->opt.reserve_bytes == 0)
+        return;
+    int fd = s->io->open(s->io, s->reserve_path, O_RDWR | O_CREAT, 0640);
+    int ret = fd < 0 ? fd : 0;
+    if (ret == 0) {
+        off_t size = 0;
+        ret = s->io->file_size(s->io, fd, &size);
+        if (ret == 0 && (uint64_t)size < s->opt.reserve_bytes)
+            ret = s->io->allocate(s->io, fd, (off_t)s->opt.reserve_bytes);
+        if (ret == 0)
+            ret = s->io->fdatasync(s->io, fd);
+        s->io->close(s->io, fd);
+    }
+    if (ret < 0) {
+        s->reserve_mode = true;
+        event_emit(TDM_EV_STORE_DISK_RESERVE, s->name,
+                   "cannot keep the %" PRIu64 "-byte disk reserve %s: %s; new commits are "
+                   "refused until space is freed and the database is remounted",
+                   s->opt.reserve_bytes, s->reserve_path, tdm_strerror(ret));
+    }
+}
+
+/* Zeroes [from, size) of the current generation: a torn tail, never acknowledged. */
+static int
+cut_tail(struct store *s, const char *path, uint64_t from, uint64_t size)
+{
+    static const uint8_t zeros[65536];
+    int fd = s->io->open(s->io, path, O_RDWR, 0);
+    if (fd < 0)
+        return fd;
+    int ret = 0;
+    for (uint64_t off = from; off < size && ret == 0;) {
+        size_t n = size - off < sizeof(zeros) ? (size_t)(size - off) : sizeof(zeros);
+        ret = io_pwrite_all(s->io, fd, zeros, n, (off_t)off);
+        off += n;
+    }
+    if (ret == 0)
+        ret = s->io->fdatasync(s->io, fd);
+    s->io->close(s->io, fd);
+    return ret;
+}
+
+static int
+recover(struct store *s, uint64_t applied, const char **error_r)
+{
+    uint64_t *gens = NULL;
+    size_t n = 0;
+    struct gen_scan *scans = NULL;
+    char path[4096];
+    int ret = store__gen_list(s->log_dir, &gens, &n);
+    if (ret < 0) {
+        *error_r = store__errorf("cannot list %s: %s", s->log_dir, strerror(-ret));
+        return ret;
+    }
+    if (n == 0) {
+        *error_r = store__errorf("%s holds no log generations: the database cannot be "
+                                 "recovered from it",
+                                 s->log_dir);
+        free(gens);
+        return TDM_ECORRUPT;
+    }
+    for (size_t i = 1; i < n; i++)
+        if (gens[i] != gens[i - 1] + 1) {
+            store__gen_path(path, sizeof(path), s->log_dir, gens[i - 1] + 1);
+            event_emit(TDM_EV_STORE_GENERATION_MISSING, s->name,
+                       "log generation %s is missing (generations %" PRIu64 " and %" PRIu64
+                       " exist); the database will not mount",
+                       path, gens[i - 1], gens[i]);
+            *error_r = store__errorf("log generation %s is missing", path);
+            free(gens);
+            return TDM_EGAP;
+        }
+    scans = calloc(n, sizeof(*scans));
+    if (!scans) {
+        free(gens);
+        return -ENOMEM;
+    }
+
+    /* The highest file may be the preallocated next generation, never started. */
+    uint64_t blank_next = 0;
+    if (n > 1) {
+        store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
+        const char *why = NULL;
+        ret = store__gen_scan(s->io, path, NULL, NULL, &scans[n - 1], &why);
+        if ((ret == 0 && scans[n - 1].blank_header) ||
+            (ret == TDM_ECORRUPT && scans[n - 1].body_blank)) {
+            blank_next = gens[n - 1];
+            n--;
+        }
+    }
+
+    /* Pass 1: every generation must be valid and chain to the one before. */
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        struct gen_scan *sc = &scans[i];
+        store__gen_path(path, sizeof(path), s->log_dir, gens[i]);
+        ret = store__gen_scan(s->io, path, NULL, NULL, sc, &why);
+        if (ret == TDM_ECORRUPT) {
+            ret = corrupt(s, path, 0, why, error_r);
+            goto out;
+        }
+        if (ret < 0) {
+            *error_r = why;
+            goto out;
+        }
+        if (sc->blank_header) {
+            ret = corrupt(s, path, 0, "generation header was never written", error_r);
+            goto out;
+        }
+        if (memcmp(sc->hdr.guid, s->guid, sizeof(s->guid)) != 0) {
+            *error_r = store__errorf("%s belongs to another database (GUID differs)", path);
+            ret = TDM_EFOREIGN;
+            goto out;
+        }
+        if (sc->hdr.generation != gens[i]) {
+            ret =
+                corrupt(s, path, 32, "generation number in header differs from file name", error_r);
+            goto out;
+        }
+        if (i > 0 && (sc->hdr.first_lsn != scans[i - 1].last_lsn + 1 ||
+                      sc->hdr.prev_checksum != scans[i - 1].end_rec.gen_checksum)) {
+            ret = corrupt(s, path, 56, "header does not chain to the previous generation", error_r);
+            goto out;
+        }
+        if (i + 1 < n && sc->end != GEN_SCAN_END_RECORD) {
+            ret = corrupt(s, path, sc->end == GEN_SCAN_INVALID ? sc->bad_offset : sc->valid_end,
+                          sc->end == GEN_SCAN_INVALID ? sc->bad_reason
+                                                      : "closed generation has no END record",
+                          error_r);
+            goto out;
+        }
+    }
+
+    struct gen_scan *cur = &scans[n - 1];
+    store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
+    if (cur->end == GEN_SCAN_INVALID && cur->last_lsn < applied) {
+        ret = corrupt(s, path, cur->bad_offset, cur->bad_reason, error_r);
+        goto out;
+    }
+    if (scans[0].hdr.first_lsn > applied + 1) {
+        *error_r = store__errorf("the log starts at LSN %" PRIu64 " but the database has "
+                                 "applied only up to %" PRIu64 ": generations are missing",
+                                 scans[0].hdr.first_lsn, applied);
+        ret = TDM_EGAP;
+        goto out;
+    }
+    if (cur->last_lsn < applied) {
+        ret = corrupt(s, path, cur->valid_end,
+                      "the log ends before the last record the database applied", error_r);
+        goto out;
+    }
+
+    /* Pass 2: replay what LMDB does not have yet. */
+    struct replay_ctx r = {.s = s, .applied = applied};
+    for (size_t i = 0; i < n; i++) {
+        if (scans[i].last_lsn <= applied)
+            continue;
+        struct gen_scan again;
+        const char *why = NULL;
+        char gpath[4096];
+        store__gen_path(gpath, sizeof(gpath), s->log_dir, gens[i]);
+        ret = store__gen_scan(s->io, gpath, replay_cb, &r, &again, &why);
+        if (ret < 0) {
+            if (r.txn)
+                mdb_txn_abort(r.txn);
+            if (ret == TDM_ECORRUPT)
+                ret = corrupt(s, gpath, 0, r.why ? r.why : why, error_r);
+            else
+                *error_r = store__errorf("replaying %s failed: %s", gpath,
+                                         r.why ? r.why : tdm_strerror(ret));
+            goto out;
+        }
+    }
+    ret = replay_commit(&r);
+    if (ret < 0) {
+        *error_r = store__errorf("replay failed: %s", r.why);
+        goto out;
+    }
+
+    if (cur->end == GEN_SCAN_INVALID) {
+        ret = cut_tail(s, path, cur->valid_end, cur->file_size);
+        if (ret < 0) {
+            *error_r = store__errorf("cannot cut the torn tail of %s: %s", path, tdm_strerror(ret));
+            goto out;
+        }
+        event_emit(TDM_EV_STORE_TORN_TAIL_CUT, s->name,
+                   "torn tail of %s cut at offset %" PRIu64 " (%s); these writes were never "
+                   "acknowledged",
+                   path, cur->valid_end, cur->bad_reason);
+    }
+    if (r.replayed > 0)
+        event_emit(TDM_EV_STORE_RECOVERED, s->name,
+                   "replayed %" PRIu64 " log records (LSN %" PRIu64 "..%" PRIu64 ")", r.replayed,
+                   applied + 1, r.applied);
+
+    /* The writer continues where the log ends. */
+    s->lowest_gen = gens[0];
+    for (size_t i = 0; i < n && ret == 0; i++)
+        ret = store__gen_table_push(s, gens[i], scans[i].hdr.first_lsn);
+    if (ret < 0)
+        goto out;
+    s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
+    if (s->cur.fd < 0) {
+        ret = s->cur.fd;
+        *error_r = store__errorf("cannot open %s: %s", path, strerror(-ret));
+        goto out;
+    }
+    s->cur.gen = gens[n - 1];
+    s->cur.size = cur->file_size;
+    s->cur.off = cur->valid_end;
+    s->cur.epoch = cur->hdr.epoch;
+    s->cur.first_lsn = cur->hdr.first_lsn;
+    s->cur.last_lsn = cur->last_lsn;
+    s->cur.records = cur->records;
+    s->cur.checksum = cur->checksum;
+    s->cur.closed = cur->end == GEN_SCAN_END_RECORD;
+    if (cur->hdr.epoch > s->epoch)
+        s->epoch = cur->hdr.epoch;
+    s->applied_lsn = r.applied;
+    s->durable_lsn = cur->last_lsn;
+    s->next_lsn = cur->last_lsn + 1;
+    s->next_ready_gen = blank_next == s->cur.gen + 1 ? blank_next : 0;
+
+    if (s->cur.closed) {
+        /* Closed at the last clean shutdown: start the next generation. */
+        if (!s->next_ready_gen) {
+            ret = store__gen_file_create(s->io, s->log_dir, s->cur.gen + 1, s->opt.generation_size);
+            if (ret < 0) {
+                *error_r = store__errorf("cannot create the next log generation in %s: %s",
+                                         s->log_dir, tdm_strerror(ret));
+                goto out;
+            }
+            s->next_ready_gen = s->cur.gen + 1;
+        }
+        ret = store__gen_open_next(s, 0);
+        if (ret < 0)
+            *error_r = store__errorf("cannot start the next log generation in %s: %s", s->log_dir,
+                                     tdm_strerror(ret));
+    }
+out:
+    free(scans);
+    free(gens);
+    return ret;
+}
+
+int
+store_open(const char *dir, const struct store_options *opt, struct store **store_r,
+           const char **error_r)
+{
+    struct store_options defaults;
+    *error_r = NULL;
+    if (!opt) {
+        store_options_init(&defaults);
+        opt = &defaults;
+    }
+    int ret = options_check(opt, error_r);
+    if (ret < 0)
+        return ret;
+    struct stat st;
+    if (stat(dir, &st) < 0) {
+        ret = -errno;
+        *error_r = store__errorf("database directory %s: %s", dir, strerror(errno));
+        return ret;
+    }
+    struct store *s = store_alloc(dir, opt);
+    if (!s)
+        return -ENOMEM;
+    struct stat st_log, st_lmdb;
+    if (stat(s->log_dir, &st_log) < 0 || !S_ISDIR(st_log.st_mode) ||
+        stat(s->lmdb_dir, &st_lmdb) < 0 || !S_ISDIR(st_lmdb.st_mode)) {
+        *error_r = store__errorf("%s is not a tandem database: it has no log/ and store/ "
+                                 "directories (create one with `tandemctl db create`)",
+                                 dir);
+        store_free(s);
+        return TDM_EFOREIGN;
+    }
+    ret = store_lock_dir(s, error_r);
+    if (ret == 0)
+        ret = store__env_open(s->lmdb_dir, s->opt.map_size, false, &s->env, error_r);
+    uint64_t applied = 0, ckpt = 0, clean = 0;
+    char boot_then[40] = "";
+    if (ret == 0)
+        ret = meta_read(s, &applied, &ckpt, &clean, boot_then, error_r);
+    if (ret == 0)
+        ret = recover(s, applied, error_r);
+    if (ret == 0) {
+        char boot_now[40];
+        read_boot_id(boot_now);
+        if (!clean && boot_then[0] && strcmp(boot_then, boot_now) != 0)
+            event_emit(TDM_EV_STORE_SYSTEM_CRASH, s->name,
+                       "the machine restarted while the database was mounted: LMDB kept what "
+                       "was checkpointed (LSN %" PRIu64 ") and the log replayed the rest",
+                       ckpt);
+        ret = meta_mark(s, false);
+        if (ret < 0)
+            *error_r = store__errorf("cannot mark %s mounted: %s", s->lmdb_dir, tdm_strerror(ret));
+    }
+    if (ret == 0) {
+        s->last_ckpt_ms = store__now_ms();
+        reserve_ensure(s);
+        ret = store__threads_start(s);
+        if (ret < 0)
+            *error_r = store__errorf("cannot start store threads: %s", strerror(-ret));
+    }
+    if (ret < 0) {
+        if (!*error_r)
+            *error_r = store__errorf("cannot open %s: %s", dir, tdm_strerror(ret));
+        store_free(s);
+        return ret;
+    }
+    event_emit(TDM_EV_STORE_MOUNTED, s->name,
+               "database %s mounted: generation %" PRIu64 ", LSN %" PRIu64, dir, s->cur.gen,
+               s->applied_lsn);
+    *store_r = s;
+    return 0;
+}
+
+int
+store_close(struct store **sp)
+{
+    struct store *s = *sp;
+    if (!s)
+        return 0;
+    *sp = NULL;
+    store__threads_stop(s);
+
+    int ret = s->failed;
+    if (!ret) {
+        if (s->reserve_mode)
+            unlink(s->reserve_path); /* the room LMDB needs for the last transaction */
+        ret = store__checkpoint(s);
+        if (ret == 0 && s->cur.records > 0 && !s->cur.closed && !s->reserve_mode)
+            ret = store__gen_close_current(s);
+        if (ret == 0)
+            ret = meta_mark(s, true);
+        if (ret == 0)
+            store__truncate(s);
+        if (ret == 0)
+            event_emit(TDM_EV_STORE_DISMOUNTED, s->name,
+                       "database %s dismounted cleanly at LSN %" PRIu64, s->dir, s->applied_lsn);
+    }
+    store_free(s);
+    return ret;
+}
