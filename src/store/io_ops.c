@@ -44,12 +44,33 @@ posix_fdatasync(const struct io_ops *io, int fd)
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
+/*
+ * Writes real zeros instead of calling fallocate(): on ext4 and XFS, fallocate() leaves
+ * "unwritten" extents whose conversion on first write turns every later fdatasync into a
+ * journal commit. Measured on this project's disk, syncs to a zero-written file ran ~6x
+ * faster than to a fallocated one (docs/benchmarks.md). Generations are written once per MiB
+ * of log by the housekeeping thread, off the commit path.
+ */
 static int
 posix_allocate(const struct io_ops *io, int fd, off_t len)
 {
+    static const char zeros[256 * 1024];
+    struct stat st;
+
     (void)io;
-    int err = posix_fallocate(fd, 0, len);
-    return -err;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    for (off_t off = st.st_size; off < len;) {
+        size_t n = (size_t)(len - off) < sizeof(zeros) ? (size_t)(len - off) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        off += w;
+    }
+    return 0;
 }
 
 static int

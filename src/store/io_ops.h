@@ -18,7 +18,8 @@ struct io_ops {
     ssize_t (*pread)(const struct io_ops *io, int fd, void *buf, size_t len, off_t off);
     ssize_t (*pwrite)(const struct io_ops *io, int fd, const void *buf, size_t len, off_t off);
     int (*fdatasync)(const struct io_ops *io, int fd);
-    /* Reserve [0, len) with zeros so later writes cannot fail for lack of space. */
+    /* Extend the file to len bytes of written zeros, so later writes within it neither fail
+     * for lack of space nor change file metadata (fdatasync then syncs data only). */
     int (*allocate)(const struct io_ops *io, int fd, off_t len);
     int (*file_size)(const struct io_ops *io, int fd, off_t *size_r);
     int (*unlink)(const struct io_ops *io, const char *path);
