@@ -66,6 +66,40 @@ event_set_hook(event_hook_cb *cb, void *ctx)
     pthread_mutex_unlock(&event_lock);
 }
 
+/*
+ * Replaces every byte that is not part of valid UTF-8 with '?', in place. Events name files
+ * and mailboxes whose names may be in any encoding, and a message may be cut mid-character;
+ * JSON needs UTF-8, and an event must never be lost for it.
+ */
+static void
+utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int len = *p < 0x80             ? 1
+                  : (*p & 0xe0) == 0xc0 ? 2
+                  : (*p & 0xf0) == 0xe0 ? 3
+                  : (*p & 0xf8) == 0xf0 ? 4
+                                        : 0;
+        int ok = len > 0 && !(len == 2 && *p < 0xc2) && !(len == 4 && *p > 0xf4);
+        for (int i = 1; ok && i < len; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && len == 3) {
+            unsigned cp = ((p[0] & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+        }
+        if (ok && len == 4) {
+            unsigned cp = ((p[0] & 0x07u) << 18) | ((p[1] & 0x3fu) << 12);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+}
+
 void
 event_emit(enum tdm_event id, const char *subject, const char *fmt, ...)
 {
@@ -76,9 +110,16 @@ event_emit(enum tdm_event id, const char *subject, const char *fmt, ...)
     struct tm tm;
     va_list ap;
 
+    char subject_buf[512];
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    utf8_sanitize(message);
+    if (subject) {
+        snprintf(subject_buf, sizeof(subject_buf), "%s", subject);
+        utf8_sanitize(subject_buf);
+        subject = subject_buf;
+    }
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);

@@ -20,6 +20,9 @@ log_set_min_level(enum log_level level)
     log_min_level = level;
 }
 
+static void log_vwrite(const char *severity, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 log_vwrite(const char *severity, const char *fmt, va_list ap)
 {

@@ -310,6 +310,20 @@ test_long_message(void **state)
 #define THREADS 4
 #define PER_THREAD 200
 
+/* A Latin-1 file name or a message cut mid-character must not make the event vanish. */
+static void
+test_invalid_utf8(void **state)
+{
+    (void)state;
+    event_emit(TDM_EV_STORE_LOG_CORRUPT, "db\xe9", "file /var/mail/caf\xe9.log: \xe2\x82 cut %s",
+               "\xf0\x9f\x98\x80ok");
+    json_t *obj = only_line();
+    assert_string_equal(str_field(obj, "subject"), "db?");
+    assert_string_equal(str_field(obj, "message"),
+                        "file /var/mail/caf?.log: ?? cut \xf0\x9f\x98\x80ok");
+    json_decref(obj);
+}
+
 static void *
 emit_many(void *arg)
 {
@@ -376,6 +390,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_escaping, sink_open, sink_close),
         cmocka_unit_test_setup_teardown(test_long_message, sink_open, sink_close),
         cmocka_unit_test_setup_teardown(test_threads, sink_open, sink_close),
+        cmocka_unit_test_setup_teardown(test_invalid_utf8, sink_open, sink_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
