@@ -70,6 +70,10 @@ log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r, cons
         *error_r = "file size in header is too small";
         return TDM_ECORRUPT;
     }
+    if (hdr_r->file_size > TDM_LOG_MAX_GENERATION_SIZE) {
+        *error_r = "file size in header exceeds the largest generation";
+        return TDM_ECORRUPT;
+    }
     return 0;
 }
 

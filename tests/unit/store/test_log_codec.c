@@ -123,7 +123,7 @@ test_header_round_trip(void **state)
     cases[2].epoch = UINT64_MAX;
     cases[2].first_lsn = UINT64_MAX;
     cases[2].prev_checksum = UINT32_MAX;
-    cases[2].file_size = UINT32_MAX;
+    cases[2].file_size = TDM_LOG_MAX_GENERATION_SIZE; /* largest allowed */
 
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         uint8_t buf[TDM_LOG_HEADER_SIZE];
@@ -237,6 +237,8 @@ test_header_field_checks(void **state)
         {68, 4, TDM_LOG_HEADER_SIZE, TDM_ECORRUPT},
         {68, 4, TDM_LOG_HEADER_SIZE + TDM_LOG_END_FRAME - 1, TDM_ECORRUPT},
         {68, 4, TDM_LOG_HEADER_SIZE + TDM_LOG_END_FRAME, 0},
+        {68, 4, TDM_LOG_MAX_GENERATION_SIZE, 0},
+        {68, 4, TDM_LOG_MAX_GENERATION_SIZE + 1ull, TDM_ECORRUPT},
         {64, 4, 0, 0}, /* prev checksum 0: generation 1 or unclosed predecessor */
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
