@@ -373,7 +373,11 @@ static void
 handle_log_failure(struct store *s, int err, struct pending *batch, struct pending *failed_from)
 {
     /* lock held. Entries from failed_from on, and everything queued after them, failed:
-     * their LSNs were never made durable, so the sequence is rewound to reuse them. */
+     * their LSNs were never made durable, so the sequence is rewound to reuse them. Only a
+     * full disk leaves a durable prefix (gen_roll synced it); after an I/O error nothing in
+     * the batch is known to be durable. */
+    if (err != TDM_ENOSPACE)
+        failed_from = batch;
     fail_list(failed_from, err == TDM_ENOSPACE ? TDM_ENOSPACE : err);
     struct pending *queued = s->log_head;
     s->log_head = NULL;
@@ -638,9 +642,21 @@ store__checkpoint(struct store *s)
     return 0;
 }
 
+static int truncate_locked(struct store *s);
+
 /* Deletes generations wholly below the checkpoint and below the replication floor. */
 int
 store__truncate(struct store *s)
+{
+    /* One truncation at a time: store_checkpoint() and the housekeeping thread may race. */
+    pthread_mutex_lock(&s->truncate_lock);
+    int ret = truncate_locked(s);
+    pthread_mutex_unlock(&s->truncate_lock);
+    return ret;
+}
+
+static int
+truncate_locked(struct store *s)
 {
     pthread_mutex_lock(&s->lock);
     uint64_t low = s->lowest_gen, cur = s->cur_gen, ckpt = s->checkpoint_lsn, floor = s->floor;
@@ -684,7 +700,7 @@ hk_thread_main(void *arg)
     struct store *s = arg;
 
     pthread_mutex_lock(&s->lock);
-    while (!s->closing) {
+    while (!s->hk_stop) {
         uint64_t want = s->cur_gen + 1;
         bool need_gen = s->next_ready_gen != want && !s->failed;
         uint64_t since = store__now_ms() - s->last_ckpt_ms;
@@ -744,14 +760,13 @@ store__threads_start(struct store *s)
         pthread_join(s->log_thread, NULL);
         return -rc;
     }
+    s->threads_started = true;
     rc = pthread_create(&s->hk_thread, NULL, hk_thread_main, s);
     if (rc != 0) {
-        s->threads_started = true;
-        s->hk_thread = s->log_thread; /* joined twice would be wrong: see stop */
         store__threads_stop(s);
         return -rc;
     }
-    s->threads_started = true;
+    s->hk_started = true;
     return 0;
 }
 
@@ -761,15 +776,19 @@ store__threads_stop(struct store *s)
 {
     if (!s->threads_started)
         return;
+    /* The log thread may need the housekeeping thread for one more generation while it
+     * drains, so housekeeping stops last. */
     pthread_mutex_lock(&s->lock);
     s->closing = true;
     pthread_cond_broadcast(&s->log_wake);
-    pthread_cond_broadcast(&s->hk_wake);
-    pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->log_thread, NULL);
     pthread_join(s->apply_thread, NULL);
-    if (!pthread_equal(s->hk_thread, s->log_thread))
+    pthread_mutex_lock(&s->lock);
+    s->hk_stop = true;
+    pthread_cond_broadcast(&s->hk_wake);
+    pthread_mutex_unlock(&s->lock);
+    if (s->hk_started)
         pthread_join(s->hk_thread, NULL);
     s->threads_started = false;
 }

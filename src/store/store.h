@@ -98,7 +98,8 @@ int store_checkpoint(struct store *store);
  */
 void store_set_truncation_floor(struct store *store, uint64_t generation);
 
-/* Closes the current generation now (as the idle timer would) and starts the next one. */
+/* Closes the current generation now, as the idle timer would, and starts the next one; a
+ * generation without records is left open. Returns when done. */
 int store_roll(struct store *store);
 
 /* Read-only access to the mail model: a read transaction on the store's LMDB environment.

@@ -114,7 +114,8 @@ struct store {
     pthread_mutex_t lock;
     pthread_cond_t log_wake, apply_wake, hk_wake, progress;
     pthread_t log_thread, apply_thread, hk_thread;
-    bool threads_started;
+    bool threads_started, hk_started;
+    pthread_mutex_t truncate_lock; /* serialises store__truncate() */
 
     /* lock */
     uint64_t epoch;
@@ -124,6 +125,7 @@ struct store {
     uint64_t durable_lsn, applied_lsn, checkpoint_lsn;
     uint64_t roll_requested, roll_done;
     bool closing, log_done, apply_done;
+    bool hk_stop;      /* set after the log and apply threads have drained */
     int failed;        /* sticky: the first write/sync/apply failure */
     bool reserve_mode; /* disk full: commits refused, clean shutdown still possible */
     uint64_t floor;

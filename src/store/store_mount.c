@@ -104,6 +104,7 @@ store_free(struct store *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->truncate_lock);
     pthread_cond_destroy(&s->log_wake);
     pthread_cond_destroy(&s->apply_wake);
     pthread_cond_destroy(&s->hk_wake);
@@ -128,6 +129,7 @@ store_alloc(const char *dir, const struct store_options *opt)
     s->cur.fd = -1;
     s->lock_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->truncate_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
