@@ -1,0 +1,61 @@
+#ifndef TANDEM_TANDEMCTL_CTL_H
+#define TANDEM_TANDEMCTL_CTL_H
+
+/*
+ * tandemctl's command table. Each noun (db, user, group, acl, site, server, cluster, cms,
+ * copy, status, events...) lives in its own <noun>_cmd.c that exports a table of verbs,
+ * terminated by an entry whose verb is NULL, and is listed once in main.c's ctl_nouns[].
+ * main.c parses nothing but the noun and verb (and --help/--version); a handler parses its
+ * own options.
+ */
+
+#include <stdbool.h>
+
+/* Exit codes: a contract with scripts, listed in --help and docs/tandemctl.md. */
+enum ctl_exit {
+    CTL_EXIT_OK = 0,
+    CTL_EXIT_FAILED = 1, /* verify/recover found corruption, or the database refuses to mount */
+    CTL_EXIT_USAGE = 2,  /* bad command line */
+    CTL_EXIT_NOT_DB = 3, /* the directory is missing or is not a tandem database */
+    CTL_EXIT_BUSY = 4,   /* the database is mounted by another process */
+    CTL_EXIT_ERROR = 5,  /* I/O or any other error */
+};
+
+struct ctl_verb;
+
+/* argv[0] is the verb; argv[1..argc-1] its arguments. Returns an enum ctl_exit value. */
+typedef int ctl_handler(const struct ctl_verb *verb, int argc, char **argv);
+
+struct ctl_verb {
+    const char *verb;
+    const char *usage;   /* arguments, e.g. "<dir> [--json]" */
+    const char *summary; /* one line for the noun's --help */
+    const char *help;    /* more lines for "<noun> <verb> --help"; may be NULL */
+    ctl_handler *run;
+};
+
+struct ctl_noun {
+    const char *noun;
+    const char *summary;
+    const struct ctl_verb *verbs; /* terminated by {NULL} */
+};
+
+extern const struct ctl_verb ctl_db_verbs[];
+
+/* The noun a verb belongs to, for messages ("tandemctl db inspect ..."). */
+const char *ctl_noun_of(const struct ctl_verb *verb);
+
+/* "tandemctl: <message>" on stderr. */
+void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "tandemctl: <message>" and the verb's usage line on stderr; returns CTL_EXIT_USAGE. */
+int ctl_usage_error(const struct ctl_verb *verb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prints the verb's full help on stdout. */
+void ctl_verb_help(const struct ctl_verb *verb);
+
+/* The exit code an error from the libraries (0, -errno, TDM_E*) maps to. */
+int ctl_exit_for(int err);
+
+#endif
