@@ -21,14 +21,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MAIL_NAME_MAX 255u     /* bytes in a mailbox name, and in a folder's full path */
-#define MAIL_HIER_SEP '/'      /* folder hierarchy separator */
-#define MAIL_MAX_TARGETS 64u   /* (mailbox, folder) targets of one append (LMTP recipients) */
-#define MAIL_MAX_KEYWORDS 64u  /* keywords on one message */
-#define MAIL_KEYWORD_MAX 64u   /* bytes in one keyword */
-#define MAIL_MAX_UIDS 100000u  /* UIDs in one flags/expunge/copy record */
+#define MAIL_NAME_MAX 255u    /* bytes in a mailbox name, and in a folder's full path */
+#define MAIL_HIER_SEP '/'     /* folder hierarchy separator */
+#define MAIL_MAX_TARGETS 64u  /* (mailbox, folder) targets of one append (LMTP recipients) */
+#define MAIL_MAX_KEYWORDS 64u /* keywords on one message */
+#define MAIL_KEYWORD_MAX 64u  /* bytes in one keyword */
+#define MAIL_MAX_UIDS 100000u /* UIDs in one flags/expunge/copy record */
 #define MAIL_GUID_LEN 16u
-#define MAIL_HASH_LEN 32u      /* SHA-256 of the body */
+#define MAIL_HASH_LEN 32u /* SHA-256 of the body */
 
 /* System flags (IMAP). \Recent is a session property, not stored. */
 enum mail_flag {
@@ -80,6 +80,10 @@ struct mail_target {
  *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords
  *   MESSAGE_EXPUNGE    mailbox, folder, uids
  *   MESSAGE_COPY       mailbox, folder (source), uids, new_folder (destination), move
+ *
+ * uids must be strictly ascending; UIDs that no longer exist are skipped (result->count says
+ * how many were acted on). Names are stored as given, except that INBOX is only ever spelled
+ * "INBOX" (other spellings are refused by the encoder).
  */
 struct mail_op {
     uint16_t type;
@@ -151,12 +155,16 @@ int mail_dbis_open(MDB_txn *txn, struct mail_dbis *dbis_r);
 
 /* Result of applying one record. */
 struct mail_result {
-    int status;             /* 0, or TDM_ENOTFOUND / TDM_EEXIST / TDM_EQUOTA / TDM_EINVAL ... */
-    uint32_t uidvalidity;   /* of the folder written (append: of targets[0]; copy: destination) */
-    uint32_t first_uid;     /* append: UID in targets[0]; copy: first new UID (consecutive) */
-    uint32_t count;         /* copy: messages copied; flags/expunge: messages changed */
-    uint64_t modseq;        /* the folder's HIGHESTMODSEQ after the change */
-    uint32_t n_targets;     /* append: */
+    /* 0, or TDM_ENOTFOUND / TDM_EEXIST / TDM_EQUOTA / TDM_EINVAL ... For every type but a
+     * multi-target append, non-zero means nothing changed; for an append it is the first
+     * failed target's status and the other targets may have been delivered (see
+     * target_status[]). */
+    int status;
+    uint32_t uidvalidity; /* of the folder written (append: of targets[0]; copy: destination) */
+    uint32_t first_uid;   /* append: UID in targets[0]; copy: first new UID (consecutive) */
+    uint32_t count;       /* copy: messages copied; flags/expunge: messages changed */
+    uint64_t modseq;      /* the folder's HIGHESTMODSEQ after the change */
+    uint32_t n_targets;   /* append: */
     int target_status[MAIL_MAX_TARGETS];
     uint32_t target_uid[MAIL_MAX_TARGETS];
     uint32_t target_uidvalidity[MAIL_MAX_TARGETS];
@@ -184,7 +192,7 @@ struct mail_mailbox_info {
 };
 
 struct mail_folder_info {
-    const char *name; /* borrowed: valid until the transaction ends */
+    const char *name; /* borrowed, NUL-terminated: valid until the transaction ends */
     size_t name_len;
     uint32_t folder_id;
     uint32_t uidvalidity;
@@ -215,8 +223,8 @@ int mail_folder_get(const struct mail_dbis *dbis, MDB_txn *txn, const char *mail
 int mail_message_get(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
                      const char *folder, uint32_t uid, struct mail_message_info *info_r);
 /* Zero-copy: *data_r points into LMDB's map and lives until txn ends. */
-int mail_body_get(const struct mail_dbis *dbis, MDB_txn *txn,
-                  const uint8_t hash[MAIL_HASH_LEN], const void **data_r, size_t *len_r);
+int mail_body_get(const struct mail_dbis *dbis, MDB_txn *txn, const uint8_t hash[MAIL_HASH_LEN],
+                  const void **data_r, size_t *len_r);
 
 /* Iterators call cb for each item in key order; a non-zero return from cb stops and is returned. */
 typedef int mail_mailbox_cb(void *ctx, const char *mailbox, const struct mail_mailbox_info *info);
