@@ -670,6 +670,7 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: tandem-sample <dbdir> [--users N] [--messages-per-user M] [--seed S]\n"
+            "                     [--truncate-log] [--verbose]\n"
             "\n"
             "Fills an existing, empty tandem database (made by `tandemctl db create <dbdir>`)\n"
             "with a reproducible sample: N mailboxes (alice@example.test, bob@example.test, ...)\n"
@@ -682,6 +683,9 @@ usage(FILE *f)
             "  --users N              mailboxes to create (1..%d, default 5)\n"
             "  --messages-per-user M  messages delivered to each (0..%d, default 40)\n"
             "  --seed S               seed for every random choice (default 1)\n"
+            "  --truncate-log         let the store delete log generations below checkpoints,\n"
+            "                         as a server does (by default the whole log is kept, so\n"
+            "                         `tandemctl db verify` can replay it from LSN 1)\n"
             "  --verbose              print the store's operator events (JSON lines) to stderr\n"
             "  --help                 this text\n"
             "\n"
@@ -720,13 +724,14 @@ main(int argc, char **argv)
         {"messages-per-user", required_argument, NULL, 'm'},
         {"seed", required_argument, NULL, 's'},
         {"verbose", no_argument, NULL, 'v'},
+        {"truncate-log", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     unsigned long long n_users = 5, per_user = 40, seed = 1;
-    bool verbose = false;
+    bool verbose = false, truncate_log = false;
     int c;
-    while ((c = getopt_long(argc, argv, "u:m:s:vh", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "u:m:s:vth", long_opts, NULL)) != -1) {
         switch (c) {
         case 'u':
             if (!parse_uint(optarg, MAX_USERS, &n_users) || n_users == 0) {
@@ -753,6 +758,9 @@ main(int argc, char **argv)
             break;
         case 'v':
             verbose = true;
+            break;
+        case 't':
+            truncate_log = true;
             break;
         case 'h':
             usage(stdout);
@@ -792,6 +800,11 @@ main(int argc, char **argv)
                 why ? why : tdm_strerror(ret));
         return 1;
     }
+    /* Keep every generation (the store would truncate below each checkpoint): a sample is a
+     * few MiB of log, and with all of it `tandemctl db verify` can replay from LSN 1 and
+     * compare the result with the database. */
+    if (!truncate_log)
+        store_set_truncation_floor(s.store, 1);
     double t0 = now_seconds();
     struct store_status st0;
     store_get_status(s.store, &st0);
