@@ -182,9 +182,11 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
 {
     uint64_t gen = s->cur.gen + 1;
 
+    /* next_ready_gen stays set until cur_gen moves on (below, in one locked step): while
+     * cur_gen + 1 == gen and next_ready_gen != gen, the housekeeping thread would recreate
+     * gen with O_TRUNC and wipe the header and records being written to it. */
     pthread_mutex_lock(&s->lock);
     TDM_ASSERT(s->next_ready_gen == gen);
-    s->next_ready_gen = 0;
     pthread_mutex_unlock(&s->lock);
 
     char path[4096];
@@ -222,6 +224,7 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
         return ret;
 
     pthread_mutex_lock(&s->lock);
+    s->next_ready_gen = 0;
     ret = store__gen_table_push(s, gen, first_lsn);
     s->syncs++;
     pthread_cond_signal(&s->hk_wake); /* preallocate the one after */
