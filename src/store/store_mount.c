@@ -20,6 +20,7 @@
 #include "lib/event.h"
 #include "lib/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -90,6 +91,20 @@ base_name(const char *dir)
     while (p > dir && p[-1] != '/')
         p--;
     return p;
+}
+
+static bool
+dir_is_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    struct dirent *de;
+    bool empty = true;
+    while (empty && (de = readdir(d)) != NULL)
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d);
+    return empty;
 }
 
 static void
@@ -220,6 +235,11 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
     struct stat st;
     if (stat(s->log_dir, &st) == 0 || stat(s->lmdb_dir, &st) == 0) {
         *error_r = store__errorf("%s already holds a database (log/ or store/ exists)", dir);
+        store_free(s);
+        return TDM_EEXIST;
+    }
+    if (!dir_is_empty(dir)) {
+        *error_r = store__errorf("%s is not empty: a database needs a directory of its own", dir);
         store_free(s);
         return TDM_EEXIST;
     }
@@ -742,6 +762,7 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
     }
     if (ret == 0) {
         s->last_ckpt_ms = store__now_ms();
+        s->last_write_ms = s->last_ckpt_ms; /* the idle timer starts at mount, not at 0 */
         reserve_ensure(s);
         ret = store__threads_start(s);
         if (ret < 0)

@@ -177,6 +177,9 @@ test_create_open_close(void **state)
     const char *err = NULL;
     assert_int_equal(store_create(dbdir(), &o, &err), TDM_EEXIST);
     assert_non_null(strstr(err, "already holds"));
+    /* So is a directory holding anything else. */
+    assert_int_equal(store_create(tmpdir, &o, &err), TDM_EEXIST);
+    assert_non_null(strstr(err, "not empty"));
 }
 
 static void
@@ -299,6 +302,31 @@ test_idle_close(void **state)
     usleep(200000);
     store_get_status(s, &st);
     assert_int_equal(st.current_generation, 2);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static uint64_t crash_with_commits(const struct store_options *o, int n);
+
+/* The idle timer starts at mount: a generation left open by a crash is not closed the
+ * instant the database is mounted again. */
+static void
+test_idle_timer_starts_at_mount(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.idle_close_ms = 400;
+    crash_with_commits(&o, 5);
+    struct store *s = reopen(&o, 0);
+    usleep(100000);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 1);
+    for (int i = 0; i < 300 && st.current_generation == 1; i++) {
+        usleep(10000);
+        store_get_status(s, &st);
+    }
+    assert_int_equal(st.current_generation, 2); /* ...but it is once idle long enough */
     assert_int_equal(store_close(&s), 0);
 }
 
@@ -799,6 +827,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_generation_roll_and_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversize_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timer_starts_at_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_roll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
