@@ -406,6 +406,8 @@ main(int argc, char **argv)
     MDB_txn *txn = NULL;
     if (store_read_begin(s, &txn) != 0) {
         printf("FAIL: no read transaction\n");
+        store_close(&s);
+        free(ops);
         return 1;
     }
     const struct mail_dbis *dbis = store_mail_dbis(s);
