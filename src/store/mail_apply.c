@@ -507,8 +507,8 @@ static int
 rename_subtree(struct apply *a, const char *old_name, size_t olen, const char *new_name,
                size_t nlen)
 {
-    struct moved_folder *list;
-    size_t n;
+    struct moved_folder *list = NULL;
+    size_t n = 0;
     int rc = collect_subtree(a, old_name, olen, &list, &n);
     if (rc != 0)
         return rc;
