@@ -35,7 +35,7 @@
 #include "lib/log.h"
 
 #include <errno.h>
-#include <sodium.h>
+#include <openssl/evp.h>
 #include <string.h>
 
 int
@@ -526,16 +526,16 @@ mail_message_list(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbo
 /* ---- Digest ---- */
 
 struct digest_walk {
-    crypto_hash_sha256_state *st;
+    EVP_MD_CTX *st;
     uint64_t items;
 };
 
 static void
-digest_u64(crypto_hash_sha256_state *st, uint64_t v)
+digest_u64(EVP_MD_CTX *st, uint64_t v)
 {
     uint8_t b[8];
     le_put64(b, v);
-    crypto_hash_sha256_update(st, b, sizeof b);
+    EVP_DigestUpdate(st, b, sizeof b);
 }
 
 static int
@@ -544,9 +544,9 @@ digest_item(void *ctx, const MDB_val *key, const MDB_val *val)
     struct digest_walk *w = ctx;
     /* Length framing: without it, ("ab", "c") and ("a", "bc") would hash alike. */
     digest_u64(w->st, key->mv_size);
-    crypto_hash_sha256_update(w->st, key->mv_data, key->mv_size);
+    EVP_DigestUpdate(w->st, key->mv_data, key->mv_size);
     digest_u64(w->st, val->mv_size);
-    crypto_hash_sha256_update(w->st, val->mv_data, val->mv_size);
+    EVP_DigestUpdate(w->st, val->mv_data, val->mv_size);
     w->items++;
     return 0;
 }
@@ -562,20 +562,29 @@ mail_digest(const struct mail_dbis *dbis, MDB_txn *txn, uint8_t digest_r[32])
         {MAIL__DBI_MESSAGES, dbis->messages},   {MAIL__DBI_BODIES, dbis->bodies},
         {MAIL__DBI_BODY_REFS, dbis->body_refs},
     };
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    EVP_MD_CTX *st = EVP_MD_CTX_new();
+    if (!st)
+        return -ENOMEM;
+    if (EVP_DigestInit_ex(st, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(st);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < MAIL_DBI_COUNT; i++) {
         /* Each database is framed by its name and item count, so an item cannot pass for one
          * of the next database. */
         size_t nlen = strlen(dbs[i].name);
-        digest_u64(&st, nlen);
-        crypto_hash_sha256_update(&st, (const uint8_t *)dbs[i].name, nlen);
-        struct digest_walk w = {&st, 0};
+        digest_u64(st, nlen);
+        EVP_DigestUpdate(st, dbs[i].name, nlen);
+        struct digest_walk w = {st, 0};
         int rc = walk_prefix(txn, dbs[i].dbi, NULL, 0, digest_item, &w);
-        if (rc != 0)
+        if (rc != 0) {
+            EVP_MD_CTX_free(st);
             return rc;
-        digest_u64(&st, w.items);
+        }
+        digest_u64(st, w.items);
     }
-    crypto_hash_sha256_final(&st, digest_r);
-    return 0;
+    unsigned int len = 0;
+    int ok = EVP_DigestFinal_ex(st, digest_r, &len);
+    EVP_MD_CTX_free(st);
+    return ok == 1 && len == 32 ? 0 : -EIO;
 }
