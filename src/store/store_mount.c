@@ -377,7 +377,11 @@ corrupt(struct store *s, const char *path, uint64_t offset, const char *reason,
                "log generation %s is corrupt at offset %" PRIu64 ": %s; the database will not "
                "mount (never delete logs by hand: restore the file or reseed the copy)",
                path, offset, reason);
-    *error_r = store__errorf("%s: offset %" PRIu64 ": %s", path, offset, reason);
+    /* reason may point into store__errorf()'s own buffer (a store__gen_scan() message):
+     * formatting it into that buffer again would read what is being overwritten. */
+    char why[1024];
+    snprintf(why, sizeof(why), "%s", reason);
+    *error_r = store__errorf("%s: offset %" PRIu64 ": %s", path, offset, why);
     return TDM_ECORRUPT;
 }
 
