@@ -41,6 +41,14 @@ store__now_ms(void)
 }
 
 static uint64_t
+now_us_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t
 now_us_wall(void)
 {
     struct timespec ts;
@@ -345,9 +353,13 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
             return ret;
         s->cur.off += blen;
     }
+    uint64_t t0 = now_us_mono();
     ret = s->io->fdatasync(s->io, s->cur.fd);
     if (ret < 0)
         return ret;
+    uint64_t took = now_us_mono() - t0;
+    /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
+    s->sync_ewma_us = s->sync_ewma_us ? (7 * s->sync_ewma_us + took) / 8 : took;
     *failed_from_r = NULL;
     return 0;
 }
@@ -385,6 +397,7 @@ handle_log_failure(struct store *s, int err, struct pending *batch, struct pendi
     struct pending *queued = s->log_head;
     s->log_head = NULL;
     s->log_tailp = &s->log_head;
+    s->log_count = 0;
     fail_list(queued, err == TDM_ENOSPACE ? TDM_ENOSPACE : err);
 
     uint64_t durable = s->durable_lsn;
@@ -413,6 +426,36 @@ handle_log_failure(struct store *s, int err, struct pending *batch, struct pendi
     apply_queue_push(s, queued);
 }
 
+/*
+ * Group commit: commits still in the apply stage belong to committers that will be back in a
+ * moment (a blocking committer resubmits as soon as it is answered). Syncing before they are
+ * queued splits them into a separate, later batch, so the same committers end up sharing two
+ * or three fdatasyncs instead of one. Wait until every commit in flight is queued, for at most
+ * half the recent fdatasync time (capped by group_commit_wait_us): the wait never exceeds what
+ * a sync costs anyway, and a lone committer (nothing else in flight) never waits. Lock held.
+ */
+static void
+group_commit_wait(struct store *s)
+{
+    if (s->opt.group_commit_wait_us == 0 || s->closing)
+        return;
+    uint64_t wait_us = s->sync_ewma_us / 2;
+    if (wait_us > s->opt.group_commit_wait_us)
+        wait_us = s->opt.group_commit_wait_us;
+    if (wait_us == 0 || s->log_count >= s->inflight)
+        return;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += (long)(wait_us * 1000u);
+    while (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    while (s->log_count < s->inflight && !s->closing)
+        if (pthread_cond_timedwait(&s->log_wake, &s->lock, &deadline) != 0)
+            break;
+}
+
 static void *
 log_thread_main(void *arg)
 {
@@ -437,10 +480,13 @@ log_thread_main(void *arg)
         }
         if (!s->log_head && s->roll_requested == s->roll_done && s->closing)
             break;
+        if (s->log_head)
+            group_commit_wait(s);
 
         struct pending *batch = s->log_head;
         s->log_head = NULL;
         s->log_tailp = &s->log_head;
+        s->log_count = 0;
         uint64_t roll_target = s->roll_requested;
         int err = s->failed;
         pthread_mutex_unlock(&s->lock);
@@ -599,6 +645,11 @@ apply_thread_main(void *arg)
             p->cb(p->ctx, p->status, p->status == 0 ? p->lsn : 0, &p->result);
             free(p->frame);
             free(p);
+            pthread_mutex_lock(&s->lock);
+            s->inflight--;
+            if (s->log_count > 0 && s->log_count >= s->inflight)
+                pthread_cond_signal(&s->log_wake);
+            pthread_mutex_unlock(&s->lock);
         }
         pthread_mutex_lock(&s->lock);
     }
@@ -845,8 +896,12 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
     log_record_encode(p->lsn, s->epoch, type, payload, (uint32_t)len, p->frame);
     *s->log_tailp = p;
     s->log_tailp = &p->next;
+    s->log_count++;
+    s->inflight++;
     s->commits++;
-    pthread_cond_signal(&s->log_wake);
+    /* Wake the log thread for the first record, and when the last one it waits for arrives. */
+    if (s->log_count == 1 || s->log_count >= s->inflight)
+        pthread_cond_signal(&s->log_wake);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

@@ -29,13 +29,15 @@
 struct store;
 
 struct store_options {
-    uint32_t generation_size;  /* bytes per generation file; default 1 MiB */
-    uint32_t idle_close_ms;    /* close a partly filled generation idle this long; 90 s */
-    uint64_t checkpoint_bytes; /* checkpoint after this much log; default 8 MiB */
-    uint32_t checkpoint_ms;    /* ... or this long after the last; default 30 s */
-    uint64_t reserve_bytes;    /* disk reserve kept for a clean shutdown; default 4 MiB */
-    uint64_t map_size;         /* LMDB map size; default 64 GiB (sparse) */
-    const struct io_ops *io;   /* default io_ops_posix; borrowed, must outlive the store */
+    uint32_t generation_size;      /* bytes per generation file; default 1 MiB */
+    uint32_t idle_close_ms;        /* close a partly filled generation idle this long; 90 s */
+    uint64_t checkpoint_bytes;     /* checkpoint after this much log; default 8 MiB */
+    uint32_t checkpoint_ms;        /* ... or this long after the last; default 30 s */
+    uint64_t reserve_bytes;        /* disk reserve kept for a clean shutdown; default 4 MiB */
+    uint64_t map_size;             /* LMDB map size; default 64 GiB (sparse) */
+    uint32_t group_commit_wait_us; /* longest wait for commits still in flight to join a batch;
+                                    * default 2000; 0 = never wait (see store.c) */
+    const struct io_ops *io;       /* default io_ops_posix; borrowed, must outlive the store */
     /* Crash tests: called on the housekeeping thread after each successful checkpoint sync,
      * with the LSN it made durable in LMDB. */
     void (*checkpoint_hook)(void *ctx, uint64_t checkpoint_lsn);

@@ -121,6 +121,8 @@ struct store {
     uint64_t epoch;
     uint64_t next_lsn;
     struct pending *log_head, **log_tailp;
+    uint64_t log_count; /* records in the log queue */
+    uint64_t inflight;  /* commits queued and not yet called back */
     struct pending *apply_head, **apply_tailp;
     uint64_t durable_lsn, applied_lsn, checkpoint_lsn;
     uint64_t roll_requested, roll_done;
@@ -143,6 +145,7 @@ struct store {
     struct gen_state cur;
     uint8_t *wbuf;
     size_t wbuf_cap;
+    uint64_t sync_ewma_us; /* recent fdatasync duration */
     uint64_t last_write_ms;
 };
 

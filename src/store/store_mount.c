@@ -42,6 +42,7 @@ store_options_init(struct store_options *o)
     o->checkpoint_ms = 30000;
     o->reserve_bytes = 4u * 1024u * 1024u;
     o->map_size = 64ull * 1024u * 1024u * 1024u;
+    o->group_commit_wait_us = 2000;
     o->io = &io_ops_posix;
 }
 
