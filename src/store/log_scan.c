@@ -235,6 +235,7 @@ store__gen_scan(const struct io_ops *io, const char *path, gen_record_cb *cb, vo
     const char *why = NULL;
     ret = log_header_decode(buf, n, &scan_r->hdr, &why);
     if (ret < 0) {
+        scan_r->header_bad = true;
         scan_r->body_blank = all_zero(buf + body, n - body);
         *error_r = store__errorf("%s: offset 0: bad generation header: %s", path, why);
         free(buf);

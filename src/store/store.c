@@ -105,10 +105,7 @@ gen_write_header(struct store *s, struct gen_state *g, uint32_t prev_checksum)
     uint8_t buf[TDM_LOG_HEADER_USED];
     memcpy(hdr.guid, s->guid, sizeof(hdr.guid));
     log_header_encode(&hdr, buf);
-    int ret = io_pwrite_all(s->io, g->fd, buf, sizeof(buf), 0);
-    if (ret == 0)
-        ret = s->io->fdatasync(s->io, g->fd);
-    return ret;
+    return io_pwrite_all(s->io, g->fd, buf, sizeof(buf), 0);
 }
 
 /* Records the first LSN of a new current generation (lock held). */
@@ -167,14 +164,14 @@ gen_wait_next(struct store *s)
     uint64_t gen = s->cur.gen + 1;
 
     pthread_mutex_lock(&s->lock);
-    if (s->next_ready_gen != gen) {
+    if (s->prealloc_upto < gen) {
         s->roll_stalls++;
         s->next_gen_error = 0;
         pthread_cond_signal(&s->hk_wake);
-        while (s->next_ready_gen != gen && s->next_gen_error == 0 && !s->failed)
+        while (s->prealloc_upto < gen && s->next_gen_error == 0 && !s->failed)
             pthread_cond_wait(&s->progress, &s->lock);
     }
-    int err = s->next_ready_gen == gen ? 0 : s->next_gen_error ? s->next_gen_error : s->failed;
+    int err = s->prealloc_upto >= gen ? 0 : s->next_gen_error ? s->next_gen_error : s->failed;
     pthread_mutex_unlock(&s->lock);
     if (err == -ENOSPC || err == -EDQUOT)
         return TDM_ENOSPACE;
@@ -184,17 +181,20 @@ gen_wait_next(struct store *s)
 /*
  * Makes the preallocated next generation current, sized to hold a frame of min_frame bytes.
  * The current generation must be closed already, and the next one ready (gen_wait_next).
+ *
+ * The new header is written but not synced here: the fdatasync that makes the generation's
+ * first records durable makes the header durable too, so no record of it is ever
+ * acknowledged without its header. Recovery therefore treats a highest generation with an
+ * unreadable header as never acknowledged (store_mount.c), and a roll costs one fdatasync
+ * (the END of the closed generation) instead of two.
  */
 int
 store__gen_open_next(struct store *s, uint64_t min_frame)
 {
     uint64_t gen = s->cur.gen + 1;
 
-    /* next_ready_gen stays set until cur_gen moves on (below, in one locked step): while
-     * cur_gen + 1 == gen and next_ready_gen != gen, the housekeeping thread would recreate
-     * gen with O_TRUNC and wipe the header and records being written to it. */
     pthread_mutex_lock(&s->lock);
-    TDM_ASSERT(s->next_ready_gen == gen);
+    TDM_ASSERT(s->prealloc_upto >= gen);
     pthread_mutex_unlock(&s->lock);
 
     char path[4096];
@@ -232,10 +232,8 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
         return ret;
 
     pthread_mutex_lock(&s->lock);
-    s->next_ready_gen = 0;
     ret = store__gen_table_push(s, gen, first_lsn);
-    s->syncs++;
-    pthread_cond_signal(&s->hk_wake); /* preallocate the one after */
+    pthread_cond_signal(&s->hk_wake); /* keep STORE_PREALLOC_AHEAD generations ready */
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -755,8 +753,8 @@ hk_thread_main(void *arg)
 
     pthread_mutex_lock(&s->lock);
     while (!s->hk_stop) {
-        uint64_t want = s->cur_gen + 1;
-        bool need_gen = s->next_ready_gen != want && !s->failed;
+        uint64_t want = s->prealloc_upto + 1;
+        bool need_gen = want <= s->cur_gen + STORE_PREALLOC_AHEAD && !s->failed;
         uint64_t since = store__now_ms() - s->last_ckpt_ms;
         bool need_ckpt =
             !s->failed && s->applied_lsn > s->checkpoint_lsn &&
@@ -773,9 +771,9 @@ hk_thread_main(void *arg)
         if (need_gen) {
             int ret = store__gen_file_create(s->io, s->log_dir, want, s->opt.generation_size);
             pthread_mutex_lock(&s->lock);
-            if (ret == 0 && s->cur_gen + 1 == want)
-                s->next_ready_gen = want;
-            else if (ret < 0)
+            if (ret == 0)
+                s->prealloc_upto = want; /* only this thread moves it, one at a time */
+            else
                 s->next_gen_error = ret;
             pthread_cond_broadcast(&s->progress);
             pthread_mutex_unlock(&s->lock);

@@ -21,6 +21,9 @@
 #define STORE_LMDB_DIR "store"
 #define STORE_RESERVE_FILE "reserve"
 #define STORE_MAXDBS 16
+/* Generations kept preallocated beyond the current one, so a burst of rolls (large records,
+ * large batches) does not wait for file creation. */
+#define STORE_PREALLOC_AHEAD 2
 
 /* "<dir>/<16 hex>.log" into buf (size >= strlen(dir) + 22). */
 void store__gen_path(char *buf, size_t size, const char *log_dir, uint64_t gen);
@@ -59,6 +62,7 @@ struct gen_scan {
     const char *bad_reason; /* static string */
     uint64_t file_size;
     bool blank_header; /* the header was never written (preallocated next generation) */
+    bool header_bad;   /* the header is there but does not decode (torn or corrupt) */
     bool body_blank;   /* set when the header is blank or bad: every byte after the
                         * header area is zero, so no record was ever written here */
 };
@@ -135,8 +139,9 @@ struct store {
     uint64_t cur_gen;        /* mirror of log thread's cur.gen */
     uint64_t *gen_first_lsn; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
     size_t gen_cap;
-    uint64_t next_ready_gen; /* preallocated generation waiting to be used, 0 if none */
-    int next_gen_error;      /* last failure to create it */
+    uint64_t prealloc_upto; /* generations (cur_gen, prealloc_upto] exist, preallocated and
+                             * blank; only the housekeeping thread (and open) raise it */
+    int next_gen_error;     /* last failure to create it */
     uint64_t bytes_since_ckpt;
     uint64_t last_ckpt_ms;
     uint64_t commits, syncs, roll_stalls;

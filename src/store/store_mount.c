@@ -546,15 +546,34 @@ recover(struct store *s, uint64_t applied, const char **error_r)
         return -ENOMEM;
     }
 
-    /* The highest file may be the preallocated next generation, never started. */
-    uint64_t blank_next = 0;
-    if (n > 1) {
-        store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
+    /* Preallocated generations, never started, may sit above the current one. */
+    uint64_t prealloc_upto = 0;
+    while (n > 1) {
         const char *why = NULL;
+        store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
         ret = store__gen_scan(s->io, path, NULL, NULL, &scans[n - 1], &why);
-        if ((ret == 0 && scans[n - 1].blank_header) ||
-            (ret == TDM_ECORRUPT && scans[n - 1].body_blank)) {
-            blank_next = gens[n - 1];
+        if (!((ret == 0 && scans[n - 1].blank_header) ||
+              (ret == TDM_ECORRUPT && scans[n - 1].body_blank)))
+            break;
+        if (!prealloc_upto)
+            prealloc_upto = gens[n - 1];
+        n--;
+    }
+    /*
+     * A generation started by a roll whose first fdatasync never completed: its header is
+     * unreadable (never written, or torn) but some of its records reached the disk. The
+     * header becomes durable with the first records, so none of them was acknowledged; the
+     * generation before it must then be closed, and LMDB cannot hold any of its records
+     * (both checked below as for any current generation). It is wiped and reused.
+     */
+    uint64_t wiped = 0;
+    if (n > 1) {
+        const char *why = NULL;
+        store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
+        ret = store__gen_scan(s->io, path, NULL, NULL, &scans[n - 1], &why);
+        if (ret == TDM_ECORRUPT && !scans[n - 1].body_blank &&
+            (scans[n - 1].blank_header || scans[n - 1].header_bad)) {
+            wiped = gens[n - 1];
             n--;
         }
     }
@@ -603,6 +622,13 @@ recover(struct store *s, uint64_t applied, const char **error_r)
 
     struct gen_scan *cur = &scans[n - 1];
     store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
+    if (wiped && cur->end != GEN_SCAN_END_RECORD) {
+        char wpath[4096];
+        store__gen_path(wpath, sizeof(wpath), s->log_dir, wiped);
+        ret = corrupt(s, wpath, 0, "bad generation header after a generation that was never closed",
+                      error_r);
+        goto out;
+    }
     if (cur->end == GEN_SCAN_INVALID && cur->last_lsn < applied) {
         ret = corrupt(s, path, cur->bad_offset, cur->bad_reason, error_r);
         goto out;
@@ -647,6 +673,22 @@ recover(struct store *s, uint64_t applied, const char **error_r)
         goto out;
     }
 
+    if (wiped) {
+        char wpath[4096];
+        struct stat wst;
+        store__gen_path(wpath, sizeof(wpath), s->log_dir, wiped);
+        ret = stat(wpath, &wst) < 0 ? -errno : cut_tail(s, wpath, 0, (uint64_t)wst.st_size);
+        if (ret < 0) {
+            *error_r = store__errorf("cannot wipe %s: %s", wpath, tdm_strerror(ret));
+            goto out;
+        }
+        event_emit(TDM_EV_STORE_TORN_TAIL_CUT, s->name,
+                   "generation %s was started but its first write never completed; wiped "
+                   "(nothing in it was acknowledged)",
+                   wpath);
+        if (!prealloc_upto)
+            prealloc_upto = wiped;
+    }
     if (cur->end == GEN_SCAN_INVALID) {
         ret = cut_tail(s, path, cur->valid_end, cur->file_size);
         if (ret < 0) {
@@ -689,18 +731,18 @@ recover(struct store *s, uint64_t applied, const char **error_r)
     s->applied_lsn = r.applied;
     s->durable_lsn = cur->last_lsn;
     s->next_lsn = cur->last_lsn + 1;
-    s->next_ready_gen = blank_next == s->cur.gen + 1 ? blank_next : 0;
+    s->prealloc_upto = prealloc_upto > s->cur.gen ? prealloc_upto : s->cur.gen;
 
     if (s->cur.closed) {
         /* Closed at the last clean shutdown: start the next generation. */
-        if (!s->next_ready_gen) {
+        if (s->prealloc_upto == s->cur.gen) {
             ret = store__gen_file_create(s->io, s->log_dir, s->cur.gen + 1, s->opt.generation_size);
             if (ret < 0) {
                 *error_r = store__errorf("cannot create the next log generation in %s: %s",
                                          s->log_dir, tdm_strerror(ret));
                 goto out;
             }
-            s->next_ready_gen = s->cur.gen + 1;
+            s->prealloc_upto = s->cur.gen + 1;
         }
         ret = store__gen_open_next(s, 0);
         if (ret < 0)
