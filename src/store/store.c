@@ -209,6 +209,11 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
         /* A record larger than a generation gets a generation of its own. */
         size = (need + 4095) & ~(uint64_t)4095;
         int ret = s->io->allocate(s->io, fd, (off_t)size);
+        /* The growth must be durable before the header that records it: one fdatasync for
+         * both may keep the header and lose the growth, and recovery refuses a generation
+         * shorter than its header says (tests/crash/test_oversize_roll_crash.c). */
+        if (ret == 0)
+            ret = s->io->fdatasync(s->io, fd);
         if (ret < 0) {
             s->io->close(s->io, fd);
             return ret == -ENOSPC ? TDM_ENOSPACE : ret;
