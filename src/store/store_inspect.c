@@ -239,13 +239,6 @@ gen_info_fill(struct store_gen_info *gi, uint64_t gen, const struct gen_scan *sc
     }
 }
 
-/* Whether the highest file is the preallocated next generation (recovery's rule). */
-static bool
-is_blank_next(int scan_ret, const struct gen_scan *sc)
-{
-    return (scan_ret == 0 && sc->blank_header) || (scan_ret == TDM_ECORRUPT && sc->body_blank);
-}
-
 /* ------------------------------------------------------------------ */
 /* Inspect                                                            */
 
@@ -328,6 +321,13 @@ store_inspect(const char *dir, struct store_inspection *r, const char **error_r)
         goto out;
     }
     r->n_gens = n;
+    struct log_top top = {.n_log = n};
+    ret = store__log_top(&io_ops_posix, db.log_dir, gens, n, &top);
+    if (ret < 0) {
+        *error_r = store__errorf("cannot read %s: %s", db.log_dir, tdm_strerror(ret));
+        goto out;
+    }
+    r->next_blank_gen = top.prealloc_upto;
     for (size_t i = 0; i < n; i++) {
         struct gen_scan sc;
         const char *why = NULL;
@@ -339,10 +339,14 @@ store_inspect(const char *dir, struct store_inspection *r, const char **error_r)
             ret = sret;
             goto out;
         }
-        if (n > 1 && i == n - 1 && is_blank_next(sret, &sc)) {
+        if (i >= top.n_log && gens[i] != top.unstarted) {
             gi->blank = true;
             gi->first_lsn = gi->last_lsn = 0;
-            r->next_blank_gen = gens[i];
+        } else if (gens[i] == top.unstarted) {
+            gi->first_lsn = gi->last_lsn = 0;
+            snprintf(gi->problem, sizeof(gi->problem),
+                     "started but never synced: recovery wipes it (nothing in it was "
+                     "acknowledged)");
         } else if (sret < 0) {
             /* Not fatal here: inspect reports, verify judges. */
             snprintf(gi->problem, sizeof(gi->problem), "%s", strip_path(why, path));
@@ -356,7 +360,7 @@ store_inspect(const char *dir, struct store_inspection *r, const char **error_r)
         r->gen_low = gens[0];
         r->gen_high = gens[n - 1];
         r->gen_count = n;
-        size_t cur = r->next_blank_gen ? n - 2 : n - 1;
+        size_t cur = top.n_log - 1;
         r->current_gen = gens[cur];
         r->current_closed = r->gens[cur].closed;
         if (!r->clean) {
@@ -749,14 +753,16 @@ verify_log(struct ro_db *db, const struct store_verify_options *o, struct verify
         goto out;
     }
     r->generations = n;
-    /* The preallocated next generation, never started, is not part of the log. */
-    if (n > 1) {
-        const char *why = NULL;
-        store__gen_path(path, sizeof(path), db->log_dir, gens[n - 1]);
-        int sret = store__gen_scan(&io_ops_posix, path, NULL, NULL, &scans[n - 1], &why);
-        if (is_blank_next(sret, &scans[n - 1]))
-            n--;
+    /* Preallocated generations, never started, are not part of the log; nor is one whose
+     * first sync never completed (recovery wipes it). The same rule as recovery's. */
+    struct log_top top;
+    ret = store__log_top(&io_ops_posix, db->log_dir, gens, n, &top);
+    if (ret < 0) {
+        free(scans);
+        *error_r = store__errorf("cannot read %s: %s", db->log_dir, tdm_strerror(ret));
+        goto out;
     }
+    n = top.n_log;
 
     if (gens[0] != 1 || (o && o->skip_replay))
         v->replaying = false;
@@ -776,6 +782,12 @@ verify_log(struct ro_db *db, const struct store_verify_options *o, struct verify
                                 prev_ok && adjacent ? &scans[i - 1] : NULL, &scans[i], &ok);
         prev_ok = ok;
     }
+    if (ret == 0 && top.unstarted) {
+        store__gen_path(path, sizeof(path), db->log_dir, top.unstarted);
+        ret = problem_add(r, STORE_PROBLEM_WARNING, path, true, 0,
+                          "generation was started but its first write never completed: "
+                          "recovery wipes it (nothing in it was acknowledged)");
+    }
     if (ret == 0) {
         const struct gen_scan *first = &scans[0], *last = &scans[n - 1];
         r->first_lsn = first->hdr.first_lsn;
@@ -792,6 +804,11 @@ verify_log(struct ro_db *db, const struct store_verify_options *o, struct verify
                               "the log starts at LSN %" PRIu64 " but the database has applied "
                               "only up to %" PRIu64 ": generations are missing",
                               first->hdr.first_lsn, db->applied);
+        } else if (top.unstarted && last->end != GEN_SCAN_END_RECORD) {
+            store__gen_path(path, sizeof(path), db->log_dir, top.unstarted);
+            replay_stop(v, "replay stopped: %s has a bad header", path);
+            ret = problem_add(r, STORE_PROBLEM_ERROR, path, true, 0,
+                              "bad generation header after a generation that was never closed");
         } else if (last->last_lsn < db->applied) {
             replay_stop(v, "replay stopped: the log ends before the database's applied LSN");
             store__gen_path(path, sizeof(path), db->log_dir, gens[n - 1]);

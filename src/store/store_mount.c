@@ -546,37 +546,15 @@ recover(struct store *s, uint64_t applied, const char **error_r)
         return -ENOMEM;
     }
 
-    /* Preallocated generations, never started, may sit above the current one. */
-    uint64_t prealloc_upto = 0;
-    while (n > 1) {
-        const char *why = NULL;
-        store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
-        ret = store__gen_scan(s->io, path, NULL, NULL, &scans[n - 1], &why);
-        if (!((ret == 0 && scans[n - 1].blank_header) ||
-              (ret == TDM_ECORRUPT && scans[n - 1].body_blank)))
-            break;
-        if (!prealloc_upto)
-            prealloc_upto = gens[n - 1];
-        n--;
+    struct log_top top;
+    ret = store__log_top(s->io, s->log_dir, gens, n, &top);
+    if (ret < 0) {
+        *error_r = store__errorf("cannot read %s: %s", s->log_dir, tdm_strerror(ret));
+        goto out;
     }
-    /*
-     * A generation started by a roll whose first fdatasync never completed: its header is
-     * unreadable (never written, or torn) but some of its records reached the disk. The
-     * header becomes durable with the first records, so none of them was acknowledged; the
-     * generation before it must then be closed, and LMDB cannot hold any of its records
-     * (both checked below as for any current generation). It is wiped and reused.
-     */
-    uint64_t wiped = 0;
-    if (n > 1) {
-        const char *why = NULL;
-        store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
-        ret = store__gen_scan(s->io, path, NULL, NULL, &scans[n - 1], &why);
-        if (ret == TDM_ECORRUPT && !scans[n - 1].body_blank &&
-            (scans[n - 1].blank_header || scans[n - 1].header_bad)) {
-            wiped = gens[n - 1];
-            n--;
-        }
-    }
+    n = top.n_log;
+    uint64_t prealloc_upto = top.prealloc_upto;
+    uint64_t wiped = top.unstarted;
 
     /* Pass 1: every generation must be valid and chain to the one before. */
     for (size_t i = 0; i < n; i++) {
