@@ -242,10 +242,6 @@ store__gen_scan(const struct io_ops *io, const char *path, gen_record_cb *cb, vo
         return TDM_ECORRUPT;
     }
     if (scan_r->hdr.file_size > n) {
-        /* The header was written but the file's extension was not (an oversized generation
-         * caught by a crash mid-roll): the header does not describe this file. */
-        scan_r->header_bad = true;
-        scan_r->body_blank = all_zero(buf + body, n - body);
         *error_r = store__errorf("%s: file is %zu bytes, shorter than the %u its header says", path,
                                  n, scan_r->hdr.file_size);
         free(buf);
@@ -276,19 +272,6 @@ store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gen
         if (!top_r->prealloc_upto)
             top_r->prealloc_upto = gens[top_r->n_log - 1];
         top_r->n_log--;
-    }
-    /* Below them, a generation whose header never became durable (see store_mount.c). */
-    if (top_r->n_log > 1) {
-        struct gen_scan sc;
-        const char *why = NULL;
-        store__gen_path(path, sizeof(path), log_dir, gens[top_r->n_log - 1]);
-        int ret = store__gen_scan(io, path, NULL, NULL, &sc, &why);
-        if (ret == -ENOMEM)
-            return ret;
-        if (ret == TDM_ECORRUPT && (sc.blank_header || sc.header_bad)) {
-            top_r->unstarted = gens[top_r->n_log - 1];
-            top_r->n_log--;
-        }
     }
     return 0;
 }

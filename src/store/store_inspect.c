@@ -339,14 +339,9 @@ store_inspect(const char *dir, struct store_inspection *r, const char **error_r)
             ret = sret;
             goto out;
         }
-        if (i >= top.n_log && gens[i] != top.unstarted) {
+        if (i >= top.n_log) {
             gi->blank = true;
             gi->first_lsn = gi->last_lsn = 0;
-        } else if (gens[i] == top.unstarted) {
-            gi->first_lsn = gi->last_lsn = 0;
-            snprintf(gi->problem, sizeof(gi->problem),
-                     "started but never synced: recovery wipes it (nothing in it was "
-                     "acknowledged)");
         } else if (sret < 0) {
             /* Not fatal here: inspect reports, verify judges. */
             snprintf(gi->problem, sizeof(gi->problem), "%s", strip_path(why, path));
@@ -753,8 +748,7 @@ verify_log(struct ro_db *db, const struct store_verify_options *o, struct verify
         goto out;
     }
     r->generations = n;
-    /* Preallocated generations, never started, are not part of the log; nor is one whose
-     * first sync never completed (recovery wipes it). The same rule as recovery's. */
+    /* Preallocated generations, never started, are not part of the log (recovery's rule). */
     struct log_top top;
     ret = store__log_top(&io_ops_posix, db->log_dir, gens, n, &top);
     if (ret < 0) {
@@ -782,12 +776,6 @@ verify_log(struct ro_db *db, const struct store_verify_options *o, struct verify
                                 prev_ok && adjacent ? &scans[i - 1] : NULL, &scans[i], &ok);
         prev_ok = ok;
     }
-    if (ret == 0 && top.unstarted) {
-        store__gen_path(path, sizeof(path), db->log_dir, top.unstarted);
-        ret = problem_add(r, STORE_PROBLEM_WARNING, path, true, 0,
-                          "generation was started but its first write never completed: "
-                          "recovery wipes it (nothing in it was acknowledged)");
-    }
     if (ret == 0) {
         const struct gen_scan *first = &scans[0], *last = &scans[n - 1];
         r->first_lsn = first->hdr.first_lsn;
@@ -804,11 +792,6 @@ verify_log(struct ro_db *db, const struct store_verify_options *o, struct verify
                               "the log starts at LSN %" PRIu64 " but the database has applied "
                               "only up to %" PRIu64 ": generations are missing",
                               first->hdr.first_lsn, db->applied);
-        } else if (top.unstarted && last->end != GEN_SCAN_END_RECORD) {
-            store__gen_path(path, sizeof(path), db->log_dir, top.unstarted);
-            replay_stop(v, "replay stopped: %s has a bad header", path);
-            ret = problem_add(r, STORE_PROBLEM_ERROR, path, true, 0,
-                              "bad generation header after a generation that was never closed");
         } else if (last->last_lsn < db->applied) {
             replay_stop(v, "replay stopped: the log ends before the database's applied LSN");
             store__gen_path(path, sizeof(path), db->log_dir, gens[n - 1]);

@@ -62,7 +62,7 @@ struct gen_scan {
     const char *bad_reason; /* static string */
     uint64_t file_size;
     bool blank_header; /* the header was never written (preallocated next generation) */
-    bool header_bad;   /* the header does not decode, or the file is shorter than it says */
+    bool header_bad;   /* the header is there but does not decode */
     bool body_blank;   /* set when the header is blank or bad: every byte after the
                         * header area is zero, so no record was ever written here */
 };
@@ -170,16 +170,12 @@ int store__truncate(struct store *s);
 uint64_t store__now_ms(void);
 
 /*
- * Which generation files form the log. Above the current generation may sit preallocated
- * files (blank: never started) and, below those, one generation whose header never became
- * durable because the fdatasync that carries it with its first records never completed:
- * nothing in it was acknowledged. Recovery wipes that one and reuses it; verify and inspect
- * report it. Valid only when the generation below it is closed (the caller checks).
+ * Which generation files form the log: preallocated files (blank: never started) may sit
+ * above the current generation, several of them. Recovery, verify and inspect share this rule.
  */
 struct log_top {
     size_t n_log;           /* gens[0, n_log) are the log; the current generation is the last */
     uint64_t prealloc_upto; /* highest preallocated generation above the log, 0 if none */
-    uint64_t unstarted;     /* the generation never started durably, 0 if none */
 };
 int store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gens, size_t n,
                    struct log_top *top_r);

@@ -554,7 +554,6 @@ recover(struct store *s, uint64_t applied, const char **error_r)
     }
     n = top.n_log;
     uint64_t prealloc_upto = top.prealloc_upto;
-    uint64_t wiped = top.unstarted;
 
     /* Pass 1: every generation must be valid and chain to the one before. */
     for (size_t i = 0; i < n; i++) {
@@ -600,13 +599,6 @@ recover(struct store *s, uint64_t applied, const char **error_r)
 
     struct gen_scan *cur = &scans[n - 1];
     store__gen_path(path, sizeof(path), s->log_dir, gens[n - 1]);
-    if (wiped && cur->end != GEN_SCAN_END_RECORD) {
-        char wpath[4096];
-        store__gen_path(wpath, sizeof(wpath), s->log_dir, wiped);
-        ret = corrupt(s, wpath, 0, "bad generation header after a generation that was never closed",
-                      error_r);
-        goto out;
-    }
     if (cur->end == GEN_SCAN_INVALID && cur->last_lsn < applied) {
         ret = corrupt(s, path, cur->bad_offset, cur->bad_reason, error_r);
         goto out;
@@ -651,22 +643,6 @@ recover(struct store *s, uint64_t applied, const char **error_r)
         goto out;
     }
 
-    if (wiped) {
-        char wpath[4096];
-        struct stat wst;
-        store__gen_path(wpath, sizeof(wpath), s->log_dir, wiped);
-        ret = stat(wpath, &wst) < 0 ? -errno : cut_tail(s, wpath, 0, (uint64_t)wst.st_size);
-        if (ret < 0) {
-            *error_r = store__errorf("cannot wipe %s: %s", wpath, tdm_strerror(ret));
-            goto out;
-        }
-        event_emit(TDM_EV_STORE_TORN_TAIL_CUT, s->name,
-                   "generation %s was started but its first write never completed; wiped "
-                   "(nothing in it was acknowledged)",
-                   wpath);
-        if (!prealloc_upto)
-            prealloc_upto = wiped;
-    }
     if (cur->end == GEN_SCAN_INVALID) {
         ret = cut_tail(s, path, cur->valid_end, cur->file_size);
         if (ret < 0) {

@@ -33,7 +33,6 @@
 struct seen_events {
     int count[2100];
     char last_message[1024];
-    char torn_message[1024]; /* of the last store.torn_tail_cut */
 };
 static struct seen_events seen;
 
@@ -45,8 +44,6 @@ hook(void *ctx, enum tdm_event id, const char *subject, const char *message)
     if ((int)id >= 0 && (int)id < 2100)
         seen.count[id]++;
     snprintf(seen.last_message, sizeof(seen.last_message), "%s", message);
-    if (id == TDM_EV_STORE_TORN_TAIL_CUT)
-        snprintf(seen.torn_message, sizeof(seen.torn_message), "%s", message);
 }
 
 static char tmpdir[256];
@@ -750,69 +747,84 @@ overwrite(const char *path, off_t off, uint8_t byte, size_t len)
     close(fd);
 }
 
-/* A roll writes the new header without syncing it: the first records' fdatasync covers it.
- * A crash before that sync can leave records on disk under an unreadable header; none was
- * acknowledged, so recovery wipes the generation and goes on. */
+/* A roll makes the new generation's header durable before any record goes in, so a header
+ * that does not read back is damage: the database refuses to mount and nothing is wiped,
+ * whether or not LMDB holds the records under it. */
 static void
-test_unsynced_new_generation_wiped(void **state)
+test_damaged_header_of_current_generation_refused(void **state)
 {
     (void)state;
     struct store_options o;
     small_options(&o);
     const char *err = NULL;
     assert_int_equal(store_create(dbdir(), &o, &err), 0);
-    child_commits_then_dies(&o, 10, true, 0);
-    char p[500];
-    gen_path(p, sizeof(p), 2);
-    overwrite(p, 0, 0, TDM_LOG_HEADER_USED); /* the header never reached the disk */
-    overwrite(p, 4096, 0x77, 100);           /* but part of a record did */
-
-    struct store *s = reopen(&o, 0);
-    assert_int_equal(seen.count[TDM_EV_STORE_TORN_TAIL_CUT], 1);
-    assert_non_null(strstr(seen.torn_message, "wiped"));
-    struct store_status st;
-    store_get_status(s, &st);
-    assert_int_equal(st.applied_lsn, 10);
-    assert_int_equal(commit_noop(s, 5), 11);
-    assert_int_equal(store_close(&s), 0);
-    s = reopen(&o, 0);
-    store_get_status(s, &st);
-    assert_int_equal(st.applied_lsn, 11);
-    assert_int_equal(store_close(&s), 0);
-}
-
-/* The same unreadable header is corruption when the generation before was never closed (a
- * roll always makes END durable first) or when LMDB applied records that only it held. */
-static void
-test_unreadable_header_is_corruption_otherwise(void **state)
-{
-    (void)state;
-    struct store_options o;
-    small_options(&o);
-    const char *err = NULL;
-    assert_int_equal(store_create(dbdir(), &o, &err), 0);
-    child_commits_then_dies(&o, 10, true, 5); /* 5 records applied in generation 2 */
+    child_commits_then_dies(&o, 10, true, 5); /* 5 records acknowledged in generation 2 */
     char p[500];
     gen_path(p, sizeof(p), 2);
     overwrite(p, 0, 0, TDM_LOG_HEADER_USED);
     assert_null(reopen(&o, TDM_ECORRUPT));
     assert_int_equal(seen.count[TDM_EV_STORE_LOG_CORRUPT], 1);
+    if (!strstr(seen.last_message, p))
+        fail_msg("event does not name %s: %s", p, seen.last_message);
+    /* The records are still there for an operator to salvage. */
+    struct gen_scan sc;
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &sc, &err), TDM_ECORRUPT);
+    assert_true(sc.blank_header);
+    assert_false(sc.body_blank);
+
+    /* A torn (non-blank) header over data, above a generation never closed. */
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dbdir());
     assert_int_equal(system(cmd), 0);
-
     assert_int_equal(store_create(dbdir(), &o, &err), 0);
-    child_commits_then_dies(&o, 10, false, 0); /* generation 1 still open */
+    child_commits_then_dies(&o, 10, false, 0);
     gen_path(p, sizeof(p), 2);
     int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0640);
     assert_true(fd >= 0);
     close(fd);
     assert_int_equal(truncate(p, 64 * 1024), 0);
-    overwrite(p, 0, 0x33, 50); /* a torn header */
+    overwrite(p, 0, 0x33, 50);
     overwrite(p, 4096, 0x77, 100);
     assert_null(reopen(&o, TDM_ECORRUPT));
     assert_int_equal(seen.count[TDM_EV_STORE_LOG_CORRUPT], 2);
-    assert_non_null(strstr(seen.last_message, "never closed"));
+    /* Generation 1 is named: a generation below another must be closed. */
+    gen_path(p, sizeof(p), 1);
+    assert_non_null(strstr(seen.last_message, p));
+    assert_non_null(strstr(seen.last_message, "no END record"));
+}
+
+/* Several preallocated generations above the current one are not part of the log. */
+static void
+test_preallocated_generations_ahead(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+    child_commits_then_dies(&o, 10, false, 0);
+    char p[500];
+    for (uint64_t g = 2; g <= 3; g++) { /* as housekeeping leaves them: blank, full size */
+        gen_path(p, sizeof(p), g);
+        int fd = open(p, O_RDWR | O_CREAT, 0640);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(truncate(p, 64 * 1024), 0);
+    }
+    struct store *s = reopen(&o, 0);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 1);
+    assert_int_equal(st.applied_lsn, 10);
+    assert_int_equal(store_roll(s), 0);
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(commit_noop(s, 1), 11);
+    assert_int_equal(store_close(&s), 0);
+    s = reopen(&o, 0);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 11);
+    assert_int_equal(store_close(&s), 0);
 }
 
 /* ---- fault-injecting io for disk-full and write failures ---- */
@@ -943,9 +955,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_flipped_byte_in_closed_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mail_through_store, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unsynced_new_generation_wiped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unreadable_header_is_corruption_otherwise, setup,
+        cmocka_unit_test_setup_teardown(test_damaged_header_of_current_generation_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_preallocated_generations_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_failure_is_sticky, setup, teardown),
     };
