@@ -1,0 +1,942 @@
+/*
+ * Schema-driven loader for the tandemd configuration (docs/config.md). config_parse.c cuts the
+ * file into entries; this file checks them against the tables below (which sections exist, their
+ * keys, types, ranges and defaults), fills struct tdm_config, then checks what spans sections
+ * (a listener's network exists, addresses are not used twice, the directory is reachable).
+ *
+ * Defaults are written in file syntax and go through the same parsers as the file, so a default
+ * can never be a value the file itself could not hold, and dump prints them the same way.
+ */
+#include "lib/config.h"
+
+#include "lib/config_parse.h"
+#include "lib/err.h"
+#include "tandem/log_format.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KIB 1024ull
+#define MIB (1024ull * KIB)
+#define GIB (1024ull * MIB)
+#define SEC 1000ull
+#define MIN (60ull * SEC)
+#define HOUR (60ull * MIN)
+#define DAY (24ull * HOUR)
+
+#define MAX_KEYS 8      /* per section, for the seen-at-line bookkeeping */
+#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 3 singletons, rounded up */
+#define REASON_MAX 256
+
+enum key_type {
+    KT_NAME,      /* char[TDM_CONFIG_NAME_MAX + 1]: one lower-case DNS label */
+    KT_USER,      /* char[TDM_CONFIG_USER_MAX + 1]: a POSIX user name */
+    KT_PATH,      /* char *: an absolute path, owned */
+    KT_INT,       /* uint32_t in [min, max] */
+    KT_SIZE,      /* uint64_t bytes: 4096, 64K, 1M, 1G */
+    KT_DURATION,  /* uint64_t ms: 500ms, 30s, 10m, 2h, 7d */
+    KT_ENUM,      /* int: index into names */
+    KT_ROLES,     /* unsigned: bit per name, a comma-separated list */
+    KT_ADDRESS,   /* struct tdm_config_addr */
+    KT_ENDPOINTS, /* struct tdm_config_directory: a list of address:port */
+};
+
+struct key_spec {
+    const char *key;
+    enum key_type type;
+    bool required;
+    const char *def;          /* default in file syntax; NULL = none (unset) */
+    uint64_t min, max, align; /* INT, SIZE, DURATION; align 0 = any */
+    const char *const *names; /* ENUM, ROLES: NULL-terminated */
+    size_t offset;            /* into the section's struct */
+};
+
+struct loader;
+struct opened;
+
+struct section_spec {
+    const char *type;
+    bool named;
+    unsigned max; /* instances */
+    const struct key_spec *keys;
+    /* The struct the keys fill, for a new instance with a name already checked. */
+    void *(*open)(struct tdm_config *cfg, const char *name, unsigned line);
+    /* Checks between the keys of one instance, at its end; NULL when none. */
+    int (*finish)(struct loader *ld, const struct opened *o);
+};
+
+struct opened {
+    const struct section_spec *spec;
+    const char *name;
+    void *base;
+    unsigned line;
+    unsigned key_line[MAX_KEYS]; /* 0 = key not given */
+};
+
+struct loader {
+    const char *file;
+    struct tdm_config *cfg;
+    struct opened sec[MAX_SECTIONS];
+    unsigned n_sec;
+    char **error_r;
+};
+
+static const char *const role_names[] = {"mailbox", "access",    "transport",
+                                         "witness", "directory", NULL};
+static const char *const proto_names[] = {"imap", "imaps", "lmtp",  "smtp", "submission",
+                                          "http", "https", "admin", NULL};
+/* In enum log_level order; "warning" because that is the word operators write. */
+static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
+_Static_assert(LOG_LEVEL_DEBUG == 0 && LOG_LEVEL_INFO == 1 && LOG_LEVEL_WARN == 2 &&
+                   LOG_LEVEL_ERROR == 3,
+               "level_names follows enum log_level");
+_Static_assert(sizeof(enum log_level) == sizeof(int), "KT_ENUM stores an int");
+
+#define K(name, t, req, d, lo, hi, al, nm, strct, field)                                           \
+    {                                                                                              \
+        .key = name, .type = t, .required = req, .def = d, .min = lo, .max = hi, .align = al,      \
+        .names = nm, .offset = offsetof(strct, field)                                              \
+    }
+
+static const struct key_spec top_keys[] = {
+    K("server", KT_NAME, true, NULL, 0, 0, 0, NULL, struct tdm_config, server),
+    K("site", KT_NAME, true, NULL, 0, 0, 0, NULL, struct tdm_config, site),
+    K("datadir", KT_PATH, true, NULL, 0, 0, 0, NULL, struct tdm_config, datadir),
+    K("roles", KT_ROLES, true, NULL, 0, 0, 0, role_names, struct tdm_config, roles),
+    K("user", KT_USER, false, NULL, 0, 0, 0, NULL, struct tdm_config, user),
+    {0}};
+static const struct key_spec network_keys[] = {
+    K("address", KT_ADDRESS, true, NULL, 0, 0, 0, NULL, struct tdm_config_network, address), {0}};
+static const struct key_spec listen_keys[] = {
+    K("network", KT_NAME, false, NULL, 0, 0, 0, NULL, struct tdm_config_listener, network),
+    K("address", KT_ADDRESS, false, NULL, 0, 0, 0, NULL, struct tdm_config_listener, address),
+    K("port", KT_INT, true, NULL, 1, 65535, 0, NULL, struct tdm_config_listener, port),
+    {0}};
+static const struct key_spec directory_keys[] = {
+    /* KT_ENDPOINTS fills the whole struct (list and count), hence offset 0. */
+    {.key = "endpoints", .type = KT_ENDPOINTS, .required = true, .offset = 0},
+    K("cache_ttl", KT_DURATION, false, "10m", SEC, 7 * DAY, 0, NULL, struct tdm_config_directory,
+      cache_ttl_ms),
+    {0}};
+/* Sizes within what the log format allows (include/tandem/log_format.h). */
+static const struct key_spec store_keys[] = {
+    K("generation_size", KT_SIZE, false, "1M", TDM_LOG_MIN_GENERATION_SIZE,
+      TDM_LOG_MAX_GENERATION_SIZE, 4096, NULL, struct tdm_config_store, generation_size),
+    K("idle_close", KT_DURATION, false, "90s", 0, DAY, 0, NULL, struct tdm_config_store,
+      idle_close_ms),
+    K("checkpoint_bytes", KT_SIZE, false, "8M", TDM_LOG_MIN_GENERATION_SIZE, 4 * GIB, 0, NULL,
+      struct tdm_config_store, checkpoint_bytes),
+    K("checkpoint_interval", KT_DURATION, false, "30s", SEC, HOUR, 0, NULL, struct tdm_config_store,
+      checkpoint_interval_ms),
+    K("disk_reserve", KT_SIZE, false, "4M", 0, GIB, 0, NULL, struct tdm_config_store, disk_reserve),
+    {0}};
+static const struct key_spec log_keys[] = {
+    K("level", KT_ENUM, false, "info", 0, 0, 0, level_names, struct tdm_config_log, level),
+    K("events", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_log, events),
+    {0}};
+
+static void *
+open_top(struct tdm_config *cfg, const char *name, unsigned line)
+{
+    (void)name, (void)line;
+    return cfg;
+}
+
+static void *
+open_network(struct tdm_config *cfg, const char *name, unsigned line)
+{
+    struct tdm_config_network *n = &cfg->networks[cfg->n_networks++];
+    strcpy(n->name, name); /* checked by parse_name */
+    n->line = line;
+    return n;
+}
+
+static void *
+open_listen(struct tdm_config *cfg, const char *name, unsigned line)
+{
+    struct tdm_config_listener *l = &cfg->listeners[cfg->n_listeners++];
+    for (int i = 0; proto_names[i]; i++)
+        if (strcmp(proto_names[i], name) == 0)
+            l->proto = (enum tdm_proto)i;
+    l->line = line;
+    return l;
+}
+
+static void *
+open_directory(struct tdm_config *cfg, const char *name, unsigned line)
+{
+    (void)name, (void)line;
+    return &cfg->directory;
+}
+
+static void *
+open_store(struct tdm_config *cfg, const char *name, unsigned line)
+{
+    (void)name, (void)line;
+    return &cfg->store;
+}
+
+static void *
+open_log(struct tdm_config *cfg, const char *name, unsigned line)
+{
+    (void)name, (void)line;
+    return &cfg->log;
+}
+
+static int listen_finish(struct loader *ld, const struct opened *o);
+
+static const struct section_spec top_spec = {"", false, 1, top_keys, open_top, NULL};
+static const struct section_spec sections[] = {
+    {"network", true, TDM_CONFIG_MAX_NETWORKS, network_keys, open_network, NULL},
+    {"listen", true, TDM_PROTO_COUNT, listen_keys, open_listen, listen_finish},
+    {"directory", false, 1, directory_keys, open_directory, NULL},
+    {"store", false, 1, store_keys, open_store, NULL},
+    {"log", false, 1, log_keys, open_log, NULL},
+};
+#define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
+
+/* ---- messages ---------------------------------------------------------------------------- */
+
+/* "in [listen imap]", "in [store]" or "at the top of the file". */
+static const char *
+label(const struct opened *o, char *buf, size_t size)
+{
+    if (o->spec == &top_spec)
+        return "at the top of the file";
+    snprintf(buf, size, "in [%s%s%s]", o->spec->type, o->name[0] ? " " : "", o->name);
+    return buf;
+}
+
+/* Sets *error_r to "<file>:<line>: <message>" (no ":<line>" when line is 0); returns ret. */
+__attribute__((format(printf, 4, 5))) static int
+fail(struct loader *ld, int ret, unsigned line, const char *fmt, ...)
+{
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    char lbuf[16] = "";
+    if (line > 0)
+        snprintf(lbuf, sizeof(lbuf), ":%u", line);
+    if (n < 0 || asprintf(ld->error_r, "%s%s: %s", ld->file, lbuf, msg) < 0) {
+        *ld->error_r = NULL;
+        ret = -ENOMEM;
+    }
+    free(n < 0 ? NULL : msg);
+    return ret;
+}
+
+/* ---- value parsers: 0, or -1 with why in reason, or -ENOMEM ------------------------------ */
+
+__attribute__((format(printf, 2, 3))) static int
+why(char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, REASON_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int
+parse_name(const char *v, char *out, char *reason)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > TDM_CONFIG_NAME_MAX || v[0] == '-' || v[len - 1] == '-' ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != len)
+        return why(reason,
+                   "\"%.64s\" is not a name: 1 to %d lower-case letters, digits and '-', not "
+                   "starting or ending with '-'",
+                   v, TDM_CONFIG_NAME_MAX);
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+static int
+parse_user(const char *v, char *out, char *reason)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > TDM_CONFIG_USER_MAX || !((v[0] >= 'a' && v[0] <= 'z') || v[0] == '_') ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != len)
+        return why(reason, "\"%.64s\" is not a user name (lower-case, at most %d characters)", v,
+                   TDM_CONFIG_USER_MAX);
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+static int
+parse_path(const char *v, char **out, char *reason)
+{
+    if (v[0] != '/')
+        return why(reason, "\"%.64s\" is not an absolute path (it must start with '/')", v);
+    char *copy = strdup(v);
+    if (!copy)
+        return -ENOMEM;
+    free(*out);
+    *out = copy;
+    return 0;
+}
+
+/* Leading decimal digits of v into *n; *end_r after them. -1 when none, -2 on overflow. */
+static int
+parse_digits(const char *v, uint64_t *n, const char **end_r)
+{
+    uint64_t x = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (x > UINT64_MAX / 10 || (x == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+            return -2;
+        x = x * 10 + d;
+    }
+    *end_r = p;
+    *n = x;
+    return p == v ? -1 : 0;
+}
+
+struct unit {
+    const char *suffix;
+    uint64_t factor;
+};
+/* Largest first: dump picks the first that divides exactly. */
+static const struct unit size_units[] = {{"G", GIB}, {"M", MIB}, {"K", KIB}, {"", 1}, {NULL, 0}};
+static const struct unit time_units[] = {{"d", DAY}, {"h", HOUR}, {"m", MIN},
+                                         {"s", SEC}, {"ms", 1},   {NULL, 0}};
+
+/* n in the largest unit that divides it exactly: 64K, 90s. Zero is "0" for a size and "0s"
+ * rather than "0ms" for a duration. */
+static void
+format_scaled(char *buf, size_t size, uint64_t n, const struct unit *units)
+{
+    const struct unit *u = units;
+    if (n == 0) {
+        while (u[1].suffix)
+            u++;
+        if (u->suffix[0] && u != units)
+            u--;
+    }
+    while (n % u->factor != 0) /* ends at the last unit: its factor is 1 */
+        u++;
+    snprintf(buf, size, "%llu%s", (unsigned long long)(n / u->factor), u->suffix);
+}
+
+/* A number with a unit from units, checked against the key's range. what: "size", "duration". */
+static int
+parse_scaled(const struct key_spec *k, const char *v, const struct unit *units, const char *what,
+             const char *hint, uint64_t *out, char *reason)
+{
+    uint64_t n;
+    const char *end;
+    int ret = parse_digits(v, &n, &end);
+    if (ret == -2)
+        return why(reason, "%s %.64s is out of range", what, v);
+    const struct unit *u = units;
+    while (ret == 0 && u->suffix && strcmp(u->suffix, end) != 0)
+        u++;
+    if (ret == 0 && !u->suffix && *end == '\0')
+        return why(reason, "%s %.64s needs a unit (%s)", what, v, hint);
+    if (ret < 0 || !u->suffix)
+        return why(reason, "\"%.64s\" is not a %s (%s)", v, what, hint);
+    if (u->factor > 1 && n > UINT64_MAX / u->factor)
+        return why(reason, "%s %.64s is out of range", what, v);
+    n *= u->factor;
+    if (n < k->min || n > k->max || (k->align && n % k->align != 0)) {
+        char lo[32], hi[32];
+        format_scaled(lo, sizeof(lo), k->min, units);
+        format_scaled(hi, sizeof(hi), k->max, units);
+        if (k->align)
+            return why(reason, "%s %.64s must be a multiple of %llu between %s and %s", what, v,
+                       (unsigned long long)k->align, lo, hi);
+        return why(reason, "%s %.64s is out of range %s..%s", what, v, lo, hi);
+    }
+    *out = n;
+    return 0;
+}
+
+static int
+parse_enum(const char *v, const char *const *names, int *out, char *reason)
+{
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], v) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    char known[REASON_MAX / 2] = "";
+    for (int i = 0; names[i]; i++)
+        snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", i ? ", " : "",
+                 names[i]);
+    return why(reason, "\"%.64s\" is not one of: %s", v, known);
+}
+
+static int
+parse_address(const char *v, struct tdm_config_addr *out, char *reason)
+{
+    struct tdm_config_addr a = {0};
+    if (inet_pton(AF_INET, v, a.bytes) == 1)
+        a.family = AF_INET;
+    else if (inet_pton(AF_INET6, v, a.bytes) == 1)
+        a.family = AF_INET6;
+    else
+        return why(reason, "\"%.64s\" is not an IPv4 or IPv6 address literal", v);
+    inet_ntop(a.family, a.bytes, a.text, sizeof(a.text));
+    *out = a;
+    return 0;
+}
+
+/* Splits v at commas into trimmed items in buf (NUL-separated); -1 on an empty item. */
+static int
+split_list(const char *v, char *buf, size_t size, const char **items, unsigned max, unsigned *n_r,
+           char *reason)
+{
+    snprintf(buf, size, "%s", v); /* v comes from one line, shorter than buf */
+    unsigned n = 0;
+    for (char *p = buf;;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        char *e = p + strlen(p);
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        if (*p == '\0')
+            return why(reason, "empty item in the list \"%.64s\"", v);
+        if (n == max)
+            return why(reason, "more than %u items in the list", max);
+        items[n++] = p;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *n_r = n;
+    return 0;
+}
+
+static int
+parse_roles(const char *v, const char *const *names, unsigned *out, char *reason)
+{
+    char buf[CONFIG_MAX_LINE + 1];
+    const char *items[16];
+    unsigned n, bits = 0;
+    if (split_list(v, buf, sizeof(buf), items, 16, &n, reason) < 0)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        int r;
+        if (parse_enum(items[i], names, &r, reason) < 0)
+            return -1;
+        if (bits & (1u << r))
+            return why(reason, "role \"%s\" is listed twice", items[i]);
+        bits |= 1u << r;
+    }
+    *out = bits;
+    return 0;
+}
+
+static int
+parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
+{
+    char buf[CONFIG_MAX_LINE + 1];
+    const char *items[TDM_CONFIG_MAX_ENDPOINTS];
+    unsigned n;
+    if (split_list(v, buf, sizeof(buf), items, TDM_CONFIG_MAX_ENDPOINTS, &n, reason) < 0)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        char host[64];
+        const char *it = items[i], *colon = strrchr(it, ':'), *h = it;
+        size_t hlen = colon ? (size_t)(colon - it) : 0;
+        if (it[0] == '[' && hlen >= 2 && it[hlen - 1] == ']')
+            h++, hlen -= 2;
+        uint64_t port;
+        const char *end;
+        if (!colon || hlen == 0 || hlen >= sizeof(host) ||
+            parse_digits(colon + 1, &port, &end) < 0 || *end != '\0' || port < 1 || port > 65535)
+            return why(reason,
+                       "\"%.64s\" is not address:port (IPv6 as [address]:port, port "
+                       "1..65535)",
+                       it);
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        struct tdm_config_addr a;
+        if (parse_address(host, &a, reason) < 0 || (a.family == AF_INET6) != (h != it))
+            return why(reason, "\"%.64s\": \"%s\" is not an address literal (IPv6 goes in [])", it,
+                       host);
+        for (unsigned j = 0; j < i; j++)
+            if (d->endpoints[j].port == port &&
+                memcmp(&d->endpoints[j].address, &a, sizeof(a)) == 0)
+                return why(reason, "endpoint \"%s\" is listed twice", it);
+        d->endpoints[i] = (struct tdm_config_endpoint){.address = a, .port = (uint32_t)port};
+    }
+    d->n_endpoints = n;
+    return 0;
+}
+
+/* Parses v as k's type into base + k->offset. */
+static int
+parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
+{
+    char *p = (char *)base + k->offset;
+    uint64_t n;
+    switch (k->type) {
+    case KT_NAME:
+        return parse_name(v, p, reason);
+    case KT_USER:
+        return parse_user(v, p, reason);
+    case KT_PATH:
+        return parse_path(v, (char **)(void *)p, reason);
+    case KT_INT:
+        if (parse_scaled(k, v, size_units + 3, "number", "decimal digits", &n, reason) < 0)
+            return -1;
+        *(uint32_t *)(void *)p = (uint32_t)n;
+        return 0;
+    case KT_SIZE:
+        return parse_scaled(k, v, size_units, "size", "bytes, or with K, M or G: 64K, 1M",
+                            (uint64_t *)(void *)p, reason);
+    case KT_DURATION:
+        return parse_scaled(k, v, time_units, "duration", "with a unit: 500ms, 30s, 10m, 2h, 7d",
+                            (uint64_t *)(void *)p, reason);
+    case KT_ENUM:
+        return parse_enum(v, k->names, (int *)(void *)p, reason);
+    case KT_ROLES:
+        return parse_roles(v, k->names, (unsigned *)(void *)p, reason);
+    case KT_ADDRESS:
+        return parse_address(v, (struct tdm_config_addr *)(void *)p, reason);
+    case KT_ENDPOINTS:
+        return parse_endpoints(v, (struct tdm_config_directory *)(void *)p, reason);
+    }
+    return why(reason, "unknown key type");
+}
+
+static int
+set_defaults(const struct section_spec *spec, void *base)
+{
+    char reason[REASON_MAX];
+    for (const struct key_spec *k = spec->keys; k->key; k++) {
+        if (!k->def)
+            continue;
+        int ret = parse_value(k, k->def, base, reason);
+        if (ret == -ENOMEM)
+            return ret;
+        TDM_ASSERT(ret == 0); /* a default the schema rejects is our bug */
+    }
+    return 0;
+}
+
+/* ---- the loader -------------------------------------------------------------------------- */
+
+static int
+check_required(struct loader *ld, const struct opened *o)
+{
+    char lb[96];
+    for (unsigned i = 0; o->spec->keys[i].key; i++) {
+        if (o->spec->keys[i].required && o->key_line[i] == 0)
+            return fail(ld, TDM_EINVAL, o->line, "key \"%s\": missing %s (required)",
+                        o->spec->keys[i].key, label(o, lb, sizeof(lb)));
+    }
+    return o->spec->finish ? o->spec->finish(ld, o) : 0;
+}
+
+/* [listen]: exactly one of network (resolved at the end) and address. */
+static int
+listen_finish(struct loader *ld, const struct opened *o)
+{
+    unsigned net = o->key_line[0], addr = o->key_line[1];
+    if (net && addr)
+        return fail(ld, TDM_EINVAL, net > addr ? net : addr,
+                    "key \"%s\": [listen %s] has both \"network\" and \"address\"; give one",
+                    net > addr ? "network" : "address", o->name);
+    if (!net && !addr)
+        return fail(ld, TDM_EINVAL, o->line,
+                    "key \"network\": missing in [listen %s] (give \"network\", a [network] "
+                    "name, or \"address\", an address literal)",
+                    o->name);
+    return 0;
+}
+
+static int
+open_section(struct loader *ld, const struct config_entry *e)
+{
+    const struct section_spec *spec = NULL;
+    for (size_t i = 0; i < N_SECTIONS; i++)
+        if (strcmp(sections[i].type, e->section) == 0)
+            spec = &sections[i];
+    if (!spec)
+        return fail(ld, TDM_EINVAL, e->line,
+                    "section [%s]: unknown section (known: network, listen, directory, store, "
+                    "log)",
+                    e->section);
+    if (spec->named && !e->name[0])
+        return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
+                    spec->type);
+    if (!spec->named && e->name[0])
+        return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: [%s] takes no name", spec->type,
+                    e->name, spec->type);
+    char reason[REASON_MAX], scratch[TDM_CONFIG_NAME_MAX + 1];
+    int proto;
+    if (spec == &sections[0] && parse_name(e->name, scratch, reason) < 0)
+        return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: %s", spec->type, e->name, reason);
+    if (spec == &sections[1] && parse_enum(e->name, proto_names, &proto, reason) < 0)
+        return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: unknown protocol: %s", spec->type,
+                    e->name, reason);
+    unsigned count = 0;
+    for (unsigned i = 0; i < ld->n_sec; i++) {
+        const struct opened *o = &ld->sec[i];
+        if (o->spec != spec)
+            continue;
+        count++;
+        if (strcmp(o->name, e->name) == 0)
+            return fail(ld, TDM_EINVAL, e->line, "section [%s%s%s]: duplicate (first at line %u)",
+                        spec->type, e->name[0] ? " " : "", e->name, o->line);
+    }
+    if (count == spec->max)
+        return fail(ld, TDM_ELIMIT, e->line, "section [%s %s]: more than %u [%s] sections",
+                    spec->type, e->name, spec->max, spec->type);
+    struct opened *o = &ld->sec[ld->n_sec++];
+    *o = (struct opened){.spec = spec, .name = e->name, .line = e->line};
+    o->base = spec->open(ld->cfg, e->name, e->line);
+    return spec->named ? set_defaults(spec, o->base) : 0;
+}
+
+static int
+set_key(struct loader *ld, const struct config_entry *e)
+{
+    struct opened *o = &ld->sec[ld->n_sec - 1];
+    char lb[96], reason[REASON_MAX];
+    unsigned i = 0;
+    while (o->spec->keys[i].key && strcmp(o->spec->keys[i].key, e->key) != 0)
+        i++;
+    if (!o->spec->keys[i].key) {
+        char known[REASON_MAX] = "";
+        for (unsigned j = 0; o->spec->keys[j].key; j++)
+            snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", j ? ", " : "",
+                     o->spec->keys[j].key);
+        return fail(ld, TDM_EINVAL, e->line, "key \"%s\": unknown key %s (known: %s)", e->key,
+                    label(o, lb, sizeof(lb)), known);
+    }
+    if (o->key_line[i])
+        return fail(ld, TDM_EINVAL, e->line, "key \"%s\": duplicate %s (first at line %u)", e->key,
+                    label(o, lb, sizeof(lb)), o->key_line[i]);
+    o->key_line[i] = e->line;
+    int ret = parse_value(&o->spec->keys[i], e->value, o->base, reason);
+    if (ret == -ENOMEM)
+        return fail(ld, -ENOMEM, e->line, "out of memory");
+    if (ret < 0)
+        return fail(ld, TDM_EINVAL, e->line, "key \"%s\": %s", e->key, reason);
+    return 0;
+}
+
+static const struct opened *
+find_opened(const struct loader *ld, const void *base)
+{
+    for (unsigned i = 0; i < ld->n_sec; i++)
+        if (ld->sec[i].base == base)
+            return &ld->sec[i];
+    return NULL;
+}
+
+static bool
+same_bind(const struct tdm_config_addr *a, const struct tdm_config_addr *b)
+{
+    static const unsigned char any[16];
+    size_t len = a->family == AF_INET ? 4 : 16;
+    return a->family == b->family &&
+           (memcmp(a->bytes, b->bytes, len) == 0 || memcmp(a->bytes, any, len) == 0 ||
+            memcmp(b->bytes, any, len) == 0);
+}
+
+/* What spans sections, once the whole file is read. */
+static int
+check_cross(struct loader *ld)
+{
+    struct tdm_config *cfg = ld->cfg;
+    if (cfg->n_networks == 0)
+        return fail(ld, TDM_EINVAL, 0,
+                    "no [network <name>] section: at least one is required, with this server's "
+                    "address on it");
+    for (unsigned i = 0; i < cfg->n_networks; i++) {
+        for (unsigned j = 0; j < i; j++) {
+            if (memcmp(&cfg->networks[i].address, &cfg->networks[j].address,
+                       sizeof(struct tdm_config_addr)) == 0)
+                return fail(ld, TDM_EINVAL, find_opened(ld, &cfg->networks[i])->key_line[0],
+                            "key \"address\": %s is also the address of [network %s] (line %u)",
+                            cfg->networks[i].address.text, cfg->networks[j].name,
+                            cfg->networks[j].line);
+        }
+    }
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        struct tdm_config_listener *l = &cfg->listeners[i];
+        const struct opened *o = find_opened(ld, l);
+        if (l->network[0]) {
+            unsigned j = 0;
+            while (j < cfg->n_networks && strcmp(cfg->networks[j].name, l->network) != 0)
+                j++;
+            if (j == cfg->n_networks) {
+                char known[REASON_MAX] = "";
+                for (unsigned k = 0; k < cfg->n_networks; k++)
+                    snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                             k ? ", " : "", cfg->networks[k].name);
+                return fail(ld, TDM_EINVAL, o->key_line[0],
+                            "key \"network\": network \"%s\" is not defined (defined: %s)",
+                            l->network, known);
+            }
+            l->address = cfg->networks[j].address;
+        }
+        for (unsigned j = 0; j < i; j++) {
+            const struct tdm_config_listener *m = &cfg->listeners[j];
+            if (m->port == l->port && same_bind(&m->address, &l->address))
+                return fail(ld, TDM_EINVAL, o->key_line[2],
+                            "key \"port\": %s port %u is already used by [listen %s] (line %u)",
+                            l->address.text, l->port, proto_names[m->proto], m->line);
+        }
+    }
+    if (!(cfg->roles & TDM_ROLE_DIRECTORY) && cfg->directory.n_endpoints == 0)
+        return fail(ld, TDM_EINVAL, ld->sec[0].key_line[3],
+                    "key \"roles\": without the directory role this server needs a [directory] "
+                    "section with \"endpoints\" to reach it");
+    return 0;
+}
+
+static int
+load(struct loader *ld, const struct config_parsed *parsed)
+{
+    int ret;
+    ld->sec[0] = (struct opened){.spec = &top_spec, .name = "", .base = ld->cfg, .line = 1};
+    ld->n_sec = 1;
+    /* Sections that may be absent still hold their defaults. */
+    for (size_t i = 0; i < N_SECTIONS; i++) {
+        if (!sections[i].named &&
+            (ret = set_defaults(&sections[i], sections[i].open(ld->cfg, "", 0))) < 0)
+            return fail(ld, ret, 0, "out of memory");
+    }
+    for (size_t i = 0; i < parsed->count; i++) {
+        const struct config_entry *e = &parsed->entries[i];
+        if (e->key)
+            ret = set_key(ld, e);
+        else if ((ret = check_required(ld, &ld->sec[ld->n_sec - 1])) == 0)
+            ret = open_section(ld, e);
+        if (ret < 0)
+            return ret;
+    }
+    if ((ret = check_required(ld, &ld->sec[ld->n_sec - 1])) < 0)
+        return ret;
+    return check_cross(ld);
+}
+
+int
+tdm_config_load_buffer(const char *buf, size_t len, const char *filename, struct tdm_config **cfg_r,
+                       char **error_r)
+{
+    struct config_parsed *parsed = NULL;
+    *cfg_r = NULL;
+    *error_r = NULL;
+    int ret = config_parse(buf, len, filename, &parsed, error_r);
+    if (ret < 0)
+        return ret;
+    struct tdm_config *cfg = calloc(1, sizeof(*cfg));
+    struct loader ld = {.file = filename, .cfg = cfg, .error_r = error_r};
+    if (!cfg || !(cfg->path = strdup(filename)))
+        ret = fail(&ld, -ENOMEM, 0, "out of memory");
+    else
+        ret = load(&ld, parsed);
+    config_parsed_free(&parsed);
+    if (ret < 0) {
+        tdm_config_free(&cfg);
+        return ret;
+    }
+    *cfg_r = cfg;
+    return 0;
+}
+
+int
+tdm_config_load_file(const char *path, struct tdm_config **cfg_r, char **error_r)
+{
+    *cfg_r = NULL;
+    *error_r = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        if (asprintf(error_r, "%s: cannot open: %s", path, strerror(err)) < 0)
+            *error_r = NULL;
+        return -err;
+    }
+    /* Read one byte past the limit, so a file that grows while read still gets the limit
+     * message instead of a silently cut configuration. */
+    size_t cap = CONFIG_MAX_FILE_SIZE + 1, len = 0;
+    char *buf = malloc(cap);
+    int ret = buf ? 0 : -ENOMEM;
+    while (ret == 0 && len < cap) {
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            ret = -errno;
+        else if (n == 0)
+            break;
+        else
+            len += (size_t)n;
+    }
+    close(fd);
+    if (ret == 0)
+        ret = tdm_config_load_buffer(buf, len, path, cfg_r, error_r);
+    else if (asprintf(error_r, "%s: cannot read: %s", path, strerror(-ret)) < 0)
+        *error_r = NULL;
+    free(buf);
+    return ret;
+}
+
+/* ---- dump -------------------------------------------------------------------------------- */
+
+static void
+dump_scaled(FILE *out, uint64_t n, const struct unit *units)
+{
+    char buf[32];
+    format_scaled(buf, sizeof(buf), n, units);
+    fputs(buf, out);
+}
+
+/* A path as the parser reads it back: quoted when spaces, '#' or '"' would be lost. */
+static void
+dump_string(FILE *out, const char *s)
+{
+    size_t len = strlen(s);
+    if (len > 0 && strcspn(s, "#\"") == len && s[0] != ' ' && s[0] != '\t' && s[len - 1] != ' ' &&
+        s[len - 1] != '\t') {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+static void
+dump_keys(FILE *out, const struct section_spec *spec, const void *base)
+{
+    for (const struct key_spec *k = spec->keys; k->key; k++) {
+        const char *p = (const char *)base + k->offset;
+        const struct tdm_config_addr *addr = (const void *)p;
+        const struct tdm_config_directory *dir = (const void *)p;
+        /* A listener's address was filled from its network: printing both would not load. */
+        if (spec == &sections[1] && k->type == KT_ADDRESS &&
+            ((const struct tdm_config_listener *)base)->network[0])
+            continue;
+        if (((k->type == KT_NAME || k->type == KT_USER) && p[0] == '\0') ||
+            (k->type == KT_PATH && !*(char *const *)(const void *)p) ||
+            (k->type == KT_ADDRESS && addr->family == 0))
+            continue;
+        fprintf(out, "%s = ", k->key);
+        switch (k->type) {
+        case KT_NAME:
+        case KT_USER:
+            fputs(p, out);
+            break;
+        case KT_PATH:
+            dump_string(out, *(char *const *)(const void *)p);
+            break;
+        case KT_INT:
+            fprintf(out, "%u", *(const uint32_t *)(const void *)p);
+            break;
+        case KT_SIZE:
+            dump_scaled(out, *(const uint64_t *)(const void *)p, size_units);
+            break;
+        case KT_DURATION:
+            dump_scaled(out, *(const uint64_t *)(const void *)p, time_units);
+            break;
+        case KT_ENUM:
+            fputs(k->names[*(const int *)(const void *)p], out);
+            break;
+        case KT_ROLES:
+            for (unsigned i = 0, first = 1; k->names[i]; i++) {
+                if (*(const unsigned *)(const void *)p & (1u << i)) {
+                    fprintf(out, "%s%s", first ? "" : ", ", k->names[i]);
+                    first = 0;
+                }
+            }
+            break;
+        case KT_ADDRESS:
+            fputs(addr->text, out);
+            break;
+        case KT_ENDPOINTS:
+            for (unsigned i = 0; i < dir->n_endpoints; i++) {
+                const struct tdm_config_endpoint *ep = &dir->endpoints[i];
+                bool v6 = ep->address.family == AF_INET6;
+                fprintf(out, "%s%s%s%s:%u", i ? ", " : "", v6 ? "[" : "", ep->address.text,
+                        v6 ? "]" : "", ep->port);
+            }
+            break;
+        }
+        fputc('\n', out);
+    }
+}
+
+int
+tdm_config_dump(const struct tdm_config *cfg, FILE *out)
+{
+    fputs("# effective configuration from ", out);
+    for (const char *s = cfg->path; *s; s++) /* a newline in the path would end the comment */
+        fputc((unsigned char)*s < 0x20 ? '?' : *s, out);
+    fputs(", defaults filled in\n", out);
+    dump_keys(out, &top_spec, cfg);
+    for (unsigned i = 0; i < cfg->n_networks; i++) {
+        fprintf(out, "\n[network %s]\n", cfg->networks[i].name);
+        dump_keys(out, &sections[0], &cfg->networks[i]);
+    }
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        fprintf(out, "\n[listen %s]\n", proto_names[cfg->listeners[i].proto]);
+        dump_keys(out, &sections[1], &cfg->listeners[i]);
+    }
+    /* Absent only on a directory server that names no peers; endpoints is then required. */
+    if (cfg->directory.n_endpoints > 0) {
+        fputs("\n[directory]\n", out);
+        dump_keys(out, &sections[2], &cfg->directory);
+    }
+    fputs("\n[store]\n", out);
+    dump_keys(out, &sections[3], &cfg->store);
+    fputs("\n[log]\n", out);
+    dump_keys(out, &sections[4], &cfg->log);
+    if (!cfg->log.events)
+        fputs("# events: not set, written to stderr\n", out);
+    if (fflush(out) != 0 || ferror(out))
+        return errno ? -errno : -EIO;
+    return 0;
+}
+
+const char *
+tdm_config_role_name(enum tdm_role role)
+{
+    for (unsigned i = 0; role_names[i]; i++)
+        if ((unsigned)role == 1u << i)
+            return role_names[i];
+    return NULL;
+}
+
+const char *
+tdm_config_proto_name(enum tdm_proto proto)
+{
+    return (unsigned)proto < TDM_PROTO_COUNT ? proto_names[proto] : NULL;
+}
+
+void
+tdm_config_free(struct tdm_config **cfg)
+{
+    if (!*cfg)
+        return;
+    free((*cfg)->path);
+    free((*cfg)->datadir);
+    free((*cfg)->log.events);
+    free(*cfg);
+    *cfg = NULL;
+}

@@ -1,0 +1,138 @@
+#ifndef TANDEM_LIB_CONFIG_H
+#define TANDEM_LIB_CONFIG_H
+
+/*
+ * The tandemd configuration file: loaded, checked against the schema in config.c and turned
+ * into a struct tdm_config. Every section and key, with type, default and meaning, is in
+ * docs/config.md; the syntax is in lib/config_parse.h.
+ *
+ * Errors are one message for a person: "<file>:<line>: key \"<key>\": <what is wrong>", or
+ * "<file>:<line>: section [<type> <name>]: ..." for a header, or "<file>: ..." for something
+ * missing from the whole file. The first error stops the load.
+ */
+
+#include "lib/log.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define TDM_CONFIG_NAME_MAX 63 /* server, site and network names: one DNS label */
+#define TDM_CONFIG_USER_MAX 32
+#define TDM_CONFIG_MAX_NETWORKS 16
+#define TDM_CONFIG_MAX_ENDPOINTS 16
+
+/* Roles, as bits of tdm_config.roles. */
+enum tdm_role {
+    TDM_ROLE_MAILBOX = 1u << 0,
+    TDM_ROLE_ACCESS = 1u << 1,
+    TDM_ROLE_TRANSPORT = 1u << 2,
+    TDM_ROLE_WITNESS = 1u << 3,
+    TDM_ROLE_DIRECTORY = 1u << 4,
+};
+
+/* Listener protocols: the name in [listen <proto>]. */
+enum tdm_proto {
+    TDM_PROTO_IMAP,
+    TDM_PROTO_IMAPS,
+    TDM_PROTO_LMTP,
+    TDM_PROTO_SMTP,
+    TDM_PROTO_SUBMISSION,
+    TDM_PROTO_HTTP,
+    TDM_PROTO_HTTPS,
+    TDM_PROTO_ADMIN,
+    TDM_PROTO_COUNT,
+};
+
+/* An IP address literal. family 0 means "not set". */
+struct tdm_config_addr {
+    int family;              /* AF_INET or AF_INET6 */
+    unsigned char bytes[16]; /* network order; the first 4 for AF_INET */
+    char text[46];           /* canonical form (inet_ntop), INET6_ADDRSTRLEN */
+};
+
+struct tdm_config_network {
+    char name[TDM_CONFIG_NAME_MAX + 1];
+    struct tdm_config_addr address;
+    unsigned line; /* of the [network] header, for later messages (bind failures) */
+};
+
+struct tdm_config_listener {
+    enum tdm_proto proto;
+    char network[TDM_CONFIG_NAME_MAX + 1]; /* "" when the file gave a literal address */
+    struct tdm_config_addr address;        /* where to bind: the network's address or literal */
+    uint32_t port;                         /* 1..65535 */
+    unsigned line;                         /* of the [listen] header */
+};
+
+struct tdm_config_endpoint {
+    struct tdm_config_addr address;
+    uint32_t port;
+};
+
+/* [directory]: how this server reaches the directory role. */
+struct tdm_config_directory {
+    struct tdm_config_endpoint endpoints[TDM_CONFIG_MAX_ENDPOINTS];
+    unsigned n_endpoints; /* 0 only when roles has TDM_ROLE_DIRECTORY and [directory] is absent */
+    uint64_t cache_ttl_ms;
+};
+
+/* [store]: defaults for the databases this server mounts (struct store_options). */
+struct tdm_config_store {
+    uint64_t generation_size; /* bytes */
+    uint64_t idle_close_ms;   /* 0 = never close an idle generation early */
+    uint64_t checkpoint_bytes;
+    uint64_t checkpoint_interval_ms;
+    uint64_t disk_reserve; /* bytes; 0 = no reserve */
+};
+
+/* [log] */
+struct tdm_config_log {
+    enum log_level level;
+    char *events; /* path of the operator events file; NULL = stderr */
+};
+
+struct tdm_config {
+    char *path; /* the file name as given, for messages */
+
+    char server[TDM_CONFIG_NAME_MAX + 1];
+    char site[TDM_CONFIG_NAME_MAX + 1];
+    char *datadir;                      /* absolute path */
+    unsigned roles;                     /* enum tdm_role bits; never 0 */
+    char user[TDM_CONFIG_USER_MAX + 1]; /* "" when not set: keep the starting user */
+
+    struct tdm_config_network networks[TDM_CONFIG_MAX_NETWORKS];
+    unsigned n_networks; /* at least 1 */
+    struct tdm_config_listener listeners[TDM_PROTO_COUNT];
+    unsigned n_listeners; /* in file order, one per protocol at most */
+
+    struct tdm_config_directory directory;
+    struct tdm_config_store store;
+    struct tdm_config_log log;
+};
+
+/*
+ * Loads and checks the file at path. On success returns 0 and an owned *cfg_r (free with
+ * tdm_config_free). On failure returns -errno (the file could not be read), TDM_EINVAL (a
+ * mistake in the file), TDM_ELIMIT (a size or count limit) or -ENOMEM, with *error_r an
+ * allocated message the caller frees (NULL only when even that allocation failed).
+ */
+int tdm_config_load_file(const char *path, struct tdm_config **cfg_r, char **error_r);
+
+/* The same for len bytes of buf, already read; filename names it in messages. */
+int tdm_config_load_buffer(const char *buf, size_t len, const char *filename,
+                           struct tdm_config **cfg_r, char **error_r);
+
+/*
+ * Writes the effective configuration, defaults filled in, in the file's own syntax (it loads
+ * back to an equal config). Returns 0 or -errno from the stream.
+ */
+int tdm_config_dump(const struct tdm_config *cfg, FILE *out);
+
+/* The names used in the file: "mailbox", "imap"; NULL for a value out of range. */
+const char *tdm_config_role_name(enum tdm_role role);
+const char *tdm_config_proto_name(enum tdm_proto proto);
+
+/* Frees *cfg and sets it to NULL; NULL is fine. */
+void tdm_config_free(struct tdm_config **cfg);
+
+#endif
