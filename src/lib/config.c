@@ -24,9 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KIB 1024ull
-#define MIB (1024ull * KIB)
-#define GIB (1024ull * MIB)
+#define GIB (1024ull * 1024ull * 1024ull)
 #define SEC 1000ull
 #define MIN (60ull * SEC)
 #define HOUR (60ull * MIN)
@@ -34,7 +32,6 @@
 
 #define MAX_KEYS 8      /* per section, for the seen-at-line bookkeeping */
 #define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 3 singletons, rounded up */
-#define REASON_MAX 256
 
 enum key_type {
     KT_NAME,      /* char[TDM_CONFIG_NAME_MAX + 1]: one lower-case DNS label */
@@ -67,8 +64,7 @@ struct section_spec {
     bool named;
     unsigned max; /* instances */
     const struct key_spec *keys;
-    /* The struct the keys fill, for a new instance with a name already checked. */
-    void *(*open)(struct tdm_config *cfg, const char *name, unsigned line);
+    size_t offset; /* of the struct the keys fill, for a singleton */
     /* Checks between the keys of one instance, at its end; NULL when none. */
     int (*finish)(struct loader *ld, const struct opened *o);
 };
@@ -143,63 +139,16 @@ static const struct key_spec log_keys[] = {
     K("events", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_log, events),
     {0}};
 
-static void *
-open_top(struct tdm_config *cfg, const char *name, unsigned line)
-{
-    (void)name, (void)line;
-    return cfg;
-}
-
-static void *
-open_network(struct tdm_config *cfg, const char *name, unsigned line)
-{
-    struct tdm_config_network *n = &cfg->networks[cfg->n_networks++];
-    strcpy(n->name, name); /* checked by parse_name */
-    n->line = line;
-    return n;
-}
-
-static void *
-open_listen(struct tdm_config *cfg, const char *name, unsigned line)
-{
-    struct tdm_config_listener *l = &cfg->listeners[cfg->n_listeners++];
-    for (int i = 0; proto_names[i]; i++)
-        if (strcmp(proto_names[i], name) == 0)
-            l->proto = (enum tdm_proto)i;
-    l->line = line;
-    return l;
-}
-
-static void *
-open_directory(struct tdm_config *cfg, const char *name, unsigned line)
-{
-    (void)name, (void)line;
-    return &cfg->directory;
-}
-
-static void *
-open_store(struct tdm_config *cfg, const char *name, unsigned line)
-{
-    (void)name, (void)line;
-    return &cfg->store;
-}
-
-static void *
-open_log(struct tdm_config *cfg, const char *name, unsigned line)
-{
-    (void)name, (void)line;
-    return &cfg->log;
-}
-
 static int listen_finish(struct loader *ld, const struct opened *o);
 
-static const struct section_spec top_spec = {"", false, 1, top_keys, open_top, NULL};
+/* Singletons live at offset in struct tdm_config; named sections are placed by open_section. */
+static const struct section_spec top_spec = {"", false, 1, top_keys, 0, NULL};
 static const struct section_spec sections[] = {
-    {"network", true, TDM_CONFIG_MAX_NETWORKS, network_keys, open_network, NULL},
-    {"listen", true, TDM_PROTO_COUNT, listen_keys, open_listen, listen_finish},
-    {"directory", false, 1, directory_keys, open_directory, NULL},
-    {"store", false, 1, store_keys, open_store, NULL},
-    {"log", false, 1, log_keys, open_log, NULL},
+    {"network", true, TDM_CONFIG_MAX_NETWORKS, network_keys, 0, NULL},
+    {"listen", true, TDM_PROTO_COUNT, listen_keys, 0, listen_finish},
+    {"directory", false, 1, directory_keys, offsetof(struct tdm_config, directory), NULL},
+    {"store", false, 1, store_keys, offsetof(struct tdm_config, store), NULL},
+    {"log", false, 1, log_keys, offsetof(struct tdm_config, log), NULL},
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -235,42 +184,30 @@ fail(struct loader *ld, int ret, unsigned line, const char *fmt, ...)
     return ret;
 }
 
-/* ---- value parsers: 0, or -1 with why in reason, or -ENOMEM ------------------------------ */
+/* ---- values: the forms are in config_parse.c, this binds them to the struct ---------------- */
 
 __attribute__((format(printf, 2, 3))) static int
 why(char *reason, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(reason, REASON_MAX, fmt, ap);
+    vsnprintf(reason, CONFIG_REASON_MAX, fmt, ap);
     va_end(ap);
     return -1;
 }
 
-static int
-parse_name(const char *v, char *out, char *reason)
+static bool
+addr_equal(const struct tdm_config_addr *a, const struct tdm_config_addr *b)
 {
-    size_t len = strlen(v);
-    if (len == 0 || len > TDM_CONFIG_NAME_MAX || v[0] == '-' || v[len - 1] == '-' ||
-        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != len)
-        return why(reason,
-                   "\"%.64s\" is not a name: 1 to %d lower-case letters, digits and '-', not "
-                   "starting or ending with '-'",
-                   v, TDM_CONFIG_NAME_MAX);
-    memcpy(out, v, len + 1);
-    return 0;
+    return a->family == b->family && memcmp(a->bytes, b->bytes, sizeof(a->bytes)) == 0;
 }
 
-static int
-parse_user(const char *v, char *out, char *reason)
+static void
+addr_set(struct tdm_config_addr *a, int family, const unsigned char bytes[16])
 {
-    size_t len = strlen(v);
-    if (len == 0 || len > TDM_CONFIG_USER_MAX || !((v[0] >= 'a' && v[0] <= 'z') || v[0] == '_') ||
-        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != len)
-        return why(reason, "\"%.64s\" is not a user name (lower-case, at most %d characters)", v,
-                   TDM_CONFIG_USER_MAX);
-    memcpy(out, v, len + 1);
-    return 0;
+    *a = (struct tdm_config_addr){.family = family};
+    memcpy(a->bytes, bytes, sizeof(a->bytes));
+    inet_ntop(family, a->bytes, a->text, sizeof(a->text));
 }
 
 static int
@@ -286,153 +223,17 @@ parse_path(const char *v, char **out, char *reason)
     return 0;
 }
 
-/* Leading decimal digits of v into *n; *end_r after them. -1 when none, -2 on overflow. */
-static int
-parse_digits(const char *v, uint64_t *n, const char **end_r)
-{
-    uint64_t x = 0;
-    const char *p = v;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        unsigned d = (unsigned)(*p - '0');
-        if (x > UINT64_MAX / 10 || (x == UINT64_MAX / 10 && d > UINT64_MAX % 10))
-            return -2;
-        x = x * 10 + d;
-    }
-    *end_r = p;
-    *n = x;
-    return p == v ? -1 : 0;
-}
-
-struct unit {
-    const char *suffix;
-    uint64_t factor;
-};
-/* Largest first: dump picks the first that divides exactly. */
-static const struct unit size_units[] = {{"G", GIB}, {"M", MIB}, {"K", KIB}, {"", 1}, {NULL, 0}};
-static const struct unit time_units[] = {{"d", DAY}, {"h", HOUR}, {"m", MIN},
-                                         {"s", SEC}, {"ms", 1},   {NULL, 0}};
-
-/* n in the largest unit that divides it exactly: 64K, 90s. Zero is "0" for a size and "0s"
- * rather than "0ms" for a duration. */
-static void
-format_scaled(char *buf, size_t size, uint64_t n, const struct unit *units)
-{
-    const struct unit *u = units;
-    if (n == 0) {
-        while (u[1].suffix)
-            u++;
-        if (u->suffix[0] && u != units)
-            u--;
-    }
-    while (n % u->factor != 0) /* ends at the last unit: its factor is 1 */
-        u++;
-    snprintf(buf, size, "%llu%s", (unsigned long long)(n / u->factor), u->suffix);
-}
-
-/* A number with a unit from units, checked against the key's range. what: "size", "duration". */
-static int
-parse_scaled(const struct key_spec *k, const char *v, const struct unit *units, const char *what,
-             const char *hint, uint64_t *out, char *reason)
-{
-    uint64_t n;
-    const char *end;
-    int ret = parse_digits(v, &n, &end);
-    if (ret == -2)
-        return why(reason, "%s %.64s is out of range", what, v);
-    const struct unit *u = units;
-    while (ret == 0 && u->suffix && strcmp(u->suffix, end) != 0)
-        u++;
-    if (ret == 0 && !u->suffix && *end == '\0')
-        return why(reason, "%s %.64s needs a unit (%s)", what, v, hint);
-    if (ret < 0 || !u->suffix)
-        return why(reason, "\"%.64s\" is not a %s (%s)", v, what, hint);
-    if (u->factor > 1 && n > UINT64_MAX / u->factor)
-        return why(reason, "%s %.64s is out of range", what, v);
-    n *= u->factor;
-    if (n < k->min || n > k->max || (k->align && n % k->align != 0)) {
-        char lo[32], hi[32];
-        format_scaled(lo, sizeof(lo), k->min, units);
-        format_scaled(hi, sizeof(hi), k->max, units);
-        if (k->align)
-            return why(reason, "%s %.64s must be a multiple of %llu between %s and %s", what, v,
-                       (unsigned long long)k->align, lo, hi);
-        return why(reason, "%s %.64s is out of range %s..%s", what, v, lo, hi);
-    }
-    *out = n;
-    return 0;
-}
-
-static int
-parse_enum(const char *v, const char *const *names, int *out, char *reason)
-{
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(names[i], v) == 0) {
-            *out = i;
-            return 0;
-        }
-    }
-    char known[REASON_MAX / 2] = "";
-    for (int i = 0; names[i]; i++)
-        snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", i ? ", " : "",
-                 names[i]);
-    return why(reason, "\"%.64s\" is not one of: %s", v, known);
-}
-
-static int
-parse_address(const char *v, struct tdm_config_addr *out, char *reason)
-{
-    struct tdm_config_addr a = {0};
-    if (inet_pton(AF_INET, v, a.bytes) == 1)
-        a.family = AF_INET;
-    else if (inet_pton(AF_INET6, v, a.bytes) == 1)
-        a.family = AF_INET6;
-    else
-        return why(reason, "\"%.64s\" is not an IPv4 or IPv6 address literal", v);
-    inet_ntop(a.family, a.bytes, a.text, sizeof(a.text));
-    *out = a;
-    return 0;
-}
-
-/* Splits v at commas into trimmed items in buf (NUL-separated); -1 on an empty item. */
-static int
-split_list(const char *v, char *buf, size_t size, const char **items, unsigned max, unsigned *n_r,
-           char *reason)
-{
-    snprintf(buf, size, "%s", v); /* v comes from one line, shorter than buf */
-    unsigned n = 0;
-    for (char *p = buf;;) {
-        char *comma = strchr(p, ',');
-        if (comma)
-            *comma = '\0';
-        while (*p == ' ' || *p == '\t')
-            p++;
-        char *e = p + strlen(p);
-        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-            *--e = '\0';
-        if (*p == '\0')
-            return why(reason, "empty item in the list \"%.64s\"", v);
-        if (n == max)
-            return why(reason, "more than %u items in the list", max);
-        items[n++] = p;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    *n_r = n;
-    return 0;
-}
-
 static int
 parse_roles(const char *v, const char *const *names, unsigned *out, char *reason)
 {
     char buf[CONFIG_MAX_LINE + 1];
     const char *items[16];
     unsigned n, bits = 0;
-    if (split_list(v, buf, sizeof(buf), items, 16, &n, reason) < 0)
+    if (config_value_list(v, buf, sizeof(buf), items, 16, &n, reason) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
         int r;
-        if (parse_enum(items[i], names, &r, reason) < 0)
+        if (config_value_enum(items[i], names, &r, reason) < 0)
             return -1;
         if (bits & (1u << r))
             return why(reason, "role \"%s\" is listed twice", items[i]);
@@ -447,35 +248,21 @@ parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
 {
     char buf[CONFIG_MAX_LINE + 1];
     const char *items[TDM_CONFIG_MAX_ENDPOINTS];
+    struct tdm_config_endpoint eps[TDM_CONFIG_MAX_ENDPOINTS];
     unsigned n;
-    if (split_list(v, buf, sizeof(buf), items, TDM_CONFIG_MAX_ENDPOINTS, &n, reason) < 0)
+    if (config_value_list(v, buf, sizeof(buf), items, TDM_CONFIG_MAX_ENDPOINTS, &n, reason) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
-        char host[64];
-        const char *it = items[i], *colon = strrchr(it, ':'), *h = it;
-        size_t hlen = colon ? (size_t)(colon - it) : 0;
-        if (it[0] == '[' && hlen >= 2 && it[hlen - 1] == ']')
-            h++, hlen -= 2;
-        uint64_t port;
-        const char *end;
-        if (!colon || hlen == 0 || hlen >= sizeof(host) ||
-            parse_digits(colon + 1, &port, &end) < 0 || *end != '\0' || port < 1 || port > 65535)
-            return why(reason,
-                       "\"%.64s\" is not address:port (IPv6 as [address]:port, port "
-                       "1..65535)",
-                       it);
-        memcpy(host, h, hlen);
-        host[hlen] = '\0';
-        struct tdm_config_addr a;
-        if (parse_address(host, &a, reason) < 0 || (a.family == AF_INET6) != (h != it))
-            return why(reason, "\"%.64s\": \"%s\" is not an address literal (IPv6 goes in [])", it,
-                       host);
+        int family;
+        unsigned char bytes[16];
+        if (config_value_endpoint(items[i], &family, bytes, &eps[i].port, reason) < 0)
+            return -1;
+        addr_set(&eps[i].address, family, bytes);
         for (unsigned j = 0; j < i; j++)
-            if (d->endpoints[j].port == port &&
-                memcmp(&d->endpoints[j].address, &a, sizeof(a)) == 0)
-                return why(reason, "endpoint \"%s\" is listed twice", it);
-        d->endpoints[i] = (struct tdm_config_endpoint){.address = a, .port = (uint32_t)port};
+            if (eps[j].port == eps[i].port && addr_equal(&eps[j].address, &eps[i].address))
+                return why(reason, "endpoint \"%s\" is listed twice", items[i]);
     }
+    memcpy(d->endpoints, eps, n * sizeof(eps[0]));
     d->n_endpoints = n;
     return 0;
 }
@@ -484,34 +271,37 @@ parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
 static int
 parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
 {
-    char *p = (char *)base + k->offset;
+    void *p = (char *)base + k->offset;
     uint64_t n;
+    int family;
+    unsigned char bytes[16];
     switch (k->type) {
     case KT_NAME:
-        return parse_name(v, p, reason);
+        return config_value_name(v, TDM_CONFIG_NAME_MAX, p, reason);
     case KT_USER:
-        return parse_user(v, p, reason);
+        return config_value_user(v, TDM_CONFIG_USER_MAX, p, reason);
     case KT_PATH:
-        return parse_path(v, (char **)(void *)p, reason);
+        return parse_path(v, p, reason);
     case KT_INT:
-        if (parse_scaled(k, v, size_units + 3, "number", "decimal digits", &n, reason) < 0)
+        if (config_value_number(v, &config_number_units, k->min, k->max, 0, &n, reason) < 0)
             return -1;
-        *(uint32_t *)(void *)p = (uint32_t)n;
+        *(uint32_t *)p = (uint32_t)n;
         return 0;
     case KT_SIZE:
-        return parse_scaled(k, v, size_units, "size", "bytes, or with K, M or G: 64K, 1M",
-                            (uint64_t *)(void *)p, reason);
+        return config_value_number(v, &config_size_units, k->min, k->max, k->align, p, reason);
     case KT_DURATION:
-        return parse_scaled(k, v, time_units, "duration", "with a unit: 500ms, 30s, 10m, 2h, 7d",
-                            (uint64_t *)(void *)p, reason);
+        return config_value_number(v, &config_duration_units, k->min, k->max, 0, p, reason);
     case KT_ENUM:
-        return parse_enum(v, k->names, (int *)(void *)p, reason);
+        return config_value_enum(v, k->names, p, reason);
     case KT_ROLES:
-        return parse_roles(v, k->names, (unsigned *)(void *)p, reason);
+        return parse_roles(v, k->names, p, reason);
     case KT_ADDRESS:
-        return parse_address(v, (struct tdm_config_addr *)(void *)p, reason);
+        if (config_value_address(v, &family, bytes, reason) < 0)
+            return -1;
+        addr_set(p, family, bytes);
+        return 0;
     case KT_ENDPOINTS:
-        return parse_endpoints(v, (struct tdm_config_directory *)(void *)p, reason);
+        return parse_endpoints(v, p, reason);
     }
     return why(reason, "unknown key type");
 }
@@ -519,7 +309,7 @@ parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
 static int
 set_defaults(const struct section_spec *spec, void *base)
 {
-    char reason[REASON_MAX];
+    char reason[CONFIG_REASON_MAX];
     for (const struct key_spec *k = spec->keys; k->key; k++) {
         if (!k->def)
             continue;
@@ -580,11 +370,12 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec->named && e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: [%s] takes no name", spec->type,
                     e->name, spec->type);
-    char reason[REASON_MAX], scratch[TDM_CONFIG_NAME_MAX + 1];
+    char reason[CONFIG_REASON_MAX], scratch[TDM_CONFIG_NAME_MAX + 1];
     int proto;
-    if (spec == &sections[0] && parse_name(e->name, scratch, reason) < 0)
+    if (spec == &sections[0] &&
+        config_value_name(e->name, TDM_CONFIG_NAME_MAX, scratch, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: %s", spec->type, e->name, reason);
-    if (spec == &sections[1] && parse_enum(e->name, proto_names, &proto, reason) < 0)
+    if (spec == &sections[1] && config_value_enum(e->name, proto_names, &proto, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: unknown protocol: %s", spec->type,
                     e->name, reason);
     unsigned count = 0;
@@ -600,9 +391,22 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (count == spec->max)
         return fail(ld, TDM_ELIMIT, e->line, "section [%s %s]: more than %u [%s] sections",
                     spec->type, e->name, spec->max, spec->type);
+    struct tdm_config *cfg = ld->cfg;
     struct opened *o = &ld->sec[ld->n_sec++];
     *o = (struct opened){.spec = spec, .name = e->name, .line = e->line};
-    o->base = spec->open(ld->cfg, e->name, e->line);
+    if (spec == &sections[0]) {
+        struct tdm_config_network *n = &cfg->networks[cfg->n_networks++];
+        memcpy(n->name, scratch, sizeof(n->name));
+        n->line = e->line;
+        o->base = n;
+    } else if (spec == &sections[1]) {
+        struct tdm_config_listener *l = &cfg->listeners[cfg->n_listeners++];
+        l->proto = (enum tdm_proto)proto;
+        l->line = e->line;
+        o->base = l;
+    } else {
+        o->base = (char *)cfg + spec->offset;
+    }
     return spec->named ? set_defaults(spec, o->base) : 0;
 }
 
@@ -610,12 +414,12 @@ static int
 set_key(struct loader *ld, const struct config_entry *e)
 {
     struct opened *o = &ld->sec[ld->n_sec - 1];
-    char lb[96], reason[REASON_MAX];
+    char lb[96], reason[CONFIG_REASON_MAX];
     unsigned i = 0;
     while (o->spec->keys[i].key && strcmp(o->spec->keys[i].key, e->key) != 0)
         i++;
     if (!o->spec->keys[i].key) {
-        char known[REASON_MAX] = "";
+        char known[CONFIG_REASON_MAX] = "";
         for (unsigned j = 0; o->spec->keys[j].key; j++)
             snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", j ? ", " : "",
                      o->spec->keys[j].key);
@@ -664,8 +468,7 @@ check_cross(struct loader *ld)
                     "address on it");
     for (unsigned i = 0; i < cfg->n_networks; i++) {
         for (unsigned j = 0; j < i; j++) {
-            if (memcmp(&cfg->networks[i].address, &cfg->networks[j].address,
-                       sizeof(struct tdm_config_addr)) == 0)
+            if (addr_equal(&cfg->networks[i].address, &cfg->networks[j].address))
                 return fail(ld, TDM_EINVAL, find_opened(ld, &cfg->networks[i])->key_line[0],
                             "key \"address\": %s is also the address of [network %s] (line %u)",
                             cfg->networks[i].address.text, cfg->networks[j].name,
@@ -680,7 +483,7 @@ check_cross(struct loader *ld)
             while (j < cfg->n_networks && strcmp(cfg->networks[j].name, l->network) != 0)
                 j++;
             if (j == cfg->n_networks) {
-                char known[REASON_MAX] = "";
+                char known[CONFIG_REASON_MAX] = "";
                 for (unsigned k = 0; k < cfg->n_networks; k++)
                     snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
                              k ? ", " : "", cfg->networks[k].name);
@@ -714,7 +517,7 @@ load(struct loader *ld, const struct config_parsed *parsed)
     /* Sections that may be absent still hold their defaults. */
     for (size_t i = 0; i < N_SECTIONS; i++) {
         if (!sections[i].named &&
-            (ret = set_defaults(&sections[i], sections[i].open(ld->cfg, "", 0))) < 0)
+            (ret = set_defaults(&sections[i], (char *)ld->cfg + sections[i].offset)) < 0)
             return fail(ld, ret, 0, "out of memory");
     }
     for (size_t i = 0; i < parsed->count; i++) {
@@ -796,30 +599,11 @@ tdm_config_load_file(const char *path, struct tdm_config **cfg_r, char **error_r
 /* ---- dump -------------------------------------------------------------------------------- */
 
 static void
-dump_scaled(FILE *out, uint64_t n, const struct unit *units)
+dump_number(FILE *out, uint64_t n, const struct config_units *units)
 {
     char buf[32];
-    format_scaled(buf, sizeof(buf), n, units);
+    config_value_format(buf, sizeof(buf), n, units);
     fputs(buf, out);
-}
-
-/* A path as the parser reads it back: quoted when spaces, '#' or '"' would be lost. */
-static void
-dump_string(FILE *out, const char *s)
-{
-    size_t len = strlen(s);
-    if (len > 0 && strcspn(s, "#\"") == len && s[0] != ' ' && s[0] != '\t' && s[len - 1] != ' ' &&
-        s[len - 1] != '\t') {
-        fputs(s, out);
-        return;
-    }
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', out);
-        fputc(*s, out);
-    }
-    fputc('"', out);
 }
 
 static void
@@ -844,16 +628,16 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
             fputs(p, out);
             break;
         case KT_PATH:
-            dump_string(out, *(char *const *)(const void *)p);
+            config_value_write(out, *(char *const *)(const void *)p);
             break;
         case KT_INT:
             fprintf(out, "%u", *(const uint32_t *)(const void *)p);
             break;
         case KT_SIZE:
-            dump_scaled(out, *(const uint64_t *)(const void *)p, size_units);
+            dump_number(out, *(const uint64_t *)(const void *)p, &config_size_units);
             break;
         case KT_DURATION:
-            dump_scaled(out, *(const uint64_t *)(const void *)p, time_units);
+            dump_number(out, *(const uint64_t *)(const void *)p, &config_duration_units);
             break;
         case KT_ENUM:
             fputs(k->names[*(const int *)(const void *)p], out);
@@ -909,9 +693,9 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[4], &cfg->log);
     if (!cfg->log.events)
         fputs("# events: not set, written to stderr\n", out);
-    if (fflush(out) != 0 || ferror(out))
-        return errno ? -errno : -EIO;
-    return 0;
+    if (fflush(out) != 0)
+        return -errno;
+    return ferror(out) ? -EIO : 0;
 }
 
 const char *

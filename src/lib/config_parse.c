@@ -9,6 +9,7 @@
 
 #include "lib/err.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -314,4 +315,220 @@ config_parsed_free(struct config_parsed **parsed)
     free((*parsed)->text);
     free(*parsed);
     *parsed = NULL;
+}
+
+/* ---- value syntax ------------------------------------------------------------------------ */
+
+#define KIB 1024ull
+#define SEC 1000ull
+
+const struct config_units config_size_units = {
+    "size",
+    "bytes, or with K, M or G: 64K, 1M",
+    {{"G", KIB *KIB *KIB}, {"M", KIB *KIB}, {"K", KIB}, {"", 1}, {NULL, 0}}};
+const struct config_units config_duration_units = {
+    "duration",
+    "with a unit: 500ms, 30s, 10m, 2h, 7d",
+    {{"d", 86400 * SEC}, {"h", 3600 * SEC}, {"m", 60 * SEC}, {"s", SEC}, {"ms", 1}, {NULL, 0}}};
+const struct config_units config_number_units = {"number", "decimal digits", {{"", 1}, {NULL, 0}}};
+
+__attribute__((format(printf, 2, 3))) static int
+why(char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, CONFIG_REASON_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Leading decimal digits of v into *n; *end_r after them. -1 when none, -2 on overflow. */
+static int
+digits(const char *v, uint64_t *n, const char **end_r)
+{
+    uint64_t x = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (x > UINT64_MAX / 10 || (x == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+            return -2;
+        x = x * 10 + d;
+    }
+    *end_r = p;
+    *n = x;
+    return p == v ? -1 : 0;
+}
+
+void
+config_value_format(char *buf, size_t size, uint64_t n, const struct config_units *units)
+{
+    unsigned i = 0;
+    if (n == 0) { /* "0" for a size, "0s" rather than "0ms" for a duration */
+        while (units->unit[i + 1].suffix)
+            i++;
+        if (units->unit[i].suffix[0] && i > 0)
+            i--;
+    }
+    while (n % units->unit[i].factor != 0) /* ends at the last unit: its factor is 1 */
+        i++;
+    snprintf(buf, size, "%llu%s", (unsigned long long)(n / units->unit[i].factor),
+             units->unit[i].suffix);
+}
+
+int
+config_value_number(const char *v, const struct config_units *units, uint64_t min, uint64_t max,
+                    uint64_t align, uint64_t *out, char *reason)
+{
+    uint64_t n;
+    const char *end;
+    int ret = digits(v, &n, &end);
+    if (ret == -2)
+        return why(reason, "%s %.64s is out of range", units->what, v);
+    unsigned i = 0;
+    while (ret == 0 && units->unit[i].suffix && strcmp(units->unit[i].suffix, end) != 0)
+        i++;
+    if (ret == 0 && !units->unit[i].suffix && *end == '\0')
+        return why(reason, "%s %.64s needs a unit (%s)", units->what, v, units->hint);
+    if (ret < 0 || !units->unit[i].suffix)
+        return why(reason, "\"%.64s\" is not a %s (%s)", v, units->what, units->hint);
+    uint64_t factor = units->unit[i].factor;
+    if (n > UINT64_MAX / factor)
+        return why(reason, "%s %.64s is out of range", units->what, v);
+    n *= factor;
+    if (n < min || n > max || (align && n % align != 0)) {
+        char lo[32], hi[32];
+        config_value_format(lo, sizeof(lo), min, units);
+        config_value_format(hi, sizeof(hi), max, units);
+        if (align)
+            return why(reason, "%s %.64s must be a multiple of %llu between %s and %s", units->what,
+                       v, (unsigned long long)align, lo, hi);
+        return why(reason, "%s %.64s is out of range %s..%s", units->what, v, lo, hi);
+    }
+    *out = n;
+    return 0;
+}
+
+int
+config_value_name(const char *v, size_t max, char *out, char *reason)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > max || v[0] == '-' || v[len - 1] == '-' ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != len)
+        return why(reason,
+                   "\"%.64s\" is not a name: 1 to %zu lower-case letters, digits and '-', not "
+                   "starting or ending with '-'",
+                   v, max);
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+int
+config_value_user(const char *v, size_t max, char *out, char *reason)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > max || !((v[0] >= 'a' && v[0] <= 'z') || v[0] == '_') ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != len)
+        return why(reason, "\"%.64s\" is not a user name (lower-case, at most %zu characters)", v,
+                   max);
+    memcpy(out, v, len + 1);
+    return 0;
+}
+
+int
+config_value_enum(const char *v, const char *const *names, int *out, char *reason)
+{
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], v) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    char known[CONFIG_REASON_MAX / 2] = "";
+    for (int i = 0; names[i]; i++)
+        snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", i ? ", " : "",
+                 names[i]);
+    return why(reason, "\"%.64s\" is not one of: %s", v, known);
+}
+
+int
+config_value_list(const char *v, char *buf, size_t size, const char **items, unsigned max,
+                  unsigned *n_r, char *reason)
+{
+    snprintf(buf, size, "%s", v);
+    unsigned n = 0;
+    for (char *p = buf;;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        p = skip_ws(p);
+        char *e = p + strlen(p);
+        while (e > p && is_ws(e[-1]))
+            *--e = '\0';
+        if (*p == '\0')
+            return why(reason, "empty item in the list \"%.64s\"", v);
+        if (n == max)
+            return why(reason, "more than %u items in the list", max);
+        items[n++] = p;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *n_r = n;
+    return 0;
+}
+
+int
+config_value_address(const char *v, int *family_r, unsigned char bytes_r[16], char *reason)
+{
+    unsigned char b[16] = {0};
+    int family = AF_INET;
+    if (inet_pton(AF_INET, v, b) != 1 && inet_pton(family = AF_INET6, v, b) != 1)
+        return why(reason, "\"%.64s\" is not an IPv4 or IPv6 address literal", v);
+    *family_r = family;
+    memcpy(bytes_r, b, sizeof(b));
+    return 0;
+}
+
+int
+config_value_endpoint(const char *v, int *family_r, unsigned char bytes_r[16], uint32_t *port_r,
+                      char *reason)
+{
+    char host[64];
+    const char *colon = strrchr(v, ':'), *h = v, *end;
+    size_t hlen = colon ? (size_t)(colon - v) : 0;
+    if (v[0] == '[' && hlen >= 2 && v[hlen - 1] == ']')
+        h++, hlen -= 2;
+    uint64_t port;
+    if (!colon || hlen == 0 || hlen >= sizeof(host) || digits(colon + 1, &port, &end) < 0 ||
+        *end != '\0' || port < 1 || port > 65535)
+        return why(reason, "\"%.64s\" is not address:port (IPv6 as [address]:port, port 1..65535)",
+                   v);
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    int family;
+    unsigned char b[16];
+    if (config_value_address(host, &family, b, reason) < 0 || (family == AF_INET6) != (h != v))
+        return why(reason, "\"%.64s\": \"%s\" is not an address literal (IPv6 goes in [])", v,
+                   host);
+    *family_r = family;
+    memcpy(bytes_r, b, sizeof(b));
+    *port_r = (uint32_t)port;
+    return 0;
+}
+
+void
+config_value_write(FILE *out, const char *s)
+{
+    size_t len = strlen(s);
+    if (len > 0 && strcspn(s, "#\"") == len && !is_ws(s[0]) && !is_ws(s[len - 1])) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
 }

@@ -17,7 +17,10 @@
  * an operator fixes one line at a time.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #define CONFIG_MAX_FILE_SIZE (1024u * 1024u) /* bytes */
 #define CONFIG_MAX_LINE 4096u                /* bytes, without the line ending */
@@ -50,5 +53,51 @@ int config_parse(const char *buf, size_t len, const char *filename, struct confi
 
 /* Frees *parsed and sets it to NULL; NULL is fine. */
 void config_parsed_free(struct config_parsed **parsed);
+
+/*
+ * Value syntax: the forms a value can take, independent of which key holds it (lib/config.c
+ * binds keys to forms). Each parser returns 0, or -1 with a sentence in reason (at least
+ * CONFIG_REASON_MAX bytes) that the caller puts after "key \"k\": ". Outputs are written only
+ * on success.
+ */
+#define CONFIG_REASON_MAX 256
+
+/* A number with a unit: units largest first, the last with factor 1, then a NULL suffix. */
+struct config_units {
+    const char *what; /* "size": for messages */
+    const char *hint; /* how to write one */
+    struct {
+        const char *suffix;
+        uint64_t factor;
+    } unit[6];
+};
+extern const struct config_units config_size_units;     /* 4096, 64K, 1M, 1G (binary) */
+extern const struct config_units config_duration_units; /* 500ms, 30s, 10m, 2h, 7d; in ms */
+extern const struct config_units config_number_units;   /* decimal digits only */
+
+/* v in [min, max] and a multiple of align (0: any) into *out. */
+int config_value_number(const char *v, const struct config_units *units, uint64_t min, uint64_t max,
+                        uint64_t align, uint64_t *out, char *reason);
+/* n in the largest unit that divides it exactly ("64K"), which config_value_number reads. */
+void config_value_format(char *buf, size_t size, uint64_t n, const struct config_units *units);
+
+/* A DNS label of at most max lower-case letters, digits and '-', into out[max + 1]. */
+int config_value_name(const char *v, size_t max, char *out, char *reason);
+/* A POSIX user name of at most max characters, into out[max + 1]. */
+int config_value_user(const char *v, size_t max, char *out, char *reason);
+/* One of names (NULL-terminated); its index into *out. */
+int config_value_enum(const char *v, const char *const *names, int *out, char *reason);
+/* Splits v at commas into at most max trimmed, non-empty items, copied into buf (size bytes,
+ * more than strlen(v)); items point into buf. */
+int config_value_list(const char *v, char *buf, size_t size, const char **items, unsigned max,
+                      unsigned *n_r, char *reason);
+/* An IPv4 or IPv6 literal: *family_r AF_INET or AF_INET6, bytes_r in network order. */
+int config_value_address(const char *v, int *family_r, unsigned char bytes_r[16], char *reason);
+/* "address:port" or "[address]:port" (IPv6 only in brackets), port 1..65535. */
+int config_value_endpoint(const char *v, int *family_r, unsigned char bytes_r[16], uint32_t *port_r,
+                          char *reason);
+
+/* Writes s so that the parser reads s back: quoted and escaped when it needs to be. */
+void config_value_write(FILE *out, const char *s);
 
 #endif
