@@ -1,0 +1,128 @@
+#ifndef TANDEM_IPC_H
+#define TANDEM_IPC_H
+
+/*
+ * Wire contract between tandemd's supervisor, core and worker processes (DESIGN.md,
+ * "Processes"). docs/formats/ipc.md says the same for developers and operators. The codec is
+ * src/lib/ipc.h. All integers are little-endian. Changing any layout below means a new protocol
+ * version.
+ *
+ * Frame, one per message, sent back to back on a stream socket:
+ *    0   4  total length L of the frame in bytes, this field through the CRC:
+ *           TDM_IPC_FRAME_OVERHEAD <= L <= TDM_IPC_MAX_FRAME
+ *    4   2  protocol version (see "Versions" below)
+ *    6   2  message type (enum tdm_ipc_type)
+ *    8   4  request id: chosen by the sender of a request, echoed by the reply. Non-zero for
+ *           HELLO, COMMIT, STATUS_REQUEST and their replies; zero for one-way messages
+ *   12   4  flags: 0 (reserved)
+ *   16   n  payload, n = L - 20 bytes
+ * 16+n   4  CRC32C of bytes [0, 16+n)
+ *
+ * A receiver checks, in this order: the length bounds (as soon as 4 bytes are there, so a wild
+ * length never makes it wait or allocate), the CRC, the type, the version, the flags, the
+ * request id rule, then the payload to its last byte. Any failure means the peer has a bug: the
+ * receiver says which check failed and ends the connection (and the supervisor the process).
+ *
+ * Payload: a fixed sequence of fields per message type, no optional fields, no padding, so a
+ * message has exactly one encoding. Every field starts with a one-byte tag (enum
+ * tdm_ipc_field) that must match the schema:
+ *    U16, U32, U64, I32   tag, then the value (2, 4, 8, 4 bytes)
+ *    STR                  tag, u32 length k, k bytes: no NUL byte, not NUL-terminated
+ *    BYTES                tag, u32 length k, k bytes of anything
+ *    LIST                 tag, u32 count c, then c elements, each the element's fields in order
+ * A field's length or count may not run past the end of the payload, and the last field must
+ * end exactly at the payload's end.
+ *
+ * Messages (field name: tag, rule):
+ *   HELLO           worker -> core, first message on a worker's connection.
+ *                   kind: U16 (enum tdm_ipc_worker_kind); pid: U32, > 0;
+ *                   version_min: U16, >= 1; version_max: U16, >= version_min
+ *   HELLO_REPLY     core -> worker. version: U16, the version both now speak, or 0 = refused;
+ *                   reason: STR, <= TDM_IPC_REASON_MAX, empty if and only if version != 0
+ *   COMMIT          worker -> core: one store log record to commit.
+ *                   database: STR, 1..TDM_IPC_NAME_MAX; record_type: U16, not 0 or END (1);
+ *                   payload: BYTES, <= TDM_LOG_MAX_PAYLOAD (the record payload, as the store's
+ *                   mail record codec builds it)
+ *   COMMIT_REPLY    core -> worker: the store's answer (struct mail_result in src/store/mail.h).
+ *                   status: I32, <= 0 (0 or a lib/err.h code); lsn: U64; uidvalidity: U32;
+ *                   first_uid: U32; count: U32; modseq: U64;
+ *                   targets: LIST of <= TDM_IPC_MAX_TARGETS elements
+ *                            {status: I32, <= 0; uid: U32; uidvalidity: U32}
+ *   SUBSCRIBE       worker -> core: send CHANGED for this folder to this worker.
+ *   UNSUBSCRIBE     worker -> core: stop. Both: database: STR, 1..TDM_IPC_NAME_MAX;
+ *                   mailbox: STR, 1..TDM_IPC_NAME_MAX; folder: STR, 0..TDM_IPC_NAME_MAX
+ *                   (empty = every folder of the mailbox)
+ *   CHANGED         core -> workers: a folder changed; IMAP sessions look and send
+ *                   EXISTS/EXPUNGE/FETCH. database, mailbox: STR, 1..TDM_IPC_NAME_MAX;
+ *                   folder: STR, 1..TDM_IPC_NAME_MAX; uidvalidity: U32 (a new value means the
+ *                   folder was recreated); uidnext: U32; exists: U32 (messages now in the
+ *                   folder); highestmodseq: U64
+ *   SHUTDOWN        supervisor -> any: finish and exit. reason: STR, 1..TDM_IPC_REASON_MAX;
+ *                   deadline_ms: U32 (after this the supervisor kills the process)
+ *   RELOAD          supervisor -> any: reread the configuration. generation: U64
+ *   STATUS_REQUEST  supervisor -> any: empty payload
+ *   STATUS_REPLY    any -> supervisor: counters for /metrics. counters: LIST of
+ *                   <= TDM_IPC_MAX_COUNTERS elements {name: STR, 1..TDM_IPC_COUNTER_NAME_MAX,
+ *                   [A-Za-z_][A-Za-z0-9_]*, unique in the list; value: U64}
+ *
+ * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
+ * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
+ * never change, so processes from different builds (a worker restarted after an upgrade) can
+ * always negotiate: the core answers the highest version both ranges share, and every later
+ * frame on the connection carries that version.
+ */
+
+#include "tandem/log_format.h"
+
+#include <stdint.h>
+
+#define TDM_IPC_VERSION 1u       /* the newest version this build speaks */
+#define TDM_IPC_VERSION_MIN 1u   /* the oldest version this build speaks */
+#define TDM_IPC_HELLO_VERSION 1u /* the version field of every HELLO and HELLO_REPLY frame */
+
+#define TDM_IPC_HEADER_SIZE 16u
+#define TDM_IPC_TRAILER_SIZE 4u
+#define TDM_IPC_FRAME_OVERHEAD (TDM_IPC_HEADER_SIZE + TDM_IPC_TRAILER_SIZE)
+/* A COMMIT carries a whole log record payload plus its small fields: 64 KiB of room for them. */
+#define TDM_IPC_MAX_PAYLOAD (TDM_LOG_MAX_PAYLOAD + 64u * 1024u)
+#define TDM_IPC_MAX_FRAME (TDM_IPC_MAX_PAYLOAD + TDM_IPC_FRAME_OVERHEAD)
+
+#define TDM_IPC_NAME_MAX 255u         /* database, mailbox and folder names (MAIL_NAME_MAX) */
+#define TDM_IPC_REASON_MAX 1024u      /* HELLO_REPLY and SHUTDOWN reasons */
+#define TDM_IPC_MAX_TARGETS 64u       /* COMMIT_REPLY targets (MAIL_MAX_TARGETS) */
+#define TDM_IPC_MAX_COUNTERS 256u     /* STATUS_REPLY counters */
+#define TDM_IPC_COUNTER_NAME_MAX 128u /* bytes in a counter name */
+
+enum tdm_ipc_type {
+    TDM_IPC_HELLO = 1,
+    TDM_IPC_HELLO_REPLY = 2,
+    TDM_IPC_COMMIT = 16,
+    TDM_IPC_COMMIT_REPLY = 17,
+    TDM_IPC_SUBSCRIBE = 32,
+    TDM_IPC_UNSUBSCRIBE = 33,
+    TDM_IPC_CHANGED = 34,
+    TDM_IPC_SHUTDOWN = 48,
+    TDM_IPC_RELOAD = 49,
+    TDM_IPC_STATUS_REQUEST = 64,
+    TDM_IPC_STATUS_REPLY = 65,
+};
+
+enum tdm_ipc_field {
+    TDM_IPC_F_U16 = 1,
+    TDM_IPC_F_U32 = 2,
+    TDM_IPC_F_U64 = 3,
+    TDM_IPC_F_I32 = 4,
+    TDM_IPC_F_STR = 5,
+    TDM_IPC_F_BYTES = 6,
+    TDM_IPC_F_LIST = 7,
+};
+
+enum tdm_ipc_worker_kind {
+    TDM_IPC_WORKER_IMAP = 1,
+    TDM_IPC_WORKER_LMTP = 2,
+    TDM_IPC_WORKER_SMTP = 3,
+    TDM_IPC_WORKER_HTTP = 4,
+    TDM_IPC_WORKER_ADMIN = 5,
+};
+
+#endif

@@ -1,0 +1,1150 @@
+/*
+ * IPC frame and message codec. The wire layout is described once, in include/tandem/ipc.h;
+ * this file follows it field by field.
+ *
+ * Shape: every message type has an encode, a decode and a check function, listed in
+ * msg_types[]. The check function holds every semantic rule (lengths, ranges, charsets) and
+ * runs both before encoding and after decoding, so whatever one process can send the other
+ * accepts, and whatever is accepted re-encodes to the same bytes (the fuzz target relies on
+ * that). The decode functions only parse structure: tags, lengths, counts.
+ */
+#include "lib/ipc.h"
+
+#include "lib/crc32c.h"
+#include "lib/err.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Error strings below spell these values out. */
+static_assert(TDM_IPC_HELLO_VERSION == 1, "HELLO version error string says 1");
+static_assert(TDM_IPC_FRAME_OVERHEAD == 20, "frame length error string says 20");
+static_assert(TDM_IPC_MAX_FRAME < UINT32_MAX, "the length field must hold any frame");
+
+/* ---- Little-endian helpers ---- */
+
+static void
+put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t
+get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t
+get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t
+get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
+}
+
+static int
+fail(const char **error_r, int code, const char *error)
+{
+    if (error_r)
+        *error_r = error;
+    return code;
+}
+
+/* ---- Field error strings ---- */
+
+/* The static error strings of one payload field, so every failure names its field. */
+struct field {
+    const char *missing;
+    const char *tag;
+    const char *cut;
+    const char *many;
+    const char *empty;
+    const char *too_long;
+    const char *nul;
+    const char *null_ptr;
+};
+
+/* name must be a string literal: the strings are built by concatenation at compile time. The
+ * compound literal dies with the enclosing block, but the strings it points to are static. */
+#define FIELD(name)                                                                                \
+    (&(const struct field){                                                                        \
+        .missing = name ": missing (the payload ends before it)",                                  \
+        .tag = name ": wrong field type tag",                                                      \
+        .cut = name ": runs past the end of the payload",                                          \
+        .many = name ": more elements than allowed",                                               \
+        .empty = name ": empty",                                                                   \
+        .too_long = name ": longer than allowed",                                                  \
+        .nul = name ": contains a NUL byte",                                                       \
+        .null_ptr = name ": NULL pointer with a non-zero length",                                  \
+    })
+
+/* ---- Payload reader ---- */
+
+struct rd {
+    const uint8_t *p;
+    size_t left;
+    const char *error; /* set when a read fails */
+};
+
+/* Consumes the tag byte after checking that it matches and that fixed bytes follow. */
+static bool
+rd_tag(struct rd *r, const struct field *f, uint8_t tag, size_t fixed)
+{
+    if (r->left == 0) {
+        r->error = f->missing;
+        return false;
+    }
+    if (r->p[0] != tag) {
+        r->error = f->tag;
+        return false;
+    }
+    if (r->left - 1 < fixed) {
+        r->error = f->cut;
+        return false;
+    }
+    r->p++;
+    r->left--;
+    return true;
+}
+
+static bool
+rd_u16(struct rd *r, const struct field *f, uint16_t *v)
+{
+    if (!rd_tag(r, f, TDM_IPC_F_U16, 2))
+        return false;
+    *v = get16(r->p);
+    r->p += 2;
+    r->left -= 2;
+    return true;
+}
+
+static bool
+rd_u32(struct rd *r, const struct field *f, uint32_t *v)
+{
+    if (!rd_tag(r, f, TDM_IPC_F_U32, 4))
+        return false;
+    *v = get32(r->p);
+    r->p += 4;
+    r->left -= 4;
+    return true;
+}
+
+static bool
+rd_i32(struct rd *r, const struct field *f, int32_t *v)
+{
+    if (!rd_tag(r, f, TDM_IPC_F_I32, 4))
+        return false;
+    /* Two's complement on the wire; converted without relying on implementation-defined
+     * unsigned-to-signed conversion. */
+    uint32_t u = get32(r->p);
+    *v = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+    r->p += 4;
+    r->left -= 4;
+    return true;
+}
+
+static bool
+rd_u64(struct rd *r, const struct field *f, uint64_t *v)
+{
+    if (!rd_tag(r, f, TDM_IPC_F_U64, 8))
+        return false;
+    *v = get64(r->p);
+    r->p += 8;
+    r->left -= 8;
+    return true;
+}
+
+/* A STR or BYTES field: a u32 length that must not run past the payload. */
+static bool
+rd_span(struct rd *r, const struct field *f, uint8_t tag, const uint8_t **ptr, uint32_t *len)
+{
+    if (!rd_tag(r, f, tag, 4))
+        return false;
+    uint32_t n = get32(r->p);
+    r->p += 4;
+    r->left -= 4;
+    if (n > r->left) {
+        r->error = f->cut;
+        return false;
+    }
+    *ptr = r->p;
+    *len = n;
+    r->p += n;
+    r->left -= n;
+    return true;
+}
+
+static bool
+rd_str(struct rd *r, const struct field *f, struct ipc_str *s)
+{
+    const uint8_t *p;
+    if (!rd_span(r, f, TDM_IPC_F_STR, &p, &s->len))
+        return false;
+    s->ptr = (const char *)p;
+    return true;
+}
+
+/* A LIST header; the count is checked against max before any element is read, so it can
+ * index fixed arrays. */
+static bool
+rd_list(struct rd *r, const struct field *f, uint32_t max, uint32_t *count)
+{
+    if (!rd_tag(r, f, TDM_IPC_F_LIST, 4))
+        return false;
+    uint32_t n = get32(r->p);
+    r->p += 4;
+    r->left -= 4;
+    if (n > max) {
+        r->error = f->many;
+        return false;
+    }
+    *count = n;
+    return true;
+}
+
+/* ---- Payload writer ---- */
+
+/* With p == NULL the writer only counts, which is how sizes are computed: one description of
+ * each layout serves both. */
+struct wr {
+    uint8_t *p;
+    size_t n;
+};
+
+static void
+wr_raw(struct wr *w, const void *src, size_t len)
+{
+    if (w->p && len > 0)
+        memcpy(w->p + w->n, src, len);
+    w->n += len;
+}
+
+static void
+wr_u16(struct wr *w, uint16_t v)
+{
+    uint8_t b[3] = {TDM_IPC_F_U16};
+    put16(b + 1, v);
+    wr_raw(w, b, sizeof(b));
+}
+
+static void
+wr_u32(struct wr *w, uint32_t v)
+{
+    uint8_t b[5] = {TDM_IPC_F_U32};
+    put32(b + 1, v);
+    wr_raw(w, b, sizeof(b));
+}
+
+static void
+wr_i32(struct wr *w, int32_t v)
+{
+    uint8_t b[5] = {TDM_IPC_F_I32};
+    put32(b + 1, (uint32_t)v);
+    wr_raw(w, b, sizeof(b));
+}
+
+static void
+wr_u64(struct wr *w, uint64_t v)
+{
+    uint8_t b[9] = {TDM_IPC_F_U64};
+    put64(b + 1, v);
+    wr_raw(w, b, sizeof(b));
+}
+
+static void
+wr_span(struct wr *w, uint8_t tag, const void *ptr, uint32_t len)
+{
+    uint8_t b[5] = {tag};
+    put32(b + 1, len);
+    wr_raw(w, b, sizeof(b));
+    wr_raw(w, ptr, len);
+}
+
+static void
+wr_str(struct wr *w, const struct ipc_str *s)
+{
+    wr_span(w, TDM_IPC_F_STR, s->ptr, s->len);
+}
+
+static void
+wr_list(struct wr *w, uint32_t count)
+{
+    uint8_t b[5] = {TDM_IPC_F_LIST};
+    put32(b + 1, count);
+    wr_raw(w, b, sizeof(b));
+}
+
+/* ---- Rule checks shared by encode and decode ---- */
+
+static int
+check_str(const struct ipc_str *s, const struct field *f, uint32_t min, uint32_t max,
+          const char **error_r)
+{
+    if (s->len > 0 && s->ptr == NULL)
+        return fail(error_r, TDM_EINVAL, f->null_ptr);
+    if (s->len < min)
+        return fail(error_r, TDM_EINVAL, f->empty);
+    if (s->len > max)
+        return fail(error_r, TDM_EINVAL, f->too_long);
+    if (s->len > 0 && memchr(s->ptr, 0, s->len) != NULL)
+        return fail(error_r, TDM_EINVAL, f->nul);
+    return 0;
+}
+
+/* ---- HELLO ---- */
+
+static void
+hello_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_hello *h = &m->u.hello;
+    wr_u16(w, h->kind);
+    wr_u32(w, h->pid);
+    wr_u16(w, h->version_min);
+    wr_u16(w, h->version_max);
+}
+
+static bool
+hello_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_hello *h = &m->u.hello;
+    return rd_u16(r, FIELD("HELLO.kind"), &h->kind) && rd_u32(r, FIELD("HELLO.pid"), &h->pid) &&
+           rd_u16(r, FIELD("HELLO.version_min"), &h->version_min) &&
+           rd_u16(r, FIELD("HELLO.version_max"), &h->version_max);
+}
+
+static int
+hello_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_hello *h = &m->u.hello;
+    if (ipc_worker_kind_name(h->kind) == NULL)
+        return fail(error_r, TDM_EINVAL, "HELLO.kind: unknown worker kind");
+    if (h->pid == 0)
+        return fail(error_r, TDM_EINVAL, "HELLO.pid: zero");
+    if (h->version_min == 0)
+        return fail(error_r, TDM_EINVAL, "HELLO.version_min: zero");
+    if (h->version_max < h->version_min)
+        return fail(error_r, TDM_EINVAL, "HELLO.version_max: below version_min");
+    return 0;
+}
+
+/* ---- HELLO_REPLY ---- */
+
+static void
+hello_reply_encode(struct wr *w, const struct ipc_msg *m)
+{
+    wr_u16(w, m->u.hello_reply.version);
+    wr_str(w, &m->u.hello_reply.reason);
+}
+
+static bool
+hello_reply_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_hello_reply *h = &m->u.hello_reply;
+    return rd_u16(r, FIELD("HELLO_REPLY.version"), &h->version) &&
+           rd_str(r, FIELD("HELLO_REPLY.reason"), &h->reason);
+}
+
+static int
+hello_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_hello_reply *h = &m->u.hello_reply;
+    int rc = check_str(&h->reason, FIELD("HELLO_REPLY.reason"), 0, TDM_IPC_REASON_MAX, error_r);
+    if (rc != 0)
+        return rc;
+    if (h->version == 0 && h->reason.len == 0)
+        return fail(error_r, TDM_EINVAL, "HELLO_REPLY.reason: empty on a refusal (version 0)");
+    if (h->version != 0 && h->reason.len != 0)
+        return fail(error_r, TDM_EINVAL, "HELLO_REPLY.reason: not empty on an acceptance");
+    return 0;
+}
+
+/* ---- COMMIT ---- */
+
+static void
+commit_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_commit *c = &m->u.commit;
+    wr_str(w, &c->database);
+    wr_u16(w, c->record_type);
+    wr_span(w, TDM_IPC_F_BYTES, c->payload, c->payload_len);
+}
+
+static bool
+commit_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_commit *c = &m->u.commit;
+    return rd_str(r, FIELD("COMMIT.database"), &c->database) &&
+           rd_u16(r, FIELD("COMMIT.record_type"), &c->record_type) &&
+           rd_span(r, FIELD("COMMIT.payload"), TDM_IPC_F_BYTES, &c->payload, &c->payload_len);
+}
+
+static int
+commit_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_commit *c = &m->u.commit;
+    int rc = check_str(&c->database, FIELD("COMMIT.database"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc != 0)
+        return rc;
+    if (c->record_type == 0)
+        return fail(error_r, TDM_EINVAL, "COMMIT.record_type: zero");
+    /* END is written by the log itself; a worker asking for one has lost its mind. */
+    if (c->record_type == TDM_REC_END)
+        return fail(error_r, TDM_EINVAL, "COMMIT.record_type: END is the log's own record");
+    if (c->payload_len > 0 && c->payload == NULL)
+        return fail(error_r, TDM_EINVAL, "COMMIT.payload: NULL pointer with a non-zero length");
+    if (c->payload_len > TDM_LOG_MAX_PAYLOAD)
+        return fail(error_r, TDM_EINVAL, "COMMIT.payload: longer than TDM_LOG_MAX_PAYLOAD");
+    return 0;
+}
+
+/* ---- COMMIT_REPLY ---- */
+
+static void
+commit_reply_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_commit_reply *c = &m->u.commit_reply;
+    wr_i32(w, c->status);
+    wr_u64(w, c->lsn);
+    wr_u32(w, c->uidvalidity);
+    wr_u32(w, c->first_uid);
+    wr_u32(w, c->count);
+    wr_u64(w, c->modseq);
+    wr_list(w, c->n_targets);
+    for (uint32_t i = 0; i < c->n_targets; i++) {
+        wr_i32(w, c->targets[i].status);
+        wr_u32(w, c->targets[i].uid);
+        wr_u32(w, c->targets[i].uidvalidity);
+    }
+}
+
+static bool
+commit_reply_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_commit_reply *c = &m->u.commit_reply;
+    if (!rd_i32(r, FIELD("COMMIT_REPLY.status"), &c->status) ||
+        !rd_u64(r, FIELD("COMMIT_REPLY.lsn"), &c->lsn) ||
+        !rd_u32(r, FIELD("COMMIT_REPLY.uidvalidity"), &c->uidvalidity) ||
+        !rd_u32(r, FIELD("COMMIT_REPLY.first_uid"), &c->first_uid) ||
+        !rd_u32(r, FIELD("COMMIT_REPLY.count"), &c->count) ||
+        !rd_u64(r, FIELD("COMMIT_REPLY.modseq"), &c->modseq) ||
+        !rd_list(r, FIELD("COMMIT_REPLY.targets"), TDM_IPC_MAX_TARGETS, &c->n_targets))
+        return false;
+    for (uint32_t i = 0; i < c->n_targets; i++) {
+        struct ipc_commit_target *t = &c->targets[i];
+        if (!rd_i32(r, FIELD("COMMIT_REPLY.targets.status"), &t->status) ||
+            !rd_u32(r, FIELD("COMMIT_REPLY.targets.uid"), &t->uid) ||
+            !rd_u32(r, FIELD("COMMIT_REPLY.targets.uidvalidity"), &t->uidvalidity))
+            return false;
+    }
+    return true;
+}
+
+static int
+commit_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_commit_reply *c = &m->u.commit_reply;
+    if (c->status > 0)
+        return fail(error_r, TDM_EINVAL, "COMMIT_REPLY.status: positive (0 or an error code)");
+    if (c->n_targets > TDM_IPC_MAX_TARGETS)
+        return fail(error_r, TDM_EINVAL, FIELD("COMMIT_REPLY.targets")->many);
+    for (uint32_t i = 0; i < c->n_targets; i++)
+        if (c->targets[i].status > 0)
+            return fail(error_r, TDM_EINVAL,
+                        "COMMIT_REPLY.targets.status: positive (0 or an error code)");
+    return 0;
+}
+
+/* ---- SUBSCRIBE, UNSUBSCRIBE ---- */
+
+static void
+subscribe_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_subscribe *s = &m->u.subscribe;
+    wr_str(w, &s->database);
+    wr_str(w, &s->mailbox);
+    wr_str(w, &s->folder);
+}
+
+/* The two types share a layout but not error strings, which must name the type. */
+struct subscribe_fields {
+    const struct field *database, *mailbox, *folder;
+};
+
+static bool
+subscribe_decode_with(struct rd *r, struct ipc_msg *m, const struct subscribe_fields *f)
+{
+    struct ipc_subscribe *s = &m->u.subscribe;
+    return rd_str(r, f->database, &s->database) && rd_str(r, f->mailbox, &s->mailbox) &&
+           rd_str(r, f->folder, &s->folder);
+}
+
+static int
+subscribe_check_with(const struct ipc_msg *m, const struct subscribe_fields *f,
+                     const char **error_r)
+{
+    const struct ipc_subscribe *s = &m->u.subscribe;
+    int rc = check_str(&s->database, f->database, 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&s->mailbox, f->mailbox, 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&s->folder, f->folder, 0, TDM_IPC_NAME_MAX, error_r);
+    return rc;
+}
+
+#define SUBSCRIBE_FIELDS(t)                                                                        \
+    (&(const struct subscribe_fields){FIELD(t ".database"), FIELD(t ".mailbox"),                   \
+                                      FIELD(t ".folder")})
+
+static bool
+subscribe_decode(struct rd *r, struct ipc_msg *m)
+{
+    return subscribe_decode_with(r, m, SUBSCRIBE_FIELDS("SUBSCRIBE"));
+}
+
+static int
+subscribe_check(const struct ipc_msg *m, const char **error_r)
+{
+    return subscribe_check_with(m, SUBSCRIBE_FIELDS("SUBSCRIBE"), error_r);
+}
+
+static bool
+unsubscribe_decode(struct rd *r, struct ipc_msg *m)
+{
+    return subscribe_decode_with(r, m, SUBSCRIBE_FIELDS("UNSUBSCRIBE"));
+}
+
+static int
+unsubscribe_check(const struct ipc_msg *m, const char **error_r)
+{
+    return subscribe_check_with(m, SUBSCRIBE_FIELDS("UNSUBSCRIBE"), error_r);
+}
+
+/* ---- CHANGED ---- */
+
+static void
+changed_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_changed *c = &m->u.changed;
+    wr_str(w, &c->database);
+    wr_str(w, &c->mailbox);
+    wr_str(w, &c->folder);
+    wr_u32(w, c->uidvalidity);
+    wr_u32(w, c->uidnext);
+    wr_u32(w, c->exists);
+    wr_u64(w, c->highestmodseq);
+}
+
+static bool
+changed_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_changed *c = &m->u.changed;
+    return rd_str(r, FIELD("CHANGED.database"), &c->database) &&
+           rd_str(r, FIELD("CHANGED.mailbox"), &c->mailbox) &&
+           rd_str(r, FIELD("CHANGED.folder"), &c->folder) &&
+           rd_u32(r, FIELD("CHANGED.uidvalidity"), &c->uidvalidity) &&
+           rd_u32(r, FIELD("CHANGED.uidnext"), &c->uidnext) &&
+           rd_u32(r, FIELD("CHANGED.exists"), &c->exists) &&
+           rd_u64(r, FIELD("CHANGED.highestmodseq"), &c->highestmodseq);
+}
+
+static int
+changed_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_changed *c = &m->u.changed;
+    int rc = check_str(&c->database, FIELD("CHANGED.database"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->mailbox, FIELD("CHANGED.mailbox"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->folder, FIELD("CHANGED.folder"), 1, TDM_IPC_NAME_MAX, error_r);
+    return rc;
+}
+
+/* ---- SHUTDOWN ---- */
+
+static void
+shutdown_encode(struct wr *w, const struct ipc_msg *m)
+{
+    wr_str(w, &m->u.shutdown.reason);
+    wr_u32(w, m->u.shutdown.deadline_ms);
+}
+
+static bool
+shutdown_decode(struct rd *r, struct ipc_msg *m)
+{
+    return rd_str(r, FIELD("SHUTDOWN.reason"), &m->u.shutdown.reason) &&
+           rd_u32(r, FIELD("SHUTDOWN.deadline_ms"), &m->u.shutdown.deadline_ms);
+}
+
+static int
+shutdown_check(const struct ipc_msg *m, const char **error_r)
+{
+    return check_str(&m->u.shutdown.reason, FIELD("SHUTDOWN.reason"), 1, TDM_IPC_REASON_MAX,
+                     error_r);
+}
+
+/* ---- RELOAD ---- */
+
+static void
+reload_encode(struct wr *w, const struct ipc_msg *m)
+{
+    wr_u64(w, m->u.reload.generation);
+}
+
+static bool
+reload_decode(struct rd *r, struct ipc_msg *m)
+{
+    return rd_u64(r, FIELD("RELOAD.generation"), &m->u.reload.generation);
+}
+
+static int
+reload_check(const struct ipc_msg *m, const char **error_r)
+{
+    (void)m;
+    (void)error_r;
+    return 0;
+}
+
+/* ---- STATUS_REQUEST ---- */
+
+static void
+status_request_encode(struct wr *w, const struct ipc_msg *m)
+{
+    (void)w;
+    (void)m;
+}
+
+static bool
+status_request_decode(struct rd *r, struct ipc_msg *m)
+{
+    (void)r;
+    (void)m;
+    return true;
+}
+
+static int
+status_request_check(const struct ipc_msg *m, const char **error_r)
+{
+    (void)m;
+    (void)error_r;
+    return 0;
+}
+
+/* ---- STATUS_REPLY ---- */
+
+static void
+status_reply_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_status_reply *s = &m->u.status_reply;
+    wr_list(w, s->n_counters);
+    for (uint32_t i = 0; i < s->n_counters; i++) {
+        wr_str(w, &s->counters[i].name);
+        wr_u64(w, s->counters[i].value);
+    }
+}
+
+static bool
+status_reply_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_status_reply *s = &m->u.status_reply;
+    if (!rd_list(r, FIELD("STATUS_REPLY.counters"), TDM_IPC_MAX_COUNTERS, &s->n_counters))
+        return false;
+    for (uint32_t i = 0; i < s->n_counters; i++)
+        if (!rd_str(r, FIELD("STATUS_REPLY.counters.name"), &s->counters[i].name) ||
+            !rd_u64(r, FIELD("STATUS_REPLY.counters.value"), &s->counters[i].value))
+            return false;
+    return true;
+}
+
+/* Prometheus metric name characters, so /metrics can print names without escaping. */
+static bool
+counter_name_ok(const struct ipc_str *s)
+{
+    for (uint32_t i = 0; i < s->len; i++) {
+        char c = s->ptr[i];
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        if (!alpha && !(i > 0 && c >= '0' && c <= '9'))
+            return false;
+    }
+    return true;
+}
+
+static int
+status_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_status_reply *s = &m->u.status_reply;
+    if (s->n_counters > TDM_IPC_MAX_COUNTERS)
+        return fail(error_r, TDM_EINVAL, FIELD("STATUS_REPLY.counters")->many);
+    for (uint32_t i = 0; i < s->n_counters; i++) {
+        const struct ipc_str *name = &s->counters[i].name;
+        int rc = check_str(name, FIELD("STATUS_REPLY.counters.name"), 1, TDM_IPC_COUNTER_NAME_MAX,
+                           error_r);
+        if (rc != 0)
+            return rc;
+        if (!counter_name_ok(name))
+            return fail(error_r, TDM_EINVAL,
+                        "STATUS_REPLY.counters.name: not [A-Za-z_][A-Za-z0-9_]*");
+        /* Quadratic, but n <= 256 and names are short; a hash set would cost more code. */
+        for (uint32_t j = 0; j < i; j++) {
+            const struct ipc_str *other = &s->counters[j].name;
+            if (other->len == name->len && memcmp(other->ptr, name->ptr, name->len) == 0)
+                return fail(error_r, TDM_EINVAL, "STATUS_REPLY.counters.name: duplicate");
+        }
+    }
+    return 0;
+}
+
+/* ---- The type table ---- */
+
+struct msg_type {
+    uint16_t type;
+    const char *name;
+    bool has_request_id;
+    const char *trailing; /* error for bytes after the last field */
+    void (*encode)(struct wr *w, const struct ipc_msg *m);
+    bool (*decode)(struct rd *r, struct ipc_msg *m);
+    int (*check)(const struct ipc_msg *m, const char **error_r);
+};
+
+#define MSG_TYPE(t, n, id, lower)                                                                  \
+    {                                                                                              \
+        t, n, id, n ": trailing bytes after the last field", lower##_encode, lower##_decode,       \
+            lower##_check                                                                          \
+    }
+
+static const struct msg_type msg_types[] = {
+    MSG_TYPE(TDM_IPC_HELLO, "HELLO", true, hello),
+    MSG_TYPE(TDM_IPC_HELLO_REPLY, "HELLO_REPLY", true, hello_reply),
+    MSG_TYPE(TDM_IPC_COMMIT, "COMMIT", true, commit),
+    MSG_TYPE(TDM_IPC_COMMIT_REPLY, "COMMIT_REPLY", true, commit_reply),
+    MSG_TYPE(TDM_IPC_SUBSCRIBE, "SUBSCRIBE", false, subscribe),
+    {TDM_IPC_UNSUBSCRIBE, "UNSUBSCRIBE", false, "UNSUBSCRIBE: trailing bytes after the last field",
+     subscribe_encode, unsubscribe_decode, unsubscribe_check},
+    MSG_TYPE(TDM_IPC_CHANGED, "CHANGED", false, changed),
+    MSG_TYPE(TDM_IPC_SHUTDOWN, "SHUTDOWN", false, shutdown),
+    MSG_TYPE(TDM_IPC_RELOAD, "RELOAD", false, reload),
+    MSG_TYPE(TDM_IPC_STATUS_REQUEST, "STATUS_REQUEST", true, status_request),
+    MSG_TYPE(TDM_IPC_STATUS_REPLY, "STATUS_REPLY", true, status_reply),
+};
+
+static const struct msg_type *
+msg_type_of(uint16_t type)
+{
+    for (size_t i = 0; i < sizeof(msg_types) / sizeof(msg_types[0]); i++)
+        if (msg_types[i].type == type)
+            return &msg_types[i];
+    return NULL;
+}
+
+const char *
+ipc_type_name(uint16_t type)
+{
+    const struct msg_type *t = msg_type_of(type);
+    return t ? t->name : NULL;
+}
+
+bool
+ipc_type_has_request_id(uint16_t type)
+{
+    const struct msg_type *t = msg_type_of(type);
+    return t && t->has_request_id;
+}
+
+const char *
+ipc_worker_kind_name(uint16_t kind)
+{
+    switch (kind) {
+    case TDM_IPC_WORKER_IMAP:
+        return "imap";
+    case TDM_IPC_WORKER_LMTP:
+        return "lmtp";
+    case TDM_IPC_WORKER_SMTP:
+        return "smtp";
+    case TDM_IPC_WORKER_HTTP:
+        return "http";
+    case TDM_IPC_WORKER_ADMIN:
+        return "admin";
+    default:
+        return NULL;
+    }
+}
+
+struct ipc_str
+ipc_str_c(const char *s)
+{
+    size_t n = strlen(s);
+    /* A string this long breaks every limit; saturating makes the check say so. */
+    return (struct ipc_str){s, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n};
+}
+
+int
+ipc_version_negotiate(uint16_t peer_min, uint16_t peer_max, uint16_t *version_r,
+                      const char **error_r)
+{
+    if (peer_min == 0 || peer_max < peer_min)
+        return fail(error_r, TDM_EINVAL, "the peer's version range is empty or starts at 0");
+    if (peer_max < TDM_IPC_VERSION_MIN)
+        return fail(error_r, TDM_EINVAL,
+                    "the peer speaks only versions older than this build's oldest");
+    if (peer_min > TDM_IPC_VERSION)
+        return fail(error_r, TDM_EINVAL,
+                    "the peer speaks only versions newer than this build's newest");
+    *version_r = peer_max < TDM_IPC_VERSION ? peer_max : (uint16_t)TDM_IPC_VERSION;
+    return 0;
+}
+
+/* ---- Frames ---- */
+
+/* The request id rule of ipc.h; NULL when id is fine for t. */
+static const char *
+request_id_error(const struct msg_type *t, uint32_t id)
+{
+    if (t->has_request_id && id == 0)
+        return "request id zero on a request or reply";
+    if (!t->has_request_id && id != 0)
+        return "request id not zero on a one-way message";
+    return NULL;
+}
+
+/* ipc_frame_decode with a lower length limit, for readers that accept less. */
+static int
+frame_decode(const uint8_t *buf, size_t len, size_t max_frame, struct ipc_frame *frame_r,
+             const char **error_r)
+{
+    if (len < 4)
+        return fail(error_r, TDM_ENEEDMORE, "frame cut short: no length field yet");
+    uint32_t flen = get32(buf);
+    if (flen < TDM_IPC_FRAME_OVERHEAD)
+        return fail(error_r, TDM_ECORRUPT, "frame length below the 20-byte minimum");
+    if (flen > max_frame)
+        return fail(error_r, TDM_ECORRUPT,
+                    max_frame == TDM_IPC_MAX_FRAME ? "frame length over TDM_IPC_MAX_FRAME"
+                                                   : "frame length over the reader's limit");
+    if (len < flen)
+        return fail(error_r, TDM_ENEEDMORE, "frame cut short");
+    uint32_t stored = get32(buf + flen - TDM_IPC_TRAILER_SIZE);
+    if (crc32c(0, buf, flen - TDM_IPC_TRAILER_SIZE) != stored)
+        return fail(error_r, TDM_ECORRUPT, "frame checksum mismatch");
+
+    uint16_t version = get16(buf + 4);
+    uint16_t type = get16(buf + 6);
+    uint32_t id = get32(buf + 8);
+    uint32_t flags = get32(buf + 12);
+    const struct msg_type *t = msg_type_of(type);
+    if (t == NULL)
+        return fail(error_r, TDM_ECORRUPT, "unknown message type");
+    if (type == TDM_IPC_HELLO || type == TDM_IPC_HELLO_REPLY) {
+        if (version != TDM_IPC_HELLO_VERSION)
+            return fail(error_r, TDM_ECORRUPT,
+                        "HELLO and HELLO_REPLY frames must carry protocol version 1");
+    } else if (version < TDM_IPC_VERSION_MIN || version > TDM_IPC_VERSION) {
+        return fail(error_r, TDM_ECORRUPT, "unsupported protocol version");
+    }
+    if (flags != 0)
+        return fail(error_r, TDM_ECORRUPT, "frame flags not zero");
+    const char *id_error = request_id_error(t, id);
+    if (id_error)
+        return fail(error_r, TDM_ECORRUPT, id_error);
+
+    *frame_r = (struct ipc_frame){
+        .length = flen,
+        .version = version,
+        .type = type,
+        .request_id = id,
+        .flags = flags,
+        .payload = buf + TDM_IPC_HEADER_SIZE,
+        .payload_len = flen - TDM_IPC_FRAME_OVERHEAD,
+    };
+    return 0;
+}
+
+int
+ipc_frame_decode(const uint8_t *buf, size_t len, struct ipc_frame *frame_r, const char **error_r)
+{
+    return frame_decode(buf, len, TDM_IPC_MAX_FRAME, frame_r, error_r);
+}
+
+int
+ipc_msg_decode_frame(const struct ipc_frame *frame, struct ipc_msg *msg_r, const char **error_r)
+{
+    const struct msg_type *t = msg_type_of(frame->type);
+    if (t == NULL)
+        return fail(error_r, TDM_ECORRUPT, "unknown message type");
+    memset(msg_r, 0, sizeof(*msg_r));
+    msg_r->type = frame->type;
+    msg_r->request_id = frame->request_id;
+    struct rd r = {frame->payload, frame->payload_len, NULL};
+    if (!t->decode(&r, msg_r))
+        return fail(error_r, TDM_ECORRUPT, r.error);
+    if (r.left != 0)
+        return fail(error_r, TDM_ECORRUPT, t->trailing);
+    const char *error = NULL;
+    if (t->check(msg_r, &error) != 0)
+        return fail(error_r, TDM_ECORRUPT, error);
+    return 0;
+}
+
+int
+ipc_msg_decode(const uint8_t *buf, size_t len, struct ipc_msg *msg_r, size_t *frame_len_r,
+               const char **error_r)
+{
+    struct ipc_frame frame;
+    int rc = ipc_frame_decode(buf, len, &frame, error_r);
+    if (rc == 0)
+        rc = ipc_msg_decode_frame(&frame, msg_r, error_r);
+    if (rc == 0 && frame_len_r)
+        *frame_len_r = frame.length;
+    return rc;
+}
+
+int
+ipc_msg_check(const struct ipc_msg *msg, const char **error_r)
+{
+    const struct msg_type *t = msg_type_of(msg->type);
+    if (t == NULL)
+        return fail(error_r, TDM_EINVAL, "unknown message type");
+    const char *id_error = request_id_error(t, msg->request_id);
+    if (id_error)
+        return fail(error_r, TDM_EINVAL, id_error);
+    return t->check(msg, error_r);
+}
+
+int
+ipc_msg_size(const struct ipc_msg *msg, size_t *size_r, const char **error_r)
+{
+    int rc = ipc_msg_check(msg, error_r);
+    if (rc != 0)
+        return rc;
+    struct wr w = {NULL, 0};
+    msg_type_of(msg->type)->encode(&w, msg);
+    /* The limits above keep every message far below this; checked so a future field that
+     * forgets its limit fails here rather than on the wire. */
+    if (w.n > TDM_IPC_MAX_PAYLOAD)
+        return fail(error_r, TDM_EINVAL, "message payload over TDM_IPC_MAX_PAYLOAD");
+    *size_r = w.n + TDM_IPC_FRAME_OVERHEAD;
+    return 0;
+}
+
+int
+ipc_msg_encode(const struct ipc_msg *msg, uint8_t *out, size_t cap, size_t *len_r,
+               const char **error_r)
+{
+    size_t size;
+    int rc = ipc_msg_size(msg, &size, error_r);
+    if (rc != 0)
+        return rc;
+    if (cap < size)
+        return fail(error_r, -ENOBUFS, "output buffer smaller than the frame");
+
+    /* Until a second version exists every frame carries the one this build speaks; after
+     * that, the negotiated version becomes a parameter. */
+    uint16_t version = msg->type == TDM_IPC_HELLO || msg->type == TDM_IPC_HELLO_REPLY
+                           ? (uint16_t)TDM_IPC_HELLO_VERSION
+                           : (uint16_t)TDM_IPC_VERSION;
+    put32(out, (uint32_t)size);
+    put16(out + 4, version);
+    put16(out + 6, msg->type);
+    put32(out + 8, msg->request_id);
+    put32(out + 12, 0);
+    struct wr w = {out + TDM_IPC_HEADER_SIZE, 0};
+    msg_type_of(msg->type)->encode(&w, msg);
+    size_t body = TDM_IPC_HEADER_SIZE + w.n;
+    put32(out + body, crc32c(0, out, body));
+    *len_r = size;
+    return 0;
+}
+
+int
+ipc_msg_encode_alloc(const struct ipc_msg *msg, uint8_t **out_r, size_t *len_r,
+                     const char **error_r)
+{
+    size_t size;
+    int rc = ipc_msg_size(msg, &size, error_r);
+    if (rc != 0)
+        return rc;
+    uint8_t *out = malloc(size);
+    if (out == NULL)
+        return fail(error_r, -ENOMEM, "out of memory for an IPC frame");
+    rc = ipc_msg_encode(msg, out, size, len_r, error_r);
+    if (rc != 0) {
+        free(out);
+        return rc;
+    }
+    *out_r = out;
+    return 0;
+}
+
+/* ---- Streaming reader ---- */
+
+/* Kept between frames; a buffer grown past this for one large frame is shrunk back after it,
+ * so an idle connection holds little. */
+#define READER_KEEP_CAP 4096u
+
+struct ipc_reader {
+    size_t max_frame;
+    uint8_t *buf;
+    size_t cap;
+    size_t have;       /* bytes of the current frame in buf */
+    bool handed_out;   /* buf holds the frame the previous call returned: drop it first */
+    const char *error; /* set once poisoned */
+};
+
+int
+ipc_reader_new(size_t max_frame, struct ipc_reader **reader_r)
+{
+    if (max_frame == 0)
+        max_frame = TDM_IPC_MAX_FRAME;
+    if (max_frame < TDM_IPC_FRAME_OVERHEAD || max_frame > TDM_IPC_MAX_FRAME)
+        return TDM_EINVAL;
+    struct ipc_reader *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return -ENOMEM;
+    r->cap = max_frame < READER_KEEP_CAP ? max_frame : READER_KEEP_CAP;
+    r->buf = malloc(r->cap);
+    if (r->buf == NULL) {
+        free(r);
+        return -ENOMEM;
+    }
+    r->max_frame = max_frame;
+    *reader_r = r;
+    return 0;
+}
+
+void
+ipc_reader_free(struct ipc_reader **reader)
+{
+    if (*reader == NULL)
+        return;
+    free((*reader)->buf);
+    free(*reader);
+    *reader = NULL;
+}
+
+static int
+reader_poison(struct ipc_reader *r, const char *error, const char **error_r)
+{
+    r->error = error;
+    r->have = 0;
+    return fail(error_r, TDM_ECORRUPT, error);
+}
+
+/* Makes room for want bytes (<= the frame's length), doubling so a frame arriving in small
+ * chunks costs few reallocs, but never past the frame's length. */
+static int
+reader_reserve(struct ipc_reader *r, size_t want, size_t frame_len)
+{
+    if (want <= r->cap)
+        return 0;
+    size_t cap = r->cap * 2 > want ? r->cap * 2 : want;
+    if (cap > frame_len)
+        cap = frame_len;
+    uint8_t *buf = realloc(r->buf, cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    r->buf = buf;
+    r->cap = cap;
+    return 0;
+}
+
+int
+ipc_reader_next(struct ipc_reader *r, const uint8_t **data, size_t *len, struct ipc_frame *frame_r,
+                const char **error_r)
+{
+    if (r->error)
+        return fail(error_r, TDM_ECORRUPT, r->error);
+    if (r->handed_out) {
+        r->handed_out = false;
+        r->have = 0;
+        if (r->cap > READER_KEEP_CAP) {
+            /* Shrinking cannot lose data (nothing is held); if realloc refuses, keep the big
+             * buffer rather than fail. */
+            uint8_t *buf = realloc(r->buf, READER_KEEP_CAP);
+            if (buf) {
+                r->buf = buf;
+                r->cap = READER_KEEP_CAP;
+            }
+        }
+    }
+
+    if (*len == 0)
+        return 0;
+
+    const char *error = NULL;
+    if (r->have == 0) {
+        /* Zero copy: a frame lying whole in the caller's chunk is returned in place. */
+        int rc = frame_decode(*data, *len, r->max_frame, frame_r, &error);
+        if (rc == 0) {
+            *data += frame_r->length;
+            *len -= frame_r->length;
+            return 1;
+        }
+        if (rc != TDM_ENEEDMORE)
+            return reader_poison(r, error, error_r);
+    }
+
+    /* Assemble the frame in buf: first its length field, then exactly the rest of it, so the
+     * reader never takes bytes of the next frame. */
+    if (r->have < 4) {
+        size_t n = 4 - r->have < *len ? 4 - r->have : *len;
+        memcpy(r->buf + r->have, *data, n);
+        r->have += n;
+        *data += n;
+        *len -= n;
+        if (r->have < 4)
+            return 0;
+    }
+    uint32_t flen = get32(r->buf);
+    int rc = frame_decode(r->buf, r->have, r->max_frame, frame_r, &error);
+    if (rc == TDM_ECORRUPT)
+        return reader_poison(r, error, error_r);
+    if (rc == TDM_ENEEDMORE) {
+        size_t n = flen - r->have < *len ? flen - r->have : *len;
+        rc = reader_reserve(r, r->have + n, flen);
+        if (rc != 0)
+            return fail(error_r, rc, "out of memory for an IPC frame");
+        memcpy(r->buf + r->have, *data, n);
+        r->have += n;
+        *data += n;
+        *len -= n;
+        if (r->have < flen)
+            return 0;
+        rc = frame_decode(r->buf, r->have, r->max_frame, frame_r, &error);
+        if (rc != 0)
+            return reader_poison(r, error, error_r);
+    }
+    r->handed_out = true;
+    return 1;
+}
+
+size_t
+ipc_reader_buffered(const struct ipc_reader *reader)
+{
+    return reader->handed_out ? 0 : reader->have;
+}
+
+size_t
+ipc_reader_capacity(const struct ipc_reader *reader)
+{
+    return reader->cap;
+}
