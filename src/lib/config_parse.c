@@ -200,7 +200,7 @@ parse_key(struct parser *p, char *s)
         return perr(p, TDM_EINVAL, "key \"%.*s\": expected '=' after the key", (int)klen, key);
     *k = '\0';
     char *v = skip_ws(eq + 1);
-    char *value;
+    char *value = NULL;
     if (*v == '"') {
         int ret = parse_quoted(p, key, v + 1, &value);
         if (ret < 0)
