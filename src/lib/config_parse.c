@@ -505,8 +505,8 @@ config_value_endpoint(const char *v, int *family_r, unsigned char bytes_r[16], u
                    v);
     memcpy(host, h, hlen);
     host[hlen] = '\0';
-    int family;
-    unsigned char b[16];
+    int family = 0;
+    unsigned char b[16] = {0};
     if (config_value_address(host, &family, b, reason) < 0 || (family == AF_INET6) != (h != v))
         return why(reason, "\"%.64s\": \"%s\" is not an address literal (IPv6 goes in [])", v,
                    host);
