@@ -207,19 +207,23 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
 
     uint64_t size = s->opt.generation_size;
     uint64_t need = TDM_LOG_HEADER_SIZE + min_frame + TDM_LOG_END_FRAME;
-    if (need > size) {
-        /* A record larger than a generation gets a generation of its own. */
+    if (need > size) /* a record larger than a generation gets a generation of its own */
         size = (need + 4095) & ~(uint64_t)4095;
-        int ret = s->io->allocate(s->io, fd, (off_t)size);
-        /* The growth must be durable before the header that records it: one fdatasync for
-         * both may keep the header and lose the growth, and recovery refuses a generation
-         * shorter than its header says (tests/crash/test_oversize_roll_crash.c). */
+    /* The file may be shorter than the generation: the record above, or a preallocation cut
+     * short by a crash (recovery keeps blank files whatever their size), or a generation size
+     * changed since it was made. The growth must be durable before the header that records
+     * it: one fdatasync for both may keep the header and lose the growth, and recovery refuses
+     * a generation shorter than its header says (tests/crash/test_oversize_roll_crash.c). */
+    off_t have = 0;
+    int ret = s->io->file_size(s->io, fd, &have);
+    if (ret == 0 && (uint64_t)have < size) {
+        ret = s->io->allocate(s->io, fd, (off_t)size);
         if (ret == 0)
             ret = s->io->fdatasync(s->io, fd);
-        if (ret < 0) {
-            s->io->close(s->io, fd);
-            return ret == -ENOSPC ? TDM_ENOSPACE : ret;
-        }
+    }
+    if (ret < 0) {
+        s->io->close(s->io, fd);
+        return ret == -ENOSPC ? TDM_ENOSPACE : ret;
     }
     uint32_t prev_checksum = s->cur.checksum;
     uint64_t first_lsn = s->cur.last_lsn + 1;
@@ -234,7 +238,7 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
         .first_lsn = first_lsn,
         .last_lsn = first_lsn - 1,
     };
-    int ret = gen_write_header(s, &s->cur, prev_checksum);
+    ret = gen_write_header(s, &s->cur, prev_checksum);
     if (ret < 0)
         return ret;
 
