@@ -2,7 +2,9 @@
  * bench_store: the store's commit and replay speed beside the disk's own limit, measured in
  * the same run on the same file system.
  *
- * Commit rows: N threads each loop on a blocking store_commit() for a fixed time, with
+ * Commit rows: N threads each loop on a blocking store_commit() for a fixed time (or, with
+ * --async, N commits kept in flight by completion callbacks, as the core's event loop will),
+ * with
  * TDM_REC_NOOP payloads (the log path only: queue, write, fdatasync, empty LMDB transaction)
  * and with MESSAGE_APPEND records of the same size (the whole mail path: decode check, SHA-256,
  * single-instance body and message rows in LMDB, checkpoints). Each row's peer is a plain loop
@@ -61,6 +63,7 @@ struct config {
     size_t n_sizes;
     unsigned committers[8];
     size_t n_committers;
+    bool async; /* N commits in flight from callbacks instead of N blocking threads */
 };
 
 static struct config cfg = {.seconds = 3.0,
@@ -357,10 +360,143 @@ bench_db_close(struct bench_db *db)
     rm_rf(db->dir);
 }
 
+/*
+ * --async: n commits kept in flight without a thread each. Every completion callback (on the
+ * store's apply thread) submits the slot's next record at once, as the core process's event
+ * loop will for IPC requests from its workers: no thread wakes per commit.
+ */
+struct async_run {
+    struct store *store;
+    uint16_t type;
+    size_t payload;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    unsigned active;
+    uint64_t done, serial;
+    int error;
+};
+
+struct async_slot {
+    struct async_run *run;
+    unsigned id;
+    uint8_t *body;
+};
+
+static void async_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *res);
+
+static int
+async_submit(struct async_slot *sl)
+{
+    struct async_run *r = sl->run;
+    uint64_t tag[2] = {sl->id, r->serial + __atomic_fetch_add(&r->done, 0, __ATOMIC_RELAXED)};
+    memcpy(sl->body, tag, sizeof(tag));
+    if (r->type == TDM_REC_NOOP)
+        return store_commit_async(r->store, TDM_REC_NOOP, sl->body, r->payload, async_done_cb, sl);
+    struct mail_target target = {.mailbox = BENCH_MAILBOX, .folder = "INBOX"};
+    struct mail_op op = {.type = TDM_REC_MESSAGE_APPEND,
+                         .targets = &target,
+                         .n_targets = 1,
+                         .internal_date = 1704067200,
+                         .body = sl->body,
+                         .body_len = r->payload};
+    memcpy(op.guid, tag, sizeof(op.guid));
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    const char *why = NULL;
+    int ret = mail_op_encode(&op, &enc, &len, &why);
+    if (ret == 0)
+        ret = store_commit_async(r->store, TDM_REC_MESSAGE_APPEND, enc, len, async_done_cb, sl);
+    free(enc);
+    return ret;
+}
+
+static void
+async_finish(struct async_run *r, int error)
+{
+    pthread_mutex_lock(&r->lock);
+    if (error && !r->error)
+        r->error = error;
+    if (--r->active == 0)
+        pthread_cond_signal(&r->idle);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void
+async_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *res)
+{
+    struct async_slot *sl = ctx;
+    struct async_run *r = sl->run;
+    (void)lsn;
+    if (status == 0 && r->type != TDM_REC_NOOP)
+        status = res->status;
+    if (status != 0) {
+        async_finish(r, status);
+        return;
+    }
+    __atomic_fetch_add(&r->done, 1, __ATOMIC_RELAXED);
+    if (atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+        async_finish(r, 0);
+        return;
+    }
+    int ret = async_submit(sl);
+    if (ret != 0)
+        async_finish(r, ret);
+}
+
+static double
+tandem_slice_async(struct bench_db *db, size_t payload, unsigned n, double seconds, struct tally *t)
+{
+    struct async_run r = {.store = db->store,
+                          .type = db->type,
+                          .payload = db->type == TDM_REC_NOOP ? payload : append_body_for(payload),
+                          .lock = PTHREAD_MUTEX_INITIALIZER,
+                          .idle = PTHREAD_COND_INITIALIZER};
+    struct async_slot *slots = calloc(n, sizeof(*slots));
+    if (!slots)
+        die("%s", "out of memory", 0);
+    struct store_status st0, st1;
+    store_get_status(db->store, &st0);
+    r.serial = st0.last_lsn;
+    double t0 = now_s();
+    pthread_mutex_lock(&r.lock);
+    for (unsigned i = 0; i < n; i++) {
+        slots[i] = (struct async_slot){.run = &r, .id = i, .body = malloc(r.payload)};
+        if (!slots[i].body)
+            die("%s", "out of memory", 0);
+        fill_random(slots[i].body, r.payload, i + 1);
+        r.active++;
+    }
+    pthread_mutex_unlock(&r.lock);
+    for (unsigned i = 0; i < n; i++) {
+        int ret = async_submit(&slots[i]);
+        if (ret != 0)
+            async_finish(&r, ret);
+    }
+    struct timespec nap = {.tv_sec = (time_t)seconds,
+                           .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&nap, NULL);
+    atomic_store(&r.stop, true);
+    pthread_mutex_lock(&r.lock);
+    while (r.active > 0)
+        pthread_cond_wait(&r.idle, &r.lock);
+    pthread_mutex_unlock(&r.lock);
+    if (r.error)
+        die("a commit failed in %s", db->dir, r.error);
+    double el = now_s() - t0;
+    store_get_status(db->store, &st1);
+    for (unsigned i = 0; i < n; i++)
+        free(slots[i].body);
+    free(slots);
+    return tally_add(t, r.done, st1.syncs - st0.syncs, el);
+}
+
 /* One slice: n threads commit for `seconds`, then stop. */
 static double
 tandem_slice(struct bench_db *db, size_t payload, unsigned n, double seconds, struct tally *t)
 {
+    if (cfg.async)
+        return tandem_slice_async(db, payload, n, seconds, t);
     atomic_bool stop = false;
     struct committer *cs = calloc(n, sizeof(*cs));
     pthread_t *th = calloc(n, sizeof(*th));
@@ -622,7 +758,7 @@ usage(FILE *f)
     fprintf(f, "usage: bench_store [--seconds S] [--dir DIR] [--rounds R] [--replay-mb MB]\n"
                "                   [--committers 1,8,64] [--sizes 4096,65536]\n"
                "                   [--generation-size BYTES] [--no-replay]\n"
-               "                   [--no-commits]\n"
+               "                   [--no-commits] [--async]\n"
                "\n"
                "Measures tandem's commit rate (1, 8 and 64 committers; 4 KiB and 64 KiB NOOP and\n"
                "MESSAGE_APPEND records) beside a raw write+fdatasync loop batched the same way,\n"
@@ -634,7 +770,10 @@ usage(FILE *f)
                "  --replay-mb MB           log committed before each replay (default 64)\n"
                "  --committers LIST        concurrent committers per row (default 1,8,64)\n"
                "  --sizes LIST             record payload bytes (default 4096,65536)\n"
-               "  --generation-size BYTES  store generation size (default: the store's, 1 MiB)\n");
+               "  --generation-size BYTES  store generation size (default: the store's, 1 MiB)\n"
+               "  --async                  N commits in flight from completion callbacks (as the\n"
+               "                           core's event loop submits them) instead of N blocking\n"
+               "                           threads\n");
 }
 
 int
@@ -650,13 +789,14 @@ main(int argc, char **argv)
         {"sizes", required_argument, NULL, 'z'},
         {"no-replay", no_argument, NULL, 'R'},
         {"no-commits", no_argument, NULL, 'C'},
+        {"async", no_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *env = getenv("BENCH_DIR");
     snprintf(cfg.base, sizeof(cfg.base), "%s", env && *env ? env : "/var/tmp");
     int c;
-    while ((c = getopt_long(argc, argv, "s:d:r:o:g:n:z:RCh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:d:r:o:g:n:z:RCah", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             cfg.seconds = atof(optarg);
@@ -711,6 +851,9 @@ main(int argc, char **argv)
         case 'C':
             cfg.commits = false;
             break;
+        case 'a':
+            cfg.async = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -753,9 +896,10 @@ main(int argc, char **argv)
         lp += sprintf(lp, "%s%zu", i ? "," : "", cfg.sizes[i]);
     if (cfg.generation_size)
         sprintf(lp, " --generation-size %" PRIu32, cfg.generation_size);
-    printf("reproduce: BENCH_DIR=%s %s --seconds %g --rounds %u --replay-mb %u%s%s%s\n\n", cfg.base,
-           argv[0], cfg.seconds, cfg.rounds, cfg.replay_mb, lists, cfg.replay ? "" : " --no-replay",
-           cfg.commits ? "" : " --no-commits");
+    printf("reproduce: BENCH_DIR=%s %s --seconds %g --rounds %u --replay-mb %u%s%s%s%s\n\n",
+           cfg.base, argv[0], cfg.seconds, cfg.rounds, cfg.replay_mb, lists,
+           cfg.replay ? "" : " --no-replay", cfg.commits ? "" : " --no-commits",
+           cfg.async ? " --async" : "");
     fflush(stdout);
 
     if (cfg.commits) {
