@@ -4,7 +4,7 @@
 /*
  * Operator-facing events. The numbers are a stable contract: never reuse or renumber one.
  * Each is catalogued in docs/events.md with its cause and remedy.
- * Ranges: 1000-1999 store.
+ * Ranges: 1000-1999 store; 2000-2099 process (tandemd's supervisor).
  */
 enum tdm_event {
     TDM_EV_STORE_MOUNTED = 1000,
@@ -18,6 +18,16 @@ enum tdm_event {
     TDM_EV_STORE_TRUNCATED = 1008,
     TDM_EV_STORE_SYSTEM_CRASH = 1009,
     TDM_EV_STORE_GENERATION_CLOSED = 1010,
+
+    TDM_EV_PROCESS_STARTED = 2000,
+    TDM_EV_PROCESS_STOPPED = 2001,
+    TDM_EV_PROCESS_CHILD_RESTART = 2002,
+    TDM_EV_PROCESS_IPC_ERROR = 2003,
+    TDM_EV_PROCESS_KILLED_AT_SHUTDOWN = 2004,
+    TDM_EV_PROCESS_RELOADED = 2005,
+    TDM_EV_PROCESS_RELOAD_FAILED = 2006,
+    TDM_EV_PROCESS_RELOAD_NEEDS_RESTART = 2007,
+    TDM_EV_PROCESS_RUNNING_AS_ROOT = 2008,
 };
 
 enum tdm_event_severity {

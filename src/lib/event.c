@@ -28,6 +28,15 @@ static const struct {
     {TDM_EV_STORE_TRUNCATED, "store.truncated", TDM_EV_SEV_INFO},
     {TDM_EV_STORE_SYSTEM_CRASH, "store.system_crash", TDM_EV_SEV_WARNING},
     {TDM_EV_STORE_GENERATION_CLOSED, "store.generation_closed", TDM_EV_SEV_INFO},
+    {TDM_EV_PROCESS_STARTED, "process.started", TDM_EV_SEV_INFO},
+    {TDM_EV_PROCESS_STOPPED, "process.stopped", TDM_EV_SEV_INFO},
+    {TDM_EV_PROCESS_CHILD_RESTART, "process.child_restart", TDM_EV_SEV_WARNING},
+    {TDM_EV_PROCESS_IPC_ERROR, "process.ipc_error", TDM_EV_SEV_ERROR},
+    {TDM_EV_PROCESS_KILLED_AT_SHUTDOWN, "process.killed_at_shutdown", TDM_EV_SEV_ERROR},
+    {TDM_EV_PROCESS_RELOADED, "process.reloaded", TDM_EV_SEV_INFO},
+    {TDM_EV_PROCESS_RELOAD_FAILED, "process.reload_failed", TDM_EV_SEV_ERROR},
+    {TDM_EV_PROCESS_RELOAD_NEEDS_RESTART, "process.reload_needs_restart", TDM_EV_SEV_WARNING},
+    {TDM_EV_PROCESS_RUNNING_AS_ROOT, "process.running_as_root", TDM_EV_SEV_WARNING},
 };
 
 const char *

@@ -215,6 +215,18 @@ static const struct {
     {TDM_EV_STORE_TRUNCATED, 1008, "store.truncated", TDM_EV_SEV_INFO, "info"},
     {TDM_EV_STORE_SYSTEM_CRASH, 1009, "store.system_crash", TDM_EV_SEV_WARNING, "warning"},
     {TDM_EV_STORE_GENERATION_CLOSED, 1010, "store.generation_closed", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_PROCESS_STARTED, 2000, "process.started", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_PROCESS_STOPPED, 2001, "process.stopped", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_PROCESS_CHILD_RESTART, 2002, "process.child_restart", TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_PROCESS_IPC_ERROR, 2003, "process.ipc_error", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_PROCESS_KILLED_AT_SHUTDOWN, 2004, "process.killed_at_shutdown", TDM_EV_SEV_ERROR,
+     "error"},
+    {TDM_EV_PROCESS_RELOADED, 2005, "process.reloaded", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_PROCESS_RELOAD_FAILED, 2006, "process.reload_failed", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_PROCESS_RELOAD_NEEDS_RESTART, 2007, "process.reload_needs_restart", TDM_EV_SEV_WARNING,
+     "warning"},
+    {TDM_EV_PROCESS_RUNNING_AS_ROOT, 2008, "process.running_as_root", TDM_EV_SEV_WARNING,
+     "warning"},
 };
 
 static void
@@ -244,8 +256,9 @@ test_catalogue(void **state)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(catalogue[i].name, catalogue[j].name);
     }
-    /* Every id in the store range that the catalogue lacks is unknown (no stale entries). */
-    for (int id = 1000; id < 2000; id++) {
+    /* Every id in the store and process ranges that the catalogue lacks is unknown (no stale
+     * entries). */
+    for (int id = 1000; id < 2100; id++) {
         int known = 0;
         for (size_t i = 0; i < n; i++)
             known |= catalogue[i].number == id;
@@ -258,7 +271,7 @@ static void
 test_unknown_id(void **state)
 {
     (void)state;
-    static const int unknown[] = {0, -1, 1, 999, 1011, 1999, 2000, 65535};
+    static const int unknown[] = {0, -1, 1, 999, 1011, 1999, 2009, 2099, 2100, 65535};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         enum tdm_event id = (enum tdm_event)unknown[i];
         assert_string_equal(event_name(id), "unknown");

@@ -1,0 +1,206 @@
+/*
+ * What the supervisor does before it starts any child: the datadir, its lock, the listening
+ * sockets (bound here, while still root if started as root, and inherited by the workers) and
+ * the privilege drop.
+ */
+#include "tandemd/tandemd.h"
+
+#include "lib/event.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* An allocated message; allocation failure here is fatal (CONVENTIONS: xmalloc outside store). */
+static char *
+xfmt(const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        log_fatal("out of memory");
+    return s;
+}
+
+static int
+make_dir(const char *path, char **error_r)
+{
+    if (mkdir(path, 0750) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0;
+        int err = errno ? -errno : -ENOTDIR;
+        *error_r = xfmt("%s exists and is not a directory", path);
+        return err;
+    }
+    int err = -errno;
+    *error_r = xfmt("cannot create directory %s: %s", path, strerror(errno));
+    return err;
+}
+
+int
+tandemd__make_dirs(const struct tdm_config *cfg, char **error_r)
+{
+    int ret = make_dir(cfg->datadir, error_r);
+    if (ret < 0)
+        return ret;
+    char *db = xfmt("%s/db", cfg->datadir);
+    ret = make_dir(db, error_r);
+    free(db);
+    return ret;
+}
+
+int
+tandemd__lock_datadir(const char *datadir, int *fd_r, char **error_r)
+{
+    char *path = xfmt("%s/tandemd.lock", datadir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int err = -errno;
+        *error_r = xfmt("cannot open lock file %s: %s", path, strerror(errno));
+        free(path);
+        return err;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = -errno;
+        if (errno == EWOULDBLOCK) {
+            /* The holder wrote its pid after locking; it may be mid-write, so "unknown" is
+             * possible and said as such rather than guessed. */
+            char buf[32] = "";
+            ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+            buf[n > 0 ? n : 0] = '\0';
+            buf[strcspn(buf, "\n")] = '\0';
+            *error_r = xfmt("%s is locked by pid %s: another tandemd runs on datadir %s", path,
+                            buf[0] ? buf : "(unknown)", datadir);
+        } else {
+            *error_r = xfmt("cannot lock %s: %s", path, strerror(errno));
+        }
+        close(fd);
+        free(path);
+        return err;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        int err = errno ? -errno : -EIO;
+        *error_r = xfmt("cannot write pid to %s: %s", path, strerror(errno));
+        close(fd);
+        free(path);
+        return err;
+    }
+    free(path);
+    *fd_r = fd;
+    return 0;
+}
+
+static int
+bind_one(const struct tdm_config *cfg, const struct tdm_config_listener *l, char **error_r)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof(ss));
+    if (l->address.family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)l->port);
+        memcpy(&s6->sin6_addr, l->address.bytes, 16);
+        sslen = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)l->port);
+        memcpy(&s4->sin_addr, l->address.bytes, 4);
+        sslen = sizeof(*s4);
+    }
+    int fd = socket(l->address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    int one = 1;
+    /* So a restart does not wait out TIME_WAIT connections of the previous instance. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+        goto fail;
+    /* "::" should mean IPv6 only: 0.0.0.0 is a listener of its own in the config. */
+    if (l->address.family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+        goto fail;
+    if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 128) < 0)
+        goto fail;
+    return fd;
+
+fail:;
+    int err = -errno;
+    bool v6 = l->address.family == AF_INET6;
+    char where[64];
+    snprintf(where, sizeof(where), "%s%s%s:%u", v6 ? "[" : "", l->address.text, v6 ? "]" : "",
+             (unsigned)l->port);
+    *error_r = xfmt("%s:%u: cannot listen for %s on %s: %s", cfg->path, l->line,
+                    tdm_config_proto_name(l->proto), where, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+int
+tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r)
+{
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        int fd = bind_one(cfg, &cfg->listeners[i], error_r);
+        if (fd < 0) {
+            while (i-- > 0)
+                close(fds_r[i]);
+            return fd;
+        }
+        fds_r[i] = fd;
+    }
+    return 0;
+}
+
+int
+tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r)
+{
+    if (geteuid() != 0)
+        return 0;
+    if (!cfg->user[0]) {
+        event_emit(TDM_EV_PROCESS_RUNNING_AS_ROOT, cfg->server,
+                   "tandemd runs as root because %s sets no \"user\"; a bug in any process "
+                   "would have full control of the machine: set user = <unprivileged account>",
+                   cfg->path);
+        return 0;
+    }
+    errno = 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        int err = errno ? -errno : -ENOENT;
+        *error_r = xfmt("%s: key \"user\": no such user \"%s\"", cfg->path, cfg->user);
+        return err;
+    }
+    /* Order matters: supplementary groups and the gid can only be set while still root. */
+    if (initgroups(cfg->user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        int err = -errno;
+        *error_r = xfmt("cannot switch to user \"%s\": %s", cfg->user, strerror(errno));
+        return err;
+    }
+    if (pw->pw_uid != 0 && setuid(0) == 0) {
+        *error_r = xfmt("dropped to user \"%s\" but could become root again", cfg->user);
+        return -EPERM;
+    }
+    log_info("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
+    return 0;
+}

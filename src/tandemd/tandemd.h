@@ -1,0 +1,122 @@
+#ifndef TANDEM_TANDEMD_TANDEMD_H
+#define TANDEM_TANDEMD_TANDEMD_H
+
+/*
+ * What tandemd's own files share (docs/tandemd.md describes the process structure).
+ *
+ * The supervisor (supervisor.c) starts each child by fork + exec of its own binary with hidden
+ * arguments (child.c parses them): a fresh image means no libevent state, signal handlers or
+ * heap copied from the supervisor, so every child runs its own clean loop and LeakSanitizer sees
+ * only what the child allocated. A child receives, as inherited descriptors:
+ *   --ipc-fd N      its end of a socketpair to the supervisor (typed IPC, lib/ipc.h)
+ *   --config-fd N   a memfd holding the supervisor's effective configuration in the file's
+ *                   syntax (tdm_config_dump); the supervisor rewrites it in place before it
+ *                   sends RELOAD, so a child rereads it then
+ *   --listen-fd N   workers only: the listening socket the supervisor bound
+ */
+
+#include "lib/config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct ipc_msg;
+
+/* Exit codes, documented in --help and docs/tandemd.md. */
+enum tandemd_exit {
+    TANDEMD_EXIT_OK = 0,
+    TANDEMD_EXIT_START = 1,  /* could not start: lock held, bind failed, datadir, privileges */
+    TANDEMD_EXIT_CONFIG = 2, /* usage error or invalid configuration */
+};
+
+/* ---- sockets.c: what the supervisor sets up before it forks anything ---- */
+
+/*
+ * Creates datadir and <datadir>/db if missing (mode 0750). Returns 0 or -errno with *error_r
+ * (allocated; the caller frees).
+ */
+int tandemd__make_dirs(const struct tdm_config *cfg, char **error_r);
+
+/*
+ * Takes the exclusive lock <datadir>/tandemd.lock and writes our pid into it. Returns 0 with
+ * the locked descriptor in *fd_r (keep it open for the life of the process: closing it drops
+ * the lock), or -errno with *error_r (allocated) naming the pid that holds the lock.
+ */
+int tandemd__lock_datadir(const char *datadir, int *fd_r, char **error_r);
+
+/*
+ * Binds and listens on every listener of cfg; fds_r[i] is cfg->listeners[i]'s socket
+ * (non-blocking, close-on-exec). Returns 0, or -errno with *error_r (allocated) naming the
+ * listener, its address and its config line; on failure nothing stays open.
+ */
+int tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r);
+
+/*
+ * When running as root: drops to cfg->user (initgroups, setgid, setuid) and checks that root
+ * cannot be regained. Without a user, keeps root and emits an event. Returns 0 or -errno with
+ * *error_r (allocated).
+ */
+int tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r);
+
+/* ---- supervisor.c ---- */
+
+/*
+ * Runs the supervisor until SIGTERM/SIGINT; takes ownership of *cfg (set to NULL) and of the
+ * cfg->n_listeners sockets in listen_fds (from tandemd__bind_listeners). Returns an exit code.
+ * config_path (borrowed, must outlive the call) is the file SIGHUP rereads.
+ */
+int tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *listen_fds);
+
+/* ---- reload.c ---- */
+
+/*
+ * Emits one event (TDM_EV_PROCESS_RELOAD_NEEDS_RESTART) for each setting that differs between
+ * cur and fresh but only takes effect at a restart, naming the key; returns how many.
+ */
+unsigned tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_config *fresh,
+                                      const char *config_path);
+
+/* ---- child.c: the parts every child shares ---- */
+
+enum tandemd_child_kind {
+    TANDEMD_CHILD_CORE,
+    TANDEMD_CHILD_WORKER,
+};
+
+/* The role of a child process, as given by the hooks below. */
+struct tandemd_child_ops {
+    /* Called once the loop exists; returns 0 or exits with log_fatal. */
+    int (*start)(struct event_base *base, const struct tdm_config *cfg, int listen_fd);
+    /* Called on SHUTDOWN, on SIGTERM, or when the supervisor goes away: release everything
+     * (close databases cleanly) before the process exits 0. */
+    void (*stop)(void);
+};
+
+/* Core and worker hooks (core.c, worker.c). */
+extern const struct tandemd_child_ops tandemd__core_ops;
+extern const struct tandemd_child_ops tandemd__worker_ops;
+
+/*
+ * Entry point of a child: argv as built by the supervisor ("--child" first). Returns the exit
+ * code.
+ */
+int tandemd__child_main(int argc, char **argv);
+
+/* ---- shared helpers (child.c) ---- */
+
+/* Reads the whole configuration snapshot from fd (from offset 0) and loads it; the config's
+ * path is set to name for messages. Returns 0 or an error with *error_r (allocated). */
+int tandemd__config_from_fd(int fd, struct tdm_config **cfg_r, char **error_r);
+
+/* Opens the events file named by cfg (or stderr) as the event sink; the previous sink, if a
+ * file of ours, is closed. Logs and falls back to stderr when the file cannot be opened. */
+void tandemd__set_event_sink(const struct tdm_config *cfg);
+
+/* Frees what tandemd__set_event_sink opened (at exit). */
+void tandemd__close_event_sink(void);
+
+/* The protocol name of cfg->listeners[i] and the IPC worker kind that serves it. */
+uint16_t tandemd__worker_kind(enum tdm_proto proto);
+
+#endif

@@ -1,0 +1,303 @@
+"""tandemd's process structure against real processes: supervisor, core, workers.
+
+Each test writes its own config with loopback addresses of its own (127.77.x.y) and free ports,
+starts `tandemd --foreground` in a new session, and kills that whole session in teardown, so no
+process outlives the test. Waits poll with deadlines.
+"""
+import ctypes
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+WAIT = 20.0  # seconds: a generous bound for sanitizer builds; polls end as soon as true
+
+
+def wait_for(pred, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port(addr):
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def children(pid):
+    """{role: pid} of pid's children, from /proc (role from the hidden --role argument)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        # The command name may hold spaces or ')': the ppid is the 2nd field after the last ')'.
+        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+            continue
+        if b"--role" in argv:
+            out[argv[argv.index(b"--role") + 1].decode()] = int(d)
+    return out
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Server:
+    def __init__(self, exe, tmp, name):
+        self.exe = exe
+        self.tmp = tmp
+        self.addr = f"127.77.{random.randint(1, 254)}.{random.randint(1, 254)}"
+        self.ports = {"imap": free_port(self.addr), "lmtp": free_port(self.addr)}
+        self.datadir = tmp / "data"
+        self.events = tmp / "events.jsonl"
+        self.conf = tmp / "tandemd.conf"
+        self.log = tmp / "tandemd.log"
+        self.procs = []
+        self.write_conf(server=name, level="info")
+
+    def write_conf(self, server, level):
+        self.conf.write_text(f"""server = {server}
+site = dc1
+datadir = {self.datadir}
+roles = mailbox
+
+[network public]
+address = {self.addr}
+
+[listen imap]
+network = public
+port = {self.ports['imap']}
+
+[listen lmtp]
+network = public
+port = {self.ports['lmtp']}
+
+[directory]
+endpoints = 127.0.0.10:8443
+
+[log]
+level = {level}
+events = {self.events}
+""")
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            p = subprocess.Popen([str(self.exe), "-c", str(self.conf), "--foreground"],
+                                 stdout=log, stderr=log, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def started(self, p):
+        """Waits for core plus one worker per listener; returns {role: pid}."""
+        want = {"core", "worker-imap", "worker-lmtp"}
+        return wait_for(lambda: (lambda c: c if set(c) == want else None)(children(p.pid)),
+                        "core, worker-imap and worker-lmtp")
+
+    def event_lines(self):
+        if not self.events.exists():
+            return []
+        return [json.loads(line) for line in self.events.read_text().splitlines() if line]
+
+    def wait_event(self, pred, what):
+        return wait_for(lambda: next((e for e in self.event_lines() if pred(e)), None), what)
+
+    def kill_all(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=WAIT)
+
+    def output(self):
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@pytest.fixture
+def server(tandem_bin, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path, "mbx1")
+    yield s
+    s.kill_all()
+
+
+def test_check_config_good(server):
+    p = subprocess.run([str(server.exe), "--check-config", "-c", str(server.conf)],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert p.returncode == 0, p.stderr
+    assert "server = mbx1" in p.stdout
+    assert f"port = {server.ports['imap']}" in p.stdout
+
+
+def test_check_config_bad(server):
+    text = server.conf.read_text().replace("[listen lmtp]\n", "[listen lmtp]\nprot = 24\n")
+    server.conf.write_text(text)
+    line = text.splitlines().index("prot = 24") + 1
+    p = subprocess.run([str(server.exe), "--check-config", "-c", str(server.conf)],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert p.returncode == 2
+    assert f'{server.conf}:{line}: key "prot"' in p.stderr
+    assert p.stdout == ""
+
+
+def test_usage_errors(server):
+    for args in ([], ["-c"], ["-c", str(server.conf), "extra"], ["--bogus"]):
+        p = subprocess.run([str(server.exe), *args], capture_output=True, text=True,
+                           timeout=WAIT)
+        assert p.returncode == 2, args
+    p = subprocess.run([str(server.exe), "--help"], capture_output=True, text=True,
+                       timeout=WAIT)
+    assert p.returncode == 0 and "Exit status" in p.stdout
+
+
+def test_process_tree_and_listeners(server):
+    p = server.start()
+    kids = server.started(p)
+    assert len(kids) == 3
+    for proto, port in server.ports.items():
+        with socket.create_connection((server.addr, port), timeout=WAIT) as c:
+            c.settimeout(WAIT)
+            assert c.recv(16) == b"", proto  # accepted and closed, nothing written
+    # The children stay: serving a connection is not a reason to exit.
+    assert children(p.pid) == kids
+
+
+def test_killed_worker_and_core_are_restarted(server):
+    p = server.start()
+    kids = server.started(p)
+    for role in ("worker-imap", "core"):
+        old = kids[role]
+        os.kill(old, signal.SIGKILL)
+        kids = wait_for(lambda: (lambda c: c if c.get(role, old) != old and len(c) == 3
+                                 else None)(children(p.pid)), f"a new {role}")
+        ev = server.wait_event(lambda e: e["id"] == 2002 and e["subject"] == role,
+                               f"process.child_restart for {role}")
+        assert f"pid {old}" in ev["message"] and "signal 9" in ev["message"]
+    # Connections are served by the new worker on the inherited socket.
+    with socket.create_connection((server.addr, server.ports["imap"]), timeout=WAIT) as c:
+        c.settimeout(WAIT)
+        assert c.recv(16) == b""
+    assert p.poll() is None
+
+
+def test_malformed_ipc_ends_the_worker(server):
+    """Writes garbage into the worker's end of its IPC socket (a copy of the descriptor taken
+    with pidfd_getfd), so the supervisor receives a malformed frame from that worker."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    p = server.start()
+    kids = server.started(p)
+    old = kids["worker-lmtp"]
+    with open(f"/proc/{old}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    ipc_fd = int(argv[argv.index(b"--ipc-fd") + 1])
+    pidfd = libc.syscall(434, old, 0)  # pidfd_open
+    if pidfd < 0:
+        pytest.skip("pidfd_open is not available")
+    fd = libc.syscall(438, pidfd, ipc_fd, 0)  # pidfd_getfd
+    os.close(pidfd)
+    if fd < 0:
+        pytest.skip("pidfd_getfd is not permitted here")
+    try:
+        os.write(fd, b"\x14\x00\x00\x00" + b"\xff" * 16)  # a 20-byte frame with a bad CRC
+    finally:
+        os.close(fd)
+    ev = server.wait_event(lambda e: e["id"] == 2003 and e["subject"] == "worker-lmtp",
+                           "process.ipc_error for worker-lmtp")
+    assert f"pid {old}" in ev["message"]
+    wait_for(lambda: children(p.pid).get("worker-lmtp", old) != old, "a new worker-lmtp")
+    server.wait_event(lambda e: e["id"] == 2002 and f"pid {old}" in e["message"],
+                      "process.child_restart for the killed worker")
+
+
+def test_sighup_reloads_and_names_what_needs_a_restart(server):
+    p = server.start()
+    kids = server.started(p)
+    server.write_conf(server="mbx1", level="debug")
+    os.kill(p.pid, signal.SIGHUP)
+    ev = server.wait_event(lambda e: e["id"] == 2005, "process.reloaded")
+    assert "0 changed setting(s) need a restart" in ev["message"]
+    # Debug lines now appear: the children applied the new level too.
+    wait_for(lambda: "core[" in server.output() and "configuration reloaded" in server.output(),
+             "the core's reload log line")
+    assert not [e for e in server.event_lines() if e["id"] == 2007]
+
+    server.write_conf(server="mbx2", level="debug")
+    os.kill(p.pid, signal.SIGHUP)
+    ev = server.wait_event(lambda e: e["id"] == 2007, "process.reload_needs_restart")
+    assert "server changed" in ev["message"] and ev["subject"] == "mbx1"
+    server.wait_event(lambda e: e["id"] == 2005 and "generation 2" in e["message"],
+                      "the second process.reloaded")
+
+    server.conf.write_text("server = \n")  # invalid: the old config stays
+    os.kill(p.pid, signal.SIGHUP)
+    ev = server.wait_event(lambda e: e["id"] == 2006, "process.reload_failed")
+    assert str(server.conf) in ev["message"]
+    assert p.poll() is None
+    assert children(p.pid) == kids
+
+
+def test_second_instance_is_refused(server):
+    p = server.start()
+    server.started(p)
+    q = subprocess.run([str(server.exe), "-c", str(server.conf), "--foreground"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert q.returncode == 1
+    assert "tandemd.lock" in q.stderr and f"pid {p.pid}" in q.stderr
+    assert p.poll() is None
+
+
+def test_sigterm_stops_everything_and_leaves_databases_clean(server, tandemctl):
+    db = server.datadir / "db" / "test"
+    db.parent.mkdir(parents=True)
+    r = tandemctl("db", "create", db)
+    assert r.returncode == 0, r.stderr
+    p = server.start()
+    kids = server.started(p)
+    server.wait_event(lambda e: e["id"] == 1000 and e["subject"] == "test", "store.mounted")
+    r = tandemctl("db", "inspect", db, "--json")
+    assert json.loads(r.stdout)["clean"] is False  # mounted: the core holds it
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=WAIT) == 0, server.output()
+    for role, pid in kids.items():
+        assert not alive(pid), role
+    server.wait_event(lambda e: e["id"] == 1001 and e["subject"] == "test", "store.dismounted")
+    r = tandemctl("db", "inspect", db, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["clean"] is True
+    assert "ERROR: LeakSanitizer" not in server.output()
+
+
+def test_detaches_without_foreground(server):
+    p = subprocess.run([str(server.exe), "-c", str(server.conf)], capture_output=True,
+                       text=True, timeout=WAIT)
+    assert p.returncode == 0, p.stderr
+    lock = server.datadir / "tandemd.lock"
+    pid = int(lock.read_text())
+    try:
+        wait_for(lambda: len(children(pid)) == 3, "the detached server's children")
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), "the detached server to stop")
+    finally:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
