@@ -66,6 +66,20 @@
 #define TDM_LOG_MIN_GENERATION_SIZE (64u * 1024u)
 #define TDM_LOG_MAX_GENERATION_SIZE (1024u * 1024u * 1024u)
 
+/*
+ * Record type ranges. The store itself knows 0..15 and the mail model; every other range
+ * belongs to one record handler (src/store/store.h, struct store_record_handler) that the
+ * database is opened with, so a type is never reused across modules:
+ *      0..15   the store (END, NOOP)
+ *     16..63   the mail model (src/store/mail_codec.c)
+ *     64..95   the directory (src/directory/dir_codec.c)
+ *     96..127  reserved for the next handler (cluster, OAB...)
+ *    128..     unassigned; 0xff00..0xffff are for tests and never appear in a real log
+ */
+#define TDM_REC_DIR_FIRST 64
+#define TDM_REC_DIR_LAST 95
+#define TDM_REC_TEST_FIRST 0xff00
+
 enum tdm_record_type {
     TDM_REC_END = 1,  /* closes a generation; see above */
     TDM_REC_NOOP = 2, /* opaque payload, applied as nothing (tests, benchmarks, markers) */

@@ -281,9 +281,16 @@ store__apply_record(struct store *s, MDB_txn *txn, uint16_t type, const uint8_t 
     memset(result_r, 0, sizeof(*result_r));
     if (type == TDM_REC_NOOP)
         return 0;
+    const struct store_record_handler *h = s->opt.handler;
     if (!mail_is_mail_record(type)) {
-        *error_r = "unknown record type";
-        return TDM_ECORRUPT;
+        if (!h || !h->handles(type)) {
+            *error_r = "unknown record type";
+            return TDM_ECORRUPT;
+        }
+        int ret = h->apply(s->handler_state, txn, type, payload, len, result_r);
+        if (ret < 0)
+            *error_r = tdm_strerror(ret);
+        return ret;
     }
     struct mail_decoded dec;
     const char *why = NULL;
@@ -866,10 +873,16 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
 {
     if (len > TDM_LOG_MAX_PAYLOAD)
         return TDM_ELIMIT;
-    if (type != TDM_REC_NOOP) {
-        if (!mail_is_mail_record(type))
+    const struct store_record_handler *h = s->opt.handler;
+    /* Refuse what apply could not decode: a record in the log must always replay. */
+    if (type != TDM_REC_NOOP && !mail_is_mail_record(type)) {
+        if (!h || !h->handles(type))
             return TDM_EINVAL;
-        /* Refuse what apply could not decode: a record in the log must always replay. */
+        const char *why = NULL;
+        int ret = h->validate(type, payload, len, &why);
+        if (ret < 0)
+            return ret == -ENOMEM ? ret : TDM_EINVAL;
+    } else if (type != TDM_REC_NOOP) {
         struct mail_decoded dec;
         const char *why = NULL;
         int ret = mail_op_decode(type, payload, len, &dec, &why);
@@ -1019,6 +1032,12 @@ const struct mail_dbis *
 store_mail_dbis(const struct store *s)
 {
     return &s->mail;
+}
+
+void *
+store_handler_state(const struct store *s)
+{
+    return s->handler_state;
 }
 
 void

@@ -24,9 +24,49 @@
 
 #include <lmdb.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct store;
+
+/*
+ * Record types beyond the mail model (the directory, later others) plug in here, so they are
+ * logged, replayed, replicated and verified like mail without the store knowing them. The
+ * store calls:
+ *
+ *   handles(type)   true for every type the handler owns (a range in tandem/log_format.h).
+ *                   Must not claim NOOP, END or a mail type: those are the store's.
+ *   validate(...)   at store_commit_async(): 0 if the payload decodes strictly (the same check
+ *                   apply makes), so a record in the log always replays; else TDM_EINVAL (or
+ *                   -ENOMEM) with *error_r a static or thread-local string. Any thread.
+ *   open(txn, &st)  once per LMDB environment, in a write transaction at mount (creating its
+ *                   sub-databases) or in a read-only one (store_verify). In a read-only
+ *                   transaction where its sub-databases were never created it must still
+ *                   succeed, reading as empty. *state_r is owned by the store until close().
+ *                   It may open at most STORE_HANDLER_MAX_DBIS sub-databases.
+ *   close(state)    frees state (NULL allowed).
+ *   apply(...)      on the apply thread or during recovery, inside the store's write
+ *                   transaction. Deterministic: no clock, no randomness, nothing outside the
+ *                   payload and the database. A refusal (conflict, not found) is 0 with
+ *                   result_r->status set and the transaction unchanged by this record; a
+ *                   negative return is a storage failure (the store goes Failed). A payload
+ *                   that does not decode returns TDM_ECORRUPT.
+ *   digest(...)     SHA-256 (or any 32-byte fingerprint) of everything it stores, equal on
+ *                   two environments exactly when they hold the same data; empty when its
+ *                   sub-databases are absent.
+ *
+ * The handler struct is borrowed: it must outlive every store and verify that uses it.
+ */
+#define STORE_HANDLER_MAX_DBIS 8
+struct store_record_handler {
+    bool (*handles)(uint16_t type);
+    int (*validate)(uint16_t type, const uint8_t *payload, size_t len, const char **error_r);
+    int (*open)(MDB_txn *txn, void **state_r);
+    void (*close)(void *state);
+    int (*apply)(void *state, MDB_txn *txn, uint16_t type, const uint8_t *payload, size_t len,
+                 struct mail_result *result_r);
+    int (*digest)(void *state, MDB_txn *txn, uint8_t out[32]);
+};
 
 struct store_options {
     uint32_t generation_size;      /* bytes per generation file; default 1 MiB */
@@ -38,6 +78,10 @@ struct store_options {
     uint32_t group_commit_wait_us; /* longest wait for commits still in flight to join a batch;
                                     * default 2000; 0 = never wait (see store.c) */
     const struct io_ops *io;       /* default io_ops_posix; borrowed, must outlive the store */
+    /* Record types beyond mail (see above); NULL = mail only. Borrowed. A database holding
+     * records of a handler's types must always be opened with that handler: without it,
+     * recovery refuses them as corrupt. */
+    const struct store_record_handler *handler;
     /* Crash tests: called on the housekeeping thread after each successful checkpoint sync,
      * with the LSN it made durable in LMDB. */
     void (*checkpoint_hook)(void *ctx, uint64_t checkpoint_lsn);
@@ -78,7 +122,9 @@ typedef void store_commit_cb(void *ctx, int status, uint64_t lsn, const struct m
 
 /*
  * Queues one record (the payload is copied). Returns 0 (cb will be called exactly once) or
- * an error (cb is never called): TDM_EFAILED, TDM_ENOSPACE, TDM_ECLOSED, TDM_ELIMIT.
+ * an error (cb is never called): TDM_EFAILED, TDM_ENOSPACE, TDM_ECLOSED, TDM_ELIMIT, or
+ * TDM_EINVAL for a type neither the mail model nor the handler owns, or a payload that does
+ * not decode.
  */
 int store_commit_async(struct store *store, uint16_t type, const void *payload, size_t len,
                        store_commit_cb *cb, void *ctx);
@@ -108,6 +154,9 @@ int store_roll(struct store *store);
  * End it with mdb_txn_abort(). */
 int store_read_begin(struct store *store, MDB_txn **txn_r);
 const struct mail_dbis *store_mail_dbis(const struct store *store);
+/* The handler's state (as its open() returned it), for its read functions; NULL without a
+ * handler. Lives until store_close(). */
+void *store_handler_state(const struct store *store);
 
 struct store_status {
     uint8_t guid[TDM_LOG_GUID_LEN];

@@ -24,6 +24,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,6 +443,8 @@ struct replay_env {
     MDB_env *env;
     MDB_txn *txn;
     struct mail_dbis dbis;
+    const struct store_record_handler *handler;
+    void *hstate; /* owned: handler->open()'s state */
     unsigned in_txn;
 };
 
@@ -452,6 +455,7 @@ struct verify_ctx {
     uint64_t applied;
     bool replaying;
     struct replay_env *re;
+    const struct store_record_handler *handler; /* borrowed, may be NULL */
 };
 
 static void replay_stop(struct verify_ctx *v, const char *fmt, ...)
@@ -481,9 +485,10 @@ replay_commit(struct replay_env *re)
     return store__lmdb_err(rc);
 }
 
-/* Applies one record the way store__apply_record() does (NOOP: nothing). */
+/* Applies one record the way store__apply_record() does (NOOP: nothing): a mail op, or a
+ * handler record (hrec) when op is NULL. */
 static int
-replay_one(struct verify_ctx *v, const struct mail_op *op)
+replay_one(struct verify_ctx *v, const struct mail_op *op, const struct log_record *hrec)
 {
     struct replay_env *re = v->re;
     if (!re->txn) {
@@ -491,9 +496,12 @@ replay_one(struct verify_ctx *v, const struct mail_op *op)
         if (rc != 0)
             return store__lmdb_err(rc);
     }
-    if (op) {
+    if (op || hrec) {
         struct mail_result res;
-        int ret = mail_apply(&re->dbis, re->txn, op, &res);
+        memset(&res, 0, sizeof(res));
+        int ret = op ? mail_apply(&re->dbis, re->txn, op, &res)
+                     : re->handler->apply(re->hstate, re->txn, hrec->type, hrec->payload,
+                                          hrec->length, &res);
         if (ret < 0) {
             mdb_txn_abort(re->txn);
             re->txn = NULL;
@@ -517,7 +525,28 @@ verify_record_cb(void *ctx, const struct log_record *rec)
     int ret = 0;
     if (rec->type == TDM_REC_NOOP) {
         if (replay)
-            ret = replay_one(v, NULL);
+            ret = replay_one(v, NULL, NULL);
+    } else if (!mail_is_mail_record(rec->type) && v->handler && v->handler->handles(rec->type)) {
+        const char *why = NULL;
+        int dret = v->handler->validate(rec->type, rec->payload, rec->length, &why);
+        if (dret == -ENOMEM)
+            return dret;
+        if (dret < 0) {
+            ret = problem_add(v->r, STORE_PROBLEM_ERROR, v->path, true, off,
+                              "record LSN %" PRIu64 " (type %u) does not decode: %s", rec->lsn,
+                              rec->type, why ? why : tdm_strerror(dret));
+            replay_stop(v, "replay stopped at LSN %" PRIu64 ": a record does not decode", rec->lsn);
+        } else {
+            v->r->decoded++;
+            if (replay) {
+                ret = replay_one(v, NULL, rec);
+                if (ret < 0 && ret != -ENOMEM) {
+                    replay_stop(v, "replay failed at LSN %" PRIu64 ": %s", rec->lsn,
+                                tdm_strerror(ret));
+                    ret = 0;
+                }
+            }
+        }
     } else if (!mail_is_mail_record(rec->type)) {
         ret = problem_add(v->r, STORE_PROBLEM_ERROR, v->path, true, off,
                           "record LSN %" PRIu64 " has unknown type %u", rec->lsn, rec->type);
@@ -536,7 +565,7 @@ verify_record_cb(void *ctx, const struct log_record *rec)
         } else {
             v->r->decoded++;
             if (replay) {
-                ret = replay_one(v, &dec.op);
+                ret = replay_one(v, &dec.op, NULL);
                 if (ret < 0 && ret != -ENOMEM) {
                     /* Our scratch environment failed, not the database. */
                     replay_stop(v, "replay failed at LSN %" PRIu64 ": %s", rec->lsn,
@@ -572,6 +601,12 @@ replay_env_open(struct replay_env *re, const struct store_verify_options *o, con
         ret = store__lmdb_err(mdb_txn_begin(re->env, NULL, 0, &txn));
     if (ret == 0)
         ret = mail_dbis_open(txn, &re->dbis);
+    re->handler = o ? o->handler : NULL;
+    if (ret == 0 && re->handler) {
+        ret = re->handler->open(txn, &re->hstate);
+        if (ret < 0)
+            re->hstate = NULL;
+    }
     if (ret == 0) {
         ret = store__lmdb_err(mdb_txn_commit(txn));
         txn = NULL;
@@ -598,11 +633,33 @@ replay_env_close(struct replay_env *re)
 {
     if (re->txn)
         mdb_txn_abort(re->txn);
+    if (re->handler && re->hstate)
+        re->handler->close(re->hstate);
     if (re->env)
         mdb_env_close(re->env);
     if (re->dir_made)
         nftw(re->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     memset(re, 0, sizeof(*re));
+}
+
+/*
+ * The digest verify compares: the mail digest alone without a handler (so reports of mail-only
+ * databases keep their meaning), else SHA-256(mail digest || handler digest).
+ */
+static int
+combined_digest(const struct mail_dbis *dbis, const struct store_record_handler *h, void *hstate,
+                MDB_txn *txn, uint8_t out[32])
+{
+    int ret = mail_digest(dbis, txn, out);
+    if (ret < 0 || !h)
+        return ret;
+    uint8_t both[64];
+    memcpy(both, out, 32);
+    ret = h->digest(hstate, txn, both + 32);
+    if (ret < 0)
+        return ret;
+    crypto_hash_sha256(out, both, sizeof(both));
+    return 0;
 }
 
 /* Digest of the scratch environment after the replay. */
@@ -614,7 +671,7 @@ replay_digest(struct replay_env *re, uint8_t out[32])
     if (ret == 0)
         ret = store__lmdb_err(mdb_txn_begin(re->env, NULL, MDB_RDONLY, &txn));
     if (ret == 0)
-        ret = mail_digest(&re->dbis, txn, out);
+        ret = combined_digest(&re->dbis, re->handler, re->hstate, txn, out);
     if (txn)
         mdb_txn_abort(txn);
     return ret;
@@ -824,13 +881,22 @@ store_verify(const char *dir, const struct store_verify_options *options,
     r->applied_lsn = db.applied;
 
     /* The database's own digest, from the same snapshot that gave the applied LSN. */
+    const struct store_record_handler *h = options ? options->handler : NULL;
+    void *hstate = NULL;
     struct mail_dbis dbis;
     ret = mail_dbis_open(db.txn, &dbis);
+    if (ret == 0 && h) {
+        ret = h->open(db.txn, &hstate);
+        if (ret < 0)
+            hstate = NULL;
+    }
     if (ret == 0)
-        ret = mail_digest(&dbis, db.txn, r->db_digest);
+        ret = combined_digest(&dbis, h, hstate, db.txn, r->db_digest);
+    if (h && hstate)
+        h->close(hstate); /* its handles stay open in the environment; only state goes */
     if (ret < 0) {
         *error_r =
-            store__errorf("cannot read the mail tables in %s: %s", db.lmdb_dir, tdm_strerror(ret));
+            store__errorf("cannot read the tables in %s: %s", db.lmdb_dir, tdm_strerror(ret));
         ro_close(&db);
         store_verify_report_clear(r);
         return ret;
@@ -838,7 +904,8 @@ store_verify(const char *dir, const struct store_verify_options *options,
 
     struct replay_env re;
     memset(&re, 0, sizeof(re));
-    struct verify_ctx v = {.r = r, .applied = db.applied, .replaying = true, .re = &re};
+    struct verify_ctx v = {
+        .r = r, .applied = db.applied, .replaying = true, .re = &re, .handler = h};
     if (!(options && options->skip_replay)) {
         const char *why = NULL;
         if (replay_env_open(&re, options, &why) < 0) {
@@ -922,6 +989,13 @@ store_recovery_clear(struct store_recovery *r)
 int
 store_recover(const char *dir, struct store_recovery *r, const char **error_r)
 {
+    return store_recover_handler(dir, NULL, r, error_r);
+}
+
+int
+store_recover_handler(const char *dir, const struct store_record_handler *handler,
+                      struct store_recovery *r, const char **error_r)
+{
     memset(r, 0, sizeof(*r));
     *error_r = NULL;
     /* A read-only look first: it tells a missing or foreign directory apart from a database
@@ -935,6 +1009,7 @@ store_recover(const char *dir, struct store_recovery *r, const char **error_r)
     r->applied_before = ins.applied_lsn;
     struct store_options opt;
     store_options_init(&opt);
+    opt.handler = handler;
     for (size_t i = 0; i < ins.n_gens; i++) {
         const struct store_gen_info *gi = &ins.gens[i];
         /* The current generation's size is the one this database was run with. */

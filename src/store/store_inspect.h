@@ -85,6 +85,11 @@ struct store_problem {
 struct store_verify_options {
     bool skip_replay;    /* only check the log and decode records */
     const char *tmp_dir; /* where the replay environment goes; NULL: $TMPDIR or /tmp */
+    /* Record types beyond mail (store.h), borrowed; NULL = mail only, and then records of
+     * other types are reported as unknown. With a handler, its records are decode-checked
+     * with validate() and replayed with apply(), and both digests are combined:
+     * SHA-256(mail digest || handler digest). */
+    const struct store_record_handler *handler;
 };
 
 struct store_verify_report {
@@ -93,15 +98,15 @@ struct store_verify_report {
     uint64_t applied_lsn;
     uint64_t generations; /* generation files checked (the blank next one included) */
     uint64_t records;     /* valid data records read */
-    uint64_t decoded;     /* mail records decoded (NOOP records have nothing to decode) */
+    uint64_t decoded;     /* mail and handler records decoded (NOOPs have nothing to decode) */
     uint64_t first_lsn;   /* first LSN the log holds */
     uint64_t last_lsn;    /* last valid LSN the log holds */
     /* Replay of LSN 1..applied into a temporary LMDB, compared with the database. */
     bool replay_compared;
     bool digests_match;
     uint64_t replayed;
-    char replay_note[256]; /* why no comparison was made, when !replay_compared */
-    uint8_t db_digest[32];
+    char replay_note[256];          /* why no comparison was made, when !replay_compared */
+    uint8_t db_digest[32];          /* mail digest, or combined with the handler's (see options) */
     uint8_t replay_digest[32];      /* valid when replay_compared */
     struct store_problem *problems; /* owned */
     size_t n_problems;
@@ -139,6 +144,9 @@ struct store_recovery {
  * events say what recovery found); free it with store_recovery_clear().
  */
 int store_recover(const char *dir, struct store_recovery *r, const char **error_r);
+/* The same for a database holding a handler's records (handler borrowed; NULL = mail only). */
+int store_recover_handler(const char *dir, const struct store_record_handler *handler,
+                          struct store_recovery *r, const char **error_r);
 void store_recovery_clear(struct store_recovery *r);
 
 #endif

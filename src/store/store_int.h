@@ -114,6 +114,7 @@ struct store {
     MDB_env *env;
     MDB_dbi meta;
     struct mail_dbis mail;
+    void *handler_state; /* owned: opt.handler->open()'s state, freed by its close() */
 
     pthread_mutex_t lock;
     pthread_cond_t log_wake, apply_wake, hk_wake, progress;

@@ -56,6 +56,11 @@ options_check(const struct store_options *o, const char **error_r)
                                  TDM_LOG_MAX_GENERATION_SIZE);
         return TDM_EINVAL;
     }
+    const struct store_record_handler *h = o->handler;
+    if (h && (!h->handles || !h->validate || !h->open || !h->close || !h->apply || !h->digest)) {
+        *error_r = "the record handler lacks a function: every one is required";
+        return TDM_EINVAL;
+    }
     return 0;
 }
 
@@ -115,6 +120,8 @@ store_free(struct store *s)
         return;
     if (s->cur.fd >= 0)
         s->io->close(s->io, s->cur.fd);
+    if (s->opt.handler && s->handler_state)
+        s->opt.handler->close(s->handler_state);
     if (s->env)
         mdb_env_close(s->env);
     if (s->lock_fd >= 0)
@@ -204,9 +211,21 @@ open_dbis(struct store *s, MDB_txn *txn, const char **error_r)
         return store__lmdb_err(rc);
     }
     int ret = mail_dbis_open(txn, &s->mail);
-    if (ret < 0)
+    if (ret < 0) {
         *error_r =
             store__errorf("cannot open mail tables in %s: %s", s->lmdb_dir, tdm_strerror(ret));
+        return ret;
+    }
+    /* The handler's tables are opened (created) in the same transaction as the store's own,
+     * so its state's handles become valid for the environment when that transaction commits. */
+    if (s->opt.handler && !s->handler_state) {
+        ret = s->opt.handler->open(txn, &s->handler_state);
+        if (ret < 0) {
+            s->handler_state = NULL;
+            *error_r = store__errorf("cannot open the record handler's tables in %s: %s",
+                                     s->lmdb_dir, tdm_strerror(ret));
+        }
+    }
     return ret;
 }
 
