@@ -116,7 +116,7 @@ void tandemd__set_event_sink(const struct tdm_config *cfg);
 /* Frees what tandemd__set_event_sink opened (at exit). */
 void tandemd__close_event_sink(void);
 
-/* The protocol name of cfg->listeners[i] and the IPC worker kind that serves it. */
+/* The IPC worker kind (enum tdm_ipc_worker_kind) that serves a listener protocol. */
 uint16_t tandemd__worker_kind(enum tdm_proto proto);
 
 #endif

@@ -7,10 +7,14 @@ process outlives the test. Waits poll with deadlines.
 import ctypes
 import json
 import os
+import pathlib
+import pwd
 import random
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -75,14 +79,16 @@ class Server:
         self.conf = tmp / "tandemd.conf"
         self.log = tmp / "tandemd.log"
         self.procs = []
+        self.user = None
         self.write_conf(server=name, level="info")
 
     def write_conf(self, server, level):
+        user = f"user = {self.user}\n" if self.user else ""
         self.conf.write_text(f"""server = {server}
 site = dc1
 datadir = {self.datadir}
 roles = mailbox
-
+{user}
 [network public]
 address = {self.addr}
 
@@ -301,3 +307,69 @@ def test_detaches_without_foreground(server):
     finally:
         if alive(pid):
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_restart_backs_off(server):
+    """Consecutive crashes double the delay: 100, 200, 400 ms."""
+    p = server.start()
+    kids = server.started(p)
+    for delay in (100, 200, 400):
+        old = kids["worker-imap"]
+        os.kill(old, signal.SIGKILL)
+        ev = server.wait_event(lambda e: e["id"] == 2002 and f"pid {old}" in e["message"],
+                               f"process.child_restart for pid {old}")
+        assert f"restarting it in {delay} ms" in ev["message"]
+        kids = wait_for(lambda: (lambda c: c if c.get("worker-imap", old) != old and len(c) == 3
+                                 else None)(children(p.pid)), "a new worker-imap")
+
+
+def test_child_that_ignores_shutdown_is_killed_at_the_deadline(server):
+    p = server.start()
+    kids = server.started(p)
+    os.kill(kids["worker-lmtp"], signal.SIGSTOP)  # cannot read SHUTDOWN
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=WAIT) == 0  # the deadline is 10 s
+    ev = server.wait_event(lambda e: e["id"] == 2004, "process.killed_at_shutdown")
+    assert ev["subject"] == "worker-lmtp"
+    assert not alive(kids["worker-lmtp"])
+    assert [e["id"] for e in server.event_lines()][-1] == 2001
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to test the privilege drop")
+def test_root_drops_to_user(tandem_bin):
+    """Started as root with user = nobody: every process runs as nobody after binding."""
+    nobody = pwd.getpwnam("nobody")
+    # pytest's tmp_path is private to root; nobody needs its own reachable directory.
+    tmp = tempfile.mkdtemp(prefix="tandemd-user-")
+    tmp = pathlib.Path(tmp)
+    os.chmod(tmp, 0o755)
+    s = Server(tandem_bin("tandemd"), tmp, "mbx1")
+    try:
+        s.datadir.mkdir(mode=0o750)
+        os.chown(s.datadir, nobody.pw_uid, nobody.pw_gid)
+        s.events.touch()
+        os.chown(s.events, nobody.pw_uid, nobody.pw_gid)
+        s.user = "nobody"
+        s.write_conf(server="mbx1", level="info")
+        p = s.start()
+        kids = s.started(p)
+        for pid in [p.pid, *kids.values()]:
+            with open(f"/proc/{pid}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+            assert uids == [str(nobody.pw_uid)] * 4, (pid, uids)
+        with socket.create_connection((s.addr, s.ports["imap"]), timeout=WAIT) as c:
+            c.settimeout(WAIT)
+            assert c.recv(16) == b""
+        assert not [e for e in s.event_lines() if e["id"] == 2008]
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=WAIT) == 0, s.output()
+    finally:
+        s.kill_all()
+        shutil.rmtree(tmp)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_root_without_user_warns(server):
+    p = server.start()
+    server.started(p)
+    server.wait_event(lambda e: e["id"] == 2008, "process.running_as_root")
