@@ -96,6 +96,14 @@ enum tdm_record_type {
     TDM_REC_MESSAGE_FLAGS = 49,
     TDM_REC_MESSAGE_EXPUNGE = 50,
     TDM_REC_MESSAGE_COPY = 51,
+
+    /* Directory: payload layouts in src/directory/dir_codec.c and docs/formats/directory.md. */
+    TDM_REC_DIR_BOOTSTRAP = 64,
+    TDM_REC_DIR_PUT = 65,
+    TDM_REC_DIR_DELETE = 66,
+    TDM_REC_DIR_ACL_SET = 67,
+    TDM_REC_DIR_PASSWORD_SET = 68,
+    TDM_REC_DIR_GROUP_MEMBERS = 69,
 };
 
 #endif

@@ -32,6 +32,8 @@ tdm_strerror(int err)
         return "shutting down";
     case TDM_ENEEDMORE:
         return "incomplete data";
+    case TDM_ECONFLICT:
+        return "changed by someone else since it was read";
     default:
         break;
     }

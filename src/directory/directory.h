@@ -1,0 +1,199 @@
+#ifndef TANDEM_DIRECTORY_DIRECTORY_H
+#define TANDEM_DIRECTORY_DIRECTORY_H
+
+/*
+ * The directory: who and what exists (sites, networks, servers, clusters, CMSs, databases,
+ * copies, users, groups, address lists) and who may do what to each. It lives in a tandem
+ * database like mail does: every change is one log record (TDM_REC_DIR_*, payloads in
+ * dir_codec.c and docs/formats/directory.md), applied by dir_record_handler, which a store is
+ * opened with (store_options.handler), so the directory is logged, replicated, recovered and
+ * verified by the store without the store knowing it.
+ *
+ * Every object has a kind, a name unique within its kind, a version (1 at creation, +1 on
+ * every change: the compare-and-set token), a JSON attribute document checked against its
+ * kind's schema (dir_schema.c), and an ACL of (principal, right). Principals are users,
+ * servers and groups; groups hold users and servers (not groups: no cycles to evaluate).
+ * Members of the built-in group `admins` have full control of every object.
+ *
+ * Reads take the handler state (store_handler_state()) and any LMDB transaction, usually a
+ * read-only one (store_read_begin()); borrowed pointers live until that transaction ends.
+ */
+
+#include "store/store.h"
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum dir_kind {
+    DIR_KIND_SITE = 1,
+    DIR_KIND_NETWORK = 2,
+    DIR_KIND_SERVER = 3,
+    DIR_KIND_CLUSTER = 4,
+    DIR_KIND_CMS = 5,
+    DIR_KIND_DATABASE = 6,
+    DIR_KIND_COPY = 7,
+    DIR_KIND_USER = 8,
+    DIR_KIND_GROUP = 9,
+    DIR_KIND_ADDRESS_LIST = 10,
+};
+#define DIR_KIND_MAX DIR_KIND_ADDRESS_LIST
+
+/* Ordered: a higher right includes the lower ones. */
+enum dir_right {
+    DIR_RIGHT_NONE = 0,
+    DIR_RIGHT_READ = 1,
+    DIR_RIGHT_WRITE = 2,
+    DIR_RIGHT_FULL = 3, /* full-control: may also change the ACL and delete */
+};
+
+#define DIR_NAME_MAX 255u          /* bytes in an object name */
+#define DIR_ATTRS_MAX 16384u       /* bytes of canonical JSON attributes */
+#define DIR_MAX_ACL 256u           /* entries in one ACL */
+#define DIR_MAX_MEMBERS 10000u     /* members of one group */
+#define DIR_PASSWORD_HASH_MAX 128u /* crypto_pwhash_STRBYTES, NUL included */
+#define DIR_GROUP_SERVERS "servers"
+#define DIR_GROUP_ADMINS "admins"
+/* DIR_PUT expected_version: create or replace regardless; 0 means "must not exist". */
+#define DIR_VERSION_ANY UINT64_MAX
+
+/* "site", "network", ... "address-list"; NULL for an unknown kind. */
+const char *dir_kind_name(enum dir_kind kind);
+/* The reverse; 0 for an unknown name. */
+enum dir_kind dir_kind_parse(const char *name);
+const char *dir_right_name(enum dir_right right); /* "none", "read", "write", "full-control" */
+
+struct dir_principal {
+    enum dir_kind kind; /* USER, SERVER or GROUP */
+    const char *name;
+};
+
+struct dir_acl_entry {
+    struct dir_principal who;
+    enum dir_right right; /* READ..FULL */
+};
+
+/*
+ * One directory change. Strings are NUL-terminated UTF-8, borrowed for the call.
+ *
+ *   DIR_BOOTSTRAP        (nothing) creates the groups `servers` and `admins`; refused
+ *                        (TDM_EEXIST) once done.
+ *   DIR_PUT              kind, name, expected_version, attrs (JSON object text; the encoder
+ *                        checks it against the kind's schema and writes it canonically).
+ *                        Creates (expected 0 or ANY) or replaces (expected = current version,
+ *                        or ANY); a mismatch is refused with TDM_ECONFLICT, keeping ACL,
+ *                        password and members.
+ *   DIR_DELETE           kind, name, expected_version (ANY allowed). Built-in groups cannot go.
+ *   DIR_ACL_SET          kind, name, acl[n_acl] (replaces the ACL; any order, no principal
+ *                        twice: the encoder sorts).
+ *   DIR_PASSWORD_SET     name (a user), password_hash: an argon2id string from
+ *                        dir_password_hash(); never a plaintext.
+ *   DIR_GROUP_MEMBERS    name (a group), members[n_members] (users and servers; replaces the
+ *                        membership; every member must exist).
+ */
+struct dir_op {
+    uint16_t type;
+    enum dir_kind kind;
+    const char *name;
+    uint64_t expected_version;
+    const char *attrs;
+    const struct dir_acl_entry *acl;
+    size_t n_acl;
+    const char *password_hash;
+    const struct dir_principal *members;
+    size_t n_members;
+};
+
+/* True for TDM_REC_DIR_* types this module knows. */
+bool dir_is_dir_record(uint16_t type);
+
+/*
+ * Encodes op into a newly allocated payload (*payload_r, free() it). Returns 0, -ENOMEM, or
+ * TDM_EINVAL / TDM_ELIMIT with *error_r (static or thread-local) naming what is wrong.
+ */
+int dir_op_encode(const struct dir_op *op, uint8_t **payload_r, size_t *len_r,
+                  const char **error_r);
+
+/* A decoded record: op's strings borrow from the payload; arrays are owned by the struct. */
+struct dir_decoded {
+    struct dir_op op;
+    struct dir_acl_entry *acl_storage;
+    struct dir_principal *members_storage;
+};
+
+/*
+ * Decodes payload of record type strictly (canonical form only: what dir_op_encode() would
+ * write). Returns 0, -ENOMEM, or TDM_EINVAL with *error_r. On failure nothing needs clearing.
+ */
+int dir_op_decode(uint16_t type, const uint8_t *payload, size_t len, struct dir_decoded *dec_r,
+                  const char **error_r);
+void dir_decoded_clear(struct dir_decoded *dec);
+
+/* Encodes op and commits it to store (blocking); result_r->status holds the refusal, if any. */
+int dir_commit(struct store *store, const struct dir_op *op, uint64_t *lsn_r,
+               struct mail_result *result_r, const char **error_r);
+
+/* The handler to put in store_options.handler / store_verify_options.handler. */
+extern const struct store_record_handler dir_record_handler;
+
+/*
+ * Checks attrs (JSON text) against kind's schema: known keys, types, limits. On success
+ * *canonical_r (free()) holds the canonical text. Returns 0, -ENOMEM or TDM_EINVAL with
+ * *error_r naming the key (thread-local).
+ */
+int dir_attrs_check(enum dir_kind kind, const char *attrs, char **canonical_r,
+                    const char **error_r);
+
+/* ---- Passwords ---- */
+
+/*
+ * Hashes password with argon2id (libsodium crypto_pwhash_str) into out. opslimit/memlimit 0
+ * mean libsodium's INTERACTIVE limits. Runs on the submitter, never in apply (it is salted,
+ * so not deterministic). Returns 0 or -ENOMEM (the memory limit could not be had).
+ */
+int dir_password_hash(const char *password, unsigned long long opslimit, size_t memlimit,
+                      char out[DIR_PASSWORD_HASH_MAX]);
+
+/* ---- Reading ---- */
+
+struct dir_object {
+    enum dir_kind kind;
+    const char *name; /* get: the caller's name pointer; list: valid during the callback */
+    uint64_t version;
+    const char *attrs; /* borrowed (txn): canonical JSON */
+    bool has_password;
+    size_t n_acl;
+    struct dir_acl_entry *acl; /* owned (principal names borrowed): dir_object_clear() */
+};
+
+/* Each returns 0, TDM_ENOTFOUND, or a negative storage error (-ENOMEM, -EIO, TDM_ECORRUPT). */
+int dir_object_get(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
+                   struct dir_object *obj_r);
+void dir_object_clear(struct dir_object *obj);
+
+/* Calls cb for each object of kind in name order (obj borrowed for the call); a non-zero
+ * return from cb stops the walk and is returned. */
+typedef int dir_object_cb(void *ctx, const struct dir_object *obj);
+int dir_object_list(void *state, MDB_txn *txn, enum dir_kind kind, dir_object_cb *cb, void *ctx);
+
+/* The user an address or alias (ASCII case-insensitive) belongs to; *user_r borrowed. */
+int dir_resolve_address(void *state, MDB_txn *txn, const char *address, const char **user_r);
+
+/* Whether principal who is a direct member of group. Returns 0 with *member_r. */
+int dir_is_member(void *state, MDB_txn *txn, const char *group, const struct dir_principal *who,
+                  bool *member_r);
+
+/*
+ * The right who has on object (kind, name): the highest of the ACL entries naming who or a
+ * group who belongs to; DIR_RIGHT_FULL for members of `admins`. An object that does not exist
+ * gives TDM_ENOTFOUND (admins included: there is nothing to have rights on).
+ */
+int dir_effective_right(void *state, MDB_txn *txn, const struct dir_principal *who,
+                        enum dir_kind kind, const char *name, enum dir_right *right_r);
+
+/* 0 when password matches user's stored hash; -EACCES when it does not or the user has no
+ * password; TDM_ENOTFOUND when there is no such user. */
+int dir_password_verify(void *state, MDB_txn *txn, const char *user, const char *password);
+
+#endif
