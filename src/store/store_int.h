@@ -155,7 +155,20 @@ struct store {
     uint64_t last_write_ms;
 };
 
-/* store.c: the pipeline */
+/* store.c: time helpers and threads */
+uint64_t store__now_us_mono(void);
+uint64_t store__now_us_wall(void);
+/* CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait on the store's conds. */
+void store__deadline_after_ms(struct timespec *ts, uint64_t ms);
+void *store__log_thread_main(void *arg);   /* store_log.c */
+void *store__apply_thread_main(void *arg); /* store_apply.c */
+void *store__hk_thread_main(void *arg);    /* store_hk.c */
+/* Sets status on p and every entry after it (store_log.c, store_apply.c). */
+void store__fail_list(struct pending *p, int status);
+/* Closes the current generation and opens the next, large enough for a frame of min_frame
+ * bytes (store_gen.c). Returns TDM_ENOSPACE when no next generation can be had. */
+int store__gen_roll(struct store *s, uint64_t min_frame);
+/* store_gen.c, store_apply.c, store_hk.c: */
 int store__threads_start(struct store *s);
 void store__threads_stop(struct store *s);
 int store__gen_close_current(struct store *s);

@@ -1,0 +1,220 @@
+/*
+ * Generation files: preallocation, headers, the END record that closes one, and the roll from
+ * one generation to the next. Called by the log thread (rolls), the housekeeping thread
+ * (preallocation) and store_mount.c (creation, recovery).
+ */
+#include "store/store_int.h"
+
+#include "lib/crc32c.h"
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Creates generation file gen of size bytes, zero-filled and allocated, durable. */
+int
+store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen, uint64_t size)
+{
+    char path[4096];
+    store__gen_path(path, sizeof(path), log_dir, gen);
+    int fd = io->open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    if (fd < 0)
+        return fd;
+    int ret = io->allocate(io, fd, (off_t)size);
+    if (ret == 0)
+        ret = io->fdatasync(io, fd);
+    io->close(io, fd);
+    if (ret == 0)
+        ret = io->sync_dir(io, log_dir);
+    if (ret < 0)
+        io->unlink(io, path);
+    return ret;
+}
+
+static int
+gen_write_header(struct store *s, struct gen_state *g, uint32_t prev_checksum)
+{
+    struct log_header hdr = {
+        .generation = g->gen,
+        .created_us = store__now_us_wall(),
+        .epoch = g->epoch,
+        .first_lsn = g->first_lsn,
+        .prev_checksum = prev_checksum,
+        .file_size = (uint32_t)g->size,
+    };
+    uint8_t buf[TDM_LOG_HEADER_USED];
+    memcpy(hdr.guid, s->guid, sizeof(hdr.guid));
+    log_header_encode(&hdr, buf);
+    int ret = io_pwrite_all(s->io, g->fd, buf, sizeof(buf), 0);
+    if (ret == 0)
+        ret = s->io->fdatasync(s->io, g->fd);
+    return ret;
+}
+
+/* Records the first LSN of a new current generation (lock held). */
+int
+store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn)
+{
+    size_t idx = (size_t)(gen - s->lowest_gen);
+    if (idx >= s->gen_cap) {
+        size_t ncap = s->gen_cap ? s->gen_cap * 2 : 64;
+        while (ncap <= idx)
+            ncap *= 2;
+        uint64_t *n = realloc(s->gen_first_lsn, ncap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        s->gen_first_lsn = n;
+        s->gen_cap = ncap;
+    }
+    s->gen_first_lsn[idx] = first_lsn;
+    s->cur_gen = gen;
+    return 0;
+}
+
+/* Writes the END record into the current generation and makes it durable. */
+int
+store__gen_close_current(struct store *s)
+{
+    struct gen_state *g = &s->cur;
+    uint8_t payload[TDM_LOG_END_PAYLOAD];
+    uint8_t frame[TDM_LOG_END_FRAME];
+    struct log_end end = {.record_count = g->records, .gen_checksum = g->checksum};
+
+    TDM_ASSERT(!g->closed);
+    TDM_ASSERT(g->off + TDM_LOG_END_FRAME <= g->size);
+    log_end_encode(&end, payload);
+    log_record_encode(g->records ? g->last_lsn : 0, g->epoch, TDM_REC_END, payload, sizeof(payload),
+                      frame);
+    int ret = io_pwrite_all(s->io, g->fd, frame, sizeof(frame), (off_t)g->off);
+    if (ret == 0)
+        ret = s->io->fdatasync(s->io, g->fd);
+    if (ret == 0) {
+        g->closed = true;
+        pthread_mutex_lock(&s->lock);
+        s->syncs++;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return ret;
+}
+
+/*
+ * Waits until the housekeeping thread has preallocated the generation after the current one.
+ * Returns 0, TDM_ENOSPACE when the disk is full, or another error.
+ */
+static int
+gen_wait_next(struct store *s)
+{
+    uint64_t gen = s->cur.gen + 1;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->prealloc_upto < gen) {
+        s->roll_stalls++;
+        s->next_gen_error = 0;
+        pthread_cond_signal(&s->hk_wake);
+        while (s->prealloc_upto < gen && s->next_gen_error == 0 && !s->failed)
+            pthread_cond_wait(&s->progress, &s->lock);
+    }
+    int err = s->prealloc_upto >= gen ? 0 : s->next_gen_error ? s->next_gen_error : s->failed;
+    pthread_mutex_unlock(&s->lock);
+    if (err == -ENOSPC || err == -EDQUOT)
+        return TDM_ENOSPACE;
+    return err;
+}
+
+/*
+ * Makes the preallocated next generation current, sized to hold a frame of min_frame bytes.
+ * The current generation must be closed already, and the next one ready (gen_wait_next).
+ *
+ * The new header is made durable before any record goes in, so a header that does not
+ * read back is always corruption, never a crash artefact. (Letting the first records' sync
+ * carry the header would save one fdatasync per roll, but a damaged header could then not be
+ * told from one that was never synced, and records acknowledged under it would be wiped.)
+ */
+int
+store__gen_open_next(struct store *s, uint64_t min_frame)
+{
+    uint64_t gen = s->cur.gen + 1;
+
+    pthread_mutex_lock(&s->lock);
+    TDM_ASSERT(s->prealloc_upto >= gen);
+    pthread_mutex_unlock(&s->lock);
+
+    char path[4096];
+    store__gen_path(path, sizeof(path), s->log_dir, gen);
+    int fd = s->io->open(s->io, path, O_RDWR, 0);
+    if (fd < 0)
+        return fd;
+
+    uint64_t size = s->opt.generation_size;
+    uint64_t need = TDM_LOG_HEADER_SIZE + min_frame + TDM_LOG_END_FRAME;
+    if (need > size) /* a record larger than a generation gets a generation of its own */
+        size = (need + 4095) & ~(uint64_t)4095;
+    /* The file may be shorter than the generation: the record above, or a preallocation cut
+     * short by a crash (recovery keeps blank files whatever their size), or a generation size
+     * changed since it was made. The growth must be durable before the header that records
+     * it: one fdatasync for both may keep the header and lose the growth, and recovery refuses
+     * a generation shorter than its header says (tests/crash/test_oversize_roll_crash.c). */
+    off_t have = 0;
+    int ret = s->io->file_size(s->io, fd, &have);
+    if (ret == 0 && (uint64_t)have < size) {
+        ret = s->io->allocate(s->io, fd, (off_t)size);
+        if (ret == 0)
+            ret = s->io->fdatasync(s->io, fd);
+    }
+    if (ret < 0) {
+        s->io->close(s->io, fd);
+        return ret == -ENOSPC ? TDM_ENOSPACE : ret;
+    }
+    uint32_t prev_checksum = s->cur.checksum;
+    uint64_t first_lsn = s->cur.last_lsn + 1;
+    if (s->cur.fd >= 0)
+        s->io->close(s->io, s->cur.fd);
+    s->cur = (struct gen_state){
+        .gen = gen,
+        .fd = fd,
+        .size = size,
+        .off = TDM_LOG_HEADER_SIZE,
+        .epoch = s->epoch,
+        .first_lsn = first_lsn,
+        .last_lsn = first_lsn - 1,
+    };
+    ret = gen_write_header(s, &s->cur, prev_checksum);
+    if (ret < 0)
+        return ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = store__gen_table_push(s, gen, first_lsn);
+    s->syncs++;
+    pthread_cond_signal(&s->hk_wake); /* keep STORE_PREALLOC_AHEAD generations ready */
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* Closes the current generation and opens the next, large enough for min_frame. */
+int
+store__gen_roll(struct store *s, uint64_t min_frame)
+{
+    /* Get the next file first: if the disk is full, the current generation stays open (its
+     * END space is reserved) and what was written to it is still made durable. */
+    int err = gen_wait_next(s);
+    if (err) {
+        int sret = s->io->fdatasync(s->io, s->cur.fd);
+        return sret < 0 ? sret : err;
+    }
+    int ret = store__gen_close_current(s);
+    if (ret == 0)
+        ret = store__gen_open_next(s, min_frame);
+    if (ret == 0)
+        event_emit(TDM_EV_STORE_GENERATION_CLOSED, s->name,
+                   "generation %" PRIu64 " closed; generation %" PRIu64 " is current",
+                   s->cur.gen - 1, s->cur.gen);
+    return ret;
+}

@@ -1,0 +1,154 @@
+/*
+ * The housekeeping thread: keeps STORE_PREALLOC_AHEAD generations preallocated, checkpoints
+ * LMDB (every checkpoint_bytes of log or checkpoint_ms), and truncates generations wholly
+ * below the checkpoint and the replication floor.
+ */
+#include "store/store_int.h"
+
+#include "lib/crc32c.h"
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+store__checkpoint(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t target = s->applied_lsn;
+    int failed = s->failed;
+    pthread_mutex_unlock(&s->lock);
+    if (failed)
+        return TDM_EFAILED;
+
+    int rc = mdb_env_sync(s->env, 1);
+    pthread_mutex_lock(&s->lock);
+    if (rc != 0) {
+        int err = store__lmdb_err(rc);
+        if (!s->failed) {
+            event_emit(TDM_EV_STORE_WRITE_FAILED, s->name,
+                       "syncing %s at a checkpoint failed: %s; the database is Failed", s->lmdb_dir,
+                       mdb_strerror(rc));
+            s->failed = err;
+        }
+        pthread_cond_broadcast(&s->progress);
+        pthread_mutex_unlock(&s->lock);
+        return err;
+    }
+    if (target > s->checkpoint_lsn)
+        s->checkpoint_lsn = target;
+    s->bytes_since_ckpt = 0;
+    s->last_ckpt_ms = store__now_ms();
+    pthread_mutex_unlock(&s->lock);
+    if (s->opt.checkpoint_hook)
+        s->opt.checkpoint_hook(s->opt.hook_ctx, target);
+    return 0;
+}
+
+static int truncate_locked(struct store *s);
+
+/* Deletes generations wholly below the checkpoint and below the replication floor. */
+int
+store__truncate(struct store *s)
+{
+    /* One truncation at a time: store_checkpoint() and the housekeeping thread may race. */
+    pthread_mutex_lock(&s->truncate_lock);
+    int ret = truncate_locked(s);
+    pthread_mutex_unlock(&s->truncate_lock);
+    return ret;
+}
+
+static int
+truncate_locked(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t low = s->lowest_gen, cur = s->cur_gen, ckpt = s->checkpoint_lsn, floor = s->floor;
+    uint64_t upto = low; /* first generation to keep */
+    while (upto < cur && upto < floor && s->gen_first_lsn[upto + 1 - low] - 1 <= ckpt)
+        upto++;
+    pthread_mutex_unlock(&s->lock);
+    if (upto == low)
+        return 0;
+
+    uint64_t g;
+    int ret = 0;
+    for (g = low; g < upto; g++) {
+        char path[4096];
+        store__gen_path(path, sizeof(path), s->log_dir, g);
+        ret = s->io->unlink(s->io, path);
+        if (ret < 0 && ret != -ENOENT)
+            break;
+        ret = 0;
+    }
+    if (g > low)
+        s->io->sync_dir(s->io, s->log_dir);
+
+    pthread_mutex_lock(&s->lock);
+    size_t drop = (size_t)(g - s->lowest_gen);
+    memmove(s->gen_first_lsn, s->gen_first_lsn + drop,
+            (size_t)(s->cur_gen - g + 1) * sizeof(uint64_t));
+    s->lowest_gen = g;
+    pthread_mutex_unlock(&s->lock);
+    if (g > low)
+        event_emit(TDM_EV_STORE_TRUNCATED, s->name,
+                   "log generations %" PRIu64 "..%" PRIu64 " deleted (below checkpoint LSN %" PRIu64
+                   ")",
+                   low, g - 1, ckpt);
+    return ret;
+}
+
+void *
+store__hk_thread_main(void *arg)
+{
+    struct store *s = arg;
+
+    pthread_mutex_lock(&s->lock);
+    while (!s->hk_stop) {
+        uint64_t want = s->prealloc_upto + 1;
+        bool need_gen = want <= s->cur_gen + STORE_PREALLOC_AHEAD && !s->failed;
+        uint64_t since = store__now_ms() - s->last_ckpt_ms;
+        bool need_ckpt =
+            !s->failed && s->applied_lsn > s->checkpoint_lsn &&
+            (s->bytes_since_ckpt >= s->opt.checkpoint_bytes || since >= s->opt.checkpoint_ms);
+        if (!need_gen && !need_ckpt) {
+            struct timespec ts;
+            uint64_t wait = s->opt.checkpoint_ms > since ? s->opt.checkpoint_ms - since : 1000;
+            store__deadline_after_ms(&ts, wait < 1000 ? wait : 1000);
+            pthread_cond_timedwait(&s->hk_wake, &s->lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&s->lock);
+
+        if (need_gen) {
+            int ret = store__gen_file_create(s->io, s->log_dir, want, s->opt.generation_size);
+            pthread_mutex_lock(&s->lock);
+            if (ret == 0)
+                s->prealloc_upto = want; /* only this thread moves it, one at a time */
+            else
+                s->next_gen_error = ret;
+            pthread_cond_broadcast(&s->progress);
+            pthread_mutex_unlock(&s->lock);
+            if (ret < 0) {
+                /* Do not spin on a full disk: the log thread decides what it means. */
+                pthread_mutex_lock(&s->lock);
+                struct timespec ts;
+                store__deadline_after_ms(&ts, 1000);
+                pthread_cond_timedwait(&s->hk_wake, &s->lock, &ts);
+                pthread_mutex_unlock(&s->lock);
+            }
+        }
+        if (need_ckpt && store__checkpoint(s) == 0)
+            store__truncate(s);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}

@@ -1,0 +1,248 @@
+/*
+ * The log thread: takes every queued record, writes the batch to the current generation and
+ * makes it durable with one fdatasync (group commit), rolling generations as they fill, then
+ * hands the batch to the apply thread. On a write or sync failure the store goes Failed.
+ */
+#include "store/store_int.h"
+
+#include "lib/crc32c.h"
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int
+wbuf_reserve(struct store *s, size_t need)
+{
+    if (need <= s->wbuf_cap)
+        return 0;
+    size_t cap = s->wbuf_cap ? s->wbuf_cap : 65536;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *n = realloc(s->wbuf, cap);
+    if (!n)
+        return -ENOMEM;
+    s->wbuf = n;
+    s->wbuf_cap = cap;
+    return 0;
+}
+
+/*
+ * Writes batch to the log and makes it durable. On failure, *failed_from_r is the first entry
+ * that is not durable (entries before it are).
+ */
+static int
+log_write_batch(struct store *s, struct pending *batch, struct pending **failed_from_r)
+{
+    uint64_t start = s->cur.off;
+    size_t blen = 0;
+    int ret;
+
+    *failed_from_r = batch;
+    for (struct pending *p = batch; p; p = p->next) {
+        if (s->cur.off + blen + p->frame_len + TDM_LOG_END_FRAME > s->cur.size) {
+            if (blen > 0) {
+                ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen, (off_t)start);
+                if (ret < 0)
+                    return ret;
+                s->cur.off += blen;
+                blen = 0;
+            }
+            ret = store__gen_roll(s, p->frame_len);
+            if (ret < 0) {
+                *failed_from_r = p;
+                return ret;
+            }
+            start = s->cur.off;
+        }
+        ret = wbuf_reserve(s, blen + p->frame_len);
+        if (ret < 0)
+            return ret;
+        memcpy(s->wbuf + blen, p->frame, p->frame_len);
+        blen += p->frame_len;
+        s->cur.checksum = crc32c(s->cur.checksum, p->frame, p->frame_len);
+        s->cur.records++;
+        s->cur.last_lsn = p->lsn;
+        *failed_from_r = p->next;
+    }
+    *failed_from_r = batch; /* until the sync succeeds nothing in the last part is durable */
+    if (blen > 0) {
+        ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen, (off_t)start);
+        if (ret < 0)
+            return ret;
+        s->cur.off += blen;
+    }
+    uint64_t t0 = store__now_us_mono();
+    ret = s->io->fdatasync(s->io, s->cur.fd);
+    if (ret < 0)
+        return ret;
+    uint64_t took = store__now_us_mono() - t0;
+    /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
+    s->sync_ewma_us = s->sync_ewma_us ? (7 * s->sync_ewma_us + took) / 8 : took;
+    *failed_from_r = NULL;
+    return 0;
+}
+
+void
+store__fail_list(struct pending *p, int status)
+{
+    for (; p; p = p->next)
+        p->status = status;
+}
+
+static void
+apply_queue_push(struct store *s, struct pending *head)
+{
+    if (!head)
+        return;
+    struct pending *tail = head;
+    while (tail->next)
+        tail = tail->next;
+    *s->apply_tailp = head;
+    s->apply_tailp = &tail->next;
+    pthread_cond_signal(&s->apply_wake);
+}
+
+static void
+handle_log_failure(struct store *s, int err, struct pending *batch, struct pending *failed_from)
+{
+    /* lock held. Entries from failed_from on, and everything queued after them, failed:
+     * their LSNs were never made durable, so the sequence is rewound to reuse them. Only a
+     * full disk leaves a durable prefix (gen_roll synced it); after an I/O error nothing in
+     * the batch is known to be durable. */
+    if (err != TDM_ENOSPACE)
+        failed_from = batch;
+    store__fail_list(failed_from, err == TDM_ENOSPACE ? TDM_ENOSPACE : err);
+    struct pending *queued = s->log_head;
+    s->log_head = NULL;
+    s->log_tailp = &s->log_head;
+    s->log_count = 0;
+    store__fail_list(queued, err == TDM_ENOSPACE ? TDM_ENOSPACE : err);
+
+    uint64_t durable = s->durable_lsn;
+    for (struct pending *p = batch; p && p != failed_from; p = p->next)
+        durable = p->lsn;
+    s->durable_lsn = durable;
+    s->next_lsn = durable + 1;
+
+    if (err == TDM_ENOSPACE) {
+        if (!s->reserve_mode)
+            event_emit(TDM_EV_STORE_DISK_RESERVE, s->name,
+                       "no disk space for the next log generation in %s: new commits are "
+                       "refused; the database can still be shut down cleanly",
+                       s->log_dir);
+        s->reserve_mode = true;
+    } else {
+        if (!s->failed)
+            event_emit(TDM_EV_STORE_WRITE_FAILED, s->name,
+                       "writing or syncing log generation %" PRIu64 " in %s failed: %s; the "
+                       "database is Failed and refuses writes",
+                       s->cur.gen, s->log_dir, tdm_strerror(err));
+        if (!s->failed)
+            s->failed = err;
+    }
+    apply_queue_push(s, batch);
+    apply_queue_push(s, queued);
+}
+
+/*
+ * Group commit: commits still in the apply stage belong to committers that will be back in a
+ * moment (a blocking committer resubmits as soon as it is answered). Syncing before they are
+ * queued splits them into a separate, later batch, so the same committers end up sharing two
+ * or three fdatasyncs instead of one. Wait until every commit in flight is queued, for at most
+ * half the recent fdatasync time (capped by group_commit_wait_us): the wait never exceeds what
+ * a sync costs anyway, and a lone committer (nothing else in flight) never waits. Lock held.
+ */
+static void
+group_commit_wait(struct store *s)
+{
+    if (s->opt.group_commit_wait_us == 0 || s->closing)
+        return;
+    uint64_t wait_us = s->sync_ewma_us / 2;
+    if (wait_us > s->opt.group_commit_wait_us)
+        wait_us = s->opt.group_commit_wait_us;
+    if (wait_us == 0 || s->log_count >= s->inflight)
+        return;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += (long)(wait_us * 1000u);
+    while (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    while (s->log_count < s->inflight && !s->closing)
+        if (pthread_cond_timedwait(&s->log_wake, &s->lock, &deadline) != 0)
+            break;
+}
+
+void *
+store__log_thread_main(void *arg)
+{
+    struct store *s = arg;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->log_head && !s->closing && s->roll_requested == s->roll_done) {
+            if (s->cur.records > 0 && !s->cur.closed && s->opt.idle_close_ms > 0) {
+                uint64_t due = s->last_write_ms + s->opt.idle_close_ms;
+                uint64_t now = store__now_ms();
+                if (now >= due) {
+                    s->roll_requested++; /* idle close: ship what we have */
+                    break;
+                }
+                struct timespec ts;
+                store__deadline_after_ms(&ts, due - now);
+                pthread_cond_timedwait(&s->log_wake, &s->lock, &ts);
+            } else {
+                pthread_cond_wait(&s->log_wake, &s->lock);
+            }
+        }
+        if (!s->log_head && s->roll_requested == s->roll_done && s->closing)
+            break;
+        if (s->log_head)
+            group_commit_wait(s);
+
+        struct pending *batch = s->log_head;
+        s->log_head = NULL;
+        s->log_tailp = &s->log_head;
+        s->log_count = 0;
+        uint64_t roll_target = s->roll_requested;
+        int err = s->failed;
+        pthread_mutex_unlock(&s->lock);
+
+        struct pending *failed_from = batch;
+        if (!err && batch)
+            err = log_write_batch(s, batch, &failed_from);
+        if (!err && roll_target != s->roll_done && s->cur.records > 0 && !s->cur.closed)
+            err = store__gen_roll(s, 0);
+        if (batch)
+            s->last_write_ms = store__now_ms();
+
+        pthread_mutex_lock(&s->lock);
+        s->roll_done = roll_target;
+        if (batch)
+            s->syncs++;
+        if (err) {
+            handle_log_failure(s, err, batch, failed_from);
+        } else if (batch) {
+            struct pending *last = batch;
+            while (last->next)
+                last = last->next;
+            s->durable_lsn = last->lsn;
+            apply_queue_push(s, batch);
+        }
+        pthread_cond_broadcast(&s->progress);
+    }
+    s->log_done = true;
+    pthread_cond_signal(&s->apply_wake);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
