@@ -373,3 +373,20 @@ def test_root_without_user_warns(server):
     p = server.start()
     server.started(p)
     server.wait_event(lambda e: e["id"] == 2008, "process.running_as_root")
+
+
+def test_children_stop_when_the_supervisor_dies(server, tandemctl):
+    """kill -9 of the supervisor closes the IPC sockets: every child shuts down cleanly."""
+    db = server.datadir / "db" / "test"
+    db.parent.mkdir(parents=True)
+    assert tandemctl("db", "create", db).returncode == 0
+    p = server.start()
+    kids = server.started(p)
+    server.wait_event(lambda e: e["id"] == 1000 and e["subject"] == "test", "store.mounted")
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=WAIT)
+    for role, pid in kids.items():
+        wait_for(lambda: not alive(pid), f"{role} (pid {pid}) to exit")
+    r = tandemctl("db", "inspect", db, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["clean"] is True
