@@ -290,6 +290,52 @@ memberships_clear(const struct dir_state *st, MDB_txn *txn, const struct dir_pri
     return prefix_delete(txn, st->member_of, prefix, n + 1, unlink_cb, &u);
 }
 
+/* ---- ACL scrub ---- */
+
+/*
+ * Removes every ACL entry naming p, on every object. A grant to a deleted principal would
+ * otherwise pass silently to whoever is created later under the same name. One pass over all
+ * objects per principal deleted: deletes are rare, and the directory is small.
+ */
+static int
+acl_scrub(const struct dir_state *st, MDB_txn *txn, const struct dir_principal *p)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, st->objects, &c);
+    if (rc != 0)
+        return dir__lmdb_err(rc);
+    int ret = 0;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && ret == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        struct dir__obj o;
+        if ((ret = dir__obj_decode(v.mv_data, v.mv_size, &o)) < 0)
+            break;
+        size_t kept = 0;
+        for (size_t i = 0; i < o.n_acl; i++)
+            if (dir__principal_cmp(&o.acl[i].who, p) != 0)
+                o.acl[kept++] = o.acl[i];
+        if (kept != o.n_acl) {
+            o.n_acl = kept;
+            o.version++;
+            /* Encoded into our own buffer before the put: o's strings point into the old
+             * value, which the put may overwrite. */
+            struct dir__wr w = {0};
+            ret = dir__obj_encode(&o, &w);
+            if (ret == 0) {
+                MDB_val nv = {w.len, w.buf};
+                ret = dir__lmdb_err(mdb_cursor_put(c, &k, &nv, MDB_CURRENT));
+            }
+            free(w.buf);
+        }
+        free(o.acl);
+    }
+    mdb_cursor_close(c);
+    if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        ret = dir__lmdb_err(rc);
+    return ret;
+}
+
 /* ---- Apply ---- */
 
 static bool
@@ -390,6 +436,8 @@ apply_delete(const struct dir_state *st, MDB_txn *txn, const struct dir_op *op, 
         ret = members_clear(st, txn, op->name);
     if (ret == 0 && (op->kind == DIR_KIND_USER || op->kind == DIR_KIND_SERVER))
         ret = memberships_clear(st, txn, &self);
+    if (ret == 0 && dir__principal_kind_ok(op->kind))
+        ret = acl_scrub(st, txn, &self);
     if (ret == 0) {
         uint8_t key[DIR_NAME_MAX + 1];
         MDB_val k = {dir__obj_key(key, op->kind, op->name), key};

@@ -85,6 +85,7 @@ struct dir_acl_entry {
  *                        or ANY); a mismatch is refused with TDM_ECONFLICT, keeping ACL,
  *                        password and members.
  *   DIR_DELETE           kind, name, expected_version (ANY allowed). Built-in groups cannot go.
+ *                        A deleted user, server or group leaves every group and every ACL.
  *   DIR_ACL_SET          kind, name, acl[n_acl] (replaces the ACL; any order, no principal
  *                        twice: the encoder sorts).
  *   DIR_PASSWORD_SET     name (a user), password_hash: an argon2id string from
@@ -177,7 +178,8 @@ void dir_object_clear(struct dir_object *obj);
 typedef int dir_object_cb(void *ctx, const struct dir_object *obj);
 int dir_object_list(void *state, MDB_txn *txn, enum dir_kind kind, dir_object_cb *cb, void *ctx);
 
-/* The user an address or alias (ASCII case-insensitive) belongs to; *user_r borrowed. */
+/* The user an address or alias (ASCII case-insensitive) belongs to. *user_r is a thread-local
+ * copy, valid until the next call on this thread. */
 int dir_resolve_address(void *state, MDB_txn *txn, const char *address, const char **user_r);
 
 /* Whether principal who is a direct member of group. Returns 0 with *member_r. */

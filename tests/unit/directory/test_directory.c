@@ -430,6 +430,11 @@ test_acl(void **state)
     assert_int_equal(dir_is_member(store_handler_state(s), txn, "staff", &mx1, &is), 0);
     assert_true(is);
     mdb_txn_abort(txn);
+    /* ... and every ACL: its direct grant on s1 does not pass to a new alice. */
+    assert_int_equal(version_of(s, DIR_KIND_SITE, "s1"), 3);
+    assert_int_equal(put(s, DIR_KIND_USER, "alice", 0, "{}"), 0);
+    assert_int_equal(right_of(s, DIR_KIND_USER, "alice", DIR_KIND_SITE, "s1"), DIR_RIGHT_NONE);
+    assert_int_equal(right_of(s, DIR_KIND_USER, "bob", DIR_KIND_SITE, "s1"), DIR_RIGHT_READ);
     /* A deleted group takes its memberships along. */
     del.kind = DIR_KIND_GROUP;
     del.name = "staff";
@@ -439,6 +444,14 @@ test_acl(void **state)
     assert_false(is);
     mdb_txn_abort(txn);
     assert_int_equal(right_of(s, DIR_KIND_SERVER, "mx1", DIR_KIND_SITE, "s1"), DIR_RIGHT_NONE);
+    MDB_txn *rt;
+    struct dir_object obj;
+    assert_int_equal(store_read_begin(s, &rt), 0);
+    assert_int_equal(dir_object_get(store_handler_state(s), rt, DIR_KIND_SITE, "s1", &obj), 0);
+    assert_int_equal(obj.n_acl, 1); /* only bob's entry is left */
+    assert_string_equal(obj.acl[0].who.name, "bob");
+    dir_object_clear(&obj);
+    mdb_txn_abort(rt);
     assert_int_equal(store_close(&s), 0);
 }
 
