@@ -138,6 +138,26 @@ int dir_commit(struct store *store, const struct dir_op *op, uint64_t *lsn_r,
 /* The handler to put in store_options.handler / store_verify_options.handler. */
 extern const struct store_record_handler dir_record_handler;
 
+/* ---- Database kinds (store_options.kind) ---- */
+
+/* The kind of a database holding the directory: it must be opened with dir_record_handler. */
+#define DIR_DB_KIND "directory"
+
+/*
+ * The handler a database of kind needs: NULL for "mail", &dir_record_handler for "directory".
+ * Returns 0 with *handler_r, or TDM_ENOTFOUND for a kind this program does not know.
+ */
+int dir_db_kind_handler(const char *kind, const struct store_record_handler **handler_r);
+
+/*
+ * Creates a directory database in dir (store_create() with kind "directory" and opt's other
+ * settings; opt->handler and opt->kind are ignored), then opens it, commits DIR_BOOTSTRAP (the
+ * built-in groups) and closes it. Returns 0, or what store_create(), store_open() or the
+ * commit returned, with *error_r (static or thread-local). On a failure after the create the
+ * database exists without its built-in groups.
+ */
+int dir_db_create(const char *dir, const struct store_options *opt, const char **error_r);
+
 /*
  * Checks attrs (JSON text) against kind's schema: known keys, types, limits. On success
  * *canonical_r (free()) holds the canonical text. Returns 0, -ENOMEM or TDM_EINVAL with

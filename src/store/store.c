@@ -322,5 +322,6 @@ store_get_status(struct store *s, struct store_status *st)
     st->syncs = s->syncs;
     st->failed = s->failed != 0;
     st->disk_reserve = s->reserve_mode;
+    memcpy(st->kind, s->kind, sizeof(st->kind));
     pthread_mutex_unlock(&s->lock);
 }

@@ -68,6 +68,12 @@ struct store_record_handler {
     int (*digest)(void *state, MDB_txn *txn, uint8_t out[32]);
 };
 
+#define STORE_KIND_MAX 32      /* bytes in a database kind name */
+#define STORE_KIND_MAIL "mail" /* the default kind, needing no handler */
+
+/* True when kind is a valid kind name: [a-z0-9-]{1,STORE_KIND_MAX}. */
+bool store_kind_valid(const char *kind);
+
 struct store_options {
     uint32_t generation_size;      /* bytes per generation file; default 1 MiB */
     uint32_t idle_close_ms;        /* close a partly filled generation idle this long; 90 s */
@@ -82,6 +88,10 @@ struct store_options {
      * records of a handler's types must always be opened with that handler: without it,
      * recovery refuses them as corrupt. */
     const struct store_record_handler *handler;
+    /* The database's kind, recorded at store_create() (ignored by store_open()): which
+     * handler its records need, so tools and tandemd can pick it (see store_read_kind()).
+     * [a-z0-9-]{1,STORE_KIND_MAX}; NULL = STORE_KIND_MAIL. Borrowed for the call. */
+    const char *kind;
     /* Crash tests: called on the housekeeping thread after each successful checkpoint sync,
      * with the LSN it made durable in LMDB. */
     void (*checkpoint_hook)(void *ctx, uint64_t checkpoint_lsn);
@@ -99,11 +109,12 @@ void store_options_init(struct store_options *o);
 int store_create(const char *dir, const struct store_options *opt, const char **error_r);
 
 /*
- * Opens the database in dir, running recovery: replays every record after the LMDB applied
- * LSN, cuts a torn tail of the current generation (event), refuses to mount on a bad checksum
- * in a closed generation or a missing generation (event naming file and offset), marks the
- * database dirty. Returns 0 with *store_r, or TDM_EFOREIGN / TDM_ECORRUPT / TDM_EGAP / -errno
- * with *error_r (valid until the next store call on this thread).
+ * Opens the database in dir, running recovery: a database whose kind is not "mail" needs a
+ * handler (opt->handler), else TDM_EINVAL with *error_r naming the kind; then replays every record
+ * after the LMDB applied LSN, cuts a torn tail of the current generation (event), refuses to mount
+ * on a bad checksum in a closed generation or a missing generation (event naming file and offset),
+ * marks the database dirty. Returns 0 with *store_r, or TDM_EFOREIGN / TDM_ECORRUPT / TDM_EGAP /
+ * -errno with *error_r (valid until the next store call on this thread).
  */
 int store_open(const char *dir, const struct store_options *opt, struct store **store_r,
                const char **error_r);
@@ -172,7 +183,8 @@ struct store_status {
     uint64_t commits; /* records committed since open */
     uint64_t syncs;   /* log fdatasync calls since open */
     bool failed;
-    bool disk_reserve; /* reserve mode: new commits refused */
+    bool disk_reserve;             /* reserve mode: new commits refused */
+    char kind[STORE_KIND_MAX + 1]; /* "mail" for databases created before kinds existed */
 };
 
 void store_get_status(struct store *store, struct store_status *status_r);

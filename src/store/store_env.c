@@ -77,3 +77,33 @@ store__meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t value)
     MDB_val k = {strlen(key), (void *)key}, v = {8, buf};
     return store__lmdb_err(mdb_put(txn, meta, &k, &v, 0));
 }
+
+bool
+store_kind_valid(const char *kind)
+{
+    size_t n = 0;
+    for (; kind[n]; n++) {
+        char c = kind[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-') || n >= STORE_KIND_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+int
+store__meta_get_kind(MDB_txn *txn, MDB_dbi meta, char kind[STORE_KIND_MAX + 1])
+{
+    MDB_val k = {strlen(STORE_META_KIND), STORE_META_KIND}, v;
+    int rc = mdb_get(txn, meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        memcpy(kind, STORE_KIND_MAIL, sizeof(STORE_KIND_MAIL));
+        return 0;
+    }
+    if (rc != 0)
+        return store__lmdb_err(rc);
+    if (v.mv_size == 0 || v.mv_size > STORE_KIND_MAX)
+        return TDM_ECORRUPT;
+    memcpy(kind, v.mv_data, v.mv_size);
+    kind[v.mv_size] = '\0';
+    return strlen(kind) == v.mv_size && store_kind_valid(kind) ? 0 : TDM_ECORRUPT;
+}

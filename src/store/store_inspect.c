@@ -109,6 +109,19 @@ table_counts(struct store__ro_db *db, struct store_inspection *r, const char **e
     return ret;
 }
 
+int
+store_read_kind(const char *dir, char out[STORE_KIND_MAX + 1], const char **error_r)
+{
+    *error_r = NULL;
+    struct store__ro_db db;
+    int ret = store__ro_open(dir, &db, error_r);
+    if (ret < 0)
+        return ret;
+    memcpy(out, db.kind, STORE_KIND_MAX + 1);
+    store__ro_close(&db);
+    return 0;
+}
+
 void
 store_inspection_clear(struct store_inspection *r)
 {
@@ -127,6 +140,7 @@ store_inspect(const char *dir, struct store_inspection *r, const char **error_r)
         return ret;
     r->mounted = db.mounted;
     r->lmdb_nolock = db.nolock;
+    memcpy(r->kind, db.kind, sizeof(r->kind));
     for (size_t i = 0; i < TDM_LOG_GUID_LEN; i++)
         snprintf(r->guid_hex + 2 * i, 3, "%02x", db.guid[i]);
     r->epoch = db.epoch;

@@ -45,6 +45,7 @@ struct store_gen_info {
 
 struct store_inspection {
     char guid_hex[2 * TDM_LOG_GUID_LEN + 1];
+    char kind[STORE_KIND_MAX + 1]; /* store_options.kind at create; "mail" when not recorded */
     uint64_t epoch;
     bool clean;   /* meta "clean": the last dismount was clean */
     bool mounted; /* another process holds <dir>/lock right now */
@@ -64,6 +65,14 @@ struct store_inspection {
     struct store_gen_info *gens; /* owned, ascending by generation */
     size_t n_gens;
 };
+
+/*
+ * The database's kind (store_options.kind at create; "mail" for databases created before
+ * kinds were recorded) into out, read-only like store_inspect(), so a caller can choose the
+ * handler to open it with. Returns 0 or an error as above (TDM_ECORRUPT: the recorded kind is
+ * not a kind name).
+ */
+int store_read_kind(const char *dir, char out[STORE_KIND_MAX + 1], const char **error_r);
 
 /* Fills *r (free with store_inspection_clear()). On failure *r is left cleared. */
 int store_inspect(const char *dir, struct store_inspection *r, const char **error_r);

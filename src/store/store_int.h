@@ -16,6 +16,9 @@
 #define STORE_META_CLEAN "clean"     /* 1 after a clean shutdown, 0 while mounted */
 #define STORE_META_BOOT_ID "boot_id" /* kernel boot id (string) when last mounted */
 #define STORE_META_EPOCH "epoch"
+/* The database kind (string, no NUL, [a-z0-9-]{1,32}); absent in databases created before
+ * kinds existed, which are "mail". */
+#define STORE_META_KIND "kind"
 
 #define STORE_LOG_DIR "log"
 #define STORE_LMDB_DIR "store"
@@ -39,6 +42,9 @@ int store__env_open(const char *lmdb_dir, uint64_t map_size, bool rdonly, MDB_en
 int store__meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t *v_r);
 int store__meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *key, uint64_t v);
 int store__lmdb_err(int mdb_rc);
+/* Reads STORE_META_KIND into kind: 0 (STORE_KIND_MAIL when absent), TDM_ECORRUPT for a
+ * value that is not a valid kind name, or a negative LMDB error. */
+int store__meta_get_kind(MDB_txn *txn, MDB_dbi meta, char kind[STORE_KIND_MAX + 1]);
 
 /*
  * Scanning one generation file: validates the header and walks its frames in order.
@@ -114,7 +120,8 @@ struct store {
     MDB_env *env;
     MDB_dbi meta;
     struct mail_dbis mail;
-    void *handler_state; /* owned: opt.handler->open()'s state, freed by its close() */
+    void *handler_state;           /* owned: opt.handler->open()'s state, freed by its close() */
+    char kind[STORE_KIND_MAX + 1]; /* from meta (STORE_META_KIND) */
 
     pthread_mutex_t lock;
     pthread_cond_t log_wake, apply_wake, hk_wake, progress;

@@ -61,6 +61,12 @@ options_check(const struct store_options *o, const char **error_r)
         *error_r = "the record handler lacks a function: every one is required";
         return TDM_EINVAL;
     }
+    if (o->kind && !store_kind_valid(o->kind)) {
+        *error_r = store__errorf("database kind \"%.64s\" is not a kind name: 1 to %d of "
+                                 "a-z, 0-9 and -",
+                                 o->kind, STORE_KIND_MAX);
+        return TDM_EINVAL;
+    }
     return 0;
 }
 
@@ -290,6 +296,11 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
     if (ret == 0)
         ret = store__meta_put_u64(txn, s->meta, STORE_META_EPOCH, 1);
     if (ret == 0) {
+        const char *kind = opt->kind ? opt->kind : STORE_KIND_MAIL;
+        MDB_val k = {strlen(STORE_META_KIND), STORE_META_KIND}, v = {strlen(kind), (void *)kind};
+        ret = store__lmdb_err(mdb_put(txn, s->meta, &k, &v, 0));
+    }
+    if (ret == 0) {
         ret = store__lmdb_err(mdb_txn_commit(txn));
         txn = NULL;
     }
@@ -437,6 +448,12 @@ meta_read(struct store *s, uint64_t *applied_r, uint64_t *ckpt_r, uint64_t *clea
             *ckpt_r = 0;
         if (store__meta_get_u64(txn, s->meta, STORE_META_EPOCH, &epoch) == 0)
             s->epoch = epoch;
+        ret = store__meta_get_kind(txn, s->meta, s->kind);
+        if (ret < 0)
+            *error_r = store__errorf("%s: the database kind in the metadata is unreadable: %s",
+                                     s->lmdb_dir, tdm_strerror(ret));
+    }
+    if (ret == 0) {
         MDB_val k = {strlen(STORE_META_BOOT_ID), STORE_META_BOOT_ID}, v;
         boot_id[0] = '\0';
         if (mdb_get(txn, s->meta, &k, &v) == 0 && v.mv_size < 40) {
@@ -766,6 +783,12 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
     char boot_then[40] = "";
     if (ret == 0)
         ret = meta_read(s, &applied, &ckpt, &clean, boot_then, error_r);
+    if (ret == 0 && !s->opt.handler && strcmp(s->kind, STORE_KIND_MAIL) != 0) {
+        /* Without the handler, recovery would refuse its records as corrupt: say why first. */
+        *error_r = store__errorf("database %s is a '%s' database; open it with the %s handler", dir,
+                                 s->kind, s->kind);
+        ret = TDM_EINVAL;
+    }
     if (ret == 0)
         ret = recover(s, applied, error_r);
     if (ret == 0) {

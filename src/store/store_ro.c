@@ -168,6 +168,13 @@ store__ro_open(const char *dir, struct store__ro_db *db, const char **error_r)
         db->checkpoint = 0;
     if (store__meta_get_u64(db->txn, db->meta, STORE_META_EPOCH, &db->epoch) < 0)
         db->epoch = 1;
+    ret = store__meta_get_kind(db->txn, db->meta, db->kind);
+    if (ret < 0) {
+        *error_r = store__errorf("%s: the database kind in the metadata is unreadable: %s",
+                                 db->lmdb_dir, tdm_strerror(ret));
+        store__ro_close(db);
+        return ret;
+    }
     return 0;
 }
 

@@ -17,6 +17,7 @@ struct store__ro_db {
     MDB_dbi meta;
     uint8_t guid[TDM_LOG_GUID_LEN];
     uint64_t applied, checkpoint, clean, epoch;
+    char kind[STORE_KIND_MAX + 1]; /* "mail" when the metadata has none */
 };
 
 /* Opens dir's LMDB read-only with a read snapshot held until store__ro_close(). */

@@ -6,6 +6,7 @@
  */
 #include "tandemctl/ctl.h"
 
+#include "directory/directory.h"
 #include "lib/err.h"
 #include "lib/event.h"
 #include "store/store.h"
@@ -29,6 +30,7 @@ struct db_args {
     bool help;
     bool have_gen_size;
     uint64_t gen_size;
+    const char *kind; /* create: --kind, NULL when not given */
 };
 
 /* Parses "<bytes>[K|M|G]" (binary multiples). */
@@ -78,6 +80,17 @@ db_args_parse(const struct ctl_verb *verb, int argc, char **argv, bool takes_gen
                                        "(e.g. 1048576 or 1M)",
                                        val);
             a->have_gen_size = true;
+        } else if (takes_gen_size && strncmp(arg, "--kind", 6) == 0 &&
+                   (arg[6] == '\0' || arg[6] == '=')) {
+            const char *val = arg[6] == '=' ? arg + 7 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!val)
+                return ctl_usage_error(verb, "--kind needs a value: mail or directory");
+            if (strcmp(val, STORE_KIND_MAIL) != 0 && strcmp(val, DIR_DB_KIND) != 0)
+                return ctl_usage_error(verb,
+                                       "--kind \"%s\" is not a database kind: mail or "
+                                       "directory",
+                                       val);
+            a->kind = val;
         } else if (arg[0] == '-' && arg[1] != '\0') {
             return ctl_usage_error(verb, "unknown option \"%s\"", arg);
         } else if (a->dir) {
@@ -168,6 +181,31 @@ report_error(bool json, const char *dir, int err, const char *why)
 }
 
 /* ------------------------------------------------------------------ */
+/* Kinds                                                              */
+
+/* The handler dir's database needs, from the kind it recorded at create. Returns 0, or the
+ * error store_read_kind() gave, or TDM_ENOTFOUND for a kind this tandemctl does not know,
+ * with *why_r. */
+static int
+db_handler(const char *dir, const struct store_record_handler **handler_r, const char **why_r)
+{
+    static _Thread_local char msg[512];
+    char kind[STORE_KIND_MAX + 1];
+    int ret = store_read_kind(dir, kind, why_r);
+    if (ret < 0)
+        return ret;
+    if (dir_db_kind_handler(kind, handler_r) < 0) {
+        snprintf(msg, sizeof(msg),
+                 "%s is a '%s' database, a kind this tandemctl does not know (it knows mail and "
+                 "directory): use the tandemctl that created it",
+                 dir, kind);
+        *why_r = msg;
+        return TDM_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* db create                                                          */
 
 static int
@@ -211,15 +249,22 @@ db_create(const struct ctl_verb *verb, int argc, char **argv)
     store_options_init(&o);
     if (a.have_gen_size)
         o.generation_size = (uint32_t)a.gen_size;
+    const char *kind = a.kind ? a.kind : STORE_KIND_MAIL;
     const char *why = NULL;
-    int ret = store_create(a.dir, &o, &why);
+    int ret;
+    if (strcmp(kind, DIR_DB_KIND) == 0) {
+        ret = dir_db_create(a.dir, &o, &why); /* store_create() checks o before creating */
+    } else {
+        o.kind = kind;
+        ret = store_create(a.dir, &o, &why);
+    }
     if (ret == TDM_EINVAL)
         return ctl_usage_error(verb, "%s", why);
     if (ret < 0) {
         ctl_error("%s", why ? why : tdm_strerror(ret));
         return ret == TDM_EEXIST ? CTL_EXIT_ERROR : ctl_exit_for(ret);
     }
-    printf("created database %s (generation size %u bytes)\n", a.dir, o.generation_size);
+    printf("created %s database %s (generation size %u bytes)\n", kind, a.dir, o.generation_size);
     return CTL_EXIT_OK;
 }
 
@@ -237,6 +282,7 @@ inspect_human(const char *dir, const struct store_inspection *r)
 {
     char a[32], b[32];
     kv("Database", "%s", dir);
+    kv("Kind", "%s", r->kind);
     kv("GUID", "%s", r->guid_hex);
     kv("Epoch", "%" PRIu64, r->epoch);
     kv("State", "%s", r->clean ? "Clean Shutdown" : "Dirty Shutdown");
@@ -335,12 +381,12 @@ inspect_json(const char *dir, const struct store_inspection *r)
                                                    "high", (json_int_t)r->required_high)
                                        : json_null();
     return json_pack(
-        "{s:s, s:s, s:I, s:s, s:b, s:b, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:b, "
+        "{s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:b, "
         "s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I}, s:b, s:o}",
-        "database", dir, "guid", r->guid_hex, "epoch", (json_int_t)r->epoch, "state",
-        r->clean ? "clean" : "dirty", "clean", r->clean, "mounted", r->mounted, "applied_lsn",
-        (json_int_t)r->applied_lsn, "checkpoint_lsn", (json_int_t)r->checkpoint_lsn, "log_required",
-        required, "lowest_generation", (json_int_t)r->gen_low, "highest_generation",
+        "database", dir, "kind", r->kind, "guid", r->guid_hex, "epoch", (json_int_t)r->epoch,
+        "state", r->clean ? "clean" : "dirty", "clean", r->clean, "mounted", r->mounted,
+        "applied_lsn", (json_int_t)r->applied_lsn, "checkpoint_lsn", (json_int_t)r->checkpoint_lsn,
+        "log_required", required, "lowest_generation", (json_int_t)r->gen_low, "highest_generation",
         (json_int_t)r->gen_high, "generation_count", (json_int_t)r->gen_count, "generation_bytes",
         (json_int_t)r->gen_bytes, "current_generation", (json_int_t)r->current_gen,
         "current_closed", r->current_closed, "next_generation", (json_int_t)r->next_blank_gen,
@@ -471,9 +517,13 @@ db_verify(const struct ctl_verb *verb, int argc, char **argv)
         ctl_verb_help(verb);
         return CTL_EXIT_OK;
     }
-    struct store_verify_report r;
+    struct store_verify_options vo = {0};
     const char *why = NULL;
-    int ret = store_verify(a.dir, NULL, &r, &why);
+    int ret = db_handler(a.dir, &vo.handler, &why);
+    if (ret < 0)
+        return report_error(a.json, a.dir, ret, why);
+    struct store_verify_report r;
+    ret = store_verify(a.dir, &vo, &r, &why);
     if (ret < 0)
         return report_error(a.json, a.dir, ret, why);
     if (a.json)
@@ -507,9 +557,14 @@ db_recover(const struct ctl_verb *verb, int argc, char **argv)
         ctl_verb_help(verb);
         return CTL_EXIT_OK;
     }
-    struct store_recovery r;
+    const struct store_record_handler *handler = NULL;
     const char *why = NULL;
-    int ret = store_recover(a.dir, &r, &why);
+    int ret = db_handler(a.dir, &handler, &why);
+    /* A missing or foreign directory is reported below, by the recovery's own report. */
+    if (ret == TDM_ENOTFOUND)
+        return report_error(a.json, a.dir, ret, why);
+    struct store_recovery r;
+    ret = store_recover_handler(a.dir, handler, &r, &why);
     /* A foreign generation found by recovery (not a foreign directory) is a refusal to mount. */
     int code = ret == TDM_EFOREIGN && r.inspected ? CTL_EXIT_FAILED : ctl_exit_for(ret);
     const char *result = ret == 0                  ? "recovered"
@@ -566,11 +621,15 @@ db_recover(const struct ctl_verb *verb, int argc, char **argv)
 /* ------------------------------------------------------------------ */
 
 const struct ctl_verb ctl_db_verbs[] = {
-    {"create", "<dir> [--generation-size BYTES]",
+    {"create", "<dir> [--generation-size BYTES] [--kind mail|directory]",
      "create a new, empty database in <dir> (created if missing; must be empty)",
      "Options:\n"
      "  --generation-size BYTES  size of each log generation file: a multiple of 4096 between\n"
-     "                           65536 and 1073741824; K, M, G suffixes allowed (default 1M)\n",
+     "                           65536 and 1073741824; K, M, G suffixes allowed (default 1M)\n"
+     "  --kind KIND              what the database holds, recorded in it so every tool and\n"
+     "                           tandemd opens it with the right record handler: mail\n"
+     "                           (default) or directory (created with the built-in groups\n"
+     "                           `servers` and `admins`)\n",
      db_create},
     {"inspect", "<dir> [--json]",
      "read-only summary: GUID, clean/dirty state, LSNs, the log generations recovery needs, "

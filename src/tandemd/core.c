@@ -3,12 +3,16 @@
  * under <datadir>/db/ is a database, opened (recovered if it was not closed cleanly) with the
  * [store] settings, and closed cleanly on shutdown so the next mount needs no replay. It
  * creates no database: that is an operator's (or, later, the directory's) decision.
+ * Each database records its kind (store_options.kind); the kind picks the record handler it
+ * is opened with (dir_db_kind_handler()), and a kind this build does not know is not mounted.
  */
 #include "tandemd/tandemd.h"
 
+#include "directory/directory.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "store/store_inspect.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -48,9 +52,23 @@ core_mount(const char *dbdir, const char *name, const struct store_options *o)
         free(path);
         return;
     }
-    struct store *store;
+    char kind[STORE_KIND_MAX + 1];
     const char *why;
-    int ret = store_open(path, o, &store, &why);
+    int ret = store_read_kind(path, kind, &why);
+    if (ret < 0) {
+        log_error("database %s not mounted: %s", path, why);
+        free(path);
+        return;
+    }
+    struct store_options opt = *o;
+    if (dir_db_kind_handler(kind, &opt.handler) < 0) {
+        log_error("database %s not mounted: its kind '%s' is not one this tandemd knows", path,
+                  kind);
+        free(path);
+        return;
+    }
+    struct store *store;
+    ret = store_open(path, &opt, &store, &why);
     if (ret < 0) {
         /* The store has emitted the operator event; one bad database must not keep the
          * others from serving, and restarting the core would not fix it. */
@@ -68,7 +86,7 @@ core_mount(const char *dbdir, const char *name, const struct store_options *o)
         log_fatal("out of memory");
     core_dbs[core_n_dbs].store = store;
     core_n_dbs++;
-    log_info("database %s mounted", name);
+    log_info("database %s mounted (%s)", name, kind);
 }
 
 static int

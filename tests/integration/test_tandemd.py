@@ -294,6 +294,25 @@ def test_sigterm_stops_everything_and_leaves_databases_clean(server, tandemctl):
     assert "ERROR: LeakSanitizer" not in server.output()
 
 
+def test_core_mounts_each_database_with_its_kinds_handler(server, tandemctl):
+    dbs = server.datadir / "db"
+    dbs.mkdir(parents=True)
+    assert tandemctl("db", "create", dbs / "mail1").returncode == 0
+    r = tandemctl("db", "create", dbs / "dir1", "--kind", "directory")
+    assert r.returncode == 0, r.stderr
+    p = server.start()
+    server.started(p)
+    for name in ("mail1", "dir1"):
+        server.wait_event(lambda e, n=name: e["id"] == 1000 and e["subject"] == n,
+                          f"store.mounted {name}")
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=WAIT) == 0, server.output()
+    for name in ("mail1", "dir1"):
+        j = json.loads(tandemctl("db", "inspect", dbs / name, "--json").stdout)
+        assert j["clean"] is True, name
+    assert "not mounted" not in server.output()
+
+
 def test_detaches_without_foreground(server):
     p = subprocess.run([str(server.exe), "-c", str(server.conf)], capture_output=True,
                        text=True, timeout=WAIT)

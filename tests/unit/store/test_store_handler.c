@@ -1,7 +1,8 @@
 /*
  * The store's record-handler hook: a toy key-value handler whose records are validated at
  * commit, applied, replayed after LMDB loss, and verified (decode check, scratch replay, and a
- * digest that covers the handler's table), while types nobody claims are refused.
+ * digest that covers the handler's table), while types nobody claims are refused; and the
+ * database kind recorded at create (store_options.kind), which says a handler is needed.
  */
 #include "store/store.h"
 #include "store/store_inspect.h"
@@ -426,6 +427,157 @@ test_verify_absent_table(void **state)
     assert_int_equal(toy_opens, toy_closes);
 }
 
+/* ---- database kinds ---- */
+
+/* The kind given at create is recorded, read back read-only and by an open store; a database
+ * of a kind other than mail refuses to open without a handler, saying which one it needs. */
+static void
+test_kind_recorded(void **state)
+{
+    (void)state;
+    struct store_options o;
+    toy_options(&o);
+    o.kind = "toy-2";
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+
+    char kind[STORE_KIND_MAX + 1];
+    assert_int_equal(store_read_kind(dbdir(), kind, &err), 0);
+    assert_string_equal(kind, "toy-2");
+    struct store_inspection ins;
+    assert_int_equal(store_inspect(dbdir(), &ins, &err), 0);
+    assert_string_equal(ins.kind, "toy-2");
+    store_inspection_clear(&ins);
+
+    struct store_options bare;
+    toy_options(&bare);
+    bare.handler = NULL;
+    struct store *s = NULL;
+    assert_int_equal(store_open(dbdir(), &bare, &s, &err), TDM_EINVAL);
+    assert_null(s);
+    assert_non_null(err);
+    char want[600];
+    snprintf(want, sizeof(want),
+             "database %s is a 'toy-2' database; open it with the toy-2 handler", dbdir());
+    assert_string_equal(err, want);
+
+    s = open_db(&o);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_string_equal(st.kind, "toy-2");
+    assert_int_equal(store_close(&s), 0);
+    assert_int_equal(toy_opens, toy_closes);
+}
+
+/* No kind given is "mail", which opens with or without a handler. */
+static void
+test_kind_default_mail(void **state)
+{
+    (void)state;
+    struct store_options o;
+    toy_options(&o);
+    o.handler = NULL;
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+    char kind[STORE_KIND_MAX + 1];
+    assert_int_equal(store_read_kind(dbdir(), kind, &err), 0);
+    assert_string_equal(kind, "mail");
+    struct store *s = open_db(&o);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_string_equal(st.kind, "mail");
+    assert_int_equal(store_close(&s), 0);
+    o.handler = &toy;
+    s = open_db(&o);
+    assert_int_equal(store_close(&s), 0);
+}
+
+/* Kind names are [a-z0-9-]{1,32}; a refused one creates nothing. */
+static void
+test_kind_invalid(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "", "Mail", "a b", "dir/x", "x_y", "é", "abcdefghijklmnopqrstuvwxyz0123456"}; /* 33 */
+    struct store_options o;
+    toy_options(&o);
+    const char *err = NULL;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        o.kind = bad[i];
+        assert_false(store_kind_valid(bad[i]));
+        assert_int_equal(store_create(dbdir(), &o, &err), TDM_EINVAL);
+        assert_non_null(strstr(err, "is not a kind name"));
+        assert_int_equal(access(dbdir(), F_OK), -1);
+    }
+    o.kind = "abcdefghijklmnopqrstuvwxyz012345"; /* 32 */
+    assert_true(store_kind_valid(o.kind));
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+    char kind[STORE_KIND_MAX + 1];
+    assert_int_equal(store_read_kind(dbdir(), kind, &err), 0);
+    assert_string_equal(kind, o.kind);
+}
+
+/* Deletes (or replaces, when value is not NULL) the kind key, as a database created before
+ * kinds existed has none. */
+static void
+meta_kind_set(const char *value)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/store", dbdir());
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, STORE_MAXDBS), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0640), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi meta;
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val k = {strlen(STORE_META_KIND), STORE_META_KIND};
+    if (value) {
+        MDB_val v = {strlen(value), (void *)value};
+        assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    } else {
+        assert_int_equal(mdb_del(txn, meta, &k, NULL), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* A database from before kinds (no key) is "mail" everywhere; a recorded kind that is not a
+ * kind name is corruption, not a guess. */
+static void
+test_kind_absent_is_mail(void **state)
+{
+    (void)state;
+    struct store_options o;
+    toy_options(&o);
+    o.handler = NULL;
+    o.kind = "directory";
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+    meta_kind_set(NULL);
+
+    char kind[STORE_KIND_MAX + 1];
+    assert_int_equal(store_read_kind(dbdir(), kind, &err), 0);
+    assert_string_equal(kind, "mail");
+    struct store_inspection ins;
+    assert_int_equal(store_inspect(dbdir(), &ins, &err), 0);
+    assert_string_equal(ins.kind, "mail");
+    store_inspection_clear(&ins);
+    struct store *s = open_db(&o);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_string_equal(st.kind, "mail");
+    assert_int_equal(commit_str(s, TDM_REC_NOOP, "n", NULL), 0);
+    assert_int_equal(store_close(&s), 0);
+
+    meta_kind_set("Not/A-Kind");
+    assert_int_equal(store_read_kind(dbdir(), kind, &err), TDM_ECORRUPT);
+    assert_non_null(strstr(err, "kind"));
+    assert_int_equal(store_open(dbdir(), &o, &s, &err), TDM_ECORRUPT);
+    assert_non_null(strstr(err, "kind"));
+}
+
 int
 main(void)
 {
@@ -435,6 +587,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_replay_after_lmdb_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_absent_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kind_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kind_default_mail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kind_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kind_absent_is_mail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
