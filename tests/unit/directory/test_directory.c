@@ -24,14 +24,15 @@
 
 #include <cmocka.h>
 
+#include "scratch.h"
+
 static char tmpdir[256];
 
 static int
 setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/tdm-test-dir-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(scratch_make(tmpdir, sizeof(tmpdir), "dir"), 0);
     event_set_sink(NULL);
     return 0;
 }
@@ -40,9 +41,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_remove(tmpdir), 0);
     return 0;
 }
 

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "scratch.h"
+
 /* ---- helpers ---- */
 
 struct seen_events {
@@ -53,8 +55,7 @@ setup(void **state)
 {
     (void)state;
     memset(&seen, 0, sizeof(seen));
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/tdm-test-store-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(scratch_make(tmpdir, sizeof(tmpdir), "store"), 0);
     event_set_sink(NULL);
     event_set_hook(hook, NULL);
     return 0;
@@ -64,9 +65,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_remove(tmpdir), 0);
     event_set_hook(NULL, NULL);
     return 0;
 }
@@ -773,9 +772,7 @@ test_damaged_header_of_current_generation_refused(void **state)
     assert_false(sc.body_blank);
 
     /* A torn (non-blank) header over data, above a generation never closed. */
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dbdir());
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_remove(dbdir()), 0);
     assert_int_equal(store_create(dbdir(), &o, &err), 0);
     child_commits_then_dies(&o, 10, false, 0);
     gen_path(p, sizeof(p), 2);

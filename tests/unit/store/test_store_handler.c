@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "scratch.h"
+
 /* ---- the toy handler: "key=value" puts and "key" deletes in one sub-database ---- */
 
 #define TOY_PUT (TDM_REC_TEST_FIRST + 0)
@@ -151,8 +153,7 @@ static int
 setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/tdm-test-handler-XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(scratch_make(tmpdir, sizeof(tmpdir), "handler"), 0);
     event_set_sink(NULL);
     toy_opens = toy_closes = 0;
     return 0;
@@ -162,9 +163,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_remove(tmpdir), 0);
     return 0;
 }
 
