@@ -472,18 +472,15 @@ test_replay_after_lmdb_loss(void **state)
     small_options(&o);
     o.checkpoint_ms = 3600000;
     o.checkpoint_bytes = UINT64_MAX;
-    char cmd[1024];
     struct store *s = create_open(&o);
     assert_int_equal(store_close(&s), 0);
-    snprintf(cmd, sizeof(cmd), "cp '%s/store/data.mdb' '%s/saved.mdb'", dbdir(), tmpdir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_save(tmpdir, dbdir()), 0);
     s = reopen(&o, 0);
     store_set_truncation_floor(s, 1); /* keep every generation: LMDB will need them */
     for (int i = 0; i < 250; i++)
         commit_noop(s, 500);
     assert_int_equal(store_close(&s), 0);
-    snprintf(cmd, sizeof(cmd), "cp '%s/saved.mdb' '%s/store/data.mdb'", tmpdir, dbdir());
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_restore(tmpdir, dbdir()), 0);
 
     s = reopen(&o, 0);
     struct store_status st;
@@ -635,11 +632,9 @@ test_mail_through_store(void **state)
     small_options(&o);
     o.checkpoint_ms = 3600000;
     o.checkpoint_bytes = UINT64_MAX;
-    char cmd[1024];
     struct store *s = create_open(&o);
     assert_int_equal(store_close(&s), 0);
-    snprintf(cmd, sizeof(cmd), "cp '%s/store/data.mdb' '%s/saved.mdb'", dbdir(), tmpdir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_save(tmpdir, dbdir()), 0);
     s = reopen(&o, 0);
     store_set_truncation_floor(s, 1);
 
@@ -701,8 +696,7 @@ test_mail_through_store(void **state)
     assert_int_equal(store_close(&s), 0);
 
     /* Lose LMDB entirely back to its empty state: the log rebuilds the same mail. */
-    snprintf(cmd, sizeof(cmd), "cp '%s/saved.mdb' '%s/store/data.mdb'", tmpdir, dbdir());
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_restore(tmpdir, dbdir()), 0);
     s = reopen(&o, 0);
     digest_of(s, after);
     assert_memory_equal(before, after, 32);

@@ -298,12 +298,10 @@ test_replay_after_lmdb_loss(void **state)
     struct store_options o;
     toy_options(&o);
     const char *err = NULL;
-    char cmd[1024];
     assert_int_equal(store_create(dbdir(), &o, &err), 0);
     struct store *s = open_db(&o);
     assert_int_equal(store_close(&s), 0);
-    snprintf(cmd, sizeof(cmd), "cp '%s/store/data.mdb' '%s/saved.mdb'", dbdir(), tmpdir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_save(tmpdir, dbdir()), 0);
     s = open_db(&o);
     store_set_truncation_floor(s, 1); /* keep every generation: LMDB will need them */
     struct mail_result res;
@@ -314,8 +312,7 @@ test_replay_after_lmdb_loss(void **state)
     }
     assert_int_equal(commit_str(s, TOY_DEL, "k007", &res), 0);
     assert_int_equal(store_close(&s), 0);
-    snprintf(cmd, sizeof(cmd), "cp '%s/saved.mdb' '%s/store/data.mdb'", tmpdir, dbdir());
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_restore(tmpdir, dbdir()), 0);
 
     /* Without the handler the log cannot be replayed: recovery refuses to mount. */
     o.handler = NULL;
@@ -334,7 +331,7 @@ test_replay_after_lmdb_loss(void **state)
     assert_int_equal(store_close(&s), 0);
 
     /* store_recover_handler (tandemctl db recover) mounts it with the handler too. */
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(scratch_lmdb_restore(tmpdir, dbdir()), 0);
     struct store_recovery rec;
     assert_int_equal(store_recover_handler(dbdir(), &toy, &rec, &err), 0);
     assert_int_equal(rec.applied_after, 301);
