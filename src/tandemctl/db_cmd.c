@@ -105,6 +105,25 @@ db_args_parse(const struct ctl_verb *verb, int argc, char **argv, bool takes_gen
     return 0;
 }
 
+/*
+ * Every db verb starts the same way: parse, answer --help, or stop on a usage error.
+ * Returns true when the verb should go on; otherwise *exit_r is the exit code.
+ */
+static bool
+db_args_begin(const struct ctl_verb *verb, int argc, char **argv, bool takes_gen_size,
+              struct db_args *a, int *exit_r)
+{
+    *exit_r = db_args_parse(verb, argc, argv, takes_gen_size, a);
+    if (*exit_r != 0)
+        return false;
+    if (a->help) {
+        ctl_verb_help(verb);
+        *exit_r = CTL_EXIT_OK;
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------ */
 /* Printing                                                           */
 
@@ -227,13 +246,9 @@ static int
 db_create(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct db_args a;
-    int rc = db_args_parse(verb, argc, argv, true, &a);
-    if (rc != 0)
+    int rc;
+    if (!db_args_begin(verb, argc, argv, true, &a, &rc))
         return rc;
-    if (a.help) {
-        ctl_verb_help(verb);
-        return CTL_EXIT_OK;
-    }
     /* store_create() only refuses a directory that already holds log/ or store/; a database
      * must not be scattered among other files (think `db create /tmp`), so refuse those too. */
     int has = dir_has_entries(a.dir);
@@ -400,13 +415,9 @@ static int
 db_inspect(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct db_args a;
-    int rc = db_args_parse(verb, argc, argv, false, &a);
-    if (rc != 0)
+    int rc;
+    if (!db_args_begin(verb, argc, argv, false, &a, &rc))
         return rc;
-    if (a.help) {
-        ctl_verb_help(verb);
-        return CTL_EXIT_OK;
-    }
     struct store_inspection r;
     const char *why = NULL;
     int ret = store_inspect(a.dir, &r, &why);
@@ -510,13 +521,9 @@ static int
 db_verify(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct db_args a;
-    int rc = db_args_parse(verb, argc, argv, false, &a);
-    if (rc != 0)
+    int rc;
+    if (!db_args_begin(verb, argc, argv, false, &a, &rc))
         return rc;
-    if (a.help) {
-        ctl_verb_help(verb);
-        return CTL_EXIT_OK;
-    }
     struct store_verify_options vo = {0};
     const char *why = NULL;
     int ret = db_handler(a.dir, &vo.handler, &why);
@@ -550,13 +557,9 @@ static int
 db_recover(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct db_args a;
-    int rc = db_args_parse(verb, argc, argv, false, &a);
-    if (rc != 0)
+    int rc;
+    if (!db_args_begin(verb, argc, argv, false, &a, &rc))
         return rc;
-    if (a.help) {
-        ctl_verb_help(verb);
-        return CTL_EXIT_OK;
-    }
     const struct store_record_handler *handler = NULL;
     const char *why = NULL;
     int ret = db_handler(a.dir, &handler, &why);
