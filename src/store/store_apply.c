@@ -79,12 +79,13 @@ apply_batch_txn(struct store *s, struct pending *batch, uint64_t *applied_r, con
     }
     if (ret == 0 && applied != *applied_r)
         ret = store__meta_put_u64(txn, s->meta, STORE_META_APPLIED, applied);
-    if (ret == 0) {
-        pthread_mutex_lock(&s->lock);
-        uint64_t ckpt = s->checkpoint_lsn;
-        pthread_mutex_unlock(&s->lock);
+    /* The checkpoint LSN changes every few MiB of log; rewriting it in every batch would
+     * dirty a meta page per transaction for nothing. */
+    pthread_mutex_lock(&s->lock);
+    uint64_t ckpt = s->checkpoint_lsn;
+    pthread_mutex_unlock(&s->lock);
+    if (ret == 0 && ckpt != s->checkpoint_recorded)
         ret = store__meta_put_u64(txn, s->meta, STORE_META_CHECKPOINT, ckpt);
-    }
     if (ret < 0) {
         mdb_txn_abort(txn);
         if (!*error_r)
@@ -97,6 +98,7 @@ apply_batch_txn(struct store *s, struct pending *batch, uint64_t *applied_r, con
         return store__lmdb_err(rc);
     }
     *applied_r = applied;
+    s->checkpoint_recorded = ckpt;
     return 0;
 }
 

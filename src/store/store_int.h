@@ -159,6 +159,9 @@ struct store {
     uint8_t *wbuf;
     size_t wbuf_cap;
     uint64_t sync_ewma_us; /* recent fdatasync duration */
+
+    /* apply thread only */
+    uint64_t checkpoint_recorded; /* checkpoint LSN last written to meta */
     uint64_t last_write_ms;
 };
 
