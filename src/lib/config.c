@@ -31,7 +31,7 @@
 #define DAY (24ull * HOUR)
 
 #define MAX_KEYS 8      /* per section, for the seen-at-line bookkeeping */
-#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 3 singletons, rounded up */
+#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 4 singletons, rounded up */
 
 enum key_type {
     KT_NAME,      /* char[TDM_CONFIG_NAME_MAX + 1]: one lower-case DNS label */
@@ -139,7 +139,14 @@ static const struct key_spec log_keys[] = {
     K("events", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_log, events),
     {0}};
 
+static const struct key_spec tls_keys[] = {
+    K("certificate", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_tls, certificate),
+    K("key", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_tls, key),
+    K("ca", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_tls, ca),
+    {0}};
+
 static int listen_finish(struct loader *ld, const struct opened *o);
+static int tls_finish(struct loader *ld, const struct opened *o);
 
 /* Singletons live at offset in struct tdm_config; named sections are placed by open_section. */
 static const struct section_spec top_spec = {"", false, 1, top_keys, 0, NULL};
@@ -149,6 +156,7 @@ static const struct section_spec sections[] = {
     {"directory", false, 1, directory_keys, offsetof(struct tdm_config, directory), NULL},
     {"store", false, 1, store_keys, offsetof(struct tdm_config, store), NULL},
     {"log", false, 1, log_keys, offsetof(struct tdm_config, log), NULL},
+    {"tls", false, 1, tls_keys, offsetof(struct tdm_config, tls), tls_finish},
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -352,6 +360,23 @@ listen_finish(struct loader *ld, const struct opened *o)
     return 0;
 }
 
+/* [tls]: a certificate without its key (or the reverse) cannot be served, and mixing the
+ * operator's certificate with the local key would fail only at the first handshake. */
+static int
+tls_finish(struct loader *ld, const struct opened *o)
+{
+    unsigned cert = o->key_line[0], key = o->key_line[1];
+    if (cert && !key)
+        return fail(ld, TDM_EINVAL, cert,
+                    "key \"certificate\": [tls] gives \"certificate\" without \"key\"; give "
+                    "both (the operator's certificate and its key) or neither (the local CA's)");
+    if (key && !cert)
+        return fail(ld, TDM_EINVAL, key,
+                    "key \"key\": [tls] gives \"key\" without \"certificate\"; give both (the "
+                    "operator's certificate and its key) or neither (the local CA's)");
+    return 0;
+}
+
 static int
 open_section(struct loader *ld, const struct config_entry *e)
 {
@@ -362,7 +387,7 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec)
         return fail(ld, TDM_EINVAL, e->line,
                     "section [%s]: unknown section (known: network, listen, directory, store, "
-                    "log)",
+                    "log, tls)",
                     e->section);
     if (spec->named && !e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
@@ -693,6 +718,10 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[4], &cfg->log);
     if (!cfg->log.events)
         fputs("# events: not set, written to stderr\n", out);
+    fputs("\n[tls]\n", out);
+    dump_keys(out, &sections[5], &cfg->tls);
+    if (!cfg->tls.certificate || !cfg->tls.ca)
+        fputs("# not set: the local CA's files in <datadir>/tls/\n", out);
     if (fflush(out) != 0)
         return -errno;
     return ferror(out) ? -EIO : 0;
@@ -721,6 +750,9 @@ tdm_config_free(struct tdm_config **cfg)
     free((*cfg)->path);
     free((*cfg)->datadir);
     free((*cfg)->log.events);
+    free((*cfg)->tls.certificate);
+    free((*cfg)->tls.key);
+    free((*cfg)->tls.ca);
     free(*cfg);
     *cfg = NULL;
 }

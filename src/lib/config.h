@@ -91,6 +91,13 @@ struct tdm_config_log {
     char *events; /* path of the operator events file; NULL = stderr */
 };
 
+/* [tls]: each NULL means the local file in <datadir>/tls/ (lib/tls.h resolves them). */
+struct tdm_config_tls {
+    char *certificate; /* the operator's own certificate chain; set together with key */
+    char *key;
+    char *ca; /* CA certificates that peers' certificates are checked against */
+};
+
 struct tdm_config {
     char *path; /* the file name as given, for messages */
 
@@ -108,6 +115,7 @@ struct tdm_config {
     struct tdm_config_directory directory;
     struct tdm_config_store store;
     struct tdm_config_log log;
+    struct tdm_config_tls tls;
 };
 
 /*

@@ -2,8 +2,9 @@
  * SIGHUP: which settings differ between the running configuration and the file just reread, and
  * cannot change while tandemd runs. The listeners are bound and the datadir locked before any
  * child starts, the server name is its identity in the directory, and the store settings are
- * taken when a database is mounted: changing any of them means a restart, which an operator
- * chooses the moment of. The supervisor applies the rest (log level, events file).
+ * taken when a database is mounted (TLS files when a context is built): changing any of them
+ * means a restart, which an operator chooses the moment of. The supervisor applies the rest
+ * (log level, events file).
  */
 #include "tandemd/tandemd.h"
 
@@ -49,6 +50,13 @@ networks_equal(const struct tdm_config *a, const struct tdm_config *b)
     return true;
 }
 
+/* Paths that may be unset (NULL: the default). */
+static bool
+path_equal(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 unsigned
 tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_config *fresh,
                              const char *config_path)
@@ -71,6 +79,10 @@ tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_conf
         {"[store] checkpoint_interval",
          cur->store.checkpoint_interval_ms != fresh->store.checkpoint_interval_ms},
         {"[store] disk_reserve", cur->store.disk_reserve != fresh->store.disk_reserve},
+        /* Contexts are built from these files at start (lib/tls.h). */
+        {"[tls] certificate", !path_equal(cur->tls.certificate, fresh->tls.certificate)},
+        {"[tls] key", !path_equal(cur->tls.key, fresh->tls.key)},
+        {"[tls] ca", !path_equal(cur->tls.ca, fresh->tls.ca)},
     };
     unsigned n = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

@@ -113,6 +113,12 @@ static const struct good goods[] = {
     {BASE "[log]\nlevel = debug\n", "level = debug\n"},
     {BASE "[log]\nlevel = warning\n", "level = warning\n"},
     {BASE "[log]\nlevel = error\nevents = /var/log/e.jsonl\n", "events = /var/log/e.jsonl\n"},
+    /* [tls]: absent means the local CA's files; certificate and key come together */
+    {BASE, "[tls]\n# not set: the local CA's files in <datadir>/tls/\n"},
+    {BASE "[tls]\nca = /etc/tandem/peers.pem\n", "ca = /etc/tandem/peers.pem\n"},
+    {BASE "[tls]\ncertificate = /etc/tandem/c.pem\nkey = /etc/tandem/k.pem\n",
+     "certificate = /etc/tandem/c.pem\nkey = /etc/tandem/k.pem\n"},
+    {BASE "[tls]\nkey = /k\ncertificate = /c\nca = /a\n", "certificate = /c\nkey = /k\nca = /a\n"},
     /* syntax: comments, spacing, quotes and escapes */
     {"# only a comment\n\n   \t\n" BASE, "site = dc1\n"},
     {BASE "[log]   # trailing comment\n\tlevel\t=\tdebug\t# why\n", "level = debug\n"},
@@ -207,6 +213,9 @@ test_fields(void **state)
     assert_int_equal(cfg->directory.cache_ttl_ms, 600000);
     assert_string_equal(cfg->user, "");
     assert_null(cfg->log.events);
+    assert_null(cfg->tls.certificate); /* NULL: the local CA's files */
+    assert_null(cfg->tls.key);
+    assert_null(cfg->tls.ca);
     assert_int_equal(cfg->log.level, LOG_LEVEL_INFO);
     tdm_config_free(&cfg);
 }
@@ -257,6 +266,16 @@ static const struct bad bads[] = {
     {"server = a\nsite = b\ndatadir = var/lib\nroles = mailbox\n" NET DIR, 3, "datadir",
      "not an absolute path", E},
     {BASE "[log]\nevents = \"\"\n", 10, "events", "not an absolute path", E},
+    /* [tls] */
+    {BASE "[tls]\ncertificate = /c.pem\n", 10, "certificate", "without \"key\"", E},
+    {BASE "[tls]\nkey = /k.pem\nca = /a.pem\n", 10, "key", "without \"certificate\"", E},
+    {BASE "[tls]\nca = relative.pem\n", 10, "ca", "not an absolute path", E},
+    {BASE "[tls]\ncertificate = /c\nkey = /k\ncertificate = /d\n", 12, "certificate",
+     "duplicate in [tls] (first at line 10)", E},
+    {BASE "[tls]\ncert = /c\n", 10, "cert", "unknown key in [tls] (known: certificate, key, ca)",
+     E},
+    {BASE "[tls]\nca = /a\n[tls]\n", 11, NULL, "section [tls]: duplicate (first at line 9)", E},
+    {BASE "[tls x]\n", 9, NULL, "[tls] takes no name", E},
     /* roles: list of enum */
     {"server = a\nsite = b\ndatadir = /d\nroles = mailbox, mail\n" NET DIR, 4, "roles",
      "\"mail\" is not one of: mailbox, access, transport, witness, directory", E},
