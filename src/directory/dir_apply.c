@@ -75,8 +75,9 @@ dir_open(MDB_txn *txn, void **state_r)
     int ret;
     if ((ret = open_one(txn, DIR__DBI_OBJECTS, &st->objects)) == 0 &&
         (ret = open_one(txn, DIR__DBI_ADDRESSES, &st->addresses)) == 0 &&
-        (ret = open_one(txn, DIR__DBI_MEMBERS, &st->members)) == 0)
-        ret = open_one(txn, DIR__DBI_MEMBER_OF, &st->member_of);
+        (ret = open_one(txn, DIR__DBI_MEMBERS, &st->members)) == 0 &&
+        (ret = open_one(txn, DIR__DBI_MEMBER_OF, &st->member_of)) == 0)
+        ret = open_one(txn, DIR__DBI_CHANGES, &st->changes);
     if (ret == TDM_ENOTFOUND) {
         /* Read-only, and this database never held the directory: it reads as empty. The
          * tables are created together, so one missing means all are. */
@@ -492,6 +493,26 @@ out:
     return ret;
 }
 
+/* The change journal names the one object each record changed. A deleted principal also
+ * leaves groups and ACLs; its own entry stands for those (docs/formats/directory.md says how a
+ * cache reads it), so one record costs one entry however many objects it touched. */
+static int
+journal(const struct dir_state *st, MDB_txn *txn, const struct dir_op *op)
+{
+    switch (op->type) {
+    case TDM_REC_DIR_BOOTSTRAP: {
+        int ret = dir__change_append(st, txn, DIR_KIND_GROUP, DIR_GROUP_ADMINS);
+        return ret ? ret : dir__change_append(st, txn, DIR_KIND_GROUP, DIR_GROUP_SERVERS);
+    }
+    case TDM_REC_DIR_PASSWORD_SET: /* users' passwords; a kind, where the record names one */
+        return dir__change_append(st, txn, op->kind ? op->kind : DIR_KIND_USER, op->name);
+    case TDM_REC_DIR_GROUP_MEMBERS:
+        return dir__change_append(st, txn, DIR_KIND_GROUP, op->name);
+    default: /* PUT, DELETE, ACL_SET */
+        return dir__change_append(st, txn, op->kind, op->name);
+    }
+}
+
 static int
 dir_apply(void *state, MDB_txn *txn, uint16_t type, const uint8_t *payload, size_t len,
           struct mail_result *result_r)
@@ -519,6 +540,8 @@ dir_apply(void *state, MDB_txn *txn, uint16_t type, const uint8_t *payload, size
         ret = apply_change(st, txn, &dec.op, &status);
         break;
     }
+    if (ret == 0 && status == 0)
+        ret = journal(st, txn, &dec.op);
     dir_decoded_clear(&dec);
     result_r->status = status;
     return ret;
@@ -547,6 +570,7 @@ dir_digest(void *state, MDB_txn *txn, uint8_t out[32])
         {DIR__DBI_ADDRESSES, st->addresses},
         {DIR__DBI_MEMBERS, st->members},
         {DIR__DBI_MEMBER_OF, st->member_of},
+        {DIR__DBI_CHANGES, st->changes},
     };
     crypto_hash_sha256_state h;
     crypto_hash_sha256_init(&h);

@@ -16,13 +16,19 @@
 #define DIR__DBI_ADDRESSES "dir_addresses" /* lower-cased address/alias -> user name */
 #define DIR__DBI_MEMBERS "dir_members"     /* group, 0, u8 kind, name -> "" */
 #define DIR__DBI_MEMBER_OF "dir_member_of" /* u8 kind, name, 0, group -> "" */
-#define DIR__DBI_COUNT 4
+#define DIR__DBI_CHANGES "dir_changes"     /* u64 big-endian seq -> u8 kind, name (dir_changes.c) */
+#define DIR__DBI_COUNT 5
 
 /* The handler's state: the sub-database handles, or absent (read-only, never created). */
 struct dir_state {
     bool present;
-    MDB_dbi objects, addresses, members, member_of;
+    MDB_dbi objects, addresses, members, member_of, changes;
 };
+
+/* dir_changes.c: appends one journal entry for (kind, name) in txn and trims the oldest
+ * beyond DIR_CHANGES_KEEP. Called by apply for every change that took effect. */
+int dir__change_append(const struct dir_state *st, MDB_txn *txn, enum dir_kind kind,
+                       const char *name);
 
 /* Little-endian reader over a byte string; any overrun or bad field sets bad (sticky). */
 struct dir__rd {

@@ -214,6 +214,39 @@ int dir_is_member(void *state, MDB_txn *txn, const char *group, const struct dir
 int dir_effective_right(void *state, MDB_txn *txn, const struct dir_principal *who,
                         enum dir_kind kind, const char *name, enum dir_right *right_r);
 
+/* ---- Change journal ----
+ *
+ * Every change that takes effect appends one entry (seq, kind, name) naming the object it
+ * changed; seq counts from 1 without gaps and is the same on every copy (apply is
+ * deterministic). Servers that cache directory answers follow the journal to invalidate them:
+ * an entry for (kind, name) invalidates that object, and an entry for a user, server or group
+ * also invalidates every answer that involved that principal (memberships, rights), because
+ * deleting a principal also takes it out of groups and ACLs. Only the newest DIR_CHANGES_KEEP
+ * entries are kept; a reader further behind must drop its whole cache (reset). */
+#define DIR_CHANGES_KEEP 65536u
+
+struct dir_change {
+    uint64_t seq;
+    enum dir_kind kind;
+    const char *name; /* NUL-terminated copy, valid during the callback */
+};
+
+typedef int dir_change_cb(void *ctx, const struct dir_change *change);
+
+/*
+ * Calls cb for each entry after since, oldest first, at most max of them. *last_r gets the
+ * seq of the last entry reported, or since when there was none (the caller's next since).
+ * *reset_r is true (and cb is not called) when entries after since are no longer kept, or
+ * since is ahead of the journal (another database, or one rebuilt): the caller must drop every
+ * cached answer and restart from *last_r, the newest seq. A non-zero return from cb stops the
+ * walk and is returned. Returns 0 or a storage error.
+ */
+int dir_changes_since(void *state, MDB_txn *txn, uint64_t since, size_t max, dir_change_cb *cb,
+                      void *ctx, uint64_t *last_r, bool *reset_r);
+
+/* The newest seq (0 when the journal is empty). */
+int dir_changes_last(void *state, MDB_txn *txn, uint64_t *seq_r);
+
 /* 0 when password matches user's stored hash; -EACCES when it does not or the user has no
  * password; TDM_ENOTFOUND when there is no such user. */
 int dir_password_verify(void *state, MDB_txn *txn, const char *user, const char *password);

@@ -556,6 +556,157 @@ test_passwords(void **state)
 
 /* ---- codec ---- */
 
+/* ---- change journal ---- */
+
+struct collected {
+    size_t n;
+    uint64_t seq[16];
+    enum dir_kind kind[16];
+    char name[16][32];
+};
+
+static int
+collect_cb(void *ctx, const struct dir_change *ch)
+{
+    struct collected *c = ctx;
+    assert_true(c->n < 16);
+    c->seq[c->n] = ch->seq;
+    c->kind[c->n] = ch->kind;
+    snprintf(c->name[c->n], sizeof(c->name[0]), "%s", ch->name);
+    c->n++;
+    return 0;
+}
+
+static void
+changes(struct store *s, uint64_t since, size_t max, struct collected *c, uint64_t *last_r,
+        bool *reset_r)
+{
+    memset(c, 0, sizeof(*c));
+    MDB_txn *txn;
+    assert_int_equal(store_read_begin(s, &txn), 0);
+    assert_int_equal(
+        dir_changes_since(store_handler_state(s), txn, since, max, collect_cb, c, last_r, reset_r),
+        0);
+    mdb_txn_abort(txn);
+}
+
+static void
+test_change_journal(void **state)
+{
+    (void)state;
+    struct store *s = open_db("db");
+    assert_int_equal(bootstrap(s), 0);
+    assert_int_equal(put(s, DIR_KIND_USER, "alice", 0, "{}"), 0);
+    /* A refused change takes no entry: nothing changed, nothing to invalidate. */
+    assert_int_equal(put(s, DIR_KIND_USER, "alice", 0, "{}"), TDM_EEXIST);
+    struct dir_op pw = {.type = TDM_REC_DIR_PASSWORD_SET,
+                        .name = "alice",
+                        .password_hash = "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaA"};
+    assert_int_equal(run(s, &pw), 0);
+    struct dir_principal m[] = {{DIR_KIND_USER, "alice"}};
+    assert_int_equal(members(s, DIR_GROUP_ADMINS, m, 1), 0);
+    struct dir_op del = {.type = TDM_REC_DIR_DELETE,
+                         .kind = DIR_KIND_USER,
+                         .name = "alice",
+                         .expected_version = DIR_VERSION_ANY};
+    assert_int_equal(run(s, &del), 0);
+
+    struct collected c;
+    uint64_t last;
+    bool reset;
+    changes(s, 0, 100, &c, &last, &reset);
+    assert_false(reset);
+    assert_int_equal(c.n, 6);
+    assert_int_equal(last, 6);
+    const struct {
+        enum dir_kind kind;
+        const char *name;
+    } want[] = {{DIR_KIND_GROUP, "admins"}, {DIR_KIND_GROUP, "servers"},
+                {DIR_KIND_USER, "alice"},   {DIR_KIND_USER, "alice"},
+                {DIR_KIND_GROUP, "admins"}, {DIR_KIND_USER, "alice"}};
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(c.seq[i], i + 1);
+        assert_int_equal(c.kind[i], want[i].kind);
+        assert_string_equal(c.name[i], want[i].name);
+    }
+    /* Paging: max bounds a call and last is the next since. */
+    changes(s, 2, 2, &c, &last, &reset);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.seq[0], 3);
+    assert_int_equal(last, 4);
+    changes(s, 6, 100, &c, &last, &reset);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(last, 6);
+    assert_false(reset);
+    /* A reader ahead of the journal (another database) must reset. */
+    changes(s, 99, 100, &c, &last, &reset);
+    assert_true(reset);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(last, 6);
+    MDB_txn *txn;
+    assert_int_equal(store_read_begin(s, &txn), 0);
+    uint64_t newest;
+    assert_int_equal(dir_changes_last(store_handler_state(s), txn, &newest), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(newest, 6);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+count_failures_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *result)
+{
+    (void)lsn;
+    if (status != 0 || result->status != 0)
+        (*(unsigned *)ctx)++;
+}
+
+/* Past DIR_CHANGES_KEEP entries the oldest go, and a reader that far behind is told to reset. */
+static void
+test_change_journal_trim(void **state)
+{
+    (void)state;
+    struct store *s = open_db("db");
+    assert_int_equal(bootstrap(s), 0);
+    /* Each PUT of an existing object with ANY is one entry; commit asynchronously so the test
+     * does not pay one fdatasync per entry. */
+    uint8_t *payload;
+    size_t len;
+    const char *err;
+    struct dir_op op = {.type = TDM_REC_DIR_PUT,
+                        .kind = DIR_KIND_SITE,
+                        .name = "dc1",
+                        .expected_version = DIR_VERSION_ANY,
+                        .attrs = "{}"};
+    assert_int_equal(dir_op_encode(&op, &payload, &len, &err), 0);
+    unsigned failures = 0;
+    for (uint32_t i = 0; i < DIR_CHANGES_KEEP; i++)
+        assert_int_equal(
+            store_commit_async(s, TDM_REC_DIR_PUT, payload, len, count_failures_cb, &failures),
+            0);
+    free(payload);
+    assert_int_equal(put(s, DIR_KIND_SITE, "dc2", 0, "{}"), 0);
+    /* Callbacks run in LSN order, before the later blocking put returned. */
+    assert_int_equal(failures, 0);
+    uint64_t total = 2 + DIR_CHANGES_KEEP + 1;
+    struct collected c;
+    uint64_t last;
+    bool reset;
+    changes(s, 0, 1, &c, &last, &reset);
+    assert_true(reset);
+    assert_int_equal(last, total);
+    /* The oldest kept is total - KEEP + 1: reading from just before it works. */
+    changes(s, total - DIR_CHANGES_KEEP, 1, &c, &last, &reset);
+    assert_false(reset);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.seq[0], total - DIR_CHANGES_KEEP + 1);
+    changes(s, total - DIR_CHANGES_KEEP - 1, 1, &c, &last, &reset);
+    assert_true(reset);
+    changes(s, total - 1, 5, &c, &last, &reset);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.name[0], "dc2");
+    assert_int_equal(store_close(&s), 0);
+}
+
 static void
 roundtrip(const struct dir_op *op)
 {
@@ -693,6 +844,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_members_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passwords, setup, teardown),
         cmocka_unit_test_setup_teardown(test_codec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_change_journal_trim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
