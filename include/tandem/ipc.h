@@ -13,7 +13,8 @@
  *    4   2  protocol version (see "Versions" below)
  *    6   2  message type (enum tdm_ipc_type)
  *    8   4  request id: chosen by the sender of a request, echoed by the reply. Non-zero for
- *           HELLO, COMMIT, STATUS_REQUEST and their replies; zero for one-way messages
+ *           HELLO, COMMIT, STATUS_REQUEST, DB_STATUS_REQUEST and their replies; zero for
+ *           one-way messages
  *   12   4  flags: 0 (reserved)
  *   16   n  payload, n = L - 20 bytes
  * 16+n   4  CRC32C of bytes [0, 16+n)
@@ -60,10 +61,21 @@
  *   SHUTDOWN        supervisor -> any: finish and exit. reason: STR, 1..TDM_IPC_REASON_MAX;
  *                   deadline_ms: U32 (after this the supervisor kills the process)
  *   RELOAD          supervisor -> any: reread the configuration. generation: U64
- *   STATUS_REQUEST  supervisor -> any: empty payload
- *   STATUS_REPLY    any -> supervisor: counters for /metrics. counters: LIST of
+ *   STATUS_REQUEST  supervisor -> any, or worker -> core: empty payload
+ *   STATUS_REPLY    the answer: counters for /metrics. counters: LIST of
  *                   <= TDM_IPC_MAX_COUNTERS elements {name: STR, 1..TDM_IPC_COUNTER_NAME_MAX,
- *                   [A-Za-z_][A-Za-z0-9_]*, unique in the list; value: U64}
+ *                   [A-Za-z_][A-Za-z0-9_]*, unique in the list; value: U64}. Figures per
+ *                   database are not counters here: they come from DB_STATUS_REPLY, so names
+ *                   need no Prometheus labels
+ *   DB_STATUS_REQUEST  worker -> core: empty payload
+ *   DB_STATUS_REPLY    core -> worker: every database the core knows (mounted, or found under
+ *                   <datadir>/db/ and refused at mount), in name order. databases: LIST of
+ *                   <= TDM_IPC_MAX_DATABASES elements {name: STR, 1..TDM_IPC_NAME_MAX, unique in
+ *                   the list, in ascending byte order; kind: STR, 0..TDM_IPC_KIND_MAX (empty when
+ *                   unreadable); state: U16 (enum tdm_ipc_db_state); last_lsn, durable_lsn,
+ *                   applied_lsn, checkpoint_lsn, current_generation, lowest_generation, commits,
+ *                   syncs: U64 each (struct store_status in src/store/store.h; all 0 for a
+ *                   database that did not mount)}
  *
  * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
  * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
@@ -92,6 +104,8 @@
 #define TDM_IPC_MAX_TARGETS 64u       /* COMMIT_REPLY targets (MAIL_MAX_TARGETS) */
 #define TDM_IPC_MAX_COUNTERS 256u     /* STATUS_REPLY counters */
 #define TDM_IPC_COUNTER_NAME_MAX 128u /* bytes in a counter name */
+#define TDM_IPC_MAX_DATABASES 100u    /* DB_STATUS_REPLY entries (Exchange 2007: 50 per server) */
+#define TDM_IPC_KIND_MAX 32u          /* bytes in a database kind (STORE_KIND_MAX) */
 
 enum tdm_ipc_type {
     TDM_IPC_HELLO = 1,
@@ -105,6 +119,8 @@ enum tdm_ipc_type {
     TDM_IPC_RELOAD = 49,
     TDM_IPC_STATUS_REQUEST = 64,
     TDM_IPC_STATUS_REPLY = 65,
+    TDM_IPC_DB_STATUS_REQUEST = 66,
+    TDM_IPC_DB_STATUS_REPLY = 67,
 };
 
 enum tdm_ipc_field {
@@ -115,6 +131,12 @@ enum tdm_ipc_field {
     TDM_IPC_F_STR = 5,
     TDM_IPC_F_BYTES = 6,
     TDM_IPC_F_LIST = 7,
+};
+
+enum tdm_ipc_db_state {
+    TDM_IPC_DB_MOUNTED = 1,      /* serving */
+    TDM_IPC_DB_FAILED = 2,       /* refused at mount, or a write or sync failed since */
+    TDM_IPC_DB_DISK_RESERVE = 3, /* mounted, new commits refused: disk reserve reached */
 };
 
 enum tdm_ipc_worker_kind {

@@ -715,6 +715,97 @@ status_reply_check(const struct ipc_msg *m, const char **error_r)
     return 0;
 }
 
+/* ---- DB_STATUS_REQUEST ---- */
+
+#define db_status_request_encode status_request_encode
+#define db_status_request_decode status_request_decode
+#define db_status_request_check status_request_check
+
+/* ---- DB_STATUS_REPLY ---- */
+
+static void
+db_status_reply_encode(struct wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_db_status_reply *s = &m->u.db_status_reply;
+    wr_list(w, s->n_databases);
+    for (uint32_t i = 0; i < s->n_databases; i++) {
+        const struct ipc_db_status *d = &s->databases[i];
+        wr_str(w, &d->name);
+        wr_str(w, &d->kind);
+        wr_u16(w, d->state);
+        wr_u64(w, d->last_lsn);
+        wr_u64(w, d->durable_lsn);
+        wr_u64(w, d->applied_lsn);
+        wr_u64(w, d->checkpoint_lsn);
+        wr_u64(w, d->current_generation);
+        wr_u64(w, d->lowest_generation);
+        wr_u64(w, d->commits);
+        wr_u64(w, d->syncs);
+    }
+}
+
+static bool
+db_status_reply_decode(struct rd *r, struct ipc_msg *m)
+{
+    struct ipc_db_status_reply *s = &m->u.db_status_reply;
+    if (!rd_list(r, FIELD("DB_STATUS_REPLY.databases"), TDM_IPC_MAX_DATABASES, &s->n_databases))
+        return false;
+    for (uint32_t i = 0; i < s->n_databases; i++) {
+        struct ipc_db_status *d = &s->databases[i];
+        if (!rd_str(r, FIELD("DB_STATUS_REPLY.databases.name"), &d->name) ||
+            !rd_str(r, FIELD("DB_STATUS_REPLY.databases.kind"), &d->kind) ||
+            !rd_u16(r, FIELD("DB_STATUS_REPLY.databases.state"), &d->state) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.last_lsn"), &d->last_lsn) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.durable_lsn"), &d->durable_lsn) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.applied_lsn"), &d->applied_lsn) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.checkpoint_lsn"), &d->checkpoint_lsn) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.current_generation"),
+                    &d->current_generation) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.lowest_generation"),
+                    &d->lowest_generation) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.commits"), &d->commits) ||
+            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.syncs"), &d->syncs))
+            return false;
+    }
+    return true;
+}
+
+/* Byte order, shorter first on a common prefix (memcmp order of NUL-free strings). */
+static int
+str_cmp(const struct ipc_str *a, const struct ipc_str *b)
+{
+    uint32_t n = a->len < b->len ? a->len : b->len;
+    int c = n > 0 ? memcmp(a->ptr, b->ptr, n) : 0;
+    if (c != 0)
+        return c;
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+static int
+db_status_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_db_status_reply *s = &m->u.db_status_reply;
+    if (s->n_databases > TDM_IPC_MAX_DATABASES)
+        return fail(error_r, TDM_EINVAL, FIELD("DB_STATUS_REPLY.databases")->many);
+    for (uint32_t i = 0; i < s->n_databases; i++) {
+        const struct ipc_db_status *d = &s->databases[i];
+        int rc = check_str(&d->name, FIELD("DB_STATUS_REPLY.databases.name"), 1,
+                           TDM_IPC_NAME_MAX, error_r);
+        if (rc == 0)
+            rc = check_str(&d->kind, FIELD("DB_STATUS_REPLY.databases.kind"), 0,
+                           TDM_IPC_KIND_MAX, error_r);
+        if (rc != 0)
+            return rc;
+        if (ipc_db_state_name(d->state) == NULL)
+            return fail(error_r, TDM_EINVAL, "DB_STATUS_REPLY.databases.state: unknown state");
+        /* Strictly ascending: one order (one encoding) and no duplicates, checked in O(n). */
+        if (i > 0 && str_cmp(&s->databases[i - 1].name, &d->name) >= 0)
+            return fail(error_r, TDM_EINVAL,
+                        "DB_STATUS_REPLY.databases.name: not in ascending order, or a duplicate");
+    }
+    return 0;
+}
+
 /* ---- The type table ---- */
 
 struct msg_type {
@@ -746,6 +837,8 @@ static const struct msg_type msg_types[] = {
     MSG_TYPE(TDM_IPC_RELOAD, "RELOAD", false, reload),
     MSG_TYPE(TDM_IPC_STATUS_REQUEST, "STATUS_REQUEST", true, status_request),
     MSG_TYPE(TDM_IPC_STATUS_REPLY, "STATUS_REPLY", true, status_reply),
+    MSG_TYPE(TDM_IPC_DB_STATUS_REQUEST, "DB_STATUS_REQUEST", true, db_status_request),
+    MSG_TYPE(TDM_IPC_DB_STATUS_REPLY, "DB_STATUS_REPLY", true, db_status_reply),
 };
 
 static const struct msg_type *
@@ -769,6 +862,21 @@ ipc_type_has_request_id(uint16_t type)
 {
     const struct msg_type *t = msg_type_of(type);
     return t && t->has_request_id;
+}
+
+const char *
+ipc_db_state_name(uint16_t state)
+{
+    switch (state) {
+    case TDM_IPC_DB_MOUNTED:
+        return "mounted";
+    case TDM_IPC_DB_FAILED:
+        return "failed";
+    case TDM_IPC_DB_DISK_RESERVE:
+        return "disk-reserve";
+    default:
+        return NULL;
+    }
 }
 
 const char *

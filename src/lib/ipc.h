@@ -106,7 +106,27 @@ struct ipc_status_reply {
     struct ipc_counter counters[TDM_IPC_MAX_COUNTERS];
 };
 
-/* One message of any type. About 6 KiB (STATUS_REPLY's array): fine on a stack, not in a
+/* One database in DB_STATUS_REPLY (struct store_status, which lib cannot see). */
+struct ipc_db_status {
+    struct ipc_str name;
+    struct ipc_str kind; /* empty when the core could not read it */
+    uint16_t state;      /* enum tdm_ipc_db_state */
+    uint64_t last_lsn;
+    uint64_t durable_lsn;
+    uint64_t applied_lsn;
+    uint64_t checkpoint_lsn;
+    uint64_t current_generation;
+    uint64_t lowest_generation;
+    uint64_t commits;
+    uint64_t syncs;
+};
+
+struct ipc_db_status_reply {
+    uint32_t n_databases;
+    struct ipc_db_status databases[TDM_IPC_MAX_DATABASES]; /* ascending by name */
+};
+
+/* One message of any type. About 10 KiB (DB_STATUS_REPLY's array): fine on a stack, not in a
  * per-connection struct by the thousand. */
 struct ipc_msg {
     uint16_t type; /* enum tdm_ipc_type: says which member of u is meant */
@@ -121,7 +141,8 @@ struct ipc_msg {
         struct ipc_shutdown shutdown;
         struct ipc_reload reload;
         struct ipc_status_reply status_reply;
-        /* STATUS_REQUEST has no fields */
+        struct ipc_db_status_reply db_status_reply;
+        /* STATUS_REQUEST and DB_STATUS_REQUEST have no fields */
     } u;
 };
 
@@ -138,6 +159,8 @@ struct ipc_frame {
 
 /* "HELLO", "COMMIT_REPLY"...; NULL for a type ipc.h does not define. */
 const char *ipc_type_name(uint16_t type);
+/* "mounted", "failed", "disk-reserve"; NULL for an unknown enum tdm_ipc_db_state. */
+const char *ipc_db_state_name(uint16_t state);
 /* "imap", "lmtp"...; NULL for an unknown kind. */
 const char *ipc_worker_kind_name(uint16_t kind);
 /* True for types whose frames carry a non-zero request id (requests and their replies). */

@@ -27,7 +27,7 @@
 
 /* ---- Sample messages ---- */
 
-#define MAX_SAMPLES 32
+#define MAX_SAMPLES 40
 
 static struct ipc_msg samples[MAX_SAMPLES];
 static const char *sample_names[MAX_SAMPLES];
@@ -137,6 +137,30 @@ init_samples(void)
     for (uint32_t i = 0; i < TDM_IPC_MAX_COUNTERS; i++)
         m->u.status_reply.counters[i] =
             (struct ipc_counter){ipc_str_c(counter_names[i]), (uint64_t)i << 40 | i};
+
+    m = add_sample("db_status_request", TDM_IPC_DB_STATUS_REQUEST, 12);
+    m = add_sample("db_status_reply_empty", TDM_IPC_DB_STATUS_REPLY, 12);
+    m = add_sample("db_status_reply_some", TDM_IPC_DB_STATUS_REPLY, 13);
+    struct ipc_db_status_reply *ds = &m->u.db_status_reply;
+    ds->n_databases = 3;
+    /* A prefix sorts first; a failed mount has no kind and zero figures. */
+    ds->databases[0] = (struct ipc_db_status){ipc_str_c("db"), ipc_str_c("mail"),
+                                              TDM_IPC_DB_MOUNTED, 9, 9, 8, 4, 3, 1, 9, 2};
+    ds->databases[1] = (struct ipc_db_status){.name = ipc_str_c("db1"), .state = TDM_IPC_DB_FAILED};
+    ds->databases[2] = (struct ipc_db_status){ipc_str_c("directory"), ipc_str_c("directory"),
+                                              TDM_IPC_DB_DISK_RESERVE, UINT64_MAX, UINT64_MAX,
+                                              UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+                                              UINT64_MAX, UINT64_MAX};
+    m = add_sample("db_status_reply_full", TDM_IPC_DB_STATUS_REPLY, 14);
+    ds = &m->u.db_status_reply;
+    ds->n_databases = TDM_IPC_MAX_DATABASES;
+    for (uint32_t i = 0; i < TDM_IPC_MAX_DATABASES; i++) {
+        /* counter_names start with distinct "X%03u": ascending by their digits once the
+         * first letter is fixed, so use the digits alone. */
+        ds->databases[i] = (struct ipc_db_status){
+            {counter_names[i] + 1, 3}, {name255, TDM_IPC_KIND_MAX}, TDM_IPC_DB_MOUNTED, i, i, i, i, i,
+            i, i, i};
+    }
 }
 
 static uint8_t *
@@ -205,7 +229,25 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
     case TDM_IPC_RELOAD:
         return a->u.reload.generation == b->u.reload.generation;
     case TDM_IPC_STATUS_REQUEST:
+    case TDM_IPC_DB_STATUS_REQUEST:
         return true;
+    case TDM_IPC_DB_STATUS_REPLY: {
+        const struct ipc_db_status_reply *x = &a->u.db_status_reply, *y = &b->u.db_status_reply;
+        if (x->n_databases != y->n_databases)
+            return false;
+        for (uint32_t i = 0; i < x->n_databases; i++) {
+            const struct ipc_db_status *p = &x->databases[i], *q = &y->databases[i];
+            if (!str_equal(&p->name, &q->name) || !str_equal(&p->kind, &q->kind) ||
+                p->state != q->state || p->last_lsn != q->last_lsn ||
+                p->durable_lsn != q->durable_lsn || p->applied_lsn != q->applied_lsn ||
+                p->checkpoint_lsn != q->checkpoint_lsn ||
+                p->current_generation != q->current_generation ||
+                p->lowest_generation != q->lowest_generation || p->commits != q->commits ||
+                p->syncs != q->syncs)
+                return false;
+        }
+        return true;
+    }
     case TDM_IPC_STATUS_REPLY: {
         const struct ipc_status_reply *x = &a->u.status_reply, *y = &b->u.status_reply;
         if (x->n_counters != y->n_counters)
@@ -908,6 +950,62 @@ p_status_257(struct raw *p)
     raw_tagged(p, TDM_IPC_F_LIST, 257, 4);
 }
 static void
+db_entry(struct raw *p, const char *name, const char *kind, uint16_t state)
+{
+    raw_str(p, TDM_IPC_F_STR, name);
+    raw_str(p, TDM_IPC_F_STR, kind);
+    raw_tagged(p, TDM_IPC_F_U16, state, 2);
+    for (int i = 0; i < 8; i++)
+        raw_tagged(p, TDM_IPC_F_U64, 1, 8);
+}
+static void
+p_db_status_unsorted(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 2, 4);
+    db_entry(p, "b", "mail", TDM_IPC_DB_MOUNTED);
+    db_entry(p, "a", "mail", TDM_IPC_DB_MOUNTED);
+}
+static void
+p_db_status_duplicate(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 2, 4);
+    db_entry(p, "a", "mail", TDM_IPC_DB_MOUNTED);
+    db_entry(p, "a", "mail", TDM_IPC_DB_FAILED);
+}
+static void
+p_db_status_state_0(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    db_entry(p, "a", "mail", 0);
+}
+static void
+p_db_status_kind_33(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    db_entry(p, "a", "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", TDM_IPC_DB_MOUNTED);
+}
+static void
+p_db_status_name_empty(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    db_entry(p, "", "mail", TDM_IPC_DB_MOUNTED);
+}
+static void
+p_db_status_101(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, TDM_IPC_MAX_DATABASES + 1, 4);
+}
+static void
+p_db_status_no_syncs(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_str(p, TDM_IPC_F_STR, "mail");
+    raw_tagged(p, TDM_IPC_F_U16, 1, 2);
+    for (int i = 0; i < 7; i++)
+        raw_tagged(p, TDM_IPC_F_U64, 1, 8);
+}
+static void
 p_status_request_extra(struct raw *p)
 {
     raw_le(p, 0, 1);
@@ -970,6 +1068,22 @@ test_payload_errors(void **state)
         {TDM_IPC_STATUS_REPLY, p_status_257, "STATUS_REPLY.counters: more elements than allowed"},
         {TDM_IPC_STATUS_REQUEST, p_status_request_extra,
          "STATUS_REQUEST: trailing bytes after the last field"},
+        {TDM_IPC_DB_STATUS_REQUEST, p_status_request_extra,
+         "DB_STATUS_REQUEST: trailing bytes after the last field"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_unsorted,
+         "DB_STATUS_REPLY.databases.name: not in ascending order, or a duplicate"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_duplicate,
+         "DB_STATUS_REPLY.databases.name: not in ascending order, or a duplicate"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_state_0,
+         "DB_STATUS_REPLY.databases.state: unknown state"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_kind_33,
+         "DB_STATUS_REPLY.databases.kind: longer than allowed"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_name_empty,
+         "DB_STATUS_REPLY.databases.name: empty"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_101,
+         "DB_STATUS_REPLY.databases: more elements than allowed"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_no_syncs,
+         "DB_STATUS_REPLY.databases.syncs: missing (the payload ends before it)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct raw p = {.n = 0};
@@ -1056,6 +1170,11 @@ test_names_and_versions(void **state)
     assert_string_equal(ipc_worker_kind_name(TDM_IPC_WORKER_SMTP), "smtp");
     assert_null(ipc_worker_kind_name(0));
     assert_null(ipc_worker_kind_name(6));
+    assert_string_equal(ipc_db_state_name(TDM_IPC_DB_DISK_RESERVE), "disk-reserve");
+    assert_null(ipc_db_state_name(0));
+    assert_null(ipc_db_state_name(4));
+    assert_string_equal(ipc_type_name(TDM_IPC_DB_STATUS_REPLY), "DB_STATUS_REPLY");
+    assert_true(ipc_type_has_request_id(TDM_IPC_DB_STATUS_REQUEST));
     assert_true(ipc_type_has_request_id(TDM_IPC_HELLO));
     assert_false(ipc_type_has_request_id(TDM_IPC_CHANGED));
     assert_false(ipc_type_has_request_id(1000));
