@@ -110,7 +110,7 @@ int tls_client_ssl_new(SSL_CTX *ctx, const char *peer, SSL **ssl_r, char **error
 /*
  * Describes why a handshake on ssl failed, for a person: the certificate verification result
  * when that was the reason ("certificate verify failed: unable to get local issuer
- * certificate"), else OpenSSL's error queue (which is emptied), else "connection closed".
+ * certificate"), else OpenSSL's error queue (which is emptied), else "the connection was closed".
  * Returns an allocated string the caller frees.
  */
 char *tls_handshake_error(const SSL *ssl);
