@@ -454,7 +454,7 @@ static int
 apply_change(const struct dir_state *st, MDB_txn *txn, const struct dir_op *op, int *status)
 {
     enum dir_kind kind = op->type == TDM_REC_DIR_ACL_SET        ? op->kind
-                         : op->type == TDM_REC_DIR_PASSWORD_SET ? DIR_KIND_USER
+                         : op->type == TDM_REC_DIR_PASSWORD_SET ? op->kind
                                                                 : DIR_KIND_GROUP;
     struct dir__obj o;
     int ret = obj_load(st, txn, kind, op->name, &o);
@@ -504,11 +504,9 @@ journal(const struct dir_state *st, MDB_txn *txn, const struct dir_op *op)
         int ret = dir__change_append(st, txn, DIR_KIND_GROUP, DIR_GROUP_ADMINS);
         return ret ? ret : dir__change_append(st, txn, DIR_KIND_GROUP, DIR_GROUP_SERVERS);
     }
-    case TDM_REC_DIR_PASSWORD_SET: /* users' passwords; a kind, where the record names one */
-        return dir__change_append(st, txn, op->kind ? op->kind : DIR_KIND_USER, op->name);
     case TDM_REC_DIR_GROUP_MEMBERS:
         return dir__change_append(st, txn, DIR_KIND_GROUP, op->name);
-    default: /* PUT, DELETE, ACL_SET */
+    default: /* PUT, DELETE, ACL_SET, PASSWORD_SET */
         return dir__change_append(st, txn, op->kind, op->name);
     }
 }

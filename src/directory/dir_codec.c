@@ -23,8 +23,9 @@
  *   DIR_ACL_SET         kind, name, u16 count (0..DIR_MAX_ACL), per entry: pri, u8 right
  *                       (1 read, 2 write, 3 full-control); entries strictly ascending by
  *                       (principal kind, principal name bytes)
- *   DIR_PASSWORD_SET    name (user), str hash: "$argon2id$..." as crypto_pwhash_str() writes
- *                       it, 1..DIR_PASSWORD_HASH_MAX-1 printable ASCII bytes
+ *   DIR_PASSWORD_SET    kind (USER or SERVER: a server's key is its password), name, str
+ *                       hash: "$argon2id$..." as crypto_pwhash_str() writes it,
+ *                       1..DIR_PASSWORD_HASH_MAX-1 printable ASCII bytes
  *   DIR_GROUP_MEMBERS   name (group), u32 count (0..DIR_MAX_MEMBERS), per member: pri (USER
  *                       or SERVER), strictly ascending like ACL entries
  *
@@ -248,7 +249,19 @@ encode_body(const struct dir_op *op, struct dir__wr *w, const char **error_r)
         dir__wr_u8(w, (uint8_t)op->kind);
         dir__wr_str(w, op->name);
         break;
-    case TDM_REC_DIR_PASSWORD_SET:
+    case TDM_REC_DIR_PASSWORD_SET: {
+        enum dir_kind kind = op->kind ? op->kind : DIR_KIND_USER;
+        if (kind != DIR_KIND_USER && kind != DIR_KIND_SERVER) {
+            *error_r = "kind: only users and servers have passwords";
+            return TDM_EINVAL;
+        }
+        if ((ret = dir__check_name(op->name, "name: 1..255 bytes, no control characters",
+                                   error_r)) < 0)
+            return ret;
+        dir__wr_u8(w, (uint8_t)kind);
+        dir__wr_str(w, op->name);
+        break;
+    }
     case TDM_REC_DIR_GROUP_MEMBERS:
         if ((ret = dir__check_name(op->name, "name: 1..255 bytes, no control characters",
                                    error_r)) < 0)
@@ -367,6 +380,10 @@ decode_body(uint16_t type, struct dir__rd *r, struct dir_decoded *d, const char 
         op->kind = dir__rd_u8(r, "kind: missing");
         if (!r->bad && (op->kind < 1 || op->kind > DIR_KIND_MAX))
             r->bad = "kind: unknown";
+    } else if (type == TDM_REC_DIR_PASSWORD_SET) {
+        op->kind = dir__rd_u8(r, "kind: missing");
+        if (!r->bad && op->kind != DIR_KIND_USER && op->kind != DIR_KIND_SERVER)
+            r->bad = "kind: only users and servers have passwords";
     }
     if (type != TDM_REC_DIR_BOOTSTRAP)
         op->name = dir__rd_str(r, DIR_NAME_MAX, "name: malformed");

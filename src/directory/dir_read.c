@@ -214,8 +214,17 @@ dir_effective_right(void *state, MDB_txn *txn, const struct dir_principal *who, 
 int
 dir_password_verify(void *state, MDB_txn *txn, const char *user, const char *password)
 {
+    return dir_secret_verify(state, txn, DIR_KIND_USER, user, password);
+}
+
+int
+dir_secret_verify(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
+                  const char *password)
+{
+    if (kind != DIR_KIND_USER && kind != DIR_KIND_SERVER)
+        return TDM_EINVAL;
     struct dir__obj o;
-    int ret = obj_get(state, txn, DIR_KIND_USER, user, &o);
+    int ret = obj_get(state, txn, kind, name, &o);
     if (ret < 0)
         return ret;
     free(o.acl);

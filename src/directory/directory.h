@@ -88,8 +88,9 @@ struct dir_acl_entry {
  *                        A deleted user, server or group leaves every group and every ACL.
  *   DIR_ACL_SET          kind, name, acl[n_acl] (replaces the ACL; any order, no principal
  *                        twice: the encoder sorts).
- *   DIR_PASSWORD_SET     name (a user), password_hash: an argon2id string from
- *                        dir_password_hash(); never a plaintext.
+ *   DIR_PASSWORD_SET     kind (USER, or SERVER for a server's key; 0 means USER), name,
+ *                        password_hash: an argon2id string from dir_password_hash(); never a
+ *                        plaintext.
  *   DIR_GROUP_MEMBERS    name (a group), members[n_members] (users and servers; replaces the
  *                        membership; every member must exist).
  */
@@ -250,5 +251,10 @@ int dir_changes_last(void *state, MDB_txn *txn, uint64_t *seq_r);
 /* 0 when password matches user's stored hash; -EACCES when it does not or the user has no
  * password; TDM_ENOTFOUND when there is no such user. */
 int dir_password_verify(void *state, MDB_txn *txn, const char *user, const char *password);
+
+/* The same for a user's password or a server's key (kind USER or SERVER; TDM_EINVAL for any
+ * other kind). */
+int dir_secret_verify(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
+                      const char *password);
 
 #endif

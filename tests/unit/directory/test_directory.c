@@ -545,12 +545,32 @@ test_passwords(void **state)
     op.name = "alice";
     op.password_hash = "correct horse";
     assert_int_equal(run(s, &op), TDM_EINVAL);
-    static const uint8_t raw[] = {1, 5, 0, 'a', 'l', 'i', 'c', 'e', 0, 3, 0, 'a', 'b', 'c', 0};
+    static const uint8_t raw[] = {1, 8, 5, 0, 'a', 'l', 'i', 'c', 'e', 0, 3, 0, 'a', 'b', 'c', 0};
     assert_int_equal(store_commit(s, TDM_REC_DIR_PASSWORD_SET, raw, sizeof(raw), NULL, NULL),
                      TDM_EINVAL);
     /* Replacing the user's attributes keeps the password. */
     assert_int_equal(put(s, DIR_KIND_USER, "alice", DIR_VERSION_ANY, "{\"title\":\"x\"}"), 0);
     assert_int_equal(verify_pw(s, "alice", "correct horse"), 0);
+
+    /* A server's key is its password; a user of the same name is another principal. */
+    assert_int_equal(put(s, DIR_KIND_SERVER, "mbx1", 0, "{}"), 0);
+    assert_int_equal(put(s, DIR_KIND_USER, "mbx1", 0, "{}"), 0);
+    op.kind = DIR_KIND_SERVER;
+    op.name = "mbx1";
+    op.password_hash = hash;
+    assert_int_equal(run(s, &op), 0);
+    MDB_txn *txn;
+    assert_int_equal(store_read_begin(s, &txn), 0);
+    void *st = store_handler_state(s);
+    assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_SERVER, "mbx1", "correct horse"), 0);
+    assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_SERVER, "mbx1", "wrong"), -EACCES);
+    assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_USER, "mbx1", "correct horse"), -EACCES);
+    assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_GROUP, "admins", "x"), TDM_EINVAL);
+    mdb_txn_abort(txn);
+    /* Nothing else has a password. */
+    op.kind = DIR_KIND_GROUP;
+    op.name = DIR_GROUP_ADMINS;
+    assert_int_equal(run(s, &op), TDM_EINVAL);
     assert_int_equal(store_close(&s), 0);
 }
 
