@@ -4,7 +4,7 @@
 /*
  * Operator-facing events. The numbers are a stable contract: never reuse or renumber one.
  * Each is catalogued in docs/events.md with its cause and remedy.
- * Ranges: 1000-1999 store; 2000-2099 process (tandemd's supervisor).
+ * Ranges: 1000-1999 store; 2000-2099 process (tandemd's supervisor); 2100-2199 tls.
  */
 enum tdm_event {
     TDM_EV_STORE_MOUNTED = 1000,
@@ -28,6 +28,8 @@ enum tdm_event {
     TDM_EV_PROCESS_RELOAD_FAILED = 2006,
     TDM_EV_PROCESS_RELOAD_NEEDS_RESTART = 2007,
     TDM_EV_PROCESS_RUNNING_AS_ROOT = 2008,
+
+    TDM_EV_TLS_LOCAL_CA_CREATED = 2100,
 };
 
 enum tdm_event_severity {
