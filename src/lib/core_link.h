@@ -31,13 +31,15 @@ struct core_link;
 /*
  * Creates a link that connects to socket_path (borrowed for the call) as a worker of kind
  * (enum tdm_ipc_worker_kind), on base. Connecting starts at once, asynchronously. Returns 0 with
- * an owned *link_r, or -ENOMEM / TDM_EINVAL (path too long for a sockaddr_un).
+ * an owned *link_r, or -ENOMEM / TDM_EINVAL (empty path, path too long for a sockaddr_un, or
+ * an unknown kind).
  */
 int core_link_new(struct event_base *base, const char *socket_path, uint16_t kind,
                   struct core_link **link_r);
 
 /* Fails every request in flight with TDM_ECLOSED (their callbacks run before this returns),
- * closes the connection and frees the link. NULL allowed; *link is set to NULL. */
+ * closes the connection and frees the link. NULL allowed; *link is set to NULL. May be called
+ * from inside one of the link's callbacks (the memory goes when that callback returns). */
 void core_link_free(struct core_link **link);
 
 /* True when HELLO has been answered and requests can be sent. */
@@ -54,7 +56,11 @@ typedef void core_link_reply_cb(void *ctx, int status, const struct ipc_msg *rep
 /*
  * Sends one log record to commit in database. payload is copied. Returns 0 (cb will be called
  * exactly once, never from inside this call) or an error, and then cb is never called:
- * TDM_ECLOSED (not connected), TDM_EINVAL (the message breaks a rule of ipc.h), -ENOMEM.
+ * TDM_ECLOSED (not connected), TDM_EINVAL (the message breaks a rule of ipc.h), TDM_ELIMIT
+ * (4096 requests already in flight), -ENOMEM.
+ * The store's verdicts come back in COMMIT_REPLY's status: TDM_ENOTFOUND (no database of that
+ * name is mounted), TDM_EINVAL (the payload does not validate), TDM_ENOSPACE, TDM_EFAILED,
+ * TDM_ECLOSED (the core is shutting down), or the mail model's refusals (TDM_EEXIST...).
  */
 int core_link_commit(struct core_link *link, const char *database, uint16_t record_type,
                      const void *payload, size_t len, core_link_reply_cb *cb, void *ctx);

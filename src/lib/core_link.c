@@ -1,0 +1,508 @@
+/*
+ * A worker's link to the core (contract in core_link.h; the core's side is
+ * src/tandemd/core_ipc.c).
+ *
+ * States: DOWN (waiting for the back-off timer), HELLO (connected or connecting, HELLO sent,
+ * no reply yet), READY. Requests are accepted only in READY. Every request in flight is a
+ * struct link_req on a list, matched by request id; a drop moves the list aside and fails
+ * each entry with TDM_ECLOSED, so every callback runs exactly once.
+ *
+ * Re-entrancy hazard: a callback may make new requests or free the link. Code that calls out
+ * holds link->busy; core_link_free() during that only marks the link dead (after failing what
+ * is in flight), and whoever holds busy frees it on the way out.
+ */
+#include "lib/core_link.h"
+
+#include "lib/err.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LINK_BACKOFF_MIN_MS 50u
+#define LINK_BACKOFF_MAX_MS 2000u
+/* Requests in flight; the core pauses reading past its own bound (256 commits), so more
+ * than this only queues bytes in this process. */
+#define LINK_MAX_INFLIGHT 4096u
+
+enum link_state {
+    LINK_DOWN,
+    LINK_HELLO,
+    LINK_READY,
+};
+
+struct link_req {
+    struct link_req *next;
+    uint32_t id;
+    uint16_t reply_type;
+    core_link_reply_cb *cb;
+    void *ctx;
+};
+
+struct link_sub {
+    char *database, *mailbox, *folder;
+};
+
+struct core_link {
+    struct event_base *base;
+    struct sockaddr_un addr;
+    uint16_t kind;
+    enum link_state state;
+    struct bufferevent *bev; /* NULL when DOWN */
+    struct ipc_reader *reader;
+    struct event *timer; /* reconnect back-off */
+    uint32_t backoff_ms;
+    uint32_t next_id;
+    struct link_req *reqs; /* in flight, newest first */
+    size_t n_reqs;
+    struct link_sub *subs;
+    size_t n_subs;
+    core_link_changed_cb *changed_cb;
+    void *changed_ctx;
+    unsigned busy;
+    bool dead; /* freed by the caller while busy */
+};
+
+static void link_connect(struct core_link *link);
+
+static void
+link_destroy(struct core_link *link)
+{
+    for (size_t i = 0; i < link->n_subs; i++) {
+        free(link->subs[i].database);
+        free(link->subs[i].mailbox);
+        free(link->subs[i].folder);
+    }
+    free(link->subs);
+    if (link->timer)
+        event_free(link->timer);
+    free(link);
+}
+
+/* Fails every request in flight with TDM_ECLOSED. The list is detached first: callbacks may
+ * add requests (refused: not READY) or free the link. */
+static void
+fail_all(struct core_link *link)
+{
+    struct link_req *list = link->reqs;
+    link->reqs = NULL;
+    link->n_reqs = 0;
+    link->busy++;
+    while (list) {
+        struct link_req *r = list;
+        list = r->next;
+        r->cb(r->ctx, TDM_ECLOSED, NULL);
+        free(r);
+    }
+    link->busy--;
+}
+
+/* Drops the connection and schedules a reconnect (unless the link is dead). */
+static void
+link_drop(struct core_link *link)
+{
+    if (link->bev)
+        bufferevent_free(link->bev);
+    link->bev = NULL;
+    ipc_reader_free(&link->reader);
+    link->state = LINK_DOWN;
+    if (!link->dead) {
+        struct timeval tv = {link->backoff_ms / 1000, (link->backoff_ms % 1000) * 1000};
+        evtimer_add(link->timer, &tv);
+        link->backoff_ms *= 2;
+        if (link->backoff_ms > LINK_BACKOFF_MAX_MS)
+            link->backoff_ms = LINK_BACKOFF_MAX_MS;
+    }
+    fail_all(link);
+}
+
+static int
+link_send(struct core_link *link, const struct ipc_msg *msg)
+{
+    uint8_t *buf;
+    size_t len;
+    const char *why;
+    int ret = ipc_msg_encode_alloc(msg, &buf, &len, &why);
+    if (ret < 0) {
+        if (ret == TDM_EINVAL)
+            log_error("IPC: cannot send %s to the core: %s", ipc_type_name(msg->type), why);
+        return ret;
+    }
+    ret = bufferevent_write(link->bev, buf, len) < 0 ? -ENOMEM : 0;
+    free(buf);
+    return ret;
+}
+
+static void
+send_subscriptions(struct core_link *link)
+{
+    for (size_t i = 0; i < link->n_subs && link->state == LINK_READY; i++) {
+        struct ipc_msg msg = {.type = TDM_IPC_SUBSCRIBE};
+        msg.u.subscribe = (struct ipc_subscribe){ipc_str_c(link->subs[i].database),
+                                                 ipc_str_c(link->subs[i].mailbox),
+                                                 ipc_str_c(link->subs[i].folder)};
+        if (link_send(link, &msg) < 0)
+            log_error("IPC: cannot resend a subscription to the core");
+    }
+}
+
+static struct link_req *
+take_req(struct core_link *link, uint32_t id)
+{
+    for (struct link_req **p = &link->reqs; *p; p = &(*p)->next)
+        if ((*p)->id == id) {
+            struct link_req *r = *p;
+            *p = r->next;
+            link->n_reqs--;
+            return r;
+        }
+    return NULL;
+}
+
+/* Returns false when the connection was dropped. */
+static bool
+handle(struct core_link *link, const struct ipc_msg *msg)
+{
+    if (link->state == LINK_HELLO) {
+        if (msg->type != TDM_IPC_HELLO_REPLY || msg->request_id != 1) {
+            log_error("IPC: the core sent %s before answering HELLO; reconnecting",
+                      ipc_type_name(msg->type));
+            link_drop(link);
+            return false;
+        }
+        if (msg->u.hello_reply.version == 0) {
+            log_error("IPC: the core refused HELLO: %.*s", (int)msg->u.hello_reply.reason.len,
+                      msg->u.hello_reply.reason.ptr);
+            link->backoff_ms = LINK_BACKOFF_MAX_MS; /* it will not change its mind soon */
+            link_drop(link);
+            return false;
+        }
+        link->state = LINK_READY;
+        link->backoff_ms = LINK_BACKOFF_MIN_MS;
+        send_subscriptions(link);
+        return true;
+    }
+    if (msg->type == TDM_IPC_CHANGED) {
+        if (link->changed_cb)
+            link->changed_cb(link->changed_ctx, msg);
+        return true;
+    }
+    struct link_req *r = ipc_type_has_request_id(msg->type) ? take_req(link, msg->request_id) : NULL;
+    if (!r || r->reply_type != msg->type) {
+        /* A reply to nothing we asked, or of the wrong type: the core has a bug, and this
+         * connection's replies can no longer be matched to requests. */
+        log_error("IPC: unexpected %s (request id %u) from the core; reconnecting",
+                  ipc_type_name(msg->type), (unsigned)msg->request_id);
+        if (r) {
+            r->next = link->reqs;
+            link->reqs = r;
+            link->n_reqs++;
+        }
+        link_drop(link);
+        return false;
+    }
+    r->cb(r->ctx, 0, msg);
+    free(r);
+    return true;
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct core_link *link = arg;
+    link->busy++;
+    while (!link->dead && link->bev) {
+        struct evbuffer *in = bufferevent_get_input(link->bev);
+        size_t avail = evbuffer_get_contiguous_space(in);
+        if (avail == 0)
+            break;
+        const uint8_t *data = evbuffer_pullup(in, (ev_ssize_t)avail);
+        size_t len = avail;
+        struct ipc_frame frame;
+        struct ipc_msg msg;
+        const char *why = "";
+        int ret = ipc_reader_next(link->reader, &data, &len, &frame, &why);
+        if (ret == 1 && ipc_msg_decode_frame(&frame, &msg, &why) < 0)
+            ret = TDM_ECORRUPT;
+        if (ret < 0) {
+            log_error("IPC: %s from the core: %s; reconnecting",
+                      ret == -ENOMEM ? "out of memory reading" : "malformed message",
+                      ret == -ENOMEM ? "" : why);
+            link_drop(link);
+            break;
+        }
+        /* Handle before draining: msg borrows from the chunk. A callback may drop or free
+         * the link, and with it the input buffer. */
+        if (ret == 1 && !handle(link, &msg))
+            break;
+        if (link->dead || !link->bev)
+            break;
+        evbuffer_drain(in, avail - len);
+    }
+    link->busy--;
+    if (link->dead && link->busy == 0)
+        link_destroy(link);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct core_link *link = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (link->state == LINK_READY)
+            log_warn("IPC: the core closed the connection; reconnecting");
+        link->busy++;
+        link_drop(link);
+        link->busy--;
+        if (link->dead && link->busy == 0)
+            link_destroy(link);
+    }
+}
+
+static void
+link_connect(struct core_link *link)
+{
+    link->bev = bufferevent_socket_new(link->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!link->bev || ipc_reader_new(0, &link->reader) < 0) {
+        log_error("IPC: out of memory connecting to the core");
+        link_drop(link);
+        return;
+    }
+    bufferevent_setcb(link->bev, read_cb, NULL, event_cb, link);
+    link->state = LINK_HELLO;
+    if (bufferevent_socket_connect(link->bev, (struct sockaddr *)&link->addr,
+                                   sizeof(link->addr)) < 0) {
+        /* The core is not listening (yet): expected while it starts or restarts. */
+        link_drop(link);
+        return;
+    }
+    bufferevent_enable(link->bev, EV_READ);
+    /* Queued until the connection completes. Request id 1: nothing else is in flight yet. */
+    struct ipc_msg hello = {.type = TDM_IPC_HELLO, .request_id = 1};
+    hello.u.hello = (struct ipc_hello){link->kind, (uint32_t)getpid(), TDM_IPC_VERSION_MIN,
+                                       TDM_IPC_VERSION};
+    if (link_send(link, &hello) < 0)
+        link_drop(link);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct core_link *link = arg;
+    link->busy++;
+    link_connect(link);
+    link->busy--;
+    if (link->dead && link->busy == 0)
+        link_destroy(link);
+}
+
+int
+core_link_new(struct event_base *base, const char *socket_path, uint16_t kind,
+              struct core_link **link_r)
+{
+    struct core_link *link = calloc(1, sizeof(*link));
+    if (!link)
+        return -ENOMEM;
+    link->addr.sun_family = AF_UNIX;
+    size_t n = strlen(socket_path);
+    if (n == 0 || n >= sizeof(link->addr.sun_path) || ipc_worker_kind_name(kind) == NULL) {
+        free(link);
+        return TDM_EINVAL;
+    }
+    memcpy(link->addr.sun_path, socket_path, n + 1);
+    link->base = base;
+    link->kind = kind;
+    link->backoff_ms = LINK_BACKOFF_MIN_MS;
+    link->next_id = 2; /* 1 is HELLO's */
+    link->timer = evtimer_new(base, timer_cb, link);
+    if (!link->timer) {
+        free(link);
+        return -ENOMEM;
+    }
+    /* Asynchronous: a refused connect only schedules the next try. */
+    link_connect(link);
+    *link_r = link;
+    return 0;
+}
+
+void
+core_link_free(struct core_link **linkp)
+{
+    struct core_link *link = *linkp;
+    if (!link)
+        return;
+    *linkp = NULL;
+    link->dead = true;
+    evtimer_del(link->timer);
+    link->busy++;
+    link_drop(link);
+    link->busy--;
+    if (link->busy == 0)
+        link_destroy(link);
+}
+
+bool
+core_link_ready(const struct core_link *link)
+{
+    return link->state == LINK_READY && !link->dead;
+}
+
+static uint32_t
+next_request_id(struct core_link *link)
+{
+    /* Skips 0 (not a request id) and ids still in flight after a wrap. */
+    for (;;) {
+        uint32_t id = link->next_id++;
+        if (id == 0)
+            continue;
+        bool used = false;
+        for (struct link_req *r = link->reqs; r && !used; r = r->next)
+            used = r->id == id;
+        if (!used)
+            return id;
+    }
+}
+
+static int
+link_request(struct core_link *link, struct ipc_msg *msg, uint16_t reply_type,
+             core_link_reply_cb *cb, void *ctx)
+{
+    if (!core_link_ready(link))
+        return TDM_ECLOSED;
+    if (link->n_reqs >= LINK_MAX_INFLIGHT)
+        return TDM_ELIMIT;
+    msg->request_id = next_request_id(link);
+    const char *why;
+    if (ipc_msg_check(msg, &why) < 0) {
+        log_error("IPC: refusing to send %s: %s", ipc_type_name(msg->type), why);
+        return TDM_EINVAL;
+    }
+    struct link_req *r = malloc(sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    int ret = link_send(link, msg);
+    if (ret < 0) {
+        free(r);
+        return ret;
+    }
+    *r = (struct link_req){link->reqs, msg->request_id, reply_type, cb, ctx};
+    link->reqs = r;
+    link->n_reqs++;
+    return 0;
+}
+
+int
+core_link_commit(struct core_link *link, const char *database, uint16_t record_type,
+                 const void *payload, size_t len, core_link_reply_cb *cb, void *ctx)
+{
+    if (len > TDM_LOG_MAX_PAYLOAD)
+        return TDM_EINVAL;
+    struct ipc_msg msg = {.type = TDM_IPC_COMMIT};
+    msg.u.commit =
+        (struct ipc_commit){ipc_str_c(database), record_type, payload, (uint32_t)len};
+    return link_request(link, &msg, TDM_IPC_COMMIT_REPLY, cb, ctx);
+}
+
+int
+core_link_status(struct core_link *link, core_link_reply_cb *cb, void *ctx)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_STATUS_REQUEST};
+    return link_request(link, &msg, TDM_IPC_STATUS_REPLY, cb, ctx);
+}
+
+int
+core_link_db_status(struct core_link *link, core_link_reply_cb *cb, void *ctx)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_DB_STATUS_REQUEST};
+    return link_request(link, &msg, TDM_IPC_DB_STATUS_REPLY, cb, ctx);
+}
+
+void
+core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx)
+{
+    link->changed_cb = cb;
+    link->changed_ctx = ctx;
+}
+
+static ssize_t
+sub_find(const struct core_link *link, const char *database, const char *mailbox,
+         const char *folder)
+{
+    for (size_t i = 0; i < link->n_subs; i++)
+        if (!strcmp(link->subs[i].database, database) &&
+            !strcmp(link->subs[i].mailbox, mailbox) && !strcmp(link->subs[i].folder, folder))
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Checks and, when connected, sends (UN)SUBSCRIBE. */
+static int
+send_sub(struct core_link *link, uint16_t type, const char *database, const char *mailbox,
+         const char *folder)
+{
+    struct ipc_msg msg = {.type = type};
+    msg.u.subscribe =
+        (struct ipc_subscribe){ipc_str_c(database), ipc_str_c(mailbox), ipc_str_c(folder)};
+    const char *why;
+    if (ipc_msg_check(&msg, &why) < 0)
+        return TDM_EINVAL;
+    if (!core_link_ready(link))
+        return 0; /* sent with the others once HELLO is answered */
+    return link_send(link, &msg);
+}
+
+int
+core_link_subscribe(struct core_link *link, const char *database, const char *mailbox,
+                    const char *folder)
+{
+    if (!folder)
+        folder = "";
+    if (sub_find(link, database, mailbox, folder) >= 0)
+        return 0;
+    /* Remembered before it is sent, so an allocation failure never leaves the core with a
+     * subscription the link would not renew after a reconnect. */
+    struct link_sub *grown = realloc(link->subs, (link->n_subs + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    link->subs = grown;
+    struct link_sub s = {strdup(database), strdup(mailbox), strdup(folder)};
+    int ret = s.database && s.mailbox && s.folder
+                  ? send_sub(link, TDM_IPC_SUBSCRIBE, database, mailbox, folder)
+                  : -ENOMEM;
+    if (ret < 0) {
+        free(s.database);
+        free(s.mailbox);
+        free(s.folder);
+        return ret;
+    }
+    link->subs[link->n_subs++] = s;
+    return 0;
+}
+
+int
+core_link_unsubscribe(struct core_link *link, const char *database, const char *mailbox,
+                      const char *folder)
+{
+    if (!folder)
+        folder = "";
+    ssize_t at = sub_find(link, database, mailbox, folder);
+    int ret = send_sub(link, TDM_IPC_UNSUBSCRIBE, database, mailbox, folder);
+    if (ret < 0 || at < 0)
+        return ret;
+    free(link->subs[at].database);
+    free(link->subs[at].mailbox);
+    free(link->subs[at].folder);
+    link->subs[at] = link->subs[--link->n_subs];
+    return 0;
+}
