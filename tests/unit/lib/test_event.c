@@ -227,6 +227,7 @@ static const struct {
      "warning"},
     {TDM_EV_PROCESS_RUNNING_AS_ROOT, 2008, "process.running_as_root", TDM_EV_SEV_WARNING,
      "warning"},
+    {TDM_EV_TLS_LOCAL_CA_CREATED, 2100, "tls.local_ca_created", TDM_EV_SEV_INFO, "info"},
 };
 
 static void
@@ -256,9 +257,9 @@ test_catalogue(void **state)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(catalogue[i].name, catalogue[j].name);
     }
-    /* Every id in the store and process ranges that the catalogue lacks is unknown (no stale
-     * entries). */
-    for (int id = 1000; id < 2100; id++) {
+    /* Every id in the store, process and tls ranges that the catalogue lacks is unknown (no
+     * stale entries). */
+    for (int id = 1000; id < 2200; id++) {
         int known = 0;
         for (size_t i = 0; i < n; i++)
             known |= catalogue[i].number == id;
@@ -271,7 +272,7 @@ static void
 test_unknown_id(void **state)
 {
     (void)state;
-    static const int unknown[] = {0, -1, 1, 999, 1011, 1999, 2009, 2099, 2100, 65535};
+    static const int unknown[] = {0, -1, 1, 999, 1011, 1999, 2009, 2099, 2101, 2199, 65535};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         enum tdm_event id = (enum tdm_event)unknown[i];
         assert_string_equal(event_name(id), "unknown");
