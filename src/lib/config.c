@@ -121,6 +121,7 @@ static const struct key_spec directory_keys[] = {
     {.key = "endpoints", .type = KT_ENDPOINTS, .required = true, .offset = 0},
     K("cache_ttl", KT_DURATION, false, "10m", SEC, 7 * DAY, 0, NULL, struct tdm_config_directory,
       cache_ttl_ms),
+    K("key_file", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_directory, key_file),
     {0}};
 /* Sizes within what the log format allows (include/tandem/log_format.h). */
 static const struct key_spec store_keys[] = {
@@ -711,6 +712,8 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     if (cfg->directory.n_endpoints > 0) {
         fputs("\n[directory]\n", out);
         dump_keys(out, &sections[2], &cfg->directory);
+        if (!cfg->directory.key_file)
+            fputs("# key_file: not set, <datadir>/server.key\n", out);
     }
     fputs("\n[store]\n", out);
     dump_keys(out, &sections[3], &cfg->store);
@@ -753,6 +756,7 @@ tdm_config_free(struct tdm_config **cfg)
     free((*cfg)->tls.certificate);
     free((*cfg)->tls.key);
     free((*cfg)->tls.ca);
+    free((*cfg)->directory.key_file);
     free(*cfg);
     *cfg = NULL;
 }

@@ -74,6 +74,7 @@ struct tdm_config_directory {
     struct tdm_config_endpoint endpoints[TDM_CONFIG_MAX_ENDPOINTS];
     unsigned n_endpoints; /* 0 only when roles has TDM_ROLE_DIRECTORY and [directory] is absent */
     uint64_t cache_ttl_ms;
+    char *key_file; /* this server's key for the directory; NULL = <datadir>/server.key */
 };
 
 /* [store]: defaults for the databases this server mounts (struct store_options). */
