@@ -304,10 +304,13 @@ tandemd__child_main(int argc, char **argv)
         hello.u.hello.pid = (uint32_t)getpid();
         hello.u.hello.version_min = TDM_IPC_VERSION_MIN;
         hello.u.hello.version_max = TDM_IPC_VERSION;
-        /* The supervisor names a worker "worker-<protocol>". */
+        /* The supervisor names a worker "worker-<protocol>", and the one on the admin unix
+         * socket "worker-admin-socket". */
         for (int p = 0; p < TDM_PROTO_COUNT; p++)
             if (!strncmp(role, "worker-", 7) && !strcmp(role + 7, tdm_config_proto_name(p)))
                 hello.u.hello.kind = tandemd__worker_kind((enum tdm_proto)p);
+        if (!strcmp(role, "worker-admin-socket"))
+            hello.u.hello.kind = tandemd__worker_kind(TDM_PROTO_ADMIN);
         if (!hello.u.hello.kind)
             log_fatal("bad worker role \"%s\"", role);
         child_send(&c, &hello);

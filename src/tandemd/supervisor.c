@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,7 +55,8 @@ struct sup {
     char exe[4096]; /* our binary, resolved before any privilege drop */
     int config_fd;  /* memfd: the effective configuration the children load */
     int listen_fds[TDM_PROTO_COUNT];
-    struct sup_child children[1 + TDM_PROTO_COUNT];
+    int admin_sock_fd; /* <datadir>/run/admin.sock, always there */
+    struct sup_child children[2 + TDM_PROTO_COUNT];
     unsigned n_children;
     unsigned n_running;
     bool stopping;
@@ -422,6 +425,48 @@ sup_reload_cb(evutil_socket_t sig, short what, void *arg)
                s->config_path, (unsigned long long)s->reload_generation, n_restart);
 }
 
+/* ---- the admin socket ---- */
+
+/*
+ * Binds <datadir>/run/admin.sock (mode 0600), so a local operator can reach the admin API
+ * even with no [listen admin] and no user yet (docs/formats/admin-api.md). Bound here, after
+ * any privilege drop, so the socket belongs to the user tandemd runs as, which is who the
+ * admin worker lets in without credentials. A file left by a crashed instance is replaced:
+ * we hold the datadir lock, so nobody else can be using it. Returns the descriptor, or -errno
+ * after logging why.
+ */
+static int
+sup_bind_admin_socket(const struct tdm_config *cfg)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/run", cfg->datadir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int err = -errno;
+        log_error("cannot create %s: %s", dir, strerror(errno));
+        return err;
+    }
+    int n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/admin.sock", dir);
+    if (n < 0 || (size_t)n >= sizeof(sun.sun_path)) {
+        log_error("%s/admin.sock: the path is longer than a unix socket allows (%zu bytes)", dir,
+                  sizeof(sun.sun_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    unlink(sun.sun_path);
+    /* The directory is 0700 already; the mode is for anyone who loosens it. */
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(sun.sun_path, 0600) < 0 ||
+        listen(fd, 128) < 0) {
+        int err = -errno;
+        log_error("cannot listen on %s: %s", sun.sun_path, strerror(errno));
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
 /* ---- the supervisor's life ---- */
 
 static void
@@ -479,6 +524,9 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
     s->deadline_ev = evtimer_new(s->base, sup_deadline_cb, s);
     if (!s->deadline_ev)
         log_fatal("out of memory");
+    s->admin_sock_fd = sup_bind_admin_socket(s->cfg);
+    if (s->admin_sock_fd < 0)
+        log_fatal("the admin socket is needed: fix the datadir and start again");
 
     sup_add_child(s, TANDEMD_CHILD_CORE, "core", -1);
     for (unsigned i = 0; i < s->cfg->n_listeners; i++) {
@@ -487,6 +535,7 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
                  tdm_config_proto_name(s->cfg->listeners[i].proto));
         sup_add_child(s, TANDEMD_CHILD_WORKER, role, s->listen_fds[i]);
     }
+    sup_add_child(s, TANDEMD_CHILD_WORKER, "worker-admin-socket", s->admin_sock_fd);
     event_emit(TDM_EV_PROCESS_STARTED, s->cfg->server,
                "tandemd %s started (pid %d, datadir %s, %u worker(s))", s->cfg->server,
                (int)getpid(), s->cfg->datadir, s->n_children - 1);
@@ -508,6 +557,7 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
     }
     for (unsigned i = 0; i < s->cfg->n_listeners; i++)
         close(s->listen_fds[i]);
+    close(s->admin_sock_fd);
     event_free(s->deadline_ev);
     for (size_t i = 0; i < 4; i++)
         event_free(sig_evs[i]);

@@ -1,21 +1,31 @@
 /*
- * A protocol worker. No protocol is served yet: the worker accepts each connection on its
- * listening socket and closes it at once without writing a byte, so the process structure
- * (inherited sockets, restarts, shutdown) can be run and tested before the protocols exist.
- * docs/tandemd.md says the same to operators.
+ * A protocol worker. Which protocol it serves follows from its listening socket: the unix
+ * socket <datadir>/run/admin.sock and the [listen admin] socket are served by the admin API
+ * (src/admin/); no other protocol is served yet, so those workers accept each connection and
+ * close it at once without writing a byte, which lets the process structure (inherited
+ * sockets, restarts, shutdown) be run and tested before the protocols exist. docs/tandemd.md
+ * says the same to operators.
  */
 #include "tandemd/tandemd.h"
 
+#include "admin/admin_server.h"
 #include "lib/log.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static struct event *worker_accept_ev;
 static int worker_listen_fd = -1;
+static struct admin_server *worker_admin;
+/* The admin server borrows a configuration for its whole life, and the child's snapshot is
+ * replaced at RELOAD: so it gets a copy of its own, taken at start. */
+static struct tdm_config *worker_admin_cfg;
 
 static void
 worker_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -39,10 +49,62 @@ worker_accept_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The protocol of the listener cfg bound to fd, or -1 when fd is the admin unix socket. */
+static int
+listener_proto(const struct tdm_config *cfg, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        log_fatal("getsockname on the listening socket: %s", strerror(errno));
+    if (ss.ss_family == AF_UNIX)
+        return -1;
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        const struct tdm_config_listener *l = &cfg->listeners[i];
+        bool same;
+        if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
+            same = l->address.family == AF_INET6 && ntohs(s6->sin6_port) == l->port &&
+                   memcmp(&s6->sin6_addr, l->address.bytes, 16) == 0;
+        } else {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+            same = l->address.family == AF_INET && ntohs(s4->sin_port) == l->port &&
+                   memcmp(&s4->sin_addr, l->address.bytes, 4) == 0;
+        }
+        if (same)
+            return (int)l->proto;
+    }
+    log_fatal("the listening socket matches no listener of the configuration");
+}
+
+static struct tdm_config *
+config_copy(const struct tdm_config *cfg)
+{
+    char *buf = NULL, *why = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f || tdm_config_dump(cfg, f) < 0 || fclose(f) != 0)
+        log_fatal("cannot copy the configuration");
+    struct tdm_config *copy = NULL;
+    if (tdm_config_load_buffer(buf, len, cfg->path, &copy, &why) < 0)
+        log_fatal("cannot copy the configuration: %s", why ? why : "out of memory");
+    free(buf);
+    return copy;
+}
+
 static int
 worker_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
 {
-    (void)cfg;
+    int proto = listener_proto(cfg, listen_fd);
+    if (proto < 0 || proto == TDM_PROTO_ADMIN) {
+        char *why = NULL;
+        worker_admin_cfg = config_copy(cfg);
+        if (admin_server_new(base, worker_admin_cfg, listen_fd,
+                             proto < 0 ? ADMIN_TRANSPORT_LOCAL : ADMIN_TRANSPORT_TLS,
+                             &worker_admin, &why) < 0)
+            log_fatal("admin API: %s", why ? why : "out of memory");
+        return 0;
+    }
     worker_listen_fd = listen_fd;
     evutil_make_socket_nonblocking(listen_fd);
     worker_accept_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, NULL);
@@ -54,6 +116,8 @@ worker_start(struct event_base *base, const struct tdm_config *cfg, int listen_f
 static void
 worker_stop(void)
 {
+    admin_server_free(&worker_admin); /* closes its listening socket */
+    tdm_config_free(&worker_admin_cfg);
     if (worker_accept_ev)
         event_free(worker_accept_ev);
     worker_accept_ev = NULL;

@@ -1,0 +1,361 @@
+/*
+ * Who sent a request (docs/formats/admin-api.md, "Authentication"):
+ *   - `Authorization: Basic` with a user's password, checked with argon2id against the
+ *     directory (dir_password_verify);
+ *   - on the unix socket without credentials: the peer's uid from SO_PEERCRED; root or
+ *     tandemd's own uid is `local`.
+ *
+ * argon2id costs tens of milliseconds of CPU by design, and it runs on the loop thread (see
+ * docs/decisions.md, "Admin API"): a verified pair is cached for ADMIN_AUTH_CACHE_S under a
+ * keyed BLAKE2b of user and password (the key is random per process, so the cache holds
+ * nothing an attacker could test passwords against offline), and every failure is answered
+ * only after a delay that doubles per client (250 ms to 4 s), so guessing costs the guesser
+ * time while the loop goes on serving others.
+ */
+#include "admin/admin_int.h"
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "proto/json/admin_request.h"
+
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ADMIN_AUTH_CACHE_S 300
+#define ADMIN_AUTH_CACHE_SLOTS 128
+#define ADMIN_AUTH_DELAY_MIN_MS 250u
+#define ADMIN_AUTH_DELAY_MAX_MS 4000u
+#define ADMIN_AUTH_CLIENTS 256
+#define ADMIN_AUTH_FORGET_S 60 /* a client's failure count restarts after this quiet time */
+
+struct auth_cached {
+    uint8_t mac[crypto_generichash_BYTES];
+    char user[DIR_NAME_MAX + 1];
+    time_t expires; /* 0: free slot */
+};
+
+struct auth_client {
+    char addr[64]; /* "127.0.0.1" or "uid:1000"; "" for a free slot */
+    unsigned failures;
+    time_t last;
+};
+
+/* A call held in the failure delay. */
+struct auth_delayed {
+    struct admin_auth *auth;
+    struct admin_call *call;
+    struct event *timer;
+    struct auth_delayed *next;
+    char message[256];
+};
+
+struct admin_auth {
+    uint8_t key[crypto_generichash_KEYBYTES];
+    struct auth_cached cache[ADMIN_AUTH_CACHE_SLOTS];
+    struct auth_client clients[ADMIN_AUTH_CLIENTS];
+    struct auth_delayed *delayed;
+};
+
+int
+admin_auth_new(struct admin_auth **auth_r)
+{
+    if (sodium_init() < 0)
+        return -EIO;
+    struct admin_auth *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    randombytes_buf(a->key, sizeof(a->key));
+    *auth_r = a;
+    return 0;
+}
+
+void
+admin_auth_cancel_all(struct admin_auth *auth)
+{
+    while (auth->delayed) {
+        struct auth_delayed *d = auth->delayed;
+        auth->delayed = d->next;
+        event_free(d->timer);
+        admin_call_free(d->call);
+        free(d);
+    }
+}
+
+void
+admin_auth_free(struct admin_auth **auth)
+{
+    if (!*auth)
+        return;
+    admin_auth_cancel_all(*auth);
+    sodium_memzero(*auth, sizeof(**auth));
+    free(*auth);
+    *auth = NULL;
+}
+
+static void
+mac_of(const struct admin_auth *a, const char *user, const char *password,
+       uint8_t out[crypto_generichash_BYTES])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, a->key, sizeof(a->key), crypto_generichash_BYTES);
+    /* NUL-separated: "ab"+"c" and "a"+"bc" must not collide. */
+    crypto_generichash_update(&st, (const uint8_t *)user, strlen(user) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)password, strlen(password));
+    crypto_generichash_final(&st, out, crypto_generichash_BYTES);
+}
+
+static bool
+cache_hit(struct admin_auth *a, const char *user, const uint8_t mac[crypto_generichash_BYTES])
+{
+    time_t now = time(NULL);
+    for (size_t i = 0; i < ADMIN_AUTH_CACHE_SLOTS; i++) {
+        struct auth_cached *c = &a->cache[i];
+        if (c->expires > now && strcmp(c->user, user) == 0 &&
+            sodium_memcmp(c->mac, mac, crypto_generichash_BYTES) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void
+cache_put(struct admin_auth *a, const char *user, const uint8_t mac[crypto_generichash_BYTES])
+{
+    /* The slot that expires first: a free or expired one if any. */
+    struct auth_cached *slot = &a->cache[0];
+    for (size_t i = 1; i < ADMIN_AUTH_CACHE_SLOTS; i++)
+        if (a->cache[i].expires < slot->expires)
+            slot = &a->cache[i];
+    memcpy(slot->mac, mac, crypto_generichash_BYTES);
+    snprintf(slot->user, sizeof(slot->user), "%s", user);
+    slot->expires = time(NULL) + ADMIN_AUTH_CACHE_S;
+}
+
+void
+admin_auth_forget_user(struct admin_auth *auth, const char *user)
+{
+    for (size_t i = 0; i < ADMIN_AUTH_CACHE_SLOTS; i++)
+        if (auth->cache[i].expires && strcmp(auth->cache[i].user, user) == 0)
+            memset(&auth->cache[i], 0, sizeof(auth->cache[i]));
+}
+
+/* The client's key for the failure delay: its address, or its uid on the unix socket. */
+static void
+client_addr(const struct admin_call *call, char out[64])
+{
+    out[0] = '\0';
+    struct evhttp_connection *evcon = evhttp_request_get_connection(call->req);
+    if (call->srv->transport == ADMIN_TRANSPORT_LOCAL) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            snprintf(out, 64, "uid:%u", (unsigned)cred.uid);
+        return;
+    }
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evcon, &host, &port);
+    snprintf(out, 64, "%s", host ? host : "?");
+}
+
+static struct auth_client *
+client_slot(struct admin_auth *a, const char *addr, bool create)
+{
+    time_t now = time(NULL);
+    struct auth_client *free_slot = NULL;
+    for (size_t i = 0; i < ADMIN_AUTH_CLIENTS; i++) {
+        struct auth_client *c = &a->clients[i];
+        if (c->addr[0] && now - c->last > ADMIN_AUTH_FORGET_S)
+            memset(c, 0, sizeof(*c));
+        if (c->addr[0] && strcmp(c->addr, addr) == 0)
+            return c;
+        if (!c->addr[0] && !free_slot)
+            free_slot = c;
+    }
+    if (!create)
+        return NULL;
+    if (!free_slot) /* a flood of addresses: reuse the stalest slot */
+        for (size_t i = 0; i < ADMIN_AUTH_CLIENTS; i++)
+            if (!free_slot || a->clients[i].last < free_slot->last)
+                free_slot = &a->clients[i];
+    memset(free_slot, 0, sizeof(*free_slot));
+    snprintf(free_slot->addr, sizeof(free_slot->addr), "%s", addr);
+    return free_slot;
+}
+
+static void
+delayed_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct auth_delayed *d = arg;
+    struct admin_auth *a = d->auth;
+    for (struct auth_delayed **pp = &a->delayed; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    event_free(d->timer);
+    struct admin_call *call = d->call;
+    char message[sizeof(d->message)];
+    memcpy(message, d->message, sizeof(message));
+    free(d);
+    admin_reply_error(call, 401, NULL, "%s", message);
+}
+
+/* Answers 401 after the client's current delay; the delay doubles with each failure. */
+static void
+refuse(struct admin_call *call, const char *message)
+{
+    struct admin_server *srv = call->srv;
+    struct admin_auth *a = srv->auth;
+    srv->stats.auth_failures++;
+    char addr[64];
+    client_addr(call, addr);
+    struct auth_client *c = client_slot(a, addr, true);
+    unsigned shift = c->failures < 5 ? c->failures : 5;
+    uint32_t ms = ADMIN_AUTH_DELAY_MIN_MS << shift;
+    if (ms > ADMIN_AUTH_DELAY_MAX_MS)
+        ms = ADMIN_AUTH_DELAY_MAX_MS;
+    c->failures++;
+    c->last = time(NULL);
+    struct auth_delayed *d = calloc(1, sizeof(*d));
+    if (!d)
+        log_fatal("out of memory");
+    d->auth = a;
+    d->call = call;
+    snprintf(d->message, sizeof(d->message), "%s", message);
+    d->timer = evtimer_new(srv->base, delayed_cb, d);
+    if (!d->timer)
+        log_fatal("out of memory");
+    d->next = a->delayed;
+    a->delayed = d;
+    admin_call_watch_close(call);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(d->timer, &tv);
+}
+
+static void
+succeed(struct admin_call *call, void (*next)(struct admin_call *call))
+{
+    char addr[64];
+    client_addr(call, addr);
+    struct auth_client *c = client_slot(call->srv->auth, addr, false);
+    if (c)
+        memset(c, 0, sizeof(*c));
+    next(call);
+}
+
+/* Basic credentials: "user:password" or "server/<name>:key". */
+static void
+auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin_call *call))
+{
+    const char *b64 = value + 6;
+    while (*b64 == ' ')
+        b64++;
+    size_t b64_len = strlen(b64);
+    /* 1024-byte password plus a 255-byte name fits well within this. */
+    uint8_t raw[2048];
+    size_t raw_len = 0;
+    if (b64_len > 4 * sizeof(raw) / 3 ||
+        sodium_base642bin(raw, sizeof(raw) - 1, b64, b64_len, NULL, &raw_len, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        refuse(call, "the Authorization header is not valid Basic credentials");
+        return;
+    }
+    raw[raw_len] = '\0';
+    char *colon = memchr(raw, ':', raw_len);
+    if (!colon || memchr(raw, '\0', raw_len)) {
+        sodium_memzero(raw, sizeof(raw));
+        refuse(call, "Basic credentials must be user:password");
+        return;
+    }
+    *colon = '\0';
+    const char *user = (const char *)raw, *password = colon + 1;
+    if (!strncmp(user, "server/", 7)) {
+        sodium_memzero(raw, sizeof(raw));
+        /* The directory keeps passwords for users only so far (TDM_REC_DIR_PASSWORD_SET
+         * names a user): a server key cannot be checked yet. */
+        refuse(call, "server keys are not supported yet: authenticate as a user");
+        return;
+    }
+    if (!admin_req_name_ok(user, strlen(user))) {
+        sodium_memzero(raw, sizeof(raw));
+        refuse(call, "wrong user name or password");
+        return;
+    }
+    uint8_t mac[crypto_generichash_BYTES];
+    mac_of(call->srv->auth, user, password, mac);
+    call->who = ADMIN_WHO_USER;
+    memcpy(call->who_name, user, strlen(user) + 1); /* name_ok: at most DIR_NAME_MAX bytes */
+    if (cache_hit(call->srv->auth, user, mac)) {
+        sodium_memzero(raw, sizeof(raw));
+        succeed(call, next);
+        return;
+    }
+    void *state;
+    MDB_txn *txn;
+    if (admin_dir_begin(call, &state, &txn) < 0) {
+        sodium_memzero(raw, sizeof(raw));
+        return;
+    }
+    int ret = dir_password_verify(state, txn, user, password);
+    mdb_txn_abort(txn);
+    sodium_memzero(raw, sizeof(raw));
+    if (ret == 0) {
+        cache_put(call->srv->auth, call->who_name, mac);
+        succeed(call, next);
+        return;
+    }
+    call->who = ADMIN_WHO_NONE;
+    if (ret == -EACCES || ret == TDM_ENOTFOUND) {
+        /* The same words for an unknown user and a wrong password: no user enumeration. */
+        refuse(call, "wrong user name or password");
+        return;
+    }
+    admin_reply_error(call, 500, NULL, "cannot check the password: %s", strerror(-ret));
+}
+
+void
+admin_auth_request(struct admin_call *call, void (*next)(struct admin_call *call))
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(call->req),
+                                       "Authorization");
+    if (h) {
+        if (strncasecmp(h, "Basic ", 6) != 0) {
+            refuse(call, "only Basic authorization is supported");
+            return;
+        }
+        auth_basic(call, h, next);
+        return;
+    }
+    if (call->srv->transport != ADMIN_TRANSPORT_LOCAL) {
+        /* No delay: nothing was guessed, and clients first try without credentials. */
+        admin_reply_error(call, 401, NULL, "credentials required (Authorization: Basic)");
+        return;
+    }
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    int fd = bufferevent_getfd(
+        evhttp_connection_get_bufferevent(evhttp_request_get_connection(call->req)));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        admin_reply_error(call, 500, NULL, "SO_PEERCRED: %s", strerror(errno));
+        return;
+    }
+    if (cred.uid != 0 && cred.uid != geteuid()) {
+        admin_reply_error(call, 401, NULL,
+                          "no credentials, and peer uid %u is neither root nor tandemd's "
+                          "user (uid %u): give a user and password",
+                          (unsigned)cred.uid, (unsigned)geteuid());
+        return;
+    }
+    call->who = ADMIN_WHO_LOCAL;
+    next(call);
+}

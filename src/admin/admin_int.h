@@ -1,0 +1,158 @@
+#ifndef TANDEM_ADMIN_ADMIN_INT_H
+#define TANDEM_ADMIN_ADMIN_INT_H
+
+/* What the admin server's files share. Nothing outside src/admin includes this. */
+
+#include "admin/admin_server.h"
+#include "directory/directory.h"
+#include "lib/ipc.h"
+
+#include <event2/http.h>
+#include <jansson.h>
+#include <lmdb.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct core_link;
+struct store_reader;
+struct admin_auth;
+
+/* The principal a request acts as. LOCAL is the unix socket's operator: full control. */
+enum admin_who {
+    ADMIN_WHO_NONE,
+    ADMIN_WHO_LOCAL,
+    ADMIN_WHO_USER,
+    ADMIN_WHO_SERVER,
+};
+
+struct admin_stats {
+    uint64_t requests;
+    uint64_t auth_failures;
+    uint64_t forbidden;
+    uint64_t commits;
+    uint64_t commit_failures;
+};
+
+struct admin_server {
+    struct event_base *base;
+    const struct tdm_config *cfg;
+    enum admin_transport transport;
+    int listen_fd;
+    struct evhttp *http;
+    SSL_CTX *ssl_ctx;              /* TLS transport only */
+    struct core_link *core;        /* changes and status go here */
+    struct store_reader *dir;      /* NULL until the directory database can be opened */
+    struct admin_auth *auth;       /* credential cache and failure delays */
+    struct admin_call *calls;      /* every call waiting for something (list) */
+    struct admin_stream *streams;  /* /v1/events?follow=1 streams (list) */
+    struct timespec started;
+    struct admin_stats stats;
+};
+
+/*
+ * One request being served. Owned by the server from the moment it is routed until it is
+ * answered (admin_reply*), which frees it. req becomes NULL when the client goes away first:
+ * whatever the call waited for then finishes without anyone to answer.
+ */
+struct admin_call {
+    struct admin_server *srv;
+    struct evhttp_request *req;
+    struct admin_call *next, *prev;
+    enum evhttp_cmd_type method;
+    char *segs[8]; /* percent-decoded path segments (owned) */
+    size_t n_segs;
+    char *query; /* raw query string (owned) or NULL */
+    /* Who. */
+    enum admin_who who;
+    char who_name[DIR_NAME_MAX + 1];
+    /* What a write remembers while its COMMIT is in flight. */
+    int success_status;                 /* 200 or 201 */
+    enum dir_kind kind;                 /* the object written */
+    char name[DIR_NAME_MAX + 1];
+    int (*on_commit)(struct admin_call *call); /* builds the answer after a durable commit */
+    char *flush_user;                   /* a user whose cached credentials go (password set) */
+};
+
+/* ---- admin_server.c: replies ---- */
+
+/* Sends a JSON document (stolen: decref'd here) with status, and frees the call. */
+void admin_reply_json(struct admin_call *call, int status, json_t *doc);
+/*
+ * Sends the error document {"error":{"status","code","message",...}} for status, with extra
+ * members (object, principal, right; stolen, may be NULL), and frees the call.
+ */
+void admin_reply_error(struct admin_call *call, int status, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Frees a call without answering (its reply was sent some other way, or nobody is left). */
+void admin_call_free(struct admin_call *call);
+/* From now until the call is freed, the client going away sets call->req to NULL (for calls
+ * that wait: commits, failure delays, streams). */
+void admin_call_watch_close(struct admin_call *call);
+
+/* The principal as text: "local", "user:alice", "server:mbx1". */
+const char *admin_who_text(const struct admin_call *call, char *buf, size_t size);
+/* As a directory principal (USER or SERVER); false for LOCAL. */
+bool admin_who_principal(const struct admin_call *call, struct dir_principal *who_r);
+
+/*
+ * The directory's handler state and a read transaction. Returns 0, or answers the call
+ * itself (503: no directory database here or it cannot be opened; 500) and returns -1.
+ */
+int admin_dir_begin(struct admin_call *call, void **state_r, MDB_txn **txn_r);
+
+/* Maps a storage error (TDM_*, -errno) from a read to an answer; frees the call. */
+void admin_reply_storage_error(struct admin_call *call, int err, const char *what);
+
+/* Commits op through the core; on a durable success calls call->on_commit (which answers),
+ * otherwise answers the error. Answers at once when the core is unreachable (503). */
+void admin_commit(struct admin_call *call, const struct dir_op *op);
+
+/* ---- admin_auth.c ---- */
+
+int admin_auth_new(struct admin_auth **auth_r);
+void admin_auth_free(struct admin_auth **auth);
+
+/*
+ * Decides who sent call (Authorization header, or SO_PEERCRED on the unix socket). On
+ * success sets call->who / who_name and calls next(call). On failure answers 401 itself,
+ * after the failure delay for the client (a timer: the loop goes on serving others).
+ */
+void admin_auth_request(struct admin_call *call, void (*next)(struct admin_call *call));
+
+/* Forgets every cached credential of user (after its password changed or it was deleted). */
+void admin_auth_forget_user(struct admin_auth *auth, const char *user);
+
+/* Drops calls waiting in the failure delay for server shutdown. */
+void admin_auth_cancel_all(struct admin_auth *auth);
+
+/* ---- admin_objects.c ---- */
+
+/* /v1/objects/...: routes by method and path (segs[2..]) and serves. Answers every case. */
+void admin_objects_serve(struct admin_call *call);
+/* /v1/whoami */
+void admin_whoami_serve(struct admin_call *call);
+
+/*
+ * Whether call may act with right on (kind, name). LOCAL may do anything. Returns 1 when
+ * allowed; 0 after answering 403 (or 404 when the object does not exist and
+ * missing_is_404); -1 after answering a storage error. *had_r (may be NULL) gets the right
+ * the principal has.
+ */
+int admin_authorize(struct admin_call *call, void *state, MDB_txn *txn, enum dir_kind kind,
+                    const char *name, enum dir_right need, bool missing_is_404);
+
+/* Whether the principal is a member of `admins` (LOCAL: yes). <0 on a storage error. */
+int admin_is_admin(const struct admin_call *call, void *state, MDB_txn *txn, bool *admin_r);
+
+/* ---- admin_status.c ---- */
+
+void admin_status_serve(struct admin_call *call);
+void admin_metrics_serve(struct admin_call *call);
+void admin_events_serve(struct admin_call *call);
+/* Ends every events stream (shutdown). */
+void admin_streams_close_all(struct admin_server *srv);
+
+#endif
