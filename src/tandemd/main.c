@@ -22,7 +22,7 @@
 #endif
 
 static const char usage_text[] =
-    "Usage: tandemd -c FILE [--foreground] [--check-config]\n"
+    "Usage: tandemd -c FILE [--foreground] [--check-config | --print-ca]\n"
     "       tandemd --version | --help\n"
     "\n"
     "Runs a tandem server as configured in FILE (docs/config.md): a supervisor, a core\n"
@@ -32,6 +32,8 @@ static const char usage_text[] =
     "  -f, --foreground    stay attached to the terminal and keep logging to stderr;\n"
     "                      without it tandemd detaches once it is listening\n"
     "  -t, --check-config  load FILE, print the effective configuration and exit\n"
+    "      --print-ca      print the path of the CA certificate that clients need to\n"
+    "                      trust this server (tandemctl --ca), and exit\n"
     "  -V, --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
@@ -41,22 +43,29 @@ static const char usage_text[] =
     "Exit status:\n"
     "  0  stopped cleanly, or --check-config found FILE valid\n"
     "  1  could not start: the datadir is locked by another tandemd, a port could not be\n"
-    "     bound, a directory could not be created, or the user could not be switched to\n"
-    "  2  usage error, or FILE is invalid (the message names file:line and key)\n";
+    "     bound, a directory could not be created, the user could not be switched to, or\n"
+    "     the TLS files could not be created or loaded (the message names the file)\n"
+    "  2  usage error, or FILE is invalid (the message names file:line and key), or\n"
+    "     --print-ca with the operator's certificate and no [tls] ca\n";
 
 struct opts {
     const char *config;
     bool foreground;
     bool check;
+    bool print_ca;
 };
 
 static int
 parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
-        {"check-config", no_argument, NULL, 't'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"check-config", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"print-ca", no_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "c:ftVh", longopts, NULL)) != -1) {
@@ -69,6 +78,9 @@ parse_args(int argc, char **argv, struct opts *o)
             break;
         case 't':
             o->check = true;
+            break;
+        case 'P':
+            o->print_ca = true;
             break;
         case 'V':
             printf("tandemd %s\n", TANDEM_VERSION);
@@ -175,6 +187,11 @@ main(int argc, char **argv)
         tdm_config_free(&cfg);
         return ret < 0 ? TANDEMD_EXIT_START : TANDEMD_EXIT_OK;
     }
+    if (o.print_ca) {
+        int ret = tandemd__print_ca(cfg);
+        tdm_config_free(&cfg);
+        return ret;
+    }
 
     log_set_role("supervisor");
     log_set_min_level(cfg->log.level);
@@ -195,7 +212,8 @@ main(int argc, char **argv)
         return start_failed(why);
     }
     tandemd__set_event_sink(cfg);
-    if (tandemd__drop_privileges(cfg, &why) < 0) {
+    /* TLS files before the drop: as root they can still be given to the service user. */
+    if (tandemd__ensure_tls(cfg, &why) < 0 || tandemd__drop_privileges(cfg, &why) < 0) {
         for (unsigned i = 0; i < cfg->n_listeners; i++)
             close(listen_fds[i]);
         tdm_config_free(&cfg);

@@ -59,6 +59,20 @@ int tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **err
  */
 int tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r);
 
+/* ---- tls_setup.c ---- */
+
+/*
+ * Before the privilege drop: creates the local CA set in <datadir>/tls when cfg uses it and it
+ * does not exist (owned by cfg->user when running as root; emits TDM_EV_TLS_LOCAL_CA_CREATED),
+ * then loads the certificate and key in force once as a check. Returns 0 or an error with
+ * *error_r (allocated) naming the file.
+ */
+int tandemd__ensure_tls(const struct tdm_config *cfg, char **error_r);
+
+/* --print-ca: prints the path of the CA file clients need to trust this server; returns an
+ * exit code. */
+int tandemd__print_ca(const struct tdm_config *cfg);
+
 /* ---- supervisor.c ---- */
 
 /*

@@ -1,0 +1,266 @@
+"""tandemd's local CA against real processes: created at first start in <datadir>/tls, usable
+by an ordinary TLS stack (Python's ssl module verifies a handshake with it), kept byte for byte
+across restarts, an incomplete set refused with the missing file named, owned by the service
+user when started as root, and named by --print-ca.
+
+Each test has its own 127.78.x.y addresses and a temporary datadir, runs tandemd --foreground in
+a new session, and kills that session in teardown.
+"""
+import json
+import os
+import pathlib
+import pwd
+import random
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+WAIT = 20.0  # seconds: generous for sanitizer builds; polls end as soon as true
+LOCAL = ("ca.pem", "ca.key", "server.pem", "server.key")
+
+
+def wait_for(pred, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port(addr):
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def roles_of_children(pid):
+    """The --role arguments of pid's children, from /proc."""
+    out = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if int(st.rsplit(")", 1)[1].split()[1]) == pid and b"--role" in argv:
+            out.add(argv[argv.index(b"--role") + 1].decode())
+    return out
+
+
+class Server:
+    def __init__(self, exe, tmp):
+        self.exe = exe
+        self.tmp = tmp
+        net = f"127.78.{random.randint(1, 254)}"
+        self.addr = f"{net}.{random.randint(1, 127)}"
+        self.repl = f"{net}.{random.randint(128, 254)}"
+        self.port = free_port(self.addr)
+        self.datadir = tmp / "data"
+        self.tls = self.datadir / "tls"
+        self.events = tmp / "events.jsonl"
+        self.conf = tmp / "tandemd.conf"
+        self.log = tmp / "tandemd.log"
+        self.procs = []
+        self.write_conf()
+
+    def write_conf(self, user=None):
+        user_line = f"user = {user}\n" if user else ""
+        self.conf.write_text(f"""server = mbx7
+site = dc1
+datadir = {self.datadir}
+roles = mailbox
+{user_line}
+[network public]
+address = {self.addr}
+
+[network replication]
+address = {self.repl}
+
+[listen imap]
+network = public
+port = {self.port}
+
+[directory]
+endpoints = 127.0.0.10:8443
+
+[log]
+events = {self.events}
+""")
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            p = subprocess.Popen([str(self.exe), "-c", str(self.conf), "--foreground"],
+                                 stdout=log, stderr=log, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def wait_started(self, p):
+        wait_for(lambda: roles_of_children(p.pid) == {"core", "worker-imap"},
+                 "core and worker-imap")
+
+    def stop(self, p):
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=WAIT) == 0, self.output()
+
+    def kill_all(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=WAIT)
+
+    def events_with(self, id_):
+        if not self.events.exists():
+            return []
+        return [e for e in map(json.loads, self.events.read_text().splitlines())
+                if e["id"] == id_]
+
+    def output(self):
+        return self.log.read_text() if self.log.exists() else ""
+
+    def snapshot(self):
+        return {n: (self.tls / n).read_bytes() for n in LOCAL}
+
+
+@pytest.fixture
+def server(tandem_bin, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path)
+    yield s
+    s.kill_all()
+
+
+def handshake_with(server, peer):
+    """A TLS handshake over a socketpair: a server presenting the files tandemd wrote, a
+    client trusting only ca.pem and checking that the certificate names peer. Returns the
+    client's error, or None."""
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(server.tls / "server.pem", server.tls / "server.key")
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies chain and name by default
+    cctx.load_verify_locations(server.tls / "ca.pem")
+    a, b = socket.socketpair()
+    a.settimeout(WAIT)
+    b.settimeout(WAIT)
+
+    def serve():
+        try:
+            with sctx.wrap_socket(a, server_side=True) as s:
+                s.sendall(b"ok")
+        except (ssl.SSLError, OSError):
+            pass  # the client refused: the client's error is what the test checks
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with cctx.wrap_socket(b, server_hostname=peer) as c:
+            assert c.recv(2) == b"ok"
+        return None
+    except ssl.SSLCertVerificationError as e:
+        return e.verify_message
+    finally:
+        b.close()
+        t.join(WAIT)
+        a.close()
+
+
+def test_first_start_creates_the_local_ca_and_restarts_keep_it(server):
+    assert not server.tls.exists()
+    p = server.start()
+    server.wait_started(p)
+
+    assert sorted(os.listdir(server.tls)) == sorted(LOCAL)
+    assert stat.S_IMODE(server.tls.stat().st_mode) == 0o750
+    for name in LOCAL:
+        mode = stat.S_IMODE((server.tls / name).stat().st_mode)
+        assert mode == (0o600 if name.endswith(".key") else 0o644), (name, oct(mode))
+    assert not (server.datadir / "tls.new").exists()
+    created = server.events_with(2100)
+    assert len(created) == 1, server.output()
+    assert created[0]["name"] == "tls.local_ca_created"
+    assert str(server.tls / "ca.pem") in created[0]["message"]
+
+    # The certificate verifies against ca.pem for the server's name and each of its addresses,
+    # and for nothing else.
+    for peer in ("mbx7", server.addr, server.repl):
+        assert handshake_with(server, peer) is None, peer
+    assert "mismatch" in handshake_with(server, "127.0.0.9")
+    assert "mismatch" in handshake_with(server, "mbx8")
+
+    # Restarts keep every byte, and say nothing about creating a CA.
+    before = server.snapshot()
+    server.stop(p)
+    p = server.start()
+    server.wait_started(p)
+    assert server.snapshot() == before
+    assert len(server.events_with(2100)) == 1
+    server.stop(p)
+
+
+def test_incomplete_set_refuses_to_start(server):
+    p = server.start()
+    server.wait_started(p)
+    server.stop(p)
+    ca = (server.tls / "ca.pem").read_bytes()
+    (server.tls / "server.key").unlink()
+
+    p = server.start()
+    assert p.wait(timeout=WAIT) == 1
+    out = server.output()
+    assert f"incomplete local CA in {server.tls}: missing server.key" in out, out
+    assert (server.tls / "ca.pem").read_bytes() == ca  # never regenerated
+    assert not (server.tls / "server.key").exists()
+
+
+def test_print_ca(server):
+    r = subprocess.run([str(server.exe), "-c", str(server.conf), "--print-ca"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{server.tls / 'ca.pem'}\n"
+    assert "creates it at its first start" in r.stderr
+    assert not server.tls.exists()  # --print-ca creates nothing
+
+    p = server.start()
+    server.wait_started(p)
+    r = subprocess.run([str(server.exe), "-c", str(server.conf), "--print-ca"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"{server.tls / 'ca.pem'}\n", "")
+    server.stop(p)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to test the privilege drop")
+def test_root_gives_the_files_to_the_service_user(tandem_bin):
+    nobody = pwd.getpwnam("nobody")
+    # pytest's tmp_path is private to root; nobody needs a directory it can reach.
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tandemd-tls-"))
+    os.chmod(tmp, 0o755)
+    s = Server(tandem_bin("tandemd"), tmp)
+    try:
+        s.datadir.mkdir(mode=0o750)
+        os.chown(s.datadir, nobody.pw_uid, nobody.pw_gid)
+        s.events.touch()
+        os.chown(s.events, nobody.pw_uid, nobody.pw_gid)
+        s.write_conf(user="nobody")
+        p = s.start()
+        s.wait_started(p)
+        for path in [s.tls, *(s.tls / n for n in LOCAL)]:
+            st = path.stat()
+            assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), path
+        s.stop(p)
+    finally:
+        s.kill_all()
+        shutil.rmtree(tmp)
