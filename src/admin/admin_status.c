@@ -192,7 +192,7 @@ admin_status_serve(struct admin_call *call)
 
 /* ---- /metrics ---- */
 
-/* A metric name from a core counter name ([A-Za-z_][A-Za-z0-9_]* by ipc.h's rule). */
+/* Per-database figures, labelled by database. */
 static void
 metrics_db(struct evbuffer *out, const struct ipc_db_status_reply *r)
 {
@@ -306,12 +306,16 @@ metrics_core_cb(void *ctx, int status, const struct ipc_msg *reply)
         return;
     }
     const struct ipc_status_reply *r = &reply->u.status_reply;
-    for (uint32_t i = 0; i < r->n_counters; i++)
-        evbuffer_add_printf(mc->out, "# TYPE tandem_core_%.*s untyped\ntandem_core_%.*s %" PRIu64
-                                     "\n",
-                            (int)r->counters[i].name.len, r->counters[i].name.ptr,
-                            (int)r->counters[i].name.len, r->counters[i].name.ptr,
-                            r->counters[i].value);
+    for (uint32_t i = 0; i < r->n_counters; i++) {
+        /* The core names its counters for Prometheus already ("tandem_core_..."); anything
+         * else gets that prefix so every metric of ours starts with tandem_. */
+        const struct ipc_str *n = &r->counters[i].name;
+        const char *prefix = n->len >= 7 && !memcmp(n->ptr, "tandem_", 7) ? "" : "tandem_core_";
+        bool total = n->len >= 6 && !memcmp(n->ptr + n->len - 6, "_total", 6);
+        evbuffer_add_printf(mc->out, "# TYPE %s%.*s %s\n%s%.*s %" PRIu64 "\n", prefix,
+                            (int)n->len, n->ptr, total ? "counter" : "gauge", prefix, (int)n->len,
+                            n->ptr, r->counters[i].value);
+    }
     int ret = core_link_db_status(mc->call->srv->core, metrics_db_cb, mc);
     if (ret < 0) {
         struct admin_call *call = mc->call;

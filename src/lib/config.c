@@ -531,6 +531,12 @@ check_cross(struct loader *ld)
         return fail(ld, TDM_EINVAL, ld->sec[0].key_line[3],
                     "key \"roles\": without the directory role this server needs a [directory] "
                     "section with \"endpoints\" to reach it");
+    /* Events go to a file unless told otherwise, so `tandemctl events` (which reads this file
+     * through the admin API) works out of the box; "/dev/stderr" sends them to the journal. */
+    if (!cfg->log.events && asprintf(&cfg->log.events, "%s/events.log", cfg->datadir) < 0) {
+        cfg->log.events = NULL;
+        return fail(ld, -ENOMEM, 0, "out of memory");
+    }
     return 0;
 }
 
@@ -719,8 +725,6 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[3], &cfg->store);
     fputs("\n[log]\n", out);
     dump_keys(out, &sections[4], &cfg->log);
-    if (!cfg->log.events)
-        fputs("# events: not set, written to stderr\n", out);
     fputs("\n[tls]\n", out);
     dump_keys(out, &sections[5], &cfg->tls);
     if (!cfg->tls.certificate || !cfg->tls.ca)

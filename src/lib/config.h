@@ -89,7 +89,8 @@ struct tdm_config_store {
 /* [log] */
 struct tdm_config_log {
     enum log_level level;
-    char *events; /* path of the operator events file; NULL = stderr */
+    char *events; /* path of the operator events file; a load sets <datadir>/events.log when
+                   * the file names none, so never NULL in a loaded config */
 };
 
 /* [tls]: each NULL means the local file in <datadir>/tls/ (lib/tls.h resolves them). */

@@ -215,7 +215,7 @@ test_fields(void **state)
     assert_int_equal(cfg->directory.n_endpoints, 0);
     assert_int_equal(cfg->directory.cache_ttl_ms, 600000);
     assert_string_equal(cfg->user, "");
-    assert_null(cfg->log.events);
+    assert_string_equal(cfg->log.events, "/d/events.log"); /* the default: beside the data */
     assert_null(cfg->tls.certificate); /* NULL: the local CA's files */
     assert_null(cfg->tls.key);
     assert_null(cfg->tls.ca);
