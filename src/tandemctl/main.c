@@ -18,6 +18,18 @@
 
 static const struct ctl_noun ctl_nouns[] = {
     {"db", "offline database tools: create, inspect, verify, recover", ctl_db_verbs},
+    {"user", "mailbox users: add, list, show, set, remove, password", ctl_user_verbs},
+    {"group", "groups of users and servers, and their members", ctl_group_verbs},
+    {"acl", "who may do what to an object: show, grant, revoke", ctl_acl_verbs},
+    {"site", "sites (datacenters)", ctl_site_verbs},
+    {"network", "networks (public, replication, heartbeat...)", ctl_network_verbs},
+    {"server", "servers (tandemd instances) and their keys", ctl_server_verbs},
+    {"cluster", "clusters of servers in one site", ctl_cluster_verbs},
+    {"cms", "clustered mailbox servers", ctl_cms_verbs},
+    {"database", "mailbox databases in the directory", ctl_database_verbs},
+    {"status", "a server's state and its databases", ctl_status_verbs},
+    {"events", "a server's operator events, past and (--follow) live", ctl_events_verbs},
+    {"whoami", "who the server takes you for", ctl_whoami_verbs},
 };
 #define CTL_N_NOUNS (sizeof(ctl_nouns) / sizeof(ctl_nouns[0]))
 
@@ -28,7 +40,14 @@ static const char exit_codes_help[] =
     "  2  usage error\n"
     "  3  the directory does not exist or is not a tandem database\n"
     "  4  the database is in use (mounted by another process)\n"
-    "  5  I/O or other error\n";
+    "  5  I/O or other error\n"
+    "  6  refused by the ACL (the message names object, principal and missing right)\n"
+    "  7  no such object\n"
+    "  8  conflict: the object exists already, changed since it was read, or a member\n"
+    "     does not exist\n"
+    "  9  cannot reach the server (connect, TLS) or authentication failed\n"
+    " 10  the server cannot do it now (no directory there, core unreachable, database\n"
+    "     refusing commits); try again later\n";
 
 void
 ctl_error(const char *fmt, ...)
@@ -59,16 +78,17 @@ ctl_usage_error(const struct ctl_verb *verb, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nusage: tandemctl %s %s %s\n(see `tandemctl %s %s --help`)\n",
-            ctl_noun_of(verb), verb->verb, verb->usage, ctl_noun_of(verb), verb->verb);
+    const char *sp = verb->verb[0] ? " " : "";
+    fprintf(stderr, "\nusage: tandemctl %s%s%s %s\n(see `tandemctl %s%s%s --help`)\n",
+            ctl_noun_of(verb), sp, verb->verb, verb->usage, ctl_noun_of(verb), sp, verb->verb);
     return CTL_EXIT_USAGE;
 }
 
 void
 ctl_verb_help(const struct ctl_verb *verb)
 {
-    printf("usage: tandemctl %s %s %s\n\n%s\n", ctl_noun_of(verb), verb->verb, verb->usage,
-           verb->summary);
+    printf("usage: tandemctl %s%s%s %s\n\n%s\n", ctl_noun_of(verb), verb->verb[0] ? " " : "",
+           verb->verb, verb->usage, verb->summary);
     if (verb->help)
         printf("\n%s", verb->help);
     printf("\n%s", exit_codes_help);
@@ -103,7 +123,7 @@ main_help(FILE *out)
                  "       tandemctl <noun> --help | tandemctl --help | tandemctl --version\n\n"
                  "Nouns:\n");
     for (size_t i = 0; i < CTL_N_NOUNS; i++)
-        fprintf(out, "  %-8s %s\n", ctl_nouns[i].noun, ctl_nouns[i].summary);
+        fprintf(out, "  %-9s %s\n", ctl_nouns[i].noun, ctl_nouns[i].summary);
     fprintf(out,
             "\nEvents the libraries emit are printed as \"event: ...\" lines on stderr,\n"
             "or included under \"events\" in --json output.\n\n%s"
@@ -154,6 +174,8 @@ main(int argc, char **argv)
         ctl_error("unknown noun \"%s\" (`tandemctl --help` lists them)", argv[1]);
         return CTL_EXIT_USAGE;
     }
+    if (noun->verbs[0].verb[0] == '\0') /* a noun without verbs: the rest are its arguments */
+        return noun->verbs[0].run(&noun->verbs[0], argc - 1, argv + 1);
     if (argc < 3) {
         ctl_error("%s: no verb given", noun->noun);
         noun_help(noun, stderr);

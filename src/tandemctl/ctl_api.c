@@ -1,0 +1,557 @@
+/*
+ * The common part of every verb that talks to a server (ctl_api.h): options, where the
+ * server is, credentials, one call with its errors mapped to messages and exit codes.
+ */
+#include "tandemctl/ctl_api.h"
+
+#include "lib/config.h"
+#include "lib/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Connect, and each read and write, of an ordinary call. */
+#define CTL_API_TIMEOUT_MS 30000
+/* Longest secret read from a file, a terminal or stdin (the API takes 8..1024 bytes). */
+#define SECRET_MAX 1024
+
+const char ctl_api_options_help[] =
+    "Where the server is (the first that is given wins):\n"
+    "  --socket PATH        the admin unix socket, <datadir>/run/admin.sock\n"
+    "  --server HOST:PORT   [listen admin] over TLS; needs --user and a CA\n"
+    "  --ca FILE            the CA that signed the server's certificate (TLS)\n"
+    "  -c, --config FILE    tandemd's config: its <datadir>/run/admin.sock, and its CA\n"
+    "                       (<datadir>/tls/ca.pem or [tls] ca) for --server\n"
+    "  environment          TANDEM_SOCKET, or TANDEM_SERVER with TANDEM_CA\n"
+    "Who asks:\n"
+    "  --user NAME          authenticate as user NAME (over the socket without --user:\n"
+    "                       the local operator, allowed everything)\n"
+    "  --password-file FILE the password is the first line of FILE; else TANDEM_PASSWORD;\n"
+    "                       else it is asked for on the terminal\n"
+    "Output:\n"
+    "  --json               print the server's JSON document instead of a table\n";
+
+static bool
+opt_is(const char *arg, const char *name, const char **inline_val_r)
+{
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0)
+        return false;
+    if (arg[n] == '\0') {
+        *inline_val_r = NULL;
+        return true;
+    }
+    if (arg[n] == '=' && name[1] == '-') {
+        *inline_val_r = arg + n + 1;
+        return true;
+    }
+    return false;
+}
+
+int
+ctl_opt_value(const struct ctl_verb *verb, const char *name, int argc, char **argv, int *i,
+              const char **val_r)
+{
+    const char *v;
+    if (!opt_is(argv[*i], name, &v))
+        return 0;
+    if (!v) {
+        if (*i + 1 >= argc)
+            return ctl_usage_error(verb, "%s needs a value", name);
+        v = argv[++*i];
+    }
+    *val_r = v;
+    return 1;
+}
+
+int
+ctl_api_option(const struct ctl_verb *verb, int argc, char **argv, int *i,
+               struct ctl_api_opts *o)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--json") == 0) {
+        o->json = true;
+        return 1;
+    }
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        o->help = true;
+        return 1;
+    }
+    static const struct {
+        const char *name;
+        size_t off;
+    } opts[] = {
+        {"--socket", offsetof(struct ctl_api_opts, socket)},
+        {"--server", offsetof(struct ctl_api_opts, server)},
+        {"--ca", offsetof(struct ctl_api_opts, ca)},
+        {"--config", offsetof(struct ctl_api_opts, config)},
+        {"-c", offsetof(struct ctl_api_opts, config)},
+        {"--user", offsetof(struct ctl_api_opts, user)},
+        {"--password-file", offsetof(struct ctl_api_opts, password_file)},
+    };
+    for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+        const char *v;
+        int r = ctl_opt_value(verb, opts[k].name, argc, argv, i, &v);
+        if (r == 1) {
+            if (*v == '\0')
+                return ctl_usage_error(verb, "%s needs a value", opts[k].name);
+            *(const char **)((char *)o + opts[k].off) = v;
+        }
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Secrets                                                            */
+
+static void
+wipe_free(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+/* One line from f without its line ending, or NULL at EOF/error. Over SECRET_MAX is an error. */
+static char *
+read_line(FILE *f, bool *too_long_r)
+{
+    char buf[SECRET_MAX + 2];
+    *too_long_r = false;
+    if (!fgets(buf, sizeof(buf), f))
+        return NULL;
+    size_t len = strcspn(buf, "\r\n");
+    if (len > SECRET_MAX) {
+        *too_long_r = true;
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return NULL;
+    }
+    buf[len] = '\0';
+    char *s = strdup(buf);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    if (!s) {
+        fputs("tandemctl: out of memory\n", stderr);
+        exit(CTL_EXIT_ERROR);
+    }
+    return s;
+}
+
+/* Asks on the terminal tty with echo off. NULL on EOF or error. */
+static char *
+ask_tty(FILE *tty, const char *prompt)
+{
+    struct termios old, quiet;
+    int fd = fileno(tty);
+    bool restore = tcgetattr(fd, &old) == 0;
+    if (restore) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ECHONL;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    fputs(prompt, tty);
+    fflush(tty);
+    bool too_long;
+    char *s = read_line(tty, &too_long);
+    if (restore)
+        tcsetattr(fd, TCSAFLUSH, &old);
+    if (too_long)
+        ctl_error("longer than %d bytes", SECRET_MAX);
+    return s;
+}
+
+char *
+ctl_read_secret(const char *prompt, bool confirm)
+{
+    FILE *tty = isatty(STDIN_FILENO) ? fopen("/dev/tty", "r+e") : NULL;
+    if (!tty) {
+        bool too_long;
+        char *s = read_line(stdin, &too_long);
+        if (!s)
+            ctl_error(too_long ? "the secret on standard input is longer than %d bytes"
+                               : "nothing to read on standard input (%d bytes at most, one "
+                                 "line)",
+                      SECRET_MAX);
+        return s;
+    }
+    char *s = ask_tty(tty, prompt);
+    if (s && confirm) {
+        char *again = ask_tty(tty, "Again: ");
+        if (!again || strcmp(s, again) != 0) {
+            ctl_error("the two entries differ; nothing was changed");
+            wipe_free(s);
+            s = NULL;
+        }
+        wipe_free(again);
+    }
+    fclose(tty);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Where the server is                                                */
+
+static char *
+xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        fputs("tandemctl: out of memory\n", stderr);
+        exit(CTL_EXIT_ERROR);
+    }
+    return d;
+}
+
+/* "host:port" or "[v6]:port" into t->host / t->port. */
+static bool
+parse_host_port(const char *s, struct admin_target *t)
+{
+    const char *colon;
+    char host[256];
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || close == s + 1 || (size_t)(close - s - 1) >= sizeof(host))
+            return false;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host) ||
+            memchr(s, ':', (size_t)(colon - s)))
+            return false;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+    }
+    const char *port = colon + 1;
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*port < '0' || *port > '9' || *end || p < 1 || p > 65535)
+        return false;
+    t->host = xstrdup(host);
+    t->port = xstrdup(port);
+    return true;
+}
+
+/* Loads tandemd's config for its datadir and CA. Returns 0 or an exit code after printing. */
+static int
+from_config(const char *path, bool want_socket, bool want_ca, struct admin_target *t)
+{
+    struct tdm_config *cfg = NULL;
+    char *err = NULL;
+    int r = tdm_config_load_file(path, &cfg, &err);
+    if (r != 0) {
+        ctl_error("cannot use the tandemd config: %s", err ? err : "out of memory");
+        free(err);
+        return r == -ENOENT || r == -EACCES ? CTL_EXIT_ERROR : CTL_EXIT_USAGE;
+    }
+    t->datadir = xstrdup(cfg->datadir);
+    if (want_socket) {
+        char *sock = NULL;
+        if (asprintf(&sock, "%s/run/admin.sock", cfg->datadir) < 0)
+            exit(CTL_EXIT_ERROR);
+        t->socket_path = sock;
+    }
+    if (want_ca) {
+        struct tls_files files;
+        tls_files_from_config(cfg, &files);
+        t->ca_file = xstrdup(files.ca);
+        tls_files_clear(&files);
+    }
+    tdm_config_free(&cfg);
+    return 0;
+}
+
+static int
+where(const struct ctl_verb *verb, const struct ctl_api_opts *o, struct admin_target *t)
+{
+    if (o->socket && o->server)
+        return ctl_usage_error(verb, "give --socket or --server, not both");
+    const char *server = o->server, *socket = o->socket;
+    bool from_env = false;
+    if (!server && !socket && !o->config) {
+        socket = getenv("TANDEM_SOCKET");
+        server = getenv("TANDEM_SERVER");
+        if (socket && *socket && server && *server)
+            return ctl_usage_error(verb, "both TANDEM_SOCKET and TANDEM_SERVER are set; unset "
+                                         "one, or say which with --socket or --server");
+        if (socket && !*socket)
+            socket = NULL;
+        if (server && !*server)
+            server = NULL;
+        from_env = true;
+    }
+    if (!server && !socket && !o->config)
+        return ctl_usage_error(verb, "which server? give --socket <datadir>/run/admin.sock, "
+                                     "--server HOST:PORT with --ca, or -c <tandemd config> "
+                                     "(or set TANDEM_SOCKET, or TANDEM_SERVER and TANDEM_CA)");
+    if (socket) {
+        t->socket_path = xstrdup(socket);
+        return 0;
+    }
+    if (server) {
+        if (!parse_host_port(server, t))
+            return ctl_usage_error(verb,
+                                   "%s \"%s\" is not HOST:PORT (an IPv6 address goes in "
+                                   "brackets: [::1]:8443)",
+                                   from_env ? "TANDEM_SERVER" : "--server", server);
+        const char *ca = o->ca ? o->ca : getenv("TANDEM_CA");
+        if (ca && *ca)
+            t->ca_file = xstrdup(ca);
+        else if (o->config)
+            return from_config(o->config, false, true, t);
+        else
+            return ctl_usage_error(verb, "TLS needs the CA that signed the server's "
+                                         "certificate: give --ca FILE (the server's "
+                                         "<datadir>/tls/ca.pem), set TANDEM_CA, or give -c "
+                                         "<tandemd config>");
+        return 0;
+    }
+    return from_config(o->config, true, false, t);
+}
+
+static int
+who(const struct ctl_verb *verb, const struct ctl_api_opts *o, struct admin_target *t)
+{
+    if (!o->user) {
+        if (!t->socket_path)
+            return ctl_usage_error(verb, "--server needs --user NAME: requests over TLS are "
+                                         "authenticated with a password");
+        if (o->password_file)
+            return ctl_usage_error(verb, "--password-file needs --user NAME");
+        return 0;
+    }
+    t->user = xstrdup(o->user);
+    if (o->password_file) {
+        FILE *f = fopen(o->password_file, "re");
+        if (!f) {
+            ctl_error("cannot read the password file %s: %s", o->password_file, strerror(errno));
+            return CTL_EXIT_ERROR;
+        }
+        bool too_long;
+        t->password = read_line(f, &too_long);
+        fclose(f);
+        if (!t->password) {
+            ctl_error("the password file %s is %s", o->password_file,
+                      too_long ? "longer than 1024 bytes on its first line" : "empty");
+            return CTL_EXIT_USAGE;
+        }
+        return 0;
+    }
+    const char *env = getenv("TANDEM_PASSWORD");
+    if (env) {
+        t->password = xstrdup(env);
+        return 0;
+    }
+    if (!isatty(STDIN_FILENO))
+        return ctl_usage_error(verb,
+                               "no password for user %s: set TANDEM_PASSWORD, give "
+                               "--password-file FILE, or run on a terminal to be asked",
+                               o->user);
+    char prompt[300];
+    snprintf(prompt, sizeof(prompt), "Password for %s: ", o->user);
+    t->password = ctl_read_secret(prompt, false);
+    return t->password ? 0 : CTL_EXIT_USAGE;
+}
+
+int
+ctl_api_target(const struct ctl_verb *verb, const struct ctl_api_opts *o, bool stream,
+               struct admin_target *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->timeout_ms = CTL_API_TIMEOUT_MS;
+    t->stream = stream;
+    int r = where(verb, o, t);
+    if (r == 0)
+        r = who(verb, o, t);
+    if (r != 0)
+        admin_target_clear(t);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Calls                                                              */
+
+int
+ctl_exit_for_status(int status)
+{
+    switch (status) {
+    case 400:
+    case 413:
+        return CTL_EXIT_USAGE;
+    case 401:
+        return CTL_EXIT_UNREACHABLE;
+    case 403:
+        return CTL_EXIT_FORBIDDEN;
+    case 404:
+        return CTL_EXIT_NOT_FOUND;
+    case 409:
+        return CTL_EXIT_CONFLICT;
+    case 503:
+        return CTL_EXIT_UNAVAILABLE;
+    default:
+        return CTL_EXIT_ERROR;
+    }
+}
+
+void
+ctl_print_json(json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+bool
+ctl_path_append(char *buf, size_t size, const char *s)
+{
+    size_t len = strlen(buf);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || strchr("-._~", *c);
+        size_t need = plain ? 1 : 3;
+        if (len + need >= size)
+            return false;
+        if (plain)
+            buf[len++] = (char)*c;
+        else
+            len += (size_t)snprintf(buf + len, size - len, "%%%02X", *c);
+    }
+    buf[len] = '\0';
+    return true;
+}
+
+static const char *
+str_member(json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+/* Prints the error an HTTP answer carries, with what to do about it. */
+static void
+print_http_error(const struct admin_target *t, const struct admin_response *resp, json_t *doc)
+{
+    json_t *err = json_object_get(doc, "error");
+    const char *msg = str_member(err, "message");
+    char namebuf[300];
+    const char *name = admin_target_name(t, namebuf, sizeof(namebuf));
+    switch (resp->status) {
+    case 401:
+        ctl_error("%s refused the credentials of %s%s: %s; check the user name and the "
+                  "password (--password-file, TANDEM_PASSWORD)",
+                  name, t->user ? "user " : "", t->user ? t->user : "this process",
+                  msg ? msg : "unauthenticated");
+        return;
+    case 403: {
+        const char *obj = str_member(err, "object"), *pr = str_member(err, "principal"),
+                   *right = str_member(err, "right");
+        bool acl_right = right && (strcmp(right, "read") == 0 || strcmp(right, "write") == 0 ||
+                                   strcmp(right, "full-control") == 0);
+        if (obj && pr && acl_right)
+            ctl_error("%s; someone with full-control on %s can grant it: tandemctl acl grant "
+                      "%s %s %s",
+                      msg ? msg : "forbidden", obj, obj, pr, right);
+        else if (pr && strncmp(pr, "user:", 5) == 0 && right && strcmp(right, "create") == 0)
+            /* Creating is not a right on an object (it does not exist yet): it comes with
+             * membership of admins. */
+            ctl_error("%s; an admin can add you: tandemctl group add-member admins %s",
+                      msg ? msg : "forbidden", pr);
+        else
+            ctl_error("%s", msg ? msg : "forbidden by the ACL");
+        return;
+    }
+    case 503:
+        ctl_error("%s cannot do that now: %s", name, msg ? msg : "unavailable");
+        return;
+    default:
+        break;
+    }
+    if (msg)
+        ctl_error("%s", msg);
+    else
+        ctl_error("%s answered HTTP %d without an error document; is that a tandem admin "
+                  "endpoint?",
+                  name, resp->status);
+}
+
+int
+ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const char *method,
+             const char *path, json_t *body, json_t **doc_r)
+{
+    *doc_r = NULL;
+    char *text = NULL;
+    if (body && !(text = json_dumps(body, JSON_COMPACT))) {
+        ctl_error("out of memory");
+        return CTL_EXIT_ERROR;
+    }
+    struct admin_response resp;
+    enum admin_fail why;
+    char *err = NULL;
+    int r = admin_request(t, method, path, text, NULL, NULL, &resp, &why, &err);
+    free(text);
+    if (r != 0) {
+        ctl_error("%s", err);
+        free(err);
+        return CTL_EXIT_UNREACHABLE;
+    }
+    json_error_t jerr;
+    json_t *doc = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, &jerr) : NULL;
+    int code = CTL_EXIT_OK;
+    if (resp.status / 100 != 2) {
+        print_http_error(t, &resp, doc);
+        if (o->json && doc)
+            ctl_print_json(doc);
+        code = ctl_exit_for_status(resp.status);
+        json_decref(doc);
+    } else if (resp.body_len && !doc) {
+        char name[300];
+        ctl_error("%s answered %d with a body that is not JSON (%s at byte %d)",
+                  admin_target_name(t, name, sizeof(name)), resp.status, jerr.text,
+                  jerr.position);
+        code = CTL_EXIT_ERROR;
+    } else {
+        *doc_r = doc;
+    }
+    admin_response_clear(&resp);
+    return code;
+}
+
+int
+ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_pos, int max_pos,
+              const char **pos, int *n_pos, struct ctl_api_opts *o, struct admin_target *t)
+{
+    memset(o, 0, sizeof(*o));
+    *n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return ctl_usage_error(verb, "unknown option \"%s\"", argv[i]);
+        if (*n_pos == max_pos)
+            return ctl_usage_error(verb, "unexpected argument \"%s\"", argv[i]);
+        pos[(*n_pos)++] = argv[i];
+    }
+    if (o->help) {
+        ctl_verb_help(verb);
+        printf("\n%s", ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (*n_pos < min_pos)
+        return ctl_usage_error(verb, "%s", *n_pos ? "too few arguments" : "no arguments given");
+    int r = ctl_api_target(verb, o, false, t);
+    return r == 0 ? -1 : r;
+}

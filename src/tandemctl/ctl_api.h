@@ -1,0 +1,93 @@
+#ifndef TANDEM_TANDEMCTL_CTL_API_H
+#define TANDEM_TANDEMCTL_CTL_API_H
+
+/*
+ * What every verb that talks to a server shares: the options that say where the server is
+ * and who asks (--socket, --server, --ca, -c, --user, --password-file, --json), turning them
+ * into an admin_target (flags, else TANDEM_* environment, else the tandemd config), making a
+ * call, and turning an HTTP error into a message and an exit code (ctl.h).
+ */
+
+#include "tandemctl/admin_client.h"
+#include "tandemctl/ctl.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct ctl_api_opts {
+    const char *socket;        /* --socket PATH */
+    const char *server;        /* --server HOST:PORT */
+    const char *ca;            /* --ca FILE */
+    const char *config;        /* -c, --config FILE (tandemd's config: its datadir) */
+    const char *user;          /* --user NAME */
+    const char *password_file; /* --password-file FILE */
+    bool json;                 /* --json */
+    bool help;                 /* --help, -h */
+};
+
+/* The lines "<noun> <verb> --help" shows for the options above. */
+extern const char ctl_api_options_help[];
+
+/*
+ * If argv[*i] is one of the common options, takes it (and its value: "--opt VALUE" or
+ * "--opt=VALUE"), advancing *i past the value, and returns 1; returns 0 when it is not one;
+ * CTL_EXIT_USAGE after printing when its value is missing.
+ */
+int ctl_api_option(const struct ctl_verb *verb, int argc, char **argv, int *i,
+                   struct ctl_api_opts *o);
+
+/*
+ * The same for a verb's own option called name ("--display-name"): returns 1 with *val_r
+ * (borrowed from argv), 0 when argv[*i] is something else, or CTL_EXIT_USAGE.
+ */
+int ctl_opt_value(const struct ctl_verb *verb, const char *name, int argc, char **argv, int *i,
+                  const char **val_r);
+
+/*
+ * Resolves o into *t: where (flags, else TANDEM_SOCKET / TANDEM_SERVER + TANDEM_CA, else -c),
+ * and who (--user with the password from --password-file, TANDEM_PASSWORD or a prompt on the
+ * terminal). stream: no read timeout (events --follow). Returns 0, or an exit code after
+ * printing what is missing and how to give it.
+ */
+int ctl_api_target(const struct ctl_verb *verb, const struct ctl_api_opts *o, bool stream,
+                   struct admin_target *t);
+
+/*
+ * Reads a secret: from the terminal without echo (prompt; asked twice when confirm), else one
+ * line of standard input when it is not a terminal. Returns an allocated string (the caller
+ * wipes and frees it) or NULL after printing why.
+ */
+char *ctl_read_secret(const char *prompt, bool confirm);
+
+/*
+ * One request. body (may be NULL) is borrowed. On a 2xx answer returns CTL_EXIT_OK with the
+ * JSON document in *doc_r (owned; NULL when the body was empty). Otherwise prints what went
+ * wrong and what to do (with o->json also the server's error document on stdout) and returns
+ * the exit code for it.
+ */
+int ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const char *method,
+                 const char *path, json_t *body, json_t **doc_r);
+
+/*
+ * The whole preamble of a verb that takes only the common options and min_pos..max_pos
+ * positionals (into pos[], borrowed from argv): parse, answer --help, resolve the target.
+ * Returns -1 when the verb should go on with *o and *t (admin_target_clear it), else the
+ * exit code after printing.
+ */
+int ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_pos, int max_pos,
+                  const char **pos, int *n_pos, struct ctl_api_opts *o, struct admin_target *t);
+
+/* The exit code for an HTTP error status (4xx, 5xx). */
+int ctl_exit_for_status(int status);
+
+/* Prints doc as indented JSON and a newline on stdout. */
+void ctl_print_json(json_t *doc);
+
+/*
+ * Appends s to the path in buf (size bytes, NUL-terminated), percent-encoding everything but
+ * unreserved characters, so a name can never add a path segment or a query. Returns false
+ * when it does not fit.
+ */
+bool ctl_path_append(char *buf, size_t size, const char *s);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * tandemctl site|network|server|cluster|cms|database list|show|add|set|remove: the topology
+ * nouns. Each is only a table over the shared object verbs (ctl_obj.c); what differs between
+ * them (named options, list columns) is in ctl_kinds.c.
+ */
+#include "tandemctl/ctl.h"
+#include "tandemctl/ctl_obj.h"
+
+/* One table per noun: ctl_noun_of() finds the kind by the table a verb is in. */
+#define OBJ_VERBS(kind)                                                                        \
+    {"list", "[options]", "list every " kind " (that you may read)", NULL, ctl_obj_list},     \
+        {"show", "<name> [options]", "show one " kind ": attributes, version, ACL", NULL,     \
+         ctl_obj_show},                                                                        \
+        {"add", CTL_OBJ_ATTR_USAGE, "create a " kind " (it must not exist yet)", NULL,         \
+         ctl_obj_add},                                                                         \
+        {"set", CTL_OBJ_ATTR_USAGE " [--unset KEY]...",                                        \
+         "change some attributes of a " kind ", keeping the others", NULL, ctl_obj_set},      \
+        {"remove", "<name> [options]", "delete a " kind, NULL, ctl_obj_remove}
+
+const struct ctl_verb ctl_site_verbs[] = {OBJ_VERBS("site"), {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_network_verbs[] = {OBJ_VERBS("network"),
+                                             {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_server_verbs[] = {
+    OBJ_VERBS("server"),
+    {"password", "<name> [--new-password-file FILE] [options]",
+     "set the key a server authenticates with (server/<name>)",
+     "Without --new-password-file, the key is asked for twice on the terminal, or read as\n"
+     "one line from standard input when that is not a terminal. 8 to 1024 bytes.\n",
+     ctl_obj_password},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+const struct ctl_verb ctl_cluster_verbs[] = {OBJ_VERBS("cluster"),
+                                             {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_cms_verbs[] = {OBJ_VERBS("clustered mailbox server"),
+                                         {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_database_verbs[] = {OBJ_VERBS("database"),
+                                              {NULL, NULL, NULL, NULL, NULL}};
