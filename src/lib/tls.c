@@ -22,7 +22,7 @@
 
 /* ---- messages ------------------------------------------------------------------------------ */
 
-static char *
+__attribute__((format(printf, 1, 0))) static char *
 vfmt(const char *fmt, va_list ap)
 {
     char *s = NULL;
