@@ -4,7 +4,8 @@
 /*
  * Operator-facing events. The numbers are a stable contract: never reuse or renumber one.
  * Each is catalogued in docs/events.md with its cause and remedy.
- * Ranges: 1000-1999 store; 2000-2099 process (tandemd's supervisor); 2100-2199 tls.
+ * Ranges: 1000-1999 store; 2000-2099 process (tandemd's supervisor); 2100-2199 tls;
+ * 3000-3099 directory.
  */
 enum tdm_event {
     TDM_EV_STORE_MOUNTED = 1000,
@@ -30,6 +31,8 @@ enum tdm_event {
     TDM_EV_PROCESS_RUNNING_AS_ROOT = 2008,
 
     TDM_EV_TLS_LOCAL_CA_CREATED = 2100,
+
+    TDM_EV_DIRECTORY_CREATED = 3000,
 };
 
 enum tdm_event_severity {

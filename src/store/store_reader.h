@@ -15,6 +15,10 @@
  *
  * A read transaction sees one consistent snapshot and holds back LMDB's page reuse while it is
  * open: keep it short (one request), never across a wait for the network.
+ *
+ * Hazard: in the same process as the store that writes the database (tests only), close the
+ * reader after the store: LMDB's lock file uses POSIX record locks, which closing any
+ * descriptor of that file drops for the whole process.
  */
 
 #include "store/mail.h"
@@ -27,8 +31,9 @@ struct store_reader;
 /*
  * Opens dir's LMDB read-only. handler: the record handler the database's kind needs (NULL for
  * mail), borrowed until store_reader_free(). Returns 0 with an owned *reader_r, or
- * TDM_EFOREIGN (not a tandem database), TDM_EINVAL (handler does not fit the kind), -errno,
- * with *error_r (static or thread-local).
+ * TDM_EFOREIGN (not a tandem database), TDM_EINVAL (handler does not fit the kind: the store
+ * checks only that "mail" has none and every other kind has one, since mapping kinds to
+ * handlers is the caller's), -errno, with *error_r (static or thread-local).
  */
 int store_reader_open(const char *dir, const struct store_record_handler *handler,
                       struct store_reader **reader_r, const char **error_r);

@@ -1,15 +1,18 @@
 /*
- * The core process. For now it mounts the databases: with the mailbox role, every directory
+ * The core process: the databases. With the mailbox or the directory role, every directory
  * under <datadir>/db/ is a database, opened (recovered if it was not closed cleanly) with the
- * [store] settings, and closed cleanly on shutdown so the next mount needs no replay. It
- * creates no database: that is an operator's (or, later, the directory's) decision.
+ * [store] settings, and closed cleanly on shutdown so the next mount needs no replay.
  * Each database records its kind (store_options.kind); the kind picks the record handler it
  * is opened with (dir_db_kind_handler()), and a kind this build does not know is not mounted.
+ * The only database the core creates is the directory's own (<datadir>/db/directory, at the
+ * first start of a directory-role server): mailbox databases are an operator's decision.
+ * Workers reach the databases through core_ipc.c; this file keeps the list of what is mounted.
  */
 #include "tandemd/tandemd.h"
 
 #include "directory/directory.h"
 #include "lib/err.h"
+#include "lib/event.h"
 #include "lib/log.h"
 #include "store/store.h"
 #include "store/store_inspect.h"
@@ -21,9 +24,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Every database found under <datadir>/db/, mounted or not (DB_STATUS shows both), sorted by
+ * name once start-up is done. */
 struct core_db {
     char *name;
-    struct store *store;
+    struct store *store;            /* NULL: refused at mount */
+    char kind[STORE_KIND_MAX + 1]; /* "" when unreadable */
 };
 
 static struct core_db *core_dbs;
@@ -42,6 +48,21 @@ core_store_options(const struct tdm_config *cfg, struct store_options *o)
 }
 
 static void
+core_add(const char *name, const char *kind, struct store *store)
+{
+    struct core_db *grown = realloc(core_dbs, (core_n_dbs + 1) * sizeof(*core_dbs));
+    if (!grown)
+        log_fatal("out of memory");
+    core_dbs = grown;
+    struct core_db *db = &core_dbs[core_n_dbs++];
+    db->name = strdup(name);
+    if (!db->name)
+        log_fatal("out of memory");
+    snprintf(db->kind, sizeof(db->kind), "%s", kind);
+    db->store = store;
+}
+
+static void
 core_mount(const char *dbdir, const char *name, const struct store_options *o)
 {
     char *path;
@@ -54,73 +75,119 @@ core_mount(const char *dbdir, const char *name, const struct store_options *o)
     }
     char kind[STORE_KIND_MAX + 1];
     const char *why;
+    struct store *store = NULL;
     int ret = store_read_kind(path, kind, &why);
     if (ret < 0) {
+        kind[0] = '\0';
         log_error("database %s not mounted: %s", path, why);
-        free(path);
-        return;
+        goto out;
     }
     struct store_options opt = *o;
     if (dir_db_kind_handler(kind, &opt.handler) < 0) {
         log_error("database %s not mounted: its kind '%s' is not one this tandemd knows", path,
                   kind);
-        free(path);
-        return;
+        goto out;
     }
-    struct store *store;
     ret = store_open(path, &opt, &store, &why);
     if (ret < 0) {
         /* The store has emitted the operator event; one bad database must not keep the
          * others from serving, and restarting the core would not fix it. */
         log_error("database %s not mounted: %s", path, why);
+        store = NULL;
+        goto out;
+    }
+    log_info("database %s mounted (%s)", name, kind);
+out:
+    free(path);
+    core_add(name, kind, store);
+}
+
+/*
+ * A directory-role server keeps its directory in <dbdir>/directory; at its first start there
+ * is none yet and this creates it (with the built-in groups). An existing one, even one that
+ * will not mount, is never touched: recreating it would throw away every object.
+ */
+static void
+core_ensure_directory(const char *dbdir, const struct store_options *o)
+{
+    char *path;
+    if (asprintf(&path, "%s/%s", dbdir, DIR_DB_KIND) < 0)
+        log_fatal("out of memory");
+    struct stat st;
+    if (lstat(path, &st) == 0 || errno != ENOENT) {
         free(path);
         return;
     }
+    const char *why;
+    int ret = dir_db_create(path, o, &why);
+    if (ret < 0)
+        log_error("cannot create the directory database %s: %s", path, why);
+    else
+        event_emit(TDM_EV_DIRECTORY_CREATED, DIR_DB_KIND,
+                   "created the directory database %s with the built-in groups", path);
     free(path);
-    struct core_db *grown = realloc(core_dbs, (core_n_dbs + 1) * sizeof(*core_dbs));
-    if (!grown)
-        log_fatal("out of memory");
-    core_dbs = grown;
-    core_dbs[core_n_dbs].name = strdup(name);
-    if (!core_dbs[core_n_dbs].name)
-        log_fatal("out of memory");
-    core_dbs[core_n_dbs].store = store;
-    core_n_dbs++;
-    log_info("database %s mounted (%s)", name, kind);
 }
+
+static int
+core_db_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct core_db *)a)->name, ((const struct core_db *)b)->name);
+}
+
+static void core_mount_all(const struct tdm_config *cfg);
 
 static int
 core_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
 {
-    (void)base;
     (void)listen_fd;
-    if (!(cfg->roles & TDM_ROLE_MAILBOX))
-        return 0;
+    core_mount_all(cfg);
+    /* Listening only after the mounts: a worker that connects is answered at once, and a
+     * COMMIT for a database still recovering cannot be told apart from an unknown one. */
+    tandemd__core_ipc_start(base, cfg->datadir);
+    return 0;
+}
+
+static void
+core_mount_all(const struct tdm_config *cfg)
+{
+    if (!(cfg->roles & (TDM_ROLE_MAILBOX | TDM_ROLE_DIRECTORY)))
+        return;
     char *dbdir;
     if (asprintf(&dbdir, "%s/db", cfg->datadir) < 0)
         log_fatal("out of memory");
+    struct store_options o;
+    core_store_options(cfg, &o);
+    /* Before the listing, so the new database is mounted with the others. */
+    if (cfg->roles & TDM_ROLE_DIRECTORY)
+        core_ensure_directory(dbdir, &o);
     DIR *d = opendir(dbdir);
     if (!d) {
         /* The supervisor created it; gone now means someone removed it: nothing to mount. */
         log_error("cannot read %s: %s", dbdir, strerror(errno));
         free(dbdir);
-        return 0;
+        return;
     }
-    struct store_options o;
-    core_store_options(cfg, &o);
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (e->d_name[0] != '.')
             core_mount(dbdir, e->d_name, &o);
     closedir(d);
     free(dbdir);
-    return 0;
+    if (core_n_dbs > 1)
+        qsort(core_dbs, core_n_dbs, sizeof(*core_dbs), core_db_cmp);
 }
 
 static void
 core_stop(void)
 {
+    /* Connections first, so no new commit arrives; then the stores, whose close runs the
+     * callbacks of commits still queued; then what those callbacks handed back. */
+    tandemd__core_ipc_close();
     for (size_t i = 0; i < core_n_dbs; i++) {
+        if (!core_dbs[i].store) {
+            free(core_dbs[i].name);
+            continue;
+        }
         int ret = store_close(&core_dbs[i].store);
         if (ret < 0)
             log_error("database %s: closed with an error: %s", core_dbs[i].name, tdm_strerror(ret));
@@ -131,6 +198,30 @@ core_stop(void)
     free(core_dbs);
     core_dbs = NULL;
     core_n_dbs = 0;
+    tandemd__core_ipc_free();
+}
+
+size_t
+tandemd__core_db_count(void)
+{
+    return core_n_dbs;
+}
+
+void
+tandemd__core_db_get(size_t i, const char **name_r, const char **kind_r, struct store **store_r)
+{
+    *name_r = core_dbs[i].name;
+    *kind_r = core_dbs[i].kind;
+    *store_r = core_dbs[i].store;
+}
+
+struct store *
+tandemd__core_db_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < core_n_dbs; i++)
+        if (strlen(core_dbs[i].name) == len && memcmp(core_dbs[i].name, name, len) == 0)
+            return core_dbs[i].store;
+    return NULL;
 }
 
 const struct tandemd_child_ops tandemd__core_ops = {

@@ -64,6 +64,29 @@ tandemd__make_dirs(const struct tdm_config *cfg, char **error_r)
     char *db = xfmt("%s/db", cfg->datadir);
     ret = make_dir(db, error_r);
     free(db);
+    if (ret < 0)
+        return ret;
+    /* <datadir>/run holds the core's socket: 0700, so only tandemd's own user (and root) can
+     * connect and send commits. The core binds it after the privilege drop, so when started
+     * as root the directory must belong to the user we drop to. */
+    char *run = xfmt("%s/run", cfg->datadir);
+    ret = make_dir(run, error_r);
+    if (ret == 0 && chmod(run, 0700) < 0) {
+        ret = -errno;
+        *error_r = xfmt("cannot set the mode of %s: %s", run, strerror(errno));
+    }
+    if (ret == 0 && geteuid() == 0 && cfg->user[0]) {
+        errno = 0;
+        struct passwd *pw = getpwnam(cfg->user);
+        if (!pw) {
+            ret = errno ? -errno : -ENOENT;
+            *error_r = xfmt("%s: key \"user\": no such user \"%s\"", cfg->path, cfg->user);
+        } else if (chown(run, pw->pw_uid, pw->pw_gid) < 0) {
+            ret = -errno;
+            *error_r = xfmt("cannot give %s to user \"%s\": %s", run, cfg->user, strerror(errno));
+        }
+    }
+    free(run);
     return ret;
 }
 

@@ -33,8 +33,9 @@ enum tandemd_exit {
 /* ---- sockets.c: what the supervisor sets up before it forks anything ---- */
 
 /*
- * Creates datadir and <datadir>/db if missing (mode 0750). Returns 0 or -errno with *error_r
- * (allocated; the caller frees).
+ * Creates datadir and <datadir>/db if missing (mode 0750), and <datadir>/run (mode 0700, owned
+ * by cfg->user when running as root: the core binds its socket there after the drop). Returns 0
+ * or -errno with *error_r (allocated; the caller frees).
  */
 int tandemd__make_dirs(const struct tdm_config *cfg, char **error_r);
 
@@ -106,6 +107,30 @@ struct tandemd_child_ops {
      * (close databases cleanly) before the process exits 0. */
     void (*stop)(void);
 };
+
+/* ---- core.c: the databases the core knows, for core_ipc.c (loop thread only) ---- */
+
+struct store;
+
+/* Databases found under <datadir>/db/ at start, in ascending name order. */
+size_t tandemd__core_db_count(void);
+/* The i-th: its name, its kind ("" when unreadable) and its store (NULL: refused at mount),
+ * all borrowed until the core stops. */
+void tandemd__core_db_get(size_t i, const char **name_r, const char **kind_r,
+                          struct store **store_r);
+/* The mounted store named name (len bytes, not NUL-terminated), or NULL. */
+struct store *tandemd__core_db_find(const char *name, size_t len);
+
+/* ---- core_ipc.c: the workers' way in (docs/tandemd.md, "Core socket") ---- */
+
+/* Binds <datadir>/run/core.sock and serves workers on base. A socket that cannot be bound is
+ * logged and the core goes on without it (the databases stay mounted). */
+void tandemd__core_ipc_start(struct event_base *base, const char *datadir);
+/* Stops accepting and closes every connection; commits still in the stores keep what their
+ * callbacks need until tandemd__core_ipc_free(). Before the stores close. */
+void tandemd__core_ipc_close(void);
+/* Frees what is left, after every store has closed (no callback can come any more). */
+void tandemd__core_ipc_free(void);
 
 /* Core and worker hooks (core.c, worker.c). */
 extern const struct tandemd_child_ops tandemd__core_ops;

@@ -14,6 +14,7 @@ _PROGRAMS = {
     "tandemctl": "src/tandemctl/tandemctl",
     "tandemd": "src/tandemd/tandemd",
     "tdm_populate": "tests/integration/tdm_populate",
+    "tdm_ipc_client": "tests/integration/tdm_ipc_client",
 }
 
 

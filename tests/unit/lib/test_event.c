@@ -228,6 +228,7 @@ static const struct {
     {TDM_EV_PROCESS_RUNNING_AS_ROOT, 2008, "process.running_as_root", TDM_EV_SEV_WARNING,
      "warning"},
     {TDM_EV_TLS_LOCAL_CA_CREATED, 2100, "tls.local_ca_created", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_DIRECTORY_CREATED, 3000, "directory.created", TDM_EV_SEV_INFO, "info"},
 };
 
 static void
@@ -257,9 +258,9 @@ test_catalogue(void **state)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(catalogue[i].name, catalogue[j].name);
     }
-    /* Every id in the store, process and tls ranges that the catalogue lacks is unknown (no
-     * stale entries). */
-    for (int id = 1000; id < 2200; id++) {
+    /* Every id in the store, process, tls and directory ranges that the catalogue lacks is
+     * unknown (no stale entries). */
+    for (int id = 1000; id < 3100; id++) {
         int known = 0;
         for (size_t i = 0; i < n; i++)
             known |= catalogue[i].number == id;

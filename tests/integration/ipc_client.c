@@ -1,0 +1,397 @@
+/*
+ * tdm_ipc_client: a stand-in worker for the integration tests of the core socket. It speaks
+ * IPC through lib/core_link.h as a real worker would, and reads databases with
+ * store/store_reader.h. Not installed; not an operator tool.
+ *
+ *   tdm_ipc_client commit SOCKET DATABASE MAILBOX COUNT [--window W] [--seconds S]
+ *       Creates MAILBOX (EEXIST is fine), then appends messages 1..COUNT to its INBOX, each
+ *       with GUID = its index, at most W (default 4) in flight. Each index is sent at most
+ *       once: one lost with the connection (TDM_ECLOSED) may or may not be committed, and
+ *       sending it again could commit it twice. Prints per reply
+ *         "ack I LSN UID" (COMMIT_REPLY status 0), "refused I STATUS", "lost I",
+ *       and at the end "done acked N lost M". Stops after COUNT or S seconds (default 60).
+ *   tdm_ipc_client status SOCKET
+ *       Prints "counter NAME VALUE" per STATUS_REPLY counter and
+ *       "db NAME KIND STATE APPLIED_LSN COMMITS" per DB_STATUS_REPLY entry.
+ *   tdm_ipc_client errors SOCKET DATABASE
+ *       Commits what the core must refuse and prints "STATUS_NAME status" for each:
+ *       unknown_database, bad_payload, unknown_type.
+ *   tdm_ipc_client watch SOCKET DATABASE MAILBOX COUNT
+ *       Subscribes to MAILBOX's folders, appends COUNT messages, and prints
+ *       "changed FOLDER EXISTS UIDNEXT" for each CHANGED until EXISTS reaches COUNT.
+ *   tdm_ipc_client list DBDIR MAILBOX
+ *       Prints "msg I" for each message in MAILBOX's INBOX (I from its GUID), by store_reader.
+ * Exit 0, or 1 with a message on stderr.
+ */
+#include "lib/core_link.h"
+
+#include "lib/err.h"
+#include "lib/event.h"
+#include "store/mail.h"
+#include "store/store_reader.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct event_base *base;
+static struct core_link *clink;
+static struct event *tick;
+
+static struct {
+    const char *database, *mailbox;
+    unsigned count, window, next, inflight, acked, lost;
+    bool mailbox_done, mailbox_inflight;
+    time_t deadline;
+} cm;
+
+static int
+fail(const char *what, int ret)
+{
+    fprintf(stderr, "tdm_ipc_client: %s: %s\n", what, tdm_strerror(ret));
+    return 1;
+}
+
+static int
+encode_append(unsigned i, uint8_t **payload_r, size_t *len_r)
+{
+    struct mail_target t = {cm.mailbox, "INBOX"};
+    char body[128];
+    int n = snprintf(body, sizeof(body), "Subject: message %u\r\n\r\nbody of %u\r\n", i, i);
+    struct mail_op op = {.type = TDM_REC_MESSAGE_APPEND,
+                         .targets = &t,
+                         .n_targets = 1,
+                         .internal_date = 1700000000 + (int64_t)i,
+                         .body = body,
+                         .body_len = (size_t)n};
+    memcpy(op.guid, &i, sizeof(i));
+    const char *why;
+    return mail_op_encode(&op, payload_r, len_r, &why);
+}
+
+static void
+append_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    unsigned i = (unsigned)(uintptr_t)ctx;
+    cm.inflight--;
+    if (status < 0) {
+        printf("lost %u\n", i);
+        cm.lost++;
+    } else if (reply->u.commit_reply.status == 0) {
+        printf("ack %u %" PRIu64 " %u\n", i, reply->u.commit_reply.lsn,
+               reply->u.commit_reply.first_uid);
+        cm.acked++;
+    } else {
+        printf("refused %u %d\n", i, (int)reply->u.commit_reply.status);
+    }
+    fflush(stdout);
+}
+
+static void
+mailbox_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    (void)ctx;
+    cm.mailbox_inflight = false;
+    if (status == 0 && (reply->u.commit_reply.status == 0 ||
+                        reply->u.commit_reply.status == TDM_EEXIST))
+        cm.mailbox_done = true;
+    else if (status == 0)
+        fprintf(stderr, "tdm_ipc_client: mailbox create: %s\n",
+                tdm_strerror(reply->u.commit_reply.status));
+}
+
+static void
+pump(void)
+{
+    if (!core_link_ready(clink))
+        return;
+    if (!cm.mailbox_done) {
+        if (cm.mailbox_inflight)
+            return;
+        struct mail_op op = {.type = TDM_REC_MAILBOX_CREATE, .mailbox = cm.mailbox,
+                             .uidvalidity = 1};
+        uint8_t *p;
+        size_t len;
+        const char *why;
+        if (mail_op_encode(&op, &p, &len, &why) < 0) {
+            fprintf(stderr, "tdm_ipc_client: %s\n", why);
+            exit(1);
+        }
+        if (core_link_commit(clink, cm.database, TDM_REC_MAILBOX_CREATE, p, len, mailbox_cb,
+                             NULL) == 0)
+            cm.mailbox_inflight = true;
+        free(p);
+        return;
+    }
+    while (cm.next <= cm.count && cm.inflight < cm.window) {
+        uint8_t *p;
+        size_t len;
+        if (encode_append(cm.next, &p, &len) < 0)
+            exit(fail("encode", -ENOMEM));
+        int ret = core_link_commit(clink, cm.database, TDM_REC_MESSAGE_APPEND, p, len, append_cb,
+                                   (void *)(uintptr_t)cm.next);
+        free(p);
+        if (ret == TDM_ECLOSED)
+            return; /* the clink is down: this index was not sent; try it when back */
+        if (ret < 0)
+            exit(fail("commit", ret));
+        cm.next++;
+        cm.inflight++;
+    }
+}
+
+static bool pumping; /* commit and watch append; status and errors do not */
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!pumping)
+        return;
+    pump();
+    bool finished = cm.next > cm.count && cm.inflight == 0;
+    if (finished || time(NULL) > cm.deadline)
+        event_base_loopbreak(base);
+}
+
+static void
+start_loop(const char *socket_path)
+{
+    event_set_sink(NULL);
+    base = event_base_new();
+    if (!base)
+        exit(fail("event_base_new", -ENOMEM));
+    int ret = core_link_new(base, socket_path, TDM_IPC_WORKER_ADMIN, &clink);
+    if (ret < 0)
+        exit(fail(socket_path, ret));
+    tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = {0, 2000};
+    event_add(tick, &tv);
+}
+
+static void
+stop_loop(void)
+{
+    core_link_free(&clink);
+    event_free(tick);
+    event_base_free(base);
+}
+
+static int
+cmd_commit(int argc, char **argv)
+{
+    if (argc < 6)
+        return 2;
+    cm.database = argv[3];
+    cm.mailbox = argv[4];
+    cm.count = (unsigned)strtoul(argv[5], NULL, 10);
+    cm.window = 4;
+    unsigned seconds = 60;
+    for (int i = 6; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--window"))
+            cm.window = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else
+            return 2;
+    }
+    cm.next = 1;
+    cm.deadline = time(NULL) + seconds;
+    pumping = true;
+    start_loop(argv[2]);
+    event_base_dispatch(base);
+    stop_loop(); /* fails what is still in flight: printed as lost */
+    printf("done acked %u lost %u\n", cm.acked, cm.lost);
+    return 0;
+}
+
+/* ---- status, errors: one request after another ---- */
+
+static unsigned answers;
+
+static void
+status_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    (void)ctx;
+    answers++;
+    if (status < 0) {
+        printf("error %s\n", tdm_strerror(status));
+        return;
+    }
+    if (reply->type == TDM_IPC_STATUS_REPLY) {
+        for (uint32_t i = 0; i < reply->u.status_reply.n_counters; i++) {
+            const struct ipc_counter *c = &reply->u.status_reply.counters[i];
+            printf("counter %.*s %" PRIu64 "\n", (int)c->name.len, c->name.ptr, c->value);
+        }
+    } else {
+        for (uint32_t i = 0; i < reply->u.db_status_reply.n_databases; i++) {
+            const struct ipc_db_status *d = &reply->u.db_status_reply.databases[i];
+            printf("db %.*s %.*s %s %" PRIu64 " %" PRIu64 "\n", (int)d->name.len, d->name.ptr,
+                   (int)d->kind.len, d->kind.ptr, ipc_db_state_name(d->state), d->applied_lsn,
+                   d->commits);
+        }
+    }
+}
+
+static void
+wait_ready_or_exit(void)
+{
+    time_t deadline = time(NULL) + 30;
+    while (!core_link_ready(clink)) {
+        if (time(NULL) > deadline)
+            exit(fail("connecting to the core", TDM_ECLOSED));
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+}
+
+static void
+wait_answers(unsigned n)
+{
+    while (answers < n)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+static int
+cmd_status(int argc, char **argv)
+{
+    if (argc != 3)
+        return 2;
+    start_loop(argv[2]);
+    wait_ready_or_exit();
+    int ret = core_link_status(clink, status_cb, NULL);
+    if (ret == 0)
+        ret = core_link_db_status(clink, status_cb, NULL);
+    if (ret < 0)
+        return fail("status", ret);
+    wait_answers(2);
+    stop_loop();
+    return 0;
+}
+
+static void
+error_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    answers++;
+    printf("%s %d\n", (const char *)ctx, status < 0 ? status : reply->u.commit_reply.status);
+}
+
+static int
+cmd_errors(int argc, char **argv)
+{
+    if (argc != 4)
+        return 2;
+    start_loop(argv[2]);
+    wait_ready_or_exit();
+    static const uint8_t junk[] = {0xff, 0xff, 0xff};
+    int ret = core_link_commit(clink, "no-such-database", TDM_REC_MAILBOX_CREATE, junk,
+                               sizeof(junk), error_cb, "unknown_database");
+    if (ret == 0)
+        ret = core_link_commit(clink, argv[3], TDM_REC_MAILBOX_CREATE, junk, sizeof(junk),
+                               error_cb, "bad_payload");
+    if (ret == 0)
+        ret = core_link_commit(clink, argv[3], TDM_REC_TEST_FIRST + 9, junk, sizeof(junk),
+                               error_cb, "unknown_type");
+    if (ret < 0)
+        return fail("commit", ret);
+    wait_answers(3);
+    stop_loop();
+    return 0;
+}
+
+/* ---- watch ---- */
+
+static unsigned watch_target;
+static bool watch_done;
+
+static void
+changed_cb(void *ctx, const struct ipc_msg *msg)
+{
+    (void)ctx;
+    const struct ipc_changed *c = &msg->u.changed;
+    printf("changed %.*s %u %u\n", (int)c->folder.len, c->folder.ptr, c->exists, c->uidnext);
+    fflush(stdout);
+    if (c->exists >= watch_target)
+        watch_done = true;
+}
+
+static int
+cmd_watch(int argc, char **argv)
+{
+    if (argc != 6)
+        return 2;
+    cm.database = argv[3];
+    cm.mailbox = argv[4];
+    cm.count = watch_target = (unsigned)strtoul(argv[5], NULL, 10);
+    cm.window = 1;
+    cm.next = 1;
+    cm.deadline = time(NULL) + 60;
+    pumping = true;
+    start_loop(argv[2]);
+    core_link_set_changed_cb(clink, changed_cb, NULL);
+    int ret = core_link_subscribe(clink, cm.database, cm.mailbox, NULL);
+    if (ret < 0)
+        return fail("subscribe", ret);
+    while (!watch_done && time(NULL) <= cm.deadline)
+        event_base_loop(base, EVLOOP_ONCE);
+    stop_loop();
+    return watch_done ? 0 : fail("waiting for CHANGED", TDM_ECLOSED);
+}
+
+/* ---- list ---- */
+
+static int
+list_cb(void *ctx, const struct mail_message_info *info)
+{
+    (void)ctx;
+    unsigned i;
+    memcpy(&i, info->guid, sizeof(i));
+    printf("msg %u\n", i);
+    return 0;
+}
+
+static int
+cmd_list(int argc, char **argv)
+{
+    if (argc != 4)
+        return 2;
+    event_set_sink(NULL);
+    struct store_reader *r;
+    const char *why;
+    int ret = store_reader_open(argv[2], NULL, &r, &why);
+    if (ret < 0) {
+        fprintf(stderr, "tdm_ipc_client: %s\n", why);
+        return 1;
+    }
+    MDB_txn *txn;
+    ret = store_reader_begin(r, &txn);
+    if (ret == 0) {
+        ret = mail_message_list(store_reader_mail_dbis(r), txn, argv[3], "INBOX", list_cb, NULL);
+        mdb_txn_abort(txn);
+    }
+    store_reader_free(&r);
+    return ret < 0 ? fail("list", ret) : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    int ret = 2;
+    if (argc >= 2 && !strcmp(argv[1], "commit"))
+        ret = cmd_commit(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "status"))
+        ret = cmd_status(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "errors"))
+        ret = cmd_errors(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "watch"))
+        ret = cmd_watch(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "list"))
+        ret = cmd_list(argc, argv);
+    if (ret == 2)
+        fprintf(stderr, "usage: see the comment at the top of tests/integration/ipc_client.c\n");
+    return ret;
+}

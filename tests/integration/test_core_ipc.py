@@ -1,0 +1,210 @@
+"""The core socket (<datadir>/run/core.sock) against real processes: tandemd with the mailbox
+role, and tdm_ipc_client (tests/integration/ipc_client.c) standing in for a worker through
+lib/core_link. What a user would check: every commit the core acknowledged is in the
+database, exactly once, even when the core is killed mid-stream; one bad worker never
+disturbs another.
+"""
+import collections
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import zlib
+
+import pytest
+
+from test_tandemd import WAIT, Server, alive, children, wait_for
+
+
+@pytest.fixture
+def server(tandem_bin, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path, "mbx1")
+    yield s
+    s.kill_all()
+
+
+@pytest.fixture
+def client(tandem_bin):
+    exe = tandem_bin("tdm_ipc_client")
+
+    def run(*args, timeout=120):
+        return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout)
+    run.exe = exe
+    return run
+
+
+def start_with_db(server, tandemctl, name="mail1"):
+    dbs = server.datadir / "db"
+    dbs.mkdir(parents=True, exist_ok=True)
+    r = tandemctl("db", "create", dbs / name)
+    assert r.returncode == 0, r.stderr
+    p = server.start()
+    # Only the core matters here: which workers run is test_tandemd.py's business.
+    kids = wait_for(lambda: (lambda c: c if "core" in c else None)(children(p.pid)), "a core")
+    sock = server.datadir / "run" / "core.sock"
+    wait_for(sock.exists, "core.sock")
+    return p, kids, sock
+
+
+def listed(client, server, name="mail1", mailbox="alice"):
+    r = client("list", server.datadir / "db" / name, mailbox)
+    assert r.returncode == 0, r.stderr
+    return collections.Counter(int(line.split()[1]) for line in r.stdout.splitlines())
+
+
+def stop(server, p):
+    os.kill(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=WAIT) == 0, server.output()
+    assert "ERROR: LeakSanitizer" not in server.output()
+    assert "runtime error" not in server.output()
+
+
+def test_socket_is_private_and_commits_are_stored(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    run = server.datadir / "run"
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    assert stat.S_ISSOCK(sock.stat().st_mode)
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+    r = client("commit", sock, "mail1", "alice", 50, "--window", 8)
+    assert r.returncode == 0, r.stderr
+    acks = [line.split() for line in r.stdout.splitlines() if line.startswith("ack ")]
+    assert len(acks) == 50, r.stdout
+    lsns = sorted(int(a[2]) for a in acks)
+    assert len(set(lsns)) == 50  # one log record each
+    assert r.stdout.splitlines()[-1] == "done acked 50 lost 0"
+
+    r = client("status", sock)
+    assert r.returncode == 0, r.stderr
+    counters = dict(line.split()[1:] for line in r.stdout.splitlines()
+                    if line.startswith("counter "))
+    assert int(counters["tandem_core_ipc_commits_total"]) == 51  # the mailbox, 50 appends
+    assert int(counters["tandem_core_databases_mounted"]) == 1
+    dbs = [line.split() for line in r.stdout.splitlines() if line.startswith("db ")]
+    assert len(dbs) == 1
+    _, name, kind, state, applied, commits = dbs[0]
+    assert (name, kind, state) == ("mail1", "mail", "mounted")
+    assert int(applied) == max(lsns)
+    assert int(commits) == 51
+
+    # Read while mounted (store_reader, as a worker would), and after a clean stop.
+    assert listed(client, server) == collections.Counter(range(1, 51))
+    stop(server, p)
+    assert listed(client, server) == collections.Counter(range(1, 51))
+    r = tandemctl("db", "verify", server.datadir / "db" / "mail1")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_refusals_come_back_as_status(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    r = client("errors", sock, "mail1")
+    assert r.returncode == 0, r.stderr
+    got = dict(line.split() for line in r.stdout.splitlines())
+    assert got == {"unknown_database": "-10005",  # TDM_ENOTFOUND
+                   "bad_payload": "-10009",       # TDM_EINVAL
+                   "unknown_type": "-10009"}
+    # Nothing reached the log.
+    r = client("status", sock)
+    db = next(line.split() for line in r.stdout.splitlines() if line.startswith("db "))
+    assert db[5] == "0"
+    stop(server, p)
+
+
+def frame(msg_type, request_id, payload=b"", version=1):
+    body = struct.pack("<IHHII", 20 + len(payload), version, msg_type, request_id, 0) + payload
+    crc = crc32c(body)
+    return body + struct.pack("<I", crc)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_malformed_frame_ends_only_that_connection(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    good = subprocess.Popen([str(client.exe), "commit", str(sock), "mail1", "alice", "300",
+                             "--window", "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert good.stdout.readline().startswith("ack ")
+        bad = socket.socket(socket.AF_UNIX)
+        bad.connect(str(sock))
+        hello = (struct.pack("<BH", 1, 5) + struct.pack("<BI", 2, os.getpid())
+                 + struct.pack("<BH", 1, 1) + struct.pack("<BH", 1, 1))
+        bad.sendall(frame(1, 1, hello))
+        reply = bad.recv(4096)
+        assert len(reply) >= 20 and struct.unpack("<H", reply[6:8])[0] == 2  # HELLO_REPLY
+        bad.sendall(b"\x30\x00\x00\x00" + b"\x00" * 44)  # a frame with a wrong checksum
+        bad.settimeout(WAIT)
+        assert bad.recv(4096) == b""  # closed by the core
+        bad.close()
+        ev = server.wait_event(lambda e: e["id"] == 2003 and "core socket" in e["message"],
+                               "process.ipc_error from the core")
+        assert "checksum" in ev["message"]
+        out, _ = good.communicate(timeout=120)
+    finally:
+        if good.poll() is None:
+            good.kill()
+    assert good.returncode == 0
+    assert out.splitlines()[-1] == "done acked 300 lost 0"
+    assert children(p.pid)["core"] == kids["core"]  # the core itself was never disturbed
+    stop(server, p)
+
+
+def test_every_acknowledged_commit_survives_kill_9_of_the_core(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    c = subprocess.Popen([str(client.exe), "commit", str(sock), "mail1", "alice", "100000",
+                          "--window", "8", "--seconds", "25"], stdout=subprocess.PIPE,
+                         text=True)
+    lines = []
+    try:
+        while sum(1 for line in lines if line.startswith("ack ")) < 200:
+            line = c.stdout.readline()
+            assert line, "the client ended early"
+            lines.append(line)
+        os.kill(kids["core"], signal.SIGKILL)
+        wait_for(lambda: children(p.pid).get("core", kids["core"]) != kids["core"],
+                 "a new core")
+        before = len(lines)
+        # Keep reading until the client has been acknowledged again by the new core.
+        while True:
+            line = c.stdout.readline()
+            assert line, "the client ended before the restarted core answered"
+            lines.append(line)
+            if line.startswith("ack ") and len(lines) > before + 50:
+                break
+        c.send_signal(signal.SIGKILL)
+        c.wait(timeout=WAIT)
+    finally:
+        if c.poll() is None:
+            c.kill()
+    acked = [int(line.split()[1]) for line in lines if line.startswith("ack ")]
+    lost = [int(line.split()[1]) for line in lines if line.startswith("lost ")]
+    assert lost, "the kill hit no commit in flight"
+    assert acked[-1] > max(lost)  # the link reconnected and commits went on
+    stop(server, p)
+    have = listed(client, server)
+    for i in acked:
+        assert have[i] == 1, f"acknowledged message {i} is there {have[i]} times"
+    for i, n in have.items():
+        assert n == 1, f"message {i} is there {n} times"
+    r = tandemctl("db", "verify", server.datadir / "db" / "mail1")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_subscribers_get_changed(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    r = client("watch", sock, "mail1", "bob", 5)
+    assert r.returncode == 0, r.stderr + r.stdout
+    changed = [line.split() for line in r.stdout.splitlines() if line.startswith("changed ")]
+    assert [c[1] for c in changed] == ["INBOX"] * len(changed)
+    assert [int(c[2]) for c in changed] == list(range(1, 6))
+    assert int(changed[-1][3]) == 6  # UIDNEXT after five appends
+    stop(server, p)
