@@ -106,6 +106,14 @@ tls_files_clear(struct tls_files *files)
     *files = (struct tls_files){0};
 }
 
+char *
+tls_server_ca_file(const struct tdm_config *cfg)
+{
+    if (!cfg->tls.certificate)
+        return tls__fmt("%s/%s/%s", cfg->datadir, TLS_DIR_NAME, TLS_CA_CERT_NAME);
+    return cfg->tls.ca ? tls__fmt("%s", cfg->tls.ca) : NULL;
+}
+
 bool
 tls_local_needed(const struct tdm_config *cfg)
 {

@@ -52,6 +52,16 @@ void tls_files_from_config(const struct tdm_config *cfg, struct tls_files *files
 /* Frees the strings and zeroes *files. */
 void tls_files_clear(struct tls_files *files);
 
+/*
+ * The CA file a client needs to trust this server (what tandemctl --ca wants): the local
+ * ca.pem while the server presents the local certificate, even when [tls] ca names another CA
+ * for peers (that one checks peers; it did not sign this server); [tls] ca with the operator's
+ * certificate, assuming their CA issued both; NULL with the operator's certificate and no
+ * [tls] ca, when only the operator knows. Allocated (the caller frees); allocation failure is
+ * fatal.
+ */
+char *tls_server_ca_file(const struct tdm_config *cfg);
+
 /* Whether cfg uses any file of the local set (so tls_local_ensure must run at start). */
 bool tls_local_needed(const struct tdm_config *cfg);
 

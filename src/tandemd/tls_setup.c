@@ -72,35 +72,18 @@ tandemd__ensure_tls(const struct tdm_config *cfg, char **error_r)
 int
 tandemd__print_ca(const struct tdm_config *cfg)
 {
-    struct tls_files files;
-    tls_files_from_config(cfg, &files);
-    int ret = TANDEMD_EXIT_OK;
-    if (cfg->tls.certificate && !cfg->tls.ca) {
-        /* The operator's certificate was issued by a CA tandemd knows nothing about. */
+    char *ca = tls_server_ca_file(cfg);
+    if (!ca) {
         fprintf(stderr,
                 "tandemd: this server presents the operator's certificate %s: give tandemctl "
                 "the CA that issued it (or set [tls] ca to that CA's file)\n",
-                files.certificate);
-        ret = TANDEMD_EXIT_CONFIG;
-    } else {
-        /* With the local certificate, clients need the local CA even when [tls] ca names
-         * another CA for peers: that one checks peers, it did not sign this server. */
-        char *local = NULL;
-        if (!cfg->tls.certificate &&
-            asprintf(&local, "%s/%s/%s", cfg->datadir, TLS_DIR_NAME, TLS_CA_CERT_NAME) < 0)
-            local = NULL;
-        const char *ca = cfg->tls.certificate ? files.ca : local;
-        if (!ca) {
-            fputs("tandemd: out of memory\n", stderr);
-            ret = TANDEMD_EXIT_START;
-        } else {
-            printf("%s\n", ca);
-            if (access(ca, R_OK) < 0)
-                fprintf(stderr, "tandemd: %s: %s%s\n", ca, strerror(errno),
-                        cfg->tls.certificate ? "" : " (tandemd creates it at its first start)");
-        }
-        free(local);
+                cfg->tls.certificate);
+        return TANDEMD_EXIT_CONFIG;
     }
-    tls_files_clear(&files);
-    return ret;
+    printf("%s\n", ca);
+    if (access(ca, R_OK) < 0)
+        fprintf(stderr, "tandemd: %s: %s%s\n", ca, strerror(errno),
+                cfg->tls.certificate ? "" : " (tandemd creates it at its first start)");
+    free(ca);
+    return TANDEMD_EXIT_OK;
 }

@@ -78,7 +78,7 @@ class Server:
         self.procs = []
         self.write_conf()
 
-    def write_conf(self, user=None):
+    def write_conf(self, user=None, extra=""):
         user_line = f"user = {user}\n" if user else ""
         self.conf.write_text(f"""server = mbx7
 site = dc1
@@ -100,7 +100,7 @@ endpoints = 127.0.0.10:8443
 
 [log]
 events = {self.events}
-""")
+{extra}""")
 
     def start(self):
         with open(self.log, "ab") as log:
@@ -240,6 +240,18 @@ def test_print_ca(server):
                        capture_output=True, text=True, timeout=WAIT)
     assert (r.returncode, r.stdout, r.stderr) == (0, f"{server.tls / 'ca.pem'}\n", "")
     server.stop(p)
+
+    # A CA for peers does not change what clients of this server need: the local CA signed it.
+    server.write_conf(extra="[tls]\nca = /etc/tandem/peers.pem\n")
+    r = subprocess.run([str(server.exe), "-c", str(server.conf), "--print-ca"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert (r.returncode, r.stdout) == (0, f"{server.tls / 'ca.pem'}\n"), r.stderr
+    # The operator's certificate without [tls] ca: tandemd cannot know its issuer, and says so.
+    server.write_conf(extra="[tls]\ncertificate = /etc/tandem/c.pem\nkey = /etc/tandem/k.pem\n")
+    r = subprocess.run([str(server.exe), "-c", str(server.conf), "--print-ca"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert "presents the operator's certificate /etc/tandem/c.pem" in r.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to test the privilege drop")

@@ -422,6 +422,11 @@ test_files_from_config(void **state)
     tls_files_clear(&files);
     assert_null(files.certificate);
     assert_true(tls_local_needed(f->cfg));
+    char *ca = tls_server_ca_file(f->cfg);
+    want = path_in(f->cfg, "ca.pem");
+    assert_string_equal(ca, want);
+    free(want);
+    free(ca);
 
     struct tdm_config *own =
         config_for(f->dir, "own", "[tls]\ncertificate = /c.pem\nkey = /k.pem\nca = /ca.pem\n");
@@ -431,11 +436,28 @@ test_files_from_config(void **state)
     assert_string_equal(files.ca, "/ca.pem");
     tls_files_clear(&files);
     assert_false(tls_local_needed(own));
+    ca = tls_server_ca_file(own);
+    assert_string_equal(ca, "/ca.pem"); /* the operator's CA issued their certificate */
+    free(ca);
+    tdm_config_free(&own);
+
+    /* The local certificate but another CA for peers: clients still need the local CA. */
+    own = config_for(f->dir, "own", "[tls]\nca = /peers.pem\n");
+    tls_files_from_config(own, &files);
+    assert_string_equal(files.ca, "/peers.pem");
+    tls_files_clear(&files);
+    ca = tls_server_ca_file(own);
+    want = path_in(own, "ca.pem");
+    assert_string_equal(ca, want);
+    free(want);
+    free(ca);
+    assert_true(tls_local_needed(own));
     tdm_config_free(&own);
 
     /* The operator's certificate, but peers checked against the local CA: still needed. */
     own = config_for(f->dir, "own", "[tls]\ncertificate = /c.pem\nkey = /k.pem\n");
     assert_true(tls_local_needed(own));
+    assert_null(tls_server_ca_file(own)); /* only the operator knows who issued it */
     tdm_config_free(&own);
 }
 
