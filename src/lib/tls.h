@@ -70,12 +70,14 @@ bool tls_local_needed(const struct tdm_config *cfg);
  * cfg's networks and listeners. When none of the four files exists, creates the directory
  * (0750) and all four (keys 0600, certificates 0644), each written to a temporary name,
  * fsynced, renamed, then the directory fsynced, so a crash leaves either no file or a whole
- * one; *created_r is then true. When all four exist, changes nothing (*created_r false): an
- * existing CA is never regenerated, because peers and tandemctl may trust it. When some but
+ * one; *created_r is then true. When all four exist, changes nothing but their owner
+ * (*created_r false): an existing CA is never regenerated, because peers and tandemctl may
+ * trust it. When some but
  * not all exist, fails with TDM_EINVAL and a message naming the missing files.
  *
- * owner/group: when not (uid_t)-1 / (gid_t)-1, the directory and new files are chowned to
- * them (a supervisor started as root creates the files for the user it drops to).
+ * owner/group: when not (uid_t)-1 / (gid_t)-1, the directory and the files, new or existing,
+ * are chowned to them (a supervisor started as root gives them to the user it drops to, also
+ * when an earlier run as another user made them).
  *
  * Returns 0, -errno (file system) or TDM_EINVAL (incomplete set, OpenSSL failure), with
  * *error_r on failure. On failure no temporary file is left behind.

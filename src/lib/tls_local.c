@@ -367,6 +367,35 @@ inspect_dir(const char *dir, unsigned *present_r, bool *other_r, char **error_r)
     return 0;
 }
 
+/*
+ * An existing set made by a run under another user (no `user` then, or a different one) would
+ * leave the keys unreadable after the privilege drop: give the directory and files to
+ * owner/group when they belong to someone else. Symbolic links are not followed, so a link
+ * planted in the directory cannot redirect the chown.
+ */
+static int
+give_existing(const char *dir, uid_t owner, gid_t group, char **error_r)
+{
+    if (owner == (uid_t)-1 && group == (gid_t)-1)
+        return 0;
+    for (int i = -1; i < N_LOCAL; i++) {
+        char *path = i < 0 ? tls__fmt("%s", dir) : tls__fmt("%s/%s", dir, local_names[i]);
+        struct stat st;
+        int ret = lstat(path, &st) < 0 ? -errno : 0;
+        if (ret == 0 &&
+            ((owner != (uid_t)-1 && st.st_uid != owner) ||
+             (group != (gid_t)-1 && st.st_gid != group)) &&
+            lchown(path, owner, group) < 0)
+            ret = -errno;
+        if (ret < 0)
+            *error_r = tls__fmt("cannot give %s to the service user: %s", path, strerror(-ret));
+        free(path);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 /* "ca.key, server.pem" for the bits not in present. */
 static char *
 missing_list(unsigned present)
@@ -400,7 +429,9 @@ tls_local_ensure(const struct tdm_config *cfg, uid_t owner, gid_t group, bool *c
         } else if ((ret = inspect_dir(dir, &present, &other, error_r)) < 0) {
             /* error_r is set */
         } else if (present == (1u << N_LOCAL) - 1) {
-            goto out; /* complete: used as it is, never regenerated */
+            /* Complete: used as it is, never regenerated. */
+            ret = give_existing(dir, owner, group, error_r);
+            goto out;
         } else if (present != 0) {
             char *missing = missing_list(present);
             *error_r = tls__fmt(

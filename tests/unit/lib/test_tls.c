@@ -382,6 +382,21 @@ test_directory_states(void **state)
 }
 
 static void
+check_owner(const struct tdm_config *cfg, uid_t uid, gid_t gid)
+{
+    static const char *const names[] = {"", "ca.pem", "ca.key", "server.pem", "server.key"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char *p = path_in(cfg, names[i]);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        if (st.st_uid != uid || st.st_gid != gid)
+            fail_msg("%s belongs to %u:%u, not %u:%u", p, (unsigned)st.st_uid, (unsigned)st.st_gid,
+                     (unsigned)uid, (unsigned)gid);
+        free(p);
+    }
+}
+
+static void
 test_owner(void **state)
 {
     struct fixture *f = *state;
@@ -393,15 +408,24 @@ test_owner(void **state)
     char *error = NULL;
     assert_int_equal(tls_local_ensure(f->cfg, uid, gid, &created, &error), 0);
     assert_true(created);
-    static const char *const names[] = {"", "ca.pem", "ca.key", "server.pem", "server.key"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char *p = path_in(f->cfg, names[i]);
-        struct stat st;
-        assert_int_equal(stat(p, &st), 0);
-        assert_int_equal(st.st_uid, uid);
-        assert_int_equal(st.st_gid, gid);
-        free(p);
-    }
+    check_owner(f->cfg, uid, gid);
+
+    /* A set made by a run as another user is given to the service user, not recreated. */
+    struct tdm_config *other = config_for(f->dir, "other", "");
+    assert_int_equal(mkdir(other->datadir, 0750), 0);
+    ensure_ok(other, true);
+    check_owner(other, geteuid(), getegid());
+    char *ca = path_in(other, "ca.pem");
+    char *before = slurp(ca);
+    assert_int_equal(tls_local_ensure(other, uid, gid, &created, &error), 0);
+    assert_false(created);
+    check_owner(other, uid, gid);
+    char *after = slurp(ca);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    free(ca);
+    tdm_config_free(&other);
 }
 
 static void
