@@ -11,7 +11,7 @@ import socket
 import stat
 import struct
 import subprocess
-import zlib
+import time
 
 import pytest
 
@@ -207,4 +207,66 @@ def test_subscribers_get_changed(server, tandemctl, client):
     assert [c[1] for c in changed] == ["INBOX"] * len(changed)
     assert [int(c[2]) for c in changed] == list(range(1, 6))
     assert int(changed[-1][3]) == 6  # UIDNEXT after five appends
+    stop(server, p)
+
+
+def test_directory_role_creates_and_mounts_its_database_once(server, tandemctl, client):
+    server.conf.write_text(server.conf.read_text().replace("roles = mailbox",
+                                                           "roles = directory"))
+    p = server.start()
+    server.wait_event(lambda e: e["id"] == 3000 and e["subject"] == "directory",
+                      "directory.created")
+    server.wait_event(lambda e: e["id"] == 1000 and e["subject"] == "directory",
+                      "store.mounted directory")
+    sock = server.datadir / "run" / "core.sock"
+    wait_for(sock.exists, "core.sock")
+    r = client("status", sock)
+    assert r.returncode == 0, r.stderr
+    dbs = [line.split() for line in r.stdout.splitlines() if line.startswith("db ")]
+    assert [d[1:4] for d in dbs] == [["directory", "directory", "mounted"]]
+    assert int(dbs[0][4]) >= 1  # the built-in groups were committed
+    stop(server, p)
+    j = tandemctl("db", "inspect", server.datadir / "db" / "directory", "--json")
+    assert j.returncode == 0, j.stderr
+    # A second start mounts it again and creates nothing. (Creating it also mounted it once,
+    # to commit the built-in groups: count mounts from here.)
+    def mounts():
+        return sum(1 for e in server.event_lines()
+                   if e["id"] == 1000 and e["subject"] == "directory")
+    before = mounts()
+    p = server.start()
+    wait_for(lambda: mounts() == before + 1, "the second mount")
+    wait_for(sock.exists, "core.sock")
+    assert sum(1 for e in server.event_lines() if e["id"] == 3000) == 1
+    stop(server, p)
+
+
+def test_a_worker_that_stops_reading_is_dropped(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(sock))
+    hello = (struct.pack("<BH", 1, 5) + struct.pack("<BI", 2, os.getpid())
+             + struct.pack("<BH", 1, 1) + struct.pack("<BH", 1, 1))
+    s.sendall(frame(1, 1, hello))
+    # Ask for far more than 8 MiB of STATUS_REPLY and never read any of it.
+    burst = b"".join(frame(64, i) for i in range(2, 40002))
+    s.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + WAIT
+    while sent < len(burst) and time.monotonic() < deadline:
+        try:
+            sent += s.send(burst[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+
+    def dropped():
+        r = client("status", sock)
+        counters = dict(line.split()[1:] for line in r.stdout.splitlines()
+                        if line.startswith("counter "))
+        return int(counters.get("tandem_core_ipc_slow_workers_dropped_total", 0)) == 1
+    wait_for(dropped, "the slow worker to be dropped")
+    s.close()
+    assert children(p.pid)["core"] == kids["core"]
     stop(server, p)
