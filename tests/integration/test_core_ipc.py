@@ -270,3 +270,50 @@ def test_a_worker_that_stops_reading_is_dropped(server, tandemctl, client):
     s.close()
     assert children(p.pid)["core"] == kids["core"]
     stop(server, p)
+
+
+def read_frames(s, n):
+    """n frames from s: [(type, request_id, payload)]."""
+    buf = b""
+    out = []
+    s.settimeout(WAIT)
+    while len(out) < n:
+        while len(buf) >= 4 and len(buf) >= struct.unpack("<I", buf[:4])[0]:
+            length = struct.unpack("<I", buf[:4])[0]
+            _, msg_type, rid, _ = struct.unpack("<HHII", buf[4:16])
+            out.append((msg_type, rid, buf[16:length - 4]))
+            buf = buf[length:]
+        if len(out) >= n:
+            break
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {len(out)} of {n} frames"
+        buf += chunk
+    return out
+
+
+def test_pipelined_commits_beyond_the_in_flight_bound_are_all_answered(server, tandemctl):
+    p, kids, sock = start_with_db(server, tandemctl)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(sock))
+    hello = (struct.pack("<BH", 1, 5) + struct.pack("<BI", 2, os.getpid())
+             + struct.pack("<BH", 1, 1) + struct.pack("<BH", 1, 1))
+    s.sendall(frame(1, 1, hello))
+    assert read_frames(s, 1)[0][0] == 2
+    # 600 NOOP records in one write: more than the 256 the core takes in flight per
+    # connection, so it must stop reading and pick the rest up as replies go out.
+    n = 600
+    db = b"mail1"
+    commits = b"".join(
+        frame(16, i, struct.pack("<BI", 5, len(db)) + db + struct.pack("<BH", 1, 2)
+              + struct.pack("<BI", 6, 4) + struct.pack("<I", i))
+        for i in range(2, n + 2))
+    s.sendall(commits)
+    replies = read_frames(s, n)
+    assert {r[0] for r in replies} == {17}
+    assert sorted(r[1] for r in replies) == list(range(2, n + 2))
+    # status: I32 field (tag 4) first; then lsn: U64 (tag 3).
+    assert {struct.unpack("<Bi", r[2][:5]) for r in replies} == {(4, 0)}
+    lsns = [struct.unpack("<BQ", r[2][5:14])[1] for r in replies]
+    assert len(set(lsns)) == n
+    s.close()
+    stop(server, p)
