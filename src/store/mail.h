@@ -146,8 +146,9 @@ struct mail_dbis {
     MDB_dbi messages;
     MDB_dbi bodies;
     MDB_dbi body_refs;
+    MDB_dbi modseq;
 };
-#define MAIL_DBI_COUNT 5
+#define MAIL_DBI_COUNT 6
 
 /* Opens (creating when txn is a write transaction) the sub-databases. Returns 0 or -errno-ish
  * (LMDB error codes are mapped: MDB_NOTFOUND -> TDM_ENOTFOUND, others -> -EIO with a log line). */
@@ -235,6 +236,23 @@ int mail_folder_list(const struct mail_dbis *dbis, MDB_txn *txn, const char *mai
                      mail_folder_cb *cb, void *ctx);
 int mail_message_list(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
                       const char *folder, mail_message_cb *cb, void *ctx);
+
+/*
+ * What changed in a folder after a MODSEQ, for IMAP sessions (new messages, flag changes,
+ * expunges without rescanning the folder) and CONDSTORE/QRESYNC: cb gets each message whose
+ * current MODSEQ is above since (appended or changed; at its latest MODSEQ only), and each
+ * message expunged at a MODSEQ above since (expunged = true; its UID is gone), in MODSEQ
+ * order. Returns 0, TDM_ENOTFOUND (no such mailbox or folder), a storage error, or cb's
+ * non-zero return.
+ */
+struct mail_change {
+    uint32_t uid;
+    uint64_t modseq;
+    bool expunged;
+};
+typedef int mail_change_cb(void *ctx, const struct mail_change *change);
+int mail_folder_changes(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                        const char *folder, uint64_t since, mail_change_cb *cb, void *ctx);
 
 /*
  * SHA-256 over every key and value of every mail sub-database, in order: two copies with equal

@@ -97,6 +97,49 @@ message_store(const struct mail_dbis *d, MDB_txn *txn, uint64_t mbid, uint32_t f
     return put(txn, d->messages, k, sizeof k, v, vlen, 0, "write message");
 }
 
+/* ---- The MODSEQ index (mail.modseq, see mail_read.c) ---- */
+
+static int
+modseq_put(const struct mail_dbis *d, MDB_txn *txn, uint64_t mbid, uint32_t fid, uint64_t modseq,
+           uint32_t uid, bool expunged)
+{
+    uint8_t k[MAIL__MODSEQ_KEY_LEN];
+    uint8_t v[MAIL__MODSEQ_VAL_LEN] = {MAIL__DB_VERSION, (uint8_t)uid, (uint8_t)(uid >> 8),
+                                        (uint8_t)(uid >> 16), (uint8_t)(uid >> 24), expunged};
+    mail__modseq_key(mbid, fid, modseq, k);
+    return put(txn, d->modseq, k, sizeof k, v, sizeof v, 0, "write modseq entry");
+}
+
+/* Drops the entry of a message that moves to a new MODSEQ or goes. */
+static int
+modseq_drop(const struct mail_dbis *d, MDB_txn *txn, uint64_t mbid, uint32_t fid, uint64_t modseq)
+{
+    uint8_t k[MAIL__MODSEQ_KEY_LEN];
+    mail__modseq_key(mbid, fid, modseq, k);
+    return del(txn, d->modseq, k, sizeof k, "modseq entry");
+}
+
+/* Deletes every key of dbi that starts with prefix. */
+static int
+delete_prefix(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t prefix_len)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0)
+        return mail__lmdb_error(rc, "open cursor");
+    for (;;) {
+        /* Seek afresh after each deletion rather than trust the cursor's position past it. */
+        MDB_val key = {prefix_len, (void *)prefix}, val;
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (rc != 0 || key.mv_size < prefix_len || memcmp(key.mv_data, prefix, prefix_len) != 0)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : mail__lmdb_error(rc, "delete range");
+}
+
 /*
  * Loads a message into *m with its keywords copied to kw_buf: LMDB values may move once the
  * transaction writes, so nothing may keep pointing into one across a put.
@@ -314,7 +357,9 @@ delete_messages(struct apply *a, const uint8_t *prefix, size_t prefix_len, uint6
             break;
     }
     mdb_cursor_close(cur);
-    return rc;
+    /* The MODSEQ index shares the (mailbox[, folder]) key prefix: its entries and tombstones
+     * go with the folder. */
+    return rc != 0 ? rc : delete_prefix(a->txn, a->d->modseq, prefix, prefix_len);
 }
 
 /* ---- Mailboxes ---- */
@@ -718,6 +763,7 @@ append_one(struct apply *a, const struct mail_target *t, const struct append_msg
     /* An empty body still needs a valid pointer for LMDB. */
     const void *body = op->body_len > 0 ? op->body : "";
     if ((rc = message_store(a->d, a->txn, a->mb.id, f.folder_id, &m)) != 0 ||
+        (rc = modseq_put(a->d, a->txn, a->mb.id, f.folder_id, m.modseq, m.uid, false)) != 0 ||
         (rc = body_ref(a->d, a->txn, m.body_hash, body, op->body_len, true)) != 0 ||
         (rc = store_folder(a, t->folder, &f)) != 0 ||
         (rc = mailbox_store(a->d, a->txn, t->mailbox, &a->mb)) != 0)
@@ -801,8 +847,11 @@ message_flags(struct apply *a)
         m.flags = flags;
         m.n_keywords = n_kws;
         memcpy(m.keywords, kws, n_kws * sizeof *kws);
+        uint64_t old_modseq = m.modseq;
         m.modseq = ++f.highestmodseq;
-        if ((rc = message_store(a->d, a->txn, a->mb.id, f.folder_id, &m)) != 0)
+        if ((rc = message_store(a->d, a->txn, a->mb.id, f.folder_id, &m)) != 0 ||
+            (rc = modseq_drop(a->d, a->txn, a->mb.id, f.folder_id, old_modseq)) != 0 ||
+            (rc = modseq_put(a->d, a->txn, a->mb.id, f.folder_id, m.modseq, m.uid, false)) != 0)
             return rc;
         a->res->count++;
     }
@@ -837,6 +886,10 @@ message_expunge(struct apply *a)
             return must_exist(TDM_ENOTFOUND, "folder message count");
         f.messages--;
         f.highestmodseq++;
+        if ((rc = modseq_drop(a->d, a->txn, a->mb.id, f.folder_id, m.modseq)) != 0 ||
+            (rc = modseq_put(a->d, a->txn, a->mb.id, f.folder_id, f.highestmodseq, m.uid, true)) !=
+                0)
+            return rc;
         a->res->count++;
     }
     a->res->uidvalidity = f.uidvalidity;
@@ -874,10 +927,13 @@ message_copy(struct apply *a)
         if (dst->uidnext == UINT32_MAX)
             return TDM_ELIMIT;
         uint32_t old_uid = m.uid;
+        uint64_t old_modseq = m.modseq;
         m.uid = dst->uidnext++;
         m.modseq = ++dst->highestmodseq;
         dst->messages++;
-        if ((rc = message_store(a->d, a->txn, a->mb.id, dst->folder_id, &m)) != 0)
+        if ((rc = message_store(a->d, a->txn, a->mb.id, dst->folder_id, &m)) != 0 ||
+            (rc = modseq_put(a->d, a->txn, a->mb.id, dst->folder_id, m.modseq, m.uid, false)) !=
+                0)
             return rc;
         if (op->move) {
             uint8_t k[MAIL__MESSAGE_KEY_LEN];
@@ -886,6 +942,11 @@ message_copy(struct apply *a)
                 return rc;
             src.messages--;
             src.highestmodseq++; /* the source saw an expunge */
+            /* The tombstone takes the expunge's MODSEQ (dst is &src when same). */
+            if ((rc = modseq_drop(a->d, a->txn, a->mb.id, src.folder_id, old_modseq)) != 0 ||
+                (rc = modseq_put(a->d, a->txn, a->mb.id, src.folder_id, src.highestmodseq,
+                                 old_uid, true)) != 0)
+                return rc;
         } else {
             if ((rc = body_ref(a->d, a->txn, m.body_hash, NULL, 0, false)) != 0)
                 return rc;

@@ -29,6 +29,7 @@
 #define MAIL__DBI_MESSAGES "mail.messages"
 #define MAIL__DBI_BODIES "mail.bodies"
 #define MAIL__DBI_BODY_REFS "mail.body_refs"
+#define MAIL__DBI_MODSEQ "mail.modseq"
 
 /*
  * Checks every field op's type uses (names, limits, flags, UID order). Shared by the encoder
@@ -76,6 +77,8 @@ mail__be_get64(const uint8_t *p)
 #define MAIL__MAILBOX_KEY_MAX (MAIL_NAME_MAX + 1u)
 #define MAIL__FOLDER_KEY_MAX (8u + MAIL_NAME_MAX + 1u)
 #define MAIL__MESSAGE_KEY_LEN 16u
+#define MAIL__MODSEQ_KEY_LEN 20u
+#define MAIL__MODSEQ_VAL_LEN 6u
 /* The mailboxes key holding the next mailbox id: no mailbox name is empty, so none maps here. */
 #define MAIL__NEXT_ID_KEY ""
 #define MAIL__NEXT_ID_KEY_LEN 1u
@@ -87,6 +90,9 @@ size_t mail__folder_key(uint64_t mailbox_id, const char *name, size_t len,
                         uint8_t out[MAIL__FOLDER_KEY_MAX]);
 void mail__message_key(uint64_t mailbox_id, uint32_t folder_id, uint32_t uid,
                        uint8_t out[MAIL__MESSAGE_KEY_LEN]);
+/* mail.modseq key: u64 mailbox id, u32 folder id, u64 modseq (all BE). */
+void mail__modseq_key(uint64_t mailbox_id, uint32_t folder_id, uint64_t modseq,
+                      uint8_t out[MAIL__MODSEQ_KEY_LEN]);
 
 /* ---- Values ---- */
 

@@ -25,6 +25,13 @@
  *   mail.bodies      key: body SHA-256; value: the body bytes (stored once per database)
  *   mail.body_refs   key: body SHA-256; value: u64 number of messages using the body. Kept
  *                    apart from the bodies so counting a copy does not rewrite a large value.
+ *   mail.modseq      key: u64 mailbox id, u32 folder id, u64 modseq (BE)
+ *                    value (6 bytes): u8 version, u32 uid (LE), u8 1 = expunged / 0 = present.
+ *                    One entry per message at its current MODSEQ, and one tombstone per
+ *                    message expunged (or moved away) at the MODSEQ of the expunge; MODSEQs
+ *                    are unique within a folder (every change takes the next one), so the key
+ *                    is too. Gone with its folder. Answers "what changed since" in one range
+ *                    read (mail_folder_changes()).
  *
  * Messages are keyed by folder id, not name, so renaming a folder rewrites only folder keys.
  */
@@ -75,6 +82,15 @@ mail__folder_key(uint64_t mailbox_id, const char *name, size_t len,
     memcpy(out + 8, name, len);
     out[8 + len] = 0;
     return 8 + len + 1;
+}
+
+void
+mail__modseq_key(uint64_t mailbox_id, uint32_t folder_id, uint64_t modseq,
+                 uint8_t out[MAIL__MODSEQ_KEY_LEN])
+{
+    mail__be_put64(out, mailbox_id);
+    mail__be_put32(out + 8, folder_id);
+    mail__be_put64(out + 12, modseq);
 }
 
 void
@@ -261,7 +277,8 @@ mail_dbis_open(MDB_txn *txn, struct mail_dbis *dbis_r)
         (rc = open_one(txn, MAIL__DBI_FOLDERS, &dbis_r->folders)) != 0 ||
         (rc = open_one(txn, MAIL__DBI_MESSAGES, &dbis_r->messages)) != 0 ||
         (rc = open_one(txn, MAIL__DBI_BODIES, &dbis_r->bodies)) != 0 ||
-        (rc = open_one(txn, MAIL__DBI_BODY_REFS, &dbis_r->body_refs)) != 0)
+        (rc = open_one(txn, MAIL__DBI_BODY_REFS, &dbis_r->body_refs)) != 0 ||
+        (rc = open_one(txn, MAIL__DBI_MODSEQ, &dbis_r->modseq)) != 0)
         return rc;
     return 0;
 }
@@ -523,6 +540,58 @@ mail_message_list(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbo
     return walk_prefix(txn, dbis->messages, prefix, sizeof prefix, message_item, &w);
 }
 
+struct change_walk {
+    mail_change_cb *cb;
+    void *ctx;
+};
+
+static int
+change_item(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct change_walk *w = ctx;
+    const uint8_t *v = val->mv_data;
+    if (key->mv_size != MAIL__MODSEQ_KEY_LEN || val->mv_size != MAIL__MODSEQ_VAL_LEN ||
+        v[0] != MAIL__DB_VERSION || v[5] > 1)
+        return corrupt("modseq");
+    struct mail_change ch = {
+        .uid = (uint32_t)v[1] | (uint32_t)v[2] << 8 | (uint32_t)v[3] << 16 | (uint32_t)v[4] << 24,
+        .modseq = mail__be_get64((const uint8_t *)key->mv_data + 12),
+        .expunged = v[5] == 1,
+    };
+    return w->cb(w->ctx, &ch);
+}
+
+int
+mail_folder_changes(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
+                    const char *folder, uint64_t since, mail_change_cb *cb, void *ctx)
+{
+    uint64_t mbid;
+    uint32_t fid;
+    int rc = locate_folder(dbis, txn, mailbox, folder, &mbid, &fid);
+    if (rc != 0 || since == UINT64_MAX)
+        return rc;
+    /* Seek to (folder, since + 1), then walk while the folder prefix matches. */
+    uint8_t start[MAIL__MODSEQ_KEY_LEN];
+    mail__modseq_key(mbid, fid, since + 1, start);
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, dbis->modseq, &cur)) != 0)
+        return mail__lmdb_error(rc, "open cursor");
+    struct change_walk w = {cb, ctx};
+    MDB_val key = {sizeof start, start}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < 12 || memcmp(key.mv_data, start, 12) != 0)
+            break;
+        int ret = change_item(&w, &key, &val);
+        if (ret != 0) {
+            mdb_cursor_close(cur);
+            return ret;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : mail__lmdb_error(rc, "walk modseq");
+}
+
 /* ---- Digest ---- */
 
 struct digest_walk {
@@ -560,7 +629,7 @@ mail_digest(const struct mail_dbis *dbis, MDB_txn *txn, uint8_t digest_r[32])
     } dbs[MAIL_DBI_COUNT] = {
         {MAIL__DBI_MAILBOXES, dbis->mailboxes}, {MAIL__DBI_FOLDERS, dbis->folders},
         {MAIL__DBI_MESSAGES, dbis->messages},   {MAIL__DBI_BODIES, dbis->bodies},
-        {MAIL__DBI_BODY_REFS, dbis->body_refs},
+        {MAIL__DBI_BODY_REFS, dbis->body_refs}, {MAIL__DBI_MODSEQ, dbis->modseq},
     };
     EVP_MD_CTX *st = EVP_MD_CTX_new();
     if (!st)

@@ -1609,6 +1609,119 @@ workload(struct env *e)
     assert_int_equal(rm_mailbox(e, "carol"), 0);
 }
 
+/* ---- The MODSEQ index: what changed since ---- */
+
+struct changes {
+    size_t n;
+    struct mail_change c[32];
+};
+
+static int
+collect_change(void *ctx, const struct mail_change *ch)
+{
+    struct changes *cs = ctx;
+    assert_true(cs->n < 32);
+    cs->c[cs->n++] = *ch;
+    return 0;
+}
+
+static struct changes
+changes_since(struct env *e, const char *mb, const char *f, uint64_t since)
+{
+    struct changes cs = {0};
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mail_folder_changes(&e->dbis, txn, mb, f, since, collect_change, &cs), 0);
+    mdb_txn_abort(txn);
+    return cs;
+}
+
+static void
+assert_change(const struct mail_change *ch, uint32_t uid, uint64_t modseq, bool expunged)
+{
+    assert_int_equal(ch->uid, uid);
+    assert_int_equal(ch->modseq, modseq);
+    assert_int_equal(ch->expunged, expunged);
+}
+
+static void
+test_folder_changes(void **state)
+{
+    struct env *e = *state;
+    struct mail_result r;
+    assert_int_equal(mk_mailbox(e, "alice", 0, 0, 7), 0);
+    assert_int_equal(mk_folder(e, "alice", "Archive", 0), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(append(e, "alice", "INBOX", body_hello, &r), 0);
+    /* A new folder starts at HIGHESTMODSEQ 1: UIDs 1..4 at MODSEQs 2..5. */
+    struct changes cs = changes_since(e, "alice", "INBOX", 0);
+    assert_int_equal(cs.n, 4);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_change(&cs.c[i], i + 1, i + 2, false);
+
+    /* A flag change moves the message to a new MODSEQ: it appears once, at the new one. */
+    const uint32_t two[] = {2};
+    assert_int_equal(set_flags(e, "alice", "INBOX", MAIL_FLAGS_ADD, MAIL_FLAG_SEEN, NULL, 0, two,
+                               1, &r),
+                     0);
+    cs = changes_since(e, "alice", "INBOX", 0);
+    assert_int_equal(cs.n, 4);
+    assert_change(&cs.c[3], 2, 6, false);
+    /* A no-op STORE takes no MODSEQ and leaves the index alone. */
+    assert_int_equal(set_flags(e, "alice", "INBOX", MAIL_FLAGS_ADD, MAIL_FLAG_SEEN, NULL, 0, two,
+                               1, &r),
+                     0);
+    cs = changes_since(e, "alice", "INBOX", 5);
+    assert_int_equal(cs.n, 1);
+    assert_change(&cs.c[0], 2, 6, false);
+
+    /* Expunge leaves a tombstone at the expunge's MODSEQ. */
+    const uint32_t three[] = {3};
+    assert_int_equal(expunge(e, "alice", "INBOX", three, 1, &r), 0);
+    cs = changes_since(e, "alice", "INBOX", 6);
+    assert_int_equal(cs.n, 1);
+    assert_change(&cs.c[0], 3, 7, true);
+
+    /* Move: a new entry in the destination, a tombstone in the source. */
+    const uint32_t one[] = {1};
+    assert_int_equal(copy(e, "alice", "INBOX", "Archive", true, one, 1, &r), 0);
+    cs = changes_since(e, "alice", "INBOX", 7);
+    assert_int_equal(cs.n, 1);
+    assert_change(&cs.c[0], 1, 8, true);
+    cs = changes_since(e, "alice", "Archive", 0);
+    assert_int_equal(cs.n, 1);
+    assert_change(&cs.c[0], 1, 2, false);
+    /* Copy: only the destination changes. */
+    const uint32_t four[] = {4};
+    assert_int_equal(copy(e, "alice", "INBOX", "Archive", false, four, 1, &r), 0);
+    assert_int_equal(changes_since(e, "alice", "INBOX", 8).n, 0);
+    cs = changes_since(e, "alice", "Archive", 2);
+    assert_int_equal(cs.n, 1);
+    assert_change(&cs.c[0], 2, 3, false);
+
+    /* The whole history of INBOX, in MODSEQ order: 4, 2 (flags), 3 (gone), 1 (moved away). */
+    cs = changes_since(e, "alice", "INBOX", 0);
+    assert_int_equal(cs.n, 4);
+    assert_change(&cs.c[0], 4, 5, false);
+    assert_change(&cs.c[1], 2, 6, false);
+    assert_change(&cs.c[2], 3, 7, true);
+    assert_change(&cs.c[3], 1, 8, true);
+    /* Nothing past HIGHESTMODSEQ, and the folder's entries go with the folder. */
+    assert_int_equal(changes_since(e, "alice", "INBOX", UINT64_MAX).n, 0);
+    assert_int_equal(entries(e, e->dbis.modseq), 4 + 2);
+    assert_int_equal(rm_folder(e, "alice", "Archive"), 0);
+    assert_int_equal(entries(e, e->dbis.modseq), 4);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn), 0);
+    struct changes none = {0};
+    assert_int_equal(
+        mail_folder_changes(&e->dbis, txn, "alice", "Archive", 0, collect_change, &none),
+        TDM_ENOTFOUND);
+    mdb_txn_abort(txn);
+    assert_int_equal(rm_mailbox(e, "alice"), 0);
+    assert_int_equal(entries(e, e->dbis.modseq), 0);
+}
+
 static void
 test_digest(void **state)
 {
@@ -1703,6 +1816,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_reads_not_found, setup, teardown),
         cmocka_unit_test(test_dbis_open_read_only),
         cmocka_unit_test_setup_teardown(test_digest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_changes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
