@@ -321,9 +321,14 @@ feed_data(struct smtp_session *s, const uint8_t *in, size_t len, struct smtp_ses
         if (item == SMTP_DATA_CHUNK) {
             if (s->oversize)
                 continue; /* read to the end, hand over nothing more */
-            if (clen > s->cfg.max_message - s->msg_size) {
+            uint64_t room = s->cfg.max_message - s->msg_size;
+            if (clen > room) {
+                /* Hand over what fits, so where the message stops does not depend on how the
+                 * reads were cut; the caller then learns at the end that it is refused. */
                 s->oversize = true;
-                continue;
+                if (room == 0)
+                    continue;
+                clen = (size_t)room;
             }
             s->msg_size += clen;
             out->data = chunk;
