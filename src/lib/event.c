@@ -38,6 +38,7 @@ static const struct {
     {TDM_EV_PROCESS_RELOAD_NEEDS_RESTART, "process.reload_needs_restart", TDM_EV_SEV_WARNING},
     {TDM_EV_PROCESS_RUNNING_AS_ROOT, "process.running_as_root", TDM_EV_SEV_WARNING},
     {TDM_EV_TLS_LOCAL_CA_CREATED, "tls.local_ca_created", TDM_EV_SEV_INFO},
+    {TDM_EV_TLS_SERVER_CERT_RENEWED, "tls.server_certificate_renewed", TDM_EV_SEV_INFO},
     {TDM_EV_DIRECTORY_CREATED, "directory.created", TDM_EV_SEV_INFO},
 };
 

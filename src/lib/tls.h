@@ -85,6 +85,21 @@ bool tls_local_needed(const struct tdm_config *cfg);
 int tls_local_ensure(const struct tdm_config *cfg, uid_t owner, gid_t group, bool *created_r,
                      char **error_r);
 
+/*
+ * After tls_local_ensure: renews the local server certificate (and its key) from the local CA,
+ * which stays as it is, so whoever trusts ca.pem keeps trusting the server. Renews only a
+ * server.pem that ca.pem issued, and only when server.key does not match it, its names (CN,
+ * DNS and IP subjectAltNames) are not exactly those tls_local_ensure would give it now, or it
+ * expires within 30 days. Does nothing when cfg names the operator's certificate. Files are
+ * written as in tls_local_ensure (fsynced, renamed, directory fsynced; owner/group likewise).
+ *
+ * Returns 0 with *reason_r NULL (nothing to do) or an allocated reason for a person ("it
+ * expires in 12 days"; the caller frees); or TDM_EINVAL (unreadable file, ca.key not matching
+ * ca.pem, OpenSSL failure) or -errno, with *error_r.
+ */
+int tls_local_renew(const struct tdm_config *cfg, uid_t owner, gid_t group, char **reason_r,
+                    char **error_r);
+
 /* Who must present a certificate to a server context. */
 enum tls_client_auth {
     TLS_CLIENT_AUTH_NONE,     /* no certificate requested (people: password over TLS) */

@@ -10,6 +10,7 @@
  * server certificate after a crash, which the "incomplete set" rule would then refuse forever.
  *
  * Private keys go through OpenSSL's secure-memory BIO, so their PEM text is wiped when freed.
+ * The certificates themselves are built in tls_cert.c.
  */
 #include "lib/err.h"
 #include "lib/tls.h"
@@ -31,13 +32,6 @@
 
 #define STAGING_NAME "tls.new"
 
-/* Validity. Leap days are counted so "10 years" does not end days early. */
-#define CA_DAYS (10 * 365 + 3)
-#define SERVER_DAYS (2 * 365 + 1)
-/* notBefore is set this far in the past, so a peer whose clock runs a little behind still
- * accepts a certificate created a moment ago. */
-#define BACKDATE_SECONDS 3600
-
 #define N_LOCAL 4
 static const char *const local_names[N_LOCAL] = {TLS_CA_CERT_NAME, TLS_CA_KEY_NAME,
                                                  TLS_SERVER_CERT_NAME, TLS_SERVER_KEY_NAME};
@@ -46,145 +40,6 @@ static const char *const local_names[N_LOCAL] = {TLS_CA_CERT_NAME, TLS_CA_KEY_NA
 struct local_set {
     BIO *pem[N_LOCAL]; /* in local_names order */
 };
-
-/* ---- certificates ---------------------------------------------------------------------- */
-
-/*
- * A random positive serial of 126 bits: unique without any state to keep (RFC 5280 asks for
- * unique serials per CA, and at most 20 octets), and unpredictable, which is what the
- * CA/Browser Forum asks of public CAs for the same reason (chosen-prefix collisions).
- */
-static int
-set_serial(X509 *x)
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return -1;
-    b[0] = (unsigned char)((b[0] & 0x7f) | 0x40); /* positive, and never a short encoding */
-    BIGNUM *bn = BN_bin2bn(b, sizeof(b), NULL);
-    ASN1_INTEGER *serial = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
-    int ok = serial && X509_set_serialNumber(x, serial);
-    ASN1_INTEGER_free(serial);
-    BN_free(bn);
-    return ok ? 0 : -1;
-}
-
-static int
-add_ext(X509 *x, X509V3_CTX *v3, int nid, const char *value)
-{
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, v3, nid, value);
-    if (!ext)
-        return -1;
-    int ok = X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    return ok ? 0 : -1;
-}
-
-static bool
-addr_unspecified(const struct tdm_config_addr *a)
-{
-    static const unsigned char zero[16];
-    return memcmp(a->bytes, zero, a->family == AF_INET ? 4 : 16) == 0;
-}
-
-static int
-push_name(GENERAL_NAMES *gens, int type, const void *data, int len)
-{
-    GENERAL_NAME *g = GENERAL_NAME_new();
-    ASN1_STRING *s = type == GEN_DNS ? ASN1_IA5STRING_new() : ASN1_OCTET_STRING_new();
-    if (!g || !s || !ASN1_STRING_set(s, data, len)) {
-        GENERAL_NAME_free(g);
-        ASN1_STRING_free(s);
-        return -1;
-    }
-    GENERAL_NAME_set0_value(g, type, s);
-    if (!sk_GENERAL_NAME_push(gens, g)) {
-        GENERAL_NAME_free(g);
-        return -1;
-    }
-    return 0;
-}
-
-/*
- * subjectAltName: DNS:<server> and IP:<address> for every distinct address the server has on
- * its networks and listeners. Wildcard listeners (0.0.0.0, ::) are no address a peer can
- * connect to and are left out. Built as GENERAL_NAMEs rather than a "DNS:..,IP:.." string so
- * no value is ever parsed.
- */
-static int
-add_san(X509 *x, const struct tdm_config *cfg)
-{
-    const struct tdm_config_addr *addrs[TDM_CONFIG_MAX_NETWORKS + TDM_PROTO_COUNT];
-    unsigned n = 0;
-    for (unsigned i = 0; i < cfg->n_networks + cfg->n_listeners; i++) {
-        const struct tdm_config_addr *a = i < cfg->n_networks
-                                              ? &cfg->networks[i].address
-                                              : &cfg->listeners[i - cfg->n_networks].address;
-        if (a->family == 0 || addr_unspecified(a))
-            continue;
-        bool seen = false;
-        for (unsigned j = 0; j < n; j++)
-            seen |= addrs[j]->family == a->family &&
-                    !memcmp(addrs[j]->bytes, a->bytes, a->family == AF_INET ? 4 : 16);
-        if (!seen)
-            addrs[n++] = a;
-    }
-    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
-    int ret = gens ? push_name(gens, GEN_DNS, cfg->server, (int)strlen(cfg->server)) : -1;
-    for (unsigned i = 0; ret == 0 && i < n; i++)
-        ret = push_name(gens, GEN_IPADD, addrs[i]->bytes, addrs[i]->family == AF_INET ? 4 : 16);
-    if (ret == 0 && X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
-        ret = -1;
-    GENERAL_NAMES_free(gens);
-    return ret;
-}
-
-/*
- * A certificate for key with common name cn, valid days, signed by issuer_key; issuer NULL
- * means self-signed (the CA). The CA's extensions make it a CA that can sign only
- * certificates (and CRLs, should revocation ever be needed); the server's make it a leaf for
- * TLS servers and clients.
- */
-static X509 *
-make_cert(EVP_PKEY *key, const char *cn, long days, X509 *issuer, EVP_PKEY *issuer_key,
-          const struct tdm_config *cfg)
-{
-    X509 *x = X509_new();
-    X509_NAME *name = X509_NAME_new();
-    bool ok = x && name && X509_set_version(x, X509_VERSION_3) && set_serial(x) == 0 &&
-              X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
-                                         -1, 0) &&
-              X509_set_subject_name(x, name) &&
-              X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name) &&
-              X509_gmtime_adj(X509_getm_notBefore(x), -BACKDATE_SECONDS) &&
-              X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, NULL) &&
-              X509_set_pubkey(x, key);
-    X509_NAME_free(name);
-    if (ok) {
-        X509V3_CTX v3;
-        X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
-        if (issuer) {
-            ok = add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE") == 0 &&
-                 add_ext(x, &v3, NID_key_usage, "critical,digitalSignature") == 0 &&
-                 add_ext(x, &v3, NID_ext_key_usage, "serverAuth,clientAuth") == 0 &&
-                 add_san(x, cfg) == 0;
-        } else {
-            ok = add_ext(x, &v3, NID_basic_constraints, "critical,CA:TRUE") == 0 &&
-                 add_ext(x, &v3, NID_key_usage, "critical,keyCertSign,cRLSign") == 0;
-        }
-        /* The key identifiers let a verifier pick the right CA certificate after a CA is
-         * renewed with the same name. */
-        ok = ok && add_ext(x, &v3, NID_subject_key_identifier, "hash") == 0 &&
-             add_ext(x, &v3, NID_authority_key_identifier, "keyid:always") == 0;
-    }
-    if (ok)
-        ok = X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0;
-    if (!ok) {
-        X509_free(x);
-        return NULL;
-    }
-    return x;
-}
 
 static void
 local_set_free(struct local_set *set)
@@ -202,8 +57,8 @@ local_set_make(const struct tdm_config *cfg, struct local_set *set, char **error
     /* P-256: every TLS stack verifies it, signatures are small and fast; see decisions.md. */
     EVP_PKEY *ca_key = EVP_EC_gen("P-256");
     EVP_PKEY *srv_key = ca_key ? EVP_EC_gen("P-256") : NULL;
-    X509 *ca = srv_key ? make_cert(ca_key, ca_cn, CA_DAYS, NULL, NULL, cfg) : NULL;
-    X509 *srv = ca ? make_cert(srv_key, cfg->server, SERVER_DAYS, ca, ca_key, cfg) : NULL;
+    X509 *ca = srv_key ? tls__make_cert(ca_key, ca_cn, TLS__CA_DAYS, NULL, NULL, cfg) : NULL;
+    X509 *srv = ca ? tls__make_cert(srv_key, cfg->server, TLS__SERVER_DAYS, ca, ca_key, cfg) : NULL;
     bool ok = srv != NULL;
     for (unsigned i = 0; ok && i < N_LOCAL; i++) {
         /* Keys (odd indexes) in secure memory, wiped on free. */
@@ -228,8 +83,8 @@ local_set_make(const struct tdm_config *cfg, struct local_set *set, char **error
 
 /* ---- files ----------------------------------------------------------------------------- */
 
-static int
-fsync_path(const char *path, char **error_r)
+int
+tls__fsync_dir(const char *path, char **error_r)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) < 0) {
@@ -243,27 +98,26 @@ fsync_path(const char *path, char **error_r)
     return 0;
 }
 
-static int
-chown_fd(int fd, uid_t owner, gid_t group)
+int
+tls__chown_fd(int fd, uid_t owner, gid_t group)
 {
     if (owner == (uid_t)-1 && group == (gid_t)-1)
         return 0;
     return fchown(fd, owner, group);
 }
 
-/* Writes data as dir/name with mode, owned by owner/group, and fsyncs it. */
-static int
-write_file(int dfd, const char *dir, const char *name, BIO *data, mode_t mode, uid_t owner,
-           gid_t group, char **error_r)
+int
+tls__write_file(int dfd, const char *dir, const char *name, BIO *data, mode_t mode, uid_t owner,
+                gid_t group, char **error_r)
 {
     char *buf;
     long len = BIO_get_mem_data(data, &buf);
-    /* O_EXCL: the staging directory was emptied, so anything there now is not ours. */
+    /* O_EXCL: callers clear the name first, so anything there now is not ours. */
     int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     int ret = fd < 0 ? -errno : 0;
     /* fchmod: the umask must not decide who can read a key (or make a certificate
      * unreadable to the peers' tools). */
-    if (ret == 0 && (fchmod(fd, mode) < 0 || chown_fd(fd, owner, group) < 0))
+    if (ret == 0 && (fchmod(fd, mode) < 0 || tls__chown_fd(fd, owner, group) < 0))
         ret = -errno;
     for (long off = 0; ret == 0 && off < len;) {
         ssize_t n = write(fd, buf + off, (size_t)(len - off));
@@ -320,7 +174,7 @@ write_staging(const char *staging, const struct local_set *set, uid_t owner, gid
         return err;
     }
     int dfd = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0 || chown_fd(dfd, owner, group) < 0) {
+    if (dfd < 0 || tls__chown_fd(dfd, owner, group) < 0) {
         int err = -errno;
         *error_r = tls__fmt("cannot prepare %s: %s", staging, strerror(errno));
         if (dfd >= 0)
@@ -329,8 +183,8 @@ write_staging(const char *staging, const struct local_set *set, uid_t owner, gid
     }
     int ret = 0;
     for (unsigned i = 0; ret == 0 && i < N_LOCAL; i++)
-        ret = write_file(dfd, staging, local_names[i], set->pem[i], i % 2 ? 0600 : 0644, owner,
-                         group, error_r);
+        ret = tls__write_file(dfd, staging, local_names[i], set->pem[i], i % 2 ? 0600 : 0644, owner,
+                              group, error_r);
     if (ret == 0 && fsync(dfd) < 0) {
         ret = -errno;
         *error_r = tls__fmt("cannot sync directory %s: %s", staging, strerror(errno));
@@ -476,7 +330,7 @@ tls_local_ensure(const struct tdm_config *cfg, uid_t owner, gid_t group, bool *c
     }
     /* Only now is the rename itself durable; before this sync a crash may undo it, which
      * leaves tls.new for the next start to clear. */
-    if ((ret = fsync_path(cfg->datadir, error_r)) < 0)
+    if ((ret = tls__fsync_dir(cfg->datadir, error_r)) < 0)
         goto out;
     *created_r = true;
 out:

@@ -58,6 +58,15 @@ tandemd__ensure_tls(const struct tdm_config *cfg, char **error_r)
                        "(tandemctl --ca)",
                        cfg->server, cfg->datadir, TLS_DIR_NAME, cfg->datadir, TLS_DIR_NAME,
                        TLS_CA_CERT_NAME);
+        char *reason = NULL;
+        if ((ret = tls_local_renew(cfg, uid, gid, &reason, error_r)) < 0)
+            return ret;
+        if (reason)
+            event_emit(TDM_EV_TLS_SERVER_CERT_RENEWED, cfg->server,
+                       "renewed this server's certificate %s/%s/%s from the local CA, because %s; "
+                       "the CA is unchanged",
+                       cfg->datadir, TLS_DIR_NAME, TLS_SERVER_CERT_NAME, reason);
+        free(reason);
     }
     struct tls_files files;
     tls_files_from_config(cfg, &files);

@@ -211,6 +211,37 @@ def test_first_start_creates_the_local_ca_and_restarts_keep_it(server):
     server.stop(p)
 
 
+def test_new_address_renews_the_server_certificate_from_the_same_ca(server):
+    p = server.start()
+    server.wait_started(p)
+    server.stop(p)
+    before = server.snapshot()
+    net, last = server.repl.rsplit(".", 1)
+    hb = f"{net}.{128 if last != '128' else 129}"  # neither addr (.1-.127) nor repl
+    assert "mismatch" in handshake_with(server, hb)
+
+    server.write_conf(extra=f"[network heartbeat]\naddress = {hb}\n")
+    p = server.start()
+    server.wait_started(p)
+    renewed = server.events_with(2101)
+    assert len(renewed) == 1, server.output()
+    assert "its names differ from the configuration" in renewed[0]["message"]
+    after = server.snapshot()
+    assert (after["ca.pem"], after["ca.key"]) == (before["ca.pem"], before["ca.key"])
+    assert after["server.pem"] != before["server.pem"]
+    for peer in (hb, server.addr, server.repl, "mbx7"):
+        assert handshake_with(server, peer) is None, peer
+    assert len(server.events_with(2100)) == 1  # the CA was made once, at the first start
+
+    # The next restart has nothing to renew.
+    server.stop(p)
+    p = server.start()
+    server.wait_started(p)
+    assert len(server.events_with(2101)) == 1
+    assert server.snapshot() == after
+    server.stop(p)
+
+
 def test_incomplete_set_refuses_to_start(server):
     p = server.start()
     server.wait_started(p)

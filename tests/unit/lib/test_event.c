@@ -228,6 +228,8 @@ static const struct {
     {TDM_EV_PROCESS_RUNNING_AS_ROOT, 2008, "process.running_as_root", TDM_EV_SEV_WARNING,
      "warning"},
     {TDM_EV_TLS_LOCAL_CA_CREATED, 2100, "tls.local_ca_created", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_TLS_SERVER_CERT_RENEWED, 2101, "tls.server_certificate_renewed", TDM_EV_SEV_INFO,
+     "info"},
     {TDM_EV_DIRECTORY_CREATED, 3000, "directory.created", TDM_EV_SEV_INFO, "info"},
 };
 
@@ -273,7 +275,7 @@ static void
 test_unknown_id(void **state)
 {
     (void)state;
-    static const int unknown[] = {0, -1, 1, 999, 1011, 1999, 2009, 2099, 2101, 2199, 65535};
+    static const int unknown[] = {0, -1, 1, 999, 1011, 1999, 2009, 2099, 2102, 2199, 65535};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         enum tdm_event id = (enum tdm_event)unknown[i];
         assert_string_equal(event_name(id), "unknown");

@@ -485,6 +485,246 @@ test_files_from_config(void **state)
     tdm_config_free(&own);
 }
 
+/* ---- renewal of the server certificate ----------------------------------------------------- */
+
+static char *
+renew_ok(const struct tdm_config *cfg)
+{
+    char *reason = (char *)1, *error = NULL;
+    int r = tls_local_renew(cfg, (uid_t)-1, (gid_t)-1, &reason, &error);
+    if (r != 0)
+        fail_msg("tls_local_renew: %d %s", r, error);
+    assert_null(error);
+    return reason;
+}
+
+/* Fails unless server.pem verifies against ca.pem, names addr, and matches server.key. */
+static void
+check_server_cert(const struct tdm_config *cfg, const char *addr)
+{
+    X509 *ca = read_cert(cfg, "ca.pem"), *srv = read_cert(cfg, "server.pem");
+    X509_STORE *store = X509_STORE_new();
+    assert_int_equal(X509_STORE_add_cert(store, ca), 1);
+    X509_STORE_CTX *vctx = X509_STORE_CTX_new();
+    assert_int_equal(X509_STORE_CTX_init(vctx, store, srv, NULL), 1);
+    X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_SERVER);
+    if (X509_verify_cert(vctx) != 1)
+        fail_msg("verify: %s", X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
+    X509_STORE_CTX_free(vctx);
+    X509_STORE_free(store);
+    assert_true(has_ip_san(srv, addr));
+    char *kp = path_in(cfg, "server.key");
+    FILE *fp = fopen(kp, "r");
+    assert_non_null(fp);
+    EVP_PKEY *key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(key);
+    assert_int_equal(X509_check_private_key(srv, key), 1);
+    struct stat st;
+    assert_int_equal(stat(kp, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    EVP_PKEY_free(key);
+    free(kp);
+    X509_free(srv);
+    X509_free(ca);
+    /* Nothing of the renewal is left beside them. */
+    char *tmp = path_in(cfg, "server.key.new");
+    assert_int_equal(access(tmp, F_OK), -1);
+    free(tmp);
+    tmp = path_in(cfg, "server.pem.new");
+    assert_int_equal(access(tmp, F_OK), -1);
+    free(tmp);
+}
+
+static void
+expect_reason(char *reason, const char *fragment)
+{
+    if (!reason || !strstr(reason, fragment))
+        fail_msg("renewal reason \"%s\", wanted \"...%s...\"", reason ? reason : "(none)",
+                 fragment);
+    free(reason);
+}
+
+/* Copies file name from one config's tls directory to another's. */
+static void
+copy_local(const struct tdm_config *from, const struct tdm_config *to, const char *name)
+{
+    char *a = path_in(from, name), *b = path_in(to, name);
+    assert_int_equal(scratch_copy(a, b), 0);
+    free(a);
+    free(b);
+}
+
+static void
+test_renew_on_new_address(void **state)
+{
+    struct fixture *f = *state;
+    ensure_ok(f->cfg, true);
+    assert_null(renew_ok(f->cfg)); /* a fresh certificate needs nothing */
+
+    char *ca = path_in(f->cfg, "ca.pem"), *ca_key = path_in(f->cfg, "ca.key");
+    char *srv = path_in(f->cfg, "server.pem");
+    char *ca_before = slurp(ca), *ca_key_before = slurp(ca_key), *srv_before = slurp(srv);
+
+    /* The same datadir, with one more network. */
+    struct tdm_config *more =
+        config_for(f->dir, "data", "[network heartbeat]\naddress = 127.0.3.9\n");
+    ensure_ok(more, false);
+    expect_reason(renew_ok(more), "its names differ from the configuration's");
+    check_server_cert(more, "127.0.3.9");
+    check_server_cert(more, "127.0.1.1");
+    char *ca_after = slurp(ca), *ca_key_after = slurp(ca_key), *srv_after = slurp(srv);
+    assert_string_equal(ca_before, ca_after); /* the CA is never touched */
+    assert_string_equal(ca_key_before, ca_key_after);
+    assert_string_not_equal(srv_before, srv_after);
+    assert_null(renew_ok(more)); /* and once is enough */
+
+    /* Back to the old configuration: an address the server no longer has is dropped too. */
+    expect_reason(renew_ok(f->cfg), "its names differ");
+    X509 *x = read_cert(f->cfg, "server.pem");
+    assert_false(has_ip_san(x, "127.0.3.9"));
+    X509_free(x);
+
+    /* A renewal cut between its two renames: new key, old certificate. Finished next time. */
+    struct tdm_config *other = config_for(f->dir, "other", "");
+    assert_int_equal(mkdir(other->datadir, 0750), 0);
+    ensure_ok(other, true);
+    copy_local(other, f->cfg, "server.key");
+    char *stale = path_in(f->cfg, "server.pem.new");
+    int fd = open(stale, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    expect_reason(renew_ok(f->cfg), "server.key does not match server.pem");
+    check_server_cert(f->cfg, "127.0.1.1");
+
+    /* A server.pem the local CA did not issue is not ours to renew. */
+    copy_local(other, f->cfg, "server.pem");
+    copy_local(other, f->cfg, "server.key");
+    char *foreign_before = slurp(srv);
+    struct tdm_config *more2 =
+        config_for(f->dir, "data", "[network heartbeat]\naddress = 127.0.3.9\n");
+    assert_null(renew_ok(more2));
+    char *foreign_after = slurp(srv);
+    assert_string_equal(foreign_before, foreign_after);
+
+    /* With the operator's certificate the local one is not served, so it is left alone. */
+    struct tdm_config *own =
+        config_for(f->dir, "data", "[tls]\ncertificate = /c.pem\nkey = /k.pem\n");
+    copy_local(f->cfg, own, "ca.pem"); /* a no-op copy: the same datadir */
+    assert_null(renew_ok(own));
+
+    free(foreign_before);
+    free(foreign_after);
+    free(stale);
+    free(ca_before);
+    free(ca_key_before);
+    free(srv_before);
+    free(ca_after);
+    free(ca_key_after);
+    free(srv_after);
+    free(ca);
+    free(ca_key);
+    free(srv);
+    tdm_config_free(&own);
+    tdm_config_free(&more2);
+    tdm_config_free(&other);
+    tdm_config_free(&more);
+}
+
+/* Replaces server.pem with one for the same key, names and CA that ends in days. */
+static void
+put_short_lived_cert(const struct tdm_config *cfg, long days)
+{
+    X509 *ca = read_cert(cfg, "ca.pem"), *old = read_cert(cfg, "server.pem");
+    char *kp = path_in(cfg, "ca.key");
+    FILE *fp = fopen(kp, "r");
+    assert_non_null(fp);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(ca_key);
+    X509 *x = X509_new();
+    assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 42);
+    assert_int_equal(X509_set_subject_name(x, X509_get_subject_name(old)), 1);
+    assert_int_equal(X509_set_issuer_name(x, X509_get_subject_name(ca)), 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -3600));
+    assert_non_null(X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, NULL));
+    assert_int_equal(X509_set_pubkey(x, X509_get0_pubkey(old)), 1);
+    for (int i = 0; i < X509_get_ext_count(old); i++)
+        assert_int_equal(X509_add_ext(x, X509_get_ext(old, i), -1), 1);
+    assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+    char *sp = path_in(cfg, "server.pem");
+    fp = fopen(sp, "w");
+    assert_non_null(fp);
+    assert_int_equal(PEM_write_X509(fp, x), 1);
+    fclose(fp);
+    free(sp);
+    free(kp);
+    X509_free(x);
+    EVP_PKEY_free(ca_key);
+    X509_free(old);
+    X509_free(ca);
+}
+
+static void
+test_renew_before_expiry(void **state)
+{
+    struct fixture *f = *state;
+    ensure_ok(f->cfg, true);
+    put_short_lived_cert(f->cfg, 31);
+    assert_null(renew_ok(f->cfg)); /* 30 days and more left: not yet */
+    put_short_lived_cert(f->cfg, 10);
+    /* 10 days within the second it was made, 9 and some hours after. */
+    char *reason = renew_ok(f->cfg);
+    if (!reason ||
+        (strcmp(reason, "it expires in 10 days") && strcmp(reason, "it expires in 9 days")))
+        fail_msg("renewal reason \"%s\"", reason ? reason : "(none)");
+    free(reason);
+    check_server_cert(f->cfg, "127.0.1.1");
+    X509 *x = read_cert(f->cfg, "server.pem");
+    int days = days_from_now(X509_get0_notAfter(x));
+    assert_true(days >= 730 && days <= 731);
+    X509_free(x);
+    put_short_lived_cert(f->cfg, -1);
+    expect_reason(renew_ok(f->cfg), "it has expired");
+    check_server_cert(f->cfg, "127.0.1.1");
+}
+
+static void
+test_renew_errors(void **state)
+{
+    struct fixture *f = *state;
+    ensure_ok(f->cfg, true);
+    char *reason = NULL, *error = NULL;
+
+    /* The CA's key replaced by another CA's: renewing is refused, naming both files. */
+    struct tdm_config *other = config_for(f->dir, "other", "");
+    assert_int_equal(mkdir(other->datadir, 0750), 0);
+    ensure_ok(other, true);
+    put_short_lived_cert(f->cfg, 5); /* signed with the right key, before the swap */
+    copy_local(other, f->cfg, "ca.key");
+    int r = tls_local_renew(f->cfg, (uid_t)-1, (gid_t)-1, &reason, &error);
+    assert_int_equal(r, TDM_EINVAL);
+    assert_null(reason);
+    if (!error || !strstr(error, "ca.key does not match ") || !strstr(error, "it expires in"))
+        fail_msg("got: %s", error ? error : "(nothing)");
+    free(error);
+
+    /* An unreadable certificate is named. */
+    char *srv = path_in(f->cfg, "server.pem");
+    FILE *fp = fopen(srv, "w");
+    assert_non_null(fp);
+    fputs("not a certificate\n", fp);
+    fclose(fp);
+    r = tls_local_renew(f->cfg, (uid_t)-1, (gid_t)-1, &reason, &error);
+    assert_int_equal(r, TDM_EINVAL);
+    if (!error || !strstr(error, "cannot read certificate ") || !strstr(error, "server.pem"))
+        fail_msg("got: %s", error ? error : "(nothing)");
+    free(error);
+    free(srv);
+    tdm_config_free(&other);
+}
+
 /* ---- contexts and handshakes ----------------------------------------------------------- */
 
 static SSL_CTX *
@@ -744,6 +984,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_directory_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files_from_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_on_new_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_before_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renew_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshakes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctx_errors, setup, teardown),
     };
