@@ -5,6 +5,7 @@
 #include "tandemctl/ctl_api.h"
 
 #include "lib/config.h"
+#include "tandemctl/ctl_parse.h"
 #include "lib/tls.h"
 
 #include <errno.h>
@@ -215,28 +216,11 @@ xstrdup(const char *s)
 static bool
 parse_host_port(const char *s, struct admin_target *t)
 {
-    const char *colon;
-    char host[256];
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':' || close == s + 1 || (size_t)(close - s - 1) >= sizeof(host))
-            return false;
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host) ||
-            memchr(s, ':', (size_t)(colon - s)))
-            return false;
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-    }
-    const char *port = colon + 1;
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (*port < '0' || *port > '9' || *end || p < 1 || p > 65535)
+    char host[256], port[8];
+    unsigned p;
+    if (!ctl_parse_host_port(s, host, sizeof(host), &p))
         return false;
+    snprintf(port, sizeof(port), "%u", p);
     t->host = xstrdup(host);
     t->port = xstrdup(port);
     return true;
@@ -411,25 +395,6 @@ ctl_print_json(json_t *doc)
         puts(s);
         free(s);
     }
-}
-
-bool
-ctl_path_append(char *buf, size_t size, const char *s)
-{
-    size_t len = strlen(buf);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                     (*c >= '0' && *c <= '9') || strchr("-._~", *c);
-        size_t need = plain ? 1 : 3;
-        if (len + need >= size)
-            return false;
-        if (plain)
-            buf[len++] = (char)*c;
-        else
-            len += (size_t)snprintf(buf + len, size - len, "%%%02X", *c);
-    }
-    buf[len] = '\0';
-    return true;
 }
 
 static const char *

@@ -83,11 +83,4 @@ int ctl_exit_for_status(int status);
 /* Prints doc as indented JSON and a newline on stdout. */
 void ctl_print_json(json_t *doc);
 
-/*
- * Appends s to the path in buf (size bytes, NUL-terminated), percent-encoding everything but
- * unreserved characters, so a name can never add a path segment or a query. Returns false
- * when it does not fit.
- */
-bool ctl_path_append(char *buf, size_t size, const char *s);
-
 #endif

@@ -8,6 +8,7 @@
 #include "tandemctl/ctl_obj.h"
 
 #include "tandemctl/ctl_api.h"
+#include "tandemctl/ctl_parse.h"
 #include "tandemctl/ctl_table.h"
 
 #include <errno.h>
@@ -125,29 +126,6 @@ obj_args_clear(struct obj_args *a)
     memset(a, 0, sizeof(*a));
 }
 
-/* "<bytes>[K|M|G|T]" (binary multiples). */
-static bool
-parse_size(const char *s, json_int_t *v_r)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    unsigned long long mul = 1;
-    switch (*end) {
-    case 'K': mul = 1ull << 10; end++; break;
-    case 'M': mul = 1ull << 20; end++; break;
-    case 'G': mul = 1ull << 30; end++; break;
-    case 'T': mul = 1ull << 40; end++; break;
-    default: break;
-    }
-    if (errno || *end || v > (unsigned long long)INT64_MAX / mul)
-        return false;
-    *v_r = (json_int_t)(v * mul);
-    return true;
-}
-
 /* One named attribute option with its value (NULL for the boolean ones). */
 static int
 apply_flag(const struct ctl_verb *verb, struct obj_args *a, const struct ctl_attr_flag *f,
@@ -166,12 +144,12 @@ apply_flag(const struct ctl_verb *verb, struct obj_args *a, const struct ctl_att
         json_array_append_new(json_object_get(a->attrs, f->key), json_string(val));
         break;
     case CTL_ATTR_SIZE: {
-        json_int_t v;
-        if (!parse_size(val, &v))
+        uint64_t v;
+        if (!ctl_parse_size(val, &v) || v > INT64_MAX)
             return ctl_usage_error(verb, "%s \"%s\" is not a size in bytes (e.g. 1073741824 "
                                          "or 1G)",
                                    f->flag, val);
-        json_object_set_new(a->attrs, f->key, json_integer(v));
+        json_object_set_new(a->attrs, f->key, json_integer((json_int_t)v));
         break;
     }
     case CTL_ATTR_TRUE:

@@ -5,6 +5,7 @@
  * field names are a contract documented in docs/tandemctl.md).
  */
 #include "tandemctl/ctl.h"
+#include "tandemctl/ctl_parse.h"
 
 #include "directory/directory.h"
 #include "lib/err.h"
@@ -33,30 +34,6 @@ struct db_args {
     const char *kind; /* create: --kind, NULL when not given */
 };
 
-/* Parses "<bytes>[K|M|G]" (binary multiples). */
-static bool
-parse_size(const char *s, uint64_t *v_r)
-{
-    char *end;
-    errno = 0;
-    if (*s < '0' || *s > '9')
-        return false;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
-        return false;
-    uint64_t mul = 1;
-    if (*end == 'K' || *end == 'k')
-        mul = 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        mul = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mul = 1024 * 1024 * 1024, end++;
-    if (*end != '\0' || v > UINT64_MAX / mul)
-        return false;
-    *v_r = v * mul;
-    return true;
-}
-
 /* Returns 0, or CTL_EXIT_USAGE after printing why. */
 static int
 db_args_parse(const struct ctl_verb *verb, int argc, char **argv, bool takes_gen_size,
@@ -74,7 +51,7 @@ db_args_parse(const struct ctl_verb *verb, int argc, char **argv, bool takes_gen
             const char *val = arg[17] == '=' ? arg + 18 : (i + 1 < argc ? argv[++i] : NULL);
             if (!val)
                 return ctl_usage_error(verb, "--generation-size needs a value in bytes");
-            if (!parse_size(val, &a->gen_size) || a->gen_size > UINT32_MAX)
+            if (!ctl_parse_size(val, &a->gen_size) || a->gen_size > UINT32_MAX)
                 return ctl_usage_error(verb,
                                        "--generation-size \"%s\" is not a size in bytes "
                                        "(e.g. 1048576 or 1M)",

@@ -5,6 +5,7 @@
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_api.h"
 #include "tandemctl/ctl_obj.h"
+#include "tandemctl/ctl_parse.h"
 #include "tandemctl/ctl_table.h"
 
 #include <inttypes.h>
@@ -137,53 +138,6 @@ whoami_run(const struct ctl_verb *verb, int argc, char **argv)
 /* ------------------------------------------------------------------ */
 /* events                                                             */
 
-/*
- * --since: a duration back from now ("90s", "10m", "2h", "7d"), unix seconds, or a UTC time
- * "YYYY-MM-DDTHH:MM:SS[Z]" (or with a space for the T). Returns false when it is none.
- */
-static bool
-parse_since(const char *s, time_t now, long long *since_r)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return false;
-    long long v = strtoll(s, &end, 10);
-    if (*end == '\0') {
-        *since_r = v;
-        return true;
-    }
-    long long unit = 0;
-    if (strcmp(end, "s") == 0)
-        unit = 1;
-    else if (strcmp(end, "m") == 0)
-        unit = 60;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600;
-    else if (strcmp(end, "d") == 0)
-        unit = 86400;
-    if (unit) {
-        if (v > (long long)now / unit)
-            return false;
-        *since_r = (long long)now - v * unit;
-        return true;
-    }
-    struct tm tm = {0};
-    const char *rest = strptime(s, "%Y-%m-%d", &tm);
-    if (!rest)
-        return false;
-    if (*rest == 'T' || *rest == ' ') {
-        rest = strptime(rest + 1, "%H:%M:%S", &tm);
-        if (!rest)
-            return false;
-    }
-    if (*rest == 'Z')
-        rest++;
-    if (*rest)
-        return false;
-    *since_r = (long long)timegm(&tm);
-    return true;
-}
-
 struct events_ctx {
     bool json;
     char line[65536];
@@ -270,7 +224,7 @@ events_run(const struct ctl_verb *verb, int argc, char **argv)
         return CTL_EXIT_OK;
     }
     long long from = 0;
-    if (since && !parse_since(since, time(NULL), &from))
+    if (since && !ctl_parse_since(since, time(NULL), &from))
         return ctl_usage_error(verb,
                                "--since \"%s\" is not a duration (90s, 10m, 2h, 7d), unix "
                                "seconds or a UTC time (2026-11-25T14:35:06Z)",
