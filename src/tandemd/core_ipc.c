@@ -83,6 +83,7 @@ struct core_pending {
     struct store *store;
     char *database;
     uint32_t request_id;
+    bool store_error; /* the store failed the commit (not a refusal of the mail model) */
     struct ipc_commit_reply reply;
     struct core_touched touched[CORE_IPC_MAX_CHANGED];
     size_t n_touched;
@@ -200,6 +201,7 @@ commit_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *re
     r->lsn = lsn;
     if (status < 0 || !res) {
         r->status = status < 0 ? status : TDM_EFAILED;
+        p->store_error = true;
     } else {
         r->status = res->status;
         r->uidvalidity = res->uidvalidity;
@@ -308,7 +310,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
         struct core_conn *c = p->conn;
         c->inflight--;
         c->busy++; /* sending may close it; it must outlive this iteration */
-        if (p->reply.status < 0)
+        if (p->store_error)
             stats.commit_errors_total++;
         if (!c->closed) {
             struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
