@@ -37,7 +37,7 @@ static const char exit_codes_help[] =
     "Exit status:\n"
     "  0  success\n"
     "  1  verify or recover found corruption, or the database refuses to mount\n"
-    "  2  usage error\n"
+    "  2  usage error, or a request the server found malformed (an unknown attribute)\n"
     "  3  the directory does not exist or is not a tandem database\n"
     "  4  the database is in use (mounted by another process)\n"
     "  5  I/O or other error\n"
@@ -125,7 +125,10 @@ main_help(FILE *out)
     for (size_t i = 0; i < CTL_N_NOUNS; i++)
         fprintf(out, "  %-9s %s\n", ctl_nouns[i].noun, ctl_nouns[i].summary);
     fprintf(out,
-            "\nEvents the libraries emit are printed as \"event: ...\" lines on stderr,\n"
+            "\nEvery noun but db talks to a server's admin API: say where with --socket PATH,\n"
+            "--server HOST:PORT --ca FILE --user NAME, or -c <tandemd config> (or TANDEM_SOCKET,\n"
+            "TANDEM_SERVER, TANDEM_CA, TANDEM_PASSWORD); `tandemctl user list --help` has more.\n"
+            "\ndb: events the libraries emit are printed as \"event: ...\" lines on stderr,\n"
             "or included under \"events\" in --json output.\n\n%s"
             "\nSee docs/tandemctl.md.\n",
             exit_codes_help);
