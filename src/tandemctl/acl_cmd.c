@@ -18,7 +18,8 @@ print_acl(json_t *doc)
     struct ctl_table *t = ctl_table_new(2, headers);
     size_t i;
     json_t *e;
-    json_array_foreach(json_object_get(doc, "acl"), i, e) {
+    json_array_foreach(json_object_get(doc, "acl"), i, e)
+    {
         const char *cells[2] = {json_string_value(json_object_get(e, "principal")),
                                 json_string_value(json_object_get(e, "right"))};
         ctl_table_add(t, cells);
@@ -29,8 +30,7 @@ print_acl(json_t *doc)
 
 /* The path of spec's ACL plus suffix; returns 0 or the usage error's exit code. */
 static int
-acl_path(const struct ctl_verb *verb, const char *spec, const char *suffix, char *path,
-         size_t size)
+acl_path(const struct ctl_verb *verb, const char *spec, const char *suffix, char *path, size_t size)
 {
     char kind[32];
     const char *name;
@@ -65,8 +65,7 @@ acl_run(const struct ctl_verb *verb, int argc, char **argv, int n_args, const ch
     json_t *body = NULL, *doc = NULL;
     r = acl_path(verb, pos[0], suffix, path, sizeof(path));
     if (r == 0 && n_args == 3 && !right_ok(pos[2]))
-        r = ctl_usage_error(verb, "\"%s\" is not a right: read, write or full-control",
-                            pos[2]);
+        r = ctl_usage_error(verb, "\"%s\" is not a right: read, write or full-control", pos[2]);
     if (r == 0 && n_args == 3)
         body = json_pack("{s:s,s:s}", "principal", ctl_principal(pos[1], pbuf, sizeof(pbuf)),
                          "right", pos[2]);
@@ -105,8 +104,8 @@ acl_revoke(const struct ctl_verb *verb, int argc, char **argv)
 }
 
 const struct ctl_verb ctl_acl_verbs[] = {
-    {"show", "<kind>/<name> [options]", "show an object's ACL (needs full-control on it)",
-     NULL, acl_show},
+    {"show", "<kind>/<name> [options]", "show an object's ACL (needs full-control on it)", NULL,
+     acl_show},
     {"grant", "<kind>/<name> <principal> <right> [options]",
      "give a principal a right on an object, replacing the right it had there",
      "Example: tandemctl acl grant user/alice user:bob write\n"
@@ -115,7 +114,6 @@ const struct ctl_verb ctl_acl_verbs[] = {
      "delete). Prints the ACL afterwards.\n",
      acl_grant},
     {"revoke", "<kind>/<name> <principal> [options]",
-     "take every right a principal has on an object", "Prints the ACL afterwards.\n",
-     acl_revoke},
+     "take every right a principal has on an object", "Prints the ACL afterwards.\n", acl_revoke},
     {NULL, NULL, NULL, NULL, NULL},
 };

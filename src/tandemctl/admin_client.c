@@ -178,8 +178,7 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms
 }
 
 static int
-connect_unix(const struct admin_target *t, struct link *l, enum admin_fail *fail_r,
-             char **error_r)
+connect_unix(const struct admin_target *t, struct link *l, enum admin_fail *fail_r, char **error_r)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(t->socket_path) >= sizeof(sun.sun_path))
@@ -199,10 +198,10 @@ connect_unix(const struct admin_target *t, struct link *l, enum admin_fail *fail
     char *owned = NULL;
     switch (-r) {
     case ENOENT:
-        hint = owned = t->datadir ? fmt("no such file; is tandemd running with datadir %s?",
-                                        t->datadir)
-                                  : fmt("no such file; is tandemd running, and is this its "
-                                        "<datadir>/run/admin.sock?");
+        hint = owned = t->datadir
+                           ? fmt("no such file; is tandemd running with datadir %s?", t->datadir)
+                           : fmt("no such file; is tandemd running, and is this its "
+                                 "<datadir>/run/admin.sock?");
         break;
     case ECONNREFUSED:
         hint = "connection refused: nothing listens there; is tandemd running?";
@@ -228,8 +227,7 @@ connect_unix(const struct admin_target *t, struct link *l, enum admin_fail *fail
 }
 
 static int
-connect_tcp(const struct admin_target *t, struct link *l, enum admin_fail *fail_r,
-            char **error_r)
+connect_tcp(const struct admin_target *t, struct link *l, enum admin_fail *fail_r, char **error_r)
 {
     char namebuf[300];
     const char *name = admin_target_name(t, namebuf, sizeof(namebuf));
@@ -267,8 +265,7 @@ connect_tcp(const struct admin_target *t, struct link *l, enum admin_fail *fail_
 }
 
 static int
-start_tls(const struct admin_target *t, struct link *l, enum admin_fail *fail_r,
-          char **error_r)
+start_tls(const struct admin_target *t, struct link *l, enum admin_fail *fail_r, char **error_r)
 {
     char namebuf[300], *err = NULL;
     const char *name = admin_target_name(t, namebuf, sizeof(namebuf));
@@ -285,15 +282,13 @@ start_tls(const struct admin_target *t, struct link *l, enum admin_fail *fail_r,
      * refuses a response cut short. */
     SSL_CTX_set_options(l->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (tls_client_ssl_new(l->ctx, t->host, &l->ssl, &err) != 0) {
-        fail(fail_r, error_r, ADMIN_FAIL_TLS, "TLS with %s: %s", name,
-             err ? err : "unknown error");
+        fail(fail_r, error_r, ADMIN_FAIL_TLS, "TLS with %s: %s", name, err ? err : "unknown error");
         free(err);
         return -1;
     }
     if (SSL_set_fd(l->ssl, l->fd) != 1) {
         ERR_clear_error();
-        return fail(fail_r, error_r, ADMIN_FAIL_TLS, "TLS with %s: cannot attach the socket",
-                    name);
+        return fail(fail_r, error_r, ADMIN_FAIL_TLS, "TLS with %s: cannot attach the socket", name);
     }
     if (SSL_connect(l->ssl) != 1) {
         char *why = tls_handshake_error(l->ssl);
@@ -382,22 +377,23 @@ basic_auth(const char *user, const char *password)
 }
 
 static char *
-build_request(const struct admin_target *t, const char *method, const char *path,
-              const char *body, size_t *len_r)
+build_request(const struct admin_target *t, const char *method, const char *path, const char *body,
+              size_t *len_r)
 {
     char *auth = t->user ? basic_auth(t->user, t->password ? t->password : "") : NULL;
     char host[300];
-    char *body_headers = body ? fmt("Content-Type: application/json\r\nContent-Length: %zu\r\n",
-                                    strlen(body))
-                              : NULL;
-    char *req = fmt("%s %s HTTP/1.1\r\n"
-                    "Host: %s\r\n"
-                    "User-Agent: tandemctl/" TANDEM_VERSION "\r\n"
-                    "Accept: application/json\r\n"
-                    "Connection: close\r\n"
-                    "%s%s\r\n%s",
-                    method, path, t->socket_path ? "localhost" : admin_target_name(t, host, sizeof(host)),
-                    auth ? auth : "", body_headers ? body_headers : "", body ? body : "");
+    char *body_headers =
+        body ? fmt("Content-Type: application/json\r\nContent-Length: %zu\r\n", strlen(body))
+             : NULL;
+    char *req =
+        fmt("%s %s HTTP/1.1\r\n"
+            "Host: %s\r\n"
+            "User-Agent: tandemctl/" TANDEM_VERSION "\r\n"
+            "Accept: application/json\r\n"
+            "Connection: close\r\n"
+            "%s%s\r\n%s",
+            method, path, t->socket_path ? "localhost" : admin_target_name(t, host, sizeof(host)),
+            auth ? auth : "", body_headers ? body_headers : "", body ? body : "");
     if (auth) {
         OPENSSL_cleanse(auth, strlen(auth));
         free(auth);
@@ -435,9 +431,8 @@ collect_add(struct collect *c, const uint8_t *data, size_t len)
 
 /* Reads and parses the response. Returns 0, a body_cb result, or -1 with *fail_r and *error_r. */
 static int
-read_response(const struct admin_target *t, struct link *l, admin_body_cb *body_cb,
-              void *cb_ctx, struct admin_response *resp, enum admin_fail *fail_r,
-              char **error_r)
+read_response(const struct admin_target *t, struct link *l, admin_body_cb *body_cb, void *cb_ctx,
+              struct admin_response *resp, enum admin_fail *fail_r, char **error_r)
 {
     char namebuf[300];
     const char *name = admin_target_name(t, namebuf, sizeof(namebuf));
@@ -516,9 +511,9 @@ read_response(const struct admin_target *t, struct link *l, admin_body_cb *body_
 }
 
 int
-admin_request(const struct admin_target *t, const char *method, const char *path,
-              const char *body, admin_body_cb *body_cb, void *cb_ctx,
-              struct admin_response *resp_r, enum admin_fail *fail_r, char **error_r)
+admin_request(const struct admin_target *t, const char *method, const char *path, const char *body,
+              admin_body_cb *body_cb, void *cb_ctx, struct admin_response *resp_r,
+              enum admin_fail *fail_r, char **error_r)
 {
     memset(resp_r, 0, sizeof(*resp_r));
     *fail_r = ADMIN_FAIL_NONE;
@@ -527,8 +522,8 @@ admin_request(const struct admin_target *t, const char *method, const char *path
     signal(SIGPIPE, SIG_IGN);
 
     struct link l = {.fd = -1};
-    int r = t->socket_path ? connect_unix(t, &l, fail_r, error_r)
-                           : connect_tcp(t, &l, fail_r, error_r);
+    int r =
+        t->socket_path ? connect_unix(t, &l, fail_r, error_r) : connect_tcp(t, &l, fail_r, error_r);
     if (r == 0) {
         set_io_timeouts(l.fd, t->timeout_ms, !t->stream);
         if (!t->socket_path)

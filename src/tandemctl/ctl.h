@@ -20,10 +20,10 @@ enum ctl_exit {
     CTL_EXIT_BUSY = 4,   /* the database is mounted by another process */
     CTL_EXIT_ERROR = 5,  /* I/O or any other error */
     /* Verbs that talk to a server (ctl_api.h): */
-    CTL_EXIT_FORBIDDEN = 6,   /* the ACL refuses (HTTP 403) */
-    CTL_EXIT_NOT_FOUND = 7,   /* no such object (404) */
-    CTL_EXIT_CONFLICT = 8,    /* exists already, changed meanwhile, a member is missing (409) */
-    CTL_EXIT_UNREACHABLE = 9, /* cannot connect, TLS failed, or authentication failed (401) */
+    CTL_EXIT_FORBIDDEN = 6,    /* the ACL refuses (HTTP 403) */
+    CTL_EXIT_NOT_FOUND = 7,    /* no such object (404) */
+    CTL_EXIT_CONFLICT = 8,     /* exists already, changed meanwhile, a member is missing (409) */
+    CTL_EXIT_UNREACHABLE = 9,  /* cannot connect, TLS failed, or authentication failed (401) */
     CTL_EXIT_UNAVAILABLE = 10, /* the server cannot serve it now: no directory there, core
                                 * unreachable, database refusing commits (503); try later */
 };
@@ -49,16 +49,16 @@ struct ctl_noun {
 
 /* A noun whose table has one entry with the verb "" takes no verb ("tandemctl status"). */
 extern const struct ctl_verb ctl_db_verbs[];
-extern const struct ctl_verb ctl_user_verbs[];      /* user_cmd.c */
-extern const struct ctl_verb ctl_group_verbs[];     /* group_cmd.c */
-extern const struct ctl_verb ctl_acl_verbs[];       /* acl_cmd.c */
-extern const struct ctl_verb ctl_site_verbs[];      /* topology_cmd.c */
+extern const struct ctl_verb ctl_user_verbs[];  /* user_cmd.c */
+extern const struct ctl_verb ctl_group_verbs[]; /* group_cmd.c */
+extern const struct ctl_verb ctl_acl_verbs[];   /* acl_cmd.c */
+extern const struct ctl_verb ctl_site_verbs[];  /* topology_cmd.c */
 extern const struct ctl_verb ctl_network_verbs[];
 extern const struct ctl_verb ctl_server_verbs[];
 extern const struct ctl_verb ctl_cluster_verbs[];
 extern const struct ctl_verb ctl_cms_verbs[];
 extern const struct ctl_verb ctl_database_verbs[];
-extern const struct ctl_verb ctl_status_verbs[];    /* status_cmd.c */
+extern const struct ctl_verb ctl_status_verbs[]; /* status_cmd.c */
 extern const struct ctl_verb ctl_events_verbs[];
 extern const struct ctl_verb ctl_whoami_verbs[];
 

@@ -72,8 +72,7 @@ ctl_opt_value(const struct ctl_verb *verb, const char *name, int argc, char **ar
 }
 
 int
-ctl_api_option(const struct ctl_verb *verb, int argc, char **argv, int *i,
-               struct ctl_api_opts *o)
+ctl_api_option(const struct ctl_verb *verb, int argc, char **argv, int *i, struct ctl_api_opts *o)
 {
     const char *a = argv[*i];
     if (strcmp(a, "--json") == 0) {
@@ -482,8 +481,7 @@ ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const c
     } else if (resp.body_len && !doc) {
         char name[300];
         ctl_error("%s answered %d with a body that is not JSON (%s at byte %d)",
-                  admin_target_name(t, name, sizeof(name)), resp.status, jerr.text,
-                  jerr.position);
+                  admin_target_name(t, name, sizeof(name)), resp.status, jerr.text, jerr.position);
         code = CTL_EXIT_ERROR;
     } else {
         *doc_r = doc;

@@ -82,16 +82,14 @@ static const struct ctl_attr_flag group_flags[] = {
 };
 static const char *const group_cols[] = {"email", "description", NULL};
 
+/* clang-format off: one kind per line reads better than packed columns */
 static const struct ctl_kind kinds[] = {
-    {"site", site_flags, site_cols, false},
-    {"network", network_flags, network_cols, false},
-    {"server", server_flags, server_cols, true},
-    {"cluster", cluster_flags, cluster_cols, false},
-    {"cms", cms_flags, cms_cols, false},
-    {"database", database_flags, database_cols, false},
-    {"user", user_flags, user_cols, true},
-    {"group", group_flags, group_cols, false},
+    {"site", site_flags, site_cols, false},      {"network", network_flags, network_cols, false},
+    {"server", server_flags, server_cols, true}, {"cluster", cluster_flags, cluster_cols, false},
+    {"cms", cms_flags, cms_cols, false},         {"database", database_flags, database_cols, false},
+    {"user", user_flags, user_cols, true},       {"group", group_flags, group_cols, false},
 };
+/* clang-format on */
 
 const struct ctl_kind *
 ctl_kind_find(const char *kind)
@@ -106,9 +104,9 @@ bool
 ctl_kind_known(const char *kind)
 {
     /* Every kind the API has, including those tandemctl has no noun for yet (ACL targets). */
-    static const char *const api_kinds[] = {"site",     "network", "server", "cluster",
-                                            "cms",      "database", "copy", "user",
-                                            "group",    "address-list", NULL};
+    static const char *const api_kinds[] = {"site",  "network",      "server", "cluster",
+                                            "cms",   "database",     "copy",   "user",
+                                            "group", "address-list", NULL};
     for (const char *const *k = api_kinds; *k; k++)
         if (strcmp(*k, kind) == 0)
             return true;

@@ -91,7 +91,8 @@ ctl_obj_value_text(json_t *v)
         FILE *f = must(open_memstream(&s, &len));
         size_t i;
         json_t *item;
-        json_array_foreach(v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             char *t = ctl_obj_value_text(item);
             fprintf(f, "%s%s", i ? ", " : "", t);
             free(t);
@@ -111,9 +112,9 @@ struct obj_args {
     struct ctl_api_opts api;
     const char *pos[4];
     int n_pos;
-    json_t *attrs;  /* owned; what add/set were told to write */
-    json_t *unset;  /* owned array of keys */
-    json_t *lists;  /* owned: list keys already started by an option in this command */
+    json_t *attrs; /* owned; what add/set were told to write */
+    json_t *unset; /* owned array of keys */
+    json_t *lists; /* owned: list keys already started by an option in this command */
     const char *new_password_file;
 };
 
@@ -146,8 +147,9 @@ apply_flag(const struct ctl_verb *verb, struct obj_args *a, const struct ctl_att
     case CTL_ATTR_SIZE: {
         uint64_t v;
         if (!ctl_parse_size(val, &v) || v > INT64_MAX)
-            return ctl_usage_error(verb, "%s \"%s\" is not a size in bytes (e.g. 1073741824 "
-                                         "or 1G)",
+            return ctl_usage_error(verb,
+                                   "%s \"%s\" is not a size in bytes (e.g. 1073741824 "
+                                   "or 1G)",
                                    f->flag, val);
         json_object_set_new(a->attrs, f->key, json_integer((json_int_t)v));
         break;
@@ -285,8 +287,7 @@ obj_args_parse(const struct ctl_verb *verb, const struct ctl_kind *k, int argc, 
 static void
 obj_help(const struct ctl_verb *verb, const struct ctl_kind *k, bool attrs)
 {
-    printf("usage: tandemctl %s %s %s\n\n%s\n", k->kind, verb->verb, verb->usage,
-           verb->summary);
+    printf("usage: tandemctl %s %s %s\n\n%s\n", k->kind, verb->verb, verb->usage, verb->summary);
     if (verb->help)
         printf("\n%s", verb->help);
     if (attrs) {
@@ -318,9 +319,8 @@ verb_kind(const struct ctl_verb *verb)
 
 /* Parses, answers --help, resolves the target. Returns -1 to go on, else the exit code. */
 static int
-obj_begin(const struct ctl_verb *verb, int argc, char **argv, int n_pos, bool attrs,
-          bool unset, bool password, struct obj_args *a, struct admin_target *t,
-          const struct ctl_kind **k_r)
+obj_begin(const struct ctl_verb *verb, int argc, char **argv, int n_pos, bool attrs, bool unset,
+          bool password, struct obj_args *a, struct admin_target *t, const struct ctl_kind **k_r)
 {
     const struct ctl_kind *k = *k_r = verb_kind(verb);
     int r = obj_args_parse(verb, k, argc, argv, n_pos, attrs, unset, password, a);
@@ -363,7 +363,8 @@ print_object(json_t *obj)
         kv_add(t, "password", json_is_true(pw) ? "set" : "not set");
     const char *key;
     json_t *v;
-    json_object_foreach(json_object_get(obj, "attrs"), key, v) {
+    json_object_foreach(json_object_get(obj, "attrs"), key, v)
+    {
         kv_add(t, key, s = ctl_obj_value_text(v));
         free(s);
     }
@@ -373,7 +374,8 @@ print_object(json_t *obj)
         json_t *e;
         if (json_array_size(acl) == 0)
             kv_add(t, "acl", "(empty: only admins)");
-        json_array_foreach(acl, i, e) {
+        json_array_foreach(acl, i, e)
+        {
             char line[600];
             snprintf(line, sizeof(line), "%s %s",
                      json_string_value(json_object_get(e, "principal")),
@@ -405,7 +407,8 @@ print_list(const struct ctl_kind *k, json_t *doc)
     struct ctl_table *t = ctl_table_new(n_cols, headers);
     size_t i;
     json_t *obj;
-    json_array_foreach(json_object_get(doc, "objects"), i, obj) {
+    json_array_foreach(json_object_get(doc, "objects"), i, obj)
+    {
         char *cells[8] = {0};
         json_t *attrs = json_object_get(obj, "attrs");
         cells[0] = ctl_obj_value_text(json_object_get(obj, "name"));
@@ -611,15 +614,16 @@ ctl_obj_set(const struct ctl_verb *verb, int argc, char **argv)
     }
     size_t i;
     json_t *key;
-    json_array_foreach(a.unset, i, key) {
+    json_array_foreach(a.unset, i, key)
+    {
         if (!json_object_get(attrs, json_string_value(key)))
-            fprintf(stderr, "tandemctl: note: %s/%s has no attribute %s to unset\n", k->kind,
-                    name, json_string_value(key));
+            fprintf(stderr, "tandemctl: note: %s/%s has no attribute %s to unset\n", k->kind, name,
+                    json_string_value(key));
         json_object_del(attrs, json_string_value(key));
     }
     json_object_update(attrs, a.attrs);
-    json_t *body = json_pack("{s:o,s:O}", "attrs", attrs, "version",
-                             json_object_get(cur, "version"));
+    json_t *body =
+        json_pack("{s:o,s:O}", "attrs", attrs, "version", json_object_get(cur, "version"));
     r = ctl_api_call(&a.api, &t, "PUT", path, body, &doc);
     json_decref(body);
     if (r == CTL_EXIT_CONFLICT)

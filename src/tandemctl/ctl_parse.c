@@ -139,8 +139,7 @@ ctl_path_append(char *buf, size_t size, const char *s)
     size_t start = strlen(buf), len = start;
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' ||
-                     *c == '~';
+                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' || *c == '~';
         size_t need = plain ? 1 : 3;
         if (len + need >= size) {
             buf[start] = '\0';

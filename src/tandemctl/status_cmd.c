@@ -37,20 +37,21 @@ print_status(json_t *doc)
     kv(t, "PID:", json_object_get(doc, "pid"));
     json_int_t up = json_integer_value(json_object_get(doc, "uptime_s"));
     char buf[64];
-    snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT "d %02" JSON_INTEGER_FORMAT
-                               ":%02" JSON_INTEGER_FORMAT ":%02" JSON_INTEGER_FORMAT,
+    snprintf(buf, sizeof(buf),
+             "%" JSON_INTEGER_FORMAT "d %02" JSON_INTEGER_FORMAT ":%02" JSON_INTEGER_FORMAT
+             ":%02" JSON_INTEGER_FORMAT,
              up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
     const char *cells[2] = {"Uptime:", buf};
     ctl_table_add(t, cells);
     ctl_table_print(t, stdout);
     ctl_table_free(&t);
 
-    static const char *const headers[] = {"DATABASE", "KIND",       "STATE",   "LAST LSN",
-                                          "DURABLE",  "APPLIED",    "CHECKPOINT",
-                                          "GENERATIONS", "COMMITS", "SYNCS"};
-    static const char *const keys[] = {"name",        "kind",    "state",  "last_lsn",
-                                       "durable_lsn", "applied_lsn", "checkpoint_lsn",
-                                       NULL,          "commits", "syncs"};
+    static const char *const headers[] = {"DATABASE", "KIND",    "STATE",      "LAST LSN",
+                                          "DURABLE",  "APPLIED", "CHECKPOINT", "GENERATIONS",
+                                          "COMMITS",  "SYNCS"};
+    static const char *const keys[] = {"name",        "kind",        "state",          "last_lsn",
+                                       "durable_lsn", "applied_lsn", "checkpoint_lsn", NULL,
+                                       "commits",     "syncs"};
     json_t *dbs = json_object_get(doc, "databases");
     if (json_array_size(dbs) == 0) {
         puts("\nNo databases mounted.");
@@ -60,7 +61,8 @@ print_status(json_t *doc)
     t = ctl_table_new(10, headers);
     size_t i;
     json_t *db;
-    json_array_foreach(dbs, i, db) {
+    json_array_foreach(dbs, i, db)
+    {
         char *c[10];
         for (int k = 0; k < 10; k++) {
             if (keys[k]) {
@@ -126,8 +128,8 @@ whoami_run(const struct ctl_verb *verb, int argc, char **argv)
             bool admin = json_is_true(json_object_get(doc, "admin"));
             printf("%s%s\n", who ? who : "?",
                    who && strcmp(who, "local") == 0 ? " (the local operator: full control)"
-                   : admin                           ? " (member of admins: full control)"
-                                                     : "");
+                   : admin                          ? " (member of admins: full control)"
+                                                    : "");
         }
     }
     json_decref(doc);
@@ -215,8 +217,8 @@ events_run(const struct ctl_verb *verb, int argc, char **argv)
                 return r;
             continue;
         }
-        return ctl_usage_error(verb, "unknown %s \"%s\"",
-                               argv[i][0] == '-' ? "option" : "argument", argv[i]);
+        return ctl_usage_error(verb, "unknown %s \"%s\"", argv[i][0] == '-' ? "option" : "argument",
+                               argv[i]);
     }
     if (o.help) {
         ctl_verb_help(verb);
@@ -291,7 +293,7 @@ const struct ctl_verb ctl_events_verbs[] = {
 };
 
 const struct ctl_verb ctl_whoami_verbs[] = {
-    {"", "[options]", "show the principal the server sees you as, and whether it is an admin",
-     NULL, whoami_run},
+    {"", "[options]", "show the principal the server sees you as, and whether it is an admin", NULL,
+     whoami_run},
     {NULL, NULL, NULL, NULL, NULL},
 };

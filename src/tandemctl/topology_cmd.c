@@ -7,19 +7,19 @@
 #include "tandemctl/ctl_obj.h"
 
 /* One table per noun: ctl_noun_of() finds the kind by the table a verb is in. */
-#define OBJ_VERBS(kind)                                                                        \
-    {"list", "[options]", "list every " kind " (that you may read)", NULL, ctl_obj_list},     \
-        {"show", "<name> [options]", "show one " kind ": attributes, version, ACL", NULL,     \
-         ctl_obj_show},                                                                        \
-        {"add", CTL_OBJ_ATTR_USAGE, "create a " kind " (it must not exist yet)", NULL,         \
-         ctl_obj_add},                                                                         \
-        {"set", CTL_OBJ_ATTR_USAGE " [--unset KEY]...",                                        \
-         "change some attributes of a " kind ", keeping the others", NULL, ctl_obj_set},      \
-        {"remove", "<name> [options]", "delete a " kind, NULL, ctl_obj_remove}
+/* clang-format off */
+#define OBJ_VERBS(kind)                                                                            \
+    {"list", "[options]", "list every " kind " (that you may read)", NULL, ctl_obj_list},          \
+    {"show", "<name> [options]", "show one " kind ": attributes, version, ACL", NULL,              \
+     ctl_obj_show},                                                                                \
+    {"add", CTL_OBJ_ATTR_USAGE, "create a " kind " (it must not exist yet)", NULL, ctl_obj_add},   \
+    {"set", CTL_OBJ_ATTR_USAGE " [--unset KEY]...",                                                \
+     "change some attributes of a " kind ", keeping the others", NULL, ctl_obj_set},               \
+    {"remove", "<name> [options]", "delete a " kind, NULL, ctl_obj_remove}
+/* clang-format on */
 
 const struct ctl_verb ctl_site_verbs[] = {OBJ_VERBS("site"), {NULL, NULL, NULL, NULL, NULL}};
-const struct ctl_verb ctl_network_verbs[] = {OBJ_VERBS("network"),
-                                             {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_network_verbs[] = {OBJ_VERBS("network"), {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_server_verbs[] = {
     OBJ_VERBS("server"),
     {"password", "<name> [--new-password-file FILE] [options]",
@@ -29,8 +29,7 @@ const struct ctl_verb ctl_server_verbs[] = {
      ctl_obj_password},
     {NULL, NULL, NULL, NULL, NULL},
 };
-const struct ctl_verb ctl_cluster_verbs[] = {OBJ_VERBS("cluster"),
-                                             {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_cluster_verbs[] = {OBJ_VERBS("cluster"), {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_cms_verbs[] = {OBJ_VERBS("clustered mailbox server"),
                                          {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_database_verbs[] = {OBJ_VERBS("database"),

@@ -14,12 +14,11 @@ const struct ctl_verb ctl_user_verbs[] = {
      "             --address alice@example.com --database db1\n",
      ctl_obj_add},
     {"list", "[options]", "list users (those you may read)", NULL, ctl_obj_list},
-    {"show", "<name> [options]", "show one user: attributes, version, ACL", NULL,
-     ctl_obj_show},
+    {"show", "<name> [options]", "show one user: attributes, version, ACL", NULL, ctl_obj_show},
     {"set", CTL_OBJ_ATTR_USAGE " [--unset KEY]...",
      "change some attributes of a user, keeping the others", NULL, ctl_obj_set},
-    {"remove", "<name> [options]",
-     "delete a user (it also leaves every group and every ACL)", NULL, ctl_obj_remove},
+    {"remove", "<name> [options]", "delete a user (it also leaves every group and every ACL)", NULL,
+     ctl_obj_remove},
     {"password", "<name> [--new-password-file FILE] [options]", "set a user's password",
      "Without --new-password-file, the password is asked for twice on the terminal, or read\n"
      "as one line from standard input when that is not a terminal. 8 to 1024 bytes.\n"

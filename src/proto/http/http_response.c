@@ -33,8 +33,8 @@ enum state {
     ST_CHUNK_DATA,  /* remaining bytes of this chunk */
     ST_CHUNK_CR,    /* the CRLF after chunk data */
     ST_CHUNK_LF,
-    ST_TRAILER,     /* trailer lines after the last chunk, up to an empty line */
-    ST_DONE,        /* END is next (or was returned) */
+    ST_TRAILER, /* trailer lines after the last chunk, up to an empty line */
+    ST_DONE,    /* END is next (or was returned) */
     ST_FAILED,
 };
 
@@ -192,8 +192,7 @@ parse_header_line(struct http_response *p, char *line, unsigned lineno, const ch
     *end = '\0';
     for (const char *c = v; *c; c++)
         if (!is_field_char((unsigned char)*c))
-            return fail(p, TDM_EINVAL, error_r, "header %s: control character in the value",
-                        line);
+            return fail(p, TDM_EINVAL, error_r, "header %s: control character in the value", line);
     if (p->n_headers == HTTP_RESPONSE_MAX_HEADERS)
         return fail(p, TDM_ELIMIT, error_r, "more than %d headers", HTTP_RESPONSE_MAX_HEADERS);
     p->headers[p->n_headers].name = line;
@@ -218,13 +217,12 @@ choose_framing(struct http_response *p, const char **error_r)
         } else if (strcasecmp(h->name, "Content-Length") == 0) {
             const char *d = h->value;
             if (*d == '\0' || strlen(d) > 18)
-                return fail(p, TDM_EINVAL, error_r, "Content-Length \"%.40s\" is not a length",
-                            d);
+                return fail(p, TDM_EINVAL, error_r, "Content-Length \"%.40s\" is not a length", d);
             int64_t v = 0;
             for (; *d; d++) {
                 if (*d < '0' || *d > '9')
-                    return fail(p, TDM_EINVAL, error_r,
-                                "Content-Length \"%.40s\" is not a length", h->value);
+                    return fail(p, TDM_EINVAL, error_r, "Content-Length \"%.40s\" is not a length",
+                                h->value);
                 v = v * 10 + (*d - '0');
             }
             if (cl >= 0 && cl != v)
@@ -243,8 +241,9 @@ choose_framing(struct http_response *p, const char **error_r)
         return 0;
     }
     if (cl >= 0 && p->limits.max_body && (uint64_t)cl > p->limits.max_body)
-        return fail(p, TDM_ELIMIT, error_r, "body of %" PRId64 " bytes is over the limit of %" PRIu64,
-                    cl, p->limits.max_body);
+        return fail(p, TDM_ELIMIT, error_r,
+                    "body of %" PRId64 " bytes is over the limit of %" PRIu64, cl,
+                    p->limits.max_body);
     if (te) {
         p->state = ST_CHUNK_SIZE;
         p->line_len = 0;

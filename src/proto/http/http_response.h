@@ -37,8 +37,8 @@ enum http_response_item {
 };
 
 struct http_response_out {
-    size_t used;          /* bytes of the input consumed by this call */
-    const uint8_t *body;  /* HTTP_RESPONSE_BODY: points into the input given to this call */
+    size_t used;         /* bytes of the input consumed by this call */
+    const uint8_t *body; /* HTTP_RESPONSE_BODY: points into the input given to this call */
     size_t body_len;
 };
 

@@ -176,8 +176,8 @@ struct good {
 
 static const struct good goods[] = {
     {"content-length",
-     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n" JSON_OK,
-     200, "OK", "application/json", 11, JSON_OK},
+     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n" JSON_OK, 200,
+     "OK", "application/json", 11, JSON_OK},
     {"chunked with extension and trailer",
      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-ndjson\r\n\r\n"
      "5;name=value\r\nhello\r\nA\r\n, world!\n\n\r\n0\r\nX-Trailer: yes\r\n\r\n",
@@ -193,8 +193,8 @@ static const struct good goods[] = {
      "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", 204, "No Content", "", 0, ""},
     {"body delimited by close", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close",
      200, "OK", "text/plain", -1, "until close"},
-    {"no reason phrase and no space", "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", 404, "", "",
-     0, ""},
+    {"no reason phrase and no space", "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", 404, "", "", 0,
+     ""},
     {"empty reason phrase", "HTTP/1.1 500 \r\nContent-Length: 1\r\n\r\nx", 500, "", "", 1, "x"},
     {"white space around values, name case",
      "HTTP/1.1 403 Forbidden\r\nCONTENT-TYPE: \t application/json \t\r\ncontent-length:2\r\n\r\n"
@@ -285,7 +285,8 @@ static const struct bad bads[] = {
      "closed in the middle of the body"},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", 0, TDM_EINVAL,
      "closed in the middle of the body"},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n", 0, TDM_EINVAL, "in the middle of the response head"},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n", 0, TDM_EINVAL,
+     "in the middle of the response head"},
     {"", 0, TDM_EINVAL, "closed without a response"},
     /* Limits (default_limits: 1024-byte head, 1024-byte body). */
     {"HTTP/1.1 200 OK\r\nContent-Length: 1025\r\n\r\n", 0, TDM_ELIMIT, "over the limit of 1024"},
@@ -308,8 +309,8 @@ test_bad(void **state)
         size_t len = b->len ? b->len : strlen(b->text);
         run_all_splits(&default_limits, b->text, len, whole);
         if (whole->rc != b->rc || !strstr(whole->error, b->error_part))
-            fail_msg("case %zu: want %d \"%s\", got %d \"%s\"", i, b->rc, b->error_part,
-                     whole->rc, whole->error);
+            fail_msg("case %zu: want %d \"%s\", got %d \"%s\"", i, b->rc, b->error_part, whole->rc,
+                     whole->error);
     }
     free(whole);
 }
@@ -317,8 +318,8 @@ test_bad(void **state)
 /* ---- limits that need long inputs ---------------------------------------------------------- */
 
 /* Appends fmt to buf at *len. */
-static void
-add(char *buf, size_t size, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void add(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 add(char *buf, size_t size, size_t *len, const char *fmt, ...)

@@ -209,8 +209,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_size),       cmocka_unit_test(test_since),
-        cmocka_unit_test(test_host_port),  cmocka_unit_test(test_path_append),
+        cmocka_unit_test(test_size),      cmocka_unit_test(test_since),
+        cmocka_unit_test(test_host_port), cmocka_unit_test(test_path_append),
         cmocka_unit_test(test_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
