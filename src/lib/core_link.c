@@ -184,6 +184,14 @@ handle(struct core_link *link, const struct ipc_msg *msg)
             link_drop(link);
             return false;
         }
+        uint16_t v = msg->u.hello_reply.version;
+        if (v < TDM_IPC_VERSION_MIN || v > TDM_IPC_VERSION) {
+            /* It chose a version we never offered: a core bug, not an upgrade. */
+            log_error("IPC: the core answered HELLO with version %u, outside %u..%u",
+                      (unsigned)v, TDM_IPC_VERSION_MIN, TDM_IPC_VERSION);
+            link_drop(link);
+            return false;
+        }
         link->state = LINK_READY;
         link->backoff_ms = LINK_BACKOFF_MIN_MS;
         send_subscriptions(link);

@@ -35,6 +35,7 @@ struct fake {
     struct ipc_reader *reader;
     char path[108];
     bool refuse_hello;
+    uint16_t hello_version; /* 0: answer 1 */
     bool hold; /* do not answer requests */
     /* What arrived. */
     unsigned hellos, commits, subscribes, unsubscribes, status_requests, db_status_requests;
@@ -80,15 +81,16 @@ fake_handle(const struct ipc_msg *m)
         if (fk.refuse_hello)
             r.u.hello_reply.reason = ipc_str_c("no");
         else
-            r.u.hello_reply.version = 1;
+            r.u.hello_reply.version = fk.hello_version ? fk.hello_version : 1;
         fake_send(&r);
         return;
     }
     case TDM_IPC_COMMIT:
         fk.commits++;
         if (fk.hold) {
-            assert_true(fk.n_held < 16);
-            fk.held_ids[fk.n_held++] = m->request_id;
+            if (fk.n_held < 16)
+                fk.held_ids[fk.n_held] = m->request_id;
+            fk.n_held++;
             return;
         }
         /* Echo the record type as the LSN, so a test can tell replies apart. */
@@ -459,6 +461,33 @@ test_drop_and_reconnect(void **state)
     assert_int_equal(fk.subscribes, 2); /* not renewed after UNSUBSCRIBE */
 }
 
+static unsigned limit_calls;
+static void
+count_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    (void)ctx;
+    (void)reply;
+    assert_int_equal(status, TDM_ECLOSED);
+    limit_calls++;
+}
+
+/* A core that never answers cannot make the worker hold unbounded requests. */
+static void
+test_in_flight_limit(void **state)
+{
+    (void)state;
+    connect_ready();
+    fk.hold = true;
+    unsigned sent = 0;
+    int ret;
+    while ((ret = core_link_commit(the_link, "db", 0x100, "x", 1, count_cb, NULL)) == 0)
+        sent++;
+    assert_int_equal(ret, TDM_ELIMIT);
+    assert_int_equal(sent, 4096);
+    core_link_free(&the_link);
+    assert_int_equal(limit_calls, 4096);
+}
+
 static void
 test_free_fails_inflight(void **state)
 {
@@ -564,6 +593,21 @@ test_hello_refused(void **state)
     assert_true(run_until(link_ready)); /* after the long back-off (2 s) */
 }
 
+/* A version the link never offered is a core bug: no READY, reconnect, and fine once fixed. */
+static void
+test_hello_version_not_offered(void **state)
+{
+    (void)state;
+    fk.hello_version = TDM_IPC_VERSION + 1;
+    fake_listen();
+    assert_int_equal(core_link_new(fk.base, fk.path, TDM_IPC_WORKER_IMAP, &the_link), 0);
+    run_for(300);
+    assert_true(fk.hellos >= 2);
+    assert_false(core_link_ready(the_link));
+    fk.hello_version = 0;
+    assert_true(run_until(link_ready));
+}
+
 static struct {
     unsigned calls;
     char folder[64];
@@ -616,10 +660,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_and_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_flight_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_fails_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_bugs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_version_not_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
