@@ -9,6 +9,7 @@
 #include "tandemctl/admin_client.h"
 
 #include "lib/err.h"
+#include "tandemctl/ctl.h"
 #include "lib/tls.h"
 #include "proto/http/http_response.h"
 
@@ -48,7 +49,7 @@ fmt(const char *f, ...)
     va_end(ap);
     if (n < 0) {
         fputs("tandemctl: out of memory\n", stderr);
-        exit(5);
+        exit(CTL_EXIT_ERROR);
     }
     return s;
 }
@@ -67,7 +68,7 @@ fail(enum admin_fail *fail_r, char **error_r, enum admin_fail kind, const char *
     va_end(ap);
     if (n < 0) {
         fputs("tandemctl: out of memory\n", stderr);
-        exit(5);
+        exit(CTL_EXIT_ERROR);
     }
     *fail_r = kind;
     *error_r = s;
@@ -365,7 +366,7 @@ basic_auth(const char *user, const char *password)
     char *b64 = malloc(4 * ((len + 2) / 3) + 1);
     if (!b64) {
         fputs("tandemctl: out of memory\n", stderr);
-        exit(5);
+        exit(CTL_EXIT_ERROR);
     }
     EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)plain, (int)len);
     OPENSSL_cleanse(plain, len);
@@ -419,7 +420,7 @@ collect_add(struct collect *c, const uint8_t *data, size_t len)
         char *nb = realloc(c->buf, cap);
         if (!nb) {
             fputs("tandemctl: out of memory\n", stderr);
-            exit(5);
+            exit(CTL_EXIT_ERROR);
         }
         c->buf = nb;
         c->cap = cap;
@@ -441,7 +442,7 @@ read_response(const struct admin_target *t, struct link *l, admin_body_cb *body_
     struct http_response *p = NULL;
     if (http_response_new(&lim, &p) != 0) {
         fputs("tandemctl: out of memory\n", stderr);
-        exit(5);
+        exit(CTL_EXIT_ERROR);
     }
     struct collect body = {0};
     uint8_t buf[16384];

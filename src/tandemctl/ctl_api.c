@@ -197,6 +197,23 @@ ctl_read_secret(const char *prompt, bool confirm)
     return s;
 }
 
+char *
+ctl_read_secret_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        ctl_error("cannot read the password file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    bool too_long;
+    char *s = read_line(f, &too_long);
+    fclose(f);
+    if (!s)
+        ctl_error("the password file %s is %s", path,
+                  too_long ? "longer than 1024 bytes on its first line" : "empty");
+    return s;
+}
+
 /* ------------------------------------------------------------------ */
 /* Where the server is                                                */
 
@@ -315,20 +332,8 @@ who(const struct ctl_verb *verb, const struct ctl_api_opts *o, struct admin_targ
     }
     t->user = xstrdup(o->user);
     if (o->password_file) {
-        FILE *f = fopen(o->password_file, "re");
-        if (!f) {
-            ctl_error("cannot read the password file %s: %s", o->password_file, strerror(errno));
-            return CTL_EXIT_ERROR;
-        }
-        bool too_long;
-        t->password = read_line(f, &too_long);
-        fclose(f);
-        if (!t->password) {
-            ctl_error("the password file %s is %s", o->password_file,
-                      too_long ? "longer than 1024 bytes on its first line" : "empty");
-            return CTL_EXIT_USAGE;
-        }
-        return 0;
+        t->password = ctl_read_secret_file(o->password_file);
+        return t->password ? 0 : CTL_EXIT_USAGE;
     }
     const char *env = getenv("TANDEM_PASSWORD");
     if (env) {

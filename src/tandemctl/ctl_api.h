@@ -60,6 +60,13 @@ int ctl_api_target(const struct ctl_verb *verb, const struct ctl_api_opts *o, bo
 char *ctl_read_secret(const char *prompt, bool confirm);
 
 /*
+ * The first line of the file at path, without its line ending: a password file. Returns an
+ * allocated string (wipe and free it) or NULL after printing why (unreadable, empty, longer
+ * than 1024 bytes).
+ */
+char *ctl_read_secret_file(const char *path);
+
+/*
  * One request. body (may be NULL) is borrowed. On a 2xx answer returns CTL_EXIT_OK with the
  * JSON document in *doc_r (owned; NULL when the body was empty). Otherwise prints what went
  * wrong and what to do (with o->json also the server's error document on stdout) and returns

@@ -481,20 +481,8 @@ ctl_obj_show(const struct ctl_verb *verb, int argc, char **argv)
 static char *
 new_password(const char *file, const char *kind, const char *name)
 {
-    if (file) {
-        FILE *f = fopen(file, "re");
-        if (!f) {
-            ctl_error("cannot read the password file %s: %s", file, strerror(errno));
-            return NULL;
-        }
-        char buf[1026];
-        char *s = fgets(buf, sizeof(buf), f) ? strndup(buf, strcspn(buf, "\r\n")) : NULL;
-        OPENSSL_cleanse(buf, sizeof(buf));
-        fclose(f);
-        if (!s)
-            ctl_error("the password file %s is empty", file);
-        return s;
-    }
+    if (file)
+        return ctl_read_secret_file(file);
     char prompt[400];
     snprintf(prompt, sizeof(prompt), "New password for %s/%s: ", kind, name);
     return ctl_read_secret(prompt, true);
