@@ -5,6 +5,7 @@
 #include "tandemctl/ctl_api.h"
 
 #include "lib/config.h"
+#include "tandemctl/ctl_kinds.h"
 #include "tandemctl/ctl_parse.h"
 #include "lib/tls.h"
 
@@ -443,6 +444,22 @@ print_http_error(const struct admin_target *t, const struct admin_response *resp
     case 503:
         ctl_error("%s cannot do that now: %s", name, msg ? msg : "unavailable");
         return;
+    case 404: {
+        /* "user/alice": the list of that kind shows what does exist. */
+        const char *obj = str_member(err, "object");
+        const char *slash = obj ? strchr(obj, '/') : NULL;
+        char kind[32];
+        size_t klen = slash ? (size_t)(slash - obj) : 0;
+        if (msg && slash && klen < sizeof(kind)) {
+            memcpy(kind, obj, klen);
+            kind[klen] = '\0';
+            if (ctl_kind_find(kind)) {
+                ctl_error("%s (`tandemctl %s list` shows what exists)", msg, kind);
+                return;
+            }
+        }
+        break;
+    }
     default:
         break;
     }
