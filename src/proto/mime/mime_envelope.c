@@ -252,10 +252,9 @@ parse_field(struct addr_parser *ap, const uint8_t *data, const struct mime_part 
     mime_header_unfold(data, f.value, &v);
     if (v.error) {
         ap->error = -ENOMEM;
-    } else {
+    } else if (v.len) {
         ap->lx = (struct mime_lex){v.data, v.data + v.len};
-        if (v.len)
-            parse_list(ap);
+        parse_list(ap);
     }
     mime_buf_clear(&v);
     return ap->head;

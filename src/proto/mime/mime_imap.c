@@ -12,7 +12,7 @@
 void
 mime_imap_string(struct mime_buf *out, const void *s, size_t len)
 {
-    const uint8_t *p = s;
+    const uint8_t *p = s ? s : (const void *)"";
     bool literal = false;
     for (size_t i = 0; i < len; i++)
         if (p[i] >= 0x80 || p[i] == '\r' || p[i] == '\n') {

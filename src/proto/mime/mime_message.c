@@ -312,10 +312,12 @@ find_delimiter(const uint8_t *d, size_t body_start, size_t from, size_t end, con
         if (q < end && d[q] != '\n')
             continue; /* "--boundaryX": a longer boundary, or text */
         *after = q < end ? q + 1 : end;
+        /* The line break before the delimiter is the delimiter's, unless it is the one
+         * that ended the previous delimiter line (an empty part). */
         size_t ce = at;
-        if (ce > body_start && d[ce - 1] == '\n') {
+        if (ce > from && d[ce - 1] == '\n') {
             ce--;
-            if (ce > body_start && d[ce - 1] == '\r')
+            if (ce > from && d[ce - 1] == '\r')
                 ce--;
         }
         *content_end = ce;

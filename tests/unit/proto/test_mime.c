@@ -564,6 +564,13 @@ test_content_fields(void **state)
               NULL, 0,
               "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 1 1 NIL NIL NIL "
               "NIL) \"MIXED\" (\"BOUNDARY\" \"=_b=\") NIL NIL NIL)");
+    /* A delimiter right after a delimiter is an empty part (a fuzzer find: the part's end
+     * was once computed before its start). */
+    expect_bs("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b\r\nx\r\n--b--",
+              NULL, 0,
+              "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL "
+              "NIL)(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 1 1 NIL NIL "
+              "NIL NIL) \"MIXED\" (\"BOUNDARY\" \"b\") NIL NIL NIL)");
     /* An unparseable Content-Type is the default; a quoted description with a literal. */
     expect_bs("Content-Type: garbage\r\nContent-Description: caf\xc3\xa9 \"q\"\r\n"
               "Content-Disposition: ATTACHMENT\r\nContent-Language: de-CH\r\n\r\nx\r\ny",

@@ -1,0 +1,215 @@
+/*
+ * Fuzzes the MIME parser and its IMAP views (src/proto/mime/). The first byte picks limits
+ * (small ones, so the depth, part and header limits are hit often) and a split point for the
+ * decoders; the rest is the message. Checked, aborting on any break:
+ *   - every part's header and body lie inside the message and inside its parent's body, the
+ *     part count and depth keep to the limits;
+ *   - ENVELOPE and BODYSTRUCTURE text is balanced in parentheses outside quoted strings and
+ *     literals, and every literal's length is right;
+ *   - every section reachable by part number resolves to spans inside the message, and the
+ *     BINARY.SIZE of a part equals the length BINARY gives;
+ *   - the decoders give the same bytes whether the body is fed whole or in two pieces.
+ */
+#include "proto/mime/mime_decode.h"
+#include "proto/mime/mime_imap.h"
+#include "proto/mime/mime_message.h"
+#include "proto/mime/mime_section.h"
+
+#include "lib/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check(bool ok)
+{
+    if (!ok)
+        abort();
+}
+
+/* Parentheses balance outside "quoted" strings and {n}\r\n literals. */
+static void
+check_balanced(const struct mime_buf *b)
+{
+    const uint8_t *p = b->data, *end = b->data + b->len;
+    long depth = 0;
+    while (p < end) {
+        uint8_t c = *p++;
+        if (c == '"') {
+            while (p < end && *p != '"') {
+                check(*p != '\r' && *p != '\n' && *p < 0x80 && *p != 0);
+                if (*p == '\\') {
+                    p++;
+                    check(p < end && (*p == '"' || *p == '\\'));
+                }
+                p++;
+            }
+            check(p < end);
+            p++;
+        } else if (c == '{') {
+            size_t n = 0;
+            while (p < end && *p >= '0' && *p <= '9')
+                n = n * 10 + (size_t)(*p++ - '0');
+            check(end - p >= 3 && p[0] == '}' && p[1] == '\r' && p[2] == '\n');
+            p += 3;
+            check((size_t)(end - p) >= n);
+            check(memchr(p, 0, n) == NULL);
+            p += n;
+        } else if (c == '(') {
+            depth++;
+        } else if (c == ')') {
+            check(--depth >= 0);
+        } else {
+            check(c != '\r' && c != '\n');
+        }
+    }
+    check(depth == 0);
+}
+
+static unsigned
+check_part(const struct mime_part *p, size_t size, size_t lo, size_t hi, unsigned max_depth)
+{
+    check(p->header.off >= lo && p->header.len <= hi - p->header.off);
+    check(p->body.off >= lo && p->body.len <= hi - p->body.off);
+    check(p->header.off + p->header.len <= p->body.off);
+    check(hi <= size);
+    check(p->depth <= max_depth);
+    check(p->type.s && p->subtype.s);
+    unsigned n = 1, kids = 0;
+    for (const struct mime_part *c = p->children; c; c = c->next) {
+        check(c->parent == p && c->depth == p->depth + 1);
+        n += check_part(c, size, p->body.off, p->body.off + p->body.len, max_depth);
+        kids++;
+    }
+    check(kids == p->n_children);
+    check(!p->children || mime_part_is(p, "multipart", NULL));
+    if (p->message) {
+        check(p->message->is_message && p->message->parent == p);
+        n += check_part(p->message, size, p->body.off, p->body.off + p->body.len, max_depth);
+    }
+    return n;
+}
+
+static void
+check_span(struct mime_span s, size_t size)
+{
+    check(s.off <= size && s.len <= size - s.off);
+}
+
+/* Visits the sections of every part reachable by part number, up to a bounded count. */
+static void
+check_sections(const struct mime_message *m, struct mime_section *sec, unsigned *budget)
+{
+    static const enum mime_section_text texts[] = {MIME_SECTION_ALL, MIME_SECTION_MIME,
+                                                   MIME_SECTION_HEADER, MIME_SECTION_TEXT,
+                                                   MIME_SECTION_HEADER_FIELDS_NOT};
+    size_t size = mime_message_size(m);
+    for (uint32_t k = 1; k < 64 && *budget; k++) {
+        (*budget)--;
+        if (sec->n_parts == MIME_SECTION_PARTS_MAX)
+            return;
+        sec->part[sec->n_parts++] = k;
+        const struct mime_part *part;
+        bool as_message;
+        if (mime_section_part(m, sec->part, sec->n_parts, &part, &as_message) != 0) {
+            sec->n_parts--;
+            return;
+        }
+        for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
+            struct mime_span span;
+            struct mime_buf built = MIME_BUF_INIT;
+            sec->text = texts[t];
+            int ret = mime_section_fetch(m, sec, &span, &built);
+            check(ret == 0 || ret == 1 || ret == TDM_ENOTFOUND);
+            if (ret == 0)
+                check_span(span, size);
+            if (ret == 1)
+                check(built.len >= 2 && memcmp(built.data + built.len - 2, "\r\n", 2) == 0);
+            mime_buf_clear(&built);
+        }
+        struct mime_span span;
+        struct mime_buf dec = MIME_BUF_INIT;
+        bool clean;
+        int ret = mime_binary_fetch(m, sec->part, sec->n_parts, &span, &dec, &clean);
+        uint64_t bsize;
+        int sret = mime_binary_size(m, sec->part, sec->n_parts, &bsize);
+        check(ret < 0 ? sret == ret : sret == 0);
+        if (ret == 0)
+            check(bsize == span.len);
+        if (ret == 1)
+            check(bsize == dec.len);
+        mime_buf_clear(&dec);
+        check_sections(m, sec, budget);
+        sec->n_parts--;
+    }
+}
+
+/* The body fed whole and in two pieces decodes the same. */
+static void
+check_decoders(const uint8_t *in, size_t len, size_t cut)
+{
+    static const enum mime_encoding encs[] = {MIME_ENC_BASE64, MIME_ENC_QP};
+    uint8_t *a = malloc(MIME_DECODE_BOUND(len) + MIME_DECODE_FINISH_MAX);
+    uint8_t *b = malloc(2 * MIME_DECODE_BOUND(len) + MIME_DECODE_FINISH_MAX);
+    check(a && b);
+    for (size_t e = 0; e < 2; e++) {
+        struct mime_decoder d;
+        mime_decoder_init(&d, encs[e]);
+        size_t na = mime_decoder_feed(&d, in, len, a);
+        na += mime_decoder_finish(&d, a + na);
+        check(na <= len);
+        mime_decoder_init(&d, encs[e]);
+        size_t nb = mime_decoder_feed(&d, in, cut, b);
+        nb += mime_decoder_feed(&d, in + cut, len - cut, b + nb);
+        nb += mime_decoder_finish(&d, b + nb);
+        check(na == nb && memcmp(a, b, na) == 0);
+    }
+    free(a);
+    free(b);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t sel = data[0];
+    const uint8_t *msg = data + 1;
+    size_t len = size - 1;
+    struct mime_limits lim = {0};
+    if (sel & 1) {
+        lim.max_depth = 1 + (sel >> 1 & 7);
+        lim.max_parts = 1 + (sel >> 4 & 15);
+        lim.max_header = 16 + (sel & 0xf0);
+    }
+    struct mime_message *m;
+    if (mime_message_parse(msg, len, &lim, &m) != 0)
+        return 0;
+    unsigned max_depth = lim.max_depth ? lim.max_depth : MIME_DEFAULT_MAX_DEPTH;
+    unsigned max_parts = lim.max_parts ? lim.max_parts : MIME_DEFAULT_MAX_PARTS;
+    const struct mime_part *root = mime_message_root(m);
+    unsigned n = check_part(root, len, 0, len, max_depth + 1);
+    check(n == mime_message_part_count(m) && n <= max_parts);
+
+    struct mime_buf b = MIME_BUF_INIT;
+    check(mime_imap_envelope(m, root, &b) == 0);
+    check_balanced(&b);
+    for (int ext = 0; ext < 2; ext++)
+        for (unsigned flags = 0; flags <= MIME_IMAP_REV2; flags++) {
+            b.len = 0;
+            check(mime_imap_bodystructure(m, root, ext, flags, &b) == 0);
+            check_balanced(&b);
+        }
+    mime_buf_clear(&b);
+
+    struct mime_section sec;
+    memset(&sec, 0, sizeof(sec));
+    unsigned budget = 256;
+    check_sections(m, &sec, &budget);
+
+    check_decoders(msg, len, len ? sel % (len + 1) : 0);
+    mime_message_free(&m);
+    return 0;
+}
