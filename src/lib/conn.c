@@ -1,0 +1,635 @@
+/*
+ * Client connections (conn.h) over libevent bufferevents: plain, implicit TLS
+ * (bufferevent_openssl_socket_new) or upgraded by STARTTLS (a filter bufferevent over the
+ * plain one).
+ *
+ * Lifetime: a conn is freed only outside its own callbacks. Every callback entry takes a
+ * "busy" count; a close decided inside one (by the protocol or by us) marks the conn and the
+ * last callback to leave frees it, so no code path touches a freed conn after on_data returns.
+ * After on_close the conn is "detached": the protocol has let go of it, and it lingers only
+ * to flush what was queued (at most CONN_FLUSH_DEADLINE_MS).
+ */
+#include "lib/conn.h"
+
+#include "lib/err.h"
+#include "lib/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_DEFAULT_MAX 10000u
+#define CONN_DEFAULT_PER_ADDRESS 100u
+#define CONN_DEFAULT_IDLE_MS (30u * 60u * 1000u)
+#define CONN_DEFAULT_MAX_OUTPUT (1024u * 1024u)
+#define CONN_FLUSH_DEADLINE_MS 5000u
+#define CONN_ADDR_BUCKETS 256u
+
+struct addr_count {
+    struct addr_count *next;
+    unsigned count;
+    char addr[INET6_ADDRSTRLEN];
+};
+
+struct conn_listener {
+    struct event_base *base;
+    struct conn_listener_options opt;
+    const struct conn_ops *ops;
+    void *ctx;
+    struct event *accept_ev;
+    struct conn *conns;
+    unsigned count;
+    uint64_t refused;
+    struct addr_count *addrs[CONN_ADDR_BUCKETS];
+};
+
+struct conn {
+    struct conn_listener *listener;
+    struct conn *prev, *next;
+    struct bufferevent *bev;
+    struct bufferevent *under; /* after STARTTLS: the plain bufferevent under the TLS filter */
+    void *ctx;
+    char peer[INET6_ADDRSTRLEN + 8];
+    char addr[INET6_ADDRSTRLEN];
+    bool tls;
+    bool user_paused;
+    bool output_paused;
+    SSL_CTX *starttls; /* upgrade pending once the output is flushed */
+    bool closing;      /* close once flushed (conn_close_after_flush) */
+    bool detached;     /* on_close has run: only flushing remains */
+    bool dead;         /* free when the last callback leaves */
+    unsigned busy;
+    struct event *flush_timer; /* detached: polls until the output is out or the deadline */
+    uint32_t flush_waited_ms;
+};
+
+#define CONN_FLUSH_POLL_MS 10u
+
+/* Bytes not yet handed to the kernel: under a TLS filter, the encrypted ones count too. */
+static size_t
+output_pending(const struct conn *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if (c->under)
+        n += evbuffer_get_length(bufferevent_get_output(c->under));
+    return n;
+}
+
+/* ---- Per-address counts ---- */
+
+static struct addr_count **
+addr_slot(struct conn_listener *l, const char *addr)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    struct addr_count **pp = &l->addrs[h % CONN_ADDR_BUCKETS];
+    while (*pp && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static unsigned
+addr_get(struct conn_listener *l, const char *addr)
+{
+    struct addr_count *a = *addr_slot(l, addr);
+    return a ? a->count : 0;
+}
+
+static int
+addr_add(struct conn_listener *l, const char *addr)
+{
+    struct addr_count **pp = addr_slot(l, addr);
+    if (!*pp) {
+        struct addr_count *a = calloc(1, sizeof(*a));
+        if (!a)
+            return -ENOMEM;
+        snprintf(a->addr, sizeof(a->addr), "%s", addr);
+        *pp = a;
+    }
+    (*pp)->count++;
+    return 0;
+}
+
+static void
+addr_sub(struct conn_listener *l, const char *addr)
+{
+    struct addr_count **pp = addr_slot(l, addr);
+    struct addr_count *a = *pp;
+    if (!a)
+        return;
+    if (--a->count == 0) {
+        *pp = a->next;
+        free(a);
+    }
+}
+
+/* ---- Freeing ---- */
+
+static void
+conn_free(struct conn *c)
+{
+    struct conn_listener *l = c->listener;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    l->count--;
+    addr_sub(l, c->addr);
+    if (c->flush_timer)
+        event_free(c->flush_timer);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    free(c);
+}
+
+/* Leaving a callback: frees a conn marked dead by the last one out. */
+static void
+conn_leave(struct conn *c)
+{
+    if (--c->busy == 0 && c->dead)
+        conn_free(c);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+flush_poll(struct conn *c)
+{
+    struct timeval tv = {0, CONN_FLUSH_POLL_MS * 1000};
+    evtimer_add(c->flush_timer, &tv);
+}
+
+/*
+ * Ends the connection: tells the protocol (once), then frees now or after flushing. flush:
+ * whether queued output is worth waiting for (not when the peer is gone).
+ */
+static void
+conn_finish(struct conn *c, enum conn_close_reason reason, bool flush)
+{
+    if (!c->detached) {
+        c->detached = true;
+        c->busy++;
+        c->listener->ops->on_close(c, reason);
+        c->busy--;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    if (flush && output_pending(c) > 0) {
+        /* Polled rather than driven by write callbacks: under a TLS filter the last bytes sit
+         * in the plain bufferevent, whose callbacks belong to the filter. */
+        if (!c->flush_timer)
+            c->flush_timer = evtimer_new(c->listener->base, flush_cb, c);
+        if (c->flush_timer) {
+            flush_poll(c);
+            return;
+        }
+    }
+    if (c->busy > 0)
+        c->dead = true;
+    else
+        conn_free(c);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    c->flush_waited_ms += CONN_FLUSH_POLL_MS;
+    if (output_pending(c) > 0 && c->flush_waited_ms < CONN_FLUSH_DEADLINE_MS) {
+        flush_poll(c);
+        return;
+    }
+    c->busy++;
+    c->dead = true;
+    conn_leave(c);
+}
+
+/* ---- Callbacks ---- */
+
+static void set_callbacks(struct conn *c);
+
+static void
+start_tls(struct conn *c)
+{
+    SSL_CTX *ctx = c->starttls;
+    c->starttls = NULL;
+    /* Whatever arrived after STARTTLS and before the handshake is not to be trusted. */
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    SSL *ssl = SSL_new(ctx);
+    struct bufferevent *tls =
+        ssl ? bufferevent_openssl_filter_new(c->listener->base, c->bev, ssl,
+                                             BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+            : NULL;
+    if (!tls) {
+        if (ssl)
+            SSL_free(ssl);
+        log_error("%s: cannot start TLS: out of memory", c->peer);
+        conn_finish(c, CONN_CLOSE_TLS, false);
+        return;
+    }
+    c->under = c->bev;
+    c->bev = tls; /* it owns the plain bufferevent now */
+    c->tls = true;
+    set_callbacks(c);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->detached || c->closing || c->starttls) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    if (c->user_paused)
+        return;
+    c->busy++;
+    c->listener->ops->on_data(c, in);
+    if (!c->detached && !c->dead &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > c->listener->opt.max_output) {
+        c->output_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+    conn_leave(c);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+    c->busy++;
+    if (c->detached || c->closing) {
+        /* The flush timer finishes a detached connection. */
+    } else if (c->starttls && pending == 0) {
+        start_tls(c);
+    } else if (c->output_paused && pending <= c->listener->opt.max_output / 2) {
+        c->output_paused = false;
+        if (!c->user_paused)
+            bufferevent_enable(c->bev, EV_READ);
+        if (c->listener->ops->on_drained)
+            c->listener->ops->on_drained(c);
+        /* Bytes that arrived while paused are waiting: hand them over now. */
+        if (!c->detached && !c->user_paused && evbuffer_get_length(bufferevent_get_input(c->bev)))
+            read_cb(c->bev, c);
+    }
+    conn_leave(c);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (c->detached) {
+        /* Flushing a goodbye and the peer went: nothing more to do. */
+        c->busy++;
+        c->dead = true;
+        conn_leave(c);
+        return;
+    }
+    c->busy++;
+    if (what & BEV_EVENT_TIMEOUT) {
+        conn_finish(c, CONN_CLOSE_IDLE, true);
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        unsigned long tls_err = c->tls ? bufferevent_get_openssl_error(c->bev) : 0;
+        if (tls_err) {
+            char buf[256];
+            ERR_error_string_n(tls_err, buf, sizeof(buf));
+            log_info("%s: TLS failed: %s", c->peer, buf);
+        }
+        conn_finish(c, tls_err ? CONN_CLOSE_TLS : CONN_CLOSE_PEER, false);
+    }
+    conn_leave(c);
+}
+
+static void
+set_callbacks(struct conn *c)
+{
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    uint32_t ms = c->listener->opt.idle_timeout_ms;
+    struct timeval idle = {ms / 1000u, (ms % 1000u) * 1000u};
+    bufferevent_set_timeouts(c->bev, &idle, NULL);
+    bufferevent_enable(c->bev, c->user_paused || c->output_paused ? EV_WRITE : EV_READ | EV_WRITE);
+}
+
+/* ---- Accepting ---- */
+
+static void
+describe_peer(const struct sockaddr_storage *ss, char addr[INET6_ADDRSTRLEN], char *peer,
+              size_t peer_len)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, addr, INET6_ADDRSTRLEN);
+        snprintf(peer, peer_len, "[%s]:%u", addr, ntohs(s6->sin6_port));
+    } else if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, addr, INET6_ADDRSTRLEN);
+        snprintf(peer, peer_len, "%s:%u", addr, ntohs(s4->sin_port));
+    } else {
+        snprintf(addr, INET6_ADDRSTRLEN, "local");
+        snprintf(peer, peer_len, "local");
+    }
+}
+
+static void
+refuse(struct conn_listener *l, int fd, const char *peer, const char *why)
+{
+    l->refused++;
+    log_info("%s: connection refused: %s", peer, why);
+    if (l->opt.refusal_line) {
+        /* Best effort on a fresh socket: the line fits its send buffer. */
+        ssize_t w = write(fd, l->opt.refusal_line, strlen(l->opt.refusal_line));
+        (void)w;
+    }
+    close(fd);
+}
+
+static void
+accept_one(struct conn_listener *l, int fd, const struct sockaddr_storage *ss)
+{
+    char addr[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN + 8];
+    describe_peer(ss, addr, peer, sizeof(peer));
+    if (l->count >= l->opt.max_connections) {
+        refuse(l, fd, peer, "the server's connection limit is reached");
+        return;
+    }
+    if (addr_get(l, addr) >= l->opt.max_per_address) {
+        refuse(l, fd, peer, "too many connections from this address");
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c || addr_add(l, addr) < 0) {
+        free(c);
+        refuse(l, fd, peer, "out of memory");
+        return;
+    }
+    c->listener = l;
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    evutil_make_socket_nonblocking(fd);
+    if (l->opt.implicit_tls) {
+        SSL *ssl = SSL_new(l->opt.implicit_tls);
+        c->bev = ssl ? bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE |
+                                                          BEV_OPT_DEFER_CALLBACKS)
+                     : NULL;
+        if (!c->bev && ssl)
+            SSL_free(ssl);
+        c->tls = true;
+    } else {
+        c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    }
+    if (!c->bev) {
+        addr_sub(l, addr);
+        free(c);
+        refuse(l, fd, peer, "out of memory");
+        return;
+    }
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->count++;
+    set_callbacks(c);
+    c->busy++;
+    l->ops->on_open(c, l->ctx);
+    conn_leave(c);
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct conn_listener *l = arg;
+    /* One readiness may stand for many connections; a bounded batch keeps others served. */
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            accept_one(l, fd, &ss);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            log_error("accept: %s", strerror(errno));
+        return;
+    }
+}
+
+int
+conn_listener_new(struct event_base *base, const struct conn_listener_options *opt,
+                  const struct conn_ops *ops, void *listener_ctx,
+                  struct conn_listener **listener_r)
+{
+    struct conn_listener *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->base = base;
+    l->opt = *opt;
+    if (!l->opt.max_connections)
+        l->opt.max_connections = CONN_DEFAULT_MAX;
+    if (!l->opt.max_per_address)
+        l->opt.max_per_address = CONN_DEFAULT_PER_ADDRESS;
+    if (!l->opt.idle_timeout_ms)
+        l->opt.idle_timeout_ms = CONN_DEFAULT_IDLE_MS;
+    if (!l->opt.max_output)
+        l->opt.max_output = CONN_DEFAULT_MAX_OUTPUT;
+    l->ops = ops;
+    l->ctx = listener_ctx;
+    l->accept_ev = event_new(base, opt->fd, EV_READ | EV_PERSIST, accept_cb, l);
+    if (!l->accept_ev || event_add(l->accept_ev, NULL) < 0) {
+        if (l->accept_ev)
+            event_free(l->accept_ev);
+        free(l);
+        return -ENOMEM;
+    }
+    *listener_r = l;
+    return 0;
+}
+
+void
+conn_listener_free(struct conn_listener **listener)
+{
+    struct conn_listener *l = *listener;
+    if (!l)
+        return;
+    event_free(l->accept_ev);
+    close(l->opt.fd);
+    while (l->conns) {
+        struct conn *c = l->conns;
+        if (!c->detached) {
+            c->detached = true;
+            l->ops->on_close(c, CONN_CLOSE_SHUTDOWN);
+        }
+        conn_free(c);
+    }
+    for (unsigned i = 0; i < CONN_ADDR_BUCKETS; i++)
+        while (l->addrs[i]) {
+            struct addr_count *a = l->addrs[i];
+            l->addrs[i] = a->next;
+            free(a);
+        }
+    free(l);
+    *listener = NULL;
+}
+
+unsigned
+conn_listener_count(const struct conn_listener *l)
+{
+    return l->count;
+}
+
+uint64_t
+conn_listener_refused(const struct conn_listener *l)
+{
+    return l->refused;
+}
+
+/* ---- Per connection ---- */
+
+void
+conn_set_ctx(struct conn *c, void *ctx)
+{
+    c->ctx = ctx;
+}
+
+void *
+conn_ctx(const struct conn *c)
+{
+    return c->ctx;
+}
+
+const char *
+conn_peer(const struct conn *c)
+{
+    return c->peer;
+}
+
+const char *
+conn_peer_address(const struct conn *c)
+{
+    return c->addr;
+}
+
+bool
+conn_is_tls(const struct conn *c)
+{
+    return c->tls;
+}
+
+int
+conn_write(struct conn *c, const void *data, size_t len)
+{
+    if (c->dead)
+        return 0;
+    if (bufferevent_write(c->bev, data, len) < 0) {
+        log_error("%s: out of memory queueing output", c->peer);
+        conn_finish(c, CONN_CLOSE_LOCAL, false);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int
+conn_printf(struct conn *c, const char *fmt, ...)
+{
+    if (c->dead)
+        return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        log_error("%s: out of memory queueing output", c->peer);
+        conn_finish(c, CONN_CLOSE_LOCAL, false);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+size_t
+conn_output_pending(const struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+bool
+conn_output_full(const struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) > c->listener->opt.max_output;
+}
+
+int
+conn_starttls(struct conn *c, SSL_CTX *ctx)
+{
+    if (c->tls || c->starttls)
+        return TDM_EINVAL;
+    c->starttls = ctx;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        c->busy++;
+        start_tls(c);
+        conn_leave(c);
+    }
+    return 0;
+}
+
+void
+conn_pause(struct conn *c)
+{
+    c->user_paused = true;
+    /* Stop reading from the socket too, or input would pile up in memory meanwhile. */
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+void
+conn_resume(struct conn *c)
+{
+    if (!c->user_paused)
+        return;
+    c->user_paused = false;
+    if (c->detached || c->closing || c->starttls)
+        return;
+    if (!c->output_paused)
+        bufferevent_enable(c->bev, EV_READ);
+    /* Input that arrived while paused would otherwise wait for the next packet. */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        c->busy++;
+        read_cb(c->bev, c);
+        conn_leave(c);
+    }
+}
+
+void
+conn_close_after_flush(struct conn *c)
+{
+    if (c->closing || c->detached)
+        return;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    c->busy++;
+    conn_finish(c, CONN_CLOSE_LOCAL, true);
+    conn_leave(c);
+}
