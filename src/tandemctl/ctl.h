@@ -74,6 +74,8 @@ int ctl_usage_error(const struct ctl_verb *verb, const char *fmt, ...)
 
 /* Prints the verb's full help on stdout. */
 void ctl_verb_help(const struct ctl_verb *verb);
+/* The same with more option lines (may be NULL) between the verb's help and the exit codes. */
+void ctl_verb_help_with(const struct ctl_verb *verb, const char *options);
 
 /* The exit code an error from the libraries (0, -errno, TDM_E*) maps to. */
 int ctl_exit_for(int err);

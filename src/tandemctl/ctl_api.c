@@ -531,8 +531,7 @@ ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_pos, i
         pos[(*n_pos)++] = argv[i];
     }
     if (o->help) {
-        ctl_verb_help(verb);
-        printf("\n%s", ctl_api_options_help);
+        ctl_verb_help_with(verb, ctl_api_options_help);
         return CTL_EXIT_OK;
     }
     if (*n_pos < min_pos)

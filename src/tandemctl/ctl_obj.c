@@ -287,21 +287,24 @@ obj_args_parse(const struct ctl_verb *verb, const struct ctl_kind *k, int argc, 
 static void
 obj_help(const struct ctl_verb *verb, const struct ctl_kind *k, bool attrs)
 {
-    printf("usage: tandemctl %s %s %s\n\n%s\n", k->kind, verb->verb, verb->usage, verb->summary);
-    if (verb->help)
-        printf("\n%s", verb->help);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = must(open_memstream(&text, &len));
     if (attrs) {
-        printf("\nOptions for %s attributes:\n", k->kind);
-        for (const struct ctl_attr_flag *f = k->flags; f->flag; f++)
-            printf("  %-20s %s%s\n", f->flag, f->key,
-                   f->type == CTL_ATTR_LIST    ? " (a list: repeat the option)"
-                   : f->type == CTL_ATTR_SIZE  ? " (bytes; K, M, G, T suffixes)"
-                   : f->type == CTL_ATTR_TRUE  ? " = true"
-                   : f->type == CTL_ATTR_FALSE ? " = false"
-                                               : "");
-        printf("%s", ctl_obj_attr_help);
+        fprintf(f, "Options for %s attributes:\n", k->kind);
+        for (const struct ctl_attr_flag *fl = k->flags; fl->flag; fl++)
+            fprintf(f, "  %-20s %s%s\n", fl->flag, fl->key,
+                    fl->type == CTL_ATTR_LIST    ? " (a list: repeat the option)"
+                    : fl->type == CTL_ATTR_SIZE  ? " (bytes; K, M, G, T suffixes)"
+                    : fl->type == CTL_ATTR_TRUE  ? " = true"
+                    : fl->type == CTL_ATTR_FALSE ? " = false"
+                                                 : "");
+        fprintf(f, "%s\n", ctl_obj_attr_help);
     }
-    printf("\n%s", ctl_api_options_help);
+    fputs(ctl_api_options_help, f);
+    fclose(f);
+    ctl_verb_help_with(verb, must(text));
+    free(text);
 }
 
 /* The verb's kind, from the noun it was called under. */

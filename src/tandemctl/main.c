@@ -85,13 +85,21 @@ ctl_usage_error(const struct ctl_verb *verb, const char *fmt, ...)
 }
 
 void
-ctl_verb_help(const struct ctl_verb *verb)
+ctl_verb_help_with(const struct ctl_verb *verb, const char *options)
 {
     printf("usage: tandemctl %s%s%s %s\n\n%s\n", ctl_noun_of(verb), verb->verb[0] ? " " : "",
            verb->verb, verb->usage, verb->summary);
     if (verb->help)
         printf("\n%s", verb->help);
+    if (options)
+        printf("\n%s", options);
     printf("\n%s", exit_codes_help);
+}
+
+void
+ctl_verb_help(const struct ctl_verb *verb)
+{
+    ctl_verb_help_with(verb, NULL);
 }
 
 int

@@ -221,8 +221,7 @@ events_run(const struct ctl_verb *verb, int argc, char **argv)
                                argv[i]);
     }
     if (o.help) {
-        ctl_verb_help(verb);
-        printf("\n%s", ctl_api_options_help);
+        ctl_verb_help_with(verb, ctl_api_options_help);
         return CTL_EXIT_OK;
     }
     long long from = 0;
