@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,15 +147,34 @@ read_line(FILE *f, bool *too_long_r)
     return s;
 }
 
+/* The terminal's settings while echo is off, so a signal can put them back. */
+static struct termios saved_termios;
+static volatile sig_atomic_t saved_fd = -1;
+
+/* ^C at the prompt must not leave the operator's terminal without echo. */
+static void
+restore_echo_and_die(int sig)
+{
+    if (saved_fd >= 0)
+        tcsetattr(saved_fd, TCSAFLUSH, &saved_termios);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* Asks on the terminal tty with echo off. NULL on EOF or error. */
 static char *
 ask_tty(FILE *tty, const char *prompt)
 {
-    struct termios old, quiet;
+    struct termios quiet;
+    struct sigaction sa = {.sa_handler = restore_echo_and_die}, old_int, old_term, old_hup;
     int fd = fileno(tty);
-    bool restore = tcgetattr(fd, &old) == 0;
+    bool restore = tcgetattr(fd, &saved_termios) == 0;
     if (restore) {
-        quiet = old;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        sigaction(SIGHUP, &sa, &old_hup);
+        saved_fd = fd;
+        quiet = saved_termios;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         quiet.c_lflag |= ECHONL;
         tcsetattr(fd, TCSAFLUSH, &quiet);
@@ -163,8 +183,13 @@ ask_tty(FILE *tty, const char *prompt)
     fflush(tty);
     bool too_long;
     char *s = read_line(tty, &too_long);
-    if (restore)
-        tcsetattr(fd, TCSAFLUSH, &old);
+    if (restore) {
+        tcsetattr(fd, TCSAFLUSH, &saved_termios);
+        saved_fd = -1;
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+    }
     if (too_long)
         ctl_error("longer than %d bytes", SECRET_MAX);
     return s;
