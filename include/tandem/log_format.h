@@ -7,7 +7,8 @@
  *
  * A database's log is a directory of generation files, <datadir>/db/<name>/log/<G>.log, where
  * <G> is the generation number as 16 lower-case hex digits. A generation file has a fixed size
- * (default 1 MiB), is preallocated and zero-filled, and is immutable once closed.
+ * (default 1 MiB), is preallocated (zero-filled, or recycled: see below), and is immutable once
+ * closed.
  *
  * Generation header, at offset 0, TDM_LOG_HEADER_USED bytes, rest of the first
  * TDM_LOG_HEADER_SIZE bytes zero:
@@ -33,22 +34,35 @@
  *   24   n  payload
  * 24+n   4  CRC32C of bytes [0, 24+n)
  *
- * The first frame whose LSN field is 0 (the zero fill) ends the records. A generation is
- * closed by an END frame, whose LSN field repeats the last data record's LSN (0 if none) and
- * which does not consume an LSN. Its payload is:
+ * The first frame whose 24-byte header is all zero ends the records: the writer follows every
+ * write of records with such a zero frame header (or END). A generation is closed by an END
+ * frame, whose LSN field repeats the last data record's LSN (0 if none) and which does not
+ * consume an LSN. Its payload is:
  *    0   8  number of data records in the generation
  *    8   4  generation checksum: CRC32C over every frame before the END frame, in order
  *   12   4  0 (reserved)
- * After END, the rest of the file is zero. A generation without END is the current one (only
- * the highest-numbered generation may lack it). A record never spans two generations: one
- * larger than a standard generation gets a generation of its own, sized to fit.
+ * What follows END, or the zero frame header, carries no meaning: zeros in a new file, stale
+ * bytes of an older generation in a recycled one. A generation without END is the current one
+ * (only the highest-numbered generation may lack it). A record never spans two generations:
+ * one larger than a standard generation gets a generation of its own, sized to fit.
+ *
+ * Recycling: a generation below the checkpoint and the replication floor is renamed, whole and
+ * unchanged, to the number after the highest spare; its header still names the generation it
+ * was. Above the current generation, a file whose valid header names a lower generation than
+ * its file name is such a spare; its header is rewritten (and synced) before any record goes in.
+ * Stale frames in it carry LSNs below the new generation's first LSN, so the LSN sequence check
+ * can never take one for a record of the new generation.
  */
 
 #include <stdint.h>
 
 #define TDM_LOG_MAGIC "TDMLOG01"
 #define TDM_LOG_MAGIC_LEN 8
-#define TDM_LOG_VERSION 1u
+/* Version 2: generation files are recycled, so the bytes after END or after the end of the
+ * records may be stale (see below); version 1 promised zeros there. A version 1 reader
+ * refuses a version 2 log by this number instead of calling its stale bytes corruption. */
+#define TDM_LOG_VERSION 2u
+#define TDM_LOG_VERSION_MIN 1u /* the oldest version this code reads */
 #define TDM_LOG_HEADER_SIZE 4096u
 #define TDM_LOG_HEADER_USED 76u
 #define TDM_LOG_GUID_LEN 16u

@@ -47,7 +47,10 @@ log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r, cons
         *error_r = "header checksum mismatch";
         return TDM_ECORRUPT;
     }
-    if (le_get32(buf + 8) != TDM_LOG_VERSION) {
+    uint32_t version = le_get32(buf + 8);
+    /* Version 1 logs differ only in promising zero fill after the records (no recycled
+     * files), so a version 2 reader reads them as they are. */
+    if (version < TDM_LOG_VERSION_MIN || version > TDM_LOG_VERSION) {
         *error_r = "unsupported log format version";
         return TDM_ECORRUPT;
     }

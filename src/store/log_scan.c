@@ -123,11 +123,12 @@ scan_frames(const uint8_t *buf, size_t size, gen_record_cb *cb, void *ctx, struc
         const char *why = NULL;
         int rc = log_record_decode(buf + off, size - off, &rec, &flen, &why);
         if (rc == 1) {
-            if (!all_zero(buf + off, size - off)) {
-                s->end = GEN_SCAN_INVALID;
-                s->bad_offset = off;
-                s->bad_reason = "non-zero bytes after the end of the records";
-            }
+            /* The zero frame header the writer puts after every write of records. What
+             * follows is zero fill or, in a recycled file, stale bytes of the generation it
+             * was (or of a batch never made durable): the caller zeroes that in the current
+             * generation before writing on, so that no stale frame can ever sit right after
+             * a record written later (see tail_dirty). */
+            s->tail_dirty = !all_zero(buf + off, size - off);
             return 0;
         }
         if (rc < 0) {
@@ -152,12 +153,7 @@ scan_frames(const uint8_t *buf, size_t size, gen_record_cb *cb, void *ctx, struc
                 s->bad_reason = "END record does not match the generation's records";
                 return 0;
             }
-            if (!all_zero(buf + off + flen, size - off - flen)) {
-                s->end = GEN_SCAN_INVALID;
-                s->bad_offset = off + flen;
-                s->bad_reason = "non-zero bytes after the END record";
-                return 0;
-            }
+            /* Bytes after END mean nothing: zeros, or stale bytes of a recycled file. */
             s->end = GEN_SCAN_END_RECORD;
             s->end_rec = end;
             return 0;
@@ -252,6 +248,63 @@ store__gen_scan(const struct io_ops *io, const char *path, gen_record_cb *cb, vo
     return ret;
 }
 
+/*
+ * The data record at TDM_LOG_HEADER_SIZE of path, if one decodes there: 0 with *lsn_r, 1 when
+ * there is none, -errno.
+ */
+static int
+first_record_lsn(const struct io_ops *io, const char *path, uint64_t *lsn_r)
+{
+    int fd = io->open(io, path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    off_t size = 0;
+    int ret = io->file_size(io, fd, &size);
+    uint8_t head[TDM_LOG_FRAME_HEADER];
+    if (ret == 0 && (uint64_t)size < TDM_LOG_HEADER_SIZE + TDM_LOG_FRAME_OVERHEAD)
+        ret = 1;
+    if (ret == 0) {
+        ssize_t got = io_pread_all(io, fd, head, sizeof(head), TDM_LOG_HEADER_SIZE);
+        ret = got < 0 ? (int)got : got < (ssize_t)sizeof(head) ? 1 : 0;
+    }
+    uint8_t *frame = NULL;
+    size_t flen = 0;
+    if (ret == 0) {
+        flen = log_frame_size(le_get32(head + 20));
+        if (le_get32(head + 20) > TDM_LOG_MAX_PAYLOAD ||
+            (uint64_t)size < TDM_LOG_HEADER_SIZE + (uint64_t)flen)
+            ret = 1;
+    }
+    if (ret == 0 && !(frame = malloc(flen)))
+        ret = -ENOMEM;
+    if (ret == 0) {
+        ssize_t got = io_pread_all(io, fd, frame, flen, TDM_LOG_HEADER_SIZE);
+        ret = got < 0 ? (int)got : got < (ssize_t)flen ? 1 : 0;
+    }
+    if (ret == 0) {
+        struct log_record rec;
+        size_t used = 0;
+        const char *why = NULL;
+        if (log_record_decode(frame, flen, &rec, &used, &why) == 0 && rec.type != TDM_REC_END &&
+            rec.lsn != 0)
+            *lsn_r = rec.lsn;
+        else
+            ret = 1;
+    }
+    free(frame);
+    io->close(io, fd);
+    return ret;
+}
+
+/* What a file above the current generation can be. */
+enum spare_kind {
+    SPARE_NOT,      /* a generation of the log (the current one, or damage to report) */
+    SPARE_BLANK,    /* new, zero-filled; its header never written (or torn while written) */
+    SPARE_RECYCLED, /* an older generation renamed here whole: its header names that one */
+    SPARE_TORN,     /* a header that does not decode over stale bytes: a recycled file whose
+                     * new header was being written when the machine stopped, or damage */
+};
+
 int
 store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gens, size_t n,
                struct log_top *top_r)
@@ -259,19 +312,83 @@ store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gen
     char path[4096];
     memset(top_r, 0, sizeof(*top_r));
     top_r->n_log = n;
-    /* Preallocated generations (blank) sit above the current one; generation 1 never is. */
-    while (top_r->n_log > 1) {
+    if (n < 2)
+        return 0;
+    enum spare_kind *kind = calloc(n, sizeof(*kind));
+    uint8_t(*guid)[TDM_LOG_GUID_LEN] = calloc(n, sizeof(*guid));
+    int ret = kind && guid ? 0 : -ENOMEM;
+
+    /* Spares sit above the current generation, several of them; generation files are
+     * contiguous, and the lowest file is always part of the log. */
+    size_t cur = n - 1;
+    for (; ret == 0 && cur > 0; cur--) {
         struct gen_scan sc;
         const char *why = NULL;
-        store__gen_path(path, sizeof(path), log_dir, gens[top_r->n_log - 1]);
-        int ret = store__gen_scan(io, path, NULL, NULL, &sc, &why);
-        if (ret == -ENOMEM || (ret < 0 && ret != TDM_ECORRUPT))
-            return ret;
-        if (!((ret == 0 && sc.blank_header) || (ret == TDM_ECORRUPT && sc.body_blank)))
+        store__gen_path(path, sizeof(path), log_dir, gens[cur]);
+        int sret = store__gen_scan(io, path, NULL, NULL, &sc, &why);
+        if (sret == -ENOMEM || (sret < 0 && sret != TDM_ECORRUPT)) {
+            ret = sret;
             break;
-        if (!top_r->prealloc_upto)
-            top_r->prealloc_upto = gens[top_r->n_log - 1];
-        top_r->n_log--;
+        }
+        if ((sret == 0 && sc.blank_header) || (sc.header_bad && sc.body_blank))
+            kind[cur] = SPARE_BLANK;
+        else if (sret == 0 && sc.hdr.generation < gens[cur])
+            kind[cur] = SPARE_RECYCLED;
+        else if (sc.header_bad)
+            kind[cur] = SPARE_TORN;
+        else
+            break;
+        memcpy(guid[cur], sc.hdr.guid, TDM_LOG_GUID_LEN);
     }
-    return 0;
+    if (ret < 0)
+        goto out;
+
+    /* Judge the spares against the current generation. */
+    struct gen_scan cs;
+    const char *why = NULL;
+    store__gen_path(path, sizeof(path), log_dir, gens[cur]);
+    int cret = store__gen_scan(io, path, NULL, NULL, &cs, &why);
+    if (cret == -ENOMEM || (cret < 0 && cret != TDM_ECORRUPT)) {
+        ret = cret;
+        goto out;
+    }
+    bool cur_ok = cret == 0 && !cs.blank_header;
+    size_t top = cur + 1; /* the log is gens[0, top) */
+    for (size_t i = cur + 1; i < n; i++) {
+        if (kind[i] == SPARE_RECYCLED && cur_ok &&
+            memcmp(guid[i], cs.hdr.guid, TDM_LOG_GUID_LEN) != 0) {
+            top = i + 1; /* another database's file: part of the log, refused as foreign */
+            break;
+        }
+        /* Only the generation right after a closed one can ever have had its header written
+         * (a roll writes it after the END before it), so a torn header anywhere else is
+         * damage. Right after a closed one: if records follow it that continue the current
+         * generation, the header was synced before them and is now damaged: corruption to
+         * report, not a spare. Otherwise the header write was cut short by a crash and no
+         * record was ever written under it. */
+        if (kind[i] == SPARE_TORN) {
+            bool spare = false;
+            if (i == cur + 1 && cur_ok && cs.end == GEN_SCAN_END_RECORD) {
+                uint64_t lsn = 0;
+                store__gen_path(path, sizeof(path), log_dir, gens[i]);
+                int fret = first_record_lsn(io, path, &lsn);
+                if (fret < 0) {
+                    ret = fret;
+                    goto out;
+                }
+                spare = fret == 1 || lsn != cs.last_lsn + 1;
+            }
+            if (!spare) {
+                top = i + 1;
+                break;
+            }
+        }
+    }
+    top_r->n_log = top;
+    if (top < n)
+        top_r->prealloc_upto = gens[n - 1];
+out:
+    free(kind);
+    free(guid);
+    return ret;
 }

@@ -50,7 +50,9 @@ gen_write_header(struct store *s, struct gen_state *g, uint32_t prev_checksum)
         .prev_checksum = prev_checksum,
         .file_size = (uint32_t)g->size,
     };
-    uint8_t buf[TDM_LOG_HEADER_USED];
+    /* The whole header block, and the zero frame header that says "no records yet" after
+     * it: a recycled file holds its old generation's bytes in both places. */
+    uint8_t buf[TDM_LOG_HEADER_SIZE + TDM_LOG_FRAME_HEADER] = {0};
     memcpy(hdr.guid, s->guid, sizeof(hdr.guid));
     log_header_encode(&hdr, buf);
     int ret = io_pwrite_all(s->io, g->fd, buf, sizeof(buf), 0);

@@ -27,6 +27,9 @@
 /* Generations kept preallocated beyond the current one, so a burst of rolls (large records,
  * large batches) does not wait for file creation. */
 #define STORE_PREALLOC_AHEAD 2
+/* At most this many spare generations (new or recycled) above the current one: see
+ * spare_max() in store_hk.c. */
+#define STORE_RECYCLE_MAX 16
 
 /* "<dir>/<16 hex>.log" into buf (size >= strlen(dir) + 22). */
 void store__gen_path(char *buf, size_t size, const char *log_dir, uint64_t gen);
@@ -71,6 +74,8 @@ struct gen_scan {
     bool header_bad;   /* the header is there but does not decode */
     bool body_blank;   /* set when the header is blank or bad: every byte after the
                         * header area is zero, so no record was ever written here */
+    bool tail_dirty;   /* GEN_SCAN_ZERO_FILL: bytes after the end of the records are not all
+                        * zero (a recycled file's stale bytes, or an unsynced batch's) */
 };
 
 /* Called for each valid data record; a non-zero return stops the scan and is returned. */
@@ -127,7 +132,7 @@ struct store {
     pthread_cond_t log_wake, apply_wake, hk_wake, progress;
     pthread_t log_thread, apply_thread, hk_thread;
     bool threads_started, hk_started;
-    pthread_mutex_t truncate_lock; /* serialises store__truncate() */
+    pthread_mutex_t truncate_lock; /* serialises store__truncate() and preallocation */
 
     /* lock */
     uint64_t epoch;
@@ -147,12 +152,14 @@ struct store {
     uint64_t cur_gen;        /* mirror of log thread's cur.gen */
     uint64_t *gen_first_lsn; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
     size_t gen_cap;
-    uint64_t prealloc_upto; /* generations (cur_gen, prealloc_upto] exist, preallocated and
-                             * blank; only the housekeeping thread (and open) raise it */
+    uint64_t prealloc_upto; /* generations (cur_gen, prealloc_upto] exist as spares (new and
+                             * zero-filled, or recycled); raised only under truncate_lock by
+                             * preallocation and truncation (and by open) */
     int next_gen_error;     /* last failure to create it */
     uint64_t bytes_since_ckpt;
     uint64_t last_ckpt_ms;
     uint64_t commits, syncs, roll_stalls;
+    uint64_t created, recycled; /* spare generations made new / recycled */
 
     /* log thread only (and store_open/close while no thread runs) */
     struct gen_state cur;

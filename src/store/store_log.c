@@ -36,6 +36,23 @@ wbuf_reserve(struct store *s, size_t need)
 }
 
 /*
+ * Writes the first blen bytes of wbuf at the current generation's write offset, followed by a
+ * zero frame header that marks the end of the records: a recycled file holds stale bytes
+ * there, not zeros (docs/formats/log.md). The marker is overwritten by the next write; there
+ * is always room for it, because room for END (which is larger) is kept free.
+ */
+static int
+log_write_records(struct store *s, size_t blen, uint64_t start)
+{
+    TDM_ASSERT(start + blen + TDM_LOG_FRAME_HEADER <= s->cur.size);
+    memset(s->wbuf + blen, 0, TDM_LOG_FRAME_HEADER);
+    int ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen + TDM_LOG_FRAME_HEADER, (off_t)start);
+    if (ret == 0)
+        s->cur.off += blen;
+    return ret;
+}
+
+/*
  * Writes batch to the log and makes it durable. On failure, *failed_from_r is the first entry
  * that is not durable (entries before it are).
  */
@@ -50,10 +67,9 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     for (struct pending *p = batch; p; p = p->next) {
         if (s->cur.off + blen + p->frame_len + TDM_LOG_END_FRAME > s->cur.size) {
             if (blen > 0) {
-                ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen, (off_t)start);
+                ret = log_write_records(s, blen, start);
                 if (ret < 0)
                     return ret;
-                s->cur.off += blen;
                 blen = 0;
             }
             ret = store__gen_roll(s, p->frame_len);
@@ -63,7 +79,7 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
             }
             start = s->cur.off;
         }
-        ret = wbuf_reserve(s, blen + p->frame_len);
+        ret = wbuf_reserve(s, blen + p->frame_len + TDM_LOG_FRAME_HEADER);
         if (ret < 0)
             return ret;
         memcpy(s->wbuf + blen, p->frame, p->frame_len);
@@ -75,10 +91,9 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     }
     *failed_from_r = batch; /* until the sync succeeds nothing in the last part is durable */
     if (blen > 0) {
-        ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen, (off_t)start);
+        ret = log_write_records(s, blen, start);
         if (ret < 0)
             return ret;
-        s->cur.off += blen;
     }
     uint64_t t0 = store__now_us_mono();
     ret = s->io->fdatasync(s->io, s->cur.fd);

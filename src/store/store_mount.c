@@ -689,6 +689,16 @@ recover(struct store *s, uint64_t applied, const char **error_r)
                    "torn tail of %s cut at offset %" PRIu64 " (%s); these writes were never "
                    "acknowledged",
                    path, cur->valid_end, cur->bad_reason);
+    } else if (cur->end == GEN_SCAN_ZERO_FILL && cur->tail_dirty) {
+        /* Stale bytes after the records: a recycled file's, or a batch whose sync never
+         * returned. Zeroed before writing on, because the LSNs of an unsynced batch are
+         * given out again: if a later write were cut short just after a record, a stale
+         * frame there could carry exactly the next LSN and pass for a record. */
+        ret = cut_tail(s, path, cur->valid_end, cur->file_size);
+        if (ret < 0) {
+            *error_r = store__errorf("cannot zero the end of %s: %s", path, tdm_strerror(ret));
+            goto out;
+        }
     }
     if (r.replayed > 0)
         event_emit(TDM_EV_STORE_RECOVERED, s->name,

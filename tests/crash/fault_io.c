@@ -99,7 +99,8 @@ const char *
 fault_io_sync_kind_name(unsigned kind)
 {
     static const char *const names[FAULT_IO_SYNC_KINDS] = {
-        "none", "data", "gen-header", "gen-end", "prealloc", "dir-create", "dir-unlink", "other",
+        "none",       "data",       "gen-header", "gen-end", "prealloc",
+        "dir-create", "dir-unlink", "dir-rename", "other",
     };
     return kind < FAULT_IO_SYNC_KINDS ? names[kind] : "?";
 }
@@ -592,6 +593,8 @@ fio_sync_dir(const struct io_ops *io, const char *dir)
         if (strlen(d->dir) == dlen && memcmp(d->dir, dir, dlen) == 0) {
             if (d->kind == DIR_CREATE)
                 kind = FAULT_IO_SYNC_DIR_CREATE;
+            else if (d->kind == DIR_RENAME && kind != FAULT_IO_SYNC_DIR_CREATE)
+                kind = FAULT_IO_SYNC_DIR_RENAME;
             else if (kind == FAULT_IO_SYNC_OTHER)
                 kind = FAULT_IO_SYNC_DIR_UNLINK;
         }

@@ -54,6 +54,7 @@ enum fault_io_sync_kind {
     FAULT_IO_SYNC_PREALLOC,   /* fdatasync of a file just created and allocated */
     FAULT_IO_SYNC_DIR_CREATE, /* sync_dir with a pending creation */
     FAULT_IO_SYNC_DIR_UNLINK, /* sync_dir with pending unlinks only (truncation) */
+    FAULT_IO_SYNC_DIR_RENAME, /* sync_dir with pending renames (recycling generations) */
     FAULT_IO_SYNC_OTHER,
     FAULT_IO_SYNC_KINDS
 };
