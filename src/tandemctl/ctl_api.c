@@ -330,11 +330,15 @@ where(const struct ctl_verb *verb, const struct ctl_api_opts *o, struct admin_ta
                                    "%s \"%s\" is not HOST:PORT (an IPv6 address goes in "
                                    "brackets: [::1]:8443)",
                                    from_env ? "TANDEM_SERVER" : "--server", server);
-        const char *ca = o->ca ? o->ca : getenv("TANDEM_CA");
-        if (ca && *ca)
-            t->ca_file = xstrdup(ca);
+        /* Options before the environment, as for the server itself: -c is as explicit as
+         * --ca, and a TANDEM_CA left in the shell must not override it. */
+        const char *ca = getenv("TANDEM_CA");
+        if (o->ca)
+            t->ca_file = xstrdup(o->ca);
         else if (o->config)
             return from_config(o->config, false, true, t);
+        else if (ca && *ca)
+            t->ca_file = xstrdup(ca);
         else
             return ctl_usage_error(verb, "TLS needs the CA that signed the server's "
                                          "certificate: give --ca FILE (the server's "
