@@ -40,6 +40,7 @@ struct smtp_session {
     struct smtp_buf out;
     enum phase phase;
     unsigned errors;
+    int failed; /* the -ENOMEM that left the session half-updated; returned from then on */
 
     /* Command line being assembled: up to max_line - 1 bytes (the LF is never stored). */
     char *line;
@@ -357,11 +358,9 @@ feed_data(struct smtp_session *s, const uint8_t *in, size_t len, struct smtp_ses
     }
 }
 
-int
-smtp_session_feed(struct smtp_session *s, const uint8_t *in, size_t len,
-                  struct smtp_session_out *out)
+static int
+feed(struct smtp_session *s, const uint8_t *in, size_t len, struct smtp_session_out *out)
 {
-    memset(out, 0, sizeof(*out));
     if (s->phase == PH_CLOSED || s->phase == PH_TLS)
         return TDM_EINVAL;
     if (s->pending != PEND_NONE || s->phase == PH_RESULTS)
@@ -403,6 +402,21 @@ smtp_session_feed(struct smtp_session *s, const uint8_t *in, size_t len,
     return SMTP_EV_NEED_MORE;
 }
 
+int
+smtp_session_feed(struct smtp_session *s, const uint8_t *in, size_t len,
+                  struct smtp_session_out *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s->failed)
+        return s->failed;
+    int ev = feed(s, in, len, out);
+    /* Out of memory part-way through a command: what was taken and answered is no longer
+     * certain, so the session refuses to go on rather than risk a reply out of order. */
+    if (ev < 0 && ev != TDM_EINVAL)
+        s->failed = ev;
+    return ev;
+}
+
 /* Writes a caller's verdict into b, with defaults for what it left out. */
 static int
 write_verdict(struct smtp_buf *b, const struct smtp_verdict *v, const char *ok_enh)
@@ -418,6 +432,8 @@ write_verdict(struct smtp_buf *b, const struct smtp_verdict *v, const char *ok_e
 int
 smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 {
+    if (s->failed)
+        return s->failed;
     if (s->pending == PEND_NONE)
         return TDM_EINVAL;
     bool ok = v && v->code >= 200 && v->code < 300;
@@ -446,6 +462,8 @@ smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 int
 smtp_session_delivered(struct smtp_session *s, size_t idx, const struct smtp_verdict *v)
 {
+    if (s->failed)
+        return s->failed;
     if (s->phase != PH_RESULTS || idx >= s->n_results || s->results[idx].given)
         return TDM_EINVAL;
     int r = write_verdict(&s->results[idx].reply, v, "2.0.0");
@@ -457,7 +475,7 @@ smtp_session_delivered(struct smtp_session *s, size_t idx, const struct smtp_ver
         struct smtp_buf *b = &s->results[s->next_result].reply;
         r = smtp_buf_append(&s->out, b->data, b->len);
         if (r)
-            return r;
+            return s->failed = r; /* this result is given but not sent: cannot be retried */
         smtp_buf_free(b);
         s->next_result++;
     }

@@ -120,14 +120,16 @@ void smtp_session_free(struct smtp_session **s);
 /*
  * Feeds in[0..len). Returns an enum smtp_event with *out filled in; the caller acts on it and
  * calls again with in + out->used. Errors: TDM_EINVAL when called while the caller owes
- * smtp_session_tls_started() or after SMTP_EV_CLOSE; -ENOMEM (the session is then unusable).
+ * smtp_session_tls_started() or after SMTP_EV_CLOSE; -ENOMEM, after which every call returns
+ * -ENOMEM and the caller closes the connection (answering 421 itself if it can).
  */
 int smtp_session_feed(struct smtp_session *s, const uint8_t *in, size_t len,
                       struct smtp_session_out *out);
 
 /*
  * The verdict on the pending SMTP_EV_MAIL or SMTP_EV_RCPT. A 2xx on RCPT adds the recipient
- * (smtp_session_rcpt()). Returns 0, TDM_EINVAL (nothing pending, or a bad verdict) or -ENOMEM.
+ * (smtp_session_rcpt()). Returns 0, TDM_EINVAL (nothing pending, or a bad verdict; nothing
+ * changed) or -ENOMEM (nothing changed either, so the call may be repeated).
  */
 int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v);
 
@@ -135,7 +137,9 @@ int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v);
  * After SMTP_EV_DATA_END: the outcome for accepted recipient idx (LMTP, 0 <= idx <
  * smtp_session_rcpt_count()) or for the whole message (SMTP, idx 0), given once each, when the
  * delivery is durable. Returns 0, TDM_EINVAL (no message waiting, idx out of range or already
- * given, bad verdict) or -ENOMEM.
+ * given, bad verdict) or -ENOMEM: either nothing changed and the call may be repeated, or the
+ * reply could not be queued and the session failed for good (every call returns -ENOMEM, as
+ * after feed()); a repeated call tells which.
  */
 int smtp_session_delivered(struct smtp_session *s, size_t idx, const struct smtp_verdict *v);
 
