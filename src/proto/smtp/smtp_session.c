@@ -244,8 +244,10 @@ do_command(struct smtp_session *s, const char *line, size_t len, struct smtp_ses
     case SMTP_VERB_DATA: {
         if (!s->in_tx)
             return refuse(s, 503, "5.5.1", "Need MAIL command");
+        /* RFC 2033 §4.2 demands 503 for LMTP; RFC 5321 §3.3 prefers 554 for SMTP. */
         if (s->n_rcpts == 0)
-            return refuse(s, 554, "5.5.1", "No valid recipients");
+            return refuse(s, s->cfg.proto == SMTP_PROTO_LMTP ? 503 : 554, "5.5.1",
+                          "No valid recipients");
         int r = reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
         if (r)
             return r;

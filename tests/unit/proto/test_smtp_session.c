@@ -380,6 +380,12 @@ static const struct script scripts[] = {
      GREET_SMTP EHLO_SMTP "550 5.7.1 Sender refused\r\n503 5.5.1 Need MAIL before RCPT\r\n"
      "250 2.0.0 Ok\r\n",
      "MAIL <refuse@x> size=-0 body=0\n", NULL},
+    {"lmtp: DATA without an accepted recipient is 503 (RFC 2033 4.2)",
+     SMTP_PROTO_LMTP, 0, 0,
+     "LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<unknown@x>\r\nDATA\r\nRSET\r\n",
+     GREET_LMTP LHLO_LMTP OK_MAIL "550 5.1.1 No such user\r\n"
+     "503 5.5.1 No valid recipients\r\n250 2.0.0 Ok\r\n",
+     "MAIL <a@x> size=-0 body=0\nRCPT <unknown@x>\nRESET\n", NULL},
     {"lmtp refuses HELO and EHLO; a new LHLO resets the transaction",
      SMTP_PROTO_LMTP, 0, 0,
      "HELO c\r\nEHLO c\r\nMAIL FROM:<a@x>\r\nLHLO c\r\nMAIL FROM:<a@x>\r\nLHLO again\r\n"
