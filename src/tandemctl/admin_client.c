@@ -487,6 +487,12 @@ read_response(const struct admin_target *t, struct link *l, admin_body_cb *body_
                     ret = body_cb(cb_ctx, out.body, out.body_len);
                     if (ret != 0)
                         done = true;
+                } else if (body.len + out.body_len > ADMIN_MAX_BODY) {
+                    /* The parser has no body limit for a stream; what is collected in its
+                     * place (an error document) still gets one. */
+                    ret = fail(fail_r, error_r, ADMIN_FAIL_PROTOCOL,
+                               "%s sent an answer over %u bytes", name, ADMIN_MAX_BODY);
+                    done = true;
                 } else {
                     collect_add(&body, out.body, out.body_len);
                 }

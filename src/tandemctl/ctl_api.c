@@ -445,6 +445,14 @@ print_http_error(const struct admin_target *t, const struct admin_response *resp
     const char *msg = str_member(err, "message");
     char namebuf[300];
     const char *name = admin_target_name(t, namebuf, sizeof(namebuf));
+    /* A 401 says enough by itself; anything else without our error document did not come
+     * from tandem's admin API. */
+    if (!msg && resp->status != 401) {
+        ctl_error("%s answered HTTP %d without an error document; is that a tandem admin "
+                  "endpoint?",
+                  name, resp->status);
+        return;
+    }
     switch (resp->status) {
     case 401:
         ctl_error("%s refused the credentials of %s%s: %s; check the user name and the "
@@ -460,18 +468,17 @@ print_http_error(const struct admin_target *t, const struct admin_response *resp
         if (obj && pr && acl_right)
             ctl_error("%s; someone with full-control on %s can grant it: tandemctl acl grant "
                       "%s %s %s",
-                      msg ? msg : "forbidden", obj, obj, pr, right);
+                      msg, obj, obj, pr, right);
         else if (pr && strncmp(pr, "user:", 5) == 0 && right && strcmp(right, "create") == 0)
             /* Creating is not a right on an object (it does not exist yet): it comes with
              * membership of admins. */
-            ctl_error("%s; an admin can add you: tandemctl group add-member admins %s",
-                      msg ? msg : "forbidden", pr);
+            ctl_error("%s; an admin can add you: tandemctl group add-member admins %s", msg, pr);
         else
-            ctl_error("%s", msg ? msg : "forbidden by the ACL");
+            ctl_error("%s", msg);
         return;
     }
     case 503:
-        ctl_error("%s cannot do that now: %s", name, msg ? msg : "unavailable");
+        ctl_error("%s cannot do that now: %s", name, msg);
         return;
     case 404: {
         /* "user/alice": the list of that kind shows what does exist. */
@@ -492,12 +499,7 @@ print_http_error(const struct admin_target *t, const struct admin_response *resp
     default:
         break;
     }
-    if (msg)
-        ctl_error("%s", msg);
-    else
-        ctl_error("%s answered HTTP %d without an error document; is that a tandem admin "
-                  "endpoint?",
-                  name, resp->status);
+    ctl_error("%s", msg);
 }
 
 int

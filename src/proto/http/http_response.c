@@ -308,6 +308,10 @@ feed_head(struct http_response *p, const uint8_t *in, size_t len, struct http_re
             return fail(p, TDM_EINVAL, error_r, "NUL byte in the response head");
         p->head[p->head_len++] = c;
         size_t n = p->head_len;
+        /* Judge the first bytes at once: a peer that is not HTTP (an IMAP greeting, the
+         * core's binary socket) may wait for us forever instead of sending CRLF CRLF. */
+        if (n <= 7 && c != "HTTP/1."[n - 1])
+            return fail(p, TDM_EINVAL, error_r, "not an HTTP/1.x status line");
         if (n >= 4 && memcmp(p->head + n - 4, "\r\n\r\n", 4) == 0) {
             int r = parse_head(p, error_r);
             if (r < 0)

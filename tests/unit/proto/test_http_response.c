@@ -241,6 +241,11 @@ struct bad {
 
 static const struct bad bads[] = {
     {"HTTP/2 200 OK\r\n\r\n", 0, TDM_EINVAL, "not an HTTP/1.x status line"},
+    /* Not HTTP at all, and never sending CRLF CRLF: refused from the first bytes, without
+     * waiting for a head that will not come. */
+    {"SSH-2.0-OpenSSH_9.2", 0, TDM_EINVAL, "not an HTTP/1.x status line"},
+    {"* OK IMAP4rev1 ready", 0, TDM_EINVAL, "not an HTTP/1.x status line"},
+    {"HTTP/1", 0, TDM_EINVAL, "in the middle of the response head"},
     {"HTTP/1.1 2000 OK\r\n\r\n", 0, TDM_EINVAL, "no space after the status code"},
     {"HTTP/1.1 20x OK\r\n\r\n", 0, TDM_EINVAL, "three digits"},
     {"HTTP/1.1 600 Odd\r\n\r\n", 0, TDM_EINVAL, "out of range"},
