@@ -433,6 +433,7 @@ static const struct parse_case refusals[] = {
     {"garbage after", "a NOOP)\r\n", "E a BAD Unexpected characters after the arguments"},
     {"double space", "a LOGIN  x y\r\n", "E a BAD User name expected"},
     {"seqset zero", "a FETCH 0 FLAGS\r\n", "E a BAD Invalid sequence set"},
+    {"saved set inside a set", "a FETCH 1,$ FLAGS\r\n", "E a BAD Invalid sequence set"},
     {"seqset trailing comma", "a FETCH 1, FLAGS\r\n", "E a BAD Invalid sequence set"},
     {"seqset open range", "a FETCH 1: FLAGS\r\n", "E a BAD Invalid sequence set"},
     {"seqset overflow", "a FETCH 4294967296 FLAGS\r\n", "E a BAD Invalid sequence set"},
@@ -691,6 +692,331 @@ test_commands(void **state)
     }
 }
 
+/* ---- the struct, field by field ---- */
+
+/* Parses one complete command fed whole; fails the test unless it comes out. */
+static struct imap_command *
+parse_one(const char *in)
+{
+    struct imap_parser *p;
+    assert_int_equal(imap_parser_new(&imap_parser_default_limits, &p), 0);
+    size_t len = strlen(in), off = 0;
+    struct imap_command *cmd = NULL;
+    while (!cmd) {
+        struct imap_parser_out out;
+        int r = imap_parser_feed(p, (const uint8_t *)in + off, len - off, &out);
+        off += out.used;
+        if (r == IMAP_ITEM_COMMAND)
+            cmd = out.cmd;
+        else if (r == IMAP_ITEM_ERROR)
+            fail_msg("%s: %s", in, out.response);
+        else if (r == IMAP_ITEM_NEED_MORE)
+            fail_msg("%s: incomplete", in);
+    }
+    assert_int_equal(off, len);
+    imap_parser_free(&p);
+    return cmd;
+}
+
+static void
+test_struct_fetch(void **state)
+{
+    (void)state;
+    struct imap_command *c;
+    c = parse_one("A7 UID FETCH 5:*,7 (UID BODY.PEEK[1.2.HEADER.FIELDS.NOT (Received x)]<5.10> "
+                  "BINARY.SIZE[3]) (CHANGEDSINCE 77 VANISHED)\r\n");
+    const struct imap_seqset *set = &c->u.fetch.set;
+    assert_false(set->saved);
+    assert_int_equal(set->n, 2);
+    assert_int_equal(set->r[0].lo, 5);
+    assert_int_equal(set->r[0].hi, IMAP_SEQ_STAR);
+    assert_int_equal(set->r[1].lo, 7);
+    assert_int_equal(set->r[1].hi, 7);
+    assert_string_equal(c->tag, "A7");
+    assert_int_equal(c->cmd, IMAP_CMD_FETCH);
+    assert_true(c->uid);
+    assert_int_equal(c->u.fetch.macro, IMAP_FETCH_MACRO_NONE);
+    assert_int_equal(c->u.fetch.n, 3);
+    assert_int_equal(c->u.fetch.atts[0].kind, IMAP_FETCH_UID);
+    const struct imap_fetch_att *f = &c->u.fetch.atts[1];
+    assert_int_equal(f->kind, IMAP_FETCH_BODY_SECTION);
+    assert_true(f->peek);
+    assert_int_equal(f->n_part, 2);
+    assert_int_equal(f->part[0], 1);
+    assert_int_equal(f->part[1], 2);
+    assert_int_equal(f->text, IMAP_SECTION_HEADER_FIELDS_NOT);
+    assert_int_equal(f->n_fields, 2);
+    assert_string_equal(f->fields[0], "Received");
+    assert_string_equal(f->fields[1], "x");
+    assert_true(f->partial);
+    assert_int_equal(f->offset, 5);
+    assert_int_equal(f->length, 10);
+    f = &c->u.fetch.atts[2];
+    assert_int_equal(f->kind, IMAP_FETCH_BINARY_SIZE);
+    assert_int_equal(f->n_part, 1);
+    assert_int_equal(f->part[0], 3);
+    assert_false(f->partial);
+    assert_true(c->u.fetch.has_changedsince);
+    assert_int_equal(c->u.fetch.changedsince, 77);
+    assert_true(c->u.fetch.vanished);
+    imap_command_free(&c);
+    assert_null(c);
+
+    c = parse_one("b FETCH $ FULL\r\n");
+    assert_true(c->u.fetch.set.saved);
+    assert_int_equal(c->u.fetch.set.n, 0);
+    assert_int_equal(c->u.fetch.macro, IMAP_FETCH_MACRO_FULL);
+    static const enum imap_fetch_kind full[] = {IMAP_FETCH_FLAGS, IMAP_FETCH_INTERNALDATE,
+                                                IMAP_FETCH_RFC822_SIZE, IMAP_FETCH_ENVELOPE,
+                                                IMAP_FETCH_BODY};
+    assert_int_equal(c->u.fetch.n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(c->u.fetch.atts[i].kind, full[i]);
+    imap_command_free(&c);
+}
+
+static void
+test_struct_search(void **state)
+{
+    (void)state;
+    struct imap_command *c = parse_one(
+        "s UID SEARCH RETURN (COUNT MIN) CHARSET utf-8 OR (FROM \"Smith\" SINCE 1-Feb-1994) "
+        "NOT 1:3 HEADER X-Spam yes MODSEQ \"/flags/$junk\" priv 9 LARGER 5000000000\r\n");
+    assert_true(c->uid);
+    assert_true(c->u.search.esearch);
+    assert_int_equal(c->u.search.returns, IMAP_SEARCH_RETURN_COUNT | IMAP_SEARCH_RETURN_MIN);
+    assert_string_equal(c->u.search.charset, "UTF-8");
+    const struct imap_search_key *k = c->u.search.key;
+    assert_int_equal(k->op, IMAP_SEARCH_AND);
+    /* OR takes the next two keys: the parenthesized list and NOT 1:3. */
+    assert_int_equal(k->n_sub, 4);
+    const struct imap_search_key *or = k->sub[0];
+    assert_int_equal(or->op, IMAP_SEARCH_OR);
+    assert_int_equal(or->n_sub, 2);
+    assert_int_equal(or->sub[0]->op, IMAP_SEARCH_AND);
+    assert_int_equal(or->sub[0]->n_sub, 2);
+    assert_int_equal(or->sub[0]->sub[0]->op, IMAP_SEARCH_FROM);
+    assert_string_equal(or->sub[0]->sub[0]->value, "Smith");
+    assert_int_equal(or->sub[0]->sub[1]->op, IMAP_SEARCH_SINCE);
+    assert_int_equal(or->sub[0]->sub[1]->date.year, 1994);
+    assert_int_equal(or->sub[0]->sub[1]->date.month, 2);
+    assert_int_equal(or->sub[0]->sub[1]->date.day, 1);
+    const struct imap_search_key *not = or->sub[1];
+    assert_int_equal(not->op, IMAP_SEARCH_NOT);
+    assert_int_equal(not->n_sub, 1);
+    assert_int_equal(not->sub[0]->op, IMAP_SEARCH_SEQSET);
+    assert_int_equal(not->sub[0]->set.r[0].lo, 1);
+    assert_int_equal(not->sub[0]->set.r[0].hi, 3);
+    assert_int_equal(k->sub[1]->op, IMAP_SEARCH_HEADER);
+    assert_string_equal(k->sub[1]->field, "X-Spam");
+    assert_string_equal(k->sub[1]->value, "yes");
+    assert_int_equal(k->sub[2]->op, IMAP_SEARCH_MODSEQ);
+    assert_string_equal(k->sub[2]->field, "/flags/$junk");
+    assert_int_equal(k->sub[2]->entry_type, IMAP_ENTRY_PRIV);
+    assert_int_equal(k->sub[2]->number, 9);
+    assert_int_equal(k->sub[3]->op, IMAP_SEARCH_LARGER);
+    assert_int_equal(k->sub[3]->number, 5000000000u);
+    imap_command_free(&c);
+
+    c = parse_one("t SEARCH UNSEEN\r\n");
+    assert_false(c->u.search.esearch);
+    assert_null(c->u.search.charset);
+    assert_int_equal(c->u.search.key->n_sub, 1);
+    assert_int_equal(c->u.search.key->sub[0]->op, IMAP_SEARCH_UNSEEN);
+    imap_command_free(&c);
+}
+
+static void
+test_struct_store_append(void **state)
+{
+    (void)state;
+    struct imap_command *c =
+        parse_one("s STORE 2 (UNCHANGEDSINCE 5) -FLAGS.SILENT (\\seen \\DELETED $Label1)\r\n");
+    assert_int_equal(c->u.store.op, IMAP_STORE_REMOVE);
+    assert_true(c->u.store.silent);
+    assert_true(c->u.store.has_unchangedsince);
+    assert_int_equal(c->u.store.unchangedsince, 5);
+    assert_int_equal(c->u.store.n_flags, 3);
+    assert_string_equal(c->u.store.flags[0], "\\Seen");
+    assert_string_equal(c->u.store.flags[1], "\\Deleted");
+    assert_string_equal(c->u.store.flags[2], "$Label1");
+    imap_command_free(&c);
+
+    c = parse_one("a APPEND inbox (\\Draft) \"17-Jul-1996 02:44:25 -0700\" {2+}\r\nhi "
+                  "~{3+}\r\na\x01z\r\n");
+    assert_int_equal(c->cmd, IMAP_CMD_APPEND);
+    assert_string_equal(c->u.append.mailbox, "INBOX");
+    assert_int_equal(c->u.append.n, 2);
+    const struct imap_append_msg *m = &c->u.append.msgs[0];
+    assert_true(m->has_flags);
+    assert_int_equal(m->n_flags, 1);
+    assert_string_equal(m->flags[0], "\\Draft");
+    assert_true(m->has_date);
+    assert_int_equal(m->date.time, 837596665); /* 1996-07-17 09:44:25 UTC */
+    assert_int_equal(m->date.zone_minutes, -420);
+    assert_int_equal(m->size, 2);
+    assert_false(m->binary);
+    m = &c->u.append.msgs[1];
+    assert_false(m->has_flags);
+    assert_false(m->has_date);
+    assert_int_equal(m->size, 3);
+    assert_true(m->binary);
+    imap_command_free(&c);
+}
+
+static void
+test_struct_mailbox_commands(void **state)
+{
+    (void)state;
+    struct imap_command *c =
+        parse_one("q SELECT Lists (CONDSTORE QRESYNC (67890007 90060115194045000 41:211))\r\n");
+    assert_int_equal(c->cmd, IMAP_CMD_SELECT);
+    assert_string_equal(c->u.select.mailbox, "Lists");
+    assert_true(c->u.select.condstore);
+    assert_true(c->u.select.qresync);
+    assert_int_equal(c->u.select.uidvalidity, 67890007);
+    assert_int_equal(c->u.select.modseq, 90060115194045000ull);
+    assert_int_equal(c->u.select.known_uids.n, 1);
+    assert_int_equal(c->u.select.known_uids.r[0].lo, 41);
+    assert_int_equal(c->u.select.known_uids.r[0].hi, 211);
+    assert_int_equal(c->u.select.match_seqs.n, 0);
+    imap_command_free(&c);
+
+    c = parse_one("l LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (INBOX \"Sent\") RETURN (CHILDREN "
+                  "STATUS (MESSAGES DELETED))\r\n");
+    assert_true(c->u.list.extended);
+    assert_int_equal(c->u.list.select_opts,
+                     IMAP_LIST_SELECT_SUBSCRIBED | IMAP_LIST_SELECT_RECURSIVEMATCH);
+    assert_string_equal(c->u.list.reference, "");
+    assert_int_equal(c->u.list.n_patterns, 2);
+    assert_string_equal(c->u.list.patterns[0], "INBOX");
+    assert_string_equal(c->u.list.patterns[1], "Sent");
+    assert_int_equal(c->u.list.return_opts, IMAP_LIST_RETURN_CHILDREN | IMAP_LIST_RETURN_STATUS);
+    assert_int_equal(c->u.list.status_items, IMAP_STATUS_MESSAGES | IMAP_STATUS_DELETED);
+    imap_command_free(&c);
+
+    c = parse_one("l LIST \"\" %\r\n");
+    assert_false(c->u.list.extended);
+    assert_int_equal(c->u.list.select_opts, 0);
+    assert_int_equal(c->u.list.return_opts, 0);
+    imap_command_free(&c);
+
+    c = parse_one("c CREATE Trash (USE (\\trash))\r\n");
+    assert_true(c->u.create.has_use);
+    assert_int_equal(c->u.create.n_use, 1);
+    assert_string_equal(c->u.create.use[0], "\\Trash");
+    imap_command_free(&c);
+
+    c = parse_one("i ID (\"name\" NIL \"x\" {1}\r\ny)\r\n");
+    assert_false(c->u.id.nil);
+    assert_int_equal(c->u.id.n, 2);
+    assert_string_equal(c->u.id.keys[0], "name");
+    assert_null(c->u.id.values[0]);
+    assert_string_equal(c->u.id.values[1], "y");
+    imap_command_free(&c);
+
+    c = parse_one("x AUTHENTICATE plain =\r\n");
+    assert_string_equal(c->u.authenticate.mechanism, "PLAIN");
+    assert_string_equal(c->u.authenticate.initial, "");
+    imap_command_free(&c);
+    c = parse_one("x AUTHENTICATE XOAUTH2\r\n");
+    assert_null(c->u.authenticate.initial);
+    imap_command_free(&c);
+
+    c = parse_one("s SETQUOTA \"\" (STORAGE 512)\r\n");
+    assert_string_equal(c->u.quota.root, "");
+    assert_int_equal(c->u.quota.n, 1);
+    assert_string_equal(c->u.quota.res[0].name, "STORAGE");
+    assert_int_equal(c->u.quota.res[0].limit, 512);
+    imap_command_free(&c);
+
+    c = parse_one("e UID EXPUNGE 1:2,9\r\n");
+    assert_int_equal(c->cmd, IMAP_CMD_EXPUNGE);
+    assert_true(c->uid);
+    assert_int_equal(c->u.copy.set.n, 2);
+    imap_command_free(&c);
+
+    c = parse_one("m UID MOVE 1 \"[Gmail]/Trash\"\r\n");
+    assert_int_equal(c->cmd, IMAP_CMD_MOVE);
+    assert_string_equal(c->u.copy.mailbox, "[Gmail]/Trash");
+    imap_command_free(&c);
+    assert_string_equal(imap_cmd_name(IMAP_CMD_GETQUOTAROOT), "GETQUOTAROOT");
+}
+
+/* APPEND message bytes come out in the order sent, with offsets, never held by the parser:
+ * a large message fed in pieces comes back piece by piece, pointing into each piece. */
+static void
+test_append_streaming(void **state)
+{
+    (void)state;
+    struct imap_parser_limits lim = imap_parser_default_limits;
+    lim.max_command = 4096; /* far below the message: it cannot be held */
+    struct imap_parser *p;
+    assert_int_equal(imap_parser_new(&lim, &p), 0);
+    const size_t size = 1000000;
+    char head[64];
+    int hl = snprintf(head, sizeof(head), "a APPEND INBOX {%zu}\r\n", size);
+    struct imap_parser_out out;
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)head, (size_t)hl, &out),
+                     IMAP_ITEM_CONTINUE);
+    assert_int_equal(out.used, (size_t)hl);
+    uint8_t piece[4096];
+    uint64_t got = 0;
+    while (got < size) {
+        size_t n = size - got < sizeof(piece) ? size - got : sizeof(piece);
+        for (size_t i = 0; i < n; i++)
+            piece[i] = (uint8_t)((got + i) % 251);
+        int r = imap_parser_feed(p, piece, n, &out);
+        assert_int_equal(r, IMAP_ITEM_LITERAL_DATA);
+        assert_ptr_equal(out.data, piece);
+        assert_int_equal(out.len, n);
+        assert_int_equal(out.used, n);
+        assert_int_equal(out.msg_index, 0);
+        assert_int_equal(out.msg_offset, got);
+        assert_int_equal(out.msg_size, size);
+        got += n;
+    }
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)"\r\n", 2, &out), IMAP_ITEM_COMMAND);
+    assert_int_equal(out.cmd->u.append.msgs[0].size, size);
+    imap_command_free(&out.cmd);
+    imap_parser_free(&p);
+}
+
+static void
+test_line_is_done(void **state)
+{
+    (void)state;
+    assert_true(imap_line_is_done((const uint8_t *)"DONE", 4));
+    assert_true(imap_line_is_done((const uint8_t *)"done", 4));
+    assert_false(imap_line_is_done((const uint8_t *)"DONE ", 5));
+    assert_false(imap_line_is_done((const uint8_t *)"DON", 3));
+}
+
+/* Allocation failure in the arena comes back as NULL, never an abort. */
+static void
+test_arena(void **state)
+{
+    (void)state;
+    struct imap_arena *a = imap_arena_new();
+    assert_non_null(a);
+    char *s = imap_arena_strndup(a, "abc", 3);
+    assert_string_equal(s, "abc");
+    /* larger than a block: a block of its own */
+    uint8_t *big = imap_arena_alloc(a, 3 * IMAP_ARENA_BLOCK);
+    assert_non_null(big);
+    for (size_t i = 0; i < 3 * IMAP_ARENA_BLOCK; i++)
+        assert_int_equal(big[i], 0);
+    assert_null(imap_arena_array(a, SIZE_MAX / 4, 8));
+    imap_arena_fail_after(a, 1);
+    assert_non_null(imap_arena_alloc(a, 10));
+    assert_null(imap_arena_alloc(a, 10));
+    assert_null(imap_arena_strndup(a, "x", 1));
+    assert_string_equal(s, "abc");
+    imap_arena_free(&a);
+    assert_null(a);
+    imap_arena_free(&a);
+}
+
 int
 main(void)
 {
@@ -700,6 +1026,11 @@ main(void)
         cmocka_unit_test(test_commands),     cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_limits),       cmocka_unit_test(test_literal_minus),
         cmocka_unit_test(test_nul),          cmocka_unit_test(test_fatal_is_sticky),
+        cmocka_unit_test(test_struct_fetch), cmocka_unit_test(test_struct_search),
+        cmocka_unit_test(test_struct_store_append),
+        cmocka_unit_test(test_struct_mailbox_commands),
+        cmocka_unit_test(test_append_streaming),
+        cmocka_unit_test(test_line_is_done), cmocka_unit_test(test_arena),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     free(whole);
