@@ -503,6 +503,18 @@ print_http_error(const struct admin_target *t, const struct admin_response *resp
 }
 
 int
+ctl_api_report_error(const struct ctl_api_opts *o, const struct admin_target *t,
+                     const struct admin_response *resp)
+{
+    json_t *doc = resp->body_len ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+    print_http_error(t, resp, doc);
+    if (o->json && doc)
+        ctl_print_json(doc);
+    json_decref(doc);
+    return ctl_exit_for_status(resp->status);
+}
+
+int
 ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const char *method,
              const char *path, json_t *body, json_t **doc_r)
 {
@@ -522,16 +534,15 @@ ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const c
         free(err);
         return CTL_EXIT_UNREACHABLE;
     }
+    if (resp.status / 100 != 2) {
+        int code = ctl_api_report_error(o, t, &resp);
+        admin_response_clear(&resp);
+        return code;
+    }
     json_error_t jerr;
     json_t *doc = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, &jerr) : NULL;
     int code = CTL_EXIT_OK;
-    if (resp.status / 100 != 2) {
-        print_http_error(t, &resp, doc);
-        if (o->json && doc)
-            ctl_print_json(doc);
-        code = ctl_exit_for_status(resp.status);
-        json_decref(doc);
-    } else if (resp.body_len && !doc) {
+    if (resp.body_len && !doc) {
         char name[300];
         ctl_error("%s answered %d with a body that is not JSON (%s at byte %d)",
                   admin_target_name(t, name, sizeof(name)), resp.status, jerr.text, jerr.position);

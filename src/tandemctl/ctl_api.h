@@ -84,6 +84,13 @@ int ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, con
 int ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_pos, int max_pos,
                   const char **pos, int *n_pos, struct ctl_api_opts *o, struct admin_target *t);
 
+/*
+ * For an answer that is not 2xx: prints the error it carries and what to do (with o->json
+ * also the server's error document on stdout). Returns the exit code for it.
+ */
+int ctl_api_report_error(const struct ctl_api_opts *o, const struct admin_target *t,
+                         const struct admin_response *resp);
+
 /* The exit code for an HTTP error status (4xx, 5xx). */
 int ctl_exit_for_status(int status);
 

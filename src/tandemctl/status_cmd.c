@@ -147,12 +147,14 @@ struct events_ctx {
     bool overlong; /* the current line did not fit: it is skipped with a note */
 };
 
-static void
+/* Prints the line collected in c. Returns 0, or 1 when stdout cannot be written (a closed
+ * pipe: SIGPIPE is ignored while tandemctl talks to a server). */
+static int
 print_event(struct events_ctx *c)
 {
     c->line[c->len] = '\0';
     if (c->len == 0)
-        return;
+        return 0;
     if (c->json) {
         puts(c->line);
     } else {
@@ -171,7 +173,7 @@ print_event(struct events_ctx *c)
         }
     }
     /* Followers read as events happen, often through a pipe. */
-    fflush(stdout);
+    return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 }
 
 static int
@@ -183,8 +185,8 @@ events_cb(void *ctx, const uint8_t *data, size_t len)
             if (c->overlong)
                 fprintf(stderr, "tandemctl: an event line over %zu bytes was skipped\n",
                         sizeof(c->line) - 1);
-            else
-                print_event(c);
+            else if (print_event(c) != 0)
+                return 1;
             c->len = 0;
             c->overlong = false;
         } else if (c->len + 1 < sizeof(c->line)) {
@@ -250,19 +252,14 @@ events_run(const struct ctl_verb *verb, int argc, char **argv)
     enum admin_fail why;
     char *err = NULL;
     r = admin_request(&t, "GET", path, NULL, events_cb, c, &resp, &why, &err);
-    if (r != 0) {
+    if (r > 0) {
+        r = CTL_EXIT_OK; /* our reader went away (`| head`): nothing more to do */
+    } else if (r < 0) {
         ctl_error("%s", err);
         free(err);
         r = CTL_EXIT_UNREACHABLE;
     } else if (resp.status / 100 != 2) {
-        json_t *doc = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
-        const char *msg =
-            json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
-        ctl_error("%s", msg ? msg : "the server refused the request");
-        if (o.json && doc)
-            ctl_print_json(doc);
-        json_decref(doc);
-        r = ctl_exit_for_status(resp.status);
+        r = ctl_api_report_error(&o, &t, &resp);
     } else if (c->len) {
         print_event(c); /* a last line without its newline */
     }
