@@ -15,6 +15,7 @@ _PROGRAMS = {
     "tandemd": "src/tandemd/tandemd",
     "tdm_populate": "tests/integration/tdm_populate",
     "tdm_ipc_client": "tests/integration/tdm_ipc_client",
+    "tdm_maildump": "tests/integration/tdm_maildump",
 }
 
 
