@@ -8,11 +8,17 @@
  *     literals, and every literal's length is right;
  *   - every section reachable by part number resolves to spans inside the message, and the
  *     BINARY.SIZE of a part equals the length BINARY gives;
- *   - the decoders give the same bytes whether the body is fed whole or in two pieces.
+ *   - the decoders give the same bytes whether the body is fed whole or in two pieces;
+ *   - the search text of the body and header, and RFC 2047 decoding of the raw input, are
+ *     valid UTF-8; case folding is idempotent and a text contains itself ignoring case;
+ *   - a Date header that parses has every field in range.
  */
+#include "proto/mime/mime_charset.h"
+#include "proto/mime/mime_date.h"
 #include "proto/mime/mime_decode.h"
 #include "proto/mime/mime_imap.h"
 #include "proto/mime/mime_message.h"
+#include "proto/mime/mime_search.h"
 #include "proto/mime/mime_section.h"
 
 #include "lib/err.h"
@@ -170,6 +176,42 @@ check_decoders(const uint8_t *in, size_t len, size_t cut)
     free(b);
 }
 
+static void
+check_text(const struct mime_message *m, const uint8_t *in, size_t len)
+{
+    const struct mime_part *root = mime_message_root(m);
+    struct mime_buf t = MIME_BUF_INIT, f1 = MIME_BUF_INIT, f2 = MIME_BUF_INIT;
+    check(mime_search_body_text(m, root, &t) == 0);
+    check(mime_utf8_valid(t.data, t.len));
+    t.len = 0;
+    check(mime_search_header_text(m, root, NULL, &t) == 0);
+    check(mime_utf8_valid(t.data, t.len));
+    t.len = 0;
+    check(mime_header_decode_utf8(in, len, &t) == 0);
+    check(mime_utf8_valid(t.data, t.len));
+    check(mime_utf8_fold(in, len, &f1) == 0);
+    check(mime_utf8_fold(f1.data, f1.len, &f2) == 0);
+    check(f1.len == f2.len && (f1.len == 0 || memcmp(f1.data, f2.data, f1.len) == 0));
+    /* The needle is the whole input: a piece cut inside a UTF-8 sequence would fold to U+FFFD
+     * where the haystack has a character, and rightly not match. */
+    check(mime_utf8_icontains(in, len, in, len) == 1);
+    mime_buf_clear(&t);
+    mime_buf_clear(&f1);
+    mime_buf_clear(&f2);
+
+    struct mime_field field;
+    if (mime_header_find(mime_message_data(m), root, "date", &field)) {
+        struct mime_buf v = MIME_BUF_INIT;
+        mime_header_unfold(mime_message_data(m), field.value, &v);
+        struct mime_date d;
+        if (!v.error && mime_date_parse(v.data, v.len, &d) == 0)
+            check(d.month >= 1 && d.month <= 12 && d.day >= 1 && d.day <= 31 && d.hour <= 23 &&
+                  d.min <= 59 && d.sec <= 60 && d.zone_minutes > -6000 &&
+                  d.zone_minutes < 6000 && d.year >= 0 && d.year <= 9999);
+        mime_buf_clear(&v);
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -210,6 +252,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_sections(m, &sec, &budget);
 
     check_decoders(msg, len, len ? sel % (len + 1) : 0);
+    check_text(m, msg, len);
     mime_message_free(&m);
     return 0;
 }
