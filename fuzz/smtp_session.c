@@ -17,6 +17,9 @@
  * - while a decision is pending the session takes no byte and says nothing;
  * - message chunks lie inside the piece given, the message never exceeds max_message, and
  *   message_size is what was handed over;
+ * - the message equals what a plain line-by-line reading of the raw DATA bytes gives (split at
+ *   CR LF, the line "." ends, one leading dot removed from any other line), or its first
+ *   max_message bytes when it was too large;
  * - the same input fed whole and in pieces gives the same replies and events.
  */
 #include "proto/smtp/smtp_reply.h"
@@ -50,8 +53,16 @@ struct run {
     size_t owed;             /* replies the session owes: greeting, lines, after DATA */
     bool in_data;
     size_t data_rcpts; /* accepted recipients when DATA started */
+    struct smtp_buf raw; /* the bytes of the DATA phase as the client sent them */
+    struct smtp_buf msg; /* the message as the session handed it over */
     int open_code;     /* the code of a multi-line reply in progress, or -1 */
 };
+
+static bool
+same(const struct smtp_buf *a, const struct smtp_buf *b)
+{
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
 
 static const struct smtp_session_config *
 config(bool lmtp)
@@ -229,6 +240,35 @@ deliver(struct run *r, const uint8_t *rest, size_t n)
     }
 }
 
+/* The oracle: RFC 5321 4.5.2 read the simplest way, one CRLF line at a time. */
+static void
+check_message(const struct run *r, bool aborted)
+{
+    struct smtp_buf want = {0};
+    const uint8_t *p = r->raw.data;
+    size_t n = r->raw.len, at = 0;
+    for (;;) {
+        const uint8_t *crlf = at < n ? memmem(p + at, n - at, "\r\n", 2) : NULL;
+        check(crlf != NULL);
+        size_t end = (size_t)(crlf - p);
+        if (end - at == 1 && p[at] == '.') {
+            check(end + 2 == n); /* the session stopped right after the final dot */
+            break;
+        }
+        size_t from = at < end && p[at] == '.' ? at + 1 : at;
+        check(smtp_buf_append(&want, p + from, end + 2 - from) == 0);
+        at = end + 2;
+    }
+    if (aborted) {
+        uint64_t max = config(r->lmtp)->max_message;
+        check(want.len > max && r->msg.len == max);
+        check(memcmp(want.data, r->msg.data, (size_t)max) == 0);
+    } else {
+        check(same(&want, &r->msg));
+    }
+    smtp_buf_free(&want);
+}
+
 static size_t
 count_lf(const uint8_t *p, size_t n)
 {
@@ -266,6 +306,8 @@ run(struct run *r, bool lmtp, bool late, uint8_t seed, const uint8_t *client, si
             check(ev >= 0 && out.used <= n - off);
             if (!r->in_data)
                 r->owed += count_lf(piece + off, out.used);
+            else
+                check(smtp_buf_append(&r->raw, piece + off, out.used) == 0);
             off += out.used;
             /* Not NEED_MORE nor DATA: how often those come depends on the pieces. */
             if (ev != SMTP_EV_NEED_MORE && ev != SMTP_EV_DATA) {
@@ -289,6 +331,7 @@ run(struct run *r, bool lmtp, bool late, uint8_t seed, const uint8_t *client, si
                 r->data_rcpts = smtp_session_rcpt_count(r->s);
                 check(r->data_rcpts > 0);
                 msg = 0;
+                r->raw.len = r->msg.len = 0;
                 break;
             case SMTP_EV_DATA:
                 check(r->in_data && out.data_len > 0);
@@ -298,12 +341,14 @@ run(struct run *r, bool lmtp, bool late, uint8_t seed, const uint8_t *client, si
                 msg += out.data_len;
                 check(msg <= config(lmtp)->max_message);
                 log_event(r, (const char *)out.data, out.data_len);
+                check(smtp_buf_append(&r->msg, out.data, out.data_len) == 0);
                 break;
             case SMTP_EV_DATA_END:
             case SMTP_EV_DATA_ABORTED:
                 check(r->in_data && out.message_size == msg);
                 r->in_data = false;
                 r->owed += r->lmtp ? r->data_rcpts : 1;
+                check_message(r, ev == SMTP_EV_DATA_ABORTED);
                 if (ev == SMTP_EV_DATA_END) {
                     drain(r);
                     deliver(r, piece + off, n - off);
@@ -331,17 +376,13 @@ run(struct run *r, bool lmtp, bool late, uint8_t seed, const uint8_t *client, si
     smtp_session_free(&r->s);
 }
 
-static bool
-same(const struct smtp_buf *a, const struct smtp_buf *b)
-{
-    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
-
 static void
 run_free(struct run *r)
 {
     smtp_buf_free(&r->replies);
     smtp_buf_free(&r->events);
+    smtp_buf_free(&r->raw);
+    smtp_buf_free(&r->msg);
 }
 
 int

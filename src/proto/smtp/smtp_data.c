@@ -1,6 +1,9 @@
 /* Dot-unstuffing and end-of-data detection (smtp_data.h). */
 #include "proto/smtp/smtp_data.h"
 
+#include <stdbool.h>
+#include <string.h>
+
 enum {
     ST_BOL = 0, /* at the start of a line (after CR LF, or at the start of the message) */
     ST_MID,     /* inside a line, the last byte was not CR */
@@ -15,17 +18,6 @@ void
 smtp_data_init(struct smtp_data *d)
 {
     d->state = ST_BOL;
-}
-
-/* State after a data byte c, from a state in which c is plain line content. */
-static int
-next_state(int st, uint8_t c)
-{
-    if (c == '\r')
-        return ST_CR;
-    if (c == '\n' && st == ST_CR)
-        return ST_BOL;
-    return ST_MID;
 }
 
 int
@@ -64,10 +56,22 @@ smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len, size_t *used_
     }
     size_t start = i;
     int st = d->state;
-    for (; i < len; i++) {
+    /* Line by line with memchr, since only a line start can hold anything but data; a
+     * message is mostly long runs between LFs. */
+    while (i < len) {
         if (st == ST_BOL && in[i] == '.')
             break; /* end the chunk before a dot at a line start */
-        st = next_state(st, in[i]);
+        const uint8_t *lf = memchr(in + i, '\n', len - i);
+        if (!lf) {
+            st = in[len - 1] == '\r' ? ST_CR : ST_MID;
+            i = len;
+            break;
+        }
+        size_t j = (size_t)(lf - in);
+        /* The LF ends a line only after a CR, which may have come in an earlier piece. */
+        bool cr = j > i ? in[j - 1] == '\r' : st == ST_CR;
+        st = cr ? ST_BOL : ST_MID;
+        i = j + 1;
     }
     d->state = st;
     *used_r = i;
