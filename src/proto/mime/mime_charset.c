@@ -267,6 +267,10 @@ mime_header_decode_utf8(const uint8_t *in, size_t len, struct mime_buf *out)
             p = eq + 1;
             continue;
         }
+        if (raw.error) {
+            ret = -ENOMEM;
+            break;
+        }
         /* Text between the previous word and this one: dropped when it is only white space
          * after a word, otherwise written (after flushing the held bytes). */
         bool only_ws = true;
@@ -282,8 +286,10 @@ mime_header_decode_utf8(const uint8_t *in, size_t len, struct mime_buf *out)
                 ret = -ENOMEM;
                 break;
             }
-            memmove(raw.data, raw.data + before, raw.len - before);
-            raw.len -= before;
+            if (before) {
+                memmove(raw.data, raw.data + before, raw.len - before);
+                raw.len -= before;
+            }
         }
         if (!(pend_cs && only_ws)) {
             if (utf8_or_1252(text, (size_t)(eq - text), out) < 0) {

@@ -14,7 +14,8 @@
  *   mime_charset.h   charset conversion to UTF-8 (iconv) and RFC 2047 encoded words
  *   mime_search.h    text of a message for SEARCH BODY/TEXT, UTF-8 case-insensitive match
  *   mime_date.h      the Date header (RFC 5322 with obsolete forms) for SENTBEFORE & co.
- *   mime_address.h   address lists (mailboxes, groups) for ENVELOPE
+ *   mime_buf.h       the growable output buffer every writer appends to
+ * (Address lists are parsed inside mime_envelope.c: ENVELOPE is their only user.)
  *
  * Ownership: mime_message_parse() returns an owned struct mime_message; every part, string and
  * parameter it holds lives in the message's arena and dies with mime_message_free(). Offsets
