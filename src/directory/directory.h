@@ -248,6 +248,32 @@ int dir_changes_since(void *state, MDB_txn *txn, uint64_t since, size_t max, dir
 /* The newest seq (0 when the journal is empty). */
 int dir_changes_last(void *state, MDB_txn *txn, uint64_t *seq_r);
 
+/* ---- Mail recipients ----
+ *
+ * Who a mail recipient is: the user an address belongs to and the mailbox database holding
+ * that user's mailbox (the user's `database` attribute). local@domain is matched, in this
+ * order, as a whole address or alias, as an alias equal to its local part ("postmaster"), and
+ * as a user name equal to its local part (the deliveries MTAs make to bare user names).
+ */
+enum dir_rcpt_status {
+    DIR_RCPT_OK = 0,
+    DIR_RCPT_UNKNOWN = 1,    /* no such address or user */
+    DIR_RCPT_NO_MAILBOX = 2, /* the user has no mailbox database */
+    DIR_RCPT_DISABLED = 3,   /* the user is disabled */
+};
+
+struct dir_recipient {
+    enum dir_rcpt_status status;
+    char user[DIR_NAME_MAX + 1];     /* set unless UNKNOWN */
+    char database[DIR_NAME_MAX + 1]; /* set when OK */
+};
+
+/* local and domain (domain may be ""). Returns 0 with *rcpt_r, or a storage error. */
+int dir_recipient_lookup(void *state, MDB_txn *txn, const char *local, const char *domain,
+                         struct dir_recipient *rcpt_r);
+/* "ok", "unknown", "no-mailbox", "disabled" (the admin API's words). */
+const char *dir_rcpt_status_name(enum dir_rcpt_status status);
+
 /* 0 when password matches user's stored hash; -EACCES when it does not or the user has no
  * password; TDM_ENOTFOUND when there is no such user. */
 int dir_password_verify(void *state, MDB_txn *txn, const char *user, const char *password);

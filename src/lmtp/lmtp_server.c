@@ -1,6 +1,6 @@
 /*
  * The LMTP server (lmtp_server.h): connections (lib/conn.h) driving the sans-IO session
- * (proto/smtp/smtp_session.h), recipients from the directory (lmtp_recipient.h), delivery
+ * (proto/smtp/smtp_session.h), recipients from the directory (dir_recipient_lookup()), delivery
  * through the core (lib/core_link.h).
  *
  * A connection's life: the session is fed whatever arrived; MAIL is accepted, RCPT is looked
@@ -22,7 +22,6 @@
 #include "lib/core_link.h"
 #include "lib/err.h"
 #include "lib/log.h"
-#include "lmtp/lmtp_recipient.h"
 #include "proto/smtp/smtp_received.h"
 #include "proto/smtp/smtp_session.h"
 #include "store/mail.h"
@@ -68,7 +67,7 @@ struct lmtp_conn {
     struct lmtp_server *srv;
     struct conn *conn; /* NULL once the client is gone */
     struct smtp_session *session;
-    struct lmtp_recipient rcpts[LMTP_MAX_RCPTS]; /* accepted, in RCPT order */
+    struct dir_recipient rcpts[LMTP_MAX_RCPTS]; /* accepted, in RCPT order */
     size_t n_rcpts;
     struct smtp_verdict results[LMTP_MAX_RCPTS];
     struct smtp_buf message;
@@ -126,35 +125,64 @@ directory_reader(struct lmtp_server *srv, struct store_reader **reader_r)
             log_error("lmtp: cannot read the directory at %s: %s", path, why ? why : "");
             return ret;
         }
+        /* The handler finds its tables when the reader opens: a directory the core has
+         * created but not yet bootstrapped would read as empty for the reader's whole life,
+         * and every recipient would be refused for good. Keep the reader only once it holds
+         * the bootstrap. */
+        MDB_txn *txn;
+        uint64_t lsn = 0;
+        if ((ret = store_reader_begin(srv->directory, &txn)) == 0) {
+            ret = store_reader_applied_lsn(srv->directory, txn, &lsn);
+            mdb_txn_abort(txn);
+        }
+        if (ret < 0 || lsn == 0) {
+            store_reader_free(&srv->directory);
+            return ret < 0 ? ret : -EAGAIN;
+        }
     }
     *reader_r = srv->directory;
     return 0;
+}
+
+/* Looks path up in the local directory: 0 with *r, or a negative code (-ENOTSUP: no
+ * directory role here). */
+static int
+lookup(struct lmtp_server *srv, const struct smtp_path *path, struct dir_recipient *r)
+{
+    struct store_reader *dir;
+    int ret = directory_reader(srv, &dir);
+    if (ret < 0)
+        return ret;
+    MDB_txn *txn;
+    if ((ret = store_reader_begin(dir, &txn)) < 0)
+        return ret;
+    ret = dir_recipient_lookup(store_reader_handler_state(dir), txn, path->local, path->domain,
+                               r);
+    mdb_txn_abort(txn);
+    return ret;
 }
 
 static void
 on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path)
 {
     struct smtp_verdict v = {250, "2.1.5", "OK"};
-    struct store_reader *dir;
-    struct lmtp_recipient r;
-    enum lmtp_rcpt_status st = LMTP_RCPT_UNKNOWN;
-    int ret = directory_reader(lc->srv, &dir);
+    struct dir_recipient r;
+    int ret = lookup(lc->srv, path, &r);
     if (ret == -ENOTSUP) {
         v = (struct smtp_verdict){451, "4.3.0",
                                   "This server has no directory role, and LMTP here reads "
                                   "recipients from a local directory only"};
-    } else if (ret == 0 && (ret = lmtp_recipient_lookup(dir, path->local, path->domain, &r,
-                                                        &st)) < 0) {
-        log_error("lmtp: directory lookup failed: %s", tdm_strerror(ret));
-    }
-    if (ret < 0 && ret != -ENOTSUP)
+    } else if (ret < 0) {
+        if (ret != -EAGAIN)
+            log_error("lmtp: directory lookup failed: %s", tdm_strerror(ret));
         v = (struct smtp_verdict){451, "4.3.0", "Directory lookup failed, try again later"};
-    else if (ret == 0 && st == LMTP_RCPT_UNKNOWN)
+    } else if (r.status == DIR_RCPT_UNKNOWN) {
         v = (struct smtp_verdict){550, "5.1.1", "No such user here"};
-    else if (ret == 0 && st == LMTP_RCPT_NO_MAILBOX)
+    } else if (r.status == DIR_RCPT_NO_MAILBOX) {
         v = (struct smtp_verdict){550, "5.1.1", "The user has no mailbox"};
-    else if (ret == 0 && st == LMTP_RCPT_DISABLED)
+    } else if (r.status == DIR_RCPT_DISABLED) {
         v = (struct smtp_verdict){550, "5.2.1", "Mailbox disabled"};
+    }
     if (v.code == 250) {
         if (lc->n_rcpts >= LMTP_MAX_RCPTS)
             v = (struct smtp_verdict){452, "4.5.3", "Too many recipients"};

@@ -4,7 +4,7 @@
 /*
  * The LMTP server of the mailbox role (RFC 2033), in a worker process: it accepts on the
  * [listen lmtp] socket, runs the sans-IO session of src/proto/smtp for each connection,
- * resolves each recipient in the directory (lmtp_recipient.h), and delivers each message with
+ * resolves each recipient in the directory (dir_recipient_lookup()), and delivers each message with
  * one APPEND record per mailbox database holding recipients, committed through the core
  * (lib/core_link.h). A recipient's reply is sent only when the core has answered its commit,
  * that is when the message is durable in the store (group commit makes that cheap). A mailbox
