@@ -45,6 +45,7 @@ struct admin_server {
     SSL_CTX *ssl_ctx;              /* TLS transport only */
     struct core_link *core;        /* changes and status go here */
     struct store_reader *dir;      /* NULL until the directory database can be opened */
+    bool dir_ready;                /* dir holds the bootstrapped directory (admin_dir_begin) */
     struct admin_auth *auth;       /* credential cache and failure delays */
     struct admin_call *calls;      /* every call waiting for something (list) */
     struct admin_stream *streams;  /* /v1/events?follow=1 streams (list) */

@@ -216,6 +216,21 @@ admin_dir_begin(struct admin_call *call, void **state_r, MDB_txn **txn_r)
                           tdm_strerror(ret));
         return -1;
     }
+    if (!srv->dir_ready) {
+        /* The handler looks for its tables when the reader opens; a database that the core
+         * has created but not yet bootstrapped (LSN 0) has none, and would read as empty for
+         * the reader's whole life. So a reader is kept only once the bootstrap is applied. */
+        uint64_t lsn = 0;
+        ret = store_reader_applied_lsn(srv->dir, *txn_r, &lsn);
+        if (ret < 0 || lsn == 0) {
+            mdb_txn_abort(*txn_r);
+            store_reader_free(&srv->dir);
+            admin_reply_error(call, 503, NULL,
+                              "the directory database is still being created: try again");
+            return -1;
+        }
+        srv->dir_ready = true;
+    }
     *state_r = store_reader_handler_state(srv->dir);
     return 0;
 }

@@ -1,145 +1,24 @@
 """tandemd's process structure against real processes: supervisor, core, workers.
 
-Each test writes its own config with loopback addresses of its own (127.77.x.y) and free ports,
-starts `tandemd --foreground` in a new session, and kills that whole session in teardown, so no
-process outlives the test. Waits poll with deadlines.
+Each test runs its own server through lab.Server: a config with loopback addresses of its own
+(127.77.x.y) and free ports, `tandemd --foreground` in a new session, and that whole session
+killed in teardown, so no process outlives the test. Waits poll with deadlines.
 """
 import ctypes
 import json
 import os
 import pathlib
 import pwd
-import random
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-WAIT = 20.0  # seconds: a generous bound for sanitizer builds; polls end as soon as true
-
-
-def wait_for(pred, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port(addr):
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-
-
-def children(pid):
-    """{role: pid} of pid's children, from /proc (role from the hidden --role argument)."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        # The command name may hold spaces or ')': the ppid is the 2nd field after the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
-            continue
-        if b"--role" in argv:
-            out[argv[argv.index(b"--role") + 1].decode()] = int(d)
-    return out
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-class Server:
-    def __init__(self, exe, tmp, name):
-        self.exe = exe
-        self.tmp = tmp
-        self.addr = f"127.77.{random.randint(1, 254)}.{random.randint(1, 254)}"
-        self.ports = {"imap": free_port(self.addr), "lmtp": free_port(self.addr)}
-        self.datadir = tmp / "data"
-        self.events = tmp / "events.jsonl"
-        self.conf = tmp / "tandemd.conf"
-        self.log = tmp / "tandemd.log"
-        self.procs = []
-        self.user = None
-        self.write_conf(server=name, level="info")
-
-    def write_conf(self, server, level):
-        user = f"user = {self.user}\n" if self.user else ""
-        self.conf.write_text(f"""server = {server}
-site = dc1
-datadir = {self.datadir}
-roles = mailbox
-{user}
-[network public]
-address = {self.addr}
-
-[listen imap]
-network = public
-port = {self.ports['imap']}
-
-[listen lmtp]
-network = public
-port = {self.ports['lmtp']}
-
-[directory]
-endpoints = 127.0.0.10:8443
-
-[log]
-level = {level}
-events = {self.events}
-""")
-
-    def start(self):
-        with open(self.log, "ab") as log:
-            p = subprocess.Popen([str(self.exe), "-c", str(self.conf), "--foreground"],
-                                 stdout=log, stderr=log, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def started(self, p):
-        """Waits for core plus one worker per listener; returns {role: pid}."""
-        want = {"core", "worker-imap", "worker-lmtp"}
-        return wait_for(lambda: (lambda c: c if set(c) == want else None)(children(p.pid)),
-                        "core, worker-imap and worker-lmtp")
-
-    def event_lines(self):
-        if not self.events.exists():
-            return []
-        return [json.loads(line) for line in self.events.read_text().splitlines() if line]
-
-    def wait_event(self, pred, what):
-        return wait_for(lambda: next((e for e in self.event_lines() if pred(e)), None), what)
-
-    def kill_all(self):
-        for p in self.procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=WAIT)
-
-    def output(self):
-        return self.log.read_text() if self.log.exists() else ""
-
+# Re-exported: other test files import these from here.
+from lab import WAIT, Server, alive, children, free_port, wait_for  # noqa: F401
 
 @pytest.fixture
 def server(tandem_bin, tmp_path):
@@ -180,8 +59,8 @@ def test_usage_errors(server):
 def test_process_tree_and_listeners(server):
     p = server.start()
     kids = server.started(p)
-    assert len(kids) == 3
-    for proto, port in server.ports.items():
+    assert set(kids) == server.roles_expected()
+    for proto, port in server.ports.items():  # imap and lmtp: not served yet
         with socket.create_connection((server.addr, port), timeout=WAIT) as c:
             c.settimeout(WAIT)
             assert c.recv(16) == b"", proto  # accepted and closed, nothing written
@@ -195,7 +74,7 @@ def test_killed_worker_and_core_are_restarted(server):
     for role in ("worker-imap", "core"):
         old = kids[role]
         os.kill(old, signal.SIGKILL)
-        kids = wait_for(lambda: (lambda c: c if c.get(role, old) != old and len(c) == 3
+        kids = wait_for(lambda: (lambda c: c if c.get(role, old) != old and len(c) == len(server.roles_expected())
                                  else None)(children(p.pid)), f"a new {role}")
         ev = server.wait_event(lambda e: e["id"] == 2002 and e["subject"] == role,
                                f"process.child_restart for {role}")
@@ -320,7 +199,7 @@ def test_detaches_without_foreground(server):
     lock = server.datadir / "tandemd.lock"
     pid = int(lock.read_text())
     try:
-        wait_for(lambda: len(children(pid)) == 3, "the detached server's children")
+        wait_for(lambda: len(children(pid)) == len(server.roles_expected()), "the detached server's children")
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not alive(pid), "the detached server to stop")
     finally:
@@ -338,7 +217,7 @@ def test_restart_backs_off(server):
         ev = server.wait_event(lambda e: e["id"] == 2002 and f"pid {old}" in e["message"],
                                f"process.child_restart for pid {old}")
         assert f"restarting it in {delay} ms" in ev["message"]
-        kids = wait_for(lambda: (lambda c: c if c.get("worker-imap", old) != old and len(c) == 3
+        kids = wait_for(lambda: (lambda c: c if c.get("worker-imap", old) != old and len(c) == len(server.roles_expected())
                                  else None)(children(p.pid)), "a new worker-imap")
 
 

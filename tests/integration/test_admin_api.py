@@ -1,0 +1,306 @@
+"""The admin API (docs/formats/admin-api.md) against a real tandemd with the directory role:
+http.client over the admin unix socket (the `local` operator) and over TLS (people with
+passwords, checked against <datadir>/tls/ca.pem). What an operator would check: the first
+admin can be bootstrapped through the socket; objects, groups and ACLs behave as the contract
+says; refusals name the object, the principal and the missing right; and every change that
+got a 2xx survives kill -9 of the core and of the admin worker.
+"""
+import json
+import os
+import signal
+import stat
+import threading
+import time
+
+import pytest
+
+from lab import WAIT, Server, children, wait_for
+
+ALICE = ("alice", "alice-secret-1")
+BOB = ("bob", "bob-secret-22")
+
+
+@pytest.fixture
+def server(tandem_bin, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path, "dir1", roles="directory",
+               listeners=("admin",))
+    s.proc = s.start()
+    s.kids = s.started(s.proc)
+    s.wait_api()
+    yield s
+    s.kill_all()
+
+
+def ok(r, status=200):
+    assert r.status == status, r
+    return r.json()
+
+
+def bootstrap_admin(s):
+    """alice, with a password, in admins: all through the socket as `local`."""
+    ok(s.api("PUT", "/v1/objects/user/alice", {"attrs": {"display_name": "Alice"}}), 201)
+    ok(s.api("PUT", "/v1/objects/user/alice/password", {"password": ALICE[1]}))
+    ok(s.api("POST", "/v1/objects/group/admins/members/add", {"member": "user:alice"}))
+
+
+def test_socket_is_private_and_local_is_full_control(server):
+    st = os.stat(server.admin_socket)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == os.geteuid()
+    assert ok(server.api("GET", "/v1/health")) == {"ok": True}
+    assert ok(server.api("GET", "/v1/whoami")) == {"principal": "local", "admin": True}
+    groups = ok(server.api("GET", "/v1/objects/group"))["objects"]
+    assert [g["name"] for g in groups] == ["admins", "servers"]
+    assert all("acl" in g for g in groups)  # local has full control
+
+
+def test_bootstrap_then_provision_over_tls(server):
+    bootstrap_admin(server)
+    # TLS without credentials is refused; with them, alice is an admin.
+    r = server.api("GET", "/v1/whoami", tls=True)
+    assert r.status == 401 and r.headers["WWW-Authenticate"] == 'Basic realm="tandem"'
+    assert ok(server.api("GET", "/v1/whoami", auth=ALICE, tls=True)) == {
+        "principal": "user:alice", "admin": True}
+    # Provision a small topology as alice.
+    ok(server.api("PUT", "/v1/objects/site/dc1", {"attrs": {"description": "primary"}},
+                  auth=ALICE, tls=True), 201)
+    ok(server.api("PUT", "/v1/objects/site/dc2", {"attrs": {}}, auth=ALICE, tls=True), 201)
+    for name in ("carol", "dave"):
+        doc = ok(server.api("PUT", f"/v1/objects/user/{name}",
+                            {"attrs": {"addresses": [f"{name}@example.com"]}, "version": 0},
+                            auth=ALICE, tls=True), 201)
+        assert doc["version"] == 1 and doc["acl"] == [] and doc["has_password"] is False
+    ok(server.api("PUT", "/v1/objects/group/staff", {"attrs": {"email": "staff@example.com"}},
+                  auth=ALICE, tls=True), 201)
+    m = ok(server.api("PUT", "/v1/objects/group/staff/members",
+                      {"members": ["user:dave", "user:carol"]}, auth=ALICE, tls=True))
+    assert m == {"members": ["user:carol", "user:dave"]}
+    m = ok(server.api("POST", "/v1/objects/group/staff/members/remove", {"member": "user:dave"},
+                      auth=ALICE, tls=True))
+    assert m == {"members": ["user:carol"]}
+    r = server.api("POST", "/v1/objects/group/staff/members/add", {"member": "user:nobody"},
+                   auth=ALICE, tls=True)
+    assert r.status == 409 and "user:nobody does not exist" in r.json()["error"]["message"]
+    sites = ok(server.api("GET", "/v1/objects/site", auth=ALICE, tls=True))["objects"]
+    assert [(x["name"], x["attrs"]) for x in sites] == [("dc1", {"description": "primary"}),
+                                                        ("dc2", {})]
+    users = ok(server.api("GET", "/v1/objects/user", auth=ALICE, tls=True))["objects"]
+    assert [u["name"] for u in users] == ["alice", "carol", "dave"]
+    # The same over the socket, and after a delete.
+    assert ok(server.api("DELETE", "/v1/objects/user/dave", auth=ALICE)) == {"deleted": True}
+    assert server.api("GET", "/v1/objects/user/dave").status == 404
+
+
+def test_acl_refusal_names_object_principal_and_right(server):
+    bootstrap_admin(server)
+    for name, pw in (("bob", BOB[1]), ("carol", "carol-secret")):
+        ok(server.api("PUT", f"/v1/objects/user/{name}", {"attrs": {}}), 201)
+        ok(server.api("PUT", f"/v1/objects/user/{name}/password", {"password": pw}))
+
+    r = server.api("GET", "/v1/objects/user/carol", auth=BOB, tls=True)
+    assert r.status == 403
+    e = r.json()["error"]
+    assert e["message"] == "user:bob lacks read on user/carol (has none)"
+    assert (e["code"], e["object"], e["principal"], e["right"]) == (
+        "forbidden", "user/carol", "user:bob", "read")
+
+    acl = ok(server.api("POST", "/v1/objects/user/carol/acl/grant",
+                        {"principal": "user:bob", "right": "read"}, auth=ALICE, tls=True))
+    assert acl == {"acl": [{"principal": "user:bob", "right": "read"}]}
+    doc = ok(server.api("GET", "/v1/objects/user/carol", auth=BOB, tls=True))
+    assert doc["name"] == "carol" and "acl" not in doc  # read, not full-control
+    r = server.api("PUT", "/v1/objects/user/carol", {"attrs": {"title": "x"}}, auth=BOB, tls=True)
+    assert r.status == 403
+    assert r.json()["error"]["message"] == "user:bob lacks write on user/carol (has read)"
+    r = server.api("GET", "/v1/objects/user/carol/acl", auth=BOB, tls=True)
+    assert r.json()["error"]["message"] == "user:bob lacks full-control on user/carol (has read)"
+    r = server.api("PUT", "/v1/objects/user/eve", {"attrs": {}}, auth=BOB, tls=True)
+    assert r.status == 403 and r.json()["error"]["right"] == "create"
+    # A list leaves out what bob cannot read.
+    users = ok(server.api("GET", "/v1/objects/user", auth=BOB, tls=True))["objects"]
+    assert [u["name"] for u in users] == ["carol"]
+    # Bob changes his own password without any right on his object.
+    ok(server.api("PUT", "/v1/objects/user/bob/password", {"password": "bob-new-secret"},
+                  auth=BOB, tls=True))
+    assert server.api("GET", "/v1/whoami", auth=BOB, tls=True).status == 401
+    assert ok(server.api("GET", "/v1/whoami", auth=("bob", "bob-new-secret"), tls=True))[
+        "principal"] == "user:bob"
+    # Revoked: refused again.
+    ok(server.api("POST", "/v1/objects/user/carol/acl/revoke", {"principal": "user:bob"},
+                  auth=ALICE, tls=True))
+    assert server.api("GET", "/v1/objects/user/carol", auth=("bob", "bob-new-secret"),
+                      tls=True).status == 403
+
+
+def test_wrong_password_is_401_and_delayed(server):
+    bootstrap_admin(server)
+    times = []
+    for _ in range(3):
+        t = time.monotonic()
+        r = server.api("GET", "/v1/whoami", auth=("alice", "wrong-password"), tls=True)
+        times.append(time.monotonic() - t)
+        assert r.status == 401
+        assert r.json()["error"] == {"status": 401, "code": "unauthenticated",
+                                     "message": "wrong user name or password"}
+    # 250 ms, 500 ms, 1 s: doubling per failure from this address.
+    assert times[0] >= 0.25 and times[1] >= 0.5 and times[2] >= 1.0, times
+    r = server.api("GET", "/v1/whoami", auth=("nosuchuser", "whatever"), tls=True)
+    assert r.status == 401 and "wrong user name or password" in r.body
+    # The right password still works, and resets the delay.
+    assert ok(server.api("GET", "/v1/whoami", auth=ALICE, tls=True))["admin"] is True
+
+
+def test_malformed_bodies_are_400_naming_the_member(server):
+    cases = [
+        ("PUT", "/v1/objects/user/x", b'{"attrs":{},"colour":1}', 'unknown member "colour"'),
+        ("PUT", "/v1/objects/user/x", b'{"attrs":{"phone":7}}', "phone"),
+        ("PUT", "/v1/objects/user/x", b'{"attrs":{}', "body is not valid JSON"),
+        ("PUT", "/v1/objects/user/x", b'{"attrs":[]}', "attrs: must be a JSON object"),
+        ("PUT", "/v1/objects/user/x", b'{"attrs":{},"version":-2}', "version: must be"),
+        ("PUT", "/v1/objects/user/alice/acl",
+         b'{"acl":[{"principal":"user:a","right":"admin"}]}', "acl[0].right"),
+        ("POST", "/v1/objects/group/admins/members/add", b'{"member":"group:servers"}',
+         "member: a group cannot be a member"),
+        ("PUT", "/v1/objects/user/alice/password", b'{"password":"short"}', "password: must be"),
+    ]
+    ok(server.api("PUT", "/v1/objects/user/alice", {"attrs": {}}), 201)
+    for method, path, raw, want in cases:
+        r = server.api(method, path, raw=raw)
+        assert r.status == 400, (path, raw, r)
+        e = r.json()["error"]
+        assert e["code"] == "bad-request" and want in e["message"], (raw, e)
+    r = server.api("PUT", "/v1/objects/user/x", raw=b'{"attrs":{}}' + b" " * (1 << 20))
+    assert r.status == 413 and r.json()["error"]["code"] == "too-large"
+    assert server.api("GET", "/v1/objects/planet").status == 404
+    assert server.api("POST", "/v1/objects/user/alice", {"attrs": {}}).status == 405
+    assert server.api("GET", "/v1/objects/user/a%2Fb").status == 400
+
+
+def test_version_conflict_is_409(server):
+    doc = ok(server.api("PUT", "/v1/objects/site/dc1", {"attrs": {}, "version": 0}), 201)
+    assert doc["version"] == 1
+    r = server.api("PUT", "/v1/objects/site/dc1", {"attrs": {}, "version": 0})
+    assert r.status == 409 and r.json()["error"]["object"] == "site/dc1"
+    doc = ok(server.api("PUT", "/v1/objects/site/dc1",
+                        {"attrs": {"description": "b"}, "version": 1}))
+    assert doc["version"] == 2 and doc["attrs"] == {"description": "b"}
+    r = server.api("PUT", "/v1/objects/site/dc1", {"attrs": {"description": "c"}, "version": 1})
+    assert r.status == 409 and r.json()["error"]["code"] == "conflict"
+    assert server.api("DELETE", "/v1/objects/site/dc1?version=1").status == 409
+    assert ok(server.api("DELETE", "/v1/objects/site/dc1?version=2")) == {"deleted": True}
+
+
+def test_status_metrics_and_events(server):
+    st = ok(server.api("GET", "/v1/status"))
+    assert st["server"] == "dir1" and st["site"] == "dc1" and st["roles"] == ["directory"]
+    assert st["pid"] == server.proc.pid
+    db = next(d for d in st["databases"] if d["name"] == "directory")
+    assert db["kind"] == "directory" and db["state"] == "mounted"
+    before = db["last_lsn"]
+    ok(server.api("PUT", "/v1/objects/site/dc9", {"attrs": {}}), 201)
+    db = next(d for d in ok(server.api("GET", "/v1/status"))["databases"]
+              if d["name"] == "directory")
+    assert db["last_lsn"] == before + 1 and db["durable_lsn"] >= db["last_lsn"]
+
+    r = server.api("GET", "/metrics")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+    assert f'tandem_db_last_lsn{{database="directory"}} {before + 1}' in r.body
+    for name in ("tandem_db_commits_total", "tandem_db_syncs_total",
+                 "tandem_db_current_generation", "tandem_uptime_seconds",
+                 'tandem_admin_requests_total{transport="socket"}'):
+        assert name in r.body, name
+
+    r = server.api("GET", "/v1/events?since=0")
+    assert r.headers["Content-Type"] == "application/x-ndjson"
+    ids = [json.loads(line)["id"] for line in r.body.splitlines() if line]
+    assert 2000 in ids  # process.started
+    assert server.api("GET", "/v1/events?since=9999999999").body == ""
+    assert server.api("GET", "/v1/events?since=x").status == 400
+
+    # follow: a reload's event arrives on the open stream.
+    c = server.connection()
+    c.request("GET", f"/v1/events?since={int(time.time())}&follow=1")
+    resp = c.getresponse()
+    assert resp.status == 200
+    os.kill(server.proc.pid, signal.SIGHUP)
+    # Lines as they come (blank ones are the stream's heartbeat), until the reload's event.
+    deadline = time.monotonic() + WAIT
+    while True:
+        assert time.monotonic() < deadline, "no process.reloaded on the stream"
+        line = resp.readline()
+        assert line, "the stream ended"
+        if line.strip():
+            ev = json.loads(line)
+            if ev["name"] == "process.reloaded":
+                break
+    c.close()
+
+
+def test_events_default_to_the_datadir(tandem_bin, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path, "dir1", roles="directory", listeners=())
+    s.conf.write_text(s.conf.read_text().replace(f"events = {s.events}\n", ""))
+    try:
+        p = s.start()
+        s.started(p)
+        s.wait_api()
+        r = s.api("GET", "/v1/events")
+        assert r.status == 200 and '"name":"process.started"' in r.body
+        assert (s.datadir / "events.log").exists()
+        s.stop(p)
+    finally:
+        s.kill_all()
+
+
+def test_kill9_core_and_admin_worker_lose_no_acknowledged_change(server):
+    """A writer creates users one after another through the socket while the core and then
+    the admin worker are killed with SIGKILL; every user whose creation got a 2xx must be
+    there afterwards, and again after a full restart."""
+    acked, stop = [], threading.Event()
+    errors = {"503": 0, "conn": 0}
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            name = f"u{i:05d}"
+            try:
+                r = server.api("PUT", f"/v1/objects/user/{name}",
+                               {"attrs": {"display_name": name}})
+                if r.status in (200, 201):
+                    acked.append(name)
+                    i += 1
+                elif r.status == 503:
+                    errors["503"] += 1
+                    time.sleep(0.02)
+                else:
+                    raise AssertionError(r)
+            except OSError:
+                errors["conn"] += 1  # the worker died mid-request: not acknowledged
+                time.sleep(0.02)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_for(lambda: len(acked) >= 20, "20 acknowledged writes")
+        os.kill(server.kids["core"], signal.SIGKILL)
+        n = len(acked)
+        wait_for(lambda: len(acked) >= n + 20, "writes to resume after the core restarted")
+        kids = wait_for(lambda: (lambda c: c if c.get("worker-admin-socket") else None)(
+            children(server.proc.pid)), "the admin worker")
+        os.kill(kids["worker-admin-socket"], signal.SIGKILL)
+        n = len(acked)
+        wait_for(lambda: len(acked) >= n + 20, "writes to resume after the worker restarted")
+    finally:
+        stop.set()
+        t.join(timeout=WAIT)
+
+    def names():
+        objs = server.api("GET", "/v1/objects/user").json()["objects"]
+        return {o["name"] for o in objs}
+
+    missing = set(acked) - names()
+    assert not missing, (sorted(missing)[:10], errors)
+    server.stop(server.proc)
+    server.proc = server.start()
+    server.started(server.proc)
+    server.wait_api()
+    assert not set(acked) - names()
