@@ -12,9 +12,11 @@
  * Everything the client chose (its HELO name) is checked here, because a header built from
  * client input is an injection point: a HELO that is not a domain or an address literal is not
  * trusted as one and appears only as a comment, with the characters that would end the comment
- * replaced. The time is given, not read, so the builder stays sans-IO and testable.
+ * replaced. The time is given, not read, so the builder stays sans-IO and testable. A UTF-8
+ * recipient is written as UTF-8, which only an SMTPUTF8 message may carry (RFC 6532).
  */
 
+#include "proto/smtp/smtp_addr.h"
 #include "proto/smtp/smtp_reply.h"
 
 #include <stdint.h>
@@ -26,7 +28,8 @@ struct smtp_received {
     const char *by;          /* our host name */
     const char *with;        /* smtp_session_with() */
     const char *id;          /* our identifier for the message, or NULL */
-    const char *for_rcpt;    /* "local@domain" when there is exactly one recipient, or NULL */
+    const struct smtp_path *for_rcpt; /* the recipient when there is exactly one, or NULL;
+                                       * a local part that is no dot-string is re-quoted */
     int64_t time;            /* seconds since the epoch */
     int tz_minutes;          /* the local offset from UTC written in the date, -1439..1439 */
 };

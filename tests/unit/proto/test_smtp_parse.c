@@ -512,9 +512,18 @@ struct received_case {
 
 #define T 1700000000 /* Tue, 14 Nov 2023 22:13:20 UTC */
 
+static const struct smtp_path bob = {.local = "bob", .domain = "b.example"};
+static const struct smtp_path quoted = {.local = "a b\"c\\", .domain = "x"};
+static const struct smtp_path dots = {.local = "a..b", .domain = "[192.0.2.1]"};
+static const struct smtp_path empty = {.local = "", .domain = "x"};
+static const struct smtp_path pm = {.postmaster = true, .local = "Postmaster"};
+static const struct smtp_path utf8 = {.utf8 = true, .local = "j\xc3\xb6rg", .domain = "x"};
+static const struct smtp_path null = {.null = true};
+static const struct smtp_path bad_domain = {.local = "a", .domain = "x>y"};
+
 static const struct received_case receiveds[] = {
-    {{"client.example", "192.0.2.1", "client.example", "mx.example", "ESMTPS", "abc123",
-      "bob@b.example", T, 0},
+    {{"client.example", "192.0.2.1", "client.example", "mx.example", "ESMTPS", "abc123", &bob,
+      T, 0},
      "Received: from client.example (client.example [192.0.2.1])\r\n"
      "\tby mx.example (tandem) with ESMTPS id abc123\r\n"
      "\tfor <bob@b.example>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},
@@ -537,7 +546,23 @@ static const struct received_case receiveds[] = {
     {{"c", NULL, NULL, "mx", "ESMTP", NULL, NULL, T, 0}, NULL},
     {{"c", "192.0.2.1", NULL, "m x", "ESMTP", NULL, NULL, T, 0}, NULL},
     {{"c", "192.0.2.1", NULL, "mx", "ESMTP", "a;b", NULL, T, 0}, NULL},
-    {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, "a>b@x", T, 0}, NULL},
+    {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, &quoted, T, 0},
+     "Received: from c ([192.0.2.1])\r\n\tby mx (tandem) with ESMTP\r\n"
+     "\tfor <\"a b\\\"c\\\\\"@x>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},
+    {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, &dots, T, 0},
+     "Received: from c ([192.0.2.1])\r\n\tby mx (tandem) with ESMTP\r\n"
+     "\tfor <\"a..b\"@[192.0.2.1]>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},
+    {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, &empty, T, 0},
+     "Received: from c ([192.0.2.1])\r\n\tby mx (tandem) with ESMTP\r\n"
+     "\tfor <\"\"@x>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},
+    {{"c", "192.0.2.1", NULL, "mx", "LMTP", NULL, &pm, T, 0},
+     "Received: from c ([192.0.2.1])\r\n\tby mx (tandem) with LMTP\r\n"
+     "\tfor <Postmaster>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},
+    {{"c", "192.0.2.1", NULL, "mx", "UTF8SMTP", NULL, &utf8, T, 0},
+     "Received: from c ([192.0.2.1])\r\n\tby mx (tandem) with UTF8SMTP\r\n"
+     "\tfor <j\xc3\xb6rg@x>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},
+    {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, &null, T, 0}, NULL},
+    {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, &bad_domain, T, 0}, NULL},
     {{"c", "192.0.2.1", "a(b", "mx", "ESMTP", NULL, NULL, T, 0}, NULL},
     {{"c", "192.0.2.1", NULL, "mx", "", NULL, NULL, T, 0}, NULL},
     {{"c", "192.0.2.1", NULL, "mx", "ESMTP", NULL, NULL, T, 1440}, NULL},
