@@ -37,7 +37,9 @@
  * MAIL with 552 5.3.4, the real size is counted while receiving); max_errors refused commands,
  * after which the session answers 421 4.7.0 and asks to close. A command line ends at LF; a CR
  * before it is dropped, so clients that end commands with a bare LF still work (message data
- * is stricter, see smtp_data.h).
+ * is stricter, see smtp_data.h). Message lines are not held to RFC 5321's 1000 octets and an
+ * 8-bit byte under BODY=7BIT is not refused: the session never holds a line, so long ones cost
+ * nothing, and refusing mislabelled mail that every other server takes would only lose it.
  *
  * STARTTLS: after SMTP_EV_STARTTLS the caller sends the queued 220, throws away every byte it
  * holds past out->used (a client that pipelines plaintext behind STARTTLS is attacking the
