@@ -216,6 +216,10 @@ commit_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *re
         }
     }
     pthread_mutex_lock(&done_lock);
+    /* Only the first entry of a list wakes the loop: it takes the whole list under this lock,
+     * so an entry added to a non-empty list is taken with it. One wake-up per batch, not one
+     * write(2) per commit. */
+    bool wake = done_head == NULL;
     p->next = NULL;
     if (done_tail)
         done_tail->next = p;
@@ -224,9 +228,9 @@ commit_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *re
     done_tail = p;
     pthread_mutex_unlock(&done_lock);
     uint64_t one = 1;
-    /* EAGAIN would need 2^64-1 unread wake-ups; any other failure leaves the reply queued
-     * until the next wake-up, so it is only logged. */
-    if (write(done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    /* EAGAIN would need 2^64-1 unread wake-ups; any other failure is logged, and the list
+     * waits for the next wake-up. */
+    if (wake && write(done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         log_error("cannot wake the core's loop: %s", strerror(errno));
 }
 

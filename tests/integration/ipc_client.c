@@ -72,6 +72,8 @@ encode_append(unsigned i, uint8_t **payload_r, size_t *len_r)
     return mail_op_encode(&op, payload_r, len_r, &why);
 }
 
+static void pump(void);
+
 static void
 append_cb(void *ctx, int status, const struct ipc_msg *reply)
 {
@@ -88,6 +90,10 @@ append_cb(void *ctx, int status, const struct ipc_msg *reply)
         printf("refused %u %d\n", i, (int)reply->u.commit_reply.status);
     }
     fflush(stdout);
+    /* Refill the window at once rather than at the next tick, so the tick's period does not
+     * show in the commit rate. */
+    if (status == 0)
+        pump();
 }
 
 static void
