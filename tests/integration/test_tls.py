@@ -110,8 +110,9 @@ events = {self.events}
         return p
 
     def wait_started(self, p):
-        wait_for(lambda: roles_of_children(p.pid) == {"core", "worker-imap"},
-                 "core and worker-imap")
+        # worker-admin-socket: the admin unix socket's worker, always there.
+        want = {"core", "worker-imap", "worker-admin-socket"}
+        wait_for(lambda: roles_of_children(p.pid) == want, "core, worker-imap and worker-admin-socket")
 
     def stop(self, p):
         os.kill(p.pid, signal.SIGTERM)
