@@ -317,3 +317,44 @@ def test_pipelined_commits_beyond_the_in_flight_bound_are_all_answered(server, t
     assert len(set(lsns)) == n
     s.close()
     stop(server, p)
+
+
+def test_out_of_place_messages_end_the_connection(server, tandemctl):
+    p, kids, sock = start_with_db(server, tandemctl)
+
+    def hello(pid):
+        return frame(1, 1, struct.pack("<BH", 1, 5) + struct.pack("<BI", 2, pid)
+                     + struct.pack("<BH", 1, 1) + struct.pack("<BH", 1, 1))
+    cases = [
+        ("sent before HELLO", [frame(64, 2)]),
+        ("its pid is not the sender's", [hello(1)]),
+        ("not a message a worker sends", [hello(os.getpid()), hello(os.getpid())]),
+        ("not a message a worker sends", [hello(os.getpid()), frame(49, 0, b"\x03" + b"\0" * 8)]),
+    ]
+    for why, frames in cases:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock))
+        s.sendall(b"".join(frames))
+        s.settimeout(WAIT)
+        got = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        server.wait_event(lambda e, w=why: e["id"] == 2003 and w in e["message"], why)
+    # A version range this build does not speak is refused with a reason, not as a bug.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(sock))
+    s.sendall(frame(1, 1, struct.pack("<BH", 1, 5) + struct.pack("<BI", 2, os.getpid())
+                    + struct.pack("<BH", 1, 9) + struct.pack("<BH", 1, 12)))
+    (msg_type, rid, payload), = read_frames(s, 1)
+    assert (msg_type, rid) == (2, 1)
+    assert struct.unpack("<BH", payload[:3]) == (1, 0)
+    assert b"newer" in payload
+    s.settimeout(WAIT)
+    assert s.recv(4096) == b""
+    s.close()
+    assert children(p.pid)["core"] == kids["core"]
+    stop(server, p)
