@@ -52,10 +52,10 @@ struct run {
     size_t n_replies;        /* complete replies in it */
     size_t owed;             /* replies the session owes: greeting, lines, after DATA */
     bool in_data;
-    size_t data_rcpts; /* accepted recipients when DATA started */
+    size_t data_rcpts;   /* accepted recipients when DATA started */
     struct smtp_buf raw; /* the bytes of the DATA phase as the client sent them */
     struct smtp_buf msg; /* the message as the session handed it over */
-    int open_code;     /* the code of a multi-line reply in progress, or -1 */
+    int open_code;       /* the code of a multi-line reply in progress, or -1 */
 };
 
 static bool

@@ -168,8 +168,8 @@ fail(const char *why, const char **error_r, int err)
 }
 
 int
-smtp_path_parse(const char *in, size_t len, unsigned flags, struct smtp_path *path,
-                size_t *used_r, const char **error_r)
+smtp_path_parse(const char *in, size_t len, unsigned flags, struct smtp_path *path, size_t *used_r,
+                const char **error_r)
 {
     struct cursor c = {.p = (const unsigned char *)in, .len = len};
     memset(path, 0, sizeof(*path));

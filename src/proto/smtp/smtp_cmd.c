@@ -10,10 +10,10 @@ static const struct {
     const char *name;
     enum smtp_verb verb;
 } verbs[] = {
-    {"HELO", SMTP_VERB_HELO}, {"EHLO", SMTP_VERB_EHLO}, {"LHLO", SMTP_VERB_LHLO},
-    {"MAIL", SMTP_VERB_MAIL}, {"RCPT", SMTP_VERB_RCPT}, {"DATA", SMTP_VERB_DATA},
-    {"RSET", SMTP_VERB_RSET}, {"NOOP", SMTP_VERB_NOOP}, {"QUIT", SMTP_VERB_QUIT},
-    {"VRFY", SMTP_VERB_VRFY}, {"EXPN", SMTP_VERB_EXPN}, {"HELP", SMTP_VERB_HELP},
+    {"HELO", SMTP_VERB_HELO},         {"EHLO", SMTP_VERB_EHLO}, {"LHLO", SMTP_VERB_LHLO},
+    {"MAIL", SMTP_VERB_MAIL},         {"RCPT", SMTP_VERB_RCPT}, {"DATA", SMTP_VERB_DATA},
+    {"RSET", SMTP_VERB_RSET},         {"NOOP", SMTP_VERB_NOOP}, {"QUIT", SMTP_VERB_QUIT},
+    {"VRFY", SMTP_VERB_VRFY},         {"EXPN", SMTP_VERB_EXPN}, {"HELP", SMTP_VERB_HELP},
     {"STARTTLS", SMTP_VERB_STARTTLS},
 };
 
@@ -174,8 +174,8 @@ parse_path_cmd(const char *p, size_t n, bool is_mail, bool utf8_offered, bool rc
     const char *kw = is_mail ? "FROM:" : "TO:";
     size_t kwn = strlen(kw);
     if (n < kwn || strncasecmp(p, kw, kwn) != 0)
-        return refuse(err, 501, "5.5.4", is_mail ? "Syntax: MAIL FROM:<address>"
-                                                 : "Syntax: RCPT TO:<address>");
+        return refuse(err, 501, "5.5.4",
+                      is_mail ? "Syntax: MAIL FROM:<address>" : "Syntax: RCPT TO:<address>");
     size_t at = kwn;
     while (at < n && is_space(p[at]))
         at++;
@@ -248,8 +248,8 @@ smtp_cmd_parse(const char *line, size_t len, bool utf8_offered, bool rcpt_utf8,
     }
     case SMTP_VERB_MAIL:
     case SMTP_VERB_RCPT:
-        return parse_path_cmd(arg, an, cmd->verb == SMTP_VERB_MAIL, utf8_offered, rcpt_utf8,
-                              cmd, err);
+        return parse_path_cmd(arg, an, cmd->verb == SMTP_VERB_MAIL, utf8_offered, rcpt_utf8, cmd,
+                              err);
     case SMTP_VERB_DATA:
     case SMTP_VERB_RSET:
     case SMTP_VERB_QUIT:

@@ -110,8 +110,7 @@ smtp_received_build(const struct smtp_received *r, struct smtp_buf *out)
         snprintf(from, sizeof(from), "%s (%s%s[%s%s])", helo, name, sep, lit, r->client_addr);
     else if (helo[0])
         snprintf(from, sizeof(from), "%s (helo=%s%s%s [%s%s])",
-                 r->client_name ? r->client_name : "unknown", helo, sep, name, lit,
-                 r->client_addr);
+                 r->client_name ? r->client_name : "unknown", helo, sep, name, lit, r->client_addr);
     else
         snprintf(from, sizeof(from), "%s ([%s%s])", r->client_name ? r->client_name : "unknown",
                  lit, r->client_addr);

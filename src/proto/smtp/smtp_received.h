@@ -30,8 +30,8 @@ struct smtp_received {
     const char *id;          /* our identifier for the message, or NULL */
     const struct smtp_path *for_rcpt; /* the recipient when there is exactly one, or NULL;
                                        * a local part that is no dot-string is re-quoted */
-    int64_t time;            /* seconds since the epoch */
-    int tz_minutes;          /* the local offset from UTC written in the date, -1439..1439 */
+    int64_t time;                     /* seconds since the epoch */
+    int tz_minutes; /* the local offset from UTC written in the date, -1439..1439 */
 };
 
 /*

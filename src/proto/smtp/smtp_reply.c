@@ -101,8 +101,10 @@ smtp_reply_write(struct smtp_buf *b, int code, const char *enh, const char *text
         /* Reply-code ( "-" / [SP] ) [enh [SP]] text: no space dangles before CRLF (§4.2). */
         char head[32];
         int n = snprintf(head, sizeof(head), "%d%s%s%s", code,
-                         nl ? "-" : (enh || len) ? " " : "", enh ? enh : "",
-                         enh && len ? " " : "");
+                         nl             ? "-"
+                         : (enh || len) ? " "
+                                        : "",
+                         enh ? enh : "", enh && len ? " " : "");
         int r = smtp_buf_append(b, head, (size_t)n);
         if (r == 0)
             r = smtp_buf_append(b, line, len);

@@ -15,11 +15,11 @@
 #include <string.h>
 
 enum phase {
-    PH_CMD = 0,  /* reading command lines */
-    PH_DATA,     /* reading message data after 354 */
-    PH_RESULTS,  /* message complete, waiting for smtp_session_delivered() */
-    PH_TLS,      /* STARTTLS answered, waiting for smtp_session_tls_started() */
-    PH_CLOSED,   /* QUIT or 421 answered */
+    PH_CMD = 0, /* reading command lines */
+    PH_DATA,    /* reading message data after 354 */
+    PH_RESULTS, /* message complete, waiting for smtp_session_delivered() */
+    PH_TLS,     /* STARTTLS answered, waiting for smtp_session_tls_started() */
+    PH_CLOSED,  /* QUIT or 421 answered */
 };
 
 enum pending {
@@ -179,8 +179,9 @@ do_hello(struct smtp_session *s, const struct smtp_cmd *c)
 {
     bool lmtp = s->cfg.proto == SMTP_PROTO_LMTP;
     if (lmtp != (c->verb == SMTP_VERB_LHLO))
-        return refuse(s, 500, "5.5.1", lmtp ? "Command unrecognized: this is LMTP, use LHLO"
-                                             : "Command unrecognized: LHLO is for LMTP");
+        return refuse(s, 500, "5.5.1",
+                      lmtp ? "Command unrecognized: this is LMTP, use LHLO"
+                           : "Command unrecognized: LHLO is for LMTP");
     /* A new greeting resets the transaction (RFC 5321 §4.1.4). */
     bool reset = tx_end(s);
     memcpy(s->helo, c->arg, c->arg_len);
@@ -393,8 +394,8 @@ feed(struct smtp_session *s, const uint8_t *in, size_t len, struct smtp_session_
         s->line_overflow = false;
         if (ll > 0 && s->line[ll - 1] == '\r')
             ll--;
-        int ev = overflow ? refuse(s, 500, "5.5.2", "Line too long")
-                          : do_command(s, s->line, ll, out);
+        int ev =
+            overflow ? refuse(s, 500, "5.5.2", "Line too long") : do_command(s, s->line, ll, out);
         if (ev != SMTP_EV_NEED_MORE) {
             out->used = at;
             return ev;

@@ -66,13 +66,13 @@ enum smtp_proto {
 
 struct smtp_session_config {
     enum smtp_proto proto;
-    const char *hostname;  /* ours, in the greeting and EHLO answer; copied */
-    size_t max_line;       /* command line bound in bytes incl. CRLF; >= 512 */
-    uint64_t max_message;  /* message size bound (SIZE); > 0 */
-    size_t max_rcpts;      /* accepted recipients per transaction; > 0 */
-    unsigned max_errors;   /* refused commands before 421; > 0 */
-    bool offer_starttls;   /* SMTP only: advertise and accept STARTTLS */
-    bool offer_smtputf8;   /* advertise and accept SMTPUTF8 */
+    const char *hostname; /* ours, in the greeting and EHLO answer; copied */
+    size_t max_line;      /* command line bound in bytes incl. CRLF; >= 512 */
+    uint64_t max_message; /* message size bound (SIZE); > 0 */
+    size_t max_rcpts;     /* accepted recipients per transaction; > 0 */
+    unsigned max_errors;  /* refused commands before 421; > 0 */
+    bool offer_starttls;  /* SMTP only: advertise and accept STARTTLS */
+    bool offer_smtputf8;  /* advertise and accept SMTPUTF8 */
 };
 
 enum smtp_event {
@@ -83,10 +83,10 @@ enum smtp_event {
     SMTP_EV_DATA = 4,       /* message bytes out->data[0..data_len), dot-unstuffed */
     SMTP_EV_DATA_END = 5,   /* the message is complete: report smtp_session_delivered() */
     SMTP_EV_DATA_ABORTED = 6, /* the message was too large: drop what you got; 552 is queued */
-    SMTP_EV_RESET = 7,      /* a transaction with an accepted MAIL was abandoned (RSET, EHLO) */
-    SMTP_EV_STARTTLS = 8,   /* 220 is queued: send it, start TLS, smtp_session_tls_started() */
-    SMTP_EV_CLOSE = 9,      /* QUIT or 421 is queued: send it and close the connection */
-    SMTP_EV_WAIT = 10,      /* a decision is outstanding: nothing was taken */
+    SMTP_EV_RESET = 7,        /* a transaction with an accepted MAIL was abandoned (RSET, EHLO) */
+    SMTP_EV_STARTTLS = 8,     /* 220 is queued: send it, start TLS, smtp_session_tls_started() */
+    SMTP_EV_CLOSE = 9,        /* QUIT or 421 is queued: send it and close the connection */
+    SMTP_EV_WAIT = 10,        /* a decision is outstanding: nothing was taken */
 };
 
 struct smtp_session_out {

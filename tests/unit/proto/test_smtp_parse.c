@@ -49,8 +49,8 @@ static const struct path_case paths[] = {
     {"<u@[192.0.2.1]>", 0, 0, "u", "[192.0.2.1]", 0, false, false, false},
     {"<u@[IPv6:2001:db8::1]>", 0, 0, "u", "[IPv6:2001:db8::1]", 0, false, false, false},
     {"<u@[x-tag:abc]>", 0, 0, "u", "[x-tag:abc]", 0, false, false, false},
-    {"<first.last+tag@sub-domain.example>", 0, 0, "first.last+tag", "sub-domain.example", 0,
-     false, false, false},
+    {"<first.last+tag@sub-domain.example>", 0, 0, "first.last+tag", "sub-domain.example", 0, false,
+     false, false},
     {"<!#$%&'*+-/=?^_`{|}~@x>", 0, 0, "!#$%&'*+-/=?^_`{|}~", "x", 0, false, false, false},
     {"<\xc3\xa9@\xc3\xa9.example>", 0, 0, "\xc3\xa9", "\xc3\xa9.example", 0, false, false, true},
     {"<\"\xf0\x9f\x93\xa7\"@x>", 0, 0, "\xf0\x9f\x93\xa7", "x", 0, false, false, true},
@@ -90,8 +90,8 @@ static const struct path_case paths[] = {
     {"<\"a\\\x01\"@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},
     {"<\xff@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},
     {"<\xc3@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},
-    {"<\xed\xa0\x80@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},  /* surrogate */
-    {"<\xe0\x80\xaf@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},  /* overlong */
+    {"<\xed\xa0\x80@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},     /* surrogate */
+    {"<\xe0\x80\xaf@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},     /* overlong */
     {"<\xf4\x90\x80\x80@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false}, /* >10FFFF */
     {"<\xc0\xaf@x>", ANY, TDM_EINVAL, NULL, NULL, 0, false, false, false},
 };
@@ -196,8 +196,7 @@ static const struct cmd_case cmds[] = {
     {"MAIL FROM: <a@b>", 0, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "a@b", -1, 0, 0},
     {"mail from:<a@b>  size=1   body=7bit  ", 0, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "a@b", 1,
      SMTP_BODY_7BIT, 0},
-    {"MAIL FROM:<> RET=FULL ENVID=abc+2Bdef", 0, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "<>", -1, 0,
-     0},
+    {"MAIL FROM:<> RET=FULL ENVID=abc+2Bdef", 0, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "<>", -1, 0, 0},
     {"MAIL FROM:<a@b> SIZE=18446744073709551615", 0, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "a@b",
      -1 /* checked below */, 0, 0},
     {"MAIL FROM:<a@b> SIZE=18446744073709551616", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
@@ -219,15 +218,15 @@ static const struct cmd_case cmds[] = {
     {"MAIL FROM:<a@b> SMTPUTF8=yes", 1, 0, 555, "5.5.4", 0, NULL, NULL, -1, 0, 0},
     {"MAIL FROM:<a@b> SMTPUTF8", 1, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "a@b", -1, 0, 1},
     {"MAIL FROM:<\xc3\xa9@b>", 1, 0, 553, "5.6.7", 0, NULL, NULL, -1, 0, 0},
-    {"MAIL FROM:<\xc3\xa9@b> SMTPUTF8", 1, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "\xc3\xa9@b", -1,
-     0, 1},
+    {"MAIL FROM:<\xc3\xa9@b> SMTPUTF8", 1, 0, 0, NULL, SMTP_VERB_MAIL, NULL, "\xc3\xa9@b", -1, 0,
+     1},
     {"MAIL FROM:<a@b>junk", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
     {"MAIL FROM:a@b", 0, 0, 501, "5.1.7", 0, NULL, NULL, -1, 0, 0},
     {"MAIL FROM:<postmaster>", 0, 0, 501, "5.1.7", 0, NULL, NULL, -1, 0, 0},
     {"MAIL TO:<a@b>", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
     {"MAIL", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
-    {"RCPT TO:<a@b> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b", 0, 0, 0, NULL, SMTP_VERB_RCPT,
-     NULL, "a@b", -1, 0, 0},
+    {"RCPT TO:<a@b> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b", 0, 0, 0, NULL, SMTP_VERB_RCPT, NULL,
+     "a@b", -1, 0, 0},
     {"RCPT TO:<\xc3\xa9@b>", 1, 0, 553, "5.6.7", 0, NULL, NULL, -1, 0, 0},
     {"RCPT TO:<\xc3\xa9@b>", 1, 1, 0, NULL, SMTP_VERB_RCPT, NULL, "\xc3\xa9@b", -1, 0, 0},
     {"RCPT TO:<>", 0, 0, 501, "5.1.3", 0, NULL, NULL, -1, 0, 0},
@@ -260,8 +259,8 @@ test_commands(void **state)
         const struct cmd_case *c = &cmds[i];
         struct smtp_cmd cmd;
         struct smtp_cmd_error err = {0};
-        int rc = smtp_cmd_parse(c->line, strlen(c->line), c->utf8_offered, c->rcpt_utf8, &cmd,
-                                &err);
+        int rc =
+            smtp_cmd_parse(c->line, strlen(c->line), c->utf8_offered, c->rcpt_utf8, &cmd, &err);
         if (c->code) {
             if (rc != TDM_EINVAL || err.code != c->code || strcmp(err.enh, c->enh) != 0)
                 fail_msg("\"%s\": rc %d code %d %s, want %d %s", c->line, rc, err.code,
@@ -304,9 +303,9 @@ test_commands(void **state)
     assert_int_equal(smtp_cmd_parse(nul_verb, sizeof(nul_verb) - 1, false, false, &cmd, &err),
                      TDM_EINVAL);
     const char nul_in_param[] = "MAIL FROM:<a@b> SIZE=1\0";
-    assert_int_equal(smtp_cmd_parse(nul_in_param, sizeof(nul_in_param) - 1, false, false, &cmd,
-                                    &err),
-                     TDM_EINVAL);
+    assert_int_equal(
+        smtp_cmd_parse(nul_in_param, sizeof(nul_in_param) - 1, false, false, &cmd, &err),
+        TDM_EINVAL);
     assert_string_equal(smtp_verb_name(SMTP_VERB_UNKNOWN), "?");
     assert_string_equal(smtp_verb_name(SMTP_VERB_STARTTLS), "STARTTLS");
 }
@@ -522,8 +521,8 @@ static const struct smtp_path null = {.null = true};
 static const struct smtp_path bad_domain = {.local = "a", .domain = "x>y"};
 
 static const struct received_case receiveds[] = {
-    {{"client.example", "192.0.2.1", "client.example", "mx.example", "ESMTPS", "abc123", &bob,
-      T, 0},
+    {{"client.example", "192.0.2.1", "client.example", "mx.example", "ESMTPS", "abc123", &bob, T,
+      0},
      "Received: from client.example (client.example [192.0.2.1])\r\n"
      "\tby mx.example (tandem) with ESMTPS id abc123\r\n"
      "\tfor <bob@b.example>;\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n"},

@@ -282,25 +282,18 @@ assert_buf_text(const struct smtp_buf *b, const char *want, const char *what, co
 
 #define GREET_SMTP "220 mx.example ESMTP tandem\r\n"
 #define GREET_LMTP "220 mx.example LMTP tandem\r\n"
-#define EHLO_CAPS                                                                              \
-    "250-PIPELINING\r\n250-SIZE 1000\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"         \
-    "250-SMTPUTF8\r\n"
-#define EHLO_SMTP "250-mx.example\r\n" EHLO_CAPS "250 STARTTLS\r\n"
-#define EHLO_SMTP_TLS "250-mx.example\r\n" EHLO_CAPS
-#define LHLO_LMTP "250-mx.example\r\n" EHLO_CAPS
+/* The answer to EHLO/LHLO; STARTTLS is offered only on SMTP before TLS, and is then last. */
+#define CAPS_HEAD                                                                                  \
+    "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-ENHANCEDSTATUSCODES\r\n"             \
+    "250-8BITMIME\r\n"
+#define EHLO_SMTP CAPS_HEAD "250-SMTPUTF8\r\n250 STARTTLS\r\n"
+#define EHLO_SMTP_TLS CAPS_HEAD "250 SMTPUTF8\r\n"
+#define LHLO_LMTP CAPS_HEAD "250 SMTPUTF8\r\n"
 #define OK_MAIL "250 2.1.0 Ok\r\n"
 #define OK_RCPT "250 2.1.5 Ok\r\n"
 #define GO_AHEAD "354 End data with <CR><LF>.<CR><LF>\r\n"
 #define BYE "221 2.0.0 mx.example closing connection\r\n"
 #define TOO_BIG "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
-
-/* EHLO_SMTP_TLS ends with "250-SMTPUTF8": the TLS answer's last line is the SMTPUTF8 one. */
-#undef EHLO_SMTP_TLS
-#define EHLO_SMTP_TLS                                                                          \
-    "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-ENHANCEDSTATUSCODES\r\n"       \
-    "250-8BITMIME\r\n250 SMTPUTF8\r\n"
-#undef LHLO_LMTP
-#define LHLO_LMTP EHLO_SMTP_TLS
 
 struct script {
     const char *name;
@@ -314,27 +307,25 @@ struct script {
 };
 
 static const struct script scripts[] = {
-    {"smtp transaction, pipelined, with stuffing",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"smtp transaction, pipelined, with stuffing", SMTP_PROTO_SMTP, 0, 0,
      "EHLO client.example\r\nMAIL FROM:<alice@a.example> BODY=8BITMIME SIZE=20\r\n"
      "RCPT TO:<bob@b.example>\r\nDATA\r\nHello\r\n..dot\r\n.\r\nQUIT\r\n",
      GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n" BYE,
      "MAIL <alice@a.example> size=20 body=2\nRCPT <bob@b.example>\nDATA_START\n"
      "END 13 Hello\\r\\n.dot\\r\\n\nCLOSE\n",
      "ESMTP"},
-    {"lmtp: one reply per accepted recipient, in RCPT order, each its own",
-     SMTP_PROTO_LMTP, 0, 0,
+    {"lmtp: one reply per accepted recipient, in RCPT order, each its own", SMTP_PROTO_LMTP, 0, 0,
      "LHLO client.example\r\nMAIL FROM:<alice@a.example>\r\nRCPT TO:<bob@b.example>\r\n"
      "RCPT TO:<unknown@b.example>\r\nRCPT TO:<full@b.example>\r\nRCPT TO:<carol@b.example>\r\n"
      "DATA\r\nHi\r\n.\r\nQUIT\r\n",
-     GREET_LMTP LHLO_LMTP OK_MAIL OK_RCPT "550 5.1.1 No such user\r\n" OK_RCPT OK_RCPT
-     GO_AHEAD "250 2.0.0 Delivered to bob@b.example\r\n452 4.2.2 Over quota\r\n"
+     GREET_LMTP LHLO_LMTP OK_MAIL OK_RCPT
+     "550 5.1.1 No such user\r\n" OK_RCPT OK_RCPT GO_AHEAD
+     "250 2.0.0 Delivered to bob@b.example\r\n452 4.2.2 Over quota\r\n"
      "250 2.0.0 Delivered to carol@b.example\r\n" BYE,
      "MAIL <alice@a.example> size=-0 body=0\nRCPT <bob@b.example>\nRCPT <unknown@b.example>\n"
      "RCPT <full@b.example>\nRCPT <carol@b.example>\nDATA_START\nEND 4 Hi\\r\\n\nCLOSE\n",
      "LMTP"},
-    {"lmtp: commands pipelined behind the dot wait for every delivery reply",
-     SMTP_PROTO_LMTP, 0, 0,
+    {"lmtp: commands pipelined behind the dot wait for every delivery reply", SMTP_PROTO_LMTP, 0, 0,
      "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
      "1\r\n.\r\nRSET\r\nMAIL FROM:<c@x>\r\nRCPT TO:<d@x>\r\nDATA\r\n2\r\n.\r\nQUIT\r\n",
      GREET_LMTP LHLO_LMTP OK_MAIL OK_RCPT OK_RCPT GO_AHEAD
@@ -343,57 +334,51 @@ static const struct script scripts[] = {
      "MAIL <> size=-0 body=0\nRCPT <a@x>\nRCPT <b@x>\nDATA_START\nEND 3 1\\r\\n\n"
      "MAIL <c@x> size=-0 body=0\nRCPT <d@x>\nDATA_START\nEND 3 2\\r\\n\nCLOSE\n",
      "LMTP"},
-    {"dot-unstuffing edge cases",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"dot-unstuffing edge cases", SMTP_PROTO_SMTP, 0, 0,
      "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
      "..\r\n.x\r\n.\rX\r\n...\r\na.\r\nb\n.\nc\r\n\n.\r\nd\r.\r\n \r\n.\r\n",
      GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\n"
      "END 37 .\\r\\nx\\r\\n\\rX\\r\\n..\\r\\na.\\r\\nb\\n.\\nc\\r\\n\\n.\\r\\nd\\r.\\r\\n \\r\\n\n",
      NULL},
-    {"empty message, and a message of one empty line",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"empty message, and a message of one empty line", SMTP_PROTO_SMTP, 0, 0,
      "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n.\r\n"
      "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n\r\n.\r\n",
-     GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n" OK_MAIL OK_RCPT
-     GO_AHEAD "250 2.0.0 Queued\r\n",
+     GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n" OK_MAIL OK_RCPT GO_AHEAD
+                                                   "250 2.0.0 Queued\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\nEND 0 \n"
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\nEND 2 \\r\\n\n",
      NULL},
-    {"bad sequences are refused and the session goes on",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"bad sequences are refused and the session goes on", SMTP_PROTO_SMTP, 0, 0,
      "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\nLHLO c\r\nEHLO c\r\nRCPT TO:<b@x>\r\n"
      "DATA\r\nMAIL FROM:<a@x>\r\nMAIL FROM:<a@x>\r\nDATA\r\nRCPT TO:<unknown@x>\r\n"
      "RCPT TO:<later@x>\r\nDATA\r\nSTARTTLS\r\nRSET\r\nRSET\r\nBDAT 10\r\nNOOP\r\n",
-     GREET_SMTP "503 5.5.1 Send EHLO first\r\n503 5.5.1 Need MAIL before RCPT\r\n"
-     "503 5.5.1 Need MAIL command\r\n500 5.5.1 Command unrecognized: LHLO is for LMTP\r\n"
-     EHLO_SMTP "503 5.5.1 Need MAIL before RCPT\r\n503 5.5.1 Need MAIL command\r\n" OK_MAIL
+     GREET_SMTP
+     "503 5.5.1 Send EHLO first\r\n503 5.5.1 Need MAIL before RCPT\r\n"
+     "503 5.5.1 Need MAIL command\r\n500 5.5.1 Command unrecognized: LHLO is for LMTP\r\n" EHLO_SMTP
+     "503 5.5.1 Need MAIL before RCPT\r\n503 5.5.1 Need MAIL command\r\n" OK_MAIL
      "503 5.5.1 Nested MAIL command\r\n554 5.5.1 No valid recipients\r\n"
      "550 5.1.1 No such user\r\n451 4.3.0 Directory unavailable\r\n"
      "554 5.5.1 No valid recipients\r\n503 5.5.1 MAIL transaction in progress\r\n"
      "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n500 5.5.1 Command unrecognized\r\n250 2.0.0 Ok\r\n",
-     "MAIL <a@x> size=-0 body=0\nRCPT <unknown@x>\nRCPT <later@x>\nRESET\n",
-     NULL},
-    {"refused sender: no transaction",
-     SMTP_PROTO_SMTP, 0, 0,
+     "MAIL <a@x> size=-0 body=0\nRCPT <unknown@x>\nRCPT <later@x>\nRESET\n", NULL},
+    {"refused sender: no transaction", SMTP_PROTO_SMTP, 0, 0,
      "EHLO c\r\nMAIL FROM:<refuse@x>\r\nRCPT TO:<b@x>\r\nRSET\r\n",
      GREET_SMTP EHLO_SMTP "550 5.7.1 Sender refused\r\n503 5.5.1 Need MAIL before RCPT\r\n"
-     "250 2.0.0 Ok\r\n",
+                          "250 2.0.0 Ok\r\n",
      "MAIL <refuse@x> size=-0 body=0\n", NULL},
-    {"lmtp: DATA without an accepted recipient is 503 (RFC 2033 4.2)",
-     SMTP_PROTO_LMTP, 0, 0,
+    {"lmtp: DATA without an accepted recipient is 503 (RFC 2033 4.2)", SMTP_PROTO_LMTP, 0, 0,
      "LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<unknown@x>\r\nDATA\r\nRSET\r\n",
      GREET_LMTP LHLO_LMTP OK_MAIL "550 5.1.1 No such user\r\n"
-     "503 5.5.1 No valid recipients\r\n250 2.0.0 Ok\r\n",
+                                  "503 5.5.1 No valid recipients\r\n250 2.0.0 Ok\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <unknown@x>\nRESET\n", NULL},
-    {"lmtp refuses HELO and EHLO; a new LHLO resets the transaction",
-     SMTP_PROTO_LMTP, 0, 0,
+    {"lmtp refuses HELO and EHLO; a new LHLO resets the transaction", SMTP_PROTO_LMTP, 0, 0,
      "HELO c\r\nEHLO c\r\nMAIL FROM:<a@x>\r\nLHLO c\r\nMAIL FROM:<a@x>\r\nLHLO again\r\n"
      "STARTTLS\r\nRCPT TO:<b@x>\r\n",
      GREET_LMTP "500 5.5.1 Command unrecognized: this is LMTP, use LHLO\r\n"
-     "500 5.5.1 Command unrecognized: this is LMTP, use LHLO\r\n503 5.5.1 Send LHLO first\r\n"
-     LHLO_LMTP OK_MAIL LHLO_LMTP "502 5.5.1 STARTTLS not offered\r\n"
-     "503 5.5.1 Need MAIL before RCPT\r\n",
+                "500 5.5.1 Command unrecognized: this is LMTP, use LHLO\r\n503 5.5.1 Send LHLO "
+                "first\r\n" LHLO_LMTP OK_MAIL LHLO_LMTP "502 5.5.1 STARTTLS not offered\r\n"
+                "503 5.5.1 Need MAIL before RCPT\r\n",
      "MAIL <a@x> size=-0 body=0\nRESET\n", NULL},
     {"command lines: the configured bound, bare LF, CR kept inside, trailing space",
      SMTP_PROTO_SMTP, 0, 0,
@@ -401,58 +386,57 @@ static const struct script scripts[] = {
       * inside a line is not a line end. */
      "NOOP %506\nNOOP %507\nNOOP\nHELO c\r\nNOOP\rRSET\r\nQUIT   \r\n",
      GREET_SMTP "250 2.0.0 Ok\r\n500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n250 mx.example\r\n"
-     "500 5.5.1 Command unrecognized\r\n" BYE,
+                "500 5.5.1 Command unrecognized\r\n" BYE,
      "CLOSE\n", NULL},
-    {"declared SIZE over the limit is refused at MAIL; the limit itself is fine",
-     SMTP_PROTO_SMTP, 0, 0,
-     "EHLO c\r\nMAIL FROM:<a@x> SIZE=1001\r\nMAIL FROM:<a@x> SIZE=1000\r\n",
+    {"declared SIZE over the limit is refused at MAIL; the limit itself is fine", SMTP_PROTO_SMTP,
+     0, 0, "EHLO c\r\nMAIL FROM:<a@x> SIZE=1001\r\nMAIL FROM:<a@x> SIZE=1000\r\n",
      GREET_SMTP EHLO_SMTP TOO_BIG OK_MAIL, "MAIL <a@x> size=1000 body=0\n", NULL},
     {"a message over the limit is read to its end, refused, and the session goes on",
      SMTP_PROTO_SMTP, 10, 0,
      "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n0123456789\r\n.\r\n"
      "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n01234567\r\n.\r\nQUIT\r\n",
-     GREET_SMTP "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 10\r\n"
-     "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n" OK_MAIL
-     OK_RCPT GO_AHEAD TOO_BIG OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n" BYE,
+     GREET_SMTP
+     "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 10\r\n"
+     "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n" OK_MAIL OK_RCPT
+         GO_AHEAD TOO_BIG OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n" BYE,
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\nABORTED after 10\n"
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\nEND 10 01234567\\r\\n\nCLOSE\n",
      NULL},
-    {"lmtp: an oversize message gets 552 once per accepted recipient",
-     SMTP_PROTO_LMTP, 4, 0,
+    {"lmtp: an oversize message gets 552 once per accepted recipient", SMTP_PROTO_LMTP, 4, 0,
      "LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<unknown@x>\r\nRCPT TO:<c@x>\r\n"
      "DATA\r\nab\r\n..\r\n.\r\nNOOP\r\n",
      GREET_LMTP "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 4\r\n"
-     "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n" OK_MAIL OK_RCPT
-     "550 5.1.1 No such user\r\n" OK_RCPT GO_AHEAD TOO_BIG TOO_BIG "250 2.0.0 Ok\r\n",
+                "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n" OK_MAIL OK_RCPT
+                "550 5.1.1 No such user\r\n" OK_RCPT GO_AHEAD TOO_BIG TOO_BIG "250 2.0.0 Ok\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nRCPT <unknown@x>\nRCPT <c@x>\nDATA_START\n"
      "ABORTED after 4\n",
      NULL},
-    {"too many recipients: 452 past max_rcpts, and the transaction goes on",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"too many recipients: 452 past max_rcpts, and the transaction goes on", SMTP_PROTO_SMTP, 0, 0,
      "EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<1@x>\r\nRCPT TO:<unknown@x>\r\nRCPT TO:<2@x>\r\n"
      "RCPT TO:<3@x>\r\nRCPT TO:<4@x>\r\nDATA\r\nm\r\n.\r\n",
      GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT "550 5.1.1 No such user\r\n" OK_RCPT OK_RCPT
-     "452 4.5.3 Too many recipients\r\n" GO_AHEAD "250 2.0.0 Queued\r\n",
+                                          "452 4.5.3 Too many recipients\r\n" GO_AHEAD
+                                          "250 2.0.0 Queued\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <1@x>\nRCPT <unknown@x>\nRCPT <2@x>\nRCPT <3@x>\n"
      "DATA_START\nEND 3 m\\r\\n\n",
      NULL},
-    {"STARTTLS: 220, then the session forgets the client and stops offering it",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"STARTTLS: 220, then the session forgets the client and stops offering it", SMTP_PROTO_SMTP, 0,
+     0,
      "EHLO c\r\nSTARTTLS x\r\nSTARTTLS\r\nMAIL FROM:<a@x>\r\nEHLO c\r\nSTARTTLS\r\n"
      "MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n.\r\n",
-     GREET_SMTP EHLO_SMTP "501 5.5.4 Syntax error: no arguments allowed\r\n"
+     GREET_SMTP EHLO_SMTP
+     "501 5.5.4 Syntax error: no arguments allowed\r\n"
      "220 2.0.0 Ready to start TLS\r\n503 5.5.1 Send EHLO first\r\n" EHLO_SMTP_TLS
      "503 5.5.1 TLS already active\r\n" OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n",
      "STARTTLS\nMAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\nEND 0 \n", "ESMTPS"},
-    {"HELO, VRFY, EXPN, HELP, NOOP with arguments",
-     SMTP_PROTO_SMTP, 0, 0,
+    {"HELO, VRFY, EXPN, HELP, NOOP with arguments", SMTP_PROTO_SMTP, 0, 0,
      "HELO c.example\r\nVRFY bob\r\nVRFY\r\nEXPN staff\r\nHELP\r\nnoop whatever\r\n"
      "mail from:<a@x>\r\nrcpt to:<b@x>\r\ndata\r\n.\r\n",
      GREET_SMTP "250 mx.example\r\n"
-     "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
-     "501 5.5.4 Syntax: VRFY address\r\n502 5.5.1 EXPN not supported\r\n"
-     "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n"
-     "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n",
+                "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+                "501 5.5.4 Syntax: VRFY address\r\n502 5.5.1 EXPN not supported\r\n"
+                "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n"
+                "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nDATA_START\nEND 0 \n", "SMTP"},
     {"parameters, SMTPUTF8, null sender, postmaster, quoted local part, source route",
      SMTP_PROTO_SMTP, 0, 0,
@@ -461,17 +445,17 @@ static const struct script scripts[] = {
      "RCPT TO:<@relay.example,@r2.example:\"a b\\\"c\"@x> ORCPT=rfc822;a@x\r\nRSET\r\n"
      "MAIL FROM:<j\xc3\xb6rg@\xc3\xa9.example> SMTPUTF8\r\nRCPT TO:<\xc3\xa9@x>\r\n"
      "DATA\r\n\xc3\xa9\r\n.\r\n",
-     GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT "553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n"
-     OK_RCPT "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT GO_AHEAD "250 2.0.0 Queued\r\n",
+     GREET_SMTP EHLO_SMTP OK_MAIL OK_RCPT "553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n" OK_RCPT
+                                          "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT GO_AHEAD
+                                          "250 2.0.0 Queued\r\n",
      "MAIL <> size=5 body=1\nRCPT <Postmaster>\nRCPT <a b\"c@x>\nRESET\n"
      "MAIL <j\xc3\xb6rg@\xc3\xa9.example> size=-0 body=0 utf8\nRCPT <\xc3\xa9@x>\nDATA_START\n"
      "END 4 \\xc3\\xa9\\r\\n\n",
      "UTF8SMTP"},
-    {"too many errors: 421 and close, nothing after it is read",
-     SMTP_PROTO_SMTP, 0, 3,
+    {"too many errors: 421 and close, nothing after it is read", SMTP_PROTO_SMTP, 0, 3,
      "FOO\r\nMAIL FROM:<a@x>\r\nNOOP\r\nBAR\r\nNOOP\r\n",
      GREET_SMTP "500 5.5.1 Command unrecognized\r\n503 5.5.1 Send EHLO first\r\n"
-     "250 2.0.0 Ok\r\n421 4.7.0 mx.example Too many errors, closing connection\r\n",
+                "250 2.0.0 Ok\r\n421 4.7.0 mx.example Too many errors, closing connection\r\n",
      "CLOSE\n", NULL},
 };
 
@@ -611,9 +595,9 @@ test_bad_verdicts(void **state)
     feed_str(s, "LHLO c\r\n", SMTP_EV_NEED_MORE);
     feed_str(s, "MAIL FROM:<a@x>\r\n", SMTP_EV_MAIL);
     const struct smtp_verdict bad[] = {
-        {354, NULL, NULL},      {199, NULL, NULL},          {600, NULL, NULL},
-        {250, "5.0.0", NULL},   {550, "5.1", NULL},         {550, "5.01.0", NULL},
-        {250, NULL, "a\rb"},    {550, "5.1.1000", NULL},    {450, "4.1.1", "\x01"},
+        {354, NULL, NULL},    {199, NULL, NULL},       {600, NULL, NULL},
+        {250, "5.0.0", NULL}, {550, "5.1", NULL},      {550, "5.01.0", NULL},
+        {250, NULL, "a\rb"},  {550, "5.1.1000", NULL}, {450, "4.1.1", "\x01"},
     };
     size_t before;
     smtp_session_output(s, &before);
