@@ -28,6 +28,9 @@
 struct event_base;
 struct core_link;
 
+/* Where the core listens, relative to the datadir: connect to "<datadir>/" CORE_LINK_SOCKET. */
+#define CORE_LINK_SOCKET "run/core.sock"
+
 /*
  * Creates a link that connects to socket_path (borrowed for the call) as a worker of kind
  * (enum tdm_ipc_worker_kind), on base. Connecting starts at once, asynchronously. Returns 0 with

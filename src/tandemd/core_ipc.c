@@ -25,6 +25,7 @@
 #include "tandemd/tandemd.h"
 
 #include "lib/err.h"
+#include "lib/core_link.h"
 #include "lib/event.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
@@ -739,7 +740,7 @@ tandemd__core_ipc_start(struct event_base *base, const char *datadir)
     if (!done_ev || event_add(done_ev, NULL) < 0)
         log_fatal("cannot watch the core's wake-up descriptor");
 
-    if (asprintf(&ipc_path, "%s/run/core.sock", datadir) < 0)
+    if (asprintf(&ipc_path, "%s/" CORE_LINK_SOCKET, datadir) < 0)
         log_fatal("out of memory");
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (strlen(ipc_path) >= sizeof(sun.sun_path)) {
