@@ -592,7 +592,9 @@ test_bad_verdicts(void **state)
     assert_int_equal(smtp_session_verdict(s, &ok), TDM_EINVAL);
     assert_int_equal(smtp_session_delivered(s, 0, &ok), TDM_EINVAL);
     assert_int_equal(smtp_session_tls_started(s), TDM_EINVAL);
+    assert_string_equal(smtp_session_helo(s), "");
     feed_str(s, "LHLO c\r\n", SMTP_EV_NEED_MORE);
+    assert_string_equal(smtp_session_helo(s), "c");
     feed_str(s, "MAIL FROM:<a@x>\r\n", SMTP_EV_MAIL);
     const struct smtp_verdict bad[] = {
         {354, NULL, NULL},    {199, NULL, NULL},       {600, NULL, NULL},
@@ -640,6 +642,31 @@ test_bad_verdicts(void **state)
     smtp_session_free(&s);
 }
 
+/* STARTTLS: the name the client gave in plaintext is forgotten (RFC 3207 4.2). */
+static void
+test_starttls_forgets(void **state)
+{
+    (void)state;
+    struct smtp_session_config cfg = {SMTP_PROTO_SMTP, "mx", 1000, 1000, 10, 10, true, false};
+    struct smtp_session *s = NULL;
+    assert_int_equal(smtp_session_new(&cfg, &s), 0);
+    feed_str(s, "EHLO before.example\r\n", SMTP_EV_NEED_MORE);
+    assert_string_equal(smtp_session_helo(s), "before.example");
+    assert_string_equal(smtp_session_with(s), "ESMTP");
+    /* The event stops right after the STARTTLS line: what follows is the caller's to drop. */
+    const char *in = "STARTTLS\r\nMAIL FROM:<injected@x>\r\n";
+    struct smtp_session_out out;
+    assert_int_equal(smtp_session_feed(s, (const uint8_t *)in, strlen(in), &out), SMTP_EV_STARTTLS);
+    assert_int_equal(out.used, strlen("STARTTLS\r\n"));
+    assert_int_equal(smtp_session_tls_started(s), 0);
+    assert_int_equal(smtp_session_tls_started(s), TDM_EINVAL);
+    assert_string_equal(smtp_session_helo(s), "");
+    assert_string_equal(smtp_session_with(s), "ESMTPS");
+    feed_str(s, "EHLO after.example\r\n", SMTP_EV_NEED_MORE);
+    assert_string_equal(smtp_session_helo(s), "after.example");
+    smtp_session_free(&s);
+}
+
 int
 main(void)
 {
@@ -647,6 +674,7 @@ main(void)
         cmocka_unit_test(test_scripts),
         cmocka_unit_test(test_config_checked),
         cmocka_unit_test(test_bad_verdicts),
+        cmocka_unit_test(test_starttls_forgets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
