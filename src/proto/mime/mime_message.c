@@ -269,6 +269,17 @@ parse_content_fields(struct mime_message *m, struct mime_part *part, bool in_dig
                 return ret;
         }
     }
+    if (part->type.s && mime_part_is(part, "text", NULL) &&
+        !mime_param_find(part->params, "charset")) {
+        /* RFC 2046 4.1.2: text without a charset is us-ascii; say so, as other servers do. */
+        struct mime_param **tail = &part->params;
+        while (*tail)
+            tail = &(*tail)->next;
+        struct mime_param *p = mime__alloc(&m->arena, sizeof(*p));
+        if (!p || set_str(m, &p->name, "charset") < 0 || set_str(m, &p->value, "us-ascii") < 0)
+            return -ENOMEM;
+        *tail = p;
+    }
     if (!part->type.s) {
         if (in_digest) {
             if (set_str(m, &part->type, "message") < 0 || set_str(m, &part->subtype, "rfc822") < 0)
@@ -368,8 +379,16 @@ split_multipart(struct mime_message *m, struct mime_part *part)
         !find_delimiter(m->data, bstart, bstart, end, bp->value.s, bp->value.len, &ce, &after,
                         &close) ||
         close) {
+        /* No part at all: one empty text/plain part at the end, so that BODYSTRUCTURE keeps
+         * its multipart type and its grammar (at least one body), and BODY[1] is empty. */
         m->flags |= MIME_MSG_BROKEN;
-        return set_default_text(m, part);
+        struct mime_part *child = new_part(m, part, part->depth + 1);
+        if (!child)
+            return -ENOMEM;
+        child->header = child->body = (struct mime_span){end, 0};
+        part->children = child;
+        part->n_children = 1;
+        return set_default_text(m, child);
     }
     bool digest = mime_part_is(part, "multipart", "digest");
     struct mime_part **tail = &part->children;

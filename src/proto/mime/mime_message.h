@@ -32,9 +32,12 @@
  *   - Bytes before the first boundary (the preamble) and after the close delimiter (the
  *     epilogue) belong to no part. A missing close delimiter ends the last part at the end of
  *     its multipart (MIME_MSG_BROKEN).
- *   - A multipart with no boundary parameter, or in which no delimiter line is found, is
- *     treated as text/plain; charset=us-ascii, the RFC 2045 default for a Content-Type that
- *     cannot be used (MIME_MSG_BROKEN).
+ *   - A multipart with no boundary parameter, or in which no delimiter line is found, keeps
+ *     its type and gets one empty text/plain part at the end of its body, so that every
+ *     multipart has a part, as IMAP's grammar requires (MIME_MSG_BROKEN; Dovecot shows such
+ *     a message the same way).
+ *   - A part of type text without a charset parameter gets charset=us-ascii appended (RFC 2046
+ *     4.1.2's default), as BODYSTRUCTURE shows it.
  *   - A message/rfc822 or message/global part is parsed as an embedded message unless its
  *     Content-Transfer-Encoding is base64 or quoted-printable (the bytes are then not a
  *     message); it is then a leaf.

@@ -126,7 +126,7 @@ static const struct view_case view_cases[] = {
      "((\"Forwarder\" NIL \"fwd\" \"example.com\")) ((\"Forwarder\" NIL \"fwd\" \"example.com\")) "
      "((\"Forwarder\" NIL \"fwd\" \"example.com\")) "
      "((\"Someone\" NIL \"someone\" \"example.net\")) NIL NIL NIL NIL)",
-     "((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 12 1 NIL NIL NIL NIL)"
+     "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 12 1 NIL NIL NIL NIL)"
      "(\"MESSAGE\" \"RFC822\" NIL NIL \"forwarded message\" \"7BIT\" 367 "
      "(\"Sun, 2 Feb 2020 08:30:00 -0500\" \"the original\" "
      "((\"Original Sender\" NIL \"orig\" \"example.org\")) "
@@ -151,7 +151,8 @@ static const struct view_case view_cases[] = {
      "((\"Broken; List\" NIL \"list\" \"example.de\")(NIL NIL \"other\" \"example.de\")) "
      "NIL NIL NIL NIL)",
      "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"iso-8859-1\") NIL NIL \"QUOTED-PRINTABLE\" 28 2 NIL "
-     "NIL NIL NIL)((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 19 1 NIL NIL NIL NIL) "
+     "NIL NIL NIL)((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 19 1 NIL NIL "
+     "NIL NIL) "
      "\"ALTERNATIVE\" (\"BOUNDARY\" \"b2\") NIL NIL NIL)(\"APPLICATION\" \"OCTET-STREAM\" NIL "
      "NIL NIL \"7BIT\" 30 NIL NIL NIL NIL) \"MIXED\" (\"BOUNDARY\" \"b1\") NIL NIL NIL)",
      NULL},
@@ -162,7 +163,8 @@ static const struct view_case view_cases[] = {
      "NIL NIL NIL NIL NIL)",
      "((\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 21 (NIL \"one\" NIL NIL NIL NIL NIL NIL NIL "
      "NIL) (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 5 1 NIL NIL NIL NIL) "
-     "3 NIL NIL NIL NIL)(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 13 1 NIL NIL NIL NIL) "
+     "3 NIL NIL NIL NIL)(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 13 1 "
+     "NIL NIL NIL NIL) "
      "\"DIGEST\" (\"BOUNDARY\" \"d\") NIL NIL NIL)",
      NULL},
 };
@@ -511,7 +513,8 @@ test_unknown_cte(void **state)
     assert_int_equal(mime_binary_size(m, &one, 1, &size), TDM_EINVAL);
     assert_int_equal(mime_imap_bodystructure(m, mime_message_root(m), false, 0, &b), 0);
     assert_string_equal((char *)b.data,
-                        "(\"TEXT\" \"PLAIN\" NIL NIL NIL \"X-UUENCODE\" 13 1)");
+                        "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"X-UUENCODE\" "
+                        "13 1)");
     mime_buf_clear(&b);
     mime_message_free(&m);
 }
@@ -579,12 +582,30 @@ test_content_fields(void **state)
               "NIL (\"ATTACHMENT\" NIL) (\"de-CH\") NIL)");
     /* A quote and a backslash are escaped in a quoted string. */
     expect_bs("Content-Type: text/plain; name=\"a\\\"b\\\\c\"\r\n\r\n", NULL, 0,
-              "(\"TEXT\" \"PLAIN\" (\"NAME\" \"a\\\"b\\\\c\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
-    /* A multipart without boundary, or without any delimiter, is text/plain. */
+              "(\"TEXT\" \"PLAIN\" (\"NAME\" \"a\\\"b\\\\c\" \"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 "
+              "0 NIL NIL NIL NIL)");
+    /* A multipart without boundary, or without any delimiter, holds one empty text/plain
+     * part (as Dovecot shows it: IMAP's grammar needs a part). */
     expect_bs("Content-Type: multipart/mixed\r\n\r\n--x\r\n", NULL, MIME_MSG_BROKEN,
-              "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 5 1 NIL NIL NIL NIL)");
+              "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL "
+              "NIL) \"MIXED\" NIL NIL NIL NIL)");
     expect_bs("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x--\r\n", NULL, MIME_MSG_BROKEN,
-              "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 7 1 NIL NIL NIL NIL)");
+              "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL "
+              "NIL) \"MIXED\" (\"BOUNDARY\" \"x\") NIL NIL NIL)");
+    /* Dovecot's own example of this: the same text, lower case aside. */
+    expect_bs("Content-Type: multipart/mixed; boundary=\"foo\"\n\n", NULL, MIME_MSG_BROKEN,
+              "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL "
+              "NIL) \"MIXED\" (\"BOUNDARY\" \"foo\") NIL NIL NIL)");
+    /* A boundary folded inside its quoted string unfolds to "a b". */
+    expect_bs("Content-Type: multipart/mixed; boundary=\"a\r\n b\"\r\n\r\n--a b\r\n\r\nx\r\n"
+              "--a b--\r\n",
+              NULL, 0,
+              "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 1 1 NIL NIL NIL "
+              "NIL) \"MIXED\" (\"BOUNDARY\" \"a b\") NIL NIL NIL)");
+    /* text without charset gets us-ascii, after the parameters it has. */
+    expect_bs("Content-Type: text/html; format=flowed\r\n\r\n<p>", NULL, 0,
+              "(\"TEXT\" \"HTML\" (\"FORMAT\" \"flowed\" \"CHARSET\" \"us-ascii\") NIL NIL "
+              "\"7BIT\" 3 1 NIL NIL NIL NIL)");
     /* A base64 message/rfc822 is a leaf. */
     expect_bs("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA==",
               NULL, 0,
@@ -596,6 +617,35 @@ test_content_fields(void **state)
               "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 16 1 NIL NIL NIL NIL)");
     expect_bs("", NULL, 0,
               "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
+}
+
+/* message/global (RFC 6532) is an embedded message for IMAP4rev2 (RFC 9051 media-message),
+ * a basic body for IMAP4rev1; sections and search see the embedded message either way. */
+static void
+test_message_global(void **state)
+{
+    (void)state;
+    const char msg[] = "Content-Type: message/global\r\n\r\nSubject: \xc3\xa9t\xc3\xa9\r\n\r\nhi";
+    struct mime_message *m;
+    assert_int_equal(mime_message_parse((const uint8_t *)msg, sizeof(msg) - 1, NULL, &m), 0);
+    struct mime_buf b = MIME_BUF_INIT;
+    assert_int_equal(mime_imap_bodystructure(m, mime_message_root(m), false, 0, &b), 0);
+    assert_string_equal((char *)b.data, "(\"MESSAGE\" \"GLOBAL\" NIL NIL NIL \"7BIT\" 20)");
+    b.len = 0;
+    assert_int_equal(mime_imap_bodystructure(m, mime_message_root(m), false, MIME_IMAP_REV2, &b),
+                     0);
+    assert_string_equal((char *)b.data,
+                        "(\"MESSAGE\" \"GLOBAL\" NIL NIL NIL \"7BIT\" 20 (NIL {5}\r\n"
+                        "\xc3\xa9t\xc3\xa9 NIL NIL NIL NIL NIL NIL NIL NIL) (\"TEXT\" \"PLAIN\" "
+                        "(\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 2 1) 3)");
+    struct mime_section sec;
+    struct mime_span span;
+    assert_int_equal(mime_section_parse("1.TEXT", 6, &sec), 0);
+    assert_int_equal(mime_section_fetch(m, &sec, &span, &b), 0);
+    assert_int_equal(span.len, 2);
+    assert_memory_equal(msg + span.off, "hi", 2);
+    mime_buf_clear(&b);
+    mime_message_free(&m);
 }
 
 /* Builds depth nested multiparts, each holding the next. */
@@ -713,6 +763,7 @@ main(void)
         cmocka_unit_test(test_decoders),      cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unknown_cte),   cmocka_unit_test(test_content_fields),
         cmocka_unit_test(test_limits),        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_message_global),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
