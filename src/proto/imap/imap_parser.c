@@ -490,7 +490,8 @@ overflow(struct imap_parser *p, const uint8_t *in, size_t n, bool line_too_long,
          struct imap_parser_out *out)
 {
     p->tail_len = 0;
-    keep_tail(p, p->buf + p->line_start, p->len - p->line_start);
+    if (p->len > p->line_start) /* buf may still be NULL */
+        keep_tail(p, p->buf + p->line_start, p->len - p->line_start);
     keep_tail(p, in, n);
     int rc;
     if (p->raw_line) {
@@ -499,8 +500,11 @@ overflow(struct imap_parser *p, const uint8_t *in, size_t n, bool line_too_long,
         out->response = p->response;
         rc = IMAP_ITEM_ERROR;
     } else {
-        if (p->line_start == 0 && p->len <= TAG_ECHO_MAX) {
-            size_t k = TAG_ECHO_MAX + 1 - p->len;
+        /* Hold the first min(max_line, TAG_ECHO_MAX + 1) bytes however the line was split,
+         * so whether the tag is echoed never depends on how the bytes arrived. */
+        size_t want = p->lim.max_line < TAG_ECHO_MAX + 1 ? p->lim.max_line : TAG_ECHO_MAX + 1;
+        if (p->line_start == 0 && p->len < want) {
+            size_t k = want - p->len;
             if (k > n)
                 k = n;
             if ((rc = reserve(p, k)) < 0)
@@ -533,16 +537,14 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
             size_t n = lf ? (size_t)(lf - (in + off)) + 1 : len - off;
             size_t line_len = p->len - p->line_start + n;
             if (line_len > p->lim.max_line || p->len + n > p->lim.max_command) {
-                rc = overflow(p, in + off, n, line_len > p->lim.max_line, out);
-                off += n;
+                /* The LF is left for ST_SKIP_LINE: what the line's end announces (maybe a
+                 * BYE) must come after this BAD in its own call however the bytes were
+                 * split. */
+                size_t take = lf ? n - 1 : n;
+                rc = overflow(p, in + off, take, line_len > p->lim.max_line, out);
+                off += take;
                 if (rc < 0)
                     return rc;
-                if (lf) {
-                    /* A fatal BYE outranks the BAD: it ends the connection. */
-                    int r2 = skip_line_done(p, out);
-                    if (r2 != IMAP_ITEM_NEED_MORE)
-                        rc = r2;
-                }
                 break;
             }
             if ((rc = reserve(p, n)) < 0)
@@ -598,7 +600,9 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
             const uint8_t *lf = memchr(in + off, '\n', len - off);
             size_t n = lf ? (size_t)(lf - (in + off)) + 1 : len - off;
             if (!p->skip_overflow && p->len + n > p->lim.max_line) {
-                keep_tail(p, p->buf, p->len);
+                p->tail_len = 0;
+                if (p->len)
+                    keep_tail(p, p->buf, p->len);
                 p->skip_overflow = true;
                 p->len = 0;
             }

@@ -546,6 +546,14 @@ static const struct parse_case limits[] = {
      "a LOGIN " X70 " {3+}\r\nabc\r\nb NOOP\r\n", "E a BAD [LIMIT] Line too long\nC b NOOP"},
     {"long line with a sync literal", "a LOGIN " X70 " {3}\r\nb NOOP\r\n",
      "E a BAD [LIMIT] Line too long\nC b NOOP"},
+    /* Found by fuzzing: whether a long line's tag was echoed depended on how it was split. */
+    {"long tag on a long line", X70 " NOOP\r\nb NOOP\r\n",
+     "E * BAD [LIMIT] Line too long\nC b NOOP"},
+    {"tag at the limit of a long line", X10 X10 X10 X10 X10 X10 "xx LOGIN a b\r\nb NOOP\r\n",
+     "E " X10 X10 X10 X10 X10 X10 "xx BAD [LIMIT] Line too long\nC b NOOP"},
+    /* Found by fuzzing: the BAD was lost when the line's end came in the same piece. */
+    {"long line announcing a literal too large to skip", "a LOGIN " X70 " {33+}\r\nb NOOP\r\n",
+     "E a BAD [LIMIT] Line too long\nX * BYE Literal too large to skip"},
     {"long second line", "a LOGIN {1}\r\nx " X70 "\r\nb NOOP\r\n",
      "+\nE a BAD [LIMIT] Line too long\nC b NOOP"},
     {"literal at the limit", "a LOGIN {16}\r\n" X10 "xxxxxx y\r\n",
