@@ -178,7 +178,8 @@ parse_list(struct addr_parser *ap)
             struct addr *a = emit(ap, 0);
             if (!a)
                 break;
-            if (words)
+            /* "" <a@b> has no name: NIL, not an empty string. */
+            if (words && ap->phrase.len)
                 a->name = dup_buf(ap, &ap->phrase);
             read_angle(ap, a);
         } else if (c == '@' && words) {

@@ -648,6 +648,59 @@ test_message_global(void **state)
     mime_message_free(&m);
 }
 
+/* Address lists as ENVELOPE writes them (the To member). */
+static void
+test_addresses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *to, *want;
+    } cases[] = {
+        {"\"Doe, John\" <jd@x>", "((\"Doe, John\" NIL \"jd\" \"x\"))"},
+        {"jd@x (John Doe)", "((\"John Doe\" NIL \"jd\" \"x\"))"},
+        {"jd@x (c1) (c2)", "((\"c2\" NIL \"jd\" \"x\"))"},
+        {"John (middle) Doe <jd@x>", "((\"John Doe\" NIL \"jd\" \"x\"))"},
+        {"John.Q.Public <jqp@x>", "((\"John.Q.Public\" NIL \"jqp\" \"x\"))"},
+        {"<jd@x>", "((NIL NIL \"jd\" \"x\"))"},
+        {"\"\" <jd@x>", "((NIL NIL \"jd\" \"x\"))"},
+        {"jd", "((NIL NIL \"jd\" \"MISSING_DOMAIN\"))"},
+        {"Foo <>", "((\"Foo\" NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\"))"},
+        {"a@b, , c@d", "((NIL NIL \"a\" \"b\")(NIL NIL \"c\" \"d\"))"},
+        {"\"quoted local\"@x", "((NIL NIL \"quoted local\" \"x\"))"},
+        {"jd @ x . y", "((NIL NIL \"jd\" \"x.y\"))"},
+        {"x@[1.2.3.4]", "((NIL NIL \"x\" \"[1.2.3.4]\"))"},
+        {"<@r1,@r2:jd@x>", "((NIL \"@r1,@r2\" \"jd\" \"x\"))"},
+        {"g1: a@b; , g2:;",
+         "((NIL NIL \"g1\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL)(NIL NIL \"g2\" NIL)"
+         "(NIL NIL NIL NIL))"},
+        {"team: a@b", "((NIL NIL \"team\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL))"},
+        {"Ann \"the \\\"boss\\\"\" <a@x>", "((\"Ann the \\\"boss\\\"\" NIL \"a\" \"x\"))"},
+        {"=?utf-8?q?J=C3=B6rg?= <j@x>", "((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"j\" \"x\"))"},
+        {"J\xc3\xb6rg <j@x>", "(({5}\r\nJ\xc3\xb6rg NIL \"j\" \"x\"))"},
+        {"@garbage, c@d", "((NIL NIL \"c\" \"d\"))"},
+        {"a@b >junk, c@d", "((NIL NIL \"a\" \"b\")(NIL NIL \"c\" \"d\"))"},
+        {"", "NIL"},
+        {"   ", "NIL"},
+        {"(only a comment)", "NIL"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char msg[512], want[600];
+        snprintf(msg, sizeof(msg), "From: f@x\r\nTo: %s\r\n\r\n", cases[i].to);
+        snprintf(want, sizeof(want),
+                 "(NIL NIL ((NIL NIL \"f\" \"x\")) ((NIL NIL \"f\" \"x\")) ((NIL NIL \"f\" \"x\")) "
+                 "%s NIL NIL NIL NIL)",
+                 cases[i].want);
+        struct mime_message *m;
+        assert_int_equal(mime_message_parse((const uint8_t *)msg, strlen(msg), NULL, &m), 0);
+        struct mime_buf b = MIME_BUF_INIT;
+        assert_int_equal(mime_imap_envelope(m, mime_message_root(m), &b), 0);
+        if (strcmp((char *)b.data, want) != 0)
+            fail_msg("To: %s\n got %s\nwant %s", cases[i].to, b.data, want);
+        mime_buf_clear(&b);
+        mime_message_free(&m);
+    }
+}
+
 /* Builds depth nested multiparts, each holding the next. */
 static char *
 nested_multiparts(unsigned depth)
@@ -763,7 +816,7 @@ main(void)
         cmocka_unit_test(test_decoders),      cmocka_unit_test(test_binary),
         cmocka_unit_test(test_unknown_cte),   cmocka_unit_test(test_content_fields),
         cmocka_unit_test(test_limits),        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_message_global),
+        cmocka_unit_test(test_message_global), cmocka_unit_test(test_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
