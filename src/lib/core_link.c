@@ -187,8 +187,8 @@ handle(struct core_link *link, const struct ipc_msg *msg)
         uint16_t v = msg->u.hello_reply.version;
         if (v < TDM_IPC_VERSION_MIN || v > TDM_IPC_VERSION) {
             /* It chose a version we never offered: a core bug, not an upgrade. */
-            log_error("IPC: the core answered HELLO with version %u, outside %u..%u",
-                      (unsigned)v, TDM_IPC_VERSION_MIN, TDM_IPC_VERSION);
+            log_error("IPC: the core answered HELLO with version %u, outside %u..%u", (unsigned)v,
+                      TDM_IPC_VERSION_MIN, TDM_IPC_VERSION);
             link_drop(link);
             return false;
         }
@@ -202,7 +202,8 @@ handle(struct core_link *link, const struct ipc_msg *msg)
             link->changed_cb(link->changed_ctx, msg);
         return true;
     }
-    struct link_req *r = ipc_type_has_request_id(msg->type) ? take_req(link, msg->request_id) : NULL;
+    struct link_req *r =
+        ipc_type_has_request_id(msg->type) ? take_req(link, msg->request_id) : NULL;
     if (!r || r->reply_type != msg->type) {
         /* A reply to nothing we asked, or of the wrong type: the core has a bug, and this
          * connection's replies can no longer be matched to requests. */
@@ -287,8 +288,8 @@ link_connect(struct core_link *link)
     }
     bufferevent_setcb(link->bev, read_cb, NULL, event_cb, link);
     link->state = LINK_HELLO;
-    if (bufferevent_socket_connect(link->bev, (struct sockaddr *)&link->addr,
-                                   sizeof(link->addr)) < 0) {
+    if (bufferevent_socket_connect(link->bev, (struct sockaddr *)&link->addr, sizeof(link->addr)) <
+        0) {
         /* The core is not listening (yet): expected while it starts or restarts. */
         link_drop(link);
         return;
@@ -296,8 +297,8 @@ link_connect(struct core_link *link)
     bufferevent_enable(link->bev, EV_READ);
     /* Queued until the connection completes. Request id 1: nothing else is in flight yet. */
     struct ipc_msg hello = {.type = TDM_IPC_HELLO, .request_id = 1};
-    hello.u.hello = (struct ipc_hello){link->kind, (uint32_t)getpid(), TDM_IPC_VERSION_MIN,
-                                       TDM_IPC_VERSION};
+    hello.u.hello =
+        (struct ipc_hello){link->kind, (uint32_t)getpid(), TDM_IPC_VERSION_MIN, TDM_IPC_VERSION};
     if (link_send(link, &hello) < 0)
         link_drop(link);
 }
@@ -417,8 +418,7 @@ core_link_commit(struct core_link *link, const char *database, uint16_t record_t
     if (len > TDM_LOG_MAX_PAYLOAD)
         return TDM_EINVAL;
     struct ipc_msg msg = {.type = TDM_IPC_COMMIT};
-    msg.u.commit =
-        (struct ipc_commit){ipc_str_c(database), record_type, payload, (uint32_t)len};
+    msg.u.commit = (struct ipc_commit){ipc_str_c(database), record_type, payload, (uint32_t)len};
     return link_request(link, &msg, TDM_IPC_COMMIT_REPLY, cb, ctx);
 }
 
@@ -448,8 +448,8 @@ sub_find(const struct core_link *link, const char *database, const char *mailbox
          const char *folder)
 {
     for (size_t i = 0; i < link->n_subs; i++)
-        if (!strcmp(link->subs[i].database, database) &&
-            !strcmp(link->subs[i].mailbox, mailbox) && !strcmp(link->subs[i].folder, folder))
+        if (!strcmp(link->subs[i].database, database) && !strcmp(link->subs[i].mailbox, mailbox) &&
+            !strcmp(link->subs[i].folder, folder))
             return (ssize_t)i;
     return -1;
 }

@@ -74,8 +74,7 @@ open_handles(struct store_reader *r, const char *dir, MDB_txn *txn, const char *
     char kind[STORE_KIND_MAX + 1];
     int ret = store__meta_get_kind(txn, r->meta, kind);
     if (ret < 0) {
-        *error_r = store__errorf("%s: the database kind is unreadable: %s", dir,
-                                 tdm_strerror(ret));
+        *error_r = store__errorf("%s: the database kind is unreadable: %s", dir, tdm_strerror(ret));
         return ret;
     }
     /* The store cannot tell which handler belongs to which kind (dir_db_kind_handler() is
@@ -89,8 +88,8 @@ open_handles(struct store_reader *r, const char *dir, MDB_txn *txn, const char *
     }
     ret = mail_dbis_open(txn, &r->mail);
     if (ret < 0) {
-        *error_r = store__errorf("%s: cannot open the mail sub-databases: %s", dir,
-                                 tdm_strerror(ret));
+        *error_r =
+            store__errorf("%s: cannot open the mail sub-databases: %s", dir, tdm_strerror(ret));
         return ret;
     }
     if (r->handler) {

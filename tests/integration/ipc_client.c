@@ -101,8 +101,8 @@ mailbox_cb(void *ctx, int status, const struct ipc_msg *reply)
 {
     (void)ctx;
     cm.mailbox_inflight = false;
-    if (status == 0 && (reply->u.commit_reply.status == 0 ||
-                        reply->u.commit_reply.status == TDM_EEXIST))
+    if (status == 0 &&
+        (reply->u.commit_reply.status == 0 || reply->u.commit_reply.status == TDM_EEXIST))
         cm.mailbox_done = true;
     else if (status == 0)
         fprintf(stderr, "tdm_ipc_client: mailbox create: %s\n",
@@ -117,8 +117,8 @@ pump(void)
     if (!cm.mailbox_done) {
         if (cm.mailbox_inflight)
             return;
-        struct mail_op op = {.type = TDM_REC_MAILBOX_CREATE, .mailbox = cm.mailbox,
-                             .uidvalidity = 1};
+        struct mail_op op = {
+            .type = TDM_REC_MAILBOX_CREATE, .mailbox = cm.mailbox, .uidvalidity = 1};
         uint8_t *p;
         size_t len;
         const char *why;
@@ -297,11 +297,11 @@ cmd_errors(int argc, char **argv)
     int ret = core_link_commit(clink, "no-such-database", TDM_REC_MAILBOX_CREATE, junk,
                                sizeof(junk), error_cb, "unknown_database");
     if (ret == 0)
-        ret = core_link_commit(clink, argv[3], TDM_REC_MAILBOX_CREATE, junk, sizeof(junk),
-                               error_cb, "bad_payload");
+        ret = core_link_commit(clink, argv[3], TDM_REC_MAILBOX_CREATE, junk, sizeof(junk), error_cb,
+                               "bad_payload");
     if (ret == 0)
-        ret = core_link_commit(clink, argv[3], TDM_REC_TEST_FIRST + 9, junk, sizeof(junk),
-                               error_cb, "unknown_type");
+        ret = core_link_commit(clink, argv[3], TDM_REC_TEST_FIRST + 9, junk, sizeof(junk), error_cb,
+                               "unknown_type");
     if (ret < 0)
         return fail("commit", ret);
     wait_answers(3);

@@ -36,7 +36,7 @@ struct fake {
     char path[108];
     bool refuse_hello;
     uint16_t hello_version; /* 0: answer 1 */
-    bool hold; /* do not answer requests */
+    bool hold;              /* do not answer requests */
     /* What arrived. */
     unsigned hellos, commits, subscribes, unsubscribes, status_requests, db_status_requests;
     uint16_t hello_kind;
@@ -119,9 +119,10 @@ fake_handle(const struct ipc_msg *m)
         fk.db_status_requests++;
         struct ipc_msg r = {.type = TDM_IPC_DB_STATUS_REPLY, .request_id = m->request_id};
         r.u.db_status_reply.n_databases = 1;
-        r.u.db_status_reply.databases[0] = (struct ipc_db_status){
-            .name = ipc_str_c("db1"), .kind = ipc_str_c("mail"), .state = TDM_IPC_DB_MOUNTED,
-            .applied_lsn = 5};
+        r.u.db_status_reply.databases[0] = (struct ipc_db_status){.name = ipc_str_c("db1"),
+                                                                  .kind = ipc_str_c("mail"),
+                                                                  .state = TDM_IPC_DB_MOUNTED,
+                                                                  .applied_lsn = 5};
         fake_send(&r);
         return;
     }
@@ -637,8 +638,8 @@ test_changed(void **state)
     connect_ready();
     core_link_set_changed_cb(the_link, changed_cb, &changed);
     struct ipc_msg m = {.type = TDM_IPC_CHANGED};
-    m.u.changed = (struct ipc_changed){ipc_str_c("db"), ipc_str_c("bob"), ipc_str_c("Sent"), 1,
-                                       5, 4, 9};
+    m.u.changed =
+        (struct ipc_changed){ipc_str_c("db"), ipc_str_c("bob"), ipc_str_c("Sent"), 1, 5, 4, 9};
     fake_send(&m);
     assert_true(run_until(changed_called));
     assert_string_equal(changed.folder, "Sent");

@@ -185,8 +185,7 @@ test_sees_each_acknowledged_commit(void **state)
     assert_int_equal(store_reader_applied_lsn(r, txn, &applied), 0);
     assert_int_equal(applied, 0);
     struct mail_mailbox_info mi;
-    assert_int_equal(mail_mailbox_get(store_reader_mail_dbis(r), txn, "alice", &mi),
-                     TDM_ENOTFOUND);
+    assert_int_equal(mail_mailbox_get(store_reader_mail_dbis(r), txn, "alice", &mi), TDM_ENOTFOUND);
     mdb_txn_abort(txn);
 
     uint64_t lsn = commit_mailbox(s, "alice");
@@ -206,8 +205,7 @@ test_sees_each_acknowledged_commit(void **state)
         assert_int_equal(store_reader_applied_lsn(r, txn, &applied), 0);
         assert_int_equal(applied, lsn);
         struct mail_folder_info fi;
-        assert_int_equal(mail_folder_get(store_reader_mail_dbis(r), txn, "alice", "INBOX", &fi),
-                         0);
+        assert_int_equal(mail_folder_get(store_reader_mail_dbis(r), txn, "alice", "INBOX", &fi), 0);
         assert_int_equal(fi.messages, i);
         struct mail_message_info msg;
         assert_int_equal(
