@@ -858,10 +858,31 @@ parse_status(struct imap__reader *r, struct imap_command *c)
            status_list(r, &c->u.status.items);
 }
 
-/*
- * append = "APPEND" SP mailbox 1*append-message            (RFC 3502 MULTIAPPEND)
- * append-message = [SP flag-list] [SP date-time] SP (literal / literal8)
- */
+/* append-message after its SP: [flag-list SP] [date-time SP] (literal / literal8) */
+bool
+imap__append_message(struct imap__reader *r, struct imap_append_msg *m)
+{
+    if (imap__peek(r) == '(') {
+        m->has_flags = true;
+        if (!imap__flag_list(r, &m->flags, &m->n_flags) || !imap__sp(r))
+            return false;
+    }
+    if (imap__peek(r) == '"') {
+        const char *s;
+        if (!quoted(r, &s))
+            return false;
+        if (!imap_date_time_parse(s, strlen(s), &m->date))
+            return imap__fail(r, "Invalid date-time");
+        m->has_date = true;
+        if (!imap__sp(r))
+            return false;
+    }
+    if (!at_literal(r))
+        return imap__fail(r, "Message literal expected");
+    return literal(r, NULL, m);
+}
+
+/* append = "APPEND" SP mailbox 1*(SP append-message)        (RFC 3502 MULTIAPPEND) */
 static bool
 parse_append(struct imap__reader *r, struct imap_command *c)
 {
@@ -870,27 +891,8 @@ parse_append(struct imap__reader *r, struct imap_command *c)
     size_t cap = 0;
     do {
         size_t n = c->u.append.n;
-        if (!imap__sp(r) || !imap__count_item(r) || !GROW(r, c->u.append.msgs, n, cap))
-            return false;
-        struct imap_append_msg *m = &c->u.append.msgs[n];
-        if (imap__peek(r) == '(') {
-            m->has_flags = true;
-            if (!imap__flag_list(r, &m->flags, &m->n_flags) || !imap__sp(r))
-                return false;
-        }
-        if (imap__peek(r) == '"') {
-            const char *s;
-            if (!quoted(r, &s))
-                return false;
-            if (!imap_date_time_parse(s, strlen(s), &m->date))
-                return imap__fail(r, "Invalid date-time");
-            m->has_date = true;
-            if (!imap__sp(r))
-                return false;
-        }
-        if (!at_literal(r))
-            return imap__fail(r, "Message literal expected");
-        if (!literal(r, NULL, m))
+        if (!imap__sp(r) || !imap__count_item(r) || !GROW(r, c->u.append.msgs, n, cap) ||
+            !imap__append_message(r, &c->u.append.msgs[n]))
             return false;
         c->u.append.n++;
     } while (imap__at_sp(r));

@@ -72,6 +72,10 @@ bool imap__flag_list(struct imap__reader *r, const char ***flags_r, size_t *n_r)
 bool imap__end(struct imap__reader *r);
 char *imap__upper(struct imap__reader *r, const uint8_t *s, size_t len);
 
+/* One APPEND message after its SP (imap_grammar.c); the framer resumes its prefix check here
+ * after the last message instead of parsing the whole command again. */
+bool imap__append_message(struct imap__reader *r, struct imap_append_msg *m);
+
 /* SEARCH (imap_search.c): "SEARCH" has been read; parses the rest of the arguments. */
 bool imap__parse_search(struct imap__reader *r, struct imap_command *c);
 /* FETCH (imap_fetch.c): "FETCH" has been read. */

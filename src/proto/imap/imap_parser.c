@@ -13,9 +13,9 @@
  * Which literal of an APPEND is a message is decided by running the grammar over what is
  * held so far, stopping at the announced literal (imap__reader.stop): the grammar knows
  * whether it stands at the mailbox or at a message, and has checked everything before it,
- * so a bad APPEND is refused before the client sends megabytes. This costs a re-parse of the
- * held text per literal; the held text of an APPEND is small (bodies are not held) and
- * literals per command are bounded by max_items.
+ * so a bad APPEND is refused before the client sends megabytes. After the first message the
+ * check resumes after the previous one, so each byte of an APPEND is checked about twice
+ * (here and in the final parse), however many messages it carries.
  *
  * After a refusal the framer skips the rest of the command: to the end of the line, over any
  * non-synchronizing literal that line announces, and on. A skipped line is still collected up
@@ -67,6 +67,7 @@ enum state {
 struct imap_parser {
     struct imap_parser_limits lim;
     enum state state;
+    int dead_error; /* ST_DEAD: what every later feed returns */
 
     uint8_t *buf; /* the command so far */
     size_t len, cap;
@@ -203,6 +204,7 @@ fatal(struct imap_parser *p, struct imap_parser_out *out, const char *text)
     out->tag = NULL;
     out->fatal = true;
     p->state = ST_DEAD;
+    p->dead_error = TDM_EINVAL;
     return IMAP_ITEM_ERROR;
 }
 
@@ -319,10 +321,20 @@ literal_kind(struct imap_parser *p, const struct announce *a, struct imap_parser
         *rc_r = -ENOMEM;
         return -1;
     }
-    struct imap_command *cmd;
-    const uint8_t *tag;
-    size_t tag_len;
-    bool ok = imap__parse_command(&r, &cmd, &tag, &tag_len);
+    bool ok;
+    if (p->n_streamed) {
+        /* Everything up to the last message was checked when it was announced: resume
+         * after it, so a MULTIAPPEND of n messages costs n short checks, not n full parses. */
+        struct imap_append_msg scratch = {0};
+        r.pos = p->streamed[p->n_streamed - 1];
+        r.next_streamed = p->n_streamed;
+        ok = imap__sp(&r) && imap__append_message(&r, &scratch);
+    } else {
+        struct imap_command *cmd;
+        const uint8_t *tag;
+        size_t tag_len;
+        ok = imap__parse_command(&r, &cmd, &tag, &tag_len);
+    }
     imap_arena_free(&r.a);
     if (r.enomem) {
         *rc_r = -ENOMEM;
@@ -521,13 +533,28 @@ overflow(struct imap_parser *p, const uint8_t *in, size_t n, bool line_too_long,
     return rc;
 }
 
+static int feed(struct imap_parser *p, const uint8_t *in, size_t len,
+                struct imap_parser_out *out);
+
 int
 imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
                  struct imap_parser_out *out)
 {
     memset(out, 0, sizeof(*out));
     if (p->state == ST_DEAD)
-        return TDM_EINVAL;
+        return p->dead_error;
+    int rc = feed(p, in, len, out);
+    if (rc == -ENOMEM) {
+        /* Part of a command may have been consumed: the stream cannot be trusted any more. */
+        p->state = ST_DEAD;
+        p->dead_error = -ENOMEM;
+    }
+    return rc;
+}
+
+static int
+feed(struct imap_parser *p, const uint8_t *in, size_t len, struct imap_parser_out *out)
+{
     size_t off = 0;
     int rc = IMAP_ITEM_NEED_MORE;
     while (rc == IMAP_ITEM_NEED_MORE && off < len) {
@@ -620,7 +647,7 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
             break;
         }
         case ST_DEAD:
-            return TDM_EINVAL;
+            return p->dead_error;
         }
     }
     out->used = off;

@@ -52,8 +52,8 @@
  * Ownership: the parser owns its buffers; a returned command is owned by the caller
  * (imap_command_free). out->response, out->tag and LINE data are borrowed and valid until the
  * next call of imap_parser_feed() or imap_parser_free(); LITERAL_DATA points into the input of
- * the call that returned it. Allocation failure returns -ENOMEM; the parser is then unusable
- * (the connection should be closed), because part of a command has been consumed.
+ * the call that returned it. Allocation failure returns -ENOMEM, and so does every later feed:
+ * part of a command may have been consumed, so the connection must be closed.
  */
 
 #include "proto/imap/imap_command.h"
@@ -112,8 +112,8 @@ void imap_parser_free(struct imap_parser **p);
 /*
  * Feeds in[0..len) (len may be 0). Returns an enum imap_item with out filled in; the caller
  * calls again with in + out->used until it gets IMAP_ITEM_NEED_MORE. Several commands may be
- * in one input (pipelining); each comes out in turn. Returns -ENOMEM, or TDM_EINVAL after a
- * fatal error.
+ * in one input (pipelining); each comes out in turn. Returns TDM_EINVAL after a
+ * fatal error, or -ENOMEM (sticky, see above).
  */
 int imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
                      struct imap_parser_out *out);
