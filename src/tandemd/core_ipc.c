@@ -1,20 +1,12 @@
 /*
  * The core's side of the workers' IPC (docs/tandemd.md, "Core socket"; wire format
  * docs/formats/ipc.md): the unix socket <datadir>/run/core.sock, on the core's libevent loop.
+ * This file owns the connections: accepting, reading frames, HELLO, STATUS, DB_STATUS and the
+ * subscription sets; commits and the CHANGED they cause are core_commit.c's.
  *
- * A connection starts with HELLO (answered with HELLO_REPLY and the negotiated version), then
- * carries COMMIT -> COMMIT_REPLY, STATUS_REQUEST -> STATUS_REPLY, DB_STATUS_REQUEST ->
- * DB_STATUS_REPLY, SUBSCRIBE / UNSUBSCRIBE, and the CHANGED the core pushes.
- *
- * Threads: a COMMIT goes to store_commit_async(), whose callback runs on the database's apply
- * thread. The callback only fills a struct core_pending and appends it to a mutex-protected
- * queue, then wakes the loop through an eventfd; the loop thread sends the reply. Nothing here
- * touches a bufferevent, a connection or LMDB from the apply thread.
- *
- * Lifetimes: a pending commit points at its connection. A connection that ends with commits
- * in flight is closed (socket, buffers) at once, but its struct stays, as a zombie, until the
- * last of those commits comes back; only then is it freed. The same guard (busy) keeps a
- * connection alive while its own read callback runs.
+ * Lifetimes: a connection that ends with commits in flight is closed (socket, buffers) at once,
+ * but its struct stays, as a zombie, until the last of those commits comes back; only then is
+ * it freed. The same guard (busy) keeps a connection alive while code that uses it runs.
  *
  * Limits, so one worker cannot hurt the others: at most CORE_IPC_MAX_INFLIGHT commits in flight
  * per connection (beyond that the core stops reading from it until replies go out: back
@@ -22,14 +14,13 @@
  * reading is dropped); at most CORE_IPC_MAX_SUBS subscriptions. A malformed or out-of-place
  * message ends that connection only, with event 2003.
  */
-#include "tandemd/tandemd.h"
+#include "tandemd/core_ipc_int.h"
 
 #include "lib/err.h"
 #include "lib/core_link.h"
 #include "lib/event.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
-#include "store/mail.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -37,87 +28,30 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CORE_IPC_MAX_INFLIGHT 256u
 #define CORE_IPC_MAX_OUTPUT (8u << 20)
 #define CORE_IPC_MAX_SUBS 1024u
-#define CORE_IPC_MAX_CHANGED 4u /* (mailbox, folder) pairs one commit can report */
 
-struct core_sub {
-    char *database, *mailbox, *folder; /* folder "" = every folder of the mailbox */
-};
-
-struct core_conn {
-    struct core_conn *prev, *next; /* live connections; a zombie is off the list */
-    struct bufferevent *bev;       /* NULL once closed */
-    struct ipc_reader *reader;
-    uint32_t pid; /* from HELLO (checked against SO_PEERCRED); 0 before */
-    uint16_t kind;
-    bool hello_done;
-    bool closed;         /* socket gone; freed when inflight == 0 and !busy */
-    bool paused;         /* reading stopped: CORE_IPC_MAX_INFLIGHT reached */
-    bool close_on_flush; /* HELLO refused: close once the reply is written */
-    unsigned busy; /* nesting depth of code that still uses the struct (read, reply) */
-    unsigned inflight;
-    struct core_sub *subs;
-    size_t n_subs;
-};
-
-/* A folder a commit may have changed, for CHANGED. */
-struct core_touched {
-    char *mailbox, *folder;
-};
-
-/* One COMMIT handed to a store. Filled on the apply thread, consumed on the loop thread. */
-struct core_pending {
-    struct core_pending *next;
-    struct core_conn *conn;
-    struct store *store;
-    char *database;
-    uint32_t request_id;
-    bool store_error; /* the store failed the commit (not a refusal of the mail model) */
-    struct ipc_commit_reply reply;
-    struct core_touched touched[CORE_IPC_MAX_CHANGED];
-    size_t n_touched;
-};
-
-/* Counters for STATUS_REPLY (loop thread only). */
-static struct {
-    uint64_t connections_total;
-    uint64_t commits_total;
-    uint64_t commit_errors_total;
-    uint64_t protocol_errors_total;
-    uint64_t slow_dropped_total;
-    uint64_t changed_sent_total;
-} stats;
+struct core_ipc_stats tandemd__core_stats;
+struct core_conn *tandemd__conns;
 
 static struct event_base *ipc_base;
 static struct evconnlistener *ipc_listener;
 static char *ipc_path;
-static struct core_conn *conns; /* live connections */
 static size_t n_conns;
 static size_t n_zombies;
 
-static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct core_pending *done_head, *done_tail;
-static int done_fd = -1;
-static struct event *done_ev;
-
-static void conn_process(struct core_conn *c);
-
 /* ---- Connection life ---- */
 
-static void
-conn_free_if_done(struct core_conn *c)
+void
+tandemd__conn_free_if_done(struct core_conn *c)
 {
     if (!c->closed || c->busy || c->inflight > 0)
         return;
@@ -145,17 +79,17 @@ conn_close(struct core_conn *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        conns = c->next;
+        tandemd__conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     n_conns--;
-    conn_free_if_done(c);
+    tandemd__conn_free_if_done(c);
 }
 
 static void
 conn_bug(struct core_conn *c, const char *what, const char *why)
 {
-    stats.protocol_errors_total++;
+    tandemd__core_stats.protocol_errors_total++;
     char subject[32];
     snprintf(subject, sizeof(subject), "worker pid %u", (unsigned)c->pid);
     event_emit(TDM_EV_PROCESS_IPC_ERROR, subject,
@@ -163,8 +97,8 @@ conn_bug(struct core_conn *c, const char *what, const char *why)
     conn_close(c);
 }
 
-static void
-conn_send(struct core_conn *c, const struct ipc_msg *msg)
+void
+tandemd__conn_send(struct core_conn *c, const struct ipc_msg *msg)
 {
     if (c->closed)
         return;
@@ -180,7 +114,7 @@ conn_send(struct core_conn *c, const struct ipc_msg *msg)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) + len > CORE_IPC_MAX_OUTPUT) {
         free(buf);
-        stats.slow_dropped_total++;
+        tandemd__core_stats.slow_dropped_total++;
         log_error("worker pid %u does not read its replies (%zu bytes queued); dropping it",
                   (unsigned)c->pid, evbuffer_get_length(out));
         conn_close(c);
@@ -191,246 +125,15 @@ conn_send(struct core_conn *c, const struct ipc_msg *msg)
     free(buf);
 }
 
-/* ---- Replies from the apply threads ---- */
-
-/* Apply thread. Copies what the loop needs; never touches the connection. */
-static void
-commit_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *res)
-{
-    struct core_pending *p = ctx;
-    struct ipc_commit_reply *r = &p->reply;
-    r->lsn = lsn;
-    if (status < 0 || !res) {
-        r->status = status < 0 ? status : TDM_EFAILED;
-        p->store_error = true;
-    } else {
-        r->status = res->status;
-        r->uidvalidity = res->uidvalidity;
-        r->first_uid = res->first_uid;
-        r->count = res->count;
-        r->modseq = res->modseq;
-        r->n_targets = res->n_targets <= TDM_IPC_MAX_TARGETS ? res->n_targets : 0;
-        for (uint32_t i = 0; i < r->n_targets; i++) {
-            r->targets[i].status = res->target_status[i];
-            r->targets[i].uid = res->target_uid[i];
-            r->targets[i].uidvalidity = res->target_uidvalidity[i];
-        }
-    }
-    pthread_mutex_lock(&done_lock);
-    /* Only the first entry of a list wakes the loop: it takes the whole list under this lock,
-     * so an entry added to a non-empty list is taken with it. One wake-up per batch, not one
-     * write(2) per commit. */
-    bool wake = done_head == NULL;
-    p->next = NULL;
-    if (done_tail)
-        done_tail->next = p;
-    else
-        done_head = p;
-    done_tail = p;
-    pthread_mutex_unlock(&done_lock);
-    uint64_t one = 1;
-    /* EAGAIN would need 2^64-1 unread wake-ups; any other failure is logged, and the list
-     * waits for the next wake-up. */
-    if (wake && write(done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        log_error("cannot wake the core's loop: %s", strerror(errno));
-}
-
-static void
-pending_free(struct core_pending *p)
-{
-    for (size_t i = 0; i < p->n_touched; i++) {
-        free(p->touched[i].mailbox);
-        free(p->touched[i].folder);
-    }
-    free(p->database);
-    free(p);
-}
-
-static bool
-sub_matches(const struct core_sub *s, const char *database, const char *mailbox,
-            const char *folder)
-{
-    return !strcmp(s->database, database) && !strcmp(s->mailbox, mailbox) &&
-           (s->folder[0] == '\0' || !strcmp(s->folder, folder));
-}
-
-/* Loop thread, after the commit applied: tells every subscriber of a touched folder what it
- * holds now. Read from LMDB rather than taken from the result, which knows UIDs but not the
- * folder's message count; a later commit may already show, which is what CHANGED means: look
- * again. */
-static void
-notify_changed(const struct core_pending *p)
-{
-    if (p->reply.status != 0 && p->reply.n_targets == 0)
-        return;
-    for (size_t t = 0; t < p->n_touched; t++) {
-        const struct core_touched *tf = &p->touched[t];
-        bool wanted = false;
-        for (struct core_conn *c = conns; c && !wanted; c = c->next)
-            for (size_t i = 0; i < c->n_subs && !wanted; i++)
-                wanted = sub_matches(&c->subs[i], p->database, tf->mailbox, tf->folder);
-        if (!wanted)
-            continue;
-        MDB_txn *txn;
-        if (store_read_begin(p->store, &txn) < 0)
-            return;
-        struct mail_folder_info fi;
-        int ret = mail_folder_get(store_mail_dbis(p->store), txn, tf->mailbox, tf->folder, &fi);
-        mdb_txn_abort(txn);
-        if (ret < 0)
-            continue; /* refused target, or deleted since: nothing to show */
-        struct ipc_msg msg = {.type = TDM_IPC_CHANGED};
-        msg.u.changed = (struct ipc_changed){
-            ipc_str_c(p->database), ipc_str_c(tf->mailbox), ipc_str_c(tf->folder),
-            fi.uidvalidity,         fi.uidnext,             fi.messages,
-            fi.highestmodseq};
-        struct core_conn *next;
-        for (struct core_conn *c = conns; c; c = next) {
-            next = c->next; /* conn_send may close c */
-            for (size_t i = 0; i < c->n_subs; i++)
-                if (sub_matches(&c->subs[i], p->database, tf->mailbox, tf->folder)) {
-                    conn_send(c, &msg);
-                    stats.changed_sent_total++;
-                    break;
-                }
-        }
-    }
-}
-
-static void
-done_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)what;
-    (void)arg;
-    uint64_t n;
-    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-        log_error("core wake-up: %s", strerror(errno));
-    pthread_mutex_lock(&done_lock);
-    struct core_pending *list = done_head;
-    done_head = done_tail = NULL;
-    pthread_mutex_unlock(&done_lock);
-    while (list) {
-        struct core_pending *p = list;
-        list = p->next;
-        struct core_conn *c = p->conn;
-        c->inflight--;
-        c->busy++; /* sending may close it; it must outlive this iteration */
-        if (p->store_error)
-            stats.commit_errors_total++;
-        if (!c->closed) {
-            struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
-            msg.u.commit_reply = p->reply;
-            conn_send(c, &msg);
-        }
-        notify_changed(p);
-        pending_free(p);
-        if (!c->closed && c->paused && c->inflight < CORE_IPC_MAX_INFLIGHT) {
-            c->paused = false;
-            bufferevent_enable(c->bev, EV_READ);
-            /* Frames already buffered raise no new read event. */
-            conn_process(c);
-        }
-        c->busy--;
-        conn_free_if_done(c);
-    }
-}
-
 /* ---- Requests ---- */
 
-static void
-reply_commit_status(struct core_conn *c, uint32_t request_id, int status)
-{
-    struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = request_id};
-    msg.u.commit_reply.status = status;
-    stats.commit_errors_total++;
-    conn_send(c, &msg);
-}
-
-static char *
-xstrndup(const char *s, size_t n)
+char *
+tandemd__xstrndup(const char *s, size_t n)
 {
     char *d = strndup(s, n);
     if (!d)
         log_fatal("out of memory");
     return d;
-}
-
-static void
-touch(struct core_pending *p, const char *mailbox, const char *folder)
-{
-    if (!mailbox || !folder || p->n_touched >= CORE_IPC_MAX_CHANGED)
-        return;
-    p->touched[p->n_touched].mailbox = xstrndup(mailbox, strlen(mailbox));
-    p->touched[p->n_touched].folder = xstrndup(folder, strlen(folder));
-    p->n_touched++;
-}
-
-/* Which folders the record changes, when anyone subscribes to its database: decoded here
- * (the store validates the same payload again; decoding is cheap next to an fsync). */
-static void
-find_touched(struct core_pending *p, const struct ipc_commit *cm)
-{
-    if (!mail_is_mail_record(cm->record_type))
-        return;
-    bool any = false;
-    for (struct core_conn *c = conns; c && !any; c = c->next)
-        for (size_t i = 0; i < c->n_subs && !any; i++)
-            any = !strcmp(c->subs[i].database, p->database);
-    if (!any)
-        return;
-    struct mail_decoded dec;
-    const char *why;
-    if (mail_op_decode(cm->record_type, cm->payload, cm->payload_len, &dec, &why) < 0)
-        return; /* the store refuses it too */
-    const struct mail_op *op = &dec.op;
-    switch (op->type) {
-    case TDM_REC_MESSAGE_APPEND:
-        for (size_t i = 0; i < op->n_targets; i++)
-            touch(p, op->targets[i].mailbox, op->targets[i].folder);
-        break;
-    case TDM_REC_MESSAGE_FLAGS:
-    case TDM_REC_MESSAGE_EXPUNGE:
-        touch(p, op->mailbox, op->folder);
-        break;
-    case TDM_REC_MESSAGE_COPY:
-        touch(p, op->mailbox, op->new_folder);
-        if (op->move)
-            touch(p, op->mailbox, op->folder);
-        break;
-    default:
-        break; /* folder and mailbox operations: the folder list, not a folder's contents */
-    }
-    mail_decoded_clear(&dec);
-}
-
-static void
-handle_commit(struct core_conn *c, const struct ipc_msg *msg)
-{
-    const struct ipc_commit *cm = &msg->u.commit;
-    stats.commits_total++;
-    struct store *store = tandemd__core_db_find(cm->database.ptr, cm->database.len);
-    if (!store) {
-        reply_commit_status(c, msg->request_id, TDM_ENOTFOUND);
-        return;
-    }
-    struct core_pending *p = calloc(1, sizeof(*p));
-    if (!p)
-        log_fatal("out of memory");
-    p->conn = c;
-    p->store = store;
-    p->request_id = msg->request_id;
-    p->database = xstrndup(cm->database.ptr, cm->database.len);
-    find_touched(p, cm);
-    int ret = store_commit_async(store, cm->record_type, cm->payload, cm->payload_len,
-                                 commit_done_cb, p);
-    if (ret < 0) {
-        /* Refused before the log (disk reserve, failed, closing, a payload that does not
-         * validate): the callback never runs, so answer now. */
-        pending_free(p);
-        reply_commit_status(c, msg->request_id, ret);
-        return;
-    }
-    c->inflight++;
 }
 
 static void
@@ -461,13 +164,15 @@ handle_status(struct core_conn *c, uint32_t request_id)
     put_counter(r, "tandem_core_databases_mounted", mounted);
     put_counter(r, "tandem_core_databases_refused", failed);
     put_counter(r, "tandem_core_ipc_connections", n_conns);
-    put_counter(r, "tandem_core_ipc_connections_total", stats.connections_total);
-    put_counter(r, "tandem_core_ipc_commits_total", stats.commits_total);
-    put_counter(r, "tandem_core_ipc_commit_errors_total", stats.commit_errors_total);
-    put_counter(r, "tandem_core_ipc_protocol_errors_total", stats.protocol_errors_total);
-    put_counter(r, "tandem_core_ipc_slow_workers_dropped_total", stats.slow_dropped_total);
-    put_counter(r, "tandem_core_ipc_changed_sent_total", stats.changed_sent_total);
-    conn_send(c, &msg);
+    put_counter(r, "tandem_core_ipc_connections_total", tandemd__core_stats.connections_total);
+    put_counter(r, "tandem_core_ipc_commits_total", tandemd__core_stats.commits_total);
+    put_counter(r, "tandem_core_ipc_commit_errors_total", tandemd__core_stats.commit_errors_total);
+    put_counter(r, "tandem_core_ipc_protocol_errors_total",
+                tandemd__core_stats.protocol_errors_total);
+    put_counter(r, "tandem_core_ipc_slow_workers_dropped_total",
+                tandemd__core_stats.slow_dropped_total);
+    put_counter(r, "tandem_core_ipc_changed_sent_total", tandemd__core_stats.changed_sent_total);
+    tandemd__conn_send(c, &msg);
 }
 
 static void
@@ -509,7 +214,7 @@ handle_db_status(struct core_conn *c, uint32_t request_id)
         d->commits = st.commits;
         d->syncs = st.syncs;
     }
-    conn_send(c, &msg);
+    tandemd__conn_send(c, &msg);
 }
 
 static ssize_t
@@ -554,9 +259,9 @@ handle_subscribe(struct core_conn *c, const struct ipc_msg *msg)
         log_fatal("out of memory");
     c->subs = grown;
     c->subs[c->n_subs++] = (struct core_sub){
-        xstrndup(s->database.ptr, s->database.len),
-        xstrndup(s->mailbox.ptr, s->mailbox.len),
-        s->folder.len ? xstrndup(s->folder.ptr, s->folder.len) : xstrndup("", 0),
+        tandemd__xstrndup(s->database.ptr, s->database.len),
+        tandemd__xstrndup(s->mailbox.ptr, s->mailbox.len),
+        s->folder.len ? tandemd__xstrndup(s->folder.ptr, s->folder.len) : tandemd__xstrndup("", 0),
     };
 }
 
@@ -577,19 +282,19 @@ handle_hello(struct core_conn *c, const struct ipc_msg *msg)
     }
     struct ipc_msg reply = {.type = TDM_IPC_HELLO_REPLY, .request_id = msg->request_id};
     const char *why;
-    if (ipc_version_negotiate(h->version_min, h->version_max, &reply.u.hello_reply.version,
-                              &why) < 0) {
+    if (ipc_version_negotiate(h->version_min, h->version_max, &reply.u.hello_reply.version, &why) <
+        0) {
         /* A version mismatch is an upgrade in progress, not a bug: say why and close. */
         reply.u.hello_reply.reason = ipc_str_c(why);
         log_warn("worker pid %u refused: %s", (unsigned)h->pid, why);
-        conn_send(c, &reply);
+        tandemd__conn_send(c, &reply);
         c->close_on_flush = true;
         return;
     }
     c->hello_done = true;
     log_debug("worker pid %u (%s) connected, IPC version %u", (unsigned)h->pid,
               ipc_worker_kind_name(h->kind), (unsigned)reply.u.hello_reply.version);
-    conn_send(c, &reply);
+    tandemd__conn_send(c, &reply);
 }
 
 static void
@@ -604,7 +309,7 @@ handle(struct core_conn *c, const struct ipc_msg *msg)
     }
     switch (msg->type) {
     case TDM_IPC_COMMIT:
-        handle_commit(c, msg);
+        tandemd__commit_handle(c, msg);
         return;
     case TDM_IPC_STATUS_REQUEST:
         handle_status(c, msg->request_id);
@@ -626,8 +331,8 @@ handle(struct core_conn *c, const struct ipc_msg *msg)
 
 /* Handles whole frames from the input until it is empty, the connection closes, or too many
  * commits are in flight (then reading pauses until replies go out). */
-static void
-conn_process(struct core_conn *c)
+void
+tandemd__conn_process(struct core_conn *c)
 {
     c->busy++;
     while (!c->closed && !c->close_on_flush) {
@@ -663,14 +368,14 @@ conn_process(struct core_conn *c)
             evbuffer_drain(in, avail - len);
     }
     c->busy--;
-    conn_free_if_done(c);
+    tandemd__conn_free_if_done(c);
 }
 
 static void
 conn_read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    conn_process(arg);
+    tandemd__conn_process(arg);
 }
 
 static void
@@ -710,12 +415,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
         log_fatal("cannot set up a worker connection");
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_enable(c->bev, EV_READ);
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
+    c->next = tandemd__conns;
+    if (tandemd__conns)
+        tandemd__conns->prev = c;
+    tandemd__conns = c;
     n_conns++;
-    stats.connections_total++;
+    tandemd__core_stats.connections_total++;
 }
 
 static void
@@ -733,12 +438,7 @@ void
 tandemd__core_ipc_start(struct event_base *base, const char *datadir)
 {
     ipc_base = base;
-    done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (done_fd < 0)
-        log_fatal("eventfd: %s", strerror(errno));
-    done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, done_cb, NULL);
-    if (!done_ev || event_add(done_ev, NULL) < 0)
-        log_fatal("cannot watch the core's wake-up descriptor");
+    tandemd__commit_start(base);
 
     if (asprintf(&ipc_path, "%s/" CORE_LINK_SOCKET, datadir) < 0)
         log_fatal("out of memory");
@@ -764,7 +464,8 @@ tandemd__core_ipc_start(struct event_base *base, const char *datadir)
         close(fd);
         return;
     }
-    ipc_listener = evconnlistener_new(base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64, fd);
+    ipc_listener = evconnlistener_new(base, accept_cb, NULL,
+                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64, fd);
     if (!ipc_listener)
         log_fatal("cannot listen on %s", ipc_path);
     evconnlistener_set_error_cb(ipc_listener, accept_error_cb);
@@ -780,33 +481,16 @@ tandemd__core_ipc_close(void)
         /* The next core binds anew; a file left behind would only mislead someone looking. */
         unlink(ipc_path);
     }
-    while (conns)
-        conn_close(conns);
+    while (tandemd__conns)
+        conn_close(tandemd__conns);
 }
 
 void
 tandemd__core_ipc_free(void)
 {
-    /* Every store has closed: each commit's callback has run and its pending is queued. */
-    struct core_pending *list = done_head;
-    done_head = done_tail = NULL;
-    while (list) {
-        struct core_pending *p = list;
-        list = p->next;
-        struct core_conn *c = p->conn;
-        c->inflight--;
-        pending_free(p);
-        conn_free_if_done(c);
-    }
+    tandemd__commit_free();
     if (n_zombies > 0)
-        log_error("%zu worker connections still wait for commits no store will answer",
-                  n_zombies);
-    if (done_ev)
-        event_free(done_ev);
-    done_ev = NULL;
-    if (done_fd >= 0)
-        close(done_fd);
-    done_fd = -1;
+        log_error("%zu worker connections still wait for commits no store will answer", n_zombies);
     free(ipc_path);
     ipc_path = NULL;
 }

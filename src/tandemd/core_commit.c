@@ -1,0 +1,321 @@
+/*
+ * Commits from workers (docs/tandemd.md, "Core socket"): COMMIT -> store_commit_async() ->
+ * COMMIT_REPLY, and the CHANGED that follow a commit into a subscribed folder. The
+ * connections themselves are core_ipc.c's.
+ *
+ * Threads: the store's callback runs on the database's apply thread. It only fills a struct
+ * core_pending and appends it to a mutex-protected list, waking the loop through an eventfd;
+ * the loop thread sends the reply. Nothing here touches a bufferevent, a connection or LMDB
+ * from the apply thread.
+ *
+ * Lifetimes: a pending commit points at its connection, which core_ipc.c keeps (as a zombie
+ * if it closed) until conn->inflight is back to 0.
+ */
+#include "tandemd/core_ipc_int.h"
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "store/mail.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define CORE_IPC_MAX_CHANGED 4u /* (mailbox, folder) pairs one commit can report */
+
+/* A folder a commit may have changed, for CHANGED. */
+struct core_touched {
+    char *mailbox, *folder;
+};
+
+/* One COMMIT handed to a store. Filled on the apply thread, consumed on the loop thread. */
+struct core_pending {
+    struct core_pending *next;
+    struct core_conn *conn;
+    struct store *store;
+    char *database;
+    uint32_t request_id;
+    bool store_error; /* the store failed the commit (not a refusal of the mail model) */
+    struct ipc_commit_reply reply;
+    struct core_touched touched[CORE_IPC_MAX_CHANGED];
+    size_t n_touched;
+};
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct core_pending *done_head, *done_tail;
+static int done_fd = -1;
+static struct event *done_ev;
+
+/* ---- Replies from the apply threads ---- */
+
+/* Apply thread. Copies what the loop needs; never touches the connection. */
+static void
+commit_done_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *res)
+{
+    struct core_pending *p = ctx;
+    struct ipc_commit_reply *r = &p->reply;
+    r->lsn = lsn;
+    if (status < 0 || !res) {
+        r->status = status < 0 ? status : TDM_EFAILED;
+        p->store_error = true;
+    } else {
+        r->status = res->status;
+        r->uidvalidity = res->uidvalidity;
+        r->first_uid = res->first_uid;
+        r->count = res->count;
+        r->modseq = res->modseq;
+        r->n_targets = res->n_targets <= TDM_IPC_MAX_TARGETS ? res->n_targets : 0;
+        for (uint32_t i = 0; i < r->n_targets; i++) {
+            r->targets[i].status = res->target_status[i];
+            r->targets[i].uid = res->target_uid[i];
+            r->targets[i].uidvalidity = res->target_uidvalidity[i];
+        }
+    }
+    pthread_mutex_lock(&done_lock);
+    /* Only the first entry of a list wakes the loop: it takes the whole list under this lock,
+     * so an entry added to a non-empty list is taken with it. One wake-up per batch, not one
+     * write(2) per commit. */
+    bool wake = done_head == NULL;
+    p->next = NULL;
+    if (done_tail)
+        done_tail->next = p;
+    else
+        done_head = p;
+    done_tail = p;
+    pthread_mutex_unlock(&done_lock);
+    uint64_t one = 1;
+    /* EAGAIN would need 2^64-1 unread wake-ups; any other failure is logged, and the list
+     * waits for the next wake-up. */
+    if (wake && write(done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_error("cannot wake the core's loop: %s", strerror(errno));
+}
+
+static void
+pending_free(struct core_pending *p)
+{
+    for (size_t i = 0; i < p->n_touched; i++) {
+        free(p->touched[i].mailbox);
+        free(p->touched[i].folder);
+    }
+    free(p->database);
+    free(p);
+}
+
+static bool
+sub_matches(const struct core_sub *s, const char *database, const char *mailbox, const char *folder)
+{
+    return !strcmp(s->database, database) && !strcmp(s->mailbox, mailbox) &&
+           (s->folder[0] == '\0' || !strcmp(s->folder, folder));
+}
+
+/* Loop thread, after the commit applied: tells every subscriber of a touched folder what it
+ * holds now. Read from LMDB rather than taken from the result, which knows UIDs but not the
+ * folder's message count; a later commit may already show, which is what CHANGED means: look
+ * again. */
+static void
+notify_changed(const struct core_pending *p)
+{
+    if (p->reply.status != 0 && p->reply.n_targets == 0)
+        return;
+    for (size_t t = 0; t < p->n_touched; t++) {
+        const struct core_touched *tf = &p->touched[t];
+        bool wanted = false;
+        for (struct core_conn *c = tandemd__conns; c && !wanted; c = c->next)
+            for (size_t i = 0; i < c->n_subs && !wanted; i++)
+                wanted = sub_matches(&c->subs[i], p->database, tf->mailbox, tf->folder);
+        if (!wanted)
+            continue;
+        MDB_txn *txn;
+        if (store_read_begin(p->store, &txn) < 0)
+            return;
+        struct mail_folder_info fi;
+        int ret = mail_folder_get(store_mail_dbis(p->store), txn, tf->mailbox, tf->folder, &fi);
+        mdb_txn_abort(txn);
+        if (ret < 0)
+            continue; /* refused target, or deleted since: nothing to show */
+        struct ipc_msg msg = {.type = TDM_IPC_CHANGED};
+        msg.u.changed = (struct ipc_changed){ipc_str_c(p->database),
+                                             ipc_str_c(tf->mailbox),
+                                             ipc_str_c(tf->folder),
+                                             fi.uidvalidity,
+                                             fi.uidnext,
+                                             fi.messages,
+                                             fi.highestmodseq};
+        struct core_conn *next;
+        for (struct core_conn *c = tandemd__conns; c; c = next) {
+            next = c->next; /* conn_send may close c */
+            for (size_t i = 0; i < c->n_subs; i++)
+                if (sub_matches(&c->subs[i], p->database, tf->mailbox, tf->folder)) {
+                    tandemd__conn_send(c, &msg);
+                    tandemd__core_stats.changed_sent_total++;
+                    break;
+                }
+        }
+    }
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+        log_error("core wake-up: %s", strerror(errno));
+    pthread_mutex_lock(&done_lock);
+    struct core_pending *list = done_head;
+    done_head = done_tail = NULL;
+    pthread_mutex_unlock(&done_lock);
+    while (list) {
+        struct core_pending *p = list;
+        list = p->next;
+        struct core_conn *c = p->conn;
+        c->inflight--;
+        c->busy++; /* sending may close it; it must outlive this iteration */
+        if (p->store_error)
+            tandemd__core_stats.commit_errors_total++;
+        if (!c->closed) {
+            struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
+            msg.u.commit_reply = p->reply;
+            tandemd__conn_send(c, &msg);
+        }
+        notify_changed(p);
+        pending_free(p);
+        if (!c->closed && c->paused && c->inflight < CORE_IPC_MAX_INFLIGHT) {
+            c->paused = false;
+            bufferevent_enable(c->bev, EV_READ);
+            /* Frames already buffered raise no new read event. */
+            tandemd__conn_process(c);
+        }
+        c->busy--;
+        tandemd__conn_free_if_done(c);
+    }
+}
+
+static void
+reply_commit_status(struct core_conn *c, uint32_t request_id, int status)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = request_id};
+    msg.u.commit_reply.status = status;
+    tandemd__core_stats.commit_errors_total++;
+    tandemd__conn_send(c, &msg);
+}
+
+static void
+touch(struct core_pending *p, const char *mailbox, const char *folder)
+{
+    if (!mailbox || !folder || p->n_touched >= CORE_IPC_MAX_CHANGED)
+        return;
+    p->touched[p->n_touched].mailbox = tandemd__xstrndup(mailbox, strlen(mailbox));
+    p->touched[p->n_touched].folder = tandemd__xstrndup(folder, strlen(folder));
+    p->n_touched++;
+}
+
+/* Which folders the record changes, when anyone subscribes to its database: decoded here
+ * (the store validates the same payload again; decoding is cheap next to an fsync). */
+static void
+find_touched(struct core_pending *p, const struct ipc_commit *cm)
+{
+    if (!mail_is_mail_record(cm->record_type))
+        return;
+    bool any = false;
+    for (struct core_conn *c = tandemd__conns; c && !any; c = c->next)
+        for (size_t i = 0; i < c->n_subs && !any; i++)
+            any = !strcmp(c->subs[i].database, p->database);
+    if (!any)
+        return;
+    struct mail_decoded dec;
+    const char *why;
+    if (mail_op_decode(cm->record_type, cm->payload, cm->payload_len, &dec, &why) < 0)
+        return; /* the store refuses it too */
+    const struct mail_op *op = &dec.op;
+    switch (op->type) {
+    case TDM_REC_MESSAGE_APPEND:
+        for (size_t i = 0; i < op->n_targets; i++)
+            touch(p, op->targets[i].mailbox, op->targets[i].folder);
+        break;
+    case TDM_REC_MESSAGE_FLAGS:
+    case TDM_REC_MESSAGE_EXPUNGE:
+        touch(p, op->mailbox, op->folder);
+        break;
+    case TDM_REC_MESSAGE_COPY:
+        touch(p, op->mailbox, op->new_folder);
+        if (op->move)
+            touch(p, op->mailbox, op->folder);
+        break;
+    default:
+        break; /* folder and mailbox operations: the folder list, not a folder's contents */
+    }
+    mail_decoded_clear(&dec);
+}
+
+void
+tandemd__commit_handle(struct core_conn *c, const struct ipc_msg *msg)
+{
+    const struct ipc_commit *cm = &msg->u.commit;
+    tandemd__core_stats.commits_total++;
+    struct store *store = tandemd__core_db_find(cm->database.ptr, cm->database.len);
+    if (!store) {
+        reply_commit_status(c, msg->request_id, TDM_ENOTFOUND);
+        return;
+    }
+    struct core_pending *p = calloc(1, sizeof(*p));
+    if (!p)
+        log_fatal("out of memory");
+    p->conn = c;
+    p->store = store;
+    p->request_id = msg->request_id;
+    p->database = tandemd__xstrndup(cm->database.ptr, cm->database.len);
+    find_touched(p, cm);
+    int ret =
+        store_commit_async(store, cm->record_type, cm->payload, cm->payload_len, commit_done_cb, p);
+    if (ret < 0) {
+        /* Refused before the log (disk reserve, failed, closing, a payload that does not
+         * validate): the callback never runs, so answer now. */
+        pending_free(p);
+        reply_commit_status(c, msg->request_id, ret);
+        return;
+    }
+    c->inflight++;
+}
+
+/* ---- Start and stop ---- */
+
+void
+tandemd__commit_start(struct event_base *base)
+{
+    done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (done_fd < 0)
+        log_fatal("eventfd: %s", strerror(errno));
+    done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, done_cb, NULL);
+    if (!done_ev || event_add(done_ev, NULL) < 0)
+        log_fatal("cannot watch the core's wake-up descriptor");
+}
+
+void
+tandemd__commit_free(void)
+{
+    /* Every store has closed: each commit's callback has run and its pending is queued. */
+    struct core_pending *list = done_head;
+    done_head = done_tail = NULL;
+    while (list) {
+        struct core_pending *p = list;
+        list = p->next;
+        struct core_conn *c = p->conn;
+        c->inflight--;
+        pending_free(p);
+        tandemd__conn_free_if_done(c);
+    }
+    if (done_ev)
+        event_free(done_ev);
+    done_ev = NULL;
+    if (done_fd >= 0)
+        close(done_fd);
+    done_fd = -1;
+}

@@ -1,0 +1,67 @@
+#ifndef TANDEM_TANDEMD_CORE_IPC_INT_H
+#define TANDEM_TANDEMD_CORE_IPC_INT_H
+
+/* What core_ipc.c (connections) and core_commit.c (commits, CHANGED) share. Loop thread only. */
+
+#include "lib/ipc.h"
+#include "tandemd/tandemd.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CORE_IPC_MAX_INFLIGHT 256u /* commits in flight per connection */
+
+struct core_sub {
+    char *database, *mailbox, *folder; /* folder "" = every folder of the mailbox */
+};
+
+struct core_conn {
+    struct core_conn *prev, *next; /* live connections; a zombie is off the list */
+    struct bufferevent *bev;       /* NULL once closed */
+    struct ipc_reader *reader;
+    uint32_t pid; /* from HELLO (checked against SO_PEERCRED); 0 before */
+    uint16_t kind;
+    bool hello_done;
+    bool closed;         /* socket gone; freed when inflight == 0 and busy == 0 */
+    bool paused;         /* reading stopped: CORE_IPC_MAX_INFLIGHT reached */
+    bool close_on_flush; /* HELLO refused: close once the reply is written */
+    unsigned busy;       /* nesting depth of code that still uses the struct (read, reply) */
+    unsigned inflight;   /* commits handed to a store, not yet answered */
+    struct core_sub *subs;
+    size_t n_subs;
+};
+
+/* Counters for STATUS_REPLY. */
+struct core_ipc_stats {
+    uint64_t connections_total;
+    uint64_t commits_total;
+    uint64_t commit_errors_total;
+    uint64_t protocol_errors_total;
+    uint64_t slow_dropped_total;
+    uint64_t changed_sent_total;
+};
+extern struct core_ipc_stats tandemd__core_stats;
+
+/* The live connections (core_ipc.c's list). */
+extern struct core_conn *tandemd__conns;
+
+/* core_ipc.c. Sends msg (nothing if c is closed); a worker with too much unread output is
+ * dropped here, so c may be closed on return. */
+void tandemd__conn_send(struct core_conn *c, const struct ipc_msg *msg);
+/* Frees a closed connection once nothing uses it (busy and inflight both 0). */
+void tandemd__conn_free_if_done(struct core_conn *c);
+/* Handles the frames buffered on c; called again when a paused connection may read. */
+void tandemd__conn_process(struct core_conn *c);
+/* strndup, fatal on allocation failure (CONVENTIONS: xmalloc outside store). */
+char *tandemd__xstrndup(const char *s, size_t n);
+
+/* core_commit.c. A decoded COMMIT from c (after HELLO): answered now (unknown database, a
+ * refusal before the log) or when the store calls back. */
+void tandemd__commit_handle(struct core_conn *c, const struct ipc_msg *msg);
+/* The wake-up from the apply threads, on base. */
+void tandemd__commit_start(struct event_base *base);
+/* After every store closed: drops the replies nobody will read and the wake-up. */
+void tandemd__commit_free(void);
+
+#endif
