@@ -358,3 +358,24 @@ def test_out_of_place_messages_end_the_connection(server, tandemctl):
     s.close()
     assert children(p.pid)["core"] == kids["core"]
     stop(server, p)
+
+
+def test_db_status_lists_refused_databases_in_name_order(server, tandemctl, client):
+    dbs = server.datadir / "db"
+    dbs.mkdir(parents=True)
+    (dbs / "broken").mkdir()  # not a database: refused at mount
+    assert tandemctl("db", "create", dbs / "zeta").returncode == 0
+    p, kids, sock = start_with_db(server, tandemctl, "alpha")
+    r = client("status", sock)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split(" ") for line in r.stdout.splitlines() if line.startswith("db ")]
+    assert [(row[1], row[2], row[3]) for row in rows] == [
+        ("alpha", "mail", "mounted"), ("broken", "", "failed"), ("zeta", "mail", "mounted")]
+    counters = dict(line.split()[1:] for line in r.stdout.splitlines()
+                    if line.startswith("counter "))
+    assert counters["tandem_core_databases_mounted"] == "2"
+    assert counters["tandem_core_databases_refused"] == "1"
+    # A database that did not mount takes no commits: TDM_ENOTFOUND, before any validation.
+    r = client("errors", sock, "broken")
+    assert "bad_payload -10005" in r.stdout.splitlines()
+    stop(server, p)
