@@ -1,7 +1,7 @@
 /*
  * Fuzzes the admin API request decoder (src/proto/json/admin_request.c). The first input byte
- * picks the request type (enum admin_req_type: the byte mod 8, 0 standing for 8), the second a
- * split point; the rest is the body. The body decoded
+ * picks the request type (enum admin_req_type: the byte mod ADMIN_REQ_TYPE_MAX, 0 standing
+ * for ADMIN_REQ_TYPE_MAX), the second a split point; the rest is the body. The body decoded
  * whole and fed in two pieces must give the same verdict, and whatever is accepted must keep
  * the decoder's promises: names that pass admin_req_name_ok, counts and lengths within the
  * limits, no principal twice, attrs that parse back as a JSON object. Any break aborts.
@@ -71,6 +71,10 @@ check_accepted(const struct admin_req *r)
     case ADMIN_REQ_MEMBER_ADD:
     case ADMIN_REQ_MEMBER_REMOVE:
         check_principal(&r->principal, false);
+        break;
+    case ADMIN_REQ_AUTH_VERIFY:
+        check(admin_req_name_ok(r->user, strlen(r->user)));
+        check(strlen(r->password) <= ADMIN_REQ_PASSWORD_MAX);
         break;
     }
 }

@@ -1,7 +1,7 @@
 /*
  * Who sent a request (docs/formats/admin-api.md, "Authentication"):
- *   - `Authorization: Basic` with a user's password, checked with argon2id against the
- *     directory (dir_password_verify);
+ *   - `Authorization: Basic` with a user's password, or "server/<name>" with a server's key,
+ *     checked with argon2id against the directory (dir_secret_verify);
  *   - on the unix socket without credentials: the peer's uid from SO_PEERCRED; root or
  *     tandemd's own uid is `local`.
  *
@@ -37,6 +37,7 @@
 
 struct auth_cached {
     uint8_t mac[crypto_generichash_BYTES];
+    bool server; /* a server's key rather than a user's password */
     char user[DIR_NAME_MAX + 1];
     time_t expires; /* 0: free slot */
 };
@@ -100,11 +101,12 @@ admin_auth_free(struct admin_auth **auth)
 }
 
 static void
-mac_of(const struct admin_auth *a, const char *user, const char *password,
+mac_of(const struct admin_auth *a, bool server, const char *user, const char *password,
        uint8_t out[crypto_generichash_BYTES])
 {
     crypto_generichash_state st;
     crypto_generichash_init(&st, a->key, sizeof(a->key), crypto_generichash_BYTES);
+    crypto_generichash_update(&st, (const uint8_t *)(server ? "s" : "u"), 1);
     /* NUL-separated: "ab"+"c" and "a"+"bc" must not collide. */
     crypto_generichash_update(&st, (const uint8_t *)user, strlen(user) + 1);
     crypto_generichash_update(&st, (const uint8_t *)password, strlen(password));
@@ -112,12 +114,13 @@ mac_of(const struct admin_auth *a, const char *user, const char *password,
 }
 
 static bool
-cache_hit(struct admin_auth *a, const char *user, const uint8_t mac[crypto_generichash_BYTES])
+cache_hit(struct admin_auth *a, bool server, const char *user,
+          const uint8_t mac[crypto_generichash_BYTES])
 {
     time_t now = time(NULL);
     for (size_t i = 0; i < ADMIN_AUTH_CACHE_SLOTS; i++) {
         struct auth_cached *c = &a->cache[i];
-        if (c->expires > now && strcmp(c->user, user) == 0 &&
+        if (c->expires > now && c->server == server && strcmp(c->user, user) == 0 &&
             sodium_memcmp(c->mac, mac, crypto_generichash_BYTES) == 0)
             return true;
     }
@@ -125,7 +128,8 @@ cache_hit(struct admin_auth *a, const char *user, const uint8_t mac[crypto_gener
 }
 
 static void
-cache_put(struct admin_auth *a, const char *user, const uint8_t mac[crypto_generichash_BYTES])
+cache_put(struct admin_auth *a, bool server, const char *user,
+          const uint8_t mac[crypto_generichash_BYTES])
 {
     /* The slot that expires first: a free or expired one if any. */
     struct auth_cached *slot = &a->cache[0];
@@ -133,15 +137,17 @@ cache_put(struct admin_auth *a, const char *user, const uint8_t mac[crypto_gener
         if (a->cache[i].expires < slot->expires)
             slot = &a->cache[i];
     memcpy(slot->mac, mac, crypto_generichash_BYTES);
+    slot->server = server;
     snprintf(slot->user, sizeof(slot->user), "%s", user);
     slot->expires = time(NULL) + ADMIN_AUTH_CACHE_S;
 }
 
 void
-admin_auth_forget_user(struct admin_auth *auth, const char *user)
+admin_auth_forget(struct admin_auth *auth, bool server, const char *name)
 {
     for (size_t i = 0; i < ADMIN_AUTH_CACHE_SLOTS; i++)
-        if (auth->cache[i].expires && strcmp(auth->cache[i].user, user) == 0)
+        if (auth->cache[i].expires && auth->cache[i].server == server &&
+            strcmp(auth->cache[i].user, name) == 0)
             memset(&auth->cache[i], 0, sizeof(auth->cache[i]));
 }
 
@@ -279,23 +285,21 @@ auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin
     }
     *colon = '\0';
     const char *user = (const char *)raw, *password = colon + 1;
-    if (!strncmp(user, "server/", 7)) {
-        sodium_memzero(raw, sizeof(raw));
-        /* The directory keeps passwords for users only so far (TDM_REC_DIR_PASSWORD_SET
-         * names a user): a server key cannot be checked yet. */
-        refuse(call, "server keys are not supported yet: authenticate as a user");
-        return;
-    }
+    /* "server/<name>": a server authenticating with its key (its object's password). '/'
+     * cannot occur in a name, so no user can be mistaken for a server. */
+    bool server = !strncmp(user, "server/", 7);
+    if (server)
+        user += 7;
     if (!admin_req_name_ok(user, strlen(user))) {
         sodium_memzero(raw, sizeof(raw));
         refuse(call, "wrong user name or password");
         return;
     }
     uint8_t mac[crypto_generichash_BYTES];
-    mac_of(call->srv->auth, user, password, mac);
-    call->who = ADMIN_WHO_USER;
+    mac_of(call->srv->auth, server, user, password, mac);
+    call->who = server ? ADMIN_WHO_SERVER : ADMIN_WHO_USER;
     memcpy(call->who_name, user, strlen(user) + 1); /* name_ok: at most DIR_NAME_MAX bytes */
-    if (cache_hit(call->srv->auth, user, mac)) {
+    if (cache_hit(call->srv->auth, server, user, mac)) {
         sodium_memzero(raw, sizeof(raw));
         succeed(call, next);
         return;
@@ -306,11 +310,12 @@ auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin
         sodium_memzero(raw, sizeof(raw));
         return;
     }
-    int ret = dir_password_verify(state, txn, user, password);
+    int ret = dir_secret_verify(state, txn, server ? DIR_KIND_SERVER : DIR_KIND_USER, user,
+                                password);
     mdb_txn_abort(txn);
     sodium_memzero(raw, sizeof(raw));
     if (ret == 0) {
-        cache_put(call->srv->auth, call->who_name, mac);
+        cache_put(call->srv->auth, server, call->who_name, mac);
         succeed(call, next);
         return;
     }

@@ -48,7 +48,8 @@ struct admin_server {
     bool dir_ready;                /* dir holds the bootstrapped directory (admin_dir_begin) */
     struct admin_auth *auth;       /* credential cache and failure delays */
     struct admin_call *calls;      /* every call waiting for something (list) */
-    struct admin_stream *streams;  /* /v1/events?follow=1 streams (list) */
+    struct admin_stream *streams;  /* /v1/events streams (list) */
+    struct admin_poll *polls;      /* /v1/changes waiting for a change (list) */
     struct timespec started;
     struct admin_stats stats;
 };
@@ -74,7 +75,7 @@ struct admin_call {
     enum dir_kind kind;                 /* the object written */
     char name[DIR_NAME_MAX + 1];
     int (*on_commit)(struct admin_call *call); /* builds the answer after a durable commit */
-    char *flush_user;                   /* a user whose cached credentials go (password set) */
+    char *flush_name; /* a user or server (kind) whose cached credentials go after the commit */
 };
 
 /* ---- admin_server.c: replies ---- */
@@ -123,8 +124,9 @@ void admin_auth_free(struct admin_auth **auth);
  */
 void admin_auth_request(struct admin_call *call, void (*next)(struct admin_call *call));
 
-/* Forgets every cached credential of user (after its password changed or it was deleted). */
-void admin_auth_forget_user(struct admin_auth *auth, const char *user);
+/* Forgets every cached credential of a user or server (after its password or key changed or
+ * it was deleted). */
+void admin_auth_forget(struct admin_auth *auth, bool server, const char *name);
 
 /* Drops calls waiting in the failure delay for server shutdown. */
 void admin_auth_cancel_all(struct admin_auth *auth);
@@ -147,6 +149,17 @@ int admin_authorize(struct admin_call *call, void *state, MDB_txn *txn, enum dir
 
 /* Whether the principal is a member of `admins` (LOCAL: yes). <0 on a storage error. */
 int admin_is_admin(const struct admin_call *call, void *state, MDB_txn *txn, bool *admin_r);
+
+/* Decodes the request body as type. Returns 0, or answers 400/413 and returns -1. */
+struct admin_req;
+int admin_read_body(struct admin_call *call, int type, struct admin_req *req_r);
+
+/* ---- admin_peers.c: what other servers ask ---- */
+
+void admin_auth_verify_serve(struct admin_call *call);
+void admin_changes_serve(struct admin_call *call);
+/* Ends every held /v1/changes (shutdown). */
+void admin_polls_close_all(struct admin_server *srv);
 
 /* ---- admin_status.c ---- */
 

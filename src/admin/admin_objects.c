@@ -132,15 +132,14 @@ admin_authorize(struct admin_call *call, void *state, MDB_txn *txn, enum dir_kin
 
 /* ---- bodies ---- */
 
-/* Decodes the request body as type. Returns 0, or answers 400/413 and returns -1. */
-static int
-read_body(struct admin_call *call, enum admin_req_type type, struct admin_req *req_r)
+int
+admin_read_body(struct admin_call *call, int type, struct admin_req *req_r)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
     struct admin_req_parser *p;
     const char *why = NULL;
-    if (admin_req_parser_new(type, &p) < 0)
-        log_fatal("out of memory");
+    if (admin_req_parser_new((enum admin_req_type)type, &p) < 0)
+        log_panic("admin_read_body: bad request type %d", type);
     /* Fed chunk by chunk as evhttp holds it: no copy into one flat buffer first. */
     int n = evbuffer_peek(in, -1, NULL, NULL, 0);
     struct evbuffer_iovec *v = n > 0 ? calloc((size_t)n, sizeof(*v)) : NULL;
@@ -448,7 +447,7 @@ static void
 serve_put(struct admin_call *call, enum dir_kind kind, const char *name)
 {
     struct admin_req req;
-    if (read_body(call, ADMIN_REQ_OBJECT_PUT, &req) < 0)
+    if (admin_read_body(call, ADMIN_REQ_OBJECT_PUT, &req) < 0)
         return;
     void *state;
     MDB_txn *txn;
@@ -516,7 +515,7 @@ serve_delete(struct admin_call *call, enum dir_kind kind, const char *name)
     call->kind = kind;
     snprintf(call->name, sizeof(call->name), "%s", name);
     call->on_commit = reply_deleted_after;
-    if (kind == DIR_KIND_USER && !(call->flush_user = strdup(name)))
+    if ((kind == DIR_KIND_USER || kind == DIR_KIND_SERVER) && !(call->flush_name = strdup(name)))
         log_fatal("out of memory");
     struct dir_op op = {
         .type = TDM_REC_DIR_DELETE, .kind = kind, .name = name, .expected_version = version};
@@ -544,7 +543,7 @@ serve_acl(struct admin_call *call, enum dir_kind kind, const char *name, const c
         return;
     }
     struct admin_req req = {0};
-    if (!get && read_body(call, type, &req) < 0)
+    if (!get && admin_read_body(call, type, &req) < 0)
         return;
     void *state;
     MDB_txn *txn;
@@ -607,16 +606,12 @@ serve_password(struct admin_call *call, enum dir_kind kind, const char *name)
         admin_reply_error(call, 405, NULL, "use PUT");
         return;
     }
-    if (kind != DIR_KIND_USER) {
-        admin_reply_error(call, kind == DIR_KIND_SERVER ? 400 : 404, NULL,
-                          kind == DIR_KIND_SERVER
-                              ? "server keys are not supported yet: the directory keeps "
-                                "passwords for users only"
-                              : "only users have passwords");
+    if (kind != DIR_KIND_USER && kind != DIR_KIND_SERVER) {
+        admin_reply_error(call, 404, NULL, "only users (passwords) and servers (keys) have one");
         return;
     }
     struct admin_req req;
-    if (read_body(call, ADMIN_REQ_PASSWORD_SET, &req) < 0)
+    if (admin_read_body(call, ADMIN_REQ_PASSWORD_SET, &req) < 0)
         return;
     void *state;
     MDB_txn *txn;
@@ -624,8 +619,9 @@ serve_password(struct admin_call *call, enum dir_kind kind, const char *name)
         admin_req_clear(&req);
         return;
     }
-    /* Being that user is enough: people change their own password. */
-    bool self = call->who == ADMIN_WHO_USER && strcmp(call->who_name, name) == 0;
+    /* Being that user (or server) is enough: people change their own password. */
+    bool self = call->who == (kind == DIR_KIND_USER ? ADMIN_WHO_USER : ADMIN_WHO_SERVER) &&
+                strcmp(call->who_name, name) == 0;
     int ok = 1;
     if (self) {
         struct dir_object o;
@@ -653,9 +649,10 @@ serve_password(struct admin_call *call, enum dir_kind kind, const char *name)
     call->kind = kind;
     snprintf(call->name, sizeof(call->name), "%s", name);
     call->on_commit = reply_ok_after;
-    if (!(call->flush_user = strdup(name)))
+    if (!(call->flush_name = strdup(name)))
         log_fatal("out of memory");
-    struct dir_op op = {.type = TDM_REC_DIR_PASSWORD_SET, .name = name, .password_hash = hash};
+    struct dir_op op = {
+        .type = TDM_REC_DIR_PASSWORD_SET, .kind = kind, .name = name, .password_hash = hash};
     admin_commit(call, &op);
 }
 
@@ -680,7 +677,7 @@ serve_members(struct admin_call *call, const char *name, const char *verb)
         return;
     }
     struct admin_req req = {0};
-    if (type && read_body(call, type, &req) < 0)
+    if (type && admin_read_body(call, type, &req) < 0)
         return;
     void *state;
     MDB_txn *txn;

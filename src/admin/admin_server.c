@@ -104,7 +104,7 @@ admin_call_free(struct admin_call *call)
     for (size_t i = 0; i < call->n_segs; i++)
         free(call->segs[i]);
     free(call->query);
-    free(call->flush_user);
+    free(call->flush_name);
     free(call);
 }
 
@@ -267,8 +267,8 @@ commit_done_cb(void *ctx, int status, const struct ipc_msg *reply)
     int st = reply->u.commit_reply.status;
     if (st == 0) {
         srv->stats.commits++;
-        if (call->flush_user)
-            admin_auth_forget_user(srv->auth, call->flush_user);
+        if (call->flush_name)
+            admin_auth_forget(srv->auth, call->kind == DIR_KIND_SERVER, call->flush_name);
         if (!call->req) {
             admin_call_free(call); /* durable, but nobody is left to tell */
             return;
@@ -357,10 +357,13 @@ route_authed(struct admin_call *call)
     const char *what = call->segs[1];
     if (!strcmp(what, "objects"))
         return admin_objects_serve(call);
+    if (!strcmp(what, "auth") && call->n_segs == 3 && seg_is(call, 2, "verify"))
+        return admin_auth_verify_serve(call);
     void (*get)(struct admin_call *) = !strcmp(what, "whoami")   ? admin_whoami_serve
                                        : !strcmp(what, "status") ? admin_status_serve
                                        : !strcmp(what, "events") ? admin_events_serve
-                                                                 : NULL;
+                                       : !strcmp(what, "changes") ? admin_changes_serve
+                                                                  : NULL;
     if (!get || call->n_segs != 2) {
         admin_reply_error(call, 404, NULL, "no such path");
         return;
@@ -528,6 +531,7 @@ admin_server_free(struct admin_server **server)
     if (!srv)
         return;
     admin_streams_close_all(srv);
+    admin_polls_close_all(srv);
     admin_auth_cancel_all(srv->auth);
     /* Fails commits in flight: their callbacks answer 503 on connections evhttp is about to
      * close, and free the calls. */

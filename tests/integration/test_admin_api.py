@@ -304,3 +304,55 @@ def test_kill9_core_and_admin_worker_lose_no_acknowledged_change(server):
     server.started(server.proc)
     server.wait_api()
     assert not set(acked) - names()
+
+
+def test_server_key_auth_verify_and_change_journal(server):
+    """Another server authenticates with its key, checks logins and follows the journal."""
+    bootstrap_admin(server)
+    mbx = ("server/mbx1", "mbx1-key-0123456789")
+    ok(server.api("PUT", "/v1/objects/server/mbx1", {"attrs": {"site": "dc1"}}), 201)
+    ok(server.api("PUT", "/v1/objects/server/mbx1/password", {"password": mbx[1]}))
+    assert ok(server.api("GET", "/v1/objects/server/mbx1"))["has_password"] is True
+    # Not yet in `servers`: authenticated, but refused.
+    assert ok(server.api("GET", "/v1/whoami", auth=mbx, tls=True))["principal"] == "server:mbx1"
+    r = server.api("POST", "/v1/auth/verify", {"user": "alice", "password": ALICE[1]}, auth=mbx,
+                   tls=True)
+    assert r.status == 403 and "not a member of group servers" in r.json()["error"]["message"]
+    ok(server.api("POST", "/v1/objects/group/servers/members/add", {"member": "server:mbx1"}))
+    assert server.api("GET", "/v1/whoami", auth=("server/mbx1", "wrong-key"),
+                      tls=True).status == 401
+
+    alice = ok(server.api("GET", "/v1/objects/user/alice"))
+    r = ok(server.api("POST", "/v1/auth/verify", {"user": "alice", "password": ALICE[1]},
+                      auth=mbx, tls=True))
+    assert r == {"ok": True, "principal": "user:alice", "version": alice["version"]}
+    for user, pw in (("alice", "wrong"), ("nobody", "whatever")):
+        r = ok(server.api("POST", "/v1/auth/verify", {"user": user, "password": pw}, auth=mbx,
+                          tls=True))
+        assert r == {"ok": False}
+    r = server.api("POST", "/v1/auth/verify", {"user": "alice"}, auth=mbx, tls=True)
+    assert r.status == 400 and 'missing member "password"' in r.json()["error"]["message"]
+
+    j = ok(server.api("GET", "/v1/changes?since=0", auth=mbx, tls=True))
+    assert j["reset"] is False and j["last"] == j["changes"][-1]["seq"]
+    assert {"kind": "user", "name": "alice"} in [
+        {"kind": c["kind"], "name": c["name"]} for c in j["changes"]]
+    last = j["last"]
+    # Nothing new: wait=1 answers empty after about a second.
+    t = time.monotonic()
+    j = ok(server.api("GET", f"/v1/changes?since={last}&wait=1", auth=mbx, tls=True))
+    assert j == {"last": last, "reset": False, "changes": []} and time.monotonic() - t >= 0.9
+    # A change while a long wait is held answers it at once.
+    got = {}
+    th = threading.Thread(target=lambda: got.update(r=server.api(
+        "GET", f"/v1/changes?since={last}&wait=30", auth=mbx, tls=True)))
+    th.start()
+    time.sleep(0.5)
+    t = time.monotonic()
+    ok(server.api("PUT", "/v1/objects/site/dc7", {"attrs": {}}), 201)
+    th.join(timeout=WAIT)
+    assert time.monotonic() - t < 5
+    j = got["r"].json()
+    assert [(c["kind"], c["name"]) for c in j["changes"]] == [("site", "dc7")]
+    assert j["last"] == last + 1
+    assert server.api("GET", "/v1/changes?wait=61").status == 400

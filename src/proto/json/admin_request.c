@@ -68,6 +68,7 @@ admin_req_clear(struct admin_req *req)
     if (req->password) /* a secret: do not leave it in freed memory */
         explicit_bzero(req->password, strlen(req->password));
     free(req->password);
+    free(req->user);
     for (size_t i = 0; i < req->n_members; i++)
         free(req->members[i].name);
     free(req->members);
@@ -390,6 +391,33 @@ decode_password(const json_t *root, struct admin_req *req, const char **error_r)
     return req->password ? 0 : -ENOMEM;
 }
 
+/* A login to check: any password a person might type (the length rule applies when one is
+ * set, not when one is tried), so a short one gets "no" from the directory, not a 400. */
+static int
+decode_auth_verify(const json_t *root, struct admin_req *req, const char **error_r)
+{
+    static const char *const allowed[] = {"user", "password", NULL};
+    int ret = check_members(root, "", allowed, error_r);
+    if (ret < 0)
+        return ret;
+    json_t *u = need(root, "user", "", error_r, &ret);
+    json_t *p = u ? need(root, "password", "", error_r, &ret) : NULL;
+    if (!p)
+        return ret;
+    const char *name = json_is_string(u) ? json_string_value(u) : NULL;
+    if (!name || !admin_req_name_ok(name, json_string_length(u)))
+        return fail(TDM_EINVAL, error_r,
+                    "user: must be a user name (1 to %u bytes without '/' or control characters)",
+                    ADMIN_REQ_NAME_MAX);
+    size_t n = json_is_string(p) ? json_string_length(p) : 0;
+    if (!json_is_string(p) || n > ADMIN_REQ_PASSWORD_MAX)
+        return fail(TDM_EINVAL, error_r, "password: must be a string of at most %u bytes",
+                    ADMIN_REQ_PASSWORD_MAX);
+    if (!(req->user = strdup(name)) || !(req->password = strdup(json_string_value(p))))
+        return -ENOMEM;
+    return 0;
+}
+
 static int
 decode_members(const json_t *root, struct admin_req *req, const char **error_r)
 {
@@ -482,6 +510,9 @@ admin_req_finish(struct admin_req_parser *p, struct admin_req *req_r, const char
     case ADMIN_REQ_MEMBER_ADD:
     case ADMIN_REQ_MEMBER_REMOVE:
         ret = decode_member(root, &req, error_r);
+        break;
+    case ADMIN_REQ_AUTH_VERIFY:
+        ret = decode_auth_verify(root, &req, error_r);
         break;
     default:
         ret = fail(TDM_EINVAL, error_r, "unknown request type"); /* parser_new refuses these */

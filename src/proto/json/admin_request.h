@@ -43,8 +43,9 @@ enum admin_req_type {
     ADMIN_REQ_MEMBERS_SET,    /* {"members":[P...]} users and servers only */
     ADMIN_REQ_MEMBER_ADD,     /* {"member":P} user or server */
     ADMIN_REQ_MEMBER_REMOVE,  /* {"member":P} user or server */
+    ADMIN_REQ_AUTH_VERIFY,    /* {"user":name,"password":"..."} (a login another server checks) */
 };
-#define ADMIN_REQ_TYPE_MAX ADMIN_REQ_MEMBER_REMOVE
+#define ADMIN_REQ_TYPE_MAX ADMIN_REQ_AUTH_VERIFY
 
 /* proto links only lib, so the directory's enums are mirrored; the admin server maps them. */
 enum admin_req_principal_kind {
@@ -80,7 +81,8 @@ struct admin_req {
     size_t n_acl;
     struct admin_req_principal principal; /* ACL_GRANT, ACL_REVOKE, MEMBER_ADD/REMOVE */
     enum admin_req_right right;           /* ACL_GRANT */
-    char *password;                       /* PASSWORD_SET (NUL-free: JSON cannot carry one) */
+    char *password; /* PASSWORD_SET, AUTH_VERIFY (NUL-free: JSON cannot carry one) */
+    char *user;     /* AUTH_VERIFY: a name (admin_req_name_ok) */
     struct admin_req_principal *members;  /* MEMBERS_SET, no member twice */
     size_t n_members;
 };

@@ -66,6 +66,9 @@ describe(const struct admin_req *r)
         fprintf(f, "%s %s:%s", r->type == ADMIN_REQ_MEMBER_ADD ? "add" : "remove",
                 kinds[r->principal.kind], r->principal.name);
         break;
+    case ADMIN_REQ_AUTH_VERIFY:
+        fprintf(f, "verify %s/%s", r->user, r->password);
+        break;
     }
     fclose(f);
     return buf;
@@ -94,6 +97,8 @@ static const struct good_case good[] = {
      "members user:alice server:mbx1 user:bob"},
     {ADMIN_REQ_MEMBER_ADD, "{\"member\":\"user:alice\"}", "add user:alice"},
     {ADMIN_REQ_MEMBER_REMOVE, "{\"member\":\"server:x:y\"}", "remove server:x:y"},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\",\"password\":\"\"}", "verify alice/"},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"password\":\"pw\",\"user\":\"a b\"}", "verify a b/pw"},
 };
 
 struct bad_case {
@@ -162,6 +167,11 @@ static const struct bad_case bad[] = {
     {ADMIN_REQ_MEMBER_ADD, "{\"member\":\"group:a\"}", TDM_EINVAL, "member: a group cannot"},
     {ADMIN_REQ_MEMBER_REMOVE, "{\"members\":\"user:a\"}", TDM_EINVAL,
      "unknown member \"members\""},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\"}", TDM_EINVAL, "missing member \"password\""},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"a/b\",\"password\":\"x\"}", TDM_EINVAL,
+     "user: must be a user name"},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"user:a\",\"password\":1}", TDM_EINVAL,
+     "password: must be a string"},
 };
 
 static void
@@ -254,6 +264,7 @@ test_bad(void **state)
         assert_null(req.members);
         assert_null(req.principal.name);
         assert_null(req.password);
+        assert_null(req.user);
     }
 }
 

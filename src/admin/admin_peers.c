@@ -1,0 +1,253 @@
+/*
+ * What other servers ask a directory server (docs/formats/admin-api.md): POST /v1/auth/verify
+ * checks a login a mailbox or access server received, and GET /v1/changes is the change
+ * journal those servers follow to invalidate their directory caches (src/dirclient/). Both are
+ * for members of `servers` (and `local`) only.
+ *
+ * A /v1/changes with wait and nothing new is held and the journal polled: commits are applied
+ * by the core, another process, so there is nothing in this one to wake us; an LMDB read of
+ * the last seq every POLL_MS is cheap, and a cache a fraction of a second late is fine.
+ */
+#include "admin/admin_int.h"
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "proto/json/admin_request.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHANGES_MAX 1000u    /* entries in one answer */
+#define CHANGES_WAIT_MAX 60u /* seconds */
+#define CHANGES_POLL_MS 200
+
+struct admin_poll {
+    struct admin_server *srv;
+    struct admin_call *call;
+    struct admin_poll *next, *prev;
+    struct event *timer;
+    uint64_t since;
+    struct timespec deadline;
+};
+
+/* Local, or a member of `servers`. Returns 1, or 0 after answering. */
+static int
+authorize_servers(struct admin_call *call, void *state, MDB_txn *txn)
+{
+    struct dir_principal who;
+    if (!admin_who_principal(call, &who))
+        return 1; /* local */
+    bool member = false;
+    int ret = dir_is_member(state, txn, DIR_GROUP_SERVERS, &who, &member);
+    if (ret < 0) {
+        admin_reply_storage_error(call, ret, "group/servers");
+        return 0;
+    }
+    if (member)
+        return 1;
+    char p[DIR_NAME_MAX + 16];
+    admin_who_text(call, p, sizeof(p));
+    admin_reply_error(call, 403,
+                      json_pack("{s:s,s:s,s:s}", "object", "group/servers", "principal", p,
+                                "right", "member"),
+                      "%s is not a member of group servers: only servers may ask this", p);
+    return 0;
+}
+
+void
+admin_auth_verify_serve(struct admin_call *call)
+{
+    if (call->method != EVHTTP_REQ_POST) {
+        admin_reply_error(call, 405, NULL, "use POST");
+        return;
+    }
+    struct admin_req req;
+    if (admin_read_body(call, ADMIN_REQ_AUTH_VERIFY, &req) < 0)
+        return;
+    void *state;
+    MDB_txn *txn;
+    if (admin_dir_begin(call, &state, &txn) < 0) {
+        admin_req_clear(&req);
+        return;
+    }
+    if (authorize_servers(call, state, txn) != 1) {
+        mdb_txn_abort(txn);
+        admin_req_clear(&req);
+        return;
+    }
+    /* argon2id on the loop thread, like our own logins (docs/decisions.md, "Admin API");
+     * the asking server caches what it learns. */
+    int ret = dir_password_verify(state, txn, req.user, req.password);
+    struct dir_object o;
+    if (ret == 0)
+        ret = dir_object_get(state, txn, DIR_KIND_USER, req.user, &o);
+    mdb_txn_abort(txn);
+    if (ret == 0) {
+        char p[DIR_NAME_MAX + 16];
+        snprintf(p, sizeof(p), "user:%s", req.user);
+        admin_reply_json(call, 200,
+                         json_pack("{s:b,s:s,s:I}", "ok", 1, "principal", p, "version",
+                                   (json_int_t)o.version));
+        dir_object_clear(&o);
+    } else if (ret == -EACCES || ret == TDM_ENOTFOUND) {
+        admin_reply_json(call, 200, json_pack("{s:b}", "ok", 0));
+    } else {
+        admin_reply_storage_error(call, ret, req.user);
+    }
+    admin_req_clear(&req);
+}
+
+/* ---- /v1/changes ---- */
+
+static int
+change_cb(void *ctx, const struct dir_change *c)
+{
+    json_array_append_new(ctx, json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)c->seq, "kind",
+                                         dir_kind_name(c->kind), "name", c->name));
+    return 0;
+}
+
+/* Reads the journal after since. Returns 1 after answering, 0 when there is nothing yet (and
+ * nothing was answered), -1 after answering an error. */
+static int
+changes_answer(struct admin_call *call, uint64_t since, bool answer_empty)
+{
+    void *state;
+    MDB_txn *txn;
+    if (admin_dir_begin(call, &state, &txn) < 0)
+        return -1;
+    json_t *changes = json_array();
+    uint64_t last = since;
+    bool reset = false;
+    int ret = dir_changes_since(state, txn, since, CHANGES_MAX, change_cb, changes, &last, &reset);
+    mdb_txn_abort(txn);
+    if (ret < 0) {
+        json_decref(changes);
+        admin_reply_storage_error(call, ret, "the change journal");
+        return -1;
+    }
+    if (!reset && json_array_size(changes) == 0 && !answer_empty) {
+        json_decref(changes);
+        return 0;
+    }
+    admin_reply_json(call, 200,
+                     json_pack("{s:I,s:b,s:o}", "last", (json_int_t)last, "reset", reset,
+                               "changes", changes));
+    return 1;
+}
+
+static void
+poll_free(struct admin_poll *p)
+{
+    struct admin_server *srv = p->srv;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        srv->polls = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    event_free(p->timer);
+    free(p);
+}
+
+void
+admin_polls_close_all(struct admin_server *srv)
+{
+    while (srv->polls) {
+        struct admin_call *call = srv->polls->call;
+        poll_free(srv->polls);
+        admin_call_free(call);
+    }
+}
+
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct admin_poll *p = arg;
+    struct admin_call *call = p->call;
+    if (!call->req) { /* the asking server went away */
+        poll_free(p);
+        admin_call_free(call);
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    bool last_try = now.tv_sec > p->deadline.tv_sec ||
+                    (now.tv_sec == p->deadline.tv_sec && now.tv_nsec >= p->deadline.tv_nsec);
+    uint64_t since = p->since;
+    int ret = changes_answer(call, since, last_try);
+    if (ret != 0) { /* answered: the call is gone */
+        poll_free(p);
+        return;
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = CHANGES_POLL_MS * 1000};
+    evtimer_add(p->timer, &tv);
+}
+
+void
+admin_changes_serve(struct admin_call *call)
+{
+    uint64_t since = 0, wait = 0;
+    if (call->query) {
+        struct evkeyvalq q;
+        if (evhttp_parse_query_str(call->query, &q) < 0) {
+            admin_reply_error(call, 400, NULL, "the query string is malformed");
+            return;
+        }
+        const char *names[] = {"since", "wait"};
+        uint64_t *vals[] = {&since, &wait};
+        const char *bad = NULL;
+        for (size_t i = 0; i < 2 && !bad; i++) {
+            const char *v = evhttp_find_header(&q, names[i]);
+            if (!v)
+                continue;
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (errno || !*v || *end || v[0] == '-')
+                bad = names[i];
+            *vals[i] = n;
+        }
+        evhttp_clear_headers(&q);
+        if (bad || wait > CHANGES_WAIT_MAX) {
+            admin_reply_error(call, 400, NULL,
+                              bad && !strcmp(bad, "since")
+                                  ? "since: must be an integer >= 0"
+                                  : "wait: must be 0 to 60 (seconds)");
+            return;
+        }
+    }
+    void *state;
+    MDB_txn *txn;
+    if (admin_dir_begin(call, &state, &txn) < 0)
+        return;
+    int ok = authorize_servers(call, state, txn);
+    mdb_txn_abort(txn);
+    if (ok != 1)
+        return;
+    if (changes_answer(call, since, wait == 0) != 0)
+        return;
+    struct admin_poll *p = calloc(1, sizeof(*p));
+    if (!p)
+        log_fatal("out of memory");
+    p->srv = call->srv;
+    p->call = call;
+    p->since = since;
+    clock_gettime(CLOCK_MONOTONIC, &p->deadline);
+    p->deadline.tv_sec += (time_t)wait;
+    p->timer = evtimer_new(call->srv->base, poll_cb, p);
+    if (!p->timer)
+        log_fatal("out of memory");
+    p->next = call->srv->polls;
+    if (p->next)
+        p->next->prev = p;
+    call->srv->polls = p;
+    admin_call_watch_close(call);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = CHANGES_POLL_MS * 1000};
+    evtimer_add(p->timer, &tv);
+}
