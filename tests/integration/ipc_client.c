@@ -17,8 +17,9 @@
  *       Commits what the core must refuse and prints "STATUS_NAME status" for each:
  *       unknown_database, bad_payload, unknown_type.
  *   tdm_ipc_client watch SOCKET DATABASE MAILBOX COUNT
- *       Subscribes to MAILBOX's folders, appends COUNT messages, and prints
- *       "changed FOLDER EXISTS UIDNEXT" for each CHANGED until EXISTS reaches COUNT.
+ *       Subscribes to MAILBOX's folders, appends COUNT messages, then sets \Seen on UID 1, and
+ *       prints "changed FOLDER EXISTS UIDNEXT HIGHESTMODSEQ" for each CHANGED until the one
+ *       that follows the flag change.
  *   tdm_ipc_client list DBDIR MAILBOX
  *       Prints "msg I" for each message in MAILBOX's INBOX (I from its GUID), by store_reader.
  * Exit 0, or 1 with a message on stderr.
@@ -313,16 +314,55 @@ cmd_errors(int argc, char **argv)
 
 static unsigned watch_target;
 static bool watch_done;
+static bool watch_flagged;    /* the flag change is sent */
+static uint64_t watch_modseq; /* HIGHESTMODSEQ when it was sent */
+
+static void
+flags_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    (void)ctx;
+    if (status < 0 || reply->u.commit_reply.status != 0)
+        exit(fail("flags", status < 0 ? status : reply->u.commit_reply.status));
+}
+
+/* After the appends, \Seen on UID 1: a change that adds no message and must still be told. */
+static void
+send_flags(void)
+{
+    uint32_t uid = 1;
+    struct mail_op op = {.type = TDM_REC_MESSAGE_FLAGS,
+                         .mailbox = cm.mailbox,
+                         .folder = "INBOX",
+                         .uids = &uid,
+                         .n_uids = 1,
+                         .flag_mode = MAIL_FLAGS_ADD,
+                         .flags = MAIL_FLAG_SEEN};
+    uint8_t *p;
+    size_t len;
+    const char *why;
+    if (mail_op_encode(&op, &p, &len, &why) < 0)
+        exit(fail("encode flags", TDM_EINVAL));
+    int ret = core_link_commit(clink, cm.database, TDM_REC_MESSAGE_FLAGS, p, len, flags_cb, NULL);
+    free(p);
+    if (ret < 0)
+        exit(fail("flags", ret));
+}
 
 static void
 changed_cb(void *ctx, const struct ipc_msg *msg)
 {
     (void)ctx;
     const struct ipc_changed *c = &msg->u.changed;
-    printf("changed %.*s %u %u\n", (int)c->folder.len, c->folder.ptr, c->exists, c->uidnext);
+    printf("changed %.*s %u %u %" PRIu64 "\n", (int)c->folder.len, c->folder.ptr, c->exists,
+           c->uidnext, c->highestmodseq);
     fflush(stdout);
-    if (c->exists >= watch_target)
+    if (!watch_flagged && c->exists >= watch_target) {
+        watch_flagged = true;
+        watch_modseq = c->highestmodseq;
+        send_flags();
+    } else if (watch_flagged && c->highestmodseq > watch_modseq) {
         watch_done = true;
+    }
 }
 
 static int

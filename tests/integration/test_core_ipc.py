@@ -204,9 +204,12 @@ def test_subscribers_get_changed(server, tandemctl, client):
     r = client("watch", sock, "mail1", "bob", 5)
     assert r.returncode == 0, r.stderr + r.stdout
     changed = [line.split() for line in r.stdout.splitlines() if line.startswith("changed ")]
-    assert [c[1] for c in changed] == ["INBOX"] * len(changed)
-    assert [int(c[2]) for c in changed] == list(range(1, 6))
-    assert int(changed[-1][3]) == 6  # UIDNEXT after five appends
+    assert [c[1] for c in changed] == ["INBOX"] * 6
+    # One per append: the folder's message count and UIDNEXT as they grow.
+    assert [(int(c[2]), int(c[3])) for c in changed[:5]] == [(i, i + 1) for i in range(1, 6)]
+    # Then the flag change: no new message, a higher HIGHESTMODSEQ.
+    assert (int(changed[5][2]), int(changed[5][3])) == (5, 6)
+    assert int(changed[5][4]) > int(changed[4][4])
     stop(server, p)
 
 
