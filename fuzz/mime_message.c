@@ -206,8 +206,8 @@ check_text(const struct mime_message *m, const uint8_t *in, size_t len)
         struct mime_date d;
         if (!v.error && mime_date_parse(v.data, v.len, &d) == 0)
             check(d.month >= 1 && d.month <= 12 && d.day >= 1 && d.day <= 31 && d.hour <= 23 &&
-                  d.min <= 59 && d.sec <= 60 && d.zone_minutes > -6000 &&
-                  d.zone_minutes < 6000 && d.year >= 0 && d.year <= 9999);
+                  d.min <= 59 && d.sec <= 60 && d.zone_minutes > -6000 && d.zone_minutes < 6000 &&
+                  d.year >= 0 && d.year <= 9999);
         mime_buf_clear(&v);
     }
 }

@@ -18,12 +18,16 @@ struct mime_buf {
     int error; /* 0 or -ENOMEM */
 };
 
-#define MIME_BUF_INIT {NULL, 0, 0, 0}
+#define MIME_BUF_INIT                                                                              \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 void mime_buf_append(struct mime_buf *b, const void *p, size_t len);
 void mime_buf_append_str(struct mime_buf *b, const char *s);
 void mime_buf_append_byte(struct mime_buf *b, uint8_t c);
-void mime_buf_printf(struct mime_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mime_buf_printf(struct mime_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Makes room for len more bytes and returns where they go (NULL after a failure); the caller
  * writes at most len bytes there and then calls mime_buf_commit() with how many it wrote. */

@@ -7,7 +7,6 @@
 
 #include <string.h>
 
-
 static void
 skip(struct mime_lex *lx)
 {
@@ -148,7 +147,7 @@ mime_date_parse(const uint8_t *v, size_t len, struct mime_date *out)
         static const struct {
             const char *name;
             int hours;
-        } zones[] = {{"ut", 0},  {"gmt", 0}, {"z", 0},   {"est", -5}, {"edt", -4}, {"cst", -6},
+        } zones[] = {{"ut", 0},   {"gmt", 0},  {"z", 0},    {"est", -5}, {"edt", -4}, {"cst", -6},
                      {"cdt", -5}, {"mst", -7}, {"mdt", -6}, {"pst", -8}, {"pdt", -7}};
         for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
             if (mime__ieq(w, wl, zones[i].name)) {

@@ -151,8 +151,8 @@ write_ext_tail(struct mime_buf *out, const struct mime_part *part)
     mime_imap_nstring(out, &part->location);
 }
 
-static void write_body(const struct mime_message *msg, const struct mime_part *part,
-                       bool extended, unsigned flags, struct mime_buf *out);
+static void write_body(const struct mime_message *msg, const struct mime_part *part, bool extended,
+                       unsigned flags, struct mime_buf *out);
 
 static void
 write_leaf(const struct mime_message *msg, const struct mime_part *part, bool extended,
@@ -175,8 +175,8 @@ write_leaf(const struct mime_message *msg, const struct mime_part *part, bool ex
     else
         mime_buf_append_str(out, "\"7BIT\"");
     mime_buf_printf(out, " %zu", part->body.len);
-    bool as_message = part->message && (mime_part_is(part, "message", "rfc822") ||
-                                        (flags & MIME_IMAP_REV2));
+    bool as_message =
+        part->message && (mime_part_is(part, "message", "rfc822") || (flags & MIME_IMAP_REV2));
     if (as_message) {
         mime_buf_append_byte(out, ' ');
         if (mime_imap_envelope(msg, part->message, out) < 0)
@@ -217,8 +217,8 @@ write_body(const struct mime_message *msg, const struct mime_part *part, bool ex
 }
 
 int
-mime_imap_bodystructure(const struct mime_message *msg, const struct mime_part *part,
-                        bool extended, unsigned flags, struct mime_buf *out)
+mime_imap_bodystructure(const struct mime_message *msg, const struct mime_part *part, bool extended,
+                        unsigned flags, struct mime_buf *out)
 {
     write_body(msg, part, extended, flags, out);
     return mime_buf_error(out);

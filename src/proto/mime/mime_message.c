@@ -79,7 +79,7 @@ static bool
 is_field_line(const uint8_t *p, const uint8_t *end)
 {
     const uint8_t *s = p;
-    while (p < end && *p > ' ' && *p < 0x7f && *p != ':')
+    while (p<end && * p> ' ' && *p < 0x7f && *p != ':')
         p++;
     if (p == s)
         return false;
@@ -167,8 +167,8 @@ parse_encoding(struct mime_message *m, struct mime_part *part, const uint8_t *v,
     mime__lex_cfws(&lx, NULL);
     mime__lex_word(&lx, MIME_TSPECIALS, &t);
     int ret = t.error;
-    if (!ret && mime__strdup(&m->arena, t.len ? (const void *)t.data : "", t.len,
-                             &part->encoding_name) < 0)
+    if (!ret &&
+        mime__strdup(&m->arena, t.len ? (const void *)t.data : "", t.len, &part->encoding_name) < 0)
         ret = -ENOMEM;
     mime_buf_clear(&t);
     if (ret)
@@ -199,8 +199,7 @@ dup_unfolded(struct mime_message *m, const struct mime_field *f, struct mime_str
     mime_header_unfold(m->data, f->value, &m->tmp);
     if (m->tmp.error)
         return -ENOMEM;
-    return mime__strdup(&m->arena, m->tmp.len ? (const void *)m->tmp.data : "", m->tmp.len,
-                        out);
+    return mime__strdup(&m->arena, m->tmp.len ? (const void *)m->tmp.data : "", m->tmp.len, out);
 }
 
 /* Reads the Content-* fields (the first of each name counts). Returns 0 or -ENOMEM. */
@@ -303,11 +302,15 @@ find_delimiter(const uint8_t *d, size_t body_start, size_t from, size_t end, con
 {
     size_t pos = from;
     while (pos < end && end - pos >= blen + 2) {
-        const uint8_t *hit = memmem(d + pos, end - pos, "--", 2);
+        /* memchr for one '-' is far faster than a two-byte search, and base64 bodies (the
+         * bulk of large messages) hold none. */
+        const uint8_t *hit = memchr(d + pos, '-', end - pos);
         if (!hit)
             return false;
         size_t at = (size_t)(hit - d);
         pos = at + 1;
+        if (end - at < 2 || d[at + 1] != '-')
+            continue;
         if (at != body_start && d[at - 1] != '\n')
             continue;
         if (end - at < blen + 2 || memcmp(d + at + 2, b, blen) != 0)

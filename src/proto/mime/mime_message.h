@@ -112,7 +112,7 @@ struct mime_part {
     struct mime_span header; /* the header fields and the empty line that ends them, if any */
     struct mime_span body;   /* for a part of a multipart, without the line break before the
                                 next delimiter (RFC 2046: that break belongs to the delimiter) */
-    size_t header_seen; /* bytes of the header that lookups see (max_header) */
+    size_t header_seen;      /* bytes of the header that lookups see (max_header) */
 
     struct mime_str type;    /* lower case: "text", "multipart"… (defaults filled in) */
     struct mime_str subtype; /* lower case */
@@ -140,8 +140,8 @@ struct mime_limits {
 #define MIME_DEFAULT_MAX_HEADER (256 * 1024)
 
 /* What mime_message_flags() reports. */
-#define MIME_MSG_BROKEN 0x1u       /* missing close delimiter, unusable multipart */
-#define MIME_MSG_LIMIT_DEPTH 0x2u  /* see the limits above */
+#define MIME_MSG_BROKEN 0x1u      /* missing close delimiter, unusable multipart */
+#define MIME_MSG_LIMIT_DEPTH 0x2u /* see the limits above */
 #define MIME_MSG_LIMIT_PARTS 0x4u
 #define MIME_MSG_LIMIT_HEADER 0x8u
 

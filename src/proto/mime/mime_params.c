@@ -120,8 +120,8 @@ read_raw(struct mime_arena *a, struct mime_lex *lx, struct raw_param *raw, size_
         }
         struct mime_str nm;
         if (mime__strdup(a, name.data, name.len, &nm) < 0 ||
-            mime__strdup(a, value.len ? (const void *)value.data : "", value.len,
-                         &raw[n].value) < 0) {
+            mime__strdup(a, value.len ? (const void *)value.data : "", value.len, &raw[n].value) <
+                0) {
             ret = -ENOMEM;
             break;
         }
@@ -279,9 +279,8 @@ lower_dup(struct mime_arena *a, const struct mime_buf *b, struct mime_str *out)
 /* Returns 0, 1 when the value is not a usable type/subtype (the caller applies the default),
  * or -ENOMEM. */
 int
-mime__parse_content_type(struct mime_arena *a, const uint8_t *v, size_t len,
-                         struct mime_str *type, struct mime_str *subtype,
-                         struct mime_param **params)
+mime__parse_content_type(struct mime_arena *a, const uint8_t *v, size_t len, struct mime_str *type,
+                         struct mime_str *subtype, struct mime_param **params)
 {
     struct mime_lex lx = {v, v + len};
     struct mime_buf t = MIME_BUF_INIT, st = MIME_BUF_INIT;
@@ -312,8 +311,8 @@ out:
 }
 
 int
-mime__parse_disposition(struct mime_arena *a, const uint8_t *v, size_t len,
-                        struct mime_str *disp, struct mime_param **params)
+mime__parse_disposition(struct mime_arena *a, const uint8_t *v, size_t len, struct mime_str *disp,
+                        struct mime_param **params)
 {
     struct mime_lex lx = {v, v + len};
     struct mime_buf t = MIME_BUF_INIT;
@@ -333,8 +332,8 @@ out:
 }
 
 int
-mime__parse_languages(struct mime_arena *a, const uint8_t *v, size_t len,
-                      struct mime_str **langs, unsigned *n)
+mime__parse_languages(struct mime_arena *a, const uint8_t *v, size_t len, struct mime_str **langs,
+                      unsigned *n)
 {
     struct mime_str tmp[LANGUAGES_MAX];
     unsigned count = 0;

@@ -45,21 +45,15 @@ mime_unicode_fold(uint32_t c)
             return c + 63;
         if ((c >= 0x391 && c <= 0x3a1) || (c >= 0x3a3 && c <= 0x3ab))
             return c + 32;
-        switch (c) {
-        case 0x3c2: return 0x3c3;
-        case 0x3cf: return 0x3d7;
-        case 0x3d0: return 0x3b2;
-        case 0x3d1: return 0x3b8;
-        case 0x3d5: return 0x3c6;
-        case 0x3d6: return 0x3c0;
-        case 0x3f0: return 0x3ba;
-        case 0x3f1: return 0x3c1;
-        case 0x3f4: return 0x3b8;
-        case 0x3f5: return 0x3b5;
-        case 0x3f7: return 0x3f8;
-        case 0x3f9: return 0x3f2;
-        case 0x3fa: return 0x3fb;
-        }
+        /* Final sigma and the symbol forms: single mappings. */
+        static const uint16_t singles[][2] = {
+            {0x3c2, 0x3c3}, {0x3cf, 0x3d7}, {0x3d0, 0x3b2}, {0x3d1, 0x3b8}, {0x3d5, 0x3c6},
+            {0x3d6, 0x3c0}, {0x3f0, 0x3ba}, {0x3f1, 0x3c1}, {0x3f4, 0x3b8}, {0x3f5, 0x3b5},
+            {0x3f7, 0x3f8}, {0x3f9, 0x3f2}, {0x3fa, 0x3fb},
+        };
+        for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]); i++)
+            if (c == singles[i][0])
+                return singles[i][1];
         if (c >= 0x3d8 && c <= 0x3ef)
             return (c & 1) ? c : c + 1;
         if (c >= 0x3fd && c <= 0x3ff)
@@ -214,8 +208,8 @@ entity(const uint8_t *p, const uint8_t *end, struct mime_buf *out)
         static const struct {
             const char *name;
             uint32_t cp;
-        } names[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''},
-                     {"nbsp", ' '}};
+        } names[] = {{"amp", '&'},  {"lt", '<'},    {"gt", '>'},
+                     {"quot", '"'}, {"apos", '\''}, {"nbsp", ' '}};
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
             if (nl == strlen(names[i].name) && memcmp(n, names[i].name, nl) == 0)
                 cp = names[i].cp;
@@ -231,9 +225,9 @@ html_to_text(const uint8_t *p, size_t len, struct mime_buf *out)
 {
     if (!p)
         return; /* empty */
-    static const char *const inline_tags[] = {"a",    "b",   "i",   "u",   "em",   "strong",
-                                              "span", "font", "small", "big", "sub", "sup",
-                                              "code", "tt",  NULL};
+    static const char *const inline_tags[] = {"a",      "b",    "i",    "u",     "em",
+                                              "strong", "span", "font", "small", "big",
+                                              "sub",    "sup",  "code", "tt",    NULL};
     static const char *const skip_tags[] = {"script", "style", NULL};
     const uint8_t *end = p + len;
     while (p < end) {

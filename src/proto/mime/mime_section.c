@@ -200,8 +200,7 @@ mime_binary_fetch(const struct mime_message *msg, const uint32_t *part, unsigned
 }
 
 int
-mime_binary_size(const struct mime_message *msg, const uint32_t *part, unsigned n,
-                 uint64_t *size_r)
+mime_binary_size(const struct mime_message *msg, const uint32_t *part, unsigned n, uint64_t *size_r)
 {
     struct mime_span span;
     enum mime_encoding enc;

@@ -286,8 +286,8 @@ test_sections(void **state)
             got_len = built.len;
         }
         if (c->want && (got_len != strlen(c->want) || memcmp(got, c->want, got_len) != 0))
-            fail_msg("%s BODY[%s]\n got [%.*s]\nwant [%s]", c->file, c->section, (int)got_len,
-                     got, c->want);
+            fail_msg("%s BODY[%s]\n got [%.*s]\nwant [%s]", c->file, c->section, (int)got_len, got,
+                     c->want);
         if (strcmp(c->file, "simple.eml") == 0 && strcmp(c->section, "1.MIME") == 0) {
             /* The message header, as BODY[HEADER] gives it. */
             struct mime_section h;
@@ -351,8 +351,8 @@ test_partial(void **state)
     static const struct {
         uint64_t total, origin, count, off, len;
     } cases[] = {
-        {100, 0, 10, 0, 10},     {100, 95, 10, 95, 5},   {100, 100, 10, 100, 0},
-        {100, 200, 1, 100, 0},   {0, 0, 5, 0, 0},        {100, 10, 0, 10, 0},
+        {100, 0, 10, 0, 10},         {100, 95, 10, 95, 5}, {100, 100, 10, 100, 0},
+        {100, 200, 1, 100, 0},       {0, 0, 5, 0, 0},      {100, 10, 0, 10, 0},
         {100, 1, UINT64_MAX, 1, 99},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -377,9 +377,9 @@ static const struct decode_case decode_cases[] = {
     {MIME_ENC_BASE64, "SGVsbG8", "Hello", 0, true}, /* unpadded end */
     {MIME_ENC_BASE64, "SGVsbA==", "Hell", 0, true},
     {MIME_ENC_BASE64, "SGVsbG8=", "Hello", 0, true},
-    {MIME_ENC_BASE64, "SGV*sbG8=", "Hello", 0, false},     /* junk skipped, counted */
-    {MIME_ENC_BASE64, "SGVsbG8=SGVs", "Hello", 0, false},  /* data after padding */
-    {MIME_ENC_BASE64, "SGVsb", "Hel", 0, false},           /* a lone sextet dropped */
+    {MIME_ENC_BASE64, "SGV*sbG8=", "Hello", 0, false},    /* junk skipped, counted */
+    {MIME_ENC_BASE64, "SGVsbG8=SGVs", "Hello", 0, false}, /* data after padding */
+    {MIME_ENC_BASE64, "SGVsb", "Hel", 0, false},          /* a lone sextet dropped */
     {MIME_ENC_BASE64, "=", "", 0, false},
     {MIME_ENC_BASE64, "AAEC/w==", "\x00\x01\x02\xff", 4, true},
     {MIME_ENC_BASE64, "", "", 0, true},
@@ -413,8 +413,8 @@ decode_pieces(const struct decode_case *c, size_t cut1, size_t cut2, struct mime
     for (int k = 0; k < 3; k++) {
         uint8_t *o = mime_buf_reserve(out, MIME_DECODE_BOUND(cuts[k] - prev));
         assert_non_null(o);
-        mime_buf_commit(out, mime_decoder_feed(&d, (const uint8_t *)c->in + prev,
-                                               cuts[k] - prev, o));
+        mime_buf_commit(out,
+                        mime_decoder_feed(&d, (const uint8_t *)c->in + prev, cuts[k] - prev, o));
         prev = cuts[k];
     }
     uint8_t *o = mime_buf_reserve(out, MIME_DECODE_FINISH_MAX);
@@ -438,8 +438,8 @@ test_decoders(void **state)
                 decode_pieces(c, a, b, &out, &clean);
                 if (out.len != want_len || memcmp(out.data, c->out, want_len) != 0 ||
                     clean != c->clean)
-                    fail_msg("case %zu \"%s\" cut %zu/%zu: got %zu bytes [%.*s] clean %d", i,
-                             c->in, a, b, out.len, (int)out.len, out.data, clean);
+                    fail_msg("case %zu \"%s\" cut %zu/%zu: got %zu bytes [%.*s] clean %d", i, c->in,
+                             a, b, out.len, (int)out.len, out.data, clean);
             }
     }
     mime_buf_clear(&out);
@@ -463,7 +463,14 @@ test_binary(void **state)
         {"alternative.eml", {2}, 1, 1, "<p>Caf\xc3\xa9 cr\xc3\xa8me</p>", 0, true},
         {"mixed.eml", {2}, 1, 1, "%PDF-1", 0, true},
         {"mixed.eml", {3}, 1, 1, "\x89PNG\r\n\x1a\n", 8, true},
-        {"mixed.eml", {1}, 1, 0, "Gr\xc3\xbc\xc3\x9f" "e, see the attachments.", 0, true},
+        {"mixed.eml",
+         {1},
+         1,
+         0,
+         "Gr\xc3\xbc\xc3\x9f"
+         "e, see the attachments.",
+         0,
+         true},
         {"broken.eml", {1}, 1, 1, "J\xf6rg was here ==ZZ end", 0, false},
         {"nested.eml", {3, 1}, 2, 0, "body of the simple one", 0, true},
         {"nested.eml", {4}, 1, TDM_ENOTFOUND, NULL, 0, true},
@@ -541,13 +548,14 @@ test_content_fields(void **state)
 {
     (void)state;
     /* RFC 2231 section 3/4/5 examples, comments, obs white space before the colon. */
-    expect_bs("Content-Type : message/external-body; access-type=URL;\r\n"
-              "  URL*0=\"ftp://\";\r\n  URL*1=\"cs.utk.edu/pub/moore/bulk-mailer/bulk-mailer.tar\"\r\n"
-              "\r\n",
-              NULL, 0,
-              "(\"MESSAGE\" \"EXTERNAL-BODY\" (\"ACCESS-TYPE\" \"URL\" \"URL\" "
-              "\"ftp://cs.utk.edu/pub/moore/bulk-mailer/bulk-mailer.tar\") NIL NIL \"7BIT\" 0 "
-              "NIL NIL NIL NIL)");
+    expect_bs(
+        "Content-Type : message/external-body; access-type=URL;\r\n"
+        "  URL*0=\"ftp://\";\r\n  URL*1=\"cs.utk.edu/pub/moore/bulk-mailer/bulk-mailer.tar\"\r\n"
+        "\r\n",
+        NULL, 0,
+        "(\"MESSAGE\" \"EXTERNAL-BODY\" (\"ACCESS-TYPE\" \"URL\" \"URL\" "
+        "\"ftp://cs.utk.edu/pub/moore/bulk-mailer/bulk-mailer.tar\") NIL NIL \"7BIT\" 0 "
+        "NIL NIL NIL NIL)");
     expect_bs("Content-Type: application/x-stuff;\r\n"
               " title*=us-ascii'en-us'This%20is%20%2A%2A%2Afun%2A%2A%2A\r\n\r\nx",
               NULL, 0,
@@ -569,20 +577,21 @@ test_content_fields(void **state)
               "NIL) \"MIXED\" (\"BOUNDARY\" \"=_b=\") NIL NIL NIL)");
     /* A delimiter right after a delimiter is an empty part (a fuzzer find: the part's end
      * was once computed before its start). */
-    expect_bs("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b\r\nx\r\n--b--",
-              NULL, 0,
+    expect_bs("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b\r\nx\r\n--b--", NULL, 0,
               "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL "
               "NIL)(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 1 1 NIL NIL "
               "NIL NIL) \"MIXED\" (\"BOUNDARY\" \"b\") NIL NIL NIL)");
     /* An unparseable Content-Type is the default; a quoted description with a literal. */
-    expect_bs("Content-Type: garbage\r\nContent-Description: caf\xc3\xa9 \"q\"\r\n"
-              "Content-Disposition: ATTACHMENT\r\nContent-Language: de-CH\r\n\r\nx\r\ny",
-              NULL, 0,
-              "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL {9}\r\ncaf\xc3\xa9 \"q\" \"7BIT\" 4 2 "
-              "NIL (\"ATTACHMENT\" NIL) (\"de-CH\") NIL)");
+    expect_bs(
+        "Content-Type: garbage\r\nContent-Description: caf\xc3\xa9 \"q\"\r\n"
+        "Content-Disposition: ATTACHMENT\r\nContent-Language: de-CH\r\n\r\nx\r\ny",
+        NULL, 0,
+        "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL {9}\r\ncaf\xc3\xa9 \"q\" \"7BIT\" 4 2 "
+        "NIL (\"ATTACHMENT\" NIL) (\"de-CH\") NIL)");
     /* A quote and a backslash are escaped in a quoted string. */
     expect_bs("Content-Type: text/plain; name=\"a\\\"b\\\\c\"\r\n\r\n", NULL, 0,
-              "(\"TEXT\" \"PLAIN\" (\"NAME\" \"a\\\"b\\\\c\" \"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 "
+              "(\"TEXT\" \"PLAIN\" (\"NAME\" \"a\\\"b\\\\c\" \"CHARSET\" \"us-ascii\") NIL NIL "
+              "\"7BIT\" 0 "
               "0 NIL NIL NIL NIL)");
     /* A multipart without boundary, or without any delimiter, holds one empty text/plain
      * part (as Dovecot shows it: IMAP's grammar needs a part). */
@@ -607,16 +616,19 @@ test_content_fields(void **state)
               "(\"TEXT\" \"HTML\" (\"FORMAT\" \"flowed\" \"CHARSET\" \"us-ascii\") NIL NIL "
               "\"7BIT\" 3 1 NIL NIL NIL NIL)");
     /* A base64 message/rfc822 is a leaf. */
-    expect_bs("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA==",
-              NULL, 0,
-              "(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"BASE64\" 16 NIL NIL NIL NIL)");
+    expect_bs(
+        "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA==",
+        NULL, 0, "(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"BASE64\" 16 NIL NIL NIL NIL)");
     /* A header without an empty line, and a body with no header at all. */
-    expect_bs("Subject: only a header", NULL, 0,
-              "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
-    expect_bs("no header here\r\n", NULL, 0,
-              "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 16 1 NIL NIL NIL NIL)");
-    expect_bs("", NULL, 0,
-              "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
+    expect_bs(
+        "Subject: only a header", NULL, 0,
+        "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
+    expect_bs(
+        "no header here\r\n", NULL, 0,
+        "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 16 1 NIL NIL NIL NIL)");
+    expect_bs(
+        "", NULL, 0,
+        "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
 }
 
 /* message/global (RFC 6532) is an embedded message for IMAP4rev2 (RFC 9051 media-message),
@@ -811,11 +823,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_views),         cmocka_unit_test(test_sections),
-        cmocka_unit_test(test_section_parse), cmocka_unit_test(test_partial),
-        cmocka_unit_test(test_decoders),      cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_unknown_cte),   cmocka_unit_test(test_content_fields),
-        cmocka_unit_test(test_limits),        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_views),          cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_section_parse),  cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_decoders),       cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_unknown_cte),    cmocka_unit_test(test_content_fields),
+        cmocka_unit_test(test_limits),         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_message_global), cmocka_unit_test(test_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,7 +29,8 @@ test_encoded_words(void **state)
         const char *in, *want;
     } cases[] = {
         {"=?UTF-8?B?UmVwb3J0IMO8YmVyIGRpZSBab2xsZQ==?= and =?KOI8-R?Q?=F0=D2=C9=D7=C5=D4?=",
-         "Report \xc3\xbc" "ber die Zolle and \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"},
+         "Report \xc3\xbc"
+         "ber die Zolle and \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"},
         {"=?ISO-8859-1?Q?Andr=E9?= Pirard", "Andr\xc3\xa9 Pirard"},
         /* RFC 2047 section 8's examples. */
         {"(=?ISO-8859-1?Q?a?=)", "(a)"},
@@ -47,7 +48,8 @@ test_encoded_words(void **state)
         {"=?windows-1251?Q?=CF=F0=E8=E2=E5=F2?=",
          "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82"},
         /* iso-8859-1 is read as windows-1252: 0x80 is the euro sign. */
-        {"=?iso-8859-1?Q?=80uro?=", "\xe2\x82\xac" "uro"},
+        {"=?iso-8859-1?Q?=80uro?=", "\xe2\x82\xac"
+                                    "uro"},
         /* RFC 2231 language suffix. */
         {"=?US-ASCII*EN?Q?Keith_Moore?=", "Keith Moore"},
         /* Unknown charset: not UTF-8, so windows-1252. */
@@ -130,20 +132,28 @@ test_fold_match(void **state)
         {"anything", "", 1},
         {"", "a", 0},
         {"\xc3\x80\xc3\x89\xc3\x8e\xc3\x95\xc3\x9c", "\xc3\xa0\xc3\xa9\xc3\xae\xc3\xb5\xc3\xbc", 1},
-        {"\xc5\xb8", "\xc3\xbf", 1},                               /* Ÿ ÿ */
+        {"\xc5\xb8", "\xc3\xbf", 1},                                         /* Ÿ ÿ */
         {"\xc5\x81\xc3\x93\x44\xc5\xb9", "\xc5\x82\xc3\xb3\x64\xc5\xba", 1}, /* ŁÓDŹ łódź */
-        {"Gr\xc3\xbc\xc3\x9f" "e", "GR\xc3\x9c\xc3\x9f" "E", 1},         /* ß stays ß */
-        {"Gr\xc3\xbc\xc3\x9f" "e", "GR\xc3\x9c" "SSE", 0},              /* no full folding */
-        {"\xe1\xba\x9e", "\xc3\x9f", 1},                                /* ẞ to ß */
-        {"\xc4\xb0stanbul", "istanbul", 0},                             /* İ is not folded */
+        {"Gr\xc3\xbc\xc3\x9f"
+         "e",
+         "GR\xc3\x9c\xc3\x9f"
+         "E",
+         1}, /* ß stays ß */
+        {"Gr\xc3\xbc\xc3\x9f"
+         "e",
+         "GR\xc3\x9c"
+         "SSE",
+         0},                                /* no full folding */
+        {"\xe1\xba\x9e", "\xc3\x9f", 1},    /* ẞ to ß */
+        {"\xc4\xb0stanbul", "istanbul", 0}, /* İ is not folded */
         {"\xce\xa3\xce\x9f\xce\xa6\xce\x8a\xce\x91", "\xcf\x83\xce\xbf\xcf\x86\xce\xaf\xce\xb1", 1},
         {"\xce\x8c\xce\xa3\xce\x9f\xce\xa3", "\xcf\x8c\xcf\x83\xce\xbf\xcf\x82", 1}, /* final ς */
         {"\xd0\x9f\xd0\xa0\xd0\x98\xd0\x92\xd0\x95\xd0\xa2 \xd0\xbc\xd0\xb8\xd1\x80",
          "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", 1},
         {"\xd0\x81\xd0\xbb\xd0\xba\xd0\xb0", "\xd1\x91\xd0\xbb\xd0\xba\xd0\xb0", 1}, /* Ё ё */
-        {"\xd2\x90", "\xd2\x91", 1},                                 /* Ґ ґ */
-        {"\xd4\xb1", "\xd5\xa1", 1},                                 /* Armenian */
-        {"\xe1\xba\xbc", "\xe1\xba\xbd", 1},                         /* Ẽ ẽ */
+        {"\xd2\x90", "\xd2\x91", 1},                                                 /* Ґ ґ */
+        {"\xd4\xb1", "\xd5\xa1", 1},                                                 /* Armenian */
+        {"\xe1\xba\xbc", "\xe1\xba\xbd", 1},                                         /* Ẽ ẽ */
         {"\xef\xbc\xa1\xef\xbc\xa2", "\xef\xbd\x81\xef\xbd\x82", 1}, /* full-width */
         {"\xef\xbc\xa1\xef\xbc\xa2", "ab", 0},
         {"\xff invalid ABC", "abc", 1},
@@ -194,14 +204,22 @@ test_body_text(void **state)
         const char *contains[4];
         const char *absent[3];
     } cases[] = {
-        {"alternative.eml", "Caf\xc3\xa9 cr\xc3\xa8me\r\nsoftbreak\n Caf\xc3\xa9 cr\xc3\xa8me \n",
+        {"alternative.eml",
+         "Caf\xc3\xa9 cr\xc3\xa8me\r\nsoftbreak\n Caf\xc3\xa9 cr\xc3\xa8me \n",
          {NULL},
          {NULL}},
-        {"mixed.eml", "Gr\xc3\xbc\xc3\x9f" "e, see the attachments.\n", {NULL}, {NULL}},
-        {"nested.eml", NULL,
+        {"mixed.eml",
+         "Gr\xc3\xbc\xc3\x9f"
+         "e, see the attachments.\n",
+         {NULL},
+         {NULL}},
+        {"nested.eml",
+         NULL,
          {"See below.", "Subject: the original\n", "plain text\n", " html & text \n"},
          {"<p>", "Content-Type: text/plain", NULL}},
-        {"broken.eml", NULL, {"J\xc3\xb6rg was here ==ZZ end", "inner without close", NULL},
+        {"broken.eml",
+         NULL,
+         {"J\xc3\xb6rg was here ==ZZ end", "inner without close", NULL},
          {"last part", "garbage", NULL}},
         {"simple.eml", "Hi.\r\n\n", {NULL}, {NULL}},
     };
@@ -271,16 +289,15 @@ test_header_text(void **state)
     assert_int_equal(mime_message_parse((const uint8_t *)data, len, NULL, &m), 0);
     struct mime_buf out = MIME_BUF_INIT;
     assert_int_equal(mime_search_header_text(m, mime_message_root(m), "SUBJECT", &out), 0);
-    assert_string_equal((char *)out.data,
-                        "Report \xc3\xbc" "ber die Zolle and "
-                        "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82\n");
+    assert_string_equal((char *)out.data, "Report \xc3\xbc"
+                                          "ber die Zolle and "
+                                          "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82\n");
     out.len = 0;
     assert_int_equal(mime_search_header_text(m, mime_message_root(m), NULL, &out), 0);
     assert_non_null(strstr((char *)out.data, "From: Ann Example <ann@example.com>\n"));
     assert_non_null(strstr((char *)out.data, "Content-Type: multipart/mixed; boundary="));
-    assert_int_equal(mime_utf8_icontains(out.data, out.len,
-                                         (const uint8_t *)"\xd0\x9f\xd0\xa0\xd0\x98", 6),
-                     1);
+    assert_int_equal(
+        mime_utf8_icontains(out.data, out.len, (const uint8_t *)"\xd0\x9f\xd0\xa0\xd0\x98", 6), 1);
     mime_buf_clear(&out);
     mime_message_free(&m);
     free(data);
@@ -299,14 +316,13 @@ test_dates(void **state)
     } cases[] = {
         {"Tue, 1 Jul 2003 10:52:37 +0200", 0, 2003, 7, 1, 10, 52, 37, 120, true, 1057049557},
         {"2 Jan 99 10:00 EST", 0, 1999, 1, 2, 10, 0, 0, -300, true, 915289200},
-        {"Fri, 21 Nov 1997 09:55:06 -0600 (CST)", 0, 1997, 11, 21, 9, 55, 6, -360, true,
-         880127706},
+        {"Fri, 21 Nov 1997 09:55:06 -0600 (CST)", 0, 1997, 11, 21, 9, 55, 6, -360, true, 880127706},
         /* RFC 5322 A.6.3, unfolded. */
         {"Thu,      13        Feb          1969      23:32               -0330 (Newfoundland "
          "Time)",
          0, 1969, 2, 13, 23, 32, 0, -210, true, -27723480},
-        {"Thu,      13        Feb          1969      23:32:54  -0330 (Newfoundland Time)", 0,
-         1969, 2, 13, 23, 32, 54, -210, true, -27723426},
+        {"Thu,      13        Feb          1969      23:32:54  -0330 (Newfoundland Time)", 0, 1969,
+         2, 13, 23, 32, 54, -210, true, -27723426},
         {"Mon, 1 Jan 101 00:00:00 +0000", 0, 2001, 1, 1, 0, 0, 0, 0, true, 978307200},
         {"(comment) sat , 29 feb 2020 23:59:60 gmt", 0, 2020, 2, 29, 23, 59, 60, 0, true,
          1583020800},
