@@ -306,7 +306,10 @@ literal_kind(struct imap_parser *p, const struct announce *a, struct imap_parser
         p->is_append = sp && (size_t)(p->buf + p->len - sp) > 8 &&
                        strncasecmp((const char *)sp + 1, "APPEND ", 7) == 0;
     }
-    if (!p->is_append)
+    /* Other commands are checked up to their first literal only: that refuses an unknown
+     * command or a misplaced literal before "+" is sent, and later literals are strings the
+     * final parse checks (checking at each would re-parse the command once per literal). */
+    if (!p->is_append && p->n_literals > 1)
         return 0;
     struct imap__reader r = {
         .buf = p->buf,
@@ -340,7 +343,7 @@ literal_kind(struct imap_parser *p, const struct announce *a, struct imap_parser
         *rc_r = -ENOMEM;
         return -1;
     }
-    if (r.stopped == IMAP__STOP_MESSAGE)
+    if (r.stopped == IMAP__STOP_MESSAGE && p->is_append)
         return 1;
     if (r.stopped == IMAP__STOP_OTHER)
         return 0;

@@ -26,7 +26,9 @@
  * IMAP_ITEM_LITERAL_DATA items pointing into the caller's input, before the command that carries
  * it completes, so a 50 MB APPEND costs the caller's storage once and the parser nothing. When a
  * message literal is announced the parser has already checked everything before it (mailbox,
- * flags, date-time) and its size, so a refusal comes before the client sends the bytes. For a
+ * flags, date-time) and its size, so a refusal comes before the client sends the bytes; the
+ * same holds for the text before any command's first literal (an unknown command, a literal
+ * where none may be). For a
  * synchronizing literal {n} the parser returns IMAP_ITEM_CONTINUE; the caller sends
  * out->response ("+ ...") and feeds on. A literal it refuses is answered instead of "+":
  * "tag NO [TOOBIG] ..." for an APPEND message over max_message (RFC 7889), "tag BAD [TOOBIG]

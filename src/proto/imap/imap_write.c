@@ -260,6 +260,16 @@ imap_write_esearch(struct imap_buf *b, const char *tag, bool uid, unsigned retur
 }
 
 void
+imap_write_vanished(struct imap_buf *b, bool earlier, const uint32_t *uids, size_t n)
+{
+    if (n == 0)
+        return;
+    imap_buf_puts(b, earlier ? "* VANISHED (EARLIER) " : "* VANISHED ");
+    imap_write_uid_set(b, uids, n);
+    imap_buf_puts(b, "\r\n");
+}
+
+void
 imap_write_list(struct imap_buf *b, bool lsub, const char *const *attrs, size_t n_attrs,
                 char delim, const char *utf8_name, bool child_info, const char *old_name,
                 enum imap_write_mode mode)

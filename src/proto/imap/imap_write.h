@@ -72,6 +72,10 @@ void imap_write_seqset(struct imap_buf *b, const struct imap_seqset *set);
 void imap_write_esearch(struct imap_buf *b, const char *tag, bool uid, unsigned returns,
                         const uint32_t *ids, size_t n);
 
+/* "* VANISHED [(EARLIER)] set" CRLF (RFC 7162 QRESYNC) for uids[0..n) (ascending compresses);
+ * nothing for n == 0, which has no valid form. */
+void imap_write_vanished(struct imap_buf *b, bool earlier, const uint32_t *uids, size_t n);
+
 /* "* LIST (attrs) "delim" mailbox" CRLF (or LSUB when lsub); delim 0 means NIL. child_info:
  * add the RFC 5258 extended item ("CHILDINFO" ("SUBSCRIBED")); old_name: "OLDNAME" (RFC 9051)
  * or NULL. */

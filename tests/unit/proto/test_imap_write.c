@@ -148,6 +148,16 @@ test_esearch(void **state)
     imap_buf_clear(&b);
     imap_write_esearch(&b, NULL, true, IMAP_SEARCH_RETURN_ALL, NULL, 0);
     assert_string_equal(b.data, "* ESEARCH UID\r\n");
+    /* RFC 7162 3.2.10's example */
+    static const uint32_t gone[] = {41, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56,
+                                    57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71,
+                                    72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86,
+                                    87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100};
+    imap_buf_clear(&b);
+    imap_write_vanished(&b, true, gone, sizeof(gone) / sizeof(gone[0]));
+    imap_write_vanished(&b, false, gone, 1);
+    imap_write_vanished(&b, false, gone, 0);
+    assert_string_equal(b.data, "* VANISHED (EARLIER) 41,43:100\r\n* VANISHED 41\r\n");
     imap_buf_free(&b);
 }
 
