@@ -127,8 +127,9 @@ int tls_client_ctx_new(const char *ca_file, const char *cert_file, const char *k
 
 /*
  * A client connection object for ctx that checks the peer's certificate names peer: an IP
- * literal (v4 or v6) is matched against the certificate's IP subjectAltNames, anything else
- * is a host name matched against its DNS names (and sent as SNI). Returns 0 and an owned
+ * literal (v4, or v6 without brackets) is matched against the certificate's IP
+ * subjectAltNames, anything else is a host name matched against its DNS names (and sent as
+ * SNI). Returns 0 and an owned
  * *ssl_r (SSL_free; or hand it to bufferevent_openssl_socket_new with
  * BEV_OPT_CLOSE_ON_FREE), or TDM_EINVAL with *error_r.
  */
