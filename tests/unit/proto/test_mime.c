@@ -305,6 +305,41 @@ test_sections(void **state)
     }
 }
 
+/* Every section of nested.eml by offset, worked out separately (by finding the delimiter
+ * and empty lines in the file) rather than by this parser. */
+static void
+test_section_offsets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *section;
+        size_t off, len;
+    } cases[] = {
+        {"", 0, 803},         {"HEADER", 0, 185},    {"TEXT", 185, 618},    {"1.MIME", 194, 28},
+        {"1", 222, 12},       {"2.MIME", 245, 72},   {"2", 317, 367},       {"2.HEADER", 317, 211},
+        {"2.TEXT", 528, 156}, {"2.1.MIME", 537, 46}, {"2.1", 583, 10},      {"2.2.MIME", 604, 45},
+        {"2.2", 649, 22},     {"3.MIME", 695, 32},   {"3", 727, 63},        {"3.HEADER", 727, 41},
+        {"3.TEXT", 768, 22},  {"3.1", 768, 22},      {"3.1.MIME", 727, 41},
+    };
+    char *data;
+    size_t len;
+    struct mime_message *m = parse_sample("nested.eml", &data, &len);
+    assert_int_equal(len, 803);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mime_section sec;
+        struct mime_span span;
+        struct mime_buf b = MIME_BUF_INIT;
+        assert_int_equal(mime_section_parse(cases[i].section, strlen(cases[i].section), &sec), 0);
+        assert_int_equal(mime_section_fetch(m, &sec, &span, &b), 0);
+        if (span.off != cases[i].off || span.len != cases[i].len)
+            fail_msg("BODY[%s]: %zu+%zu, want %zu+%zu", cases[i].section, span.off, span.len,
+                     cases[i].off, cases[i].len);
+        mime_buf_clear(&b);
+    }
+    mime_message_free(&m);
+    free(data);
+}
+
 static void
 test_section_parse(void **state)
 {
@@ -823,12 +858,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_views),          cmocka_unit_test(test_sections),
-        cmocka_unit_test(test_section_parse),  cmocka_unit_test(test_partial),
-        cmocka_unit_test(test_decoders),       cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_unknown_cte),    cmocka_unit_test(test_content_fields),
-        cmocka_unit_test(test_limits),         cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_message_global), cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_views),           cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_section_parse),   cmocka_unit_test(test_partial),
+        cmocka_unit_test(test_decoders),        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_unknown_cte),     cmocka_unit_test(test_content_fields),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_message_global),  cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_section_offsets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
