@@ -7,8 +7,13 @@ got a 2xx survives kill -9 of the core and of the admin worker.
 """
 import json
 import os
+import pathlib
+import pwd
+import shutil
 import signal
 import stat
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -356,3 +361,47 @@ def test_server_key_auth_verify_and_change_journal(server):
     assert [(c["kind"], c["name"]) for c in j["changes"]] == [("site", "dc7")]
     assert j["last"] == last + 1
     assert server.api("GET", "/v1/changes?wait=61").status == 400
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
+def test_socket_peer_of_another_uid_is_not_local(tandem_bin):
+    """SO_PEERCRED decides `local`: a peer running as nobody gets 401 without credentials and
+    is served as the user it authenticates as. The directories and the socket are opened up for
+    the test only (run/ is 0700 and the socket 0600: normally such a peer cannot even connect),
+    in a directory of its own because pytest's is private to root."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tandemd-peercred-"))
+    os.chmod(tmp, 0o755)
+    s = Server(tandem_bin("tandemd"), tmp, "dir1", roles="directory", listeners=())
+    try:
+        p = s.start()
+        s.started(p)
+        s.wait_api()
+        bootstrap_admin(s)
+        for d in (s.datadir, s.admin_socket.parent):
+            os.chmod(d, 0o755)
+        os.chmod(s.admin_socket, 0o666)
+        code = f"""
+import base64, http.client, json, sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from lab import UnixHTTPConnection
+def get(auth):
+    c = UnixHTTPConnection({str(s.admin_socket)!r})
+    h = {{"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}} if auth else {{}}
+    c.request("GET", "/v1/whoami", headers=h)
+    r = c.getresponse()
+    return [r.status, json.loads(r.read())]
+print(json.dumps([get(None), get({ALICE[0] + ":" + ALICE[1]!r})]))
+"""
+        nobody = pwd.getpwnam("nobody")
+        r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                           timeout=WAIT, user=nobody.pw_uid, group=nobody.pw_gid, cwd="/")
+        assert r.returncode == 0, r.stderr
+        anon, alice = json.loads(r.stdout)
+        assert anon[0] == 401
+        assert f"peer uid {nobody.pw_uid} is neither root nor tandemd's user" in \
+            anon[1]["error"]["message"]
+        assert alice == [200, {"principal": "user:alice", "admin": True}]
+        s.stop(p)
+    finally:
+        s.kill_all()
+        shutil.rmtree(tmp)
