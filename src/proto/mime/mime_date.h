@@ -14,7 +14,8 @@
  * or none (also +0000, zone_known false). Comments and white space may appear anywhere, and
  * a "." or "-" between day, month and year is tolerated. Anything after the zone is ignored.
  * Out-of-range fields (month 13, 31 February, hour 24, minute 60, zone beyond +-99:59) are
- * TDM_EINVAL.
+ * TDM_EINVAL. A message without a usable Date is the caller's to place; IMAP servers
+ * commonly use the internal date then (Dovecot does).
  */
 
 #include <stdbool.h>

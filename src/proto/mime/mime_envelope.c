@@ -60,7 +60,7 @@ read_phrase(struct addr_parser *ap)
     for (;;) {
         mime__lex_cfws(&ap->lx, &ap->comment);
         ap->tmp.len = 0;
-        if (mime__lex_word(&ap->lx, "()<>[]:;@\\,\"", &ap->tmp) == MIME_WORD_NONE)
+        if (mime__lex_word(&ap->lx, MIME_PHRASE_SPECIALS, &ap->tmp) == MIME_WORD_NONE)
             break;
         if (words++)
             mime_buf_append_byte(&ap->phrase, ' ');
@@ -88,7 +88,7 @@ read_domain(struct addr_parser *ap, struct mime_buf *out)
             continue;
         }
         ap->tmp.len = 0;
-        if (mime__lex_word(lx, "()<>[]:;@\\,\"", &ap->tmp) != MIME_WORD_ATOM)
+        if (mime__lex_word(lx, MIME_PHRASE_SPECIALS, &ap->tmp) != MIME_WORD_ATOM)
             break;
         mime_buf_append(out, ap->tmp.data, ap->tmp.len);
     }

@@ -65,9 +65,10 @@ enum mime_word { MIME_WORD_NONE = 0, MIME_WORD_ATOM, MIME_WORD_QUOTED };
  */
 enum mime_word mime__lex_word(struct mime_lex *lx, const char *specials, struct mime_buf *out);
 
-/* RFC 2045 tspecials, and RFC 5322 specials. */
+/* RFC 2045 tspecials, and RFC 5322 specials without '.', which obs-phrase (4.1) allows in
+ * display names ("John Q. Public") and dot-atoms hold anyway. */
 #define MIME_TSPECIALS "()<>@,;:\\\"/[]?="
-#define MIME_SPECIALS "()<>[]:;@\\,.\""
+#define MIME_PHRASE_SPECIALS "()<>[]:;@\\,\""
 
 /* Content-Type / Content-Disposition / Content-Language parsing (mime_params.c). */
 int mime__parse_content_type(struct mime_arena *a, const uint8_t *v, size_t len,
