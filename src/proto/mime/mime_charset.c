@@ -180,6 +180,17 @@ mime_charset_to_utf8(const char *charset, size_t charset_len, const uint8_t *in,
     return ret;
 }
 
+int
+mime_param_utf8(const struct mime_param *p, struct mime_buf *out)
+{
+    if (p->extended) {
+        int ret = mime_charset_to_utf8(p->charset.s, p->charset.len, (const uint8_t *)p->value.s,
+                                       p->value.len, out);
+        return ret < 0 ? ret : 0;
+    }
+    return mime_header_decode_utf8((const uint8_t *)p->value.s, p->value.len, out);
+}
+
 /* Q encoding (RFC 2047 4.2): '_' is a space, =XX a byte. */
 static void
 decode_q(const uint8_t *p, size_t len, struct mime_buf *out)

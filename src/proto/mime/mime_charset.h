@@ -19,6 +19,7 @@
  */
 
 #include "proto/mime/mime_buf.h"
+#include "proto/mime/mime_message.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,5 +42,13 @@ int mime_charset_to_utf8(const char *charset, size_t charset_len, const uint8_t 
  * word that does not parse is kept as text. Returns 0 or -ENOMEM.
  */
 int mime_header_decode_utf8(const uint8_t *in, size_t len, struct mime_buf *out);
+
+/*
+ * Appends a Content-Type or Content-Disposition parameter's value as UTF-8: an RFC 2231 value
+ * converted from its charset; a plain value with RFC 2047 encoded words decoded (RFC 2047
+ * forbids them there, but mailers put filenames that way and every reader accepts it).
+ * Returns 0 or -ENOMEM.
+ */
+int mime_param_utf8(const struct mime_param *p, struct mime_buf *out);
 
 #endif

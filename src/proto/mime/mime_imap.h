@@ -24,7 +24,7 @@
  * parameter names are upper case (RFC 3501's own examples and Cyrus do the same), values as
  * written. Without Content-Type a part is ("TEXT" "PLAIN" ("CHARSET" "us-ascii") ...).
  * An RFC 2231 parameter is written re-joined as NAME* "charset'lang'%XX..." so that no
- * information is lost; mime_param_utf8() gives its decoded value. Content-Language is always
+ * information is lost; mime_param_utf8() (mime_charset.h) gives its decoded value. Content-Language is always
  * a parenthesised list. Sizes are octets of the body as stored; lines count line breaks plus a
  * last unterminated line. message/global is written like message/rfc822 only with
  * MIME_IMAP_REV2 (RFC 9051 added it to media-message); otherwise it is a basic body.

@@ -177,6 +177,39 @@ test_fold_match(void **state)
     assert_int_equal(mime_unicode_fold(0x3a2), 0x3a2); /* unassigned */
 }
 
+/* Parameter values as UTF-8: RFC 2231 (with and without charset, continuations) and the
+ * RFC 2047 words mailers put in filenames. */
+static void
+test_param_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *msg, *param, *want;
+    } cases[] = {
+        {"Content-Type: application/pdf; name*0*=utf-8''R%C3%A9sum%C3%A9%20; name*1=\"of.pdf\"",
+         "name", "R\xc3\xa9sum\xc3\xa9 of.pdf"},
+        {"Content-Type: text/plain; title*=iso-8859-1'fr'caf%E9", "title", "caf\xc3\xa9"},
+        {"Content-Type: text/plain; title*=''caf%C3%A9", "title", "caf\xc3\xa9"},
+        {"Content-Type: application/x; name=\"=?utf-8?B?w6l0w6kucGRm?=\"", "name",
+         "\xc3\xa9t\xc3\xa9.pdf"},
+        {"Content-Type: application/x; name=plain.txt", "name", "plain.txt"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s\r\n\r\n", cases[i].msg);
+        struct mime_message *m;
+        assert_int_equal(mime_message_parse((const uint8_t *)msg, strlen(msg), NULL, &m), 0);
+        const struct mime_param *p = mime_param_find(mime_message_root(m)->params, cases[i].param);
+        assert_non_null(p);
+        struct mime_buf out = MIME_BUF_INIT;
+        assert_int_equal(mime_param_utf8(p, &out), 0);
+        if (strcmp((char *)out.data, cases[i].want) != 0)
+            fail_msg("%s: got \"%s\"", cases[i].msg, out.data);
+        mime_buf_clear(&out);
+        mime_message_free(&m);
+    }
+}
+
 static char *
 load(const char *name, size_t *len_r)
 {
@@ -366,7 +399,7 @@ main(void)
         cmocka_unit_test(test_encoded_words), cmocka_unit_test(test_charsets),
         cmocka_unit_test(test_fold_match),    cmocka_unit_test(test_body_text),
         cmocka_unit_test(test_html),          cmocka_unit_test(test_header_text),
-        cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_dates),         cmocka_unit_test(test_param_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
