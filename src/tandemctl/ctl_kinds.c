@@ -82,12 +82,26 @@ static const struct ctl_attr_flag group_flags[] = {
 };
 static const char *const group_cols[] = {"email", "description", NULL};
 
+static const struct ctl_attr_flag address_list_flags[] = {
+    {"--description", "description", CTL_ATTR_STR},
+    {"--filter", "filter", CTL_ATTR_STR},
+    {"--hidden", "hidden", CTL_ATTR_TRUE},
+    {"--visible", "hidden", CTL_ATTR_FALSE},
+    {NULL, NULL, 0},
+};
+static const char *const address_list_cols[] = {"filter", "hidden", "description", NULL};
+
 /* clang-format off: one kind per line reads better than packed columns */
 static const struct ctl_kind kinds[] = {
-    {"site", site_flags, site_cols, false},      {"network", network_flags, network_cols, false},
-    {"server", server_flags, server_cols, true}, {"cluster", cluster_flags, cluster_cols, false},
-    {"cms", cms_flags, cms_cols, false},         {"database", database_flags, database_cols, false},
-    {"user", user_flags, user_cols, true},       {"group", group_flags, group_cols, false},
+    {"site", site_flags, site_cols, false},
+    {"network", network_flags, network_cols, false},
+    {"server", server_flags, server_cols, true},
+    {"cluster", cluster_flags, cluster_cols, false},
+    {"cms", cms_flags, cms_cols, false},
+    {"database", database_flags, database_cols, false},
+    {"user", user_flags, user_cols, true},
+    {"group", group_flags, group_cols, false},
+    {"address-list", address_list_flags, address_list_cols, false},
 };
 /* clang-format on */
 

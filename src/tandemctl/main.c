@@ -27,6 +27,7 @@ static const struct ctl_noun ctl_nouns[] = {
     {"cluster", "clusters of servers in one site", ctl_cluster_verbs},
     {"cms", "clustered mailbox servers", ctl_cms_verbs},
     {"database", "mailbox databases in the directory", ctl_database_verbs},
+    {"address-list", "address lists (what offline address books hold)", ctl_address_list_verbs},
     {"status", "a server's state and its databases", ctl_status_verbs},
     {"events", "a server's operator events, past and (--follow) live", ctl_events_verbs},
     {"whoami", "who the server takes you for", ctl_whoami_verbs},
@@ -131,7 +132,7 @@ main_help(FILE *out)
                  "       tandemctl <noun> --help | tandemctl --help | tandemctl --version\n\n"
                  "Nouns:\n");
     for (size_t i = 0; i < CTL_N_NOUNS; i++)
-        fprintf(out, "  %-9s %s\n", ctl_nouns[i].noun, ctl_nouns[i].summary);
+        fprintf(out, "  %-13s %s\n", ctl_nouns[i].noun, ctl_nouns[i].summary);
     fprintf(out,
             "\nEvery noun but db talks to a server's admin API: say where with --socket PATH,\n"
             "--server HOST:PORT --ca FILE --user NAME, or -c <tandemd config> (or TANDEM_SOCKET,\n"

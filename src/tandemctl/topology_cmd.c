@@ -1,7 +1,8 @@
 /*
- * tandemctl site|network|server|cluster|cms|database list|show|add|set|remove: the topology
- * nouns. Each is only a table over the shared object verbs (ctl_obj.c); what differs between
- * them (named options, list columns) is in ctl_kinds.c.
+ * tandemctl site|network|server|cluster|cms|database|address-list list|show|add|set|remove:
+ * the topology nouns, and the address lists offline address books are made from. Each is only a
+ * table over the shared object verbs (ctl_obj.c); what differs between them (named options, list
+ * columns) is in ctl_kinds.c.
  */
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_obj.h"
@@ -32,5 +33,7 @@ const struct ctl_verb ctl_server_verbs[] = {
 const struct ctl_verb ctl_cluster_verbs[] = {OBJ_VERBS("cluster"), {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_cms_verbs[] = {OBJ_VERBS("clustered mailbox server"),
                                          {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_address_list_verbs[] = {OBJ_VERBS("address list"),
+                                                  {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_database_verbs[] = {OBJ_VERBS("database"),
                                               {NULL, NULL, NULL, NULL, NULL}};

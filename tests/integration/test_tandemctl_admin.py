@@ -74,7 +74,7 @@ def fails(p, code, *parts):
 def test_help_lists_nouns_and_exit_codes(ctl):
     p = ok(ctl("--help"))
     for noun in ("user", "group", "acl", "site", "network", "server", "cluster", "cms",
-                 "database", "status", "events", "whoami"):
+                 "database", "address-list", "status", "events", "whoami"):
         assert f"\n  {noun} " in p.stdout, noun
     for code in range(0, 11):
         assert f"{code:>3}  " in p.stdout, code
@@ -190,6 +190,7 @@ def provision(ctl, where):
         ["group", "add-member", "staff", "alice", "user:bob"],
         ["acl", "grant", "user/alice", "user:bob", "read"],
         ["acl", "grant", "database/db1", "group:staff", "read"],
+        ["address-list", "add", "everyone", "--filter", "*", "--description", "all users"],
     ]
     for s in steps:
         ok(ctl(*s, *where))
@@ -206,6 +207,9 @@ def check_topology(ctl, where):
     assert by_name["alice"]["attrs"]["disabled"] is False
     db = json.loads(ok(ctl("database", "show", "db1", "--json", *where)).stdout)
     assert db["attrs"] == {"cms": "cms1", "replication": "block", "quota_bytes": 2 << 30}
+    al = ok(ctl("address-list", "list", *where)).stdout.splitlines()
+    assert al[0].split() == ["NAME", "FILTER", "HIDDEN", "DESCRIPTION"]
+    assert al[1].split() == ["everyone", "*", "-", "all", "users"]
     cl = json.loads(ok(ctl("cluster", "show", "ccr1", "--json", *where)).stdout)
     assert cl["attrs"]["servers"] == ["mbx1", "mbx2"]
     # The table: a header, then one aligned row per object.
