@@ -48,8 +48,8 @@ enum imap_cmd {
     IMAP_CMD_LSUB,
     IMAP_CMD_NAMESPACE, /* RFC 2342 */
     IMAP_CMD_STATUS,
-    IMAP_CMD_APPEND, /* MULTIAPPEND (RFC 3502), BINARY literal8 (RFC 3516) */
-    IMAP_CMD_IDLE,   /* RFC 2177; the session then calls imap_parser_expect_done() */
+    IMAP_CMD_APPEND,       /* MULTIAPPEND (RFC 3502), BINARY literal8 (RFC 3516) */
+    IMAP_CMD_IDLE,         /* RFC 2177; the session then calls imap_parser_expect_line() */
     IMAP_CMD_GETQUOTA,     /* RFC 9208 */
     IMAP_CMD_GETQUOTAROOT, /* RFC 9208 */
     IMAP_CMD_SETQUOTA,     /* RFC 9208 */
@@ -124,18 +124,18 @@ enum imap_search_op {
     IMAP_SEARCH_SUBJECT,
     IMAP_SEARCH_TEXT,
     IMAP_SEARCH_TO,
-    IMAP_SEARCH_HEADER,     /* field (header name), value (substring, may be "") */
-    IMAP_SEARCH_BEFORE,     /* date: internal date */
+    IMAP_SEARCH_HEADER, /* field (header name), value (substring, may be "") */
+    IMAP_SEARCH_BEFORE, /* date: internal date */
     IMAP_SEARCH_ON,
     IMAP_SEARCH_SINCE,
     IMAP_SEARCH_SENTBEFORE, /* date: the Date: header */
     IMAP_SEARCH_SENTON,
     IMAP_SEARCH_SENTSINCE,
-    IMAP_SEARCH_LARGER,     /* number: RFC 822 size */
+    IMAP_SEARCH_LARGER, /* number: RFC 822 size */
     IMAP_SEARCH_SMALLER,
-    IMAP_SEARCH_SEQSET,     /* set: message sequence numbers */
-    IMAP_SEARCH_UID,        /* set: UIDs */
-    IMAP_SEARCH_MODSEQ,     /* number: mod-sequence (RFC 7162), field: entry name or NULL */
+    IMAP_SEARCH_SEQSET, /* set: message sequence numbers */
+    IMAP_SEARCH_UID,    /* set: UIDs */
+    IMAP_SEARCH_MODSEQ, /* number: mod-sequence (RFC 7162), field: entry name or NULL */
 };
 #define IMAP_SEARCH_OP_MAX IMAP_SEARCH_MODSEQ
 
@@ -175,35 +175,35 @@ enum imap_fetch_kind {
     IMAP_FETCH_RFC822_HEADER,
     IMAP_FETCH_RFC822_SIZE,
     IMAP_FETCH_RFC822_TEXT,
-    IMAP_FETCH_BODY,          /* BODY without a section: the non-extensible structure */
+    IMAP_FETCH_BODY, /* BODY without a section: the non-extensible structure */
     IMAP_FETCH_BODYSTRUCTURE,
     IMAP_FETCH_UID,
-    IMAP_FETCH_MODSEQ,        /* RFC 7162 */
-    IMAP_FETCH_BODY_SECTION,  /* BODY[section]<partial> and BODY.PEEK[...] */
-    IMAP_FETCH_BINARY,        /* BINARY[part]<partial> and BINARY.PEEK[...] (RFC 3516) */
-    IMAP_FETCH_BINARY_SIZE,   /* BINARY.SIZE[part] */
+    IMAP_FETCH_MODSEQ,       /* RFC 7162 */
+    IMAP_FETCH_BODY_SECTION, /* BODY[section]<partial> and BODY.PEEK[...] */
+    IMAP_FETCH_BINARY,       /* BINARY[part]<partial> and BINARY.PEEK[...] (RFC 3516) */
+    IMAP_FETCH_BINARY_SIZE,  /* BINARY.SIZE[part] */
 };
 #define IMAP_FETCH_KIND_MAX IMAP_FETCH_BINARY_SIZE
 
 enum imap_section_text {
-    IMAP_SECTION_NONE = 0,      /* BODY[] or BODY[1.2]: the whole (part) */
+    IMAP_SECTION_NONE = 0, /* BODY[] or BODY[1.2]: the whole (part) */
     IMAP_SECTION_HEADER,
     IMAP_SECTION_HEADER_FIELDS, /* fields[0..n_fields) */
     IMAP_SECTION_HEADER_FIELDS_NOT,
     IMAP_SECTION_TEXT,
-    IMAP_SECTION_MIME,          /* only after a part number */
+    IMAP_SECTION_MIME, /* only after a part number */
 };
 
 struct imap_fetch_att {
     enum imap_fetch_kind kind;
-    bool peek;                   /* BODY.PEEK / BINARY.PEEK: do not set \Seen */
-    uint32_t *part;              /* section part numbers, 1.2.3 -> {1,2,3} */
+    bool peek;      /* BODY.PEEK / BINARY.PEEK: do not set \Seen */
+    uint32_t *part; /* section part numbers, 1.2.3 -> {1,2,3} */
     size_t n_part;
     enum imap_section_text text;
-    const char **fields;         /* HEADER.FIELDS (NOT): header names as written */
+    const char **fields; /* HEADER.FIELDS (NOT): header names as written */
     size_t n_fields;
-    bool partial;                /* <offset.length> */
-    uint64_t offset, length;     /* length >= 1 */
+    bool partial;            /* <offset.length> */
+    uint64_t offset, length; /* length >= 1 */
 };
 
 /* FETCH ALL / FAST / FULL: the macro named; atts holds its expansion (RFC 3501 6.4.5). */
@@ -254,11 +254,11 @@ enum imap_list_return {
 struct imap_append_msg {
     const char **flags; /* flags of the flag list, system flags in canonical case */
     size_t n_flags;
-    bool has_flags;     /* a flag list was given (it may be empty) */
+    bool has_flags; /* a flag list was given (it may be empty) */
     bool has_date;
     struct imap_date_time date;
-    uint64_t size;      /* bytes of the literal, delivered as IMAP_ITEM_LITERAL_DATA */
-    bool binary;        /* literal8 "~{n}" (RFC 3516): the body may hold NUL and raw 8-bit */
+    uint64_t size; /* bytes of the literal, delivered as IMAP_ITEM_LITERAL_DATA */
+    bool binary;   /* literal8 "~{n}" (RFC 3516): the body may hold NUL and raw 8-bit */
 };
 
 struct imap_quota_resource {
@@ -283,8 +283,8 @@ struct imap_command {
             size_t n;
         } enable;
         struct {
-            bool nil;          /* ID NIL */
-            const char **keys; /* as sent */
+            bool nil;            /* ID NIL */
+            const char **keys;   /* as sent */
             const char **values; /* NULL for NIL */
             size_t n;
         } id;
@@ -294,15 +294,15 @@ struct imap_command {
             const char *mailbox;
             bool condstore;
             bool qresync;
-            uint32_t uidvalidity;     /* QRESYNC */
-            uint64_t modseq;          /* QRESYNC */
+            uint32_t uidvalidity;          /* QRESYNC */
+            uint64_t modseq;               /* QRESYNC */
             struct imap_seqset known_uids; /* QRESYNC, optional (n == 0) */
             struct imap_seqset match_seqs; /* QRESYNC seq-match-data, optional */
             struct imap_seqset match_uids;
         } select;
         struct {
             const char *mailbox;
-            bool has_use; /* USE (...) given (RFC 6154); the list may be empty */
+            bool has_use;     /* USE (...) given (RFC 6154); the list may be empty */
             const char **use; /* special-use attributes, canonical case for the known ones */
             size_t n_use;
         } create;
@@ -311,7 +311,7 @@ struct imap_command {
         } rename;
         struct {
             /* LIST and LSUB (LSUB: pattern[0] only, no options) */
-            bool extended; /* selection options, several patterns or RETURN were given */
+            bool extended;        /* selection options, several patterns or RETURN were given */
             unsigned select_opts; /* enum imap_list_select */
             const char *reference;
             const char **patterns;
@@ -334,8 +334,8 @@ struct imap_command {
             size_t n;
         } quota; /* GETQUOTA, SETQUOTA */
         struct {
-            bool esearch;     /* RETURN (...) given: answer with ESEARCH */
-            unsigned returns; /* enum imap_search_return; RETURN () means ALL (RFC 4731) */
+            bool esearch;        /* RETURN (...) given: answer with ESEARCH */
+            unsigned returns;    /* enum imap_search_return; RETURN () means ALL (RFC 4731) */
             const char *charset; /* upper-cased, NULL when not given */
             struct imap_search_key *key; /* an AND of the program's keys */
         } search;

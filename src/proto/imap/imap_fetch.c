@@ -213,8 +213,8 @@ modifiers(struct imap__reader *r, struct imap_command *c)
         if (!imap__count_item(r))
             return false;
         if (imap__keyword(r, "CHANGEDSINCE")) {
-            if (!imap__sp(r) || !imap__number(r, INT64_MAX, &c->u.fetch.changedsince,
-                                              "Invalid mod-sequence"))
+            if (!imap__sp(r) ||
+                !imap__number(r, INT64_MAX, &c->u.fetch.changedsince, "Invalid mod-sequence"))
                 return false;
             if (c->u.fetch.changedsince == 0)
                 return imap__fail(r, "Invalid mod-sequence");

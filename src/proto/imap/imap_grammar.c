@@ -574,8 +574,8 @@ parse_authenticate(struct imap__reader *r, struct imap_command *c)
 static bool
 parse_login(struct imap__reader *r, struct imap_command *c)
 {
-    return imap__sp(r) && imap__astring(r, &c->u.login.user, "User name expected") &&
-           imap__sp(r) && imap__astring(r, &c->u.login.password, "Password expected");
+    return imap__sp(r) && imap__astring(r, &c->u.login.user, "User name expected") && imap__sp(r) &&
+           imap__astring(r, &c->u.login.password, "Password expected");
 }
 
 static bool
@@ -782,8 +782,7 @@ parse_list(struct imap__reader *r, struct imap_command *c)
         r->pos++;
         /* RFC 5258 3.1: RECURSIVEMATCH alone is meaningless and must be refused. */
         if ((c->u.list.select_opts & IMAP_LIST_SELECT_RECURSIVEMATCH) &&
-            !(c->u.list.select_opts &
-              (IMAP_LIST_SELECT_SUBSCRIBED | IMAP_LIST_SELECT_SPECIAL_USE)))
+            !(c->u.list.select_opts & (IMAP_LIST_SELECT_SUBSCRIBED | IMAP_LIST_SELECT_SPECIAL_USE)))
             return imap__fail(r, "RECURSIVEMATCH needs another selection option");
         if (!imap__sp(r))
             return false;
@@ -808,8 +807,7 @@ parse_list(struct imap__reader *r, struct imap_command *c)
         if (!imap__char(r, ')', "Invalid mailbox patterns"))
             return false;
     } else {
-        if (!GROW(r, c->u.list.patterns, 0, cap) ||
-            !list_mailbox(r, &c->u.list.patterns[0]))
+        if (!GROW(r, c->u.list.patterns, 0, cap) || !list_mailbox(r, &c->u.list.patterns[0]))
             return false;
         c->u.list.n_patterns = 1;
     }

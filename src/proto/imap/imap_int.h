@@ -35,7 +35,7 @@ struct imap__reader {
     const size_t *streamed; /* offsets where a streamed message's bytes would begin */
     size_t n_streamed;
     size_t next_streamed;
-    size_t stop;          /* prefix check: offset of the announced literal's '{' or '~' */
+    size_t stop; /* prefix check: offset of the announced literal's '{' or '~' */
     enum imap__stop stopped;
     const struct imap_parser_limits *lim;
     struct imap_arena *a;
@@ -88,8 +88,8 @@ bool imap__parse_fetch(struct imap__reader *r, struct imap_command *c);
  * In a prefix check (r->stop set) it returns false with r->stopped set when it reached the
  * literal at r->stop.
  */
-bool imap__parse_command(struct imap__reader *r, struct imap_command **cmd_r,
-                         const uint8_t **tag_r, size_t *tag_len_r);
+bool imap__parse_command(struct imap__reader *r, struct imap_command **cmd_r, const uint8_t **tag_r,
+                         size_t *tag_len_r);
 
 /* Character classes (RFC 9051 section 9), shared with the writer. */
 bool imap__is_atom_char(uint8_t c);

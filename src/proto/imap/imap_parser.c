@@ -179,12 +179,10 @@ static int refuse(struct imap_parser *p, struct imap_parser_out *out, const char
 
 /* Fills out with an ERROR "tag <status> <text>" for the command in buf. */
 static int
-refuse(struct imap_parser *p, struct imap_parser_out *out, const char *status, const char *fmt,
-       ...)
+refuse(struct imap_parser *p, struct imap_parser_out *out, const char *status, const char *fmt, ...)
 {
     find_tag(p);
-    int n = snprintf(p->response, sizeof(p->response), "%s %s ", p->tag[0] ? p->tag : "*",
-                     status);
+    int n = snprintf(p->response, sizeof(p->response), "%s %s ", p->tag[0] ? p->tag : "*", status);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(p->response + n, sizeof(p->response) - (size_t)n - 2, fmt, ap);
@@ -354,15 +352,14 @@ literal_kind(struct imap_parser *p, const struct announce *a, struct imap_parser
 /* A refused literal: a synchronizing one is never sent, so the next line is a new command;
  * a non-synchronizing one is on its way and is skipped with the rest of the command. */
 static int
-refuse_literal(struct imap_parser *p, const struct announce *a, struct imap_parser_out *out,
-               int rc)
+refuse_literal(struct imap_parser *p, const struct announce *a, struct imap_parser_out *out, int rc)
 {
     if (rc < 0 || a->sync) {
         reset_command(p);
         return rc;
     }
-    uint64_t bound = p->lim.max_message > p->lim.max_literal ? p->lim.max_message
-                                                             : p->lim.max_literal;
+    uint64_t bound =
+        p->lim.max_message > p->lim.max_literal ? p->lim.max_message : p->lim.max_literal;
     if (a->size > bound)
         return fatal(p, out, "Literal too large to skip");
     reset_command(p);
@@ -408,8 +405,7 @@ line_done(struct imap_parser *p, struct imap_parser_out *out)
         return refuse_literal(p, &a, out, rc);
     if (a.binary && kind == 0)
         return refuse_literal(
-            p, &a, out,
-            refuse(p, out, "BAD", "literal8 is only allowed for APPEND messages"));
+            p, &a, out, refuse(p, out, "BAD", "literal8 is only allowed for APPEND messages"));
     if (!a.sync && p->lim.literal_minus && a.size > IMAP_LITERAL_MINUS_MAX)
         return refuse_literal(
             p, &a, out,
@@ -417,13 +413,12 @@ line_done(struct imap_parser *p, struct imap_parser_out *out)
                    "[TOOBIG] Non-synchronizing literals are limited to %u bytes (LITERAL-)",
                    IMAP_LITERAL_MINUS_MAX));
     if (kind == 1 && a.size > p->lim.max_message)
-        return refuse_literal(
-            p, &a, out,
-            refuse(p, out, "NO", "[TOOBIG] Message too large (limit %" PRIu64 " bytes)",
-                   p->lim.max_message));
-    if (kind == 0 && (a.size > p->lim.max_literal || a.size > p->lim.max_command - p->len))
         return refuse_literal(p, &a, out,
-                              refuse(p, out, "BAD", "[TOOBIG] Literal too large"));
+                              refuse(p, out, "NO",
+                                     "[TOOBIG] Message too large (limit %" PRIu64 " bytes)",
+                                     p->lim.max_message));
+    if (kind == 0 && (a.size > p->lim.max_literal || a.size > p->lim.max_command - p->len))
+        return refuse_literal(p, &a, out, refuse(p, out, "BAD", "[TOOBIG] Literal too large"));
 
     if (kind == 1) {
         if (p->n_streamed == p->cap_streamed) {
@@ -467,8 +462,8 @@ skip_line_done(struct imap_parser *p, struct imap_parser_out *out)
         reset_command(p);
         return IMAP_ITEM_NEED_MORE;
     }
-    uint64_t bound = p->lim.max_message > p->lim.max_literal ? p->lim.max_message
-                                                             : p->lim.max_literal;
+    uint64_t bound =
+        p->lim.max_message > p->lim.max_literal ? p->lim.max_message : p->lim.max_literal;
     if (a.size > bound)
         return fatal(p, out, "Literal too large to skip");
     p->remaining = a.size;
@@ -536,12 +531,10 @@ overflow(struct imap_parser *p, const uint8_t *in, size_t n, bool line_too_long,
     return rc;
 }
 
-static int feed(struct imap_parser *p, const uint8_t *in, size_t len,
-                struct imap_parser_out *out);
+static int feed(struct imap_parser *p, const uint8_t *in, size_t len, struct imap_parser_out *out);
 
 int
-imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
-                 struct imap_parser_out *out)
+imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len, struct imap_parser_out *out)
 {
     memset(out, 0, sizeof(*out));
     if (p->state == ST_DEAD)

@@ -100,9 +100,9 @@ struct imap_parser_out {
     bool fatal;               /* ERROR: "* BYE": close after sending */
     const uint8_t *data;      /* LITERAL_DATA, LINE */
     size_t len;
-    size_t msg_index;         /* LITERAL_DATA: which message of the APPEND, from 0 */
-    uint64_t msg_offset;      /* LITERAL_DATA: where data lies in that message */
-    uint64_t msg_size;        /* LITERAL_DATA: the message's size */
+    size_t msg_index;    /* LITERAL_DATA: which message of the APPEND, from 0 */
+    uint64_t msg_offset; /* LITERAL_DATA: where data lies in that message */
+    uint64_t msg_size;   /* LITERAL_DATA: the message's size */
 };
 
 /* Returns 0 and an owned parser in *p_r, or -ENOMEM. limits is copied. */

@@ -224,8 +224,8 @@ static const struct {
     const char *name;
     unsigned bit;
 } returns[] = {
-    {"MIN", IMAP_SEARCH_RETURN_MIN},     {"MAX", IMAP_SEARCH_RETURN_MAX},
-    {"ALL", IMAP_SEARCH_RETURN_ALL},     {"COUNT", IMAP_SEARCH_RETURN_COUNT},
+    {"MIN", IMAP_SEARCH_RETURN_MIN},   {"MAX", IMAP_SEARCH_RETURN_MAX},
+    {"ALL", IMAP_SEARCH_RETURN_ALL},   {"COUNT", IMAP_SEARCH_RETURN_COUNT},
     {"SAVE", IMAP_SEARCH_RETURN_SAVE},
 };
 

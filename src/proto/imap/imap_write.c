@@ -270,8 +270,8 @@ imap_write_vanished(struct imap_buf *b, bool earlier, const uint32_t *uids, size
 }
 
 void
-imap_write_list(struct imap_buf *b, bool lsub, const char *const *attrs, size_t n_attrs,
-                char delim, const char *utf8_name, bool child_info, const char *old_name,
+imap_write_list(struct imap_buf *b, bool lsub, const char *const *attrs, size_t n_attrs, char delim,
+                const char *utf8_name, bool child_info, const char *old_name,
                 enum imap_write_mode mode)
 {
     imap_buf_puts(b, lsub ? "* LSUB " : "* LIST ");
@@ -302,8 +302,8 @@ imap_write_status(struct imap_buf *b, const char *utf8_name, const struct imap_s
                   enum imap_write_mode mode)
 {
     static const char *const names[IMAP_STATUS_ITEM_COUNT] = {
-        "MESSAGES", "RECENT",        "UIDNEXT",     "UIDVALIDITY",    "UNSEEN",
-        "DELETED",  "SIZE",          "HIGHESTMODSEQ", "APPENDLIMIT", "DELETED-STORAGE"};
+        "MESSAGES", "RECENT", "UIDNEXT",       "UIDVALIDITY", "UNSEEN",
+        "DELETED",  "SIZE",   "HIGHESTMODSEQ", "APPENDLIMIT", "DELETED-STORAGE"};
     const uint64_t values[IMAP_STATUS_ITEM_COUNT] = {
         v->messages, v->recent, v->uidnext,       v->uidvalidity, v->unseen,
         v->deleted,  v->size,   v->highestmodseq, v->appendlimit, v->deleted_storage};

@@ -33,7 +33,10 @@ enum imap_write_mode {
     IMAP_WRITE_UTF8 = 1,
 };
 
-#define IMAP_BUF_INIT {NULL, 0, 0, 0}
+#define IMAP_BUF_INIT                                                                              \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 /* Frees the buffer's memory and empties it. */
 void imap_buf_free(struct imap_buf *b);
@@ -43,7 +46,8 @@ int imap_buf_error(const struct imap_buf *b);
 
 void imap_buf_append(struct imap_buf *b, const void *data, size_t len);
 void imap_buf_puts(struct imap_buf *b, const char *s);
-void imap_buf_printf(struct imap_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void imap_buf_printf(struct imap_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* A literal: "{n}" CRLF and the bytes (RFC 9051 literal; the client never waits for "+"). */
 void imap_write_literal(struct imap_buf *b, const char *s, size_t len);
@@ -57,7 +61,8 @@ void imap_write_astring(struct imap_buf *b, const char *s, size_t len, enum imap
 void imap_write_nstring(struct imap_buf *b, const char *s, size_t len, enum imap_write_mode mode);
 /* A mailbox name held as UTF-8: modified UTF-7 in REV1 mode, then an astring. A name that is
  * not valid UTF-8 is written as it is (the store should never hold one). */
-void imap_write_mailbox(struct imap_buf *b, const char *utf8, size_t len, enum imap_write_mode mode);
+void imap_write_mailbox(struct imap_buf *b, const char *utf8, size_t len,
+                        enum imap_write_mode mode);
 /* "(" flag *(SP flag) ")"; flags are written as they are (they are atoms by construction). */
 void imap_write_flag_list(struct imap_buf *b, const char *const *flags, size_t n);
 /* A sequence set for uids[0..n) (ascending order compresses best: runs become "a:b"; any order

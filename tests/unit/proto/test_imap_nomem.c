@@ -102,8 +102,7 @@ run(struct transcript *t)
         if (rc < 0) {
             assert_int_equal(rc, -ENOMEM);
             /* sticky */
-            assert_int_equal(imap_parser_feed(p, (const uint8_t *)"x NOOP\r\n", 8, &out),
-                             -ENOMEM);
+            assert_int_equal(imap_parser_feed(p, (const uint8_t *)"x NOOP\r\n", 8, &out), -ENOMEM);
             t->rc = rc;
             break;
         }

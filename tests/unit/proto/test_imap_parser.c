@@ -133,8 +133,8 @@ feed_piece(struct imap_parser *p, const uint8_t *in, size_t len, struct transcri
 
 /* Feeds in[0..len) in pieces ending at cuts[0..n) and then len. */
 static void
-run(const struct imap_parser_limits *lim, const char *in, size_t len, const size_t *cuts,
-    size_t n, struct transcript *t)
+run(const struct imap_parser_limits *lim, const char *in, size_t len, const size_t *cuts, size_t n,
+    struct transcript *t)
 {
     struct imap_parser *p;
     assert_int_equal(imap_parser_new(lim, &p), 0);
@@ -209,15 +209,13 @@ static const struct parse_case commands[] = {
      "C a AUTHENTICATE PLAIN\nL AGpvZQBzZWNyZXQ="},
     {"authenticate sasl-ir", "a AUTHENTICATE PLAIN AGpvZQBzZWNyZXQ=\r\n",
      "C a AUTHENTICATE PLAIN AGpvZQBzZWNyZXQ="},
-    {"authenticate sasl-ir empty", "a AUTHENTICATE EXTERNAL =\r\n",
-     "C a AUTHENTICATE EXTERNAL ="},
+    {"authenticate sasl-ir empty", "a AUTHENTICATE EXTERNAL =\r\n", "C a AUTHENTICATE EXTERNAL ="},
     {"login atoms", "a LOGIN joe secret\r\n", "C a LOGIN \"joe\" \"secret\""},
     {"login quoted", "a LOGIN \"joe@example.org\" \"p\\\"a\\\\ss word\"\r\n",
      "C a LOGIN \"joe@example.org\" \"p\\\"a\\\\ss word\""},
     {"login sync literal", "a LOGIN {3}\r\njoe {6}\r\nsec\"et\r\n",
      "+\n+\nC a LOGIN \"joe\" \"sec\\\"et\""},
-    {"login literal+", "a LOGIN {3+}\r\njoe {2+}\r\n\r\n\r\n",
-     "C a LOGIN \"joe\" {2}\r\n\r\n"},
+    {"login literal+", "a LOGIN {3+}\r\njoe {2+}\r\n\r\n\r\n", "C a LOGIN \"joe\" {2}\r\n\r\n"},
     {"login empty strings", "a LOGIN \"\" {0}\r\n\r\n", "+\nC a LOGIN \"\" \"\""},
     /* authenticated */
     {"select", "a SELECT INBOX\r\n", "C a SELECT \"INBOX\""},
@@ -245,15 +243,13 @@ static const struct parse_case commands[] = {
     {"create use empty", "a CREATE x (USE ())\r\n", "C a CREATE \"x\" (USE ())"},
     {"delete", "a DELETE \"old stuff\"\r\n", "C a DELETE \"old stuff\""},
     {"rename", "a RENAME blurdybloop sarasoop\r\n", "C a RENAME \"blurdybloop\" \"sarasoop\""},
-    {"subscribe", "a SUBSCRIBE #news.comp.mail.mime\r\n",
-     "C a SUBSCRIBE \"#news.comp.mail.mime\""},
+    {"subscribe", "a SUBSCRIBE #news.comp.mail.mime\r\n", "C a SUBSCRIBE \"#news.comp.mail.mime\""},
     {"unsubscribe", "a UNSUBSCRIBE inbox\r\n", "C a UNSUBSCRIBE \"INBOX\""},
     {"list", "a LIST \"\" *\r\n", "C a LIST \"\" \"*\""},
     {"list percent", "a LIST ~/Mail/ %\r\n", "C a LIST \"~/Mail/\" \"%\""},
     {"list reference keeps case", "a LIST inbox/ %\r\n", "C a LIST \"inbox/\" \"%\""},
     {"list brackets in pattern", "a LIST \"\" foo]*\r\n", "C a LIST \"\" \"foo]*\""},
-    {"list select opts",
-     "a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)\r\n",
+    {"list select opts", "a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)\r\n",
      "C a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"%\") RETURN (CHILDREN)"},
     {"list empty select opts", "a LIST () \"\" %\r\n", "C a LIST () \"\" (\"%\") RETURN ()"},
     {"list patterns", "a LIST \"\" (\"INBOX\" \"Drafts\" Sent/%)\r\n",
@@ -315,8 +311,7 @@ static const struct parse_case commands[] = {
     {"expunge", "a EXPUNGE\r\n", "C a EXPUNGE"},
     {"uid expunge", "a UID EXPUNGE 3000:3002\r\n", "C a UID EXPUNGE 3000:3002"},
     {"copy", "a COPY 2:4 MEETING\r\n", "C a COPY 2:4 \"MEETING\""},
-    {"uid copy", "a UID COPY 4827313:4828442 Trash\r\n",
-     "C a UID COPY 4827313:4828442 \"Trash\""},
+    {"uid copy", "a UID COPY 4827313:4828442 Trash\r\n", "C a UID COPY 4827313:4828442 \"Trash\""},
     {"move", "a MOVE 1:* \"[Gmail]/All Mail\"\r\n", "C a MOVE 1:* \"[Gmail]/All Mail\""},
     {"uid move saved", "a UID MOVE $ Archive\r\n", "C a UID MOVE $ \"Archive\""},
     {"store", "a STORE 2:4 +FLAGS (\\Deleted)\r\n", "C a STORE 2:4 +FLAGS (\\Deleted)"},
@@ -472,14 +467,11 @@ static const struct parse_case refusals[] = {
      "E a BAD VANISHED needs UID FETCH and CHANGEDSINCE"},
     {"vanished without changedsince", "a UID FETCH 1 FLAGS (VANISHED)\r\n",
      "E a BAD VANISHED needs UID FETCH and CHANGEDSINCE"},
-    {"changedsince zero", "a FETCH 1 FLAGS (CHANGEDSINCE 0)\r\n",
-     "E a BAD Invalid mod-sequence"},
+    {"changedsince zero", "a FETCH 1 FLAGS (CHANGEDSINCE 0)\r\n", "E a BAD Invalid mod-sequence"},
     {"unknown fetch modifier", "a FETCH 1 FLAGS (FOO)\r\n", "E a BAD Unknown FETCH modifier"},
     {"unknown select param", "a SELECT INBOX (FOO)\r\n", "E a BAD Unknown SELECT parameter"},
-    {"unknown list option", "a LIST (FOO) \"\" *\r\n",
-     "E a BAD Unknown LIST selection option"},
-    {"unknown list return", "a LIST \"\" * RETURN (FOO)\r\n",
-     "E a BAD Unknown LIST return option"},
+    {"unknown list option", "a LIST (FOO) \"\" *\r\n", "E a BAD Unknown LIST selection option"},
+    {"unknown list return", "a LIST \"\" * RETURN (FOO)\r\n", "E a BAD Unknown LIST return option"},
     {"recursivematch alone", "a LIST (RECURSIVEMATCH) \"\" *\r\n",
      "E a BAD RECURSIVEMATCH needs another selection option"},
     {"unknown status item", "a STATUS INBOX (FOO)\r\n", "E a BAD Unknown STATUS item"},
@@ -495,8 +487,7 @@ static const struct parse_case refusals[] = {
      "E a BAD literal8 is only allowed for APPEND messages\nC b NOOP"},
     {"literal8+ outside append is skipped", "a LOGIN ~{3+}\r\nabc x\r\nb NOOP\r\n",
      "E a BAD literal8 is only allowed for APPEND messages\nC b NOOP"},
-    {"append without message", "a APPEND INBOX\r\n",
-     "E a BAD Missing argument or space expected"},
+    {"append without message", "a APPEND INBOX\r\n", "E a BAD Missing argument or space expected"},
     {"append quoted message", "a APPEND INBOX \"hello\"\r\n", "E a BAD Invalid date-time"},
     {"append garbage before literal", "a APPEND INBOX (\\Seen) foo {3}\r\nb NOOP\r\n",
      "E a BAD Message literal expected\nC b NOOP"},
@@ -515,8 +506,7 @@ static const struct parse_case refusals[] = {
      "+\n+\nE a BAD Unexpected extra arguments\nC b NOOP"},
     {"error then literal is skipped", "a FOO {3+}\r\nabc more\r\nb NOOP\r\n",
      "E a BAD Unknown command\nC b NOOP"},
-    {"refused sync literal then quoted brace",
-     "a LOGIN ~{1}\r\nb LOGIN x \"{1}\"\r\nc NOOP\r\n",
+    {"refused sync literal then quoted brace", "a LOGIN ~{1}\r\nb LOGIN x \"{1}\"\r\nc NOOP\r\n",
      "E a BAD literal8 is only allowed for APPEND messages\nC b LOGIN \"x\" \"{1}\"\nC c NOOP"},
 };
 
@@ -548,8 +538,8 @@ static const struct parse_case limits[] = {
      "C a LOGIN \"" X10 X10 X10 X10 X10 "xx\" \"y\""},
     {"line too long", "a LOGIN " X10 X10 X10 X10 X10 "xxx y\r\nb NOOP\r\n",
      "E a BAD [LIMIT] Line too long\nC b NOOP"},
-    {"long line skipped over its non-sync literal",
-     "a LOGIN " X70 " {3+}\r\nabc\r\nb NOOP\r\n", "E a BAD [LIMIT] Line too long\nC b NOOP"},
+    {"long line skipped over its non-sync literal", "a LOGIN " X70 " {3+}\r\nabc\r\nb NOOP\r\n",
+     "E a BAD [LIMIT] Line too long\nC b NOOP"},
     {"long line with a sync literal", "a LOGIN " X70 " {3}\r\nb NOOP\r\n",
      "E a BAD [LIMIT] Line too long\nC b NOOP"},
     /* Found by fuzzing: whether a long line's tag was echoed depended on how it was split. */
@@ -566,8 +556,7 @@ static const struct parse_case limits[] = {
      "+\nC a LOGIN \"" X10 "xxxxxx\" \"y\""},
     {"literal too large", "a LOGIN {17}\r\nb NOOP\r\n",
      "E a BAD [TOOBIG] Literal too large\nC b NOOP"},
-    {"non-sync literal too large is skipped",
-     "a LOGIN {17+}\r\n" X10 "xxxxxxx y\r\nb NOOP\r\n",
+    {"non-sync literal too large is skipped", "a LOGIN {17+}\r\n" X10 "xxxxxxx y\r\nb NOOP\r\n",
      "E a BAD [TOOBIG] Literal too large\nC b NOOP"},
     {"skipped literal followed by another",
      "a LOGIN {17+}\r\n" X10 "xxxxxxx {2+}\r\nzz\r\nb NOOP\r\n",
@@ -804,7 +793,7 @@ test_struct_search(void **state)
     assert_int_equal(k->op, IMAP_SEARCH_AND);
     /* OR takes the next two keys: the parenthesized list and NOT 1:3. */
     assert_int_equal(k->n_sub, 4);
-    const struct imap_search_key *or = k->sub[0];
+    const struct imap_search_key * or = k->sub[0];
     assert_int_equal(or->op, IMAP_SEARCH_OR);
     assert_int_equal(or->n_sub, 2);
     assert_int_equal(or->sub[0]->op, IMAP_SEARCH_AND);
@@ -816,11 +805,11 @@ test_struct_search(void **state)
     assert_int_equal(or->sub[0]->sub[1]->date.month, 2);
     assert_int_equal(or->sub[0]->sub[1]->date.day, 1);
     const struct imap_search_key *not = or->sub[1];
-    assert_int_equal(not->op, IMAP_SEARCH_NOT);
-    assert_int_equal(not->n_sub, 1);
-    assert_int_equal(not->sub[0]->op, IMAP_SEARCH_SEQSET);
-    assert_int_equal(not->sub[0]->set.r[0].lo, 1);
-    assert_int_equal(not->sub[0]->set.r[0].hi, 3);
+    assert_int_equal(not ->op, IMAP_SEARCH_NOT);
+    assert_int_equal(not ->n_sub, 1);
+    assert_int_equal(not ->sub[0]->op, IMAP_SEARCH_SEQSET);
+    assert_int_equal(not ->sub[0]->set.r[0].lo, 1);
+    assert_int_equal(not ->sub[0]->set.r[0].hi, 3);
     assert_int_equal(k->sub[1]->op, IMAP_SEARCH_HEADER);
     assert_string_equal(k->sub[1]->field, "X-Spam");
     assert_string_equal(k->sub[1]->value, "yes");
@@ -1037,14 +1026,19 @@ main(void)
     whole = malloc(sizeof(*whole));
     split = malloc(sizeof(*split));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_commands),     cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_limits),       cmocka_unit_test(test_literal_minus),
-        cmocka_unit_test(test_nul),          cmocka_unit_test(test_fatal_is_sticky),
-        cmocka_unit_test(test_struct_fetch), cmocka_unit_test(test_struct_search),
+        cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_literal_minus),
+        cmocka_unit_test(test_nul),
+        cmocka_unit_test(test_fatal_is_sticky),
+        cmocka_unit_test(test_struct_fetch),
+        cmocka_unit_test(test_struct_search),
         cmocka_unit_test(test_struct_store_append),
         cmocka_unit_test(test_struct_mailbox_commands),
         cmocka_unit_test(test_append_streaming),
-        cmocka_unit_test(test_line_is_done), cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_line_is_done),
+        cmocka_unit_test(test_arena),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     free(whole);

@@ -129,8 +129,8 @@ test_esearch(void **state)
     struct imap_buf b = IMAP_BUF_INIT;
     static const uint32_t ids[] = {2, 10, 11, 12, 13, 14, 15, 16, 17, 22, 23, 27, 28, 29, 30};
     /* RFC 4731 section 3.1's example */
-    imap_write_esearch(&b, "A282", false, IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_COUNT,
-                       ids, 15);
+    imap_write_esearch(&b, "A282", false, IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_COUNT, ids,
+                       15);
     assert_string_equal(b.data, "* ESEARCH (TAG \"A282\") MIN 2 COUNT 15\r\n");
     imap_buf_clear(&b);
     imap_write_esearch(&b, "A283", true,
@@ -180,8 +180,7 @@ test_list_and_status(void **state)
     assert_string_equal(b.data,
                         "* LIST () \"\\\\\" \"Sent Items\" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n");
     imap_buf_clear(&b);
-    imap_write_list(&b, false, attrs, 0, '/', "New & Old", false, "Caf\xc3\xa9",
-                    IMAP_WRITE_REV1);
+    imap_write_list(&b, false, attrs, 0, '/', "New & Old", false, "Caf\xc3\xa9", IMAP_WRITE_REV1);
     assert_string_equal(b.data, "* LIST () \"/\" \"New &- Old\" (\"OLDNAME\" (Caf&AOk-))\r\n");
 
     struct imap_status_values v = {
@@ -233,8 +232,8 @@ test_mutf7_round_trip(void **state)
                          0);
         assert_string_equal(b.data ? b.data : "", mutf7_pairs[i].mutf7);
         imap_buf_clear(&b);
-        assert_int_equal(
-            imap_mutf7_decode(mutf7_pairs[i].mutf7, strlen(mutf7_pairs[i].mutf7), &b), 0);
+        assert_int_equal(imap_mutf7_decode(mutf7_pairs[i].mutf7, strlen(mutf7_pairs[i].mutf7), &b),
+                         0);
         assert_string_equal(b.data ? b.data : "", mutf7_pairs[i].utf8);
     }
     /* Every BMP code point and a sample above it survive encode then decode. */
@@ -342,10 +341,18 @@ test_date_time(void **state)
         assert_string_equal(s, good[i].out);
     }
     static const char *const bad[] = {
-        "17-Jul-1996 02:44:25",       "17-Jul-1996 24:00:00 +0000", "17-Jul-1996 02:60:00 +0000",
-        "17-Jul-1996 02:44:25 +0060", "17-Jul-1996 02:44:25 0700",  "30-Feb-2000 00:00:00 +0000",
-        "29-Feb-1900 00:00:00 +0000", "17-Jly-1996 02:44:25 -0700", "17-Jul-96 02:44:25 -0700",
-        "  1-Jan-1970 00:00:00 +0000", "17-Jul-1996 02:44:25 -0700 ", "0-Jan-1970 00:00:00 +0000",
+        "17-Jul-1996 02:44:25",
+        "17-Jul-1996 24:00:00 +0000",
+        "17-Jul-1996 02:60:00 +0000",
+        "17-Jul-1996 02:44:25 +0060",
+        "17-Jul-1996 02:44:25 0700",
+        "30-Feb-2000 00:00:00 +0000",
+        "29-Feb-1900 00:00:00 +0000",
+        "17-Jly-1996 02:44:25 -0700",
+        "17-Jul-96 02:44:25 -0700",
+        "  1-Jan-1970 00:00:00 +0000",
+        "17-Jul-1996 02:44:25 -0700 ",
+        "0-Jan-1970 00:00:00 +0000",
         "",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
