@@ -5,9 +5,9 @@
 #include "tandemctl/ctl_api.h"
 
 #include "lib/config.h"
+#include "lib/tls.h"
 #include "tandemctl/ctl_kinds.h"
 #include "tandemctl/ctl_parse.h"
-#include "lib/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
