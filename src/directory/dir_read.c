@@ -218,9 +218,10 @@ dir_password_verify(void *state, MDB_txn *txn, const char *user, const char *pas
 }
 
 int
-dir_secret_verify(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
-                  const char *password)
+dir_secret_hash(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
+                char out[DIR_PASSWORD_HASH_MAX])
 {
+    out[0] = '\0';
     if (kind != DIR_KIND_USER && kind != DIR_KIND_SERVER)
         return TDM_EINVAL;
     struct dir__obj o;
@@ -228,9 +229,24 @@ dir_secret_verify(void *state, MDB_txn *txn, enum dir_kind kind, const char *nam
     if (ret < 0)
         return ret;
     free(o.acl);
-    if (!o.password_hash[0])
+    size_t n = strlen(o.password_hash);
+    if (n == 0)
         return -EACCES;
+    if (n >= DIR_PASSWORD_HASH_MAX) /* the codec never stores one this long */
+        return TDM_ECORRUPT;
+    memcpy(out, o.password_hash, n + 1);
+    return 0;
+}
+
+int
+dir_secret_verify(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
+                  const char *password)
+{
+    char hash[DIR_PASSWORD_HASH_MAX];
+    int ret = dir_secret_hash(state, txn, kind, name, hash);
+    if (ret < 0)
+        return ret;
     if (sodium_init() < 0)
         return -EIO;
-    return crypto_pwhash_str_verify(o.password_hash, password, strlen(password)) == 0 ? 0 : -EACCES;
+    return crypto_pwhash_str_verify(hash, password, strlen(password)) == 0 ? 0 : -EACCES;
 }

@@ -283,4 +283,11 @@ int dir_password_verify(void *state, MDB_txn *txn, const char *user, const char 
 int dir_secret_verify(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
                       const char *password);
 
+/* The stored argon2id string of a user's password or a server's key, copied into out, so that
+ * the slow check (crypto_pwhash_str_verify) can run on a thread that holds no transaction (the
+ * admin worker's). Returns 0; -EACCES when there is none; TDM_ENOTFOUND; TDM_EINVAL for a kind
+ * other than USER and SERVER. */
+int dir_secret_hash(void *state, MDB_txn *txn, enum dir_kind kind, const char *name,
+                    char out[DIR_PASSWORD_HASH_MAX]);
+
 #endif

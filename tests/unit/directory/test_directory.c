@@ -566,6 +566,14 @@ test_passwords(void **state)
     assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_SERVER, "mbx1", "wrong"), -EACCES);
     assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_USER, "mbx1", "correct horse"), -EACCES);
     assert_int_equal(dir_secret_verify(st, txn, DIR_KIND_GROUP, "admins", "x"), TDM_EINVAL);
+    /* The stored string itself, for callers that verify off the transaction's thread. */
+    char got[DIR_PASSWORD_HASH_MAX];
+    assert_int_equal(dir_secret_hash(st, txn, DIR_KIND_SERVER, "mbx1", got), 0);
+    assert_string_equal(got, hash);
+    assert_int_equal(dir_secret_hash(st, txn, DIR_KIND_USER, "mbx1", got), -EACCES);
+    assert_string_equal(got, "");
+    assert_int_equal(dir_secret_hash(st, txn, DIR_KIND_SERVER, "nosuch", got), TDM_ENOTFOUND);
+    assert_int_equal(dir_secret_hash(st, txn, DIR_KIND_SITE, "mbx1", got), TDM_EINVAL);
     mdb_txn_abort(txn);
     /* Nothing else has a password. */
     op.kind = DIR_KIND_GROUP;
