@@ -107,6 +107,13 @@ imap_write_literal(struct imap_buf *b, const char *s, size_t len)
     imap_buf_append(b, s, len);
 }
 
+void
+imap_write_literal8(struct imap_buf *b, const char *s, size_t len)
+{
+    imap_buf_printf(b, "~{%zu}\r\n", len);
+    imap_buf_append(b, s, len);
+}
+
 static bool
 quotable(const char *s, size_t len, enum imap_write_mode mode)
 {

@@ -51,6 +51,8 @@ void imap_buf_printf(struct imap_buf *b, const char *fmt, ...)
 
 /* A literal: "{n}" CRLF and the bytes (RFC 9051 literal; the client never waits for "+"). */
 void imap_write_literal(struct imap_buf *b, const char *s, size_t len);
+/* A literal8: "~{n}" CRLF and the bytes (RFC 3516), for FETCH BINARY content that holds NUL. */
+void imap_write_literal8(struct imap_buf *b, const char *s, size_t len);
 /* A string: quoted when it can be (no CR, LF or NUL; 8-bit only in UTF-8 mode; short enough),
  * else a literal. */
 void imap_write_string(struct imap_buf *b, const char *s, size_t len, enum imap_write_mode mode);

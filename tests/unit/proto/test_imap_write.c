@@ -73,6 +73,10 @@ test_strings(void **state)
     imap_write_string(&b, big, 1025, IMAP_WRITE_REV1);
     assert_memory_equal(b.data, "{1025}\r\naaa", 11);
     imap_buf_clear(&b);
+    imap_write_literal8(&b, "a\0b", 3);
+    assert_int_equal(b.len, 9);
+    assert_memory_equal(b.data, "~{3}\r\na\0b", 9);
+    imap_buf_clear(&b);
     imap_write_nstring(&b, NULL, 0, IMAP_WRITE_REV1);
     imap_buf_puts(&b, " ");
     imap_write_nstring(&b, "NIL", 3, IMAP_WRITE_REV1);
