@@ -167,6 +167,31 @@ static const struct view_case view_cases[] = {
      "NIL NIL NIL NIL) "
      "\"DIGEST\" (\"BOUNDARY\" \"d\") NIL NIL NIL)",
      NULL},
+    /* Outlook's shape: mixed > related > alternative, an inline image by Content-ID, and an
+     * attachment named with an RFC 2047 word in a quoted string. */
+    {"related.eml", 0,
+     "(\"Tue, 14 Mar 2023 08:15:01 +0000\" \"=?utf-8?Q?Quartalszahlen_Q1_=E2=80=93_bit"
+     "te_pr=C3=BCfen?=\" (({13}\r\nM\xc3\xbcller, Anna NIL \"anna.mueller\" \"example."
+     "com\")) (({13}\r\nM\xc3\xbcller, Anna NIL \"anna.mueller\" \"example.com\")) (({"
+     "13}\r\nM\xc3\xbcller, Anna NIL \"anna.mueller\" \"example.com\")) ((\"team@examp"
+     "le.org\" NIL \"team\" \"example.org\")) NIL NIL NIL \"<AM0PR01MB1234ABCD@AM0PR01"
+     "MB1234.eurprd01.prod.outlook.com>\")",
+     "((((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"BASE64\" 42 1 NIL NIL N"
+     "IL NIL)(\"TEXT\" \"HTML\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 1"
+     "12 2 NIL NIL NIL NIL) \"ALTERNATIVE\" (\"BOUNDARY\" \"_000_AM0PR01MB1234_\") NIL"
+     " NIL NIL)(\"IMAGE\" \"PNG\" (\"NAME\" \"image001.png\") \"<image001.png@01D95640"
+     ">\" \"image001.png\" \"BASE64\" 94 NIL (\"INLINE\" (\"FILENAME\" \"image001.png\""
+     " \"SIZE\" \"68\" \"CREATION-DATE\" \"Tue, 14 Mar 2023 08:15:01 GMT\" \"MODIFICAT"
+     "ION-DATE\" \"Tue, 14 Mar 2023 08:15:01 GMT\")) NIL NIL) \"RELATED\" (\"BOUNDARY\""
+     " \"_003_AM0PR01MB1234_\" \"TYPE\" \"multipart/alternative\") NIL NIL NIL)(\"APPL"
+     "ICATION\" \"VND.OPENXMLFORMATS-OFFICEDOCUMENT.SPREADSHEETML.SHEET\" (\"NAME\" \""
+     "=?utf-8?B?UXVhcnRhbHN6YWhsZW5fUTFfw7xiZXJzaWNodC54bHN4?=\") NIL \"=?utf-8?B?UXVh"
+     "cnRhbHN6YWhsZW5fUTFfw7xiZXJzaWNodC54bHN4?=\" \"BASE64\" 10 NIL (\"ATTACHMENT\" ("
+     "\"FILENAME\" \"=?utf-8?B?UXVhcnRhbHN6YWhsZW5fUTFfw7xiZXJzaWNodC54bHN4?=\" \"SIZE"
+     "\" \"4\" \"CREATION-DATE\" \"Tue, 14 Mar 2023 08:14:00 GMT\" \"MODIFICATION-DATE"
+     "\" \"Tue, 14 Mar 2023 08:14:00 GMT\")) NIL NIL) \"MIXED\" (\"BOUNDARY\" \"_004_A"
+     "M0PR01MB1234_\") NIL (\"de-DE\") NIL)",
+     NULL},
 };
 
 static void
@@ -247,6 +272,12 @@ static const struct section_case section_cases[] = {
     {"broken.eml", "2.1.MIME", NULL, 0, "Content-Type: text/plain\n\n"},
     {"digest.eml", "1.HEADER", NULL, 0, "Subject: one\r\n\r\n"},
     {"digest.eml", "1.MIME", NULL, 0, "\r\n"},
+    {"related.eml", "1.1.1", NULL, 0, "SGFsbG8gVGVhbSwKYW5iZWkgZGllIFphaGxlbi4K\r\n"},
+    {"related.eml", "2", NULL, 0, "UEsDBA==\r\n"},
+    {"related.eml", "1.3", NULL, TDM_ENOTFOUND, NULL},
+    {"related.eml", "1.1.3", NULL, TDM_ENOTFOUND, NULL},
+    {"related.eml", "HEADER.FIELDS", "content-language accept-language", 1,
+     "Accept-Language: de-DE, en-US\r\nContent-Language: de-DE\r\n\r\n"},
 };
 
 static void
@@ -509,6 +540,8 @@ test_binary(void **state)
         {"broken.eml", {1}, 1, 1, "J\xf6rg was here ==ZZ end", 0, false},
         {"nested.eml", {3, 1}, 2, 0, "body of the simple one", 0, true},
         {"nested.eml", {4}, 1, TDM_ENOTFOUND, NULL, 0, true},
+        {"related.eml", {1, 1, 1}, 3, 1, "Hallo Team,\nanbei die Zahlen.\n", 0, true},
+        {"related.eml", {2}, 1, 1, "PK\x03\x04", 4, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *data;
@@ -830,8 +863,8 @@ static void
 test_truncated(void **state)
 {
     (void)state;
-    static const char *files[] = {"simple.eml", "alternative.eml", "mixed.eml",
-                                  "nested.eml", "broken.eml",      "digest.eml"};
+    static const char *files[] = {"simple.eml", "alternative.eml", "mixed.eml",  "nested.eml",
+                                  "broken.eml", "digest.eml",      "related.eml"};
     struct mime_buf b = MIME_BUF_INIT;
     for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
         size_t len;

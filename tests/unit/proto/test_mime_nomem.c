@@ -128,7 +128,8 @@ static void
 test_every_allocation(void **state)
 {
     (void)state;
-    static const char *files[] = {"mixed.eml", "nested.eml", "alternative.eml", "broken.eml"};
+    static const char *files[] = {"mixed.eml", "nested.eml", "alternative.eml", "broken.eml",
+                                  "related.eml"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         size_t len;
         char *data = load(files[i], &len);

@@ -8,6 +8,7 @@
 #include "proto/mime/mime_date.h"
 #include "proto/mime/mime_message.h"
 #include "proto/mime/mime_search.h"
+#include "proto/mime/mime_section.h"
 
 #include "lib/err.h"
 
@@ -177,6 +178,8 @@ test_fold_match(void **state)
     assert_int_equal(mime_unicode_fold(0x3a2), 0x3a2); /* unassigned */
 }
 
+static char *load(const char *name, size_t *len_r);
+
 /* Parameter values as UTF-8: RFC 2231 (with and without charset, continuations) and the
  * RFC 2047 words mailers put in filenames. */
 static void
@@ -208,6 +211,22 @@ test_param_utf8(void **state)
         mime_buf_clear(&out);
         mime_message_free(&m);
     }
+    /* Outlook's RFC 2047 word in a quoted filename. */
+    size_t len;
+    char *data = load("related.eml", &len);
+    struct mime_message *m;
+    assert_int_equal(mime_message_parse((const uint8_t *)data, len, NULL, &m), 0);
+    const struct mime_part *p;
+    bool as_message;
+    uint32_t two = 2;
+    assert_int_equal(mime_section_part(m, &two, 1, &p, &as_message), 0);
+    struct mime_buf out = MIME_BUF_INIT;
+    assert_int_equal(mime_param_utf8(mime_param_find(p->disposition_params, "filename"), &out), 0);
+    assert_string_equal((char *)out.data, "Quartalszahlen_Q1_\xc3\xbc"
+                                          "bersicht.xlsx");
+    mime_buf_clear(&out);
+    mime_message_free(&m);
+    free(data);
 }
 
 static char *
@@ -255,6 +274,10 @@ test_body_text(void **state)
          {"J\xc3\xb6rg was here ==ZZ end", "inner without close", NULL},
          {"last part", "garbage", NULL}},
         {"simple.eml", "Hi.\r\n\n", {NULL}, {NULL}},
+        {"related.eml",
+         "Hallo Team,\nanbei die Zahlen.\n\n   Hallo Team,  anbei die Zahlen.    \r\n\n",
+         {NULL},
+         {NULL}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t len;
