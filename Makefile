@@ -27,7 +27,8 @@ fuzz: deps
 	$(CMAKE) --build --preset fuzz
 	scripts/fuzz-run build/fuzz $${FUZZ_SECONDS:-60}
 
-bench: deps
+bench:
+	@scripts/deps --bench
 	$(CMAKE) --preset release >/dev/null
 	$(CMAKE) --build --preset release
 	bench/run build/release

@@ -228,16 +228,13 @@ start_message(struct lmtp_conn *lc)
     }
     if (ret == 0)
         ret = smtp_buf_puts(&lc->message, ">\r\n");
-    char rcpt[2 * DIR_NAME_MAX + 2];
     const struct smtp_path *only = lc->n_rcpts == 1 ? smtp_session_rcpt(lc->session, 0) : NULL;
-    if (only)
-        snprintf(rcpt, sizeof(rcpt), "%s@%s", only->local, only->domain);
     struct smtp_received rcv = {
         .helo = smtp_session_helo(lc->session),
         .client_addr = lc->conn ? conn_peer_address(lc->conn) : "0.0.0.0",
         .by = lc->srv->cfg->server,
         .with = smtp_session_with(lc->session),
-        .for_rcpt = only && only->domain[0] ? rcpt : NULL,
+        .for_rcpt = only,
         .time = time(NULL),
     };
     if (ret == 0 && strcmp(rcv.client_addr, "local") != 0)
