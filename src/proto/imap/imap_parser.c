@@ -67,7 +67,8 @@ enum state {
 struct imap_parser {
     struct imap_parser_limits lim;
     enum state state;
-    int dead_error; /* ST_DEAD: what every later feed returns */
+    int dead_error;        /* ST_DEAD: what every later feed returns */
+    bool continue_pending; /* the last item was CONTINUE: imap_parser_cancel_literal() may */
 
     uint8_t *buf; /* the command so far */
     size_t len, cap;
@@ -143,6 +144,16 @@ reset_command(struct imap_parser *p)
         p->cap = 0;
     }
     p->state = ST_LINE;
+}
+
+int
+imap_parser_cancel_literal(struct imap_parser *p)
+{
+    if (!p->continue_pending)
+        return TDM_EINVAL;
+    p->continue_pending = false;
+    reset_command(p);
+    return 0;
 }
 
 static int
@@ -446,6 +457,14 @@ line_done(struct imap_parser *p, struct imap_parser_out *out)
         return IMAP_ITEM_NEED_MORE; /* go on at once */
     snprintf(p->response, sizeof(p->response), "+ Ready for literal data\r\n");
     out->response = p->response;
+    find_tag(p);
+    out->tag = p->tag[0] ? p->tag : NULL;
+    if (kind == 1) {
+        out->message = true;
+        out->msg_index = p->n_streamed - 1;
+        out->msg_size = a.size;
+    }
+    p->continue_pending = true;
     return IMAP_ITEM_CONTINUE;
 }
 
@@ -539,6 +558,7 @@ imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len, struct im
     memset(out, 0, sizeof(*out));
     if (p->state == ST_DEAD)
         return p->dead_error;
+    p->continue_pending = false;
     int rc = feed(p, in, len, out);
     if (rc == -ENOMEM) {
         /* Part of a command may have been consumed: the stream cannot be trusted any more. */

@@ -30,7 +30,9 @@
  * same holds for the text before any command's first literal (an unknown command, a literal
  * where none may be). For a
  * synchronizing literal {n} the parser returns IMAP_ITEM_CONTINUE; the caller sends
- * out->response ("+ ...") and feeds on. A literal it refuses is answered instead of "+":
+ * out->response ("+ ...") and feeds on, or refuses the command itself (an APPEND to a mailbox
+ * that does not exist, over quota) by sending its own tagged NO instead of "+" and calling
+ * imap_parser_cancel_literal(). A literal the parser refuses is answered instead of "+":
  * "tag NO [TOOBIG] ..." for an APPEND message over max_message (RFC 7889), "tag BAD [TOOBIG]
  * ..." for any other; a non-synchronizing literal it refuses ({n+}, or under LITERAL- one over
  * 4096 bytes) is answered "tag BAD [TOOBIG] ..." and its bytes are read and discarded, because
@@ -96,13 +98,14 @@ struct imap_parser_out {
     size_t used;              /* bytes of the input consumed by this call */
     struct imap_command *cmd; /* COMMAND */
     const char *response;     /* CONTINUE, ERROR: the full line to send, CRLF included */
-    const char *tag;          /* ERROR: the command's tag, NULL when none was readable */
+    const char *tag;          /* ERROR, CONTINUE: the command's tag, NULL when none was readable */
     bool fatal;               /* ERROR: "* BYE": close after sending */
     const uint8_t *data;      /* LITERAL_DATA, LINE */
     size_t len;
-    size_t msg_index;    /* LITERAL_DATA: which message of the APPEND, from 0 */
+    bool message;        /* CONTINUE: the literal is an APPEND message (msg_index, msg_size) */
+    size_t msg_index;    /* LITERAL_DATA, CONTINUE: which message of the APPEND, from 0 */
     uint64_t msg_offset; /* LITERAL_DATA: where data lies in that message */
-    uint64_t msg_size;   /* LITERAL_DATA: the message's size */
+    uint64_t msg_size;   /* LITERAL_DATA, CONTINUE: the message's size */
 };
 
 /* Returns 0 and an owned parser in *p_r, or -ENOMEM. limits is copied. */
@@ -119,6 +122,15 @@ void imap_parser_free(struct imap_parser **p);
  */
 int imap_parser_feed(struct imap_parser *p, const uint8_t *in, size_t len,
                      struct imap_parser_out *out);
+
+/*
+ * Instead of sending "+" after IMAP_ITEM_CONTINUE, the caller answered the command itself
+ * (tagged NO or BAD): the client will not send the literal, so the parser drops the command
+ * and reads the next line as a new one. Returns 0, or TDM_EINVAL when the last item returned
+ * was not CONTINUE (nothing is changed then). APPEND bytes already handed out for earlier
+ * messages of the same command are void.
+ */
+int imap_parser_cancel_literal(struct imap_parser *p);
 
 /*
  * The next line is not a command but a raw line: the client's answer in an AUTHENTICATE

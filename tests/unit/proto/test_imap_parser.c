@@ -985,6 +985,43 @@ test_append_streaming(void **state)
     imap_parser_free(&p);
 }
 
+/* The session may answer a synchronizing literal with its own NO instead of "+". */
+static void
+test_cancel_literal(void **state)
+{
+    (void)state;
+    struct imap_parser *p;
+    assert_int_equal(imap_parser_new(&imap_parser_default_limits, &p), 0);
+    assert_int_equal(imap_parser_cancel_literal(p), TDM_EINVAL);
+    static const char in[] = "A9 APPEND Nowhere (\\Seen) {1}\r\n{2+}\r\nhi\r\nb NOOP\r\n";
+    struct imap_parser_out out;
+    size_t off = 0;
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)in, sizeof(in) - 1, &out),
+                     IMAP_ITEM_CONTINUE);
+    assert_string_equal(out.tag, "A9");
+    assert_true(out.message);
+    assert_int_equal(out.msg_index, 0);
+    assert_int_equal(out.msg_size, 1);
+    off += out.used;
+    assert_int_equal(imap_parser_cancel_literal(p), 0);
+    assert_int_equal(imap_parser_cancel_literal(p), TDM_EINVAL);
+    /* What follows is a new command: here a line that is not one, then b NOOP. */
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + off, sizeof(in) - 1 - off, &out),
+                     IMAP_ITEM_ERROR);
+    assert_string_equal(out.response, "* BAD Invalid tag\r\n");
+    off += out.used;
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + off, sizeof(in) - 1 - off, &out),
+                     IMAP_ITEM_COMMAND);
+    assert_int_equal(out.cmd->cmd, IMAP_CMD_NOOP);
+    imap_command_free(&out.cmd);
+    /* A string literal: CONTINUE says it is not a message. */
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)"c LOGIN {3}\r\n", 13, &out),
+                     IMAP_ITEM_CONTINUE);
+    assert_false(out.message);
+    assert_string_equal(out.tag, "c");
+    imap_parser_free(&p);
+}
+
 static void
 test_line_is_done(void **state)
 {
@@ -1037,6 +1074,7 @@ main(void)
         cmocka_unit_test(test_struct_store_append),
         cmocka_unit_test(test_struct_mailbox_commands),
         cmocka_unit_test(test_append_streaming),
+        cmocka_unit_test(test_cancel_literal),
         cmocka_unit_test(test_line_is_done),
         cmocka_unit_test(test_arena),
     };
