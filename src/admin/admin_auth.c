@@ -5,8 +5,8 @@
  *   - on the unix socket without credentials: the peer's uid from SO_PEERCRED; root or
  *     tandemd's own uid is `local`.
  *
- * argon2id costs tens of milliseconds of CPU by design, and it runs on the loop thread (see
- * docs/decisions.md, "Admin API"): a verified pair is cached for ADMIN_AUTH_CACHE_S under a
+ * argon2id costs tens to hundreds of milliseconds of CPU by design; it runs on the helper
+ * thread (admin_crypto.c), and still: a verified pair is cached for ADMIN_AUTH_CACHE_S under a
  * keyed BLAKE2b of user and password (the key is random per process, so the cache holds
  * nothing an attacker could test passwords against offline), and every failure is answered
  * only after a delay that doubles per client (250 ms to 4 s), so guessing costs the guesser
@@ -259,6 +259,27 @@ succeed(struct admin_call *call, void (*next)(struct admin_call *call))
     next(call);
 }
 
+/* The argon2id thread's verdict on a call's credentials. */
+static void
+verified_cb(struct admin_call *call, int result, const char *hash)
+{
+    (void)hash;
+    if (!call->req) { /* the client went away while we checked */
+        admin_call_free(call);
+        return;
+    }
+    if (result == 0 && !call->auth_dummy) {
+        cache_put(call->srv->auth, call->auth_server, call->who_name, call->auth_mac);
+        succeed(call, call->auth_next);
+        return;
+    }
+    call->who = ADMIN_WHO_NONE;
+    if (result == 0 || result == -EACCES)
+        refuse(call, "wrong user name or password");
+    else
+        admin_reply_error(call, 500, NULL, "cannot check the password: %s", tdm_strerror(result));
+}
+
 /* Basic credentials: "user:password" or "server/<name>:key". */
 static void
 auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin_call *call))
@@ -310,22 +331,32 @@ auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin
         sodium_memzero(raw, sizeof(raw));
         return;
     }
-    int ret = dir_secret_verify(state, txn, server ? DIR_KIND_SERVER : DIR_KIND_USER, user,
-                                password);
+    char hash[DIR_PASSWORD_HASH_MAX];
+    int ret = dir_secret_hash(state, txn, server ? DIR_KIND_SERVER : DIR_KIND_USER, user, hash);
     mdb_txn_abort(txn);
+    if (ret < 0 && ret != -EACCES && ret != TDM_ENOTFOUND) {
+        sodium_memzero(raw, sizeof(raw));
+        call->who = ADMIN_WHO_NONE;
+        admin_reply_error(call, 500, NULL, "cannot read the credentials: %s", tdm_strerror(ret));
+        return;
+    }
+    call->auth_next = next;
+    memcpy(call->auth_mac, mac, sizeof(mac));
+    call->auth_server = server;
+    call->auth_dummy = ret < 0;
+    /* No stored secret (no such principal, or none set): hash the password instead, which
+     * costs what a check costs, so the answer's timing does not tell a missing user from a
+     * wrong password. */
+    ret = call->auth_dummy
+              ? admin_crypto_hash(call->srv->crypto, call, password, verified_cb)
+              : admin_crypto_verify(call->srv->crypto, call, hash, password, verified_cb);
     sodium_memzero(raw, sizeof(raw));
-    if (ret == 0) {
-        cache_put(call->srv->auth, server, call->who_name, mac);
-        succeed(call, next);
-        return;
+    sodium_memzero(hash, sizeof(hash));
+    if (ret < 0) {
+        call->who = ADMIN_WHO_NONE;
+        admin_reply_error(call, 503, NULL,
+                          "too many password checks in progress: try again in a moment");
     }
-    call->who = ADMIN_WHO_NONE;
-    if (ret == -EACCES || ret == TDM_ENOTFOUND) {
-        /* The same words for an unknown user and a wrong password: no user enumeration. */
-        refuse(call, "wrong user name or password");
-        return;
-    }
-    admin_reply_error(call, 500, NULL, "cannot check the password: %s", strerror(-ret));
 }
 
 void

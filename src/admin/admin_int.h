@@ -47,6 +47,7 @@ struct admin_server {
     struct store_reader *dir;      /* NULL until the directory database can be opened */
     bool dir_ready;                /* dir holds the bootstrapped directory (admin_dir_begin) */
     struct admin_auth *auth;       /* credential cache and failure delays */
+    struct admin_crypto *crypto;   /* the argon2id thread */
     struct admin_call *calls;      /* every call waiting for something (list) */
     struct admin_stream *streams;  /* /v1/events streams (list) */
     struct admin_poll *polls;      /* /v1/changes waiting for a change (list) */
@@ -76,6 +77,12 @@ struct admin_call {
     char name[DIR_NAME_MAX + 1];
     int (*on_commit)(struct admin_call *call); /* builds the answer after a durable commit */
     char *flush_name; /* a user or server (kind) whose cached credentials go after the commit */
+    uint64_t version; /* /v1/auth/verify: the user's version, read with the hash */
+    /* Authentication waiting for the argon2id thread (admin_auth.c). */
+    void (*auth_next)(struct admin_call *call);
+    uint8_t auth_mac[32]; /* crypto_generichash_BYTES */
+    bool auth_server;
+    bool auth_dummy; /* no stored secret: the check only takes the time a real one would */
 };
 
 /* ---- admin_server.c: replies ---- */
@@ -111,6 +118,28 @@ void admin_reply_storage_error(struct admin_call *call, int err, const char *wha
 /* Commits op through the core; on a durable success calls call->on_commit (which answers),
  * otherwise answers the error. Answers at once when the core is unreachable (503). */
 void admin_commit(struct admin_call *call, const struct dir_op *op);
+
+/* ---- admin_crypto.c: argon2id on a helper thread ---- */
+
+struct admin_crypto;
+
+/*
+ * Called on the loop thread when a job is done: result 0 (verify: the password matches; hash:
+ * hash holds the new argon2id string), -EACCES (verify: it does not), -ENOMEM. The client may
+ * have gone meanwhile (call->req NULL): the callback then frees the call.
+ */
+typedef void admin_crypto_cb(struct admin_call *call, int result, const char *hash);
+
+/* Starts the thread. Returns 0 with an owned *crypto_r, or -errno. */
+int admin_crypto_new(struct event_base *base, struct admin_crypto **crypto_r);
+/* Stops and joins the thread; jobs not reported are dropped (their calls stay the server's). */
+void admin_crypto_free(struct admin_crypto **crypto);
+/* Queue a check of password against hash, or the hashing of password; both copied. Returns 0
+ * (cb runs later, on the loop), or TDM_ELIMIT when too many jobs wait (answer 503). */
+int admin_crypto_verify(struct admin_crypto *crypto, struct admin_call *call, const char *hash,
+                        const char *password, admin_crypto_cb *cb);
+int admin_crypto_hash(struct admin_crypto *crypto, struct admin_call *call, const char *password,
+                      admin_crypto_cb *cb);
 
 /* ---- admin_auth.c ---- */
 

@@ -600,6 +600,27 @@ serve_acl(struct admin_call *call, enum dir_kind kind, const char *name, const c
 }
 
 static void
+password_hashed_cb(struct admin_call *call, int result, const char *hash)
+{
+    if (!call->req) { /* the client went away: nothing to commit for nobody */
+        admin_call_free(call);
+        return;
+    }
+    if (result < 0) {
+        admin_reply_error(call, 500, NULL, "cannot hash the password: %s", tdm_strerror(result));
+        return;
+    }
+    call->on_commit = reply_ok_after;
+    if (!(call->flush_name = strdup(call->name)))
+        log_fatal("out of memory");
+    struct dir_op op = {.type = TDM_REC_DIR_PASSWORD_SET,
+                        .kind = call->kind,
+                        .name = call->name,
+                        .password_hash = hash};
+    admin_commit(call, &op);
+}
+
+static void
 serve_password(struct admin_call *call, enum dir_kind kind, const char *name)
 {
     if (call->method != EVHTTP_REQ_PUT) {
@@ -639,21 +660,14 @@ serve_password(struct admin_call *call, enum dir_kind kind, const char *name)
         admin_req_clear(&req);
         return;
     }
-    char hash[DIR_PASSWORD_HASH_MAX];
-    if (dir_password_hash(req.password, 0, 0, hash) < 0) {
-        admin_req_clear(&req);
-        admin_reply_error(call, 500, NULL, "cannot hash the password (out of memory)");
-        return;
-    }
-    admin_req_clear(&req);
     call->kind = kind;
     snprintf(call->name, sizeof(call->name), "%s", name);
-    call->on_commit = reply_ok_after;
-    if (!(call->flush_name = strdup(name)))
-        log_fatal("out of memory");
-    struct dir_op op = {
-        .type = TDM_REC_DIR_PASSWORD_SET, .kind = kind, .name = name, .password_hash = hash};
-    admin_commit(call, &op);
+    /* Hashing takes as long as checking: on the argon2id thread, then the commit. */
+    int ret = admin_crypto_hash(call->srv->crypto, call, req.password, password_hashed_cb);
+    admin_req_clear(&req);
+    if (ret < 0)
+        admin_reply_error(call, 503, NULL,
+                          "too many password operations in progress: try again in a moment");
 }
 
 static void

@@ -478,6 +478,12 @@ admin_server_new(struct event_base *base, const struct tdm_config *cfg, int list
     }
     if (admin_auth_new(&srv->auth) < 0)
         log_fatal("out of memory");
+    ret = admin_crypto_new(base, &srv->crypto);
+    if (ret < 0) {
+        if (asprintf(error_r, "cannot start the password thread: %s", strerror(-ret)) < 0)
+            *error_r = NULL;
+        goto fail;
+    }
     char sock[4096];
     snprintf(sock, sizeof(sock), "%s/run/core.sock", cfg->datadir);
     ret = core_link_new(base, sock, TDM_IPC_WORKER_ADMIN, &srv->core);
@@ -511,6 +517,7 @@ fail:
     if (srv->http)
         evhttp_free(srv->http);
     core_link_free(&srv->core);
+    admin_crypto_free(&srv->crypto);
     admin_auth_free(&srv->auth);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
@@ -533,6 +540,8 @@ admin_server_free(struct admin_server **server)
     admin_streams_close_all(srv);
     admin_polls_close_all(srv);
     admin_auth_cancel_all(srv->auth);
+    /* Joins the argon2id thread; calls it still held are freed with the others below. */
+    admin_crypto_free(&srv->crypto);
     /* Fails commits in flight: their callbacks answer 503 on connections evhttp is about to
      * close, and free the calls. */
     core_link_free(&srv->core);
