@@ -147,10 +147,9 @@ mime_section_fetch(const struct mime_message *msg, const struct mime_section *se
     return built->error ? built->error : 1;
 }
 
-/* The part BINARY decodes, and whether it has an encoding to undo. */
-static int
-binary_part(const struct mime_message *msg, const uint32_t *part, unsigned n,
-            struct mime_span *span_r, enum mime_encoding *enc_r)
+int
+mime_binary_source(const struct mime_message *msg, const uint32_t *part, unsigned n,
+                   struct mime_span *span_r, enum mime_encoding *enc_r)
 {
     const struct mime_part *p;
     bool as_message;
@@ -178,7 +177,7 @@ mime_binary_fetch(const struct mime_message *msg, const uint32_t *part, unsigned
                   struct mime_span *span_r, struct mime_buf *decoded, bool *clean_r)
 {
     enum mime_encoding enc;
-    int ret = binary_part(msg, part, n, span_r, &enc);
+    int ret = mime_binary_source(msg, part, n, span_r, &enc);
     if (clean_r)
         *clean_r = true;
     if (ret < 0)
@@ -204,7 +203,7 @@ mime_binary_size(const struct mime_message *msg, const uint32_t *part, unsigned 
 {
     struct mime_span span;
     enum mime_encoding enc;
-    int ret = binary_part(msg, part, n, &span, &enc);
+    int ret = mime_binary_source(msg, part, n, &span, &enc);
     if (ret < 0)
         return ret;
     if (enc != MIME_ENC_BASE64 && enc != MIME_ENC_QP) {

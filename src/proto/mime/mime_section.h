@@ -80,6 +80,14 @@ int mime_section_part(const struct mime_message *msg, const uint32_t *part, unsi
 int mime_binary_fetch(const struct mime_message *msg, const uint32_t *part, unsigned n,
                       struct mime_span *span_r, struct mime_buf *decoded, bool *clean_r);
 
+/*
+ * What BINARY[part] decodes, for a caller that streams it (mime_decode.h) rather than holding
+ * the decoded copy: the encoded span and the encoding to undo (MIME_ENC_BINARY when there is
+ * none). Returns 0, TDM_ENOTFOUND or TDM_EINVAL (unknown encoding).
+ */
+int mime_binary_source(const struct mime_message *msg, const uint32_t *part, unsigned n,
+                       struct mime_span *span_r, enum mime_encoding *enc_r);
+
 /* BINARY.SIZE[part]: the size of what mime_binary_fetch() would return, computed without
  * holding the decoded content. Returns 0, TDM_ENOTFOUND or TDM_EINVAL as above. */
 int mime_binary_size(const struct mime_message *msg, const uint32_t *part, unsigned n,
