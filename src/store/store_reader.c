@@ -3,8 +3,16 @@
  * contract is in store_reader.h.
  *
  * Sub-database handles: LMDB keeps a handle opened in a transaction only if that transaction
- * commits, so the handles (meta, mail, the handler's) are opened once in a read-only
- * transaction that is committed, and every later snapshot reuses them.
+ * commits, so the handles (meta, mail, the handler's) are opened in a read-only transaction
+ * that is committed, and later snapshots reuse them.
+ *
+ * Tables that appear later: a handler looks for its tables in open() and, in a read-only
+ * transaction, reads as empty when they are absent (a database created but not yet mounted:
+ * the core's first start of a directory server). Were that state kept, the reader would read
+ * empty for its whole life. So each snapshot counts the named sub-databases (the entries of
+ * LMDB's main database); when the count changed since the handles were opened, they are opened
+ * again and the handler gets a fresh state. The old state is kept until store_reader_free(),
+ * so a pointer a caller still holds never dangles.
  *
  * Hazard: LMDB's lock file uses POSIX record locks, which a process loses when it closes any
  * descriptor of that file. A reader in the same process as the store that writes the
@@ -25,10 +33,45 @@
 struct store_reader {
     MDB_env *env;
     MDB_dbi meta;
+    MDB_dbi main;   /* LMDB's main database: one entry per named sub-database */
+    size_t n_named; /* its entries when the handles were last opened */
     struct mail_dbis mail;
     const struct store_record_handler *handler;
-    void *hstate; /* owned: handler->open()'s state */
+    void *hstate;   /* owned: handler->open()'s state */
+    void **retired; /* owned: earlier states, freed with the reader */
+    size_t n_retired;
 };
+
+/* The sub-database handles and the handler's state, in read-only txn (committed by the
+ * caller so the handles stay). On failure nothing changed. */
+static int
+open_tables(struct store_reader *r, MDB_txn *txn)
+{
+    MDB_stat st;
+    int rc = mdb_stat(txn, r->main, &st);
+    if (rc != 0)
+        return store__lmdb_err(rc);
+    struct mail_dbis mail;
+    int ret = mail_dbis_open(txn, &mail);
+    if (ret < 0)
+        return ret;
+    void *hstate = NULL;
+    if (r->handler && (ret = r->handler->open(txn, &hstate)) < 0)
+        return ret;
+    if (r->hstate) {
+        void **grown = realloc(r->retired, (r->n_retired + 1) * sizeof(*grown));
+        if (!grown) {
+            r->handler->close(hstate);
+            return -ENOMEM;
+        }
+        r->retired = grown;
+        r->retired[r->n_retired++] = r->hstate;
+    }
+    r->hstate = hstate;
+    r->mail = mail;
+    r->n_named = st.ms_entries;
+    return 0;
+}
 
 static int
 check_layout(const char *dir, char *lmdb_dir, size_t size, const char **error_r)
@@ -86,19 +129,17 @@ open_handles(struct store_reader *r, const char *dir, MDB_txn *txn, const char *
                                          : "needs its kind's record handler to be read");
         return TDM_EINVAL;
     }
-    ret = mail_dbis_open(txn, &r->mail);
-    if (ret < 0) {
-        *error_r =
-            store__errorf("%s: cannot open the mail sub-databases: %s", dir, tdm_strerror(ret));
-        return ret;
+    rc = mdb_dbi_open(txn, NULL, 0, &r->main);
+    if (rc != 0) {
+        *error_r = store__errorf("%s: cannot read: %s", dir, mdb_strerror(rc));
+        return store__lmdb_err(rc);
     }
-    if (r->handler) {
-        ret = r->handler->open(txn, &r->hstate);
-        if (ret < 0) {
-            *error_r = store__errorf("%s: the '%s' record handler cannot read it: %s", dir, kind,
-                                     tdm_strerror(ret));
-            return ret;
-        }
+    ret = open_tables(r, txn);
+    if (ret < 0) {
+        *error_r = store__errorf("%s: cannot open its sub-databases%s%s: %s", dir,
+                                 r->handler ? " with the handler of kind " : "",
+                                 r->handler ? kind : "", tdm_strerror(ret));
+        return ret;
     }
     return 0;
 }
@@ -154,13 +195,16 @@ store_reader_free(struct store_reader **reader)
         return;
     if (r->handler && r->hstate)
         r->handler->close(r->hstate);
+    for (size_t i = 0; i < r->n_retired; i++)
+        r->handler->close(r->retired[i]);
+    free(r->retired);
     mdb_env_close(r->env);
     free(r);
     *reader = NULL;
 }
 
-int
-store_reader_begin(struct store_reader *reader, MDB_txn **txn_r)
+static int
+txn_begin(struct store_reader *reader, MDB_txn **txn_r)
 {
     int rc = mdb_txn_begin(reader->env, NULL, MDB_RDONLY, txn_r);
     if (rc == MDB_MAP_RESIZED) {
@@ -172,6 +216,36 @@ store_reader_begin(struct store_reader *reader, MDB_txn **txn_r)
     if (rc == MDB_READERS_FULL)
         return TDM_ELIMIT;
     return rc == 0 ? 0 : store__lmdb_err(rc);
+}
+
+int
+store_reader_begin(struct store_reader *reader, MDB_txn **txn_r)
+{
+    int ret = txn_begin(reader, txn_r);
+    if (ret < 0)
+        return ret;
+    MDB_stat st;
+    int rc = mdb_stat(*txn_r, reader->main, &st);
+    if (rc != 0) {
+        mdb_txn_abort(*txn_r);
+        return store__lmdb_err(rc);
+    }
+    if (st.ms_entries == reader->n_named)
+        return 0;
+    /* Sub-databases were created since the handles were opened (see the top of this file). */
+    mdb_txn_abort(*txn_r);
+    MDB_txn *txn;
+    if ((ret = txn_begin(reader, &txn)) < 0)
+        return ret;
+    ret = open_tables(reader, txn);
+    if (ret < 0) {
+        mdb_txn_abort(txn);
+        return ret;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != 0)
+        return store__lmdb_err(rc);
+    return txn_begin(reader, txn_r);
 }
 
 const struct mail_dbis *

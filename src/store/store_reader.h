@@ -43,7 +43,10 @@ void store_reader_free(struct store_reader **reader);
  * a negative code (-ENOMEM, -EIO, TDM_ELIMIT when too many readers). */
 int store_reader_begin(struct store_reader *reader, MDB_txn **txn_r);
 
-/* The mail sub-databases (for mail_read.c's functions) and the handler's state. */
+/* The mail sub-databases (for mail_read.c's functions) and the handler's state. Ask after
+ * store_reader_begin(): a reader opened before the handler's tables existed (a database
+ * created but not yet mounted) gets a new state once they do; an older one stays valid, and
+ * reads as empty, until store_reader_free(). */
 const struct mail_dbis *store_reader_mail_dbis(const struct store_reader *reader);
 void *store_reader_handler_state(const struct store_reader *reader);
 

@@ -48,6 +48,7 @@ teardown(void **state)
 /* A handler for a kind that is not mail: one sub-database, read as empty when absent. */
 struct toy_state {
     MDB_dbi dbi;
+    bool present; /* false: opened read-only before the table existed */
 };
 
 static bool
@@ -79,6 +80,7 @@ toy_open(MDB_txn *txn, void **state_r)
         free(st);
         return -EIO;
     }
+    st->present = rc == 0;
     *state_r = st;
     return 0;
 }
@@ -301,6 +303,48 @@ test_handler_must_fit_the_kind(void **state)
     store_reader_free(&r);
 }
 
+/* A reader opened on a database whose handler tables do not exist yet (created, never
+ * mounted) sees them, and what is committed into them, once the store has mounted it. */
+static void
+test_tables_created_after_the_reader_opened(void **state)
+{
+    (void)state;
+    struct store_options o;
+    store_options_init(&o);
+    o.kind = "toy";
+    /* Created without its handler: the store's own tables exist, the handler's do not until
+     * the first mount (as for a database made by a tool that does not know the kind). */
+    const char *why = NULL;
+    assert_int_equal(store_create(dbdir, &o, &why), 0);
+    o.handler = &toy;
+    struct store_reader *r = NULL;
+    if (store_reader_open(dbdir, &toy, &r, &why) < 0)
+        fail_msg("reader: %s", why);
+    MDB_txn *txn;
+    assert_int_equal(store_reader_begin(r, &txn), 0);
+    struct toy_state *before = store_reader_handler_state(r);
+    assert_false(before->present);
+    mdb_txn_abort(txn);
+
+    struct store *s = NULL;
+    assert_int_equal(store_open(dbdir, &o, &s, &why), 0);
+    uint64_t lsn;
+    assert_int_equal(store_commit(s, TDM_REC_TEST_FIRST, "k", 1, &lsn, NULL), 0);
+    assert_int_equal(store_reader_begin(r, &txn), 0);
+    struct toy_state *after = store_reader_handler_state(r);
+    assert_true(after->present);
+    MDB_val k = {1, "k"}, v;
+    assert_int_equal(mdb_get(txn, after->dbi, &k, &v), 0);
+    assert_false(before->present); /* the old state is still there, and still readable */
+    mdb_txn_abort(txn);
+    /* Later snapshots keep the state: nothing new was created. */
+    assert_int_equal(store_reader_begin(r, &txn), 0);
+    assert_ptr_equal(store_reader_handler_state(r), after);
+    mdb_txn_abort(txn);
+    assert_int_equal(store_close(&s), 0);
+    store_reader_free(&r);
+}
+
 static void
 test_not_a_database(void **state)
 {
@@ -329,6 +373,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sees_each_acknowledged_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_must_fit_the_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tables_created_after_the_reader_opened, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
