@@ -1,7 +1,9 @@
 /*
  * Fuzzes the IMAP command parser (src/proto/imap/). Input: byte 0 picks the limits (bit 0:
- * small limits, so every limit is reachable with short inputs; bit 1: LITERAL-), byte 1 seeds
- * the piece sizes; the rest is a client byte stream. Invariants, any break aborts:
+ * small limits, so every limit is reachable with short inputs; bit 1: LITERAL-) and whether
+ * the "session" refuses APPEND messages of odd size instead of sending "+" (bit 2:
+ * imap_parser_cancel_literal); byte 1 seeds the piece sizes; the rest is a client byte stream.
+ * Invariants, any break aborts:
  *   - the stream fed whole, fed in pieces of pseudo-random sizes, and fed one byte at a time
  *     gives the same transcript (commands in canonical form, continuations, APPEND bytes,
  *     refusals);
@@ -80,6 +82,7 @@ reparse(const struct imap_parser_limits *lim, const struct imap_buf *text)
 }
 
 struct run {
+    bool cancel_odd;   /* cancel odd-sized message literals at CONTINUE */
     struct imap_buf t; /* the transcript */
     int last;
     size_t last_msg;
@@ -121,7 +124,12 @@ feed(struct imap_parser *p, const struct imap_parser_limits *lim, const uint8_t 
         }
         case IMAP_ITEM_CONTINUE:
             check(strcmp(out.response, "+ Ready for literal data\r\n") == 0);
-            imap_buf_puts(&run->t, "+\n");
+            if (run->cancel_odd && out.message && out.msg_size % 2) {
+                check(imap_parser_cancel_literal(p) == 0);
+                imap_buf_puts(&run->t, "+cancelled\n");
+            } else {
+                imap_buf_puts(&run->t, "+\n");
+            }
             break;
         case IMAP_ITEM_LITERAL_DATA:
             check(out.data >= in + off && out.data + out.len <= in + len && out.len > 0);
@@ -155,12 +163,13 @@ feed(struct imap_parser *p, const struct imap_parser_limits *lim, const uint8_t 
 
 /* Feeds in[0..len) in pieces: sizes from a small LCG seeded by seed; 0 means byte by byte. */
 static void
-run_stream(const struct imap_parser_limits *lim, const uint8_t *in, size_t len, unsigned seed,
-           bool whole, struct run *run)
+run_stream(const struct imap_parser_limits *lim, bool cancel_odd, const uint8_t *in, size_t len,
+           unsigned seed, bool whole, struct run *run)
 {
     struct imap_parser *p;
     check(imap_parser_new(lim, &p) == 0);
     memset(run, 0, sizeof(*run));
+    run->cancel_odd = cancel_odd;
     run->last = -1;
     size_t off = 0;
     uint32_t x = seed * 2654435761u + 1;
@@ -190,9 +199,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 2;
 
     struct run whole, pieces, bytes;
-    run_stream(&lim, in, len, 0, true, &whole);
-    run_stream(&lim, in, len, data[1] | 1u, false, &pieces);
-    run_stream(&lim, in, len, 0, false, &bytes);
+    bool cancel_odd = data[0] & 4;
+    run_stream(&lim, cancel_odd, in, len, 0, true, &whole);
+    run_stream(&lim, cancel_odd, in, len, data[1] | 1u, false, &pieces);
+    run_stream(&lim, cancel_odd, in, len, 0, false, &bytes);
     check(whole.t.len == pieces.t.len && whole.t.len == bytes.t.len);
     check(whole.t.len == 0 || (memcmp(whole.t.data, pieces.t.data, whole.t.len) == 0 &&
                                memcmp(whole.t.data, bytes.t.data, whole.t.len) == 0));
