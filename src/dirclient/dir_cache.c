@@ -16,6 +16,7 @@
 enum entry_type {
     ENTRY_OBJECT = 1,
     ENTRY_LOGIN = 2,
+    ENTRY_RCPT = 3, /* kind 0; name: the address */
 };
 
 struct entry {
@@ -232,14 +233,38 @@ dir_cache_object_get(struct dir_cache *c, enum dir_kind kind, const char *name, 
     return e && fresh(c, e, now_ms) ? e->json : NULL;
 }
 
+int
+dir_cache_rcpt_put(struct dir_cache *c, const char *address, const char *json, uint64_t now_ms)
+{
+    char *copy = strdup(json);
+    if (!copy)
+        return -ENOMEM;
+    return entry_store(c, ENTRY_RCPT, 0, address, copy, now_ms) ? 0 : -ENOMEM;
+}
+
+const char *
+dir_cache_rcpt_get(struct dir_cache *c, const char *address, uint64_t now_ms)
+{
+    struct entry *e = entry_find(c, ENTRY_RCPT, 0, address);
+    return e && fresh(c, e, now_ms) ? e->json : NULL;
+}
+
 void
 dir_cache_invalidate(struct dir_cache *c, enum dir_kind kind, const char *name)
 {
     struct entry *e = entry_find(c, ENTRY_OBJECT, (uint8_t)kind, name);
     if (e)
         entry_drop(c, e);
-    if (kind == DIR_KIND_USER && (e = entry_find(c, ENTRY_LOGIN, DIR_KIND_USER, name)) != NULL)
+    if (kind != DIR_KIND_USER)
+        return;
+    if ((e = entry_find(c, ENTRY_LOGIN, DIR_KIND_USER, name)) != NULL)
         entry_drop(c, e);
+    for (e = c->oldest; e;) {
+        struct entry *next = e->newer;
+        if (e->type == ENTRY_RCPT)
+            entry_drop(c, e);
+        e = next;
+    }
 }
 
 void

@@ -41,6 +41,7 @@
 enum dc_type {
     DC_LOGIN,
     DC_CHANGES,
+    DC_RCPT,
 };
 
 struct dc_req {
@@ -52,6 +53,9 @@ struct dc_req {
     struct event *answer; /* a cached answer, given from the loop rather than the call */
     char *user, *password; /* DC_LOGIN: owned; the password is wiped before it is freed */
     dir_client_login_cb *cb;
+    char *address;         /* DC_RCPT: owned */
+    struct dir_recipient rcpt;
+    dir_client_rcpt_cb *rcpt_cb;
     void *ctx;
 };
 
@@ -147,6 +151,7 @@ req_free(struct dc_req *r)
         free(r->password);
     }
     free(r->user);
+    free(r->address);
     free(r);
 }
 
@@ -168,6 +173,14 @@ req_finish(struct dc_req *r, int status, bool from_cache)
                 c->stats.logins_remote++;
         }
         r->cb(r->ctx, status, from_cache);
+    } else if (r->type == DC_RCPT) {
+        if (status == 0) {
+            if (from_cache)
+                c->stats.rcpts_cached++;
+            else
+                c->stats.rcpts_remote++;
+        }
+        r->rcpt_cb(r->ctx, status, status == 0 ? &r->rcpt : NULL, from_cache);
     } else {
         c->polling = false;
         if (!c->freeing) {
@@ -216,6 +229,46 @@ login_answer(struct dc_req *r, json_t *doc)
         return -EACCES;
     if (dir_cache_login_put(r->client->cache, r->user, r->password, now_ms()) < 0)
         log_warn("directory client: out of memory caching a login; it will be asked again");
+    return 0;
+}
+
+/* {"status":"ok","user":"alice","database":"db1"} into r->rcpt. */
+static int
+rcpt_parse(struct dc_req *r, json_t *doc)
+{
+    const char *st = json_string_value(json_object_get(doc, "status"));
+    const char *user = json_string_value(json_object_get(doc, "user"));
+    const char *db = json_string_value(json_object_get(doc, "database"));
+    static const enum dir_rcpt_status all[] = {DIR_RCPT_OK, DIR_RCPT_UNKNOWN,
+                                               DIR_RCPT_NO_MAILBOX, DIR_RCPT_DISABLED};
+    memset(&r->rcpt, 0, sizeof(r->rcpt));
+    bool known = false;
+    for (size_t i = 0; st && i < sizeof(all) / sizeof(all[0]); i++)
+        if (!strcmp(st, dir_rcpt_status_name(all[i]))) {
+            r->rcpt.status = all[i];
+            known = true;
+        }
+    if (!known || (user && strlen(user) > DIR_NAME_MAX) || (db && strlen(db) > DIR_NAME_MAX))
+        return TDM_EINVAL;
+    if (r->rcpt.status == DIR_RCPT_OK && (!user || !db || !user[0] || !db[0]))
+        return TDM_EINVAL;
+    if (user)
+        snprintf(r->rcpt.user, sizeof(r->rcpt.user), "%s", user);
+    if (db)
+        snprintf(r->rcpt.database, sizeof(r->rcpt.database), "%s", db);
+    return 0;
+}
+
+static int
+rcpt_answer(struct dc_req *r, json_t *doc)
+{
+    int ret = rcpt_parse(r, doc);
+    if (ret < 0)
+        return ret;
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text || dir_cache_rcpt_put(r->client->cache, r->address, text, now_ms()) < 0)
+        log_warn("directory client: out of memory caching a recipient; it will be asked again");
+    free(text);
     return 0;
 }
 
@@ -293,6 +346,8 @@ done_cb(struct evhttp_request *req, void *arg)
         status = TDM_EINVAL;
     } else if (r->type == DC_LOGIN) {
         status = login_answer(r, doc);
+    } else if (r->type == DC_RCPT) {
+        status = rcpt_answer(r, doc);
     } else {
         status = changes_answer(c, doc);
     }
@@ -308,6 +363,13 @@ request_uri(const struct dc_req *r)
     char *uri = NULL;
     if (r->type == DC_LOGIN)
         return strdup("/v1/auth/verify");
+    if (r->type == DC_RCPT) {
+        char *enc = evhttp_uriencode(r->address, -1, 0);
+        if (enc && asprintf(&uri, "/v1/recipients/%s", enc) < 0)
+            uri = NULL;
+        free(enc);
+        return uri;
+    }
     if (asprintf(&uri, "/v1/changes?since=%llu&wait=%u",
                  (unsigned long long)r->client->stats.journal_seq, r->client->poll_wait_s) < 0)
         return NULL;
@@ -467,6 +529,51 @@ dir_client_login(struct dir_client *c, const char *user, const char *password,
         (r->answer = evtimer_new(c->base, cached_login_cb, r)) != NULL) {
         event_active(r->answer, EV_TIMEOUT, 0);
         return 0;
+    }
+    int ret = dc_send(r);
+    if (ret < 0) {
+        req_unlink(r);
+        req_free(r);
+    }
+    return ret;
+}
+
+/* ---- Recipients ---- */
+
+static void
+cached_rcpt_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    req_finish(arg, 0, true);
+}
+
+int
+dir_client_recipient(struct dir_client *c, const char *local, const char *domain,
+                     dir_client_rcpt_cb *cb, void *ctx)
+{
+    if (strlen(local) + strlen(domain) + 1 > 2 * DIR_NAME_MAX + 1)
+        return TDM_EINVAL;
+    struct dc_req *r = req_new(c, DC_RCPT);
+    if (!r)
+        return -ENOMEM;
+    r->rcpt_cb = cb;
+    r->ctx = ctx;
+    if (asprintf(&r->address, domain[0] ? "%s@%s" : "%s%s", local, domain) < 0) {
+        r->address = NULL;
+        req_unlink(r);
+        req_free(r);
+        return -ENOMEM;
+    }
+    const char *cached = dir_cache_rcpt_get(c->cache, r->address, now_ms());
+    if (cached) {
+        json_t *doc = json_loads(cached, 0, NULL);
+        int ok = doc ? rcpt_parse(r, doc) : TDM_EINVAL;
+        json_decref(doc);
+        if (ok == 0 && (r->answer = evtimer_new(c->base, cached_rcpt_cb, r)) != NULL) {
+            event_active(r->answer, EV_TIMEOUT, 0);
+            return 0;
+        }
     }
     int ret = dc_send(r);
     if (ret < 0) {

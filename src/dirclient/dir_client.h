@@ -16,6 +16,7 @@
  * started them.
  */
 
+#include "directory/directory.h"
 #include "lib/config.h"
 
 #include <stdbool.h>
@@ -60,6 +61,20 @@ typedef void dir_client_login_cb(void *ctx, int status, bool from_cache);
 int dir_client_login(struct dir_client *client, const char *user, const char *password,
                      dir_client_login_cb *cb, void *ctx);
 
+/*
+ * The answer to a recipient lookup: status 0 with *rcpt (its status field says ok, unknown,
+ * no mailbox or disabled; borrowed for the call), or -EHOSTUNREACH (no endpoint answered and
+ * the cache has no fresh answer), TDM_ECLOSED, -EPERM (the directory refused this server's
+ * credentials), or another negative code for a broken answer.
+ */
+typedef void dir_client_rcpt_cb(void *ctx, int status, const struct dir_recipient *rcpt,
+                                bool from_cache);
+
+/* Looks up local@domain (GET /v1/recipients/<address>). Copies both. Returns 0 (cb will be
+ * called once) or -ENOMEM / TDM_EINVAL (an address longer than the directory can hold). */
+int dir_client_recipient(struct dir_client *client, const char *local, const char *domain,
+                         dir_client_rcpt_cb *cb, void *ctx);
+
 struct dir_client_stats {
     bool following;          /* the last journal read succeeded */
     uint64_t journal_seq;    /* position in the directory's change journal */
@@ -67,6 +82,8 @@ struct dir_client_stats {
     size_t cache_entries;
     uint64_t logins_cached;  /* answered from the cache */
     uint64_t logins_remote;  /* answered by the directory */
+    uint64_t rcpts_cached;   /* recipient lookups answered from the cache */
+    uint64_t rcpts_remote;
     uint64_t failures;       /* requests no endpoint answered */
     uint64_t resets;         /* journal resets (cache dropped) */
 };

@@ -109,6 +109,29 @@ test_invalidate(void **state)
 }
 
 static void
+test_recipients(void **state)
+{
+    (void)state;
+    struct dir_cache *c = cache_new(100);
+    assert_null(dir_cache_rcpt_get(c, "a@x.test", 0));
+    assert_int_equal(dir_cache_rcpt_put(c, "a@x.test", "{\"status\":\"ok\"}", 0), 0);
+    assert_int_equal(dir_cache_rcpt_put(c, "nobody@x.test", "{\"status\":\"unknown\"}", 0), 0);
+    assert_int_equal(dir_cache_login_put(c, "bob", "pw", 0), 0);
+    assert_string_equal(dir_cache_rcpt_get(c, "a@x.test", 1), "{\"status\":\"ok\"}");
+    assert_null(dir_cache_rcpt_get(c, "a@x.test", TTL + 1));
+    /* A group or a site changing leaves recipients alone; any user changing drops them all
+     * (nobody@ may be somebody's address now), and only that user's login. */
+    dir_cache_invalidate(c, DIR_KIND_GROUP, "sales");
+    assert_non_null(dir_cache_rcpt_get(c, "nobody@x.test", 1));
+    dir_cache_invalidate(c, DIR_KIND_USER, "carol");
+    assert_null(dir_cache_rcpt_get(c, "nobody@x.test", 1));
+    assert_null(dir_cache_rcpt_get(c, "a@x.test", 1));
+    assert_true(dir_cache_login_ok(c, "bob", "pw", 1));
+    assert_int_equal(dir_cache_size(c), 1);
+    dir_cache_free(&c);
+}
+
+static void
 test_replace_and_bound(void **state)
 {
     (void)state;
@@ -150,6 +173,7 @@ main(void)
         cmocka_unit_test(test_journal_keeps_fresh_then_expires),
         cmocka_unit_test(test_invalidate),
         cmocka_unit_test(test_replace_and_bound),
+        cmocka_unit_test(test_recipients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

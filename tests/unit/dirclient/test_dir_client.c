@@ -49,6 +49,7 @@ struct fake {
     char expected_auth[256];
     unsigned verifies;   /* /v1/auth/verify requests answered */
     unsigned polls;      /* /v1/changes requests answered */
+    unsigned lookups;    /* /v1/recipients requests answered */
     uint64_t last;       /* journal position it reports */
     bool reset;          /* next poll answers reset */
     char change_kind[16], change_name[64]; /* next poll carries this entry, when set */
@@ -121,6 +122,15 @@ fake_cb(struct evhttp_request *req, void *arg)
         json_decref(body);
         f->verifies++;
         reply_json(req, 200, json_pack("{s:b}", "ok", ok));
+        return;
+    }
+    if (strncmp(uri, "/v1/recipients/", 15) == 0) {
+        f->lookups++;
+        bool alice = strcmp(uri + 15, "alice%40x.test") == 0;
+        reply_json(req, 200,
+                   alice ? json_pack("{s:s,s:s,s:s}", "status", "ok", "user", "alice", "database",
+                                     "db1")
+                         : json_pack("{s:s}", "status", "unknown"));
         return;
     }
     if (strncmp(uri, "/v1/changes?", 12) == 0) {
@@ -386,6 +396,84 @@ test_login_remote_then_cached_then_invalidated(void **state)
     event_base_free(base);
 }
 
+struct rcpt_answer {
+    bool done;
+    int status;
+    bool from_cache;
+    struct dir_recipient rcpt;
+};
+
+static void
+rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_cache)
+{
+    struct rcpt_answer *a = ctx;
+    a->done = true;
+    a->status = status;
+    a->from_cache = from_cache;
+    if (r)
+        a->rcpt = *r;
+}
+
+static struct rcpt_answer
+recipient(struct event_base *base, struct dir_client *c, const char *local, const char *domain)
+{
+    struct rcpt_answer a = {0};
+    assert_int_equal(dir_client_recipient(c, local, domain, rcpt_cb, &a), 0);
+    assert_false(a.done);
+    run_until(base, &a.done, 5000);
+    return a;
+}
+
+static void
+test_recipients_cached_until_a_user_changes(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct fake f;
+    fake_start(&f, base);
+    struct tdm_config_endpoint ep = endpoint(f.port);
+    struct dir_client *c = client_new(base, &ep, 1, "the-key", 600000);
+    wait_following(base, c);
+    struct rcpt_answer a = recipient(base, c, "alice", "x.test");
+    assert_int_equal(a.status, 0);
+    assert_false(a.from_cache);
+    assert_int_equal(a.rcpt.status, DIR_RCPT_OK);
+    assert_string_equal(a.rcpt.user, "alice");
+    assert_string_equal(a.rcpt.database, "db1");
+    a = recipient(base, c, "nobody", "x.test");
+    assert_int_equal(a.rcpt.status, DIR_RCPT_UNKNOWN);
+    assert_int_equal(f.lookups, 2);
+    /* Both answers, the negative one too, now come from the cache. */
+    a = recipient(base, c, "alice", "x.test");
+    assert_true(a.from_cache);
+    assert_string_equal(a.rcpt.database, "db1");
+    a = recipient(base, c, "nobody", "x.test");
+    assert_true(a.from_cache);
+    assert_int_equal(a.rcpt.status, DIR_RCPT_UNKNOWN);
+    assert_int_equal(f.lookups, 2);
+    /* Any user changing drops them. */
+    snprintf(f.change_kind, sizeof(f.change_kind), "user");
+    snprintf(f.change_name, sizeof(f.change_name), "somebody");
+    struct dir_client_stats st;
+    for (int i = 0; i < 500; i++) {
+        dir_client_get_stats(c, &st);
+        if (st.journal_seq == f.last && f.change_name[0] == '\0')
+            break;
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    a = recipient(base, c, "nobody", "x.test");
+    assert_false(a.from_cache);
+    assert_int_equal(f.lookups, 3);
+    /* The directory gone: no fresh answer, no guess. */
+    fake_stop(&f);
+    a = recipient(base, c, "somebody", "x.test");
+    assert_int_equal(a.status, -EHOSTUNREACH);
+    dir_client_free(&c);
+    event_base_free(base);
+}
+
 static void
 test_dead_endpoint_then_directory_down(void **state)
 {
@@ -471,6 +559,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_login_remote_then_cached_then_invalidated),
         cmocka_unit_test(test_dead_endpoint_then_directory_down),
+        cmocka_unit_test(test_recipients_cached_until_a_user_changes),
         cmocka_unit_test(test_ttl_expires_while_down),
         cmocka_unit_test(test_refused_credentials_and_free_in_flight),
     };
