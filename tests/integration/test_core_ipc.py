@@ -382,3 +382,40 @@ def test_db_status_lists_refused_databases_in_name_order(server, tandemctl, clie
     r = client("errors", sock, "broken")
     assert "bad_payload -10005" in r.stdout.splitlines()
     stop(server, p)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_socket_belongs_to_the_service_user(tandem_bin, client):
+    """Started as root with user = nobody: <datadir>/run is nobody's, and the core (running as
+    nobody) binds its socket there."""
+    import pathlib
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tandemd-user-"))
+    os.chmod(tmp, 0o755)
+    s = Server(tandem_bin("tandemd"), tmp, "mbx1")
+    try:
+        s.datadir.mkdir(mode=0o750)
+        os.chown(s.datadir, nobody.pw_uid, nobody.pw_gid)
+        s.events.touch()
+        os.chown(s.events, nobody.pw_uid, nobody.pw_gid)
+        s.user = "nobody"
+        s.write_conf(server="mbx1", level="info")
+        p = s.start()
+        sock = s.datadir / "run" / "core.sock"
+        wait_for(sock.exists, "core.sock")
+        run = s.datadir / "run"
+        assert (run.stat().st_uid, stat.S_IMODE(run.stat().st_mode)) == (nobody.pw_uid, 0o700)
+        assert sock.stat().st_uid == nobody.pw_uid
+        r = client("status", sock)
+        assert r.returncode == 0, r.stderr
+        counters = dict(line.split()[1:] for line in r.stdout.splitlines()
+                        if line.startswith("counter "))
+        assert int(counters["tandem_core_ipc_connections"]) >= 1  # this client, and workers
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=WAIT) == 0, s.output()
+    finally:
+        s.kill_all()
+        shutil.rmtree(tmp)
