@@ -446,10 +446,6 @@ def test_password_prompt_on_a_terminal(tandem_bin, directory):
     assert b"daves password" not in out  # never echoed
 
 
-# The contract (docs/formats/admin-api.md) has server keys; the admin server refuses them
-# until the directory keeps passwords for servers. strict: this fails once they work, so the
-# marker goes then.
-@pytest.mark.xfail(strict=True, reason="admin server: 'server keys are not supported yet'")
 def test_server_key(ctl, directory):
     """A server object's key is set like a password and authenticates server/<name>."""
     sock = ["--socket", directory.admin_socket]
