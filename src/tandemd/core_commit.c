@@ -27,7 +27,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define CORE_IPC_MAX_CHANGED 4u /* (mailbox, folder) pairs one commit can report */
+/* (mailbox, folder) pairs one commit can change: an append's targets at most (a copy or move
+ * has two). */
+#define CORE_IPC_MAX_CHANGED MAIL_MAX_TARGETS
 
 /* A folder a commit may have changed, for CHANGED. */
 struct core_touched {
@@ -212,6 +214,10 @@ touch(struct core_pending *p, const char *mailbox, const char *folder)
 {
     if (!mailbox || !folder || p->n_touched >= CORE_IPC_MAX_CHANGED)
         return;
+    /* An LMTP delivery may name one folder twice (two aliases of one user): one CHANGED. */
+    for (size_t i = 0; i < p->n_touched; i++)
+        if (!strcmp(p->touched[i].mailbox, mailbox) && !strcmp(p->touched[i].folder, folder))
+            return;
     p->touched[p->n_touched].mailbox = tandemd__xstrndup(mailbox, strlen(mailbox));
     p->touched[p->n_touched].folder = tandemd__xstrndup(folder, strlen(folder));
     p->n_touched++;

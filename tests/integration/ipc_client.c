@@ -20,6 +20,9 @@
  *       Subscribes to MAILBOX's folders, appends COUNT messages, then sets \Seen on UID 1, and
  *       prints "changed FOLDER EXISTS UIDNEXT HIGHESTMODSEQ" for each CHANGED until the one
  *       that follows the flag change.
+ *   tdm_ipc_client fanout SOCKET DATABASE MAILBOX N
+ *       Creates MAILBOX and folders f1..fN (N <= 9), subscribes, appends one message to INBOX
+ *       and every fI at once, and prints "changed FOLDER EXISTS" until each folder was told.
  *   tdm_ipc_client list DBDIR MAILBOX
  *       Prints "msg I" for each message in MAILBOX's INBOX (I from its GUID), by store_reader.
  * Exit 0, or 1 with a message on stderr.
@@ -388,6 +391,103 @@ cmd_watch(int argc, char **argv)
     return watch_done ? 0 : fail("waiting for CHANGED", TDM_ECLOSED);
 }
 
+/* ---- fanout ---- */
+
+static bool op_done;
+static int op_status;
+
+static void
+op_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    (void)ctx;
+    op_done = true;
+    op_status = status < 0 ? status : reply->u.commit_reply.status;
+}
+
+/* Commits op and waits for its reply; returns the store's status. */
+static int
+commit_op_wait(const struct mail_op *op)
+{
+    uint8_t *p;
+    size_t len;
+    const char *why;
+    if (mail_op_encode(op, &p, &len, &why) < 0)
+        exit(fail(why, TDM_EINVAL));
+    op_done = false;
+    int ret = core_link_commit(clink, cm.database, op->type, p, len, op_cb, NULL);
+    free(p);
+    if (ret < 0)
+        return ret;
+    while (!op_done)
+        event_base_loop(base, EVLOOP_ONCE);
+    return op_status;
+}
+
+static char fanout_seen[16];
+static unsigned fanout_n;
+
+static void
+fanout_changed_cb(void *ctx, const struct ipc_msg *msg)
+{
+    (void)ctx;
+    const struct ipc_changed *c = &msg->u.changed;
+    printf("changed %.*s %u\n", (int)c->folder.len, c->folder.ptr, c->exists);
+    fflush(stdout);
+    unsigned i = 0;
+    if (c->folder.len == 2 && c->folder.ptr[0] == 'f')
+        i = (unsigned)(c->folder.ptr[1] - '0');
+    if (i < sizeof(fanout_seen) && !fanout_seen[i]) {
+        fanout_seen[i] = 1;
+        fanout_n++;
+    }
+}
+
+/* One append to INBOX and folders f1..fN of MAILBOX (N <= 9): a CHANGED for each. */
+static int
+cmd_fanout(int argc, char **argv)
+{
+    if (argc != 6)
+        return 2;
+    cm.database = argv[3];
+    cm.mailbox = argv[4];
+    unsigned n = (unsigned)strtoul(argv[5], NULL, 10);
+    if (n < 1 || n > 9)
+        return 2;
+    start_loop(argv[2]);
+    wait_ready_or_exit();
+    struct mail_op op = {.type = TDM_REC_MAILBOX_CREATE, .mailbox = cm.mailbox, .uidvalidity = 1};
+    int ret = commit_op_wait(&op);
+    if (ret < 0)
+        return fail("mailbox", ret);
+    char names[10][3];
+    struct mail_target targets[10] = {{cm.mailbox, "INBOX"}};
+    for (unsigned i = 1; i <= n; i++) {
+        snprintf(names[i], sizeof(names[i]), "f%u", i);
+        op = (struct mail_op){
+            .type = TDM_REC_FOLDER_CREATE, .mailbox = cm.mailbox, .folder = names[i]};
+        if ((ret = commit_op_wait(&op)) < 0)
+            return fail("folder", ret);
+        targets[i] = (struct mail_target){cm.mailbox, names[i]};
+    }
+    core_link_set_changed_cb(clink, fanout_changed_cb, NULL);
+    if ((ret = core_link_subscribe(clink, cm.database, cm.mailbox, NULL)) < 0)
+        return fail("subscribe", ret);
+    static const char body[] = "Subject: to many folders\r\n\r\nbody\r\n";
+    op = (struct mail_op){.type = TDM_REC_MESSAGE_APPEND,
+                          .targets = targets,
+                          .n_targets = n + 1,
+                          .internal_date = 1700000000,
+                          .body = body,
+                          .body_len = sizeof(body) - 1};
+    if ((ret = commit_op_wait(&op)) < 0)
+        return fail("append", ret);
+    time_t deadline = time(NULL) + 30;
+    while (fanout_n < n + 1 && time(NULL) <= deadline)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    stop_loop();
+    return fanout_n == n + 1 ? 0 : fail("waiting for CHANGED", TDM_ECLOSED);
+}
+
 /* ---- list ---- */
 
 static int
@@ -435,6 +535,8 @@ main(int argc, char **argv)
         ret = cmd_errors(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "watch"))
         ret = cmd_watch(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "fanout"))
+        ret = cmd_fanout(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "list"))
         ret = cmd_list(argc, argv);
     if (ret == 2)

@@ -384,6 +384,15 @@ def test_db_status_lists_refused_databases_in_name_order(server, tandemctl, clie
     stop(server, p)
 
 
+def test_one_delivery_to_many_folders_tells_each_folder(server, tandemctl, client):
+    p, kids, sock = start_with_db(server, tandemctl)
+    r = client("fanout", sock, "mail1", "carol", 9)
+    assert r.returncode == 0, r.stderr + r.stdout
+    changed = collections.Counter(line.split()[1] for line in r.stdout.splitlines())
+    assert changed == collections.Counter(["INBOX"] + [f"f{i}" for i in range(1, 10)])
+    stop(server, p)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def test_socket_belongs_to_the_service_user(tandem_bin, client):
     """Started as root with user = nobody: <datadir>/run is nobody's, and the core (running as
