@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,9 +439,26 @@ str_member(json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
-/* Prints the error an HTTP answer carries, with what to do about it. */
-static void
-print_http_error(const struct admin_target *t, const struct admin_response *resp, json_t *doc)
+static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *
+msgf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        fputs("tandemctl: out of memory\n", stderr);
+        exit(CTL_EXIT_ERROR);
+    }
+    return s;
+}
+
+/* The error an HTTP answer carries, with what to do about it; allocated. */
+static char *
+http_error_text(const struct admin_target *t, const struct admin_response *resp, json_t *doc)
 {
     json_t *err = json_object_get(doc, "error");
     const char *msg = str_member(err, "message");
@@ -448,67 +466,63 @@ print_http_error(const struct admin_target *t, const struct admin_response *resp
     const char *name = admin_target_name(t, namebuf, sizeof(namebuf));
     /* A 401 says enough by itself; anything else without our error document did not come
      * from tandem's admin API. */
-    if (!msg && resp->status != 401) {
-        ctl_error("%s answered HTTP %d without an error document; is that a tandem admin "
-                  "endpoint?",
-                  name, resp->status);
-        return;
-    }
+    if (!msg && resp->status != 401)
+        return msgf("%s answered HTTP %d without an error document; is that a tandem admin "
+                    "endpoint?",
+                    name, resp->status);
     switch (resp->status) {
     case 401:
-        ctl_error("%s refused the credentials of %s%s: %s; check the user name and the "
-                  "password (--password-file, TANDEM_PASSWORD)",
-                  name, t->user ? "user " : "", t->user ? t->user : "this process",
-                  msg ? msg : "unauthenticated");
-        return;
+        return msgf("%s refused the credentials of %s%s: %s; check the user name and the "
+                    "password (--password-file, TANDEM_PASSWORD)",
+                    name, t->user ? "user " : "", t->user ? t->user : "this process",
+                    msg ? msg : "unauthenticated");
     case 403: {
         const char *obj = str_member(err, "object"), *pr = str_member(err, "principal"),
                    *right = str_member(err, "right");
         bool acl_right = right && (strcmp(right, "read") == 0 || strcmp(right, "write") == 0 ||
                                    strcmp(right, "full-control") == 0);
         if (obj && pr && acl_right)
-            ctl_error("%s; someone with full-control on %s can grant it: tandemctl acl grant "
-                      "%s %s %s",
-                      msg, obj, obj, pr, right);
-        else if (pr && strncmp(pr, "user:", 5) == 0 && right && strcmp(right, "create") == 0)
-            /* Creating is not a right on an object (it does not exist yet): it comes with
-             * membership of admins. */
-            ctl_error("%s; an admin can add you: tandemctl group add-member admins %s", msg, pr);
-        else
-            ctl_error("%s", msg);
-        return;
+            return msgf("%s; someone with full-control on %s can grant it: tandemctl acl grant "
+                        "%s %s %s",
+                        msg, obj, obj, pr, right);
+        /* Creating is not a right on an object (it does not exist yet): it comes with
+         * membership of admins. */
+        if (pr && strncmp(pr, "user:", 5) == 0 && right && strcmp(right, "create") == 0)
+            return msgf("%s; an admin can add you: tandemctl group add-member admins %s", msg, pr);
+        break;
     }
     case 503:
-        ctl_error("%s cannot do that now: %s", name, msg);
-        return;
+        return msgf("%s cannot do that now: %s", name, msg);
     case 404: {
         /* "user/alice": the list of that kind shows what does exist. */
         const char *obj = str_member(err, "object");
         const char *slash = obj ? strchr(obj, '/') : NULL;
         char kind[32];
         size_t klen = slash ? (size_t)(slash - obj) : 0;
-        if (msg && slash && klen < sizeof(kind)) {
+        if (slash && klen < sizeof(kind)) {
             memcpy(kind, obj, klen);
             kind[klen] = '\0';
-            if (ctl_kind_find(kind)) {
-                ctl_error("%s (`tandemctl %s list` shows what exists)", msg, kind);
-                return;
-            }
+            if (ctl_kind_find(kind))
+                return msgf("%s (`tandemctl %s list` shows what exists)", msg, kind);
         }
         break;
     }
     default:
         break;
     }
-    ctl_error("%s", msg);
+    return msgf("%s", msg);
 }
 
 int
 ctl_api_report_error(const struct ctl_api_opts *o, const struct admin_target *t,
-                     const struct admin_response *resp)
+                     const struct admin_response *resp, int hint_status, const char *hint)
 {
     json_t *doc = resp->body_len ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
-    print_http_error(t, resp, doc);
+    char *text = http_error_text(t, resp, doc);
+    bool with_hint = hint && (hint_status == 0 || hint_status == resp->status);
+    /* One line: what went wrong, then what the verb knows to do about it. */
+    ctl_error("%s%s%s", text, with_hint ? "; " : "", with_hint ? hint : "");
+    free(text);
     if (o->json && doc)
         ctl_print_json(doc);
     json_decref(doc);
@@ -518,6 +532,13 @@ ctl_api_report_error(const struct ctl_api_opts *o, const struct admin_target *t,
 int
 ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const char *method,
              const char *path, json_t *body, json_t **doc_r)
+{
+    return ctl_api_call_hint(o, t, method, path, body, 0, NULL, doc_r);
+}
+
+int
+ctl_api_call_hint(const struct ctl_api_opts *o, const struct admin_target *t, const char *method,
+                  const char *path, json_t *body, int hint_status, const char *hint, json_t **doc_r)
 {
     *doc_r = NULL;
     char *text = NULL;
@@ -536,7 +557,7 @@ ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, const c
         return CTL_EXIT_UNREACHABLE;
     }
     if (resp.status / 100 != 2) {
-        int code = ctl_api_report_error(o, t, &resp);
+        int code = ctl_api_report_error(o, t, &resp, hint_status, hint);
         admin_response_clear(&resp);
         return code;
     }

@@ -85,11 +85,20 @@ int ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_po
                   const char **pos, int *n_pos, struct ctl_api_opts *o, struct admin_target *t);
 
 /*
- * For an answer that is not 2xx: prints the error it carries and what to do (with o->json
- * also the server's error document on stdout). Returns the exit code for it.
+ * The same, with hint appended to the error line ("...; run the command again") when the
+ * answer's status is hint_status (0: any error). hint may be NULL.
+ */
+int ctl_api_call_hint(const struct ctl_api_opts *o, const struct admin_target *t,
+                      const char *method, const char *path, json_t *body, int hint_status,
+                      const char *hint, json_t **doc_r);
+
+/*
+ * For an answer that is not 2xx: prints the error it carries and what to do, as one line,
+ * with hint as for ctl_api_call_hint (with o->json also the server's error document on
+ * stdout). Returns the exit code for it.
  */
 int ctl_api_report_error(const struct ctl_api_opts *o, const struct admin_target *t,
-                         const struct admin_response *resp);
+                         const struct admin_response *resp, int hint_status, const char *hint);
 
 /* The exit code for an HTTP error status (4xx, 5xx). */
 int ctl_exit_for_status(int status);

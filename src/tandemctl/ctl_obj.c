@@ -546,10 +546,10 @@ ctl_obj_add(const struct ctl_verb *verb, int argc, char **argv)
         goto out;
     }
     json_t *body = json_pack("{s:O,s:i}", "attrs", a.attrs, "version", 0);
-    r = ctl_api_call(&a.api, &t, "PUT", path, body, &doc);
+    char hint[400];
+    snprintf(hint, sizeof(hint), "to change it: tandemctl %s set %s ...", k->kind, name);
+    r = ctl_api_call_hint(&a.api, &t, "PUT", path, body, 409, hint, &doc);
     json_decref(body);
-    if (r == CTL_EXIT_CONFLICT)
-        fprintf(stderr, "(to change it: tandemctl %s set %s ...)\n", k->kind, name);
     if (r == 0 && password) {
         r = set_password(&a, &t, k->kind, name, password);
         if (r != 0)
@@ -615,11 +615,10 @@ ctl_obj_set(const struct ctl_verb *verb, int argc, char **argv)
     json_object_update(attrs, a.attrs);
     json_t *body =
         json_pack("{s:o,s:O}", "attrs", attrs, "version", json_object_get(cur, "version"));
-    r = ctl_api_call(&a.api, &t, "PUT", path, body, &doc);
+    /* The version just read is the only 409 a set can meet (the object exists). */
+    r = ctl_api_call_hint(&a.api, &t, "PUT", path, body, 409,
+                          "it changed since it was read: run the command again", &doc);
     json_decref(body);
-    if (r == CTL_EXIT_CONFLICT)
-        fprintf(stderr, "(%s/%s changed since it was read; run the command again)\n", k->kind,
-                name);
     if (r == 0) {
         if (a.api.json)
             ctl_print_json(doc);

@@ -66,14 +66,14 @@ change_members(const struct ctl_verb *verb, int argc, char **argv, const char *o
         json_t *body = json_pack("{s:s}", "member", ctl_principal(pos[i], buf, sizeof(buf)));
         json_decref(doc);
         doc = NULL;
-        int c = ctl_api_call(&o, &t, "POST", path, body, &doc);
+        /* Stopping half-way leaves the earlier members changed: say so on the same line. */
+        char hint[400];
+        snprintf(hint, sizeof(hint), "the members before %s were %s", pos[i],
+                 strcmp(op, "add") == 0 ? "added" : "removed");
+        int c = ctl_api_call_hint(&o, &t, "POST", path, body, 0, i > 1 ? hint : NULL, &doc);
         json_decref(body);
-        if (c != 0) {
-            if (i > 1)
-                fprintf(stderr, "tandemctl: the members before %s were %s\n", pos[i],
-                        strcmp(op, "add") == 0 ? "added" : "removed");
+        if (c != 0)
             r = c;
-        }
     }
     if (r < 0) {
         r = CTL_EXIT_OK;

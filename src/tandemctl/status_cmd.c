@@ -259,7 +259,7 @@ events_run(const struct ctl_verb *verb, int argc, char **argv)
         free(err);
         r = CTL_EXIT_UNREACHABLE;
     } else if (resp.status / 100 != 2) {
-        r = ctl_api_report_error(&o, &t, &resp);
+        r = ctl_api_report_error(&o, &t, &resp, 0, NULL);
     } else if (c->len) {
         print_event(c); /* a last line without its newline */
     }

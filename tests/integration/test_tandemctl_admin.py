@@ -251,8 +251,15 @@ def test_provision_over_the_socket(ctl, directory):
     fails(ctl("site", "show", "dc2", *where), EXIT_NOT_FOUND, "site/dc2",
           "`tandemctl site list` shows what exists")
     fails(ctl("site", "remove", "dc2", *where), EXIT_NOT_FOUND, "site/dc2")
-    fails(ctl("user", "add", "alice", *where), EXIT_CONFLICT, "user/alice")
+    p = fails(ctl("user", "add", "alice", *where), EXIT_CONFLICT, "user/alice",
+              "to change it: tandemctl user set alice")
+    assert p.stderr.count("\n") == 1  # one line, hint included
     fails(ctl("group", "add-member", "staff", "nobody", *where), EXIT_CONFLICT, "user:nobody")
+    ok(ctl("user", "add", "carol", *where))
+    p = fails(ctl("group", "add-member", "staff", "carol", "nobody", *where), EXIT_CONFLICT,
+              "user:nobody", "the members before nobody were added")
+    assert p.stderr.count("\n") == 1
+    assert "user:carol" in ok(ctl("group", "members", "staff", *where)).stdout
     # The server checks the schema; tandemctl passes its message on, exit 2.
     fails(ctl("user", "set", "bob", "--attr", "shoe_size=9", *where), EXIT_USAGE, "shoe_size")
     # status: this server and its directory database.
