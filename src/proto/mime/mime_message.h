@@ -17,6 +17,18 @@
  *   mime_buf.h       the growable output buffer every writer appends to
  * (Address lists are parsed inside mime_envelope.c: ENVELOPE is their only user.)
  *
+ * What an IMAP worker calls, after mime_message_parse() of the stored body:
+ *   ENVELOPE                          mime_imap_envelope(msg, mime_message_root(msg), out)
+ *   BODY, BODYSTRUCTURE               mime_imap_bodystructure(msg, root, extended, flags, out)
+ *   BODY[sec]<p.n>, RFC822.HEADER,    mime_section_parse() (the IMAP parser supplies the
+ *     RFC822.TEXT, BODY.PEEK          HEADER.FIELDS list), mime_section_fetch(), mime_partial()
+ *   BINARY[p], BINARY.SIZE[p]         mime_binary_fetch() or mime_binary_source() + decoder to
+ *                                     stream; mime_binary_size()
+ *   SEARCH HEADER/FROM/TO/SUBJECT...  mime_search_header_text() + mime_utf8_icontains()
+ *   SEARCH BODY, TEXT                 mime_search_body_text() (TEXT: header text as well)
+ *   SEARCH SENTBEFORE/SENTON/SINCE    mime_date_parse() of the unfolded Date field
+ * RFC822.SIZE is the stored size; nothing here is needed for it.
+ *
  * Ownership: mime_message_parse() returns an owned struct mime_message; every part, string and
  * parameter it holds lives in the message's arena and dies with mime_message_free(). Offsets
  * refer to the bytes given to mime_message_parse(), which the caller keeps alive (and
