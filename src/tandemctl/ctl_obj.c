@@ -561,8 +561,10 @@ ctl_obj_add(const struct ctl_verb *verb, int argc, char **argv)
         if (a.api.json)
             ctl_print_json(doc);
         else
-            printf("created %s/%s (version %" JSON_INTEGER_FORMAT ")\n", k->kind, name,
-                   json_integer_value(json_object_get(doc, "version")));
+            /* The version is the create's; setting the password made the next one. */
+            printf("created %s/%s (version %" JSON_INTEGER_FORMAT ")%s\n", k->kind, name,
+                   json_integer_value(json_object_get(doc, "version")),
+                   password ? ", then set its password" : "");
     }
 out:
     if (password) {
