@@ -180,7 +180,8 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
     s->inflight++;
     s->commits++;
     /* Wake the log thread for the first record, and when the last one it waits for arrives. */
-    if (s->log_count == 1 || s->log_count >= s->inflight)
+    if (s->log_count == 1 || s->log_count >= s->inflight ||
+        (s->batch_want && s->log_count >= s->batch_want))
         pthread_cond_signal(&s->log_wake);
     pthread_mutex_unlock(&s->lock);
     return 0;

@@ -167,11 +167,21 @@ store__apply_thread_main(void *arg)
         apply_batch(s, batch);
 
         pthread_mutex_lock(&s->lock);
-        for (struct pending *p = batch; p; p = p->next)
+        uint64_t n = 0;
+        for (struct pending *p = batch; p; p = p->next) {
+            n++;
             if (p->status == 0)
                 s->bytes_since_ckpt += p->frame_len;
+        }
         if (s->bytes_since_ckpt >= s->opt.checkpoint_bytes)
             pthread_cond_signal(&s->hk_wake);
+        /* The whole batch leaves "in flight" before its callbacks run: a callback may submit
+         * at once (an event loop does), and counting it both as leaving and as arriving made
+         * the log thread wait for one commit too many, to its time limit, every batch. The
+         * log thread expects the called-back committers to return by the size of its last
+         * batch (group_commit_wait() in store_log.c). One lock for the batch, not one per
+         * callback, also keeps the apply thread off the committers' lock. */
+        s->inflight -= n;
         pthread_cond_broadcast(&s->progress);
         pthread_mutex_unlock(&s->lock);
 
@@ -181,11 +191,6 @@ store__apply_thread_main(void *arg)
             p->cb(p->ctx, p->status, p->status == 0 ? p->lsn : 0, &p->result);
             free(p->frame);
             free(p);
-            pthread_mutex_lock(&s->lock);
-            s->inflight--;
-            if (s->log_count > 0 && s->log_count >= s->inflight)
-                pthread_cond_signal(&s->log_wake);
-            pthread_mutex_unlock(&s->lock);
         }
         pthread_mutex_lock(&s->lock);
     }

@@ -81,20 +81,27 @@ store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn)
     return 0;
 }
 
+void
+store__gen_end_frame(const struct store *s, uint8_t frame[TDM_LOG_END_FRAME])
+{
+    const struct gen_state *g = &s->cur;
+    uint8_t payload[TDM_LOG_END_PAYLOAD];
+    struct log_end end = {.record_count = g->records, .gen_checksum = g->checksum};
+    log_end_encode(&end, payload);
+    log_record_encode(g->records ? g->last_lsn : 0, g->epoch, TDM_REC_END, payload, sizeof(payload),
+                      frame);
+}
+
 /* Writes the END record into the current generation and makes it durable. */
 int
 store__gen_close_current(struct store *s)
 {
     struct gen_state *g = &s->cur;
-    uint8_t payload[TDM_LOG_END_PAYLOAD];
     uint8_t frame[TDM_LOG_END_FRAME];
-    struct log_end end = {.record_count = g->records, .gen_checksum = g->checksum};
 
     TDM_ASSERT(!g->closed);
     TDM_ASSERT(g->off + TDM_LOG_END_FRAME <= g->size);
-    log_end_encode(&end, payload);
-    log_record_encode(g->records ? g->last_lsn : 0, g->epoch, TDM_REC_END, payload, sizeof(payload),
-                      frame);
+    store__gen_end_frame(s, frame);
     int ret = io_pwrite_all(s->io, g->fd, frame, sizeof(frame), (off_t)g->off);
     if (ret == 0)
         ret = s->io->fdatasync(s->io, g->fd);
@@ -214,6 +221,21 @@ store__gen_roll(struct store *s, uint64_t min_frame)
     int ret = store__gen_close_current(s);
     if (ret == 0)
         ret = store__gen_open_next(s, min_frame);
+    if (ret == 0)
+        event_emit(TDM_EV_STORE_GENERATION_CLOSED, s->name,
+                   "generation %" PRIu64 " closed; generation %" PRIu64 " is current",
+                   s->cur.gen - 1, s->cur.gen);
+    return ret;
+}
+
+/* Opens the generation after a current one that is closed already (its END durable). */
+int
+store__gen_start_next(struct store *s)
+{
+    TDM_ASSERT(s->cur.closed);
+    int ret = gen_wait_next(s);
+    if (ret == 0)
+        ret = store__gen_open_next(s, 0);
     if (ret == 0)
         event_emit(TDM_EV_STORE_GENERATION_CLOSED, s->name,
                    "generation %" PRIu64 " closed; generation %" PRIu64 " is current",

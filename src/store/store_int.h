@@ -138,8 +138,10 @@ struct store {
     uint64_t epoch;
     uint64_t next_lsn;
     struct pending *log_head, **log_tailp;
-    uint64_t log_count; /* records in the log queue */
-    uint64_t inflight;  /* commits queued and not yet called back */
+    uint64_t log_count;  /* records in the log queue */
+    uint64_t inflight;   /* commits queued and not yet handed to their callbacks */
+    uint64_t last_batch; /* records in the log thread's last batch */
+    uint64_t batch_want; /* while the log thread waits for a fuller batch: how full (else 0) */
     struct pending *apply_head, **apply_tailp;
     uint64_t durable_lsn, applied_lsn, checkpoint_lsn;
     uint64_t roll_requested, roll_done;
@@ -189,6 +191,10 @@ int store__gen_roll(struct store *s, uint64_t min_frame);
 int store__threads_start(struct store *s);
 void store__threads_stop(struct store *s);
 int store__gen_close_current(struct store *s);
+/* The END frame that closes the current generation as it stands now (store_gen.c). */
+void store__gen_end_frame(const struct store *s, uint8_t frame[TDM_LOG_END_FRAME]);
+/* Opens the next generation after a current one already closed (store_gen.c). */
+int store__gen_start_next(struct store *s);
 /* Opens generation cur.gen + 1 (already preallocated) as the current one. */
 int store__gen_open_next(struct store *s, uint64_t min_frame);
 int store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen,

@@ -37,16 +37,21 @@ wbuf_reserve(struct store *s, size_t need)
 
 /*
  * Writes the first blen bytes of wbuf at the current generation's write offset, followed by a
- * zero frame header that marks the end of the records: a recycled file holds stale bytes
- * there, not zeros (docs/formats/log.md). The marker is overwritten by the next write; there
- * is always room for it, because room for END (which is larger) is kept free.
+ * zero frame header that marks the end of the records (a recycled file holds stale bytes
+ * there, not zeros: docs/formats/log.md), or by the END frame that closes the generation
+ * when close is set. The marker is overwritten by the next write; there is always room for
+ * either, because room for END is kept free. wbuf has room for END after blen.
  */
 static int
-log_write_records(struct store *s, size_t blen, uint64_t start)
+log_write_records(struct store *s, size_t blen, uint64_t start, bool close)
 {
-    TDM_ASSERT(start + blen + TDM_LOG_FRAME_HEADER <= s->cur.size);
-    memset(s->wbuf + blen, 0, TDM_LOG_FRAME_HEADER);
-    int ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen + TDM_LOG_FRAME_HEADER, (off_t)start);
+    size_t tail = close ? TDM_LOG_END_FRAME : TDM_LOG_FRAME_HEADER;
+    TDM_ASSERT(start + blen + tail <= s->cur.size);
+    if (close)
+        store__gen_end_frame(s, s->wbuf + blen);
+    else
+        memset(s->wbuf + blen, 0, TDM_LOG_FRAME_HEADER);
+    int ret = io_pwrite_all(s->io, s->cur.fd, s->wbuf, blen + tail, (off_t)start);
     if (ret == 0)
         s->cur.off += blen;
     return ret;
@@ -55,19 +60,31 @@ log_write_records(struct store *s, size_t blen, uint64_t start)
 /*
  * Writes batch to the log and makes it durable. On failure, *failed_from_r is the first entry
  * that is not durable (entries before it are).
+ *
+ * A generation is closed early, with its END in the batch's own write and sync, when a batch
+ * as large as this one would not fit after it: then the next batch starts in a new generation
+ * whose header the log thread syncs while the committers are being answered, instead of
+ * rolling in the middle of that batch (an END sync and a header sync on the commit path,
+ * three syncs for one batch). It costs at most one batch of unused space per generation.
  */
 static int
 log_write_batch(struct store *s, struct pending *batch, struct pending **failed_from_r)
 {
-    uint64_t start = s->cur.off;
-    size_t blen = 0;
     int ret;
 
     *failed_from_r = batch;
+    if (s->cur.closed) { /* closed early, and the next generation could not be started then */
+        ret = store__gen_start_next(s);
+        if (ret < 0)
+            return ret;
+    }
+    uint64_t start = s->cur.off;
+    size_t blen = 0;
+    uint64_t batch_bytes = 0;
     for (struct pending *p = batch; p; p = p->next) {
         if (s->cur.off + blen + p->frame_len + TDM_LOG_END_FRAME > s->cur.size) {
             if (blen > 0) {
-                ret = log_write_records(s, blen, start);
+                ret = log_write_records(s, blen, start, false);
                 if (ret < 0)
                     return ret;
                 blen = 0;
@@ -79,19 +96,21 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
             }
             start = s->cur.off;
         }
-        ret = wbuf_reserve(s, blen + p->frame_len + TDM_LOG_FRAME_HEADER);
+        ret = wbuf_reserve(s, blen + p->frame_len + TDM_LOG_END_FRAME);
         if (ret < 0)
             return ret;
         memcpy(s->wbuf + blen, p->frame, p->frame_len);
         blen += p->frame_len;
+        batch_bytes += p->frame_len;
         s->cur.checksum = crc32c(s->cur.checksum, p->frame, p->frame_len);
         s->cur.records++;
         s->cur.last_lsn = p->lsn;
         *failed_from_r = p->next;
     }
     *failed_from_r = batch; /* until the sync succeeds nothing in the last part is durable */
+    bool close = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size;
     if (blen > 0) {
-        ret = log_write_records(s, blen, start);
+        ret = log_write_records(s, blen, start, close);
         if (ret < 0)
             return ret;
     }
@@ -102,6 +121,7 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     uint64_t took = store__now_us_mono() - t0;
     /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
     s->sync_ewma_us = s->sync_ewma_us ? (7 * s->sync_ewma_us + took) / 8 : took;
+    s->cur.closed = close;
     *failed_from_r = NULL;
     return 0;
 }
@@ -172,9 +192,15 @@ handle_log_failure(struct store *s, int err, struct pending *batch, struct pendi
  * Group commit: commits still in the apply stage belong to committers that will be back in a
  * moment (a blocking committer resubmits as soon as it is answered). Syncing before they are
  * queued splits them into a separate, later batch, so the same committers end up sharing two
- * or three fdatasyncs instead of one. Wait until every commit in flight is queued, for at most
- * half the recent fdatasync time (capped by group_commit_wait_us): the wait never exceeds what
- * a sync costs anyway, and a lone committer (nothing else in flight) never waits. Lock held.
+ * or three fdatasyncs instead of one. Wait until every commit in flight is queued, and until
+ * as many are queued as the last batch held, for at most half the recent fdatasync time
+ * (capped by group_commit_wait_us): the wait never exceeds what a sync costs anyway, and a
+ * lone committer (nothing else in flight, a batch of one before) never waits.
+ *
+ * Why the last batch too: a blocking committer that has been called back but not yet
+ * scheduled is no longer in flight, yet it is about to come back. With 64 committer threads
+ * on two CPUs, waiting for the in-flight count alone started a sync when the first dozen had
+ * resubmitted, and batches averaged ~35 records instead of 64 (docs/benchmarks.md). Lock held.
  */
 static void
 group_commit_wait(struct store *s)
@@ -184,7 +210,8 @@ group_commit_wait(struct store *s)
     uint64_t wait_us = s->sync_ewma_us / 2;
     if (wait_us > s->opt.group_commit_wait_us)
         wait_us = s->opt.group_commit_wait_us;
-    if (wait_us == 0 || s->log_count >= s->inflight)
+    uint64_t want = s->inflight > s->last_batch ? s->inflight : s->last_batch;
+    if (wait_us == 0 || s->log_count >= want)
         return;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -193,9 +220,11 @@ group_commit_wait(struct store *s)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
-    while (s->log_count < s->inflight && !s->closing)
+    s->batch_want = want;
+    while (s->log_count < want && !s->closing)
         if (pthread_cond_timedwait(&s->log_wake, &s->lock, &deadline) != 0)
             break;
+    s->batch_want = 0;
 }
 
 void *
@@ -228,6 +257,8 @@ store__log_thread_main(void *arg)
         struct pending *batch = s->log_head;
         s->log_head = NULL;
         s->log_tailp = &s->log_head;
+        if (batch)
+            s->last_batch = s->log_count;
         s->log_count = 0;
         uint64_t roll_target = s->roll_requested;
         int err = s->failed;
@@ -236,8 +267,12 @@ store__log_thread_main(void *arg)
         struct pending *failed_from = batch;
         if (!err && batch)
             err = log_write_batch(s, batch, &failed_from);
-        if (!err && roll_target != s->roll_done && s->cur.records > 0 && !s->cur.closed)
-            err = store__gen_roll(s, 0);
+        if (!err && roll_target != s->roll_done) {
+            if (s->cur.closed) /* closed early by the batch: the roll only starts the next */
+                err = store__gen_start_next(s);
+            else if (s->cur.records > 0)
+                err = store__gen_roll(s, 0);
+        }
         if (batch)
             s->last_write_ms = store__now_ms();
 
@@ -255,6 +290,16 @@ store__log_thread_main(void *arg)
             apply_queue_push(s, batch);
         }
         pthread_cond_broadcast(&s->progress);
+        if (!err && s->cur.closed && !s->closing) {
+            /* Closed early by the batch just handed on: start the next generation (header
+             * write and sync) while its committers are answered and the next batch forms. */
+            pthread_mutex_unlock(&s->lock);
+            err = store__gen_start_next(s);
+            pthread_mutex_lock(&s->lock);
+            if (err)
+                handle_log_failure(s, err, NULL, NULL);
+            pthread_cond_broadcast(&s->progress);
+        }
     }
     s->log_done = true;
     pthread_cond_signal(&s->apply_wake);
