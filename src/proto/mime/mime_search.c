@@ -205,11 +205,24 @@ entity(const uint8_t *p, const uint8_t *end, struct mime_buf *out)
         if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             cp = 0xfffd;
     } else {
+        /* The markup ones, and the letters and punctuation mail editors write as entities
+         * (Outlook and Gmail use these); a search for "café" must find "caf&eacute;". */
         static const struct {
             const char *name;
             uint32_t cp;
-        } names[] = {{"amp", '&'},  {"lt", '<'},    {"gt", '>'},
-                     {"quot", '"'}, {"apos", '\''}, {"nbsp", ' '}};
+        } names[] = {
+            {"amp", '&'},      {"lt", '<'},        {"gt", '>'},       {"quot", '"'},
+            {"apos", '\''},    {"nbsp", ' '},      {"shy", 0xad},     {"copy", 0xa9},
+            {"reg", 0xae},     {"trade", 0x2122},  {"deg", 0xb0},     {"euro", 0x20ac},
+            {"pound", 0xa3},   {"laquo", 0xab},    {"raquo", 0xbb},   {"middot", 0xb7},
+            {"bull", 0x2022},  {"hellip", 0x2026}, {"ndash", 0x2013}, {"mdash", 0x2014},
+            {"lsquo", 0x2018}, {"rsquo", 0x2019},  {"ldquo", 0x201c}, {"rdquo", 0x201d},
+            {"szlig", 0xdf},   {"Auml", 0xc4},     {"Ouml", 0xd6},    {"Uuml", 0xdc},
+            {"auml", 0xe4},    {"ouml", 0xf6},     {"uuml", 0xfc},    {"agrave", 0xe0},
+            {"aacute", 0xe1},  {"acirc", 0xe2},    {"ccedil", 0xe7},  {"egrave", 0xe8},
+            {"eacute", 0xe9},  {"ecirc", 0xea},    {"iacute", 0xed},  {"ntilde", 0xf1},
+            {"oacute", 0xf3},  {"ocirc", 0xf4},    {"uacute", 0xfa},  {"Eacute", 0xc9},
+        };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
             if (nl == strlen(names[i].name) && memcmp(n, names[i].name, nl) == 0)
                 cp = names[i].cp;
@@ -240,7 +253,10 @@ html_to_text(const uint8_t *p, size_t len, struct mime_buf *out)
             mime_buf_append_byte(out, *p++);
             continue;
         }
-        if (*p != '<') {
+        /* "a < b" is text: a tag starts with a letter, '/' or '!'. */
+        if (*p != '<' || end - p < 2 ||
+            !((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') || p[1] == '/' ||
+              p[1] == '!')) {
             mime_buf_append_byte(out, *p++);
             continue;
         }

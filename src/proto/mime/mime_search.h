@@ -7,8 +7,10 @@
  *
  * Body text: every leaf of type text (attachments too: a text file is text), with its
  * Content-Transfer-Encoding undone and its charset converted (mime_charset.h); text/html with
- * tags, comments, <script> and <style> content removed and the common entities (&amp; &lt;
- * &gt; &quot; &apos; &nbsp; and numeric ones) decoded; a tag is dropped without trace when it
+ * tags, comments, <script> and <style> content removed and entities decoded (numeric ones,
+ * the markup ones, and the accented letters and punctuation mail editors write as named
+ * entities; an unknown name stays as written); a '<' not followed by a letter, '/' or '!' is
+ * text; a tag is dropped without trace when it
  * is an inline one (a, b, i, u, em, strong, span, font, small, big, sub, sup, code, tt),
  * otherwise it becomes a space so that words on two sides of a <br> or </td> do not join.
  * An embedded message contributes its decoded header fields and its body text. Parts are

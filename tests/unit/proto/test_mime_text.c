@@ -318,6 +318,11 @@ test_html(void **state)
                                                                               "&bogus; &\n"},
         {"<a href='x>y'>link</a>", "link\n"},
         {"unterminated <p", "unterminated  \n"},
+        {"a < b and c<3 <>", "a < b and c<3 <>\n"},
+        {"caf&eacute; &euro;5 &rsquo;n&hellip; &Auml;", "caf\xc3\xa9 \xe2\x82\xac"
+                                                        "5 \xe2\x80\x99n"
+                                                        "\xe2\x80\xa6 \xc3\x84\n"},
+        {"&EACUTE; &eacute", "&EACUTE; &eacute\n"},
         {"<script>never closed", "\n"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
