@@ -24,12 +24,14 @@
  * Literals. A literal that is not an APPEND message is copied into the command (at most
  * max_literal bytes). An APPEND message is never held: its bytes are handed out as
  * IMAP_ITEM_LITERAL_DATA items pointing into the caller's input, before the command that carries
- * it completes, so a 50 MB APPEND costs the caller's storage once and the parser nothing. When a
- * message literal is announced the parser has already checked everything before it (mailbox,
- * flags, date-time) and its size, so a refusal comes before the client sends the bytes; the
- * same holds for the text before any command's first literal (an unknown command, a literal
- * where none may be). For a
- * synchronizing literal {n} the parser returns IMAP_ITEM_CONTINUE; the caller sends
+ * it completes, so a 50 MB APPEND costs the caller's storage once and the parser nothing; if the
+ * command is refused after that (a later message of a MULTIAPPEND is bad), the ERROR tells the
+ * caller to discard what it received. When a message literal is announced the parser has
+ * already checked everything before it (mailbox, flags, date-time) and its size, so a refusal
+ * comes before the client sends the bytes; the same holds for the text before any command's
+ * first literal (an unknown command, a literal where none may be).
+ *
+ * For a synchronizing literal {n} the parser returns IMAP_ITEM_CONTINUE; the caller sends
  * out->response ("+ ...") and feeds on, or refuses the command itself (an APPEND to a mailbox
  * that does not exist, over quota) by sending its own tagged NO instead of "+" and calling
  * imap_parser_cancel_literal(). A literal the parser refuses is answered instead of "+":
@@ -40,13 +42,16 @@
  *
  * Errors and resynchronisation. A command that does not parse is answered with an
  * IMAP_ITEM_ERROR whose response is the whole line to send, "tag BAD <reason>" (or "* BAD" when
- * no tag could be read), and the parser goes on at the next command: the rest of the line is
- * skipped, and so is any non-synchronizing literal it announces and the line after it. A
- * refused command's synchronizing literal is never sent by the client (it got no "+"), so the
- * next line is a new command. One case cannot be resynchronised: a refused non-synchronizing
- * literal larger than max_message (skipping it would mean reading without bound); the parser
- * answers "* BYE ..." with out->fatal set, and the caller must close the connection after
- * sending it. Every later feed returns TDM_EINVAL.
+ * no tag could be read: tags over 128 bytes are not echoed), as soon as the parser knows, and
+ * the parser goes on at the next command: the rest of the line is skipped, and so is any
+ * non-synchronizing literal it announces and the line after it. A refused command's
+ * synchronizing literal is never sent by the client (it got no "+"), so the next line is a new
+ * command. A line too long to hold is skipped looking only at its last bytes: a "{n+}" there is
+ * taken as a literal even if it sat inside a quoted string the parser never saw. One case
+ * cannot be resynchronised: a refused non-synchronizing literal larger than both max_message
+ * and max_literal (skipping it would mean reading on without bound); the parser answers
+ * "* BYE ..." with out->fatal set, and the caller must close the connection after sending it.
+ * Every later feed returns TDM_EINVAL.
  *
  * Limits (struct imap_parser_limits, chosen by the caller): line length outside literals,
  * literal size, bytes held for one command, APPEND message size, list elements per command,
