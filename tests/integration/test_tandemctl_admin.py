@@ -489,34 +489,83 @@ def test_interrupted_prompt_gives_echo_back(tandem_bin, directory):
 
 # ---- against a fake server: what tandemctl does with answers tandemd would never give -------
 
-def serve_once(path, chunks, requests):
-    """A unix-socket server that answers one connection with chunks (bytes, sent one by one
-    with a pause between, so the client sees them in separate reads) and closes. The request
-    it read is appended to requests."""
+def serve(path, answers, requests):
+    """A unix-socket server that answers one connection per item of answers, each a list of
+    chunks (bytes, sent one by one with a pause between, so the client sees them in separate
+    reads), closing after each. Every request it read (head and body) is appended to
+    requests."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
     srv.listen(1)
 
+    def read_request(conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            got = conn.recv(4096)
+            if not got:
+                return data
+            data += got
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            got = conn.recv(4096)
+            if not got:
+                break
+            body += got
+        return head + b"\r\n\r\n" + body
+
     def run():
-        conn, _ = srv.accept()
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                got = conn.recv(4096)
-                if not got:
-                    break
-                data += got
-            requests.append(data)
-            for c in chunks:
-                try:
-                    conn.sendall(c)
-                except OSError:  # tandemctl stopped reading: it had seen enough
-                    break
-                time.sleep(0.02)
+        for chunks in answers:
+            conn, _ = srv.accept()
+            with conn:
+                requests.append(read_request(conn))
+                for c in chunks:
+                    try:
+                        conn.sendall(c)
+                    except OSError:  # tandemctl stopped reading: it had seen enough
+                        break
+                    time.sleep(0.02)
         srv.close()
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
+
+
+def serve_once(path, chunks, requests):
+    return serve(path, [chunks], requests)
+
+
+def answer(status, doc):
+    body = json.dumps(doc).encode()
+    return [b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (status, len(body)), body]
+
+
+def test_set_writes_back_what_it_read_with_its_version(ctl, tmp_path):
+    """set = GET, merge, PUT with the version read; a 409 there means someone else wrote in
+    between, and tandemctl says to run it again (exit 8) rather than retrying blindly."""
+    path = tmp_path / "fake.sock"
+    requests = []
+    current = {"kind": "user", "name": "alice", "version": 7,
+               "attrs": {"display_name": "Alice", "phone": "1", "database": "db1"}}
+    t = serve(path, [answer(200, current),
+                     answer(409, {"error": {"status": 409, "code": "conflict",
+                                            "message": "user/alice is at version 8, not 7",
+                                            "object": "user/alice"}})], requests)
+    p = fails(ctl("user", "set", "alice", "--phone", "2", "--unset", "database", "--alias",
+                  "al", "--socket", path),
+              EXIT_CONFLICT, "user/alice is at version 8, not 7", "run the command again")
+    t.join(timeout=20)
+    assert p.stderr.count("\n") == 1
+    assert requests[0].startswith(b"GET /v1/objects/user/alice HTTP/1.1\r\n")
+    head, _, body = requests[1].partition(b"\r\n\r\n")
+    assert head.startswith(b"PUT /v1/objects/user/alice HTTP/1.1\r\n")
+    assert json.loads(body) == {"version": 7, "attrs": {"display_name": "Alice", "phone": "2",
+                                                        "aliases": ["al"]}}
 
 
 @pytest.mark.parametrize("chunks, code, parts", [
