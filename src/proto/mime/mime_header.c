@@ -123,16 +123,17 @@ mime_header_next(const uint8_t *data, struct mime_span header, size_t seen, size
         /* The empty line ends the header. */
         if (base[i] == '\n' || (base[i] == '\r' && i + 1 < end && base[i + 1] == '\n'))
             return false;
-        /* The whole field: up to a line break not followed by white space. */
+        /* The whole field: up to a line break not followed by white space, and never past
+         * what lookups may see, so one endless field costs no more than max_header. */
         size_t fe = i;
         for (;;) {
-            const uint8_t *lf = memchr(base + fe, '\n', end - fe);
+            const uint8_t *lf = memchr(base + fe, '\n', seen - fe);
             if (!lf) {
-                fe = end;
+                fe = seen;
                 break;
             }
             fe = (size_t)(lf - base) + 1;
-            if (fe >= end || !mime__is_wsp(base[fe]))
+            if (fe >= seen || !mime__is_wsp(base[fe]))
                 break;
         }
         *pos = fe;

@@ -65,8 +65,9 @@
  *     the rest of the multipart being split is not turned into parts (it is like epilogue) and
  *     no further entity is expanded (MIME_MSG_LIMIT_PARTS).
  *   - max_header (default 256 KiB): a longer header still ends where it ends, so sections stay
- *     exact, but only fields that begin in its first max_header bytes are seen by lookups and
- *     by the Content-* parsing (MIME_MSG_LIMIT_HEADER).
+ *     exact, but lookups, the Content-* parsing and HEADER.FIELDS see only its first
+ *     max_header bytes: later fields are not seen, and a field running past the limit is cut
+ *     there (MIME_MSG_LIMIT_HEADER).
  */
 
 #include <stdbool.h>
@@ -198,7 +199,8 @@ struct mime_field {
 /*
  * Iterates over the fields of a header span: start with *pos = 0; returns true and fills
  * *field_r while there is another field. Only the part's first header_seen bytes are looked
- * at (pass the part's header and header_seen). data is the message.
+ * at (pass the part's header and header_seen); a field running past them is cut there.
+ * data is the message.
  */
 bool mime_header_next(const uint8_t *data, struct mime_span header, size_t seen, size_t *pos,
                       struct mime_field *field_r);

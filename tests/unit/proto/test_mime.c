@@ -908,6 +908,27 @@ test_limits(void **state)
     assert_true(mime_part_is(mime_message_root(m), "text", "plain"));
     assert_int_equal(mime_message_root(m)->body.off, strlen(h) - 4);
     mime_message_free(&m);
+    /* A field running past the limit is cut there: "Subject: " and 31 of the 100 digits. */
+    char big[256];
+    snprintf(big, sizeof(big), "Subject: %0100d\r\nX: y\r\n\r\nbody", 0);
+    lim = (struct mime_limits){.max_header = 40};
+    assert_int_equal(mime_message_parse((const uint8_t *)big, strlen(big), &lim, &m), 0);
+    struct mime_buf b2 = MIME_BUF_INIT;
+    assert_int_equal(mime_imap_envelope(m, mime_message_root(m), &b2), 0);
+    assert_string_equal(
+        (char *)b2.data,
+        "(NIL \"0000000000000000000000000000000\" NIL NIL NIL NIL NIL NIL NIL NIL)");
+    struct mime_section sec;
+    struct mime_span span;
+    struct mime_str subj = {"subject", 7};
+    assert_int_equal(mime_section_parse("HEADER.FIELDS", 13, &sec), 0);
+    sec.fields = &subj;
+    sec.n_fields = 1;
+    b2.len = 0;
+    assert_int_equal(mime_section_fetch(m, &sec, &span, &b2), 1);
+    assert_string_equal((char *)b2.data, "Subject: 0000000000000000000000000000000\r\n\r\n");
+    mime_buf_clear(&b2);
+    mime_message_free(&m);
 }
 
 /* Every prefix of every sample parses with spans inside it and balanced BODYSTRUCTURE text. */
