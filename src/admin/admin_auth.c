@@ -264,7 +264,7 @@ static void
 verified_cb(struct admin_call *call, int result, const char *hash)
 {
     (void)hash;
-    if (!call->req) { /* the client went away while we checked */
+    if (call->gone) { /* the client went away while we checked */
         admin_call_free(call);
         return;
     }

@@ -57,12 +57,14 @@ struct admin_server {
 
 /*
  * One request being served. Owned by the server from the moment it is routed until it is
- * answered (admin_reply*), which frees it. req becomes NULL when the client goes away first:
- * whatever the call waited for then finishes without anyone to answer.
+ * answered (admin_reply*), which frees it. When the client goes away first, gone is set:
+ * whatever the call waited for then finishes without anyone to answer, and freeing the call
+ * frees the request, which evhttp detached from its dead connection and left to us.
  */
 struct admin_call {
     struct admin_server *srv;
-    struct evhttp_request *req;
+    struct evhttp_request *req; /* NULL once handed back to evhttp with the reply */
+    bool gone;                  /* the client went away (req detached, ours to free) */
     struct admin_call *next, *prev;
     enum evhttp_cmd_type method;
     char *segs[8]; /* percent-decoded path segments (owned) */
@@ -95,11 +97,16 @@ void admin_reply_json(struct admin_call *call, int status, json_t *doc);
  */
 void admin_reply_error(struct admin_call *call, int status, json_t *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Sends body (not freed) with status and content_type, and frees the call. */
+void admin_reply_buffer(struct admin_call *call, int status, const char *content_type,
+                        struct evbuffer *body);
 /* Frees a call without answering (its reply was sent some other way, or nobody is left). */
 void admin_call_free(struct admin_call *call);
-/* From now until the call is freed, the client going away sets call->req to NULL (for calls
- * that wait: commits, failure delays, streams). */
+/* From now until the call is answered, the client going away sets call->gone (for calls that
+ * wait: commits, failure delays, password checks, streams). */
 void admin_call_watch_close(struct admin_call *call);
+/* Stops watching (before the call's request goes back to evhttp). */
+void admin_call_unwatch(struct admin_call *call);
 
 /* The principal as text: "local", "user:alice", "server:mbx1". */
 const char *admin_who_text(const struct admin_call *call, char *buf, size_t size);

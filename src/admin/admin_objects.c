@@ -602,7 +602,7 @@ serve_acl(struct admin_call *call, enum dir_kind kind, const char *name, const c
 static void
 password_hashed_cb(struct admin_call *call, int result, const char *hash)
 {
-    if (!call->req) { /* the client went away: nothing to commit for nobody */
+    if (call->gone) { /* the client went away: nothing to commit for nobody */
         admin_call_free(call);
         return;
     }

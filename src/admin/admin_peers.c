@@ -63,7 +63,7 @@ static void
 verify_done_cb(struct admin_call *call, int result, const char *hash)
 {
     (void)hash;
-    if (!call->req) {
+    if (call->gone) {
         admin_call_free(call);
         return;
     }
@@ -198,7 +198,7 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct admin_poll *p = arg;
     struct admin_call *call = p->call;
-    if (!call->req) { /* the asking server went away */
+    if (call->gone) { /* the asking server went away */
         poll_free(p);
         admin_call_free(call);
         return;

@@ -31,7 +31,7 @@
  * bodies first. */
 #define ADMIN_HTTP_BODY_MAX (ADMIN_REQ_BODY_MAX + 64 * 1024)
 #define ADMIN_HTTP_HEADERS_MAX (16 * 1024)
-#define ADMIN_HTTP_TIMEOUT_S 60
+#define ADMIN_HTTP_TIMEOUT_S 90 /* above the longest held answer (/v1/changes?wait=60) */
 
 static const char *
 reason_phrase(int status)
@@ -74,27 +74,37 @@ call_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
     struct admin_call *call = arg;
-    /* evhttp frees the request with the connection: never touch it again. */
-    call->req = NULL;
+    /* We have not replied, so evhttp detached the request from the dying connection instead
+     * of freeing it (evhttp_connection_incoming_fail): nothing can reach the client any more,
+     * and the request is ours to free, which admin_call_free does. */
+    call->gone = true;
 }
 
 void
 admin_call_watch_close(struct admin_call *call)
 {
-    if (call->req)
+    if (call->req && !call->gone)
         evhttp_connection_set_closecb(evhttp_request_get_connection(call->req), call_closed_cb,
                                       call);
+}
+
+void
+admin_call_unwatch(struct admin_call *call)
+{
+    struct evhttp_connection *evcon =
+        call->req && !call->gone ? evhttp_request_get_connection(call->req) : NULL;
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
 }
 
 void
 admin_call_free(struct admin_call *call)
 {
     struct admin_server *srv = call->srv;
-    if (call->req) {
-        struct evhttp_connection *evcon = evhttp_request_get_connection(call->req);
-        if (evcon)
-            evhttp_connection_set_closecb(evcon, NULL, NULL);
-    }
+    if (call->req && call->gone)
+        evhttp_request_free(call->req); /* detached: see call_closed_cb */
+    else
+        admin_call_unwatch(call); /* the request stays evhttp's (shutdown frees it) */
     if (call->prev)
         call->prev->next = call->next;
     else
@@ -109,24 +119,33 @@ admin_call_free(struct admin_call *call)
 }
 
 void
+admin_reply_buffer(struct admin_call *call, int status, const char *content_type,
+                   struct evbuffer *body)
+{
+    if (!call->gone) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(call->req);
+        evhttp_add_header(h, "Content-Type", content_type);
+        evhttp_add_header(h, "Cache-Control", "no-store");
+        admin_call_unwatch(call);
+        evhttp_send_reply(call->req, status, reason_phrase(status), body);
+        call->req = NULL; /* evhttp's again: it frees the request once the reply is sent */
+    }
+    admin_call_free(call);
+}
+
+void
 admin_reply_json(struct admin_call *call, int status, json_t *doc)
 {
-    if (call->req) {
-        char *text = json_dumps(doc, JSON_COMPACT);
-        struct evbuffer *out = evbuffer_new();
-        if (!text || !out)
-            log_fatal("out of memory");
-        evbuffer_add(out, text, strlen(text));
-        evbuffer_add(out, "\n", 1);
-        struct evkeyvalq *h = evhttp_request_get_output_headers(call->req);
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evhttp_add_header(h, "Cache-Control", "no-store");
-        evhttp_send_reply(call->req, status, reason_phrase(status), out);
-        evbuffer_free(out);
-        free(text);
-    }
+    char *text = json_dumps(doc, JSON_COMPACT);
+    struct evbuffer *out = evbuffer_new();
+    if (!text || !out)
+        log_fatal("out of memory");
+    evbuffer_add(out, text, strlen(text));
+    evbuffer_add(out, "\n", 1);
+    free(text);
     json_decref(doc);
-    admin_call_free(call);
+    admin_reply_buffer(call, status, "application/json", out);
+    evbuffer_free(out);
 }
 
 void
@@ -144,14 +163,14 @@ admin_reply_error(struct admin_call *call, int status, json_t *extra, const char
      * a message without the detail rather than no message. */
     json_t *m = json_string(msg);
     json_object_set_new(err, "message", m ? m : json_string("(message not valid UTF-8)"));
-    if (status == 401 && call->req)
+    if (status == 401 && !call->gone)
         evhttp_add_header(evhttp_request_get_output_headers(call->req), "WWW-Authenticate",
                           "Basic realm=\"tandem\"");
     if (status == 403)
         call->srv->stats.forbidden++;
     if (status >= 500)
         log_warn("%s %s: %d %s", call->method == EVHTTP_REQ_GET ? "GET" : "request",
-                 call->req ? evhttp_request_get_uri(call->req) : "(gone)", status, msg);
+                 call->gone ? "(client gone)" : evhttp_request_get_uri(call->req), status, msg);
     admin_reply_json(call, status, json_pack("{s:o}", "error", err));
 }
 
@@ -269,7 +288,7 @@ commit_done_cb(void *ctx, int status, const struct ipc_msg *reply)
         srv->stats.commits++;
         if (call->flush_name)
             admin_auth_forget(srv->auth, call->kind == DIR_KIND_SERVER, call->flush_name);
-        if (!call->req) {
+        if (call->gone) {
             admin_call_free(call); /* durable, but nobody is left to tell */
             return;
         }

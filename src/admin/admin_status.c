@@ -267,13 +267,8 @@ metrics_finish(struct admin_call *call, struct evbuffer *out)
                             names[i], names[i],
                             call->srv->transport == ADMIN_TRANSPORT_LOCAL ? "socket" : "tls",
                             values[i]);
-    if (call->req) {
-        evhttp_add_header(evhttp_request_get_output_headers(call->req), "Content-Type",
-                          "text/plain; version=0.0.4");
-        evhttp_send_reply(call->req, 200, "OK", out);
-    }
+    admin_reply_buffer(call, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);
-    admin_call_free(call);
 }
 
 static void
@@ -378,9 +373,12 @@ stream_free(struct admin_stream *s, bool end_reply)
     if (s->fd >= 0)
         close(s->fd);
     evbuffer_free(s->line);
-    if (end_reply && s->call->req)
+    if (end_reply && !s->call->gone) {
+        admin_call_unwatch(s->call);
         evhttp_send_reply_end(s->call->req);
-    admin_call_free(s->call);
+        s->call->req = NULL; /* evhttp's again */
+    }
+    admin_call_free(s->call); /* frees a request detached by the client's going */
     free(s);
 }
 
@@ -431,7 +429,7 @@ stream_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct admin_stream *s = arg;
-    if (!s->call->req) { /* the client went away */
+    if (s->call->gone) { /* the client went away */
         stream_free(s, false);
         return;
     }
