@@ -5,6 +5,7 @@ admin can be bootstrapped through the socket; objects, groups and ACLs behave as
 says; refusals name the object, the principal and the missing right; and every change that
 got a 2xx survives kill -9 of the core and of the admin worker.
 """
+import base64
 import json
 import os
 import pathlib
@@ -405,3 +406,24 @@ print(json.dumps([get(None), get({ALICE[0] + ":" + ALICE[1]!r})]))
     finally:
         s.kill_all()
         shutil.rmtree(tmp)
+
+
+def test_clients_that_go_away_leave_nothing_behind(server):
+    """Clients that hang up on a follow stream, a held /v1/changes, a password check or a
+    failure delay: the worker frees what it held for them (a clean stop, no leak report), and
+    serves the next client as usual."""
+    bootstrap_admin(server)
+    for path, auth in (("/v1/events?follow=1", None), ("/v1/changes?wait=30", None),
+                       ("/v1/whoami", ("carol", "not-checked-yet")),
+                       ("/v1/whoami", ("alice", "wrong-password"))):
+        c = server.connection()
+        headers = {}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                f"{auth[0]}:{auth[1]}".encode()).decode()
+        c.request("GET", path, headers=headers)
+        time.sleep(0.2)  # the request is in the worker's hands, unanswered
+        c.close()
+    time.sleep(0.5)
+    assert ok(server.api("GET", "/v1/whoami")) == {"principal": "local", "admin": True}
+    server.stop(server.proc)
