@@ -13,6 +13,7 @@
  * time while the loop goes on serving others.
  */
 #include "admin/admin_int.h"
+#include "store/store_reader.h"
 
 #include "lib/err.h"
 #include "lib/log.h"
@@ -60,6 +61,8 @@ struct auth_delayed {
 struct admin_auth {
     uint8_t key[crypto_generichash_KEYBYTES];
     struct auth_cached cache[ADMIN_AUTH_CACHE_SLOTS];
+    uint64_t journal_seq; /* the directory's change journal is read up to here */
+    bool journal_known;
     struct auth_client clients[ADMIN_AUTH_CLIENTS];
     struct auth_delayed *delayed;
 };
@@ -149,6 +152,58 @@ admin_auth_forget(struct admin_auth *auth, bool server, const char *name)
         if (auth->cache[i].expires && auth->cache[i].server == server &&
             strcmp(auth->cache[i].user, name) == 0)
             memset(&auth->cache[i], 0, sizeof(auth->cache[i]));
+}
+
+/* ---- Staying current with the journal ---- */
+
+static int
+forget_cb(void *ctx, const struct dir_change *ch)
+{
+    if (ch->kind == DIR_KIND_USER || ch->kind == DIR_KIND_SERVER)
+        admin_auth_forget(ctx, ch->kind == DIR_KIND_SERVER, ch->name);
+    return 0;
+}
+
+/*
+ * Drops cached credentials whose principal changed since the last look. A password can change
+ * through another process (the other admin worker, a replicated change), which this worker's
+ * own flush never hears of; the directory's change journal names every changed principal, and
+ * reading its tail is one short LMDB read per request.
+ */
+static void
+forget_changed(struct admin_server *srv)
+{
+    struct admin_auth *a = srv->auth;
+    if (!srv->dir || !srv->dir_ready)
+        return; /* nothing was cached: caching needs the directory */
+    MDB_txn *txn;
+    if (store_reader_begin(srv->dir, &txn) < 0) {
+        memset(a->cache, 0, sizeof(a->cache)); /* cannot tell what changed: trust nothing */
+        return;
+    }
+    void *st = store_reader_handler_state(srv->dir);
+    if (!a->journal_known) {
+        /* The first look: the cache is empty, so only the position matters. */
+        if (dir_changes_last(st, txn, &a->journal_seq) == 0)
+            a->journal_known = true;
+        mdb_txn_abort(txn);
+        return;
+    }
+    for (;;) {
+        uint64_t last = a->journal_seq;
+        bool reset = false;
+        int ret = dir_changes_since(st, txn, a->journal_seq, 1000, forget_cb, a, &last, &reset);
+        if (ret < 0 || reset) {
+            memset(a->cache, 0, sizeof(a->cache));
+            if (ret == 0)
+                a->journal_seq = last;
+            break;
+        }
+        if (last == a->journal_seq)
+            break;
+        a->journal_seq = last;
+    }
+    mdb_txn_abort(txn);
 }
 
 /* The client's key for the failure delay: its address, or its uid on the unix socket. */
@@ -320,6 +375,7 @@ auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin
     mac_of(call->srv->auth, server, user, password, mac);
     call->who = server ? ADMIN_WHO_SERVER : ADMIN_WHO_USER;
     memcpy(call->who_name, user, strlen(user) + 1); /* name_ok: at most DIR_NAME_MAX bytes */
+    forget_changed(call->srv);
     if (cache_hit(call->srv->auth, server, user, mac)) {
         sodium_memzero(raw, sizeof(raw));
         succeed(call, next);

@@ -194,6 +194,7 @@ int admin_read_body(struct admin_call *call, int type, struct admin_req *req_r);
 
 void admin_auth_verify_serve(struct admin_call *call);
 void admin_changes_serve(struct admin_call *call);
+void admin_recipients_serve(struct admin_call *call);
 /* Ends every held /v1/changes (shutdown). */
 void admin_polls_close_all(struct admin_server *srv);
 

@@ -1,8 +1,9 @@
 /*
  * What other servers ask a directory server (docs/formats/admin-api.md): POST /v1/auth/verify
  * checks a login a mailbox or access server received, and GET /v1/changes is the change
- * journal those servers follow to invalidate their directory caches (src/dirclient/). Both are
- * for members of `servers` (and `local`) only.
+ * journal those servers follow to invalidate their directory caches (src/dirclient/), and
+ * GET /v1/recipients/<address> says whose mailbox a mail address reaches (LMTP on a mailbox
+ * server). All are for members of `servers` (and `local`) only.
  *
  * A /v1/changes with wait and nothing new is held and the journal polled: commits are applied
  * by the core, another process, so there is nothing in this one to wake us; an LMDB read of
@@ -278,4 +279,56 @@ admin_changes_serve(struct admin_call *call)
     admin_call_watch_close(call);
     struct timeval tv = {.tv_sec = 0, .tv_usec = CHANGES_POLL_MS * 1000};
     evtimer_add(p->timer, &tv);
+}
+
+/* GET /v1/recipients/<address>: {"status", "user", "database"} (dir_recipient_lookup()). */
+void
+admin_recipients_serve(struct admin_call *call)
+{
+    if (call->method != EVHTTP_REQ_GET) {
+        admin_reply_error(call, 405, NULL, "use GET");
+        return;
+    }
+    const char *address = call->segs[2];
+    size_t len = strlen(address);
+    if (len == 0 || len > 2 * DIR_NAME_MAX + 1) {
+        admin_reply_error(call, 400, NULL, "the address must be 1..%u bytes",
+                          2 * DIR_NAME_MAX + 1);
+        return;
+    }
+    for (const unsigned char *p = (const unsigned char *)address; *p; p++)
+        if (*p < 0x21 || *p == 0x7f) {
+            admin_reply_error(call, 400, NULL, "the address holds a space or control character");
+            return;
+        }
+    void *state;
+    MDB_txn *txn;
+    if (admin_dir_begin(call, &state, &txn) < 0)
+        return;
+    if (!authorize_servers(call, state, txn)) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    /* local@domain, split at the last '@' (a quoted local part may hold one). */
+    char local[2 * DIR_NAME_MAX + 2];
+    snprintf(local, sizeof(local), "%s", address);
+    char *at = strrchr(local, '@');
+    const char *domain = "";
+    if (at) {
+        *at = '\0';
+        domain = at + 1;
+    }
+    struct dir_recipient r;
+    int ret = dir_recipient_lookup(state, txn, local, domain, &r);
+    mdb_txn_abort(txn);
+    if (ret < 0) {
+        admin_reply_storage_error(call, ret, "the recipient lookup");
+        return;
+    }
+    json_t *doc = json_pack("{s:s}", "status", dir_rcpt_status_name(r.status));
+    if (r.user[0])
+        json_object_set_new(doc, "user", json_string(r.user));
+    if (r.status == DIR_RCPT_OK)
+        json_object_set_new(doc, "database", json_string(r.database));
+    admin_reply_json(call, 200, doc);
 }

@@ -378,6 +378,8 @@ route_authed(struct admin_call *call)
         return admin_objects_serve(call);
     if (!strcmp(what, "auth") && call->n_segs == 3 && seg_is(call, 2, "verify"))
         return admin_auth_verify_serve(call);
+    if (!strcmp(what, "recipients") && call->n_segs == 3)
+        return admin_recipients_serve(call);
     void (*get)(struct admin_call *) = !strcmp(what, "whoami")   ? admin_whoami_serve
                                        : !strcmp(what, "status") ? admin_status_serve
                                        : !strcmp(what, "events") ? admin_events_serve

@@ -18,10 +18,12 @@
 #include "lmtp/lmtp_server.h"
 
 #include "directory/directory.h"
+#include "dirclient/dir_client.h"
 #include "lib/conn.h"
 #include "lib/core_link.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "proto/smtp/smtp_received.h"
 #include "proto/smtp/smtp_session.h"
 #include "store/mail.h"
@@ -59,6 +61,8 @@ struct lmtp_server {
     struct conn_listener *listener;
     struct core_link *core;
     struct store_reader *directory; /* opened at the first lookup (the core creates it) */
+    struct dir_client *remote;      /* without the directory role: asks a directory server */
+    char *remote_problem;           /* why there is no remote client, for the 451 text */
     struct db_reader dbs[LMTP_MAX_DBS];
     size_t n_dbs;
 };
@@ -75,6 +79,7 @@ struct lmtp_conn {
     unsigned batches;  /* APPENDs of the current message not answered yet */
     unsigned busy;     /* inside a callback that may resume the pump (which may close) */
     bool delivering;
+    bool looking_up;   /* a remote recipient lookup is in flight */
     struct event *core_wait; /* polls for the core while a delivery waits for it */
     uint32_t core_waited_ms;
 };
@@ -144,10 +149,9 @@ directory_reader(struct lmtp_server *srv, struct store_reader **reader_r)
     return 0;
 }
 
-/* Looks path up in the local directory: 0 with *r, or a negative code (-ENOTSUP: no
- * directory role here). */
+/* Looks path up in the local directory: 0 with *r, or a negative code. */
 static int
-lookup(struct lmtp_server *srv, const struct smtp_path *path, struct dir_recipient *r)
+lookup_local(struct lmtp_server *srv, const struct smtp_path *path, struct dir_recipient *r)
 {
     struct store_reader *dir;
     int ret = directory_reader(srv, &dir);
@@ -162,35 +166,76 @@ lookup(struct lmtp_server *srv, const struct smtp_path *path, struct dir_recipie
     return ret;
 }
 
+/* Gives the session the verdict for a looked-up recipient (status: the lookup's result). */
 static void
-on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path)
+rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
 {
     struct smtp_verdict v = {250, "2.1.5", "OK"};
-    struct dir_recipient r;
-    int ret = lookup(lc->srv, path, &r);
-    if (ret == -ENOTSUP) {
+    if (status == -EPERM) {
         v = (struct smtp_verdict){451, "4.3.0",
-                                  "This server has no directory role, and LMTP here reads "
-                                  "recipients from a local directory only"};
-    } else if (ret < 0) {
-        if (ret != -EAGAIN)
-            log_error("lmtp: directory lookup failed: %s", tdm_strerror(ret));
+                                  "The directory refused this server's credentials, try again "
+                                  "later"};
+    } else if (status < 0) {
+        if (status != -EAGAIN && status != -EHOSTUNREACH)
+            log_error("lmtp: directory lookup failed: %s", tdm_strerror(status));
         v = (struct smtp_verdict){451, "4.3.0", "Directory lookup failed, try again later"};
-    } else if (r.status == DIR_RCPT_UNKNOWN) {
+    } else if (r->status == DIR_RCPT_UNKNOWN) {
         v = (struct smtp_verdict){550, "5.1.1", "No such user here"};
-    } else if (r.status == DIR_RCPT_NO_MAILBOX) {
+    } else if (r->status == DIR_RCPT_NO_MAILBOX) {
         v = (struct smtp_verdict){550, "5.1.1", "The user has no mailbox"};
-    } else if (r.status == DIR_RCPT_DISABLED) {
+    } else if (r->status == DIR_RCPT_DISABLED) {
         v = (struct smtp_verdict){550, "5.2.1", "Mailbox disabled"};
     }
     if (v.code == 250) {
         if (lc->n_rcpts >= LMTP_MAX_RCPTS)
             v = (struct smtp_verdict){452, "4.5.3", "Too many recipients"};
         else
-            lc->rcpts[lc->n_rcpts++] = r;
+            lc->rcpts[lc->n_rcpts++] = *r;
     }
     if (smtp_session_verdict(lc->session, &v) < 0 && v.code == 250)
         lc->n_rcpts--;
+}
+
+static void
+remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_cache)
+{
+    (void)from_cache;
+    struct lmtp_conn *lc = ctx;
+    lc->inflight--;
+    lc->looking_up = false;
+    if (lc->conn) {
+        lc->busy++;
+        rcpt_verdict(lc, status, r);
+        flush(lc);
+        conn_resume(lc->conn); /* what was pipelined behind the RCPT */
+        lc->busy--;
+    }
+    lc_maybe_free(lc);
+}
+
+/* Decides a RCPT now (local directory) or starts a remote lookup (lc->looking_up). */
+static void
+on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path)
+{
+    struct lmtp_server *srv = lc->srv;
+    struct dir_recipient r;
+    if (srv->cfg->roles & TDM_ROLE_DIRECTORY) {
+        int ret = lookup_local(srv, path, &r);
+        rcpt_verdict(lc, ret, &r);
+        return;
+    }
+    if (!srv->remote) {
+        struct smtp_verdict v = {451, "4.3.0", srv->remote_problem};
+        smtp_session_verdict(lc->session, &v);
+        return;
+    }
+    int ret = dir_client_recipient(srv->remote, path->local, path->domain, remote_rcpt_cb, lc);
+    if (ret < 0) {
+        rcpt_verdict(lc, ret, NULL);
+        return;
+    }
+    lc->inflight++;
+    lc->looking_up = true;
 }
 
 /* ---- The message ---- */
@@ -505,7 +550,7 @@ deliveries_done(struct lmtp_conn *lc)
 static void
 pump(struct lmtp_conn *lc, struct evbuffer *in)
 {
-    while (lc->conn && !lc->delivering && !conn_output_full(lc->conn)) {
+    while (lc->conn && !lc->delivering && !lc->looking_up && !conn_output_full(lc->conn)) {
         size_t len = evbuffer_get_length(in);
         const uint8_t *data = len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
         struct smtp_session_out out;
@@ -524,6 +569,13 @@ pump(struct lmtp_conn *lc, struct evbuffer *in)
         }
         case SMTP_EV_RCPT:
             on_rcpt(lc, out.path);
+            if (lc->looking_up) {
+                /* The verdict comes later: take nothing more until it has. */
+                evbuffer_drain(in, out.used);
+                flush(lc);
+                conn_pause(lc->conn);
+                return;
+            }
             break;
         case SMTP_EV_DATA_START:
             if (start_message(lc) < 0)
@@ -636,6 +688,75 @@ on_close(struct conn *conn, enum conn_close_reason reason)
 
 static const struct conn_ops lmtp_conn_ops = {on_open, on_data, on_drained, on_close};
 
+/* Reads the first line of path (the server's key) into a new string; NULL with *why set. */
+static char *
+read_key(const char *path, char **why)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (asprintf(why, "cannot read this server's directory key %s: %s", path,
+                     strerror(errno)) < 0)
+            *why = NULL;
+        return NULL;
+    }
+    char line[1100];
+    char *key = NULL;
+    if (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0])
+            key = strdup(line);
+    }
+    sodium_memzero(line, sizeof(line));
+    fclose(f);
+    if (!key && asprintf(why, "this server's directory key %s is empty", path) < 0)
+        *why = NULL;
+    return key;
+}
+
+/* Without the directory role, recipients are asked of the directory servers. A problem here
+ * does not stop LMTP: every RCPT is then answered 451 with the reason, so mail waits in the
+ * sending MTA's queue until an operator fixes it. */
+static void
+remote_setup(struct lmtp_server *srv)
+{
+    const struct tdm_config *cfg = srv->cfg;
+    char *why = NULL, *key_path = NULL;
+    if (cfg->directory.key_file)
+        key_path = strdup(cfg->directory.key_file);
+    else if (asprintf(&key_path, "%s/server.key", cfg->datadir) < 0)
+        key_path = NULL;
+    char *key = key_path ? read_key(key_path, &why) : NULL;
+    if (key) {
+        struct tls_files files;
+        tls_files_from_config(cfg, &files);
+        struct dir_client_options o = {
+            .endpoints = cfg->directory.endpoints,
+            .n_endpoints = cfg->directory.n_endpoints,
+            .ca_file = files.ca,
+            .server_name = cfg->server,
+            .key = key,
+            .cache_ttl_ms = cfg->directory.cache_ttl_ms,
+        };
+        if (dir_client_new(srv->base, &o, &srv->remote, &why) < 0)
+            srv->remote = NULL;
+        tls_files_clear(&files);
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    if (!srv->remote) {
+        log_error("lmtp: no directory lookups: %s", why ? why : "out of memory");
+        if (asprintf(&srv->remote_problem, "Cannot reach the directory: %s",
+                     why ? why : "out of memory") < 0)
+            srv->remote_problem = NULL;
+    }
+    free(why);
+    free(key_path);
+    if (!srv->remote && !srv->remote_problem)
+        srv->remote_problem = strdup("Cannot reach the directory");
+    if (!srv->remote_problem && !srv->remote)
+        log_fatal("out of memory");
+}
+
 int
 lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                 struct lmtp_server **srv_r, char **error_r)
@@ -660,6 +781,8 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         free(srv);
         return ret;
     }
+    if (!(cfg->roles & TDM_ROLE_DIRECTORY))
+        remote_setup(srv);
     struct conn_listener_options lo = {
         .fd = listen_fd,
         .refusal_line = "421 4.7.0 Too many connections, try again later\r\n",
@@ -669,6 +792,8 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     if (ret < 0) {
         *error_r = strdup("cannot watch the listening socket");
         core_link_free(&srv->core);
+        dir_client_free(&srv->remote);
+        free(srv->remote_problem);
         free(srv);
         return ret;
     }
@@ -686,6 +811,8 @@ lmtp_server_free(struct lmtp_server **srv_p)
      * with TDM_ECLOSED, which frees the lingering connections. */
     conn_listener_free(&srv->listener);
     core_link_free(&srv->core);
+    dir_client_free(&srv->remote); /* fails lookups in flight: lingering connections go */
+    free(srv->remote_problem);
     store_reader_free(&srv->directory);
     for (size_t i = 0; i < srv->n_dbs; i++)
         store_reader_free(&srv->dbs[i].reader);

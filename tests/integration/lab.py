@@ -111,6 +111,9 @@ class Server:
         self.log = tmp / "tandemd.log"
         self.procs = []
         self.user = None
+        # Where a server without the directory role finds it, and extra sections (e.g. [tls]).
+        self.directory_endpoint = "127.0.0.10:8443"
+        self.extra_conf = ""
         self.write_conf(server=name, level="info")
 
     def write_conf(self, server, level):
@@ -118,7 +121,7 @@ class Server:
         listen = "".join(f"\n[listen {p}]\nnetwork = public\nport = {port}\n"
                          for p, port in self.ports.items())
         directory = ("" if "directory" in self.roles
-                     else "\n[directory]\nendpoints = 127.0.0.10:8443\n")
+                     else f"\n[directory]\nendpoints = {self.directory_endpoint}\n")
         self.conf.write_text(f"""server = {server}
 site = dc1
 datadir = {self.datadir}
@@ -130,7 +133,7 @@ address = {self.addr}
 [log]
 level = {level}
 events = {self.events}
-""")
+{self.extra_conf}""")
 
     def roles_expected(self):
         """The children a running server has: the core, one worker per listener, and the
