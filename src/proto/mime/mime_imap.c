@@ -7,6 +7,7 @@
 #include "proto/mime/mime_int.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void
@@ -57,23 +58,27 @@ mime_imap_nstring(struct mime_buf *out, const struct mime_str *s)
         mime_imap_string(out, s->s, s->len);
 }
 
-/* An upper-cased copy of s as a string (type names are tokens: short). */
+/* s upper-cased, plus suffix, as a string. Type names and parameter names are short tokens,
+ * so they are cased on the stack; only a freak long one costs an allocation. */
 static void
 upper_string(struct mime_buf *out, const char *s, size_t len, const char *suffix)
 {
-    struct mime_buf tmp = MIME_BUF_INIT;
-    uint8_t *d = mime_buf_reserve(&tmp, len);
-    if (d) {
-        for (size_t i = 0; i < len; i++)
-            d[i] = mime__upper((uint8_t)s[i]);
-        mime_buf_commit(&tmp, len);
-        mime_buf_append_str(&tmp, suffix);
+    uint8_t stack[128];
+    size_t slen = strlen(suffix);
+    uint8_t *d = stack;
+    if (len + slen > sizeof(stack)) {
+        d = malloc(len + slen);
+        if (!d) {
+            out->error = -ENOMEM;
+            return;
+        }
     }
-    if (tmp.error)
-        out->error = tmp.error;
-    else
-        mime_imap_string(out, tmp.data, tmp.len);
-    mime_buf_clear(&tmp);
+    for (size_t i = 0; i < len; i++)
+        d[i] = mime__upper((uint8_t)s[i]);
+    memcpy(d + len, suffix, slen);
+    mime_imap_string(out, d, len + slen);
+    if (d != stack)
+        free(d);
 }
 
 /* RFC 2231 attribute-char: what may stay unencoded in an extended value. */

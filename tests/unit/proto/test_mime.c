@@ -833,6 +833,26 @@ test_addresses(void **state)
     }
 }
 
+/* A type name too long for the writer's stack buffer still comes out whole, upper-cased. */
+static void
+test_long_type_name(void **state)
+{
+    (void)state;
+    char msg[512], want[512], sub[201];
+    memset(sub, 'x', 200);
+    sub[200] = '\0';
+    snprintf(msg, sizeof(msg), "Content-Type: application/%s\r\n\r\n", sub);
+    memset(sub, 'X', 200);
+    snprintf(want, sizeof(want), "(\"APPLICATION\" \"%s\" NIL NIL NIL \"7BIT\" 0)", sub);
+    struct mime_message *m;
+    assert_int_equal(mime_message_parse((const uint8_t *)msg, strlen(msg), NULL, &m), 0);
+    struct mime_buf b = MIME_BUF_INIT;
+    assert_int_equal(mime_imap_bodystructure(m, mime_message_root(m), false, 0, &b), 0);
+    assert_string_equal((char *)b.data, want);
+    mime_buf_clear(&b);
+    mime_message_free(&m);
+}
+
 /* Builds depth nested multiparts, each holding the next. */
 static char *
 nested_multiparts(unsigned depth)
@@ -971,6 +991,7 @@ main(void)
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_message_global),  cmocka_unit_test(test_addresses),
         cmocka_unit_test(test_section_offsets), cmocka_unit_test(test_binary_streamed),
+        cmocka_unit_test(test_long_type_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
