@@ -147,6 +147,8 @@ child_reload(struct child_ctx *c)
     }
     log_set_min_level(cfg->log.level);
     tandemd__set_event_sink(cfg);
+    if (c->ops->reload)
+        c->ops->reload(cfg);
     tdm_config_free(&c->cfg);
     c->cfg = cfg;
     log_info("configuration reloaded");

@@ -106,6 +106,9 @@ struct tandemd_child_ops {
     /* Called on SHUTDOWN, on SIGTERM, or when the supervisor goes away: release everything
      * (close databases cleanly) before the process exits 0. */
     void (*stop)(void);
+    /* Optional: after RELOAD, with the new configuration (valid until the next reload or
+     * stop), for a role that keeps settings of its own. */
+    void (*reload)(const struct tdm_config *cfg);
 };
 
 /* ---- core.c: the databases the core knows, for core_ipc.c (loop thread only) ---- */

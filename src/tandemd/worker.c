@@ -141,7 +141,20 @@ worker_stop(void)
     worker_listen_fd = -1;
 }
 
+/* The admin API serves the events file named by [log] events, which a reload may change. */
+static void
+worker_reload(const struct tdm_config *cfg)
+{
+    if (!worker_admin)
+        return;
+    struct tdm_config *old = worker_admin_cfg;
+    worker_admin_cfg = config_copy(cfg);
+    admin_server_reload(worker_admin, worker_admin_cfg);
+    tdm_config_free(&old);
+}
+
 const struct tandemd_child_ops tandemd__worker_ops = {
     .start = worker_start,
     .stop = worker_stop,
+    .reload = worker_reload,
 };

@@ -427,3 +427,16 @@ def test_clients_that_go_away_leave_nothing_behind(server):
     time.sleep(0.5)
     assert ok(server.api("GET", "/v1/whoami")) == {"principal": "local", "admin": True}
     server.stop(server.proc)
+
+
+def test_reload_moves_the_events_file(server):
+    """SIGHUP with a new [log] events path: the admin API serves the new file."""
+    server.events = server.tmp / "events-2.jsonl"
+    server.write_conf(server="dir1", level="info")
+    os.kill(server.proc.pid, signal.SIGHUP)
+
+    def served():
+        names = [json.loads(line)["name"] for line in
+                 server.api("GET", "/v1/events").body.splitlines() if line]
+        return "process.reloaded" in names and "process.started" not in names
+    wait_for(served, "the new events file served, without the old one's lines")
