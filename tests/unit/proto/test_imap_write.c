@@ -187,6 +187,11 @@ test_list_and_status(void **state)
     imap_write_list(&b, false, attrs, 0, '/', "New & Old", false, "Caf\xc3\xa9", IMAP_WRITE_REV1);
     assert_string_equal(b.data, "* LIST () \"/\" \"New &- Old\" (\"OLDNAME\" (Caf&AOk-))\r\n");
 
+    /* A name that is not UTF-8 cannot be modified UTF-7: it goes out as it is, in a literal. */
+    imap_buf_clear(&b);
+    imap_write_list(&b, false, attrs, 0, '/', "bad\xff", false, NULL, IMAP_WRITE_REV1);
+    assert_string_equal(b.data, "* LIST () \"/\" {4}\r\nbad\xff\r\n");
+
     struct imap_status_values v = {
         .items = IMAP_STATUS_MESSAGES | IMAP_STATUS_UIDNEXT | IMAP_STATUS_HIGHESTMODSEQ |
                  IMAP_STATUS_APPENDLIMIT,
