@@ -9,9 +9,12 @@
  *     refusals);
  *   - every command, formatted canonically and parsed again by a fresh parser, formats to the
  *     same bytes (the parser and the formatter agree on every field);
+ *   - modified UTF-7 is canonical both ways on every mailbox name parsed: what decodes
+ *     re-encodes to the same bytes, what encodes decodes back;
  *   - every refusal is one line "tag BAD|NO ..." or "* BAD|BYE ..." ending in CRLF, and a fatal
  *     one is "* BYE"; APPEND bytes come with consistent offsets and point into the input.
  */
+#include "proto/imap/imap_mutf7.h"
 #include "proto/imap/imap_parser.h"
 #include "proto/imap/imap_write.h"
 
@@ -81,6 +84,71 @@ reparse(const struct imap_parser_limits *lim, const struct imap_buf *text)
     imap_parser_free(&p);
 }
 
+/* encode(decode(s)) == s when s decodes; decode(encode(s)) == s when s encodes. */
+static void
+check_mutf7(const char *s)
+{
+    if (!s)
+        return;
+    size_t n = strlen(s);
+    struct imap_buf a = IMAP_BUF_INIT, b = IMAP_BUF_INIT;
+    int r = imap_mutf7_decode(s, n, &a);
+    check(r == 0 || r == TDM_EINVAL);
+    if (r == 0) {
+        check(imap_mutf7_encode(a.data ? a.data : "", a.len, &b) == 0);
+        check(b.len == n && memcmp(b.data ? b.data : "", s, n) == 0);
+    }
+    imap_buf_free(&a);
+    imap_buf_free(&b);
+    r = imap_mutf7_encode(s, n, &a);
+    check(r == 0 || r == TDM_EINVAL);
+    if (r == 0) {
+        check(imap_mutf7_decode(a.data ? a.data : "", a.len, &b) == 0);
+        check(b.len == n && memcmp(b.data ? b.data : "", s, n) == 0);
+    }
+    imap_buf_free(&a);
+    imap_buf_free(&b);
+}
+
+static void
+check_mailboxes(const struct imap_command *c)
+{
+    switch (c->cmd) {
+    case IMAP_CMD_SELECT:
+    case IMAP_CMD_EXAMINE:
+    case IMAP_CMD_DELETE:
+    case IMAP_CMD_SUBSCRIBE:
+    case IMAP_CMD_UNSUBSCRIBE:
+    case IMAP_CMD_GETQUOTAROOT:
+        check_mutf7(c->u.select.mailbox);
+        break;
+    case IMAP_CMD_CREATE:
+        check_mutf7(c->u.create.mailbox);
+        break;
+    case IMAP_CMD_RENAME:
+        check_mutf7(c->u.rename.from);
+        check_mutf7(c->u.rename.to);
+        break;
+    case IMAP_CMD_STATUS:
+        check_mutf7(c->u.status.mailbox);
+        break;
+    case IMAP_CMD_APPEND:
+        check_mutf7(c->u.append.mailbox);
+        break;
+    case IMAP_CMD_COPY:
+    case IMAP_CMD_MOVE:
+        check_mutf7(c->u.copy.mailbox);
+        break;
+    case IMAP_CMD_LIST:
+    case IMAP_CMD_LSUB:
+        for (size_t i = 0; i < c->u.list.n_patterns; i++)
+            check_mutf7(c->u.list.patterns[i]);
+        break;
+    default:
+        break;
+    }
+}
+
 struct run {
     bool cancel_odd;   /* cancel odd-sized message literals at CONTINUE */
     struct imap_buf t; /* the transcript */
@@ -111,8 +179,10 @@ feed(struct imap_parser *p, const struct imap_parser_limits *lim, const uint8_t 
         case IMAP_ITEM_COMMAND: {
             struct imap_buf b = IMAP_BUF_INIT;
             check(imap_command_format(out.cmd, &b) == 0);
-            if (check_reparse)
+            if (check_reparse) {
                 reparse(lim, &b);
+                check_mailboxes(out.cmd);
+            }
             imap_buf_puts(&run->t, "C ");
             imap_buf_append(&run->t, b.data, b.len);
             imap_buf_free(&b);
