@@ -418,8 +418,8 @@ auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin
 void
 admin_auth_request(struct admin_call *call, void (*next)(struct admin_call *call))
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(call->req),
-                                       "Authorization");
+    const char *h =
+        evhttp_find_header(evhttp_request_get_input_headers(call->req), "Authorization");
     if (h) {
         if (strncasecmp(h, "Basic ", 6) != 0) {
             refuse(call, "only Basic authorization is supported");

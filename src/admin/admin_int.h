@@ -42,15 +42,15 @@ struct admin_server {
     enum admin_transport transport;
     int listen_fd;
     struct evhttp *http;
-    SSL_CTX *ssl_ctx;              /* TLS transport only */
-    struct core_link *core;        /* changes and status go here */
-    struct store_reader *dir;      /* NULL until the directory database can be opened */
-    bool dir_ready;                /* dir holds the bootstrapped directory (admin_dir_begin) */
-    struct admin_auth *auth;       /* credential cache and failure delays */
-    struct admin_crypto *crypto;   /* the argon2id thread */
-    struct admin_call *calls;      /* every call waiting for something (list) */
-    struct admin_stream *streams;  /* /v1/events streams (list) */
-    struct admin_poll *polls;      /* /v1/changes waiting for a change (list) */
+    SSL_CTX *ssl_ctx;             /* TLS transport only */
+    struct core_link *core;       /* changes and status go here */
+    struct store_reader *dir;     /* NULL until the directory database can be opened */
+    bool dir_ready;               /* dir holds the bootstrapped directory (admin_dir_begin) */
+    struct admin_auth *auth;      /* credential cache and failure delays */
+    struct admin_crypto *crypto;  /* the argon2id thread */
+    struct admin_call *calls;     /* every call waiting for something (list) */
+    struct admin_stream *streams; /* /v1/events streams (list) */
+    struct admin_poll *polls;     /* /v1/changes waiting for a change (list) */
     struct timespec started;
     struct admin_stats stats;
 };
@@ -74,8 +74,8 @@ struct admin_call {
     enum admin_who who;
     char who_name[DIR_NAME_MAX + 1];
     /* What a write remembers while its COMMIT is in flight. */
-    int success_status;                 /* 200 or 201 */
-    enum dir_kind kind;                 /* the object written */
+    int success_status; /* 200 or 201 */
+    enum dir_kind kind; /* the object written */
     char name[DIR_NAME_MAX + 1];
     int (*on_commit)(struct admin_call *call); /* builds the answer after a durable commit */
     char *flush_name; /* a user or server (kind) whose cached credentials go after the commit */

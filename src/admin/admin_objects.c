@@ -60,7 +60,7 @@ object_json(const struct dir_object *o, bool with_acl)
 static enum dir_kind
 principal_kind(enum admin_req_principal_kind k)
 {
-    return k == ADMIN_PRINCIPAL_USER ? DIR_KIND_USER
+    return k == ADMIN_PRINCIPAL_USER     ? DIR_KIND_USER
            : k == ADMIN_PRINCIPAL_SERVER ? DIR_KIND_SERVER
                                          : DIR_KIND_GROUP;
 }
@@ -68,7 +68,7 @@ principal_kind(enum admin_req_principal_kind k)
 static enum dir_right
 right_of(enum admin_req_right r)
 {
-    return r == ADMIN_RIGHT_READ ? DIR_RIGHT_READ
+    return r == ADMIN_RIGHT_READ    ? DIR_RIGHT_READ
            : r == ADMIN_RIGHT_WRITE ? DIR_RIGHT_WRITE
                                     : DIR_RIGHT_FULL;
 }
@@ -111,8 +111,7 @@ admin_authorize(struct admin_call *call, void *state, MDB_txn *txn, enum dir_kin
     char obj[DIR_NAME_MAX + 32], who[DIR_NAME_MAX + 16];
     snprintf(obj, sizeof(obj), "%s/%s", dir_kind_name(kind), name);
     if (ret == TDM_ENOTFOUND && missing_is_404) {
-        admin_reply_error(call, 404, json_pack("{s:s}", "object", obj), "no such object: %s",
-                          obj);
+        admin_reply_error(call, 404, json_pack("{s:s}", "object", obj), "no such object: %s", obj);
         return 0;
     }
     if (ret < 0 && ret != TDM_ENOTFOUND) {
@@ -122,11 +121,10 @@ admin_authorize(struct admin_call *call, void *state, MDB_txn *txn, enum dir_kin
     if (has >= need)
         return 1;
     admin_who_text(call, who, sizeof(who));
-    admin_reply_error(call, 403,
-                      json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right",
-                                dir_right_name(need)),
-                      "%s lacks %s on %s (has %s)", who, dir_right_name(need), obj,
-                      dir_right_name(has));
+    admin_reply_error(
+        call, 403,
+        json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right", dir_right_name(need)),
+        "%s lacks %s on %s (has %s)", who, dir_right_name(need), obj, dir_right_name(has));
     return 0;
 }
 
@@ -470,11 +468,10 @@ serve_put(struct admin_call *call, enum dir_kind kind, const char *name)
             char who[DIR_NAME_MAX + 16], obj[DIR_NAME_MAX + 32];
             admin_who_text(call, who, sizeof(who));
             snprintf(obj, sizeof(obj), "%s/%s", dir_kind_name(kind), name);
-            admin_reply_error(call, 403,
-                              json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right",
-                                        "create"),
-                              "%s lacks create on %s (only members of admins create objects)",
-                              who, obj);
+            admin_reply_error(
+                call, 403,
+                json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right", "create"),
+                "%s lacks create on %s (only members of admins create objects)", who, obj);
         } else {
             allowed = true;
             ret = TDM_ENOTFOUND;
@@ -577,9 +574,9 @@ serve_acl(struct admin_call *call, enum dir_kind kind, const char *name, const c
     size_t n = 0;
     if (type == ADMIN_REQ_ACL_SET) {
         for (size_t i = 0; i < req.n_acl; i++)
-            acl[n++] = (struct dir_acl_entry){
-                {principal_kind(req.acl[i].who.kind), req.acl[i].who.name},
-                right_of(req.acl[i].right)};
+            acl[n++] =
+                (struct dir_acl_entry){{principal_kind(req.acl[i].who.kind), req.acl[i].who.name},
+                                       right_of(req.acl[i].right)};
     } else {
         struct dir_principal p = {principal_kind(req.principal.kind), req.principal.name};
         for (size_t i = 0; i < o.n_acl; i++)
@@ -591,8 +588,8 @@ serve_acl(struct admin_call *call, enum dir_kind kind, const char *name, const c
     call->kind = kind;
     snprintf(call->name, sizeof(call->name), "%s", name);
     call->on_commit = reply_acl_after;
-    struct dir_op op = {.type = TDM_REC_DIR_ACL_SET, .kind = kind, .name = name, .acl = acl,
-                        .n_acl = n};
+    struct dir_op op = {
+        .type = TDM_REC_DIR_ACL_SET, .kind = kind, .name = name, .acl = acl, .n_acl = n};
     admin_commit(call, &op);
     free(acl);
     dir_object_clear(&o);
@@ -677,7 +674,7 @@ serve_members(struct admin_call *call, const char *name, const char *verb)
     if (!verb)
         type = call->method == EVHTTP_REQ_GET   ? 0
                : call->method == EVHTTP_REQ_PUT ? ADMIN_REQ_MEMBERS_SET
-                                                : (enum admin_req_type)-1;
+                                                : (enum admin_req_type) - 1;
     else if (!strcmp(verb, "add"))
         type = ADMIN_REQ_MEMBER_ADD;
     else if (!strcmp(verb, "remove"))

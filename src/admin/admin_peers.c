@@ -53,10 +53,10 @@ authorize_servers(struct admin_call *call, void *state, MDB_txn *txn)
         return 1;
     char p[DIR_NAME_MAX + 16];
     admin_who_text(call, p, sizeof(p));
-    admin_reply_error(call, 403,
-                      json_pack("{s:s,s:s,s:s}", "object", "group/servers", "principal", p,
-                                "right", "member"),
-                      "%s is not a member of group servers: only servers may ask this", p);
+    admin_reply_error(
+        call, 403,
+        json_pack("{s:s,s:s,s:s}", "object", "group/servers", "principal", p, "right", "member"),
+        "%s is not a member of group servers: only servers may ask this", p);
     return 0;
 }
 
@@ -162,9 +162,9 @@ changes_answer(struct admin_call *call, uint64_t since, bool answer_empty)
         json_decref(changes);
         return 0;
     }
-    admin_reply_json(call, 200,
-                     json_pack("{s:I,s:b,s:o}", "last", (json_int_t)last, "reset", reset,
-                               "changes", changes));
+    admin_reply_json(
+        call, 200,
+        json_pack("{s:I,s:b,s:o}", "last", (json_int_t)last, "reset", reset, "changes", changes));
     return 1;
 }
 
@@ -245,9 +245,8 @@ admin_changes_serve(struct admin_call *call)
         evhttp_clear_headers(&q);
         if (bad || wait > CHANGES_WAIT_MAX) {
             admin_reply_error(call, 400, NULL,
-                              bad && !strcmp(bad, "since")
-                                  ? "since: must be an integer >= 0"
-                                  : "wait: must be 0 to 60 (seconds)");
+                              bad && !strcmp(bad, "since") ? "since: must be an integer >= 0"
+                                                           : "wait: must be 0 to 60 (seconds)");
             return;
         }
     }
@@ -292,8 +291,7 @@ admin_recipients_serve(struct admin_call *call)
     const char *address = call->segs[2];
     size_t len = strlen(address);
     if (len == 0 || len > 2 * DIR_NAME_MAX + 1) {
-        admin_reply_error(call, 400, NULL, "the address must be 1..%u bytes",
-                          2 * DIR_NAME_MAX + 1);
+        admin_reply_error(call, 400, NULL, "the address must be 1..%u bytes", 2 * DIR_NAME_MAX + 1);
         return;
     }
     for (const unsigned char *p = (const unsigned char *)address; *p; p++)

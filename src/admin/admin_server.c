@@ -37,17 +37,28 @@ static const char *
 reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -55,15 +66,24 @@ static const char *
 error_code(int status)
 {
     switch (status) {
-    case 400: return "bad-request";
-    case 401: return "unauthenticated";
-    case 403: return "forbidden";
-    case 404: return "not-found";
-    case 405: return "method-not-allowed";
-    case 409: return "conflict";
-    case 413: return "too-large";
-    case 503: return "unavailable";
-    default: return "internal";
+    case 400:
+        return "bad-request";
+    case 401:
+        return "unauthenticated";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not-found";
+    case 405:
+        return "method-not-allowed";
+    case 409:
+        return "conflict";
+    case 413:
+        return "too-large";
+    case 503:
+        return "unavailable";
+    default:
+        return "internal";
     }
 }
 
@@ -224,8 +244,8 @@ admin_dir_begin(struct admin_call *call, void **state_r, MDB_txn **txn_r)
         const char *why = NULL;
         int ret = store_reader_open(path, &dir_record_handler, &srv->dir, &why);
         if (ret < 0) {
-            admin_reply_error(call, 503, NULL, "the directory database %s cannot be read: %s",
-                              path, why ? why : tdm_strerror(ret));
+            admin_reply_error(call, 503, NULL, "the directory database %s cannot be read: %s", path,
+                              why ? why : tdm_strerror(ret));
             return -1;
         }
     }
@@ -380,9 +400,9 @@ route_authed(struct admin_call *call)
         return admin_auth_verify_serve(call);
     if (!strcmp(what, "recipients") && call->n_segs == 3)
         return admin_recipients_serve(call);
-    void (*get)(struct admin_call *) = !strcmp(what, "whoami")   ? admin_whoami_serve
-                                       : !strcmp(what, "status") ? admin_status_serve
-                                       : !strcmp(what, "events") ? admin_events_serve
+    void (*get)(struct admin_call *) = !strcmp(what, "whoami")    ? admin_whoami_serve
+                                       : !strcmp(what, "status")  ? admin_status_serve
+                                       : !strcmp(what, "events")  ? admin_events_serve
                                        : !strcmp(what, "changes") ? admin_changes_serve
                                                                   : NULL;
     if (!get || call->n_segs != 2) {

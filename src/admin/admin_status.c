@@ -26,9 +26,9 @@
 #include <unistd.h>
 
 #define STREAM_POLL_MS 250
-#define STREAM_HEARTBEAT_S 15          /* a blank line keeps idle proxies and clients honest */
-#define STREAM_READ_MAX (256 * 1024)   /* per poll, so one stream never hogs the loop */
-#define STREAM_BACKLOG_MAX (1u << 20)  /* unsent bytes for a slow client before we wait */
+#define STREAM_HEARTBEAT_S 15         /* a blank line keeps idle proxies and clients honest */
+#define STREAM_READ_MAX (256 * 1024)  /* per poll, so one stream never hogs the loop */
+#define STREAM_BACKLOG_MAX (1u << 20) /* unsent bytes for a slow client before we wait */
 
 /* ---- who may see this server's state ---- */
 
@@ -63,12 +63,12 @@ authorize_server_read(struct admin_call *call)
             char who[DIR_NAME_MAX + 16], obj[DIR_NAME_MAX + 16];
             admin_who_text(call, who, sizeof(who));
             snprintf(obj, sizeof(obj), "server/%s", self);
-            admin_reply_error(call, 403,
-                              json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right",
-                                        "read"),
-                              "%s lacks read on %s (has none: the directory has no such object "
-                              "yet, so only admins may read this server's state)",
-                              who, obj);
+            admin_reply_error(
+                call, 403,
+                json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right", "read"),
+                "%s lacks read on %s (has none: the directory has no such object "
+                "yet, so only admins may read this server's state)",
+                who, obj);
         }
     } else {
         admin_reply_storage_error(call, ret, self);
@@ -147,15 +147,15 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
         const struct ipc_db_status *d = &r->databases[i];
         const char *state = ipc_db_state_name(d->state);
         json_array_append_new(
-            dbs, json_pack("{s:o,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name",
-                           str_json(d->name), "kind", str_json(d->kind), "state",
-                           state ? state : "unknown", "last_lsn", (json_int_t)d->last_lsn,
-                           "durable_lsn", (json_int_t)d->durable_lsn, "applied_lsn",
-                           (json_int_t)d->applied_lsn, "checkpoint_lsn",
-                           (json_int_t)d->checkpoint_lsn, "current_generation",
-                           (json_int_t)d->current_generation, "lowest_generation",
-                           (json_int_t)d->lowest_generation, "commits", (json_int_t)d->commits,
-                           "syncs", (json_int_t)d->syncs));
+            dbs,
+            json_pack("{s:o,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name", str_json(d->name),
+                      "kind", str_json(d->kind), "state", state ? state : "unknown", "last_lsn",
+                      (json_int_t)d->last_lsn, "durable_lsn", (json_int_t)d->durable_lsn,
+                      "applied_lsn", (json_int_t)d->applied_lsn, "checkpoint_lsn",
+                      (json_int_t)d->checkpoint_lsn, "current_generation",
+                      (json_int_t)d->current_generation, "lowest_generation",
+                      (json_int_t)d->lowest_generation, "commits", (json_int_t)d->commits, "syncs",
+                      (json_int_t)d->syncs));
     }
     pid_t pid;
     uint64_t uptime;
@@ -218,8 +218,8 @@ metrics_db(struct evbuffer *out, const struct ipc_db_status_reply *r)
          offsetof(struct ipc_db_status, syncs)},
     };
     for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
-        evbuffer_add_printf(out, "# HELP %s %s.\n# TYPE %s %s\n", m[k].name, m[k].help,
-                            m[k].name, m[k].type);
+        evbuffer_add_printf(out, "# HELP %s %s.\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+                            m[k].type);
         for (uint32_t i = 0; i < r->n_databases; i++) {
             const struct ipc_db_status *d = &r->databases[i];
             uint64_t v;
@@ -235,8 +235,7 @@ metrics_db(struct evbuffer *out, const struct ipc_db_status_reply *r)
         const struct ipc_db_status *d = &r->databases[i];
         for (uint16_t s = TDM_IPC_DB_MOUNTED; s <= TDM_IPC_DB_DISK_RESERVE; s++)
             evbuffer_add_printf(out, "tandem_db_state{database=\"%.*s\",state=\"%s\"} %d\n",
-                                (int)d->name.len, d->name.ptr, ipc_db_state_name(s),
-                                d->state == s);
+                                (int)d->name.len, d->name.ptr, ipc_db_state_name(s), d->state == s);
     }
 }
 
@@ -307,9 +306,9 @@ metrics_core_cb(void *ctx, int status, const struct ipc_msg *reply)
         const struct ipc_str *n = &r->counters[i].name;
         const char *prefix = n->len >= 7 && !memcmp(n->ptr, "tandem_", 7) ? "" : "tandem_core_";
         bool total = n->len >= 6 && !memcmp(n->ptr + n->len - 6, "_total", 6);
-        evbuffer_add_printf(mc->out, "# TYPE %s%.*s %s\n%s%.*s %" PRIu64 "\n", prefix,
-                            (int)n->len, n->ptr, total ? "counter" : "gauge", prefix, (int)n->len,
-                            n->ptr, r->counters[i].value);
+        evbuffer_add_printf(mc->out, "# TYPE %s%.*s %s\n%s%.*s %" PRIu64 "\n", prefix, (int)n->len,
+                            n->ptr, total ? "counter" : "gauge", prefix, (int)n->len, n->ptr,
+                            r->counters[i].value);
     }
     int ret = core_link_db_status(mc->call->srv->core, metrics_db_cb, mc);
     if (ret < 0) {
@@ -349,12 +348,12 @@ struct admin_stream {
     struct admin_call *call;
     struct admin_stream *next, *prev;
     struct event *timer;
-    int fd;                 /* the events file, or -1 while it does not exist */
-    dev_t dev;              /* what fd is, to notice rotation */
+    int fd;    /* the events file, or -1 while it does not exist */
+    dev_t dev; /* what fd is, to notice rotation */
     ino_t ino;
-    off_t off;              /* read up to here */
-    struct evbuffer *line;  /* an incomplete last line */
-    int64_t since;          /* unix seconds; events before are skipped */
+    off_t off;             /* read up to here */
+    struct evbuffer *line; /* an incomplete last line */
+    int64_t since;         /* unix seconds; events before are skipped */
     bool follow;
     time_t last_sent;
 };

@@ -105,8 +105,8 @@ worker_start(struct event_base *base, const struct tdm_config *cfg, int listen_f
         char *why = NULL;
         worker_admin_cfg = config_copy(cfg);
         if (admin_server_new(base, worker_admin_cfg, listen_fd,
-                             proto < 0 ? ADMIN_TRANSPORT_LOCAL : ADMIN_TRANSPORT_TLS,
-                             &worker_admin, &why) < 0)
+                             proto < 0 ? ADMIN_TRANSPORT_LOCAL : ADMIN_TRANSPORT_TLS, &worker_admin,
+                             &why) < 0)
             log_fatal("admin API: %s", why ? why : "out of memory");
         return 0;
     }

@@ -106,8 +106,8 @@ admin_req_feed(struct admin_req_parser *p, const void *data, size_t len, const c
     if (p->failed)
         return (*error_r = req_error, p->failed);
     if (len > ADMIN_REQ_BODY_MAX - p->len)
-        return p->failed = fail(TDM_ELIMIT, error_r, "body is larger than %u bytes",
-                                ADMIN_REQ_BODY_MAX);
+        return p->failed =
+                   fail(TDM_ELIMIT, error_r, "body is larger than %u bytes", ADMIN_REQ_BODY_MAX);
     const char *s = data;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
@@ -212,7 +212,8 @@ check_members(const json_t *obj, const char *where, const char *const *allowed,
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++)
             ok = strcmp(key, allowed[i]) == 0;
@@ -271,8 +272,8 @@ right_from(const json_t *v, const char *path, enum admin_req_right *right_r, con
 {
     *right_r = json_is_string(v) ? admin_req_right_parse(json_string_value(v)) : 0;
     if (!*right_r)
-        return fail(TDM_EINVAL, error_r,
-                    "%s: must be one of \"read\", \"write\", \"full-control\"", path);
+        return fail(TDM_EINVAL, error_r, "%s: must be one of \"read\", \"write\", \"full-control\"",
+                    path);
     return 0;
 }
 
@@ -350,8 +351,8 @@ decode_acl_set(const json_t *root, struct admin_req *req, const char **error_r)
         for (size_t j = 0; j < i; j++)
             if (same_principal(&req->acl[j].who, &req->acl[i].who))
                 return fail(TDM_EINVAL, error_r,
-                            "%s.principal: the same principal as acl[%zu] (one entry each)",
-                            path, j);
+                            "%s.principal: the same principal as acl[%zu] (one entry each)", path,
+                            j);
     }
     return 0;
 }
@@ -440,8 +441,8 @@ decode_members(const json_t *root, struct admin_req *req, const char **error_r)
     for (size_t i = 0; i < n; i++) {
         char path[64];
         snprintf(path, sizeof(path), "members[%zu]", i);
-        if ((ret = principal_from(json_array_get(m, i), path, false, &req->members[i],
-                                  error_r)) < 0)
+        if ((ret = principal_from(json_array_get(m, i), path, false, &req->members[i], error_r)) <
+            0)
             return ret;
         req->n_members = i + 1;
         /* Quadratic, but bounded by the member limit and cheap next to an LMDB commit. */

@@ -83,7 +83,7 @@ struct admin_req {
     enum admin_req_right right;           /* ACL_GRANT */
     char *password; /* PASSWORD_SET, AUTH_VERIFY (NUL-free: JSON cannot carry one) */
     char *user;     /* AUTH_VERIFY: a name (admin_req_name_ok) */
-    struct admin_req_principal *members;  /* MEMBERS_SET, no member twice */
+    struct admin_req_principal *members; /* MEMBERS_SET, no member twice */
     size_t n_members;
 };
 

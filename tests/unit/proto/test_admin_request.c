@@ -47,8 +47,7 @@ describe(const struct admin_req *r)
                     rights[r->acl[i].right]);
         break;
     case ADMIN_REQ_ACL_GRANT:
-        fprintf(f, "grant %s:%s=%s", kinds[r->principal.kind], r->principal.name,
-                rights[r->right]);
+        fprintf(f, "grant %s:%s=%s", kinds[r->principal.kind], r->principal.name, rights[r->right]);
         break;
     case ADMIN_REQ_ACL_REVOKE:
         fprintf(f, "revoke %s:%s", kinds[r->principal.kind], r->principal.name);
@@ -78,7 +77,8 @@ static const struct good_case good[] = {
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{}}", "put attrs={}"},
     {ADMIN_REQ_OBJECT_PUT, " {\"attrs\" : {\"b\":1, \"a\":[\"x\"]}, \"version\": 0}\n",
      "put attrs={\"a\":[\"x\"],\"b\":1} version=0"},
-    {ADMIN_REQ_OBJECT_PUT, "{\"version\":18446744073709551,\"attrs\":{\"display_name\":\"A\\u00e9\"}}",
+    {ADMIN_REQ_OBJECT_PUT,
+     "{\"version\":18446744073709551,\"attrs\":{\"display_name\":\"A\\u00e9\"}}",
      "put attrs={\"display_name\":\"A\xc3\xa9\"} version=18446744073709551"},
     {ADMIN_REQ_ACL_SET, "{\"acl\":[]}", "acl"},
     {ADMIN_REQ_ACL_SET,
@@ -117,15 +117,14 @@ static const struct bad_case bad[] = {
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{},\"attrs\":{}}", TDM_EINVAL, "duplicate"},
     {ADMIN_REQ_OBJECT_PUT, "{}", TDM_EINVAL, "missing member \"attrs\""},
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":[]}", TDM_EINVAL, "attrs: must be a JSON object"},
-    {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{},\"colour\":1}", TDM_EINVAL,
-     "unknown member \"colour\""},
+    {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{},\"colour\":1}", TDM_EINVAL, "unknown member \"colour\""},
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{},\"version\":-1}", TDM_EINVAL, "version: must be"},
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{},\"version\":\"3\"}", TDM_EINVAL, "version: must be"},
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{},\"version\":1.5}", TDM_EINVAL, "version: must be"},
-    {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{\"a\":\"\\u0000\"}}", TDM_EINVAL,
-     "body is not valid JSON"},
+    {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{\"a\":\"\\u0000\"}}", TDM_EINVAL, "body is not valid JSON"},
     {ADMIN_REQ_OBJECT_PUT, "{\"attrs\":{\"a\":\"\xff\"}}", TDM_EINVAL, "body is not valid JSON"},
-    {ADMIN_REQ_OBJECT_PUT, "{\"\\u0001\\u0002\":1,\"attrs\":{}}", TDM_EINVAL, "unknown member \"??\""},
+    {ADMIN_REQ_OBJECT_PUT, "{\"\\u0001\\u0002\":1,\"attrs\":{}}", TDM_EINVAL,
+     "unknown member \"??\""},
     {ADMIN_REQ_ACL_SET, "{\"acl\":{}}", TDM_EINVAL, "acl: must be an array"},
     {ADMIN_REQ_ACL_SET, "{\"acl\":[1]}", TDM_EINVAL, "acl[0]: must be an object"},
     {ADMIN_REQ_ACL_SET, "{\"acl\":[{\"principal\":\"user:a\",\"right\":\"read\",\"x\":1}]}",
@@ -165,8 +164,7 @@ static const struct bad_case bad[] = {
     {ADMIN_REQ_MEMBERS_SET, "{\"members\":[\"user:a\",\"user:a\"]}", TDM_EINVAL,
      "members[1]: the same member as members[0]"},
     {ADMIN_REQ_MEMBER_ADD, "{\"member\":\"group:a\"}", TDM_EINVAL, "member: a group cannot"},
-    {ADMIN_REQ_MEMBER_REMOVE, "{\"members\":\"user:a\"}", TDM_EINVAL,
-     "unknown member \"members\""},
+    {ADMIN_REQ_MEMBER_REMOVE, "{\"members\":\"user:a\"}", TDM_EINVAL, "unknown member \"members\""},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\"}", TDM_EINVAL, "missing member \"password\""},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"a/b\",\"password\":\"x\"}", TDM_EINVAL,
      "user: must be a user name"},
@@ -324,8 +322,7 @@ test_size(void **state)
     char *body = malloc(ADMIN_REQ_BODY_MAX + 1);
     memset(body, ' ', ADMIN_REQ_BODY_MAX);
     memcpy(body, "{\"attrs\":{}}", 12);
-    assert_int_equal(admin_req_decode(ADMIN_REQ_OBJECT_PUT, body, ADMIN_REQ_BODY_MAX, &req,
-                                      &error),
+    assert_int_equal(admin_req_decode(ADMIN_REQ_OBJECT_PUT, body, ADMIN_REQ_BODY_MAX, &req, &error),
                      0);
     admin_req_clear(&req);
     /* One more byte, in a second feed: TDM_ELIMIT, sticky. */
@@ -392,9 +389,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_whole), cmocka_unit_test(test_good_split),
+        cmocka_unit_test(test_good_whole),     cmocka_unit_test(test_good_split),
         cmocka_unit_test(test_good_truncated), cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_depth), cmocka_unit_test(test_size),
+        cmocka_unit_test(test_depth),          cmocka_unit_test(test_size),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
