@@ -13,8 +13,6 @@
 #include "proto/imap/imap_date.h"
 #include "proto/imap/imap_int.h"
 
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -59,12 +57,6 @@ imap__nomem(struct imap__reader *r)
     return false;
 }
 
-bool
-imap__limit(struct imap__reader *r, const char *why)
-{
-    return imap__fail(r, why);
-}
-
 int
 imap__peek(const struct imap__reader *r)
 {
@@ -99,7 +91,7 @@ bool
 imap__count_item(struct imap__reader *r)
 {
     if (++r->items > r->lim->max_items)
-        return imap__limit(r, "[LIMIT] Too many arguments");
+        return imap__fail(r, "[LIMIT] Too many arguments");
     return true;
 }
 
@@ -107,7 +99,7 @@ bool
 imap__enter(struct imap__reader *r)
 {
     if (++r->depth > r->lim->max_depth)
-        return imap__limit(r, "[LIMIT] Nested too deeply");
+        return imap__fail(r, "[LIMIT] Nested too deeply");
     return true;
 }
 
@@ -373,7 +365,7 @@ imap__seqset(struct imap__reader *r, bool allow_saved, struct imap_seqset *s_r)
          i++)
         n += r->buf[i] == ',';
     if (n > r->lim->max_ranges)
-        return imap__limit(r, "[LIMIT] Too many ranges in the sequence set");
+        return imap__fail(r, "[LIMIT] Too many ranges in the sequence set");
     s_r->r = imap_arena_array(r->a, n, sizeof(*s_r->r));
     if (!s_r->r)
         return imap__nomem(r);

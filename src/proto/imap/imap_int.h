@@ -48,7 +48,6 @@ struct imap__reader {
 /* Primitives (imap_grammar.c). */
 bool imap__fail(struct imap__reader *r, const char *why);
 bool imap__nomem(struct imap__reader *r);
-bool imap__limit(struct imap__reader *r, const char *why);
 int imap__peek(const struct imap__reader *r);
 bool imap__sp(struct imap__reader *r);
 bool imap__at_sp(const struct imap__reader *r);
