@@ -26,7 +26,8 @@ static const char usage_text[] =
     "       tandemd --version | --help\n"
     "\n"
     "Runs a tandem server as configured in FILE (docs/config.md): a supervisor, a core\n"
-    "process and one worker process per [listen] section.\n"
+    "process, one worker process per [listen] section, and one serving the admin API on\n"
+    "<datadir>/run/admin.sock (docs/formats/admin-api.md).\n"
     "\n"
     "  -c, --config FILE   the configuration file (required)\n"
     "  -f, --foreground    stay attached to the terminal and keep logging to stderr;\n"
@@ -42,9 +43,10 @@ static const char usage_text[] =
     "\n"
     "Exit status:\n"
     "  0  stopped cleanly, or --check-config found FILE valid\n"
-    "  1  could not start: the datadir is locked by another tandemd, a port could not be\n"
-    "     bound, a directory could not be created, the user could not be switched to, or\n"
-    "     the TLS files could not be created or loaded (the message names the file)\n"
+    "  1  could not start: the datadir is locked by another tandemd, a port or the admin\n"
+    "     socket could not be bound, a directory could not be created, the user could not\n"
+    "     be switched to, or the TLS files could not be created or loaded (the message\n"
+    "     names the file)\n"
     "  2  usage error, or FILE is invalid (the message names file:line and key), or\n"
     "     --print-ca with the operator's certificate and no [tls] ca\n";
 

@@ -486,6 +486,15 @@ sup_add_child(struct sup *s, enum tandemd_child_kind kind, const char *role, int
 int
 tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *listen_fds)
 {
+    /* First, so that a socket that cannot be bound stops the start with status 1 (its reason
+     * logged) before anything else is set up. */
+    int admin_sock_fd = sup_bind_admin_socket(*cfg);
+    if (admin_sock_fd < 0) {
+        for (unsigned i = 0; i < (*cfg)->n_listeners; i++)
+            close(listen_fds[i]);
+        tdm_config_free(cfg);
+        return TANDEMD_EXIT_START;
+    }
     struct sup *s = calloc(1, sizeof(*s));
     if (!s)
         log_fatal("out of memory");
@@ -524,9 +533,7 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
     s->deadline_ev = evtimer_new(s->base, sup_deadline_cb, s);
     if (!s->deadline_ev)
         log_fatal("out of memory");
-    s->admin_sock_fd = sup_bind_admin_socket(s->cfg);
-    if (s->admin_sock_fd < 0)
-        log_fatal("the admin socket is needed: fix the datadir and start again");
+    s->admin_sock_fd = admin_sock_fd;
 
     sup_add_child(s, TANDEMD_CHILD_CORE, "core", -1);
     for (unsigned i = 0; i < s->cfg->n_listeners; i++) {

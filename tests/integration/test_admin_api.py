@@ -440,3 +440,19 @@ def test_reload_moves_the_events_file(server):
                  server.api("GET", "/v1/events").body.splitlines() if line]
         return "process.reloaded" in names and "process.started" not in names
     wait_for(served, "the new events file served, without the old one's lines")
+
+
+def test_admin_socket_that_cannot_be_bound_stops_the_start(tandem_bin, tmp_path):
+    """A datadir so deep that run/admin.sock does not fit a unix socket address: status 1,
+    and the message says why, before any child starts."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    s = Server(tandem_bin("tandemd"), deep, "dir1", roles="directory", listeners=())
+    p = s.start()
+    try:
+        assert p.wait(timeout=WAIT) == 1, s.output()
+        assert "admin.sock: the path is longer than a unix socket allows" in s.output()
+        assert "started core" not in s.output()
+        assert "ERROR: LeakSanitizer" not in s.output()
+    finally:
+        s.kill_all()
