@@ -15,7 +15,7 @@ static const uint16_t types[] = {
     TDM_REC_MAILBOX_CREATE,   TDM_REC_MAILBOX_DELETE, TDM_REC_MAILBOX_SET_QUOTA,
     TDM_REC_FOLDER_CREATE,    TDM_REC_FOLDER_RENAME,  TDM_REC_FOLDER_DELETE,
     TDM_REC_FOLDER_SUBSCRIBE, TDM_REC_MESSAGE_APPEND, TDM_REC_MESSAGE_FLAGS,
-    TDM_REC_MESSAGE_EXPUNGE,  TDM_REC_MESSAGE_COPY,
+    TDM_REC_MESSAGE_EXPUNGE,  TDM_REC_MESSAGE_COPY,   TDM_REC_FOLDER_RECENT,
 };
 
 static void
@@ -56,6 +56,7 @@ check_equal(const struct mail_op *a, const struct mail_op *b)
         check(str_eq(a->keywords[i], b->keywords[i]));
     check(a->body_len == b->body_len);
     check(a->body_len == 0 || memcmp(a->body, b->body, a->body_len) == 0);
+    check(a->uid_limit == b->uid_limit);
     check(a->n_uids == b->n_uids);
     check(a->n_uids == 0 || memcmp(a->uids, b->uids, a->n_uids * sizeof *a->uids) == 0);
 }

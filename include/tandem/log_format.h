@@ -106,6 +106,7 @@ enum tdm_record_type {
     TDM_REC_FOLDER_RENAME = 33,
     TDM_REC_FOLDER_DELETE = 34,
     TDM_REC_FOLDER_SUBSCRIBE = 35,
+    TDM_REC_FOLDER_RECENT = 36, /* claims \\Recent (IMAP) for the UIDs below a limit */
     TDM_REC_MESSAGE_APPEND = 48,
     TDM_REC_MESSAGE_FLAGS = 49,
     TDM_REC_MESSAGE_EXPUNGE = 50,

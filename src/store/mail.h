@@ -76,6 +76,11 @@ struct mail_target {
  *                      its messages to the new folder and leaves INBOX empty (RFC 3501 6.3.5).
  *   FOLDER_DELETE      mailbox, folder (not INBOX; its messages go; children stay)
  *   FOLDER_SUBSCRIBE   mailbox, folder, subscribed
+ *   FOLDER_RECENT      mailbox, folder, uid_limit: claims \Recent (RFC 3501 2.3.2) for the UIDs
+ *                      from the folder's first unclaimed UID up to uid_limit (capped at
+ *                      UIDNEXT), so exactly one session sees each message as recent; the
+ *                      result's first_uid is where the claim started and count how many UIDs
+ *                      it covers (0: another session was first)
  *   MESSAGE_APPEND     targets[n_targets], guid, internal_date, flags, keywords, body
  *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords
  *   MESSAGE_EXPUNGE    mailbox, folder, uids
@@ -108,6 +113,7 @@ struct mail_op {
     size_t body_len;
     const uint32_t *uids;
     size_t n_uids;
+    uint32_t uid_limit; /* FOLDER_RECENT */
 };
 
 /*
@@ -202,6 +208,7 @@ struct mail_folder_info {
     uint32_t messages;
     uint32_t special_use;
     bool subscribed;
+    uint32_t first_recent_uid; /* UIDs from here up are \Recent for whoever claims them */
 };
 
 struct mail_message_info {

@@ -247,7 +247,7 @@ folder_new(struct apply *a, const char *name, size_t len, uint32_t special_use, 
            struct mail__folder_rec *f_r)
 {
     struct mail__folder_rec f = {
-        .uidnext = 1, .special_use = special_use, .subscribed = subscribed};
+        .uidnext = 1, .special_use = special_use, .subscribed = subscribed, .first_recent_uid = 1};
     /* HIGHESTMODSEQ starts at 1: RFC 7162 reserves 0 for "no mod-sequence". */
     f.highestmodseq = 1;
     int rc = take_folder_numbers(&a->mb, &f.folder_id, &f.uidvalidity);
@@ -650,6 +650,25 @@ folder_delete(struct apply *a)
     return mailbox_store(a->d, a->txn, a->op->mailbox, &a->mb);
 }
 
+/* \Recent is a claim on a range of UIDs: the first session to claim a UID has it. */
+static int
+folder_recent(struct apply *a)
+{
+    struct mail__folder_rec f;
+    int rc = mail__mailbox_load(a->d, a->txn, a->op->mailbox, &a->mb);
+    if (rc != 0 || (rc = load_folder(a, a->op->folder, &f)) != 0)
+        return rc;
+    uint32_t limit = a->op->uid_limit < f.uidnext ? a->op->uid_limit : f.uidnext;
+    a->res->uidvalidity = f.uidvalidity;
+    a->res->first_uid = f.first_recent_uid;
+    a->res->count = limit > f.first_recent_uid ? limit - f.first_recent_uid : 0;
+    a->res->modseq = f.highestmodseq;
+    if (a->res->count == 0)
+        return 0; /* nothing new to claim: no write */
+    f.first_recent_uid = limit;
+    return store_folder(a, a->op->folder, &f);
+}
+
 static int
 folder_subscribe(struct apply *a)
 {
@@ -985,6 +1004,8 @@ dispatch(struct apply *a)
         return folder_delete(a);
     case TDM_REC_FOLDER_SUBSCRIBE:
         return folder_subscribe(a);
+    case TDM_REC_FOLDER_RECENT:
+        return folder_recent(a);
     case TDM_REC_MESSAGE_FLAGS:
         return message_flags(a);
     case TDM_REC_MESSAGE_EXPUNGE:

@@ -27,6 +27,7 @@
  *   FOLDER_RENAME      str mailbox, str folder, str new_folder
  *   FOLDER_DELETE      str mailbox, str folder
  *   FOLDER_SUBSCRIBE   str mailbox, str folder, bool subscribed
+ *   FOLDER_RECENT      str mailbox, str folder, u32 uid_limit (>= 1)
  *   MESSAGE_APPEND     u16 target count (1..MAIL_MAX_TARGETS), per target: str mailbox,
  *                      str folder; then 16-byte GUID, i64 internal date (two's complement),
  *                      u32 flags (enum mail_flag bits), kws, u32 body length n, n body bytes
@@ -62,6 +63,7 @@ mail_is_mail_record(uint16_t type)
     case TDM_REC_FOLDER_RENAME:
     case TDM_REC_FOLDER_DELETE:
     case TDM_REC_FOLDER_SUBSCRIBE:
+    case TDM_REC_FOLDER_RECENT:
     case TDM_REC_MESSAGE_APPEND:
     case TDM_REC_MESSAGE_FLAGS:
     case TDM_REC_MESSAGE_EXPUNGE:
@@ -291,6 +293,12 @@ mail__op_validate(const struct mail_op *op, const char **error_r)
     case TDM_REC_FOLDER_DELETE:
     case TDM_REC_FOLDER_SUBSCRIBE:
         return 0;
+    case TDM_REC_FOLDER_RECENT:
+        if (op->uid_limit == 0) {
+            *error_r = "uid_limit: must be at least 1";
+            return TDM_EINVAL;
+        }
+        return 0;
     case TDM_REC_MESSAGE_FLAGS:
         if (op->flag_mode != MAIL_FLAGS_REPLACE && op->flag_mode != MAIL_FLAGS_ADD &&
             op->flag_mode != MAIL_FLAGS_REMOVE) {
@@ -392,6 +400,8 @@ encoded_size(const struct mail_op *op)
         return n + str_size(op->new_folder);
     case TDM_REC_FOLDER_SUBSCRIBE:
         return n + 1;
+    case TDM_REC_FOLDER_RECENT:
+        return n + 4;
     case TDM_REC_MESSAGE_FLAGS:
         return n + 1 + 4 + kws_size(op) + 4 + 4 * op->n_uids;
     case TDM_REC_MESSAGE_EXPUNGE:
@@ -476,6 +486,10 @@ mail_op_encode(const struct mail_op *op, uint8_t **payload_r, size_t *len_r, con
         break;
     case TDM_REC_FOLDER_SUBSCRIBE:
         *p++ = op->subscribed ? 1 : 0;
+        break;
+    case TDM_REC_FOLDER_RECENT:
+        le_put32(p, op->uid_limit);
+        p += 4;
         break;
     case TDM_REC_MESSAGE_FLAGS:
         *p++ = (uint8_t)op->flag_mode;
@@ -741,6 +755,8 @@ decode_body(struct reader *r, struct mail_decoded *dec, const char **error_r)
         return true;
     case TDM_REC_FOLDER_SUBSCRIBE:
         return get_bool(r, &op->subscribed, error_r);
+    case TDM_REC_FOLDER_RECENT:
+        return get_u32(r, &op->uid_limit);
     case TDM_REC_MESSAGE_FLAGS:
         if (!get_u8(r, &mode))
             return false;

@@ -115,8 +115,9 @@ struct mail__folder_rec {
     uint32_t messages;
     uint32_t special_use;
     bool subscribed;
+    uint32_t first_recent_uid;
 };
-#define MAIL__FOLDER_REC_LEN 30u
+#define MAIL__FOLDER_REC_LEN 34u
 
 /* Fixed part of a message value, then per keyword: u8 length, bytes, NUL. */
 #define MAIL__MESSAGE_REC_FIXED 78u

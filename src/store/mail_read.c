@@ -16,8 +16,9 @@
  *                    value: u64 next mailbox id. Ids are never reused, so a re-created mailbox
  *                    is a new one to anybody holding the old id.
  *   mail.folders     key: u64 mailbox id (BE), folder name, NUL
- *                    value (30 bytes): u8 version, u32 folder_id, u32 uidvalidity, u32 uidnext,
- *                    u64 highestmodseq, u32 messages, u32 special_use, u8 subscribed
+ *                    value (34 bytes): u8 version, u32 folder_id, u32 uidvalidity, u32 uidnext,
+ *                    u64 highestmodseq, u32 messages, u32 special_use, u8 subscribed,
+ *                    u32 first_recent_uid
  *   mail.messages    key: u64 mailbox id (BE), u32 folder id (BE), u32 uid (BE)
  *                    value: u8 version, 16 GUID, i64 internal_date, u64 size, u32 flags,
  *                    u64 modseq, 32 body SHA-256, u8 keyword count, then per keyword (sorted
@@ -151,6 +152,7 @@ mail__folder_rec_encode(const struct mail__folder_rec *rec, uint8_t out[MAIL__FO
     le_put32(out + 21, rec->messages);
     le_put32(out + 25, rec->special_use);
     out[29] = rec->subscribed ? 1 : 0;
+    le_put32(out + 30, rec->first_recent_uid);
 }
 
 int
@@ -166,6 +168,7 @@ mail__folder_rec_decode(const MDB_val *val, struct mail__folder_rec *rec_r)
     rec_r->messages = le_get32(p + 21);
     rec_r->special_use = le_get32(p + 25);
     rec_r->subscribed = p[29] == 1;
+    rec_r->first_recent_uid = le_get32(p + 30);
     return 0;
 }
 
@@ -327,6 +330,7 @@ folder_info(const MDB_val *key, const MDB_val *val, struct mail_folder_info *inf
     info_r->messages = rec.messages;
     info_r->special_use = rec.special_use;
     info_r->subscribed = rec.subscribed;
+    info_r->first_recent_uid = rec.first_recent_uid;
     return 0;
 }
 

@@ -345,6 +345,7 @@ static const uint32_t uids4[] = {1, 2, 7, 4000000000u};
 static const char body_hello[] = "Subject: hi\r\n\r\nhello\r\n";
 
 static const struct mail_op codec_ops[] = {
+    {.type = TDM_REC_FOLDER_RECENT, .mailbox = "alice", .folder = "INBOX", .uid_limit = 4000000000u},
     {.type = TDM_REC_MAILBOX_CREATE,
      .mailbox = "alice",
      .quota_bytes = 1u << 30,
@@ -446,6 +447,7 @@ assert_op_equal(const struct mail_op *want, const struct mail_op *got)
     assert_int_equal(got->uidvalidity, t == TDM_REC_MAILBOX_CREATE ? want->uidvalidity : 0);
     assert_int_equal(got->special_use, t == TDM_REC_FOLDER_CREATE ? want->special_use : 0);
     assert_int_equal(got->subscribed, t == TDM_REC_FOLDER_SUBSCRIBE && want->subscribed);
+    assert_int_equal(got->uid_limit, t == TDM_REC_FOLDER_RECENT ? want->uid_limit : 0);
     assert_int_equal(got->move, t == TDM_REC_MESSAGE_COPY && want->move);
     bool flags = t == TDM_REC_MESSAGE_APPEND || t == TDM_REC_MESSAGE_FLAGS;
     assert_int_equal(got->flags, flags ? want->flags : 0);
@@ -1722,6 +1724,63 @@ test_folder_changes(void **state)
     assert_int_equal(entries(e, e->dbis.modseq), 0);
 }
 
+/* ---- \Recent claims ---- */
+
+static struct mail_result
+claim_recent(struct env *e, const char *f, uint32_t limit)
+{
+    struct mail_op op = {
+        .type = TDM_REC_FOLDER_RECENT, .mailbox = "alice", .folder = f, .uid_limit = limit};
+    struct mail_result r;
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(apply_res(e, &op, &r), 0);
+    return r;
+}
+
+static void
+test_recent_claims(void **state)
+{
+    struct env *e = *state;
+    struct mail_result r;
+    assert_int_equal(mk_mailbox(e, "alice", 0, 0, 7), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(append(e, "alice", "INBOX", body_hello, &r), 0);
+    struct mail_folder_info info;
+    assert_int_equal(fget(e, "alice", "INBOX", &info), 0);
+    assert_int_equal(info.first_recent_uid, 1);
+    uint64_t modseq = info.highestmodseq;
+    /* The first session to SELECT claims UIDs 1..3 (limit: its UIDNEXT, 4). */
+    r = claim_recent(e, "INBOX", 4);
+    assert_int_equal(r.first_uid, 1);
+    assert_int_equal(r.count, 3);
+    /* A second session at the same moment gets none of them. */
+    r = claim_recent(e, "INBOX", 4);
+    assert_int_equal(r.first_uid, 4);
+    assert_int_equal(r.count, 0);
+    /* New mail: the first to notice claims it; a limit past UIDNEXT is capped. */
+    assert_int_equal(append(e, "alice", "INBOX", body_hello, &r), 0);
+    assert_int_equal(append(e, "alice", "INBOX", body_hello, &r), 0);
+    r = claim_recent(e, "INBOX", 1000);
+    assert_int_equal(r.first_uid, 4);
+    assert_int_equal(r.count, 2);
+    assert_int_equal(fget(e, "alice", "INBOX", &info), 0);
+    assert_int_equal(info.first_recent_uid, 6);
+    /* A claim is no change a client sees: HIGHESTMODSEQ only moved with the appends. */
+    assert_int_equal(info.highestmodseq, modseq + 2);
+    /* An old limit claims nothing and moves nothing back. */
+    r = claim_recent(e, "INBOX", 2);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(fget(e, "alice", "INBOX", &info), 0);
+    assert_int_equal(info.first_recent_uid, 6);
+    /* A limit of 0 is refused by the encoder. */
+    struct mail_op bad = {
+        .type = TDM_REC_FOLDER_RECENT, .mailbox = "alice", .folder = "INBOX", .uid_limit = 0};
+    uint8_t *payload;
+    size_t len;
+    const char *err;
+    assert_int_equal(mail_op_encode(&bad, &payload, &len, &err), TDM_EINVAL);
+}
+
 static void
 test_digest(void **state)
 {
@@ -1817,6 +1876,7 @@ main(void)
         cmocka_unit_test(test_dbis_open_read_only),
         cmocka_unit_test_setup_teardown(test_digest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recent_claims, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
