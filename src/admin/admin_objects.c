@@ -670,20 +670,21 @@ serve_password(struct admin_call *call, enum dir_kind kind, const char *name)
 static void
 serve_members(struct admin_call *call, const char *name, const char *verb)
 {
-    enum admin_req_type type;
-    if (!verb)
-        type = call->method == EVHTTP_REQ_GET   ? 0
-               : call->method == EVHTTP_REQ_PUT ? ADMIN_REQ_MEMBERS_SET
-                                                : (enum admin_req_type) - 1;
-    else if (!strcmp(verb, "add"))
+    /* type 0: a GET (no body); otherwise the body the change carries. */
+    enum admin_req_type type = 0;
+    enum evhttp_cmd_type want = EVHTTP_REQ_POST;
+    if (!verb) {
+        type = call->method == EVHTTP_REQ_PUT ? ADMIN_REQ_MEMBERS_SET : 0;
+        want = type ? EVHTTP_REQ_PUT : EVHTTP_REQ_GET;
+    } else if (!strcmp(verb, "add")) {
         type = ADMIN_REQ_MEMBER_ADD;
-    else if (!strcmp(verb, "remove"))
+    } else if (!strcmp(verb, "remove")) {
         type = ADMIN_REQ_MEMBER_REMOVE;
-    else {
+    } else {
         admin_reply_error(call, 404, NULL, "no such path");
         return;
     }
-    if ((int)type == -1 || (verb && call->method != EVHTTP_REQ_POST)) {
+    if (call->method != want) {
         admin_reply_error(call, 405, NULL, verb ? "use POST" : "use GET or PUT");
         return;
     }

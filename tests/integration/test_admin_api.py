@@ -456,3 +456,24 @@ def test_admin_socket_that_cannot_be_bound_stops_the_start(tandem_bin, tmp_path)
         assert "ERROR: LeakSanitizer" not in s.output()
     finally:
         s.kill_all()
+
+
+def test_methods_and_paths(server):
+    """Each path takes its methods: 405 naming the right ones, 404 for what is not there."""
+    ok(server.api("PUT", "/v1/objects/group/staff", {"attrs": {}}), 201)
+    cases = [
+        ("DELETE", "/v1/objects/group/staff/members", 405, "use GET or PUT"),
+        ("POST", "/v1/objects/group/staff/members", 405, "use GET or PUT"),
+        ("GET", "/v1/objects/group/staff/members/add", 405, "use POST"),
+        ("POST", "/v1/objects/group/staff/members/swap", 404, "no such path"),
+        ("GET", "/v1/objects/group/staff/acl/grant", 405, "use POST"),
+        ("POST", "/v1/objects/group/staff/acl", 405, "use GET or PUT"),
+        ("GET", "/v1/objects/user/nobody/members", 404, "no such path"),
+        ("POST", "/v1/status", 405, "use GET"),
+        ("GET", "/v2/status", 404, "no such path"),
+        ("PUT", "/v1/objects/site/dc1/password", 404, "only users"),
+    ]
+    for method, path, status, msg in cases:
+        r = server.api(method, path, raw=b"{}" if method != "GET" else None)
+        assert r.status == status and msg in r.json()["error"]["message"], (method, path, r)
+    assert ok(server.api("GET", "/v1/objects/group/staff/members")) == {"members": []}
