@@ -5,7 +5,8 @@
  *   - every part's header and body lie inside the message and inside its parent's body, the
  *     part count and depth keep to the limits;
  *   - ENVELOPE and BODYSTRUCTURE text is balanced in parentheses outside quoted strings and
- *     literals, and every literal's length is right;
+ *     literals, every literal's length is right, and the text follows RFC 3501's grammar
+ *     for envelope and body (with extension data exactly as BODYSTRUCTURE writes it);
  *   - every section reachable by part number resolves to spans inside the message, and the
  *     BINARY.SIZE of a part equals the length BINARY gives;
  *   - the decoders give the same bytes whether the body is fed whole or in two pieces;
@@ -72,6 +73,237 @@ check_balanced(const struct mime_buf *b)
         }
     }
     check(depth == 0);
+}
+
+/* A recursive-descent reader of RFC 3501 section 9's envelope and body; any deviation aborts.
+ * Not a general IMAP parser: it knows what this writer may produce. */
+struct gram {
+    const uint8_t *p, *end;
+    bool extended;
+    unsigned flags;
+};
+
+static void
+g_char(struct gram *g, uint8_t c)
+{
+    check(g->p < g->end && *g->p == c);
+    g->p++;
+}
+
+static bool
+g_peek(const struct gram *g, uint8_t c)
+{
+    return g->p < g->end && *g->p == c;
+}
+
+/* string: quoted or literal. Copies up to cap-1 bytes of its value into buf (for type
+ * names), NUL-terminated. */
+static void
+g_string(struct gram *g, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (g_peek(g, '{')) {
+        g->p++;
+        size_t len = 0;
+        check(g->p < g->end && *g->p >= '0' && *g->p <= '9');
+        while (g->p < g->end && *g->p >= '0' && *g->p <= '9')
+            len = len * 10 + (size_t)(*g->p++ - '0');
+        g_char(g, '}');
+        g_char(g, '\r');
+        g_char(g, '\n');
+        check((size_t)(g->end - g->p) >= len);
+        for (size_t i = 0; i < len; i++)
+            if (buf && n + 1 < cap)
+                buf[n++] = (char)g->p[i];
+        g->p += len;
+    } else {
+        g_char(g, '"');
+        while (!g_peek(g, '"')) {
+            check(g->p < g->end);
+            uint8_t c = *g->p++;
+            if (c == '\\') {
+                check(g->p < g->end && (*g->p == '"' || *g->p == '\\'));
+                c = *g->p++;
+            }
+            if (buf && n + 1 < cap)
+                buf[n++] = (char)c;
+        }
+        g->p++;
+    }
+    if (buf)
+        buf[n] = '\0';
+}
+
+static bool
+g_nil(struct gram *g)
+{
+    if (g->end - g->p >= 3 && memcmp(g->p, "NIL", 3) == 0) {
+        g->p += 3;
+        return true;
+    }
+    return false;
+}
+
+static void
+g_nstring(struct gram *g)
+{
+    if (!g_nil(g))
+        g_string(g, NULL, 0);
+}
+
+static void
+g_number(struct gram *g)
+{
+    check(g->p < g->end && *g->p >= '0' && *g->p <= '9');
+    while (g->p < g->end && *g->p >= '0' && *g->p <= '9')
+        g->p++;
+}
+
+/* body-fld-param: NIL or ( string SP string *(SP string SP string) ) */
+static void
+g_params(struct gram *g)
+{
+    if (g_nil(g))
+        return;
+    g_char(g, '(');
+    for (bool first = true; !g_peek(g, ')'); first = false) {
+        if (!first)
+            g_char(g, ' ');
+        g_string(g, NULL, 0);
+        g_char(g, ' ');
+        g_string(g, NULL, 0);
+    }
+    g->p++;
+}
+
+static void
+g_addresses(struct gram *g)
+{
+    if (g_nil(g))
+        return;
+    g_char(g, '(');
+    check(g_peek(g, '('));
+    while (g_peek(g, '(')) {
+        g->p++;
+        for (int i = 0; i < 4; i++) {
+            if (i)
+                g_char(g, ' ');
+            g_nstring(g);
+        }
+        g_char(g, ')');
+    }
+    g_char(g, ')');
+}
+
+static void
+g_envelope(struct gram *g)
+{
+    g_char(g, '(');
+    g_nstring(g); /* date */
+    g_char(g, ' ');
+    g_nstring(g); /* subject */
+    for (int i = 0; i < 6; i++) {
+        g_char(g, ' ');
+        g_addresses(g);
+    }
+    g_char(g, ' ');
+    g_nstring(g); /* in-reply-to */
+    g_char(g, ' ');
+    g_nstring(g); /* message-id */
+    g_char(g, ')');
+}
+
+/* disposition, language and location, after md5 or the multipart's parameters */
+static void
+g_ext_tail(struct gram *g)
+{
+    g_char(g, ' ');
+    if (!g_nil(g)) {
+        g_char(g, '(');
+        g_string(g, NULL, 0);
+        g_char(g, ' ');
+        g_params(g);
+        g_char(g, ')');
+    }
+    g_char(g, ' ');
+    if (g_peek(g, '(')) {
+        g->p++;
+        g_string(g, NULL, 0);
+        while (g_peek(g, ' ')) {
+            g->p++;
+            g_string(g, NULL, 0);
+        }
+        g_char(g, ')');
+    } else {
+        g_nstring(g);
+    }
+    g_char(g, ' ');
+    g_nstring(g);
+}
+
+static void
+g_body(struct gram *g, unsigned depth)
+{
+    check(depth < 1000);
+    g_char(g, '(');
+    if (g_peek(g, '(')) {
+        while (g_peek(g, '('))
+            g_body(g, depth + 1);
+        g_char(g, ' ');
+        g_string(g, NULL, 0);
+        if (g->extended) {
+            g_char(g, ' ');
+            g_params(g);
+            g_ext_tail(g);
+        }
+        g_char(g, ')');
+        return;
+    }
+    char type[16], subtype[16];
+    g_string(g, type, sizeof(type));
+    g_char(g, ' ');
+    g_string(g, subtype, sizeof(subtype));
+    g_char(g, ' ');
+    g_params(g);
+    g_char(g, ' ');
+    g_nstring(g); /* id */
+    g_char(g, ' ');
+    g_nstring(g); /* description */
+    g_char(g, ' ');
+    g_string(g, NULL, 0); /* encoding */
+    g_char(g, ' ');
+    g_number(g); /* octets */
+    bool message = strcmp(type, "MESSAGE") == 0 &&
+                   (strcmp(subtype, "RFC822") == 0 ||
+                    (strcmp(subtype, "GLOBAL") == 0 && (g->flags & MIME_IMAP_REV2)));
+    if (message && g->end - g->p > 1 && g->p[0] == ' ' && g->p[1] == '(') {
+        g->p++;
+        g_envelope(g);
+        g_char(g, ' ');
+        g_body(g, depth + 1);
+        g_char(g, ' ');
+        g_number(g);
+    } else if (strcmp(type, "TEXT") == 0) {
+        g_char(g, ' ');
+        g_number(g); /* lines */
+    }
+    if (g->extended) {
+        g_char(g, ' ');
+        g_nstring(g); /* md5 */
+        g_ext_tail(g);
+    }
+    g_char(g, ')');
+}
+
+static void
+check_grammar(const struct mime_buf *b, bool is_envelope, bool extended, unsigned flags)
+{
+    struct gram g = {b->data, b->data + b->len, extended, flags};
+    if (is_envelope)
+        g_envelope(&g);
+    else
+        g_body(&g, 0);
+    check(g.p == g.end);
 }
 
 static unsigned
@@ -238,11 +470,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct mime_buf b = MIME_BUF_INIT;
     check(mime_imap_envelope(m, root, &b) == 0);
     check_balanced(&b);
+    check_grammar(&b, true, false, 0);
     for (int ext = 0; ext < 2; ext++)
         for (unsigned flags = 0; flags <= MIME_IMAP_REV2; flags++) {
             b.len = 0;
             check(mime_imap_bodystructure(m, root, ext, flags, &b) == 0);
             check_balanced(&b);
+            check_grammar(&b, false, ext, flags);
         }
     mime_buf_clear(&b);
 
