@@ -108,7 +108,10 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
         *failed_from_r = p->next;
     }
     *failed_from_r = batch; /* until the sync succeeds nothing in the last part is durable */
-    bool close = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size;
+    /* Only for batches that fit a generation: a larger one rolls in its middle anyway, and
+     * closing its last generation early would only waste it. */
+    bool close = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size &&
+                 TDM_LOG_HEADER_SIZE + batch_bytes + TDM_LOG_END_FRAME <= s->opt.generation_size;
     if (blen > 0) {
         ret = log_write_records(s, blen, start, close);
         if (ret < 0)
