@@ -484,3 +484,23 @@ def test_methods_and_paths(server):
         r = server.api(method, path, raw=b"{}" if method != "GET" else None)
         assert r.status == status and msg in r.json()["error"]["message"], (method, path, r)
     assert ok(server.api("GET", "/v1/objects/group/staff/members")) == {"members": []}
+
+
+def test_status_needs_read_on_this_servers_object(server):
+    bootstrap_admin(server)
+    for name, pw in (("bob", BOB[1]), ("carol", "carol-secret")):
+        ok(server.api("PUT", f"/v1/objects/user/{name}", {"attrs": {}}), 201)
+        ok(server.api("PUT", f"/v1/objects/user/{name}/password", {"password": pw}))
+    # No server object yet: admins only.
+    assert ok(server.api("GET", "/v1/status", auth=ALICE, tls=True))["server"] == "dir1"
+    r = server.api("GET", "/metrics", auth=BOB, tls=True)
+    assert r.status == 403 and "only admins may read this server's state" in r.body
+    # With one, its ACL decides.
+    ok(server.api("PUT", "/v1/objects/server/dir1", {"attrs": {"site": "dc1"}}), 201)
+    ok(server.api("POST", "/v1/objects/server/dir1/acl/grant",
+                  {"principal": "user:bob", "right": "read"}))
+    assert ok(server.api("GET", "/v1/status", auth=BOB, tls=True))["server"] == "dir1"
+    assert server.api("GET", "/metrics", auth=BOB, tls=True).status == 200
+    r = server.api("GET", "/v1/events", auth=("carol", "carol-secret"), tls=True)
+    assert r.status == 403
+    assert r.json()["error"]["message"] == "user:carol lacks read on server/dir1 (has none)"
