@@ -251,7 +251,7 @@ cmp_double(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "bench_lmtp_load: %s needs a value\n", a);
@@ -278,7 +278,6 @@ main(int argc, char **argv)
                             "bench/lmtp_load.c)\n", a);
             return 2;
         }
-        i++;
     }
     if (opt.connections < 1 || opt.connections > MAX_CONNECTIONS || opt.users < 1 ||
         opt.rcpts < 1 || opt.rcpts > 50 || opt.seconds <= 0) {

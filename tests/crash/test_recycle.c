@@ -39,6 +39,8 @@ static char base[64], db[128], log_dir[160];
 static int failures;
 static const char *current_case;
 
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void
 fail(const char *fmt, ...)
 {

@@ -125,6 +125,8 @@ struct log {
     int seen;
 };
 
+static int note(struct log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static int
 note(struct log *l, const char *fmt, ...)
 {

@@ -71,6 +71,8 @@ struct result {
     char with[16];
 };
 
+static void logf_(struct result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 logf_(struct result *r, const char *fmt, ...)
 {
