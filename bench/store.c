@@ -182,7 +182,8 @@ prealloc_zeros(int fd, size_t size)
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
-/* The raw peer's file, written with zeros once for the whole run, as tandem's generations are. */
+/* The raw peer's file, written with zeros once for the whole run and rewritten as it wraps, as
+ * tandem's generations are written new and then recycled. */
 static int raw_fd = -1;
 static size_t raw_off;
 
