@@ -13,6 +13,7 @@
  * time while the loop goes on serving others.
  */
 #include "admin/admin_int.h"
+#include "dirclient/dir_client.h"
 #include "store/store_reader.h"
 
 #include "lib/err.h"
@@ -335,6 +336,63 @@ verified_cb(struct admin_call *call, int result, const char *hash)
         admin_reply_error(call, 500, NULL, "cannot check the password: %s", tdm_strerror(result));
 }
 
+/* ---- Logins on servers without the directory role ---- */
+
+static void
+remote_login_cb(void *ctx, int status, bool from_cache)
+{
+    (void)from_cache;
+    struct admin_call *call = ctx;
+    if (call->gone) {
+        admin_call_free(call);
+        return;
+    }
+    if (status == 0) {
+        succeed(call, call->auth_next);
+        return;
+    }
+    call->who = ADMIN_WHO_NONE;
+    if (status == -EACCES)
+        refuse(call, "wrong user name or password");
+    else if (status == -EHOSTUNREACH)
+        admin_reply_error(call, 503, NULL,
+                          "the directory cannot be reached and has not vouched for this login "
+                          "recently: try again later");
+    else
+        admin_reply_error(call, 503, NULL, "cannot check the login with the directory: %s",
+                          tdm_strerror(status));
+}
+
+/*
+ * This server holds no passwords: the directory servers check a person's login, through the
+ * directory client, whose cache keeps logins working through a short directory outage
+ * (src/dirclient/). Servers authenticate to directory servers only.
+ */
+static void
+remote_login(struct admin_call *call, bool server, const char *user, const char *password,
+             void (*next)(struct admin_call *call))
+{
+    struct admin_server *srv = call->srv;
+    if (server) {
+        call->who = ADMIN_WHO_NONE;
+        refuse(call, "servers authenticate to directory servers, not to this one");
+        return;
+    }
+    if (!srv->remote) {
+        call->who = ADMIN_WHO_NONE;
+        admin_reply_error(call, 503, NULL, "%s", srv->remote_problem);
+        return;
+    }
+    call->auth_next = next;
+    admin_call_watch_close(call);
+    int ret = dir_client_login(srv->remote, user, password, remote_login_cb, call);
+    if (ret < 0) {
+        admin_call_unwatch(call);
+        call->who = ADMIN_WHO_NONE;
+        admin_reply_error(call, 503, NULL, "cannot check the login: %s", tdm_strerror(ret));
+    }
+}
+
 /* Basic credentials: "user:password" or "server/<name>:key". */
 static void
 auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin_call *call))
@@ -375,6 +433,11 @@ auth_basic(struct admin_call *call, const char *value, void (*next)(struct admin
     mac_of(call->srv->auth, server, user, password, mac);
     call->who = server ? ADMIN_WHO_SERVER : ADMIN_WHO_USER;
     memcpy(call->who_name, user, strlen(user) + 1); /* name_ok: at most DIR_NAME_MAX bytes */
+    if (!(call->srv->cfg->roles & TDM_ROLE_DIRECTORY)) {
+        remote_login(call, server, user, password, next);
+        sodium_memzero(raw, sizeof(raw));
+        return;
+    }
     forget_changed(call->srv);
     if (cache_hit(call->srv->auth, server, user, mac)) {
         sodium_memzero(raw, sizeof(raw));

@@ -48,6 +48,8 @@ struct admin_server {
     bool dir_ready;               /* dir holds the bootstrapped directory (admin_dir_begin) */
     struct admin_auth *auth;      /* credential cache and failure delays */
     struct admin_crypto *crypto;  /* the argon2id thread */
+    struct dir_client *remote;    /* without the directory role: logins checked by it */
+    char *remote_problem;         /* why there is no remote client (for the 503) */
     struct admin_call *calls;     /* every call waiting for something (list) */
     struct admin_stream *streams; /* /v1/events streams (list) */
     struct admin_poll *polls;     /* /v1/changes waiting for a change (list) */

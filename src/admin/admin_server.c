@@ -5,6 +5,7 @@
  * process: a COMMIT to the core, answered only when the core says it is durable.
  */
 #include "admin/admin_int.h"
+#include "dirclient/dir_client.h"
 
 #include "lib/core_link.h"
 #include "lib/err.h"
@@ -525,6 +526,19 @@ admin_server_new(struct event_base *base, const struct tdm_config *cfg, int list
             *error_r = NULL;
         goto fail;
     }
+    if (!(cfg->roles & TDM_ROLE_DIRECTORY)) {
+        /* People's logins are checked by the directory servers; a problem here is the answer
+         * to each login (503), not a reason to refuse the local socket's operator. */
+        char *why = NULL;
+        if (dir_client_from_config(base, cfg, &srv->remote, &why) < 0) {
+            srv->remote = NULL;
+            log_error("admin API: logins cannot be checked: %s", why ? why : "out of memory");
+            if (asprintf(&srv->remote_problem, "logins cannot be checked with the directory: %s",
+                         why ? why : "out of memory") < 0)
+                log_fatal("out of memory");
+        }
+        free(why);
+    }
     char sock[4096];
     snprintf(sock, sizeof(sock), "%s/run/core.sock", cfg->datadir);
     ret = core_link_new(base, sock, TDM_IPC_WORKER_ADMIN, &srv->core);
@@ -557,6 +571,8 @@ admin_server_new(struct event_base *base, const struct tdm_config *cfg, int list
 fail:
     if (srv->http)
         evhttp_free(srv->http);
+    dir_client_free(&srv->remote);
+    free(srv->remote_problem);
     core_link_free(&srv->core);
     admin_crypto_free(&srv->crypto);
     admin_auth_free(&srv->auth);
@@ -583,6 +599,9 @@ admin_server_free(struct admin_server **server)
     admin_auth_cancel_all(srv->auth);
     /* Joins the argon2id thread; calls it still held are freed with the others below. */
     admin_crypto_free(&srv->crypto);
+    /* Fails remote logins in flight: their callbacks answer 503 while evhttp is still here. */
+    dir_client_free(&srv->remote);
+    free(srv->remote_problem);
     /* Fails commits in flight: their callbacks answer 503 on connections evhttp is about to
      * close, and free the calls. */
     core_link_free(&srv->core);

@@ -45,6 +45,15 @@ struct dir_client_options {
 int dir_client_new(struct event_base *base, const struct dir_client_options *opt,
                    struct dir_client **client_r, char **error_r);
 
+/*
+ * The client a server's configuration describes: [directory] endpoints and cache_ttl, the CA
+ * of [tls] (tls_files_from_config), this server's name, and its key from [directory] key_file
+ * (default <datadir>/server.key, first line). Returns as dir_client_new(); TDM_EINVAL with
+ * *error_r naming the file when the key cannot be read.
+ */
+int dir_client_from_config(struct event_base *base, const struct tdm_config *cfg,
+                           struct dir_client **client_r, char **error_r);
+
 /* Calls every pending callback with TDM_ECLOSED, closes every connection, frees. NULL
  * allowed; *client is set to NULL. */
 void dir_client_free(struct dir_client **client);

@@ -23,7 +23,6 @@
 #include "lib/core_link.h"
 #include "lib/err.h"
 #include "lib/log.h"
-#include "lib/tls.h"
 #include "proto/smtp/smtp_received.h"
 #include "proto/smtp/smtp_session.h"
 #include "store/mail.h"
@@ -688,73 +687,21 @@ on_close(struct conn *conn, enum conn_close_reason reason)
 
 static const struct conn_ops lmtp_conn_ops = {on_open, on_data, on_drained, on_close};
 
-/* Reads the first line of path (the server's key) into a new string; NULL with *why set. */
-static char *
-read_key(const char *path, char **why)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (asprintf(why, "cannot read this server's directory key %s: %s", path,
-                     strerror(errno)) < 0)
-            *why = NULL;
-        return NULL;
-    }
-    char line[1100];
-    char *key = NULL;
-    if (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (line[0])
-            key = strdup(line);
-    }
-    sodium_memzero(line, sizeof(line));
-    fclose(f);
-    if (!key && asprintf(why, "this server's directory key %s is empty", path) < 0)
-        *why = NULL;
-    return key;
-}
-
 /* Without the directory role, recipients are asked of the directory servers. A problem here
  * does not stop LMTP: every RCPT is then answered 451 with the reason, so mail waits in the
  * sending MTA's queue until an operator fixes it. */
 static void
 remote_setup(struct lmtp_server *srv)
 {
-    const struct tdm_config *cfg = srv->cfg;
-    char *why = NULL, *key_path = NULL;
-    if (cfg->directory.key_file)
-        key_path = strdup(cfg->directory.key_file);
-    else if (asprintf(&key_path, "%s/server.key", cfg->datadir) < 0)
-        key_path = NULL;
-    char *key = key_path ? read_key(key_path, &why) : NULL;
-    if (key) {
-        struct tls_files files;
-        tls_files_from_config(cfg, &files);
-        struct dir_client_options o = {
-            .endpoints = cfg->directory.endpoints,
-            .n_endpoints = cfg->directory.n_endpoints,
-            .ca_file = files.ca,
-            .server_name = cfg->server,
-            .key = key,
-            .cache_ttl_ms = cfg->directory.cache_ttl_ms,
-        };
-        if (dir_client_new(srv->base, &o, &srv->remote, &why) < 0)
-            srv->remote = NULL;
-        tls_files_clear(&files);
-        sodium_memzero(key, strlen(key));
-        free(key);
-    }
-    if (!srv->remote) {
+    char *why = NULL;
+    if (dir_client_from_config(srv->base, srv->cfg, &srv->remote, &why) < 0) {
+        srv->remote = NULL;
         log_error("lmtp: no directory lookups: %s", why ? why : "out of memory");
         if (asprintf(&srv->remote_problem, "Cannot reach the directory: %s",
                      why ? why : "out of memory") < 0)
-            srv->remote_problem = NULL;
+            log_fatal("out of memory");
     }
     free(why);
-    free(key_path);
-    if (!srv->remote && !srv->remote_problem)
-        srv->remote_problem = strdup("Cannot reach the directory");
-    if (!srv->remote_problem && !srv->remote)
-        log_fatal("out of memory");
 }
 
 int
