@@ -588,8 +588,15 @@ serve_acl(struct admin_call *call, enum dir_kind kind, const char *name, const c
     call->kind = kind;
     snprintf(call->name, sizeof(call->name), "%s", name);
     call->on_commit = reply_acl_after;
-    struct dir_op op = {
-        .type = TDM_REC_DIR_ACL_SET, .kind = kind, .name = name, .acl = acl, .n_acl = n};
+    /* A grant or revoke changes the ACL it read: if another change came between, the commit
+     * is refused (409) rather than losing it. A PUT replaces the whole ACL as given. */
+    struct dir_op op = {.type = TDM_REC_DIR_ACL_SET,
+                        .kind = kind,
+                        .name = name,
+                        .expected_version =
+                            type == ADMIN_REQ_ACL_SET ? DIR_VERSION_ANY : o.version,
+                        .acl = acl,
+                        .n_acl = n};
     admin_commit(call, &op);
     free(acl);
     dir_object_clear(&o);
@@ -704,7 +711,16 @@ serve_members(struct admin_call *call, const char *name, const char *verb)
         return;
     }
     struct member_list m = {0};
-    int ret = type == ADMIN_REQ_MEMBERS_SET ? 0 : members_read(state, txn, name, &m);
+    /* Adding or removing one member changes the membership read now: the commit names the
+     * group's version, so a concurrent change is refused (409) rather than lost. */
+    uint64_t version = DIR_VERSION_ANY;
+    struct dir_object group = {0};
+    int ret = dir_object_get(state, txn, DIR_KIND_GROUP, name, &group);
+    if (ret == 0 && type != ADMIN_REQ_MEMBERS_SET)
+        version = group.version;
+    dir_object_clear(&group);
+    if (ret == 0)
+        ret = type == ADMIN_REQ_MEMBERS_SET ? 0 : members_read(state, txn, name, &m);
     if (ret < 0) {
         mdb_txn_abort(txn);
         members_clear(&m);
@@ -744,6 +760,7 @@ serve_members(struct admin_call *call, const char *name, const char *verb)
         struct dir_op op = {.type = TDM_REC_DIR_GROUP_MEMBERS,
                             .kind = DIR_KIND_GROUP,
                             .name = name,
+                            .expected_version = version,
                             .members = m.v,
                             .n_members = m.n};
         admin_commit(call, &op);

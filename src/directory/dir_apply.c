@@ -464,6 +464,11 @@ apply_change(const struct dir_state *st, MDB_txn *txn, const struct dir_op *op, 
     }
     if (ret < 0)
         return ret;
+    /* A read-modify-write (grant, revoke, add a member) names the version it read, so two of
+     * them racing cannot lose one another's change. */
+    if (op->type != TDM_REC_DIR_PASSWORD_SET &&
+        (*status = version_check(op->expected_version, true, o.version)) != 0)
+        goto out;
     /* Principals and members must exist: a grant to a name nobody holds yet would silently
      * pass to whoever is created with it later. */
     for (size_t i = 0; i < op->n_acl && ret == 0 && *status == 0; i++)

@@ -20,13 +20,15 @@
  *                       of the attributes (compact, keys sorted, as dir_attrs_check() writes
  *                       it; at most DIR_ATTRS_MAX bytes), valid for the kind's schema
  *   DIR_DELETE          kind, name, u64 expected version
- *   DIR_ACL_SET         kind, name, u16 count (0..DIR_MAX_ACL), per entry: pri, u8 right
+ *   DIR_ACL_SET         kind, name, u64 expected version, u16 count (0..DIR_MAX_ACL), per
+ *                       entry: pri, u8 right
  *                       (1 read, 2 write, 3 full-control); entries strictly ascending by
  *                       (principal kind, principal name bytes)
  *   DIR_PASSWORD_SET    kind (USER or SERVER: a server's key is its password), name, str
  *                       hash: "$argon2id$..." as crypto_pwhash_str() writes it,
  *                       1..DIR_PASSWORD_HASH_MAX-1 printable ASCII bytes
- *   DIR_GROUP_MEMBERS   name (group), u32 count (0..DIR_MAX_MEMBERS), per member: pri (USER
+ *   DIR_GROUP_MEMBERS   name (group), u64 expected version, u32 count (0..DIR_MAX_MEMBERS),
+ *                       per member: pri (USER
  *                       or SERVER), strictly ascending like ACL entries
  *
  * The payload must end exactly after the last field. The layout is canonical (no padding, no
@@ -282,6 +284,13 @@ encode_body(const struct dir_op *op, struct dir__wr *w, const char **error_r)
     } else if (op->type == TDM_REC_DIR_DELETE) {
         dir__wr_u64(w, op->expected_version);
     } else if (op->type == TDM_REC_DIR_ACL_SET) {
+        /* 0 would read as "must not exist", which an ACL change can never mean: a caller that
+         * left it unset must say what it wants. */
+        if (op->expected_version == 0) {
+            *error_r = "expected_version: the version read, or DIR_VERSION_ANY";
+            return TDM_EINVAL;
+        }
+        dir__wr_u64(w, op->expected_version);
         if (op->n_acl > DIR_MAX_ACL) {
             *error_r = "acl: more than DIR_MAX_ACL entries";
             return TDM_ELIMIT;
@@ -320,6 +329,11 @@ encode_body(const struct dir_op *op, struct dir__wr *w, const char **error_r)
         }
         dir__wr_str(w, op->password_hash);
     } else if (op->type == TDM_REC_DIR_GROUP_MEMBERS) {
+        if (op->expected_version == 0) {
+            *error_r = "expected_version: the version read, or DIR_VERSION_ANY";
+            return TDM_EINVAL;
+        }
+        dir__wr_u64(w, op->expected_version);
         if (op->n_members > DIR_MAX_MEMBERS) {
             *error_r = "members: more than DIR_MAX_MEMBERS";
             return TDM_ELIMIT;
@@ -415,6 +429,9 @@ decode_body(uint16_t type, struct dir__rd *r, struct dir_decoded *d, const char 
         op->expected_version = dir__rd_u64(r, "expected_version: missing");
         break;
     case TDM_REC_DIR_ACL_SET: {
+        op->expected_version = dir__rd_u64(r, "expected_version: missing");
+        if (!r->bad && op->expected_version == 0)
+            r->bad = "expected_version: 0";
         op->n_acl = dir__rd_u16(r, "acl: count missing");
         if (op->n_acl > DIR_MAX_ACL && !r->bad)
             r->bad = "acl: more than DIR_MAX_ACL entries";
@@ -450,6 +467,9 @@ decode_body(uint16_t type, struct dir__rd *r, struct dir_decoded *d, const char 
             r->bad = "password_hash: not an argon2id hash string";
         break;
     case TDM_REC_DIR_GROUP_MEMBERS: {
+        op->expected_version = dir__rd_u64(r, "expected_version: missing");
+        if (!r->bad && op->expected_version == 0)
+            r->bad = "expected_version: 0";
         op->n_members = rd_u32(r, "members: count missing");
         if (op->n_members > DIR_MAX_MEMBERS && !r->bad)
             r->bad = "members: more than DIR_MAX_MEMBERS";

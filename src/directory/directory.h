@@ -86,13 +86,15 @@ struct dir_acl_entry {
  *                        password and members.
  *   DIR_DELETE           kind, name, expected_version (ANY allowed). Built-in groups cannot go.
  *                        A deleted user, server or group leaves every group and every ACL.
- *   DIR_ACL_SET          kind, name, acl[n_acl] (replaces the ACL; any order, no principal
- *                        twice: the encoder sorts).
+ *   DIR_ACL_SET          kind, name, expected_version (the version read, or ANY; never 0),
+ *                        acl[n_acl] (replaces the ACL; any order, no principal twice: the
+ *                        encoder sorts). A version mismatch is refused with TDM_ECONFLICT.
  *   DIR_PASSWORD_SET     kind (USER, or SERVER for a server's key; 0 means USER), name,
  *                        password_hash: an argon2id string from dir_password_hash(); never a
  *                        plaintext.
- *   DIR_GROUP_MEMBERS    name (a group), members[n_members] (users and servers; replaces the
- *                        membership; every member must exist).
+ *   DIR_GROUP_MEMBERS    name (a group), expected_version (as ACL_SET), members[n_members]
+ *                        (users and servers; replaces the membership; every member must
+ *                        exist).
  */
 struct dir_op {
     uint16_t type;

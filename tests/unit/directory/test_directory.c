@@ -347,7 +347,11 @@ static int
 members(struct store *s, const char *group, const struct dir_principal *m, size_t n)
 {
     struct dir_op op = {
-        .type = TDM_REC_DIR_GROUP_MEMBERS, .name = group, .members = m, .n_members = n};
+        .type = TDM_REC_DIR_GROUP_MEMBERS,
+        .name = group,
+        .expected_version = DIR_VERSION_ANY,
+        .members = m,
+        .n_members = n};
     return run(s, &op);
 }
 
@@ -371,7 +375,12 @@ test_acl(void **state)
         {{DIR_KIND_USER, "alice"}, DIR_RIGHT_READ}, /* lower than via staff: max wins */
     };
     struct dir_op set = {
-        .type = TDM_REC_DIR_ACL_SET, .kind = DIR_KIND_SITE, .name = "s1", .acl = acl, .n_acl = 3};
+        .type = TDM_REC_DIR_ACL_SET,
+        .kind = DIR_KIND_SITE,
+        .name = "s1",
+        .expected_version = DIR_VERSION_ANY,
+        .acl = acl,
+        .n_acl = 3};
     assert_int_equal(run(s, &set), 0);
     assert_int_equal(version_of(s, DIR_KIND_SITE, "s1"), 2);
 
@@ -584,6 +593,47 @@ test_passwords(void **state)
 
 /* ---- codec ---- */
 
+/* ACL and membership changes are compare-and-set on the object's version. */
+static void
+test_acl_and_members_cas(void **state)
+{
+    (void)state;
+    struct store *s = open_db("db");
+    assert_int_equal(bootstrap(s), 0);
+    assert_int_equal(put(s, DIR_KIND_USER, "bob", 0, "{}"), 0);
+    assert_int_equal(put(s, DIR_KIND_SITE, "s1", 0, "{}"), 0);
+    uint64_t v = version_of(s, DIR_KIND_SITE, "s1");
+    struct dir_acl_entry acl[] = {{{DIR_KIND_USER, "bob"}, DIR_RIGHT_READ}};
+    struct dir_op op = {.type = TDM_REC_DIR_ACL_SET,
+                        .kind = DIR_KIND_SITE,
+                        .name = "s1",
+                        .expected_version = v,
+                        .acl = acl,
+                        .n_acl = 1};
+    assert_int_equal(run(s, &op), 0);
+    /* A second writer that read the same version loses, and says so. */
+    assert_int_equal(run(s, &op), TDM_ECONFLICT);
+    op.expected_version = v + 1;
+    assert_int_equal(run(s, &op), 0);
+    /* Left unset (0) is a caller's mistake, caught before the log. */
+    op.expected_version = 0;
+    uint8_t *payload;
+    size_t len;
+    const char *err;
+    assert_int_equal(dir_op_encode(&op, &payload, &len, &err), TDM_EINVAL);
+    uint64_t g = version_of(s, DIR_KIND_GROUP, "admins");
+    struct dir_principal m[] = {{DIR_KIND_USER, "bob"}};
+    struct dir_op mem = {.type = TDM_REC_DIR_GROUP_MEMBERS,
+                         .name = "admins",
+                         .expected_version = g + 5,
+                         .members = m,
+                         .n_members = 1};
+    assert_int_equal(run(s, &mem), TDM_ECONFLICT);
+    mem.expected_version = g;
+    assert_int_equal(run(s, &mem), 0);
+    assert_int_equal(store_close(&s), 0);
+}
+
 /* ---- change journal ---- */
 
 struct collected {
@@ -780,9 +830,18 @@ test_codec(void **state)
          .expected_version = 7,
          .attrs = "{\"title\":\"t\",\"display_name\":\"D\"}"},
         {.type = TDM_REC_DIR_DELETE, .kind = DIR_KIND_SITE, .name = "s", .expected_version = 1},
-        {.type = TDM_REC_DIR_ACL_SET, .kind = DIR_KIND_SITE, .name = "s", .acl = acl, .n_acl = 3},
+        {.type = TDM_REC_DIR_ACL_SET,
+         .kind = DIR_KIND_SITE,
+         .name = "s",
+         .expected_version = 7,
+         .acl = acl,
+         .n_acl = 3},
         {.type = TDM_REC_DIR_PASSWORD_SET, .name = "u", .password_hash = hash},
-        {.type = TDM_REC_DIR_GROUP_MEMBERS, .name = "g", .members = m, .n_members = 2},
+        {.type = TDM_REC_DIR_GROUP_MEMBERS,
+         .name = "g",
+         .expected_version = DIR_VERSION_ANY,
+         .members = m,
+         .n_members = 2},
     };
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
         roundtrip(&ops[i]);
@@ -790,9 +849,19 @@ test_codec(void **state)
     /* The decoder takes only the canonical form: unsorted entries and loose JSON are refused. */
     const char *err = NULL;
     struct dir_decoded dec;
-    static const uint8_t unsorted[] = {1, 1,   1, 0, 's', 0, 2, 0,   8, 1,
-                                       0, 'b', 0, 1, 8,   1, 0, 'a', 0, 1};
+    static const uint8_t sorted[] = {1, 1, 1, 0, 's', 0, 7, 0, 0, 0, 0, 0, 0, 0, 2, 0,
+                                     8, 1, 0, 'a', 0, 1, 8, 1, 0, 'b', 0, 1};
+    assert_int_equal(dir_op_decode(TDM_REC_DIR_ACL_SET, sorted, sizeof(sorted), &dec, &err), 0);
+    assert_int_equal(dec.op.expected_version, 7);
+    dir_decoded_clear(&dec);
+    static const uint8_t unsorted[] = {1, 1, 1, 0, 's', 0, 7, 0, 0, 0, 0, 0, 0, 0, 2, 0,
+                                       8, 1, 0, 'b', 0, 1, 8, 1, 0, 'a', 0, 1};
     assert_int_equal(dir_op_decode(TDM_REC_DIR_ACL_SET, unsorted, sizeof(unsorted), &dec, &err),
+                     TDM_EINVAL);
+    assert_string_equal(err, "acl: entries not strictly ascending");
+    /* Version 0 ("must not exist") cannot be meant by an ACL change. */
+    static const uint8_t zero[] = {1, 1, 1, 0, 's', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(dir_op_decode(TDM_REC_DIR_ACL_SET, zero, sizeof(zero), &dec, &err),
                      TDM_EINVAL);
     static const uint8_t loose[] = {1, 1, 1, 0, 's', 0, 0,   0,   0,   0,
                                     0, 0, 0, 0, 3,   0, '{', ' ', '}', 0};
@@ -873,6 +942,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_passwords, setup, teardown),
         cmocka_unit_test_setup_teardown(test_codec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acl_and_members_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_journal_trim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
     };
