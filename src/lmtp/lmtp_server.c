@@ -26,6 +26,7 @@
 #include "proto/smtp/smtp_received.h"
 #include "proto/smtp/smtp_session.h"
 #include "store/mail.h"
+#include "store/mail_defaults.h"
 #include "store/store_reader.h"
 
 #include <errno.h>
@@ -351,42 +352,16 @@ commit(struct lmtp_conn *lc, const char *database, const struct mail_op *op,
     return ret;
 }
 
-/* A new mailbox: INBOX comes with it, the special-use folders are created after it. The core
- * applies one connection's commits in order, so the APPEND sent next finds them all. */
+/* A new mailbox (mail_defaults.h). The core applies one connection's commits in order, so
+ * the APPEND sent next finds it complete. */
 static void
 create_mailbox(struct lmtp_conn *lc, const char *database, const char *user)
 {
-    static const struct {
-        const char *name;
-        uint32_t use;
-    } folders[] = {{"Sent", MAIL_USE_SENT},
-                   {"Drafts", MAIL_USE_DRAFTS},
-                   {"Trash", MAIL_USE_TRASH},
-                   {"Junk", MAIL_USE_JUNK},
-                   {"Archive", MAIL_USE_ARCHIVE}};
-    struct mail_op op = {.type = TDM_REC_MAILBOX_CREATE,
-                         .mailbox = user,
-                         .uidvalidity = (uint32_t)time(NULL)};
-    if (commit(lc, database, &op, create_done, lc) < 0)
-        return;
-    for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
-        struct mail_op f = {.type = TDM_REC_FOLDER_CREATE,
-                            .mailbox = user,
-                            .folder = folders[i].name,
-                            .special_use = folders[i].use};
-        if (commit(lc, database, &f, create_done, lc) < 0)
+    struct mail_op ops[MAIL_DEFAULT_OPS];
+    mail_default_ops(user, (uint32_t)time(NULL), ops);
+    for (size_t i = 0; i < MAIL_DEFAULT_OPS; i++)
+        if (commit(lc, database, &ops[i], create_done, lc) < 0)
             return;
-    }
-    /* Subscribed, as clients expect of the folders a server makes for them. */
-    struct mail_op sub = {.type = TDM_REC_FOLDER_SUBSCRIBE, .mailbox = user, .subscribed = true};
-    sub.folder = "INBOX";
-    if (commit(lc, database, &sub, create_done, lc) < 0)
-        return;
-    for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
-        sub.folder = folders[i].name;
-        if (commit(lc, database, &sub, create_done, lc) < 0)
-            return;
-    }
 }
 
 static struct smtp_verdict
