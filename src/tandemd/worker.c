@@ -1,8 +1,8 @@
 /*
  * A protocol worker. Which protocol it serves follows from its listening socket: the unix
  * socket <datadir>/run/admin.sock and the [listen admin] socket are served by the admin API
- * (src/admin/), the [listen lmtp] socket by the LMTP server (src/lmtp/); no other protocol is
- * served yet, so those workers accept each connection and close it at once without writing a
+ * (src/admin/), the [listen lmtp] socket by the LMTP server (src/lmtp/), [listen imap] and
+ * [listen imaps] by the IMAP server (src/imap/); no other protocol is served yet, so those workers accept each connection and close it at once without writing a
  * byte, which lets the process structure (inherited
  * sockets, restarts, shutdown) be run and tested before the protocols exist. docs/tandemd.md
  * says the same to operators.
@@ -11,6 +11,7 @@
 
 #include "admin/admin_server.h"
 #include "lib/log.h"
+#include "imap/imap_server.h"
 #include "lmtp/lmtp_server.h"
 
 #include <errno.h>
@@ -26,11 +27,13 @@ static struct event *worker_accept_ev;
 static int worker_listen_fd = -1;
 static struct admin_server *worker_admin;
 static struct lmtp_server *worker_lmtp;
+static struct imap_server *worker_imap;
 /* The admin server borrows a configuration for its whole life, and the child's snapshot is
  * replaced at RELOAD: so it gets a copy of its own, taken at start. */
 static struct tdm_config *worker_admin_cfg;
-/* The same for the LMTP server. */
+/* The same for the LMTP and IMAP servers. */
 static struct tdm_config *worker_lmtp_cfg;
+static struct tdm_config *worker_imap_cfg;
 
 static void
 worker_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -118,6 +121,15 @@ worker_start(struct event_base *base, const struct tdm_config *cfg, int listen_f
             log_fatal("lmtp: %s", why ? why : "out of memory");
         return 0;
     }
+    if (proto == TDM_PROTO_IMAP || proto == TDM_PROTO_IMAPS) {
+        char *why = NULL;
+        worker_imap_cfg = config_copy(cfg);
+        evutil_make_socket_nonblocking(listen_fd);
+        if (imap_server_new(base, worker_imap_cfg, listen_fd, proto == TDM_PROTO_IMAPS,
+                            &worker_imap, &why) < 0)
+            log_fatal("imap: %s", why ? why : "out of memory");
+        return 0;
+    }
     worker_listen_fd = listen_fd;
     evutil_make_socket_nonblocking(listen_fd);
     worker_accept_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, NULL);
@@ -133,6 +145,8 @@ worker_stop(void)
     tdm_config_free(&worker_admin_cfg);
     lmtp_server_free(&worker_lmtp); /* closes its listening socket */
     tdm_config_free(&worker_lmtp_cfg);
+    imap_server_free(&worker_imap); /* closes its listening socket */
+    tdm_config_free(&worker_imap_cfg);
     if (worker_accept_ev)
         event_free(worker_accept_ev);
     worker_accept_ev = NULL;

@@ -1,0 +1,28 @@
+#ifndef TANDEM_IMAP_IMAP_SERVER_H
+#define TANDEM_IMAP_IMAP_SERVER_H
+
+/*
+ * The IMAP server of the mailbox role, in a worker process (DESIGN.md "Processes"): it accepts
+ * on the [listen imap] socket (STARTTLS) or [listen imaps] (implicit TLS), parses commands
+ * with src/proto/imap, checks logins with the directory (locally, with argon2id on an offload
+ * thread, or through the directory client on servers without the directory role), reads mail
+ * straight from the user's mailbox database (store_reader) and sends every change to the core
+ * (core_link). docs/tandemd.md lists what is served so far.
+ *
+ * Ownership: the server borrows cfg for its whole life and takes listen_fd.
+ */
+
+#include "lib/config.h"
+
+#include <stdbool.h>
+
+struct event_base;
+struct imap_server;
+
+/* implicit_tls: [listen imaps]. Returns 0 with an owned *srv_r, or a negative code with
+ * *error_r (allocated). */
+int imap_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
+                    bool implicit_tls, struct imap_server **srv_r, char **error_r);
+void imap_server_free(struct imap_server **srv);
+
+#endif

@@ -1,0 +1,542 @@
+/*
+ * One IMAP connection (imap_int.h): bytes from lib/conn go to the sans-IO parser; each command
+ * it returns is answered by the state's handler. A command that must wait (a login being
+ * checked, a commit) sets s->waiting: the connection reads nothing more until it is answered,
+ * and then the pump resumes with whatever the client pipelined meanwhile.
+ *
+ * Served so far: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE PLAIN (with
+ * SASL-IR), LIST, LSUB, STATUS, SELECT, EXAMINE, CHECK, CLOSE, UNSELECT, and FETCH of FLAGS,
+ * UID, RFC822.SIZE, INTERNALDATE and whole messages. Every other command is answered
+ * NO [CANNOT], saying it is not served yet (docs/tandemd.md).
+ *
+ * Plaintext passwords are accepted over TLS, and over plain connections from loopback only
+ * (where nothing else can listen); elsewhere LOGIN is refused with PRIVACYREQUIRED and the
+ * capability list says LOGINDISABLED.
+ *
+ * Lifetime: a session whose client leaves while a step is in flight lingers, without its
+ * conn, until the step reports (s->waiting), like LMTP's connections.
+ */
+#include "imap/imap_int.h"
+
+#include "lib/conn.h"
+#include "lib/core_link.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "store/mail_defaults.h"
+#include "store/store_reader.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define IMAP_IDLE_TIMEOUT_MS (30u * 60u * 1000u) /* RFC 9051: at least 30 minutes */
+
+static void pump(struct imap_session *s, struct evbuffer *in);
+
+/* ---- Output ---- */
+
+enum imap_write_mode
+imap__mode(const struct imap_session *s)
+{
+    (void)s;
+    return IMAP_WRITE_REV1; /* ENABLE UTF8=ACCEPT / IMAP4rev2 are not offered yet */
+}
+
+void
+imap__flush(struct imap_session *s)
+{
+    if (imap_buf_error(&s->out) < 0) {
+        log_error("imap: out of memory writing a response");
+        imap_buf_clear(&s->out);
+        if (s->conn)
+            conn_close_after_flush(s->conn);
+        return;
+    }
+    if (s->out.len && s->conn)
+        conn_write(s->conn, s->out.data, s->out.len);
+    imap_buf_clear(&s->out);
+}
+
+void
+imap__reply(struct imap_session *s, const char *tag, const char *status, const char *code,
+            const char *text)
+{
+    imap_write_status_response(&s->out, tag, status, code, text);
+}
+
+static bool
+plaintext_ok(const struct imap_session *s)
+{
+    if (!s->conn || conn_is_tls(s->conn))
+        return true;
+    const char *a = conn_peer_address(s->conn);
+    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0;
+}
+
+static void
+capabilities(struct imap_session *s, struct imap_buf *b)
+{
+    imap_buf_puts(b, "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT");
+    if (s->state == IMAP_STATE_NOT_AUTH) {
+        if (!conn_is_tls(s->conn))
+            imap_buf_puts(b, " STARTTLS");
+        imap_buf_puts(b, plaintext_ok(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
+    }
+}
+
+static void
+reply_with_caps(struct imap_session *s, const char *tag, const char *text)
+{
+    struct imap_buf code = IMAP_BUF_INIT;
+    imap_buf_puts(&code, "CAPABILITY ");
+    capabilities(s, &code);
+    imap__reply(s, tag, "OK", code.data, text);
+    imap_buf_free(&code);
+}
+
+/* ---- Selected state ---- */
+
+void
+imap__unselect(struct imap_session *s)
+{
+    imap_view_free(&s->view);
+    s->folder[0] = '\0';
+    s->recent_lo = s->recent_hi = 0;
+    if (s->state == IMAP_STATE_SELECTED)
+        s->state = IMAP_STATE_AUTH;
+}
+
+/* ---- Login ---- */
+
+static void provision_done(void *ctx, int status, const struct ipc_msg *reply);
+
+static void
+login_answer(struct imap_session *s, int status)
+{
+    if (status == 0) {
+        s->state = IMAP_STATE_AUTH;
+        reply_with_caps(s, s->tag, "Logged in");
+        log_info("imap: %s: %s logged in", conn_peer(s->conn), s->user);
+        return;
+    }
+    s->user[0] = s->database[0] = '\0';
+    if (status == -EACCES)
+        imap__reply(s, s->tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
+    else if (status == -EHOSTUNREACH)
+        imap__reply(s, s->tag, "NO", "UNAVAILABLE",
+                    "The directory cannot be reached just now: try again later");
+    else if (status == -ENOENT)
+        imap__reply(s, s->tag, "NO", "UNAVAILABLE",
+                    "Your mailbox is not available on this server now: try again later");
+    else
+        imap__reply(s, s->tag, "NO", "UNAVAILABLE", "Temporary failure: try again later");
+}
+
+/* A mailbox that does not exist yet is made at the first login (mail_defaults.h); the login
+ * is answered when the core has applied it all. */
+static int
+provision(struct imap_session *s)
+{
+    struct store_reader *r = imap__db_reader(s->srv, s->database);
+    if (!r)
+        return -ENOENT;
+    MDB_txn *txn;
+    int ret = store_reader_begin(r, &txn);
+    if (ret < 0)
+        return ret;
+    struct mail_mailbox_info info;
+    ret = mail_mailbox_get(store_reader_mail_dbis(r), txn, s->user, &info);
+    mdb_txn_abort(txn);
+    if (ret != TDM_ENOTFOUND)
+        return ret; /* 0: there already */
+    struct mail_op ops[MAIL_DEFAULT_OPS];
+    mail_default_ops(s->user, (uint32_t)time(NULL), ops);
+    for (size_t i = 0; i < MAIL_DEFAULT_OPS; i++) {
+        uint8_t *payload;
+        size_t len;
+        const char *why = NULL;
+        if ((ret = mail_op_encode(&ops[i], &payload, &len, &why)) < 0)
+            return ret;
+        ret = core_link_commit(s->srv->core, s->database, ops[i].type, payload, len,
+                               provision_done, s);
+        free(payload);
+        if (ret < 0)
+            return ret; /* those sent report anyway, each taking its waiting count */
+        s->waiting++;
+    }
+    return 1;
+}
+
+static void
+provision_done(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct imap_session *s = ctx;
+    int st = status < 0 ? status : reply->u.commit_reply.status;
+    if (st < 0 && st != TDM_EEXIST)
+        log_error("imap: creating the mailbox of %s failed: %s", s->user, tdm_strerror(st));
+    if (--s->waiting == 0 && s->conn) {
+        s->busy++;
+        login_answer(s, st < 0 && st != TDM_EEXIST ? -EAGAIN : 0);
+        imap__resume(s);
+        s->busy--;
+    }
+    imap__release(s);
+}
+
+static void
+login_cb(struct imap_session *s, int status, const char *database)
+{
+    s->waiting--;
+    if (!s->conn) {
+        imap__release(s);
+        return;
+    }
+    s->busy++;
+    if (status == 0) {
+        snprintf(s->database, sizeof(s->database), "%s", database);
+        int ret = provision(s);
+        if (ret == 1) { /* the last commit's reply answers the login */
+            s->busy--;
+            return;
+        }
+        status = ret;
+    }
+    login_answer(s, status);
+    imap__resume(s);
+    s->busy--;
+    imap__release(s);
+}
+
+static void
+start_login(struct imap_session *s, const char *tag, const char *user, const char *password)
+{
+    if (!plaintext_ok(s)) {
+        imap__reply(s, tag, "NO", "PRIVACYREQUIRED", "Use STARTTLS first");
+        return;
+    }
+    if (!user[0] || strlen(user) > DIR_NAME_MAX) {
+        imap__reply(s, tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
+        return;
+    }
+    if (tag != s->tag) /* AUTHENTICATE's response line comes with the tag already saved */
+        snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    snprintf(s->user, sizeof(s->user), "%s", user);
+    s->waiting++;
+    imap__login(s, user, password, login_cb);
+}
+
+/* AUTHENTICATE PLAIN's response: base64 of authzid NUL authcid NUL password (RFC 4616). */
+static void
+plain_response(struct imap_session *s, const char *tag, const uint8_t *b64, size_t len)
+{
+    if (len == 1 && b64[0] == '*') {
+        imap__reply(s, tag, "BAD", NULL, "Authentication cancelled");
+        return;
+    }
+    uint8_t raw[2048];
+    size_t n = 0;
+    if (len > 4 * (sizeof(raw) - 1) / 3 ||
+        sodium_base642bin(raw, sizeof(raw) - 1, (const char *)b64, len, NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        imap__reply(s, tag, "BAD", NULL, "Invalid base64 in the PLAIN response");
+        return;
+    }
+    raw[n] = '\0';
+    const uint8_t *nul1 = memchr(raw, 0, n);
+    const uint8_t *nul2 = nul1 ? memchr(nul1 + 1, 0, n - (size_t)(nul1 + 1 - raw)) : NULL;
+    if (!nul2) {
+        sodium_memzero(raw, sizeof(raw));
+        imap__reply(s, tag, "BAD", NULL, "The PLAIN response needs authzid, user and password");
+        return;
+    }
+    const char *authzid = (const char *)raw, *user = (const char *)nul1 + 1;
+    if (authzid[0] && strcmp(authzid, user) != 0)
+        imap__reply(s, tag, "NO", "AUTHORIZATIONFAILED", "Acting as another user is not allowed");
+    else
+        start_login(s, tag, user, (const char *)nul2 + 1);
+    sodium_memzero(raw, sizeof(raw));
+}
+
+/* ---- Dispatch ---- */
+
+static bool
+allowed(const struct imap_session *s, enum imap_cmd cmd)
+{
+    switch (cmd) {
+    case IMAP_CMD_CAPABILITY:
+    case IMAP_CMD_NOOP:
+    case IMAP_CMD_LOGOUT:
+    case IMAP_CMD_ID:
+        return true;
+    case IMAP_CMD_STARTTLS:
+    case IMAP_CMD_AUTHENTICATE:
+    case IMAP_CMD_LOGIN:
+        return s->state == IMAP_STATE_NOT_AUTH;
+    case IMAP_CMD_CHECK:
+    case IMAP_CMD_CLOSE:
+    case IMAP_CMD_UNSELECT:
+    case IMAP_CMD_EXPUNGE:
+    case IMAP_CMD_SEARCH:
+    case IMAP_CMD_FETCH:
+    case IMAP_CMD_STORE:
+    case IMAP_CMD_COPY:
+    case IMAP_CMD_MOVE:
+        return s->state == IMAP_STATE_SELECTED;
+    default:
+        return s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED;
+    }
+}
+
+static void
+dispatch(struct imap_session *s, struct imap_command *cmd, struct evbuffer *in)
+{
+    const char *tag = cmd->tag;
+    if (!allowed(s, cmd->cmd)) {
+        imap__reply(s, tag, "BAD", NULL,
+                    s->state == IMAP_STATE_NOT_AUTH ? "Log in first"
+                    : s->state == IMAP_STATE_AUTH   ? "Select a mailbox first"
+                                                    : "Not in this state");
+        return;
+    }
+    switch (cmd->cmd) {
+    case IMAP_CMD_CAPABILITY:
+        imap_buf_puts(&s->out, "* CAPABILITY ");
+        capabilities(s, &s->out);
+        imap_buf_puts(&s->out, "\r\n");
+        imap__reply(s, tag, "OK", NULL, "Capability completed");
+        return;
+    case IMAP_CMD_NOOP:
+    case IMAP_CMD_CHECK:
+        if (s->state == IMAP_STATE_SELECTED)
+            imap__sync(s, true);
+        imap__reply(s, tag, "OK", NULL, cmd->cmd == IMAP_CMD_NOOP ? "NOOP completed"
+                                                                   : "CHECK completed");
+        return;
+    case IMAP_CMD_LOGOUT:
+        imap_buf_puts(&s->out, "* BYE Logging out\r\n");
+        imap__reply(s, tag, "OK", NULL, "Logout completed");
+        s->state = IMAP_STATE_LOGOUT;
+        return;
+    case IMAP_CMD_ID:
+        imap_buf_puts(&s->out, "* ID (\"name\" \"tandem\")\r\n");
+        imap__reply(s, tag, "OK", NULL, "ID completed");
+        return;
+    case IMAP_CMD_STARTTLS:
+        if (conn_is_tls(s->conn)) {
+            imap__reply(s, tag, "BAD", NULL, "TLS is already on");
+            return;
+        }
+        imap__reply(s, tag, "OK", NULL, "Begin TLS negotiation now");
+        imap__flush(s);
+        /* Bytes the client pipelined behind STARTTLS are discarded (conn.h): drop them
+         * here too, so the parser starts clean after the handshake. */
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_starttls(s->conn, s->srv->tls);
+        return;
+    case IMAP_CMD_LOGIN:
+        start_login(s, tag, cmd->u.login.user, cmd->u.login.password);
+        return;
+    case IMAP_CMD_AUTHENTICATE:
+        if (strcmp(cmd->u.authenticate.mechanism, "PLAIN") != 0) {
+            imap__reply(s, tag, "NO", "CANNOT", "Only AUTHENTICATE PLAIN is offered");
+            return;
+        }
+        if (!plaintext_ok(s)) {
+            imap__reply(s, tag, "NO", "PRIVACYREQUIRED", "Use STARTTLS first");
+            return;
+        }
+        if (cmd->u.authenticate.initial) {
+            const char *ir = cmd->u.authenticate.initial;
+            plain_response(s, tag, (const uint8_t *)ir, strlen(ir));
+            return;
+        }
+        snprintf(s->tag, sizeof(s->tag), "%s", tag);
+        imap_buf_puts(&s->out, "+ \r\n");
+        imap_parser_expect_line(s->parser);
+        return;
+    case IMAP_CMD_LIST:
+    case IMAP_CMD_LSUB:
+        imap__cmd_list(s, cmd);
+        return;
+    case IMAP_CMD_STATUS:
+        imap__cmd_status(s, cmd);
+        return;
+    case IMAP_CMD_SELECT:
+    case IMAP_CMD_EXAMINE:
+        imap__cmd_select(s, cmd);
+        return;
+    case IMAP_CMD_CLOSE:
+    case IMAP_CMD_UNSELECT:
+        /* CLOSE would also expunge \Deleted messages; expunging is not served yet, so it
+         * is refused rather than half done. */
+        if (cmd->cmd == IMAP_CMD_CLOSE && !s->read_only) {
+            imap__reply(s, tag, "NO", "CANNOT",
+                        "CLOSE (which expunges) is not served yet: use UNSELECT");
+            return;
+        }
+        imap__unselect(s);
+        imap__reply(s, tag, "OK", NULL, "Done");
+        return;
+    case IMAP_CMD_FETCH:
+        imap__cmd_fetch(s, cmd);
+        return;
+    default: {
+        char text[128];
+        snprintf(text, sizeof(text), "%s is not served yet", imap_cmd_name(cmd->cmd));
+        imap__reply(s, tag, "NO", "CANNOT", text);
+        return;
+    }
+    }
+}
+
+/* ---- The pump ---- */
+
+void
+imap__resume(struct imap_session *s)
+{
+    imap__flush(s);
+    if (s->conn)
+        conn_resume(s->conn);
+}
+
+static void
+pump(struct imap_session *s, struct evbuffer *in)
+{
+    while (s->conn && !s->waiting && s->state != IMAP_STATE_LOGOUT &&
+           !conn_output_full(s->conn)) {
+        size_t len = evbuffer_get_length(in);
+        const uint8_t *data = len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
+        struct imap_parser_out out;
+        int item = imap_parser_feed(s->parser, data, len, &out);
+        if (item < 0) {
+            log_error("imap: %s: the parser gave up: %s", conn_peer(s->conn), tdm_strerror(item));
+            imap_buf_puts(&s->out, "* BYE Internal error\r\n");
+            imap__flush(s);
+            conn_close_after_flush(s->conn);
+            return;
+        }
+        switch (item) {
+        case IMAP_ITEM_COMMAND: {
+            evbuffer_drain(in, out.used);
+            struct imap_command *cmd = out.cmd;
+            dispatch(s, cmd, in);
+            imap_command_free(&cmd);
+            break;
+        }
+        case IMAP_ITEM_CONTINUE:
+            if (out.message) {
+                /* APPEND is not served yet: refuse before the client sends the message. */
+                evbuffer_drain(in, out.used);
+                imap__reply(s, out.tag, "NO", "CANNOT", "APPEND is not served yet");
+                imap_parser_cancel_literal(s->parser);
+                break;
+            }
+            imap_buf_puts(&s->out, out.response);
+            evbuffer_drain(in, out.used);
+            break;
+        case IMAP_ITEM_LITERAL_DATA:
+            evbuffer_drain(in, out.used); /* an APPEND message: refused when it completes */
+            break;
+        case IMAP_ITEM_LINE:
+            plain_response(s, s->tag, out.data, out.len);
+            evbuffer_drain(in, out.used);
+            break;
+        case IMAP_ITEM_ERROR:
+            imap_buf_puts(&s->out, out.response);
+            evbuffer_drain(in, out.used);
+            if (out.fatal) {
+                imap__flush(s);
+                conn_close_after_flush(s->conn);
+                return;
+            }
+            break;
+        default: /* NEED_MORE */
+            evbuffer_drain(in, out.used);
+            imap__flush(s);
+            return;
+        }
+        imap__flush(s);
+        if (s->state == IMAP_STATE_LOGOUT && s->conn) {
+            conn_close_after_flush(s->conn);
+            return;
+        }
+        if (s->waiting && s->conn)
+            conn_pause(s->conn);
+    }
+}
+
+/* ---- Connections ---- */
+
+void
+imap__release(struct imap_session *s)
+{
+    if (s->conn || s->waiting || s->busy)
+        return;
+    imap_view_free(&s->view);
+    imap_parser_free(&s->parser);
+    imap_buf_free(&s->out);
+    free(s);
+}
+
+static void
+on_open(struct conn *conn, void *ctx)
+{
+    struct imap_server *srv = ctx;
+    struct imap_session *s = calloc(1, sizeof(*s));
+    if (!s || imap_parser_new(&imap_parser_default_limits, &s->parser) < 0) {
+        free(s);
+        conn_printf(conn, "* BYE Out of memory\r\n");
+        conn_close_after_flush(conn);
+        return;
+    }
+    s->srv = srv;
+    s->conn = conn;
+    s->state = IMAP_STATE_NOT_AUTH;
+    conn_set_ctx(conn, s);
+    struct imap_buf code = IMAP_BUF_INIT;
+    imap_buf_puts(&code, "CAPABILITY ");
+    capabilities(s, &code);
+    imap__reply(s, NULL, "OK", code.data, "tandem ready");
+    imap_buf_free(&code);
+    imap__flush(s);
+}
+
+static void
+on_data(struct conn *conn, struct evbuffer *in)
+{
+    struct imap_session *s = conn_ctx(conn);
+    if (s)
+        pump(s, in);
+}
+
+static void
+on_close(struct conn *conn, enum conn_close_reason reason)
+{
+    struct imap_session *s = conn_ctx(conn);
+    if (!s)
+        return;
+    if (reason == CONN_CLOSE_IDLE)
+        conn_printf(conn, "* BYE Idle for too long\r\n");
+    else if (reason == CONN_CLOSE_SHUTDOWN)
+        conn_printf(conn, "* BYE Server shutting down\r\n");
+    s->conn = NULL;
+    imap__release(s);
+}
+
+static const struct conn_ops imap_conn_ops = {on_open, on_data, NULL, on_close};
+
+int
+imap__listen(struct imap_server *srv, int listen_fd)
+{
+    struct conn_listener_options lo = {
+        .fd = listen_fd,
+        .implicit_tls = srv->implicit_tls ? srv->tls : NULL,
+        .idle_timeout_ms = IMAP_IDLE_TIMEOUT_MS,
+        .refusal_line = "* BYE Too many connections, try again later\r\n",
+    };
+    return conn_listener_new(srv->base, &lo, &imap_conn_ops, srv, &srv->listener);
+}
