@@ -19,47 +19,17 @@ import stat
 import subprocess
 import tempfile
 import threading
-import time
 
 import pytest
 
-WAIT = 20.0  # seconds: generous for sanitizer builds; polls end as soon as true
+from lab import WAIT, children, free_port, wait_for
+
 LOCAL = ("ca.pem", "ca.key", "server.pem", "server.key")
 
 
-def wait_for(pred, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port(addr):
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-
-
 def roles_of_children(pid):
-    """The --role arguments of pid's children, from /proc."""
-    out = set()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if int(st.rsplit(")", 1)[1].split()[1]) == pid and b"--role" in argv:
-            out.add(argv[argv.index(b"--role") + 1].decode())
-    return out
+    """The --role arguments of pid's children."""
+    return set(children(pid))
 
 
 class Server:
