@@ -37,6 +37,7 @@
 #include <cmocka.h>
 
 #include "scratch.h"
+#include "tls_fixture.h"
 
 /* ---- The fake directory ---- */
 
@@ -212,21 +213,8 @@ static int
 group_setup(void **state)
 {
     (void)state;
-    assert_int_equal(scratch_make(tmpdir, sizeof(tmpdir), "dirclient"), 0);
-    char text[1024];
-    snprintf(text, sizeof(text),
-             "server = dir1\nsite = dc1\ndatadir = %s\nroles = directory\n"
-             "[network public]\naddress = 127.0.0.1\n",
-             tmpdir);
-    struct tdm_config *cfg = NULL;
-    char *err = NULL;
-    if (tdm_config_load_buffer(text, strlen(text), "test.conf", &cfg, &err) < 0)
-        fail_msg("config: %s", err);
-    bool created;
-    if (tls_local_ensure(cfg, (uid_t)-1, (gid_t)-1, &created, &err) < 0)
-        fail_msg("tls: %s", err);
-    tls_files_from_config(cfg, &files);
-    tdm_config_free(&cfg);
+    if (tls_fixture_make(tmpdir, sizeof(tmpdir), "dirclient", &files) < 0)
+        fail_msg("no TLS fixture");
     return 0;
 }
 

@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "scratch.h"
+#include "tls_fixture.h"
 
 /* ---- Fixture: certificates from the local CA code ---- */
 
@@ -43,21 +44,9 @@ static int
 group_setup(void **state)
 {
     (void)state;
-    assert_int_equal(scratch_make(tmpdir, sizeof(tmpdir), "conn"), 0);
-    char text[1024];
-    snprintf(text, sizeof(text),
-             "server = mbx1\nsite = dc1\ndatadir = %s\nroles = directory\n"
-             "[network public]\naddress = 127.0.0.1\n",
-             tmpdir);
-    struct tdm_config *cfg = NULL;
+    if (tls_fixture_make(tmpdir, sizeof(tmpdir), "conn", &files) < 0)
+        fail_msg("no TLS fixture");
     char *err = NULL;
-    if (tdm_config_load_buffer(text, strlen(text), "test.conf", &cfg, &err) < 0)
-        fail_msg("config: %s", err);
-    bool created;
-    if (tls_local_ensure(cfg, (uid_t)-1, (gid_t)-1, &created, &err) < 0)
-        fail_msg("tls: %s", err);
-    tls_files_from_config(cfg, &files);
-    tdm_config_free(&cfg);
     if (tls_server_ctx_new(files.certificate, files.key, NULL, TLS_CLIENT_AUTH_NONE, &server_tls,
                            &err) < 0 ||
         tls_client_ctx_new(files.ca, NULL, NULL, &client_tls, &err) < 0)
