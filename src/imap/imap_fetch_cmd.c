@@ -12,6 +12,7 @@
 
 #include "lib/err.h"
 #include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -88,7 +89,7 @@ imap__sync(struct imap_session *s, bool allow_expunge)
 {
     if (!s->view)
         return;
-    struct store_reader *r = imap__db_reader(s->srv, s->database);
+    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     MDB_txn *txn;
     if (!r || store_reader_begin(r, &txn) < 0)
         return;
@@ -243,7 +244,7 @@ imap__cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
     imap__sync(s, cmd->uid);
     if (s->state == IMAP_STATE_LOGOUT)
         return;
-    struct store_reader *r = imap__db_reader(s->srv, s->database);
+    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     MDB_txn *txn;
     if (!r || store_reader_begin(r, &txn) < 0) {
         imap__reply(s, cmd->tag, "NO", "UNAVAILABLE", "Your mailbox is not available now");

@@ -20,13 +20,7 @@ struct core_link;
 struct dir_client;
 struct offload;
 struct store_reader;
-
-#define IMAP_MAX_DBS 64u
-
-struct imap_db {
-    char name[DIR_NAME_MAX + 1];
-    struct store_reader *reader;
-};
+struct store_readers;
 
 struct imap_server {
     struct event_base *base;
@@ -39,8 +33,7 @@ struct imap_server {
     struct store_reader *directory; /* with the directory role: read locally */
     struct dir_client *remote;      /* without it: the directory servers */
     char *remote_problem;
-    struct imap_db dbs[IMAP_MAX_DBS];
-    size_t n_dbs;
+    struct store_readers *dbs; /* mail databases, opened on first use */
 };
 
 enum imap_state {
@@ -71,8 +64,6 @@ struct imap_session {
 
 /* ---- imap_server.c: shared resources ---- */
 
-/* The reader of database name (opened on first use), or NULL when it is not on this server. */
-struct store_reader *imap__db_reader(struct imap_server *srv, const char *name);
 
 /*
  * Checks user's password and finds the user's mailbox database. cb runs once, usually later

@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "proto/imap/imap_mutf7.h"
 #include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ store_name(struct imap_session *s, const char *tag, const char *wire, char out[M
 static bool
 begin(struct imap_session *s, const char *tag, struct store_reader **r_r, MDB_txn **txn_r)
 {
-    struct store_reader *r = imap__db_reader(s->srv, s->database);
+    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     if (!r || store_reader_begin(r, txn_r) < 0) {
         imap__reply(s, tag, "NO", "UNAVAILABLE", "Your mailbox is not available on this server now");
         return false;

@@ -20,6 +20,7 @@
 #include "lib/offload.h"
 #include "lib/tls.h"
 #include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -28,27 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* ---- Mailbox databases ---- */
-
-struct store_reader *
-imap__db_reader(struct imap_server *srv, const char *name)
-{
-    for (size_t i = 0; i < srv->n_dbs; i++)
-        if (strcmp(srv->dbs[i].name, name) == 0)
-            return srv->dbs[i].reader;
-    if (srv->n_dbs == IMAP_MAX_DBS || strchr(name, '/') || name[0] == '.')
-        return NULL;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/db/%s", srv->cfg->datadir, name);
-    struct store_reader *r = NULL;
-    const char *why = NULL;
-    if (access(path, F_OK) != 0 || store_reader_open(path, NULL, &r, &why) < 0)
-        return NULL;
-    snprintf(srv->dbs[srv->n_dbs].name, sizeof(srv->dbs[0].name), "%s", name);
-    srv->dbs[srv->n_dbs++].reader = r;
-    return r;
-}
 
 /* ---- Logins ---- */
 
@@ -220,6 +200,10 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     srv->base = base;
     srv->cfg = cfg;
     srv->implicit_tls = implicit_tls;
+    if (store_readers_new(cfg->datadir, &srv->dbs) < 0) {
+        free(srv);
+        return -ENOMEM;
+    }
     struct tls_files files;
     tls_files_from_config(cfg, &files);
     int ret = tls_server_ctx_new(files.certificate, files.key, NULL, TLS_CLIENT_AUTH_NONE,
@@ -267,8 +251,7 @@ imap_server_free(struct imap_server **srv_p)
     dir_client_free(&srv->remote);
     core_link_free(&srv->core);
     store_reader_free(&srv->directory);
-    for (size_t i = 0; i < srv->n_dbs; i++)
-        store_reader_free(&srv->dbs[i].reader);
+    store_readers_free(&srv->dbs);
     if (srv->tls)
         SSL_CTX_free(srv->tls);
     free(srv);

@@ -24,6 +24,7 @@
 #include "lib/log.h"
 #include "store/mail_defaults.h"
 #include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -141,7 +142,7 @@ login_answer(struct imap_session *s, int status)
 static int
 provision(struct imap_session *s)
 {
-    struct store_reader *r = imap__db_reader(s->srv, s->database);
+    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     if (!r)
         return -ENOENT;
     MDB_txn *txn;

@@ -28,6 +28,7 @@
 #include "store/mail.h"
 #include "store/mail_defaults.h"
 #include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -43,17 +44,11 @@
 #define LMTP_MAX_RCPTS MAIL_MAX_TARGETS
 #define LMTP_MAX_LINE 4096u
 #define LMTP_MAX_ERRORS 20u
-#define LMTP_MAX_DBS 64u
 /* While the core is away (starting, restarting after a crash) a delivery waits this long for
  * it before the recipients are answered 451: long enough for a restart, short enough for the
  * client's timeout. */
 #define LMTP_CORE_WAIT_MS 5000u
 #define LMTP_CORE_POLL_MS 50u
-
-struct db_reader {
-    char name[DIR_NAME_MAX + 1];
-    struct store_reader *reader;
-};
 
 struct lmtp_server {
     struct event_base *base;
@@ -63,8 +58,7 @@ struct lmtp_server {
     struct store_reader *directory; /* opened at the first lookup (the core creates it) */
     struct dir_client *remote;      /* without the directory role: asks a directory server */
     char *remote_problem;           /* why there is no remote client, for the 451 text */
-    struct db_reader dbs[LMTP_MAX_DBS];
-    size_t n_dbs;
+    struct store_readers *dbs; /* mail databases, opened on first use */
 };
 
 struct lmtp_conn {
@@ -289,29 +283,10 @@ start_message(struct lmtp_conn *lc)
 
 /* ---- Delivery ---- */
 
-static struct store_reader *
-db_reader(struct lmtp_server *srv, const char *name)
-{
-    for (size_t i = 0; i < srv->n_dbs; i++)
-        if (strcmp(srv->dbs[i].name, name) == 0)
-            return srv->dbs[i].reader;
-    if (srv->n_dbs == LMTP_MAX_DBS)
-        return NULL;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/db/%s", srv->cfg->datadir, name);
-    struct store_reader *r = NULL;
-    const char *why = NULL;
-    if (access(path, F_OK) != 0 || store_reader_open(path, NULL, &r, &why) < 0)
-        return NULL; /* not on this server: the commit says so too */
-    snprintf(srv->dbs[srv->n_dbs].name, sizeof(srv->dbs[0].name), "%s", name);
-    srv->dbs[srv->n_dbs++].reader = r;
-    return r;
-}
-
 static bool
 mailbox_exists(struct lmtp_server *srv, const char *database, const char *user)
 {
-    struct store_reader *r = db_reader(srv, database);
+    struct store_reader *r = store_readers_get(srv->dbs, database);
     MDB_txn *txn;
     if (!r || store_reader_begin(r, &txn) < 0)
         return true; /* cannot tell: let the APPEND's answer speak */
@@ -693,6 +668,10 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         return -ENOMEM;
     srv->base = base;
     srv->cfg = cfg;
+    if (store_readers_new(cfg->datadir, &srv->dbs) < 0) {
+        free(srv);
+        return -ENOMEM;
+    }
     char path[4096];
     snprintf(path, sizeof(path), "%s/run/core.sock", cfg->datadir);
     int ret = core_link_new(base, path, TDM_IPC_WORKER_LMTP, &srv->core);
@@ -700,6 +679,7 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         if (asprintf(error_r, "cannot set up the link to the core at %s: %s", path,
                      tdm_strerror(ret)) < 0)
             *error_r = NULL;
+        store_readers_free(&srv->dbs);
         free(srv);
         return ret;
     }
@@ -716,6 +696,7 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         core_link_free(&srv->core);
         dir_client_free(&srv->remote);
         free(srv->remote_problem);
+        store_readers_free(&srv->dbs);
         free(srv);
         return ret;
     }
@@ -736,8 +717,7 @@ lmtp_server_free(struct lmtp_server **srv_p)
     dir_client_free(&srv->remote); /* fails lookups in flight: lingering connections go */
     free(srv->remote_problem);
     store_reader_free(&srv->directory);
-    for (size_t i = 0; i < srv->n_dbs; i++)
-        store_reader_free(&srv->dbs[i].reader);
+    store_readers_free(&srv->dbs);
     free(srv);
     *srv_p = NULL;
 }

@@ -1,0 +1,24 @@
+#ifndef TANDEM_STORE_STORE_READERS_H
+#define TANDEM_STORE_STORE_READERS_H
+
+/*
+ * The mail databases a worker reads (store_reader.h), opened on first use by name under
+ * <datadir>/db/ and kept open for the worker's life: LMTP checks mailboxes there, IMAP reads
+ * mail. One loop thread owns a set.
+ */
+
+#include "store/store_reader.h"
+
+#define STORE_READERS_MAX 64u
+
+struct store_readers;
+
+/* datadir is copied. Returns 0 with an owned *set_r, or -ENOMEM. */
+int store_readers_new(const char *datadir, struct store_readers **set_r);
+void store_readers_free(struct store_readers **set);
+
+/* The reader of mail database name, or NULL when there is no such database on this server
+ * (or it cannot be read now: a later call tries again), or the set is full. */
+struct store_reader *store_readers_get(struct store_readers *set, const char *name);
+
+#endif
