@@ -290,10 +290,16 @@ from_config(const char *path, bool want_socket, bool want_ca, struct admin_targe
         t->socket_path = sock;
     }
     if (want_ca) {
-        struct tls_files files;
-        tls_files_from_config(cfg, &files);
-        t->ca_file = xstrdup(files.ca);
-        tls_files_clear(&files);
+        /* The CA that signed this server's certificate, which is not [tls] ca when that names
+         * the peers' CA (tls_server_ca_file). */
+        t->ca_file = tls_server_ca_file(cfg);
+        if (!t->ca_file) {
+            fprintf(stderr, "tandemctl: %s uses the operator's certificate and names no [tls] ca: "
+                            "give --ca FILE with the CA that signed it\n",
+                    path);
+            tdm_config_free(&cfg);
+            exit(CTL_EXIT_USAGE);
+        }
     }
     tdm_config_free(&cfg);
     return 0;

@@ -132,3 +132,17 @@ def test_logins_checked_by_the_directory_and_cached(pair):
     r = whoami(m, "bob", "bob-secret")
     assert r.status == 503, r
     assert whoami(m, "alice", "wrong").status in (401, 503)
+
+
+def test_tandemctl_trusts_the_servers_own_ca_not_the_peers(pair, tandemctl, tmp_path):
+    """mbx2's [tls] ca names the directory's CA (for its peers); its own certificate comes
+    from its local CA, which is what tandemctl -c must trust when it talks to mbx2."""
+    d, dp, m, mp = pair
+    pw = tmp_path / "alice.pw"
+    pw.write_text("alice-secret\n")
+    def whoami():
+        return tandemctl("whoami", "-c", m.conf, "--server", f"{m.addr}:{m.ports['admin']}",
+                         "--user", "alice", "--password-file", pw)
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(whoami()),
+                 "tandemctl whoami over TLS to the mailbox server")
+    assert "user:alice" in r.stdout
