@@ -453,8 +453,11 @@ ctl_obj_list(const struct ctl_verb *verb, int argc, char **argv)
     return r;
 }
 
-int
-ctl_obj_show(const struct ctl_verb *verb, int argc, char **argv)
+/* show and remove: one request on kind/name, then the answer printed as print() says (or as
+ * JSON with --json). */
+static int
+obj_one(const struct ctl_verb *verb, int argc, char **argv, const char *method,
+        void (*print)(const struct ctl_kind *k, const char *name, json_t *doc))
 {
     struct obj_args a;
     struct admin_target t;
@@ -467,17 +470,31 @@ ctl_obj_show(const struct ctl_verb *verb, int argc, char **argv)
     if (!ctl_obj_path(path, sizeof(path), k->kind, a.pos[0], ""))
         r = ctl_usage_error(verb, "the name is too long");
     else
-        r = ctl_api_call(&a.api, &t, "GET", path, NULL, &doc);
+        r = ctl_api_call(&a.api, &t, method, path, NULL, &doc);
     if (r == 0) {
         if (a.api.json)
             ctl_print_json(doc);
         else
-            print_object(doc);
+            print(k, a.pos[0], doc);
     }
     json_decref(doc);
     admin_target_clear(&t);
     obj_args_clear(&a);
     return r;
+}
+
+static void
+print_shown(const struct ctl_kind *k, const char *name, json_t *doc)
+{
+    (void)k;
+    (void)name;
+    print_object(doc);
+}
+
+int
+ctl_obj_show(const struct ctl_verb *verb, int argc, char **argv)
+{
+    return obj_one(verb, argc, argv, "GET", print_shown);
 }
 
 /* Reads the new password for kind/name: --new-password-file, or asked (twice on a tty). */
@@ -636,31 +653,17 @@ out:
     return r;
 }
 
+static void
+print_removed(const struct ctl_kind *k, const char *name, json_t *doc)
+{
+    (void)doc;
+    printf("removed %s/%s\n", k->kind, name);
+}
+
 int
 ctl_obj_remove(const struct ctl_verb *verb, int argc, char **argv)
 {
-    struct obj_args a;
-    struct admin_target t;
-    const struct ctl_kind *k;
-    int r = obj_begin(verb, argc, argv, 1, false, false, false, &a, &t, &k);
-    if (r >= 0)
-        return r;
-    char path[PATH_MAX_LEN];
-    json_t *doc = NULL;
-    if (!ctl_obj_path(path, sizeof(path), k->kind, a.pos[0], ""))
-        r = ctl_usage_error(verb, "the name is too long");
-    else
-        r = ctl_api_call(&a.api, &t, "DELETE", path, NULL, &doc);
-    if (r == 0) {
-        if (a.api.json)
-            ctl_print_json(doc);
-        else
-            printf("removed %s/%s\n", k->kind, a.pos[0]);
-    }
-    json_decref(doc);
-    admin_target_clear(&t);
-    obj_args_clear(&a);
-    return r;
+    return obj_one(verb, argc, argv, "DELETE", print_removed);
 }
 
 int
