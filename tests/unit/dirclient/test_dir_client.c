@@ -273,16 +273,52 @@ login_cb(void *ctx, int status, bool from_cache)
     a->from_cache = from_cache;
 }
 
-static void
-run_until(struct event_base *base, const bool *flag, unsigned max_ms)
+/* Runs the loop in 10 ms steps until pred(ctx) holds or 5 s have passed; returns pred. */
+static bool
+spin_until(struct event_base *base, bool (*pred)(void *ctx), void *ctx)
 {
-    for (unsigned waited = 0; !*flag && waited < max_ms; waited += 10) {
+    for (unsigned waited = 0; !pred(ctx) && waited < 5000; waited += 10) {
         struct timeval tv = {0, 10000};
         event_base_loopexit(base, &tv);
         event_base_dispatch(base);
     }
-    if (!*flag)
-        fail_msg("timed out after %u ms", max_ms);
+    return pred(ctx);
+}
+
+static bool
+flag_set(void *ctx)
+{
+    return *(const bool *)ctx;
+}
+
+static void
+run_until(struct event_base *base, bool *flag)
+{
+    if (!spin_until(base, flag_set, flag))
+        fail_msg("timed out after 5000 ms");
+}
+
+/* The journal entry the fake holds has been served and read. */
+struct journal_wait {
+    struct dir_client *c;
+    const struct fake *f;
+};
+
+static bool
+journal_taken(void *ctx)
+{
+    struct journal_wait *w = ctx;
+    struct dir_client_stats st;
+    dir_client_get_stats(w->c, &st);
+    return st.journal_seq == w->f->last && w->f->change_name[0] == '\0';
+}
+
+static bool
+reset_seen(void *ctx)
+{
+    struct dir_client_stats st;
+    dir_client_get_stats(ctx, &st);
+    return st.resets > 0;
 }
 
 static struct answer
@@ -292,27 +328,28 @@ login(struct event_base *base, struct dir_client *c, const char *user, const cha
     assert_int_equal(dir_client_login(c, user, pw, login_cb, &a), 0);
     /* Never called from inside the call. */
     assert_false(a.done);
-    run_until(base, &a.done, 5000);
+    run_until(base, &a.done);
     return a;
+}
+
+static bool
+following_cb(void *ctx)
+{
+    struct dir_client_stats st;
+    dir_client_get_stats(ctx, &st);
+    return st.following;
 }
 
 static bool
 following(struct dir_client *c)
 {
-    struct dir_client_stats st;
-    dir_client_get_stats(c, &st);
-    return st.following;
+    return following_cb(c);
 }
 
 static void
 wait_following(struct event_base *base, struct dir_client *c)
 {
-    for (unsigned i = 0; i < 500 && !following(c); i++) {
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
-    assert_true(following(c));
+    assert_true(spin_until(base, following_cb, c));
 }
 
 /* ---- Tests ---- */
@@ -348,14 +385,8 @@ test_login_remote_then_cached_then_invalidated(void **state)
     snprintf(f.change_kind, sizeof(f.change_kind), "user");
     snprintf(f.change_name, sizeof(f.change_name), "alice");
     struct dir_client_stats st;
-    for (int i = 0; i < 500; i++) {
-        dir_client_get_stats(c, &st);
-        if (st.journal_seq == f.last && f.change_name[0] == '\0')
-            break;
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    struct journal_wait jw = {c, &f};
+    spin_until(base, journal_taken, &jw);
     dir_client_get_stats(c, &st);
     assert_int_equal(st.journal_seq, 1);
     assert_int_equal(st.cache_entries, 0);
@@ -365,14 +396,8 @@ test_login_remote_then_cached_then_invalidated(void **state)
 
     /* A reset drops everything. */
     f.reset = true;
-    for (int i = 0; i < 500; i++) {
-        dir_client_get_stats(c, &st);
-        if (st.resets > 0)
-            break;
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    spin_until(base, reset_seen, c);
+    dir_client_get_stats(c, &st);
     assert_int_equal(st.resets, 1);
     assert_int_equal(st.cache_entries, 0);
     a = login(base, c, "alice", "right");
@@ -408,7 +433,7 @@ recipient(struct event_base *base, struct dir_client *c, const char *local, cons
     struct rcpt_answer a = {0};
     assert_int_equal(dir_client_recipient(c, local, domain, rcpt_cb, &a), 0);
     assert_false(a.done);
-    run_until(base, &a.done, 5000);
+    run_until(base, &a.done);
     return a;
 }
 
@@ -442,15 +467,8 @@ test_recipients_cached_until_a_user_changes(void **state)
     /* Any user changing drops them. */
     snprintf(f.change_kind, sizeof(f.change_kind), "user");
     snprintf(f.change_name, sizeof(f.change_name), "somebody");
-    struct dir_client_stats st;
-    for (int i = 0; i < 500; i++) {
-        dir_client_get_stats(c, &st);
-        if (st.journal_seq == f.last && f.change_name[0] == '\0')
-            break;
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
+    struct journal_wait jw = {c, &f};
+    spin_until(base, journal_taken, &jw);
     a = recipient(base, c, "nobody", "x.test");
     assert_false(a.from_cache);
     assert_int_equal(f.lookups, 3);
