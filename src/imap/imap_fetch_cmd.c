@@ -17,93 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void
-write_flags(struct imap_buf *b, const struct mail_message_info *m, bool recent)
-{
-    static const struct {
-        uint32_t bit;
-        const char *name;
-    } system[] = {{MAIL_FLAG_ANSWERED, "\\Answered"}, {MAIL_FLAG_FLAGGED, "\\Flagged"},
-                  {MAIL_FLAG_DELETED, "\\Deleted"},   {MAIL_FLAG_SEEN, "\\Seen"},
-                  {MAIL_FLAG_DRAFT, "\\Draft"}};
-    const char *all[5 + 1 + MAIL_MAX_KEYWORDS];
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(system) / sizeof(system[0]); i++)
-        if (m->flags & system[i].bit)
-            all[n++] = system[i].name;
-    if (recent)
-        all[n++] = "\\Recent";
-    for (size_t i = 0; i < m->n_keywords; i++)
-        all[n++] = m->keywords[i];
-    imap_buf_puts(b, "FLAGS ");
-    imap_write_flag_list(b, all, n);
-}
-
-static bool
-is_recent(const struct imap_session *s, uint32_t uid)
-{
-    return uid >= s->recent_lo && uid < s->recent_hi;
-}
-
-/* ---- Untagged updates ---- */
-
-struct sync_ctx {
-    struct imap_session *s;
-    const struct mail_dbis *dbis;
-    MDB_txn *txn;
-};
-
-static int
-on_expunged(void *ctx, uint32_t msn, uint32_t uid)
-{
-    (void)uid;
-    struct sync_ctx *c = ctx;
-    imap_buf_printf(&c->s->out, "* %u EXPUNGE\r\n", msn);
-    return 0;
-}
-
-static int
-on_exists(void *ctx, uint32_t count)
-{
-    struct sync_ctx *c = ctx;
-    imap_buf_printf(&c->s->out, "* %u EXISTS\r\n", count);
-    return 0;
-}
-
-static int
-on_changed(void *ctx, uint32_t msn, uint32_t uid, uint64_t modseq)
-{
-    (void)modseq;
-    struct sync_ctx *c = ctx;
-    struct mail_message_info m;
-    if (mail_message_get(c->dbis, c->txn, c->s->user, c->s->folder, uid, &m) != 0)
-        return 0; /* gone again meanwhile: the next sync says so */
-    imap_buf_printf(&c->s->out, "* %u FETCH (", msn);
-    write_flags(&c->s->out, &m, is_recent(c->s, uid));
-    imap_buf_printf(&c->s->out, " UID %u)\r\n", uid);
-    return 0;
-}
-
-void
-imap__sync(struct imap_session *s, bool allow_expunge)
-{
-    if (!s->view)
-        return;
-    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
-    MDB_txn *txn;
-    if (!r || store_reader_begin(r, &txn) < 0)
-        return;
-    struct sync_ctx c = {s, store_reader_mail_dbis(r), txn};
-    static const struct imap_view_events events = {on_expunged, on_exists, on_changed};
-    int ret = imap_view_sync(s->view, c.dbis, txn, allow_expunge, &events, &c);
-    mdb_txn_abort(txn);
-    if (ret == TDM_ENOTFOUND) {
-        /* The folder was deleted or re-created under us (RFC 3501 2.3.1.1). */
-        imap_buf_puts(&s->out, "* BYE The selected mailbox was deleted\r\n");
-        s->state = IMAP_STATE_LOGOUT;
-    }
-}
-
 /* ---- FETCH ---- */
 
 enum want {
@@ -167,24 +80,6 @@ wanted(struct imap_session *s, const struct imap_command *cmd)
     return w;
 }
 
-/* Whether n (an MSN or a UID) is in set; star is the value '*' stands for. */
-static bool
-in_set(const struct imap_seqset *set, uint32_t n, uint32_t star)
-{
-    for (size_t i = 0; i < set->n; i++) {
-        uint32_t lo = set->r[i].lo == IMAP_SEQ_STAR ? star : set->r[i].lo;
-        uint32_t hi = set->r[i].hi == IMAP_SEQ_STAR ? star : set->r[i].hi;
-        if (lo > hi) {
-            uint32_t t = lo;
-            lo = hi;
-            hi = t;
-        }
-        if (n >= lo && n <= hi)
-            return true;
-    }
-    return false;
-}
-
 static void
 fetch_one(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn, uint32_t msn,
           uint32_t uid, unsigned w)
@@ -205,7 +100,7 @@ fetch_one(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn, ui
     }
     if (w & WANT_FLAGS) {
         imap_buf_puts(b, sep);
-        write_flags(b, &m, is_recent(s, uid));
+        imap__write_flags(b, &m, imap__is_recent(s, uid));
         sep = " ";
     }
     if (w & WANT_SIZE) {
@@ -271,7 +166,7 @@ imap__cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
     }
     for (uint32_t msn = 1; msn <= count; msn++) {
         uint32_t uid = imap_view_uid(s->view, msn);
-        if (in_set(set, cmd->uid ? uid : msn, star) && !imap_view_pending(s->view, msn))
+        if (imap__set_contains(set, cmd->uid ? uid : msn, star) && !imap_view_pending(s->view, msn))
             fetch_one(s, dbis, txn, msn, uid, w);
     }
     mdb_txn_abort(txn);

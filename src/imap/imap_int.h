@@ -36,6 +36,23 @@ struct imap_server {
     struct store_readers *dbs; /* mail databases, opened on first use */
 };
 
+/* What the next raw line (imap_parser_expect_line) answers. */
+enum imap_line_for {
+    IMAP_LINE_NONE = 0,
+    IMAP_LINE_AUTHENTICATE, /* the PLAIN response after "+ " */
+    IMAP_LINE_IDLE,         /* "DONE" */
+};
+
+/* Extensions the client ENABLEd (RFC 5161), a bit mask. */
+enum imap_enabled {
+    IMAP_ENABLED_CONDSTORE = 1u << 0,
+    IMAP_ENABLED_QRESYNC = 1u << 1,
+    IMAP_ENABLED_REV2 = 1u << 2,
+    IMAP_ENABLED_UTF8 = 1u << 3,
+};
+
+struct imap_append;
+
 enum imap_state {
     IMAP_STATE_NOT_AUTH,
     IMAP_STATE_AUTH,
@@ -52,6 +69,8 @@ struct imap_session {
     unsigned waiting; /* asynchronous steps in flight (login, commits): the pump stops */
     unsigned busy;    /* inside a callback that may run the pump (which may close) */
     char tag[129];    /* the command being answered asynchronously */
+    enum imap_line_for line_for;
+    unsigned enabled; /* enum imap_enabled */
     /* After login. */
     char user[DIR_NAME_MAX + 1];
     char database[DIR_NAME_MAX + 1];
@@ -60,6 +79,12 @@ struct imap_session {
     char folder[MAIL_NAME_MAX + 1];
     bool read_only;
     uint32_t recent_lo, recent_hi; /* UIDs in [lo, hi) are \Recent in this session */
+    /* SEARCH ... RETURN (SAVE) (RFC 5182): "$", ascending UIDs, owned. */
+    uint32_t *saved_uids;
+    size_t n_saved;
+    /* An APPEND whose message bytes are arriving (imap_append.c), owned. */
+    struct imap_append *append;
+    bool idling; /* inside IDLE (imap_idle.c) */
 };
 
 /* ---- imap_server.c: shared resources ---- */
@@ -93,6 +118,47 @@ void imap__resume(struct imap_session *s);
 /* Leaves the selected state (CLOSE, UNSELECT, a new SELECT, logout). */
 void imap__unselect(struct imap_session *s);
 enum imap_write_mode imap__mode(const struct imap_session *s);
+/* NO [CANNOT] "<command> is not served yet": for what this server does not do (yet). */
+void imap__not_served(struct imap_session *s, const struct imap_command *cmd);
+
+/* ---- imap_msgset.c ---- */
+
+/* One message a command names: its MSN in the session's view and its UID. */
+struct imap_msg_ref {
+    uint32_t msn, uid;
+};
+
+/* Whether n (an MSN or a UID) is in set, where "*" stands for star. */
+bool imap__set_contains(const struct imap_seqset *set, uint32_t n, uint32_t star);
+
+/*
+ * The messages of the selected view that set names (by UID when by_uid, else by MSN; "$" is
+ * the saved search result), ascending, messages pending an expunge announcement left out.
+ * Returns 0 with an owned array (free(); NULL when empty), or after answering the command
+ * (tag) a negative code: -ERANGE (an MSN beyond EXISTS: BAD, RFC 3501 6.4.8), -ENOMEM.
+ */
+int imap__resolve_set(struct imap_session *s, const char *tag, const struct imap_seqset *set,
+                      bool by_uid, struct imap_msg_ref **refs_r, size_t *n_r);
+/* Drops the saved search result (a new SELECT, RFC 5182 2.1). */
+void imap__forget_saved(struct imap_session *s);
+
+/* ---- imap_flags.c ---- */
+
+bool imap__is_recent(const struct imap_session *s, uint32_t uid);
+/* "FLAGS (...)" of m, with \Recent when recent. */
+void imap__write_flags(struct imap_buf *b, const struct mail_message_info *m, bool recent);
+/*
+ * IMAP flag names (STORE, APPEND) into system flag bits and keywords (pointers into names,
+ * duplicates dropped, at most MAIL_MAX_KEYWORDS). \Recent is ignored. Returns 0, or TDM_EINVAL
+ * (an unknown system flag) / TDM_ELIMIT (a keyword too long, too many) with *why_r saying which.
+ */
+int imap__parse_flags(const char *const *names, size_t n, uint32_t *flags_r,
+                      const char **keywords, size_t *n_keywords_r, const char **why_r);
+
+/* ---- imap_updates.c ---- */
+
+/* Announces what changed in the selected folder (EXPUNGE, EXISTS, FETCH FLAGS). */
+void imap__sync(struct imap_session *s, bool allow_expunge);
 
 /* ---- imap_mailbox.c ---- */
 
@@ -103,7 +169,42 @@ void imap__cmd_status(struct imap_session *s, const struct imap_command *cmd);
 /* ---- imap_fetch_cmd.c ---- */
 
 void imap__cmd_fetch(struct imap_session *s, const struct imap_command *cmd);
-/* Announces what changed in the selected folder (EXPUNGE, EXISTS, FETCH FLAGS). */
-void imap__sync(struct imap_session *s, bool allow_expunge);
+
+/* ---- imap_store_cmd.c: STORE, EXPUNGE, UID EXPUNGE, and CLOSE's expunge ---- */
+
+void imap__cmd_store(struct imap_session *s, const struct imap_command *cmd);
+void imap__cmd_expunge(struct imap_session *s, const struct imap_command *cmd);
+void imap__cmd_close(struct imap_session *s, const struct imap_command *cmd);
+
+/* ---- imap_copy_cmd.c: COPY, MOVE and their UID forms ---- */
+
+void imap__cmd_copy(struct imap_session *s, const struct imap_command *cmd);
+
+/* ---- imap_search_cmd.c: SEARCH, ESEARCH, SEARCHRES ---- */
+
+void imap__cmd_search(struct imap_session *s, const struct imap_command *cmd);
+
+/* ---- imap_folder_cmd.c: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, NAMESPACE, quota ---- */
+
+void imap__cmd_folder(struct imap_session *s, const struct imap_command *cmd);
+
+/* ---- imap_append.c: APPEND, its message bytes streamed as they arrive ---- */
+
+/* The parser announced message out->msg_index of an APPEND (IMAP_ITEM_CONTINUE with message
+ * set): sends "+" or refuses the command (tagged NO, imap_parser_cancel_literal). */
+void imap__append_announced(struct imap_session *s, const struct imap_parser_out *out);
+/* IMAP_ITEM_LITERAL_DATA: bytes of the message being appended. */
+void imap__append_data(struct imap_session *s, const struct imap_parser_out *out);
+/* The APPEND command completed (all its messages received). */
+void imap__cmd_append(struct imap_session *s, const struct imap_command *cmd);
+/* Frees an APPEND in progress (the connection ended, or the parser refused the command). */
+void imap__append_discard(struct imap_session *s);
+
+/* ---- imap_idle.c: IDLE, ENABLE, and the core's change notifications ---- */
+
+void imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd);
+/* The line after IDLE: "DONE" ends it. */
+void imap__idle_line(struct imap_session *s, const uint8_t *data, size_t len);
+void imap__cmd_enable(struct imap_session *s, const struct imap_command *cmd);
 
 #endif

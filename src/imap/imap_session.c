@@ -69,6 +69,14 @@ imap__reply(struct imap_session *s, const char *tag, const char *status, const c
     imap_write_status_response(&s->out, tag, status, code, text);
 }
 
+void
+imap__not_served(struct imap_session *s, const struct imap_command *cmd)
+{
+    char text[128];
+    snprintf(text, sizeof(text), "%s is not served yet", imap_cmd_name(cmd->cmd));
+    imap__reply(s, cmd->tag, "NO", "CANNOT", text);
+}
+
 static bool
 plaintext_ok(const struct imap_session *s)
 {
@@ -78,10 +86,16 @@ plaintext_ok(const struct imap_session *s)
     return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0;
 }
 
+/* What every state offers; each extension is listed here when it is served in full. */
+static const char *const served_capabilities[] = {
+    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "UNSELECT",
+};
+
 static void
 capabilities(struct imap_session *s, struct imap_buf *b)
 {
-    imap_buf_puts(b, "IMAP4rev1 LITERAL+ SASL-IR ID UNSELECT");
+    for (size_t i = 0; i < sizeof(served_capabilities) / sizeof(served_capabilities[0]); i++)
+        imap_buf_printf(b, "%s%s", i ? " " : "", served_capabilities[i]);
     if (s->state == IMAP_STATE_NOT_AUTH) {
         if (!conn_is_tls(s->conn))
             imap_buf_puts(b, " STARTTLS");
@@ -105,6 +119,7 @@ void
 imap__unselect(struct imap_session *s)
 {
     imap_view_free(&s->view);
+    imap__forget_saved(s);
     s->folder[0] = '\0';
     s->recent_lo = s->recent_hi = 0;
     if (s->state == IMAP_STATE_SELECTED)
@@ -357,6 +372,7 @@ dispatch(struct imap_session *s, struct imap_command *cmd, struct evbuffer *in)
         }
         snprintf(s->tag, sizeof(s->tag), "%s", tag);
         imap_buf_puts(&s->out, "+ \r\n");
+        s->line_for = IMAP_LINE_AUTHENTICATE;
         imap_parser_expect_line(s->parser);
         return;
     case IMAP_CMD_LIST:
@@ -371,27 +387,50 @@ dispatch(struct imap_session *s, struct imap_command *cmd, struct evbuffer *in)
         imap__cmd_select(s, cmd);
         return;
     case IMAP_CMD_CLOSE:
+        imap__cmd_close(s, cmd);
+        return;
     case IMAP_CMD_UNSELECT:
-        /* CLOSE would also expunge \Deleted messages; expunging is not served yet, so it
-         * is refused rather than half done. */
-        if (cmd->cmd == IMAP_CMD_CLOSE && !s->read_only) {
-            imap__reply(s, tag, "NO", "CANNOT",
-                        "CLOSE (which expunges) is not served yet: use UNSELECT");
-            return;
-        }
         imap__unselect(s);
-        imap__reply(s, tag, "OK", NULL, "Done");
+        imap__reply(s, tag, "OK", NULL, "UNSELECT completed");
         return;
     case IMAP_CMD_FETCH:
         imap__cmd_fetch(s, cmd);
         return;
-    default: {
-        char text[128];
-        snprintf(text, sizeof(text), "%s is not served yet", imap_cmd_name(cmd->cmd));
-        imap__reply(s, tag, "NO", "CANNOT", text);
+    case IMAP_CMD_STORE:
+        imap__cmd_store(s, cmd);
+        return;
+    case IMAP_CMD_EXPUNGE:
+        imap__cmd_expunge(s, cmd);
+        return;
+    case IMAP_CMD_COPY:
+    case IMAP_CMD_MOVE:
+        imap__cmd_copy(s, cmd);
+        return;
+    case IMAP_CMD_SEARCH:
+        imap__cmd_search(s, cmd);
+        return;
+    case IMAP_CMD_APPEND:
+        imap__cmd_append(s, cmd);
+        return;
+    case IMAP_CMD_IDLE:
+        imap__cmd_idle(s, cmd);
+        return;
+    case IMAP_CMD_ENABLE:
+        imap__cmd_enable(s, cmd);
+        return;
+    case IMAP_CMD_CREATE:
+    case IMAP_CMD_DELETE:
+    case IMAP_CMD_RENAME:
+    case IMAP_CMD_SUBSCRIBE:
+    case IMAP_CMD_UNSUBSCRIBE:
+    case IMAP_CMD_NAMESPACE:
+    case IMAP_CMD_GETQUOTA:
+    case IMAP_CMD_GETQUOTAROOT:
+    case IMAP_CMD_SETQUOTA:
+        imap__cmd_folder(s, cmd);
         return;
     }
-    }
+    imap__not_served(s, cmd);
 }
 
 /* ---- The pump ---- */
@@ -429,24 +468,28 @@ pump(struct imap_session *s, struct evbuffer *in)
             break;
         }
         case IMAP_ITEM_CONTINUE:
-            if (out.message) {
-                /* APPEND is not served yet: refuse before the client sends the message. */
-                evbuffer_drain(in, out.used);
-                imap__reply(s, out.tag, "NO", "CANNOT", "APPEND is not served yet");
-                imap_parser_cancel_literal(s->parser);
-                break;
-            }
-            imap_buf_puts(&s->out, out.response);
             evbuffer_drain(in, out.used);
+            if (out.message)
+                imap__append_announced(s, &out);
+            else
+                imap_buf_puts(&s->out, out.response);
             break;
         case IMAP_ITEM_LITERAL_DATA:
-            evbuffer_drain(in, out.used); /* an APPEND message: refused when it completes */
-            break;
-        case IMAP_ITEM_LINE:
-            plain_response(s, s->tag, out.data, out.len);
+            imap__append_data(s, &out);
             evbuffer_drain(in, out.used);
             break;
+        case IMAP_ITEM_LINE: {
+            enum imap_line_for what = s->line_for;
+            s->line_for = IMAP_LINE_NONE;
+            if (what == IMAP_LINE_IDLE)
+                imap__idle_line(s, out.data, out.len);
+            else
+                plain_response(s, s->tag, out.data, out.len);
+            evbuffer_drain(in, out.used);
+            break;
+        }
         case IMAP_ITEM_ERROR:
+            imap__append_discard(s); /* an APPEND refused midway: its bytes are void */
             imap_buf_puts(&s->out, out.response);
             evbuffer_drain(in, out.used);
             if (out.fatal) {
@@ -477,7 +520,9 @@ imap__release(struct imap_session *s)
 {
     if (s->conn || s->waiting || s->busy)
         return;
+    imap__append_discard(s);
     imap_view_free(&s->view);
+    imap__forget_saved(s);
     imap_parser_free(&s->parser);
     imap_buf_free(&s->out);
     free(s);
