@@ -1,16 +1,10 @@
 /*
- * IDLE and ENABLE (imap_int.h). Not served yet.
+ * IDLE (imap_int.h). Not served yet.
  */
 #include "imap/imap_int.h"
 
 void
 imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd)
-{
-    imap__not_served(s, cmd);
-}
-
-void
-imap__cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
     imap__not_served(s, cmd);
 }

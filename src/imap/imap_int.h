@@ -200,11 +200,14 @@ void imap__cmd_append(struct imap_session *s, const struct imap_command *cmd);
 /* Frees an APPEND in progress (the connection ended, or the parser refused the command). */
 void imap__append_discard(struct imap_session *s);
 
-/* ---- imap_idle.c: IDLE, ENABLE, and the core's change notifications ---- */
+/* ---- imap_idle.c: IDLE and the core's change notifications ---- */
 
 void imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd);
 /* The line after IDLE: "DONE" ends it. */
 void imap__idle_line(struct imap_session *s, const uint8_t *data, size_t len);
+
+/* ---- imap_enable.c: ENABLE (CONDSTORE, QRESYNC, IMAP4rev2, UTF8=ACCEPT) ---- */
+
 void imap__cmd_enable(struct imap_session *s, const struct imap_command *cmd);
 
 #endif
