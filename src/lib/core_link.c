@@ -66,6 +66,8 @@ struct core_link {
     size_t n_subs;
     core_link_changed_cb *changed_cb;
     void *changed_ctx;
+    core_link_ready_cb *ready_cb;
+    void *ready_ctx;
     unsigned busy;
     bool dead; /* freed by the caller while busy */
 };
@@ -195,7 +197,9 @@ handle(struct core_link *link, const struct ipc_msg *msg)
         link->state = LINK_READY;
         link->backoff_ms = LINK_BACKOFF_MIN_MS;
         send_subscriptions(link);
-        return true;
+        if (link->ready_cb)
+            link->ready_cb(link->ready_ctx); /* may free the link: read_cb checks dead */
+        return link->state == LINK_READY && !link->dead;
     }
     if (msg->type == TDM_IPC_CHANGED) {
         if (link->changed_cb)
@@ -441,6 +445,13 @@ core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void 
 {
     link->changed_cb = cb;
     link->changed_ctx = ctx;
+}
+
+void
+core_link_set_ready_cb(struct core_link *link, core_link_ready_cb *cb, void *ctx)
+{
+    link->ready_cb = cb;
+    link->ready_ctx = ctx;
 }
 
 static ssize_t

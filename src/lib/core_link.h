@@ -81,6 +81,14 @@ int core_link_db_status(struct core_link *link, core_link_reply_cb *cb, void *ct
 typedef void core_link_changed_cb(void *ctx, const struct ipc_msg *msg);
 void core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx);
 
+/*
+ * Called each time the link becomes ready (HELLO answered), after the subscriptions were sent
+ * again. While the core was away no CHANGED could come: a subscriber looks at its folders
+ * again here. Set once; NULL to stop. The callback may free the link.
+ */
+typedef void core_link_ready_cb(void *ctx);
+void core_link_set_ready_cb(struct core_link *link, core_link_ready_cb *cb, void *ctx);
+
 /* SUBSCRIBE / UNSUBSCRIBE (one-way). Subscriptions are re-sent after a reconnect. Returns 0,
  * TDM_EINVAL or -ENOMEM. */
 int core_link_subscribe(struct core_link *link, const char *database, const char *mailbox,

@@ -652,6 +652,51 @@ test_changed(void **state)
     assert_true(core_link_ready(the_link));
 }
 
+static unsigned ready_calls;
+
+static void
+ready_cb(void *ctx)
+{
+    assert_ptr_equal(ctx, &ready_calls);
+    /* Called once READY, after the subscriptions went out again. */
+    assert_true(core_link_ready(the_link));
+    ready_calls++;
+}
+
+static bool
+ready_called_twice(void)
+{
+    return ready_calls >= 2;
+}
+
+/* The ready callback runs at every (re)connection, so a subscriber can look at what changed
+ * while the core was away. */
+static void
+test_ready_cb(void **state)
+{
+    (void)state;
+    ready_calls = 0;
+    fake_listen();
+    assert_int_equal(core_link_new(fk.base, fk.path, TDM_IPC_WORKER_IMAP, &the_link), 0);
+    core_link_set_ready_cb(the_link, ready_cb, &ready_calls);
+    assert_true(run_until(link_ready));
+    assert_int_equal(ready_calls, 1);
+    assert_int_equal(core_link_subscribe(the_link, "db", "alice", "INBOX"), 0);
+    run_for(20); /* sent before the drop: a write to the closed socket would raise SIGPIPE */
+    fake_drop();
+    assert_true(run_until(link_not_ready));
+    assert_int_equal(ready_calls, 1);
+    assert_true(run_until(ready_called_twice));
+    run_for(20);
+    assert_int_equal(fk.subscribes, 2);
+    /* NULL stops the calls. */
+    core_link_set_ready_cb(the_link, NULL, NULL);
+    fake_drop();
+    assert_true(run_until(link_not_ready));
+    assert_true(run_until(link_ready));
+    assert_int_equal(ready_calls, 2);
+}
+
 int
 main(void)
 {
@@ -668,6 +713,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hello_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_version_not_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_cb, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
