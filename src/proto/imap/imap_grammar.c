@@ -1065,6 +1065,7 @@ imap__parse_command(struct imap__reader *r, struct imap_command **cmd_r, const u
     struct imap_command *c = imap_arena_alloc(r->a, sizeof(*c));
     if (!c || !dup(r, r->buf + start, r->pos - start, &c->tag))
         return imap__nomem(r);
+    r->cmd = c;
     r->pos++;
 
     const uint8_t *name;

@@ -37,6 +37,8 @@ struct imap__reader {
     size_t next_streamed;
     size_t stop; /* prefix check: offset of the announced literal's '{' or '~' */
     enum imap__stop stopped;
+    struct imap_command *cmd; /* the command being parsed (in a): after a prefix check, what
+                               * was parsed before the stop */
     const struct imap_parser_limits *lim;
     struct imap_arena *a;
     unsigned items;

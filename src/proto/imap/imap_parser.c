@@ -77,8 +77,9 @@ struct imap_parser {
 
     size_t *streamed; /* offsets of streamed messages (see imap_int.h) */
     size_t n_streamed, cap_streamed;
-    unsigned n_literals; /* in this command, against max_items */
-    int is_append;       /* -1 unknown, 0 no, 1 the command is APPEND */
+    unsigned n_literals;  /* in this command, against max_items */
+    int is_append;        /* -1 unknown, 0 no, 1 the command is APPEND */
+    char *append_mailbox; /* owned: an APPEND's mailbox, from its first message's announcement */
 
     uint64_t remaining; /* ST_LITERAL, ST_MESSAGE, ST_SKIP_LITERAL */
     uint64_t msg_size, msg_offset;
@@ -112,6 +113,7 @@ imap_parser_free(struct imap_parser **pp)
         return;
     free(p->buf);
     free(p->streamed);
+    free(p->append_mailbox);
     free(p);
     *pp = NULL;
 }
@@ -138,6 +140,8 @@ reset_command(struct imap_parser *p)
     p->n_streamed = 0;
     p->n_literals = 0;
     p->is_append = -1;
+    free(p->append_mailbox);
+    p->append_mailbox = NULL;
     if (p->cap > 2 * p->lim.max_line) {
         free(p->buf);
         p->buf = NULL;
@@ -346,6 +350,11 @@ literal_kind(struct imap_parser *p, const struct announce *a, struct imap_parser
         const uint8_t *tag;
         size_t tag_len;
         ok = imap__parse_command(&r, &cmd, &tag, &tag_len);
+        /* The first message: the mailbox before it is known now, and the caller may want to
+         * refuse the APPEND (no such mailbox) before the client sends the bytes. */
+        if (r.stopped == IMAP__STOP_MESSAGE && p->is_append && r.cmd->u.append.mailbox &&
+            !(p->append_mailbox = strdup(r.cmd->u.append.mailbox)))
+            r.enomem = true;
     }
     imap_arena_free(&r.a);
     if (r.enomem) {
@@ -461,6 +470,7 @@ line_done(struct imap_parser *p, struct imap_parser_out *out)
     out->tag = p->tag[0] ? p->tag : NULL;
     if (kind == 1) {
         out->message = true;
+        out->mailbox = p->append_mailbox;
         out->msg_index = p->n_streamed - 1;
         out->msg_size = a.size;
     }
@@ -614,6 +624,7 @@ feed(struct imap_parser *p, const uint8_t *in, size_t len, struct imap_parser_ou
             size_t n = len - off < p->remaining ? len - off : (size_t)p->remaining;
             out->data = in + off;
             out->len = n;
+            out->mailbox = p->append_mailbox;
             out->msg_index = p->n_streamed - 1;
             out->msg_offset = p->msg_offset;
             out->msg_size = p->msg_size;

@@ -59,10 +59,10 @@
  * BAD (for a message: NO [TOOBIG]); the command is skipped as above.
  *
  * Ownership: the parser owns its buffers; a returned command is owned by the caller
- * (imap_command_free). out->response, out->tag and LINE data are borrowed and valid until the
- * next call of imap_parser_feed() or imap_parser_free(); LITERAL_DATA points into the input of
- * the call that returned it. Allocation failure returns -ENOMEM, and so does every later feed:
- * part of a command may have been consumed, so the connection must be closed.
+ * (imap_command_free). out->response, out->tag, out->mailbox and LINE data are borrowed and
+ * valid until the next call of imap_parser_feed() or imap_parser_free(); LITERAL_DATA points
+ * into the input of the call that returned it. Allocation failure returns -ENOMEM, and so does
+ * every later feed: part of a command may have been consumed, so the connection must be closed.
  */
 
 #include "proto/imap/imap_command.h"
@@ -108,6 +108,9 @@ struct imap_parser_out {
     const uint8_t *data;      /* LITERAL_DATA, LINE */
     size_t len;
     bool message;        /* CONTINUE: the literal is an APPEND message (msg_index, msg_size) */
+    const char *mailbox; /* CONTINUE of a message, LITERAL_DATA: the APPEND's mailbox, as in
+                          * struct imap_command (not decoded), so the caller can refuse an
+                          * APPEND to a mailbox that does not exist before "+" */
     size_t msg_index;    /* LITERAL_DATA, CONTINUE: which message of the APPEND, from 0 */
     uint64_t msg_offset; /* LITERAL_DATA: where data lies in that message */
     uint64_t msg_size;   /* LITERAL_DATA, CONTINUE: the message's size */

@@ -989,6 +989,7 @@ test_append_streaming(void **state)
         assert_int_equal(out.msg_index, 0);
         assert_int_equal(out.msg_offset, got);
         assert_int_equal(out.msg_size, size);
+        assert_string_equal(out.mailbox, "INBOX");
         got += n;
     }
     assert_int_equal(imap_parser_feed(p, (const uint8_t *)"\r\n", 2, &out), IMAP_ITEM_COMMAND);
@@ -1012,6 +1013,7 @@ test_cancel_literal(void **state)
                      IMAP_ITEM_CONTINUE);
     assert_string_equal(out.tag, "A9");
     assert_true(out.message);
+    assert_string_equal(out.mailbox, "Nowhere");
     assert_int_equal(out.msg_index, 0);
     assert_int_equal(out.msg_size, 1);
     off += out.used;
@@ -1031,6 +1033,37 @@ test_cancel_literal(void **state)
                      IMAP_ITEM_CONTINUE);
     assert_false(out.message);
     assert_string_equal(out.tag, "c");
+    imap_parser_free(&p);
+}
+
+/* The mailbox of an APPEND is known from its first message on, however it was written (here
+ * a literal) and whether or not the message's literal is synchronizing; the next command does
+ * not inherit it. */
+static void
+test_append_mailbox(void **state)
+{
+    (void)state;
+    struct imap_parser *p;
+    assert_int_equal(imap_parser_new(&imap_parser_default_limits, &p), 0);
+    static const char in[] = "a APPEND {12+}\r\nEntw&APw-rfe (\\Seen) {2+}\r\nhi {1+}\r\nx\r\n"
+                             "b APPEND inbox {1}\r\n";
+    struct imap_parser_out out;
+    size_t off = 0, len = sizeof(in) - 1;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + off, len - off, &out),
+                         IMAP_ITEM_LITERAL_DATA);
+        assert_string_equal(out.mailbox, "Entw&APw-rfe");
+        assert_int_equal(out.msg_index, (size_t)i);
+        off += out.used;
+    }
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + off, len - off, &out),
+                     IMAP_ITEM_COMMAND);
+    assert_null(out.mailbox);
+    imap_command_free(&out.cmd);
+    off += out.used;
+    assert_int_equal(imap_parser_feed(p, (const uint8_t *)in + off, len - off, &out),
+                     IMAP_ITEM_CONTINUE);
+    assert_string_equal(out.mailbox, "INBOX");
     imap_parser_free(&p);
 }
 
@@ -1087,6 +1120,7 @@ main(void)
         cmocka_unit_test(test_struct_mailbox_commands),
         cmocka_unit_test(test_append_streaming),
         cmocka_unit_test(test_cancel_literal),
+        cmocka_unit_test(test_append_mailbox),
         cmocka_unit_test(test_line_is_done),
         cmocka_unit_test(test_arena),
     };
