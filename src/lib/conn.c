@@ -250,6 +250,22 @@ start_tls(struct conn *c)
     set_callbacks(c);
 }
 
+/*
+ * After every write: past max_output, stop reading until the peer has taken half of it, and
+ * then call on_drained. Checked here rather than after on_data so that output written from any
+ * callback (a commit's reply, on_drained itself) is held back the same way and its producer
+ * learns when to go on.
+ */
+static void
+note_output(struct conn *c)
+{
+    if (c->output_paused || c->detached || c->dead ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) <= c->listener->opt.max_output)
+        return;
+    c->output_paused = true;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
@@ -263,11 +279,6 @@ read_cb(struct bufferevent *bev, void *arg)
         return;
     c->busy++;
     c->listener->ops->on_data(c, in);
-    if (!c->detached && !c->dead &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) > c->listener->opt.max_output) {
-        c->output_paused = true;
-        bufferevent_disable(c->bev, EV_READ);
-    }
     conn_leave(c);
 }
 
@@ -287,8 +298,10 @@ write_cb(struct bufferevent *bev, void *arg)
             bufferevent_enable(c->bev, EV_READ);
         if (c->listener->ops->on_drained)
             c->listener->ops->on_drained(c);
-        /* Bytes that arrived while paused are waiting: hand them over now. */
-        if (!c->detached && !c->user_paused && evbuffer_get_length(bufferevent_get_input(c->bev)))
+        /* Bytes that arrived while paused are waiting: hand them over now, unless on_drained
+         * filled the output again (note_output paused it anew). */
+        if (!c->detached && !c->user_paused && !c->output_paused &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)))
             read_cb(c->bev, c);
     }
     conn_leave(c);
@@ -549,6 +562,7 @@ conn_write(struct conn *c, const void *data, size_t len)
         conn_finish(c, CONN_CLOSE_LOCAL, false);
         return -ENOMEM;
     }
+    note_output(c);
     return 0;
 }
 
@@ -566,6 +580,7 @@ conn_printf(struct conn *c, const char *fmt, ...)
         conn_finish(c, CONN_CLOSE_LOCAL, false);
         return -ENOMEM;
     }
+    note_output(c);
     return 0;
 }
 

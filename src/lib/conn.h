@@ -43,7 +43,9 @@ struct conn_ops {
     /* Bytes arrived: consume what can be used from in (an evbuffer: evbuffer_pullup,
      * evbuffer_drain, evbuffer_remove...). Leftovers stay for the next call. */
     void (*on_data)(struct conn *conn, struct evbuffer *in);
-    /* Output drained below the back-pressure mark after reading was paused; may be NULL. */
+    /* The output that filled past max_output (written from any callback: on_data, a reply
+     * arriving, on_drained itself) has drained to half of it: a producer that stopped at
+     * conn_output_full() goes on from here. May be NULL. */
     void (*on_drained)(struct conn *conn);
     /* The connection is going; free the context. conn_write() still queues (best effort). */
     void (*on_close)(struct conn *conn, enum conn_close_reason reason);

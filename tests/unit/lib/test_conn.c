@@ -77,7 +77,29 @@ struct server {
     int drained;
     bool big_sent;
     int drained_before_after; /* s->drained when the line "after" was read */
+    size_t streamed;          /* "stream": bytes written so far, from on_data and on_drained */
 };
+
+#define STREAM_TOTAL (8u << 20)
+#define STREAM_CHUNK (256u << 10)
+
+/* A producer like IMAP's FETCH: writes until the output is full, then goes on only when
+ * on_drained says the peer took it, until STREAM_TOTAL bytes and "end stream". */
+static void
+stream_some(struct conn *c, struct server *s)
+{
+    static char chunk[STREAM_CHUNK];
+    memset(chunk, 'y', sizeof(chunk));
+    while (s->streamed < STREAM_TOTAL && !conn_output_full(c)) {
+        conn_write(c, chunk, sizeof(chunk));
+        s->streamed += sizeof(chunk);
+    }
+    if (s->streamed == STREAM_TOTAL) {
+        s->streamed++; /* once */
+        conn_printf(c, "\r\nend stream\r\n");
+        conn_resume(c);
+    }
+}
 
 static void
 on_open(struct conn *c, void *ctx)
@@ -111,6 +133,12 @@ on_data(struct conn *c, struct evbuffer *in)
             free(line);
             return; /* nothing after STARTTLS is read until the handshake */
         }
+        if (strcmp(line, "stream") == 0) {
+            conn_pause(c); /* nothing more is read until the stream is written */
+            stream_some(c, s);
+            free(line);
+            return;
+        }
         if (strcmp(line, "big") == 0) {
             /* 4 MiB the client will not read for a while. */
             char *blob = malloc(1 << 20);
@@ -134,6 +162,8 @@ on_drained(struct conn *c)
 {
     struct server *s = conn_ctx(c);
     s->drained++;
+    if (s->streamed && s->streamed < STREAM_TOTAL)
+        stream_some(c, s);
 }
 
 static void
@@ -472,6 +502,34 @@ test_backpressure(void **state)
     server_stop(&s);
 }
 
+static void
+script_stream(struct client *cl)
+{
+    int fd = dial(cl->port);
+    CHECK(cl, read_until(cl, fd, NULL, "hello\r\n"));
+    CHECK(cl, write(fd, "stream\r\nafter\r\n", 16) == 16);
+    CHECK(cl, read_until(cl, fd, NULL, "end stream\r\n"));
+    CHECK(cl, read_until(cl, fd, NULL, "echo after\r\n"));
+    close(fd);
+}
+
+/* Every time the output fills, from on_data or from on_drained itself, a drain is reported:
+ * a producer that waits for it is never left waiting. */
+static void
+test_drained_after_every_fill(void **state)
+{
+    (void)state;
+    struct server s;
+    struct conn_listener_options opt = {.max_output = 64 * 1024};
+    server_start(&s, &opt);
+    struct client cl = {.script = script_stream};
+    run(&s, &cl);
+    assert_int_equal(s.streamed, STREAM_TOTAL + 1);
+    assert_true(s.drained >= (int)(STREAM_TOTAL / STREAM_CHUNK) - 1);
+    assert_string_equal(s.seen, "stream;after;");
+    server_stop(&s);
+}
+
 int
 main(void)
 {
@@ -482,6 +540,7 @@ main(void)
         cmocka_unit_test(test_starttls_discards_injected_plaintext),
         cmocka_unit_test(test_implicit_tls),
         cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_drained_after_every_fill),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
