@@ -2,8 +2,9 @@
  * What other servers ask a directory server (docs/formats/admin-api.md): POST /v1/auth/verify
  * checks a login a mailbox or access server received, and GET /v1/changes is the change
  * journal those servers follow to invalidate their directory caches (src/dirclient/), and
- * GET /v1/recipients/<address> says whose mailbox a mail address reaches (LMTP on a mailbox
- * server). All are for members of `servers` (and `local`) only.
+ * GET /v1/recipients/<address> says whose mailbox a mail address reaches and where its mail
+ * goes (LMTP on a mailbox server, SMTP on a transport server). All are for members of
+ * `servers` (and `local`) only.
  *
  * A /v1/changes with wait and nothing new is held and the journal polled: commits are applied
  * by the core, another process, so there is nothing in this one to wake us; an LMDB read of
@@ -280,7 +281,22 @@ admin_changes_serve(struct admin_call *call)
     evtimer_add(p->timer, &tv);
 }
 
-/* GET /v1/recipients/<address>: {"status", "user", "database"} (dir_recipient_lookup()). */
+/* {"status", "cms", "address", "port"}: where the transport role relays a recipient's mail. */
+static json_t *
+route_json(const struct dir_route *route)
+{
+    json_t *doc = json_pack("{s:s}", "status", dir_route_status_name(route->status));
+    if (route->cms[0])
+        json_object_set_new(doc, "cms", json_string(route->cms));
+    if (route->status == DIR_ROUTE_OK) {
+        json_object_set_new(doc, "address", json_string(route->address));
+        json_object_set_new(doc, "port", json_integer(route->port));
+    }
+    return doc;
+}
+
+/* GET /v1/recipients/<address>: {"status", "user", "database", "route"}
+ * (dir_recipient_lookup()). */
 void
 admin_recipients_serve(struct admin_call *call)
 {
@@ -326,7 +342,9 @@ admin_recipients_serve(struct admin_call *call)
     json_t *doc = json_pack("{s:s}", "status", dir_rcpt_status_name(r.status));
     if (r.user[0])
         json_object_set_new(doc, "user", json_string(r.user));
-    if (r.status == DIR_RCPT_OK)
+    if (r.status == DIR_RCPT_OK) {
         json_object_set_new(doc, "database", json_string(r.database));
+        json_object_set_new(doc, "route", route_json(&r.route));
+    }
     admin_reply_json(call, 200, doc);
 }

@@ -255,10 +255,11 @@ dir_cache_invalidate(struct dir_cache *c, enum dir_kind kind, const char *name)
     struct entry *e = entry_find(c, ENTRY_OBJECT, (uint8_t)kind, name);
     if (e)
         entry_drop(c, e);
-    if (kind != DIR_KIND_USER)
-        return;
-    if ((e = entry_find(c, ENTRY_LOGIN, DIR_KIND_USER, name)) != NULL)
+    if (kind == DIR_KIND_USER && (e = entry_find(c, ENTRY_LOGIN, DIR_KIND_USER, name)) != NULL)
         entry_drop(c, e);
+    /* A recipient answer holds its user's database and that database's route (cms, address). */
+    if (kind != DIR_KIND_USER && kind != DIR_KIND_DATABASE && kind != DIR_KIND_CMS)
+        return;
     for (e = c->oldest; e;) {
         struct entry *next = e->newer;
         if (e->type == ENTRY_RCPT)

@@ -56,13 +56,14 @@ const char *dir_cache_object_get(struct dir_cache *cache, enum dir_kind kind, co
 
 /* Recipient answers (GET /v1/recipients/<address>), keyed by the address as asked, negative
  * ones included: any change to any user drops them all (an address may have moved between
- * users, or a new user may now hold an address that was unknown). json is copied. */
+ * users, or a new user may now hold an address that was unknown), and so does any change to a
+ * database or a cms (an answer carries its database's route). json is copied. */
 int dir_cache_rcpt_put(struct dir_cache *cache, const char *address, const char *json,
                        uint64_t now_ms);
 const char *dir_cache_rcpt_get(struct dir_cache *cache, const char *address, uint64_t now_ms);
 
-/* A journal entry: drops (kind, name) and, for a user, its logins and every recipient
- * answer. */
+/* A journal entry: drops (kind, name); for a user, its logins; and for a user, a database
+ * or a cms, every recipient answer. */
 void dir_cache_invalidate(struct dir_cache *cache, enum dir_kind kind, const char *name);
 
 /* The journal could not be followed from where we were: drop everything. */

@@ -232,7 +232,33 @@ login_answer(struct dc_req *r, json_t *doc)
     return 0;
 }
 
-/* {"status":"ok","user":"alice","database":"db1"} into r->rcpt. */
+/* {"status":"ok","cms":"cms1","address":"192.0.2.7","port":24} into *route; absent (a
+ * directory that does not say) leaves it UNSET. */
+static int
+route_parse(json_t *doc, struct dir_route *route)
+{
+    memset(route, 0, sizeof(*route));
+    if (!doc)
+        return 0;
+    const char *st = json_string_value(json_object_get(doc, "status"));
+    const char *cms = json_string_value(json_object_get(doc, "cms"));
+    const char *addr = json_string_value(json_object_get(doc, "address"));
+    json_int_t port = json_integer_value(json_object_get(doc, "port"));
+    route->status = st ? dir_route_status_parse(st) : DIR_ROUTE_UNSET;
+    if (route->status == DIR_ROUTE_UNSET || (cms && strlen(cms) > DIR_NAME_MAX))
+        return TDM_EINVAL;
+    if (cms)
+        snprintf(route->cms, sizeof(route->cms), "%s", cms);
+    if (route->status != DIR_ROUTE_OK)
+        return 0;
+    if (!addr || strlen(addr) > DIR_ROUTE_ADDRESS_MAX || port < 1 || port > 65535)
+        return TDM_EINVAL;
+    snprintf(route->address, sizeof(route->address), "%s", addr);
+    route->port = (uint16_t)port;
+    return 0;
+}
+
+/* {"status":"ok","user":"alice","database":"db1","route":{...}} into r->rcpt. */
 static int
 rcpt_parse(struct dc_req *r, json_t *doc)
 {
@@ -256,7 +282,9 @@ rcpt_parse(struct dc_req *r, json_t *doc)
         snprintf(r->rcpt.user, sizeof(r->rcpt.user), "%s", user);
     if (db)
         snprintf(r->rcpt.database, sizeof(r->rcpt.database), "%s", db);
-    return 0;
+    if (r->rcpt.status != DIR_RCPT_OK)
+        return 0;
+    return route_parse(json_object_get(doc, "route"), &r->rcpt.route);
 }
 
 static int

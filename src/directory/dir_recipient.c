@@ -3,6 +3,7 @@
 
 #include "lib/err.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,91 @@ dir_rcpt_status_name(enum dir_rcpt_status status)
         return "disabled";
     }
     return "unknown";
+}
+
+const char *
+dir_route_status_name(enum dir_route_status status)
+{
+    switch (status) {
+    case DIR_ROUTE_UNSET:
+        return "unset";
+    case DIR_ROUTE_OK:
+        return "ok";
+    case DIR_ROUTE_NO_DATABASE:
+        return "no-database";
+    case DIR_ROUTE_NO_CMS:
+        return "no-cms";
+    case DIR_ROUTE_NO_ADDRESS:
+        return "no-address";
+    }
+    return "unset";
+}
+
+enum dir_route_status
+dir_route_status_parse(const char *name)
+{
+    for (int s = DIR_ROUTE_OK; s <= DIR_ROUTE_NO_ADDRESS; s++)
+        if (strcmp(name, dir_route_status_name((enum dir_route_status)s)) == 0)
+            return (enum dir_route_status)s;
+    return DIR_ROUTE_UNSET;
+}
+
+/* An IPv4 or IPv6 literal: a route names no host to resolve, so a relay never waits on DNS
+ * and a CMS address means the same thing on every server. */
+static bool
+ip_literal(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* One string attribute of (kind, name) into out (empty when absent); TDM_ENOTFOUND when the
+ * object does not exist. *port_r gets `lmtp_port` when port_r is not NULL (0 when absent). */
+static int
+attr_of(void *state, MDB_txn *txn, enum dir_kind kind, const char *name, const char *key, char *out,
+        size_t out_len, long long *port_r)
+{
+    struct dir_object obj = {0};
+    int ret = dir_object_get(state, txn, kind, name, &obj);
+    out[0] = '\0';
+    if (ret == 0) {
+        json_t *doc = json_loads(obj.attrs, 0, NULL);
+        const char *v = json_string_value(json_object_get(doc, key));
+        if (v && strlen(v) < out_len)
+            snprintf(out, out_len, "%s", v);
+        if (port_r)
+            *port_r = json_integer_value(json_object_get(doc, "lmtp_port"));
+        json_decref(doc);
+    }
+    dir_object_clear(&obj);
+    return ret;
+}
+
+int
+dir_route_lookup(void *state, MDB_txn *txn, const char *database, struct dir_route *route_r)
+{
+    memset(route_r, 0, sizeof(*route_r));
+    route_r->status = DIR_ROUTE_NO_DATABASE;
+    int ret = attr_of(state, txn, DIR_KIND_DATABASE, database, "cms", route_r->cms,
+                      sizeof(route_r->cms), NULL);
+    if (ret < 0)
+        return ret == TDM_ENOTFOUND ? 0 : ret;
+    route_r->status = DIR_ROUTE_NO_CMS;
+    if (!route_r->cms[0])
+        return 0;
+    long long port = 0;
+    ret = attr_of(state, txn, DIR_KIND_CMS, route_r->cms, "address", route_r->address,
+                  sizeof(route_r->address), &port);
+    if (ret < 0)
+        return ret == TDM_ENOTFOUND ? 0 : ret;
+    if (!ip_literal(route_r->address)) {
+        route_r->status = DIR_ROUTE_NO_ADDRESS;
+        return 0;
+    }
+    /* The schema holds lmtp_port to 1..65535; absent means LMTP's well-known port. */
+    route_r->port = port > 0 && port <= 65535 ? (uint16_t)port : DIR_LMTP_PORT;
+    route_r->status = DIR_ROUTE_OK;
+    return 0;
 }
 
 /* The user's mailbox database and whether the user may receive, from its attributes. */
@@ -69,5 +155,7 @@ dir_recipient_lookup(void *state, MDB_txn *txn, const char *local, const char *d
         from_attrs(obj.attrs, rcpt_r);
     }
     dir_object_clear(&obj);
+    if (ret == 0 && rcpt_r->status == DIR_RCPT_OK)
+        return dir_route_lookup(state, txn, rcpt_r->database, &rcpt_r->route);
     return ret == TDM_ENOTFOUND ? 0 : ret;
 }

@@ -80,8 +80,9 @@ static const struct attr_spec cluster_attrs[] = {
 static const struct attr_spec cms_attrs[] = {
     STR("description", 256),
     STR("cluster", DIR_NAME_MAX),
-    STR("address", 64),
+    STR("address", DIR_ROUTE_ADDRESS_MAX),
     STR("network", DIR_NAME_MAX),
+    INT("lmtp_port", 1, 65535),
     END,
 };
 static const struct attr_spec database_attrs[] = {

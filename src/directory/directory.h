@@ -256,7 +256,30 @@ int dir_changes_last(void *state, MDB_txn *txn, uint64_t *seq_r);
  * that user's mailbox (the user's `database` attribute). local@domain is matched, in this
  * order, as a whole address or alias, as an alias equal to its local part ("postmaster"), and
  * as a user name equal to its local part (the deliveries MTAs make to bare user names).
+ *
+ * And where mail for that database goes (the transport role relays it there): LMTP on the
+ * address of the clustered mailbox server that owns the database (the database's `cms`, that
+ * CMS's `address` and `lmtp_port`, default DIR_LMTP_PORT). Other servers address the CMS,
+ * never a node, so the route stays right across a failover that moves the CMS.
  */
+#define DIR_LMTP_PORT 24
+#define DIR_ROUTE_ADDRESS_MAX 64 /* the cms `address` attribute's bound */
+
+enum dir_route_status {
+    DIR_ROUTE_UNSET = 0,       /* not looked up, or not given by the directory */
+    DIR_ROUTE_OK = 1,          /* cms, address and port are set */
+    DIR_ROUTE_NO_DATABASE = 2, /* the user's database has no directory object */
+    DIR_ROUTE_NO_CMS = 3,      /* the database names no cms, or that cms does not exist */
+    DIR_ROUTE_NO_ADDRESS = 4,  /* the cms has no address, or it is not an IP address */
+};
+
+struct dir_route {
+    enum dir_route_status status;
+    char cms[DIR_NAME_MAX + 1];              /* set unless NO_DATABASE */
+    char address[DIR_ROUTE_ADDRESS_MAX + 1]; /* OK: an IPv4 or IPv6 literal */
+    uint16_t port;                           /* OK: 1..65535 */
+};
+
 enum dir_rcpt_status {
     DIR_RCPT_OK = 0,
     DIR_RCPT_UNKNOWN = 1,    /* no such address or user */
@@ -268,13 +291,23 @@ struct dir_recipient {
     enum dir_rcpt_status status;
     char user[DIR_NAME_MAX + 1];     /* set unless UNKNOWN */
     char database[DIR_NAME_MAX + 1]; /* set when OK */
+    struct dir_route route;          /* looked up when OK; UNSET otherwise */
 };
 
-/* local and domain (domain may be ""). Returns 0 with *rcpt_r, or a storage error. */
+/* local and domain (domain may be ""). Returns 0 with *rcpt_r (its route too), or a storage
+ * error. */
 int dir_recipient_lookup(void *state, MDB_txn *txn, const char *local, const char *domain,
                          struct dir_recipient *rcpt_r);
 /* "ok", "unknown", "no-mailbox", "disabled" (the admin API's words). */
 const char *dir_rcpt_status_name(enum dir_rcpt_status status);
+
+/* Where mail for database goes. Returns 0 with *route_r (its status says whether there is a
+ * route), or a storage error. */
+int dir_route_lookup(void *state, MDB_txn *txn, const char *database, struct dir_route *route_r);
+/* "unset", "ok", "no-database", "no-cms", "no-address" (the admin API's words); the reverse
+ * gives DIR_ROUTE_UNSET for a word it does not know. */
+const char *dir_route_status_name(enum dir_route_status status);
+enum dir_route_status dir_route_status_parse(const char *name);
 
 /* 0 when password matches user's stored hash; -EACCES when it does not or the user has no
  * password; TDM_ENOTFOUND when there is no such user. */

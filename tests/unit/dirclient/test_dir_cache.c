@@ -128,6 +128,14 @@ test_recipients(void **state)
     assert_null(dir_cache_rcpt_get(c, "a@x.test", 1));
     assert_true(dir_cache_login_ok(c, "bob", "pw", 1));
     assert_int_equal(dir_cache_size(c), 1);
+    /* An answer carries its database's route: a database or a cms changing drops them too. */
+    assert_int_equal(dir_cache_rcpt_put(c, "a@x.test", "{\"status\":\"ok\"}", 2), 0);
+    dir_cache_invalidate(c, DIR_KIND_DATABASE, "db1");
+    assert_null(dir_cache_rcpt_get(c, "a@x.test", 2));
+    assert_int_equal(dir_cache_rcpt_put(c, "a@x.test", "{\"status\":\"ok\"}", 2), 0);
+    dir_cache_invalidate(c, DIR_KIND_CMS, "cms1");
+    assert_null(dir_cache_rcpt_get(c, "a@x.test", 2));
+    assert_true(dir_cache_login_ok(c, "bob", "pw", 2));
     dir_cache_free(&c);
 }
 

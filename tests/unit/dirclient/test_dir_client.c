@@ -129,8 +129,9 @@ fake_cb(struct evhttp_request *req, void *arg)
         f->lookups++;
         bool alice = strcmp(uri + 15, "alice%40x.test") == 0;
         reply_json(req, 200,
-                   alice ? json_pack("{s:s,s:s,s:s}", "status", "ok", "user", "alice", "database",
-                                     "db1")
+                   alice ? json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s,s:i}}", "status", "ok", "user",
+                                     "alice", "database", "db1", "route", "status", "ok", "cms",
+                                     "cms1", "address", "192.0.2.7", "port", 2424)
                          : json_pack("{s:s}", "status", "unknown"));
         return;
     }
@@ -453,13 +454,19 @@ test_recipients_cached_until_a_user_changes(void **state)
     assert_int_equal(a.rcpt.status, DIR_RCPT_OK);
     assert_string_equal(a.rcpt.user, "alice");
     assert_string_equal(a.rcpt.database, "db1");
+    assert_int_equal(a.rcpt.route.status, DIR_ROUTE_OK);
+    assert_string_equal(a.rcpt.route.cms, "cms1");
+    assert_string_equal(a.rcpt.route.address, "192.0.2.7");
+    assert_int_equal(a.rcpt.route.port, 2424);
     a = recipient(base, c, "nobody", "x.test");
     assert_int_equal(a.rcpt.status, DIR_RCPT_UNKNOWN);
+    assert_int_equal(a.rcpt.route.status, DIR_ROUTE_UNSET);
     assert_int_equal(f.lookups, 2);
     /* Both answers, the negative one too, now come from the cache. */
     a = recipient(base, c, "alice", "x.test");
     assert_true(a.from_cache);
     assert_string_equal(a.rcpt.database, "db1");
+    assert_int_equal(a.rcpt.route.port, 2424);
     a = recipient(base, c, "nobody", "x.test");
     assert_true(a.from_cache);
     assert_int_equal(a.rcpt.status, DIR_RCPT_UNKNOWN);

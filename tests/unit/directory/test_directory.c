@@ -328,6 +328,75 @@ test_addresses(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* ---- Mail recipients and their routes ---- */
+
+static struct dir_recipient
+recipient(struct store *s, const char *local, const char *domain)
+{
+    MDB_txn *txn;
+    assert_int_equal(store_read_begin(s, &txn), 0);
+    struct dir_recipient r;
+    assert_int_equal(dir_recipient_lookup(store_handler_state(s), txn, local, domain, &r), 0);
+    mdb_txn_abort(txn);
+    return r;
+}
+
+static void
+test_recipients_and_routes(void **state)
+{
+    (void)state;
+    struct store *s = open_db("db");
+    assert_int_equal(put(s, DIR_KIND_USER, "alice", 0,
+                         "{\"addresses\":[\"alice@example.test\"],\"aliases\":[\"ally\"],"
+                         "\"database\":\"db1\"}"),
+                     0);
+    assert_int_equal(put(s, DIR_KIND_USER, "dave", 0, "{}"), 0);
+    assert_int_equal(put(s, DIR_KIND_USER, "carol", 0, "{\"database\":\"db1\",\"disabled\":true}"),
+                     0);
+
+    /* Matched as an address, an alias by local part, a user name by local part. */
+    struct dir_recipient r = recipient(s, "alice", "example.test");
+    assert_int_equal(r.status, DIR_RCPT_OK);
+    assert_string_equal(r.user, "alice");
+    assert_string_equal(r.database, "db1");
+    assert_int_equal(recipient(s, "ally", "elsewhere.test").status, DIR_RCPT_OK);
+    assert_int_equal(recipient(s, "nobody", "example.test").status, DIR_RCPT_UNKNOWN);
+    assert_int_equal(recipient(s, "dave", "example.test").status, DIR_RCPT_NO_MAILBOX);
+    r = recipient(s, "carol", "example.test");
+    assert_int_equal(r.status, DIR_RCPT_DISABLED);
+    assert_int_equal(r.route.status, DIR_ROUTE_UNSET); /* only an OK recipient has a route */
+
+    /* The route follows database -> cms -> address and lmtp_port, saying where it stops. */
+    assert_int_equal(recipient(s, "alice", "example.test").route.status, DIR_ROUTE_NO_DATABASE);
+    assert_int_equal(put(s, DIR_KIND_DATABASE, "db1", 0, "{}"), 0);
+    assert_int_equal(recipient(s, "alice", "example.test").route.status, DIR_ROUTE_NO_CMS);
+    assert_int_equal(put(s, DIR_KIND_DATABASE, "db1", 1, "{\"cms\":\"cms1\"}"), 0);
+    r = recipient(s, "alice", "example.test");
+    assert_int_equal(r.route.status, DIR_ROUTE_NO_CMS);
+    assert_string_equal(r.route.cms, "cms1");
+    assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 0, "{\"address\":\"mbx.example.test\"}"), 0);
+    assert_int_equal(recipient(s, "alice", "example.test").route.status, DIR_ROUTE_NO_ADDRESS);
+    assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 1, "{\"address\":\"192.0.2.7\"}"), 0);
+    r = recipient(s, "alice", "example.test");
+    assert_int_equal(r.route.status, DIR_ROUTE_OK);
+    assert_string_equal(r.route.address, "192.0.2.7");
+    assert_int_equal(r.route.port, DIR_LMTP_PORT);
+    assert_int_equal(
+        put(s, DIR_KIND_CMS, "cms1", 2, "{\"address\":\"2001:db8::7\",\"lmtp_port\":2424}"), 0);
+    r = recipient(s, "alice", "example.test");
+    assert_int_equal(r.route.status, DIR_ROUTE_OK);
+    assert_string_equal(r.route.address, "2001:db8::7");
+    assert_int_equal(r.route.port, 2424);
+    assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 3, "{\"lmtp_port\":0}"), TDM_EINVAL);
+
+    /* The admin API's words, both ways. */
+    for (int st = DIR_ROUTE_OK; st <= DIR_ROUTE_NO_ADDRESS; st++)
+        assert_int_equal(dir_route_status_parse(dir_route_status_name((enum dir_route_status)st)),
+                         st);
+    assert_int_equal(dir_route_status_parse("sideways"), DIR_ROUTE_UNSET);
+    assert_int_equal(store_close(&s), 0);
+}
+
 /* ---- ACLs ---- */
 
 static enum dir_right
@@ -937,6 +1006,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_put_cas_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recipients_and_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passwords, setup, teardown),
