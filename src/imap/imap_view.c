@@ -163,6 +163,13 @@ imap_view_highestmodseq(const struct imap_view *v)
     return v->modseq;
 }
 
+void
+imap_view_own_changes(struct imap_view *v, uint64_t from, uint64_t to)
+{
+    if (v->modseq == from && to > from)
+        v->modseq = to;
+}
+
 /* ---- Sync ---- */
 
 struct change_list {

@@ -51,6 +51,15 @@ uint32_t imap_view_uidnext(const struct imap_view *view);
 uint64_t imap_view_highestmodseq(const struct imap_view *view);
 
 /*
+ * The session itself just made every change with a MODSEQ in (from, to], and all of them were
+ * flag changes of messages the view holds, already told to the client or not to be told
+ * (STORE and STORE .SILENT): a view synced to exactly from moves to to, so the next sync does
+ * not report them again. Otherwise (someone else's change came between) nothing happens and
+ * the next sync reports ours along with theirs, which is merely redundant.
+ */
+void imap_view_own_changes(struct imap_view *view, uint64_t from, uint64_t to);
+
+/*
  * What imap_view_sync() reports, in this order (each may be NULL):
  *   expunged(msn, uid)   once per expunged message, highest MSN first, so each MSN is right
  *                        when it is sent (RFC 3501 §7.4.1); only when allow_expunge

@@ -1,0 +1,165 @@
+"""IMAP STORE, EXPUNGE, UID EXPUNGE and CLOSE against a real tandemd: flags and keywords set,
+added and removed (answered with FETCH after they are durable, or not under .SILENT), seen by
+a second session at its next command and not told twice to the session that made them,
+expunges told where RFC 3501 allows them, CLOSE expunging silently, and the refusals (bad
+flag, read-only selection, sequence out of range) answered while the session goes on."""
+import imaplib
+
+import pytest
+
+from lab import WAIT, Server
+from test_imap import deliver
+
+
+@pytest.fixture
+def imap(tandem_bin, tandemctl, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path, "mbx1", roles="mailbox, directory",
+               listeners=("imap", "lmtp"))
+    (s.datadir / "db").mkdir(parents=True)
+    r = tandemctl("db", "create", s.datadir / "db" / "db1")
+    assert r.returncode == 0, r.stderr
+    p = s.start()
+    s.started(p)
+    s.wait_api()
+    reply = s.api("PUT", "/v1/objects/user/alice",
+                  {"attrs": {"addresses": ["alice@example.test"], "database": "db1"}})
+    assert reply.status in (200, 201), reply
+    reply = s.api("PUT", "/v1/objects/user/alice/password", {"password": "alice-password"})
+    assert reply.status == 200, reply
+    s.proc = p
+    yield s
+    s.kill_all()
+
+
+def login(s):
+    m = imaplib.IMAP4(s.addr, s.ports["imap"], timeout=WAIT)
+    m.login("alice", "alice-password")
+    return m
+
+
+def raw(m, command):
+    """Sends one command and returns every line of the answer, the tagged one last."""
+    tag = m._new_tag().decode()
+    m.send(f"{tag} {command}\r\n".encode())
+    lines = []
+    while True:
+        line = m.readline().decode().rstrip("\r\n")
+        lines.append(line)
+        if line.startswith(tag + " "):
+            return lines
+
+
+def with_messages(imap, n):
+    for i in range(n):
+        deliver(imap, "alice@example.test", f"message {i}")
+    m = login(imap)
+    assert m.select("INBOX") == ("OK", [str(n).encode()])
+    return m
+
+
+def test_store_sets_adds_and_removes_flags_and_keywords(imap):
+    m = with_messages(imap, 3)
+    # The messages are \Recent to this session, and stay so whatever is stored.
+    assert raw(m, "STORE 1 +FLAGS (\\Seen)")[:-1] == ["* 1 FETCH (FLAGS (\\Seen \\Recent))"]
+    lines = raw(m, "STORE 1:2 FLAGS (\\Flagged $Label1 Custom)")
+    assert lines[-1].endswith("OK STORE completed")
+    assert lines[:-1] == ["* 1 FETCH (FLAGS (\\Flagged \\Recent $Label1 Custom))",
+                          "* 2 FETCH (FLAGS (\\Flagged \\Recent $Label1 Custom))"]
+    # Removing one keyword leaves the others.
+    assert raw(m, "STORE 2 -FLAGS (Custom \\Flagged)")[:-1] == [
+        "* 2 FETCH (FLAGS (\\Recent $Label1))"]
+    # UID STORE names the UID; .SILENT says nothing but the tagged OK.
+    assert raw(m, "UID STORE 3 +FLAGS (\\Answered)")[:-1] == [
+        "* 3 FETCH (FLAGS (\\Answered \\Recent) UID 3)"]
+    lines = raw(m, "STORE 1:* +FLAGS.SILENT (\\Draft)")
+    assert len(lines) == 1 and lines[0].endswith("OK STORE completed")
+    # And the change made silently is not told at the next command either.
+    assert len(raw(m, "NOOP")) == 1
+    # A UID no message has changes nothing and is not an error.
+    assert raw(m, "UID STORE 99 +FLAGS (\\Seen)")[-1].split(" ", 1)[1].startswith("OK")
+    m.logout()
+    # Durable: another session reads them back.
+    m = login(imap)
+    m.select("INBOX")
+    typ, data = m.fetch("1:3", "FLAGS")
+    assert typ == "OK"
+    assert data == [b"1 (FLAGS (\\Flagged \\Draft $Label1 Custom))",
+                    b"2 (FLAGS (\\Draft $Label1))",
+                    b"3 (FLAGS (\\Answered \\Draft))"]
+    m.logout()
+
+
+def test_store_refusals_leave_the_session_going(imap):
+    m = with_messages(imap, 2)
+    lines = raw(m, "STORE 1 +FLAGS (\\Bogus)")
+    assert len(lines) == 1 and " BAD " in lines[0] and "system flag" in lines[0]
+    assert raw(m, "STORE 3 +FLAGS (\\Seen)")[-1].split(" ")[1] == "BAD"
+    assert "out of range" in raw(m, "STORE 3 +FLAGS (\\Seen)")[-1]
+    too_long = "k" * 65
+    assert "NO [LIMIT]" in raw(m, f"STORE 1 +FLAGS ({too_long})")[-1]
+    # "$" with no search saved is the empty set (RFC 5182 2.1).
+    assert raw(m, "STORE $ +FLAGS (\\Seen)")[-1].split(" ", 1)[1].startswith("OK")
+    assert m.noop()[0] == "OK"
+    # EXAMINE is read-only: no flag changes, no expunges.
+    m.select("INBOX", readonly=True)
+    assert "NO [READ-ONLY]" in raw(m, "STORE 1 +FLAGS (\\Seen)")[-1]
+    assert "NO [READ-ONLY]" in raw(m, "EXPUNGE")[-1]
+    assert "NO [READ-ONLY]" in raw(m, "UID EXPUNGE 1")[-1]
+    assert m.fetch("1", "FLAGS")[1] == [b"1 (FLAGS ())"]
+    m.logout()
+
+
+def test_a_second_session_sees_changes_once(imap):
+    a = with_messages(imap, 3)
+    b = login(imap)
+    b.select("INBOX")
+    raw(a, "STORE 2 +FLAGS (\\Flagged Important)")
+    # b hears of it at its next command; a, which was told in STORE's answer, does not again.
+    assert raw(b, "NOOP")[:-1] == ["* 2 FETCH (FLAGS (\\Flagged Important) UID 2)"]
+    assert len(raw(a, "NOOP")) == 1
+    # A change b made while a was between commands reaches a with a's next STORE.
+    raw(b, "STORE 1 +FLAGS (\\Seen)")
+    lines = raw(a, "STORE 3 +FLAGS (\\Seen)")
+    assert "* 1 FETCH (FLAGS (\\Seen \\Recent) UID 1)" in lines
+    assert "* 3 FETCH (FLAGS (\\Seen \\Recent))" in lines
+    a.logout()
+    b.logout()
+
+
+def test_expunge_and_uid_expunge(imap):
+    a = with_messages(imap, 5)
+    b = login(imap)
+    b.select("INBOX")
+    a.store("2,4,5", "+FLAGS.SILENT", "(\\Deleted)")
+    # UID EXPUNGE removes only the \Deleted messages of its set (RFC 4315).
+    assert raw(a, "UID EXPUNGE 1:4")[:-1] == ["* 4 EXPUNGE", "* 2 EXPUNGE"]
+    # FETCH and STORE may not tell b of the expunges; NOOP does, after the flag changes.
+    lines = raw(b, "FETCH 1:* UID")
+    assert not any("EXPUNGE" in l for l in lines)
+    assert "* 3 FETCH (UID 3)" in lines and "* 2 FETCH (UID 2)" not in lines
+    lines = raw(b, "NOOP")
+    assert lines[:2] == ["* 4 EXPUNGE", "* 2 EXPUNGE"]
+    # EXPUNGE takes the rest; the sequence numbers follow.
+    assert raw(a, "EXPUNGE")[:-1] == ["* 3 EXPUNGE"]
+    assert raw(a, "EXPUNGE")[:-1] == []
+    assert raw(b, "NOOP")[:-1] == ["* 3 EXPUNGE"]
+    assert b.fetch("1:*", "UID")[1] == [b"1 (UID 1)", b"2 (UID 3)"]
+    a.logout()
+    b.logout()
+
+
+def test_close_expunges_silently(imap):
+    m = with_messages(imap, 3)
+    m.store("1", "+FLAGS.SILENT", "(\\Deleted)")
+    # EXAMINE's CLOSE leaves; it expunges nothing.
+    m.select("INBOX", readonly=True)
+    lines = raw(m, "CLOSE")
+    assert len(lines) == 1 and lines[0].endswith("OK CLOSE completed")
+    assert m.select("INBOX") == ("OK", [b"3"])
+    lines = raw(m, "CLOSE")
+    assert len(lines) == 1 and lines[0].endswith("OK CLOSE completed")
+    # Left the selected state.
+    assert " BAD " in raw(m, "FETCH 1 FLAGS")[-1]
+    assert m.select("INBOX") == ("OK", [b"2"])
+    assert m.fetch("1:*", "UID")[1] == [b"1 (UID 2)", b"2 (UID 3)"]
+    m.logout()
