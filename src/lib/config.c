@@ -14,6 +14,7 @@
 #include "tandem/log_format.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -24,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define KIB 1024ull
+#define MIB (1024ull * KIB)
 #define GIB (1024ull * 1024ull * 1024ull)
 #define SEC 1000ull
 #define MIN (60ull * SEC)
@@ -31,7 +34,7 @@
 #define DAY (24ull * HOUR)
 
 #define MAX_KEYS 8      /* per section, for the seen-at-line bookkeeping */
-#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 4 singletons, rounded up */
+#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 5 singletons, rounded up */
 
 enum key_type {
     KT_NAME,      /* char[TDM_CONFIG_NAME_MAX + 1]: one lower-case DNS label */
@@ -44,6 +47,7 @@ enum key_type {
     KT_ROLES,     /* unsigned: bit per name, a comma-separated list */
     KT_ADDRESS,   /* struct tdm_config_addr */
     KT_ENDPOINTS, /* struct tdm_config_directory: a list of address:port */
+    KT_DOMAINS,   /* struct tdm_config_smtp: a list of domain names */
 };
 
 struct key_spec {
@@ -146,6 +150,19 @@ static const struct key_spec tls_keys[] = {
     K("ca", KT_PATH, false, NULL, 0, 0, 0, NULL, struct tdm_config_tls, ca),
     {0}};
 
+/* The SMTP limits stay below LMTP's 48 MiB message bound (src/lmtp/), which must also hold
+ * the trace headers added on the way, and at or above RFC 5321's 100 recipients. */
+static const struct key_spec smtp_keys[] = {
+    /* KT_DOMAINS fills the array and the count, at offset 0. */
+    {.key = "domains", .type = KT_DOMAINS, .required = false, .offset = 0},
+    K("max_message_size", KT_SIZE, false, "25M", 64 * KIB, 40 * MIB, 0, NULL,
+      struct tdm_config_smtp, max_message_size),
+    K("max_recipients", KT_INT, false, "100", 100, 1000, 0, NULL, struct tdm_config_smtp,
+      max_recipients),
+    K("max_connections", KT_INT, false, "1000", 1, 100000, 0, NULL, struct tdm_config_smtp,
+      max_connections),
+    {0}};
+
 static int listen_finish(struct loader *ld, const struct opened *o);
 static int tls_finish(struct loader *ld, const struct opened *o);
 
@@ -158,6 +175,7 @@ static const struct section_spec sections[] = {
     {"store", false, 1, store_keys, offsetof(struct tdm_config, store), NULL},
     {"log", false, 1, log_keys, offsetof(struct tdm_config, log), NULL},
     {"tls", false, 1, tls_keys, offsetof(struct tdm_config, tls), tls_finish},
+    {"smtp", false, 1, smtp_keys, offsetof(struct tdm_config, smtp), NULL},
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -276,6 +294,54 @@ parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
     return 0;
 }
 
+/* A DNS name: dot-separated labels of letters, digits and inner hyphens, each 1..63 bytes. */
+static bool
+domain_ok(const char *d)
+{
+    size_t len = strlen(d), label = 0;
+    if (len == 0 || len > TDM_CONFIG_DOMAIN_MAX)
+        return false;
+    for (size_t i = 0; i <= len; i++) {
+        char c = d[i];
+        if (c == '.' || c == '\0') {
+            if (label == 0 || label > 63 || d[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)c) || (c == '-' && label > 0)) {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int
+parse_domains(const char *v, struct tdm_config_smtp *smtp, char *reason)
+{
+    char buf[CONFIG_MAX_LINE + 1];
+    const char *items[TDM_CONFIG_MAX_DOMAINS];
+    unsigned n;
+    if (config_value_list(v, buf, sizeof(buf), items, TDM_CONFIG_MAX_DOMAINS, &n, reason) < 0)
+        return -1;
+    char lower[TDM_CONFIG_MAX_DOMAINS][TDM_CONFIG_DOMAIN_MAX + 1];
+    for (unsigned i = 0; i < n; i++) {
+        if (!domain_ok(items[i]))
+            return why(reason, "\"%.64s\" is not a domain name (letters, digits, '-' and '.')",
+                       items[i]);
+        size_t k = 0;
+        for (; items[i][k]; k++)
+            lower[i][k] = (char)tolower((unsigned char)items[i][k]);
+        lower[i][k] = '\0';
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(lower[j], lower[i]) == 0)
+                return why(reason, "domain \"%s\" is listed twice", items[i]);
+    }
+    memcpy(smtp->domains, lower, n * sizeof(lower[0]));
+    smtp->n_domains = n;
+    return 0;
+}
+
 /* Parses v as k's type into base + k->offset. */
 static int
 parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
@@ -311,6 +377,8 @@ parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
         return 0;
     case KT_ENDPOINTS:
         return parse_endpoints(v, p, reason);
+    case KT_DOMAINS:
+        return parse_domains(v, p, reason);
     }
     return why(reason, "unknown key type");
 }
@@ -388,7 +456,7 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec)
         return fail(ld, TDM_EINVAL, e->line,
                     "section [%s]: unknown section (known: network, listen, directory, store, "
-                    "log, tls)",
+                    "log, tls, smtp)",
                     e->section);
     if (spec->named && !e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
@@ -527,6 +595,19 @@ check_cross(struct loader *ld)
                             l->address.text, l->port, proto_names[m->proto], m->line);
         }
     }
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        const struct tdm_config_listener *l = &cfg->listeners[i];
+        if (l->proto != TDM_PROTO_SMTP)
+            continue;
+        if (!(cfg->roles & TDM_ROLE_TRANSPORT))
+            return fail(ld, TDM_EINVAL, l->line,
+                        "section [listen smtp]: SMTP is served by the transport role; add "
+                        "\"transport\" to roles");
+        if (cfg->smtp.n_domains == 0)
+            return fail(ld, TDM_EINVAL, l->line,
+                        "section [listen smtp]: needs [smtp] \"domains\", the mail domains to "
+                        "accept mail for (any other is relaying, which is refused)");
+    }
     if (!(cfg->roles & TDM_ROLE_DIRECTORY) && cfg->directory.n_endpoints == 0)
         return fail(ld, TDM_EINVAL, ld->sec[0].key_line[3],
                     "key \"roles\": without the directory role this server needs a [directory] "
@@ -645,13 +726,15 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
         const char *p = (const char *)base + k->offset;
         const struct tdm_config_addr *addr = (const void *)p;
         const struct tdm_config_directory *dir = (const void *)p;
+        const struct tdm_config_smtp *smtp = (const void *)p;
         /* A listener's address was filled from its network: printing both would not load. */
         if (spec == &sections[1] && k->type == KT_ADDRESS &&
             ((const struct tdm_config_listener *)base)->network[0])
             continue;
         if (((k->type == KT_NAME || k->type == KT_USER) && p[0] == '\0') ||
             (k->type == KT_PATH && !*(char *const *)(const void *)p) ||
-            (k->type == KT_ADDRESS && addr->family == 0))
+            (k->type == KT_ADDRESS && addr->family == 0) ||
+            (k->type == KT_DOMAINS && smtp->n_domains == 0))
             continue;
         fprintf(out, "%s = ", k->key);
         switch (k->type) {
@@ -684,6 +767,10 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
             break;
         case KT_ADDRESS:
             fputs(addr->text, out);
+            break;
+        case KT_DOMAINS:
+            for (unsigned i = 0; i < smtp->n_domains; i++)
+                fprintf(out, "%s%s", i ? ", " : "", smtp->domains[i]);
             break;
         case KT_ENDPOINTS:
             for (unsigned i = 0; i < dir->n_endpoints; i++) {
@@ -729,6 +816,8 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[5], &cfg->tls);
     if (!cfg->tls.certificate || !cfg->tls.ca)
         fputs("# not set: the local CA's files in <datadir>/tls/\n", out);
+    fputs("\n[smtp]\n", out);
+    dump_keys(out, &sections[6], &cfg->smtp);
     if (fflush(out) != 0)
         return -errno;
     return ferror(out) ? -EIO : 0;

@@ -20,6 +20,8 @@
 #define TDM_CONFIG_USER_MAX 32
 #define TDM_CONFIG_MAX_NETWORKS 16
 #define TDM_CONFIG_MAX_ENDPOINTS 16
+#define TDM_CONFIG_MAX_DOMAINS 16
+#define TDM_CONFIG_DOMAIN_MAX 253 /* a DNS name's text form */
 
 /* Roles, as bits of tdm_config.roles. */
 enum tdm_role {
@@ -86,6 +88,17 @@ struct tdm_config_store {
     uint64_t disk_reserve; /* bytes; 0 = no reserve */
 };
 
+/* [smtp]: the transport role's SMTP server (docs/config.md). */
+struct tdm_config_smtp {
+    /* Mail domains this system accepts mail for, lower-case; a recipient in any other domain
+     * is relaying, which is refused. Listed first: the key fills the array and the count. */
+    char domains[TDM_CONFIG_MAX_DOMAINS][TDM_CONFIG_DOMAIN_MAX + 1];
+    unsigned n_domains;
+    uint64_t max_message_size; /* bytes, SIZE */
+    uint32_t max_recipients;   /* per transaction */
+    uint32_t max_connections;  /* in total; a tenth of it, at least 1, per client address */
+};
+
 /* [log] */
 struct tdm_config_log {
     enum log_level level;
@@ -118,6 +131,7 @@ struct tdm_config {
     struct tdm_config_store store;
     struct tdm_config_log log;
     struct tdm_config_tls tls;
+    struct tdm_config_smtp smtp;
 };
 
 /*

@@ -122,6 +122,13 @@ static const struct good goods[] = {
     {BASE "[tls]\ncertificate = /etc/tandem/c.pem\nkey = /etc/tandem/k.pem\n",
      "certificate = /etc/tandem/c.pem\nkey = /etc/tandem/k.pem\n"},
     {BASE "[tls]\nkey = /k\ncertificate = /c\nca = /a\n", "certificate = /c\nkey = /k\nca = /a\n"},
+    /* [smtp]: domains lower-cased, limits with their defaults */
+    {BASE, "[smtp]\nmax_message_size = 25M\nmax_recipients = 100\nmax_connections = 1000\n"},
+    {BASE "[smtp]\ndomains = Example.TEST, mail.example-2.org\nmax_message_size = 40M\n",
+     "domains = example.test, mail.example-2.org\nmax_message_size = 40M\n"},
+    {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
+     "[listen smtp]\nnetwork = public\nport = 25\n[smtp]\ndomains = example.test\n",
+     "domains = example.test\n"},
     /* syntax: comments, spacing, quotes and escapes */
     {"# only a comment\n\n   \t\n" BASE, "site = dc1\n"},
     {BASE "[log]   # trailing comment\n\tlevel\t=\tdebug\t# why\n", "level = debug\n"},
@@ -281,6 +288,17 @@ static const struct bad bads[] = {
      E},
     {BASE "[tls]\nca = /a\n[tls]\n", 11, NULL, "section [tls]: duplicate (first at line 9)", E},
     {BASE "[tls x]\n", 9, NULL, "[tls] takes no name", E},
+    /* [smtp] */
+    {BASE "[smtp]\ndomains = example.test, -bad.test\n", 10, "domains", "is not a domain name", E},
+    {BASE "[smtp]\ndomains = a..b\n", 10, "domains", "is not a domain name", E},
+    {BASE "[smtp]\ndomains = a.test, A.test\n", 10, "domains", "listed twice", E},
+    {BASE "[smtp]\nmax_message_size = 41M\n", 10, "max_message_size", "out of range", E},
+    {BASE "[smtp]\nmax_recipients = 99\n", 10, "max_recipients", "out of range", E},
+    {BASE "[listen smtp]\nnetwork = public\nport = 25\n[smtp]\ndomains = a.test\n", 9, NULL,
+     "add \"transport\" to roles", E},
+    {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
+     "[listen smtp]\nnetwork = public\nport = 25\n",
+     9, NULL, "needs [smtp] \"domains\"", E},
     /* roles: list of enum */
     {"server = a\nsite = b\ndatadir = /d\nroles = mailbox, mail\n" NET DIR, 4, "roles",
      "\"mail\" is not one of: mailbox, access, transport, witness, directory", E},
