@@ -34,6 +34,7 @@ struct imap_server {
     struct dir_client *remote;      /* without it: the directory servers */
     char *remote_problem;
     struct store_readers *dbs; /* mail databases, opened on first use */
+    struct imap_watches *watches; /* selected folders -> sessions (imap_watch.c) */
 };
 
 /* What the next raw line (imap_parser_expect_line) answers. */
@@ -85,6 +86,7 @@ struct imap_session {
     /* An APPEND whose message bytes are arriving (imap_append.c), owned. */
     struct imap_append *append;
     bool idling; /* inside IDLE (imap_idle.c) */
+    struct imap_watcher *watcher; /* while selected: hears of changes (imap_watch.c), owned */
 };
 
 /* ---- imap_server.c: shared resources ---- */
@@ -205,6 +207,20 @@ void imap__append_discard(struct imap_session *s);
 void imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd);
 /* The line after IDLE: "DONE" ends it. */
 void imap__idle_line(struct imap_session *s, const uint8_t *data, size_t len);
+/* The selected folder changed (imap_watch.c): an IDLE session announces it now. */
+void imap__idle_changed(struct imap_session *s);
+
+/* ---- imap_watch.c: which sessions watch which folder; the core's CHANGED routed to them ---- */
+
+/* Takes srv->core's CHANGED and ready callbacks. Returns 0 or -ENOMEM. */
+int imap__watches_new(struct imap_server *srv);
+/* After the core link and every session are gone. NULL srv->watches allowed. */
+void imap__watches_free(struct imap_server *srv);
+/* From now on the selected folder's changes reach the session (imap__idle_changed), at most
+ * once per turn of the loop however many arrive together. */
+void imap__watch(struct imap_session *s);
+/* Stops that (unselect, the session's end). Does nothing when not watching. */
+void imap__unwatch(struct imap_session *s);
 
 /* ---- imap_enable.c: ENABLE (CONDSTORE, QRESYNC, IMAP4rev2, UTF8=ACCEPT) ---- */
 

@@ -314,6 +314,7 @@ select_answer(struct imap_session *s)
     imap_buf_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
                     (unsigned long long)imap_view_highestmodseq(s->view));
     s->state = IMAP_STATE_SELECTED;
+    imap__watch(s); /* IDLE pushes its changes */
     imap__reply(s, s->tag, "OK", s->read_only ? "READ-ONLY" : "READ-WRITE",
                 s->read_only ? "EXAMINE completed" : "SELECT completed");
 }

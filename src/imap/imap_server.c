@@ -215,6 +215,8 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         asprintf(error_r, "cannot set up the link to the core at %s: %s", sock,
                  tdm_strerror(ret)) < 0)
         *error_r = NULL;
+    if (ret == 0 && (ret = imap__watches_new(srv)) < 0)
+        *error_r = strdup("out of memory setting up change notifications");
     if (ret == 0 && (ret = offload_new(base, 0, &srv->offload)) < 0 &&
         asprintf(error_r, "cannot start the password thread: %s", tdm_strerror(ret)) < 0)
         *error_r = NULL;
@@ -250,6 +252,7 @@ imap_server_free(struct imap_server **srv_p)
     offload_free(&srv->offload);
     dir_client_free(&srv->remote);
     core_link_free(&srv->core);
+    imap__watches_free(srv); /* after the sessions lingering on the link's commits */
     store_reader_free(&srv->directory);
     store_readers_free(&srv->dbs);
     if (srv->tls)

@@ -88,7 +88,7 @@ plaintext_ok(const struct imap_session *s)
 
 /* What every state offers; each extension is listed here when it is served in full. */
 static const char *const served_capabilities[] = {
-    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "UNSELECT",
+    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "UNSELECT", "IDLE",
 };
 
 static void
@@ -118,6 +118,7 @@ reply_with_caps(struct imap_session *s, const char *tag, const char *text)
 void
 imap__unselect(struct imap_session *s)
 {
+    imap__unwatch(s);
     imap_view_free(&s->view);
     imap__forget_saved(s);
     s->folder[0] = '\0';
@@ -435,6 +436,18 @@ dispatch(struct imap_session *s, struct imap_command *cmd, struct evbuffer *in)
 
 /* ---- The pump ---- */
 
+/* The line a command asked for (imap_parser_expect_line) answers that command. */
+static void
+raw_line(struct imap_session *s, const uint8_t *data, size_t len)
+{
+    enum imap_line_for what = s->line_for;
+    s->line_for = IMAP_LINE_NONE;
+    if (what == IMAP_LINE_IDLE)
+        imap__idle_line(s, data, len);
+    else
+        plain_response(s, s->tag, data, len);
+}
+
 void
 imap__resume(struct imap_session *s)
 {
@@ -478,20 +491,16 @@ pump(struct imap_session *s, struct evbuffer *in)
             imap__append_data(s, &out);
             evbuffer_drain(in, out.used);
             break;
-        case IMAP_ITEM_LINE: {
-            enum imap_line_for what = s->line_for;
-            s->line_for = IMAP_LINE_NONE;
-            if (what == IMAP_LINE_IDLE)
-                imap__idle_line(s, out.data, out.len);
-            else
-                plain_response(s, s->tag, out.data, out.len);
+        case IMAP_ITEM_LINE:
+            raw_line(s, out.data, out.len);
             evbuffer_drain(in, out.used);
             break;
-        }
         case IMAP_ITEM_ERROR:
             imap__append_discard(s); /* an APPEND refused midway: its bytes are void */
             imap_buf_puts(&s->out, out.response);
             evbuffer_drain(in, out.used);
+            if (s->line_for != IMAP_LINE_NONE) /* the raw line was too long: it still ends */
+                raw_line(s, (const uint8_t *)"", 0); /* the command that asked for it */
             if (out.fatal) {
                 imap__flush(s);
                 conn_close_after_flush(s->conn);
@@ -521,6 +530,7 @@ imap__release(struct imap_session *s)
     if (s->conn || s->waiting || s->busy)
         return;
     imap__append_discard(s);
+    imap__unwatch(s);
     imap_view_free(&s->view);
     imap__forget_saved(s);
     imap_parser_free(&s->parser);
