@@ -149,9 +149,10 @@ job_send(struct job *job, struct mail_op *op)
             free(payload);
         }
         if (ret < 0) {
+            log_error("imap: %s: cannot commit a change: %s", job->s->user, tdm_strerror(ret));
             if (job->n_records == 0)
                 return ret;
-            job->status = ret;
+            job->status = -EAGAIN; /* the core is away or busy: not the model's refusal */
             break;
         }
         job->n_records++;
@@ -167,8 +168,7 @@ job_start(struct imap_session *s, const char *tag, struct job *job, struct mail_
     snprintf(s->tag, sizeof(s->tag), "%s", tag);
     int ret = job_send(job, op);
     if (ret < 0) {
-        log_error("imap: %s: cannot commit a change: %s", s->user, tdm_strerror(ret));
-        reply_failed(s, ret);
+        reply_failed(s, -EAGAIN);
         job_free(&job);
         return;
     }
