@@ -243,7 +243,7 @@ imap_write_seqset(struct imap_buf *b, const struct imap_seqset *set)
 
 void
 imap_write_esearch(struct imap_buf *b, const char *tag, bool uid, unsigned returns,
-                   const uint32_t *ids, size_t n)
+                   const uint32_t *ids, size_t n, uint64_t modseq)
 {
     imap_buf_puts(b, "* ESEARCH");
     if (tag) {
@@ -263,6 +263,8 @@ imap_write_esearch(struct imap_buf *b, const char *tag, bool uid, unsigned retur
         imap_buf_puts(b, " ALL ");
         imap_write_uid_set(b, ids, n);
     }
+    if (modseq)
+        imap_buf_printf(b, " MODSEQ %" PRIu64, modseq);
     imap_buf_puts(b, "\r\n");
 }
 

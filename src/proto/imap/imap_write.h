@@ -73,11 +73,13 @@ void imap_write_uid_set(struct imap_buf *b, const uint32_t *uids, size_t n);
 /* A parsed sequence set as the client could have written it ("$", "*", "lo:hi"). */
 void imap_write_seqset(struct imap_buf *b, const struct imap_seqset *set);
 
-/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [COUNT n] [ALL set]" CRLF (RFC 4731): the items
- * asked for in returns; MIN, MAX and ALL are left out when nothing matched (n == 0), COUNT
- * never is. ids must be ascending. tag may be NULL (an unsolicited ESEARCH has none). */
+/* "* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [COUNT n] [ALL set] [MODSEQ m]" CRLF (RFC 4731):
+ * the items asked for in returns; MIN, MAX and ALL are left out when nothing matched (n == 0),
+ * COUNT never is. ids must be ascending. tag may be NULL (an unsolicited ESEARCH has none).
+ * modseq: the MODSEQ item (RFC 4731 3.2, a search with the MODSEQ key), 0 for none (RFC 7162
+ * mod-sequences start at 1). */
 void imap_write_esearch(struct imap_buf *b, const char *tag, bool uid, unsigned returns,
-                        const uint32_t *ids, size_t n);
+                        const uint32_t *ids, size_t n, uint64_t modseq);
 
 /* "* VANISHED [(EARLIER)] set" CRLF (RFC 7162 QRESYNC) for uids[0..n) (ascending compresses);
  * nothing for n == 0, which has no valid form. */

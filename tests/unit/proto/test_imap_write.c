@@ -134,23 +134,27 @@ test_esearch(void **state)
     static const uint32_t ids[] = {2, 10, 11, 12, 13, 14, 15, 16, 17, 22, 23, 27, 28, 29, 30};
     /* RFC 4731 section 3.1's example */
     imap_write_esearch(&b, "A282", false, IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_COUNT, ids,
-                       15);
+                       15, 0);
     assert_string_equal(b.data, "* ESEARCH (TAG \"A282\") MIN 2 COUNT 15\r\n");
     imap_buf_clear(&b);
     imap_write_esearch(&b, "A283", true,
                        IMAP_SEARCH_RETURN_ALL | IMAP_SEARCH_RETURN_MAX | IMAP_SEARCH_RETURN_MIN,
-                       ids, 15);
+                       ids, 15, 0);
     assert_string_equal(b.data,
                         "* ESEARCH (TAG \"A283\") UID MIN 2 MAX 30 ALL 2,10:17,22:23,27:30\r\n");
+    /* RFC 4731 3.2: a search with the MODSEQ key says the highest MODSEQ last */
+    imap_buf_clear(&b);
+    imap_write_esearch(&b, "a", false, IMAP_SEARCH_RETURN_COUNT, ids, 15, 917162500);
+    assert_string_equal(b.data, "* ESEARCH (TAG \"a\") COUNT 15 MODSEQ 917162500\r\n");
     /* nothing matched: only COUNT says so */
     imap_buf_clear(&b);
     imap_write_esearch(&b, "A284", false,
                        IMAP_SEARCH_RETURN_ALL | IMAP_SEARCH_RETURN_MIN | IMAP_SEARCH_RETURN_MAX |
                            IMAP_SEARCH_RETURN_COUNT,
-                       NULL, 0);
+                       NULL, 0, 0);
     assert_string_equal(b.data, "* ESEARCH (TAG \"A284\") COUNT 0\r\n");
     imap_buf_clear(&b);
-    imap_write_esearch(&b, NULL, true, IMAP_SEARCH_RETURN_ALL, NULL, 0);
+    imap_write_esearch(&b, NULL, true, IMAP_SEARCH_RETURN_ALL, NULL, 0, 0);
     assert_string_equal(b.data, "* ESEARCH UID\r\n");
     /* RFC 7162 3.2.10's example */
     static const uint32_t gone[] = {41, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56,
