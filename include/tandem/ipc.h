@@ -106,6 +106,9 @@
 #define TDM_IPC_COUNTER_NAME_MAX 128u /* bytes in a counter name */
 #define TDM_IPC_MAX_DATABASES 100u    /* DB_STATUS_REPLY entries (Exchange 2007: 50 per server) */
 #define TDM_IPC_KIND_MAX 32u          /* bytes in a database kind (STORE_KIND_MAX) */
+/* Subscriptions one worker may hold: an IMAP worker holds one per folder its sessions have
+ * selected, so this bounds folders, not connections (10,000 and more per worker). */
+#define TDM_IPC_MAX_SUBSCRIPTIONS 65536u
 
 enum tdm_ipc_type {
     TDM_IPC_HELLO = 1,

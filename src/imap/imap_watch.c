@@ -258,8 +258,11 @@ imap__watch(struct imap_session *s)
         if (!(f = folder_new(hash, s->database, s->user, s->folder)))
             log_fatal("out of memory");
         /* Kept when this fails: the session still sees changes at its next command, and
-         * the entry keeps the bookkeeping simple. */
-        int ret = core_link_subscribe(s->srv->core, f->database, f->mailbox, f->folder);
+         * the entry keeps the bookkeeping simple. Past the core's bound one more
+         * subscription would be taken for a bug and end the link. */
+        int ret = w->n_folders < TDM_IPC_MAX_SUBSCRIPTIONS
+                      ? core_link_subscribe(s->srv->core, f->database, f->mailbox, f->folder)
+                      : TDM_ELIMIT;
         if (ret < 0)
             log_error("imap: cannot ask the core for changes of %s/%s: %s", f->mailbox,
                       f->folder, tdm_strerror(ret));

@@ -11,7 +11,7 @@
  * Limits, so one worker cannot hurt the others: at most CORE_IPC_MAX_INFLIGHT commits in flight
  * per connection (beyond that the core stops reading from it until replies go out: back
  * pressure, not an error); at most CORE_IPC_MAX_OUTPUT bytes queued to it (a worker that stops
- * reading is dropped); at most CORE_IPC_MAX_SUBS subscriptions. A malformed or out-of-place
+ * reading is dropped); at most TDM_IPC_MAX_SUBSCRIPTIONS subscriptions. A malformed or out-of-place
  * message ends that connection only, with event 2003.
  */
 #include "tandemd/core_ipc_int.h"
@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #define CORE_IPC_MAX_OUTPUT (8u << 20)
-#define CORE_IPC_MAX_SUBS 1024u
 
 struct core_ipc_stats tandemd__core_stats;
 struct core_conn *tandemd__conns;
@@ -250,8 +249,8 @@ handle_subscribe(struct core_conn *c, const struct ipc_msg *msg)
     }
     if (at >= 0)
         return;
-    if (c->n_subs >= CORE_IPC_MAX_SUBS) {
-        conn_bug(c, "SUBSCRIBE", "more than 1024 subscriptions on one connection");
+    if (c->n_subs >= TDM_IPC_MAX_SUBSCRIPTIONS) {
+        conn_bug(c, "SUBSCRIBE", "more than TDM_IPC_MAX_SUBSCRIPTIONS subscriptions");
         return;
     }
     struct core_sub *grown = realloc(c->subs, (c->n_subs + 1) * sizeof(*grown));
