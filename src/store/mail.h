@@ -82,7 +82,10 @@ struct mail_target {
  *                      result's first_uid is where the claim started and count how many UIDs
  *                      it covers (0: another session was first)
  *   MESSAGE_APPEND     targets[n_targets], guid, internal_date, flags, keywords, body
- *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords
+ *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords, unchanged_since:
+ *                      0, or a compare-and-set (IMAP's UNCHANGEDSINCE, RFC 7162): when any
+ *                      named message still there has a MODSEQ above it, the whole record is
+ *                      refused with TDM_ECONFLICT and nothing changes
  *   MESSAGE_EXPUNGE    mailbox, folder, uids
  *   MESSAGE_COPY       mailbox, folder (source), uids, new_folder (destination), move
  *
@@ -113,7 +116,8 @@ struct mail_op {
     size_t body_len;
     const uint32_t *uids;
     size_t n_uids;
-    uint32_t uid_limit; /* FOLDER_RECENT */
+    uint32_t uid_limit;       /* FOLDER_RECENT */
+    uint64_t unchanged_since; /* MESSAGE_FLAGS: 0, or the MODSEQ no message may be above */
 };
 
 /*
@@ -162,7 +166,7 @@ int mail_dbis_open(MDB_txn *txn, struct mail_dbis *dbis_r);
 
 /* Result of applying one record. */
 struct mail_result {
-    /* 0, or TDM_ENOTFOUND / TDM_EEXIST / TDM_EQUOTA / TDM_EINVAL ... For every type but a
+    /* 0, or TDM_ENOTFOUND / TDM_EEXIST / TDM_EQUOTA / TDM_ECONFLICT ... For every type but a
      * multi-target append, non-zero means nothing changed; for an append it is the first
      * failed target's status and the other targets may have been delivered (see
      * target_status[]). */

@@ -32,7 +32,7 @@ static bool
 is_refusal(int rc)
 {
     return rc == TDM_ENOTFOUND || rc == TDM_EEXIST || rc == TDM_EQUOTA || rc == TDM_ELIMIT ||
-           rc == TDM_EINVAL;
+           rc == TDM_EINVAL || rc == TDM_ECONFLICT;
 }
 
 /* A lookup that must succeed because the database says so: its absence is corruption. */
@@ -853,6 +853,9 @@ message_flags(struct apply *a)
             continue; /* expunged meanwhile: IMAP STORE ignores it */
         if (rc != 0)
             return rc;
+        /* A compare-and-set: the nested transaction takes back what came before. */
+        if (op->unchanged_since && m.modseq > op->unchanged_since)
+            return TDM_ECONFLICT;
         uint32_t flags = op->flag_mode == MAIL_FLAGS_REPLACE ? op->flags
                          : op->flag_mode == MAIL_FLAGS_ADD   ? m.flags | op->flags
                                                              : m.flags & ~op->flags;

@@ -31,8 +31,12 @@
  *   MESSAGE_APPEND     u16 target count (1..MAIL_MAX_TARGETS), per target: str mailbox,
  *                      str folder; then 16-byte GUID, i64 internal date (two's complement),
  *                      u32 flags (enum mail_flag bits), kws, u32 body length n, n body bytes
- *   MESSAGE_FLAGS      str mailbox, str folder, u8 mode (enum mail_flag_mode), u32 flags, kws,
- *                      uids
+ *   MESSAGE_FLAGS      str mailbox, str folder, u8 mode, u32 flags, kws, uids. mode is enum
+ *                      mail_flag_mode, plus MAIL__FLAGS_CONDITIONAL (0x80) when the record has
+ *                      an unchanged_since: then u64 unchanged_since (>= 1) follows the flags.
+ *                      Added within version 1: every record written before reads the same, and
+ *                      a decoder that predates it refuses a conditional one instead of
+ *                      misreading it.
  *   MESSAGE_EXPUNGE    str mailbox, str folder, uids
  *   MESSAGE_COPY       str mailbox, str folder (source), str new_folder (destination),
  *                      bool move, uids
@@ -403,7 +407,7 @@ encoded_size(const struct mail_op *op)
     case TDM_REC_FOLDER_RECENT:
         return n + 4;
     case TDM_REC_MESSAGE_FLAGS:
-        return n + 1 + 4 + kws_size(op) + 4 + 4 * op->n_uids;
+        return n + 1 + 4 + (op->unchanged_since ? 8 : 0) + kws_size(op) + 4 + 4 * op->n_uids;
     case TDM_REC_MESSAGE_EXPUNGE:
         return n + 4 + 4 * op->n_uids;
     case TDM_REC_MESSAGE_COPY:
@@ -492,9 +496,13 @@ mail_op_encode(const struct mail_op *op, uint8_t **payload_r, size_t *len_r, con
         p += 4;
         break;
     case TDM_REC_MESSAGE_FLAGS:
-        *p++ = (uint8_t)op->flag_mode;
+        *p++ = (uint8_t)(op->flag_mode | (op->unchanged_since ? MAIL__FLAGS_CONDITIONAL : 0));
         le_put32(p, op->flags);
         p += 4;
+        if (op->unchanged_since) {
+            le_put64(p, op->unchanged_since);
+            p += 8;
+        }
         p = put_kws(p, op);
         p = put_uids(p, op);
         break;
@@ -760,12 +768,22 @@ decode_body(struct reader *r, struct mail_decoded *dec, const char **error_r)
     case TDM_REC_MESSAGE_FLAGS:
         if (!get_u8(r, &mode))
             return false;
-        if (mode > MAIL_FLAGS_REMOVE) {
+        if ((mode & ~MAIL__FLAGS_CONDITIONAL) > MAIL_FLAGS_REMOVE) {
             *error_r = "flag_mode: unknown mode";
             return false;
         }
-        op->flag_mode = (enum mail_flag_mode)mode;
-        return get_u32(r, &op->flags) && get_kws(r, dec, error_r) && get_uids(r, dec, error_r);
+        op->flag_mode = (enum mail_flag_mode)(mode & ~MAIL__FLAGS_CONDITIONAL);
+        if (!get_u32(r, &op->flags))
+            return false;
+        if (mode & MAIL__FLAGS_CONDITIONAL) {
+            if (!get_u64(r, &op->unchanged_since))
+                return false;
+            if (op->unchanged_since == 0) { /* 0 is written as no condition: one encoding */
+                *error_r = "unchanged_since: 0 in a conditional record";
+                return false;
+            }
+        }
+        return get_kws(r, dec, error_r) && get_uids(r, dec, error_r);
     case TDM_REC_MESSAGE_EXPUNGE:
         return get_uids(r, dec, error_r);
     case TDM_REC_MESSAGE_COPY:

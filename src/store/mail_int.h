@@ -16,6 +16,8 @@
 
 /* First byte of every mail record payload; bump it when a payload layout changes. */
 #define MAIL__CODEC_VERSION 1u
+/* MESSAGE_FLAGS: a bit of the mode byte saying an unchanged_since follows the flags. */
+#define MAIL__FLAGS_CONDITIONAL 0x80u
 /* First byte of every value in the mail sub-databases; bump it when a value layout changes. */
 #define MAIL__DB_VERSION 1u
 

@@ -393,6 +393,16 @@ static const struct mail_op codec_ops[] = {
      .flag_mode = MAIL_FLAGS_ADD,
      .uids = uids4,
      .n_uids = 1},
+    {.type = TDM_REC_MESSAGE_FLAGS,
+     .mailbox = "alice",
+     .folder = "INBOX",
+     .flag_mode = MAIL_FLAGS_REPLACE,
+     .flags = MAIL_FLAG_SEEN,
+     .keywords = kws3,
+     .n_keywords = 1,
+     .unchanged_since = UINT64_MAX - 1,
+     .uids = uids4,
+     .n_uids = 2},
     {.type = TDM_REC_MESSAGE_EXPUNGE,
      .mailbox = "alice",
      .folder = "INBOX",
@@ -452,6 +462,7 @@ assert_op_equal(const struct mail_op *want, const struct mail_op *got)
     bool flags = t == TDM_REC_MESSAGE_APPEND || t == TDM_REC_MESSAGE_FLAGS;
     assert_int_equal(got->flags, flags ? want->flags : 0);
     assert_int_equal(got->flag_mode, t == TDM_REC_MESSAGE_FLAGS ? want->flag_mode : 0);
+    assert_true(got->unchanged_since == (t == TDM_REC_MESSAGE_FLAGS ? want->unchanged_since : 0));
     assert_int_equal(got->n_keywords, flags ? want->n_keywords : 0);
     for (size_t i = 0; i < got->n_keywords; i++)
         assert_string_equal(want->keywords[i], got->keywords[i]);
@@ -725,6 +736,43 @@ test_codec_limits(void **state)
     free(kw65);
 }
 
+/* MESSAGE_FLAGS byte for byte: a record without unchanged_since is laid out as before it
+ * existed (records already in logs read the same), one with it sets 0x80 in the mode byte. */
+static void
+test_codec_flags_layout(void **state)
+{
+    (void)state;
+    static const uint32_t uid7[] = {7};
+    struct mail_op op = {.type = TDM_REC_MESSAGE_FLAGS,
+                         .mailbox = "u",
+                         .folder = "f",
+                         .flag_mode = MAIL_FLAGS_ADD,
+                         .flags = MAIL_FLAG_SEEN,
+                         .uids = uid7,
+                         .n_uids = 1};
+    static const uint8_t plain[] = "\x01\x01\x00u\0\x01\x00"
+                                   "f\0"
+                                   "\x01\x01\0\0\0"
+                                   "\0\x01\0\0\0\x07\0\0\0";
+    static const uint8_t conditional[] = "\x01\x01\x00u\0\x01\x00"
+                                         "f\0"
+                                         "\x81\x01\0\0\0"
+                                         "\x08\x07\x06\x05\x04\x03\x02\x01"
+                                         "\0\x01\0\0\0\x07\0\0\0";
+    uint8_t *payload;
+    size_t len;
+    const char *err;
+    assert_int_equal(mail_op_encode(&op, &payload, &len, &err), 0);
+    assert_int_equal(len, sizeof plain - 1);
+    assert_memory_equal(payload, plain, len);
+    free(payload);
+    op.unchanged_since = 0x0102030405060708u;
+    assert_int_equal(mail_op_encode(&op, &payload, &len, &err), 0);
+    assert_int_equal(len, sizeof conditional - 1);
+    assert_memory_equal(payload, conditional, len);
+    free(payload);
+}
+
 /* An append to u/INBOX up to its body length: GUID "0123456789abcdef", date 0, no flags or
  * keywords. */
 #define APPEND_HEAD                                                                                \
@@ -758,6 +806,11 @@ test_codec_malformed(void **state)
         /* flag mode 3 */
         {TDM_REC_MESSAGE_FLAGS, B("\x01\x01\x00u\0\x01\x00"
                                   "f\0\x03\0\0\0\0\0\x01\0\0\0\x01\0\0\0")},
+        /* conditional (0x80) with unchanged_since 0; conditional with flag mode 3 */
+        {TDM_REC_MESSAGE_FLAGS, B("\x01\x01\x00u\0\x01\x00"
+                                  "f\0\x81\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\0\0\0\x01\0\0\0")},
+        {TDM_REC_MESSAGE_FLAGS, B("\x01\x01\x00u\0\x01\x00"
+                                  "f\0\x83\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01\0\0\0\x01\0\0\0")},
         /* keyword count 65 */
         {TDM_REC_MESSAGE_FLAGS, B("\x01\x01\x00u\0\x01\x00"
                                   "f\0\x00\0\0\0\0\x41")},
@@ -1344,6 +1397,62 @@ test_flags(void **state)
                      TDM_ENOTFOUND);
 }
 
+/* UNCHANGEDSINCE as a compare-and-set: one message changed since refuses the whole record. */
+static void
+test_flags_unchanged_since(void **state)
+{
+    struct env *e = *state;
+    struct mail_message_info mi;
+    struct mail_folder_info fi;
+    struct mail_result res;
+    assert_int_equal(mk_mailbox(e, "u", 0, 0, 1), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(append(e, "u", "INBOX", i == 0 ? "m1" : i == 1 ? "m2" : "m3", NULL), 0);
+    assert_int_equal(fget(e, "u", "INBOX", &fi), 0);
+    uint64_t before = fi.highestmodseq; /* the client's view: every message at or below */
+    static const uint32_t uid2[] = {2};
+    assert_int_equal(
+        set_flags(e, "u", "INBOX", MAIL_FLAGS_ADD, MAIL_FLAG_FLAGGED, NULL, 0, uid2, 1, NULL), 0);
+
+    static const uint32_t uids[] = {1, 2, 3};
+    struct mail_op op = {.type = TDM_REC_MESSAGE_FLAGS,
+                         .mailbox = "u",
+                         .folder = "INBOX",
+                         .flag_mode = MAIL_FLAGS_ADD,
+                         .flags = MAIL_FLAG_SEEN,
+                         .unchanged_since = before,
+                         .uids = uids,
+                         .n_uids = 3};
+    assert_int_equal(apply_res(e, &op, &res), TDM_ECONFLICT);
+    assert_int_equal(res.count, 0);
+    assert_int_equal(mget(e, "u", "INBOX", 1, &mi, NULL), 0);
+    assert_int_equal(mi.flags, 0); /* message 1 came before 2 in the record: taken back too */
+    assert_int_equal(fget(e, "u", "INBOX", &fi), 0);
+    assert_true(fi.highestmodseq == before + 1);
+
+    /* Without the changed message, or with a MODSEQ that covers it, the record applies. */
+    static const uint32_t uids13[] = {1, 3};
+    op.uids = uids13;
+    op.n_uids = 2;
+    assert_int_equal(apply_res(e, &op, &res), 0);
+    assert_int_equal(res.count, 2);
+    op.uids = uids;
+    op.n_uids = 3;
+    op.unchanged_since = before + 3;
+    op.flags = MAIL_FLAG_ANSWERED;
+    assert_int_equal(apply_res(e, &op, &res), 0);
+    assert_int_equal(res.count, 3);
+    /* A message expunged meanwhile is skipped, not a conflict. */
+    assert_int_equal(expunge(e, "u", "INBOX", uid2, 1, NULL), 0);
+    assert_int_equal(fget(e, "u", "INBOX", &fi), 0);
+    op.unchanged_since = fi.highestmodseq;
+    op.flags = MAIL_FLAG_DRAFT;
+    assert_int_equal(apply_res(e, &op, &res), 0);
+    assert_int_equal(res.count, 2);
+    assert_int_equal(mget(e, "u", "INBOX", 3, &mi, NULL), 0);
+    assert_int_equal(mi.flags, MAIL_FLAG_SEEN | MAIL_FLAG_ANSWERED | MAIL_FLAG_DRAFT);
+}
+
 static void
 test_expunge(void **state)
 {
@@ -1868,6 +1977,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_multi_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flags_unchanged_since, setup, teardown),
+        cmocka_unit_test(test_codec_flags_layout),
         cmocka_unit_test_setup_teardown(test_expunge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_refuses_invalid_op, setup, teardown),
