@@ -48,7 +48,8 @@ static const char usage_text[] =
     "     be switched to, or the TLS files could not be created or loaded (the message\n"
     "     names the file)\n"
     "  2  usage error, or FILE is invalid (the message names file:line and key), or\n"
-    "     --print-ca with the operator's certificate and no [tls] ca\n";
+    "     --print-ca with the operator's certificate and no [tls] ca\n"
+    " 75  a fatal internal failure (out of memory, a broken invariant), logged as \"fatal:\"\n";
 
 struct opts {
     const char *config;
