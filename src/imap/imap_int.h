@@ -35,6 +35,7 @@ struct imap_server {
     char *remote_problem;
     struct store_readers *dbs; /* mail databases, opened on first use */
     struct imap_watches *watches; /* selected folders -> sessions (imap_watch.c) */
+    struct imap_login_cache *logins; /* logins that succeeded lately (imap_login_cache.c) */
 };
 
 /* What the next raw line (imap_parser_expect_line) answers. */
@@ -102,6 +103,18 @@ struct imap_session {
 typedef void imap_login_cb(struct imap_session *s, int status, const char *database);
 void imap__login(struct imap_session *s, const char *user, const char *password,
                  imap_login_cb *cb);
+
+/* ---- imap_login_cache.c: logins that succeeded lately, so reconnecting skips argon2id ---- */
+
+/* Returns 0 with an owned *cache_r, or -ENOMEM. */
+int imap__login_cache_new(struct imap_login_cache **cache_r);
+void imap__login_cache_free(struct imap_login_cache **cache);
+/* Whether user logged in with password against stored_hash (its argon2id string) lately. */
+bool imap__login_cache_check(struct imap_login_cache *cache, const char *user,
+                             const char *stored_hash, const char *password);
+/* After argon2id said yes. */
+void imap__login_cache_remember(struct imap_login_cache *cache, const char *user,
+                                const char *stored_hash, const char *password);
 
 /* ---- imap_session.c ---- */
 

@@ -39,6 +39,7 @@ struct login {
     char hash[DIR_PASSWORD_HASH_MAX];
     char database[DIR_NAME_MAX + 1];
     bool known; /* the user exists, may log in, and has a mailbox database */
+    bool cached; /* known, and this password succeeded lately (imap_login_cache.c) */
     int result;
 };
 
@@ -58,7 +59,9 @@ static void
 login_work(void *arg)
 {
     struct login *l = arg;
-    if (l->known) {
+    if (l->cached) {
+        l->result = 0;
+    } else if (l->known) {
         l->result = crypto_pwhash_str_verify(l->hash, l->password, strlen(l->password)) == 0
                         ? 0
                         : -EACCES;
@@ -75,6 +78,8 @@ static void
 login_done(void *arg, bool ran)
 {
     struct login *l = arg;
+    if (ran && l->result == 0 && !l->cached)
+        imap__login_cache_remember(l->s->srv->logins, l->s->user, l->hash, l->password);
     l->cb(l->s, ran ? l->result : TDM_ECLOSED, l->database);
     login_free(l);
 }
@@ -119,6 +124,7 @@ login_local(struct imap_session *s, const char *user, const char *password, imap
             user_database(obj.attrs, l->database) &&
             dir_secret_hash(st, txn, DIR_KIND_USER, user, l->hash) == 0)
             l->known = true;
+        l->cached = l->known && imap__login_cache_check(srv->logins, user, l->hash, password);
         dir_object_clear(&obj);
         mdb_txn_abort(txn);
     }
@@ -215,6 +221,8 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         asprintf(error_r, "cannot set up the link to the core at %s: %s", sock,
                  tdm_strerror(ret)) < 0)
         *error_r = NULL;
+    if (ret == 0 && (ret = imap__login_cache_new(&srv->logins)) < 0)
+        *error_r = strdup("out of memory");
     if (ret == 0 && (ret = imap__watches_new(srv)) < 0)
         *error_r = strdup("out of memory setting up change notifications");
     if (ret == 0 && (ret = offload_new(base, 0, &srv->offload)) < 0 &&
@@ -253,6 +261,7 @@ imap_server_free(struct imap_server **srv_p)
     dir_client_free(&srv->remote);
     core_link_free(&srv->core);
     imap__watches_free(srv); /* after the sessions lingering on the link's commits */
+    imap__login_cache_free(&srv->logins);
     store_reader_free(&srv->directory);
     store_readers_free(&srv->dbs);
     if (srv->tls)

@@ -246,3 +246,25 @@ def test_idle_survives_a_core_kill(imap):
     assert children(imap.proc.pid)["worker-imap"] == worker  # the same session throughout
     assert c.done()[0].split()[1] == "OK"
     c.close()
+
+
+def test_reconnecting_clients_skip_argon2id_but_never_a_changed_password(imap):
+    """Many idle clients come back together after a restart: a login that succeeded lately
+    is remembered, so only the first costs argon2id (about 100 ms of CPU each)."""
+    c = Raw(imap)
+    assert c.command("LOGIN alice alice-password")[0].split()[1] == "OK"
+    c.close()
+    t0 = time.monotonic()
+    for _ in range(20):
+        c = Raw(imap)
+        assert c.command("LOGIN alice alice-password")[0].split()[1] == "OK"
+        c.close()
+    assert time.monotonic() - t0 < 1.5  # 20 argon2id checks would take 2 s or more
+    c = Raw(imap)
+    assert c.command("LOGIN alice wrong-password")[0].split()[1] == "NO"
+    # A new password: the remembered login no longer counts, the new one does.
+    reply = imap.api("PUT", "/v1/objects/user/alice/password", {"password": "changed-password"})
+    assert reply.status == 200, reply
+    assert c.command("LOGIN alice alice-password")[0].split()[1] == "NO"
+    assert c.command("LOGIN alice changed-password")[0].split()[1] == "OK"
+    c.close()
