@@ -1,11 +1,11 @@
 /*
  * The LMTP server (lmtp_server.h): connections (lib/conn.h) driving the sans-IO session
- * (proto/smtp/smtp_session.h), recipients from the directory (dir_recipient_lookup()), delivery
+ * (proto/smtp/smtp_session.h), recipients from the directory (rcpt/rcpt_lookup.h), delivery
  * through the core (lib/core_link.h).
  *
  * A connection's life: the session is fed whatever arrived; MAIL is accepted, RCPT is looked
- * up at once (the directory is a local LMDB read), message bytes are gathered into one buffer
- * that starts with Return-Path: and Received:, and at the end of the data one APPEND per
+ * up (at once in a local directory, later from a remote one), message bytes are gathered into
+ * one buffer that starts with Return-Path: and Received:, and at the end of the data one APPEND per
  * mailbox database is committed. While those commits are in flight the connection reads
  * nothing more (conn_pause); each reply gives the verdicts of that database's recipients, and
  * when all are in the session answers them in RCPT order and reading resumes.
@@ -18,13 +18,13 @@
 #include "lmtp/lmtp_server.h"
 
 #include "directory/directory.h"
-#include "dirclient/dir_client.h"
 #include "lib/conn.h"
 #include "lib/core_link.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "proto/smtp/smtp_received.h"
 #include "proto/smtp/smtp_session.h"
+#include "rcpt/rcpt_lookup.h"
 #include "store/mail.h"
 #include "store/mail_defaults.h"
 #include "store/store_reader.h"
@@ -55,9 +55,7 @@ struct lmtp_server {
     const struct tdm_config *cfg;
     struct conn_listener *listener;
     struct core_link *core;
-    struct store_reader *directory; /* opened at the first lookup (the core creates it) */
-    struct dir_client *remote;      /* without the directory role: asks a directory server */
-    char *remote_problem;           /* why there is no remote client, for the 451 text */
+    struct rcpt_lookup *rcpts; /* who recipients are: the directory, local or remote */
     struct store_readers *dbs; /* mail databases, opened on first use */
 };
 
@@ -110,62 +108,14 @@ flush(struct lmtp_conn *lc)
 
 /* ---- Recipients ---- */
 
-static int
-directory_reader(struct lmtp_server *srv, struct store_reader **reader_r)
-{
-    if (!srv->directory) {
-        if (!(srv->cfg->roles & TDM_ROLE_DIRECTORY))
-            return -ENOTSUP;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/db/%s", srv->cfg->datadir, "directory");
-        const char *why = NULL;
-        int ret = store_reader_open(path, &dir_record_handler, &srv->directory, &why);
-        if (ret < 0) {
-            log_error("lmtp: cannot read the directory at %s: %s", path, why ? why : "");
-            return ret;
-        }
-        /* The handler finds its tables when the reader opens: a directory the core has
-         * created but not yet bootstrapped would read as empty for the reader's whole life,
-         * and every recipient would be refused for good. Keep the reader only once it holds
-         * the bootstrap. */
-        MDB_txn *txn;
-        uint64_t lsn = 0;
-        if ((ret = store_reader_begin(srv->directory, &txn)) == 0) {
-            ret = store_reader_applied_lsn(srv->directory, txn, &lsn);
-            mdb_txn_abort(txn);
-        }
-        if (ret < 0 || lsn == 0) {
-            store_reader_free(&srv->directory);
-            return ret < 0 ? ret : -EAGAIN;
-        }
-    }
-    *reader_r = srv->directory;
-    return 0;
-}
-
-/* Looks path up in the local directory: 0 with *r, or a negative code. */
-static int
-lookup_local(struct lmtp_server *srv, const struct smtp_path *path, struct dir_recipient *r)
-{
-    struct store_reader *dir;
-    int ret = directory_reader(srv, &dir);
-    if (ret < 0)
-        return ret;
-    MDB_txn *txn;
-    if ((ret = store_reader_begin(dir, &txn)) < 0)
-        return ret;
-    ret = dir_recipient_lookup(store_reader_handler_state(dir), txn, path->local, path->domain,
-                               r);
-    mdb_txn_abort(txn);
-    return ret;
-}
-
 /* Gives the session the verdict for a looked-up recipient (status: the lookup's result). */
 static void
 rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
 {
     struct smtp_verdict v = {250, "2.1.5", "OK"};
-    if (status == -EPERM) {
+    if (status == -ENOTCONN) {
+        v = (struct smtp_verdict){451, "4.3.0", rcpt_lookup_problem(lc->srv->rcpts)};
+    } else if (status == -EPERM) {
         v = (struct smtp_verdict){451, "4.3.0",
                                   "The directory refused this server's credentials, try again "
                                   "later"};
@@ -211,21 +161,10 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
 static void
 on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path)
 {
-    struct lmtp_server *srv = lc->srv;
     struct dir_recipient r;
-    if (srv->cfg->roles & TDM_ROLE_DIRECTORY) {
-        int ret = lookup_local(srv, path, &r);
+    int ret = rcpt_lookup_find(lc->srv->rcpts, path->local, path->domain, &r, remote_rcpt_cb, lc);
+    if (ret != RCPT_LOOKUP_PENDING) {
         rcpt_verdict(lc, ret, &r);
-        return;
-    }
-    if (!srv->remote) {
-        struct smtp_verdict v = {451, "4.3.0", srv->remote_problem};
-        smtp_session_verdict(lc->session, &v);
-        return;
-    }
-    int ret = dir_client_recipient(srv->remote, path->local, path->domain, remote_rcpt_cb, lc);
-    if (ret < 0) {
-        rcpt_verdict(lc, ret, NULL);
         return;
     }
     lc->inflight++;
@@ -241,30 +180,8 @@ start_message(struct lmtp_conn *lc)
     smtp_buf_free(&lc->message);
     const struct smtp_path *from = smtp_session_sender(lc->session);
     int ret = smtp_buf_puts(&lc->message, "Return-Path: <");
-    if (ret == 0 && from && !from->null) {
-        bool plain = from->local[0] != '\0';
-        for (const char *p = from->local; *p && plain; p++)
-            plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || (*p & 0x80) || strchr("!#$%&'*+-/=?^_`{|}~.", *p);
-        if (plain) {
-            ret = smtp_buf_puts(&lc->message, from->local);
-        } else {
-            ret = smtp_buf_puts(&lc->message, "\"");
-            for (const char *p = from->local; *p && ret == 0; p++) {
-                if (*p == '"' || *p == '\\')
-                    ret = smtp_buf_puts(&lc->message, "\\");
-                if (ret == 0)
-                    ret = smtp_buf_append(&lc->message, p, 1);
-            }
-            if (ret == 0)
-                ret = smtp_buf_puts(&lc->message, "\"");
-        }
-        if (ret == 0 && from->domain[0]) {
-            ret = smtp_buf_puts(&lc->message, "@");
-            if (ret == 0)
-                ret = smtp_buf_puts(&lc->message, from->domain);
-        }
-    }
+    if (ret == 0 && from && !from->null)
+        ret = smtp_mailbox_write(&lc->message, from);
     if (ret == 0)
         ret = smtp_buf_puts(&lc->message, ">\r\n");
     const struct smtp_path *only = lc->n_rcpts == 1 ? smtp_session_rcpt(lc->session, 0) : NULL;
@@ -637,23 +554,6 @@ on_close(struct conn *conn, enum conn_close_reason reason)
 
 static const struct conn_ops lmtp_conn_ops = {on_open, on_data, on_drained, on_close};
 
-/* Without the directory role, recipients are asked of the directory servers. A problem here
- * does not stop LMTP: every RCPT is then answered 451 with the reason, so mail waits in the
- * sending MTA's queue until an operator fixes it. */
-static void
-remote_setup(struct lmtp_server *srv)
-{
-    char *why = NULL;
-    if (dir_client_from_config(srv->base, srv->cfg, &srv->remote, &why) < 0) {
-        srv->remote = NULL;
-        log_error("lmtp: no directory lookups: %s", why ? why : "out of memory");
-        if (asprintf(&srv->remote_problem, "Cannot reach the directory: %s",
-                     why ? why : "out of memory") < 0)
-            log_fatal("out of memory");
-    }
-    free(why);
-}
-
 int
 lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                 struct lmtp_server **srv_r, char **error_r)
@@ -683,8 +583,12 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         free(srv);
         return ret;
     }
-    if (!(cfg->roles & TDM_ROLE_DIRECTORY))
-        remote_setup(srv);
+    if (rcpt_lookup_new(base, cfg, &srv->rcpts) < 0) {
+        core_link_free(&srv->core);
+        store_readers_free(&srv->dbs);
+        free(srv);
+        return -ENOMEM;
+    }
     struct conn_listener_options lo = {
         .fd = listen_fd,
         .refusal_line = "421 4.7.0 Too many connections, try again later\r\n",
@@ -694,8 +598,7 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     if (ret < 0) {
         *error_r = strdup("cannot watch the listening socket");
         core_link_free(&srv->core);
-        dir_client_free(&srv->remote);
-        free(srv->remote_problem);
+        rcpt_lookup_free(&srv->rcpts);
         store_readers_free(&srv->dbs);
         free(srv);
         return ret;
@@ -714,9 +617,7 @@ lmtp_server_free(struct lmtp_server **srv_p)
      * with TDM_ECLOSED, which frees the lingering connections. */
     conn_listener_free(&srv->listener);
     core_link_free(&srv->core);
-    dir_client_free(&srv->remote); /* fails lookups in flight: lingering connections go */
-    free(srv->remote_problem);
-    store_reader_free(&srv->directory);
+    rcpt_lookup_free(&srv->rcpts); /* fails lookups in flight: lingering connections go */
     store_readers_free(&srv->dbs);
     free(srv);
     *srv_p = NULL;

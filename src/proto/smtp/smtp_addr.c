@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -273,4 +274,46 @@ smtp_path_parse(const char *in, size_t len, unsigned flags, struct smtp_path *pa
     path->utf8 = c.utf8;
     *used_r = c.at + 1;
     return 0;
+}
+
+int
+smtp_mailbox_write(struct smtp_buf *out, const struct smtp_path *path)
+{
+    if (path->postmaster)
+        return smtp_buf_puts(out, path->local);
+    if (path->null || !path->domain[0])
+        return TDM_EINVAL;
+    /* The parser decides whether the local part is a dot-string, so both agree. */
+    char probe[SMTP_LOCAL_MAX + 8];
+    snprintf(probe, sizeof(probe), "<%s@x>", path->local);
+    struct smtp_path p;
+    size_t used;
+    const char *why;
+    bool dot_string = probe[1] != '"' &&
+                      smtp_path_parse(probe, strlen(probe), 0, &p, &used, &why) == 0 &&
+                      used == strlen(probe) && strcmp(p.local, path->local) == 0;
+    int e = 0;
+    if (dot_string) {
+        e = smtp_buf_puts(out, path->local);
+    } else {
+        e = smtp_buf_puts(out, "\"");
+        for (const char *c = path->local; !e && *c; c++) {
+            if ((unsigned char)*c < 32 || *c == 127)
+                return TDM_EINVAL;
+            if (*c == '"' || *c == '\\')
+                e = smtp_buf_puts(out, "\\");
+            if (!e)
+                e = smtp_buf_append(out, c, 1);
+        }
+        if (!e)
+            e = smtp_buf_puts(out, "\"");
+    }
+    if (!e)
+        e = smtp_buf_puts(out, "@");
+    for (const char *c = path->domain; !e && *c; c++)
+        if ((unsigned char)*c < 33 || *c == 127 || strchr("<>;()\\\"", *c))
+            return TDM_EINVAL;
+    if (!e)
+        e = smtp_buf_puts(out, path->domain);
+    return e;
 }

@@ -18,6 +18,8 @@
  * domains up to SMTP_DOMAIN_MAX (the DNS limit), and refuse beyond.
  */
 
+#include "proto/smtp/smtp_reply.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -45,6 +47,15 @@ enum smtp_path_flag {
  */
 int smtp_path_parse(const char *in, size_t len, unsigned flags, struct smtp_path *path,
                     size_t *used_r, const char **error_r);
+
+/*
+ * Appends path as an RFC 5321 Mailbox, without the angle brackets: the local part as a
+ * dot-string when the parser reads it as one, else as a quoted string (RFC 5321 §4.1.2), so
+ * smtp_path_parse() reads it back to the same path; "postmaster" alone for <postmaster>.
+ * Returns 0, -ENOMEM, or TDM_EINVAL for the null path or a character no path may carry (part
+ * of the mailbox may then have been appended).
+ */
+int smtp_mailbox_write(struct smtp_buf *out, const struct smtp_path *path);
 
 /*
  * Length of the well-formed UTF-8 sequence (2 to 4 bytes, no overlongs, no surrogates) that

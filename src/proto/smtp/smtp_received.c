@@ -22,50 +22,6 @@ token_ok(const char *s)
     return true;
 }
 
-/* Writes path as an RFC 5321 Mailbox: the local part as a dot-string when it is one, else as
- * a quoted string (RFC 5321 4.1.2). Returns 0, TDM_EINVAL or -ENOMEM. */
-static int
-put_mailbox(struct smtp_buf *out, const struct smtp_path *path)
-{
-    if (path->postmaster)
-        return smtp_buf_puts(out, path->local);
-    if (path->null || !path->domain[0])
-        return TDM_EINVAL;
-    /* The parser decides whether the local part is a dot-string, so both agree. */
-    char probe[SMTP_LOCAL_MAX + 8];
-    snprintf(probe, sizeof(probe), "<%s@x>", path->local);
-    struct smtp_path p;
-    size_t used;
-    const char *why;
-    bool dot_string = probe[1] != '"' &&
-                      smtp_path_parse(probe, strlen(probe), 0, &p, &used, &why) == 0 &&
-                      used == strlen(probe) && strcmp(p.local, path->local) == 0;
-    int e = 0;
-    if (dot_string) {
-        e = smtp_buf_puts(out, path->local);
-    } else {
-        e = smtp_buf_puts(out, "\"");
-        for (const char *c = path->local; !e && *c; c++) {
-            if ((unsigned char)*c < 32 || *c == 127)
-                return TDM_EINVAL;
-            if (*c == '"' || *c == '\\')
-                e = smtp_buf_puts(out, "\\");
-            if (!e)
-                e = smtp_buf_append(out, c, 1);
-        }
-        if (!e)
-            e = smtp_buf_puts(out, "\"");
-    }
-    if (!e)
-        e = smtp_buf_puts(out, "@");
-    for (const char *c = path->domain; !e && *c; c++)
-        if ((unsigned char)*c < 33 || *c == 127 || strchr("<>;()\\\"", *c))
-            return TDM_EINVAL;
-    if (!e)
-        e = smtp_buf_puts(out, path->domain);
-    return e;
-}
-
 /* Is helo a domain or an address literal, checked with the envelope parser's grammar? */
 static bool
 helo_is_domain(const char *helo)
@@ -149,7 +105,7 @@ smtp_received_build(const struct smtp_received *r, struct smtp_buf *out)
     if (!e && r->for_rcpt) {
         e = smtp_buf_puts(out, "\r\n\tfor <");
         if (!e)
-            e = put_mailbox(out, r->for_rcpt);
+            e = smtp_mailbox_write(out, r->for_rcpt);
         if (!e)
             e = smtp_buf_puts(out, ">");
     }
