@@ -45,7 +45,11 @@ enum imap_line_for {
     IMAP_LINE_IDLE,         /* "DONE" */
 };
 
-/* Extensions the client ENABLEd (RFC 5161), a bit mask. */
+/* Extensions the client ENABLEd (RFC 5161), a bit mask. CONDSTORE is also turned on by the
+ * other "CONDSTORE enabling commands" (RFC 7162 3.1: SELECT (CONDSTORE), STATUS
+ * (HIGHESTMODSEQ), FETCH MODSEQ / CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE): from
+ * then on every untagged FETCH carries MODSEQ. With QRESYNC, expunges are announced as
+ * VANISHED (imap__sync). */
 enum imap_enabled {
     IMAP_ENABLED_CONDSTORE = 1u << 0,
     IMAP_ENABLED_QRESYNC = 1u << 1,
@@ -81,6 +85,8 @@ struct imap_session {
     char folder[MAIL_NAME_MAX + 1];
     bool read_only;
     uint32_t recent_lo, recent_hi; /* UIDs in [lo, hi) are \Recent in this session */
+    /* SELECT (QRESYNC (...)) waiting for its answer (imap_mailbox.c), owned. */
+    struct imap_resync *resync;
     /* SEARCH ... RETURN (SAVE) (RFC 5182): "$", ascending UIDs, owned. */
     uint32_t *saved_uids;
     size_t n_saved;
@@ -132,6 +138,7 @@ void imap__release(struct imap_session *s);
 void imap__resume(struct imap_session *s);
 /* Leaves the selected state (CLOSE, UNSELECT, a new SELECT, logout). */
 void imap__unselect(struct imap_session *s);
+/* How strings go on the wire: UTF-8 once the client enabled IMAP4rev2 or UTF8=ACCEPT. */
 enum imap_write_mode imap__mode(const struct imap_session *s);
 /* NO [CANNOT] "<command> is not served yet": for what this server does not do (yet). */
 void imap__not_served(struct imap_session *s, const struct imap_command *cmd);
@@ -172,14 +179,37 @@ int imap__parse_flags(const char *const *names, size_t n, uint32_t *flags_r,
 
 /* ---- imap_updates.c ---- */
 
-/* Announces what changed in the selected folder (EXPUNGE, EXISTS, FETCH FLAGS). */
+/* Announces what changed in the selected folder (EXPUNGE or VANISHED, EXISTS, FETCH FLAGS). */
 void imap__sync(struct imap_session *s, bool allow_expunge);
+/* "* msn FETCH (FLAGS (...) UID n [MODSEQ (m)])": a message's flags as they now are, MODSEQ
+ * once CONDSTORE is on. */
+void imap__write_flag_update(struct imap_session *s, uint32_t msn,
+                             const struct mail_message_info *m);
 
-/* ---- imap_mailbox.c ---- */
+/* ---- imap_mailbox.c: mailbox names, STATUS, SELECT, EXAMINE ---- */
 
-void imap__cmd_list(struct imap_session *s, const struct imap_command *cmd);
+/* A mailbox name or pattern as the client sent it, as UTF-8 appended to out: modified UTF-7
+ * decoded, or checked to be UTF-8 once the client enabled it. Returns 0, TDM_EINVAL, -ENOMEM. */
+int imap__wire_to_utf8(const struct imap_session *s, const char *wire, struct imap_buf *out);
+/* The store's name for a mailbox name as the client sent it (any case of INBOX is "INBOX",
+ * also as the first level of a longer name). Returns false after answering tag NO [CANNOT]
+ * for a name that is not valid. */
+bool imap__store_name(struct imap_session *s, const char *tag, const char *wire,
+                      char out[MAIL_NAME_MAX + 1]);
+/* A read transaction on the user's mailbox database; false after answering tag
+ * NO [UNAVAILABLE] when it is not here. The caller aborts *txn_r. */
+bool imap__begin_read(struct imap_session *s, const char *tag, const struct mail_dbis **dbis_r,
+                      MDB_txn **txn_r);
+/* STATUS items (enum imap_status_item) of the user's folder. Returns 0, TDM_ENOTFOUND, or a
+ * storage error. HIGHESTMODSEQ turns CONDSTORE on. */
+int imap__status_values(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn,
+                        const char *folder, unsigned items, struct imap_status_values *v);
 void imap__cmd_select(struct imap_session *s, const struct imap_command *cmd);
 void imap__cmd_status(struct imap_session *s, const struct imap_command *cmd);
+
+/* ---- imap_list.c: LIST (RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS), LSUB ---- */
+
+void imap__cmd_list(struct imap_session *s, const struct imap_command *cmd);
 
 /* ---- imap_fetch_cmd.c ---- */
 

@@ -1,11 +1,19 @@
 /*
- * Mailbox commands (imap_int.h): LIST and LSUB over the user's folders, STATUS, SELECT and
- * EXAMINE. Folder names are the store's (UTF-8, '/' as the hierarchy separator, INBOX spelt
- * so); on the wire they are modified UTF-7 for IMAP4rev1 clients (imap_write_mailbox).
+ * Mailbox commands (imap_int.h): STATUS, SELECT and EXAMINE, and the mailbox names all
+ * mailbox commands share. Folder names are the store's (UTF-8, '/' as the hierarchy
+ * separator, INBOX spelt so); on the wire they are modified UTF-7 until the client enables
+ * IMAP4rev2 or UTF8=ACCEPT, UTF-8 after (imap__mode).
  *
  * \Recent (RFC 3501 2.3.2): SELECT claims the folder's unclaimed UIDs with a FOLDER_RECENT
  * record (mail.h), so exactly one session sees each message as recent; EXAMINE claims
- * nothing and counts the unclaimed ones.
+ * nothing and counts the unclaimed ones. IMAP4rev2 has no \Recent (RFC 9051 appendix E): a
+ * session that enabled it claims nothing, so rev1 sessions keep theirs.
+ *
+ * CONDSTORE and QRESYNC (RFC 7162): every folder has MODSEQs, so HIGHESTMODSEQ is always
+ * told and NOMODSEQ never. SELECT (QRESYNC (...)) is answered from the folder's MODSEQ index
+ * (mail_folder_changes), whose tombstones last as long as the folder: what was expunged since
+ * the client's MODSEQ is known exactly, so the optional sequence match data, a hint for
+ * servers that forget expunges, is accepted and not needed.
  */
 #include "imap/imap_int.h"
 
@@ -25,179 +33,58 @@
 
 /* ---- Names ---- */
 
-/* The store's name for a mailbox name as the client wrote it: modified UTF-7 decoded, and
- * any spelling of INBOX as "INBOX". Returns false (after answering) for a bad name. */
-static bool
-store_name(struct imap_session *s, const char *tag, const char *wire, char out[MAIL_NAME_MAX + 1])
+int
+imap__wire_to_utf8(const struct imap_session *s, const char *wire, struct imap_buf *out)
 {
-    if (strcasecmp(wire, "INBOX") == 0) {
-        snprintf(out, MAIL_NAME_MAX + 1, "INBOX");
-        return true;
-    }
+    size_t len = strlen(wire);
+    if (imap__mode(s) == IMAP_WRITE_REV1)
+        return imap_mutf7_decode(wire, len, out);
+    /* Already UTF-8: the encoder is the strict validator (no overlongs, surrogates, NUL). */
+    struct imap_buf check = IMAP_BUF_INIT;
+    int ret = imap_mutf7_encode(wire, len, &check);
+    imap_buf_free(&check);
+    if (ret == 0)
+        imap_buf_append(out, wire, len);
+    return ret < 0 ? ret : imap_buf_error(out);
+}
+
+bool
+imap__store_name(struct imap_session *s, const char *tag, const char *wire,
+                 char out[MAIL_NAME_MAX + 1])
+{
     struct imap_buf utf8 = IMAP_BUF_INIT;
-    bool ok = imap_mutf7_decode(wire, strlen(wire), &utf8) == 0 && utf8.data &&
-              utf8.len <= MAIL_NAME_MAX;
-    if (ok)
+    bool ok = imap__wire_to_utf8(s, wire, &utf8) == 0 && utf8.data && utf8.len <= MAIL_NAME_MAX;
+    if (ok) {
         snprintf(out, MAIL_NAME_MAX + 1, "%s", utf8.data);
-    else
+        /* INBOX is case-insensitive (RFC 3501 5.1), also as a parent, and the store spells
+         * it one way only. */
+        if (strncasecmp(out, "INBOX", 5) == 0 && (out[5] == '\0' || out[5] == MAIL_HIER_SEP))
+            memcpy(out, "INBOX", 5);
+    } else {
         imap__reply(s, tag, "NO", "CANNOT", "Invalid mailbox name");
+    }
     imap_buf_free(&utf8);
     return ok;
 }
 
-/* A read transaction on the user's mailbox database; false after answering when it is not
- * here. */
-static bool
-begin(struct imap_session *s, const char *tag, struct store_reader **r_r, MDB_txn **txn_r)
+bool
+imap__begin_read(struct imap_session *s, const char *tag, const struct mail_dbis **dbis_r,
+                 MDB_txn **txn_r)
 {
     struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     if (!r || store_reader_begin(r, txn_r) < 0) {
         imap__reply(s, tag, "NO", "UNAVAILABLE", "Your mailbox is not available on this server now");
         return false;
     }
-    *r_r = r;
+    *dbis_r = store_reader_mail_dbis(r);
     return true;
-}
-
-/* ---- LIST / LSUB ---- */
-
-/* RFC 3501 6.3.8: '*' matches anything, '%' anything but the hierarchy separator. */
-static bool
-match(const char *pat, const char *name)
-{
-    for (;; pat++, name++) {
-        if (*pat == '*' || *pat == '%') {
-            for (const char *n = name;; n++) {
-                if (match(pat + 1, n))
-                    return true;
-                if (!*n || (*pat == '%' && *n == MAIL_HIER_SEP))
-                    return false;
-            }
-        }
-        if (!*pat)
-            return !*name;
-        if (*pat != *name)
-            return false;
-    }
-}
-
-struct list_walk {
-    struct imap_session *s;
-    bool lsub;
-    const char *pattern; /* UTF-8, reference prepended */
-    struct mail_folder_info *folders;
-    size_t n, cap;
-    char **names;
-};
-
-static int
-collect_folder(void *ctx, const struct mail_folder_info *f)
-{
-    struct list_walk *w = ctx;
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        void *a = realloc(w->folders, cap * sizeof(*w->folders));
-        void *b = a ? realloc(w->names, cap * sizeof(*w->names)) : NULL;
-        if (a)
-            w->folders = a;
-        if (!a || !b)
-            return -ENOMEM;
-        w->names = b;
-        w->cap = cap;
-    }
-    w->folders[w->n] = *f;
-    w->names[w->n] = strndup(f->name, f->name_len); /* the name dies with the transaction */
-    if (!w->names[w->n])
-        return -ENOMEM;
-    w->n++;
-    return 0;
-}
-
-static bool
-has_children(const struct list_walk *w, const char *name)
-{
-    size_t len = strlen(name);
-    for (size_t i = 0; i < w->n; i++)
-        if (strncmp(w->names[i], name, len) == 0 && w->names[i][len] == MAIL_HIER_SEP)
-            return true;
-    return false;
-}
-
-void
-imap__cmd_list(struct imap_session *s, const struct imap_command *cmd)
-{
-    bool lsub = cmd->cmd == IMAP_CMD_LSUB;
-    const char *tag = cmd->tag;
-    if (cmd->u.list.extended) {
-        imap__reply(s, tag, "NO", "CANNOT", "LIST-EXTENDED is not served yet");
-        return;
-    }
-    const char *ref = cmd->u.list.reference, *pat = cmd->u.list.patterns[0];
-    if (!lsub && pat[0] == '\0') {
-        /* The hierarchy delimiter and root (RFC 3501 6.3.8). */
-        imap_buf_puts(&s->out, "* LIST (\\Noselect) \"/\" \"\"\r\n");
-        imap__reply(s, tag, "OK", NULL, "LIST completed");
-        return;
-    }
-    char full[2 * MAIL_NAME_MAX + 2];
-    snprintf(full, sizeof(full), "%s%s", ref, pat);
-    struct imap_buf decoded = IMAP_BUF_INIT;
-    if (imap_mutf7_decode(full, strlen(full), &decoded) < 0 || !decoded.data) {
-        imap_buf_free(&decoded);
-        imap__reply(s, tag, "OK", NULL, "Nothing matches");
-        return;
-    }
-    const char *utf8 = decoded.data;
-    struct store_reader *r;
-    MDB_txn *txn;
-    if (!begin(s, tag, &r, &txn)) {
-        imap_buf_free(&decoded);
-        return;
-    }
-    struct list_walk w = {.s = s, .lsub = lsub, .pattern = utf8};
-    int ret = mail_folder_list(store_reader_mail_dbis(r), txn, s->user, collect_folder, &w);
-    mdb_txn_abort(txn);
-    if (ret < 0 && ret != TDM_ENOTFOUND) {
-        imap__reply(s, tag, "NO", "SERVERBUG", "Cannot read the mailbox list");
-    } else {
-        for (size_t i = 0; i < w.n; i++) {
-            const char *name = w.names[i];
-            /* INBOX matches case-insensitively (RFC 3501 5.1). */
-            bool hit = match(utf8, name) || (strcmp(name, "INBOX") == 0 &&
-                                             strcasecmp(utf8, "INBOX") == 0);
-            if (!hit || (lsub && !w.folders[i].subscribed))
-                continue;
-            const char *attrs[4];
-            size_t n = 0;
-            attrs[n++] = has_children(&w, name) ? "\\HasChildren" : "\\HasNoChildren";
-            uint32_t use = w.folders[i].special_use;
-            attrs[n] = use & MAIL_USE_SENT      ? "\\Sent"
-                       : use & MAIL_USE_DRAFTS  ? "\\Drafts"
-                       : use & MAIL_USE_TRASH   ? "\\Trash"
-                       : use & MAIL_USE_JUNK    ? "\\Junk"
-                       : use & MAIL_USE_ARCHIVE ? "\\Archive"
-                       : use & MAIL_USE_ALL     ? "\\All"
-                       : use & MAIL_USE_FLAGGED ? "\\Flagged"
-                                                : NULL;
-            if (attrs[n])
-                n++;
-            imap_write_list(&s->out, lsub, attrs, n, MAIL_HIER_SEP, name, false, NULL,
-                            imap__mode(s));
-        }
-        imap__reply(s, tag, "OK", NULL, lsub ? "LSUB completed" : "LIST completed");
-    }
-    for (size_t i = 0; i < w.n; i++)
-        free(w.names[i]);
-    free(w.names);
-    free(w.folders);
-    imap_buf_free(&decoded);
 }
 
 /* ---- STATUS ---- */
 
 struct count_walk {
     uint32_t unseen, recent_from, recent, deleted;
-    uint64_t size;
+    uint64_t size, deleted_size;
 };
 
 static int
@@ -206,11 +93,51 @@ count_message(void *ctx, const struct mail_message_info *m)
     struct count_walk *c = ctx;
     if (!(m->flags & MAIL_FLAG_SEEN))
         c->unseen++;
-    if (m->flags & MAIL_FLAG_DELETED)
+    if (m->flags & MAIL_FLAG_DELETED) {
         c->deleted++;
+        c->deleted_size += m->size;
+    }
     if (m->uid >= c->recent_from)
         c->recent++;
     c->size += m->size;
+    return 0;
+}
+
+/* The items that need every message read rather than the folder record alone. */
+#define STATUS_COUNTED                                                                            \
+    (IMAP_STATUS_RECENT | IMAP_STATUS_UNSEEN | IMAP_STATUS_DELETED | IMAP_STATUS_SIZE |           \
+     IMAP_STATUS_DELETED_STORAGE)
+
+int
+imap__status_values(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn,
+                    const char *folder, unsigned items, struct imap_status_values *v)
+{
+    struct mail_folder_info f;
+    int ret = mail_folder_get(dbis, txn, s->user, folder, &f);
+    if (ret != 0)
+        return ret;
+    struct count_walk c = {.recent_from = f.first_recent_uid};
+    if ((items & STATUS_COUNTED) &&
+        (ret = mail_message_list(dbis, txn, s->user, folder, count_message, &c)) != 0)
+        return ret;
+    if (items & IMAP_STATUS_HIGHESTMODSEQ)
+        s->enabled |= IMAP_ENABLED_CONDSTORE; /* a CONDSTORE enabling command (RFC 7162 3.1) */
+    *v = (struct imap_status_values){
+        .items = items,
+        .messages = f.messages,
+        .recent = c.recent,
+        .uidnext = f.uidnext,
+        .uidvalidity = f.uidvalidity,
+        .unseen = c.unseen,
+        .deleted = c.deleted,
+        .size = c.size,
+        .highestmodseq = f.highestmodseq,
+        /* What the session's parser lets one APPEND carry (imap_session.c). */
+        .appendlimit = imap_parser_default_limits.max_message,
+        /* RFC 9208 7: in the STORAGE resource's unit, 1024 octets; a part counts whole, so
+         * a folder with anything deleted never says 0. */
+        .deleted_storage = (c.deleted_size + 1023) / 1024,
+    };
     return 0;
 }
 
@@ -219,18 +146,14 @@ imap__cmd_status(struct imap_session *s, const struct imap_command *cmd)
 {
     const char *tag = cmd->tag;
     char folder[MAIL_NAME_MAX + 1];
-    if (!store_name(s, tag, cmd->u.status.mailbox, folder))
+    if (!imap__store_name(s, tag, cmd->u.status.mailbox, folder))
         return;
-    struct store_reader *r;
+    const struct mail_dbis *dbis;
     MDB_txn *txn;
-    if (!begin(s, tag, &r, &txn))
+    if (!imap__begin_read(s, tag, &dbis, &txn))
         return;
-    const struct mail_dbis *dbis = store_reader_mail_dbis(r);
-    struct mail_folder_info f;
-    int ret = mail_folder_get(dbis, txn, s->user, folder, &f);
-    struct count_walk c = {.recent_from = ret == 0 ? f.first_recent_uid : 0};
-    if (ret == 0)
-        ret = mail_message_list(dbis, txn, s->user, folder, count_message, &c);
+    struct imap_status_values v;
+    int ret = imap__status_values(s, dbis, txn, folder, cmd->u.status.items, &v);
     mdb_txn_abort(txn);
     if (ret == TDM_ENOTFOUND) {
         imap__reply(s, tag, "NO", "NONEXISTENT", "No such mailbox");
@@ -240,29 +163,109 @@ imap__cmd_status(struct imap_session *s, const struct imap_command *cmd)
         imap__reply(s, tag, "NO", "SERVERBUG", "Cannot read the mailbox");
         return;
     }
-    struct imap_status_values v = {
-        .items = cmd->u.status.items & (IMAP_STATUS_MESSAGES | IMAP_STATUS_RECENT |
-                                        IMAP_STATUS_UIDNEXT | IMAP_STATUS_UIDVALIDITY |
-                                        IMAP_STATUS_UNSEEN | IMAP_STATUS_DELETED |
-                                        IMAP_STATUS_SIZE | IMAP_STATUS_HIGHESTMODSEQ),
-        .messages = f.messages,
-        .recent = c.recent,
-        .uidnext = f.uidnext,
-        .uidvalidity = f.uidvalidity,
-        .unseen = c.unseen,
-        .deleted = c.deleted,
-        .size = c.size,
-        .highestmodseq = f.highestmodseq,
-    };
-    if (v.items != cmd->u.status.items) {
-        imap__reply(s, tag, "NO", "CANNOT", "Some of those STATUS items are not served yet");
-        return;
-    }
     imap_write_status(&s->out, folder, &v, imap__mode(s));
     imap__reply(s, tag, "OK", NULL, "STATUS completed");
 }
 
 /* ---- SELECT / EXAMINE ---- */
+
+/* What a SELECT (QRESYNC (...)) client already knows, kept until the answer goes out (the
+ * \Recent claim may come first). One allocation: the known UIDs' ranges follow. */
+struct imap_resync {
+    uint64_t modseq;
+    struct imap_seqset known; /* n == 0: every UID */
+    struct imap_seq_range ranges[];
+};
+
+static struct imap_resync *
+resync_new(const struct imap_command *cmd)
+{
+    const struct imap_seqset *known = &cmd->u.select.known_uids;
+    struct imap_resync *r = malloc(sizeof(*r) + known->n * sizeof(r->ranges[0]));
+    if (!r)
+        log_fatal("out of memory");
+    r->modseq = cmd->u.select.modseq;
+    r->known = (struct imap_seqset){.n = known->n, .r = r->ranges};
+    if (known->n)
+        memcpy(r->ranges, known->r, known->n * sizeof(r->ranges[0]));
+    return r;
+}
+
+/* What changed since the client's MODSEQ, up to the view's (later changes are the next
+ * sync's), limited to the UIDs the client named. */
+struct resync_walk {
+    const struct imap_session *s;
+    const struct imap_resync *resync;
+    uint64_t up_to;
+    uint32_t star; /* "*" in the known UIDs: the largest UID in use */
+    uint32_t *vanished;
+    size_t n_vanished, cap_vanished;
+    uint32_t *changed; /* UIDs the view holds */
+    size_t n_changed, cap_changed;
+};
+
+static void
+push_uid(uint32_t **a, size_t *n, size_t *cap, uint32_t uid)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *a = realloc(*a, *cap * sizeof(**a));
+        if (!*a)
+            log_fatal("out of memory");
+    }
+    (*a)[(*n)++] = uid;
+}
+
+static int
+resync_change(void *ctx, const struct mail_change *ch)
+{
+    struct resync_walk *w = ctx;
+    if (ch->modseq > w->up_to)
+        return 1; /* MODSEQ order: the rest are later still */
+    if (w->resync->known.n && !imap__set_contains(&w->resync->known, ch->uid, w->star))
+        return 0;
+    if (ch->expunged)
+        push_uid(&w->vanished, &w->n_vanished, &w->cap_vanished, ch->uid);
+    else if (imap_view_msn(w->s->view, ch->uid))
+        push_uid(&w->changed, &w->n_changed, &w->cap_changed, ch->uid);
+    return 0;
+}
+
+static int
+uid_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* RFC 7162 3.2.5.1: "* VANISHED (EARLIER)" for what went, then FETCH (UID FLAGS MODSEQ) for
+ * what changed, after the usual SELECT responses. */
+static int
+resync_answer(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
+{
+    struct resync_walk w = {.s = s,
+                            .resync = s->resync,
+                            .up_to = imap_view_highestmodseq(s->view),
+                            .star = imap_view_uidnext(s->view) - 1};
+    int ret = mail_folder_changes(dbis, txn, s->user, s->folder, s->resync->modseq,
+                                  resync_change, &w);
+    if (ret >= 0) {
+        ret = 0;
+        qsort(w.vanished, w.n_vanished, sizeof(*w.vanished), uid_cmp);
+        imap_write_vanished(&s->out, true, w.vanished, w.n_vanished);
+        for (size_t i = 0; i < w.n_changed && ret == 0; i++) {
+            struct mail_message_info m;
+            ret = mail_message_get(dbis, txn, s->user, s->folder, w.changed[i], &m);
+            if (ret == 0)
+                imap__write_flag_update(s, imap_view_msn(s->view, m.uid), &m);
+            else if (ret == TDM_ENOTFOUND)
+                ret = 0; /* expunged since the view's snapshot: the next sync says so */
+        }
+    }
+    free(w.vanished);
+    free(w.changed);
+    return ret;
+}
 
 struct select_walk {
     const struct imap_view *view;
@@ -282,30 +285,22 @@ select_message(void *ctx, const struct mail_message_info *m)
     return 0;
 }
 
-/* The untagged responses and the tagged OK of SELECT / EXAMINE. */
-static void
-select_answer(struct imap_session *s)
+/* The untagged responses of SELECT / EXAMINE, in RFC 9051 6.3.2's order. */
+static int
+select_untagged(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
 {
-    struct store_reader *r;
-    MDB_txn *txn;
-    if (!begin(s, s->tag, &r, &txn)) {
-        imap__unselect(s);
-        return;
-    }
     struct select_walk w = {.view = s->view, .recent_lo = s->recent_lo, .recent_hi = s->recent_hi};
-    int ret = mail_message_list(store_reader_mail_dbis(r), txn, s->user, s->folder, select_message,
-                                &w);
-    mdb_txn_abort(txn);
-    if (ret < 0) {
-        imap__unselect(s);
-        imap__reply(s, s->tag, "NO", "SERVERBUG", "Cannot read the mailbox");
-        return;
-    }
+    int ret = mail_message_list(dbis, txn, s->user, s->folder, select_message, &w);
+    if (ret < 0)
+        return ret;
+    bool rev2 = s->enabled & IMAP_ENABLED_REV2;
     static const char flags[] = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
     imap_buf_printf(&s->out, "* FLAGS (%s)\r\n", flags);
     imap_buf_printf(&s->out, "* %u EXISTS\r\n", imap_view_count(s->view));
-    imap_buf_printf(&s->out, "* %u RECENT\r\n", w.recent);
-    if (w.first_unseen)
+    /* RFC 9051 appendix E: RECENT and the UNSEEN code are gone from IMAP4rev2. */
+    if (!rev2)
+        imap_buf_printf(&s->out, "* %u RECENT\r\n", w.recent);
+    if (!rev2 && w.first_unseen)
         imap_buf_printf(&s->out, "* OK [UNSEEN %u] First unseen\r\n", w.first_unseen);
     imap_buf_printf(&s->out, "* OK [PERMANENTFLAGS (%s%s)] Flags\r\n", s->read_only ? "" : flags,
                     s->read_only ? "" : " \\*");
@@ -313,10 +308,33 @@ select_answer(struct imap_session *s)
     imap_buf_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", imap_view_uidnext(s->view));
     imap_buf_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
                     (unsigned long long)imap_view_highestmodseq(s->view));
-    s->state = IMAP_STATE_SELECTED;
-    imap__watch(s); /* IDLE pushes its changes */
-    imap__reply(s, s->tag, "OK", s->read_only ? "READ-ONLY" : "READ-WRITE",
-                s->read_only ? "EXAMINE completed" : "SELECT completed");
+    return s->resync ? resync_answer(s, dbis, txn) : 0;
+}
+
+/* The answer of SELECT / EXAMINE, untagged responses and tagged OK; the session's resync
+ * data is used up either way. */
+static void
+select_answer(struct imap_session *s)
+{
+    const struct mail_dbis *dbis;
+    MDB_txn *txn;
+    if (!imap__begin_read(s, s->tag, &dbis, &txn)) {
+        imap__unselect(s);
+    } else {
+        int ret = select_untagged(s, dbis, txn);
+        mdb_txn_abort(txn);
+        if (ret < 0) {
+            imap__unselect(s);
+            imap__reply(s, s->tag, "NO", "SERVERBUG", "Cannot read the mailbox");
+        } else {
+            s->state = IMAP_STATE_SELECTED;
+            imap__watch(s); /* IDLE pushes its changes */
+            imap__reply(s, s->tag, "OK", s->read_only ? "READ-ONLY" : "READ-WRITE",
+                        s->read_only ? "EXAMINE completed" : "SELECT completed");
+        }
+    }
+    free(s->resync);
+    s->resync = NULL;
 }
 
 static void
@@ -325,6 +343,8 @@ recent_claimed(void *ctx, int status, const struct ipc_msg *reply)
     struct imap_session *s = ctx;
     s->waiting--;
     if (!s->conn) { /* the client left meanwhile */
+        free(s->resync);
+        s->resync = NULL;
         imap__release(s);
         return;
     }
@@ -341,39 +361,82 @@ recent_claimed(void *ctx, int status, const struct ipc_msg *reply)
     s->busy--;
 }
 
+/* Claims this session's \Recent messages; returns false when the core cannot be asked (the
+ * selection then goes on with none). */
+static bool
+claim_recent(struct imap_session *s)
+{
+    struct mail_op op = {.type = TDM_REC_FOLDER_RECENT,
+                         .mailbox = s->user,
+                         .folder = s->folder,
+                         .uid_limit = imap_view_uidnext(s->view)};
+    uint8_t *payload;
+    size_t len;
+    const char *why = NULL;
+    int ret = mail_op_encode(&op, &payload, &len, &why);
+    if (ret == 0) {
+        ret = core_link_commit(s->srv->core, s->database, op.type, payload, len, recent_claimed,
+                               s);
+        free(payload);
+    }
+    if (ret < 0)
+        return false;
+    s->waiting++;
+    return true;
+}
+
+/* Opens the view of s->folder; false after answering. *f_r: the folder as the view saw it. */
+static bool
+open_view(struct imap_session *s, const char *tag, struct mail_folder_info *f_r)
+{
+    const struct mail_dbis *dbis;
+    MDB_txn *txn;
+    if (!imap__begin_read(s, tag, &dbis, &txn))
+        return false;
+    int ret = imap_view_open(dbis, txn, s->user, s->folder, &s->view);
+    if (ret == 0)
+        ret = mail_folder_get(dbis, txn, s->user, s->folder, f_r);
+    mdb_txn_abort(txn);
+    if (ret == 0)
+        return true;
+    if (ret == TDM_ENOTFOUND)
+        imap__reply(s, tag, "NO", "NONEXISTENT", "No such mailbox");
+    else
+        imap__reply(s, tag, "NO", "SERVERBUG", "Cannot read the mailbox");
+    return false;
+}
+
 void
 imap__cmd_select(struct imap_session *s, const struct imap_command *cmd)
 {
     const char *tag = cmd->tag;
-    /* A SELECT of anything leaves the current selection first (RFC 3501 6.3.1). */
+    if (cmd->u.select.qresync && !(s->enabled & IMAP_ENABLED_QRESYNC)) {
+        imap__reply(s, tag, "BAD", NULL, "QRESYNC needs ENABLE QRESYNC first");
+        return;
+    }
+    /* A SELECT of anything leaves the current selection first, even when it fails (RFC 3501
+     * 6.3.1); clients that resynchronise are told where one mailbox's responses end (RFC
+     * 7162 3.2.11, RFC 9051 7.1). */
+    bool was_selected = s->state == IMAP_STATE_SELECTED;
     imap__unselect(s);
-    if (cmd->u.select.condstore || cmd->u.select.qresync) {
-        imap__reply(s, tag, "NO", "CANNOT", "CONDSTORE and QRESYNC are not served yet");
-        return;
-    }
-    if (!store_name(s, tag, cmd->u.select.mailbox, s->folder))
-        return;
-    struct store_reader *r;
-    MDB_txn *txn;
-    if (!begin(s, tag, &r, &txn))
-        return;
-    int ret = imap_view_open(store_reader_mail_dbis(r), txn, s->user, s->folder, &s->view);
+    if (was_selected && (s->enabled & (IMAP_ENABLED_QRESYNC | IMAP_ENABLED_REV2)))
+        imap_buf_puts(&s->out, "* OK [CLOSED] Previous mailbox closed\r\n");
+    if (cmd->u.select.condstore)
+        s->enabled |= IMAP_ENABLED_CONDSTORE;
     struct mail_folder_info f;
-    if (ret == 0)
-        ret = mail_folder_get(store_reader_mail_dbis(r), txn, s->user, s->folder, &f);
-    mdb_txn_abort(txn);
-    if (ret == TDM_ENOTFOUND) {
+    if (!imap__store_name(s, tag, cmd->u.select.mailbox, s->folder) || !open_view(s, tag, &f)) {
         imap__unselect(s);
-        imap__reply(s, tag, "NO", "NONEXISTENT", "No such mailbox");
-        return;
-    }
-    if (ret < 0) {
-        imap__unselect(s);
-        imap__reply(s, tag, "NO", "SERVERBUG", "Cannot read the mailbox");
         return;
     }
     s->read_only = cmd->cmd == IMAP_CMD_EXAMINE;
     snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    /* A client whose UIDVALIDITY is out of date gets the plain answer: it must start over. */
+    if (cmd->u.select.qresync && cmd->u.select.uidvalidity == imap_view_uidvalidity(s->view))
+        s->resync = resync_new(cmd);
+    if (s->enabled & IMAP_ENABLED_REV2) {
+        select_answer(s);
+        return;
+    }
     if (s->read_only) {
         /* EXAMINE claims nothing: the unclaimed UIDs show as recent. */
         s->recent_lo = f.first_recent_uid;
@@ -382,23 +445,6 @@ imap__cmd_select(struct imap_session *s, const struct imap_command *cmd)
         s->recent_lo = s->recent_hi = 0;
         return;
     }
-    struct mail_op op = {.type = TDM_REC_FOLDER_RECENT,
-                         .mailbox = s->user,
-                         .folder = s->folder,
-                         .uid_limit = imap_view_uidnext(s->view)};
-    uint8_t *payload;
-    size_t len;
-    const char *why = NULL;
-    ret = mail_op_encode(&op, &payload, &len, &why);
-    if (ret == 0) {
-        ret = core_link_commit(s->srv->core, s->database, op.type, payload, len, recent_claimed,
-                               s);
-        free(payload);
-    }
-    if (ret < 0) {
-        /* The core is away: the selection works, with no message recent to this session. */
-        select_answer(s);
-        return;
-    }
-    s->waiting++;
+    if (!claim_recent(s))
+        select_answer(s); /* the core is away: no message is recent to this session */
 }

@@ -43,8 +43,10 @@ static void pump(struct imap_session *s, struct evbuffer *in);
 enum imap_write_mode
 imap__mode(const struct imap_session *s)
 {
-    (void)s;
-    return IMAP_WRITE_REV1; /* ENABLE UTF8=ACCEPT / IMAP4rev2 are not offered yet */
+    /* Both make every string on the wire UTF-8, mailbox names included (RFC 9051 5.1,
+     * RFC 6855 3). */
+    return s->enabled & (IMAP_ENABLED_REV2 | IMAP_ENABLED_UTF8) ? IMAP_WRITE_UTF8
+                                                                : IMAP_WRITE_REV1;
 }
 
 void
