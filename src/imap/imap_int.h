@@ -58,6 +58,7 @@ enum imap_enabled {
 };
 
 struct imap_append;
+struct imap_fetch_job;
 
 enum imap_state {
     IMAP_STATE_NOT_AUTH,
@@ -93,6 +94,8 @@ struct imap_session {
     /* An APPEND whose message bytes are arriving (imap_append.c), owned. */
     struct imap_append *append;
     bool idling; /* inside IDLE (imap_idle.c) */
+    /* A FETCH answering in batches as the output drains (imap_fetch_cmd.c), owned. */
+    struct imap_fetch_job *fetch;
     struct imap_watcher *watcher; /* while selected: hears of changes (imap_watch.c), owned */
 };
 
@@ -214,6 +217,11 @@ void imap__cmd_list(struct imap_session *s, const struct imap_command *cmd);
 /* ---- imap_fetch_cmd.c ---- */
 
 void imap__cmd_fetch(struct imap_session *s, const struct imap_command *cmd);
+/* The connection's output drained (conn_ops.on_drained): a FETCH waiting for it goes on. */
+void imap__fetch_drained(struct imap_session *s);
+/* The client is gone: a FETCH waiting for the output to drain ends here (one waiting for its
+ * \Seen commit ends when the commit reports). */
+void imap__fetch_abandon(struct imap_session *s);
 
 /* ---- imap_store_cmd.c: STORE, EXPUNGE, UID EXPUNGE, and CLOSE's expunge ---- */
 

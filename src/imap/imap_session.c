@@ -582,10 +582,20 @@ on_close(struct conn *conn, enum conn_close_reason reason)
     else if (reason == CONN_CLOSE_SHUTDOWN)
         conn_printf(conn, "* BYE Server shutting down\r\n");
     s->conn = NULL;
+    imap__fetch_abandon(s);
     imap__release(s);
 }
 
-static const struct conn_ops imap_conn_ops = {on_open, on_data, NULL, on_close};
+/* The output a FETCH filled has drained: it writes its next batch. */
+static void
+on_drained(struct conn *conn)
+{
+    struct imap_session *s = conn_ctx(conn);
+    if (s)
+        imap__fetch_drained(s);
+}
+
+static const struct conn_ops imap_conn_ops = {on_open, on_data, on_drained, on_close};
 
 int
 imap__listen(struct imap_server *srv, int listen_fd)
