@@ -40,6 +40,9 @@ imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd)
     imap_buf_puts(&s->out, "+ idling\r\n");
     /* What changed since the last command, before waiting for more. */
     announce(s);
+    imap__flush(s);
+    /* An idle session may wait for hours: its output buffer is made again when needed. */
+    imap_buf_free(&s->out);
 }
 
 void
@@ -63,6 +66,7 @@ imap__idle_changed(struct imap_session *s)
         return; /* the others hear of it at their next command (RFC 3501 5.2) */
     s->busy++; /* a failed write closes the connection, whose on_close releases s */
     announce(s);
+    imap_buf_free(&s->out); /* as at the start of IDLE */
     s->busy--;
     imap__release(s);
 }

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #define IMAP_IDLE_TIMEOUT_MS (30u * 60u * 1000u) /* RFC 9051: at least 30 minutes */
+#define IMAP_OUT_KEEP 4096u /* bytes of output buffer a session keeps between answers */
 
 static void pump(struct imap_session *s, struct evbuffer *in);
 
@@ -61,7 +62,12 @@ imap__flush(struct imap_session *s)
     }
     if (s->out.len && s->conn)
         conn_write(s->conn, s->out.data, s->out.len);
-    imap_buf_clear(&s->out);
+    /* A big answer (a FETCH of a large message) leaves a big buffer behind; a session that
+     * then idles for hours should not keep it. */
+    if (s->out.cap > IMAP_OUT_KEEP)
+        imap_buf_free(&s->out);
+    else
+        imap_buf_clear(&s->out);
 }
 
 void
