@@ -2,10 +2,11 @@
  * A protocol worker. Which protocol it serves follows from its listening socket: the unix
  * socket <datadir>/run/admin.sock and the [listen admin] socket are served by the admin API
  * (src/admin/), the [listen lmtp] socket by the LMTP server (src/lmtp/), [listen imap] and
- * [listen imaps] by the IMAP server (src/imap/); no other protocol is served yet, so those workers accept each connection and close it at once without writing a
- * byte, which lets the process structure (inherited
- * sockets, restarts, shutdown) be run and tested before the protocols exist. docs/tandemd.md
- * says the same to operators.
+ * [listen imaps] by the IMAP server (src/imap/), [listen smtp] by the transport role's SMTP
+ * server (src/smtp/); no other protocol is served yet, so those workers accept each
+ * connection and close it at once without writing a byte, which lets the process structure
+ * (inherited sockets, restarts, shutdown) be run and tested before the protocols exist.
+ * docs/tandemd.md says the same to operators.
  */
 #include "tandemd/tandemd.h"
 
@@ -13,6 +14,7 @@
 #include "lib/log.h"
 #include "imap/imap_server.h"
 #include "lmtp/lmtp_server.h"
+#include "smtp/smtp_server.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -28,12 +30,14 @@ static int worker_listen_fd = -1;
 static struct admin_server *worker_admin;
 static struct lmtp_server *worker_lmtp;
 static struct imap_server *worker_imap;
+static struct smtp_server *worker_smtp;
 /* The admin server borrows a configuration for its whole life, and the child's snapshot is
  * replaced at RELOAD: so it gets a copy of its own, taken at start. */
 static struct tdm_config *worker_admin_cfg;
-/* The same for the LMTP and IMAP servers. */
+/* The same for the LMTP, IMAP and SMTP servers. */
 static struct tdm_config *worker_lmtp_cfg;
 static struct tdm_config *worker_imap_cfg;
+static struct tdm_config *worker_smtp_cfg;
 
 static void
 worker_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -130,6 +134,14 @@ worker_start(struct event_base *base, const struct tdm_config *cfg, int listen_f
             log_fatal("imap: %s", why ? why : "out of memory");
         return 0;
     }
+    if (proto == TDM_PROTO_SMTP) {
+        char *why = NULL;
+        worker_smtp_cfg = config_copy(cfg);
+        evutil_make_socket_nonblocking(listen_fd);
+        if (smtp_server_new(base, worker_smtp_cfg, listen_fd, &worker_smtp, &why) < 0)
+            log_fatal("smtp: %s", why ? why : "out of memory");
+        return 0;
+    }
     worker_listen_fd = listen_fd;
     evutil_make_socket_nonblocking(listen_fd);
     worker_accept_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, NULL);
@@ -147,6 +159,8 @@ worker_stop(void)
     tdm_config_free(&worker_lmtp_cfg);
     imap_server_free(&worker_imap); /* closes its listening socket */
     tdm_config_free(&worker_imap_cfg);
+    smtp_server_free(&worker_smtp); /* closes its listening socket */
+    tdm_config_free(&worker_smtp_cfg);
     if (worker_accept_ev)
         event_free(worker_accept_ev);
     worker_accept_ev = NULL;
