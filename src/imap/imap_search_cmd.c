@@ -244,16 +244,13 @@ save_result(struct imap_session *s, unsigned returns, const struct hits *h)
     return 0;
 }
 
-/* RFC 7162 3.1: a SEARCH with the MODSEQ key makes the session CONDSTORE-aware; the first
- * time, with a mailbox selected, the client is told its HIGHESTMODSEQ. */
+/* RFC 7162 3.1: a SEARCH with the MODSEQ key makes the session CONDSTORE-aware (every later
+ * untagged FETCH carries MODSEQ). SELECT already told the client HIGHESTMODSEQ: every folder
+ * has MODSEQs here. */
 static void
 enable_condstore(struct imap_session *s)
 {
-    if (s->enabled & IMAP_ENABLED_CONDSTORE)
-        return;
     s->enabled |= IMAP_ENABLED_CONDSTORE;
-    imap_buf_printf(&s->out, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest\r\n",
-                    imap_view_highestmodseq(s->view));
 }
 
 static void

@@ -97,6 +97,8 @@ plaintext_ok(const struct imap_session *s)
 /* What every state offers; each extension is listed here when it is served in full. */
 static const char *const served_capabilities[] = {
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "UNSELECT", "IDLE",
+    /* imap_search_cmd.c */
+    "ESEARCH", "SEARCHRES",
 };
 
 static void
