@@ -254,8 +254,7 @@ enable_condstore(struct imap_session *s)
 }
 
 static void
-answer(struct imap_session *s, const struct imap_command *cmd, const struct hits *h,
-       bool modseq)
+answer(struct imap_session *s, const struct imap_command *cmd, const struct hits *h, bool modseq)
 {
     unsigned returns = cmd->u.search.returns;
     int ret = 0;
@@ -279,8 +278,7 @@ answer(struct imap_session *s, const struct imap_command *cmd, const struct hits
 /* Runs the program in one read transaction and answers; false (after answering NO) when the
  * folder could not be read. */
 static bool
-search(struct imap_session *s, const struct imap_command *cmd,
-       const struct imap_search_prog *prog)
+search(struct imap_session *s, const struct imap_command *cmd, const struct imap_search_prog *prog)
 {
     struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     MDB_txn *txn;

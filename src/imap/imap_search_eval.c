@@ -24,8 +24,13 @@ enum cost {
 };
 
 struct node {
-    const struct imap_search_key *key; /* borrowed from the command */
-    struct node *sub;                  /* AND, OR, NOT: key->n_sub of them, owned */
+    /* The parser's key, copied so that the program outlives the command (a search runs in
+     * slices, after the command is freed): its strings and ranges point at the copies below,
+     * and its sub-keys are this node's sub. */
+    struct imap_search_key key;
+    char *field, *value;           /* owned */
+    struct imap_seq_range *ranges; /* owned */
+    struct node *sub;              /* AND, OR, NOT: n_sub of them, owned */
     size_t n_sub;
     struct mime_buf needle; /* string keys: the value case-folded */
     enum cost cost;         /* the most this node (and its subtree) may need */
@@ -84,7 +89,30 @@ node_clear(struct node *n)
     for (size_t i = 0; i < n->n_sub; i++)
         node_clear(&n->sub[i]);
     free(n->sub);
+    free(n->field);
+    free(n->value);
+    free(n->ranges);
     mime_buf_clear(&n->needle);
+}
+
+/* n->key = *k, with what k points to copied into n. */
+static int
+copy_key(struct node *n, const struct imap_search_key *k)
+{
+    n->key = *k;
+    n->key.sub = NULL;
+    n->key.n_sub = 0;
+    if (k->field && !(n->key.field = n->field = strdup(k->field)))
+        return -ENOMEM;
+    if (k->value && !(n->key.value = n->value = strdup(k->value)))
+        return -ENOMEM;
+    if (k->set.n) {
+        if (!(n->ranges = calloc(k->set.n, sizeof(*n->ranges))))
+            return -ENOMEM;
+        memcpy(n->ranges, k->set.r, k->set.n * sizeof(*n->ranges));
+        n->key.set.r = n->ranges;
+    }
+    return 0;
 }
 
 /* Stable insertion sort by cost: the client's order is kept among keys of equal cost, so
@@ -104,7 +132,9 @@ sort_by_cost(struct node *sub, size_t n)
 static int
 prepare(struct node *n, const struct imap_search_key *k, bool *has_modseq)
 {
-    n->key = k;
+    int ret = copy_key(n, k);
+    if (ret < 0)
+        return ret;
     n->cost = own_cost(k);
     if (k->op == IMAP_SEARCH_MODSEQ)
         *has_modseq = true;
@@ -118,7 +148,7 @@ prepare(struct node *n, const struct imap_search_key *k, bool *has_modseq)
         return -ENOMEM;
     n->n_sub = k->n_sub;
     for (size_t i = 0; i < k->n_sub; i++) {
-        int ret = prepare(&n->sub[i], k->sub[i], has_modseq);
+        ret = prepare(&n->sub[i], k->sub[i], has_modseq);
         if (ret < 0)
             return ret;
         if (n->sub[i].cost > n->cost)
@@ -162,9 +192,8 @@ imap_search_prog_has_modseq(const struct imap_search_prog *prog)
 /* ---- One message's content, read as far as needed ---- */
 
 void
-imap_search_msg_init(struct imap_search_msg *m, uint32_t msn,
-                     const struct mail_message_info *info, bool recent,
-                     imap_search_load_fn *load, void *load_ctx)
+imap_search_msg_init(struct imap_search_msg *m, uint32_t msn, const struct mail_message_info *info,
+                     bool recent, imap_search_load_fn *load, void *load_ctx)
 {
     memset(m, 0, sizeof(*m));
     m->msn = msn;
@@ -451,8 +480,8 @@ saved_has(const struct imap_search_env *env, uint32_t uid)
 }
 
 static bool
-in_set(const struct imap_seqset *set, const struct imap_search_env *env, uint32_t n,
-       uint32_t star, uint32_t uid)
+in_set(const struct imap_seqset *set, const struct imap_search_env *env, uint32_t n, uint32_t star,
+       uint32_t uid)
 {
     return set->saved ? saved_has(env, uid) : imap__set_contains(set, n, star);
 }
@@ -469,14 +498,13 @@ has_keyword(const struct mail_message_info *info, const char *keyword)
 
 /* ---- Evaluation ---- */
 
-static int eval(const struct node *n, const struct imap_search_env *env,
-                struct imap_search_msg *m);
+static int eval(const struct node *n, const struct imap_search_env *env, struct imap_search_msg *m);
 
 static int
 eval_logic(const struct node *n, const struct imap_search_env *env, struct imap_search_msg *m)
 {
     int ret;
-    switch (n->key->op) {
+    switch (n->key.op) {
     case IMAP_SEARCH_AND:
         for (size_t i = 0; i < n->n_sub; i++)
             if ((ret = eval(&n->sub[i], env, m)) <= 0)
@@ -555,7 +583,7 @@ eval_info(const struct imap_search_key *k, const struct imap_search_env *env,
 static int
 eval(const struct node *n, const struct imap_search_env *env, struct imap_search_msg *m)
 {
-    const struct imap_search_key *k = n->key;
+    const struct imap_search_key *k = &n->key;
     if (k->op == IMAP_SEARCH_AND || k->op == IMAP_SEARCH_OR || k->op == IMAP_SEARCH_NOT)
         return eval_logic(n, env, m);
     const char *field = header_field(k);

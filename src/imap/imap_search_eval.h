@@ -48,8 +48,9 @@ struct imap_search_prog;
 struct mime_message;
 
 /*
- * Prepares key (usually a command's u.search.key; borrowed: it must outlive the program).
- * Returns 0 with an owned *prog_r, or -ENOMEM.
+ * Prepares key (usually a command's u.search.key), copying what the program needs of it, so
+ * the command may be freed while the program runs on. Returns 0 with an owned *prog_r, or
+ * -ENOMEM.
  */
 int imap_search_prog_new(const struct imap_search_key *key, struct imap_search_prog **prog_r);
 void imap_search_prog_free(struct imap_search_prog **prog);
@@ -60,8 +61,8 @@ bool imap_search_prog_has_modseq(const struct imap_search_prog *prog);
 
 /* What "*" and "$" stand for where the program runs; borrowed for each evaluation. */
 struct imap_search_env {
-    uint32_t max_msn;     /* EXISTS */
-    uint32_t max_uid;     /* UID of the last message, 0 when the folder is empty */
+    uint32_t max_msn;      /* EXISTS */
+    uint32_t max_uid;      /* UID of the last message, 0 when the folder is empty */
     const uint32_t *saved; /* "$": ascending UIDs */
     size_t n_saved;
 };

@@ -102,16 +102,16 @@ fill(void)
                                             .n_keywords = 1};
     fx.info[0].keywords[0] = "$Label1";
     /* 2: flagged, deleted, draft, recent, delivered at midnight on 4 Feb (UTC). */
-    fx.info[1] = (struct mail_message_info){.uid = 20,
-                                            .internal_date = 1738627200, /* 2025-02-04 00:00Z */
-                                            .size = 2000,
-                                            .flags = MAIL_FLAG_FLAGGED | MAIL_FLAG_DELETED |
-                                                     MAIL_FLAG_DRAFT,
-                                            .modseq = 9};
+    fx.info[1] =
+        (struct mail_message_info){.uid = 20,
+                                   .internal_date = 1738627200, /* 2025-02-04 00:00Z */
+                                   .size = 2000,
+                                   .flags = MAIL_FLAG_FLAGGED | MAIL_FLAG_DELETED | MAIL_FLAG_DRAFT,
+                                   .modseq = 9};
     fx.recent[1] = true;
     /* 3: no flags, recent, an internal date before the epoch (31 Dec 1969, UTC). */
-    fx.info[2] = (struct mail_message_info){
-        .uid = 30, .internal_date = -1, .size = 50, .modseq = 7};
+    fx.info[2] =
+        (struct mail_message_info){.uid = 30, .internal_date = -1, .size = 50, .modseq = 7};
     fx.recent[2] = true;
 }
 
@@ -274,11 +274,11 @@ test_strings(void **state)
     expect("HEADER Cc \"\"", "1");
     expect("SUBJECT revenue", ""); /* header keys read no body */
     expect("BODY revenue", "1");
-    expect("BODY {7+}\r\nGRÜSSE", "");       /* no full case folding: ß is not ss */
-    expect("BODY {11+}\r\nGRÜßE AUS", "2");  /* quoted-printable ISO-8859-1, decoded */
-    expect("BODY {15+}\r\nΓΕΙΑ ΣΟΥ", "3");   /* base64 UTF-8 in a multipart, folded */
-    expect("BODY attachmentword", "");         /* not text */
-    expect("BODY hello", "");                  /* BODY is not the header */
+    expect("BODY {7+}\r\nGRÜSSE", "");      /* no full case folding: ß is not ss */
+    expect("BODY {11+}\r\nGRÜßE AUS", "2"); /* quoted-printable ISO-8859-1, decoded */
+    expect("BODY {15+}\r\nΓΕΙΑ ΣΟΥ", "3");  /* base64 UTF-8 in a multipart, folded */
+    expect("BODY attachmentword", "");      /* not text */
+    expect("BODY hello", "");               /* BODY is not the header */
     expect("TEXT hello", "1");
     expect("TEXT revenue", "1");
     expect("TEXT x-ticket", "1");
