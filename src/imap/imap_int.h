@@ -240,8 +240,16 @@ void imap__cmd_search(struct imap_session *s, const struct imap_command *cmd);
 /* ---- imap_folder_cmd.c: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, NAMESPACE, quota ---- */
 
 void imap__cmd_folder(struct imap_session *s, const struct imap_command *cmd);
+/* The tagged NO for a record the core did not commit: status is the commit's (the store's
+ * refusal: NONEXISTENT, ALREADYEXISTS, OVERQUOTA, LIMIT) or the link's (UNAVAILABLE). */
+void imap__reply_commit_failure(struct imap_session *s, const char *tag, int status);
 
 /* ---- imap_append.c: APPEND, its message bytes streamed as they arrive ---- */
+
+/* APPENDLIMIT (RFC 7889): the largest message APPEND takes, and what one APPEND may hold in
+ * all its messages. One message is one log record, which must stay under TDM_LOG_MAX_PAYLOAD
+ * with its other fields: the same bound as LMTP's. */
+#define IMAP_APPEND_LIMIT (48u << 20)
 
 /* The parser announced message out->msg_index of an APPEND (IMAP_ITEM_CONTINUE with message
  * set): sends "+" or refuses the command (tagged NO, imap_parser_cancel_literal). */

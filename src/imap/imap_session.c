@@ -99,6 +99,9 @@ static const char *const served_capabilities[] = {
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "UNSELECT", "IDLE",
     /* imap_search_cmd.c */
     "ESEARCH", "SEARCHRES",
+    /* imap_append.c, imap_folder_cmd.c */
+    "MULTIAPPEND", "NAMESPACE", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
+    "SPECIAL-USE", "CREATE-SPECIAL-USE",
 };
 
 static void
@@ -106,6 +109,7 @@ capabilities(struct imap_session *s, struct imap_buf *b)
 {
     for (size_t i = 0; i < sizeof(served_capabilities) / sizeof(served_capabilities[0]); i++)
         imap_buf_printf(b, "%s%s", i ? " " : "", served_capabilities[i]);
+    imap_buf_printf(b, " APPENDLIMIT=%u", IMAP_APPEND_LIMIT); /* RFC 7889, the parser's limit */
     if (s->state == IMAP_STATE_NOT_AUTH) {
         if (!conn_is_tls(s->conn))
             imap_buf_puts(b, " STARTTLS");
@@ -553,7 +557,9 @@ on_open(struct conn *conn, void *ctx)
 {
     struct imap_server *srv = ctx;
     struct imap_session *s = calloc(1, sizeof(*s));
-    if (!s || imap_parser_new(&imap_parser_default_limits, &s->parser) < 0) {
+    struct imap_parser_limits limits = imap_parser_default_limits;
+    limits.max_message = IMAP_APPEND_LIMIT; /* what one record can hold, not the parser's guess */
+    if (!s || imap_parser_new(&limits, &s->parser) < 0) {
         free(s);
         conn_printf(conn, "* BYE Out of memory\r\n");
         conn_close_after_flush(conn);

@@ -105,6 +105,17 @@ imap_view_open(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
     return 0;
 }
 
+int
+imap_view_rename(struct imap_view *view, const char *folder)
+{
+    char *name = strdup(folder);
+    if (!name)
+        return -ENOMEM;
+    free(view->folder);
+    view->folder = name;
+    return 0;
+}
+
 void
 imap_view_free(struct imap_view **view)
 {

@@ -35,6 +35,9 @@ struct imap_view;
 int imap_view_open(const struct mail_dbis *dbis, MDB_txn *txn, const char *mailbox,
                    const char *folder, struct imap_view **view_r);
 void imap_view_free(struct imap_view **view);
+/* The folder was renamed (RENAME keeps its UIDs and UIDVALIDITY): the view reads it under
+ * its new name from now on. Returns 0, or -ENOMEM with the view unchanged. */
+int imap_view_rename(struct imap_view *view, const char *folder);
 
 /* Messages the client knows of (pending expunges included): its EXISTS. */
 uint32_t imap_view_count(const struct imap_view *view);

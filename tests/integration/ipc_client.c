@@ -23,6 +23,8 @@
  *   tdm_ipc_client fanout SOCKET DATABASE MAILBOX N
  *       Creates MAILBOX and folders f1..fN (N <= 9), subscribes, appends one message to INBOX
  *       and every fI at once, and prints "changed FOLDER EXISTS" until each folder was told.
+ *   tdm_ipc_client quota SOCKET DATABASE MAILBOX BYTES MESSAGES
+ *       Sets MAILBOX's quota (MAILBOX_SET_QUOTA; 0 = unlimited), as an operator tool would.
  *   tdm_ipc_client list DBDIR MAILBOX
  *       Prints "msg I" for each message in MAILBOX's INBOX (I from its GUID), by store_reader.
  * Exit 0, or 1 with a message on stderr.
@@ -488,6 +490,25 @@ cmd_fanout(int argc, char **argv)
     return fanout_n == n + 1 ? 0 : fail("waiting for CHANGED", TDM_ECLOSED);
 }
 
+/* ---- quota ---- */
+
+static int
+cmd_quota(int argc, char **argv)
+{
+    if (argc != 7)
+        return 2;
+    cm.database = argv[3];
+    start_loop(argv[2]);
+    wait_ready_or_exit();
+    struct mail_op op = {.type = TDM_REC_MAILBOX_SET_QUOTA,
+                         .mailbox = argv[4],
+                         .quota_bytes = strtoull(argv[5], NULL, 10),
+                         .quota_messages = strtoull(argv[6], NULL, 10)};
+    int ret = commit_op_wait(&op);
+    stop_loop();
+    return ret < 0 ? fail("quota", ret) : 0;
+}
+
 /* ---- list ---- */
 
 static int
@@ -537,6 +558,8 @@ main(int argc, char **argv)
         ret = cmd_watch(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "fanout"))
         ret = cmd_fanout(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "quota"))
+        ret = cmd_quota(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "list"))
         ret = cmd_list(argc, argv);
     if (ret == 2)

@@ -124,12 +124,12 @@ def test_select_fetch_and_recent(imap):
     assert b.select("INBOX", readonly=True)[0] == "OK"  # EXAMINE
     typ, data = b.fetch("1", "(BODY[])")
     assert typ == "OK" and b"body 0" in data[0][1]
-    # Out of range and not served yet: answered, and the session goes on (FETCH in full is
-    # tested in test_imap_fetch.py).
+    # Out of range and refused: answered, and the session goes on (FETCH in full is tested in
+    # test_imap_fetch.py, folder commands in test_imap_folders.py).
     with pytest.raises(imaplib.IMAP4.error, match="out of range"):
         a.fetch("99", "FLAGS")
-    typ, data = a.create("Projects")
-    assert typ == "NO" and b"not served yet" in data[0]
+    typ, data = a.create("INBOX")
+    assert typ == "NO" and b"[ALREADYEXISTS]" in data[0]
     assert a.noop()[0] == "OK"
     a.logout()
     b.logout()

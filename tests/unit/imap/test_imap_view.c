@@ -327,6 +327,29 @@ test_recreated_folder(void **state)
     imap_view_free(&v);
 }
 
+/* A renamed folder (same UIDVALIDITY) is gone under its old name; once the view follows the
+ * new name it syncs on as before. */
+static void
+test_renamed_folder(void **state)
+{
+    struct env *e = *state;
+    mk_mailbox(e, 1);
+    deliver(e, 2);
+    struct imap_view *v = open_view(e);
+    struct mail_op mv = {.type = TDM_REC_FOLDER_RENAME,
+                         .mailbox = "alice",
+                         .folder = "INBOX",
+                         .new_folder = "Old"};
+    apply(e, &mv);
+    struct log l = {0};
+    assert_int_equal(sync_view(e, v, true, &l), TDM_ENOTFOUND);
+    assert_int_equal(imap_view_rename(v, "Old"), 0);
+    assert_int_equal(sync_view(e, v, true, &l), 0);
+    assert_int_equal(imap_view_count(v), 2);
+    assert_string_equal(l.text, "");
+    imap_view_free(&v);
+}
+
 static void
 test_large_folder(void **state)
 {
@@ -357,6 +380,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_arrivals_flags_and_expunges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_sync_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recreated_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renamed_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_folder, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
