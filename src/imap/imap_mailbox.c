@@ -132,8 +132,8 @@ imap__status_values(struct imap_session *s, const struct mail_dbis *dbis, MDB_tx
         .deleted = c.deleted,
         .size = c.size,
         .highestmodseq = f.highestmodseq,
-        /* What the session's parser lets one APPEND carry (imap_session.c). */
-        .appendlimit = imap_parser_default_limits.max_message,
+        /* What one APPEND may carry: the capability's APPENDLIMIT (imap_append.c). */
+        .appendlimit = IMAP_APPEND_LIMIT,
         /* RFC 9208 7: in the STORAGE resource's unit, 1024 octets; a part counts whole, so
          * a folder with anything deleted never says 0. */
         .deleted_storage = (c.deleted_size + 1023) / 1024,

@@ -103,6 +103,8 @@ class Raw:
 def test_flags_keywords_date_and_appenduid(imap):
     m = login(imap)
     assert f"APPENDLIMIT={APPENDLIMIT}" in m.capabilities and "MULTIAPPEND" in m.capabilities
+    # STATUS says the same limit (RFC 7889 4).
+    assert m.status("INBOX", "(APPENDLIMIT)")[1] == [f"INBOX (APPENDLIMIT {APPENDLIMIT})".encode()]
     date = imaplib.Time2Internaldate(time.mktime((2024, 2, 1, 10, 0, 0, 0, 0, -1)))
     typ, data = m.append("INBOX", r"(\Seen \Flagged $Label1 Work \Recent)", date,
                          message("first"))
