@@ -36,6 +36,7 @@ struct imap_server {
     struct store_readers *dbs; /* mail databases, opened on first use */
     struct imap_watches *watches; /* selected folders -> sessions (imap_watch.c) */
     struct imap_login_cache *logins; /* logins that succeeded lately (imap_login_cache.c) */
+    struct imap_search *searches;    /* SEARCHes running in slices (imap_search_cmd.c) */
 };
 
 /* What the next raw line (imap_parser_expect_line) answers. */
@@ -236,6 +237,8 @@ void imap__cmd_copy(struct imap_session *s, const struct imap_command *cmd);
 /* ---- imap_search_cmd.c: SEARCH, ESEARCH, SEARCHRES ---- */
 
 void imap__cmd_search(struct imap_session *s, const struct imap_command *cmd);
+/* Ends the searches still running (the server is stopping): their sessions are let go. */
+void imap__searches_end(struct imap_server *srv);
 
 /* ---- imap_folder_cmd.c: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, NAMESPACE, quota ---- */
 

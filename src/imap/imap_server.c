@@ -257,6 +257,7 @@ imap_server_free(struct imap_server **srv_p)
     /* Sessions first; then what their asynchronous steps wait on, which answers them as
      * closed so lingering sessions go too. */
     conn_listener_free(&srv->listener);
+    imap__searches_end(srv);
     offload_free(&srv->offload);
     dir_client_free(&srv->remote);
     core_link_free(&srv->core);

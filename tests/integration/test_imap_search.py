@@ -2,12 +2,14 @@
 every search key over a realistic mix of messages delivered over LMTP (quoted-printable and
 base64 bodies, RFC 2047 subjects in UTF-8 and ISO-8859-1, multipart with HTML and an
 attachment), CHARSET and BADCHARSET, ESEARCH (RFC 4731) with RETURN (MIN MAX ALL COUNT),
-SEARCHRES (RFC 5182) with "$" reused by SEARCH and FETCH, MODSEQ (RFC 7162), and bad input
-answered with the session going on."""
+SEARCHRES (RFC 5182) with "$" reused by SEARCH and FETCH, MODSEQ (RFC 7162), bad input
+answered with the session going on, and a long body search run in slices while other sessions
+are served."""
 import base64
 import imaplib
 import re
 import smtplib
+import time
 
 import pytest
 
@@ -444,3 +446,52 @@ def test_updates_during_search(mix, imap):
                                      "OK UID SEARCH completed")
     # "$" held UID 2, which is gone: it names what is left.
     assert raw("SEARCH $") == (["* SEARCH 1 2 3 4 5"], "OK SEARCH completed")
+
+
+def bulk(n):
+    """n quoted-printable messages of about 20 KB; every hundredth holds a word of its own."""
+    line = "caf=C3=A9 lorem ipsum dolor sit amet, consectetur adipiscing elit\r\n"
+    return [f"From: bulk{i}@example.org\r\nSubject: bulk {i}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n" + line * 300 +
+            (f"needle{i}\r\n" if i % 100 == 7 else "") for i in range(n)]
+
+
+def read_until(m, tag):
+    lines = []
+    while not lines or not lines[-1].startswith(tag + " "):
+        line = m.readline()
+        assert line, "connection closed"
+        lines.append(line.rstrip(b"\r\n").decode())
+    return lines
+
+
+def test_long_search_runs_in_slices(imap):
+    deliver(imap, bulk(400))
+    a, b = login(imap), login(imap)
+    a.select("INBOX")
+    b.select("INBOX")
+    # Two body searches over 8 MB and a NOOP, pipelined; another session meanwhile.
+    t0 = time.monotonic()
+    a.send(b"s1 SEARCH BODY nothing-like-this\r\ns2 UID SEARCH BODY needle107\r\n"
+           b"s3 SEARCH RETURN (COUNT) BODY CAF\xc3\x89\r\ns4 NOOP\r\n")
+    time.sleep(0.05)
+    assert b.noop()[0] == "OK"
+    b_done = time.monotonic() - t0
+    # a's answers come whole and in order.
+    assert read_until(a, "s4") == [
+        "* SEARCH", "s1 OK SEARCH completed", "* SEARCH 108", "s2 OK UID SEARCH completed",
+        '* ESEARCH (TAG "s3") COUNT 400', "s3 OK SEARCH completed", "s4 OK NOOP completed"]
+    a_done = time.monotonic() - t0
+    # b was answered between two slices, not after the searches.
+    assert b_done < a_done / 2, (b_done, a_done)
+    # A client that leaves in the middle of a search is let go; the others go on.
+    c = login(imap)
+    c.select("INBOX")
+    c.send(b"c1 SEARCH TEXT nothing-like-this\r\n")
+    c.shutdown()
+    assert b.noop()[0] == "OK"
+    # A server stopping in the middle of one ends it and frees it (LeakSanitizer watches).
+    a.send(b"s5 SEARCH TEXT nothing-like-this\r\n")
+    time.sleep(0.05)
+    imap.stop(imap.proc)
