@@ -32,6 +32,7 @@ struct imap_server {
     struct offload *offload;        /* argon2id for local logins */
     struct store_reader *directory; /* with the directory role: read locally */
     struct dir_client *remote;      /* without it: the directory servers */
+    struct auth_delay *login_delays; /* failed logins by address and user (imap_login_delay.c) */
     char *remote_problem;
     struct store_readers *dbs; /* mail databases, opened on first use */
     struct imap_watches *watches; /* selected folders -> sessions (imap_watch.c) */
@@ -78,6 +79,8 @@ struct imap_session {
     unsigned busy;    /* inside a callback that may run the pump (which may close) */
     char tag[129];    /* the command being answered asynchronously */
     enum imap_line_for line_for;
+    unsigned login_failures;   /* on this connection */
+    struct event *login_delay; /* holds a failed login's answer (imap_login_delay.c), owned */
     unsigned enabled; /* enum imap_enabled */
     /* After login. */
     char user[DIR_NAME_MAX + 1];
@@ -125,6 +128,17 @@ bool imap__login_cache_check(struct imap_login_cache *cache, const char *user,
 /* After argon2id said yes. */
 void imap__login_cache_remember(struct imap_login_cache *cache, const char *user,
                                 const char *stored_hash, const char *password);
+
+/* ---- imap_login_delay.c: failed logins answered late ---- */
+
+/* Answers the login being checked (s->tag) NO [AUTHENTICATIONFAILED] after the delay user's
+ * and the client's failures have earned, the session waiting meanwhile; closes the
+ * connection after [imap] max_login_failures. */
+void imap__login_failed(struct imap_session *s, const char *user);
+/* s->user logged in: the failures of the user and of the client's address are forgotten. */
+void imap__login_succeeded(struct imap_session *s);
+/* The client left during the delay: nothing will be answered. */
+void imap__login_delay_cancel(struct imap_session *s);
 
 /* ---- imap_session.c ---- */
 

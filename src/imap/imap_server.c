@@ -13,6 +13,7 @@
 #include "imap/imap_int.h"
 
 #include "dirclient/dir_client.h"
+#include "lib/auth_delay.h"
 #include "lib/conn.h"
 #include "lib/core_link.h"
 #include "lib/err.h"
@@ -225,6 +226,8 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         *error_r = strdup("out of memory");
     if (ret == 0 && (ret = imap__watches_new(srv)) < 0)
         *error_r = strdup("out of memory setting up change notifications");
+    if (ret == 0 && (ret = auth_delay_new(&srv->login_delays)) < 0)
+        *error_r = strdup("out of memory");
     if (ret == 0 && (ret = offload_new(base, 0, &srv->offload)) < 0 &&
         asprintf(error_r, "cannot start the password thread: %s", tdm_strerror(ret)) < 0)
         *error_r = NULL;
@@ -259,6 +262,7 @@ imap_server_free(struct imap_server **srv_p)
     conn_listener_free(&srv->listener);
     imap__searches_end(srv);
     offload_free(&srv->offload);
+    auth_delay_free(&srv->login_delays);
     dir_client_free(&srv->remote);
     core_link_free(&srv->core);
     imap__watches_free(srv); /* after the sessions lingering on the link's commits */

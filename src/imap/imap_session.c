@@ -150,14 +150,17 @@ login_answer(struct imap_session *s, int status)
 {
     if (status == 0) {
         s->state = IMAP_STATE_AUTH;
+        imap__login_succeeded(s);
         reply_with_caps(s, s->tag, "Logged in");
         log_info("imap: %s: %s logged in", conn_peer(s->conn), s->user);
         return;
     }
+    if (status == -EACCES)
+        imap__login_failed(s, s->user); /* answered later */
     s->user[0] = s->database[0] = '\0';
     if (status == -EACCES)
-        imap__reply(s, s->tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
-    else if (status == -EHOSTUNREACH)
+        return;
+    if (status == -EHOSTUNREACH)
         imap__reply(s, s->tag, "NO", "UNAVAILABLE",
                     "The directory cannot be reached just now: try again later");
     else if (status == -ENOENT)
@@ -249,12 +252,12 @@ start_login(struct imap_session *s, const char *tag, const char *user, const cha
         imap__reply(s, tag, "NO", "PRIVACYREQUIRED", "Use STARTTLS first");
         return;
     }
-    if (!user[0] || strlen(user) > DIR_NAME_MAX) {
-        imap__reply(s, tag, "NO", "AUTHENTICATIONFAILED", "Authentication failed");
-        return;
-    }
     if (tag != s->tag) /* AUTHENTICATE's response line comes with the tag already saved */
         snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    if (!user[0] || strlen(user) > DIR_NAME_MAX) {
+        imap__login_failed(s, user);
+        return;
+    }
     snprintf(s->user, sizeof(s->user), "%s", user);
     s->waiting++;
     imap__login(s, user, password, login_cb);
@@ -596,6 +599,7 @@ on_close(struct conn *conn, enum conn_close_reason reason)
     else if (reason == CONN_CLOSE_SHUTDOWN)
         conn_printf(conn, "* BYE Server shutting down\r\n");
     s->conn = NULL;
+    imap__login_delay_cancel(s);
     imap__fetch_abandon(s);
     imap__release(s);
 }
@@ -618,7 +622,9 @@ imap__listen(struct imap_server *srv, int listen_fd)
         .fd = listen_fd,
         .implicit_tls = srv->implicit_tls ? srv->tls : NULL,
         .idle_timeout_ms = IMAP_IDLE_TIMEOUT_MS,
-        .refusal_line = "* BYE Too many connections, try again later\r\n",
+        .max_connections = srv->cfg->imap.max_connections,
+        .max_per_address = srv->cfg->imap.max_per_address,
+        .refusal_line = "* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
     };
     return conn_listener_new(srv->base, &lo, &imap_conn_ops, srv, &srv->listener);
 }

@@ -34,7 +34,7 @@
 #define DAY (24ull * HOUR)
 
 #define MAX_KEYS 8      /* per section, for the seen-at-line bookkeeping */
-#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 5 singletons, rounded up */
+#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 7 singletons */
 
 enum key_type {
     KT_NAME,      /* char[TDM_CONFIG_NAME_MAX + 1]: one lower-case DNS label */
@@ -163,6 +163,17 @@ static const struct key_spec smtp_keys[] = {
       max_connections),
     {0}};
 
+/* One address may hold every connection by default: the access role's proxy and the
+ * benchmarks connect from one address each. Servers that face clients directly lower it. */
+static const struct key_spec imap_keys[] = {
+    K("max_connections", KT_INT, false, "10000", 1, 1000000, 0, NULL, struct tdm_config_imap,
+      max_connections),
+    K("max_per_address", KT_INT, false, "10000", 1, 1000000, 0, NULL, struct tdm_config_imap,
+      max_per_address),
+    K("max_login_failures", KT_INT, false, "10", 1, 1000, 0, NULL, struct tdm_config_imap,
+      max_login_failures),
+    {0}};
+
 static int listen_finish(struct loader *ld, const struct opened *o);
 static int tls_finish(struct loader *ld, const struct opened *o);
 
@@ -176,6 +187,7 @@ static const struct section_spec sections[] = {
     {"log", false, 1, log_keys, offsetof(struct tdm_config, log), NULL},
     {"tls", false, 1, tls_keys, offsetof(struct tdm_config, tls), tls_finish},
     {"smtp", false, 1, smtp_keys, offsetof(struct tdm_config, smtp), NULL},
+    {"imap", false, 1, imap_keys, offsetof(struct tdm_config, imap), NULL},
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -456,7 +468,7 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec)
         return fail(ld, TDM_EINVAL, e->line,
                     "section [%s]: unknown section (known: network, listen, directory, store, "
-                    "log, tls, smtp)",
+                    "log, tls, smtp, imap)",
                     e->section);
     if (spec->named && !e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
@@ -818,6 +830,8 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
         fputs("# not set: the local CA's files in <datadir>/tls/\n", out);
     fputs("\n[smtp]\n", out);
     dump_keys(out, &sections[6], &cfg->smtp);
+    fputs("\n[imap]\n", out);
+    dump_keys(out, &sections[7], &cfg->imap);
     if (fflush(out) != 0)
         return -errno;
     return ferror(out) ? -EIO : 0;

@@ -99,6 +99,13 @@ struct tdm_config_smtp {
     uint32_t max_connections;  /* in total; a tenth of it, at least 1, per client address */
 };
 
+/* [imap]: limits of each IMAP listener ([listen imap], [listen imaps]). */
+struct tdm_config_imap {
+    uint32_t max_connections;    /* at once, in total */
+    uint32_t max_per_address;    /* at once, from one client address */
+    uint32_t max_login_failures; /* on one connection, before it is closed */
+};
+
 /* [log] */
 struct tdm_config_log {
     enum log_level level;
@@ -132,6 +139,7 @@ struct tdm_config {
     struct tdm_config_log log;
     struct tdm_config_tls tls;
     struct tdm_config_smtp smtp;
+    struct tdm_config_imap imap;
 };
 
 /*

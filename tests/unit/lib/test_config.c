@@ -129,6 +129,10 @@ static const struct good goods[] = {
     {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
      "[listen smtp]\nnetwork = public\nport = 25\n[smtp]\ndomains = example.test\n",
      "domains = example.test\n"},
+    /* [imap]: connection and login limits with their defaults */
+    {BASE, "[imap]\nmax_connections = 10000\nmax_per_address = 10000\nmax_login_failures = 10\n"},
+    {BASE "[imap]\nmax_per_address = 50\nmax_login_failures = 3\n",
+     "max_per_address = 50\nmax_login_failures = 3\n"},
     /* syntax: comments, spacing, quotes and escapes */
     {"# only a comment\n\n   \t\n" BASE, "site = dc1\n"},
     {BASE "[log]   # trailing comment\n\tlevel\t=\tdebug\t# why\n", "level = debug\n"},
@@ -288,6 +292,9 @@ static const struct bad bads[] = {
      E},
     {BASE "[tls]\nca = /a\n[tls]\n", 11, NULL, "section [tls]: duplicate (first at line 9)", E},
     {BASE "[tls x]\n", 9, NULL, "[tls] takes no name", E},
+    /* [imap] */
+    {BASE "[imap]\nmax_per_address = 0\n", 10, "max_per_address", "out of range", E},
+    {BASE "[imap]\nmax_logins = 3\n", 10, "max_logins", "unknown key in [imap]", E},
     /* [smtp] */
     {BASE "[smtp]\ndomains = example.test, -bad.test\n", 10, "domains", "is not a domain name", E},
     {BASE "[smtp]\ndomains = a..b\n", 10, "domains", "is not a domain name", E},
