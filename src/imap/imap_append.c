@@ -167,6 +167,7 @@ check_target(struct imap_session *s, const char *tag, const char *folder, uint64
 static bool
 admit(struct imap_session *s, const char *tag, const struct imap_parser_out *out)
 {
+    TDM_ASSERT(out->mailbox); /* the parser names it with every message it announces */
     char folder[MAIL_NAME_MAX + 1];
     if (!imap__store_name(s, tag, out->mailbox, folder))
         return false;

@@ -222,3 +222,52 @@ def test_selected_folder_deleted_or_renamed(imap):
     with pytest.raises(imaplib.IMAP4.abort):
         b.noop()
     a.logout()
+
+
+def test_renamed_under_another_session(imap):
+    a, b = login(imap), login(imap)
+    assert a.create("Shared")[0] == "OK"
+    assert b.select("Shared")[0] == "OK"
+    assert a.rename("Shared", "Moved")[0] == "OK"
+    # UIDs from b's selection would name nothing under the old name: b is told BYE.
+    with pytest.raises(imaplib.IMAP4.abort):
+        b.noop()
+    assert a.select("Moved")[0] == "OK"
+    a.logout()
+
+
+def raw_session(imap):
+    """A socket logged in as alice, and a function sending one command and returning its
+    lines (untagged ones, then the tagged one)."""
+    import socket
+    sock = socket.create_connection((imap.addr, imap.ports["imap"]), timeout=WAIT)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+
+    def run(tag, line):
+        sock.sendall(tag + b" " + line + b"\r\n")
+        lines = []
+        while not lines or not lines[-1].startswith(tag + b" "):
+            lines.append(f.readline().rstrip(b"\r\n"))
+        return lines
+    assert run(b"l", b"LOGIN alice alice-password")[-1].startswith(b"l OK")
+    return sock, run
+
+
+def test_utf8_names_once_enabled(imap):
+    sock, run = raw_session(imap)
+    assert run(b"e", b"ENABLE UTF8=ACCEPT")[-1].startswith(b"e OK")
+    name = "Entwürfe".encode()
+    assert run(b"c", b'CREATE "' + name + b'/Alt"')[-1].startswith(b"c OK")
+    assert run(b"s", b'SUBSCRIBE "' + name + b'"')[-1].startswith(b"s OK")
+    lines = run(b"q", b'GETQUOTAROOT "' + name + b'"')
+    assert lines[0] == b'* QUOTAROOT "' + name + b'" ""' and lines[-1].startswith(b"q OK")
+    lines = run(b"r", b'RENAME "' + name + b'/Alt" "' + name + b'/Neu"')
+    assert lines[-1].startswith(b"r OK")
+    sock.close()
+    # A client that did not enable it sees the same folders in modified UTF-7.
+    m = login(imap)
+    assert {"Entw&APw-rfe", "Entw&APw-rfe/Neu"} <= set(names(m))
+    lsub = {l.decode().rsplit(" ", 1)[1].strip('"') for l in m.lsub()[1] if l}
+    assert "Entw&APw-rfe" in lsub
+    m.logout()
