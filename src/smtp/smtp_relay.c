@@ -71,8 +71,13 @@ finish(struct smtp_relay *r, const struct smtp_verdict *v)
              v->text);
     smtp_relay_done_cb *done = r->done;
     void *ctx = r->ctx;
+    /* v->enh may point into the client's replies, which go with the relay. */
+    char enh[sizeof(((struct smtp_client_reply *)0)->enh)] = "";
+    if (v->enh)
+        snprintf(enh, sizeof(enh), "%s", v->enh);
+    struct smtp_verdict kept = {v->code, v->enh ? enh : NULL, v->text};
     relay_free(r);
-    done(ctx, v);
+    done(ctx, &kept);
 }
 
 /* Finishes with code and enh and the formatted text. */

@@ -247,8 +247,14 @@ relay_done(void *ctx, const struct smtp_verdict *v)
     struct smtp_conn *sc = ctx;
     sc->relay = NULL;
     sc->busy++;
-    if (smtp_session_delivered(sc->session, 0, v) < 0)
+    if (smtp_session_delivered(sc->session, 0, v) == TDM_EINVAL) {
+        /* A text the session will not send (a byte from the mailbox server's reply that
+         * slipped through): the same outcome in our own words, so the client is answered. */
         log_error("smtp: the session refused a delivery verdict (%d %s)", v->code, v->text);
+        struct smtp_verdict plain = {v->code < 300 ? 250 : v->code < 500 ? 451 : 554, NULL,
+                                     NULL};
+        smtp_session_delivered(sc->session, 0, &plain);
+    }
     tx_reset(sc);
     flush(sc);
     if (sc->conn)

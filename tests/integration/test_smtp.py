@@ -12,6 +12,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 
@@ -279,3 +280,76 @@ def test_killed_worker_loses_nothing_acknowledged(pair, tandem_bin):
     got = subjects(tandem_bin, m.db, "alice")
     assert got[:3] == ["m0", "m1", "m2"]
     assert got[-1] == "after" and "lost" not in got
+
+
+class FakeLMTP:
+    """A mailbox server's LMTP that answers each recipient after the data as told, and keeps
+    what it was sent: for the outcomes a real server gives only under duress (a full mailbox
+    next to a delivered one)."""
+
+    def __init__(self, addr, after_data):
+        self.after_data = after_data  # one reply line per recipient
+        self.sock = socket.create_server((addr, 0))
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.sock.accept()
+        with conn, conn.makefile("rb") as f:
+            conn.sendall(b"220 fake LMTP\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                self.received.append(line)
+                verb = line[:4].upper()
+                if verb == b"LHLO":
+                    conn.sendall(b"250-fake\r\n250 8BITMIME\r\n")
+                elif verb in (b"MAIL", b"RCPT"):
+                    conn.sendall(b"250 2.1.0 OK\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go ahead\r\n")
+                    while not self.received[-1] == b".\r\n":
+                        self.received.append(f.readline())
+                    conn.sendall(b"".join(r.encode() + b"\r\n" for r in self.after_data))
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 2.0.0 bye\r\n")
+                    return
+
+
+def route_to(m, database, cms, port, users):
+    for path, attrs in [(f"cms/{cms}", {"address": m.addr, "lmtp_port": port}),
+                        (f"database/{database}", {"cms": cms})] + [
+                            (f"user/{u}", {"addresses": [f"{u}@example.test"],
+                                           "database": database}) for u in users]:
+        reply = m.api("PUT", f"/v1/objects/{path}", {"attrs": attrs})
+        assert reply.status in (200, 201), reply
+
+
+def test_partial_and_permanent_outcomes_of_the_mailbox_server(pair):
+    m, t = pair
+    # Delivered to one recipient, not the other: one reply per message, so the sender must
+    # try again (the delivered one may get it twice; never lost).
+    fake = FakeLMTP(m.addr, ["250 2.0.0 Delivered", "452 4.2.2 Mailbox is full"])
+    route_to(m, "db3", "cms3", fake.port, ["frank", "gina"])
+    c = connect(t)
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        c.sendmail(SENDER, ["frank@example.test", "gina@example.test"], message("partial"))
+    assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.3.0 Delivered to 1 of 2")
+    c.quit()
+    sent = b"".join(fake.received)
+    assert b"MAIL FROM:<someone@example.org> SIZE" not in sent  # SIZE is not passed on
+    assert b"RCPT TO:<frank@example.test>\r\nRCPT TO:<gina@example.test>\r\nDATA\r\n" in sent
+    assert b"Received: from client.test" in sent
+    assert b"\r\n..a leading dot\r\n.\r\n" in sent  # dot-stuffed on the way
+
+    # Refused for good by the mailbox server: its own 5xx is passed on, so the sender bounces.
+    fake = FakeLMTP(m.addr, ["552 5.2.2 Mailbox is full"])
+    route_to(m, "db4", "cms4", fake.port, ["hank"])
+    c = connect(t)
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        c.sendmail(SENDER, ["hank@example.test"], message("full"))
+    assert e.value.smtp_code == 552 and e.value.smtp_error.startswith(b"5.2.2")
+    c.quit()
