@@ -16,8 +16,8 @@
  * to the limit) and everything is checked when the command completes, which is also the only
  * time a refusal may be sent.
  *
- * Committing. Each message is one MESSAGE_APPEND record; all of a command's records are sent
- * at once (the core applies one connection's records in order, so UIDs ascend) and the
+ * Committing. Each message is one MESSAGE_APPEND record; a command's records are sent a window
+ * at a time (the core applies one connection's records in order, so UIDs ascend) and the
  * command is answered when the last one is durable: OK [APPENDUID uidvalidity uid-set].
  * MULTIAPPEND is all or nothing (RFC 3502): the quota is checked for all the messages before
  * any record is sent, and if a record is refused anyway (the folder deleted meanwhile, the
@@ -251,6 +251,11 @@ imap__append_data(struct imap_session *s, const struct imap_parser_out *out)
 
 /* ---- Committing ---- */
 
+/* Records of one APPEND in flight at once: enough to keep group commit busy, few enough that a
+ * MULTIAPPEND of thousands of messages leaves the worker's link (shared by every session) room
+ * for the others, and stops soon after a refusal. */
+#define APPEND_WINDOW 32u
+
 struct append_job;
 
 /* The context of one message's record: which message it is, of which job. */
@@ -259,25 +264,56 @@ struct append_record {
     size_t index;
 };
 
-/* One command's records in flight. */
+/* One command's records, encoded, sent APPEND_WINDOW at a time. */
 struct append_job {
     struct imap_session *s;
     char folder[MAIL_NAME_MAX + 1];
     size_t n, n_sent, n_answered;
     int status;           /* the first failure, 0 while all went well */
-    uint32_t uidvalidity; /* of the first message appended */
+    uint32_t uidvalidity; /* of the first message */
+    uint8_t **payloads;   /* [n]: owned until sent */
+    size_t *lens;         /* [n] */
     uint32_t *uids;       /* [n]: 0 for a message not appended */
     struct append_record *records; /* [n] */
 };
 
+static struct append_job *
+job_new(struct imap_session *s, const char *folder, size_t n)
+{
+    struct append_job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return NULL;
+    job->s = s;
+    job->n = n;
+    snprintf(job->folder, sizeof(job->folder), "%s", folder);
+    job->payloads = calloc(n, sizeof(*job->payloads));
+    job->lens = calloc(n, sizeof(*job->lens));
+    job->uids = calloc(n, sizeof(*job->uids));
+    job->records = calloc(n, sizeof(*job->records));
+    if (!job->payloads || !job->lens || !job->uids || !job->records) {
+        free(job->payloads);
+        free(job->lens);
+        free(job->uids);
+        free(job->records);
+        free(job);
+        return NULL;
+    }
+    return job;
+}
+
 static void
 job_free(struct append_job **pj)
 {
-    if (!*pj)
+    struct append_job *job = *pj;
+    if (!job)
         return;
-    free((*pj)->uids);
-    free((*pj)->records);
-    free(*pj);
+    for (size_t i = 0; i < job->n; i++)
+        free(job->payloads[i]);
+    free(job->payloads);
+    free(job->lens);
+    free(job->uids);
+    free(job->records);
+    free(job);
     *pj = NULL;
 }
 
@@ -368,21 +404,48 @@ undo(struct append_job *job)
     return ret == 0;
 }
 
+static void message_committed(void *ctx, int status, const struct ipc_msg *reply);
+
+/* Sends records until APPEND_WINDOW are in flight, all are sent, or one fails. */
+static void
+job_send_more(struct append_job *job)
+{
+    struct imap_session *s = job->s;
+    while (job->status == 0 && job->n_sent < job->n &&
+           job->n_sent - job->n_answered < APPEND_WINDOW) {
+        size_t i = job->n_sent;
+        job->records[i] = (struct append_record){job, i};
+        int ret = core_link_commit(s->srv->core, s->database, TDM_REC_MESSAGE_APPEND,
+                                   job->payloads[i], job->lens[i], message_committed,
+                                   &job->records[i]);
+        if (ret < 0) {
+            log_error("imap: %s: cannot commit an APPEND: %s", s->user, tdm_strerror(ret));
+            job_fail(job, ret);
+            return;
+        }
+        free(job->payloads[i]); /* the link copied it */
+        job->payloads[i] = NULL;
+        job->n_sent++;
+    }
+}
+
 static void
 message_committed(void *ctx, int status, const struct ipc_msg *reply)
 {
     const struct append_record *rec = ctx;
     struct append_job *job = rec->job;
     const struct ipc_commit_reply *cr = status == 0 ? &reply->u.commit_reply : NULL;
+    job->n_answered++;
     if (!cr || cr->status < 0) {
         job_fail(job, cr ? cr->status : status);
     } else {
         job->uids[rec->index] = cr->first_uid;
-        if (!job->uidvalidity || rec->index == 0)
+        if (rec->index == 0 || !job->uidvalidity)
             job->uidvalidity = cr->uidvalidity;
     }
-    if (++job->n_answered < job->n_sent)
-        return;
+    job_send_more(job);
+    if (job->n_answered < job->n_sent)
+        return; /* more to hear */
     bool appended_some = false;
     for (size_t k = 0; k < job->n; k++)
         appended_some |= job->uids[k] != 0;
@@ -392,7 +455,7 @@ message_committed(void *ctx, int status, const struct ipc_msg *reply)
 }
 
 /*
- * The record of message i: body, flags and keywords, internal date (the command's or now).
+ * The record of one message: body, flags and keywords, internal date (the command's or now).
  * Returns 0 with an owned payload, or a negative code after answering tag.
  */
 static int
@@ -431,57 +494,35 @@ encode_message(struct imap_session *s, const char *tag, const char *folder,
     return ret;
 }
 
-/* Sends every message of a as a record; the job answers when the last is durable. Takes a. */
+/* Encodes every message of a and starts sending; the job answers when the last record is
+ * durable. Takes a. */
 static void
 send_messages(struct imap_session *s, const struct imap_command *cmd, const char *folder,
               struct imap_append *a)
 {
-    struct append_job *job = calloc(1, sizeof(*job));
-    if (job) {
-        job->uids = calloc(a->n, sizeof(*job->uids));
-        job->records = calloc(a->n, sizeof(*job->records));
-    }
-    if (!job || !job->uids || !job->records) {
+    struct append_job *job = job_new(s, folder, a->n);
+    if (!job) {
         imap__reply(s, cmd->tag, "NO", "UNAVAILABLE", "Not enough memory now: try again later");
-        job_free(&job);
         append_free(&a);
         return;
     }
-    job->s = s;
-    job->n = a->n;
-    snprintf(job->folder, sizeof(job->folder), "%s", folder);
     /* Encode all first: a message the store would refuse (a bad flag) fails the command
-     * before anything is appended. */
-    uint8_t **payloads = calloc(a->n, sizeof(*payloads));
-    size_t *lens = calloc(a->n, sizeof(*lens));
-    int ret = payloads && lens ? 0 : -ENOMEM;
-    if (ret < 0)
-        imap__reply(s, cmd->tag, "NO", "UNAVAILABLE", "Not enough memory now: try again later");
+     * before anything is appended. Each body is let go once its record holds it. */
+    int ret = 0;
     for (size_t i = 0; ret == 0 && i < a->n; i++) {
         ret = encode_message(s, cmd->tag, folder, &cmd->u.append.msgs[i], &a->msgs[i],
-                             &payloads[i], &lens[i]);
-        free(a->msgs[i].data); /* the payload holds the body now */
+                             &job->payloads[i], &job->lens[i]);
+        free(a->msgs[i].data);
         a->msgs[i].data = NULL;
     }
-    for (size_t i = 0; ret == 0 && i < a->n; i++) {
-        job->records[i] = (struct append_record){job, i};
-        int sent = core_link_commit(s->srv->core, s->database, TDM_REC_MESSAGE_APPEND, payloads[i],
-                                    lens[i], message_committed, &job->records[i]);
-        if (sent < 0) {
-            log_error("imap: %s: cannot commit an APPEND: %s", s->user, tdm_strerror(sent));
-            job_fail(job, sent);
-            break;
-        }
-        job->n_sent++;
-    }
-    for (size_t i = 0; payloads && i < a->n; i++)
-        free(payloads[i]);
-    free(payloads);
-    free(lens);
     append_free(&a);
-    if (job->n_sent == 0) {
-        if (ret == 0) /* nothing could be sent: the core is away */
-            imap__reply_commit_failure(s, cmd->tag, job->status);
+    if (ret < 0) { /* answered */
+        job_free(&job);
+        return;
+    }
+    job_send_more(job);
+    if (job->n_sent == 0) { /* the core is away: nothing will report */
+        imap__reply_commit_failure(s, cmd->tag, job->status);
         job_free(&job);
         return;
     }

@@ -329,3 +329,58 @@ def test_killed_worker_loses_nothing_acknowledged(imap):
         return [int(re.search(rb"UID (\d+)", d).group(1)) for d in data] if typ == "OK" else None
     got = wait_for(uids, "a session on the restarted worker")
     assert got == acked
+
+
+def multiappend(tag, bodies):
+    """One APPEND command of all bodies to INBOX, as LITERAL+ literals."""
+    parts = [tag + b" APPEND INBOX"]
+    for b in bodies:
+        parts.append(b" {%d+}\r\n" % len(b) + b)
+    return b"".join(parts) + b"\r\n"
+
+
+def test_many_messages_in_one_multiappend(imap):
+    r = Raw(imap)
+    bodies = [message(f"many {i}") for i in range(600)]
+    r.send(multiappend(b"w1", bodies))
+    line = r.tagged(b"w1")
+    assert line.startswith(b"w1 OK [APPENDUID")
+    _, uids = appenduid([line])
+    assert uids == list(range(uids[0], uids[0] + 600))
+    r.send(b"w2 STATUS INBOX (MESSAGES)\r\n")
+    untagged = []
+    assert r.tagged(b"w2", untagged).startswith(b"w2 OK")
+    assert untagged == [b"* STATUS INBOX (MESSAGES 600)"]
+    r.close()
+
+
+def test_multiappend_undone_when_a_record_is_refused(imap, tandem_bin):
+    """The quota drops while a MULTIAPPEND's records are being committed: the ones already
+    appended are expunged again and the command is answered NO."""
+    import subprocess
+    login(imap).logout()  # the mailbox is made at the first login
+    r, watcher = Raw(imap), Raw(imap)
+    n = 3000
+    r.send(multiappend(b"u1", [message(f"undo {i}") for i in range(n)]))
+    # Once some are in, lower the message quota below what the command needs.
+    while True:
+        watcher.send(b"s STATUS INBOX (MESSAGES)\r\n")
+        untagged = []
+        watcher.tagged(b"s", untagged)
+        count = int(re.search(rb"MESSAGES (\d+)", untagged[0]).group(1))
+        if count:
+            break
+    quota = subprocess.Popen([str(tandem_bin("tdm_ipc_client")), "quota",
+                              str(imap.datadir / "run" / "core.sock"), "db1", "alice", "0",
+                              str(count + 10)])
+    line = r.tagged(b"u1")
+    assert quota.wait(timeout=WAIT) == 0
+    if line.startswith(b"u1 OK"):
+        pytest.skip("the quota came after the last record; nothing to undo")
+    assert line.startswith(b"u1 NO [OVERQUOTA]"), line
+    watcher.send(b"s2 STATUS INBOX (MESSAGES)\r\n")
+    untagged = []
+    assert watcher.tagged(b"s2", untagged).startswith(b"s2 OK")
+    assert untagged == [b"* STATUS INBOX (MESSAGES 0)"]
+    r.close()
+    watcher.close()
