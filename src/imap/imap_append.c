@@ -182,11 +182,29 @@ admit(struct imap_session *s, const char *tag, const struct imap_parser_out *out
     return true;
 }
 
+/* Whether the session may append: before login, bytes are neither held nor checked (the
+ * command is refused BAD when it completes), so a stranger cannot make the server hold
+ * megabytes. */
+static bool
+logged_in(const struct imap_session *s)
+{
+    return s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED;
+}
+
 void
 imap__append_announced(struct imap_session *s, const struct imap_parser_out *out)
 {
     if (out->msg_index == 0)
         imap__append_discard(s); /* a new APPEND */
+    if (!logged_in(s)) {
+        if (out->tag) {
+            imap__reply(s, out->tag, "BAD", NULL, "Log in first");
+            imap_parser_cancel_literal(s->parser);
+        } else {
+            imap_buf_puts(&s->out, out->response); /* the command's BAD will say it */
+        }
+        return;
+    }
     if (!s->append && !(s->append = calloc(1, sizeof(*s->append)))) {
         if (out->tag) {
             imap__reply(s, out->tag, "NO", "UNAVAILABLE", "Not enough memory now");
@@ -224,8 +242,11 @@ imap__append_announced(struct imap_session *s, const struct imap_parser_out *out
 void
 imap__append_data(struct imap_session *s, const struct imap_parser_out *out)
 {
+    if (!logged_in(s))
+        return;
     /* s->append is NULL here at the start of a new APPEND: the last one was taken when it
-     * completed, or discarded when it was refused. */
+     * completed (a logged-in session's APPEND always reaches imap__cmd_append), or discarded
+     * when it was refused. */
     if (!s->append && !(s->append = calloc(1, sizeof(*s->append))))
         return; /* the command will find no bytes and say so */
     struct imap_append *a = s->append;

@@ -197,6 +197,25 @@ def test_refusals_come_before_the_bytes(imap, tandem_bin):
     r.close()
 
 
+def test_append_before_login(imap):
+    sock = socket.create_connection((imap.addr, imap.ports["imap"]), timeout=WAIT)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    # Refused before "+", and with LITERAL+ after the bytes, which are not kept.
+    sock.sendall(b"p1 APPEND INBOX {5}\r\n")
+    assert f.readline().startswith(b"p1 BAD")
+    for tag in (b"p2", b"p3"):
+        sock.sendall(tag + b" APPEND INBOX {5+}\r\nhello\r\n")
+        assert f.readline().startswith(tag + b" BAD")
+    sock.sendall(b"p4 LOGIN alice alice-password\r\n")
+    assert f.readline().startswith(b"p4 OK")
+    sock.sendall(b"p5 APPEND INBOX {5+}\r\nafter\r\n")
+    assert f.readline().startswith(b"p5 OK [APPENDUID")
+    sock.sendall(b"p6 STATUS INBOX (MESSAGES)\r\n")
+    assert f.readline() == b"* STATUS INBOX (MESSAGES 1)\r\n"
+    sock.close()
+
+
 def set_quota(imap, tandem_bin, user, size, messages):
     import subprocess
     res = subprocess.run([str(tandem_bin("tdm_ipc_client")), "quota",
