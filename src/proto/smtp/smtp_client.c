@@ -37,6 +37,8 @@ struct smtp_client {
     bool in_reply; /* a first line with '-' was read */
     struct smtp_client_reply reply;
 
+    struct smtp_buf held; /* what the server sent while the message went out */
+
     /* The message: the next byte to send and whether it starts a line. */
     size_t body_at;
     bool bol;
@@ -70,6 +72,7 @@ smtp_client_free(struct smtp_client **cp)
     if (!c)
         return;
     smtp_buf_free(&c->out);
+    smtp_buf_free(&c->held);
     free(c->replies);
     free(c);
     *cp = NULL;
@@ -198,7 +201,7 @@ on_reply(struct smtp_client *c, const struct smtp_client_reply *r)
         return c->next_rcpt < c->tx.n_rcpts ? 0 : send_command(c, STEP_DONE);
     case STEP_DONE:
         return 0;   /* the answer to QUIT */
-    case STEP_BODY: /* nothing may come while we send: a server that talks now is broken */
+    case STEP_BODY: /* held until the message is out (feed_bytes) */
     case STEP_BROKEN:
         break;
     }
@@ -271,10 +274,20 @@ on_line(struct smtp_client *c, const char *l, size_t len)
     return on_reply(c, &c->reply);
 }
 
-int
-smtp_client_feed(struct smtp_client *c, const uint8_t *in, size_t len)
+/* Frames reply lines out of in[0..len). While the message is being sent, bytes are held, not
+ * read: a reply then is read once the message is out, whatever the reads were cut into, so the
+ * outcome never depends on timing. Returns 0 or -ENOMEM. */
+static int
+feed_bytes(struct smtp_client *c, const uint8_t *in, size_t len)
 {
     for (size_t i = 0; i < len && c->step != STEP_BROKEN; i++) {
+        if (c->step == STEP_BODY) {
+            if (c->held.len + (len - i) > SMTP_CLIENT_MAX_REPLY_LINE * 4) {
+                c->step = STEP_BROKEN; /* a server talking over the message, at length */
+                return 0;
+            }
+            return smtp_buf_append(&c->held, in + i, len - i);
+        }
         char ch = (char)in[i];
         if (ch != '\n') {
             if (c->line_len < sizeof(c->line))
@@ -294,10 +307,19 @@ smtp_client_feed(struct smtp_client *c, const uint8_t *in, size_t len)
             break;
         }
         int e = on_line(c, c->line, ll);
-        if (e < 0) {
-            c->step = STEP_BROKEN;
+        if (e < 0)
             return e;
-        }
+    }
+    return 0;
+}
+
+int
+smtp_client_feed(struct smtp_client *c, const uint8_t *in, size_t len)
+{
+    int e = feed_bytes(c, in, len);
+    if (e < 0) {
+        c->step = STEP_BROKEN;
+        return e;
     }
     return (int)smtp_client_state(c);
 }
@@ -337,7 +359,13 @@ fill_body(struct smtp_client *c)
     c->data_sent = true;
     c->step = STEP_RESULTS;
     c->next_rcpt = 0;
-    return 0;
+    /* What the server said while the message went out (a broken server: we read nothing
+     * before the end of the data). */
+    struct smtp_buf held = c->held;
+    c->held = (struct smtp_buf){0};
+    e = feed_bytes(c, held.data, held.len);
+    smtp_buf_free(&held);
+    return e;
 }
 
 int

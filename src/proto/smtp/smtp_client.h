@@ -11,7 +11,9 @@
  * Each command waits for the previous reply: a transaction is a handful of round trips on a
  * local network, and waiting lets the client stop before the data when any recipient is
  * refused, so a message is either offered to all of them or to none. After the data LMTP
- * answers once per recipient; the client collects the replies and says QUIT.
+ * answers once per recipient; the client collects the replies and says QUIT. Whatever the
+ * server says while the message is still going out is held and read after its end, so the
+ * outcome never depends on how the replies were cut into reads.
  *
  * The message is sent from the caller's buffer with dot-stuffing (a '.' that starts a line,
  * after CR LF or at the very start, is doubled, as our server's decoder expects, smtp_data.h)
