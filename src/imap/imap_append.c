@@ -290,11 +290,11 @@ struct append_job {
     struct imap_session *s;
     char folder[MAIL_NAME_MAX + 1];
     size_t n, n_sent, n_answered;
-    int status;           /* the first failure, 0 while all went well */
-    uint32_t uidvalidity; /* of the first message */
-    uint8_t **payloads;   /* [n]: owned until sent */
-    size_t *lens;         /* [n] */
-    uint32_t *uids;       /* [n]: 0 for a message not appended */
+    int status;                    /* the first failure, 0 while all went well */
+    uint32_t uidvalidity;          /* of the first message */
+    uint8_t **payloads;            /* [n]: owned until sent */
+    size_t *lens;                  /* [n] */
+    uint32_t *uids;                /* [n]: 0 for a message not appended */
     struct append_record *records; /* [n] */
 };
 
@@ -436,12 +436,12 @@ job_send_more(struct append_job *job)
            job->n_sent - job->n_answered < APPEND_WINDOW) {
         size_t i = job->n_sent;
         job->records[i] = (struct append_record){job, i};
-        int ret = core_link_commit(s->srv->core, s->database, TDM_REC_MESSAGE_APPEND,
-                                   job->payloads[i], job->lens[i], message_committed,
-                                   &job->records[i]);
+        int ret =
+            core_link_commit(s->srv->core, s->database, TDM_REC_MESSAGE_APPEND, job->payloads[i],
+                             job->lens[i], message_committed, &job->records[i]);
         if (ret < 0) {
             log_error("imap: %s: cannot commit an APPEND: %s", s->user, tdm_strerror(ret));
-            job_fail(job, ret);
+            job_fail(job, -EAGAIN); /* the link's refusal, not the store's */
             return;
         }
         free(job->payloads[i]); /* the link copied it */
@@ -458,7 +458,7 @@ message_committed(void *ctx, int status, const struct ipc_msg *reply)
     const struct ipc_commit_reply *cr = status == 0 ? &reply->u.commit_reply : NULL;
     job->n_answered++;
     if (!cr || cr->status < 0) {
-        job_fail(job, cr ? cr->status : status);
+        job_fail(job, cr ? cr->status : -EAGAIN); /* the link dropped: not the store's verdict */
     } else {
         job->uids[rec->index] = cr->first_uid;
         if (rec->index == 0 || !job->uidvalidity)

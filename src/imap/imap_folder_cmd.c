@@ -81,7 +81,8 @@ folder_committed(void *ctx, int status, const struct ipc_msg *reply)
 {
     struct folder_commit *fc = ctx;
     struct imap_session *s = fc->s;
-    int st = status < 0 ? status : reply->u.commit_reply.status;
+    /* The link's own failure (the core went away) is not the store's refusal. */
+    int st = status < 0 ? -EAGAIN : reply->u.commit_reply.status;
     s->waiting--;
     if (s->conn) {
         s->busy++;
@@ -112,14 +113,16 @@ folder_commit(struct imap_session *s, const char *tag, const struct mail_op *op,
         return;
     }
     if (ret == 0) {
-        ret = core_link_commit(s->srv->core, s->database, op->type, payload, len,
-                               folder_committed, fc);
+        ret = core_link_commit(s->srv->core, s->database, op->type, payload, len, folder_committed,
+                               fc);
         free(payload);
     }
     if (ret < 0) {
+        /* The link refused (the core away, too many in flight): its codes overlap the
+         * store's refusals, so it is answered as the passing trouble it is. */
         log_error("imap: %s: cannot commit %s: %s", s->user, imap_cmd_name(fc->cmd),
                   tdm_strerror(ret));
-        imap__reply_commit_failure(s, tag, ret);
+        imap__reply_commit_failure(s, tag, -EAGAIN);
         free(fc);
         return;
     }
@@ -234,7 +237,7 @@ static const struct {
     const char *attr;
     uint32_t bit;
 } special_uses[] = {
-    {"\\All", MAIL_USE_ALL},       {"\\Archive", MAIL_USE_ARCHIVE}, {"\\Drafts", MAIL_USE_DRAFTS},
+    {"\\All", MAIL_USE_ALL},         {"\\Archive", MAIL_USE_ARCHIVE}, {"\\Drafts", MAIL_USE_DRAFTS},
     {"\\Flagged", MAIL_USE_FLAGGED}, {"\\Junk", MAIL_USE_JUNK},       {"\\Sent", MAIL_USE_SENT},
     {"\\Trash", MAIL_USE_TRASH},
 };
@@ -390,7 +393,8 @@ write_quota(struct imap_buf *b, const struct mail_mailbox_info *mb)
     imap_buf_puts(b, "* QUOTA \"" QUOTA_ROOT "\" (");
     const char *sep = "";
     if (mb->quota_bytes) {
-        imap_buf_printf(b, "STORAGE %llu %llu", (unsigned long long)((mb->used_bytes + 1023) / 1024),
+        imap_buf_printf(b, "STORAGE %llu %llu",
+                        (unsigned long long)((mb->used_bytes + 1023) / 1024),
                         (unsigned long long)(mb->quota_bytes / 1024));
         sep = " ";
     }
