@@ -25,6 +25,9 @@
  *       and every fI at once, and prints "changed FOLDER EXISTS" until each folder was told.
  *   tdm_ipc_client quota SOCKET DATABASE MAILBOX BYTES MESSAGES
  *       Sets MAILBOX's quota (MAILBOX_SET_QUOTA; 0 = unlimited), as an operator tool would.
+ *   tdm_ipc_client folder-delete SOCKET DATABASE MAILBOX FOLDER
+ *       Deletes FOLDER (FOLDER_DELETE), whose children the store keeps: a hierarchy level
+ *       that exists nowhere, which IMAP's DELETE never leaves (it refuses HASCHILDREN).
  *   tdm_ipc_client list DBDIR MAILBOX
  *       Prints "msg I" for each message in MAILBOX's INBOX (I from its GUID), by store_reader.
  * Exit 0, or 1 with a message on stderr.
@@ -509,6 +512,22 @@ cmd_quota(int argc, char **argv)
     return ret < 0 ? fail("quota", ret) : 0;
 }
 
+/* ---- folder-delete ---- */
+
+static int
+cmd_folder_delete(int argc, char **argv)
+{
+    if (argc != 6)
+        return 2;
+    cm.database = argv[3];
+    start_loop(argv[2]);
+    wait_ready_or_exit();
+    struct mail_op op = {.type = TDM_REC_FOLDER_DELETE, .mailbox = argv[4], .folder = argv[5]};
+    int ret = commit_op_wait(&op);
+    stop_loop();
+    return ret < 0 ? fail("folder-delete", ret) : 0;
+}
+
 /* ---- list ---- */
 
 static int
@@ -560,6 +579,8 @@ main(int argc, char **argv)
         ret = cmd_fanout(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "quota"))
         ret = cmd_quota(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "folder-delete"))
+        ret = cmd_folder_delete(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "list"))
         ret = cmd_list(argc, argv);
     if (ret == 2)

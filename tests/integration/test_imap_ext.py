@@ -4,6 +4,7 @@ LIST-EXTENDED (RFC 5258) with LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154),
 items. A raw client is used where imaplib cannot say the command or would hide the answer."""
 import re
 import socket
+import subprocess
 
 import pytest
 
@@ -220,4 +221,27 @@ def test_utf8_names_once_enabled(imap):
     a.sock.sendall(b't99 STATUS "\xff" (MESSAGES)\r\n')
     assert a.line().startswith("t99 NO")
     a.ok("SELECT Été")
+    a.close()
+
+
+def test_list_hierarchy_gaps_and_lsub(imap, tandem_bin):
+    a = Raw(imap)
+    a.ok("CREATE Lists/Work/Daily")
+    a.ok("SUBSCRIBE Lists/Work/Daily")
+    # The store can delete a level and keep what is below it (IMAP's DELETE refuses to).
+    res = subprocess.run([str(tandem_bin("tdm_ipc_client")), "folder-delete",
+                          str(imap.datadir / "run" / "core.sock"), "db1", "alice", "Lists"],
+                         capture_output=True, text=True, timeout=WAIT)
+    assert res.returncode == 0, res.stderr
+    # "%" still finds the way down: the missing level is listed, not selectable.
+    assert a.ok('LIST "" Lists') == ['* LIST (\\Noselect \\HasChildren) "/" Lists']
+    assert a.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" Lists') == [
+        '* LIST (\\NonExistent \\HasChildren) "/" Lists ("CHILDINFO" ("SUBSCRIBED"))']
+    assert a.ok('LIST "" (Lists) RETURN (STATUS (MESSAGES))') == [
+        '* LIST (\\NonExistent \\HasChildren) "/" Lists']
+    _, done = a.cmd("SELECT Lists")
+    assert done.startswith("NO [NONEXISTENT]")
+    # LSUB names the unsubscribed parents "%" stops at, and nothing more with "*".
+    assert a.ok('LSUB "" Lists/%') == ['* LSUB (\\Noselect) "/" Lists/Work']
+    assert a.ok('LSUB "" Lists/*') == ['* LSUB () "/" Lists/Work/Daily']
     a.close()
