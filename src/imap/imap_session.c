@@ -4,10 +4,9 @@
  * checked, a commit) sets s->waiting: the connection reads nothing more until it is answered,
  * and then the pump resumes with whatever the client pipelined meanwhile.
  *
- * Served so far: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE PLAIN (with
- * SASL-IR), LIST, LSUB, STATUS, SELECT, EXAMINE, CHECK, CLOSE, UNSELECT, and FETCH of FLAGS,
- * UID, RFC822.SIZE, INTERNALDATE and whole messages. Every other command is answered
- * NO [CANNOT], saying it is not served yet (docs/tandemd.md).
+ * What is served, and how, is in docs/imap.md: here the session's own commands (CAPABILITY,
+ * NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE PLAIN with SASL-IR), the other families in
+ * their files (imap_int.h). A command no file serves is answered NO [CANNOT], saying so.
  *
  * Plaintext passwords are accepted over TLS, and over plain connections from loopback only
  * (where nothing else can listen); elsewhere LOGIN is refused with PRIVACYREQUIRED and the
