@@ -9,13 +9,14 @@
  * thread (admin_crypto.c), and still: a verified pair is cached for ADMIN_AUTH_CACHE_S under a
  * keyed BLAKE2b of user and password (the key is random per process, so the cache holds
  * nothing an attacker could test passwords against offline), and every failure is answered
- * only after a delay that doubles per client (250 ms to 4 s), so guessing costs the guesser
- * time while the loop goes on serving others.
+ * only after a delay that doubles per client (lib/auth_delay.h: 250 ms to 4 s, the same rule
+ * as IMAP's), so guessing costs the guesser time while the loop goes on serving others.
  */
 #include "admin/admin_int.h"
 #include "dirclient/dir_client.h"
 #include "store/store_reader.h"
 
+#include "lib/auth_delay.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "proto/json/admin_request.h"
@@ -32,22 +33,12 @@
 
 #define ADMIN_AUTH_CACHE_S 300
 #define ADMIN_AUTH_CACHE_SLOTS 128
-#define ADMIN_AUTH_DELAY_MIN_MS 250u
-#define ADMIN_AUTH_DELAY_MAX_MS 4000u
-#define ADMIN_AUTH_CLIENTS 256
-#define ADMIN_AUTH_FORGET_S 60 /* a client's failure count restarts after this quiet time */
 
 struct auth_cached {
     uint8_t mac[crypto_generichash_BYTES];
     bool server; /* a server's key rather than a user's password */
     char user[DIR_NAME_MAX + 1];
     time_t expires; /* 0: free slot */
-};
-
-struct auth_client {
-    char addr[64]; /* "127.0.0.1" or "uid:1000"; "" for a free slot */
-    unsigned failures;
-    time_t last;
 };
 
 /* A call held in the failure delay. */
@@ -64,7 +55,7 @@ struct admin_auth {
     struct auth_cached cache[ADMIN_AUTH_CACHE_SLOTS];
     uint64_t journal_seq; /* the directory's change journal is read up to here */
     bool journal_known;
-    struct auth_client clients[ADMIN_AUTH_CLIENTS];
+    struct auth_delay *delays; /* failures by client: "127.0.0.1" or "uid:1000" */
     struct auth_delayed *delayed;
 };
 
@@ -76,6 +67,10 @@ admin_auth_new(struct admin_auth **auth_r)
     struct admin_auth *a = calloc(1, sizeof(*a));
     if (!a)
         return -ENOMEM;
+    if (auth_delay_new(&a->delays) < 0) {
+        free(a);
+        return -ENOMEM;
+    }
     randombytes_buf(a->key, sizeof(a->key));
     *auth_r = a;
     return 0;
@@ -99,6 +94,7 @@ admin_auth_free(struct admin_auth **auth)
     if (!*auth)
         return;
     admin_auth_cancel_all(*auth);
+    auth_delay_free(&(*auth)->delays);
     sodium_memzero(*auth, sizeof(**auth));
     free(*auth);
     *auth = NULL;
@@ -227,31 +223,6 @@ client_addr(const struct admin_call *call, char out[64])
     snprintf(out, 64, "%s", host ? host : "?");
 }
 
-static struct auth_client *
-client_slot(struct admin_auth *a, const char *addr, bool create)
-{
-    time_t now = time(NULL);
-    struct auth_client *free_slot = NULL;
-    for (size_t i = 0; i < ADMIN_AUTH_CLIENTS; i++) {
-        struct auth_client *c = &a->clients[i];
-        if (c->addr[0] && now - c->last > ADMIN_AUTH_FORGET_S)
-            memset(c, 0, sizeof(*c));
-        if (c->addr[0] && strcmp(c->addr, addr) == 0)
-            return c;
-        if (!c->addr[0] && !free_slot)
-            free_slot = c;
-    }
-    if (!create)
-        return NULL;
-    if (!free_slot) /* a flood of addresses: reuse the stalest slot */
-        for (size_t i = 0; i < ADMIN_AUTH_CLIENTS; i++)
-            if (!free_slot || a->clients[i].last < free_slot->last)
-                free_slot = &a->clients[i];
-    memset(free_slot, 0, sizeof(*free_slot));
-    snprintf(free_slot->addr, sizeof(free_slot->addr), "%s", addr);
-    return free_slot;
-}
-
 static void
 delayed_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -281,13 +252,7 @@ refuse(struct admin_call *call, const char *message)
     srv->stats.auth_failures++;
     char addr[64];
     client_addr(call, addr);
-    struct auth_client *c = client_slot(a, addr, true);
-    unsigned shift = c->failures < 5 ? c->failures : 5;
-    uint32_t ms = ADMIN_AUTH_DELAY_MIN_MS << shift;
-    if (ms > ADMIN_AUTH_DELAY_MAX_MS)
-        ms = ADMIN_AUTH_DELAY_MAX_MS;
-    c->failures++;
-    c->last = time(NULL);
+    uint32_t ms = auth_delay_failure(a->delays, addr, time(NULL));
     struct auth_delayed *d = calloc(1, sizeof(*d));
     if (!d)
         log_fatal("out of memory");
@@ -309,9 +274,7 @@ succeed(struct admin_call *call, void (*next)(struct admin_call *call))
 {
     char addr[64];
     client_addr(call, addr);
-    struct auth_client *c = client_slot(call->srv->auth, addr, false);
-    if (c)
-        memset(c, 0, sizeof(*c));
+    auth_delay_success(call->srv->auth->delays, addr);
     next(call);
 }
 
