@@ -8,12 +8,14 @@
 #include "lib/event.h"
 #include "lib/log.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,6 +162,28 @@ detach_done(int ready_fd)
     close(ready_fd);
 }
 
+/*
+ * Every client connection holds a file descriptor, and an IMAP worker is meant to hold
+ * 10,000 idle ones; the soft limit a service usually starts with (1024 under systemd) would
+ * stop it at a tenth of that, with accept() failing. The hard limit is what the operator
+ * allows: take all of it, for this process and the children that inherit it.
+ */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("cannot raise the open file limit from %llu to %llu: %s",
+                 (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+    else
+        log_info("open file limit raised from %llu to %llu (the hard limit)",
+                 (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 static int
 start_failed(char *why)
 {
@@ -198,6 +222,7 @@ main(int argc, char **argv)
 
     log_set_role("supervisor");
     log_set_min_level(cfg->log.level);
+    raise_fd_limit();
     int ready_fd = o.foreground ? -1 : detach();
 
     /* Order matters: the lock before anything is touched in the datadir; the ports bound

@@ -1,11 +1,14 @@
 """IDLE (RFC 2177) against a real tandemd: deliveries pushed to an idling session as EXISTS
 while it waits, another session's STORE and EXPUNGE pushed as FETCH and EXPUNGE, DONE and
 anything else ending it, many sessions on one folder all told, and a session that keeps
-idling through a kill -9 of the core still told of later deliveries.
+idling through a kill -9 of the core still told of later deliveries. Also what holding many
+idle clients needs: logins remembered so reconnecting skips argon2id, and the hard open file
+limit taken at start.
 
 The idling client is a raw socket read with select(), so a test fails when nothing is pushed
 instead of hanging, and sees exactly what the server sent unprompted."""
 import os
+import resource
 import select
 import signal
 import socket
@@ -13,7 +16,7 @@ import time
 
 import pytest
 
-from lab import WAIT, children, wait_for
+from lab import WAIT, Server, children, wait_for
 from test_imap import deliver, imap, login  # noqa: F401  (imap is a fixture)
 
 PUSH_WAIT = 10.0  # seconds for a push to arrive: generous for sanitizer builds
@@ -268,3 +271,33 @@ def test_reconnecting_clients_skip_argon2id_but_never_a_changed_password(imap):
     assert c.command("LOGIN alice alice-password")[0].split()[1] == "NO"
     assert c.command("LOGIN alice changed-password")[0].split()[1] == "OK"
     c.close()
+
+
+def open_file_limits(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open file limit")
+
+
+def test_workers_take_the_hard_open_file_limit(tandem_bin, tmp_path):
+    """Each idle connection holds a file descriptor: tandemd started with the soft limit
+    services usually get (1024) raises it to the hard limit, for every child."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 1024:
+        pytest.skip(f"the hard open file limit here is {hard}: nothing to raise")
+    s = Server(tandem_bin("tandemd"), tmp_path, "mbx1", roles="mailbox, directory",
+               listeners=("imap",))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        p = s.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        kids = s.started(p)
+        assert open_file_limits(p.pid) == (hard, hard)
+        assert open_file_limits(kids["worker-imap"]) == (hard, hard)
+    finally:
+        s.kill_all()
