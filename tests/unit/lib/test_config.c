@@ -542,7 +542,7 @@ test_limits(void **state)
 /* ---- files ------------------------------------------------------------------------------ */
 
 static const char *const examples[] = {"etc/mailbox.conf", "etc/directory.conf",
-                                       "etc/witness.conf"};
+                                       "etc/witness.conf", "etc/transport.conf"};
 
 static struct tdm_config *
 load_example(const char *name)
