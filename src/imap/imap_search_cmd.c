@@ -472,6 +472,12 @@ imap__cmd_search(struct imap_session *s, const struct imap_command *cmd)
     q->uid = cmd->uid;
     q->esearch = cmd->u.search.esearch;
     q->returns = cmd->u.search.returns;
+    if (!q->esearch && (s->enabled & IMAP_ENABLED_REV2)) {
+        /* RFC 9051 6.4.4 and appendix E: IMAP4rev2 has no "* SEARCH"; without RETURN a
+         * search answers as RETURN (ALL). */
+        q->esearch = true;
+        q->returns = IMAP_SEARCH_RETURN_ALL;
+    }
     q->next_msn = 1;
     snprintf(s->tag, sizeof(s->tag), "%s", cmd->tag);
     start(s, q);

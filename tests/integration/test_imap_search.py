@@ -333,6 +333,24 @@ def test_esearch(mix):
         (['* ESEARCH (TAG) UID COUNT 5'], "OK UID SEARCH completed")
 
 
+def test_imap4rev2_answers_esearch(imap):
+    """IMAP4rev2 has no "* SEARCH" (RFC 9051 appendix E): once enabled, a search without
+    RETURN answers ESEARCH ALL; where ENABLE leaves it off, SEARCH answers as IMAP4rev1
+    does."""
+    deliver(imap, [PLAIN, QP_UTF8])
+    m = login(imap)
+    raw = Raw(m)
+    untagged, tagged = raw("ENABLE IMAP4rev2")
+    assert tagged.startswith("OK")
+    rev2 = untagged == ["* ENABLED IMAP4rev2"]
+    assert raw("SELECT INBOX")[1].startswith("OK")
+    want = ['* ESEARCH (TAG) ALL 1:2'] if rev2 else ["* SEARCH 1 2"]
+    assert raw("SEARCH ALL") == (want, "OK SEARCH completed")
+    want = ['* ESEARCH (TAG) UID ALL 2'] if rev2 else ["* SEARCH 2"]
+    assert raw("UID SEARCH NOT 1") == (want, "OK UID SEARCH completed")
+    m.logout()
+
+
 def fetch_uids(raw, command):
     untagged, tagged = raw(command)
     assert tagged.startswith("OK"), tagged
