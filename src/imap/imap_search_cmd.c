@@ -1,9 +1,9 @@
 /*
- * SEARCH and UID SEARCH (imap_int.h), answered as "* SEARCH" (RFC 3501, RFC 9051) or, when
- * RETURN options are given, as "* ESEARCH" (RFC 4731), with RETURN (SAVE) keeping the result
- * for "$" (RFC 5182) and the MODSEQ key answering the highest MODSEQ found (RFC 7162 3.1.5).
- * What each key means is imap_search_eval.h's; this file runs the program over the selected
- * folder inside one read transaction and writes the answer.
+ * SEARCH and UID SEARCH (imap_int.h), answered as "* SEARCH" (RFC 3501) or, when RETURN
+ * options are given or IMAP4rev2 is on, as "* ESEARCH" (RFC 4731, RFC 9051), with RETURN
+ * (SAVE) keeping the result for "$" (RFC 5182) and the MODSEQ key answering the highest MODSEQ
+ * found (RFC 7162 3.1.5). What each key means is imap_search_eval.h's; this file runs the
+ * program over the selected folder and writes the answer.
  *
  * Untagged EXPUNGE is not sent during SEARCH, only during UID SEARCH (RFC 3501 7.4.1), so a
  * SEARCH's sequence numbers are the ones the client holds; a message expunged meanwhile

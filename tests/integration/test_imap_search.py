@@ -351,6 +351,24 @@ def test_imap4rev2_answers_esearch(imap):
     m.logout()
 
 
+def test_no_charset_after_utf8_accept(imap):
+    """RFC 6855 3: after ENABLE UTF8=ACCEPT, strings are UTF-8 and a CHARSET conflicts."""
+    deliver(imap, [QP_UTF8])
+    m = login(imap)
+    raw = Raw(m)
+    untagged, tagged = raw("ENABLE UTF8=ACCEPT")
+    assert tagged.startswith("OK")
+    utf8 = untagged == ["* ENABLED UTF8=ACCEPT"]
+    assert raw("SELECT INBOX")[1].startswith("OK")
+    untagged, tagged = raw(b"SEARCH CHARSET UTF-8 SUBJECT " + literal("crème"))
+    if utf8:
+        assert (untagged, tagged) == ([], "BAD No CHARSET after ENABLE UTF8=ACCEPT")
+    else:
+        assert (untagged, tagged) == (["* SEARCH 1"], "OK SEARCH completed")
+    assert raw(b"SEARCH SUBJECT " + literal("crème")) == (["* SEARCH 1"], "OK SEARCH completed")
+    m.logout()
+
+
 def fetch_uids(raw, command):
     untagged, tagged = raw(command)
     assert tagged.startswith("OK"), tagged
