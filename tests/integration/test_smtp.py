@@ -61,7 +61,8 @@ def pair(tandem_bin, tandemctl, tmp_path):
     t = Server(exe, tmp_path / "hub1", "hub1", roles="transport", listeners=("smtp",))
     t.directory_endpoint = f"{m.addr}:{m.ports['admin']}"
     t.extra_conf = (f"\n[tls]\nca = {m.ca}\n"
-                    "\n[smtp]\ndomains = example.test\nmax_message_size = 64K\n")
+                    "\n[smtp]\ndomains = example.test\nmax_message_size = 64K\n"
+                    "max_connections = 30\n")  # three per client address
     t.write_conf(server="hub1", level="info")
     t.datadir.mkdir(parents=True)
     (t.datadir / "server.key").write_text(key + "\n")
@@ -154,6 +155,28 @@ def test_unknown_users_and_relaying_are_refused(pair):
     assert c.docmd("BOGUS")[0] == 500
     assert c.docmd("MAIL FROM:<broken")[0] == 501
     assert c.noop()[0] == 250
+    c.quit()
+
+
+def test_limits_on_recipients_lines_and_connections(pair):
+    m, t = pair
+    c = connect(t)
+    c.mail(SENDER)
+    for _ in range(100):
+        assert c.rcpt("alice@example.test")[0] == 250
+    code, msg = c.rcpt("bob@example.test")
+    assert (code, msg[:5]) == (452, b"4.5.3")
+    c.rset()
+    code, msg = c.docmd("NOOP " + "x" * 2000)
+    assert (code, msg[:5]) == (500, b"5.5.2")
+    assert c.noop()[0] == 250
+    # Three connections from one address at most: the fourth is told so and closed.
+    others = [connect(t) for _ in range(2)]
+    extra = socket.create_connection((t.addr, t.ports["smtp"]), timeout=WAIT)
+    assert extra.makefile("rb").readline().startswith(b"421 4.7.0")
+    extra.close()
+    for o in others:
+        o.quit()
     c.quit()
 
 
