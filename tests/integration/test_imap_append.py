@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -217,7 +218,7 @@ def test_append_before_login(imap):
 
 
 def set_quota(imap, tandem_bin, user, size, messages):
-    import subprocess
+    """The mailbox's quota, as an operator tool would set it (0 = unlimited)."""
     res = subprocess.run([str(tandem_bin("tdm_ipc_client")), "quota",
                           str(imap.datadir / "run" / "core.sock"), "db1", user, str(size),
                           str(messages)], capture_output=True, text=True, timeout=WAIT)
@@ -376,7 +377,6 @@ def test_many_messages_in_one_multiappend(imap):
 def test_multiappend_undone_when_a_record_is_refused(imap, tandem_bin):
     """The quota drops while a MULTIAPPEND's records are being committed: the ones already
     appended are expunged again and the command is answered NO."""
-    import subprocess
     login(imap).logout()  # the mailbox is made at the first login
     r, watcher = Raw(imap), Raw(imap)
     n = 3000

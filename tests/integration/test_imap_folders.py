@@ -4,6 +4,7 @@ a session sees when its selected folder is deleted or renamed by itself or by an
 and refusals answered with the session going on."""
 import imaplib
 import re
+import socket
 import subprocess
 
 import pytest
@@ -239,7 +240,6 @@ def test_renamed_under_another_session(imap):
 def raw_session(imap):
     """A socket logged in as alice, and a function sending one command and returning its
     lines (untagged ones, then the tagged one)."""
-    import socket
     sock = socket.create_connection((imap.addr, imap.ports["imap"]), timeout=WAIT)
     f = sock.makefile("rb")
     assert f.readline().startswith(b"* OK")
