@@ -114,15 +114,18 @@ conclude(struct smtp_relay *r)
         return;
     }
     size_t delivered = 0, deferred = 0;
-    const struct smtp_client_reply *refusal = NULL;
+    const struct smtp_client_reply *refusal = NULL, *deferral = NULL;
     for (size_t i = 0; i < r->n_rcpts; i++) {
         const struct smtp_client_reply *rep = smtp_client_rcpt_reply(r->client, i);
-        if (rep->code / 100 == 2)
+        if (rep->code / 100 == 2) {
             delivered++;
-        else if (rep->code / 100 == 5 && !refusal)
-            refusal = rep;
-        else if (rep->code / 100 != 5)
+        } else if (rep->code / 100 == 5) {
+            refusal = refusal ? refusal : rep;
+        } else {
             deferred++; /* a 4xx, or no reply: the transaction stopped before the data */
+            if (rep->code != 0 && !deferral)
+                deferral = rep;
+        }
     }
     if (delivered == r->n_rcpts) {
         finish_with(r, 250, "2.0.0", "Delivered to %s", r->where);
@@ -133,6 +136,8 @@ conclude(struct smtp_relay *r)
         finish_with(r, 451, "4.3.0",
                     "Delivered to %zu of %zu recipients at %s; try again later for the rest",
                     delivered, r->n_rcpts, r->where);
+    } else if (deferral) {
+        finish_passed_on(r, "The mailbox server deferred the message at", deferral);
     } else if (deferred > 0 || !refusal) {
         finish_with(r, 451, "4.3.0", "The mailbox server %s deferred the message; try again later",
                     r->where);

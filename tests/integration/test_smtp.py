@@ -254,6 +254,24 @@ def test_mailbox_server_down_defers_and_claims_nothing(pair, tandem_bin):
     c.quit()
     assert subjects(tandem_bin, m.db, "alice") == ["alice only"]
 
+    # cms2 moves to where an LMTP listens: the directory's journal tells the transport server,
+    # whose next relay reaches it. That server does not have db2 mounted, so it defers too,
+    # with its own reason (4.3.0), never a 250.
+    reply = m.api("PUT", "/v1/objects/cms/cms2",
+                  {"attrs": {"address": m.addr, "lmtp_port": m.ports["lmtp"]}})
+    assert reply.status == 200, reply
+
+    def deferred_by_the_mailbox_server():
+        c = connect(t)
+        try:
+            c.sendmail(SENDER, ["erin@example.test"], message("db2 not here"))
+        except smtplib.SMTPDataError as err:
+            return err.smtp_code == 451 and err.smtp_error.startswith(b"4.3.0")
+        finally:
+            c.close()
+        pytest.fail("a message for an unmounted database was acknowledged")
+    wait_for(deferred_by_the_mailbox_server, "the new route of cms2")
+
     # The mailbox server's LMTP worker is killed: the supervisor restarts it, and a message
     # relayed meanwhile is either refused (4xx) or delivered, never acknowledged and lost.
     lmtp = children(m.procs[0].pid)["worker-lmtp"]
