@@ -34,6 +34,8 @@
 #define CONN_DEFAULT_MAX_OUTPUT (1024u * 1024u)
 #define CONN_FLUSH_DEADLINE_MS 5000u
 #define CONN_ADDR_BUCKETS 256u
+/* Out of file descriptors: how long the listener stops accepting before it tries again. */
+#define CONN_ACCEPT_PAUSE_MS 250u
 
 struct addr_count {
     struct addr_count *next;
@@ -47,6 +49,8 @@ struct conn_listener {
     const struct conn_ops *ops;
     void *ctx;
     struct event *accept_ev;
+    struct event *accept_pause; /* re-arms accept_ev after running out of descriptors */
+    bool starved;               /* said so in the log; cleared by the next accept */
     struct conn *conns;
     unsigned count;
     uint64_t refused;
@@ -429,6 +433,34 @@ accept_one(struct conn_listener *l, int fd, const struct sockaddr_storage *ss)
     conn_leave(c);
 }
 
+/*
+ * accept() failed for want of a descriptor or memory: the connection stays in the kernel's
+ * backlog and the listening socket stays readable, so trying again at once would spin the
+ * loop (and every session on it) at full CPU. Stop accepting for a moment instead; the
+ * sessions already open go on.
+ */
+static void
+pause_accepting(struct conn_listener *l, int err)
+{
+    if (!l->starved)
+        log_warn("accept: %s: not accepting new connections for %u ms at a time until some "
+                 "close (%u open; raise the open file limit to hold more)",
+                 strerror(err), CONN_ACCEPT_PAUSE_MS, l->count);
+    l->starved = true;
+    event_del(l->accept_ev);
+    struct timeval tv = {0, CONN_ACCEPT_PAUSE_MS * 1000u};
+    evtimer_add(l->accept_pause, &tv);
+}
+
+static void
+resume_accepting_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn_listener *l = arg;
+    event_add(l->accept_ev, NULL);
+}
+
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
@@ -440,11 +472,16 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
         socklen_t len = sizeof(ss);
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
+            l->starved = false;
             accept_one(l, fd, &ss);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            pause_accepting(l, errno);
+            return;
+        }
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             log_error("accept: %s", strerror(errno));
         return;
@@ -472,9 +509,12 @@ conn_listener_new(struct event_base *base, const struct conn_listener_options *o
     l->ops = ops;
     l->ctx = listener_ctx;
     l->accept_ev = event_new(base, opt->fd, EV_READ | EV_PERSIST, accept_cb, l);
-    if (!l->accept_ev || event_add(l->accept_ev, NULL) < 0) {
+    l->accept_pause = evtimer_new(base, resume_accepting_cb, l);
+    if (!l->accept_ev || !l->accept_pause || event_add(l->accept_ev, NULL) < 0) {
         if (l->accept_ev)
             event_free(l->accept_ev);
+        if (l->accept_pause)
+            event_free(l->accept_pause);
         free(l);
         return -ENOMEM;
     }
@@ -489,6 +529,7 @@ conn_listener_free(struct conn_listener **listener)
     if (!l)
         return;
     event_free(l->accept_ev);
+    event_free(l->accept_pause);
     close(l->opt.fd);
     while (l->conns) {
         struct conn *c = l->conns;

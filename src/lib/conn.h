@@ -13,6 +13,11 @@
  * peer has taken them, so a client that does not read cannot make the server buffer without
  * bound; protocols check conn_output_full() between pipelined commands. A connection idle (nothing received) for idle_timeout_ms is closed with the reason
  * CONN_CLOSE_IDLE; the protocol may say goodbye in on_close (the bytes are flushed best-effort).
+ * Every byte received starts that period again.
+ *
+ * Out of file descriptors (or memory) to accept with, a listener stops accepting for 250 ms at
+ * a time, with one warning, instead of spinning on its readable socket; the connections
+ * waiting meanwhile stay in the kernel's backlog.
  *
  * One libevent loop, one thread. Ownership: the listener owns its connections; a conn lives
  * until on_close has returned, after which the pointer is invalid.
