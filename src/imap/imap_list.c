@@ -124,43 +124,90 @@ descendants(const struct list_table *t, const char *name, size_t *lo_r, size_t *
 
 /* ---- Patterns ---- */
 
-/* RFC 3501 6.3.8: '*' matches anything, '%' anything but the hierarchy separator. */
+/*
+ * RFC 3501 6.3.8: '*' matches anything, '%' anything but the hierarchy separator. A pattern is
+ * matched by stepping the set of pattern positions reached along the name, so the cost is at
+ * most |pattern| x |name| whatever the wildcards (backtracking would take exponential time on
+ * "*a*a*a...b"). Patterns are kept compiled: each run of wildcards is one ('*' if it holds
+ * one, else '%'), and a pattern with more other characters than a name can hold matches
+ * nothing, so a compiled pattern is at most PATTERN_MAX bytes.
+ */
+#define PATTERN_MAX (2 * MAIL_NAME_MAX + 1)
+/* The most steps one LIST may take matching (patterns' bytes times names' bytes): about a
+ * tenth of a second. Beyond it the command is refused rather than stall the worker. */
+#define LIST_MATCH_BUDGET (1u << 26)
+
 static bool
-match(const char *pat, const char *name)
+match(const char *pat, size_t plen, const char *name)
 {
-    for (;; pat++, name++) {
-        if (*pat == '*' || *pat == '%') {
-            for (const char *n = name;; n++) {
-                if (match(pat + 1, n))
-                    return true;
-                if (!*n || (*pat == '%' && *n == MAIL_HIER_SEP))
-                    return false;
-            }
+    bool at[PATTERN_MAX + 1], next[PATTERN_MAX + 1];
+    memset(at, 0, plen + 1);
+    at[0] = true;
+    for (const char *n = name;; n++) {
+        /* A wildcard may match nothing: reaching it reaches what follows it too. */
+        for (size_t i = 0; i < plen; i++)
+            if (at[i] && (pat[i] == '*' || pat[i] == '%'))
+                at[i + 1] = true;
+        if (!*n)
+            return at[plen];
+        memset(next, 0, plen + 1);
+        bool any = false;
+        for (size_t i = 0; i < plen; i++) {
+            if (!at[i])
+                continue;
+            if (pat[i] == '*' || (pat[i] == '%' && *n != MAIL_HIER_SEP))
+                next[i] = any = true;
+            else if (pat[i] == *n)
+                next[i + 1] = any = true;
         }
-        if (!*pat)
-            return !*name;
-        if (*pat != *name)
+        if (!any)
             return false;
+        memcpy(at, next, plen + 1);
     }
 }
 
 struct patterns {
-    char **utf8; /* owned; reference prepended, INBOX upper-cased */
+    char **compiled; /* owned; reference prepended, INBOX upper-cased */
+    size_t *len;
     size_t n;
+    size_t bytes; /* of all of them, for the budget */
 };
 
 static void
 patterns_free(struct patterns *p)
 {
     for (size_t i = 0; i < p->n; i++)
-        free(p->utf8[i]);
-    free(p->utf8);
+        free(p->compiled[i]);
+    free(p->compiled);
+    free(p->len);
 }
 
-/* Reference and pattern as one UTF-8 pattern; NULL when they are not valid names (such a
- * pattern matches nothing). INBOX is case-insensitive (RFC 3501 5.1), also as a parent. */
+/* Collapses runs of wildcards in place; returns the new length, or 0 when the pattern cannot
+ * match any name (a compiled pattern is never empty: "" matches only "", no folder's name). */
+static size_t
+compile(char *pat)
+{
+    size_t out = 0, literal = 0;
+    for (size_t i = 0; pat[i];) {
+        if (pat[i] != '*' && pat[i] != '%') {
+            pat[out++] = pat[i++];
+            literal++;
+            continue;
+        }
+        char w = '%';
+        for (; pat[i] == '*' || pat[i] == '%'; i++)
+            if (pat[i] == '*')
+                w = '*';
+        pat[out++] = w;
+    }
+    pat[out] = '\0';
+    return literal > MAIL_NAME_MAX ? 0 : out;
+}
+
+/* Reference and pattern as one compiled UTF-8 pattern; NULL when they cannot match (not valid
+ * names, or longer than any name). INBOX is case-insensitive (RFC 3501 5.1), also as a parent. */
 static char *
-pattern_utf8(const struct imap_session *s, const char *ref, const char *pat)
+pattern_utf8(const struct imap_session *s, const char *ref, const char *pat, size_t *len_r)
 {
     char *full;
     if (asprintf(&full, "%s%s", ref, pat) < 0)
@@ -168,7 +215,7 @@ pattern_utf8(const struct imap_session *s, const char *ref, const char *pat)
     struct imap_buf utf8 = IMAP_BUF_INIT;
     int ret = imap__wire_to_utf8(s, full, &utf8);
     free(full);
-    if (ret < 0 || !utf8.data) {
+    if (ret < 0 || !utf8.data || !(*len_r = compile(utf8.data))) {
         imap_buf_free(&utf8);
         return NULL;
     }
@@ -181,13 +228,19 @@ pattern_utf8(const struct imap_session *s, const char *ref, const char *pat)
 static void
 patterns_read(const struct imap_session *s, const struct imap_command *cmd, struct patterns *p)
 {
-    p->utf8 = calloc(cmd->u.list.n_patterns, sizeof(*p->utf8));
-    if (!p->utf8)
+    size_t n = cmd->u.list.n_patterns;
+    p->compiled = calloc(n ? n : 1, sizeof(*p->compiled));
+    p->len = calloc(n ? n : 1, sizeof(*p->len));
+    if (!p->compiled || !p->len)
         log_fatal("out of memory");
-    for (size_t i = 0; i < cmd->u.list.n_patterns; i++) {
-        char *u = pattern_utf8(s, cmd->u.list.reference, cmd->u.list.patterns[i]);
-        if (u)
-            p->utf8[p->n++] = u;
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        char *c = pattern_utf8(s, cmd->u.list.reference, cmd->u.list.patterns[i], &len);
+        if (!c)
+            continue;
+        p->compiled[p->n] = c;
+        p->len[p->n++] = len;
+        p->bytes += len;
     }
 }
 
@@ -195,7 +248,7 @@ static bool
 patterns_match(const struct patterns *p, const char *name)
 {
     for (size_t i = 0; i < p->n; i++)
-        if (match(p->utf8[i], name))
+        if (match(p->compiled[i], p->len[i], name))
             return true;
     return false;
 }
@@ -234,10 +287,11 @@ special_use_attrs(uint32_t use, const char **attrs)
     return n;
 }
 
-/* One entry's answer, if it has one: its LIST (or LSUB) line and, asked for, its STATUS. */
+/* One matching entry's answer, if it has one: its LIST (or LSUB) line and, asked for, its
+ * STATUS. hit[j]: whether entry j matches the patterns. */
 static void
 list_entry(struct imap_session *s, const struct list_req *q, const struct list_table *t,
-           size_t i, const struct patterns *pats, const struct mail_dbis *dbis, MDB_txn *txn)
+           size_t i, const bool *hit, const struct mail_dbis *dbis, MDB_txn *txn)
 {
     const struct list_entry *e = &t->e[i];
     size_t lo, hi;
@@ -250,7 +304,7 @@ list_entry(struct imap_session *s, const struct list_req *q, const struct list_t
         for (size_t j = lo; j < hi; j++)
             if (selected(q, &t->e[j])) {
                 below = true;
-                below_matched |= patterns_match(pats, t->e[j].name);
+                below_matched |= hit[j];
             }
         if (q->recursive && q->sel_subscribed)
             shown = child_info = below;
@@ -279,6 +333,16 @@ list_entry(struct imap_session *s, const struct list_req *q, const struct list_t
     if (q->status_items && e->exists &&
         imap__status_values(s, dbis, txn, e->name, q->status_items, &v) == 0)
         imap_write_status(&s->out, e->name, &v, imap__mode(s));
+}
+
+/* Whether matching every pattern against every name stays within LIST_MATCH_BUDGET steps. */
+static bool
+within_budget(const struct patterns *p, const struct list_table *t)
+{
+    uint64_t names = 0;
+    for (size_t i = 0; i < t->n; i++)
+        names += strlen(t->e[i].name) + 1;
+    return (uint64_t)p->bytes * names <= LIST_MATCH_BUDGET;
 }
 
 /* Reads the request from the command; false after answering BAD. */
@@ -335,10 +399,20 @@ imap__cmd_list(struct imap_session *s, const struct imap_command *cmd)
         imap__reply(s, tag, "NO", "SERVERBUG", "Cannot read the mailbox list");
     } else {
         table_finish(&t);
-        for (size_t i = 0; i < t.n; i++)
-            if (patterns_match(&pats, t.e[i].name))
-                list_entry(s, &q, &t, i, &pats, dbis, txn);
-        imap__reply(s, tag, "OK", NULL, done);
+        if (!within_budget(&pats, &t)) {
+            imap__reply(s, tag, "NO", "LIMIT", "Too many or too long patterns for this LIST");
+        } else {
+            bool *hit = calloc(t.n ? t.n : 1, sizeof(*hit));
+            if (!hit)
+                log_fatal("out of memory");
+            for (size_t i = 0; i < t.n; i++)
+                hit[i] = patterns_match(&pats, t.e[i].name);
+            for (size_t i = 0; i < t.n; i++)
+                if (hit[i])
+                    list_entry(s, &q, &t, i, hit, dbis, txn);
+            free(hit);
+            imap__reply(s, tag, "OK", NULL, done);
+        }
     }
     mdb_txn_abort(txn);
     table_free(&t);

@@ -5,6 +5,7 @@ items. A raw client is used where imaplib cannot say the command or would hide t
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -247,4 +248,21 @@ def test_list_hierarchy_gaps_and_lsub(imap, tandem_bin):
     # LSUB names the unsubscribed parents "%" stops at, and nothing more with "*".
     assert a.ok('LSUB "" Lists/%') == ['* LSUB (\\Noselect) "/" Lists/Work']
     assert a.ok('LSUB "" Lists/*') == ['* LSUB () "/" Lists/Work/Daily']
+    a.close()
+
+
+def test_list_patterns_cost_is_bounded(imap):
+    a = Raw(imap)
+    for i in range(20):
+        a.ok(f"CREATE {'a' * 240}{i:02d}")
+    # Backtracking would take exponential time on this; the matcher takes none to say no.
+    start = time.monotonic()
+    assert a.ok('LIST "" "' + "*a" * 120 + '*b"') == []
+    assert time.monotonic() - start < 2
+    assert len(a.ok('LIST "" "' + "%a" * 120 + '*"')) == 20
+    # Past the matching budget the LIST is refused, and the session goes on.
+    pats = " ".join('"' + "%a" * 250 + '"' for _ in range(30))
+    _, done = a.cmd(f'LIST "" ({pats})')
+    assert done.startswith("NO [LIMIT]")
+    a.ok("NOOP")
     a.close()
