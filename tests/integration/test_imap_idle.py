@@ -301,3 +301,28 @@ def test_workers_take_the_hard_open_file_limit(tandem_bin, tmp_path):
         assert open_file_limits(kids["worker-imap"]) == (hard, hard)
     finally:
         s.kill_all()
+
+
+def test_idle_pushes_vanished_once_qresync_is_enabled(imap):
+    deliver(imap, "alice@example.test", "one")
+    deliver(imap, "alice@example.test", "two")
+    if not store_served(imap):
+        pytest.skip("STORE is not served yet")
+    c = Raw(imap)
+    assert c.command("LOGIN alice alice-password")[0].split()[1] == "OK"
+    reply, _ = c.command("ENABLE QRESYNC")
+    if reply.split()[1] != "OK":
+        pytest.skip("QRESYNC is not served yet")
+    assert c.command("SELECT INBOX")[0].split()[1] == "OK"
+    c.idle()
+    other = login(imap)
+    other.select("INBOX")
+    other.store("1", "+FLAGS", "(\\Deleted)")
+    line, _ = c.wait_line(lambda l: l.startswith("* 1 FETCH"), "FETCH with MODSEQ")
+    assert "MODSEQ" in line
+    assert other.expunge()[0] == "OK"
+    line, seen = c.wait_line(lambda l: l.startswith("* VANISHED"), "VANISHED for the expunge")
+    assert line == "* VANISHED 1" and not any(l.endswith(" EXPUNGE") for l in seen)
+    other.logout()
+    assert c.done()[0].split()[1] == "OK"
+    c.close()
