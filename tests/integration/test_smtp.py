@@ -381,7 +381,7 @@ def test_partial_and_permanent_outcomes_of_the_mailbox_server(pair):
     assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.3.0 Delivered to 1 of 2")
     c.quit()
     sent = b"".join(fake.received)
-    assert b"MAIL FROM:<someone@example.org> SIZE" not in sent  # SIZE is not passed on
+    assert b"LHLO hub1\r\nMAIL FROM:<someone@example.org>\r\n" in sent  # no SIZE passed on
     assert b"RCPT TO:<frank@example.test>\r\nRCPT TO:<gina@example.test>\r\nDATA\r\n" in sent
     assert b"Received: from client.test" in sent
     assert b"\r\n..a leading dot\r\n.\r\n" in sent  # dot-stuffed on the way
