@@ -57,6 +57,13 @@ path_equal(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+static bool
+domains_equal(const struct tdm_config_smtp *a, const struct tdm_config_smtp *b)
+{
+    return a->n_domains == b->n_domains &&
+           memcmp(a->domains, b->domains, a->n_domains * sizeof(a->domains[0])) == 0;
+}
+
 unsigned
 tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_config *fresh,
                              const char *config_path)
@@ -83,6 +90,11 @@ tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_conf
         {"[tls] certificate", !path_equal(cur->tls.certificate, fresh->tls.certificate)},
         {"[tls] key", !path_equal(cur->tls.key, fresh->tls.key)},
         {"[tls] ca", !path_equal(cur->tls.ca, fresh->tls.ca)},
+        /* The SMTP worker takes its copy of these at start (src/smtp/). */
+        {"[smtp] domains", !domains_equal(&cur->smtp, &fresh->smtp)},
+        {"[smtp] max_message_size", cur->smtp.max_message_size != fresh->smtp.max_message_size},
+        {"[smtp] max_recipients", cur->smtp.max_recipients != fresh->smtp.max_recipients},
+        {"[smtp] max_connections", cur->smtp.max_connections != fresh->smtp.max_connections},
     };
     unsigned n = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

@@ -394,3 +394,14 @@ def test_partial_and_permanent_outcomes_of_the_mailbox_server(pair):
         c.sendmail(SENDER, ["hank@example.test"], message("full"))
     assert e.value.smtp_code == 552 and e.value.smtp_error.startswith(b"5.2.2")
     c.quit()
+
+
+def test_reload_says_smtp_settings_need_a_restart(pair):
+    m, t = pair
+    t.extra_conf = t.extra_conf.replace("domains = example.test", "domains = example.test, b.test")
+    t.write_conf(server="hub1", level="info")
+    os.kill(t.proc.pid, signal.SIGHUP)
+    ev = t.wait_event(lambda e: e["id"] == 2007, "process.reload_needs_restart")
+    assert "[smtp] domains changed" in ev["message"]
+    # The running value stays in force.
+    assert rcpt(t, "alice@b.test") == (550, "5.7.1")
