@@ -326,3 +326,19 @@ def test_idle_pushes_vanished_once_qresync_is_enabled(imap):
     other.logout()
     assert c.done()[0].split()[1] == "OK"
     c.close()
+
+
+def test_clean_stop_with_idling_sessions(imap):
+    """SIGTERM while sessions idle: the worker lets go of every watch and subscription, and
+    everything exits 0 with no leak report; the clients see their connections end."""
+    sessions = [Raw(imap) for _ in range(3)]
+    for s in sessions:
+        s.login_select()
+        s.idle()
+    imap.stop(imap.proc)  # asserts the exit status and the absence of a leak report
+    out = imap.output()
+    assert "panic" not in out and "AddressSanitizer" not in out, out
+    for s in sessions:
+        with pytest.raises(ConnectionError):  # a BYE first is best effort (lib/conn.h)
+            s.wait_line(lambda l: False, "the end of the connection", WAIT)
+        s.close()
