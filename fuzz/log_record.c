@@ -35,6 +35,20 @@ check_frame(const uint8_t *frame, size_t avail, const struct log_record *rec, si
         abort();
     free(again);
 
+    if (rec->type == TDM_REC_BEGIN) {
+        struct log_header hdr = {.version = TDM_LOG_VERSION};
+        const char *why = NULL;
+        if (log_begin_decode(rec, &hdr, &why) == 0) {
+            uint8_t f[TDM_LOG_BEGIN_FRAME];
+            log_begin_encode(&hdr, f);
+            if (flen != TDM_LOG_BEGIN_FRAME || memcmp(f, frame, sizeof(f)) != 0)
+                abort();
+            if (hdr.generation == 0 || hdr.first_lsn == 0)
+                abort();
+        } else if (why == NULL) {
+            abort();
+        }
+    }
     if (rec->type == TDM_REC_END) {
         struct log_end end;
         if (log_end_decode(rec->payload, rec->length, &end) == 0) {

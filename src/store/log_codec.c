@@ -10,9 +10,13 @@ log_header_encode(const struct log_header *hdr, uint8_t out[TDM_LOG_HEADER_USED]
 {
     memset(out, 0, TDM_LOG_HEADER_USED);
     memcpy(out, TDM_LOG_MAGIC, TDM_LOG_MAGIC_LEN);
-    le_put32(out + 8, TDM_LOG_VERSION);
+    le_put32(out + 8, hdr->version);
     le_put32(out + 12, TDM_LOG_HEADER_SIZE);
     memcpy(out + 16, hdr->guid, TDM_LOG_GUID_LEN);
+    if (hdr->version >= TDM_LOG_VERSION_BEGIN) {
+        le_put32(out + 72, crc32c(0, out, 72));
+        return;
+    }
     le_put64(out + 32, hdr->generation);
     le_put64(out + 40, hdr->created_us);
     le_put64(out + 48, hdr->epoch);
@@ -32,6 +36,25 @@ log_header_is_blank(const uint8_t *buf, size_t len)
     return 1;
 }
 
+/* The checks a generation's identity passes, from a header or a BEGIN record. */
+static int
+identity_check(const struct log_header *hdr, uint32_t min_size, const char **error_r)
+{
+    if (hdr->generation == 0 || hdr->first_lsn == 0) {
+        *error_r = "generation and first LSN must be at least 1";
+        return TDM_ECORRUPT;
+    }
+    if (hdr->file_size < min_size) {
+        *error_r = "file size of the generation is too small";
+        return TDM_ECORRUPT;
+    }
+    if (hdr->file_size > TDM_LOG_MAX_GENERATION_SIZE) {
+        *error_r = "file size of the generation exceeds the largest generation";
+        return TDM_ECORRUPT;
+    }
+    return 0;
+}
+
 int
 log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r, const char **error_r)
 {
@@ -48,8 +71,8 @@ log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r, cons
         return TDM_ECORRUPT;
     }
     uint32_t version = le_get32(buf + 8);
-    /* Version 1 logs differ only in promising zero fill after the records (no recycled
-     * files), so a version 2 reader reads them as they are. */
+    /* Version 1 logs differ from version 2 only in promising zero fill after the records (no
+     * recycled files), so they are read as they are. */
     if (version < TDM_LOG_VERSION_MIN || version > TDM_LOG_VERSION) {
         *error_r = "unsupported log format version";
         return TDM_ECORRUPT;
@@ -58,26 +81,24 @@ log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r, cons
         *error_r = "unsupported header size";
         return TDM_ECORRUPT;
     }
+    memset(hdr_r, 0, sizeof(*hdr_r));
+    hdr_r->version = version;
     memcpy(hdr_r->guid, buf + 16, TDM_LOG_GUID_LEN);
+    if (version >= TDM_LOG_VERSION_BEGIN) {
+        for (size_t i = 32; i < 72; i++)
+            if (buf[i] != 0) {
+                *error_r = "reserved header bytes are set";
+                return TDM_ECORRUPT;
+            }
+        return 0;
+    }
     hdr_r->generation = le_get64(buf + 32);
     hdr_r->created_us = le_get64(buf + 40);
     hdr_r->epoch = le_get64(buf + 48);
     hdr_r->first_lsn = le_get64(buf + 56);
     hdr_r->prev_checksum = le_get32(buf + 64);
     hdr_r->file_size = le_get32(buf + 68);
-    if (hdr_r->generation == 0 || hdr_r->first_lsn == 0) {
-        *error_r = "generation and first LSN must be at least 1";
-        return TDM_ECORRUPT;
-    }
-    if (hdr_r->file_size < TDM_LOG_HEADER_SIZE + TDM_LOG_END_FRAME) {
-        *error_r = "file size in header is too small";
-        return TDM_ECORRUPT;
-    }
-    if (hdr_r->file_size > TDM_LOG_MAX_GENERATION_SIZE) {
-        *error_r = "file size in header exceeds the largest generation";
-        return TDM_ECORRUPT;
-    }
-    return 0;
+    return identity_check(hdr_r, TDM_LOG_HEADER_SIZE + TDM_LOG_END_FRAME, error_r);
 }
 
 void
@@ -171,4 +192,32 @@ log_end_decode(const uint8_t *payload, uint32_t len, struct log_end *end_r)
     end_r->record_count = le_get64(payload);
     end_r->gen_checksum = le_get32(payload + 8);
     return 0;
+}
+
+void
+log_begin_encode(const struct log_header *hdr, uint8_t out[TDM_LOG_BEGIN_FRAME])
+{
+    uint8_t payload[TDM_LOG_BEGIN_PAYLOAD];
+    le_put64(payload, hdr->generation);
+    le_put64(payload + 8, hdr->created_us);
+    le_put32(payload + 16, hdr->prev_checksum);
+    le_put32(payload + 20, hdr->file_size);
+    log_record_encode(hdr->first_lsn, hdr->epoch, TDM_REC_BEGIN, payload, sizeof(payload), out);
+}
+
+int
+log_begin_decode(const struct log_record *rec, struct log_header *hdr, const char **error_r)
+{
+    if (rec->type != TDM_REC_BEGIN || rec->length != TDM_LOG_BEGIN_PAYLOAD) {
+        *error_r = "the generation does not start with a BEGIN record";
+        return TDM_ECORRUPT;
+    }
+    hdr->generation = le_get64(rec->payload);
+    hdr->created_us = le_get64(rec->payload + 8);
+    hdr->prev_checksum = le_get32(rec->payload + 16);
+    hdr->file_size = le_get32(rec->payload + 20);
+    hdr->epoch = rec->epoch;
+    hdr->first_lsn = rec->lsn;
+    return identity_check(hdr, TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + TDM_LOG_END_FRAME,
+                          error_r);
 }

@@ -12,7 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * A generation's identity. Up to version 2 all of it is in the header; from version 3 the
+ * header holds only the version and the GUID, and the rest comes from the BEGIN record
+ * (log_begin_decode()), so that readers see one struct whatever the version.
+ */
 struct log_header {
+    uint32_t version;
     uint8_t guid[TDM_LOG_GUID_LEN];
     uint64_t generation;
     uint64_t created_us;
@@ -22,12 +28,17 @@ struct log_header {
     uint32_t file_size;
 };
 
-/* Writes TDM_LOG_HEADER_USED bytes into out. */
+/*
+ * Writes TDM_LOG_HEADER_USED bytes into out, in the layout of hdr->version: version 3 writes
+ * the GUID only, versions 1 and 2 every field (the store writes only TDM_LOG_VERSION; the
+ * older layouts are there for tests and tools that make logs of older databases).
+ */
 void log_header_encode(const struct log_header *hdr, uint8_t out[TDM_LOG_HEADER_USED]);
 
 /*
  * Decodes a header from len bytes. Returns 0, TDM_ENEEDMORE when len < TDM_LOG_HEADER_USED,
- * or TDM_ECORRUPT with *error_r naming the failed check (static string).
+ * or TDM_ECORRUPT with *error_r naming the failed check (static string). For version 3 only
+ * version and guid are set (the rest zero): the BEGIN record has the generation's identity.
  */
 int log_header_decode(const uint8_t *buf, size_t len, struct log_header *hdr_r,
                       const char **error_r);
@@ -73,6 +84,15 @@ struct log_end {
 void log_end_encode(const struct log_end *end, uint8_t out[TDM_LOG_END_PAYLOAD]);
 /* Returns 0 or TDM_ECORRUPT. */
 int log_end_decode(const uint8_t *payload, uint32_t len, struct log_end *end_r);
+
+/* Encodes the BEGIN frame of a version 3 generation (TDM_LOG_BEGIN_FRAME bytes) from hdr's
+ * generation, created_us, epoch, first_lsn, prev_checksum and file_size. */
+void log_begin_encode(const struct log_header *hdr, uint8_t out[TDM_LOG_BEGIN_FRAME]);
+/*
+ * Fills hdr's generation fields from rec, a decoded BEGIN frame (version and guid are left
+ * alone). Returns 0, or TDM_ECORRUPT with *error_r naming the failed check.
+ */
+int log_begin_decode(const struct log_record *rec, struct log_header *hdr, const char **error_r);
 
 /* Little-endian helpers shared by the store's codecs. */
 static inline void

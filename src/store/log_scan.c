@@ -108,10 +108,11 @@ all_zero(const uint8_t *p, size_t len)
     return true;
 }
 
+/* Walks the frames from off (just past the header, or past BEGIN) to the end of the records. */
 static int
-scan_frames(const uint8_t *buf, size_t size, gen_record_cb *cb, void *ctx, struct gen_scan *s)
+scan_frames(const uint8_t *buf, size_t size, size_t off, gen_record_cb *cb, void *ctx,
+            struct gen_scan *s)
 {
-    size_t off = TDM_LOG_HEADER_SIZE;
     uint64_t expected_lsn = s->hdr.first_lsn;
 
     s->end = GEN_SCAN_ZERO_FILL;
@@ -158,6 +159,12 @@ scan_frames(const uint8_t *buf, size_t size, gen_record_cb *cb, void *ctx, struc
             s->end_rec = end;
             return 0;
         }
+        if (rec.type == TDM_REC_BEGIN) {
+            s->end = GEN_SCAN_INVALID;
+            s->bad_offset = off;
+            s->bad_reason = "BEGIN record after the start of the generation";
+            return 0;
+        }
         if (rec.lsn != expected_lsn) {
             s->end = GEN_SCAN_INVALID;
             s->bad_offset = off;
@@ -176,6 +183,43 @@ scan_frames(const uint8_t *buf, size_t size, gen_record_cb *cb, void *ctx, struc
         off += flen;
         s->valid_end = off;
     }
+    return 0;
+}
+
+/*
+ * Version 3: the generation's identity, from the BEGIN frame at TDM_LOG_HEADER_SIZE. Returns 0
+ * with s->hdr filled and s->checksum started (the generation checksum covers BEGIN); 1 when the
+ * file was never begun (a zero frame header there: a spare); TDM_ECORRUPT with begin_bad set
+ * when something else is there (a damaged BEGIN, or a first write torn by a crash).
+ */
+static int
+scan_begin(const uint8_t *buf, size_t n, struct gen_scan *s, const char **why_r)
+{
+    struct log_record rec;
+    size_t flen = 0;
+    /* A file that ends before a frame header fits after the header is a spare whose
+     * preallocation a crash cut short: nothing can have been begun in it. */
+    int rc = n >= TDM_LOG_HEADER_SIZE + TDM_LOG_FRAME_HEADER
+                 ? log_record_decode(buf + TDM_LOG_HEADER_SIZE, n - TDM_LOG_HEADER_SIZE, &rec,
+                                     &flen, why_r)
+                 : 1;
+    if (rc == 1) {
+        s->unbegun = true;
+        s->end = GEN_SCAN_ZERO_FILL;
+        s->valid_end = TDM_LOG_HEADER_SIZE;
+        s->tail_dirty = n > TDM_LOG_HEADER_SIZE &&
+                        !all_zero(buf + TDM_LOG_HEADER_SIZE, n - TDM_LOG_HEADER_SIZE);
+        return 1;
+    }
+    if (rc == 0)
+        rc = log_begin_decode(&rec, &s->hdr, why_r);
+    else if (rc == TDM_ENEEDMORE)
+        *why_r = "BEGIN record is cut short";
+    if (rc < 0) {
+        s->begin_bad = true;
+        return TDM_ECORRUPT;
+    }
+    s->checksum = crc32c(0, buf + TDM_LOG_HEADER_SIZE, flen);
     return 0;
 }
 
@@ -237,72 +281,110 @@ store__gen_scan(const struct io_ops *io, const char *path, gen_record_cb *cb, vo
         free(buf);
         return TDM_ECORRUPT;
     }
+    size_t off = TDM_LOG_HEADER_SIZE;
+    if (scan_r->hdr.version >= TDM_LOG_VERSION_BEGIN) {
+        ret = scan_begin(buf, n, scan_r, &why);
+        if (ret == 1) { /* a spare: its header was made ahead, nothing ever began it */
+            free(buf);
+            return 0;
+        }
+        if (ret < 0) {
+            *error_r = store__errorf("%s: offset %u: bad BEGIN record: %s", path,
+                                     TDM_LOG_HEADER_SIZE, why);
+            free(buf);
+            return TDM_ECORRUPT;
+        }
+        off += TDM_LOG_BEGIN_FRAME;
+    }
     if (scan_r->hdr.file_size > n) {
-        *error_r = store__errorf("%s: file is %zu bytes, shorter than the %u its header says", path,
-                                 n, scan_r->hdr.file_size);
+        *error_r = store__errorf("%s: file is %zu bytes, shorter than the %u its generation was "
+                                 "made with",
+                                 path, n, scan_r->hdr.file_size);
         free(buf);
         return TDM_ECORRUPT;
     }
-    ret = scan_frames(buf, n, cb, ctx, scan_r);
+    ret = scan_frames(buf, n, off, cb, ctx, scan_r);
     free(buf);
     return ret;
 }
 
 /*
- * The data record at TDM_LOG_HEADER_SIZE of path, if one decodes there: 0 with *lsn_r, 1 when
- * there is none, -errno.
+ * The LSN of the frame at off in fd (a file of size bytes), if a valid frame other than END
+ * decodes there: 0 with *lsn_r, 1 when there is none, -errno.
  */
 static int
-first_record_lsn(const struct io_ops *io, const char *path, uint64_t *lsn_r)
+frame_lsn_at(const struct io_ops *io, int fd, uint64_t size, uint64_t off, uint64_t *lsn_r)
+{
+    uint8_t head[TDM_LOG_FRAME_HEADER];
+    if (size < off + TDM_LOG_FRAME_OVERHEAD)
+        return 1;
+    ssize_t got = io_pread_all(io, fd, head, sizeof(head), (off_t)off);
+    if (got < 0)
+        return (int)got;
+    uint32_t plen = le_get32(head + 20);
+    if (got < (ssize_t)sizeof(head) || plen > TDM_LOG_MAX_PAYLOAD ||
+        size < off + log_frame_size(plen))
+        return 1;
+    size_t flen = log_frame_size(plen);
+    uint8_t *frame = malloc(flen);
+    if (!frame)
+        return -ENOMEM;
+    int ret = 1;
+    got = io_pread_all(io, fd, frame, flen, (off_t)off);
+    if (got < 0) {
+        ret = (int)got;
+    } else if ((size_t)got == flen) {
+        struct log_record rec;
+        size_t used = 0;
+        const char *why = NULL;
+        if (log_record_decode(frame, flen, &rec, &used, &why) == 0 && rec.type != TDM_REC_END &&
+            rec.lsn != 0) {
+            *lsn_r = rec.lsn;
+            ret = 0;
+        }
+    }
+    free(frame);
+    return ret;
+}
+
+/*
+ * Whether path holds frames that continue a log whose next LSN is next_lsn: a frame carrying
+ * it where a generation's first frame goes, which is BEGIN (version 3) or the first data record
+ * (version 3 after BEGIN, or older versions right after the header). Returns 1 (it does),
+ * 0 (it does not) or -errno.
+ */
+static int
+continues_log(const struct io_ops *io, const char *path, uint64_t next_lsn)
 {
     int fd = io->open(io, path, O_RDONLY, 0);
     if (fd < 0)
         return fd;
     off_t size = 0;
     int ret = io->file_size(io, fd, &size);
-    uint8_t head[TDM_LOG_FRAME_HEADER];
-    if (ret == 0 && (uint64_t)size < TDM_LOG_HEADER_SIZE + TDM_LOG_FRAME_OVERHEAD)
-        ret = 1;
-    if (ret == 0) {
-        ssize_t got = io_pread_all(io, fd, head, sizeof(head), TDM_LOG_HEADER_SIZE);
-        ret = got < 0 ? (int)got : got < (ssize_t)sizeof(head) ? 1 : 0;
-    }
-    uint8_t *frame = NULL;
-    size_t flen = 0;
-    if (ret == 0) {
-        flen = log_frame_size(le_get32(head + 20));
-        if (le_get32(head + 20) > TDM_LOG_MAX_PAYLOAD ||
-            (uint64_t)size < TDM_LOG_HEADER_SIZE + (uint64_t)flen)
-            ret = 1;
-    }
-    if (ret == 0 && !(frame = malloc(flen)))
-        ret = -ENOMEM;
-    if (ret == 0) {
-        ssize_t got = io_pread_all(io, fd, frame, flen, TDM_LOG_HEADER_SIZE);
-        ret = got < 0 ? (int)got : got < (ssize_t)flen ? 1 : 0;
-    }
-    if (ret == 0) {
-        struct log_record rec;
-        size_t used = 0;
-        const char *why = NULL;
-        if (log_record_decode(frame, flen, &rec, &used, &why) == 0 && rec.type != TDM_REC_END &&
-            rec.lsn != 0)
-            *lsn_r = rec.lsn;
+    const uint64_t offs[] = {TDM_LOG_HEADER_SIZE, TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME};
+    bool found = false;
+    for (size_t i = 0; ret == 0 && !found && i < sizeof(offs) / sizeof(offs[0]); i++) {
+        uint64_t lsn = 0;
+        int fret = frame_lsn_at(io, fd, (uint64_t)size, offs[i], &lsn);
+        if (fret < 0)
+            ret = fret;
         else
-            ret = 1;
+            found = fret == 0 && lsn == next_lsn;
     }
-    free(frame);
     io->close(io, fd);
-    return ret;
+    return ret < 0 ? ret : found;
 }
 
 /* What a file above the current generation can be. */
 enum spare_kind {
     SPARE_NOT,      /* a generation of the log (the current one, or damage to report) */
-    SPARE_BLANK,    /* new, zero-filled; its header never written (or torn while written) */
-    SPARE_RECYCLED, /* an older generation renamed here whole: its header names that one */
-    SPARE_TORN,     /* a header that does not decode over stale bytes: a recycled file whose
-                     * new header was being written when the machine stopped, or damage */
+    SPARE_BLANK,    /* new, zero-filled; its header never written (or torn while written),
+                     * or (version 3) written but no BEGIN after it */
+    SPARE_RECYCLED, /* an older generation renamed here whole: its header (BEGIN, version 3)
+                     * names that one */
+    SPARE_TORN,     /* a header or BEGIN that does not decode over other bytes: a first write
+                     * cut short by a crash (a version 2 roll's header, a version 3 BEGIN), or
+                     * damage */
 };
 
 int
@@ -316,7 +398,8 @@ store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gen
         return 0;
     enum spare_kind *kind = calloc(n, sizeof(*kind));
     uint8_t(*guid)[TDM_LOG_GUID_LEN] = calloc(n, sizeof(*guid));
-    int ret = kind && guid ? 0 : -ENOMEM;
+    bool *named = calloc(n, sizeof(*named));
+    int ret = kind && guid && named ? 0 : -ENOMEM;
 
     /* Spares sit above the current generation, several of them; generation files are
      * contiguous, and the lowest file is always part of the log. */
@@ -330,14 +413,16 @@ store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gen
             ret = sret;
             break;
         }
-        if ((sret == 0 && sc.blank_header) || (sc.header_bad && sc.body_blank))
+        if ((sret == 0 && (sc.blank_header || sc.unbegun)) || (sc.header_bad && sc.body_blank))
             kind[cur] = SPARE_BLANK;
         else if (sret == 0 && sc.hdr.generation < gens[cur])
             kind[cur] = SPARE_RECYCLED;
-        else if (sc.header_bad)
+        else if (sc.header_bad || sc.begin_bad)
             kind[cur] = SPARE_TORN;
         else
             break;
+        /* A recycled spare, or a version 3 one never begun, names its database. */
+        named[cur] = kind[cur] == SPARE_RECYCLED || (sret == 0 && sc.unbegun);
         memcpy(guid[cur], sc.hdr.guid, TDM_LOG_GUID_LEN);
     }
     if (ret < 0)
@@ -352,36 +437,36 @@ store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gen
         ret = cret;
         goto out;
     }
-    bool cur_ok = cret == 0 && !cs.blank_header;
+    bool cur_ok = cret == 0 && !cs.blank_header && !cs.unbegun;
     size_t top = cur + 1; /* the log is gens[0, top) */
     for (size_t i = cur + 1; i < n; i++) {
-        if (kind[i] == SPARE_RECYCLED && cur_ok &&
-            memcmp(guid[i], cs.hdr.guid, TDM_LOG_GUID_LEN) != 0) {
+        if (named[i] && cur_ok && memcmp(guid[i], cs.hdr.guid, TDM_LOG_GUID_LEN) != 0) {
             top = i + 1; /* another database's file: part of the log, refused as foreign */
             break;
         }
-        /* Only the generation right after a closed one can ever have had its header written
-         * (a roll writes it after the END before it), so a torn header anywhere else is
-         * damage. Right after a closed one: if records follow it that continue the current
-         * generation, the header was synced before them and is now damaged: corruption to
-         * report, not a spare. Otherwise the header write was cut short by a crash and no
-         * record was ever written under it. */
-        if (kind[i] == SPARE_TORN) {
-            bool spare = false;
-            if (i == cur + 1 && cur_ok && cs.end == GEN_SCAN_END_RECORD) {
-                uint64_t lsn = 0;
-                store__gen_path(path, sizeof(path), log_dir, gens[i]);
-                int fret = first_record_lsn(io, path, &lsn);
-                if (fret < 0) {
-                    ret = fret;
-                    goto out;
-                }
-                spare = fret == 1 || lsn != cs.last_lsn + 1;
+        /* Only the file right after a closed generation can ever have been written as the
+         * next one (a roll writes into it after the END before it is durable), so a torn
+         * header or BEGIN anywhere else is damage. Right after a closed one, whatever the file
+         * looks like: if a frame that continues the log sits where a generation's first frame
+         * goes, a generation was begun there and became durable (its header synced before any
+         * record in version 2; in version 3 the BEGIN and the first record share the first
+         * sector of one write), and has since been damaged: corruption to report, not a
+         * spare. Otherwise the first write into it was cut short by a crash, or never made:
+         * nothing under it was acknowledged. */
+        if (i == cur + 1 && cur_ok && cs.end == GEN_SCAN_END_RECORD) {
+            store__gen_path(path, sizeof(path), log_dir, gens[i]);
+            int cont = continues_log(io, path, cs.last_lsn + 1);
+            if (cont < 0) {
+                ret = cont;
+                goto out;
             }
-            if (!spare) {
+            if (cont) {
                 top = i + 1;
                 break;
             }
+        } else if (kind[i] == SPARE_TORN) {
+            top = i + 1;
+            break;
         }
     }
     top_r->n_log = top;
@@ -390,5 +475,6 @@ store__log_top(const struct io_ops *io, const char *log_dir, const uint64_t *gen
 out:
     free(kind);
     free(guid);
+    free(named);
     return ret;
 }

@@ -309,7 +309,7 @@ store_get_status(struct store *s, struct store_status *st)
     st->durable_lsn = s->durable_lsn;
     st->applied_lsn = s->applied_lsn;
     st->checkpoint_lsn = s->checkpoint_lsn;
-    st->current_generation = s->cur_gen;
+    st->current_generation = s->writing_gen;
     st->lowest_generation = s->lowest_gen;
     uint64_t needed = s->cur_gen;
     for (uint64_t g = s->lowest_gen; g < s->cur_gen; g++)

@@ -1,6 +1,6 @@
 /*
- * Generation files: preallocation, headers, the END record that closes one, and the roll from
- * one generation to the next. Called by the log thread (rolls), the housekeeping thread
+ * Generation files: preallocation (with the header), the BEGIN and END records that open and
+ * close one, and the roll from one generation to the next. Called by the log thread (rolls), the housekeeping thread
  * (preallocation) and store_mount.c (creation, recovery).
  */
 #include "store/store_int.h"
@@ -19,16 +19,27 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Creates generation file gen of size bytes, zero-filled and allocated, durable. */
+/*
+ * Creates generation file gen of size bytes, zero-filled and allocated, with the version 3
+ * header of database guid, durable: a spare, ready to be begun by a BEGIN record with no
+ * write or sync of its own (docs/formats/log.md).
+ */
 int
-store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen, uint64_t size)
+store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen, uint64_t size,
+                       const uint8_t guid[TDM_LOG_GUID_LEN])
 {
     char path[4096];
     store__gen_path(path, sizeof(path), log_dir, gen);
     int fd = io->open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0640);
     if (fd < 0)
         return fd;
+    struct log_header hdr = {.version = TDM_LOG_VERSION};
+    memcpy(hdr.guid, guid, sizeof(hdr.guid));
+    uint8_t buf[TDM_LOG_HEADER_USED];
+    log_header_encode(&hdr, buf);
     int ret = io->allocate(io, fd, (off_t)size);
+    if (ret == 0)
+        ret = io_pwrite_all(io, fd, buf, sizeof(buf), 0);
     if (ret == 0)
         ret = io->fdatasync(io, fd);
     io->close(io, fd);
@@ -39,25 +50,55 @@ store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t ge
     return ret;
 }
 
-static int
-gen_write_header(struct store *s, struct gen_state *g, uint32_t prev_checksum)
+int
+store__gen_header_ready(const struct store *s, const char *path, uint64_t *size_r)
 {
+    int fd = s->io->open(s->io, path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    off_t size = 0;
+    uint8_t buf[TDM_LOG_HEADER_USED];
+    int ret = s->io->file_size(s->io, fd, &size);
+    if (ret == 0) {
+        ssize_t got = io_pread_all(s->io, fd, buf, sizeof(buf), 0);
+        ret = got < 0 ? (int)got : 0;
+        struct log_header hdr;
+        const char *why = NULL;
+        if (ret == 0)
+            ret = got == (ssize_t)sizeof(buf) && (uint64_t)size >= TDM_LOG_HEADER_SIZE &&
+                  log_header_decode(buf, sizeof(buf), &hdr, &why) == 0 &&
+                  hdr.version >= TDM_LOG_VERSION_BEGIN &&
+                  memcmp(hdr.guid, s->guid, sizeof(hdr.guid)) == 0;
+    }
+    s->io->close(s->io, fd);
+    *size_r = (uint64_t)size;
+    return ret;
+}
+
+void
+store__gen_begin_frame(const struct store *s, uint8_t frame[TDM_LOG_BEGIN_FRAME])
+{
+    const struct gen_state *g = &s->cur;
     struct log_header hdr = {
         .generation = g->gen,
         .created_us = store__now_us_wall(),
         .epoch = g->epoch,
         .first_lsn = g->first_lsn,
-        .prev_checksum = prev_checksum,
+        .prev_checksum = g->prev_checksum,
         .file_size = (uint32_t)g->size,
     };
-    /* The whole header block, and the zero frame header that says "no records yet" after
-     * it: a recycled file holds its old generation's bytes in both places. */
-    uint8_t buf[TDM_LOG_HEADER_SIZE + TDM_LOG_FRAME_HEADER] = {0};
-    memcpy(hdr.guid, s->guid, sizeof(hdr.guid));
-    log_header_encode(&hdr, buf);
-    int ret = io_pwrite_all(s->io, g->fd, buf, sizeof(buf), 0);
-    if (ret == 0)
-        ret = s->io->fdatasync(s->io, g->fd);
+    log_begin_encode(&hdr, frame);
+}
+
+int
+store__gen_durable(struct store *s)
+{
+    if (!s->cur.begun || s->cur.in_table)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    int ret = store__gen_table_push(s, s->cur.gen, s->cur.first_lsn);
+    pthread_mutex_unlock(&s->lock);
+    s->cur.in_table = ret == 0;
     return ret;
 }
 
@@ -105,6 +146,8 @@ store__gen_close_current(struct store *s)
     int ret = io_pwrite_all(s->io, g->fd, frame, sizeof(frame), (off_t)g->off);
     if (ret == 0)
         ret = s->io->fdatasync(s->io, g->fd);
+    if (ret == 0)
+        ret = store__gen_durable(s);
     if (ret == 0) {
         g->closed = true;
         pthread_mutex_lock(&s->lock);
@@ -138,14 +181,45 @@ gen_wait_next(struct store *s)
     return err;
 }
 
+/* The size of a generation that holds a frame of min_frame bytes after its BEGIN. */
+static uint64_t
+gen_size_for(const struct store *s, uint64_t min_frame)
+{
+    uint64_t size = s->opt.generation_size;
+    uint64_t need = TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + min_frame + TDM_LOG_END_FRAME;
+    if (need > size) /* a record larger than a generation gets a generation of its own */
+        size = (need + 4095) & ~(uint64_t)4095;
+    return size;
+}
+
 /*
- * Makes the preallocated next generation current, sized to hold a frame of min_frame bytes.
- * The current generation must be closed already, and the next one ready (gen_wait_next).
- *
- * The new header is made durable before any record goes in, so a header that does not
- * read back is always corruption, never a crash artefact. (Letting the first records' sync
- * carry the header would save one fdatasync per roll, but a damaged header could then not be
- * told from one that was never synced, and records acknowledged under it would be wiped.)
+ * Grows file fd to size bytes if it is shorter, durably. The file may be shorter than the
+ * generation: a record larger than a standard generation, a preallocation cut short by a crash
+ * (recovery keeps blank files whatever their size), or a generation size changed since it was
+ * made. The growth must be durable before the BEGIN that records the size: one fdatasync for
+ * both may keep BEGIN and lose the growth, and recovery refuses a generation shorter than it
+ * says (tests/crash/test_oversize_roll_crash.c).
+ */
+static int
+gen_grow(struct store *s, int fd, uint64_t size)
+{
+    off_t have = 0;
+    int ret = s->io->file_size(s->io, fd, &have);
+    if (ret == 0 && (uint64_t)have < size) {
+        ret = s->io->allocate(s->io, fd, (off_t)size);
+        if (ret == 0)
+            ret = s->io->fdatasync(s->io, fd);
+    }
+    return ret == -ENOSPC ? TDM_ENOSPACE : ret;
+}
+
+/*
+ * Makes the spare after the current generation current, sized to hold a frame of min_frame
+ * bytes. The current generation must be closed already, and the next one ready
+ * (gen_wait_next). Nothing is written: the spare's header was written and synced when it was
+ * made (version 3), and the log thread writes its BEGIN with its first records, so a roll costs
+ * no sync of its own (before version 3 it wrote and synced a header here). It enters the
+ * generation table once that BEGIN is durable (store__gen_durable()).
  */
 int
 store__gen_open_next(struct store *s, uint64_t min_frame)
@@ -161,26 +235,11 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
     int fd = s->io->open(s->io, path, O_RDWR, 0);
     if (fd < 0)
         return fd;
-
-    uint64_t size = s->opt.generation_size;
-    uint64_t need = TDM_LOG_HEADER_SIZE + min_frame + TDM_LOG_END_FRAME;
-    if (need > size) /* a record larger than a generation gets a generation of its own */
-        size = (need + 4095) & ~(uint64_t)4095;
-    /* The file may be shorter than the generation: the record above, or a preallocation cut
-     * short by a crash (recovery keeps blank files whatever their size), or a generation size
-     * changed since it was made. The growth must be durable before the header that records
-     * it: one fdatasync for both may keep the header and lose the growth, and recovery refuses
-     * a generation shorter than its header says (tests/crash/test_oversize_roll_crash.c). */
-    off_t have = 0;
-    int ret = s->io->file_size(s->io, fd, &have);
-    if (ret == 0 && (uint64_t)have < size) {
-        ret = s->io->allocate(s->io, fd, (off_t)size);
-        if (ret == 0)
-            ret = s->io->fdatasync(s->io, fd);
-    }
+    uint64_t size = gen_size_for(s, min_frame);
+    int ret = gen_grow(s, fd, size);
     if (ret < 0) {
         s->io->close(s->io, fd);
-        return ret == -ENOSPC ? TDM_ENOSPACE : ret;
+        return ret;
     }
     uint32_t prev_checksum = s->cur.checksum;
     uint64_t first_lsn = s->cur.last_lsn + 1;
@@ -194,16 +253,26 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
         .epoch = s->epoch,
         .first_lsn = first_lsn,
         .last_lsn = first_lsn - 1,
+        .prev_checksum = prev_checksum,
     };
-    ret = gen_write_header(s, &s->cur, prev_checksum);
-    if (ret < 0)
-        return ret;
-
     pthread_mutex_lock(&s->lock);
-    ret = store__gen_table_push(s, gen, first_lsn);
-    s->syncs++;
+    s->writing_gen = gen;
     pthread_cond_signal(&s->hk_wake); /* keep STORE_PREALLOC_AHEAD generations ready */
     pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Makes the current generation, not begun yet, large enough for a frame of min_frame bytes. */
+int
+store__gen_fit_unbegun(struct store *s, uint64_t min_frame)
+{
+    TDM_ASSERT(!s->cur.begun);
+    uint64_t size = gen_size_for(s, min_frame);
+    if (size <= s->cur.size)
+        return 0;
+    int ret = gen_grow(s, s->cur.fd, size);
+    if (ret == 0)
+        s->cur.size = size;
     return ret;
 }
 
@@ -216,6 +285,8 @@ store__gen_roll(struct store *s, uint64_t min_frame)
     int err = gen_wait_next(s);
     if (err) {
         int sret = s->io->fdatasync(s->io, s->cur.fd);
+        if (sret == 0)
+            sret = store__gen_durable(s);
         return sret < 0 ? sret : err;
     }
     int ret = store__gen_close_current(s);

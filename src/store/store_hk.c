@@ -82,18 +82,17 @@ spare_max(const struct store *s)
     return n > STORE_PREALLOC_AHEAD ? n : STORE_PREALLOC_AHEAD;
 }
 
-/* True when generation file path has exactly the store's generation size: only those are
- * worth recycling (an oversize generation made for one large record is deleted). */
+/*
+ * True when generation file path is worth recycling: exactly the store's generation size (an
+ * oversize generation made for one large record is deleted), and a version 3 header of this
+ * database, which a spare must have before the log thread may begin it without a sync of its
+ * own (a generation written before version 3 is deleted, and its place filled by a new file).
+ */
 static bool
 recyclable(struct store *s, const char *path)
 {
-    int fd = s->io->open(s->io, path, O_RDONLY, 0);
-    if (fd < 0)
-        return false;
-    off_t size = 0;
-    int ret = s->io->file_size(s->io, fd, &size);
-    s->io->close(s->io, fd);
-    return ret == 0 && (uint64_t)size == s->opt.generation_size;
+    uint64_t size = 0;
+    return store__gen_header_ready(s, path, &size) == 1 && size == s->opt.generation_size;
 }
 
 static int
@@ -173,7 +172,7 @@ store__hk_thread_main(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->hk_stop) {
         uint64_t want = s->prealloc_upto + 1;
-        bool need_gen = want <= s->cur_gen + STORE_PREALLOC_AHEAD && !s->failed;
+        bool need_gen = want <= s->writing_gen + STORE_PREALLOC_AHEAD && !s->failed;
         uint64_t since = store__now_ms() - s->last_ckpt_ms;
         bool need_ckpt =
             !s->failed && s->applied_lsn > s->checkpoint_lsn &&
@@ -193,10 +192,12 @@ store__hk_thread_main(void *arg)
             pthread_mutex_lock(&s->truncate_lock);
             pthread_mutex_lock(&s->lock);
             want = s->prealloc_upto + 1;
-            bool still = want <= s->cur_gen + STORE_PREALLOC_AHEAD;
+            bool still = want <= s->writing_gen + STORE_PREALLOC_AHEAD;
             pthread_mutex_unlock(&s->lock);
             int ret =
-                still ? store__gen_file_create(s->io, s->log_dir, want, s->opt.generation_size) : 0;
+                still ? store__gen_file_create(s->io, s->log_dir, want, s->opt.generation_size,
+                                             s->guid)
+                      : 0;
             pthread_mutex_unlock(&s->truncate_lock);
             pthread_mutex_lock(&s->lock);
             if (ret == 0 && still) {

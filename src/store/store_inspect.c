@@ -192,6 +192,8 @@ store_inspect(const char *dir, struct store_inspection *r, const char **error_r)
             gi->problem_offset = 0;
         } else if (sc.blank_header) {
             snprintf(gi->problem, sizeof(gi->problem), "generation header was never written");
+        } else if (sc.unbegun) {
+            snprintf(gi->problem, sizeof(gi->problem), "generation has no BEGIN record");
         }
         r->gen_bytes += sc.file_size;
     }

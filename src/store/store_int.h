@@ -72,6 +72,10 @@ struct gen_scan {
     uint64_t file_size;
     bool blank_header; /* the header was never written (preallocated next generation) */
     bool header_bad;   /* the header is there but does not decode */
+    bool unbegun;      /* version 3: a valid header and no BEGIN after it (a spare; hdr holds
+                        * only version and GUID) */
+    bool begin_bad;    /* version 3: a valid header and something else than a valid BEGIN
+                        * where BEGIN goes (damage, or a first write torn by a crash) */
     bool body_blank;   /* set when the header is blank or bad: every byte after the
                         * header area is zero, so no record was ever written here */
     bool tail_dirty;   /* GEN_SCAN_ZERO_FILL: bytes after the end of the records are not all
@@ -111,8 +115,12 @@ struct gen_state {
     uint64_t first_lsn;
     uint64_t last_lsn; /* of the last data record written, or first_lsn - 1 */
     uint64_t records;
-    uint32_t checksum; /* running CRC32C over the data frames written */
-    bool closed;       /* has its END record */
+    uint32_t checksum;      /* running CRC32C over the frames written (BEGIN included) */
+    uint32_t prev_checksum; /* for the BEGIN record: the previous generation's checksum */
+    bool begun;             /* has its BEGIN record, or (before version 3) its header, in a
+                             * write; the log thread writes BEGIN with the first records */
+    bool in_table;          /* begun durably, and recorded in the generation table */
+    bool closed;            /* has its END record */
 };
 
 struct store {
@@ -151,7 +159,10 @@ struct store {
     bool reserve_mode; /* disk full: commits refused, clean shutdown still possible */
     uint64_t floor;
     uint64_t lowest_gen;
-    uint64_t cur_gen;        /* mirror of log thread's cur.gen */
+    uint64_t cur_gen;        /* the highest generation durably begun: the log thread's cur.gen,
+                              * or the one below it while cur has no durable BEGIN yet (so
+                              * truncation never removes the last generation that is begun) */
+    uint64_t writing_gen;    /* mirror of the log thread's cur.gen: begun, or next to be */
     uint64_t *gen_first_lsn; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
     size_t gen_cap;
     uint64_t prealloc_upto; /* generations (cur_gen, prealloc_upto] exist as spares (new and
@@ -198,7 +209,17 @@ int store__gen_start_next(struct store *s);
 /* Opens generation cur.gen + 1 (already preallocated) as the current one. */
 int store__gen_open_next(struct store *s, uint64_t min_frame);
 int store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen,
-                           uint64_t size);
+                           uint64_t size, const uint8_t guid[TDM_LOG_GUID_LEN]);
+/* 1 when the file at path has a version 3 header of this database (a spare the log thread
+ * may begin), 0 when not, or -errno; *size_r is its size. */
+int store__gen_header_ready(const struct store *s, const char *path, uint64_t *size_r);
+/* The BEGIN frame of the current generation (store_gen.c). */
+void store__gen_begin_frame(const struct store *s, uint8_t frame[TDM_LOG_BEGIN_FRAME]);
+/* After an fdatasync of the current generation: once its BEGIN is durable, records it in the
+ * generation table (which truncation and status read). Returns 0 or -ENOMEM. */
+int store__gen_durable(struct store *s);
+/* Grows the current generation, not begun yet, to hold a frame of min_frame bytes. */
+int store__gen_fit_unbegun(struct store *s, uint64_t min_frame);
 int store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn);
 int store__apply_record(struct store *s, MDB_txn *txn, uint16_t type, const uint8_t *payload,
                         uint32_t len, struct mail_result *result_r, const char **error_r);

@@ -58,14 +58,37 @@ log_write_records(struct store *s, size_t blen, uint64_t start, bool close)
 }
 
 /*
+ * Puts the current generation's BEGIN frame into the write buffer, which must be empty (the
+ * generation's first write starts with it: *blen_r becomes its size), after growing the
+ * generation if a first frame of first_frame bytes would not fit (a record larger than a
+ * standard generation). BEGIN needs no sync of its own: the header before it was synced when
+ * the spare was made, and BEGIN becomes durable with the records it is written with.
+ */
+static int
+log_begin_generation(struct store *s, uint64_t first_frame, size_t *blen_r)
+{
+    TDM_ASSERT(*blen_r == 0 && s->cur.off == TDM_LOG_HEADER_SIZE);
+    int ret = store__gen_fit_unbegun(s, first_frame);
+    if (ret == 0)
+        ret = wbuf_reserve(s, TDM_LOG_BEGIN_FRAME);
+    if (ret < 0)
+        return ret;
+    store__gen_begin_frame(s, s->wbuf);
+    s->cur.checksum = crc32c(0, s->wbuf, TDM_LOG_BEGIN_FRAME);
+    s->cur.begun = true;
+    *blen_r = TDM_LOG_BEGIN_FRAME;
+    return 0;
+}
+
+/*
  * Writes batch to the log and makes it durable. On failure, *failed_from_r is the first entry
  * that is not durable (entries before it are).
  *
  * A generation is closed early, with its END in the batch's own write and sync, when a batch
- * as large as this one would not fit after it: then the next batch starts in a new generation
- * whose header the log thread syncs while the committers are being answered, instead of
- * rolling in the middle of that batch (an END sync and a header sync on the commit path,
- * three syncs for one batch). It costs at most one batch of unused space per generation.
+ * as large as this one would not fit after it: then the next batch starts in the next
+ * generation with its BEGIN, instead of rolling in the middle of that batch (an END sync on
+ * the commit path, two syncs for one batch). It costs at most one batch of unused space per
+ * generation.
  */
 static int
 log_write_batch(struct store *s, struct pending *batch, struct pending **failed_from_r)
@@ -82,7 +105,7 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     size_t blen = 0;
     uint64_t batch_bytes = 0;
     for (struct pending *p = batch; p; p = p->next) {
-        if (s->cur.off + blen + p->frame_len + TDM_LOG_END_FRAME > s->cur.size) {
+        if (s->cur.begun && s->cur.off + blen + p->frame_len + TDM_LOG_END_FRAME > s->cur.size) {
             if (blen > 0) {
                 ret = log_write_records(s, blen, start, false);
                 if (ret < 0)
@@ -95,6 +118,11 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
                 return ret;
             }
             start = s->cur.off;
+        }
+        if (!s->cur.begun) {
+            ret = log_begin_generation(s, p->frame_len, &blen);
+            if (ret < 0)
+                return ret;
         }
         ret = wbuf_reserve(s, blen + p->frame_len + TDM_LOG_END_FRAME);
         if (ret < 0)
@@ -111,7 +139,8 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     /* Only for batches that fit a generation: a larger one rolls in its middle anyway, and
      * closing its last generation early would only waste it. */
     bool close = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size &&
-                 TDM_LOG_HEADER_SIZE + batch_bytes + TDM_LOG_END_FRAME <= s->opt.generation_size;
+                 TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + batch_bytes + TDM_LOG_END_FRAME <=
+                     s->opt.generation_size;
     if (blen > 0) {
         ret = log_write_records(s, blen, start, close);
         if (ret < 0)
@@ -124,6 +153,9 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     uint64_t took = store__now_us_mono() - t0;
     /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
     s->sync_ewma_us = s->sync_ewma_us ? (7 * s->sync_ewma_us + took) / 8 : took;
+    ret = store__gen_durable(s);
+    if (ret < 0)
+        return ret;
     s->cur.closed = close;
     *failed_from_r = NULL;
     return 0;
@@ -294,8 +326,9 @@ store__log_thread_main(void *arg)
         }
         pthread_cond_broadcast(&s->progress);
         if (!err && s->cur.closed && !s->closing) {
-            /* Closed early by the batch just handed on: start the next generation (header
-             * write and sync) while its committers are answered and the next batch forms. */
+            /* Closed early by the batch just handed on: open the next generation (waiting
+             * for a spare if there is none) while its committers are answered and the next
+             * batch forms. */
             pthread_mutex_unlock(&s->lock);
             err = store__gen_start_next(s);
             pthread_mutex_lock(&s->lock);

@@ -7,8 +7,9 @@
  *      generation number, first LSN, previous generation's checksum); every closed generation
  *      must end with a valid END record. Any failure there is corruption: the database refuses
  *      to mount and an event names the file and offset. Nothing is ever skipped.
- *   3. The highest generation may be a preallocated file never started (blank header): it is
- *      kept as the next generation. The current generation's records are read up to the first
+ *   3. Spare files above the current generation (new, never begun, or recycled: see
+ *      store__log_top()) are not part of the log; they are readied for the log thread
+ *      (spares_prepare()). The current generation's records are read up to the first
  *      invalid frame; if that frame lies beyond what LMDB applied it is a torn tail of writes
  *      never acknowledged, and is cut (zeroed) with an event; otherwise it is corruption.
  *   4. Records after the applied LSN are applied (idempotent by LSN).
@@ -235,6 +236,25 @@ open_dbis(struct store *s, MDB_txn *txn, const char **error_r)
     return ret;
 }
 
+/* Writes generation 1's BEGIN record, with the zero frame header after it, durably. */
+static int
+gen_one_begin(struct store *s)
+{
+    char path[4096];
+    store__gen_path(path, sizeof(path), s->log_dir, 1);
+    s->cur = (struct gen_state){
+        .gen = 1, .size = s->opt.generation_size, .epoch = 1, .first_lsn = 1};
+    s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
+    if (s->cur.fd < 0)
+        return s->cur.fd;
+    uint8_t buf[TDM_LOG_BEGIN_FRAME + TDM_LOG_FRAME_HEADER] = {0};
+    store__gen_begin_frame(s, buf);
+    int ret = io_pwrite_all(s->io, s->cur.fd, buf, sizeof(buf), TDM_LOG_HEADER_SIZE);
+    if (ret == 0)
+        ret = s->io->fdatasync(s->io, s->cur.fd);
+    return ret;
+}
+
 int
 store_create(const char *dir, const struct store_options *opt, const char **error_r)
 {
@@ -309,31 +329,11 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
     if (ret == 0)
         ret = store__lmdb_err(mdb_env_sync(s->env, 1));
 
-    /* Generation 1, started: header written and durable. */
+    /* Generation 1, begun: header and BEGIN durable, so the log always holds a generation. */
     if (ret == 0)
-        ret = store__gen_file_create(s->io, s->log_dir, 1, s->opt.generation_size);
-    if (ret == 0) {
-        char path[4096];
-        store__gen_path(path, sizeof(path), s->log_dir, 1);
-        s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
-        ret = s->cur.fd < 0 ? s->cur.fd : 0;
-        if (ret == 0) {
-            struct log_header hdr = {.generation = 1,
-                                     .created_us = 0,
-                                     .epoch = 1,
-                                     .first_lsn = 1,
-                                     .file_size = s->opt.generation_size};
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            hdr.created_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-            memcpy(hdr.guid, s->guid, sizeof(hdr.guid));
-            uint8_t buf[TDM_LOG_HEADER_USED];
-            log_header_encode(&hdr, buf);
-            ret = io_pwrite_all(s->io, s->cur.fd, buf, sizeof(buf), 0);
-            if (ret == 0)
-                ret = s->io->fdatasync(s->io, s->cur.fd);
-        }
-    }
+        ret = store__gen_file_create(s->io, s->log_dir, 1, s->opt.generation_size, s->guid);
+    if (ret == 0)
+        ret = gen_one_begin(s);
     if (ret == 0)
         ret = s->io->sync_dir(s->io, dir);
     if (ret < 0 && !*error_r)
@@ -546,8 +546,94 @@ cut_tail(struct store *s, const char *path, uint64_t from, uint64_t size)
     return ret;
 }
 
+/* True when [from, end of file) of path is all zero; -errno on a read error. */
 static int
-recover(struct store *s, uint64_t applied, const char **error_r)
+file_zero_from(const struct io_ops *io, const char *path, uint64_t from)
+{
+    static uint8_t buf[65536];
+    int fd = io->open(io, path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    int ret = 1;
+    for (uint64_t off = from; ret == 1;) {
+        ssize_t got = io_pread_all(io, fd, buf, sizeof(buf), (off_t)off);
+        if (got <= 0) {
+            ret = got < 0 ? (int)got : 1;
+            break;
+        }
+        for (ssize_t i = 0; i < got && ret == 1; i++)
+            ret = buf[i] == 0;
+        off += (uint64_t)got;
+        if (got < (ssize_t)sizeof(buf))
+            break;
+    }
+    io->close(io, fd);
+    return ret;
+}
+
+/*
+ * Readies the spares above the current generation for the log thread, which begins one with
+ * no write or sync of its own: each must hold a durable version 3 header of this database,
+ * and none may hold frames of a batch that was written but never made durable.
+ *
+ * Spares without such a header (left by a version 2 writer, or a creation cut short by a
+ * crash) are deleted with every spare above them, from the highest down so that a crash keeps
+ * the files contiguous; housekeeping makes new ones. And when the current generation is
+ * closed after a crash (a clean shutdown leaves no batch unsynced), the spare right above it
+ * is the one file a lost batch can have written to (a roll
+ * writes into it only after the END before it is durable): its BEGIN did not survive, or it
+ * would be the current generation, but frames after it may have. The LSNs of such a batch are
+ * given out again, so a stale frame could one day sit, with exactly the next LSN, behind a
+ * later write cut short: its body is zeroed, as a torn tail is (cut_tail()).
+ */
+static int
+spares_prepare(struct store *s, bool clean, const char **error_r)
+{
+    char path[4096];
+    uint64_t keep = s->cur.gen; /* spares (cur.gen, keep] are ready */
+    int ret = 0;
+    while (keep < s->prealloc_upto) {
+        uint64_t size = 0;
+        store__gen_path(path, sizeof(path), s->log_dir, keep + 1);
+        ret = store__gen_header_ready(s, path, &size);
+        if (ret < 0)
+            goto fail;
+        if (ret == 0)
+            break;
+        keep++;
+    }
+    if (keep < s->prealloc_upto) {
+        for (uint64_t g = s->prealloc_upto; g > keep; g--) {
+            store__gen_path(path, sizeof(path), s->log_dir, g);
+            ret = s->io->unlink(s->io, path);
+            if (ret < 0)
+                goto fail;
+        }
+        ret = s->io->sync_dir(s->io, s->log_dir);
+        if (ret < 0)
+            goto fail;
+        s->prealloc_upto = keep;
+    }
+    if (!clean && s->cur.closed && s->prealloc_upto > s->cur.gen) {
+        uint64_t size = 0;
+        store__gen_path(path, sizeof(path), s->log_dir, s->cur.gen + 1);
+        ret = store__gen_header_ready(s, path, &size);
+        if (ret >= 0)
+            ret = file_zero_from(s->io, path, TDM_LOG_HEADER_SIZE);
+        if (ret == 0)
+            ret = cut_tail(s, path, TDM_LOG_HEADER_SIZE, size);
+        if (ret < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    *error_r = store__errorf("cannot ready the spare log generations in %s: %s", s->log_dir,
+                             tdm_strerror(ret));
+    return ret;
+}
+
+static int
+recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
 {
     uint64_t *gens = NULL;
     size_t n = 0;
@@ -607,6 +693,10 @@ recover(struct store *s, uint64_t applied, const char **error_r)
         }
         if (sc->blank_header) {
             ret = corrupt(s, path, 0, "generation header was never written", error_r);
+            goto out;
+        }
+        if (sc->unbegun) {
+            ret = corrupt(s, path, TDM_LOG_HEADER_SIZE, "generation has no BEGIN record", error_r);
             goto out;
         }
         if (memcmp(sc->hdr.guid, s->guid, sizeof(s->guid)) != 0) {
@@ -717,7 +807,7 @@ recover(struct store *s, uint64_t applied, const char **error_r)
         *error_r = store__errorf("cannot open %s: %s", path, strerror(-ret));
         goto out;
     }
-    s->cur.gen = gens[n - 1];
+    s->cur.gen = s->writing_gen = gens[n - 1];
     s->cur.size = cur->file_size;
     s->cur.off = cur->valid_end;
     s->cur.epoch = cur->hdr.epoch;
@@ -725,6 +815,7 @@ recover(struct store *s, uint64_t applied, const char **error_r)
     s->cur.last_lsn = cur->last_lsn;
     s->cur.records = cur->records;
     s->cur.checksum = cur->checksum;
+    s->cur.begun = s->cur.in_table = true;
     s->cur.closed = cur->end == GEN_SCAN_END_RECORD;
     if (cur->hdr.epoch > s->epoch)
         s->epoch = cur->hdr.epoch;
@@ -732,11 +823,16 @@ recover(struct store *s, uint64_t applied, const char **error_r)
     s->durable_lsn = cur->last_lsn;
     s->next_lsn = cur->last_lsn + 1;
     s->prealloc_upto = prealloc_upto > s->cur.gen ? prealloc_upto : s->cur.gen;
+    ret = spares_prepare(s, clean, error_r);
+    if (ret < 0)
+        goto out;
 
     if (s->cur.closed) {
-        /* Closed at the last clean shutdown: start the next generation. */
+        /* Closed at the last clean shutdown, or early by the last batch: the next batch
+         * begins the next generation. */
         if (s->prealloc_upto == s->cur.gen) {
-            ret = store__gen_file_create(s->io, s->log_dir, s->cur.gen + 1, s->opt.generation_size);
+            ret = store__gen_file_create(s->io, s->log_dir, s->cur.gen + 1, s->opt.generation_size,
+                                         s->guid);
             if (ret < 0) {
                 *error_r = store__errorf("cannot create the next log generation in %s: %s",
                                          s->log_dir, tdm_strerror(ret));
@@ -800,7 +896,7 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
         ret = TDM_EINVAL;
     }
     if (ret == 0)
-        ret = recover(s, applied, error_r);
+        ret = recover(s, applied, clean != 0, error_r);
     if (ret == 0) {
         char boot_now[40];
         read_boot_id(boot_now);

@@ -356,6 +356,11 @@ verify_generation(struct store__ro_db *db, struct verify_ctx *v, uint64_t gen, b
         return problem_add(r, STORE_PROBLEM_ERROR, path, true, 0,
                            "generation header was never written, but a later generation exists");
     }
+    if (sc->unbegun) {
+        replay_stop(v, "replay stopped: %s was never begun", path);
+        return problem_add(r, STORE_PROBLEM_ERROR, path, true, TDM_LOG_HEADER_SIZE,
+                           "generation has no BEGIN record, but it is part of the log");
+    }
     if (memcmp(sc->hdr.guid, db->guid, sizeof(db->guid)) != 0) {
         replay_stop(v, "replay stopped: %s belongs to another database", path);
         return problem_add(r, STORE_PROBLEM_ERROR, path, true, 16,

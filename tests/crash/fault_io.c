@@ -99,8 +99,8 @@ const char *
 fault_io_sync_kind_name(unsigned kind)
 {
     static const char *const names[FAULT_IO_SYNC_KINDS] = {
-        "none",       "data",       "gen-header", "gen-end", "prealloc",
-        "dir-create", "dir-unlink", "dir-rename", "other",
+        "none",       "data",       "gen-header", "gen-end",    "gen-begin",
+        "prealloc",   "dir-create", "dir-unlink", "dir-rename", "other",
     };
     return kind < FAULT_IO_SYNC_KINDS ? names[kind] : "?";
 }
@@ -420,6 +420,10 @@ classify_write(uint64_t off, const uint8_t *buf, size_t len)
 {
     if (off == 0)
         return FAULT_IO_SYNC_HEADER;
+    /* A generation's first write starts with its BEGIN frame (type at byte 16). */
+    if (off == TDM_LOG_HEADER_SIZE && len >= TDM_LOG_BEGIN_FRAME &&
+        buf[16] == (TDM_REC_BEGIN & 0xff) && buf[17] == 0)
+        return FAULT_IO_SYNC_BEGIN;
     /* The END frame is written on its own; its type field sits at byte 16 of the frame. */
     if (len == TDM_LOG_END_FRAME && buf[16] == (TDM_REC_END & 0xff) && buf[17] == 0)
         return FAULT_IO_SYNC_END;

@@ -49,8 +49,11 @@ struct fault_io_stats {
 enum fault_io_sync_kind {
     FAULT_IO_SYNC_NONE = 0,   /* no crash happened */
     FAULT_IO_SYNC_DATA,       /* fdatasync after ordinary writes (group commit) */
-    FAULT_IO_SYNC_HEADER,     /* fdatasync after a write at offset 0 (starting a generation) */
+    FAULT_IO_SYNC_HEADER,     /* fdatasync after a write at offset 0 (a header, before log
+                               * format 3 at the start of a generation) */
     FAULT_IO_SYNC_END,        /* fdatasync after a short write at the end (closing one) */
+    FAULT_IO_SYNC_BEGIN,      /* fdatasync after a write of BEGIN and the first records
+                               * (starting a generation, log format 3) */
     FAULT_IO_SYNC_PREALLOC,   /* fdatasync of a file just created and allocated */
     FAULT_IO_SYNC_DIR_CREATE, /* sync_dir with a pending creation */
     FAULT_IO_SYNC_DIR_UNLINK, /* sync_dir with pending unlinks only (truncation) */

@@ -1,20 +1,24 @@
 /*
  * Regression test for a crash found by crash_schedules (seed 918): a record larger than a
  * generation gets a generation of its own, grown with allocate() beyond the preallocated size.
- * store__gen_open_next() then wrote the header, which records that larger size, and one
+ * store__gen_open_next() then wrote the header, which recorded that larger size, and one
  * fdatasync made the growth, the header (and, since rolls sync the header with the first
  * records, the record) durable together. A power loss during that sync may keep the header block
  * but not the size change; recovery then refused the database ("file is 65536 bytes, shorter than
  * the 98304 its header says") although nothing acknowledged was lost.
  *
- * The io here plays that power loss exactly: at the first fdatasync after the header write on
- * a grown file, a growth not yet synced is undone (ftruncate back), the header stays, and every
- * later call fails. The database must reopen with every acknowledged record.
+ * Since log format version 3 the size is in the generation's BEGIN record, written at
+ * TDM_LOG_HEADER_SIZE with the first records; the rule is the same: the growth must be durable
+ * before the sync that carries BEGIN. The io here plays that power loss exactly: at the first
+ * fdatasync after the BEGIN write on a grown file, a growth not yet synced is undone (ftruncate
+ * back), BEGIN stays, and every later call fails. The database must reopen with every
+ * acknowledged record.
  * Plain main: "N passed, N failed".
  */
 #include "lib/err.h"
 #include "lib/event.h"
 #include "store/store.h"
+#include "tandem/log_format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +37,7 @@ struct lossy_io {
     pthread_mutex_t lock;
     off_t grown_from[MAX_FD]; /* size before an unsynced allocate() growth, or -1 */
     bool grown[MAX_FD];       /* allocate() grew the file since it was opened */
-    bool header_written[MAX_FD];
+    bool begin_written[MAX_FD]; /* a write at TDM_LOG_HEADER_SIZE: a generation's BEGIN */
     bool crashed;
 };
 
@@ -52,7 +56,7 @@ lossy_open(const struct io_ops *io, const char *path, int flags, mode_t mode)
     if (fd_ok(fd)) {
         l->grown_from[fd] = -1;
         l->grown[fd] = false;
-        l->header_written[fd] = false;
+        l->begin_written[fd] = false;
     }
     pthread_mutex_unlock(&l->lock);
     return fd;
@@ -64,8 +68,8 @@ lossy_pwrite(const struct io_ops *io, int fd, const void *buf, size_t len, off_t
     struct lossy_io *l = io->ctx;
     pthread_mutex_lock(&l->lock);
     ssize_t ret = l->crashed ? -EIO : io_ops_posix.pwrite(io, fd, buf, len, off);
-    if (ret > 0 && fd_ok(fd) && off == 0)
-        l->header_written[fd] = true;
+    if (ret > 0 && fd_ok(fd) && off == TDM_LOG_HEADER_SIZE)
+        l->begin_written[fd] = true;
     pthread_mutex_unlock(&l->lock);
     return ret;
 }
@@ -96,9 +100,9 @@ lossy_fdatasync(const struct io_ops *io, int fd)
     struct lossy_io *l = io->ctx;
     pthread_mutex_lock(&l->lock);
     int ret = l->crashed ? -EIO : 0;
-    if (ret == 0 && fd_ok(fd) && l->header_written[fd] && l->grown[fd]) {
-        /* Power lost during the header sync of a grown generation: the header block made it,
-         * a growth not synced before it did not. */
+    if (ret == 0 && fd_ok(fd) && l->begin_written[fd] && l->grown[fd]) {
+        /* Power lost during the first sync of a grown generation: its BEGIN made it, a growth
+         * not synced before it did not. */
         if (l->grown_from[fd] >= 0 && ftruncate(fd, l->grown_from[fd]) < 0)
             perror("ftruncate");
         l->crashed = true;
@@ -106,7 +110,7 @@ lossy_fdatasync(const struct io_ops *io, int fd)
     }
     if (ret == 0 && fd_ok(fd)) {
         l->grown_from[fd] = -1;
-        l->header_written[fd] = false;
+        l->begin_written[fd] = false;
     }
     pthread_mutex_unlock(&l->lock);
     return ret;

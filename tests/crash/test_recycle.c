@@ -10,6 +10,12 @@
  *   torn     a header torn while a roll wrote it over a recycled file, right after a closed
  *            generation, is a spare that was never started: the database mounts and goes on;
  *   damaged  the same header damaged after records went in under it is corruption: refused;
+ *   begin-damaged  (log format 3) the BEGIN record damaged after records went in under it is
+ *            corruption too: refused;
+ *   begin-lost  a batch written into a recycled file after the generation below was closed,
+ *            whose first sector (BEGIN and the first record's header) a power loss undid: the
+ *            file is a spare, and recovery zeroes the frames of that batch left in it (their
+ *            LSNs are given out again);
  *   foreign  a recycled-looking spare from another database is refused, not reused.
  *
  * The fault-injected schedules (crash_schedules.c) crash inside recycling at random; these
@@ -159,7 +165,7 @@ make_recycled(uint64_t *lsn_r)
     uint64_t want = 0;
     for (uint64_t g = st.current_generation + 1; g < st.current_generation + 20 && !want; g++) {
         struct gen_scan sc;
-        if (scan(g, &sc) == 0 && !sc.blank_header && sc.hdr.generation < g)
+        if (scan(g, &sc) == 0 && !sc.blank_header && !sc.unbegun && sc.hdr.generation < g)
             want = g;
     }
     if (!want) {
@@ -328,6 +334,73 @@ case_damaged_header(void)
     store_close(&s);
 }
 
+/* The data.mdb of the clean close, put back after a child's commits: LMDB, which does not sync
+ * between checkpoints, lost them in a power loss, so only the log can say what happened. */
+static void
+child_commits_then_power_loss(int n, const char *snap)
+{
+    char mdb[256];
+    snprintf(mdb, sizeof(mdb), "%s/store/data.mdb", db);
+    if (copy_file(mdb, snap) != 0)
+        fail("cannot copy %s", mdb);
+    child_commits_then_dies(n);
+    if (copy_file(snap, mdb) != 0)
+        fail("cannot restore %s", mdb);
+}
+
+static void
+case_begin_damaged(void)
+{
+    current_case = "begin-damaged";
+    uint64_t lsn = 0, r = make_recycled(&lsn);
+    if (!r)
+        return;
+    char snap[256];
+    snprintf(snap, sizeof(snap), "%s/data.mdb.snap", base);
+    child_commits_then_power_loss(5, snap);
+    uint8_t junk[TDM_LOG_BEGIN_FRAME];
+    memset(junk, 0x33, sizeof(junk));
+    overwrite(r, TDM_LOG_HEADER_SIZE, junk, sizeof(junk)); /* BEGIN only: the records stay */
+    struct store *s = open_db(TDM_ECORRUPT);
+    store_close(&s);
+}
+
+static void
+case_begin_lost(void)
+{
+    current_case = "begin-lost";
+    uint64_t lsn = 0, r = make_recycled(&lsn);
+    if (!r)
+        return;
+    /* The mount before the lost batch was not clean either: a crash, not a shutdown. */
+    child_commits_then_dies(0);
+    char snap[256];
+    snprintf(snap, sizeof(snap), "%s/data.mdb.snap", base);
+    child_commits_then_power_loss(5, snap);
+    /* The power loss lost the batch's first sector (BEGIN and the first record's header):
+     * other bytes are there, the rest of the batch stayed. */
+    struct gen_scan sc;
+    if (scan(r, &sc) != 0 || sc.hdr.generation != r || sc.records != 5) {
+        fail("generation %" PRIu64 " does not hold the batch", r);
+        return;
+    }
+    uint8_t junk[512];
+    memset(junk, 0x33, sizeof(junk));
+    overwrite(r, TDM_LOG_HEADER_SIZE, junk, sizeof(junk));
+    struct store *s = open_db(0);
+    if (!s)
+        return;
+    struct store_status st = status(s);
+    if (st.applied_lsn != lsn || st.current_generation != r)
+        fail("mounted at generation %" PRIu64 " LSN %" PRIu64 ", expected %" PRIu64 " and %" PRIu64,
+             st.current_generation, st.applied_lsn, r, lsn);
+    if (scan(r, &sc) != 0 || !sc.unbegun || sc.tail_dirty)
+        fail("the lost batch's frames were left in spare %" PRIu64, r);
+    if (commit(s) != lsn + 1)
+        fail("the next commit did not continue the LSNs");
+    store_close(&s);
+}
+
 static void
 case_foreign_spare(void)
 {
@@ -359,7 +432,8 @@ main(void)
     snprintf(db, sizeof(db), "%s/db", base);
     snprintf(log_dir, sizeof(log_dir), "%s/log", db);
     event_set_sink(NULL);
-    void (*cases[])(void) = {case_reuse, case_stale_next_lsn, case_torn_header, case_damaged_header,
+    void (*cases[])(void) = {case_reuse,         case_stale_next_lsn, case_torn_header,
+                             case_damaged_header, case_begin_damaged,  case_begin_lost,
                              case_foreign_spare};
     size_t n = sizeof(cases) / sizeof(cases[0]);
     for (size_t i = 0; i < n; i++)

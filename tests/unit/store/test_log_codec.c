@@ -28,11 +28,13 @@ fill_pattern(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
+/* A version 2 header: every field of the generation's identity is in it. */
 static struct log_header
 sample_header(void)
 {
     struct log_header h;
     memset(&h, 0, sizeof(h));
+    h.version = 2;
     for (unsigned i = 0; i < TDM_LOG_GUID_LEN; i++)
         h.guid[i] = (uint8_t)(0xa0 + i);
     h.generation = 0x0102030405060708ull;
@@ -47,6 +49,7 @@ sample_header(void)
 static void
 assert_header_equal(const struct log_header *a, const struct log_header *b)
 {
+    assert_int_equal(a->version, b->version);
     assert_memory_equal(a->guid, b->guid, TDM_LOG_GUID_LEN);
     assert_true(a->generation == b->generation);
     assert_true(a->created_us == b->created_us);
@@ -107,7 +110,7 @@ static void
 test_header_round_trip(void **state)
 {
     (void)state;
-    struct log_header cases[3];
+    struct log_header cases[4];
     cases[0] = sample_header();
     cases[1] = sample_header();
     cases[1].generation = 1;
@@ -124,6 +127,8 @@ test_header_round_trip(void **state)
     cases[2].first_lsn = UINT64_MAX;
     cases[2].prev_checksum = UINT32_MAX;
     cases[2].file_size = TDM_LOG_MAX_GENERATION_SIZE; /* largest allowed */
+    cases[3] = sample_header();
+    cases[3].version = 1; /* read as it is */
 
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         uint8_t buf[TDM_LOG_HEADER_SIZE];
@@ -145,7 +150,46 @@ test_header_round_trip(void **state)
     }
 }
 
-/* The encoder writes exactly the layout documented in log_format.h. */
+/* Version 3: the header names the database only; the identity is in BEGIN. */
+static void
+test_header_v3(void **state)
+{
+    (void)state;
+    struct log_header h = sample_header();
+    h.version = TDM_LOG_VERSION;
+    uint8_t buf[TDM_LOG_HEADER_USED + 8];
+    memset(buf, 0xcc, sizeof(buf));
+    log_header_encode(&h, buf);
+
+    assert_memory_equal(buf, "TDMLOG01", 8);
+    assert_int_equal(le_get32(buf + 8), 3);
+    assert_int_equal(le_get32(buf + 12), TDM_LOG_HEADER_SIZE);
+    assert_memory_equal(buf + 16, h.guid, 16);
+    for (size_t i = 32; i < 72; i++) /* the identity fields of version 2 are not written */
+        assert_int_equal(buf[i], 0);
+    assert_int_equal(le_get32(buf + 72), crc32c(0, buf, 72));
+    for (size_t i = TDM_LOG_HEADER_USED; i < sizeof(buf); i++)
+        assert_int_equal(buf[i], 0xcc);
+
+    struct log_header got, want = {.version = 3};
+    memcpy(want.guid, h.guid, sizeof(want.guid));
+    const char *err = NULL;
+    assert_int_equal(log_header_decode(buf, TDM_LOG_HEADER_USED, &got, &err), 0);
+    assert_header_equal(&want, &got);
+
+    /* Reserved bytes set, even sealed by a good CRC: refused, one byte at a time. */
+    for (size_t i = 32; i < 72; i++) {
+        uint8_t bad[TDM_LOG_HEADER_USED];
+        memcpy(bad, buf, sizeof(bad));
+        bad[i] = 1;
+        header_reseal(bad);
+        err = NULL;
+        assert_int_equal(log_header_decode(bad, sizeof(bad), &got, &err), TDM_ECORRUPT);
+        assert_non_null(err);
+    }
+}
+
+/* The encoder writes exactly the layout documented in log_format.h (version 2). */
 static void
 test_header_layout(void **state)
 {
@@ -156,7 +200,7 @@ test_header_layout(void **state)
     log_header_encode(&h, buf);
 
     assert_memory_equal(buf, "TDMLOG01", 8);
-    assert_int_equal(le_get32(buf + 8), TDM_LOG_VERSION);
+    assert_int_equal(le_get32(buf + 8), 2);
     assert_int_equal(le_get32(buf + 12), TDM_LOG_HEADER_SIZE);
     assert_memory_equal(buf + 16, h.guid, 16);
     assert_true(le_get64(buf + 32) == h.generation);
@@ -695,9 +739,105 @@ test_end_payload(void **state)
     }
 }
 
+/* ---- BEGIN (version 3) ---- */
+
+static void
+test_begin_round_trip(void **state)
+{
+    (void)state;
+    struct log_header h = sample_header();
+    h.version = 3;
+    uint8_t frame[TDM_LOG_BEGIN_FRAME];
+    log_begin_encode(&h, frame);
+
+    /* The frame is an ordinary frame: type BEGIN, the first LSN and the epoch in its fields. */
+    struct log_record rec;
+    size_t flen = 0;
+    const char *err = NULL;
+    assert_int_equal(decode(frame, sizeof(frame), &rec, &flen, &err), 0);
+    assert_int_equal(flen, TDM_LOG_BEGIN_FRAME);
+    assert_int_equal(rec.type, TDM_REC_BEGIN);
+    assert_true(rec.lsn == h.first_lsn);
+    assert_true(rec.epoch == h.epoch);
+    assert_int_equal(rec.length, TDM_LOG_BEGIN_PAYLOAD);
+    assert_true(le_get64(rec.payload) == h.generation);
+    assert_true(le_get64(rec.payload + 8) == h.created_us);
+    assert_int_equal(le_get32(rec.payload + 16), h.prev_checksum);
+    assert_int_equal(le_get32(rec.payload + 20), h.file_size);
+
+    struct log_header got = {.version = 3};
+    memcpy(got.guid, h.guid, sizeof(got.guid));
+    assert_int_equal(log_begin_decode(&rec, &got, &err), 0);
+    assert_header_equal(&h, &got);
+}
+
+/* A correctly sealed BEGIN that still does not describe a generation. */
+static void
+test_begin_field_checks(void **state)
+{
+    (void)state;
+    struct {
+        size_t off; /* in the payload */
+        int width;
+        uint64_t value;
+        int expect;
+    } cases[] = {
+        {0, 8, 0, TDM_ECORRUPT}, /* generation 0 */
+        {0, 8, 1, 0},
+        {16, 4, 0, 0}, /* prev checksum 0: generation 1 or unclosed predecessor */
+        {20, 4, 0, TDM_ECORRUPT},
+        {20, 4, TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + TDM_LOG_END_FRAME - 1, TDM_ECORRUPT},
+        {20, 4, TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + TDM_LOG_END_FRAME, 0},
+        {20, 4, TDM_LOG_MAX_GENERATION_SIZE, 0},
+        {20, 4, TDM_LOG_MAX_GENERATION_SIZE + 1ull, TDM_ECORRUPT},
+    };
+    struct log_header h = sample_header();
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        uint8_t payload[TDM_LOG_BEGIN_PAYLOAD];
+        le_put64(payload, h.generation);
+        le_put64(payload + 8, h.created_us);
+        le_put32(payload + 16, h.prev_checksum);
+        le_put32(payload + 20, h.file_size);
+        if (cases[c].width == 4)
+            le_put32(payload + cases[c].off, (uint32_t)cases[c].value);
+        else
+            le_put64(payload + cases[c].off, cases[c].value);
+        struct log_record rec = {.lsn = h.first_lsn,
+                                 .epoch = h.epoch,
+                                 .type = TDM_REC_BEGIN,
+                                 .length = sizeof(payload),
+                                 .payload = payload};
+        struct log_header got = {.version = 3};
+        const char *err = NULL;
+        int r = log_begin_decode(&rec, &got, &err);
+        if (r != cases[c].expect)
+            fail_msg("case %zu (offset %zu): got %d, want %d", c, cases[c].off, r, cases[c].expect);
+        if (r != 0)
+            assert_non_null(err);
+    }
+
+    /* Another type, or another payload length, is not a BEGIN. */
+    uint8_t payload[TDM_LOG_BEGIN_PAYLOAD + 1] = {0};
+    le_put64(payload, 1);
+    le_put32(payload + 20, TDM_LOG_DEFAULT_GENERATION_SIZE);
+    struct log_record rec = {
+        .lsn = 1, .epoch = 1, .type = TDM_REC_NOOP, .length = TDM_LOG_BEGIN_PAYLOAD,
+        .payload = payload};
+    struct log_header got = {.version = 3};
+    const char *err = NULL;
+    assert_int_equal(log_begin_decode(&rec, &got, &err), TDM_ECORRUPT);
+    rec.type = TDM_REC_BEGIN;
+    assert_int_equal(log_begin_decode(&rec, &got, &err), 0);
+    rec.length = TDM_LOG_BEGIN_PAYLOAD + 1;
+    assert_int_equal(log_begin_decode(&rec, &got, &err), TDM_ECORRUPT);
+    rec.length = TDM_LOG_BEGIN_PAYLOAD - 1;
+    assert_int_equal(log_begin_decode(&rec, &got, &err), TDM_ECORRUPT);
+}
+
 /*
- * A whole generation as the format describes it: header, data frames, END carrying the count
- * and the CRC32C over every frame before it, zero fill. Decoding it back checks the chain.
+ * A whole version 3 generation as the format describes it: header, BEGIN, data frames, END
+ * carrying the count and the CRC32C over every frame before it (BEGIN included), zero fill.
+ * Decoding it back checks the chain.
  */
 static void
 test_generation_checksum_chain(void **state)
@@ -707,12 +847,14 @@ test_generation_checksum_chain(void **state)
     uint8_t *gen = calloc(1, size);
     assert_non_null(gen);
     struct log_header h = sample_header();
+    h.version = 3;
     h.first_lsn = 10;
     h.file_size = (uint32_t)size;
     log_header_encode(&h, gen);
+    log_begin_encode(&h, gen + TDM_LOG_HEADER_SIZE);
 
-    size_t off = TDM_LOG_HEADER_SIZE;
-    uint32_t chain = 0;
+    size_t off = TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME;
+    uint32_t chain = crc32c(0, gen + TDM_LOG_HEADER_SIZE, TDM_LOG_BEGIN_FRAME);
     uint64_t lsn = h.first_lsn;
     for (int i = 0; i < 20; i++, lsn++) {
         size_t n;
@@ -730,12 +872,16 @@ test_generation_checksum_chain(void **state)
     struct log_header got_h;
     const char *err;
     assert_int_equal(log_header_decode(gen, size, &got_h, &err), 0);
+    struct log_record rec;
+    size_t flen;
     size_t pos = TDM_LOG_HEADER_SIZE;
-    uint32_t seen_chain = 0;
+    assert_int_equal(decode(gen + pos, size - pos, &rec, &flen, &err), 0);
+    assert_int_equal(log_begin_decode(&rec, &got_h, &err), 0);
+    assert_header_equal(&h, &got_h);
+    uint32_t seen_chain = crc32c(0, gen + pos, flen);
+    pos += flen;
     uint64_t count = 0;
     for (;;) {
-        struct log_record rec;
-        size_t flen;
         assert_int_equal(decode(gen + pos, size - pos, &rec, &flen, &err), 0);
         assert_true(rec.epoch == got_h.epoch);
         if (rec.type == TDM_REC_END) {
@@ -764,6 +910,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_round_trip),
         cmocka_unit_test(test_header_layout),
+        cmocka_unit_test(test_header_v3),
         cmocka_unit_test(test_header_every_bit_flip),
         cmocka_unit_test(test_header_short),
         cmocka_unit_test(test_header_field_checks),
@@ -778,6 +925,8 @@ main(void)
         cmocka_unit_test(test_type_and_flags),
         cmocka_unit_test(test_payload_length_limit),
         cmocka_unit_test(test_end_payload),
+        cmocka_unit_test(test_begin_round_trip),
+        cmocka_unit_test(test_begin_field_checks),
         cmocka_unit_test(test_generation_checksum_chain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,9 @@
  * tests combine both.
  */
 #include "store/store.h"
+#include "store/store_inspect.h"
 #include "store/store_int.h"
+#include "lib/crc32c.h"
 
 #include "lib/err.h"
 #include "lib/event.h"
@@ -141,6 +143,53 @@ gen_path(char *buf, size_t size, uint64_t gen)
     char log_dir[400];
     snprintf(log_dir, sizeof(log_dir), "%s/log", dbdir());
     store__gen_path(buf, size, log_dir, gen);
+}
+
+static uint8_t v2_guid[TDM_LOG_GUID_LEN]; /* the database's, for write_v2_generation() */
+
+/*
+ * Writes generation gen in the version 2 layout (the identity in the header, records right
+ * after it): n NOOP records from first_lsn, closed by END when closed. Returns its generation
+ * checksum.
+ */
+static uint32_t
+write_v2_generation(uint64_t gen, uint64_t first_lsn, uint32_t prev_checksum, int n, bool closed)
+{
+    const size_t size = 64 * 1024, payload = 100;
+    uint8_t *buf = calloc(1, size);
+    assert_non_null(buf);
+    struct log_header h = {.version = 2,
+                           .generation = gen,
+                           .created_us = 1,
+                           .epoch = 1,
+                           .first_lsn = first_lsn,
+                           .prev_checksum = prev_checksum,
+                           .file_size = (uint32_t)size};
+    memcpy(h.guid, v2_guid, sizeof(h.guid));
+    log_header_encode(&h, buf);
+    size_t off = TDM_LOG_HEADER_SIZE;
+    uint32_t checksum = 0;
+    uint8_t body[100];
+    memset(body, 0x5a, sizeof(body));
+    for (int i = 0; i < n; i++) {
+        log_record_encode(first_lsn + (uint64_t)i, 1, TDM_REC_NOOP, body, payload, buf + off);
+        checksum = crc32c(checksum, buf + off, log_frame_size(payload));
+        off += log_frame_size(payload);
+    }
+    if (closed) {
+        struct log_end end = {.record_count = (uint64_t)n, .gen_checksum = checksum};
+        uint8_t ep[TDM_LOG_END_PAYLOAD];
+        log_end_encode(&end, ep);
+        log_record_encode(first_lsn + (uint64_t)n - 1, 1, TDM_REC_END, ep, sizeof(ep), buf + off);
+    }
+    char p[512];
+    gen_path(p, sizeof(p), gen);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, size), (ssize_t)size);
+    close(fd);
+    free(buf);
+    return checksum;
 }
 
 /* ---- tests ---- */
@@ -935,6 +984,74 @@ test_sync_failure_is_sticky(void **state)
     assert_int_equal(store_close(&s), -EIO);
 }
 
+/*
+ * A database written before log format version 3 (headers with the generation's identity, no
+ * BEGIN records, a blank spare without a header) mounts, replays, goes on writing its open
+ * version 2 generation, and begins the next one as version 3, chained to the last version 2
+ * one; the whole log verifies.
+ */
+static void
+test_reads_version_2_log(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    const char *err = NULL;
+    assert_int_equal(store_create(dbdir(), &o, &err), 0);
+    char p[512];
+    struct gen_scan g1;
+    gen_path(p, sizeof(p), 1);
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &g1, &err), 0);
+    memcpy(v2_guid, g1.hdr.guid, sizeof(v2_guid));
+    uint32_t c1 = write_v2_generation(1, 1, 0, 3, true);
+    write_v2_generation(2, 4, c1, 2, false);
+    gen_path(p, sizeof(p), 3); /* a version 2 spare: zeros, no header */
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 64 * 1024), 0);
+    close(fd);
+
+    struct store *s = reopen(&o, 0);
+    store_set_truncation_floor(s, 1); /* keep every generation for the checks below */
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 5);
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(commit_noop(s, 10), 6); /* into the open version 2 generation */
+    assert_int_equal(store_roll(s), 0);
+    assert_int_equal(commit_noop(s, 10), 7); /* begins generation 3, version 3 */
+    assert_int_equal(store_close(&s), 0);
+
+    struct gen_scan g2, g3;
+    gen_path(p, sizeof(p), 2);
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &g2, &err), 0);
+    assert_int_equal(g2.hdr.version, 2);
+    assert_int_equal(g2.records, 3);
+    assert_int_equal(g2.end, GEN_SCAN_END_RECORD);
+    gen_path(p, sizeof(p), 3);
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &g3, &err), 0);
+    assert_int_equal(g3.hdr.version, 3);
+    assert_int_equal(g3.hdr.generation, 3);
+    assert_int_equal(g3.hdr.first_lsn, 7);
+    assert_int_equal(g3.hdr.prev_checksum, g2.end_rec.gen_checksum);
+    assert_int_equal(g3.records, 1);
+
+    s = reopen(&o, 0);
+    store_set_truncation_floor(s, 1);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 7);
+    assert_int_equal(store_close(&s), 0);
+
+    struct store_verify_options vo = {.tmp_dir = tmpdir};
+    struct store_verify_report r;
+    assert_int_equal(store_verify(dbdir(), &vo, &r, &err), 0);
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.first_lsn, 1);
+    assert_int_equal(r.last_lsn, 7);
+    assert_true(r.replay_compared && r.digests_match);
+    store_verify_report_clear(&r);
+}
+
 int
 main(void)
 {
@@ -952,6 +1069,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_recovery_after_process_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_lmdb_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_version_2_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_current_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte_in_closed_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_generation, setup, teardown),
