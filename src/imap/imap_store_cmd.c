@@ -9,6 +9,12 @@
  * each applied on its own (docs/imap.md). Messages expunged by someone else meanwhile are
  * skipped by the mail model, and so are left out of the answer.
  *
+ * UNCHANGEDSINCE (RFC 7162 3.1.3): the messages whose MODSEQ is already above it go to
+ * [MODIFIED ...] and the others are sent as one conditional record, which the mail model
+ * refuses whole (TDM_ECONFLICT) if one of them changed in the meantime. Then the session reads
+ * again, moves what changed to MODIFIED and sends the rest: each round the set shrinks, and
+ * what is stored passed the test at the moment it was applied.
+ *
  * While a command's records are in flight the session waits (s->waiting): nothing else is read
  * from the client, so the view and the tag stay as the command left them.
  */
@@ -43,12 +49,21 @@ struct job {
     enum job_kind kind;
     bool by_uid;
     bool silent; /* STORE .SILENT */
-    uint32_t *uids; /* ascending, owned */
+    /* The record to send, but for its UIDs. Strings borrow from the session (user, folder,
+     * which stay while it waits) and from keyword_text. */
+    struct mail_op op;
+    const char *keywords[MAIL_MAX_KEYWORDS];
+    char keyword_text[MAIL_MAX_KEYWORDS][MAIL_KEYWORD_MAX + 1];
+    uint32_t *uids; /* to change, ascending, owned */
     size_t n;
     size_t n_records, n_answered;
     int status;               /* the first failure, 0 when every record applied */
     struct job_range *ranges; /* one per record that applied, owned */
     size_t n_ranges;
+    /* STORE (UNCHANGEDSINCE ...) */
+    bool conditional;
+    uint32_t *modified; /* UIDs that failed the test, owned, in no order */
+    size_t n_modified;
 };
 
 static void
@@ -58,6 +73,7 @@ job_free(struct job **job)
         return;
     free((*job)->uids);
     free((*job)->ranges);
+    free((*job)->modified);
     free(*job);
     *job = NULL;
 }
@@ -74,7 +90,8 @@ begin_read(struct imap_session *s, const char *tag, struct store_reader **r_r, M
 {
     struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     if (!r || store_reader_begin(r, txn_r) < 0) {
-        imap__reply(s, tag, "NO", "UNAVAILABLE", "Your mailbox is not available on this server now");
+        imap__reply(s, tag, "NO", "UNAVAILABLE",
+                    "Your mailbox is not available on this server now");
         return false;
     }
     *r_r = r;
@@ -96,6 +113,7 @@ reply_failed(struct imap_session *s, int status)
 /* ---- Records in flight ---- */
 
 static void job_answer(struct job *job);
+static int job_retry(struct job *job);
 
 static void
 record_done(void *ctx, int status, const struct ipc_msg *reply)
@@ -103,12 +121,15 @@ record_done(void *ctx, int status, const struct ipc_msg *reply)
     struct job *job = ctx;
     const struct ipc_commit_reply *cr = status == 0 ? &reply->u.commit_reply : NULL;
     int st = cr ? cr->status : status;
-    if (st < 0) {
-        if (job->status == 0)
-            job->status = st;
-    } else {
+    if (st == TDM_ECONFLICT && job->conditional) {
+        st = job_retry(job);
+        if (st == 1)
+            return; /* the record sent again reports instead */
+    } else if (st == 0) {
         job->ranges[job->n_ranges++] = (struct job_range){cr->modseq, cr->count};
     }
+    if (st < 0 && job->status == 0)
+        job->status = st;
     if (++job->n_answered < job->n_records)
         return;
 
@@ -124,34 +145,43 @@ record_done(void *ctx, int status, const struct ipc_msg *reply)
     imap__release(s);
 }
 
+/* Commits job->op for uids[0..n); record_done reports. Returns 0 or the link's refusal. */
+static int
+send_record(struct job *job, const uint32_t *uids, size_t n)
+{
+    job->op.uids = uids;
+    job->op.n_uids = n;
+    uint8_t *payload;
+    size_t len;
+    const char *why = NULL;
+    int ret = mail_op_encode(&job->op, &payload, &len, &why);
+    if (ret == 0) {
+        ret = core_link_commit(job->s->srv->core, job->s->database, job->op.type, payload, len,
+                               record_done, job);
+        free(payload);
+    }
+    if (ret < 0)
+        log_error("imap: %s: cannot commit a change: %s", job->s->user, tdm_strerror(ret));
+    return ret;
+}
+
 /*
- * Commits op for job's UIDs, in records of at most MAIL_MAX_UIDS. Returns 0 when at least one
- * record was sent (the last to report answers the command; a failure to send the rest is kept
- * in job->status), else a negative code and nothing will report.
+ * Commits job->op for job's UIDs, in records of at most MAIL_MAX_UIDS. Returns 0 when at
+ * least one record was sent (the last to report answers the command; a failure to send the
+ * rest is kept in job->status), else a negative code and nothing will report.
  */
 static int
-job_send(struct job *job, struct mail_op *op)
+job_send(struct job *job)
 {
     size_t max_records = (job->n + MAIL_MAX_UIDS - 1) / MAIL_MAX_UIDS;
     job->ranges = calloc(max_records, sizeof(*job->ranges));
     if (!job->ranges)
         return -ENOMEM;
     for (size_t off = 0; off < job->n; off += MAIL_MAX_UIDS) {
-        op->uids = job->uids + off;
-        op->n_uids = job->n - off < MAIL_MAX_UIDS ? job->n - off : MAIL_MAX_UIDS;
-        uint8_t *payload;
-        size_t len;
-        const char *why = NULL;
-        int ret = mail_op_encode(op, &payload, &len, &why);
-        if (ret == 0) {
-            ret = core_link_commit(job->s->srv->core, job->s->database, op->type, payload, len,
-                                   record_done, job);
-            free(payload);
-        }
-        if (ret < 0) {
-            log_error("imap: %s: cannot commit a change: %s", job->s->user, tdm_strerror(ret));
+        size_t n = job->n - off < MAIL_MAX_UIDS ? job->n - off : MAIL_MAX_UIDS;
+        if (send_record(job, job->uids + off, n) < 0) {
             if (job->n_records == 0)
-                return ret;
+                return -EAGAIN;
             job->status = -EAGAIN; /* the core is away or busy: not the model's refusal */
             break;
         }
@@ -160,14 +190,18 @@ job_send(struct job *job, struct mail_op *op)
     return 0;
 }
 
-/* Sends job's records and makes the session wait for them; on failure answers at once. Takes
- * job. */
+/* Sends job's records and makes the session wait for them; answers at once when nothing is
+ * to be sent or sending fails. Takes job. */
 static void
-job_start(struct imap_session *s, const char *tag, struct job *job, struct mail_op *op)
+job_start(struct imap_session *s, const char *tag, struct job *job)
 {
     snprintf(s->tag, sizeof(s->tag), "%s", tag);
-    int ret = job_send(job, op);
-    if (ret < 0) {
+    if (job->n == 0) { /* answered as if the records had applied */
+        job_answer(job);
+        job_free(&job);
+        return;
+    }
+    if (job_send(job) < 0) {
         reply_failed(s, -EAGAIN);
         job_free(&job);
         return;
@@ -183,8 +217,60 @@ job_new(struct imap_session *s, enum job_kind kind, bool by_uid)
         job->s = s;
         job->kind = kind;
         job->by_uid = by_uid;
+        job->op.type = kind == JOB_STORE ? TDM_REC_MESSAGE_FLAGS : TDM_REC_MESSAGE_EXPUNGE;
+        job->op.mailbox = s->user;
+        job->op.folder = s->folder;
     }
     return job;
+}
+
+/* ---- UNCHANGEDSINCE ---- */
+
+/*
+ * Reads the MODSEQ of job's UIDs now: those above the test join job->modified, those gone are
+ * dropped, the rest stay in job->uids. Returns 0 or a negative code.
+ */
+static int
+partition(struct job *job)
+{
+    struct imap_session *s = job->s;
+    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
+    MDB_txn *txn;
+    if (!r || store_reader_begin(r, &txn) < 0)
+        return -EAGAIN;
+    if (!job->modified && !(job->modified = malloc((job->n ? job->n : 1) * sizeof(uint32_t)))) {
+        mdb_txn_abort(txn);
+        return -ENOMEM;
+    }
+    const struct mail_dbis *dbis = store_reader_mail_dbis(r);
+    size_t kept = 0;
+    int ret = 0;
+    for (size_t i = 0; i < job->n && ret == 0; i++) {
+        struct mail_message_info m;
+        ret = mail_message_get(dbis, txn, s->user, s->folder, job->uids[i], &m);
+        if (ret == TDM_ENOTFOUND) {
+            ret = 0; /* expunged: skipped silently */
+        } else if (ret == 0 && m.modseq > job->op.unchanged_since) {
+            job->modified[job->n_modified++] = m.uid;
+        } else if (ret == 0) {
+            job->uids[kept++] = m.uid;
+        }
+    }
+    mdb_txn_abort(txn);
+    if (ret == 0)
+        job->n = kept;
+    return ret;
+}
+
+/* After TDM_ECONFLICT: returns 1 when the rest was sent again (the new record reports), 0
+ * when nothing is left to send, or a negative code. */
+static int
+job_retry(struct job *job)
+{
+    int ret = partition(job);
+    if (ret < 0 || job->n == 0)
+        return ret;
+    return send_record(job, job->uids, job->n) < 0 ? -EAGAIN : 1;
 }
 
 /* ---- STORE ---- */
@@ -194,7 +280,8 @@ static bool
 own_modseq(const struct job *job, uint64_t modseq)
 {
     for (size_t i = 0; i < job->n_ranges; i++)
-        if (modseq <= job->ranges[i].modseq && modseq > job->ranges[i].modseq - job->ranges[i].count)
+        if (modseq <= job->ranges[i].modseq &&
+            modseq > job->ranges[i].modseq - job->ranges[i].count)
             return true;
     return false;
 }
@@ -247,6 +334,28 @@ store_fetches(struct job *job)
     mdb_txn_abort(txn);
 }
 
+static int
+uid_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* "MODIFIED set": the UIDs that failed UNCHANGEDSINCE, as UIDs for UID STORE, else as the
+ * client's sequence numbers (no expunge was told during STORE, so they still hold). */
+static void
+modified_code(struct job *job, struct imap_buf *code)
+{
+    struct imap_session *s = job->s;
+    if (job->n_modified > 1)
+        qsort(job->modified, job->n_modified, sizeof(*job->modified), uid_cmp);
+    if (!job->by_uid)
+        for (size_t i = 0; i < job->n_modified; i++)
+            job->modified[i] = imap_view_msn(s->view, job->modified[i]);
+    imap_buf_puts(code, "MODIFIED ");
+    imap_write_uid_set(code, job->modified, job->n_modified);
+}
+
 static void
 store_answer(struct job *job)
 {
@@ -254,15 +363,22 @@ store_answer(struct job *job)
     store_fetches(job);
     /* Our own changes were just told: the view moves past them, so that only what others did
      * meanwhile comes out of the sync. */
-    qsort(job->ranges, job->n_ranges, sizeof(*job->ranges), range_cmp);
+    if (job->n_ranges > 1)
+        qsort(job->ranges, job->n_ranges, sizeof(*job->ranges), range_cmp);
     for (size_t i = 0; i < job->n_ranges; i++)
         imap_view_own_changes(s->view, job->ranges[i].modseq - job->ranges[i].count,
                               job->ranges[i].modseq);
     imap__sync(s, job->by_uid);
-    if (job->status < 0)
+    if (job->status < 0) {
         reply_failed(s, job->status);
-    else
+    } else if (job->n_modified) {
+        struct imap_buf code = IMAP_BUF_INIT;
+        modified_code(job, &code);
+        imap__reply(s, s->tag, "OK", code.data, "Conditional STORE failed");
+        imap_buf_free(&code);
+    } else {
         imap__reply(s, s->tag, "OK", NULL, job->by_uid ? "UID STORE completed" : "STORE completed");
+    }
 }
 
 static enum mail_flag_mode
@@ -273,15 +389,54 @@ flag_mode(enum imap_store_op op)
                                      : MAIL_FLAGS_REPLACE;
 }
 
-/* The UIDs of refs, ascending like refs. NULL only when out of memory (n > 0). */
-static uint32_t *
-uids_of(const struct imap_msg_ref *refs, size_t n)
+/*
+ * The flags of cmd into job->op, keywords copied into the job (the command dies before the
+ * records are sent again). Returns false after answering a bad flag list.
+ */
+static bool
+store_flags(struct imap_session *s, const struct imap_command *cmd, struct job *job)
 {
-    uint32_t *uids = malloc((n ? n : 1) * sizeof(*uids));
-    if (uids)
-        for (size_t i = 0; i < n; i++)
-            uids[i] = refs[i].uid;
-    return uids;
+    const char *keywords[MAIL_MAX_KEYWORDS];
+    const char *why = NULL;
+    int ret = imap__parse_flags(cmd->u.store.flags, cmd->u.store.n_flags, &job->op.flags, keywords,
+                                &job->op.n_keywords, &why);
+    if (ret == TDM_EINVAL) {
+        imap__reply(s, cmd->tag, "BAD", NULL, why);
+        return false;
+    }
+    if (ret < 0) {
+        imap__reply(s, cmd->tag, "NO", "LIMIT", why);
+        return false;
+    }
+    for (size_t i = 0; i < job->op.n_keywords; i++) {
+        /* imap__parse_flags checked the length. */
+        snprintf(job->keyword_text[i], sizeof(job->keyword_text[i]), "%s", keywords[i]);
+        job->keywords[i] = job->keyword_text[i];
+    }
+    job->op.keywords = job->keywords;
+    job->op.flag_mode = flag_mode(cmd->u.store.op);
+    return true;
+}
+
+/* job->uids = the UIDs of the messages cmd names. Returns false after answering. */
+static bool
+store_targets(struct imap_session *s, const struct imap_command *cmd, struct job *job)
+{
+    struct imap_msg_ref *refs;
+    size_t n;
+    if (imap__resolve_set(s, cmd->tag, &cmd->u.store.set, cmd->uid, &refs, &n) < 0)
+        return false;
+    job->uids = malloc((n ? n : 1) * sizeof(*job->uids));
+    if (!job->uids) {
+        free(refs);
+        imap__reply(s, cmd->tag, "NO", "SERVERBUG", "Out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        job->uids[i] = refs[i].uid;
+    job->n = n;
+    free(refs);
+    return true;
 }
 
 void
@@ -292,53 +447,44 @@ imap__cmd_store(struct imap_session *s, const struct imap_command *cmd)
         imap__reply(s, tag, "NO", "READ-ONLY", "The mailbox is selected read-only");
         return;
     }
-    if (cmd->u.store.has_unchangedsince) {
-        imap__reply(s, tag, "NO", "CANNOT", "UNCHANGEDSINCE is not served yet");
-        return;
-    }
-    struct mail_op op = {
-        .type = TDM_REC_MESSAGE_FLAGS,
-        .mailbox = s->user,
-        .folder = s->folder,
-        .flag_mode = flag_mode(cmd->u.store.op),
-    };
-    const char *keywords[MAIL_MAX_KEYWORDS];
-    const char *why = NULL;
-    int ret = imap__parse_flags(cmd->u.store.flags, cmd->u.store.n_flags, &op.flags, keywords,
-                                &op.n_keywords, &why);
-    if (ret == TDM_EINVAL) {
-        imap__reply(s, tag, "BAD", NULL, why);
-        return;
-    }
-    if (ret < 0) {
-        imap__reply(s, tag, "NO", "LIMIT", why);
-        return;
-    }
-    op.keywords = keywords;
-
-    /* Like FETCH: changes others made are told first, expunges only for UID STORE. */
-    imap__sync(s, cmd->uid);
-    if (s->state != IMAP_STATE_SELECTED)
-        return;
-    struct imap_msg_ref *refs;
-    size_t n;
-    if (imap__resolve_set(s, tag, &cmd->u.store.set, cmd->uid, &refs, &n) < 0)
-        return;
-    if (n == 0) {
-        imap__reply(s, tag, "OK", NULL, "No messages to change");
-        return;
-    }
     struct job *job = job_new(s, JOB_STORE, cmd->uid);
-    if (!job || !(job->uids = uids_of(refs, n))) {
-        free(refs);
-        job_free(&job);
+    if (!job) {
         imap__reply(s, tag, "NO", "SERVERBUG", "Out of memory");
         return;
     }
-    free(refs);
-    job->n = n;
     job->silent = cmd->u.store.silent;
-    job_start(s, tag, job, &op);
+    if (!store_flags(s, cmd, job)) {
+        job_free(&job);
+        return;
+    }
+    if (cmd->u.store.has_unchangedsince) {
+        /* A CONDSTORE enabling command (RFC 7162 3.1): MODSEQ in every FETCH from now on. */
+        s->enabled |= IMAP_ENABLED_CONDSTORE;
+        job->conditional = true;
+        job->op.unchanged_since = cmd->u.store.unchangedsince;
+    }
+    /* Like FETCH: changes others made are told first, expunges only for UID STORE. */
+    imap__sync(s, cmd->uid);
+    if (s->state != IMAP_STATE_SELECTED || !store_targets(s, cmd, job)) {
+        job_free(&job);
+        return;
+    }
+    if (job->conditional) {
+        if (job->n > MAIL_MAX_UIDS) {
+            imap__reply(s, tag, "NO", "LIMIT", "UNCHANGEDSINCE names too many messages");
+            job_free(&job);
+            return;
+        }
+        /* UNCHANGEDSINCE 0 sends nothing: every message has a MODSEQ of at least 1, and the
+         * mail model reads 0 as no condition. */
+        int ret = partition(job);
+        if (ret < 0) {
+            reply_failed(s, ret);
+            job_free(&job);
+            return;
+        }
+    }
+    job_start(s, tag, job);
 }
 
 /* ---- EXPUNGE, UID EXPUNGE, CLOSE ---- */
@@ -474,14 +620,7 @@ expunge(struct imap_session *s, const char *tag, enum job_kind kind, const struc
     }
     job->uids = w.uids;
     job->n = w.n;
-    if (job->n == 0) { /* nothing to expunge: answered as if the records had applied */
-        snprintf(s->tag, sizeof(s->tag), "%s", tag);
-        expunge_answer(job);
-        job_free(&job);
-        return;
-    }
-    struct mail_op op = {.type = TDM_REC_MESSAGE_EXPUNGE, .mailbox = s->user, .folder = s->folder};
-    job_start(s, tag, job, &op);
+    job_start(s, tag, job);
 }
 
 void

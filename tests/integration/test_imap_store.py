@@ -4,6 +4,7 @@ a second session at its next command and not told twice to the session that made
 expunges told where RFC 3501 allows them, CLOSE expunging silently, and the refusals (bad
 flag, read-only selection, sequence out of range) answered while the session goes on."""
 import imaplib
+import re
 
 import pytest
 
@@ -163,3 +164,45 @@ def test_close_expunges_silently(imap):
     assert m.select("INBOX") == ("OK", [b"2"])
     assert m.fetch("1:*", "UID")[1] == [b"1 (UID 2)", b"2 (UID 3)"]
     m.logout()
+
+
+def highestmodseq(m):
+    typ, data = m.status("INBOX", "(HIGHESTMODSEQ)")
+    assert typ == "OK"
+    return int(re.search(rb"HIGHESTMODSEQ (\d+)", data[0]).group(1))
+
+
+def test_unchangedsince(imap):
+    a = with_messages(imap, 3)
+    b = login(imap)
+    b.select("INBOX")
+    seen = highestmodseq(a)
+    # Nothing changed since: every message is stored, and from now on FETCH says MODSEQ.
+    lines = raw(a, f"UID STORE 1:3 (UNCHANGEDSINCE {seen}) +FLAGS (\\Seen)")
+    assert lines[-1].endswith("OK UID STORE completed")
+    assert [re.sub(r"MODSEQ \(\d+\)", "MODSEQ", l) for l in lines[:-1]] == [
+        f"* {i} FETCH (FLAGS (\\Seen \\Recent) UID {i} MODSEQ)" for i in (1, 2, 3)]
+    seen = highestmodseq(a)
+    # b changes message 2: a's conditional STORE leaves it alone and says so.
+    raw(b, "STORE 2 +FLAGS (\\Flagged)")
+    lines = raw(a, f"STORE 1:3 (UNCHANGEDSINCE {seen}) +FLAGS (\\Answered)")
+    assert lines[-1].endswith("OK [MODIFIED 2] Conditional STORE failed")
+    assert any(l.startswith("* 1 FETCH (FLAGS (\\Answered \\Seen \\Recent) MODSEQ (") for l in lines)
+    assert any(l.startswith("* 3 FETCH (FLAGS (\\Answered \\Seen \\Recent) MODSEQ (") for l in lines)
+    assert not any(l.startswith("* 2 FETCH (FLAGS (\\Answered") for l in lines)
+    raw(b, "NOOP")
+    assert raw(b, "FETCH 2 FLAGS")[:-1] == ["* 2 FETCH (FLAGS (\\Flagged \\Seen))"]
+    # .SILENT under CONDSTORE still says the new MODSEQ of what changed (RFC 7162 3.1.3).
+    lines = raw(a, f"STORE 1 (UNCHANGEDSINCE {highestmodseq(a)}) +FLAGS.SILENT (\\Draft)")
+    assert len(lines) == 2 and re.fullmatch(r"\* 1 FETCH \(MODSEQ \(\d+\)\)", lines[0])
+    # UNCHANGEDSINCE 0 fails every message; UID STORE names them by UID.
+    assert raw(a, "STORE 1:3 (UNCHANGEDSINCE 0) +FLAGS (\\Deleted)")[-1].endswith(
+        "OK [MODIFIED 1:3] Conditional STORE failed")
+    assert raw(a, "UID STORE 1,3 (UNCHANGEDSINCE 1) -FLAGS (\\Seen)")[-1].endswith(
+        "OK [MODIFIED 1,3] Conditional STORE failed")
+    raw(b, "NOOP")
+    assert raw(b, "FETCH 1:3 FLAGS")[:-1] == ["* 1 FETCH (FLAGS (\\Answered \\Seen \\Draft))",
+                                              "* 2 FETCH (FLAGS (\\Flagged \\Seen))",
+                                              "* 3 FETCH (FLAGS (\\Answered \\Seen))"]
+    a.logout()
+    b.logout()
