@@ -1,0 +1,107 @@
+"""IMAP COPY, MOVE and their UID forms against a real tandemd: copies keep their flags, get
+consecutive UIDs said in COPYUID (RFC 4315) and are \\Recent to whoever selects the
+destination next; a copy into the selected folder shows as new messages; MOVE says COPYUID
+untagged, then the expunges (RFC 6851), which a second session hears at its next command; and
+the refusals (no such destination, read-only MOVE, out of range) leave the session going."""
+import re
+import subprocess
+
+from lab import WAIT
+from test_imap_store import imap, login, raw, with_messages  # noqa: F401 (imap: a fixture)
+
+
+def uidvalidity(m, folder):
+    typ, data = m.status(folder, "(UIDVALIDITY)")
+    assert typ == "OK"
+    return int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))
+
+
+def test_copy_keeps_flags_and_says_copyuid(imap):
+    m = with_messages(imap, 3)
+    assert "UIDPLUS" in m.capabilities and "MOVE" in m.capabilities
+    m.store("1", "+FLAGS.SILENT", "(\\Flagged Important)")
+    v = uidvalidity(m, "Archive")
+    lines = raw(m, "COPY 1:2 Archive")
+    assert lines == [lines[0]] and lines[0].endswith(f"OK [COPYUID {v} 1:2 1:2] COPY completed")
+    # Again: the next UIDs, and only the messages named.
+    assert raw(m, "UID COPY 3,1 Archive")[-1].endswith(
+        f"OK [COPYUID {v} 1,3 3:4] UID COPY completed")
+    # The source is as it was.
+    assert m.fetch("1:*", "FLAGS")[1] == [b"1 (FLAGS (\\Flagged \\Recent Important))",
+                                          b"2 (FLAGS (\\Recent))", b"3 (FLAGS (\\Recent))"]
+    # In the destination the copies are \Recent to the first session that selects it.
+    assert m.select("Archive") == ("OK", [b"4"])
+    assert m.response("RECENT")[1] == [b"4"]
+    assert m.fetch("1:*", "(UID FLAGS)")[1] == [
+        b"1 (UID 1 FLAGS (\\Flagged \\Recent Important))", b"2 (UID 2 FLAGS (\\Recent))",
+        b"3 (UID 3 FLAGS (\\Flagged \\Recent Important))", b"4 (UID 4 FLAGS (\\Recent))"]
+    m.logout()
+
+
+def test_copy_into_the_selected_folder(imap):
+    m = with_messages(imap, 2)
+    v = uidvalidity(m, "INBOX")
+    lines = raw(m, "UID COPY 2 INBOX")
+    assert lines[:-1] == ["* 3 EXISTS"]
+    assert lines[-1].endswith(f"OK [COPYUID {v} 2 3] UID COPY completed")
+    assert m.fetch("3", "UID")[1] == [b"3 (UID 3)"]
+    m.logout()
+
+
+def test_move_says_copyuid_then_expunges(imap):
+    a = with_messages(imap, 4)
+    b = login(imap)
+    b.select("INBOX")
+    trash = uidvalidity(a, "Trash")
+    lines = raw(a, "MOVE 2:3 Trash")
+    assert lines[:-1] == [f"* OK [COPYUID {trash} 2:3 1:2] Moved", "* 3 EXPUNGE", "* 2 EXPUNGE"]
+    assert lines[-1].endswith("OK MOVE completed")
+    lines = raw(a, "UID MOVE 4 Trash")
+    assert lines[:-1] == [f"* OK [COPYUID {trash} 4 3] Moved", "* 2 EXPUNGE"]
+    # The other session: told at NOOP, not during FETCH.
+    assert not any("EXPUNGE" in l for l in raw(b, "FETCH 1:* UID"))
+    assert raw(b, "NOOP")[:-1] == ["* 4 EXPUNGE", "* 3 EXPUNGE", "* 2 EXPUNGE"]
+    assert b.fetch("1:*", "UID")[1] == [b"1 (UID 1)"]
+    assert b.status("Trash", "(MESSAGES)")[1] == [b'Trash (MESSAGES 3)']
+    # A move within the folder: a new UID, the old one expunged.
+    v = uidvalidity(a, "INBOX")
+    lines = raw(a, "MOVE 1 INBOX")
+    assert lines[0] == f"* OK [COPYUID {v} 1 5] Moved"
+    assert "* 1 EXPUNGE" in lines and "* 1 EXISTS" in lines
+    assert a.fetch("1", "UID")[1] == [b"1 (UID 5)"]
+    a.logout()
+    b.logout()
+
+
+def test_copy_refusals_leave_the_session_going(imap):
+    m = with_messages(imap, 2)
+    assert "NO [TRYCREATE]" in raw(m, "COPY 1 Nowhere")[-1]
+    assert "NO [TRYCREATE]" in raw(m, "UID MOVE 1 Nowhere")[-1]
+    assert " BAD " in raw(m, "COPY 5 Trash")[-1]
+    # Nothing named: done, with no COPYUID.
+    assert raw(m, "UID COPY 99 Trash")[-1].endswith("OK UID COPY completed")
+    assert raw(m, "COPY $ Trash")[-1].endswith("OK COPY completed")
+    assert m.status("Trash", "(MESSAGES)")[1] == [b'Trash (MESSAGES 0)']
+    # EXAMINE: a copy reads only; a move is refused.
+    m.select("INBOX", readonly=True)
+    assert "NO [READ-ONLY]" in raw(m, "MOVE 1 Trash")[-1]
+    assert "OK [COPYUID" in raw(m, "COPY 1 Trash")[-1]
+    assert m.fetch("1:*", "UID")[1] == [b"1 (UID 1)", b"2 (UID 2)"]
+    assert m.noop()[0] == "OK"
+    m.logout()
+
+
+def test_copy_past_the_quota_is_refused_whole(imap, tandem_bin):
+    m = with_messages(imap, 3)
+    # Room for one more message: a copy of two is refused, and nothing is copied.
+    res = subprocess.run([str(tandem_bin("tdm_ipc_client")), "quota",
+                          str(imap.datadir / "run" / "core.sock"), "db1", "alice", "0", "4"],
+                         capture_output=True, text=True, timeout=WAIT)
+    assert res.returncode == 0, res.stderr
+    assert "NO [OVERQUOTA]" in raw(m, "COPY 1:2 Archive")[-1]
+    assert m.status("Archive", "(MESSAGES)")[1] == [b'Archive (MESSAGES 0)']
+    # A move takes no more room, so it is not refused.
+    assert raw(m, "MOVE 1:2 Archive")[-1].endswith("OK MOVE completed")
+    assert raw(m, "COPY 1 Archive")[-1].split(" ")[1] == "OK"
+    assert "NO [OVERQUOTA]" in raw(m, "COPY 1 Archive")[-1]
+    m.logout()
