@@ -294,9 +294,10 @@ range_cmp(const void *a, const void *b)
 }
 
 /*
- * "* n FETCH (FLAGS (...) [UID u] [MODSEQ (m)])" for each message of the command still there,
- * with its flags after the change. Under .SILENT only CONDSTORE's MODSEQ of the messages this
- * command changed is sent (RFC 7162 3.1.3).
+ * The flags of each message of the command still there, after the change, in the format of
+ * every flag update (imap__write_flag_update: UID, and MODSEQ under CONDSTORE, always, which
+ * QRESYNC requires and plain STORE allows). Under .SILENT only CONDSTORE's
+ * "* n FETCH (UID u MODSEQ (m))" of the messages this command changed (RFC 7162 3.1.3).
  */
 static void
 store_fetches(struct job *job)
@@ -315,21 +316,11 @@ store_fetches(struct job *job)
         if (!msn || imap_view_pending(s->view, msn) ||
             mail_message_get(dbis, txn, s->user, s->folder, job->uids[i], &m) != 0)
             continue; /* expunged meanwhile */
-        if (job->silent && !own_modseq(job, m.modseq))
-            continue;
-        imap_buf_printf(&s->out, "* %u FETCH (", msn);
-        const char *sep = "";
-        if (!job->silent) {
-            imap__write_flags(&s->out, &m, imap__is_recent(s, m.uid));
-            sep = " ";
-        }
-        if (job->by_uid) {
-            imap_buf_printf(&s->out, "%sUID %u", sep, m.uid);
-            sep = " ";
-        }
-        if (condstore(s))
-            imap_buf_printf(&s->out, "%sMODSEQ (%llu)", sep, (unsigned long long)m.modseq);
-        imap_buf_puts(&s->out, ")\r\n");
+        if (!job->silent)
+            imap__write_flag_update(s, msn, &m);
+        else if (own_modseq(job, m.modseq))
+            imap_buf_printf(&s->out, "* %u FETCH (UID %u MODSEQ (%llu))\r\n", msn, m.uid,
+                            (unsigned long long)m.modseq);
     }
     mdb_txn_abort(txn);
 }

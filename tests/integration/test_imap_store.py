@@ -61,15 +61,15 @@ def with_messages(imap, n):
 def test_store_sets_adds_and_removes_flags_and_keywords(imap):
     m = with_messages(imap, 3)
     # The messages are \Recent to this session, and stay so whatever is stored.
-    assert raw(m, "STORE 1 +FLAGS (\\Seen)")[:-1] == ["* 1 FETCH (FLAGS (\\Seen \\Recent))"]
+    assert raw(m, "STORE 1 +FLAGS (\\Seen)")[:-1] == ["* 1 FETCH (FLAGS (\\Seen \\Recent) UID 1)"]
     lines = raw(m, "STORE 1:2 FLAGS (\\Flagged $Label1 Custom)")
     assert lines[-1].endswith("OK STORE completed")
-    assert lines[:-1] == ["* 1 FETCH (FLAGS (\\Flagged \\Recent $Label1 Custom))",
-                          "* 2 FETCH (FLAGS (\\Flagged \\Recent $Label1 Custom))"]
+    assert lines[:-1] == ["* 1 FETCH (FLAGS (\\Flagged \\Recent $Label1 Custom) UID 1)",
+                          "* 2 FETCH (FLAGS (\\Flagged \\Recent $Label1 Custom) UID 2)"]
     # Removing one keyword leaves the others.
     assert raw(m, "STORE 2 -FLAGS (Custom \\Flagged)")[:-1] == [
-        "* 2 FETCH (FLAGS (\\Recent $Label1))"]
-    # UID STORE names the UID; .SILENT says nothing but the tagged OK.
+        "* 2 FETCH (FLAGS (\\Recent $Label1) UID 2)"]
+    # .SILENT says nothing but the tagged OK.
     assert raw(m, "UID STORE 3 +FLAGS (\\Answered)")[:-1] == [
         "* 3 FETCH (FLAGS (\\Answered \\Recent) UID 3)"]
     lines = raw(m, "STORE 1:* +FLAGS.SILENT (\\Draft)")
@@ -122,7 +122,7 @@ def test_a_second_session_sees_changes_once(imap):
     raw(b, "STORE 1 +FLAGS (\\Seen)")
     lines = raw(a, "STORE 3 +FLAGS (\\Seen)")
     assert "* 1 FETCH (FLAGS (\\Seen \\Recent) UID 1)" in lines
-    assert "* 3 FETCH (FLAGS (\\Seen \\Recent))" in lines
+    assert "* 3 FETCH (FLAGS (\\Seen \\Recent) UID 3)" in lines
     a.logout()
     b.logout()
 
@@ -187,14 +187,14 @@ def test_unchangedsince(imap):
     raw(b, "STORE 2 +FLAGS (\\Flagged)")
     lines = raw(a, f"STORE 1:3 (UNCHANGEDSINCE {seen}) +FLAGS (\\Answered)")
     assert lines[-1].endswith("OK [MODIFIED 2] Conditional STORE failed")
-    assert any(l.startswith("* 1 FETCH (FLAGS (\\Answered \\Seen \\Recent) MODSEQ (") for l in lines)
-    assert any(l.startswith("* 3 FETCH (FLAGS (\\Answered \\Seen \\Recent) MODSEQ (") for l in lines)
+    assert any(l.startswith("* 1 FETCH (FLAGS (\\Answered \\Seen \\Recent) UID 1 MODSEQ (") for l in lines)
+    assert any(l.startswith("* 3 FETCH (FLAGS (\\Answered \\Seen \\Recent) UID 3 MODSEQ (") for l in lines)
     assert not any(l.startswith("* 2 FETCH (FLAGS (\\Answered") for l in lines)
     raw(b, "NOOP")
     assert raw(b, "FETCH 2 FLAGS")[:-1] == ["* 2 FETCH (FLAGS (\\Flagged \\Seen))"]
     # .SILENT under CONDSTORE still says the new MODSEQ of what changed (RFC 7162 3.1.3).
     lines = raw(a, f"STORE 1 (UNCHANGEDSINCE {highestmodseq(a)}) +FLAGS.SILENT (\\Draft)")
-    assert len(lines) == 2 and re.fullmatch(r"\* 1 FETCH \(MODSEQ \(\d+\)\)", lines[0])
+    assert len(lines) == 2 and re.fullmatch(r"\* 1 FETCH \(UID 1 MODSEQ \(\d+\)\)", lines[0])
     # UNCHANGEDSINCE 0 fails every message; UID STORE names them by UID.
     assert raw(a, "STORE 1:3 (UNCHANGEDSINCE 0) +FLAGS (\\Deleted)")[-1].endswith(
         "OK [MODIFIED 1:3] Conditional STORE failed")
