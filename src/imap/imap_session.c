@@ -101,6 +101,8 @@ static const char *const served_capabilities[] = {
     /* imap_append.c, imap_folder_cmd.c */
     "MULTIAPPEND", "NAMESPACE", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
     "SPECIAL-USE", "CREATE-SPECIAL-USE",
+    /* imap_enable.c, imap_mailbox.c, imap_list.c */
+    "ENABLE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN", "STATUS=SIZE",
     /* imap_store_cmd.c, imap_copy_cmd.c (UIDPLUS with imap_append.c's APPENDUID) */
     "UIDPLUS", "MOVE",
     /* imap_enable.c, imap_mailbox.c, imap_list.c */
