@@ -105,8 +105,6 @@ static const char *const served_capabilities[] = {
     "ENABLE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN", "STATUS=SIZE",
     /* imap_store_cmd.c, imap_copy_cmd.c (UIDPLUS with imap_append.c's APPENDUID) */
     "UIDPLUS", "MOVE",
-    /* imap_enable.c, imap_mailbox.c, imap_list.c */
-    "ENABLE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN", "STATUS=SIZE",
 };
 
 static void
