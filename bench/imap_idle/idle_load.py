@@ -102,6 +102,8 @@ def parse_args():
     p.add_argument("--pid", action="append", default=[], help="NAME=PID")
     p.add_argument("--tree", action="append", default=[], help="NAME=PID")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--messages", type=int, default=0,
+                   help="deliver this many messages to INBOX first (a session's view grows with it)")
     return p.parse_args()
 
 
@@ -194,10 +196,11 @@ class Load:
                 self.on_readable(key.data)
 
 
-def deliver(a):
+def deliver(a, n=1):
     c = smtplib.LMTP(a.host, a.lmtp_port, timeout=60)
-    c.sendmail("bench@example.org", [a.rcpt],
-               b"From: bench@example.org\r\nSubject: idle bench\r\n\r\nhello\r\n")
+    for i in range(n):
+        c.sendmail("bench@example.org", [a.rcpt],
+                   f"From: bench@example.org\r\nSubject: idle bench {i}\r\n\r\nhello\r\n".encode())
     c.quit()
 
 
@@ -213,6 +216,8 @@ def main():
     pids = [tuple(x.split("=", 1)) for x in a.pid]
     pids = [(n, int(p)) for n, p in pids]
     trees = [(n, int(p)) for n, p in (x.split("=", 1) for x in a.tree)]
+    if a.messages:
+        deliver(a, a.messages)
     before = memory(pids, trees)
     load = Load(a)
     t0 = time.monotonic()
@@ -224,7 +229,7 @@ def main():
     deliver(a)
     load.run_until(lambda: load.pushed == a.connections, t1 + a.timeout)
     times = sorted(c.pushed_at - t1 for c in load.conns)
-    out = [f"connections={a.connections}", f"setup_s={setup_s:.1f}",
+    out = [f"connections={a.connections}", f"messages={a.messages}", f"setup_s={setup_s:.1f}",
            f"login_retries={load.refused}"]
     for name in after:
         kib, n = after[name]
