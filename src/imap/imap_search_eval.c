@@ -267,6 +267,8 @@ parsed_header(struct imap_search_msg *m, const struct mime_message **msg_r)
     return 0;
 }
 
+/* The whole message parsed. Hazard: this frees the header-only parse, so a pointer that
+ * parsed_header() gave must not be held across this call. */
 static int
 parsed_message(struct imap_search_msg *m, const struct mime_message **msg_r)
 {
