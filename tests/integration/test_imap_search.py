@@ -295,6 +295,19 @@ def test_flags_recent_and_logic(mix, imap):
     assert search(mix, "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED") == [1, 2, 3, 4, 5]
     assert search(mix, "KEYWORD", "$Forwarded") == []
     assert search(mix, "UNKEYWORD", "$Forwarded") == [1, 2, 3, 4, 5]
+    # Flags and keywords as STORE leaves them.
+    for msn, flags in (("1", "(\\Seen \\Answered)"), ("2", "(\\Flagged $Work)"),
+                       ("3", "(\\Deleted \\Draft)"), ("4", "(\\Seen $work)")):
+        assert mix.store(msn, "+FLAGS", flags)[0] == "OK"
+    assert search(mix, "SEEN") == [1, 4]
+    assert search(mix, "UNSEEN") == search(mix, "NEW") == [2, 3, 5]
+    assert search(mix, "ANSWERED") == [1]
+    assert search(mix, "FLAGGED") == [2]
+    assert search(mix, "DELETED") == search(mix, "DRAFT") == [3]
+    assert search(mix, "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNANSWERED") == [4, 5]
+    assert search(mix, "KEYWORD", "$WORK") == [2, 4]
+    assert search(mix, "UNKEYWORD", "$work") == [1, 3, 5]
+    assert search(mix, "OR", "DELETED", "KEYWORD", "$Work", "NOT", "SEEN") == [2, 3]
     # A second session sees none of them as recent.
     other = login(imap)
     other.select("INBOX")
