@@ -251,7 +251,8 @@ resync_answer(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn
                                   resync_change, &w);
     if (ret >= 0) {
         ret = 0;
-        qsort(w.vanished, w.n_vanished, sizeof(*w.vanished), uid_cmp);
+        if (w.n_vanished > 1) /* MODSEQ order; ascending compresses */
+            qsort(w.vanished, w.n_vanished, sizeof(*w.vanished), uid_cmp);
         imap_write_vanished(&s->out, true, w.vanished, w.n_vanished);
         for (size_t i = 0; i < w.n_changed && ret == 0; i++) {
             struct mail_message_info m;

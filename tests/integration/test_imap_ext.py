@@ -140,6 +140,10 @@ def test_qresync_select_and_vanished(imap):
     # With sequence match data too (accepted; the server knows every expunge anyway).
     untagged = a.ok(f"EXAMINE INBOX (QRESYNC ({uidvalidity} {modseq} 1:6 (1:3 1:3)))")
     assert "* VANISHED (EARLIER) 2,4" in untagged
+    # Nothing gone among the UIDs named: no VANISHED at all.
+    untagged = a.ok(f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 5:6))")
+    assert not any("VANISHED" in l for l in untagged)
+    assert [int(re.search(r"UID (\d+)", l).group(1)) for l in fetch_lines(untagged)] == [6]
     # A UIDVALIDITY from another life of the folder: the plain answer.
     untagged = a.ok(f"SELECT INBOX (QRESYNC ({uidvalidity + 1} {modseq}))")
     assert not any("VANISHED" in l for l in untagged) and not fetch_lines(untagged)
