@@ -342,3 +342,31 @@ def test_clean_stop_with_idling_sessions(imap):
         with pytest.raises(ConnectionError):  # a BYE first is best effort (lib/conn.h)
             s.wait_line(lambda l: False, "the end of the connection", WAIT)
         s.close()
+
+
+def changed_sent(server):
+    body = server.api("GET", "/metrics").body
+    line = next(l for l in body.splitlines() if l.startswith("tandem_core_ipc_changed_sent_total"))
+    return int(line.split()[-1])
+
+
+def test_sessions_on_one_folder_share_one_subscription(imap):
+    """The worker holds one subscription per folder however many sessions selected it, taken
+    with the first and dropped with the last: the core sends one CHANGED per commit, then
+    none."""
+    a, b = Raw(imap), Raw(imap)
+    a.login_select()
+    b.login_select()
+    before = changed_sent(imap)
+    deliver(imap, "alice@example.test", "both selected")
+    wait_for(lambda: changed_sent(imap) == before + 1, "one CHANGED for two sessions")
+    assert a.command("UNSELECT")[0].split()[1] == "OK"
+    deliver(imap, "alice@example.test", "one selected")
+    wait_for(lambda: changed_sent(imap) == before + 2, "one CHANGED for the one left")
+    assert b.command("UNSELECT")[0].split()[1] == "OK"
+    time.sleep(0.2)  # UNSUBSCRIBE travels to the core on the worker's link
+    deliver(imap, "alice@example.test", "none selected")
+    time.sleep(0.3)
+    assert changed_sent(imap) == before + 2
+    a.close()
+    b.close()
