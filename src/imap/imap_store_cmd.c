@@ -84,30 +84,16 @@ condstore(const struct imap_session *s)
     return s->enabled & IMAP_ENABLED_CONDSTORE;
 }
 
-/* A read transaction on the session's database; false after answering when it is not here. */
-static bool
-begin_read(struct imap_session *s, const char *tag, struct store_reader **r_r, MDB_txn **txn_r)
-{
-    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
-    if (!r || store_reader_begin(r, txn_r) < 0) {
-        imap__reply(s, tag, "NO", "UNAVAILABLE",
-                    "Your mailbox is not available on this server now");
-        return false;
-    }
-    *r_r = r;
-    return true;
-}
-
 /* The tagged NO for a change that did not (or not entirely) happen. */
 static void
-reply_failed(struct imap_session *s, int status)
+reply_failed(struct imap_session *s, const char *tag, int status)
 {
     if (status == TDM_ENOTFOUND)
-        imap__reply(s, s->tag, "NO", "NONEXISTENT", "The mailbox is gone");
+        imap__reply(s, tag, "NO", "NONEXISTENT", "The mailbox is gone");
     else if (status == TDM_ELIMIT)
-        imap__reply(s, s->tag, "NO", "LIMIT", "A message would have too many keywords");
+        imap__reply(s, tag, "NO", "LIMIT", "A message would have too many keywords");
     else
-        imap__reply(s, s->tag, "NO", "UNAVAILABLE", "Cannot save the change now: try again later");
+        imap__reply(s, tag, "NO", "UNAVAILABLE", "Cannot save the change now: try again later");
 }
 
 /* ---- Records in flight ---- */
@@ -202,7 +188,7 @@ job_start(struct imap_session *s, const char *tag, struct job *job)
         return;
     }
     if (job_send(job) < 0) {
-        reply_failed(s, -EAGAIN);
+        reply_failed(s, s->tag, -EAGAIN);
         job_free(&job);
         return;
     }
@@ -361,7 +347,7 @@ store_answer(struct job *job)
                               job->ranges[i].modseq);
     imap__sync(s, job->by_uid);
     if (job->status < 0) {
-        reply_failed(s, job->status);
+        reply_failed(s, s->tag, job->status);
     } else if (job->n_modified) {
         struct imap_buf code = IMAP_BUF_INIT;
         modified_code(job, &code);
@@ -470,7 +456,7 @@ imap__cmd_store(struct imap_session *s, const struct imap_command *cmd)
          * mail model reads 0 as no condition. */
         int ret = partition(job);
         if (ret < 0) {
-            reply_failed(s, ret);
+            reply_failed(s, tag, ret);
             job_free(&job);
             return;
         }
@@ -526,13 +512,12 @@ find_deleted(struct imap_session *s, const char *tag, const struct imap_seqset *
     size_t n = 0;
     if (set && imap__resolve_set(s, tag, set, true, &refs, &n) < 0)
         return -ERANGE;
-    struct store_reader *r;
+    const struct mail_dbis *dbis;
     MDB_txn *txn;
-    if (!begin_read(s, tag, &r, &txn)) {
+    if (!imap__begin_read(s, tag, &dbis, &txn)) {
         free(refs);
         return -EIO;
     }
-    const struct mail_dbis *dbis = store_reader_mail_dbis(r);
     int ret = 0;
     if (!set) {
         ret = mail_message_list(dbis, txn, s->user, s->folder, collect_deleted, w);
@@ -566,7 +551,7 @@ expunge_answer(struct job *job)
         /* CLOSE tells no expunges (RFC 3501 6.4.2); when they failed the selection stays, so
          * the client can try again or UNSELECT. */
         if (job->status < 0) {
-            reply_failed(s, job->status);
+            reply_failed(s, s->tag, job->status);
             return;
         }
         imap__unselect(s);
@@ -576,7 +561,7 @@ expunge_answer(struct job *job)
     /* Even after a failure, what did apply is told. */
     imap__sync(s, true);
     if (job->status < 0)
-        reply_failed(s, job->status);
+        reply_failed(s, s->tag, job->status);
     else
         imap__reply(s, s->tag, "OK", NULL,
                     job->by_uid ? "UID EXPUNGE completed" : "EXPUNGE completed");
