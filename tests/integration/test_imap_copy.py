@@ -105,3 +105,15 @@ def test_copy_past_the_quota_is_refused_whole(imap, tandem_bin):
     assert raw(m, "COPY 1 Archive")[-1].split(" ")[1] == "OK"
     assert "NO [OVERQUOTA]" in raw(m, "COPY 1 Archive")[-1]
     m.logout()
+
+
+def test_move_under_qresync_says_vanished(imap):
+    m = with_messages(imap, 2)
+    m.logout()
+    m = login(imap)
+    assert raw(m, "ENABLE QRESYNC")[-1].split(" ")[1] == "OK"
+    m.select("INBOX")
+    trash = uidvalidity(m, "Trash")
+    assert raw(m, "UID MOVE 1:2 Trash")[:-1] == [f"* OK [COPYUID {trash} 1:2 1:2] Moved",
+                                                 "* VANISHED 1:2"]
+    m.logout()

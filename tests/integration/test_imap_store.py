@@ -206,3 +206,16 @@ def test_unchangedsince(imap):
                                               "* 3 FETCH (FLAGS (\\Answered \\Seen))"]
     a.logout()
     b.logout()
+
+
+def test_expunges_under_qresync_are_vanished(imap):
+    for i in range(4):
+        deliver(imap, "alice@example.test", f"message {i}")
+    m = login(imap)
+    assert raw(m, "ENABLE QRESYNC")[-1].split(" ")[1] == "OK"
+    m.select("INBOX")
+    raw(m, "STORE 2:3 +FLAGS.SILENT (\\Deleted)")
+    assert raw(m, "EXPUNGE")[:-1] == ["* VANISHED 2:3"]
+    raw(m, "UID STORE 4 +FLAGS.SILENT (\\Deleted)")
+    assert raw(m, "UID EXPUNGE 1:4")[:-1] == ["* VANISHED 4"]
+    m.logout()
