@@ -153,8 +153,10 @@ due_add(struct imap_watches *w, struct imap_watcher *x)
     if (w->due)
         w->due->due_prev = x;
     w->due = x;
-    static const struct timeval now = {0, 0};
-    evtimer_add(w->due_ev, &now); /* already pending: stays as it is */
+    if (!evtimer_pending(w->due_ev, NULL)) { /* once for a burst, not once per session */
+        static const struct timeval now = {0, 0};
+        evtimer_add(w->due_ev, &now);
+    }
 }
 
 /* The timer: tells each due session. Taken one at a time from the head, because telling one
