@@ -6,14 +6,17 @@
  * written. Records then went into a file whose header was zero, and the next mount refused
  * the database ("header was never written but the file holds data").
  *
- * The test makes the first sync of generation 2 (which covers its header) slow (longer than the
- * housekeeping thread's longest sleep, 1 s), so the window is always open, then checks that the
- * generation still has its header and the database reopens with every record. Plain main: "N
+ * Since log format version 3 a generation starts with the write of its BEGIN record and first
+ * records (at TDM_LOG_HEADER_SIZE) into a spare whose header housekeeping wrote when it made
+ * it; the window is the same. The test makes the first sync of generation 2 (which covers its
+ * BEGIN) slow (longer than the housekeeping thread's longest sleep, 1 s), so the window is
+ * always open, then checks that the database reopens with every record. Plain main: "N
  * passed, N failed".
  */
 #include "lib/err.h"
 #include "lib/event.h"
 #include "store/store.h"
+#include "tandem/log_format.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -27,7 +30,7 @@
 struct slow_io {
     struct io_ops ops;
     pthread_mutex_t lock;
-    int header_fd; /* fd whose last write was a header at offset 0, or -1 */
+    int begin_fd; /* fd whose last write started a generation (BEGIN), or -1 */
     int slowed;
 };
 
@@ -36,9 +39,9 @@ slow_pwrite(const struct io_ops *io, int fd, const void *buf, size_t len, off_t 
 {
     struct slow_io *s = io->ctx;
     pthread_mutex_lock(&s->lock);
-    /* Rolls sync the header with the first records, so the mark stays until that sync. */
-    if (off == 0)
-        s->header_fd = fd;
+    /* BEGIN goes in one write with the first records; the mark stays until their sync. */
+    if (off == TDM_LOG_HEADER_SIZE)
+        s->begin_fd = fd;
     pthread_mutex_unlock(&s->lock);
     return io_ops_posix.pwrite(io, fd, buf, len, off);
 }
@@ -48,10 +51,10 @@ slow_fdatasync(const struct io_ops *io, int fd)
 {
     struct slow_io *s = io->ctx;
     pthread_mutex_lock(&s->lock);
-    /* The first header written after the store is open is generation 2's (store_roll). */
-    bool slow = s->header_fd == fd && s->slowed++ == 0;
-    if (s->header_fd == fd)
-        s->header_fd = -1;
+    /* The first BEGIN written after the store is open is generation 2's (store_roll). */
+    bool slow = s->begin_fd == fd && s->slowed++ == 0;
+    if (s->begin_fd == fd)
+        s->begin_fd = -1;
     pthread_mutex_unlock(&s->lock);
     if (slow)
         usleep(1500 * 1000);
@@ -99,7 +102,7 @@ main(void)
     int ret = store_create(db, &o, &err);
     check(ret == 0, "create");
 
-    struct slow_io sio = {.header_fd = -1};
+    struct slow_io sio = {.begin_fd = -1};
     pthread_mutex_init(&sio.lock, NULL);
     sio.ops = io_ops_posix;
     sio.ops.pwrite = slow_pwrite;
