@@ -53,6 +53,12 @@ struct imap_fetch_job {
     bool running;      /* inside run(): the connection closing must not free the job */
     unsigned commits;  /* MESSAGE_FLAGS records in flight */
     int commit_status; /* the first failure among them */
+    /* What each applied record changed: MODSEQs (modseq - count, modseq], owned. */
+    struct seen_range {
+        uint64_t modseq;
+        uint32_t count;
+    } *ranges;
+    size_t n_ranges;
 };
 
 static void
@@ -62,6 +68,7 @@ job_free(struct imap_fetch_job **job)
         return;
     imap__fetch_plan_clear(&(*job)->plan);
     free((*job)->msgs);
+    free((*job)->ranges);
     free(*job);
     *job = NULL;
 }
@@ -176,14 +183,35 @@ imap__fetch_abandon(struct imap_session *s)
 
 /* ---- \Seen ---- */
 
+static int
+range_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct seen_range *)a)->modseq, y = ((const struct seen_range *)b)->modseq;
+    return x < y ? -1 : x > y;
+}
+
+/* The responses will carry FLAGS for every message whose \Seen this command set: the view
+ * moves past those changes, so the next sync does not announce them a second time. */
+static void
+skip_own_changes(struct imap_session *s, struct imap_fetch_job *job)
+{
+    qsort(job->ranges, job->n_ranges, sizeof(*job->ranges), range_cmp);
+    for (size_t i = 0; i < job->n_ranges; i++)
+        imap_view_own_changes(s->view, job->ranges[i].modseq - job->ranges[i].count,
+                              job->ranges[i].modseq);
+}
+
 static void
 seen_committed(void *ctx, int status, const struct ipc_msg *reply)
 {
     struct imap_session *s = ctx;
     struct imap_fetch_job *job = s->fetch;
-    int st = status < 0 ? status : reply->u.commit_reply.status;
+    const struct ipc_commit_reply *cr = status == 0 ? &reply->u.commit_reply : NULL;
+    int st = cr ? cr->status : status;
     if (st < 0 && job->commit_status == 0)
         job->commit_status = st;
+    if (cr && st == 0 && cr->count)
+        job->ranges[job->n_ranges++] = (struct seen_range){cr->modseq, cr->count};
     if (--job->commits)
         return;
     s->busy++;
@@ -196,6 +224,7 @@ seen_committed(void *ctx, int status, const struct ipc_msg *reply)
                "Cannot mark the messages \\Seen now, so nothing was fetched: try again, or use "
                "BODY.PEEK");
     } else {
+        skip_own_changes(s, job);
         run(s);
     }
     s->busy--;
@@ -207,6 +236,9 @@ seen_committed(void *ctx, int status, const struct ipc_msg *reply)
 static int
 commit_seen(struct imap_session *s, struct imap_fetch_job *job, const uint32_t *uids, size_t n)
 {
+    job->ranges = calloc((n + MAIL_MAX_UIDS - 1) / MAIL_MAX_UIDS, sizeof(*job->ranges));
+    if (!job->ranges)
+        return -ENOMEM;
     for (size_t at = 0; at < n; at += MAIL_MAX_UIDS) {
         struct mail_op op = {.type = TDM_REC_MESSAGE_FLAGS,
                              .mailbox = s->user,

@@ -389,6 +389,8 @@ def test_seen(mailbox):
     data = fetch_ok(a, "1", "(BODY[TEXT]<0.5>)")
     ours = [x for x in data if isinstance(x, tuple) and x[0].startswith(b"1 (")]
     assert len(ours) == 1 and b"FLAGS" not in ours[0][0]
+    # Its own changes were told in its FETCH answers, and are not told again.
+    assert a.noop()[0] == "OK" and a.response("FETCH")[1] == [None]
     # The second session is told at its next command (RFC 3501 7.4.1).
     b.noop()
     seen = [x for x in b.response("FETCH")[1] if x and b"\\Seen" in x]
