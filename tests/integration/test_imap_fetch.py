@@ -327,6 +327,7 @@ def test_partials(mailbox):
 
 def test_binary(mailbox):
     m = login(mailbox)
+    assert "BINARY" in m.capabilities
     m.select("INBOX")
     got = literals(fetch_ok(m, "1", "(BINARY.PEEK[2] BINARY.PEEK[1.1] BINARY.SIZE[2] "
                                     "BINARY.SIZE[1.1])"))
