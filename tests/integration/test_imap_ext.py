@@ -65,7 +65,8 @@ def test_enable(imap):
     assert done.startswith("BAD")  # not before login
     c.ok('LOGIN alice "alice-password"')
     caps = c.ok("CAPABILITY")[0].split()
-    for cap in ("ENABLE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN", "STATUS=SIZE"):
+    for cap in ("ENABLE", "CONDSTORE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN",
+                "STATUS=SIZE"):
         assert cap in caps
     assert c.ok("ENABLE CONDSTORE X-UNKNOWN") == ["* ENABLED CONDSTORE"]
     # Only what is newly enabled is named; QRESYNC brings CONDSTORE along unnamed.
