@@ -219,3 +219,46 @@ def test_expunges_under_qresync_are_vanished(imap):
     raw(m, "UID STORE 4 +FLAGS.SILENT (\\Deleted)")
     assert raw(m, "UID EXPUNGE 1:4")[:-1] == ["* VANISHED 4"]
     m.logout()
+
+
+def modseqs(lines):
+    """{msn: MODSEQ} of the FETCH lines among lines."""
+    return {int(m.group(1)): int(m.group(2)) for m in
+            (re.match(r"\* (\d+) FETCH \(.*MODSEQ \((\d+)\)\)", l) for l in lines) if m}
+
+
+def test_unchangedsince_racing_another_session(imap):
+    """B changes message 2 while A stores on 1:3 UNCHANGEDSINCE what it saw. The two commands
+    go to the worker at once, so either may be applied first; when B's is, A's record often
+    meets it only in the core (B's record was still in flight when A read its messages), is
+    refused whole and sent again without message 2. Whatever the order, A's answer must match
+    the MODSEQs: completed only if A changed message 2 before B did, MODIFIED 2 only if B's
+    change came before A's (MODSEQs are given in the order records are applied)."""
+    a = with_messages(imap, 3)
+    b = login(imap)
+    b.select("INBOX")
+    assert b.status("INBOX", "(HIGHESTMODSEQ)")[0] == "OK"  # B's FETCH say MODSEQ too
+    for n in range(20):
+        seen = highestmodseq(a)
+        b.send(f"B{n} STORE 2 FLAGS (Round{n})\r\n".encode())
+        a.send(f"A{n} STORE 1:3 (UNCHANGEDSINCE {seen}) +FLAGS (Mine{n})\r\n".encode())
+        b_lines, a_lines = [], []
+        while not (line := b.readline().decode().rstrip()).startswith(f"B{n} "):
+            b_lines.append(line)
+        assert line.startswith(f"B{n} OK")
+        while not (line := a.readline().decode().rstrip()).startswith(f"A{n} "):
+            a_lines.append(line)
+        mine = modseqs(l for l in a_lines if f"Mine{n}" in l)
+        theirs = modseqs(b_lines)[2]
+        if line == f"A{n} OK [MODIFIED 2] Conditional STORE failed":
+            assert set(mine) == {1, 3} and theirs < min(mine.values())
+        else:
+            # A's record came first. What it then read of message 2 may be B's change already.
+            assert line == f"A{n} OK STORE completed", line
+            assert {1, 3} <= set(mine) and max(mine.values()) < theirs
+    raw(b, "NOOP")
+    flags = raw(b, "FETCH 1:3 FLAGS")[:-1]
+    assert flags[1].startswith("* 2 FETCH (FLAGS (Round19)")
+    assert all(f"Mine{i}" in flags[0] and f"Mine{i}" in flags[2] for i in range(20))
+    a.logout()
+    b.logout()
