@@ -271,3 +271,20 @@ def test_list_patterns_cost_is_bounded(imap):
     assert done.startswith("NO [LIMIT]")
     a.ok("NOOP")
     a.close()
+
+
+def test_imap4rev2_session_has_no_recent(imap):
+    deliver(imap, "alice@example.test", "new")
+    a = Raw(imap)
+    assert a.ok("ENABLE IMAP4rev2") == ["* ENABLED IMAP4rev2"]
+    untagged = a.ok("SELECT INBOX")
+    assert "* 1 EXISTS" in untagged
+    assert not any("RECENT" in l or "[UNSEEN" in l for l in untagged)
+    assert "\\Recent" not in fetch_lines(a.ok("FETCH 1 FLAGS"))[0]
+    # It claimed nothing: the message is still recent to the next rev1 session.
+    b = Raw(imap)
+    assert "* 1 RECENT" in b.ok("SELECT INBOX")
+    # Re-selecting in rev2 says where the first mailbox's responses end.
+    assert a.ok("EXAMINE INBOX")[0] == "* OK [CLOSED] Previous mailbox closed"
+    a.close()
+    b.close()

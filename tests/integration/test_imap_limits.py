@@ -3,6 +3,7 @@ holds no other session up, a connection closed after too many failures, connecti
 client address refused with BYE [UNAVAILABLE] at the greeting, and lines, literals and
 pipelined commands beyond the parser's limits answered with a tagged refusal while the
 session goes on."""
+import base64
 import socket
 import time
 
@@ -44,8 +45,11 @@ def test_failed_logins_wait_longer_each_time(imap):
     took, _, done = timed(other, "CAPABILITY")
     assert done.startswith("OK") and took < 0.5, took
     assert c.line().startswith("t99 NO [AUTHENTICATIONFAILED]")
-    # An unknown user is delayed like a wrong password, and so is a name that cannot be one.
+    # An unknown user is delayed like a wrong password, and so is AUTHENTICATE PLAIN.
     took, _, done = timed(other, 'LOGIN nobody "x"')
+    assert done.startswith("NO [AUTHENTICATIONFAILED]") and took >= 0.25
+    plain = base64.b64encode(b"\0alice\0wrong").decode()
+    took, _, done = timed(other, f"AUTHENTICATE PLAIN {plain}")
     assert done.startswith("NO [AUTHENTICATIONFAILED]") and took >= 0.25
     # A success forgets the failures: the next wrong password waits the least again... for
     # the address; the user's own count went too.
