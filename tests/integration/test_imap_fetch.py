@@ -8,13 +8,14 @@ import base64
 import imaplib
 import os
 import re
+import signal
 import socket
 import smtplib
 import time
 
 import pytest
 
-from lab import WAIT, Server, children
+from lab import WAIT, Server, children, wait_for
 
 
 def start(tandem_bin, tandemctl, tmp_path):
@@ -399,6 +400,34 @@ def test_seen(mailbox):
     assert all(b"\\Seen" in flags_of(b, n) for n in range(1, 5))
     a.logout()
     b.logout()
+
+
+def test_seen_not_stored_sends_no_body(mailbox):
+    """With the core away the \\Seen record cannot be made durable: the FETCH is NO and sends
+    no body (docs/decisions.md), PEEK still reads, and once the core is back BODY[] works."""
+    m = login(mailbox)
+    m.select("INBOX")
+    sup = mailbox.proc.pid
+    core = children(sup)["core"]
+    os.kill(sup, signal.SIGSTOP)  # no restart meanwhile
+    try:
+        os.kill(core, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{core}/cmdline") or
+                 open(f"/proc/{core}/stat").read().split(") ")[1][0] == "Z", "the core gone")
+        time.sleep(0.2)  # the worker sees its link close
+        typ, data = m.fetch("1", "(BODY[])")
+        assert typ == "NO" and data[0].startswith(b"[UNAVAILABLE]")
+        assert not any(isinstance(x, tuple) for x in data)
+        assert b"\\Seen" not in flags_of(m, 1)
+        assert literals(fetch_ok(m, "1", "(BODY.PEEK[1.1])"))["BODY[1.1]"] == crlf(QP_TEXT)[:-2]
+    finally:
+        os.kill(sup, signal.SIGCONT)
+
+    def read():
+        typ, data = m.fetch("1", "(BODY[1.2])")
+        return typ == "OK" and b"FLAGS (\\Seen" in text(data)
+    wait_for(read, "BODY[] once the core is back")
+    m.logout()
 
 
 # ---- CONDSTORE / QRESYNC ----
