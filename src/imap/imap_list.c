@@ -276,9 +276,9 @@ special_use_attrs(uint32_t use, const char **attrs)
     static const struct {
         uint32_t bit;
         const char *name;
-    } uses[] = {{MAIL_USE_ALL, "\\All"},         {MAIL_USE_ARCHIVE, "\\Archive"},
-                {MAIL_USE_DRAFTS, "\\Drafts"},   {MAIL_USE_FLAGGED, "\\Flagged"},
-                {MAIL_USE_JUNK, "\\Junk"},       {MAIL_USE_SENT, "\\Sent"},
+    } uses[] = {{MAIL_USE_ALL, "\\All"},       {MAIL_USE_ARCHIVE, "\\Archive"},
+                {MAIL_USE_DRAFTS, "\\Drafts"}, {MAIL_USE_FLAGGED, "\\Flagged"},
+                {MAIL_USE_JUNK, "\\Junk"},     {MAIL_USE_SENT, "\\Sent"},
                 {MAIL_USE_TRASH, "\\Trash"}};
     size_t n = 0;
     for (size_t i = 0; i < sizeof(uses) / sizeof(uses[0]); i++)
@@ -290,8 +290,8 @@ special_use_attrs(uint32_t use, const char **attrs)
 /* One matching entry's answer, if it has one: its LIST (or LSUB) line and, asked for, its
  * STATUS. hit[j]: whether entry j matches the patterns. */
 static void
-list_entry(struct imap_session *s, const struct list_req *q, const struct list_table *t,
-           size_t i, const bool *hit, const struct mail_dbis *dbis, MDB_txn *txn)
+list_entry(struct imap_session *s, const struct list_req *q, const struct list_table *t, size_t i,
+           const bool *hit, const struct mail_dbis *dbis, MDB_txn *txn)
 {
     const struct list_entry *e = &t->e[i];
     size_t lo, hi;

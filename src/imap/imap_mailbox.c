@@ -73,7 +73,8 @@ imap__begin_read(struct imap_session *s, const char *tag, const struct mail_dbis
 {
     struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     if (!r || store_reader_begin(r, txn_r) < 0) {
-        imap__reply(s, tag, "NO", "UNAVAILABLE", "Your mailbox is not available on this server now");
+        imap__reply(s, tag, "NO", "UNAVAILABLE",
+                    "Your mailbox is not available on this server now");
         return false;
     }
     *dbis_r = store_reader_mail_dbis(r);
@@ -104,8 +105,8 @@ count_message(void *ctx, const struct mail_message_info *m)
 }
 
 /* The items that need every message read rather than the folder record alone. */
-#define STATUS_COUNTED                                                                            \
-    (IMAP_STATUS_RECENT | IMAP_STATUS_UNSEEN | IMAP_STATUS_DELETED | IMAP_STATUS_SIZE |           \
+#define STATUS_COUNTED                                                                             \
+    (IMAP_STATUS_RECENT | IMAP_STATUS_UNSEEN | IMAP_STATUS_DELETED | IMAP_STATUS_SIZE |            \
      IMAP_STATUS_DELETED_STORAGE)
 
 int
@@ -247,8 +248,8 @@ resync_answer(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn
                             .resync = s->resync,
                             .up_to = imap_view_highestmodseq(s->view),
                             .star = imap_view_uidnext(s->view) - 1};
-    int ret = mail_folder_changes(dbis, txn, s->user, s->folder, s->resync->modseq,
-                                  resync_change, &w);
+    int ret =
+        mail_folder_changes(dbis, txn, s->user, s->folder, s->resync->modseq, resync_change, &w);
     if (ret >= 0) {
         ret = 0;
         if (w.n_vanished > 1) /* MODSEQ order; ascending compresses */
@@ -305,8 +306,10 @@ select_untagged(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *t
         imap_buf_printf(&s->out, "* OK [UNSEEN %u] First unseen\r\n", w.first_unseen);
     imap_buf_printf(&s->out, "* OK [PERMANENTFLAGS (%s%s)] Flags\r\n", s->read_only ? "" : flags,
                     s->read_only ? "" : " \\*");
-    imap_buf_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n", imap_view_uidvalidity(s->view));
-    imap_buf_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n", imap_view_uidnext(s->view));
+    imap_buf_printf(&s->out, "* OK [UIDVALIDITY %u] UIDs valid\r\n",
+                    imap_view_uidvalidity(s->view));
+    imap_buf_printf(&s->out, "* OK [UIDNEXT %u] Predicted next UID\r\n",
+                    imap_view_uidnext(s->view));
     imap_buf_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
                     (unsigned long long)imap_view_highestmodseq(s->view));
     return s->resync ? resync_answer(s, dbis, txn) : 0;
@@ -376,8 +379,7 @@ claim_recent(struct imap_session *s)
     const char *why = NULL;
     int ret = mail_op_encode(&op, &payload, &len, &why);
     if (ret == 0) {
-        ret = core_link_commit(s->srv->core, s->database, op.type, payload, len, recent_claimed,
-                               s);
+        ret = core_link_commit(s->srv->core, s->database, op.type, payload, len, recent_claimed, s);
         free(payload);
     }
     if (ret < 0)
