@@ -92,8 +92,10 @@ copy_answer(struct copy_job *job, const struct ipc_commit_reply *cr)
         imap__sync(s, true);
         imap__reply(s, s->tag, "OK", NULL, text);
     } else {
-        /* A copy into the selected folder shows as new messages. */
-        imap__sync(s, job->by_uid);
+        /* A copy into the selected folder shows as new messages. The command is done with
+         * its sequence numbers, so expunges may be told too (only FETCH, STORE and SEARCH
+         * may not, RFC 3501 7.4.1). */
+        imap__sync(s, true);
         imap__reply(s, s->tag, "OK", code.len ? code.data : NULL, text);
     }
     imap_buf_free(&code);

@@ -117,3 +117,20 @@ def test_move_under_qresync_says_vanished(imap):
     assert raw(m, "UID MOVE 1:2 Trash")[:-1] == [f"* OK [COPYUID {trash} 1:2 1:2] Moved",
                                                  "* VANISHED 1:2"]
     m.logout()
+
+
+def test_copy_tells_expunges_after_it(imap):
+    a = with_messages(imap, 3)
+    b = login(imap)
+    b.select("INBOX")
+    b.store("1", "+FLAGS.SILENT", "(\\Deleted)")
+    b.expunge()
+    # a's COPY 1:2 names the messages a knows as 1 and 2 (UIDs 1, 2), though UID 1 is gone:
+    # the copy takes what is left (UID 2), then the expunge is told.
+    trash = uidvalidity(a, "Trash")
+    lines = raw(a, "COPY 1:2 Trash")
+    assert lines[-2:] == ["* 1 EXPUNGE", lines[-1]]
+    assert lines[-1].endswith(f"OK [COPYUID {trash} 2 1] COPY completed")
+    assert a.status("Trash", "(MESSAGES)")[1] == [b'Trash (MESSAGES 1)']
+    a.logout()
+    b.logout()
