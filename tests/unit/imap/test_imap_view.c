@@ -281,6 +281,36 @@ test_arrivals_flags_and_expunges(void **state)
     imap_view_free(&v);
 }
 
+/* A session's own flag changes, already told, are skipped; only when nothing came between. */
+static void
+test_own_changes(void **state)
+{
+    struct env *e = *state;
+    mk_mailbox(e, 1);
+    deliver(e, 3); /* UIDs 1..3 at MODSEQ 2..4 */
+    struct imap_view *v = open_view(e);
+    struct log l = {0};
+
+    flag(e, 1, MAIL_FLAG_SEEN); /* ours: 1@5 */
+    flag(e, 2, MAIL_FLAG_SEEN); /* ours: 2@6 */
+    imap_view_own_changes(v, 4, 6);
+    assert_int_equal(imap_view_highestmodseq(v), 6);
+    assert_int_equal(sync_view(e, v, true, &l), 0);
+    assert_string_equal(l.text, "");
+
+    /* Someone else's change came first: ours are not skipped, theirs are told with them. */
+    flag(e, 3, MAIL_FLAG_FLAGGED); /* theirs: 3@7 */
+    flag(e, 1, MAIL_FLAG_ANSWERED); /* ours: 1@8 */
+    imap_view_own_changes(v, 7, 8);
+    assert_int_equal(imap_view_highestmodseq(v), 6);
+    assert_int_equal(sync_view(e, v, true, &l), 0);
+    assert_string_equal(l.text, "C3:3@7 C1:1@8");
+    /* A record that changed nothing moves nothing. */
+    imap_view_own_changes(v, 8, 8);
+    assert_int_equal(imap_view_highestmodseq(v), 8);
+    imap_view_free(&v);
+}
+
 static void
 test_stopped_sync_repeats(void **state)
 {
@@ -378,6 +408,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_and_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arrivals_flags_and_expunges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_sync_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recreated_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renamed_folder, setup, teardown),
