@@ -299,7 +299,7 @@ test_own_changes(void **state)
     assert_string_equal(l.text, "");
 
     /* Someone else's change came first: ours are not skipped, theirs are told with them. */
-    flag(e, 3, MAIL_FLAG_FLAGGED); /* theirs: 3@7 */
+    flag(e, 3, MAIL_FLAG_FLAGGED);  /* theirs: 3@7 */
     flag(e, 1, MAIL_FLAG_ANSWERED); /* ours: 1@8 */
     imap_view_own_changes(v, 7, 8);
     assert_int_equal(imap_view_highestmodseq(v), 6);
