@@ -32,6 +32,17 @@ user_key(const char *user, char key[AUTH_DELAY_KEY_MAX + 1])
     snprintf(key, AUTH_DELAY_KEY_MAX + 1, "user %s", user);
 }
 
+/* The name as the log may show it: a client chose it, and a line break in it could forge a
+ * log line. */
+static void
+printable_name(const char *user, char out[DIR_NAME_MAX + 1])
+{
+    size_t i = 0;
+    for (; user[i] && i < DIR_NAME_MAX; i++)
+        out[i] = user[i] >= 0x20 && user[i] < 0x7f ? user[i] : '?';
+    out[i] = '\0';
+}
+
 static void
 answer_failure(evutil_socket_t fd, short what, void *arg)
 {
@@ -67,8 +78,10 @@ imap__login_failed(struct imap_session *s, const char *user)
     if (for_user > ms)
         ms = for_user;
     s->login_failures++;
+    char shown[DIR_NAME_MAX + 1];
+    printable_name(user, shown);
     log_info("imap: %s: login as %s failed (%u on this connection), answered in %u ms",
-             conn_peer(s->conn), user, s->login_failures, ms);
+             conn_peer(s->conn), shown, s->login_failures, ms);
     s->login_delay = evtimer_new(s->srv->base, answer_failure, s);
     if (!s->login_delay)
         log_fatal("out of memory");
