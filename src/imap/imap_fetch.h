@@ -46,8 +46,8 @@ struct imap_fetch_plan {
  * can never answer: a section nested deeper than MIME_SECTION_PARTS_MAX), or -ENOMEM. On
  * failure nothing needs clearing.
  */
-int imap__fetch_plan_build(const struct imap_command *cmd, bool rev2,
-                           struct imap_fetch_plan *plan, const char **why_r);
+int imap__fetch_plan_build(const struct imap_command *cmd, bool rev2, struct imap_fetch_plan *plan,
+                           const char **why_r);
 void imap__fetch_plan_clear(struct imap_fetch_plan *plan);
 
 /*

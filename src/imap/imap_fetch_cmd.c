@@ -44,20 +44,22 @@ struct fetch_msg {
     bool flags_changed; /* this command set \Seen on it */
 };
 
+/* The MODSEQs one \Seen record took: (modseq - count, modseq]. */
+struct seen_range {
+    uint64_t modseq;
+    uint32_t count;
+};
+
 struct imap_fetch_job {
     struct imap_fetch_plan plan;
     struct fetch_msg *msgs; /* owned, ascending */
     size_t n, next;
     bool by_uid;
-    bool async;        /* holds one s->waiting count */
-    bool running;      /* inside run(): the connection closing must not free the job */
-    unsigned commits;  /* MESSAGE_FLAGS records in flight */
-    int commit_status; /* the first failure among them */
-    /* What each applied record changed: MODSEQs (modseq - count, modseq], owned. */
-    struct seen_range {
-        uint64_t modseq;
-        uint32_t count;
-    } *ranges;
+    bool async;                /* holds one s->waiting count */
+    bool running;              /* inside run(): the connection closing must not free the job */
+    unsigned commits;          /* MESSAGE_FLAGS records in flight */
+    int commit_status;         /* the first failure among them */
+    struct seen_range *ranges; /* what each applied record changed, owned */
     size_t n_ranges;
 };
 
@@ -84,7 +86,9 @@ finish(struct imap_session *s, const char *status, const char *code, const char 
     job_free(&job);
     if (s->conn)
         imap__reply(s, s->tag, status, code,
-                    text ? text : by_uid ? "UID FETCH completed" : "FETCH completed");
+                    text     ? text
+                    : by_uid ? "UID FETCH completed"
+                             : "FETCH completed");
     if (async) {
         s->waiting--;
         imap__resume(s);
@@ -252,8 +256,8 @@ commit_seen(struct imap_session *s, struct imap_fetch_job *job, const uint32_t *
         const char *why = NULL;
         int ret = mail_op_encode(&op, &payload, &len, &why);
         if (ret == 0) {
-            ret = core_link_commit(s->srv->core, s->database, op.type, payload, len,
-                                   seen_committed, s);
+            ret = core_link_commit(s->srv->core, s->database, op.type, payload, len, seen_committed,
+                                   s);
             free(payload);
         }
         if (ret < 0) {
@@ -338,8 +342,8 @@ on_change(void *ctx, const struct mail_change *ch)
     struct vanished_ctx *v = ctx;
     if (!ch->expunged)
         return 0;
-    bool named = v->set->saved ? saved_has(v->s, ch->uid)
-                               : imap__set_contains(v->set, ch->uid, v->star);
+    bool named =
+        v->set->saved ? saved_has(v->s, ch->uid) : imap__set_contains(v->set, ch->uid, v->star);
     if (!named)
         return 0;
     if (v->n == v->cap) {
@@ -374,8 +378,8 @@ write_vanished(struct imap_session *s, const struct imap_seqset *set, uint64_t s
         return ret;
     uint32_t uidnext = imap_view_uidnext(s->view);
     struct vanished_ctx v = {.s = s, .set = set, .star = uidnext ? uidnext - 1 : 0};
-    ret = mail_folder_changes(store_reader_mail_dbis(r), txn, s->user, s->folder, since,
-                              on_change, &v);
+    ret = mail_folder_changes(store_reader_mail_dbis(r), txn, s->user, s->folder, since, on_change,
+                              &v);
     mdb_txn_abort(txn);
     if (ret == 0 && v.n) {
         qsort(v.uids, v.n, sizeof(*v.uids), cmp_uid);
@@ -459,8 +463,8 @@ imap__cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
                   : -ENOMEM;
     if (ret < 0) {
         free(job);
-        imap__reply(s, cmd->tag, ret == -ENOMEM ? "NO" : "BAD",
-                    ret == -ENOMEM ? "SERVERBUG" : NULL, why);
+        imap__reply(s, cmd->tag, ret == -ENOMEM ? "NO" : "BAD", ret == -ENOMEM ? "SERVERBUG" : NULL,
+                    why);
         return;
     }
     job->by_uid = cmd->uid;

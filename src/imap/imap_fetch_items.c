@@ -337,8 +337,8 @@ put_binary(struct imap_session *s, const struct imap_fetch_item *it, const struc
 {
     struct mime_span span;
     struct mime_buf decoded = MIME_BUF_INIT;
-    int ret = mime_binary_fetch(src->mime, it->section.part, it->section.n_parts, &span, &decoded,
-                                NULL);
+    int ret =
+        mime_binary_fetch(src->mime, it->section.part, it->section.n_parts, &span, &decoded, NULL);
     if (ret == 0)
         put_partial(s, it, src->body + span.off, span.len, true);
     else if (ret == 1)
