@@ -90,7 +90,7 @@ copy_answer(struct copy_job *job, const struct ipc_commit_reply *cr)
         if (code.len)
             imap__reply(s, NULL, "OK", code.data, "Moved");
         imap__sync(s, true);
-        imap__reply(s, s->tag, "OK", NULL, text);
+        imap__reply_expunged(s, text);
     } else {
         /* A copy into the selected folder shows as new messages. The command is done with
          * its sequence numbers, so expunges may be told too (only FETCH, STORE and SEARCH

@@ -243,6 +243,9 @@ void imap__fetch_abandon(struct imap_session *s);
 void imap__cmd_store(struct imap_session *s, const struct imap_command *cmd);
 void imap__cmd_expunge(struct imap_session *s, const struct imap_command *cmd);
 void imap__cmd_close(struct imap_session *s, const struct imap_command *cmd);
+/* The tagged OK of a command that announced expunges through imap__sync (EXPUNGE, UID
+ * EXPUNGE, MOVE): with [HIGHESTMODSEQ n] under CONDSTORE (RFC 7162). */
+void imap__reply_expunged(struct imap_session *s, const char *text);
 
 /* ---- imap_copy_cmd.c: COPY, MOVE and their UID forms ---- */
 

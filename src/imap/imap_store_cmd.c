@@ -543,6 +543,21 @@ find_deleted(struct imap_session *s, const char *tag, const struct imap_seqset *
     return ret;
 }
 
+void
+imap__reply_expunged(struct imap_session *s, const char *text)
+{
+    if (!condstore(s) || !s->view) {
+        imap__reply(s, s->tag, "OK", NULL, text);
+        return;
+    }
+    /* The view's: what the session has just been told, never more, so a client that keeps it
+     * misses nothing it was not told (RFC 5162 erratum 1810). */
+    char code[48];
+    snprintf(code, sizeof(code), "HIGHESTMODSEQ %llu",
+             (unsigned long long)imap_view_highestmodseq(s->view));
+    imap__reply(s, s->tag, "OK", code, text);
+}
+
 static void
 expunge_answer(struct job *job)
 {
@@ -563,8 +578,7 @@ expunge_answer(struct job *job)
     if (job->status < 0)
         reply_failed(s, s->tag, job->status);
     else
-        imap__reply(s, s->tag, "OK", NULL,
-                    job->by_uid ? "UID EXPUNGE completed" : "EXPUNGE completed");
+        imap__reply_expunged(s, job->by_uid ? "UID EXPUNGE completed" : "EXPUNGE completed");
 }
 
 static void

@@ -114,8 +114,11 @@ def test_move_under_qresync_says_vanished(imap):
     assert raw(m, "ENABLE QRESYNC")[-1].split(" ")[1] == "OK"
     m.select("INBOX")
     trash = uidvalidity(m, "Trash")
-    assert raw(m, "UID MOVE 1:2 Trash")[:-1] == [f"* OK [COPYUID {trash} 1:2 1:2] Moved",
-                                                 "* VANISHED 1:2"]
+    lines = raw(m, "UID MOVE 1:2 Trash")
+    assert lines[:-1] == [f"* OK [COPYUID {trash} 1:2 1:2] Moved", "* VANISHED 1:2"]
+    inbox = int(re.search(rb"HIGHESTMODSEQ (\d+)",
+                          m.status("INBOX", "(HIGHESTMODSEQ)")[1][0]).group(1))
+    assert lines[-1].endswith(f"OK [HIGHESTMODSEQ {inbox}] UID MOVE completed")
     m.logout()
 
 

@@ -212,12 +212,18 @@ def test_expunges_under_qresync_are_vanished(imap):
     for i in range(4):
         deliver(imap, "alice@example.test", f"message {i}")
     m = login(imap)
+    assert "QRESYNC" in m.capabilities and "CONDSTORE" in m.capabilities
     assert raw(m, "ENABLE QRESYNC")[-1].split(" ")[1] == "OK"
     m.select("INBOX")
     raw(m, "STORE 2:3 +FLAGS.SILENT (\\Deleted)")
-    assert raw(m, "EXPUNGE")[:-1] == ["* VANISHED 2:3"]
+    lines = raw(m, "EXPUNGE")
+    # The tagged OK says the HIGHESTMODSEQ the client is now up to (RFC 7162).
+    assert lines[:-1] == ["* VANISHED 2:3"]
+    assert lines[-1].endswith(f"OK [HIGHESTMODSEQ {highestmodseq(m)}] EXPUNGE completed")
     raw(m, "UID STORE 4 +FLAGS.SILENT (\\Deleted)")
-    assert raw(m, "UID EXPUNGE 1:4")[:-1] == ["* VANISHED 4"]
+    lines = raw(m, "UID EXPUNGE 1:4")
+    assert lines[:-1] == ["* VANISHED 4"]
+    assert lines[-1].endswith(f"OK [HIGHESTMODSEQ {highestmodseq(m)}] UID EXPUNGE completed")
     m.logout()
 
 
