@@ -65,9 +65,10 @@ def test_enable(imap):
     assert done.startswith("BAD")  # not before login
     c.ok('LOGIN alice "alice-password"')
     caps = c.ok("CAPABILITY")[0].split()
-    for cap in ("ENABLE", "CONDSTORE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN",
+    for cap in ("ENABLE", "CONDSTORE", "QRESYNC", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN",
                 "STATUS=SIZE"):
         assert cap in caps
+    assert "UTF8=ACCEPT" not in caps and "IMAP4REV2" not in [c.upper() for c in caps]
     assert c.ok("ENABLE CONDSTORE X-UNKNOWN") == ["* ENABLED CONDSTORE"]
     # Only what is newly enabled is named; QRESYNC brings CONDSTORE along unnamed.
     assert c.ok("ENABLE CONDSTORE QRESYNC") == ["* ENABLED QRESYNC"]
