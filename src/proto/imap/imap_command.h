@@ -259,6 +259,7 @@ struct imap_append_msg {
     struct imap_date_time date;
     uint64_t size; /* bytes of the literal, delivered as IMAP_ITEM_LITERAL_DATA */
     bool binary;   /* literal8 "~{n}" (RFC 3516): the body may hold NUL and raw 8-bit */
+    bool utf8;     /* "UTF8 (~{n})" (RFC 6855): the message may hold UTF-8 header fields */
 };
 
 struct imap_quota_resource {

@@ -376,9 +376,12 @@ format_args(const struct imap_command *c, struct imap_buf *b)
                 imap_date_time_format(m->date.time, m->date.zone_minutes, s);
                 imap_buf_printf(b, " \"%s\"", s);
             }
-            imap_buf_printf(b, " %s{%" PRIu64 "}\r\n", m->binary ? "~" : "", m->size);
+            imap_buf_printf(b, " %s%s{%" PRIu64 "}\r\n", m->utf8 ? "UTF8 (" : "",
+                            m->binary ? "~" : "", m->size);
             for (uint64_t k = 0; k < m->size && !b->error; k++)
                 imap_buf_append(b, "x", 1);
+            if (m->utf8)
+                imap_buf_append(b, ")", 1);
         }
         break;
     case IMAP_CMD_GETQUOTA:

@@ -848,7 +848,8 @@ parse_status(struct imap__reader *r, struct imap_command *c)
            status_list(r, &c->u.status.items);
 }
 
-/* append-message after its SP: [flag-list SP] [date-time SP] (literal / literal8) */
+/* append-message after its SP: [flag-list SP] [date-time SP] append-data, where
+ * append-data = literal / literal8 / "UTF8" SP "(" literal8 ")"     (RFC 6855 4) */
 bool
 imap__append_message(struct imap__reader *r, struct imap_append_msg *m)
 {
@@ -866,6 +867,14 @@ imap__append_message(struct imap__reader *r, struct imap_append_msg *m)
         m->has_date = true;
         if (!imap__sp(r))
             return false;
+    }
+    if (imap__keyword(r, "UTF8")) {
+        m->utf8 = true;
+        if (!imap__sp(r) || !imap__char(r, '(', "UTF8 needs (~{n})"))
+            return false;
+        if (imap__peek(r) != '~')
+            return imap__fail(r, "UTF8 needs a literal8 (~{n})");
+        return literal(r, NULL, m) && imap__char(r, ')', "UTF8 (~{n}) needs its \")\"");
     }
     if (!at_literal(r))
         return imap__fail(r, "Message literal expected");

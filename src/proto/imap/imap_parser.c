@@ -344,6 +344,8 @@ literal_kind(struct imap_parser *p, const struct announce *a, struct imap_parser
         struct imap_append_msg scratch = {0};
         r.pos = p->streamed[p->n_streamed - 1];
         r.next_streamed = p->n_streamed;
+        if (imap__peek(&r) == ')') /* the end of a "UTF8 (~{n})"; the final parse checks it */
+            r.pos++;
         ok = imap__sp(&r) && imap__append_message(&r, &scratch);
     } else {
         struct imap_command *cmd;

@@ -13,11 +13,12 @@
  * SPECIAL-USE (CREATE ... (USE (...))), CONDSTORE / QRESYNC (RFC 7162: CHANGEDSINCE, VANISHED,
  * UNCHANGEDSINCE, SEARCH MODSEQ, SELECT (CONDSTORE) and (QRESYNC (...))), ESEARCH (RETURN (MIN
  * MAX ALL COUNT SAVE)), SEARCHRES ("$"), SASL-IR, APPENDLIMIT (STATUS item), QUOTA (RFC 9208),
- * STARTTLS, BINARY (FETCH BINARY[...], BINARY.SIZE, APPEND with literal8 "~{n}") and
- * MULTIAPPEND. Whether a command is allowed in the session's state is the session's business;
- * the parser only knows the grammar. Lenient in two places real clients need: a line may end in
- * LF alone, and atoms and quoted strings may hold 8-bit bytes (UTF-8 mailbox names and search
- * strings from clients that never heard of literals). Empty lines are ignored. An unknown
+ * STARTTLS, BINARY (FETCH BINARY[...], BINARY.SIZE, APPEND with literal8 "~{n}"),
+ * MULTIAPPEND and UTF8=ACCEPT's APPEND data "UTF8 (~{n})" (RFC 6855). Whether a command is
+ * allowed in the session's state is the session's business; the parser only knows the
+ * grammar. Lenient in two places real clients need: a line may end in LF alone, and atoms and
+ * quoted strings may hold 8-bit bytes (UTF-8 mailbox names and search strings from clients
+ * that never heard of literals). Empty lines are ignored. An unknown
  * option of LIST, SELECT or a FETCH/STORE modifier is refused: the server advertises exactly
  * what it parses.
  *
