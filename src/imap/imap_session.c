@@ -105,6 +105,8 @@ static const char *const served_capabilities[] = {
     "ENABLE", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN", "STATUS=SIZE",
     /* those, imap_fetch_cmd.c, imap_store_cmd.c, imap_search_cmd.c, imap_updates.c */
     "CONDSTORE", "QRESYNC",
+    /* imap_mailbox.c, imap_list.c (names), imap_search_cmd.c, the parser's APPEND UTF8 */
+    "UTF8=ACCEPT",
     /* imap_fetch_cmd.c (BINARY[], BINARY.SIZE) with imap_append.c's literal8 */
     "BINARY",
     /* imap_store_cmd.c, imap_copy_cmd.c (UIDPLUS with imap_append.c's APPENDUID) */

@@ -68,7 +68,7 @@ def test_enable(imap):
     for cap in ("ENABLE", "CONDSTORE", "QRESYNC", "LIST-EXTENDED", "LIST-STATUS", "CHILDREN",
                 "STATUS=SIZE"):
         assert cap in caps
-    assert "UTF8=ACCEPT" not in caps and "IMAP4REV2" not in [c.upper() for c in caps]
+    assert "UTF8=ACCEPT" in caps and "IMAP4REV2" not in [c.upper() for c in caps]
     assert c.ok("ENABLE CONDSTORE X-UNKNOWN") == ["* ENABLED CONDSTORE"]
     # Only what is newly enabled is named; QRESYNC brings CONDSTORE along unnamed.
     assert c.ok("ENABLE CONDSTORE QRESYNC") == ["* ENABLED QRESYNC"]
@@ -289,3 +289,20 @@ def test_imap4rev2_session_has_no_recent(imap):
     assert a.ok("EXAMINE INBOX")[0] == "* OK [CLOSED] Previous mailbox closed"
     a.close()
     b.close()
+
+
+def test_utf8_append(imap):
+    a = Raw(imap)
+    a.ok("ENABLE UTF8=ACCEPT")
+    message = "Subject: Grüße\r\nFrom: zoë@example.test\r\n\r\nHallo\r\n".encode()
+    a.sock.sendall(b"t90 APPEND INBOX UTF8 (~{%d}\r\n" % len(message))
+    assert a.line().startswith("+")
+    a.sock.sendall(message + b")\r\n")
+    assert re.match(r"t90 OK \[APPENDUID \d+ 1\]", a.line())
+    a.ok("SELECT INBOX")
+    a.sock.sendall(b"t91 FETCH 1 BODY.PEEK[]\r\n")
+    raw = b""
+    while b"\r\nt91 " not in raw:
+        raw += a.sock.recv(65536)
+    assert message in raw and b"\r\nt91 OK" in raw
+    a.close()
