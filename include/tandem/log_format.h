@@ -76,7 +76,7 @@
  * instead of calling it corruption. A log may hold generations of several versions, oldest
  * first (a database written before an upgrade). */
 #define TDM_LOG_VERSION 3u
-#define TDM_LOG_VERSION_MIN 1u /* the oldest version this code reads */
+#define TDM_LOG_VERSION_MIN 1u   /* the oldest version this code reads */
 #define TDM_LOG_VERSION_BEGIN 3u /* the first version with BEGIN records */
 #define TDM_LOG_HEADER_SIZE 4096u
 #define TDM_LOG_HEADER_USED 76u
@@ -112,8 +112,8 @@
 #define TDM_REC_TEST_FIRST 0xff00
 
 enum tdm_record_type {
-    TDM_REC_END = 1,  /* closes a generation; see above */
-    TDM_REC_NOOP = 2, /* opaque payload, applied as nothing (tests, benchmarks, markers) */
+    TDM_REC_END = 1,   /* closes a generation; see above */
+    TDM_REC_NOOP = 2,  /* opaque payload, applied as nothing (tests, benchmarks, markers) */
     TDM_REC_BEGIN = 3, /* opens a generation (version 3); see above */
 
     /* Mail model: payload layouts in src/store/mail_codec.c and docs/formats/log.md. */

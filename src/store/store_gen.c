@@ -1,7 +1,7 @@
 /*
  * Generation files: preallocation (with the header), the BEGIN and END records that open and
- * close one, and the roll from one generation to the next. Called by the log thread (rolls), the housekeeping thread
- * (preallocation) and store_mount.c (creation, recovery).
+ * close one, and the roll from one generation to the next. Called by the log thread (rolls), the
+ * housekeeping thread (preallocation) and store_mount.c (creation, recovery).
  */
 #include "store/store_int.h"
 

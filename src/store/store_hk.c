@@ -194,10 +194,9 @@ store__hk_thread_main(void *arg)
             want = s->prealloc_upto + 1;
             bool still = want <= s->writing_gen + STORE_PREALLOC_AHEAD;
             pthread_mutex_unlock(&s->lock);
-            int ret =
-                still ? store__gen_file_create(s->io, s->log_dir, want, s->opt.generation_size,
-                                             s->guid)
-                      : 0;
+            int ret = still ? store__gen_file_create(s->io, s->log_dir, want,
+                                                     s->opt.generation_size, s->guid)
+                            : 0;
             pthread_mutex_unlock(&s->truncate_lock);
             pthread_mutex_lock(&s->lock);
             if (ret == 0 && still) {

@@ -242,8 +242,8 @@ gen_one_begin(struct store *s)
 {
     char path[4096];
     store__gen_path(path, sizeof(path), s->log_dir, 1);
-    s->cur = (struct gen_state){
-        .gen = 1, .size = s->opt.generation_size, .epoch = 1, .first_lsn = 1};
+    s->cur =
+        (struct gen_state){.gen = 1, .size = s->opt.generation_size, .epoch = 1, .first_lsn = 1};
     s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
     if (s->cur.fd < 0)
         return s->cur.fd;

@@ -99,8 +99,8 @@ const char *
 fault_io_sync_kind_name(unsigned kind)
 {
     static const char *const names[FAULT_IO_SYNC_KINDS] = {
-        "none",       "data",       "gen-header", "gen-end",    "gen-begin",
-        "prealloc",   "dir-create", "dir-unlink", "dir-rename", "other",
+        "none",     "data",       "gen-header", "gen-end",    "gen-begin",
+        "prealloc", "dir-create", "dir-unlink", "dir-rename", "other",
     };
     return kind < FAULT_IO_SYNC_KINDS ? names[kind] : "?";
 }

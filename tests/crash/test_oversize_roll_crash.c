@@ -35,8 +35,8 @@
 struct lossy_io {
     struct io_ops ops;
     pthread_mutex_t lock;
-    off_t grown_from[MAX_FD]; /* size before an unsynced allocate() growth, or -1 */
-    bool grown[MAX_FD];       /* allocate() grew the file since it was opened */
+    off_t grown_from[MAX_FD];   /* size before an unsynced allocate() growth, or -1 */
+    bool grown[MAX_FD];         /* allocate() grew the file since it was opened */
     bool begin_written[MAX_FD]; /* a write at TDM_LOG_HEADER_SIZE: a generation's BEGIN */
     bool crashed;
 };

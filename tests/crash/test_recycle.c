@@ -432,7 +432,7 @@ main(void)
     snprintf(db, sizeof(db), "%s/db", base);
     snprintf(log_dir, sizeof(log_dir), "%s/log", db);
     event_set_sink(NULL);
-    void (*cases[])(void) = {case_reuse,         case_stale_next_lsn, case_torn_header,
+    void (*cases[])(void) = {case_reuse,          case_stale_next_lsn, case_torn_header,
                              case_damaged_header, case_begin_damaged,  case_begin_lost,
                              case_foreign_spare};
     size_t n = sizeof(cases) / sizeof(cases[0]);

@@ -820,9 +820,11 @@ test_begin_field_checks(void **state)
     uint8_t payload[TDM_LOG_BEGIN_PAYLOAD + 1] = {0};
     le_put64(payload, 1);
     le_put32(payload + 20, TDM_LOG_DEFAULT_GENERATION_SIZE);
-    struct log_record rec = {
-        .lsn = 1, .epoch = 1, .type = TDM_REC_NOOP, .length = TDM_LOG_BEGIN_PAYLOAD,
-        .payload = payload};
+    struct log_record rec = {.lsn = 1,
+                             .epoch = 1,
+                             .type = TDM_REC_NOOP,
+                             .length = TDM_LOG_BEGIN_PAYLOAD,
+                             .payload = payload};
     struct log_header got = {.version = 3};
     const char *err = NULL;
     assert_int_equal(log_begin_decode(&rec, &got, &err), TDM_ECORRUPT);
