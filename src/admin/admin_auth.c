@@ -171,7 +171,7 @@ static void
 forget_changed(struct admin_server *srv)
 {
     struct admin_auth *a = srv->auth;
-    if (!srv->dir || !srv->dir_ready)
+    if (!srv->dir)
         return; /* nothing was cached: caching needs the directory */
     MDB_txn *txn;
     if (store_reader_begin(srv->dir, &txn) < 0) {

@@ -44,8 +44,7 @@ struct admin_server {
     struct evhttp *http;
     SSL_CTX *ssl_ctx;             /* TLS transport only */
     struct core_link *core;       /* changes and status go here */
-    struct store_reader *dir;     /* NULL until the directory database can be opened */
-    bool dir_ready;               /* dir holds the bootstrapped directory (admin_dir_begin) */
+    struct store_reader *dir;     /* NULL until opened and bootstrapped (dir_local.h) */
     struct admin_auth *auth;      /* credential cache and failure delays */
     struct admin_crypto *crypto;  /* the argon2id thread */
     struct dir_client *remote;    /* without the directory role: logins checked by it */

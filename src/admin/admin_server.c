@@ -6,6 +6,7 @@
  */
 #include "admin/admin_int.h"
 #include "dirclient/dir_client.h"
+#include "directory/dir_local.h"
 
 #include "lib/core_link.h"
 #include "lib/err.h"
@@ -26,7 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ADMIN_DIR_DB "directory" /* the directory database's name under <datadir>/db/ */
 /* evhttp refuses bodies over this itself (with its own 413 page). Ours is a little larger
  * than the decoder's limit so that the decoder, which answers in JSON, sees most too-large
  * bodies first. */
@@ -237,39 +237,22 @@ admin_dir_begin(struct admin_call *call, void **state_r, MDB_txn **txn_r)
                           srv->cfg->server);
         return -1;
     }
-    if (!srv->dir) {
-        /* Opened on first use, not at start: the core creates the database at the first
-         * start of a directory server, possibly after this worker is up. */
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/db/%s", srv->cfg->datadir, ADMIN_DIR_DB);
-        const char *why = NULL;
-        int ret = store_reader_open(path, &dir_record_handler, &srv->dir, &why);
-        if (ret < 0) {
-            admin_reply_error(call, 503, NULL, "the directory database %s cannot be read: %s", path,
-                              why ? why : tdm_strerror(ret));
-            return -1;
-        }
+    const char *why;
+    int ret = dir_local_reader(srv->cfg->datadir, &srv->dir, &why);
+    if (ret == -EAGAIN) {
+        admin_reply_error(call, 503, NULL,
+                          "the directory database is still being created: try again");
+        return -1;
     }
-    int ret = store_reader_begin(srv->dir, txn_r);
     if (ret < 0) {
+        admin_reply_error(call, 503, NULL, "the directory database of %s cannot be read: %s",
+                          srv->cfg->datadir, why ? why : tdm_strerror(ret));
+        return -1;
+    }
+    if ((ret = store_reader_begin(srv->dir, txn_r)) < 0) {
         admin_reply_error(call, 503, NULL, "cannot read the directory database: %s",
                           tdm_strerror(ret));
         return -1;
-    }
-    if (!srv->dir_ready) {
-        /* The handler looks for its tables when the reader opens; a database that the core
-         * has created but not yet bootstrapped (LSN 0) has none, and would read as empty for
-         * the reader's whole life. So a reader is kept only once the bootstrap is applied. */
-        uint64_t lsn = 0;
-        ret = store_reader_applied_lsn(srv->dir, *txn_r, &lsn);
-        if (ret < 0 || lsn == 0) {
-            mdb_txn_abort(*txn_r);
-            store_reader_free(&srv->dir);
-            admin_reply_error(call, 503, NULL,
-                              "the directory database is still being created: try again");
-            return -1;
-        }
-        srv->dir_ready = true;
     }
     *state_r = store_reader_handler_state(srv->dir);
     return 0;
@@ -359,7 +342,7 @@ admin_commit(struct admin_call *call, const struct dir_op *op)
         admin_reply_error(call, 400, NULL, "%s", why ? why : tdm_strerror(ret));
         return;
     }
-    ret = core_link_commit(srv->core, ADMIN_DIR_DB, op->type, payload, len, commit_done_cb, call);
+    ret = core_link_commit(srv->core, DIR_LOCAL_DB, op->type, payload, len, commit_done_cb, call);
     free(payload);
     if (ret == TDM_ECLOSED) {
         admin_reply_error(call, 503, NULL,

@@ -13,6 +13,7 @@
 #include "imap/imap_int.h"
 
 #include "dirclient/dir_client.h"
+#include "directory/dir_local.h"
 #include "lib/auth_delay.h"
 #include "lib/conn.h"
 #include "lib/core_link.h"
@@ -108,15 +109,11 @@ login_local(struct imap_session *s, const char *user, const char *password, imap
         log_fatal("out of memory");
     l->s = s;
     l->cb = cb;
-    int ret = 0;
-    if (!srv->directory) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/db/directory", srv->cfg->datadir);
-        const char *why = NULL;
-        ret = store_reader_open(path, &dir_record_handler, &srv->directory, &why);
-        if (ret < 0)
-            log_error("imap: cannot read the directory at %s: %s", path, why ? why : "");
-    }
+    const char *why;
+    int ret = dir_local_reader(srv->cfg->datadir, &srv->directory, &why);
+    if (ret < 0 && ret != -EAGAIN)
+        log_error("imap: cannot read the directory of %s: %s", srv->cfg->datadir,
+                  why ? why : tdm_strerror(ret));
     MDB_txn *txn;
     if (ret == 0 && (ret = store_reader_begin(srv->directory, &txn)) == 0) {
         void *st = store_reader_handler_state(srv->directory);

@@ -5,6 +5,8 @@
 #include "rcpt/rcpt_lookup.h"
 
 #include "dirclient/dir_client.h"
+#include "directory/dir_local.h"
+#include "lib/err.h"
 #include "lib/log.h"
 #include "store/store_reader.h"
 
@@ -70,29 +72,13 @@ rcpt_lookup_problem(const struct rcpt_lookup *rl)
 static int
 directory_reader(struct rcpt_lookup *rl, struct store_reader **reader_r)
 {
-    if (!rl->directory) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/db/%s", rl->cfg->datadir, "directory");
-        const char *why = NULL;
-        int ret = store_reader_open(path, &dir_record_handler, &rl->directory, &why);
-        if (ret < 0) {
-            log_error("cannot read the directory at %s: %s", path, why ? why : "");
-            return ret;
-        }
-        /* The handler finds its tables when the reader opens: a directory the core has
-         * created but not yet bootstrapped would read as empty for the reader's whole life,
-         * and every recipient would be refused for good. Keep the reader only once it holds
-         * the bootstrap. */
-        MDB_txn *txn;
-        uint64_t lsn = 0;
-        if ((ret = store_reader_begin(rl->directory, &txn)) == 0) {
-            ret = store_reader_applied_lsn(rl->directory, txn, &lsn);
-            mdb_txn_abort(txn);
-        }
-        if (ret < 0 || lsn == 0) {
-            store_reader_free(&rl->directory);
-            return ret < 0 ? ret : -EAGAIN;
-        }
+    const char *why;
+    int ret = dir_local_reader(rl->cfg->datadir, &rl->directory, &why);
+    if (ret < 0) {
+        if (ret != -EAGAIN)
+            log_error("cannot read the directory of %s: %s", rl->cfg->datadir,
+                      why ? why : tdm_strerror(ret));
+        return ret;
     }
     *reader_r = rl->directory;
     return 0;
