@@ -92,6 +92,10 @@ struct store_options {
      * handler its records need, so tools and tandemd can pick it (see store_read_kind()).
      * [a-z0-9-]{1,STORE_KIND_MAX}; NULL = STORE_KIND_MAIL. Borrowed for the call. */
     const char *kind;
+    /* At store_open(): when the log's epoch is lower than this, the current generation is
+     * closed and the next one begun with min_epoch, so that a copy activated under a new
+     * epoch never writes into the old one. 0 = keep the log's epoch. */
+    uint64_t min_epoch;
     /* Crash tests: called on the housekeeping thread after each successful checkpoint sync,
      * with the LSN it made durable in LMDB. */
     void (*checkpoint_hook)(void *ctx, uint64_t checkpoint_lsn);
@@ -156,6 +160,40 @@ int store_checkpoint(struct store *store);
  * never truncated. UINT64_MAX (the default) means no copy constrains truncation.
  */
 void store_set_truncation_floor(struct store *store, uint64_t generation);
+
+/*
+ * Replication, the active side: a copy's log is byte-identical to the active's (see
+ * store_copy.h), so the source ships byte ranges of generation files that end on frame
+ * boundaries. These tell it what is durable and let it read the files.
+ */
+struct store_log_extent {
+    uint64_t generation;
+    uint64_t durable_end; /* bytes [0, durable_end) of the file are durable and final: header,
+                           * BEGIN, whole frames (END included once closed) */
+    uint64_t file_size;   /* the size this generation was begun with */
+    uint64_t epoch, first_lsn;
+    uint64_t last_lsn; /* of the last durable data record (first_lsn - 1 if none) */
+    bool closed;       /* its END record is durable */
+};
+
+/* For generation in [lowest present, current]: 0 with *ext_r; TDM_ENOTFOUND below the lowest
+ * (truncated) or above the highest begun. Any thread. */
+int store_log_extent(struct store *store, uint64_t generation, struct store_log_extent *ext_r);
+
+/* Opens that generation file read-only (O_CLOEXEC); the caller owns the fd. Bytes below
+ * durable_end never change while generation >= the truncation floor (set the floor first).
+ * Returns 0, TDM_ENOTFOUND as store_log_extent(), or -errno. */
+int store_log_open_generation(struct store *store, uint64_t generation, int *fd_r);
+
+/* Called on the log thread after every fdatasync that made records durable (and after a roll
+ * that begins a generation's END), with the new durable position: bytes [0, durable_end) of
+ * generation are durable, and durable_lsn is the last durable data record. Keep it short
+ * (the core writes to an eventfd); it must not call back into the store. */
+typedef void store_durable_cb(void *ctx, uint64_t generation, uint64_t durable_end,
+                              uint64_t durable_lsn);
+/* Sets (or with cb NULL clears) the hook. Any thread; after it returns, the old hook is no
+ * longer called. */
+void store_set_durable_hook(struct store *store, store_durable_cb *cb, void *ctx);
 
 /* Closes the current generation now, as the idle timer would, and starts the next one; a
  * generation without records is left open. Returns when done. */
