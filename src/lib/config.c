@@ -91,8 +91,8 @@ struct loader {
 
 static const char *const role_names[] = {"mailbox", "access",    "transport",
                                          "witness", "directory", NULL};
-static const char *const proto_names[] = {"imap", "imaps", "lmtp",  "smtp", "submission",
-                                          "http", "https", "admin", NULL};
+static const char *const proto_names[] = {"imap", "imaps", "lmtp",        "smtp", "submission",
+                                          "http", "https", "admin",       "replication", NULL};
 /* In enum log_level order; "warning" because that is the word operators write. */
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
 _Static_assert(LOG_LEVEL_DEBUG == 0 && LOG_LEVEL_INFO == 1 && LOG_LEVEL_WARN == 2 &&
@@ -619,6 +619,16 @@ check_cross(struct loader *ld)
             return fail(ld, TDM_EINVAL, l->line,
                         "section [listen smtp]: needs [smtp] \"domains\", the mail domains to "
                         "accept mail for (any other is relaying, which is refused)");
+    }
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        const struct tdm_config_listener *l = &cfg->listeners[i];
+        /* Only the databases' owner can ship their logs: the mailbox role's, and the
+         * directory role's (the directory is a database like any other). */
+        if (l->proto == TDM_PROTO_REPLICATION &&
+            !(cfg->roles & (TDM_ROLE_MAILBOX | TDM_ROLE_DIRECTORY)))
+            return fail(ld, TDM_EINVAL, l->line,
+                        "section [listen replication]: only a server with databases ships their "
+                        "logs; add \"mailbox\" or \"directory\" to roles");
     }
     if (!(cfg->roles & TDM_ROLE_DIRECTORY) && cfg->directory.n_endpoints == 0)
         return fail(ld, TDM_EINVAL, ld->sec[0].key_line[3],

@@ -42,6 +42,7 @@ enum tdm_proto {
     TDM_PROTO_HTTP,
     TDM_PROTO_HTTPS,
     TDM_PROTO_ADMIN,
+    TDM_PROTO_REPLICATION, /* served by the core itself, not by a worker (DESIGN.md) */
     TDM_PROTO_COUNT,
 };
 

@@ -38,7 +38,7 @@ struct sup_child {
     struct sup *sup;
     enum tandemd_child_kind kind;
     char role[32];           /* "core", "worker-imap": also the child's log role */
-    int listen_fd;           /* workers: the socket they serve (owned by struct sup) */
+    int listen_fd;           /* the socket it serves, -1 none (owned by struct sup) */
     pid_t pid;               /* 0 when not running */
     struct bufferevent *bev; /* NULL when not running or after an IPC error */
     struct ipc_reader *reader;
@@ -111,7 +111,8 @@ sup_exec_child(struct sup_child *c, int ipc_fd)
     char *argv[12] = {s->exe,   "--child",     c->kind == TANDEMD_CHILD_CORE ? "core" : "worker",
                       "--role", c->role,       "--ipc-fd",
                       ipc,      "--config-fd", conf};
-    if (c->kind == TANDEMD_CHILD_WORKER) {
+    /* Workers serve their listener; the core serves [listen replication] when there is one. */
+    if (c->listen_fd >= 0) {
         fcntl(c->listen_fd, F_SETFD, 0);
         argv[9] = "--listen-fd";
         argv[10] = lfd;
@@ -535,8 +536,16 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
         log_fatal("out of memory");
     s->admin_sock_fd = admin_sock_fd;
 
-    sup_add_child(s, TANDEMD_CHILD_CORE, "core", -1);
+    /* Replication is the core's (it owns the stores whose logs it ships): its listener goes
+     * to the core, and no worker is started for it. */
+    int repl_fd = -1;
+    for (unsigned i = 0; i < s->cfg->n_listeners; i++)
+        if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION)
+            repl_fd = s->listen_fds[i];
+    sup_add_child(s, TANDEMD_CHILD_CORE, "core", repl_fd);
     for (unsigned i = 0; i < s->cfg->n_listeners; i++) {
+        if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION)
+            continue;
         char role[32];
         snprintf(role, sizeof(role), "worker-%s",
                  tdm_config_proto_name(s->cfg->listeners[i].proto));

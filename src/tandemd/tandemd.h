@@ -12,7 +12,8 @@
  *   --config-fd N   a memfd holding the supervisor's effective configuration in the file's
  *                   syntax (tdm_config_dump); the supervisor rewrites it in place before it
  *                   sends RELOAD, so a child rereads it then
- *   --listen-fd N   workers only: the listening socket the supervisor bound
+ *   --listen-fd N   a worker: the listening socket the supervisor bound for it; the core:
+ *                   [listen replication]'s socket, when the config has one
  */
 
 #include "lib/config.h"

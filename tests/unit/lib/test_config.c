@@ -241,6 +241,7 @@ test_names(void **state)
     assert_string_equal(tdm_config_role_name(TDM_ROLE_WITNESS), "witness");
     assert_null(tdm_config_role_name(TDM_ROLE_MAILBOX | TDM_ROLE_ACCESS));
     assert_string_equal(tdm_config_proto_name(TDM_PROTO_SUBMISSION), "submission");
+    assert_string_equal(tdm_config_proto_name(TDM_PROTO_REPLICATION), "replication");
     assert_null(tdm_config_proto_name(TDM_PROTO_COUNT));
 }
 
@@ -306,6 +307,9 @@ static const struct bad bads[] = {
     {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
      "[listen smtp]\nnetwork = public\nport = 25\n",
      9, NULL, "needs [smtp] \"domains\"", E},
+    {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
+     "[listen replication]\nnetwork = public\nport = 7000\n",
+     9, NULL, "add \"mailbox\" or \"directory\" to roles", E},
     /* roles: list of enum */
     {"server = a\nsite = b\ndatadir = /d\nroles = mailbox, mail\n" NET DIR, 4, "roles",
      "\"mail\" is not one of: mailbox, access, transport, witness, directory", E},
