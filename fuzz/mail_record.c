@@ -52,6 +52,7 @@ check_equal(const struct mail_op *a, const struct mail_op *b)
     check(a->internal_date == b->internal_date);
     check(a->flags == b->flags && a->flag_mode == b->flag_mode);
     check(a->unchanged_since == b->unchanged_since);
+    check(a->deleted_only == b->deleted_only);
     check(a->n_keywords == b->n_keywords);
     for (size_t i = 0; i < a->n_keywords; i++)
         check(str_eq(a->keywords[i], b->keywords[i]));

@@ -86,7 +86,13 @@ struct mail_target {
  *                      0, or a compare-and-set (IMAP's UNCHANGEDSINCE, RFC 7162): when any
  *                      named message still there has a MODSEQ above it, the whole record is
  *                      refused with TDM_ECONFLICT and nothing changes
- *   MESSAGE_EXPUNGE    mailbox, folder, uids
+ *   MESSAGE_EXPUNGE    mailbox, folder, uids, deleted_only: when set, a named message is
+ *                      expunged only if it still has \Deleted when the record applies, so a
+ *                      \Deleted that another session took back after the expunger read the
+ *                      folder keeps the message (IMAP EXPUNGE, UID EXPUNGE, CLOSE). The
+ *                      messages expunged are told by the result: count of them, each with a
+ *                      tombstone (mail_folder_changes) at one of the MODSEQs from
+ *                      modseq - count + 1 to modseq, in UID order
  *   MESSAGE_COPY       mailbox, folder (source), uids, new_folder (destination), move
  *
  * uids must be strictly ascending; UIDs that no longer exist are skipped (result->count says
@@ -118,6 +124,7 @@ struct mail_op {
     size_t n_uids;
     uint32_t uid_limit;       /* FOLDER_RECENT */
     uint64_t unchanged_since; /* MESSAGE_FLAGS: 0, or the MODSEQ no message may be above */
+    bool deleted_only;        /* MESSAGE_EXPUNGE: only those that still have \Deleted */
 };
 
 /*

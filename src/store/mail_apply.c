@@ -898,6 +898,10 @@ message_expunge(struct apply *a)
             continue; /* already gone: expunge is idempotent per UID */
         if (rc != 0)
             return rc;
+        /* IMAP's expunge of \Deleted: decided here, when the record applies, not when the
+         * client's session read the folder, so a \Deleted taken back in between wins. */
+        if (op->deleted_only && !(m.flags & MAIL_FLAG_DELETED))
+            continue;
         uint8_t k[MAIL__MESSAGE_KEY_LEN];
         mail__message_key(a->mb.id, f.folder_id, m.uid, k);
         if ((rc = del(a->txn, a->d->messages, k, sizeof k, "message")) != 0 ||

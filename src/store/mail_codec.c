@@ -37,7 +37,12 @@
  *                      Added within version 1: every record written before reads the same, and
  *                      a decoder that predates it refuses a conditional one instead of
  *                      misreading it.
- *   MESSAGE_EXPUNGE    str mailbox, str folder, uids
+ *   MESSAGE_EXPUNGE    str mailbox, str folder, uids, where the count's top bit
+ *                      (MAIL__EXPUNGE_DELETED_ONLY, 0x80000000) says deleted_only: expunge
+ *                      only the named messages that still have \Deleted. Added within
+ *                      version 1 like MESSAGE_FLAGS's 0x80: no count reaches that bit, so
+ *                      every record written before reads the same and an older decoder
+ *                      refuses such a record (count above MAIL_MAX_UIDS).
  *   MESSAGE_COPY       str mailbox, str folder (source), str new_folder (destination),
  *                      bool move, uids
  *
@@ -365,10 +370,11 @@ put_kws(uint8_t *p, const struct mail_op *op)
     return p;
 }
 
+/* mode: bits ORed into the count (MAIL__EXPUNGE_DELETED_ONLY), 0 for every other record. */
 static uint8_t *
-put_uids(uint8_t *p, const struct mail_op *op)
+put_uids(uint8_t *p, const struct mail_op *op, uint32_t mode)
 {
-    le_put32(p, (uint32_t)op->n_uids);
+    le_put32(p, (uint32_t)op->n_uids | mode);
     p += 4;
     for (size_t i = 0; i < op->n_uids; i++, p += 4)
         le_put32(p, op->uids[i]);
@@ -504,15 +510,15 @@ mail_op_encode(const struct mail_op *op, uint8_t **payload_r, size_t *len_r, con
             p += 8;
         }
         p = put_kws(p, op);
-        p = put_uids(p, op);
+        p = put_uids(p, op, 0);
         break;
     case TDM_REC_MESSAGE_EXPUNGE:
-        p = put_uids(p, op);
+        p = put_uids(p, op, op->deleted_only ? MAIL__EXPUNGE_DELETED_ONLY : 0);
         break;
     case TDM_REC_MESSAGE_COPY:
         p = put_str(p, op->new_folder);
         *p++ = op->move ? 1 : 0;
-        p = put_uids(p, op);
+        p = put_uids(p, op, 0);
         break;
     default: /* FOLDER_DELETE */
         break;
@@ -651,12 +657,19 @@ get_kws(struct reader *r, struct mail_decoded *dec, const char **error_r)
     return true;
 }
 
+/* modes: the bits the record type allows in the count (MAIL__EXPUNGE_DELETED_ONLY), which
+ * *mode_r receives (mode_r may be NULL when modes is 0). */
 static bool
-get_uids(struct reader *r, struct mail_decoded *dec, const char **error_r)
+get_uids(struct reader *r, struct mail_decoded *dec, uint32_t modes, uint32_t *mode_r,
+         const char **error_r)
 {
     uint32_t n;
     if (!get_u32(r, &n))
         return false;
+    if (modes) {
+        *mode_r = n & modes;
+        n &= ~modes;
+    }
     if (n > MAIL_MAX_UIDS) {
         *error_r = "uids: more than MAIL_MAX_UIDS";
         return false;
@@ -783,12 +796,17 @@ decode_body(struct reader *r, struct mail_decoded *dec, const char **error_r)
                 return false;
             }
         }
-        return get_kws(r, dec, error_r) && get_uids(r, dec, error_r);
-    case TDM_REC_MESSAGE_EXPUNGE:
-        return get_uids(r, dec, error_r);
+        return get_kws(r, dec, error_r) && get_uids(r, dec, 0, NULL, error_r);
+    case TDM_REC_MESSAGE_EXPUNGE: {
+        uint32_t umode = 0;
+        if (!get_uids(r, dec, MAIL__EXPUNGE_DELETED_ONLY, &umode, error_r))
+            return false;
+        op->deleted_only = umode != 0;
+        return true;
+    }
     case TDM_REC_MESSAGE_COPY:
         return get_str(r, MAIL_NAME_MAX, &op->new_folder, error_r) &&
-               get_bool(r, &op->move, error_r) && get_uids(r, dec, error_r);
+               get_bool(r, &op->move, error_r) && get_uids(r, dec, 0, NULL, error_r);
     default:
         *error_r = "type: not a mail record type";
         return false;

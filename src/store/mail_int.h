@@ -18,6 +18,9 @@
 #define MAIL__CODEC_VERSION 1u
 /* MESSAGE_FLAGS: a bit of the mode byte saying an unchanged_since follows the flags. */
 #define MAIL__FLAGS_CONDITIONAL 0x80u
+/* MESSAGE_EXPUNGE: the top bit of the UID count says deleted_only. No count reaches it
+ * (MAIL_MAX_UIDS), so a decoder that predates it refuses the record instead of misreading it. */
+#define MAIL__EXPUNGE_DELETED_ONLY 0x80000000u
 /* First byte of every value in the mail sub-databases; bump it when a value layout changes. */
 #define MAIL__DB_VERSION 1u
 

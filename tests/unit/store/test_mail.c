@@ -408,6 +408,12 @@ static const struct mail_op codec_ops[] = {
      .folder = "INBOX",
      .uids = uids4,
      .n_uids = 3},
+    {.type = TDM_REC_MESSAGE_EXPUNGE,
+     .mailbox = "alice",
+     .folder = "INBOX",
+     .deleted_only = true,
+     .uids = uids4,
+     .n_uids = 4},
     {.type = TDM_REC_MESSAGE_COPY,
      .mailbox = "alice",
      .folder = "INBOX",
@@ -463,6 +469,7 @@ assert_op_equal(const struct mail_op *want, const struct mail_op *got)
     assert_int_equal(got->flags, flags ? want->flags : 0);
     assert_int_equal(got->flag_mode, t == TDM_REC_MESSAGE_FLAGS ? want->flag_mode : 0);
     assert_true(got->unchanged_since == (t == TDM_REC_MESSAGE_FLAGS ? want->unchanged_since : 0));
+    assert_int_equal(got->deleted_only, t == TDM_REC_MESSAGE_EXPUNGE && want->deleted_only);
     assert_int_equal(got->n_keywords, flags ? want->n_keywords : 0);
     for (size_t i = 0; i < got->n_keywords; i++)
         assert_string_equal(want->keywords[i], got->keywords[i]);
@@ -773,6 +780,43 @@ test_codec_flags_layout(void **state)
     free(payload);
 }
 
+/* MESSAGE_EXPUNGE byte for byte: a plain record is laid out as before deleted_only existed
+ * (records already in logs read and apply the same), deleted_only sets the count's top bit. */
+static void
+test_codec_expunge_layout(void **state)
+{
+    (void)state;
+    static const uint32_t uids[] = {7, 9};
+    struct mail_op op = {
+        .type = TDM_REC_MESSAGE_EXPUNGE, .mailbox = "u", .folder = "f", .uids = uids, .n_uids = 2};
+    static const uint8_t plain[] = "\x01\x01\x00u\0\x01\x00"
+                                   "f\0"
+                                   "\x02\0\0\0\x07\0\0\0\x09\0\0\0";
+    static const uint8_t deleted_only[] = "\x01\x01\x00u\0\x01\x00"
+                                          "f\0"
+                                          "\x02\0\0\x80\x07\0\0\0\x09\0\0\0";
+    uint8_t *payload;
+    size_t len;
+    const char *err;
+    struct mail_decoded dec;
+    assert_int_equal(mail_op_encode(&op, &payload, &len, &err), 0);
+    assert_int_equal(len, sizeof plain - 1);
+    assert_memory_equal(payload, plain, len);
+    assert_int_equal(mail_op_decode(op.type, payload, len, &dec, &err), 0);
+    assert_false(dec.op.deleted_only);
+    mail_decoded_clear(&dec);
+    free(payload);
+    op.deleted_only = true;
+    assert_int_equal(mail_op_encode(&op, &payload, &len, &err), 0);
+    assert_int_equal(len, sizeof deleted_only - 1);
+    assert_memory_equal(payload, deleted_only, len);
+    assert_int_equal(mail_op_decode(op.type, payload, len, &dec, &err), 0);
+    assert_true(dec.op.deleted_only);
+    assert_int_equal(dec.op.n_uids, 2);
+    mail_decoded_clear(&dec);
+    free(payload);
+}
+
 /* An append to u/INBOX up to its body length: GUID "0123456789abcdef", date 0, no flags or
  * keywords. */
 #define APPEND_HEAD                                                                                \
@@ -820,9 +864,16 @@ test_codec_malformed(void **state)
         /* UID count 100001 */
         {TDM_REC_MESSAGE_EXPUNGE, B("\x01\x01\x00u\0\x01\x00"
                                     "f\0\xa1\x86\x01\x00\x01\0\0\0")},
-        /* zero UIDs */
+        /* zero UIDs; zero UIDs with deleted_only */
         {TDM_REC_MESSAGE_EXPUNGE, B("\x01\x01\x00u\0\x01\x00"
                                     "f\0\0\0\0\0")},
+        {TDM_REC_MESSAGE_EXPUNGE, B("\x01\x01\x00u\0\x01\x00"
+                                    "f\0\0\0\0\x80")},
+        /* deleted_only's bit is MESSAGE_EXPUNGE's alone: a flags or copy UID count with it */
+        {TDM_REC_MESSAGE_FLAGS, B("\x01\x01\x00u\0\x01\x00"
+                                  "f\0\x00\0\0\0\0\0\x01\0\0\x80\x01\0\0\0")},
+        {TDM_REC_MESSAGE_COPY, B("\x01\x01\x00u\0\x01\x00"
+                                 "f\0\x01\x00g\0\x00\x01\0\0\x80\x01\0\0\0")},
         /* target count 0 and 65 */
         {TDM_REC_MESSAGE_APPEND, B("\x01\x00\x00")},
         {TDM_REC_MESSAGE_APPEND, B("\x01\x41\x00")},
@@ -1958,6 +2009,82 @@ test_digest(void **state)
     env_free(e3);
 }
 
+/*
+ * The race of IMAP's EXPUNGE: a session reads which messages have \Deleted, another takes
+ * \Deleted back from one of them and commits first, then the expunge applies. deleted_only
+ * decides at apply time, so that message stays; the result counts only what went, and the
+ * tombstones at its MODSEQs name exactly those UIDs.
+ */
+static void
+test_expunge_deleted_only(void **state)
+{
+    struct env *e = *state;
+    struct mail_message_info mi;
+    struct mail_folder_info fi;
+    struct mail_result res;
+    assert_int_equal(mk_mailbox(e, "u", 0, 0, 1), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(append(e, "u", "INBOX", i % 2 ? "odd" : "even", NULL), 0);
+    static const uint32_t marked[] = {1, 2, 3};
+    assert_int_equal(set_flags(e, "u", "INBOX", MAIL_FLAGS_ADD, MAIL_FLAG_DELETED, NULL, 0, marked,
+                               3, NULL),
+                     0);
+
+    /* The expunger's read. */
+    uint32_t seen[4];
+    size_t n_seen = 0;
+    MDB_txn *rtxn;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &rtxn), 0);
+    for (uint32_t uid = 1; uid <= 4; uid++) {
+        assert_int_equal(mail_message_get(&e->dbis, rtxn, "u", "INBOX", uid, &mi), 0);
+        if (mi.flags & MAIL_FLAG_DELETED)
+            seen[n_seen++] = uid;
+    }
+    mdb_txn_abort(rtxn);
+    assert_int_equal(n_seen, 3);
+
+    /* Another session's -FLAGS \Deleted on UID 2 commits in between. */
+    static const uint32_t two[] = {2};
+    assert_int_equal(
+        set_flags(e, "u", "INBOX", MAIL_FLAGS_REMOVE, MAIL_FLAG_DELETED, NULL, 0, two, 1, NULL), 0);
+
+    struct mail_op op = {.type = TDM_REC_MESSAGE_EXPUNGE,
+                         .mailbox = "u",
+                         .folder = "INBOX",
+                         .deleted_only = true,
+                         .uids = seen,
+                         .n_uids = n_seen};
+    assert_int_equal(fget(e, "u", "INBOX", &fi), 0);
+    uint64_t before = fi.highestmodseq;
+    assert_int_equal(apply_res(e, &op, &res), 0);
+    assert_int_equal(res.count, 2);
+    assert_true(res.modseq == before + 2);
+    assert_int_equal(mget(e, "u", "INBOX", 1, &mi, NULL), TDM_ENOTFOUND);
+    assert_int_equal(mget(e, "u", "INBOX", 2, &mi, NULL), 0);
+    assert_int_equal(mi.flags, 0);
+    assert_int_equal(mget(e, "u", "INBOX", 3, &mi, NULL), TDM_ENOTFOUND);
+    struct changes cs = changes_since(e, "u", "INBOX", res.modseq - res.count);
+    assert_int_equal(cs.n, 2);
+    assert_change(&cs.c[0], 1, before + 1, true);
+    assert_change(&cs.c[1], 3, before + 2, true);
+    assert_int_equal(fget(e, "u", "INBOX", &fi), 0);
+    assert_int_equal(fi.messages, 2);
+
+    /* Nothing left with \Deleted: a refusal-free no-op that takes no MODSEQ. */
+    static const uint32_t two_four[] = {2, 4};
+    op.uids = two_four;
+    op.n_uids = 2;
+    assert_int_equal(apply_res(e, &op, &res), 0);
+    assert_int_equal(res.count, 0);
+    assert_true(res.modseq == before + 2);
+    /* The record as written before deleted_only existed expunges whatever it names. */
+    op.deleted_only = false;
+    assert_int_equal(apply_res(e, &op, &res), 0);
+    assert_int_equal(res.count, 2);
+    assert_int_equal(fget(e, "u", "INBOX", &fi), 0);
+    assert_int_equal(fi.messages, 0);
+}
+
 int
 main(void)
 {
@@ -1979,7 +2106,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flags_unchanged_since, setup, teardown),
         cmocka_unit_test(test_codec_flags_layout),
+        cmocka_unit_test(test_codec_expunge_layout),
         cmocka_unit_test_setup_teardown(test_expunge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expunge_deleted_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_refuses_invalid_op, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uidnext_exhausted, setup, teardown),
