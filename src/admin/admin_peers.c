@@ -281,7 +281,8 @@ admin_changes_serve(struct admin_call *call)
     evtimer_add(p->timer, &tv);
 }
 
-/* {"status", "cms", "address", "port"}: where the transport role relays a recipient's mail. */
+/* {"status", "cms", "address", "port", "imap_port"}: where the transport role relays a
+ * recipient's mail (LMTP on port), and where IMAP refers its user (imap_port). */
 static json_t *
 route_json(const struct dir_route *route)
 {
@@ -291,6 +292,7 @@ route_json(const struct dir_route *route)
     if (route->status == DIR_ROUTE_OK) {
         json_object_set_new(doc, "address", json_string(route->address));
         json_object_set_new(doc, "port", json_integer(route->port));
+        json_object_set_new(doc, "imap_port", json_integer(route->imap_port));
     }
     return doc;
 }

@@ -232,8 +232,9 @@ login_answer(struct dc_req *r, json_t *doc)
     return 0;
 }
 
-/* {"status":"ok","cms":"cms1","address":"192.0.2.7","port":24} into *route; absent (a
- * directory that does not say) leaves it UNSET. */
+/* {"status":"ok","cms":"cms1","address":"192.0.2.7","port":24,"imap_port":143} into *route;
+ * absent (a directory that does not say) leaves it UNSET. A directory from before imap_port
+ * does not send it: the CMS's IMAP is then on the default port, as its schema says. */
 static int
 route_parse(json_t *doc, struct dir_route *route)
 {
@@ -244,6 +245,8 @@ route_parse(json_t *doc, struct dir_route *route)
     const char *cms = json_string_value(json_object_get(doc, "cms"));
     const char *addr = json_string_value(json_object_get(doc, "address"));
     json_int_t port = json_integer_value(json_object_get(doc, "port"));
+    json_t *imap = json_object_get(doc, "imap_port");
+    json_int_t imap_port = imap ? json_integer_value(imap) : DIR_IMAP_PORT;
     route->status = st ? dir_route_status_parse(st) : DIR_ROUTE_UNSET;
     if (route->status == DIR_ROUTE_UNSET || (cms && strlen(cms) > DIR_NAME_MAX))
         return TDM_EINVAL;
@@ -251,10 +254,12 @@ route_parse(json_t *doc, struct dir_route *route)
         snprintf(route->cms, sizeof(route->cms), "%s", cms);
     if (route->status != DIR_ROUTE_OK)
         return 0;
-    if (!addr || strlen(addr) > DIR_ROUTE_ADDRESS_MAX || port < 1 || port > 65535)
+    if (!addr || strlen(addr) > DIR_ROUTE_ADDRESS_MAX || port < 1 || port > 65535 ||
+        imap_port < 1 || imap_port > 65535)
         return TDM_EINVAL;
     snprintf(route->address, sizeof(route->address), "%s", addr);
     route->port = (uint16_t)port;
+    route->imap_port = (uint16_t)imap_port;
     return 0;
 }
 

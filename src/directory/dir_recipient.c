@@ -60,11 +60,20 @@ ip_literal(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* A port attribute of doc: the schema holds each to 1..65535; absent means def. */
+static uint16_t
+port_of(json_t *doc, const char *key, uint16_t def)
+{
+    json_int_t v = json_integer_value(json_object_get(doc, key));
+    return v > 0 && v <= 65535 ? (uint16_t)v : def;
+}
+
 /* One string attribute of (kind, name) into out (empty when absent); TDM_ENOTFOUND when the
- * object does not exist. *port_r gets `lmtp_port` when port_r is not NULL (0 when absent). */
+ * object does not exist. route_r, when not NULL, gets the object's `lmtp_port` and
+ * `imap_port` (their defaults when absent). */
 static int
 attr_of(void *state, MDB_txn *txn, enum dir_kind kind, const char *name, const char *key, char *out,
-        size_t out_len, long long *port_r)
+        size_t out_len, struct dir_route *route_r)
 {
     struct dir_object obj = {0};
     int ret = dir_object_get(state, txn, kind, name, &obj);
@@ -74,8 +83,10 @@ attr_of(void *state, MDB_txn *txn, enum dir_kind kind, const char *name, const c
         const char *v = json_string_value(json_object_get(doc, key));
         if (v && strlen(v) < out_len)
             snprintf(out, out_len, "%s", v);
-        if (port_r)
-            *port_r = json_integer_value(json_object_get(doc, "lmtp_port"));
+        if (route_r) {
+            route_r->port = port_of(doc, "lmtp_port", DIR_LMTP_PORT);
+            route_r->imap_port = port_of(doc, "imap_port", DIR_IMAP_PORT);
+        }
         json_decref(doc);
     }
     dir_object_clear(&obj);
@@ -94,17 +105,17 @@ dir_route_lookup(void *state, MDB_txn *txn, const char *database, struct dir_rou
     route_r->status = DIR_ROUTE_NO_CMS;
     if (!route_r->cms[0])
         return 0;
-    long long port = 0;
+    struct dir_route ports = {0};
     ret = attr_of(state, txn, DIR_KIND_CMS, route_r->cms, "address", route_r->address,
-                  sizeof(route_r->address), &port);
+                  sizeof(route_r->address), &ports);
     if (ret < 0)
         return ret == TDM_ENOTFOUND ? 0 : ret;
     if (!ip_literal(route_r->address)) {
         route_r->status = DIR_ROUTE_NO_ADDRESS;
         return 0;
     }
-    /* The schema holds lmtp_port to 1..65535; absent means LMTP's well-known port. */
-    route_r->port = port > 0 && port <= 65535 ? (uint16_t)port : DIR_LMTP_PORT;
+    route_r->port = ports.port;
+    route_r->imap_port = ports.imap_port;
     route_r->status = DIR_ROUTE_OK;
     return 0;
 }

@@ -83,6 +83,7 @@ static const struct attr_spec cms_attrs[] = {
     STR("address", DIR_ROUTE_ADDRESS_MAX),
     STR("network", DIR_NAME_MAX),
     INT("lmtp_port", 1, 65535),
+    INT("imap_port", 1, 65535),
     END,
 };
 static const struct attr_spec database_attrs[] = {

@@ -260,9 +260,12 @@ int dir_changes_last(void *state, MDB_txn *txn, uint64_t *seq_r);
  * And where mail for that database goes (the transport role relays it there): LMTP on the
  * address of the clustered mailbox server that owns the database (the database's `cms`, that
  * CMS's `address` and `lmtp_port`, default DIR_LMTP_PORT). Other servers address the CMS,
- * never a node, so the route stays right across a failover that moves the CMS.
+ * never a node, so the route stays right across a failover that moves the CMS. The same CMS
+ * serves the database's users over IMAP on its `imap_port` (default DIR_IMAP_PORT), where a
+ * server that does not hold a user's database refers the login (RFC 2221).
  */
 #define DIR_LMTP_PORT 24
+#define DIR_IMAP_PORT 143
 #define DIR_ROUTE_ADDRESS_MAX 64 /* the cms `address` attribute's bound */
 
 enum dir_route_status {
@@ -277,7 +280,8 @@ struct dir_route {
     enum dir_route_status status;
     char cms[DIR_NAME_MAX + 1];              /* set unless NO_DATABASE */
     char address[DIR_ROUTE_ADDRESS_MAX + 1]; /* OK: an IPv4 or IPv6 literal */
-    uint16_t port;                           /* OK: 1..65535 */
+    uint16_t port;                           /* OK: LMTP, 1..65535 */
+    uint16_t imap_port;                      /* OK: IMAP, 1..65535 */
 };
 
 enum dir_rcpt_status {

@@ -128,11 +128,19 @@ fake_cb(struct evhttp_request *req, void *arg)
     if (strncmp(uri, "/v1/recipients/", 15) == 0) {
         f->lookups++;
         bool alice = strcmp(uri + 15, "alice%40x.test") == 0;
+        /* A directory from before imap_port: its routes do not say. */
+        bool old = strcmp(uri + 15, "old%40x.test") == 0;
+        if (!alice && !old) {
+            reply_json(req, 200, json_pack("{s:s}", "status", "unknown"));
+            return;
+        }
+        json_t *route = json_pack("{s:s,s:s,s:s,s:i}", "status", "ok", "cms", "cms1", "address",
+                                  "192.0.2.7", "port", alice ? 2424 : 24);
+        if (alice)
+            json_object_set_new(route, "imap_port", json_integer(1143));
         reply_json(req, 200,
-                   alice ? json_pack("{s:s,s:s,s:s,s:{s:s,s:s,s:s,s:i}}", "status", "ok", "user",
-                                     "alice", "database", "db1", "route", "status", "ok", "cms",
-                                     "cms1", "address", "192.0.2.7", "port", 2424)
-                         : json_pack("{s:s}", "status", "unknown"));
+                   json_pack("{s:s,s:s,s:s,s:o}", "status", "ok", "user", alice ? "alice" : "old",
+                             "database", "db1", "route", route));
         return;
     }
     if (strncmp(uri, "/v1/changes?", 12) == 0) {
@@ -458,6 +466,7 @@ test_recipients_cached_until_a_user_changes(void **state)
     assert_string_equal(a.rcpt.route.cms, "cms1");
     assert_string_equal(a.rcpt.route.address, "192.0.2.7");
     assert_int_equal(a.rcpt.route.port, 2424);
+    assert_int_equal(a.rcpt.route.imap_port, 1143);
     a = recipient(base, c, "nobody", "x.test");
     assert_int_equal(a.rcpt.status, DIR_RCPT_UNKNOWN);
     assert_int_equal(a.rcpt.route.status, DIR_ROUTE_UNSET);
@@ -467,6 +476,7 @@ test_recipients_cached_until_a_user_changes(void **state)
     assert_true(a.from_cache);
     assert_string_equal(a.rcpt.database, "db1");
     assert_int_equal(a.rcpt.route.port, 2424);
+    assert_int_equal(a.rcpt.route.imap_port, 1143);
     a = recipient(base, c, "nobody", "x.test");
     assert_true(a.from_cache);
     assert_int_equal(a.rcpt.status, DIR_RCPT_UNKNOWN);
@@ -479,6 +489,11 @@ test_recipients_cached_until_a_user_changes(void **state)
     a = recipient(base, c, "nobody", "x.test");
     assert_false(a.from_cache);
     assert_int_equal(f.lookups, 3);
+    /* A route without imap_port (a directory from before it) means IMAP's own port. */
+    a = recipient(base, c, "old", "x.test");
+    assert_int_equal(a.rcpt.route.status, DIR_ROUTE_OK);
+    assert_int_equal(a.rcpt.route.port, 24);
+    assert_int_equal(a.rcpt.route.imap_port, DIR_IMAP_PORT);
     /* The directory gone: no fresh answer, no guess. */
     fake_stop(&f);
     a = recipient(base, c, "somebody", "x.test");

@@ -381,13 +381,18 @@ test_recipients_and_routes(void **state)
     assert_int_equal(r.route.status, DIR_ROUTE_OK);
     assert_string_equal(r.route.address, "192.0.2.7");
     assert_int_equal(r.route.port, DIR_LMTP_PORT);
-    assert_int_equal(
-        put(s, DIR_KIND_CMS, "cms1", 2, "{\"address\":\"2001:db8::7\",\"lmtp_port\":2424}"), 0);
+    assert_int_equal(r.route.imap_port, DIR_IMAP_PORT);
+    assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 2,
+                         "{\"address\":\"2001:db8::7\",\"lmtp_port\":2424,\"imap_port\":1143}"),
+                     0);
     r = recipient(s, "alice", "example.test");
     assert_int_equal(r.route.status, DIR_ROUTE_OK);
     assert_string_equal(r.route.address, "2001:db8::7");
     assert_int_equal(r.route.port, 2424);
+    assert_int_equal(r.route.imap_port, 1143);
     assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 3, "{\"lmtp_port\":0}"), TDM_EINVAL);
+    assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 3, "{\"imap_port\":65536}"), TDM_EINVAL);
+    assert_int_equal(put(s, DIR_KIND_CMS, "cms1", 3, "{\"imap_port\":\"143\"}"), TDM_EINVAL);
 
     /* The admin API's words, both ways. */
     for (int st = DIR_ROUTE_OK; st <= DIR_ROUTE_NO_ADDRESS; st++)
