@@ -5,7 +5,8 @@
  * Operator-facing events. The numbers are a stable contract: never reuse or renumber one.
  * Each is catalogued in docs/events.md with its cause and remedy.
  * Ranges: 1000-1999 store; 2000-2099 process (tandemd's supervisor); 2100-2199 tls;
- * 3000-3099 directory.
+ * 3000-3099 directory; 4000-4099 replication (4000-4049 a copy's agent, 4050-4099 the
+ * source that serves the active's log).
  */
 enum tdm_event {
     TDM_EV_STORE_MOUNTED = 1000,
@@ -34,6 +35,18 @@ enum tdm_event {
     TDM_EV_TLS_SERVER_CERT_RENEWED = 2101,
 
     TDM_EV_DIRECTORY_CREATED = 3000,
+
+    /* A copy's agent (src/repl/repl_copy*.c): one id per state it enters, then the rest. */
+    TDM_EV_REPL_COPY_INITIALIZING = 4000,
+    TDM_EV_REPL_COPY_HEALTHY = 4001,
+    TDM_EV_REPL_COPY_DISCONNECTED = 4002,
+    TDM_EV_REPL_COPY_SERVICE_DOWN = 4003,
+    TDM_EV_REPL_COPY_RESYNCHRONIZING = 4004,
+    TDM_EV_REPL_COPY_FAILED = 4005,
+    TDM_EV_REPL_COPY_SUSPENDED = 4006,
+    TDM_EV_REPL_COPY_SEEDING = 4007,
+    TDM_EV_REPL_COPY_INSPECTION_FAILED = 4010,
+    TDM_EV_REPL_COPY_NETWORK_CHANGED = 4011,
 };
 
 enum tdm_event_severity {

@@ -40,6 +40,16 @@ static const struct {
     {TDM_EV_TLS_LOCAL_CA_CREATED, "tls.local_ca_created", TDM_EV_SEV_INFO},
     {TDM_EV_TLS_SERVER_CERT_RENEWED, "tls.server_certificate_renewed", TDM_EV_SEV_INFO},
     {TDM_EV_DIRECTORY_CREATED, "directory.created", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_COPY_INITIALIZING, "repl.copy_initializing", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_COPY_HEALTHY, "repl.copy_healthy", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_COPY_DISCONNECTED, "repl.copy_disconnected", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_COPY_SERVICE_DOWN, "repl.copy_service_down", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_COPY_RESYNCHRONIZING, "repl.copy_resynchronizing", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_COPY_FAILED, "repl.copy_failed", TDM_EV_SEV_ERROR},
+    {TDM_EV_REPL_COPY_SUSPENDED, "repl.copy_suspended", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_COPY_SEEDING, "repl.copy_seeding", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_COPY_INSPECTION_FAILED, "repl.copy_inspection_failed", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_COPY_NETWORK_CHANGED, "repl.copy_network_changed", TDM_EV_SEV_INFO},
 };
 
 const char *

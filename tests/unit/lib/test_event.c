@@ -231,6 +231,21 @@ static const struct {
     {TDM_EV_TLS_SERVER_CERT_RENEWED, 2101, "tls.server_certificate_renewed", TDM_EV_SEV_INFO,
      "info"},
     {TDM_EV_DIRECTORY_CREATED, 3000, "directory.created", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_COPY_INITIALIZING, 4000, "repl.copy_initializing", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_COPY_HEALTHY, 4001, "repl.copy_healthy", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_COPY_DISCONNECTED, 4002, "repl.copy_disconnected", TDM_EV_SEV_WARNING,
+     "warning"},
+    {TDM_EV_REPL_COPY_SERVICE_DOWN, 4003, "repl.copy_service_down", TDM_EV_SEV_WARNING,
+     "warning"},
+    {TDM_EV_REPL_COPY_RESYNCHRONIZING, 4004, "repl.copy_resynchronizing", TDM_EV_SEV_INFO,
+     "info"},
+    {TDM_EV_REPL_COPY_FAILED, 4005, "repl.copy_failed", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_REPL_COPY_SUSPENDED, 4006, "repl.copy_suspended", TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_REPL_COPY_SEEDING, 4007, "repl.copy_seeding", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_COPY_INSPECTION_FAILED, 4010, "repl.copy_inspection_failed",
+     TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_REPL_COPY_NETWORK_CHANGED, 4011, "repl.copy_network_changed", TDM_EV_SEV_INFO,
+     "info"},
 };
 
 static void
@@ -260,9 +275,9 @@ test_catalogue(void **state)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(catalogue[i].name, catalogue[j].name);
     }
-    /* Every id in the store, process, tls and directory ranges that the catalogue lacks is
-     * unknown (no stale entries). */
-    for (int id = 1000; id < 3100; id++) {
+    /* Every id in the store, process, tls, directory and copy-agent ranges that the catalogue
+     * lacks is unknown (no stale entries). */
+    for (int id = 1000; id < 4050; id++) {
         int known = 0;
         for (size_t i = 0; i < n; i++)
             known |= catalogue[i].number == id;
