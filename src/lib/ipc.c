@@ -12,6 +12,7 @@
 
 #include "lib/crc32c.h"
 #include "lib/err.h"
+#include "lib/wire_field.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -22,47 +23,12 @@
 static_assert(TDM_IPC_HELLO_VERSION == 1, "HELLO version error string says 1");
 static_assert(TDM_IPC_FRAME_OVERHEAD == 20, "frame length error string says 20");
 static_assert(TDM_IPC_MAX_FRAME < UINT32_MAX, "the length field must hold any frame");
-
-/* ---- Little-endian helpers ---- */
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t
-get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t
-get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
-}
+/* ipc.h documents the tags; lib/wire_field.h implements them. */
+static_assert((int)TDM_IPC_F_U16 == WIRE_F_U16 && (int)TDM_IPC_F_U32 == WIRE_F_U32 &&
+                  (int)TDM_IPC_F_U64 == WIRE_F_U64 && (int)TDM_IPC_F_I32 == WIRE_F_I32 &&
+                  (int)TDM_IPC_F_STR == WIRE_F_STR && (int)TDM_IPC_F_BYTES == WIRE_F_BYTES &&
+                  (int)TDM_IPC_F_LIST == WIRE_F_LIST,
+              "field tags");
 
 static int
 fail(const char **error_r, int code, const char *error)
@@ -72,266 +38,54 @@ fail(const char **error_r, int code, const char *error)
     return code;
 }
 
-/* ---- Field error strings ---- */
-
-/* The static error strings of one payload field, so every failure names its field. */
-struct field {
-    const char *missing;
-    const char *tag;
-    const char *cut;
-    const char *many;
-    const char *empty;
-    const char *too_long;
-    const char *nul;
-    const char *null_ptr;
-};
-
-/* name must be a string literal: the strings are built by concatenation at compile time. The
- * compound literal dies with the enclosing block, but the strings it points to are static. */
-#define FIELD(name)                                                                                \
-    (&(const struct field){                                                                        \
-        .missing = name ": missing (the payload ends before it)",                                  \
-        .tag = name ": wrong field type tag",                                                      \
-        .cut = name ": runs past the end of the payload",                                          \
-        .many = name ": more elements than allowed",                                               \
-        .empty = name ": empty",                                                                   \
-        .too_long = name ": longer than allowed",                                                  \
-        .nul = name ": contains a NUL byte",                                                       \
-        .null_ptr = name ": NULL pointer with a non-zero length",                                  \
-    })
-
-/* ---- Payload reader ---- */
-
-struct rd {
-    const uint8_t *p;
-    size_t left;
-    const char *error; /* set when a read fails */
-};
-
-/* Consumes the tag byte after checking that it matches and that fixed bytes follow. */
-static bool
-rd_tag(struct rd *r, const struct field *f, uint8_t tag, size_t fixed)
-{
-    if (r->left == 0) {
-        r->error = f->missing;
-        return false;
-    }
-    if (r->p[0] != tag) {
-        r->error = f->tag;
-        return false;
-    }
-    if (r->left - 1 < fixed) {
-        r->error = f->cut;
-        return false;
-    }
-    r->p++;
-    r->left--;
-    return true;
-}
+/* The field primitives are shared with the replication codec (lib/wire_field.h); what is
+ * left here is what depends on struct ipc_str. */
+#define FIELD WIRE_FIELD
 
 static bool
-rd_u16(struct rd *r, const struct field *f, uint16_t *v)
-{
-    if (!rd_tag(r, f, TDM_IPC_F_U16, 2))
-        return false;
-    *v = get16(r->p);
-    r->p += 2;
-    r->left -= 2;
-    return true;
-}
-
-static bool
-rd_u32(struct rd *r, const struct field *f, uint32_t *v)
-{
-    if (!rd_tag(r, f, TDM_IPC_F_U32, 4))
-        return false;
-    *v = get32(r->p);
-    r->p += 4;
-    r->left -= 4;
-    return true;
-}
-
-static bool
-rd_i32(struct rd *r, const struct field *f, int32_t *v)
-{
-    if (!rd_tag(r, f, TDM_IPC_F_I32, 4))
-        return false;
-    /* Two's complement on the wire; converted without relying on implementation-defined
-     * unsigned-to-signed conversion. */
-    uint32_t u = get32(r->p);
-    *v = u <= INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
-    r->p += 4;
-    r->left -= 4;
-    return true;
-}
-
-static bool
-rd_u64(struct rd *r, const struct field *f, uint64_t *v)
-{
-    if (!rd_tag(r, f, TDM_IPC_F_U64, 8))
-        return false;
-    *v = get64(r->p);
-    r->p += 8;
-    r->left -= 8;
-    return true;
-}
-
-/* A STR or BYTES field: a u32 length that must not run past the payload. */
-static bool
-rd_span(struct rd *r, const struct field *f, uint8_t tag, const uint8_t **ptr, uint32_t *len)
-{
-    if (!rd_tag(r, f, tag, 4))
-        return false;
-    uint32_t n = get32(r->p);
-    r->p += 4;
-    r->left -= 4;
-    if (n > r->left) {
-        r->error = f->cut;
-        return false;
-    }
-    *ptr = r->p;
-    *len = n;
-    r->p += n;
-    r->left -= n;
-    return true;
-}
-
-static bool
-rd_str(struct rd *r, const struct field *f, struct ipc_str *s)
+rd_str(struct wire_rd *r, const struct wire_field *f, struct ipc_str *s)
 {
     const uint8_t *p;
-    if (!rd_span(r, f, TDM_IPC_F_STR, &p, &s->len))
+    if (!wire_rd_span(r, f, WIRE_F_STR, &p, &s->len))
         return false;
     s->ptr = (const char *)p;
     return true;
 }
 
-/* A LIST header; the count is checked against max before any element is read, so it can
- * index fixed arrays. */
-static bool
-rd_list(struct rd *r, const struct field *f, uint32_t max, uint32_t *count)
-{
-    if (!rd_tag(r, f, TDM_IPC_F_LIST, 4))
-        return false;
-    uint32_t n = get32(r->p);
-    r->p += 4;
-    r->left -= 4;
-    if (n > max) {
-        r->error = f->many;
-        return false;
-    }
-    *count = n;
-    return true;
-}
-
-/* ---- Payload writer ---- */
-
-/* With p == NULL the writer only counts, which is how sizes are computed: one description of
- * each layout serves both. */
-struct wr {
-    uint8_t *p;
-    size_t n;
-};
-
 static void
-wr_raw(struct wr *w, const void *src, size_t len)
+wr_str(struct wire_wr *w, const struct ipc_str *s)
 {
-    if (w->p && len > 0)
-        memcpy(w->p + w->n, src, len);
-    w->n += len;
+    wire_wr_span(w, WIRE_F_STR, s->ptr, s->len);
 }
-
-static void
-wr_u16(struct wr *w, uint16_t v)
-{
-    uint8_t b[3] = {TDM_IPC_F_U16};
-    put16(b + 1, v);
-    wr_raw(w, b, sizeof(b));
-}
-
-static void
-wr_u32(struct wr *w, uint32_t v)
-{
-    uint8_t b[5] = {TDM_IPC_F_U32};
-    put32(b + 1, v);
-    wr_raw(w, b, sizeof(b));
-}
-
-static void
-wr_i32(struct wr *w, int32_t v)
-{
-    uint8_t b[5] = {TDM_IPC_F_I32};
-    put32(b + 1, (uint32_t)v);
-    wr_raw(w, b, sizeof(b));
-}
-
-static void
-wr_u64(struct wr *w, uint64_t v)
-{
-    uint8_t b[9] = {TDM_IPC_F_U64};
-    put64(b + 1, v);
-    wr_raw(w, b, sizeof(b));
-}
-
-static void
-wr_span(struct wr *w, uint8_t tag, const void *ptr, uint32_t len)
-{
-    uint8_t b[5] = {tag};
-    put32(b + 1, len);
-    wr_raw(w, b, sizeof(b));
-    wr_raw(w, ptr, len);
-}
-
-static void
-wr_str(struct wr *w, const struct ipc_str *s)
-{
-    wr_span(w, TDM_IPC_F_STR, s->ptr, s->len);
-}
-
-static void
-wr_list(struct wr *w, uint32_t count)
-{
-    uint8_t b[5] = {TDM_IPC_F_LIST};
-    put32(b + 1, count);
-    wr_raw(w, b, sizeof(b));
-}
-
-/* ---- Rule checks shared by encode and decode ---- */
 
 static int
-check_str(const struct ipc_str *s, const struct field *f, uint32_t min, uint32_t max,
+check_str(const struct ipc_str *s, const struct wire_field *f, uint32_t min, uint32_t max,
           const char **error_r)
 {
-    if (s->len > 0 && s->ptr == NULL)
-        return fail(error_r, TDM_EINVAL, f->null_ptr);
-    if (s->len < min)
-        return fail(error_r, TDM_EINVAL, f->empty);
-    if (s->len > max)
-        return fail(error_r, TDM_EINVAL, f->too_long);
-    if (s->len > 0 && memchr(s->ptr, 0, s->len) != NULL)
-        return fail(error_r, TDM_EINVAL, f->nul);
-    return 0;
+    const char *error = wire_check_str(s->ptr, s->len, f, min, max);
+    return error ? fail(error_r, TDM_EINVAL, error) : 0;
 }
 
 /* ---- HELLO ---- */
 
 static void
-hello_encode(struct wr *w, const struct ipc_msg *m)
+hello_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_hello *h = &m->u.hello;
-    wr_u16(w, h->kind);
-    wr_u32(w, h->pid);
-    wr_u16(w, h->version_min);
-    wr_u16(w, h->version_max);
+    wire_wr_u16(w, h->kind);
+    wire_wr_u32(w, h->pid);
+    wire_wr_u16(w, h->version_min);
+    wire_wr_u16(w, h->version_max);
 }
 
 static bool
-hello_decode(struct rd *r, struct ipc_msg *m)
+hello_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_hello *h = &m->u.hello;
-    return rd_u16(r, FIELD("HELLO.kind"), &h->kind) && rd_u32(r, FIELD("HELLO.pid"), &h->pid) &&
-           rd_u16(r, FIELD("HELLO.version_min"), &h->version_min) &&
-           rd_u16(r, FIELD("HELLO.version_max"), &h->version_max);
+    return wire_rd_u16(r, FIELD("HELLO.kind"), &h->kind) &&
+           wire_rd_u32(r, FIELD("HELLO.pid"), &h->pid) &&
+           wire_rd_u16(r, FIELD("HELLO.version_min"), &h->version_min) &&
+           wire_rd_u16(r, FIELD("HELLO.version_max"), &h->version_max);
 }
 
 static int
@@ -352,17 +106,17 @@ hello_check(const struct ipc_msg *m, const char **error_r)
 /* ---- HELLO_REPLY ---- */
 
 static void
-hello_reply_encode(struct wr *w, const struct ipc_msg *m)
+hello_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
-    wr_u16(w, m->u.hello_reply.version);
+    wire_wr_u16(w, m->u.hello_reply.version);
     wr_str(w, &m->u.hello_reply.reason);
 }
 
 static bool
-hello_reply_decode(struct rd *r, struct ipc_msg *m)
+hello_reply_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_hello_reply *h = &m->u.hello_reply;
-    return rd_u16(r, FIELD("HELLO_REPLY.version"), &h->version) &&
+    return wire_rd_u16(r, FIELD("HELLO_REPLY.version"), &h->version) &&
            rd_str(r, FIELD("HELLO_REPLY.reason"), &h->reason);
 }
 
@@ -383,21 +137,21 @@ hello_reply_check(const struct ipc_msg *m, const char **error_r)
 /* ---- COMMIT ---- */
 
 static void
-commit_encode(struct wr *w, const struct ipc_msg *m)
+commit_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_commit *c = &m->u.commit;
     wr_str(w, &c->database);
-    wr_u16(w, c->record_type);
-    wr_span(w, TDM_IPC_F_BYTES, c->payload, c->payload_len);
+    wire_wr_u16(w, c->record_type);
+    wire_wr_span(w, WIRE_F_BYTES, c->payload, c->payload_len);
 }
 
 static bool
-commit_decode(struct rd *r, struct ipc_msg *m)
+commit_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_commit *c = &m->u.commit;
     return rd_str(r, FIELD("COMMIT.database"), &c->database) &&
-           rd_u16(r, FIELD("COMMIT.record_type"), &c->record_type) &&
-           rd_span(r, FIELD("COMMIT.payload"), TDM_IPC_F_BYTES, &c->payload, &c->payload_len);
+           wire_rd_u16(r, FIELD("COMMIT.record_type"), &c->record_type) &&
+           wire_rd_span(r, FIELD("COMMIT.payload"), WIRE_F_BYTES, &c->payload, &c->payload_len);
 }
 
 static int
@@ -422,40 +176,40 @@ commit_check(const struct ipc_msg *m, const char **error_r)
 /* ---- COMMIT_REPLY ---- */
 
 static void
-commit_reply_encode(struct wr *w, const struct ipc_msg *m)
+commit_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_commit_reply *c = &m->u.commit_reply;
-    wr_i32(w, c->status);
-    wr_u64(w, c->lsn);
-    wr_u32(w, c->uidvalidity);
-    wr_u32(w, c->first_uid);
-    wr_u32(w, c->count);
-    wr_u64(w, c->modseq);
-    wr_list(w, c->n_targets);
+    wire_wr_i32(w, c->status);
+    wire_wr_u64(w, c->lsn);
+    wire_wr_u32(w, c->uidvalidity);
+    wire_wr_u32(w, c->first_uid);
+    wire_wr_u32(w, c->count);
+    wire_wr_u64(w, c->modseq);
+    wire_wr_list(w, c->n_targets);
     for (uint32_t i = 0; i < c->n_targets; i++) {
-        wr_i32(w, c->targets[i].status);
-        wr_u32(w, c->targets[i].uid);
-        wr_u32(w, c->targets[i].uidvalidity);
+        wire_wr_i32(w, c->targets[i].status);
+        wire_wr_u32(w, c->targets[i].uid);
+        wire_wr_u32(w, c->targets[i].uidvalidity);
     }
 }
 
 static bool
-commit_reply_decode(struct rd *r, struct ipc_msg *m)
+commit_reply_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_commit_reply *c = &m->u.commit_reply;
-    if (!rd_i32(r, FIELD("COMMIT_REPLY.status"), &c->status) ||
-        !rd_u64(r, FIELD("COMMIT_REPLY.lsn"), &c->lsn) ||
-        !rd_u32(r, FIELD("COMMIT_REPLY.uidvalidity"), &c->uidvalidity) ||
-        !rd_u32(r, FIELD("COMMIT_REPLY.first_uid"), &c->first_uid) ||
-        !rd_u32(r, FIELD("COMMIT_REPLY.count"), &c->count) ||
-        !rd_u64(r, FIELD("COMMIT_REPLY.modseq"), &c->modseq) ||
-        !rd_list(r, FIELD("COMMIT_REPLY.targets"), TDM_IPC_MAX_TARGETS, &c->n_targets))
+    if (!wire_rd_i32(r, FIELD("COMMIT_REPLY.status"), &c->status) ||
+        !wire_rd_u64(r, FIELD("COMMIT_REPLY.lsn"), &c->lsn) ||
+        !wire_rd_u32(r, FIELD("COMMIT_REPLY.uidvalidity"), &c->uidvalidity) ||
+        !wire_rd_u32(r, FIELD("COMMIT_REPLY.first_uid"), &c->first_uid) ||
+        !wire_rd_u32(r, FIELD("COMMIT_REPLY.count"), &c->count) ||
+        !wire_rd_u64(r, FIELD("COMMIT_REPLY.modseq"), &c->modseq) ||
+        !wire_rd_list(r, FIELD("COMMIT_REPLY.targets"), TDM_IPC_MAX_TARGETS, &c->n_targets))
         return false;
     for (uint32_t i = 0; i < c->n_targets; i++) {
         struct ipc_commit_target *t = &c->targets[i];
-        if (!rd_i32(r, FIELD("COMMIT_REPLY.targets.status"), &t->status) ||
-            !rd_u32(r, FIELD("COMMIT_REPLY.targets.uid"), &t->uid) ||
-            !rd_u32(r, FIELD("COMMIT_REPLY.targets.uidvalidity"), &t->uidvalidity))
+        if (!wire_rd_i32(r, FIELD("COMMIT_REPLY.targets.status"), &t->status) ||
+            !wire_rd_u32(r, FIELD("COMMIT_REPLY.targets.uid"), &t->uid) ||
+            !wire_rd_u32(r, FIELD("COMMIT_REPLY.targets.uidvalidity"), &t->uidvalidity))
             return false;
     }
     return true;
@@ -479,7 +233,7 @@ commit_reply_check(const struct ipc_msg *m, const char **error_r)
 /* ---- SUBSCRIBE, UNSUBSCRIBE ---- */
 
 static void
-subscribe_encode(struct wr *w, const struct ipc_msg *m)
+subscribe_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_subscribe *s = &m->u.subscribe;
     wr_str(w, &s->database);
@@ -489,11 +243,11 @@ subscribe_encode(struct wr *w, const struct ipc_msg *m)
 
 /* The two types share a layout but not error strings, which must name the type. */
 struct subscribe_fields {
-    const struct field *database, *mailbox, *folder;
+    const struct wire_field *database, *mailbox, *folder;
 };
 
 static bool
-subscribe_decode_with(struct rd *r, struct ipc_msg *m, const struct subscribe_fields *f)
+subscribe_decode_with(struct wire_rd *r, struct ipc_msg *m, const struct subscribe_fields *f)
 {
     struct ipc_subscribe *s = &m->u.subscribe;
     return rd_str(r, f->database, &s->database) && rd_str(r, f->mailbox, &s->mailbox) &&
@@ -518,7 +272,7 @@ subscribe_check_with(const struct ipc_msg *m, const struct subscribe_fields *f,
                                       FIELD(t ".folder")})
 
 static bool
-subscribe_decode(struct rd *r, struct ipc_msg *m)
+subscribe_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     return subscribe_decode_with(r, m, SUBSCRIBE_FIELDS("SUBSCRIBE"));
 }
@@ -530,7 +284,7 @@ subscribe_check(const struct ipc_msg *m, const char **error_r)
 }
 
 static bool
-unsubscribe_decode(struct rd *r, struct ipc_msg *m)
+unsubscribe_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     return subscribe_decode_with(r, m, SUBSCRIBE_FIELDS("UNSUBSCRIBE"));
 }
@@ -544,29 +298,29 @@ unsubscribe_check(const struct ipc_msg *m, const char **error_r)
 /* ---- CHANGED ---- */
 
 static void
-changed_encode(struct wr *w, const struct ipc_msg *m)
+changed_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_changed *c = &m->u.changed;
     wr_str(w, &c->database);
     wr_str(w, &c->mailbox);
     wr_str(w, &c->folder);
-    wr_u32(w, c->uidvalidity);
-    wr_u32(w, c->uidnext);
-    wr_u32(w, c->exists);
-    wr_u64(w, c->highestmodseq);
+    wire_wr_u32(w, c->uidvalidity);
+    wire_wr_u32(w, c->uidnext);
+    wire_wr_u32(w, c->exists);
+    wire_wr_u64(w, c->highestmodseq);
 }
 
 static bool
-changed_decode(struct rd *r, struct ipc_msg *m)
+changed_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_changed *c = &m->u.changed;
     return rd_str(r, FIELD("CHANGED.database"), &c->database) &&
            rd_str(r, FIELD("CHANGED.mailbox"), &c->mailbox) &&
            rd_str(r, FIELD("CHANGED.folder"), &c->folder) &&
-           rd_u32(r, FIELD("CHANGED.uidvalidity"), &c->uidvalidity) &&
-           rd_u32(r, FIELD("CHANGED.uidnext"), &c->uidnext) &&
-           rd_u32(r, FIELD("CHANGED.exists"), &c->exists) &&
-           rd_u64(r, FIELD("CHANGED.highestmodseq"), &c->highestmodseq);
+           wire_rd_u32(r, FIELD("CHANGED.uidvalidity"), &c->uidvalidity) &&
+           wire_rd_u32(r, FIELD("CHANGED.uidnext"), &c->uidnext) &&
+           wire_rd_u32(r, FIELD("CHANGED.exists"), &c->exists) &&
+           wire_rd_u64(r, FIELD("CHANGED.highestmodseq"), &c->highestmodseq);
 }
 
 static int
@@ -584,17 +338,17 @@ changed_check(const struct ipc_msg *m, const char **error_r)
 /* ---- SHUTDOWN ---- */
 
 static void
-shutdown_encode(struct wr *w, const struct ipc_msg *m)
+shutdown_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     wr_str(w, &m->u.shutdown.reason);
-    wr_u32(w, m->u.shutdown.deadline_ms);
+    wire_wr_u32(w, m->u.shutdown.deadline_ms);
 }
 
 static bool
-shutdown_decode(struct rd *r, struct ipc_msg *m)
+shutdown_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     return rd_str(r, FIELD("SHUTDOWN.reason"), &m->u.shutdown.reason) &&
-           rd_u32(r, FIELD("SHUTDOWN.deadline_ms"), &m->u.shutdown.deadline_ms);
+           wire_rd_u32(r, FIELD("SHUTDOWN.deadline_ms"), &m->u.shutdown.deadline_ms);
 }
 
 static int
@@ -607,15 +361,15 @@ shutdown_check(const struct ipc_msg *m, const char **error_r)
 /* ---- RELOAD ---- */
 
 static void
-reload_encode(struct wr *w, const struct ipc_msg *m)
+reload_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
-    wr_u64(w, m->u.reload.generation);
+    wire_wr_u64(w, m->u.reload.generation);
 }
 
 static bool
-reload_decode(struct rd *r, struct ipc_msg *m)
+reload_decode(struct wire_rd *r, struct ipc_msg *m)
 {
-    return rd_u64(r, FIELD("RELOAD.generation"), &m->u.reload.generation);
+    return wire_rd_u64(r, FIELD("RELOAD.generation"), &m->u.reload.generation);
 }
 
 static int
@@ -629,14 +383,14 @@ reload_check(const struct ipc_msg *m, const char **error_r)
 /* ---- STATUS_REQUEST ---- */
 
 static void
-status_request_encode(struct wr *w, const struct ipc_msg *m)
+status_request_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     (void)w;
     (void)m;
 }
 
 static bool
-status_request_decode(struct rd *r, struct ipc_msg *m)
+status_request_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     (void)r;
     (void)m;
@@ -654,25 +408,25 @@ status_request_check(const struct ipc_msg *m, const char **error_r)
 /* ---- STATUS_REPLY ---- */
 
 static void
-status_reply_encode(struct wr *w, const struct ipc_msg *m)
+status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_status_reply *s = &m->u.status_reply;
-    wr_list(w, s->n_counters);
+    wire_wr_list(w, s->n_counters);
     for (uint32_t i = 0; i < s->n_counters; i++) {
         wr_str(w, &s->counters[i].name);
-        wr_u64(w, s->counters[i].value);
+        wire_wr_u64(w, s->counters[i].value);
     }
 }
 
 static bool
-status_reply_decode(struct rd *r, struct ipc_msg *m)
+status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_status_reply *s = &m->u.status_reply;
-    if (!rd_list(r, FIELD("STATUS_REPLY.counters"), TDM_IPC_MAX_COUNTERS, &s->n_counters))
+    if (!wire_rd_list(r, FIELD("STATUS_REPLY.counters"), TDM_IPC_MAX_COUNTERS, &s->n_counters))
         return false;
     for (uint32_t i = 0; i < s->n_counters; i++)
         if (!rd_str(r, FIELD("STATUS_REPLY.counters.name"), &s->counters[i].name) ||
-            !rd_u64(r, FIELD("STATUS_REPLY.counters.value"), &s->counters[i].value))
+            !wire_rd_u64(r, FIELD("STATUS_REPLY.counters.value"), &s->counters[i].value))
             return false;
     return true;
 }
@@ -724,47 +478,49 @@ status_reply_check(const struct ipc_msg *m, const char **error_r)
 /* ---- DB_STATUS_REPLY ---- */
 
 static void
-db_status_reply_encode(struct wr *w, const struct ipc_msg *m)
+db_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
 {
     const struct ipc_db_status_reply *s = &m->u.db_status_reply;
-    wr_list(w, s->n_databases);
+    wire_wr_list(w, s->n_databases);
     for (uint32_t i = 0; i < s->n_databases; i++) {
         const struct ipc_db_status *d = &s->databases[i];
         wr_str(w, &d->name);
         wr_str(w, &d->kind);
-        wr_u16(w, d->state);
-        wr_u64(w, d->last_lsn);
-        wr_u64(w, d->durable_lsn);
-        wr_u64(w, d->applied_lsn);
-        wr_u64(w, d->checkpoint_lsn);
-        wr_u64(w, d->current_generation);
-        wr_u64(w, d->lowest_generation);
-        wr_u64(w, d->commits);
-        wr_u64(w, d->syncs);
+        wire_wr_u16(w, d->state);
+        wire_wr_u64(w, d->last_lsn);
+        wire_wr_u64(w, d->durable_lsn);
+        wire_wr_u64(w, d->applied_lsn);
+        wire_wr_u64(w, d->checkpoint_lsn);
+        wire_wr_u64(w, d->current_generation);
+        wire_wr_u64(w, d->lowest_generation);
+        wire_wr_u64(w, d->commits);
+        wire_wr_u64(w, d->syncs);
     }
 }
 
 static bool
-db_status_reply_decode(struct rd *r, struct ipc_msg *m)
+db_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
 {
     struct ipc_db_status_reply *s = &m->u.db_status_reply;
-    if (!rd_list(r, FIELD("DB_STATUS_REPLY.databases"), TDM_IPC_MAX_DATABASES, &s->n_databases))
+    if (!wire_rd_list(r, FIELD("DB_STATUS_REPLY.databases"), TDM_IPC_MAX_DATABASES,
+                      &s->n_databases))
         return false;
     for (uint32_t i = 0; i < s->n_databases; i++) {
         struct ipc_db_status *d = &s->databases[i];
         if (!rd_str(r, FIELD("DB_STATUS_REPLY.databases.name"), &d->name) ||
             !rd_str(r, FIELD("DB_STATUS_REPLY.databases.kind"), &d->kind) ||
-            !rd_u16(r, FIELD("DB_STATUS_REPLY.databases.state"), &d->state) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.last_lsn"), &d->last_lsn) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.durable_lsn"), &d->durable_lsn) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.applied_lsn"), &d->applied_lsn) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.checkpoint_lsn"), &d->checkpoint_lsn) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.current_generation"),
-                    &d->current_generation) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.lowest_generation"),
-                    &d->lowest_generation) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.commits"), &d->commits) ||
-            !rd_u64(r, FIELD("DB_STATUS_REPLY.databases.syncs"), &d->syncs))
+            !wire_rd_u16(r, FIELD("DB_STATUS_REPLY.databases.state"), &d->state) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.last_lsn"), &d->last_lsn) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.durable_lsn"), &d->durable_lsn) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.applied_lsn"), &d->applied_lsn) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.checkpoint_lsn"),
+                         &d->checkpoint_lsn) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.current_generation"),
+                         &d->current_generation) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.lowest_generation"),
+                         &d->lowest_generation) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.commits"), &d->commits) ||
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.syncs"), &d->syncs))
             return false;
     }
     return true;
@@ -789,11 +545,11 @@ db_status_reply_check(const struct ipc_msg *m, const char **error_r)
         return fail(error_r, TDM_EINVAL, FIELD("DB_STATUS_REPLY.databases")->many);
     for (uint32_t i = 0; i < s->n_databases; i++) {
         const struct ipc_db_status *d = &s->databases[i];
-        int rc = check_str(&d->name, FIELD("DB_STATUS_REPLY.databases.name"), 1,
-                           TDM_IPC_NAME_MAX, error_r);
+        int rc = check_str(&d->name, FIELD("DB_STATUS_REPLY.databases.name"), 1, TDM_IPC_NAME_MAX,
+                           error_r);
         if (rc == 0)
-            rc = check_str(&d->kind, FIELD("DB_STATUS_REPLY.databases.kind"), 0,
-                           TDM_IPC_KIND_MAX, error_r);
+            rc = check_str(&d->kind, FIELD("DB_STATUS_REPLY.databases.kind"), 0, TDM_IPC_KIND_MAX,
+                           error_r);
         if (rc != 0)
             return rc;
         if (ipc_db_state_name(d->state) == NULL)
@@ -813,8 +569,8 @@ struct msg_type {
     const char *name;
     bool has_request_id;
     const char *trailing; /* error for bytes after the last field */
-    void (*encode)(struct wr *w, const struct ipc_msg *m);
-    bool (*decode)(struct rd *r, struct ipc_msg *m);
+    void (*encode)(struct wire_wr *w, const struct ipc_msg *m);
+    bool (*decode)(struct wire_rd *r, struct ipc_msg *m);
     int (*check)(const struct ipc_msg *m, const char **error_r);
 };
 
@@ -942,7 +698,7 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_frame, struct ipc_frame 
 {
     if (len < 4)
         return fail(error_r, TDM_ENEEDMORE, "frame cut short: no length field yet");
-    uint32_t flen = get32(buf);
+    uint32_t flen = wire_get32(buf);
     if (flen < TDM_IPC_FRAME_OVERHEAD)
         return fail(error_r, TDM_ECORRUPT, "frame length below the 20-byte minimum");
     if (flen > max_frame)
@@ -951,14 +707,14 @@ frame_decode(const uint8_t *buf, size_t len, size_t max_frame, struct ipc_frame 
                                                    : "frame length over the reader's limit");
     if (len < flen)
         return fail(error_r, TDM_ENEEDMORE, "frame cut short");
-    uint32_t stored = get32(buf + flen - TDM_IPC_TRAILER_SIZE);
+    uint32_t stored = wire_get32(buf + flen - TDM_IPC_TRAILER_SIZE);
     if (crc32c(0, buf, flen - TDM_IPC_TRAILER_SIZE) != stored)
         return fail(error_r, TDM_ECORRUPT, "frame checksum mismatch");
 
-    uint16_t version = get16(buf + 4);
-    uint16_t type = get16(buf + 6);
-    uint32_t id = get32(buf + 8);
-    uint32_t flags = get32(buf + 12);
+    uint16_t version = wire_get16(buf + 4);
+    uint16_t type = wire_get16(buf + 6);
+    uint32_t id = wire_get32(buf + 8);
+    uint32_t flags = wire_get32(buf + 12);
     const struct msg_type *t = msg_type_of(type);
     if (t == NULL)
         return fail(error_r, TDM_ECORRUPT, "unknown message type");
@@ -1002,7 +758,7 @@ ipc_msg_decode_frame(const struct ipc_frame *frame, struct ipc_msg *msg_r, const
     memset(msg_r, 0, sizeof(*msg_r));
     msg_r->type = frame->type;
     msg_r->request_id = frame->request_id;
-    struct rd r = {frame->payload, frame->payload_len, NULL};
+    struct wire_rd r = {frame->payload, frame->payload_len, NULL};
     if (!t->decode(&r, msg_r))
         return fail(error_r, TDM_ECORRUPT, r.error);
     if (r.left != 0)
@@ -1044,7 +800,7 @@ ipc_msg_size(const struct ipc_msg *msg, size_t *size_r, const char **error_r)
     int rc = ipc_msg_check(msg, error_r);
     if (rc != 0)
         return rc;
-    struct wr w = {NULL, 0};
+    struct wire_wr w = {NULL, 0};
     msg_type_of(msg->type)->encode(&w, msg);
     /* The limits above keep every message far below this; checked so a future field that
      * forgets its limit fails here rather than on the wire. */
@@ -1070,15 +826,15 @@ ipc_msg_encode(const struct ipc_msg *msg, uint8_t *out, size_t cap, size_t *len_
     uint16_t version = msg->type == TDM_IPC_HELLO || msg->type == TDM_IPC_HELLO_REPLY
                            ? (uint16_t)TDM_IPC_HELLO_VERSION
                            : (uint16_t)TDM_IPC_VERSION;
-    put32(out, (uint32_t)size);
-    put16(out + 4, version);
-    put16(out + 6, msg->type);
-    put32(out + 8, msg->request_id);
-    put32(out + 12, 0);
-    struct wr w = {out + TDM_IPC_HEADER_SIZE, 0};
+    wire_put32(out, (uint32_t)size);
+    wire_put16(out + 4, version);
+    wire_put16(out + 6, msg->type);
+    wire_put32(out + 8, msg->request_id);
+    wire_put32(out + 12, 0);
+    struct wire_wr w = {out + TDM_IPC_HEADER_SIZE, 0};
     msg_type_of(msg->type)->encode(&w, msg);
     size_t body = TDM_IPC_HEADER_SIZE + w.n;
-    put32(out + body, crc32c(0, out, body));
+    wire_put32(out + body, crc32c(0, out, body));
     *len_r = size;
     return 0;
 }
@@ -1222,7 +978,7 @@ ipc_reader_next(struct ipc_reader *r, const uint8_t **data, size_t *len, struct 
         if (r->have < 4)
             return 0;
     }
-    uint32_t flen = get32(r->buf);
+    uint32_t flen = wire_get32(r->buf);
     int rc = frame_decode(r->buf, r->have, r->max_frame, frame_r, &error);
     if (rc == TDM_ECORRUPT)
         return reader_poison(r, error, error_r);

@@ -27,8 +27,8 @@
 /* Default TCP port of [listen replication] (docs/config.md). */
 #define REPL_DEFAULT_PORT 7433
 
-#define REPL_WIRE_VERSION_MIN 1u  /* oldest version this build speaks */
-#define REPL_WIRE_VERSION 1u      /* newest */
+#define REPL_WIRE_VERSION_MIN 1u   /* oldest version this build speaks */
+#define REPL_WIRE_VERSION 1u       /* newest */
 #define REPL_WIRE_HELLO_VERSION 1u /* HELLO and HELLO_REPLY frames always carry this */
 
 #define REPL_WIRE_HEADER_SIZE 16u
@@ -97,11 +97,11 @@ struct repl_str {
 struct repl_str repl_str_c(const char *s);
 
 struct repl_hello {
-    uint16_t version_min; /* >= 1 */
-    uint16_t version_max; /* >= version_min */
-    struct repl_str server;   /* the copy's server name, 1..REPL_WIRE_NAME_MAX */
-    struct repl_str key;      /* its server key, 1..REPL_WIRE_KEY_MAX, no NUL */
-    struct repl_str database; /* 1..REPL_WIRE_NAME_MAX */
+    uint16_t version_min;             /* >= 1 */
+    uint16_t version_max;             /* >= version_min */
+    struct repl_str server;           /* the copy's server name, 1..REPL_WIRE_NAME_MAX */
+    struct repl_str key;              /* its server key, 1..REPL_WIRE_KEY_MAX, no NUL */
+    struct repl_str database;         /* 1..REPL_WIRE_NAME_MAX */
     uint8_t guid[REPL_WIRE_GUID_LEN]; /* all zero: the copy has nothing yet */
     uint16_t role;                    /* enum repl_role */
     /* Where the copy's log ends: bytes [0, start_offset) of start_generation are what it
@@ -114,21 +114,21 @@ struct repl_hello {
 };
 
 struct repl_hello_reply {
-    uint16_t version; /* agreed version, or 0 = refused */
-    uint16_t code;    /* enum repl_code: OK exactly when version != 0 */
-    struct repl_str reason; /* empty exactly when code is OK; <= REPL_WIRE_TEXT_MAX */
+    uint16_t version;                 /* agreed version, or 0 = refused */
+    uint16_t code;                    /* enum repl_code: OK exactly when version != 0 */
+    struct repl_str reason;           /* empty exactly when code is OK; <= REPL_WIRE_TEXT_MAX */
     uint8_t guid[REPL_WIRE_GUID_LEN]; /* the active's database GUID (zero when unknown) */
-    uint64_t epoch;              /* the active's current epoch */
-    uint16_t mode;               /* enum repl_mode when OK, 0 on a refusal */
-    uint64_t lowest_generation;  /* oldest generation the source still has */
-    uint64_t current_generation; /* the active's current generation */
-    uint64_t durable_end;        /* durable bytes of the current generation */
+    uint64_t epoch;                   /* the active's current epoch */
+    uint16_t mode;                    /* enum repl_mode when OK, 0 on a refusal */
+    uint64_t lowest_generation;       /* oldest generation the source still has */
+    uint64_t current_generation;      /* the active's current generation */
+    uint64_t durable_end;             /* durable bytes of the current generation */
 };
 
 struct repl_log_data {
-    uint64_t generation; /* >= 1 */
-    uint64_t offset;     /* where data goes in the generation file; chunks are contiguous */
-    uint64_t file_size;  /* the generation's file size, 4140..TDM_LOG_MAX_GENERATION_SIZE */
+    uint64_t generation;  /* >= 1 */
+    uint64_t offset;      /* where data goes in the generation file; chunks are contiguous */
+    uint64_t file_size;   /* the generation's file size, 4140..TDM_LOG_MAX_GENERATION_SIZE */
     uint16_t compression; /* enum repl_compression */
     uint32_t raw_length;  /* 1..REPL_WIRE_CHUNK_MAX; offset + raw_length <= file_size */
     uint16_t closes;      /* 1: the bytes end with the generation's END frame; else 0 */
@@ -160,7 +160,7 @@ struct repl_error {
 };
 
 struct repl_msg {
-    uint16_t type; /* enum repl_type: which member of u is meant */
+    uint16_t type;       /* enum repl_type: which member of u is meant */
     uint32_t request_id; /* != 0 on HELLO and HELLO_REPLY, 0 on every other type */
     union {
         struct repl_hello hello;

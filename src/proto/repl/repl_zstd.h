@@ -15,7 +15,8 @@
 #include <stdint.h>
 
 #define REPL_ZSTD_LEVEL_MIN 1
-#define REPL_ZSTD_LEVEL_MAX 9 /* above this, compressing a 1 MiB chunk costs more than a LAN saves */
+#define REPL_ZSTD_LEVEL_MAX                                                                        \
+    9 /* above this, compressing a 1 MiB chunk costs more than a LAN saves */
 #define REPL_ZSTD_LEVEL_DEFAULT 3
 
 struct repl_zstd;
