@@ -322,7 +322,7 @@ store_get_status(struct store *s, struct store_status *st)
     st->lowest_generation = s->lowest_gen;
     uint64_t needed = s->cur_gen;
     for (uint64_t g = s->lowest_gen; g < s->cur_gen; g++)
-        if (s->gen_first_lsn[g + 1 - s->lowest_gen] - 1 > s->checkpoint_lsn) {
+        if (s->gens[g + 1 - s->lowest_gen].first_lsn - 1 > s->checkpoint_lsn) {
             needed = g;
             break;
         }

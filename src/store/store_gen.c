@@ -91,33 +91,50 @@ store__gen_begin_frame(const struct store *s, uint8_t frame[TDM_LOG_BEGIN_FRAME]
 }
 
 int
-store__gen_durable(struct store *s)
+store__gen_durable(struct store *s, bool closed)
 {
-    if (!s->cur.begun || s->cur.in_table)
+    const struct gen_state *g = &s->cur;
+    if (!g->begun)
         return 0;
+    uint64_t end = g->off + (closed ? TDM_LOG_END_FRAME : 0);
+    int ret = 0;
     pthread_mutex_lock(&s->lock);
-    int ret = store__gen_table_push(s, s->cur.gen, s->cur.first_lsn);
+    if (!g->in_table)
+        ret = store__gen_table_push(s, g->gen, g->first_lsn, g->epoch, g->size);
+    if (ret == 0) {
+        s->dur_end = end;
+        s->dur_last_lsn = g->last_lsn;
+        s->dur_closed = closed;
+        if (closed)
+            s->gens[g->gen - s->lowest_gen].end = end;
+    }
     pthread_mutex_unlock(&s->lock);
-    s->cur.in_table = ret == 0;
-    return ret;
+    if (ret < 0)
+        return ret;
+    s->cur.in_table = true;
+    pthread_mutex_lock(&s->hook_lock);
+    if (s->durable_cb)
+        s->durable_cb(s->durable_ctx, g->gen, end, g->last_lsn);
+    pthread_mutex_unlock(&s->hook_lock);
+    return 0;
 }
 
-/* Records the first LSN of a new current generation (lock held). */
 int
-store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn)
+store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn, uint64_t epoch,
+                      uint64_t file_size)
 {
     size_t idx = (size_t)(gen - s->lowest_gen);
     if (idx >= s->gen_cap) {
         size_t ncap = s->gen_cap ? s->gen_cap * 2 : 64;
         while (ncap <= idx)
             ncap *= 2;
-        uint64_t *n = realloc(s->gen_first_lsn, ncap * sizeof(*n));
+        struct gen_entry *n = realloc(s->gens, ncap * sizeof(*n));
         if (!n)
             return -ENOMEM;
-        s->gen_first_lsn = n;
+        s->gens = n;
         s->gen_cap = ncap;
     }
-    s->gen_first_lsn[idx] = first_lsn;
+    s->gens[idx] = (struct gen_entry){.first_lsn = first_lsn, .epoch = epoch, .file_size = file_size};
     s->cur_gen = gen;
     return 0;
 }
@@ -147,7 +164,7 @@ store__gen_close_current(struct store *s)
     if (ret == 0)
         ret = s->io->fdatasync(s->io, g->fd);
     if (ret == 0)
-        ret = store__gen_durable(s);
+        ret = store__gen_durable(s, true);
     if (ret == 0) {
         g->closed = true;
         pthread_mutex_lock(&s->lock);
@@ -286,7 +303,7 @@ store__gen_roll(struct store *s, uint64_t min_frame)
     if (err) {
         int sret = s->io->fdatasync(s->io, s->cur.fd);
         if (sret == 0)
-            sret = store__gen_durable(s);
+            sret = store__gen_durable(s, false);
         return sret < 0 ? sret : err;
     }
     int ret = store__gen_close_current(s);

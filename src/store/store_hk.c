@@ -101,7 +101,7 @@ truncate_locked(struct store *s)
     pthread_mutex_lock(&s->lock);
     uint64_t low = s->lowest_gen, cur = s->cur_gen, ckpt = s->checkpoint_lsn, floor = s->floor;
     uint64_t upto = low; /* first generation to keep */
-    while (upto < cur && upto < floor && s->gen_first_lsn[upto + 1 - low] - 1 <= ckpt)
+    while (upto < cur && upto < floor && s->gens[upto + 1 - low].first_lsn - 1 <= ckpt)
         upto++;
     /* Spares are named above prealloc_upto; only this function (under truncate_lock) and
      * the housekeeping thread's preallocation (same lock) add to it. */
@@ -143,8 +143,7 @@ truncate_locked(struct store *s)
 
     pthread_mutex_lock(&s->lock);
     size_t drop = (size_t)(g - s->lowest_gen);
-    memmove(s->gen_first_lsn, s->gen_first_lsn + drop,
-            (size_t)(s->cur_gen - g + 1) * sizeof(uint64_t));
+    memmove(s->gens, s->gens + drop, (size_t)(s->cur_gen - g + 1) * sizeof(*s->gens));
     s->lowest_gen = g;
     if (dret == 0 && recycled > 0) {
         s->prealloc_upto = spare;

@@ -123,6 +123,14 @@ struct gen_state {
     bool closed;            /* has its END record */
 };
 
+/* One generation of the log, in the generation table (lock). */
+struct gen_entry {
+    uint64_t first_lsn;
+    uint64_t epoch;
+    uint64_t file_size; /* the size it was begun with */
+    uint64_t end;       /* once its END is durable: the offset just past END; else 0 */
+};
+
 struct store {
     char *dir, *log_dir, *lmdb_dir, *reserve_path, *lock_path;
     char *name; /* event subject: the database directory's last component */
@@ -163,8 +171,12 @@ struct store {
                               * or the one below it while cur has no durable BEGIN yet (so
                               * truncation never removes the last generation that is begun) */
     uint64_t writing_gen;    /* mirror of the log thread's cur.gen: begun, or next to be */
-    uint64_t *gen_first_lsn; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
+    struct gen_entry *gens; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
     size_t gen_cap;
+    /* The durable position in generation cur_gen: bytes [0, dur_end) are durable, the last
+     * durable data record is dur_last_lsn, and dur_closed once END is among them. */
+    uint64_t dur_end, dur_last_lsn;
+    bool dur_closed;
     uint64_t prealloc_upto; /* generations (cur_gen, prealloc_upto] exist as spares (new and
                              * zero-filled, or recycled); raised only under truncate_lock by
                              * preallocation and truncation (and by open) */
@@ -173,6 +185,12 @@ struct store {
     uint64_t last_ckpt_ms;
     uint64_t commits, syncs, roll_stalls;
     uint64_t created, recycled; /* spare generations made new / recycled */
+
+    /* The replication hook (store_set_durable_hook()): its own mutex, held while it runs, so
+     * that once the hook is changed the old one is never called again. */
+    pthread_mutex_t hook_lock;
+    store_durable_cb *durable_cb;
+    void *durable_ctx;
 
     /* log thread only (and store_open/close while no thread runs) */
     struct gen_state cur;
@@ -215,12 +233,16 @@ int store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_
 int store__gen_header_ready(const struct store *s, const char *path, uint64_t *size_r);
 /* The BEGIN frame of the current generation (store_gen.c). */
 void store__gen_begin_frame(const struct store *s, uint8_t frame[TDM_LOG_BEGIN_FRAME]);
-/* After an fdatasync of the current generation: once its BEGIN is durable, records it in the
- * generation table (which truncation and status read). Returns 0 or -ENOMEM. */
-int store__gen_durable(struct store *s);
+/* After an fdatasync of the current generation (closed: its END was in it): once its BEGIN is
+ * durable, records it in the generation table (which truncation and status read), moves the
+ * durable position (store_log_extent()) and calls the durable hook. Returns 0 or -ENOMEM. */
+int store__gen_durable(struct store *s, bool closed);
 /* Grows the current generation, not begun yet, to hold a frame of min_frame bytes. */
 int store__gen_fit_unbegun(struct store *s, uint64_t min_frame);
-int store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn);
+/* Records generation gen, begun with this first LSN, epoch and file size, as the highest in the
+ * generation table (lock held). */
+int store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn, uint64_t epoch,
+                          uint64_t file_size);
 int store__apply_record(struct store *s, MDB_txn *txn, uint16_t type, const uint8_t *payload,
                         uint32_t len, struct mail_result *result_r, const char **error_r);
 int store__checkpoint(struct store *s);

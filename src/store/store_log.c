@@ -153,7 +153,7 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     uint64_t took = store__now_us_mono() - t0;
     /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
     s->sync_ewma_us = s->sync_ewma_us ? (7 * s->sync_ewma_us + took) / 8 : took;
-    ret = store__gen_durable(s);
+    ret = store__gen_durable(s, close);
     if (ret < 0)
         return ret;
     s->cur.closed = close;

@@ -135,11 +135,12 @@ store_free(struct store *s)
         close(s->lock_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->truncate_lock);
+    pthread_mutex_destroy(&s->hook_lock);
     pthread_cond_destroy(&s->log_wake);
     pthread_cond_destroy(&s->apply_wake);
     pthread_cond_destroy(&s->hk_wake);
     pthread_cond_destroy(&s->progress);
-    free(s->gen_first_lsn);
+    free(s->gens);
     free(s->wbuf);
     free(s->dir);
     free(s->log_dir);
@@ -160,6 +161,7 @@ store_alloc(const char *dir, const struct store_options *opt)
     s->lock_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->truncate_lock, NULL);
+    pthread_mutex_init(&s->hook_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -797,10 +799,17 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
 
     /* The writer continues where the log ends. */
     s->lowest_gen = gens[0];
-    for (size_t i = 0; i < n && ret == 0; i++)
-        ret = store__gen_table_push(s, gens[i], scans[i].hdr.first_lsn);
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        ret = store__gen_table_push(s, gens[i], scans[i].hdr.first_lsn, scans[i].hdr.epoch,
+                                    scans[i].hdr.file_size);
+        if (ret == 0 && scans[i].end == GEN_SCAN_END_RECORD)
+            s->gens[i].end = scans[i].valid_end + TDM_LOG_END_FRAME;
+    }
     if (ret < 0)
         goto out;
+    s->dur_end = s->gens[n - 1].end ? s->gens[n - 1].end : cur->valid_end;
+    s->dur_last_lsn = cur->last_lsn;
+    s->dur_closed = cur->end == GEN_SCAN_END_RECORD;
     s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
     if (s->cur.fd < 0) {
         ret = s->cur.fd;
@@ -826,6 +835,20 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
     ret = spares_prepare(s, clean, error_r);
     if (ret < 0)
         goto out;
+
+    /* A copy activated under a newer epoch (store_options.min_epoch): the generation of the
+     * old epoch is closed, so that the next record begins a generation of the new one and a
+     * copy of the old history can tell where it ends. */
+    if (s->opt.min_epoch > s->epoch)
+        s->epoch = s->opt.min_epoch;
+    if (s->epoch > s->cur.epoch && !s->cur.closed) {
+        ret = store__gen_close_current(s);
+        if (ret < 0) {
+            *error_r = store__errorf("cannot close %s for epoch %" PRIu64 ": %s", path, s->epoch,
+                                     tdm_strerror(ret));
+            goto out;
+        }
+    }
 
     if (s->cur.closed) {
         /* Closed at the last clean shutdown, or early by the last batch: the next batch
