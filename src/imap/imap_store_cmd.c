@@ -9,6 +9,11 @@
  * each applied on its own (docs/imap.md). Messages expunged by someone else meanwhile are
  * skipped by the mail model, and so are left out of the answer.
  *
+ * The expunges are deleted_only records: the session reads which messages have \Deleted,
+ * but the mail model decides again when the record applies, so a message whose \Deleted
+ * another session took back in between stays, and the answer (the sync's tombstones) names
+ * only what went.
+ *
  * UNCHANGEDSINCE (RFC 7162 3.1.3): the messages whose MODSEQ is already above it go to
  * [MODIFIED ...] and the others are sent as one conditional record, which the mail model
  * refuses whole (TDM_ECONFLICT) if one of them changed in the meantime. Then the session reads
@@ -204,6 +209,7 @@ job_new(struct imap_session *s, enum job_kind kind, bool by_uid)
         job->kind = kind;
         job->by_uid = by_uid;
         job->op.type = kind == JOB_STORE ? TDM_REC_MESSAGE_FLAGS : TDM_REC_MESSAGE_EXPUNGE;
+        job->op.deleted_only = kind != JOB_STORE;
         job->op.mailbox = s->user;
         job->op.folder = s->folder;
     }

@@ -4,11 +4,14 @@ a second session at its next command and not told twice to the session that made
 expunges told where RFC 3501 allows them, CLOSE expunging silently, and the refusals (bad
 flag, read-only selection, sequence out of range) answered while the session goes on."""
 import imaplib
+import os
 import re
+import signal
+import subprocess
 
 import pytest
 
-from lab import WAIT, Server
+from lab import WAIT, Server, children, wait_for
 from test_imap import deliver
 
 
@@ -145,6 +148,48 @@ def test_expunge_and_uid_expunge(imap):
     assert raw(a, "EXPUNGE")[:-1] == []
     assert raw(b, "NOOP")[:-1] == ["* 3 EXPUNGE"]
     assert b.fetch("1:*", "UID")[1] == [b"1 (UID 1)", b"2 (UID 3)"]
+    a.logout()
+    b.logout()
+
+
+def queued_at(pid):
+    """Bytes waiting unread in the unix sockets process pid holds (ss's Recv-Q)."""
+    out = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True).stdout
+    return sum(int(l.split()[2]) for l in out.splitlines() if f"pid={pid}," in l)
+
+
+def test_expunge_keeps_a_message_undeleted_meanwhile(imap):
+    """The race inside one EXPUNGE: A reads which messages have \\Deleted, B takes \\Deleted
+    off one of them, and B's record applies before A's expunge. With the core stopped, B's STORE
+    and then A's EXPUNGE wait in its socket in that order (A has read the folder by then), so
+    the interleaving is forced. The message B kept survives, and A's answer tells only the
+    expunges that happened."""
+    a = with_messages(imap, 3)
+    b = login(imap)
+    b.select("INBOX")
+    a.store("1:3", "+FLAGS.SILENT", "(\\Deleted)")
+    raw(b, "NOOP")
+    sup = imap.proc.pid
+    core = children(sup)["core"]
+    os.kill(sup, signal.SIGSTOP)  # no restart meanwhile
+    os.kill(core, signal.SIGSTOP)
+    try:
+        assert queued_at(core) == 0
+        b.send(b"B1 STORE 2 -FLAGS.SILENT (\\Deleted)\r\n")
+        after_b = wait_for(lambda: queued_at(core), "B's record at the core")
+        a.send(b"A1 EXPUNGE\r\n")
+        wait_for(lambda: queued_at(core) > after_b, "A's record at the core")
+    finally:
+        os.kill(core, signal.SIGCONT)
+        os.kill(sup, signal.SIGCONT)
+    assert b.readline().decode().rstrip() == "B1 OK STORE completed"
+    lines = []
+    while not (line := a.readline().decode().rstrip()).startswith("A1 "):
+        lines.append(line)
+    assert line == "A1 OK EXPUNGE completed"
+    assert [l for l in lines if "EXPUNGE" in l] == ["* 3 EXPUNGE", "* 1 EXPUNGE"]
+    assert a.fetch("1:*", "(UID FLAGS)")[1] == [b"1 (UID 2 FLAGS (\\Recent))"]
+    assert raw(b, "NOOP")[:-1] == ["* 3 EXPUNGE", "* 1 EXPUNGE"]
     a.logout()
     b.logout()
 
