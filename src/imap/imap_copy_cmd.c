@@ -8,6 +8,18 @@
  * UIDs being consecutive in the order of the source UIDs. MOVE says COPYUID in an untagged
  * OK, then its expunges (through imap__sync, which owns their format), then the tagged OK.
  *
+ * When some sources were expunged between the session's read and the record (the result
+ * counts fewer than were sent), COPYUID still lists the ones copied (RFC 4315): those still in
+ * the source folder afterwards were copied, and of the gone ones, the copied are the last to
+ * have gone. Every expunge in a folder takes the next MODSEQ, so the tombstones
+ * (mail_folder_changes) of the ones gone before the copy are below those of the ones gone
+ * after it or moved by it.
+ *
+ * MOVE's expunge of its sources is unconditional by design: the client named the messages
+ * to move, not "those with \Deleted", so nothing another session does to their flags meanwhile
+ * changes what it asked for (EXPUNGE instead checks \Deleted when it applies,
+ * imap_store_cmd.c).
+ *
  * Copies are new messages in the destination, above its first unclaimed UID, so they are
  * \Recent for whichever session claims them next (imap_mailbox.c).
  */
@@ -16,6 +28,8 @@
 #include "lib/core_link.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -27,6 +41,7 @@ struct copy_job {
     bool move, by_uid;
     uint32_t *uids; /* the source UIDs sent, ascending, owned */
     size_t n;
+    uint64_t src_modseq; /* the source's HIGHESTMODSEQ read before the record was sent */
 };
 
 static void
@@ -58,15 +73,110 @@ reply_refused(struct imap_session *s, int status)
         imap__reply(s, s->tag, "NO", "UNAVAILABLE", "Cannot copy now: try again later");
 }
 
+/* A sent source UID that is gone, and the MODSEQ of its tombstone (0: gone before the
+ * session read the source). */
+struct gone {
+    uint32_t uid;
+    uint64_t modseq;
+};
+
+struct tombstone_walk {
+    struct gone *gone; /* ascending by UID */
+    size_t n;
+};
+
+static int
+gone_find(const void *key, const void *elem)
+{
+    uint32_t uid = *(const uint32_t *)key, other = ((const struct gone *)elem)->uid;
+    return uid < other ? -1 : uid > other;
+}
+
+static int
+collect_tombstone(void *ctx, const struct mail_change *ch)
+{
+    struct tombstone_walk *w = ctx;
+    struct gone *g = ch->expunged ? bsearch(&ch->uid, w->gone, w->n, sizeof(*w->gone), gone_find)
+                                  : NULL;
+    if (g)
+        g->modseq = ch->modseq;
+    return 0;
+}
+
+static int
+gone_latest_first(const void *a, const void *b)
+{
+    uint64_t x = ((const struct gone *)a)->modseq, y = ((const struct gone *)b)->modseq;
+    return x > y ? -1 : x < y;
+}
+
+static int
+uid_ascending(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /*
- * "COPYUID uidvalidity source-uids new-uids" into code, or nothing when the copies cannot be
- * matched to their sources: when fewer were copied than sent, some were expunged meanwhile
- * and the reply does not say which (RFC 4315 lets a server leave COPYUID out).
+ * Keeps in job->uids only the count sources that were copied (header comment). Returns true
+ * when that is certain, false (job->uids unspecified) when it cannot be told: the source went
+ * or could not be read, or the tombstones do not single out the copied ones.
+ */
+static bool
+find_copied(struct copy_job *job, uint32_t count)
+{
+    struct imap_session *s = job->s;
+    struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
+    MDB_txn *txn;
+    if (!r || store_reader_begin(r, &txn) < 0)
+        return false;
+    const struct mail_dbis *dbis = store_reader_mail_dbis(r);
+    struct tombstone_walk w = {.gone = malloc(job->n * sizeof(*w.gone))};
+    size_t kept = 0;
+    int ret = w.gone ? 0 : -ENOMEM;
+    for (size_t i = 0; i < job->n && ret == 0; i++) {
+        struct mail_message_info m;
+        ret = mail_message_get(dbis, txn, s->user, s->folder, job->uids[i], &m);
+        if (ret == 0) {
+            job->uids[kept++] = job->uids[i];
+        } else if (ret == TDM_ENOTFOUND) {
+            w.gone[w.n++] = (struct gone){job->uids[i], 0};
+            ret = 0;
+        }
+    }
+    if (ret == 0)
+        ret = mail_folder_changes(dbis, txn, s->user, s->folder, job->src_modseq,
+                                  collect_tombstone, &w);
+    mdb_txn_abort(txn);
+    bool ok = ret == 0 && kept <= count;
+    if (ok) {
+        size_t more = count - kept;
+        qsort(w.gone, w.n, sizeof(*w.gone), gone_latest_first);
+        /* The copied are the more latest; the one after them must have gone strictly
+         * earlier, and they all after the session's read. */
+        ok = more <= w.n;
+        if (ok && more > 0)
+            ok = w.gone[more - 1].modseq > 0 &&
+                 (more == w.n || w.gone[more].modseq < w.gone[more - 1].modseq);
+        for (size_t i = 0; ok && i < more; i++)
+            job->uids[kept++] = w.gone[i].uid;
+        qsort(job->uids, kept, sizeof(*job->uids), uid_ascending);
+        job->n = kept;
+    }
+    free(w.gone);
+    return ok;
+}
+
+/*
+ * "COPYUID uidvalidity source-uids new-uids" into code, or nothing when nothing was copied or
+ * the copies cannot be matched to their sources (RFC 4315 lets a server leave COPYUID out).
  */
 static void
-copyuid(const struct copy_job *job, const struct ipc_commit_reply *cr, struct imap_buf *code)
+copyuid(struct copy_job *job, const struct ipc_commit_reply *cr, struct imap_buf *code)
 {
-    if (cr->count == 0 || cr->count != job->n)
+    if (cr->count == 0 || cr->count > job->n)
+        return;
+    if (cr->count < job->n && !find_copied(job, cr->count))
         return;
     imap_buf_printf(code, "COPYUID %u ", cr->uidvalidity);
     imap_write_uid_set(code, job->uids, job->n);
@@ -122,15 +232,18 @@ copy_done(void *ctx, int status, const struct ipc_msg *reply)
     imap__release(s);
 }
 
-/* Whether the destination exists, answered NO [TRYCREATE] (or why it cannot be read) if not. */
+/* Whether the destination exists, answered NO [TRYCREATE] (or why it cannot be read) if not.
+ * *src_modseq_r: the source's HIGHESTMODSEQ now, before the record is sent (0 if gone). */
 static bool
-destination_exists(struct imap_session *s, const char *tag, const char *folder)
+destination_exists(struct imap_session *s, const char *tag, const char *folder,
+                   uint64_t *src_modseq_r)
 {
     const struct mail_dbis *dbis;
     MDB_txn *txn;
     if (!imap__begin_read(s, tag, &dbis, &txn))
         return false;
     struct mail_folder_info f;
+    *src_modseq_r = mail_folder_get(dbis, txn, s->user, s->folder, &f) == 0 ? f.highestmodseq : 0;
     int ret = mail_folder_get(dbis, txn, s->user, folder, &f);
     mdb_txn_abort(txn);
     if (ret == TDM_ENOTFOUND)
@@ -191,7 +304,8 @@ imap__cmd_copy(struct imap_session *s, const struct imap_command *cmd)
     size_t n;
     if (imap__resolve_set(s, tag, &cmd->u.copy.set, cmd->uid, &refs, &n) < 0)
         return;
-    if (!destination_exists(s, tag, dest)) {
+    uint64_t src_modseq;
+    if (!destination_exists(s, tag, dest, &src_modseq)) {
         free(refs);
         return;
     }
@@ -212,7 +326,8 @@ imap__cmd_copy(struct imap_session *s, const struct imap_command *cmd)
     for (size_t i = 0; i < n; i++)
         uids[i] = refs[i].uid;
     free(refs);
-    *job = (struct copy_job){.s = s, .move = move, .by_uid = cmd->uid, .uids = uids, .n = n};
+    *job = (struct copy_job){
+        .s = s, .move = move, .by_uid = cmd->uid, .uids = uids, .n = n, .src_modseq = src_modseq};
     if (n == 0) { /* nothing to copy (RFC 4315: no COPYUID then) */
         snprintf(s->tag, sizeof(s->tag), "%s", tag);
         struct ipc_commit_reply none = {0};

@@ -3,11 +3,13 @@ consecutive UIDs said in COPYUID (RFC 4315) and are \\Recent to whoever selects 
 destination next; a copy into the selected folder shows as new messages; MOVE says COPYUID
 untagged, then the expunges (RFC 6851), which a second session hears at its next command; and
 the refusals (no such destination, read-only MOVE, out of range) leave the session going."""
+import os
 import re
+import signal
 import subprocess
 
-from lab import WAIT
-from test_imap_store import imap, login, raw, with_messages  # noqa: F401 (imap: a fixture)
+from lab import WAIT, children, wait_for
+from test_imap_store import imap, login, queued_at, raw, with_messages  # noqa: F401 (imap)
 
 
 def uidvalidity(m, folder):
@@ -137,3 +139,57 @@ def test_copy_tells_expunges_after_it(imap):
     assert a.status("Trash", "(MESSAGES)")[1] == [b'Trash (MESSAGES 1)']
     a.logout()
     b.logout()
+
+
+def answer(m, tag):
+    lines = []
+    while not (line := m.readline().decode().rstrip()).startswith(tag + " "):
+        lines.append(line)
+    return lines + [line]
+
+
+def test_copyuid_names_what_was_copied_when_sources_vanish(imap):
+    """Sources expunged between the session's read and its record: COPYUID lists the source
+    UIDs that were copied and their new UIDs (RFC 4315), whether the others went before the
+    copy or a source went after it. With the core stopped, the records wait in its socket in
+    the order the sessions sent them, which forces the interleaving."""
+    a = with_messages(imap, 5)
+    b, c = login(imap), login(imap)
+    b.select("INBOX")
+    c.select("INBOX")
+    a.store("2:3,5", "+FLAGS.SILENT", "(\\Deleted)")
+    archive, trash = uidvalidity(a, "Archive"), uidvalidity(a, "Trash")
+    sup = imap.proc.pid
+    core = children(sup)["core"]
+
+    def in_order(*sends):
+        """Sends each (session, command) once the core holds every record sent before it."""
+        os.kill(sup, signal.SIGSTOP)  # no restart meanwhile
+        os.kill(core, signal.SIGSTOP)
+        try:
+            queued = queued_at(core)
+            assert queued == 0
+            for m, command in sends:
+                m.send(command.encode() + b"\r\n")
+                queued = wait_for(lambda q=queued: queued_at(core) > q and queued_at(core),
+                                  f"{command} at the core")
+        finally:
+            os.kill(core, signal.SIGCONT)
+            os.kill(sup, signal.SIGCONT)
+
+    # UID 2 goes before the copy, UID 3 after it: 1 and 3 were copied.
+    in_order((b, "B1 UID EXPUNGE 2"), (a, "A1 UID COPY 1:3 Archive"), (c, "C1 UID EXPUNGE 3"))
+    assert answer(b, "B1")[-1] == "B1 OK UID EXPUNGE completed"
+    assert answer(c, "C1")[-1] == "C1 OK UID EXPUNGE completed"
+    assert answer(a, "A1")[-1] == f"A1 OK [COPYUID {archive} 1,3 1:2] UID COPY completed"
+    assert a.fetch("1:*", "UID")[1] == [b"1 (UID 1)", b"2 (UID 4)", b"3 (UID 5)"]
+
+    # MOVE: UID 5 goes before it, 1 and 4 move.
+    in_order((b, "B2 UID EXPUNGE 5"), (a, "A2 UID MOVE 1:5 Trash"))
+    assert answer(b, "B2")[-1] == "B2 OK UID EXPUNGE completed"
+    lines = answer(a, "A2")
+    assert lines[0] == f"* OK [COPYUID {trash} 1,4 1:2] Moved"
+    assert lines[-1] == "A2 OK UID MOVE completed"
+    assert a.status("Trash", "(MESSAGES)")[1] == [b"Trash (MESSAGES 2)"]
+    for m in (a, b, c):
+        m.logout()
