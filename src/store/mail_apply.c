@@ -26,6 +26,7 @@
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* A record refused for a reason the result reports, as opposed to a storage failure. */
 static bool
@@ -680,12 +681,23 @@ folder_subscribe(struct apply *a)
     return store_folder(a, a->op->folder, &f);
 }
 
-/* ---- Keywords: kept sorted by bytes and unique, so equal sets encode alike ---- */
+/* ---- Keywords: kept sorted and unique, so equal sets encode alike ----
+ *
+ * Keywords are IMAP atoms, which compare without regard to ASCII case (RFC 9051 section 9,
+ * note 2; docs/decisions.md): "work" and "Work" are one keyword, kept as first spelled. Records
+ * written before this rule may hold both spellings or a byte order; kw_normalize() makes any
+ * set fit it before it is merged. */
+
+static int
+kw_strcmp(const char *x, const char *y)
+{
+    return strcasecmp(x, y);
+}
 
 static int
 kw_cmp(const void *x, const void *y)
 {
-    return strcmp(*(const char *const *)x, *(const char *const *)y);
+    return kw_strcmp(*(const char *const *)x, *(const char *const *)y);
 }
 
 /* Sorts and de-duplicates n keywords into out (capacity n); returns the count. */
@@ -698,7 +710,7 @@ kw_normalize(const char *const *kws, size_t n, const char **out)
     qsort(out, n, sizeof *out, kw_cmp);
     size_t m = 1;
     for (size_t i = 1; i < n; i++)
-        if (strcmp(out[i], out[m - 1]) != 0)
+        if (kw_strcmp(out[i], out[m - 1]) != 0)
             out[m++] = out[i];
     return m;
 }
@@ -714,7 +726,7 @@ kw_combine(const char *const *have, size_t nh, const char *const *change, size_t
     }
     size_t i = 0, j = 0, n = 0;
     while (i < nh || j < nc) {
-        int c = i == nh ? 1 : j == nc ? -1 : strcmp(have[i], change[j]);
+        int c = i == nh ? 1 : j == nc ? -1 : kw_strcmp(have[i], change[j]);
         if (c < 0) {
             out[n++] = have[i++];
         } else if (c > 0) {
@@ -737,7 +749,7 @@ kw_equal(const char *const *x, size_t nx, const char *const *y, size_t ny)
     if (nx != ny)
         return false;
     for (size_t i = 0; i < nx; i++)
-        if (strcmp(x[i], y[i]) != 0)
+        if (kw_strcmp(x[i], y[i]) != 0)
             return false;
     return true;
 }
@@ -859,12 +871,13 @@ message_flags(struct apply *a)
         uint32_t flags = op->flag_mode == MAIL_FLAGS_REPLACE ? op->flags
                          : op->flag_mode == MAIL_FLAGS_ADD   ? m.flags | op->flags
                                                              : m.flags & ~op->flags;
-        const char *kws[2 * MAIL_MAX_KEYWORDS];
-        size_t n_kws = kw_combine(m.keywords, m.n_keywords, change, n_change, op->flag_mode, kws);
+        const char *have[MAIL_MAX_KEYWORDS], *kws[2 * MAIL_MAX_KEYWORDS];
+        size_t n_have = kw_normalize(m.keywords, m.n_keywords, have);
+        size_t n_kws = kw_combine(have, n_have, change, n_change, op->flag_mode, kws);
         if (n_kws > MAIL_MAX_KEYWORDS)
             return TDM_ELIMIT;
         /* Only a real change gets a new MODSEQ, so CONDSTORE clients are not sent no-ops. */
-        if (flags == m.flags && kw_equal(kws, n_kws, m.keywords, m.n_keywords))
+        if (flags == m.flags && kw_equal(kws, n_kws, have, n_have))
             continue;
         m.flags = flags;
         m.n_keywords = n_kws;

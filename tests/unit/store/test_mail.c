@@ -1395,6 +1395,13 @@ test_flags(void **state)
          true},
         {MAIL_FLAGS_REPLACE, MAIL_FLAG_ANSWERED, {"p", "q"}, 2, MAIL_FLAG_ANSWERED, "p q", false},
         {MAIL_FLAGS_REPLACE, 0, {NULL}, 0, 0, "", true},
+        /* Keywords compare without regard to case, kept as first spelled. */
+        {MAIL_FLAGS_REPLACE, 0, {"Work", "$Junk"}, 2, 0, "$Junk Work", true},
+        {MAIL_FLAGS_ADD, 0, {"work"}, 1, 0, "$Junk Work", false},
+        {MAIL_FLAGS_REMOVE, 0, {"WORK"}, 1, 0, "$Junk", true},
+        {MAIL_FLAGS_ADD, 0, {"Zed", "apple"}, 2, 0, "$Junk apple Zed", true},
+        {MAIL_FLAGS_REPLACE, 0, {"APPLE", "zed", "$junk"}, 3, 0, "$Junk apple Zed", false},
+        {MAIL_FLAGS_REPLACE, 0, {NULL}, 0, 0, "", true},
     };
     static const uint32_t uid1[] = {1};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
