@@ -108,12 +108,15 @@ struct imap_session {
 
 /*
  * Checks user's password and finds the user's mailbox database. cb runs once, usually later
- * from the loop, but inside the call when the check cannot even start: with 0 and the
- * database, -EACCES (wrong user or password, disabled, no mailbox), -EHOSTUNREACH (directory
- * unreachable and the login not cached), -EBUSY (too many checks queued), TDM_ECLOSED
- * (shutting down), or another negative code.
+ * from the loop, but inside the call when the check cannot even start: with 0, the database
+ * and where that database is served (its route; may be NULL or not OK when the directory
+ * gives none), -EACCES (wrong user or password, disabled, no mailbox), -EHOSTUNREACH
+ * (directory unreachable and the login not cached), -EBUSY (too many checks queued),
+ * TDM_ECLOSED (shutting down), or another negative code. database and route are borrowed for
+ * the call.
  */
-typedef void imap_login_cb(struct imap_session *s, int status, const char *database);
+typedef void imap_login_cb(struct imap_session *s, int status, const char *database,
+                           const struct dir_route *route);
 void imap__login(struct imap_session *s, const char *user, const char *password,
                  imap_login_cb *cb);
 
@@ -128,6 +131,15 @@ bool imap__login_cache_check(struct imap_login_cache *cache, const char *user,
 /* After argon2id said yes. */
 void imap__login_cache_remember(struct imap_login_cache *cache, const char *user,
                                 const char *stored_hash, const char *password);
+
+/* ---- imap_referral.c: logins whose mailbox is elsewhere (RFC 2221) ---- */
+
+/* Whether this server serves database now. */
+bool imap__served_here(struct imap_session *s, const char *database);
+/* Answers the login being checked (s->tag, s->user; the password was right) when database is
+ * not served here: NO [REFERRAL url] to the CMS on route, or NO [UNAVAILABLE] when there is no
+ * route or it leads back here. Forgets the failure counts and s->user. */
+void imap__refer(struct imap_session *s, const char *database, const struct dir_route *route);
 
 /* ---- imap_login_delay.c: failed logins answered late ---- */
 

@@ -40,6 +40,7 @@ struct login {
     char *password; /* owned, wiped */
     char hash[DIR_PASSWORD_HASH_MAX];
     char database[DIR_NAME_MAX + 1];
+    struct dir_route route; /* where database is served (imap_referral.c) */
     bool known; /* the user exists, may log in, and has a mailbox database */
     bool cached; /* known, and this password succeeded lately (imap_login_cache.c) */
     int result;
@@ -82,7 +83,7 @@ login_done(void *arg, bool ran)
     struct login *l = arg;
     if (ran && l->result == 0 && !l->cached)
         imap__login_cache_remember(l->s->srv->logins, l->s->user, l->hash, l->password);
-    l->cb(l->s, ran ? l->result : TDM_ECLOSED, l->database);
+    l->cb(l->s, ran ? l->result : TDM_ECLOSED, l->database, &l->route);
     login_free(l);
 }
 
@@ -122,6 +123,10 @@ login_local(struct imap_session *s, const char *user, const char *password, imap
             user_database(obj.attrs, l->database) &&
             dir_secret_hash(st, txn, DIR_KIND_USER, user, l->hash) == 0)
             l->known = true;
+        /* Asked only if the database is not here, after the password (imap_referral.c); a
+         * storage error leaves no route, which answers UNAVAILABLE rather than failing. */
+        if (l->known && dir_route_lookup(st, txn, l->database, &l->route) < 0)
+            l->route.status = DIR_ROUTE_UNSET;
         l->cached = l->known && imap__login_cache_check(srv->logins, user, l->hash, password);
         dir_object_clear(&obj);
         mdb_txn_abort(txn);
@@ -130,7 +135,7 @@ login_local(struct imap_session *s, const char *user, const char *password, imap
         ret = offload_submit(srv->offload, login_work, login_done, l);
     if (ret < 0) {
         login_free(l);
-        cb(s, ret == TDM_ELIMIT ? -EBUSY : ret, NULL);
+        cb(s, ret == TDM_ELIMIT ? -EBUSY : ret, NULL, NULL);
     }
 }
 
@@ -147,7 +152,7 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
     struct remote_login *rl = ctx;
     if (status == 0 && r->status != DIR_RCPT_OK)
         status = -EACCES; /* disabled, or no mailbox here to log in to */
-    rl->cb(rl->s, status, status == 0 ? r->database : NULL);
+    rl->cb(rl->s, status, status == 0 ? r->database : NULL, status == 0 ? &r->route : NULL);
     free(rl);
 }
 
@@ -161,7 +166,7 @@ remote_login_cb(void *ctx, int status, bool from_cache)
     if (status == 0 &&
         (status = dir_client_recipient(srv->remote, rl->user, "", remote_rcpt_cb, rl)) == 0)
         return;
-    rl->cb(rl->s, status, NULL);
+    rl->cb(rl->s, status, NULL, NULL);
     free(rl);
 }
 
@@ -183,7 +188,7 @@ imap__login(struct imap_session *s, const char *user, const char *password, imap
                           : -EHOSTUNREACH;
     if (ret < 0) {
         free(rl);
-        cb(s, ret, NULL);
+        cb(s, ret, NULL, NULL);
     }
 }
 

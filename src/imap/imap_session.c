@@ -111,6 +111,8 @@ static const char *const served_capabilities[] = {
     "BINARY",
     /* imap_store_cmd.c, imap_copy_cmd.c (UIDPLUS with imap_append.c's APPENDUID) */
     "UIDPLUS", "MOVE",
+    /* imap_referral.c */
+    "LOGIN-REFERRALS",
 };
 
 static void
@@ -231,7 +233,7 @@ provision_done(void *ctx, int status, const struct ipc_msg *reply)
 }
 
 static void
-login_cb(struct imap_session *s, int status, const char *database)
+login_cb(struct imap_session *s, int status, const char *database, const struct dir_route *route)
 {
     s->waiting--;
     if (!s->conn) {
@@ -239,16 +241,20 @@ login_cb(struct imap_session *s, int status, const char *database)
         return;
     }
     s->busy++;
-    if (status == 0) {
-        snprintf(s->database, sizeof(s->database), "%s", database);
-        int ret = provision(s);
-        if (ret == 1) { /* the last commit's reply answers the login */
-            s->busy--;
-            return;
+    if (status == 0 && !imap__served_here(s, database)) {
+        imap__refer(s, database, route); /* the right password, the mailbox elsewhere */
+    } else {
+        if (status == 0) {
+            snprintf(s->database, sizeof(s->database), "%s", database);
+            int ret = provision(s);
+            if (ret == 1) { /* the last commit's reply answers the login */
+                s->busy--;
+                return;
+            }
+            status = ret;
         }
-        status = ret;
+        login_answer(s, status);
     }
-    login_answer(s, status);
     imap__resume(s);
     s->busy--;
     imap__release(s);
