@@ -54,6 +54,14 @@ int dir_client_new(struct event_base *base, const struct dir_client_options *opt
 int dir_client_from_config(struct event_base *base, const struct tdm_config *cfg,
                            struct dir_client **client_r, char **error_r);
 
+/*
+ * This server's key, the first line of [directory] key_file (default <datadir>/server.key),
+ * which also authenticates it to other servers (replication). Returns 0 with *key_r
+ * (allocated; wipe it before freeing), -ENOMEM, or TDM_EINVAL with *error_r (allocated)
+ * naming the file that cannot be read or is empty.
+ */
+int dir_client_key_from_config(const struct tdm_config *cfg, char **key_r, char **error_r);
+
 /* Calls every pending callback with TDM_ECLOSED, closes every connection, frees. NULL
  * allowed; *client is set to NULL. */
 void dir_client_free(struct dir_client **client);

@@ -40,8 +40,7 @@ read_key(const char *path, char **why)
 }
 
 int
-dir_client_from_config(struct event_base *base, const struct tdm_config *cfg,
-                       struct dir_client **client_r, char **error_r)
+dir_client_key_from_config(const struct tdm_config *cfg, char **key_r, char **error_r)
 {
     *error_r = NULL;
     char *key_path = NULL;
@@ -51,10 +50,21 @@ dir_client_from_config(struct event_base *base, const struct tdm_config *cfg,
         key_path = NULL;
     if (!key_path)
         return -ENOMEM;
-    char *key = read_key(key_path, error_r);
+    *key_r = read_key(key_path, error_r);
     free(key_path);
-    if (!key)
+    if (!*key_r)
         return *error_r ? TDM_EINVAL : -ENOMEM;
+    return 0;
+}
+
+int
+dir_client_from_config(struct event_base *base, const struct tdm_config *cfg,
+                       struct dir_client **client_r, char **error_r)
+{
+    char *key;
+    int ret = dir_client_key_from_config(cfg, &key, error_r);
+    if (ret < 0)
+        return ret;
     struct tls_files files;
     tls_files_from_config(cfg, &files);
     struct dir_client_options o = {
@@ -65,7 +75,7 @@ dir_client_from_config(struct event_base *base, const struct tdm_config *cfg,
         .key = key,
         .cache_ttl_ms = cfg->directory.cache_ttl_ms,
     };
-    int ret = dir_client_new(base, &o, client_r, error_r);
+    ret = dir_client_new(base, &o, client_r, error_r);
     tls_files_clear(&files);
     sodium_memzero(key, strlen(key));
     free(key);
