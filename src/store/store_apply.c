@@ -55,6 +55,58 @@ store__apply_record(struct store *s, MDB_txn *txn, uint16_t type, const uint8_t 
 }
 
 /* ------------------------------------------------------------------ */
+/* Replaying records from the log (recovery, and a copy's replay)      */
+
+int
+store__replay_commit(struct store_replay *r)
+{
+    if (!r->txn)
+        return 0;
+    int ret = store__meta_put_u64(r->txn, r->s->meta, STORE_META_APPLIED, r->applied);
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_txn_commit(r->txn));
+    else
+        mdb_txn_abort(r->txn);
+    r->txn = NULL;
+    r->in_txn = 0;
+    if (ret < 0)
+        r->why = tdm_strerror(ret);
+    return ret;
+}
+
+int
+store__replay_record(void *ctx, const struct log_record *rec)
+{
+    struct store_replay *r = ctx;
+    if (rec->lsn <= r->applied)
+        return 0; /* already in LMDB: apply is idempotent by LSN */
+    if (r->stop_after && rec->lsn > r->stop_after)
+        return STORE_REPLAY_STOP;
+    if (!r->txn) {
+        int rc = mdb_txn_begin(r->s->env, NULL, 0, &r->txn);
+        if (rc != 0) {
+            r->why = mdb_strerror(rc);
+            return store__lmdb_err(rc);
+        }
+    }
+    struct mail_result res;
+    int ret =
+        store__apply_record(r->s, r->txn, rec->type, rec->payload, rec->length, &res, &r->why);
+    if (ret < 0) {
+        mdb_txn_abort(r->txn);
+        r->txn = NULL;
+        return ret;
+    }
+    r->applied = rec->lsn;
+    r->replayed++;
+    r->bytes += log_frame_size(rec->length);
+    /* Bounded transactions keep LMDB's dirty page list small during long replays. */
+    if (++r->in_txn >= 512)
+        return store__replay_commit(r);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* The apply thread                                                   */
 
 /* Applies the entries with status 0 in one LMDB transaction. */

@@ -134,7 +134,8 @@ store__gen_table_push(struct store *s, uint64_t gen, uint64_t first_lsn, uint64_
         s->gens = n;
         s->gen_cap = ncap;
     }
-    s->gens[idx] = (struct gen_entry){.first_lsn = first_lsn, .epoch = epoch, .file_size = file_size};
+    s->gens[idx] =
+        (struct gen_entry){.first_lsn = first_lsn, .epoch = epoch, .file_size = file_size};
     s->cur_gen = gen;
     return 0;
 }

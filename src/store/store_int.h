@@ -167,10 +167,10 @@ struct store {
     bool reserve_mode; /* disk full: commits refused, clean shutdown still possible */
     uint64_t floor;
     uint64_t lowest_gen;
-    uint64_t cur_gen;        /* the highest generation durably begun: the log thread's cur.gen,
-                              * or the one below it while cur has no durable BEGIN yet (so
-                              * truncation never removes the last generation that is begun) */
-    uint64_t writing_gen;    /* mirror of the log thread's cur.gen: begun, or next to be */
+    uint64_t cur_gen;       /* the highest generation durably begun: the log thread's cur.gen,
+                             * or the one below it while cur has no durable BEGIN yet (so
+                             * truncation never removes the last generation that is begun) */
+    uint64_t writing_gen;   /* mirror of the log thread's cur.gen: begun, or next to be */
     struct gen_entry *gens; /* [g - lowest_gen] for g in [lowest_gen, cur_gen] */
     size_t gen_cap;
     /* The durable position in generation cur_gen: bytes [0, dur_end) are durable, the last
@@ -248,6 +248,47 @@ int store__apply_record(struct store *s, MDB_txn *txn, uint16_t type, const uint
 int store__checkpoint(struct store *s);
 int store__truncate(struct store *s);
 uint64_t store__now_ms(void);
+
+/*
+ * Replaying log records into LMDB, shared by recovery (store_mount.c) and a copy's replay
+ * (store_copy.c): pass store__replay_record() as the gen_record_cb of store__gen_scan(), then
+ * store__replay_commit(). Records at or below applied are skipped (apply is idempotent by LSN);
+ * write transactions hold at most 512 records and store the applied LSN. With stop_after set,
+ * the first record above it stops the scan with STORE_REPLAY_STOP.
+ */
+#define STORE_REPLAY_STOP 1
+struct store_replay {
+    struct store *s;
+    MDB_txn *txn;
+    uint64_t applied;    /* in: LMDB's applied LSN; out: the last applied */
+    uint64_t stop_after; /* 0 = no limit */
+    uint64_t replayed;   /* records applied */
+    uint64_t bytes;      /* their frame sizes */
+    unsigned in_txn;
+    const char *why; /* after a failure */
+};
+int store__replay_record(void *ctx, const struct log_record *rec);
+int store__replay_commit(struct store_replay *r);
+
+/* store_mount.c, shared with store_copy.c: */
+int store__options_check(const struct store_options *o, const char **error_r);
+char *store__path_join(const char *a, const char *b);
+/* An unopened store for dir (NULL when out of memory); store__free() frees what it holds. */
+struct store *store__alloc(const char *dir, const struct store_options *opt);
+void store__free(struct store *s);
+int store__dirs_create(struct store *s, const char **error_r);
+int store__lmdb_create(struct store *s, const char *kind, const char **error_r);
+/* Takes the database directory's lock file: only one process may have it open. */
+int store__lock_dir(struct store *s, const char **error_r);
+/* Opens the sub-databases (and the handler's) and reads the metadata into s (guid, epoch,
+ * kind) and the out-parameters. */
+int store__meta_read(struct store *s, uint64_t *applied_r, uint64_t *ckpt_r, uint64_t *clean_r,
+                     char boot_id[40], const char **error_r);
+/* Writes the clean flag, boot id, applied and checkpoint LSN (s->applied_lsn) and epoch, then
+ * syncs LMDB (a checkpoint). */
+int store__meta_mark(struct store *s, bool clean);
+/* Zeroes [from, size) of the file at path and syncs it: a torn tail, never acknowledged. */
+int store__cut_tail(struct store *s, const char *path, uint64_t from, uint64_t size);
 
 /*
  * Which generation files form the log: preallocated files (blank: never started) may sit

@@ -47,8 +47,8 @@ store_options_init(struct store_options *o)
     o->io = &io_ops_posix;
 }
 
-static int
-options_check(const struct store_options *o, const char **error_r)
+int
+store__options_check(const struct store_options *o, const char **error_r)
 {
     if (o->generation_size < TDM_LOG_MIN_GENERATION_SIZE ||
         o->generation_size > TDM_LOG_MAX_GENERATION_SIZE || o->generation_size % 4096 != 0) {
@@ -71,8 +71,8 @@ options_check(const struct store_options *o, const char **error_r)
     return 0;
 }
 
-static char *
-path_join(const char *a, const char *b)
+char *
+store__path_join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
     char *p = malloc(n);
@@ -120,8 +120,8 @@ dir_is_empty(const char *dir)
     return empty;
 }
 
-static void
-store_free(struct store *s)
+void
+store__free(struct store *s)
 {
     if (!s)
         return;
@@ -151,8 +151,8 @@ store_free(struct store *s)
     free(s);
 }
 
-static struct store *
-store_alloc(const char *dir, const struct store_options *opt)
+struct store *
+store__alloc(const char *dir, const struct store_options *opt)
 {
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -176,24 +176,24 @@ store_alloc(const char *dir, const struct store_options *opt)
         store_options_init(&s->opt);
     s->io = s->opt.io ? s->opt.io : &io_ops_posix;
     s->dir = strdup(dir);
-    s->log_dir = path_join(dir, STORE_LOG_DIR);
-    s->lmdb_dir = path_join(dir, STORE_LMDB_DIR);
-    s->reserve_path = path_join(dir, STORE_RESERVE_FILE);
-    s->lock_path = path_join(dir, "lock");
+    s->log_dir = store__path_join(dir, STORE_LOG_DIR);
+    s->lmdb_dir = store__path_join(dir, STORE_LMDB_DIR);
+    s->reserve_path = store__path_join(dir, STORE_RESERVE_FILE);
+    s->lock_path = store__path_join(dir, "lock");
     s->name = strdup(base_name(dir));
     s->log_tailp = &s->log_head;
     s->apply_tailp = &s->apply_head;
     s->floor = UINT64_MAX;
     if (!s->dir || !s->log_dir || !s->lmdb_dir || !s->reserve_path || !s->lock_path || !s->name) {
-        store_free(s);
+        store__free(s);
         return NULL;
     }
     return s;
 }
 
 /* Only one process may have a database open: a second would interleave log writes. */
-static int
-store_lock_dir(struct store *s, const char **error_r)
+int
+store__lock_dir(struct store *s, const char **error_r)
 {
     s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (s->lock_fd < 0) {
@@ -257,49 +257,44 @@ gen_one_begin(struct store *s)
     return ret;
 }
 
+/*
+ * Makes dir (if missing) with empty log/ and store/ below it, for store_create() and
+ * store_copy_create(). Returns 0, TDM_EEXIST (dir holds a database or other files) or -errno.
+ */
 int
-store_create(const char *dir, const struct store_options *opt, const char **error_r)
+store__dirs_create(struct store *s, const char **error_r)
 {
-    struct store_options defaults;
-    *error_r = NULL;
-    if (!opt) {
-        store_options_init(&defaults);
-        opt = &defaults;
-    }
-    int ret = options_check(opt, error_r);
-    if (ret < 0)
+    if (mkdir(s->dir, 0750) < 0 && errno != EEXIST) {
+        int ret = -errno;
+        *error_r = store__errorf("cannot create %s: %s", s->dir, strerror(errno));
         return ret;
-    if (sodium_init() < 0) {
-        *error_r = "libsodium failed to initialise";
-        return -EIO;
     }
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-        *error_r = store__errorf("cannot create %s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    struct store *s = store_alloc(dir, opt);
-    if (!s)
-        return -ENOMEM;
     struct stat st;
     if (stat(s->log_dir, &st) == 0 || stat(s->lmdb_dir, &st) == 0) {
-        *error_r = store__errorf("%s already holds a database (log/ or store/ exists)", dir);
-        store_free(s);
+        *error_r = store__errorf("%s already holds a database (log/ or store/ exists)", s->dir);
         return TDM_EEXIST;
     }
-    if (!dir_is_empty(dir)) {
-        *error_r = store__errorf("%s is not empty: a database needs a directory of its own", dir);
-        store_free(s);
+    if (!dir_is_empty(s->dir)) {
+        *error_r =
+            store__errorf("%s is not empty: a database needs a directory of its own", s->dir);
         return TDM_EEXIST;
     }
     if (mkdir(s->log_dir, 0750) < 0 || mkdir(s->lmdb_dir, 0750) < 0) {
-        ret = -errno;
-        *error_r = store__errorf("cannot create directories in %s: %s", dir, strerror(errno));
-        store_free(s);
+        int ret = -errno;
+        *error_r = store__errorf("cannot create directories in %s: %s", s->dir, strerror(errno));
         return ret;
     }
-    randombytes_buf(s->guid, sizeof(s->guid));
+    return 0;
+}
 
-    ret = store__env_open(s->lmdb_dir, s->opt.map_size, false, &s->env, error_r);
+/*
+ * Creates the LMDB environment of a new database: the metadata of database s->guid and kind
+ * (NULL: mail), applied LSN 0, epoch 1, clean; durable. The environment stays open in s->env.
+ */
+int
+store__lmdb_create(struct store *s, const char *kind, const char **error_r)
+{
+    int ret = store__env_open(s->lmdb_dir, s->opt.map_size, false, &s->env, error_r);
     MDB_txn *txn = NULL;
     if (ret == 0)
         ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
@@ -318,7 +313,8 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
     if (ret == 0)
         ret = store__meta_put_u64(txn, s->meta, STORE_META_EPOCH, 1);
     if (ret == 0) {
-        const char *kind = opt->kind ? opt->kind : STORE_KIND_MAIL;
+        if (!kind)
+            kind = STORE_KIND_MAIL;
         MDB_val k = {strlen(STORE_META_KIND), STORE_META_KIND}, v = {strlen(kind), (void *)kind};
         ret = store__lmdb_err(mdb_put(txn, s->meta, &k, &v, 0));
     }
@@ -330,6 +326,35 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
         mdb_txn_abort(txn);
     if (ret == 0)
         ret = store__lmdb_err(mdb_env_sync(s->env, 1));
+    return ret;
+}
+
+int
+store_create(const char *dir, const struct store_options *opt, const char **error_r)
+{
+    struct store_options defaults;
+    *error_r = NULL;
+    if (!opt) {
+        store_options_init(&defaults);
+        opt = &defaults;
+    }
+    int ret = store__options_check(opt, error_r);
+    if (ret < 0)
+        return ret;
+    if (sodium_init() < 0) {
+        *error_r = "libsodium failed to initialise";
+        return -EIO;
+    }
+    struct store *s = store__alloc(dir, opt);
+    if (!s)
+        return -ENOMEM;
+    ret = store__dirs_create(s, error_r);
+    if (ret < 0) {
+        store__free(s);
+        return ret;
+    }
+    randombytes_buf(s->guid, sizeof(s->guid));
+    ret = store__lmdb_create(s, opt->kind, error_r);
 
     /* Generation 1, begun: header and BEGIN durable, so the log always holds a generation. */
     if (ret == 0)
@@ -340,67 +365,12 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
         ret = s->io->sync_dir(s->io, dir);
     if (ret < 0 && !*error_r)
         *error_r = store__errorf("cannot create database in %s: %s", dir, tdm_strerror(ret));
-    store_free(s);
+    store__free(s);
     return ret;
 }
 
 /* ------------------------------------------------------------------ */
 /* Open and recovery                                                  */
-
-struct replay_ctx {
-    struct store *s;
-    MDB_txn *txn;
-    uint64_t applied;
-    uint64_t replayed;
-    unsigned in_txn;
-    const char *why;
-};
-
-static int
-replay_commit(struct replay_ctx *r)
-{
-    if (!r->txn)
-        return 0;
-    int ret = store__meta_put_u64(r->txn, r->s->meta, STORE_META_APPLIED, r->applied);
-    if (ret == 0)
-        ret = store__lmdb_err(mdb_txn_commit(r->txn));
-    else
-        mdb_txn_abort(r->txn);
-    r->txn = NULL;
-    r->in_txn = 0;
-    if (ret < 0)
-        r->why = tdm_strerror(ret);
-    return ret;
-}
-
-static int
-replay_cb(void *ctx, const struct log_record *rec)
-{
-    struct replay_ctx *r = ctx;
-    if (rec->lsn <= r->applied)
-        return 0; /* already in LMDB: apply is idempotent by LSN */
-    if (!r->txn) {
-        int rc = mdb_txn_begin(r->s->env, NULL, 0, &r->txn);
-        if (rc != 0) {
-            r->why = mdb_strerror(rc);
-            return store__lmdb_err(rc);
-        }
-    }
-    struct mail_result res;
-    int ret =
-        store__apply_record(r->s, r->txn, rec->type, rec->payload, rec->length, &res, &r->why);
-    if (ret < 0) {
-        mdb_txn_abort(r->txn);
-        r->txn = NULL;
-        return ret;
-    }
-    r->applied = rec->lsn;
-    r->replayed++;
-    /* Bounded transactions keep LMDB's dirty page list small during long replays. */
-    if (++r->in_txn >= 512)
-        return replay_commit(r);
-    return 0;
-}
 
 static int
 corrupt(struct store *s, const char *path, uint64_t offset, const char *reason,
@@ -418,9 +388,9 @@ corrupt(struct store *s, const char *path, uint64_t offset, const char *reason,
     return TDM_ECORRUPT;
 }
 
-static int
-meta_read(struct store *s, uint64_t *applied_r, uint64_t *ckpt_r, uint64_t *clean_r,
-          char boot_id[40], const char **error_r)
+int
+store__meta_read(struct store *s, uint64_t *applied_r, uint64_t *ckpt_r, uint64_t *clean_r,
+                 char boot_id[40], const char **error_r)
 {
     MDB_txn *txn;
     int ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
@@ -471,8 +441,8 @@ meta_read(struct store *s, uint64_t *applied_r, uint64_t *ckpt_r, uint64_t *clea
 }
 
 /* Marks the database mounted (dirty) and makes LMDB durable: the first checkpoint. */
-static int
-meta_mark(struct store *s, bool clean)
+int
+store__meta_mark(struct store *s, bool clean)
 {
     MDB_txn *txn;
     char boot_id[40];
@@ -529,8 +499,8 @@ reserve_ensure(struct store *s)
 }
 
 /* Zeroes [from, size) of the current generation: a torn tail, never acknowledged. */
-static int
-cut_tail(struct store *s, const char *path, uint64_t from, uint64_t size)
+int
+store__cut_tail(struct store *s, const char *path, uint64_t from, uint64_t size)
 {
     static const uint8_t zeros[65536];
     int fd = s->io->open(s->io, path, O_RDWR, 0);
@@ -586,7 +556,7 @@ file_zero_from(const struct io_ops *io, const char *path, uint64_t from)
  * writes into it only after the END before it is durable): its BEGIN did not survive, or it
  * would be the current generation, but frames after it may have. The LSNs of such a batch are
  * given out again, so a stale frame could one day sit, with exactly the next LSN, behind a
- * later write cut short: its body is zeroed, as a torn tail is (cut_tail()).
+ * later write cut short: its body is zeroed, as a torn tail is (store__cut_tail()).
  */
 static int
 spares_prepare(struct store *s, bool clean, const char **error_r)
@@ -623,7 +593,7 @@ spares_prepare(struct store *s, bool clean, const char **error_r)
         if (ret >= 0)
             ret = file_zero_from(s->io, path, TDM_LOG_HEADER_SIZE);
         if (ret == 0)
-            ret = cut_tail(s, path, TDM_LOG_HEADER_SIZE, size);
+            ret = store__cut_tail(s, path, TDM_LOG_HEADER_SIZE, size);
         if (ret < 0)
             goto fail;
     }
@@ -745,7 +715,7 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
     }
 
     /* Pass 2: replay what LMDB does not have yet. */
-    struct replay_ctx r = {.s = s, .applied = applied};
+    struct store_replay r = {.s = s, .applied = applied};
     for (size_t i = 0; i < n; i++) {
         if (scans[i].last_lsn <= applied)
             continue;
@@ -753,7 +723,7 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
         const char *why = NULL;
         char gpath[4096];
         store__gen_path(gpath, sizeof(gpath), s->log_dir, gens[i]);
-        ret = store__gen_scan(s->io, gpath, replay_cb, &r, &again, &why);
+        ret = store__gen_scan(s->io, gpath, store__replay_record, &r, &again, &why);
         if (ret < 0) {
             if (r.txn)
                 mdb_txn_abort(r.txn);
@@ -765,14 +735,14 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
             goto out;
         }
     }
-    ret = replay_commit(&r);
+    ret = store__replay_commit(&r);
     if (ret < 0) {
         *error_r = store__errorf("replay failed: %s", r.why);
         goto out;
     }
 
     if (cur->end == GEN_SCAN_INVALID) {
-        ret = cut_tail(s, path, cur->valid_end, cur->file_size);
+        ret = store__cut_tail(s, path, cur->valid_end, cur->file_size);
         if (ret < 0) {
             *error_r = store__errorf("cannot cut the torn tail of %s: %s", path, tdm_strerror(ret));
             goto out;
@@ -786,7 +756,7 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
          * returned. Zeroed before writing on, because the LSNs of an unsynced batch are
          * given out again: if a later write were cut short just after a record, a stale
          * frame there could carry exactly the next LSN and pass for a record. */
-        ret = cut_tail(s, path, cur->valid_end, cur->file_size);
+        ret = store__cut_tail(s, path, cur->valid_end, cur->file_size);
         if (ret < 0) {
             *error_r = store__errorf("cannot zero the end of %s: %s", path, tdm_strerror(ret));
             goto out;
@@ -884,7 +854,7 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
         store_options_init(&defaults);
         opt = &defaults;
     }
-    int ret = options_check(opt, error_r);
+    int ret = store__options_check(opt, error_r);
     if (ret < 0)
         return ret;
     struct stat st;
@@ -893,7 +863,7 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
         *error_r = store__errorf("database directory %s: %s", dir, strerror(errno));
         return ret;
     }
-    struct store *s = store_alloc(dir, opt);
+    struct store *s = store__alloc(dir, opt);
     if (!s)
         return -ENOMEM;
     struct stat st_log, st_lmdb;
@@ -902,16 +872,16 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
         *error_r = store__errorf("%s is not a tandem database: it has no log/ and store/ "
                                  "directories (create one with `tandemctl db create`)",
                                  dir);
-        store_free(s);
+        store__free(s);
         return TDM_EFOREIGN;
     }
-    ret = store_lock_dir(s, error_r);
+    ret = store__lock_dir(s, error_r);
     if (ret == 0)
         ret = store__env_open(s->lmdb_dir, s->opt.map_size, false, &s->env, error_r);
     uint64_t applied = 0, ckpt = 0, clean = 0;
     char boot_then[40] = "";
     if (ret == 0)
-        ret = meta_read(s, &applied, &ckpt, &clean, boot_then, error_r);
+        ret = store__meta_read(s, &applied, &ckpt, &clean, boot_then, error_r);
     if (ret == 0 && !s->opt.handler && strcmp(s->kind, STORE_KIND_MAIL) != 0) {
         /* Without the handler, recovery would refuse its records as corrupt: say why first. */
         *error_r = store__errorf("database %s is a '%s' database; open it with the %s handler", dir,
@@ -928,7 +898,7 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
                        "the machine restarted while the database was mounted: LMDB kept what "
                        "was checkpointed (LSN %" PRIu64 ") and the log replayed the rest",
                        ckpt);
-        ret = meta_mark(s, false);
+        ret = store__meta_mark(s, false);
         if (ret < 0)
             *error_r = store__errorf("cannot mark %s mounted: %s", s->lmdb_dir, tdm_strerror(ret));
     }
@@ -943,7 +913,7 @@ store_open(const char *dir, const struct store_options *opt, struct store **stor
     if (ret < 0) {
         if (!*error_r)
             *error_r = store__errorf("cannot open %s: %s", dir, tdm_strerror(ret));
-        store_free(s);
+        store__free(s);
         return ret;
     }
     event_emit(TDM_EV_STORE_MOUNTED, s->name,
@@ -970,13 +940,13 @@ store_close(struct store **sp)
         if (ret == 0 && s->cur.records > 0 && !s->cur.closed && !s->reserve_mode)
             ret = store__gen_close_current(s);
         if (ret == 0)
-            ret = meta_mark(s, true);
+            ret = store__meta_mark(s, true);
         if (ret == 0)
             store__truncate(s);
         if (ret == 0)
             event_emit(TDM_EV_STORE_DISMOUNTED, s->name,
                        "database %s dismounted cleanly at LSN %" PRIu64, s->dir, s->applied_lsn);
     }
-    store_free(s);
+    store__free(s);
     return ret;
 }

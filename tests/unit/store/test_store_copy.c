@@ -4,7 +4,11 @@
  * compared with the active by digest.
  */
 #include "store/store.h"
+#include "store/store_copy.h"
+#include "store/store_inspect.h"
 #include "store/store_int.h"
+
+#include "lib/crc32c.h"
 
 #include "lib/err.h"
 #include "lib/event.h"
@@ -14,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +90,198 @@ commit_noop(struct store *s, size_t len, uint8_t fill)
     assert_int_equal(store_commit(s, TDM_REC_NOOP, buf, len, &lsn, NULL), 0);
     free(buf);
     return lsn;
+}
+
+static const char *
+copy_dir(const char *name)
+{
+    static char p[2][300];
+    static int i;
+    i ^= 1;
+    snprintf(p[i], sizeof(p[i]), "%s/%s", tmpdir, name);
+    return p[i];
+}
+
+/* xorshift64*: the tests' splits replay from their seed. */
+static uint64_t rng_state;
+static uint64_t
+rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+/* A mail workload: one mailbox, appends of varied sizes (some large enough to fill a 64 KiB
+ * generation in a few records), flag changes and expunges. */
+static void
+mail_work(struct store *s, uint32_t from, uint32_t n)
+{
+    const char *err = NULL;
+    if (from == 0) {
+        struct mail_op mk = {
+            .type = TDM_REC_MAILBOX_CREATE, .mailbox = "alice", .uidvalidity = 1700000000};
+        assert_int_equal(store_commit_op(s, &mk, NULL, NULL, &err), 0);
+    }
+    static char body[20000];
+    for (uint32_t i = from; i < from + n; i++) {
+        size_t len = 40 + (size_t)(i * 7919u % 9000u);
+        if (i % 17 == 0)
+            len = 15000;
+        memset(body, 'a' + (int)(i % 26), len);
+        snprintf(body, 40, "Subject: %u\r\n\r\n", i);
+        body[strlen(body)] = 'x';
+        struct mail_target t = {.mailbox = "alice", .folder = "INBOX"};
+        struct mail_op op = {.type = TDM_REC_MESSAGE_APPEND,
+                             .targets = &t,
+                             .n_targets = 1,
+                             .internal_date = 1700000000 + i,
+                             .body = body,
+                             .body_len = len};
+        memcpy(op.guid, &i, sizeof(i));
+        assert_int_equal(store_commit_op(s, &op, NULL, NULL, &err), 0);
+        if (i % 5 == 4) {
+            uint32_t uid = i / 2 + 1;
+            struct mail_op fl = {.type = TDM_REC_MESSAGE_FLAGS,
+                                 .mailbox = "alice",
+                                 .folder = "INBOX",
+                                 .flag_mode = MAIL_FLAGS_ADD,
+                                 .flags = MAIL_FLAG_SEEN,
+                                 .uids = &uid,
+                                 .n_uids = 1};
+            assert_int_equal(store_commit_op(s, &fl, NULL, NULL, &err), 0);
+        }
+        if (i % 11 == 10) {
+            uint32_t uid = i / 3 + 1;
+            struct mail_op ex = {.type = TDM_REC_MESSAGE_EXPUNGE,
+                                 .mailbox = "alice",
+                                 .folder = "INBOX",
+                                 .uids = &uid,
+                                 .n_uids = 1};
+            assert_int_equal(store_commit_op(s, &ex, NULL, NULL, &err), 0);
+        }
+    }
+}
+
+/* Reads [0, durable_end) of an active generation. */
+static uint8_t *
+read_generation(struct store *s, uint64_t gen, struct store_log_extent *ext)
+{
+    assert_int_equal(store_log_extent(s, gen, ext), 0);
+    int fd = -1;
+    assert_int_equal(store_log_open_generation(s, gen, &fd), 0);
+    uint8_t *buf = malloc(ext->durable_end);
+    assert_non_null(buf);
+    assert_int_equal(pread(fd, buf, ext->durable_end, 0), (ssize_t)ext->durable_end);
+    close(fd);
+    return buf;
+}
+
+/* A frame boundary of buf (a generation's first end bytes) after from, picked at random: the
+ * end of BEGIN, of any frame, or the end. */
+static uint64_t
+pick_boundary(const uint8_t *buf, uint64_t end, uint64_t from)
+{
+    uint64_t cand[4096];
+    size_t n = 0;
+    uint64_t off = TDM_LOG_HEADER_SIZE;
+    while (off < end) {
+        struct log_record rec;
+        size_t flen = 0;
+        const char *why = NULL;
+        assert_int_equal(log_record_decode(buf + off, end - off, &rec, &flen, &why), 0);
+        off += flen;
+        if (off > from && n < 4096)
+            cand[n++] = off;
+    }
+    assert_true(n > 0);
+    if (rng() % 4 == 0)
+        return end; /* everything there is, as file mode ships */
+    return cand[rng() % n];
+}
+
+struct ship_stats {
+    uint64_t ranges, generations_begun;
+};
+
+/*
+ * Ships everything the active has durable that the copy lacks, in ranges split at random
+ * frame boundaries, syncing and replaying now and then as the copy agent would.
+ */
+static void
+ship(struct store *active, struct store_copy *copy, struct ship_stats *stats)
+{
+    for (;;) {
+        struct store_copy_position pos;
+        store_copy_get_position(copy, &pos);
+        struct store_log_extent ext;
+        if (store_log_extent(active, pos.generation, &ext) == TDM_ENOTFOUND)
+            break;
+        if (pos.offset == ext.durable_end)
+            break; /* open, and nothing more durable yet */
+        uint8_t *buf = read_generation(active, pos.generation, &ext);
+        uint64_t to = pick_boundary(buf, ext.durable_end, pos.offset);
+        const char *err = NULL;
+        int ret = store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
+                                     to - pos.offset, &err);
+        if (ret != 0)
+            fail_msg("receive %d: %s", ret, err ? err : "-");
+        free(buf);
+        stats->ranges++;
+        stats->generations_begun += pos.offset == 0;
+        if (rng() % 3 == 0)
+            assert_int_equal(store_copy_sync(copy, NULL), 0);
+        if (rng() % 5 == 0)
+            assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
+    }
+    assert_int_equal(store_copy_sync(copy, NULL), 0);
+}
+
+static struct store_copy *
+copy_open(const char *dir)
+{
+    struct store_copy *c = NULL;
+    const char *err = NULL;
+    if (store_copy_open(dir, NULL, &c, &err) != 0)
+        fail_msg("copy open: %s", err);
+    return c;
+}
+
+static struct store_copy *
+copy_new(const char *dir, struct store *active, uint64_t first_gen)
+{
+    struct store_status st;
+    store_get_status(active, &st);
+    const char *err = NULL;
+    if (store_copy_create(dir, st.guid, st.kind, first_gen, &err) != 0)
+        fail_msg("copy create: %s", err);
+    return copy_open(dir);
+}
+
+/* The digest of the mail a closed database or copy holds (store_verify: `db verify`). */
+static void
+digest_of(const char *dir, uint8_t out[32])
+{
+    struct store_verify_options vo = {.tmp_dir = tmpdir, .skip_replay = true};
+    struct store_verify_report r;
+    const char *err = NULL;
+    assert_int_equal(store_verify(dir, &vo, &r, &err), 0);
+    for (size_t i = 0; i < r.n_problems; i++)
+        if (r.problems[i].severity == STORE_PROBLEM_ERROR)
+            fail_msg("verify %s: %s: %s", dir, r.problems[i].file ? r.problems[i].file : "-",
+                     r.problems[i].reason);
+    memcpy(out, r.db_digest, 32);
+    store_verify_report_clear(&r);
+}
+
+static void
+assert_same_mail(const char *a, const char *b)
+{
+    uint8_t da[32], db[32];
+    digest_of(a, da);
+    digest_of(b, db);
+    assert_memory_equal(da, db, 32);
 }
 
 /* ---- the active side ---- */
@@ -243,12 +440,504 @@ test_min_epoch_begins_a_generation_of_the_new_epoch(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* ---- copies fed by a real active ---- */
+
+static void
+test_ship_from_generation_one(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    rng_state = 0x5eed0001;
+    struct ship_stats stats = {0};
+    uint32_t done = 0;
+    for (int round = 0; round < 12; round++) {
+        mail_work(active, done, 15);
+        done += 15;
+        if (round % 4 == 3)
+            assert_int_equal(store_roll(active), 0);
+        ship(active, copy, &stats);
+    }
+    uint64_t replayed = 0;
+    assert_int_equal(store_copy_replay(copy, NULL, &replayed), 0);
+    struct store_status ast;
+    store_get_status(active, &ast);
+    assert_int_equal(replayed, ast.applied_lsn);
+    assert_true(ast.current_generation > 5); /* the shipping crossed rolls */
+    assert_true(stats.ranges > stats.generations_begun);
+
+    struct store_copy_status cst;
+    store_copy_get_status(copy, &cst);
+    assert_memory_equal(cst.guid, ast.guid, 16);
+    assert_string_equal(cst.kind, "mail");
+    assert_int_equal(cst.replayed_lsn, ast.applied_lsn);
+    assert_int_equal(cst.received.lsn, ast.durable_lsn);
+    assert_int_equal(cst.durable.lsn, ast.durable_lsn);
+    assert_int_equal(cst.lowest_generation, 1);
+    assert_false(cst.failed);
+    assert_true(cst.last_received_us > 0 && cst.last_replayed_us > 0);
+
+    /* Byte-identical up to the end of the records. */
+    struct store_copy_position pos;
+    store_copy_get_position(copy, &pos);
+    for (uint64_t g = 1; g < pos.generation; g++) {
+        struct store_log_extent ext;
+        uint8_t *a = read_generation(active, g, &ext);
+        char p[400];
+        snprintf(p, sizeof(p), "%s/log/%016llx.log", copy_dir("copy"), (unsigned long long)g);
+        int fd = open(p, O_RDONLY);
+        assert_true(fd >= 0);
+        struct stat stt;
+        assert_int_equal(fstat(fd, &stt), 0);
+        assert_int_equal((uint64_t)stt.st_size, ext.file_size);
+        uint8_t *b = malloc(ext.durable_end);
+        assert_int_equal(pread(fd, b, ext.durable_end, 0), (ssize_t)ext.durable_end);
+        close(fd);
+        assert_memory_equal(a, b, ext.durable_end);
+        free(a);
+        free(b);
+    }
+    assert_int_equal(store_copy_close(&copy), 0);
+    assert_int_equal(store_close(&active), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+}
+
+static void
+test_copy_reopens_mid_generation(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    rng_state = 0x5eed0002;
+    struct ship_stats stats = {0};
+    uint32_t done = 0;
+    int mid = 0;
+    for (int round = 0; round < 10; round++) {
+        mail_work(active, done, 9);
+        done += 9;
+        ship(active, copy, &stats);
+        struct store_copy_position before, after;
+        store_copy_get_position(copy, &before);
+        mid += before.offset > 0;
+        /* Received but not synced when closing: close syncs it. */
+        assert_int_equal(store_copy_close(&copy), 0);
+        copy = copy_open(copy_dir("copy"));
+        store_copy_get_position(copy, &after);
+        assert_memory_equal(&before, &after, sizeof(before));
+        if (round % 2)
+            assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
+    }
+    assert_true(mid > 0);
+    assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
+    assert_int_equal(store_copy_close(&copy), 0);
+    assert_int_equal(store_close(&active), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+}
+
+static void
+test_activation_continues_with_min_epoch(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    rng_state = 0x5eed0003;
+    struct ship_stats stats = {0};
+    mail_work(active, 0, 30);
+    ship(active, copy, &stats);
+    struct store_copy_position pos;
+    store_copy_get_position(copy, &pos);
+    assert_true(pos.offset > 0); /* the copy holds an open generation */
+    /* Replay nothing: activation's recovery does it. */
+    assert_int_equal(store_copy_close(&copy), 0);
+    struct store_status ast;
+    store_get_status(active, &ast);
+    assert_int_equal(store_close(&active), 0);
+
+    o.min_epoch = 2;
+    const char *err = NULL;
+    struct store *s = NULL;
+    if (store_open(copy_dir("copy"), &o, &s, &err) != 0)
+        fail_msg("activate: %s", err);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.epoch, 2);
+    assert_int_equal(st.applied_lsn, ast.applied_lsn);
+    /* Recovery replayed everything the copy had received. */
+    assert_int_equal(store_close(&s), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+    assert_int_equal(store_open(copy_dir("copy"), &o, &s, &err), 0);
+    struct store_log_extent ext;
+    assert_int_equal(store_log_extent(s, pos.generation, &ext), 0);
+    assert_true(ext.closed);
+    assert_int_equal(ext.epoch, 1);
+    mail_work(s, 30, 5);
+    store_get_status(s, &st);
+    assert_true(st.applied_lsn > ast.applied_lsn);
+    assert_int_equal(store_log_extent(s, pos.generation + 1, &ext), 0);
+    assert_int_equal(ext.epoch, 2);
+    assert_int_equal(ext.first_lsn, ast.applied_lsn + 1);
+    assert_int_equal(store_close(&s), 0);
+    s = NULL;
+    assert_int_equal(store_open(copy_dir("copy"), &o, &s, &err), 0);
+    assert_int_equal(store_close(&s), 0);
+}
+
+static void
+test_copy_truncate_and_standby_limits(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    rng_state = 0x5eed0004;
+    struct ship_stats stats = {0};
+    uint32_t done = 0;
+    for (int round = 0; round < 6; round++) {
+        mail_work(active, done, 10);
+        done += 10;
+        assert_int_equal(store_roll(active), 0);
+    }
+    ship(active, copy, &stats);
+    struct store_copy_status cst;
+    store_copy_get_status(copy, &cst);
+    uint64_t top = cst.received.generation - 1; /* the last one closed */
+    assert_true(top >= 6);
+
+    /* A standby holding back 2 generations replays up to the end of top - 2. */
+    struct store_log_extent ext;
+    assert_int_equal(store_log_extent(active, top - 2, &ext), 0);
+    struct store_copy_replay_limit hold = {.hold_generations = 2};
+    uint64_t replayed = 0;
+    assert_int_equal(store_copy_replay(copy, &hold, &replayed), 0);
+    assert_int_equal(replayed, ext.last_lsn);
+    /* ... and only generations begun before a time: none is older than 0 + 1 us. */
+    struct store_copy_replay_limit lag = {.created_before_us = 1};
+    assert_int_equal(store_copy_replay(copy, &lag, &replayed), 0);
+    assert_int_equal(replayed, ext.last_lsn);
+    struct store_copy_replay_limit cap = {.max_lsn = ext.last_lsn + 3};
+    assert_int_equal(store_copy_replay(copy, &cap, &replayed), 0);
+    assert_int_equal(replayed, ext.last_lsn + 3);
+
+    /* Truncation takes only what is replayed and checkpointed. */
+    assert_int_equal(store_copy_truncate(copy, top), 0);
+    store_copy_get_status(copy, &cst);
+    assert_int_equal(cst.lowest_generation, 1);   /* nothing checkpointed yet */
+    assert_int_equal(store_copy_close(&copy), 0); /* close checkpoints */
+    copy = copy_open(copy_dir("copy"));
+    assert_int_equal(store_copy_truncate(copy, top), 0);
+    store_copy_get_status(copy, &cst);
+    /* Generation g goes when its last LSN <= the checkpoint: ext.last_lsn + 3 is inside
+     * top - 1, so the generations below top - 1 go. */
+    assert_int_equal(cst.lowest_generation, top - 1);
+    assert_int_equal(cst.checkpoint_lsn, ext.last_lsn + 3);
+    assert_int_equal(store_copy_replay(copy, NULL, &replayed), 0);
+    store_get_status(active, &(struct store_status){0});
+    struct store_status ast;
+    store_get_status(active, &ast);
+    assert_int_equal(replayed, ast.applied_lsn);
+    assert_int_equal(store_copy_close(&copy), 0);
+    copy = copy_open(copy_dir("copy"));
+    store_copy_get_status(copy, &cst);
+    assert_int_equal(cst.lowest_generation, top - 1);
+    assert_int_equal(cst.replayed_lsn, ast.applied_lsn);
+    assert_int_equal(store_copy_close(&copy), 0);
+    assert_int_equal(store_close(&active), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+}
+
+static void
+test_copy_opens_a_former_active(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    mail_work(active, 0, 20);
+    struct store_status ast;
+    store_get_status(active, &ast);
+    assert_int_equal(store_close(&active), 0);
+    /* The old active becomes a copy: its spares go, it continues where its log ends. */
+    struct store_copy *copy = copy_open(active_dir());
+    struct store_copy_status cst;
+    store_copy_get_status(copy, &cst);
+    assert_int_equal(cst.received.generation, ast.current_generation + 1);
+    assert_int_equal(cst.received.offset, 0);
+    assert_int_equal(cst.received.lsn, ast.applied_lsn);
+    assert_int_equal(cst.replayed_lsn, ast.applied_lsn);
+    char p[400];
+    snprintf(p, sizeof(p), "%s/log/%016llx.log", active_dir(),
+             (unsigned long long)ast.current_generation + 1);
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(store_copy_close(&copy), 0);
+}
+
+/* ---- inspection ---- */
+
+/* A synthetic generation for the inspection cases, with whatever identity a case needs. */
+struct synth {
+    uint8_t guid[16];
+    uint64_t gen, epoch, first_lsn;
+    uint32_t prev_checksum;
+    int records;
+    bool closed;
+    uint32_t payload; /* bytes per record */
+};
+
+struct synth_out {
+    uint8_t *buf; /* the file's first len bytes */
+    size_t len;
+    size_t frame_end[64]; /* offset past BEGIN ([0]) and each record ([1..records]) */
+    uint32_t checksum;
+    uint64_t last_lsn;
+};
+
+static void
+synth_build(const struct synth *sy, struct synth_out *out)
+{
+    const size_t size = 64 * 1024;
+    memset(out, 0, sizeof(*out));
+    out->buf = calloc(1, size);
+    assert_non_null(out->buf);
+    struct log_header h = {.version = TDM_LOG_VERSION,
+                           .generation = sy->gen,
+                           .created_us = 1000 + sy->gen,
+                           .epoch = sy->epoch,
+                           .first_lsn = sy->first_lsn,
+                           .prev_checksum = sy->prev_checksum,
+                           .file_size = (uint32_t)size};
+    memcpy(h.guid, sy->guid, 16);
+    log_header_encode(&h, out->buf);
+    size_t off = TDM_LOG_HEADER_SIZE;
+    log_begin_encode(&h, out->buf + off);
+    out->checksum = crc32c(0, out->buf + off, TDM_LOG_BEGIN_FRAME);
+    off += TDM_LOG_BEGIN_FRAME;
+    out->frame_end[0] = off;
+    uint8_t body[256];
+    memset(body, 0x33, sizeof(body));
+    for (int i = 0; i < sy->records; i++) {
+        log_record_encode(sy->first_lsn + (uint64_t)i, sy->epoch, TDM_REC_NOOP, body, sy->payload,
+                          out->buf + off);
+        out->checksum = crc32c(out->checksum, out->buf + off, log_frame_size(sy->payload));
+        off += log_frame_size(sy->payload);
+        out->frame_end[i + 1] = off;
+    }
+    out->last_lsn = sy->first_lsn + (uint64_t)sy->records - 1;
+    if (sy->closed) {
+        struct log_end end = {.record_count = (uint64_t)sy->records, .gen_checksum = out->checksum};
+        uint8_t ep[TDM_LOG_END_PAYLOAD];
+        log_end_encode(&end, ep);
+        log_record_encode(sy->records ? out->last_lsn : 0, sy->epoch, TDM_REC_END, ep, sizeof(ep),
+                          out->buf + off);
+        off += TDM_LOG_END_FRAME;
+    }
+    out->len = off;
+}
+
+static const uint8_t guid_a[16] = {0xa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static const uint8_t guid_b[16] = {0xb, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* Receives bad bytes: the error expected, and nothing kept (same position, no new file). */
+static void
+refused(struct store_copy *c, uint64_t gen, uint64_t off, const uint8_t *b, size_t len, int expect,
+        const char *expect_in_error)
+{
+    struct store_copy_position before, after;
+    store_copy_get_position(c, &before);
+    const char *err = NULL;
+    int ret = store_copy_receive(c, gen, off, b, len, &err);
+    if (ret != expect)
+        fail_msg("receive returned %d (%s), expected %d", ret, err ? err : "-", expect);
+    assert_non_null(err);
+    if (expect_in_error && !strstr(err, expect_in_error))
+        fail_msg("error \"%s\" does not name \"%s\"", err, expect_in_error);
+    store_copy_get_position(c, &after);
+    assert_memory_equal(&before, &after, sizeof(before));
+    char p[400];
+    snprintf(p, sizeof(p), "%s/log/%016llx.log", copy_dir("copy"), (unsigned long long)gen);
+    if (off == 0)
+        assert_int_equal(access(p, F_OK), -1);
+    struct store_copy_status st;
+    store_copy_get_status(c, &st);
+    assert_false(st.failed);
+}
+
+static void
+accepted(struct store_copy *c, uint64_t gen, uint64_t off, const uint8_t *b, size_t len)
+{
+    const char *err = NULL;
+    int ret = store_copy_receive(c, gen, off, b, len, &err);
+    if (ret != 0)
+        fail_msg("receive returned %d (%s)", ret, err ? err : "-");
+}
+
+static struct store_copy *
+synth_copy(uint64_t first_gen)
+{
+    const char *err = NULL;
+    assert_int_equal(store_copy_create(copy_dir("copy"), guid_a, NULL, first_gen, &err), 0);
+    return copy_open(copy_dir("copy"));
+}
+
+static void
+test_inspection_refuses_bad_bytes(void **state)
+{
+    (void)state;
+    struct store_copy *c = synth_copy(1);
+    struct synth sy = {
+        .gen = 1, .epoch = 5, .first_lsn = 1, .records = 6, .closed = true, .payload = 100};
+    memcpy(sy.guid, guid_a, 16);
+    struct synth_out g1;
+    synth_build(&sy, &g1);
+
+    /* Another database's generation. */
+    struct synth other = sy;
+    memcpy(other.guid, guid_b, 16);
+    struct synth_out o1;
+    synth_build(&other, &o1);
+    refused(c, 1, 0, o1.buf, o1.len, TDM_ECORRUPT, "GUID");
+    free(o1.buf);
+
+    /* Not at the position. */
+    refused(c, 2, 0, g1.buf, g1.len, TDM_EINVAL, "position");
+    refused(c, 1, 4096, g1.buf + 4096, g1.len - 4096, TDM_EINVAL, "position");
+
+    /* A flipped byte in a frame, anywhere in the range: nothing of the range is kept. */
+    uint8_t *bad = malloc(g1.len);
+    memcpy(bad, g1.buf, g1.len);
+    bad[g1.frame_end[3] + 30] ^= 0x40;
+    refused(c, 1, 0, bad, g1.len, TDM_ECORRUPT, "generation 1 offset");
+
+    /* A range that ends inside a frame. */
+    refused(c, 1, 0, g1.buf, g1.frame_end[2] + 10, TDM_ECORRUPT, "inside a frame");
+
+    /* The header and BEGIN plus two records: accepted. */
+    accepted(c, 1, 0, g1.buf, g1.frame_end[2]);
+
+    /* A gap in LSN inside the generation: record 4 where 3 belongs (valid CRC). */
+    uint8_t frame[200];
+    uint8_t body[256];
+    memset(body, 0x33, sizeof(body));
+    log_record_encode(4, 5, TDM_REC_NOOP, body, 100, frame);
+    refused(c, 1, g1.frame_end[2], frame, log_frame_size(100), TDM_ECORRUPT, "gap in LSN");
+    /* A record of another epoch. */
+    log_record_encode(3, 4, TDM_REC_NOOP, body, 100, frame);
+    refused(c, 1, g1.frame_end[2], frame, log_frame_size(100), TDM_ECORRUPT, "epoch");
+    /* A flipped byte in the middle of a continuing range. */
+    memcpy(bad, g1.buf, g1.len);
+    bad[g1.frame_end[4] + 5] ^= 1;
+    refused(c, 1, g1.frame_end[2], bad + g1.frame_end[2], g1.frame_end[6] - g1.frame_end[2],
+            TDM_ECORRUPT, NULL);
+
+    /* END with a wrong checksum (its own CRC valid). */
+    memcpy(bad, g1.buf, g1.len);
+    {
+        struct log_end end = {.record_count = 6, .gen_checksum = g1.checksum ^ 1};
+        uint8_t ep[TDM_LOG_END_PAYLOAD];
+        log_end_encode(&end, ep);
+        log_record_encode(g1.last_lsn, 5, TDM_REC_END, ep, sizeof(ep), bad + g1.frame_end[6]);
+    }
+    refused(c, 1, g1.frame_end[2], bad + g1.frame_end[2], g1.len - g1.frame_end[2], TDM_ECORRUPT,
+            "checksum");
+    free(bad);
+
+    /* The rest, closed: accepted. */
+    accepted(c, 1, g1.frame_end[2], g1.buf + g1.frame_end[2], g1.len - g1.frame_end[2]);
+    /* Bytes after END are not at the position. */
+    refused(c, 1, g1.len, g1.buf + g1.frame_end[5], 128, TDM_EINVAL, "position");
+
+    /* Generation 2: an older epoch, a broken chain, a gap in LSN at its start. */
+    struct synth s2 = {.gen = 2,
+                       .epoch = 4,
+                       .first_lsn = 7,
+                       .prev_checksum = g1.checksum,
+                       .records = 2,
+                       .closed = false,
+                       .payload = 20};
+    memcpy(s2.guid, guid_a, 16);
+    struct synth_out g2;
+    synth_build(&s2, &g2);
+    refused(c, 2, 0, g2.buf, g2.len, TDM_ECORRUPT, "older");
+    free(g2.buf);
+    s2.epoch = 6;
+    s2.prev_checksum = g1.checksum + 1;
+    synth_build(&s2, &g2);
+    refused(c, 2, 0, g2.buf, g2.len, TDM_ECORRUPT, "chain");
+    free(g2.buf);
+    s2.prev_checksum = g1.checksum;
+    s2.first_lsn = 8;
+    synth_build(&s2, &g2);
+    refused(c, 2, 0, g2.buf, g2.len, TDM_ECORRUPT, "gap in LSN");
+    free(g2.buf);
+    /* BEGIN naming another generation than the one shipped. */
+    s2.first_lsn = 7;
+    s2.gen = 3;
+    synth_build(&s2, &g2);
+    refused(c, 2, 0, g2.buf, g2.len, TDM_ECORRUPT, "BEGIN names generation 3");
+    free(g2.buf);
+    /* A newer epoch is fine. */
+    s2.gen = 2;
+    synth_build(&s2, &g2);
+    accepted(c, 2, 0, g2.buf, g2.len);
+    free(g2.buf);
+
+    struct store_copy_position pos;
+    assert_int_equal(store_copy_sync(c, &pos), 0);
+    assert_int_equal(pos.generation, 2);
+    assert_int_equal(pos.lsn, 8);
+    assert_int_equal(pos.epoch, 6);
+    uint64_t replayed = 0;
+    assert_int_equal(store_copy_replay(c, NULL, &replayed), 0);
+    assert_int_equal(replayed, 8);
+    struct store_copy_status st;
+    store_copy_get_status(c, &st);
+    assert_int_equal(st.inspected_generation, 1);
+    assert_int_equal(st.replayed_generation, 1);
+    assert_false(st.failed);
+    assert_int_equal(store_copy_close(&c), 0);
+    free(g1.buf);
+}
+
+static void
+test_first_generation_must_not_leave_a_gap(void **state)
+{
+    (void)state;
+    /* A copy expecting generation 3 with an empty database: generation 3 begins at LSN 20,
+     * and records 1..19 are nowhere. */
+    struct store_copy *c = synth_copy(3);
+    struct store_copy_position pos;
+    store_copy_get_position(c, &pos);
+    assert_int_equal(pos.generation, 3);
+    assert_int_equal(pos.offset, 0);
+    struct synth sy = {.gen = 3, .epoch = 1, .first_lsn = 20, .records = 2, .payload = 10};
+    memcpy(sy.guid, guid_a, 16);
+    struct synth_out g;
+    synth_build(&sy, &g);
+    refused(c, 3, 0, g.buf, g.len, TDM_ECORRUPT, "gap in LSN");
+    free(g.buf);
+    assert_int_equal(store_copy_close(&c), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_extent_follows_the_durable_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_epoch_begins_a_generation_of_the_new_epoch, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ship_from_generation_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_reopens_mid_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_activation_continues_with_min_epoch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_truncate_and_standby_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_opens_a_former_active, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inspection_refuses_bad_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_generation_must_not_leave_a_gap, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
