@@ -11,6 +11,7 @@
  *
  * The inactivity timeout (30 minutes without input, lib/conn) is left as it is: RFC 2177 asks
  * clients to re-issue IDLE at least every 29 minutes, and each DONE and IDLE is input.
+ * Meanwhile "* OK Still here" keeps NAT boxes from forgetting the connection (imap_keepalive.c).
  */
 #include "imap/imap_int.h"
 
@@ -38,6 +39,7 @@ imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd)
     s->line_for = IMAP_LINE_IDLE;
     imap_parser_expect_line(s->parser);
     imap_buf_puts(&s->out, "+ idling\r\n");
+    imap__keepalive_start(s);
     /* What changed since the last command, before waiting for more. */
     announce(s);
     imap__flush(s);
@@ -49,6 +51,7 @@ void
 imap__idle_line(struct imap_session *s, const uint8_t *data, size_t len)
 {
     s->idling = false;
+    imap__keepalive_stop(s);
     if (!imap_line_is_done(data, len)) {
         imap__reply(s, s->tag, "BAD", NULL, "Expected DONE to end IDLE");
         return;

@@ -98,6 +98,7 @@ struct imap_session {
     /* An APPEND whose message bytes are arriving (imap_append.c), owned. */
     struct imap_append *append;
     bool idling; /* inside IDLE (imap_idle.c) */
+    struct event *keepalive; /* while idling: "* OK Still here" (imap_keepalive.c), owned */
     /* A FETCH answering in batches as the output drains (imap_fetch_cmd.c), owned. */
     struct imap_fetch_job *fetch;
     struct imap_watcher *watcher; /* while selected: hears of changes (imap_watch.c), owned */
@@ -300,6 +301,13 @@ void imap__cmd_idle(struct imap_session *s, const struct imap_command *cmd);
 void imap__idle_line(struct imap_session *s, const uint8_t *data, size_t len);
 /* The selected folder changed (imap_watch.c): an IDLE session announces it now. */
 void imap__idle_changed(struct imap_session *s);
+
+/* ---- imap_keepalive.c: "* OK Still here" while in IDLE ---- */
+
+/* From now on, every [imap] idle_keepalive while s->idling (nothing when it is 0). */
+void imap__keepalive_start(struct imap_session *s);
+/* Stops that (IDLE ended, the session's end). Does nothing when not started. */
+void imap__keepalive_stop(struct imap_session *s);
 
 /* ---- imap_watch.c: which sessions watch which folder; the core's CHANGED routed to them ---- */
 

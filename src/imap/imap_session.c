@@ -562,6 +562,7 @@ imap__release(struct imap_session *s)
     if (s->conn || s->waiting || s->busy)
         return;
     imap__append_discard(s);
+    imap__keepalive_stop(s);
     imap__unwatch(s);
     imap_view_free(&s->view);
     imap__forget_saved(s);

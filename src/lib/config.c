@@ -172,6 +172,10 @@ static const struct key_spec imap_keys[] = {
       max_per_address),
     K("max_login_failures", KT_INT, false, "10", 1, 1000, 0, NULL, struct tdm_config_imap,
       max_login_failures),
+    /* Dovecot's imap_idle_notify_interval, 2 minutes: NAT boxes forget quiet TCP flows after a
+     * few minutes. Under the 30 minutes a connection may stay silent, or it would never run. */
+    K("idle_keepalive", KT_DURATION, false, "2m", 0, 29 * MIN, 0, NULL, struct tdm_config_imap,
+      idle_keepalive_ms),
     {0}};
 
 static int listen_finish(struct loader *ld, const struct opened *o);

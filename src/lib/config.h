@@ -105,6 +105,7 @@ struct tdm_config_imap {
     uint32_t max_connections;    /* at once, in total */
     uint32_t max_per_address;    /* at once, from one client address */
     uint32_t max_login_failures; /* on one connection, before it is closed */
+    uint64_t idle_keepalive_ms;  /* "* OK Still here" this often during IDLE; 0 = never */
 };
 
 /* [log] */

@@ -130,9 +130,12 @@ static const struct good goods[] = {
      "[listen smtp]\nnetwork = public\nport = 25\n[smtp]\ndomains = example.test\n",
      "domains = example.test\n"},
     /* [imap]: connection and login limits with their defaults */
-    {BASE, "[imap]\nmax_connections = 10000\nmax_per_address = 10000\nmax_login_failures = 10\n"},
+    {BASE, "[imap]\nmax_connections = 10000\nmax_per_address = 10000\nmax_login_failures = 10\n"
+           "idle_keepalive = 2m\n"},
     {BASE "[imap]\nmax_per_address = 50\nmax_login_failures = 3\n",
      "max_per_address = 50\nmax_login_failures = 3\n"},
+    {BASE "[imap]\nidle_keepalive = 0s\n", "idle_keepalive = 0s\n"},
+    {BASE "[imap]\nidle_keepalive = 90s\n", "idle_keepalive = 90s\n"},
     /* syntax: comments, spacing, quotes and escapes */
     {"# only a comment\n\n   \t\n" BASE, "site = dc1\n"},
     {BASE "[log]   # trailing comment\n\tlevel\t=\tdebug\t# why\n", "level = debug\n"},
@@ -296,6 +299,8 @@ static const struct bad bads[] = {
     /* [imap] */
     {BASE "[imap]\nmax_per_address = 0\n", 10, "max_per_address", "out of range", E},
     {BASE "[imap]\nmax_logins = 3\n", 10, "max_logins", "unknown key in [imap]", E},
+    {BASE "[imap]\nidle_keepalive = 30m\n", 10, "idle_keepalive", "out of range 0s..29m", E},
+    {BASE "[imap]\nidle_keepalive = 2\n", 10, "idle_keepalive", "needs a unit", E},
     /* [smtp] */
     {BASE "[smtp]\ndomains = example.test, -bad.test\n", 10, "domains", "is not a domain name", E},
     {BASE "[smtp]\ndomains = a..b\n", 10, "domains", "is not a domain name", E},
