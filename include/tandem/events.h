@@ -47,6 +47,13 @@ enum tdm_event {
     TDM_EV_REPL_COPY_SEEDING = 4007,
     TDM_EV_REPL_COPY_INSPECTION_FAILED = 4010,
     TDM_EV_REPL_COPY_NETWORK_CHANGED = 4011,
+
+    /* The replication source (src/repl/repl_source*.c), serving the active's log. */
+    TDM_EV_REPL_SOURCE_COPY_CONNECTED = 4050,
+    TDM_EV_REPL_SOURCE_COPY_REFUSED = 4051,
+    TDM_EV_REPL_SOURCE_COPY_DISCONNECTED = 4052,
+    TDM_EV_REPL_SOURCE_COPY_RELEASED = 4053,
+    TDM_EV_REPL_SOURCE_READ_FAILED = 4054,
 };
 
 enum tdm_event_severity {

@@ -50,6 +50,11 @@ static const struct {
     {TDM_EV_REPL_COPY_SEEDING, "repl.copy_seeding", TDM_EV_SEV_INFO},
     {TDM_EV_REPL_COPY_INSPECTION_FAILED, "repl.copy_inspection_failed", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_COPY_NETWORK_CHANGED, "repl.copy_network_changed", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_SOURCE_COPY_CONNECTED, "repl.source_copy_connected", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_SOURCE_COPY_REFUSED, "repl.source_copy_refused", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_SOURCE_COPY_DISCONNECTED, "repl.source_copy_disconnected", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_SOURCE_COPY_RELEASED, "repl.source_copy_released", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_SOURCE_READ_FAILED, "repl.source_read_failed", TDM_EV_SEV_ERROR},
 };
 
 const char *

@@ -246,6 +246,15 @@ static const struct {
      TDM_EV_SEV_WARNING, "warning"},
     {TDM_EV_REPL_COPY_NETWORK_CHANGED, 4011, "repl.copy_network_changed", TDM_EV_SEV_INFO,
      "info"},
+    {TDM_EV_REPL_SOURCE_COPY_CONNECTED, 4050, "repl.source_copy_connected", TDM_EV_SEV_INFO,
+     "info"},
+    {TDM_EV_REPL_SOURCE_COPY_REFUSED, 4051, "repl.source_copy_refused", TDM_EV_SEV_WARNING,
+     "warning"},
+    {TDM_EV_REPL_SOURCE_COPY_DISCONNECTED, 4052, "repl.source_copy_disconnected",
+     TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_SOURCE_COPY_RELEASED, 4053, "repl.source_copy_released", TDM_EV_SEV_WARNING,
+     "warning"},
+    {TDM_EV_REPL_SOURCE_READ_FAILED, 4054, "repl.source_read_failed", TDM_EV_SEV_ERROR, "error"},
 };
 
 static void
