@@ -1,0 +1,117 @@
+#ifndef TANDEM_REPL_REPL_COPY_INT_H
+#define TANDEM_REPL_REPL_COPY_INT_H
+
+/*
+ * What the copy agent's files share (repl_copy.h): repl_copy.c owns the thread, the commands
+ * from other threads, the state and the published status; repl_copy_link.c the connections
+ * to the active (networks in order, back-off, probing the preferred network); repl_copy_ship.c
+ * what arrives on them (HELLO_REPLY, LOG_DATA, POSITION) and what goes into the store.
+ *
+ * Everything here except the fields marked "lock" belongs to the agent's thread.
+ */
+
+#include "proto/repl/repl_wire.h"
+#include "proto/repl/repl_zstd.h"
+#include "repl/repl_copy.h"
+#include "store/store_copy.h"
+
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bufferevent;
+struct event;
+struct event_base;
+
+/* One connection to the active: the session in use, or a probe of a better network. */
+struct repl_copy_link {
+    struct repl_copy *copy;
+    struct bufferevent *bev;
+    unsigned net;     /* index into conf.sources */
+    bool probe;       /* a probe: adopted as the session once its handshake completes */
+    bool connected;   /* TLS handshake done */
+    bool hello_done;  /* HELLO_REPLY OK received */
+    uint32_t hello_id;
+};
+
+struct repl_copy {
+    /* Set at start, read-only afterwards. */
+    char *database, *dir, *server_name, *key;
+    struct repl_copy_conf conf;
+    struct store_options store_opt;
+    SSL_CTX *ssl_ctx;
+    uint32_t timeout_ms, retry_min_ms, retry_max_ms, probe_ms;
+    pthread_t thread;
+    int wake_fd; /* eventfd: other threads -> the agent's loop */
+
+    /* lock: commands and the published status. */
+    pthread_mutex_t lock;
+    bool cmd_stop, cmd_suspend, cmd_resume;
+    char *cmd_comment;
+    struct repl_copy_status published;
+
+    /* The agent's thread. */
+    struct event_base *base;
+    struct event *wake_ev, *retry_ev, *probe_ev, *tick_ev;
+    struct store_copy *store; /* NULL until the copy exists (a new copy before its seed) */
+    struct repl_zstd *zstd;
+    uint8_t *raw; /* REPL_WIRE_CHUNK_MAX bytes for decompressed chunks */
+    struct repl_copy_link *session, *probe_link;
+    unsigned next_net;      /* the network the next connection attempt uses */
+    uint32_t retry_ms;      /* current back-off */
+    unsigned used_net;      /* network of the last session that reached HELLO_REPLY OK */
+    bool used_any;          /* used_net is valid */
+    bool dirty;             /* received since the last sync */
+    bool seeding;           /* created from nothing; Healthy once first caught up */
+    uint32_t next_hello_id;
+    char net_errors[1024];  /* why each network failed in this round, for Disconnected */
+    struct repl_copy_status st; /* the thread's own copy; published on every change */
+    uint64_t bytes_at_tick;
+};
+
+/* ---- repl_copy.c ---- */
+
+/* Enters state (an event when it changes; the message replaces the old one) and publishes. */
+void repl_copy__set_state(struct repl_copy *c, enum repl_copy_state state, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Refreshes the positions and queues from the store and publishes the status. */
+void repl_copy__publish(struct repl_copy *c);
+/* Milliseconds / microseconds of the wall clock. */
+uint64_t repl_copy__now_us(void);
+
+/* ---- repl_copy_link.c ---- */
+
+/* Starts a connection attempt on c->next_net (the session), unless one is running. */
+void repl_copy__connect(struct repl_copy *c);
+/* Closes the session and any probe; no retry is scheduled. */
+void repl_copy__disconnect(struct repl_copy *c);
+/* Closes the session and connects again at once from the first network (a resynchronization:
+ * the active ships again from the copy's position). */
+void repl_copy__reconnect(struct repl_copy *c);
+/* The session failed after HELLO_REPLY refused: close it and retry after the back-off (or
+ * never, with retry false). */
+void repl_copy__retry_later(struct repl_copy *c, bool retry);
+/* The probe timer: on a network other than the first, tries the next better one; a probe
+ * whose handshake completes becomes the session. */
+void repl_copy__probe(struct repl_copy *c);
+/* Queues msg on link. 0, or a negative code (the link is then closed by the caller). */
+int repl_copy__send(struct repl_copy_link *link, const struct repl_msg *msg);
+
+/* ---- repl_copy_ship.c ---- */
+
+/* The HELLO for the copy's current position. */
+void repl_copy__hello(struct repl_copy *c, struct repl_msg *msg_r, uint32_t request_id);
+/* Acts on one message from the active on the session. Returns 0 to go on reading, or < 0
+ * when the session was closed (stop reading its buffer). */
+int repl_copy__on_message(struct repl_copy *c, struct repl_copy_link *link,
+                          const struct repl_msg *msg);
+/* After a batch of messages: sync what was received, replay, ACK. */
+void repl_copy__flush(struct repl_copy *c, struct repl_copy_link *link);
+/* Replays what the limits allow now (a standby's lag passes with time) and ACKs on change. */
+void repl_copy__replay_tick(struct repl_copy *c);
+/* Opens the copy if it exists (at thread start). 0, -ENOENT (not seeded yet) or an error
+ * (the copy is then Failed). */
+int repl_copy__open_store(struct repl_copy *c);
+
+#endif

@@ -1,0 +1,446 @@
+/*
+ * What the copy agent does with the active's messages (repl_copy_int.h): HELLO_REPLY decides
+ * whether the session goes on (and seeds a new copy), LOG_DATA goes through inspection into the
+ * copy's log, POSITION says how far behind the copy is. After each batch of frames, what was
+ * received is made durable, replayed and acknowledged.
+ *
+ * Inspection failures: a range that fails inspection is dropped (the store keeps nothing of
+ * it) and the session starts again from the copy's position, so the active ships the range
+ * again; the third failure in a row makes the copy Failed (DESIGN.md, "Replication").
+ */
+#include "repl/repl_copy_int.h"
+
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_INSPECTION_FAILURES 3
+#define STANDBY_HOLD_GENERATIONS 50
+
+static bool
+guid_zero(const uint8_t *g)
+{
+    for (unsigned i = 0; i < REPL_WIRE_GUID_LEN; i++)
+        if (g[i])
+            return false;
+    return true;
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Failed for good (until an operator resumes): the session closes and is not retried. */
+static void
+fail_copy(struct repl_copy *c, const char *what, const char *detail)
+{
+    repl_copy__retry_later(c, false);
+    repl_copy__set_state(c, REPL_COPY_FAILED, "%s%s", what, detail);
+}
+
+int
+repl_copy__open_store(struct repl_copy *c)
+{
+    char *log_dir;
+    if (asprintf(&log_dir, "%s/log", c->dir) < 0)
+        log_fatal("out of memory");
+    struct stat st;
+    int exists = stat(log_dir, &st) == 0;
+    free(log_dir);
+    if (!exists)
+        return -ENOENT; /* a new copy: seeded from the active at the first HELLO_REPLY */
+    const char *why;
+    int ret = store_copy_open(c->dir, &c->store_opt, &c->store, &why);
+    if (ret < 0) {
+        c->store = NULL;
+        repl_copy__set_state(c, REPL_COPY_FAILED, "the copy does not open: %s", why);
+        return ret;
+    }
+    return 0;
+}
+
+/*
+ * Seeds a new copy of the database guid: store_copy_create() wants a directory of its own, and
+ * this one already holds copy.conf, so the copy is made in a hidden sibling beside it (the core
+ * skips names starting with '.'), copy.conf is copied in, and the two directories are swapped
+ * with one renameat2(RENAME_EXCHANGE): a crash leaves either the marker alone (seeded again) or
+ * the whole copy. The old directory, holding only the marker, is then removed.
+ */
+static int
+seed(struct repl_copy *c, const uint8_t *guid)
+{
+    char *parent = strdup(c->dir);
+    if (!parent)
+        log_fatal("out of memory");
+    char *slash = strrchr(parent, '/');
+    const char *base = slash ? slash + 1 : parent;
+    if (slash)
+        *slash = '\0';
+    char *tmp, *conf_from, *conf_to;
+    if (asprintf(&tmp, "%s/.%s.seed", slash ? parent : ".", base) < 0 ||
+        asprintf(&conf_from, "%s/%s", c->dir, REPL_COPY_CONF_NAME) < 0 ||
+        asprintf(&conf_to, "%s/%s", tmp, REPL_COPY_CONF_NAME) < 0)
+        log_fatal("out of memory");
+    int ret;
+    const char *why = NULL;
+    char buf[256];
+    /* What a crash left of an earlier seed: removed whole, so the create starts clean. */
+    struct stat st;
+    if (lstat(tmp, &st) == 0 && nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        log_warn("copy %s: cannot remove the leftover %s: %s", c->database, tmp, strerror(errno));
+    ret = store_copy_create(tmp, guid, c->conf.kind, 1, &why);
+    if (ret < 0)
+        goto out;
+    /* The marker goes with the copy. */
+    int in = open(conf_from, O_RDONLY | O_CLOEXEC);
+    int out = in < 0 ? -1 : open(conf_to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    ssize_t n = 0;
+    while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    if (in < 0 || out < 0 || n < 0 || fsync(out) < 0) {
+        ret = -errno;
+        why = "cannot copy copy.conf into the new copy";
+    }
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    if (ret < 0)
+        goto out;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, c->dir, RENAME_EXCHANGE) < 0) {
+        ret = -errno;
+        why = "cannot move the new copy into place (renameat2 RENAME_EXCHANGE)";
+        goto out;
+    }
+    int pfd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0 || fsync(pfd) < 0) {
+        ret = -errno;
+        why = "cannot sync the database directory";
+    }
+    if (pfd >= 0)
+        close(pfd);
+    /* tmp now holds the old directory: only the marker. */
+    unlink(conf_to);
+    rmdir(tmp);
+out:
+    if (ret < 0)
+        repl_copy__set_state(c, REPL_COPY_FAILED, "cannot create the copy in %s: %s (%s)", c->dir,
+                             why ? why : "error", tdm_strerror(ret));
+    free(tmp);
+    free(conf_from);
+    free(conf_to);
+    free(parent);
+    return ret;
+}
+
+void
+repl_copy__hello(struct repl_copy *c, struct repl_msg *msg, uint32_t request_id)
+{
+    memset(msg, 0, sizeof(*msg));
+    msg->type = REPL_HELLO;
+    msg->request_id = request_id;
+    struct repl_hello *h = &msg->u.hello;
+    h->version_min = REPL_WIRE_VERSION_MIN;
+    h->version_max = REPL_WIRE_VERSION;
+    h->server = repl_str_c(c->server_name);
+    h->key = repl_str_c(c->key);
+    h->database = repl_str_c(c->database);
+    h->role = c->conf.role;
+    h->start_generation = 1;
+    if (c->store) {
+        struct store_copy_status s;
+        store_copy_get_status(c->store, &s);
+        struct store_copy_position p;
+        store_copy_get_position(c->store, &p);
+        memcpy(h->guid, s.guid, REPL_WIRE_GUID_LEN);
+        h->start_generation = p.generation ? p.generation : 1;
+        h->start_offset = p.offset;
+        h->last_lsn = p.lsn;
+        h->epoch = p.epoch;
+    }
+}
+
+static int
+on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_hello_reply *r)
+{
+    char reason[REPL_WIRE_TEXT_MAX + 1];
+    snprintf(reason, sizeof(reason), "%.*s", (int)r->reason.len, r->reason.ptr);
+    const char *code = repl_code_name(r->code);
+    switch (r->code) {
+    case REPL_CODE_OK:
+        break;
+    case REPL_CODE_UNKNOWN_DATABASE:
+    case REPL_CODE_NOT_ACTIVE:
+    case REPL_CODE_SHUTDOWN:
+    case REPL_CODE_INTERNAL:
+    case REPL_CODE_LIMIT:
+    case REPL_CODE_TIMEOUT:
+        repl_copy__retry_later(c, true);
+        repl_copy__set_state(c, REPL_COPY_SERVICE_DOWN, "the active refused (%s): %s", code,
+                             reason);
+        return -1;
+    case REPL_CODE_AUTH:
+        /* Fixed on the directory (the key, membership of servers), not here: keep trying,
+         * slowly, so the copy recovers by itself once it is. */
+        repl_copy__retry_later(c, true);
+        repl_copy__set_state(c, REPL_COPY_FAILED,
+                             "the active refused this server's credentials (%s): %s", code,
+                             reason);
+        return -1;
+    default: /* guid-mismatch, position-gone, diverged, version, protocol */
+        repl_copy__retry_later(c, false);
+        repl_copy__set_state(c, REPL_COPY_FAILED, "the active refused (%s): %s%s", code ? code : "?",
+                             reason,
+                             r->code == REPL_CODE_POSITION_GONE || r->code == REPL_CODE_DIVERGED
+                                 ? "; the copy needs a reseed"
+                                 : "");
+        return -1;
+    }
+    if (c->store) {
+        struct store_copy_status s;
+        store_copy_get_status(c->store, &s);
+        if (memcmp(s.guid, r->guid, REPL_WIRE_GUID_LEN) != 0) {
+            fail_copy(c, "the active's database has another GUID than this copy", "");
+            return -1;
+        }
+    } else {
+        if (guid_zero(r->guid)) {
+            fail_copy(c, "the active named no database GUID to seed the copy with", "");
+            return -1;
+        }
+        if (seed(c, r->guid) < 0 || repl_copy__open_store(c) < 0) {
+            repl_copy__retry_later(c, false);
+            return -1;
+        }
+        c->seeding = true;
+    }
+    l->hello_done = true;
+    c->st.mode = r->mode;
+    c->retry_ms = c->retry_min_ms;
+    if (!c->used_any || c->used_net != l->net) {
+        if (c->used_any)
+            event_emit(TDM_EV_REPL_COPY_NETWORK_CHANGED, c->database,
+                       "copy of %s now ships over network %s (%s), not %s", c->database,
+                       c->st.network, c->st.endpoint, c->conf.sources[c->used_net].network);
+        c->used_net = l->net;
+        c->used_any = true;
+    }
+    if (l->net > 0) {
+        struct timeval tv = {c->probe_ms / 1000, (c->probe_ms % 1000) * 1000};
+        evtimer_add(c->probe_ev, &tv);
+    }
+    c->st.source_generation = r->current_generation;
+    c->st.source_durable_end = r->durable_end;
+    if (c->seeding)
+        repl_copy__set_state(c, REPL_COPY_SEEDING, "a new copy, from generation 1 over network %s",
+                             c->st.network);
+    else
+        repl_copy__set_state(c, REPL_COPY_HEALTHY, "%s mode, over network %s (%s)",
+                             repl_mode_name(r->mode) ? repl_mode_name(r->mode) : "?",
+                             c->st.network, c->st.endpoint);
+    return 0;
+}
+
+static int
+on_log_data(struct repl_copy *c, const struct repl_log_data *d)
+{
+    const uint8_t *bytes = d->data;
+    if (d->compression == REPL_COMPRESSION_ZSTD) {
+        const char *why;
+        int ret = repl_zstd_decompress(c->zstd, d->data, d->data_len, c->raw, d->raw_length, &why);
+        if (ret == -ENOMEM)
+            log_fatal("out of memory");
+        if (ret < 0) {
+            log_error("copy %s: generation %llu at %llu does not decompress: %s", c->database,
+                      (unsigned long long)d->generation, (unsigned long long)d->offset, why);
+            repl_copy__reconnect(c);
+            return -1;
+        }
+        bytes = c->raw;
+    }
+    const char *why = NULL;
+    int ret = store_copy_receive(c->store, d->generation, d->offset, bytes, d->raw_length, &why);
+    if (ret == 0) {
+        c->st.inspection_failures = 0;
+        c->st.bytes_received += d->raw_length;
+        c->dirty = true;
+        return 0;
+    }
+    if (ret == TDM_ECORRUPT || ret == TDM_EINVAL) {
+        uint32_t n = ++c->st.inspection_failures;
+        event_emit(TDM_EV_REPL_COPY_INSPECTION_FAILED, c->database,
+                   "copy of %s: generation %llu from offset %llu failed inspection (%u of %u): %s",
+                   c->database, (unsigned long long)d->generation, (unsigned long long)d->offset,
+                   (unsigned)n, MAX_INSPECTION_FAILURES, why ? why : tdm_strerror(ret));
+        if (n >= MAX_INSPECTION_FAILURES) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "generation %llu failed inspection %u times in a row: %s",
+                     (unsigned long long)d->generation, (unsigned)n, why ? why : tdm_strerror(ret));
+            fail_copy(c, msg, "; the copy needs a reseed");
+            return -1;
+        }
+        /* Ask again from the copy's position. */
+        repl_copy__reconnect(c);
+        return -1;
+    }
+    fail_copy(c, "cannot write the copy's log: ", why ? why : tdm_strerror(ret));
+    return -1;
+}
+
+int
+repl_copy__on_message(struct repl_copy *c, struct repl_copy_link *l, const struct repl_msg *msg)
+{
+    if (!l->hello_done) {
+        if (msg->type == REPL_HELLO_REPLY && msg->request_id == l->hello_id)
+            return on_hello_reply(c, l, &msg->u.hello_reply);
+        if (msg->type == REPL_ERROR)
+            goto error;
+        log_error("copy %s: %s before HELLO_REPLY", c->database, repl_type_name(msg->type));
+        repl_copy__reconnect(c);
+        return -1;
+    }
+    switch (msg->type) {
+    case REPL_LOG_DATA:
+        return on_log_data(c, &msg->u.log_data);
+    case REPL_POSITION:
+        c->st.source_generation = msg->u.position.generation;
+        c->st.source_durable_end = msg->u.position.durable_end;
+        c->st.source_lsn = msg->u.position.durable_lsn;
+        c->st.source_time_us = msg->u.position.time_us;
+        return 0;
+    case REPL_ERROR:
+        goto error;
+    default:
+        log_error("copy %s: unexpected %s from the active", c->database,
+                  repl_type_name(msg->type) ? repl_type_name(msg->type) : "message");
+        repl_copy__reconnect(c);
+        return -1;
+    }
+error:;
+    char text[REPL_WIRE_TEXT_MAX + 1];
+    snprintf(text, sizeof(text), "%.*s", (int)msg->u.error.text.len, msg->u.error.text.ptr);
+    const char *code = repl_code_name(msg->u.error.code);
+    if (msg->u.error.code == REPL_CODE_SHUTDOWN || msg->u.error.code == REPL_CODE_NOT_ACTIVE ||
+        msg->u.error.code == REPL_CODE_UNKNOWN_DATABASE) {
+        repl_copy__retry_later(c, true);
+        repl_copy__set_state(c, REPL_COPY_SERVICE_DOWN, "the active stopped serving (%s): %s",
+                             code ? code : "?", text);
+    } else if (msg->u.error.code == REPL_CODE_DIVERGED ||
+               msg->u.error.code == REPL_CODE_POSITION_GONE ||
+               msg->u.error.code == REPL_CODE_GUID_MISMATCH) {
+        repl_copy__retry_later(c, false);
+        repl_copy__set_state(c, REPL_COPY_FAILED, "the active ended the session (%s): %s",
+                             code ? code : "?", text);
+    } else {
+        log_warn("copy %s: the active ended the session (%s): %s", c->database, code ? code : "?",
+                 text);
+        repl_copy__retry_later(c, true);
+    }
+    return -1;
+}
+
+static void
+send_ack(struct repl_copy *c, struct repl_copy_link *l)
+{
+    struct store_copy_status s;
+    store_copy_get_status(c->store, &s);
+    struct repl_msg ack = {.type = REPL_ACK};
+    ack.u.ack.durable_generation = s.durable.generation ? s.durable.generation : 1;
+    ack.u.ack.durable_offset = s.durable.offset;
+    ack.u.ack.durable_lsn = s.durable.lsn;
+    ack.u.ack.inspected_generation = s.inspected_generation;
+    ack.u.ack.replayed_lsn = s.replayed_lsn;
+    ack.u.ack.replayed_generation = s.replayed_generation;
+    if (repl_copy__send(l, &ack) < 0)
+        repl_copy__reconnect(c);
+}
+
+/* Replays what the role allows. Returns 0 or -1 when the copy is Failed. */
+static int
+replay(struct repl_copy *c)
+{
+    struct store_copy_replay_limit limit = {0};
+    if (c->conf.role == REPL_ROLE_STANDBY) {
+        limit.hold_generations = STANDBY_HOLD_GENERATIONS;
+        if (c->conf.replay_lag_ms)
+            limit.created_before_us = repl_copy__now_us() - c->conf.replay_lag_ms * 1000u;
+    }
+    uint64_t lsn;
+    int ret = store_copy_replay(c->store, &limit, &lsn);
+    if (ret < 0) {
+        fail_copy(c, "replay failed: ", tdm_strerror(ret));
+        return -1;
+    }
+    struct store_copy_status s;
+    store_copy_get_status(c->store, &s);
+    /* What is replayed and checkpointed is no longer needed here. */
+    if (s.replayed_generation > 0) {
+        ret = store_copy_truncate(c->store, s.replayed_generation);
+        if (ret < 0)
+            log_warn("copy %s: cannot truncate below generation %llu: %s", c->database,
+                     (unsigned long long)s.replayed_generation, tdm_strerror(ret));
+    }
+    return 0;
+}
+
+/* A new copy becomes Healthy once it has caught up with the active the first time. */
+static void
+check_caught_up(struct repl_copy *c)
+{
+    repl_copy__publish(c);
+    if (c->seeding && c->st.state == REPL_COPY_SEEDING && c->st.copy_queue_generations == 0 &&
+        c->st.source_generation != 0) {
+        c->seeding = false;
+        repl_copy__set_state(c, REPL_COPY_HEALTHY, "seeded; %s mode, over network %s (%s)",
+                             repl_mode_name(c->st.mode) ? repl_mode_name(c->st.mode) : "?",
+                             c->st.network, c->st.endpoint);
+    }
+}
+
+void
+repl_copy__flush(struct repl_copy *c, struct repl_copy_link *l)
+{
+    if (!c->store || c->session != l || !l->hello_done)
+        return;
+    if (c->dirty) {
+        c->dirty = false;
+        int ret = store_copy_sync(c->store, NULL);
+        if (ret < 0) {
+            fail_copy(c, "cannot make the copy's log durable: ", tdm_strerror(ret));
+            return;
+        }
+        if (replay(c) < 0)
+            return;
+        send_ack(c, l);
+    }
+    check_caught_up(c);
+}
+
+void
+repl_copy__replay_tick(struct repl_copy *c)
+{
+    uint64_t before = c->st.replayed_lsn;
+    if (replay(c) < 0)
+        return;
+    repl_copy__publish(c);
+    if (c->st.replayed_lsn != before && c->session && c->session->hello_done)
+        send_ack(c, c->session);
+    check_caught_up(c);
+}
