@@ -76,6 +76,20 @@
  *                   applied_lsn, checkpoint_lsn, current_generation, lowest_generation, commits,
  *                   syncs: U64 each (struct store_status in src/store/store.h; all 0 for a
  *                   database that did not mount)}
+ *   COPY_STATUS_REQUEST  worker -> core: empty payload
+ *   COPY_STATUS_REPLY    core -> worker: every copy this server holds (docs/replication.md,
+ *                   "Copies"), in name order. copies: LIST of <= TDM_IPC_MAX_COPIES elements
+ *                   {name: STR, 1..TDM_IPC_NAME_MAX, unique, ascending byte order; state: U16
+ *                   (enum tdm_ipc_copy_state); role: U16 (1 passive, 2 standby); mode: U16 (0
+ *                   unknown, 1 file, 2 block, 3 sync); message: STR, 0..TDM_IPC_REASON_MAX;
+ *                   network: STR, 0..TDM_IPC_NETWORK_MAX; endpoint: STR, 0..TDM_IPC_NETWORK_MAX;
+ *                   inspection_failures: U32; then the TDM_IPC_COPY_N_FIGURES U64 figures in
+ *                   the order of struct ipc_copy_status (src/lib/ipc.h)}
+ *   COPY_CONTROL    worker -> core: suspend or resume a copy. database: STR, 1..TDM_IPC_NAME_MAX;
+ *                   action: U16 (enum tdm_ipc_copy_action); comment: STR, 0..TDM_IPC_REASON_MAX
+ *                   (empty unless action is suspend)
+ *   COPY_CONTROL_REPLY  core -> worker: status: I32 (0, TDM_ENOTFOUND: no such copy,
+ *                   TDM_EFAILED: its agent never started, or another negative lib/err.h code)
  *
  * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
  * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
@@ -106,6 +120,9 @@
 #define TDM_IPC_COUNTER_NAME_MAX 128u /* bytes in a counter name */
 #define TDM_IPC_MAX_DATABASES 100u    /* DB_STATUS_REPLY entries (Exchange 2007: 50 per server) */
 #define TDM_IPC_KIND_MAX 32u          /* bytes in a database kind (STORE_KIND_MAX) */
+#define TDM_IPC_MAX_COPIES 64u        /* COPY_STATUS_REPLY entries: copies held by one server */
+#define TDM_IPC_NETWORK_MAX 63u       /* a network name, or an endpoint "[v6]:port" */
+#define TDM_IPC_COPY_N_FIGURES 19u    /* U64 figures per copy in COPY_STATUS_REPLY */
 /* Subscriptions one worker may hold: an IMAP worker holds one per folder its sessions have
  * selected, so this bounds folders, not connections (10,000 and more per worker). */
 #define TDM_IPC_MAX_SUBSCRIPTIONS 65536u
@@ -124,6 +141,10 @@ enum tdm_ipc_type {
     TDM_IPC_STATUS_REPLY = 65,
     TDM_IPC_DB_STATUS_REQUEST = 66,
     TDM_IPC_DB_STATUS_REPLY = 67,
+    TDM_IPC_COPY_STATUS_REQUEST = 68,
+    TDM_IPC_COPY_STATUS_REPLY = 69,
+    TDM_IPC_COPY_CONTROL = 70,
+    TDM_IPC_COPY_CONTROL_REPLY = 71,
 };
 
 enum tdm_ipc_field {
@@ -140,6 +161,23 @@ enum tdm_ipc_db_state {
     TDM_IPC_DB_MOUNTED = 1,      /* serving */
     TDM_IPC_DB_FAILED = 2,       /* refused at mount, or a write or sync failed since */
     TDM_IPC_DB_DISK_RESERVE = 3, /* mounted, new commits refused: disk reserve reached */
+};
+
+/* A copy's state in COPY_STATUS_REPLY (docs/replication.md, "States"). */
+enum tdm_ipc_copy_state {
+    TDM_IPC_COPY_INITIALIZING = 1,
+    TDM_IPC_COPY_HEALTHY = 2,
+    TDM_IPC_COPY_DISCONNECTED = 3,
+    TDM_IPC_COPY_SERVICE_DOWN = 4,
+    TDM_IPC_COPY_RESYNCHRONIZING = 5,
+    TDM_IPC_COPY_FAILED = 6,
+    TDM_IPC_COPY_SUSPENDED = 7,
+    TDM_IPC_COPY_SEEDING = 8,
+};
+
+enum tdm_ipc_copy_action {
+    TDM_IPC_COPY_SUSPEND = 1,
+    TDM_IPC_COPY_RESUME = 2,
 };
 
 enum tdm_ipc_worker_kind {

@@ -440,6 +440,23 @@ core_link_db_status(struct core_link *link, core_link_reply_cb *cb, void *ctx)
     return link_request(link, &msg, TDM_IPC_DB_STATUS_REPLY, cb, ctx);
 }
 
+int
+core_link_copy_status(struct core_link *link, core_link_reply_cb *cb, void *ctx)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_COPY_STATUS_REQUEST};
+    return link_request(link, &msg, TDM_IPC_COPY_STATUS_REPLY, cb, ctx);
+}
+
+int
+core_link_copy_control(struct core_link *link, const char *database, uint16_t action,
+                       const char *comment, core_link_reply_cb *cb, void *ctx)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_COPY_CONTROL};
+    msg.u.copy_control = (struct ipc_copy_control){ipc_str_c(database), action,
+                                                   ipc_str_c(comment ? comment : "")};
+    return link_request(link, &msg, TDM_IPC_COPY_CONTROL_REPLY, cb, ctx);
+}
+
 void
 core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx)
 {

@@ -74,6 +74,15 @@ int core_link_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
 /* DB_STATUS_REQUEST: every mounted database's state. Same contract as core_link_commit. */
 int core_link_db_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
 
+/* COPY_STATUS_REQUEST: every copy this server holds. Same contract as core_link_commit. */
+int core_link_copy_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
+
+/* COPY_CONTROL: suspend (with comment, copied; may be NULL) or resume (comment NULL) the copy
+ * of database. Same contract as core_link_commit; the core's verdict is COPY_CONTROL_REPLY's
+ * status (TDM_ENOTFOUND: no such copy). */
+int core_link_copy_control(struct core_link *link, const char *database, uint16_t action,
+                           const char *comment, core_link_reply_cb *cb, void *ctx);
+
 /*
  * Called for every CHANGED the core pushes for a subscription of this link (msg borrowed for
  * the call). Set once; NULL to stop.

@@ -562,6 +562,195 @@ db_status_reply_check(const struct ipc_msg *m, const char **error_r)
     return 0;
 }
 
+/* ---- COPY_STATUS_REQUEST ---- */
+
+#define copy_status_request_encode status_request_encode
+#define copy_status_request_decode status_request_decode
+#define copy_status_request_check status_request_check
+
+/* ---- COPY_STATUS_REPLY ---- */
+
+/* The figures, in wire order, with their names for decode errors. */
+#define COPY_FIGURE(f)                                                                             \
+    {                                                                                              \
+        offsetof(struct ipc_copy_status, f), FIELD("COPY_STATUS_REPLY.copies." #f)                 \
+    }
+
+struct copy_figure {
+    size_t off;
+    const struct wire_field *field; /* a file-scope compound literal: static storage */
+};
+
+static const struct copy_figure copy_figures[] = {
+    COPY_FIGURE(source_generation),
+    COPY_FIGURE(source_durable_end),
+    COPY_FIGURE(source_lsn),
+    COPY_FIGURE(source_time_us),
+    COPY_FIGURE(copied_generation),
+    COPY_FIGURE(copied_offset),
+    COPY_FIGURE(copied_lsn),
+    COPY_FIGURE(inspected_generation),
+    COPY_FIGURE(replayed_generation),
+    COPY_FIGURE(replayed_lsn),
+    COPY_FIGURE(last_copied_us),
+    COPY_FIGURE(last_inspected_us),
+    COPY_FIGURE(last_replayed_us),
+    COPY_FIGURE(copy_queue_generations),
+    COPY_FIGURE(copy_queue_bytes),
+    COPY_FIGURE(replay_queue_generations),
+    COPY_FIGURE(replay_queue_records),
+    COPY_FIGURE(bytes_received),
+    COPY_FIGURE(bytes_per_second),
+};
+_Static_assert(sizeof(copy_figures) / sizeof(copy_figures[0]) == TDM_IPC_COPY_N_FIGURES,
+               "every figure is in the table");
+
+static uint64_t *
+copy_figure_at(struct ipc_copy_status *c, const struct copy_figure *f)
+{
+    return (uint64_t *)(void *)((char *)c + f->off);
+}
+
+static void
+copy_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_copy_status_reply *s = &m->u.copy_status_reply;
+    const struct copy_figure *figures = copy_figures;
+    wire_wr_list(w, s->n_copies);
+    for (uint32_t i = 0; i < s->n_copies; i++) {
+        struct ipc_copy_status c = s->copies[i];
+        wr_str(w, &c.name);
+        wire_wr_u16(w, c.state);
+        wire_wr_u16(w, c.role);
+        wire_wr_u16(w, c.mode);
+        wr_str(w, &c.message);
+        wr_str(w, &c.network);
+        wr_str(w, &c.endpoint);
+        wire_wr_u32(w, c.inspection_failures);
+        for (size_t k = 0; k < TDM_IPC_COPY_N_FIGURES; k++)
+            wire_wr_u64(w, *copy_figure_at(&c, &figures[k]));
+    }
+}
+
+static bool
+copy_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    struct ipc_copy_status_reply *s = &m->u.copy_status_reply;
+    const struct copy_figure *figures = copy_figures;
+    if (!wire_rd_list(r, FIELD("COPY_STATUS_REPLY.copies"), TDM_IPC_MAX_COPIES, &s->n_copies))
+        return false;
+    for (uint32_t i = 0; i < s->n_copies; i++) {
+        struct ipc_copy_status *c = &s->copies[i];
+        if (!rd_str(r, FIELD("COPY_STATUS_REPLY.copies.name"), &c->name) ||
+            !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.state"), &c->state) ||
+            !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.role"), &c->role) ||
+            !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.mode"), &c->mode) ||
+            !rd_str(r, FIELD("COPY_STATUS_REPLY.copies.message"), &c->message) ||
+            !rd_str(r, FIELD("COPY_STATUS_REPLY.copies.network"), &c->network) ||
+            !rd_str(r, FIELD("COPY_STATUS_REPLY.copies.endpoint"), &c->endpoint) ||
+            !wire_rd_u32(r, FIELD("COPY_STATUS_REPLY.copies.inspection_failures"),
+                         &c->inspection_failures))
+            return false;
+        for (size_t k = 0; k < TDM_IPC_COPY_N_FIGURES; k++)
+            if (!wire_rd_u64(r, figures[k].field, copy_figure_at(c, &figures[k])))
+                return false;
+    }
+    return true;
+}
+
+static int
+copy_status_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_copy_status_reply *s = &m->u.copy_status_reply;
+    if (s->n_copies > TDM_IPC_MAX_COPIES)
+        return fail(error_r, TDM_EINVAL, FIELD("COPY_STATUS_REPLY.copies")->many);
+    for (uint32_t i = 0; i < s->n_copies; i++) {
+        const struct ipc_copy_status *c = &s->copies[i];
+        int rc = check_str(&c->name, FIELD("COPY_STATUS_REPLY.copies.name"), 1, TDM_IPC_NAME_MAX,
+                           error_r);
+        if (rc == 0)
+            rc = check_str(&c->message, FIELD("COPY_STATUS_REPLY.copies.message"), 0,
+                           TDM_IPC_REASON_MAX, error_r);
+        if (rc == 0)
+            rc = check_str(&c->network, FIELD("COPY_STATUS_REPLY.copies.network"), 0,
+                           TDM_IPC_NETWORK_MAX, error_r);
+        if (rc == 0)
+            rc = check_str(&c->endpoint, FIELD("COPY_STATUS_REPLY.copies.endpoint"), 0,
+                           TDM_IPC_NETWORK_MAX, error_r);
+        if (rc != 0)
+            return rc;
+        if (ipc_copy_state_name(c->state) == NULL)
+            return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.copies.state: unknown state");
+        if (c->role != 1 && c->role != 2)
+            return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.copies.role: not 1 or 2");
+        if (c->mode > 3)
+            return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.copies.mode: above 3");
+        if (i > 0 && str_cmp(&s->copies[i - 1].name, &c->name) >= 0)
+            return fail(error_r, TDM_EINVAL,
+                        "COPY_STATUS_REPLY.copies.name: not in ascending order, or a duplicate");
+    }
+    return 0;
+}
+
+/* ---- COPY_CONTROL ---- */
+
+static void
+copy_control_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_copy_control *c = &m->u.copy_control;
+    wr_str(w, &c->database);
+    wire_wr_u16(w, c->action);
+    wr_str(w, &c->comment);
+}
+
+static bool
+copy_control_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    struct ipc_copy_control *c = &m->u.copy_control;
+    return rd_str(r, FIELD("COPY_CONTROL.database"), &c->database) &&
+           wire_rd_u16(r, FIELD("COPY_CONTROL.action"), &c->action) &&
+           rd_str(r, FIELD("COPY_CONTROL.comment"), &c->comment);
+}
+
+static int
+copy_control_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_copy_control *c = &m->u.copy_control;
+    int rc = check_str(&c->database, FIELD("COPY_CONTROL.database"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->comment, FIELD("COPY_CONTROL.comment"), 0, TDM_IPC_REASON_MAX,
+                       error_r);
+    if (rc != 0)
+        return rc;
+    if (c->action != TDM_IPC_COPY_SUSPEND && c->action != TDM_IPC_COPY_RESUME)
+        return fail(error_r, TDM_EINVAL, "COPY_CONTROL.action: unknown action");
+    if (c->action == TDM_IPC_COPY_RESUME && c->comment.len != 0)
+        return fail(error_r, TDM_EINVAL, "COPY_CONTROL.comment: only a suspend has a comment");
+    return 0;
+}
+
+/* ---- COPY_CONTROL_REPLY ---- */
+
+static void
+copy_control_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    wire_wr_i32(w, m->u.copy_control_reply.status);
+}
+
+static bool
+copy_control_reply_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    return wire_rd_i32(r, FIELD("COPY_CONTROL_REPLY.status"), &m->u.copy_control_reply.status);
+}
+
+static int
+copy_control_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    if (m->u.copy_control_reply.status > 0)
+        return fail(error_r, TDM_EINVAL, "COPY_CONTROL_REPLY.status: positive");
+    return 0;
+}
+
 /* ---- The type table ---- */
 
 struct msg_type {
@@ -595,6 +784,10 @@ static const struct msg_type msg_types[] = {
     MSG_TYPE(TDM_IPC_STATUS_REPLY, "STATUS_REPLY", true, status_reply),
     MSG_TYPE(TDM_IPC_DB_STATUS_REQUEST, "DB_STATUS_REQUEST", true, db_status_request),
     MSG_TYPE(TDM_IPC_DB_STATUS_REPLY, "DB_STATUS_REPLY", true, db_status_reply),
+    MSG_TYPE(TDM_IPC_COPY_STATUS_REQUEST, "COPY_STATUS_REQUEST", true, copy_status_request),
+    MSG_TYPE(TDM_IPC_COPY_STATUS_REPLY, "COPY_STATUS_REPLY", true, copy_status_reply),
+    MSG_TYPE(TDM_IPC_COPY_CONTROL, "COPY_CONTROL", true, copy_control),
+    MSG_TYPE(TDM_IPC_COPY_CONTROL_REPLY, "COPY_CONTROL_REPLY", true, copy_control_reply),
 };
 
 static const struct msg_type *
@@ -618,6 +811,22 @@ ipc_type_has_request_id(uint16_t type)
 {
     const struct msg_type *t = msg_type_of(type);
     return t && t->has_request_id;
+}
+
+const char *
+ipc_copy_state_name(uint16_t state)
+{
+    static const char *const names[] = {
+        [TDM_IPC_COPY_INITIALIZING] = "Initializing",
+        [TDM_IPC_COPY_HEALTHY] = "Healthy",
+        [TDM_IPC_COPY_DISCONNECTED] = "Disconnected",
+        [TDM_IPC_COPY_SERVICE_DOWN] = "ServiceDown",
+        [TDM_IPC_COPY_RESYNCHRONIZING] = "Resynchronizing",
+        [TDM_IPC_COPY_FAILED] = "Failed",
+        [TDM_IPC_COPY_SUSPENDED] = "Suspended",
+        [TDM_IPC_COPY_SEEDING] = "Seeding",
+    };
+    return state < sizeof(names) / sizeof(names[0]) ? names[state] : NULL;
 }
 
 const char *

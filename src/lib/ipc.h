@@ -126,7 +126,42 @@ struct ipc_db_status_reply {
     struct ipc_db_status databases[TDM_IPC_MAX_DATABASES]; /* ascending by name */
 };
 
-/* One message of any type. About 10 KiB (DB_STATUS_REPLY's array): fine on a stack, not in a
+/* One copy in COPY_STATUS_REPLY (struct repl_copy_status, which lib cannot see). */
+struct ipc_copy_status {
+    struct ipc_str name;
+    uint16_t state; /* enum tdm_ipc_copy_state */
+    uint16_t role;  /* 1 passive, 2 standby */
+    uint16_t mode;  /* 0 unknown, 1 file, 2 block, 3 sync */
+    struct ipc_str message;
+    struct ipc_str network;
+    struct ipc_str endpoint;
+    uint32_t inspection_failures;
+    /* The TDM_IPC_COPY_N_FIGURES figures, in this order on the wire. */
+    uint64_t source_generation, source_durable_end, source_lsn, source_time_us;
+    uint64_t copied_generation, copied_offset, copied_lsn;
+    uint64_t inspected_generation, replayed_generation, replayed_lsn;
+    uint64_t last_copied_us, last_inspected_us, last_replayed_us;
+    uint64_t copy_queue_generations, copy_queue_bytes;
+    uint64_t replay_queue_generations, replay_queue_records;
+    uint64_t bytes_received, bytes_per_second;
+};
+
+struct ipc_copy_status_reply {
+    uint32_t n_copies;
+    struct ipc_copy_status copies[TDM_IPC_MAX_COPIES]; /* ascending by name */
+};
+
+struct ipc_copy_control {
+    struct ipc_str database;
+    uint16_t action; /* enum tdm_ipc_copy_action */
+    struct ipc_str comment;
+};
+
+struct ipc_copy_control_reply {
+    int32_t status;
+};
+
+/* One message of any type. About 15 KiB (COPY_STATUS_REPLY's array): fine on a stack, not in a
  * per-connection struct by the thousand. */
 struct ipc_msg {
     uint16_t type; /* enum tdm_ipc_type: says which member of u is meant */
@@ -142,7 +177,10 @@ struct ipc_msg {
         struct ipc_reload reload;
         struct ipc_status_reply status_reply;
         struct ipc_db_status_reply db_status_reply;
-        /* STATUS_REQUEST and DB_STATUS_REQUEST have no fields */
+        struct ipc_copy_status_reply copy_status_reply;
+        struct ipc_copy_control copy_control;
+        struct ipc_copy_control_reply copy_control_reply;
+        /* STATUS_REQUEST, DB_STATUS_REQUEST and COPY_STATUS_REQUEST have no fields */
     } u;
 };
 
@@ -161,6 +199,8 @@ struct ipc_frame {
 const char *ipc_type_name(uint16_t type);
 /* "mounted", "failed", "disk-reserve"; NULL for an unknown enum tdm_ipc_db_state. */
 const char *ipc_db_state_name(uint16_t state);
+/* "Initializing", "Healthy"... (docs/replication.md); NULL for an unknown state. */
+const char *ipc_copy_state_name(uint16_t state);
 /* "imap", "lmtp"...; NULL for an unknown kind. */
 const char *ipc_worker_kind_name(uint16_t kind);
 /* True for types whose frames carry a non-zero request id (requests and their replies). */

@@ -27,7 +27,7 @@
 
 /* ---- Sample messages ---- */
 
-#define MAX_SAMPLES 40
+#define MAX_SAMPLES 48
 
 static struct ipc_msg samples[MAX_SAMPLES];
 static const char *sample_names[MAX_SAMPLES];
@@ -161,6 +161,44 @@ init_samples(void)
             {counter_names[i] + 1, 3}, {name255, TDM_IPC_KIND_MAX}, TDM_IPC_DB_MOUNTED, i, i, i, i, i,
             i, i, i};
     }
+
+    m = add_sample("copy_status_request", TDM_IPC_COPY_STATUS_REQUEST, 15);
+    m = add_sample("copy_status_reply_empty", TDM_IPC_COPY_STATUS_REPLY, 15);
+    m = add_sample("copy_status_reply_some", TDM_IPC_COPY_STATUS_REPLY, 16);
+    struct ipc_copy_status_reply *cs = &m->u.copy_status_reply;
+    cs->n_copies = 2;
+    cs->copies[0] = (struct ipc_copy_status){
+        .name = ipc_str_c("db"), .state = TDM_IPC_COPY_HEALTHY, .role = 1, .mode = 2,
+        .message = ipc_str_c("block mode"), .network = ipc_str_c("replication"),
+        .endpoint = ipc_str_c("[2001:db8::1]:7433"), .inspection_failures = 2,
+        .source_generation = 7, .source_durable_end = 4096, .source_lsn = 99,
+        .source_time_us = UINT64_MAX, .copied_generation = 7, .copied_offset = 4096,
+        .copied_lsn = 99, .inspected_generation = 6, .replayed_generation = 6,
+        .replayed_lsn = 98, .last_copied_us = 1, .last_inspected_us = 2, .last_replayed_us = 3,
+        .copy_queue_generations = 4, .copy_queue_bytes = 5, .replay_queue_generations = 6,
+        .replay_queue_records = 7, .bytes_received = 8, .bytes_per_second = 9};
+    /* A copy whose agent never started: Failed, nothing but its reason. */
+    cs->copies[1] = (struct ipc_copy_status){.name = ipc_str_c("db1"),
+                                             .state = TDM_IPC_COPY_FAILED,
+                                             .role = 2,
+                                             .message = {reason1024, TDM_IPC_REASON_MAX}};
+    m = add_sample("copy_status_reply_full", TDM_IPC_COPY_STATUS_REPLY, 17);
+    cs = &m->u.copy_status_reply;
+    cs->n_copies = TDM_IPC_MAX_COPIES;
+    for (uint32_t i = 0; i < TDM_IPC_MAX_COPIES; i++)
+        cs->copies[i] = (struct ipc_copy_status){.name = {counter_names[i] + 1, 3},
+                                                 .state = TDM_IPC_COPY_SEEDING,
+                                                 .role = 1,
+                                                 .network = {name255, TDM_IPC_NETWORK_MAX},
+                                                 .endpoint = {name255, TDM_IPC_NETWORK_MAX},
+                                                 .bytes_per_second = i};
+    m = add_sample("copy_control_suspend", TDM_IPC_COPY_CONTROL, 18);
+    m->u.copy_control = (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_SUSPEND,
+                                                  {reason1024, TDM_IPC_REASON_MAX}};
+    m = add_sample("copy_control_resume", TDM_IPC_COPY_CONTROL, 19);
+    m->u.copy_control = (struct ipc_copy_control){{utf8_255, 255}, TDM_IPC_COPY_RESUME, {0}};
+    m = add_sample("copy_control_reply", TDM_IPC_COPY_CONTROL_REPLY, 19);
+    m->u.copy_control_reply.status = -2;
 }
 
 static uint8_t *
@@ -230,7 +268,34 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
         return a->u.reload.generation == b->u.reload.generation;
     case TDM_IPC_STATUS_REQUEST:
     case TDM_IPC_DB_STATUS_REQUEST:
+    case TDM_IPC_COPY_STATUS_REQUEST:
         return true;
+    case TDM_IPC_COPY_STATUS_REPLY: {
+        const struct ipc_copy_status_reply *x = &a->u.copy_status_reply,
+                                           *y = &b->u.copy_status_reply;
+        if (x->n_copies != y->n_copies)
+            return false;
+        for (uint32_t i = 0; i < x->n_copies; i++) {
+            const struct ipc_copy_status *p = &x->copies[i], *q = &y->copies[i];
+            if (!str_equal(&p->name, &q->name) || !str_equal(&p->message, &q->message) ||
+                !str_equal(&p->network, &q->network) || !str_equal(&p->endpoint, &q->endpoint) ||
+                p->state != q->state || p->role != q->role || p->mode != q->mode ||
+                p->inspection_failures != q->inspection_failures)
+                return false;
+            /* The figures are the tail of the struct, after the last pointer. */
+            size_t off = offsetof(struct ipc_copy_status, source_generation);
+            if (memcmp((const char *)p + off, (const char *)q + off,
+                       TDM_IPC_COPY_N_FIGURES * sizeof(uint64_t)) != 0)
+                return false;
+        }
+        return true;
+    }
+    case TDM_IPC_COPY_CONTROL:
+        return str_equal(&a->u.copy_control.database, &b->u.copy_control.database) &&
+               a->u.copy_control.action == b->u.copy_control.action &&
+               str_equal(&a->u.copy_control.comment, &b->u.copy_control.comment);
+    case TDM_IPC_COPY_CONTROL_REPLY:
+        return a->u.copy_control_reply.status == b->u.copy_control_reply.status;
     case TDM_IPC_DB_STATUS_REPLY: {
         const struct ipc_db_status_reply *x = &a->u.db_status_reply, *y = &b->u.db_status_reply;
         if (x->n_databases != y->n_databases)
@@ -1006,6 +1071,73 @@ p_db_status_no_syncs(struct raw *p)
         raw_tagged(p, TDM_IPC_F_U64, 1, 8);
 }
 static void
+copy_entry(struct raw *p, const char *name, uint16_t state, uint16_t role)
+{
+    raw_str(p, TDM_IPC_F_STR, name);
+    raw_tagged(p, TDM_IPC_F_U16, state, 2);
+    raw_tagged(p, TDM_IPC_F_U16, role, 2);
+    raw_tagged(p, TDM_IPC_F_U16, 0, 2);
+    raw_str(p, TDM_IPC_F_STR, "");
+    raw_str(p, TDM_IPC_F_STR, "");
+    raw_str(p, TDM_IPC_F_STR, "");
+    raw_tagged(p, TDM_IPC_F_U32, 0, 4);
+    for (int i = 0; i < (int)TDM_IPC_COPY_N_FIGURES; i++)
+        raw_tagged(p, TDM_IPC_F_U64, 1, 8);
+}
+static void
+p_copy_status_unsorted(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 2, 4);
+    copy_entry(p, "b", TDM_IPC_COPY_HEALTHY, 1);
+    copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 1);
+}
+static void
+p_copy_status_state_9(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    copy_entry(p, "a", 9, 1);
+}
+static void
+p_copy_status_role_3(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 3);
+}
+static void
+p_copy_status_65(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, TDM_IPC_MAX_COPIES + 1, 4);
+}
+static void
+p_copy_status_short(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, 1, 2);
+    raw_tagged(p, TDM_IPC_F_U16, 1, 2);
+    raw_tagged(p, TDM_IPC_F_U16, 0, 2);
+    raw_str(p, TDM_IPC_F_STR, "");
+    raw_str(p, TDM_IPC_F_STR, "");
+    raw_str(p, TDM_IPC_F_STR, "");
+    raw_tagged(p, TDM_IPC_F_U32, 0, 4);
+    for (int i = 0; i < (int)TDM_IPC_COPY_N_FIGURES - 1; i++)
+        raw_tagged(p, TDM_IPC_F_U64, 1, 8);
+}
+static void
+p_copy_control_action_3(struct raw *p)
+{
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, 3, 2);
+    raw_str(p, TDM_IPC_F_STR, "");
+}
+static void
+p_copy_control_resume_comment(struct raw *p)
+{
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, TDM_IPC_COPY_RESUME, 2);
+    raw_str(p, TDM_IPC_F_STR, "why");
+}
+static void
 p_status_request_extra(struct raw *p)
 {
     raw_le(p, 0, 1);
@@ -1084,6 +1216,19 @@ test_payload_errors(void **state)
          "DB_STATUS_REPLY.databases: more elements than allowed"},
         {TDM_IPC_DB_STATUS_REPLY, p_db_status_no_syncs,
          "DB_STATUS_REPLY.databases.syncs: missing (the payload ends before it)"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_unsorted,
+         "COPY_STATUS_REPLY.copies.name: not in ascending order, or a duplicate"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_state_9,
+         "COPY_STATUS_REPLY.copies.state: unknown state"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_role_3,
+         "COPY_STATUS_REPLY.copies.role: not 1 or 2"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_65,
+         "COPY_STATUS_REPLY.copies: more elements than allowed"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_short,
+         "COPY_STATUS_REPLY.copies.bytes_per_second: missing (the payload ends before it)"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_action_3, "COPY_CONTROL.action: unknown action"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_resume_comment,
+         "COPY_CONTROL.comment: only a suspend has a comment"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct raw p = {.n = 0};
