@@ -8,13 +8,14 @@
  * active's bytes from offset 0 to the end of what was received. Every generation below the top
  * is closed (its END received). No spares, no recycled files.
  *
- * Crash safety: a range is written without a sync; store_copy_sync() makes every file written
- * since the last sync durable, oldest generation first, then the directory, and only then
- * moves the durable position that replay (and the source, through the copy agent) rely on.
- * After a crash, store_copy_open() finds a prefix of what was received: a top file whose
- * header block or BEGIN never became durable is removed, as is a top file begun after an END
- * that did not become durable (the file system may write the newer file back first), and the
- * torn tail of the top generation is zeroed from its last valid frame.
+ * Crash safety: a range is written without a sync, except that beginning a generation first
+ * makes the one before it durable (its END, and its directory entry): so only the top
+ * generation can ever hold unsynced bytes, and every generation below it is closed and
+ * durable, whatever the file system writes back on its own. store_copy_sync() makes the top
+ * one durable (and the directory) and only then moves the durable position that replay (and
+ * the source, through the copy agent) rely on. After a crash, store_copy_open() finds a prefix
+ * of what was received: a top file whose header block or BEGIN never became durable is
+ * removed, and the torn tail of the top generation is zeroed from its last valid frame.
  *
  * The LMDB side is a struct store that is never mounted: no threads, only its environment,
  * metadata, mail tables and handler, so that replay (store__replay_record()) and checkpoints
@@ -40,10 +41,6 @@
 
 /* Meta key of a copy (u64): the generation it expects first while it has none. */
 #define STORE_META_COPY_FIRST "copy_first_generation"
-
-/* Files written since the last sync, besides the current one (several generations can arrive
- * between two syncs); past this many, the oldest is synced at once. */
-#define COPY_SYNC_FDS 8
 
 /* What the copy knows of each generation it holds. */
 struct copy_gen_info {
@@ -71,10 +68,8 @@ struct store_copy {
     const struct io_ops *io;
     uint64_t first_gen; /* expected first while the copy holds no generation */
     struct copy_cur cur;
-    bool cur_dirty;              /* cur.fd written since the last sync */
-    int sync_fds[COPY_SYNC_FDS]; /* older files written since the last sync, oldest first */
-    size_t n_sync;
-    bool dir_dirty; /* a file created since the last sync */
+    bool cur_dirty; /* cur.fd written since the last sync */
+    bool dir_dirty; /* a file created or removed since the last sync */
 
     uint64_t lowest;            /* lowest generation held (0: none) */
     struct copy_gen_info *gens; /* [g - lowest] for g in [lowest, cur.gen] */
@@ -277,21 +272,6 @@ recover_top(struct store_copy *c, uint64_t *gens, size_t *n_r, const char **erro
             return ret;
         }
         bool junk = top_is_junk(ret, &sc, gens[n - 1]);
-        if (!junk && n >= 2) {
-            /* Begun after an END that never became durable: the copy creates a generation
-             * only after the END before it, but nothing orders the two files' writeback
-             * before a sync. */
-            struct gen_scan prev;
-            char ppath[4096];
-            store__gen_path(ppath, sizeof(ppath), c->db->log_dir, gens[n - 2]);
-            int pret = store__gen_scan(c->io, ppath, NULL, NULL, &prev, &why);
-            if (pret < 0 && pret != TDM_ECORRUPT) {
-                *error_r = why;
-                return pret;
-            }
-            junk = pret == 0 && !prev.blank_header && !prev.unbegun &&
-                   prev.hdr.generation == gens[n - 2] && prev.end != GEN_SCAN_END_RECORD;
-        }
         if (!junk)
             break;
         ret = c->io->unlink(c->io, path);
@@ -457,8 +437,6 @@ copy_free(struct store_copy *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->n_sync; i++)
-        c->io->close(c->io, c->sync_fds[i]);
     if (c->cur.fd >= 0)
         c->io->close(c->io, c->cur.fd);
     store__free(c->db);
@@ -722,22 +700,22 @@ inspect_frames(const uint8_t *b, size_t len, size_t pos, struct copy_cur *g, con
     return 0;
 }
 
-/* Keeps fd for the next sync (the file of a generation just left behind). */
+/* Makes the current generation's file and the directory durable. */
 static int
-sync_later(struct store_copy *c, int fd)
+sync_current(struct store_copy *c)
 {
-    if (c->n_sync == COPY_SYNC_FDS) {
-        int ret = c->io->fdatasync(c->io, c->sync_fds[0]);
-        c->io->close(c->io, c->sync_fds[0]);
-        memmove(c->sync_fds, c->sync_fds + 1, (COPY_SYNC_FDS - 1) * sizeof(int));
-        c->n_sync--;
-        if (ret < 0) {
-            c->io->close(c->io, fd);
-            return ret;
-        }
+    int ret = 0;
+    if (c->cur_dirty) {
+        ret = c->io->fdatasync(c->io, c->cur.fd);
+        if (ret == 0)
+            c->cur_dirty = false;
     }
-    c->sync_fds[c->n_sync++] = fd;
-    return 0;
+    if (ret == 0 && c->dir_dirty) {
+        ret = c->io->sync_dir(c->io, c->db->log_dir);
+        if (ret == 0)
+            c->dir_dirty = false;
+    }
+    return ret;
 }
 
 /* Creates generation g's file, zero-filled to its size. */
@@ -796,6 +774,14 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
 
     /* Inspected: write it. */
     if (offset == 0) {
+        /* The generation before first: see the top of the file. */
+        if (c->cur.fd >= 0) {
+            ret = sync_current(c);
+            if (ret < 0)
+                return copy_fail(c, ret, store__errorf("syncing generation %" PRIu64, c->cur.gen));
+            c->io->close(c->io, c->cur.fd);
+            c->cur.fd = -1;
+        }
         ret = create_file(c, &g, &g.fd);
         if (ret < 0)
             return copy_fail(c, ret, store__errorf("creating generation %" PRIu64, gen));
@@ -809,17 +795,6 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
         if (ret < 0) {
             c->io->close(c->io, g.fd);
             return copy_fail(c, ret, "recording a generation");
-        }
-        if (c->cur.fd >= 0) {
-            if (c->cur_dirty)
-                ret = sync_later(c, c->cur.fd);
-            else
-                c->io->close(c->io, c->cur.fd);
-            c->cur.fd = -1;
-            if (ret < 0) {
-                c->io->close(c->io, g.fd);
-                return copy_fail(c, ret, store__errorf("syncing generation %" PRIu64, c->cur.gen));
-            }
         }
         c->dir_dirty = true;
     } else {
@@ -844,24 +819,7 @@ store_copy_sync(struct store_copy *c, struct store_copy_position *durable_r)
 {
     if (c->failed)
         return TDM_EFAILED;
-    /* Oldest first: a generation's END is durable before anything of the next one. */
-    int ret = 0;
-    while (c->n_sync > 0 && ret == 0) {
-        ret = c->io->fdatasync(c->io, c->sync_fds[0]);
-        c->io->close(c->io, c->sync_fds[0]);
-        memmove(c->sync_fds, c->sync_fds + 1, (c->n_sync - 1) * sizeof(int));
-        c->n_sync--;
-    }
-    if (ret == 0 && c->cur_dirty) {
-        ret = c->io->fdatasync(c->io, c->cur.fd);
-        if (ret == 0)
-            c->cur_dirty = false;
-    }
-    if (ret == 0 && c->dir_dirty) {
-        ret = c->io->sync_dir(c->io, c->db->log_dir);
-        if (ret == 0)
-            c->dir_dirty = false;
-    }
+    int ret = sync_current(c);
     if (ret < 0)
         return copy_fail(c, ret, "syncing received log");
     position_get(c, &c->durable);
@@ -957,20 +915,51 @@ store_copy_replay(struct store_copy *c, const struct store_copy_replay_limit *li
     return 0;
 }
 
+/*
+ * Records in the metadata, durably, the generation the copy expects first when it holds none:
+ * truncation may leave only the top generation, and a crash may then remove that one (never
+ * durably begun), and the copy must still know where its log goes on.
+ */
+static int
+meta_set_first_gen(struct store_copy *c, uint64_t gen)
+{
+    MDB_txn *txn;
+    int ret = store__lmdb_err(mdb_txn_begin(c->db->env, NULL, 0, &txn));
+    if (ret < 0)
+        return ret;
+    ret = store__meta_put_u64(txn, c->db->meta, STORE_META_COPY_FIRST, gen);
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_txn_commit(txn));
+    else
+        mdb_txn_abort(txn);
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_env_sync(c->db->env, 1));
+    if (ret == 0)
+        c->first_gen = gen;
+    return ret;
+}
+
 int
 store_copy_truncate(struct store_copy *c, uint64_t below_generation)
 {
     if (c->failed)
         return TDM_EFAILED;
-    char path[4096];
-    uint64_t g = c->lowest;
-    int ret = 0;
-    /* From the lowest up, so that whatever prefix of the unlinks a crash keeps, the
-     * generations left stay contiguous. */
-    for (; c->lowest && g < below_generation && g < c->cur.gen; g++) {
-        const struct copy_gen_info *info = &c->gens[g - c->lowest];
+    uint64_t upto = c->lowest; /* first generation to keep */
+    for (; c->lowest && upto < below_generation && upto < c->cur.gen; upto++) {
+        const struct copy_gen_info *info = &c->gens[upto - c->lowest];
         if (!info->closed || info->last_lsn > c->db->checkpoint_lsn)
             break;
+    }
+    if (upto == c->lowest)
+        return 0;
+    int ret = meta_set_first_gen(c, upto);
+    if (ret < 0)
+        return copy_fail(c, ret, "recording the copy's first generation");
+    /* From the lowest up, so that whatever prefix of the unlinks a crash keeps, the
+     * generations left stay contiguous. */
+    char path[4096];
+    uint64_t g = c->lowest;
+    for (; g < upto; g++) {
         store__gen_path(path, sizeof(path), c->db->log_dir, g);
         ret = c->io->unlink(c->io, path);
         if (ret < 0 && ret != -ENOENT)

@@ -62,7 +62,9 @@ int store_copy_close(struct store_copy **copy);
 void store_copy_get_position(struct store_copy *copy, struct store_copy_position *pos_r);
 
 /*
- * Inspects, then writes (without syncing) len bytes shipped for generation at offset. They
+ * Inspects, then writes (without syncing) len bytes shipped for generation at offset; except
+ * that beginning a generation first makes the one before it durable (one fdatasync per
+ * generation), so that every generation below the top one is always closed and durable. They
  * must continue exactly at the position, or begin generation + 1 at offset 0 once the current
  * one is closed (or begin the copy's first generation). Whole frames only: offset 0 starts
  * with the TDM_LOG_HEADER_SIZE-byte header block, then BEGIN.
@@ -113,9 +115,9 @@ struct store_copy_status {
     struct store_copy_position received, durable;
     uint64_t inspected_generation; /* the highest generation received whole (closed) */
     uint64_t replayed_lsn;
-    uint64_t replayed_generation; /* the highest generation wholly replayed */
-    uint64_t lowest_generation;   /* oldest generation file present (0: none) */
-    uint64_t checkpoint_lsn;      /* applied LSN durable in LMDB */
+    uint64_t replayed_generation;                /* the highest generation wholly replayed */
+    uint64_t lowest_generation;                  /* oldest generation file present (0: none) */
+    uint64_t checkpoint_lsn;                     /* applied LSN durable in LMDB */
     uint64_t last_received_us, last_replayed_us; /* wall clock, 0 = never since open */
     bool failed;
     char failure[256];
@@ -126,8 +128,9 @@ void store_copy_get_status(struct store_copy *copy, struct store_copy_status *st
 
 /*
  * Deletes the generations below below_generation that are replayed and checkpointed (whole
- * generations whose last LSN is at or below the checkpoint LSN); never the current one.
- * Returns 0 or -errno.
+ * generations whose last LSN is at or below the checkpoint LSN); never the current one. The
+ * generation the copy continues with is recorded durably first (an LMDB sync). Returns 0 or
+ * -errno (sticky).
  */
 int store_copy_truncate(struct store_copy *copy, uint64_t below_generation);
 
