@@ -47,6 +47,8 @@ static const struct ctl_attr_flag cms_flags[] = {
     {"--cluster", "cluster", CTL_ATTR_STR},
     {"--address", "address", CTL_ATTR_STR},
     {"--network", "network", CTL_ATTR_STR},
+    {"--lmtp-port", "lmtp_port", CTL_ATTR_PORT},
+    {"--imap-port", "imap_port", CTL_ATTR_PORT},
     {NULL, NULL, 0},
 };
 static const char *const cms_cols[] = {"cluster", "address", "network", NULL};

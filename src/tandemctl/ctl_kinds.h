@@ -14,6 +14,7 @@ enum ctl_attr_type {
     CTL_ATTR_STR,   /* --flag VALUE: a string */
     CTL_ATTR_LIST,  /* --flag VALUE, repeated: an array of strings (the whole list) */
     CTL_ATTR_SIZE,  /* --flag BYTES[K|M|G|T]: an integer */
+    CTL_ATTR_PORT,  /* --flag PORT: an integer 1..65535 */
     CTL_ATTR_TRUE,  /* --flag: true */
     CTL_ATTR_FALSE, /* --flag: false */
 };

@@ -154,6 +154,13 @@ apply_flag(const struct ctl_verb *verb, struct obj_args *a, const struct ctl_att
         json_object_set_new(a->attrs, f->key, json_integer((json_int_t)v));
         break;
     }
+    case CTL_ATTR_PORT: {
+        unsigned port;
+        if (!ctl_parse_port(val, &port))
+            return ctl_usage_error(verb, "%s \"%s\" is not a port (1..65535)", f->flag, val);
+        json_object_set_new(a->attrs, f->key, json_integer(port));
+        break;
+    }
     case CTL_ATTR_TRUE:
     case CTL_ATTR_FALSE:
         json_object_set_new(a->attrs, f->key, json_boolean(f->type == CTL_ATTR_TRUE));
@@ -296,6 +303,7 @@ obj_help(const struct ctl_verb *verb, const struct ctl_kind *k, bool attrs)
             fprintf(f, "  %-20s %s%s\n", fl->flag, fl->key,
                     fl->type == CTL_ATTR_LIST    ? " (a list: repeat the option)"
                     : fl->type == CTL_ATTR_SIZE  ? " (bytes; K, M, G, T suffixes)"
+                    : fl->type == CTL_ATTR_PORT  ? " (a port, 1..65535)"
                     : fl->type == CTL_ATTR_TRUE  ? " = true"
                     : fl->type == CTL_ATTR_FALSE ? " = false"
                                                  : "");

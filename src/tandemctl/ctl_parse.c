@@ -97,6 +97,20 @@ ctl_parse_since(const char *s, time_t now, long long *since_r)
 }
 
 bool
+ctl_parse_port(const char *s, unsigned *port_r)
+{
+    char *end;
+    if (*s < '0' || *s > '9') /* strtoul would take a sign or spaces */
+        return false;
+    errno = 0;
+    unsigned long port = strtoul(s, &end, 10);
+    if (errno || *end || port < 1 || port > 65535)
+        return false;
+    *port_r = (unsigned)port;
+    return true;
+}
+
+bool
 ctl_parse_host_port(const char *s, char *host, size_t host_size, unsigned *port_r)
 {
     const char *colon, *start = s;
@@ -119,17 +133,12 @@ ctl_parse_host_port(const char *s, char *host, size_t host_size, unsigned *port_
     }
     if (len == 0 || len >= host_size)
         return false;
-    const char *p = colon + 1;
-    char *end;
-    if (*p < '0' || *p > '9')
-        return false;
-    errno = 0;
-    unsigned long port = strtoul(p, &end, 10);
-    if (errno || *end || port < 1 || port > 65535)
+    unsigned port;
+    if (!ctl_parse_port(colon + 1, &port))
         return false;
     memcpy(host, start, len);
     host[len] = '\0';
-    *port_r = (unsigned)port;
+    *port_r = port;
     return true;
 }
 

@@ -21,6 +21,9 @@ bool ctl_parse_size(const char *s, uint64_t *v_r);
  */
 bool ctl_parse_since(const char *s, time_t now, long long *since_r);
 
+/* A TCP port: decimal digits only, 1..65535. */
+bool ctl_parse_port(const char *s, unsigned *port_r);
+
 /*
  * "host:port" or "[v6 literal]:port" (port 1..65535) into host (without brackets, NUL-
  * terminated) and port. False when it is not that shape or host does not fit.

@@ -98,6 +98,8 @@ def test_help_lists_nouns_and_exit_codes(ctl):
     (["user", "add", "alice", "--attr", "n:={", "--socket", "/x"], "is not JSON"),
     (["user", "add", "alice", "--attrs", "[1]", "--socket", "/x"], "must be a JSON object"),
     (["database", "add", "db1", "--quota", "lots", "--socket", "/x"], "is not a size"),
+    (["cms", "add", "cms1", "--imap-port", "0", "--socket", "/x"], "is not a port"),
+    (["cms", "add", "cms1", "--lmtp-port", "24x", "--socket", "/x"], "is not a port"),
     (["user", "set", "alice", "--socket", "/x"], "nothing to change"),
     (["acl", "grant", "user/alice", "bob", "--socket", "/x"], "too few arguments"),
     (["acl", "grant", "user/alice", "bob", "admin", "--socket", "/x"], '"admin" is not a right'),
@@ -179,7 +181,7 @@ def provision(ctl, where):
          '{"addresses":["127.77.2.1"],"roles":["mailbox"]}'],
         ["cluster", "add", "ccr1", "--node", "mbx1", "--node", "mbx2", "--witness", "dir1"],
         ["cms", "add", "cms1", "--cluster", "ccr1", "--address", "127.77.1.10",
-         "--network", "public"],
+         "--network", "public", "--lmtp-port", "2424", "--imap-port", "1143"],
         ["database", "add", "db1", "--cms", "cms1", "--replication", "block", "--quota", "2G"],
         ["user", "add", "alice", "--display-name", "Alice Smith", "--address",
          "alice@example.com", "--address", "a.smith@example.com", "--database", "db1",
@@ -207,6 +209,8 @@ def check_topology(ctl, where):
     assert by_name["alice"]["attrs"]["disabled"] is False
     db = json.loads(ok(ctl("database", "show", "db1", "--json", *where)).stdout)
     assert db["attrs"] == {"cms": "cms1", "replication": "block", "quota_bytes": 2 << 30}
+    cms = json.loads(ok(ctl("cms", "show", "cms1", "--json", *where)).stdout)
+    assert cms["attrs"]["lmtp_port"] == 2424 and cms["attrs"]["imap_port"] == 1143
     al = ok(ctl("address-list", "list", *where)).stdout.splitlines()
     assert al[0].split() == ["NAME", "FILTER", "HIDDEN", "DESCRIPTION"]
     assert al[1].split() == ["everyone", "*", "-", "all", "users"]

@@ -138,6 +138,15 @@ test_host_port(void **state)
     unsigned port;
     assert_false(ctl_parse_host_port("abcd:1", small, sizeof(small), &port));
     assert_true(ctl_parse_host_port("abc:1", small, sizeof(small), &port));
+    /* A port alone, as cms --imap-port takes it. */
+    assert_true(ctl_parse_port("143", &port));
+    assert_int_equal(port, 143);
+    assert_true(ctl_parse_port("65535", &port));
+    assert_int_equal(port, 65535);
+    static const char *const bad[] = {"", "0", "65536", "-1", "+1", " 1", "1 ", "1x", "0x10"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (ctl_parse_port(bad[i], &port))
+            fail_msg("\"%s\": accepted", bad[i]);
 }
 
 static void
