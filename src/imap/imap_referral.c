@@ -43,8 +43,7 @@ imap__served_here(struct imap_session *s, const char *database)
 static bool
 same_address(const struct tdm_config_addr *mine, int family, const unsigned char *bytes)
 {
-    return mine->family == family &&
-           memcmp(mine->bytes, bytes, family == AF_INET ? 4 : 16) == 0;
+    return mine->family == family && memcmp(mine->bytes, bytes, family == AF_INET ? 4 : 16) == 0;
 }
 
 /* Whether address (an IP literal, as every route holds) is one of this server's own. */
@@ -106,8 +105,8 @@ imap__refer(struct imap_session *s, const char *database, const struct dir_route
             unavailable(s);
         } else {
             imap__reply(s, s->tag, "NO", code.data, text);
-            log_info("imap: %s: %s referred to cms %s at %s port %u, which holds database %s",
-                     peer, s->user, route->cms, route->address, route->imap_port, database);
+            log_info("imap: %s: %s referred to cms %s at %s port %u, which holds database %s", peer,
+                     s->user, route->cms, route->address, route->imap_port, database);
         }
         imap_buf_free(&code);
     }
