@@ -109,13 +109,6 @@ pending_free(struct core_pending *p)
     free(p);
 }
 
-static bool
-sub_matches(const struct core_sub *s, const char *database, const char *mailbox, const char *folder)
-{
-    return !strcmp(s->database, database) && !strcmp(s->mailbox, mailbox) &&
-           (s->folder[0] == '\0' || !strcmp(s->folder, folder));
-}
-
 /* Loop thread, after the commit applied: tells every subscriber of a touched folder what it
  * holds now. Read from LMDB rather than taken from the result, which knows UIDs but not the
  * folder's message count; a later commit may already show, which is what CHANGED means: look
@@ -127,12 +120,8 @@ notify_changed(const struct core_pending *p)
         return;
     for (size_t t = 0; t < p->n_touched; t++) {
         const struct core_touched *tf = &p->touched[t];
-        bool wanted = false;
-        for (struct core_conn *c = tandemd__conns; c && !wanted; c = c->next)
-            for (size_t i = 0; i < c->n_subs && !wanted; i++)
-                wanted = sub_matches(&c->subs[i], p->database, tf->mailbox, tf->folder);
-        if (!wanted)
-            continue;
+        if (tandemd__subs_send(p->database, tf->mailbox, tf->folder, NULL) == 0)
+            continue; /* nobody watches it: no read */
         MDB_txn *txn;
         if (store_read_begin(p->store, &txn) < 0)
             return;
@@ -149,16 +138,7 @@ notify_changed(const struct core_pending *p)
                                              fi.uidnext,
                                              fi.messages,
                                              fi.highestmodseq};
-        struct core_conn *next;
-        for (struct core_conn *c = tandemd__conns; c; c = next) {
-            next = c->next; /* conn_send may close c */
-            for (size_t i = 0; i < c->n_subs; i++)
-                if (sub_matches(&c->subs[i], p->database, tf->mailbox, tf->folder)) {
-                    tandemd__conn_send(c, &msg);
-                    tandemd__core_stats.changed_sent_total++;
-                    break;
-                }
-        }
+        tandemd__subs_send(p->database, tf->mailbox, tf->folder, &msg);
     }
 }
 
@@ -230,11 +210,7 @@ find_touched(struct core_pending *p, const struct ipc_commit *cm)
 {
     if (!mail_is_mail_record(cm->record_type))
         return;
-    bool any = false;
-    for (struct core_conn *c = tandemd__conns; c && !any; c = c->next)
-        for (size_t i = 0; i < c->n_subs && !any; i++)
-            any = !strcmp(c->subs[i].database, p->database);
-    if (!any)
+    if (!tandemd__subs_database(p->database))
         return;
     struct mail_decoded dec;
     const char *why;

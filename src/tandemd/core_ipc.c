@@ -54,12 +54,6 @@ tandemd__conn_free_if_done(struct core_conn *c)
 {
     if (!c->closed || c->busy || c->inflight > 0)
         return;
-    for (size_t i = 0; i < c->n_subs; i++) {
-        free(c->subs[i].database);
-        free(c->subs[i].mailbox);
-        free(c->subs[i].folder);
-    }
-    free(c->subs);
     free(c);
     n_zombies--;
 }
@@ -72,6 +66,7 @@ conn_close(struct core_conn *c)
         return;
     c->closed = true;
     n_zombies++;
+    tandemd__subs_drop(c); /* a closed connection is told nothing more */
     bufferevent_free(c->bev);
     c->bev = NULL;
     ipc_reader_free(&c->reader);
@@ -216,52 +211,15 @@ handle_db_status(struct core_conn *c, uint32_t request_id)
     tandemd__conn_send(c, &msg);
 }
 
-static ssize_t
-sub_find(const struct core_conn *c, const struct ipc_subscribe *s)
-{
-    for (size_t i = 0; i < c->n_subs; i++) {
-        const struct core_sub *x = &c->subs[i];
-        if (strlen(x->database) == s->database.len &&
-            !memcmp(x->database, s->database.ptr, s->database.len) &&
-            strlen(x->mailbox) == s->mailbox.len &&
-            !memcmp(x->mailbox, s->mailbox.ptr, s->mailbox.len) &&
-            strlen(x->folder) == s->folder.len &&
-            (s->folder.len == 0 || !memcmp(x->folder, s->folder.ptr, s->folder.len)))
-            return (ssize_t)i;
-    }
-    return -1;
-}
-
 static void
 handle_subscribe(struct core_conn *c, const struct ipc_msg *msg)
 {
-    const struct ipc_subscribe *s = &msg->u.subscribe;
-    ssize_t at = sub_find(c, s);
     if (msg->type == TDM_IPC_UNSUBSCRIBE) {
-        if (at < 0)
-            return; /* already gone: UNSUBSCRIBE is idempotent */
-        struct core_sub *x = &c->subs[at];
-        free(x->database);
-        free(x->mailbox);
-        free(x->folder);
-        c->subs[at] = c->subs[--c->n_subs];
+        tandemd__subs_remove(c, &msg->u.subscribe); /* idempotent: gone already is fine */
         return;
     }
-    if (at >= 0)
-        return;
-    if (c->n_subs >= TDM_IPC_MAX_SUBSCRIPTIONS) {
+    if (tandemd__subs_add(c, &msg->u.subscribe) == TDM_ELIMIT)
         conn_bug(c, "SUBSCRIBE", "more than TDM_IPC_MAX_SUBSCRIPTIONS subscriptions");
-        return;
-    }
-    struct core_sub *grown = realloc(c->subs, (c->n_subs + 1) * sizeof(*grown));
-    if (!grown)
-        log_fatal("out of memory");
-    c->subs = grown;
-    c->subs[c->n_subs++] = (struct core_sub){
-        tandemd__xstrndup(s->database.ptr, s->database.len),
-        tandemd__xstrndup(s->mailbox.ptr, s->mailbox.len),
-        s->folder.len ? tandemd__xstrndup(s->folder.ptr, s->folder.len) : tandemd__xstrndup("", 0),
-    };
 }
 
 static void
@@ -488,6 +446,7 @@ void
 tandemd__core_ipc_free(void)
 {
     tandemd__commit_free();
+    tandemd__subs_free();
     if (n_zombies > 0)
         log_error("%zu worker connections still wait for commits no store will answer", n_zombies);
     free(ipc_path);

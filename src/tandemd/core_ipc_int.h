@@ -12,9 +12,7 @@
 
 #define CORE_IPC_MAX_INFLIGHT 256u /* commits in flight per connection */
 
-struct core_sub {
-    char *database, *mailbox, *folder; /* folder "" = every folder of the mailbox */
-};
+struct core_sub; /* core_subs.c */
 
 struct core_conn {
     struct core_conn *prev, *next; /* live connections; a zombie is off the list */
@@ -28,8 +26,9 @@ struct core_conn {
     bool close_on_flush; /* HELLO refused: close once the reply is written */
     unsigned busy;       /* nesting depth of code that still uses the struct (read, reply) */
     unsigned inflight;   /* commits handed to a store, not yet answered */
-    struct core_sub *subs;
+    struct core_sub *subs; /* its subscriptions (core_subs.c), dropped when it closes */
     size_t n_subs;
+    uint64_t gather_stamp; /* core_subs.c: already gathered by the current lookup */
 };
 
 /* Counters for STATUS_REPLY. */
@@ -55,6 +54,22 @@ void tandemd__conn_free_if_done(struct core_conn *c);
 void tandemd__conn_process(struct core_conn *c);
 /* strndup, fatal on allocation failure (CONVENTIONS: xmalloc outside store). */
 char *tandemd__xstrndup(const char *s, size_t n);
+
+/* core_subs.c: the subscriptions of every connection, indexed by folder. SUBSCRIBE: returns
+ * 0, 1 when c already holds it, TDM_ELIMIT when c holds TDM_IPC_MAX_SUBSCRIPTIONS. */
+int tandemd__subs_add(struct core_conn *c, const struct ipc_subscribe *s);
+/* UNSUBSCRIBE: nothing when c does not hold it. */
+void tandemd__subs_remove(struct core_conn *c, const struct ipc_subscribe *s);
+/* Every subscription of c (it closes). */
+void tandemd__subs_drop(struct core_conn *c);
+/* Whether any connection subscribes to anything of database. */
+bool tandemd__subs_database(const char *database);
+/* Sends msg (unless NULL) once to each live connection subscribed to mailbox/folder, or to
+ * every folder of mailbox; returns how many that is. A send may close a connection. */
+size_t tandemd__subs_send(const char *database, const char *mailbox, const char *folder,
+                          const struct ipc_msg *msg);
+/* At the end: every connection has closed. */
+void tandemd__subs_free(void);
 
 /* core_commit.c. A decoded COMMIT from c (after HELLO): answered now (unknown database, a
  * refusal before the log) or when the store calls back. */

@@ -28,6 +28,15 @@
  *   tdm_ipc_client folder-delete SOCKET DATABASE MAILBOX FOLDER
  *       Deletes FOLDER (FOLDER_DELETE), whose children the store keeps: a hierarchy level
  *       that exists nowhere, which IMAP's DELETE never leaves (it refuses HASCHILDREN).
+ *   tdm_ipc_client subs SOCKET DATABASE N [COMMITS [CORE_PID]]
+ *       Creates mailboxes m0, m1, m2, m<N-1> and other (N >= 4), subscribes to the INBOX of
+ *       m0..m<N-1> and to every folder of m0, unsubscribes m2, then appends one message each
+ *       to the INBOX of m0, m1, other, m2, m<N-1> and m1 again, each after the last was
+ *       answered, and prints "changed MAILBOX FOLDER EXISTS" per CHANGED until m1's second.
+ *       With COMMITS, then appends that many to other's INBOX (which nobody watches: the
+ *       common case of a delivery), 32 in flight, and prints
+ *       "commits K seconds S" (bench/core_subs); with CORE_PID also "core_cpu_us LOOP ALL":
+ *       CPU time the core's loop thread, and all its threads, spent meanwhile.
  *   tdm_ipc_client list DBDIR MAILBOX
  *       Prints "msg I" for each message in MAILBOX's INBOX (I from its GUID), by store_reader.
  * Exit 0, or 1 with a message on stderr.
@@ -45,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct event_base *base;
 static struct core_link *clink;
@@ -528,6 +538,126 @@ cmd_folder_delete(int argc, char **argv)
     return ret < 0 ? fail("folder-delete", ret) : 0;
 }
 
+/* ---- subs ---- */
+
+static unsigned subs_m1_told; /* CHANGED of m1/INBOX so far */
+
+static void
+subs_changed_cb(void *ctx, const struct ipc_msg *msg)
+{
+    (void)ctx;
+    const struct ipc_changed *c = &msg->u.changed;
+    printf("changed %.*s %.*s %u\n", (int)c->mailbox.len, c->mailbox.ptr, (int)c->folder.len,
+           c->folder.ptr, c->exists);
+    fflush(stdout);
+    if (c->mailbox.len == 2 && !memcmp(c->mailbox.ptr, "m1", 2))
+        subs_m1_told++;
+}
+
+static int
+subs_append(const char *mailbox)
+{
+    static const char body[] = "Subject: subscribed or not\r\n\r\nbody\r\n";
+    struct mail_target target = {mailbox, "INBOX"};
+    struct mail_op op = {.type = TDM_REC_MESSAGE_APPEND,
+                         .targets = &target,
+                         .n_targets = 1,
+                         .internal_date = 1700000000,
+                         .body = body,
+                         .body_len = sizeof(body) - 1};
+    return commit_op_wait(&op);
+}
+
+/* utime + stime of /proc/<pid>/task/<tid>/stat (tid 0: the whole process), in microseconds. */
+static double
+cpu_us(unsigned long pid, unsigned long tid)
+{
+    char path[64], buf[1024];
+    if (tid)
+        snprintf(path, sizeof(path), "/proc/%lu/task/%lu/stat", pid, tid);
+    else
+        snprintf(path, sizeof(path), "/proc/%lu/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int
+cmd_subs(int argc, char **argv)
+{
+    if (argc < 5 || argc > 7)
+        return 2;
+    cm.database = argv[3];
+    unsigned n = (unsigned)strtoul(argv[4], NULL, 10);
+    if (n < 4)
+        return 2;
+    char last[16];
+    snprintf(last, sizeof(last), "m%u", n - 1);
+    start_loop(argv[2]);
+    wait_ready_or_exit();
+    const char *mailboxes[] = {"m0", "m1", "m2", last, "other"};
+    for (size_t i = 0; i < 5; i++) {
+        struct mail_op op = {
+            .type = TDM_REC_MAILBOX_CREATE, .mailbox = mailboxes[i], .uidvalidity = 1};
+        int ret = commit_op_wait(&op);
+        if (ret < 0 && ret != TDM_EEXIST)
+            return fail("mailbox", ret);
+    }
+    core_link_set_changed_cb(clink, subs_changed_cb, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "m%u", i);
+        int ret = core_link_subscribe(clink, cm.database, name, "INBOX");
+        if (ret < 0)
+            return fail("subscribe", ret);
+    }
+    int ret = core_link_subscribe(clink, cm.database, "m0", NULL);
+    if (ret == 0)
+        ret = core_link_unsubscribe(clink, cm.database, "m2", "INBOX");
+    if (ret < 0)
+        return fail("subscribe", ret);
+    /* The core reads one connection's frames in order: these come after every SUBSCRIBE. */
+    const char *order[] = {"m0", "m1", "other", "m2", last, "m1"};
+    for (size_t i = 0; i < 6; i++)
+        if ((ret = subs_append(order[i])) < 0)
+            return fail("append", ret);
+    time_t deadline = time(NULL) + 30;
+    while (subs_m1_told < 2 && time(NULL) <= deadline)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    if (subs_m1_told < 2)
+        return fail("waiting for CHANGED", TDM_ECLOSED);
+    if (argc >= 6) {
+        unsigned long core = argc == 7 ? strtoul(argv[6], NULL, 10) : 0;
+        double loop0 = core ? cpu_us(core, core) : 0, all0 = core ? cpu_us(core, 0) : 0;
+        cm.mailbox = "other";
+        cm.count = (unsigned)strtoul(argv[5], NULL, 10);
+        cm.window = 32;
+        cm.next = 1;
+        cm.deadline = time(NULL) + 600;
+        cm.mailbox_done = true;
+        core_link_set_changed_cb(clink, NULL, NULL);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pumping = true;
+        event_base_dispatch(base);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("commits %u seconds %.6f\n", cm.acked,
+               (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        if (core)
+            printf("core_cpu_us %.0f %.0f\n", cpu_us(core, core) - loop0, cpu_us(core, 0) - all0);
+    }
+    stop_loop();
+    return 0;
+}
+
 /* ---- list ---- */
 
 static int
@@ -581,6 +711,8 @@ main(int argc, char **argv)
         ret = cmd_quota(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "folder-delete"))
         ret = cmd_folder_delete(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "subs"))
+        ret = cmd_subs(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "list"))
         ret = cmd_list(argc, argv);
     if (ret == 2)

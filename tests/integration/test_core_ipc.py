@@ -430,3 +430,25 @@ def test_socket_belongs_to_the_service_user(tandem_bin, client):
     finally:
         s.kill_all()
         shutil.rmtree(tmp)
+
+
+def test_many_subscriptions_each_get_exactly_their_changed(server, tandemctl, client):
+    """10,000 subscriptions on one connection: a commit reaches the subscribers of its folder
+    once (a connection holding the folder and its mailbox's every-folder subscription hears
+    it once), nothing reaches anyone for a folder nobody holds, and UNSUBSCRIBE ends it."""
+    p, kids, sock = start_with_db(server, tandemctl)
+    r = client("subs", sock, "mail1", 10000)
+    assert r.returncode == 0, r.stderr + r.stdout
+    changed = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("changed ")]
+    assert changed == [["m0", "INBOX", "1"], ["m1", "INBOX", "1"], ["m9999", "INBOX", "1"],
+                       ["m1", "INBOX", "2"]]
+    # The connection closed with its 10,000 subscriptions: a commit now tells nobody.
+    r = client("status", sock)
+    sent = [line.split()[2] for line in r.stdout.splitlines()
+            if line.startswith("counter tandem_core_ipc_changed_sent_total ")]
+    assert sent == ["4"], r.stdout
+    r = client("commit", sock, "mail1", "m0", 1)
+    assert r.returncode == 0, r.stderr
+    r = client("status", sock)
+    assert "counter tandem_core_ipc_changed_sent_total 4" in r.stdout.splitlines(), r.stdout
+    stop(server, p)
