@@ -51,6 +51,7 @@ struct conn_listener {
     struct event *accept_ev;
     struct event *accept_pause; /* re-arms accept_ev after running out of descriptors */
     bool starved;               /* said so in the log; cleared by the next accept */
+    bool shut;                  /* conn_listener_shutdown() ran: accepting no more */
     struct conn *conns;
     unsigned count;
     uint64_t refused;
@@ -458,7 +459,8 @@ resume_accepting_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct conn_listener *l = arg;
-    event_add(l->accept_ev, NULL);
+    if (!l->shut)
+        event_add(l->accept_ev, NULL);
 }
 
 static void
@@ -520,6 +522,36 @@ conn_listener_new(struct event_base *base, const struct conn_listener_options *o
     }
     *listener_r = l;
     return 0;
+}
+
+unsigned
+conn_listener_shutdown(struct conn_listener *l)
+{
+    if (!l->shut) {
+        l->shut = true;
+        event_del(l->accept_ev);
+        event_del(l->accept_pause);
+        /* conn_finish may free c (nothing left to send), never another connection. */
+        for (struct conn *c = l->conns, *next; c; c = next) {
+            next = c->next;
+            if (c->detached)
+                continue; /* already going */
+            c->busy++;
+            conn_finish(c, CONN_CLOSE_SHUTDOWN, true);
+            conn_leave(c);
+        }
+    }
+    return l->count;
+}
+
+void
+conn_base_free(struct event_base **base)
+{
+    if (!*base)
+        return;
+    event_base_loop(*base, EVLOOP_NONBLOCK);
+    event_base_free(*base);
+    *base = NULL;
 }
 
 void

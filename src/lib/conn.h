@@ -39,7 +39,7 @@ enum conn_close_reason {
     CONN_CLOSE_LOCAL = 2,  /* conn_close() or conn_close_after_flush() */
     CONN_CLOSE_IDLE = 3,   /* idle_timeout_ms without input */
     CONN_CLOSE_TLS = 4,    /* the TLS handshake or session failed */
-    CONN_CLOSE_SHUTDOWN = 5, /* conn_listener_free() */
+    CONN_CLOSE_SHUTDOWN = 5, /* conn_listener_shutdown() or conn_listener_free() */
 };
 
 struct conn_ops {
@@ -74,8 +74,26 @@ int conn_listener_new(struct event_base *base, const struct conn_listener_option
                       const struct conn_ops *ops, void *listener_ctx,
                       struct conn_listener **listener_r);
 
-/* Closes every connection (on_close with CONN_CLOSE_SHUTDOWN), the listening socket, frees. */
+/*
+ * The graceful stop, while the loop still runs: stops accepting (new connections wait in the
+ * backlog until the socket is closed) and closes every connection with CONN_CLOSE_SHUTDOWN;
+ * each goes once what on_close queued (the protocol's goodbye) is sent, or after 5 s.
+ * Returns how many connections are still going; call again to poll (it does nothing more).
+ * Then conn_listener_free() as usual.
+ */
+unsigned conn_listener_shutdown(struct conn_listener *listener);
+
+/* Closes every connection (on_close with CONN_CLOSE_SHUTDOWN, whose goodbye is not sent: the
+ * loop no longer runs), the listening socket, frees. */
 void conn_listener_free(struct conn_listener **listener);
+
+/*
+ * Frees a loop that ran connections, after everything else on it is freed. A connection
+ * freed in the loop's last turn may still have a deferred callback pending, which holds
+ * libevent's last reference to its buffers: the loop runs once more without blocking so that
+ * it lets go, as event_base_free() alone would not (the buffers would leak).
+ */
+void conn_base_free(struct event_base **base);
 
 /* Connections open now, and refused by a limit since the start (metrics). */
 unsigned conn_listener_count(const struct conn_listener *listener);
