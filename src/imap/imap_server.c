@@ -253,6 +253,12 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     return 0;
 }
 
+unsigned
+imap_server_shutdown(struct imap_server *srv)
+{
+    return conn_listener_shutdown(srv->listener);
+}
+
 void
 imap_server_free(struct imap_server **srv_p)
 {

@@ -23,6 +23,9 @@ struct imap_server;
  * *error_r (allocated). */
 int imap_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                     bool implicit_tls, struct imap_server **srv_r, char **error_r);
+/* The graceful stop (conn_listener_shutdown): every session is told goodbye and closed once
+ * that is sent. Returns how many are still going; call again to poll. Then _free as usual. */
+unsigned imap_server_shutdown(struct imap_server *srv);
 void imap_server_free(struct imap_server **srv);
 
 #endif

@@ -541,6 +541,8 @@ on_close(struct conn *conn, enum conn_close_reason reason)
         return;
     if (reason == CONN_CLOSE_IDLE)
         conn_printf(conn, "421 4.4.2 Idle for too long, closing\r\n");
+    else if (reason == CONN_CLOSE_SHUTDOWN)
+        conn_printf(conn, "421 4.3.2 Server shutting down, closing\r\n");
     lc->conn = NULL;
     if (lc->core_wait && evtimer_pending(lc->core_wait, NULL)) {
         /* Waiting for the core with nobody left to answer: nothing was acknowledged, so
@@ -605,6 +607,12 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     }
     *srv_r = srv;
     return 0;
+}
+
+unsigned
+lmtp_server_shutdown(struct lmtp_server *srv)
+{
+    return conn_listener_shutdown(srv->listener);
 }
 
 void

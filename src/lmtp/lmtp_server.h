@@ -31,6 +31,9 @@ struct lmtp_server;
  * listening socket listen_fd. */
 int lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                     struct lmtp_server **srv_r, char **error_r);
+/* The graceful stop (conn_listener_shutdown): every connection is told goodbye and closed once
+ * that is sent. Returns how many are still going; call again to poll. Then _free as usual. */
+unsigned lmtp_server_shutdown(struct lmtp_server *srv);
 void lmtp_server_free(struct lmtp_server **srv);
 
 #endif

@@ -440,6 +440,8 @@ on_close(struct conn *conn, enum conn_close_reason reason)
         return;
     if (reason == CONN_CLOSE_IDLE)
         conn_printf(conn, "421 4.4.2 Idle for too long, closing\r\n");
+    else if (reason == CONN_CLOSE_SHUTDOWN)
+        conn_printf(conn, "421 4.3.2 Server shutting down, closing\r\n");
     /* Nobody is left to acknowledge the message: nothing was acknowledged, so nothing is
      * owed. */
     smtp__relay_abandon(&sc->relay);
@@ -493,6 +495,12 @@ smtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     }
     *srv_r = srv;
     return 0;
+}
+
+unsigned
+smtp_server_shutdown(struct smtp_server *srv)
+{
+    return conn_listener_shutdown(srv->listener);
 }
 
 void

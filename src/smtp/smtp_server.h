@@ -30,6 +30,10 @@ struct smtp_server;
 int smtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                     struct smtp_server **srv_r, char **error_r);
 
+/* The graceful stop (conn_listener_shutdown): every connection is told goodbye and closed once
+ * that is sent. Returns how many are still going; call again to poll. Then _free as usual. */
+unsigned smtp_server_shutdown(struct smtp_server *srv);
+
 /* Closes every connection and abandons the relays in flight (a message whose relay had not
  * been answered was never acknowledged), then frees. NULL is fine. */
 void smtp_server_free(struct smtp_server **srv);

@@ -6,11 +6,14 @@
  * send HELLO (workers: the core has no worker kind in ipc.h, see docs/tandemd.md), wait for
  * HELLO_REPLY, then serve until SHUTDOWN. Whatever ends the loop (SHUTDOWN, SIGTERM, the
  * supervisor's end closing) goes through the role's stop() and exit 0 via return from main,
- * so LeakSanitizer checks the child too. A malformed message from the supervisor is a bug:
- * fatal, and the supervisor (if it is still there) restarts us.
+ * so LeakSanitizer checks the child too. SHUTDOWN and SIGTERM first let a role with drain()
+ * say goodbye to its clients while the loop still runs (the bytes a connection queued are
+ * only sent by the loop), for at most half the deadline. A malformed message from the
+ * supervisor is a bug: fatal, and the supervisor (if it is still there) restarts us.
  */
 #include "tandemd/tandemd.h"
 
+#include "lib/conn.h"
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/ipc.h"
@@ -29,6 +32,10 @@
 
 static FILE *child_event_file; /* ours to close; NULL when events go to stderr */
 
+/* SIGTERM's deadline, as the supervisor gives with SHUTDOWN. */
+#define CHILD_SIGTERM_DEADLINE_MS 10000u
+#define CHILD_DRAIN_POLL_MS 10u
+
 struct child_ctx {
     struct event_base *base;
     struct bufferevent *bev;
@@ -38,7 +45,9 @@ struct child_ctx {
     int config_fd;
     bool is_worker;
     bool hello_done;
-    uint16_t version; /* negotiated; frames after HELLO carry it */
+    uint16_t version;          /* negotiated; frames after HELLO carry it */
+    struct event *drain_timer; /* shutting down: polls ops->drain() */
+    uint32_t drain_left_ms;
 };
 
 uint16_t
@@ -156,6 +165,38 @@ child_reload(struct child_ctx *c)
 }
 
 static void
+child_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct child_ctx *c = arg;
+    if (c->ops->drain() || c->drain_left_ms < CHILD_DRAIN_POLL_MS) {
+        event_base_loopbreak(c->base);
+        return;
+    }
+    c->drain_left_ms -= CHILD_DRAIN_POLL_MS;
+    struct timeval tv = {0, CHILD_DRAIN_POLL_MS * 1000u};
+    evtimer_add(c->drain_timer, &tv);
+}
+
+/* Ends the loop, after the role's drain() when it has one; the other half of deadline_ms is
+ * left for stop() before the supervisor kills. */
+static void
+child_shutdown(struct child_ctx *c, uint32_t deadline_ms)
+{
+    if (c->drain_timer)
+        return; /* already on its way */
+    if (c->ops->drain)
+        c->drain_timer = evtimer_new(c->base, child_drain_cb, c);
+    if (!c->drain_timer) {
+        event_base_loopbreak(c->base);
+        return;
+    }
+    c->drain_left_ms = deadline_ms / 2;
+    child_drain_cb(-1, 0, c);
+}
+
+static void
 child_handle(struct child_ctx *c, const struct ipc_msg *msg)
 {
     switch (msg->type) {
@@ -172,7 +213,7 @@ child_handle(struct child_ctx *c, const struct ipc_msg *msg)
     case TDM_IPC_SHUTDOWN:
         log_info("shutting down: %.*s", (int)msg->u.shutdown.reason.len,
                  msg->u.shutdown.reason.ptr);
-        event_base_loopbreak(c->base);
+        child_shutdown(c, msg->u.shutdown.deadline_ms);
         return;
     case TDM_IPC_RELOAD:
         child_reload(c);
@@ -226,7 +267,7 @@ child_sigterm_cb(evutil_socket_t sig, short what, void *arg)
     struct child_ctx *c = arg;
     (void)what;
     log_info("signal %d: shutting down", (int)sig);
-    event_base_loopbreak(c->base);
+    child_shutdown(c, CHILD_SIGTERM_DEADLINE_MS);
 }
 
 static int
@@ -324,10 +365,12 @@ tandemd__child_main(int argc, char **argv)
     event_base_dispatch(c.base);
 
     c.ops->stop();
+    if (c.drain_timer)
+        event_free(c.drain_timer);
     event_free(sigterm);
     bufferevent_free(c.bev);
     ipc_reader_free(&c.reader);
-    event_base_free(c.base);
+    conn_base_free(&c.base);
     close(c.config_fd);
     tdm_config_free(&c.cfg);
     tandemd__close_event_sink();

@@ -107,6 +107,11 @@ struct tandemd_child_ops {
     /* Called on SHUTDOWN, on SIGTERM, or when the supervisor goes away: release everything
      * (close databases cleanly) before the process exits 0. */
     void (*stop)(void);
+    /* Optional: on SHUTDOWN or SIGTERM, while the loop still runs: starts closing the clients
+     * gracefully (each is told goodbye, which must reach it before the socket closes), and
+     * says whether they are all gone. Called again until true or half the shutdown deadline
+     * has passed; stop() follows either way. */
+    bool (*drain)(void);
     /* Optional: after RELOAD, with the new configuration (valid until the next reload or
      * stop), for a role that keeps settings of its own. */
     void (*reload)(const struct tdm_config *cfg);

@@ -169,6 +169,19 @@ worker_stop(void)
     worker_listen_fd = -1;
 }
 
+static bool
+worker_drain(void)
+{
+    unsigned left = 0;
+    if (worker_lmtp)
+        left += lmtp_server_shutdown(worker_lmtp);
+    if (worker_imap)
+        left += imap_server_shutdown(worker_imap);
+    if (worker_smtp)
+        left += smtp_server_shutdown(worker_smtp);
+    return left == 0;
+}
+
 /* The admin API serves the events file named by [log] events, which a reload may change. */
 static void
 worker_reload(const struct tdm_config *cfg)
@@ -184,5 +197,6 @@ worker_reload(const struct tdm_config *cfg)
 const struct tandemd_child_ops tandemd__worker_ops = {
     .start = worker_start,
     .stop = worker_stop,
+    .drain = worker_drain,
     .reload = worker_reload,
 };

@@ -323,6 +323,17 @@ def test_killed_worker_loses_nothing_acknowledged(pair, tandem_bin):
     assert got[-1] == "after" and "lost" not in got
 
 
+def test_stop_says_421(pair):
+    m, t = pair
+    c = connect(t)
+    c.mail(SENDER)
+    os.kill(t.proc.pid, signal.SIGTERM)
+    assert c.getreply() == (421, b"4.3.2 Server shutting down, closing")
+    assert t.proc.wait(timeout=WAIT) == 0
+    assert "ERROR: LeakSanitizer" not in t.output()
+    c.close()
+
+
 class FakeLMTP:
     """A mailbox server's LMTP that answers each recipient after the data as told, and keeps
     what it was sent: for the outcomes a real server gives only under duress (a full mailbox
