@@ -235,12 +235,18 @@ bool imap__begin_read(struct imap_session *s, const char *tag, const struct mail
  * storage error. HIGHESTMODSEQ turns CONDSTORE on. */
 int imap__status_values(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn,
                         const char *folder, unsigned items, struct imap_status_values *v);
+/* Whether STATUS items (of STATUS or LIST RETURN (STATUS ...)) are valid in the session's
+ * mode; false after answering tag BAD (RECENT under IMAP4rev2). */
+bool imap__status_items_ok(struct imap_session *s, const char *tag, unsigned items);
 void imap__cmd_select(struct imap_session *s, const struct imap_command *cmd);
 void imap__cmd_status(struct imap_session *s, const struct imap_command *cmd);
 
 /* ---- imap_list.c: LIST (RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS), LSUB ---- */
 
 void imap__cmd_list(struct imap_session *s, const struct imap_command *cmd);
+/* The RFC 6154 attributes of special_use (enum mail_special_use bits) into attrs (room for
+ * 7, static strings); returns how many. */
+size_t imap__special_use_attrs(uint32_t use, const char **attrs);
 
 /* ---- imap_fetch_cmd.c ---- */
 

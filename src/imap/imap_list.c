@@ -270,8 +270,8 @@ selected(const struct list_req *q, const struct list_entry *e)
            (!q->sel_special_use || e->special_use);
 }
 
-static size_t
-special_use_attrs(uint32_t use, const char **attrs)
+size_t
+imap__special_use_attrs(uint32_t use, const char **attrs)
 {
     static const struct {
         uint32_t bit;
@@ -325,7 +325,7 @@ list_entry(struct imap_session *s, const struct list_req *q, const struct list_t
         attrs[n++] = lo < hi ? "\\HasChildren" : "\\HasNoChildren";
         if (e->subscribed && (q->ret_subscribed || q->sel_subscribed))
             attrs[n++] = "\\Subscribed";
-        n += special_use_attrs(e->special_use, attrs + n);
+        n += imap__special_use_attrs(e->special_use, attrs + n);
     }
     imap_write_list(&s->out, q->lsub, attrs, n, MAIL_HIER_SEP, e->name, child_info, NULL,
                     imap__mode(s));
@@ -368,7 +368,7 @@ list_request(struct imap_session *s, const struct imap_command *cmd, struct list
         imap__reply(s, cmd->tag, "BAD", NULL, "RETURN (STATUS ()) names no item");
         return false;
     }
-    return true;
+    return imap__status_items_ok(s, cmd->tag, q->status_items);
 }
 
 void

@@ -142,12 +142,25 @@ imap__status_values(struct imap_session *s, const struct mail_dbis *dbis, MDB_tx
     return 0;
 }
 
+bool
+imap__status_items_ok(struct imap_session *s, const char *tag, unsigned items)
+{
+    /* RFC 9051 appendix E: RECENT is gone from IMAP4rev2's status-att; a rev2 session has no
+     * \Recent messages of its own to count either. */
+    if ((items & IMAP_STATUS_RECENT) && (s->enabled & IMAP_ENABLED_REV2)) {
+        imap__reply(s, tag, "BAD", NULL, "STATUS RECENT is not part of IMAP4rev2");
+        return false;
+    }
+    return true;
+}
+
 void
 imap__cmd_status(struct imap_session *s, const struct imap_command *cmd)
 {
     const char *tag = cmd->tag;
     char folder[MAIL_NAME_MAX + 1];
-    if (!imap__store_name(s, tag, cmd->u.status.mailbox, folder))
+    if (!imap__status_items_ok(s, tag, cmd->u.status.items) ||
+        !imap__store_name(s, tag, cmd->u.status.mailbox, folder))
         return;
     const struct mail_dbis *dbis;
     MDB_txn *txn;
@@ -287,6 +300,24 @@ select_message(void *ctx, const struct mail_message_info *m)
     return 0;
 }
 
+/* RFC 9051 6.3.2: an IMAP4rev2 SELECT answers "* LIST" with the mailbox's name as the server
+ * spells it (INBOX for "inbox") and accurate attributes: its special use; \HasChildren and
+ * \HasNoChildren are left out (CHILDREN makes them optional), since knowing them means
+ * listing the folders. */
+static int
+select_list(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
+{
+    struct mail_folder_info f;
+    int ret = mail_folder_get(dbis, txn, s->user, s->folder, &f);
+    if (ret < 0)
+        return ret;
+    const char *attrs[8];
+    size_t n = imap__special_use_attrs(f.special_use, attrs);
+    imap_write_list(&s->out, false, attrs, n, MAIL_HIER_SEP, s->folder, false, NULL,
+                    imap__mode(s));
+    return 0;
+}
+
 /* The untagged responses of SELECT / EXAMINE, in RFC 9051 6.3.2's order. */
 static int
 select_untagged(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
@@ -312,6 +343,8 @@ select_untagged(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *t
                     imap_view_uidnext(s->view));
     imap_buf_printf(&s->out, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
                     (unsigned long long)imap_view_highestmodseq(s->view));
+    if (rev2 && (ret = select_list(s, dbis, txn)) < 0)
+        return ret;
     return s->resync ? resync_answer(s, dbis, txn) : 0;
 }
 

@@ -72,6 +72,19 @@ msns_in_range(struct imap_session *s, const char *tag, const struct imap_search_
     return true;
 }
 
+/* Whether k uses RECENT, NEW or OLD: keys on \Recent, which IMAP4rev2 removed (RFC 9051
+ * appendix E; its search-key grammar has none of them). */
+static bool
+uses_recent(const struct imap_search_key *k)
+{
+    if (k->op == IMAP_SEARCH_RECENT || k->op == IMAP_SEARCH_NEW || k->op == IMAP_SEARCH_OLD)
+        return true;
+    for (size_t i = 0; i < k->n_sub; i++)
+        if (uses_recent(k->sub[i]))
+            return true;
+    return false;
+}
+
 /* Evaluation time per slice before other sessions get a turn. */
 #define SLICE_NS (20 * 1000 * 1000)
 
@@ -449,6 +462,12 @@ imap__cmd_search(struct imap_session *s, const struct imap_command *cmd)
     if (!charset_accepted(s, cmd)) {
         if (saves)
             imap__forget_saved(s);
+        return;
+    }
+    if ((s->enabled & IMAP_ENABLED_REV2) && uses_recent(cmd->u.search.key)) {
+        if (saves)
+            imap__forget_saved(s);
+        imap__reply(s, cmd->tag, "BAD", NULL, "RECENT, NEW and OLD are not part of IMAP4rev2");
         return;
     }
     /* New mail and flag changes first; expunges only for UID SEARCH (RFC 3501 7.4.1). */
