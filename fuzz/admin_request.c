@@ -76,6 +76,11 @@ check_accepted(const struct admin_req *r)
         check(admin_req_name_ok(r->user, strlen(r->user)));
         check(strlen(r->password) <= ADMIN_REQ_PASSWORD_MAX);
         break;
+    case ADMIN_REQ_COPY_SUSPEND:
+        check(r->comment && strlen(r->comment) <= ADMIN_REQ_COMMENT_MAX);
+        for (const char *c = r->comment; *c; c++)
+            check((unsigned char)*c >= 0x20 && *c != 0x7f);
+        break;
     }
 }
 

@@ -69,6 +69,7 @@ admin_req_clear(struct admin_req *req)
         explicit_bzero(req->password, strlen(req->password));
     free(req->password);
     free(req->user);
+    free(req->comment);
     for (size_t i = 0; i < req->n_members; i++)
         free(req->members[i].name);
     free(req->members);
@@ -392,6 +393,31 @@ decode_password(const json_t *root, struct admin_req *req, const char **error_r)
     return req->password ? 0 : -ENOMEM;
 }
 
+/* Why an operator suspends a copy: it goes into an event and the copy's status, so one line
+ * of printable text. */
+static int
+decode_copy_suspend(const json_t *root, struct admin_req *req, const char **error_r)
+{
+    static const char *const allowed[] = {"comment", NULL};
+    int ret = check_members(root, "", allowed, error_r);
+    if (ret < 0)
+        return ret;
+    json_t *c = json_object_get(root, "comment");
+    const char *text = "";
+    if (c) {
+        size_t n = json_is_string(c) ? json_string_length(c) : 0;
+        if (!json_is_string(c) || n > ADMIN_REQ_COMMENT_MAX)
+            return fail(TDM_EINVAL, error_r, "comment: must be a string of at most %u bytes",
+                        ADMIN_REQ_COMMENT_MAX);
+        text = json_string_value(c);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+                return fail(TDM_EINVAL, error_r, "comment: control characters are not allowed");
+    }
+    req->comment = strdup(text);
+    return req->comment ? 0 : -ENOMEM;
+}
+
 /* A login to check: any password a person might type (the length rule applies when one is
  * set, not when one is tried), so a short one gets "no" from the directory, not a 400. */
 static int
@@ -514,6 +540,9 @@ admin_req_finish(struct admin_req_parser *p, struct admin_req *req_r, const char
         break;
     case ADMIN_REQ_AUTH_VERIFY:
         ret = decode_auth_verify(root, &req, error_r);
+        break;
+    case ADMIN_REQ_COPY_SUSPEND:
+        ret = decode_copy_suspend(root, &req, error_r);
         break;
     default:
         ret = fail(TDM_EINVAL, error_r, "unknown request type"); /* parser_new refuses these */

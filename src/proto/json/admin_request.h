@@ -44,8 +44,10 @@ enum admin_req_type {
     ADMIN_REQ_MEMBER_ADD,     /* {"member":P} user or server */
     ADMIN_REQ_MEMBER_REMOVE,  /* {"member":P} user or server */
     ADMIN_REQ_AUTH_VERIFY,    /* {"user":name,"password":"..."} (a login another server checks) */
+    ADMIN_REQ_COPY_SUSPEND,   /* {"comment":"..."?} (why a copy is suspended; may be absent) */
 };
-#define ADMIN_REQ_TYPE_MAX ADMIN_REQ_AUTH_VERIFY
+#define ADMIN_REQ_TYPE_MAX ADMIN_REQ_COPY_SUSPEND
+#define ADMIN_REQ_COMMENT_MAX 1024u /* bytes of a suspend comment (TDM_IPC_REASON_MAX) */
 
 /* proto links only lib, so the directory's enums are mirrored; the admin server maps them. */
 enum admin_req_principal_kind {
@@ -83,6 +85,8 @@ struct admin_req {
     enum admin_req_right right;           /* ACL_GRANT */
     char *password; /* PASSWORD_SET, AUTH_VERIFY (NUL-free: JSON cannot carry one) */
     char *user;     /* AUTH_VERIFY: a name (admin_req_name_ok) */
+    char *comment;  /* COPY_SUSPEND: 0..ADMIN_REQ_COMMENT_MAX bytes, no control characters;
+                     * "" when absent */
     struct admin_req_principal *members; /* MEMBERS_SET, no member twice */
     size_t n_members;
 };

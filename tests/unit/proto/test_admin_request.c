@@ -68,6 +68,9 @@ describe(const struct admin_req *r)
     case ADMIN_REQ_AUTH_VERIFY:
         fprintf(f, "verify %s/%s", r->user, r->password);
         break;
+    case ADMIN_REQ_COPY_SUSPEND:
+        fprintf(f, "suspend [%s]", r->comment);
+        break;
     }
     fclose(f);
     return buf;
@@ -99,6 +102,9 @@ static const struct good_case good[] = {
     {ADMIN_REQ_MEMBER_REMOVE, "{\"member\":\"server:x:y\"}", "remove server:x:y"},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\",\"password\":\"\"}", "verify alice/"},
     {ADMIN_REQ_AUTH_VERIFY, "{\"password\":\"pw\",\"user\":\"a b\"}", "verify a b/pw"},
+    {ADMIN_REQ_COPY_SUSPEND, "{}", "suspend []"},
+    {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":\"disk swap, back at 14:00\"}",
+     "suspend [disk swap, back at 14:00]"},
 };
 
 struct bad_case {
@@ -166,6 +172,12 @@ static const struct bad_case bad[] = {
     {ADMIN_REQ_MEMBER_ADD, "{\"member\":\"group:a\"}", TDM_EINVAL, "member: a group cannot"},
     {ADMIN_REQ_MEMBER_REMOVE, "{\"members\":\"user:a\"}", TDM_EINVAL, "unknown member \"members\""},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\"}", TDM_EINVAL, "missing member \"password\""},
+    {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":1}", TDM_EINVAL, "comment: must be a string"},
+    {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":\"a\\nb\"}", TDM_EINVAL,
+     "comment: control characters are not allowed"},
+    {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":\"a\\u007fb\"}", TDM_EINVAL,
+     "comment: control characters are not allowed"},
+    {ADMIN_REQ_COPY_SUSPEND, "{\"reason\":\"x\"}", TDM_EINVAL, "reason"},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"a/b\",\"password\":\"x\"}", TDM_EINVAL,
      "user: must be a user name"},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"user:a\",\"password\":1}", TDM_EINVAL,
