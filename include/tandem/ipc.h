@@ -58,6 +58,12 @@
  *                   folder: STR, 1..TDM_IPC_NAME_MAX; uidvalidity: U32 (a new value means the
  *                   folder was recreated); uidnext: U32; exists: U32 (messages now in the
  *                   folder); highestmodseq: U64
+ *   FOLDER_CHANGED  core -> workers: a subscribed folder was created, deleted or renamed
+ *                   (a rename moves inferiors too: one message per subscribed one).
+ *                   database, mailbox, folder: STR, 1..TDM_IPC_NAME_MAX (folder: the name
+ *                   before the change); change: U16 (enum tdm_ipc_folder_change);
+ *                   new_folder: STR, 0..TDM_IPC_NAME_MAX, not empty if and only if renamed;
+ *                   uidvalidity: U32, the folder's (kept by a rename), 0 if and only if deleted
  *   SHUTDOWN        supervisor -> any: finish and exit. reason: STR, 1..TDM_IPC_REASON_MAX;
  *                   deadline_ms: U32 (after this the supervisor kills the process)
  *   RELOAD          supervisor -> any: reread the configuration. generation: U64
@@ -135,6 +141,7 @@ enum tdm_ipc_type {
     TDM_IPC_SUBSCRIBE = 32,
     TDM_IPC_UNSUBSCRIBE = 33,
     TDM_IPC_CHANGED = 34,
+    TDM_IPC_FOLDER_CHANGED = 35,
     TDM_IPC_SHUTDOWN = 48,
     TDM_IPC_RELOAD = 49,
     TDM_IPC_STATUS_REQUEST = 64,
@@ -161,6 +168,13 @@ enum tdm_ipc_db_state {
     TDM_IPC_DB_MOUNTED = 1,      /* serving */
     TDM_IPC_DB_FAILED = 2,       /* refused at mount, or a write or sync failed since */
     TDM_IPC_DB_DISK_RESERVE = 3, /* mounted, new commits refused: disk reserve reached */
+};
+
+/* FOLDER_CHANGED.change */
+enum tdm_ipc_folder_change {
+    TDM_IPC_FOLDER_CREATED = 1,
+    TDM_IPC_FOLDER_DELETED = 2,
+    TDM_IPC_FOLDER_RENAMED = 3,
 };
 
 /* A copy's state in COPY_STATUS_REPLY (docs/replication.md, "States"). */

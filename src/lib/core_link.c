@@ -66,6 +66,8 @@ struct core_link {
     size_t n_subs;
     core_link_changed_cb *changed_cb;
     void *changed_ctx;
+    core_link_changed_cb *folder_cb;
+    void *folder_ctx;
     core_link_ready_cb *ready_cb;
     void *ready_ctx;
     unsigned busy;
@@ -204,6 +206,11 @@ handle(struct core_link *link, const struct ipc_msg *msg)
     if (msg->type == TDM_IPC_CHANGED) {
         if (link->changed_cb)
             link->changed_cb(link->changed_ctx, msg);
+        return true;
+    }
+    if (msg->type == TDM_IPC_FOLDER_CHANGED) {
+        if (link->folder_cb)
+            link->folder_cb(link->folder_ctx, msg);
         return true;
     }
     struct link_req *r =
@@ -462,6 +469,13 @@ core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void 
 {
     link->changed_cb = cb;
     link->changed_ctx = ctx;
+}
+
+void
+core_link_set_folder_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx)
+{
+    link->folder_cb = cb;
+    link->folder_ctx = ctx;
 }
 
 void

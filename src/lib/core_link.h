@@ -89,6 +89,8 @@ int core_link_copy_control(struct core_link *link, const char *database, uint16_
  */
 typedef void core_link_changed_cb(void *ctx, const struct ipc_msg *msg);
 void core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx);
+/* The same for FOLDER_CHANGED (a subscribed folder created, deleted or renamed). */
+void core_link_set_folder_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx);
 
 /*
  * Called each time the link becomes ready (HELLO answered), after the subscriptions were sent

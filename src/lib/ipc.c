@@ -335,6 +335,56 @@ changed_check(const struct ipc_msg *m, const char **error_r)
     return rc;
 }
 
+/* ---- FOLDER_CHANGED ---- */
+
+static void
+folder_changed_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_folder_changed *c = &m->u.folder_changed;
+    wr_str(w, &c->database);
+    wr_str(w, &c->mailbox);
+    wr_str(w, &c->folder);
+    wire_wr_u16(w, c->change);
+    wr_str(w, &c->new_folder);
+    wire_wr_u32(w, c->uidvalidity);
+}
+
+static bool
+folder_changed_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    struct ipc_folder_changed *c = &m->u.folder_changed;
+    return rd_str(r, FIELD("FOLDER_CHANGED.database"), &c->database) &&
+           rd_str(r, FIELD("FOLDER_CHANGED.mailbox"), &c->mailbox) &&
+           rd_str(r, FIELD("FOLDER_CHANGED.folder"), &c->folder) &&
+           wire_rd_u16(r, FIELD("FOLDER_CHANGED.change"), &c->change) &&
+           rd_str(r, FIELD("FOLDER_CHANGED.new_folder"), &c->new_folder) &&
+           wire_rd_u32(r, FIELD("FOLDER_CHANGED.uidvalidity"), &c->uidvalidity);
+}
+
+static int
+folder_changed_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_folder_changed *c = &m->u.folder_changed;
+    int rc = check_str(&c->database, FIELD("FOLDER_CHANGED.database"), 1, TDM_IPC_NAME_MAX,
+                       error_r);
+    if (rc == 0)
+        rc = check_str(&c->mailbox, FIELD("FOLDER_CHANGED.mailbox"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->folder, FIELD("FOLDER_CHANGED.folder"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->new_folder, FIELD("FOLDER_CHANGED.new_folder"), 0, TDM_IPC_NAME_MAX,
+                       error_r);
+    if (rc != 0)
+        return rc;
+    if (c->change < TDM_IPC_FOLDER_CREATED || c->change > TDM_IPC_FOLDER_RENAMED)
+        return fail(error_r, TDM_EINVAL, "FOLDER_CHANGED.change: unknown change");
+    if ((c->change == TDM_IPC_FOLDER_RENAMED) != (c->new_folder.len != 0))
+        return fail(error_r, TDM_EINVAL, "FOLDER_CHANGED.new_folder: set if and only if renamed");
+    if ((c->change == TDM_IPC_FOLDER_DELETED) != (c->uidvalidity == 0))
+        return fail(error_r, TDM_EINVAL, "FOLDER_CHANGED.uidvalidity: zero if and only if deleted");
+    return 0;
+}
+
 /* ---- SHUTDOWN ---- */
 
 static void
@@ -778,6 +828,7 @@ static const struct msg_type msg_types[] = {
     {TDM_IPC_UNSUBSCRIBE, "UNSUBSCRIBE", false, "UNSUBSCRIBE: trailing bytes after the last field",
      subscribe_encode, unsubscribe_decode, unsubscribe_check},
     MSG_TYPE(TDM_IPC_CHANGED, "CHANGED", false, changed),
+    MSG_TYPE(TDM_IPC_FOLDER_CHANGED, "FOLDER_CHANGED", false, folder_changed),
     MSG_TYPE(TDM_IPC_SHUTDOWN, "SHUTDOWN", false, shutdown),
     MSG_TYPE(TDM_IPC_RELOAD, "RELOAD", false, reload),
     MSG_TYPE(TDM_IPC_STATUS_REQUEST, "STATUS_REQUEST", true, status_request),

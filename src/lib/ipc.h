@@ -87,6 +87,16 @@ struct ipc_changed {
     uint64_t highestmodseq;
 };
 
+/* FOLDER_CHANGED: a folder was created, deleted or renamed (enum tdm_ipc_folder_change). */
+struct ipc_folder_changed {
+    struct ipc_str database;
+    struct ipc_str mailbox;
+    struct ipc_str folder;     /* its name before the change */
+    uint16_t change;           /* enum tdm_ipc_folder_change */
+    struct ipc_str new_folder; /* renamed: its name now; otherwise empty */
+    uint32_t uidvalidity;      /* the folder's; 0 if and only if deleted */
+};
+
 struct ipc_shutdown {
     struct ipc_str reason;
     uint32_t deadline_ms;
@@ -173,6 +183,7 @@ struct ipc_msg {
         struct ipc_commit_reply commit_reply;
         struct ipc_subscribe subscribe; /* SUBSCRIBE and UNSUBSCRIBE */
         struct ipc_changed changed;
+        struct ipc_folder_changed folder_changed;
         struct ipc_shutdown shutdown;
         struct ipc_reload reload;
         struct ipc_status_reply status_reply;

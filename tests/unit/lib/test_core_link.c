@@ -652,6 +652,54 @@ test_changed(void **state)
     assert_true(core_link_ready(the_link));
 }
 
+static struct {
+    unsigned calls;
+    uint16_t change;
+    char new_folder[64];
+} folder_changed;
+
+static void
+folder_cb(void *ctx, const struct ipc_msg *msg)
+{
+    assert_ptr_equal(ctx, &folder_changed);
+    assert_int_equal(msg->type, TDM_IPC_FOLDER_CHANGED);
+    folder_changed.calls++;
+    folder_changed.change = msg->u.folder_changed.change;
+    snprintf(folder_changed.new_folder, sizeof(folder_changed.new_folder), "%.*s",
+             (int)msg->u.folder_changed.new_folder.len, msg->u.folder_changed.new_folder.ptr);
+}
+
+static bool
+folder_called(void)
+{
+    return folder_changed.calls > 0;
+}
+
+/* FOLDER_CHANGED goes to its own callback, never to CHANGED's. */
+static void
+test_folder_changed(void **state)
+{
+    (void)state;
+    connect_ready();
+    changed.calls = 0;
+    core_link_set_changed_cb(the_link, changed_cb, &changed);
+    core_link_set_folder_cb(the_link, folder_cb, &folder_changed);
+    struct ipc_msg m = {.type = TDM_IPC_FOLDER_CHANGED};
+    m.u.folder_changed = (struct ipc_folder_changed){ipc_str_c("db"), ipc_str_c("bob"),
+                                                     ipc_str_c("Work"), TDM_IPC_FOLDER_RENAMED,
+                                                     ipc_str_c("Job"), 7};
+    fake_send(&m);
+    assert_true(run_until(folder_called));
+    assert_int_equal(folder_changed.change, TDM_IPC_FOLDER_RENAMED);
+    assert_string_equal(folder_changed.new_folder, "Job");
+    assert_int_equal(changed.calls, 0);
+    core_link_set_folder_cb(the_link, NULL, NULL);
+    fake_send(&m);
+    run_for(30);
+    assert_int_equal(folder_changed.calls, 1);
+    assert_true(core_link_ready(the_link));
+}
+
 static unsigned ready_calls;
 
 static void
@@ -712,6 +760,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_core_bugs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_version_not_offered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folder_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_cb, setup, teardown),
     };

@@ -115,6 +115,17 @@ init_samples(void)
                                         UINT32_MAX,       UINT32_MAX,       UINT32_MAX,
                                         UINT64_MAX};
 
+    m = add_sample("folder_created", TDM_IPC_FOLDER_CHANGED, 0);
+    m->u.folder_changed = (struct ipc_folder_changed){
+        ipc_str_c("d"), ipc_str_c("m"), ipc_str_c("f"), TDM_IPC_FOLDER_CREATED, {NULL, 0}, 1};
+    m = add_sample("folder_deleted", TDM_IPC_FOLDER_CHANGED, 0);
+    m->u.folder_changed = (struct ipc_folder_changed){
+        ipc_str_c("db1"), ipc_str_c("bob"), ipc_str_c("Work"), TDM_IPC_FOLDER_DELETED, {NULL, 0}, 0};
+    m = add_sample("folder_renamed_long", TDM_IPC_FOLDER_CHANGED, 0);
+    m->u.folder_changed = (struct ipc_folder_changed){
+        {name255, TDM_IPC_NAME_MAX}, {utf8_255, TDM_IPC_NAME_MAX}, {utf8_255, TDM_IPC_NAME_MAX},
+        TDM_IPC_FOLDER_RENAMED,      {utf8_255, TDM_IPC_NAME_MAX}, UINT32_MAX};
+
     m = add_sample("shutdown_short", TDM_IPC_SHUTDOWN, 0);
     m->u.shutdown = (struct ipc_shutdown){ipc_str_c("x"), 0};
     m = add_sample("shutdown_long", TDM_IPC_SHUTDOWN, 0);
@@ -260,6 +271,12 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
                str_equal(&x->folder, &y->folder) && x->uidvalidity == y->uidvalidity &&
                x->uidnext == y->uidnext && x->exists == y->exists &&
                x->highestmodseq == y->highestmodseq;
+    }
+    case TDM_IPC_FOLDER_CHANGED: {
+        const struct ipc_folder_changed *x = &a->u.folder_changed, *y = &b->u.folder_changed;
+        return str_equal(&x->database, &y->database) && str_equal(&x->mailbox, &y->mailbox) &&
+               str_equal(&x->folder, &y->folder) && x->change == y->change &&
+               str_equal(&x->new_folder, &y->new_folder) && x->uidvalidity == y->uidvalidity;
     }
     case TDM_IPC_SHUTDOWN:
         return str_equal(&a->u.shutdown.reason, &b->u.shutdown.reason) &&
@@ -964,6 +981,46 @@ p_changed_modseq_u32(struct raw *p)
     raw_tagged(p, TDM_IPC_F_U32, 1, 4);
 }
 static void
+folder_changed_raw(struct raw *p, uint16_t change, const char *new_folder, uint32_t uidvalidity)
+{
+    raw_str(p, TDM_IPC_F_STR, "d");
+    raw_str(p, TDM_IPC_F_STR, "m");
+    raw_str(p, TDM_IPC_F_STR, "f");
+    raw_tagged(p, TDM_IPC_F_U16, change, 2);
+    raw_str(p, TDM_IPC_F_STR, new_folder);
+    raw_tagged(p, TDM_IPC_F_U32, uidvalidity, 4);
+}
+static void
+p_folder_change_0(struct raw *p)
+{
+    folder_changed_raw(p, 0, "", 1);
+}
+static void
+p_folder_change_4(struct raw *p)
+{
+    folder_changed_raw(p, 4, "", 1);
+}
+static void
+p_folder_renamed_no_name(struct raw *p)
+{
+    folder_changed_raw(p, TDM_IPC_FOLDER_RENAMED, "", 1);
+}
+static void
+p_folder_created_new_name(struct raw *p)
+{
+    folder_changed_raw(p, TDM_IPC_FOLDER_CREATED, "g", 1);
+}
+static void
+p_folder_deleted_uidvalidity(struct raw *p)
+{
+    folder_changed_raw(p, TDM_IPC_FOLDER_DELETED, "", 7);
+}
+static void
+p_folder_renamed_uidvalidity_0(struct raw *p)
+{
+    folder_changed_raw(p, TDM_IPC_FOLDER_RENAMED, "g", 0);
+}
+static void
 p_shutdown_reason_empty(struct raw *p)
 {
     raw_str(p, TDM_IPC_F_STR, "");
@@ -1188,6 +1245,16 @@ test_payload_errors(void **state)
          "UNSUBSCRIBE.mailbox: contains a NUL byte"},
         {TDM_IPC_CHANGED, p_changed_folder_empty, "CHANGED.folder: empty"},
         {TDM_IPC_CHANGED, p_changed_modseq_u32, "CHANGED.highestmodseq: wrong field type tag"},
+        {TDM_IPC_FOLDER_CHANGED, p_folder_change_0, "FOLDER_CHANGED.change: unknown change"},
+        {TDM_IPC_FOLDER_CHANGED, p_folder_change_4, "FOLDER_CHANGED.change: unknown change"},
+        {TDM_IPC_FOLDER_CHANGED, p_folder_renamed_no_name,
+         "FOLDER_CHANGED.new_folder: set if and only if renamed"},
+        {TDM_IPC_FOLDER_CHANGED, p_folder_created_new_name,
+         "FOLDER_CHANGED.new_folder: set if and only if renamed"},
+        {TDM_IPC_FOLDER_CHANGED, p_folder_deleted_uidvalidity,
+         "FOLDER_CHANGED.uidvalidity: zero if and only if deleted"},
+        {TDM_IPC_FOLDER_CHANGED, p_folder_renamed_uidvalidity_0,
+         "FOLDER_CHANGED.uidvalidity: zero if and only if deleted"},
         {TDM_IPC_SHUTDOWN, p_shutdown_reason_empty, "SHUTDOWN.reason: empty"},
         {TDM_IPC_SHUTDOWN, p_shutdown_reason_1025, "SHUTDOWN.reason: longer than allowed"},
         {TDM_IPC_RELOAD, p_reload_short_value,

@@ -1,0 +1,164 @@
+/*
+ * This server's copies (docs/formats/admin-api.md, docs/replication.md): GET /v1/copies asks
+ * the core for every copy's status (COPY_STATUS_REQUEST); POST /v1/copies/<database>/suspend
+ * (optional {"comment": "..."}) and .../resume ask it to act (COPY_CONTROL). Reading needs
+ * read on this server's `server` object, acting needs write.
+ */
+#include "admin/admin_int.h"
+
+#include "lib/core_link.h"
+#include "lib/err.h"
+#include "proto/json/admin_request.h"
+
+#include <event2/buffer.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *
+str_json(struct ipc_str s)
+{
+    return json_stringn(s.ptr, s.len);
+}
+
+static const char *
+role_name(uint16_t role)
+{
+    return role == 2 ? "standby" : "passive";
+}
+
+static const char *
+mode_name(uint16_t mode)
+{
+    static const char *const names[] = {"", "file", "block", "sync"};
+    return mode < 4 ? names[mode] : "";
+}
+
+static json_t *
+copy_json(const struct ipc_copy_status *c)
+{
+    const char *state = ipc_copy_state_name(c->state);
+    json_t *o = json_pack(
+        "{s:o,s:s,s:s,s:s,s:o,s:o,s:o,s:i}", "database", str_json(c->name), "state",
+        state ? state : "unknown", "role", role_name(c->role), "mode", mode_name(c->mode),
+        "message", str_json(c->message), "network", str_json(c->network), "endpoint",
+        str_json(c->endpoint), "inspection_failures", (int)c->inspection_failures);
+    static const struct {
+        const char *key;
+        size_t off;
+    } figures[] = {
+#define F(x) {#x, offsetof(struct ipc_copy_status, x)}
+        F(source_generation),      F(source_durable_end),   F(source_lsn),
+        F(source_time_us),         F(copied_generation),    F(copied_offset),
+        F(copied_lsn),             F(inspected_generation), F(replayed_generation),
+        F(replayed_lsn),           F(last_copied_us),       F(last_inspected_us),
+        F(last_replayed_us),       F(copy_queue_generations), F(copy_queue_bytes),
+        F(replay_queue_generations), F(replay_queue_records), F(bytes_received),
+        F(bytes_per_second),
+#undef F
+    };
+    for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)c + figures[i].off, sizeof(v));
+        json_object_set_new(o, figures[i].key, json_integer((json_int_t)v));
+    }
+    return o;
+}
+
+static void
+status_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct admin_call *call = ctx;
+    if (status < 0 || reply->type != TDM_IPC_COPY_STATUS_REPLY) {
+        admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
+                          status < 0 ? tdm_strerror(status) : "unexpected reply");
+        return;
+    }
+    json_t *list = json_array();
+    const struct ipc_copy_status_reply *r = &reply->u.copy_status_reply;
+    for (uint32_t i = 0; i < r->n_copies; i++)
+        json_array_append_new(list, copy_json(&r->copies[i]));
+    admin_reply_json(call, 200,
+                     json_pack("{s:s,s:o}", "server", call->srv->cfg->server, "copies", list));
+}
+
+static void
+control_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct admin_call *call = ctx;
+    if (status < 0 || reply->type != TDM_IPC_COPY_CONTROL_REPLY) {
+        admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
+                          status < 0 ? tdm_strerror(status) : "unexpected reply");
+        return;
+    }
+    int ret = reply->u.copy_control_reply.status;
+    if (ret == TDM_ENOTFOUND)
+        admin_reply_error(call, 404, NULL, "this server holds no copy of %s", call->segs[2]);
+    else if (ret == TDM_EFAILED)
+        admin_reply_error(call, 409, NULL,
+                          "the copy of %s could not start (see GET /v1/copies for why)",
+                          call->segs[2]);
+    else if (ret < 0)
+        admin_reply_error(call, 500, NULL, "cannot do it: %s", tdm_strerror(ret));
+    else
+        admin_reply_json(call, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static void
+control(struct admin_call *call, uint16_t action, const char *comment)
+{
+    int ret = core_link_copy_control(call->srv->core, call->segs[2], action, comment, control_cb,
+                                     call);
+    if (ret < 0) {
+        admin_reply_error(call, 503, NULL,
+                          "the core process is not reachable (starting or restarting): %s",
+                          tdm_strerror(ret));
+        return;
+    }
+    admin_call_watch_close(call);
+}
+
+void
+admin_copies_serve(struct admin_call *call)
+{
+    if (call->n_segs == 2) {
+        if (call->method != EVHTTP_REQ_GET) {
+            admin_reply_error(call, 405, NULL, "use GET");
+            return;
+        }
+        if (admin_authorize_server(call, DIR_RIGHT_READ) != 1)
+            return;
+        admin_ask_core(call, core_link_copy_status, status_cb);
+        return;
+    }
+    bool suspend = call->n_segs == 4 && !strcmp(call->segs[3], "suspend");
+    bool resume = call->n_segs == 4 && !strcmp(call->segs[3], "resume");
+    if (!suspend && !resume) {
+        admin_reply_error(call, 404, NULL, "no such path");
+        return;
+    }
+    if (call->method != EVHTTP_REQ_POST) {
+        admin_reply_error(call, 405, NULL, "use POST");
+        return;
+    }
+    if (strlen(call->segs[2]) > TDM_IPC_NAME_MAX || !call->segs[2][0]) {
+        admin_reply_error(call, 404, NULL, "this server holds no copy of that name");
+        return;
+    }
+    if (admin_authorize_server(call, DIR_RIGHT_WRITE) != 1)
+        return;
+    if (resume) {
+        control(call, TDM_IPC_COPY_RESUME, NULL);
+        return;
+    }
+    struct admin_req req;
+    /* No body is a suspend without a comment. */
+    if (evbuffer_get_length(evhttp_request_get_input_buffer(call->req)) == 0) {
+        control(call, TDM_IPC_COPY_SUSPEND, "");
+        return;
+    }
+    if (admin_read_body(call, ADMIN_REQ_COPY_SUSPEND, &req) < 0)
+        return;
+    control(call, TDM_IPC_COPY_SUSPEND, req.comment);
+    admin_req_clear(&req);
+}

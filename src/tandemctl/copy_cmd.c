@@ -1,0 +1,383 @@
+/*
+ * tandemctl copy: the copies a server holds (docs/replication.md, "Copies").
+ *   create   offline: writes <dir>/copy.conf, which makes the directory a copy at the next
+ *            start of the server whose datadir holds it
+ *   status   GET /v1/copies
+ *   suspend  POST /v1/copies/<database>/suspend {"comment": ...}
+ *   resume   POST /v1/copies/<database>/resume
+ */
+#include "tandemctl/ctl.h"
+#include "tandemctl/ctl_api.h"
+#include "tandemctl/ctl_obj.h"
+#include "tandemctl/ctl_table.h"
+
+#include "lib/config_parse.h"
+#include "lib/err.h"
+#include "proto/repl/repl_wire.h"
+#include "repl/repl_copy_conf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ */
+/* create                                                             */
+
+/* "NETWORK=ADDRESS:PORT" into the next source. Returns 0 or the usage error's exit code. */
+static int
+add_source(const struct ctl_verb *verb, struct repl_copy_conf *c, const char *v)
+{
+    if (c->n_sources == REPL_COPY_MAX_SOURCES)
+        return ctl_usage_error(verb, "at most %d --source", REPL_COPY_MAX_SOURCES);
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || (size_t)(eq - v) > TDM_CONFIG_NAME_MAX)
+        return ctl_usage_error(verb, "--source %s: give NETWORK=ADDRESS:PORT", v);
+    char net[TDM_CONFIG_NAME_MAX + 1], reason[CONFIG_REASON_MAX];
+    snprintf(net, sizeof(net), "%.*s", (int)(eq - v), v);
+    struct repl_copy_source *s = &c->sources[c->n_sources];
+    memset(s, 0, sizeof(*s));
+    if (config_value_name(net, TDM_CONFIG_NAME_MAX, s->network, reason) < 0)
+        return ctl_usage_error(verb, "--source %s: network: %s", v, reason);
+    for (unsigned i = 0; i < c->n_sources; i++)
+        if (!strcmp(c->sources[i].network, s->network))
+            return ctl_usage_error(verb, "--source: network %s given twice", s->network);
+    struct tdm_config_addr *a = &s->endpoint.address;
+    if (config_value_endpoint(eq + 1, &a->family, a->bytes, &s->endpoint.port, reason) < 0)
+        return ctl_usage_error(verb, "--source %s: %s", v, reason);
+    inet_ntop(a->family, a->bytes, a->text, sizeof(a->text));
+    c->n_sources++;
+    return 0;
+}
+
+static int
+copy_create(const struct ctl_verb *verb, int argc, char **argv)
+{
+    struct repl_copy_conf c = {.role = 0};
+    snprintf(c.kind, sizeof(c.kind), "%s", STORE_KIND_MAIL);
+    const char *dir = NULL, *lag = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        int r;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            ctl_verb_help(verb);
+            return CTL_EXIT_OK;
+        }
+        if ((r = ctl_opt_value(verb, "--role", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            if (!strcmp(v, "passive"))
+                c.role = REPL_ROLE_PASSIVE;
+            else if (!strcmp(v, "standby"))
+                c.role = REPL_ROLE_STANDBY;
+            else
+                return ctl_usage_error(verb, "--role must be passive or standby");
+            continue;
+        }
+        if ((r = ctl_opt_value(verb, "--source", argc, argv, &i, &v)) != 0) {
+            if (r != 1 || (r = add_source(verb, &c, v)) != 0)
+                return r;
+            continue;
+        }
+        if ((r = ctl_opt_value(verb, "--replay-lag", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            lag = v;
+            continue;
+        }
+        if ((r = ctl_opt_value(verb, "--kind", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            if (!store_kind_valid(v))
+                return ctl_usage_error(verb, "--kind %s is not a database kind", v);
+            snprintf(c.kind, sizeof(c.kind), "%s", v);
+            continue;
+        }
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (dir)
+            return ctl_usage_error(verb, "one directory only");
+        dir = argv[i];
+    }
+    if (!dir)
+        return ctl_usage_error(verb, "missing the database directory");
+    if (!c.role)
+        return ctl_usage_error(verb, "missing --role passive|standby");
+    if (c.n_sources == 0)
+        return ctl_usage_error(verb, "missing --source NETWORK=ADDRESS:PORT (the active's "
+                                     "[listen replication] on that network)");
+    char reason[CONFIG_REASON_MAX];
+    if (lag) {
+        if (c.role != REPL_ROLE_STANDBY)
+            return ctl_usage_error(verb, "--replay-lag is for a standby copy only");
+        if (config_value_number(lag, &config_duration_units, 0, REPL_COPY_MAX_REPLAY_LAG_MS, 0,
+                                &c.replay_lag_ms, reason) < 0)
+            return ctl_usage_error(verb, "--replay-lag: %s", reason);
+    } else if (c.role == REPL_ROLE_STANDBY) {
+        c.replay_lag_ms = REPL_COPY_DEFAULT_STANDBY_LAG_MS;
+    }
+    /* A new copy: an empty directory (its agent seeds it from the active), or one holding
+     * nothing but an older copy.conf (rewritten). */
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        ctl_error("cannot create %s: %s", dir, strerror(errno));
+        return CTL_EXIT_ERROR;
+    }
+    char *logdir;
+    if (asprintf(&logdir, "%s/log", dir) < 0)
+        return CTL_EXIT_ERROR;
+    struct stat st;
+    bool has_log = stat(logdir, &st) == 0;
+    free(logdir);
+    char *conf_path;
+    if (asprintf(&conf_path, "%s/%s", dir, REPL_COPY_CONF_NAME) < 0)
+        return CTL_EXIT_ERROR;
+    bool has_conf = stat(conf_path, &st) == 0;
+    free(conf_path);
+    if (has_log && !has_conf) {
+        ctl_error("%s holds a database that is not a copy: activating or converting one is "
+                  "not what copy create does",
+                  dir);
+        return CTL_EXIT_USAGE;
+    }
+    char *why = NULL;
+    int ret = repl_copy_conf_write(dir, &c, &why);
+    if (ret < 0) {
+        ctl_error("%s", why ? why : tdm_strerror(ret));
+        free(why);
+        return CTL_EXIT_ERROR;
+    }
+    printf("%s is a %s copy from %s (%s:%u)%s\n", dir,
+           c.role == REPL_ROLE_STANDBY ? "standby" : "passive", c.sources[0].network,
+           c.sources[0].endpoint.address.text, (unsigned)c.sources[0].endpoint.port,
+           has_conf ? ", rewritten" : "");
+    return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* status                                                             */
+
+static uint64_t
+u64(json_t *o, const char *key)
+{
+    return (uint64_t)json_integer_value(json_object_get(o, key));
+}
+
+static const char *
+str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* "2026-11-26 02:03:04" (UTC) or "-" for 0. */
+static void
+when(char out[32], uint64_t us)
+{
+    if (!us) {
+        snprintf(out, 32, "-");
+        return;
+    }
+    time_t t = (time_t)(us / 1000000u);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void
+print_copies(json_t *doc)
+{
+    json_t *copies = json_object_get(doc, "copies");
+    if (json_array_size(copies) == 0) {
+        printf("%s holds no copies.\n", str(doc, "server"));
+        return;
+    }
+    static const char *const headers[] = {"DATABASE", "STATE",       "ROLE",     "COPY QUEUE",
+                                          "REPLAY QUEUE", "INSPECTED", "REPLAYED", "NETWORK",
+                                          "RATE"};
+    struct ctl_table *t = ctl_table_new(9, headers);
+    size_t i;
+    json_t *c;
+    json_array_foreach(copies, i, c)
+    {
+        char cq[48], rq[48], ins[32], rep[32], rate[32];
+        snprintf(cq, sizeof(cq), "%" PRIu64 " (%" PRIu64 " B)", u64(c, "copy_queue_generations"),
+                 u64(c, "copy_queue_bytes"));
+        snprintf(rq, sizeof(rq), "%" PRIu64 " (%" PRIu64 " rec)",
+                 u64(c, "replay_queue_generations"), u64(c, "replay_queue_records"));
+        snprintf(ins, sizeof(ins), "%" PRIu64, u64(c, "inspected_generation"));
+        snprintf(rep, sizeof(rep), "%" PRIu64, u64(c, "replayed_generation"));
+        snprintf(rate, sizeof(rate), "%" PRIu64 " B/s", u64(c, "bytes_per_second"));
+        const char *cells[9] = {str(c, "database"), str(c, "state"), str(c, "role"), cq, rq,
+                                ins, rep, str(c, "network")[0] ? str(c, "network") : "-", rate};
+        ctl_table_add(t, cells);
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(&t);
+    /* What does not fit a row: messages and times, per copy. */
+    json_array_foreach(copies, i, c)
+    {
+        char tc[32], ti[32], tr[32];
+        when(tc, u64(c, "last_copied_us"));
+        when(ti, u64(c, "last_inspected_us"));
+        when(tr, u64(c, "last_replayed_us"));
+        printf("\n%s: %s%s%s\n  copied up to generation %" PRIu64 " offset %" PRIu64
+               " (LSN %" PRIu64 ") at %s; active at generation %" PRIu64 " (LSN %" PRIu64
+               ")\n  last inspected %s, last replayed %s (LSN %" PRIu64 ")%s%s\n",
+               str(c, "database"), str(c, "state"), str(c, "message")[0] ? ": " : "",
+               str(c, "message"), u64(c, "copied_generation"), u64(c, "copied_offset"),
+               u64(c, "copied_lsn"), tc, u64(c, "source_generation"), u64(c, "source_lsn"), ti,
+               tr, u64(c, "replayed_lsn"), str(c, "endpoint")[0] ? "; endpoint " : "",
+               str(c, "endpoint"));
+    }
+}
+
+static int
+copy_status(const struct ctl_verb *verb, int argc, char **argv)
+{
+    const char *pos[1];
+    int n;
+    struct ctl_api_opts o;
+    struct admin_target t;
+    int r = ctl_api_begin(verb, argc, argv, 0, 1, pos, &n, &o, &t);
+    if (r >= 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "GET", "/v1/copies", NULL, &doc);
+    if (r == 0 && n == 1) {
+        /* One database: keep only its entry; none is "no such copy". */
+        json_t *copies = json_object_get(doc, "copies"), *keep = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(copies, i, c) if (!strcmp(str(c, "database"), pos[0]))
+            json_array_append(keep, c);
+        json_object_set_new(doc, "copies", keep);
+        if (json_array_size(keep) == 0) {
+            ctl_error("%s holds no copy of %s", str(doc, "server"), pos[0]);
+            r = CTL_EXIT_NOT_FOUND;
+        }
+    }
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            print_copies(doc);
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* suspend, resume                                                    */
+
+/* /v1/copies/<database>/<action>, the name percent-encoded. */
+static bool
+control_path(char *buf, size_t size, const char *db, const char *action)
+{
+    size_t n = (size_t)snprintf(buf, size, "/v1/copies/");
+    for (const unsigned char *p = (const unsigned char *)db; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
+        int w = plain ? snprintf(buf + n, n < size ? size - n : 0, "%c", *p)
+                      : snprintf(buf + n, n < size ? size - n : 0, "%%%02X", *p);
+        n += (size_t)w;
+    }
+    n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "/%s", action);
+    return n < size;
+}
+
+static int
+copy_control(const struct ctl_verb *verb, int argc, char **argv, bool suspend)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL, *comment = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        const char *v;
+        if (suspend && (r = ctl_opt_value(verb, "--comment", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            comment = v;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    char path[1024];
+    if (!control_path(path, sizeof(path), db, suspend ? "suspend" : "resume"))
+        return ctl_usage_error(verb, "the database name is too long");
+    struct admin_target t;
+    int r = ctl_api_target(verb, &o, false, &t);
+    if (r != 0)
+        return r;
+    json_t *body = suspend ? json_pack("{s:s}", "comment", comment ? comment : "") : NULL;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "POST", path, body, &doc);
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            printf("copy of %s: %s requested\n", db, suspend ? "suspend" : "resume");
+    }
+    json_decref(body);
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
+static int
+copy_suspend(const struct ctl_verb *verb, int argc, char **argv)
+{
+    return copy_control(verb, argc, argv, true);
+}
+
+static int
+copy_resume(const struct ctl_verb *verb, int argc, char **argv)
+{
+    return copy_control(verb, argc, argv, false);
+}
+
+const struct ctl_verb ctl_copy_verbs[] = {
+    {"create",
+     "<dir> --role passive|standby --source NETWORK=ADDRESS:PORT [--source ...] "
+     "[--replay-lag DURATION] [--kind KIND]",
+     "make <dir> (under a server's <datadir>/db/) a copy of the database of that name",
+     "Offline: writes <dir>/copy.conf (docs/replication.md, \"Copies\"). At its next start the\n"
+     "server whose datadir holds <dir> runs the copy's agent, which connects to the active's\n"
+     "[listen replication] on the first --source network that answers, in the order given,\n"
+     "and seeds the copy from generation 1. --replay-lag (standby only, 0s..7d, default 24h).\n"
+     "--kind: the database's kind (default mail). <dir> must be new, empty, or a copy already\n"
+     "(its copy.conf is rewritten).\n",
+     copy_create},
+    {"status", "[<database>] [--json]",
+     "state, queues, positions and network of the server's copies",
+     "States: Initializing, Resynchronizing, Healthy, Seeding, Disconnected, ServiceDown,\n"
+     "Failed (with its message), Suspended (with its comment). COPY QUEUE: generations (and\n"
+     "bytes) the active has durable that the copy has not; REPLAY QUEUE: generations (and\n"
+     "records) received but not replayed yet.\n",
+     copy_status},
+    {"suspend", "<database> [--comment TEXT]",
+     "stop copying and replaying (idempotent; a new comment replaces the old)", NULL,
+     copy_suspend},
+    {"resume", "<database>", "start a Suspended or Failed copy again (idempotent)", NULL,
+     copy_resume},
+    {NULL, NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,207 @@
+/*
+ * Replication in the core (DESIGN.md "Replication", docs/replication.md): the copies this
+ * server holds, each kept current by an agent on a thread of its own (src/repl/repl_copy.h),
+ * and the source that serves the log of every active database here to other servers' copies
+ * on [listen replication] (src/repl/repl_source.h).
+ *
+ * A directory under <datadir>/db/ holding copy.conf is a copy (repl_copy_conf.h): core.c hands
+ * it here instead of mounting it. Copies authenticate to their active as server/<name> with
+ * this server's key ([directory] key_file) and check its certificate against [tls] ca.
+ * Loop thread only; the agents' own threads are reached only through repl_copy.h.
+ */
+#include "tandemd/tandemd.h"
+
+#include "directory/directory.h"
+#include "dirclient/dir_client.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/tls.h"
+#include "repl/repl_copy.h"
+#include "repl/repl_copy_conf.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct core_copy {
+    char *name;
+    char *dir;
+    struct repl_copy_conf conf;
+    struct repl_copy *agent; /* NULL: could not start (the reason is in error) */
+    char *error;
+};
+
+static struct core_copy *copies;
+static size_t n_copies;
+
+
+bool
+tandemd__core_repl_is_copy(const char *dbdir)
+{
+    char *path;
+    if (asprintf(&path, "%s/%s", dbdir, REPL_COPY_CONF_NAME) < 0)
+        log_fatal("out of memory");
+    struct stat st;
+    bool is = lstat(path, &st) == 0;
+    free(path);
+    return is;
+}
+
+static int
+copy_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct core_copy *)a)->name, ((const struct core_copy *)b)->name);
+}
+
+void
+tandemd__core_repl_add_copy(const char *name, const char *dbdir)
+{
+    struct core_copy *grown = realloc(copies, (n_copies + 1) * sizeof(*copies));
+    if (!grown)
+        log_fatal("out of memory");
+    copies = grown;
+    struct core_copy *cp = &copies[n_copies++];
+    memset(cp, 0, sizeof(*cp));
+    cp->name = strdup(name);
+    cp->dir = strdup(dbdir);
+    if (!cp->name || !cp->dir)
+        log_fatal("out of memory");
+    int ret = repl_copy_conf_read(dbdir, &cp->conf, &cp->error);
+    if (ret < 0) {
+        if (!cp->error && asprintf(&cp->error, "%s/%s: %s", dbdir, REPL_COPY_CONF_NAME,
+                                   tdm_strerror(ret)) < 0)
+            log_fatal("out of memory");
+        log_error("copy %s not started: %s", name, cp->error);
+    }
+}
+
+/* Starts every copy's agent; a copy that cannot start keeps its reason for copy status. */
+static void
+start_copies(const struct tdm_config *cfg, const struct store_options *o)
+{
+    if (n_copies == 0)
+        return;
+    qsort(copies, n_copies, sizeof(*copies), copy_cmp);
+    char *key = NULL, *why = NULL;
+    int key_ret = dir_client_key_from_config(cfg, &key, &why);
+    struct tls_files files;
+    tls_files_from_config(cfg, &files);
+    for (size_t i = 0; i < n_copies; i++) {
+        struct core_copy *cp = &copies[i];
+        if (cp->error)
+            continue;
+        if (key_ret < 0) {
+            if (asprintf(&cp->error, "%s", why ? why : "out of memory") < 0)
+                log_fatal("out of memory");
+            log_error("copy %s not started: %s", cp->name, cp->error);
+            continue;
+        }
+        struct store_options opt = *o;
+        if (dir_db_kind_handler(cp->conf.kind, &opt.handler) < 0) {
+            if (asprintf(&cp->error, "its kind '%s' is not one this tandemd knows",
+                         cp->conf.kind) < 0)
+                log_fatal("out of memory");
+            log_error("copy %s not started: %s", cp->name, cp->error);
+            continue;
+        }
+        struct repl_copy_options co = {
+            .database = cp->name,
+            .dir = cp->dir,
+            .conf = &cp->conf,
+            .store = &opt,
+            .server_name = cfg->server,
+            .key = key,
+            .ca_file = files.ca,
+            .cert_file = files.certificate,
+            .key_file = files.key,
+        };
+        if (repl_copy_start(&co, &cp->agent, &cp->error) < 0) {
+            cp->agent = NULL;
+            log_error("copy %s not started: %s", cp->name,
+                      cp->error ? cp->error : "out of memory");
+        }
+    }
+    tls_files_clear(&files);
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    free(why);
+}
+
+void
+tandemd__core_repl_start(struct event_base *base, const struct tdm_config *cfg,
+                         const struct store_options *o, int listen_fd)
+{
+    tandemd__core_repl_source_start(base, cfg, listen_fd);
+    start_copies(cfg, o);
+}
+
+void
+tandemd__core_repl_stop(void)
+{
+    tandemd__core_repl_source_stop();
+    for (size_t i = 0; i < n_copies; i++) {
+        repl_copy_stop(&copies[i].agent);
+        free(copies[i].name);
+        free(copies[i].dir);
+        free(copies[i].error);
+    }
+    free(copies);
+    copies = NULL;
+    n_copies = 0;
+}
+
+size_t
+tandemd__core_copy_count(void)
+{
+    return n_copies;
+}
+
+const char *
+tandemd__core_copy_get(size_t i, struct repl_copy_status *st_r, const char **error_r)
+{
+    const struct core_copy *cp = &copies[i];
+    memset(st_r, 0, sizeof(*st_r));
+    *error_r = cp->error;
+    if (cp->agent)
+        repl_copy_get_status(cp->agent, st_r);
+    else
+        st_r->state = REPL_COPY_FAILED;
+    st_r->role = cp->conf.role;
+    return cp->name;
+}
+
+static struct core_copy *
+find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < n_copies; i++)
+        if (strlen(copies[i].name) == len && memcmp(copies[i].name, name, len) == 0)
+            return &copies[i];
+    return NULL;
+}
+
+int
+tandemd__core_copy_suspend(const char *name, size_t len, const char *comment)
+{
+    struct core_copy *cp = find(name, len);
+    if (!cp)
+        return TDM_ENOTFOUND;
+    if (!cp->agent)
+        return TDM_EFAILED;
+    return repl_copy_suspend(cp->agent, comment);
+}
+
+int
+tandemd__core_copy_resume(const char *name, size_t len)
+{
+    struct core_copy *cp = find(name, len);
+    if (!cp)
+        return TDM_ENOTFOUND;
+    if (!cp->agent)
+        return TDM_EFAILED;
+    return repl_copy_resume(cp->agent);
+}
