@@ -2,13 +2,15 @@
 database db1, mbx2 (no directory role: it asks mbx1's) holds db2. A user whose password is
 right at the server that does not hold their database is answered
 NO [REFERRAL imap://user;AUTH=*@address:imap_port/], naming the address and imap_port of the
-cms that owns the database; the URL leads to a server where the same login works. A wrong
+cms that owns the database (over implicit TLS too); the URL leads to a server where the same
+login works. A wrong
 password is a plain failure with no referral, and a database that no cms serves (or whose cms
 is the very server asked) is NO [UNAVAILABLE]. Referrals are not failed logins."""
 import base64
 import imaplib
 import re
 import secrets
+import ssl
 
 import pytest
 
@@ -24,7 +26,7 @@ def pair(tandem_bin, tandemctl, tmp_path):
     (tmp_path / "mbx1").mkdir()
     (tmp_path / "mbx2").mkdir()
     a = Server(exe, tmp_path / "mbx1", "mbx1", roles="mailbox, directory",
-               listeners=("imap", "admin"))
+               listeners=("imap", "imaps", "admin"))
     a.extra_conf = "\n[imap]\nmax_login_failures = 2\n"
     a.write_conf(server="mbx1", level="info")
     (a.datadir / "db").mkdir(parents=True)
@@ -99,6 +101,13 @@ def test_logins_are_referred_to_the_cms_holding_the_database(pair):
     _, done2 = c.cmd("SELECT INBOX")
     assert done2.startswith("BAD")
     c.close()
+    # Over implicit TLS the URL is the same imap:// to the STARTTLS port (docs/decisions.md).
+    t = imaplib.IMAP4_SSL(a.addr, a.ports["imaps"], timeout=WAIT,
+                          ssl_context=ssl.create_default_context(cafile=str(a.ca)))
+    with pytest.raises(imaplib.IMAP4.error) as e:
+        t.login("alice", "alice-password")
+    assert f"[REFERRAL imap://alice;AUTH=*@{b.addr}:{b.ports['imap']}/]" in str(e.value)
+    t.logout()
     # The referred URL works: mbx2 checks the password with the remote directory.
     wait_for(lambda: login_ok(b, "alice"), "mbx2 accepting alice through mbx1's directory")
     follow(done, "alice")
