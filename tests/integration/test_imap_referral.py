@@ -3,9 +3,9 @@ database db1, mbx2 (no directory role: it asks mbx1's) holds db2. A user whose p
 right at the server that does not hold their database is answered
 NO [REFERRAL imap://user;AUTH=*@address:imap_port/], naming the address and imap_port of the
 cms that owns the database (over implicit TLS too); the URL leads to a server where the same
-login works. A wrong
-password is a plain failure with no referral, and a database that no cms serves (or whose cms
-is the very server asked) is NO [UNAVAILABLE]. Referrals are not failed logins."""
+login works. A wrong password is a plain failure with no referral, and a database that no cms
+serves (or whose cms is the very server asked) is NO [UNAVAILABLE]. Referrals are not failed
+logins."""
 import base64
 import imaplib
 import re
