@@ -196,6 +196,17 @@ typedef void store_durable_cb(void *ctx, uint64_t generation, uint64_t durable_e
  * longer called. */
 void store_set_durable_hook(struct store *store, store_durable_cb *cb, void *ctx);
 
+/*
+ * A consistent snapshot of the database for seeding a copy (reseed): writes a compacted copy of
+ * the LMDB environment (mdb_env_copyfd2, MDB_CP_COMPACT: a data.mdb file) to fd, from one read
+ * transaction, while commits go on. *applied_lsn_r is a lower bound of the applied LSN the
+ * snapshot holds (read just before it): a copy made from it (store_copy_create_from_snapshot())
+ * needs the log from the generation holding *applied_lsn_r + 1, so hold the truncation floor at
+ * or below the lowest generation before calling, and move it up to that generation after.
+ * Returns 0, or a negative LMDB / -errno error with *error_r. Any thread; fd is borrowed.
+ */
+int store_snapshot(struct store *store, int fd, uint64_t *applied_lsn_r, const char **error_r);
+
 /* Closes the current generation now, as the idle timer would, and starts the next one; a
  * generation without records is left open. Returns when done. */
 int store_roll(struct store *store);

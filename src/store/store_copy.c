@@ -223,6 +223,61 @@ store_copy_create(const char *dir, const uint8_t guid[TDM_LOG_GUID_LEN], const c
     return ret;
 }
 
+int
+store_copy_create_from_snapshot(const char *dir, const char *snapshot_path,
+                                const uint8_t guid[TDM_LOG_GUID_LEN], uint64_t first_generation,
+                                const char **error_r)
+{
+    *error_r = NULL;
+    if (first_generation == 0) {
+        *error_r = "a copy's first generation is 1 or higher";
+        return TDM_EINVAL;
+    }
+    struct store *s = store__alloc(dir, NULL);
+    if (!s)
+        return -ENOMEM;
+    char *mdb = store__path_join(s->lmdb_dir, "data.mdb");
+    int ret = mdb ? store__dirs_create(s, error_r) : -ENOMEM;
+    if (ret == 0 && rename(snapshot_path, mdb) < 0) {
+        ret = -errno;
+        *error_r = store__errorf("cannot move the snapshot %s to %s: %s", snapshot_path, mdb,
+                                 strerror(errno));
+    }
+    if (ret == 0)
+        ret = store__env_open(s->lmdb_dir, s->opt.map_size, false, &s->env, error_r);
+    uint64_t applied = 0, ckpt = 0, clean = 0;
+    char boot[40];
+    if (ret == 0)
+        ret = store__meta_read(s, &applied, &ckpt, &clean, boot, error_r);
+    if (ret == 0 && memcmp(s->guid, guid, sizeof(s->guid)) != 0) {
+        *error_r =
+            store__errorf("the snapshot %s is of another database (GUID differs)", snapshot_path);
+        ret = TDM_EFOREIGN;
+    }
+    MDB_txn *txn = NULL;
+    if (ret == 0)
+        ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (ret == 0) {
+        ret = store__meta_put_u64(txn, s->meta, STORE_META_COPY_FIRST, first_generation);
+        ret = ret == 0 ? store__lmdb_err(mdb_txn_commit(txn)) : (mdb_txn_abort(txn), ret);
+    }
+    /* Clean, with everything it holds checkpointed: the snapshot came from a running active. */
+    s->applied_lsn = applied;
+    if (ret == 0)
+        ret = store__meta_mark(s, true);
+    if (ret == 0)
+        ret = s->io->sync_dir(s->io, s->lmdb_dir);
+    if (ret == 0)
+        ret = s->io->sync_dir(s->io, s->log_dir);
+    if (ret == 0)
+        ret = s->io->sync_dir(s->io, dir);
+    if (ret < 0 && !*error_r)
+        *error_r = store__errorf("cannot create copy in %s: %s", dir, tdm_strerror(ret));
+    free(mdb);
+    store__free(s);
+    return ret;
+}
+
 /* ------------------------------------------------------------------ */
 /* Open and recovery                                                  */
 
@@ -601,7 +656,9 @@ inspect_begin(const struct store_copy *c, uint64_t gen, const uint8_t *b, size_t
         return bad(gen, TDM_LOG_HEADER_SIZE,
                    store__errorf("BEGIN's file size %u is not a generation's", hdr.file_size),
                    error_r);
-    uint64_t prev_epoch = c->cur.gen ? c->cur.epoch : c->db->epoch;
+    /* Only against a previous generation: a copy seeded from a snapshot holds the active's
+     * current epoch in its metadata, and may need generations of an older one first. */
+    uint64_t prev_epoch = c->cur.gen ? c->cur.epoch : 0;
     if (hdr.epoch < prev_epoch)
         return bad(gen, TDM_LOG_HEADER_SIZE,
                    store__errorf("epoch %" PRIu64

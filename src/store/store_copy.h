@@ -44,6 +44,18 @@ int store_copy_create(const char *dir, const uint8_t guid[TDM_LOG_GUID_LEN], con
                       uint64_t first_generation, const char **error_r);
 
 /*
+ * Creates a copy in dir (created if missing; must be empty) from a snapshot of the active's
+ * LMDB (store_snapshot(), written to snapshot_path), which is moved into place: snapshot_path
+ * must be on dir's file system. The snapshot must be of database guid (else TDM_EFOREIGN).
+ * first_generation is the generation holding the snapshot's applied LSN + 1 on the active (the
+ * copy's log starts there, with no generation yet). Returns 0, TDM_EEXIST, TDM_EFOREIGN,
+ * TDM_EINVAL, or a negative LMDB / -errno error, with *error_r.
+ */
+int store_copy_create_from_snapshot(const char *dir, const char *snapshot_path,
+                                    const uint8_t guid[TDM_LOG_GUID_LEN],
+                                    uint64_t first_generation, const char **error_r);
+
+/*
  * Opens a copy, recovering it: every closed generation must be intact (never touched; damage
  * is TDM_ECORRUPT), a torn tail of the last generation is cut at its last valid frame, and a
  * last generation whose header block or BEGIN never became durable is removed (it is shipped

@@ -61,6 +61,32 @@ store_log_open_generation(struct store *s, uint64_t generation, int *fd_r)
     return 0;
 }
 
+int
+store_snapshot(struct store *s, int fd, uint64_t *applied_lsn_r, const char **error_r)
+{
+    /* Read before the copy's own read transaction: the snapshot holds at least this much,
+     * and replay on the copy skips what it already has. */
+    MDB_txn *txn;
+    int ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    uint64_t applied = 0;
+    if (ret == 0) {
+        ret = store__meta_get_u64(txn, s->meta, STORE_META_APPLIED, &applied);
+        mdb_txn_abort(txn);
+    }
+    if (ret < 0) {
+        *error_r =
+            store__errorf("cannot read the applied LSN of %s: %s", s->dir, tdm_strerror(ret));
+        return ret;
+    }
+    int rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+    if (rc != 0) {
+        *error_r = store__errorf("cannot snapshot %s: %s", s->lmdb_dir, mdb_strerror(rc));
+        return store__lmdb_err(rc);
+    }
+    *applied_lsn_r = applied;
+    return 0;
+}
+
 void
 store_set_durable_hook(struct store *s, store_durable_cb *cb, void *ctx)
 {

@@ -924,6 +924,89 @@ test_first_generation_must_not_leave_a_gap(void **state)
     assert_int_equal(store_copy_close(&c), 0);
 }
 
+/* The generation of the active that holds lsn (begun already). */
+static uint64_t
+generation_holding(struct store *s, uint64_t lsn)
+{
+    for (uint64_t g = 1;; g++) {
+        struct store_log_extent ext;
+        if (store_log_extent(s, g, &ext) != 0)
+            fail_msg("no generation holds LSN %llu", (unsigned long long)lsn);
+        if (ext.first_lsn <= lsn && (lsn <= ext.last_lsn || !ext.closed))
+            return g;
+    }
+}
+
+static void
+test_copy_seeded_from_a_snapshot(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    store_set_truncation_floor(active, 1);
+    mail_work(active, 0, 40);
+    assert_int_equal(store_roll(active), 0);
+    mail_work(active, 40, 7);
+
+    /* Snapshot while the active takes commits. */
+    char snap[400];
+    snprintf(snap, sizeof(snap), "%s/snapshot.mdb", tmpdir);
+    int fd = open(snap, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    uint64_t applied = 0;
+    const char *err = NULL;
+    assert_int_equal(store_snapshot(active, fd, &applied, &err), 0);
+    close(fd);
+    struct store_status ast;
+    store_get_status(active, &ast);
+    assert_true(applied > 0 && applied <= ast.applied_lsn);
+    mail_work(active, 47, 20);
+    uint64_t first = generation_holding(active, applied + 1);
+    assert_true(first > 1);
+    store_set_truncation_floor(active, first);
+
+    /* Another database's snapshot is refused. */
+    char snap2[400];
+    snprintf(snap2, sizeof(snap2), "%s/snapshot2.mdb", tmpdir);
+    fd = open(snap2, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    uint64_t applied2 = 0;
+    assert_int_equal(store_snapshot(active, fd, &applied2, &err), 0);
+    close(fd);
+    assert_true(applied2 > applied);
+    uint8_t other[16] = {0};
+    assert_int_equal(store_copy_create_from_snapshot(copy_dir("other"), snap2, other, first, &err),
+                     TDM_EFOREIGN);
+
+    /* The copy: no generation yet, the snapshot's data, the log from `first`. */
+    assert_int_equal(store_copy_create_from_snapshot(copy_dir("copy"), snap, ast.guid, first, &err),
+                     0);
+    assert_int_equal(access(snap, F_OK), -1); /* moved into place */
+    struct store_copy *copy = copy_open(copy_dir("copy"));
+    struct store_copy_position pos;
+    store_copy_get_position(copy, &pos);
+    assert_int_equal(pos.generation, first);
+    assert_int_equal(pos.offset, 0);
+    assert_true(pos.lsn >= applied);
+    rng_state = 0x5eed0005;
+    struct ship_stats stats = {0};
+    ship(active, copy, &stats);
+    uint64_t replayed = 0;
+    assert_int_equal(store_copy_replay(copy, NULL, &replayed), 0);
+    store_get_status(active, &ast);
+    assert_int_equal(replayed, ast.applied_lsn);
+    assert_int_equal(store_copy_close(&copy), 0);
+    assert_int_equal(store_close(&active), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+    /* And it activates. */
+    struct store *s = NULL;
+    o.min_epoch = 2;
+    if (store_open(copy_dir("copy"), &o, &s, &err) != 0)
+        fail_msg("activate: %s", err);
+    mail_work(s, 67, 3);
+    assert_int_equal(store_close(&s), 0);
+}
+
 int
 main(void)
 {
@@ -939,6 +1022,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_inspection_refuses_bad_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_generation_must_not_leave_a_gap, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_copy_seeded_from_a_snapshot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
