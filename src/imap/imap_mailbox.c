@@ -313,8 +313,7 @@ select_list(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
         return ret;
     const char *attrs[8];
     size_t n = imap__special_use_attrs(f.special_use, attrs);
-    imap_write_list(&s->out, false, attrs, n, MAIL_HIER_SEP, s->folder, false, NULL,
-                    imap__mode(s));
+    imap_write_list(&s->out, false, attrs, n, MAIL_HIER_SEP, s->folder, false, NULL, imap__mode(s));
     return 0;
 }
 
