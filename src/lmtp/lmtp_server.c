@@ -108,8 +108,26 @@ flush(struct lmtp_conn *lc)
 
 /* ---- Recipients ---- */
 
-/* Gives the session the verdict for a looked-up recipient (status: the lookup's result). */
-static void
+/*
+ * Gives the session a verdict; one it has no memory to record is answered 451 4.3.0 instead.
+ * *given_r: whether the command was answered with v. Returns 0, or -ENOMEM when the session
+ * failed (not even the 451 fits): its next feed says so too, and the connection must close.
+ */
+static int
+answer(struct lmtp_conn *lc, const struct smtp_verdict *v, bool *given_r)
+{
+    bool deferred;
+    int ret = smtp_session_answer(lc->session, v, &deferred);
+    if (ret < 0 || deferred)
+        log_error("lmtp: %s: out of memory recording a verdict%s", conn_peer(lc->conn),
+                  ret < 0 ? "; closing" : ": answered 451 4.3.0");
+    *given_r = ret == 0 && !deferred;
+    return ret == -ENOMEM ? ret : 0;
+}
+
+/* Gives the session the verdict for a looked-up recipient (status: the lookup's result).
+ * Returns answer()'s. */
+static int
 rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
 {
     struct smtp_verdict v = {250, "2.1.5", "OK"};
@@ -136,8 +154,11 @@ rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
         else
             lc->rcpts[lc->n_rcpts++] = *r;
     }
-    if (smtp_session_verdict(lc->session, &v) < 0 && v.code == 250)
+    bool given;
+    int ret = answer(lc, &v, &given);
+    if (!given && v.code == 250)
         lc->n_rcpts--;
+    return ret;
 }
 
 static void
@@ -149,9 +170,14 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
     lc->looking_up = false;
     if (lc->conn) {
         lc->busy++;
-        rcpt_verdict(lc, status, r);
+        int ret = rcpt_verdict(lc, status, r);
         flush(lc);
-        conn_resume(lc->conn); /* what was pipelined behind the RCPT */
+        if (ret < 0) {
+            log_error("lmtp: %s: session failed: %s", conn_peer(lc->conn), tdm_strerror(ret));
+            conn_close_after_flush(lc->conn);
+        } else {
+            conn_resume(lc->conn); /* what was pipelined behind the RCPT */
+        }
         lc->busy--;
     }
     lc_maybe_free(lc);
@@ -164,7 +190,7 @@ on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path)
     struct dir_recipient r;
     int ret = rcpt_lookup_find(lc->srv->rcpts, path->local, path->domain, &r, remote_rcpt_cb, lc);
     if (ret != RCPT_LOOKUP_PENDING) {
-        rcpt_verdict(lc, ret, &r);
+        rcpt_verdict(lc, ret, &r); /* a failed session closes at its next feed */
         return;
     }
     lc->inflight++;
@@ -429,7 +455,8 @@ pump(struct lmtp_conn *lc, struct evbuffer *in)
         switch (ev) {
         case SMTP_EV_MAIL: {
             static const struct smtp_verdict ok = {250, "2.1.0", "OK"};
-            smtp_session_verdict(lc->session, &ok);
+            bool given;
+            answer(lc, &ok, &given); /* a failed session closes at its next feed */
             lc->n_rcpts = 0;
             break;
         }

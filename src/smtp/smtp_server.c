@@ -165,14 +165,43 @@ rcpt_verdict(struct smtp_conn *sc, int status, const struct dir_recipient *r, ch
     return (struct smtp_verdict){250, "2.1.5", "OK"};
 }
 
-/* Gives the session the verdict for a looked-up recipient. */
-static void
+/*
+ * Gives the session a verdict; one it has no memory to record is answered 451 4.3.0 instead.
+ * *given_r: whether the command was answered with v. Returns 0, or -ENOMEM when the session
+ * failed (not even the 451 fits): its next feed says so too, and the connection must close.
+ */
+static int
+answer(struct smtp_conn *sc, const struct smtp_verdict *v, bool *given_r)
+{
+    bool deferred;
+    int ret = smtp_session_answer(sc->session, v, &deferred);
+    if (ret < 0 || deferred)
+        log_error("smtp: %s: out of memory recording a verdict%s", conn_peer(sc->conn),
+                  ret < 0 ? "; closing" : ": answered 451 4.3.0");
+    *given_r = ret == 0 && !deferred;
+    return ret == -ENOMEM ? ret : 0;
+}
+
+/* Gives the session the verdict for a looked-up recipient. Returns answer()'s. */
+static int
 rcpt_decide(struct smtp_conn *sc, int status, const struct dir_recipient *r)
 {
     char text[400];
     struct smtp_verdict v = rcpt_verdict(sc, status, r, text, sizeof(text));
-    if (smtp_session_verdict(sc->session, &v) == 0 && v.code == 250)
+    bool given;
+    int ret = answer(sc, &v, &given);
+    if (given && v.code == 250)
         sc->route = r->route;
+    return ret;
+}
+
+/* The session failed (out of memory): says so if it can, and closes. */
+static void
+session_failed(struct smtp_conn *sc, int why)
+{
+    log_error("smtp: %s: session failed: %s", conn_peer(sc->conn), tdm_strerror(why));
+    conn_printf(sc->conn, "421 4.3.0 Out of memory, closing\r\n");
+    conn_close_after_flush(sc->conn);
 }
 
 static void
@@ -184,9 +213,12 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
     sc->looking_up = false;
     if (sc->conn) {
         sc->busy++;
-        rcpt_decide(sc, status, r);
+        int ret = rcpt_decide(sc, status, r);
         flush(sc);
-        conn_resume(sc->conn); /* what was pipelined behind the RCPT */
+        if (ret < 0)
+            session_failed(sc, ret);
+        else
+            conn_resume(sc->conn); /* what was pipelined behind the RCPT */
         sc->busy--;
     }
     sc_maybe_free(sc);
@@ -199,13 +231,14 @@ on_rcpt(struct smtp_conn *sc, const struct smtp_path *path)
     if (!domain_is_local(sc->srv->cfg, path)) {
         static const struct smtp_verdict relay = {
             550, "5.7.1", "Relaying denied: this server takes mail for its own domains only"};
-        smtp_session_verdict(sc->session, &relay);
+        bool given;
+        answer(sc, &relay, &given); /* a failed session closes at its next feed */
         return;
     }
     struct dir_recipient r;
     int ret = rcpt_lookup_find(sc->srv->rcpts, path->local, path->domain, &r, remote_rcpt_cb, sc);
     if (ret != RCPT_LOOKUP_PENDING) {
-        rcpt_decide(sc, ret, &r);
+        rcpt_decide(sc, ret, &r); /* a failed session closes at its next feed */
         return;
     }
     sc->inflight++;
@@ -318,7 +351,8 @@ on_event(struct smtp_conn *sc, int ev, const struct smtp_session_out *out, struc
         static const struct smtp_verdict ok = {250, "2.1.0", "OK"};
         tx_reset(sc);
         sc->body_8bit = out->mail->body == SMTP_BODY_8BITMIME;
-        smtp_session_verdict(sc->session, &ok);
+        bool given;
+        answer(sc, &ok, &given); /* a failed session closes at its next feed */
         break;
     }
     case SMTP_EV_RCPT:
@@ -376,9 +410,7 @@ pump(struct smtp_conn *sc, struct evbuffer *in)
         struct smtp_session_out out;
         int ev = smtp_session_feed(sc->session, data, len, &out);
         if (ev < 0) {
-            log_error("smtp: %s: session failed: %s", conn_peer(sc->conn), tdm_strerror(ev));
-            conn_printf(sc->conn, "421 4.3.0 Out of memory, closing\r\n");
-            conn_close_after_flush(sc->conn);
+            session_failed(sc, ev);
             return;
         }
         if (!on_event(sc, ev, &out, in))

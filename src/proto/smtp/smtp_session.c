@@ -463,6 +463,23 @@ smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 }
 
 int
+smtp_session_answer(struct smtp_session *s, const struct smtp_verdict *v, bool *deferred_r)
+{
+    static const struct smtp_verdict no_memory = {451, "4.3.0",
+                                                  "Out of memory, try again later"};
+    *deferred_r = false;
+    int r = smtp_session_verdict(s, v);
+    if (r != -ENOMEM || s->failed)
+        return r;
+    /* A refusal needs no room in the recipient list, only in the output. */
+    *deferred_r = true;
+    r = smtp_session_verdict(s, &no_memory);
+    if (r == -ENOMEM)
+        s->failed = r; /* the command stays unanswered: the session cannot go on */
+    return r;
+}
+
+int
 smtp_session_delivered(struct smtp_session *s, size_t idx, const struct smtp_verdict *v)
 {
     if (s->failed)

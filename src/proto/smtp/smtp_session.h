@@ -136,6 +136,15 @@ int smtp_session_feed(struct smtp_session *s, const uint8_t *in, size_t len,
 int smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v);
 
 /*
+ * smtp_session_verdict() for a server, which must answer every command: when v cannot be
+ * recorded for want of memory, the command is answered "451 4.3.0 Out of memory, try again
+ * later" instead (a recipient is then not added) and *deferred_r is set. Returns 0, TDM_EINVAL
+ * as smtp_session_verdict(), or -ENOMEM when not even that answer could be queued: the session
+ * has then failed (every later call returns -ENOMEM) and the caller closes the connection.
+ */
+int smtp_session_answer(struct smtp_session *s, const struct smtp_verdict *v, bool *deferred_r);
+
+/*
  * After SMTP_EV_DATA_END: the outcome for accepted recipient idx (LMTP, 0 <= idx <
  * smtp_session_rcpt_count()) or for the whole message (SMTP, idx 0), given once each, when the
  * delivery is durable. Returns 0, TDM_EINVAL (no message waiting, idx out of range or already

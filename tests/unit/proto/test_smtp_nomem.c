@@ -33,11 +33,12 @@ char *__wrap_strdup(const char *s);
 static bool armed;
 static long fail_at = -1; /* the allocation (counted from 0 while armed) that fails */
 static long count;
+static bool fail_all; /* while armed, every allocation fails */
 
 static bool
 fail_now(void)
 {
-    return armed && count++ == fail_at;
+    return armed && (fail_all || count++ == fail_at);
 }
 
 void *
@@ -189,11 +190,93 @@ test_every_allocation_fails(void **state)
     free(t);
 }
 
+/* Feeds text (whole commands) and returns the last event; every byte must be taken. */
+static int
+feed_all(struct smtp_session *s, const char *text, struct smtp_session_out *out)
+{
+    size_t len = strlen(text), at = 0;
+    int ev;
+    do {
+        ev = smtp_session_feed(s, (const uint8_t *)text + at, len - at, out);
+        assert_true(ev >= 0);
+        at += out->used;
+        if (ev == SMTP_EV_MAIL) {
+            struct smtp_verdict ok = {250, NULL, NULL};
+            assert_int_equal(smtp_session_verdict(s, &ok), 0);
+        }
+    } while (at < len || (ev != SMTP_EV_NEED_MORE && ev != SMTP_EV_RCPT));
+    return ev;
+}
+
+static bool
+output_has(struct smtp_session *s, const char *want)
+{
+    size_t len;
+    const uint8_t *o = smtp_session_output(s, &len);
+    return memmem(o, len, want, strlen(want)) != NULL;
+}
+
+/*
+ * A recipient the server accepts, but the session has no memory to record: the client is
+ * answered 451 4.3.0 for it (it may try again), the recipient is not added, and the session
+ * goes on. The output is left unread before the RCPT, more of it each round, so that in some
+ * rounds even the 451 finds no room: then the session fails for good, with no reply half
+ * written, and the server closes the connection.
+ */
+static void
+test_answer_when_a_verdict_cannot_be_recorded(void **state)
+{
+    (void)state;
+    struct smtp_session_config cfg = {SMTP_PROTO_LMTP, "mx", 512, 1000, 10, 10, false, false};
+    int deferred = 0, failed = 0;
+    for (int noops = 0; noops < 64; noops++) {
+        struct smtp_session *s;
+        struct smtp_session_out out;
+        assert_int_equal(smtp_session_new(&cfg, &s), 0);
+        assert_int_equal(feed_all(s, "LHLO c\r\nMAIL FROM:<a@x>\r\n", &out), SMTP_EV_NEED_MORE);
+        for (int i = 0; i < noops; i++)
+            assert_int_equal(feed_all(s, "NOOP\r\n", &out), SMTP_EV_NEED_MORE);
+        size_t before;
+        smtp_session_output(s, &before);
+        assert_int_equal(feed_all(s, "RCPT TO:<b@x>\r\n", &out), SMTP_EV_RCPT);
+        struct smtp_verdict ok = {250, NULL, NULL};
+        bool was_deferred;
+        armed = fail_all = true;
+        int rc = smtp_session_answer(s, &ok, &was_deferred);
+        armed = fail_all = false;
+        assert_true(was_deferred);
+        assert_int_equal(smtp_session_rcpt_count(s), 0);
+        assert_false(output_has(s, "250 2.1.5"));
+        if (rc == 0) {
+            deferred++;
+            assert_true(output_has(s, "451 4.3.0 Out of memory, try again later\r\n"));
+            /* The session goes on: the client may give the recipient again. */
+            assert_int_equal(feed_all(s, "RCPT TO:<b@x>\r\n", &out), SMTP_EV_RCPT);
+            assert_int_equal(smtp_session_answer(s, &ok, &was_deferred), 0);
+            assert_false(was_deferred);
+            assert_int_equal(smtp_session_rcpt_count(s), 1);
+        } else {
+            failed++;
+            assert_int_equal(rc, -ENOMEM);
+            size_t after;
+            smtp_session_output(s, &after);
+            assert_int_equal(after, before); /* nothing of a reply */
+            assert_int_equal(smtp_session_feed(s, (const uint8_t *)"NOOP\r\n", 6, &out),
+                             -ENOMEM);
+            assert_int_equal(smtp_session_answer(s, &ok, &was_deferred), -ENOMEM);
+        }
+        smtp_session_free(&s);
+    }
+    assert_true(deferred > 0);
+    assert_true(failed > 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_allocation_fails),
+        cmocka_unit_test(test_answer_when_a_verdict_cannot_be_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
