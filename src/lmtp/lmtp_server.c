@@ -125,6 +125,15 @@ answer(struct lmtp_conn *lc, const struct smtp_verdict *v, bool *given_r)
     return ret == -ENOMEM ? ret : 0;
 }
 
+/* The session failed (out of memory): says so if it can, and closes. */
+static void
+session_failed(struct lmtp_conn *lc, int why)
+{
+    log_error("lmtp: %s: session failed: %s", conn_peer(lc->conn), tdm_strerror(why));
+    conn_printf(lc->conn, "421 4.3.0 Out of memory, closing\r\n");
+    conn_close_after_flush(lc->conn);
+}
+
 /* Gives the session the verdict for a looked-up recipient (status: the lookup's result).
  * Returns answer()'s. */
 static int
@@ -173,8 +182,7 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
         int ret = rcpt_verdict(lc, status, r);
         flush(lc);
         if (ret < 0) {
-            log_error("lmtp: %s: session failed: %s", conn_peer(lc->conn), tdm_strerror(ret));
-            conn_close_after_flush(lc->conn);
+            session_failed(lc, ret);
         } else {
             conn_resume(lc->conn); /* what was pipelined behind the RCPT */
         }
@@ -448,8 +456,7 @@ pump(struct lmtp_conn *lc, struct evbuffer *in)
         struct smtp_session_out out;
         int ev = smtp_session_feed(lc->session, data, len, &out);
         if (ev < 0) {
-            log_error("lmtp: %s: session failed: %s", conn_peer(lc->conn), tdm_strerror(ev));
-            conn_close_after_flush(lc->conn);
+            session_failed(lc, ev);
             return;
         }
         switch (ev) {
