@@ -42,7 +42,7 @@
 #include "tls_fixture.h"
 
 #define GEN_SIZE (64u * 1024u)
-#define MAX_GENS 64
+#define MAX_GENS 512
 
 static char tls_dir[256];
 static struct tls_files tls_files;
@@ -209,11 +209,15 @@ struct client {
     size_t have, used, cap;
 };
 
+/* rcvbuf: the socket's receive buffer (before connect: set later, Linux's window stalls), 0 =
+ * the default. */
 static void
-client_open(struct client *c, struct fixture *f)
+client_open_rcvbuf(struct client *c, struct fixture *f, int rcvbuf)
 {
     memset(c, 0, sizeof(*c));
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf)
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons(f->port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -230,6 +234,12 @@ client_open(struct client *c, struct fixture *f)
     }
     c->cap = 2 * REPL_WIRE_MAX_FRAME;
     c->buf = malloc(c->cap);
+}
+
+static void
+client_open(struct client *c, struct fixture *f)
+{
+    client_open_rcvbuf(c, f, 0);
 }
 
 static void
@@ -520,6 +530,30 @@ events_count(enum tdm_event id)
     return n;
 }
 
+/* ---- Status, read on the loop ---- */
+
+struct status_seen {
+    unsigned n;
+    struct repl_source_copy_info info;
+    char server[64];
+};
+
+static void
+status_cb(void *ctx, const struct repl_source_copy_info *info)
+{
+    struct status_seen *s = ctx;
+    s->n++;
+    s->info = *info;
+    snprintf(s->server, sizeof(s->server), "%s", info->server);
+    s->info.server = s->info.database = s->info.peer = NULL;
+}
+
+static void
+do_status(struct fixture *f, void *arg)
+{
+    repl_source_copies(f->src, status_cb, arg);
+}
+
 /* ---- Tests ---- */
 
 static void
@@ -803,6 +837,47 @@ test_large_frame_partial(void **state)
     fixture_stop(&f);
 }
 
+/* A copy that does not read gets no more than the high-water mark, the kernel's socket
+ * buffers and one chunk: the source stops reading the log for it; once it reads, everything
+ * arrives intact. */
+static void
+test_back_pressure(void **state)
+{
+    (void)state;
+    struct fixture f;
+    struct repl_source_options o = {.high_water = 64 * 1024, .heartbeat_ms = 20};
+    fixture_start(&f, &o, REPL_MODE_BLOCK, "repl-src-pressure");
+    commit_noops(&f, 400, 60000); /* 24 MB: one generation each */
+    uint64_t cur = current_generation(&f);
+    assert_true(cur < MAX_GENS);
+
+    struct client c;
+    client_open_rcvbuf(&c, &f, 4096);
+    send_fresh_hello(&c, "mb2", REPL_ROLE_PASSIVE);
+    /* The reply is read, then nothing for a while. */
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
+    struct status_seen seen = {0};
+    uint64_t plateau = 0;
+    for (int i = 0; i < 20; i++) {
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+        seen = (struct status_seen){0};
+        loop_call(&f, do_status, &seen);
+        plateau = seen.info.bytes_raw;
+    }
+    /* 4 MiB of kernel send buffer (tcp_wmem's maximum here), the receive buffer, the high-water
+     * mark and one chunk: far below the 24 MB waiting. */
+    assert_true(plateau < 8u * 1024 * 1024);
+
+    struct image im;
+    image_init(&im, 1, 0);
+    image_catch_up(&im, &c, &f);
+    image_matches(&im, &f, 1, cur);
+    client_close(&c);
+    image_free(&im);
+    fixture_stop(&f);
+}
+
 /* The floor follows what copies need: a connected copy's HELLO, then its ACKs; a departed
  * copy stays held; past the generation limit it is released, with an event. */
 static void
@@ -887,28 +962,6 @@ do_remove(struct fixture *f, void *arg)
 {
     (void)arg;
     repl_source_remove_database(f->src, "db1");
-}
-
-struct status_seen {
-    unsigned n;
-    struct repl_source_copy_info info;
-    char server[64];
-};
-
-static void
-status_cb(void *ctx, const struct repl_source_copy_info *info)
-{
-    struct status_seen *s = ctx;
-    s->n++;
-    s->info = *info;
-    snprintf(s->server, sizeof(s->server), "%s", info->server);
-    s->info.server = s->info.database = s->info.peer = NULL;
-}
-
-static void
-do_status(struct fixture *f, void *arg)
-{
-    repl_source_copies(f->src, status_cb, arg);
 }
 
 static void
@@ -996,6 +1049,9 @@ group_teardown(void **state)
 int
 main(void)
 {
+    /* UNIT_FILTER=test_stream_block runs one test (cmocka's glob). */
+    if (getenv("UNIT_FILTER"))
+        cmocka_set_test_filter(getenv("UNIT_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_position_gone_and_diverged),
@@ -1005,6 +1061,7 @@ main(void)
         cmocka_unit_test(test_stream_compressed),
         cmocka_unit_test(test_large_frame_partial),
         cmocka_unit_test(test_truncation_floor),
+        cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_status_and_remove),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
