@@ -96,8 +96,8 @@ static int
 collect_tombstone(void *ctx, const struct mail_change *ch)
 {
     struct tombstone_walk *w = ctx;
-    struct gone *g = ch->expunged ? bsearch(&ch->uid, w->gone, w->n, sizeof(*w->gone), gone_find)
-                                  : NULL;
+    struct gone *g =
+        ch->expunged ? bsearch(&ch->uid, w->gone, w->n, sizeof(*w->gone), gone_find) : NULL;
     if (g)
         g->modseq = ch->modseq;
     return 0;
@@ -145,8 +145,8 @@ find_copied(struct copy_job *job, uint32_t count)
         }
     }
     if (ret == 0)
-        ret = mail_folder_changes(dbis, txn, s->user, s->folder, job->src_modseq,
-                                  collect_tombstone, &w);
+        ret = mail_folder_changes(dbis, txn, s->user, s->folder, job->src_modseq, collect_tombstone,
+                                  &w);
     mdb_txn_abort(txn);
     bool ok = ret == 0 && kept <= count;
     if (ok) {

@@ -465,8 +465,7 @@ smtp_session_verdict(struct smtp_session *s, const struct smtp_verdict *v)
 int
 smtp_session_answer(struct smtp_session *s, const struct smtp_verdict *v, bool *deferred_r)
 {
-    static const struct smtp_verdict no_memory = {451, "4.3.0",
-                                                  "Out of memory, try again later"};
+    static const struct smtp_verdict no_memory = {451, "4.3.0", "Out of memory, try again later"};
     *deferred_r = false;
     int r = smtp_session_verdict(s, v);
     if (r != -ENOMEM || s->failed)

@@ -261,8 +261,7 @@ test_answer_when_a_verdict_cannot_be_recorded(void **state)
             size_t after;
             smtp_session_output(s, &after);
             assert_int_equal(after, before); /* nothing of a reply */
-            assert_int_equal(smtp_session_feed(s, (const uint8_t *)"NOOP\r\n", 6, &out),
-                             -ENOMEM);
+            assert_int_equal(smtp_session_feed(s, (const uint8_t *)"NOOP\r\n", 6, &out), -ENOMEM);
             assert_int_equal(smtp_session_answer(s, &ok, &was_deferred), -ENOMEM);
         }
         smtp_session_free(&s);

@@ -2033,9 +2033,8 @@ test_expunge_deleted_only(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(append(e, "u", "INBOX", i % 2 ? "odd" : "even", NULL), 0);
     static const uint32_t marked[] = {1, 2, 3};
-    assert_int_equal(set_flags(e, "u", "INBOX", MAIL_FLAGS_ADD, MAIL_FLAG_DELETED, NULL, 0, marked,
-                               3, NULL),
-                     0);
+    assert_int_equal(
+        set_flags(e, "u", "INBOX", MAIL_FLAGS_ADD, MAIL_FLAG_DELETED, NULL, 0, marked, 3, NULL), 0);
 
     /* The expunger's read. */
     uint32_t seen[4];
