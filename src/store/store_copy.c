@@ -459,6 +459,16 @@ recover_log(struct store_copy *c, const char **error_r)
         *error_r = store__errorf("cannot open %s: %s", path, strerror(-ret));
         goto out;
     }
+    /* What the scan read back may sit in the page cache only (a process crash, not a power
+     * loss): make it durable before it counts as the durable position, which replay (and
+     * then LMDB's checkpoints) rely on. */
+    ret = c->io->fdatasync(c->io, c->cur.fd);
+    if (ret == 0)
+        ret = c->io->sync_dir(c->io, c->db->log_dir);
+    if (ret < 0) {
+        *error_r = store__errorf("cannot sync %s: %s", path, strerror(-ret));
+        goto out;
+    }
     if (c->cur.epoch > c->db->epoch)
         c->db->epoch = c->cur.epoch;
     /* Every generation below the top is closed, and the top one counts once closed. */

@@ -1007,6 +1007,60 @@ test_copy_seeded_from_a_snapshot(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* An io_ops whose fdatasync fails once armed: the disk of a copy going bad. */
+static bool sync_fails;
+static int
+failing_fdatasync(const struct io_ops *io, int fd)
+{
+    if (sync_fails)
+        return -EIO;
+    return io_ops_posix.fdatasync(io, fd);
+}
+
+static void
+test_io_failure_is_sticky(void **state)
+{
+    (void)state;
+    struct store_copy *c = synth_copy(1);
+    assert_int_equal(store_copy_close(&c), 0);
+    struct io_ops io = io_ops_posix;
+    io.fdatasync = failing_fdatasync;
+    struct store_options o;
+    store_options_init(&o);
+    o.io = &io;
+    const char *err = NULL;
+    sync_fails = false;
+    assert_int_equal(store_copy_open(copy_dir("copy"), &o, &c, &err), 0);
+
+    struct synth sy = {.gen = 1, .epoch = 1, .first_lsn = 1, .records = 3, .payload = 10};
+    memcpy(sy.guid, guid_a, 16);
+    struct synth_out g;
+    synth_build(&sy, &g);
+    accepted(c, 1, 0, g.buf, g.frame_end[2]);
+    sync_fails = true;
+    assert_int_equal(store_copy_sync(c, NULL), -EIO);
+    struct store_copy_status st;
+    store_copy_get_status(c, &st);
+    assert_true(st.failed);
+    assert_non_null(strstr(st.failure, "syncing"));
+    assert_int_equal(st.durable.lsn, 0);
+    /* Never retried blindly: everything after it is refused, even once the disk answers. */
+    sync_fails = false;
+    assert_int_equal(store_copy_receive(c, 1, g.frame_end[2], g.buf + g.frame_end[2],
+                                        g.frame_end[3] - g.frame_end[2], &err),
+                     TDM_EFAILED);
+    assert_int_equal(store_copy_sync(c, NULL), TDM_EFAILED);
+    assert_int_equal(store_copy_replay(c, NULL, NULL), TDM_EFAILED);
+    assert_int_equal(store_copy_close(&c), -EIO);
+    /* Reopened, it holds a prefix of what it received. */
+    c = copy_open(copy_dir("copy"));
+    struct store_copy_position pos;
+    store_copy_get_position(c, &pos);
+    assert_true(pos.lsn <= 2);
+    assert_int_equal(store_copy_close(&c), 0);
+    free(g.buf);
+}
+
 int
 main(void)
 {
@@ -1023,6 +1077,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_first_generation_must_not_leave_a_gap, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_copy_seeded_from_a_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_failure_is_sticky, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
