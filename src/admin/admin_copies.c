@@ -38,22 +38,25 @@ static json_t *
 copy_json(const struct ipc_copy_status *c)
 {
     const char *state = ipc_copy_state_name(c->state);
-    json_t *o = json_pack(
-        "{s:o,s:s,s:s,s:s,s:o,s:o,s:o,s:i}", "database", str_json(c->name), "state",
-        state ? state : "unknown", "role", role_name(c->role), "mode", mode_name(c->mode),
-        "message", str_json(c->message), "network", str_json(c->network), "endpoint",
-        str_json(c->endpoint), "inspection_failures", (int)c->inspection_failures);
+    json_t *o =
+        json_pack("{s:o,s:s,s:s,s:s,s:o,s:o,s:o,s:i}", "database", str_json(c->name), "state",
+                  state ? state : "unknown", "role", role_name(c->role), "mode", mode_name(c->mode),
+                  "message", str_json(c->message), "network", str_json(c->network), "endpoint",
+                  str_json(c->endpoint), "inspection_failures", (int)c->inspection_failures);
     static const struct {
         const char *key;
         size_t off;
     } figures[] = {
 #define F(x) {#x, offsetof(struct ipc_copy_status, x)}
-        F(source_generation),      F(source_durable_end),   F(source_lsn),
-        F(source_time_us),         F(copied_generation),    F(copied_offset),
-        F(copied_lsn),             F(inspected_generation), F(replayed_generation),
-        F(replayed_lsn),           F(last_copied_us),       F(last_inspected_us),
-        F(last_replayed_us),       F(copy_queue_generations), F(copy_queue_bytes),
-        F(replay_queue_generations), F(replay_queue_records), F(bytes_received),
+        F(source_generation),    F(source_durable_end),
+        F(source_lsn),           F(source_time_us),
+        F(copied_generation),    F(copied_offset),
+        F(copied_lsn),           F(inspected_generation),
+        F(replayed_generation),  F(replayed_lsn),
+        F(last_copied_us),       F(last_inspected_us),
+        F(last_replayed_us),     F(copy_queue_generations),
+        F(copy_queue_bytes),     F(replay_queue_generations),
+        F(replay_queue_records), F(bytes_received),
         F(bytes_per_second),
 #undef F
     };
@@ -107,8 +110,8 @@ control_cb(void *ctx, int status, const struct ipc_msg *reply)
 static void
 control(struct admin_call *call, uint16_t action, const char *comment)
 {
-    int ret = core_link_copy_control(call->srv->core, call->segs[2], action, comment, control_cb,
-                                     call);
+    int ret =
+        core_link_copy_control(call->srv->core, call->segs[2], action, comment, control_cb, call);
     if (ret < 0) {
         admin_reply_error(call, 503, NULL,
                           "the core process is not reachable (starting or restarting): %s",

@@ -5,6 +5,7 @@
 
 #include "admin/admin_server.h"
 #include "directory/directory.h"
+#include "lib/core_link.h"
 #include "lib/ipc.h"
 
 #include <event2/http.h>
@@ -201,10 +202,25 @@ void admin_polls_close_all(struct admin_server *srv);
 
 /* ---- admin_status.c ---- */
 
+/*
+ * need (read to see, write to change) on this server's `server` object. When the directory has
+ * no object for this server yet, only admins (and `local`) may: there is no ACL to grant anyone
+ * else. Returns 1 when allowed, 0 after answering.
+ */
+int admin_authorize_server(struct admin_call *call, enum dir_right need);
+/* Sends a request to the core; answers 503 itself when it cannot. */
+void admin_ask_core(struct admin_call *call,
+                    int (*req)(struct core_link *, core_link_reply_cb *, void *),
+                    core_link_reply_cb *cb);
 void admin_status_serve(struct admin_call *call);
 void admin_metrics_serve(struct admin_call *call);
 void admin_events_serve(struct admin_call *call);
 /* Ends every events stream (shutdown). */
 void admin_streams_close_all(struct admin_server *srv);
+
+/* ---- admin_copies.c: this server's copies (docs/replication.md) ---- */
+
+/* /v1/copies (GET) and /v1/copies/<database>/suspend|resume (POST). Answers every case. */
+void admin_copies_serve(struct admin_call *call);
 
 #endif

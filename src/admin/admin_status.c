@@ -30,15 +30,10 @@
 #define STREAM_READ_MAX (256 * 1024)  /* per poll, so one stream never hogs the loop */
 #define STREAM_BACKLOG_MAX (1u << 20) /* unsent bytes for a slow client before we wait */
 
-/* ---- who may see this server's state ---- */
+/* ---- who may see (and change) this server's state ---- */
 
-/*
- * `read` on this server's `server` object. When the directory has no object for this server
- * yet, only admins (and `local`) may: there is no ACL to grant anyone else. Returns 1 when
- * allowed, 0 after answering.
- */
-static int
-authorize_server_read(struct admin_call *call)
+int
+admin_authorize_server(struct admin_call *call, enum dir_right need)
 {
     if (call->who == ADMIN_WHO_LOCAL)
         return 1;
@@ -52,7 +47,7 @@ authorize_server_read(struct admin_call *call)
     dir_object_clear(&o);
     int ok;
     if (ret == 0) {
-        ok = admin_authorize(call, state, txn, DIR_KIND_SERVER, self, DIR_RIGHT_READ, false);
+        ok = admin_authorize(call, state, txn, DIR_KIND_SERVER, self, need, false);
     } else if (ret == TDM_ENOTFOUND) {
         bool admin = false;
         ret = admin_is_admin(call, state, txn, &admin);
@@ -65,10 +60,11 @@ authorize_server_read(struct admin_call *call)
             snprintf(obj, sizeof(obj), "server/%s", self);
             admin_reply_error(
                 call, 403,
-                json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right", "read"),
-                "%s lacks read on %s (has none: the directory has no such object "
-                "yet, so only admins may read this server's state)",
-                who, obj);
+                json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right",
+                          dir_right_name(need)),
+                "%s lacks %s on %s (has none: the directory has no such object "
+                "yet, so only admins may %s this server's state)",
+                who, dir_right_name(need), obj, need == DIR_RIGHT_READ ? "read" : "change");
         }
     } else {
         admin_reply_storage_error(call, ret, self);
@@ -167,10 +163,10 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
                                "databases", dbs));
 }
 
-/* Sends a request to the core; answers 503 itself when it cannot. */
-static void
-ask_core(struct admin_call *call, int (*req)(struct core_link *, core_link_reply_cb *, void *),
-         core_link_reply_cb *cb)
+void
+admin_ask_core(struct admin_call *call,
+               int (*req)(struct core_link *, core_link_reply_cb *, void *),
+               core_link_reply_cb *cb)
 {
     int ret = req(call->srv->core, cb, call);
     if (ret < 0) {
@@ -185,9 +181,9 @@ ask_core(struct admin_call *call, int (*req)(struct core_link *, core_link_reply
 void
 admin_status_serve(struct admin_call *call)
 {
-    if (authorize_server_read(call) != 1)
+    if (admin_authorize_server(call, DIR_RIGHT_READ) != 1)
         return;
-    ask_core(call, core_link_db_status, status_reply_cb);
+    admin_ask_core(call, core_link_db_status, status_reply_cb);
 }
 
 /* ---- /metrics ---- */
@@ -323,7 +319,7 @@ metrics_core_cb(void *ctx, int status, const struct ipc_msg *reply)
 void
 admin_metrics_serve(struct admin_call *call)
 {
-    if (authorize_server_read(call) != 1)
+    if (admin_authorize_server(call, DIR_RIGHT_READ) != 1)
         return;
     struct metrics_call *mc = calloc(1, sizeof(*mc));
     if (!mc || !(mc->out = evbuffer_new()))
@@ -497,7 +493,7 @@ stream_tick(evutil_socket_t fd, short what, void *arg)
 void
 admin_events_serve(struct admin_call *call)
 {
-    if (authorize_server_read(call) != 1)
+    if (admin_authorize_server(call, DIR_RIGHT_READ) != 1)
         return;
     int64_t since = 0;
     bool follow = false;

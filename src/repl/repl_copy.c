@@ -53,7 +53,7 @@ const char *
 repl_copy_state_name(enum repl_copy_state state)
 {
     return (unsigned)state < sizeof(state_names) / sizeof(state_names[0]) ? state_names[state]
-                                                                            : NULL;
+                                                                          : NULL;
 }
 
 uint64_t
@@ -228,8 +228,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         if (again)
             event_emit(TDM_EV_REPL_COPY_SUSPENDED, c->database,
                        "copy of %s stays Suspended, now: %s", c->database, c->st.message);
-    } else if (resume &&
-               (c->st.state == REPL_COPY_SUSPENDED || c->st.state == REPL_COPY_FAILED)) {
+    } else if (resume && (c->st.state == REPL_COPY_SUSPENDED || c->st.state == REPL_COPY_FAILED)) {
         evtimer_del(c->retry_ev);
         begin(c);
     }

@@ -27,14 +27,14 @@
 struct repl_copy;
 
 enum repl_copy_state {
-    REPL_COPY_INITIALIZING,   /* started; not yet in touch with the active */
-    REPL_COPY_HEALTHY,        /* connected, shipping and replaying */
-    REPL_COPY_DISCONNECTED,   /* no network reaches the active; retrying with back-off */
-    REPL_COPY_SERVICE_DOWN,   /* the active's server answers but does not serve the database */
+    REPL_COPY_INITIALIZING,    /* started; not yet in touch with the active */
+    REPL_COPY_HEALTHY,         /* connected, shipping and replaying */
+    REPL_COPY_DISCONNECTED,    /* no network reaches the active; retrying with back-off */
+    REPL_COPY_SERVICE_DOWN,    /* the active's server answers but does not serve the database */
     REPL_COPY_RESYNCHRONIZING, /* connected; the active is checking the copy's position */
-    REPL_COPY_FAILED,         /* cannot go on without an operator (message says why) */
-    REPL_COPY_SUSPENDED,      /* stopped by an operator (comment) */
-    REPL_COPY_SEEDING,        /* a new copy receiving the log from the first generation */
+    REPL_COPY_FAILED,          /* cannot go on without an operator (message says why) */
+    REPL_COPY_SUSPENDED,       /* stopped by an operator (comment) */
+    REPL_COPY_SEEDING,         /* a new copy receiving the log from the first generation */
 };
 
 /* "Initializing", "Healthy", ... (the words of tandemctl copy status); NULL when unknown. */
@@ -45,16 +45,16 @@ struct repl_copy_options {
     const char *dir;      /* <datadir>/db/<name> */
     const struct repl_copy_conf *conf;
     const struct store_options *store; /* io, map size, handler for the kind; borrowed */
-    const char *server_name; /* this server: authenticates as server/<name> */
-    const char *key;         /* its key (copied, wiped when freed) */
-    const char *ca_file;     /* the active's certificate is checked against it */
-    const char *cert_file;   /* this server's certificate and key, presented to the active */
+    const char *server_name;           /* this server: authenticates as server/<name> */
+    const char *key;                   /* its key (copied, wiped when freed) */
+    const char *ca_file;               /* the active's certificate is checked against it */
+    const char *cert_file; /* this server's certificate and key, presented to the active */
     const char *key_file;
-    uint32_t timeout_ms;    /* nothing heard from the active this long: reconnect; 0 = 10000 */
-    uint32_t retry_min_ms;  /* reconnect back-off: 0 = 500 ... */
-    uint32_t retry_max_ms;  /* ... doubling up to 0 = 10000 */
-    uint32_t probe_ms;      /* on a network other than the first: try the better ones this
-                             * often; 0 = 5000 */
+    uint32_t timeout_ms;   /* nothing heard from the active this long: reconnect; 0 = 10000 */
+    uint32_t retry_min_ms; /* reconnect back-off: 0 = 500 ... */
+    uint32_t retry_max_ms; /* ... doubling up to 0 = 10000 */
+    uint32_t probe_ms;     /* on a network other than the first: try the better ones this
+                            * often; 0 = 5000 */
 };
 
 /*
@@ -62,8 +62,7 @@ struct repl_copy_options {
  * Returns 0 with an owned *copy_r, or TDM_EINVAL / -ENOMEM / -errno with *error_r (allocated)
  * when the TLS files cannot be loaded or the thread cannot start.
  */
-int repl_copy_start(const struct repl_copy_options *opt, struct repl_copy **copy_r,
-                    char **error_r);
+int repl_copy_start(const struct repl_copy_options *opt, struct repl_copy **copy_r, char **error_r);
 
 /* Stops the thread (closing the connection and the copy cleanly) and frees; NULL allowed. */
 void repl_copy_stop(struct repl_copy **copy);
@@ -88,7 +87,7 @@ struct repl_copy_status {
     uint64_t copy_queue_generations, copy_queue_bytes;
     uint64_t replay_queue_generations, replay_queue_records;
     uint64_t bytes_received;
-    uint64_t bytes_per_second; /* over the last second */
+    uint64_t bytes_per_second;    /* over the last second */
     uint32_t inspection_failures; /* in a row */
 };
 

@@ -98,9 +98,9 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
                 break;
             }
             if (strcmp(e->section, "source") != 0) {
-                ret = fail(error_r, TDM_EINVAL, filename,
-                           "%u: section [%s]: unknown section (known: source)", e->line,
-                           e->section);
+                ret =
+                    fail(error_r, TDM_EINVAL, filename,
+                         "%u: section [%s]: unknown section (known: source)", e->line, e->section);
                 break;
             }
             if (c.n_sources == REPL_COPY_MAX_SOURCES) {
@@ -142,8 +142,7 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
             break;
         }
         if (src->endpoint.port != 0) {
-            ret = fail(error_r, TDM_EINVAL, filename, "%u: key \"endpoint\": given twice",
-                       e->line);
+            ret = fail(error_r, TDM_EINVAL, filename, "%u: key \"endpoint\": given twice", e->line);
             break;
         }
         struct tdm_config_addr *a = &src->endpoint.address;
@@ -155,9 +154,9 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
         inet_ntop(a->family, a->bytes, a->text, sizeof(a->text));
     }
     if (ret == 0 && src && src->endpoint.port == 0)
-        ret = fail(error_r, TDM_EINVAL, filename,
-                   "%u: key \"endpoint\": missing in [source %s] (required)", src_line,
-                   src->network);
+        ret =
+            fail(error_r, TDM_EINVAL, filename,
+                 "%u: key \"endpoint\": missing in [source %s] (required)", src_line, src->network);
     if (ret == 0 && !seen[0])
         ret = fail(error_r, TDM_EINVAL, filename, "1: key \"role\": missing (required)");
     if (ret == 0 && c.n_sources == 0)

@@ -28,10 +28,10 @@ struct event_base;
 struct repl_copy_link {
     struct repl_copy *copy;
     struct bufferevent *bev;
-    unsigned net;     /* index into conf.sources */
-    bool probe;       /* a probe: adopted as the session once its handshake completes */
-    bool connected;   /* TLS handshake done */
-    bool hello_done;  /* HELLO_REPLY OK received */
+    unsigned net;    /* index into conf.sources */
+    bool probe;      /* a probe: adopted as the session once its handshake completes */
+    bool connected;  /* TLS handshake done */
+    bool hello_done; /* HELLO_REPLY OK received */
     uint32_t hello_id;
 };
 
@@ -58,14 +58,14 @@ struct repl_copy {
     struct repl_zstd *zstd;
     uint8_t *raw; /* REPL_WIRE_CHUNK_MAX bytes for decompressed chunks */
     struct repl_copy_link *session, *probe_link;
-    unsigned next_net;      /* the network the next connection attempt uses */
-    uint32_t retry_ms;      /* current back-off */
-    unsigned used_net;      /* network of the last session that reached HELLO_REPLY OK */
-    bool used_any;          /* used_net is valid */
-    bool dirty;             /* received since the last sync */
-    bool seeding;           /* created from nothing; Healthy once first caught up */
+    unsigned next_net; /* the network the next connection attempt uses */
+    uint32_t retry_ms; /* current back-off */
+    unsigned used_net; /* network of the last session that reached HELLO_REPLY OK */
+    bool used_any;     /* used_net is valid */
+    bool dirty;        /* received since the last sync */
+    bool seeding;      /* created from nothing; Healthy once first caught up */
     uint32_t next_hello_id;
-    char net_errors[1024];  /* why each network failed in this round, for Disconnected */
+    char net_errors[1024];      /* why each network failed in this round, for Disconnected */
     struct repl_copy_status st; /* the thread's own copy; published on every change */
     uint64_t bytes_at_tick;
 };

@@ -130,10 +130,10 @@ attempt_failed(struct repl_copy *c, const char *why)
     char ep[80];
     endpoint_text(&c->conf.sources[c->next_net], ep, sizeof(ep));
     size_t used = strlen(c->net_errors);
-    snprintf(c->net_errors + used, sizeof(c->net_errors) - used, "%s%s (%s): %s",
-             used ? "; " : "", c->conf.sources[c->next_net].network, ep, why);
-    log_debug("copy %s: network %s (%s): %s", c->database, c->conf.sources[c->next_net].network,
-              ep, why);
+    snprintf(c->net_errors + used, sizeof(c->net_errors) - used, "%s%s (%s): %s", used ? "; " : "",
+             c->conf.sources[c->next_net].network, ep, why);
+    log_debug("copy %s: network %s (%s): %s", c->database, c->conf.sources[c->next_net].network, ep,
+              why);
     if (c->next_net + 1 < c->conf.n_sources) {
         c->next_net++;
         repl_copy__connect(c);
@@ -200,8 +200,8 @@ repl_copy__send(struct repl_copy_link *link, const struct repl_msg *msg)
     int ret = repl_msg_encode_alloc(msg, &buf, &len, &why);
     if (ret < 0) {
         /* Our own message breaking a rule is a bug. */
-        log_panic("copy %s: cannot encode %s: %s", link->copy->database,
-                  repl_type_name(msg->type), why);
+        log_panic("copy %s: cannot encode %s: %s", link->copy->database, repl_type_name(msg->type),
+                  why);
     }
     struct evbuffer *out = bufferevent_get_output(link->bev);
     if (evbuffer_get_length(out) > MAX_OUTPUT) {
@@ -287,8 +287,8 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (l->probe) {
         /* The better network is still down: stay where we are and try later. */
-        log_debug("copy %s: probe of network %s: %s", c->database,
-                  c->conf.sources[l->net].network, why);
+        log_debug("copy %s: probe of network %s: %s", c->database, c->conf.sources[l->net].network,
+                  why);
         link_free(&c->probe_link);
         struct timeval tv = {c->probe_ms / 1000, (c->probe_ms % 1000) * 1000};
         evtimer_add(c->probe_ev, &tv);
@@ -334,8 +334,8 @@ link_read_cb(struct bufferevent *bev, void *arg)
                 why = "out of memory";
         }
         if (ret < 0) {
-            log_error("copy %s: a malformed frame from the active on network %s: %s",
-                      c->database, c->conf.sources[l->net].network, why);
+            log_error("copy %s: a malformed frame from the active on network %s: %s", c->database,
+                      c->conf.sources[l->net].network, why);
             repl_copy__reconnect(c);
             return;
         }

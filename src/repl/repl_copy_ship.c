@@ -201,13 +201,12 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
          * slowly, so the copy recovers by itself once it is. */
         repl_copy__retry_later(c, true);
         repl_copy__set_state(c, REPL_COPY_FAILED,
-                             "the active refused this server's credentials (%s): %s", code,
-                             reason);
+                             "the active refused this server's credentials (%s): %s", code, reason);
         return -1;
     default: /* guid-mismatch, position-gone, diverged, version, protocol */
         repl_copy__retry_later(c, false);
-        repl_copy__set_state(c, REPL_COPY_FAILED, "the active refused (%s): %s%s", code ? code : "?",
-                             reason,
+        repl_copy__set_state(c, REPL_COPY_FAILED, "the active refused (%s): %s%s",
+                             code ? code : "?", reason,
                              r->code == REPL_CODE_POSITION_GONE || r->code == REPL_CODE_DIVERGED
                                  ? "; the copy needs a reseed"
                                  : "");
@@ -253,8 +252,8 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
                              c->st.network);
     else
         repl_copy__set_state(c, REPL_COPY_HEALTHY, "%s mode, over network %s (%s)",
-                             repl_mode_name(r->mode) ? repl_mode_name(r->mode) : "?",
-                             c->st.network, c->st.endpoint);
+                             repl_mode_name(r->mode) ? repl_mode_name(r->mode) : "?", c->st.network,
+                             c->st.endpoint);
     return 0;
 }
 

@@ -195,9 +195,9 @@ print_copies(json_t *doc)
         printf("%s holds no copies.\n", str(doc, "server"));
         return;
     }
-    static const char *const headers[] = {"DATABASE", "STATE",       "ROLE",     "COPY QUEUE",
-                                          "REPLAY QUEUE", "INSPECTED", "REPLAYED", "NETWORK",
-                                          "RATE"};
+    static const char *const headers[] = {"DATABASE",   "STATE",        "ROLE",
+                                          "COPY QUEUE", "REPLAY QUEUE", "INSPECTED",
+                                          "REPLAYED",   "NETWORK",      "RATE"};
     struct ctl_table *t = ctl_table_new(9, headers);
     size_t i;
     json_t *c;
@@ -211,8 +211,15 @@ print_copies(json_t *doc)
         snprintf(ins, sizeof(ins), "%" PRIu64, u64(c, "inspected_generation"));
         snprintf(rep, sizeof(rep), "%" PRIu64, u64(c, "replayed_generation"));
         snprintf(rate, sizeof(rate), "%" PRIu64 " B/s", u64(c, "bytes_per_second"));
-        const char *cells[9] = {str(c, "database"), str(c, "state"), str(c, "role"), cq, rq,
-                                ins, rep, str(c, "network")[0] ? str(c, "network") : "-", rate};
+        const char *cells[9] = {str(c, "database"),
+                                str(c, "state"),
+                                str(c, "role"),
+                                cq,
+                                rq,
+                                ins,
+                                rep,
+                                str(c, "network")[0] ? str(c, "network") : "-",
+                                rate};
         ctl_table_add(t, cells);
     }
     ctl_table_print(t, stdout);
@@ -229,8 +236,8 @@ print_copies(json_t *doc)
                ")\n  last inspected %s, last replayed %s (LSN %" PRIu64 ")%s%s\n",
                str(c, "database"), str(c, "state"), str(c, "message")[0] ? ": " : "",
                str(c, "message"), u64(c, "copied_generation"), u64(c, "copied_offset"),
-               u64(c, "copied_lsn"), tc, u64(c, "source_generation"), u64(c, "source_lsn"), ti,
-               tr, u64(c, "replayed_lsn"), str(c, "endpoint")[0] ? "; endpoint " : "",
+               u64(c, "copied_lsn"), tc, u64(c, "source_generation"), u64(c, "source_lsn"), ti, tr,
+               u64(c, "replayed_lsn"), str(c, "endpoint")[0] ? "; endpoint " : "",
                str(c, "endpoint"));
     }
 }
@@ -375,8 +382,7 @@ const struct ctl_verb ctl_copy_verbs[] = {
      "records) received but not replayed yet.\n",
      copy_status},
     {"suspend", "<database> [--comment TEXT]",
-     "stop copying and replaying (idempotent; a new comment replaces the old)", NULL,
-     copy_suspend},
+     "stop copying and replaying (idempotent; a new comment replaces the old)", NULL, copy_suspend},
     {"resume", "<database>", "start a Suspended or Failed copy again (idempotent)", NULL,
      copy_resume},
     {NULL, NULL, NULL, NULL, NULL},

@@ -27,6 +27,7 @@ static const struct ctl_noun ctl_nouns[] = {
     {"cluster", "clusters of servers in one site", ctl_cluster_verbs},
     {"cms", "clustered mailbox servers", ctl_cms_verbs},
     {"database", "mailbox databases in the directory", ctl_database_verbs},
+    {"copy", "this server's copies of databases: create, status, suspend, resume", ctl_copy_verbs},
     {"address-list", "address lists (what offline address books hold)", ctl_address_list_verbs},
     {"status", "a server's state and its databases", ctl_status_verbs},
     {"events", "a server's operator events, past and (--follow) live", ctl_events_verbs},

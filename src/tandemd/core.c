@@ -6,6 +6,8 @@
  * is opened with (dir_db_kind_handler()), and a kind this build does not know is not mounted.
  * The only database the core creates is the directory's own (<datadir>/db/directory, at the
  * first start of a directory-role server): mailbox databases are an operator's decision.
+ * A directory holding copy.conf is a passive or standby copy, not mounted here but handed to
+ * core_repl.c, which also serves the active databases' logs to other servers' copies.
  * Workers reach the databases through core_ipc.c; this file keeps the list of what is mounted.
  */
 #include "tandemd/tandemd.h"
@@ -70,6 +72,12 @@ core_mount(const char *dbdir, const char *name, const struct store_options *o)
         log_fatal("out of memory");
     struct stat st;
     if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        free(path);
+        return;
+    }
+    /* A copy is never mounted here: its agent opens it (core_repl.c). */
+    if (tandemd__core_repl_is_copy(path)) {
+        tandemd__core_repl_add_copy(name, path);
         free(path);
         return;
     }
@@ -139,8 +147,10 @@ static void core_mount_all(const struct tdm_config *cfg);
 static int
 core_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
 {
-    (void)listen_fd;
     core_mount_all(cfg);
+    struct store_options o;
+    core_store_options(cfg, &o);
+    tandemd__core_repl_start(base, cfg, &o, listen_fd);
     /* Listening only after the mounts: a worker that connects is answered at once, and a
      * COMMIT for a database still recovering cannot be told apart from an unknown one. */
     tandemd__core_ipc_start(base, cfg->datadir);
@@ -183,6 +193,9 @@ core_stop(void)
     /* Connections first, so no new commit arrives; then the stores, whose close runs the
      * callbacks of commits still queued; then what those callbacks handed back. */
     tandemd__core_ipc_close();
+    /* Replication before the stores: the source reads their logs, and the copies' agents
+     * close their own copies on their threads. */
+    tandemd__core_repl_stop();
     for (size_t i = 0; i < core_n_dbs; i++) {
         if (!core_dbs[i].store) {
             free(core_dbs[i].name);

@@ -274,6 +274,12 @@ handle(struct core_conn *c, const struct ipc_msg *msg)
     case TDM_IPC_DB_STATUS_REQUEST:
         handle_db_status(c, msg->request_id);
         return;
+    case TDM_IPC_COPY_STATUS_REQUEST:
+        tandemd__copy_status_handle(c, msg->request_id);
+        return;
+    case TDM_IPC_COPY_CONTROL:
+        tandemd__copy_control_handle(c, msg);
+        return;
     case TDM_IPC_SUBSCRIBE:
     case TDM_IPC_UNSUBSCRIBE:
         handle_subscribe(c, msg);

@@ -37,7 +37,6 @@ struct core_copy {
 static struct core_copy *copies;
 static size_t n_copies;
 
-
 bool
 tandemd__core_repl_is_copy(const char *dbdir)
 {
@@ -71,8 +70,8 @@ tandemd__core_repl_add_copy(const char *name, const char *dbdir)
         log_fatal("out of memory");
     int ret = repl_copy_conf_read(dbdir, &cp->conf, &cp->error);
     if (ret < 0) {
-        if (!cp->error && asprintf(&cp->error, "%s/%s: %s", dbdir, REPL_COPY_CONF_NAME,
-                                   tdm_strerror(ret)) < 0)
+        if (!cp->error &&
+            asprintf(&cp->error, "%s/%s: %s", dbdir, REPL_COPY_CONF_NAME, tdm_strerror(ret)) < 0)
             log_fatal("out of memory");
         log_error("copy %s not started: %s", name, cp->error);
     }
@@ -101,8 +100,8 @@ start_copies(const struct tdm_config *cfg, const struct store_options *o)
         }
         struct store_options opt = *o;
         if (dir_db_kind_handler(cp->conf.kind, &opt.handler) < 0) {
-            if (asprintf(&cp->error, "its kind '%s' is not one this tandemd knows",
-                         cp->conf.kind) < 0)
+            if (asprintf(&cp->error, "its kind '%s' is not one this tandemd knows", cp->conf.kind) <
+                0)
                 log_fatal("out of memory");
             log_error("copy %s not started: %s", cp->name, cp->error);
             continue;
@@ -120,8 +119,7 @@ start_copies(const struct tdm_config *cfg, const struct store_options *o)
         };
         if (repl_copy_start(&co, &cp->agent, &cp->error) < 0) {
             cp->agent = NULL;
-            log_error("copy %s not started: %s", cp->name,
-                      cp->error ? cp->error : "out of memory");
+            log_error("copy %s not started: %s", cp->name, cp->error ? cp->error : "out of memory");
         }
     }
     tls_files_clear(&files);

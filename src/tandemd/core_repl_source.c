@@ -48,10 +48,10 @@ verify_done(void *arg, bool ran)
 {
     struct verify_job *j = arg;
     j->done(j->done_ctx, ran ? j->result : TDM_ECLOSED,
-            !ran ? "the server is stopping"
-                 : j->result < 0 ? "wrong server key (its [directory] key_file does not match the "
-                                   "directory)"
-                                 : NULL);
+            !ran            ? "the server is stopping"
+            : j->result < 0 ? "wrong server key (its [directory] key_file does not match the "
+                              "directory)"
+                            : NULL);
     sodium_memzero(j->key, j->key_len);
     free(j->key);
     sodium_memzero(j->hash, sizeof(j->hash));

@@ -130,6 +130,43 @@ void tandemd__core_db_get(size_t i, const char **name_r, const char **kind_r,
 /* The mounted store named name (len bytes, not NUL-terminated), or NULL. */
 struct store *tandemd__core_db_find(const char *name, size_t len);
 
+/* ---- core_repl.c: replication (loop thread only) ---- */
+
+struct store_options;
+struct repl_copy_status;
+
+/* True when the database directory dbdir is a copy (holds copy.conf). */
+bool tandemd__core_repl_is_copy(const char *dbdir);
+/* Records the copy name in dbdir (its copy.conf is read now; a bad one is kept as the copy's
+ * error for copy status). At start, before tandemd__core_repl_start. */
+void tandemd__core_repl_add_copy(const char *name, const char *dbdir);
+/* After the mounts: starts every copy's agent, and the source on listen_fd ([listen
+ * replication], -1 without one) with every mounted database. o: the [store] options. */
+void tandemd__core_repl_start(struct event_base *base, const struct tdm_config *cfg,
+                              const struct store_options *o, int listen_fd);
+/* Stops the source and every agent (closing the copies); before the stores close. */
+void tandemd__core_repl_stop(void);
+/* core_repl_source.c: serves every mounted database on listen_fd (-1: nothing to do). A
+ * source that cannot start is logged; the databases stay mounted. */
+void tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config *cfg,
+                                     int listen_fd);
+/* Stops it: every copy gets ERROR shutdown; before the stores close. */
+void tandemd__core_repl_source_stop(void);
+/* Copies in ascending name order: the i-th's name (borrowed until stop), its status, and the
+ * reason it could not start (*error_r, NULL when its agent runs). */
+size_t tandemd__core_copy_count(void);
+const char *tandemd__core_copy_get(size_t i, struct repl_copy_status *st_r, const char **error_r);
+/* Suspend (comment: copied) or resume the copy named name (len bytes). 0, TDM_ENOTFOUND,
+ * TDM_EFAILED (its agent never started) or -ENOMEM. */
+int tandemd__core_copy_suspend(const char *name, size_t len, const char *comment);
+int tandemd__core_copy_resume(const char *name, size_t len);
+
+/* ---- core_ipc_copy.c: COPY_STATUS_REQUEST and COPY_CONTROL from a worker ---- */
+
+struct core_conn;
+void tandemd__copy_status_handle(struct core_conn *c, uint32_t request_id);
+void tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg);
+
 /* ---- core_ipc.c: the workers' way in (docs/tandemd.md, "Core socket") ---- */
 
 /* Binds <datadir>/run/core.sock and serves workers on base. A socket that cannot be bound is

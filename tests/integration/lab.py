@@ -136,9 +136,11 @@ events = {self.events}
 {self.extra_conf}""")
 
     def roles_expected(self):
-        """The children a running server has: the core, one worker per listener, and the
-        worker on the admin socket, which is always there."""
-        return {"core", "worker-admin-socket", *(f"worker-{p}" for p in self.ports)}
+        """The children a running server has: the core, one worker per listener (but
+        replication, which the core serves itself), and the worker on the admin socket, which
+        is always there."""
+        return {"core", "worker-admin-socket",
+                *(f"worker-{p}" for p in self.ports if p != "replication")}
 
     def start(self):
         with open(self.log, "ab") as log:

@@ -57,19 +57,17 @@ test_standby(void **state)
     struct repl_copy_conf c;
     char *err = NULL;
     /* A standby's lag defaults to 24 h. */
-    assert_int_equal(parse("role = standby\nkind = directory\n[source a]\nendpoint = 10.0.0.1:1\n",
-                           &c, &err),
-                     0);
+    assert_int_equal(
+        parse("role = standby\nkind = directory\n[source a]\nendpoint = 10.0.0.1:1\n", &c, &err),
+        0);
     assert_int_equal(c.role, REPL_ROLE_STANDBY);
     assert_string_equal(c.kind, "directory");
     assert_int_equal(c.replay_lag_ms, 24ull * 3600 * 1000);
-    assert_int_equal(parse("role = standby\nreplay_lag = 0s\n[source a]\nendpoint = 10.0.0.1:1\n",
-                           &c, &err),
-                     0);
+    assert_int_equal(
+        parse("role = standby\nreplay_lag = 0s\n[source a]\nendpoint = 10.0.0.1:1\n", &c, &err), 0);
     assert_int_equal(c.replay_lag_ms, 0);
-    assert_int_equal(parse("role = standby\nreplay_lag = 7d\n[source a]\nendpoint = 10.0.0.1:1\n",
-                           &c, &err),
-                     0);
+    assert_int_equal(
+        parse("role = standby\nreplay_lag = 7d\n[source a]\nendpoint = 10.0.0.1:1\n", &c, &err), 0);
     assert_int_equal(c.replay_lag_ms, 7ull * 24 * 3600 * 1000);
 }
 
@@ -184,10 +182,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_passive),
-        cmocka_unit_test(test_standby),
-        cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_format_round_trip),
+        cmocka_unit_test(test_passive),    cmocka_unit_test(test_standby),
+        cmocka_unit_test(test_bad),        cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_write_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
