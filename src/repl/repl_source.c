@@ -235,6 +235,17 @@ hello_accept(struct repl_src_peer *p, struct repl_src_db *db)
         repl__ship_pump(p);
 }
 
+/* A copy starting further back than the floor may be held for would be released at once:
+ * refused in HELLO_REPLY instead, with the same code. */
+static bool
+too_far_behind(const struct repl_src_peer *p, struct repl_src_db *db)
+{
+    struct store_status st;
+    store_get_status(db->store, &st);
+    uint64_t g = p->hello.start_generation;
+    return st.current_generation > g && st.current_generation - g > p->src->opt.hold_generations;
+}
+
 static void
 verify_done(void *ctx, int status, const char *error)
 {
@@ -272,6 +283,14 @@ verify_done(void *ctx, int status, const char *error)
             snprintf(reason, sizeof(reason),
                      "the copy holds another database named %s (its GUID differs): reseed it",
                      db->name);
+            why = reason;
+        } else if (too_far_behind(p, db)) {
+            code = REPL_CODE_LIMIT;
+            snprintf(reason, sizeof(reason),
+                     "generation %llu is more than %llu generations behind the current one, "
+                     "more than the source holds logs for: reseed",
+                     (unsigned long long)p->hello.start_generation,
+                     (unsigned long long)p->src->opt.hold_generations);
             why = reason;
         } else if (db->n_peers >= p->src->opt.max_copies) {
             code = REPL_CODE_LIMIT;

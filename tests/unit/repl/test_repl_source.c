@@ -953,6 +953,15 @@ test_truncation_floor(void **state)
         }
     }
     client_close(&s);
+
+    /* A copy asking for a generation further back than the limit is refused at once. */
+    struct store_log_extent ext;
+    assert_int_equal(store_log_extent(f.store, 5, &ext), 0);
+    client_open(&c, &f);
+    send_hello(&c, "mb2", "good-key", "db1", st.guid, REPL_ROLE_PASSIVE, 5, 0, ext.first_lsn - 1,
+               ext.epoch);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_LIMIT);
+    client_close(&c);
     fixture_stop(&f);
 }
 
