@@ -10,6 +10,7 @@ import secrets
 import smtplib
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -199,4 +200,37 @@ def test_copy_survives_kill_9_mid_stream(pair, tandem_bin, tandemctl):
     assert mine == dump(tandem_bin, a.datadir / "db" / DB)
     bob = mine["bob"]["folders"]["INBOX"]["messages"]
     assert len(bob) == len(sent)
+    b.stop(bp)
+
+
+def test_suspend_and_resume(pair, tandemctl):
+    a, ap, b, bp = pair
+    deliver(a, "alice@example.test", "before")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    sock = ("--socket", b.admin_socket)
+    for comment in ("disk swap", "disk swap, take two"):  # idempotent: the comment is replaced
+        r = tandemctl("copy", "suspend", DB, "--comment", comment, *sock)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: (lambda c: c["state"] == "Suspended" and c["message"] == comment)(
+            copy_status(tandemctl, b)), f"Suspended: {comment}")
+    # Nothing is copied while suspended: A moves on, and two seconds later (a working copy
+    # gets a POSITION every second) B has not followed.
+    lsn = copy_status(tandemctl, b)["copied_lsn"]
+    deliver(a, "alice@example.test", "while suspended")
+    assert active_lsn(a) > lsn
+    time.sleep(2)
+    assert copy_status(tandemctl, b)["copied_lsn"] == lsn
+    events = [e for e in b.event_lines() if e["name"] == "repl.copy_suspended"]
+    assert len(events) == 2 and "take two" in events[-1]["message"]
+
+    for _ in range(2):  # idempotent: a second resume leaves the Healthy copy alone
+        r = tandemctl("copy", "resume", DB, *sock)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up after resume")
+    assert sum(e["name"] == "repl.copy_initializing" for e in b.event_lines()) == 2
+
+    r = tandemctl("copy", "suspend", "nosuch", *sock)
+    assert r.returncode == 7, (r.returncode, r.stderr)
+    r = tandemctl("copy", "status", "nosuch", *sock)
+    assert r.returncode == 7, (r.returncode, r.stderr)
     b.stop(bp)
