@@ -59,6 +59,7 @@ struct attr_spec {
 
 static const char *const repl_modes[] = {"file", "block", "sync", NULL};
 static const char *const net_roles[] = {"client", "replication", "both", NULL};
+static const char *const copy_roles[] = {"passive", "standby", NULL};
 
 static const struct attr_spec site_attrs[] = {STR("description", 256), END};
 static const struct attr_spec network_attrs[] = {
@@ -84,6 +85,7 @@ static const struct attr_spec cms_attrs[] = {
     STR("network", DIR_NAME_MAX),
     INT("lmtp_port", 1, 65535),
     INT("imap_port", 1, 65535),
+    INT("replication_port", 1, 65535),
     END,
 };
 static const struct attr_spec database_attrs[] = {
@@ -98,6 +100,8 @@ static const struct attr_spec copy_attrs[] = {
     STR("server", DIR_NAME_MAX),
     INT("activation_preference", 1, 16),
     INT("replay_lag_minutes", 0, 20160),
+    {"role", ATTR_ENUM, 0, 0, 0, copy_roles},
+    INT("truncation_lag_minutes", 0, 10080),
     END,
 };
 static const struct attr_spec user_attrs[] = {

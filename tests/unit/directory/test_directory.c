@@ -133,6 +133,12 @@ static const struct {
     {DIR_KIND_COPY, "{\"activation_preference\":2,\"database\":\"db1\",\"server\":\"mx2\"}", true},
     {DIR_KIND_COPY, "{\"activation_preference\":0}", false},
     {DIR_KIND_COPY, "{\"replay_lag_minutes\":20161}", false},
+    {DIR_KIND_COPY, "{\"role\":\"standby\",\"replay_lag_minutes\":1440,\"truncation_lag_minutes\":10080}",
+     true},
+    {DIR_KIND_COPY, "{\"role\":\"active\"}", false},
+    {DIR_KIND_COPY, "{\"truncation_lag_minutes\":10081}", false},
+    {DIR_KIND_CMS, "{\"replication_port\":7433}", true},
+    {DIR_KIND_CMS, "{\"replication_port\":0}", false},
     {DIR_KIND_USER,
      "{\"display_name\":\"Alice A.\",\"addresses\":[\"alice@example.test\"],\"aliases\":"
      "[\"al\"],\"phone\":\"+1 555\",\"title\":\"CTO\",\"department\":\"R&D\",\"office\":\"B2\","
