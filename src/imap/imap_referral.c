@@ -46,7 +46,10 @@ same_address(const struct tdm_config_addr *mine, int family, const unsigned char
     return mine->family == family && memcmp(mine->bytes, bytes, family == AF_INET ? 4 : 16) == 0;
 }
 
-/* Whether address (an IP literal, as every route holds) is one of this server's own. */
+/* Whether address (an IP literal, as every route holds) is one of this server's own: its
+ * networks' and listeners' addresses from the config. Hazard: a CMS address that a cluster
+ * node brings up at run time is not in the config; once that exists it must be counted here,
+ * or a database missing from the CMS this node runs would be referred back to this node. */
 static bool
 is_own_address(const struct tdm_config *cfg, const char *address)
 {
