@@ -16,8 +16,9 @@
  *    6.3.8: the name is not subscribed), and a deleted folder's subscription goes with it.
  *  - The session's own selected folder follows its RENAME; deleting it, or renaming INBOX
  *    while INBOX is selected (its messages move away), ends the selection with OK [CLOSED].
- *    Other sessions that have the folder selected see it gone at their next sync (imap__sync:
- *    BYE).
+ *    Other sessions that have the folder selected follow a rename and end with BYE at a
+ *    delete (imap__sync), IDLE sessions at once (FOLDER_CHANGED), others at their next
+ *    command.
  *  - Quotas: one root, "", per user, with the limits and usage of the user's mailbox
  *    (mail_mailbox_get). Only limited resources are listed. SETQUOTA is refused NO [NOPERM]:
  *    limits are the operator's.
@@ -208,6 +209,7 @@ follow_own_change(struct imap_session *s, const struct folder_commit *fc)
             return;
         }
         memcpy(s->folder, moved, nlen + rlen + 1);
+        imap__watch(s); /* the folder's changes come under its new name */
     }
 }
 

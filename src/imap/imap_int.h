@@ -210,8 +210,14 @@ int imap__parse_flags(const char *const *names, size_t n, uint32_t *flags_r,
 
 /* ---- imap_updates.c ---- */
 
-/* Announces what changed in the selected folder (EXPUNGE or VANISHED, EXISTS, FETCH FLAGS). */
+/* Announces what changed in the selected folder (EXPUNGE or VANISHED, EXISTS, FETCH FLAGS);
+ * follows it when renamed; queues BYE and the LOGOUT state when it was deleted. */
 void imap__sync(struct imap_session *s, bool allow_expunge);
+/* Between these, imap__sync reads one snapshot per database, opened by the first sync that
+ * needs it: for sessions told of one change together (imap_watch.c), never across a turn of
+ * the loop. Not nested. */
+void imap__burst_begin(struct imap_server *srv);
+void imap__burst_end(struct imap_server *srv);
 /* "* msn FETCH (FLAGS (...) UID n [MODSEQ (m)])": a message's flags as they now are, MODSEQ
  * once CONDSTORE is on. */
 void imap__write_flag_update(struct imap_session *s, uint32_t msn,

@@ -5,6 +5,17 @@
  *
  * Expunges go out as "* n EXPUNGE", one per message, or, once the client enabled QRESYNC, as
  * one "* VANISHED uid-set" (RFC 7162 3.2.10), which says the same with UIDs and in one line.
+ *
+ * A selected folder that another session renamed is followed under its new name (RFC 3501
+ * and 9051 say nothing of it; the session's own RENAME does the same); one that was deleted,
+ * or deleted and created again, ends the session with BYE, as Dovecot and Cyrus do: RFC 3501
+ * 2.3.1.1 forbids going on with UIDs of an old UIDVALIDITY, and an untagged BYE is the one
+ * response a client must take at any moment, IDLE included. docs/decisions.md.
+ *
+ * Bursts: the sessions told of one change together (imap_watch.c) read one shared snapshot,
+ * one LMDB read transaction per database per burst instead of one per session. Each session
+ * still syncs its own view against it, so it is told exactly what a transaction of its own,
+ * begun at that moment, would have shown.
  */
 #include "imap/imap_int.h"
 
@@ -14,6 +25,7 @@
 #include "store/store_readers.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct sync_ctx {
     struct imap_session *s;
@@ -91,6 +103,96 @@ on_changed(void *ctx, uint32_t msn, uint32_t uid, uint64_t modseq)
     return 0;
 }
 
+/* ---- Bursts ---- */
+
+/* The loop thread's one burst: snapshots opened by its first sync of each database. */
+static struct {
+    struct imap_server *srv; /* NULL: no burst */
+    size_t n;
+    struct {
+        struct store_reader *reader;
+        MDB_txn *txn;
+    } open[STORE_READERS_MAX];
+} burst;
+
+void
+imap__burst_begin(struct imap_server *srv)
+{
+    TDM_ASSERT(!burst.srv);
+    burst.srv = srv;
+    burst.n = 0;
+}
+
+void
+imap__burst_end(struct imap_server *srv)
+{
+    TDM_ASSERT(burst.srv == srv);
+    for (size_t i = 0; i < burst.n; i++)
+        mdb_txn_abort(burst.open[i].txn);
+    burst.n = 0;
+    burst.srv = NULL;
+}
+
+/* A read transaction on r: the burst's when one runs (*shared_r: not the caller's to end),
+ * else a new one. Returns 0 or a negative code. */
+static int
+sync_begin(struct imap_server *srv, struct store_reader *r, MDB_txn **txn_r, bool *shared_r)
+{
+    *shared_r = false;
+    if (burst.srv != srv)
+        return store_reader_begin(r, txn_r);
+    for (size_t i = 0; i < burst.n; i++)
+        if (burst.open[i].reader == r) {
+            *txn_r = burst.open[i].txn;
+            *shared_r = true;
+            return 0;
+        }
+    int ret = store_reader_begin(r, txn_r);
+    if (ret < 0 || burst.n == STORE_READERS_MAX)
+        return ret; /* a set holds no more readers than that; but should it, go unshared */
+    burst.open[burst.n].reader = r;
+    burst.open[burst.n++].txn = *txn_r;
+    *shared_r = true;
+    return 0;
+}
+
+/* ---- Renamed away ---- */
+
+struct find_uidvalidity {
+    uint32_t uidvalidity;
+    char name[MAIL_NAME_MAX + 1]; /* found: not empty */
+};
+
+static int
+find_uidvalidity_cb(void *ctx, const struct mail_folder_info *fi)
+{
+    struct find_uidvalidity *f = ctx;
+    if (fi->uidvalidity != f->uidvalidity || fi->name_len > MAIL_NAME_MAX)
+        return 0;
+    memcpy(f->name, fi->name, fi->name_len + 1);
+    return 1; /* found: stop */
+}
+
+/* The selected folder is not there under its name. A folder of the mailbox with the view's
+ * UIDVALIDITY is the same folder renamed (the mail model never gives two folders of a
+ * mailbox one UIDVALIDITY, and RENAME keeps it): the session follows it and watches it
+ * there. Not INBOX: renaming INBOX moves its messages to a new folder and leaves the INBOX
+ * the client selected in place, emptied, under a new UIDVALIDITY. Returns whether it
+ * followed. */
+static bool
+follow_rename(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
+{
+    if (!strcmp(s->folder, "INBOX"))
+        return false;
+    struct find_uidvalidity f = {.uidvalidity = imap_view_uidvalidity(s->view)};
+    if (mail_folder_list(dbis, txn, s->user, find_uidvalidity_cb, &f) < 0 || !f.name[0] ||
+        !strcmp(f.name, s->folder) || imap_view_rename(s->view, f.name) < 0)
+        return false;
+    memcpy(s->folder, f.name, strlen(f.name) + 1);
+    imap__watch(s); /* changes come under the new name now */
+    return true;
+}
+
 void
 imap__sync(struct imap_session *s, bool allow_expunge)
 {
@@ -98,12 +200,16 @@ imap__sync(struct imap_session *s, bool allow_expunge)
         return;
     struct store_reader *r = store_readers_get(s->srv->dbs, s->database);
     MDB_txn *txn;
-    if (!r || store_reader_begin(r, &txn) < 0)
+    bool shared;
+    if (!r || sync_begin(s->srv, r, &txn, &shared) < 0)
         return;
     struct sync_ctx c = {.s = s, .dbis = store_reader_mail_dbis(r), .txn = txn};
     static const struct imap_view_events events = {on_expunged, on_exists, on_changed};
     int ret = imap_view_sync(s->view, c.dbis, txn, allow_expunge, &events, &c);
-    mdb_txn_abort(txn);
+    if (ret == TDM_ENOTFOUND && follow_rename(s, c.dbis, txn))
+        ret = imap_view_sync(s->view, c.dbis, txn, allow_expunge, &events, &c);
+    if (!shared)
+        mdb_txn_abort(txn);
     if (ret == 0)
         flush_vanished(&c);
     free(c.vanished);

@@ -6,7 +6,10 @@
  * holds one core subscription per entry: SUBSCRIBE with the first watcher, UNSUBSCRIBE with the
  * last. A CHANGED for an entry marks each of its sessions due; the due sessions are told
  * (imap__idle_changed) from a zero-delay timer, so a burst of CHANGED read together (a
- * delivery of many messages, a large STORE) costs each session one look, not one per message.
+ * delivery of many messages, a large STORE) costs each session one look, not one per message,
+ * and all of them look at one snapshot (imap__burst_begin), not one each.
+ * FOLDER_CHANGED (the folder was deleted or renamed) marks them due the same way: looking at
+ * the folder is how a session finds it gone (BYE) or under its new name (imap__sync).
  * When the link comes back after the core was away, every watching session is marked due:
  * CHANGED could not be sent meanwhile, and whatever was committed before the core went may
  * never have been announced.
@@ -167,32 +170,49 @@ due_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct imap_watches *w = arg;
+    imap__burst_begin(w->srv);
     while (w->due) {
         struct imap_watcher *x = w->due;
         due_remove(w, x);
         imap__idle_changed(x->s);
     }
+    imap__burst_end(w->srv);
 }
 
 /* ---- The core's messages ---- */
 
+/* Marks the watchers of (database, mailbox, folder) due. */
 static void
-changed_cb(void *ctx, const struct ipc_msg *msg)
+folder_due(struct imap_watches *w, const struct ipc_str *d, const struct ipc_str *m,
+           const struct ipc_str *fo)
 {
-    struct imap_watches *w = ctx;
-    const struct ipc_changed *c = &msg->u.changed;
     char database[TDM_IPC_NAME_MAX + 1], mailbox[TDM_IPC_NAME_MAX + 1],
         folder[TDM_IPC_NAME_MAX + 1];
     /* ipc.h bounds every name by TDM_IPC_NAME_MAX; the strings are not NUL-terminated. */
-    snprintf(database, sizeof(database), "%.*s", (int)c->database.len, c->database.ptr);
-    snprintf(mailbox, sizeof(mailbox), "%.*s", (int)c->mailbox.len, c->mailbox.ptr);
-    snprintf(folder, sizeof(folder), "%.*s", (int)c->folder.len, c->folder.ptr);
+    snprintf(database, sizeof(database), "%.*s", (int)d->len, d->ptr);
+    snprintf(mailbox, sizeof(mailbox), "%.*s", (int)m->len, m->ptr);
+    snprintf(folder, sizeof(folder), "%.*s", (int)fo->len, fo->ptr);
     struct watched_folder *f =
         *folder_slot(w, key_hash(database, mailbox, folder), database, mailbox, folder);
     if (!f)
         return; /* the last watcher left while this was on its way */
     for (struct imap_watcher *x = f->watchers; x; x = x->next)
         due_add(w, x);
+}
+
+static void
+changed_cb(void *ctx, const struct ipc_msg *msg)
+{
+    const struct ipc_changed *c = &msg->u.changed;
+    folder_due(ctx, &c->database, &c->mailbox, &c->folder);
+}
+
+static void
+folder_cb(void *ctx, const struct ipc_msg *msg)
+{
+    const struct ipc_folder_changed *c = &msg->u.folder_changed;
+    if (c->change != TDM_IPC_FOLDER_CREATED) /* a session never watches a folder not there */
+        folder_due(ctx, &c->database, &c->mailbox, &c->folder);
 }
 
 static void
@@ -225,6 +245,7 @@ imap__watches_new(struct imap_server *srv)
         return -ENOMEM;
     }
     core_link_set_changed_cb(srv->core, changed_cb, w);
+    core_link_set_folder_cb(srv->core, folder_cb, w);
     core_link_set_ready_cb(srv->core, ready_cb, w);
     srv->watches = w;
     return 0;

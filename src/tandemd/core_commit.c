@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -47,6 +48,9 @@ struct core_pending {
     struct ipc_commit_reply reply;
     struct core_touched touched[CORE_IPC_MAX_CHANGED];
     size_t n_touched;
+    /* A folder operation, for FOLDER_CHANGED: its record type (0: none) and names, owned. */
+    uint16_t folder_op;
+    char *folder_mailbox, *folder_old, *folder_new;
 };
 
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -105,6 +109,9 @@ pending_free(struct core_pending *p)
         free(p->touched[i].mailbox);
         free(p->touched[i].folder);
     }
+    free(p->folder_mailbox);
+    free(p->folder_old);
+    free(p->folder_new);
     free(p->database);
     free(p);
 }
@@ -142,6 +149,78 @@ notify_changed(const struct core_pending *p)
     }
 }
 
+/* ---- FOLDER_CHANGED ---- */
+
+static void
+send_folder_changed(const struct core_pending *p, const char *folder, uint16_t change,
+                    const char *new_folder, uint32_t uidvalidity)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_FOLDER_CHANGED};
+    msg.u.folder_changed = (struct ipc_folder_changed){
+        ipc_str_c(p->database), ipc_str_c(p->folder_mailbox), ipc_str_c(folder), change,
+        ipc_str_c(new_folder ? new_folder : ""), uidvalidity};
+    tandemd__subs_send(p->database, p->folder_mailbox, folder, &msg);
+}
+
+struct renamed_ctx {
+    const struct core_pending *p;
+    size_t new_len;
+};
+
+/* Each folder now in the renamed subtree: its subscribers knew it by its old name. */
+static int
+renamed_cb(void *ctx, const struct mail_folder_info *fi)
+{
+    struct renamed_ctx *rc = ctx;
+    const struct core_pending *p = rc->p;
+    if (strncmp(fi->name, p->folder_new, rc->new_len) != 0 ||
+        (fi->name[rc->new_len] != '\0' && fi->name[rc->new_len] != MAIL_HIER_SEP))
+        return 0;
+    char old[MAIL_NAME_MAX + 1];
+    int n = snprintf(old, sizeof(old), "%s%s", p->folder_old, fi->name + rc->new_len);
+    if (n < 0 || (size_t)n >= sizeof(old))
+        return 0; /* no such name could have been subscribed */
+    if (tandemd__subs_send(p->database, p->folder_mailbox, old, NULL) > 0)
+        send_folder_changed(p, old, TDM_IPC_FOLDER_RENAMED, fi->name, fi->uidvalidity);
+    return 0;
+}
+
+/* Loop thread, after a folder operation applied: tells the subscribers of the folder (and of
+ * its mailbox's every folder) that it was created, deleted or renamed. A rename moves the
+ * folder's inferiors along, each announced under its old name; renaming INBOX moves only its
+ * messages (a CHANGED for INBOX says so, find_touched) into a folder that is new. */
+static void
+notify_folder(const struct core_pending *p)
+{
+    if (!p->folder_op || p->reply.status != 0)
+        return;
+    if (p->folder_op == TDM_REC_FOLDER_DELETE) {
+        send_folder_changed(p, p->folder_old, TDM_IPC_FOLDER_DELETED, NULL, 0);
+        return;
+    }
+    bool inbox = p->folder_op == TDM_REC_FOLDER_RENAME && !strcasecmp(p->folder_old, "INBOX");
+    const char *created = p->folder_op == TDM_REC_FOLDER_CREATE ? p->folder_old
+                          : inbox                               ? p->folder_new
+                                                                : NULL;
+    if (created && tandemd__subs_send(p->database, p->folder_mailbox, created, NULL) == 0)
+        return;
+    MDB_txn *txn;
+    if (store_read_begin(p->store, &txn) < 0)
+        return;
+    const struct mail_dbis *dbis = store_mail_dbis(p->store);
+    if (created) {
+        struct mail_folder_info fi;
+        if (mail_folder_get(dbis, txn, p->folder_mailbox, created, &fi) == 0)
+            send_folder_changed(p, created, TDM_IPC_FOLDER_CREATED, NULL, fi.uidvalidity);
+    } else {
+        /* Renames are rare and a mailbox's folders few: listing them beats indexing
+         * subscriptions by name prefix. */
+        struct renamed_ctx rc = {p, strlen(p->folder_new)};
+        (void)mail_folder_list(dbis, txn, p->folder_mailbox, renamed_cb, &rc);
+    }
+    mdb_txn_abort(txn);
+}
+
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -168,6 +247,7 @@ done_cb(evutil_socket_t fd, short what, void *arg)
             tandemd__conn_send(c, &msg);
         }
         notify_changed(p);
+        notify_folder(p);
         pending_free(p);
         if (!c->closed && c->paused && c->inflight < CORE_IPC_MAX_INFLIGHT) {
             c->paused = false;
@@ -231,8 +311,21 @@ find_touched(struct core_pending *p, const struct ipc_commit *cm)
         if (op->move)
             touch(p, op->mailbox, op->folder);
         break;
+    case TDM_REC_FOLDER_RENAME:
+        /* INBOX's messages move out: INBOX itself changes (a new UIDVALIDITY). */
+        if (!strcasecmp(op->folder, "INBOX"))
+            touch(p, op->mailbox, op->folder);
+        /* fall through */
+    case TDM_REC_FOLDER_CREATE:
+    case TDM_REC_FOLDER_DELETE:
+        p->folder_op = op->type;
+        p->folder_mailbox = tandemd__xstrndup(op->mailbox, strlen(op->mailbox));
+        p->folder_old = tandemd__xstrndup(op->folder, strlen(op->folder));
+        if (op->type == TDM_REC_FOLDER_RENAME)
+            p->folder_new = tandemd__xstrndup(op->new_folder, strlen(op->new_folder));
+        break;
     default:
-        break; /* folder and mailbox operations: the folder list, not a folder's contents */
+        break; /* mailbox operations, subscriptions, \Recent claims: no folder's contents */
     }
     mail_decoded_clear(&dec);
 }
