@@ -667,12 +667,16 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     struct repl_src_peer *next;
     for (struct repl_src_peer *p = src->peers; p; p = next) {
         next = p->next;
-        if (p->state != REPL_SRC_STREAMING || p->conn == NULL ||
-            now - p->last_sent_us < (uint64_t)src->opt.heartbeat_ms * 1000u)
+        if (p->state != REPL_SRC_STREAMING || p->conn == NULL)
             continue;
         p->busy++;
-        struct repl_src_pos pos = db_position(p->db);
-        peer_send_position(p, &pos);
+        if (now - p->last_sent_us >= (uint64_t)src->opt.heartbeat_ms * 1000u) {
+            struct repl_src_pos pos = db_position(p->db);
+            peer_send_position(p, &pos);
+        }
+        /* A chunk the helper's full queue refused is retried here. */
+        if (p->conn && !p->job_running)
+            repl__ship_pump(p);
         p->busy--;
         next = p->next;
         repl__peer_maybe_free(p);
@@ -709,7 +713,9 @@ repl_source_new(struct event_base *base, const struct repl_source_options *opt,
     if (o->startup_hold_ms == 0)
         o->startup_hold_ms = DEFAULT_STARTUP_HOLD_MS;
 
-    int rc = offload_new(base, 0, &src->offload);
+    /* One job per copy at most: a queue this deep is never full in practice, and when it
+     * is, the tick retries. */
+    int rc = offload_new(base, 4096, &src->offload);
     if (rc != 0) {
         free(src);
         return rc;

@@ -313,7 +313,7 @@ repl__ship_pump(struct repl_src_peer *p)
         };
         rc = offload_submit(p->src->offload, chunk_work, chunk_done, j);
         if (rc != 0) {
-            /* The helper's queue is full (many copies at once): a later wake retries. */
+            /* The helper's queue is full (many copies at once): the tick retries. */
             free(j);
             return;
         }
