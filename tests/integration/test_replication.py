@@ -234,3 +234,34 @@ def test_suspend_and_resume(pair, tandemctl):
     r = tandemctl("copy", "status", "nosuch", *sock)
     assert r.returncode == 7, (r.returncode, r.stderr)
     b.stop(bp)
+
+
+def test_standby_holds_back_replay(pair, tandem_bin, tandemctl):
+    """A standby copy receives everything at once but replays nothing of the last 50
+    generations, whatever its lag: with a young database all it holds waits in the replay
+    queue, and its LMDB stays empty."""
+    a, ap, b, bp = pair
+    b.stop(bp)
+    r = tandemctl("copy", "create", b.datadir / "db" / DB, "--role", "standby", "--replay-lag",
+                  "0s", "--source", f"public={a.addr}:{a.ports['replication']}")
+    assert r.returncode == 0 and "rewritten" in r.stdout, (r.stdout, r.stderr)
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    for i in range(3):
+        deliver(a, "alice@example.test", f"standby {i}")
+
+    def held():
+        c = copy_status(tandemctl, b)
+        lsn = active_lsn(a)
+        return c if (c["state"] == "Healthy" and c["copied_lsn"] == lsn and
+                     c["copy_queue_generations"] == 0) else None
+
+    c = wait_for(held, "the standby holding all of A's log")
+    assert c["role"] == "standby"
+    assert c["replayed_lsn"] < c["copied_lsn"]
+    assert c["replay_queue_records"] == c["copied_lsn"] - c["replayed_lsn"]
+    assert c["replay_queue_generations"] >= 1
+    mine = dump(tandem_bin, b.datadir / "db" / DB)
+    assert "alice" not in mine, mine
+    b.stop(bp)
