@@ -152,6 +152,16 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
     struct remote_login *rl = ctx;
     if (status == 0 && r->status != DIR_RCPT_OK)
         status = -EACCES; /* disabled, or no mailbox here to log in to */
+    /* The lookup is by address: another user's alias spelled like this user's name wins, and
+     * its database is not this user's. Using it would put the mailbox in the wrong database,
+     * or refer the login where it is referred back (imap_referral.c). */
+    if (status == 0 && strcmp(r->user, rl->user) != 0) {
+        log_error("imap: %s logged in, but the directory answers that name with user %s (an "
+                  "alias of theirs?), so where %s's mailbox is cannot be told: answered "
+                  "UNAVAILABLE",
+                  rl->user, r->user, rl->user);
+        status = -EAGAIN;
+    }
     rl->cb(rl->s, status, status == 0 ? r->database : NULL, status == 0 ? &r->route : NULL);
     free(rl);
 }

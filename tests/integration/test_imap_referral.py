@@ -37,7 +37,8 @@ def pair(tandem_bin, tandemctl, tmp_path):
 
     b = Server(exe, tmp_path / "mbx2", "mbx2", roles="mailbox", listeners=("imap",))
     key = secrets.token_urlsafe(32)
-    users = {"alice": "db2", "bob": "db1", "carol": "db3", "dave": "db4", "erin": "db5"}
+    users = {"alice": "db2", "bob": "db1", "carol": "db3", "dave": "db4", "erin": "db5",
+             "frank": "db2", "gina": "db1"}
     objects = [
         ("server/mbx2", {"site": "dc1"}),
         ("cms/cms1", {"address": a.addr, "imap_port": a.ports["imap"]}),
@@ -47,7 +48,9 @@ def pair(tandem_bin, tandemctl, tmp_path):
         ("database/db3", {}),               # no cms
         ("database/db4", {"cms": "cms1"}),  # its cms is mbx1, which does not hold it
         # db5 has no directory object at all
-    ] + [(f"user/{u}", {"database": db}) for u, db in users.items()]
+    ] + [(f"user/{u}", {"database": db}) for u, db in users.items() if u != "gina"]
+    # gina's alias is spelled like frank's name.
+    objects.append(("user/gina", {"database": "db1", "aliases": ["frank"]}))
     for path, attrs in objects:
         reply = a.api("PUT", f"/v1/objects/{path}", {"attrs": attrs})
         assert reply.status in (200, 201), reply
@@ -175,3 +178,21 @@ def test_no_route_is_unavailable(pair, user, why):
                     "try again later"), done
     c.close()
     assert why.format(addr=a.addr) in a.output()
+
+
+def test_a_name_shadowed_by_an_alias_is_not_referred(pair):
+    """mbx2 asks the directory where a user's mailbox is by address, and gina's alias "frank"
+    answers for frank: frank must not be sent to gina's database (db1 on mbx1, which would
+    refer him back to db2 here)."""
+    a, b = pair
+    wait_for(lambda: login_ok(b, "alice"), "mbx2 accepting logins through mbx1's directory")
+    c = Raw(b, user=None)
+    _, done = c.cmd('LOGIN frank "frank-password"')
+    assert done.startswith("NO [UNAVAILABLE]"), done
+    c.close()
+    assert "frank logged in, but the directory answers that name with user gina" in b.output()
+    # At mbx1, which reads the directory itself, frank is simply referred to db2's cms.
+    c = Raw(a, user=None)
+    _, done = c.cmd('LOGIN frank "frank-password"')
+    assert done.startswith(f"NO [REFERRAL imap://frank;AUTH=*@{b.addr}:{b.ports['imap']}/] ")
+    c.close()
