@@ -5,8 +5,8 @@
  *
  * A copy needs, from its latest ACK: a passive copy the generation holding its replayed LSN,
  * a standby copy the one after its highest inspected generation, and neither more than the
- * generation its durable log ends in (what it would ask for after a reconnect). Before its
- * first ACK, the generation its HELLO started from.
+ * generation its durable log ends in (what it would ask for after a reconnect) nor the one
+ * being sent to it. Before its first ACK, the generation its HELLO started from.
  *
  * The floor must not make the active's disk grow without bound (docs/decisions.md): a copy
  * that goes away is held for hold_ms at most, and no copy, connected or not, is held more
@@ -42,6 +42,10 @@ repl__floor_need(const struct repl_src_peer *p)
                              ? a->inspected_generation + 1
                              : (a->replayed_generation ? a->replayed_generation : 1);
     uint64_t need = min64(durable, role_need);
+    /* Never above what is being read for it: a copy claiming more than it was sent must not
+     * let truncation recycle the file under a chunk in flight. */
+    if (p->gen != 0)
+        need = min64(need, p->gen);
     return need ? need : 1;
 }
 

@@ -726,7 +726,7 @@ test_stream_file_mode(void **state)
 {
     (void)state;
     struct fixture f;
-    struct repl_source_options o = {.heartbeat_ms = 30};
+    struct repl_source_options o = {.heartbeat_ms = 30, .startup_hold_ms = 1};
     fixture_start(&f, &o, REPL_MODE_FILE, "repl-src-file");
     commit_noops(&f, 70, 2000);
     uint64_t cur = current_generation(&f);
@@ -749,6 +749,22 @@ test_stream_file_mode(void **state)
     while (im.positions < positions + 3)
         assert_int_equal(image_take(&im, &c), REPL_POSITION);
     assert_null(im.bytes[cur]);
+
+    /* A copy claiming more than it was sent cannot lift the floor above the generation
+     * being read for it. */
+    struct repl_msg m = {.type = REPL_ACK};
+    m.u.ack = (struct repl_ack){.durable_generation = cur + 5, .inspected_generation = cur + 5};
+    client_send(&c, &m);
+    struct status_seen seen = {0};
+    for (int i = 0; i < 1000 && !seen.info.acked; i++) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+        seen = (struct status_seen){0};
+        loop_call(&f, do_status, &seen);
+    }
+    assert_true(seen.info.acked);
+    assert_int_equal(seen.info.sent_generation, cur);
+    wait_floor(&f, cur);
 
     assert_int_equal(store_roll(f.store), 0);
     while (!im.closed[cur])
