@@ -11,6 +11,7 @@
 #include "proto/json/admin_request.h"
 
 #include <event2/buffer.h>
+#include <inttypes.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,59 @@ copy_json(const struct ipc_copy_status *c)
         json_object_set_new(o, figures[i].key, json_integer((json_int_t)v));
     }
     return o;
+}
+
+void
+admin_metrics_copies(struct evbuffer *out, const struct ipc_copy_status_reply *r)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } m[] = {
+        {"tandem_copy_queue_generations", "gauge",
+         "generations the active has durable that the copy has not",
+         offsetof(struct ipc_copy_status, copy_queue_generations)},
+        {"tandem_copy_queue_bytes", "gauge", "bytes the active has durable that the copy has not",
+         offsetof(struct ipc_copy_status, copy_queue_bytes)},
+        {"tandem_copy_replay_queue_generations", "gauge",
+         "generations received and not yet replayed",
+         offsetof(struct ipc_copy_status, replay_queue_generations)},
+        {"tandem_copy_replay_queue_records", "gauge", "records received and not yet replayed",
+         offsetof(struct ipc_copy_status, replay_queue_records)},
+        {"tandem_copy_copied_lsn", "gauge", "LSN up to which the copy's log is durable",
+         offsetof(struct ipc_copy_status, copied_lsn)},
+        {"tandem_copy_replayed_lsn", "gauge", "LSN replayed into the copy's LMDB",
+         offsetof(struct ipc_copy_status, replayed_lsn)},
+        {"tandem_copy_received_bytes_total", "counter",
+         "log bytes received since the agent started",
+         offsetof(struct ipc_copy_status, bytes_received)},
+        {"tandem_copy_inspection_failures", "gauge", "inspection failures in a row",
+         offsetof(struct ipc_copy_status, inspection_failures)},
+    };
+    for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+        evbuffer_add_printf(out, "# HELP %s %s.\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+                            m[k].type);
+        for (uint32_t i = 0; i < r->n_copies; i++) {
+            const struct ipc_copy_status *c = &r->copies[i];
+            uint64_t v;
+            if (m[k].off == offsetof(struct ipc_copy_status, inspection_failures))
+                v = c->inspection_failures;
+            else
+                memcpy(&v, (const char *)c + m[k].off, sizeof(v));
+            /* Database names are directory names the core checked (ipc.h). */
+            evbuffer_add_printf(out, "%s{database=\"%.*s\"} %" PRIu64 "\n", m[k].name,
+                                (int)c->name.len, c->name.ptr, v);
+        }
+    }
+    evbuffer_add_printf(out, "# HELP tandem_copy_state Copy state (1 for the current one).\n"
+                             "# TYPE tandem_copy_state gauge\n");
+    for (uint32_t i = 0; i < r->n_copies; i++) {
+        const struct ipc_copy_status *c = &r->copies[i];
+        for (uint16_t st = TDM_IPC_COPY_INITIALIZING; st <= TDM_IPC_COPY_SEEDING; st++)
+            evbuffer_add_printf(out, "tandem_copy_state{database=\"%.*s\",state=\"%s\"} %d\n",
+                                (int)c->name.len, c->name.ptr, ipc_copy_state_name(st),
+                                c->state == st);
+    }
 }
 
 static void

@@ -222,5 +222,8 @@ void admin_streams_close_all(struct admin_server *srv);
 
 /* /v1/copies (GET) and /v1/copies/<database>/suspend|resume (POST). Answers every case. */
 void admin_copies_serve(struct admin_call *call);
+/* The copies' figures for /metrics, labelled by database. */
+struct evbuffer;
+void admin_metrics_copies(struct evbuffer *out, const struct ipc_copy_status_reply *r);
 
 #endif

@@ -58,13 +58,13 @@ admin_authorize_server(struct admin_call *call, enum dir_right need)
             char who[DIR_NAME_MAX + 16], obj[DIR_NAME_MAX + 16];
             admin_who_text(call, who, sizeof(who));
             snprintf(obj, sizeof(obj), "server/%s", self);
-            admin_reply_error(
-                call, 403,
-                json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right",
-                          dir_right_name(need)),
-                "%s lacks %s on %s (has none: the directory has no such object "
-                "yet, so only admins may %s this server's state)",
-                who, dir_right_name(need), obj, need == DIR_RIGHT_READ ? "read" : "change");
+            admin_reply_error(call, 403,
+                              json_pack("{s:s,s:s,s:s}", "object", obj, "principal", who, "right",
+                                        dir_right_name(need)),
+                              "%s lacks %s on %s (has none: the directory has no such object "
+                              "yet, so only admins may %s this server's state)",
+                              who, dir_right_name(need), obj,
+                              need == DIR_RIGHT_READ ? "read" : "change");
         }
     } else {
         admin_reply_storage_error(call, ret, self);
@@ -165,8 +165,7 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
 
 void
 admin_ask_core(struct admin_call *call,
-               int (*req)(struct core_link *, core_link_reply_cb *, void *),
-               core_link_reply_cb *cb)
+               int (*req)(struct core_link *, core_link_reply_cb *, void *), core_link_reply_cb *cb)
 {
     int ret = req(call->srv->core, cb, call);
     if (ret < 0) {
@@ -267,20 +266,44 @@ metrics_finish(struct admin_call *call, struct evbuffer *out)
 }
 
 static void
-metrics_db_cb(void *ctx, int status, const struct ipc_msg *reply)
+metrics_copies_cb(void *ctx, int status, const struct ipc_msg *reply)
 {
     struct metrics_call *mc = ctx;
     struct admin_call *call = mc->call;
     struct evbuffer *out = mc->out;
     free(mc);
-    if (status < 0 || reply->type != TDM_IPC_DB_STATUS_REPLY) {
+    if (status < 0 || reply->type != TDM_IPC_COPY_STATUS_REPLY) {
         evbuffer_free(out);
         admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
                           status < 0 ? tdm_strerror(status) : "unexpected reply");
         return;
     }
-    metrics_db(out, &reply->u.db_status_reply);
+    admin_metrics_copies(out, &reply->u.copy_status_reply);
     metrics_finish(call, out);
+}
+
+static void
+metrics_db_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct metrics_call *mc = ctx;
+    struct admin_call *call = mc->call;
+    struct evbuffer *out = mc->out;
+    if (status < 0 || reply->type != TDM_IPC_DB_STATUS_REPLY) {
+        evbuffer_free(out);
+        free(mc);
+        admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
+                          status < 0 ? tdm_strerror(status) : "unexpected reply");
+        return;
+    }
+    metrics_db(out, &reply->u.db_status_reply);
+    /* Then the copies this server holds, from the same core. */
+    int ret = core_link_copy_status(call->srv->core, metrics_copies_cb, mc);
+    if (ret < 0) {
+        evbuffer_free(out);
+        free(mc);
+        admin_reply_error(call, 503, NULL, "the core process is not reachable: %s",
+                          tdm_strerror(ret));
+    }
 }
 
 static void

@@ -155,6 +155,11 @@ def test_passive_copy_equals_the_active(pair, tandem_bin, tandemctl):
     assert "repl.copy_seeding" in names and names[-1] == "repl.copy_healthy", names
     r = tandemctl("copy", "status", "--socket", b.admin_socket)
     assert r.returncode == 0 and "Healthy" in r.stdout and DB in r.stdout, r.stdout
+    # The same figures for Prometheus.
+    metrics = b.api("GET", "/metrics").body
+    assert 'tandem_copy_state{database="mail",state="Healthy"} 1' in metrics
+    assert 'tandem_copy_queue_generations{database="mail"} 0' in metrics
+    assert f'tandem_copy_replayed_lsn{{database="mail"}} {c["replayed_lsn"]}' in metrics
     # B never mounted the copy as a database of its own.
     assert [d["name"] for d in b.api("GET", "/v1/status").json()["databases"]] == []
     b.stop(bp)
