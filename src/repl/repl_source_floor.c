@@ -125,6 +125,8 @@ floor_pass(struct repl_src_db *db)
         next = p->next;
         if (p->db != db || p->state != REPL_SRC_STREAMING || p->released)
             continue;
+        /* Recomputed each pass: it follows the generation being sent as well as the ACKs. */
+        p->needed = repl__floor_need(p);
         if (st.current_generation > p->needed && st.current_generation - p->needed > limit) {
             p->released = true;
             event_emit(TDM_EV_REPL_SOURCE_COPY_RELEASED, db->name,

@@ -667,6 +667,23 @@ test_position_gone_and_diverged(void **state)
                ext.first_lsn - 1, st.epoch);
     assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
     client_close(&c);
+
+    /* With the current generation closed and the next not begun, a copy that has all of it
+     * waits at offset 0 of the next; one generation further is beyond the active's log. */
+    assert_int_equal(store_roll(f.store), 0);
+    active_position(&f, &gen, &end);
+    assert_int_equal(store_log_extent(f.store, gen, &ext), 0);
+    assert_true(ext.closed);
+    client_open(&c, &f);
+    send_hello(&c, "mb2", "good-key", "db1", st.guid, REPL_ROLE_PASSIVE, gen + 1, 0, ext.last_lsn,
+               st.epoch);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
+    client_close(&c);
+    client_open(&c, &f);
+    send_hello(&c, "mb2", "good-key", "db1", st.guid, REPL_ROLE_PASSIVE, gen + 2, 0, ext.last_lsn,
+               st.epoch);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_DIVERGED);
+    client_close(&c);
     fixture_stop(&f);
 }
 
@@ -679,6 +696,8 @@ test_stream_block(void **state)
     struct fixture f;
     struct repl_source_options o = {0};
     fixture_start(&f, &o, REPL_MODE_BLOCK, "repl-src-block");
+    /* Just added, the database's lowest generation is held for copies that were away. */
+    wait_floor(&f, 1);
     commit_noops(&f, 100, 2000);
     uint64_t cur = current_generation(&f);
     assert_true(cur >= 3);
@@ -981,6 +1000,50 @@ test_truncation_floor(void **state)
     fixture_stop(&f);
 }
 
+/* A copy that went away is held only for hold_ms: then it is released, with an event. */
+static void
+test_departed_copy_released_after_hold(void **state)
+{
+    (void)state;
+    struct fixture f;
+    struct repl_source_options o = {.startup_hold_ms = 1, .heartbeat_ms = 20, .hold_ms = 300};
+    fixture_start(&f, &o, REPL_MODE_BLOCK, "repl-src-hold");
+    wait_floor(&f, UINT64_MAX);
+    commit_noops(&f, 40, 2000);
+    struct client c;
+    client_open(&c, &f);
+    send_fresh_hello(&c, "mb2", REPL_ROLE_STANDBY);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
+    struct repl_msg m = {.type = REPL_ACK};
+    m.u.ack = (struct repl_ack){.durable_generation = 2, .inspected_generation = 1};
+    client_send(&c, &m);
+    wait_floor(&f, 2);
+    unsigned released = events_count(TDM_EV_REPL_SOURCE_COPY_RELEASED);
+    unsigned disconnected = events_count(TDM_EV_REPL_SOURCE_COPY_DISCONNECTED);
+    client_close(&c);
+
+    /* Still held right after it left (the status lists it as departed)... */
+    struct status_seen seen = {0};
+    for (int i = 0; i < 1000 && events_count(TDM_EV_REPL_SOURCE_COPY_DISCONNECTED) == disconnected;
+         i++) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    loop_call(&f, do_status, &seen);
+    if (events_count(TDM_EV_REPL_SOURCE_COPY_RELEASED) == released) {
+        assert_int_equal(seen.n, 1);
+        assert_false(seen.info.connected);
+        assert_int_equal(seen.info.needed_generation, 2);
+    }
+    /* ...and released once the hold time has passed. */
+    wait_floor(&f, UINT64_MAX);
+    assert_int_equal(events_count(TDM_EV_REPL_SOURCE_COPY_RELEASED) - released, 1);
+    seen = (struct status_seen){0};
+    loop_call(&f, do_status, &seen);
+    assert_int_equal(seen.n, 0);
+    fixture_stop(&f);
+}
+
 /* Removing the database closes its copies with ERROR shutdown and lifts its floor. */
 static void
 do_remove(struct fixture *f, void *arg)
@@ -1087,6 +1150,7 @@ main(void)
         cmocka_unit_test(test_large_frame_partial),
         cmocka_unit_test(test_truncation_floor),
         cmocka_unit_test(test_back_pressure),
+        cmocka_unit_test(test_departed_copy_released_after_hold),
         cmocka_unit_test(test_status_and_remove),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
