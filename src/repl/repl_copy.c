@@ -182,13 +182,40 @@ repl_copy_resume(struct repl_copy *copy)
     return 0;
 }
 
-/* Enters Initializing and starts over: the copy (if it exists) and a connection. */
+/* Records the suspension in copy.conf, so a restart keeps it. Returns "" or why not. */
+static const char *
+persist_suspension(struct repl_copy *c, bool suspended, const char *comment)
+{
+    c->conf.suspended = suspended;
+    snprintf(c->conf.suspend_comment, sizeof(c->conf.suspend_comment), "%s",
+             suspended ? comment : "");
+    /* One line of text in the file: anything else in a comment becomes '?'. */
+    for (char *p = c->conf.suspend_comment; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    char *why = NULL;
+    if (repl_copy_conf_write(c->dir, &c->conf, &why) == 0)
+        return "";
+    log_error("copy %s: %s", c->database, why ? why : "cannot rewrite copy.conf");
+    free(why);
+    return suspended ? " (not kept across a restart: copy.conf cannot be written)"
+                     : " (copy.conf still says suspended: it cannot be written)";
+}
+
+/* Enters Initializing and starts over: the copy (if it exists) and a connection; or, for a
+ * copy suspended before a restart, Suspended again. */
 static void
 begin(struct repl_copy *c)
 {
     c->st.inspection_failures = 0;
     c->retry_ms = c->retry_min_ms;
     c->next_net = 0;
+    if (c->conf.suspended) {
+        if (!c->store && repl_copy__open_store(c) < 0 && c->st.state == REPL_COPY_FAILED)
+            return;
+        repl_copy__set_state(c, REPL_COPY_SUSPENDED, "%s", c->conf.suspend_comment);
+        return;
+    }
     repl_copy__set_state(c, REPL_COPY_INITIALIZING, "%s copy, from %u network(s)",
                          c->conf.role == REPL_ROLE_STANDBY ? "standby" : "passive",
                          c->conf.n_sources);
@@ -224,12 +251,15 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         evtimer_del(c->retry_ev);
         /* Suspending again replaces the comment, and says so. */
         bool again = c->st.state == REPL_COPY_SUSPENDED;
-        repl_copy__set_state(c, REPL_COPY_SUSPENDED, "%s", comment ? comment : "");
+        const char *note = persist_suspension(c, true, comment ? comment : "");
+        repl_copy__set_state(c, REPL_COPY_SUSPENDED, "%s%s", c->conf.suspend_comment, note);
         if (again)
             event_emit(TDM_EV_REPL_COPY_SUSPENDED, c->database,
                        "copy of %s stays Suspended, now: %s", c->database, c->st.message);
     } else if (resume && (c->st.state == REPL_COPY_SUSPENDED || c->st.state == REPL_COPY_FAILED)) {
         evtimer_del(c->retry_ev);
+        if (c->conf.suspended)
+            persist_suspension(c, false, "");
         begin(c);
     }
     free(comment);

@@ -35,7 +35,7 @@ fail(char **error_r, int ret, const char *file, const char *fmt, ...)
 static const char *const role_names[] = {"passive", "standby", NULL};
 
 static int
-top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[3], const char *file,
+top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[4], const char *file,
         char **error_r)
 {
     char reason[CONFIG_REASON_MAX];
@@ -59,9 +59,20 @@ top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[3], co
         if (config_value_number(e->value, &config_duration_units, 0, REPL_COPY_MAX_REPLAY_LAG_MS, 0,
                                 &c->replay_lag_ms, reason) < 0)
             goto bad;
+    } else if (!strcmp(e->key, "suspended")) {
+        which = 3;
+        size_t n = strlen(e->value);
+        if (n > REPL_COPY_COMMENT_MAX) {
+            snprintf(reason, sizeof(reason), "a comment of at most %d bytes",
+                     REPL_COPY_COMMENT_MAX);
+            goto bad;
+        }
+        c->suspended = true;
+        memcpy(c->suspend_comment, e->value, n + 1);
     } else {
         return fail(error_r, TDM_EINVAL, file,
-                    "%u: key \"%s\": unknown key (known: role, kind, replay_lag, [source])",
+                    "%u: key \"%s\": unknown key (known: role, kind, replay_lag, suspended, "
+                    "[source])",
                     e->line, e->key);
     }
     if (seen[which])
@@ -83,7 +94,7 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
         return ret;
     struct repl_copy_conf c = {.role = 0};
     snprintf(c.kind, sizeof(c.kind), "%s", STORE_KIND_MAIL);
-    bool seen[3] = {false, false, false};
+    bool seen[4] = {false, false, false, false};
     bool lag_given = false;
     struct repl_copy_source *src = NULL; /* the [source] section open, until its endpoint */
     unsigned src_line = 0;
@@ -226,6 +237,17 @@ repl_copy_conf_format(const struct repl_copy_conf *conf)
             "# it as active (docs/replication.md, \"Copies\").\n"
             "role = %s\nkind = %s\nreplay_lag = %s\n",
             conf->role == REPL_ROLE_STANDBY ? "standby" : "passive", conf->kind, lag);
+    if (conf->suspended) {
+        fputs("suspended = ", f);
+        /* Always quoted: a comment may hold '#' or leading spaces. */
+        fputc('"', f);
+        for (const char *p = conf->suspend_comment; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                fputc('\\', f);
+            fputc(*p, f);
+        }
+        fputs("\"\n", f);
+    }
     for (unsigned i = 0; i < conf->n_sources; i++) {
         const struct tdm_config_endpoint *ep = &conf->sources[i].endpoint;
         fprintf(f, "\n[source %s]\nendpoint = %s%s%s:%u\n", conf->sources[i].network,

@@ -15,6 +15,7 @@
  *   role = passive                 # passive (same site, replay at once) | standby (lagged)
  *   kind = mail                    # the database's kind, for the record handler (default mail)
  *   replay_lag = 24h               # standby only: 0s..7d, default 24h; passive: 0s
+ *   suspended = "disk swap"        # present while an operator has it suspended (the comment)
  *   [source replication]           # the active's [listen replication] on each network, in
  *   endpoint = 127.0.2.1:7433      # the order they are tried (at least 1, at most 16)
  *   [source public]
@@ -34,6 +35,7 @@
 #define REPL_COPY_MAX_SOURCES TDM_CONFIG_MAX_NETWORKS
 #define REPL_COPY_MAX_REPLAY_LAG_MS (7ull * 24 * 3600 * 1000)
 #define REPL_COPY_DEFAULT_STANDBY_LAG_MS (24ull * 3600 * 1000)
+#define REPL_COPY_COMMENT_MAX 1024 /* bytes of a suspend comment */
 
 struct repl_copy_source {
     char network[TDM_CONFIG_NAME_MAX + 1];
@@ -44,6 +46,9 @@ struct repl_copy_conf {
     uint16_t role; /* REPL_ROLE_PASSIVE or REPL_ROLE_STANDBY (proto/repl/repl_wire.h) */
     char kind[STORE_KIND_MAX + 1];
     uint64_t replay_lag_ms;
+    /* Suspended by an operator: kept here so a restart does not resume it behind their back. */
+    bool suspended;
+    char suspend_comment[REPL_COPY_COMMENT_MAX + 1];
     struct repl_copy_source sources[REPL_COPY_MAX_SOURCES];
     unsigned n_sources; /* >= 1 */
 };

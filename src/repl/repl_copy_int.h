@@ -38,7 +38,7 @@ struct repl_copy_link {
 struct repl_copy {
     /* Set at start, read-only afterwards. */
     char *database, *dir, *server_name, *key;
-    struct repl_copy_conf conf;
+    struct repl_copy_conf conf; /* the agent's thread changes only .suspended and its comment */
     struct store_options store_opt;
     SSL_CTX *ssl_ctx;
     uint32_t timeout_ms, retry_min_ms, retry_max_ms, probe_ms;

@@ -227,11 +227,20 @@ def test_suspend_and_resume(pair, tandemctl):
     assert copy_status(tandemctl, b)["copied_lsn"] == lsn
     events = [e for e in b.event_lines() if e["name"] == "repl.copy_suspended"]
     assert len(events) == 2 and "take two" in events[-1]["message"]
+    # A restart keeps it suspended, comment and all (copy.conf says so).
+    b.stop(bp)
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    c = wait_for(lambda: (lambda c: c if c["state"] == "Suspended" else None)(
+        copy_status(tandemctl, b)), "Suspended after a restart")
+    assert c["message"] == "disk swap, take two" and c["copied_lsn"] == lsn
 
     for _ in range(2):  # idempotent: a second resume leaves the Healthy copy alone
         r = tandemctl("copy", "resume", DB, *sock)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up after resume")
+    # Initializing: the first start, and the resume (the restart came up Suspended).
     assert sum(e["name"] == "repl.copy_initializing" for e in b.event_lines()) == 2
 
     r = tandemctl("copy", "suspend", "nosuch", *sock)

@@ -475,6 +475,56 @@ test_suspend_resume(void **state)
     fake_stop(&f);
 }
 
+/* A suspension is written into copy.conf: an agent started again (a restart of tandemd)
+ * comes up Suspended with the comment, and a resume takes it out of the file. */
+static void
+test_suspension_survives_restart(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_start(&f, ACCEPT, 0);
+    struct agent a;
+    agent_start(&a, &f.port, 1);
+    wait_state(&a, REPL_COPY_HEALTHY, NULL);
+    assert_int_equal(repl_copy_suspend(a.copy, "until # the \"swap\""), 0);
+    wait_state(&a, REPL_COPY_SUSPENDED, NULL);
+    repl_copy_stop(&a.copy);
+
+    struct repl_copy_conf conf;
+    char *err = NULL;
+    assert_int_equal(repl_copy_conf_read(a.db, &conf, &err), 0);
+    assert_true(conf.suspended);
+    assert_string_equal(conf.suspend_comment, "until # the \"swap\"");
+    unsigned hellos = atomic_load(&f.hellos);
+    struct store_options so;
+    store_options_init(&so);
+    struct repl_copy_options o = {
+        .database = "db1",
+        .dir = a.db,
+        .conf = &conf,
+        .store = &so,
+        .server_name = "copyhost",
+        .key = "k3y",
+        .ca_file = tls_files.ca,
+        .cert_file = tls_files.certificate,
+        .key_file = tls_files.key,
+        .retry_min_ms = 50,
+        .retry_max_ms = 200,
+    };
+    assert_int_equal(repl_copy_start(&o, &a.copy, &err), 0);
+    struct repl_copy_status st = wait_state(&a, REPL_COPY_SUSPENDED, NULL);
+    assert_string_equal(st.message, "until # the \"swap\"");
+    /* The copy it had is open (its position shows), and nobody was asked. */
+    usleep(300000);
+    assert_int_equal(atomic_load(&f.hellos), hellos);
+    assert_int_equal(repl_copy_resume(a.copy), 0);
+    wait_state(&a, REPL_COPY_HEALTHY, NULL);
+    assert_int_equal(repl_copy_conf_read(a.db, &conf, &err), 0);
+    assert_false(conf.suspended);
+    agent_stop(&a);
+    fake_stop(&f);
+}
+
 static int
 group_setup(void **state)
 {
@@ -510,7 +560,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disconnected),   cmocka_unit_test(test_fallback_and_return),
         cmocka_unit_test(test_refusals),       cmocka_unit_test(test_three_inspection_failures),
-        cmocka_unit_test(test_suspend_resume),
+        cmocka_unit_test(test_suspend_resume), cmocka_unit_test(test_suspension_survives_restart),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

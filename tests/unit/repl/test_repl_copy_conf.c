@@ -129,6 +129,33 @@ test_bad(void **state)
 }
 
 static void
+test_suspended(void **state)
+{
+    (void)state;
+    struct repl_copy_conf c, back;
+    char *err = NULL;
+    assert_int_equal(parse("role = passive\n[source a]\nendpoint = 10.0.0.1:1\n", &c, &err), 0);
+    assert_false(c.suspended);
+    assert_int_equal(parse("role = passive\nsuspended = \"swap #2, \\\"disk\\\" \\\\ \"\n"
+                           "[source a]\nendpoint = 10.0.0.1:1\n",
+                           &c, &err),
+                     0);
+    assert_true(c.suspended);
+    assert_string_equal(c.suspend_comment, "swap #2, \"disk\" \\ ");
+    /* The comment comes back through the file as it was. */
+    char *text = repl_copy_conf_format(&c);
+    assert_int_equal(parse(text, &back, &err), 0);
+    assert_memory_equal(&c, &back, sizeof(c));
+    free(text);
+    /* Suspended without a comment is still suspended. */
+    assert_int_equal(
+        parse("role = passive\nsuspended = \"\"\n[source a]\nendpoint = 10.0.0.1:1\n", &c, &err),
+        0);
+    assert_true(c.suspended);
+    assert_string_equal(c.suspend_comment, "");
+}
+
+static void
 test_format_round_trip(void **state)
 {
     (void)state;
@@ -182,8 +209,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_passive),    cmocka_unit_test(test_standby),
-        cmocka_unit_test(test_bad),        cmocka_unit_test(test_format_round_trip),
+        cmocka_unit_test(test_passive),
+        cmocka_unit_test(test_standby),
+        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_suspended),
+        cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_write_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
