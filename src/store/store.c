@@ -3,9 +3,11 @@
  * stages live in store_log.c, store_apply.c and store_hk.c, generation files in store_gen.c,
  * and a database's life cycle (create, open with recovery, close) in store_mount.c.
  *
- * Three threads per open store, each owning one job:
- *   log thread    takes every queued record, writes them to the current generation and makes
- *                 them durable with one fdatasync (group commit); rolls generations.
+ * Three jobs per open store, each with its own threads:
+ *   log workers   (STORE_LOG_WORKERS, taking turns) each take every queued record, write them
+ *                 to the current generation and make them durable with one fdatasync (group
+ *                 commit), one batch's write and sync overlapping the previous batch's sync;
+ *                 roll generations.
  *   apply thread  applies each durable batch to LMDB in one write transaction that also stores
  *                 the applied LSN, then calls the committers back.
  *   housekeeping  creates the next generation ahead of need, checkpoints LMDB, truncates.
@@ -79,16 +81,22 @@ store__deadline_after_ms(struct timespec *ts, uint64_t ms)
 int
 store__threads_start(struct store *s)
 {
-    int rc = pthread_create(&s->log_thread, NULL, store__log_thread_main, s);
-    if (rc != 0)
-        return -rc;
-    rc = pthread_create(&s->apply_thread, NULL, store__apply_thread_main, s);
+    int rc = 0;
+    unsigned started = 0;
+    s->log_workers = STORE_LOG_WORKERS; /* before any starts: the last one out sets log_done */
+    while (started < STORE_LOG_WORKERS && rc == 0)
+        if ((rc = pthread_create(&s->log_threads[started], NULL, store__log_thread_main, s)) == 0)
+            started++;
+    if (rc == 0)
+        rc = pthread_create(&s->apply_thread, NULL, store__apply_thread_main, s);
     if (rc != 0) {
         pthread_mutex_lock(&s->lock);
+        s->log_workers -= STORE_LOG_WORKERS - started;
         s->closing = true;
         pthread_cond_broadcast(&s->log_wake);
         pthread_mutex_unlock(&s->lock);
-        pthread_join(s->log_thread, NULL);
+        for (unsigned i = 0; i < started; i++)
+            pthread_join(s->log_threads[i], NULL);
         return -rc;
     }
     s->threads_started = true;
@@ -113,7 +121,8 @@ store__threads_stop(struct store *s)
     s->closing = true;
     pthread_cond_broadcast(&s->log_wake);
     pthread_mutex_unlock(&s->lock);
-    pthread_join(s->log_thread, NULL);
+    for (unsigned i = 0; i < STORE_LOG_WORKERS; i++)
+        pthread_join(s->log_threads[i], NULL);
     pthread_join(s->apply_thread, NULL);
     pthread_mutex_lock(&s->lock);
     s->hk_stop = true;
@@ -182,10 +191,11 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
     s->log_count++;
     s->inflight++;
     s->commits++;
-    /* Wake the log thread for the first record, and when the last one it waits for arrives. */
+    /* Wake the log workers for the first record, and when the last one a worker waits for
+     * arrives. All of them: one waits for its turn, another for a fuller batch. */
     if (s->log_count == 1 || s->log_count >= s->inflight ||
         (s->batch_want && s->log_count >= s->batch_want))
-        pthread_cond_signal(&s->log_wake);
+        pthread_cond_broadcast(&s->log_wake);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
@@ -281,7 +291,7 @@ store_roll(struct store *s)
 {
     pthread_mutex_lock(&s->lock);
     uint64_t target = ++s->roll_requested;
-    pthread_cond_signal(&s->log_wake);
+    pthread_cond_broadcast(&s->log_wake);
     while (s->roll_done < target && !s->failed && !s->log_done)
         pthread_cond_wait(&s->progress, &s->lock);
     int ret = s->failed ? TDM_EFAILED : s->roll_done < target ? TDM_ECLOSED : 0;

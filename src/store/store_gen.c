@@ -90,33 +90,57 @@ store__gen_begin_frame(const struct store *s, uint8_t frame[TDM_LOG_BEGIN_FRAME]
     log_begin_encode(&hdr, frame);
 }
 
-int
-store__gen_durable(struct store *s, bool closed)
+void
+store__gen_pos(struct store *s, bool closed, struct gen_pos *pos_r)
 {
-    const struct gen_state *g = &s->cur;
-    if (!g->begun)
+    struct gen_state *g = &s->cur;
+    *pos_r = (struct gen_pos){.gen = g->gen,
+                              .first_lsn = g->first_lsn,
+                              .epoch = g->epoch,
+                              .size = g->size,
+                              .end = g->off + (closed ? TDM_LOG_END_FRAME : 0),
+                              .last_lsn = g->last_lsn,
+                              .begun = g->begun,
+                              .closed = closed,
+                              .to_table = g->begun && !g->in_table};
+    /* The sync of this position records the generation; no later position needs to, even if
+     * its sync returns first (positions complete in order: store_log.c). */
+    if (g->begun)
+        g->in_table = true;
+}
+
+int
+store__gen_durable_at(struct store *s, const struct gen_pos *pos)
+{
+    if (!pos->begun)
         return 0;
-    uint64_t end = g->off + (closed ? TDM_LOG_END_FRAME : 0);
     int ret = 0;
     pthread_mutex_lock(&s->lock);
-    if (!g->in_table)
-        ret = store__gen_table_push(s, g->gen, g->first_lsn, g->epoch, g->size);
+    if (pos->to_table)
+        ret = store__gen_table_push(s, pos->gen, pos->first_lsn, pos->epoch, pos->size);
     if (ret == 0) {
-        s->dur_end = end;
-        s->dur_last_lsn = g->last_lsn;
-        s->dur_closed = closed;
-        if (closed)
-            s->gens[g->gen - s->lowest_gen].end = end;
+        s->dur_end = pos->end;
+        s->dur_last_lsn = pos->last_lsn;
+        s->dur_closed = pos->closed;
+        if (pos->closed)
+            s->gens[pos->gen - s->lowest_gen].end = pos->end;
     }
     pthread_mutex_unlock(&s->lock);
     if (ret < 0)
         return ret;
-    s->cur.in_table = true;
     pthread_mutex_lock(&s->hook_lock);
     if (s->durable_cb)
-        s->durable_cb(s->durable_ctx, g->gen, end, g->last_lsn);
+        s->durable_cb(s->durable_ctx, pos->gen, pos->end, pos->last_lsn);
     pthread_mutex_unlock(&s->hook_lock);
     return 0;
+}
+
+int
+store__gen_durable(struct store *s, bool closed)
+{
+    struct gen_pos pos;
+    store__gen_pos(s, closed, &pos);
+    return store__gen_durable_at(s, &pos);
 }
 
 int

@@ -30,6 +30,9 @@
 /* At most this many spare generations (new or recycled) above the current one: see
  * spare_max() in store_hk.c. */
 #define STORE_RECYCLE_MAX 16
+/* Log workers taking turns to write and sync (store_log.c): two let one batch's write and
+ * sync overlap the previous batch's sync. */
+#define STORE_LOG_WORKERS 2
 
 /* "<dir>/<16 hex>.log" into buf (size >= strlen(dir) + 22). */
 void store__gen_path(char *buf, size_t size, const char *log_dir, uint64_t gen);
@@ -146,7 +149,7 @@ struct store {
 
     pthread_mutex_t lock;
     pthread_cond_t log_wake, apply_wake, hk_wake, progress;
-    pthread_t log_thread, apply_thread, hk_thread;
+    pthread_t log_threads[STORE_LOG_WORKERS], apply_thread, hk_thread;
     bool threads_started, hk_started;
     pthread_mutex_t truncate_lock; /* serialises store__truncate() and preallocation */
 
@@ -156,8 +159,16 @@ struct store {
     struct pending *log_head, **log_tailp;
     uint64_t log_count;  /* records in the log queue */
     uint64_t inflight;   /* commits queued and not yet handed to their callbacks */
-    uint64_t last_batch; /* records in the log thread's last batch */
-    uint64_t batch_want; /* while the log thread waits for a fuller batch: how full (else 0) */
+    uint64_t last_batch; /* records in the log workers' last batch */
+    /* The log workers' turns (store_log.c): */
+    bool log_writing;         /* a worker has the writer's turn */
+    uint64_t log_ticket_next; /* the ticket of the next batch taken */
+    uint64_t log_ticket_done; /* batches completed, in ticket order */
+    uint64_t log_in_sync;     /* records taken and not completed */
+    unsigned log_workers;     /* running */
+    uint64_t sync_ewma_us;    /* recent fdatasync duration */
+    uint64_t last_write_ms;   /* when a batch last completed (idle close) */
+    uint64_t batch_want;      /* while a log worker waits for a fuller batch: how full (else 0) */
     struct pending *apply_head, **apply_tailp;
     uint64_t durable_lsn, applied_lsn, checkpoint_lsn;
     uint64_t roll_requested, roll_done;
@@ -192,15 +203,14 @@ struct store {
     store_durable_cb *durable_cb;
     void *durable_ctx;
 
-    /* log thread only (and store_open/close while no thread runs) */
+    /* the log worker with the writer's turn (and store_open/close while no thread runs);
+     * a worker that has given the turn up reads none of it (store_log.c) */
     struct gen_state cur;
     uint8_t *wbuf;
     size_t wbuf_cap;
-    uint64_t sync_ewma_us; /* recent fdatasync duration */
 
     /* apply thread only */
     uint64_t checkpoint_recorded; /* checkpoint LSN last written to meta */
-    uint64_t last_write_ms;
 };
 
 /* store.c: time helpers and threads */
@@ -208,7 +218,7 @@ uint64_t store__now_us_mono(void);
 uint64_t store__now_us_wall(void);
 /* CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait on the store's conds. */
 void store__deadline_after_ms(struct timespec *ts, uint64_t ms);
-void *store__log_thread_main(void *arg);   /* store_log.c */
+void *store__log_thread_main(void *arg);   /* store_log.c: one per log worker */
 void *store__apply_thread_main(void *arg); /* store_apply.c */
 void *store__hk_thread_main(void *arg);    /* store_hk.c */
 /* Sets status on p and every entry after it (store_log.c, store_apply.c). */
@@ -235,8 +245,23 @@ int store__gen_header_ready(const struct store *s, const char *path, uint64_t *s
 void store__gen_begin_frame(const struct store *s, uint8_t frame[TDM_LOG_BEGIN_FRAME]);
 /* After an fdatasync of the current generation (closed: its END was in it): once its BEGIN is
  * durable, records it in the generation table (which truncation and status read), moves the
- * durable position (store_log_extent()) and calls the durable hook. Returns 0 or -ENOMEM. */
+ * durable position (store_log_extent()) and calls the durable hook. Returns 0 or -ENOMEM.
+ * The same as store__gen_pos() then store__gen_durable_at(). */
 int store__gen_durable(struct store *s, bool closed);
+/* A position in the current generation, taken when a write ends (by whoever writes) and
+ * recorded once an fdatasync that started after that write has returned, which may be after
+ * later writes: the log workers' syncs overlap writes (store_log.c). */
+struct gen_pos {
+    uint64_t gen, first_lsn, epoch, size;
+    uint64_t end;      /* offset just past the last byte written (END included when closed) */
+    uint64_t last_lsn; /* of the last data record written */
+    bool begun;        /* false: nothing to record */
+    bool closed;
+    bool to_table; /* the generation is not in the generation table yet */
+};
+void store__gen_pos(struct store *s, bool closed, struct gen_pos *pos_r);
+/* Records a durable position (lock not held); positions must come in log order. */
+int store__gen_durable_at(struct store *s, const struct gen_pos *pos);
 /* Grows the current generation, not begun yet, to hold a frame of min_frame bytes. */
 int store__gen_fit_unbegun(struct store *s, uint64_t min_frame);
 /* Records generation gen, begun with this first LSN, epoch and file size, as the highest in the

@@ -1,7 +1,22 @@
 /*
- * The log thread: takes every queued record, writes the batch to the current generation and
- * makes it durable with one fdatasync (group commit), rolling generations as they fill, then
- * hands the batch to the apply thread. On a write or sync failure the store goes Failed.
+ * The log workers: group commit. A worker takes every queued record as one batch, writes it to
+ * the current generation (rolling generations as they fill), makes it durable with one
+ * fdatasync, and hands it to the apply thread. On a write or sync failure the store goes Failed.
+ *
+ * STORE_LOG_WORKERS workers take turns, so that one batch's write (into the page cache) and
+ * its fdatasync overlap the previous batch's fdatasync, and the disk never waits for the
+ * stages that come between two syncs (apply, callbacks, the committers' return). The rules:
+ *   - one worker at a time has the writer's turn (log_writing): it takes the batch, gets its
+ *     ticket (batches are numbered in LSN order) and writes it; then it gives the turn up and
+ *     syncs its own batch while the next worker writes the next one.
+ *   - a batch is acknowledged only after an fdatasync that started after its write completed:
+ *     its own. Batches complete (durable position, replication hook, hand-over to apply) in
+ *     ticket order, whatever order their syncs return in, and a batch after a failed one fails.
+ *   - whatever replaces the current generation's fd (a roll) waits until every earlier batch
+ *     has completed (log_wait_earlier()), since their syncs use that fd.
+ *   - a batch that writes a generation's END, fails in its write, or carries a roll request
+ *     keeps the turn until it has completed and the next generation is open: nothing is
+ *     written to the next generation before the END of the previous one is durable.
  */
 #include "store/store_int.h"
 
@@ -18,6 +33,29 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* One batch, from its worker's turn to write through its completion. */
+struct log_batch {
+    struct pending *head;        /* owned until handed to the apply thread */
+    struct pending *failed_from; /* after a failure: the first entry not durable */
+    uint64_t ticket;             /* its place in LSN order */
+    uint64_t records;
+    uint64_t roll_target; /* roll_requested when the batch was taken */
+    int fd;               /* the generation its last records went to: the one to sync */
+    bool closes;          /* its write ends with the generation's END */
+    struct gen_pos pos;   /* what its sync makes durable */
+    uint64_t sync_us;
+};
+
+/* Waits until every batch before ticket has completed (lock not held). */
+static void
+log_wait_earlier(struct store *s, uint64_t ticket)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->log_ticket_done != ticket)
+        pthread_cond_wait(&s->progress, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
 
 static int
 wbuf_reserve(struct store *s, size_t need)
@@ -81,22 +119,26 @@ log_begin_generation(struct store *s, uint64_t first_frame, size_t *blen_r)
 }
 
 /*
- * Writes batch to the log and makes it durable. On failure, *failed_from_r is the first entry
- * that is not durable (entries before it are).
+ * Writes lb's records to the log (they are made durable by log_sync_batch() afterwards). On
+ * failure, lb->failed_from is the first entry that is not durable (entries before it are).
  *
  * A generation is closed early, with its END in the batch's own write and sync, when a batch
  * as large as this one would not fit after it: then the next batch starts in the next
  * generation with its BEGIN, instead of rolling in the middle of that batch (an END sync on
  * the commit path, two syncs for one batch). It costs at most one batch of unused space per
  * generation.
+ *
+ * Runs in the writer's turn. A roll closes the current generation's fd, which the syncs of
+ * earlier batches may still use, so it first waits for them (log_wait_earlier()).
  */
 static int
-log_write_batch(struct store *s, struct pending *batch, struct pending **failed_from_r)
+log_write_batch(struct store *s, struct log_batch *lb)
 {
     int ret;
 
-    *failed_from_r = batch;
+    lb->failed_from = lb->head;
     if (s->cur.closed) { /* closed early, and the next generation could not be started then */
+        log_wait_earlier(s, lb->ticket);
         ret = store__gen_start_next(s);
         if (ret < 0)
             return ret;
@@ -104,7 +146,7 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
     uint64_t start = s->cur.off;
     size_t blen = 0;
     uint64_t batch_bytes = 0;
-    for (struct pending *p = batch; p; p = p->next) {
+    for (struct pending *p = lb->head; p; p = p->next) {
         if (s->cur.begun && s->cur.off + blen + p->frame_len + TDM_LOG_END_FRAME > s->cur.size) {
             if (blen > 0) {
                 ret = log_write_records(s, blen, start, false);
@@ -112,9 +154,10 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
                     return ret;
                 blen = 0;
             }
+            log_wait_earlier(s, lb->ticket);
             ret = store__gen_roll(s, p->frame_len);
             if (ret < 0) {
-                *failed_from_r = p;
+                lb->failed_from = p;
                 return ret;
             }
             start = s->cur.off;
@@ -133,32 +176,33 @@ log_write_batch(struct store *s, struct pending *batch, struct pending **failed_
         s->cur.checksum = crc32c(s->cur.checksum, p->frame, p->frame_len);
         s->cur.records++;
         s->cur.last_lsn = p->lsn;
-        *failed_from_r = p->next;
+        lb->failed_from = p->next;
     }
-    *failed_from_r = batch; /* until the sync succeeds nothing in the last part is durable */
+    lb->failed_from = lb->head; /* until the sync succeeds nothing in the last part is durable */
     /* Only for batches that fit a generation: a larger one rolls in its middle anyway, and
      * closing its last generation early would only waste it. */
-    bool close = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size &&
+    lb->closes = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size &&
                  TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + batch_bytes + TDM_LOG_END_FRAME <=
                      s->opt.generation_size;
     if (blen > 0) {
-        ret = log_write_records(s, blen, start, close);
+        ret = log_write_records(s, blen, start, lb->closes);
         if (ret < 0)
             return ret;
     }
-    uint64_t t0 = store__now_us_mono();
-    ret = s->io->fdatasync(s->io, s->cur.fd);
-    if (ret < 0)
-        return ret;
-    uint64_t took = store__now_us_mono() - t0;
-    /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
-    s->sync_ewma_us = s->sync_ewma_us ? (7 * s->sync_ewma_us + took) / 8 : took;
-    ret = store__gen_durable(s, close);
-    if (ret < 0)
-        return ret;
-    s->cur.closed = close;
-    *failed_from_r = NULL;
+    lb->fd = s->cur.fd;
+    store__gen_pos(s, lb->closes, &lb->pos);
     return 0;
+}
+
+/* Makes lb's write durable: one fdatasync that starts after the write has completed. Runs
+ * outside the writer's turn, so the next batch's write overlaps it. */
+static int
+log_sync_batch(struct store *s, struct log_batch *lb)
+{
+    uint64_t t0 = store__now_us_mono();
+    int ret = s->io->fdatasync(s->io, lb->fd);
+    lb->sync_us = store__now_us_mono() - t0;
+    return ret;
 }
 
 void
@@ -235,12 +279,16 @@ handle_log_failure(struct store *s, int err, struct pending *batch, struct pendi
  * Why the last batch too: a blocking committer that has been called back but not yet
  * scheduled is no longer in flight, yet it is about to come back. With 64 committer threads
  * on two CPUs, waiting for the in-flight count alone started a sync when the first dozen had
- * resubmitted, and batches averaged ~35 records instead of 64 (docs/benchmarks.md). Lock held.
+ * resubmitted, and batches averaged ~35 records instead of 64 (docs/benchmarks.md).
+ *
+ * No wait at all while another batch is being synced: what is queued now would otherwise
+ * wait for that sync and then for its own; written now, its sync overlaps the other one.
+ * Lock held.
  */
 static void
 group_commit_wait(struct store *s)
 {
-    if (s->opt.group_commit_wait_us == 0 || s->closing)
+    if (s->opt.group_commit_wait_us == 0 || s->closing || s->log_in_sync > 0)
         return;
     uint64_t wait_us = s->sync_ewma_us / 2;
     if (wait_us > s->opt.group_commit_wait_us)
@@ -262,83 +310,153 @@ group_commit_wait(struct store *s)
     s->batch_want = 0;
 }
 
+/*
+ * Waits for the writer's turn and something to do: queued records or a roll request (lock
+ * held). Returns false when the store is closing and nothing is left. While nothing comes,
+ * a partly filled generation is closed after opt.idle_close_ms (a roll request of its own).
+ */
+static bool
+log_wait_turn(struct store *s)
+{
+    for (;;) {
+        if (!s->log_writing) {
+            if (s->log_head || s->roll_requested != s->roll_done)
+                return true;
+            if (s->closing)
+                return false;
+        }
+        /* Nobody writes: the generation state is stable while the lock is held. */
+        if (!s->log_writing && s->cur.records > 0 && !s->cur.closed && s->opt.idle_close_ms > 0) {
+            uint64_t due = s->last_write_ms + s->opt.idle_close_ms;
+            uint64_t now = store__now_ms();
+            if (now >= due) {
+                s->roll_requested++; /* idle close: ship what we have */
+                continue;
+            }
+            struct timespec ts;
+            store__deadline_after_ms(&ts, due - now);
+            pthread_cond_timedwait(&s->log_wake, &s->lock, &ts);
+        } else {
+            pthread_cond_wait(&s->log_wake, &s->lock);
+        }
+    }
+}
+
+/* Gives the writer's turn up (lock held). */
+static void
+log_turn_release(struct store *s)
+{
+    s->log_writing = false;
+    pthread_cond_broadcast(&s->log_wake);
+}
+
+/*
+ * Completes lb after its sync, in ticket order (lock held, as on return; dropped while
+ * waiting and while a roll or the replication hook runs): the durable position and hook, the
+ * hand-over to the apply thread, and for a batch that kept the writer's turn, the roll it
+ * carries and the start of the next generation. err is lb's write or sync error, or 0.
+ */
+static void
+log_complete(struct store *s, struct log_batch *lb, int err, bool kept_turn)
+{
+    while (s->log_ticket_done != lb->ticket)
+        pthread_cond_wait(&s->progress, &s->lock);
+    if (!err && s->failed) /* an earlier batch failed: what follows it is not durable either */
+        err = s->failed;
+    if (lb->head) {
+        s->log_in_sync -= lb->records;
+        s->syncs++;
+        if (!err) {
+            /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
+            s->sync_ewma_us =
+                s->sync_ewma_us ? (7 * s->sync_ewma_us + lb->sync_us) / 8 : lb->sync_us;
+            s->last_write_ms = store__now_ms();
+        }
+    }
+    bool roll = kept_turn && lb->roll_target != s->roll_done;
+    pthread_mutex_unlock(&s->lock);
+    if (!err && lb->head) {
+        err = store__gen_durable_at(s, &lb->pos);
+        if (!err && lb->closes) /* a batch that closes kept the turn: cur is its own */
+            s->cur.closed = true;
+    }
+    if (!err && roll) {
+        if (s->cur.closed) /* closed early by the batch: the roll only starts the next */
+            err = store__gen_start_next(s);
+        else if (s->cur.records > 0)
+            err = store__gen_roll(s, 0);
+    }
+    pthread_mutex_lock(&s->lock);
+    if (lb->roll_target > s->roll_done)
+        s->roll_done = lb->roll_target;
+    if (err) {
+        handle_log_failure(s, err, lb->head, lb->failed_from);
+    } else if (lb->head) {
+        struct pending *last = lb->head;
+        while (last->next)
+            last = last->next;
+        s->durable_lsn = last->lsn;
+        apply_queue_push(s, lb->head);
+    }
+    s->log_ticket_done++;
+    pthread_cond_broadcast(&s->progress); /* log_wait_earlier(), the next completion, rolls */
+    if (!err && kept_turn && s->cur.closed && !s->closing) {
+        /* Closed early by the batch just handed on: open the next generation (waiting for a
+         * spare if there is none) while its committers are answered and the next batch
+         * forms. */
+        pthread_mutex_unlock(&s->lock);
+        err = store__gen_start_next(s);
+        pthread_mutex_lock(&s->lock);
+        if (err)
+            handle_log_failure(s, err, NULL, NULL);
+        pthread_cond_broadcast(&s->progress);
+    }
+}
+
 void *
 store__log_thread_main(void *arg)
 {
     struct store *s = arg;
 
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        while (!s->log_head && !s->closing && s->roll_requested == s->roll_done) {
-            if (s->cur.records > 0 && !s->cur.closed && s->opt.idle_close_ms > 0) {
-                uint64_t due = s->last_write_ms + s->opt.idle_close_ms;
-                uint64_t now = store__now_ms();
-                if (now >= due) {
-                    s->roll_requested++; /* idle close: ship what we have */
-                    break;
-                }
-                struct timespec ts;
-                store__deadline_after_ms(&ts, due - now);
-                pthread_cond_timedwait(&s->log_wake, &s->lock, &ts);
-            } else {
-                pthread_cond_wait(&s->log_wake, &s->lock);
-            }
-        }
-        if (!s->log_head && s->roll_requested == s->roll_done && s->closing)
-            break;
+    while (log_wait_turn(s)) {
+        s->log_writing = true;
         if (s->log_head)
             group_commit_wait(s);
 
-        struct pending *batch = s->log_head;
+        struct log_batch lb = {.head = s->log_head,
+                               .ticket = s->log_ticket_next++,
+                               .records = s->log_count,
+                               .roll_target = s->roll_requested,
+                               .fd = -1};
         s->log_head = NULL;
         s->log_tailp = &s->log_head;
-        if (batch)
+        if (lb.head)
             s->last_batch = s->log_count;
+        s->log_in_sync += s->log_count;
         s->log_count = 0;
-        uint64_t roll_target = s->roll_requested;
         int err = s->failed;
         pthread_mutex_unlock(&s->lock);
 
-        struct pending *failed_from = batch;
-        if (!err && batch)
-            err = log_write_batch(s, batch, &failed_from);
-        if (!err && roll_target != s->roll_done) {
-            if (s->cur.closed) /* closed early by the batch: the roll only starts the next */
-                err = store__gen_start_next(s);
-            else if (s->cur.records > 0)
-                err = store__gen_roll(s, 0);
-        }
-        if (batch)
-            s->last_write_ms = store__now_ms();
+        if (!err && lb.head)
+            err = log_write_batch(s, &lb);
 
         pthread_mutex_lock(&s->lock);
-        s->roll_done = roll_target;
-        if (batch)
-            s->syncs++;
-        if (err) {
-            handle_log_failure(s, err, batch, failed_from);
-        } else if (batch) {
-            struct pending *last = batch;
-            while (last->next)
-                last = last->next;
-            s->durable_lsn = last->lsn;
-            apply_queue_push(s, batch);
-        }
-        pthread_cond_broadcast(&s->progress);
-        if (!err && s->cur.closed && !s->closing) {
-            /* Closed early by the batch just handed on: open the next generation (waiting
-             * for a spare if there is none) while its committers are answered and the next
-             * batch forms. */
-            pthread_mutex_unlock(&s->lock);
-            err = store__gen_start_next(s);
-            pthread_mutex_lock(&s->lock);
-            if (err)
-                handle_log_failure(s, err, NULL, NULL);
-            pthread_cond_broadcast(&s->progress);
-        }
+        bool keep = err || lb.closes || lb.roll_target != s->roll_done;
+        if (!keep)
+            log_turn_release(s);
+        pthread_mutex_unlock(&s->lock);
+        if (!err && lb.head)
+            err = log_sync_batch(s, &lb);
+        pthread_mutex_lock(&s->lock);
+        log_complete(s, &lb, err, keep);
+        if (keep)
+            log_turn_release(s);
     }
-    s->log_done = true;
-    pthread_cond_signal(&s->apply_wake);
+    if (--s->log_workers == 0) {
+        s->log_done = true;
+        pthread_cond_signal(&s->apply_wake);
+    }
     pthread_mutex_unlock(&s->lock);
     return NULL;
 }

@@ -100,6 +100,7 @@ struct sched {
     struct store *store;
     struct fault_io *fio;
     bool lmdb_power_loss;
+    bool sync_lag; /* fault_io_set_sync_lag(): writes overtake syncs */
     enum crash_mode mode;
     uint64_t crash_at;
     unsigned hook_crash_nth; /* CRASH_IN_HOOK: crash in this checkpoint (1-based) */
@@ -570,6 +571,7 @@ struct totals {
     uint64_t by_mode[CRASH_MODES];
     uint64_t mid_run; /* the crash came before the workload ended */
     uint64_t power_loss, snapshots, torn, vanished, restored, unacked_survived;
+    uint64_t lagged, overlapped, crash_overlapped;
 };
 
 static void
@@ -586,6 +588,7 @@ sched_setup(struct sched *s, uint64_t seed, const char *base)
     snprintf(s->snap, sizeof(s->snap), "%s/snapshot.mdb", s->dir);
 
     s->lmdb_power_loss = (seed & 1) != 0;
+    s->sync_lag = (seed & 2) != 0;
     s->nthreads = 1 + (unsigned)rnd_below(&s->rng, MAX_THREADS);
     s->ops_per_thread = 6 + (unsigned)rnd_below(&s->rng, 60 / s->nthreads + 10);
     s->window = rnd_below(&s->rng, 3) == 0 ? 1 + (unsigned)rnd_below(&s->rng, 4) : 1;
@@ -662,6 +665,10 @@ run_schedule(uint64_t seed, const char *base, bool verbose, bool keep, struct to
     if (!s->fio)
         abort();
     o.io = fault_io_ops(s->fio);
+    /* Half the schedules hold one fdatasync in three for up to 2 ms, until a write to the same
+     * file overtakes it: the log workers' overlap of one batch's write with another's sync. */
+    if (s->sync_lag)
+        fault_io_set_sync_lag(s->fio, 3, 2000);
 
     struct store *store = NULL;
     ret = store_open(s->db, &o, &store, &err);
@@ -760,6 +767,9 @@ run_schedule(uint64_t seed, const char *base, bool verbose, bool keep, struct to
     t->torn += fst.torn;
     t->vanished += fst.files_vanished;
     t->restored += fst.files_restored;
+    t->lagged += fst.lagged;
+    t->overlapped += fst.overlapped;
+    t->crash_overlapped += fst.crash_overlapped;
     if (verbose)
         printf("seed %" PRIu64 ": %u threads x %u ops, mode %s, %s, crash at sync %" PRIu64
                " (%s), %zu submitted, %zu acked, recovered %" PRIu64 ", pending %" PRIu64
@@ -906,6 +916,9 @@ main(void)
         sum.vanished += t.vanished;
         sum.restored += t.restored;
         sum.unacked_survived += t.unacked_survived;
+        sum.lagged += t.lagged;
+        sum.overlapped += t.overlapped;
+        sum.crash_overlapped += t.crash_overlapped;
         for (unsigned k = 0; k < FAULT_IO_SYNC_KINDS; k++)
             sum.by_kind[k] += t.by_kind[k];
         for (unsigned k = 0; k < CRASH_MODES; k++)
@@ -924,6 +937,9 @@ main(void)
            " snapshots); torn writes %" PRIu64 ", files vanished %" PRIu64 ", restored %" PRIu64
            "\n",
            sum.mid_run, sum.power_loss, sum.snapshots, sum.torn, sum.vanished, sum.restored);
+    printf("syncs held for a write %" PRIu64 ", overtaken by one %" PRIu64 ", crashes at an "
+           "overtaken sync %" PRIu64 "\n",
+           sum.lagged, sum.overlapped, sum.crash_overlapped);
     printf("crash modes:");
     for (unsigned k = 0; k < CRASH_MODES; k++)
         printf(" %s %" PRIu64, crash_mode_names[k], sum.by_mode[k]);

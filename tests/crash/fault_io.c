@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SECTOR 512u
@@ -53,6 +54,7 @@ struct inode {
     uint64_t n_ops;
     unsigned last_kind; /* enum fault_io_sync_kind a sync of this file would be */
     bool fresh;         /* created by the layer and never synced */
+    uint64_t writes;    /* pwrites so far (a lagging sync waits for the next) */
     /* apply_crash: the post-crash content, computed once */
     bool image_done;
     uint8_t *image;
@@ -93,6 +95,12 @@ struct fault_io {
     struct dir_op *dir_ops, **dir_tail;
     struct inode **fds;
     size_t n_fds;
+    /* fault_io_set_sync_lag() */
+    pthread_cond_t wrote; /* a pwrite happened */
+    unsigned lag_one_in, lag_max_us;
+    uint64_t lag_rng;
+    uint64_t lagged, overlapped;
+    bool crash_overlapped;
 };
 
 const char *
@@ -448,6 +456,8 @@ fio_pwrite(const struct io_ops *io, int fd, const void *buf, size_t len, off_t o
             if (r < 0)
                 ret = r;
             ino->last_kind = classify_write((uint64_t)off, buf, (size_t)ret);
+            ino->writes++;
+            pthread_cond_broadcast(&f->wrote);
         }
     }
     pthread_mutex_unlock(&f->lock);
@@ -469,6 +479,37 @@ sync_point(struct fault_io *f, unsigned kind)
     return 0;
 }
 
+/*
+ * fault_io_set_sync_lag(): holds a chosen fdatasync of ino, before it takes effect, until the
+ * next write to the same file or the time limit (lock held; released while waiting). Returns
+ * true when a write came: the sync then covers a write made after it was called, as a real
+ * one may (or may not) when another thread writes during it.
+ */
+static bool
+sync_lag(struct fault_io *f, struct inode *ino)
+{
+    if (!f->lag_one_in || f->crashed)
+        return false;
+    f->lag_rng = f->lag_rng * 6364136223846793005ull + 1442695040888963407ull;
+    if ((f->lag_rng >> 33) % f->lag_one_in != 0)
+        return false;
+    f->lagged++;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += (long)f->lag_max_us * 1000;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    uint64_t w0 = ino->writes;
+    while (ino->writes == w0 && !f->crashed)
+        if (pthread_cond_timedwait(&f->wrote, &f->lock, &deadline) != 0)
+            break;
+    bool came = ino->writes != w0;
+    f->overlapped += came;
+    return came;
+}
+
 static int
 fio_fdatasync(const struct io_ops *io, int fd)
 {
@@ -477,10 +518,13 @@ fio_fdatasync(const struct io_ops *io, int fd)
     struct inode *ino = fd_inode(f, fd);
     int ret = ino ? 0 : -EBADF;
     if (ret == 0) {
+        bool overlapped = sync_lag(f, ino), was_crashed = f->crashed;
         unsigned kind = ino->fresh       ? FAULT_IO_SYNC_PREALLOC
                         : ino->last_kind ? ino->last_kind
                                          : FAULT_IO_SYNC_OTHER;
         ret = sync_point(f, kind);
+        if (!was_crashed && f->crashed)
+            f->crash_overlapped = overlapped;
     }
     if (ret == 0) {
         for (struct data_op *op = ino->ops; op && ret == 0; op = op->next)
@@ -644,10 +688,25 @@ fault_io_new(uint64_t crash_at_sync, uint64_t seed)
         .ctx = f,
     };
     pthread_mutex_init(&f->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->wrote, &ca);
+    pthread_condattr_destroy(&ca);
     f->rng = seed;
+    f->lag_rng = seed ^ 0x2545f4914f6cdd1dull;
     f->crash_at = crash_at_sync;
     f->dir_tail = &f->dir_ops;
     return f;
+}
+
+void
+fault_io_set_sync_lag(struct fault_io *f, unsigned one_in, unsigned max_us)
+{
+    pthread_mutex_lock(&f->lock);
+    f->lag_one_in = one_in;
+    f->lag_max_us = max_us;
+    pthread_mutex_unlock(&f->lock);
 }
 
 void
@@ -676,6 +735,7 @@ fault_io_free(struct fault_io **fp)
     }
     free(f->fds);
     pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->wrote);
     free(f);
 }
 
@@ -838,6 +898,9 @@ fault_io_apply_crash(struct fault_io *f, struct fault_io_stats *stats_r)
     }
     st.syncs = f->syncs;
     st.crash_kind = f->crash_kind;
+    st.lagged = f->lagged;
+    st.overlapped = f->overlapped;
+    st.crash_overlapped = f->crash_overlapped;
 
     /* Directory entries: per directory, a random prefix of the unsynced changes survives. */
     struct dir_count {

@@ -43,6 +43,9 @@ struct fault_io_stats {
     uint64_t dropped, kept, torn;
     uint64_t files_vanished; /* created, not durable in the directory, gone */
     uint64_t files_restored; /* unlinked, not durable in the directory, back */
+    uint64_t lagged;         /* fdatasyncs held by fault_io_set_sync_lag() */
+    uint64_t overlapped;     /* of those, how many a write to the same file overtook */
+    bool crash_overlapped;   /* the crashing sync was one of them */
 };
 
 /* What a sync call was doing, guessed from what preceded it (for coverage statistics). */
@@ -73,6 +76,15 @@ void fault_io_free(struct fault_io **f);
 
 /* The table to put in store_options.io; borrowed, valid until fault_io_free(). */
 const struct io_ops *fault_io_ops(struct fault_io *f);
+
+/*
+ * Makes one fdatasync in one_in (0: none; chosen by a PRNG of the layer's seed) wait, before
+ * it takes effect, for up to max_us or until another write to the same file arrives. Such a
+ * write is then covered by that sync, and a crash at that sync loses it: the interleaving of
+ * a log worker writing the next batch while another worker's sync is under way, which the
+ * layer's one mutex would otherwise rarely let a test see (store_log.c).
+ */
+void fault_io_set_sync_lag(struct fault_io *f, unsigned one_in, unsigned max_us);
 
 /* Moves the crash point to sync number n (absolute, from 1); 0 disarms it. */
 void fault_io_set_crash_at(struct fault_io *f, uint64_t n);
