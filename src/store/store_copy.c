@@ -46,6 +46,7 @@
 struct copy_gen_info {
     uint64_t first_lsn, last_lsn;
     uint64_t created_us;
+    uint64_t end; /* offset past the last frame received (END included once closed) */
     bool closed;
 };
 
@@ -77,6 +78,10 @@ struct store_copy {
 
     struct store_copy_position durable;
     uint64_t inspected_gen; /* highest generation received whole */
+    /* Replay's cursor: the next frame to replay is at rp_off in generation rp_gen (0: not
+     * known yet, found from the applied LSN), so that replay reads each frame once instead of
+     * rescanning the current generation at every call. */
+    uint64_t rp_gen, rp_off;
     uint64_t bytes_since_ckpt;
     uint64_t last_ckpt_ms;
     uint64_t last_received_us, last_replayed_us;
@@ -414,10 +419,12 @@ recover_log(struct store_copy *c, const char **error_r)
                                error_r);
             goto out;
         }
+        bool closed = sc.end == GEN_SCAN_END_RECORD;
         struct copy_gen_info info = {.first_lsn = sc.hdr.first_lsn,
                                      .last_lsn = sc.last_lsn,
                                      .created_us = sc.hdr.created_us,
-                                     .closed = sc.end == GEN_SCAN_END_RECORD};
+                                     .end = sc.valid_end + (closed ? TDM_LOG_END_FRAME : 0),
+                                     .closed = closed};
         ret = gens_push(c, gens[i], &info);
         if (ret < 0)
             goto out;
@@ -873,6 +880,7 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
     c->cur_dirty = true;
     struct copy_gen_info *info = &c->gens[gen - c->lowest];
     info->last_lsn = g.last_lsn;
+    info->end = g.off;
     info->closed = g.closed;
     if (g.closed)
         c->inspected_gen = gen;
@@ -924,6 +932,67 @@ replay_target(const struct store_copy *c, const struct store_copy_replay_limit *
     return top_last < target ? top_last : target;
 }
 
+/* How much of generation g is durable. */
+static uint64_t
+durable_end(const struct store_copy *c, uint64_t g)
+{
+    if (g < c->durable.generation)
+        return c->gens[g - c->lowest].end;
+    return g == c->durable.generation ? c->durable.offset : 0;
+}
+
+/*
+ * Replays the durable frames of generation g from *off on (their CRCs are checked again as
+ * they are decoded), advancing *off past each frame replayed or skipped. Returns 0,
+ * STORE_REPLAY_STOP at the target, or a negative error with *why_r.
+ */
+static int
+replay_generation(struct store_copy *c, uint64_t g, uint64_t *off, struct store_replay *r,
+                  const char **why_r)
+{
+    uint64_t end = durable_end(c, g);
+    if (*off >= end)
+        return 0;
+    char path[4096];
+    store__gen_path(path, sizeof(path), c->db->log_dir, g);
+    int fd = c->io->open(c->io, path, O_RDONLY, 0);
+    if (fd < 0) {
+        *why_r = store__errorf("cannot open %s: %s", path, strerror(-fd));
+        return fd;
+    }
+    size_t len = (size_t)(end - *off);
+    uint8_t *buf = malloc(len);
+    ssize_t got = buf ? io_pread_all(c->io, fd, buf, len, (off_t)*off) : -ENOMEM;
+    c->io->close(c->io, fd);
+    int ret = got < 0 ? (int)got : (size_t)got < len ? -EIO : 0;
+    if (ret < 0)
+        *why_r = store__errorf("cannot read %s: %s", path, tdm_strerror(ret));
+    for (size_t pos = 0; ret == 0 && pos < len;) {
+        struct log_record rec;
+        size_t flen = 0;
+        const char *why = NULL;
+        if (log_record_decode(buf + pos, len - pos, &rec, &flen, &why) != 0) {
+            *why_r = store__errorf("%s: offset %" PRIu64 ": %s", path, *off,
+                                   why ? why : "frame changed since it was inspected");
+            ret = TDM_ECORRUPT;
+            break;
+        }
+        if (rec.type != TDM_REC_END) {
+            ret = store__replay_record(r, &rec);
+            if (ret != 0) {
+                if (ret < 0)
+                    *why_r = store__errorf("%s: offset %" PRIu64 ": %s", path, *off,
+                                           r->why ? r->why : tdm_strerror(ret));
+                break;
+            }
+        }
+        pos += flen;
+        *off += flen;
+    }
+    free(buf);
+    return ret;
+}
+
 int
 store_copy_replay(struct store_copy *c, const struct store_copy_replay_limit *limit,
                   uint64_t *replayed_lsn_r)
@@ -934,26 +1003,32 @@ store_copy_replay(struct store_copy *c, const struct store_copy_replay_limit *li
     uint64_t target = replay_target(c, limit);
     struct store_replay r = {.s = db, .applied = db->applied_lsn, .stop_after = target};
     int ret = 0;
-    char path[4096];
-    for (uint64_t g = c->lowest; c->lowest && g <= c->cur.gen && target > r.applied; g++) {
-        const struct copy_gen_info *info = &c->gens[g - c->lowest];
-        if (info->last_lsn <= r.applied)
-            continue;
-        if (info->first_lsn > target)
-            break;
-        struct gen_scan sc;
+    if (c->rp_gen < c->lowest || c->rp_gen > c->cur.gen) {
+        /* Start at the generation holding the first record not applied. */
+        c->rp_gen = c->lowest;
+        while (c->rp_gen && c->rp_gen < c->cur.gen &&
+               c->gens[c->rp_gen - c->lowest].last_lsn <= r.applied)
+            c->rp_gen++;
+        c->rp_off = 0;
+    }
+    while (c->rp_gen && target > r.applied) {
+        if (c->rp_off == 0)
+            c->rp_off = TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME;
         const char *why = NULL;
-        store__gen_path(path, sizeof(path), db->log_dir, g);
-        ret = store__gen_scan(c->io, path, store__replay_record, &r, &sc, &why);
-        if (ret == STORE_REPLAY_STOP) {
-            ret = 0;
+        ret = replay_generation(c, c->rp_gen, &c->rp_off, &r, &why);
+        if (ret == STORE_REPLAY_STOP)
             break;
-        }
         if (ret < 0) {
             if (r.txn)
                 mdb_txn_abort(r.txn);
-            return copy_fail(c, ret, store__errorf("replaying %s: %s", path, r.why ? r.why : why));
+            return copy_fail(c, ret, store__errorf("replaying: %s", why));
         }
+        /* The whole generation replayed: on to the next, once it is there. */
+        const struct copy_gen_info *info = &c->gens[c->rp_gen - c->lowest];
+        if (!info->closed || c->rp_off < info->end || c->rp_gen == c->cur.gen)
+            break;
+        c->rp_gen++;
+        c->rp_off = 0;
     }
     ret = store__replay_commit(&r);
     if (ret < 0)
