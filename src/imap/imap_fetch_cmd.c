@@ -61,6 +61,7 @@ struct imap_fetch_job {
     int commit_status;         /* the first failure among them */
     struct seen_range *ranges; /* what each applied record changed, owned */
     size_t n_ranges;
+    bool expunge_issued; /* messages of the set were expunged by another session */
 };
 
 static void
@@ -123,8 +124,10 @@ batch(struct imap_session *s, struct imap_fetch_job *job)
         ret = mail_message_get(dbis, txn, s->user, s->folder, fm->uid, &m);
         if (ret == 0)
             ret = imap__fetch_write(s, &job->plan, dbis, txn, fm->msn, &m, fm->flags_changed);
-        if (ret == TDM_ENOTFOUND)
+        if (ret == TDM_ENOTFOUND) {
             ret = 0; /* expunged meanwhile: nothing left to show */
+            job->expunge_issued = true;
+        }
         if (ret < 0)
             break;
         job->next++;
@@ -157,7 +160,8 @@ run(struct imap_session *s)
         log_error("imap: %s: FETCH: %s", s->user, tdm_strerror(ret));
         finish(s, "NO", read_failure_code(ret), "Cannot read the mailbox now");
     } else if (!s->conn || job->next == job->n) {
-        finish(s, "OK", NULL, NULL);
+        /* RFC 9051 7.1 (RFC 5530): what was left out was expunged; a NOOP will say so. */
+        finish(s, "OK", job->expunge_issued ? "EXPUNGEISSUED" : NULL, NULL);
     } else if (!job->async) {
         job->async = true; /* the output is full: go on when it drains */
         s->waiting++;
@@ -299,8 +303,10 @@ select_messages(struct imap_session *s, struct select_ctx *c)
     for (size_t i = 0; i < c->n_refs; i++) {
         struct mail_message_info m;
         ret = mail_message_get(dbis, txn, s->user, s->folder, c->refs[i].uid, &m);
-        if (ret == TDM_ENOTFOUND)
+        if (ret == TDM_ENOTFOUND) {
+            job->expunge_issued = true;
             continue;
+        }
         if (ret < 0)
             break;
         ret = 0;
@@ -415,6 +421,7 @@ collect(struct imap_session *s, const struct imap_command *cmd, struct imap_fetc
     int ret = imap__resolve_set(s, cmd->tag, &cmd->u.fetch.set, cmd->uid, &refs, &n_refs);
     if (ret < 0)
         return ret;
+    job->expunge_issued = ret == 1;
     *seen_uids_r = NULL;
     *n_seen_r = 0;
     job->msgs = n_refs ? calloc(n_refs, sizeof(*job->msgs)) : NULL;

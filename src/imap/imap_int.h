@@ -187,8 +187,10 @@ bool imap__set_contains(const struct imap_seqset *set, uint32_t n, uint32_t star
 /*
  * The messages of the selected view that set names (by UID when by_uid, else by MSN; "$" is
  * the saved search result), ascending, messages pending an expunge announcement left out.
- * Returns 0 with an owned array (free(); NULL when empty), or after answering the command
- * (tag) a negative code: -ERANGE (an MSN beyond EXISTS: BAD, RFC 3501 6.4.8), -ENOMEM.
+ * Returns 0 with an owned array (free(); NULL when empty), 1 likewise when the set named
+ * messages pending an expunge announcement (RFC 9051 EXPUNGEISSUED), or after answering the
+ * command (tag) a negative code: -ERANGE (an MSN beyond EXISTS: BAD, RFC 3501 6.4.8),
+ * -ENOMEM.
  */
 int imap__resolve_set(struct imap_session *s, const char *tag, const struct imap_seqset *set,
                       bool by_uid, struct imap_msg_ref **refs_r, size_t *n_r);

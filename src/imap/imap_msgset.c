@@ -73,12 +73,17 @@ imap__resolve_set(struct imap_session *s, const char *tag, const struct imap_seq
     uint32_t star = by_uid ? (count ? imap_view_uid(s->view, count) : 0) : count;
     struct imap_msg_ref *refs = NULL;
     size_t n = 0, cap = 0;
+    bool pending = false;
     for (uint32_t msn = 1; msn <= count; msn++) {
         uint32_t uid = imap_view_uid(s->view, msn);
         bool hit = set->saved ? saved_contains(s, uid)
                               : imap__set_contains(set, by_uid ? uid : msn, star);
-        if (!hit || imap_view_pending(s->view, msn))
+        if (!hit)
             continue;
+        if (imap_view_pending(s->view, msn)) {
+            pending = true; /* expunged by another session, not announced yet */
+            continue;
+        }
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 64;
             void *p = realloc(refs, ncap * sizeof(*refs));
@@ -96,7 +101,7 @@ imap__resolve_set(struct imap_session *s, const char *tag, const struct imap_seq
     }
     *refs_r = refs;
     *n_r = n;
-    return 0;
+    return pending ? 1 : 0;
 }
 
 void

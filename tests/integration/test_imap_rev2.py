@@ -152,6 +152,27 @@ def test_response_codes(imap, rev2):
     c.close()
 
 
+@both_modes
+def test_fetch_says_expungeissued(imap, rev2):
+    """RFC 9051 7.1 EXPUNGEISSUED: a FETCH that names a message another session expunged, of
+    which this one has not been told (no EXPUNGE during FETCH), leaves it out and says so."""
+    deliver(imap, "alice@example.test", "one")
+    deliver(imap, "alice@example.test", "two")
+    a, b = session(imap, rev2), Raw(imap)
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.ok("EXPUNGE")
+    untagged, done = a.cmd("FETCH 1:2 (UID)")
+    assert fetch_lines(untagged) == ["* 2 FETCH (UID 2)"], untagged
+    assert done.startswith("OK [EXPUNGEISSUED]"), done
+    assert "* 1 EXPUNGE" in a.ok("NOOP")
+    _, done = a.cmd("FETCH 1 (UID)")
+    assert done == "OK FETCH completed", done  # told now: nothing left out
+    a.close()
+    b.close()
+
+
 def test_utf8_names_only_in_rev2(imap):
     c = session(imap, True)
     c.ok('CREATE "Grüße"')
