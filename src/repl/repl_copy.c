@@ -340,6 +340,11 @@ repl_copy_start(const struct repl_copy_options *opt, struct repl_copy **copy_r, 
     pthread_mutex_init(&c->lock, NULL);
     c->wake_fd = -1;
     c->conf = *opt->conf;
+    for (unsigned i = 0; i < c->conf.n_sources; i++)
+        for (unsigned j = 0; opt->networks && j < opt->n_networks; j++)
+            if (!strcmp(opt->networks[j].name, c->conf.sources[i].network) &&
+                opt->networks[j].address.family == c->conf.sources[i].endpoint.address.family)
+                c->local[i] = opt->networks[j].address;
     c->store_opt = *opt->store;
     c->timeout_ms = opt->timeout_ms ? opt->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->retry_min_ms = opt->retry_min_ms ? opt->retry_min_ms : DEFAULT_RETRY_MIN_MS;

@@ -45,10 +45,15 @@ struct repl_copy_options {
     const char *dir;      /* <datadir>/db/<name> */
     const struct repl_copy_conf *conf;
     const struct store_options *store; /* io, map size, handler for the kind; borrowed */
-    const char *server_name;           /* this server: authenticates as server/<name> */
-    const char *key;                   /* its key (copied, wiped when freed) */
-    const char *ca_file;               /* the active's certificate is checked against it */
-    const char *cert_file; /* this server's certificate and key, presented to the active */
+    /* This server's own networks ([network] sections): a connection over a network of that
+     * name leaves from this server's address on it, so the active sees who connects and
+     * routing follows the network. Borrowed for the call; may be NULL. */
+    const struct tdm_config_network *networks;
+    unsigned n_networks;
+    const char *server_name; /* this server: authenticates as server/<name> */
+    const char *key;         /* its key (copied, wiped when freed) */
+    const char *ca_file;     /* the active's certificate is checked against it */
+    const char *cert_file;   /* this server's certificate and key, presented to the active */
     const char *key_file;
     uint32_t timeout_ms;   /* nothing heard from the active this long: reconnect; 0 = 10000 */
     uint32_t retry_min_ms; /* reconnect back-off: 0 = 500 ... */

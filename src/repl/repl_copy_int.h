@@ -39,6 +39,8 @@ struct repl_copy {
     /* Set at start, read-only afterwards. */
     char *database, *dir, *server_name, *key;
     struct repl_copy_conf conf; /* the agent's thread changes only .suspended and its comment */
+    /* This server's address on each source's network (family 0: none of that name). */
+    struct tdm_config_addr local[REPL_COPY_MAX_SOURCES];
     struct store_options store_opt;
     SSL_CTX *ssl_ctx;
     uint32_t timeout_ms, retry_min_ms, retry_max_ms, probe_ms;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_OUTPUT (256u * 1024u) /* ACKs are small: more queued means a stuck peer */
 
@@ -55,6 +56,23 @@ endpoint_text(const struct repl_copy_source *s, char *buf, size_t size)
              a->family == AF_INET6 ? "]" : "", (unsigned)s->endpoint.port);
 }
 
+static socklen_t
+fill_sockaddr(struct sockaddr_storage *ss, const struct tdm_config_addr *a, uint32_t port)
+{
+    if (a->family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+        a6->sin6_family = AF_INET6;
+        memcpy(&a6->sin6_addr, a->bytes, 16);
+        a6->sin6_port = htons((uint16_t)port);
+        return sizeof(*a6);
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    a4->sin_family = AF_INET;
+    memcpy(&a4->sin_addr, a->bytes, 4);
+    a4->sin_port = htons((uint16_t)port);
+    return sizeof(*a4);
+}
+
 /* Starts a TLS connection to network net. Returns the link, or NULL with *why. */
 static struct repl_copy_link *
 link_open(struct repl_copy *c, unsigned net, bool probe, char *why, size_t why_size)
@@ -76,9 +94,29 @@ link_open(struct repl_copy *c, unsigned net, bool probe, char *why, size_t why_s
         free(l);
         return NULL;
     }
-    l->bev = bufferevent_openssl_socket_new(c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+    /* From this server's own address on the network, when it has one of that name. */
+    evutil_socket_t fd = -1;
+    const struct tdm_config_addr *local = &c->local[net];
+    if (local->family) {
+        fd = socket(local->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        struct sockaddr_storage ls;
+        memset(&ls, 0, sizeof(ls));
+        socklen_t lsl = fill_sockaddr(&ls, local, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&ls, lsl) < 0) {
+            snprintf(why, why_size, "cannot use this server's address %s: %s", local->text,
+                     strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            SSL_free(ssl);
+            free(l);
+            return NULL;
+        }
+    }
+    l->bev = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                             BEV_OPT_CLOSE_ON_FREE);
     if (!l->bev) {
+        if (fd >= 0)
+            close(fd);
         SSL_free(ssl);
         free(l);
         snprintf(why, why_size, "out of memory");
@@ -92,20 +130,7 @@ link_open(struct repl_copy *c, unsigned net, bool probe, char *why, size_t why_s
     bufferevent_set_timeouts(l->bev, &tv, &tv);
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    socklen_t sl;
-    if (s->endpoint.address.family == AF_INET6) {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-        a6->sin6_family = AF_INET6;
-        memcpy(&a6->sin6_addr, s->endpoint.address.bytes, 16);
-        a6->sin6_port = htons((uint16_t)s->endpoint.port);
-        sl = sizeof(*a6);
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-        a4->sin_family = AF_INET;
-        memcpy(&a4->sin_addr, s->endpoint.address.bytes, 4);
-        a4->sin_port = htons((uint16_t)s->endpoint.port);
-        sl = sizeof(*a4);
-    }
+    socklen_t sl = fill_sockaddr(&ss, &s->endpoint.address, s->endpoint.port);
     if (bufferevent_socket_connect(l->bev, (struct sockaddr *)&ss, (int)sl) < 0) {
         snprintf(why, why_size, "cannot connect: %s", strerror(errno));
         link_free(&l);

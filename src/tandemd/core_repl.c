@@ -111,6 +111,8 @@ start_copies(const struct tdm_config *cfg, const struct store_options *o)
             .dir = cp->dir,
             .conf = &cp->conf,
             .store = &opt,
+            .networks = cfg->networks,
+            .n_networks = cfg->n_networks,
             .server_name = cfg->server,
             .key = key,
             .ca_file = files.ca,

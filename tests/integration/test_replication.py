@@ -153,6 +153,9 @@ def test_passive_copy_equals_the_active(pair, tandem_bin, tandemctl):
     # The copy was seeded from nothing and said so; the text form shows the same state.
     names = [e["name"] for e in b.event_lines() if e["subject"] == DB]
     assert "repl.copy_seeding" in names and names[-1] == "repl.copy_healthy", names
+    # B connects from its own address on the network, so A's event names it.
+    assert any(e["name"] == "repl.source_copy_connected" and f"({b.addr}:" in e["message"]
+               for e in a.event_lines()), a.event_lines()
     r = tandemctl("copy", "status", "--socket", b.admin_socket)
     assert r.returncode == 0 and "Healthy" in r.stdout and DB in r.stdout, r.stdout
     # The same figures for Prometheus.
