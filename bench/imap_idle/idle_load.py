@@ -65,6 +65,13 @@ def descendants(pid):
     return out
 
 
+def cpu_ms(pid):
+    """CPU time (user + system) pid has used, all its threads, in milliseconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def memory(pids, trees):
     """{name: (KiB proportional set size, processes)}."""
     out = {}
@@ -225,9 +232,12 @@ def main():
     setup_s = time.monotonic() - t0
     time.sleep(1.0)  # let the servers settle (freed login state, lazily trimmed buffers)
     after = memory(pids, trees)
+    cpu0 = {name: cpu_ms(pid) for name, pid in pids}
     t1 = time.monotonic()
     deliver(a)
     load.run_until(lambda: load.pushed == a.connections, t1 + a.timeout)
+    # The push's CPU per --pid process, from the delivery to the last EXISTS (10 ms ticks).
+    cpu = {name: cpu_ms(pid) - cpu0[name] for name, pid in pids}
     times = sorted(c.pushed_at - t1 for c in load.conns)
     out = [f"connections={a.connections}", f"messages={a.messages}", f"setup_s={setup_s:.1f}",
            f"login_retries={load.refused}"]
@@ -236,6 +246,8 @@ def main():
         delta = kib - before[name][0]
         out.append(f"{name}_pss_kib={kib} {name}_processes={n} "
                    f"{name}_kib_per_conn={delta / a.connections:.1f}")
+        if name in cpu:
+            out.append(f"{name}_push_cpu_ms={cpu[name]:.0f}")
     out.append(f"push_first_ms={times[0] * 1000:.0f} push_p50_ms={times[len(times) // 2] * 1000:.0f}"
                f" push_last_ms={times[-1] * 1000:.0f} pushed={load.pushed}")
     print(" ".join(out), flush=True)
