@@ -263,6 +263,10 @@ link_connected(struct repl_copy *c, struct repl_copy_link *l)
     }
     snprintf(c->st.network, sizeof(c->st.network), "%s", c->conf.sources[l->net].network);
     endpoint_text(&c->conf.sources[l->net], c->st.endpoint, sizeof(c->st.endpoint));
+    /* A copy the active keeps refusing (ServiceDown, or Failed on its credentials) stays in
+     * that state while it asks again: one event per change, not two per retry. */
+    if (c->st.state == REPL_COPY_SERVICE_DOWN || c->st.state == REPL_COPY_FAILED)
+        return;
     repl_copy__set_state(c, REPL_COPY_RESYNCHRONIZING, "on network %s (%s), from generation %llu",
                          c->st.network, c->st.endpoint,
                          (unsigned long long)hello.u.hello.start_generation);

@@ -355,7 +355,8 @@ error:;
     return -1;
 }
 
-static void
+/* Returns 0, or -1 when the ACK could not be queued (l is gone: reconnecting). */
+static int
 send_ack(struct repl_copy *c, struct repl_copy_link *l)
 {
     struct store_copy_status s;
@@ -367,8 +368,11 @@ send_ack(struct repl_copy *c, struct repl_copy_link *l)
     ack.u.ack.inspected_generation = s.inspected_generation;
     ack.u.ack.replayed_lsn = s.replayed_lsn;
     ack.u.ack.replayed_generation = s.replayed_generation;
-    if (repl_copy__send(l, &ack) < 0)
+    if (repl_copy__send(l, &ack) < 0) {
         repl_copy__reconnect(c);
+        return -1;
+    }
+    return 0;
 }
 
 /* Replays what the role allows. Returns 0 or -1 when the copy is Failed. */
@@ -425,9 +429,16 @@ repl_copy__flush(struct repl_copy *c, struct repl_copy_link *l)
             fail_copy(c, "cannot make the copy's log durable: ", tdm_strerror(ret));
             return;
         }
+        /* Durable first, acknowledged at once: the active's sync mode waits for exactly this,
+         * not for the replay. A second ACK then reports what replay reached. */
+        if (send_ack(c, l) < 0)
+            return;
+        uint64_t before = c->st.replayed_lsn;
         if (replay(c) < 0)
             return;
-        send_ack(c, l);
+        repl_copy__publish(c);
+        if (c->st.replayed_lsn != before && send_ack(c, l) < 0)
+            return;
     }
     check_caught_up(c);
 }
@@ -439,7 +450,8 @@ repl_copy__replay_tick(struct repl_copy *c)
     if (replay(c) < 0)
         return;
     repl_copy__publish(c);
-    if (c->st.replayed_lsn != before && c->session && c->session->hello_done)
-        send_ack(c, c->session);
+    if (c->st.replayed_lsn != before && c->session && c->session->hello_done &&
+        send_ack(c, c->session) < 0)
+        return;
     check_caught_up(c);
 }

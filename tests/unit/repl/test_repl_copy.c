@@ -394,10 +394,17 @@ test_refusals(void **state)
     struct fake f;
     fake_start(&f, NOT_ACTIVE, 0);
     struct agent a;
+    unsigned down = events_count(TDM_EV_REPL_COPY_SERVICE_DOWN);
+    unsigned resync = events_count(TDM_EV_REPL_COPY_RESYNCHRONIZING);
     agent_start(&a, &f.port, 1);
     struct repl_copy_status st = wait_state(&a, REPL_COPY_SERVICE_DOWN, NULL);
     assert_non_null(strstr(st.message, "not-active"));
     assert_non_null(strstr(st.message, "not active here"));
+    /* It asks again, and stays ServiceDown meanwhile: one event each, not two per retry. */
+    while (atomic_load(&f.hellos) < 3)
+        usleep(10000);
+    assert_int_equal(events_count(TDM_EV_REPL_COPY_SERVICE_DOWN), down + 1);
+    assert_int_equal(events_count(TDM_EV_REPL_COPY_RESYNCHRONIZING), resync + 1);
     agent_stop(&a);
     fake_stop(&f);
 
