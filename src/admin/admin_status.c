@@ -367,8 +367,10 @@ struct admin_stream {
     struct admin_call *call;
     struct admin_stream *next, *prev;
     struct event *timer;
-    int fd;    /* the events file, or -1 while it does not exist */
-    dev_t dev; /* what fd is, to notice rotation */
+    int old_fd;    /* <events>.1, the last rotated file, read first; -1 when done or none */
+    off_t old_off; /* read up to here */
+    int fd;        /* the events file, or -1 while it does not exist */
+    dev_t dev;     /* what fd is, to notice rotation */
     ino_t ino;
     off_t off;             /* read up to here */
     struct evbuffer *line; /* an incomplete last line */
@@ -388,6 +390,8 @@ stream_free(struct admin_stream *s, bool end_reply)
     if (s->next)
         s->next->prev = s->prev;
     event_free(s->timer);
+    if (s->old_fd >= 0)
+        close(s->old_fd);
     if (s->fd >= 0)
         close(s->fd);
     evbuffer_free(s->line);
@@ -441,6 +445,34 @@ stream_open(struct admin_stream *s)
     evbuffer_drain(s->line, evbuffer_get_length(s->line));
 }
 
+/* The file rotated away last, read before the current one so a rotation does not hide the
+ * events just before it. tandemd does not rotate; logrotate's default is to rename to
+ * "<events>.1" (and with delaycompress, to leave that one uncompressed), which is the one
+ * name looked for: older or compressed generations are the operator's archive. Opened after
+ * the current file: a rotation in between makes ".1" the file already open, skipped by its
+ * inode, so no line is served twice. */
+static void
+stream_open_rotated(struct admin_stream *s)
+{
+    char path[4096];
+    struct stat st;
+    if (s->fd < 0 ||
+        snprintf(path, sizeof(path), "%s.1", s->srv->cfg->log.events) >= (int)sizeof(path))
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* Skip it when it is the current file, or holds nothing as recent as since (its last
+     * line is no newer than its last write). */
+    if (fstat(fd, &st) < 0 || (st.st_dev == s->dev && st.st_ino == s->ino) ||
+        (int64_t)st.st_mtime < s->since) {
+        close(fd);
+        return;
+    }
+    s->old_fd = fd;
+    s->old_off = 0;
+}
+
 static void
 stream_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -467,16 +499,21 @@ stream_tick(evutil_socket_t fd, short what, void *arg)
     struct evbuffer *out = evbuffer_new();
     if (!out)
         log_fatal("out of memory");
-    if (s->fd >= 0) {
+    /* The rotated file first, then the current one, through the same line buffer: a file
+     * ends with a whole line, so nothing is joined across them. */
+    bool old = s->old_fd >= 0;
+    int rfd = old ? s->old_fd : s->fd;
+    off_t *roff = old ? &s->old_off : &s->off;
+    if (rfd >= 0) {
         char buf[16384];
         size_t total = 0;
         for (;;) {
-            ssize_t n = pread(s->fd, buf, sizeof(buf), s->off);
+            ssize_t n = pread(rfd, buf, sizeof(buf), *roff);
             if (n <= 0) {
                 at_end = true;
                 break;
             }
-            s->off += n;
+            *roff += n;
             evbuffer_add(s->line, buf, (size_t)n);
             total += (size_t)n;
             if (total >= STREAM_READ_MAX)
@@ -494,8 +531,14 @@ stream_tick(evutil_socket_t fd, short what, void *arg)
     } else {
         at_end = true;
     }
-    if (at_end)
+    if (old && at_end) {
+        close(s->old_fd);
+        s->old_fd = -1;
+        evbuffer_drain(s->line, evbuffer_get_length(s->line)); /* a torn last line: dropped */
+        at_end = false; /* the current file is next, at once */
+    } else if (at_end) {
         stream_open(s);
+    }
     time_t now = time(NULL);
     if (evbuffer_get_length(out) == 0 && s->follow && now - s->last_sent >= STREAM_HEARTBEAT_S)
         evbuffer_add(out, "\n", 1);
@@ -554,6 +597,7 @@ admin_events_serve(struct admin_call *call)
     s->srv = call->srv;
     s->call = call;
     s->fd = -1;
+    s->old_fd = -1;
     s->since = since;
     s->follow = follow;
     s->last_sent = time(NULL);
@@ -565,6 +609,7 @@ admin_events_serve(struct admin_call *call)
         s->next->prev = s;
     call->srv->streams = s;
     stream_open(s);
+    stream_open_rotated(s);
     admin_call_watch_close(call);
     struct evkeyvalq *h = evhttp_request_get_output_headers(call->req);
     evhttp_add_header(h, "Content-Type", "application/x-ndjson");

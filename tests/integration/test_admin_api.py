@@ -449,6 +449,30 @@ def test_reload_moves_the_events_file(server):
     wait_for(served, "the new events file served, without the old one's lines")
 
 
+def test_events_span_a_logrotate_rotation(server):
+    """logrotate's way (rename to <events>.1, SIGHUP to reopen): /v1/events serves the rotated
+    file's lines, then the new file's, each once; since skips a rotated file older than it."""
+    rotated = server.events.with_name(server.events.name + ".1")
+    os.rename(server.events, rotated)
+    os.kill(server.proc.pid, signal.SIGHUP)
+
+    def names():
+        return [json.loads(line)["name"] for line in
+                server.api("GET", "/v1/events").body.splitlines() if line]
+    wait_for(lambda: "process.reloaded" in names(), "the reload's event served")
+    served = names()
+    assert served.index("process.started") < served.index("process.reloaded")
+    old = [json.loads(line)["name"] for line in rotated.read_text().splitlines() if line]
+    new = [json.loads(line)["name"] for line in server.events.read_text().splitlines() if line]
+    assert served == old + new
+    assert "process.started" not in new  # the old lines come from the rotated file alone
+    # A rotated file last written before since holds nothing wanted.
+    past = int(os.stat(rotated).st_mtime) + 1
+    os.utime(rotated, (past - 100, past - 100))
+    body = server.api("GET", f"/v1/events?since={past}").body
+    assert "process.started" not in body
+
+
 def test_admin_socket_that_cannot_be_bound_stops_the_start(tandem_bin, tmp_path):
     """A datadir so deep that run/admin.sock does not fit a unix socket address: status 1,
     and the message says why, before any child starts."""
