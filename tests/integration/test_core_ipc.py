@@ -452,3 +452,50 @@ def test_many_subscriptions_each_get_exactly_their_changed(server, tandemctl, cl
     r = client("status", sock)
     assert "counter tandem_core_ipc_changed_sent_total 4" in r.stdout.splitlines(), r.stdout
     stop(server, p)
+
+
+_CRC_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ (0x82F63B78 if _c & 1 else 0)
+    _CRC_TABLE.append(_c)
+
+
+def fast_frame(msg_type, request_id, payload=b""):
+    body = struct.pack("<IHHII", 24 + len(payload) - 4, 1, msg_type, request_id, 0) + payload
+    crc = 0xFFFFFFFF
+    for b in body:
+        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return body + struct.pack("<I", crc ^ 0xFFFFFFFF)
+
+
+def subscribe_payload(mailbox, folder):
+    out = b""
+    for s in (b"mail1", mailbox, folder):
+        out += struct.pack("<BI", 5, len(s)) + s
+    return out
+
+
+def test_subscription_limit_per_connection(server, tandemctl):
+    """65,536 subscriptions on one connection are fine (a repeated one is not counted
+    twice); the 65,537th is a bug that ends that connection, and only it."""
+    p, kids, sock = start_with_db(server, tandemctl)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(sock))
+    hello = (struct.pack("<BH", 1, 5) + struct.pack("<BI", 2, os.getpid())
+             + struct.pack("<BH", 1, 1) + struct.pack("<BH", 1, 1))
+    s.sendall(fast_frame(1, 1, hello))
+    assert read_frames(s, 1)[0][0] == 2
+    subs = b"".join(fast_frame(32, 0, subscribe_payload(b"u%d" % (i // 16), b"f%d" % (i % 16)))
+                    for i in range(65536))
+    s.sendall(subs + fast_frame(32, 0, subscribe_payload(b"u0", b"f0")) + fast_frame(64, 2))
+    assert read_frames(s, 1)[0][:2] == (65, 2)  # STATUS_REPLY: still connected
+    s.sendall(fast_frame(32, 0, subscribe_payload(b"one", b"more")))
+    s.settimeout(WAIT)
+    assert s.recv(65536) == b""  # closed by the core
+    s.close()
+    server.wait_event(lambda e: e["id"] == 2003 and "TDM_IPC_MAX_SUBSCRIPTIONS" in e["message"],
+                      "the core's event for the 65,537th subscription")
+    assert children(p.pid)["core"] == kids["core"]
+    stop(server, p)
