@@ -87,6 +87,7 @@ struct admin_call {
     uint8_t auth_mac[32]; /* crypto_generichash_BYTES */
     bool auth_server;
     bool auth_dummy; /* no stored secret: the check only takes the time a real one would */
+    bool verify_server; /* /v1/auth/verify of a server's key (name is the server's) */
 };
 
 /* ---- admin_server.c: replies ---- */

@@ -71,7 +71,7 @@ verify_done_cb(struct admin_call *call, int result, const char *hash)
     }
     if (result == 0 && !call->auth_dummy) {
         char p[DIR_NAME_MAX + 16];
-        snprintf(p, sizeof(p), "user:%s", call->name);
+        snprintf(p, sizeof(p), "%s:%s", call->verify_server ? "server" : "user", call->name);
         admin_reply_json(call, 200,
                          json_pack("{s:b,s:s,s:I}", "ok", 1, "principal", p, "version",
                                    (json_int_t)call->version));
@@ -105,10 +105,20 @@ admin_auth_verify_serve(struct admin_call *call)
     }
     char hash[DIR_PASSWORD_HASH_MAX];
     struct dir_object o;
-    int ret = dir_secret_hash(state, txn, DIR_KIND_USER, req.user, hash);
-    if (ret == 0 && (ret = dir_object_get(state, txn, DIR_KIND_USER, req.user, &o)) == 0) {
+    enum dir_kind kind = req.verify_server ? DIR_KIND_SERVER : DIR_KIND_USER;
+    int ret = dir_secret_hash(state, txn, kind, req.user, hash);
+    if (ret == 0 && (ret = dir_object_get(state, txn, kind, req.user, &o)) == 0) {
         call->version = o.version;
         dir_object_clear(&o);
+    }
+    /* A server's key counts only while the server is one of `servers` (replication peers
+     * must be): outside the group it is answered like a wrong key. */
+    if (ret == 0 && req.verify_server) {
+        struct dir_principal who = {.kind = DIR_KIND_SERVER, .name = req.user};
+        bool member = false;
+        ret = dir_is_member(state, txn, DIR_GROUP_SERVERS, &who, &member);
+        if (ret == 0 && !member)
+            ret = -EACCES;
     }
     mdb_txn_abort(txn);
     if (ret < 0 && ret != -EACCES && ret != TDM_ENOTFOUND) {
@@ -117,6 +127,7 @@ admin_auth_verify_serve(struct admin_call *call)
         return;
     }
     snprintf(call->name, sizeof(call->name), "%s", req.user);
+    call->verify_server = req.verify_server;
     call->auth_dummy = ret < 0;
     /* As for our own logins (admin_auth.c): a user without a password costs a hash, so the
      * time taken does not say whether the user exists. */

@@ -49,11 +49,12 @@ struct dc_req {
     struct dir_client *client;
     enum dc_type type;
     struct evhttp_connection *conn;
-    size_t tries; /* endpoints tried so far */
-    struct event *answer; /* a cached answer, given from the loop rather than the call */
+    size_t tries;          /* endpoints tried so far */
+    struct event *answer;  /* a cached answer, given from the loop rather than the call */
     char *user, *password; /* DC_LOGIN: owned; the password is wiped before it is freed */
+    bool server_key;       /* DC_LOGIN of a server's key (never cached): user is the server */
     dir_client_login_cb *cb;
-    char *address;         /* DC_RCPT: owned */
+    char *address; /* DC_RCPT: owned */
     struct dir_recipient rcpt;
     dir_client_rcpt_cb *rcpt_cb;
     void *ctx;
@@ -72,7 +73,7 @@ struct dir_client {
     struct dc_req *requests;
     struct event *poll_timer; /* next journal poll */
     uint32_t retry_ms;
-    bool polling; /* a DC_CHANGES request is in flight */
+    bool polling;                    /* a DC_CHANGES request is in flight */
     struct evhttp_connection **dead; /* finished connections, freed by the reaper */
     size_t n_dead, cap_dead;
     struct event *reaper;
@@ -227,6 +228,8 @@ login_answer(struct dc_req *r, json_t *doc)
         return TDM_EINVAL;
     if (!json_is_true(ok))
         return -EACCES;
+    if (r->server_key)
+        return 0;
     if (dir_cache_login_put(r->client->cache, r->user, r->password, now_ms()) < 0)
         log_warn("directory client: out of memory caching a login; it will be asked again");
     return 0;
@@ -270,8 +273,8 @@ rcpt_parse(struct dc_req *r, json_t *doc)
     const char *st = json_string_value(json_object_get(doc, "status"));
     const char *user = json_string_value(json_object_get(doc, "user"));
     const char *db = json_string_value(json_object_get(doc, "database"));
-    static const enum dir_rcpt_status all[] = {DIR_RCPT_OK, DIR_RCPT_UNKNOWN,
-                                               DIR_RCPT_NO_MAILBOX, DIR_RCPT_DISABLED};
+    static const enum dir_rcpt_status all[] = {DIR_RCPT_OK, DIR_RCPT_UNKNOWN, DIR_RCPT_NO_MAILBOX,
+                                               DIR_RCPT_DISABLED};
     memset(&r->rcpt, 0, sizeof(r->rcpt));
     bool known = false;
     for (size_t i = 0; st && i < sizeof(all) / sizeof(all[0]); i++)
@@ -359,7 +362,8 @@ done_cb(struct evhttp_request *req, void *arg)
         if (++r->tries < c->n_endpoints && dc_send(r) == 0)
             return;
         c->stats.failures++;
-        if (r->type == DC_LOGIN && dir_cache_login_ok(c->cache, r->user, r->password, now_ms())) {
+        if (r->type == DC_LOGIN && !r->server_key &&
+            dir_cache_login_ok(c->cache, r->user, r->password, now_ms())) {
             req_finish(r, 0, true);
             return;
         }
@@ -414,7 +418,8 @@ request_body(const struct dc_req *r)
 {
     if (r->type != DC_LOGIN)
         return NULL;
-    json_t *doc = json_pack("{s:s, s:s}", "user", r->user, "password", r->password);
+    json_t *doc = json_pack("{s:s, s:s}", r->server_key ? "server" : "user", r->user, "password",
+                            r->password);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     return text;
@@ -433,8 +438,9 @@ dc_send(struct dc_req *r)
         free(why);
         return TDM_EINVAL;
     }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         SSL_free(ssl);
         return -ENOMEM;
@@ -564,6 +570,26 @@ dir_client_login(struct dir_client *c, const char *user, const char *password,
         return 0;
     }
     int ret = dc_send(r);
+    if (ret < 0) {
+        req_unlink(r);
+        req_free(r);
+    }
+    return ret;
+}
+
+int
+dir_client_verify_server(struct dir_client *c, const char *server, const char *key,
+                         dir_client_login_cb *cb, void *ctx)
+{
+    struct dc_req *r = req_new(c, DC_LOGIN);
+    if (!r)
+        return -ENOMEM;
+    r->cb = cb;
+    r->ctx = ctx;
+    r->server_key = true;
+    r->user = strdup(server);
+    r->password = strdup(key);
+    int ret = !r->user || !r->password ? -ENOMEM : dc_send(r);
     if (ret < 0) {
         req_unlink(r);
         req_free(r);

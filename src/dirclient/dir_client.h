@@ -79,6 +79,18 @@ int dir_client_login(struct dir_client *client, const char *user, const char *pa
                      dir_client_login_cb *cb, void *ctx);
 
 /*
+ * Checks a server's key (another server replicating from this one, authenticating as
+ * server/<name>): POST /v1/auth/verify {"server","password"}, which says yes only for the
+ * right key of a member of `servers`. Never cached: a copy connects rarely, and a key must
+ * stop working the moment it is changed. cb's status: 0 yes, -EACCES no, -EHOSTUNREACH no
+ * directory answered, TDM_ECLOSED, -EPERM (this server's own credentials refused), other
+ * negative codes for a broken answer; from_cache is always false. Copies both strings.
+ * Returns 0 (cb will be called once) or -ENOMEM.
+ */
+int dir_client_verify_server(struct dir_client *client, const char *server, const char *key,
+                             dir_client_login_cb *cb, void *ctx);
+
+/*
  * The answer to a recipient lookup: status 0 with *rcpt (its status field says ok, unknown,
  * no mailbox or disabled; borrowed for the call), or -EHOSTUNREACH (no endpoint answered and
  * the cache has no fresh answer), TDM_ECLOSED, -EPERM (the directory refused this server's

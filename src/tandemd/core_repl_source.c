@@ -2,10 +2,12 @@
  * The replication source in the core (core_repl.c starts and stops it): serves the log of
  * every database mounted here to other servers' copies on [listen replication]
  * (src/repl/repl_source.h), checking each copy's server key against this server's own
- * directory database.
+ * directory database, or, without the directory role, asking the directory
+ * (POST /v1/auth/verify through dir_client).
  */
 #include "tandemd/tandemd.h"
 
+#include "dirclient/dir_client.h"
 #include "directory/directory.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -24,6 +26,28 @@
 static struct repl_source *source;
 static SSL_CTX *source_tls;
 static struct offload *verify_offload; /* argon2id checks of copies' keys, off the loop */
+/* Without a directory of its own, the server asks the directory (dir_client.h). */
+static struct dir_client *verify_client;
+
+struct remote_verify {
+    repl_source_verify_done_cb *done;
+    void *done_ctx;
+};
+
+static void
+remote_verify_cb(void *ctx, int status, bool from_cache)
+{
+    (void)from_cache;
+    struct remote_verify *rv = ctx;
+    const char *why = status == 0         ? NULL
+                      : status == -EACCES ? "wrong server key, or not a member of servers "
+                                            "(the directory said so)"
+                      : status == -EHOSTUNREACH
+                          ? "no directory server answered, to check the key with"
+                          : "the directory could not check the key";
+    rv->done(rv->done_ctx, status, why);
+    free(rv);
+}
 
 /* ---- the source: who may replicate ---- */
 
@@ -69,11 +93,29 @@ verify(void *ctx, const char *server, const char *key, size_t key_len,
 {
     (void)ctx;
     struct store *dir = tandemd__core_db_find(DIR_DB_KIND, strlen(DIR_DB_KIND));
+    if (!dir && verify_client) {
+        /* No directory here: the directory checks the key and the membership. */
+        char *k = strndup(key, key_len);
+        struct remote_verify *rv = malloc(sizeof(*rv));
+        if (!k || !rv)
+            log_fatal("out of memory");
+        *rv = (struct remote_verify){done, done_ctx};
+        int ret = strlen(k) != key_len
+                      ? -EACCES
+                      : dir_client_verify_server(verify_client, server, k, remote_verify_cb, rv);
+        sodium_memzero(k, key_len);
+        free(k);
+        if (ret < 0) {
+            free(rv);
+            done(done_ctx, ret,
+                 ret == -EACCES ? "a server key holds no NUL byte" : "out of memory");
+        }
+        return;
+    }
     if (!dir) {
-        /* A mailbox server without the directory role would ask the directory over the admin
-         * API, whose /v1/auth/verify checks users only so far (docs/replication.md). */
         done(done_ctx, -EOPNOTSUPP,
-             "this server has no directory database of its own to check server keys against");
+             "this server has no directory to check server keys against ([directory] is not "
+             "usable: see the log)");
         return;
     }
     MDB_txn *txn;
@@ -140,6 +182,15 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
     }
     if (offload_new(base, 0, &verify_offload) < 0)
         log_fatal("cannot start the thread that checks copies' keys");
+    if (!(cfg->roles & TDM_ROLE_DIRECTORY)) {
+        char *cwhy = NULL;
+        if (dir_client_from_config(base, cfg, &verify_client, &cwhy) < 0) {
+            log_error("copies' keys cannot be checked, so none will be served: %s",
+                      cwhy ? cwhy : "out of memory");
+            verify_client = NULL;
+        }
+        free(cwhy);
+    }
     struct repl_source_options so = {
         .fd = listen_fd,
         .tls = source_tls,
@@ -168,6 +219,7 @@ tandemd__core_repl_source_stop(void)
 {
     /* Pending key checks answer first, while the source that waits for them still exists. */
     offload_free(&verify_offload);
+    dir_client_free(&verify_client);
     repl_source_free(&source);
     if (source_tls) {
         SSL_CTX_free(source_tls);

@@ -282,3 +282,90 @@ def test_standby_holds_back_replay(pair, tandem_bin, tandemctl):
     mine = dump(tandem_bin, b.datadir / "db" / DB)
     assert "alice" not in mine, mine
     b.stop(bp)
+
+
+@pytest.fixture
+def trio(tandem_bin, tandemctl, tmp_path):
+    """The directory on D; the active on A, a mailbox server without the directory role, which
+    asks D whether B's key is right; the copy on B."""
+    exe = tandem_bin("tandemd")
+    for n in ("d", "a", "b"):
+        (tmp_path / n).mkdir()
+    d = Server(exe, tmp_path / "d", "d", roles="directory", listeners=("admin",))
+    a = Server(exe, tmp_path / "a", "a", roles="mailbox", listeners=("lmtp", "replication"))
+    b = Server(exe, tmp_path / "b", "b", roles="mailbox", listeners=())
+    for s in (a, b):
+        s.directory_endpoint = f"{d.addr}:{d.ports['admin']}"
+        s.write_conf(server=s.name, level="info")
+    (a.datadir / "db").mkdir(parents=True)
+    r = tandemctl("db", "create", a.datadir / "db" / DB)
+    assert r.returncode == 0, r.stderr
+    for s in (d, a, b):
+        p = s.start()
+        s.started(p)
+        s.stop(p)
+    cas = tmp_path / "cas.pem"
+    cas.write_text(d.ca.read_text() + a.ca.read_text() + b.ca.read_text())
+    for s in (d, a, b):
+        s.extra_conf = f"\n[tls]\nca = {cas}\n"
+        s.write_conf(server=s.name, level="info")
+    dp = d.start()
+    d.started(dp)
+    d.wait_api()
+    ok = lambda r: r.status in (200, 201)
+    keys = {}
+    for name in ("a", "b"):
+        keys[name] = secrets.token_urlsafe(32)
+        assert ok(d.api("PUT", f"/v1/objects/server/{name}", {"attrs": {"site": "dc1"}}))
+        assert ok(d.api("PUT", f"/v1/objects/server/{name}/password", {"password": keys[name]}))
+        assert ok(d.api("POST", "/v1/objects/group/servers/members/add",
+                        {"member": f"server:{name}"}))
+    assert ok(d.api("PUT", "/v1/objects/user/alice",
+                    {"attrs": {"addresses": ["alice@example.test"], "database": DB}}))
+    (a.datadir / "server.key").write_text(keys["a"] + "\n")
+    (b.datadir / "server.key").write_text(keys["b"] + "\n")
+    r = tandemctl("copy", "create", b.datadir / "db" / DB, "--role", "passive",
+                  "--source", f"public={a.addr}:{a.ports['replication']}")
+    assert r.returncode == 0, r.stderr
+    procs = []
+    for s in (a, b):
+        p = s.start()
+        s.started(p)
+        wait_status(s)
+        procs.append(p)
+    yield d, a, b, procs[1]
+    for s in (b, a, d):
+        s.kill_all()
+
+
+def test_active_without_the_directory_asks_it(trio, tandem_bin, tandemctl):
+    d, a, b, bp = trio
+    wait_for(lambda: copy_status(tandemctl, b)["state"] in ("Seeding", "Healthy"),
+             "B admitted by A, which asked D about B's key")
+    # LMTP on A finds alice on D; her mail reaches B.
+    wait_for(lambda: rcpt_ok(a, "alice@example.test"), "alice known on A")
+    deliver(a, "alice@example.test", "via three servers")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
+
+    # Out of servers, B's key no longer opens A: the next connection is refused.
+    r = d.api("POST", "/v1/objects/group/servers/members/remove", {"member": "server:b"})
+    assert r.status == 200, r
+    b.stop(bp)
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    c = wait_for(lambda: (lambda c: c if c["state"] == "Failed" else None)(
+        copy_status(tandemctl, b)), "B refused by A")
+    assert "credentials" in c["message"], c
+    b.stop(bp)
+
+
+def rcpt_ok(s, address):
+    c = smtplib.LMTP(s.addr, s.ports["lmtp"], timeout=WAIT)
+    try:
+        c.ehlo("client.test")
+        c.mail("sender@example.org")
+        return c.rcpt(address)[0] == 250
+    finally:
+        c.close()

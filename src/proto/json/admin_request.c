@@ -423,19 +423,24 @@ decode_copy_suspend(const json_t *root, struct admin_req *req, const char **erro
 static int
 decode_auth_verify(const json_t *root, struct admin_req *req, const char **error_r)
 {
-    static const char *const allowed[] = {"user", "password", NULL};
+    static const char *const allowed[] = {"user", "server", "password", NULL};
     int ret = check_members(root, "", allowed, error_r);
     if (ret < 0)
         return ret;
-    json_t *u = need(root, "user", "", error_r, &ret);
+    /* A server's key is checked like a user's password: "server" instead of "user". */
+    const char *who = json_object_get(root, "server") ? "server" : "user";
+    if (json_object_get(root, "server") && json_object_get(root, "user"))
+        return fail(TDM_EINVAL, error_r, "give \"user\" or \"server\", not both");
+    json_t *u = need(root, who, "", error_r, &ret);
     json_t *p = u ? need(root, "password", "", error_r, &ret) : NULL;
     if (!p)
         return ret;
     const char *name = json_is_string(u) ? json_string_value(u) : NULL;
     if (!name || !admin_req_name_ok(name, json_string_length(u)))
         return fail(TDM_EINVAL, error_r,
-                    "user: must be a user name (1 to %u bytes without '/' or control characters)",
-                    ADMIN_REQ_NAME_MAX);
+                    "%s: must be a %s name (1 to %u bytes without '/' or control characters)", who,
+                    who, ADMIN_REQ_NAME_MAX);
+    req->verify_server = who[0] == 's';
     size_t n = json_is_string(p) ? json_string_length(p) : 0;
     if (!json_is_string(p) || n > ADMIN_REQ_PASSWORD_MAX)
         return fail(TDM_EINVAL, error_r, "password: must be a string of at most %u bytes",

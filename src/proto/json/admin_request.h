@@ -43,7 +43,8 @@ enum admin_req_type {
     ADMIN_REQ_MEMBERS_SET,    /* {"members":[P...]} users and servers only */
     ADMIN_REQ_MEMBER_ADD,     /* {"member":P} user or server */
     ADMIN_REQ_MEMBER_REMOVE,  /* {"member":P} user or server */
-    ADMIN_REQ_AUTH_VERIFY,    /* {"user":name,"password":"..."} (a login another server checks) */
+    ADMIN_REQ_AUTH_VERIFY,    /* {"user":name,"password":"..."} (a login another server checks),
+                               * or {"server":name,"password":key} (a replication peer's key) */
     ADMIN_REQ_COPY_SUSPEND,   /* {"comment":"..."?} (why a copy is suspended; may be absent) */
 };
 #define ADMIN_REQ_TYPE_MAX ADMIN_REQ_COPY_SUSPEND
@@ -85,6 +86,7 @@ struct admin_req {
     enum admin_req_right right;           /* ACL_GRANT */
     char *password; /* PASSWORD_SET, AUTH_VERIFY (NUL-free: JSON cannot carry one) */
     char *user;     /* AUTH_VERIFY: a name (admin_req_name_ok) */
+    bool verify_server; /* AUTH_VERIFY: user names a server, password is its key */
     char *comment;  /* COPY_SUSPEND: 0..ADMIN_REQ_COMMENT_MAX bytes, no control characters;
                      * "" when absent */
     struct admin_req_principal *members; /* MEMBERS_SET, no member twice */

@@ -66,7 +66,7 @@ describe(const struct admin_req *r)
                 kinds[r->principal.kind], r->principal.name);
         break;
     case ADMIN_REQ_AUTH_VERIFY:
-        fprintf(f, "verify %s/%s", r->user, r->password);
+        fprintf(f, "verify %s%s/%s", r->verify_server ? "server:" : "", r->user, r->password);
         break;
     case ADMIN_REQ_COPY_SUSPEND:
         fprintf(f, "suspend [%s]", r->comment);
@@ -102,6 +102,7 @@ static const struct good_case good[] = {
     {ADMIN_REQ_MEMBER_REMOVE, "{\"member\":\"server:x:y\"}", "remove server:x:y"},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\",\"password\":\"\"}", "verify alice/"},
     {ADMIN_REQ_AUTH_VERIFY, "{\"password\":\"pw\",\"user\":\"a b\"}", "verify a b/pw"},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"server\":\"mbx2\",\"password\":\"k\"}", "verify server:mbx2/k"},
     {ADMIN_REQ_COPY_SUSPEND, "{}", "suspend []"},
     {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":\"disk swap, back at 14:00\"}",
      "suspend [disk swap, back at 14:00]"},
@@ -172,6 +173,10 @@ static const struct bad_case bad[] = {
     {ADMIN_REQ_MEMBER_ADD, "{\"member\":\"group:a\"}", TDM_EINVAL, "member: a group cannot"},
     {ADMIN_REQ_MEMBER_REMOVE, "{\"members\":\"user:a\"}", TDM_EINVAL, "unknown member \"members\""},
     {ADMIN_REQ_AUTH_VERIFY, "{\"user\":\"alice\"}", TDM_EINVAL, "missing member \"password\""},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"server\":\"a\",\"user\":\"b\",\"password\":\"k\"}", TDM_EINVAL,
+     "not both"},
+    {ADMIN_REQ_AUTH_VERIFY, "{\"server\":\"a/b\",\"password\":\"k\"}", TDM_EINVAL,
+     "server: must be a server name"},
     {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":1}", TDM_EINVAL, "comment: must be a string"},
     {ADMIN_REQ_COPY_SUSPEND, "{\"comment\":\"a\\nb\"}", TDM_EINVAL,
      "comment: control characters are not allowed"},
