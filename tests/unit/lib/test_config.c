@@ -586,7 +586,9 @@ test_examples(void **state)
     struct tdm_config *cfg = load_example("etc/mailbox.conf");
     assert_int_equal(cfg->roles, TDM_ROLE_MAILBOX);
     assert_int_equal(cfg->n_networks, 3);
-    assert_int_equal(cfg->n_listeners, 3);
+    assert_int_equal(cfg->n_listeners, 4);
+    assert_int_equal(cfg->listeners[3].proto, TDM_PROTO_REPLICATION);
+    assert_string_equal(cfg->listeners[3].address.text, "127.0.2.1");
     assert_int_equal(cfg->directory.n_endpoints, 2);
     tdm_config_free(&cfg);
     cfg = load_example("etc/directory.conf");
