@@ -3,6 +3,9 @@ core, imap__sync in the worker): a session in IDLE is told at once, without send
 anything; a session between commands finds out at its next one. Deleted: "* BYE" and the
 connection ends. Renamed: the session goes on under the new name, and deliveries there are
 pushed to it."""
+import smtplib
+
+from lab import WAIT
 from test_imap import imap  # noqa: F401  (a fixture)
 from test_imap_idle import PUSH_WAIT, Raw, exists_line
 
@@ -10,6 +13,10 @@ from test_imap_idle import PUSH_WAIT, Raw, exists_line
 def create_and_fill(c, folder, n):
     if folder != "INBOX":
         assert c.command(f"CREATE {folder}")[0].split()[1] == "OK"
+    append(c, folder, n)
+
+
+def append(c, folder, n):
     for i in range(n):
         c.n += 1
         tag = f"t{c.n}"
@@ -118,4 +125,35 @@ def test_renaming_inbox_under_a_session_that_selected_it_ends_it(imap):
     assert other.command("RENAME INBOX Old")[0].split()[1] == "OK"
     idler.wait_line(lambda l: l.startswith("* BYE"), "BYE for the emptied INBOX")
     idler.close()
+    other.close()
+
+
+def test_one_burst_over_several_folders_tells_each_session_its_own(imap):
+    """Sessions told together read one snapshot (imap__burst_begin): one LMTP delivery to two
+    users wakes the idlers of both INBOXes in one burst, and an idler on another folder of
+    the same mailbox hears nothing; each count is its own folder's."""
+    other = Raw(imap)
+    assert other.command("LOGIN alice alice-password")[0].split()[1] == "OK"
+    create_and_fill(other, "Quiet", 3)
+    a_inbox, a_quiet, b_inbox = Raw(imap), Raw(imap), Raw(imap)
+    na = a_inbox.login_select()
+    assert a_quiet.login_select(folder="Quiet") == 3
+    nb = b_inbox.login_select(user="bob")
+    for s in (a_inbox, a_quiet, b_inbox):
+        assert s.idle() == "+ idling"
+    c = smtplib.LMTP(imap.addr, imap.ports["lmtp"], timeout=WAIT)
+    c.sendmail("sender@example.org", ["alice@example.test", "bob@example.test"],
+               b"From: sender@example.org\r\nSubject: to both\r\n\r\nhello\r\n")
+    c.quit()
+    a_inbox.wait_line(exists_line(na + 1), "alice's EXISTS")
+    b_inbox.wait_line(exists_line(nb + 1), "bob's EXISTS")
+    a_quiet.quiet(0.5)
+    # And the other way round: a change in Quiet alone.
+    append(other, "Quiet", 1)
+    a_quiet.wait_line(exists_line(4), "EXISTS in Quiet")
+    a_inbox.quiet(0.3)
+    b_inbox.quiet(0.1)
+    for s in (a_inbox, a_quiet, b_inbox):
+        assert s.done()[0].split()[1] == "OK"
+        s.close()
     other.close()
