@@ -156,9 +156,12 @@ send_folder_changed(const struct core_pending *p, const char *folder, uint16_t c
                     const char *new_folder, uint32_t uidvalidity)
 {
     struct ipc_msg msg = {.type = TDM_IPC_FOLDER_CHANGED};
-    msg.u.folder_changed = (struct ipc_folder_changed){
-        ipc_str_c(p->database), ipc_str_c(p->folder_mailbox), ipc_str_c(folder), change,
-        ipc_str_c(new_folder ? new_folder : ""), uidvalidity};
+    msg.u.folder_changed = (struct ipc_folder_changed){ipc_str_c(p->database),
+                                                       ipc_str_c(p->folder_mailbox),
+                                                       ipc_str_c(folder),
+                                                       change,
+                                                       ipc_str_c(new_folder ? new_folder : ""),
+                                                       uidvalidity};
     tandemd__subs_send(p->database, p->folder_mailbox, folder, &msg);
 }
 

@@ -685,9 +685,9 @@ test_folder_changed(void **state)
     core_link_set_changed_cb(the_link, changed_cb, &changed);
     core_link_set_folder_cb(the_link, folder_cb, &folder_changed);
     struct ipc_msg m = {.type = TDM_IPC_FOLDER_CHANGED};
-    m.u.folder_changed = (struct ipc_folder_changed){ipc_str_c("db"), ipc_str_c("bob"),
-                                                     ipc_str_c("Work"), TDM_IPC_FOLDER_RENAMED,
-                                                     ipc_str_c("Job"), 7};
+    m.u.folder_changed =
+        (struct ipc_folder_changed){ipc_str_c("db"),        ipc_str_c("bob"), ipc_str_c("Work"),
+                                    TDM_IPC_FOLDER_RENAMED, ipc_str_c("Job"), 7};
     fake_send(&m);
     assert_true(run_until(folder_called));
     assert_int_equal(folder_changed.change, TDM_IPC_FOLDER_RENAMED);
