@@ -365,8 +365,8 @@ static int
 folder_changed_check(const struct ipc_msg *m, const char **error_r)
 {
     const struct ipc_folder_changed *c = &m->u.folder_changed;
-    int rc = check_str(&c->database, FIELD("FOLDER_CHANGED.database"), 1, TDM_IPC_NAME_MAX,
-                       error_r);
+    int rc =
+        check_str(&c->database, FIELD("FOLDER_CHANGED.database"), 1, TDM_IPC_NAME_MAX, error_r);
     if (rc == 0)
         rc = check_str(&c->mailbox, FIELD("FOLDER_CHANGED.mailbox"), 1, TDM_IPC_NAME_MAX, error_r);
     if (rc == 0)

@@ -119,8 +119,9 @@ init_samples(void)
     m->u.folder_changed = (struct ipc_folder_changed){
         ipc_str_c("d"), ipc_str_c("m"), ipc_str_c("f"), TDM_IPC_FOLDER_CREATED, {NULL, 0}, 1};
     m = add_sample("folder_deleted", TDM_IPC_FOLDER_CHANGED, 0);
-    m->u.folder_changed = (struct ipc_folder_changed){
-        ipc_str_c("db1"), ipc_str_c("bob"), ipc_str_c("Work"), TDM_IPC_FOLDER_DELETED, {NULL, 0}, 0};
+    m->u.folder_changed =
+        (struct ipc_folder_changed){ipc_str_c("db1"),       ipc_str_c("bob"), ipc_str_c("Work"),
+                                    TDM_IPC_FOLDER_DELETED, {NULL, 0},        0};
     m = add_sample("folder_renamed_long", TDM_IPC_FOLDER_CHANGED, 0);
     m->u.folder_changed = (struct ipc_folder_changed){
         {name255, TDM_IPC_NAME_MAX}, {utf8_255, TDM_IPC_NAME_MAX}, {utf8_255, TDM_IPC_NAME_MAX},
