@@ -90,10 +90,10 @@ def test_a_renamed_folder_is_followed_by_an_idling_session(imap):
     assert idler.idle() == "+ idling"
     assert other.command("RENAME Job Task")[0].split()[1] == "OK"
     idler.quiet(0.5)
+    append(other, "Task/Sub", 1)
+    idler.wait_line(exists_line(1), "EXISTS in the inferior under its new name")
     reply, untagged = idler.done()
     assert reply.split()[1] == "OK" and untagged == []
-    reply, untagged = idler.command("STATUS Task/Sub (MESSAGES)")
-    assert reply.split()[1] == "OK", reply
     idler.close()
     other.close()
 
