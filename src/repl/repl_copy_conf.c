@@ -35,7 +35,7 @@ fail(char **error_r, int ret, const char *file, const char *fmt, ...)
 static const char *const role_names[] = {"passive", "standby", NULL};
 
 static int
-top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[4], const char *file,
+top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[5], const char *file,
         char **error_r)
 {
     char reason[CONFIG_REASON_MAX];
@@ -59,6 +59,11 @@ top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[4], co
         if (config_value_number(e->value, &config_duration_units, 0, REPL_COPY_MAX_REPLAY_LAG_MS, 0,
                                 &c->replay_lag_ms, reason) < 0)
             goto bad;
+    } else if (!strcmp(e->key, "truncation_lag")) {
+        which = 4;
+        if (config_value_number(e->value, &config_duration_units, 0, REPL_COPY_MAX_REPLAY_LAG_MS, 0,
+                                &c->truncation_lag_ms, reason) < 0)
+            goto bad;
     } else if (!strcmp(e->key, "suspended")) {
         which = 3;
         size_t n = strlen(e->value);
@@ -71,7 +76,8 @@ top_key(struct repl_copy_conf *c, const struct config_entry *e, bool seen[4], co
         memcpy(c->suspend_comment, e->value, n + 1);
     } else {
         return fail(error_r, TDM_EINVAL, file,
-                    "%u: key \"%s\": unknown key (known: role, kind, replay_lag, suspended, "
+                    "%u: key \"%s\": unknown key (known: role, kind, replay_lag, truncation_lag, "
+                    "suspended, "
                     "[source])",
                     e->line, e->key);
     }
@@ -94,7 +100,7 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
         return ret;
     struct repl_copy_conf c = {.role = 0};
     snprintf(c.kind, sizeof(c.kind), "%s", STORE_KIND_MAIL);
-    bool seen[4] = {false, false, false, false};
+    bool seen[5] = {false, false, false, false, false};
     bool lag_given = false;
     struct repl_copy_source *src = NULL; /* the [source] section open, until its endpoint */
     unsigned src_line = 0;
@@ -230,13 +236,14 @@ repl_copy_conf_format(const struct repl_copy_conf *conf)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return NULL;
-    char lag[32];
+    char lag[32], tlag[32];
     config_value_format(lag, sizeof(lag), conf->replay_lag_ms, &config_duration_units);
+    config_value_format(tlag, sizeof(tlag), conf->truncation_lag_ms, &config_duration_units);
     fprintf(f,
             "# This database is a copy: tandemd replicates it from its active and never mounts\n"
             "# it as active (docs/replication.md, \"Copies\").\n"
-            "role = %s\nkind = %s\nreplay_lag = %s\n",
-            conf->role == REPL_ROLE_STANDBY ? "standby" : "passive", conf->kind, lag);
+            "role = %s\nkind = %s\nreplay_lag = %s\ntruncation_lag = %s\n",
+            conf->role == REPL_ROLE_STANDBY ? "standby" : "passive", conf->kind, lag, tlag);
     if (conf->suspended) {
         fputs("suspended = ", f);
         /* Always quoted: a comment may hold '#' or leading spaces. */

@@ -15,6 +15,7 @@
  *   role = passive                 # passive (same site, replay at once) | standby (lagged)
  *   kind = mail                    # the database's kind, for the record handler (default mail)
  *   replay_lag = 24h               # standby only: 0s..7d, default 24h; passive: 0s
+ *   truncation_lag = 0s            # keep replayed generations this long: 0s..7d, default 0s
  *   suspended = "disk swap"        # present while an operator has it suspended (the comment)
  *   [source replication]           # the active's [listen replication] on each network, in
  *   endpoint = 127.0.2.1:7433      # the order they are tried (at least 1, at most 16)
@@ -46,6 +47,7 @@ struct repl_copy_conf {
     uint16_t role; /* REPL_ROLE_PASSIVE or REPL_ROLE_STANDBY (proto/repl/repl_wire.h) */
     char kind[STORE_KIND_MAX + 1];
     uint64_t replay_lag_ms;
+    uint64_t truncation_lag_ms; /* a replayed generation is deleted this long after its replay */
     /* Suspended by an operator: kept here so a restart does not resume it behind their back. */
     bool suspended;
     char suspend_comment[REPL_COPY_COMMENT_MAX + 1];

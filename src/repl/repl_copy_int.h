@@ -24,6 +24,12 @@ struct bufferevent;
 struct event;
 struct event_base;
 
+/* When a generation was wholly replayed, for the truncation lag (repl_copy_ship.c). */
+struct repl_copy_replay_mark {
+    uint64_t generation, at_us;
+};
+#define REPL_COPY_REPLAY_MARKS 256
+
 /* One connection to the active: the session in use, or a probe of a better network. */
 struct repl_copy_link {
     struct repl_copy *copy;
@@ -70,6 +76,8 @@ struct repl_copy {
     char net_errors[1024];      /* why each network failed in this round, for Disconnected */
     struct repl_copy_status st; /* the thread's own copy; published on every change */
     uint64_t bytes_at_tick;
+    struct repl_copy_replay_mark replay_marks[REPL_COPY_REPLAY_MARKS];
+    size_t n_replay_marks;
 };
 
 /* ---- repl_copy.c ---- */

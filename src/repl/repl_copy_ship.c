@@ -375,6 +375,41 @@ send_ack(struct repl_copy *c, struct repl_copy_link *l)
     return 0;
 }
 
+/*
+ * The generation below which the log may go: the highest generation wholly replayed at least
+ * truncation_lag ago (the replay times are kept as (generation, when) marks, oldest first;
+ * when the list is full the two oldest merge, keeping the later time, which only keeps
+ * generations longer). Without a lag, the highest wholly replayed now.
+ */
+static uint64_t
+truncation_bound(struct repl_copy *c, uint64_t replayed_generation)
+{
+    if (c->conf.truncation_lag_ms == 0)
+        return replayed_generation;
+    uint64_t now = repl_copy__now_us();
+    struct repl_copy_replay_mark *m = c->replay_marks;
+    if (replayed_generation > 0 &&
+        (c->n_replay_marks == 0 || m[c->n_replay_marks - 1].generation < replayed_generation)) {
+        if (c->n_replay_marks == REPL_COPY_REPLAY_MARKS) {
+            m[1].generation = m[1].generation > m[0].generation ? m[1].generation : m[0].generation;
+            memmove(m, m + 1, (REPL_COPY_REPLAY_MARKS - 1) * sizeof(*m));
+            c->n_replay_marks--;
+        }
+        m[c->n_replay_marks++] =
+            (struct repl_copy_replay_mark){.generation = replayed_generation, .at_us = now};
+    }
+    uint64_t lag_us = c->conf.truncation_lag_ms * 1000u, below = 0;
+    size_t used = 0;
+    while (used < c->n_replay_marks && m[used].at_us + lag_us <= now)
+        below = m[used++].generation;
+    /* The marks passed are spent: the bound only grows. */
+    if (used > 0 && used < c->n_replay_marks) {
+        memmove(m, m + used - 1, (c->n_replay_marks - used + 1) * sizeof(*m));
+        c->n_replay_marks -= used - 1;
+    }
+    return below;
+}
+
 /* Replays what the role allows. Returns 0 or -1 when the copy is Failed. */
 static int
 replay(struct repl_copy *c)
@@ -393,12 +428,14 @@ replay(struct repl_copy *c)
     }
     struct store_copy_status s;
     store_copy_get_status(c->store, &s);
-    /* What is replayed and checkpointed is no longer needed here. */
-    if (s.replayed_generation > 0) {
-        ret = store_copy_truncate(c->store, s.replayed_generation);
+    /* What is replayed (and checkpointed: the store checks) is no longer needed here, once
+     * the truncation lag has passed since its replay. */
+    uint64_t below = truncation_bound(c, s.replayed_generation);
+    if (below > 0) {
+        ret = store_copy_truncate(c->store, below);
         if (ret < 0)
             log_warn("copy %s: cannot truncate below generation %llu: %s", c->database,
-                     (unsigned long long)s.replayed_generation, tdm_strerror(ret));
+                     (unsigned long long)below, tdm_strerror(ret));
     }
     return 0;
 }

@@ -89,6 +89,15 @@ copy_create(const struct ctl_verb *verb, int argc, char **argv)
             lag = v;
             continue;
         }
+        if ((r = ctl_opt_value(verb, "--truncation-lag", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            char reason[CONFIG_REASON_MAX];
+            if (config_value_number(v, &config_duration_units, 0, REPL_COPY_MAX_REPLAY_LAG_MS, 0,
+                                    &c.truncation_lag_ms, reason) < 0)
+                return ctl_usage_error(verb, "--truncation-lag: %s", reason);
+            continue;
+        }
         if ((r = ctl_opt_value(verb, "--kind", argc, argv, &i, &v)) != 0) {
             if (r != 1)
                 return r;
@@ -365,12 +374,13 @@ copy_resume(const struct ctl_verb *verb, int argc, char **argv)
 const struct ctl_verb ctl_copy_verbs[] = {
     {"create",
      "<dir> --role passive|standby --source NETWORK=ADDRESS:PORT [--source ...] "
-     "[--replay-lag DURATION] [--kind KIND]",
+     "[--replay-lag DURATION] [--truncation-lag DURATION] [--kind KIND]",
      "make <dir> (under a server's <datadir>/db/) a copy of the database of that name",
      "Offline: writes <dir>/copy.conf (docs/replication.md, \"Copies\"). At its next start the\n"
      "server whose datadir holds <dir> runs the copy's agent, which connects to the active's\n"
      "[listen replication] on the first --source network that answers, in the order given,\n"
      "and seeds the copy from generation 1. --replay-lag (standby only, 0s..7d, default 24h).\n"
+     "--truncation-lag: keep generations this long after their replay (0s..7d, default 0s).\n"
      "--kind: the database's kind (default mail). <dir> must be new, empty, or a copy already\n"
      "(its copy.conf is rewritten).\n",
      copy_create},

@@ -73,7 +73,10 @@ def caught_up(tandemctl, a, b):
 
 
 @pytest.fixture
-def pair(tandem_bin, tandemctl, tmp_path):
+def pair(request, tandem_bin, tandemctl, tmp_path):
+    """A with the database and its directory, B with a passive copy of it. Parametrized
+    (indirect) with {"a": ..., "b": ...}: extra config for each, e.g. a [store] section."""
+    extra = getattr(request, "param", {})
     exe = tandem_bin("tandemd")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -83,7 +86,7 @@ def pair(tandem_bin, tandemctl, tmp_path):
     b.directory_endpoint = f"{a.addr}:{a.ports['admin']}"
     b.write_conf(server="b", level="info")
     (a.datadir / "db").mkdir(parents=True)
-    r = tandemctl("db", "create", a.datadir / "db" / DB)
+    r = tandemctl("db", "create", a.datadir / "db" / DB, *extra.get("create", ()))
     assert r.returncode == 0, r.stderr
 
     # Each server makes its own local CA at its first start; then each must trust the other's
@@ -95,7 +98,7 @@ def pair(tandem_bin, tandemctl, tmp_path):
     both = tmp_path / "cas.pem"
     both.write_text(a.ca.read_text() + b.ca.read_text())
     for s in (a, b):
-        s.extra_conf = f"\n[tls]\nca = {both}\n"
+        s.extra_conf = f"\n[tls]\nca = {both}\n" + extra.get(s.name, "")
         s.write_conf(server=s.name, level="info")
 
     ap = a.start()
@@ -369,3 +372,47 @@ def rcpt_ok(s, address):
         return c.rcpt(address)[0] == 250
     finally:
         c.close()
+
+
+def generations(s):
+    """The generation numbers of the copy's log files on s."""
+    return sorted(int(f.name[:-4], 16) for f in (s.datadir / "db" / DB / "log").iterdir()
+                  if f.name.endswith(".log"))
+
+
+SMALL = {"create": ("--generation-size", "65536"),
+         "a": "\n[store]\ngeneration_size = 64K\ncheckpoint_bytes = 64K\n",
+         "b": "\n[store]\ncheckpoint_bytes = 64K\ncheckpoint_interval = 1s\n"}
+
+
+@pytest.mark.parametrize("pair", [SMALL], indirect=True)
+def test_copy_truncates_its_log_after_the_truncation_lag(pair, tandem_bin, tandemctl):
+    """Generations the copy has replayed and checkpointed are deleted (its disk does not grow
+    without bound); with a truncation lag they stay until it has passed."""
+    a, ap, b, bp = pair
+    body = "x" * 8000
+    for i in range(40):
+        deliver(a, "alice@example.test", f"big {i} {body}")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    assert copy_status(tandemctl, b)["copied_generation"] >= 5
+    wait_for(lambda: generations(b)[0] > 1, "B's first generations deleted")
+    assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
+
+    # An hour's truncation lag: from now on nothing goes.
+    b.stop(bp)
+    r = tandemctl("copy", "create", b.datadir / "db" / DB, "--role", "passive",
+                  "--truncation-lag", "1h",
+                  "--source", f"public={a.addr}:{a.ports['replication']}")
+    assert r.returncode == 0, r.stderr
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    kept = generations(b)
+    for i in range(40):
+        deliver(a, "alice@example.test", f"more {i} {body}")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up again")
+    time.sleep(2)  # two of B's checkpoints, after which a lag of 0 would have truncated
+    now = generations(b)
+    assert set(kept) <= set(now), (kept, now)
+    assert now == list(range(kept[0], now[-1] + 1)) and now[-1] >= kept[-1] + 4, now
+    b.stop(bp)

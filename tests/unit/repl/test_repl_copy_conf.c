@@ -69,6 +69,12 @@ test_standby(void **state)
     assert_int_equal(
         parse("role = standby\nreplay_lag = 7d\n[source a]\nendpoint = 10.0.0.1:1\n", &c, &err), 0);
     assert_int_equal(c.replay_lag_ms, 7ull * 24 * 3600 * 1000);
+    assert_int_equal(c.truncation_lag_ms, 0);
+    assert_int_equal(parse("role = passive\ntruncation_lag = 2h\n[source a]\nendpoint = "
+                           "10.0.0.1:1\n",
+                           &c, &err),
+                     0);
+    assert_int_equal(c.truncation_lag_ms, 2ull * 3600 * 1000);
 }
 
 static const struct {
@@ -93,6 +99,8 @@ static const struct {
      "copy.conf:2: key \"replay_lag\""},
     {"role = passive\nrole = passive\n[source a]\nendpoint = 10.0.0.1:1\n",
      "copy.conf:2: key \"role\": given twice"},
+    {"role = passive\ntruncation_lag = 8d\n[source a]\nendpoint = 10.0.0.1:1\n",
+     "copy.conf:2: key \"truncation_lag\""},
     {"role = passive\nkind = Mail\n[source a]\nendpoint = 10.0.0.1:1\n",
      "copy.conf:2: key \"kind\""},
     {"role = passive\nsource = x\n[source a]\nendpoint = 10.0.0.1:1\n",
@@ -161,7 +169,8 @@ test_format_round_trip(void **state)
     (void)state;
     struct repl_copy_conf c, back;
     char *err = NULL;
-    assert_int_equal(parse("role = standby\nreplay_lag = 90m\n[source replication]\nendpoint = "
+    assert_int_equal(parse("role = standby\nreplay_lag = 90m\ntruncation_lag = 1d\n[source "
+                           "replication]\nendpoint = "
                            "127.0.2.1:7433\n[source public]\nendpoint = [2001:db8::1]:7000\n",
                            &c, &err),
                      0);
