@@ -244,14 +244,14 @@ link_connected(struct repl_copy *c, struct repl_copy_link *l)
 {
     l->connected = true;
     if (l->probe) {
-        unsigned from = c->session ? c->session->net : c->used_net;
+        /* The better network answers again: it becomes the session (the change of network is
+         * reported once the active accepts the copy there, on_hello_reply). */
+        log_info("copy %s: network %s answers again; moving back to it", c->database,
+                 c->conf.sources[l->net].network);
         link_free(&c->session);
         c->probe_link = NULL;
         l->probe = false;
         c->session = l;
-        event_emit(TDM_EV_REPL_COPY_NETWORK_CHANGED, c->database,
-                   "copy of %s moves from network %s back to %s, which answers again", c->database,
-                   c->conf.sources[from].network, c->conf.sources[l->net].network);
     }
     c->next_net = l->net;
     struct repl_msg hello;
