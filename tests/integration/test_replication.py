@@ -416,3 +416,47 @@ def test_copy_truncates_its_log_after_the_truncation_lag(pair, tandem_bin, tande
     assert set(kept) <= set(now), (kept, now)
     assert now == list(range(kept[0], now[-1] + 1)) and now[-1] >= kept[-1] + 4, now
     b.stop(bp)
+
+
+@pytest.mark.parametrize("pair", [SMALL], indirect=True)
+def test_standby_replay_lag_and_hold_back(pair, tandemctl):
+    """A standby replays only generations begun more than its replay lag ago, and never the
+    last 50 it holds: with an hour's lag nothing is replayed; with none, all but the last 50."""
+    a, ap, b, bp = pair
+    source = ("--source", f"public={a.addr}:{a.ports['replication']}")
+    b.stop(bp)
+    r = tandemctl("copy", "create", b.datadir / "db" / DB, "--role", "standby",
+                  "--replay-lag", "1h", *source)
+    assert r.returncode == 0, r.stderr
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    body = "y" * 8000
+    i = 0
+    while copy_status(tandemctl, b)["copied_generation"] < 56:
+        for _ in range(20):
+            deliver(a, "alice@example.test", f"m {i} {body}")
+            i += 1
+    wait_for(lambda: caught_up_copy(tandemctl, a, b), "the standby holding all of A's log")
+    c = copy_status(tandemctl, b)
+    assert c["replayed_lsn"] == 0 and c["replay_queue_records"] == c["copied_lsn"], c
+
+    b.stop(bp)
+    r = tandemctl("copy", "create", b.datadir / "db" / DB, "--role", "standby",
+                  "--replay-lag", "0s", *source)
+    assert r.returncode == 0, r.stderr
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    c = wait_for(lambda: (lambda c: c if c["replayed_generation"] > 0 else None)(
+        copy_status(tandemctl, b)), "the standby replaying past its hold-back")
+    top = c["copied_generation"]
+    assert top - 50 - 1 <= c["replayed_generation"] <= top - 50, c
+    assert 0 < c["replayed_lsn"] < c["copied_lsn"]
+    b.stop(bp)
+
+
+def caught_up_copy(tandemctl, a, b):
+    """The copy holds all A has durable (replay aside)."""
+    c = copy_status(tandemctl, b)
+    return c if c["copied_lsn"] == active_lsn(a) and c["copy_queue_bytes"] == 0 else None
