@@ -87,6 +87,10 @@ repl_copy__publish(struct repl_copy *c)
     /* Copy queue: from the copy's durable position to the active's. A position at offset 0
      * holds nothing of its generation. */
     uint64_t sg = st->source_generation, se = st->source_durable_end;
+    /* In file mode the active's open generation does not ship yet, so it is not queued (as
+     * Exchange's copy queue leaves out E00.log). */
+    if (st->mode == REPL_MODE_FILE)
+        se = 0;
     uint64_t cg = st->copied_generation ? st->copied_generation : 1, co = st->copied_offset;
     if (sg == 0 || cg > sg || (cg == sg && co >= se)) {
         st->copy_queue_generations = 0;

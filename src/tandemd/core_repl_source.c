@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,36 @@ verify(void *ctx, const char *server, const char *key, size_t key_len,
     }
 }
 
+/*
+ * The mode database name is served in: its `database` object's `replication` in this server's
+ * own directory, read at start (a change takes effect at the next). Block when there is no
+ * local directory or no such object or attribute; `sync` is served as block (the active does
+ * not wait for copies yet), with a warning.
+ */
+static uint16_t
+db_mode(const char *name)
+{
+    struct store *dir = tandemd__core_db_find(DIR_DB_KIND, strlen(DIR_DB_KIND));
+    MDB_txn *txn;
+    if (!dir || store_read_begin(dir, &txn) < 0)
+        return REPL_MODE_BLOCK;
+    uint16_t mode = REPL_MODE_BLOCK;
+    struct dir_object o;
+    if (dir_object_get(store_handler_state(dir), txn, DIR_KIND_DATABASE, name, &o) == 0) {
+        json_t *attrs = json_loads(o.attrs, 0, NULL);
+        const char *m = json_string_value(json_object_get(attrs, "replication"));
+        if (m && !strcmp(m, "file"))
+            mode = REPL_MODE_FILE;
+        else if (m && !strcmp(m, "sync"))
+            log_warn("database %s: replication mode sync is not built yet; served as block",
+                     name);
+        json_decref(attrs);
+        dir_object_clear(&o);
+    }
+    mdb_txn_abort(txn);
+    return mode;
+}
+
 void
 tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config *cfg,
                                 int listen_fd)
@@ -206,9 +237,8 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
         const char *name, *kind;
         struct store *store;
         tandemd__core_db_get(i, &name, &kind, &store);
-        /* Block mode for every database until the directory's database.replication reaches
-         * the core (docs/decisions.md); a database that did not mount answers not-active. */
-        ret = repl_source_add_database(source, name, store, REPL_MODE_BLOCK);
+        /* A database that did not mount answers not-active. */
+        ret = repl_source_add_database(source, name, store, db_mode(name));
         if (ret < 0)
             log_error("database %s not served to copies: %s", name, tdm_strerror(ret));
     }

@@ -460,3 +460,25 @@ def caught_up_copy(tandemctl, a, b):
     """The copy holds all A has durable (replay aside)."""
     c = copy_status(tandemctl, b)
     return c if c["copied_lsn"] == active_lsn(a) and c["copy_queue_bytes"] == 0 else None
+
+
+def test_file_mode_from_the_directory(pair, tandemctl):
+    """The database object's replication attribute picks the mode (read by the active at
+    start): in file mode only closed generations ship, so a record in the open one waits."""
+    a, ap, b, bp = pair
+    r = a.api("PUT", f"/v1/objects/database/{DB}", {"attrs": {"replication": "file"}})
+    assert r.status in (200, 201), r
+    a.stop(ap)
+    ap = a.start()
+    a.started(ap)
+    a.wait_api()
+    c = wait_for(lambda: (lambda c: c if c["state"] == "Healthy" and c["mode"] == "file" else None)(
+        copy_status(tandemctl, b)), "B shipping in file mode")
+    before = c["copied_lsn"]
+    deliver(a, "alice@example.test", "in the open generation")
+    assert active_lsn(a) > before
+    time.sleep(2)  # two POSITION heartbeats: block mode would have shipped it by now
+    c = copy_status(tandemctl, b)
+    # Not shipped, and not queued either: the open generation is not part of the copy queue.
+    assert c["copied_lsn"] == before and c["copy_queue_generations"] == 0, c
+    b.stop(bp)
