@@ -184,8 +184,7 @@ db_mode(const char *name)
         if (m && !strcmp(m, "file"))
             mode = REPL_MODE_FILE;
         else if (m && !strcmp(m, "sync"))
-            log_warn("database %s: replication mode sync is not built yet; served as block",
-                     name);
+            log_warn("database %s: replication mode sync is not built yet; served as block", name);
         json_decref(attrs);
         dir_object_clear(&o);
     }
