@@ -46,8 +46,16 @@ struct link_req {
     void *ctx;
 };
 
+#define SUB_NONE SIZE_MAX
+
+/* A subscription, kept to be sent again after a reconnect. The subscriptions are an array
+ * (for that resend) chained into a hash table by index: an IMAP worker holds one per folder
+ * its sessions selected, 10,000 and more, and a linear search made each SELECT of a new
+ * folder cost a scan of them all. */
 struct link_sub {
-    char *database, *mailbox, *folder;
+    char *database, *mailbox, *folder; /* one allocation, from database */
+    uint32_t hash;
+    size_t next; /* the next index on its hash chain, or SUB_NONE */
 };
 
 struct core_link {
@@ -63,7 +71,9 @@ struct core_link {
     struct link_req *reqs; /* in flight, newest first */
     size_t n_reqs;
     struct link_sub *subs;
-    size_t n_subs;
+    size_t n_subs, cap_subs;
+    size_t *buckets; /* chain heads: indexes into subs, or SUB_NONE */
+    size_t n_buckets;
     core_link_changed_cb *changed_cb;
     void *changed_ctx;
     core_link_changed_cb *folder_cb;
@@ -79,12 +89,10 @@ static void link_connect(struct core_link *link);
 static void
 link_destroy(struct core_link *link)
 {
-    for (size_t i = 0; i < link->n_subs; i++) {
+    for (size_t i = 0; i < link->n_subs; i++)
         free(link->subs[i].database);
-        free(link->subs[i].mailbox);
-        free(link->subs[i].folder);
-    }
     free(link->subs);
+    free(link->buckets);
     if (link->timer)
         event_free(link->timer);
     free(link);
@@ -485,15 +493,67 @@ core_link_set_ready_cb(struct core_link *link, core_link_ready_cb *cb, void *ctx
     link->ready_ctx = ctx;
 }
 
-static ssize_t
-sub_find(const struct core_link *link, const char *database, const char *mailbox,
+static uint32_t
+sub_hash(const char *database, const char *mailbox, const char *folder)
+{
+    uint32_t h = 2166136261u; /* FNV-1a; the NULs keep ("ab","c") apart from ("a","bc") */
+    const char *parts[] = {database, mailbox, folder};
+    for (size_t i = 0; i < 3; i++) {
+        for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++)
+            h = (h ^ *p) * 16777619u;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* The chain link that holds the matching subscription's index, or the SUB_NONE ending its
+ * chain; NULL before the first subscription. */
+static size_t *
+sub_slot(struct core_link *link, uint32_t hash, const char *database, const char *mailbox,
          const char *folder)
 {
-    for (size_t i = 0; i < link->n_subs; i++)
-        if (!strcmp(link->subs[i].database, database) && !strcmp(link->subs[i].mailbox, mailbox) &&
-            !strcmp(link->subs[i].folder, folder))
-            return (ssize_t)i;
-    return -1;
+    if (link->n_buckets == 0)
+        return NULL;
+    size_t *p = &link->buckets[hash % link->n_buckets];
+    while (*p != SUB_NONE) {
+        const struct link_sub *x = &link->subs[*p];
+        if (x->hash == hash && !strcmp(x->database, database) && !strcmp(x->mailbox, mailbox) &&
+            !strcmp(x->folder, folder))
+            break;
+        p = &link->subs[*p].next;
+    }
+    return p;
+}
+
+/* Room for one more subscription in the array and the table. Returns 0 or -ENOMEM, with
+ * nothing changed. */
+static int
+sub_reserve(struct core_link *link)
+{
+    if (link->n_subs == link->cap_subs) {
+        size_t cap = link->cap_subs ? link->cap_subs * 2 : 16;
+        struct link_sub *grown = realloc(link->subs, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        link->subs = grown;
+        link->cap_subs = cap;
+    }
+    if (link->n_subs < link->n_buckets)
+        return 0;
+    size_t n = link->n_buckets ? link->n_buckets * 2 : 64;
+    size_t *b = malloc(n * sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        b[i] = SUB_NONE;
+    for (size_t i = 0; i < link->n_subs; i++) {
+        link->subs[i].next = b[link->subs[i].hash % n];
+        b[link->subs[i].hash % n] = i;
+    }
+    free(link->buckets);
+    link->buckets = b;
+    link->n_buckets = n;
+    return 0;
 }
 
 /* Checks and, when connected, sends (UN)SUBSCRIBE. */
@@ -518,25 +578,25 @@ core_link_subscribe(struct core_link *link, const char *database, const char *ma
 {
     if (!folder)
         folder = "";
-    if (sub_find(link, database, mailbox, folder) >= 0)
+    uint32_t hash = sub_hash(database, mailbox, folder);
+    size_t *slot = sub_slot(link, hash, database, mailbox, folder);
+    if (slot && *slot != SUB_NONE)
         return 0;
     /* Remembered before it is sent, so an allocation failure never leaves the core with a
      * subscription the link would not renew after a reconnect. */
-    struct link_sub *grown = realloc(link->subs, (link->n_subs + 1) * sizeof(*grown));
-    if (!grown)
-        return -ENOMEM;
-    link->subs = grown;
-    struct link_sub s = {strdup(database), strdup(mailbox), strdup(folder)};
-    int ret = s.database && s.mailbox && s.folder
-                  ? send_sub(link, TDM_IPC_SUBSCRIBE, database, mailbox, folder)
-                  : -ENOMEM;
+    size_t ld = strlen(database) + 1, lm = strlen(mailbox) + 1, lf = strlen(folder) + 1;
+    char *names = malloc(ld + lm + lf);
+    int ret = names ? sub_reserve(link) : -ENOMEM;
+    if (ret == 0)
+        ret = send_sub(link, TDM_IPC_SUBSCRIBE, database, mailbox, folder);
     if (ret < 0) {
-        free(s.database);
-        free(s.mailbox);
-        free(s.folder);
+        free(names);
         return ret;
     }
-    link->subs[link->n_subs++] = s;
+    size_t i = link->n_subs++, b = hash % link->n_buckets;
+    link->subs[i] = (struct link_sub){memcpy(names, database, ld), memcpy(names + ld, mailbox, lm),
+                                      memcpy(names + ld + lm, folder, lf), hash, link->buckets[b]};
+    link->buckets[b] = i;
     return 0;
 }
 
@@ -546,13 +606,19 @@ core_link_unsubscribe(struct core_link *link, const char *database, const char *
 {
     if (!folder)
         folder = "";
-    ssize_t at = sub_find(link, database, mailbox, folder);
     int ret = send_sub(link, TDM_IPC_UNSUBSCRIBE, database, mailbox, folder);
-    if (ret < 0 || at < 0)
+    size_t *slot = sub_slot(link, sub_hash(database, mailbox, folder), database, mailbox, folder);
+    if (ret < 0 || !slot || *slot == SUB_NONE)
         return ret;
+    size_t at = *slot, last = --link->n_subs;
+    *slot = link->subs[at].next; /* off its chain */
     free(link->subs[at].database);
-    free(link->subs[at].mailbox);
-    free(link->subs[at].folder);
-    link->subs[at] = link->subs[--link->n_subs];
+    if (at != last) { /* the last fills the hole: its chain now says at */
+        size_t *p = &link->buckets[link->subs[last].hash % link->n_buckets];
+        while (*p != last)
+            p = &link->subs[*p].next;
+        *p = at;
+        link->subs[at] = link->subs[last];
+    }
     return 0;
 }

@@ -44,9 +44,22 @@ struct fake {
     uint32_t held_ids[16];
     size_t n_held;
     char last_sub[300];
+    uint64_t sub_sum; /* the sum of name_sum() over every SUBSCRIBE received */
 };
 
 static struct fake fk;
+
+/* A hash of "database/mailbox/folder", summed over subscriptions: equal sums say (with
+ * overwhelming likelihood) that the same set was sent. */
+static uint64_t
+name_sum(const char *name)
+{
+    uint64_t h = 1469598103934665603u;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    return h;
+}
+
 static char scratch[64];
 
 static void
@@ -106,6 +119,8 @@ fake_handle(const struct ipc_msg *m)
                  (int)m->u.subscribe.database.len, m->u.subscribe.database.ptr,
                  (int)m->u.subscribe.mailbox.len, m->u.subscribe.mailbox.ptr,
                  (int)m->u.subscribe.folder.len, m->u.subscribe.folder.ptr);
+        if (m->type == TDM_IPC_SUBSCRIBE)
+            fk.sub_sum += name_sum(fk.last_sub);
         return;
     case TDM_IPC_STATUS_REQUEST: {
         fk.status_requests++;
@@ -462,6 +477,48 @@ test_drop_and_reconnect(void **state)
     assert_int_equal(fk.subscribes, 2); /* not renewed after UNSUBSCRIBE */
 }
 
+/* Thousands of subscriptions, some repeated, a third taken back (and one never held), before
+ * the core is there: exactly the ones still held are sent once it is, and again after a
+ * drop. */
+static void
+test_many_subscriptions_renewed(void **state)
+{
+    (void)state;
+    fake_listen();
+    /* Not ready until the loop has run the HELLO exchange. */
+    assert_int_equal(core_link_new(fk.base, fk.path, TDM_IPC_WORKER_IMAP, &the_link), 0);
+    assert_false(core_link_ready(the_link));
+    uint64_t want = 0;
+    unsigned held = 0;
+    char mailbox[32], name[64];
+    for (unsigned i = 0; i < 3000; i++) {
+        snprintf(mailbox, sizeof(mailbox), "user%u", i);
+        assert_int_equal(core_link_subscribe(the_link, "db", mailbox, "INBOX"), 0);
+        assert_int_equal(core_link_subscribe(the_link, "db", mailbox, "INBOX"), 0);
+    }
+    for (unsigned i = 0; i < 3000; i++) {
+        snprintf(mailbox, sizeof(mailbox), "user%u", i);
+        if (i % 3 == 1) {
+            assert_int_equal(core_link_unsubscribe(the_link, "db", mailbox, "INBOX"), 0);
+            continue;
+        }
+        snprintf(name, sizeof(name), "db/%s/INBOX", mailbox);
+        want += name_sum(name);
+        held++;
+    }
+    assert_int_equal(core_link_unsubscribe(the_link, "db", "nobody", "INBOX"), 0);
+    assert_true(run_until(link_ready));
+    run_for(50);
+    assert_int_equal(fk.subscribes, held);
+    assert_true(fk.sub_sum == want);
+    fake_drop();
+    assert_true(run_until(link_not_ready));
+    assert_true(run_until(link_ready));
+    run_for(50);
+    assert_int_equal(fk.subscribes, 2 * held);
+    assert_true(fk.sub_sum == 2 * want);
+}
+
 static unsigned limit_calls;
 static void
 count_cb(void *ctx, int status, const struct ipc_msg *reply)
@@ -761,6 +818,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_hello_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hello_version_not_offered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_changed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_subscriptions_renewed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_cb, setup, teardown),
     };
