@@ -336,13 +336,13 @@ def trio(tandem_bin, tandemctl, tmp_path):
         s.started(p)
         wait_status(s)
         procs.append(p)
-    yield d, a, b, procs[1]
+    yield d, a, b, procs
     for s in (b, a, d):
         s.kill_all()
 
 
 def test_active_without_the_directory_asks_it(trio, tandem_bin, tandemctl):
-    d, a, b, bp = trio
+    d, a, b, (ap, bp) = trio
     wait_for(lambda: copy_status(tandemctl, b)["state"] in ("Seeding", "Healthy"),
              "B admitted by A, which asked D about B's key")
     # LMTP on A finds alice on D; her mail reaches B.
@@ -362,6 +362,7 @@ def test_active_without_the_directory_asks_it(trio, tandem_bin, tandemctl):
         copy_status(tandemctl, b)), "B refused by A")
     assert "credentials" in c["message"], c
     b.stop(bp)
+    a.stop(ap)  # the core's own directory client goes cleanly too
 
 
 def rcpt_ok(s, address):
