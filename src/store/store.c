@@ -191,10 +191,12 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
     s->log_count++;
     s->inflight++;
     s->commits++;
-    /* Wake the log workers for the first record, and when the last one a worker waits for
-     * arrives. All of them: one waits for its turn, another for a fuller batch. */
-    if (s->log_count == 1 || s->log_count >= s->inflight ||
-        (s->batch_want && s->log_count >= s->batch_want))
+    /* Wake the log workers only when one can act: for the first record while no worker has
+     * the writer's turn (giving the turn up wakes them too), and when the last record a worker
+     * waits for (a fuller batch) arrives. A wake per commit would rouse the idle worker 64
+     * times a batch at 64 committers, for nothing while the other one has the turn. */
+    if ((s->log_count == 1 && !s->log_writing) ||
+        (s->batch_want && (s->log_count >= s->inflight || s->log_count >= s->batch_want)))
         pthread_cond_broadcast(&s->log_wake);
     pthread_mutex_unlock(&s->lock);
     return 0;
