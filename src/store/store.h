@@ -185,11 +185,12 @@ int store_log_extent(struct store *store, uint64_t generation, struct store_log_
  * Returns 0, TDM_ENOTFOUND as store_log_extent(), or -errno. */
 int store_log_open_generation(struct store *store, uint64_t generation, int *fd_r);
 
-/* Called on the log thread after every fdatasync of the current generation (a batch of
+/* Called on a log worker after every fdatasync of the current generation (a batch of
  * records, or its END at a roll), with the new durable position: bytes [0, durable_end) of
- * generation are durable, and durable_lsn is the last durable data record. Keep it short
- * (the core writes to an eventfd); it may call store_log_extent(), never
- * store_set_durable_hook() (deadlock). */
+ * generation are durable, and durable_lsn is the last durable data record. Calls come one at a
+ * time and in log order (positions never go back), from either of the store's log workers.
+ * Keep it short (the core writes to an eventfd), and it holds up the next batch's completion;
+ * it may call store_log_extent(), never store_set_durable_hook() (deadlock). */
 typedef void store_durable_cb(void *ctx, uint64_t generation, uint64_t durable_end,
                               uint64_t durable_lsn);
 /* Sets (or with cb NULL clears) the hook. Any thread; after it returns, the old hook is no
