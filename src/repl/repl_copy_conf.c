@@ -281,6 +281,7 @@ repl_copy_conf_write(const char *dbdir, const struct repl_copy_conf *conf, char 
         goto out;
     }
     const char *step = "create";
+    bool renamed = false; /* after the rename, tmp is the file itself: never unlink it */
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         goto sys;
@@ -303,6 +304,7 @@ repl_copy_conf_write(const char *dbdir, const struct repl_copy_conf *conf, char 
     step = "rename";
     if (rename(tmp, path) < 0)
         goto sys;
+    renamed = true;
     /* The rename is durable only once the directory is. */
     step = "fsync the directory of";
     fd = open(dbdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -313,7 +315,7 @@ sys:
     ret = -errno;
     if (asprintf(error_r, "cannot %s %s: %s", step, path, strerror(errno)) < 0)
         *error_r = NULL;
-    if (strcmp(step, "fsync the directory of") != 0)
+    if (!renamed)
         unlink(tmp);
 out:
     if (fd >= 0)
