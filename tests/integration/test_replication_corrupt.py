@@ -2,7 +2,8 @@
 a proxy that corrupts LOG_DATA chunks (corrupt_proxy.py: TLS terminated on both sides, one
 log byte flipped, the replication frame's CRC32C made right again, so only the copy's log
 inspection can tell) rejects each damaged range, asks for it again, recovers by itself from
-fewer than three failures in a row, and is Failed with a clear message at the third."""
+fewer than three failures in a row, and is Failed with a clear message at the third; with
+the path clean again, `tandemctl copy resume` brings it back, as nothing damaged was kept."""
 import secrets
 import ssl
 import time
@@ -128,4 +129,13 @@ def test_damaged_log_is_rejected_retried_and_fails_the_copy_at_the_third(
     time.sleep(2)  # a Disconnected copy would have tried again within 0.5 s
     assert proxy.connections == sessions
     assert copy_status(tandemctl, b)["state"] == "Failed"
+
+    # Nothing damaged was kept, so once the path is clean again an operator's resume (which
+    # retries a Failed copy) is enough: it asks again from its own position and catches up.
+    proxy.corrupt = 0
+    r = tandemctl("copy", "resume", DB, "--socket", b.admin_socket)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up after resume")
+    assert len(proxy.corrupted) == before + 3
+    assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
     b.stop(bp)
