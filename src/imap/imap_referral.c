@@ -13,6 +13,8 @@
  * STARTTLS port, even for a client that came over implicit TLS: RFC 5092 defines no other
  * scheme, and every tandem IMAP port offers STARTTLS (docs/decisions.md).
  *
+ * A database this server holds only as a copy (copy.conf) is not served here either.
+ *
  * No referral when the directory gives no route (no database object, no cms, no address) or
  * when the route leads back to this server (one of its own addresses): RFC 2221 3 says a
  * server SHOULD NOT refer to one that would refer again, and a database missing from its own
@@ -35,9 +37,11 @@
 bool
 imap__served_here(struct imap_session *s, const char *database)
 {
-    /* Readable under <datadir>/db/ is what the core mounts today. Once passive copies live
-     * there too, this must ask which copy is active (the core's DB_STATUS). */
-    return store_readers_get(s->srv->dbs, database) != NULL;
+    /* Readable under <datadir>/db/ and not a copy is what the core mounts as active. A copy
+     * is readable too, but its view lags the active's and nothing can be committed to it, so
+     * its users are referred to the cms that holds the active (docs/replication.md). */
+    return !store_readers_is_copy(s->srv->dbs, database) &&
+           store_readers_get(s->srv->dbs, database) != NULL;
 }
 
 static bool

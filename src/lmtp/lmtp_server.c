@@ -90,6 +90,9 @@ static const struct smtp_verdict v_try_later = {451, "4.3.0", "Temporary failure
 static const struct smtp_verdict v_not_here = {
     451, "4.3.0", "The mailbox database is not available on this server now; try again later"};
 
+static const struct smtp_verdict v_copy_only = {
+    451, "4.3.0", "This server holds only a copy of the mailbox database; try again later"};
+
 static void lc_maybe_free(struct lmtp_conn *lc);
 
 /* ---- Output ---- */
@@ -156,6 +159,14 @@ rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
         v = (struct smtp_verdict){550, "5.1.1", "The user has no mailbox"};
     } else if (r->status == DIR_RCPT_DISABLED) {
         v = (struct smtp_verdict){550, "5.2.1", "Mailbox disabled"};
+    }
+    if (v.code == 250 && store_readers_is_copy(lc->srv->dbs, r->database)) {
+        /* A mailbox server's LMTP delivers, never relays: mail for a database held here only
+         * as a copy goes back to the transport role, which retries towards the active. */
+        log_warn("lmtp: %s: recipient %s refused with 451: its database %s is only a copy on "
+                 "this server, the active is elsewhere",
+                 conn_peer(lc->conn), r->user, r->database);
+        v = v_copy_only;
     }
     if (v.code == 250) {
         if (lc->n_rcpts >= LMTP_MAX_RCPTS)

@@ -27,12 +27,13 @@
 
 #include "lib/config.h"
 #include "store/store.h"
+#include "store/store_copy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define REPL_COPY_CONF_NAME "copy.conf"
+#define REPL_COPY_CONF_NAME STORE_COPY_MARKER /* what makes a directory a copy */
 #define REPL_COPY_MAX_SOURCES TDM_CONFIG_MAX_NETWORKS
 #define REPL_COPY_MAX_REPLAY_LAG_MS (7ull * 24 * 3600 * 1000)
 #define REPL_COPY_DEFAULT_STANDBY_LAG_MS (24ull * 3600 * 1000)

@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1118,4 +1119,17 @@ store_copy_truncate(struct store_copy *c, uint64_t below_generation)
     if (ret < 0 || dret < 0)
         return copy_fail(c, ret < 0 ? ret : dret, "truncating the copy's log");
     return 0;
+}
+
+int
+store_is_copy(const char *dbdir)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/%s", dbdir, STORE_COPY_MARKER);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return -ENAMETOOLONG;
+    struct stat st;
+    if (lstat(path, &st) == 0)
+        return 1;
+    return errno == ENOENT ? 0 : -errno;
 }

@@ -27,6 +27,17 @@
 
 struct store_copy;
 
+/* The marker file of a copy: <datadir>/db/<name>/copy.conf (its contents: repl_copy_conf.h). */
+#define STORE_COPY_MARKER "copy.conf"
+
+/*
+ * Whether the database directory dbdir is a copy (holds STORE_COPY_MARKER): a copy is never
+ * mounted as active, served to clients or written through the core. Returns 1 (a copy), 0 (not
+ * one), or -errno when it cannot tell; callers treat that as a copy, the side that never
+ * serves or writes a database that may not be the active one.
+ */
+int store_is_copy(const char *dbdir);
+
 /* Where the next shipped byte goes. offset 0: generation is not started here yet (the next
  * range must begin it with its header block). lsn: the last data record received; epoch: the
  * epoch of the last generation received (0 before any). */

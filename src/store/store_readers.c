@@ -1,6 +1,8 @@
 /* A worker's readers of mail databases (store_readers.h). */
 #include "store/store_readers.h"
 
+#include "store/store_copy.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +61,8 @@ store_readers_get(struct store_readers *s, const char *name)
         return NULL;
     struct store_reader *r = NULL;
     const char *why = NULL;
-    if (access(path, F_OK) != 0 || store_reader_open(path, NULL, &r, &why) < 0) {
+    if (access(path, F_OK) != 0 || store_is_copy(path) != 0 ||
+        store_reader_open(path, NULL, &r, &why) < 0) {
         free(path);
         return NULL;
     }
@@ -71,4 +74,18 @@ store_readers_get(struct store_readers *s, const char *name)
     }
     s->entries[s->n++] = (struct entry){copy, r};
     return r;
+}
+
+/* A name that could not be under db/ is no copy: there is no such database here at all. */
+bool
+store_readers_is_copy(struct store_readers *s, const char *name)
+{
+    if (!name[0] || strchr(name, '/') || name[0] == '.')
+        return false;
+    char *path;
+    if (asprintf(&path, "%s/db/%s", s->datadir, name) < 0)
+        return true;
+    int ret = store_is_copy(path);
+    free(path);
+    return ret != 0;
 }

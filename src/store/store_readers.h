@@ -9,6 +9,8 @@
 
 #include "store/store_reader.h"
 
+#include <stdbool.h>
+
 #define STORE_READERS_MAX 64u
 
 struct store_readers;
@@ -18,7 +20,13 @@ int store_readers_new(const char *datadir, struct store_readers **set_r);
 void store_readers_free(struct store_readers **set);
 
 /* The reader of mail database name, or NULL when there is no such database on this server
- * (or it cannot be read now: a later call tries again), or the set is full. */
+ * (or it cannot be read now: a later call tries again), or the set is full. A copy
+ * (store_is_copy) is never opened: it is not this server's to serve. */
 struct store_reader *store_readers_get(struct store_readers *set, const char *name);
+
+/* Whether this server holds database name only as a copy (store_is_copy: an error counts as
+ * a copy). Asks the file system each time, since a copy can be activated, and an active
+ * become a copy, while a worker runs; a reader already open stays open. */
+bool store_readers_is_copy(struct store_readers *set, const char *name);
 
 #endif
