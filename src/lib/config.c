@@ -178,6 +178,13 @@ static const struct key_spec imap_keys[] = {
       idle_keepalive_ms),
     {0}};
 
+/* The protocol has a copy ACK at least every 5 s (docs/formats/replication.md), so a limit
+ * below 6 s would close copies that follow it; 30 s is the protocol's own. */
+static const struct key_spec replication_keys[] = {
+    K("silence_timeout", KT_DURATION, false, "30s", 6 * SEC, HOUR, 0, NULL,
+      struct tdm_config_replication, silence_timeout_ms),
+    {0}};
+
 static int listen_finish(struct loader *ld, const struct opened *o);
 static int tls_finish(struct loader *ld, const struct opened *o);
 
@@ -192,6 +199,7 @@ static const struct section_spec sections[] = {
     {"tls", false, 1, tls_keys, offsetof(struct tdm_config, tls), tls_finish},
     {"smtp", false, 1, smtp_keys, offsetof(struct tdm_config, smtp), NULL},
     {"imap", false, 1, imap_keys, offsetof(struct tdm_config, imap), NULL},
+    {"replication", false, 1, replication_keys, offsetof(struct tdm_config, replication), NULL},
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -846,6 +854,8 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[6], &cfg->smtp);
     fputs("\n[imap]\n", out);
     dump_keys(out, &sections[7], &cfg->imap);
+    fputs("\n[replication]\n", out);
+    dump_keys(out, &sections[8], &cfg->replication);
     if (fflush(out) != 0)
         return -errno;
     return ferror(out) ? -EIO : 0;

@@ -108,6 +108,11 @@ struct tdm_config_imap {
     uint64_t idle_keepalive_ms;  /* "* OK Still here" this often during IDLE; 0 = never */
 };
 
+/* [replication]: the source that serves this server's active databases to their copies. */
+struct tdm_config_replication {
+    uint64_t silence_timeout_ms; /* close a copy's connection that sent nothing this long */
+};
+
 /* [log] */
 struct tdm_config_log {
     enum log_level level;
@@ -142,6 +147,7 @@ struct tdm_config {
     struct tdm_config_tls tls;
     struct tdm_config_smtp smtp;
     struct tdm_config_imap imap;
+    struct tdm_config_replication replication;
 };
 
 /*

@@ -30,6 +30,10 @@ struct repl_copy_replay_mark {
 };
 #define REPL_COPY_REPLAY_MARKS 256
 
+/* An idle session still ACKs this often: the protocol wants one at least every 5 s, and the
+ * agent's tick runs every second, so once per tick without other ACKs keeps well inside it. */
+#define REPL_COPY_ACK_IDLE_MS 1000u
+
 /* One connection to the active: the session in use, or a probe of a better network. */
 struct repl_copy_link {
     struct repl_copy *copy;
@@ -78,6 +82,7 @@ struct repl_copy {
     uint64_t bytes_at_tick;
     struct repl_copy_replay_mark replay_marks[REPL_COPY_REPLAY_MARKS];
     size_t n_replay_marks;
+    uint64_t last_ack_us; /* when the last ACK was queued on the session */
 };
 
 /* ---- repl_copy.c ---- */
@@ -118,7 +123,8 @@ int repl_copy__on_message(struct repl_copy *c, struct repl_copy_link *link,
                           const struct repl_msg *msg);
 /* After a batch of messages: sync what was received, replay, ACK. */
 void repl_copy__flush(struct repl_copy *c, struct repl_copy_link *link);
-/* Replays what the limits allow now (a standby's lag passes with time) and ACKs on change. */
+/* Replays what the limits allow now (a standby's lag passes with time) and ACKs on change, or
+ * when no ACK went out for REPL_COPY_ACK_IDLE_MS (the source closes a silent copy). */
 void repl_copy__replay_tick(struct repl_copy *c);
 /* Opens the copy if it exists (at thread start). 0, -ENOENT (not seeded yet) or an error
  * (the copy is then Failed). */

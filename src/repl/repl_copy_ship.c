@@ -372,6 +372,7 @@ send_ack(struct repl_copy *c, struct repl_copy_link *l)
         repl_copy__reconnect(c);
         return -1;
     }
+    c->last_ack_us = repl_copy__now_us();
     return 0;
 }
 
@@ -487,7 +488,10 @@ repl_copy__replay_tick(struct repl_copy *c)
     if (replay(c) < 0)
         return;
     repl_copy__publish(c);
-    if (c->st.replayed_lsn != before && c->session && c->session->hello_done &&
+    /* An idle pair must still be heard: the source closes a copy silent for its
+     * silence_timeout (30 s by default), which would make an idle copy reconnect forever. */
+    bool idle = repl_copy__now_us() - c->last_ack_us >= REPL_COPY_ACK_IDLE_MS * 1000u;
+    if ((c->st.replayed_lsn != before || idle) && c->session && c->session->hello_done &&
         send_ack(c, c->session) < 0)
         return;
     check_caught_up(c);

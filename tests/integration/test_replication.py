@@ -483,3 +483,19 @@ def test_file_mode_from_the_directory(pair, tandemctl):
     # Not shipped, and not queued either: the open generation is not part of the copy queue.
     assert c["copied_lsn"] == before and c["copy_queue_generations"] == 0, c
     b.stop(bp)
+
+
+@pytest.mark.parametrize("pair", [{"a": "\n[replication]\nsilence_timeout = 6s\n"}],
+                         indirect=True)
+def test_idle_copy_stays_connected(pair, tandemctl):
+    """An idle copy still ACKs (at least every 5 s), so the source, which closes a copy silent
+    for its silence_timeout, keeps it: one session, no disconnection, no reconnection."""
+    a, ap, b, bp = pair
+    deliver(a, "alice@example.test", "then nothing")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    time.sleep(9)  # past A's 6 s silence limit, with nothing to ship
+    names = [e["name"] for e in a.event_lines() if e["subject"] == DB]
+    assert "repl.source_copy_disconnected" not in names, names
+    assert names.count("repl.source_copy_connected") == 1, names
+    assert caught_up(tandemctl, a, b)
+    b.stop(bp)

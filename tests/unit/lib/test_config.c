@@ -136,6 +136,9 @@ static const struct good goods[] = {
      "max_per_address = 50\nmax_login_failures = 3\n"},
     {BASE "[imap]\nidle_keepalive = 0s\n", "idle_keepalive = 0s\n"},
     {BASE "[imap]\nidle_keepalive = 90s\n", "idle_keepalive = 90s\n"},
+    /* [replication]: how long a copy may stay silent */
+    {BASE, "[replication]\nsilence_timeout = 30s\n"},
+    {BASE "[replication]\nsilence_timeout = 6s\n", "silence_timeout = 6s\n"},
     /* syntax: comments, spacing, quotes and escapes */
     {"# only a comment\n\n   \t\n" BASE, "site = dc1\n"},
     {BASE "[log]   # trailing comment\n\tlevel\t=\tdebug\t# why\n", "level = debug\n"},
@@ -301,6 +304,7 @@ static const struct bad bads[] = {
     {BASE "[imap]\nmax_logins = 3\n", 10, "max_logins", "unknown key in [imap]", E},
     {BASE "[imap]\nidle_keepalive = 30m\n", 10, "idle_keepalive", "out of range 0s..29m", E},
     {BASE "[imap]\nidle_keepalive = 2\n", 10, "idle_keepalive", "needs a unit", E},
+    {BASE "[replication]\nsilence_timeout = 5s\n", 10, "silence_timeout", "out of range 6s..1h", E},
     /* [smtp] */
     {BASE "[smtp]\ndomains = example.test, -bad.test\n", 10, "domains", "is not a domain name", E},
     {BASE "[smtp]\ndomains = a..b\n", 10, "domains", "is not a domain name", E},
