@@ -9,7 +9,9 @@
  * and with MESSAGE_APPEND records of the same size (the whole mail path: decode check, SHA-256,
  * single-instance body and message rows in LMDB, checkpoints). Each row's peer is a plain loop
  * of pwrite + fdatasync on a zero-written preallocated file writing N frames per sync: what a
- * perfect group commit of N committers could reach on this disk. The ratio is tandem/raw.
+ * perfect group commit of N committers could reach on this disk with one sync at a time. The
+ * ratio is tandem/raw. A second peer, raw2, runs two such loops of N/2 frames at once: the
+ * limit for two syncs in flight, which tandem's two log workers may use (ratio2).
  *
  * Replay rows: a child process commits a fixed amount of log and exits with _exit() (no
  * close); the parent puts back the empty data.mdb copied right after create, so every record
@@ -228,6 +230,71 @@ raw_slice(size_t payload, unsigned batch, double seconds, struct tally *t)
     } while (now - t0 < seconds);
     free(buf);
     return tally_add(t, recs, syncs, now - t0);
+}
+
+/*
+ * The raw limit with two syncs in flight, the peer of tandem's two log workers: two threads,
+ * each a plain pwrite + fdatasync loop of half the batch (n/2 and n - n/2 frames) into its own
+ * half of the raw file. Each thread's sync starts after its own write, as each log worker's
+ * does; the block layer may merge the two threads' cache flushes, which is what a disk with
+ * one sync in flight at a time cannot show. With n = 1 it is the plain loop.
+ */
+struct raw2_half {
+    size_t frame;
+    unsigned batch;
+    double seconds;
+    size_t base, off; /* its half of the file, and where it writes next within it */
+    uint64_t recs, syncs;
+};
+
+static void *
+raw2_thread(void *arg)
+{
+    struct raw2_half *h = arg;
+    size_t blen = h->frame * h->batch, half = RAW_FILE_SIZE / 2;
+    uint8_t *buf = malloc(blen);
+    if (!buf)
+        die("%s", "out of memory", 0);
+    fill_random(buf, blen, blen + h->base);
+    double t0 = now_s();
+    do {
+        if (h->off + blen > half)
+            h->off = 0;
+        if (pwrite(raw_fd, buf, blen, (off_t)(h->base + h->off)) != (ssize_t)blen)
+            die("write to the raw file in %s failed", cfg.work, -errno);
+        if (fdatasync(raw_fd) < 0)
+            die("fdatasync of the raw file in %s failed", cfg.work, -errno);
+        h->off += blen;
+        h->recs += h->batch;
+        h->syncs++;
+    } while (now_s() - t0 < h->seconds);
+    free(buf);
+    return NULL;
+}
+
+static double
+raw2_slice(size_t payload, unsigned batch, double seconds, struct tally *t)
+{
+    if (batch < 2)
+        return raw_slice(payload, batch, seconds, t);
+    static size_t offs[2];
+    struct raw2_half h[2];
+    pthread_t th[2];
+    double t0 = now_s();
+    for (unsigned i = 0; i < 2; i++) {
+        h[i] = (struct raw2_half){.frame = log_frame_size((uint32_t)payload),
+                                  .batch = i == 0 ? batch / 2 : batch - batch / 2,
+                                  .seconds = seconds,
+                                  .base = i * (RAW_FILE_SIZE / 2),
+                                  .off = offs[i]};
+        if (pthread_create(&th[i], NULL, raw2_thread, &h[i]) != 0)
+            die("%s", "cannot start a thread", 0);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        offs[i] = h[i].off;
+    }
+    return tally_add(t, h[0].recs + h[1].recs, h[0].syncs + h[1].syncs, now_s() - t0);
 }
 
 /* ---- tandem commits ---- */
@@ -906,16 +973,18 @@ main(int argc, char **argv)
     if (cfg.commits) {
         raw_open();
         printf("Commits: per row %g s of each kind, run as %u interleaved rounds (raw, NOOP,\n"
-               "APPEND, rotating) so that drift in the disk's speed hits all three alike.\n"
+               "APPEND, raw2, rotating) so that drift in the disk's speed hits all four alike.\n"
                "MB/s = payload MiB/s. rec/sync = records per log fdatasync (tandem's count\n"
                "includes generation END/header syncs). raw = one pwrite of N frames + fdatasync\n"
                "on a zero-filled file. ratio = tandem r/s / raw r/s over the row, and its range\n"
-               "over the rounds.\n\n",
+               "over the rounds. raw2 = two such loops of N/2 frames at once (two syncs in\n"
+               "flight, as tandem's two log workers); ratio2 = tandem r/s / raw2 r/s.\n\n",
                cfg.seconds, cfg.rounds);
-        printf("%-6s %6s %3s | %9s %7s %8s | %9s %7s | %5s %11s\n", "record", "size", "N",
-               "tandem/s", "MB/s", "rec/sync", "raw/s", "MB/s", "ratio", "range");
+        printf("%-6s %6s %3s | %9s %7s %8s | %9s %7s | %5s %11s | %9s %6s\n", "record", "size", "N",
+               "tandem/s", "MB/s", "rec/sync", "raw/s", "MB/s", "ratio", "range", "raw2/s",
+               "ratio2");
         printf("------------------+----------------------------+-------------------+---------"
-               "--------\n");
+               "--------+-----------------\n");
         for (size_t si = 0; si < cfg.n_sizes; si++) {
             for (size_t ni = 0; ni < cfg.n_committers; ni++) {
                 size_t size = cfg.sizes[si];
@@ -924,14 +993,16 @@ main(int argc, char **argv)
                 struct bench_db dbs[2];
                 bench_db_open(&dbs[0], TDM_REC_NOOP);
                 bench_db_open(&dbs[1], TDM_REC_MESSAGE_APPEND);
-                struct tally raw = {0}, tt[2] = {{0}};
+                struct tally raw = {0}, raw2 = {0}, tt[2] = {{0}};
                 double lo[2] = {1e30, 1e30}, hi[2] = {0, 0};
                 for (unsigned r = 0; r < cfg.rounds; r++) {
-                    double rate[3];
-                    for (unsigned k = 0; k < 3; k++) {
-                        unsigned kind = (r + k) % 3;
+                    double rate[4];
+                    for (unsigned k = 0; k < 4; k++) {
+                        unsigned kind = (r + k) % 4;
                         if (kind == 0)
                             rate[0] = raw_slice(size, n, slice, &raw);
+                        else if (kind == 3)
+                            rate[3] = raw2_slice(size, n, slice, &raw2);
                         else
                             rate[kind] =
                                 tandem_slice(&dbs[kind - 1], size, n, slice, &tt[kind - 1]);
@@ -948,12 +1019,14 @@ main(int argc, char **argv)
                 for (size_t k = 0; k < 2; k++) {
                     char range[32];
                     snprintf(range, sizeof(range), "%.2f-%.2f", lo[k], hi[k]);
-                    printf("%-6s %3zuKiB %3u | %9.0f %7.1f %8.1f | %9.0f %7.1f | %5.2f %11s\n",
+                    printf("%-6s %3zuKiB %3u | %9.0f %7.1f %8.1f | %9.0f %7.1f | %5.2f %11s | "
+                           "%9.0f %6.2f\n",
                            k == 0 ? "NOOP" : "APPEND", size / 1024, n, tally_rate(&tt[k]),
                            tally_rate(&tt[k]) * frame_mb,
                            tt[k].syncs ? (double)tt[k].recs / (double)tt[k].syncs : 0.0,
                            tally_rate(&raw), tally_rate(&raw) * frame_mb,
-                           tally_rate(&tt[k]) / tally_rate(&raw), range);
+                           tally_rate(&tt[k]) / tally_rate(&raw), range, tally_rate(&raw2),
+                           tally_rate(&tt[k]) / tally_rate(&raw2));
                 }
                 fflush(stdout);
             }
