@@ -44,6 +44,8 @@ struct imap_server {
 enum imap_line_for {
     IMAP_LINE_NONE = 0,
     IMAP_LINE_AUTHENTICATE, /* the PLAIN response after "+ " */
+    IMAP_LINE_LOGIN_USER,   /* SASL LOGIN: the user name after "+ VXNlcm5hbWU6" */
+    IMAP_LINE_LOGIN_PASS,   /* SASL LOGIN: the password after "+ UGFzc3dvcmQ6" */
     IMAP_LINE_IDLE,         /* "DONE" */
 };
 
@@ -82,6 +84,9 @@ struct imap_session {
     unsigned login_failures;   /* on this connection */
     struct event *login_delay; /* holds a failed login's answer (imap_login_delay.c), owned */
     unsigned enabled; /* enum imap_enabled */
+    /* SASL LOGIN between its two steps: the user name, "" for one that cannot be a user
+     * (the login then fails as a wrong password does, after the password step). */
+    char sasl_user[DIR_NAME_MAX + 1];
     /* After login. */
     char user[DIR_NAME_MAX + 1];
     char database[DIR_NAME_MAX + 1];

@@ -5,8 +5,9 @@
  * and then the pump resumes with whatever the client pipelined meanwhile.
  *
  * What is served, and how, is in docs/imap.md: here the session's own commands (CAPABILITY,
- * NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE PLAIN with SASL-IR), the other families in
- * their files (imap_int.h). A command no file serves is answered NO [CANNOT], saying so.
+ * NOOP, LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE PLAIN and LOGIN with SASL-IR), the other
+ * families in their files (imap_int.h). A command no file serves is answered NO [CANNOT],
+ * saying so.
  *
  * Plaintext passwords are accepted over TLS, and over plain connections from loopback only
  * (where nothing else can listen); elsewhere LOGIN is refused with PRIVACYREQUIRED and the
@@ -127,7 +128,7 @@ capabilities(struct imap_session *s, struct imap_buf *b)
     if (s->state == IMAP_STATE_NOT_AUTH) {
         if (!conn_is_tls(s->conn))
             imap_buf_puts(b, " STARTTLS");
-        imap_buf_puts(b, plaintext_ok(s) ? " AUTH=PLAIN" : " LOGINDISABLED");
+        imap_buf_puts(b, plaintext_ok(s) ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
     }
 }
 
@@ -281,23 +282,39 @@ start_login(struct imap_session *s, const char *tag, const char *user, const cha
     imap__login(s, user, password, login_cb);
 }
 
+/* Decodes an AUTHENTICATE response of len bytes (RFC 9051 6.2.2) into raw (cap bytes, NUL
+ * appended). False when it was answered: "*" cancels (BAD, as RFC 9051 requires), bad base64
+ * is BAD naming the mechanism. Hazard: raw holds a password; after true the caller wipes it. */
+static bool
+sasl_decode(struct imap_session *s, const char *tag, const char *mech, const uint8_t *b64,
+            size_t len, uint8_t *raw, size_t cap, size_t *n_r)
+{
+    if (len == 1 && b64[0] == '*') {
+        imap__reply(s, tag, "BAD", NULL, "Authentication cancelled");
+        return false;
+    }
+    *n_r = 0;
+    if (len > 4 * (cap - 1) / 3 ||
+        sodium_base642bin(raw, cap - 1, (const char *)b64, len, NULL, n_r, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        sodium_memzero(raw, cap); /* what was decoded before the bad byte */
+        char text[64];
+        snprintf(text, sizeof(text), "Invalid base64 in the %s response", mech);
+        imap__reply(s, tag, "BAD", NULL, text);
+        return false;
+    }
+    raw[*n_r] = '\0';
+    return true;
+}
+
 /* AUTHENTICATE PLAIN's response: base64 of authzid NUL authcid NUL password (RFC 4616). */
 static void
 plain_response(struct imap_session *s, const char *tag, const uint8_t *b64, size_t len)
 {
-    if (len == 1 && b64[0] == '*') {
-        imap__reply(s, tag, "BAD", NULL, "Authentication cancelled");
-        return;
-    }
     uint8_t raw[2048];
-    size_t n = 0;
-    if (len > 4 * (sizeof(raw) - 1) / 3 ||
-        sodium_base642bin(raw, sizeof(raw) - 1, (const char *)b64, len, NULL, &n, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0) {
-        imap__reply(s, tag, "BAD", NULL, "Invalid base64 in the PLAIN response");
+    size_t n;
+    if (!sasl_decode(s, tag, "PLAIN", b64, len, raw, sizeof(raw), &n))
         return;
-    }
-    raw[n] = '\0';
     const uint8_t *nul1 = memchr(raw, 0, n);
     const uint8_t *nul2 = nul1 ? memchr(nul1 + 1, 0, n - (size_t)(nul1 + 1 - raw)) : NULL;
     if (!nul2) {
@@ -311,6 +328,76 @@ plain_response(struct imap_session *s, const char *tag, const uint8_t *b64, size
     else
         start_login(s, tag, user, (const char *)nul2 + 1);
     sodium_memzero(raw, sizeof(raw));
+}
+
+/*
+ * SASL LOGIN (draft-murchison-sasl-login, what Outlook and some phones use): the server asks
+ * "Username:" then "Password:" (base64 in the continuations), the client answers each with
+ * base64; with SASL-IR the initial response is the user name. The password step is the same
+ * LOGIN as the others (start_login: delays, referrals). A user name that cannot be one (too
+ * long, a NUL in it) is not refused before the password step, so the answer says no more
+ * than a wrong password would.
+ */
+static void
+ask_line(struct imap_session *s, enum imap_line_for what, const char *continuation)
+{
+    imap_buf_puts(&s->out, continuation);
+    s->line_for = what;
+    imap_parser_expect_line(s->parser);
+}
+
+static void
+login_user_response(struct imap_session *s, const uint8_t *b64, size_t len)
+{
+    uint8_t raw[DIR_NAME_MAX + 2]; /* one more than a name can be: longer ones are refused */
+    size_t n;
+    if (!sasl_decode(s, s->tag, "LOGIN", b64, len, raw, sizeof(raw), &n))
+        return;
+    bool usable = n <= DIR_NAME_MAX && !memchr(raw, 0, n);
+    size_t keep = usable ? n : 0;
+    memcpy(s->sasl_user, raw, keep);
+    s->sasl_user[keep] = '\0';
+    ask_line(s, IMAP_LINE_LOGIN_PASS, "+ UGFzc3dvcmQ6\r\n"); /* "Password:" */
+}
+
+static void
+login_password_response(struct imap_session *s, const uint8_t *b64, size_t len)
+{
+    uint8_t raw[1024];
+    size_t n;
+    if (sasl_decode(s, s->tag, "LOGIN", b64, len, raw, sizeof(raw), &n)) {
+        if (memchr(raw, 0, n)) /* a NUL would cut the password short: never the right one */
+            imap__login_failed(s, s->sasl_user);
+        else
+            start_login(s, s->tag, s->sasl_user, (const char *)raw);
+    }
+    sodium_memzero(raw, sizeof(raw));
+    s->sasl_user[0] = '\0';
+}
+
+static void
+cmd_authenticate(struct imap_session *s, const struct imap_command *cmd)
+{
+    const char *tag = cmd->tag, *mech = cmd->u.authenticate.mechanism;
+    bool login = strcmp(mech, "LOGIN") == 0;
+    if (!login && strcmp(mech, "PLAIN") != 0) {
+        imap__reply(s, tag, "NO", "CANNOT", "Only AUTHENTICATE PLAIN and LOGIN are offered");
+        return;
+    }
+    if (!plaintext_ok(s)) {
+        imap__reply(s, tag, "NO", "PRIVACYREQUIRED", "Use STARTTLS first");
+        return;
+    }
+    snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    const char *ir = cmd->u.authenticate.initial;
+    if (login && ir)
+        login_user_response(s, (const uint8_t *)ir, strlen(ir));
+    else if (login)
+        ask_line(s, IMAP_LINE_LOGIN_USER, "+ VXNlcm5hbWU6\r\n"); /* "Username:" */
+    else if (ir)
+        plain_response(s, s->tag, (const uint8_t *)ir, strlen(ir));
+    else
+        ask_line(s, IMAP_LINE_AUTHENTICATE, "+ \r\n");
 }
 
 /* ---- Dispatch ---- */
@@ -399,23 +486,7 @@ dispatch(struct imap_session *s, struct imap_command *cmd, struct evbuffer *in)
         start_login(s, tag, cmd->u.login.user, cmd->u.login.password);
         return;
     case IMAP_CMD_AUTHENTICATE:
-        if (strcmp(cmd->u.authenticate.mechanism, "PLAIN") != 0) {
-            imap__reply(s, tag, "NO", "CANNOT", "Only AUTHENTICATE PLAIN is offered");
-            return;
-        }
-        if (!plaintext_ok(s)) {
-            imap__reply(s, tag, "NO", "PRIVACYREQUIRED", "Use STARTTLS first");
-            return;
-        }
-        if (cmd->u.authenticate.initial) {
-            const char *ir = cmd->u.authenticate.initial;
-            plain_response(s, tag, (const uint8_t *)ir, strlen(ir));
-            return;
-        }
-        snprintf(s->tag, sizeof(s->tag), "%s", tag);
-        imap_buf_puts(&s->out, "+ \r\n");
-        s->line_for = IMAP_LINE_AUTHENTICATE;
-        imap_parser_expect_line(s->parser);
+        cmd_authenticate(s, cmd);
         return;
     case IMAP_CMD_LIST:
     case IMAP_CMD_LSUB:
@@ -477,16 +548,25 @@ dispatch(struct imap_session *s, struct imap_command *cmd, struct evbuffer *in)
 
 /* ---- The pump ---- */
 
-/* The line a command asked for (imap_parser_expect_line) answers that command. */
+/* The line a command asked for (imap_parser_expect_line) answers that command; data NULL: the
+ * line was too long and is void (the parser said so), which ends an AUTHENTICATE. */
 static void
 raw_line(struct imap_session *s, const uint8_t *data, size_t len)
 {
     enum imap_line_for what = s->line_for;
     s->line_for = IMAP_LINE_NONE;
-    if (what == IMAP_LINE_IDLE)
-        imap__idle_line(s, data, len);
-    else
+    if (what == IMAP_LINE_IDLE) {
+        imap__idle_line(s, data ? data : (const uint8_t *)"", len);
+    } else if (!data) {
+        s->sasl_user[0] = '\0';
+        imap__reply(s, s->tag, "BAD", NULL, "Authentication cancelled: the line was too long");
+    } else if (what == IMAP_LINE_LOGIN_USER) {
+        login_user_response(s, data, len);
+    } else if (what == IMAP_LINE_LOGIN_PASS) {
+        login_password_response(s, data, len);
+    } else {
         plain_response(s, s->tag, data, len);
+    }
 }
 
 void
@@ -541,7 +621,7 @@ pump(struct imap_session *s, struct evbuffer *in)
             imap_buf_puts(&s->out, out.response);
             evbuffer_drain(in, out.used);
             if (s->line_for != IMAP_LINE_NONE) /* the raw line was too long: it still ends */
-                raw_line(s, (const uint8_t *)"", 0); /* the command that asked for it */
+                raw_line(s, NULL, 0); /* the command that asked for it */
             if (out.fatal) {
                 imap__flush(s);
                 conn_close_after_flush(s->conn);

@@ -1,8 +1,9 @@
 """IMAP with Python's imaplib against a real tandemd (mailbox and directory roles): logins
-against the directory (LOGIN, AUTHENTICATE PLAIN, over STARTTLS), a mailbox made at the first
+against the directory (LOGIN, AUTHENTICATE PLAIN and LOGIN, over STARTTLS), a mailbox made at the first
 login, LIST with special-use folders, SELECT / EXAMINE with \\Recent given to exactly one
 session, FETCH of flags, sizes, dates and whole messages delivered over LMTP, new mail seen by
 a selected session, refusals for what is not served yet, and a killed worker."""
+import base64
 import imaplib
 import os
 import re
@@ -75,6 +76,54 @@ def test_capabilities_and_logins(imap):
     assert "STARTTLS" not in m.capabilities or m.capability()[0] == "OK"
     assert m.login("alice", "alice-password")[0] == "OK"
     m.logout()
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_authenticate_login(imap):
+    """SASL LOGIN (draft-murchison-sasl-login): "Username:" and "Password:" asked in base64."""
+    from test_imap_ext import Raw  # here: test_imap_ext imports this module
+    m = connect(imap)
+    assert "AUTH=LOGIN" in m.capabilities
+    asked = []
+    answers = {b"Username:": b"alice", b"Password:": b"alice-password"}
+    typ, _ = m.authenticate("LOGIN", lambda challenge: asked.append(challenge) or
+                            answers[challenge])
+    assert typ == "OK" and asked == [b"Username:", b"Password:"]
+    assert m.select("INBOX")[0] == "OK"
+    m.logout()
+    c = Raw(imap, user=None)
+    # A wrong password fails as with LOGIN.
+    c.sock.sendall(b"a1 AUTHENTICATE LOGIN\r\n")
+    assert c.line() == "+ VXNlcm5hbWU6"
+    c.sock.sendall(f"{b64('alice')}\r\n".encode())
+    assert c.line() == "+ UGFzc3dvcmQ6"
+    c.sock.sendall(f"{b64('wrong')}\r\n".encode())
+    assert c.line() == "a1 NO [AUTHENTICATIONFAILED] Authentication failed"
+    # "*" cancels at either step (RFC 9051 6.2.2: a tagged BAD).
+    c.sock.sendall(b"a2 AUTHENTICATE LOGIN\r\n*\r\n")
+    assert c.line() == "+ VXNlcm5hbWU6"
+    assert c.line() == "a2 BAD Authentication cancelled"
+    c.sock.sendall(f"a3 AUTHENTICATE login {b64('alice')}\r\n*\r\n".encode())
+    assert c.line() == "+ UGFzc3dvcmQ6"
+    assert c.line() == "a3 BAD Authentication cancelled"
+    c.sock.sendall(b"a4 AUTHENTICATE LOGIN\r\nnot base64!\r\n")
+    assert c.line() == "+ VXNlcm5hbWU6"
+    assert c.line() == "a4 BAD Invalid base64 in the LOGIN response"
+    # SASL-IR: the initial response is the user name; the password is asked for.
+    c.sock.sendall(f"a5 AUTHENTICATE LOGIN {b64('bob')}\r\n".encode())
+    assert c.line() == "+ UGFzc3dvcmQ6"
+    c.sock.sendall(f"{b64('bob-password')}\r\n".encode())
+    assert c.line().startswith("a5 OK ")
+    c.ok("SELECT INBOX")
+    c.close()
+    # Another mechanism is refused, naming the two.
+    c = Raw(imap, user=None)
+    _, done = c.cmd("AUTHENTICATE CRAM-MD5")
+    assert done == "NO [CANNOT] Only AUTHENTICATE PLAIN and LOGIN are offered", done
+    c.close()
 
 
 def test_first_login_makes_the_mailbox(imap):

@@ -5,7 +5,7 @@ NO [REFERRAL imap://user;AUTH=*@address:imap_port/], naming the address and imap
 cms that owns the database (over implicit TLS too); the URL leads to a server where the same
 login works. A wrong password is a plain failure with no referral, and a database that no cms
 serves (or whose cms is the very server asked) is NO [UNAVAILABLE]. Referrals are not failed
-logins."""
+logins. AUTHENTICATE PLAIN and LOGIN are referred as LOGIN is."""
 import base64
 import imaplib
 import re
@@ -100,6 +100,11 @@ def test_logins_are_referred_to_the_cms_holding_the_database(pair):
     assert b.addr in done.split("]", 1)[1]  # the text names the place for people too
     _, again = c.cmd(f"AUTHENTICATE PLAIN {plain('alice', 'alice-password')}")
     assert again == done
+    # AUTHENTICATE LOGIN too, with its user name as the initial response.
+    c.sock.sendall(f"x AUTHENTICATE LOGIN {base64.b64encode(b'alice').decode()}\r\n".encode())
+    assert c.line() == "+ UGFzc3dvcmQ6"
+    c.sock.sendall(base64.b64encode(b"alice-password") + b"\r\n")
+    assert c.line() == f"x {done}"
     # Still not logged in here.
     _, done2 = c.cmd("SELECT INBOX")
     assert done2.startswith("BAD")
