@@ -47,6 +47,10 @@ enum tdm_event {
     TDM_EV_REPL_COPY_SEEDING = 4007,
     TDM_EV_REPL_COPY_INSPECTION_FAILED = 4010,
     TDM_EV_REPL_COPY_NETWORK_CHANGED = 4011,
+    /* tandemctl copy activate (src/tandemd/core_activate.c). */
+    TDM_EV_REPL_COPY_ACTIVATION_REFUSED = 4020,
+    TDM_EV_REPL_COPY_ACTIVATED = 4021,
+    TDM_EV_REPL_COPY_ACTIVATION_FAILED = 4022,
 
     /* The replication source (src/repl/repl_source*.c), serving the active's log. */
     TDM_EV_REPL_SOURCE_COPY_CONNECTED = 4050,

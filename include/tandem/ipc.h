@@ -91,11 +91,13 @@
  *                   network: STR, 0..TDM_IPC_NETWORK_MAX; endpoint: STR, 0..TDM_IPC_NETWORK_MAX;
  *                   inspection_failures: U32; then the TDM_IPC_COPY_N_FIGURES U64 figures in
  *                   the order of struct ipc_copy_status (src/lib/ipc.h)}
- *   COPY_CONTROL    worker -> core: suspend or resume a copy. database: STR, 1..TDM_IPC_NAME_MAX;
+ *   COPY_CONTROL    worker -> core: suspend, resume or activate a copy. database: STR, 1..TDM_IPC_NAME_MAX;
  *                   action: U16 (enum tdm_ipc_copy_action); comment: STR, 0..TDM_IPC_REASON_MAX
  *                   (empty unless action is suspend)
  *   COPY_CONTROL_REPLY  core -> worker: status: I32 (0, TDM_ENOTFOUND: no such copy,
- *                   TDM_EFAILED: its agent never started, or another negative lib/err.h code)
+ *                   TDM_EFAILED: its agent never started; activate: TDM_ECONFLICT its source
+ *                   still serves it as active, TDM_EGAP nothing proves it has all the log; or
+ *                   another negative lib/err.h code)
  *
  * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
  * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
@@ -192,6 +194,9 @@ enum tdm_ipc_copy_state {
 enum tdm_ipc_copy_action {
     TDM_IPC_COPY_SUSPEND = 1,
     TDM_IPC_COPY_RESUME = 2,
+    /* 3 is kept for reseed. Activate the copy here (docs/replication.md, "Activation"). */
+    TDM_IPC_COPY_ACTIVATE = 4,
+    TDM_IPC_COPY_ACTIVATE_FORCE = 5,
 };
 
 enum tdm_ipc_worker_kind {

@@ -1,7 +1,8 @@
 /*
  * This server's copies (docs/formats/admin-api.md, docs/replication.md): GET /v1/copies asks
  * the core for every copy's status (COPY_STATUS_REQUEST); POST /v1/copies/<database>/suspend
- * (optional {"comment": "..."}) and .../resume ask it to act (COPY_CONTROL). Reading needs
+ * (optional {"comment": "..."}), .../resume and .../activate[?force=true] ask it to act
+ * (COPY_CONTROL; activate asks COPY_STATUS first, for what its answer reports). Reading needs
  * read on this server's `server` object, acting needs write.
  */
 #include "admin/admin_int.h"
@@ -11,6 +12,7 @@
 #include "proto/json/admin_request.h"
 
 #include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
 #include <inttypes.h>
 
 #include <stdlib.h>
@@ -175,6 +177,110 @@ control(struct admin_call *call, uint16_t action, const char *comment)
     admin_call_watch_close(call);
 }
 
+/* ---- POST /v1/copies/<database>/activate[?force=true] ---- */
+
+static void
+activate_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct admin_call *call = ctx;
+    if (status < 0 || reply->type != TDM_IPC_COPY_CONTROL_REPLY) {
+        admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
+                          status < 0 ? tdm_strerror(status) : "unexpected reply");
+        return;
+    }
+    const char *db = call->segs[2];
+    const char *state = ipc_copy_state_name(call->activate_state);
+    int ret = reply->u.copy_control_reply.status;
+    if (ret == TDM_ENOTFOUND)
+        admin_reply_error(call, 404, NULL, "this server holds no copy of %s", db);
+    else if (ret == TDM_ECONFLICT)
+        admin_reply_error(call, 409, NULL,
+                          "refused: the source at %s still serves %s as active; dismount or stop "
+                          "it there first",
+                          call->activate_endpoint[0] ? call->activate_endpoint : "?", db);
+    else if (ret == TDM_EGAP)
+        admin_reply_error(call, 409, NULL,
+                          "refused: the copy of %s is %s, so nothing proves it holds all of the "
+                          "source's log (%" PRIu64 " generations, %" PRIu64 " bytes, %" PRIu64
+                          " records behind the source's last report); --force mounts what is here",
+                          db, state ? state : "unknown", call->activate_lost_generations,
+                          call->activate_lost_bytes, call->activate_lost_records);
+    else if (ret < 0)
+        admin_reply_error(call, 500, NULL,
+                          "activation of %s failed: %s; it stays a copy (see tandemctl events)", db,
+                          tdm_strerror(ret));
+    else
+        admin_reply_json(call, 200,
+                         json_pack("{s:b,s:s,s:b,s:{s:I,s:I,s:I}}", "ok", 1, "database", db,
+                                   "forced", call->activate_force, "lost", "generations",
+                                   (json_int_t)call->activate_lost_generations, "bytes",
+                                   (json_int_t)call->activate_lost_bytes, "records",
+                                   (json_int_t)call->activate_lost_records));
+}
+
+/* The copy's status first: what the answer reports as lost and names as the active. The
+ * core decides on its own, newer, view; the source is gone or silent when these differ. */
+static void
+activate_status_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct admin_call *call = ctx;
+    if (status < 0 || reply->type != TDM_IPC_COPY_STATUS_REPLY) {
+        admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
+                          status < 0 ? tdm_strerror(status) : "unexpected reply");
+        return;
+    }
+    if (call->gone) {
+        admin_call_free(call);
+        return;
+    }
+    const struct ipc_copy_status_reply *r = &reply->u.copy_status_reply;
+    for (uint32_t i = 0; i < r->n_copies; i++) {
+        const struct ipc_copy_status *c = &r->copies[i];
+        if (c->name.len != strlen(call->segs[2]) ||
+            memcmp(c->name.ptr, call->segs[2], c->name.len) != 0)
+            continue;
+        call->activate_state = c->state;
+        snprintf(call->activate_endpoint, sizeof(call->activate_endpoint), "%.*s",
+                 (int)c->endpoint.len, c->endpoint.ptr);
+        call->activate_lost_generations = c->copy_queue_generations;
+        call->activate_lost_bytes = c->copy_queue_bytes;
+        call->activate_lost_records =
+            c->source_lsn > c->copied_lsn ? c->source_lsn - c->copied_lsn : 0;
+    }
+    int ret = core_link_copy_control(call->srv->core, call->segs[2],
+                                     call->activate_force ? TDM_IPC_COPY_ACTIVATE_FORCE
+                                                          : TDM_IPC_COPY_ACTIVATE,
+                                     NULL, activate_cb, call);
+    if (ret < 0)
+        admin_reply_error(call, 503, NULL,
+                          "the core process is not reachable (starting or restarting): %s",
+                          tdm_strerror(ret));
+}
+
+/* force=true|false from the query; -1 after answering 400. */
+static int
+activate_force(struct admin_call *call)
+{
+    call->activate_force = false;
+    if (!call->query)
+        return 0;
+    struct evkeyvalq q;
+    if (evhttp_parse_query_str(call->query, &q) < 0) {
+        admin_reply_error(call, 400, NULL, "the query string is malformed");
+        return -1;
+    }
+    const char *v = evhttp_find_header(&q, "force");
+    int ret = 0;
+    if (v && !strcmp(v, "true"))
+        call->activate_force = true;
+    else if (v && strcmp(v, "false") != 0) {
+        admin_reply_error(call, 400, NULL, "force: true or false");
+        ret = -1;
+    }
+    evhttp_clear_headers(&q);
+    return ret;
+}
+
 void
 admin_copies_serve(struct admin_call *call)
 {
@@ -190,7 +296,8 @@ admin_copies_serve(struct admin_call *call)
     }
     bool suspend = call->n_segs == 4 && !strcmp(call->segs[3], "suspend");
     bool resume = call->n_segs == 4 && !strcmp(call->segs[3], "resume");
-    if (!suspend && !resume) {
+    bool activate = call->n_segs == 4 && !strcmp(call->segs[3], "activate");
+    if (!suspend && !resume && !activate) {
         admin_reply_error(call, 404, NULL, "no such path");
         return;
     }
@@ -204,6 +311,11 @@ admin_copies_serve(struct admin_call *call)
     }
     if (admin_authorize_server(call, DIR_RIGHT_WRITE) != 1)
         return;
+    if (activate) {
+        if (activate_force(call) == 0)
+            admin_ask_core(call, core_link_copy_status, activate_status_cb);
+        return;
+    }
     if (resume) {
         control(call, TDM_IPC_COPY_RESUME, NULL);
         return;

@@ -88,6 +88,12 @@ struct admin_call {
     bool auth_server;
     bool auth_dummy; /* no stored secret: the check only takes the time a real one would */
     bool verify_server; /* /v1/auth/verify of a server's key (name is the server's) */
+    /* POST /v1/copies/<database>/activate: the copy as COPY_STATUS showed it just before the
+     * core was asked (admin_copies.c): what the answer names and reports. */
+    bool activate_force;
+    uint16_t activate_state;
+    char activate_endpoint[TDM_IPC_NETWORK_MAX + 1];
+    uint64_t activate_lost_generations, activate_lost_bytes, activate_lost_records;
 };
 
 /* ---- admin_server.c: replies ---- */
@@ -221,7 +227,8 @@ void admin_streams_close_all(struct admin_server *srv);
 
 /* ---- admin_copies.c: this server's copies (docs/replication.md) ---- */
 
-/* /v1/copies (GET) and /v1/copies/<database>/suspend|resume (POST). Answers every case. */
+/* /v1/copies (GET) and /v1/copies/<database>/suspend|resume|activate (POST). Answers every
+ * case. */
 void admin_copies_serve(struct admin_call *call);
 /* The copies' figures for /metrics, labelled by database. */
 struct evbuffer;

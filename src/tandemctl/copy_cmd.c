@@ -5,6 +5,7 @@
  *   status   GET /v1/copies
  *   suspend  POST /v1/copies/<database>/suspend {"comment": ...}
  *   resume   POST /v1/copies/<database>/resume
+ *   activate POST /v1/copies/<database>/activate[?force=true]
  */
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_api.h"
@@ -371,6 +372,66 @@ copy_resume(const struct ctl_verb *verb, int argc, char **argv)
     return copy_control(verb, argc, argv, false);
 }
 
+/* ------------------------------------------------------------------ */
+/* activate                                                           */
+
+static int
+copy_activate(const struct ctl_verb *verb, int argc, char **argv)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL;
+    bool force = false;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if (!strcmp(argv[i], "--force")) {
+            force = true;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    char path[1024];
+    if (!control_path(path, sizeof(path), db, force ? "activate?force=true" : "activate"))
+        return ctl_usage_error(verb, "the database name is too long");
+    struct admin_target t;
+    int r = ctl_api_target(verb, &o, false, &t);
+    if (r != 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
+    if (r == 0) {
+        if (o.json) {
+            ctl_print_json(doc);
+        } else {
+            json_t *lost = json_object_get(doc, "lost");
+            printf("%s activated%s: lost %" JSON_INTEGER_FORMAT
+                   " generations (%" JSON_INTEGER_FORMAT " bytes, %" JSON_INTEGER_FORMAT
+                   " records) against the source's last report\n",
+                   db, force ? " with --force" : "",
+                   json_integer_value(json_object_get(lost, "generations")),
+                   json_integer_value(json_object_get(lost, "bytes")),
+                   json_integer_value(json_object_get(lost, "records")));
+        }
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
 const struct ctl_verb ctl_copy_verbs[] = {
     {"create",
      "<dir> --role passive|standby --source NETWORK=ADDRESS:PORT [--source ...] "
@@ -395,5 +456,14 @@ const struct ctl_verb ctl_copy_verbs[] = {
      "stop copying and replaying (idempotent; a new comment replaces the old)", NULL, copy_suspend},
     {"resume", "<database>", "start a Suspended or Failed copy again (idempotent)", NULL,
      copy_resume},
+    {"activate", "<database> [--force]",
+     "make the copy held by this server the database's active, and mount it",
+     "Refused while the copy's source still serves the database as active (exit 1, naming it).\n"
+     "Without --force, also refused unless the source's server answers but no longer serves\n"
+     "the database and the copy holds everything the source last reported durable. With\n"
+     "--force, mounts what is here and reports how many generations, bytes and records the\n"
+     "source's last report had beyond it. Replays everything first (a standby's replay lag\n"
+     "is ignored), then mounts in a new epoch (docs/replication.md, \"Activation\").\n",
+     copy_activate},
     {NULL, NULL, NULL, NULL, NULL},
 };

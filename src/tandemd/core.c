@@ -214,6 +214,13 @@ core_stop(void)
     tandemd__core_ipc_free();
 }
 
+void
+tandemd__core_db_add(const char *name, const char *kind, struct store *store)
+{
+    core_add(name, kind, store);
+    qsort(core_dbs, core_n_dbs, sizeof(*core_dbs), core_db_cmp);
+}
+
 size_t
 tandemd__core_db_count(void)
 {

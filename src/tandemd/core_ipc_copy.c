@@ -1,7 +1,7 @@
 /*
  * The workers' questions about this server's copies (docs/formats/ipc.md): COPY_STATUS_REQUEST
- * answered from each agent's published status (core_repl.c), and COPY_CONTROL (suspend,
- * resume) handed to the agent, which acts on its own thread.
+ * answered from each agent's published status (core_repl.c), and COPY_CONTROL: suspend and
+ * resume handed to the agent, which acts on its own thread; activate (core_activate.c).
  */
 #include "tandemd/core_ipc_int.h"
 #include "tandemd/tandemd.h"
@@ -107,9 +107,20 @@ tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg)
     char comment[TDM_IPC_REASON_MAX + 1];
     memcpy(comment, cc->comment.ptr, cc->comment.len);
     comment[cc->comment.len] = '\0';
-    int ret = cc->action == TDM_IPC_COPY_SUSPEND
-                  ? tandemd__core_copy_suspend(cc->database.ptr, cc->database.len, comment)
-                  : tandemd__core_copy_resume(cc->database.ptr, cc->database.len);
+    int ret;
+    switch (cc->action) {
+    case TDM_IPC_COPY_SUSPEND:
+        ret = tandemd__core_copy_suspend(cc->database.ptr, cc->database.len, comment);
+        break;
+    case TDM_IPC_COPY_ACTIVATE:
+    case TDM_IPC_COPY_ACTIVATE_FORCE:
+        ret = tandemd__core_copy_activate(cc->database.ptr, cc->database.len,
+                                          cc->action == TDM_IPC_COPY_ACTIVATE_FORCE);
+        break;
+    default: /* resume: the codec lets no other action through */
+        ret = tandemd__core_copy_resume(cc->database.ptr, cc->database.len);
+        break;
+    }
     struct ipc_msg reply = {.type = TDM_IPC_COPY_CONTROL_REPLY, .request_id = msg->request_id};
     reply.u.copy_control_reply.status = ret;
     tandemd__conn_send(c, &reply);

@@ -49,6 +49,9 @@ tandemd__core_repl_is_copy(const char *dbdir)
     return is;
 }
 
+/* The [store] options, kept for activation (core_activate.c), which opens a copy as a store. */
+static struct store_options repl_store_options;
+
 static int
 copy_cmp(const void *a, const void *b)
 {
@@ -137,6 +140,7 @@ tandemd__core_repl_start(struct event_base *base, const struct tdm_config *cfg,
                          const struct store_options *o, int listen_fd)
 {
     tandemd__core_repl_source_start(base, cfg, listen_fd);
+    repl_store_options = *o;
     start_copies(cfg, o);
 }
 
@@ -204,4 +208,59 @@ tandemd__core_copy_resume(const char *name, size_t len)
     if (!cp->agent)
         return TDM_EFAILED;
     return repl_copy_resume(cp->agent);
+}
+
+/* ---- for activation (core_activate.c) ---- */
+
+const struct store_options *
+tandemd__core_repl_store_options(void)
+{
+    return &repl_store_options;
+}
+
+bool
+tandemd__core_copy_find(const char *name, size_t len, struct repl_copy_status *st_r,
+                        const char **dir_r, const char **kind_r, const char **error_r,
+                        bool *running_r)
+{
+    struct core_copy *cp = find(name, len);
+    if (!cp)
+        return false;
+    memset(st_r, 0, sizeof(*st_r));
+    if (cp->agent)
+        repl_copy_get_status(cp->agent, st_r);
+    *dir_r = cp->dir;
+    *kind_r = cp->conf.kind;
+    *error_r = cp->error;
+    *running_r = cp->agent != NULL;
+    return true;
+}
+
+void
+tandemd__core_copy_stop_agent(const char *name, size_t len)
+{
+    struct core_copy *cp = find(name, len);
+    if (!cp || !cp->agent)
+        return;
+    repl_copy_stop(&cp->agent);
+    free(cp->error);
+    cp->error = strdup("stopped for activation");
+    if (!cp->error)
+        log_fatal("out of memory");
+}
+
+void
+tandemd__core_copy_forget(const char *name, size_t len)
+{
+    struct core_copy *cp = find(name, len);
+    if (!cp)
+        return;
+    repl_copy_stop(&cp->agent);
+    free(cp->name);
+    free(cp->dir);
+    free(cp->error);
+    size_t i = (size_t)(cp - copies);
+    /* Shifting keeps the list in name order, as COPY_STATUS needs. */
+    memmove(&copies[i], &copies[i + 1], (n_copies - i - 1) * sizeof(*copies));
+    n_copies--;
 }

@@ -257,3 +257,13 @@ tandemd__core_repl_source_stop(void)
         source_tls = NULL;
     }
 }
+void
+tandemd__core_repl_source_add(const char *name, struct store *store)
+{
+    if (!source)
+        return;
+    int ret = repl_source_add_database(source, name, store, db_mode(name));
+    if (ret < 0)
+        log_error("database %s not served to copies: %s", name, tdm_strerror(ret));
+}
+

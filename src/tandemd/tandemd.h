@@ -160,6 +160,30 @@ const char *tandemd__core_copy_get(size_t i, struct repl_copy_status *st_r, cons
  * TDM_EFAILED (its agent never started) or -ENOMEM. */
 int tandemd__core_copy_suspend(const char *name, size_t len, const char *comment);
 int tandemd__core_copy_resume(const char *name, size_t len);
+/* For activation (core_activate.c): the copy named name (len bytes): its status (zero when
+ * its agent is not running: *running_r false), directory, kind and start error, all borrowed
+ * until the copy is forgotten; false when there is none. */
+bool tandemd__core_copy_find(const char *name, size_t len, struct repl_copy_status *st_r,
+                             const char **dir_r, const char **kind_r, const char **error_r,
+                             bool *running_r);
+/* Stops its agent (which closes the copy); the copy stays listed, "stopped for activation". */
+void tandemd__core_copy_stop_agent(const char *name, size_t len);
+/* Takes it out of the list (stopping its agent if it runs). */
+void tandemd__core_copy_forget(const char *name, size_t len);
+/* The [store] options the copies were started with. */
+const struct store_options *tandemd__core_repl_store_options(void);
+/* core_repl_source.c: serves a database mounted after start (an activated copy). */
+void tandemd__core_repl_source_add(const char *name, struct store *store);
+/* core.c: adds a database mounted after start (an activated copy) to the list; takes store. */
+void tandemd__core_db_add(const char *name, const char *kind, struct store *store);
+
+/* ---- core_activate.c: tandemctl copy activate ---- */
+
+/* Activates the copy named name (len bytes) here (docs/replication.md, "Activation"): 0 when
+ * it is mounted as active; TDM_ENOTFOUND (no such copy), TDM_ECONFLICT (its source still
+ * serves it as active), TDM_EGAP (without force: nothing proves it has all the log), or the
+ * error that stopped it (it stays a copy, its agent stopped). Emits an event for each. */
+int tandemd__core_copy_activate(const char *name, size_t len, bool force);
 
 /* ---- core_ipc_copy.c: COPY_STATUS_REQUEST and COPY_CONTROL from a worker ---- */
 

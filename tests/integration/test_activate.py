@@ -1,0 +1,164 @@
+"""tandemctl copy activate (docs/replication.md, "Activation"): the directory on D, the active
+on A, a passive copy on B that also serves IMAP and LMTP. Activation is refused while A serves
+the database, with or without --force, naming A; after A is killed it is refused without
+--force (nothing proves B has all of A's log) and done with it: B mounts the database in a new
+epoch, reports what it lost against A's last report, and serves old and new mail over LMTP
+and IMAP. With A still answering but no longer holding the database, activation needs no
+--force and loses nothing."""
+import imaplib
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from lab import WAIT, Server, wait_for
+from test_replication import DB, caught_up, copy_status, deliver, rcpt_ok, wait_status
+
+
+@pytest.fixture
+def trio(tandem_bin, tandemctl, tmp_path):
+    exe = tandem_bin("tandemd")
+    for n in ("d", "a", "b"):
+        (tmp_path / n).mkdir()
+    d = Server(exe, tmp_path / "d", "d", roles="directory", listeners=("admin",))
+    a = Server(exe, tmp_path / "a", "a", roles="mailbox", listeners=("lmtp", "replication"))
+    b = Server(exe, tmp_path / "b", "b", roles="mailbox", listeners=("imap", "lmtp"))
+    for s in (a, b):
+        s.directory_endpoint = f"{d.addr}:{d.ports['admin']}"
+    (a.datadir / "db").mkdir(parents=True)
+    r = tandemctl("db", "create", a.datadir / "db" / DB)
+    assert r.returncode == 0, r.stderr
+    for s in (d, a, b):
+        s.write_conf(server=s.name, level="info")
+        p = s.start()
+        s.started(p)
+        s.stop(p)
+    cas = tmp_path / "cas.pem"
+    cas.write_text(d.ca.read_text() + a.ca.read_text() + b.ca.read_text())
+    for s in (d, a, b):
+        s.extra_conf = f"\n[tls]\nca = {cas}\n"
+        s.write_conf(server=s.name, level="info")
+    dp = d.start()
+    d.started(dp)
+    d.wait_api()
+    ok = lambda r: r.status in (200, 201)
+    for name in ("a", "b"):
+        key = f"key-of-{name}-0123456789abcdef0123456789"
+        assert ok(d.api("PUT", f"/v1/objects/server/{name}", {"attrs": {"site": "dc1"}}))
+        assert ok(d.api("PUT", f"/v1/objects/server/{name}/password", {"password": key}))
+        assert ok(d.api("POST", "/v1/objects/group/servers/members/add",
+                        {"member": f"server:{name}"}))
+        (tmp_path / name / "data" / "server.key").write_text(key + "\n")
+    assert ok(d.api("PUT", "/v1/objects/user/alice",
+                    {"attrs": {"addresses": ["alice@example.test"], "database": DB}}))
+    assert ok(d.api("PUT", "/v1/objects/user/alice/password", {"password": "secret-pw"}))
+    r = tandemctl("copy", "create", b.datadir / "db" / DB, "--role", "passive",
+                  "--source", f"public={a.addr}:{a.ports['replication']}")
+    assert r.returncode == 0, r.stderr
+    procs = {}
+    for s in (a, b):
+        procs[s.name] = s.start()
+        s.started(procs[s.name])
+        wait_status(s)
+    wait_for(lambda: rcpt_ok(a, "alice@example.test"), "alice known on A")
+    for i in range(3):
+        deliver(a, "alice@example.test", f"before {i}")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    yield d, a, b, procs
+    for s in (b, a, d):
+        s.kill_all()
+
+
+def activate(tandemctl, b, *args):
+    return tandemctl("copy", "activate", DB, *args, "--socket", b.admin_socket)
+
+
+def epoch(tandemctl, s):
+    r = tandemctl("db", "inspect", s.datadir / "db" / DB, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["epoch"]
+
+
+def subjects(b):
+    m = imaplib.IMAP4(b.addr, b.ports["imap"], timeout=WAIT)
+    try:
+        assert m.login("alice", "secret-pw")[0] == "OK"
+        assert m.select("INBOX")[0] == "OK"
+        typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK"
+        return sorted(part[1].decode().strip().removeprefix("Subject: ")
+                      for part in data if isinstance(part, tuple))
+    finally:
+        m.logout()
+
+
+def serves_new_mail(tandemctl, b, old_epoch):
+    """B takes mail for the database over LMTP now, in a newer epoch, and IMAP shows it
+    beside the mail copied from A."""
+    deliver(b, "alice@example.test", "after activation")
+    assert epoch(tandemctl, b) == old_epoch + 1
+    assert subjects(b) == ["after activation", "before 0", "before 1", "before 2"]
+
+
+def test_activate_refused_while_the_source_is_active(trio, tandemctl):
+    d, a, b, procs = trio
+    endpoint = f"{a.addr}:{a.ports['replication']}"
+    for args in ((), ("--force",)):
+        r = activate(tandemctl, b, *args)
+        assert r.returncode != 0
+        assert "still serves mail as active" in r.stderr and endpoint in r.stderr, r.stderr
+    assert copy_status(tandemctl, b)["state"] == "Healthy"
+    assert (b.datadir / "db" / DB / "copy.conf").exists()
+    refused = [e for e in b.event_lines() if e["id"] == 4020]
+    assert len(refused) == 2 and endpoint in refused[0]["message"], refused
+    b.stop(procs["b"])
+
+
+def test_activate_force_after_the_source_is_killed(trio, tandemctl):
+    d, a, b, procs = trio
+    old = epoch(tandemctl, b)
+    a.kill_all()
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "Disconnected", "B loses A")
+    r = activate(tandemctl, b)
+    assert r.returncode != 0 and "--force" in r.stderr and "Disconnected" in r.stderr, r.stderr
+    r = activate(tandemctl, b, "--force")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("mail activated with --force: lost 0 generations (0 bytes, 0 records) "
+                        "against the source's last report\n"), r.stdout
+    assert not (b.datadir / "db" / DB / "copy.conf").exists()
+    assert copy_status_empty(tandemctl, b)
+    (ev,) = [e for e in b.event_lines() if e["id"] == 4021]
+    assert f"epoch {old + 1}" in ev["message"], ev
+    serves_new_mail(tandemctl, b, old)
+    # A restart mounts it as the active again, in the new epoch.
+    b.stop(procs["b"])
+    p = b.start()
+    b.started(p)
+    wait_status(b)
+    assert subjects(b) == ["after activation", "before 0", "before 1", "before 2"]
+    b.stop(p)
+
+
+def copy_status_empty(tandemctl, b):
+    r = tandemctl("copy", "status", "--json", "--socket", b.admin_socket)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["copies"] == []
+
+
+def test_activate_without_force_when_the_source_no_longer_holds_it(trio, tandemctl):
+    d, a, b, procs = trio
+    old = epoch(tandemctl, b)
+    # A stops cleanly and comes back without the database (moved away by its operator): its
+    # server answers, but not for the database.
+    a.stop(procs["a"])
+    shutil.move(a.datadir / "db" / DB, a.tmp / "moved-away")
+    p = a.start()
+    a.started(p)
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "ServiceDown", "A answers without it")
+    r = activate(tandemctl, b)
+    assert r.returncode == 0, r.stderr
+    assert "lost 0 generations (0 bytes, 0 records)" in r.stdout, r.stdout
+    serves_new_mail(tandemctl, b, old)
+    b.stop(procs["b"])
+    a.stop(p)
