@@ -106,7 +106,7 @@ def test_activate_refused_while_the_source_is_active(trio, tandemctl):
     endpoint = f"{a.addr}:{a.ports['replication']}"
     for args in ((), ("--force",)):
         r = activate(tandemctl, b, *args)
-        assert r.returncode != 0
+        assert r.returncode == 8, r  # conflict (HTTP 409)
         assert "still serves mail as active" in r.stderr and endpoint in r.stderr, r.stderr
     assert copy_status(tandemctl, b)["state"] == "Healthy"
     assert (b.datadir / "db" / DB / "copy.conf").exists()
@@ -121,7 +121,7 @@ def test_activate_force_after_the_source_is_killed(trio, tandemctl):
     a.kill_all()
     wait_for(lambda: copy_status(tandemctl, b)["state"] == "Disconnected", "B loses A")
     r = activate(tandemctl, b)
-    assert r.returncode != 0 and "--force" in r.stderr and "Disconnected" in r.stderr, r.stderr
+    assert r.returncode == 8 and "--force" in r.stderr and "Disconnected" in r.stderr, r.stderr
     r = activate(tandemctl, b, "--force")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ("mail activated with --force: lost 0 generations (0 bytes, 0 records) "
