@@ -6,9 +6,9 @@
  *     accepted must pass repl_msg_check and re-encode to exactly its bytes.
  *  2. The same with the first frame's CRC repaired, so mutated payloads reach the field
  *     decoders without the fuzzer having to solve a CRC.
- *  3. Every accepted zstd LOG_DATA is decompressed into a buffer of exactly raw_length bytes
- *     (heap, so ASan sees a byte past it): it must succeed or fail with TDM_ECORRUPT, never
- *     write past the buffer.
+ *  3. Every accepted zstd LOG_DATA and SEED_DATA is decompressed into a buffer of exactly
+ *     raw_length bytes (heap, so ASan sees a byte past it): it must succeed or fail with
+ *     TDM_ECORRUPT, never write past the buffer.
  * The seed corpus is written by `unit_proto_repl_wire --write-corpus fuzz/corpus/repl_wire`.
  */
 #include "proto/repl/repl_wire.h"
@@ -25,16 +25,16 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
-check_zstd(const struct repl_log_data *d)
+check_zstd(const uint8_t *data, uint32_t data_len, uint32_t raw_length)
 {
     static struct repl_zstd *z;
     if (z == NULL && repl_zstd_new(REPL_ZSTD_LEVEL_DEFAULT, &z) != 0)
         abort();
-    uint8_t *dst = malloc(d->raw_length);
+    uint8_t *dst = malloc(raw_length);
     if (dst == NULL)
         abort();
     const char *error = NULL;
-    int rc = repl_zstd_decompress(z, d->data, d->data_len, dst, d->raw_length, &error);
+    int rc = repl_zstd_decompress(z, data, data_len, dst, raw_length, &error);
     if (rc != 0 && (rc != TDM_ECORRUPT || error == NULL))
         abort();
     free(dst);
@@ -59,7 +59,9 @@ check_message(const uint8_t *bytes, size_t flen, const struct repl_msg *msg)
         abort();
     free(again);
     if (msg->type == REPL_LOG_DATA && msg->u.log_data.compression == REPL_COMPRESSION_ZSTD)
-        check_zstd(&msg->u.log_data);
+        check_zstd(msg->u.log_data.data, msg->u.log_data.data_len, msg->u.log_data.raw_length);
+    if (msg->type == REPL_SEED_DATA && msg->u.seed_data.compression == REPL_COMPRESSION_ZSTD)
+        check_zstd(msg->u.seed_data.data, msg->u.seed_data.data_len, msg->u.seed_data.raw_length);
 }
 
 static void

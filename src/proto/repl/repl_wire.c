@@ -26,6 +26,12 @@
  *   ACK          durable_generation, durable_offset, durable_lsn, inspected_generation,
  *                replayed_lsn, replayed_generation U64
  *   ERROR        code U16, known and not 0; text STR 1..1024
+ *   SEED_REQUEST version_min U16 >= 1; version_max U16 >= version_min; server STR 1..255;
+ *                key STR 1..1024; database STR 1..255; role U16 1|2
+ *   SEED_DATA    offset U64; total_size U64 1..2^48; compression U16 0|1; raw_length U32
+ *                1..1 MiB, offset + raw_length <= total_size; data BYTES as LOG_DATA's
+ *   SEED_END     total_size U64 1..2^48; sha256 BYTES 32; guid BYTES 16 not all zero;
+ *                applied_lsn U64; first_generation U64 >= 1
  *
  * Shape (as src/lib/ipc.c): each type has an encode, a decode and a check function in
  * msg_types[]; check holds every semantic rule and runs before encoding and after decoding,
@@ -226,6 +232,49 @@ hello_reply_check(const struct repl_msg *m, const char **error_r)
     return 0;
 }
 
+/* ---- Chunks: LOG_DATA and SEED_DATA carry bytes raw or as one zstd frame ---- */
+
+struct chunk_errors {
+    const char *null_data, *not_raw_length, *empty, *not_smaller, *unknown;
+};
+
+static const struct chunk_errors log_data_chunk = {
+    "LOG_DATA.data: NULL pointer with a non-zero length",
+    "LOG_DATA.data: not raw_length bytes",
+    "LOG_DATA.data: empty",
+    "LOG_DATA.data: compressed to no fewer bytes than raw_length",
+    "LOG_DATA.compression: unknown compression",
+};
+static const struct chunk_errors seed_data_chunk = {
+    "SEED_DATA.data: NULL pointer with a non-zero length",
+    "SEED_DATA.data: not raw_length bytes",
+    "SEED_DATA.data: empty",
+    "SEED_DATA.data: compressed to no fewer bytes than raw_length",
+    "SEED_DATA.compression: unknown compression",
+};
+
+static int
+check_chunk(const struct chunk_errors *e, uint16_t compression, uint32_t raw_length,
+            const uint8_t *data, uint32_t data_len, const char **error_r)
+{
+    if (data_len > 0 && data == NULL)
+        return fail(error_r, TDM_EINVAL, e->null_data);
+    switch (compression) {
+    case REPL_COMPRESSION_NONE:
+        if (data_len != raw_length)
+            return fail(error_r, TDM_EINVAL, e->not_raw_length);
+        return 0;
+    case REPL_COMPRESSION_ZSTD:
+        if (data_len == 0)
+            return fail(error_r, TDM_EINVAL, e->empty);
+        if (data_len >= raw_length)
+            return fail(error_r, TDM_EINVAL, e->not_smaller);
+        return 0;
+    default:
+        return fail(error_r, TDM_EINVAL, e->unknown);
+    }
+}
+
 /* ---- LOG_DATA ---- */
 
 static void
@@ -279,24 +328,8 @@ log_data_check(const struct repl_msg *m, const char **error_r)
         return fail(error_r, TDM_EINVAL, "LOG_DATA.partial: not 0 or 1");
     if (d->closes && d->partial)
         return fail(error_r, TDM_EINVAL, "LOG_DATA.closes: on a partial chunk");
-    if (d->data_len > 0 && d->data == NULL)
-        return fail(error_r, TDM_EINVAL, "LOG_DATA.data: NULL pointer with a non-zero length");
-    switch (d->compression) {
-    case REPL_COMPRESSION_NONE:
-        if (d->data_len != d->raw_length)
-            return fail(error_r, TDM_EINVAL, "LOG_DATA.data: not raw_length bytes");
-        break;
-    case REPL_COMPRESSION_ZSTD:
-        if (d->data_len == 0)
-            return fail(error_r, TDM_EINVAL, "LOG_DATA.data: empty");
-        if (d->data_len >= d->raw_length)
-            return fail(error_r, TDM_EINVAL,
-                        "LOG_DATA.data: compressed to no fewer bytes than raw_length");
-        break;
-    default:
-        return fail(error_r, TDM_EINVAL, "LOG_DATA.compression: unknown compression");
-    }
-    return 0;
+    return check_chunk(&log_data_chunk, d->compression, d->raw_length, d->data, d->data_len,
+                       error_r);
 }
 
 /* ---- POSITION ---- */
@@ -391,6 +424,143 @@ error_check(const struct repl_msg *m, const char **error_r)
     return check_str(&e->text, FIELD("ERROR.text"), 1, REPL_WIRE_TEXT_MAX, error_r);
 }
 
+/* ---- SEED_REQUEST ---- */
+
+static void
+seed_request_encode(struct wire_wr *w, const struct repl_msg *m)
+{
+    const struct repl_seed_request *q = &m->u.seed_request;
+    wire_wr_u16(w, q->version_min);
+    wire_wr_u16(w, q->version_max);
+    wr_str(w, &q->server);
+    wr_str(w, &q->key);
+    wr_str(w, &q->database);
+    wire_wr_u16(w, q->role);
+}
+
+static bool
+seed_request_decode(struct wire_rd *r, struct repl_msg *m)
+{
+    struct repl_seed_request *q = &m->u.seed_request;
+    return wire_rd_u16(r, FIELD("SEED_REQUEST.version_min"), &q->version_min) &&
+           wire_rd_u16(r, FIELD("SEED_REQUEST.version_max"), &q->version_max) &&
+           rd_str(r, FIELD("SEED_REQUEST.server"), &q->server) &&
+           rd_str(r, FIELD("SEED_REQUEST.key"), &q->key) &&
+           rd_str(r, FIELD("SEED_REQUEST.database"), &q->database) &&
+           wire_rd_u16(r, FIELD("SEED_REQUEST.role"), &q->role);
+}
+
+static int
+seed_request_check(const struct repl_msg *m, const char **error_r)
+{
+    const struct repl_seed_request *q = &m->u.seed_request;
+    if (q->version_min == 0)
+        return fail(error_r, TDM_EINVAL, "SEED_REQUEST.version_min: zero");
+    if (q->version_max < q->version_min)
+        return fail(error_r, TDM_EINVAL, "SEED_REQUEST.version_max: below version_min");
+    int rc = check_str(&q->server, FIELD("SEED_REQUEST.server"), 1, REPL_WIRE_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&q->key, FIELD("SEED_REQUEST.key"), 1, REPL_WIRE_KEY_MAX, error_r);
+    if (rc == 0)
+        rc =
+            check_str(&q->database, FIELD("SEED_REQUEST.database"), 1, REPL_WIRE_NAME_MAX, error_r);
+    if (rc != 0)
+        return rc;
+    if (repl_role_name(q->role) == NULL)
+        return fail(error_r, TDM_EINVAL, "SEED_REQUEST.role: unknown role");
+    return 0;
+}
+
+/* ---- SEED_DATA ---- */
+
+static void
+seed_data_encode(struct wire_wr *w, const struct repl_msg *m)
+{
+    const struct repl_seed_data *d = &m->u.seed_data;
+    wire_wr_u64(w, d->offset);
+    wire_wr_u64(w, d->total_size);
+    wire_wr_u16(w, d->compression);
+    wire_wr_u32(w, d->raw_length);
+    wire_wr_span(w, WIRE_F_BYTES, d->data, d->data_len);
+}
+
+static bool
+seed_data_decode(struct wire_rd *r, struct repl_msg *m)
+{
+    struct repl_seed_data *d = &m->u.seed_data;
+    return wire_rd_u64(r, FIELD("SEED_DATA.offset"), &d->offset) &&
+           wire_rd_u64(r, FIELD("SEED_DATA.total_size"), &d->total_size) &&
+           wire_rd_u16(r, FIELD("SEED_DATA.compression"), &d->compression) &&
+           wire_rd_u32(r, FIELD("SEED_DATA.raw_length"), &d->raw_length) &&
+           wire_rd_span(r, FIELD("SEED_DATA.data"), WIRE_F_BYTES, &d->data, &d->data_len);
+}
+
+static int
+seed_data_check(const struct repl_msg *m, const char **error_r)
+{
+    const struct repl_seed_data *d = &m->u.seed_data;
+    if (d->total_size == 0)
+        return fail(error_r, TDM_EINVAL, "SEED_DATA.total_size: zero");
+    if (d->total_size > REPL_WIRE_SEED_MAX)
+        return fail(error_r, TDM_EINVAL, "SEED_DATA.total_size: over REPL_WIRE_SEED_MAX");
+    if (d->raw_length == 0)
+        return fail(error_r, TDM_EINVAL, "SEED_DATA.raw_length: zero");
+    if (d->raw_length > REPL_WIRE_CHUNK_MAX)
+        return fail(error_r, TDM_EINVAL, "SEED_DATA.raw_length: over REPL_WIRE_CHUNK_MAX");
+    /* total_size <= 2^48, so a sum that passes cannot have wrapped. */
+    if (d->offset > d->total_size || d->raw_length > d->total_size - d->offset)
+        return fail(error_r, TDM_EINVAL, "SEED_DATA.offset: the bytes run past total_size");
+    return check_chunk(&seed_data_chunk, d->compression, d->raw_length, d->data, d->data_len,
+                       error_r);
+}
+
+/* ---- SEED_END ---- */
+
+static void
+seed_end_encode(struct wire_wr *w, const struct repl_msg *m)
+{
+    const struct repl_seed_end *e = &m->u.seed_end;
+    wire_wr_u64(w, e->total_size);
+    wire_wr_span(w, WIRE_F_BYTES, e->sha256, REPL_WIRE_SHA256_LEN);
+    wire_wr_span(w, WIRE_F_BYTES, e->guid, REPL_WIRE_GUID_LEN);
+    wire_wr_u64(w, e->applied_lsn);
+    wire_wr_u64(w, e->first_generation);
+}
+
+static bool
+seed_end_decode(struct wire_rd *r, struct repl_msg *m)
+{
+    struct repl_seed_end *e = &m->u.seed_end;
+    const uint8_t *p;
+    uint32_t n;
+    if (!wire_rd_u64(r, FIELD("SEED_END.total_size"), &e->total_size) ||
+        !wire_rd_span(r, FIELD("SEED_END.sha256"), WIRE_F_BYTES, &p, &n))
+        return false;
+    if (n != REPL_WIRE_SHA256_LEN) {
+        r->error = "SEED_END.sha256: not 32 bytes";
+        return false;
+    }
+    memcpy(e->sha256, p, REPL_WIRE_SHA256_LEN);
+    return rd_guid(r, FIELD("SEED_END.guid"), "SEED_END.guid: not 16 bytes", e->guid) &&
+           wire_rd_u64(r, FIELD("SEED_END.applied_lsn"), &e->applied_lsn) &&
+           wire_rd_u64(r, FIELD("SEED_END.first_generation"), &e->first_generation);
+}
+
+static int
+seed_end_check(const struct repl_msg *m, const char **error_r)
+{
+    const struct repl_seed_end *e = &m->u.seed_end;
+    if (e->total_size == 0)
+        return fail(error_r, TDM_EINVAL, "SEED_END.total_size: zero");
+    if (e->total_size > REPL_WIRE_SEED_MAX)
+        return fail(error_r, TDM_EINVAL, "SEED_END.total_size: over REPL_WIRE_SEED_MAX");
+    if (guid_is_zero(e->guid))
+        return fail(error_r, TDM_EINVAL, "SEED_END.guid: all zero");
+    if (e->first_generation == 0)
+        return fail(error_r, TDM_EINVAL, "SEED_END.first_generation: zero");
+    return 0;
+}
+
 /* ---- Type table ---- */
 
 struct msg_type {
@@ -415,6 +585,9 @@ static const struct msg_type msg_types[] = {
     TYPE(REPL_POSITION, "POSITION", false, position),
     TYPE(REPL_ACK, "ACK", false, ack),
     TYPE(REPL_ERROR, "ERROR", false, error),
+    TYPE(REPL_SEED_REQUEST, "SEED_REQUEST", true, seed_request),
+    TYPE(REPL_SEED_DATA, "SEED_DATA", false, seed_data),
+    TYPE(REPL_SEED_END, "SEED_END", false, seed_end),
 };
 
 static const struct msg_type *
@@ -508,11 +681,19 @@ repl_version_negotiate(uint16_t peer_min, uint16_t peer_max, uint16_t *version_r
 
 /* ---- Frames ---- */
 
+/* The messages that open a connection and answer its opening: they carry version 1 whatever
+ * is agreed, since they are what agrees it. */
+static bool
+first_message(uint16_t type)
+{
+    return type == REPL_HELLO || type == REPL_HELLO_REPLY || type == REPL_SEED_REQUEST;
+}
+
 static const char *
 request_id_error(const struct msg_type *t, uint32_t id)
 {
     if (t->has_request_id && id == 0)
-        return "request id zero on HELLO or HELLO_REPLY";
+        return "request id zero on HELLO, HELLO_REPLY or SEED_REQUEST";
     if (!t->has_request_id && id != 0)
         return "request id not zero on a one-way message";
     return NULL;
@@ -553,10 +734,10 @@ repl_msg_decode(const uint8_t *buf, size_t len, struct repl_msg *msg_r, size_t *
     const struct msg_type *t = msg_type_of(type);
     if (t == NULL)
         return fail(error_r, TDM_ECORRUPT, "unknown message type");
-    if (type == REPL_HELLO || type == REPL_HELLO_REPLY) {
+    if (first_message(type)) {
         if (version != REPL_WIRE_HELLO_VERSION)
             return fail(error_r, TDM_ECORRUPT,
-                        "HELLO and HELLO_REPLY frames must carry protocol version 1");
+                        "HELLO, HELLO_REPLY and SEED_REQUEST frames must carry protocol version 1");
     } else if (version < REPL_WIRE_VERSION_MIN || version > REPL_WIRE_VERSION) {
         return fail(error_r, TDM_ECORRUPT, "unsupported protocol version");
     }
@@ -622,9 +803,8 @@ repl_msg_encode(const struct repl_msg *msg, uint8_t *out, size_t cap, size_t *le
         return fail(error_r, -ENOBUFS, "output buffer smaller than the frame");
     /* Until a second version exists every frame carries the one this build speaks; HELLO's
      * frames stay at 1 whatever is agreed later. */
-    uint16_t version = msg->type == REPL_HELLO || msg->type == REPL_HELLO_REPLY
-                           ? (uint16_t)REPL_WIRE_HELLO_VERSION
-                           : (uint16_t)REPL_WIRE_VERSION;
+    uint16_t version =
+        first_message(msg->type) ? (uint16_t)REPL_WIRE_HELLO_VERSION : (uint16_t)REPL_WIRE_VERSION;
     wire_put32(out, (uint32_t)size);
     wire_put16(out + 4, version);
     wire_put16(out + 6, msg->type);

@@ -43,14 +43,21 @@
 #define REPL_WIRE_KEY_MAX 1024u  /* a server key */
 #define REPL_WIRE_TEXT_MAX 1024u /* reasons and error texts */
 #define REPL_WIRE_GUID_LEN 16u
+#define REPL_WIRE_SHA256_LEN 32u
+/* Largest snapshot a seed may carry (2^48 bytes): far above any LMDB file, low enough that
+ * offset + raw_length never wraps. */
+#define REPL_WIRE_SEED_MAX (UINT64_C(1) << 48)
 
 enum repl_type {
-    REPL_HELLO = 1,       /* copy -> source, first message; request id != 0 */
-    REPL_HELLO_REPLY = 2, /* source -> copy; echoes HELLO's request id */
-    REPL_LOG_DATA = 16,   /* source -> copy */
-    REPL_POSITION = 17,   /* source -> copy */
-    REPL_ACK = 18,        /* copy -> source */
-    REPL_ERROR = 32,      /* either way; the sender closes after it */
+    REPL_HELLO = 1,        /* copy -> source, first message; request id != 0 */
+    REPL_HELLO_REPLY = 2,  /* source -> copy; echoes HELLO's or SEED_REQUEST's request id */
+    REPL_SEED_REQUEST = 3, /* copy -> source, first message of a seed; request id != 0 */
+    REPL_LOG_DATA = 16,    /* source -> copy */
+    REPL_POSITION = 17,    /* source -> copy */
+    REPL_ACK = 18,         /* copy -> source */
+    REPL_SEED_DATA = 19,   /* source -> copy: a chunk of the snapshot */
+    REPL_SEED_END = 20,    /* source -> copy: the snapshot is complete; what it holds */
+    REPL_ERROR = 32,       /* either way; the sender closes after it */
 };
 
 /* HELLO_REPLY.code and ERROR.code. */
@@ -154,6 +161,35 @@ struct repl_ack {
     uint64_t replayed_generation;  /* the generation holding it */
 };
 
+/* A copy asks for a snapshot of the active's database instead of its log (a seed runs on a
+ * connection of its own; afterwards the copy connects with HELLO from the snapshot). */
+struct repl_seed_request {
+    uint16_t version_min;     /* >= 1 */
+    uint16_t version_max;     /* >= version_min */
+    struct repl_str server;   /* 1..REPL_WIRE_NAME_MAX */
+    struct repl_str key;      /* 1..REPL_WIRE_KEY_MAX, no NUL */
+    struct repl_str database; /* 1..REPL_WIRE_NAME_MAX */
+    uint16_t role;            /* enum repl_role */
+};
+
+/* Bytes [offset, offset + raw_length) of the snapshot file; chunks are contiguous from 0. */
+struct repl_seed_data {
+    uint64_t offset;
+    uint64_t total_size;  /* the snapshot's size, 1..REPL_WIRE_SEED_MAX, the same in each */
+    uint16_t compression; /* enum repl_compression */
+    uint32_t raw_length;  /* 1..REPL_WIRE_CHUNK_MAX; offset + raw_length <= total_size */
+    const uint8_t *data;  /* raw_length bytes, or the zstd frame (1..raw_length-1 bytes) */
+    uint32_t data_len;
+};
+
+struct repl_seed_end {
+    uint64_t total_size;                  /* 1..REPL_WIRE_SEED_MAX: every byte was sent */
+    uint8_t sha256[REPL_WIRE_SHA256_LEN]; /* of the whole snapshot file */
+    uint8_t guid[REPL_WIRE_GUID_LEN];     /* the database's GUID, not all zero */
+    uint64_t applied_lsn;                 /* the snapshot holds every record up to this */
+    uint64_t first_generation;            /* >= 1: the generation holding applied_lsn + 1 */
+};
+
 struct repl_error {
     uint16_t code;        /* enum repl_code, not OK */
     struct repl_str text; /* 1..REPL_WIRE_TEXT_MAX */
@@ -169,6 +205,9 @@ struct repl_msg {
         struct repl_position position;
         struct repl_ack ack;
         struct repl_error error;
+        struct repl_seed_request seed_request;
+        struct repl_seed_data seed_data;
+        struct repl_seed_end seed_end;
     } u;
 };
 

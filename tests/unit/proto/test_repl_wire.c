@@ -154,6 +154,47 @@ init_samples(void)
     m->u.error = (struct repl_error){REPL_CODE_TIMEOUT, repl_str_c("nothing heard for 30 s")};
     m = add_sample("error_max", REPL_ERROR, 0);
     m->u.error = (struct repl_error){REPL_CODE_LIMIT, {text1024, REPL_WIRE_TEXT_MAX}};
+
+    m = add_sample("seed_request", REPL_SEED_REQUEST, 2);
+    m->u.seed_request = (struct repl_seed_request){
+        1, 1, repl_str_c("mb2"), repl_str_c("s3cret"), repl_str_c("db1"), REPL_ROLE_PASSIVE};
+    m = add_sample("seed_request_max", REPL_SEED_REQUEST, UINT32_MAX);
+    m->u.seed_request = (struct repl_seed_request){1,
+                                                   UINT16_MAX,
+                                                   {name255, REPL_WIRE_NAME_MAX},
+                                                   {key1024, REPL_WIRE_KEY_MAX},
+                                                   {name255, REPL_WIRE_NAME_MAX},
+                                                   REPL_ROLE_STANDBY};
+    m = add_sample("seed_data_raw", REPL_SEED_DATA, 0);
+    m->u.seed_data = (struct repl_seed_data){
+        .offset = 0,
+        .total_size = sizeof(small_bytes),
+        .raw_length = sizeof(small_bytes),
+        .data = small_bytes,
+        .data_len = sizeof(small_bytes),
+    };
+    m = add_sample("seed_data_max", REPL_SEED_DATA, 0);
+    m->u.seed_data = (struct repl_seed_data){
+        .offset = REPL_WIRE_SEED_MAX - REPL_WIRE_CHUNK_MAX,
+        .total_size = REPL_WIRE_SEED_MAX,
+        .raw_length = REPL_WIRE_CHUNK_MAX,
+        .data = chunk_max,
+        .data_len = REPL_WIRE_CHUNK_MAX,
+    };
+    m = add_sample("seed_data_zstd", REPL_SEED_DATA, 0);
+    m->u.seed_data = (struct repl_seed_data){
+        .offset = 4096,
+        .total_size = 1u << 20,
+        .compression = REPL_COMPRESSION_ZSTD,
+        .raw_length = 301,
+        .data = small_bytes,
+        .data_len = 300,
+    };
+    m = add_sample("seed_end", REPL_SEED_END, 0);
+    m->u.seed_end =
+        (struct repl_seed_end){.total_size = 65536, .applied_lsn = 42, .first_generation = 3};
+    memset(m->u.seed_end.sha256, 0x5a, REPL_WIRE_SHA256_LEN);
+    memset(m->u.seed_end.guid, 0xa5, REPL_WIRE_GUID_LEN);
 }
 
 static uint8_t *
@@ -562,7 +603,7 @@ test_frame_errors(void **state)
     bad = raw_frame(1, 99, 0, 0, &empty);
     expect_error(&bad, "unknown message type");
     bad = raw_frame(2, REPL_HELLO, 1, 0, &p);
-    expect_error(&bad, "HELLO and HELLO_REPLY frames must carry protocol version 1");
+    expect_error(&bad, "HELLO, HELLO_REPLY and SEED_REQUEST frames must carry protocol version 1");
     struct raw ack = {.n = 0};
     for (int k = 0; k < 6; k++)
         raw_u64(&ack, 0);
@@ -573,7 +614,7 @@ test_frame_errors(void **state)
     bad = raw_frame(1, REPL_ACK, 0, 1, &ack);
     expect_error(&bad, "frame flags not zero");
     bad = raw_frame(1, REPL_HELLO, 0, 0, &p);
-    expect_error(&bad, "request id zero on HELLO or HELLO_REPLY");
+    expect_error(&bad, "request id zero on HELLO, HELLO_REPLY or SEED_REQUEST");
     bad = raw_frame(1, REPL_ACK, 5, 0, &ack);
     expect_error(&bad, "request id not zero on a one-way message");
     struct raw ack_more = ack;
@@ -789,16 +830,121 @@ test_encode_refusals(void **state)
     uint8_t out[512];
     size_t len;
     assert_int_equal(repl_msg_encode(&m, out, sizeof(out), &len, &error), TDM_EINVAL);
-    assert_string_equal(error, "request id zero on HELLO or HELLO_REPLY");
+    assert_string_equal(error, "request id zero on HELLO, HELLO_REPLY or SEED_REQUEST");
     m.request_id = 1;
     assert_int_equal(repl_msg_encode(&m, out, sizeof(out), &len, &error), 0);
     assert_int_equal(repl_msg_encode(&m, out, len - 1, &len, &error), -ENOBUFS);
     m.u.hello.key = (struct repl_str){NULL, 3};
     assert_int_equal(repl_msg_encode(&m, out, sizeof(out), &len, &error), TDM_EINVAL);
     assert_string_equal(error, "HELLO.key: NULL pointer with a non-zero length");
-    struct repl_msg bad = {.type = 3};
+    struct repl_msg bad = {.type = 4};
     assert_int_equal(repl_msg_check(&bad, &error), TDM_EINVAL);
     assert_string_equal(error, "unknown message type");
+}
+
+/* SEED_*: each rule by its error, the decoded fields, and the first-message rules. */
+static void
+expect_rule(const struct repl_msg *m, const char *want)
+{
+    const char *error = NULL;
+    if (repl_msg_check(m, &error) != TDM_EINVAL || error == NULL || strcmp(error, want) != 0)
+        fail_msg("want \"%s\", got \"%s\"", want, error ? error : "(null)");
+}
+
+static void
+test_seed_messages(void **state)
+{
+    (void)state;
+    init_samples();
+    /* Decoded fields land where they were put. */
+    const struct repl_msg *end = NULL;
+    for (size_t i = 0; i < n_samples; i++)
+        if (strcmp(sample_names[i], "seed_end") == 0)
+            end = &samples[i];
+    assert_non_null(end);
+    size_t len;
+    uint8_t *buf = encode(end, &len);
+    struct repl_msg m;
+    const char *error = NULL;
+    assert_int_equal(repl_msg_decode(buf, len, &m, NULL, &error), 0);
+    assert_int_equal(m.u.seed_end.total_size, 65536);
+    assert_int_equal(m.u.seed_end.applied_lsn, 42);
+    assert_int_equal(m.u.seed_end.first_generation, 3);
+    assert_int_equal(m.u.seed_end.sha256[31], 0x5a);
+    assert_int_equal(m.u.seed_end.guid[0], 0xa5);
+    free(buf);
+
+    struct repl_msg q = {.type = REPL_SEED_REQUEST, .request_id = 1};
+    q.u.seed_request = (struct repl_seed_request){
+        1, 1, repl_str_c("mb2"), repl_str_c("k"), repl_str_c("db"), REPL_ROLE_PASSIVE};
+    assert_int_equal(repl_msg_check(&q, NULL), 0);
+    q.request_id = 0;
+    expect_rule(&q, "request id zero on HELLO, HELLO_REPLY or SEED_REQUEST");
+    q.request_id = 1;
+    q.u.seed_request.role = 3;
+    expect_rule(&q, "SEED_REQUEST.role: unknown role");
+    q.u.seed_request.role = REPL_ROLE_STANDBY;
+    q.u.seed_request.version_min = 0;
+    expect_rule(&q, "SEED_REQUEST.version_min: zero");
+    q.u.seed_request.version_min = 2;
+    expect_rule(&q, "SEED_REQUEST.version_max: below version_min");
+    q.u.seed_request.version_min = 1;
+    q.u.seed_request.database = repl_str_c("");
+    expect_rule(&q, "SEED_REQUEST.database: empty");
+
+    static uint8_t bytes[16];
+    struct repl_msg d = {.type = REPL_SEED_DATA};
+    d.u.seed_data = (struct repl_seed_data){0, 16, 0, 16, bytes, 16};
+    assert_int_equal(repl_msg_check(&d, NULL), 0);
+    d.u.seed_data.offset = 1;
+    expect_rule(&d, "SEED_DATA.offset: the bytes run past total_size");
+    d.u.seed_data.offset = 0;
+    d.u.seed_data.total_size = 0;
+    expect_rule(&d, "SEED_DATA.total_size: zero");
+    d.u.seed_data.total_size = REPL_WIRE_SEED_MAX + 1;
+    expect_rule(&d, "SEED_DATA.total_size: over REPL_WIRE_SEED_MAX");
+    d.u.seed_data.total_size = 16;
+    d.u.seed_data.data_len = 15;
+    expect_rule(&d, "SEED_DATA.data: not raw_length bytes");
+    d.u.seed_data.compression = REPL_COMPRESSION_ZSTD;
+    d.u.seed_data.data_len = 16;
+    expect_rule(&d, "SEED_DATA.data: compressed to no fewer bytes than raw_length");
+    d.u.seed_data.compression = 2;
+    expect_rule(&d, "SEED_DATA.compression: unknown compression");
+    d.u.seed_data.compression = 0;
+    d.u.seed_data.raw_length = 0;
+    d.u.seed_data.data_len = 0;
+    expect_rule(&d, "SEED_DATA.raw_length: zero");
+
+    struct repl_msg e = *end;
+    e.u.seed_end.first_generation = 0;
+    expect_rule(&e, "SEED_END.first_generation: zero");
+    e = *end;
+    memset(e.u.seed_end.guid, 0, REPL_WIRE_GUID_LEN);
+    expect_rule(&e, "SEED_END.guid: all zero");
+    e = *end;
+    e.u.seed_end.total_size = 0;
+    expect_rule(&e, "SEED_END.total_size: zero");
+
+    /* By hand: a sha256 of the wrong length, and SEED_REQUEST at another frame version. */
+    struct raw p = {.n = 0};
+    raw_u64(&p, 10);
+    raw_span(&p, 6, bytes, 16);
+    struct raw f = raw_frame(1, REPL_SEED_END, 0, 0, &p);
+    expect_error(&f, "SEED_END.sha256: not 32 bytes");
+    p.n = 0;
+    raw_u16(&p, 1);
+    raw_u16(&p, 1);
+    raw_str(&p, "mb2");
+    raw_str(&p, "k");
+    raw_str(&p, "db");
+    raw_u16(&p, REPL_ROLE_PASSIVE);
+    f = raw_frame(1, REPL_SEED_REQUEST, 9, 0, &p);
+    assert_int_equal(repl_msg_decode(f.b, f.n, &m, NULL, &error), 0);
+    assert_int_equal(m.u.seed_request.database.len, 2);
+    f = raw_frame(2, REPL_SEED_REQUEST, 9, 0, &p);
+    expect_error(&f, "HELLO, HELLO_REPLY and SEED_REQUEST frames must carry protocol version 1");
+    assert_string_equal(repl_type_name(REPL_SEED_END), "SEED_END");
 }
 
 static void
@@ -993,6 +1139,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_zstd_round_trip),
         cmocka_unit_test(test_zstd_incompressible),
         cmocka_unit_test(test_zstd_lying_length),
+        cmocka_unit_test(test_seed_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
