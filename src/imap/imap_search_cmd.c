@@ -139,6 +139,7 @@ struct imap_search {
     bool uid, esearch;
     unsigned returns;
     uint32_t next_msn; /* the next message to evaluate */
+    bool expunge_issued; /* messages another session expunged were not evaluated */
     struct hits hits;
     struct event *resume; /* the next slice, owned; NULL until the search must wait */
 };
@@ -183,13 +184,17 @@ evaluate(struct imap_search *q, const struct imap_search_env *env, const struct 
          MDB_txn *txn, uint32_t msn)
 {
     struct imap_session *s = q->s;
-    if (imap_view_pending(s->view, msn))
+    if (imap_view_pending(s->view, msn)) {
+        q->expunge_issued = true;
         return 0;
+    }
     uint32_t uid = imap_view_uid(s->view, msn);
     struct mail_message_info info;
     int ret = mail_message_get(dbis, txn, s->user, s->folder, uid, &info);
-    if (ret == TDM_ENOTFOUND)
-        return 0; /* expunged since the view was synced: announced later */
+    if (ret == TDM_ENOTFOUND) {
+        q->expunge_issued = true; /* expunged since the view was synced: announced later */
+        return 0;
+    }
     if (ret < 0)
         return ret;
     struct body_source src = {dbis, txn, &info};
@@ -364,7 +369,10 @@ answer(struct imap_session *s, const struct imap_search *q, int status)
     if (ret < 0)
         answer_failure(s, q, ret);
     else
-        imap__reply(s, s->tag, "OK", NULL, q->uid ? "UID SEARCH completed" : "SEARCH completed");
+        /* As FETCH and STORE (RFC 9051 7.1): the messages another session expunged, not told
+         * during SEARCH (RFC 3501 7.4.1), were left out of the result; a NOOP tells them. */
+        imap__reply(s, s->tag, "OK", q->expunge_issued ? "EXPUNGEISSUED" : NULL,
+                    q->uid ? "UID SEARCH completed" : "SEARCH completed");
 }
 
 /* ---- Slices on the loop ---- */

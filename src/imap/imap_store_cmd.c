@@ -69,6 +69,9 @@ struct job {
     bool conditional;
     uint32_t *modified; /* UIDs that failed the test, owned, in no order */
     size_t n_modified;
+    /* STORE: messages of the set that another session expunged were left out, or went before
+     * the record applied (EXPUNGEISSUED, store_answer). */
+    bool expunge_issued;
 };
 
 static void
@@ -241,7 +244,8 @@ partition(struct job *job)
         struct mail_message_info m;
         ret = mail_message_get(dbis, txn, s->user, s->folder, job->uids[i], &m);
         if (ret == TDM_ENOTFOUND) {
-            ret = 0; /* expunged: skipped silently */
+            ret = 0; /* expunged: left out, and said so (store_answer) */
+            job->expunge_issued = true;
         } else if (ret == 0 && m.modseq > job->op.unchanged_since) {
             job->modified[job->n_modified++] = m.uid;
         } else if (ret == 0) {
@@ -306,8 +310,10 @@ store_fetches(struct job *job)
         uint32_t msn = imap_view_msn(s->view, job->uids[i]);
         struct mail_message_info m;
         if (!msn || imap_view_pending(s->view, msn) ||
-            mail_message_get(dbis, txn, s->user, s->folder, job->uids[i], &m) != 0)
-            continue; /* expunged meanwhile */
+            mail_message_get(dbis, txn, s->user, s->folder, job->uids[i], &m) != 0) {
+            job->expunge_issued = true; /* expunged meanwhile */
+            continue;
+        }
         if (!job->silent)
             imap__write_flag_update(s, msn, &m);
         else if (own_modseq(job, m.modseq))
@@ -352,15 +358,22 @@ store_answer(struct job *job)
         imap_view_own_changes(s->view, job->ranges[i].modseq - job->ranges[i].count,
                               job->ranges[i].modseq);
     imap__sync(s, job->by_uid);
+    /* As for FETCH (RFC 9051 7.1): a STORE that left out messages another session expunged,
+     * of which no EXPUNGE may be told during STORE, says so; UID STORE told them in the sync
+     * just above. The tagged code goes to MODIFIED when there is one. */
+    const char *issued = job->expunge_issued && !job->by_uid ? "EXPUNGEISSUED" : NULL;
     if (job->status < 0) {
         reply_failed(s, s->tag, job->status);
     } else if (job->n_modified) {
+        if (issued)
+            imap__reply(s, NULL, "OK", issued, "Messages were expunged by another session");
         struct imap_buf code = IMAP_BUF_INIT;
         modified_code(job, &code);
         imap__reply(s, s->tag, "OK", code.data, "Conditional STORE failed");
         imap_buf_free(&code);
     } else {
-        imap__reply(s, s->tag, "OK", NULL, job->by_uid ? "UID STORE completed" : "STORE completed");
+        imap__reply(s, s->tag, "OK", issued,
+                    job->by_uid ? "UID STORE completed" : "STORE completed");
     }
 }
 
@@ -407,8 +420,10 @@ store_targets(struct imap_session *s, const struct imap_command *cmd, struct job
 {
     struct imap_msg_ref *refs;
     size_t n;
-    if (imap__resolve_set(s, cmd->tag, &cmd->u.store.set, cmd->uid, &refs, &n) < 0)
+    int resolved = imap__resolve_set(s, cmd->tag, &cmd->u.store.set, cmd->uid, &refs, &n);
+    if (resolved < 0)
         return false;
+    job->expunge_issued = resolved == 1;
     job->uids = malloc((n ? n : 1) * sizeof(*job->uids));
     if (!job->uids) {
         free(refs);

@@ -154,8 +154,9 @@ def test_response_codes(imap, rev2):
 
 @both_modes
 def test_fetch_says_expungeissued(imap, rev2):
-    """RFC 9051 7.1 EXPUNGEISSUED: a FETCH that names a message another session expunged, of
-    which this one has not been told (no EXPUNGE during FETCH), leaves it out and says so."""
+    """RFC 9051 7.1 EXPUNGEISSUED: a FETCH or SEARCH that names a message another session
+    expunged, of which this one has not been told (no EXPUNGE during FETCH or SEARCH), leaves
+    it out and says so (STORE: test_imap_store.py)."""
     deliver(imap, "alice@example.test", "one")
     deliver(imap, "alice@example.test", "two")
     a, b = session(imap, rev2), Raw(imap)
@@ -166,9 +167,15 @@ def test_fetch_says_expungeissued(imap, rev2):
     untagged, done = a.cmd("FETCH 1:2 (UID)")
     assert fetch_lines(untagged) == ["* 2 FETCH (UID 2)"], untagged
     assert done.startswith("OK [EXPUNGEISSUED]"), done
+    # SEARCH leaves it out of its result too, and says so.
+    untagged, done = a.cmd("SEARCH 1:2")
+    assert len(untagged) == 1 and untagged[0].endswith(" 2"), untagged
+    assert done.startswith("OK [EXPUNGEISSUED]"), done
     assert "* 1 EXPUNGE" in a.ok("NOOP")
     _, done = a.cmd("FETCH 1 (UID)")
     assert done == "OK FETCH completed", done  # told now: nothing left out
+    _, done = a.cmd("SEARCH ALL")
+    assert done == "OK SEARCH completed", done
     a.close()
     b.close()
 

@@ -142,8 +142,15 @@ def test_expunge_and_uid_expunge(imap):
     assert not any("EXPUNGE" in l for l in lines[:-1])
     assert "OK [EXPUNGEISSUED]" in lines[-1]  # what it left out was expunged
     assert "* 3 FETCH (UID 3)" in lines and "* 2 FETCH (UID 2)" not in lines
+    # STORE likewise changes the rest, leaves the expunged out and says so.
+    lines = raw(b, "STORE 2:4 +FLAGS (\\Flagged)")
+    assert lines[:-1] == ["* 3 FETCH (FLAGS (\\Flagged) UID 3)"], lines
+    assert lines[-1].split(" ", 1)[1] == "OK [EXPUNGEISSUED] STORE completed", lines
+    lines = raw(b, "STORE 1 +FLAGS.SILENT (\\Seen)")
+    assert lines[-1].split(" ", 1)[1] == "OK STORE completed", lines  # none of its set went
     lines = raw(b, "NOOP")
     assert lines[:2] == ["* 4 EXPUNGE", "* 2 EXPUNGE"]
+    raw(a, "NOOP")  # a hears of b's flags here, not in its EXPUNGE below
     # EXPUNGE takes the rest; the sequence numbers follow.
     assert raw(a, "EXPUNGE")[:-1] == ["* 3 EXPUNGE"]
     assert raw(a, "EXPUNGE")[:-1] == []
