@@ -51,6 +51,9 @@ enum tdm_event {
     TDM_EV_REPL_COPY_ACTIVATION_REFUSED = 4020,
     TDM_EV_REPL_COPY_ACTIVATED = 4021,
     TDM_EV_REPL_COPY_ACTIVATION_FAILED = 4022,
+    /* tandemctl copy remove (src/tandemd/core_copy_remove.c). */
+    TDM_EV_REPL_COPY_REMOVED = 4023,
+    TDM_EV_REPL_COPY_REMOVE_FAILED = 4024,
 
     /* The replication source (src/repl/repl_source*.c), serving the active's log. */
     TDM_EV_REPL_SOURCE_COPY_CONNECTED = 4050,

@@ -91,7 +91,7 @@
  *                   network: STR, 0..TDM_IPC_NETWORK_MAX; endpoint: STR, 0..TDM_IPC_NETWORK_MAX;
  *                   inspection_failures: U32; then the TDM_IPC_COPY_N_FIGURES U64 figures in
  *                   the order of struct ipc_copy_status (src/lib/ipc.h)}
- *   COPY_CONTROL    worker -> core: suspend, resume or activate a copy. database: STR, 1..TDM_IPC_NAME_MAX;
+ *   COPY_CONTROL    worker -> core: suspend, resume, activate or remove a copy. database: STR, 1..TDM_IPC_NAME_MAX;
  *                   action: U16 (enum tdm_ipc_copy_action); comment: STR, 0..TDM_IPC_REASON_MAX
  *                   (empty unless action is suspend)
  *   COPY_CONTROL_REPLY  core -> worker: status: I32 (0, TDM_ENOTFOUND: no such copy,
@@ -197,6 +197,8 @@ enum tdm_ipc_copy_action {
     /* 3 is kept for reseed. Activate the copy here (docs/replication.md, "Activation"). */
     TDM_IPC_COPY_ACTIVATE = 4,
     TDM_IPC_COPY_ACTIVATE_FORCE = 5,
+    /* Stop the copy's agent and delete its files (docs/replication.md, "Removing a copy"). */
+    TDM_IPC_COPY_REMOVE = 6,
 };
 
 enum tdm_ipc_worker_kind {

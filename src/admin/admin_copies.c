@@ -1,9 +1,10 @@
 /*
  * This server's copies (docs/formats/admin-api.md, docs/replication.md): GET /v1/copies asks
  * the core for every copy's status (COPY_STATUS_REQUEST); POST /v1/copies/<database>/suspend
- * (optional {"comment": "..."}), .../resume and .../activate[?force=true] ask it to act
- * (COPY_CONTROL; activate asks COPY_STATUS first, for what its answer reports). Reading needs
- * read on this server's `server` object, acting needs write.
+ * (optional {"comment": "..."}), .../resume, .../activate[?force=true] and DELETE
+ * /v1/copies/<database> ask it to act (COPY_CONTROL; activate asks COPY_STATUS first, for what
+ * its answer reports). Reading needs read on this server's `server` object, acting needs
+ * write.
  */
 #include "admin/admin_int.h"
 
@@ -157,6 +158,10 @@ control_cb(void *ctx, int status, const struct ipc_msg *reply)
         admin_reply_error(call, 409, NULL,
                           "the copy of %s could not start (see GET /v1/copies for why)",
                           call->segs[2]);
+    else if (ret == TDM_EINVAL)
+        admin_reply_error(call, 409, NULL,
+                          "%s no longer holds copy.conf here (activated?): not deleted",
+                          call->segs[2]);
     else if (ret < 0)
         admin_reply_error(call, 500, NULL, "cannot do it: %s", tdm_strerror(ret));
     else
@@ -292,6 +297,20 @@ admin_copies_serve(struct admin_call *call)
         if (admin_authorize_server(call, DIR_RIGHT_READ) != 1)
             return;
         admin_ask_core(call, core_link_copy_status, status_cb);
+        return;
+    }
+    if (call->n_segs == 3) {
+        /* DELETE /v1/copies/<database>: stop the copy and delete its files. */
+        if (call->method != EVHTTP_REQ_DELETE) {
+            admin_reply_error(call, 405, NULL, "use DELETE");
+            return;
+        }
+        if (strlen(call->segs[2]) > TDM_IPC_NAME_MAX || !call->segs[2][0]) {
+            admin_reply_error(call, 404, NULL, "this server holds no copy of that name");
+            return;
+        }
+        if (admin_authorize_server(call, DIR_RIGHT_WRITE) == 1)
+            control(call, TDM_IPC_COPY_REMOVE, NULL);
         return;
     }
     bool suspend = call->n_segs == 4 && !strcmp(call->segs[3], "suspend");

@@ -227,8 +227,8 @@ void admin_streams_close_all(struct admin_server *srv);
 
 /* ---- admin_copies.c: this server's copies (docs/replication.md) ---- */
 
-/* /v1/copies (GET) and /v1/copies/<database>/suspend|resume|activate (POST). Answers every
- * case. */
+/* /v1/copies (GET), /v1/copies/<database> (DELETE) and
+ * /v1/copies/<database>/suspend|resume|activate (POST). Answers every case. */
 void admin_copies_serve(struct admin_call *call);
 /* The copies' figures for /metrics, labelled by database. */
 struct evbuffer;

@@ -53,6 +53,8 @@ static const struct {
     {TDM_EV_REPL_COPY_ACTIVATION_REFUSED, "repl.copy_activation_refused", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_COPY_ACTIVATED, "repl.copy_activated", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_COPY_ACTIVATION_FAILED, "repl.copy_activation_failed", TDM_EV_SEV_ERROR},
+    {TDM_EV_REPL_COPY_REMOVED, "repl.copy_removed", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_COPY_REMOVE_FAILED, "repl.copy_remove_failed", TDM_EV_SEV_ERROR},
     {TDM_EV_REPL_SOURCE_COPY_CONNECTED, "repl.source_copy_connected", TDM_EV_SEV_INFO},
     {TDM_EV_REPL_SOURCE_COPY_REFUSED, "repl.source_copy_refused", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_SOURCE_COPY_DISCONNECTED, "repl.source_copy_disconnected", TDM_EV_SEV_INFO},

@@ -773,7 +773,8 @@ copy_control_check(const struct ipc_msg *m, const char **error_r)
     if (rc != 0)
         return rc;
     if (c->action != TDM_IPC_COPY_SUSPEND && c->action != TDM_IPC_COPY_RESUME &&
-        c->action != TDM_IPC_COPY_ACTIVATE && c->action != TDM_IPC_COPY_ACTIVATE_FORCE)
+        c->action != TDM_IPC_COPY_ACTIVATE && c->action != TDM_IPC_COPY_ACTIVATE_FORCE &&
+        c->action != TDM_IPC_COPY_REMOVE)
         return fail(error_r, TDM_EINVAL, "COPY_CONTROL.action: unknown action");
     if (c->action != TDM_IPC_COPY_SUSPEND && c->comment.len != 0)
         return fail(error_r, TDM_EINVAL, "COPY_CONTROL.comment: only a suspend has a comment");

@@ -6,6 +6,7 @@
  *   suspend  POST /v1/copies/<database>/suspend {"comment": ...}
  *   resume   POST /v1/copies/<database>/resume
  *   activate POST /v1/copies/<database>/activate[?force=true]
+ *   remove   DELETE /v1/copies/<database>
  */
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_api.h"
@@ -373,6 +374,55 @@ copy_resume(const struct ctl_verb *verb, int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* remove                                                             */
+
+static int
+copy_remove(const struct ctl_verb *verb, int argc, char **argv)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    char path[1024];
+    /* /v1/copies/<database>/x, cut back to /v1/copies/<database>. */
+    if (!control_path(path, sizeof(path), db, "x"))
+        return ctl_usage_error(verb, "the database name is too long");
+    path[strlen(path) - 2] = '\0';
+    struct admin_target t;
+    int r = ctl_api_target(verb, &o, false, &t);
+    if (r != 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "DELETE", path, NULL, &doc);
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            printf("copy of %s removed\n", db);
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
 /* activate                                                           */
 
 static int
@@ -456,6 +506,10 @@ const struct ctl_verb ctl_copy_verbs[] = {
      "stop copying and replaying (idempotent; a new comment replaces the old)", NULL, copy_suspend},
     {"resume", "<database>", "start a Suspended or Failed copy again (idempotent)", NULL,
      copy_resume},
+    {"remove", "<database>", "stop the copy held by this server and delete its files",
+     "Only a copy (its directory holds copy.conf), never an active. The server's copy of the\n"
+     "database is gone; the directory's copy object, if any, is the operator's to delete.\n",
+     copy_remove},
     {"activate", "<database> [--force]",
      "make the copy held by this server the database's active, and mount it",
      "Refused while the copy's source still serves the database as active (exit 1, naming it).\n"

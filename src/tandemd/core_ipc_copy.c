@@ -1,7 +1,8 @@
 /*
  * The workers' questions about this server's copies (docs/formats/ipc.md): COPY_STATUS_REQUEST
  * answered from each agent's published status (core_repl.c), and COPY_CONTROL: suspend and
- * resume handed to the agent, which acts on its own thread; activate (core_activate.c).
+ * resume handed to the agent, which acts on its own thread; activate (core_activate.c) and
+ * remove (core_copy_remove.c).
  */
 #include "tandemd/core_ipc_int.h"
 #include "tandemd/tandemd.h"
@@ -116,6 +117,9 @@ tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg)
     case TDM_IPC_COPY_ACTIVATE_FORCE:
         ret = tandemd__core_copy_activate(cc->database.ptr, cc->database.len,
                                           cc->action == TDM_IPC_COPY_ACTIVATE_FORCE);
+        break;
+    case TDM_IPC_COPY_REMOVE:
+        ret = tandemd__core_copy_remove(cc->database.ptr, cc->database.len);
         break;
     default: /* resume: the codec lets no other action through */
         ret = tandemd__core_copy_resume(cc->database.ptr, cc->database.len);

@@ -185,6 +185,14 @@ void tandemd__core_db_add(const char *name, const char *kind, struct store *stor
  * error that stopped it (it stays a copy, its agent stopped). Emits an event for each. */
 int tandemd__core_copy_activate(const char *name, size_t len, bool force);
 
+/* ---- core_copy_remove.c: tandemctl copy remove ---- */
+
+/* Stops the agent of the copy named name (len bytes) and deletes its directory, which must
+ * still hold copy.conf (docs/replication.md, "Removing a copy"): 0, TDM_ENOTFOUND (no such
+ * copy), TDM_EINVAL (no marker any more: not deleted), or -errno (event 4024 says what is
+ * left). */
+int tandemd__core_copy_remove(const char *name, size_t len);
+
 /* ---- core_ipc_copy.c: COPY_STATUS_REQUEST and COPY_CONTROL from a worker ---- */
 
 struct core_conn;

@@ -162,3 +162,27 @@ def test_activate_without_force_when_the_source_no_longer_holds_it(trio, tandemc
     serves_new_mail(tandemctl, b, old)
     b.stop(procs["b"])
     a.stop(p)
+
+
+def test_copy_remove_deletes_the_copy_never_an_active(trio, tandemctl):
+    d, a, b, procs = trio
+    # A holds the database as its active: nothing there is a copy to remove.
+    r = tandemctl("copy", "remove", DB, "--socket", a.admin_socket)
+    assert r.returncode == 7, r
+    assert (a.datadir / "db" / DB / "store").is_dir()
+    r = tandemctl("copy", "remove", DB, "--socket", b.admin_socket)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "copy of mail removed\n"
+    assert copy_status_empty(tandemctl, b)
+    assert sorted(p.name for p in (b.datadir / "db").iterdir()) == []
+    assert [e["id"] for e in b.event_lines() if e["id"] in (4023, 4024)] == [4023]
+    # Gone for good: a restart starts no copy, and A carries on without it.
+    b.stop(procs["b"])
+    p = b.start()
+    b.started(p)
+    wait_status(b)
+    assert copy_status_empty(tandemctl, b)
+    deliver(a, "alice@example.test", "after the copy went")
+    r = tandemctl("copy", "remove", DB, "--socket", b.admin_socket)
+    assert r.returncode == 7, r
+    b.stop(p)

@@ -251,6 +251,8 @@ static const struct {
     {TDM_EV_REPL_COPY_ACTIVATED, 4021, "repl.copy_activated", TDM_EV_SEV_WARNING, "warning"},
     {TDM_EV_REPL_COPY_ACTIVATION_FAILED, 4022, "repl.copy_activation_failed", TDM_EV_SEV_ERROR,
      "error"},
+    {TDM_EV_REPL_COPY_REMOVED, 4023, "repl.copy_removed", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_COPY_REMOVE_FAILED, 4024, "repl.copy_remove_failed", TDM_EV_SEV_ERROR, "error"},
     {TDM_EV_REPL_SOURCE_COPY_CONNECTED, 4050, "repl.source_copy_connected", TDM_EV_SEV_INFO,
      "info"},
     {TDM_EV_REPL_SOURCE_COPY_REFUSED, 4051, "repl.source_copy_refused", TDM_EV_SEV_WARNING,
