@@ -300,10 +300,25 @@ select_message(void *ctx, const struct mail_message_info *m)
     return 0;
 }
 
+/* Stops (1) at the first folder below prefix (prefix + MAIL_HIER_SEP + more). */
+struct child_walk {
+    const char *prefix;
+    size_t len;
+};
+
+static int
+find_child(void *ctx, const struct mail_folder_info *f)
+{
+    const struct child_walk *w = ctx;
+    return f->name_len > w->len + 1 && memcmp(f->name, w->prefix, w->len) == 0 &&
+           f->name[w->len] == MAIL_HIER_SEP;
+}
+
 /* RFC 9051 6.3.2: an IMAP4rev2 SELECT answers "* LIST" with the mailbox's name as the server
- * spells it (INBOX for "inbox") and accurate attributes: its special use; \HasChildren and
- * \HasNoChildren are left out (CHILDREN makes them optional), since knowing them means
- * listing the folders. */
+ * spells it (INBOX for "inbox") and accurate attributes: its special use, and \HasChildren or
+ * \HasNoChildren as LIST gives them (imap_list.c), so a client need not LIST to know. A child
+ * below a hierarchy gap counts too, as in LIST. One walk over the user's folders: small beside
+ * SELECT's walk over the messages. */
 static int
 select_list(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
 {
@@ -311,8 +326,14 @@ select_list(struct imap_session *s, const struct mail_dbis *dbis, MDB_txn *txn)
     int ret = mail_folder_get(dbis, txn, s->user, s->folder, &f);
     if (ret < 0)
         return ret;
+    struct child_walk w = {s->folder, strlen(s->folder)};
+    int children = mail_folder_list(dbis, txn, s->user, find_child, &w);
+    if (children < 0)
+        return children;
     const char *attrs[8];
-    size_t n = imap__special_use_attrs(f.special_use, attrs);
+    size_t n = 0;
+    attrs[n++] = children ? "\\HasChildren" : "\\HasNoChildren";
+    n += imap__special_use_attrs(f.special_use, attrs + n);
     imap_write_list(&s->out, false, attrs, n, MAIL_HIER_SEP, s->folder, false, NULL, imap__mode(s));
     return 0;
 }

@@ -319,6 +319,7 @@ copy_free(struct repl_copy *c)
         SSL_CTX_free(c->ssl_ctx);
     repl_zstd_free(&c->zstd);
     free(c->raw);
+    free(c->pending);
     if (c->key) {
         sodium_memzero(c->key, strlen(c->key));
         free(c->key);

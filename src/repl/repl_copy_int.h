@@ -69,6 +69,12 @@ struct repl_copy {
     struct store_copy *store; /* NULL until the copy exists (a new copy before its seed) */
     struct repl_zstd *zstd;
     uint8_t *raw; /* REPL_WIRE_CHUNK_MAX bytes for decompressed chunks */
+    /* A frame longer than a chunk arrives in `partial` chunks; inspection takes whole frames
+     * only, so the pieces gather here (owned) until the chunk that ends on a frame boundary,
+     * and go to store_copy_receive() together. Emptied at every new session (HELLO). */
+    uint8_t *pending;
+    size_t pending_len, pending_cap;
+    uint64_t pending_generation, pending_offset; /* where pending[0] goes */
     struct repl_copy_link *session, *probe_link;
     unsigned next_net; /* the network the next connection attempt uses */
     uint32_t retry_ms; /* current back-off */

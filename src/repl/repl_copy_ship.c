@@ -164,6 +164,7 @@ repl_copy__hello(struct repl_copy *c, struct repl_msg *msg, uint32_t request_id)
     h->database = repl_str_c(c->database);
     h->role = c->conf.role;
     h->start_generation = 1;
+    c->pending_len = 0; /* the new session ships again from the copy's position */
     if (c->store) {
         struct store_copy_status s;
         store_copy_get_status(c->store, &s);
@@ -257,6 +258,49 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
     return 0;
 }
 
+/* The most a frame split over partial chunks can gather: the largest frame, plus the whole
+ * frames the chunk that ends it may carry after it. */
+#define PENDING_MAX ((size_t)TDM_LOG_MAX_PAYLOAD + TDM_LOG_FRAME_OVERHEAD + REPL_WIRE_CHUNK_MAX)
+
+/*
+ * Adds a chunk to the pieces of a frame longer than a chunk. Returns 1 when the chunk
+ * completed them (*bytes_r, *len_r, *offset_r: everything gathered, for inspection), 0 when
+ * more is to come (partial), or -1 for pieces that do not follow each other (a bug of the
+ * active's: resynchronize).
+ */
+static int
+gather_partial(struct repl_copy *c, const struct repl_log_data *d, const uint8_t *bytes,
+               const uint8_t **bytes_r, size_t *len_r, uint64_t *offset_r)
+{
+    if (c->pending_len == 0) {
+        c->pending_generation = d->generation;
+        c->pending_offset = d->offset;
+    } else if (d->generation != c->pending_generation ||
+               d->offset != c->pending_offset + c->pending_len) {
+        return -1;
+    }
+    if (d->raw_length > PENDING_MAX - c->pending_len)
+        return -1;
+    if (c->pending_len + d->raw_length > c->pending_cap) {
+        size_t cap = c->pending_cap ? c->pending_cap : REPL_WIRE_CHUNK_MAX;
+        while (cap < c->pending_len + d->raw_length)
+            cap *= 2;
+        uint8_t *grown = realloc(c->pending, cap);
+        if (!grown)
+            log_fatal("out of memory");
+        c->pending = grown;
+        c->pending_cap = cap;
+    }
+    memcpy(c->pending + c->pending_len, bytes, d->raw_length);
+    c->pending_len += d->raw_length;
+    if (d->partial)
+        return 0;
+    *bytes_r = c->pending;
+    *len_r = c->pending_len;
+    *offset_r = c->pending_offset;
+    return 1;
+}
+
 static int
 on_log_data(struct repl_copy *c, const struct repl_log_data *d)
 {
@@ -274,11 +318,27 @@ on_log_data(struct repl_copy *c, const struct repl_log_data *d)
         }
         bytes = c->raw;
     }
+    size_t len = d->raw_length;
+    uint64_t offset = d->offset;
+    if (d->partial || c->pending_len) {
+        int gathered = gather_partial(c, d, bytes, &bytes, &len, &offset);
+        if (gathered < 0) {
+            log_error("copy %s: a piece of a long frame at generation %llu offset %llu does not "
+                      "follow the pieces before it",
+                      c->database, (unsigned long long)d->generation,
+                      (unsigned long long)d->offset);
+            repl_copy__reconnect(c);
+            return -1;
+        }
+        if (gathered == 0)
+            return 0;       /* counted once the frame is whole and inspected */
+        c->pending_len = 0; /* inspected below; kept or not, it is not gathered again */
+    }
     const char *why = NULL;
-    int ret = store_copy_receive(c->store, d->generation, d->offset, bytes, d->raw_length, &why);
+    int ret = store_copy_receive(c->store, d->generation, offset, bytes, len, &why);
     if (ret == 0) {
         c->st.inspection_failures = 0;
-        c->st.bytes_received += d->raw_length;
+        c->st.bytes_received += len;
         c->dirty = true;
         return 0;
     }
@@ -286,7 +346,7 @@ on_log_data(struct repl_copy *c, const struct repl_log_data *d)
         uint32_t n = ++c->st.inspection_failures;
         event_emit(TDM_EV_REPL_COPY_INSPECTION_FAILED, c->database,
                    "copy of %s: generation %llu from offset %llu failed inspection (%u of %u): %s",
-                   c->database, (unsigned long long)d->generation, (unsigned long long)d->offset,
+                   c->database, (unsigned long long)d->generation, (unsigned long long)offset,
                    (unsigned)n, MAX_INSPECTION_FAILURES, why ? why : tdm_strerror(ret));
         if (n >= MAX_INSPECTION_FAILURES) {
             char msg[400];

@@ -112,13 +112,16 @@ def test_search_answer(imap, rev2):
 @both_modes
 def test_select_says_list_and_closed(imap, rev2):
     c = session(imap, rev2)
+    c.ok('CREATE "Sent/2025"')
     untagged = c.ok("SELECT inbox")
-    # RFC 9051 6.3.2: the mailbox's LIST, name as the server spells it.
-    assert ('* LIST () "/" INBOX' in untagged) == rev2
+    # RFC 9051 6.3.2: the mailbox's LIST, name as the server spells it, children told as LIST
+    # tells them.
+    assert ('* LIST (\\HasNoChildren) "/" INBOX' in untagged) == rev2, untagged
     untagged = c.ok("EXAMINE Sent")
     # RFC 9051 7.1: where the first mailbox's responses end (QRESYNC's in rev1).
     assert (untagged[0] == "* OK [CLOSED] Previous mailbox closed") == rev2
-    assert ('* LIST (\\Sent) "/" Sent' in untagged) == rev2
+    assert ('* LIST (\\HasChildren \\Sent) "/" Sent' in untagged) == rev2, untagged
+    assert '* LIST (\\HasChildren \\Sent) "/" Sent' in c.ok('LIST "" Sent')  # the same
     c.ok("UNSELECT")
     c.close()
 
