@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from lab import WAIT, Server, wait_for
-from test_replication import DB, caught_up, copy_status, deliver, rcpt_ok, wait_status
+from test_replication import (DB, active_lsn, caught_up, copy_status, deliver, pair,  # noqa: F401
+                              rcpt_ok, wait_status)
 
 
 @pytest.fixture
@@ -186,3 +187,34 @@ def test_copy_remove_deletes_the_copy_never_an_active(trio, tandemctl):
     r = tandemctl("copy", "remove", DB, "--socket", b.admin_socket)
     assert r.returncode == 7, r
     b.stop(p)
+
+
+def test_activate_force_reports_what_the_source_had_beyond_the_copy(pair, tandemctl):
+    """In file mode a record in the active's open generation is not shipped, but the active's
+    POSITION reports it: activation with --force after the active dies reports it lost."""
+    a, ap, b, bp = pair
+    deliver(a, "alice@example.test", "shipped in block mode")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    r = a.api("PUT", f"/v1/objects/database/{DB}", {"attrs": {"replication": "file"}})
+    assert r.status in (200, 201), r
+    a.stop(ap)
+    ap = a.start()
+    a.started(ap)
+    a.wait_api()
+    wait_for(lambda: copy_status(tandemctl, b)["mode"] == "file", "B shipping in file mode")
+    wait_for(lambda: rcpt_ok(a, "alice@example.test"), "alice known on A")
+    deliver(a, "alice@example.test", "never shipped")
+    lsn = active_lsn(a)
+    c = wait_for(lambda: (lambda c: c if c["source_lsn"] == lsn else None)(
+        copy_status(tandemctl, b)), "A's POSITION with the new record")
+    shipped = c["copied_lsn"]
+    assert 0 < shipped < lsn, c
+    a.kill_all()
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "Disconnected", "B loses A")
+    r = tandemctl("copy", "activate", DB, "--force", "--json", "--socket", b.admin_socket)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["forced"] is True and doc["lost"]["records"] == lsn - shipped, doc
+    (ev,) = [e for e in b.event_lines() if e["id"] == 4021]
+    assert f"{lsn - shipped} records" in ev["message"], ev
+    b.stop(bp)
