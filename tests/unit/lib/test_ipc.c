@@ -209,6 +209,13 @@ init_samples(void)
                                                   {reason1024, TDM_IPC_REASON_MAX}};
     m = add_sample("copy_control_resume", TDM_IPC_COPY_CONTROL, 19);
     m->u.copy_control = (struct ipc_copy_control){{utf8_255, 255}, TDM_IPC_COPY_RESUME, {0}};
+    m = add_sample("copy_control_activate", TDM_IPC_COPY_CONTROL, 20);
+    m->u.copy_control = (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_ACTIVATE, {0}};
+    m = add_sample("copy_control_activate_force", TDM_IPC_COPY_CONTROL, 21);
+    m->u.copy_control =
+        (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_ACTIVATE_FORCE, {0}};
+    m = add_sample("copy_control_remove", TDM_IPC_COPY_CONTROL, 22);
+    m->u.copy_control = (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_REMOVE, {0}};
     m = add_sample("copy_control_reply", TDM_IPC_COPY_CONTROL_REPLY, 19);
     m->u.copy_control_reply.status = -2;
 }
@@ -1196,6 +1203,20 @@ p_copy_control_resume_comment(struct raw *p)
     raw_str(p, TDM_IPC_F_STR, "why");
 }
 static void
+p_copy_control_activate_comment(struct raw *p)
+{
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, TDM_IPC_COPY_ACTIVATE_FORCE, 2);
+    raw_str(p, TDM_IPC_F_STR, "why");
+}
+static void
+p_copy_control_action_7(struct raw *p)
+{
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, 7, 2);
+    raw_str(p, TDM_IPC_F_STR, "");
+}
+static void
 p_status_request_extra(struct raw *p)
 {
     raw_le(p, 0, 1);
@@ -1297,6 +1318,9 @@ test_payload_errors(void **state)
         {TDM_IPC_COPY_CONTROL, p_copy_control_action_3, "COPY_CONTROL.action: unknown action"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_resume_comment,
          "COPY_CONTROL.comment: only a suspend has a comment"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_activate_comment,
+         "COPY_CONTROL.comment: only a suspend has a comment"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_action_7, "COPY_CONTROL.action: unknown action"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct raw p = {.n = 0};
