@@ -61,6 +61,10 @@ enum tdm_event {
     TDM_EV_REPL_SOURCE_COPY_DISCONNECTED = 4052,
     TDM_EV_REPL_SOURCE_COPY_RELEASED = 4053,
     TDM_EV_REPL_SOURCE_READ_FAILED = 4054,
+    /* The sync gate (src/tandemd/core_sync.c) of a database in sync mode. */
+    TDM_EV_REPL_SYNC_DEGRADED = 4070,
+    TDM_EV_REPL_SYNC_RESTORED = 4071,
+    TDM_EV_REPL_SYNC_HOLDING = 4072,
 };
 
 enum tdm_event_severity {

@@ -93,6 +93,8 @@ static const struct attr_spec database_attrs[] = {
     STR("cms", DIR_NAME_MAX),
     {"replication", ATTR_ENUM, 0, 0, 0, repl_modes},
     INT("quota_bytes", 0, (long long)1 << 50),
+    INT("sync_timeout_ms", 100, 600000), /* sync mode: how long a reply waits for a passive */
+    BOOL("sync_strict"),                 /* sync mode: never degrade to block */
     END,
 };
 static const struct attr_spec copy_attrs[] = {

@@ -60,6 +60,9 @@ static const struct {
     {TDM_EV_REPL_SOURCE_COPY_DISCONNECTED, "repl.source_copy_disconnected", TDM_EV_SEV_INFO},
     {TDM_EV_REPL_SOURCE_COPY_RELEASED, "repl.source_copy_released", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_SOURCE_READ_FAILED, "repl.source_read_failed", TDM_EV_SEV_ERROR},
+    {TDM_EV_REPL_SYNC_DEGRADED, "repl.sync_degraded", TDM_EV_SEV_WARNING},
+    {TDM_EV_REPL_SYNC_RESTORED, "repl.sync_restored", TDM_EV_SEV_INFO},
+    {TDM_EV_REPL_SYNC_HOLDING, "repl.sync_holding", TDM_EV_SEV_ERROR},
 };
 
 const char *

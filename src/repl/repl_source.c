@@ -369,6 +369,8 @@ handle_ack(struct repl_src_peer *p, const struct repl_ack *a)
     p->acked = true;
     p->last_ack = *a;
     p->last_ack_us = repl__wall_us();
+    if (p->src->opt.ack)
+        p->src->opt.ack(p->src->opt.ack_ctx, p->db->name, p->server, p->role, a);
     p->needed = repl__floor_need(p);
     repl__floor_update(p->db); /* may release (close) this very copy */
 }

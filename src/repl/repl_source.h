@@ -49,6 +49,12 @@ struct repl_source_options {
                    * TCP, for tests only */
     repl_source_verify_fn *verify; /* required */
     void *verify_ctx;
+    /* Optional: told every ACK as it arrives (the core's sync gate releases the replies it
+     * holds at or below a passive copy's durable LSN). database and server are borrowed for
+     * the call; it must not free the source or remove the database. */
+    void (*ack)(void *ctx, const char *database, const char *server, uint16_t role,
+                const struct repl_ack *ack);
+    void *ack_ctx;
     uint32_t heartbeat_ms;    /* POSITION when idle; 0 = 1000 */
     uint32_t idle_timeout_ms; /* close a copy silent this long; 0 = 30000 */
     size_t high_water;        /* output bytes above which no chunk is read; 0 = 4 MiB */

@@ -224,6 +224,40 @@ notify_folder(const struct core_pending *p)
     mdb_txn_abort(txn);
 }
 
+/* Loop thread: answers one commit (unless send is false or its worker left), tells the
+ * subscribers, frees it, and lets a paused connection read again. */
+static void
+finish(struct core_pending *p, bool send)
+{
+    struct core_conn *c = p->conn;
+    c->inflight--;
+    c->busy++; /* sending may close it; it must outlive this call */
+    if (send && !c->closed) {
+        struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
+        msg.u.commit_reply = p->reply;
+        tandemd__conn_send(c, &msg);
+    }
+    if (send) {
+        notify_changed(p);
+        notify_folder(p);
+    }
+    pending_free(p);
+    if (!c->closed && c->paused && c->inflight < CORE_IPC_MAX_INFLIGHT) {
+        c->paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+        /* Frames already buffered raise no new read event. */
+        tandemd__conn_process(c);
+    }
+    c->busy--;
+    tandemd__conn_free_if_done(c);
+}
+
+void
+tandemd__commit_release(void *item, bool send)
+{
+    finish(item, send);
+}
+
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -239,27 +273,15 @@ done_cb(evutil_socket_t fd, short what, void *arg)
     while (list) {
         struct core_pending *p = list;
         list = p->next;
-        struct core_conn *c = p->conn;
-        c->inflight--;
-        c->busy++; /* sending may close it; it must outlive this iteration */
         if (p->store_error)
             tandemd__core_stats.commit_errors_total++;
-        if (!c->closed) {
-            struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
-            msg.u.commit_reply = p->reply;
-            tandemd__conn_send(c, &msg);
-        }
-        notify_changed(p);
-        notify_folder(p);
-        pending_free(p);
-        if (!c->closed && c->paused && c->inflight < CORE_IPC_MAX_INFLIGHT) {
-            c->paused = false;
-            bufferevent_enable(c->bev, EV_READ);
-            /* Frames already buffered raise no new read event. */
-            tandemd__conn_process(c);
-        }
-        c->busy--;
-        tandemd__conn_free_if_done(c);
+        /* In sync mode a logged commit waits for a passive copy's ACK (core_sync.c); a store
+         * error has nothing a copy could hold. CHANGED waits with it: readers see LMDB
+         * anyway, but the committing client hears first. */
+        if (!p->store_error && p->reply.lsn != 0 &&
+            tandemd__sync_hold(p->database, p->reply.lsn, p))
+            continue;
+        finish(p, true);
     }
 }
 
@@ -379,6 +401,7 @@ tandemd__commit_start(struct event_base *base)
 void
 tandemd__commit_free(void)
 {
+    tandemd__sync_free();
     /* Every store has closed: each commit's callback has run and its pending is queued. */
     struct core_pending *list = done_head;
     done_head = done_tail = NULL;

@@ -78,5 +78,24 @@ void tandemd__commit_handle(struct core_conn *c, const struct ipc_msg *msg);
 void tandemd__commit_start(struct event_base *base);
 /* After every store closed: drops the replies nobody will read and the wake-up. */
 void tandemd__commit_free(void);
+/* Sends (send) or drops a commit's reply the sync gate held, and frees it. */
+void tandemd__commit_release(void *item, bool send);
+
+/* core_sync.c: the sync gate of databases served in sync mode (docs/replication.md). */
+struct event_base;
+/* Database is served in sync mode: replies wait for a passive copy's ACK, at most timeout_ms
+ * unless strict. At start, once per database (a second call is ignored). */
+void tandemd__sync_configure(struct event_base *base, const char *database, uint32_t timeout_ms,
+                             bool strict);
+/* A commit of database made durable and applied at lsn: true when the gate took item (it
+ * comes back through tandemd__commit_release), false to answer it now. */
+bool tandemd__sync_hold(const char *database, uint64_t lsn, void *item);
+/* A copy's ACK (repl_source's ack callback): releases what a passive's durable LSN covers. */
+void tandemd__sync_ack(const char *database, const char *server, uint16_t role,
+                       uint64_t durable_lsn);
+/* "sync", "degraded", or NULL when database is not in sync mode. */
+const char *tandemd__sync_state(const char *database);
+/* At the end: held replies are dropped unsent, every database forgotten. */
+void tandemd__sync_free(void);
 
 #endif

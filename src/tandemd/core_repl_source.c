@@ -5,7 +5,7 @@
  * directory database, or, without the directory role, asking the directory
  * (POST /v1/auth/verify through dir_client).
  */
-#include "tandemd/tandemd.h"
+#include "tandemd/core_ipc_int.h"
 
 #include "dirclient/dir_client.h"
 #include "directory/directory.h"
@@ -163,11 +163,24 @@ verify(void *ctx, const char *server, const char *key, size_t key_len,
     }
 }
 
+/* Every copy's ACK: the sync gate releases the replies a passive's durable LSN covers. */
+static void
+on_ack(void *ctx, const char *database, const char *server, uint16_t role,
+       const struct repl_ack *ack)
+{
+    (void)ctx;
+    tandemd__sync_ack(database, server, role, ack->durable_lsn);
+}
+
+/* sync_timeout_ms when the database object has none. */
+#define SYNC_TIMEOUT_DEFAULT_MS 2000u
+static struct event_base *sync_base; /* the loop the sync gate's timers run on */
+
 /*
  * The mode database name is served in: its `database` object's `replication` in this server's
  * own directory, read at start (a change takes effect at the next). Block when there is no
- * local directory or no such object or attribute; `sync` is served as block (the active does
- * not wait for copies yet), with a warning.
+ * local directory or no such object or attribute. In sync mode the database's sync gate is
+ * set up from `sync_timeout_ms` and `sync_strict` (core_sync.c).
  */
 static uint16_t
 db_mode(const char *name)
@@ -183,8 +196,15 @@ db_mode(const char *name)
         const char *m = json_string_value(json_object_get(attrs, "replication"));
         if (m && !strcmp(m, "file"))
             mode = REPL_MODE_FILE;
-        else if (m && !strcmp(m, "sync"))
-            log_warn("database %s: replication mode sync is not built yet; served as block", name);
+        else if (m && !strcmp(m, "sync")) {
+            mode = REPL_MODE_SYNC;
+            /* The schema bounds both (dir_schema.c). */
+            json_t *t = json_object_get(attrs, "sync_timeout_ms");
+            uint32_t timeout =
+                json_is_integer(t) ? (uint32_t)json_integer_value(t) : SYNC_TIMEOUT_DEFAULT_MS;
+            tandemd__sync_configure(sync_base, name, timeout,
+                                    json_is_true(json_object_get(attrs, "sync_strict")));
+        }
         json_decref(attrs);
         dir_object_clear(&o);
     }
@@ -221,10 +241,12 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
         }
         free(cwhy);
     }
+    sync_base = base;
     struct repl_source_options so = {
         .fd = listen_fd,
         .tls = source_tls,
         .verify = verify,
+        .ack = on_ack,
         /* [replication] silence_timeout: at most an hour, so it fits. */
         .idle_timeout_ms = (uint32_t)cfg->replication.silence_timeout_ms,
     };

@@ -262,6 +262,9 @@ static const struct {
     {TDM_EV_REPL_SOURCE_COPY_RELEASED, 4053, "repl.source_copy_released", TDM_EV_SEV_WARNING,
      "warning"},
     {TDM_EV_REPL_SOURCE_READ_FAILED, 4054, "repl.source_read_failed", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_REPL_SYNC_DEGRADED, 4070, "repl.sync_degraded", TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_REPL_SYNC_RESTORED, 4071, "repl.sync_restored", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_REPL_SYNC_HOLDING, 4072, "repl.sync_holding", TDM_EV_SEV_ERROR, "error"},
 };
 
 static void
