@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct core_copy {
     char *name;
@@ -40,13 +39,10 @@ static size_t n_copies;
 bool
 tandemd__core_repl_is_copy(const char *dbdir)
 {
-    char *path;
-    if (asprintf(&path, "%s/%s", dbdir, REPL_COPY_CONF_NAME) < 0)
-        log_fatal("out of memory");
-    struct stat st;
-    bool is = lstat(path, &st) == 0;
-    free(path);
-    return is;
+    /* The workers ask the same (store_readers_is_copy), so the core never mounts what they
+     * refuse to serve. One that cannot be told counts as a copy: its agent then reports why
+     * copy.conf cannot be read, rather than the core mounting a copy as the active. */
+    return store_is_copy(dbdir) != 0;
 }
 
 /* The [store] options, kept for activation (core_activate.c), which opens a copy as a store. */
