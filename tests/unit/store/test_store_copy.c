@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1202,6 +1203,34 @@ test_copy_of_a_handler_kind(void **state)
     assert_memory_equal(a, b, 32);
 }
 
+/* store_is_copy: the marker makes a copy; what cannot be checked counts as one. */
+static void
+test_is_copy_by_its_marker(void **state)
+{
+    (void)state;
+    char dir[512], marker[600], file[512];
+    snprintf(dir, sizeof(dir), "%s/db1", tmpdir);
+    assert_int_equal(store_is_copy(dir), 0); /* no such directory: nothing here at all */
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(store_is_copy(dir), 0);
+    snprintf(marker, sizeof(marker), "%s/%s", dir, STORE_COPY_MARKER);
+    FILE *f = fopen(marker, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(store_is_copy(dir), 1);
+    assert_int_equal(unlink(marker), 0); /* activation removes it */
+    assert_int_equal(store_is_copy(dir), 0);
+    snprintf(file, sizeof(file), "%s/plain-file", tmpdir);
+    assert_non_null(f = fopen(file, "w"));
+    fclose(f);
+    assert_int_equal(store_is_copy(file), -ENOTDIR);
+    char *long_dir = calloc(1, PATH_MAX + 2);
+    assert_non_null(long_dir);
+    memset(long_dir, 'a', PATH_MAX);
+    assert_int_equal(store_is_copy(long_dir), -ENAMETOOLONG);
+    free(long_dir);
+}
+
 int
 main(void)
 {
@@ -1220,6 +1249,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_copy_seeded_from_a_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_io_failure_is_sticky, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_of_a_handler_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_is_copy_by_its_marker, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
