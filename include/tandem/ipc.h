@@ -81,7 +81,8 @@
  *                   unreadable); state: U16 (enum tdm_ipc_db_state); last_lsn, durable_lsn,
  *                   applied_lsn, checkpoint_lsn, current_generation, lowest_generation, commits,
  *                   syncs: U64 each (struct store_status in src/store/store.h; all 0 for a
- *                   database that did not mount)}
+ *                   database that did not mount); sync: U16 (0 not in sync mode, 1 replies
+ *                   wait for a passive copy, 2 degraded to block: docs/replication.md)}
  *   COPY_STATUS_REQUEST  worker -> core: empty payload
  *   COPY_STATUS_REPLY    core -> worker: every copy this server holds (docs/replication.md,
  *                   "Copies"), in name order. copies: LIST of <= TDM_IPC_MAX_COPIES elements

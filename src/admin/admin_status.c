@@ -152,6 +152,10 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
                       (json_int_t)d->current_generation, "lowest_generation",
                       (json_int_t)d->lowest_generation, "commits", (json_int_t)d->commits, "syncs",
                       (json_int_t)d->syncs));
+        /* Only a database in sync mode has one: whether replies wait for a passive copy. */
+        if (d->sync)
+            json_object_set_new(json_array_get(dbs, json_array_size(dbs) - 1), "sync",
+                                json_string(d->sync == 1 ? "sync" : "degraded"));
     }
     pid_t pid;
     uint64_t uptime;

@@ -545,6 +545,7 @@ db_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
         wire_wr_u64(w, d->lowest_generation);
         wire_wr_u64(w, d->commits);
         wire_wr_u64(w, d->syncs);
+        wire_wr_u16(w, d->sync);
     }
 }
 
@@ -570,7 +571,8 @@ db_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
             !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.lowest_generation"),
                          &d->lowest_generation) ||
             !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.commits"), &d->commits) ||
-            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.syncs"), &d->syncs))
+            !wire_rd_u64(r, FIELD("DB_STATUS_REPLY.databases.syncs"), &d->syncs) ||
+            !wire_rd_u16(r, FIELD("DB_STATUS_REPLY.databases.sync"), &d->sync))
             return false;
     }
     return true;
@@ -604,6 +606,8 @@ db_status_reply_check(const struct ipc_msg *m, const char **error_r)
             return rc;
         if (ipc_db_state_name(d->state) == NULL)
             return fail(error_r, TDM_EINVAL, "DB_STATUS_REPLY.databases.state: unknown state");
+        if (d->sync > 2)
+            return fail(error_r, TDM_EINVAL, "DB_STATUS_REPLY.databases.sync: not 0, 1 or 2");
         /* Strictly ascending: one order (one encoding) and no duplicates, checked in O(n). */
         if (i > 0 && str_cmp(&s->databases[i - 1].name, &d->name) >= 0)
             return fail(error_r, TDM_EINVAL,

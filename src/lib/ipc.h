@@ -129,6 +129,7 @@ struct ipc_db_status {
     uint64_t lowest_generation;
     uint64_t commits;
     uint64_t syncs;
+    uint16_t sync; /* 0 not in sync mode, 1 sync, 2 degraded to block */
 };
 
 struct ipc_db_status_reply {

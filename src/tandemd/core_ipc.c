@@ -207,6 +207,8 @@ handle_db_status(struct core_conn *c, uint32_t request_id)
         d->lowest_generation = st.lowest_generation;
         d->commits = st.commits;
         d->syncs = st.syncs;
+        const char *sync = tandemd__sync_state(name);
+        d->sync = !sync ? 0 : !strcmp(sync, "sync") ? 1 : 2;
     }
     tandemd__conn_send(c, &msg);
 }

@@ -34,6 +34,12 @@ def start_active(a):
     return ap
 
 
+def sync_state(a):
+    """What GET /v1/status says of DB's sync gate."""
+    (db,) = [d for d in a.api("GET", "/v1/status").json()["databases"] if d["name"] == DB]
+    return db.get("sync")
+
+
 def names(s):
     return [e["name"] for e in s.event_lines() if e["subject"] == DB]
 
@@ -121,6 +127,7 @@ def test_degrades_without_a_passive_and_returns(pair, tandem_bin, tandemctl):
     # The 250 came after B's ACK: B has the record durable already, with no wait.
     assert copy_status(tandemctl, b)["copied_lsn"] >= active_lsn(a)
     assert copy_status(tandemctl, b)["mode"] == "sync"
+    assert sync_state(a) == "sync"
 
     b.stop(bp)
     deliver(a, "alice@example.test", "passive away")  # answered after the timeout
@@ -128,11 +135,13 @@ def test_degrades_without_a_passive_and_returns(pair, tandem_bin, tandemctl):
     for i in range(3):
         deliver(a, "alice@example.test", f"degraded {i}")
     assert names(a).count("repl.sync_degraded") == 1
+    assert sync_state(a) == "degraded"
 
     bp = b.start()
     b.started(bp)
     a.wait_event(lambda e: e["name"] == "repl.sync_restored" and e["subject"] == DB,
                  "sync restored")
+    assert sync_state(a) == "sync"
     deliver(a, "alice@example.test", "back in sync")
     assert copy_status(tandemctl, b)["copied_lsn"] >= active_lsn(a)
     wait_for(lambda: replayed_all(tandemctl, b), "B replayed")
@@ -154,6 +163,7 @@ def test_strict_holds_the_reply_until_a_passive_has_it(pair, tandem_bin, tandemc
                  "the strict hold reported")
     assert not result, "answered without a passive copy"
     assert "repl.sync_degraded" not in names(a)
+    assert sync_state(a) == "sync"
     bp = b.start()
     b.started(bp)
     t.join(timeout=WAIT)

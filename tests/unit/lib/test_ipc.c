@@ -157,12 +157,12 @@ init_samples(void)
     ds->n_databases = 3;
     /* A prefix sorts first; a failed mount has no kind and zero figures. */
     ds->databases[0] = (struct ipc_db_status){ipc_str_c("db"), ipc_str_c("mail"),
-                                              TDM_IPC_DB_MOUNTED, 9, 9, 8, 4, 3, 1, 9, 2};
+                                              TDM_IPC_DB_MOUNTED, 9, 9, 8, 4, 3, 1, 9, 2, 1};
     ds->databases[1] = (struct ipc_db_status){.name = ipc_str_c("db1"), .state = TDM_IPC_DB_FAILED};
     ds->databases[2] = (struct ipc_db_status){ipc_str_c("directory"), ipc_str_c("directory"),
                                               TDM_IPC_DB_DISK_RESERVE, UINT64_MAX, UINT64_MAX,
                                               UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
-                                              UINT64_MAX, UINT64_MAX};
+                                              UINT64_MAX, UINT64_MAX, 2};
     m = add_sample("db_status_reply_full", TDM_IPC_DB_STATUS_REPLY, 14);
     ds = &m->u.db_status_reply;
     ds->n_databases = TDM_IPC_MAX_DATABASES;
@@ -171,7 +171,7 @@ init_samples(void)
          * first letter is fixed, so use the digits alone. */
         ds->databases[i] = (struct ipc_db_status){
             {counter_names[i] + 1, 3}, {name255, TDM_IPC_KIND_MAX}, TDM_IPC_DB_MOUNTED, i, i, i, i, i,
-            i, i, i};
+            i, i, i, (uint16_t)(i % 3)};
     }
 
     m = add_sample("copy_status_request", TDM_IPC_COPY_STATUS_REQUEST, 15);
@@ -1080,13 +1080,25 @@ p_status_257(struct raw *p)
     raw_tagged(p, TDM_IPC_F_LIST, 257, 4);
 }
 static void
-db_entry(struct raw *p, const char *name, const char *kind, uint16_t state)
+db_entry_sync(struct raw *p, const char *name, const char *kind, uint16_t state, uint16_t sync)
 {
     raw_str(p, TDM_IPC_F_STR, name);
     raw_str(p, TDM_IPC_F_STR, kind);
     raw_tagged(p, TDM_IPC_F_U16, state, 2);
     for (int i = 0; i < 8; i++)
         raw_tagged(p, TDM_IPC_F_U64, 1, 8);
+    raw_tagged(p, TDM_IPC_F_U16, sync, 2);
+}
+static void
+db_entry(struct raw *p, const char *name, const char *kind, uint16_t state)
+{
+    db_entry_sync(p, name, kind, state, 0);
+}
+static void
+p_db_status_sync_3(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    db_entry_sync(p, "a", "mail", TDM_IPC_DB_MOUNTED, 3);
 }
 static void
 p_db_status_unsorted(struct raw *p)
@@ -1297,6 +1309,8 @@ test_payload_errors(void **state)
          "DB_STATUS_REPLY.databases.name: not in ascending order, or a duplicate"},
         {TDM_IPC_DB_STATUS_REPLY, p_db_status_state_0,
          "DB_STATUS_REPLY.databases.state: unknown state"},
+        {TDM_IPC_DB_STATUS_REPLY, p_db_status_sync_3,
+         "DB_STATUS_REPLY.databases.sync: not 0, 1 or 2"},
         {TDM_IPC_DB_STATUS_REPLY, p_db_status_kind_33,
          "DB_STATUS_REPLY.databases.kind: longer than allowed"},
         {TDM_IPC_DB_STATUS_REPLY, p_db_status_name_empty,
