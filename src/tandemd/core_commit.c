@@ -362,6 +362,12 @@ tandemd__commit_handle(struct core_conn *c, const struct ipc_msg *msg)
     tandemd__core_stats.commits_total++;
     struct store *store = tandemd__core_db_find(cm->database.ptr, cm->database.len);
     if (!store) {
+        /* Only replay writes a copy. Workers do not commit to one (store_readers_is_copy), so
+         * this is a worker racing a copy made meanwhile, or a bug: worth a line. The answer
+         * is the one for a database not here at all. */
+        if (tandemd__core_repl_holds_copy(cm->database.ptr, cm->database.len))
+            log_warn("commit to database %.*s refused: this server holds only a copy of it",
+                     (int)cm->database.len, cm->database.ptr);
         reply_commit_status(c, msg->request_id, TDM_ENOTFOUND);
         return;
     }

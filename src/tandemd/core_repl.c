@@ -184,6 +184,12 @@ find(const char *name, size_t len)
     return NULL;
 }
 
+bool
+tandemd__core_repl_holds_copy(const char *name, size_t len)
+{
+    return find(name, len) != NULL;
+}
+
 int
 tandemd__core_copy_suspend(const char *name, size_t len, const char *comment)
 {

@@ -137,6 +137,8 @@ struct repl_copy_status;
 
 /* True when the database directory dbdir is a copy (holds copy.conf). */
 bool tandemd__core_repl_is_copy(const char *dbdir);
+/* Whether database name (len bytes) is one this server holds as a copy. */
+bool tandemd__core_repl_holds_copy(const char *name, size_t len);
 /* Records the copy name in dbdir (its copy.conf is read now; a bad one is kept as the copy's
  * error for copy status). At start, before tandemd__core_repl_start. */
 void tandemd__core_repl_add_copy(const char *name, const char *dbdir);

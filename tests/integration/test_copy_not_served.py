@@ -2,11 +2,13 @@
 databases a server holds as copies"): A holds the active of database mail and the directory,
 B a passive copy of it, caught up, so B could read every message. B's IMAP refers alice's
 login to the cms of the active (A), where the same login works; B's LMTP answers her RCPT
-451 4.3.0 instead of committing to a copy, and logs why. Nothing is written to B's copy but
-what replication brings."""
+451 4.3.0 instead of committing to a copy, and logs why; a COMMIT that reaches B's core for
+the copy anyway is refused as for a database it does not hold, with a log line. Nothing is
+written to B's copy but what replication brings."""
 import imaplib
 import secrets
 import smtplib
+import subprocess
 
 import pytest
 
@@ -95,3 +97,15 @@ def test_lmtp_at_a_copy_answers_451(copy_holder):
     m.login("alice", "alice-password")
     assert m.select("INBOX") == ("OK", [b"1"])
     m.logout()
+
+
+def test_core_refuses_a_commit_to_a_copy(copy_holder, tandem_bin):
+    a, b = copy_holder
+    r = subprocess.run([str(tandem_bin("tdm_ipc_client")), "commit",
+                        str(b.datadir / "run" / "core.sock"), DB, "alice", "1",
+                        "--seconds", "2"],
+                       capture_output=True, text=True, timeout=WAIT)
+    # Its first commit (the mailbox's creation) is refused; it gives up after its 2 s.
+    assert "mailbox create: not found" in r.stderr, r.stderr  # TDM_ENOTFOUND
+    assert "acked 0" in r.stdout, r.stdout
+    assert f"commit to database {DB} refused: this server holds only a copy" in b.output()
