@@ -138,7 +138,7 @@ struct imap_search {
     struct imap_search_prog *prog; /* owned */
     bool uid, esearch;
     unsigned returns;
-    uint32_t next_msn; /* the next message to evaluate */
+    uint32_t next_msn;   /* the next message to evaluate */
     bool expunge_issued; /* messages another session expunged were not evaluated */
     struct hits hits;
     struct event *resume; /* the next slice, owned; NULL until the search must wait */
