@@ -616,10 +616,13 @@ repl_source_add_database(struct repl_source *src, const char *name, struct store
 static void
 db_free(struct repl_src_db *db)
 {
-    if (db->store) {
+    /* The floor stays where the copies last needed it: the store may still checkpoint and
+     * truncate after this (store_close() at shutdown does), and lifting it then deleted
+     * generations a lagging copy needed, which then had to be reseeded. When the database is
+     * added again (the next start) the startup hold keeps its lowest generation for the
+     * copies to return. */
+    if (db->store)
         store_set_durable_hook(db->store, NULL, NULL);
-        store_set_truncation_floor(db->store, UINT64_MAX);
-    }
     event_free(db->wake);
     close(db->efd);
     pthread_mutex_destroy(&db->pos_lock);

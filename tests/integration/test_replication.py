@@ -499,3 +499,35 @@ def test_idle_copy_stays_connected(pair, tandemctl):
     assert names.count("repl.source_copy_connected") == 1, names
     assert caught_up(tandemctl, a, b)
     b.stop(bp)
+
+
+@pytest.mark.parametrize("pair", [SMALL], indirect=True)
+def test_active_restart_keeps_what_a_lagging_copy_needs(pair, tandem_bin, tandemctl):
+    """The active stopping cleanly while its copy lags (here: suspended) keeps the generations
+    the copy still needs: its last checkpoint once deleted them (the source lifted the floor as
+    it stopped), and the copy came back to position-gone and needed a reseed."""
+    a, ap, b, bp = pair
+    sock = ("--socket", b.admin_socket)
+    deliver(a, "alice@example.test", "before")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    r = tandemctl("copy", "suspend", DB, "--comment", "lagging on purpose", *sock)
+    assert r.returncode == 0, r.stderr
+    body = "z" * 8000
+    for i in range(40):  # about five 64 KiB generations past the copy
+        deliver(a, "alice@example.test", f"while lagging {i} {body}")
+    a.stop(ap)
+    ap = a.start()
+    a.started(ap)
+    wait_status(a)
+    r = tandemctl("copy", "resume", DB, *sock)
+    assert r.returncode == 0, r.stderr
+
+    def done():
+        c = copy_status(tandemctl, b)
+        assert c["state"] != "Failed", c["message"]
+        return caught_up(tandemctl, a, b)
+
+    wait_for(done, "B's copy caught up after A's restart")
+    assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
+    b.stop(bp)
+    a.stop(ap)

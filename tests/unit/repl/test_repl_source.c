@@ -1044,7 +1044,9 @@ test_departed_copy_released_after_hold(void **state)
     fixture_stop(&f);
 }
 
-/* Removing the database closes its copies with ERROR shutdown and lifts its floor. */
+/* Removing the database closes its copies with ERROR shutdown and leaves its floor where the
+ * copy needed it, so a checkpoint after the removal (store_close at shutdown) cannot delete
+ * what the copy will ask for when it comes back. */
 static void
 do_remove(struct fixture *f, void *arg)
 {
@@ -1099,7 +1101,7 @@ test_status_and_remove(void **state)
     assert_int_equal(client_recv(&c, &m), -1);
     struct store_status st;
     store_get_status(f.store, &st);
-    assert_true(st.truncation_floor == UINT64_MAX);
+    assert_int_equal(st.truncation_floor, 1); /* the copy replayed into generation 1 */
     client_close(&c);
     image_free(&im);
     fixture_stop(&f);
