@@ -119,7 +119,9 @@ tandemd__core_copy_activate(const char *name, size_t len, bool force)
             why = "the source cannot be reached, so its last logs cannot be copied";
         else if (st.source_time_us == 0)
             why = "the source never reported its position to this copy";
-        else if (lost_gens || lost_bytes)
+        else if (lost_gens || lost_bytes || lost_records)
+            /* Records too: in file mode the copy queue leaves out the active's open
+             * generation, which holds records all the same. */
             why = "the copy lacks log the source had durable";
         if (why) {
             event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,

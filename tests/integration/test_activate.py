@@ -218,3 +218,34 @@ def test_activate_force_reports_what_the_source_had_beyond_the_copy(pair, tandem
     (ev,) = [e for e in b.event_lines() if e["id"] == 4021]
     assert f"{lsn - shipped} records" in ev["message"], ev
     b.stop(bp)
+
+
+def test_activate_without_force_refused_when_records_are_missing(pair, tandemctl):
+    """File mode: the record in the active's open generation never shipped. With the active
+    back without the database (ServiceDown), the copy queue counts no generation or byte, but
+    the active's last POSITION had the record: activation without --force is refused."""
+    a, ap, b, bp = pair
+    deliver(a, "alice@example.test", "shipped in block mode")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    r = a.api("PUT", f"/v1/objects/database/{DB}", {"attrs": {"replication": "file"}})
+    assert r.status in (200, 201), r
+    a.stop(ap)
+    ap = a.start()
+    a.started(ap)
+    a.wait_api()
+    wait_for(lambda: copy_status(tandemctl, b)["mode"] == "file", "B shipping in file mode")
+    wait_for(lambda: rcpt_ok(a, "alice@example.test"), "alice known on A")
+    deliver(a, "alice@example.test", "never shipped")
+    lsn = active_lsn(a)
+    wait_for(lambda: copy_status(tandemctl, b)["source_lsn"] == lsn, "A's POSITION with it")
+    a.kill_all()
+    # A's server comes back, but without the database (kept aside, as an operator would).
+    shutil.move(a.datadir / "db" / DB, a.datadir / "aside")
+    ap = a.start()
+    a.started(ap)
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "ServiceDown", "A answers without it")
+    r = activate(tandemctl, b)
+    assert r.returncode == 8 and "records behind" in r.stderr, (r.returncode, r.stderr)
+    assert (b.datadir / "db" / DB / "copy.conf").exists()
+    b.stop(bp)
+    a.stop(ap)
