@@ -283,6 +283,16 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     repl_copy__publish(c);
 }
 
+void
+repl_copy__replay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct repl_copy *c = arg;
+    if (c->store && c->st.state != REPL_COPY_SUSPENDED && c->st.state != REPL_COPY_FAILED)
+        repl_copy__replay_tick(c);
+}
+
 static void *
 thread_main(void *arg)
 {
@@ -305,6 +315,8 @@ copy_free(struct repl_copy *c)
 {
     if (c->tick_ev)
         event_free(c->tick_ev);
+    if (c->replay_ev)
+        event_free(c->replay_ev);
     if (c->probe_ev)
         event_free(c->probe_ev);
     if (c->retry_ev)
@@ -383,8 +395,9 @@ repl_copy_start(const struct repl_copy_options *opt, struct repl_copy **copy_r, 
     c->retry_ev = evtimer_new(c->base, retry_cb, c);
     c->probe_ev = evtimer_new(c->base, probe_cb, c);
     c->tick_ev = event_new(c->base, -1, EV_PERSIST, tick_cb, c);
+    c->replay_ev = evtimer_new(c->base, repl_copy__replay_cb, c);
     struct timeval second = {1, 0};
-    if (!c->wake_ev || !c->retry_ev || !c->probe_ev || !c->tick_ev ||
+    if (!c->wake_ev || !c->retry_ev || !c->probe_ev || !c->tick_ev || !c->replay_ev ||
         event_add(c->wake_ev, NULL) < 0 || event_add(c->tick_ev, &second) < 0)
         goto fail;
     ret = -pthread_create(&c->thread, NULL, thread_main, c);

@@ -15,6 +15,7 @@
 #include "repl/repl_copy.h"
 #include "store/store_copy.h"
 
+#include <event2/util.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -33,6 +34,13 @@ struct repl_copy_replay_mark {
 /* An idle session still ACKs this often: the protocol wants one at least every 5 s, and the
  * agent's tick runs every second, so once per tick without other ACKs keeps well inside it. */
 #define REPL_COPY_ACK_IDLE_MS 1000u
+
+/* While log streams in, replay (an LMDB transaction, checkpoints, truncation) runs at most this
+ * often, covering everything durable since, instead of after every read: it runs on the thread
+ * that reads the socket, and the active stops shipping while that thread is busy. A replay
+ * that lags durability is safe: the active's floor follows the ACKed replayed position. A copy
+ * that has not replayed for this long replays at once, so a lone commit is not delayed. */
+#define REPL_COPY_REPLAY_EVERY_MS 100u
 
 /* One connection to the active: the session in use, or a probe of a better network. */
 struct repl_copy_link {
@@ -65,7 +73,7 @@ struct repl_copy {
 
     /* The agent's thread. */
     struct event_base *base;
-    struct event *wake_ev, *retry_ev, *probe_ev, *tick_ev;
+    struct event *wake_ev, *retry_ev, *probe_ev, *tick_ev, *replay_ev;
     struct store_copy *store; /* NULL until the copy exists (a new copy before its seed) */
     struct repl_zstd *zstd;
     uint8_t *raw; /* REPL_WIRE_CHUNK_MAX bytes for decompressed chunks */
@@ -88,7 +96,8 @@ struct repl_copy {
     uint64_t bytes_at_tick;
     struct repl_copy_replay_mark replay_marks[REPL_COPY_REPLAY_MARKS];
     size_t n_replay_marks;
-    uint64_t last_ack_us; /* when the last ACK was queued on the session */
+    uint64_t last_ack_us;    /* when the last ACK was queued on the session */
+    uint64_t last_replay_us; /* when replay last ran (REPL_COPY_REPLAY_EVERY_MS) */
 };
 
 /* ---- repl_copy.c ---- */
@@ -132,6 +141,9 @@ void repl_copy__flush(struct repl_copy *c, struct repl_copy_link *link);
 /* Replays what the limits allow now (a standby's lag passes with time) and ACKs on change, or
  * when no ACK went out for REPL_COPY_ACK_IDLE_MS (the source closes a silent copy). */
 void repl_copy__replay_tick(struct repl_copy *c);
+/* The deferred replay's timer (REPL_COPY_REPLAY_EVERY_MS): replay_tick, unless the copy is
+ * Suspended or Failed. */
+void repl_copy__replay_cb(evutil_socket_t fd, short what, void *arg);
 /* Opens the copy if it exists (at thread start). 0, -ENOENT (not seeded yet) or an error
  * (the copy is then Failed). */
 int repl_copy__open_store(struct repl_copy *c);

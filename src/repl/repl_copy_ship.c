@@ -482,6 +482,7 @@ replay(struct repl_copy *c)
             limit.created_before_us = repl_copy__now_us() - c->conf.replay_lag_ms * 1000u;
     }
     uint64_t lsn;
+    c->last_replay_us = repl_copy__now_us();
     int ret = store_copy_replay(c->store, &limit, &lsn);
     if (ret < 0) {
         fail_copy(c, "replay failed: ", tdm_strerror(ret));
@@ -531,12 +532,24 @@ repl_copy__flush(struct repl_copy *c, struct repl_copy_link *l)
          * not for the replay. A second ACK then reports what replay reached. */
         if (send_ack(c, l) < 0)
             return;
-        uint64_t before = c->st.replayed_lsn;
-        if (replay(c) < 0)
-            return;
-        repl_copy__publish(c);
-        if (c->st.replayed_lsn != before && send_ack(c, l) < 0)
-            return;
+        /* Replay now only when it has not run for REPL_COPY_REPLAY_EVERY_MS; otherwise the
+         * timer replays then, in one go, whatever the reads in between made durable. */
+        uint64_t now = repl_copy__now_us(), every = REPL_COPY_REPLAY_EVERY_MS * 1000u;
+        if (now - c->last_replay_us < every) {
+            if (!evtimer_pending(c->replay_ev, NULL)) {
+                uint64_t wait = c->last_replay_us + every - now;
+                struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+                evtimer_add(c->replay_ev, &tv);
+            }
+        } else {
+            evtimer_del(c->replay_ev);
+            uint64_t before = c->st.replayed_lsn;
+            if (replay(c) < 0)
+                return;
+            repl_copy__publish(c);
+            if (c->st.replayed_lsn != before && send_ack(c, l) < 0)
+                return;
+        }
     }
     check_caught_up(c);
 }
