@@ -366,11 +366,19 @@ handle_hello(struct repl_src_peer *p, const struct repl_hello *h, uint32_t reque
 static void
 handle_ack(struct repl_src_peer *p, const struct repl_ack *a)
 {
+    /* A copy cannot hold more than it had at HELLO or was sent since: a claim beyond that
+     * (a bug of the copy's) must neither release a sync commit nor lift the floor. */
+    uint64_t held = p->shipped_lsn > p->hello.last_lsn ? p->shipped_lsn : p->hello.last_lsn;
+    struct repl_ack capped = *a;
+    if (capped.durable_lsn > held)
+        capped.durable_lsn = held;
+    if (capped.replayed_lsn > held)
+        capped.replayed_lsn = held;
     p->acked = true;
-    p->last_ack = *a;
+    p->last_ack = capped;
     p->last_ack_us = repl__wall_us();
     if (p->src->opt.ack)
-        p->src->opt.ack(p->src->opt.ack_ctx, p->db->name, p->server, p->role, a);
+        p->src->opt.ack(p->src->opt.ack_ctx, p->db->name, p->server, p->role, &capped);
     p->needed = repl__floor_need(p);
     repl__floor_update(p->db); /* may release (close) this very copy */
 }

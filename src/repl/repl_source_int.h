@@ -93,6 +93,10 @@ struct repl_src_peer {
     /* Shipping: the next byte to send is (gen, off); boundary is the next frame boundary at or
      * after off (beyond off while in the middle of a frame longer than a chunk). */
     uint64_t gen, off, boundary;
+    /* The last data LSN sent to this copy in a whole frame (0: none yet), and the LSN of the
+     * frame longer than a chunk being sent (0: none). An ACK never claims more than the copy
+     * had at HELLO or was sent since: the sync gate and the floor believe it. */
+    uint64_t shipped_lsn, partial_lsn;
     int fd; /* of generation gen; -1 when not open */
     struct repl_zstd *zstd;
 

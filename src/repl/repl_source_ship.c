@@ -41,12 +41,15 @@ struct chunk_job {
     uint64_t gen, off, boundary, end, file_size;
     bool end_is_durable; /* end is the durable end, not a cut at the chunk size */
     bool closed;         /* the generation's END is at its durable end */
+    uint64_t partial_lsn; /* of the frame the chunk continues when boundary > off */
     /* Out: */
     int status;
     char error[256];
     uint8_t *frame;
     size_t frame_len;
     uint64_t sent_end, new_boundary;
+    uint64_t shipped_lsn;     /* the last data LSN in a frame the chunk completes; 0 none */
+    uint64_t new_partial_lsn; /* of the frame the chunk leaves unfinished; 0 none */
     uint32_t raw_len, wire_len;
 };
 
@@ -100,11 +103,14 @@ walk_frames(struct chunk_job *j, const uint8_t *buf, bool *partial)
         *partial = true;
         j->sent_end = j->end;
         j->new_boundary = pos;
+        j->new_partial_lsn = j->partial_lsn;
         return 0;
     }
+    if (pos > j->off)
+        j->shipped_lsn = j->partial_lsn; /* the chunk ends a frame begun in earlier ones */
     last = pos;
     while (pos < j->end) {
-        uint64_t unit_end;
+        uint64_t unit_end, lsn = 0;
         if (pos < TDM_LOG_HEADER_SIZE) {
             unit_end = TDM_LOG_HEADER_SIZE;
         } else {
@@ -120,6 +126,9 @@ walk_frames(struct chunk_job *j, const uint8_t *buf, bool *partial)
                 return job_fail(j, TDM_ECORRUPT, "a frame at %llu claims %llu payload bytes",
                                 (unsigned long long)pos, (unsigned long long)payload);
             unit_end = pos + TDM_LOG_FRAME_OVERHEAD + payload;
+            /* BEGIN's LSN field is the generation's first LSN, not a record's. */
+            if (wire_get16(buf + (pos - j->off) + 16) != TDM_REC_BEGIN)
+                lsn = wire_get64(buf + (pos - j->off));
         }
         if (unit_end > j->end) {
             if (j->end_is_durable)
@@ -130,10 +139,13 @@ walk_frames(struct chunk_job *j, const uint8_t *buf, bool *partial)
                 *partial = true;
                 j->sent_end = j->end;
                 j->new_boundary = unit_end;
+                j->new_partial_lsn = lsn;
                 return 0;
             }
             break;
         }
+        if (lsn)
+            j->shipped_lsn = lsn;
         pos = unit_end;
         last = pos;
     }
@@ -234,6 +246,9 @@ chunk_done(void *arg, bool ran)
         p->bytes_raw += j->raw_len;
         p->off = j->sent_end;
         p->boundary = j->new_boundary;
+        if (j->shipped_lsn > p->shipped_lsn)
+            p->shipped_lsn = j->shipped_lsn;
+        p->partial_lsn = j->new_partial_lsn;
         repl__ship_pump(p);
     }
     free(j->frame);
@@ -310,6 +325,7 @@ repl__ship_pump(struct repl_src_peer *p)
             .file_size = ext.file_size,
             .end_is_durable = end_is_durable,
             .closed = ext.closed,
+            .partial_lsn = p->partial_lsn,
         };
         rc = offload_submit(p->src->offload, chunk_work, chunk_done, j);
         if (rc != 0) {

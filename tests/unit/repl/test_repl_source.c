@@ -770,9 +770,12 @@ test_stream_file_mode(void **state)
     assert_null(im.bytes[cur]);
 
     /* A copy claiming more than it was sent cannot lift the floor above the generation
-     * being read for it. */
+     * being read for it, nor claim LSNs it was never sent (the sync gate believes those). */
     struct repl_msg m = {.type = REPL_ACK};
-    m.u.ack = (struct repl_ack){.durable_generation = cur + 5, .inspected_generation = cur + 5};
+    m.u.ack = (struct repl_ack){.durable_generation = cur + 5,
+                                .inspected_generation = cur + 5,
+                                .durable_lsn = 1000000,
+                                .replayed_lsn = 1000000};
     client_send(&c, &m);
     struct status_seen seen = {0};
     for (int i = 0; i < 1000 && !seen.info.acked; i++) {
@@ -783,6 +786,10 @@ test_stream_file_mode(void **state)
     }
     assert_true(seen.info.acked);
     assert_int_equal(seen.info.sent_generation, cur);
+    struct store_log_extent shipped;
+    assert_int_equal(store_log_extent(f.store, cur - 1, &shipped), 0);
+    assert_int_equal(seen.info.last_ack.durable_lsn, shipped.last_lsn);
+    assert_int_equal(seen.info.last_ack.replayed_lsn, shipped.last_lsn);
     wait_floor(&f, cur);
 
     assert_int_equal(store_roll(f.store), 0);
