@@ -39,8 +39,8 @@ struct chunk_job {
     int fd;
     struct repl_zstd *zstd; /* the peer's; NULL = send raw */
     uint64_t gen, off, boundary, end, file_size;
-    bool end_is_durable; /* end is the durable end, not a cut at the chunk size */
-    bool closed;         /* the generation's END is at its durable end */
+    bool end_is_durable;  /* end is the durable end, not a cut at the chunk size */
+    bool closed;          /* the generation's END is at its durable end */
     uint64_t partial_lsn; /* of the frame the chunk continues when boundary > off */
     /* Out: */
     int status;
