@@ -76,7 +76,7 @@ repl_copy__open_store(struct repl_copy *c)
 /*
  * Seeds a new copy of the database guid: store_copy_create() wants a directory of its own, and
  * this one already holds copy.conf, so the copy is made in a hidden sibling beside it (the core
- * skips names starting with '.'), copy.conf is copied in, and the two directories are swapped
+ * skips names starting with '.'), copy.conf is written into it, and the two directories are swapped
  * with one renameat2(RENAME_EXCHANGE): a crash leaves either the marker alone (seeded again) or
  * the whole copy. The old directory, holding only the marker, is then removed.
  */
@@ -90,14 +90,12 @@ seed(struct repl_copy *c, const uint8_t *guid)
     const char *base = slash ? slash + 1 : parent;
     if (slash)
         *slash = '\0';
-    char *tmp, *conf_from, *conf_to;
+    char *tmp, *conf_to, *conf_err = NULL;
     if (asprintf(&tmp, "%s/.%s.seed", slash ? parent : ".", base) < 0 ||
-        asprintf(&conf_from, "%s/%s", c->dir, REPL_COPY_CONF_NAME) < 0 ||
         asprintf(&conf_to, "%s/%s", tmp, REPL_COPY_CONF_NAME) < 0)
         log_fatal("out of memory");
     int ret;
     const char *why = NULL;
-    char buf[256];
     /* What a crash left of an earlier seed: removed whole, so the create starts clean. */
     struct stat st;
     if (lstat(tmp, &st) == 0 && nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
@@ -105,25 +103,14 @@ seed(struct repl_copy *c, const uint8_t *guid)
     ret = store_copy_create(tmp, guid, c->conf.kind, 1, &why);
     if (ret < 0)
         goto out;
-    /* The marker goes with the copy. */
-    int in = open(conf_from, O_RDONLY | O_CLOEXEC);
-    int out = in < 0 ? -1 : open(conf_to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    ssize_t n = 0;
-    while (out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            n = -1;
-            break;
-        }
-    if (in < 0 || out < 0 || n < 0 || fsync(out) < 0) {
-        ret = -errno;
-        why = "cannot copy copy.conf into the new copy";
-    }
-    if (in >= 0)
-        close(in);
-    if (out >= 0)
-        close(out);
-    if (ret < 0)
+    /* The marker goes with the copy, written crash-safely there (file and directory synced):
+     * after the exchange a crash must never find the copy's files without it, which would
+     * mount as an empty active. */
+    ret = repl_copy_conf_write(tmp, &c->conf, &conf_err);
+    if (ret < 0) {
+        why = conf_err ? conf_err : "cannot write copy.conf into the new copy";
         goto out;
+    }
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, c->dir, RENAME_EXCHANGE) < 0) {
         ret = -errno;
         why = "cannot move the new copy into place (renameat2 RENAME_EXCHANGE)";
@@ -144,8 +131,8 @@ out:
         repl_copy__set_state(c, REPL_COPY_FAILED, "cannot create the copy in %s: %s (%s)", c->dir,
                              why ? why : "error", tdm_strerror(ret));
     free(tmp);
-    free(conf_from);
     free(conf_to);
+    free(conf_err);
     free(parent);
     return ret;
 }
