@@ -395,9 +395,12 @@ error:;
         repl_copy__set_state(c, REPL_COPY_FAILED, "the active ended the session (%s): %s",
                              code ? code : "?", text);
     } else {
-        log_warn("copy %s: the active ended the session (%s): %s", c->database, code ? code : "?",
-                 text);
+        /* Not Healthy any more, whatever the reason: status must not show a session that is
+         * gone (activation, for one, refuses while the copy looks in touch with its active). */
         repl_copy__retry_later(c, true);
+        repl_copy__set_state(c, REPL_COPY_DISCONNECTED,
+                             "the active ended the session (%s): %s; retrying", code ? code : "?",
+                             text);
     }
     return -1;
 }

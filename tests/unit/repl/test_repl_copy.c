@@ -85,6 +85,7 @@ enum behaviour {
     AUTH,       /* HELLO_REPLY refused: auth */
     DIVERGED,   /* HELLO_REPLY refused: diverged */
     BAD_BYTES,  /* HELLO_REPLY OK, then LOG_DATA that fails inspection */
+    ENDS,       /* HELLO_REPLY OK, then ERROR timeout: the active ends the session */
 };
 
 struct fake {
@@ -185,6 +186,13 @@ serve(struct fake *f, int cfd)
                                               .data = zeros,
                                               .data_len = sizeof(zeros)};
         send_msg(ssl, &d);
+    }
+    if (f->how == ENDS) {
+        struct repl_msg e = {.type = REPL_ERROR};
+        e.u.error = (struct repl_error){.code = REPL_CODE_TIMEOUT,
+                                        .text = repl_str_c("nothing heard from the copy")};
+        send_msg(ssl, &e);
+        goto out;
     }
     /* Keep the session (heartbeats) until the copy or the test leaves. */
     while (!atomic_load(&f->stop)) {
@@ -414,6 +422,18 @@ test_refusals(void **state)
     agent_start(&a, &f.port, 1);
     st = wait_state(&a, REPL_COPY_FAILED, NULL);
     assert_non_null(strstr(st.message, "credentials"));
+    while (atomic_load(&f.hellos) < 2)
+        usleep(10000);
+    agent_stop(&a);
+    fake_stop(&f);
+
+    /* The active ends a session it had accepted: the copy is no longer Healthy (status must
+     * not show a session that is gone) and tries again. */
+    unsigned disc = events_count(TDM_EV_REPL_COPY_DISCONNECTED);
+    fake_start(&f, ENDS, 0);
+    agent_start(&a, &f.port, 1);
+    while (events_count(TDM_EV_REPL_COPY_DISCONNECTED) == disc)
+        usleep(10000);
     while (atomic_load(&f.hellos) < 2)
         usleep(10000);
     agent_stop(&a);
