@@ -20,6 +20,7 @@
 #include <string.h>
 
 /* Error strings below spell these values out. */
+static_assert(TDM_IPC_HEADER_SIZE == WIRE_FRAME_HEADER, "the envelope is lib/wire_field.h's");
 static_assert(TDM_IPC_HELLO_VERSION == 1, "HELLO version error string says 1");
 static_assert(TDM_IPC_FRAME_OVERHEAD == 20, "frame length error string says 20");
 static_assert(TDM_IPC_MAX_FRAME < UINT32_MAX, "the length field must hold any frame");
@@ -1092,15 +1093,10 @@ ipc_msg_encode(const struct ipc_msg *msg, uint8_t *out, size_t cap, size_t *len_
     uint16_t version = msg->type == TDM_IPC_HELLO || msg->type == TDM_IPC_HELLO_REPLY
                            ? (uint16_t)TDM_IPC_HELLO_VERSION
                            : (uint16_t)TDM_IPC_VERSION;
-    wire_put32(out, (uint32_t)size);
-    wire_put16(out + 4, version);
-    wire_put16(out + 6, msg->type);
-    wire_put32(out + 8, msg->request_id);
-    wire_put32(out + 12, 0);
+    wire_frame_put_header(out, (uint32_t)size, version, msg->type, msg->request_id);
     struct wire_wr w = {out + TDM_IPC_HEADER_SIZE, 0};
     msg_type_of(msg->type)->encode(&w, msg);
-    size_t body = TDM_IPC_HEADER_SIZE + w.n;
-    wire_put32(out + body, crc32c(0, out, body));
+    wire_frame_seal(out, TDM_IPC_HEADER_SIZE + w.n);
     *len_r = size;
     return 0;
 }

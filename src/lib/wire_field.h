@@ -15,6 +15,8 @@
  * set of messages for one field at compile time.
  */
 
+#include "lib/crc32c.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +70,31 @@ static inline uint64_t
 wire_get64(const uint8_t *p)
 {
     return (uint64_t)wire_get32(p) | ((uint64_t)wire_get32(p + 4) << 32);
+}
+
+/*
+ * The frame envelope the two protocols share: a 16-byte header (length of the whole frame,
+ * version, type, request id, flags 0) before the payload, and after it the CRC32C of every
+ * byte before the CRC.
+ */
+#define WIRE_FRAME_HEADER 16u
+
+static inline void
+wire_frame_put_header(uint8_t *out, uint32_t frame_len, uint16_t version, uint16_t type,
+                      uint32_t request_id)
+{
+    wire_put32(out, frame_len);
+    wire_put16(out + 4, version);
+    wire_put16(out + 6, type);
+    wire_put32(out + 8, request_id);
+    wire_put32(out + 12, 0);
+}
+
+/* Writes the CRC after the first body_end bytes of the frame (header and payload). */
+static inline void
+wire_frame_seal(uint8_t *out, size_t body_end)
+{
+    wire_put32(out + body_end, crc32c(0, out, body_end));
 }
 
 /* The static error strings of one payload field. */

@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+static_assert(REPL_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER, "the envelope is lib/wire_field.h's");
 static_assert(REPL_WIRE_FRAME_OVERHEAD == REPL_WIRE_HEADER_SIZE + REPL_WIRE_TRAILER_SIZE,
               "frame overhead");
 static_assert(REPL_WIRE_FRAME_OVERHEAD == 20, "error string says 20");
@@ -805,15 +806,10 @@ repl_msg_encode(const struct repl_msg *msg, uint8_t *out, size_t cap, size_t *le
      * frames stay at 1 whatever is agreed later. */
     uint16_t version =
         first_message(msg->type) ? (uint16_t)REPL_WIRE_HELLO_VERSION : (uint16_t)REPL_WIRE_VERSION;
-    wire_put32(out, (uint32_t)size);
-    wire_put16(out + 4, version);
-    wire_put16(out + 6, msg->type);
-    wire_put32(out + 8, msg->request_id);
-    wire_put32(out + 12, 0);
+    wire_frame_put_header(out, (uint32_t)size, version, msg->type, msg->request_id);
     struct wire_wr w = {out + REPL_WIRE_HEADER_SIZE, 0};
     msg_type_of(msg->type)->encode(&w, msg);
-    size_t body = REPL_WIRE_HEADER_SIZE + w.n;
-    wire_put32(out + body, crc32c(0, out, body));
+    wire_frame_seal(out, REPL_WIRE_HEADER_SIZE + w.n);
     *len_r = size;
     return 0;
 }
