@@ -195,6 +195,21 @@ int tandemd__core_copy_activate(const char *name, size_t len, bool force);
  * left). */
 int tandemd__core_copy_remove(const char *name, size_t len);
 
+/* ---- core_cms.c: the CMS addresses (docs/cluster.md, "CMS address") ---- */
+
+/*
+ * Asks the supervisor to bring the address of the [cms] named cms up here (bind every client
+ * protocol's and replication's port on it, hand the sockets to the workers and the core) or
+ * down (close them; the workers end the connections accepted on them). The core decides, the
+ * supervisor binds: it may hold privileges the core does not. Idempotent: asking for the state
+ * already asked for does nothing. Returns 0, or TDM_ENOTFOUND when the configuration has no
+ * [cms] of that name. Loop thread of the core only. A standalone CMS (a [cms] without
+ * [cluster]) is brought up by the core itself after the mounts; the cluster agent calls these
+ * on cluster nodes.
+ */
+int tandemd__cms_up(const char *cms);
+int tandemd__cms_down(const char *cms);
+
 /* ---- core_ipc_copy.c: COPY_STATUS_REQUEST and COPY_CONTROL from a worker ---- */
 
 struct core_conn;
