@@ -34,7 +34,7 @@
 #define DAY (24ull * HOUR)
 
 #define MAX_KEYS 8      /* per section, for the seen-at-line bookkeeping */
-#define MAX_SECTIONS 32 /* 1 top + 16 networks + 8 listeners + 7 singletons */
+#define MAX_SECTIONS 64 /* 1 top + 16 networks + 9 listeners + 7 singletons + 8 cms + ... */
 
 enum key_type {
     KT_NAME,      /* char[TDM_CONFIG_NAME_MAX + 1]: one lower-case DNS label */
@@ -48,6 +48,7 @@ enum key_type {
     KT_ADDRESS,   /* struct tdm_config_addr */
     KT_ENDPOINTS, /* struct tdm_config_directory: a list of address:port */
     KT_DOMAINS,   /* struct tdm_config_smtp: a list of domain names */
+    KT_CMS_DBS,   /* struct tdm_config_cms: a list of database names */
 };
 
 struct key_spec {
@@ -93,6 +94,7 @@ static const char *const role_names[] = {"mailbox", "access",    "transport",
                                          "witness", "directory", NULL};
 static const char *const proto_names[] = {"imap", "imaps", "lmtp",        "smtp", "submission",
                                           "http", "https", "admin",       "replication", NULL};
+static const char *const mount_dial_names[] = {"lossless", "good", "best", NULL};
 /* In enum log_level order; "warning" because that is the word operators write. */
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
 _Static_assert(LOG_LEVEL_DEBUG == 0 && LOG_LEVEL_INFO == 1 && LOG_LEVEL_WARN == 2 &&
@@ -185,6 +187,15 @@ static const struct key_spec replication_keys[] = {
       struct tdm_config_replication, silence_timeout_ms),
     {0}};
 
+/* [cms <name>] (docs/cluster.md, "CMS address"). */
+static const struct key_spec cms_keys[] = {
+    /* KT_CMS_DBS fills the array and the count, at offset 0. */
+    {.key = "databases", .type = KT_CMS_DBS, .required = true, .offset = 0},
+    K("address", KT_ADDRESS, true, NULL, 0, 0, 0, NULL, struct tdm_config_cms, address),
+    K("mount_dial", KT_ENUM, false, "good", 0, 0, 0, mount_dial_names, struct tdm_config_cms,
+      mount_dial),
+    {0}};
+
 static int listen_finish(struct loader *ld, const struct opened *o);
 static int tls_finish(struct loader *ld, const struct opened *o);
 
@@ -200,7 +211,9 @@ static const struct section_spec sections[] = {
     {"smtp", false, 1, smtp_keys, offsetof(struct tdm_config, smtp), NULL},
     {"imap", false, 1, imap_keys, offsetof(struct tdm_config, imap), NULL},
     {"replication", false, 1, replication_keys, offsetof(struct tdm_config, replication), NULL},
+    {"cms", true, TDM_CONFIG_MAX_CMS, cms_keys, 0, NULL},
 };
+static const struct section_spec *const cms_spec = &sections[9];
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -366,6 +379,29 @@ parse_domains(const char *v, struct tdm_config_smtp *smtp, char *reason)
     return 0;
 }
 
+/* A CMS's databases: names of directories under <datadir>/db/, each one DNS label. */
+static int
+parse_cms_dbs(const char *v, struct tdm_config_cms *cms, char *reason)
+{
+    char buf[CONFIG_MAX_LINE + 1];
+    const char *items[TDM_CONFIG_MAX_CMS_DATABASES];
+    unsigned n;
+    if (config_value_list(v, buf, sizeof(buf), items, TDM_CONFIG_MAX_CMS_DATABASES, &n,
+                          reason) < 0)
+        return -1;
+    char names[TDM_CONFIG_MAX_CMS_DATABASES][TDM_CONFIG_NAME_MAX + 1];
+    for (unsigned i = 0; i < n; i++) {
+        if (config_value_name(items[i], TDM_CONFIG_NAME_MAX, names[i], reason) < 0)
+            return -1;
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(names[j], names[i]) == 0)
+                return why(reason, "database \"%s\" is listed twice", items[i]);
+    }
+    memcpy(cms->databases, names, n * sizeof(names[0]));
+    cms->n_databases = n;
+    return 0;
+}
+
 /* Parses v as k's type into base + k->offset. */
 static int
 parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
@@ -403,6 +439,8 @@ parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
         return parse_endpoints(v, p, reason);
     case KT_DOMAINS:
         return parse_domains(v, p, reason);
+    case KT_CMS_DBS:
+        return parse_cms_dbs(v, p, reason);
     }
     return why(reason, "unknown key type");
 }
@@ -480,7 +518,7 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec)
         return fail(ld, TDM_EINVAL, e->line,
                     "section [%s]: unknown section (known: network, listen, directory, store, "
-                    "log, tls, smtp, imap)",
+                    "log, tls, smtp, imap, replication, cms)",
                     e->section);
     if (spec->named && !e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
@@ -492,6 +530,8 @@ open_section(struct loader *ld, const struct config_entry *e)
     int proto;
     if (spec == &sections[0] &&
         config_value_name(e->name, TDM_CONFIG_NAME_MAX, scratch, reason) < 0)
+        return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: %s", spec->type, e->name, reason);
+    if (spec == cms_spec && config_value_name(e->name, TDM_CONFIG_NAME_MAX, scratch, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: %s", spec->type, e->name, reason);
     if (spec == &sections[1] && config_value_enum(e->name, proto_names, &proto, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: unknown protocol: %s", spec->type,
@@ -522,6 +562,11 @@ open_section(struct loader *ld, const struct config_entry *e)
         l->proto = (enum tdm_proto)proto;
         l->line = e->line;
         o->base = l;
+    } else if (spec == cms_spec) {
+        struct tdm_config_cms *c = &cfg->cms[cfg->n_cms++];
+        memcpy(c->name, scratch, sizeof(c->name));
+        c->line = e->line;
+        o->base = c;
     } else {
         o->base = (char *)cfg + spec->offset;
     }
@@ -573,6 +618,51 @@ same_bind(const struct tdm_config_addr *a, const struct tdm_config_addr *b)
     return a->family == b->family &&
            (memcmp(a->bytes, b->bytes, len) == 0 || memcmp(a->bytes, any, len) == 0 ||
             memcmp(b->bytes, any, len) == 0);
+}
+
+/* [cms]: its address is its own (never a [network]'s or another CMS's: the node's address must
+ * stay reachable when the CMS moves away), and a database belongs to one CMS. */
+static int
+check_cms(struct loader *ld)
+{
+    struct tdm_config *cfg = ld->cfg;
+    for (unsigned i = 0; i < cfg->n_cms; i++) {
+        const struct tdm_config_cms *c = &cfg->cms[i];
+        const struct opened *o = find_opened(ld, c);
+        if (!(cfg->roles & TDM_ROLE_MAILBOX))
+            return fail(ld, TDM_EINVAL, c->line,
+                        "section [cms %s]: a CMS's databases are mailbox databases; add "
+                        "\"mailbox\" to roles",
+                        c->name);
+        for (unsigned j = 0; j < cfg->n_networks; j++)
+            if (addr_equal(&c->address, &cfg->networks[j].address))
+                return fail(ld, TDM_EINVAL, o->key_line[1],
+                            "key \"address\": %s is the address of [network %s] (line %u); a "
+                            "CMS needs an address of its own, which moves with it",
+                            c->address.text, cfg->networks[j].name, cfg->networks[j].line);
+        for (unsigned j = 0; j < cfg->n_listeners; j++)
+            if (addr_equal(&c->address, &cfg->listeners[j].address))
+                return fail(ld, TDM_EINVAL, o->key_line[1],
+                            "key \"address\": %s is the address of [listen %s] (line %u); a "
+                            "CMS needs an address of its own, which moves with it",
+                            c->address.text, proto_names[cfg->listeners[j].proto],
+                            cfg->listeners[j].line);
+        for (unsigned j = 0; j < i; j++) {
+            const struct tdm_config_cms *d = &cfg->cms[j];
+            if (addr_equal(&c->address, &d->address))
+                return fail(ld, TDM_EINVAL, o->key_line[1],
+                            "key \"address\": %s is also the address of [cms %s] (line %u)",
+                            c->address.text, d->name, d->line);
+            for (unsigned a = 0; a < c->n_databases; a++)
+                for (unsigned b = 0; b < d->n_databases; b++)
+                    if (strcmp(c->databases[a], d->databases[b]) == 0)
+                        return fail(ld, TDM_EINVAL, o->key_line[0],
+                                    "key \"databases\": database \"%s\" also belongs to [cms "
+                                    "%s] (line %u)",
+                                    c->databases[a], d->name, d->line);
+        }
+    }
+    return 0;
 }
 
 /* What spans sections, once the whole file is read. */
@@ -642,6 +732,9 @@ check_cross(struct loader *ld)
                         "section [listen replication]: only a server with databases ships their "
                         "logs; add \"mailbox\" or \"directory\" to roles");
     }
+    int ret = check_cms(ld);
+    if (ret < 0)
+        return ret;
     if (!(cfg->roles & TDM_ROLE_DIRECTORY) && cfg->directory.n_endpoints == 0)
         return fail(ld, TDM_EINVAL, ld->sec[0].key_line[3],
                     "key \"roles\": without the directory role this server needs a [directory] "
@@ -806,6 +899,12 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
             for (unsigned i = 0; i < smtp->n_domains; i++)
                 fprintf(out, "%s%s", i ? ", " : "", smtp->domains[i]);
             break;
+        case KT_CMS_DBS: {
+            const struct tdm_config_cms *c = (const void *)p;
+            for (unsigned i = 0; i < c->n_databases; i++)
+                fprintf(out, "%s%s", i ? ", " : "", c->databases[i]);
+            break;
+        }
         case KT_ENDPOINTS:
             for (unsigned i = 0; i < dir->n_endpoints; i++) {
                 const struct tdm_config_endpoint *ep = &dir->endpoints[i];
@@ -856,6 +955,10 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[7], &cfg->imap);
     fputs("\n[replication]\n", out);
     dump_keys(out, &sections[8], &cfg->replication);
+    for (unsigned i = 0; i < cfg->n_cms; i++) {
+        fprintf(out, "\n[cms %s]\n", cfg->cms[i].name);
+        dump_keys(out, cms_spec, &cfg->cms[i]);
+    }
     if (fflush(out) != 0)
         return -errno;
     return ferror(out) ? -EIO : 0;
@@ -868,6 +971,12 @@ tdm_config_role_name(enum tdm_role role)
         if ((unsigned)role == 1u << i)
             return role_names[i];
     return NULL;
+}
+
+const char *
+tdm_config_mount_dial_name(int dial)
+{
+    return dial >= 0 && dial <= TDM_MOUNT_DIAL_BEST ? mount_dial_names[dial] : NULL;
 }
 
 const char *

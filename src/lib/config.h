@@ -22,6 +22,8 @@
 #define TDM_CONFIG_MAX_ENDPOINTS 16
 #define TDM_CONFIG_MAX_DOMAINS 16
 #define TDM_CONFIG_DOMAIN_MAX 253 /* a DNS name's text form */
+#define TDM_CONFIG_MAX_CMS 8            /* [cms] sections */
+#define TDM_CONFIG_MAX_CMS_DATABASES 50 /* databases of one CMS (Exchange 2007: 50 per server) */
 
 /* Roles, as bits of tdm_config.roles. */
 enum tdm_role {
@@ -113,6 +115,24 @@ struct tdm_config_replication {
     uint64_t silence_timeout_ms; /* close a copy's connection that sent nothing this long */
 };
 
+/* The mount dial of a CMS (docs/cluster.md, "Failover"). */
+enum tdm_mount_dial {
+    TDM_MOUNT_DIAL_LOSSLESS = 0,
+    TDM_MOUNT_DIAL_GOOD = 1,
+    TDM_MOUNT_DIAL_BEST = 2,
+};
+
+/* [cms <name>]: a clustered mailbox server this server may run (docs/cluster.md). Databases are
+ * listed first: the key fills the array and the count. */
+struct tdm_config_cms {
+    char databases[TDM_CONFIG_MAX_CMS_DATABASES][TDM_CONFIG_NAME_MAX + 1];
+    unsigned n_databases; /* at least 1 */
+    char name[TDM_CONFIG_NAME_MAX + 1];
+    struct tdm_config_addr address; /* bound on the node where the CMS is active */
+    int mount_dial;                 /* enum tdm_mount_dial */
+    unsigned line;                  /* of the [cms] header */
+};
+
 /* [log] */
 struct tdm_config_log {
     enum log_level level;
@@ -148,6 +168,8 @@ struct tdm_config {
     struct tdm_config_smtp smtp;
     struct tdm_config_imap imap;
     struct tdm_config_replication replication;
+    struct tdm_config_cms cms[TDM_CONFIG_MAX_CMS];
+    unsigned n_cms; /* in file order */
 };
 
 /*
@@ -171,6 +193,9 @@ int tdm_config_dump(const struct tdm_config *cfg, FILE *out);
 /* The names used in the file: "mailbox", "imap"; NULL for a value out of range. */
 const char *tdm_config_role_name(enum tdm_role role);
 const char *tdm_config_proto_name(enum tdm_proto proto);
+
+/* "lossless", "good", "best"; NULL for a value out of range. */
+const char *tdm_config_mount_dial_name(int dial);
 
 /* Frees *cfg and sets it to NULL; NULL is fine. */
 void tdm_config_free(struct tdm_config **cfg);

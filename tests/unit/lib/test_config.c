@@ -228,6 +228,29 @@ test_fields(void **state)
     assert_null(cfg);
     tdm_config_free(&cfg); /* NULL is fine */
 
+    cfg = load_ok(BASE "[cms mail1]\ndatabases = db1, db2\naddress = 127.0.1.100\n"
+                       "[cms mail2]\naddress = ::2\ndatabases = db3\nmount_dial = lossless\n");
+    assert_int_equal(cfg->n_cms, 2);
+    assert_string_equal(cfg->cms[0].name, "mail1");
+    assert_int_equal(cfg->cms[0].line, 9);
+    assert_string_equal(cfg->cms[0].address.text, "127.0.1.100");
+    assert_int_equal(cfg->cms[0].n_databases, 2);
+    assert_string_equal(cfg->cms[0].databases[1], "db2");
+    assert_int_equal(cfg->cms[0].mount_dial, TDM_MOUNT_DIAL_GOOD); /* the default */
+    assert_int_equal(cfg->cms[1].address.family, AF_INET6);
+    assert_int_equal(cfg->cms[1].mount_dial, TDM_MOUNT_DIAL_LOSSLESS);
+    assert_string_equal(tdm_config_mount_dial_name(TDM_MOUNT_DIAL_BEST), "best");
+    assert_null(tdm_config_mount_dial_name(3));
+    char *d = dump(cfg);
+    assert_non_null(strstr(d, "\n[cms mail1]\ndatabases = db1, db2\naddress = 127.0.1.100\n"
+                              "mount_dial = good\n"));
+    struct tdm_config *again = load_ok(d);
+    assert_int_equal(again->n_cms, 2);
+    assert_string_equal(again->cms[1].databases[0], "db3");
+    free(d);
+    tdm_config_free(&again);
+    tdm_config_free(&cfg);
+
     cfg = load_ok("server = d\nsite = s\ndatadir = /d\nroles = directory\n" NET);
     assert_int_equal(cfg->directory.n_endpoints, 0);
     assert_int_equal(cfg->directory.cache_ttl_ms, 600000);
@@ -421,6 +444,29 @@ static const struct bad bads[] = {
      14, "port", "already used by [listen imap]", E},
     {BASE "[network other]\naddress = 127.0.1.1\n", 10, "address",
      "127.0.1.1 is also the address of [network public] (line 5)", E},
+    /* [cms] */
+    {BASE "[cms mail1]\naddress = 127.0.1.100\n", 9, "databases", "missing in [cms mail1]", E},
+    {BASE "[cms mail1]\ndatabases = db1\n", 9, "address", "missing in [cms mail1]", E},
+    {BASE "[cms Mail1]\n", 9, NULL, "section [cms Mail1]: \"Mail1\" is not a name", E},
+    {BASE "[cms m]\ndatabases = db1, db1\naddress = 127.0.1.100\n", 10, "databases",
+     "database \"db1\" is listed twice", E},
+    {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.100\nmount_dial = best-effort\n", 12,
+     "mount_dial", "is not one of: lossless, good, best", E},
+    {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.1\n", 11, "address",
+     "127.0.1.1 is the address of [network public] (line 5); a CMS needs an address of its own",
+     E},
+    {BASE "[listen imap]\naddress = 127.0.1.7\nport = 143\n[cms m]\ndatabases = db1\n"
+          "address = 127.0.1.7\n",
+     14, "address", "is the address of [listen imap] (line 9)", E},
+    {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.100\n[cms n]\ndatabases = db2\n"
+          "address = 127.0.1.100\n",
+     14, "address", "127.0.1.100 is also the address of [cms m] (line 9)", E},
+    {BASE "[cms m]\ndatabases = db1, db2\naddress = 127.0.1.100\n[cms n]\ndatabases = db2\n"
+          "address = 127.0.1.101\n",
+     13, "databases", "database \"db2\" also belongs to [cms m] (line 9)", E},
+    {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
+     "[cms m]\ndatabases = db1\naddress = 127.0.1.100\n", 9, NULL,
+     "section [cms m]: a CMS's databases are mailbox databases", E},
     /* syntax */
     {BASE "[log]\nlevel info\n", 10, "level", "expected '=' after the key", E},
     {BASE "[log]\nLevel = info\n", 10, NULL, "found \"Level\"", E},
