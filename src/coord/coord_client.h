@@ -45,14 +45,14 @@ enum coord_lease_status {
 };
 
 struct coord_lease_reply {
-    int status;          /* 0, or TDM_ECLOSED (session ended), TDM_EINVAL (the witness refused
-                          * the request: error says why), -errno */
-    int lease;           /* enum coord_lease_status when status == 0 */
-    uint64_t epoch;      /* GRANTED: the lease's epoch; DENIED: the holder's */
-    uint32_t ttl_ms;     /* GRANTED: time to live granted, from when the witness answered */
-    const char *holder;  /* DENIED: who holds it; else NULL. Borrowed for the callback */
+    int status;            /* 0, or TDM_ECLOSED (session ended), TDM_EINVAL (the witness refused
+                            * the request: error says why), -errno */
+    int lease;             /* enum coord_lease_status when status == 0 */
+    uint64_t epoch;        /* GRANTED: the lease's epoch; DENIED: the holder's */
+    uint32_t ttl_ms;       /* GRANTED: time to live granted, from when the witness answered */
+    const char *holder;    /* DENIED: who holds it; else NULL. Borrowed for the callback */
     uint32_t remaining_ms; /* DENIED: how long the holder's lease still runs */
-    const char *error;   /* status != 0: a reason (borrowed for the callback), may be NULL */
+    const char *error;     /* status != 0: a reason (borrowed for the callback), may be NULL */
 };
 typedef void coord_lease_cb(void *ctx, const struct coord_lease_reply *reply);
 
@@ -121,8 +121,8 @@ int coord_client_release(struct coord_client *c, const char *key, uint64_t epoch
                          coord_lease_cb *cb, void *ctx);
 /* Hand key (held with epoch) to member to with epoch + 1; GRANTED carries the new epoch. The
  * new holder's lease runs for the ttl of the last grant, from the transfer. */
-int coord_client_transfer(struct coord_client *c, const char *key, uint64_t epoch,
-                          const char *to, coord_lease_cb *cb, void *ctx);
+int coord_client_transfer(struct coord_client *c, const char *key, uint64_t epoch, const char *to,
+                          coord_lease_cb *cb, void *ctx);
 /* The key's lease and value. */
 int coord_client_get(struct coord_client *c, const char *key, coord_value_cb *cb, void *ctx);
 /* Sets key's value to value (0..COORD_VALUE_MAX bytes) if its version is expected_version;
