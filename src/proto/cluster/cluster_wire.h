@@ -74,8 +74,8 @@ struct cluster_db_state {
     uint64_t offset;     /* ...at this byte offset */
     uint64_t lsn;        /* LSN of the last durable record, 0 if none */
     uint64_t epoch;      /* epoch of that record */
-    uint16_t copy_state; /* 0 = the active here; else the copy's state + 1 (the copy status
-                          * codes of docs/replication.md, 1 Initializing .. 8 Resynchronizing) */
+    uint16_t copy_state; /* 0 = the active here; else the copy's state, 1 Initializing ..
+                          * 8 Resynchronizing (docs/formats/cluster.md) */
 };
 
 /* What a member tells the others with every heartbeat and reply (filled by the cluster
