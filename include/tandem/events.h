@@ -65,6 +65,15 @@ enum tdm_event {
     TDM_EV_REPL_SYNC_DEGRADED = 4070,
     TDM_EV_REPL_SYNC_RESTORED = 4071,
     TDM_EV_REPL_SYNC_HOLDING = 4072,
+    /* The coordination store of a witness (src/coord/coord_server.c). */
+    TDM_EV_COORD_STORE_OPENED = 5000,
+    TDM_EV_COORD_LEASE_GRANTED = 5001,
+    TDM_EV_COORD_LEASE_EXPIRED = 5002,
+    TDM_EV_COORD_LEASE_FREED = 5003,
+    TDM_EV_COORD_LEASE_TRANSFERRED = 5004,
+    TDM_EV_COORD_LEASE_RELEASED = 5005,
+    TDM_EV_COORD_STORE_FAILED = 5006,
+    TDM_EV_COORD_NODE_REFUSED = 5007,
 };
 
 enum tdm_event_severity {

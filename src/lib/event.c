@@ -63,6 +63,14 @@ static const struct {
     {TDM_EV_REPL_SYNC_DEGRADED, "repl.sync_degraded", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_SYNC_RESTORED, "repl.sync_restored", TDM_EV_SEV_INFO},
     {TDM_EV_REPL_SYNC_HOLDING, "repl.sync_holding", TDM_EV_SEV_ERROR},
+    {TDM_EV_COORD_STORE_OPENED, "coord.store_opened", TDM_EV_SEV_INFO},
+    {TDM_EV_COORD_LEASE_GRANTED, "coord.lease_granted", TDM_EV_SEV_INFO},
+    {TDM_EV_COORD_LEASE_EXPIRED, "coord.lease_expired", TDM_EV_SEV_WARNING},
+    {TDM_EV_COORD_LEASE_FREED, "coord.lease_freed", TDM_EV_SEV_WARNING},
+    {TDM_EV_COORD_LEASE_TRANSFERRED, "coord.lease_transferred", TDM_EV_SEV_INFO},
+    {TDM_EV_COORD_LEASE_RELEASED, "coord.lease_released", TDM_EV_SEV_INFO},
+    {TDM_EV_COORD_STORE_FAILED, "coord.store_failed", TDM_EV_SEV_ERROR},
+    {TDM_EV_COORD_NODE_REFUSED, "coord.node_refused", TDM_EV_SEV_WARNING},
 };
 
 const char *
