@@ -44,9 +44,15 @@ check_equal(const struct mail_op *a, const struct mail_op *b)
     check(a->uidvalidity == b->uidvalidity && a->special_use == b->special_use);
     check(a->subscribed == b->subscribed && a->move == b->move);
     check(a->n_targets == b->n_targets);
+    check((a->delivery_ids == NULL) == (b->delivery_ids == NULL));
     for (size_t i = 0; i < a->n_targets; i++) {
         check(str_eq(a->targets[i].mailbox, b->targets[i].mailbox));
         check(str_eq(a->targets[i].folder, b->targets[i].folder));
+        if (a->delivery_ids == NULL)
+            continue;
+        const uint8_t *x = a->delivery_ids[i], *y = b->delivery_ids[i];
+        check((x == NULL) == (y == NULL));
+        check(x == NULL || memcmp(x, y, MAIL_DELIVERY_ID_LEN) == 0);
     }
     check(memcmp(a->guid, b->guid, MAIL_GUID_LEN) == 0);
     check(a->internal_date == b->internal_date);

@@ -34,6 +34,8 @@ tdm_strerror(int err)
         return "incomplete data";
     case TDM_ECONFLICT:
         return "changed by someone else since it was read";
+    case TDM_EDUPLICATE:
+        return "duplicate delivery dropped";
     default:
         break;
     }

@@ -20,7 +20,8 @@ enum tdm_error {
     TDM_ECLOSED = TDM_E_BASE - 10,   /* the store is shutting down */
     TDM_ENEEDMORE = TDM_E_BASE - 11, /* a decoder needs more bytes */
     TDM_ECONFLICT = TDM_E_BASE - 12, /* compare-and-set: the object changed since it was read */
-    TDM_E_LAST = TDM_E_BASE - 12,
+    TDM_EDUPLICATE = TDM_E_BASE - 13, /* a delivery whose id the database already holds */
+    TDM_E_LAST = TDM_E_BASE - 13,
 };
 
 /* A static description of err (0, -errno or TDM_E*). Never NULL. */

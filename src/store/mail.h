@@ -57,6 +57,14 @@ enum mail_flag_mode {
     MAIL_FLAGS_REMOVE = 2,
 };
 
+#define MAIL_DELIVERY_ID_LEN 16u
+/* A delivery id is kept in the database's index this long after its record's internal date,
+ * then pruned (docs/smtp.md, "Transport dumpster": longer than the dumpster keeps messages,
+ * so a resubmitted copy of any kept message still finds its id). */
+#define MAIL_DELIVERY_ID_KEEP_SECONDS (7 * 24 * 3600)
+/* Ids pruned by one append at most: a bounded cost per record that still outruns insertion. */
+#define MAIL_DELIVERY_PRUNE_MAX 128u
+
 struct mail_target {
     const char *mailbox;
     const char *folder;
@@ -81,7 +89,17 @@ struct mail_target {
  *                      UIDNEXT), so exactly one session sees each message as recent; the
  *                      result's first_uid is where the claim started and count how many UIDs
  *                      it covers (0: another session was first)
- *   MESSAGE_APPEND     targets[n_targets], guid, internal_date, flags, keywords, body
+ *   MESSAGE_APPEND     targets[n_targets], guid, internal_date, flags, keywords, body,
+ *                      delivery_ids (NULL, or n_targets entries, each NULL or
+ *                      MAIL_DELIVERY_ID_LEN bytes not all zero naming that target's delivery:
+ *                      the transport's id of one recipient of one message). A
+ *                      target with a delivery id already in the database's delivery index
+ *                      is dropped (target_status TDM_EDUPLICATE, target_uid the UID the first
+ *                      delivery got); one delivered records its id with its mailbox, folder,
+ *                      UID and the internal date, and ids older than internal_date -
+ *                      MAIL_DELIVERY_ID_KEEP_SECONDS are pruned (at most
+ *                      MAIL_DELIVERY_PRUNE_MAX per record), so the index stays the same on
+ *                      every copy that applies the same records
  *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords, unchanged_since:
  *                      0, or a compare-and-set (IMAP's UNCHANGEDSINCE, RFC 7162): when any
  *                      named message still there has a MODSEQ above it, the whole record is
@@ -112,6 +130,7 @@ struct mail_op {
     bool move;
     const struct mail_target *targets;
     size_t n_targets;
+    const uint8_t *const *delivery_ids; /* MESSAGE_APPEND: NULL or one per target */
     uint8_t guid[MAIL_GUID_LEN];
     int64_t internal_date; /* seconds since the Unix epoch */
     uint32_t flags;
@@ -141,6 +160,7 @@ int mail_op_encode(const struct mail_op *op, uint8_t **payload_r, size_t *len_r,
 struct mail_decoded {
     struct mail_op op;
     struct mail_target *targets_storage;
+    const uint8_t **delivery_ids_storage;
     const char **keywords_storage;
     uint32_t *uids_storage;
 };
@@ -164,8 +184,13 @@ struct mail_dbis {
     MDB_dbi bodies;
     MDB_dbi body_refs;
     MDB_dbi modseq;
+    MDB_dbi deliveries;     /* delivery id -> (internal date, UIDVALIDITY, UID, mailbox, folder) */
+    MDB_dbi delivery_times; /* (internal date, delivery id) -> nothing: the pruning order */
+    /* False only in a read-only transaction on a database no writer has opened since the
+     * delivery index was added: it reads as empty. */
+    bool have_deliveries;
 };
-#define MAIL_DBI_COUNT 6
+#define MAIL_DBI_COUNT 8
 
 /* Opens (creating when txn is a write transaction) the sub-databases. Returns 0 or -errno-ish
  * (LMDB error codes are mapped: MDB_NOTFOUND -> TDM_ENOTFOUND, others -> -EIO with a log line). */
@@ -176,7 +201,8 @@ struct mail_result {
     /* 0, or TDM_ENOTFOUND / TDM_EEXIST / TDM_EQUOTA / TDM_ECONFLICT ... For every type but a
      * multi-target append, non-zero means nothing changed; for an append it is the first
      * failed target's status and the other targets may have been delivered (see
-     * target_status[]). */
+     * target_status[]). A target dropped as a duplicate (TDM_EDUPLICATE in target_status[])
+     * is not a failure and does not set status. */
     int status;
     uint32_t uidvalidity; /* of the folder written (append: of targets[0]; copy: destination) */
     uint32_t first_uid;   /* append: UID in targets[0]; copy: first new UID (consecutive) */
@@ -200,6 +226,20 @@ int mail_apply(const struct mail_dbis *dbis, MDB_txn *txn, const struct mail_op 
                struct mail_result *result_r);
 
 /* ---- Reading ---- */
+
+/* A delivery id's entry in the index. mailbox and folder are borrowed until txn ends. */
+struct mail_delivery_info {
+    int64_t time; /* the internal date of the append that delivered it */
+    uint32_t uidvalidity;
+    uint32_t uid;
+    const char *mailbox;
+    const char *folder;
+};
+/* Returns 0, TDM_ENOTFOUND, or a negative storage error. */
+int mail_delivery_get(const struct mail_dbis *dbis, MDB_txn *txn,
+                      const uint8_t id[MAIL_DELIVERY_ID_LEN], struct mail_delivery_info *info_r);
+/* How many delivery ids the index holds, in *count_r. */
+int mail_delivery_count(const struct mail_dbis *dbis, MDB_txn *txn, uint64_t *count_r);
 
 struct mail_mailbox_info {
     uint64_t id;

@@ -815,14 +815,36 @@ message_append(const struct mail_dbis *d, MDB_txn *txn, const struct mail_op *op
     am.n_kws = kw_normalize(op->keywords, op->n_keywords, am.kws);
     res->n_targets = (uint32_t)op->n_targets;
 
+    bool any_id = false;
     for (size_t i = 0; i < op->n_targets; i++) {
+        const struct mail_target *t = &op->targets[i];
+        const uint8_t *id = op->delivery_ids != NULL ? op->delivery_ids[i] : NULL;
         struct apply a = {.d = d, .op = op, .res = res};
         struct mail__folder_rec f;
         uint32_t uid = 0;
-        int rc = mdb_txn_begin(mdb_txn_env(txn), txn, 0, &a.txn);
+        int rc;
+        if (id != NULL) {
+            /* Delivered before (a resubmission from the transport's dumpster, or the same id
+             * twice in one record): dropped, and answered with where it went. */
+            struct mail_delivery_info prev;
+            any_id = true;
+            rc = mail_delivery_get(d, txn, id, &prev);
+            if (rc == 0) {
+                res->target_status[i] = TDM_EDUPLICATE;
+                res->target_uid[i] = prev.uid;
+                res->target_uidvalidity[i] = prev.uidvalidity;
+                continue;
+            }
+            if (rc != TDM_ENOTFOUND)
+                return rc;
+        }
+        rc = mdb_txn_begin(mdb_txn_env(txn), txn, 0, &a.txn);
         if (rc != 0)
             return mail__lmdb_error(rc, "begin nested transaction");
-        rc = append_one(&a, &op->targets[i], &am, &f, &uid);
+        rc = append_one(&a, t, &am, &f, &uid);
+        if (rc == 0 && id != NULL)
+            rc = mail__delivery_record(d, a.txn, id, op->internal_date,
+                                       f.uidvalidity, uid, t->mailbox, t->folder);
         if (rc == 0) {
             if ((rc = mdb_txn_commit(a.txn)) != 0)
                 return mail__lmdb_error(rc, "commit nested transaction");
@@ -843,6 +865,10 @@ message_append(const struct mail_dbis *d, MDB_txn *txn, const struct mail_op *op
             res->modseq = f.highestmodseq;
         }
     }
+    /* Pruned by the records' own dates, never the clock: every copy prunes the same ids. */
+    if (any_id && op->internal_date > INT64_MIN + MAIL_DELIVERY_ID_KEEP_SECONDS)
+        return mail__delivery_prune(d, txn, op->internal_date - MAIL_DELIVERY_ID_KEEP_SECONDS,
+                                    MAIL_DELIVERY_PRUNE_MAX);
     return 0;
 }
 

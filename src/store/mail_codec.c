@@ -30,7 +30,13 @@
  *   FOLDER_RECENT      str mailbox, str folder, u32 uid_limit (>= 1)
  *   MESSAGE_APPEND     u16 target count (1..MAIL_MAX_TARGETS), per target: str mailbox,
  *                      str folder; then 16-byte GUID, i64 internal date (two's complement),
- *                      u32 flags (enum mail_flag bits), kws, u32 body length n, n body bytes
+ *                      u32 flags (enum mail_flag bits), kws, u32 body length n, n body bytes;
+ *                      then, only when some target has a delivery id, target count times 16
+ *                      bytes: each target's delivery id, all zero for a target without one
+ *                      (a block of only zeros is refused: one encoding). Added within version
+ *                      1: every record written before reads the same, and a decoder that
+ *                      predates it refuses such a record (trailing bytes) instead of
+ *                      delivering it twice.
  *   MESSAGE_FLAGS      str mailbox, str folder, u8 mode, u32 flags, kws, uids. mode is enum
  *                      mail_flag_mode, plus MAIL__FLAGS_CONDITIONAL (0x80) when the record has
  *                      an unchanged_since: then u64 unchanged_since (>= 1) follows the flags.
@@ -47,8 +53,8 @@
  *                      bool move, uids
  *
  * The payload must end exactly after the last field. The layout is canonical (no padding, no
- * optional fields, booleans only 0/1), so decoding and re-encoding gives back the same bytes;
- * fuzz/mail_record.c checks that.
+ * optional fields but APPEND's delivery ids, booleans only 0/1), so decoding and re-encoding gives
+ * back the same bytes; fuzz/mail_record.c checks that.
  */
 #include "store/log_codec.h"
 #include "store/mail_int.h"
@@ -232,6 +238,24 @@ check_uids(const uint32_t *uids, size_t n, const char **error_r)
     return 0;
 }
 
+static bool
+id_is_zero(const uint8_t *id)
+{
+    static const uint8_t zero[MAIL_DELIVERY_ID_LEN];
+    return memcmp(id, zero, MAIL_DELIVERY_ID_LEN) == 0;
+}
+
+static bool
+has_delivery_ids(const struct mail_op *op)
+{
+    if (op->delivery_ids == NULL)
+        return false;
+    for (size_t i = 0; i < op->n_targets; i++)
+        if (op->delivery_ids[i] != NULL)
+            return true;
+    return false;
+}
+
 int
 mail__op_validate(const struct mail_op *op, const char **error_r)
 {
@@ -254,6 +278,11 @@ mail__op_validate(const struct mail_op *op, const char **error_r)
             if ((rc = check_name(op->targets[i].mailbox, false, &mailbox_errors, error_r)) != 0 ||
                 (rc = check_name(op->targets[i].folder, true, &folder_errors, error_r)) != 0)
                 return rc;
+            if (op->delivery_ids != NULL && op->delivery_ids[i] != NULL &&
+                id_is_zero(op->delivery_ids[i])) {
+                *error_r = "delivery_id: all zero";
+                return TDM_EINVAL;
+            }
         }
         if ((op->flags & ~(uint32_t)MAIL_FLAG_ALL) != 0) {
             *error_r = "flags: unknown flag bits";
@@ -389,7 +418,8 @@ encoded_size(const struct mail_op *op)
         n += 2;
         for (size_t i = 0; i < op->n_targets; i++)
             n += str_size(op->targets[i].mailbox) + str_size(op->targets[i].folder);
-        return n + MAIL_GUID_LEN + 8 + 4 + kws_size(op) + 4 + op->body_len;
+        n += MAIL_GUID_LEN + 8 + 4 + kws_size(op) + 4 + op->body_len;
+        return n + (has_delivery_ids(op) ? op->n_targets * MAIL_DELIVERY_ID_LEN : 0);
     }
     n += str_size(op->mailbox);
     switch (op->type) {
@@ -463,6 +493,15 @@ mail_op_encode(const struct mail_op *op, uint8_t **payload_r, size_t *len_r, con
         if (op->body_len > 0)
             memcpy(p, op->body, op->body_len);
         p += op->body_len;
+        if (has_delivery_ids(op)) {
+            for (size_t i = 0; i < op->n_targets; i++) {
+                if (op->delivery_ids[i] != NULL)
+                    memcpy(p, op->delivery_ids[i], MAIL_DELIVERY_ID_LEN);
+                else
+                    memset(p, 0, MAIL_DELIVERY_ID_LEN);
+                p += MAIL_DELIVERY_ID_LEN;
+            }
+        }
         goto done;
     }
 
@@ -741,6 +780,28 @@ decode_append(struct reader *r, struct mail_decoded *dec, const char **error_r)
         return false;
     op->body = body_len > 0 ? body : NULL;
     op->body_len = body_len;
+    if (r->left == 0)
+        return true; /* no delivery ids */
+    if (r->left < (size_t)n * MAIL_DELIVERY_ID_LEN)
+        return false;
+    dec->delivery_ids_storage = calloc(n, sizeof *dec->delivery_ids_storage);
+    if (dec->delivery_ids_storage == NULL) {
+        *error_r = oom_error;
+        return false;
+    }
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *id = take(r, MAIL_DELIVERY_ID_LEN);
+        if (!id_is_zero(id)) {
+            dec->delivery_ids_storage[i] = id;
+            any = true;
+        }
+    }
+    if (!any) {
+        *error_r = "delivery ids: a block without any id";
+        return false;
+    }
+    op->delivery_ids = dec->delivery_ids_storage;
     return true;
 }
 
@@ -864,6 +925,7 @@ void
 mail_decoded_clear(struct mail_decoded *dec)
 {
     free(dec->targets_storage);
+    free(dec->delivery_ids_storage);
     free(dec->keywords_storage);
     free(dec->uids_storage);
     memset(dec, 0, sizeof *dec);

@@ -35,6 +35,16 @@
 #define MAIL__DBI_BODIES "mail.bodies"
 #define MAIL__DBI_BODY_REFS "mail.body_refs"
 #define MAIL__DBI_MODSEQ "mail.modseq"
+#define MAIL__DBI_DELIVERIES "mail.deliveries"
+#define MAIL__DBI_DELIVERY_TIMES "mail.delivery_times"
+
+/* mail_delivery.c: records a delivered id in the index; prunes at most max ids delivered
+ * before time `before`, oldest first. 0 or a negative storage error. */
+int mail__delivery_record(const struct mail_dbis *dbis, MDB_txn *txn,
+                          const uint8_t id[MAIL_DELIVERY_ID_LEN], int64_t time,
+                          uint32_t uidvalidity, uint32_t uid, const char *mailbox,
+                          const char *folder);
+int mail__delivery_prune(const struct mail_dbis *dbis, MDB_txn *txn, int64_t before, unsigned max);
 
 /*
  * Checks every field op's type uses (names, limits, flags, UID order). Shared by the encoder
