@@ -93,7 +93,7 @@ struct loader {
 static const char *const role_names[] = {"mailbox", "access",    "transport",
                                          "witness", "directory", NULL};
 static const char *const proto_names[] = {"imap", "imaps", "lmtp",        "smtp", "submission",
-                                          "http", "https", "admin",       "replication", NULL};
+                                          "http", "https", "admin",       "replication", "cluster", NULL};
 static const char *const mount_dial_names[] = {"lossless", "good", "best", NULL};
 /* In enum log_level order; "warning" because that is the word operators write. */
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
@@ -196,7 +196,23 @@ static const struct key_spec cms_keys[] = {
       mount_dial),
     {0}};
 
+/* [cluster] (docs/cluster.md, "Configuration"). The interval is bounded so a heartbeat fits
+ * many times in the smallest lease; lease_ttl > 2 x interval is checked across keys. */
+static const struct key_spec cluster_keys[] = {
+    K("name", KT_NAME, true, NULL, 0, 0, 0, NULL, struct tdm_config_cluster, name),
+    K("witness", KT_NAME, true, NULL, 0, 0, 0, NULL, struct tdm_config_cluster, witness),
+    K("heartbeat_interval", KT_DURATION, false, "1s", 100, 10 * SEC, 0, NULL,
+      struct tdm_config_cluster, heartbeat_interval_ms),
+    K("heartbeat_misses", KT_INT, false, "5", 2, 60, 0, NULL, struct tdm_config_cluster,
+      heartbeat_misses),
+    K("lease_ttl", KT_DURATION, false, "4s", SEC, 60 * SEC, 0, NULL, struct tdm_config_cluster,
+      lease_ttl_ms),
+    {0}};
+/* [member <name>]: its keys are network names (member_key), so the schema lists none. */
+static const struct key_spec member_keys[] = {{0}};
+
 static int listen_finish(struct loader *ld, const struct opened *o);
+static int member_finish(struct loader *ld, const struct opened *o);
 static int tls_finish(struct loader *ld, const struct opened *o);
 
 /* Singletons live at offset in struct tdm_config; named sections are placed by open_section. */
@@ -212,8 +228,12 @@ static const struct section_spec sections[] = {
     {"imap", false, 1, imap_keys, offsetof(struct tdm_config, imap), NULL},
     {"replication", false, 1, replication_keys, offsetof(struct tdm_config, replication), NULL},
     {"cms", true, TDM_CONFIG_MAX_CMS, cms_keys, 0, NULL},
+    {"cluster", false, 1, cluster_keys, offsetof(struct tdm_config, cluster), NULL},
+    {"member", true, TDM_CONFIG_MAX_MEMBERS, member_keys, 0, member_finish},
 };
 static const struct section_spec *const cms_spec = &sections[9];
+static const struct section_spec *const cluster_spec = &sections[10];
+static const struct section_spec *const member_spec = &sections[11];
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -491,6 +511,19 @@ listen_finish(struct loader *ld, const struct opened *o)
     return 0;
 }
 
+/* [member]: heard on at least one network, or it could never count as seen. */
+static int
+member_finish(struct loader *ld, const struct opened *o)
+{
+    const struct tdm_config_member *m = o->base;
+    if (m->n_nets == 0)
+        return fail(ld, TDM_EINVAL, o->line,
+                    "section [member %s]: names no network (give one key per network shared "
+                    "with it: <network> = <its [listen cluster] address:port>)",
+                    m->name);
+    return 0;
+}
+
 /* [tls]: a certificate without its key (or the reverse) cannot be served, and mixing the
  * operator's certificate with the local key would fail only at the first handshake. */
 static int
@@ -518,7 +551,7 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec)
         return fail(ld, TDM_EINVAL, e->line,
                     "section [%s]: unknown section (known: network, listen, directory, store, "
-                    "log, tls, smtp, imap, replication, cms)",
+                    "log, tls, smtp, imap, replication, cms, cluster, member)",
                     e->section);
     if (spec->named && !e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
@@ -531,7 +564,8 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (spec == &sections[0] &&
         config_value_name(e->name, TDM_CONFIG_NAME_MAX, scratch, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: %s", spec->type, e->name, reason);
-    if (spec == cms_spec && config_value_name(e->name, TDM_CONFIG_NAME_MAX, scratch, reason) < 0)
+    if ((spec == cms_spec || spec == member_spec) &&
+        config_value_name(e->name, TDM_CONFIG_NAME_MAX, scratch, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: %s", spec->type, e->name, reason);
     if (spec == &sections[1] && config_value_enum(e->name, proto_names, &proto, reason) < 0)
         return fail(ld, TDM_EINVAL, e->line, "section [%s %s]: unknown protocol: %s", spec->type,
@@ -562,6 +596,11 @@ open_section(struct loader *ld, const struct config_entry *e)
         l->proto = (enum tdm_proto)proto;
         l->line = e->line;
         o->base = l;
+    } else if (spec == member_spec) {
+        struct tdm_config_member *m = &cfg->members[cfg->n_members++];
+        memcpy(m->name, scratch, sizeof(m->name));
+        m->line = e->line;
+        o->base = m;
     } else if (spec == cms_spec) {
         struct tdm_config_cms *c = &cfg->cms[cfg->n_cms++];
         memcpy(c->name, scratch, sizeof(c->name));
@@ -573,11 +612,54 @@ open_section(struct loader *ld, const struct config_entry *e)
     return spec->named ? set_defaults(spec, o->base) : 0;
 }
 
+/* A [member] key: a network name (or coord) = an endpoint. The order is the try order. */
+static int
+member_key(struct loader *ld, const struct opened *o, const struct config_entry *e)
+{
+    struct tdm_config_member *m = o->base;
+    char reason[CONFIG_REASON_MAX], net[TDM_CONFIG_NAME_MAX + 1];
+    if (config_value_name(e->key, TDM_CONFIG_NAME_MAX, net, reason) < 0)
+        return fail(ld, TDM_EINVAL, e->line,
+                    "key \"%s\": not a network name in [member %s] (its keys are this "
+                    "server's [network] names, and coord for the witness): %s",
+                    e->key, m->name, reason);
+    bool coord = strcmp(net, "coord") == 0;
+    if (coord && m->coord_line)
+        return fail(ld, TDM_EINVAL, e->line, "key \"coord\": duplicate in [member %s] (first at "
+                    "line %u)", m->name, m->coord_line);
+    for (unsigned i = 0; !coord && i < m->n_nets; i++)
+        if (strcmp(m->nets[i].network, net) == 0)
+            return fail(ld, TDM_EINVAL, e->line,
+                        "key \"%s\": duplicate in [member %s] (first at line %u)", e->key,
+                        m->name, m->nets[i].line);
+    if (!coord && m->n_nets == TDM_CONFIG_MAX_NETWORKS)
+        return fail(ld, TDM_ELIMIT, e->line, "key \"%s\": more than %u networks in [member %s]",
+                    e->key, TDM_CONFIG_MAX_NETWORKS, m->name);
+    int family;
+    unsigned char bytes[16];
+    struct tdm_config_endpoint ep;
+    if (config_value_endpoint(e->value, &family, bytes, &ep.port, reason) < 0)
+        return fail(ld, TDM_EINVAL, e->line, "key \"%s\": %s", e->key, reason);
+    addr_set(&ep.address, family, bytes);
+    if (coord) {
+        m->coord = ep;
+        m->coord_line = e->line;
+    } else {
+        struct tdm_config_member_net *n = &m->nets[m->n_nets++];
+        memcpy(n->network, net, sizeof(n->network));
+        n->endpoint = ep;
+        n->line = e->line;
+    }
+    return 0;
+}
+
 static int
 set_key(struct loader *ld, const struct config_entry *e)
 {
     struct opened *o = &ld->sec[ld->n_sec - 1];
     char lb[96], reason[CONFIG_REASON_MAX];
+    if (o->spec == member_spec)
+        return member_key(ld, o, e);
     unsigned i = 0;
     while (o->spec->keys[i].key && strcmp(o->spec->keys[i].key, e->key) != 0)
         i++;
@@ -665,6 +747,100 @@ check_cms(struct loader *ld)
     return 0;
 }
 
+static const struct tdm_config_network *
+find_network(const struct tdm_config *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_networks; i++)
+        if (strcmp(cfg->networks[i].name, name) == 0)
+            return &cfg->networks[i];
+    return NULL;
+}
+
+/* [listen cluster], [cluster] and [member] (docs/cluster.md, "Configuration"). */
+static int
+check_cluster(struct loader *ld)
+{
+    struct tdm_config *cfg = ld->cfg;
+    const struct tdm_config_cluster *c = &cfg->cluster;
+    const struct opened *co = find_opened(ld, c);
+    const struct tdm_config_listener *listen = NULL;
+    for (unsigned i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i].proto == TDM_PROTO_CLUSTER)
+            listen = &cfg->listeners[i];
+    if (listen && !(cfg->roles & (TDM_ROLE_MAILBOX | TDM_ROLE_WITNESS)))
+        return fail(ld, TDM_EINVAL, listen->line,
+                    "section [listen cluster]: only cluster members answer heartbeats: a node "
+                    "(\"mailbox\" in roles, with [cluster]) or a witness (\"witness\")");
+    if (!co) {
+        if (cfg->n_members > 0)
+            return fail(ld, TDM_EINVAL, cfg->members[0].line,
+                        "section [member %s]: members belong to a cluster; add a [cluster] "
+                        "section (name, witness)",
+                        cfg->members[0].name);
+        return 0;
+    }
+    if (!(cfg->roles & TDM_ROLE_MAILBOX))
+        return fail(ld, TDM_EINVAL, co->line,
+                    "section [cluster]: only a mailbox server is a cluster node; add \"mailbox\" "
+                    "to roles (a witness has no [cluster] section)");
+    if (!listen)
+        return fail(ld, TDM_EINVAL, co->line,
+                    "section [cluster]: a node answers heartbeats; add [listen cluster] (default "
+                    "port 7434)");
+    if (c->lease_ttl_ms <= 2 * c->heartbeat_interval_ms)
+        return fail(ld, TDM_EINVAL, co->key_line[4] ? co->key_line[4] : co->line,
+                    "key \"lease_ttl\": %llu ms is not more than twice heartbeat_interval "
+                    "(%llu ms): the lease must outlive two heartbeats (docs/cluster.md, \"Timing\")",
+                    (unsigned long long)c->lease_ttl_ms,
+                    (unsigned long long)c->heartbeat_interval_ms);
+    const struct tdm_config_member *witness = NULL;
+    unsigned nodes = 0;
+    for (unsigned i = 0; i < cfg->n_members; i++) {
+        const struct tdm_config_member *m = &cfg->members[i];
+        if (strcmp(m->name, cfg->server) == 0)
+            return fail(ld, TDM_EINVAL, m->line,
+                        "section [member %s]: that is this server; list only the other members",
+                        m->name);
+        bool is_witness = strcmp(m->name, c->witness) == 0;
+        if (is_witness)
+            witness = m;
+        else
+            nodes++;
+        if (is_witness && !m->coord_line)
+            return fail(ld, TDM_EINVAL, m->line,
+                        "section [member %s]: the witness needs \"coord\", the address:port of "
+                        "its [listen coord] (default port 7435)",
+                        m->name);
+        if (!is_witness && m->coord_line)
+            return fail(ld, TDM_EINVAL, m->coord_line,
+                        "key \"coord\": only the witness ([cluster] witness = %s) has one; "
+                        "[member %s] is a node",
+                        c->witness, m->name);
+        for (unsigned j = 0; j < m->n_nets; j++) {
+            if (find_network(cfg, m->nets[j].network))
+                continue;
+            char known[CONFIG_REASON_MAX] = "";
+            for (unsigned k = 0; k < cfg->n_networks; k++)
+                snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                         k ? ", " : "", cfg->networks[k].name);
+            return fail(ld, TDM_EINVAL, m->nets[j].line,
+                        "key \"%s\": network \"%s\" is not one of this server's (defined: %s); "
+                        "a member is heard only on networks both are on",
+                        m->nets[j].network, m->nets[j].network, known);
+        }
+    }
+    if (!witness)
+        return fail(ld, TDM_EINVAL, co->key_line[1],
+                    "key \"witness\": no [member %s] section: the witness is a member, with its "
+                    "[listen cluster] and coord endpoints",
+                    c->witness);
+    if (nodes == 0)
+        return fail(ld, TDM_EINVAL, co->line,
+                    "section [cluster]: no other node: a cluster is two or more nodes and a "
+                    "witness; add a [member] for each other node");
+    return 0;
+}
+
 /* What spans sections, once the whole file is read. */
 static int
 check_cross(struct loader *ld)
@@ -734,6 +910,8 @@ check_cross(struct loader *ld)
     }
     int ret = check_cms(ld);
     if (ret < 0)
+        return ret;
+    if ((ret = check_cluster(ld)) < 0)
         return ret;
     if (!(cfg->roles & TDM_ROLE_DIRECTORY) && cfg->directory.n_endpoints == 0)
         return fail(ld, TDM_EINVAL, ld->sec[0].key_line[3],
@@ -958,6 +1136,22 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     for (unsigned i = 0; i < cfg->n_cms; i++) {
         fprintf(out, "\n[cms %s]\n", cfg->cms[i].name);
         dump_keys(out, cms_spec, &cfg->cms[i]);
+    }
+    if (cfg->cluster.name[0]) {
+        fputs("\n[cluster]\n", out);
+        dump_keys(out, cluster_spec, &cfg->cluster);
+    }
+    for (unsigned i = 0; i < cfg->n_members; i++) {
+        const struct tdm_config_member *m = &cfg->members[i];
+        fprintf(out, "\n[member %s]\n", m->name);
+        for (unsigned j = 0; j <= m->n_nets; j++) {
+            const struct tdm_config_endpoint *ep = j < m->n_nets ? &m->nets[j].endpoint : &m->coord;
+            if (j == m->n_nets && !m->coord_line)
+                break;
+            bool v6 = ep->address.family == AF_INET6;
+            fprintf(out, "%s = %s%s%s:%u\n", j < m->n_nets ? m->nets[j].network : "coord",
+                    v6 ? "[" : "", ep->address.text, v6 ? "]" : "", ep->port);
+        }
     }
     if (fflush(out) != 0)
         return -errno;

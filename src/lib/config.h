@@ -22,6 +22,7 @@
 #define TDM_CONFIG_MAX_ENDPOINTS 16
 #define TDM_CONFIG_MAX_DOMAINS 16
 #define TDM_CONFIG_DOMAIN_MAX 253 /* a DNS name's text form */
+#define TDM_CONFIG_MAX_MEMBERS 8 /* [member] sections: the other nodes and the witness */
 #define TDM_CONFIG_MAX_CMS 8            /* [cms] sections */
 #define TDM_CONFIG_MAX_CMS_DATABASES 50 /* databases of one CMS (Exchange 2007: 50 per server) */
 
@@ -45,6 +46,7 @@ enum tdm_proto {
     TDM_PROTO_HTTPS,
     TDM_PROTO_ADMIN,
     TDM_PROTO_REPLICATION, /* served by the core itself, not by a worker (DESIGN.md) */
+    TDM_PROTO_CLUSTER,     /* heartbeats (docs/cluster.md): the core's too */
     TDM_PROTO_COUNT,
 };
 
@@ -133,6 +135,33 @@ struct tdm_config_cms {
     unsigned line;                  /* of the [cms] header */
 };
 
+/* [cluster]: this node's cluster (docs/cluster.md, "Configuration"). name[0] == '\0' when the
+ * section is absent (a witness, or a server outside any cluster). */
+struct tdm_config_cluster {
+    char name[TDM_CONFIG_NAME_MAX + 1];
+    char witness[TDM_CONFIG_NAME_MAX + 1]; /* the [member] that is the witness */
+    uint64_t heartbeat_interval_ms;        /* 100 ms..10 s */
+    uint32_t heartbeat_misses;             /* 2..60 */
+    uint64_t lease_ttl_ms;                 /* 1 s..60 s, > 2 x heartbeat_interval */
+};
+
+/* One network a [member] shares with this server: its [listen cluster] endpoint there. */
+struct tdm_config_member_net {
+    char network[TDM_CONFIG_NAME_MAX + 1]; /* one of this server's [network]s */
+    struct tdm_config_endpoint endpoint;
+    unsigned line;
+};
+
+/* [member <name>]: another member of this server's cluster (a node or the witness). */
+struct tdm_config_member {
+    char name[TDM_CONFIG_NAME_MAX + 1];
+    struct tdm_config_member_net nets[TDM_CONFIG_MAX_NETWORKS]; /* in file order: try order */
+    unsigned n_nets; /* at least 1 */
+    struct tdm_config_endpoint coord; /* the witness's [listen coord]; port 0 on a node */
+    unsigned coord_line;              /* 0 = no coord key */
+    unsigned line;                    /* of the [member] header */
+};
+
 /* [log] */
 struct tdm_config_log {
     enum log_level level;
@@ -170,6 +199,9 @@ struct tdm_config {
     struct tdm_config_replication replication;
     struct tdm_config_cms cms[TDM_CONFIG_MAX_CMS];
     unsigned n_cms; /* in file order */
+    struct tdm_config_cluster cluster;
+    struct tdm_config_member members[TDM_CONFIG_MAX_MEMBERS];
+    unsigned n_members; /* in file order */
 };
 
 /*

@@ -67,6 +67,7 @@ tandemd__worker_kind(enum tdm_proto proto)
         return TDM_IPC_WORKER_HTTP;
     case TDM_PROTO_ADMIN:
     case TDM_PROTO_REPLICATION: /* the core's; never a worker (supervisor.c) */
+    case TDM_PROTO_CLUSTER:
     case TDM_PROTO_COUNT:
         break;
     }

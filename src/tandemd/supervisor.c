@@ -544,7 +544,9 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
             repl_fd = s->listen_fds[i];
     sup_add_child(s, TANDEMD_CHILD_CORE, "core", repl_fd);
     for (unsigned i = 0; i < s->cfg->n_listeners; i++) {
-        if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION)
+        /* Heartbeats are the core's too (docs/cluster.md): never a worker for them. */
+        if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION ||
+            s->cfg->listeners[i].proto == TDM_PROTO_CLUSTER)
             continue;
         char role[32];
         snprintf(role, sizeof(role), "worker-%s",

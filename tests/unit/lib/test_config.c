@@ -27,6 +27,13 @@
 #define NET "[network public]\naddress = 127.0.1.1\n"
 #define DIR "[directory]\nendpoints = 127.0.0.10:8443\n"
 #define BASE TOP NET DIR
+/* A node of a cluster (docs/cluster.md): lines 9-13, 14-16, 17-19, 20-22 after BASE. */
+#define CLNET                                                                                      \
+    "[network heartbeat]\naddress = 127.0.3.11\n[listen cluster]\nnetwork = heartbeat\nport = "   \
+    "7434\n"
+#define CLUSTER "[cluster]\nname = ccr1\nwitness = wit1\n"
+#define MB2 "[member mb2]\nheartbeat = 127.0.3.12:7434\npublic = 127.0.1.12:7434\n"
+#define WIT "[member wit1]\nheartbeat = 127.0.3.20:7434\ncoord = 127.0.3.20:7435\n"
 
 static int
 load(const char *text, struct tdm_config **cfg_r, char **error_r)
@@ -251,6 +258,48 @@ test_fields(void **state)
     tdm_config_free(&again);
     tdm_config_free(&cfg);
 
+    /* A cluster node: [cluster] with its defaults, [member]s with their networks in order. */
+    cfg = load_ok(BASE CLNET CLUSTER MB2 WIT);
+    assert_string_equal(cfg->cluster.name, "ccr1");
+    assert_string_equal(cfg->cluster.witness, "wit1");
+    assert_int_equal(cfg->cluster.heartbeat_interval_ms, 1000);
+    assert_int_equal(cfg->cluster.heartbeat_misses, 5);
+    assert_int_equal(cfg->cluster.lease_ttl_ms, 4000);
+    assert_int_equal(cfg->n_members, 2);
+    assert_string_equal(cfg->members[0].name, "mb2");
+    assert_int_equal(cfg->members[0].n_nets, 2);
+    assert_string_equal(cfg->members[0].nets[1].network, "public");
+    assert_string_equal(cfg->members[0].nets[1].endpoint.address.text, "127.0.1.12");
+    assert_int_equal(cfg->members[0].nets[1].endpoint.port, 7434);
+    assert_int_equal(cfg->members[0].coord_line, 0);
+    assert_int_equal(cfg->members[1].coord.port, 7435);
+    assert_int_equal(cfg->members[1].coord_line, 22);
+    assert_int_equal(cfg->listeners[0].proto, TDM_PROTO_CLUSTER);
+    d = dump(cfg);
+    assert_non_null(strstr(d, "\n[cluster]\nname = ccr1\nwitness = wit1\nheartbeat_interval = 1s\n"
+                              "heartbeat_misses = 5\nlease_ttl = 4s\n"));
+    assert_non_null(strstr(d, "\n[member mb2]\nheartbeat = 127.0.3.12:7434\npublic = "
+                              "127.0.1.12:7434\n"));
+    assert_non_null(strstr(d, "\n[member wit1]\nheartbeat = 127.0.3.20:7434\ncoord = "
+                              "127.0.3.20:7435\n"));
+    again = load_ok(d);
+    assert_int_equal(again->n_members, 2);
+    assert_int_equal(again->members[1].coord.port, 7435);
+    free(d);
+    tdm_config_free(&again);
+    tdm_config_free(&cfg);
+    cfg = load_ok(BASE CLNET "[cluster]\nname = c\nwitness = wit1\nheartbeat_interval = 100ms\n"
+                  "heartbeat_misses = 60\nlease_ttl = 1s\n" MB2 WIT);
+    assert_int_equal(cfg->cluster.heartbeat_interval_ms, 100);
+    assert_int_equal(cfg->cluster.heartbeat_misses, 60);
+    assert_int_equal(cfg->cluster.lease_ttl_ms, 1000);
+    tdm_config_free(&cfg);
+    /* A witness answers heartbeats without a [cluster] of its own. */
+    cfg = load_ok("server = wit1\nsite = dc1\ndatadir = /d\nroles = witness\n" NET DIR CLNET);
+    assert_string_equal(cfg->cluster.name, "");
+    assert_int_equal(cfg->n_members, 0);
+    tdm_config_free(&cfg);
+
     cfg = load_ok("server = d\nsite = s\ndatadir = /d\nroles = directory\n" NET);
     assert_int_equal(cfg->directory.n_endpoints, 0);
     assert_int_equal(cfg->directory.cache_ttl_ms, 600000);
@@ -271,6 +320,7 @@ test_names(void **state)
     assert_null(tdm_config_role_name(TDM_ROLE_MAILBOX | TDM_ROLE_ACCESS));
     assert_string_equal(tdm_config_proto_name(TDM_PROTO_SUBMISSION), "submission");
     assert_string_equal(tdm_config_proto_name(TDM_PROTO_REPLICATION), "replication");
+    assert_string_equal(tdm_config_proto_name(TDM_PROTO_CLUSTER), "cluster");
     assert_null(tdm_config_proto_name(TDM_PROTO_COUNT));
 }
 
@@ -467,6 +517,48 @@ static const struct bad bads[] = {
     {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
      "[cms m]\ndatabases = db1\naddress = 127.0.1.100\n", 9, NULL,
      "section [cms m]: a CMS's databases are mailbox databases", E},
+    /* [listen cluster], [cluster], [member] */
+    {BASE CLNET "[cluster]\nname = c\nwitness = wit1\nheartbeat_interval = 50ms\n" MB2 WIT, 17,
+     "heartbeat_interval", "50ms", E},
+    {BASE CLNET "[cluster]\nname = c\nwitness = wit1\nheartbeat_interval = 11s\n" MB2 WIT, 17,
+     "heartbeat_interval", "11s", E},
+    {BASE CLNET "[cluster]\nname = c\nwitness = wit1\nheartbeat_misses = 1\n" MB2 WIT, 17,
+     "heartbeat_misses", "1", E},
+    {BASE CLNET "[cluster]\nname = c\nwitness = wit1\nlease_ttl = 61s\n" MB2 WIT, 17,
+     "lease_ttl", "61s", E},
+    {BASE CLNET "[cluster]\nname = c\nwitness = wit1\nlease_ttl = 2s\n" MB2 WIT, 17, "lease_ttl",
+     "2000 ms is not more than twice heartbeat_interval (1000 ms)", E},
+    {BASE CLNET "[cluster]\nname = c\nwitness = wit1\nheartbeat_interval = 3s\n" MB2 WIT, 14,
+     "lease_ttl", "4000 ms is not more than twice heartbeat_interval (3000 ms)", E},
+    {BASE CLNET "[cluster]\nwitness = wit1\n" MB2 WIT, 14, "name", "missing in [cluster]", E},
+    {BASE CLNET CLUSTER MB2 WIT "[member mb3]\nreplication = 127.0.4.13:7434\n", 24,
+     "replication", "network \"replication\" is not one of this server's (defined: public, "
+     "heartbeat)", E},
+    {BASE CLNET CLUSTER MB2 "[member wit1]\nheartbeat = 127.0.3.20:7434\n", 20, NULL,
+     "section [member wit1]: the witness needs \"coord\"", E},
+    {BASE CLNET CLUSTER "[member mb2]\nheartbeat = 127.0.3.12:7434\ncoord = 127.0.3.12:7435\n" WIT,
+     19, "coord", "only the witness ([cluster] witness = wit1) has one; [member mb2] is a node",
+     E},
+    {BASE CLNET CLUSTER MB2, 16, "witness", "no [member wit1] section", E},
+    {BASE CLNET CLUSTER WIT, 14, NULL, "section [cluster]: no other node", E},
+    {BASE "[member mb2]\npublic = 127.0.1.12:7434\n", 9, NULL,
+     "section [member mb2]: members belong to a cluster", E},
+    {BASE "[network heartbeat]\naddress = 127.0.3.11\n" CLUSTER MB2 WIT, 11, NULL,
+     "section [cluster]: a node answers heartbeats; add [listen cluster]", E},
+    {BASE CLNET CLUSTER MB2 WIT "[member mb3]\n", 23, NULL, "section [member mb3]: names no network",
+     E},
+    {BASE CLNET CLUSTER MB2 WIT "[member mb3]\npublic = 127.0.1.13:7434\npublic = 127.0.1.14:1\n",
+     25, "public", "duplicate in [member mb3] (first at line 24)", E},
+    {BASE CLNET CLUSTER MB2 WIT "[member mb3]\npublic = 127.0.1.13\n", 24, "public", "", E},
+    {BASE CLNET CLUSTER MB2 WIT "[member mbx1]\npublic = 127.0.1.13:7434\n", 23, NULL,
+     "section [member mbx1]: that is this server", E},
+    {BASE CLNET CLUSTER MB2 WIT "[member Mb3]\n", 23, NULL, "section [member Mb3]: \"Mb3\" is not a name",
+     E},
+    {"server = w\nsite = dc1\ndatadir = /d\nroles = witness\n" NET DIR CLNET CLUSTER MB2 WIT, 14,
+     NULL, "section [cluster]: only a mailbox server is a cluster node", E},
+    {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
+     "[listen cluster]\nnetwork = public\nport = 7434\n", 9, NULL,
+     "section [listen cluster]: only cluster members answer heartbeats", E},
     /* syntax */
     {BASE "[log]\nlevel info\n", 10, "level", "expected '=' after the key", E},
     {BASE "[log]\nLevel = info\n", 10, NULL, "found \"Level\"", E},
@@ -636,10 +728,14 @@ test_examples(void **state)
     struct tdm_config *cfg = load_example("etc/mailbox.conf");
     assert_int_equal(cfg->roles, TDM_ROLE_MAILBOX);
     assert_int_equal(cfg->n_networks, 3);
-    assert_int_equal(cfg->n_listeners, 4);
+    assert_int_equal(cfg->n_listeners, 5);
     assert_int_equal(cfg->listeners[3].proto, TDM_PROTO_REPLICATION);
     assert_string_equal(cfg->listeners[3].address.text, "127.0.2.1");
+    assert_int_equal(cfg->listeners[4].proto, TDM_PROTO_CLUSTER);
     assert_int_equal(cfg->directory.n_endpoints, 2);
+    assert_string_equal(cfg->cluster.name, "ccr1");
+    assert_int_equal(cfg->n_members, 2);
+    assert_int_equal(cfg->members[1].coord.port, 7435);
     tdm_config_free(&cfg);
     cfg = load_example("etc/directory.conf");
     assert_int_equal(cfg->roles, TDM_ROLE_DIRECTORY);
@@ -647,6 +743,7 @@ test_examples(void **state)
     cfg = load_example("etc/witness.conf");
     assert_int_equal(cfg->roles, TDM_ROLE_WITNESS);
     assert_int_equal(cfg->log.level, LOG_LEVEL_WARN);
+    assert_int_equal(cfg->listeners[0].proto, TDM_PROTO_CLUSTER);
     tdm_config_free(&cfg);
 }
 
