@@ -1,0 +1,455 @@
+/*
+ * The witness's server (src/coord/coord_server.c) and the nodes' client
+ * (src/coord/coord_client.c) on one loop over loopback TCP (plain: TLS is the conn layer's and
+ * is covered by tests/integration/test_witness.py): HELLO and its refusal, grants and
+ * denials, a holder's disconnect freeing its lease at once, min_epoch, release, transfer,
+ * CAS conflicts, watches, the holder rule, a malformed frame answered with ERROR while another
+ * session goes on, and a restart of the server over the same store directory.
+ */
+#include "coord/coord_client.h"
+#include "coord/coord_server.h"
+#include "coord/coord_store.h"
+
+#include "lib/conn.h"
+#include "lib/crc32c.h"
+#include "lib/err.h"
+#include "proto/coord/coord_wire.h"
+#include "scratch.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static struct event_base *base;
+static char tmpdir[256], dir[300];
+static struct coord_store *store;
+static struct coord_server *srv;
+static uint16_t port;
+
+static void
+verify(void *ctx, const char *server, const char *key, size_t key_len,
+       coord_server_verify_done_cb *done, void *done_ctx)
+{
+    (void)ctx;
+    bool ok = key_len == 4 && memcmp(key, "good", 4) == 0 && strncmp(server, "mb", 2) == 0;
+    done(done_ctx, ok ? 0 : -EACCES, ok ? NULL : "wrong server key");
+}
+
+static void
+start_server(void)
+{
+    const char *error;
+    unsigned n;
+    assert_int_equal(coord_store_open(dir, coord_server_now_ms(), &store, &n, &error), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    port = ntohs(sa.sin_port);
+    struct coord_server_options o = {
+        .fd = fd, .store = store, .witness = "wit1", .boot_id = 7, .verify = verify};
+    assert_int_equal(coord_server_new(base, &o, &srv), 0);
+}
+
+static void
+stop_server(void)
+{
+    coord_server_free(&srv);
+    coord_store_close(&store);
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    assert_int_equal(scratch_make(tmpdir, sizeof(tmpdir), "coordsrv"), 0);
+    snprintf(dir, sizeof(dir), "%s/coord", tmpdir);
+    base = event_base_new();
+    port = 0;
+    start_server();
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    stop_server();
+    conn_base_free(&base);
+    scratch_remove(tmpdir);
+    return 0;
+}
+
+/* ---- a node ---- */
+
+struct node {
+    struct coord_client *c;
+    int ups, losts;
+    char lost_why[600];
+    int n_lease;
+    struct coord_lease_reply lease;
+    char holder[256];
+    char error[1100];
+    int n_value;
+    struct coord_value_reply value;
+    char value_bytes[4096];
+    int n_notify;
+    uint64_t notify_epoch;
+    char notify_holder[256];
+};
+
+static void
+on_up(void *ctx, unsigned index)
+{
+    (void)index;
+    ((struct node *)ctx)->ups++;
+}
+
+static void
+on_lost(void *ctx, const char *why)
+{
+    struct node *n = ctx;
+    n->losts++;
+    snprintf(n->lost_why, sizeof(n->lost_why), "%s", why);
+}
+
+static void
+on_notify(void *ctx, const char *key, const struct coord_value_reply *r)
+{
+    (void)key;
+    struct node *n = ctx;
+    n->n_notify++;
+    n->notify_epoch = r->epoch;
+    snprintf(n->notify_holder, sizeof(n->notify_holder), "%s", r->holder ? r->holder : "");
+}
+
+static void
+lease_cb(void *ctx, const struct coord_lease_reply *r)
+{
+    struct node *n = ctx;
+    n->n_lease++;
+    n->lease = *r;
+    snprintf(n->holder, sizeof(n->holder), "%s", r->holder ? r->holder : "");
+    snprintf(n->error, sizeof(n->error), "%s", r->error ? r->error : "");
+    n->lease.holder = NULL;
+    n->lease.error = NULL;
+}
+
+static void
+value_cb(void *ctx, const struct coord_value_reply *r)
+{
+    struct node *n = ctx;
+    n->n_value++;
+    n->value = *r;
+    if (r->value)
+        memcpy(n->value_bytes, r->value, r->value_len);
+    snprintf(n->holder, sizeof(n->holder), "%s", r->holder ? r->holder : "");
+    n->value.holder = NULL;
+    n->value.value = NULL;
+    n->value.error = NULL;
+}
+
+static void
+run_until(int *counter, int want)
+{
+    for (int i = 0; i < 2000 && *counter < want; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+    assert_int_equal(*counter, want);
+}
+
+static void
+node_new(struct node *n, const char *member, const char *key)
+{
+    memset(n, 0, sizeof(*n));
+    struct coord_client_options o = {
+        .n_endpoints = 2,
+        .member = member,
+        .key = key,
+        .cluster = "ccr1",
+        .timeout_ms = 3000,
+        .on_up = on_up,
+        .on_lost = on_lost,
+        .on_notify = on_notify,
+        .ctx = n,
+    };
+    /* The first endpoint refuses connections: the client moves on to the second. */
+    o.endpoints[0] = (struct coord_client_endpoint){"127.0.0.1", 1};
+    o.endpoints[1] = (struct coord_client_endpoint){"127.0.0.1", port};
+    assert_int_equal(coord_client_new(base, &o, &n->c), 0);
+}
+
+static void
+node_up(struct node *n, const char *member)
+{
+    node_new(n, member, "good");
+    assert_int_equal(coord_client_connect(n->c), 0);
+    run_until(&n->ups, 1);
+    assert_true(coord_client_is_up(n->c));
+}
+
+static void
+acquire(struct node *n, const char *key, uint32_t ttl, uint64_t min_epoch)
+{
+    int before = n->n_lease;
+    assert_int_equal(coord_client_acquire(n->c, key, ttl, min_epoch, lease_cb, n), 0);
+    run_until(&n->n_lease, before + 1);
+    assert_int_equal(n->lease.status, 0);
+}
+
+static void
+test_hello_refused(void **state)
+{
+    (void)state;
+    struct node n;
+    node_new(&n, "mb1", "bad!");
+    assert_int_equal(coord_client_connect(n.c), 0);
+    assert_int_equal(n.losts, 0); /* never from inside connect */
+    run_until(&n.losts, 1);
+    assert_int_equal(n.ups, 0);
+    assert_non_null(strstr(n.lost_why, "auth"));
+    /* No session: requests fail at once and never call back. */
+    assert_int_equal(coord_client_acquire(n.c, "cms/m", 1000, 0, lease_cb, &n), TDM_ECLOSED);
+    coord_client_free(&n.c);
+}
+
+static void
+test_grant_deny_disconnect(void **state)
+{
+    (void)state;
+    struct node a, b;
+    node_up(&a, "mb1");
+    node_up(&b, "mb2");
+    acquire(&a, "cms/mail1", 60000, 0);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a.lease.epoch, 1);
+    assert_int_equal(a.lease.ttl_ms, 60000);
+    acquire(&b, "cms/mail1", 60000, 0);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    assert_string_equal(b.holder, "mb1");
+    assert_int_equal(b.lease.epoch, 1);
+    assert_true(b.lease.remaining_ms > 50000);
+    /* Renewal keeps the epoch. */
+    acquire(&a, "cms/mail1", 60000, 0);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a.lease.epoch, 1);
+    /* The holder's session ends: the lease is free at once, for epoch 2. */
+    coord_client_disconnect(a.c);
+    assert_int_equal(a.losts, 1);
+    int tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/mail1", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_DENIED && ++tries < 500);
+    assert_int_equal(b.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(b.lease.epoch, 2);
+    /* min_epoch above stored + 1 wins for a new holder. */
+    coord_client_disconnect(b.c);
+    assert_int_equal(coord_client_connect(a.c), 0);
+    run_until(&a.ups, 2);
+    tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&a, "cms/mail1", 60000, 40);
+    } while (a.lease.lease == COORD_LEASE_DENIED && ++tries < 500);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a.lease.epoch, 40);
+    coord_client_free(&a.c);
+    coord_client_free(&b.c);
+}
+
+static void
+test_release_transfer_holder(void **state)
+{
+    (void)state;
+    struct node a, b;
+    node_up(&a, "mb1");
+    node_up(&b, "mb2");
+    acquire(&a, "cms/m", 60000, 0);
+    uint64_t e = a.lease.epoch;
+    /* Transfer to mb2: epoch + 1, and mb2 holds it. */
+    int before = a.n_lease;
+    assert_int_equal(coord_client_transfer(a.c, "cms/m", e, "mb2", lease_cb, &a), 0);
+    run_until(&a.n_lease, before + 1);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a.lease.epoch, e + 1);
+    acquire(&b, "cms/m", 60000, 0);
+    assert_int_equal(b.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(b.lease.epoch, e + 1);
+    /* mb1 may no longer release it: ERROR epoch, as a failed request. */
+    before = a.n_lease;
+    assert_int_equal(coord_client_release(a.c, "cms/m", e + 1, lease_cb, &a), 0);
+    run_until(&a.n_lease, before + 1);
+    assert_int_equal(a.lease.status, TDM_EINVAL);
+    assert_non_null(strstr(a.error, "epoch"));
+    /* mb2 releases; mb1 then gets a new epoch. */
+    before = b.n_lease;
+    assert_int_equal(coord_client_release(b.c, "cms/m", e + 1, lease_cb, &b), 0);
+    run_until(&b.n_lease, before + 1);
+    assert_int_equal(b.lease.lease, COORD_LEASE_RELEASED);
+    acquire(&a, "cms/m", 60000, 0);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a.lease.epoch, e + 2);
+    assert_true(coord_client_is_up(a.c) && coord_client_is_up(b.c));
+    coord_client_free(&a.c);
+    coord_client_free(&b.c);
+}
+
+static void
+test_cas_watch(void **state)
+{
+    (void)state;
+    struct node a, b;
+    node_up(&a, "mb1");
+    node_up(&b, "mb2");
+    assert_int_equal(coord_client_watch(b.c, "cms/m", value_cb, &b), 0);
+    run_until(&b.n_value, 1);
+    assert_int_equal(b.value.status, 0);
+    assert_int_equal(b.value.version, 0);
+    assert_int_equal(coord_client_cas(a.c, "cms/m", 0, "one", 3, value_cb, &a), 0);
+    run_until(&a.n_value, 1);
+    assert_int_equal(a.value.status, 0);
+    assert_int_equal(a.value.version, 1);
+    run_until(&b.n_notify, 1);
+    /* A second writer with the old version gets CONFLICT and the current state. */
+    assert_int_equal(coord_client_cas(b.c, "cms/m", 0, "two", 3, value_cb, &b), 0);
+    run_until(&b.n_value, 2);
+    assert_int_equal(b.value.status, TDM_ECONFLICT);
+    assert_int_equal(b.value.version, 1);
+    assert_memory_equal(b.value_bytes, "one", 3);
+    /* A grant is a change watchers hear of. */
+    acquire(&a, "cms/m", 60000, 0);
+    run_until(&b.n_notify, 2);
+    assert_string_equal(b.notify_holder, "mb1");
+    assert_int_equal(b.notify_epoch, 1);
+    assert_int_equal(coord_client_get(b.c, "cms/m", value_cb, &b), 0);
+    run_until(&b.n_value, 3);
+    assert_string_equal(b.holder, "mb1");
+    assert_true(b.value.remaining_ms > 0);
+    coord_client_free(&a.c);
+    coord_client_free(&b.c);
+}
+
+/* A raw connection: a frame with a broken CRC gets ERROR `protocol` and is closed; a node's
+ * session goes on. */
+static void
+test_malformed_frame(void **state)
+{
+    (void)state;
+    struct node a;
+    node_up(&a, "mb1");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    uint8_t junk[29] = {29, 0, 0, 0, 1, 0, 28, 0, 5, 0, 0, 0, 0, 0, 0, 0, 3, 1};
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint8_t buf[2048];
+    size_t got = 0;
+    for (int i = 0; i < 2000; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+        if (r == 0)
+            break; /* closed after the ERROR */
+        if (r > 0)
+            got += (size_t)r;
+        usleep(1000);
+    }
+    close(fd);
+    struct coord_msg m;
+    const char *error;
+    assert_int_equal(coord_msg_decode(buf, got, &m, NULL, &error), 0);
+    assert_int_equal(m.type, COORD_ERROR);
+    assert_int_equal(m.code, COORD_CODE_PROTOCOL);
+    acquire(&a, "cms/m", 60000, 0);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    coord_client_free(&a.c);
+}
+
+/* The server stops and starts again over the same store: the lease is held, same epoch, with
+ * a full ttl from the restart; the holder (reconnected) renews it, and after it goes the next
+ * grant's epoch is higher. */
+static void
+test_restart(void **state)
+{
+    (void)state;
+    struct node a, b;
+    node_up(&a, "mb1");
+    acquire(&a, "cms/m", 60000, 0);
+    assert_int_equal(a.lease.epoch, 1);
+    stop_server();
+    run_until(&a.losts, 1);
+    start_server(); /* the same port */
+    node_up(&b, "mb2");
+    acquire(&b, "cms/m", 60000, 0);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    assert_string_equal(b.holder, "mb1");
+    assert_int_equal(b.lease.epoch, 1);
+    assert_true(b.lease.remaining_ms > 59000);
+    assert_int_equal(coord_client_connect(a.c), 0);
+    run_until(&a.ups, 2);
+    acquire(&a, "cms/m", 60000, 0);
+    assert_int_equal(a.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a.lease.epoch, 1);
+    coord_client_free(&a.c);
+    int tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/m", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_DENIED && ++tries < 500);
+    assert_int_equal(b.lease.epoch, 2);
+    coord_client_free(&b.c);
+}
+
+/* A second session of the same member replaces the first, whose leases are freed. */
+static void
+test_session_replaced(void **state)
+{
+    (void)state;
+    struct node a1, a2;
+    node_up(&a1, "mb1");
+    acquire(&a1, "cms/m", 60000, 0);
+    node_up(&a2, "mb1");
+    run_until(&a1.losts, 1);
+    acquire(&a2, "cms/m", 60000, 0);
+    assert_int_equal(a2.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(a2.lease.epoch, 2);
+    coord_client_free(&a1.c);
+    coord_client_free(&a2.c);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hello_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grant_deny_disconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_transfer_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cas_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_replaced, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
