@@ -66,6 +66,12 @@ struct lmtp_conn {
     struct dir_recipient rcpts[LMTP_MAX_RCPTS]; /* accepted, in RCPT order */
     size_t n_rcpts;
     struct smtp_verdict results[LMTP_MAX_RCPTS];
+    /* Each accepted recipient's XDELIVERYID (docs/smtp.md, "Transport dumpster"), and the
+     * one of the RCPT being decided. */
+    bool rcpt_has_id[LMTP_MAX_RCPTS];
+    uint8_t rcpt_id[LMTP_MAX_RCPTS][SMTP_DELIVERY_ID_LEN];
+    bool pending_has_id;
+    uint8_t pending_id[SMTP_DELIVERY_ID_LEN];
     struct smtp_buf message;
     unsigned inflight; /* commits awaiting the core's reply */
     unsigned batches;  /* APPENDs of the current message not answered yet */
@@ -81,6 +87,8 @@ struct batch {
     struct lmtp_conn *lc;
     size_t n_targets;
     struct mail_target targets[LMTP_MAX_RCPTS];
+    const uint8_t *delivery_ids[LMTP_MAX_RCPTS]; /* per target: its first recipient's id */
+    bool any_id;
     size_t rcpt_target[LMTP_MAX_RCPTS]; /* for each recipient of this batch: its target */
     size_t rcpt_idx[LMTP_MAX_RCPTS];
     size_t n_rcpts;
@@ -171,8 +179,11 @@ rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
     if (v.code == 250) {
         if (lc->n_rcpts >= LMTP_MAX_RCPTS)
             v = (struct smtp_verdict){452, "4.5.3", "Too many recipients"};
-        else
+        else {
+            lc->rcpt_has_id[lc->n_rcpts] = lc->pending_has_id;
+            memcpy(lc->rcpt_id[lc->n_rcpts], lc->pending_id, SMTP_DELIVERY_ID_LEN);
             lc->rcpts[lc->n_rcpts++] = *r;
+        }
     }
     bool given;
     int ret = answer(lc, &v, &given);
@@ -204,8 +215,11 @@ remote_rcpt_cb(void *ctx, int status, const struct dir_recipient *r, bool from_c
 
 /* Decides a RCPT now (local directory) or starts a remote lookup (lc->looking_up). */
 static void
-on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path)
+on_rcpt(struct lmtp_conn *lc, const struct smtp_path *path, const struct smtp_cmd *cmd)
 {
+    lc->pending_has_id = cmd && cmd->has_delivery_id;
+    if (lc->pending_has_id)
+        memcpy(lc->pending_id, cmd->delivery_id, SMTP_DELIVERY_ID_LEN);
     struct dir_recipient r;
     int ret = rcpt_lookup_find(lc->srv->rcpts, path->local, path->domain, &r, remote_rcpt_cb, lc);
     if (ret != RCPT_LOOKUP_PENDING) {
@@ -307,6 +321,8 @@ verdict_of(int status)
     switch (status) {
     case 0:
         return (struct smtp_verdict){250, "2.0.0", "Delivered"};
+    case TDM_EDUPLICATE: /* delivered before, under the same delivery id */
+        return (struct smtp_verdict){250, "2.0.0", "Delivered (duplicate dropped)"};
     case TDM_EQUOTA:
         return (struct smtp_verdict){552, "5.2.2", "Mailbox is full"};
     case TDM_ENOTFOUND:
@@ -333,7 +349,10 @@ append_done(void *ctx, int status, const struct ipc_msg *reply)
             if (cr->status != 0 && cr->n_targets == 0)
                 st = cr->status;
         }
-        if (st < 0 && st != TDM_EQUOTA)
+        if (st == TDM_EDUPLICATE && cr)
+            log_info("lmtp: delivery to %s: duplicate dropped (delivered before as UID %u)",
+                     b->targets[b->rcpt_target[i]].mailbox, cr->targets[b->rcpt_target[i]].uid);
+        else if (st < 0 && st != TDM_EQUOTA)
             log_info("lmtp: delivery to %s failed: %s", b->targets[b->rcpt_target[i]].mailbox,
                      tdm_strerror(st));
         lc->results[b->rcpt_idx[i]] = verdict_of(st);
@@ -376,6 +395,9 @@ deliver_now(struct lmtp_conn *lc)
                 t++;
             if (t == b->n_targets) {
                 b->targets[t] = (struct mail_target){lc->rcpts[j].user, "INBOX"};
+                /* Two addresses of one user are one delivery: the first one's id names it. */
+                b->delivery_ids[t] = lc->rcpt_has_id[j] ? lc->rcpt_id[j] : NULL;
+                b->any_id |= lc->rcpt_has_id[j];
                 b->n_targets++;
                 if (!mailbox_exists(lc->srv, database, lc->rcpts[j].user))
                     create_mailbox(lc, database, lc->rcpts[j].user);
@@ -386,6 +408,7 @@ deliver_now(struct lmtp_conn *lc)
         struct mail_op op = {.type = TDM_REC_MESSAGE_APPEND,
                              .targets = b->targets,
                              .n_targets = b->n_targets,
+                             .delivery_ids = b->any_id ? b->delivery_ids : NULL,
                              .internal_date = time(NULL),
                              .body = lc->message.data ? (const void *)lc->message.data : "",
                              .body_len = lc->message.len};
@@ -479,7 +502,7 @@ pump(struct lmtp_conn *lc, struct evbuffer *in)
             break;
         }
         case SMTP_EV_RCPT:
-            on_rcpt(lc, out.path);
+            on_rcpt(lc, out.path, out.rcpt);
             if (lc->looking_up) {
                 /* The verdict comes later: take nothing more until it has. */
                 evbuffer_drain(in, out.used);

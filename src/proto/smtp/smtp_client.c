@@ -141,6 +141,17 @@ send_command(struct smtp_client *c, enum step next)
         e = smtp_buf_puts(b, "RCPT TO:");
         if (!e)
             e = put_path(b, &c->tx.rcpts[c->next_rcpt]);
+        if (!e && c->tx.delivery_ids) {
+            static const char hex[] = "0123456789abcdef";
+            char v[sizeof " XDELIVERYID=" + 32] = " XDELIVERYID=";
+            char *q = v + strlen(v);
+            for (size_t i = 0; i < 16; i++) {
+                *q++ = hex[c->tx.delivery_ids[c->next_rcpt][i] >> 4];
+                *q++ = hex[c->tx.delivery_ids[c->next_rcpt][i] & 15];
+            }
+            *q = '\0';
+            e = smtp_buf_puts(b, v);
+        }
         break;
     case STEP_DATA:
         e = smtp_buf_puts(b, "DATA");

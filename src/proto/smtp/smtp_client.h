@@ -43,6 +43,9 @@ struct smtp_client_tx {
     bool smtputf8;                  /* MAIL FROM ... SMTPUTF8 */
     const uint8_t *body;            /* the message, as received (not dot-stuffed) */
     size_t body_len;
+    /* NULL, or one SMTP_DELIVERY_ID_LEN-byte id per recipient (not all zero), sent as RCPT's
+     * XDELIVERYID (smtp_cmd.h): the mailbox server drops a delivery it already holds */
+    const uint8_t (*delivery_ids)[16];
 };
 
 enum smtp_client_state {

@@ -101,6 +101,33 @@ parse_size(const char *p, size_t n, uint64_t *size_r)
     return true;
 }
 
+/* XDELIVERYID's value: exactly 32 hex digits (either case), not all zero. */
+static bool
+parse_delivery_id(const char *p, size_t n, uint8_t id_r[SMTP_DELIVERY_ID_LEN])
+{
+    if (n != 2 * SMTP_DELIVERY_ID_LEN)
+        return false;
+    uint8_t any = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        unsigned v;
+        if (ch >= '0' && ch <= '9')
+            v = (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v = (unsigned)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F')
+            v = (unsigned)(ch - 'A' + 10);
+        else
+            return false;
+        if (i % 2 == 0)
+            id_r[i / 2] = (uint8_t)(v << 4);
+        else
+            id_r[i / 2] |= (uint8_t)v;
+        any |= (uint8_t)v;
+    }
+    return any != 0;
+}
+
 enum param_seen {
     SEEN_SIZE = 1,
     SEEN_BODY = 2,
@@ -109,6 +136,7 @@ enum param_seen {
     SEEN_ENVID = 16,
     SEEN_NOTIFY = 32,
     SEEN_ORCPT = 64,
+    SEEN_DELIVERY_ID = 128,
 };
 
 /* One parameter of MAIL (is_mail) or RCPT. */
@@ -157,6 +185,11 @@ parse_param(const char *p, size_t n, bool is_mail, bool utf8_offered, unsigned *
         bit = SEEN_ORCPT;
         if (!v || !memchr(v, ';', vn))
             return refuse(err, 501, "5.5.4", "Bad ORCPT value");
+    } else if (!is_mail && word_is(p, kn, "XDELIVERYID")) {
+        bit = SEEN_DELIVERY_ID;
+        if (!v || !parse_delivery_id(v, vn, cmd->delivery_id))
+            return refuse(err, 501, "5.5.4", "Bad XDELIVERYID value");
+        cmd->has_delivery_id = true;
     } else {
         return refuse(err, 555, "5.5.4", "Unsupported parameter");
     }

@@ -10,6 +10,10 @@
  * white space after "FROM:" / "TO:", several spaces between parameters, trailing white space;
  * MAIL's RET= and ENVID= and RCPT's NOTIFY= and ORCPT= (DSN, RFC 3461) are checked for shape
  * and ignored, since we do not offer DSN but some clients send them anyway.
+ *
+ * RCPT's XDELIVERYID=<32 hex digits> is ours: the transport names each (message, recipient)
+ * delivery so the mailbox server drops a resubmitted one it already holds (docs/smtp.md,
+ * "Transport dumpster"). Parsed here for its syntax; only an LMTP session accepts it.
  */
 
 #include "proto/smtp/smtp_addr.h"
@@ -41,6 +45,8 @@ enum smtp_body {
     SMTP_BODY_8BITMIME,
 };
 
+#define SMTP_DELIVERY_ID_LEN 16u /* bytes; 32 hex digits on the wire */
+
 /* Why a line was refused: the reply the session should send. Static strings. */
 struct smtp_cmd_error {
     int code;
@@ -59,6 +65,9 @@ struct smtp_cmd {
     uint64_t size; /* SIZE= (RFC 1870) */
     enum smtp_body body;
     bool smtputf8;
+    /* RCPT parameter XDELIVERYID (not all zero) */
+    bool has_delivery_id;
+    uint8_t delivery_id[SMTP_DELIVERY_ID_LEN];
 };
 
 /*

@@ -197,6 +197,8 @@ do_hello(struct smtp_session *s, const struct smtp_cmd *c)
                          s->hostname, s->cfg.max_message);
         if (s->cfg.offer_smtputf8)
             n += snprintf(text + n, sizeof(text) - (size_t)n, "\nSMTPUTF8");
+        if (s->cfg.proto == SMTP_PROTO_LMTP)
+            n += snprintf(text + n, sizeof(text) - (size_t)n, "\nXDELIVERYID");
         if (s->cfg.offer_starttls && !s->tls)
             snprintf(text + n, sizeof(text) - (size_t)n, "\nSTARTTLS");
         r = reply(s, 250, NULL, text);
@@ -239,8 +241,12 @@ do_command(struct smtp_session *s, const char *line, size_t len, struct smtp_ses
             int r = reply(s, 452, "4.5.3", "Too many recipients");
             return r ? r : SMTP_EV_NEED_MORE;
         }
+        /* Delivery ids name what a mailbox server stores: LMTP only (smtp_cmd.h). */
+        if (c->has_delivery_id && s->cfg.proto != SMTP_PROTO_LMTP)
+            return refuse(s, 555, "5.5.4", "Unsupported parameter");
         s->pending = PEND_RCPT;
         out->path = &c->path;
+        out->rcpt = c;
         return SMTP_EV_RCPT;
     case SMTP_VERB_DATA: {
         if (!s->in_tx)

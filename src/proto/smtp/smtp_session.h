@@ -95,6 +95,8 @@ struct smtp_session_out {
     const struct smtp_path *path;
     /* SMTP_EV_MAIL: the parameters, valid until the verdict (path is in .path) */
     const struct smtp_cmd *mail;
+    /* SMTP_EV_RCPT: the parameters (LMTP: XDELIVERYID), valid until the verdict */
+    const struct smtp_cmd *rcpt;
     /* SMTP_EV_DATA: points into the input of this call (or to static storage, see smtp_data.h) */
     const uint8_t *data;
     size_t data_len;

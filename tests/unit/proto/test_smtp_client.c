@@ -120,6 +120,41 @@ test_two_recipients_delivered(void **state)
     }
 }
 
+/* Delivery ids go out as RCPT's XDELIVERYID, in lower-case hex, one per recipient. */
+static void
+test_delivery_ids(void **state)
+{
+    (void)state;
+    struct smtp_path rcpts[2] = {path("alice", "example.test"), path("bob", "example.test")};
+    static const uint8_t ids[2][16] = {{0xab, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff},
+                                       {0x10}};
+    static const char *const replies[] = {
+        "220 mbx LMTP tandem\r\n", "250-mbx\r\n250 XDELIVERYID\r\n", "250 2.1.0 OK\r\n",
+        "250 2.1.5 OK\r\n",        "250 2.1.5 OK\r\n", "354 go\r\n",
+        "250 2.0.0 a\r\n250 2.0.0 b\r\n", NULL,
+    };
+    struct smtp_client_tx tx = {.helo = "hub.test",
+                                .sender = &sender_path,
+                                .rcpts = rcpts,
+                                .n_rcpts = 2,
+                                .delivery_ids = ids,
+                                .body = (const uint8_t *)"x\r\n",
+                                .body_len = 3};
+    struct smtp_client *c;
+    assert_int_equal(smtp_client_new(&tx, &c), 0);
+    char *sent = run(c, replies, 0);
+    assert_string_equal(sent, "LHLO hub.test\r\n"
+                              "MAIL FROM:<s@example.org>\r\n"
+                              "RCPT TO:<alice@example.test> "
+                              "XDELIVERYID=ab0102030405060708090a0b0c0d0eff\r\n"
+                              "RCPT TO:<bob@example.test> "
+                              "XDELIVERYID=10000000000000000000000000000000\r\n"
+                              "DATA\r\nx\r\n.\r\nQUIT\r\n");
+    assert_int_equal(smtp_client_rcpt_reply(c, 1)->code, 250);
+    free(sent);
+    smtp_client_free(&c);
+}
+
 static void
 test_refused_recipient_stops_before_the_data(void **state)
 {
@@ -285,6 +320,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_recipients_delivered),
+        cmocka_unit_test(test_delivery_ids),
         cmocka_unit_test(test_refused_recipient_stops_before_the_data),
         cmocka_unit_test(test_refused_greeting_and_mail),
         cmocka_unit_test(test_long_message_in_chunks),

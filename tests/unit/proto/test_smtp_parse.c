@@ -233,6 +233,23 @@ static const struct cmd_case cmds[] = {
     {"RCPT TO:<a@b> SIZE=1", 0, 0, 555, "5.5.4", 0, NULL, NULL, -1, 0, 0},
     {"RCPT TO:<a@b> ORCPT=x", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
     {"RCPT TO:<a@b> NOTIFY=NEVER NOTIFY=NEVER", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
+    /* XDELIVERYID: 32 hex digits, not all zero, once (its value is checked below) */
+    {"RCPT TO:<a@b> XDELIVERYID=00112233445566778899aAbBcCdDeEfF", 0, 0, 0, NULL, SMTP_VERB_RCPT,
+     NULL, "a@b", -1, 0, 0},
+    {"RCPT TO:<a@b> XDELIVERYID=0011223344556677889900112233445", 0, 0, 501, "5.5.4", 0, NULL,
+     NULL, -1, 0, 0},
+    {"RCPT TO:<a@b> XDELIVERYID=001122334455667788990011223344556", 0, 0, 501, "5.5.4", 0, NULL,
+     NULL, -1, 0, 0},
+    {"RCPT TO:<a@b> XDELIVERYID=00000000000000000000000000000000", 0, 0, 501, "5.5.4", 0, NULL,
+     NULL, -1, 0, 0},
+    {"RCPT TO:<a@b> XDELIVERYID=0011223344556677889900112233445g", 0, 0, 501, "5.5.4", 0, NULL,
+     NULL, -1, 0, 0},
+    {"RCPT TO:<a@b> XDELIVERYID", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
+    {"RCPT TO:<a@b> XDELIVERYID=00112233445566778899aabbccddeeff "
+     "XDELIVERYID=00112233445566778899aabbccddeeff",
+     0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
+    {"MAIL FROM:<a@b> XDELIVERYID=00112233445566778899aabbccddeeff", 0, 0, 555, "5.5.4", 0, NULL,
+     NULL, -1, 0, 0},
     {"RCPT FROM:<a@b>", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
     {"DATA", 0, 0, 0, NULL, SMTP_VERB_DATA, NULL, NULL, -1, 0, 0},
     {"DATA x", 0, 0, 501, "5.5.4", 0, NULL, NULL, -1, 0, 0},
@@ -297,6 +314,17 @@ test_commands(void **state)
     const char *max = "MAIL FROM:<a@b> SIZE=18446744073709551615";
     assert_int_equal(smtp_cmd_parse(max, strlen(max), false, false, &cmd, &err), 0);
     assert_int_equal(cmd.size, UINT64_MAX);
+    /* XDELIVERYID's value, in either case. */
+    const char *idl = "RCPT TO:<a@b> XDELIVERYID=00112233445566778899aAbBcCdDeEfF";
+    static const uint8_t id[SMTP_DELIVERY_ID_LEN] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
+                                                     0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb,
+                                                     0xcc, 0xdd, 0xee, 0xff};
+    assert_int_equal(smtp_cmd_parse(idl, strlen(idl), false, false, &cmd, &err), 0);
+    assert_true(cmd.has_delivery_id);
+    assert_memory_equal(cmd.delivery_id, id, SMTP_DELIVERY_ID_LEN);
+    const char *noid = "RCPT TO:<a@b>";
+    assert_int_equal(smtp_cmd_parse(noid, strlen(noid), false, false, &cmd, &err), 0);
+    assert_false(cmd.has_delivery_id);
     const char nul[] = "NOOP x\0y";
     assert_int_equal(smtp_cmd_parse(nul, sizeof(nul) - 1, false, false, &cmd, &err), 0);
     const char nul_verb[] = "NOOP\0";

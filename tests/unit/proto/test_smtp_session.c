@@ -211,7 +211,12 @@ run(const struct smtp_session_config *cfg, const char *text, size_t len, const s
             }
             case SMTP_EV_RCPT: {
                 path_text(out.path, p, sizeof(p));
-                logf_(r, "RCPT %s", p);
+                assert_non_null(out.rcpt);
+                if (out.rcpt->has_delivery_id)
+                    logf_(r, "RCPT %s id=%02x..%02x", p, out.rcpt->delivery_id[0],
+                          out.rcpt->delivery_id[SMTP_DELIVERY_ID_LEN - 1]);
+                else
+                    logf_(r, "RCPT %s", p);
                 struct smtp_verdict v = rcpt_verdict(out.path);
                 if (late)
                     assert_waits(s, piece + off, n - off);
@@ -290,7 +295,7 @@ assert_buf_text(const struct smtp_buf *b, const char *want, const char *what, co
     "250-8BITMIME\r\n"
 #define EHLO_SMTP CAPS_HEAD "250-SMTPUTF8\r\n250 STARTTLS\r\n"
 #define EHLO_SMTP_TLS CAPS_HEAD "250 SMTPUTF8\r\n"
-#define LHLO_LMTP CAPS_HEAD "250 SMTPUTF8\r\n"
+#define LHLO_LMTP CAPS_HEAD "250-SMTPUTF8\r\n250 XDELIVERYID\r\n"
 #define OK_MAIL "250 2.1.0 Ok\r\n"
 #define OK_RCPT "250 2.1.5 Ok\r\n"
 #define GO_AHEAD "354 End data with <CR><LF>.<CR><LF>\r\n"
@@ -327,6 +332,16 @@ static const struct script scripts[] = {
      "MAIL <alice@a.example> size=-0 body=0\nRCPT <bob@b.example>\nRCPT <unknown@b.example>\n"
      "RCPT <full@b.example>\nRCPT <carol@b.example>\nDATA_START\nEND 4 Hi\\r\\n\nCLOSE\n",
      "LMTP"},
+    {"lmtp: a RCPT's XDELIVERYID reaches the caller", SMTP_PROTO_LMTP, 0, 0,
+     "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x> XDELIVERYID=a0000000000000000000000000000001\r\n"
+     "RCPT TO:<b@x>\r\nQUIT\r\n",
+     GREET_LMTP LHLO_LMTP OK_MAIL OK_RCPT OK_RCPT BYE,
+     "MAIL <> size=-0 body=0\nRCPT <a@x> id=a0..01\nRCPT <b@x>\nCLOSE\n", NULL},
+    {"smtp: XDELIVERYID is LMTP's only", SMTP_PROTO_SMTP, 0, 0,
+     "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x> XDELIVERYID=a0000000000000000000000000000001\r\n"
+     "QUIT\r\n",
+     GREET_SMTP EHLO_SMTP OK_MAIL "555 5.5.4 Unsupported parameter\r\n" BYE,
+     "MAIL <> size=-0 body=0\nCLOSE\n", NULL},
     {"lmtp: commands pipelined behind the dot wait for every delivery reply", SMTP_PROTO_LMTP, 0, 0,
      "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
      "1\r\n.\r\nRSET\r\nMAIL FROM:<c@x>\r\nRCPT TO:<d@x>\r\nDATA\r\n2\r\n.\r\nQUIT\r\n",
@@ -408,7 +423,7 @@ static const struct script scripts[] = {
      "LHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<unknown@x>\r\nRCPT TO:<c@x>\r\n"
      "DATA\r\nab\r\n..\r\n.\r\nNOOP\r\n",
      GREET_LMTP "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 4\r\n"
-                "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n" OK_MAIL OK_RCPT
+                "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 XDELIVERYID\r\n" OK_MAIL OK_RCPT
                 "550 5.1.1 No such user\r\n" OK_RCPT GO_AHEAD TOO_BIG TOO_BIG "250 2.0.0 Ok\r\n",
      "MAIL <a@x> size=-0 body=0\nRCPT <b@x>\nRCPT <unknown@x>\nRCPT <c@x>\nDATA_START\n"
      "ABORTED after 4\n",
@@ -631,7 +646,7 @@ test_bad_verdicts(void **state)
     size_t len;
     const uint8_t *o = smtp_session_output(s, &len);
     const char *want = "220 mx LMTP tandem\r\n250-mx\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"
-                       "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n250 2.1.0 Ok\r\n"
+                       "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 XDELIVERYID\r\n250 2.1.0 Ok\r\n"
                        "250-2.1.5 first\r\n250 2.1.5 second\r\n"
                        "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok\r\n";
     assert_int_equal(len, strlen(want));
