@@ -91,6 +91,8 @@ repl__peer_maybe_free(struct repl_src_peer *p)
     peer_unlink(p);
     if (p->fd >= 0)
         close(p->fd);
+    if (p->seed_fd >= 0)
+        close(p->seed_fd);
     repl_zstd_free(&p->zstd);
     free(p->server);
     free(p->database);
@@ -278,7 +280,16 @@ verify_done(void *ctx, int status, const char *error)
         p->db = db;
         const char *why = NULL;
         uint16_t code = REPL_CODE_OK;
-        if (!p->hello.guid_zero && memcmp(p->hello.guid, db->guid, REPL_WIRE_GUID_LEN) != 0) {
+        if (p->seed) {
+            /* A seed asks for no position: only the number of copies limits it. */
+            if (db->n_peers >= p->src->opt.max_copies) {
+                code = REPL_CODE_LIMIT;
+                snprintf(reason, sizeof(reason), "database %s already has %u copies connected",
+                         db->name, db->n_peers);
+                why = reason;
+            }
+        } else if (!p->hello.guid_zero &&
+                   memcmp(p->hello.guid, db->guid, REPL_WIRE_GUID_LEN) != 0) {
             code = REPL_CODE_GUID_MISMATCH;
             snprintf(reason, sizeof(reason),
                      "the copy holds another database named %s (its GUID differs): reseed it",
@@ -309,6 +320,8 @@ verify_done(void *ctx, int status, const char *error)
         if (code != REPL_CODE_OK) {
             p->db = NULL; /* not one of db's copies */
             peer_refuse(p, code, why);
+        } else if (p->seed) {
+            repl__seed_accept(p, db);
         } else {
             hello_accept(p, db);
         }
@@ -361,6 +374,30 @@ handle_hello(struct repl_src_peer *p, const struct repl_hello *h, uint32_t reque
     free(key);
 }
 
+/* A seed connection's first message: checked as HELLO is, without a position. */
+static void
+handle_seed_request(struct repl_src_peer *p, const struct repl_seed_request *q, uint32_t request_id)
+{
+    p->seed = true;
+    p->hello_id = request_id;
+    p->server = dup_span(q->server);
+    p->database = dup_span(q->database);
+    p->role = q->role;
+    uint16_t version;
+    const char *error = NULL;
+    if (repl_version_negotiate(q->version_min, q->version_max, &version, &error) != 0) {
+        peer_refuse(p, REPL_CODE_VERSION, error);
+        return;
+    }
+    char *key = dup_span(q->key);
+    p->state = REPL_SRC_VERIFYING;
+    p->verify_pending = true;
+    conn_pause(p->conn);
+    p->src->opt.verify(p->src->opt.verify_ctx, p->server, key, q->key.len, verify_done, p);
+    explicit_bzero(key, q->key.len);
+    free(key);
+}
+
 /* ---- ACK ---- */
 
 static void
@@ -395,6 +432,7 @@ on_open(struct conn *conn, void *listener_ctx)
     p->src = src;
     p->conn = conn;
     p->fd = -1;
+    p->seed_fd = -1;
     p->state = REPL_SRC_HELLO;
     p->last_sent_us = repl__mono_us();
     p->next = src->peers;
@@ -410,12 +448,27 @@ handle_msg(struct repl_src_peer *p, const struct repl_msg *m)
 {
     switch (p->state) {
     case REPL_SRC_HELLO:
+        if (m->type == REPL_SEED_REQUEST) {
+            handle_seed_request(p, &m->u.seed_request, m->request_id);
+            return p->conn != NULL && p->state == REPL_SRC_SEEDING;
+        }
         if (m->type != REPL_HELLO) {
             repl__peer_fail(p, REPL_CODE_PROTOCOL, "%s before HELLO", repl_type_name(m->type));
             return false;
         }
         handle_hello(p, &m->u.hello, m->request_id);
         return p->conn != NULL && p->state == REPL_SRC_STREAMING;
+    case REPL_SRC_SEEDING:
+        /* ACKs on a seed connection are a sign of life only (the idle timer sees them). */
+        if (m->type == REPL_ACK)
+            return true;
+        if (m->type == REPL_ERROR) {
+            conn_close_after_flush(p->conn);
+            return false;
+        }
+        repl__peer_fail(p, REPL_CODE_PROTOCOL, "unexpected %s on a seed connection",
+                        repl_type_name(m->type));
+        return false;
     case REPL_SRC_STREAMING:
         if (m->type == REPL_ACK) {
             handle_ack(p, &m->u.ack);
@@ -441,7 +494,8 @@ on_data(struct conn *conn, struct evbuffer *in)
 {
     struct repl_src_peer *p = conn_ctx(conn);
     p->busy++;
-    while (p->conn && (p->state == REPL_SRC_HELLO || p->state == REPL_SRC_STREAMING)) {
+    while (p->conn && (p->state == REPL_SRC_HELLO || p->state == REPL_SRC_STREAMING ||
+                       p->state == REPL_SRC_SEEDING)) {
         uint8_t head[4];
         if (evbuffer_copyout(in, head, sizeof(head)) < (ev_ssize_t)sizeof(head))
             break;
@@ -483,6 +537,8 @@ on_drained(struct conn *conn)
     struct repl_src_peer *p = conn_ctx(conn);
     if (p->state == REPL_SRC_STREAMING)
         repl__ship_pump(p);
+    else if (p->state == REPL_SRC_SEEDING)
+        repl__seed_pump(p);
 }
 
 static void
@@ -500,7 +556,7 @@ on_close(struct conn *conn, enum conn_close_reason reason)
         m.u.error.text = repl_str_c("the replication source is stopping");
         repl__peer_send(p, &m);
     }
-    bool was_streaming = p->state == REPL_SRC_STREAMING;
+    bool was_streaming = p->state == REPL_SRC_STREAMING || p->state == REPL_SRC_SEEDING;
     p->state = REPL_SRC_CLOSING;
     if (was_streaming && p->db) {
         p->db->n_peers--;
@@ -656,7 +712,7 @@ repl_source_remove_database(struct repl_source *src, const char *name)
             continue;
         p->busy++;
         /* Detached first, so closing does not hold a floor on a database going away. */
-        if (p->state == REPL_SRC_STREAMING)
+        if (p->state == REPL_SRC_STREAMING || p->state == REPL_SRC_SEEDING)
             db->n_peers--;
         p->state = REPL_SRC_CLOSING;
         p->db = NULL;
@@ -680,6 +736,15 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     struct repl_src_peer *next;
     for (struct repl_src_peer *p = src->peers; p; p = next) {
         next = p->next;
+        if (p->state == REPL_SRC_SEEDING && p->conn && !p->job_running) {
+            /* A chunk the seed helper's full queue refused. */
+            p->busy++;
+            repl__seed_pump(p);
+            p->busy--;
+            next = p->next;
+            repl__peer_maybe_free(p);
+            continue;
+        }
         if (p->state != REPL_SRC_STREAMING || p->conn == NULL)
             continue;
         p->busy++;
@@ -733,6 +798,13 @@ repl_source_new(struct event_base *base, const struct repl_source_options *opt,
         free(src);
         return rc;
     }
+    /* Snapshots take long: on a thread of their own, so log chunks never wait behind one. */
+    rc = offload_new(base, 64, &src->seed_offload);
+    if (rc != 0) {
+        offload_free(&src->offload);
+        free(src);
+        return rc;
+    }
     /* Heartbeats are due every heartbeat_ms of silence; looking four times as often keeps
      * them within a quarter period of due. */
     uint32_t tick_ms = o->heartbeat_ms / 4 ? o->heartbeat_ms / 4 : 1;
@@ -741,6 +813,7 @@ repl_source_new(struct event_base *base, const struct repl_source_options *opt,
     if (src->tick == NULL || event_add(src->tick, &tv) != 0) {
         if (src->tick)
             event_free(src->tick);
+        offload_free(&src->seed_offload);
         offload_free(&src->offload);
         free(src);
         return -ENOMEM;
@@ -756,6 +829,7 @@ repl_source_new(struct event_base *base, const struct repl_source_options *opt,
     rc = conn_listener_new(base, &lo, &source_conn_ops, src, &src->listener);
     if (rc != 0) {
         event_free(src->tick);
+        offload_free(&src->seed_offload);
         offload_free(&src->offload);
         free(src);
         return rc;
@@ -773,6 +847,7 @@ repl_source_free(struct repl_source **srcp)
     src->freeing = true;
     conn_listener_free(&src->listener); /* on_close for each: ERROR shutdown */
     offload_free(&src->offload);        /* finishes every chunk job's done */
+    offload_free(&src->seed_offload);   /* and every snapshot's */
     /* What is left waits for the core's verify to answer: orphaned, freed by verify_done. */
     while (src->peers) {
         struct repl_src_peer *p = src->peers;
@@ -833,4 +908,16 @@ repl_source_copies(struct repl_source *src, repl_source_copy_cb *cb, void *ctx)
             };
             cb(ctx, &info);
         }
+}
+
+int
+repl_source_add_socket(struct repl_source *src, int fd, uint32_t tag)
+{
+    return conn_listener_add_socket(src->listener, fd, tag);
+}
+
+void
+repl_source_close_socket(struct repl_source *src, uint32_t tag)
+{
+    conn_listener_close_socket(src->listener, tag);
 }

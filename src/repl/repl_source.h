@@ -69,12 +69,23 @@ struct repl_source_options {
      * copies that were away when the active started can reconnect before truncation runs;
      * 0 = 10 min. */
     uint64_t startup_hold_ms;
+    /* Where seed snapshots are written (an unnamed O_TMPFILE, gone with its last fd): a
+     * directory on a file system with room for a copy of the largest database; NULL = /tmp.
+     * Borrowed, outlives the source. */
+    const char *seed_dir;
 };
 
 /* Returns 0 with an owned *src_r, or -ENOMEM / -errno (thread, eventfd) / TDM_EINVAL. On
  * failure opt->fd is not taken. */
 int repl_source_new(struct event_base *base, const struct repl_source_options *opt,
                     struct repl_source **src_r);
+
+/* Serves copies on the listening socket fd too (a CMS address, docs/cluster.md); takes fd on
+ * success. tag (not 0) marks it. 0 or conn_listener_add_socket's error. */
+int repl_source_add_socket(struct repl_source *src, int fd, uint32_t tag);
+/* Closes the sockets added with tag; the copies connected through them get ERROR `shutdown`
+ * and are closed (they reconnect to the CMS address, wherever it is now). */
+void repl_source_close_socket(struct repl_source *src, uint32_t tag);
 
 /* Sends every copy ERROR `shutdown`, closes everything, clears the durable hook and floor of
  * every database. NULL allowed; *src is set to NULL. */

@@ -34,6 +34,8 @@ min64(uint64_t a, uint64_t b)
 uint64_t
 repl__floor_need(const struct repl_src_peer *p)
 {
+    if (p->seed) /* set by repl_source_seed.c: all it has, then the snapshot's first */
+        return p->needed ? p->needed : 1;
     if (!p->acked)
         return p->hello.start_generation;
     const struct repl_ack *a = &p->last_ack;
@@ -123,7 +125,8 @@ floor_pass(struct repl_src_db *db)
     struct repl_src_peer *next;
     for (struct repl_src_peer *p = src->peers; p; p = next) {
         next = p->next;
-        if (p->db != db || p->state != REPL_SRC_STREAMING || p->released)
+        if (p->db != db || (p->state != REPL_SRC_STREAMING && p->state != REPL_SRC_SEEDING) ||
+            p->released)
             continue;
         /* Recomputed each pass: it follows the generation being sent as well as the ACKs. */
         p->needed = repl__floor_need(p);

@@ -65,6 +65,7 @@ enum repl_src_state {
     REPL_SRC_HELLO,     /* waiting for HELLO */
     REPL_SRC_VERIFYING, /* verify called, done not yet */
     REPL_SRC_STREAMING,
+    REPL_SRC_SEEDING, /* a seed connection: SEED_REQUEST accepted (repl_source_seed.c) */
     REPL_SRC_CLOSING, /* closed or closing; freed once no job and no verify is pending */
 };
 
@@ -107,6 +108,14 @@ struct repl_src_peer {
     uint64_t last_ack_us; /* wall clock */
     uint64_t needed;      /* generation this copy holds the floor at */
     uint64_t bytes_sent, bytes_raw;
+
+    /* A seed connection (SEED_REQUEST instead of HELLO): the snapshot in an unnamed
+     * temporary file, sent from seed_off; ready once the snapshot job is done. */
+    bool seed;
+    bool seed_ready, seed_end_sent;
+    int seed_fd;
+    uint64_t seed_size, seed_off, seed_applied, seed_first;
+    uint8_t seed_sha256[REPL_WIRE_SHA256_LEN];
 };
 
 struct repl_source {
@@ -114,7 +123,8 @@ struct repl_source {
     struct repl_source_options opt;
     struct conn_listener *listener;
     struct offload *offload;
-    struct event *tick; /* heartbeats, hold expiry */
+    struct offload *seed_offload; /* snapshots and their chunks, apart from log chunks */
+    struct event *tick;           /* heartbeats, hold expiry */
     struct repl_src_db *dbs;
     struct repl_src_peer *peers;
     bool freeing;
@@ -138,6 +148,12 @@ void repl__ship_pump(struct repl_src_peer *p);
 /* The HELLO position check: 0, or a refusal code with *reason_r (static or in buf). */
 uint16_t repl__ship_check_start(struct repl_src_db *db, const struct repl_hello *h, char *buf,
                                 size_t buf_len, const char **reason_r);
+
+/* repl_source_seed.c */
+/* A SEED_REQUEST passed the checks: answer, snapshot, stream. */
+void repl__seed_accept(struct repl_src_peer *p, struct repl_src_db *db);
+/* Sends the next SEED_DATA (or SEED_END) when there is room. */
+void repl__seed_pump(struct repl_src_peer *p);
 
 /* repl_source_floor.c */
 /* The generation the copy on p needs now, from its HELLO and last ACK. */

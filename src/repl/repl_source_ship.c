@@ -400,6 +400,12 @@ repl__ship_check_start(struct repl_src_db *db, const struct repl_hello *h, char 
     }
     uint64_t off = h->start_offset;
     if (off == 0) {
+        /* A copy seeded from a snapshot holds no generation yet (it says epoch 0) and its
+         * LMDB may reach into this generation: it starts with the generation holding its
+         * applied LSN + 1, and replay skips what the snapshot already has. */
+        if (h->epoch == 0 && h->last_lsn > 0 && ext.first_lsn <= h->last_lsn + 1 &&
+            h->last_lsn <= ext.last_lsn)
+            return REPL_CODE_OK;
         if (h->last_lsn + 1 != ext.first_lsn) {
             snprintf(buf, buf_len,
                      "the copy's last LSN is %llu but generation %llu starts at LSN %llu",

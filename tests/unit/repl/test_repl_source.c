@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,7 +410,9 @@ image_take(struct image *im, struct client *c)
         im->pos = m.u.position;
         im->positions++;
     } else
-        fail_msg("unexpected %s", repl_type_name(m.type));
+        fail_msg("unexpected %s %.*s", repl_type_name(m.type),
+                 m.type == REPL_ERROR ? (int)m.u.error.text.len : 0,
+                 m.type == REPL_ERROR ? m.u.error.text.ptr : "");
     return m.type;
 }
 
@@ -1007,6 +1010,110 @@ test_truncation_floor(void **state)
     fixture_stop(&f);
 }
 
+/* A seed: SEED_REQUEST is answered with a snapshot of the database (taken while commits go
+ * on) in contiguous SEED_DATA chunks, then SEED_END with its size, SHA-256, GUID, applied LSN
+ * and the generation holding the next LSN, which the floor holds after the seed connection
+ * closes; a HELLO from that position without a generation (epoch 0) is accepted, the same
+ * position claiming a generation of its own is not. */
+static void
+test_seed(void **state)
+{
+    (void)state;
+    struct fixture f;
+    struct repl_source_options o = {.startup_hold_ms = 1, .heartbeat_ms = 40};
+    fixture_start(&f, &o, REPL_MODE_BLOCK, "repl-src-seed");
+    commit_noops(&f, 150, 2000);
+    wait_floor(&f, UINT64_MAX);
+    assert_int_equal(store_checkpoint(f.store), 0);
+    struct store_status st;
+    store_get_status(f.store, &st);
+    assert_true(st.lowest_generation > 1);
+
+    struct client c;
+    client_open(&c, &f);
+    struct repl_msg req = {.type = REPL_SEED_REQUEST, .request_id = 42};
+    req.u.seed_request = (struct repl_seed_request){
+        .version_min = 1,
+        .version_max = 3,
+        .server = repl_str_c("mb2"),
+        .key = repl_str_c("good-key"),
+        .database = repl_str_c("db1"),
+        .role = REPL_ROLE_PASSIVE,
+    };
+    client_send(&c, &req);
+    struct repl_hello_reply reply;
+    assert_int_equal(expect_reply(&c, &reply), REPL_CODE_OK);
+    assert_memory_equal(reply.guid, st.guid, REPL_WIRE_GUID_LEN);
+    /* Writes go on while the seed runs. */
+    commit_noops(&f, 20, 2000);
+
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    uint64_t got = 0, total = 0;
+    unsigned chunks = 0;
+    struct repl_msg m;
+    struct repl_seed_end end;
+    for (;;) {
+        assert_int_equal(client_recv(&c, &m), 0);
+        if (m.type == REPL_SEED_END) {
+            end = m.u.seed_end;
+            break;
+        }
+        assert_int_equal(m.type, REPL_SEED_DATA);
+        assert_true(m.u.seed_data.offset == got);
+        assert_true(total == 0 || m.u.seed_data.total_size == total);
+        total = m.u.seed_data.total_size;
+        crypto_hash_sha256_update(&h, m.u.seed_data.data, m.u.seed_data.raw_length);
+        got += m.u.seed_data.raw_length;
+        chunks++;
+    }
+    assert_true(chunks > 0);
+    assert_true(end.total_size == got && got == total);
+    uint8_t sha[32];
+    crypto_hash_sha256_final(&h, sha);
+    assert_memory_equal(sha, end.sha256, 32);
+    assert_memory_equal(end.guid, st.guid, REPL_WIRE_GUID_LEN);
+    assert_true(end.applied_lsn >= st.applied_lsn);
+    struct store_log_extent ext;
+    assert_int_equal(store_log_extent(f.store, end.first_generation, &ext), 0);
+    assert_true(ext.first_lsn <= end.applied_lsn + 1);
+    assert_true(ext.last_lsn >= end.applied_lsn + 1 || !ext.closed);
+    assert_int_equal(client_recv(&c, &m), -1); /* closed after SEED_END */
+    client_close(&c);
+
+    /* The departed seed holds the log from its first generation for the HELLO to come. */
+    wait_floor(&f, end.first_generation);
+
+    if (ext.first_lsn != end.applied_lsn + 1) {
+        client_open(&c, &f);
+        send_hello(&c, "mb2", "good-key", "db1", st.guid, REPL_ROLE_PASSIVE, end.first_generation,
+                   0, end.applied_lsn, st.epoch);
+        assert_int_equal(expect_reply(&c, NULL), REPL_CODE_DIVERGED);
+        client_close(&c);
+    }
+    client_open(&c, &f);
+    send_hello(&c, "mb2", "good-key", "db1", st.guid, REPL_ROLE_PASSIVE, end.first_generation, 0,
+               end.applied_lsn, 0);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
+    struct image im;
+    image_init(&im, end.first_generation, 0);
+    uint64_t gen, dend;
+    active_position(&f, &gen, &dend);
+    while (!(im.len[gen] == dend && (gen == end.first_generation || im.closed[gen - 1])))
+        image_take(&im, &c);
+    image_matches(&im, &f, end.first_generation, current_generation(&f));
+    image_free(&im);
+    client_close(&c);
+
+    /* A seed of a database not active here is refused as a HELLO would be. */
+    client_open(&c, &f);
+    req.u.seed_request.database = repl_str_c("standby-only");
+    client_send(&c, &req);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_NOT_ACTIVE);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
 /* A copy that went away is held only for hold_ms: then it is released, with an event. */
 static void
 test_departed_copy_released_after_hold(void **state)
@@ -1161,6 +1268,7 @@ main(void)
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_departed_copy_released_after_hold),
         cmocka_unit_test(test_status_and_remove),
+        cmocka_unit_test(test_seed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
