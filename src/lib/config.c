@@ -93,7 +93,7 @@ struct loader {
 static const char *const role_names[] = {"mailbox", "access",    "transport",
                                          "witness", "directory", NULL};
 static const char *const proto_names[] = {"imap", "imaps", "lmtp",        "smtp", "submission",
-                                          "http", "https", "admin",       "replication", "cluster", NULL};
+                                          "http", "https", "admin",       "replication", "cluster", "coord", NULL};
 static const char *const mount_dial_names[] = {"lossless", "good", "best", NULL};
 /* In enum log_level order; "warning" because that is the word operators write. */
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
@@ -907,6 +907,13 @@ check_cross(struct loader *ld)
             return fail(ld, TDM_EINVAL, l->line,
                         "section [listen replication]: only a server with databases ships their "
                         "logs; add \"mailbox\" or \"directory\" to roles");
+    }
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        const struct tdm_config_listener *l = &cfg->listeners[i];
+        if (l->proto == TDM_PROTO_COORD && !(cfg->roles & TDM_ROLE_WITNESS))
+            return fail(ld, TDM_EINVAL, l->line,
+                        "section [listen coord]: only a witness serves the coordination store; "
+                        "add \"witness\" to roles");
     }
     int ret = check_cms(ld);
     if (ret < 0)

@@ -47,6 +47,7 @@ enum tdm_proto {
     TDM_PROTO_ADMIN,
     TDM_PROTO_REPLICATION, /* served by the core itself, not by a worker (DESIGN.md) */
     TDM_PROTO_CLUSTER,     /* heartbeats (docs/cluster.md): the core's too */
+    TDM_PROTO_COORD,       /* a witness's coordination store (docs/cluster.md): the core's */
     TDM_PROTO_COUNT,
 };
 

@@ -68,6 +68,7 @@ tandemd__worker_kind(enum tdm_proto proto)
     case TDM_PROTO_ADMIN:
     case TDM_PROTO_REPLICATION: /* the core's; never a worker (supervisor.c) */
     case TDM_PROTO_CLUSTER:
+    case TDM_PROTO_COORD: /* the core's too: it binds it itself (core_coord.c) */
     case TDM_PROTO_COUNT:
         break;
     }

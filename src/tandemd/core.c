@@ -151,6 +151,8 @@ core_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
     struct store_options o;
     core_store_options(cfg, &o);
     tandemd__core_repl_start(base, cfg, &o, listen_fd);
+    /* The witness role's coordination store: a server of its own on [listen coord]. */
+    tandemd__core_coord_start(base, cfg);
     /* Listening only after the mounts: a worker that connects is answered at once, and a
      * COMMIT for a database still recovering cannot be told apart from an unknown one. */
     tandemd__core_ipc_start(base, cfg->datadir);
@@ -196,6 +198,7 @@ core_stop(void)
     /* Replication before the stores: the source reads their logs, and the copies' agents
      * close their own copies on their threads. */
     tandemd__core_repl_stop();
+    tandemd__core_coord_stop();
     for (size_t i = 0; i < core_n_dbs; i++) {
         if (!core_dbs[i].store) {
             free(core_dbs[i].name);

@@ -1,9 +1,8 @@
 /*
  * The replication source in the core (core_repl.c starts and stops it): serves the log of
  * every database mounted here to other servers' copies on [listen replication]
- * (src/repl/repl_source.h), checking each copy's server key against this server's own
- * directory database, or, without the directory role, asking the directory
- * (POST /v1/auth/verify through dir_client).
+ * (src/repl/repl_source.h), checking each copy's server key as core_server_auth.c does for
+ * every server-to-server service.
  */
 #include "tandemd/core_ipc_int.h"
 
@@ -26,142 +25,7 @@
 
 static struct repl_source *source;
 static SSL_CTX *source_tls;
-static struct offload *verify_offload; /* argon2id checks of copies' keys, off the loop */
-/* Without a directory of its own, the server asks the directory (dir_client.h). */
-static struct dir_client *verify_client;
-
-struct remote_verify {
-    repl_source_verify_done_cb *done;
-    void *done_ctx;
-};
-
-static void
-remote_verify_cb(void *ctx, int status, bool from_cache)
-{
-    (void)from_cache;
-    struct remote_verify *rv = ctx;
-    const char *why = status == 0         ? NULL
-                      : status == -EACCES ? "wrong server key, or not a member of servers "
-                                            "(the directory said so)"
-                      : status == -EHOSTUNREACH
-                          ? "no directory server answered, to check the key with"
-                          : "the directory could not check the key";
-    rv->done(rv->done_ctx, status, why);
-    free(rv);
-}
-
-/* ---- the source: who may replicate ---- */
-
-struct verify_job {
-    char hash[DIR_PASSWORD_HASH_MAX];
-    char *key;
-    size_t key_len;
-    int result;
-    repl_source_verify_done_cb *done;
-    void *done_ctx;
-};
-
-static void
-verify_work(void *arg)
-{
-    struct verify_job *j = arg;
-    j->result = crypto_pwhash_str_verify(j->hash, j->key, j->key_len) == 0 ? 0 : -EACCES;
-}
-
-static void
-verify_done(void *arg, bool ran)
-{
-    struct verify_job *j = arg;
-    j->done(j->done_ctx, ran ? j->result : TDM_ECLOSED,
-            !ran            ? "the server is stopping"
-            : j->result < 0 ? "wrong server key (its [directory] key_file does not match the "
-                              "directory)"
-                            : NULL);
-    sodium_memzero(j->key, j->key_len);
-    free(j->key);
-    sodium_memzero(j->hash, sizeof(j->hash));
-    free(j);
-}
-
-/*
- * A copy authenticates as server/<name> with its key: checked against this server's own
- * directory database (the directory role), where the server must exist, have that key and be a
- * member of `servers`. The argon2id check runs on the offload thread.
- */
-static void
-verify(void *ctx, const char *server, const char *key, size_t key_len,
-       repl_source_verify_done_cb *done, void *done_ctx)
-{
-    (void)ctx;
-    struct store *dir = tandemd__core_db_find(DIR_DB_KIND, strlen(DIR_DB_KIND));
-    if (!dir && verify_client) {
-        /* No directory here: the directory checks the key and the membership. */
-        char *k = strndup(key, key_len);
-        struct remote_verify *rv = malloc(sizeof(*rv));
-        if (!k || !rv)
-            log_fatal("out of memory");
-        *rv = (struct remote_verify){done, done_ctx};
-        int ret = strlen(k) != key_len
-                      ? -EACCES
-                      : dir_client_verify_server(verify_client, server, k, remote_verify_cb, rv);
-        sodium_memzero(k, key_len);
-        free(k);
-        if (ret < 0) {
-            free(rv);
-            done(done_ctx, ret,
-                 ret == -EACCES ? "a server key holds no NUL byte" : "out of memory");
-        }
-        return;
-    }
-    if (!dir) {
-        done(done_ctx, -EOPNOTSUPP,
-             "this server has no directory to check server keys against ([directory] is not "
-             "usable: see the log)");
-        return;
-    }
-    MDB_txn *txn;
-    int ret = store_read_begin(dir, &txn);
-    if (ret < 0) {
-        done(done_ctx, ret, "cannot read the directory");
-        return;
-    }
-    void *state = store_handler_state(dir);
-    struct verify_job *j = calloc(1, sizeof(*j));
-    if (!j)
-        log_fatal("out of memory");
-    struct dir_principal who = {.kind = DIR_KIND_SERVER, .name = server};
-    bool member = false;
-    ret = dir_secret_hash(state, txn, DIR_KIND_SERVER, server, j->hash);
-    if (ret == 0)
-        ret = dir_is_member(state, txn, DIR_GROUP_SERVERS, &who, &member);
-    mdb_txn_abort(txn);
-    const char *why = NULL;
-    if (ret == TDM_ENOTFOUND || ret == -EACCES)
-        why = ret == TDM_ENOTFOUND ? "no such server in the directory"
-                                   : "the server has no key in the directory";
-    else if (ret == 0 && !member)
-        why = "the server is not a member of group servers";
-    if (why || ret < 0) {
-        free(j);
-        done(done_ctx, why ? -EACCES : ret, why ? why : "cannot read the directory");
-        return;
-    }
-    j->key = malloc(key_len + 1);
-    if (!j->key)
-        log_fatal("out of memory");
-    memcpy(j->key, key, key_len);
-    j->key[key_len] = '\0';
-    j->key_len = key_len;
-    j->done = done;
-    j->done_ctx = done_ctx;
-    ret = offload_submit(verify_offload, verify_work, verify_done, j);
-    if (ret < 0) {
-        sodium_memzero(j->key, key_len);
-        free(j->key);
-        free(j);
-        done(done_ctx, ret, "too many key checks in progress");
-    }
-}
+static bool source_auth; /* holds a reference to core_server_auth.c's checker */
 
 /* Every copy's ACK: the sync gate releases the replies a passive's durable LSN covers. */
 static void
@@ -230,22 +94,13 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
         close(listen_fd);
         return;
     }
-    if (offload_new(base, 0, &verify_offload) < 0)
-        log_fatal("cannot start the thread that checks copies' keys");
-    if (!(cfg->roles & TDM_ROLE_DIRECTORY)) {
-        char *cwhy = NULL;
-        if (dir_client_from_config(base, cfg, &verify_client, &cwhy) < 0) {
-            log_error("copies' keys cannot be checked, so none will be served: %s",
-                      cwhy ? cwhy : "out of memory");
-            verify_client = NULL;
-        }
-        free(cwhy);
-    }
+    tandemd__server_auth_start(base, cfg);
+    source_auth = true;
     sync_base = base;
     struct repl_source_options so = {
         .fd = listen_fd,
         .tls = source_tls,
-        .verify = verify,
+        .verify = tandemd__server_verify,
         .ack = on_ack,
         /* [replication] silence_timeout: at most an hour, so it fits. */
         .idle_timeout_ms = (uint32_t)cfg->replication.silence_timeout_ms,
@@ -270,9 +125,12 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
 void
 tandemd__core_repl_source_stop(void)
 {
-    /* Pending key checks answer first, while the source that waits for them still exists. */
-    offload_free(&verify_offload);
-    dir_client_free(&verify_client);
+    /* Pending key checks answer first, while the source that waits for them still exists
+     * (unless another service keeps the checker: then they find the source gone, which it
+     * handles). */
+    if (source_auth)
+        tandemd__server_auth_stop();
+    source_auth = false;
     repl_source_free(&source);
     if (source_tls) {
         SSL_CTX_free(source_tls);

@@ -181,9 +181,21 @@ fail:;
 }
 
 int
+tandemd__bind_listener(const struct tdm_config *cfg, const struct tdm_config_listener *l,
+                       char **error_r)
+{
+    return bind_one(cfg, l, error_r);
+}
+
+int
 tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r)
 {
     for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        /* The core binds [listen coord] itself (core_coord.c); -1 is "none" to the rest. */
+        if (cfg->listeners[i].proto == TDM_PROTO_COORD) {
+            fds_r[i] = -1;
+            continue;
+        }
         int fd = bind_one(cfg, &cfg->listeners[i], error_r);
         if (fd < 0) {
             while (i-- > 0)

@@ -546,7 +546,8 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
     for (unsigned i = 0; i < s->cfg->n_listeners; i++) {
         /* Heartbeats are the core's too (docs/cluster.md): never a worker for them. */
         if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION ||
-            s->cfg->listeners[i].proto == TDM_PROTO_CLUSTER)
+            s->cfg->listeners[i].proto == TDM_PROTO_CLUSTER ||
+            s->cfg->listeners[i].proto == TDM_PROTO_COORD)
             continue;
         char role[32];
         snprintf(role, sizeof(role), "worker-%s",

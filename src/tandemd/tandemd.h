@@ -53,6 +53,10 @@ int tandemd__lock_datadir(const char *datadir, int *fd_r, char **error_r);
  * listener, its address and its config line; on failure nothing stays open.
  */
 int tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r);
+/* Binds and listens on one listener (as tandemd__bind_listeners does each): the fd, or -errno
+ * with *error_r (malloc'd). For [listen coord], which the core binds itself. */
+int tandemd__bind_listener(const struct tdm_config *cfg, const struct tdm_config_listener *l,
+                           char **error_r);
 
 /*
  * When running as root: drops to cfg->user (initgroups, setgid, setuid) and checks that root
@@ -252,5 +256,22 @@ void tandemd__close_event_sink(void);
 
 /* The IPC worker kind (enum tdm_ipc_worker_kind) that serves a listener protocol. */
 uint16_t tandemd__worker_kind(enum tdm_proto proto);
+
+/* ---- core_server_auth.c: who may use a server-to-server service (loop thread only) ---- */
+
+/* As repl_source.h's and coord_server.h's verify: done(done_ctx, status, error) once. */
+typedef void tandemd_verify_done_cb(void *done_ctx, int status, const char *error);
+/* Checks server/key (0 admits, -EACCES refuses, other: could not check now). */
+void tandemd__server_verify(void *ctx, const char *server, const char *key, size_t key_len,
+                            tandemd_verify_done_cb *done, void *done_ctx);
+/* Each service that uses tandemd__server_verify starts and stops the checker (counted). */
+void tandemd__server_auth_start(struct event_base *base, const struct tdm_config *cfg);
+void tandemd__server_auth_stop(void);
+
+/* ---- core_coord.c: the witness's coordination store on [listen coord] (loop thread) ---- */
+
+/* With the witness role and [listen coord]: opens <datadir>/coord/ and serves it. */
+void tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg);
+void tandemd__core_coord_stop(void);
 
 #endif

@@ -392,6 +392,8 @@ static const struct bad bads[] = {
     {"server = t\nsite = dc1\ndatadir = /d\nroles = transport\n" NET DIR
      "[listen replication]\nnetwork = public\nport = 7000\n",
      9, NULL, "add \"mailbox\" or \"directory\" to roles", E},
+    {BASE "[listen coord]\nnetwork = public\nport = 7435\n", 9, NULL,
+     "only a witness serves the coordination store; add \"witness\" to roles", E},
     /* roles: list of enum */
     {"server = a\nsite = b\ndatadir = /d\nroles = mailbox, mail\n" NET DIR, 4, "roles",
      "\"mail\" is not one of: mailbox, access, transport, witness, directory", E},
@@ -744,6 +746,8 @@ test_examples(void **state)
     assert_int_equal(cfg->roles, TDM_ROLE_WITNESS);
     assert_int_equal(cfg->log.level, LOG_LEVEL_WARN);
     assert_int_equal(cfg->listeners[0].proto, TDM_PROTO_CLUSTER);
+    assert_int_equal(cfg->listeners[1].proto, TDM_PROTO_COORD);
+    assert_int_equal(cfg->listeners[1].port, 7435);
     tdm_config_free(&cfg);
 }
 

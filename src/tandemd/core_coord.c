@@ -1,0 +1,111 @@
+/*
+ * The witness role in the core (docs/cluster.md, "Leases and epochs"): with `witness` in roles
+ * and a [listen coord], the core opens the coordination store in <datadir>/coord/ and serves
+ * it to the cluster's nodes (src/coord/coord_server.h), over TLS with client certificates,
+ * each node authenticated with its server key as copies are (core_server_auth.c).
+ *
+ * Unlike the other listeners, the core binds [listen coord] itself: the supervisor hands the
+ * core one listening socket (replication's), and the store, the only thing behind this port,
+ * is the core's (docs/decisions.md).
+ */
+#include "tandemd/core_ipc_int.h"
+
+#include "coord/coord_server.h"
+#include "coord/coord_store.h"
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/log.h"
+#include "lib/tls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static struct coord_store *store;
+static struct coord_server *server;
+static SSL_CTX *server_tls;
+static bool auth_started;
+
+void
+tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg)
+{
+    const struct tdm_config_listener *l = NULL;
+    for (unsigned i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i].proto == TDM_PROTO_COORD)
+            l = &cfg->listeners[i];
+    if (!l || !(cfg->roles & TDM_ROLE_WITNESS))
+        return;
+    char dir[4096];
+    if ((size_t)snprintf(dir, sizeof(dir), "%s/coord", cfg->datadir) >= sizeof(dir))
+        log_fatal("datadir too long");
+    const char *error = NULL;
+    unsigned n_leases = 0;
+    int ret = coord_store_open(dir, coord_server_now_ms(), &store, &n_leases, &error);
+    if (ret < 0) {
+        event_emit(TDM_EV_COORD_STORE_FAILED, cfg->server,
+                   "cannot open the coordination store %s: %s (%s); [listen coord] not served",
+                   dir, error ? error : "", tdm_strerror(ret));
+        return;
+    }
+    event_emit(TDM_EV_COORD_STORE_OPENED, cfg->server,
+               "coordination store %s opened with %u held lease(s), each renewed from now", dir,
+               n_leases);
+    struct tls_files files;
+    tls_files_from_config(cfg, &files);
+    char *why = NULL;
+    ret = tls_server_ctx_new(files.certificate, files.key, files.ca, TLS_CLIENT_AUTH_REQUIRE,
+                             &server_tls, &why);
+    tls_files_clear(&files);
+    if (ret < 0) {
+        log_error("[listen coord] not served: %s", why ? why : "out of memory");
+        free(why);
+        tandemd__core_coord_stop();
+        return;
+    }
+    int fd = tandemd__bind_listener(cfg, l, &why);
+    if (fd < 0) {
+        log_error("%s", why ? why : "cannot bind [listen coord]");
+        free(why);
+        tandemd__core_coord_stop();
+        return;
+    }
+    tandemd__server_auth_start(base, cfg);
+    auth_started = true;
+    uint64_t boot_id = 0;
+    if (getrandom(&boot_id, sizeof(boot_id), 0) != (ssize_t)sizeof(boot_id))
+        boot_id = (uint64_t)getpid() << 32 ^ coord_server_now_ms();
+    struct coord_server_options o = {
+        .fd = fd,
+        .tls = server_tls,
+        .store = store,
+        .witness = cfg->server,
+        .boot_id = boot_id,
+        .verify = tandemd__server_verify,
+    };
+    ret = coord_server_new(base, &o, &server);
+    if (ret < 0) {
+        log_error("[listen coord] not served: %s", tdm_strerror(ret));
+        close(fd);
+        tandemd__core_coord_stop();
+        return;
+    }
+    log_info("witness: serving the coordination store on %s:%u", l->address.text,
+             (unsigned)l->port);
+}
+
+void
+tandemd__core_coord_stop(void)
+{
+    /* Pending key checks answer first (orphaned sessions free themselves), then the server
+     * (whose sessions close keeping their leases: a restart renews them), then the store. */
+    if (auth_started)
+        tandemd__server_auth_stop();
+    auth_started = false;
+    coord_server_free(&server);
+    coord_store_close(&store);
+    if (server_tls) {
+        SSL_CTX_free(server_tls);
+        server_tls = NULL;
+    }
+}
