@@ -48,9 +48,9 @@ enum cluster_fsm_role {
 
 /* This node's database of the CMS, as the core holds it. */
 enum cluster_fsm_db_state {
-    CLUSTER_DB_ABSENT,      /* not here at all: cannot be active or a candidate */
-    CLUSTER_DB_MOUNTED,     /* an active store, serving */
-    CLUSTER_DB_DISMOUNTED,  /* an active store (no copy.conf), closed */
+    CLUSTER_DB_ABSENT,       /* not here at all: cannot be active or a candidate */
+    CLUSTER_DB_MOUNTED,      /* an active store, serving */
+    CLUSTER_DB_DISMOUNTED,   /* an active store (no copy.conf), closed */
     CLUSTER_DB_COPY_HEALTHY, /* copy in touch with its source (Healthy) */
     /* copy whose source went away (Disconnected, ServiceDown) while it was replicating:
      * eligible for failover, which is what losing the active looks like from a copy */
@@ -82,21 +82,25 @@ struct cluster_fsm_member {
     bool core_dead;
     /* Its last summary for this CMS (nodes only; meaningless while role is NONE). */
     enum cluster_fsm_role role;
-    uint64_t epoch;                 /* the epoch it holds or last held */
+    uint64_t epoch;                           /* the epoch it holds or last held */
     char moving_to[CLUSTER_FSM_NAME_MAX + 1]; /* role MOVING: the target */
-    unsigned preference;            /* activation preference: lower first */
+    unsigned preference;                      /* activation preference: lower first */
+    /* It could take the CMS over: it sees the witness and a quorum, and all its copies are
+     * eligible. A passive that cannot is never waited for as "more log". */
+    bool candidate;
     struct cluster_fsm_db_summary dbs[CLUSTER_FSM_MAX_DBS]; /* in the CMS's database order */
 };
 
 /* The lease cms/<name> as last heard from the witness. */
 struct cluster_fsm_lease {
-    bool witness_up;                         /* the coordination connection is established */
-    char holder[CLUSTER_FSM_NAME_MAX + 1];   /* "" = free or unknown */
-    uint64_t epoch;                          /* of that holder */
-    bool acquire_pending;                    /* an ACQUIRE/TRANSFER is on its way */
-    uint64_t renew_sent_ms;                  /* our newest renewal sent */
-    uint64_t renew_acked_sent_ms;            /* send time of our newest renewal granted */
-    bool refused;                            /* our last ACQUIRE was refused (held elsewhere) */
+    bool witness_up;                       /* the coordination connection is established */
+    char holder[CLUSTER_FSM_NAME_MAX + 1]; /* "" = free or unknown */
+    uint64_t epoch;                        /* of that holder */
+    bool request_pending;                  /* an ACQUIRE/RENEW/TRANSFER is on its way */
+    uint64_t renew_sent_ms;                /* our newest RENEW (or ACQUIRE) sent */
+    /* Send time of our newest ACQUIRE or RENEW the witness granted (a grant counts as a
+     * renewal); the witness's vote in a confirmation while witness_up. */
+    uint64_t renew_acked_sent_ms;
 };
 
 struct cluster_fsm_db {
@@ -129,17 +133,18 @@ struct cluster_fsm_input {
 };
 
 enum cluster_fsm_action_kind {
-    CLUSTER_ACT_FENCE,         /* stop acknowledging writes on every database of the CMS now */
-    CLUSTER_ACT_DISMOUNT,      /* dismount every mounted database and release the CMS address */
-    CLUSTER_ACT_RELEASE,       /* RELEASE the lease (epoch) */
-    CLUSTER_ACT_DEMOTE,        /* every non-copy database becomes a copy of the CMS address */
-    CLUSTER_ACT_ACQUIRE,       /* ACQUIRE the lease with min_epoch */
-    CLUSTER_ACT_RENEW,         /* renew the lease (epoch) */
-    CLUSTER_ACT_LAST_LOGS,     /* copy what it can of the last logs from the old active (peer) */
-    CLUSTER_ACT_ACTIVATE,      /* activate/mount every database with this epoch */
-    CLUSTER_ACT_ADDRESS_UP,    /* bind the CMS address */
-    CLUSTER_ACT_TRANSFER,      /* TRANSFER the lease (epoch) to peer */
-    CLUSTER_ACT_RESUBMIT,      /* ask the site's transports to resubmit from their dumpsters */
+    CLUSTER_ACT_FENCE,      /* stop acknowledging writes on every database of the CMS now */
+    CLUSTER_ACT_RESUME,     /* acknowledge writes again: a switchover gave up before TRANSFER */
+    CLUSTER_ACT_DISMOUNT,   /* dismount every mounted database and release the CMS address */
+    CLUSTER_ACT_RELEASE,    /* RELEASE the lease (epoch) */
+    CLUSTER_ACT_DEMOTE,     /* every non-copy database becomes a copy of the CMS address */
+    CLUSTER_ACT_ACQUIRE,    /* ACQUIRE the lease with min_epoch */
+    CLUSTER_ACT_RENEW,      /* renew the lease (epoch) */
+    CLUSTER_ACT_LAST_LOGS,  /* copy what it can of the last logs from the old active (peer) */
+    CLUSTER_ACT_ACTIVATE,   /* activate/mount every database with this epoch */
+    CLUSTER_ACT_ADDRESS_UP, /* bind the CMS address */
+    CLUSTER_ACT_TRANSFER,   /* TRANSFER the lease (epoch) to peer */
+    CLUSTER_ACT_RESUBMIT,   /* ask the site's transports to resubmit from their dumpsters */
 };
 
 struct cluster_fsm_action {
@@ -150,19 +155,21 @@ struct cluster_fsm_action {
 
 /* What this node is for the CMS (status, and the role in its heartbeats' summary). */
 enum cluster_fsm_state {
-    CLUSTER_STATE_PASSIVE,     /* another node is active; copies replicate */
-    CLUSTER_STATE_WAITING,     /* no active and this node may not take over: see reason */
+    CLUSTER_STATE_PASSIVE,      /* another node is active; copies replicate */
+    CLUSTER_STATE_WAITING,      /* no active and this node may not take over: see reason */
     CLUSTER_STATE_FAILING_OVER, /* asked for the lease, or activating */
     CLUSTER_STATE_ACTIVE,
-    CLUSTER_STATE_MOVING,      /* switchover: writes paused, waiting for the target */
-    CLUSTER_STATE_FENCED,      /* lost confirmation: dismounting, then rejoins as passive */
+    CLUSTER_STATE_MOVING, /* switchover: writes paused, waiting for the target */
+    CLUSTER_STATE_FENCED, /* lost confirmation: dismounting, then rejoins as passive */
 };
 
 struct cluster_fsm_output {
     enum cluster_fsm_state state;
-    enum cluster_fsm_role role;   /* for this node's summary */
-    bool writes_allowed;          /* commits may be acknowledged until next_step_ms */
-    uint64_t next_step_ms;        /* call again at this time at the latest (0: on input only) */
+    enum cluster_fsm_role role; /* for this node's summary */
+    bool candidate;             /* for this node's summary (see struct cluster_fsm_member) */
+    const char *moving_to;      /* MOVING: the target (borrowed from the input) */
+    bool writes_allowed;        /* commits may be acknowledged until next_step_ms */
+    uint64_t next_step_ms;      /* call again at this time at the latest (0: on input only) */
     char reason[CLUSTER_FSM_REASON_MAX + 1]; /* WAITING/FAILING_OVER/MOVING: why, for status */
     struct cluster_fsm_action actions[CLUSTER_FSM_MAX_ACTIONS];
     unsigned n_actions;
@@ -172,10 +179,11 @@ struct cluster_fsm_output {
  * mounts on its memory of having been active (docs/cluster.md "Start"). */
 struct cluster_fsm {
     enum cluster_fsm_state state;
-    uint64_t epoch;         /* the highest epoch this node knows of */
-    uint64_t active_epoch;  /* ACTIVE/MOVING: the epoch it writes in */
-    bool acquiring;         /* an ACQUIRE was asked in this failover */
-    bool fenced_sent;       /* FENCE already issued for the current fence */
+    uint64_t epoch;           /* the highest epoch this node knows of */
+    uint64_t active_epoch;    /* ACTIVE/MOVING: the epoch it writes in */
+    uint64_t active_since_ms; /* ACTIVE/MOVING: when it activated (see confirmed_at) */
+    uint64_t acquire_sent_ms; /* last ACQUIRE asked while not active (retried every I) */
+    bool transfer_sent;       /* MOVING: TRANSFER asked */
 };
 
 void cluster_fsm_init(struct cluster_fsm *fsm);
@@ -190,8 +198,10 @@ const char *cluster_fsm_state_name(enum cluster_fsm_state s);
 const char *cluster_fsm_action_name(enum cluster_fsm_action_kind k);
 const char *cluster_mount_dial_name(enum cluster_mount_dial d);
 
-/* The newest s of a confirmation (see above), or 0 when there is none. Exposed for tests and
- * for status ("confirmed until"). */
-uint64_t cluster_fsm_confirmed_at(const struct cluster_fsm_input *in);
+/* The newest s of a confirmation (see above), or 0 when there is none, counting a node's
+ * answer only to a heartbeat sent at or after nodes_since (the moment this node became active:
+ * an answer to a heartbeat whose summary did not say "active" confirms nothing, since its
+ * sender did not then hold back from a takeover). Exposed for tests and status. */
+uint64_t cluster_fsm_confirmed_at(const struct cluster_fsm_input *in, uint64_t nodes_since);
 
 #endif
