@@ -263,6 +263,18 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     return 0;
 }
 
+int
+imap_server_add_socket(struct imap_server *srv, int fd, uint32_t tag)
+{
+    return conn_listener_add_socket(srv->listener, fd, tag);
+}
+
+void
+imap_server_close_socket(struct imap_server *srv, uint32_t tag)
+{
+    conn_listener_close_socket(srv->listener, tag);
+}
+
 unsigned
 imap_server_shutdown(struct imap_server *srv)
 {

@@ -14,6 +14,8 @@
 
 #include "lib/config.h"
 
+#include <stdint.h>
+
 #include <stdbool.h>
 
 struct event_base;
@@ -23,6 +25,13 @@ struct imap_server;
  * *error_r (allocated). */
 int imap_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                     bool implicit_tls, struct imap_server **srv_r, char **error_r);
+/* Serves the listening socket fd too (a CMS address, docs/cluster.md): takes fd on success.
+ * tag (not 0) marks it and the sessions accepted on it. Returns 0 or
+ * conn_listener_add_socket's error. */
+int imap_server_add_socket(struct imap_server *srv, int fd, uint32_t tag);
+/* Closes the sockets added with tag; each session accepted on them is told goodbye, as at
+ * shutdown, and closed. The others go on. */
+void imap_server_close_socket(struct imap_server *srv, uint32_t tag);
 /* The graceful stop (conn_listener_shutdown): every session is told goodbye and closed once
  * that is sent. Returns how many are still going; call again to poll. Then _free as usual. */
 unsigned imap_server_shutdown(struct imap_server *srv);

@@ -43,6 +43,14 @@ struct addr_count {
     char addr[INET6_ADDRSTRLEN];
 };
 
+/* A listening socket besides opt.fd (conn_listener_add_socket): a CMS address. */
+struct conn_socket {
+    struct conn_listener *listener;
+    int fd;           /* -1: free slot */
+    uint32_t tag;     /* not 0; the connections accepted on it carry it */
+    struct event *ev; /* EV_READ | EV_PERSIST on fd */
+};
+
 struct conn_listener {
     struct event_base *base;
     struct conn_listener_options opt;
@@ -56,10 +64,13 @@ struct conn_listener {
     unsigned count;
     uint64_t refused;
     struct addr_count *addrs[CONN_ADDR_BUCKETS];
+    struct conn_socket extra[CONN_MAX_SOCKETS];
+    unsigned n_extra; /* slots in use at the front of extra */
 };
 
 struct conn {
     struct conn_listener *listener;
+    uint32_t tag; /* of the socket it was accepted on: 0 opt.fd, else conn_listener_add_socket's */
     struct conn *prev, *next;
     struct bufferevent *bev;
     struct bufferevent *under; /* after STARTTLS: the plain bufferevent under the TLS filter */
@@ -383,7 +394,7 @@ refuse(struct conn_listener *l, int fd, const char *peer, const char *why)
 }
 
 static void
-accept_one(struct conn_listener *l, int fd, const struct sockaddr_storage *ss)
+accept_one(struct conn_listener *l, uint32_t tag, int fd, const struct sockaddr_storage *ss)
 {
     char addr[INET6_ADDRSTRLEN], peer[INET6_ADDRSTRLEN + 8];
     describe_peer(ss, addr, peer, sizeof(peer));
@@ -402,6 +413,7 @@ accept_one(struct conn_listener *l, int fd, const struct sockaddr_storage *ss)
         return;
     }
     c->listener = l;
+    c->tag = tag;
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     evutil_make_socket_nonblocking(fd);
@@ -449,6 +461,8 @@ pause_accepting(struct conn_listener *l, int err)
                  strerror(err), CONN_ACCEPT_PAUSE_MS, l->count);
     l->starved = true;
     event_del(l->accept_ev);
+    for (unsigned i = 0; i < l->n_extra; i++)
+        event_del(l->extra[i].ev);
     struct timeval tv = {0, CONN_ACCEPT_PAUSE_MS * 1000u};
     evtimer_add(l->accept_pause, &tv);
 }
@@ -459,15 +473,16 @@ resume_accepting_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct conn_listener *l = arg;
-    if (!l->shut)
-        event_add(l->accept_ev, NULL);
+    if (l->shut)
+        return;
+    event_add(l->accept_ev, NULL);
+    for (unsigned i = 0; i < l->n_extra; i++)
+        event_add(l->extra[i].ev, NULL);
 }
 
 static void
-accept_cb(evutil_socket_t lfd, short what, void *arg)
+accept_on(struct conn_listener *l, uint32_t tag, evutil_socket_t lfd)
 {
-    (void)what;
-    struct conn_listener *l = arg;
     /* One readiness may stand for many connections; a bounded batch keeps others served. */
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
@@ -475,7 +490,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
             l->starved = false;
-            accept_one(l, fd, &ss);
+            accept_one(l, tag, fd, &ss);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -488,6 +503,78 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
             log_error("accept: %s", strerror(errno));
         return;
     }
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    accept_on(arg, 0, lfd);
+}
+
+static void
+accept_extra_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct conn_socket *sock = arg;
+    accept_on(sock->listener, sock->tag, lfd);
+}
+
+int
+conn_listener_add_socket(struct conn_listener *l, int fd, uint32_t tag)
+{
+    if (tag == 0 || l->n_extra == CONN_MAX_SOCKETS || l->shut)
+        return TDM_EINVAL;
+    struct conn_socket *sock = &l->extra[l->n_extra];
+    sock->listener = l;
+    sock->fd = fd;
+    sock->tag = tag;
+    sock->ev = event_new(l->base, fd, EV_READ | EV_PERSIST, accept_extra_cb, sock);
+    if (!sock->ev)
+        return -ENOMEM;
+    /* Starved of descriptors: resume_accepting_cb adds it with the others. */
+    if (!l->starved && event_add(sock->ev, NULL) < 0) {
+        event_free(sock->ev);
+        return -ENOMEM;
+    }
+    l->n_extra++;
+    return 0;
+}
+
+unsigned
+conn_listener_close_socket(struct conn_listener *l, uint32_t tag)
+{
+    unsigned closed = 0;
+    for (unsigned i = 0; i < l->n_extra;) {
+        struct conn_socket *sock = &l->extra[i];
+        if (sock->tag != tag) {
+            i++;
+            continue;
+        }
+        event_free(sock->ev);
+        close(sock->fd);
+        closed++;
+        /* Keep the slots in use at the front; the event's argument moves with its slot. */
+        l->n_extra--;
+        if (i != l->n_extra) {
+            *sock = l->extra[l->n_extra];
+            event_del(sock->ev);
+            event_assign(sock->ev, l->base, sock->fd, EV_READ | EV_PERSIST, accept_extra_cb, sock);
+            if (!l->starved && !l->shut)
+                event_add(sock->ev, NULL);
+        }
+    }
+    /* The connections accepted on it go as at shutdown: told goodbye, closed once it is sent.
+     * conn_finish may free c (nothing left to send), never another connection. */
+    for (struct conn *c = l->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->tag != tag || c->detached)
+            continue;
+        c->busy++;
+        conn_finish(c, CONN_CLOSE_SHUTDOWN, true);
+        conn_leave(c);
+    }
+    return closed;
 }
 
 int
@@ -531,6 +618,8 @@ conn_listener_shutdown(struct conn_listener *l)
         l->shut = true;
         event_del(l->accept_ev);
         event_del(l->accept_pause);
+        for (unsigned i = 0; i < l->n_extra; i++)
+            event_del(l->extra[i].ev);
         /* conn_finish may free c (nothing left to send), never another connection. */
         for (struct conn *c = l->conns, *next; c; c = next) {
             next = c->next;
@@ -563,6 +652,10 @@ conn_listener_free(struct conn_listener **listener)
     event_free(l->accept_ev);
     event_free(l->accept_pause);
     close(l->opt.fd);
+    for (unsigned i = 0; i < l->n_extra; i++) {
+        event_free(l->extra[i].ev);
+        close(l->extra[i].fd);
+    }
     while (l->conns) {
         struct conn *c = l->conns;
         if (!c->detached) {

@@ -74,6 +74,24 @@ int conn_listener_new(struct event_base *base, const struct conn_listener_option
                       const struct conn_ops *ops, void *listener_ctx,
                       struct conn_listener **listener_r);
 
+/* Listening sockets a listener may hold besides opt.fd. */
+#define CONN_MAX_SOCKETS 16
+
+/*
+ * Accepts on fd (listening, non-blocking) too, with the same protocol, limits and context:
+ * a CMS address (docs/cluster.md). tag (not 0; several sockets may share one) marks the
+ * connections accepted on it for conn_listener_close_socket(). Takes fd on success. Returns
+ * 0, TDM_EINVAL (tag 0, CONN_MAX_SOCKETS reached, or shut down) or -ENOMEM.
+ */
+int conn_listener_add_socket(struct conn_listener *listener, int fd, uint32_t tag);
+
+/*
+ * Closes every socket added with tag and ends the connections accepted on them as
+ * conn_listener_shutdown() does (on_close with CONN_CLOSE_SHUTDOWN, whose goodbye is sent);
+ * the others go on. Returns how many sockets it closed.
+ */
+unsigned conn_listener_close_socket(struct conn_listener *listener, uint32_t tag);
+
 /*
  * The graceful stop, while the loop still runs: stops accepting (new connections wait in the
  * backlog until the socket is closed) and closes every connection with CONN_CLOSE_SHUTDOWN;

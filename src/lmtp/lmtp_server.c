@@ -677,6 +677,18 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     return 0;
 }
 
+int
+lmtp_server_add_socket(struct lmtp_server *srv, int fd, uint32_t tag)
+{
+    return conn_listener_add_socket(srv->listener, fd, tag);
+}
+
+void
+lmtp_server_close_socket(struct lmtp_server *srv, uint32_t tag)
+{
+    conn_listener_close_socket(srv->listener, tag);
+}
+
 unsigned
 lmtp_server_shutdown(struct lmtp_server *srv)
 {

@@ -24,6 +24,8 @@
 
 #include "lib/config.h"
 
+#include <stdint.h>
+
 struct event_base;
 struct lmtp_server;
 
@@ -31,6 +33,13 @@ struct lmtp_server;
  * listening socket listen_fd. */
 int lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                     struct lmtp_server **srv_r, char **error_r);
+/* Serves the listening socket fd too (a CMS address, docs/cluster.md): takes fd on success.
+ * tag (not 0) marks it and the connections accepted on it. Returns 0 or
+ * conn_listener_add_socket's error. */
+int lmtp_server_add_socket(struct lmtp_server *srv, int fd, uint32_t tag);
+/* Closes the sockets added with tag; each connection accepted on them is told goodbye, as at
+ * shutdown, and closed. The others go on. */
+void lmtp_server_close_socket(struct lmtp_server *srv, uint32_t tag);
 /* The graceful stop (conn_listener_shutdown): every connection is told goodbye and closed once
  * that is sent. Returns how many are still going; call again to poll. Then _free as usual. */
 unsigned lmtp_server_shutdown(struct lmtp_server *srv);

@@ -529,6 +529,18 @@ smtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     return 0;
 }
 
+int
+smtp_server_add_socket(struct smtp_server *srv, int fd, uint32_t tag)
+{
+    return conn_listener_add_socket(srv->listener, fd, tag);
+}
+
+void
+smtp_server_close_socket(struct smtp_server *srv, uint32_t tag)
+{
+    conn_listener_close_socket(srv->listener, tag);
+}
+
 unsigned
 smtp_server_shutdown(struct smtp_server *srv)
 {

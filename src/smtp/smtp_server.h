@@ -22,6 +22,8 @@
 
 #include "lib/config.h"
 
+#include <stdint.h>
+
 struct event_base;
 struct smtp_server;
 
@@ -30,6 +32,13 @@ struct smtp_server;
 int smtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                     struct smtp_server **srv_r, char **error_r);
 
+/* Serves the listening socket fd too (a CMS address, docs/cluster.md): takes fd on success.
+ * tag (not 0) marks it and the connections accepted on it. Returns 0 or
+ * conn_listener_add_socket's error. */
+int smtp_server_add_socket(struct smtp_server *srv, int fd, uint32_t tag);
+/* Closes the sockets added with tag; each connection accepted on them is told goodbye, as at
+ * shutdown, and closed. The others go on. */
+void smtp_server_close_socket(struct smtp_server *srv, uint32_t tag);
 /* The graceful stop (conn_listener_shutdown): every connection is told goodbye and closed once
  * that is sent. Returns how many are still going; call again to poll. Then _free as usual. */
 unsigned smtp_server_shutdown(struct smtp_server *srv);

@@ -1,0 +1,196 @@
+"""The witness role's coordination store (docs/cluster.md, "Leases and epochs";
+docs/formats/coord.md) on a real tandemd, driven by tdm_coord_cli (coord_cli.c), which is
+src/coord/coord_client.h as the cluster agent uses it: TLS with a client certificate, HELLO
+with a server key the witness checks against its directory. A lease is granted with epoch 1, a
+second node is denied, the holder's disconnect frees it at once for epoch 2, min_epoch is
+honoured; after kill -9 and a restart of the witness the lease is still held with its epoch and
+a full time to live, and the next grant's epoch is higher; CAS conflicts; a malformed frame is
+answered with ERROR while the nodes' sessions go on."""
+import json
+import secrets
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+
+from lab import WAIT, Server, wait_for
+
+KEY = "cms/mail1"
+
+
+class Witness(Server):
+    def roles_expected(self):
+        # [listen coord] is the core's: no worker for it.
+        return {"core", "worker-admin-socket",
+                *(f"worker-{p}" for p in self.ports if p not in ("replication", "coord"))}
+
+
+class Node:
+    """One tdm_coord_cli: a node's session with the witness."""
+
+    def __init__(self, exe, w, member, secret_file):
+        tls = w.datadir / "tls"
+        self.p = subprocess.Popen(
+            [str(exe), "--ca", str(w.ca), "--cert", str(tls / "server.pem"),
+             "--key", str(tls / "server.key"), "--member", member,
+             "--secret-file", str(secret_file), f"{w.addr}:{w.ports['coord']}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.lines = []
+        assert self.next_line()["event"] == "up"
+
+    def next_line(self):
+        r, _, _ = select.select([self.p.stdout], [], [], WAIT)
+        assert r, "tdm_coord_cli said nothing"
+        line = self.p.stdout.readline()
+        assert line, "tdm_coord_cli ended"
+        return json.loads(line)
+
+    def ask(self, cmd):
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+        while True:
+            m = self.next_line()
+            if "op" in m:
+                return m
+            self.lines.append(m)
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def witness(tandem_bin, tmp_path):
+    w = Witness(tandem_bin("tandemd"), tmp_path, "wit1", roles="witness, directory",
+                listeners=("admin", "coord"))
+    p = w.start()
+    w.started(p)
+    w.wait_api()
+    ok = lambda r: r.status in (200, 201)
+    secrets_dir = tmp_path / "keys"
+    secrets_dir.mkdir()
+    for member in ("mb1", "mb2", "mb3"):
+        key = secrets.token_urlsafe(24)
+        assert ok(w.api("PUT", f"/v1/objects/server/{member}", {"attrs": {"site": "dc1"}}))
+        assert ok(w.api("PUT", f"/v1/objects/server/{member}/password", {"password": key}))
+        if member != "mb3":  # mb3 has a key but is no member of servers
+            assert ok(w.api("POST", "/v1/objects/group/servers/members/add",
+                            {"member": f"server:{member}"}))
+        (secrets_dir / member).write_text(key + "\n")
+    nodes = []
+
+    def node(member):
+        n = Node(tandem_bin("tests/integration/tdm_coord_cli"), w, member, secrets_dir / member)
+        nodes.append(n)
+        return n
+    yield w, p, node, secrets_dir
+    for n in nodes:
+        n.close()
+    w.kill_all()
+
+
+def acquire_until_granted(n, ttl, min_epoch=0):
+    def granted():
+        r = n.ask(f"acquire {KEY} {ttl} {min_epoch}")
+        assert r["status"] == 0, r
+        return r if r["lease"] == "granted" else None
+    return wait_for(granted, "the lease granted")
+
+
+def test_leases_epochs_and_restart(witness, tandem_bin):
+    w, p, node, secrets_dir = witness
+    n1 = node("mb1")
+    r = n1.ask(f"acquire {KEY} 60000 0")
+    assert (r["status"], r["lease"], r["epoch"], r["ttl_ms"]) == (0, "granted", 1, 60000)
+    n2 = node("mb2")
+    r = n2.ask(f"acquire {KEY} 60000 0")
+    assert (r["lease"], r["holder"], r["epoch"]) == ("denied", "mb1", 1)
+    assert 50000 < r["remaining_ms"] <= 60000
+    # The holder's connection ends: the lease is free at once (not after 60 s) for epoch 2.
+    n1.close()
+    r = acquire_until_granted(n2, 60000)
+    assert r["epoch"] == 2
+    ev = w.wait_event(lambda e: e["id"] == 5003, "lease freed event")
+    assert "mb1" in ev["message"] and ev["subject"] == KEY
+    assert any(e["id"] == 5001 and "epoch 2" in e["message"] for e in w.event_lines())
+    # Released, then taken by a node that knows a higher epoch: min_epoch wins.
+    r = n2.ask(f"release {KEY} 2")
+    assert r["lease"] == "released"
+    n1 = node("mb1")
+    r = n1.ask(f"acquire {KEY} 10000 10")
+    assert (r["lease"], r["epoch"]) == ("granted", 10)
+
+    # kill -9 the witness 6 s into that 10 s lease and start it again: the lease is still mb1's,
+    # epoch 10, with a full ttl counted from the restart (not the 4 s it had left).
+    time.sleep(6)
+    w.kill_all()
+    p = w.start()
+    w.started(p)
+    w.wait_event(lambda e: e["id"] == 5000 and "1 held lease" in e["message"]
+                 and e["ts"] > ev["ts"], "store reopened")
+    n2 = node("mb2")
+    r = n2.ask(f"acquire {KEY} 60000 0")
+    assert (r["lease"], r["holder"], r["epoch"]) == ("denied", "mb1", 10)
+    assert r["remaining_ms"] > 5000, r
+    # mb1 comes back and renews: same epoch.
+    n1 = node("mb1")
+    r = n1.ask(f"acquire {KEY} 60000 0")
+    assert (r["lease"], r["epoch"]) == ("granted", 10)
+    n1.close()
+    assert acquire_until_granted(n2, 60000)["epoch"] == 11
+    w.stop(p)
+
+
+def test_cas_auth_and_malformed_frame(witness, tandem_bin):
+    w, p, node, secrets_dir = witness
+    n1 = node("mb1")
+    n2 = node("mb2")
+    r = n1.ask("cas cluster/ccr1/last-failover 0 first")
+    assert (r["status"], r["version"], r["value"]) == (0, 1, "first")
+    r = n2.ask("cas cluster/ccr1/last-failover 0 second")
+    assert r["status"] != 0 and r["version"] == 1 and r["value"] == "first"
+    r = n2.ask("get cluster/ccr1/last-failover")
+    assert (r["status"], r["version"], r["value"]) == (0, 1, "first")
+
+    # A server that is not in `servers` is refused at HELLO.
+    exe = tandem_bin("tests/integration/tdm_coord_cli")
+    tls = w.datadir / "tls"
+    refused = subprocess.Popen(
+        [str(exe), "--ca", str(w.ca), "--cert", str(tls / "server.pem"), "--key",
+         str(tls / "server.key"), "--member", "mb3", "--secret-file", str(secrets_dir / "mb3"),
+         f"{w.addr}:{w.ports['coord']}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out = refused.stdout.readline()
+    assert refused.wait(timeout=WAIT) == 3
+    lost = json.loads(out)
+    assert lost["event"] == "lost" and "auth" in lost["why"], lost
+    refused.stdin.close()
+    refused.stdout.close()
+    assert w.wait_event(lambda e: e["id"] == 5007 and e["subject"] == "mb3", "node refused")
+
+    # A malformed frame over TLS gets ERROR `protocol` and the connection closes; the nodes'
+    # sessions go on.
+    ctx = ssl.create_default_context(cafile=str(w.ca))
+    ctx.load_cert_chain(str(tls / "server.pem"), str(tls / "server.key"))
+    raw = socket.create_connection((w.addr, w.ports["coord"]), timeout=WAIT)
+    s = ctx.wrap_socket(raw, server_hostname=w.addr)
+    s.sendall(struct.pack("<IHHII", 29, 1, 28, 5, 0) + b"\x03" + b"\x00" * 8 + b"\xde\xad\xbe\xef")
+    got = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    length, version, mtype = struct.unpack("<IHH", got[:8])
+    assert mtype == 32 and length == len(got)  # ERROR, and nothing after it
+    assert b"checksum" in got
+    r = n1.ask(f"acquire {KEY} 60000 0")
+    assert (r["status"], r["lease"]) == (0, "granted")
+    r = n2.ask(f"acquire {KEY} 60000 0")
+    assert (r["lease"], r["holder"]) == ("denied", "mb1")
+    w.stop(p)
