@@ -640,12 +640,15 @@ on_close(struct conn *conn, enum conn_close_reason reason)
     s->conn = NULL;
     s->state = S_GONE;
     session_unlink(s);
-    /* A stopping witness keeps its leases (the restart rule renews them); a node that goes
-     * away loses its own at once. */
-    if (was_ready && reason != CONN_CLOSE_SHUTDOWN) {
+    /* Only EOF or a reset frees the holder's leases at once (docs/cluster.md): its kernel
+     * closed its end, so its core is gone. After a timeout or a cut the holder may not know
+     * yet and still counts its last renewal: the leases run out their time. A stopping witness
+     * keeps them (the restart rule renews them). */
+    if (was_ready) {
         log_info("coord: node %s's session from %s ended: %s", s->member, s->peer,
                  close_reason(reason));
-        free_leases(srv, s->member, close_reason(reason));
+        if (reason == CONN_CLOSE_PEER)
+            free_leases(srv, s->member, close_reason(reason));
     }
     session_maybe_free(s);
 }

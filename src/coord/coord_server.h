@@ -7,8 +7,9 @@
  * through the core's verify callback (the same check replication uses), and answers lease
  * and value requests from the coordination store (coord_store.h), whose every change is
  * durable before its answer is queued. A session's member is the holder of its lease
- * requests; when the session ends its member's leases are freed at once (event 5003), and a
- * new session of the same member replaces an older one (whose leases go the same way).
+ * requests; when the session ends with EOF or a reset its member's leases are freed at once
+ * (event 5003; after a timeout they run out their time), and a new session of the same member
+ * replaces an older one (whose leases are freed: the node gave up on it).
  * Leases that run out are freed by a timer (5002). Watches send NOTIFY on each change of a
  * key's holder, epoch or value.
  *

@@ -38,6 +38,7 @@ static char tmpdir[256], dir[300];
 static struct coord_store *store;
 static struct coord_server *srv;
 static uint16_t port;
+static uint32_t idle_ms; /* the server's idle timeout; 0 = its default */
 
 static void
 verify(void *ctx, const char *server, const char *key, size_t key_len,
@@ -65,7 +66,13 @@ start_server(void)
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     port = ntohs(sa.sin_port);
     struct coord_server_options o = {
-        .fd = fd, .store = store, .witness = "wit1", .boot_id = 7, .verify = verify};
+        .fd = fd,
+        .store = store,
+        .witness = "wit1",
+        .boot_id = 7,
+        .verify = verify,
+        .idle_timeout_ms = idle_ms,
+    };
     assert_int_equal(coord_server_new(base, &o, &srv), 0);
 }
 
@@ -84,6 +91,7 @@ setup(void **state)
     snprintf(dir, sizeof(dir), "%s/coord", tmpdir);
     base = event_base_new();
     port = 0;
+    idle_ms = 0;
     start_server();
     return 0;
 }
@@ -439,6 +447,93 @@ test_session_replaced(void **state)
     coord_client_free(&a2.c);
 }
 
+/* A raw session: HELLO as mb1 and ACQUIRE cms/m, then whatever the caller does with fd. */
+static int
+raw_holder(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct coord_msg h = {.type = COORD_HELLO, .request_id = 1, .version_min = 1, .version_max = 1};
+    h.member = coord_str_c("mb1");
+    h.secret = coord_str_c("good");
+    struct coord_msg a = {.type = COORD_ACQUIRE, .request_id = 2, .ttl_ms = 60000};
+    a.key = coord_str_c("cms/m");
+    a.holder = coord_str_c("mb1");
+    uint8_t buf[2][256];
+    size_t len[2];
+    const char *error;
+    assert_int_equal(coord_msg_encode(&h, buf[0], sizeof(buf[0]), &len[0], &error), 0);
+    assert_int_equal(coord_msg_encode(&a, buf[1], sizeof(buf[1]), &len[1], &error), 0);
+    assert_int_equal(write(fd, buf[0], len[0]), (ssize_t)len[0]);
+    assert_int_equal(write(fd, buf[1], len[1]), (ssize_t)len[1]);
+    return fd;
+}
+
+/* Only EOF or a reset frees a lease at once: after the witness's idle timeout closed a silent
+ * holder's session, the lease runs on (the holder may still count its last renewal). */
+static void
+test_idle_keeps_lease(void **state)
+{
+    (void)state;
+    stop_server();
+    idle_ms = 200;
+    start_server();
+    struct node b;
+    node_up(&b, "mb2");
+    int fd = raw_holder();
+    int tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/m", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_GRANTED && ++tries < 500);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    /* Wait for the witness to close the silent session (read() sees its EOF). */
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint8_t junk[4096];
+    bool closed = false;
+    for (int i = 0; i < 3000 && !closed; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        closed = read(fd, junk, sizeof(junk)) == 0;
+        usleep(1000);
+    }
+    assert_true(closed);
+    acquire(&b, "cms/m", 60000, 0);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    assert_string_equal(b.holder, "mb1");
+    close(fd);
+    coord_client_free(&b.c);
+}
+
+/* The same holder closing its end (EOF): freed at once. */
+static void
+test_eof_frees_lease(void **state)
+{
+    (void)state;
+    struct node b;
+    node_up(&b, "mb2");
+    int fd = raw_holder();
+    int tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/m", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_GRANTED && ++tries < 500);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    close(fd);
+    tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/m", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_DENIED && ++tries < 500);
+    assert_int_equal(b.lease.lease, COORD_LEASE_GRANTED);
+    assert_int_equal(b.lease.epoch, 2);
+    coord_client_free(&b.c);
+}
+
 int
 main(void)
 {
@@ -450,6 +545,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_malformed_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_keeps_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eof_frees_lease, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
