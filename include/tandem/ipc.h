@@ -99,6 +99,20 @@
  *                   TDM_EFAILED: its agent never started; activate: TDM_ECONFLICT its source
  *                   still serves it as active, TDM_EGAP nothing proves it has all the log; or
  *                   another negative lib/err.h code)
+ *   CMS_CONTROL     core -> supervisor: bring the address of a [cms] up or down here
+ *                   (docs/cluster.md, "CMS address"). cms: STR, 1..TDM_IPC_NAME_MAX; proto: U16,
+ *                   0; state: U16, DOWN (0) or UP (1)
+ *   CMS_STATE       supervisor -> core: where that stands. Same fields; state: DOWN, UP (every
+ *                   port bound and handed over) or BINDING (a bind is being retried)
+ *   CMS_LISTEN      supervisor -> worker or core. Same fields. state UP: a listening socket on
+ *                   the CMS's address for proto (enum tdm_proto of src/lib/config.h, below
+ *                   TDM_IPC_PROTO_MAX) is the next one on the receiver's descriptor channel
+ *                   (SCM_RIGHTS; docs/formats/ipc.md), serve it too; state DOWN (proto 0):
+ *                   close every socket of this CMS and end the connections accepted on them
+ *   CMS_STATUS_REQUEST  worker -> core: empty payload
+ *   CMS_STATUS_REPLY    core -> worker: every [cms] of the configuration, in name order.
+ *                   cms: LIST of <= TDM_IPC_MAX_CMS elements {name: STR, 1..TDM_IPC_NAME_MAX,
+ *                   unique, ascending byte order; state: U16 (enum tdm_ipc_cms_state)}
  *
  * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
  * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
@@ -132,6 +146,8 @@
 #define TDM_IPC_MAX_COPIES 64u        /* COPY_STATUS_REPLY entries: copies held by one server */
 #define TDM_IPC_NETWORK_MAX 63u       /* a network name, or an endpoint "[v6]:port" */
 #define TDM_IPC_COPY_N_FIGURES 19u    /* U64 figures per copy in COPY_STATUS_REPLY */
+#define TDM_IPC_MAX_CMS 16u           /* CMS_STATUS_REPLY entries (TDM_CONFIG_MAX_CMS fits) */
+#define TDM_IPC_PROTO_MAX 16u         /* CMS_LISTEN.proto: below it (enum tdm_proto in config.h) */
 /* Subscriptions one worker may hold: an IMAP worker holds one per folder its sessions have
  * selected, so this bounds folders, not connections (10,000 and more per worker). */
 #define TDM_IPC_MAX_SUBSCRIPTIONS 65536u
@@ -155,6 +171,19 @@ enum tdm_ipc_type {
     TDM_IPC_COPY_STATUS_REPLY = 69,
     TDM_IPC_COPY_CONTROL = 70,
     TDM_IPC_COPY_CONTROL_REPLY = 71,
+    TDM_IPC_CMS_CONTROL = 80,
+    TDM_IPC_CMS_STATE = 81,
+    TDM_IPC_CMS_LISTEN = 82,
+    TDM_IPC_CMS_STATUS_REQUEST = 83,
+    TDM_IPC_CMS_STATUS_REPLY = 84,
+};
+
+/* CMS_CONTROL.state (what the core asks), CMS_STATE.state (where the supervisor is) and
+ * CMS_STATUS_REPLY.cms.state (docs/cluster.md, "CMS address"). */
+enum tdm_ipc_cms_state {
+    TDM_IPC_CMS_DOWN = 0,    /* not here: nothing bound */
+    TDM_IPC_CMS_UP = 1,      /* CMS_CONTROL: bring it up; CMS_STATE and status: every port bound */
+    TDM_IPC_CMS_BINDING = 2, /* CMS_STATE and status: asked up, a bind is being retried */
 };
 
 enum tdm_ipc_field {

@@ -77,6 +77,9 @@ int core_link_db_status(struct core_link *link, core_link_reply_cb *cb, void *ct
 /* COPY_STATUS_REQUEST: every copy this server holds. Same contract as core_link_commit. */
 int core_link_copy_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
 
+/* CMS_STATUS_REQUEST: every [cms] and whether its address is up here. Same contract. */
+int core_link_cms_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
+
 /* COPY_CONTROL: suspend (with comment, copied; may be NULL) or resume (comment NULL) the copy
  * of database. Same contract as core_link_commit; the core's verdict is COPY_CONTROL_REPLY's
  * status (TDM_ENOTFOUND: no such copy). */

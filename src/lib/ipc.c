@@ -808,6 +808,122 @@ copy_control_reply_check(const struct ipc_msg *m, const char **error_r)
     return 0;
 }
 
+/* ---- CMS_CONTROL, CMS_STATE, CMS_LISTEN ---- */
+
+const char *
+ipc_cms_state_name(uint16_t state)
+{
+    switch (state) {
+    case TDM_IPC_CMS_DOWN:
+        return "down";
+    case TDM_IPC_CMS_UP:
+        return "up";
+    case TDM_IPC_CMS_BINDING:
+        return "binding";
+    }
+    return NULL;
+}
+
+static void
+cms_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    wr_str(w, &m->u.cms.cms);
+    wire_wr_u16(w, m->u.cms.proto);
+    wire_wr_u16(w, m->u.cms.state);
+}
+
+/* The three share a layout; their field and error names say which one it was. */
+#define CMS_CODEC(lower, NAME)                                                                     \
+    static bool lower##_decode(struct wire_rd *r, struct ipc_msg *m)                               \
+    {                                                                                              \
+        return rd_str(r, FIELD(NAME ".cms"), &m->u.cms.cms) &&                                     \
+               wire_rd_u16(r, FIELD(NAME ".proto"), &m->u.cms.proto) &&                            \
+               wire_rd_u16(r, FIELD(NAME ".state"), &m->u.cms.state);                              \
+    }                                                                                              \
+    static int lower##_check(const struct ipc_msg *m, const char **error_r)                        \
+    {                                                                                              \
+        static const char *const errors[] = {NAME ".state: unknown state",                         \
+                                             NAME ".state: binding is only a CMS_STATE",           \
+                                             NAME ".proto: not 0", NAME ".proto: out of range"};   \
+        int rc = check_str(&m->u.cms.cms, FIELD(NAME ".cms"), 1, TDM_IPC_NAME_MAX, error_r);       \
+        if (rc != 0)                                                                               \
+            return rc;                                                                             \
+        int e = cms_rule(m);                                                                       \
+        return e < 0 ? 0 : fail(error_r, TDM_EINVAL, errors[e]);                                  \
+    }
+
+/* Which rule of ipc.h m breaks: an index into CMS_CODEC's errors, or -1. */
+static int
+cms_rule(const struct ipc_msg *m)
+{
+    const struct ipc_cms *c = &m->u.cms;
+    if (ipc_cms_state_name(c->state) == NULL)
+        return 0;
+    if (m->type == TDM_IPC_CMS_STATE)
+        return c->proto == 0 ? -1 : 2;
+    if (c->state == TDM_IPC_CMS_BINDING)
+        return 1;
+    /* Only CMS_LISTEN UP names a protocol: the socket that follows serves it. */
+    if (m->type == TDM_IPC_CMS_LISTEN && c->state == TDM_IPC_CMS_UP)
+        return c->proto < TDM_IPC_PROTO_MAX ? -1 : 3;
+    return c->proto == 0 ? -1 : 2;
+}
+
+CMS_CODEC(cms_control, "CMS_CONTROL")
+CMS_CODEC(cms_state, "CMS_STATE")
+CMS_CODEC(cms_listen, "CMS_LISTEN")
+#define cms_control_encode cms_encode
+#define cms_state_encode cms_encode
+#define cms_listen_encode cms_encode
+
+#define cms_status_request_encode status_request_encode
+#define cms_status_request_decode status_request_decode
+#define cms_status_request_check status_request_check
+
+static void
+cms_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_cms_status_reply *s = &m->u.cms_status_reply;
+    wire_wr_list(w, s->n_cms);
+    for (uint32_t i = 0; i < s->n_cms; i++) {
+        wr_str(w, &s->cms[i].name);
+        wire_wr_u16(w, s->cms[i].state);
+    }
+}
+
+static bool
+cms_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    struct ipc_cms_status_reply *s = &m->u.cms_status_reply;
+    if (!wire_rd_list(r, FIELD("CMS_STATUS_REPLY.cms"), TDM_IPC_MAX_CMS, &s->n_cms))
+        return false;
+    for (uint32_t i = 0; i < s->n_cms; i++)
+        if (!rd_str(r, FIELD("CMS_STATUS_REPLY.cms.name"), &s->cms[i].name) ||
+            !wire_rd_u16(r, FIELD("CMS_STATUS_REPLY.cms.state"), &s->cms[i].state))
+            return false;
+    return true;
+}
+
+static int
+cms_status_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_cms_status_reply *s = &m->u.cms_status_reply;
+    if (s->n_cms > TDM_IPC_MAX_CMS)
+        return fail(error_r, TDM_EINVAL, FIELD("CMS_STATUS_REPLY.cms")->many);
+    for (uint32_t i = 0; i < s->n_cms; i++) {
+        int rc = check_str(&s->cms[i].name, FIELD("CMS_STATUS_REPLY.cms.name"), 1,
+                           TDM_IPC_NAME_MAX, error_r);
+        if (rc != 0)
+            return rc;
+        if (ipc_cms_state_name(s->cms[i].state) == NULL)
+            return fail(error_r, TDM_EINVAL, "CMS_STATUS_REPLY.cms.state: unknown state");
+        if (i > 0 && str_cmp(&s->cms[i - 1].name, &s->cms[i].name) >= 0)
+            return fail(error_r, TDM_EINVAL,
+                        "CMS_STATUS_REPLY.cms.name: not in ascending order, or a duplicate");
+    }
+    return 0;
+}
+
 /* ---- The type table ---- */
 
 struct msg_type {
@@ -846,6 +962,11 @@ static const struct msg_type msg_types[] = {
     MSG_TYPE(TDM_IPC_COPY_STATUS_REPLY, "COPY_STATUS_REPLY", true, copy_status_reply),
     MSG_TYPE(TDM_IPC_COPY_CONTROL, "COPY_CONTROL", true, copy_control),
     MSG_TYPE(TDM_IPC_COPY_CONTROL_REPLY, "COPY_CONTROL_REPLY", true, copy_control_reply),
+    MSG_TYPE(TDM_IPC_CMS_CONTROL, "CMS_CONTROL", false, cms_control),
+    MSG_TYPE(TDM_IPC_CMS_STATE, "CMS_STATE", false, cms_state),
+    MSG_TYPE(TDM_IPC_CMS_LISTEN, "CMS_LISTEN", false, cms_listen),
+    MSG_TYPE(TDM_IPC_CMS_STATUS_REQUEST, "CMS_STATUS_REQUEST", true, cms_status_request),
+    MSG_TYPE(TDM_IPC_CMS_STATUS_REPLY, "CMS_STATUS_REPLY", true, cms_status_reply),
 };
 
 static const struct msg_type *

@@ -172,6 +172,23 @@ struct ipc_copy_control_reply {
     int32_t status;
 };
 
+/* CMS_CONTROL, CMS_STATE and CMS_LISTEN. */
+struct ipc_cms {
+    struct ipc_str cms;
+    uint16_t proto; /* CMS_LISTEN with state UP: enum tdm_proto; otherwise 0 */
+    uint16_t state; /* enum tdm_ipc_cms_state */
+};
+
+struct ipc_cms_status {
+    struct ipc_str name;
+    uint16_t state; /* enum tdm_ipc_cms_state */
+};
+
+struct ipc_cms_status_reply {
+    uint32_t n_cms;
+    struct ipc_cms_status cms[TDM_IPC_MAX_CMS]; /* ascending by name */
+};
+
 /* One message of any type. About 15 KiB (COPY_STATUS_REPLY's array): fine on a stack, not in a
  * per-connection struct by the thousand. */
 struct ipc_msg {
@@ -192,6 +209,8 @@ struct ipc_msg {
         struct ipc_copy_status_reply copy_status_reply;
         struct ipc_copy_control copy_control;
         struct ipc_copy_control_reply copy_control_reply;
+        struct ipc_cms cms; /* CMS_CONTROL, CMS_STATE, CMS_LISTEN */
+        struct ipc_cms_status_reply cms_status_reply;
         /* STATUS_REQUEST, DB_STATUS_REQUEST and COPY_STATUS_REQUEST have no fields */
     } u;
 };
@@ -213,6 +232,8 @@ const char *ipc_type_name(uint16_t type);
 const char *ipc_db_state_name(uint16_t state);
 /* "Initializing", "Healthy"... (docs/replication.md); NULL for an unknown state. */
 const char *ipc_copy_state_name(uint16_t state);
+/* "down", "up", "binding"; NULL for an unknown enum tdm_ipc_cms_state. */
+const char *ipc_cms_state_name(uint16_t state);
 /* "imap", "lmtp"...; NULL for an unknown kind. */
 const char *ipc_worker_kind_name(uint16_t kind);
 /* True for types whose frames carry a non-zero request id (requests and their replies). */

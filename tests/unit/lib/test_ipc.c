@@ -27,7 +27,7 @@
 
 /* ---- Sample messages ---- */
 
-#define MAX_SAMPLES 48
+#define MAX_SAMPLES 64
 
 static struct ipc_msg samples[MAX_SAMPLES];
 static const char *sample_names[MAX_SAMPLES];
@@ -218,6 +218,24 @@ init_samples(void)
     m->u.copy_control = (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_REMOVE, {0}};
     m = add_sample("copy_control_reply", TDM_IPC_COPY_CONTROL_REPLY, 19);
     m->u.copy_control_reply.status = -2;
+
+    m = add_sample("cms_control_up", TDM_IPC_CMS_CONTROL, 0);
+    m->u.cms = (struct ipc_cms){ipc_str_c("mail1"), 0, TDM_IPC_CMS_UP};
+    m = add_sample("cms_control_down", TDM_IPC_CMS_CONTROL, 0);
+    m->u.cms = (struct ipc_cms){{name255, TDM_IPC_NAME_MAX}, 0, TDM_IPC_CMS_DOWN};
+    m = add_sample("cms_state_binding", TDM_IPC_CMS_STATE, 0);
+    m->u.cms = (struct ipc_cms){ipc_str_c("mail1"), 0, TDM_IPC_CMS_BINDING};
+    m = add_sample("cms_listen_up", TDM_IPC_CMS_LISTEN, 0);
+    m->u.cms = (struct ipc_cms){ipc_str_c("mail1"), TDM_IPC_PROTO_MAX - 1, TDM_IPC_CMS_UP};
+    m = add_sample("cms_listen_down", TDM_IPC_CMS_LISTEN, 0);
+    m->u.cms = (struct ipc_cms){ipc_str_c("mail1"), 0, TDM_IPC_CMS_DOWN};
+    m = add_sample("cms_status_request", TDM_IPC_CMS_STATUS_REQUEST, 23);
+    m = add_sample("cms_status_reply_none", TDM_IPC_CMS_STATUS_REPLY, 24);
+    m = add_sample("cms_status_reply_max", TDM_IPC_CMS_STATUS_REPLY, 25);
+    m->u.cms_status_reply.n_cms = TDM_IPC_MAX_CMS;
+    for (uint32_t i = 0; i < TDM_IPC_MAX_CMS; i++)
+        m->u.cms_status_reply.cms[i] =
+            (struct ipc_cms_status){{name255, 1 + i}, (uint16_t)(i % 3)};
 }
 
 static uint8_t *
@@ -321,6 +339,24 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
                str_equal(&a->u.copy_control.comment, &b->u.copy_control.comment);
     case TDM_IPC_COPY_CONTROL_REPLY:
         return a->u.copy_control_reply.status == b->u.copy_control_reply.status;
+    case TDM_IPC_CMS_CONTROL:
+    case TDM_IPC_CMS_STATE:
+    case TDM_IPC_CMS_LISTEN:
+        return str_equal(&a->u.cms.cms, &b->u.cms.cms) && a->u.cms.proto == b->u.cms.proto &&
+               a->u.cms.state == b->u.cms.state;
+    case TDM_IPC_CMS_STATUS_REQUEST:
+        return true;
+    case TDM_IPC_CMS_STATUS_REPLY: {
+        const struct ipc_cms_status_reply *x = &a->u.cms_status_reply,
+                                          *y = &b->u.cms_status_reply;
+        if (x->n_cms != y->n_cms)
+            return false;
+        for (uint32_t i = 0; i < x->n_cms; i++)
+            if (!str_equal(&x->cms[i].name, &y->cms[i].name) ||
+                x->cms[i].state != y->cms[i].state)
+                return false;
+        return true;
+    }
     case TDM_IPC_DB_STATUS_REPLY: {
         const struct ipc_db_status_reply *x = &a->u.db_status_reply, *y = &b->u.db_status_reply;
         if (x->n_databases != y->n_databases)
@@ -1861,6 +1897,53 @@ setup(void **state)
     return 0;
 }
 
+/* The CMS messages' rules, as the encoder checks them (the decoder runs the same check). */
+static void
+test_cms_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        uint16_t type, proto, state;
+        const char *cms, *error; /* NULL: valid */
+    } cases[] = {
+        {TDM_IPC_CMS_CONTROL, 0, TDM_IPC_CMS_UP, "m", NULL},
+        {TDM_IPC_CMS_CONTROL, 0, TDM_IPC_CMS_UP, "", "CMS_CONTROL.cms: empty"},
+        {TDM_IPC_CMS_CONTROL, 0, TDM_IPC_CMS_BINDING, "m", "CMS_CONTROL.state: binding is only a CMS_STATE"},
+        {TDM_IPC_CMS_CONTROL, 0, 3, "m", "CMS_CONTROL.state: unknown state"},
+        {TDM_IPC_CMS_CONTROL, 1, TDM_IPC_CMS_UP, "m", "CMS_CONTROL.proto: not 0"},
+        {TDM_IPC_CMS_STATE, 0, TDM_IPC_CMS_BINDING, "m", NULL},
+        {TDM_IPC_CMS_STATE, 2, TDM_IPC_CMS_UP, "m", "CMS_STATE.proto: not 0"},
+        {TDM_IPC_CMS_LISTEN, 2, TDM_IPC_CMS_UP, "m", NULL},
+        {TDM_IPC_CMS_LISTEN, TDM_IPC_PROTO_MAX, TDM_IPC_CMS_UP, "m", "CMS_LISTEN.proto: out of range"},
+        {TDM_IPC_CMS_LISTEN, 2, TDM_IPC_CMS_DOWN, "m", "CMS_LISTEN.proto: not 0"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ipc_msg m = {.type = cases[i].type};
+        m.u.cms = (struct ipc_cms){ipc_str_c(cases[i].cms), cases[i].proto, cases[i].state};
+        const char *error = NULL;
+        int rc = ipc_msg_check(&m, &error);
+        if (!cases[i].error) {
+            assert_int_equal(rc, 0);
+            continue;
+        }
+        assert_int_equal(rc, TDM_EINVAL);
+        assert_string_equal(error, cases[i].error);
+    }
+    /* The status list: ascending, unique names, known states. */
+    struct ipc_msg m = {.type = TDM_IPC_CMS_STATUS_REPLY, .request_id = 1};
+    m.u.cms_status_reply.n_cms = 2;
+    m.u.cms_status_reply.cms[0] = (struct ipc_cms_status){ipc_str_c("b"), TDM_IPC_CMS_UP};
+    m.u.cms_status_reply.cms[1] = (struct ipc_cms_status){ipc_str_c("a"), TDM_IPC_CMS_UP};
+    const char *error = NULL;
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error, "CMS_STATUS_REPLY.cms.name: not in ascending order, or a duplicate");
+    m.u.cms_status_reply.cms[1] = (struct ipc_cms_status){ipc_str_c("c"), 7};
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error, "CMS_STATUS_REPLY.cms.state: unknown state");
+    assert_string_equal(ipc_cms_state_name(TDM_IPC_CMS_BINDING), "binding");
+    assert_null(ipc_cms_state_name(3));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1874,7 +1957,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_encode_rejects),     cmocka_unit_test(test_names_and_versions),
         cmocka_unit_test(test_reader_every_split), cmocka_unit_test(test_reader_chunk_sizes),
         cmocka_unit_test(test_reader_zero_copy),   cmocka_unit_test(test_reader_truncation),
-        cmocka_unit_test(test_reader_bounded),     cmocka_unit_test(test_reader_poison),
+        cmocka_unit_test(test_reader_bounded),     cmocka_unit_test(test_reader_poison), cmocka_unit_test(test_cms_rules),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
