@@ -65,6 +65,11 @@ enum tdm_event {
     TDM_EV_REPL_SYNC_DEGRADED = 4070,
     TDM_EV_REPL_SYNC_RESTORED = 4071,
     TDM_EV_REPL_SYNC_HOLDING = 4072,
+    /* The CMS addresses (src/tandemd/supervisor_cms.c, docs/cluster.md "CMS address"). */
+    TDM_EV_CMS_ADDRESS_UP = 5040,
+    TDM_EV_CMS_ADDRESS_DOWN = 5041,
+    TDM_EV_CMS_BIND_RETRYING = 5042,
+    TDM_EV_CMS_BIND_FAILED = 5043,
     /* The coordination store of a witness (src/coord/coord_server.c). */
     TDM_EV_COORD_STORE_OPENED = 5000,
     TDM_EV_COORD_LEASE_GRANTED = 5001,

@@ -265,6 +265,10 @@ static const struct {
     {TDM_EV_REPL_SYNC_DEGRADED, 4070, "repl.sync_degraded", TDM_EV_SEV_WARNING, "warning"},
     {TDM_EV_REPL_SYNC_RESTORED, 4071, "repl.sync_restored", TDM_EV_SEV_INFO, "info"},
     {TDM_EV_REPL_SYNC_HOLDING, 4072, "repl.sync_holding", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_CMS_ADDRESS_UP, 5040, "cms.address_up", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_CMS_ADDRESS_DOWN, 5041, "cms.address_down", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_CMS_BIND_RETRYING, 5042, "cms.bind_retrying", TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_CMS_BIND_FAILED, 5043, "cms.bind_failed", TDM_EV_SEV_ERROR, "error"},
 };
 
 static void
