@@ -22,7 +22,9 @@
 #include "lib/config.h"
 #include "proto/cluster/cluster_wire.h"
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -84,16 +86,24 @@ struct cluster_hb_snapshot {
  * It may call cluster_hb_snapshot and cluster_hb_set_summary, not cluster_hb_free. */
 typedef void cluster_hb_change_fn(void *arg);
 
+/* How an incoming HELLO's server/key is checked: done(done_ctx, 0 | -EACCES | other, error)
+ * exactly once, from inside the call or later on the loop (as the replication source's verify,
+ * src/repl/repl_source.h). */
+typedef void cluster_hb_verify_done_cb(void *done_ctx, int status, const char *error);
+typedef void cluster_hb_verify_fn(void *ctx, const char *server, const char *key, size_t key_len,
+                                  cluster_hb_verify_done_cb *done, void *done_ctx);
+
 struct cluster_hb_params {
     struct event_base *base;
-    const struct tdm_config *cfg; /* [cluster], [member]s, [tls]; borrowed until free */
+    const struct tdm_config *cfg; /* [cluster], [member]s, [network]s; borrowed until free */
     int listen_fd;                /* [listen cluster]'s socket (taken over), or -1 */
-    /* This server's key ([directory] key_file), sent in HELLO; borrowed for the call. */
+    /* TLS: a server context requiring client certificates, and a client context checking the
+     * peer against [tls] ca (both borrowed, outliving the module). NULL: plain TCP, for tests. */
+    SSL_CTX *server_tls;
+    SSL_CTX *client_tls;
+    /* This server's key ([directory] key_file), sent in HELLO; copied. */
     const char *key;
-    /* How an incoming HELLO's server/key is verified as a member of `servers`: the same
-     * asynchronous shape as the replication source's (src/repl/repl_source.h). */
-    void (*verify)(void *ctx, const char *server, const char *key, size_t key_len,
-                   void (*done)(void *done_ctx, int status, const char *error), void *done_ctx);
+    cluster_hb_verify_fn *verify; /* required when listen_fd >= 0 */
     void *verify_ctx;
     cluster_hb_change_fn *on_change; /* may be NULL */
     void *on_change_arg;
@@ -103,8 +113,9 @@ struct cluster_hb_params {
  * 0 with *hb_r, or a negative error code with a log line. */
 int cluster_hb_start(const struct cluster_hb_params *params, struct cluster_hb **hb_r);
 
-/* Closes every connection (an ERROR SHUTDOWN to each peer first, best effort) and frees;
- * *hb becomes NULL. NULL is fine. */
+/* Closes every connection (the peers see EOF: a stopping core looks like a stopped one) and
+ * frees; *hb becomes NULL. NULL is fine. Checks still pending with verify answer later into
+ * nothing (their sessions are gone), so the glue may stop its verifier before or after. */
 void cluster_hb_free(struct cluster_hb **hb);
 
 /* Fills *out with the current state (now_ms = cluster_hb_now_ms()). */

@@ -153,6 +153,8 @@ core_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
     tandemd__core_repl_start(base, cfg, &o, listen_fd);
     /* The witness role's coordination store: a server of its own on [listen coord]. */
     tandemd__core_coord_start(base, cfg);
+    /* Heartbeats: a node's votes and a witness's answers (core_cluster_hb.c). */
+    tandemd__core_cluster_hb_start(base, cfg);
     /* Listening only after the mounts: a worker that connects is answered at once, and a
      * COMMIT for a database still recovering cannot be told apart from an unknown one. */
     tandemd__core_ipc_start(base, cfg->datadir);
@@ -198,6 +200,7 @@ core_stop(void)
     /* Replication before the stores: the source reads their logs, and the copies' agents
      * close their own copies on their threads. */
     tandemd__core_repl_stop();
+    tandemd__core_cluster_hb_stop();
     tandemd__core_coord_stop();
     for (size_t i = 0; i < core_n_dbs; i++) {
         if (!core_dbs[i].store) {

@@ -191,8 +191,10 @@ int
 tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r)
 {
     for (unsigned i = 0; i < cfg->n_listeners; i++) {
-        /* The core binds [listen coord] itself (core_coord.c); -1 is "none" to the rest. */
-        if (cfg->listeners[i].proto == TDM_PROTO_COORD) {
+        /* The core binds [listen coord] and [listen cluster] itself (core_coord.c,
+         * core_cluster_hb.c); -1 is "none" to the rest. */
+        if (cfg->listeners[i].proto == TDM_PROTO_COORD ||
+            cfg->listeners[i].proto == TDM_PROTO_CLUSTER) {
             fds_r[i] = -1;
             continue;
         }

@@ -268,6 +268,18 @@ void tandemd__server_verify(void *ctx, const char *server, const char *key, size
 void tandemd__server_auth_start(struct event_base *base, const struct tdm_config *cfg);
 void tandemd__server_auth_stop(void);
 
+/* ---- core_cluster_hb.c: heartbeats, votes and quorum (loop thread only) ---- */
+
+struct cluster_hb;
+/* With [listen cluster]: a node heartbeats its [member]s and answers theirs; a witness only
+ * answers (docs/cluster.md). Binds the listener itself. */
+void tandemd__core_cluster_hb_start(struct event_base *base, const struct tdm_config *cfg);
+void tandemd__core_cluster_hb_stop(void);
+/* The running heartbeats (cluster_hb.h: snapshot, summary), or NULL. */
+struct cluster_hb *tandemd__core_cluster_hb(void);
+/* The cluster agent's callback on any change of the heartbeat snapshot (one; NULL clears). */
+void tandemd__core_cluster_hb_on_change(void (*fn)(void *arg), void *arg);
+
 /* ---- core_coord.c: the witness's coordination store on [listen coord] (loop thread) ---- */
 
 /* With the witness role and [listen coord]: opens <datadir>/coord/ and serves it. */

@@ -269,6 +269,13 @@ static const struct {
     {TDM_EV_CMS_ADDRESS_DOWN, 5041, "cms.address_down", TDM_EV_SEV_INFO, "info"},
     {TDM_EV_CMS_BIND_RETRYING, 5042, "cms.bind_retrying", TDM_EV_SEV_WARNING, "warning"},
     {TDM_EV_CMS_BIND_FAILED, 5043, "cms.bind_failed", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_CLUSTER_NETWORK_DOWN, 5020, "cluster.network_down", TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_CLUSTER_NETWORK_UP, 5021, "cluster.network_up", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_CLUSTER_MEMBER_DOWN, 5022, "cluster.member_down", TDM_EV_SEV_WARNING, "warning"},
+    {TDM_EV_CLUSTER_MEMBER_UP, 5023, "cluster.member_up", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_CLUSTER_QUORUM_LOST, 5024, "cluster.quorum_lost", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_CLUSTER_QUORUM_REACHED, 5025, "cluster.quorum_reached", TDM_EV_SEV_INFO, "info"},
+    {TDM_EV_CLUSTER_PEER_REFUSED, 5026, "cluster.peer_refused", TDM_EV_SEV_WARNING, "warning"},
 };
 
 static void

@@ -1,0 +1,80 @@
+#ifndef TANDEM_CLUSTER_CLUSTER_HB_INT_H
+#define TANDEM_CLUSTER_CLUSTER_HB_INT_H
+
+/* What cluster_hb.c (state, timer, outgoing links) and cluster_hb_listen.c (answering) share. */
+
+#include "cluster/cluster_hb.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bufferevent;
+struct conn_listener;
+struct event;
+
+/* One network to one member: the outgoing heartbeat session (a node's only). */
+struct hb_link {
+    struct cluster_hb *hb;
+    unsigned member, net;
+    struct bufferevent *bev; /* NULL: no attempt in progress */
+    bool tcp_up;             /* connected (TLS handshake done) */
+    bool hello_done;         /* HELLO_REPLY ok: heartbeats flow */
+    uint32_t hello_id;
+    uint64_t seq;            /* of the last HEARTBEAT sent */
+    uint64_t last_heard_ms;  /* 0 = never */
+    uint32_t rtt_ms;
+    bool refused;            /* the last attempt was refused (ECONNREFUSED) */
+    bool ended_eof;          /* the last session ended with EOF or a reset, not a timeout */
+    bool up;                 /* as last reported (events, on_change) */
+    char last_error[160];    /* why the last session or attempt ended, for the log */
+};
+
+struct hb_member {
+    const struct tdm_config_member *conf;
+    bool witness;
+    struct hb_link links[CLUSTER_HB_MAX_NETWORKS];
+    unsigned n_links;
+    uint64_t answered_sent_ms;
+    bool has_summary;
+    struct cluster_summary summary;
+    bool seen, gone; /* as last reported */
+};
+
+struct cluster_hb {
+    struct event_base *base;
+    const struct tdm_config *cfg;
+    SSL_CTX *server_tls, *client_tls;
+    char *key;
+    cluster_hb_verify_fn *verify;
+    void *verify_ctx;
+    cluster_hb_change_fn *on_change;
+    void *on_change_arg;
+    uint64_t interval_ms;
+    uint32_t misses;
+    struct hb_member members[CLUSTER_HB_MAX_MEMBERS];
+    unsigned n_members;
+    struct cluster_summary summary; /* ours */
+    struct event *tick;
+    struct conn_listener *listener;
+    struct hb_in *ins; /* incoming sessions (cluster_hb_listen.c) */
+    uint32_t next_request_id;
+    /* As last reported. */
+    bool has_quorum, confirmed;
+    uint64_t confirmation_ms;
+    unsigned votes_seen;
+    bool freeing;
+};
+
+/* The member of that name, or NULL. */
+struct hb_member *cluster_hb__member(struct cluster_hb *hb, const char *name);
+/* A member sent its summary (in a reply, or in a heartbeat it sent us). */
+void cluster_hb__got_summary(struct cluster_hb *hb, struct hb_member *m,
+                             const struct cluster_summary *s);
+/* Something changed: recompute, emit events, call on_change when the snapshot changed. */
+void cluster_hb__evaluate(struct cluster_hb *hb, bool changed);
+
+/* cluster_hb_listen.c */
+int cluster_hb__listen_start(struct cluster_hb *hb, int fd);
+void cluster_hb__listen_free(struct cluster_hb *hb);
+
+#endif
