@@ -187,6 +187,16 @@ static const struct key_spec replication_keys[] = {
       struct tdm_config_replication, silence_timeout_ms),
     {0}};
 
+/* [dumpster]: the transport role's copies of what it delivered (docs/smtp.md, "Transport
+ * dumpster"). max_age stays below the 7 days a mailbox database remembers delivery ids
+ * (MAIL_DELIVERY_ID_KEEP_SECONDS), so every resubmitted message still finds its id there. */
+static const struct key_spec dumpster_keys[] = {
+    K("max_age", KT_DURATION, false, "2d", SEC, 6 * DAY, 0, NULL, struct tdm_config_dumpster,
+      max_age_ms),
+    K("max_size", KT_SIZE, false, "1G", 4 * KIB, 1024 * GIB, 0, NULL, struct tdm_config_dumpster,
+      max_size),
+    {0}};
+
 /* [cms <name>] (docs/cluster.md, "CMS address"). */
 static const struct key_spec cms_keys[] = {
     /* KT_CMS_DBS fills the array and the count, at offset 0. */
@@ -230,10 +240,12 @@ static const struct section_spec sections[] = {
     {"cms", true, TDM_CONFIG_MAX_CMS, cms_keys, 0, NULL},
     {"cluster", false, 1, cluster_keys, offsetof(struct tdm_config, cluster), NULL},
     {"member", true, TDM_CONFIG_MAX_MEMBERS, member_keys, 0, member_finish},
+    {"dumpster", false, 1, dumpster_keys, offsetof(struct tdm_config, dumpster), NULL},
 };
 static const struct section_spec *const cms_spec = &sections[9];
 static const struct section_spec *const cluster_spec = &sections[10];
 static const struct section_spec *const member_spec = &sections[11];
+static const struct section_spec *const dumpster_spec = &sections[12];
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -551,7 +563,7 @@ open_section(struct loader *ld, const struct config_entry *e)
     if (!spec)
         return fail(ld, TDM_EINVAL, e->line,
                     "section [%s]: unknown section (known: network, listen, directory, store, "
-                    "log, tls, smtp, imap, replication, cms, cluster, member)",
+                    "log, tls, smtp, imap, replication, cms, cluster, member, dumpster)",
                     e->section);
     if (spec->named && !e->name[0])
         return fail(ld, TDM_EINVAL, e->line, "section [%s]: needs a name: [%s <name>]", spec->type,
@@ -1140,6 +1152,8 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     dump_keys(out, &sections[7], &cfg->imap);
     fputs("\n[replication]\n", out);
     dump_keys(out, &sections[8], &cfg->replication);
+    fputs("\n[dumpster]\n", out);
+    dump_keys(out, dumpster_spec, &cfg->dumpster);
     for (unsigned i = 0; i < cfg->n_cms; i++) {
         fprintf(out, "\n[cms %s]\n", cfg->cms[i].name);
         dump_keys(out, cms_spec, &cfg->cms[i]);

@@ -118,6 +118,12 @@ struct tdm_config_replication {
     uint64_t silence_timeout_ms; /* close a copy's connection that sent nothing this long */
 };
 
+/* [dumpster]: the transport role's copies of delivered mail (docs/smtp.md). */
+struct tdm_config_dumpster {
+    uint64_t max_age_ms; /* entries older than this go */
+    uint64_t max_size;   /* bytes: the oldest entries go beyond it */
+};
+
 /* The mount dial of a CMS (docs/cluster.md, "Failover"). */
 enum tdm_mount_dial {
     TDM_MOUNT_DIAL_LOSSLESS = 0,
@@ -198,6 +204,7 @@ struct tdm_config {
     struct tdm_config_smtp smtp;
     struct tdm_config_imap imap;
     struct tdm_config_replication replication;
+    struct tdm_config_dumpster dumpster;
     struct tdm_config_cms cms[TDM_CONFIG_MAX_CMS];
     unsigned n_cms; /* in file order */
     struct tdm_config_cluster cluster;
