@@ -72,6 +72,7 @@ struct store_copy {
     struct copy_cur cur;
     bool cur_dirty; /* cur.fd written since the last sync */
     bool dir_dirty; /* a file created or removed since the last sync */
+    bool sync_running; /* a store_copy_sync_start() job not ended yet */
 
     uint64_t lowest;            /* lowest generation held (0: none) */
     struct copy_gen_info *gens; /* [g - lowest] for g in [lowest, cur.gen] */
@@ -832,6 +833,10 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
     }
     if (len == 0)
         return 0;
+    if (offset == 0 && c->sync_running) {
+        *error_r = "a sync of the current generation is running: begin the next one after it";
+        return -EBUSY;
+    }
     struct copy_cur g;
     size_t start = 0;
     int ret;
@@ -895,10 +900,91 @@ store_copy_sync(struct store_copy *c, struct store_copy_position *durable_r)
 {
     if (c->failed)
         return TDM_EFAILED;
+    if (c->sync_running)
+        return -EBUSY;
     int ret = sync_current(c);
     if (ret < 0)
         return copy_fail(c, ret, "syncing received log");
     position_get(c, &c->durable);
+    status_publish(c, NULL);
+    if (durable_r)
+        *durable_r = c->durable;
+    return 0;
+}
+
+bool
+store_copy_receive_ready(struct store_copy *c, uint64_t offset)
+{
+    return offset != 0 || c->cur.fd < 0 || !(c->sync_running || c->cur_dirty || c->dir_dirty);
+}
+
+int
+store_copy_sync_start(struct store_copy *c, struct store_copy_sync_job *job)
+{
+    if (c->failed)
+        return TDM_EFAILED;
+    if (c->sync_running)
+        return -EBUSY;
+    if (!c->cur_dirty && !c->dir_dirty) {
+        position_get(c, &c->durable);
+        status_publish(c, NULL);
+        return 0;
+    }
+    *job = (struct store_copy_sync_job){.io = c->io};
+    if (c->cur_dirty) {
+        char path[4096];
+        store__gen_path(path, sizeof(path), c->db->log_dir, c->cur.gen);
+        job->file = strdup(path);
+    }
+    if (c->dir_dirty)
+        job->dir = strdup(c->db->log_dir);
+    if ((c->cur_dirty && !job->file) || (c->dir_dirty && !job->dir)) {
+        store_copy_sync_job_free(job);
+        return -ENOMEM;
+    }
+    position_get(c, &job->pos);
+    /* The flags clear now: what is written after this point sets them again for the next
+     * job, and a failure of this one is sticky anyway. */
+    c->cur_dirty = c->dir_dirty = false;
+    c->sync_running = true;
+    return 1;
+}
+
+void
+store_copy_sync_run(struct store_copy_sync_job *job)
+{
+    job->ret = 0;
+    if (job->file) {
+        /* Its own descriptor: fdatasync covers the file's data whichever one writes it. */
+        int fd = job->io->open(job->io, job->file, O_WRONLY, 0);
+        job->ret = fd < 0 ? fd : job->io->fdatasync(job->io, fd);
+        if (fd >= 0)
+            job->io->close(job->io, fd);
+    }
+    if (job->ret == 0 && job->dir)
+        job->ret = job->io->sync_dir(job->io, job->dir);
+}
+
+void
+store_copy_sync_job_free(struct store_copy_sync_job *job)
+{
+    free(job->file);
+    free(job->dir);
+    job->file = job->dir = NULL;
+}
+
+int
+store_copy_sync_end(struct store_copy *c, struct store_copy_sync_job *job,
+                    struct store_copy_position *durable_r)
+{
+    c->sync_running = false;
+    int ret = job->ret;
+    store_copy_sync_job_free(job);
+    if (ret < 0)
+        return copy_fail(c, ret, "syncing received log");
+    if (c->failed)
+        return TDM_EFAILED;
+    c->durable = job->pos; /* one job at a time: positions only grow */
     status_publish(c, NULL);
     if (durable_r)
         *durable_r = c->durable;

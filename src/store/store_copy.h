@@ -98,6 +98,7 @@ void store_copy_get_position(struct store_copy *copy, struct store_copy_position
  * generation checksum; the chain (BEGIN's previous checksum = the previous END's checksum).
  *
  * Returns 0 (position advanced); TDM_EINVAL when not at the position, or for bytes after END;
+ * -EBUSY for a range beginning a generation while a sync job runs (nothing changes);
  * TDM_ECORRUPT with *error_r naming generation, offset and the failed check (nothing from this
  * call is kept, the position is unchanged); -errno for an I/O error, which is sticky: the copy
  * is Failed and refuses everything after it (TDM_EFAILED).
@@ -106,8 +107,51 @@ int store_copy_receive(struct store_copy *copy, uint64_t generation, uint64_t of
                        const uint8_t *bytes, size_t len, const char **error_r);
 
 /* Makes everything received durable: fdatasync of the files written (and of the log directory
- * for new files). Returns 0 with *durable_r (may be NULL), or -errno (sticky). */
+ * for new files). Returns 0 with *durable_r (may be NULL), -EBUSY while a sync job runs
+ * (below), or -errno (sticky). */
 int store_copy_sync(struct store_copy *copy, struct store_copy_position *durable_r);
+
+/*
+ * The same sync in three steps, so that the fdatasync runs on another thread while the copy's
+ * thread goes on receiving into the same generation (the copy agent: receiving never waits for
+ * the disk). store_copy_sync_start() notes what to sync (by path: the job does not depend on
+ * the copy staying open) and the position it makes durable: everything received so far, no
+ * more. store_copy_sync_run() syncs; any thread may call it, and it touches only the job, the
+ * file and the directory. store_copy_sync_end() (the copy's thread again) moves the durable
+ * position to the job's and frees the job. Bytes received after the start are not counted
+ * durable by this job even when its fdatasync happened to cover them: a durable position read
+ * after the end (an ACK) never claims more than was synced.
+ *
+ * One job at a time. While it runs, store_copy_sync() and a range that begins a new
+ * generation are refused with -EBUSY (nothing changes): beginning a generation needs the
+ * current one durable first (see store_copy_receive()). Replay and truncation may run
+ * meanwhile (they use the durable position and older files). A copy closed while its job runs
+ * never sees the job again: free it with store_copy_sync_job_free() once it has run.
+ *
+ * store_copy_sync_start() returns 1 (a job to run), 0 (nothing to sync: the durable position
+ * is already the received one, *job unused), -EBUSY, -ENOMEM or -errno (sticky).
+ * store_copy_sync_end() returns 0 with *durable_r (may be NULL), or the job's -errno (sticky).
+ */
+struct store_copy_sync_job {
+    const struct io_ops *io;
+    char *file; /* owned: the generation file to fdatasync, or NULL */
+    char *dir;  /* owned: the directory to sync (a generation was created), or NULL */
+    struct store_copy_position pos;
+    int ret; /* store_copy_sync_run()'s result */
+};
+int store_copy_sync_start(struct store_copy *copy, struct store_copy_sync_job *job);
+void store_copy_sync_run(struct store_copy_sync_job *job);
+int store_copy_sync_end(struct store_copy *copy, struct store_copy_sync_job *job,
+                        struct store_copy_position *durable_r);
+void store_copy_sync_job_free(struct store_copy_sync_job *job);
+
+/*
+ * Whether store_copy_receive() of a range at offset (0: beginning the next generation) would
+ * neither wait for the disk nor be refused: false when it begins a generation while the
+ * current one holds bytes not yet durable or a sync job runs. The caller then syncs (a job)
+ * and offers the range again once it ended.
+ */
+bool store_copy_receive_ready(struct store_copy *copy, uint64_t offset);
 
 /*
  * Limits for one store_copy_replay() call; 0 = no limit for each. A standby holds back

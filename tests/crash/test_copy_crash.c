@@ -220,6 +220,39 @@ ship(struct store_copy *c, struct store_copy_position *synced_r,
         } else if (r == 4 && store_copy_truncate(c, received_r->generation) != 0) {
             *crashed_r = true;
             return;
+        } else if (r == 5) {
+            /* The copy agent's sync (store_copy_sync_start/run/end on another thread): more
+             * arrives after its fdatasync and before its end, which the durable position it
+             * reports must not count. A crash at any later sync then checks that the position
+             * reported (what an ACK carries) survived. */
+            struct store_copy_sync_job job;
+            int sret = store_copy_sync_start(c, &job);
+            if (sret < 0) {
+                *crashed_r = true;
+                return;
+            }
+            if (sret == 0)
+                continue;
+            store_copy_sync_run(&job);
+            store_copy_get_position(c, &pos);
+            buf = active_bytes(pos.generation, &ext);
+            if (buf && pos.offset != 0 && pos.offset < ext.durable_end) {
+                to = pick_boundary(buf, ext.durable_end, pos.offset);
+                ret = store_copy_receive(c, pos.generation, pos.offset, buf + pos.offset,
+                                         to - pos.offset, &err);
+                if (ret == 0)
+                    store_copy_get_position(c, received_r);
+                else if (!(ret < 0 && ret > TDM_E_BASE))
+                    fail("receive at %" PRIu64 ":%" PRIu64 ": %s", pos.generation, pos.offset,
+                         err);
+            }
+            free(buf);
+            struct store_copy_position d;
+            if (store_copy_sync_end(c, &job, &d) != 0) {
+                *crashed_r = true;
+                return;
+            }
+            *synced_r = d;
         }
     }
     struct store_copy_position d;

@@ -539,6 +539,94 @@ test_copy_reopens_mid_generation(void **state)
     assert_same_mail(active_dir(), copy_dir("copy"));
 }
 
+/*
+ * The sync in steps (store_copy_sync_start/run/end), as the copy agent runs it on another
+ * thread while it receives: the durable position it reports is the one at the start, never
+ * what arrived during the job; a range beginning a generation waits for it (-EBUSY, nothing
+ * changed); and the copy's mail ends up the active's.
+ */
+static void
+test_sync_job_reports_only_what_it_synced(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    rng_state = 0x5eed0009;
+    mail_work(active, 0, 40); /* several 64 KiB generations */
+    int jobs = 0, refused = 0, overtaken = 0;
+    for (;;) {
+        struct store_copy_position pos;
+        store_copy_get_position(copy, &pos);
+        struct store_log_extent ext;
+        if (store_log_extent(active, pos.generation, &ext) == TDM_ENOTFOUND ||
+            pos.offset == ext.durable_end)
+            break;
+        uint8_t *buf = read_generation(active, pos.generation, &ext);
+        uint64_t to = pick_boundary(buf, ext.durable_end, pos.offset);
+        const char *err = NULL;
+        if (!store_copy_receive_ready(copy, pos.offset)) {
+            /* Beginning a generation while the one before holds unsynced bytes: sync first. */
+            struct store_copy_sync_job job;
+            assert_int_equal(store_copy_sync_start(copy, &job), 1);
+            assert_false(store_copy_receive_ready(copy, pos.offset));
+            assert_int_equal(store_copy_receive(copy, pos.generation, 0, buf, to, &err), -EBUSY);
+            refused++;
+            struct store_copy_position still;
+            store_copy_get_position(copy, &still);
+            assert_memory_equal(&still, &pos, sizeof(pos));
+            store_copy_sync_run(&job);
+            assert_int_equal(store_copy_sync_end(copy, &job, NULL), 0);
+            assert_true(store_copy_receive_ready(copy, pos.offset));
+        }
+        assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
+                                            to - pos.offset, &err),
+                         0);
+        free(buf);
+        if (rng() % 2)
+            continue;
+        struct store_copy_sync_job job;
+        struct store_copy_position at_start, durable;
+        store_copy_get_position(copy, &at_start);
+        assert_int_equal(store_copy_sync_start(copy, &job), 1);
+        assert_int_equal(store_copy_sync(copy, NULL), -EBUSY); /* one at a time */
+        store_copy_sync_run(&job);
+        /* More arrives after the job synced, before it ends: not durable, not reported. */
+        store_copy_get_position(copy, &pos);
+        buf = read_generation(active, pos.generation, &ext);
+        if (pos.offset != 0 && pos.offset < ext.durable_end) {
+            to = pick_boundary(buf, ext.durable_end, pos.offset);
+            assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset,
+                                                buf + pos.offset, to - pos.offset, &err),
+                             0);
+            overtaken++;
+        }
+        free(buf);
+        assert_int_equal(store_copy_sync_end(copy, &job, &durable), 0);
+        jobs++;
+        assert_memory_equal(&durable, &at_start, sizeof(durable));
+        struct store_copy_status st;
+        store_copy_get_status(copy, &st);
+        assert_memory_equal(&st.durable, &at_start, sizeof(at_start));
+        assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
+        store_copy_get_status(copy, &st);
+        assert_true(st.replayed_lsn <= at_start.lsn); /* replay stops at the durable LSN */
+    }
+    assert_true(jobs > 0 && refused > 0 && overtaken > 0);
+    /* Nothing unsynced: nothing to run, the durable position is the received one. */
+    struct store_copy_sync_job job;
+    if (store_copy_sync_start(copy, &job) == 1) {
+        store_copy_sync_run(&job);
+        assert_int_equal(store_copy_sync_end(copy, &job, NULL), 0);
+    }
+    assert_int_equal(store_copy_sync_start(copy, &job), 0);
+    assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
+    assert_int_equal(store_copy_close(&copy), 0);
+    assert_int_equal(store_close(&active), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+}
+
 static void
 test_activation_continues_with_min_epoch(void **state)
 {
@@ -1240,6 +1328,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ship_from_generation_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_reopens_mid_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_job_reports_only_what_it_synced, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_activation_continues_with_min_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_truncate_and_standby_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_opens_a_former_active, setup, teardown),
