@@ -94,6 +94,8 @@ struct admin_call {
     uint16_t activate_state;
     char activate_endpoint[TDM_IPC_NETWORK_MAX + 1];
     uint64_t activate_lost_generations, activate_lost_bytes, activate_lost_records;
+    /* GET /v1/status: each [cms]'s state here (enum tdm_ipc_cms_state), by config index. */
+    uint16_t cms_state[TDM_CONFIG_MAX_CMS];
 };
 
 /* ---- admin_server.c: replies ---- */

@@ -157,14 +157,48 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
             json_object_set_new(json_array_get(dbs, json_array_size(dbs) - 1), "sync",
                                 json_string(d->sync == 1 ? "sync" : "degraded"));
     }
+    /* Each [cms]: its address, its databases, and whether its address is up here. */
+    json_t *cms = json_array();
+    for (unsigned i = 0; i < cfg->n_cms; i++) {
+        const struct tdm_config_cms *c = &cfg->cms[i];
+        json_t *names = json_array();
+        for (unsigned d = 0; d < c->n_databases; d++)
+            json_array_append_new(names, json_string(c->databases[d]));
+        const char *state = ipc_cms_state_name(call->cms_state[i]);
+        json_array_append_new(
+            cms, json_pack("{s:s,s:s,s:o,s:s,s:s,s:b}", "name", c->name, "address",
+                           c->address.text, "databases", names, "mount_dial",
+                           tdm_config_mount_dial_name(c->mount_dial), "state",
+                           state ? state : "unknown", "up", call->cms_state[i] == TDM_IPC_CMS_UP));
+    }
     pid_t pid;
     uint64_t uptime;
     supervisor_uptime(&pid, &uptime);
     admin_reply_json(call, 200,
-                     json_pack("{s:s,s:s,s:o,s:s,s:i,s:I,s:o}", "server", cfg->server, "site",
+                     json_pack("{s:s,s:s,s:o,s:s,s:i,s:I,s:o,s:o}", "server", cfg->server, "site",
                                cfg->site, "roles", roles_json(cfg->roles), "version",
                                TANDEM_VERSION, "pid", (int)pid, "uptime_s", (json_int_t)uptime,
-                               "databases", dbs));
+                               "databases", dbs, "cms", cms));
+}
+
+/* The CMS states first (kept in the call by config index), then the databases. */
+static void
+status_cms_cb(void *ctx, int status, const struct ipc_msg *reply)
+{
+    struct admin_call *call = ctx;
+    if (status < 0 || reply->type != TDM_IPC_CMS_STATUS_REPLY) {
+        admin_reply_error(call, 503, NULL, "the core process did not answer: %s",
+                          status < 0 ? tdm_strerror(status) : "unexpected reply");
+        return;
+    }
+    const struct tdm_config *cfg = call->srv->cfg;
+    const struct ipc_cms_status_reply *r = &reply->u.cms_status_reply;
+    for (unsigned i = 0; i < cfg->n_cms; i++)
+        for (uint32_t j = 0; j < r->n_cms; j++)
+            if (r->cms[j].name.len == strlen(cfg->cms[i].name) &&
+                !memcmp(r->cms[j].name.ptr, cfg->cms[i].name, r->cms[j].name.len))
+                call->cms_state[i] = r->cms[j].state;
+    admin_ask_core(call, core_link_db_status, status_reply_cb);
 }
 
 void
@@ -186,7 +220,7 @@ admin_status_serve(struct admin_call *call)
 {
     if (admin_authorize_server(call, DIR_RIGHT_READ) != 1)
         return;
-    admin_ask_core(call, core_link_db_status, status_reply_cb);
+    admin_ask_core(call, core_link_cms_status, status_cms_cb);
 }
 
 /* ---- /metrics ---- */

@@ -56,10 +56,12 @@ unsigned
 tls__san_addrs(const struct tdm_config *cfg, const struct tdm_config_addr **addrs_r)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < cfg->n_networks + cfg->n_listeners; i++) {
-        const struct tdm_config_addr *a = i < cfg->n_networks
-                                              ? &cfg->networks[i].address
-                                              : &cfg->listeners[i - cfg->n_networks].address;
+    unsigned n_fixed = cfg->n_networks + cfg->n_listeners;
+    for (unsigned i = 0; i < n_fixed + cfg->n_cms; i++) {
+        const struct tdm_config_addr *a =
+            i < cfg->n_networks ? &cfg->networks[i].address
+            : i < n_fixed       ? &cfg->listeners[i - cfg->n_networks].address
+                                : &cfg->cms[i - n_fixed].address;
         if (a->family == 0 || addr_unspecified(a))
             continue;
         bool seen = false;

@@ -19,7 +19,7 @@
  * accepts a certificate created a moment ago. */
 #define TLS__BACKDATE_SECONDS 3600
 
-#define TLS__MAX_SAN_ADDRS (TDM_CONFIG_MAX_NETWORKS + TDM_PROTO_COUNT)
+#define TLS__MAX_SAN_ADDRS (TDM_CONFIG_MAX_NETWORKS + TDM_PROTO_COUNT + TDM_CONFIG_MAX_CMS)
 
 /* An allocated message; allocation failure is fatal (CONVENTIONS: xmalloc outside store). */
 char *tls__fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -34,8 +34,9 @@ char *tls__ssl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* ---- tls_cert.c ---- */
 
 /*
- * The addresses a server certificate for cfg names: every distinct address of its networks and
- * listeners, in that order, without the wildcard addresses (0.0.0.0, ::), which no peer can
+ * The addresses a server certificate for cfg names: every distinct address of its networks,
+ * listeners and CMSs (copies and clients reach a CMS's address, docs/cluster.md), in that
+ * order, without the wildcard addresses (0.0.0.0, ::), which no peer can
  * connect to. addrs_r has room for TLS__MAX_SAN_ADDRS; the pointers borrow from cfg. Returns
  * how many.
  */

@@ -26,6 +26,31 @@ kv(struct ctl_table *t, const char *key, json_t *v)
     free(s);
 }
 
+/* The [cms] sections: whether each address is up here (docs/cluster.md, "CMS address"). */
+static void
+print_cms(json_t *cms)
+{
+    if (json_array_size(cms) == 0)
+        return;
+    static const char *const headers[] = {"CMS", "ADDRESS", "HERE", "DATABASES"};
+    putchar('\n');
+    struct ctl_table *t = ctl_table_new(4, headers);
+    size_t i;
+    json_t *c;
+    json_array_foreach(cms, i, c)
+    {
+        char *cells[4] = {ctl_obj_value_text(json_object_get(c, "name")),
+                          ctl_obj_value_text(json_object_get(c, "address")),
+                          ctl_obj_value_text(json_object_get(c, "state")),
+                          ctl_obj_value_text(json_object_get(c, "databases"))};
+        ctl_table_add(t, (const char *const *)cells);
+        for (int k = 0; k < 4; k++)
+            free(cells[k]);
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(&t);
+}
+
 static void
 print_status(json_t *doc)
 {
@@ -52,6 +77,7 @@ print_status(json_t *doc)
     static const char *const keys[] = {"name",        "kind",        "state",          "last_lsn",
                                        "durable_lsn", "applied_lsn", "checkpoint_lsn", NULL,
                                        "commits",     "syncs"};
+    print_cms(json_object_get(doc, "cms"));
     json_t *dbs = json_object_get(doc, "databases");
     if (json_array_size(dbs) == 0) {
         puts("\nNo databases mounted.");

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,7 +49,11 @@ struct child_ctx {
     uint16_t version;          /* negotiated; frames after HELLO carry it */
     struct event *drain_timer; /* shutting down: polls ops->drain() */
     uint32_t drain_left_ms;
+    int cms_fd; /* the CMS socket channel (--cms-fd), -1 without one */
 };
+
+/* For tandemd__child_send: the one child context of this process. */
+static struct child_ctx *child_self;
 
 uint16_t
 tandemd__worker_kind(enum tdm_proto proto)
@@ -146,6 +151,56 @@ child_send(struct child_ctx *c, const struct ipc_msg *msg)
     free(buf);
 }
 
+void
+tandemd__child_send(const struct ipc_msg *msg)
+{
+    child_send(child_self, msg);
+}
+
+/* The descriptor the supervisor queued on the CMS channel before this CMS_LISTEN; it must be
+ * there (docs/formats/ipc.md), so anything else is a bug on one side or the other. */
+static int
+child_recv_cms_fd(struct child_ctx *c)
+{
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    if (c->cms_fd < 0)
+        log_fatal("IPC: CMS_LISTEN without a CMS channel");
+    ssize_t n = recvmsg(c->cms_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+        cm->cmsg_len != CMSG_LEN(sizeof(int)) || (mh.msg_flags & MSG_CTRUNC))
+        log_fatal("IPC: CMS_LISTEN without its socket on the CMS channel (%s)",
+                  n < 0 ? strerror(errno) : "no descriptor");
+    int fd;
+    memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+    return fd;
+}
+
+static void
+child_cms_listen(struct child_ctx *c, const struct ipc_msg *msg)
+{
+    char name[TDM_IPC_NAME_MAX + 1];
+    memcpy(name, msg->u.cms.cms.ptr, msg->u.cms.cms.len);
+    name[msg->u.cms.cms.len] = '\0';
+    if (msg->u.cms.state == TDM_IPC_CMS_DOWN) {
+        if (c->ops->cms_close)
+            c->ops->cms_close(name);
+        return;
+    }
+    int fd = child_recv_cms_fd(c);
+    if (c->ops->cms_listen && msg->u.cms.proto < TDM_PROTO_COUNT)
+        c->ops->cms_listen(name, (enum tdm_proto)msg->u.cms.proto, fd);
+    else
+        close(fd);
+}
+
 static void
 child_reload(struct child_ctx *c)
 {
@@ -220,6 +275,19 @@ child_handle(struct child_ctx *c, const struct ipc_msg *msg)
     case TDM_IPC_RELOAD:
         child_reload(c);
         return;
+    case TDM_IPC_CMS_LISTEN:
+        child_cms_listen(c, msg);
+        return;
+    case TDM_IPC_CMS_STATE:
+        if (c->is_worker || !c->ops->cms_state)
+            log_fatal("IPC: unexpected CMS_STATE from the supervisor");
+        {
+            char name[TDM_IPC_NAME_MAX + 1];
+            memcpy(name, msg->u.cms.cms.ptr, msg->u.cms.cms.len);
+            name[msg->u.cms.cms.len] = '\0';
+            c->ops->cms_state(name, msg->u.cms.state);
+        }
+        return;
     default:
         log_fatal("IPC: unexpected %s from the supervisor", ipc_type_name(msg->type));
     }
@@ -286,7 +354,8 @@ parse_fd(const char *s)
 int
 tandemd__child_main(int argc, char **argv)
 {
-    struct child_ctx c = {.config_fd = -1};
+    struct child_ctx c = {.config_fd = -1, .cms_fd = -1};
+    child_self = &c;
     int ipc_fd = -1, listen_fd = -1;
     const char *kind = NULL, *role = NULL;
 
@@ -302,6 +371,8 @@ tandemd__child_main(int argc, char **argv)
             c.config_fd = parse_fd(argv[i + 1]);
         else if (!strcmp(argv[i], "--listen-fd"))
             listen_fd = parse_fd(argv[i + 1]);
+        else if (!strcmp(argv[i], "--cms-fd"))
+            c.cms_fd = parse_fd(argv[i + 1]);
     }
     if (!kind || !role || ipc_fd < 0 || c.config_fd < 0) {
         fprintf(stderr, "tandemd: --child is internal to tandemd's supervisor\n");
@@ -374,6 +445,8 @@ tandemd__child_main(int argc, char **argv)
     ipc_reader_free(&c.reader);
     conn_base_free(&c.base);
     close(c.config_fd);
+    if (c.cms_fd >= 0)
+        close(c.cms_fd);
     tdm_config_free(&c.cfg);
     tandemd__close_event_sink();
     return TANDEMD_EXIT_OK;

@@ -282,6 +282,9 @@ handle(struct core_conn *c, const struct ipc_msg *msg)
     case TDM_IPC_COPY_CONTROL:
         tandemd__copy_control_handle(c, msg);
         return;
+    case TDM_IPC_CMS_STATUS_REQUEST:
+        tandemd__cms_status_handle(c, msg->request_id);
+        return;
     case TDM_IPC_SUBSCRIBE:
     case TDM_IPC_UNSUBSCRIBE:
         handle_subscribe(c, msg);

@@ -147,3 +147,22 @@ tandemd__core_repl_source_add(const char *name, struct store *store)
         log_error("database %s not served to copies: %s", name, tdm_strerror(ret));
 }
 
+void
+tandemd__core_repl_source_add_socket(int fd, uint32_t tag)
+{
+    int ret = source ? repl_source_add_socket(source, fd, tag) : TDM_ENOTFOUND;
+    if (ret < 0) {
+        /* Copies cannot reach this server's databases through the CMS address; the node's
+         * [listen replication] still serves them. */
+        log_error("replication not served on a CMS address: %s",
+                  source ? tdm_strerror(ret) : "no replication source runs");
+        close(fd);
+    }
+}
+
+void
+tandemd__core_repl_source_close_socket(uint32_t tag)
+{
+    if (source)
+        repl_source_close_socket(source, tag);
+}

@@ -39,6 +39,8 @@ struct sup_child {
     enum tandemd_child_kind kind;
     char role[32];           /* "core", "worker-imap": also the child's log role */
     int listen_fd;           /* the socket it serves, -1 none (owned by struct sup) */
+    int proto;               /* the protocol whose CMS sockets it gets, -1 none */
+    int cms_chan;            /* our end of its CMS socket channel, -1 when not running */
     pid_t pid;               /* 0 when not running */
     struct bufferevent *bev; /* NULL when not running or after an IPC error */
     struct ipc_reader *reader;
@@ -62,6 +64,7 @@ struct sup {
     bool stopping;
     uint64_t reload_generation;
     struct event *deadline_ev;
+    struct sup_cms *cms; /* the CMS addresses the core asked for (supervisor_cms.c) */
 };
 
 static uint64_t
@@ -98,24 +101,31 @@ static void sup_send(struct sup_child *c, const struct ipc_msg *msg);
 /* ---- starting and restarting children ---- */
 
 static void
-sup_exec_child(struct sup_child *c, int ipc_fd)
+sup_exec_child(struct sup_child *c, int ipc_fd, int cms_fd)
 {
     struct sup *s = c->sup;
-    char ipc[16], conf[16], lfd[16];
+    char ipc[16], conf[16], lfd[16], cfd[16];
     snprintf(ipc, sizeof(ipc), "%d", ipc_fd);
     snprintf(conf, sizeof(conf), "%d", s->config_fd);
     snprintf(lfd, sizeof(lfd), "%d", c->listen_fd);
     /* Inherit exactly these three: every other descriptor of ours is close-on-exec. */
     fcntl(ipc_fd, F_SETFD, 0);
     fcntl(s->config_fd, F_SETFD, 0);
-    char *argv[12] = {s->exe,   "--child",     c->kind == TANDEMD_CHILD_CORE ? "core" : "worker",
+    char *argv[14] = {s->exe,   "--child",     c->kind == TANDEMD_CHILD_CORE ? "core" : "worker",
                       "--role", c->role,       "--ipc-fd",
                       ipc,      "--config-fd", conf};
+    int n = 9;
     /* Workers serve their listener; the core serves [listen replication] when there is one. */
     if (c->listen_fd >= 0) {
         fcntl(c->listen_fd, F_SETFD, 0);
-        argv[9] = "--listen-fd";
-        argv[10] = lfd;
+        argv[n++] = "--listen-fd";
+        argv[n++] = lfd;
+    }
+    if (cms_fd >= 0) {
+        snprintf(cfd, sizeof(cfd), "%d", cms_fd);
+        fcntl(cms_fd, F_SETFD, 0);
+        argv[n++] = "--cms-fd";
+        argv[n++] = cfd;
     }
     execv(s->exe, argv);
     fprintf(stderr, "tandemd: cannot run %s for %s: %s\n", s->exe, c->role, strerror(errno));
@@ -129,21 +139,39 @@ static void sup_channel_event_cb(struct bufferevent *bev, short what, void *arg)
 static int
 sup_spawn(struct sup_child *c)
 {
-    int sv[2];
+    int sv[2], cv[2] = {-1, -1};
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    pid_t pid = fork();
-    if (pid < 0) {
+    /* Datagrams, so each descriptor arrives alone and in order (docs/formats/ipc.md). */
+    if (c->proto >= 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cv) < 0) {
         int err = -errno;
         close(sv[0]);
         close(sv[1]);
         return err;
     }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        if (cv[0] >= 0) {
+            close(cv[0]);
+            close(cv[1]);
+        }
+        return err;
+    }
     if (pid == 0) {
         close(sv[0]);
-        sup_exec_child(c, sv[1]);
+        if (cv[0] >= 0)
+            close(cv[0]);
+        sup_exec_child(c, sv[1], cv[1]);
     }
     close(sv[1]);
+    if (cv[1] >= 0) {
+        close(cv[1]);
+        evutil_make_socket_nonblocking(cv[0]);
+    }
+    c->cms_chan = cv[0];
     evutil_make_socket_nonblocking(sv[0]);
     c->bev = bufferevent_socket_new(c->sup->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev || ipc_reader_new(0, &c->reader) < 0)
@@ -155,6 +183,10 @@ sup_spawn(struct sup_child *c)
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->sup->n_running++;
     log_info("started %s (pid %d)", c->role, (int)pid);
+    /* A restarted worker serves the CMS addresses that are up, like its own listener. The
+     * core gets nothing: it decides again what is up. */
+    if (c->kind == TANDEMD_CHILD_WORKER && c->proto >= 0 && c->sup->cms)
+        tandemd__sup_cms_resend(c->sup->cms, (enum tdm_proto)c->proto);
     return 0;
 }
 
@@ -189,6 +221,9 @@ sup_close_channel(struct sup_child *c)
         bufferevent_free(c->bev);
     c->bev = NULL;
     ipc_reader_free(&c->reader);
+    if (c->cms_chan >= 0)
+        close(c->cms_chan);
+    c->cms_chan = -1;
 }
 
 static void
@@ -212,6 +247,10 @@ sup_child_exited(struct sup_child *c, int status)
             event_base_loopexit(s->base, NULL);
         return;
     }
+    /* Only the core decides that a CMS is up here; with it gone, nothing holds that decision
+     * (on a cluster node it may have lost its lease), so every address goes down now. */
+    if (c->kind == TANDEMD_CHILD_CORE)
+        tandemd__sup_cms_all_down(s->cms);
     /* Not asked to stop: a crash or a fatal error. A child that ran a while is presumed
      * healthy again, so it restarts fast; one that keeps dying backs off to 30 s. */
     if (ran_ms >= SUP_BACKOFF_RESET_MS)
@@ -252,6 +291,13 @@ sup_ipc_error(struct sup_child *c, const char *why)
 static void
 sup_handle(struct sup_child *c, const struct ipc_msg *msg)
 {
+    if (msg->type == TDM_IPC_CMS_CONTROL && c->kind == TANDEMD_CHILD_CORE) {
+        const struct ipc_cms *m = &msg->u.cms;
+        if (tandemd__sup_cms_control(c->sup->cms, m->cms.ptr, m->cms.len,
+                                     m->state == TDM_IPC_CMS_UP) < 0)
+            sup_ipc_error(c, "CMS_CONTROL for a CMS the configuration does not have");
+        return;
+    }
     if (msg->type != TDM_IPC_HELLO) {
         sup_ipc_error(c, ipc_type_name(msg->type) ? "unexpected message type" : "unknown type");
         return;
@@ -311,6 +357,77 @@ sup_channel_event_cb(struct bufferevent *bev, short what, void *arg)
     /* The child is exiting (or has a bug and closed its end): SIGCHLD tells us which. */
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         sup_close_channel(c);
+}
+
+/* ---- the CMS addresses' hooks (supervisor_cms.c) ---- */
+
+/* Passes fd on c's descriptor channel; the CMS_LISTEN that says what it is follows on the IPC
+ * channel, where the child looks for it only after the descriptor is queued. */
+static int
+sup_pass_fd(struct sup_child *c, int fd)
+{
+    char byte = 'F';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(c->cms_chan, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == 1 ? 0 : -errno;
+}
+
+static void
+sup_cms_listen_hook(void *ctx, const char *cms, enum tdm_proto proto, int fd)
+{
+    struct sup *s = ctx;
+    for (unsigned i = 0; i < s->n_children; i++) {
+        struct sup_child *c = &s->children[i];
+        if (c->proto != (int)proto || !c->bev || c->cms_chan < 0)
+            continue;
+        int ret = sup_pass_fd(c, fd);
+        if (ret < 0) {
+            /* A child that does not empty its channel is stuck: restarted, it gets the
+             * sockets again. */
+            log_error("%s (pid %d): cannot pass the CMS %s socket: %s; restarting it", c->role,
+                      (int)c->pid, cms, strerror(-ret));
+            sup_close_channel(c);
+            kill(c->pid, SIGKILL);
+            continue;
+        }
+        struct ipc_msg msg = {.type = TDM_IPC_CMS_LISTEN};
+        msg.u.cms = (struct ipc_cms){ipc_str_c(cms), (uint16_t)proto, TDM_IPC_CMS_UP};
+        sup_send(c, &msg);
+    }
+}
+
+static void
+sup_cms_close_hook(void *ctx, const char *cms)
+{
+    struct sup *s = ctx;
+    struct ipc_msg msg = {.type = TDM_IPC_CMS_LISTEN};
+    msg.u.cms = (struct ipc_cms){ipc_str_c(cms), 0, TDM_IPC_CMS_DOWN};
+    for (unsigned i = 0; i < s->n_children; i++)
+        if (s->children[i].proto >= 0 && s->children[i].bev)
+            sup_send(&s->children[i], &msg);
+}
+
+static void
+sup_cms_state_hook(void *ctx, const char *cms, uint16_t state)
+{
+    struct sup *s = ctx;
+    struct sup_child *core = &s->children[0]; /* added first */
+    if (!core->bev)
+        return;
+    struct ipc_msg msg = {.type = TDM_IPC_CMS_STATE};
+    msg.u.cms = (struct ipc_cms){ipc_str_c(cms), 0, state};
+    sup_send(core, &msg);
 }
 
 /* ---- signals ---- */
@@ -401,7 +518,11 @@ sup_reload_cb(evutil_socket_t sig, short what, void *arg)
     }
     unsigned n_restart = tandemd__report_unreloadable(s->cfg, fresh, s->config_path);
 
-    /* Apply what can change at runtime: the log level and the events file. */
+    /* Apply what can change at runtime: the log level, the events file, and the [cms]
+     * sections (the core brings a standalone CMS added up and one removed down; an address
+     * changed takes effect at its next up). */
+    memcpy(s->cfg->cms, fresh->cms, sizeof(fresh->cms));
+    s->cfg->n_cms = fresh->n_cms;
     s->cfg->log.level = fresh->log.level;
     free(s->cfg->log.events);
     s->cfg->log.events = fresh->log.events;
@@ -470,14 +591,18 @@ sup_bind_admin_socket(const struct tdm_config *cfg)
 
 /* ---- the supervisor's life ---- */
 
+/* proto: the protocol whose CMS sockets the child gets (-1 none). */
 static void
-sup_add_child(struct sup *s, enum tandemd_child_kind kind, const char *role, int listen_fd)
+sup_add_child(struct sup *s, enum tandemd_child_kind kind, const char *role, int listen_fd,
+              int proto)
 {
     struct sup_child *c = &s->children[s->n_children++];
     c->sup = s;
     c->kind = kind;
     snprintf(c->role, sizeof(c->role), "%s", role);
     c->listen_fd = listen_fd;
+    c->proto = proto;
+    c->cms_chan = -1;
     c->backoff_ms = SUP_BACKOFF_MIN_MS;
     c->restart_ev = evtimer_new(s->base, sup_restart_cb, c);
     if (!c->restart_ev)
@@ -542,7 +667,7 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
     for (unsigned i = 0; i < s->cfg->n_listeners; i++)
         if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION)
             repl_fd = s->listen_fds[i];
-    sup_add_child(s, TANDEMD_CHILD_CORE, "core", repl_fd);
+    sup_add_child(s, TANDEMD_CHILD_CORE, "core", repl_fd, TDM_PROTO_REPLICATION);
     for (unsigned i = 0; i < s->cfg->n_listeners; i++) {
         /* Heartbeats are the core's too (docs/cluster.md): never a worker for them. */
         if (s->cfg->listeners[i].proto == TDM_PROTO_REPLICATION ||
@@ -552,9 +677,16 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
         char role[32];
         snprintf(role, sizeof(role), "worker-%s",
                  tdm_config_proto_name(s->cfg->listeners[i].proto));
-        sup_add_child(s, TANDEMD_CHILD_WORKER, role, s->listen_fds[i]);
+        enum tdm_proto proto = s->cfg->listeners[i].proto;
+        sup_add_child(s, TANDEMD_CHILD_WORKER, role, s->listen_fds[i],
+                      tandemd__cms_proto(proto) ? (int)proto : -1);
     }
-    sup_add_child(s, TANDEMD_CHILD_WORKER, "worker-admin-socket", s->admin_sock_fd);
+    sup_add_child(s, TANDEMD_CHILD_WORKER, "worker-admin-socket", s->admin_sock_fd, -1);
+    struct sup_cms_hooks hooks = {.ctx = s,
+                                  .listen = sup_cms_listen_hook,
+                                  .close = sup_cms_close_hook,
+                                  .state = sup_cms_state_hook};
+    s->cms = tandemd__sup_cms_new(s->base, s->cfg, &hooks);
     event_emit(TDM_EV_PROCESS_STARTED, s->cfg->server,
                "tandemd %s started (pid %d, datadir %s, %u worker(s))", s->cfg->server,
                (int)getpid(), s->cfg->datadir, s->n_children - 1);
@@ -574,6 +706,7 @@ tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *
         sup_close_channel(&s->children[i]);
         event_free(s->children[i].restart_ev);
     }
+    tandemd__sup_cms_free(&s->cms);
     for (unsigned i = 0; i < s->cfg->n_listeners; i++)
         close(s->listen_fds[i]);
     close(s->admin_sock_fd);

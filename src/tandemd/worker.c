@@ -11,6 +11,7 @@
 #include "tandemd/tandemd.h"
 
 #include "admin/admin_server.h"
+#include "lib/err.h"
 #include "lib/log.h"
 #include "imap/imap_server.h"
 #include "lmtp/lmtp_server.h"
@@ -38,6 +39,14 @@ static struct tdm_config *worker_admin_cfg;
 static struct tdm_config *worker_lmtp_cfg;
 static struct tdm_config *worker_imap_cfg;
 static struct tdm_config *worker_smtp_cfg;
+
+/* The CMS addresses this worker serves too (docs/cluster.md): a CMS's tag is its index + 1
+ * here, given at its first CMS_LISTEN and kept for the process's life. The workers that do
+ * not serve their protocol yet accept on them as on their own socket. */
+#define WORKER_MAX_CMS 16
+static char worker_cms_names[WORKER_MAX_CMS][TDM_CONFIG_NAME_MAX + 1];
+static unsigned worker_n_cms;
+static struct event *worker_cms_ev[WORKER_MAX_CMS]; /* the accept-and-close workers' */
 
 static void
 worker_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -161,12 +170,84 @@ worker_stop(void)
     tdm_config_free(&worker_imap_cfg);
     smtp_server_free(&worker_smtp); /* closes its listening socket */
     tdm_config_free(&worker_smtp_cfg);
+    for (unsigned i = 0; i < worker_n_cms; i++)
+        if (worker_cms_ev[i]) {
+            int fd = event_get_fd(worker_cms_ev[i]);
+            event_free(worker_cms_ev[i]);
+            worker_cms_ev[i] = NULL;
+            close(fd);
+        }
     if (worker_accept_ev)
         event_free(worker_accept_ev);
     worker_accept_ev = NULL;
     if (worker_listen_fd >= 0)
         close(worker_listen_fd);
     worker_listen_fd = -1;
+}
+
+/* The tag of cms; 0 when it has none and create is false (or the table is full). */
+static uint32_t
+worker_cms_tag(const char *cms, bool create)
+{
+    for (unsigned i = 0; i < worker_n_cms; i++)
+        if (!strcmp(worker_cms_names[i], cms))
+            return i + 1;
+    if (!create || worker_n_cms == WORKER_MAX_CMS)
+        return 0;
+    snprintf(worker_cms_names[worker_n_cms], sizeof(worker_cms_names[0]), "%s", cms);
+    return ++worker_n_cms;
+}
+
+static void
+worker_cms_listen(const char *cms, enum tdm_proto proto, int fd)
+{
+    uint32_t tag = worker_cms_tag(cms, true);
+    int ret = tag ? 0 : TDM_ELIMIT;
+    evutil_make_socket_nonblocking(fd);
+    if (ret == 0 && worker_imap)
+        ret = imap_server_add_socket(worker_imap, fd, tag);
+    else if (ret == 0 && worker_lmtp)
+        ret = lmtp_server_add_socket(worker_lmtp, fd, tag);
+    else if (ret == 0 && worker_smtp)
+        ret = smtp_server_add_socket(worker_smtp, fd, tag);
+    else if (ret == 0 && worker_accept_ev && !worker_cms_ev[tag - 1]) {
+        worker_cms_ev[tag - 1] =
+            event_new(event_get_base(worker_accept_ev), fd, EV_READ | EV_PERSIST, worker_accept_cb,
+                      NULL);
+        if (!worker_cms_ev[tag - 1] || event_add(worker_cms_ev[tag - 1], NULL) < 0)
+            log_fatal("cannot watch the listening socket of CMS %s", cms);
+    } else if (ret == 0) {
+        ret = TDM_EINVAL; /* the admin API is not served on CMS addresses */
+    }
+    if (ret < 0) {
+        /* Clients of this protocol cannot reach it on the CMS address; the others can. */
+        log_error("CMS %s: cannot serve %s on its address: %s", cms, tdm_config_proto_name(proto),
+                  tdm_strerror(ret));
+        close(fd);
+        return;
+    }
+    log_info("CMS %s: serving %s on its address too", cms, tdm_config_proto_name(proto));
+}
+
+static void
+worker_cms_close(const char *cms)
+{
+    uint32_t tag = worker_cms_tag(cms, false);
+    if (!tag)
+        return;
+    if (worker_imap)
+        imap_server_close_socket(worker_imap, tag);
+    if (worker_lmtp)
+        lmtp_server_close_socket(worker_lmtp, tag);
+    if (worker_smtp)
+        smtp_server_close_socket(worker_smtp, tag);
+    if (worker_cms_ev[tag - 1]) {
+        int fd = event_get_fd(worker_cms_ev[tag - 1]);
+        event_free(worker_cms_ev[tag - 1]);
+        worker_cms_ev[tag - 1] = NULL;
+        close(fd);
+    }
+    log_info("CMS %s: its address closed here", cms);
 }
 
 static bool
@@ -199,4 +280,6 @@ const struct tandemd_child_ops tandemd__worker_ops = {
     .stop = worker_stop,
     .drain = worker_drain,
     .reload = worker_reload,
+    .cms_listen = worker_cms_listen,
+    .cms_close = worker_cms_close,
 };

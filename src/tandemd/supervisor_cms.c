@@ -1,0 +1,325 @@
+/*
+ * The CMS addresses, supervisor side (docs/cluster.md, "CMS address"). The core decides which
+ * CMS is up here (CMS_CONTROL); this file binds, for every client protocol's [listen] and for
+ * [listen replication], the same port on the CMS's address, and once every one is bound hands
+ * the sockets to the children through the supervisor's hooks (the workers of each protocol,
+ * the core for replication). Down closes them here and tells the children to close theirs,
+ * which ends the connections accepted on them.
+ *
+ * A bind refused with EADDRINUSE means another process (on loopback, the old active node on
+ * the same machine) still holds the address and port: it is retried every 100 ms until it
+ * succeeds or the CMS goes down again. That refusal is the last line of the guard against two
+ * actives, so nothing here ever sets SO_REUSEPORT, which would let both bind. Any other error
+ * (the address is not on this host yet, a port below 1024 without the capability) is retried
+ * every second, with its own event.
+ *
+ * Sockets are close-on-exec: a child gets one only through its descriptor channel.
+ */
+#include "tandemd/tandemd.h"
+
+#include "lib/err.h"
+#include "lib/event.h"
+#include "lib/ipc.h"
+#include "lib/log.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CMS_RETRY_IN_USE_MS 100u
+#define CMS_RETRY_OTHER_MS 1000u
+
+/* One CMS asked up: created by the core's UP, freed by its DOWN. */
+struct sup_cms_entry {
+    struct sup_cms *sc;
+    char name[TDM_CONFIG_NAME_MAX + 1];
+    struct tdm_config_addr address; /* as configured when it was asked up */
+    int fds[TDM_PROTO_COUNT];       /* -1: not bound (yet), or a protocol without [listen] */
+    uint32_t ports[TDM_PROTO_COUNT]; /* 0: the protocol is not served on the CMS address */
+    bool handed;                    /* every socket bound and given to the children */
+    int last_errno;                 /* of the last failed bind, for one event per cause */
+    struct event *retry;
+    struct timespec since; /* asked up */
+    struct sup_cms_entry *next;
+};
+
+struct sup_cms {
+    struct event_base *base;
+    const struct tdm_config *cfg; /* the supervisor's, updated in place at reload */
+    struct sup_cms_hooks hooks;
+    struct sup_cms_entry *entries;
+};
+
+bool
+tandemd__cms_proto(enum tdm_proto proto)
+{
+    switch (proto) {
+    case TDM_PROTO_IMAP:
+    case TDM_PROTO_IMAPS:
+    case TDM_PROTO_LMTP:
+    case TDM_PROTO_SMTP:
+    case TDM_PROTO_SUBMISSION:
+    case TDM_PROTO_HTTP:
+    case TDM_PROTO_HTTPS:
+    case TDM_PROTO_REPLICATION:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static uint64_t
+ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
+           (uint64_t)((now.tv_nsec - t->tv_nsec) / 1000000);
+}
+
+/* Binds and listens on address:port. Returns the socket or -errno. */
+static int
+cms_bind(const struct tdm_config_addr *address, uint32_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof(ss));
+    if (address->family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        memcpy(&s6->sin6_addr, address->bytes, 16);
+        sslen = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        memcpy(&s4->sin_addr, address->bytes, 4);
+        sslen = sizeof(*s4);
+    }
+    int fd = socket(address->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    /* SO_REUSEADDR only lets us past our own TIME_WAIT connections of an earlier up: Linux
+     * still refuses a second listener on the same address and port (EADDRINUSE), which is
+     * what keeps two nodes from serving one CMS. Never SO_REUSEPORT. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        (address->family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 128) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static void
+entry_close_fds(struct sup_cms_entry *e)
+{
+    for (int p = 0; p < TDM_PROTO_COUNT; p++) {
+        if (e->fds[p] >= 0)
+            close(e->fds[p]);
+        e->fds[p] = -1;
+    }
+}
+
+/* Hands every socket of e to the children serving its protocol. */
+static void
+entry_hand(struct sup_cms_entry *e, int only_proto)
+{
+    struct sup_cms *sc = e->sc;
+    for (int p = 0; p < TDM_PROTO_COUNT; p++)
+        if (e->fds[p] >= 0 && (only_proto < 0 || only_proto == p))
+            sc->hooks.listen(sc->hooks.ctx, e->name, (enum tdm_proto)p, e->fds[p]);
+}
+
+static void
+entry_arm_retry(struct sup_cms_entry *e, uint32_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(e->retry, &tv);
+}
+
+/* Binds what is not bound yet; when all are, hands them over and says so. */
+static void
+entry_try(struct sup_cms_entry *e)
+{
+    struct sup_cms *sc = e->sc;
+    for (int p = 0; p < TDM_PROTO_COUNT; p++) {
+        if (!e->ports[p] || e->fds[p] >= 0)
+            continue;
+        int fd = cms_bind(&e->address, e->ports[p]);
+        if (fd >= 0) {
+            e->fds[p] = fd;
+            continue;
+        }
+        if (-fd != e->last_errno) {
+            e->last_errno = -fd;
+            if (fd == -EADDRINUSE)
+                event_emit(TDM_EV_CMS_BIND_RETRYING, e->name,
+                           "CMS %s: %s port %u is in use (another node may still hold the "
+                           "address); retrying every %u ms",
+                           e->name, e->address.text, (unsigned)e->ports[p], CMS_RETRY_IN_USE_MS);
+            else
+                event_emit(TDM_EV_CMS_BIND_FAILED, e->name,
+                           "CMS %s: cannot listen on %s port %u for %s: %s; retrying every %u ms",
+                           e->name, e->address.text, (unsigned)e->ports[p],
+                           tdm_config_proto_name((enum tdm_proto)p), strerror(-fd),
+                           CMS_RETRY_OTHER_MS);
+            sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_BINDING);
+        }
+        entry_arm_retry(e, fd == -EADDRINUSE ? CMS_RETRY_IN_USE_MS : CMS_RETRY_OTHER_MS);
+        return;
+    }
+    e->handed = true;
+    entry_hand(e, -1);
+    sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_UP);
+    char protos[256] = "";
+    for (int p = 0; p < TDM_PROTO_COUNT; p++)
+        if (e->ports[p])
+            snprintf(protos + strlen(protos), sizeof(protos) - strlen(protos), "%s%s:%u",
+                     protos[0] ? ", " : "", tdm_config_proto_name((enum tdm_proto)p),
+                     (unsigned)e->ports[p]);
+    event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up (%s) after %llu ms",
+               e->name, e->address.text, protos[0] ? protos : "no protocols",
+               (unsigned long long)ms_since(&e->since));
+}
+
+static void
+entry_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    entry_try(arg);
+}
+
+struct sup_cms *
+tandemd__sup_cms_new(struct event_base *base, const struct tdm_config *cfg,
+                     const struct sup_cms_hooks *hooks)
+{
+    struct sup_cms *sc = calloc(1, sizeof(*sc));
+    if (!sc)
+        log_fatal("out of memory");
+    sc->base = base;
+    sc->cfg = cfg;
+    sc->hooks = *hooks;
+    return sc;
+}
+
+static struct sup_cms_entry **
+entry_slot(struct sup_cms *sc, const char *name, size_t len)
+{
+    struct sup_cms_entry **pp = &sc->entries;
+    while (*pp && !(strlen((*pp)->name) == len && memcmp((*pp)->name, name, len) == 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void
+entry_down(struct sup_cms_entry **pp)
+{
+    struct sup_cms_entry *e = *pp;
+    struct sup_cms *sc = e->sc;
+    *pp = e->next;
+    evtimer_del(e->retry);
+    event_free(e->retry);
+    entry_close_fds(e);
+    /* Every child that may hold one of its sockets closes it, and ends what it accepted. */
+    sc->hooks.close(sc->hooks.ctx, e->name);
+    sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_DOWN);
+    event_emit(TDM_EV_CMS_ADDRESS_DOWN, e->name,
+               "CMS %s: address %s down%s; the connections accepted on it are ended", e->name,
+               e->address.text, e->handed ? "" : " (it was never bound)");
+    free(e);
+}
+
+int
+tandemd__sup_cms_control(struct sup_cms *sc, const char *name, size_t len, bool up)
+{
+    struct sup_cms_entry **pp = entry_slot(sc, name, len);
+    if (!up) {
+        if (*pp) {
+            entry_down(pp);
+        } else if (len <= TDM_CONFIG_NAME_MAX) {
+            /* Down already: the core still hears so, to settle what it shows. */
+            char copy[TDM_CONFIG_NAME_MAX + 1];
+            memcpy(copy, name, len);
+            copy[len] = '\0';
+            sc->hooks.state(sc->hooks.ctx, copy, TDM_IPC_CMS_DOWN);
+        }
+        return 0;
+    }
+    if (*pp) {
+        /* Already asked: the core says it again after a restart of ours or its; tell it
+         * where things stand. */
+        sc->hooks.state(sc->hooks.ctx, (*pp)->name,
+                        (*pp)->handed ? TDM_IPC_CMS_UP : TDM_IPC_CMS_BINDING);
+        return 0;
+    }
+    const struct tdm_config_cms *cms = NULL;
+    for (unsigned i = 0; i < sc->cfg->n_cms; i++)
+        if (strlen(sc->cfg->cms[i].name) == len && memcmp(sc->cfg->cms[i].name, name, len) == 0)
+            cms = &sc->cfg->cms[i];
+    if (!cms)
+        return TDM_ENOTFOUND;
+    struct sup_cms_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        log_fatal("out of memory");
+    e->sc = sc;
+    snprintf(e->name, sizeof(e->name), "%s", cms->name);
+    e->address = cms->address;
+    for (int p = 0; p < TDM_PROTO_COUNT; p++)
+        e->fds[p] = -1;
+    for (unsigned i = 0; i < sc->cfg->n_listeners; i++)
+        if (tandemd__cms_proto(sc->cfg->listeners[i].proto))
+            e->ports[sc->cfg->listeners[i].proto] = sc->cfg->listeners[i].port;
+    e->retry = evtimer_new(sc->base, entry_retry_cb, e);
+    if (!e->retry)
+        log_fatal("out of memory");
+    clock_gettime(CLOCK_MONOTONIC, &e->since);
+    e->next = *pp;
+    *pp = e;
+    entry_try(e);
+    return 0;
+}
+
+void
+tandemd__sup_cms_all_down(struct sup_cms *sc)
+{
+    while (sc->entries)
+        entry_down(&sc->entries);
+}
+
+void
+tandemd__sup_cms_resend(struct sup_cms *sc, enum tdm_proto proto)
+{
+    for (struct sup_cms_entry *e = sc->entries; e; e = e->next)
+        if (e->handed)
+            entry_hand(e, (int)proto);
+}
+
+void
+tandemd__sup_cms_free(struct sup_cms **scp)
+{
+    struct sup_cms *sc = *scp;
+    if (!sc)
+        return;
+    /* At exit: the children are gone, so only our own sockets and timers are left. */
+    while (sc->entries) {
+        struct sup_cms_entry *e = sc->entries;
+        sc->entries = e->next;
+        event_free(e->retry);
+        entry_close_fds(e);
+        free(e);
+    }
+    free(sc);
+    *scp = NULL;
+}
