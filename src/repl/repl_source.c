@@ -570,8 +570,15 @@ on_close(struct conn *conn, enum conn_close_reason reason)
                    : reason == CONN_CLOSE_TLS   ? "TLS failure"
                    : reason == CONN_CLOSE_LOCAL ? "closed here"
                                                 : "source stopping");
+        /* A seed whose copy already connected again with HELLO (its close came second) is
+         * not held: that session holds what the copy needs. */
+        bool again = false;
+        for (struct repl_src_peer *q = p->src->peers; p->seed && q; q = q->next)
+            again |= q != p && q->db == p->db && q->state == REPL_SRC_STREAMING && q->server &&
+                     p->server && strcmp(q->server, p->server) == 0;
         if (!p->src->freeing) {
-            repl__floor_depart(p->db, p);
+            if (!again)
+                repl__floor_depart(p->db, p);
             repl__floor_update(p->db);
         }
     }

@@ -6,7 +6,7 @@
  * generation that holds the snapshot's applied LSN + 1 and moves the floor up to it, then
  * streams the file as SEED_DATA chunks under the same back-pressure as LOG_DATA (one chunk job
  * at a time, none while the copy's output is above the high-water mark), and ends with
- * SEED_END (size, SHA-256, GUID, applied LSN, first generation) and a close.
+ * SEED_END (size, SHA-256, GUID, applied LSN, first generation); the copy then closes.
  *
  * The floor: while the seed runs, the copy holds it at `needed` as any copy does; when the seed
  * connection closes, the copy departs like any other and is held at its first generation until
@@ -324,6 +324,7 @@ repl__seed_pump(struct repl_src_peer *p)
              "generation %llu",
              p->db->name, p->server, (unsigned long long)p->seed_size,
              (unsigned long long)p->seed_first);
-    if (repl__peer_send(p, &m) && p->conn)
-        conn_close_after_flush(p->conn); /* on_close runs now: p may be gone */
+    /* The copy closes once it has SEED_END: a close here could reach it as a reset (its ACKs
+     * unread here), which can discard the last bytes before it reads them. */
+    repl__peer_send(p, &m);
 }
