@@ -155,6 +155,8 @@ core_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
     tandemd__core_coord_start(base, cfg);
     /* Heartbeats: a node's votes and a witness's answers (core_cluster_hb.c). */
     tandemd__core_cluster_hb_start(base, cfg);
+    /* After the mounts and the replication source, which serves on the CMS address too. */
+    tandemd__core_cms_start(cfg);
     /* Listening only after the mounts: a worker that connects is answered at once, and a
      * COMMIT for a database still recovering cannot be told apart from an unknown one. */
     tandemd__core_ipc_start(base, cfg->datadir);
@@ -218,6 +220,13 @@ core_stop(void)
     core_dbs = NULL;
     core_n_dbs = 0;
     tandemd__core_ipc_free();
+    tandemd__core_cms_stop();
+}
+
+static void
+core_reload(const struct tdm_config *cfg)
+{
+    tandemd__core_cms_reload(cfg);
 }
 
 void
@@ -253,4 +262,8 @@ tandemd__core_db_find(const char *name, size_t len)
 const struct tandemd_child_ops tandemd__core_ops = {
     .start = core_start,
     .stop = core_stop,
+    .reload = core_reload,
+    .cms_listen = tandemd__core_cms_listen,
+    .cms_close = tandemd__core_cms_close,
+    .cms_state = tandemd__core_cms_state,
 };

@@ -18,9 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -209,6 +212,35 @@ tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r
     return 0;
 }
 
+/* Whether a CMS address may need a port below 1024: a client protocol's or replication's
+ * listener uses one. Judged on the listeners, not on [cms], since a reload may add a CMS while
+ * the listeners stay as they were bound. */
+static bool
+needs_bind_capability(const struct tdm_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->n_listeners; i++)
+        if (cfg->listeners[i].port < 1024 && tandemd__cms_proto(cfg->listeners[i].proto))
+            return true;
+    return false;
+}
+
+/*
+ * After setuid with PR_SET_KEEPCAPS: of everything root had, keeps CAP_NET_BIND_SERVICE alone
+ * (permitted and effective; nothing inheritable, so no child gets it: a child is exec'ed as
+ * the unprivileged user, which clears what it would have inherited). Through the raw system
+ * call, so no new library is needed. Returns 0 or -errno.
+ */
+static int
+keep_only_bind_capability(void)
+{
+    struct __user_cap_header_struct head = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    memset(data, 0, sizeof(data));
+    data[CAP_TO_INDEX(CAP_NET_BIND_SERVICE)].permitted = CAP_TO_MASK(CAP_NET_BIND_SERVICE);
+    data[CAP_TO_INDEX(CAP_NET_BIND_SERVICE)].effective = CAP_TO_MASK(CAP_NET_BIND_SERVICE);
+    return syscall(SYS_capset, &head, data) == 0 ? 0 : -errno;
+}
+
 int
 tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r)
 {
@@ -228,16 +260,34 @@ tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r)
         *error_r = xfmt("%s: key \"user\": no such user \"%s\"", cfg->path, cfg->user);
         return err;
     }
-    /* Order matters: supplementary groups and the gid can only be set while still root. */
+    /* A CMS address is bound after the drop, whenever the core asks: when one of its ports is
+     * below 1024 the supervisor keeps the one capability that allows it (docs/decisions.md). */
+    bool keep_bind = needs_bind_capability(cfg);
+    if (keep_bind && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0) {
+        int err = -errno;
+        *error_r = xfmt("cannot keep CAP_NET_BIND_SERVICE across the switch to user \"%s\": %s",
+                        cfg->user, strerror(errno));
+        return err;
+    }
     if (initgroups(cfg->user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
         int err = -errno;
         *error_r = xfmt("cannot switch to user \"%s\": %s", cfg->user, strerror(errno));
         return err;
     }
+    if (keep_bind) {
+        int ret = keep_only_bind_capability();
+        prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
+        if (ret < 0) {
+            *error_r = xfmt("cannot keep CAP_NET_BIND_SERVICE as user \"%s\": %s", cfg->user,
+                            strerror(-ret));
+            return ret;
+        }
+    }
     if (pw->pw_uid != 0 && setuid(0) == 0) {
         *error_r = xfmt("dropped to user \"%s\" but could become root again", cfg->user);
         return -EPERM;
     }
-    log_info("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
+    log_info("running as user %s (uid %u)%s", cfg->user, (unsigned)pw->pw_uid,
+             keep_bind ? ", keeping CAP_NET_BIND_SERVICE for the CMS addresses" : "");
     return 0;
 }

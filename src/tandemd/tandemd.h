@@ -14,6 +14,8 @@
  *                   sends RELOAD, so a child rereads it then
  *   --listen-fd N   a worker: the listening socket the supervisor bound for it; the core:
  *                   [listen replication]'s socket, when the config has one
+ *   --cms-fd N      its end of a SOCK_SEQPACKET pair on which the supervisor passes the
+ *                   sockets of CMS addresses (SCM_RIGHTS), one per CMS_LISTEN message
  */
 
 #include "lib/config.h"
@@ -88,6 +90,37 @@ int tandemd__print_ca(const struct tdm_config *cfg);
  */
 int tandemd__supervise(const char *config_path, struct tdm_config **cfg, const int *listen_fds);
 
+/* ---- supervisor_cms.c: binding the CMS addresses (docs/cluster.md, "CMS address") ---- */
+
+struct sup_cms;
+
+/* What supervisor.c does for supervisor_cms.c; every call is on the supervisor's loop. */
+struct sup_cms_hooks {
+    void *ctx;
+    /* Gives the listening socket fd (borrowed: the child gets its own copy) on cms's address
+     * to the child serving proto: the worker of that protocol, or the core for replication. */
+    void (*listen)(void *ctx, const char *cms, enum tdm_proto proto, int fd);
+    /* Tells every child that may hold a socket of cms to close it (CMS_LISTEN down). */
+    void (*close)(void *ctx, const char *cms);
+    /* Tells the core where cms stands (CMS_STATE, enum tdm_ipc_cms_state). */
+    void (*state)(void *ctx, const char *cms, uint16_t state);
+};
+
+/* Whether proto listens on CMS addresses too: the client protocols and replication. */
+bool tandemd__cms_proto(enum tdm_proto proto);
+/* cfg (borrowed, outlives it) is read at each UP for the CMS's address and the ports. */
+struct sup_cms *tandemd__sup_cms_new(struct event_base *base, const struct tdm_config *cfg,
+                                     const struct sup_cms_hooks *hooks);
+/* The core's CMS_CONTROL for the CMS named name (len bytes): up binds (retrying while a bind
+ * fails) and hands the sockets over once all are bound; down closes them. 0, or TDM_ENOTFOUND
+ * for an up of a name the configuration does not have. */
+int tandemd__sup_cms_control(struct sup_cms *sc, const char *name, size_t len, bool up);
+/* The core is gone: its decisions go with it, every CMS goes down. */
+void tandemd__sup_cms_all_down(struct sup_cms *sc);
+/* The child serving proto was (re)started: it gets the sockets of every CMS that is up. */
+void tandemd__sup_cms_resend(struct sup_cms *sc, enum tdm_proto proto);
+void tandemd__sup_cms_free(struct sup_cms **sc);
+
 /* ---- reload.c ---- */
 
 /*
@@ -119,7 +152,18 @@ struct tandemd_child_ops {
     /* Optional: after RELOAD, with the new configuration (valid until the next reload or
      * stop), for a role that keeps settings of its own. */
     void (*reload)(const struct tdm_config *cfg);
+    /* Optional: CMS_LISTEN up: serve fd (taken) too, a socket on the address of CMS cms for
+     * proto. Without the hook the socket is closed. */
+    void (*cms_listen)(const char *cms, enum tdm_proto proto, int fd);
+    /* Optional: CMS_LISTEN down: close every socket of cms and end what was accepted on them
+     * (nothing to do for a CMS the child has no socket of). */
+    void (*cms_close)(const char *cms);
+    /* Optional (the core): CMS_STATE from the supervisor. */
+    void (*cms_state)(const char *cms, uint16_t state);
 };
+
+/* Queues msg to the supervisor on this child's IPC channel (the core's CMS_CONTROL). */
+void tandemd__child_send(const struct ipc_msg *msg);
 
 /* ---- core.c: the databases the core knows, for core_ipc.c (loop thread only) ---- */
 
@@ -213,12 +257,32 @@ int tandemd__core_copy_remove(const char *name, size_t len);
  */
 int tandemd__cms_up(const char *cms);
 int tandemd__cms_down(const char *cms);
+/* After the mounts: a standalone CMS (no [cluster]) is brought up. */
+void tandemd__core_cms_start(const struct tdm_config *cfg);
+/* After RELOAD: a standalone CMS added to the file comes up, one removed goes down. */
+void tandemd__core_cms_reload(const struct tdm_config *cfg);
+/* CMS_STATE from the supervisor. */
+void tandemd__core_cms_state(const char *cms, uint16_t state);
+/* The replication socket of a CMS (core_repl_source.c serves it); fd taken. */
+void tandemd__core_cms_listen(const char *cms, enum tdm_proto proto, int fd);
+void tandemd__core_cms_close(const char *cms);
+/* For CMS_STATUS_REPLY: every [cms] of the configuration in name order, with its state here
+ * (borrowed until the next reload). */
+size_t tandemd__core_cms_count(void);
+void tandemd__core_cms_get(size_t i, const char **name_r, uint16_t *state_r);
+void tandemd__core_cms_stop(void);
+/* core_repl_source.c: serves copies on fd (a CMS address) too; fd taken (closed without a
+ * source). tag marks it for tandemd__core_repl_source_close_socket. */
+void tandemd__core_repl_source_add_socket(int fd, uint32_t tag);
+void tandemd__core_repl_source_close_socket(uint32_t tag);
 
 /* ---- core_ipc_copy.c: COPY_STATUS_REQUEST and COPY_CONTROL from a worker ---- */
 
 struct core_conn;
 void tandemd__copy_status_handle(struct core_conn *c, uint32_t request_id);
 void tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg);
+/* core_cms.c: CMS_STATUS_REQUEST. */
+void tandemd__cms_status_handle(struct core_conn *c, uint32_t request_id);
 
 /* ---- core_ipc.c: the workers' way in (docs/tandemd.md, "Core socket") ---- */
 
