@@ -27,15 +27,19 @@ struct smtp_relay_request {
     bool body_8bit;
     const uint8_t *body; /* borrowed until the callback or smtp__relay_abandon() */
     size_t body_len;
+    /* NULL, or one delivery id per recipient (RCPT's XDELIVERYID, docs/smtp.md "Transport
+     * dumpster"), copied */
+    const uint8_t (*delivery_ids)[16];
 };
 
 /*
  * The SMTP reply the message gets: 250 when the mailbox server answered 250 for every
  * recipient (the message is durable there), a 4xx when anything was not delivered for a
  * reason that may pass, the server's own 5xx when every recipient was refused for good.
- * v->text is borrowed for the call.
+ * v->text is borrowed for the call. rcpt_codes: each recipient's reply code (2xx: the mailbox
+ * server has it; 0: no reply), n_rcpts of them, borrowed for the call.
  */
-typedef void smtp_relay_done_cb(void *ctx, const struct smtp_verdict *v);
+typedef void smtp_relay_done_cb(void *ctx, const struct smtp_verdict *v, const int *rcpt_codes);
 
 /*
  * Connects and starts the LMTP transaction. Returns 0 with *relay_r (owned by the relay

@@ -40,6 +40,8 @@ struct smtp_relay {
     struct smtp_path sender;
     struct smtp_path *rcpts; /* owned copies */
     size_t n_rcpts;
+    uint8_t (*ids)[16];          /* owned copy of the request's delivery ids, or NULL */
+    int *codes;                  /* n_rcpts, filled when done */
     char where[RELAY_WHERE_MAX]; /* "cms1 (192.0.2.7:24)", for replies and logs */
     smtp_relay_done_cb *done;
     void *ctx;
@@ -52,6 +54,8 @@ relay_free(struct smtp_relay *r)
         bufferevent_free(r->bev); /* closes the socket; unsent bytes go with it */
     smtp_client_free(&r->client);
     free(r->rcpts);
+    free(r->ids);
+    free(r->codes);
     free(r);
 }
 
@@ -76,8 +80,17 @@ finish(struct smtp_relay *r, const struct smtp_verdict *v)
     if (v->enh)
         snprintf(enh, sizeof(enh), "%s", v->enh);
     struct smtp_verdict kept = {v->code, v->enh ? enh : NULL, v->text};
+    /* Each recipient's code, kept before the client goes with the relay. */
+    int *codes = r->codes;
+    r->codes = NULL;
+    bool done_tx = r->client && smtp_client_state(r->client) == SMTP_CLIENT_DONE;
+    for (size_t i = 0; i < r->n_rcpts; i++) {
+        const struct smtp_client_reply *rep = done_tx ? smtp_client_rcpt_reply(r->client, i) : NULL;
+        codes[i] = rep ? rep->code : 0;
+    }
     relay_free(r);
-    done(ctx, &kept);
+    done(ctx, &kept, codes);
+    free(codes);
 }
 
 /* Finishes with code and enh and the formatted text. */
@@ -284,12 +297,21 @@ smtp__relay_start(struct event_base *base, const struct smtp_relay_request *req,
     snprintf(r->where, sizeof(r->where), "%s (%s%s%s:%u)", req->cms, v6 ? "[" : "", req->address,
              v6 ? "]" : "", req->port);
     r->rcpts = calloc(req->n_rcpts, sizeof(*r->rcpts));
-    if (!r->rcpts) {
+    r->codes = calloc(req->n_rcpts, sizeof(*r->codes));
+    if (!r->rcpts || !r->codes) {
         relay_free(r);
         return -ENOMEM;
     }
     for (size_t i = 0; i < req->n_rcpts; i++)
         r->rcpts[i] = *req->rcpts[i];
+    if (req->delivery_ids) {
+        r->ids = calloc(req->n_rcpts, sizeof(*r->ids));
+        if (!r->ids) {
+            relay_free(r);
+            return -ENOMEM;
+        }
+        memcpy(r->ids, req->delivery_ids, req->n_rcpts * sizeof(*r->ids));
+    }
     struct smtp_client_tx tx = {
         .helo = req->helo,
         .sender = &r->sender,
@@ -298,6 +320,7 @@ smtp__relay_start(struct event_base *base, const struct smtp_relay_request *req,
         .body_8bit = req->body_8bit,
         .body = req->body,
         .body_len = req->body_len,
+        .delivery_ids = r->ids,
     };
     int ret = smtp_client_new(&tx, &r->client);
     if (ret == 0)

@@ -11,7 +11,9 @@
  * exactly what that server said; a recipient for another server is deferred (452) and the
  * client sends it in a second transaction. The message is gathered into one buffer that
  * starts with our Received: header; at its end reading pauses while it is relayed, and the
- * relay's outcome is the reply.
+ * relay's outcome is the reply. Each recipient gets a random delivery id for the relay, and a
+ * message the mailbox server took is kept in the dumpster (dumpster.h) with the ids of the
+ * recipients it took, per database, before the client hears 250.
  *
  * Lifetime: a connection closed while a remote lookup is in flight lingers (without its conn)
  * until the lookup answers, so no callback touches freed memory. A relay in flight is
@@ -26,10 +28,12 @@
 #include "lib/tls.h"
 #include "proto/smtp/smtp_received.h"
 #include "rcpt/rcpt_lookup.h"
+#include "smtp/dumpster.h"
 #include "smtp/smtp_int.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <sodium.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +52,8 @@ struct smtp_server {
     const struct tdm_config *cfg;
     struct conn_listener *listener;
     struct rcpt_lookup *rcpts;
-    SSL_CTX *tls; /* for STARTTLS */
+    SSL_CTX *tls;       /* for STARTTLS */
+    int64_t last_prune; /* when the dumpster was last pruned */
 };
 
 struct smtp_conn {
@@ -60,6 +65,11 @@ struct smtp_conn {
     struct smtp_buf message;
     struct smtp_relay *relay; /* the message being relayed */
     bool looking_up;          /* a remote recipient lookup is in flight */
+    /* Each accepted recipient's database, in RCPT order (for the dumpster), and the delivery
+     * ids of the relay in flight. */
+    char (*rcpt_dbs)[DIR_NAME_MAX + 1];
+    size_t n_rcpt_dbs, cap_rcpt_dbs;
+    uint8_t (*ids)[DUMPSTER_ID_LEN];
     unsigned inflight;        /* remote lookups awaiting their answer */
     unsigned busy;            /* inside a callback that may resume the pump (which may close) */
 };
@@ -189,9 +199,21 @@ rcpt_decide(struct smtp_conn *sc, int status, const struct dir_recipient *r)
     char text[400];
     struct smtp_verdict v = rcpt_verdict(sc, status, r, text, sizeof(text));
     bool given;
+    if (v.code == 250 && sc->n_rcpt_dbs == sc->cap_rcpt_dbs) {
+        size_t cap = sc->cap_rcpt_dbs ? sc->cap_rcpt_dbs * 2 : 4;
+        void *p = realloc(sc->rcpt_dbs, cap * sizeof(*sc->rcpt_dbs));
+        if (p) {
+            sc->rcpt_dbs = p;
+            sc->cap_rcpt_dbs = cap;
+        } else {
+            v = (struct smtp_verdict){451, "4.3.0", "Out of memory, try again later"};
+        }
+    }
     int ret = answer(sc, &v, &given);
-    if (given && v.code == 250)
+    if (given && v.code == 250) {
         sc->route = r->route;
+        snprintf(sc->rcpt_dbs[sc->n_rcpt_dbs++], DIR_NAME_MAX + 1, "%s", r->database);
+    }
     return ret;
 }
 
@@ -253,6 +275,9 @@ tx_reset(struct smtp_conn *sc)
     smtp_buf_free(&sc->message);
     memset(&sc->route, 0, sizeof(sc->route));
     sc->body_8bit = false;
+    sc->n_rcpt_dbs = 0;
+    free(sc->ids);
+    sc->ids = NULL;
 }
 
 /* The message starts with our Received: header (RFC 5321 §4.4); Return-Path: is the final
@@ -273,13 +298,85 @@ start_message(struct smtp_conn *sc)
     return smtp_received_build(&rcv, &sc->message);
 }
 
+/* Keeps what the mailbox server took in the dumpster: one entry per database, with the
+ * recipients of that database it answered 2xx for. */
+static void
+dumpster_keep(struct smtp_conn *sc, const int *codes)
+{
+    size_t n = smtp_session_rcpt_count(sc->session);
+    if (!codes || !sc->ids || n != sc->n_rcpt_dbs)
+        return;
+    const char *datadir = sc->srv->cfg->datadir;
+    struct dumpster_rcpt *rcpts = calloc(n, sizeof(*rcpts));
+    struct smtp_buf *addrs = calloc(n, sizeof(*addrs));
+    bool *done = calloc(n, sizeof(*done));
+    struct smtp_buf from = {0};
+    const struct smtp_path *sender = smtp_session_sender(sc->session);
+    int ret = rcpts && addrs && done ? 0 : -ENOMEM;
+    if (ret == 0 && sender && !sender->null)
+        ret = smtp_mailbox_write(&from, sender);
+    if (ret == 0)
+        ret = smtp_buf_append(&from, "", 1);
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        ret = smtp_mailbox_write(&addrs[i], smtp_session_rcpt(sc->session, i));
+        if (ret == 0)
+            ret = smtp_buf_append(&addrs[i], "", 1);
+    }
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        if (done[i] || codes[i] / 100 != 2)
+            continue;
+        size_t k = 0;
+        for (size_t j = i; j < n; j++) {
+            if (done[j] || codes[j] / 100 != 2 || strcmp(sc->rcpt_dbs[j], sc->rcpt_dbs[i]) != 0)
+                continue;
+            done[j] = true;
+            memcpy(rcpts[k].id, sc->ids[j], DUMPSTER_ID_LEN);
+            rcpts[k++].address = (const char *)addrs[j].data;
+        }
+        struct dumpster_entry e = {
+            .time = now,
+            .sender = (const char *)from.data,
+            .body_8bit = sc->body_8bit,
+            .n_rcpts = k,
+            .rcpts = rcpts,
+            .body = sc->message.data,
+            .body_len = sc->message.len,
+        };
+        int r = dumpster_put(datadir, sc->rcpt_dbs[i], &e);
+        if (r < 0)
+            log_error("smtp: cannot keep a delivered message in the dumpster of %s: %s",
+                      sc->rcpt_dbs[i], tdm_strerror(r));
+    }
+    if (ret < 0)
+        log_error("smtp: cannot keep a delivered message in the dumpster: %s",
+                  tdm_strerror(ret));
+    for (size_t i = 0; addrs && i < n; i++)
+        smtp_buf_free(&addrs[i]);
+    smtp_buf_free(&from);
+    free(addrs);
+    free(rcpts);
+    free(done);
+    /* Retention, at most once a minute: a directory walk per message would cost more than
+     * the message. */
+    const struct tdm_config_dumpster *dc = &sc->srv->cfg->dumpster;
+    if (now - sc->srv->last_prune >= 60 || now < sc->srv->last_prune) {
+        unsigned removed;
+        sc->srv->last_prune = now;
+        int r = dumpster_prune(datadir, now, dc->max_age_ms / 1000, dc->max_size, &removed);
+        if (r < 0)
+            log_error("smtp: cannot prune the dumpster: %s", tdm_strerror(r));
+    }
+}
+
 /* The relay's outcome is the message's reply. */
 static void
-relay_done(void *ctx, const struct smtp_verdict *v)
+relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
 {
     struct smtp_conn *sc = ctx;
     sc->relay = NULL;
     sc->busy++;
+    dumpster_keep(sc, codes);
     if (smtp_session_delivered(sc->session, 0, v) == TDM_EINVAL) {
         /* A text the session will not send (a byte from the mailbox server's reply that
          * slipped through): the same outcome in our own words, so the client is answered. */
@@ -305,6 +402,12 @@ relay_message(struct smtp_conn *sc)
     int ret = rcpts ? 0 : -ENOMEM;
     for (size_t i = 0; rcpts && i < n; i++)
         rcpts[i] = smtp_session_rcpt(sc->session, i);
+    free(sc->ids);
+    sc->ids = calloc(n ? n : 1, sizeof(*sc->ids));
+    if (!sc->ids)
+        ret = -ENOMEM;
+    for (size_t i = 0; sc->ids && i < n; i++)
+        randombytes_buf(sc->ids[i], DUMPSTER_ID_LEN); /* 2^-128: never zero in practice */
     struct smtp_relay_request req = {
         .cms = sc->route.cms,
         .address = sc->route.address,
@@ -316,6 +419,7 @@ relay_message(struct smtp_conn *sc)
         .body_8bit = sc->body_8bit,
         .body = sc->message.data ? sc->message.data : (const uint8_t *)"",
         .body_len = sc->message.len,
+        .delivery_ids = sc->ids,
     };
     if (ret == 0)
         ret = smtp__relay_start(sc->srv->base, &req, relay_done, sc, &sc->relay);
@@ -326,7 +430,7 @@ relay_message(struct smtp_conn *sc)
     }
     log_error("smtp: cannot relay to %s: %s", sc->route.cms, tdm_strerror(ret));
     struct smtp_verdict v = {451, "4.3.0", "Cannot relay the message now; try again later"};
-    relay_done(sc, &v);
+    relay_done(sc, &v, NULL);
 }
 
 /* ---- The session pump ---- */
@@ -427,6 +531,8 @@ sc_maybe_free(struct smtp_conn *sc)
         return;
     smtp_session_free(&sc->session);
     smtp_buf_free(&sc->message);
+    free(sc->rcpt_dbs);
+    free(sc->ids);
     free(sc);
 }
 
