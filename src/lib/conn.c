@@ -340,6 +340,11 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         conn_finish(c, CONN_CLOSE_IDLE, true);
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         unsigned long tls_err = c->tls ? bufferevent_get_openssl_error(c->bev) : 0;
+        /* The peer's kernel closing the socket without a TLS close_notify (a client killed,
+         * or one that does not bother) is the peer closing, not a TLS failure: the witness
+         * frees a holder's leases at once only on that (docs/cluster.md). */
+        if (tls_err && ERR_GET_REASON(tls_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+            tls_err = 0;
         if (tls_err) {
             char buf[256];
             ERR_error_string_n(tls_err, buf, sizeof(buf));

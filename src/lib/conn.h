@@ -35,7 +35,8 @@ struct conn;
 struct conn_listener;
 
 enum conn_close_reason {
-    CONN_CLOSE_PEER = 1,   /* the client closed, or the connection broke */
+    CONN_CLOSE_PEER = 1,   /* the client closed (with or without a TLS close_notify), or the
+                            * connection broke */
     CONN_CLOSE_LOCAL = 2,  /* conn_close() or conn_close_after_flush() */
     CONN_CLOSE_IDLE = 3,   /* idle_timeout_ms without input */
     CONN_CLOSE_TLS = 4,    /* the TLS handshake or session failed */
