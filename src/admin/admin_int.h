@@ -227,6 +227,11 @@ void admin_events_serve(struct admin_call *call);
 /* Ends every events stream (shutdown). */
 void admin_streams_close_all(struct admin_server *srv);
 
+/* ---- admin_dumpster.c: the transport dumpster (docs/smtp.md) ---- */
+
+/* /v1/dumpster (GET) and /v1/dumpster/resubmit (POST). Answers every case. */
+void admin_dumpster_serve(struct admin_call *call);
+
 /* ---- admin_copies.c: this server's copies (docs/replication.md) ---- */
 
 /* /v1/copies (GET), /v1/copies/<database> (DELETE) and

@@ -29,6 +29,8 @@ static const struct ctl_noun ctl_nouns[] = {
     {"database", "mailbox databases in the directory", ctl_database_verbs},
     {"copy", "this server's copies of databases: create, status, suspend, resume, activate, remove",
      ctl_copy_verbs},
+    {"dumpster", "a transport server's copies of delivered mail: status, resubmit",
+     ctl_dumpster_verbs},
     {"address-list", "address lists (what offline address books hold)", ctl_address_list_verbs},
     {"status", "a server's state and its databases", ctl_status_verbs},
     {"events", "a server's operator events, past and (--follow) live", ctl_events_verbs},

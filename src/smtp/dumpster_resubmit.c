@@ -1,0 +1,240 @@
+/*
+ * Resubmission from the transport dumpster (dumpster_resubmit.h): entries one after the other,
+ * each a recipient lookup for its route and one LMTP relay (smtp_relay.c) with its delivery ids.
+ */
+#include "smtp/dumpster_resubmit.h"
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "rcpt/rcpt_lookup.h"
+#include "smtp/dumpster.h"
+#include "smtp/smtp_int.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dumpster_resubmit {
+    struct event_base *base;
+    const struct tdm_config *cfg;
+    char database[256];
+    struct rcpt_lookup *rl;
+    char **paths;
+    size_t n_paths, next;
+    struct dumpster_resubmit_counts counts;
+    dumpster_resubmit_cb *cb;
+    void *ctx;
+    struct event *step; /* runs the next entry from the loop, never from a callback's depth */
+    int status;         /* of the listing */
+    /* The entry in flight. */
+    uint8_t *buf;
+    struct dumpster_decoded d;
+    struct smtp_path sender;
+    struct smtp_path *rcpts;
+    const struct smtp_path **rcpt_ptrs;
+    uint8_t (*ids)[16];
+    struct smtp_relay *relay;
+};
+
+static void
+entry_clear(struct dumpster_resubmit *rs)
+{
+    dumpster_decoded_clear(&rs->d);
+    free(rs->buf);
+    free(rs->rcpts);
+    free(rs->rcpt_ptrs);
+    free(rs->ids);
+    rs->buf = NULL;
+    rs->rcpts = NULL;
+    rs->rcpt_ptrs = NULL;
+    rs->ids = NULL;
+}
+
+static void
+finish(struct dumpster_resubmit *rs)
+{
+    log_info("dumpster: resubmitted %s: %" PRIu64 " message(s), %" PRIu64
+             " recipient(s) taken, %" PRIu64 " refused",
+             rs->database, rs->counts.messages, rs->counts.resubmitted, rs->counts.refused);
+    struct dumpster_resubmit_counts c = rs->counts;
+    dumpster_resubmit_cb *cb = rs->cb;
+    void *ctx = rs->ctx;
+    int status = rs->status;
+    entry_clear(rs);
+    for (size_t i = 0; i < rs->n_paths; i++)
+        free(rs->paths[i]);
+    free(rs->paths);
+    rcpt_lookup_free(&rs->rl);
+    event_free(rs->step);
+    free(rs);
+    cb(ctx, status, &c);
+}
+
+static void
+schedule(struct dumpster_resubmit *rs)
+{
+    event_active(rs->step, 0, 0);
+}
+
+/* The entry in flight did not go out: every recipient of it counts as refused. */
+static void
+entry_refused(struct dumpster_resubmit *rs, const char *why)
+{
+    log_warn("dumpster: cannot resubmit %s: %s", rs->paths[rs->next - 1], why);
+    rs->counts.refused += rs->d.e.n_rcpts ? rs->d.e.n_rcpts : 1;
+    entry_clear(rs);
+    schedule(rs);
+}
+
+static void
+relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
+{
+    struct dumpster_resubmit *rs = ctx;
+    rs->relay = NULL;
+    for (size_t i = 0; i < rs->d.e.n_rcpts; i++) {
+        if (codes && codes[i] / 100 == 2)
+            rs->counts.resubmitted++;
+        else
+            rs->counts.refused++;
+    }
+    if (v->code / 100 != 2)
+        log_warn("dumpster: resubmitting %s: %d %s", rs->paths[rs->next - 1], v->code, v->text);
+    entry_clear(rs);
+    schedule(rs);
+}
+
+/* The route of the entry's first recipient is where it goes. */
+static void
+route_known(struct dumpster_resubmit *rs, int status, const struct dir_recipient *r)
+{
+    if (status < 0) {
+        entry_refused(rs, tdm_strerror(status));
+        return;
+    }
+    if (r->status != DIR_RCPT_OK || r->route.status != DIR_ROUTE_OK) {
+        entry_refused(rs, "its first recipient has no route in the directory now");
+        return;
+    }
+    struct smtp_relay_request req = {
+        .cms = r->route.cms,
+        .address = r->route.address,
+        .port = r->route.port,
+        .helo = rs->cfg->server,
+        .sender = &rs->sender,
+        .rcpts = rs->rcpt_ptrs,
+        .n_rcpts = rs->d.e.n_rcpts,
+        .body_8bit = rs->d.e.body_8bit,
+        .body = rs->d.e.body_len ? rs->d.e.body : (const uint8_t *)"",
+        .body_len = rs->d.e.body_len,
+        .delivery_ids = (const uint8_t(*)[16])rs->ids,
+    };
+    int ret = smtp__relay_start(rs->base, &req, relay_done, rs, &rs->relay);
+    if (ret < 0)
+        entry_refused(rs, tdm_strerror(ret));
+}
+
+static void
+lookup_cb(void *ctx, int status, const struct dir_recipient *r, bool from_cache)
+{
+    (void)from_cache;
+    route_known(ctx, status, r);
+}
+
+static int
+parse_path(const char *mailbox, unsigned flags, struct smtp_path *path)
+{
+    char buf[DUMPSTER_ADDR_MAX + 3];
+    size_t n = strlen(mailbox), used;
+    const char *why;
+    buf[0] = '<';
+    memcpy(buf + 1, mailbox, n);
+    buf[n + 1] = '>';
+    return smtp_path_parse(buf, n + 2, flags, path, &used, &why);
+}
+
+static void
+step_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dumpster_resubmit *rs = arg;
+    if (rs->next == rs->n_paths) {
+        finish(rs);
+        return;
+    }
+    const char *path = rs->paths[rs->next++];
+    size_t len;
+    const char *why = NULL;
+    int ret = dumpster_read(path, &rs->buf, &len);
+    if (ret == -ENOENT) { /* pruned meanwhile */
+        schedule(rs);
+        return;
+    }
+    rs->counts.messages++;
+    if (ret < 0) {
+        entry_refused(rs, tdm_strerror(ret));
+        return;
+    }
+    if (dumpster_entry_decode(rs->buf, len, &rs->d, &why) < 0) {
+        entry_refused(rs, why);
+        return;
+    }
+    size_t n = rs->d.e.n_rcpts;
+    rs->rcpts = calloc(n, sizeof(*rs->rcpts));
+    rs->rcpt_ptrs = calloc(n, sizeof(*rs->rcpt_ptrs));
+    rs->ids = calloc(n, sizeof(*rs->ids));
+    if (!rs->rcpts || !rs->rcpt_ptrs || !rs->ids) {
+        entry_refused(rs, "out of memory");
+        return;
+    }
+    if (rs->d.e.sender[0] ? parse_path(rs->d.e.sender, 0, &rs->sender) < 0
+                          : parse_path("", SMTP_PATH_NULL_OK, &rs->sender) < 0) {
+        entry_refused(rs, "its sender does not parse");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (parse_path(rs->d.e.rcpts[i].address, SMTP_PATH_POSTMASTER_OK, &rs->rcpts[i]) < 0) {
+            entry_refused(rs, "a recipient does not parse");
+            return;
+        }
+        rs->rcpt_ptrs[i] = &rs->rcpts[i];
+        memcpy(rs->ids[i], rs->d.e.rcpts[i].id, 16);
+    }
+    struct dir_recipient r;
+    ret = rcpt_lookup_find(rs->rl, rs->rcpts[0].local, rs->rcpts[0].domain, &r, lookup_cb, rs);
+    if (ret != RCPT_LOOKUP_PENDING)
+        route_known(rs, ret, &r);
+}
+
+int
+dumpster_resubmit_start(struct event_base *base, const struct tdm_config *cfg, const char *database,
+                        int64_t since, dumpster_resubmit_cb *cb, void *ctx)
+{
+    if (!dumpster_database_ok(database))
+        return TDM_EINVAL;
+    struct dumpster_resubmit *rs = calloc(1, sizeof(*rs));
+    if (!rs)
+        return -ENOMEM;
+    rs->base = base;
+    rs->cfg = cfg;
+    rs->cb = cb;
+    rs->ctx = ctx;
+    snprintf(rs->database, sizeof(rs->database), "%s", database);
+    rs->step = event_new(base, -1, 0, step_cb, rs);
+    int ret = rs->step ? rcpt_lookup_new(base, cfg, &rs->rl) : -ENOMEM;
+    if (ret < 0) {
+        if (rs->step)
+            event_free(rs->step);
+        free(rs);
+        return ret;
+    }
+    rs->status = dumpster_list(cfg->datadir, database, since, &rs->paths, &rs->n_paths);
+    if (rs->status < 0)
+        rs->n_paths = 0;
+    log_info("dumpster: resubmitting %zu message(s) of %s", rs->n_paths, database);
+    schedule(rs);
+    return 0;
+}

@@ -1,0 +1,157 @@
+/*
+ * tandemctl dumpster: a transport server's copies of the mail it delivered (docs/smtp.md,
+ * "Transport dumpster").
+ *   status    GET /v1/dumpster
+ *   resubmit  POST /v1/dumpster/resubmit?database=<name>&since=<unix time>|all
+ */
+#include "tandemctl/ctl.h"
+#include "tandemctl/ctl_api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int
+dumpster_status(const struct ctl_verb *verb, int argc, char **argv)
+{
+    const char *pos[1];
+    int n;
+    struct ctl_api_opts o;
+    struct admin_target t;
+    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
+    if (r >= 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "GET", "/v1/dumpster", NULL, &doc);
+    if (r == 0 && o.json) {
+        ctl_print_json(doc);
+    } else if (r == 0) {
+        printf("%-24s %10s %14s  %s\n", "DATABASE", "MESSAGES", "BYTES", "OLDEST");
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(doc, "databases"), i, d)
+        {
+            time_t oldest = (time_t)json_integer_value(json_object_get(d, "oldest"));
+            char when[32] = "-";
+            struct tm tm;
+            if (oldest > 0 && gmtime_r(&oldest, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+            printf("%-24s %10" JSON_INTEGER_FORMAT " %14" JSON_INTEGER_FORMAT "  %s\n",
+                   json_string_value(json_object_get(d, "database")),
+                   json_integer_value(json_object_get(d, "count")),
+                   json_integer_value(json_object_get(d, "bytes")), when);
+        }
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
+/* --since: "all", a Unix time, or a duration back from now (30m, 2h, 2d). */
+static bool
+parse_since(const char *v, char *out, size_t size)
+{
+    if (!strcmp(v, "all")) {
+        snprintf(out, size, "all");
+        return true;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || n < 0)
+        return false;
+    long long unit = !strcmp(end, "")    ? 0
+                     : !strcmp(end, "s") ? 1
+                     : !strcmp(end, "m") ? 60
+                     : !strcmp(end, "h") ? 3600
+                     : !strcmp(end, "d") ? 86400
+                                         : -1;
+    if (unit < 0 || (unit > 0 && n > 365LL * 86400 / unit))
+        return false;
+    long long t = unit == 0 ? n : (long long)time(NULL) - n * unit;
+    snprintf(out, size, "%lld", t < 0 ? 0 : t);
+    return true;
+}
+
+static int
+dumpster_resubmit(const struct ctl_verb *verb, int argc, char **argv)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL, *since = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if ((r = ctl_opt_value(verb, "--since", argc, argv, &i, &since)) == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    if (!since)
+        return ctl_usage_error(verb, "missing --since (a Unix time, a duration back, or all)");
+    char when[32];
+    if (!parse_since(since, when, sizeof(when)))
+        return ctl_usage_error(verb, "--since %s: a Unix time, a duration (30m, 2h, 2d), or all",
+                               since);
+    char path[1024];
+    size_t n = (size_t)snprintf(path, sizeof(path), "/v1/dumpster/resubmit?database=");
+    for (const unsigned char *p = (const unsigned char *)db; *p && n < sizeof(path); p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
+        n += (size_t)(plain ? snprintf(path + n, sizeof(path) - n, "%c", *p)
+                            : snprintf(path + n, sizeof(path) - n, "%%%02X", *p));
+    }
+    if (n < sizeof(path))
+        n += (size_t)snprintf(path + n, sizeof(path) - n, "&since=%s", when);
+    if (n >= sizeof(path))
+        return ctl_usage_error(verb, "the database name is too long");
+    struct admin_target t;
+    int r = ctl_api_target(verb, &o, false, &t);
+    if (r != 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
+    if (r == 0 && o.json)
+        ctl_print_json(doc);
+    else if (r == 0)
+        printf("%s: %" JSON_INTEGER_FORMAT " message(s); %" JSON_INTEGER_FORMAT
+               " recipient(s) resubmitted, %" JSON_INTEGER_FORMAT " refused\n",
+               db, json_integer_value(json_object_get(doc, "messages")),
+               json_integer_value(json_object_get(doc, "resubmitted")),
+               json_integer_value(json_object_get(doc, "refused")));
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
+const struct ctl_verb ctl_dumpster_verbs[] = {
+    {"status", "[--json]", "messages, bytes and the oldest entry per database",
+     "What a transport server keeps of the mail it delivered, per mailbox database\n"
+     "([dumpster] max_age and max_size bound it).\n",
+     dumpster_status},
+    {"resubmit", "<database> --since TIME|all [--json]",
+     "deliver again what the dumpster holds for <database> since TIME",
+     "Relays every kept message of <database> delivered at or after TIME (a Unix time, or a\n"
+     "duration back from now: 30m, 2h, 2d; or all) to where the directory routes it now, with\n"
+     "the same delivery ids: the mailbox server delivers what a lossy failover lost and drops\n"
+     "what it still has. Prints how many recipients it took and how many it refused.\n",
+     dumpster_resubmit},
+    {NULL, NULL, NULL, NULL, NULL},
+};
