@@ -8,6 +8,7 @@
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/log.h"
+#include "lib/offload.h"
 #include "lib/tls.h"
 
 #include <errno.h>
@@ -297,9 +298,19 @@ static void *
 thread_main(void *arg)
 {
     struct repl_copy *c = arg;
+    /* Without its thread the copy still works, syncing inline on this one. */
+    int oret = offload_new(c->base, 1, &c->syncer);
+    if (oret < 0)
+        log_warn("copy %s: no sync thread (%s): the copy syncs on its receiving thread",
+                 c->database, tdm_strerror(oret));
     begin(c);
     event_base_dispatch(c->base);
     repl_copy__disconnect(c);
+    /* Ends a running sync job (its end runs here, before the store closes); a sync started
+     * from that end runs inline. */
+    struct offload *syncer = c->syncer;
+    c->syncer = NULL;
+    offload_free(&syncer);
     if (c->store) {
         int ret = store_copy_close(&c->store);
         if (ret < 0)

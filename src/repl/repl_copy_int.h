@@ -24,6 +24,7 @@
 struct bufferevent;
 struct event;
 struct event_base;
+struct offload;
 
 /* When a generation was wholly replayed, for the truncation lag (repl_copy_ship.c). */
 struct repl_copy_replay_mark {
@@ -88,7 +89,19 @@ struct repl_copy {
     uint32_t retry_ms; /* current back-off */
     unsigned used_net; /* network of the last session that reached HELLO_REPLY OK */
     bool used_any;     /* used_net is valid */
-    bool dirty;        /* received since the last sync */
+    bool dirty;        /* received since the last sync job started */
+    /* Durability off the receiving path: one store_copy_sync job at a time runs on the
+     * syncer's thread (NULL: inline) while this thread goes on reading and writing; its end
+     * moves the durable position and sends the ACK. A range that begins a generation waits,
+     * unread in the session's input buffer (read_parked), until the sync of the generation
+     * before it ended (store_copy_receive_ready()). */
+    struct offload *syncer;
+    struct store_copy_sync_job sync_job; /* the syncer's while sync_running */
+    bool sync_running;
+    /* Which opening of the store a job belongs to: a copy closed and opened again (reseed)
+     * while its job ran must not take that job's position as its own. */
+    uint64_t store_serial, sync_store_serial;
+    bool read_parked;
     bool seeding;      /* created from nothing; Healthy once first caught up */
     uint32_t next_hello_id;
     char net_errors[1024];      /* why each network failed in this round, for Disconnected */
@@ -125,6 +138,9 @@ void repl_copy__retry_later(struct repl_copy *c, bool retry);
 /* The probe timer: on a network other than the first, tries the next better one; a probe
  * whose handshake completes becomes the session. */
 void repl_copy__probe(struct repl_copy *c);
+/* Acts on the whole messages in link's input buffer (its read callback; again after a sync
+ * ended for a parked read). */
+void repl_copy__read(struct repl_copy_link *link);
 /* Queues msg on link. 0, or a negative code (the link is then closed by the caller). */
 int repl_copy__send(struct repl_copy_link *link, const struct repl_msg *msg);
 
@@ -132,11 +148,13 @@ int repl_copy__send(struct repl_copy_link *link, const struct repl_msg *msg);
 
 /* The HELLO for the copy's current position. */
 void repl_copy__hello(struct repl_copy *c, struct repl_msg *msg_r, uint32_t request_id);
-/* Acts on one message from the active on the session. Returns 0 to go on reading, or < 0
- * when the session was closed (stop reading its buffer). */
+/* Acts on one message from the active on the session. Returns 0 to go on reading, 1 when the
+ * message must wait in the buffer, undrained, until a sync ends (read_parked: the sync's end
+ * reads the session again), or < 0 when the session was closed (stop reading its buffer). */
 int repl_copy__on_message(struct repl_copy *c, struct repl_copy_link *link,
                           const struct repl_msg *msg);
-/* After a batch of messages: sync what was received, replay, ACK. */
+/* After a batch of messages: starts the sync of what was received (its end ACKs and replays),
+ * unless one is running (the next starts when it ends). */
 void repl_copy__flush(struct repl_copy *c, struct repl_copy_link *link);
 /* Replays what the limits allow now (a standby's lag passes with time) and ACKs on change, or
  * when no ACK went out for REPL_COPY_ACK_IDLE_MS (the source closes a silent copy). */

@@ -34,6 +34,8 @@
 #define MAX_OUTPUT (256u * 1024u) /* ACKs are small: more queued means a stuck peer */
 
 static void link_read_cb(struct bufferevent *bev, void *arg);
+
+#define LINK_READ_HIGH (16u * REPL_WIRE_MAX_FRAME)
 static void link_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void
@@ -126,6 +128,10 @@ link_open(struct repl_copy *c, unsigned net, bool probe, char *why, size_t why_s
      * handles whatever arrived. */
     bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
     bufferevent_setcb(l->bev, link_read_cb, NULL, link_event_cb, l);
+    /* A bound on what waits unread while a message is parked behind a sync: libevent stops
+     * reading the socket beyond it (TCP then holds the active back). Several frames' worth, so
+     * that reading goes on during a sync, and always more than one whole frame. */
+    bufferevent_setwatermark(l->bev, EV_READ, 0, LINK_READ_HIGH);
     struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(l->bev, &tv, &tv);
     struct sockaddr_storage ss;
@@ -340,9 +346,15 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 link_read_cb(struct bufferevent *bev, void *arg)
 {
-    struct repl_copy_link *l = arg;
+    (void)bev;
+    repl_copy__read(arg);
+}
+
+void
+repl_copy__read(struct repl_copy_link *l)
+{
     struct repl_copy *c = l->copy;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = bufferevent_get_input(l->bev);
     bool got = false;
     for (;;) {
         size_t avail = evbuffer_get_length(in);
@@ -372,10 +384,12 @@ link_read_cb(struct bufferevent *bev, void *arg)
         ret = repl_copy__on_message(c, l, &msg);
         if (ret < 0)
             return; /* l is gone */
+        if (ret > 0)
+            break; /* parked: read again, from this message, when the sync ends */
         evbuffer_drain(in, frame_len);
         got = true;
     }
-    if (got)
+    if (got || c->read_parked)
         repl_copy__flush(c, l);
 }
 

@@ -13,6 +13,7 @@
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/log.h"
+#include "lib/offload.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -70,6 +71,7 @@ repl_copy__open_store(struct repl_copy *c)
         repl_copy__set_state(c, REPL_COPY_FAILED, "the copy does not open: %s", why);
         return ret;
     }
+    c->store_serial++; /* a sync job of an earlier one is not this copy's */
     return 0;
 }
 
@@ -152,6 +154,7 @@ repl_copy__hello(struct repl_copy *c, struct repl_msg *msg, uint32_t request_id)
     h->role = c->conf.role;
     h->start_generation = 1;
     c->pending_len = 0; /* the new session ships again from the copy's position */
+    c->read_parked = false; /* ... and the old session's buffer is gone */
     if (c->store) {
         struct store_copy_status s;
         store_copy_get_status(c->store, &s);
@@ -291,6 +294,12 @@ gather_partial(struct repl_copy *c, const struct repl_log_data *d, const uint8_t
 static int
 on_log_data(struct repl_copy *c, const struct repl_log_data *d)
 {
+    /* Beginning a generation needs the one before durable: never wait for that here, leave
+     * the message in the buffer until the sync (started by the flush after this batch) ends. */
+    if (!store_copy_receive_ready(c->store, c->pending_len ? c->pending_offset : d->offset)) {
+        c->read_parked = true;
+        return 1;
+    }
     const uint8_t *bytes = d->data;
     if (d->compression == REPL_COMPRESSION_ZSTD) {
         const char *why;
@@ -506,42 +515,112 @@ check_caught_up(struct repl_copy *c)
     }
 }
 
+static void start_sync(struct repl_copy *c);
+
+/* Replays now when replay has not run for REPL_COPY_REPLAY_EVERY_MS; otherwise the timer
+ * replays then, in one go, whatever became durable in between. */
+static void
+replay_soon(struct repl_copy *c)
+{
+    if (!c->store || c->st.state == REPL_COPY_SUSPENDED || c->st.state == REPL_COPY_FAILED)
+        return;
+    uint64_t now = repl_copy__now_us(), every = REPL_COPY_REPLAY_EVERY_MS * 1000u;
+    if (now - c->last_replay_us < every) {
+        if (!evtimer_pending(c->replay_ev, NULL)) {
+            uint64_t wait = c->last_replay_us + every - now;
+            struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+            evtimer_add(c->replay_ev, &tv);
+        }
+        check_caught_up(c);
+        return;
+    }
+    evtimer_del(c->replay_ev);
+    uint64_t before = c->st.replayed_lsn;
+    if (replay(c) < 0)
+        return;
+    repl_copy__publish(c);
+    if (c->st.replayed_lsn != before && c->session && c->session->hello_done &&
+        send_ack(c, c->session) < 0)
+        return;
+    check_caught_up(c);
+}
+
+/* The durable position moved: acknowledge it at once (the active's sync mode waits for exactly
+ * this, not for the replay), read on past a parked message, then replay. */
+static void
+durable_moved(struct repl_copy *c)
+{
+    if (c->session && c->session->hello_done && send_ack(c, c->session) < 0)
+        return;
+    if (c->read_parked) {
+        c->read_parked = false;
+        if (c->session)
+            repl_copy__read(c->session); /* may start the next sync: replay then overlaps it */
+    }
+    /* What arrived while the job ran goes into the next one now. */
+    if (c->dirty && !c->sync_running && c->st.state != REPL_COPY_FAILED)
+        start_sync(c);
+    replay_soon(c);
+}
+
+static void
+sync_work(void *arg)
+{
+    struct repl_copy *c = arg;
+    store_copy_sync_run(&c->sync_job); /* touches only the job, the file and the directory */
+}
+
+static void
+sync_done(void *arg, bool ran)
+{
+    struct repl_copy *c = arg;
+    if (!ran)
+        store_copy_sync_run(&c->sync_job); /* dropped unrun at stop: the store closes next */
+    c->sync_running = false;
+    if (!c->store || c->sync_store_serial != c->store_serial) {
+        store_copy_sync_job_free(&c->sync_job); /* its copy was closed meanwhile (reseed) */
+        return;
+    }
+    int ret = store_copy_sync_end(c->store, &c->sync_job, NULL);
+    if (ret < 0) {
+        fail_copy(c, "cannot make the copy's log durable: ", tdm_strerror(ret));
+        return;
+    }
+    durable_moved(c);
+}
+
+/* Starts making durable what was received (and written) so far; its end ACKs. */
+static void
+start_sync(struct repl_copy *c)
+{
+    c->dirty = false;
+    int ret = store_copy_sync_start(c->store, &c->sync_job);
+    if (ret < 0) {
+        fail_copy(c, "cannot make the copy's log durable: ", tdm_strerror(ret));
+        return;
+    }
+    if (ret == 0) { /* nothing unsynced */
+        durable_moved(c);
+        return;
+    }
+    c->sync_running = true;
+    c->sync_store_serial = c->store_serial;
+    if (!c->syncer || offload_submit(c->syncer, sync_work, sync_done, c) < 0) {
+        sync_work(c);
+        sync_done(c, true);
+    }
+}
+
 void
 repl_copy__flush(struct repl_copy *c, struct repl_copy_link *l)
 {
     if (!c->store || c->session != l || !l->hello_done)
         return;
-    if (c->dirty) {
-        c->dirty = false;
-        int ret = store_copy_sync(c->store, NULL);
-        if (ret < 0) {
-            fail_copy(c, "cannot make the copy's log durable: ", tdm_strerror(ret));
-            return;
-        }
-        /* Durable first, acknowledged at once: the active's sync mode waits for exactly this,
-         * not for the replay. A second ACK then reports what replay reached. */
-        if (send_ack(c, l) < 0)
-            return;
-        /* Replay now only when it has not run for REPL_COPY_REPLAY_EVERY_MS; otherwise the
-         * timer replays then, in one go, whatever the reads in between made durable. */
-        uint64_t now = repl_copy__now_us(), every = REPL_COPY_REPLAY_EVERY_MS * 1000u;
-        if (now - c->last_replay_us < every) {
-            if (!evtimer_pending(c->replay_ev, NULL)) {
-                uint64_t wait = c->last_replay_us + every - now;
-                struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
-                evtimer_add(c->replay_ev, &tv);
-            }
-        } else {
-            evtimer_del(c->replay_ev);
-            uint64_t before = c->st.replayed_lsn;
-            if (replay(c) < 0)
-                return;
-            repl_copy__publish(c);
-            if (c->st.replayed_lsn != before && send_ack(c, l) < 0)
-                return;
-        }
-    }
-    check_caught_up(c);
+    /* One job at a time: what arrives meanwhile goes into the next, started when it ends. */
+    if ((c->dirty || c->read_parked) && !c->sync_running)
+        start_sync(c);
+    else
+        check_caught_up(c);
 }
 
 void
