@@ -7,6 +7,7 @@
  * implicit TLS, and back-pressure (a client that does not read stops the server reading).
  */
 #include "lib/conn.h"
+#include "lib/err.h"
 
 #include "lib/config.h"
 #include "lib/tls.h"
@@ -719,12 +720,91 @@ test_peer_gone_as_the_server_stops(void **state)
     server_stop(&s);
 }
 
+/* A second listening socket on 127.0.0.1, port in *port_r. */
+static int
+extra_socket(uint16_t *port_r)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(fd, 64), 0);
+    socklen_t len = sizeof(sin);
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    *port_r = ntohs(sin.sin_port);
+    return fd;
+}
+
+static bool
+opened_three(const struct server *s)
+{
+    return s->opens == 3;
+}
+
+static bool
+one_left(const struct server *s)
+{
+    return conn_listener_count(s->l) == 1;
+}
+
+static bool
+two_left(const struct server *s)
+{
+    return conn_listener_count(s->l) == 2;
+}
+
+/* A CMS address: sockets added to a listener accept like its own; closing one tag ends only
+ * the connections accepted on its sockets, with their goodbye, and stops accepting there. */
+static void
+test_extra_sockets_close_by_tag(void **state)
+{
+    (void)state;
+    struct server s;
+    struct conn_listener_options opt = {0};
+    server_start(&s, &opt);
+    uint16_t p1, p2;
+    int e1 = extra_socket(&p1), e2 = extra_socket(&p2);
+    assert_int_equal(conn_listener_add_socket(s.l, e1, 7), 0);
+    assert_int_equal(conn_listener_add_socket(s.l, e2, 8), 0);
+    assert_int_equal(conn_listener_add_socket(s.l, -1, 0), TDM_EINVAL); /* tag 0 is opt.fd's */
+    int own = dial(s.port), on1 = dial(p1), on2 = dial(p2);
+    assert_true(own >= 0 && on1 >= 0 && on2 >= 0);
+    loop_until(&s, opened_three);
+    assert_int_equal(conn_listener_close_socket(s.l, 7), 1);
+    assert_int_equal(conn_listener_close_socket(s.l, 7), 0); /* gone already */
+    assert_int_equal(s.closes[CONN_CLOSE_SHUTDOWN], 1);
+    loop_until(&s, two_left); /* once its goodbye is sent */
+    char got[256];
+    read_all(on1, got, sizeof(got));
+    assert_string_equal(got, "hello\r\nshutting down\r\n");
+    assert_true(dial(p1) < 0); /* nothing listens there any more */
+    /* Tag 8's socket still accepts, and the others still talk. */
+    int again = dial(p2);
+    assert_true(again >= 0);
+    assert_int_equal(write(own, "x\r\n", 3), 3);
+    assert_int_equal(write(on2, "y\r\n", 3), 3);
+    for (int i = 0; i < 40 && !strstr(s.seen, "y;"); i++) {
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(s.base, &tv);
+        event_base_dispatch(s.base);
+    }
+    assert_non_null(strstr(s.seen, "x;"));
+    assert_non_null(strstr(s.seen, "y;"));
+    close(again);
+    close(on2);
+    loop_until(&s, one_left); /* only the connection on the listener's own socket */
+    assert_int_equal(s.closes[CONN_CLOSE_SHUTDOWN], 1);
+    close(own);
+    close(on1);
+    server_stop(&s); /* frees tag 8's socket too (LeakSanitizer and fd checks) */
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_pipelined_and_close_after_flush),
         cmocka_unit_test(test_per_address_limit),
+        cmocka_unit_test(test_extra_sockets_close_by_tag),
         cmocka_unit_test(test_idle_timeout_says_goodbye),
         cmocka_unit_test(test_idle_timeout_restarts_with_input),
         cmocka_unit_test(test_out_of_descriptors_pauses_accepting),
