@@ -7,10 +7,15 @@ a reload that removes the [cms] brings the address down, ending the IMAP session
 BYE while a session on the node address goes on."""
 import imaplib
 import json
+import os
+import pathlib
+import pwd
 import random
 import secrets
+import shutil
 import signal
 import smtplib
+import tempfile
 
 import pytest
 
@@ -229,3 +234,58 @@ def test_copy_pulls_from_the_cms_address(tandem_bin, tandemctl, tmp_path, cms_ad
     finally:
         b.kill_all()
         a.kill_all()
+
+
+def cap_eff(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no CapEff")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs to start as root to drop to a user")
+def test_low_port_after_the_privilege_drop(tandem_bin, cms_addr):
+    """Started as root with user = nobody and an IMAP port below 1024: the supervisor, now
+    nobody, keeps CAP_NET_BIND_SERVICE alone and binds the CMS address later; its children
+    have no capability at all."""
+    nobody = pwd.getpwnam("nobody")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tandemd-cms-"))
+    os.chmod(tmp, 0o755)
+    s = Server(tandem_bin("tandemd"), tmp, "mbx1", listeners=())
+    port = next(p for p in random.sample(range(600, 1000), 400)
+                if all(port_free(a, p) for a in (s.addr, cms_addr)))
+    s.ports = {"imap": port}
+    try:
+        s.datadir.mkdir(mode=0o750)
+        (s.datadir / "db").mkdir(mode=0o750)
+        for path in (s.datadir, s.datadir / "db"):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        s.events.touch()
+        os.chown(s.events, nobody.pw_uid, nobody.pw_gid)
+        s.user = "nobody"
+        s.extra_conf = cms_section(cms_addr)
+        s.write_conf(server="mbx1", level="info")
+        p = s.start()
+        kids = s.started(p)
+        up = s.wait_event(lambda e: e["id"] in (5040, 5043), "CMS up (5040) or failed (5043)")
+        assert up["id"] == 5040, up
+        assert f"imap:{port}" in up["message"]
+        CAP_NET_BIND_SERVICE = 1 << 10
+        assert cap_eff(p.pid) == CAP_NET_BIND_SERVICE
+        assert all(cap_eff(pid) == 0 for pid in kids.values())
+        imaplib.IMAP4(cms_addr, port, timeout=WAIT).shutdown()
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=WAIT) == 0, s.output()
+    finally:
+        s.kill_all()
+        shutil.rmtree(tmp)
+
+
+def port_free(addr, port):
+    import socket
+    with socket.socket() as so:
+        try:
+            so.bind((addr, port))
+            return True
+        except OSError:
+            return False
