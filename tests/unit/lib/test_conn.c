@@ -549,6 +549,33 @@ script_implicit(struct client *cl)
     close(plain);
 }
 
+/* A TLS client that goes away without a close_notify (killed): the peer closed. */
+static void
+script_dirty_close(struct client *cl)
+{
+    int fd = dial(cl->port);
+    SSL *ssl = client_handshake(cl, fd);
+    if (!ssl)
+        return;
+    CHECK(cl, read_until(cl, fd, ssl, "hello tls\r\n"));
+    close(fd); /* no SSL_shutdown: the server reads an EOF inside the TLS session */
+    SSL_free(ssl);
+}
+
+static void
+test_tls_peer_closes_without_notify(void **state)
+{
+    (void)state;
+    struct server s;
+    struct conn_listener_options opt = {.implicit_tls = server_tls};
+    server_start(&s, &opt);
+    struct client cl = {.script = script_dirty_close};
+    run(&s, &cl);
+    assert_int_equal(s.closes[CONN_CLOSE_PEER], 1);
+    assert_int_equal(s.closes[CONN_CLOSE_TLS], 0);
+    server_stop(&s);
+}
+
 static void
 test_implicit_tls(void **state)
 {
@@ -810,6 +837,7 @@ main(void)
         cmocka_unit_test(test_out_of_descriptors_pauses_accepting),
         cmocka_unit_test(test_starttls_discards_injected_plaintext),
         cmocka_unit_test(test_implicit_tls),
+        cmocka_unit_test(test_tls_peer_closes_without_notify),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_drained_after_every_fill),
         cmocka_unit_test(test_shutdown_flushes_the_goodbye),
