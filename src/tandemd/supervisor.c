@@ -294,8 +294,15 @@ sup_handle(struct sup_child *c, const struct ipc_msg *msg)
     if (msg->type == TDM_IPC_CMS_CONTROL && c->kind == TANDEMD_CHILD_CORE) {
         const struct ipc_cms *m = &msg->u.cms;
         if (tandemd__sup_cms_control(c->sup->cms, m->cms.ptr, m->cms.len,
-                                     m->state == TDM_IPC_CMS_UP) < 0)
-            sup_ipc_error(c, "CMS_CONTROL for a CMS the configuration does not have");
+                                     m->state == TDM_IPC_CMS_UP) < 0) {
+            /* Not a bug: a reload may have removed it between the core's decision and now.
+             * The core hears that it stays down. */
+            log_warn("CMS_CONTROL up for CMS %.*s, which the configuration no longer has",
+                     (int)m->cms.len, m->cms.ptr);
+            struct ipc_msg st = {.type = TDM_IPC_CMS_STATE};
+            st.u.cms = (struct ipc_cms){m->cms, 0, TDM_IPC_CMS_DOWN};
+            sup_send(c, &st);
+        }
         return;
     }
     if (msg->type != TDM_IPC_HELLO) {
