@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "lib/tls.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -108,4 +109,42 @@ tandemd__core_coord_stop(void)
         SSL_CTX_free(server_tls);
         server_tls = NULL;
     }
+}
+
+/* ---- status ---- */
+
+static void
+lease_json(void *ctx, const struct coord_server_lease_info *info)
+{
+    const struct coord_entry *e = info->entry;
+    /* Keys with only a value (no lease ever granted) are records, not leases. */
+    if (e->epoch == 0)
+        return;
+    json_array_append_new(
+        ctx, json_pack("{s:s,s:o,s:I,s:I,s:I,s:b}", "key", e->key, "holder",
+                       e->holder[0] ? json_string(e->holder) : json_null(), "epoch",
+                       (json_int_t)e->epoch, "remaining_ms", (json_int_t)e->remaining_ms,
+                       "ttl_ms", (json_int_t)e->ttl_ms, "holder_connected",
+                       info->holder_connected));
+}
+
+static void
+session_json(void *ctx, const struct coord_server_session_info *info)
+{
+    if (!info->member[0])
+        return; /* not authenticated yet */
+    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:i}", "member", info->member, "cluster",
+                                         info->cluster, "peer", info->peer, "leases",
+                                         (int)info->n_leases));
+}
+
+json_t *
+tandemd__core_coord_status_json(void)
+{
+    if (!server)
+        return NULL;
+    json_t *leases = json_array(), *sessions = json_array();
+    coord_server_status(server, lease_json, NULL, leases);
+    coord_server_status(server, NULL, session_json, sessions);
+    return json_pack("{s:o,s:o}", "leases", leases, "connected", sessions);
 }

@@ -349,5 +349,10 @@ void tandemd__core_cluster_hb_on_change(void (*fn)(void *arg), void *arg);
 /* With the witness role and [listen coord]: opens <datadir>/coord/ and serves it. */
 void tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg);
 void tandemd__core_coord_stop(void);
+/* The witness's leases and connected nodes for status documents (GET /v1/cluster on a witness):
+ * {"leases": [{"key", "holder" (null when free), "epoch", "remaining_ms", "ttl_ms",
+ * "holder_connected"}], "connected": [{"member", "cluster", "peer", "leases"}]}, owned by the
+ * caller; NULL when this core serves no coordination store. */
+struct json_t *tandemd__core_coord_status_json(void);
 
 #endif
