@@ -19,7 +19,7 @@ import tempfile
 
 import pytest
 
-from lab import WAIT, Server, wait_for
+from lab import WAIT, Server, children, wait_for
 
 DB = "mail"
 CMS = "mail1"
@@ -143,6 +143,36 @@ def test_reload_without_cms_ends_only_its_sessions(server_a, cms_addr):
     with pytest.raises(OSError):
         imaplib.IMAP4(cms_addr, a.ports["imap"], timeout=WAIT)
     assert [c for c in a.api("GET", "/v1/status").json()["cms"]] == []
+
+
+def test_restarted_worker_and_core(server_a, cms_addr):
+    """A worker the supervisor restarts serves the CMS address again; when the core ends, the
+    address goes down with it (its decision is gone) and comes back with the new core."""
+    a, p = server_a
+    kids = children(p.pid)
+    os.kill(kids["worker-imap"], signal.SIGKILL)
+    wait_for(lambda: (lambda k: k.get("worker-imap") not in (None, kids["worker-imap"]))(
+        children(p.pid)), "worker-imap restarted")
+
+    def imap_ok():
+        try:
+            m, exists = imap_session(cms_addr, a.ports["imap"])
+            m.logout()
+            return True
+        except (OSError, imaplib.IMAP4.error):
+            return False
+    wait_for(imap_ok, "IMAP on the CMS address from the restarted worker")
+    assert len(events(a, 5040)) == 1  # the address never went down for it
+
+    os.kill(kids["core"], signal.SIGKILL)
+    a.wait_event(lambda e: e["id"] == 5041, "CMS address down with the core (5041)")
+    wait_for(lambda: len(events(a, 5040)) == 2, "CMS address up again with the new core")
+    wait_for(imap_ok, "IMAP on the CMS address after the core's restart")
+
+    def status_up():
+        r = a.api("GET", "/v1/status")
+        return r.status == 200 and [c["state"] for c in r.json()["cms"]] == ["up"]
+    wait_for(status_up, "the status shows the CMS up")  # the admin worker reconnects to the core
 
 
 def test_second_server_waits_for_the_address(server_a, tandem_bin, tmp_path, cms_addr):
