@@ -1,0 +1,213 @@
+"""The transport dumpster (docs/smtp.md, "Transport dumpster") with two real servers: a
+transport server and a mailbox server that also holds the directory (as in test_smtp.py).
+Every message the transport delivers is kept per database with its recipients' delivery ids;
+a resubmission delivers it again with the same ids, so the mailbox server drops what it
+holds (each message stays there once, its UID unchanged) and delivers what a loss took:
+here the database is put back to a copy taken before the last deliveries, with the server
+stopped, and a resubmission brings exactly the missing ones back."""
+import json
+import secrets
+import shutil
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from lab import WAIT, Server, wait_for
+
+SENDER = "someone@example.org"
+
+
+def start_mailbox(m):
+    p = m.start()
+    m.started(p)
+    m.wait_api()
+    return p
+
+
+@pytest.fixture
+def pair(tandem_bin, tandemctl, tmp_path):
+    exe = tandem_bin("tandemd")
+    (tmp_path / "mbx1").mkdir()
+    (tmp_path / "hub1").mkdir()
+    m = Server(exe, tmp_path / "mbx1", "mbx1", roles="mailbox, directory",
+               listeners=("lmtp", "admin"))
+    db = m.datadir / "db" / "db1"
+    db.parent.mkdir(parents=True)
+    r = tandemctl("db", "create", db)
+    assert r.returncode == 0, r.stderr
+    m.proc = start_mailbox(m)
+
+    key = secrets.token_urlsafe(32)
+    objects = [
+        ("server/hub1", {"site": "dc1"}),
+        ("cms/cms1", {"address": m.addr, "lmtp_port": m.ports["lmtp"]}),
+        ("database/db1", {"cms": "cms1"}),
+        ("user/alice", {"addresses": ["alice@example.test"], "database": "db1"}),
+        ("user/bob", {"addresses": ["bob@example.test"], "database": "db1"}),
+    ]
+    for path, attrs in objects:
+        reply = m.api("PUT", f"/v1/objects/{path}", {"attrs": attrs})
+        assert reply.status in (200, 201), reply
+    assert m.api("PUT", "/v1/objects/server/hub1/password", {"password": key}).status == 200
+    reply = m.api("POST", "/v1/objects/group/servers/members/add", {"member": "server:hub1"})
+    assert reply.status in (200, 201), reply
+
+    t = Server(exe, tmp_path / "hub1", "hub1", roles="transport", listeners=("smtp",))
+    t.directory_endpoint = f"{m.addr}:{m.ports['admin']}"
+    t.extra_conf = (f"\n[tls]\nca = {m.ca}\n"
+                    "\n[smtp]\ndomains = example.test\n")
+    t.write_conf(server="hub1", level="info")
+    t.datadir.mkdir(parents=True)
+    (t.datadir / "server.key").write_text(key + "\n")
+    t.proc = t.start()
+    t.started(t.proc)
+    m.db = db
+
+    def answered():
+        try:
+            c = smtplib.SMTP(t.addr, t.ports["smtp"], timeout=WAIT)
+            c.ehlo("client.test")
+            c.mail(SENDER)
+            code, _ = c.rcpt("alice@example.test")
+            c.close()
+            return code == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+    wait_for(answered, "the directory answering hub1")
+    yield m, t
+    t.kill_all()
+    m.kill_all()
+
+
+def send(t, rcpts, subject, pad=0):
+    c = smtplib.SMTP(t.addr, t.ports["smtp"], timeout=WAIT)
+    c.ehlo("client.test")
+    msg = f"From: {SENDER}\r\nSubject: {subject}\r\n\r\nHello.\r\n{'x' * pad}\r\n".encode()
+    assert c.sendmail(SENDER, rcpts, msg) == {}
+    c.quit()
+
+
+def inbox(tandem_bin, db, user):
+    """[(uid, subject)] of user's INBOX, read from the database files."""
+    out = subprocess.run([str(tandem_bin("tdm_maildump")), str(db)], capture_output=True,
+                         text=True, timeout=WAIT)
+    assert out.returncode == 0, out.stderr
+    boxes = json.loads(out.stdout)["mailboxes"]
+    if user not in boxes:
+        return []
+    return [(msg["uid"], msg["body"].split("Subject: ")[1].split("\r\n")[0])
+            for msg in boxes[user]["folders"]["INBOX"]["messages"]]
+
+
+def resubmit(t, since="all"):
+    reply = t.api("POST", f"/v1/dumpster/resubmit?database=db1&since={since}")
+    assert reply.status == 200, reply
+    return reply.json()
+
+
+def dumpster_status(tandemctl, t):
+    r = tandemctl("dumpster", "status", "--json", "--socket", t.admin_socket)
+    assert r.returncode == 0, r.stderr
+    return {d["database"]: d for d in json.loads(r.stdout)["databases"]}
+
+
+def test_resubmit_drops_duplicates_and_restores_a_loss(pair, tandem_bin, tandemctl):
+    m, t = pair
+    N, K = 6, 2
+    for i in range(N - K):
+        send(t, ["alice@example.test"], f"m{i}")
+    send(t, ["alice@example.test", "bob@example.test"], "both")  # one entry, two recipients
+
+    st = dumpster_status(tandemctl, t)
+    assert st["db1"]["count"] == N - K + 1 and st["db1"]["bytes"] > 0, st
+    before = inbox(tandem_bin, m.db, "alice")
+    assert [s for _, s in before] == [f"m{i}" for i in range(N - K)] + ["both"]
+
+    # Everything is there already: all dropped as duplicates, nothing moves.
+    r = resubmit(t)
+    assert r == {"ok": True, "messages": N - K + 1, "resubmitted": N - K + 2, "refused": 0}, r
+    assert inbox(tandem_bin, m.db, "alice") == before
+    assert len(inbox(tandem_bin, m.db, "bob")) == 1
+    assert "duplicate dropped" in m.output()
+
+    # A loss: the database goes back to a copy taken before the last K deliveries.
+    m.stop(m.proc)
+    saved = m.db.parent / "db1.saved"
+    shutil.copytree(m.db, saved)
+    m.proc = start_mailbox(m)
+    for i in range(N - K, N):
+        send(t, ["alice@example.test"], f"m{i}")
+    full = inbox(tandem_bin, m.db, "alice")
+    assert len(full) == N + 1
+    m.stop(m.proc)
+    shutil.rmtree(m.db)
+    saved.rename(m.db)
+    m.proc = start_mailbox(m)
+    assert inbox(tandem_bin, m.db, "alice") == before
+
+    # Only what was delivered since a time: the two lost ones, nothing twice.
+    r = resubmit(t, since=int(time.time()) - 3600)
+    assert r["refused"] == 0 and r["messages"] == N + 1, r
+    after = inbox(tandem_bin, m.db, "alice")
+    assert after[:len(before)] == before  # UIDs unchanged
+    assert sorted(s for _, s in after) == sorted([f"m{i}" for i in range(N)] + ["both"])
+    assert len(inbox(tandem_bin, m.db, "bob")) == 1
+    # And again: nothing changes any more.
+    assert resubmit(t)["refused"] == 0
+    assert inbox(tandem_bin, m.db, "alice") == after
+
+    r = tandemctl("dumpster", "resubmit", "db1", "--since", "1h", "--socket", t.admin_socket)
+    assert r.returncode == 0, r.stderr
+    assert "0 refused" in r.stdout, r.stdout
+    assert inbox(tandem_bin, m.db, "alice") == after
+
+
+def test_bad_requests(pair):
+    m, t = pair
+    assert t.api("POST", "/v1/dumpster/resubmit?database=db1").status == 400
+    assert t.api("POST", "/v1/dumpster/resubmit?database=db1&since=soon").status == 400
+    assert t.api("POST", "/v1/dumpster/resubmit?database=.x&since=all").status == 400
+    assert t.api("GET", "/v1/dumpster/resubmit").status == 405
+    # A database with no dumpster: nothing to do.
+    reply = t.api("POST", "/v1/dumpster/resubmit?database=db9&since=all")
+    assert reply.status == 200 and reply.json()["messages"] == 0, reply
+    # A server without the transport role has no dumpster.
+    assert m.api("GET", "/v1/dumpster").status == 404
+
+
+def test_retention(tandem_bin, tandemctl, tmp_path, pair):
+    m, t = pair
+    # Small limits: a second's age, and a size that holds about two entries (of 5 KiB: the
+    # smallest max_size is 4K).
+    for i in range(3):
+        send(t, ["alice@example.test"], f"r{i}", pad=5000)
+    st = dumpster_status(tandemctl, t)["db1"]
+    assert st["count"] == 3
+    one = st["bytes"] // 3
+    t.stop(t.proc)
+    t.extra_conf += f"\n[dumpster]\nmax_age = 1h\nmax_size = {2 * one + one // 2}\n"
+    t.write_conf(server="hub1", level="info")
+    t.proc = t.start()
+    t.started(t.proc)
+    wait_for(lambda: _try_send(t, "r3"), "hub1 taking mail again")
+    st = dumpster_status(tandemctl, t)["db1"]
+    assert st["count"] == 2, st  # the oldest went for the size
+    t.stop(t.proc)
+    t.extra_conf = t.extra_conf.replace("max_age = 1h", "max_age = 1s")
+    t.write_conf(server="hub1", level="info")
+    time.sleep(2)  # the age limit is whole seconds of delivery time
+    t.proc = t.start()
+    t.started(t.proc)
+    wait_for(lambda: _try_send(t, "r4"), "hub1 taking mail again")
+    st = dumpster_status(tandemctl, t)["db1"]
+    assert st["count"] == 1, st  # only the newest is younger than a second
+
+
+def _try_send(t, subject):
+    try:
+        send(t, ["alice@example.test"], subject, pad=5000)
+        return True
+    except (OSError, smtplib.SMTPException):
+        return False
