@@ -94,7 +94,8 @@
  *                   the order of struct ipc_copy_status (src/lib/ipc.h)}
  *   COPY_CONTROL    worker -> core: suspend, resume, activate or remove a copy. database: STR, 1..TDM_IPC_NAME_MAX;
  *                   action: U16 (enum tdm_ipc_copy_action); comment: STR, 0..TDM_IPC_REASON_MAX
- *                   (empty unless action is suspend)
+ *                   (empty unless action is suspend). Actions 8 and 9 are not about a copy:
+ *                   they dismount and mount an active database
  *   COPY_CONTROL_REPLY  core -> worker: status: I32 (0, TDM_ENOTFOUND: no such copy,
  *                   TDM_EFAILED: its agent never started; activate: TDM_ECONFLICT its source
  *                   still serves it as active, TDM_EGAP nothing proves it has all the log; or
@@ -229,6 +230,11 @@ enum tdm_ipc_copy_action {
     TDM_IPC_COPY_ACTIVATE_FORCE = 5,
     /* Stop the copy's agent and delete its files (docs/replication.md, "Removing a copy"). */
     TDM_IPC_COPY_REMOVE = 6,
+    /* Not about a copy: this server's active database (docs/replication.md, "Dismount and
+     * mount"). 0 also when it already is as asked; TDM_ENOTFOUND when no active database of
+     * that name is here (a copy included). */
+    TDM_IPC_DB_DISMOUNT = 8,
+    TDM_IPC_DB_MOUNT = 9,
 };
 
 enum tdm_ipc_worker_kind {

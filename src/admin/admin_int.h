@@ -237,6 +237,8 @@ void admin_dumpster_serve(struct admin_call *call);
 /* /v1/copies (GET), /v1/copies/<database> (DELETE) and
  * /v1/copies/<database>/suspend|resume|activate (POST). Answers every case. */
 void admin_copies_serve(struct admin_call *call);
+/* admin_databases.c: POST /v1/databases/<database>/dismount | mount. */
+void admin_databases_serve(struct admin_call *call);
 /* The copies' figures for /metrics, labelled by database. */
 struct evbuffer;
 void admin_metrics_copies(struct evbuffer *out, const struct ipc_copy_status_reply *r);

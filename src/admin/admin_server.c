@@ -386,6 +386,8 @@ route_authed(struct admin_call *call)
         return admin_recipients_serve(call);
     if (!strcmp(what, "copies"))
         return admin_copies_serve(call);
+    if (!strcmp(what, "databases"))
+        return admin_databases_serve(call);
     if (!strcmp(what, "dumpster"))
         return admin_dumpster_serve(call);
     void (*get)(struct admin_call *) = !strcmp(what, "whoami")    ? admin_whoami_serve

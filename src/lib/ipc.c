@@ -777,6 +777,10 @@ copy_control_check(const struct ipc_msg *m, const char **error_r)
                        error_r);
     if (rc != 0)
         return rc;
+    if (c->action == TDM_IPC_DB_DISMOUNT || c->action == TDM_IPC_DB_MOUNT)
+        return c->comment.len == 0 ? 0
+                                   : fail(error_r, TDM_EINVAL,
+                                          "COPY_CONTROL.comment: only a suspend has a comment");
     if (c->action != TDM_IPC_COPY_SUSPEND && c->action != TDM_IPC_COPY_RESUME &&
         c->action != TDM_IPC_COPY_ACTIVATE && c->action != TDM_IPC_COPY_ACTIVATE_FORCE &&
         c->action != TDM_IPC_COPY_REMOVE)

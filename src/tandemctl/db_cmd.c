@@ -1,10 +1,12 @@
 /*
- * tandemctl db create|inspect|verify|recover: offline tools over one database directory.
+ * tandemctl db create|inspect|verify|recover: offline tools over one database directory;
+ * db dismount|mount: a running server's active database, through its admin API.
  * The work is in src/store/store_inspect.c; this file parses arguments and prints reports,
  * for people ("Key: value" lines, like eseutil /mh) or for scripts (--json, jansson; the
  * field names are a contract documented in docs/tandemctl.md).
  */
 #include "tandemctl/ctl.h"
+#include "tandemctl/ctl_api.h"
 #include "tandemctl/ctl_parse.h"
 
 #include "directory/directory.h"
@@ -599,6 +601,75 @@ db_recover(const struct ctl_verb *verb, int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* dismount, mount: POST /v1/databases/<database>/dismount | mount    */
+
+static int
+db_mount_control(const struct ctl_verb *verb, int argc, char **argv, bool dismount)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    /* The name percent-encoded into /v1/databases/<database>/<action>. */
+    char path[1024];
+    size_t n = (size_t)snprintf(path, sizeof(path), "/v1/databases/");
+    for (const unsigned char *p = (const unsigned char *)db; *p && n < sizeof(path); p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
+        n += (size_t)(plain ? snprintf(path + n, sizeof(path) - n, "%c", *p)
+                            : snprintf(path + n, sizeof(path) - n, "%%%02X", *p));
+    }
+    if (n < sizeof(path))
+        n += (size_t)snprintf(path + n, sizeof(path) - n, "/%s", dismount ? "dismount" : "mount");
+    if (n >= sizeof(path))
+        return ctl_usage_error(verb, "the database name is too long");
+    struct admin_target t;
+    int r = ctl_api_target(verb, &o, false, &t);
+    if (r != 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            printf("%s %s\n", db, dismount ? "dismounted" : "mounted");
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
+static int
+db_dismount(const struct ctl_verb *verb, int argc, char **argv)
+{
+    return db_mount_control(verb, argc, argv, true);
+}
+
+static int
+db_mount(const struct ctl_verb *verb, int argc, char **argv)
+{
+    return db_mount_control(verb, argc, argv, false);
+}
+
+/* ------------------------------------------------------------------ */
 
 const struct ctl_verb ctl_db_verbs[] = {
     {"create", "<dir> [--generation-size BYTES] [--kind mail|directory]",
@@ -637,5 +708,13 @@ const struct ctl_verb ctl_db_verbs[] = {
      "Options:\n"
      "  --json  one JSON object on stdout (fields: docs/tandemctl.md)\n",
      db_recover},
+    {"dismount", "<database>",
+     "on a running server: stop serving an active database (Dismount-Database)",
+     "Commits are refused from the first instant (LMTP answers 451, IMAP NO), copies see the\n"
+     "database as not active (ServiceDown), and the store is closed cleanly, so `db inspect`\n"
+     "reads it as clean. A restart of the server mounts it again. Needs write on the server.\n",
+     db_dismount},
+    {"mount", "<database>", "on a running server: mount a dismounted database again", NULL,
+     db_mount},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -17,7 +17,8 @@
 #endif
 
 static const struct ctl_noun ctl_nouns[] = {
-    {"db", "offline database tools: create, inspect, verify, recover", ctl_db_verbs},
+    {"db", "database tools: create, inspect, verify, recover (offline); dismount, mount",
+     ctl_db_verbs},
     {"user", "mailbox users: add, list, show, set, remove, password", ctl_user_verbs},
     {"group", "groups of users and servers, and their members", ctl_group_verbs},
     {"acl", "who may do what to an object: show, grant, revoke", ctl_acl_verbs},

@@ -32,7 +32,13 @@ struct core_db {
     char *name;
     struct store *store;            /* NULL: refused at mount */
     char kind[STORE_KIND_MAX + 1]; /* "" when unreadable */
+    /* Dismounted by an operator or the cluster agent (core_dismount.c); fenced: its commits
+     * are answered TDM_ENOTFOUND, even durable ones. */
+    bool dismounted;
+    bool fenced;
 };
+
+static char core_datadir[4096];
 
 static struct core_db *core_dbs;
 static size_t core_n_dbs;
@@ -62,6 +68,8 @@ core_add(const char *name, const char *kind, struct store *store)
         log_fatal("out of memory");
     snprintf(db->kind, sizeof(db->kind), "%s", kind);
     db->store = store;
+    db->dismounted = false;
+    db->fenced = false;
 }
 
 static void
@@ -168,6 +176,7 @@ core_mount_all(const struct tdm_config *cfg)
 {
     if (!(cfg->roles & (TDM_ROLE_MAILBOX | TDM_ROLE_DIRECTORY)))
         return;
+    snprintf(core_datadir, sizeof(core_datadir), "%s", cfg->datadir);
     char *dbdir;
     if (asprintf(&dbdir, "%s/db", cfg->datadir) < 0)
         log_fatal("out of memory");
@@ -257,6 +266,52 @@ tandemd__core_db_find(const char *name, size_t len)
         if (strlen(core_dbs[i].name) == len && memcmp(core_dbs[i].name, name, len) == 0)
             return core_dbs[i].store;
     return NULL;
+}
+
+static struct core_db *
+core_db_named(const char *name, size_t len)
+{
+    for (size_t i = 0; i < core_n_dbs; i++)
+        if (strlen(core_dbs[i].name) == len && memcmp(core_dbs[i].name, name, len) == 0)
+            return &core_dbs[i];
+    return NULL;
+}
+
+bool
+tandemd__core_db_lookup(const char *name, size_t len, struct store **store_r, const char **kind_r,
+                        bool *dismounted_r)
+{
+    struct core_db *db = core_db_named(name, len);
+    if (!db)
+        return false;
+    *store_r = db->store;
+    *kind_r = db->kind;
+    *dismounted_r = db->dismounted;
+    return true;
+}
+
+void
+tandemd__core_db_set(const char *name, size_t len, struct store *store, bool dismounted,
+                     bool fenced)
+{
+    struct core_db *db = core_db_named(name, len);
+    TDM_ASSERT(db);
+    db->store = store;
+    db->dismounted = dismounted;
+    db->fenced = fenced;
+}
+
+bool
+tandemd__core_db_fenced(const char *name)
+{
+    struct core_db *db = core_db_named(name, strlen(name));
+    return db && db->fenced;
+}
+
+const char *
+tandemd__core_datadir(void)
+{
+    return core_datadir;
 }
 
 const struct tandemd_child_ops tandemd__core_ops = {

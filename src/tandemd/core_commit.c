@@ -232,6 +232,10 @@ finish(struct core_pending *p, bool send)
     struct core_conn *c = p->conn;
     c->inflight--;
     c->busy++; /* sending may close it; it must outlive this call */
+    /* A fenced database acknowledges nothing, not even what is durable: the client retries,
+     * and a duplicate is dropped by its delivery id (docs/replication.md, "Dismount"). */
+    if (send && p->reply.status == 0 && tandemd__core_db_fenced(p->database))
+        p->reply = (struct ipc_commit_reply){.status = TDM_ENOTFOUND};
     if (send && !c->closed) {
         struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
         msg.u.commit_reply = p->reply;

@@ -118,6 +118,12 @@ tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg)
         ret = tandemd__core_copy_activate(cc->database.ptr, cc->database.len,
                                           cc->action == TDM_IPC_COPY_ACTIVATE_FORCE);
         break;
+    case TDM_IPC_DB_DISMOUNT:
+        ret = tandemd__core_db_dismount(cc->database.ptr, cc->database.len);
+        break;
+    case TDM_IPC_DB_MOUNT:
+        ret = tandemd__core_db_mount(cc->database.ptr, cc->database.len);
+        break;
     case TDM_IPC_COPY_REMOVE:
         ret = tandemd__core_copy_remove(cc->database.ptr, cc->database.len);
         break;

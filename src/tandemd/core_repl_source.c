@@ -138,6 +138,29 @@ tandemd__core_repl_source_stop(void)
     }
 }
 void
+tandemd__core_repl_source_dismount(const char *name)
+{
+    if (!source)
+        return;
+    /* Its copies get ERROR shutdown and reconnect; known without a store, it is then
+     * answered not-active, which a copy reports as ServiceDown. */
+    repl_source_remove_database(source, name);
+    int ret = repl_source_add_database(source, name, NULL, db_mode(name));
+    if (ret < 0)
+        log_error("database %s: cannot answer its copies while dismounted: %s", name,
+                  tdm_strerror(ret));
+}
+
+void
+tandemd__core_repl_source_mount(const char *name, struct store *store)
+{
+    if (!source)
+        return;
+    repl_source_remove_database(source, name);
+    tandemd__core_repl_source_add(name, store);
+}
+
+void
 tandemd__core_repl_source_add(const char *name, struct store *store)
 {
     if (!source)

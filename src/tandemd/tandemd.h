@@ -222,10 +222,36 @@ void tandemd__core_copy_stop_agent(const char *name, size_t len);
 void tandemd__core_copy_forget(const char *name, size_t len);
 /* The [store] options the copies were started with. */
 const struct store_options *tandemd__core_repl_store_options(void);
+/* core_repl_source.c: a dismounted database: its copies are closed, then answered
+ * not-active; mount serves it again from store. */
+void tandemd__core_repl_source_dismount(const char *name);
+void tandemd__core_repl_source_mount(const char *name, struct store *store);
 /* core_repl_source.c: serves a database mounted after start (an activated copy). */
 void tandemd__core_repl_source_add(const char *name, struct store *store);
 /* core.c: adds a database mounted after start (an activated copy) to the list; takes store. */
 void tandemd__core_db_add(const char *name, const char *kind, struct store *store);
+/* core.c, for core_dismount.c: database name (len bytes): its store (NULL when dismounted or
+ * refused at mount), kind and whether it is dismounted; false when it is not listed. */
+bool tandemd__core_db_lookup(const char *name, size_t len, struct store **store_r,
+                             const char **kind_r, bool *dismounted_r);
+/* Sets them (the database must be listed); fenced: its commits are answered TDM_ENOTFOUND. */
+void tandemd__core_db_set(const char *name, size_t len, struct store *store, bool dismounted,
+                          bool fenced);
+/* Whether commits to database name (NUL-terminated) are refused even when durable. */
+bool tandemd__core_db_fenced(const char *name);
+/* [server] datadir. */
+const char *tandemd__core_datadir(void);
+
+/* ---- core_dismount.c: tandemctl db dismount / mount (docs/replication.md) ---- */
+
+/* Dismounts active database name (len bytes): stops acknowledging its commits (answered
+ * TDM_ENOTFOUND from now on, as for a database not here), stops serving it to copies (which
+ * see it as not active: ServiceDown), closes the store cleanly. 0 (also when already
+ * dismounted), TDM_ENOTFOUND (no active database of that name), or the close's error (it is
+ * dismounted all the same). A restart mounts it again. */
+int tandemd__core_db_dismount(const char *name, size_t len);
+/* Mounts it again: 0 (also when mounted), TDM_ENOTFOUND, or store_open's error. */
+int tandemd__core_db_mount(const char *name, size_t len);
 
 /* ---- core_activate.c: tandemctl copy activate ---- */
 

@@ -216,6 +216,10 @@ init_samples(void)
         (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_ACTIVATE_FORCE, {0}};
     m = add_sample("copy_control_remove", TDM_IPC_COPY_CONTROL, 22);
     m->u.copy_control = (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_COPY_REMOVE, {0}};
+    m = add_sample("db_dismount", TDM_IPC_COPY_CONTROL, 23);
+    m->u.copy_control = (struct ipc_copy_control){ipc_str_c("db"), TDM_IPC_DB_DISMOUNT, {0}};
+    m = add_sample("db_mount", TDM_IPC_COPY_CONTROL, 24);
+    m->u.copy_control = (struct ipc_copy_control){{utf8_255, 255}, TDM_IPC_DB_MOUNT, {0}};
     m = add_sample("copy_control_reply", TDM_IPC_COPY_CONTROL_REPLY, 19);
     m->u.copy_control_reply.status = -2;
 
@@ -1251,6 +1255,20 @@ p_copy_control_resume_comment(struct raw *p)
     raw_str(p, TDM_IPC_F_STR, "why");
 }
 static void
+p_db_dismount_comment(struct raw *p)
+{
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, TDM_IPC_DB_DISMOUNT, 2);
+    raw_str(p, TDM_IPC_F_STR, "why");
+}
+static void
+p_copy_control_action_10(struct raw *p)
+{
+    raw_str(p, TDM_IPC_F_STR, "a");
+    raw_tagged(p, TDM_IPC_F_U16, 10, 2);
+    raw_str(p, TDM_IPC_F_STR, "");
+}
+static void
 p_copy_control_activate_comment(struct raw *p)
 {
     raw_str(p, TDM_IPC_F_STR, "a");
@@ -1371,6 +1389,9 @@ test_payload_errors(void **state)
         {TDM_IPC_COPY_CONTROL, p_copy_control_activate_comment,
          "COPY_CONTROL.comment: only a suspend has a comment"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_action_7, "COPY_CONTROL.action: unknown action"},
+        {TDM_IPC_COPY_CONTROL, p_db_dismount_comment,
+         "COPY_CONTROL.comment: only a suspend has a comment"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_action_10, "COPY_CONTROL.action: unknown action"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct raw p = {.n = 0};
