@@ -187,6 +187,18 @@ repl_copy_resume(struct repl_copy *copy)
     return 0;
 }
 
+int
+repl_copy_reseed(struct repl_copy *copy)
+{
+    pthread_mutex_lock(&copy->lock);
+    copy->cmd_reseed = true;
+    copy->cmd_suspend = false;
+    copy->cmd_resume = false;
+    pthread_mutex_unlock(&copy->lock);
+    wake(copy);
+    return 0;
+}
+
 /* Records the suspension in copy.conf, so a restart keeps it. Returns "" or why not. */
 static const char *
 persist_suspension(struct repl_copy *c, bool suspended, const char *comment)
@@ -242,8 +254,9 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         log_error("copy %s: reading its wake-up: %s", c->database, strerror(errno));
     pthread_mutex_lock(&c->lock);
     bool stop = c->cmd_stop, suspend = c->cmd_suspend, resume = c->cmd_resume;
+    bool reseed = c->cmd_reseed;
     char *comment = c->cmd_comment;
-    c->cmd_suspend = c->cmd_resume = false;
+    c->cmd_suspend = c->cmd_resume = c->cmd_reseed = false;
     c->cmd_comment = NULL;
     pthread_mutex_unlock(&c->lock);
     if (stop) {
@@ -251,7 +264,9 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(c->base);
         return;
     }
-    if (suspend) {
+    if (reseed) {
+        repl_copy__reseed_start(c);
+    } else if (suspend) {
         repl_copy__disconnect(c);
         evtimer_del(c->retry_ev);
         /* Suspending again replaces the comment, and says so. */
@@ -281,6 +296,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     c->bytes_at_tick = c->st.bytes_received;
     if (c->store && c->st.state != REPL_COPY_SUSPENDED && c->st.state != REPL_COPY_FAILED)
         repl_copy__replay_tick(c);
+    repl_copy__seed_tick(c);
     repl_copy__publish(c);
 }
 
@@ -306,6 +322,7 @@ thread_main(void *arg)
     begin(c);
     event_base_dispatch(c->base);
     repl_copy__disconnect(c);
+    repl_copy__seed_abort(c);
     /* Ends a running sync job (its end runs here, before the store closes); a sync started
      * from that end runs inline. */
     struct offload *syncer = c->syncer;
@@ -367,6 +384,7 @@ repl_copy_start(const struct repl_copy_options *opt, struct repl_copy **copy_r, 
         return -ENOMEM;
     pthread_mutex_init(&c->lock, NULL);
     c->wake_fd = -1;
+    c->seed_fd = -1;
     c->conf = *opt->conf;
     for (unsigned i = 0; i < c->conf.n_sources; i++)
         for (unsigned j = 0; opt->networks && j < opt->n_networks; j++)

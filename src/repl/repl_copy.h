@@ -108,4 +108,13 @@ void repl_copy_get_status(struct repl_copy *copy, struct repl_copy_status *st_r)
 int repl_copy_suspend(struct repl_copy *copy, const char *comment);
 int repl_copy_resume(struct repl_copy *copy);
 
+/*
+ * Any thread: rebuilds the copy from a snapshot of the active's database (docs/replication.md,
+ * "Reseed"), from any state: the agent closes the copy, deletes its files (keeping copy.conf,
+ * without a suspension), asks the active for a snapshot, builds the copy from it and ships the
+ * log on from there. Whether the copy may lose its files is the caller's decision. Returns at
+ * once; 0.
+ */
+int repl_copy_reseed(struct repl_copy *copy);
+
 #endif

@@ -18,6 +18,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,6 +52,8 @@ struct repl_copy_link {
     bool probe;      /* a probe: adopted as the session once its handshake completes */
     bool connected;  /* TLS handshake done */
     bool hello_done; /* HELLO_REPLY OK received */
+    bool seed;       /* a seed connection: SEED_REQUEST sent instead of HELLO */
+    uint64_t serial; /* tells a link from a later one at the same address */
     uint32_t hello_id;
 };
 
@@ -68,7 +71,7 @@ struct repl_copy {
 
     /* lock: commands and the published status. */
     pthread_mutex_t lock;
-    bool cmd_stop, cmd_suspend, cmd_resume;
+    bool cmd_stop, cmd_suspend, cmd_resume, cmd_reseed;
     char *cmd_comment;
     struct repl_copy_status published;
 
@@ -102,7 +105,13 @@ struct repl_copy {
      * while its job ran must not take that job's position as its own. */
     uint64_t store_serial, sync_store_serial;
     bool read_parked;
-    bool seeding;      /* created from nothing; Healthy once first caught up */
+    bool seeding;     /* created from nothing; Healthy once first caught up */
+    bool seed_wanted; /* the next connection asks for a snapshot (repl_copy_seed.c) */
+    uint64_t link_serial;
+    int seed_fd; /* the snapshot being received; -1 when none */
+    uint64_t seed_received, seed_total;
+    uint8_t seed_guid[REPL_WIRE_GUID_LEN];
+    crypto_hash_sha256_state seed_sha;
     uint32_t next_hello_id;
     char net_errors[1024];      /* why each network failed in this round, for Disconnected */
     struct repl_copy_status st; /* the thread's own copy; published on every change */
@@ -165,5 +174,28 @@ void repl_copy__replay_cb(evutil_socket_t fd, short what, void *arg);
 /* Opens the copy if it exists (at thread start). 0, -ENOENT (not seeded yet) or an error
  * (the copy is then Failed). */
 int repl_copy__open_store(struct repl_copy *c);
+
+/* ---- repl_copy_seed.c ---- */
+
+/* "<parent>/.<name><suffix>", beside the copy's directory (owned). */
+char *repl_copy__sibling(const struct repl_copy *c, const char *suffix);
+/* Removes path and everything under it; 0 when it is not there. 0 or -errno. */
+int repl_copy__rm_tree(const char *path);
+/* Writes copy.conf into the directory tmp, swaps it with the copy's directory in one
+ * renameat2(RENAME_EXCHANGE), syncs the parent and deletes the old directory (now at tmp).
+ * 0, or -errno with *why_r. */
+int repl_copy__swap_in(struct repl_copy *c, const char *tmp, const char **why_r);
+/* The SEED_REQUEST for a seed connection on l (marks it one). */
+void repl_copy__seed_request(struct repl_copy *c, struct repl_copy_link *l, struct repl_msg *msg,
+                             uint32_t request_id);
+/* A message on a seed connection: as repl_copy__on_message(). */
+int repl_copy__seed_on_message(struct repl_copy *c, struct repl_copy_link *l,
+                               const struct repl_msg *msg);
+/* Every second: the seed connection's sign of life (ACK). */
+void repl_copy__seed_tick(struct repl_copy *c);
+/* Drops a snapshot partly received. */
+void repl_copy__seed_abort(struct repl_copy *c);
+/* tandemctl copy reseed: closes the copy, deletes its files and asks for a snapshot. */
+void repl_copy__reseed_start(struct repl_copy *c);
 
 #endif

@@ -86,6 +86,7 @@ link_open(struct repl_copy *c, unsigned net, bool probe, char *why, size_t why_s
         return NULL;
     }
     l->copy = c;
+    l->serial = ++c->link_serial;
     l->net = net;
     l->probe = probe;
     SSL *ssl;
@@ -262,13 +263,22 @@ link_connected(struct repl_copy *c, struct repl_copy_link *l)
     c->next_net = l->net;
     struct repl_msg hello;
     l->hello_id = ++c->next_hello_id ? c->next_hello_id : ++c->next_hello_id;
-    repl_copy__hello(c, &hello, l->hello_id);
+    if (c->seed_wanted)
+        repl_copy__seed_request(c, l, &hello, l->hello_id);
+    else
+        repl_copy__hello(c, &hello, l->hello_id);
     if (repl_copy__send(l, &hello) < 0) {
         repl_copy__reconnect(c);
         return;
     }
     snprintf(c->st.network, sizeof(c->st.network), "%s", c->conf.sources[l->net].network);
     endpoint_text(&c->conf.sources[l->net], c->st.endpoint, sizeof(c->st.endpoint));
+    if (l->seed) {
+        repl_copy__set_state(c, REPL_COPY_SEEDING,
+                             "asking the active for a snapshot on network %s (%s)", c->st.network,
+                             c->st.endpoint);
+        return;
+    }
     /* A copy the active keeps refusing (ServiceDown, or Failed on its credentials) stays in
      * that state while it asks again: one event per change, not two per retry. */
     if (c->st.state == REPL_COPY_SERVICE_DOWN || c->st.state == REPL_COPY_FAILED)
@@ -300,6 +310,15 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         link_connected(c, l);
         return;
+    }
+    if (l->hello_done && evbuffer_get_length(bufferevent_get_input(l->bev)) > 0) {
+        /* What came before the close is read first: a seed ends with SEED_END and a close,
+         * which may be reported (as EOF or as an error of the TLS layer) before the last
+         * frames were handed to the read callback. */
+        uint64_t serial = l->serial;
+        repl_copy__read(l);
+        if (!c->session || c->session->serial != serial)
+            return; /* the link went while reading (a seed that completed, a failure) */
     }
     char why[300];
     if (what & BEV_EVENT_TIMEOUT) {
@@ -381,7 +400,7 @@ repl_copy__read(struct repl_copy_link *l)
             return;
         }
         /* msg borrows from the buffer until it is drained. */
-        ret = repl_copy__on_message(c, l, &msg);
+        ret = l->seed ? repl_copy__seed_on_message(c, l, &msg) : repl_copy__on_message(c, l, &msg);
         if (ret < 0)
             return; /* l is gone */
         if (ret > 0)

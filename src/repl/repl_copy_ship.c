@@ -17,8 +17,6 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,14 +33,6 @@ guid_zero(const uint8_t *g)
         if (g[i])
             return false;
     return true;
-}
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
 /* Failed for good (until an operator resumes): the session closes and is not retried. */
@@ -76,66 +66,28 @@ repl_copy__open_store(struct repl_copy *c)
 }
 
 /*
- * Seeds a new copy of the database guid: store_copy_create() wants a directory of its own, and
- * this one already holds copy.conf, so the copy is made in a hidden sibling beside it (the core
- * skips names starting with '.'), copy.conf is written into it, and the two directories are swapped
- * with one renameat2(RENAME_EXCHANGE): a crash leaves either the marker alone (seeded again) or
- * the whole copy. The old directory, holding only the marker, is then removed.
+ * Creates a new, empty copy of the database guid, whose log is shipped from generation 1:
+ * store_copy_create() wants a directory of its own, and this one already holds copy.conf, so
+ * the copy is made in a hidden sibling beside it (the core skips names starting with '.'),
+ * and swapped in with copy.conf (repl_copy__swap_in: a crash leaves either the marker alone,
+ * seeded again, or the whole copy).
  */
 static int
 seed(struct repl_copy *c, const uint8_t *guid)
 {
-    char *parent = strdup(c->dir);
-    if (!parent)
-        log_fatal("out of memory");
-    char *slash = strrchr(parent, '/');
-    const char *base = slash ? slash + 1 : parent;
-    if (slash)
-        *slash = '\0';
-    char *tmp, *conf_to, *conf_err = NULL;
-    if (asprintf(&tmp, "%s/.%s.seed", slash ? parent : ".", base) < 0 ||
-        asprintf(&conf_to, "%s/%s", tmp, REPL_COPY_CONF_NAME) < 0)
-        log_fatal("out of memory");
-    int ret;
+    char *tmp = repl_copy__sibling(c, ".seed");
     const char *why = NULL;
     /* What a crash left of an earlier seed: removed whole, so the create starts clean. */
-    struct stat st;
-    if (lstat(tmp, &st) == 0 && nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        log_warn("copy %s: cannot remove the leftover %s: %s", c->database, tmp, strerror(errno));
-    ret = store_copy_create(tmp, guid, c->conf.kind, 1, &why);
+    int ret = repl_copy__rm_tree(tmp);
     if (ret < 0)
-        goto out;
-    /* The marker goes with the copy, written crash-safely there (file and directory synced):
-     * after the exchange a crash must never find the copy's files without it, which would
-     * mount as an empty active. */
-    ret = repl_copy_conf_write(tmp, &c->conf, &conf_err);
-    if (ret < 0) {
-        why = conf_err ? conf_err : "cannot write copy.conf into the new copy";
-        goto out;
-    }
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, c->dir, RENAME_EXCHANGE) < 0) {
-        ret = -errno;
-        why = "cannot move the new copy into place (renameat2 RENAME_EXCHANGE)";
-        goto out;
-    }
-    int pfd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (pfd < 0 || fsync(pfd) < 0) {
-        ret = -errno;
-        why = "cannot sync the database directory";
-    }
-    if (pfd >= 0)
-        close(pfd);
-    /* tmp now holds the old directory: only the marker. */
-    unlink(conf_to);
-    rmdir(tmp);
-out:
+        log_warn("copy %s: cannot remove the leftover %s: %s", c->database, tmp, tdm_strerror(ret));
+    ret = store_copy_create(tmp, guid, c->conf.kind, 1, &why);
+    if (ret == 0)
+        ret = repl_copy__swap_in(c, tmp, &why);
     if (ret < 0)
         repl_copy__set_state(c, REPL_COPY_FAILED, "cannot create the copy in %s: %s (%s)", c->dir,
                              why ? why : "error", tdm_strerror(ret));
     free(tmp);
-    free(conf_to);
-    free(conf_err);
-    free(parent);
     return ret;
 }
 
@@ -153,7 +105,7 @@ repl_copy__hello(struct repl_copy *c, struct repl_msg *msg, uint32_t request_id)
     h->database = repl_str_c(c->database);
     h->role = c->conf.role;
     h->start_generation = 1;
-    c->pending_len = 0; /* the new session ships again from the copy's position */
+    c->pending_len = 0;     /* the new session ships again from the copy's position */
     c->read_parked = false; /* ... and the old session's buffer is gone */
     if (c->store) {
         struct store_copy_status s;
@@ -164,7 +116,9 @@ repl_copy__hello(struct repl_copy *c, struct repl_msg *msg, uint32_t request_id)
         h->start_generation = p.generation ? p.generation : 1;
         h->start_offset = p.offset;
         h->last_lsn = p.lsn;
-        h->epoch = p.epoch;
+        /* Epoch 0 says "no generation here yet": a copy seeded from a snapshot, whose LMDB may
+         * reach into the generation it starts from (the source accepts that). */
+        h->epoch = s.lowest_generation ? p.epoch : 0;
     }
 }
 
@@ -194,6 +148,19 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
         repl_copy__set_state(c, REPL_COPY_FAILED,
                              "the active refused this server's credentials (%s): %s", code, reason);
         return -1;
+    case REPL_CODE_POSITION_GONE:
+        if (!c->store) {
+            /* A new copy whose active no longer has generation 1: a seed from a snapshot. */
+            repl_copy__disconnect(c);
+            c->seed_wanted = true;
+            repl_copy__set_state(c, REPL_COPY_SEEDING,
+                                 "the active no longer has generation 1: seeding from a snapshot");
+            c->next_net = 0;
+            repl_copy__connect(c);
+            return -1;
+        }
+        /* A copy with a log needs an operator's reseed: */
+        __attribute__((fallthrough));
     default: /* guid-mismatch, position-gone, diverged, version, protocol */
         repl_copy__retry_later(c, false);
         repl_copy__set_state(c, REPL_COPY_FAILED, "the active refused (%s): %s%s",
@@ -239,7 +206,7 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
     c->st.source_generation = r->current_generation;
     c->st.source_durable_end = r->durable_end;
     if (c->seeding)
-        repl_copy__set_state(c, REPL_COPY_SEEDING, "a new copy, from generation 1 over network %s",
+        repl_copy__set_state(c, REPL_COPY_SEEDING, "a new copy, copying the log over network %s",
                              c->st.network);
     else
         repl_copy__set_state(c, REPL_COPY_HEALTHY, "%s mode, over network %s (%s)",
