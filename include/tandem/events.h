@@ -70,6 +70,10 @@ enum tdm_event {
     TDM_EV_CMS_ADDRESS_DOWN = 5041,
     TDM_EV_CMS_BIND_RETRYING = 5042,
     TDM_EV_CMS_BIND_FAILED = 5043,
+    /* The transport dumpster (src/smtp/dumpster*.c, docs/smtp.md "Transport dumpster"). */
+    TDM_EV_DUMPSTER_RESUBMITTED = 5100,
+    TDM_EV_DUMPSTER_WRITE_FAILED = 5101,
+    TDM_EV_DUMPSTER_RESUBMIT_REFUSED = 5102,
     /* The coordination store of a witness (src/coord/coord_server.c). */
     TDM_EV_COORD_STORE_OPENED = 5000,
     TDM_EV_COORD_LEASE_GRANTED = 5001,

@@ -5,6 +5,7 @@
 #include "smtp/dumpster_resubmit.h"
 
 #include "lib/err.h"
+#include "lib/event.h"
 #include "lib/log.h"
 #include "rcpt/rcpt_lookup.h"
 #include "smtp/dumpster.h"
@@ -56,9 +57,10 @@ entry_clear(struct dumpster_resubmit *rs)
 static void
 finish(struct dumpster_resubmit *rs)
 {
-    log_info("dumpster: resubmitted %s: %" PRIu64 " message(s), %" PRIu64
-             " recipient(s) taken, %" PRIu64 " refused",
-             rs->database, rs->counts.messages, rs->counts.resubmitted, rs->counts.refused);
+    event_emit(TDM_EV_DUMPSTER_RESUBMITTED, rs->database,
+               "resubmitted %" PRIu64 " message(s) of %s: %" PRIu64 " recipient(s) taken, %" PRIu64
+               " refused",
+               rs->counts.messages, rs->database, rs->counts.resubmitted, rs->counts.refused);
     struct dumpster_resubmit_counts c = rs->counts;
     dumpster_resubmit_cb *cb = rs->cb;
     void *ctx = rs->ctx;
@@ -83,7 +85,8 @@ schedule(struct dumpster_resubmit *rs)
 static void
 entry_refused(struct dumpster_resubmit *rs, const char *why)
 {
-    log_warn("dumpster: cannot resubmit %s: %s", rs->paths[rs->next - 1], why);
+    event_emit(TDM_EV_DUMPSTER_RESUBMIT_REFUSED, rs->database, "cannot resubmit %s: %s",
+               rs->paths[rs->next - 1], why);
     rs->counts.refused += rs->d.e.n_rcpts ? rs->d.e.n_rcpts : 1;
     entry_clear(rs);
     schedule(rs);
@@ -101,7 +104,8 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
             rs->counts.refused++;
     }
     if (v->code / 100 != 2)
-        log_warn("dumpster: resubmitting %s: %d %s", rs->paths[rs->next - 1], v->code, v->text);
+        event_emit(TDM_EV_DUMPSTER_RESUBMIT_REFUSED, rs->database, "resubmitting %s: %d %s",
+                   rs->paths[rs->next - 1], v->code, v->text);
     entry_clear(rs);
     schedule(rs);
 }

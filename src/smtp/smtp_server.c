@@ -24,6 +24,7 @@
 
 #include "lib/conn.h"
 #include "lib/err.h"
+#include "lib/event.h"
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "proto/smtp/smtp_received.h"
@@ -345,12 +346,13 @@ dumpster_keep(struct smtp_conn *sc, const int *codes)
         };
         int r = dumpster_put(datadir, sc->rcpt_dbs[i], &e);
         if (r < 0)
-            log_error("smtp: cannot keep a delivered message in the dumpster of %s: %s",
-                      sc->rcpt_dbs[i], tdm_strerror(r));
+            event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, sc->rcpt_dbs[i],
+                       "cannot keep a delivered message in the dumpster of %s: %s", sc->rcpt_dbs[i],
+                       tdm_strerror(r));
     }
     if (ret < 0)
-        log_error("smtp: cannot keep a delivered message in the dumpster: %s",
-                  tdm_strerror(ret));
+        event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, NULL,
+                   "cannot keep a delivered message in the dumpster: %s", tdm_strerror(ret));
     for (size_t i = 0; addrs && i < n; i++)
         smtp_buf_free(&addrs[i]);
     smtp_buf_free(&from);

@@ -131,6 +131,8 @@ def test_resubmit_drops_duplicates_and_restores_a_loss(pair, tandem_bin, tandemc
     assert inbox(tandem_bin, m.db, "alice") == before
     assert len(inbox(tandem_bin, m.db, "bob")) == 1
     assert "duplicate dropped" in m.output()
+    done = t.wait_event(lambda e: e["id"] == 5100, "event 5100 dumpster.resubmitted")
+    assert done["subject"] == "db1" and "0 refused" in done["message"], done
 
     # A loss: the database goes back to a copy taken before the last K deliveries.
     m.stop(m.proc)
