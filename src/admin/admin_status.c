@@ -166,8 +166,8 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
             json_array_append_new(names, json_string(c->databases[d]));
         const char *state = ipc_cms_state_name(call->cms_state[i]);
         json_array_append_new(
-            cms, json_pack("{s:s,s:s,s:o,s:s,s:s,s:b}", "name", c->name, "address",
-                           c->address.text, "databases", names, "mount_dial",
+            cms, json_pack("{s:s,s:s,s:o,s:s,s:s,s:b}", "name", c->name, "address", c->address.text,
+                           "databases", names, "mount_dial",
                            tdm_config_mount_dial_name(c->mount_dial), "state",
                            state ? state : "unknown", "up", call->cms_state[i] == TDM_IPC_CMS_UP));
     }

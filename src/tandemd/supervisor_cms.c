@@ -39,11 +39,11 @@
 struct sup_cms_entry {
     struct sup_cms *sc;
     char name[TDM_CONFIG_NAME_MAX + 1];
-    struct tdm_config_addr address; /* as configured when it was asked up */
-    int fds[TDM_PROTO_COUNT];       /* -1: not bound (yet), or a protocol without [listen] */
+    struct tdm_config_addr address;  /* as configured when it was asked up */
+    int fds[TDM_PROTO_COUNT];        /* -1: not bound (yet), or a protocol without [listen] */
     uint32_t ports[TDM_PROTO_COUNT]; /* 0: the protocol is not served on the CMS address */
-    bool handed;                    /* every socket bound and given to the children */
-    int last_errno;                 /* of the last failed bind, for one event per cause */
+    bool handed;                     /* every socket bound and given to the children */
+    int last_errno;                  /* of the last failed bind, for one event per cause */
     struct event *retry;
     struct timespec since; /* asked up */
     struct sup_cms_entry *next;
@@ -188,8 +188,8 @@ entry_try(struct sup_cms_entry *e)
             snprintf(protos + strlen(protos), sizeof(protos) - strlen(protos), "%s%s:%u",
                      protos[0] ? ", " : "", tdm_config_proto_name((enum tdm_proto)p),
                      (unsigned)e->ports[p]);
-    event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up (%s) after %llu ms",
-               e->name, e->address.text, protos[0] ? protos : "no protocols",
+    event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up (%s) after %llu ms", e->name,
+               e->address.text, protos[0] ? protos : "no protocols",
                (unsigned long long)ms_since(&e->since));
 }
 

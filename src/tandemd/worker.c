@@ -211,9 +211,8 @@ worker_cms_listen(const char *cms, enum tdm_proto proto, int fd)
     else if (ret == 0 && worker_smtp)
         ret = smtp_server_add_socket(worker_smtp, fd, tag);
     else if (ret == 0 && worker_accept_ev && !worker_cms_ev[tag - 1]) {
-        worker_cms_ev[tag - 1] =
-            event_new(event_get_base(worker_accept_ev), fd, EV_READ | EV_PERSIST, worker_accept_cb,
-                      NULL);
+        worker_cms_ev[tag - 1] = event_new(event_get_base(worker_accept_ev), fd,
+                                           EV_READ | EV_PERSIST, worker_accept_cb, NULL);
         if (!worker_cms_ev[tag - 1] || event_add(worker_cms_ev[tag - 1], NULL) < 0)
             log_fatal("cannot watch the listening socket of CMS %s", cms);
     } else if (ret == 0) {
