@@ -1,5 +1,6 @@
 /*
- * Two cluster agents (src/cluster/cluster_fsm.c) and a simulated witness, driven through
+ * Two cluster agents (src/cluster/cluster_fsm.c; three in unit_cluster_fsm_sim3) and a
+ * simulated witness, driven through
  * random message loss, delays, link cuts and crashes on one simulated clock. At every
  * instant at most one node may be writing: a node writes from a step that said
  * writes_allowed until that step's next_step_ms (the contract the glue follows). And no two
@@ -24,7 +25,12 @@
 
 #include <cmocka.h>
 
-enum { I = 1000, T = 4000, MISSES = 5, TICK = 10, N = 2, W = N /* the witness's index */ };
+/* Nodes in the cluster: 2 by default; the unit_cluster_fsm_sim3 binary is built with 3, where
+ * a confirmation without the witness must come from every node. */
+#ifndef SIM_NODES
+#define SIM_NODES 2
+#endif
+enum { I = 1000, T = 4000, MISSES = 5, TICK = 10, N = SIM_NODES, W = N /* the witness's index */ };
 
 enum msg_kind { HB, HB_REPLY, ACQUIRE, RENEW, RELEASE, LEASE_REPLY };
 
@@ -78,7 +84,12 @@ static struct sim {
     uint64_t trace_at; /* SIM_TRACE=<seed>:<ms>: print the steps before that instant */
 } S;
 
-static const char *names[N + 1] = {"mb1", "mb2", "wit1"};
+static const char *
+name_of(int k)
+{
+    static const char *nodes[] = {"mb1", "mb2", "mb3", "mb4"};
+    return k == W ? "wit1" : nodes[k];
+}
 
 static void
 send(int from, int to, struct msg m)
@@ -156,9 +167,9 @@ witness_receive(const struct msg *m)
     r.epoch = S.w_epoch;
     if (S.trace_at && S.now + 8000 > S.trace_at && S.now <= S.trace_at)
         printf("%llu witness: %s from %s (sent %llu): %s, holder %d epoch %llu until %llu\n",
-               (unsigned long long)S.now, m->kind == ACQUIRE ? "ACQUIRE" : "RENEW", names[m->from],
-               (unsigned long long)m->sent_at, r.granted ? "granted" : "refused", S.w_holder,
-               (unsigned long long)S.w_epoch, (unsigned long long)S.w_expires);
+               (unsigned long long)S.now, m->kind == ACQUIRE ? "ACQUIRE" : "RENEW",
+               name_of(m->from), (unsigned long long)m->sent_at, r.granted ? "granted" : "refused",
+               S.w_holder, (unsigned long long)S.w_epoch, (unsigned long long)S.w_expires);
     send(W, m->from, r);
 }
 
@@ -205,7 +216,7 @@ fill_input(int k, struct cluster_fsm_input *in)
     in->interval_ms = I;
     in->misses = MISSES;
     in->ttl_ms = T;
-    in->self = names[k];
+    in->self = name_of(k);
     in->self_preference = (unsigned)k;
     in->cms = "mail1";
     in->dial = CLUSTER_DIAL_BEST;
@@ -227,7 +238,7 @@ fill_input(int k, struct cluster_fsm_input *in)
         if (j == k)
             continue;
         struct cluster_fsm_member *m = &in->members[in->n_members++];
-        snprintf(m->name, sizeof(m->name), "%s", names[j]);
+        snprintf(m->name, sizeof(m->name), "%s", name_of(j));
         m->is_witness = j == W;
         m->last_heard_ms = n->heard[j];
         m->acked_sent_ms = n->acked[j];
@@ -244,7 +255,7 @@ fill_input(int k, struct cluster_fsm_input *in)
     /* The coordination connection: something from the witness lately. */
     in->lease.witness_up = n->heard[W] && S.now < n->heard[W] + 2 * I + I / 2;
     if (n->holder >= 0)
-        snprintf(in->lease.holder, sizeof(in->lease.holder), "%s", names[n->holder]);
+        snprintf(in->lease.holder, sizeof(in->lease.holder), "%s", name_of(n->holder));
     in->lease.epoch = n->lease_epoch;
     in->lease.request_pending = n->pending;
     in->lease.renew_sent_ms = n->renew_sent;
@@ -279,7 +290,7 @@ step(int k)
     if (S.trace_at && S.now + 8000 > S.trace_at && S.now <= S.trace_at) {
         printf("%llu %s %s w=%d next=%llu [%s] conf=%llu wu=%d holder=%s/%llu acked=%llu,%llu "
                "heard=%llu:",
-               (unsigned long long)S.now, names[k], cluster_fsm_state_name(n->out.state),
+               (unsigned long long)S.now, name_of(k), cluster_fsm_state_name(n->out.state),
                n->out.writes_allowed, (unsigned long long)n->out.next_step_ms, n->out.reason,
                (unsigned long long)cluster_fsm_confirmed_at(&in, n->fsm.active_since_ms),
                in.lease.witness_up, in.lease.holder, (unsigned long long)in.lease.epoch,
@@ -455,14 +466,20 @@ test_never_two_writers(void **state)
     for (unsigned seed = first; seed <= last; seed++) {
         run(seed, 600 * 1000);
         total_activations += S.activations;
-        if (S.write_ticks[0] > 0 && S.write_ticks[1] > 0)
+        unsigned wrote = 0;
+        for (int k = 0; k < N; k++)
+            wrote += S.write_ticks[k] > 0;
+        if (wrote >= 2)
             both_wrote++;
     }
-    /* Not vacuous: the CMS moved many times, and each node was the writer in most runs. */
-    printf("activations %u; runs where both nodes wrote: %u of %u\n", total_activations, both_wrote,
-           seeds);
+    /* Not vacuous: the CMS moved many times, between nodes, in most runs. */
+    printf("%d nodes: activations %u; runs where two nodes or more wrote: %u of %u\n", N,
+           total_activations, both_wrote, seeds);
     assert_true(total_activations > 5 * seeds);
-    assert_true(both_wrote > seeds * 3 / 4);
+    /* With three nodes the old active mostly wins back (it restarts with the most log, and
+     * the most log wins), so only two nodes are held to moving the CMS around. */
+    if (N == 2)
+        assert_true(both_wrote > seeds * 3 / 4);
 }
 
 int
