@@ -1,16 +1,19 @@
 """tandemctl db dismount / mount on a running server (docs/replication.md "Dismount and
 mount"): after a dismount, a delivery is answered 451 and a change in an open IMAP session NO,
-the store is closed cleanly (db inspect: clean, not mounted); mount serves it again with every
-message intact. Nothing of a dismount is remembered: a restart mounts the database again."""
+the store is closed cleanly (db inspect: clean, not mounted), its copy reports ServiceDown;
+mount serves it again with every message intact and the copy catches up. Nothing of a dismount
+is remembered: a restart mounts the database again."""
 import imaplib
 import json
 import smtplib
 
 import pytest
 
-from lab import WAIT, Server
+from lab import WAIT, Server, wait_for
+from test_copy_not_served import copy_holder  # noqa: F401 (a fixture)
 from test_imap import deliver
 from test_imap_store import raw
+from test_replication import DB as CH_DB, caught_up, copy_status
 
 DB = "db1"
 EXIT_NOT_FOUND = 7
@@ -115,3 +118,17 @@ def test_restart_mounts_again(server, tandemctl):
     m = login(s)
     assert m.select("INBOX") == ("OK", [b"2"])
     m.logout()
+
+
+def test_copy_sees_service_down_and_catches_up_after_mount(copy_holder, tandemctl):
+    """A's database has a passive copy on B: dismounting A's ends the copy's session and B
+    reports ServiceDown (its source answers but no longer serves it); after mount the copy is
+    Healthy again and gets what A took since."""
+    a, b = copy_holder
+    r = tandemctl("db", "dismount", CH_DB, "--socket", a.admin_socket)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "ServiceDown", "B's copy ServiceDown")
+    r = tandemctl("db", "mount", CH_DB, "--socket", a.admin_socket)
+    assert r.returncode == 0, r.stderr
+    deliver(a, "alice@example.test", "after mount")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up with A again")
