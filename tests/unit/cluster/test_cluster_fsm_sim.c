@@ -1,10 +1,9 @@
 /*
  * Two cluster agents (src/cluster/cluster_fsm.c; three in unit_cluster_fsm_sim3) and a
- * simulated witness, driven through
- * random message loss, delays, link cuts and crashes on one simulated clock. At every
- * instant at most one node may be writing: a node writes from a step that said
- * writes_allowed until that step's next_step_ms (the contract the glue follows). And no two
- * nodes ever activate in the same epoch.
+ * simulated witness, driven through random message loss, delays, link cuts and crashes on
+ * one simulated clock. At every instant at most one node may be writing: a node writes from a
+ * step that said writes_allowed until that step's next_step_ms (the contract the glue
+ * follows). And no two nodes ever activate in the same epoch.
  *
  * SIM_FIRST/SIM_SEEDS=<n> choose the seeds (1..40 by default); SIM_TRACE=<seed>:<ms> prints
  * every step and lease answer in the 8 s before that instant.
