@@ -179,6 +179,16 @@ def test_bad_requests(pair):
     assert m.api("GET", "/v1/dumpster").status == 404
 
 
+def test_mailbox_server_down_is_refused_and_said(pair):
+    m, t = pair
+    send(t, ["alice@example.test", "bob@example.test"], "kept")
+    m.stop(m.proc)
+    r = resubmit(t)
+    assert r == {"ok": True, "messages": 1, "resubmitted": 0, "refused": 2}, r
+    ev = t.wait_event(lambda e: e["id"] == 5102, "event 5102 dumpster.resubmit_refused")
+    assert ev["subject"] == "db1" and ev["severity"] == "warning", ev
+
+
 def test_retention(tandem_bin, tandemctl, tmp_path, pair):
     m, t = pair
     # Small limits: a second's age, and a size that holds about two entries (of 5 KiB: the
