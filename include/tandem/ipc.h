@@ -114,6 +114,11 @@
  *   CMS_STATUS_REPLY    core -> worker: every [cms] of the configuration, in name order.
  *                   cms: LIST of <= TDM_IPC_MAX_CMS elements {name: STR, 1..TDM_IPC_NAME_MAX,
  *                   unique, ascending byte order; state: U16 (enum tdm_ipc_cms_state)}
+ *   CLUSTER_STATUS_REQUEST  worker -> core: empty payload
+ *   CLUSTER_STATUS_REPLY    core -> worker: the cluster as this core sees it (GET /v1/cluster,
+ *                   docs/formats/admin-api.md). json: STR, 2..TDM_IPC_CLUSTER_JSON_MAX, a JSON
+ *                   object the core builds (heartbeats, and what the cluster agent adds), passed
+ *                   through by the admin worker; {} on a server in no cluster
  *
  * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
  * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
@@ -148,6 +153,7 @@
 #define TDM_IPC_NETWORK_MAX 63u       /* a network name, or an endpoint "[v6]:port" */
 #define TDM_IPC_COPY_N_FIGURES 19u    /* U64 figures per copy in COPY_STATUS_REPLY */
 #define TDM_IPC_MAX_CMS 16u           /* CMS_STATUS_REPLY entries (TDM_CONFIG_MAX_CMS fits) */
+#define TDM_IPC_CLUSTER_JSON_MAX (256u * 1024u) /* CLUSTER_STATUS_REPLY.json */
 #define TDM_IPC_PROTO_MAX 16u         /* CMS_LISTEN.proto: below it (enum tdm_proto in config.h) */
 /* Subscriptions one worker may hold: an IMAP worker holds one per folder its sessions have
  * selected, so this bounds folders, not connections (10,000 and more per worker). */
@@ -177,6 +183,8 @@ enum tdm_ipc_type {
     TDM_IPC_CMS_LISTEN = 82,
     TDM_IPC_CMS_STATUS_REQUEST = 83,
     TDM_IPC_CMS_STATUS_REPLY = 84,
+    TDM_IPC_CLUSTER_STATUS_REQUEST = 90,
+    TDM_IPC_CLUSTER_STATUS_REPLY = 91,
 };
 
 /* CMS_CONTROL.state (what the core asks), CMS_STATE.state (where the supervisor is) and

@@ -222,6 +222,9 @@ void admin_ask_core(struct admin_call *call,
                     int (*req)(struct core_link *, core_link_reply_cb *, void *),
                     core_link_reply_cb *cb);
 void admin_status_serve(struct admin_call *call);
+/* ---- admin_cluster.c: GET /v1/cluster ---- */
+
+void admin_cluster_serve(struct admin_call *call);
 void admin_metrics_serve(struct admin_call *call);
 void admin_events_serve(struct admin_call *call);
 /* Ends every events stream (shutdown). */

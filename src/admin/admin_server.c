@@ -392,6 +392,7 @@ route_authed(struct admin_call *call)
         return admin_dumpster_serve(call);
     void (*get)(struct admin_call *) = !strcmp(what, "whoami")    ? admin_whoami_serve
                                        : !strcmp(what, "status")  ? admin_status_serve
+                                       : !strcmp(what, "cluster") ? admin_cluster_serve
                                        : !strcmp(what, "events")  ? admin_events_serve
                                        : !strcmp(what, "changes") ? admin_changes_serve
                                                                   : NULL;

@@ -470,6 +470,13 @@ core_link_cms_status(struct core_link *link, core_link_reply_cb *cb, void *ctx)
 }
 
 int
+core_link_cluster_status(struct core_link *link, core_link_reply_cb *cb, void *ctx)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_CLUSTER_STATUS_REQUEST};
+    return link_request(link, &msg, TDM_IPC_CLUSTER_STATUS_REPLY, cb, ctx);
+}
+
+int
 core_link_copy_control(struct core_link *link, const char *database, uint16_t action,
                        const char *comment, core_link_reply_cb *cb, void *ctx)
 {

@@ -79,6 +79,8 @@ int core_link_copy_status(struct core_link *link, core_link_reply_cb *cb, void *
 
 /* CMS_STATUS_REQUEST: every [cms] and whether its address is up here. Same contract. */
 int core_link_cms_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
+/* CLUSTER_STATUS_REQUEST; the reply is CLUSTER_STATUS_REPLY. */
+int core_link_cluster_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
 
 /* COPY_CONTROL: suspend (with comment, copied; may be NULL) or resume (comment NULL) the copy
  * of database. Same contract as core_link_commit; the core's verdict is COPY_CONTROL_REPLY's

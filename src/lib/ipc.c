@@ -946,6 +946,37 @@ struct msg_type {
             lower##_check                                                                          \
     }
 
+#define cluster_status_request_encode status_request_encode
+#define cluster_status_request_decode status_request_decode
+#define cluster_status_request_check status_request_check
+
+static void
+cluster_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    wr_str(w, &m->u.cluster_status_reply.json);
+}
+
+static bool
+cluster_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    return rd_str(r, FIELD("CLUSTER_STATUS_REPLY.json"), &m->u.cluster_status_reply.json);
+}
+
+/* The JSON itself is the core's and the admin worker's business: here only its bounds, and
+ * that it is an object's text at a glance (the reader parses it). */
+static int
+cluster_status_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_str *j = &m->u.cluster_status_reply.json;
+    int rc = check_str(j, FIELD("CLUSTER_STATUS_REPLY.json"), 2, TDM_IPC_CLUSTER_JSON_MAX,
+                       error_r);
+    if (rc != 0)
+        return rc;
+    if (j->ptr[0] != '{' || j->ptr[j->len - 1] != '}')
+        return fail(error_r, TDM_EINVAL, "CLUSTER_STATUS_REPLY.json: not a JSON object");
+    return 0;
+}
+
 static const struct msg_type msg_types[] = {
     MSG_TYPE(TDM_IPC_HELLO, "HELLO", true, hello),
     MSG_TYPE(TDM_IPC_HELLO_REPLY, "HELLO_REPLY", true, hello_reply),
@@ -971,6 +1002,9 @@ static const struct msg_type msg_types[] = {
     MSG_TYPE(TDM_IPC_CMS_LISTEN, "CMS_LISTEN", false, cms_listen),
     MSG_TYPE(TDM_IPC_CMS_STATUS_REQUEST, "CMS_STATUS_REQUEST", true, cms_status_request),
     MSG_TYPE(TDM_IPC_CMS_STATUS_REPLY, "CMS_STATUS_REPLY", true, cms_status_reply),
+    MSG_TYPE(TDM_IPC_CLUSTER_STATUS_REQUEST, "CLUSTER_STATUS_REQUEST", true,
+             cluster_status_request),
+    MSG_TYPE(TDM_IPC_CLUSTER_STATUS_REPLY, "CLUSTER_STATUS_REPLY", true, cluster_status_reply),
 };
 
 static const struct msg_type *

@@ -189,6 +189,11 @@ struct ipc_cms_status_reply {
     struct ipc_cms_status cms[TDM_IPC_MAX_CMS]; /* ascending by name */
 };
 
+/* CLUSTER_STATUS_REPLY: a JSON object, borrowed as every STR is. */
+struct ipc_cluster_status_reply {
+    struct ipc_str json;
+};
+
 /* One message of any type. About 15 KiB (COPY_STATUS_REPLY's array): fine on a stack, not in a
  * per-connection struct by the thousand. */
 struct ipc_msg {
@@ -211,6 +216,7 @@ struct ipc_msg {
         struct ipc_copy_control_reply copy_control_reply;
         struct ipc_cms cms; /* CMS_CONTROL, CMS_STATE, CMS_LISTEN */
         struct ipc_cms_status_reply cms_status_reply;
+        struct ipc_cluster_status_reply cluster_status_reply;
         /* STATUS_REQUEST, DB_STATUS_REQUEST and COPY_STATUS_REQUEST have no fields */
     } u;
 };

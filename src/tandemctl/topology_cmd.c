@@ -30,7 +30,13 @@ const struct ctl_verb ctl_server_verbs[] = {
      ctl_obj_password},
     {NULL, NULL, NULL, NULL, NULL},
 };
-const struct ctl_verb ctl_cluster_verbs[] = {OBJ_VERBS("cluster"), {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_cluster_verbs[] = {
+    OBJ_VERBS("cluster"),
+    {"status", "[--json] [options]",
+     "the cluster as this server sees it: members, each network up or down, votes and quorum",
+     "Asks the server's admin API (GET /v1/cluster); needs read on its server object.\n",
+     ctl_cluster_status_run},
+    {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_cms_verbs[] = {OBJ_VERBS("clustered mailbox server"),
                                          {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_address_list_verbs[] = {OBJ_VERBS("address list"),

@@ -15,8 +15,10 @@
 #include "dirclient/dir_client.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/ipc.h"
 #include "lib/tls.h"
 
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,4 +130,72 @@ tandemd__core_cluster_hb_stop(void)
     if (client_tls)
         SSL_CTX_free(client_tls);
     server_tls = client_tls = NULL;
+}
+
+/* Milliseconds since a monotonic time, or JSON null for "never". */
+static json_t *
+age(uint64_t now, uint64_t then)
+{
+    return then == 0 ? json_null() : json_integer((json_int_t)(now > then ? now - then : 0));
+}
+
+/*
+ * GET /v1/cluster's object (docs/formats/admin-api.md). An object others extend: the cluster
+ * agent adds its members (lease, epoch, CMS states) to the same one.
+ */
+static json_t *
+cluster_json(void)
+{
+    if (!hb)
+        return json_object();
+    static struct cluster_hb_snapshot s; /* large; the loop's thread only */
+    cluster_hb_snapshot(hb, &s);
+    bool node = s.cluster[0] != '\0';
+    json_t *members = json_array();
+    for (unsigned i = 0; i < s.n_members; i++) {
+        const struct cluster_hb_member *m = &s.members[i];
+        json_t *nets = json_array();
+        for (unsigned j = 0; j < m->n_nets; j++) {
+            const struct cluster_hb_net *n = &m->nets[j];
+            json_array_append_new(
+                nets, json_pack("{s:s,s:s,s:b,s:o,s:o}", "network", n->network, "state",
+                                n->up ? "up" : "down", "connected", n->connected,
+                                "last_heard_ms_ago", age(s.now_ms, n->last_heard_ms), "rtt_ms",
+                                n->last_heard_ms ? json_integer(n->rtt_ms) : json_null()));
+        }
+        json_array_append_new(
+            members, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o}", "name", m->name, "kind",
+                               m->witness ? "witness" : "node", "state",
+                               m->seen ? "up" : "down", "gone", m->gone, "last_heard_ms_ago",
+                               age(s.now_ms, m->last_heard_ms), "networks", nets));
+    }
+    json_t *o = json_pack("{s:s,s:s,s:o}", "server", s.self, "role", node ? "node" : "witness",
+                          "members", members);
+    if (node) {
+        json_object_set_new(o, "cluster", json_string(s.cluster));
+        json_object_set_new(o, "heartbeat_interval_ms", json_integer((json_int_t)s.interval_ms));
+        json_object_set_new(o, "heartbeat_misses", json_integer(s.misses));
+        json_object_set_new(o, "lease_ttl_ms", json_integer((json_int_t)s.lease_ttl_ms));
+        json_object_set_new(o, "votes", json_integer(s.votes));
+        json_object_set_new(o, "votes_seen", json_integer(s.votes_seen));
+        json_object_set_new(o, "quorum", json_integer(s.quorum));
+        json_object_set_new(o, "has_quorum", json_boolean(s.has_quorum));
+        json_object_set_new(o, "confirmation_ms_ago",
+                            s.confirmed ? age(s.now_ms, s.confirmation_ms) : json_null());
+    }
+    return o;
+}
+
+void
+tandemd__cluster_status_handle(struct core_conn *c, uint32_t request_id)
+{
+    json_t *o = cluster_json();
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        log_fatal("out of memory");
+    struct ipc_msg msg = {.type = TDM_IPC_CLUSTER_STATUS_REPLY, .request_id = request_id};
+    msg.u.cluster_status_reply.json = ipc_str_c(text);
+    tandemd__conn_send(c, &msg);
+    free(text);
 }

@@ -285,6 +285,9 @@ handle(struct core_conn *c, const struct ipc_msg *msg)
     case TDM_IPC_CMS_STATUS_REQUEST:
         tandemd__cms_status_handle(c, msg->request_id);
         return;
+    case TDM_IPC_CLUSTER_STATUS_REQUEST:
+        tandemd__cluster_status_handle(c, msg->request_id);
+        return;
     case TDM_IPC_SUBSCRIBE:
     case TDM_IPC_UNSUBSCRIBE:
         handle_subscribe(c, msg);

@@ -369,6 +369,9 @@ void tandemd__core_cluster_hb_stop(void);
 struct cluster_hb *tandemd__core_cluster_hb(void);
 /* The cluster agent's callback on any change of the heartbeat snapshot (one; NULL clears). */
 void tandemd__core_cluster_hb_on_change(void (*fn)(void *arg), void *arg);
+/* CLUSTER_STATUS_REQUEST: the JSON object of GET /v1/cluster (docs/formats/admin-api.md). */
+struct core_conn;
+void tandemd__cluster_status_handle(struct core_conn *c, uint32_t request_id);
 
 /* ---- core_coord.c: the witness's coordination store on [listen coord] (loop thread) ---- */
 

@@ -5,6 +5,7 @@ votes are seen; a node stopped with SIGSTOP is down on the other after about mis
 while quorum holds (2 of 3), and up again after SIGCONT; the witness killed with SIGKILL leaves
 the nodes seeing each other with quorum. A malformed frame on [listen cluster] is answered with
 ERROR and the listener goes on serving."""
+import json
 import os
 import secrets
 import signal
@@ -104,7 +105,24 @@ def wait_event(s, eid, subject=None, after=0, what=""):
                     what or f"event {eid} {subject or ''} on {s.name}")[0]
 
 
-def test_votes_stop_cont_and_witness_loss(trio):
+def cluster(s):
+    r = s.api("GET", "/v1/cluster")
+    assert r.status == 200, r
+    return r.json()
+
+
+def member(doc, name):
+    (m,) = [m for m in doc["members"] if m["name"] == name]
+    return m
+
+
+def votes(s, seen):
+    """GET /v1/cluster once s sees that many votes."""
+    return wait_for(lambda: (lambda d: d if d["votes_seen"] == seen else None)(cluster(s)),
+                    f"{seen} votes seen on {s.name}")
+
+
+def test_votes_stop_cont_and_witness_loss(trio, tandemctl):
     a, b, w, procs = trio
     # Every node sees every other member: 3 of 3 votes.
     for node, others in ((a, (b, w)), (b, (a, w))):
@@ -113,6 +131,26 @@ def test_votes_stop_cont_and_witness_loss(trio):
         q = wait_event(node, 5025, "ccr1")
         assert "of 3 votes seen (quorum 2)" in q["message"]
         assert not events(node, 5022), f"{node.name} saw a member go down"
+    for node in (a, b):
+        d = votes(node, 3)
+        assert (d["cluster"], d["role"], d["votes"], d["quorum"], d["has_quorum"]) == \
+            ("ccr1", "node", 3, 2, True)
+        assert (d["heartbeat_interval_ms"], d["heartbeat_misses"], d["lease_ttl_ms"]) == \
+            (INTERVAL_MS, MISSES, 2000)
+        assert {m["name"]: (m["kind"], m["state"]) for m in d["members"]} == \
+            {o.name: ("witness" if o is w else "node", "up") for o in (a, b, w) if o is not node}
+        (net,) = member(d, "w")["networks"]
+        assert net["network"] == "public" and net["state"] == "up" and net["connected"]
+        assert 0 <= net["last_heard_ms_ago"] <= MISSES * INTERVAL_MS and net["rtt_ms"] >= 0
+        assert d["confirmation_ms_ago"] is not None
+    r = tandemctl("cluster", "status", "--json", "--socket", a.admin_socket)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["votes_seen"] == 3
+    r = tandemctl("cluster", "status", "--socket", a.admin_socket)
+    assert r.returncode == 0, r.stderr
+    assert "3 seen of 3, quorum 2 (held)" in r.stdout, r.stdout
+    assert f"every {INTERVAL_MS} ms, down after {MISSES} missed; lease_ttl 2000 ms" in r.stdout
+    assert cluster(w)["role"] == "witness" and cluster(w)["members"] == []
 
     # b stopped: a sees it down on its network and overall, and keeps quorum (2 of 3).
     mark = len(a.event_lines())
@@ -126,6 +164,10 @@ def test_votes_stop_cont_and_witness_loss(trio):
     assert took >= (MISSES - 1) * INTERVAL_MS / 1000
     assert not events(a, 5024, after=mark), "one node and the witness are a majority"
     assert not events(a, 5022, "w", mark), "the witness is still seen"
+    d = cluster(a)
+    assert (d["votes_seen"], d["has_quorum"]) == (2, True)
+    assert member(d, "b")["state"] == "down" and member(d, "b")["networks"][0]["state"] == "down"
+    assert member(d, "b")["networks"][0]["last_heard_ms_ago"] > MISSES * INTERVAL_MS
 
     # b continued: up again. (b's own view went stale while it was stopped: it hears the
     # others again too.)
@@ -148,6 +190,9 @@ def test_votes_stop_cont_and_witness_loss(trio):
         assert not events(node, 5024, after=marks[node.name]), f"{node.name} lost quorum"
         assert not events(node, 5022, other.name, marks[node.name]), \
             f"{node.name} lost sight of {other.name}"
+        d = cluster(node)
+        assert (d["votes_seen"], d["has_quorum"]) == (2, True)
+        assert member(d, "w")["state"] == "down"
 
 
 def frame(ftype, payload, request_id=0, crc=None):

@@ -240,6 +240,13 @@ init_samples(void)
     for (uint32_t i = 0; i < TDM_IPC_MAX_CMS; i++)
         m->u.cms_status_reply.cms[i] =
             (struct ipc_cms_status){{name255, 1 + i}, (uint16_t)(i % 3)};
+    m = add_sample("cluster_status_request", TDM_IPC_CLUSTER_STATUS_REQUEST, 26);
+    m = add_sample("cluster_status_reply_empty", TDM_IPC_CLUSTER_STATUS_REPLY, 27);
+    m->u.cluster_status_reply.json = ipc_str_c("{}");
+    m = add_sample("cluster_status_reply", TDM_IPC_CLUSTER_STATUS_REPLY, 28);
+    m->u.cluster_status_reply.json = ipc_str_c(
+        "{\"server\":\"a\",\"role\":\"node\",\"cluster\":\"ccr1\",\"votes\":3,"
+        "\"votes_seen\":2,\"quorum\":2,\"members\":[{\"name\":\"b\",\"state\":\"down\"}]}");
 }
 
 static uint8_t *
@@ -361,6 +368,10 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
                 return false;
         return true;
     }
+    case TDM_IPC_CLUSTER_STATUS_REQUEST:
+        return true;
+    case TDM_IPC_CLUSTER_STATUS_REPLY:
+        return str_equal(&a->u.cluster_status_reply.json, &b->u.cluster_status_reply.json);
     case TDM_IPC_DB_STATUS_REPLY: {
         const struct ipc_db_status_reply *x = &a->u.db_status_reply, *y = &b->u.db_status_reply;
         if (x->n_databases != y->n_databases)
@@ -1918,6 +1929,49 @@ setup(void **state)
     return 0;
 }
 
+/* CLUSTER_STATUS_REPLY's json: bounded, and an object's text (the reader parses the rest). */
+static void
+test_cluster_status_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *error; /* NULL: valid */
+    } cases[] = {
+        {"{}", NULL},
+        {"{\"a\":1}", NULL},
+        {"", "CLUSTER_STATUS_REPLY.json: empty"},
+        {"{", "CLUSTER_STATUS_REPLY.json: empty"},
+        {"[]", "CLUSTER_STATUS_REPLY.json: not a JSON object"},
+        {"{\"a\":1", "CLUSTER_STATUS_REPLY.json: not a JSON object"},
+        {"x}", "CLUSTER_STATUS_REPLY.json: not a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ipc_msg m = {.type = TDM_IPC_CLUSTER_STATUS_REPLY, .request_id = 1};
+        m.u.cluster_status_reply.json = ipc_str_c(cases[i].json);
+        const char *error = NULL;
+        int rc = ipc_msg_check(&m, &error);
+        if (!cases[i].error)
+            assert_int_equal(rc, 0);
+        else {
+            assert_int_equal(rc, TDM_EINVAL);
+            assert_string_equal(error, cases[i].error);
+        }
+    }
+    /* Over the bound: refused, not truncated. */
+    size_t big = TDM_IPC_CLUSTER_JSON_MAX + 1;
+    char *text = malloc(big);
+    assert_non_null(text);
+    memset(text, ' ', big);
+    text[0] = '{';
+    text[big - 1] = '}';
+    struct ipc_msg m = {.type = TDM_IPC_CLUSTER_STATUS_REPLY, .request_id = 1};
+    m.u.cluster_status_reply.json = (struct ipc_str){text, (uint32_t)big};
+    const char *error = NULL;
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error, "CLUSTER_STATUS_REPLY.json: longer than allowed");
+    free(text);
+}
+
 /* The CMS messages' rules, as the encoder checks them (the decoder runs the same check). */
 static void
 test_cms_rules(void **state)
@@ -1979,6 +2033,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_reader_every_split), cmocka_unit_test(test_reader_chunk_sizes),
         cmocka_unit_test(test_reader_zero_copy),   cmocka_unit_test(test_reader_truncation),
         cmocka_unit_test(test_reader_bounded),     cmocka_unit_test(test_reader_poison), cmocka_unit_test(test_cms_rules),
+        cmocka_unit_test(test_cluster_status_rules),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

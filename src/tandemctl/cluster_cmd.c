@@ -1,0 +1,125 @@
+/*
+ * tandemctl cluster status: the cluster as one server sees it (GET /v1/cluster,
+ * docs/formats/admin-api.md): its members, each up or down on each network with when it was
+ * last heard and the round trip, the votes seen and the quorum. The cluster objects of the
+ * directory are topology_cmd.c's verbs of the same noun.
+ */
+#include "tandemctl/ctl.h"
+#include "tandemctl/ctl_api.h"
+#include "tandemctl/ctl_obj.h"
+#include "tandemctl/ctl_table.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "123 ms ago", "never" */
+static char *
+ago(json_t *v)
+{
+    char *s = NULL;
+    if (!json_is_integer(v))
+        return strdup("never");
+    if (asprintf(&s, "%" JSON_INTEGER_FORMAT " ms ago", json_integer_value(v)) < 0)
+        return NULL;
+    return s;
+}
+
+static void
+print_cluster(json_t *doc)
+{
+    json_t *role = json_object_get(doc, "role");
+    if (!role) {
+        puts("This server is not in a cluster and answers no heartbeats.");
+        return;
+    }
+    struct ctl_table *t = ctl_table_new(2, NULL);
+    char buf[256];
+    if (json_object_get(doc, "cluster")) {
+        const char *c1[2] = {"Cluster:", json_string_value(json_object_get(doc, "cluster"))};
+        ctl_table_add(t, c1);
+        snprintf(buf, sizeof(buf),
+                 "%" JSON_INTEGER_FORMAT " seen of %" JSON_INTEGER_FORMAT ", quorum %"
+                 JSON_INTEGER_FORMAT " (%s)",
+                 json_integer_value(json_object_get(doc, "votes_seen")),
+                 json_integer_value(json_object_get(doc, "votes")),
+                 json_integer_value(json_object_get(doc, "quorum")),
+                 json_is_true(json_object_get(doc, "has_quorum")) ? "held" : "LOST");
+        const char *c2[2] = {"Votes:", buf};
+        ctl_table_add(t, c2);
+        char hb[128];
+        snprintf(hb, sizeof(hb),
+                 "every %" JSON_INTEGER_FORMAT " ms, down after %" JSON_INTEGER_FORMAT
+                 " missed; lease_ttl %" JSON_INTEGER_FORMAT " ms",
+                 json_integer_value(json_object_get(doc, "heartbeat_interval_ms")),
+                 json_integer_value(json_object_get(doc, "heartbeat_misses")),
+                 json_integer_value(json_object_get(doc, "lease_ttl_ms")));
+        const char *c3[2] = {"Heartbeats:", hb};
+        ctl_table_add(t, c3);
+    } else {
+        const char *c1[2] = {"Witness:", "answers the nodes' heartbeats (no cluster of its own)"};
+        ctl_table_add(t, c1);
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(&t);
+
+    json_t *members = json_object_get(doc, "members");
+    if (json_array_size(members) == 0)
+        return;
+    static const char *const headers[] = {"MEMBER",     "KIND",       "STATE", "NETWORK",
+                                          "NET STATE",  "LAST HEARD", "RTT"};
+    putchar('\n');
+    t = ctl_table_new(7, headers);
+    size_t i, j;
+    json_t *m, *n;
+    json_array_foreach(members, i, m)
+    {
+        json_array_foreach(json_object_get(m, "networks"), j, n)
+        {
+            json_t *rtt = json_object_get(n, "rtt_ms");
+            char rtt_text[32] = "-";
+            if (json_is_integer(rtt))
+                snprintf(rtt_text, sizeof(rtt_text), "%" JSON_INTEGER_FORMAT " ms",
+                         json_integer_value(rtt));
+            char *heard = ago(json_object_get(n, "last_heard_ms_ago"));
+            const char *state = json_string_value(json_object_get(m, "state"));
+            if (json_is_true(json_object_get(m, "gone")))
+                state = "down (not running)";
+            const char *cells[7] = {
+                j == 0 ? json_string_value(json_object_get(m, "name")) : "",
+                j == 0 ? json_string_value(json_object_get(m, "kind")) : "",
+                j == 0 ? state : "",
+                json_string_value(json_object_get(n, "network")),
+                json_string_value(json_object_get(n, "state")),
+                heard ? heard : "?",
+                rtt_text};
+            ctl_table_add(t, cells);
+            free(heard);
+        }
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(&t);
+}
+
+int
+ctl_cluster_status_run(const struct ctl_verb *verb, int argc, char **argv)
+{
+    const char *pos[1];
+    int n;
+    struct ctl_api_opts o;
+    struct admin_target t;
+    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
+    if (r >= 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "GET", "/v1/cluster", NULL, &doc);
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            print_cluster(doc);
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
