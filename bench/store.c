@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -152,7 +153,34 @@ struct tally {
     uint64_t syncs;
     double seconds;
     double min_rate, max_rate; /* records/s of the slowest and fastest slice */
+    double cpu_s;              /* user + system CPU of the whole process during the slices */
+    uint64_t csw;              /* voluntary + involuntary context switches during them */
+    uint64_t solo;             /* tandem: syncs nothing overlapped (store_status.solo_syncs) */
 };
+
+/* CPU time and context switches of the whole process (every thread) so far. */
+struct usage {
+    double cpu_s;
+    uint64_t csw;
+};
+
+static struct usage
+usage_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (struct usage){.cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
+                          .csw = (uint64_t)(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
+
+static void
+tally_usage(struct tally *t, struct usage u0)
+{
+    struct usage u1 = usage_now();
+    t->cpu_s += u1.cpu_s - u0.cpu_s;
+    t->csw += u1.csw - u0.csw;
+}
 
 static double
 tally_add(struct tally *t, uint64_t recs, uint64_t syncs, double seconds)
@@ -172,6 +200,24 @@ static double
 tally_rate(const struct tally *t)
 {
     return t->seconds > 0 ? (double)t->recs / t->seconds : 0.0;
+}
+
+static double
+per_rec(const struct tally *t, uint64_t v)
+{
+    return t->recs ? (double)v / (double)t->recs : 0.0;
+}
+
+static double
+per_rec_us(const struct tally *t)
+{
+    return t->recs ? t->cpu_s * 1e6 / (double)t->recs : 0.0;
+}
+
+static double
+pct(uint64_t part, uint64_t whole)
+{
+    return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
 static int
@@ -556,6 +602,7 @@ tandem_slice_async(struct bench_db *db, size_t payload, unsigned n, double secon
     for (unsigned i = 0; i < n; i++)
         free(slots[i].body);
     free(slots);
+    t->solo += st1.solo_syncs - st0.solo_syncs;
     return tally_add(t, r.done, st1.syncs - st0.syncs, el);
 }
 
@@ -600,6 +647,7 @@ tandem_slice(struct bench_db *db, size_t payload, unsigned n, double seconds, st
     store_get_status(db->store, &st1);
     free(cs);
     free(th);
+    t->solo += st1.solo_syncs - st0.solo_syncs;
     return tally_add(t, total, st1.syncs - st0.syncs, el);
 }
 
@@ -971,6 +1019,8 @@ main(int argc, char **argv)
     fflush(stdout);
 
     if (cfg.commits) {
+        static char costs[8192];
+        size_t costs_len = 0;
         raw_open();
         printf("Commits: per row %g s of each kind, run as %u interleaved rounds (raw, NOOP,\n"
                "APPEND, raw2, rotating) so that drift in the disk's speed hits all four alike.\n"
@@ -999,13 +1049,18 @@ main(int argc, char **argv)
                     double rate[4];
                     for (unsigned k = 0; k < 4; k++) {
                         unsigned kind = (r + k) % 4;
-                        if (kind == 0)
+                        struct usage u0 = usage_now();
+                        if (kind == 0) {
                             rate[0] = raw_slice(size, n, slice, &raw);
-                        else if (kind == 3)
+                            tally_usage(&raw, u0);
+                        } else if (kind == 3) {
                             rate[3] = raw2_slice(size, n, slice, &raw2);
-                        else
+                            tally_usage(&raw2, u0);
+                        } else {
                             rate[kind] =
                                 tandem_slice(&dbs[kind - 1], size, n, slice, &tt[kind - 1]);
+                            tally_usage(&tt[kind - 1], u0);
+                        }
                     }
                     for (unsigned k = 0; k < 2; k++) {
                         double q = rate[k + 1] / rate[0];
@@ -1027,12 +1082,26 @@ main(int argc, char **argv)
                            tally_rate(&raw), tally_rate(&raw) * frame_mb,
                            tally_rate(&tt[k]) / tally_rate(&raw), range, tally_rate(&raw2),
                            tally_rate(&tt[k]) / tally_rate(&raw2));
+                    costs_len += (size_t)snprintf(
+                        costs + costs_len, sizeof(costs) - costs_len,
+                        "%-6s %3zuKiB %3u | %8.1f %8.2f %6.1f%% | %8.1f %8.2f | %8.1f %8.2f\n",
+                        k == 0 ? "NOOP" : "APPEND", size / 1024, n, per_rec_us(&tt[k]),
+                        per_rec(&tt[k], tt[k].csw), pct(tt[k].solo, tt[k].syncs), per_rec_us(&raw),
+                        per_rec(&raw, raw.csw), per_rec_us(&raw2), per_rec(&raw2, raw2.csw));
                 }
                 fflush(stdout);
             }
         }
         close(raw_fd);
-        printf("\n");
+        printf("\nCost per record over the same slices: CPU us/rec = user + system CPU of the\n"
+               "whole process (committers, log workers, apply) per record; csw/rec = context\n"
+               "switches per record; solo = share of tandem's syncs that nothing overlapped\n"
+               "(a generation's END was in them: a roll waits for every earlier sync).\n\n");
+        printf("%-6s %6s %3s | %8s %8s %7s | %8s %8s | %8s %8s\n", "record", "size", "N", "CPU us",
+               "csw", "solo", "raw CPU", "raw csw", "raw2 CPU", "raw2 csw");
+        printf("------------------+---------------------------+-------------------+---------"
+               "--------\n%s\n",
+               costs);
     }
     if (cfg.replay) {
         printf("Replay: store_open of a database whose LMDB lost every record (%u MiB of log,\n"

@@ -342,6 +342,7 @@ store_get_status(struct store *s, struct store_status *st)
     st->truncation_floor = s->floor;
     st->commits = s->commits;
     st->syncs = s->syncs;
+    st->solo_syncs = s->solo_syncs;
     st->failed = s->failed != 0;
     st->disk_reserve = s->reserve_mode;
     memcpy(st->kind, s->kind, sizeof(st->kind));

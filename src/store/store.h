@@ -231,8 +231,11 @@ struct store_status {
     uint64_t lowest_generation; /* oldest generation file present */
     uint64_t needed_low;        /* generations [needed_low, current] are needed by recovery */
     uint64_t truncation_floor;
-    uint64_t commits; /* records committed since open */
-    uint64_t syncs;   /* log fdatasync calls since open */
+    uint64_t commits;    /* records committed since open */
+    uint64_t syncs;      /* log fdatasync calls since open */
+    uint64_t solo_syncs; /* of them, syncs no other write overlapped: a batch's that kept the
+                          * writer's turn (it closed a generation or carried a roll) and the
+                          * END sync of a roll in the middle of a batch */
     bool failed;
     bool disk_reserve;             /* reserve mode: new commits refused */
     char kind[STORE_KIND_MAX + 1]; /* "mail" for databases created before kinds existed */

@@ -194,6 +194,7 @@ store__gen_close_current(struct store *s)
         g->closed = true;
         pthread_mutex_lock(&s->lock);
         s->syncs++;
+        s->solo_syncs++; /* in the writer's turn, after every earlier batch: nothing overlaps */
         pthread_mutex_unlock(&s->lock);
     }
     return ret;

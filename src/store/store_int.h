@@ -195,6 +195,7 @@ struct store {
     uint64_t bytes_since_ckpt;
     uint64_t last_ckpt_ms;
     uint64_t commits, syncs, roll_stalls;
+    uint64_t solo_syncs;        /* syncs nothing overlapped (store_status) */
     uint64_t created, recycled; /* spare generations made new / recycled */
 
     /* The replication hook (store_set_durable_hook()): its own mutex, held while it runs, so

@@ -377,6 +377,8 @@ log_complete(struct store *s, struct log_batch *lb, int err, bool kept_turn)
     if (lb->head) {
         s->log_in_sync -= lb->records;
         s->syncs++;
+        if (kept_turn)
+            s->solo_syncs++;
         if (!err) {
             /* EWMA with weight 1/8: follows the disk within a few dozen syncs. */
             s->sync_ewma_us =
