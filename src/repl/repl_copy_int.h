@@ -44,6 +44,12 @@ struct repl_copy_replay_mark {
  * that has not replayed for this long replays at once, so a lone commit is not delayed. */
 #define REPL_COPY_REPLAY_EVERY_MS 100u
 
+/* A sync job for less than this much log runs inline on the agent's thread instead of the
+ * sync thread: two thread hand-offs (there and back through the loop) cost more latency than
+ * the little reading such a batch could overlap, and sync mode's replies wait for exactly that
+ * latency. A copy catching up (1 MiB chunks) always syncs on the sync thread. */
+#define REPL_COPY_SYNC_INLINE (64u * 1024u)
+
 /* One connection to the active: the session in use, or a probe of a better network. */
 struct repl_copy_link {
     struct repl_copy *copy;
@@ -93,6 +99,7 @@ struct repl_copy {
     unsigned used_net; /* network of the last session that reached HELLO_REPLY OK */
     bool used_any;     /* used_net is valid */
     bool dirty;        /* received since the last sync job started */
+    uint64_t dirty_bytes; /* how much: a small batch is synced inline (REPL_COPY_SYNC_INLINE) */
     /* Durability off the receiving path: one store_copy_sync job at a time runs on the
      * syncer's thread (NULL: inline) while this thread goes on reading and writing; its end
      * moves the durable position and sends the ACK. A range that begins a generation waits,

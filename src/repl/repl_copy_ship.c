@@ -303,6 +303,7 @@ on_log_data(struct repl_copy *c, const struct repl_log_data *d)
         c->st.inspection_failures = 0;
         c->st.bytes_received += len;
         c->dirty = true;
+        c->dirty_bytes += len;
         return 0;
     }
     if (ret == TDM_ECORRUPT || ret == TDM_EINVAL) {
@@ -560,7 +561,9 @@ sync_done(void *arg, bool ran)
 static void
 start_sync(struct repl_copy *c)
 {
+    bool small = c->dirty_bytes < REPL_COPY_SYNC_INLINE;
     c->dirty = false;
+    c->dirty_bytes = 0;
     int ret = store_copy_sync_start(c->store, &c->sync_job);
     if (ret < 0) {
         fail_copy(c, "cannot make the copy's log durable: ", tdm_strerror(ret));
@@ -572,7 +575,7 @@ start_sync(struct repl_copy *c)
     }
     c->sync_running = true;
     c->sync_store_serial = c->store_serial;
-    if (!c->syncer || offload_submit(c->syncer, sync_work, sync_done, c) < 0) {
+    if (small || !c->syncer || offload_submit(c->syncer, sync_work, sync_done, c) < 0) {
         sync_work(c);
         sync_done(c, true);
     }
