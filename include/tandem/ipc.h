@@ -92,13 +92,15 @@
  *                   network: STR, 0..TDM_IPC_NETWORK_MAX; endpoint: STR, 0..TDM_IPC_NETWORK_MAX;
  *                   inspection_failures: U32; then the TDM_IPC_COPY_N_FIGURES U64 figures in
  *                   the order of struct ipc_copy_status (src/lib/ipc.h)}
- *   COPY_CONTROL    worker -> core: suspend, resume, activate or remove a copy. database: STR, 1..TDM_IPC_NAME_MAX;
+ *   COPY_CONTROL    worker -> core: suspend, resume, reseed, activate or remove a copy. database: STR, 1..TDM_IPC_NAME_MAX;
  *                   action: U16 (enum tdm_ipc_copy_action); comment: STR, 0..TDM_IPC_REASON_MAX
  *                   (empty unless action is suspend). Actions 8 and 9 are not about a copy:
  *                   they dismount and mount an active database
  *   COPY_CONTROL_REPLY  core -> worker: status: I32 (0, TDM_ENOTFOUND: no such copy,
  *                   TDM_EFAILED: its agent never started; activate: TDM_ECONFLICT its source
- *                   still serves it as active, TDM_EGAP nothing proves it has all the log; or
+ *                   still serves it as active, TDM_EGAP nothing proves it has all the log;
+ *                   reseed: TDM_EEXIST the copy has files and the action is not
+ *                   _DELETE_EXISTING; or
  *                   another negative lib/err.h code)
  *   CMS_CONTROL     core -> supervisor: bring the address of a [cms] up or down here
  *                   (docs/cluster.md, "CMS address"). cms: STR, 1..TDM_IPC_NAME_MAX; proto: U16,
@@ -233,7 +235,10 @@ enum tdm_ipc_copy_state {
 enum tdm_ipc_copy_action {
     TDM_IPC_COPY_SUSPEND = 1,
     TDM_IPC_COPY_RESUME = 2,
-    /* 3 is kept for reseed. Activate the copy here (docs/replication.md, "Activation"). */
+    /* Rebuild the copy from a snapshot of its active (docs/replication.md, "Reseed"):
+     * refused (TDM_EEXIST) while the copy has files, unless _DELETE_EXISTING. */
+    TDM_IPC_COPY_RESEED = 3,
+    /* Activate the copy here (docs/replication.md, "Activation"). */
     TDM_IPC_COPY_ACTIVATE = 4,
     TDM_IPC_COPY_ACTIVATE_FORCE = 5,
     /* Stop the copy's agent and delete its files (docs/replication.md, "Removing a copy"). */
@@ -243,6 +248,7 @@ enum tdm_ipc_copy_action {
      * that name is here (a copy included). */
     TDM_IPC_DB_DISMOUNT = 8,
     TDM_IPC_DB_MOUNT = 9,
+    TDM_IPC_COPY_RESEED_DELETE_EXISTING = 7,
 };
 
 enum tdm_ipc_worker_kind {

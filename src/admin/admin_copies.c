@@ -1,7 +1,8 @@
 /*
  * This server's copies (docs/formats/admin-api.md, docs/replication.md): GET /v1/copies asks
  * the core for every copy's status (COPY_STATUS_REQUEST); POST /v1/copies/<database>/suspend
- * (optional {"comment": "..."}), .../resume, .../activate[?force=true] and DELETE
+ * (optional {"comment": "..."}), .../resume, .../reseed[?delete_existing=true],
+ * .../activate[?force=true] and DELETE
  * /v1/copies/<database> ask it to act (COPY_CONTROL; activate asks COPY_STATUS first, for what
  * its answer reports). Reading needs read on this server's `server` object, acting needs
  * write.
@@ -162,6 +163,11 @@ control_cb(void *ctx, int status, const struct ipc_msg *reply)
         admin_reply_error(call, 409, NULL,
                           "%s no longer holds copy.conf here (activated?): not deleted",
                           call->segs[2]);
+    else if (ret == TDM_EEXIST)
+        admin_reply_error(call, 409, NULL,
+                          "the copy of %s has files: a reseed deletes them, so say so "
+                          "(delete_existing=true, tandemctl copy reseed --delete-existing)",
+                          call->segs[2]);
     else if (ret < 0)
         admin_reply_error(call, 500, NULL, "cannot do it: %s", tdm_strerror(ret));
     else
@@ -180,6 +186,32 @@ control(struct admin_call *call, uint16_t action, const char *comment)
         return;
     }
     admin_call_watch_close(call);
+}
+
+/* ---- POST /v1/copies/<database>/reseed[?delete_existing=true] ---- */
+
+/* Returns 0 with *on_r, or -1 after answering 400. */
+static int
+query_bool(struct admin_call *call, const char *name, bool *on_r)
+{
+    *on_r = false;
+    if (!call->query)
+        return 0;
+    struct evkeyvalq q;
+    if (evhttp_parse_query_str(call->query, &q) < 0) {
+        admin_reply_error(call, 400, NULL, "the query string is malformed");
+        return -1;
+    }
+    const char *v = evhttp_find_header(&q, name);
+    int ret = 0;
+    if (v && !strcmp(v, "true"))
+        *on_r = true;
+    else if (v && strcmp(v, "false") != 0) {
+        admin_reply_error(call, 400, NULL, "%s: true or false", name);
+        ret = -1;
+    }
+    evhttp_clear_headers(&q);
+    return ret;
 }
 
 /* ---- POST /v1/copies/<database>/activate[?force=true] ---- */
@@ -316,7 +348,8 @@ admin_copies_serve(struct admin_call *call)
     bool suspend = call->n_segs == 4 && !strcmp(call->segs[3], "suspend");
     bool resume = call->n_segs == 4 && !strcmp(call->segs[3], "resume");
     bool activate = call->n_segs == 4 && !strcmp(call->segs[3], "activate");
-    if (!suspend && !resume && !activate) {
+    bool reseed = call->n_segs == 4 && !strcmp(call->segs[3], "reseed");
+    if (!suspend && !resume && !activate && !reseed) {
         admin_reply_error(call, 404, NULL, "no such path");
         return;
     }
@@ -337,6 +370,14 @@ admin_copies_serve(struct admin_call *call)
     }
     if (resume) {
         control(call, TDM_IPC_COPY_RESUME, NULL);
+        return;
+    }
+    if (reseed) {
+        bool delete_existing;
+        if (query_bool(call, "delete_existing", &delete_existing) == 0)
+            control(call,
+                    delete_existing ? TDM_IPC_COPY_RESEED_DELETE_EXISTING : TDM_IPC_COPY_RESEED,
+                    NULL);
         return;
     }
     struct admin_req req;

@@ -783,7 +783,8 @@ copy_control_check(const struct ipc_msg *m, const char **error_r)
                                           "COPY_CONTROL.comment: only a suspend has a comment");
     if (c->action != TDM_IPC_COPY_SUSPEND && c->action != TDM_IPC_COPY_RESUME &&
         c->action != TDM_IPC_COPY_ACTIVATE && c->action != TDM_IPC_COPY_ACTIVATE_FORCE &&
-        c->action != TDM_IPC_COPY_REMOVE)
+        c->action != TDM_IPC_COPY_REMOVE && c->action != TDM_IPC_COPY_RESEED &&
+        c->action != TDM_IPC_COPY_RESEED_DELETE_EXISTING)
         return fail(error_r, TDM_EINVAL, "COPY_CONTROL.action: unknown action");
     if (c->action != TDM_IPC_COPY_SUSPEND && c->comment.len != 0)
         return fail(error_r, TDM_EINVAL, "COPY_CONTROL.comment: only a suspend has a comment");

@@ -5,6 +5,7 @@
  *   status   GET /v1/copies
  *   suspend  POST /v1/copies/<database>/suspend {"comment": ...}
  *   resume   POST /v1/copies/<database>/resume
+ *   reseed   POST /v1/copies/<database>/reseed[?delete_existing=true]
  *   activate POST /v1/copies/<database>/activate[?force=true]
  *   remove   DELETE /v1/copies/<database>
  */
@@ -482,6 +483,59 @@ copy_activate(const struct ctl_verb *verb, int argc, char **argv)
     return r;
 }
 
+/* ------------------------------------------------------------------ */
+/* reseed                                                             */
+
+static int
+copy_reseed(const struct ctl_verb *verb, int argc, char **argv)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL;
+    bool delete_existing = false;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        if (!strcmp(argv[i], "--delete-existing")) {
+            delete_existing = true;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    char path[1024];
+    if (!control_path(path, sizeof(path), db,
+                      delete_existing ? "reseed?delete_existing=true" : "reseed"))
+        return ctl_usage_error(verb, "the database name is too long");
+    struct admin_target t;
+    int r = ctl_api_target(verb, &o, false, &t);
+    if (r != 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            printf("copy of %s: reseed requested (tandemctl copy status shows its progress)\n", db);
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}
+
 const struct ctl_verb ctl_copy_verbs[] = {
     {"create",
      "<dir> --role passive|standby --source NETWORK=ADDRESS:PORT [--source ...] "
@@ -506,6 +560,14 @@ const struct ctl_verb ctl_copy_verbs[] = {
      "stop copying and replaying (idempotent; a new comment replaces the old)", NULL, copy_suspend},
     {"resume", "<database>", "start a Suspended or Failed copy again (idempotent)", NULL,
      copy_resume},
+    {"reseed", "<database> [--delete-existing]",
+     "rebuild the copy from a snapshot of the active's database, then its log",
+     "The active keeps serving meanwhile. Refused (exit 8) while the copy has files, unless\n"
+     "--delete-existing: they are deleted first (Exchange's Update-StorageGroupCopy\n"
+     "-DeleteExistingFiles). Works from any state, Failed and Suspended included (a\n"
+     "suspension ends). The copy is Seeding, with the snapshot's bytes received in its\n"
+     "message, until it first catches up (docs/replication.md, \"Reseed\").\n",
+     copy_reseed},
     {"remove", "<database>", "stop the copy held by this server and delete its files",
      "Only a copy (its directory holds copy.conf), never an active. The server's copy of the\n"
      "database is gone; the directory's copy object, if any, is the operator's to delete.\n",

@@ -127,6 +127,11 @@ tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg)
     case TDM_IPC_COPY_REMOVE:
         ret = tandemd__core_copy_remove(cc->database.ptr, cc->database.len);
         break;
+    case TDM_IPC_COPY_RESEED:
+    case TDM_IPC_COPY_RESEED_DELETE_EXISTING:
+        ret = tandemd__core_copy_reseed(cc->database.ptr, cc->database.len,
+                                        cc->action == TDM_IPC_COPY_RESEED_DELETE_EXISTING);
+        break;
     default: /* resume: the codec lets no other action through */
         ret = tandemd__core_copy_resume(cc->database.ptr, cc->database.len);
         break;

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct core_copy {
     char *name;
@@ -210,6 +211,29 @@ tandemd__core_copy_resume(const char *name, size_t len)
     if (!cp->agent)
         return TDM_EFAILED;
     return repl_copy_resume(cp->agent);
+}
+
+int
+tandemd__core_copy_reseed(const char *name, size_t len, bool delete_existing)
+{
+    struct core_copy *cp = find(name, len);
+    if (!cp)
+        return TDM_ENOTFOUND;
+    if (!cp->agent)
+        return TDM_EFAILED;
+    /* A copy has files once it holds a log directory (a new copy holds only copy.conf);
+     * Exchange's Update-StorageGroupCopy refuses the same without -DeleteExistingFiles. */
+    char *log_dir;
+    if (asprintf(&log_dir, "%s/log", cp->dir) < 0)
+        return -ENOMEM;
+    struct stat st;
+    bool has_files = stat(log_dir, &st) == 0;
+    free(log_dir);
+    if (has_files && !delete_existing)
+        return TDM_EEXIST;
+    log_info("copy %s: reseed requested%s", cp->name,
+             has_files ? "; its files are deleted first" : "");
+    return repl_copy_reseed(cp->agent);
 }
 
 /* ---- for activation (core_activate.c) ---- */

@@ -104,6 +104,8 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
         .ack = on_ack,
         /* [replication] silence_timeout: at most an hour, so it fits. */
         .idle_timeout_ms = (uint32_t)cfg->replication.silence_timeout_ms,
+        /* Snapshots for seeds on the file system of the databases, which has room for them. */
+        .seed_dir = cfg->datadir,
     };
     ret = repl_source_new(base, &so, &source);
     if (ret < 0) {

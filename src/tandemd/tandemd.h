@@ -210,6 +210,9 @@ const char *tandemd__core_copy_get(size_t i, struct repl_copy_status *st_r, cons
  * TDM_EFAILED (its agent never started) or -ENOMEM. */
 int tandemd__core_copy_suspend(const char *name, size_t len, const char *comment);
 int tandemd__core_copy_resume(const char *name, size_t len);
+/* Reseeds it from a snapshot of its active: TDM_EEXIST while the copy has files (a log
+ * directory) and delete_existing is false; otherwise as resume. */
+int tandemd__core_copy_reseed(const char *name, size_t len, bool delete_existing);
 /* For activation (core_activate.c): the copy named name (len bytes): its status (zero when
  * its agent is not running: *running_r false), directory, kind and start error, all borrowed
  * until the copy is forgotten; false when there is none. */

@@ -139,3 +139,35 @@ def test_damaged_log_is_rejected_retried_and_fails_the_copy_at_the_third(
     assert len(proxy.corrupted) == before + 3
     assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
     b.stop(bp)
+
+
+def test_failed_copy_healed_by_reseed(proxied, tandem_bin, tandemctl):
+    """A copy Failed after three damaged ranges is rebuilt by `copy reseed --delete-existing`
+    over the clean path (a snapshot, then the log); without --delete-existing it is refused."""
+    a, b, bp, proxy = proxied
+    deliver(a, "alice@example.test", "clean")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy seeded through the proxy")
+    proxy.corrupt = None
+    deliver(a, "alice@example.test", "damaged for good")
+    wait_for(lambda: (lambda c: c if c["state"] == "Failed" else None)(
+        copy_status(tandemctl, b)), "B's copy Failed")
+
+    proxy.corrupt = 0
+    sock = ("--socket", b.admin_socket)
+    r = tandemctl("copy", "reseed", DB, *sock)
+    assert r.returncode == 8, (r.returncode, r.stdout, r.stderr)
+    assert "has files" in r.stderr and "--delete-existing" in r.stderr, r.stderr
+    assert copy_status(tandemctl, b)["state"] == "Failed"
+
+    r = tandemctl("copy", "reseed", DB, "--delete-existing", *sock)
+    assert r.returncode == 0, r.stderr
+    for i in range(3):
+        deliver(a, "alice@example.test", f"during the reseed {i}")
+    c = wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up after its reseed")
+    assert c["inspection_failures"] == 0
+    assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
+    names = [e["name"] for e in b.event_lines() if e["subject"] == DB]
+    assert names[-2:] == ["repl.copy_seeding", "repl.copy_healthy"], names
+    assert any("reseed requested" in e["message"] for e in b.event_lines()
+               if e["name"] == "repl.copy_seeding")
+    b.stop(bp)

@@ -1254,9 +1254,10 @@ p_copy_status_short(struct raw *p)
 static void
 p_copy_control_action_3(struct raw *p)
 {
+    /* 3: reseed, which takes no comment */
     raw_str(p, TDM_IPC_F_STR, "a");
     raw_tagged(p, TDM_IPC_F_U16, 3, 2);
-    raw_str(p, TDM_IPC_F_STR, "");
+    raw_str(p, TDM_IPC_F_STR, "why");
 }
 static void
 p_copy_control_resume_comment(struct raw *p)
@@ -1289,9 +1290,10 @@ p_copy_control_activate_comment(struct raw *p)
 static void
 p_copy_control_action_7(struct raw *p)
 {
+    /* 7: reseed deleting the files, which takes no comment */
     raw_str(p, TDM_IPC_F_STR, "a");
     raw_tagged(p, TDM_IPC_F_U16, 7, 2);
-    raw_str(p, TDM_IPC_F_STR, "");
+    raw_str(p, TDM_IPC_F_STR, "why");
 }
 static void
 p_status_request_extra(struct raw *p)
@@ -1394,12 +1396,14 @@ test_payload_errors(void **state)
          "COPY_STATUS_REPLY.copies: more elements than allowed"},
         {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_short,
          "COPY_STATUS_REPLY.copies.bytes_per_second: missing (the payload ends before it)"},
-        {TDM_IPC_COPY_CONTROL, p_copy_control_action_3, "COPY_CONTROL.action: unknown action"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_action_3,
+         "COPY_CONTROL.comment: only a suspend has a comment"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_resume_comment,
          "COPY_CONTROL.comment: only a suspend has a comment"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_activate_comment,
          "COPY_CONTROL.comment: only a suspend has a comment"},
-        {TDM_IPC_COPY_CONTROL, p_copy_control_action_7, "COPY_CONTROL.action: unknown action"},
+        {TDM_IPC_COPY_CONTROL, p_copy_control_action_7,
+         "COPY_CONTROL.comment: only a suspend has a comment"},
         {TDM_IPC_COPY_CONTROL, p_db_dismount_comment,
          "COPY_CONTROL.comment: only a suspend has a comment"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_action_10, "COPY_CONTROL.action: unknown action"},
