@@ -181,7 +181,12 @@ session_lost(struct coord_client *c, const char *why)
     c->head = c->tail = NULL;
     bool freed = false;
     bool *prev = c->freed_flag;
+    /* GCC (-O2) sees the local's address outlive the call on the path where a callback freed
+     * c; on that path nothing can read it any more, and on the other it is restored below. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
     c->freed_flag = &freed;
+#pragma GCC diagnostic pop
     while (list) {
         struct pending *p = list;
         list = p->next;

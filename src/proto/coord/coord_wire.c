@@ -286,7 +286,7 @@ decode_fields(struct wire_rd *r, const struct msg_type *t, struct coord_msg *m)
             break;
         default: {
             struct coord_str *s = p;
-            const uint8_t *ptr;
+            const uint8_t *ptr = NULL;
             ok = wire_rd_span(r, f->names, f->tag, &ptr, &s->len);
             s->ptr = (const char *)ptr;
         }
