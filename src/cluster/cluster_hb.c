@@ -289,8 +289,10 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
             snprintf(why, sizeof(why), "TLS: %s", e ? e : "handshake failed");
             free(e);
         } else {
-            eof = err == ECONNRESET || err == EPIPE;
-            snprintf(why, sizeof(why), "%s", err ? strerror(err) : "connection failed");
+            /* An established session that broke without a timeout: the peer's kernel closed
+             * it (a killed process's TLS session often ends as an error, not a clean EOF). */
+            eof = l->tcp_up;
+            snprintf(why, sizeof(why), "%s", err ? strerror(err) : "connection broken");
         }
         ERR_clear_error();
     }
@@ -430,7 +432,9 @@ cluster_hb_snapshot(const struct cluster_hb *hb, struct cluster_hb_snapshot *out
             if (!(l->ended_eof && l->refused))
                 gone = false;
         }
-        o->gone = gone && !o->seen;
+        /* Reported while still seen too: this is what lets a passive skip the wait for
+         * silence (docs/cluster.md, "Timing" (b)). */
+        o->gone = gone;
         o->answered_sent_ms = m->answered_sent_ms;
         answered[i] = m->answered_sent_ms;
         o->has_summary = m->has_summary;

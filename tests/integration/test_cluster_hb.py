@@ -193,6 +193,23 @@ def test_votes_stop_cont_and_witness_loss(trio, tandemctl):
         d = cluster(node)
         assert (d["votes_seen"], d["has_quorum"]) == (2, True)
         assert member(d, "w")["state"] == "down"
+        # The witness's core is gone: its session ended with EOF and reconnecting is refused.
+        wait_for(lambda: member(cluster(node), "w")["gone"], f"w gone on {node.name}")
+
+    # b killed: a sees it gone (EOF, then refused) at once, before the misses run out.
+    os.killpg(procs["b"].pid, signal.SIGKILL)
+    procs["b"].wait(timeout=WAIT)
+    killed = time.monotonic()
+    d = wait_for(lambda: (lambda d: d if member(d, "b")["gone"] else None)(cluster(a)),
+                 "b gone on a")
+    if time.monotonic() - killed < (MISSES - 1) * INTERVAL_MS / 1000:
+        assert member(d, "b")["state"] == "up", "gone comes before the silence bound"
+    d = wait_for(lambda: (lambda d: d if d["votes_seen"] == 1 else None)(cluster(a)),
+                 "only a itself seen")
+    assert not d["has_quorum"]
+    wait_event(a, 5024, "ccr1", what="quorum lost on a")
+    r = tandemctl("cluster", "status", "--socket", a.admin_socket)
+    assert "quorum 2 (LOST)" in r.stdout and "down (not running)" in r.stdout, r.stdout
 
 
 def frame(ftype, payload, request_id=0, crc=None):
