@@ -48,8 +48,9 @@ struct cluster_hb_member {
     char name[TDM_CONFIG_NAME_MAX + 1];
     bool witness;           /* the member [cluster] witness names */
     bool seen;              /* up on at least one network */
-    /* Every heartbeat session with it ended with EOF (or reset) and a new connection is
-     * refused on every network: its core is not running (docs/cluster.md, "Timing" (b)). */
+    /* On every network its last session ended other than by a timeout (EOF, reset, ERROR
+     * shutdown) and the newest connection attempt was refused: its core is not running
+     * (docs/cluster.md, "Timing" (b)). May be true while it is still seen. */
     bool gone;
     uint64_t last_heard_ms; /* newest of the networks' last_heard_ms; 0 = never */
     /* The send time (our clock) of the newest heartbeat of ours it answered, on any network;
