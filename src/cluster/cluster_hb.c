@@ -339,8 +339,8 @@ link_open(struct hb_link *l)
     const struct tdm_config_addr *local = local_address(hb->cfg, mn->network);
     SSL *ssl = NULL;
     char *err = NULL;
-    if (hb->client_tls && tls_client_ssl_new(hb->client_tls, mn->endpoint.address.text, &ssl,
-                                             &err) < 0) {
+    if (hb->client_tls &&
+        tls_client_ssl_new(hb->client_tls, mn->endpoint.address.text, &ssl, &err) < 0) {
         snprintf(l->last_error, sizeof(l->last_error), "%s", err ? err : "TLS setup failed");
         free(err);
         return;
@@ -353,8 +353,8 @@ link_open(struct hb_link *l)
         struct sockaddr_storage ls;
         socklen_t lsl = fill_sockaddr(&ls, local, 0);
         if (fd < 0 || bind(fd, (struct sockaddr *)&ls, lsl) < 0) {
-            snprintf(l->last_error, sizeof(l->last_error), "cannot use address %s: %s",
-                     local->text, strerror(errno));
+            snprintf(l->last_error, sizeof(l->last_error), "cannot use address %s: %s", local->text,
+                     strerror(errno));
             if (fd >= 0)
                 close(fd);
             SSL_free(ssl);
@@ -384,8 +384,7 @@ link_open(struct hb_link *l)
 /* ---- state ---- */
 
 void
-cluster_hb__got_summary(struct cluster_hb *hb, struct hb_member *m,
-                        const struct cluster_summary *s)
+cluster_hb__got_summary(struct cluster_hb *hb, struct hb_member *m, const struct cluster_summary *s)
 {
     bool changed = !m->has_summary || memcmp(&m->summary, s, sizeof(*s)) != 0;
     m->summary = *s;
@@ -498,8 +497,8 @@ cluster_hb__evaluate(struct cluster_hb *hb, bool changed)
     if (s.has_quorum != hb->has_quorum || s.votes_seen != hb->votes_seen) {
         if (s.has_quorum && !hb->has_quorum)
             event_emit(TDM_EV_CLUSTER_QUORUM_REACHED, hb->cfg->cluster.name,
-                       "cluster %s: quorum, %u of %u votes seen (quorum %u)",
-                       hb->cfg->cluster.name, s.votes_seen, s.votes, s.quorum);
+                       "cluster %s: quorum, %u of %u votes seen (quorum %u)", hb->cfg->cluster.name,
+                       s.votes_seen, s.votes, s.quorum);
         else if (!s.has_quorum && hb->has_quorum)
             event_emit(TDM_EV_CLUSTER_QUORUM_LOST, hb->cfg->cluster.name,
                        "cluster %s: quorum lost, %u of %u votes seen (quorum %u)",

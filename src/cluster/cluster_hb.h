@@ -46,8 +46,8 @@ struct cluster_hb_net {
 
 struct cluster_hb_member {
     char name[TDM_CONFIG_NAME_MAX + 1];
-    bool witness;           /* the member [cluster] witness names */
-    bool seen;              /* up on at least one network */
+    bool witness; /* the member [cluster] witness names */
+    bool seen;    /* up on at least one network */
     /* On every network its last session ended other than by a timeout (EOF, reset, ERROR
      * shutdown) and the newest connection attempt was refused: its core is not running
      * (docs/cluster.md, "Timing" (b)). May be true while it is still seen. */
@@ -146,8 +146,7 @@ cluster_hb_quorum(unsigned votes)
  * it answered (0 = none yet). votes is the total, the local one included (n + 1 normally).
  * Returns true with *s_r, or false when fewer than a majority have ever answered.
  */
-bool cluster_hb_confirmation(unsigned votes, const uint64_t *answered, unsigned n,
-                             uint64_t *s_r);
+bool cluster_hb_confirmation(unsigned votes, const uint64_t *answered, unsigned n, uint64_t *s_r);
 
 /* Whether a member last heard at last_heard_ms (0 = never) is seen at now_ms: heard within
  * interval x misses. */

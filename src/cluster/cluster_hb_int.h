@@ -20,13 +20,13 @@ struct hb_link {
     bool tcp_up;             /* connected (TLS handshake done) */
     bool hello_done;         /* HELLO_REPLY ok: heartbeats flow */
     uint32_t hello_id;
-    uint64_t seq;            /* of the last HEARTBEAT sent */
-    uint64_t last_heard_ms;  /* 0 = never */
+    uint64_t seq;           /* of the last HEARTBEAT sent */
+    uint64_t last_heard_ms; /* 0 = never */
     uint32_t rtt_ms;
-    bool refused;            /* the last attempt was refused (ECONNREFUSED) */
-    bool ended_eof;          /* the last session ended with EOF or a reset, not a timeout */
-    bool up;                 /* as last reported (events, on_change) */
-    char last_error[160];    /* why the last session or attempt ended, for the log */
+    bool refused;         /* the last attempt was refused (ECONNREFUSED) */
+    bool ended_eof;       /* the last session ended with EOF or a reset, not a timeout */
+    bool up;              /* as last reported (events, on_change) */
+    char last_error[160]; /* why the last session or attempt ended, for the log */
 };
 
 struct hb_member {

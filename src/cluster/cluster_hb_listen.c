@@ -21,9 +21,9 @@
 
 struct hb_in {
     struct cluster_hb *hb;
-    struct conn *conn;   /* NULL once closed */
-    bool verifying;      /* the verify callback has not answered yet */
-    bool ready;          /* HELLO accepted */
+    struct conn *conn; /* NULL once closed */
+    bool verifying;    /* the verify callback has not answered yet */
+    bool ready;        /* HELLO accepted */
     uint32_t hello_id;
     char member[CLUSTER_WIRE_NAME_MAX + 1];
     struct hb_in *next, **pprev;
@@ -78,9 +78,8 @@ in_refuse(struct hb_in *in, uint16_t code, const char *reason)
     m.u.hello_reply.code = code;
     snprintf(m.u.hello_reply.member, sizeof(m.u.hello_reply.member), "%s", in->hb->cfg->server);
     snprintf(m.u.hello_reply.reason, sizeof(m.u.hello_reply.reason), "%s", reason);
-    event_emit(TDM_EV_CLUSTER_PEER_REFUSED, in->member,
-               "heartbeats from %s (%s) refused (%s): %s", in->member, conn_peer(in->conn),
-               cluster_code_name(code), reason);
+    event_emit(TDM_EV_CLUSTER_PEER_REFUSED, in->member, "heartbeats from %s (%s) refused (%s): %s",
+               in->member, conn_peer(in->conn), cluster_code_name(code), reason);
     in_send(in, &m);
     conn_close_after_flush(in->conn);
 }
@@ -133,8 +132,8 @@ handle_hello(struct hb_in *in, const struct cluster_msg *msg)
             return;
         }
         if (!cluster_hb__member(hb, h->member)) {
-            snprintf(reason, sizeof(reason), "%s is not a [member] of cluster %s here",
-                     h->member, hb->cfg->cluster.name);
+            snprintf(reason, sizeof(reason), "%s is not a [member] of cluster %s here", h->member,
+                     hb->cfg->cluster.name);
             in_refuse(in, CLUSTER_CODE_CLUSTER, reason);
             return;
         }
@@ -260,9 +259,8 @@ cluster_hb__listen_start(struct cluster_hb *hb, int fd)
         /* A sender heartbeats every interval; one silent for the whole miss allowance is
          * gone (a witness uses 1 s x 5). Never below 10 s: the HELLO's key check (argon2id,
          * or the directory's answer) may take that long, with the connection paused. */
-        .idle_timeout_ms = (uint32_t)(hb->interval_ms * hb->misses > 10000
-                                          ? hb->interval_ms * hb->misses
-                                          : 10000),
+        .idle_timeout_ms =
+            (uint32_t)(hb->interval_ms * hb->misses > 10000 ? hb->interval_ms * hb->misses : 10000),
         .max_output = 256u * 1024u,
     };
     return conn_listener_new(hb->base, &lo, &hb_conn_ops, hb, &hb->listener);

@@ -39,8 +39,8 @@ print_cluster(json_t *doc)
         const char *c1[2] = {"Cluster:", json_string_value(json_object_get(doc, "cluster"))};
         ctl_table_add(t, c1);
         snprintf(buf, sizeof(buf),
-                 "%" JSON_INTEGER_FORMAT " seen of %" JSON_INTEGER_FORMAT ", quorum %"
-                 JSON_INTEGER_FORMAT " (%s)",
+                 "%" JSON_INTEGER_FORMAT " seen of %" JSON_INTEGER_FORMAT
+                 ", quorum %" JSON_INTEGER_FORMAT " (%s)",
                  json_integer_value(json_object_get(doc, "votes_seen")),
                  json_integer_value(json_object_get(doc, "votes")),
                  json_integer_value(json_object_get(doc, "quorum")),
@@ -66,8 +66,8 @@ print_cluster(json_t *doc)
     json_t *members = json_object_get(doc, "members");
     if (json_array_size(members) == 0)
         return;
-    static const char *const headers[] = {"MEMBER",     "KIND",       "STATE", "NETWORK",
-                                          "NET STATE",  "LAST HEARD", "RTT"};
+    static const char *const headers[] = {"MEMBER",    "KIND",       "STATE", "NETWORK",
+                                          "NET STATE", "LAST HEARD", "RTT"};
     putchar('\n');
     t = ctl_table_new(7, headers);
     size_t i, j;
@@ -85,14 +85,13 @@ print_cluster(json_t *doc)
             const char *state = json_string_value(json_object_get(m, "state"));
             if (json_is_true(json_object_get(m, "gone")))
                 state = "down (not running)";
-            const char *cells[7] = {
-                j == 0 ? json_string_value(json_object_get(m, "name")) : "",
-                j == 0 ? json_string_value(json_object_get(m, "kind")) : "",
-                j == 0 ? state : "",
-                json_string_value(json_object_get(n, "network")),
-                json_string_value(json_object_get(n, "state")),
-                heard ? heard : "?",
-                rtt_text};
+            const char *cells[7] = {j == 0 ? json_string_value(json_object_get(m, "name")) : "",
+                                    j == 0 ? json_string_value(json_object_get(m, "kind")) : "",
+                                    j == 0 ? state : "",
+                                    json_string_value(json_object_get(n, "network")),
+                                    json_string_value(json_object_get(n, "state")),
+                                    heard ? heard : "?",
+                                    rtt_text};
             ctl_table_add(t, cells);
             free(heard);
         }

@@ -129,8 +129,8 @@ summary_check(const struct cluster_summary *s)
     if (s->n_dbs > CLUSTER_WIRE_MAX_DBS)
         return "summary.dbs: more than CLUSTER_WIRE_MAX_DBS";
     for (uint32_t i = 0; i < s->n_cms; i++) {
-        const char *e = check_str(s->cms[i].name, sizeof(s->cms[i].name),
-                                  WIRE_FIELD("summary.cms.name"), 1);
+        const char *e =
+            check_str(s->cms[i].name, sizeof(s->cms[i].name), WIRE_FIELD("summary.cms.name"), 1);
         if (e)
             return e;
         if (s->cms[i].role > CLUSTER_CMS_PASSIVE)
@@ -210,8 +210,7 @@ decode_payload(struct wire_rd *r, struct cluster_msg *m)
         struct cluster_hello_reply *h = &m->u.hello_reply;
         return wire_rd_u16(r, WIRE_FIELD("HELLO_REPLY.version"), &h->version) &&
                wire_rd_u16(r, WIRE_FIELD("HELLO_REPLY.code"), &h->code) &&
-               rd_str(r, WIRE_FIELD("HELLO_REPLY.member"), h->member, 1,
-                      CLUSTER_WIRE_NAME_MAX) &&
+               rd_str(r, WIRE_FIELD("HELLO_REPLY.member"), h->member, 1, CLUSTER_WIRE_NAME_MAX) &&
                rd_str(r, WIRE_FIELD("HELLO_REPLY.reason"), h->reason, 0, CLUSTER_WIRE_TEXT_MAX);
     }
     case CLUSTER_HEARTBEAT:
@@ -257,8 +256,8 @@ cluster_msg_check(const struct cluster_msg *m, const char **error_r)
             e = "HELLO_REPLY.version: must be non-zero exactly when code is ok";
         else if (!(e = check_str(h->member, sizeof(h->member), WIRE_FIELD("HELLO_REPLY.member"),
                                  1)) &&
-                 !(e = check_str(h->reason, sizeof(h->reason),
-                                 WIRE_FIELD("HELLO_REPLY.reason"), 0)) &&
+                 !(e = check_str(h->reason, sizeof(h->reason), WIRE_FIELD("HELLO_REPLY.reason"),
+                                 0)) &&
                  ok != (h->reason[0] == '\0'))
             e = "HELLO_REPLY.reason: must be empty exactly when code is ok";
         break;
@@ -297,8 +296,8 @@ cluster_frame_length(const uint8_t *buf, size_t len, size_t *frame_len_r, const 
 }
 
 int
-cluster_msg_decode(const uint8_t *buf, size_t len, struct cluster_msg *msg_r,
-                   size_t *frame_len_r, const char **error_r)
+cluster_msg_decode(const uint8_t *buf, size_t len, struct cluster_msg *msg_r, size_t *frame_len_r,
+                   const char **error_r)
 {
     size_t flen;
     int rc = cluster_frame_length(buf, len, &flen, error_r);
@@ -344,8 +343,7 @@ cluster_msg_encode(const struct cluster_msg *msg, uint8_t *out, size_t cap, size
         return fail(error_r, TDM_EINVAL, "frame longer than CLUSTER_WIRE_MAX_FRAME");
     if (cap < size)
         return fail(error_r, -ENOBUFS, "output buffer smaller than the frame");
-    wire_frame_put_header(out, (uint32_t)size, CLUSTER_WIRE_VERSION, msg->type,
-                          msg->request_id);
+    wire_frame_put_header(out, (uint32_t)size, CLUSTER_WIRE_VERSION, msg->type, msg->request_id);
     struct wire_wr w = {out + CLUSTER_WIRE_HEADER_SIZE, 0};
     encode_payload(&w, msg);
     wire_frame_seal(out, CLUSTER_WIRE_HEADER_SIZE + w.n);

@@ -36,11 +36,11 @@
 #define CLUSTER_WIRE_MAX_FRAME 16384u
 
 enum cluster_type {
-    CLUSTER_HELLO = 1,           /* connector -> listener, first message; request id != 0 */
-    CLUSTER_HELLO_REPLY = 2,     /* listener -> connector; echoes HELLO's request id */
-    CLUSTER_HEARTBEAT = 16,      /* connector -> listener, every heartbeat_interval */
+    CLUSTER_HELLO = 1,            /* connector -> listener, first message; request id != 0 */
+    CLUSTER_HELLO_REPLY = 2,      /* listener -> connector; echoes HELLO's request id */
+    CLUSTER_HEARTBEAT = 16,       /* connector -> listener, every heartbeat_interval */
     CLUSTER_HEARTBEAT_REPLY = 17, /* listener -> connector, at once */
-    CLUSTER_ERROR = 32,          /* either way; the sender closes after it */
+    CLUSTER_ERROR = 32,           /* either way; the sender closes after it */
 };
 
 /* HELLO_REPLY.code and ERROR.code. */
@@ -88,16 +88,16 @@ struct cluster_summary {
 };
 
 struct cluster_hello {
-    uint16_t version_min; /* >= 1 */
-    uint16_t version_max; /* >= version_min */
+    uint16_t version_min;                    /* >= 1 */
+    uint16_t version_max;                    /* >= version_min */
     char member[CLUSTER_WIRE_NAME_MAX + 1];  /* the connector's server name, non-empty */
     char cluster[CLUSTER_WIRE_NAME_MAX + 1]; /* its [cluster] name, non-empty */
     char key[CLUSTER_WIRE_KEY_MAX + 1];      /* its server key, non-empty */
 };
 
 struct cluster_hello_reply {
-    uint16_t version; /* agreed version, 0 = refused */
-    uint16_t code;    /* enum cluster_code: OK exactly when version != 0 */
+    uint16_t version;                       /* agreed version, 0 = refused */
+    uint16_t code;                          /* enum cluster_code: OK exactly when version != 0 */
     char member[CLUSTER_WIRE_NAME_MAX + 1]; /* the listener's server name, non-empty */
     char reason[CLUSTER_WIRE_TEXT_MAX + 1]; /* empty exactly when code is OK */
 };
@@ -115,7 +115,7 @@ struct cluster_heartbeat_reply {
 };
 
 struct cluster_error {
-    uint16_t code; /* enum cluster_code, not OK */
+    uint16_t code;                        /* enum cluster_code, not OK */
     char text[CLUSTER_WIRE_TEXT_MAX + 1]; /* non-empty */
 };
 
@@ -142,8 +142,7 @@ const char *cluster_cms_role_name(uint16_t role);
  * The length of the frame starting at buf, from its first 4 bytes: 0 with *frame_len_r;
  * TDM_ENEEDMORE with fewer than 4 bytes; TDM_ECORRUPT with *error_r when out of bounds.
  */
-int cluster_frame_length(const uint8_t *buf, size_t len, size_t *frame_len_r,
-                         const char **error_r);
+int cluster_frame_length(const uint8_t *buf, size_t len, size_t *frame_len_r, const char **error_r);
 
 /* Decodes the frame at the start of buf into *msg_r (a copy); *frame_len_r may be NULL.
  * 0, TDM_ENEEDMORE, or TDM_ECORRUPT with *error_r. */

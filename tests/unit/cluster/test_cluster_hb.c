@@ -116,8 +116,8 @@ test_confirmation_bounds(void **state)
     assert_false(cluster_hb_confirmation(1, a, 0, &s));
     /* More members than the snapshot holds is refused, not read past. */
     uint64_t many[CLUSTER_HB_MAX_MEMBERS + 1] = {0};
-    assert_false(cluster_hb_confirmation(CLUSTER_HB_MAX_MEMBERS + 2, many,
-                                         CLUSTER_HB_MAX_MEMBERS + 1, &s));
+    assert_false(
+        cluster_hb_confirmation(CLUSTER_HB_MAX_MEMBERS + 2, many, CLUSTER_HB_MAX_MEMBERS + 1, &s));
 }
 
 int

@@ -24,8 +24,8 @@
 #define N_SAMPLES 7
 static struct cluster_msg samples[N_SAMPLES];
 static const char *const sample_names[N_SAMPLES] = {
-    "hello", "hello_reply_ok", "hello_reply_refused", "heartbeat_empty",
-    "heartbeat_full", "heartbeat_reply", "error"};
+    "hello",           "hello_reply_ok", "hello_reply_refused", "heartbeat_empty", "heartbeat_full",
+    "heartbeat_reply", "error"};
 
 static void
 fill_summary(struct cluster_summary *s, uint32_t n_cms, uint32_t n_dbs)
@@ -144,8 +144,8 @@ test_doc_example(void **state)
     m.u.heartbeat.sent_ms = 1000;
     size_t len = encode_ok(&m);
     static const uint8_t head[] = {
-        0x30, 0x00, 0x00, 0x00, 0x01, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00,                                                 /* header */
+        0x30, 0x00, 0x00, 0x00, 0x01, 0x00, 0x10, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00,                         /* header */
         0x03, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,       /* seq */
         0x03, 0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,       /* sent_ms */
         0x07, 0x00, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, /* two empty lists */
@@ -153,9 +153,8 @@ test_doc_example(void **state)
     assert_int_equal(len, sizeof(head) + 4);
     assert_memory_equal(buf, head, sizeof(head));
     uint32_t crc = crc32c(0, head, sizeof(head));
-    assert_int_equal(buf[len - 4] | buf[len - 3] << 8 | buf[len - 2] << 16 |
-                         (uint32_t)buf[len - 1] << 24,
-                     crc);
+    assert_int_equal(
+        buf[len - 4] | buf[len - 3] << 8 | buf[len - 2] << 16 | (uint32_t)buf[len - 1] << 24, crc);
 }
 
 static void
@@ -362,9 +361,12 @@ main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)
         return write_corpus(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_doc_example),
-        cmocka_unit_test(test_prefixes_need_more), cmocka_unit_test(test_bit_flips),
-        cmocka_unit_test(test_rules),          cmocka_unit_test(test_decode_refusals),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_doc_example),
+        cmocka_unit_test(test_prefixes_need_more),
+        cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_decode_refusals),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
