@@ -70,6 +70,15 @@ enum tdm_event {
     TDM_EV_CMS_ADDRESS_DOWN = 5041,
     TDM_EV_CMS_BIND_RETRYING = 5042,
     TDM_EV_CMS_BIND_FAILED = 5043,
+    /* The cluster agent (src/tandemd/core_cluster.c, docs/cluster.md). */
+    TDM_EV_CLUSTER_LEASE_WON = 5050,
+    TDM_EV_CLUSTER_FENCED = 5051,
+    TDM_EV_CLUSTER_FAILOVER_STARTED = 5052,
+    TDM_EV_CLUSTER_FAILOVER_DONE = 5053,
+    TDM_EV_CLUSTER_WAITING = 5054,
+    TDM_EV_CLUSTER_DEMOTED = 5055,
+    TDM_EV_CLUSTER_REJOINED = 5056,
+    TDM_EV_CLUSTER_ACTIVATION_FAILED = 5057,
     /* The transport dumpster (src/smtp/dumpster*.c, docs/smtp.md "Transport dumpster"). */
     TDM_EV_DUMPSTER_RESUBMITTED = 5100,
     TDM_EV_DUMPSTER_WRITE_FAILED = 5101,

@@ -98,6 +98,16 @@ core_mount(const char *dbdir, const char *name, const struct store_options *o)
         log_error("database %s not mounted: %s", path, why);
         goto out;
     }
+    /* A CMS's database on a cluster node is never mounted on the memory of having been
+     * active: it waits, dismounted, until this node wins the lease (docs/cluster.md "Start"). */
+    if (tandemd__core_cluster_owns(name)) {
+        log_info("database %s (%s) of a CMS: dismounted until this node wins its lease", name,
+                 kind);
+        free(path);
+        core_add(name, kind, NULL);
+        core_dbs[core_n_dbs - 1].dismounted = true;
+        return;
+    }
     struct store_options opt = *o;
     if (dir_db_kind_handler(kind, &opt.handler) < 0) {
         log_error("database %s not mounted: its kind '%s' is not one this tandemd knows", path,
@@ -163,6 +173,8 @@ core_start(struct event_base *base, const struct tdm_config *cfg, int listen_fd)
     tandemd__core_coord_start(base, cfg);
     /* Heartbeats: a node's votes and a witness's answers (core_cluster_hb.c). */
     tandemd__core_cluster_hb_start(base, cfg);
+    /* The cluster agent: leases, mounts and the CMS addresses of a node (core_cluster.c). */
+    tandemd__core_cluster_start(base, cfg);
     /* After the mounts and the replication source, which serves on the CMS address too. */
     tandemd__core_cms_start(cfg);
     /* Listening only after the mounts: a worker that connects is answered at once, and a
@@ -185,6 +197,8 @@ core_mount_all(const struct tdm_config *cfg)
     /* Before the listing, so the new database is mounted with the others. */
     if (cfg->roles & TDM_ROLE_DIRECTORY)
         core_ensure_directory(dbdir, &o);
+    /* A cluster node's CMS databases it has no directory for yet: new copies (they seed). */
+    tandemd__core_cluster_prepare(cfg, dbdir);
     DIR *d = opendir(dbdir);
     if (!d) {
         /* The supervisor created it; gone now means someone removed it: nothing to mount. */
@@ -210,6 +224,7 @@ core_stop(void)
     tandemd__core_ipc_close();
     /* Replication before the stores: the source reads their logs, and the copies' agents
      * close their own copies on their threads. */
+    tandemd__core_cluster_stop();
     tandemd__core_repl_stop();
     tandemd__core_cluster_hb_stop();
     tandemd__core_coord_stop();
@@ -306,6 +321,20 @@ tandemd__core_db_fenced(const char *name)
 {
     struct core_db *db = core_db_named(name, strlen(name));
     return db && db->fenced;
+}
+
+bool
+tandemd__core_db_remove(const char *name)
+{
+    struct core_db *db = core_db_named(name, strlen(name));
+    if (!db || db->store)
+        return false;
+    free(db->name);
+    size_t i = (size_t)(db - core_dbs);
+    /* Shifting keeps the list in name order. */
+    memmove(&core_dbs[i], &core_dbs[i + 1], (core_n_dbs - i - 1) * sizeof(*core_dbs));
+    core_n_dbs--;
+    return true;
 }
 
 const char *

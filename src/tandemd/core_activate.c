@@ -88,6 +88,52 @@ in_touch_with_active(enum repl_copy_state s)
     return s == REPL_COPY_HEALTHY || s == REPL_COPY_RESYNCHRONIZING || s == REPL_COPY_SEEDING;
 }
 
+/* The steps of an activation once it is decided (see above); how: for the event. */
+static int
+promote(const char *db, const char *name, size_t len, const char *kind, const char *dir,
+        uint64_t min_epoch, const char *how, uint64_t lost_gens, uint64_t lost_bytes,
+        uint64_t lost_records)
+{
+    tandemd__core_copy_stop_agent(name, len);
+    struct store_options opt = *tandemd__core_repl_store_options();
+    const char *why = NULL;
+    int ret = dir_db_kind_handler(kind, &opt.handler) < 0 ? TDM_EINVAL : 0;
+    if (ret < 0)
+        why = "its kind is not one this tandemd knows";
+    uint64_t epoch = 0;
+    if (ret == 0)
+        ret = replay_all(dir, &opt, &epoch, &why);
+    struct store *store = NULL;
+    if (ret == 0) {
+        opt.min_epoch = epoch + 1 > min_epoch ? epoch + 1 : min_epoch;
+        ret = store_open(dir, &opt, &store, &why);
+    }
+    if (ret == 0)
+        ret = remove_marker(dir, &why);
+    if (ret < 0) {
+        if (store)
+            store_close(&store);
+        event_emit(TDM_EV_REPL_COPY_ACTIVATION_FAILED, db,
+                   "activation of %s failed: %s (%s); it stays a copy, its agent stopped", db,
+                   why ? why : "?", tdm_strerror(ret));
+        return ret;
+    }
+    struct store_status ss;
+    store_get_status(store, &ss);
+    char kind_copy[STORE_KIND_MAX + 1];
+    snprintf(kind_copy, sizeof(kind_copy), "%s", kind);
+    /* The copy's entry (and the strings borrowed from it) goes now. */
+    tandemd__core_copy_forget(name, len);
+    tandemd__core_db_add(db, kind_copy, store);
+    tandemd__core_repl_source_add(db, store);
+    event_emit(TDM_EV_REPL_COPY_ACTIVATED, db,
+               "%s activated%s and mounted in epoch %" PRIu64 "; lost against the source's last "
+               "report: %" PRIu64 " generations, %" PRIu64 " bytes, %" PRIu64 " records",
+               db, how, ss.epoch, lost_gens, lost_bytes, lost_records);
+    log_info("database %s activated (epoch %" PRIu64 ")", db, ss.epoch);
+    return 0;
+}
+
 int
 tandemd__core_copy_activate(const char *name, size_t len, bool force)
 {
@@ -133,42 +179,25 @@ tandemd__core_copy_activate(const char *name, size_t len, bool force)
             return TDM_EGAP;
         }
     }
-    tandemd__core_copy_stop_agent(name, len);
-    struct store_options opt = *tandemd__core_repl_store_options();
-    const char *why = NULL;
-    int ret = dir_db_kind_handler(kind, &opt.handler) < 0 ? TDM_EINVAL : 0;
-    if (ret < 0)
-        why = "its kind is not one this tandemd knows";
-    uint64_t epoch = 0;
-    if (ret == 0)
-        ret = replay_all(dir, &opt, &epoch, &why);
-    struct store *store = NULL;
-    if (ret == 0) {
-        opt.min_epoch = epoch + 1;
-        ret = store_open(dir, &opt, &store, &why);
-    }
-    if (ret == 0)
-        ret = remove_marker(dir, &why);
-    if (ret < 0) {
-        if (store)
-            store_close(&store);
-        event_emit(TDM_EV_REPL_COPY_ACTIVATION_FAILED, db,
-                   "activation of %s failed: %s (%s); it stays a copy, its agent stopped", db,
-                   why ? why : "?", tdm_strerror(ret));
-        return ret;
-    }
-    struct store_status ss;
-    store_get_status(store, &ss);
-    char kind_copy[STORE_KIND_MAX + 1];
-    snprintf(kind_copy, sizeof(kind_copy), "%s", kind);
-    /* The copy's entry (and the strings borrowed from it) goes now. */
-    tandemd__core_copy_forget(name, len);
-    tandemd__core_db_add(db, kind_copy, store);
-    tandemd__core_repl_source_add(db, store);
-    event_emit(TDM_EV_REPL_COPY_ACTIVATED, db,
-               "%s activated%s and mounted in epoch %" PRIu64 "; lost against the source's last "
-               "report: %" PRIu64 " generations, %" PRIu64 " bytes, %" PRIu64 " records",
-               db, force ? " with --force" : "", ss.epoch, lost_gens, lost_bytes, lost_records);
-    log_info("database %s activated (epoch %" PRIu64 ")", db, ss.epoch);
-    return 0;
+    return promote(db, name, len, kind, dir, 0, force ? " with --force" : "", lost_gens,
+                   lost_bytes, lost_records);
+}
+
+int
+tandemd__core_copy_activate_epoch(const char *name, size_t len, uint64_t min_epoch,
+                                  uint64_t *lost_records_r)
+{
+    struct repl_copy_status st;
+    const char *dir, *kind, *error;
+    char db[TDM_IPC_NAME_MAX + 1];
+    bool running;
+    *lost_records_r = 0;
+    if (len >= sizeof(db) || !tandemd__core_copy_find(name, len, &st, &dir, &kind, &error, &running))
+        return TDM_ENOTFOUND;
+    memcpy(db, name, len);
+    db[len] = '\0';
+    uint64_t lost_records = st.source_lsn > st.copied_lsn ? st.source_lsn - st.copied_lsn : 0;
+    *lost_records_r = lost_records;
+    return promote(db, name, len, kind, dir, min_epoch, " by the cluster agent",
+                   st.copy_queue_generations, st.copy_queue_bytes, lost_records);
 }

@@ -165,8 +165,8 @@ cluster_json(void)
         }
         json_array_append_new(
             members, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o}", "name", m->name, "kind",
-                               m->witness ? "witness" : "node", "state",
-                               m->seen ? "up" : "down", "gone", m->gone, "last_heard_ms_ago",
+                               m->witness ? "witness" : "node", "state", m->seen ? "up" : "down",
+                               "gone", m->gone, "last_heard_ms_ago",
                                age(s.now_ms, m->last_heard_ms), "networks", nets));
     }
     json_t *o = json_pack("{s:s,s:s,s:o}", "server", s.self, "role", node ? "node" : "witness",
@@ -183,6 +183,13 @@ cluster_json(void)
         json_object_set_new(o, "confirmation_ms_ago",
                             s.confirmed ? age(s.now_ms, s.confirmation_ms) : json_null());
     }
+    /* The cluster agent's CMSs on a node, the leases and connected nodes on a witness. */
+    json_t *more[] = {tandemd__core_cluster_status_json(), tandemd__core_coord_status_json()};
+    for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+        if (more[i]) {
+            json_object_update(o, more[i]);
+            json_decref(more[i]);
+        }
     return o;
 }
 

@@ -49,6 +49,12 @@ tandemd__core_db_dismount(const char *name, size_t len)
 int
 tandemd__core_db_mount(const char *name, size_t len)
 {
+    return tandemd__core_db_mount_epoch(name, len, 0);
+}
+
+int
+tandemd__core_db_mount_epoch(const char *name, size_t len, uint64_t min_epoch)
+{
     struct store *store;
     const char *kind;
     bool dismounted;
@@ -60,6 +66,7 @@ tandemd__core_db_mount(const char *name, size_t len)
     memcpy(db, name, len);
     db[len] = '\0';
     struct store_options opt = *tandemd__core_repl_store_options();
+    opt.min_epoch = min_epoch;
     if (dir_db_kind_handler(kind, &opt.handler) < 0)
         return TDM_EINVAL;
     char dir[4096];

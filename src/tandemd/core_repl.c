@@ -48,6 +48,9 @@ tandemd__core_repl_is_copy(const char *dbdir)
 
 /* The [store] options, kept for activation (core_activate.c), which opens a copy as a store. */
 static struct store_options repl_store_options;
+/* The configuration the copies were started with (the core's, for its whole life): a copy
+ * added later (the cluster agent's demotion) starts with the same. */
+static const struct tdm_config *repl_cfg;
 
 static int
 copy_cmp(const void *a, const void *b)
@@ -77,53 +80,59 @@ tandemd__core_repl_add_copy(const char *name, const char *dbdir)
     }
 }
 
-/* Starts every copy's agent; a copy that cannot start keeps its reason for copy status. */
+/* Starts cp's agent with key (NULL: key_why says why there is none); a copy that cannot start
+ * keeps its reason for copy status. */
 static void
-start_copies(const struct tdm_config *cfg, const struct store_options *o)
+start_one(struct core_copy *cp, const struct tdm_config *cfg, const struct store_options *o,
+          const char *key, const char *key_why, const struct tls_files *files)
 {
-    if (n_copies == 0)
+    if (cp->error)
         return;
-    qsort(copies, n_copies, sizeof(*copies), copy_cmp);
+    if (!key) {
+        if (asprintf(&cp->error, "%s", key_why ? key_why : "out of memory") < 0)
+            log_fatal("out of memory");
+        log_error("copy %s not started: %s", cp->name, cp->error);
+        return;
+    }
+    struct store_options opt = *o;
+    if (dir_db_kind_handler(cp->conf.kind, &opt.handler) < 0) {
+        if (asprintf(&cp->error, "its kind '%s' is not one this tandemd knows", cp->conf.kind) < 0)
+            log_fatal("out of memory");
+        log_error("copy %s not started: %s", cp->name, cp->error);
+        return;
+    }
+    struct repl_copy_options co = {
+        .database = cp->name,
+        .dir = cp->dir,
+        .conf = &cp->conf,
+        .store = &opt,
+        .networks = cfg->networks,
+        .n_networks = cfg->n_networks,
+        .server_name = cfg->server,
+        .key = key,
+        .ca_file = files->ca,
+        .cert_file = files->certificate,
+        .key_file = files->key,
+    };
+    if (repl_copy_start(&co, &cp->agent, &cp->error) < 0) {
+        cp->agent = NULL;
+        log_error("copy %s not started: %s", cp->name, cp->error ? cp->error : "out of memory");
+    }
+}
+
+/* Starts the agent of every copy in [from, n_copies). */
+static void
+start_copies(const struct tdm_config *cfg, const struct store_options *o, size_t from)
+{
+    if (n_copies <= from)
+        return;
     char *key = NULL, *why = NULL;
-    int key_ret = dir_client_key_from_config(cfg, &key, &why);
+    if (dir_client_key_from_config(cfg, &key, &why) < 0)
+        key = NULL;
     struct tls_files files;
     tls_files_from_config(cfg, &files);
-    for (size_t i = 0; i < n_copies; i++) {
-        struct core_copy *cp = &copies[i];
-        if (cp->error)
-            continue;
-        if (key_ret < 0) {
-            if (asprintf(&cp->error, "%s", why ? why : "out of memory") < 0)
-                log_fatal("out of memory");
-            log_error("copy %s not started: %s", cp->name, cp->error);
-            continue;
-        }
-        struct store_options opt = *o;
-        if (dir_db_kind_handler(cp->conf.kind, &opt.handler) < 0) {
-            if (asprintf(&cp->error, "its kind '%s' is not one this tandemd knows", cp->conf.kind) <
-                0)
-                log_fatal("out of memory");
-            log_error("copy %s not started: %s", cp->name, cp->error);
-            continue;
-        }
-        struct repl_copy_options co = {
-            .database = cp->name,
-            .dir = cp->dir,
-            .conf = &cp->conf,
-            .store = &opt,
-            .networks = cfg->networks,
-            .n_networks = cfg->n_networks,
-            .server_name = cfg->server,
-            .key = key,
-            .ca_file = files.ca,
-            .cert_file = files.certificate,
-            .key_file = files.key,
-        };
-        if (repl_copy_start(&co, &cp->agent, &cp->error) < 0) {
-            cp->agent = NULL;
-            log_error("copy %s not started: %s", cp->name, cp->error ? cp->error : "out of memory");
-        }
-    }
+    for (size_t i = from; i < n_copies; i++)
+        start_one(&copies[i], cfg, o, key, why, &files);
     tls_files_clear(&files);
     if (key) {
         sodium_memzero(key, strlen(key));
@@ -138,7 +147,10 @@ tandemd__core_repl_start(struct event_base *base, const struct tdm_config *cfg,
 {
     tandemd__core_repl_source_start(base, cfg, listen_fd);
     repl_store_options = *o;
-    start_copies(cfg, o);
+    repl_cfg = cfg;
+    if (n_copies > 1)
+        qsort(copies, n_copies, sizeof(*copies), copy_cmp);
+    start_copies(cfg, o, 0);
 }
 
 void
@@ -154,6 +166,7 @@ tandemd__core_repl_stop(void)
     free(copies);
     copies = NULL;
     n_copies = 0;
+    repl_cfg = NULL;
 }
 
 size_t
@@ -289,4 +302,14 @@ tandemd__core_copy_forget(const char *name, size_t len)
     /* Shifting keeps the list in name order, as COPY_STATUS needs. */
     memmove(&copies[i], &copies[i + 1], (n_copies - i - 1) * sizeof(*copies));
     n_copies--;
+}
+
+void
+tandemd__core_repl_start_copy(const char *name, const char *dbdir)
+{
+    TDM_ASSERT(repl_cfg && !find(name, strlen(name)));
+    tandemd__core_repl_add_copy(name, dbdir);
+    start_copies(repl_cfg, &repl_store_options, n_copies - 1);
+    /* Name order, as COPY_STATUS needs; the agents are pointers, so moving entries is fine. */
+    qsort(copies, n_copies, sizeof(*copies), copy_cmp);
 }

