@@ -69,6 +69,32 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     (lease,) = [x for x in leases if x["key"] == f"cms/{CMS}"]
     assert lease["holder"] == "a" and lease["epoch"] == epoch1
 
+    # (b) Mail to the CMS address; b's copy holds it all (block mode: the test waits for that,
+    # so nothing acknowledged may be lost); a killed with SIGKILL, whole: b takes over in the
+    # next epoch and serves every message on the CMS address.
+    sent = [f"before kill {i}" for i in range(10)]
+    for subject in sent:
+        assert lab.deliver(subject), subject
+    lab.wait_caught_up(act, pas)
+    mark_b = len(pas.event_lines())
+    lab.kill(act)
+    killed = time.monotonic()
+    got = wait_for(lab.try_select, "IMAP LOGIN and SELECT on the CMS address after the kill")
+    took = time.monotonic() - killed
+    print(f"\nfailover: kill -9 of the active to SELECT on the CMS address: {took:.3f} s")
+    assert got == (set(sent),)
+    c = lab.wait_state(pas, "Active")
+    assert c["lease"]["holder"] == "b" and c["lease"]["epoch"] == epoch1 + 1
+    f = c["last_failover"]
+    assert (f["from"], f["to"], f["epoch"], f["lost_records"]) == ("a", "b", epoch1 + 1, 0)
+    print(f"failover: the agent's own measure, decision to mount: {f['took_ms']} ms ({f['why']})")
+    started = pas.wait_event(lambda e: e["id"] == 5052, "failover started (5052) on b")
+    assert "from a" in started["message"]
+    done = pas.wait_event(lambda e: e["id"] == 5053, "failover done (5053) on b")
+    assert "0 record(s) lost" in done["message"]
+    assert events(pas, 5050, mark_b) and events(pas, 5040, mark_b)
+    assert lab.deliver("after failover")
+
     obs.stop.set()
     obs.join()
     assert obs.polls > 10 and not obs.both, f"both nodes Active at {obs.both}"
