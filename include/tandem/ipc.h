@@ -64,6 +64,14 @@
  *                   before the change); change: U16 (enum tdm_ipc_folder_change);
  *                   new_folder: STR, 0..TDM_IPC_NAME_MAX, not empty if and only if renamed;
  *                   uidvalidity: U32, the folder's (kept by a rename), 0 if and only if deleted
+ *   DB_DISMOUNTED   core -> workers: every database of this server that is dismounted now
+ *                   (docs/replication.md, "Dismount and mount"), sent to every worker at each
+ *                   dismount and mount, and right after HELLO_REPLY when the list is not empty
+ *                   (a worker that hears nothing after HELLO_REPLY knows of none). Workers end
+ *                   the sessions of a database listed, close its LMDB and refuse it until a
+ *                   later DB_DISMOUNTED leaves it out. databases: LIST of
+ *                   <= TDM_IPC_MAX_DATABASES elements {name: STR, 1..TDM_IPC_NAME_MAX, unique,
+ *                   ascending byte order}
  *   SHUTDOWN        supervisor -> any: finish and exit. reason: STR, 1..TDM_IPC_REASON_MAX;
  *                   deadline_ms: U32 (after this the supervisor kills the process)
  *   RELOAD          supervisor -> any: reread the configuration. generation: U64
@@ -170,6 +178,7 @@ enum tdm_ipc_type {
     TDM_IPC_UNSUBSCRIBE = 33,
     TDM_IPC_CHANGED = 34,
     TDM_IPC_FOLDER_CHANGED = 35,
+    TDM_IPC_DB_DISMOUNTED = 36,
     TDM_IPC_SHUTDOWN = 48,
     TDM_IPC_RELOAD = 49,
     TDM_IPC_STATUS_REQUEST = 64,

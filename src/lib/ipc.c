@@ -929,6 +929,49 @@ cms_status_reply_check(const struct ipc_msg *m, const char **error_r)
     return 0;
 }
 
+/* ---- DB_DISMOUNTED ---- */
+
+static void
+db_dismounted_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_db_dismounted *d = &m->u.db_dismounted;
+    wire_wr_list(w, d->n_databases);
+    for (uint32_t i = 0; i < d->n_databases; i++)
+        wr_str(w, &d->databases[i]);
+}
+
+static bool
+db_dismounted_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    struct ipc_db_dismounted *d = &m->u.db_dismounted;
+    if (!wire_rd_list(r, FIELD("DB_DISMOUNTED.databases"), TDM_IPC_MAX_DATABASES,
+                      &d->n_databases))
+        return false;
+    for (uint32_t i = 0; i < d->n_databases; i++)
+        if (!rd_str(r, FIELD("DB_DISMOUNTED.databases.name"), &d->databases[i]))
+            return false;
+    return true;
+}
+
+static int
+db_dismounted_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_db_dismounted *d = &m->u.db_dismounted;
+    if (d->n_databases > TDM_IPC_MAX_DATABASES)
+        return fail(error_r, TDM_EINVAL, FIELD("DB_DISMOUNTED.databases")->many);
+    for (uint32_t i = 0; i < d->n_databases; i++) {
+        int rc = check_str(&d->databases[i], FIELD("DB_DISMOUNTED.databases.name"), 1,
+                           TDM_IPC_NAME_MAX, error_r);
+        if (rc != 0)
+            return rc;
+        /* Strictly ascending: one encoding, and no name twice. */
+        if (i > 0 && str_cmp(&d->databases[i - 1], &d->databases[i]) >= 0)
+            return fail(error_r, TDM_EINVAL,
+                        "DB_DISMOUNTED.databases.name: not in ascending order, or a duplicate");
+    }
+    return 0;
+}
+
 /* ---- The type table ---- */
 
 struct msg_type {
@@ -988,6 +1031,7 @@ static const struct msg_type msg_types[] = {
      subscribe_encode, unsubscribe_decode, unsubscribe_check},
     MSG_TYPE(TDM_IPC_CHANGED, "CHANGED", false, changed),
     MSG_TYPE(TDM_IPC_FOLDER_CHANGED, "FOLDER_CHANGED", false, folder_changed),
+    MSG_TYPE(TDM_IPC_DB_DISMOUNTED, "DB_DISMOUNTED", false, db_dismounted),
     MSG_TYPE(TDM_IPC_SHUTDOWN, "SHUTDOWN", false, shutdown),
     MSG_TYPE(TDM_IPC_RELOAD, "RELOAD", false, reload),
     MSG_TYPE(TDM_IPC_STATUS_REQUEST, "STATUS_REQUEST", true, status_request),

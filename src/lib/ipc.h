@@ -189,6 +189,12 @@ struct ipc_cms_status_reply {
     struct ipc_cms_status cms[TDM_IPC_MAX_CMS]; /* ascending by name */
 };
 
+/* DB_DISMOUNTED: the databases dismounted now. */
+struct ipc_db_dismounted {
+    uint32_t n_databases;
+    struct ipc_str databases[TDM_IPC_MAX_DATABASES]; /* ascending, unique */
+};
+
 /* CLUSTER_STATUS_REPLY: a JSON object, borrowed as every STR is. */
 struct ipc_cluster_status_reply {
     struct ipc_str json;
@@ -207,6 +213,7 @@ struct ipc_msg {
         struct ipc_subscribe subscribe; /* SUBSCRIBE and UNSUBSCRIBE */
         struct ipc_changed changed;
         struct ipc_folder_changed folder_changed;
+        struct ipc_db_dismounted db_dismounted;
         struct ipc_shutdown shutdown;
         struct ipc_reload reload;
         struct ipc_status_reply status_reply;

@@ -127,6 +127,14 @@ init_samples(void)
         {name255, TDM_IPC_NAME_MAX}, {utf8_255, TDM_IPC_NAME_MAX}, {utf8_255, TDM_IPC_NAME_MAX},
         TDM_IPC_FOLDER_RENAMED,      {utf8_255, TDM_IPC_NAME_MAX}, UINT32_MAX};
 
+    m = add_sample("db_dismounted_none", TDM_IPC_DB_DISMOUNTED, 0);
+    m = add_sample("db_dismounted_max", TDM_IPC_DB_DISMOUNTED, 0);
+    m->u.db_dismounted.n_databases = TDM_IPC_MAX_DATABASES;
+    for (uint32_t i = 0; i < TDM_IPC_MAX_DATABASES; i++) /* "a", "aa"...: ascending by length */
+        m->u.db_dismounted.databases[i] = (struct ipc_str){name255, 1 + i};
+    m->u.db_dismounted.databases[TDM_IPC_MAX_DATABASES - 1] =
+        (struct ipc_str){name255, TDM_IPC_NAME_MAX};
+
     m = add_sample("shutdown_short", TDM_IPC_SHUTDOWN, 0);
     m->u.shutdown = (struct ipc_shutdown){ipc_str_c("x"), 0};
     m = add_sample("shutdown_long", TDM_IPC_SHUTDOWN, 0);
@@ -314,6 +322,15 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
         return str_equal(&x->database, &y->database) && str_equal(&x->mailbox, &y->mailbox) &&
                str_equal(&x->folder, &y->folder) && x->change == y->change &&
                str_equal(&x->new_folder, &y->new_folder) && x->uidvalidity == y->uidvalidity;
+    }
+    case TDM_IPC_DB_DISMOUNTED: {
+        const struct ipc_db_dismounted *x = &a->u.db_dismounted, *y = &b->u.db_dismounted;
+        if (x->n_databases != y->n_databases)
+            return false;
+        for (uint32_t i = 0; i < x->n_databases; i++)
+            if (!str_equal(&x->databases[i], &y->databases[i]))
+                return false;
+        return true;
     }
     case TDM_IPC_SHUTDOWN:
         return str_equal(&a->u.shutdown.reason, &b->u.shutdown.reason) &&
@@ -1933,6 +1950,35 @@ setup(void **state)
     return 0;
 }
 
+/* DB_DISMOUNTED: names ascending and unique, not empty, at most TDM_IPC_MAX_DATABASES. */
+static void
+test_db_dismounted_rules(void **state)
+{
+    (void)state;
+    struct ipc_msg m = {.type = TDM_IPC_DB_DISMOUNTED};
+    m.u.db_dismounted.n_databases = 2;
+    m.u.db_dismounted.databases[0] = ipc_str_c("db2");
+    m.u.db_dismounted.databases[1] = ipc_str_c("db1");
+    const char *error = NULL;
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error,
+                        "DB_DISMOUNTED.databases.name: not in ascending order, or a duplicate");
+    m.u.db_dismounted.databases[1] = ipc_str_c("db2");
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error,
+                        "DB_DISMOUNTED.databases.name: not in ascending order, or a duplicate");
+    m.u.db_dismounted.databases[1] = ipc_str_c("");
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    m.u.db_dismounted.databases[1] = ipc_str_c("db3");
+    assert_int_equal(ipc_msg_check(&m, &error), 0);
+    m.u.db_dismounted.n_databases = TDM_IPC_MAX_DATABASES + 1;
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error, "DB_DISMOUNTED.databases: more elements than allowed");
+    /* A push: no request id. */
+    assert_false(ipc_type_has_request_id(TDM_IPC_DB_DISMOUNTED));
+    assert_string_equal(ipc_type_name(TDM_IPC_DB_DISMOUNTED), "DB_DISMOUNTED");
+}
+
 /* CLUSTER_STATUS_REPLY's json: bounded, and an object's text (the reader parses the rest). */
 static void
 test_cluster_status_rules(void **state)
@@ -2038,6 +2084,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_reader_zero_copy),   cmocka_unit_test(test_reader_truncation),
         cmocka_unit_test(test_reader_bounded),     cmocka_unit_test(test_reader_poison), cmocka_unit_test(test_cms_rules),
         cmocka_unit_test(test_cluster_status_rules),
+        cmocka_unit_test(test_db_dismounted_rules),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
