@@ -95,6 +95,22 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     assert events(pas, 5050, mark_b) and events(pas, 5040, mark_b)
     assert lab.deliver("after failover")
 
+    # (c) a restarted: its database (an active one, from before the kill) is not mounted, it
+    # becomes a copy of the CMS address (copy.conf) and continues from its log end, which b
+    # holds too: Healthy, nothing diverged.
+    mark_a = len(act.event_lines())
+    lab.start(act)
+    act.wait_event(lambda e: e["id"] == 5055 and e["subject"] == CMS, "demoted (5055) on a")
+    act.wait_event(lambda e: e["id"] == 5056 and e["subject"] == CMS, "rejoined (5056) on a")
+    assert not events(act, 5050, mark_a) and not events(act, 5040, mark_a)
+    assert (act.datadir / "db" / "mail" / "copy.conf").exists()
+    lab.wait_state(act, "Passive")
+    assert lab.state(pas) == "Active"
+    assert lab.deliver("after rejoin")
+    copy = lab.wait_caught_up(pas, act)
+    assert copy["state"] == "Healthy" and lab.cms_addr in copy["endpoint"]
+    assert lab.select() == set(sent) | {"after failover", "after rejoin"}
+
     obs.stop.set()
     obs.join()
     assert obs.polls > 10 and not obs.both, f"both nodes Active at {obs.both}"
