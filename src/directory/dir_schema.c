@@ -101,7 +101,7 @@ static const struct attr_spec copy_attrs[] = {
     STR("database", DIR_NAME_MAX),
     STR("server", DIR_NAME_MAX),
     INT("activation_preference", 1, 16),
-    INT("replay_lag_minutes", 0, 20160),
+    INT("replay_lag_minutes", 0, 10080), /* 7 days: DESIGN.md; copy.conf's replay_lag agrees */
     {"role", ATTR_ENUM, 0, 0, 0, copy_roles},
     INT("truncation_lag_minutes", 0, 10080),
     END,

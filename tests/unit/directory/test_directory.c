@@ -132,7 +132,8 @@ static const struct {
     {DIR_KIND_DATABASE, "{\"quota_bytes\":1.5}", false},
     {DIR_KIND_COPY, "{\"activation_preference\":2,\"database\":\"db1\",\"server\":\"mx2\"}", true},
     {DIR_KIND_COPY, "{\"activation_preference\":0}", false},
-    {DIR_KIND_COPY, "{\"replay_lag_minutes\":20161}", false},
+    {DIR_KIND_COPY, "{\"replay_lag_minutes\":10081}", false}, /* 7 days + 1 minute */
+    {DIR_KIND_COPY, "{\"replay_lag_minutes\":10080}", true},
     {DIR_KIND_COPY, "{\"role\":\"standby\",\"replay_lag_minutes\":1440,\"truncation_lag_minutes\":10080}",
      true},
     {DIR_KIND_COPY, "{\"role\":\"active\"}", false},

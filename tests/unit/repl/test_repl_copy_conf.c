@@ -97,6 +97,8 @@ static const struct {
      "only a standby has a replay lag"},
     {"role = standby\nreplay_lag = 8d\n[source a]\nendpoint = 10.0.0.1:1\n",
      "copy.conf:2: key \"replay_lag\""},
+    {"role = standby\nreplay_lag = 10081m\n[source a]\nendpoint = 10.0.0.1:1\n",
+     "copy.conf:2: key \"replay_lag\""}, /* the directory's limit + 1 minute */
     {"role = passive\nrole = passive\n[source a]\nendpoint = 10.0.0.1:1\n",
      "copy.conf:2: key \"role\": given twice"},
     {"role = passive\ntruncation_lag = 8d\n[source a]\nendpoint = 10.0.0.1:1\n",
