@@ -78,6 +78,8 @@ struct core_link {
     void *changed_ctx;
     core_link_changed_cb *folder_cb;
     void *folder_ctx;
+    core_link_changed_cb *dismounted_cb;
+    void *dismounted_ctx;
     core_link_ready_cb *ready_cb;
     void *ready_ctx;
     unsigned busy;
@@ -207,6 +209,11 @@ handle(struct core_link *link, const struct ipc_msg *msg)
         link->state = LINK_READY;
         link->backoff_ms = LINK_BACKOFF_MIN_MS;
         send_subscriptions(link);
+        if (link->dismounted_cb) {
+            /* Forget what was down before: the core's list follows when it is not empty. */
+            struct ipc_msg none = {.type = TDM_IPC_DB_DISMOUNTED};
+            link->dismounted_cb(link->dismounted_ctx, &none);
+        }
         if (link->ready_cb)
             link->ready_cb(link->ready_ctx); /* may free the link: read_cb checks dead */
         return link->state == LINK_READY && !link->dead;
@@ -219,6 +226,11 @@ handle(struct core_link *link, const struct ipc_msg *msg)
     if (msg->type == TDM_IPC_FOLDER_CHANGED) {
         if (link->folder_cb)
             link->folder_cb(link->folder_ctx, msg);
+        return true;
+    }
+    if (msg->type == TDM_IPC_DB_DISMOUNTED) {
+        if (link->dismounted_cb)
+            link->dismounted_cb(link->dismounted_ctx, msg);
         return true;
     }
     struct link_req *r =
@@ -498,6 +510,13 @@ core_link_set_folder_cb(struct core_link *link, core_link_changed_cb *cb, void *
 {
     link->folder_cb = cb;
     link->folder_ctx = ctx;
+}
+
+void
+core_link_set_dismounted_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx)
+{
+    link->dismounted_cb = cb;
+    link->dismounted_ctx = ctx;
 }
 
 void

@@ -6,7 +6,8 @@
  * change reaches a database. The core listens on the unix socket <datadir>/run/core.sock; a
  * link connects there, sends HELLO (lib/ipc.h) with its worker kind, and then carries
  * COMMIT / COMMIT_REPLY, STATUS_REQUEST / STATUS_REPLY, DB_STATUS_REQUEST / DB_STATUS_REPLY
- * and SUBSCRIBE / CHANGED, matched by request id.
+ * and SUBSCRIBE / CHANGED, matched by request id, and the core's pushes (CHANGED,
+ * FOLDER_CHANGED, DB_DISMOUNTED).
  *
  * The link lives on the worker's libevent loop (one thread). When the core is not there (it is
  * starting, or restarting after a crash), the link reconnects with back-off (50 ms doubling to
@@ -96,6 +97,11 @@ typedef void core_link_changed_cb(void *ctx, const struct ipc_msg *msg);
 void core_link_set_changed_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx);
 /* The same for FOLDER_CHANGED (a subscribed folder created, deleted or renamed). */
 void core_link_set_folder_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx);
+/* The same for DB_DISMOUNTED: the whole list of databases dismounted on this server now, at
+ * every dismount and mount (a worker that sets none ignores them). Also called with an empty
+ * list each time the link becomes ready, just before the ready callback: what was down before
+ * the core went away is forgotten, and the core's list follows at once when it is not empty. */
+void core_link_set_dismounted_cb(struct core_link *link, core_link_changed_cb *cb, void *ctx);
 
 /*
  * Called each time the link becomes ready (HELLO answered), after the subscriptions were sent

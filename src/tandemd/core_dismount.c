@@ -4,12 +4,15 @@
  * cluster agent dismounts the same way when it fences (docs/cluster.md).
  *
  * Dismount, in this order: fence (every commit answered from now on, even one already durable,
- * is TDM_ENOTFOUND — as for a database not here: LMTP 451, IMAP NO), stop serving it to copies
- * (they are answered not-active: ServiceDown), close the store cleanly (store.dismounted). The
+ * is TDM_ENOTFOUND — as for a database not here: LMTP 451, IMAP NO), tell the workers
+ * (DB_DISMOUNTED: they end its IMAP sessions, close its LMDB and refuse its logins and
+ * recipients), stop serving it to copies (they are answered not-active: ServiceDown), close the
+ * store cleanly (store.dismounted). Mount tells the workers again. The
  * database stays listed as dismounted. Nothing of this is written down: a restart mounts it
  * again, like any database without copy.conf.
  */
 #include "tandemd/tandemd.h"
+#include "tandemd/core_ipc_int.h"
 
 #include "directory/directory.h"
 #include "lib/err.h"
@@ -35,6 +38,8 @@ tandemd__core_db_dismount(const char *name, size_t len)
     memcpy(db, name, len);
     db[len] = '\0';
     tandemd__core_db_set(name, len, store, false, true);
+    /* Workers end its sessions and close its LMDB now, not after the store closed. */
+    tandemd__core_ipc_dismounted_push();
     tandemd__core_repl_source_dismount(db);
     /* Closing runs the callbacks of commits still queued; finish() answers them fenced. */
     int ret = store_close(&store);
@@ -80,6 +85,7 @@ tandemd__core_db_mount_epoch(const char *name, size_t len, uint64_t min_epoch)
         return ret;
     }
     tandemd__core_db_set(name, len, store, false, false);
+    tandemd__core_ipc_dismounted_push(); /* its logins are served again */
     tandemd__core_repl_source_mount(db, store);
     log_info("database %s mounted", db);
     return 0;

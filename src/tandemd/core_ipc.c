@@ -213,6 +213,47 @@ handle_db_status(struct core_conn *c, uint32_t request_id)
     tandemd__conn_send(c, &msg);
 }
 
+/* ---- DB_DISMOUNTED ---- */
+
+/* msg gets every database fenced or dismounted now (a dismount fences first: its sessions end
+ * from that instant), in core.c's name order, as the message requires. False when none. */
+static bool
+dismounted_fill(struct ipc_msg *msg)
+{
+    memset(msg, 0, sizeof(*msg));
+    msg->type = TDM_IPC_DB_DISMOUNTED;
+    struct ipc_db_dismounted *d = &msg->u.db_dismounted;
+    for (size_t i = 0; i < tandemd__core_db_count(); i++) {
+        const char *name, *kind;
+        struct store *store;
+        bool dismounted;
+        tandemd__core_db_get(i, &name, &kind, &store);
+        tandemd__core_db_lookup(name, strlen(name), &store, &kind, &dismounted);
+        if (!dismounted && !tandemd__core_db_fenced(name))
+            continue;
+        if (d->n_databases == TDM_IPC_MAX_DATABASES) {
+            log_error("DB_DISMOUNTED lists the first %u dismounted databases only",
+                      TDM_IPC_MAX_DATABASES);
+            break;
+        }
+        d->databases[d->n_databases++] = ipc_str_c(name);
+    }
+    return d->n_databases > 0;
+}
+
+void
+tandemd__core_ipc_dismounted_push(void)
+{
+    static struct ipc_msg msg; /* ~1.6 KiB; the loop is single-threaded */
+    dismounted_fill(&msg);
+    /* A send may drop a slow worker: take the next one first. */
+    for (struct core_conn *c = tandemd__conns, *next; c; c = next) {
+        next = c->next;
+        if (c->hello_done)
+            tandemd__conn_send(c, &msg);
+    }
+}
+
 static void
 handle_subscribe(struct core_conn *c, const struct ipc_msg *msg)
 {
@@ -254,6 +295,11 @@ handle_hello(struct core_conn *c, const struct ipc_msg *msg)
     log_debug("worker pid %u (%s) connected, IPC version %u", (unsigned)h->pid,
               ipc_worker_kind_name(h->kind), (unsigned)reply.u.hello_reply.version);
     tandemd__conn_send(c, &reply);
+    /* A worker that starts, or comes back after the core restarted, learns what is down here;
+     * nothing sent means nothing is (ipc.h). */
+    static struct ipc_msg down;
+    if (dismounted_fill(&down))
+        tandemd__conn_send(c, &down);
 }
 
 static void

@@ -52,6 +52,9 @@ void tandemd__conn_send(struct core_conn *c, const struct ipc_msg *msg);
 void tandemd__conn_free_if_done(struct core_conn *c);
 /* Handles the frames buffered on c; called again when a paused connection may read. */
 void tandemd__conn_process(struct core_conn *c);
+/* Sends DB_DISMOUNTED, the databases fenced or dismounted now, to every worker
+ * (core_dismount.c, after each change). */
+void tandemd__core_ipc_dismounted_push(void);
 /* strndup, fatal on allocation failure (CONVENTIONS: xmalloc outside store). */
 char *tandemd__xstrndup(const char *s, size_t n);
 

@@ -802,6 +802,72 @@ test_ready_cb(void **state)
     assert_int_equal(ready_calls, 2);
 }
 
+static struct {
+    unsigned calls;
+    uint32_t n;        /* in the last call */
+    char first[64];    /* the first name of the last call */
+    bool ready_before; /* the link was ready at each call */
+} dismounted;
+
+static void
+dismounted_cb(void *ctx, const struct ipc_msg *msg)
+{
+    assert_ptr_equal(ctx, &dismounted);
+    assert_int_equal(msg->type, TDM_IPC_DB_DISMOUNTED);
+    dismounted.calls++;
+    dismounted.n = msg->u.db_dismounted.n_databases;
+    dismounted.first[0] = '\0';
+    if (dismounted.n > 0)
+        snprintf(dismounted.first, sizeof(dismounted.first), "%.*s",
+                 (int)msg->u.db_dismounted.databases[0].len, msg->u.db_dismounted.databases[0].ptr);
+    dismounted.ready_before = core_link_ready(the_link);
+}
+
+static bool
+dismounted_called_3(void)
+{
+    return dismounted.calls >= 3;
+}
+
+static bool
+dismounted_called_2(void)
+{
+    return dismounted.calls >= 2;
+}
+
+/* DB_DISMOUNTED reaches its callback with the core's list; each (re)connection first says
+ * "none" (the core sends its list after HELLO_REPLY only when it is not empty). */
+static void
+test_dismounted(void **state)
+{
+    (void)state;
+    memset(&dismounted, 0, sizeof(dismounted));
+    fake_listen();
+    assert_int_equal(core_link_new(fk.base, fk.path, TDM_IPC_WORKER_IMAP, &the_link), 0);
+    core_link_set_dismounted_cb(the_link, dismounted_cb, &dismounted);
+    core_link_set_changed_cb(the_link, changed_cb, &changed);
+    changed.calls = 0;
+    assert_true(run_until(link_ready));
+    assert_int_equal(dismounted.calls, 1);
+    assert_int_equal(dismounted.n, 0);
+    assert_true(dismounted.ready_before);
+    struct ipc_msg m = {.type = TDM_IPC_DB_DISMOUNTED};
+    m.u.db_dismounted.n_databases = 2;
+    m.u.db_dismounted.databases[0] = ipc_str_c("db1");
+    m.u.db_dismounted.databases[1] = ipc_str_c("db2");
+    fake_send(&m);
+    assert_true(run_until(dismounted_called_2));
+    assert_int_equal(dismounted.n, 2);
+    assert_string_equal(dismounted.first, "db1");
+    assert_int_equal(changed.calls, 0);
+    /* A reconnect forgets it. */
+    fake_drop();
+    assert_true(run_until(link_not_ready));
+    assert_true(run_until(dismounted_called_3));
+    assert_int_equal(dismounted.n, 0);
+    assert_true(core_link_ready(the_link));
+}
+
 int
 main(void)
 {
@@ -821,6 +887,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_many_subscriptions_renewed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_cb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dismounted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
