@@ -18,7 +18,17 @@ struct store_readers {
     char *datadir;
     struct entry entries[STORE_READERS_MAX];
     size_t n;
+    char **dismounted; /* the core's list, owned; never opened while listed */
+    size_t n_dismounted;
 };
+
+static void
+free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
 
 int
 store_readers_new(const char *datadir, struct store_readers **set_r)
@@ -42,6 +52,7 @@ store_readers_free(struct store_readers **set)
         store_reader_free(&s->entries[i].reader);
         free(s->entries[i].name);
     }
+    free_names(s->dismounted, s->n_dismounted);
     free(s->datadir);
     free(s);
     *set = NULL;
@@ -54,7 +65,7 @@ store_readers_get(struct store_readers *s, const char *name)
         if (strcmp(s->entries[i].name, name) == 0)
             return s->entries[i].reader;
     /* A name from the directory is a single path component under db/, never more. */
-    if (s->n == STORE_READERS_MAX || !name[0] || strchr(name, '/') || name[0] == '.')
+    if (store_readers_is_dismounted(s, name) || s->n == STORE_READERS_MAX || !name[0] || strchr(name, '/') || name[0] == '.')
         return NULL;
     char *path;
     if (asprintf(&path, "%s/db/%s", s->datadir, name) < 0)
@@ -88,4 +99,40 @@ store_readers_is_copy(struct store_readers *s, const char *name)
     int ret = store_is_copy(path);
     free(path);
     return ret != 0;
+}
+
+bool
+store_readers_is_dismounted(const struct store_readers *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_dismounted; i++)
+        if (strcmp(s->dismounted[i], name) == 0)
+            return true;
+    return false;
+}
+
+int
+store_readers_set_dismounted(struct store_readers *s, const char *const *names, size_t n)
+{
+    char **list = n ? calloc(n, sizeof(*list)) : NULL;
+    if (n && !list)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(list[i] = strdup(names[i]))) {
+            free_names(list, i);
+            return -ENOMEM;
+        }
+    free_names(s->dismounted, s->n_dismounted);
+    s->dismounted = list;
+    s->n_dismounted = n;
+    /* Close what is listed now; the last entry fills each hole (the order means nothing). */
+    for (size_t i = 0; i < s->n;) {
+        if (!store_readers_is_dismounted(s, s->entries[i].name)) {
+            i++;
+            continue;
+        }
+        store_reader_free(&s->entries[i].reader);
+        free(s->entries[i].name);
+        s->entries[i] = s->entries[--s->n];
+    }
+    return 0;
 }

@@ -20,7 +20,7 @@ int store_readers_new(const char *datadir, struct store_readers **set_r);
 void store_readers_free(struct store_readers **set);
 
 /* The reader of mail database name, or NULL when there is no such database on this server
- * (or it cannot be read now: a later call tries again), or the set is full. A copy
+ * (or it cannot be read now: a later call tries again), it is dismounted, or the set is full. A copy
  * (store_is_copy) is never opened: it is not this server's to serve. */
 struct store_reader *store_readers_get(struct store_readers *set, const char *name);
 
@@ -28,5 +28,18 @@ struct store_reader *store_readers_get(struct store_readers *set, const char *na
  * a copy). Asks the file system each time, since a copy can be activated, and an active
  * become a copy, while a worker runs; a reader already open stays open. */
 bool store_readers_is_copy(struct store_readers *set, const char *name);
+
+/*
+ * The databases its core has dismounted now (DB_DISMOUNTED: names, n of them, copied), replacing
+ * the previous list. The reader of each one listed, when open, is freed here, which closes its
+ * LMDB environment and with it the files (so a dismounted database is not held open by
+ * workers); store_readers_get() answers NULL for it until a later list leaves it out.
+ * Hazard: frees readers store_readers_get() handed out: call it only when no read transaction
+ * is open on them (between two turns of the loop). Returns 0, or -ENOMEM with the previous list
+ * kept and nothing freed.
+ */
+int store_readers_set_dismounted(struct store_readers *set, const char *const *names, size_t n);
+/* Whether name is in the list. */
+bool store_readers_is_dismounted(const struct store_readers *set, const char *name);
 
 #endif

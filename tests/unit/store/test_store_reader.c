@@ -5,6 +5,7 @@
  * fit the database's kind.
  */
 #include "store/store_reader.h"
+#include "store/store_readers.h"
 
 #include "lib/err.h"
 #include "lib/event.h"
@@ -20,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -269,6 +272,75 @@ test_closed_database(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* Descriptors of this process open on a file under dir. */
+static unsigned
+fds_under(const char *dir)
+{
+    char real[4096];
+    assert_non_null(realpath(dir, real));
+    unsigned n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        char link[300], target[4096];
+        snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        n += strncmp(target, real, strlen(real)) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A worker's set: a dismounted database's reader is closed with its files, refused while
+ * listed, opened again once a later list leaves it out. */
+static void
+test_readers_dismounted(void **state)
+{
+    (void)state;
+    struct store *s = create_open(NULL, NULL);
+    commit_mailbox(s, "bob");
+    assert_int_equal(store_close(&s), 0);
+    /* The set looks for <datadir>/db/<name>. */
+    char datadir[400], link[420];
+    snprintf(datadir, sizeof(datadir), "%s/dd", tmpdir);
+    snprintf(link, sizeof(link), "%s/db", datadir);
+    assert_int_equal(mkdir(datadir, 0700), 0);
+    assert_int_equal(mkdir(link, 0700), 0);
+    snprintf(link, sizeof(link), "%s/db/db1", datadir);
+    assert_int_equal(symlink(dbdir, link), 0);
+
+    struct store_readers *set = NULL;
+    assert_int_equal(store_readers_new(datadir, &set), 0);
+    assert_int_equal(fds_under(dbdir), 0);
+    assert_non_null(store_readers_get(set, "db1"));
+    assert_true(fds_under(dbdir) > 0);
+    const char *down[] = {"db0", "db1"};
+    assert_int_equal(store_readers_set_dismounted(set, down, 2), 0);
+    assert_true(store_readers_is_dismounted(set, "db1"));
+    assert_false(store_readers_is_dismounted(set, "db2"));
+    assert_int_equal(fds_under(dbdir), 0);
+    assert_null(store_readers_get(set, "db1"));
+    assert_int_equal(fds_under(dbdir), 0);
+    /* Mounted again: readable again. */
+    assert_int_equal(store_readers_set_dismounted(set, down, 1), 0);
+    assert_false(store_readers_is_dismounted(set, "db1"));
+    struct store_reader *r = store_readers_get(set, "db1");
+    assert_non_null(r);
+    MDB_txn *txn;
+    struct mail_mailbox_info info;
+    assert_int_equal(store_reader_begin(r, &txn), 0);
+    assert_int_equal(mail_mailbox_get(store_reader_mail_dbis(r), txn, "bob", &info), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(store_readers_set_dismounted(set, NULL, 0), 0);
+    assert_ptr_equal(store_readers_get(set, "db1"), r); /* left open */
+    store_readers_free(&set);
+    assert_int_equal(fds_under(dbdir), 0);
+    assert_int_equal(unlink(link), 0);
+}
+
 static void
 test_handler_must_fit_the_kind(void **state)
 {
@@ -376,6 +448,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_tables_created_after_the_reader_opened, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readers_dismounted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
