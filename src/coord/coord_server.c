@@ -619,7 +619,9 @@ close_reason(enum conn_close_reason r)
 {
     switch (r) {
     case CONN_CLOSE_PEER:
-        return "the node closed the connection, or it broke";
+        return "the node closed the connection";
+    case CONN_CLOSE_BROKEN:
+        return "the connection broke";
     case CONN_CLOSE_IDLE:
         return "nothing heard from the node for too long";
     case CONN_CLOSE_TLS:
@@ -640,8 +642,9 @@ on_close(struct conn *conn, enum conn_close_reason reason)
     s->conn = NULL;
     s->state = S_GONE;
     session_unlink(s);
-    /* Only EOF or a reset frees the holder's leases at once (docs/cluster.md): its kernel
-     * closed its end, so its core is gone. After a timeout or a cut the holder may not know
+    /* Only EOF or a reset (CONN_CLOSE_PEER) frees the holder's leases at once
+     * (docs/cluster.md): its kernel closed its end, so its core is gone. After a timeout or
+     * any other error (CONN_CLOSE_BROKEN, IDLE, TLS) the holder may not know
      * yet and still counts its last renewal: the leases run out their time. A stopping witness
      * keeps them (the restart rule renews them). */
     if (was_ready) {

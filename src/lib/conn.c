@@ -339,18 +339,34 @@ event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_TIMEOUT) {
         conn_finish(c, CONN_CLOSE_IDLE, true);
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        /* libevent keeps the socket's errno across a deferred callback. Taken first: the TLS
+         * calls below may change it. */
+        int err = errno;
         unsigned long tls_err = c->tls ? bufferevent_get_openssl_error(c->bev) : 0;
         /* The peer's kernel closing the socket without a TLS close_notify (a client killed,
          * or one that does not bother) is the peer closing, not a TLS failure: the witness
          * frees a holder's leases at once only on that (docs/cluster.md). */
-        if (tls_err && ERR_GET_REASON(tls_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+        bool eof = what & BEV_EVENT_EOF;
+        if (tls_err && ERR_GET_REASON(tls_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
             tls_err = 0;
+            eof = true;
+        }
         if (tls_err) {
             char buf[256];
             ERR_error_string_n(tls_err, buf, sizeof(buf));
             log_info("%s: TLS failed: %s", c->peer, buf);
         }
-        conn_finish(c, tls_err ? CONN_CLOSE_TLS : CONN_CLOSE_PEER, false);
+        /* Only an end the peer's kernel made is the peer closing: EOF, or a reset (also seen
+         * as EPIPE when writing). Anything else (a timeout, an unreachable host) says the path
+         * failed, not that the peer is gone. */
+        enum conn_close_reason r = CONN_CLOSE_PEER;
+        if (tls_err)
+            r = CONN_CLOSE_TLS;
+        else if (!eof && err != ECONNRESET && err != EPIPE)
+            r = CONN_CLOSE_BROKEN;
+        if (r == CONN_CLOSE_BROKEN)
+            log_info("%s: connection broke: %s", c->peer, strerror(err));
+        conn_finish(c, r, false);
     }
     conn_leave(c);
 }

@@ -35,12 +35,15 @@ struct conn;
 struct conn_listener;
 
 enum conn_close_reason {
-    CONN_CLOSE_PEER = 1,   /* the client closed (with or without a TLS close_notify), or the
-                            * connection broke */
+    CONN_CLOSE_PEER = 1,   /* the peer's kernel closed its end: EOF (with or without a TLS
+                            * close_notify), ECONNRESET or EPIPE */
     CONN_CLOSE_LOCAL = 2,  /* conn_close() or conn_close_after_flush() */
     CONN_CLOSE_IDLE = 3,   /* idle_timeout_ms without input */
     CONN_CLOSE_TLS = 4,    /* the TLS handshake or session failed */
     CONN_CLOSE_SHUTDOWN = 5, /* conn_listener_shutdown() or conn_listener_free() */
+    CONN_CLOSE_BROKEN = 6, /* any other socket error (ETIMEDOUT, EHOSTUNREACH...): the path
+                            * failed, and the peer may not know yet (docs/cluster.md: the
+                            * witness keeps a lease on this) */
 };
 
 struct conn_ops {

@@ -2,7 +2,8 @@
  * The witness's server (src/coord/coord_server.c) and the nodes' client
  * (src/coord/coord_client.c) on one loop over loopback TCP (plain: TLS is the conn layer's and
  * is covered by tests/integration/test_witness.py): HELLO and its refusal, grants and
- * denials, a holder's disconnect freeing its lease at once, min_epoch, release, transfer,
+ * denials, a holder's disconnect (EOF, reset) freeing its lease at once and any other socket
+ * error keeping it, min_epoch, release, transfer,
  * CAS conflicts, watches, the holder rule, a malformed frame answered with ERROR while another
  * session goes on, and a restart of the server over the same store directory.
  */
@@ -32,6 +33,34 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <dlfcn.h>
+#include <sys/uio.h>
+
+/* A socket error other than a reset, on the witness's end of one connection: readv() of the
+ * server's socket whose peer has local port broken_port fails with broken_errno. (This binary's
+ * readv is the one libevent calls: a definition in the executable comes first.) */
+static uint16_t broken_port;
+static int broken_errno;
+
+ssize_t readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t
+readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    static ssize_t (*real)(int, const struct iovec *, int);
+    if (!real)
+        real = (ssize_t(*)(int, const struct iovec *, int))dlsym(RTLD_NEXT, "readv");
+    if (broken_port) {
+        struct sockaddr_in peer;
+        socklen_t sl = sizeof(peer);
+        if (getpeername(fd, (struct sockaddr *)&peer, &sl) == 0 && peer.sin_family == AF_INET &&
+            ntohs(peer.sin_port) == broken_port) {
+            errno = broken_errno;
+            return -1;
+        }
+    }
+    return real(fd, iov, iovcnt);
+}
 
 static struct event_base *base;
 static char tmpdir[256], dir[300];
@@ -534,6 +563,80 @@ test_eof_frees_lease(void **state)
     coord_client_free(&b.c);
 }
 
+/* A reset of the holder's end (SO_LINGER 0: its kernel sends RST): freed at once, as EOF. */
+static void
+test_reset_frees_lease(void **state)
+{
+    (void)state;
+    struct node b;
+    node_up(&b, "mb2");
+    int fd = raw_holder();
+    int tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/m", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_GRANTED && ++tries < 500);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+    tries = 0;
+    do {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(2000);
+        acquire(&b, "cms/m", 60000, 0);
+    } while (b.lease.lease == COORD_LEASE_DENIED && ++tries < 500);
+    assert_int_equal(b.lease.lease, COORD_LEASE_GRANTED);
+    coord_client_free(&b.c);
+}
+
+/* Any other error on the witness's end (a timeout, an unreachable host: the holder may not
+ * know yet and still counts its last renewal) ends the session but keeps the lease to its
+ * time to live (docs/cluster.md "Leases and epochs"). */
+static void
+test_broken_keeps_lease(void **state)
+{
+    (void)state;
+    static const int errs[] = {ETIMEDOUT, EHOSTUNREACH};
+    for (size_t e = 0; e < sizeof(errs) / sizeof(errs[0]); e++) {
+        struct node b;
+        node_up(&b, "mb2");
+        int fd = raw_holder();
+        int tries = 0;
+        do {
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            usleep(2000);
+            acquire(&b, "cms/m", 60000, 0);
+        } while (b.lease.lease == COORD_LEASE_GRANTED && ++tries < 500);
+        assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+        struct sockaddr_in me;
+        socklen_t sl = sizeof(me);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &sl), 0);
+        broken_port = ntohs(me.sin_port);
+        broken_errno = errs[e];
+        /* A byte makes the witness read, and its read fails. */
+        assert_int_equal(write(fd, "x", 1), 1);
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        uint8_t junk[4096];
+        bool closed = false;
+        for (int i = 0; i < 3000 && !closed; i++) {
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            ssize_t n = read(fd, junk, sizeof(junk));
+            closed = n == 0 || (n < 0 && errno == ECONNRESET);
+            usleep(1000);
+        }
+        assert_true(closed);
+        broken_port = 0;
+        acquire(&b, "cms/m", 60000, 0);
+        assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+        assert_string_equal(b.holder, "mb1");
+        close(fd);
+        coord_client_free(&b.c);
+        /* The next round's holder is mb1 again: its lease is still there to renew. */
+    }
+}
+
 int
 main(void)
 {
@@ -547,6 +650,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_session_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_keeps_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eof_frees_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_frees_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_keeps_lease, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
