@@ -515,6 +515,8 @@ step_one(struct agent_cms *a)
     struct cluster_fsm_input in;
     build_input(a, &in);
     enum cluster_fsm_state before = a->out.state;
+    char reason_before[sizeof(a->out.reason)];
+    memcpy(reason_before, a->out.reason, sizeof(reason_before));
     cluster_fsm_step(&a->fsm, &in, &a->out);
     execute(a, &a->out, in.now_ms);
     /* Active: commits are acknowledged only while the FSM allows writes (until next_step_ms,
@@ -522,7 +524,8 @@ step_one(struct agent_cms *a)
     if (a->fsm.state == CLUSTER_STATE_ACTIVE)
         set_fenced(a, !a->out.writes_allowed);
     said(a, before, &a->out, in.now_ms);
-    if (a->out.state != before || a->out.n_actions)
+    /* Renewals are the steady state: logged are changes of state or reason. */
+    if (a->out.state != before || strcmp(a->out.reason, reason_before) != 0)
         log_info("CMS %s: %s%s%s (%u action(s))", a->cfg->name,
                  cluster_fsm_state_name(a->out.state), a->out.reason[0] ? ": " : "",
                  a->out.reason, a->out.n_actions);

@@ -5,6 +5,8 @@ Healthy copy pulling from that address; killed with SIGKILL, the active is repla
 passive in the next epoch with every message acknowledged before the kill; restarted, the old
 active rejoins as a passive; losing only the witness moves nothing; an observer never sees two
 nodes Active."""
+import os
+import signal
 import threading
 import time
 
@@ -110,6 +112,34 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     copy = lab.wait_caught_up(pas, act)
     assert copy["state"] == "Healthy" and lab.cms_addr in copy["endpoint"]
     assert lab.select() == set(sent) | {"after failover", "after rejoin"}
+
+    # (d) The witness killed: the nodes still see each other, so b keeps the CMS (a confirms
+    # it) and a does not move (it hears b): nothing changes, mail still flows.
+    marks = {s.name: len(s.event_lines()) for s in lab.nodes}
+    lab.kill(lab.w)
+    time.sleep((2 * lab.misses * lab.interval_ms) / 1000 + 2.0)
+    assert (lab.state(act), lab.state(pas)) == ("Passive", "Active")
+    for s in lab.nodes:
+        assert not [e for e in events(s, 0, marks[s.name])
+                    if e["id"] in (5050, 5051, 5052, 5055)], f"{s.name} moved"
+    assert lab.deliver("witness away")
+
+    # (f) With the witness gone, a stopped too: b has no majority and fences itself (5051)
+    # before a could take the lease; its address goes down. a continued and the witness back:
+    # the CMS is active again on exactly one node, with every message.
+    os.killpg(lab.procs["a"].pid, signal.SIGSTOP)
+    try:
+        fenced = pas.wait_event(lambda e: e["id"] == 5051, "b fenced (5051)")
+        assert "no confirmation" in fenced["message"]
+        pas.wait_event(lambda e: e["id"] == 5041 and e["subject"] == CMS, "b's address down")
+        assert lab.state(pas) != "Active"
+    finally:
+        os.killpg(lab.procs["a"].pid, signal.SIGCONT)
+    lab.start(lab.w)
+    now_act, now_pas = lab.wait_one_active(timeout=3 * WAIT)
+    assert lab.cms(now_act)["lease"]["epoch"] == epoch1 + 2
+    want = set(sent) | {"after failover", "after rejoin", "witness away"}
+    assert wait_for(lab.try_select, "LOGIN and SELECT after the fence") == (want,)
 
     obs.stop.set()
     obs.join()
