@@ -43,6 +43,27 @@ fail_copy(struct repl_copy *c, const char *what, const char *detail)
     repl_copy__set_state(c, REPL_COPY_FAILED, "%s%s", what, detail);
 }
 
+/* Failed, diverged: the copy's log is not a prefix of the active's (it holds records the
+ * active does not have, after a lossy failover). Its LMDB has applied them and cannot be rolled
+ * back, so only a reseed brings it back (docs/replication.md, "Divergence"). The LSN and epoch
+ * are those of its last record, as its HELLO said. */
+static void
+fail_diverged(struct repl_copy *c, const char *reason)
+{
+    struct store_copy_position p = {0};
+    if (c->store) {
+        struct store_copy_status s;
+        store_copy_get_status(c->store, &s);
+        store_copy_get_position(c->store, &p);
+        if (!s.lowest_generation)
+            p.epoch = 0; /* as repl_copy__hello() said: no generation here yet */
+    }
+    repl_copy__retry_later(c, false);
+    repl_copy__set_state(c, REPL_COPY_FAILED,
+                         "diverged from the active at LSN %llu (epoch %llu): needs a reseed (%s)",
+                         (unsigned long long)p.lsn, (unsigned long long)p.epoch, reason);
+}
+
 int
 repl_copy__open_store(struct repl_copy *c)
 {
@@ -148,6 +169,9 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
         repl_copy__set_state(c, REPL_COPY_FAILED,
                              "the active refused this server's credentials (%s): %s", code, reason);
         return -1;
+    case REPL_CODE_DIVERGED:
+        fail_diverged(c, reason);
+        return -1;
     case REPL_CODE_POSITION_GONE:
         if (!c->store) {
             /* A new copy whose active no longer has generation 1: a seed from a snapshot. */
@@ -161,13 +185,11 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
         }
         /* A copy with a log needs an operator's reseed: */
         __attribute__((fallthrough));
-    default: /* guid-mismatch, position-gone, diverged, version, protocol */
+    default: /* guid-mismatch, position-gone, version, protocol */
         repl_copy__retry_later(c, false);
         repl_copy__set_state(c, REPL_COPY_FAILED, "the active refused (%s): %s%s",
                              code ? code : "?", reason,
-                             r->code == REPL_CODE_POSITION_GONE || r->code == REPL_CODE_DIVERGED
-                                 ? "; the copy needs a reseed"
-                                 : "");
+                             r->code == REPL_CODE_POSITION_GONE ? "; the copy needs a reseed" : "");
         return -1;
     }
     if (c->store) {
@@ -261,8 +283,9 @@ gather_partial(struct repl_copy *c, const struct repl_log_data *d, const uint8_t
 static int
 on_log_data(struct repl_copy *c, const struct repl_log_data *d)
 {
-    /* Beginning a generation needs the one before durable: never wait for that here, leave
-     * the message in the buffer until the sync (started by the flush after this batch) ends. */
+    /* Too many generations wait for a sync to name them (store_copy_receive_ready()): never
+     * wait for the disk here, leave the message in the buffer until the sync (started by the
+     * flush after this batch) ends. */
     if (!store_copy_receive_ready(c->store, c->pending_len ? c->pending_offset : d->offset)) {
         c->read_parked = true;
         return 1;
@@ -365,8 +388,9 @@ error:;
         repl_copy__retry_later(c, true);
         repl_copy__set_state(c, REPL_COPY_SERVICE_DOWN, "the active stopped serving (%s): %s",
                              code ? code : "?", text);
-    } else if (msg->u.error.code == REPL_CODE_DIVERGED ||
-               msg->u.error.code == REPL_CODE_POSITION_GONE ||
+    } else if (msg->u.error.code == REPL_CODE_DIVERGED) {
+        fail_diverged(c, text);
+    } else if (msg->u.error.code == REPL_CODE_POSITION_GONE ||
                msg->u.error.code == REPL_CODE_GUID_MISMATCH) {
         repl_copy__retry_later(c, false);
         repl_copy__set_state(c, REPL_COPY_FAILED, "the active ended the session (%s): %s",

@@ -355,6 +355,90 @@ read_frame_header(struct store *store, uint64_t gen, uint64_t off, uint8_t hdr[2
     return rc;
 }
 
+/*
+ * The copy's last record (LSN h->last_lsn of epoch h->epoch) must be the active's record at
+ * that LSN. There is one writer per epoch, so the same LSN in the same epoch is the same
+ * record, and the copy's log is then a prefix of the active's. Where the epochs differ, the
+ * copy holds records the active does not have (a lossy failover: the old active rejoining as a
+ * copy), or its last record is of an epoch the active's history had left before that LSN. The
+ * offsets alone cannot tell: records of the same sizes put frames of either history at the same
+ * offsets. Every record of a generation carries the generation's epoch, so the active's
+ * generation holding the LSN answers without reading the file.
+ *
+ * The copy names the epoch of the generation its log ends in (store_copy_position): its last
+ * record's, unless it holds no record of that generation (only its header and BEGIN, or an
+ * empty closed one), when that generation's own epoch is compared: the same generation in
+ * another epoch is another history, even before its first record. Where the generation holding the
+ * LSN was truncated here, nothing is compared: the position checks still apply, and the copy's
+ * inspection of the next BEGIN checks the chain to its own last generation.
+ */
+static uint16_t
+check_last_epoch(struct repl_src_db *db, const struct repl_hello *h, uint64_t lowest, uint64_t top,
+                 char *buf, size_t buf_len)
+{
+    uint64_t lsn = h->last_lsn;
+    if (lsn == 0 || h->epoch == 0)
+        return REPL_CODE_OK; /* no record held, or seeded from a snapshot without a generation */
+    uint64_t end_gen = h->start_offset == 0 ? h->start_generation - 1 : h->start_generation;
+    if (end_gen > top)
+        end_gen = top; /* beyond the active's log: the position check says so */
+    if (end_gen < lowest || end_gen == 0)
+        return REPL_CODE_OK; /* truncated here, or a position without a generation */
+    /* From the copy's last generation to the one holding the LSN: the same one, or seldom a
+     * neighbour (LSNs grow with generations, so the walk never turns back). */
+    uint64_t g = end_gen;
+    for (;;) {
+        struct store_log_extent ext;
+        int rc = store_log_extent(db->store, g, &ext);
+        if (rc == TDM_ENOTFOUND)
+            return REPL_CODE_OK; /* truncated meanwhile */
+        if (rc != 0) {
+            snprintf(buf, buf_len, "cannot look at generation %llu: %s", (unsigned long long)g,
+                     tdm_strerror(rc));
+            return REPL_CODE_INTERNAL;
+        }
+        if (g == end_gen && ext.first_lsn == lsn + 1) {
+            /* The copy holds no record of its last generation: it named that one's epoch. */
+            if (ext.epoch == h->epoch)
+                return REPL_CODE_OK;
+            snprintf(buf, buf_len,
+                     "the copy's generation %llu is of epoch %llu, the active's of epoch %llu: "
+                     "the logs differ after LSN %llu",
+                     (unsigned long long)g, (unsigned long long)h->epoch,
+                     (unsigned long long)ext.epoch, (unsigned long long)lsn);
+            return REPL_CODE_DIVERGED;
+        }
+        if (ext.first_lsn > lsn) {
+            if (g <= lowest)
+                return REPL_CODE_OK; /* the LSN's generation was truncated here */
+            g--;
+            continue;
+        }
+        if (lsn > ext.last_lsn) {
+            if (g < top) {
+                g++;
+                continue;
+            }
+            snprintf(buf, buf_len,
+                     "the copy's last record, LSN %llu of epoch %llu, is not in the active's "
+                     "log, which ends at LSN %llu: the copy holds records the active does not "
+                     "have",
+                     (unsigned long long)lsn, (unsigned long long)h->epoch,
+                     (unsigned long long)ext.last_lsn);
+            return REPL_CODE_DIVERGED;
+        }
+        if (ext.epoch != h->epoch) {
+            snprintf(buf, buf_len,
+                     "the copy's last record, LSN %llu, is of epoch %llu, the active's record "
+                     "at that LSN of epoch %llu (generation %llu): the logs differ from there",
+                     (unsigned long long)lsn, (unsigned long long)h->epoch,
+                     (unsigned long long)ext.epoch, (unsigned long long)g);
+            return REPL_CODE_DIVERGED;
+        }
+        return REPL_CODE_OK;
+    }
+}
+
 uint16_t
 repl__ship_check_start(struct repl_src_db *db, const struct repl_hello *h, char *buf,
                        size_t buf_len, const char **reason_r)
@@ -377,6 +461,9 @@ repl__ship_check_start(struct repl_src_db *db, const struct repl_hello *h, char 
     uint64_t top = st.current_generation;
     if (store_log_extent(db->store, top, &ext) == TDM_ENOTFOUND && top > st.lowest_generation)
         top--;
+    uint16_t code = check_last_epoch(db, h, st.lowest_generation, top, buf, buf_len);
+    if (code != REPL_CODE_OK)
+        return code;
     if (g > top) {
         /* The generation after a closed one, with nothing of it yet, is where a copy that
          * has everything waits. */

@@ -443,7 +443,9 @@ test_refusals(void **state)
     fake_start(&f, DIVERGED, 0);
     agent_start(&a, &f.port, 1);
     st = wait_state(&a, REPL_COPY_FAILED, NULL);
-    assert_non_null(strstr(st.message, "reseed"));
+    /* Where it diverged (a new copy: nothing held), what to do, and the active's reason. */
+    assert_non_null(strstr(st.message, "diverged from the active at LSN 0 (epoch 0): needs a "
+                                       "reseed (the copy's log is not the active's)"));
     usleep(600000); /* three back-offs' worth */
     assert_int_equal(atomic_load(&f.hellos), 1);
     agent_stop(&a);

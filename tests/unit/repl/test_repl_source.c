@@ -138,20 +138,25 @@ test_verify(void *ctx, const char *server, const char *key, size_t key_len,
     done(done_ctx, status, ok ? NULL : "wrong key");
 }
 
+/* Opens f->store (created when create) at epoch min_epoch or the log's. */
 static void
-fixture_start(struct fixture *f, struct repl_source_options *o, uint16_t mode, const char *tag)
+fixture_open_store(struct fixture *f, bool create, uint64_t min_epoch)
 {
-    memset(f, 0, sizeof(*f));
-    assert_int_equal(scratch_make(f->dir, sizeof(f->dir), tag), 0);
-    snprintf(f->dbdir, sizeof(f->dbdir), "%s/db1", f->dir);
     struct store_options so;
     store_options_init(&so);
     so.generation_size = GEN_SIZE;
     so.idle_close_ms = 0; /* generations roll only when full or by store_roll() */
+    so.min_epoch = min_epoch;
     const char *error = NULL;
-    if (store_create(f->dbdir, &so, &error) != 0 || store_open(f->dbdir, &so, &f->store, &error))
+    if ((create && store_create(f->dbdir, &so, &error) != 0) ||
+        store_open(f->dbdir, &so, &f->store, &error))
         fail_msg("store: %s", error);
+}
 
+/* The source over f->store, which is open. */
+static void
+fixture_start_source(struct fixture *f, struct repl_source_options *o, uint16_t mode)
+{
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -173,6 +178,17 @@ fixture_start(struct fixture *f, struct repl_source_options *o, uint16_t mode, c
     f->ctl_ev = event_new(f->base, f->ctl[0], EV_READ | EV_PERSIST, ctl_cb, f);
     assert_int_equal(event_add(f->ctl_ev, NULL), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, loop_main, f), 0);
+}
+
+/* A new store and its source. */
+static void
+fixture_start(struct fixture *f, struct repl_source_options *o, uint16_t mode, const char *tag)
+{
+    memset(f, 0, sizeof(*f));
+    assert_int_equal(scratch_make(f->dir, sizeof(f->dir), tag), 0);
+    snprintf(f->dbdir, sizeof(f->dbdir), "%s/db1", f->dir);
+    fixture_open_store(f, true, 0);
+    fixture_start_source(f, o, mode);
 }
 
 static void
@@ -687,6 +703,94 @@ test_position_gone_and_diverged(void **state)
                st.epoch);
     assert_int_equal(expect_reply(&c, NULL), REPL_CODE_DIVERGED);
     client_close(&c);
+    fixture_stop(&f);
+}
+
+/* A HELLO from (gen, off, lsn, epoch) on a new connection: the reply's code, with its reason in
+ * why (empty when accepted). */
+static uint16_t
+hello_code(struct fixture *f, const uint8_t *guid, uint64_t gen, uint64_t off, uint64_t lsn,
+           uint64_t epoch, char *why, size_t why_len)
+{
+    struct client c;
+    client_open(&c, f);
+    send_hello(&c, "mb2", "good-key", "db1", guid, REPL_ROLE_PASSIVE, gen, off, lsn, epoch);
+    struct repl_msg m;
+    assert_int_equal(client_recv(&c, &m), 0);
+    assert_int_equal(m.type, REPL_HELLO_REPLY);
+    uint16_t code = m.u.hello_reply.code;
+    snprintf(why, why_len, "%.*s", (int)m.u.hello_reply.reason.len, m.u.hello_reply.reason.ptr);
+    client_close(&c);
+    return code;
+}
+
+/*
+ * The copy's last record must be the active's record at that LSN, epoch included: one writer
+ * per epoch, so a copy whose record at that LSN is of another epoch holds another history,
+ * even where its frames line up with the active's at the same offsets (records of the same
+ * sizes). The active here wrote generation 1 (LSN 1-10) in epoch e1, then took epoch e2 and
+ * wrote generation 2 (LSN 11-20), every record 2000 bytes: an old active of epoch e1 that
+ * wrote LSN 11-13 into its own generation 2 before the failover ends at the same offset as
+ * the active's LSN 13.
+ */
+static void
+test_epoch_diverged(void **state)
+{
+    (void)state;
+    struct fixture f;
+    memset(&f, 0, sizeof(f));
+    assert_int_equal(scratch_make(f.dir, sizeof(f.dir), "repl-src-epoch"), 0);
+    snprintf(f.dbdir, sizeof(f.dbdir), "%s/db1", f.dir);
+    fixture_open_store(&f, true, 0);
+    commit_noops(&f, 10, 2000);
+    assert_int_equal(store_roll(f.store), 0);
+    struct store_status st;
+    store_get_status(f.store, &st);
+    uint64_t e1 = st.epoch, e2 = e1 + 1;
+    assert_int_equal(store_close(&f.store), 0);
+    fixture_open_store(&f, false, e2); /* activated under a new epoch */
+    commit_noops(&f, 10, 2000);
+    struct repl_source_options o = {0};
+    fixture_start_source(&f, &o, REPL_MODE_BLOCK);
+    store_get_status(f.store, &st);
+    struct store_log_extent g1, g2;
+    assert_int_equal(store_log_extent(f.store, 1, &g1), 0);
+    assert_int_equal(store_log_extent(f.store, 2, &g2), 0);
+    assert_true(g1.closed && g1.epoch == e1 && g1.first_lsn == 1 && g1.last_lsn == 10);
+    assert_true(g2.epoch == e2 && g2.first_lsn == 11 && g2.last_lsn == 20);
+    const uint64_t first = TDM_LOG_HEADER_SIZE + 52, frame = 2000 + 28; /* after BEGIN */
+    char why[REPL_WIRE_TEXT_MAX + 1];
+
+    /* The old active: LSN 13 of epoch e1 at the offset where the active has its LSN 13. */
+    assert_int_equal(hello_code(&f, st.guid, 2, first + 3 * frame, 13, e1, why, sizeof(why)),
+                     REPL_CODE_DIVERGED);
+    assert_non_null(strstr(why, "LSN 13, is of epoch 1, the active's record at that LSN of "
+                                "epoch 2 (generation 2)"));
+    /* The same position in epoch e2 is the active's own: it continues. */
+    assert_int_equal(hello_code(&f, st.guid, 2, first + 3 * frame, 13, e2, why, sizeof(why)),
+                     REPL_CODE_OK);
+
+    /* All of generation 1 in e1, waiting for generation 2: continues. Claiming its LSN 10 is
+     * of e2 is another history (the active left e1 only after LSN 10). */
+    assert_int_equal(hello_code(&f, st.guid, 2, 0, 10, e1, why, sizeof(why)), REPL_CODE_OK);
+    assert_int_equal(hello_code(&f, st.guid, 2, 0, 10, e2, why, sizeof(why)), REPL_CODE_DIVERGED);
+
+    /* Only generation 2's BEGIN: the epoch named is that generation's. */
+    assert_int_equal(hello_code(&f, st.guid, 2, first, 10, e2, why, sizeof(why)), REPL_CODE_OK);
+    assert_int_equal(hello_code(&f, st.guid, 2, first, 10, e1, why, sizeof(why)),
+                     REPL_CODE_DIVERGED);
+    assert_non_null(strstr(why, "generation 2 is of epoch 1, the active's of epoch 2"));
+
+    /* A copy that got LSN 11 and 12 of e1 into generation 1 before the failover: the
+     * active's LSN 12 is in e2 (its history left e1 after LSN 10). */
+    assert_int_equal(hello_code(&f, st.guid, 1, first + 12 * frame, 12, e1, why, sizeof(why)),
+                     REPL_CODE_DIVERGED);
+    assert_non_null(strstr(why, "LSN 12, is of epoch 1"));
+
+    /* More records than the active has at all. */
+    assert_int_equal(hello_code(&f, st.guid, 2, first + 12 * frame, 22, e2, why, sizeof(why)),
+                     REPL_CODE_DIVERGED);
+    assert_non_null(strstr(why, "is not in the active's log, which ends at LSN 20"));
     fixture_stop(&f);
 }
 
@@ -1258,6 +1362,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_position_gone_and_diverged),
+        cmocka_unit_test(test_epoch_diverged),
         cmocka_unit_test(test_stream_block),
         cmocka_unit_test(test_stream_file_mode),
         cmocka_unit_test(test_heartbeats),
