@@ -1,5 +1,7 @@
 /*
  * tandemctl copy: the copies a server holds (docs/replication.md, "Copies").
+ *   add      offline: copy.conf built from the directory's copy, database and cms objects
+ *            (GET /v1/objects/...), written into the datadir of the server -c names
  *   create   offline: writes <dir>/copy.conf, which makes the directory a copy at the next
  *            start of the server whose datadir holds it
  *   status   GET /v1/copies
@@ -13,6 +15,8 @@
 #include "tandemctl/ctl_api.h"
 #include "tandemctl/ctl_obj.h"
 #include "tandemctl/ctl_table.h"
+
+#include "lib/config.h"
 
 #include "lib/config_parse.h"
 #include "lib/err.h"
@@ -55,6 +59,47 @@ add_source(const struct ctl_verb *verb, struct repl_copy_conf *c, const char *v)
     inet_ntop(a->family, a->bytes, a->text, sizeof(a->text));
     c->n_sources++;
     return 0;
+}
+
+/* Writes dir/copy.conf for c and says so. A new copy: an empty directory (its agent seeds it
+ * from the active), or one holding nothing but an older copy.conf (rewritten); a directory
+ * holding a database that is not a copy is refused. Returns an exit code. */
+static int
+write_marker(const char *dir, const struct repl_copy_conf *c)
+{
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        ctl_error("cannot create %s: %s", dir, strerror(errno));
+        return CTL_EXIT_ERROR;
+    }
+    char *logdir;
+    if (asprintf(&logdir, "%s/log", dir) < 0)
+        return CTL_EXIT_ERROR;
+    struct stat st;
+    bool has_log = stat(logdir, &st) == 0;
+    free(logdir);
+    char *conf_path;
+    if (asprintf(&conf_path, "%s/%s", dir, REPL_COPY_CONF_NAME) < 0)
+        return CTL_EXIT_ERROR;
+    bool has_conf = stat(conf_path, &st) == 0;
+    free(conf_path);
+    if (has_log && !has_conf) {
+        ctl_error("%s holds a database that is not a copy: activating or converting one is "
+                  "not what copy create or copy add does",
+                  dir);
+        return CTL_EXIT_USAGE;
+    }
+    char *why = NULL;
+    int ret = repl_copy_conf_write(dir, c, &why);
+    if (ret < 0) {
+        ctl_error("%s", why ? why : tdm_strerror(ret));
+        free(why);
+        return CTL_EXIT_ERROR;
+    }
+    printf("%s is a %s copy from %s (%s:%u)%s\n", dir,
+           c->role == REPL_ROLE_STANDBY ? "standby" : "passive", c->sources[0].network,
+           c->sources[0].endpoint.address.text, (unsigned)c->sources[0].endpoint.port,
+           has_conf ? ", rewritten" : "");
+    return CTL_EXIT_OK;
 }
 
 static int
@@ -132,41 +177,232 @@ copy_create(const struct ctl_verb *verb, int argc, char **argv)
     } else if (c.role == REPL_ROLE_STANDBY) {
         c.replay_lag_ms = REPL_COPY_DEFAULT_STANDBY_LAG_MS;
     }
-    /* A new copy: an empty directory (its agent seeds it from the active), or one holding
-     * nothing but an older copy.conf (rewritten). */
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-        ctl_error("cannot create %s: %s", dir, strerror(errno));
-        return CTL_EXIT_ERROR;
-    }
-    char *logdir;
-    if (asprintf(&logdir, "%s/log", dir) < 0)
-        return CTL_EXIT_ERROR;
-    struct stat st;
-    bool has_log = stat(logdir, &st) == 0;
-    free(logdir);
-    char *conf_path;
-    if (asprintf(&conf_path, "%s/%s", dir, REPL_COPY_CONF_NAME) < 0)
-        return CTL_EXIT_ERROR;
-    bool has_conf = stat(conf_path, &st) == 0;
-    free(conf_path);
-    if (has_log && !has_conf) {
-        ctl_error("%s holds a database that is not a copy: activating or converting one is "
-                  "not what copy create does",
-                  dir);
+    return write_marker(dir, &c);
+}
+
+/* ------------------------------------------------------------------ */
+/* add                                                                */
+
+static json_t *
+attr(json_t *obj, const char *key)
+{
+    return json_object_get(json_object_get(obj, "attrs"), key);
+}
+
+/* GET /v1/objects/<kind>/<name> into *obj_r; on 404 the error line says what needs it. */
+static int
+get_object(const struct ctl_api_opts *o, const struct admin_target *t, const char *kind,
+           const char *name, const char *needed_by, json_t **obj_r)
+{
+    char path[1024], hint[512];
+    if (!ctl_obj_path(path, sizeof(path), kind, name, "")) {
+        ctl_error("%s %s: the name is too long", kind, name);
         return CTL_EXIT_USAGE;
     }
-    char *why = NULL;
-    int ret = repl_copy_conf_write(dir, &c, &why);
-    if (ret < 0) {
-        ctl_error("%s", why ? why : tdm_strerror(ret));
-        free(why);
-        return CTL_EXIT_ERROR;
+    snprintf(hint, sizeof(hint), "%s names %s object %s, which the directory does not hold",
+             needed_by, kind, name);
+    return ctl_api_call_hint(o, t, "GET", path, NULL, 404, hint, obj_r);
+}
+
+/* The one copy object naming database db and server, into *copy_r (a new reference). */
+static int
+find_copy_object(const struct ctl_api_opts *o, const struct admin_target *t, const char *db,
+                 const char *server, json_t **copy_r)
+{
+    json_t *doc = NULL;
+    int r = ctl_api_call(o, t, "GET", "/v1/objects/copy", NULL, &doc);
+    if (r != 0)
+        return r;
+    json_t *found = NULL, *c;
+    size_t i, n = 0;
+    json_array_foreach(json_object_get(doc, "objects"), i, c)
+    {
+        const char *d = json_string_value(attr(c, "database"));
+        const char *s = json_string_value(attr(c, "server"));
+        if (d && s && !strcmp(d, db) && !strcmp(s, server)) {
+            if (n++ == 0)
+                found = c;
+        }
     }
-    printf("%s is a %s copy from %s (%s:%u)%s\n", dir,
-           c.role == REPL_ROLE_STANDBY ? "standby" : "passive", c.sources[0].network,
-           c.sources[0].endpoint.address.text, (unsigned)c.sources[0].endpoint.port,
-           has_conf ? ", rewritten" : "");
-    return CTL_EXIT_OK;
+    if (n == 0) {
+        ctl_error("no copy object in the directory names database %s and server %s: define "
+                  "one (attributes database, server, role) or give the whole copy to "
+                  "copy create",
+                  db, server);
+        r = CTL_EXIT_NOT_FOUND;
+    } else if (n > 1) {
+        ctl_error("%zu copy objects name database %s and server %s (one is %s): a server holds "
+                  "one copy of a database; remove the others",
+                  n, db, server, json_string_value(json_object_get(found, "name")));
+        r = CTL_EXIT_CONFLICT;
+    } else {
+        *copy_r = json_incref(found);
+    }
+    json_decref(doc);
+    return r;
+}
+
+/* copy.conf's role and lags from the copy object. Returns 0 or an exit code after printing
+ * what is missing. */
+static int
+conf_from_copy(json_t *copy, const char *kind, struct repl_copy_conf *c)
+{
+    const char *copy_name = json_string_value(json_object_get(copy, "name"));
+    memset(c, 0, sizeof(*c));
+    snprintf(c->kind, sizeof(c->kind), "%s", kind);
+    const char *role = json_string_value(attr(copy, "role"));
+    if (!role) {
+        ctl_error("copy object %s has no role (passive: same site, replays at once; standby: "
+                  "another site, replay lag)",
+                  copy_name);
+        return CTL_EXIT_NOT_FOUND;
+    }
+    c->role = !strcmp(role, "standby") ? REPL_ROLE_STANDBY : REPL_ROLE_PASSIVE;
+    json_t *lag = attr(copy, "replay_lag_minutes");
+    if (lag && c->role == REPL_ROLE_PASSIVE && json_integer_value(lag) != 0) {
+        ctl_error("copy object %s: a passive copy replays at once, but its replay_lag_minutes "
+                  "is %" JSON_INTEGER_FORMAT ": make it a standby or unset the lag",
+                  copy_name, json_integer_value(lag));
+        return CTL_EXIT_USAGE;
+    }
+    /* The schema holds both lags to 7 days, as copy.conf does. */
+    if (c->role == REPL_ROLE_STANDBY)
+        c->replay_lag_ms =
+            lag ? (uint64_t)json_integer_value(lag) * 60000u : REPL_COPY_DEFAULT_STANDBY_LAG_MS;
+    c->truncation_lag_ms =
+        (uint64_t)json_integer_value(attr(copy, "truncation_lag_minutes")) * 60000u;
+    return 0;
+}
+
+/* copy.conf's source from the database's cms object: [source <network>] at <address>:
+ * <replication_port>. Returns 0 or an exit code after printing what is missing. */
+static int
+conf_from_cms(json_t *cms, struct repl_copy_conf *c)
+{
+    const char *cms_name = json_string_value(json_object_get(cms, "name"));
+    const char *address = json_string_value(attr(cms, "address"));
+    const char *network = json_string_value(attr(cms, "network"));
+    if (!address || !network) {
+        ctl_error("cms object %s has no %s: the copy pulls from the cms's address on its "
+                  "network",
+                  cms_name, !address ? "address" : "network");
+        return CTL_EXIT_NOT_FOUND;
+    }
+    json_t *port = attr(cms, "replication_port");
+    char endpoint[96], reason[CONFIG_REASON_MAX];
+    snprintf(endpoint, sizeof(endpoint), "%s%s%s:%u", strchr(address, ':') ? "[" : "", address,
+             strchr(address, ':') ? "]" : "",
+             port ? (unsigned)json_integer_value(port) : REPL_DEFAULT_PORT);
+    struct repl_copy_source *s = &c->sources[0];
+    if (config_value_name(network, TDM_CONFIG_NAME_MAX, s->network, reason) < 0) {
+        ctl_error("cms object %s: network \"%s\": %s", cms_name, network, reason);
+        return CTL_EXIT_USAGE;
+    }
+    struct tdm_config_addr *a = &s->endpoint.address;
+    if (config_value_endpoint(endpoint, &a->family, a->bytes, &s->endpoint.port, reason) < 0) {
+        ctl_error("cms object %s: address %s: %s", cms_name, address, reason);
+        return CTL_EXIT_USAGE;
+    }
+    inet_ntop(a->family, a->bytes, a->text, sizeof(a->text));
+    c->n_sources = 1;
+    return 0;
+}
+
+static int
+copy_add(const struct ctl_verb *verb, int argc, char **argv)
+{
+    struct ctl_api_opts o;
+    memset(&o, 0, sizeof(o));
+    const char *db = NULL, *server_name = NULL, *kind = STORE_KIND_MAIL;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, &o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        const char *v;
+        if ((r = ctl_opt_value(verb, "--server-name", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            server_name = v;
+            continue;
+        }
+        if ((r = ctl_opt_value(verb, "--kind", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            if (!store_kind_valid(v))
+                return ctl_usage_error(verb, "--kind %s is not a database kind", v);
+            kind = v;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (db)
+            return ctl_usage_error(verb, "one database only");
+        db = argv[i];
+    }
+    if (o.help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!db)
+        return ctl_usage_error(verb, "missing the database");
+    /* A directory under <datadir>/db/: never a path. */
+    if (!db[0] || db[0] == '.' || strchr(db, '/') || strlen(db) > 255)
+        return ctl_usage_error(verb, "%s is not a database name", db);
+    if (!o.config)
+        return ctl_usage_error(verb, "give -c <tandemd config> of the server that will hold "
+                                     "the copy: its datadir gets the copy, its name finds the "
+                                     "copy object");
+    struct tdm_config *cfg = NULL;
+    char *err = NULL;
+    int r = tdm_config_load_file(o.config, &cfg, &err);
+    if (r != 0) {
+        ctl_error("cannot use the tandemd config: %s", err ? err : "out of memory");
+        free(err);
+        return r == -ENOENT || r == -EACCES ? CTL_EXIT_ERROR : CTL_EXIT_USAGE;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/db/%s", cfg->datadir, db);
+    char server[TDM_CONFIG_NAME_MAX + 1];
+    snprintf(server, sizeof(server), "%s", server_name ? server_name : cfg->server);
+    tdm_config_free(&cfg);
+
+    struct admin_target t;
+    if ((r = ctl_api_target(verb, &o, false, &t)) != 0)
+        return r;
+    json_t *copy = NULL, *dbobj = NULL, *cms = NULL;
+    struct repl_copy_conf c;
+    r = find_copy_object(&o, &t, db, server, &copy);
+    if (r == 0)
+        r = conf_from_copy(copy, kind, &c);
+    char needed_by[256];
+    if (r == 0) {
+        snprintf(needed_by, sizeof(needed_by), "copy object %s",
+                 json_string_value(json_object_get(copy, "name")));
+        r = get_object(&o, &t, "database", db, needed_by, &dbobj);
+    }
+    if (r == 0) {
+        const char *cms_name = json_string_value(attr(dbobj, "cms"));
+        if (!cms_name) {
+            ctl_error("database object %s has no cms: a copy pulls from the address of the "
+                      "cms that owns the database",
+                      db);
+            r = CTL_EXIT_NOT_FOUND;
+        } else {
+            snprintf(needed_by, sizeof(needed_by), "database object %s", db);
+            r = get_object(&o, &t, "cms", cms_name, needed_by, &cms);
+        }
+    }
+    if (r == 0)
+        r = conf_from_cms(cms, &c);
+    if (r == 0)
+        r = write_marker(dir, &c);
+    json_decref(copy);
+    json_decref(dbobj);
+    json_decref(cms);
+    admin_target_clear(&t);
+    return r;
 }
 
 /* ------------------------------------------------------------------ */
@@ -537,6 +773,17 @@ copy_reseed(const struct ctl_verb *verb, int argc, char **argv)
 }
 
 const struct ctl_verb ctl_copy_verbs[] = {
+    {"add", "<database> -c <tandemd config> [--server-name NAME] [--kind KIND]",
+     "make this server's copy of <database> from the directory's copy, database and cms objects",
+     "Offline, like create: writes <datadir>/db/<database>/copy.conf of the server whose\n"
+     "config -c names, built from the directory: the copy object whose database is\n"
+     "<database> and whose server is that server (--server-name: another name) gives role,\n"
+     "replay_lag_minutes (standby: default 24h) and truncation_lag_minutes; the database\n"
+     "object gives its cms; the cms object gives the source: [source <network>] at\n"
+     "<address>:<replication_port> (default 7433). The directory is asked at --socket or\n"
+     "--server when given (a directory server), else at -c's own admin socket. A missing\n"
+     "object or attribute is named (exit 7). The server starts the copy at its next start.\n",
+     copy_add},
     {"create",
      "<dir> --role passive|standby --source NETWORK=ADDRESS:PORT [--source ...] "
      "[--replay-lag DURATION] [--truncation-lag DURATION] [--kind KIND]",

@@ -28,7 +28,7 @@ static const struct ctl_noun ctl_nouns[] = {
     {"cluster", "clusters of servers in one site", ctl_cluster_verbs},
     {"cms", "clustered mailbox servers", ctl_cms_verbs},
     {"database", "mailbox databases in the directory", ctl_database_verbs},
-    {"copy", "this server's copies of databases: create, status, suspend, resume, activate, remove",
+    {"copy", "this server's copies of databases: add, create, status, suspend, resume, activate, remove",
      ctl_copy_verbs},
     {"dumpster", "a transport server's copies of delivered mail: status, resubmit",
      ctl_dumpster_verbs},
