@@ -7,6 +7,7 @@
  */
 #include "coord/coord_server.h"
 
+#include "lib/clock.h"
 #include "lib/conn.h"
 #include "lib/err.h"
 #include "lib/event.h"
@@ -19,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_WATCHES 64u /* keys one session may watch */
 
@@ -52,14 +52,6 @@ struct coord_server {
     char witness[COORD_WIRE_NAME_MAX + 1];
     struct session *sessions;
 };
-
-uint64_t
-coord_server_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- sending ---- */
 
@@ -135,7 +127,7 @@ notify_key(struct coord_server *srv, const char *key)
     struct coord_entry *e = malloc(sizeof(*e));
     if (!e)
         return;
-    if (coord_store_get(srv->store, key, coord_server_now_ms(), e) == 0)
+    if (coord_store_get(srv->store, key, tdm_clock_ms(), e) == 0)
         notify(srv, e);
     free(e);
 }
@@ -145,7 +137,7 @@ notify_key(struct coord_server *srv, const char *key)
 static void
 schedule_expiry(struct coord_server *srv)
 {
-    uint64_t in = coord_store_next_expiry(srv->store, coord_server_now_ms());
+    uint64_t in = coord_store_next_expiry(srv->store, tdm_clock_ms());
     if (in == UINT64_MAX) {
         evtimer_del(srv->expiry_ev);
         return;
@@ -177,7 +169,7 @@ expiry_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct coord_server *srv = arg;
-    int rc = coord_store_expire(srv->store, coord_server_now_ms(), on_expired, srv);
+    int rc = coord_store_expire(srv->store, tdm_clock_ms(), on_expired, srv);
     if (rc < 0) {
         store_failed(srv, rc, "expiry");
         /* Try again shortly: an expired lease is denied to nobody meanwhile (held() checks
@@ -210,7 +202,7 @@ static void
 free_leases(struct coord_server *srv, const char *member, const char *why)
 {
     struct freed_ctx f = {srv, why};
-    int rc = coord_store_free_holder(srv->store, member, coord_server_now_ms(), on_freed, &f);
+    int rc = coord_store_free_holder(srv->store, member, tdm_clock_ms(), on_freed, &f);
     if (rc < 0)
         store_failed(srv, rc, "freeing a disconnected holder's leases");
     schedule_expiry(srv);
@@ -265,7 +257,7 @@ handle_acquire(struct session *s, const struct coord_msg *m)
     struct coord_entry *old = malloc(sizeof(*old));
     if (!old)
         log_fatal("out of memory");
-    uint64_t now = coord_server_now_ms();
+    uint64_t now = tdm_clock_ms();
     if (coord_store_get(srv->store, key, now, old) == 0)
         before_epoch = old->epoch;
     free(old);
@@ -306,7 +298,7 @@ handle_release(struct session *s, const struct coord_msg *m)
     dup_str(m->key, key, sizeof(key));
     bool freed;
     int rc =
-        coord_store_release(s->srv->store, key, s->member, m->epoch, coord_server_now_ms(), &freed);
+        coord_store_release(s->srv->store, key, s->member, m->epoch, tdm_clock_ms(), &freed);
     if (rc == TDM_ECONFLICT) {
         send_error(s, m->request_id, COORD_CODE_EPOCH,
                    "the lease is held with another epoch, or by another member");
@@ -339,7 +331,7 @@ handle_transfer(struct session *s, const struct coord_msg *m)
     if (!e)
         log_fatal("out of memory");
     int rc =
-        coord_store_transfer(s->srv->store, key, s->member, m->epoch, to, coord_server_now_ms(), e);
+        coord_store_transfer(s->srv->store, key, s->member, m->epoch, to, tdm_clock_ms(), e);
     if (rc == TDM_ECONFLICT && e->holder[0] && strcmp(e->holder, s->member) != 0) {
         struct coord_msg r = {.type = COORD_DENIED, .request_id = m->request_id};
         r.key = coord_str_c(key);
@@ -375,7 +367,7 @@ handle_value(struct session *s, const struct coord_msg *m)
     struct coord_entry *e = malloc(sizeof(*e));
     if (!e)
         log_fatal("out of memory");
-    uint64_t now = coord_server_now_ms();
+    uint64_t now = tdm_clock_ms();
     uint16_t type = COORD_VALUE;
     int rc;
     if (m->type == COORD_CAS) {
@@ -760,7 +752,7 @@ coord_server_status(struct coord_server *srv,
                     void (*session_cb)(void *ctx, const struct coord_server_session_info *),
                     void *ctx)
 {
-    uint64_t now = coord_server_now_ms();
+    uint64_t now = tdm_clock_ms();
     struct status_ctx c = {srv, lease_cb, ctx};
     if (lease_cb)
         coord_store_list(srv->store, now, status_entry, &c);

@@ -49,9 +49,6 @@ int coord_server_new(struct event_base *base, const struct coord_server_options 
  * them, as a restart would) and frees. NULL allowed. */
 void coord_server_free(struct coord_server **srv);
 
-/* Milliseconds of the monotonic clock the server and its store count in. */
-uint64_t coord_server_now_ms(void);
-
 /* Status: every key (entry as coord_store_list gives it) and whether its holder has a session
  * now; then every session. Strings are borrowed for the callback. */
 struct coord_server_lease_info {

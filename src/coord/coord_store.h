@@ -9,7 +9,7 @@
  * sent before the change is durable, and epochs never go back across a crash.
  *
  * Pure logic otherwise: no sockets, no clock. Every call that depends on time takes now_ms (a
- * monotonic clock in milliseconds); expiry times live only in memory, since after a restart
+ * clock in milliseconds that never goes back, tdm_clock_ms() in the server); expiry times live only in memory, since after a restart
  * every lease counts as renewed at the restart (coord_store_open's now_ms).
  *
  * Rules (docs/cluster.md):

@@ -12,6 +12,7 @@
 #include "dirclient/dir_client.h"
 
 #include "dirclient/dir_cache.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/tls.h"
@@ -80,14 +81,6 @@ struct dir_client {
     bool freeing;
     struct dir_client_stats stats;
 };
-
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- Deferred work: connections freed and cache answers given outside callbacks ---- */
 
@@ -230,7 +223,7 @@ login_answer(struct dc_req *r, json_t *doc)
         return -EACCES;
     if (r->server_key)
         return 0;
-    if (dir_cache_login_put(r->client->cache, r->user, r->password, now_ms()) < 0)
+    if (dir_cache_login_put(r->client->cache, r->user, r->password, tdm_clock_ms()) < 0)
         log_warn("directory client: out of memory caching a login; it will be asked again");
     return 0;
 }
@@ -302,7 +295,7 @@ rcpt_answer(struct dc_req *r, json_t *doc)
     if (ret < 0)
         return ret;
     char *text = json_dumps(doc, JSON_COMPACT);
-    if (!text || dir_cache_rcpt_put(r->client->cache, r->address, text, now_ms()) < 0)
+    if (!text || dir_cache_rcpt_put(r->client->cache, r->address, text, tdm_clock_ms()) < 0)
         log_warn("directory client: out of memory caching a recipient; it will be asked again");
     free(text);
     return 0;
@@ -339,7 +332,7 @@ changes_answer(struct dir_client *c, json_t *doc)
     }
     c->stats.journal_seq = (uint64_t)json_integer_value(last);
     c->stats.following = true;
-    dir_cache_journal_ok(c->cache, now_ms());
+    dir_cache_journal_ok(c->cache, tdm_clock_ms());
     return 0;
 }
 
@@ -363,7 +356,7 @@ done_cb(struct evhttp_request *req, void *arg)
             return;
         c->stats.failures++;
         if (r->type == DC_LOGIN && !r->server_key &&
-            dir_cache_login_ok(c->cache, r->user, r->password, now_ms())) {
+            dir_cache_login_ok(c->cache, r->user, r->password, tdm_clock_ms())) {
             req_finish(r, 0, true);
             return;
         }
@@ -564,7 +557,7 @@ dir_client_login(struct dir_client *c, const char *user, const char *password,
         return -ENOMEM;
     }
     /* While the journal is followed, a cached login is as good as the directory's word. */
-    if (dir_cache_login_ok(c->cache, user, password, now_ms()) &&
+    if (dir_cache_login_ok(c->cache, user, password, tdm_clock_ms()) &&
         (r->answer = evtimer_new(c->base, cached_login_cb, r)) != NULL) {
         event_active(r->answer, EV_TIMEOUT, 0);
         return 0;
@@ -624,7 +617,7 @@ dir_client_recipient(struct dir_client *c, const char *local, const char *domain
         req_free(r);
         return -ENOMEM;
     }
-    const char *cached = dir_cache_rcpt_get(c->cache, r->address, now_ms());
+    const char *cached = dir_cache_rcpt_get(c->cache, r->address, tdm_clock_ms());
     if (cached) {
         json_t *doc = json_loads(cached, 0, NULL);
         int ok = doc ? rcpt_parse(r, doc) : TDM_EINVAL;

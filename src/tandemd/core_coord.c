@@ -12,6 +12,7 @@
 
 #include "coord/coord_server.h"
 #include "coord/coord_store.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/log.h"
@@ -42,7 +43,7 @@ tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg)
         log_fatal("datadir too long");
     const char *error = NULL;
     unsigned n_leases = 0;
-    int ret = coord_store_open(dir, coord_server_now_ms(), &store, &n_leases, &error);
+    int ret = coord_store_open(dir, tdm_clock_ms(), &store, &n_leases, &error);
     if (ret < 0) {
         event_emit(TDM_EV_COORD_STORE_FAILED, cfg->server,
                    "cannot open the coordination store %s: %s (%s); [listen coord] not served",
@@ -75,7 +76,7 @@ tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg)
     auth_started = true;
     uint64_t boot_id = 0;
     if (getrandom(&boot_id, sizeof(boot_id), 0) != (ssize_t)sizeof(boot_id))
-        boot_id = (uint64_t)getpid() << 32 ^ coord_server_now_ms();
+        boot_id = (uint64_t)getpid() << 32 ^ tdm_clock_ms();
     struct coord_server_options o = {
         .fd = fd,
         .tls = server_tls,

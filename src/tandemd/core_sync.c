@@ -18,6 +18,7 @@
  */
 #include "tandemd/core_ipc_int.h"
 
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "proto/repl/repl_wire.h"
 #include "tandem/events.h"
@@ -32,7 +33,7 @@
 struct sync_held {
     struct sync_held *next;
     uint64_t lsn;
-    uint64_t since_us; /* monotonic */
+    uint64_t since_ms; /* tdm_clock_ms(): a suspend counts as waiting */
     void *item;
 };
 
@@ -52,14 +53,6 @@ struct sync_db {
 
 static struct sync_db *dbs;
 
-static uint64_t
-mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static struct sync_db *
 find(const char *name)
 {
@@ -77,12 +70,12 @@ arm(struct sync_db *d)
         event_del(d->timer);
         return;
     }
-    uint64_t deadline = d->head->since_us + (uint64_t)d->timeout_ms * 1000u;
-    uint64_t now = mono_us();
+    uint64_t deadline = d->head->since_ms + d->timeout_ms;
+    uint64_t now = tdm_clock_ms();
     uint64_t wait = deadline > now ? deadline - now : 0;
     if (d->strict && d->holding_told)
-        wait = (uint64_t)d->timeout_ms * 1000u; /* only to notice a new oldest reply */
-    struct timeval tv = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+        wait = d->timeout_ms; /* only to notice a new oldest reply */
+    struct timeval tv = {(time_t)(wait / 1000u), (suseconds_t)(wait % 1000u) * 1000};
     event_add(d->timer, &tv);
 }
 
@@ -113,7 +106,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     struct sync_db *d = arg;
     if (!d->head)
         return;
-    uint64_t waited_ms = (mono_us() - d->head->since_us) / 1000u;
+    uint64_t waited_ms = tdm_clock_ms() - d->head->since_ms;
     if (waited_ms < d->timeout_ms) {
         arm(d);
         return;
@@ -171,7 +164,7 @@ tandemd__sync_hold(const char *database, uint64_t lsn, void *item)
     struct sync_held *h = calloc(1, sizeof(*h));
     if (!h)
         log_fatal("out of memory");
-    *h = (struct sync_held){NULL, lsn, mono_us(), item};
+    *h = (struct sync_held){NULL, lsn, tdm_clock_ms(), item};
     if (d->tail)
         d->tail->next = h;
     else

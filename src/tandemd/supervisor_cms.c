@@ -17,6 +17,7 @@
  */
 #include "tandemd/tandemd.h"
 
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/ipc.h"
@@ -45,7 +46,7 @@ struct sup_cms_entry {
     bool handed;                     /* every socket bound and given to the children */
     int last_errno;                  /* of the last failed bind, for one event per cause */
     struct event *retry;
-    struct timespec since; /* asked up */
+    uint64_t since_ms; /* asked up, tdm_clock_ms() */
     struct sup_cms_entry *next;
 };
 
@@ -72,15 +73,6 @@ tandemd__cms_proto(enum tdm_proto proto)
     default:
         return false;
     }
-}
-
-static uint64_t
-ms_since(const struct timespec *t)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)(now.tv_sec - t->tv_sec) * 1000u +
-           (uint64_t)((now.tv_nsec - t->tv_nsec) / 1000000);
 }
 
 /* Binds and listens on address:port. Returns the socket or -errno. */
@@ -190,7 +182,7 @@ entry_try(struct sup_cms_entry *e)
                      (unsigned)e->ports[p]);
     event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up (%s) after %llu ms", e->name,
                e->address.text, protos[0] ? protos : "no protocols",
-               (unsigned long long)ms_since(&e->since));
+               (unsigned long long)(tdm_clock_ms() - e->since_ms));
 }
 
 static void
@@ -284,7 +276,7 @@ tandemd__sup_cms_control(struct sup_cms *sc, const char *name, size_t len, bool 
     e->retry = evtimer_new(sc->base, entry_retry_cb, e);
     if (!e->retry)
         log_fatal("out of memory");
-    clock_gettime(CLOCK_MONOTONIC, &e->since);
+    e->since_ms = tdm_clock_ms();
     e->next = *pp;
     *pp = e;
     entry_try(e);

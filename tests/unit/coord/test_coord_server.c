@@ -11,6 +11,7 @@
 #include "coord/coord_server.h"
 #include "coord/coord_store.h"
 
+#include "lib/clock.h"
 #include "lib/conn.h"
 #include "lib/crc32c.h"
 #include "lib/err.h"
@@ -83,7 +84,7 @@ start_server(void)
 {
     const char *error;
     unsigned n;
-    assert_int_equal(coord_store_open(dir, coord_server_now_ms(), &store, &n, &error), 0);
+    assert_int_equal(coord_store_open(dir, tdm_clock_ms(), &store, &n, &error), 0);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
