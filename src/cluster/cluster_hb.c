@@ -158,7 +158,7 @@ handle_msg(struct hb_link *l, const struct cluster_msg *m)
                 return;
             }
             if (strcmp(r->member, member_name(l)) != 0) {
-                char why[160];
+                char why[256]; /* three names of at most 63 bytes and the words around them */
                 snprintf(why, sizeof(why), "the endpoint of %s on network %s is server %s",
                          member_name(l), net_name(l), r->member);
                 event_emit(TDM_EV_CLUSTER_PEER_REFUSED, member_name(l), "%s", why);
