@@ -185,11 +185,13 @@ on_hello_reply(struct repl_copy *c, struct repl_copy_link *l, const struct repl_
         }
         /* A copy with a log needs an operator's reseed: */
         __attribute__((fallthrough));
-    default: /* guid-mismatch, position-gone, version, protocol */
+    default: /* guid-mismatch, position-gone, released, version, protocol */
         repl_copy__retry_later(c, false);
         repl_copy__set_state(c, REPL_COPY_FAILED, "the active refused (%s): %s%s",
                              code ? code : "?", reason,
-                             r->code == REPL_CODE_POSITION_GONE ? "; the copy needs a reseed" : "");
+                             r->code == REPL_CODE_POSITION_GONE || r->code == REPL_CODE_RELEASED
+                                 ? "; the copy needs a reseed"
+                                 : "");
         return -1;
     }
     if (c->store) {
@@ -391,10 +393,14 @@ error:;
     } else if (msg->u.error.code == REPL_CODE_DIVERGED) {
         fail_diverged(c, text);
     } else if (msg->u.error.code == REPL_CODE_POSITION_GONE ||
+               msg->u.error.code == REPL_CODE_RELEASED ||
                msg->u.error.code == REPL_CODE_GUID_MISMATCH) {
+        /* Released: the active let its logs go past this copy's position, so waiting cannot
+         * help (unlike limit, which the next try may pass). */
         repl_copy__retry_later(c, false);
-        repl_copy__set_state(c, REPL_COPY_FAILED, "the active ended the session (%s): %s",
-                             code ? code : "?", text);
+        repl_copy__set_state(
+            c, REPL_COPY_FAILED, "the active ended the session (%s): %s%s", code ? code : "?", text,
+            msg->u.error.code == REPL_CODE_GUID_MISMATCH ? "" : "; the copy needs a reseed");
     } else {
         /* Not Healthy any more, whatever the reason: status must not show a session that is
          * gone (activation, for one, refuses while the copy looks in touch with its active). */

@@ -238,7 +238,8 @@ hello_accept(struct repl_src_peer *p, struct repl_src_db *db)
 }
 
 /* A copy starting further back than the floor may be held for would be released at once:
- * refused in HELLO_REPLY instead, with the same code. */
+ * refused in HELLO_REPLY instead, with the same code (released, not limit: waiting does not
+ * help, only a reseed does). */
 static bool
 too_far_behind(const struct repl_src_peer *p, struct repl_src_db *db)
 {
@@ -296,7 +297,7 @@ verify_done(void *ctx, int status, const char *error)
                      db->name);
             why = reason;
         } else if (too_far_behind(p, db)) {
-            code = REPL_CODE_LIMIT;
+            code = REPL_CODE_RELEASED;
             snprintf(reason, sizeof(reason),
                      "generation %llu is more than %llu generations behind the current one, "
                      "more than the source holds logs for: reseed",

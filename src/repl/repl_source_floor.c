@@ -139,7 +139,7 @@ floor_pass(struct repl_src_db *db)
                        (unsigned long long)(st.current_generation - p->needed),
                        (unsigned long long)limit);
             p->busy++;
-            repl__peer_fail(p, REPL_CODE_LIMIT,
+            repl__peer_fail(p, REPL_CODE_RELEASED,
                             "this copy fell %llu generations behind, more than the %llu the "
                             "source holds logs for: reseed it",
                             (unsigned long long)(st.current_generation - p->needed),

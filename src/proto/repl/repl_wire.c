@@ -624,6 +624,7 @@ repl_code_name(uint16_t code)
         [REPL_CODE_SHUTDOWN] = "shutdown",
         [REPL_CODE_LIMIT] = "limit",
         [REPL_CODE_TIMEOUT] = "timeout",
+        [REPL_CODE_RELEASED] = "released",
     };
     return code < sizeof(names) / sizeof(names[0]) ? names[code] : NULL;
 }

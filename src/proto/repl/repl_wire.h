@@ -73,8 +73,9 @@ enum repl_code {
     REPL_CODE_PROTOCOL = 8,         /* a malformed or unexpected message */
     REPL_CODE_INTERNAL = 9,         /* the source could not read its log (or similar) */
     REPL_CODE_SHUTDOWN = 10,        /* the source is stopping or dismounting the database */
-    REPL_CODE_LIMIT = 11,           /* too many copies, or the copy fell past the lag limit */
+    REPL_CODE_LIMIT = 11,           /* too many copies or seeds at once: try again later */
     REPL_CODE_TIMEOUT = 12,         /* nothing heard from the peer for too long */
+    REPL_CODE_RELEASED = 13,        /* the copy fell further behind than logs are held: reseed */
 };
 
 enum repl_mode {

@@ -715,7 +715,7 @@ test_hello_reply_errors(void **state)
     expect_ok(&f, &m);
     f = raw_hello_reply(0, 6, "truncated", 0);
     expect_ok(&f, &m);
-    f = raw_hello_reply(1, 13, "", 2);
+    f = raw_hello_reply(1, 14, "", 2);
     expect_error(&f, "HELLO_REPLY.code: unknown code");
     f = raw_hello_reply(1, 2, "x", 0);
     expect_error(&f, "HELLO_REPLY.code: ok exactly when version is not 0");
@@ -795,7 +795,7 @@ test_small_message_errors(void **state)
     f = raw_frame(1, REPL_ERROR, 0, 0, &p);
     expect_error(&f, "ERROR.code: ok is not an error");
     p.n = 0;
-    raw_u16(&p, 13);
+    raw_u16(&p, 14);
     raw_str(&p, "x");
     f = raw_frame(1, REPL_ERROR, 0, 0, &p);
     expect_error(&f, "ERROR.code: unknown code");
@@ -955,7 +955,8 @@ test_names_and_negotiation(void **state)
     assert_null(repl_type_name(0));
     assert_string_equal(repl_code_name(REPL_CODE_POSITION_GONE), "position-gone");
     assert_string_equal(repl_code_name(REPL_CODE_UNKNOWN_DATABASE), "unknown-database");
-    assert_null(repl_code_name(13));
+    assert_string_equal(repl_code_name(REPL_CODE_RELEASED), "released");
+    assert_null(repl_code_name(14));
     assert_string_equal(repl_mode_name(REPL_MODE_FILE), "file");
     assert_null(repl_mode_name(0));
     assert_string_equal(repl_role_name(REPL_ROLE_STANDBY), "standby");

@@ -80,12 +80,15 @@ events_count(enum tdm_event id)
 /* ---- a scripted source ---- */
 
 enum behaviour {
-    ACCEPT,     /* HELLO_REPLY OK, then POSITION every 100 ms until the copy leaves */
-    NOT_ACTIVE, /* HELLO_REPLY refused: not-active */
-    AUTH,       /* HELLO_REPLY refused: auth */
-    DIVERGED,   /* HELLO_REPLY refused: diverged */
-    BAD_BYTES,  /* HELLO_REPLY OK, then LOG_DATA that fails inspection */
-    ENDS,       /* HELLO_REPLY OK, then ERROR timeout: the active ends the session */
+    ACCEPT,              /* HELLO_REPLY OK, then POSITION every 100 ms until the copy leaves */
+    NOT_ACTIVE,          /* HELLO_REPLY refused: not-active */
+    AUTH,                /* HELLO_REPLY refused: auth */
+    DIVERGED,            /* HELLO_REPLY refused: diverged */
+    BAD_BYTES,           /* HELLO_REPLY OK, then LOG_DATA that fails inspection */
+    ENDS,                /* HELLO_REPLY OK, then ERROR timeout: the active ends the session */
+    LIMIT,               /* HELLO_REPLY refused: limit (too many copies now) */
+    RELEASED,            /* HELLO_REPLY refused: released (too far behind) */
+    RELEASED_IN_SESSION, /* HELLO_REPLY OK, then ERROR released */
 };
 
 struct fake {
@@ -169,6 +172,14 @@ serve(struct fake *f, int cfd)
         hr->code = REPL_CODE_DIVERGED;
         hr->reason = repl_str_c("the copy's log is not the active's");
         break;
+    case LIMIT:
+        hr->code = REPL_CODE_LIMIT;
+        hr->reason = repl_str_c("database db1 already has 16 copies connected");
+        break;
+    case RELEASED:
+        hr->code = REPL_CODE_RELEASED;
+        hr->reason = repl_str_c("generation 1 is more than 50 generations behind");
+        break;
     default:
         hr->version = 1;
         hr->mode = REPL_MODE_BLOCK;
@@ -187,10 +198,14 @@ serve(struct fake *f, int cfd)
                                               .data_len = sizeof(zeros)};
         send_msg(ssl, &d);
     }
-    if (f->how == ENDS) {
+    if (f->how == ENDS || f->how == RELEASED_IN_SESSION) {
         struct repl_msg e = {.type = REPL_ERROR};
-        e.u.error = (struct repl_error){.code = REPL_CODE_TIMEOUT,
-                                        .text = repl_str_c("nothing heard from the copy")};
+        e.u.error = f->how == ENDS
+                        ? (struct repl_error){.code = REPL_CODE_TIMEOUT,
+                                              .text = repl_str_c("nothing heard from the copy")}
+                        : (struct repl_error){.code = REPL_CODE_RELEASED,
+                                              .text = repl_str_c("this copy fell 51 generations "
+                                                                 "behind")};
         send_msg(ssl, &e);
         goto out;
     }
@@ -450,6 +465,32 @@ test_refusals(void **state)
     assert_int_equal(atomic_load(&f.hellos), 1);
     agent_stop(&a);
     fake_stop(&f);
+
+    /* Limit (too many copies at the active now) goes away by itself: ServiceDown, asked
+     * again. */
+    fake_start(&f, LIMIT, 0);
+    agent_start(&a, &f.port, 1);
+    st = wait_state(&a, REPL_COPY_SERVICE_DOWN, NULL);
+    assert_non_null(strstr(st.message, "(limit): database db1 already has 16 copies"));
+    while (atomic_load(&f.hellos) < 2)
+        usleep(10000);
+    agent_stop(&a);
+    fake_stop(&f);
+
+    /* Released (further behind than the active holds logs for) does not: Failed, needing a
+     * reseed, never asked again; at HELLO and in a session alike. */
+    for (int in_session = 0; in_session < 2; in_session++) {
+        fake_start(&f, in_session ? RELEASED_IN_SESSION : RELEASED, 0);
+        agent_start(&a, &f.port, 1);
+        st = wait_state(&a, REPL_COPY_FAILED, NULL);
+        assert_non_null(strstr(st.message, in_session ? "(released): this copy fell 51"
+                                                      : "(released): generation 1 is more"));
+        assert_non_null(strstr(st.message, "; the copy needs a reseed"));
+        usleep(600000);
+        assert_int_equal(atomic_load(&f.hellos), 1);
+        agent_stop(&a);
+        fake_stop(&f);
+    }
 }
 
 static void

@@ -1088,7 +1088,7 @@ test_truncation_floor(void **state)
     assert_int_equal(st.truncation_floor, 5);
 
     /* Six generations on, both are released: the departed one quietly, the connected one
-     * closed with ERROR limit. */
+     * closed with ERROR released. */
     unsigned released = events_count(TDM_EV_REPL_SOURCE_COPY_RELEASED);
     while (current_generation(&f) <= 5 + 6)
         commit_noops(&f, 10, 2000);
@@ -1097,7 +1097,7 @@ test_truncation_floor(void **state)
     for (;;) {
         assert_int_equal(client_recv(&s, &m), 0);
         if (m.type == REPL_ERROR) {
-            assert_int_equal(m.u.error.code, REPL_CODE_LIMIT);
+            assert_int_equal(m.u.error.code, REPL_CODE_RELEASED);
             break;
         }
     }
@@ -1109,8 +1109,41 @@ test_truncation_floor(void **state)
     client_open(&c, &f);
     send_hello(&c, "mb2", "good-key", "db1", st.guid, REPL_ROLE_PASSIVE, 5, 0, ext.first_lsn - 1,
                ext.epoch);
-    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_LIMIT);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_RELEASED);
     client_close(&c);
+    fixture_stop(&f);
+}
+
+/* Too many copies at once is limit (the copy tries again later: it passes once one leaves);
+ * released is only for a copy too far behind (test_truncation_floor), which waiting cannot
+ * fix. */
+static void
+test_copies_limit(void **state)
+{
+    (void)state;
+    struct fixture f;
+    struct repl_source_options o = {.max_copies = 1};
+    fixture_start(&f, &o, REPL_MODE_BLOCK, "repl-src-limit");
+    struct client c, d;
+    client_open(&c, &f);
+    send_fresh_hello(&c, "mb2", REPL_ROLE_PASSIVE);
+    assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
+    client_open(&d, &f);
+    send_fresh_hello(&d, "mb3", REPL_ROLE_PASSIVE);
+    assert_int_equal(expect_reply(&d, NULL), REPL_CODE_LIMIT);
+    client_close(&d);
+    /* Once the first has gone, the same HELLO is taken. */
+    unsigned disconnected = events_count(TDM_EV_REPL_SOURCE_COPY_DISCONNECTED);
+    client_close(&c);
+    for (int i = 0; i < 1000 && events_count(TDM_EV_REPL_SOURCE_COPY_DISCONNECTED) == disconnected;
+         i++) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    client_open(&d, &f);
+    send_fresh_hello(&d, "mb3", REPL_ROLE_PASSIVE);
+    assert_int_equal(expect_reply(&d, NULL), REPL_CODE_OK);
+    client_close(&d);
     fixture_stop(&f);
 }
 
@@ -1369,6 +1402,7 @@ main(void)
         cmocka_unit_test(test_stream_compressed),
         cmocka_unit_test(test_large_frame_partial),
         cmocka_unit_test(test_truncation_floor),
+        cmocka_unit_test(test_copies_limit),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_departed_copy_released_after_hold),
         cmocka_unit_test(test_status_and_remove),
