@@ -1,7 +1,8 @@
 /*
  * tandemctl cluster status: the cluster as one server sees it (GET /v1/cluster,
  * docs/formats/admin-api.md): its members, each up or down on each network with when it was
- * last heard and the round trip, the votes seen and the quorum. The cluster objects of the
+ * last heard and the round trip, the votes seen and the quorum; on a node each CMS (its state
+ * here, the lease, the last failover), on a witness its leases. The cluster objects of the
  * directory are topology_cmd.c's verbs of the same noun.
  */
 #include "tandemctl/ctl.h"
@@ -23,6 +24,83 @@ ago(json_t *v)
     if (asprintf(&s, "%" JSON_INTEGER_FORMAT " ms ago", json_integer_value(v)) < 0)
         return NULL;
     return s;
+}
+
+
+/* The cluster agent's CMSs on a node: "Active here", "Waiting: <reason>"... */
+static void
+print_cms(json_t *list)
+{
+    static const char *const headers[] = {"CMS", "ADDRESS", "STATE HERE", "LEASE",
+                                          "LAST FAILOVER"};
+    putchar('\n');
+    struct ctl_table *t = ctl_table_new(5, headers);
+    size_t i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        const char *state = json_string_value(json_object_get(c, "state"));
+        const char *reason = json_string_value(json_object_get(c, "reason"));
+        char st[320], lease[160], last[320] = "none";
+        if (state && !strcmp(state, "Active"))
+            snprintf(st, sizeof(st), "Active here");
+        else if (state && !strcmp(state, "FailingOver"))
+            snprintf(st, sizeof(st), "Failing over");
+        else if (state && (!strcmp(state, "Waiting") || !strcmp(state, "Fenced")) && reason &&
+                 reason[0])
+            snprintf(st, sizeof(st), "%s: %s", state, reason);
+        else
+            snprintf(st, sizeof(st), "%s", state ? state : "?");
+        json_t *l = json_object_get(c, "lease");
+        const char *holder = json_string_value(json_object_get(l, "holder"));
+        snprintf(lease, sizeof(lease), "%s, epoch %" JSON_INTEGER_FORMAT "%s",
+                 holder ? holder : "free", json_integer_value(json_object_get(l, "epoch")),
+                 json_is_true(json_object_get(l, "witness_connected")) ? ""
+                                                                        : " (witness lost)");
+        json_t *f = json_object_get(c, "last_failover");
+        if (json_is_object(f)) {
+            const char *from = json_string_value(json_object_get(f, "from"));
+            snprintf(last, sizeof(last),
+                     "%s -> %s, epoch %" JSON_INTEGER_FORMAT ", %" JSON_INTEGER_FORMAT
+                     " ms, %" JSON_INTEGER_FORMAT " record(s) lost (%s)",
+                     from ? from : "?", json_string_value(json_object_get(f, "to")),
+                     json_integer_value(json_object_get(f, "epoch")),
+                     json_integer_value(json_object_get(f, "took_ms")),
+                     json_integer_value(json_object_get(f, "lost_records")),
+                     json_string_value(json_object_get(f, "why")));
+        }
+        const char *cells[5] = {json_string_value(json_object_get(c, "name")),
+                                json_string_value(json_object_get(c, "address")), st, lease,
+                                last};
+        ctl_table_add(t, cells);
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(&t);
+}
+
+/* A witness's leases. */
+static void
+print_leases(json_t *list)
+{
+    static const char *const headers[] = {"LEASE", "HOLDER", "EPOCH", "REMAINING"};
+    putchar('\n');
+    struct ctl_table *t = ctl_table_new(4, headers);
+    size_t i;
+    json_t *l;
+    json_array_foreach(list, i, l)
+    {
+        char epoch[32], remaining[48];
+        const char *holder = json_string_value(json_object_get(l, "holder"));
+        snprintf(epoch, sizeof(epoch), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_object_get(l, "epoch")));
+        snprintf(remaining, sizeof(remaining), "%" JSON_INTEGER_FORMAT " ms",
+                 json_integer_value(json_object_get(l, "remaining_ms")));
+        const char *cells[4] = {json_string_value(json_object_get(l, "key")),
+                                holder ? holder : "(free)", epoch, holder ? remaining : "-"};
+        ctl_table_add(t, cells);
+    }
+    ctl_table_print(t, stdout);
+    ctl_table_free(&t);
 }
 
 static void
@@ -63,6 +141,12 @@ print_cluster(json_t *doc)
     ctl_table_print(t, stdout);
     ctl_table_free(&t);
 
+    json_t *cms = json_object_get(doc, "cms");
+    if (json_array_size(cms) > 0)
+        print_cms(cms);
+    json_t *leases = json_object_get(doc, "leases");
+    if (json_array_size(leases) > 0)
+        print_leases(leases);
     json_t *members = json_object_get(doc, "members");
     if (json_array_size(members) == 0)
         return;

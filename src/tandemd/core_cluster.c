@@ -14,6 +14,7 @@
  * which for a passive copy (replayed continuously) is short.
  */
 #include "tandemd/core_cluster_int.h"
+#include "tandemd/core_ipc_int.h"
 
 #include "cluster/cluster_hb.h"
 #include "coord/coord_client.h"
@@ -587,6 +588,36 @@ arm_timer(void)
     evtimer_add(timer, &tv);
 }
 
+/* Tells the workers when the databases not served here (dismounted or fenced) changed, as
+ * core_dismount.c does: a worker ends the sessions of one that went and serves one that came
+ * back (an activated copy, a mount). Once per round of steps, so a fence that a step set and
+ * the next lifted (an activation's first step) never reaches them. */
+static void
+push_dismounted(void)
+{
+    static char last[4096];
+    char now[4096];
+    size_t used = 0;
+    now[0] = '\0';
+    for (size_t i = 0; i < tandemd__core_db_count(); i++) {
+        const char *name, *kind;
+        struct store *store;
+        bool dismounted;
+        tandemd__core_db_get(i, &name, &kind, &store);
+        tandemd__core_db_lookup(name, strlen(name), &store, &kind, &dismounted);
+        if (!dismounted && !tandemd__core_db_fenced(name))
+            continue;
+        int n = snprintf(now + used, sizeof(now) - used, "%s/", name);
+        if (n < 0 || (size_t)n >= sizeof(now) - used)
+            break;
+        used += (size_t)n;
+    }
+    if (strcmp(now, last) == 0)
+        return;
+    memcpy(last, now, sizeof(last));
+    tandemd__core_ipc_dismounted_push();
+}
+
 static void
 step_all(void)
 {
@@ -607,6 +638,7 @@ step_all(void)
             break;
     }
     set_summary();
+    push_dismounted();
     stepping = false;
     arm_timer();
 }

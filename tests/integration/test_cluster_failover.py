@@ -63,13 +63,18 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     copy = wait_for(lambda: (lambda c: c if c and c["state"] == "Healthy" else None)(
         lab.copy_status(pas)), "b's copy Healthy")
     assert lab.cms_addr in copy["endpoint"]
-    r = tandemctl("cluster", "status", "--json", "--socket", act.admin_socket)
+    r = tandemctl("cluster", "status", "--socket", act.admin_socket)
     assert r.returncode == 0, r.stderr
+    assert CMS in r.stdout and "Active here" in r.stdout and f"a, epoch {epoch1}" in r.stdout
+    r = tandemctl("cluster", "status", "--socket", pas.admin_socket)
+    assert "Passive" in r.stdout and f"a, epoch {epoch1}" in r.stdout, r.stdout
     # The witness shows the lease.
     leases = wait_for(lambda: (lambda d: d and d.get("leases"))(lab.cluster(lab.w)),
                       "the witness's leases in its /v1/cluster")
     (lease,) = [x for x in leases if x["key"] == f"cms/{CMS}"]
     assert lease["holder"] == "a" and lease["epoch"] == epoch1
+    r = tandemctl("cluster", "status", "--socket", lab.w.admin_socket)
+    assert f"cms/{CMS}" in r.stdout and "Witness:" in r.stdout, r.stdout
 
     # (b) Mail to the CMS address; b's copy holds it all (block mode: the test waits for that,
     # so nothing acknowledged may be lost); a killed with SIGKILL, whole: b takes over in the
@@ -96,6 +101,8 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     assert "0 record(s) lost" in done["message"]
     assert events(pas, 5050, mark_b) and events(pas, 5040, mark_b)
     assert lab.deliver("after failover")
+    r = tandemctl("cluster", "status", "--socket", pas.admin_socket)
+    assert f"a -> b, epoch {epoch1 + 1}" in r.stdout and "0 record(s) lost" in r.stdout, r.stdout
 
     # (c) a restarted: its database (an active one, from before the kill) is not mounted, it
     # becomes a copy of the CMS address (copy.conf) and continues from its log end, which b
