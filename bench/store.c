@@ -66,7 +66,8 @@ struct config {
     size_t n_sizes;
     unsigned committers[8];
     size_t n_committers;
-    bool async; /* N commits in flight from callbacks instead of N blocking threads */
+    bool async;     /* N commits in flight from callbacks instead of N blocking threads */
+    bool noop_only; /* no MESSAGE_APPEND rows: the log path alone (profiling) */
 };
 
 static struct config cfg = {.seconds = 3.0,
@@ -871,25 +872,28 @@ fs_name(long type)
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: bench_store [--seconds S] [--dir DIR] [--rounds R] [--replay-mb MB]\n"
-               "                   [--committers 1,8,64] [--sizes 4096,65536]\n"
-               "                   [--generation-size BYTES] [--no-replay]\n"
-               "                   [--no-commits] [--async]\n"
-               "\n"
-               "Measures tandem's commit rate (1, 8 and 64 committers; 4 KiB and 64 KiB NOOP and\n"
-               "MESSAGE_APPEND records) beside a raw write+fdatasync loop batched the same way,\n"
-               "and log replay speed at store_open beside a cold sequential read, all on the\n"
-               "disk holding DIR (default $BENCH_DIR, else /var/tmp). Not tmpfs: fdatasync is\n"
-               "free there and the figures mean nothing.\n"
-               "\n"
-               "  --seconds S              duration of each commit row (default 3)\n"
-               "  --replay-mb MB           log committed before each replay (default 64)\n"
-               "  --committers LIST        concurrent committers per row (default 1,8,64)\n"
-               "  --sizes LIST             record payload bytes (default 4096,65536)\n"
-               "  --generation-size BYTES  store generation size (default: the store's, 1 MiB)\n"
-               "  --async                  N commits in flight from completion callbacks (as the\n"
-               "                           core's event loop submits them) instead of N blocking\n"
-               "                           threads\n");
+    fprintf(f,
+            "usage: bench_store [--seconds S] [--dir DIR] [--rounds R] [--replay-mb MB]\n"
+            "                   [--committers 1,8,64] [--sizes 4096,65536]\n"
+            "                   [--generation-size BYTES] [--no-replay]\n"
+            "                   [--no-commits] [--async] [--noop-only]\n"
+            "\n"
+            "Measures tandem's commit rate (1, 8 and 64 committers; 4 KiB and 64 KiB NOOP and\n"
+            "MESSAGE_APPEND records) beside a raw write+fdatasync loop batched the same way,\n"
+            "and log replay speed at store_open beside a cold sequential read, all on the\n"
+            "disk holding DIR (default $BENCH_DIR, else /var/tmp). Not tmpfs: fdatasync is\n"
+            "free there and the figures mean nothing.\n"
+            "\n"
+            "  --seconds S              duration of each commit row (default 3)\n"
+            "  --replay-mb MB           log committed before each replay (default 64)\n"
+            "  --committers LIST        concurrent committers per row (default 1,8,64)\n"
+            "  --sizes LIST             record payload bytes (default 4096,65536)\n"
+            "  --generation-size BYTES  store generation size (default: the store's, 1 MiB)\n"
+            "  --async                  N commits in flight from completion callbacks (as the\n"
+            "                           core's event loop submits them) instead of N blocking\n"
+            "                           threads\n"
+            "  --noop-only              only the NOOP rows (the log path alone, e.g. to profile\n"
+            "                           it)\n");
 }
 
 int
@@ -906,13 +910,14 @@ main(int argc, char **argv)
         {"no-replay", no_argument, NULL, 'R'},
         {"no-commits", no_argument, NULL, 'C'},
         {"async", no_argument, NULL, 'a'},
+        {"noop-only", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *env = getenv("BENCH_DIR");
     snprintf(cfg.base, sizeof(cfg.base), "%s", env && *env ? env : "/var/tmp");
     int c;
-    while ((c = getopt_long(argc, argv, "s:d:r:o:g:n:z:RCah", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:d:r:o:g:n:z:RCaNh", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             cfg.seconds = atof(optarg);
@@ -970,6 +975,9 @@ main(int argc, char **argv)
         case 'a':
             cfg.async = true;
             break;
+        case 'N':
+            cfg.noop_only = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1012,10 +1020,10 @@ main(int argc, char **argv)
         lp += sprintf(lp, "%s%zu", i ? "," : "", cfg.sizes[i]);
     if (cfg.generation_size)
         sprintf(lp, " --generation-size %" PRIu32, cfg.generation_size);
-    printf("reproduce: BENCH_DIR=%s %s --seconds %g --rounds %u --replay-mb %u%s%s%s%s\n\n",
+    printf("reproduce: BENCH_DIR=%s %s --seconds %g --rounds %u --replay-mb %u%s%s%s%s%s\n\n",
            cfg.base, argv[0], cfg.seconds, cfg.rounds, cfg.replay_mb, lists,
            cfg.replay ? "" : " --no-replay", cfg.commits ? "" : " --no-commits",
-           cfg.async ? " --async" : "");
+           cfg.async ? " --async" : "", cfg.noop_only ? " --noop-only" : "");
     fflush(stdout);
 
     if (cfg.commits) {
@@ -1050,7 +1058,9 @@ main(int argc, char **argv)
                     for (unsigned k = 0; k < 4; k++) {
                         unsigned kind = (r + k) % 4;
                         struct usage u0 = usage_now();
-                        if (kind == 0) {
+                        if (kind == 2 && cfg.noop_only) {
+                            rate[2] = 0;
+                        } else if (kind == 0) {
                             rate[0] = raw_slice(size, n, slice, &raw);
                             tally_usage(&raw, u0);
                         } else if (kind == 3) {
@@ -1071,7 +1081,7 @@ main(int argc, char **argv)
                 bench_db_close(&dbs[0]);
                 bench_db_close(&dbs[1]);
                 double frame_mb = (double)size / MIB;
-                for (size_t k = 0; k < 2; k++) {
+                for (size_t k = 0; k < (cfg.noop_only ? 1u : 2u); k++) {
                     char range[32];
                     snprintf(range, sizeof(range), "%.2f-%.2f", lo[k], hi[k]);
                     printf("%-6s %3zuKiB %3u | %9.0f %7.1f %8.1f | %9.0f %7.1f | %5.2f %11s | "

@@ -3,6 +3,7 @@
 #include "lib/crc32c.h"
 #include "lib/err.h"
 
+#include <pthread.h>
 #include <string.h>
 
 void
@@ -114,6 +115,77 @@ log_record_encode(uint64_t lsn, uint64_t epoch, uint16_t type, const void *paylo
         memcpy(out + TDM_LOG_FRAME_HEADER, payload, len);
     uint32_t crc = crc32c(0, out, TDM_LOG_FRAME_HEADER + (size_t)len);
     le_put32(out + TDM_LOG_FRAME_HEADER + len, crc);
+}
+
+/*
+ * Arithmetic on polynomials over GF(2) modulo CRC32C's polynomial, in the bit-reflected form
+ * the CRC register uses: bit 31 is the coefficient of x^0, bit 0 that of x^31.
+ */
+#define CRC32C_POLY_REFLECTED 0x82F63B78u
+
+static uint32_t
+gf_mul(uint32_t a, uint32_t b)
+{
+    uint32_t p = 0;
+    while (a) { /* a's terms from x^0 up: bit 31 first */
+        if (a & 0x80000000u)
+            p ^= b;
+        a <<= 1;
+        b = (b & 1u) ? (b >> 1) ^ CRC32C_POLY_REFLECTED : b >> 1; /* b *= x */
+    }
+    return p;
+}
+
+/* x^(8 * 2^i) for i in [0, 32), filled once. */
+static uint32_t xpow8_table[32];
+static pthread_once_t xpow8_once = PTHREAD_ONCE_INIT;
+
+static void
+xpow8_init(void)
+{
+    uint32_t p = 0x80000000u >> 8; /* x^8 */
+    for (unsigned i = 0; i < 32; i++) {
+        xpow8_table[i] = p;
+        p = gf_mul(p, p);
+    }
+}
+
+/* x^(8n): what appending n zero bytes multiplies a CRC register by. */
+static uint32_t
+xpow8(uint32_t n)
+{
+    pthread_once(&xpow8_once, xpow8_init);
+    uint32_t p = 0x80000000u; /* 1 */
+    for (unsigned i = 0; n; i++, n >>= 1)
+        if (n & 1u)
+            p = gf_mul(p, xpow8_table[i]);
+    return p;
+}
+
+void
+log_record_prepare(uint16_t type, const void *payload, uint32_t len, uint8_t *out,
+                   struct log_frame_pre *pre_r)
+{
+    memset(out, 0, 16); /* LSN and epoch: log_record_seal() */
+    le_put16(out + 16, type);
+    le_put16(out + 18, 0);
+    le_put32(out + 20, len);
+    if (len > 0)
+        memcpy(out + TDM_LOG_FRAME_HEADER, payload, len);
+    pre_r->crc0 = crc32c(0, out, TDM_LOG_FRAME_HEADER + (size_t)len);
+    pre_r->shift = xpow8(TDM_LOG_FRAME_HEADER - 16 + len);
+}
+
+void
+log_record_seal(uint8_t *out, uint32_t len, const struct log_frame_pre *pre, uint64_t lsn,
+                uint64_t epoch)
+{
+    le_put64(out, lsn);
+    le_put64(out + 8, epoch);
+    /* crc32c(c, d) is ~R(~c, d) for the bare register update R, which is linear: so the
+     * checksum moves by R(0, lsn || epoch || zeros) = R(0, lsn || epoch) * x^(8 * zeros). */
+    uint32_t r = ~crc32c(0xFFFFFFFFu, out, 16);
+    le_put32(out + TDM_LOG_FRAME_HEADER + len, pre->crc0 ^ gf_mul(r, pre->shift));
 }
 
 int

@@ -66,6 +66,25 @@ void log_record_encode(uint64_t lsn, uint64_t epoch, uint16_t type, const void *
                        uint32_t len, uint8_t *out);
 
 /*
+ * Encoding a frame in two steps, so that the costly part (copying and checksumming the payload)
+ * can run before the LSN and epoch are known, and the part that needs them is a few dozen
+ * instructions whatever the payload's size: the store assigns LSNs under its lock, in queue
+ * order (store_commit_async()). log_record_prepare() encodes the frame with LSN and epoch 0;
+ * log_record_seal() writes them and fixes the checksum. The frame is then byte for byte what
+ * log_record_encode() makes. This works because a CRC is linear: changing bytes at the start of
+ * a message changes its CRC by the CRC of the change followed by as many zeros as the message
+ * has after it, and appending zeros is a multiplication by a power of x modulo the polynomial.
+ */
+struct log_frame_pre {
+    uint32_t crc0;  /* CRC32C of the frame with LSN and epoch 0 */
+    uint32_t shift; /* x^(8k) modulo the polynomial, k = bytes after the LSN and epoch */
+};
+void log_record_prepare(uint16_t type, const void *payload, uint32_t len, uint8_t *out,
+                        struct log_frame_pre *pre_r);
+void log_record_seal(uint8_t *out, uint32_t len, const struct log_frame_pre *pre, uint64_t lsn,
+                     uint64_t epoch);
+
+/*
  * Decodes the frame at the start of buf.
  * Returns 0 with *rec_r filled and *frame_len_r set;
  *   1 when the frame's LSN field is zero and its header is all zero (end of records: zero fill);

@@ -159,18 +159,23 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
             return ret == -ENOMEM ? ret : TDM_EINVAL;
         mail_decoded_clear(&dec);
     }
-    struct pending *p = calloc(1, sizeof(*p));
+    /* One allocation holds the entry and its frame (freed by the apply thread). The frame is
+     * encoded here, before the lock: copying and checksumming the payload is most of a
+     * commit's CPU in this function, and under the lock it made every other committer, the log
+     * workers and the apply thread wait for it (64 KiB: microseconds per commit). Under the
+     * lock only the LSN and epoch go in (log_record_seal(), constant time). */
+    size_t frame_len = log_frame_size((uint32_t)len);
+    struct pending *p = malloc(sizeof(*p) + frame_len);
     if (!p)
         return -ENOMEM;
-    p->frame_len = log_frame_size((uint32_t)len);
-    p->frame = malloc(p->frame_len);
-    if (!p->frame) {
-        free(p);
-        return -ENOMEM;
-    }
+    memset(p, 0, sizeof(*p));
+    p->frame = (uint8_t *)(p + 1);
+    p->frame_len = frame_len;
     p->type = type;
     p->cb = cb;
     p->ctx = ctx;
+    struct log_frame_pre pre;
+    log_record_prepare(type, payload, (uint32_t)len, p->frame, &pre);
 
     pthread_mutex_lock(&s->lock);
     int err = s->failed         ? TDM_EFAILED
@@ -179,13 +184,13 @@ store_commit_async(struct store *s, uint16_t type, const void *payload, size_t l
                                 : 0;
     if (err) {
         pthread_mutex_unlock(&s->lock);
-        free(p->frame);
         free(p);
         return err;
     }
-    /* The LSN is assigned and the frame encoded under the lock so that queue order is LSN order. */
+    /* The LSN is assigned and sealed into the frame under the lock so that queue order is LSN
+     * order. */
     p->lsn = s->next_lsn++;
-    log_record_encode(p->lsn, s->epoch, type, payload, (uint32_t)len, p->frame);
+    log_record_seal(p->frame, (uint32_t)len, &pre, p->lsn, s->epoch);
     *s->log_tailp = p;
     s->log_tailp = &p->next;
     s->log_count++;

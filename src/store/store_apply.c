@@ -241,8 +241,7 @@ store__apply_thread_main(void *arg)
             struct pending *p = batch;
             batch = p->next;
             p->cb(p->ctx, p->status, p->status == 0 ? p->lsn : 0, &p->result);
-            free(p->frame);
-            free(p);
+            free(p); /* the frame is in the same allocation (store_commit_async()) */
         }
         pthread_mutex_lock(&s->lock);
     }

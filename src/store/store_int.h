@@ -101,7 +101,7 @@ struct pending {
     struct pending *next;
     uint64_t lsn;
     uint16_t type;
-    uint8_t *frame; /* owned: the encoded record */
+    uint8_t *frame; /* the encoded record, in the entry's own allocation (after it) */
     size_t frame_len;
     store_commit_cb *cb;
     void *ctx;

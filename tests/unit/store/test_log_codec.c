@@ -404,6 +404,59 @@ test_record_round_trip_lengths(void **state)
         check_round_trip(1000 + i, 9, TDM_REC_MESSAGE_APPEND, big[i]);
 }
 
+/* Encoded in two steps (the store's way: the payload before the LSN is known), a frame is byte
+ * for byte log_record_encode()'s, for every length up to 600, lengths around every power of
+ * two up to the largest payload, and LSNs and epochs with their high bits set. */
+static void
+check_prepare_seal(uint64_t lsn, uint64_t epoch, uint16_t type, uint32_t len)
+{
+    size_t fl = log_frame_size(len);
+    uint8_t *payload = malloc(len ? len : 1), *a = malloc(fl), *b = malloc(fl);
+    assert_non_null(payload);
+    assert_non_null(a);
+    assert_non_null(b);
+    fill_pattern(payload, len, (uint32_t)(lsn ^ len));
+    log_record_encode(lsn, epoch, type, payload, len, a);
+    struct log_frame_pre pre;
+    memset(b, 0xA5, fl); /* whatever was there before must not show through */
+    log_record_prepare(type, payload, len, b, &pre);
+    log_record_seal(b, len, &pre, lsn, epoch);
+    assert_memory_equal(a, b, fl);
+    struct log_record rec;
+    size_t used = 0;
+    const char *why = NULL;
+    assert_int_equal(log_record_decode(b, fl, &rec, &used, &why), 0);
+    assert_int_equal(used, fl);
+    free(payload);
+    free(a);
+    free(b);
+}
+
+static void
+test_record_prepare_seal(void **state)
+{
+    (void)state;
+    for (uint32_t len = 0; len <= 600; len++)
+        check_prepare_seal(len + 1, len * 7, TDM_REC_NOOP, len);
+    for (uint32_t bit = 10; bit <= 25; bit++)
+        for (int d = -1; d <= 1; d++)
+            check_prepare_seal(0x8000000000000000ull | bit, ~(uint64_t)0 - bit,
+                               TDM_REC_MESSAGE_APPEND, (1u << bit) + (uint32_t)d);
+    check_prepare_seal(~(uint64_t)0, 1, TDM_REC_NOOP, TDM_LOG_MAX_PAYLOAD - 1);
+    check_prepare_seal(~(uint64_t)0 - 1, 1, TDM_REC_NOOP, TDM_LOG_MAX_PAYLOAD);
+    /* The same prepared frame sealed twice with different LSNs (a frame is sealed once in the
+     * store; this checks that seal depends on nothing left from before). */
+    uint8_t payload[100], a[sizeof(payload) + TDM_LOG_FRAME_OVERHEAD],
+        b[sizeof(payload) + TDM_LOG_FRAME_OVERHEAD];
+    fill_pattern(payload, sizeof(payload), 5);
+    struct log_frame_pre pre;
+    log_record_prepare(TDM_REC_NOOP, payload, sizeof(payload), b, &pre);
+    log_record_seal(b, sizeof(payload), &pre, 41, 2);
+    log_record_seal(b, sizeof(payload), &pre, 42, 3);
+    log_record_encode(42, 3, TDM_REC_NOOP, payload, sizeof(payload), a);
+    assert_memory_equal(a, b, sizeof(a));
+}
+
 static void
 test_record_round_trip_fields(void **state)
 {
@@ -918,6 +971,7 @@ main(void)
         cmocka_unit_test(test_header_field_checks),
         cmocka_unit_test(test_header_blank),
         cmocka_unit_test(test_record_round_trip_lengths),
+        cmocka_unit_test(test_record_prepare_seal),
         cmocka_unit_test(test_record_round_trip_fields),
         cmocka_unit_test(test_record_every_prefix),
         cmocka_unit_test(test_stream_split_every_offset),
