@@ -206,3 +206,44 @@ ctl_cluster_status_run(const struct ctl_verb *verb, int argc, char **argv)
     admin_target_clear(&t);
     return r;
 }
+
+/* tandemctl cms status <cms>: one CMS as this node's cluster agent sees it (from the same
+ * GET /v1/cluster). */
+int
+ctl_cms_status_run(const struct ctl_verb *verb, int argc, char **argv)
+{
+    const char *pos[1];
+    int n;
+    struct ctl_api_opts o;
+    struct admin_target t;
+    int r = ctl_api_begin(verb, argc, argv, 1, 1, pos, &n, &o, &t);
+    if (r >= 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "GET", "/v1/cluster", NULL, &doc);
+    if (r == 0) {
+        json_t *found = NULL, *c;
+        size_t i;
+        json_array_foreach(json_object_get(doc, "cms"), i, c)
+        {
+            const char *name = json_string_value(json_object_get(c, "name"));
+            if (name && !strcmp(name, pos[0]))
+                found = c;
+        }
+        if (!found) {
+            ctl_error("%s is not a CMS of a cluster node here (no [cms %s] with [cluster])",
+                      pos[0], pos[0]);
+            r = CTL_EXIT_NOT_FOUND;
+        } else if (o.json) {
+            ctl_print_json(found);
+        } else {
+            json_t *one = json_array();
+            json_array_append(one, found);
+            print_cms(one);
+            json_decref(one);
+        }
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}

@@ -37,8 +37,13 @@ const struct ctl_verb ctl_cluster_verbs[] = {
      "Asks the server's admin API (GET /v1/cluster); needs read on its server object.\n",
      ctl_cluster_status_run},
     {NULL, NULL, NULL, NULL, NULL}};
-const struct ctl_verb ctl_cms_verbs[] = {OBJ_VERBS("clustered mailbox server"),
-                                         {NULL, NULL, NULL, NULL, NULL}};
+const struct ctl_verb ctl_cms_verbs[] = {
+    OBJ_VERBS("clustered mailbox server"),
+    {"status", "<cms> [--json] [options]",
+     "the CMS as this cluster node sees it: state here, lease holder and epoch, last failover",
+     "Asks the server's admin API (GET /v1/cluster); needs read on its server object.\n",
+     ctl_cms_status_run},
+    {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_address_list_verbs[] = {OBJ_VERBS("address list"),
                                                   {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_database_verbs[] = {OBJ_VERBS("database"),

@@ -5,6 +5,7 @@ Healthy copy pulling from that address; killed with SIGKILL, the active is repla
 passive in the next epoch with every message acknowledged before the kill; restarted, the old
 active rejoins as a passive; losing only the witness moves nothing; an observer never sees two
 nodes Active."""
+import json
 import os
 import signal
 import threading
@@ -103,6 +104,12 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     assert lab.deliver("after failover")
     r = tandemctl("cluster", "status", "--socket", pas.admin_socket)
     assert f"a -> b, epoch {epoch1 + 1}" in r.stdout and "0 record(s) lost" in r.stdout, r.stdout
+    r = tandemctl("cms", "status", CMS, "--json", "--socket", pas.admin_socket)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["last_failover"]["from"] == "a"
+    r = tandemctl("cms", "status", CMS, "--socket", pas.admin_socket)
+    assert "Active here" in r.stdout and f"b, epoch {epoch1 + 1}" in r.stdout, r.stdout
+    assert tandemctl("cms", "status", "nosuch", "--socket", pas.admin_socket).returncode == 7
 
     # (c) a restarted: its database (an active one, from before the kill) is not mounted, it
     # becomes a copy of the CMS address (copy.conf) and continues from its log end, which b
