@@ -99,7 +99,9 @@
  *                   unknown, 1 file, 2 block, 3 sync); message: STR, 0..TDM_IPC_REASON_MAX;
  *                   network: STR, 0..TDM_IPC_NETWORK_MAX; endpoint: STR, 0..TDM_IPC_NETWORK_MAX;
  *                   inspection_failures: U32; then the TDM_IPC_COPY_N_FIGURES U64 figures in
- *                   the order of struct ipc_copy_status (src/lib/ipc.h)}
+ *                   the order of struct ipc_copy_status (src/lib/ipc.h)}; total: U32, the copies
+ *                   the server holds (>= the list's length; more only when the list is full:
+ *                   the first TDM_IPC_MAX_COPIES by name are listed)
  *   COPY_CONTROL    worker -> core: suspend, resume, reseed, activate or remove a copy. database: STR, 1..TDM_IPC_NAME_MAX;
  *                   action: U16 (enum tdm_ipc_copy_action); comment: STR, 0..TDM_IPC_REASON_MAX
  *                   (empty unless action is suspend). Actions 8 and 9 are not about a copy:

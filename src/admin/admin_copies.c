@@ -139,8 +139,10 @@ status_cb(void *ctx, int status, const struct ipc_msg *reply)
     const struct ipc_copy_status_reply *r = &reply->u.copy_status_reply;
     for (uint32_t i = 0; i < r->n_copies; i++)
         json_array_append_new(list, copy_json(&r->copies[i]));
+    /* total > the list's length: the server holds more copies than one reply carries. */
     admin_reply_json(call, 200,
-                     json_pack("{s:s,s:o}", "server", call->srv->cfg->server, "copies", list));
+                     json_pack("{s:s,s:o,s:I}", "server", call->srv->cfg->server, "copies", list,
+                               "total", (json_int_t)r->total));
 }
 
 static void

@@ -685,6 +685,7 @@ copy_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
         for (size_t k = 0; k < TDM_IPC_COPY_N_FIGURES; k++)
             wire_wr_u64(w, *copy_figure_at(&c, &figures[k]));
     }
+    wire_wr_u32(w, s->total);
 }
 
 static bool
@@ -710,7 +711,7 @@ copy_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
             if (!wire_rd_u64(r, figures[k].field, copy_figure_at(c, &figures[k])))
                 return false;
     }
-    return true;
+    return wire_rd_u32(r, FIELD("COPY_STATUS_REPLY.total"), &s->total);
 }
 
 static int
@@ -744,6 +745,11 @@ copy_status_reply_check(const struct ipc_msg *m, const char **error_r)
             return fail(error_r, TDM_EINVAL,
                         "COPY_STATUS_REPLY.copies.name: not in ascending order, or a duplicate");
     }
+    if (s->total < s->n_copies)
+        return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.total: fewer than the copies listed");
+    if (s->total > s->n_copies && s->n_copies < TDM_IPC_MAX_COPIES)
+        return fail(error_r, TDM_EINVAL,
+                    "COPY_STATUS_REPLY.total: more than listed, but the list is not full");
     return 0;
 }
 

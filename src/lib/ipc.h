@@ -160,6 +160,9 @@ struct ipc_copy_status {
 struct ipc_copy_status_reply {
     uint32_t n_copies;
     struct ipc_copy_status copies[TDM_IPC_MAX_COPIES]; /* ascending by name */
+    /* Every copy the server holds: n_copies, or more when the list is full (the rest are
+     * not listed: the reply's bound, which status readers must say). */
+    uint32_t total;
 };
 
 struct ipc_copy_control {

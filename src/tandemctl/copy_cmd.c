@@ -479,14 +479,20 @@ print_copies(json_t *doc)
         when(tc, u64(c, "last_copied_us"));
         when(ti, u64(c, "last_inspected_us"));
         when(tr, u64(c, "last_replayed_us"));
-        printf("\n%s: %s%s%s\n  copied up to generation %" PRIu64 " offset %" PRIu64
-               " (LSN %" PRIu64 ") at %s; active at generation %" PRIu64 " (LSN %" PRIu64
-               ")\n  last inspected %s, last replayed %s (LSN %" PRIu64 ")%s%s\n",
+        /* The mode comes from the active's HELLO_REPLY; whether a sync database is degraded
+         * right now is known on the active only (its GET /v1/status). */
+        const char *mode = str(c, "mode");
+        printf("\n%s: %s%s%s\n  replication mode %s%s\n  copied up to generation %" PRIu64
+               " offset %" PRIu64 " (LSN %" PRIu64 ") at %s; active at generation %" PRIu64
+               " (LSN %" PRIu64 ")\n  last inspected %s, last replayed %s (LSN %" PRIu64 ")%s%s\n",
                str(c, "database"), str(c, "state"), str(c, "message")[0] ? ": " : "",
-               str(c, "message"), u64(c, "copied_generation"), u64(c, "copied_offset"),
-               u64(c, "copied_lsn"), tc, u64(c, "source_generation"), u64(c, "source_lsn"), ti, tr,
-               u64(c, "replayed_lsn"), str(c, "endpoint")[0] ? "; endpoint " : "",
-               str(c, "endpoint"));
+               str(c, "message"), mode[0] ? mode : "not known yet (not connected since the start)",
+               !strcmp(mode, "sync") ? " (whether the active is degraded to block now: its "
+                                       "tandemctl status)"
+                                     : "",
+               u64(c, "copied_generation"), u64(c, "copied_offset"), u64(c, "copied_lsn"), tc,
+               u64(c, "source_generation"), u64(c, "source_lsn"), ti, tr, u64(c, "replayed_lsn"),
+               str(c, "endpoint")[0] ? "; endpoint " : "", str(c, "endpoint"));
     }
 }
 
@@ -502,6 +508,16 @@ copy_status(const struct ctl_verb *verb, int argc, char **argv)
         return r;
     json_t *doc = NULL;
     r = ctl_api_call(&o, &t, "GET", "/v1/copies", NULL, &doc);
+    /* One status reply lists at most the first 64 copies by name (docs/replication.md,
+     * "Status"): say so rather than show a partial list as the whole. */
+    size_t listed = json_array_size(json_object_get(doc, "copies"));
+    uint64_t total = u64(doc, "total");
+    bool partial = r == 0 && total > listed;
+    if (partial)
+        fprintf(stderr,
+                "tandemctl: %s holds %" PRIu64 " copies; a status lists the first %zu by name "
+                "(the limit of one status reply)\n",
+                str(doc, "server"), total, listed);
     if (r == 0 && n == 1) {
         /* One database: keep only its entry; none is "no such copy". */
         json_t *copies = json_object_get(doc, "copies"), *keep = json_array();
@@ -510,7 +526,11 @@ copy_status(const struct ctl_verb *verb, int argc, char **argv)
         json_array_foreach(copies, i, c) if (!strcmp(str(c, "database"), pos[0]))
             json_array_append(keep, c);
         json_object_set_new(doc, "copies", keep);
-        if (json_array_size(keep) == 0) {
+        if (json_array_size(keep) == 0 && partial) {
+            ctl_error("%s: not among the %zu copies listed of the %" PRIu64 " %s holds", pos[0],
+                      listed, total, str(doc, "server"));
+            r = CTL_EXIT_ERROR;
+        } else if (json_array_size(keep) == 0) {
             ctl_error("%s holds no copy of %s", str(doc, "server"), pos[0]);
             r = CTL_EXIT_NOT_FOUND;
         }

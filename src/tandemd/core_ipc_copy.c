@@ -60,10 +60,11 @@ tandemd__copy_status_handle(struct core_conn *c, uint32_t request_id)
     msg.request_id = request_id;
     struct ipc_copy_status_reply *r = &msg.u.copy_status_reply;
     size_t n = tandemd__core_copy_count();
-    if (n > TDM_IPC_MAX_COPIES) {
-        log_warn("COPY_STATUS lists the first %u of %zu copies", TDM_IPC_MAX_COPIES, n);
+    /* One reply holds at most TDM_IPC_MAX_COPIES; total tells the reader how many were left
+     * out, so the limit is reported where it is read (docs/replication.md, "Status"). */
+    r->total = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    if (n > TDM_IPC_MAX_COPIES)
         n = TDM_IPC_MAX_COPIES;
-    }
     /* core_repl.c keeps them in ascending name order, as the message requires. */
     for (size_t i = 0; i < n; i++) {
         struct repl_copy_status *st = &sts[i];

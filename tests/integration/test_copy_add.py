@@ -113,6 +113,11 @@ def test_copy_add_from_the_directory(tandem_bin, tandemctl, tmp_path):
         c = wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up with A")
         assert c["role"] == "passive" and c["network"] == "public"
         assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
+        # Status says the mode the active ships in, and that the list is whole.
+        r = tandemctl("copy", "status", "--socket", b.admin_socket)
+        assert r.returncode == 0 and "replication mode block" in r.stdout, r.stdout
+        assert r.stderr == "", r.stderr
+        assert b.api("GET", "/v1/copies").json()["total"] == 1
         b.stop(bp)
     finally:
         b.kill_all()

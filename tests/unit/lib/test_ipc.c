@@ -187,6 +187,7 @@ init_samples(void)
     m = add_sample("copy_status_reply_some", TDM_IPC_COPY_STATUS_REPLY, 16);
     struct ipc_copy_status_reply *cs = &m->u.copy_status_reply;
     cs->n_copies = 2;
+    cs->total = 2;
     cs->copies[0] = (struct ipc_copy_status){
         .name = ipc_str_c("db"), .state = TDM_IPC_COPY_HEALTHY, .role = 1, .mode = 2,
         .message = ipc_str_c("block mode"), .network = ipc_str_c("replication"),
@@ -205,6 +206,7 @@ init_samples(void)
     m = add_sample("copy_status_reply_full", TDM_IPC_COPY_STATUS_REPLY, 17);
     cs = &m->u.copy_status_reply;
     cs->n_copies = TDM_IPC_MAX_COPIES;
+    cs->total = 1000; /* more than one reply lists */
     for (uint32_t i = 0; i < TDM_IPC_MAX_COPIES; i++)
         cs->copies[i] = (struct ipc_copy_status){.name = {counter_names[i] + 1, 3},
                                                  .state = TDM_IPC_COPY_SEEDING,
@@ -344,7 +346,7 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
     case TDM_IPC_COPY_STATUS_REPLY: {
         const struct ipc_copy_status_reply *x = &a->u.copy_status_reply,
                                            *y = &b->u.copy_status_reply;
-        if (x->n_copies != y->n_copies)
+        if (x->n_copies != y->n_copies || x->total != y->total)
             return false;
         for (uint32_t i = 0; i < x->n_copies; i++) {
             const struct ipc_copy_status *p = &x->copies[i], *q = &y->copies[i];
@@ -1235,18 +1237,42 @@ p_copy_status_unsorted(struct raw *p)
     raw_tagged(p, TDM_IPC_F_LIST, 2, 4);
     copy_entry(p, "b", TDM_IPC_COPY_HEALTHY, 1);
     copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 1);
+    raw_tagged(p, TDM_IPC_F_U32, 2, 4); /* total */
 }
 static void
 p_copy_status_state_9(struct raw *p)
 {
     raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
     copy_entry(p, "a", 9, 1);
+    raw_tagged(p, TDM_IPC_F_U32, 1, 4); /* total */
 }
 static void
 p_copy_status_role_3(struct raw *p)
 {
     raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
     copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 3);
+    raw_tagged(p, TDM_IPC_F_U32, 1, 4); /* total */
+}
+static void
+p_copy_status_total_1(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 2, 4);
+    copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 1);
+    copy_entry(p, "b", TDM_IPC_COPY_HEALTHY, 1);
+    raw_tagged(p, TDM_IPC_F_U32, 1, 4);
+}
+static void
+p_copy_status_total_not_full(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 1);
+    raw_tagged(p, TDM_IPC_F_U32, 2, 4);
+}
+static void
+p_copy_status_no_total(struct raw *p)
+{
+    raw_tagged(p, TDM_IPC_F_LIST, 1, 4);
+    copy_entry(p, "a", TDM_IPC_COPY_HEALTHY, 1);
 }
 static void
 p_copy_status_65(struct raw *p)
@@ -1409,6 +1435,12 @@ test_payload_errors(void **state)
          "COPY_STATUS_REPLY.copies.state: unknown state"},
         {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_role_3,
          "COPY_STATUS_REPLY.copies.role: not 1 or 2"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_total_1,
+         "COPY_STATUS_REPLY.total: fewer than the copies listed"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_total_not_full,
+         "COPY_STATUS_REPLY.total: more than listed, but the list is not full"},
+        {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_no_total,
+         "COPY_STATUS_REPLY.total: missing (the payload ends before it)"},
         {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_65,
          "COPY_STATUS_REPLY.copies: more elements than allowed"},
         {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_short,
