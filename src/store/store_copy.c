@@ -8,14 +8,21 @@
  * active's bytes from offset 0 to the end of what was received. Every generation below the top
  * is closed (its END received). No spares, no recycled files.
  *
- * Crash safety: a range is written without a sync, except that beginning a generation first
- * makes the one before it durable (its END, and its directory entry): so only the top
- * generation can ever hold unsynced bytes, and every generation below it is closed and
- * durable, whatever the file system writes back on its own. store_copy_sync() makes the top
- * one durable (and the directory) and only then moves the durable position that replay (and
- * the source, through the copy agent) rely on. After a crash, store_copy_open() finds a prefix
- * of what was received: a top file whose header block or BEGIN never became durable is
- * removed, and the torn tail of the top generation is zeroed from its last valid frame.
+ * Crash safety: a range is written without a sync, and every *named* generation below the top
+ * named one is closed and durable, whatever the file system writes back on its own. A
+ * generation begun while the one before is not durable yet (it holds unsynced bytes, or a
+ * sync job runs) is created under a temporary name (<generation>.log.tmp: no generation's
+ * name, so nothing that lists generations sees it) and written there; the sync that makes it
+ * durable fdatasyncs every file written since the last sync, oldest first, then renames the
+ * temporary ones into place in order, then syncs the directory, and only then moves the
+ * durable position that replay (and the source, through the copy agent) rely on. So one sync
+ * covers several generations, and the copy never waits for the disk to begin one. A crash
+ * leaves the renames as a prefix in order (a journaling file system commits directory
+ * changes in order; the crash tests' model, tests/crash/fault_io.h), so the named generations
+ * stay contiguous. After a crash, store_copy_open() removes the temporary files and finds a
+ * prefix of what was received: a named top file whose header block or BEGIN never became
+ * durable is removed, and the torn tail of the top generation is zeroed from its last valid
+ * frame.
  *
  * The LMDB side is a struct store that is never mounted: no threads, only its environment,
  * metadata, mail tables and handler, so that replay (store__replay_record()) and checkpoints
@@ -29,6 +36,7 @@
 #include "lib/err.h"
 #include "lib/event.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -70,8 +78,13 @@ struct store_copy {
     const struct io_ops *io;
     uint64_t first_gen; /* expected first while the copy holds no generation */
     struct copy_cur cur;
-    bool cur_dirty; /* cur.fd written since the last sync */
-    bool dir_dirty; /* a file created or removed since the last sync */
+    /* The generations written since the last sync started are [dirty_from, cur.gen] (0: none);
+     * those above named_top are under their temporary name until a sync renames them. A sync
+     * job started sets named_top to cur.gen: it renames them before it ends, and nothing reads
+     * a generation by its name before the durable position reaches it. */
+    uint64_t dirty_from;
+    uint64_t named_top;
+    bool dir_dirty;    /* a file created or removed since the last sync */
     bool sync_running; /* a store_copy_sync_start() job not ended yet */
 
     uint64_t lowest;            /* lowest generation held (0: none) */
@@ -355,6 +368,65 @@ recover_top(struct store_copy *c, uint64_t *gens, size_t *n_r, const char **erro
     return 0;
 }
 
+/* A generation's temporary name, until the sync that makes the one before it durable. */
+#define COPY_TMP_SUFFIX ".tmp"
+
+static void
+tmp_path(char *buf, size_t size, const char *log_dir, uint64_t gen)
+{
+    snprintf(buf, size, "%s/%016" PRIx64 ".log" COPY_TMP_SUFFIX, log_dir, gen);
+}
+
+/* The path of generation g as it is now: temporary above named_top. */
+static void
+cur_path(const struct store_copy *c, char *buf, size_t size, uint64_t g)
+{
+    if (g > c->named_top)
+        tmp_path(buf, size, c->db->log_dir, g);
+    else
+        store__gen_path(buf, size, c->db->log_dir, g);
+}
+
+/* Removes the temporary generation files a crash left: never durably renamed, so never
+ * acknowledged (a sync renames before the durable position moves); shipped again. */
+static int
+remove_temporaries(struct store_copy *c, const char **error_r)
+{
+    DIR *d = opendir(c->db->log_dir);
+    if (!d) {
+        *error_r = store__errorf("cannot list %s: %s", c->db->log_dir, strerror(errno));
+        return -errno;
+    }
+    char path[4096];
+    bool removed = false;
+    int ret = 0;
+    struct dirent *de;
+    const size_t gen_len = 20; /* <16 hex digits>.log */
+    while (ret == 0 && (de = readdir(d)) != NULL) {
+        char name[32];
+        uint64_t g;
+        if (strlen(de->d_name) != gen_len + strlen(COPY_TMP_SUFFIX) ||
+            strcmp(de->d_name + gen_len, COPY_TMP_SUFFIX) != 0)
+            continue;
+        memcpy(name, de->d_name, gen_len);
+        name[gen_len] = '\0';
+        if (store__gen_parse_name(name, &g) < 0)
+            continue;
+        tmp_path(path, sizeof(path), c->db->log_dir, g);
+        ret = c->io->unlink(c->io, path);
+        if (ret < 0)
+            *error_r = store__errorf("cannot remove %s: %s", path, strerror(-ret));
+        removed = true;
+    }
+    closedir(d);
+    if (ret == 0 && removed) {
+        ret = c->io->sync_dir(c->io, c->db->log_dir);
+        if (ret < 0)
+            *error_r = store__errorf("cannot sync %s: %s", c->db->log_dir, strerror(-ret));
+    }
+    return ret;
+}
+
 /* Checks every generation held and makes the top one current. */
 static int
 recover_log(struct store_copy *c, const char **error_r)
@@ -362,7 +434,10 @@ recover_log(struct store_copy *c, const char **error_r)
     char path[4096];
     uint64_t *gens = NULL;
     size_t n = 0;
-    int ret = store__gen_list(c->db->log_dir, &gens, &n);
+    int ret = remove_temporaries(c, error_r);
+    if (ret < 0)
+        return ret;
+    ret = store__gen_list(c->db->log_dir, &gens, &n);
     if (ret < 0) {
         *error_r = store__errorf("cannot list %s: %s", c->db->log_dir, strerror(-ret));
         return ret;
@@ -462,6 +537,7 @@ recover_log(struct store_copy *c, const char **error_r)
         .end_checksum = sc.end_rec.gen_checksum,
         .closed = sc.end == GEN_SCAN_END_RECORD,
     };
+    c->named_top = c->cur.gen;
     c->cur.fd = c->io->open(c->io, path, O_RDWR, 0);
     if (c->cur.fd < 0) {
         ret = c->cur.fd;
@@ -776,30 +852,15 @@ inspect_frames(const uint8_t *b, size_t len, size_t pos, struct copy_cur *g, con
     return 0;
 }
 
-/* Makes the current generation's file and the directory durable. */
+/* Creates generation g's file, zero-filled to its size, under its temporary name or its own. */
 static int
-sync_current(struct store_copy *c)
-{
-    int ret = 0;
-    if (c->cur_dirty) {
-        ret = c->io->fdatasync(c->io, c->cur.fd);
-        if (ret == 0)
-            c->cur_dirty = false;
-    }
-    if (ret == 0 && c->dir_dirty) {
-        ret = c->io->sync_dir(c->io, c->db->log_dir);
-        if (ret == 0)
-            c->dir_dirty = false;
-    }
-    return ret;
-}
-
-/* Creates generation g's file, zero-filled to its size. */
-static int
-create_file(struct store_copy *c, const struct copy_cur *g, int *fd_r)
+create_file(struct store_copy *c, const struct copy_cur *g, bool temporary, int *fd_r)
 {
     char path[4096];
-    store__gen_path(path, sizeof(path), c->db->log_dir, g->gen);
+    if (temporary)
+        tmp_path(path, sizeof(path), c->db->log_dir, g->gen);
+    else
+        store__gen_path(path, sizeof(path), c->db->log_dir, g->gen);
     int fd = c->io->open(c->io, path, O_RDWR | O_CREAT | O_TRUNC, 0640);
     if (fd < 0)
         return fd;
@@ -833,8 +894,8 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
     }
     if (len == 0)
         return 0;
-    if (offset == 0 && c->sync_running) {
-        *error_r = "a sync of the current generation is running: begin the next one after it";
+    if (!store_copy_receive_ready(c, offset)) {
+        *error_r = "too many generations wait for a sync: begin the next one after it";
         return -EBUSY;
     }
     struct copy_cur g;
@@ -854,15 +915,10 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
 
     /* Inspected: write it. */
     if (offset == 0) {
-        /* The generation before first: see the top of the file. */
-        if (c->cur.fd >= 0) {
-            ret = sync_current(c);
-            if (ret < 0)
-                return copy_fail(c, ret, store__errorf("syncing generation %" PRIu64, c->cur.gen));
-            c->io->close(c->io, c->cur.fd);
-            c->cur.fd = -1;
-        }
-        ret = create_file(c, &g, &g.fd);
+        /* Under its own name only when every generation before it is durable (see the top of
+         * the file): the first one, or after a sync with nothing written since. */
+        bool temporary = c->cur.gen != 0 && (c->sync_running || c->dirty_from || c->dir_dirty);
+        ret = create_file(c, &g, temporary, &g.fd);
         if (ret < 0)
             return copy_fail(c, ret, store__errorf("creating generation %" PRIu64, gen));
         ret = io_pwrite_all(c->io, g.fd, bytes, len, 0);
@@ -876,6 +932,11 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
             c->io->close(c->io, g.fd);
             return copy_fail(c, ret, "recording a generation");
         }
+        /* The one before needs no descriptor: a sync opens what it syncs by name. */
+        if (c->cur.fd >= 0)
+            c->io->close(c->io, c->cur.fd);
+        if (!temporary)
+            c->named_top = gen;
         c->dir_dirty = true;
     } else {
         ret = io_pwrite_all(c->io, c->cur.fd, bytes, len, (off_t)offset);
@@ -883,7 +944,8 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
             return copy_fail(c, ret, store__errorf("writing generation %" PRIu64, gen));
     }
     c->cur = g;
-    c->cur_dirty = true;
+    if (!c->dirty_from)
+        c->dirty_from = gen;
     struct copy_gen_info *info = &c->gens[gen - c->lowest];
     info->last_lsn = g.last_lsn;
     info->end = g.off;
@@ -898,15 +960,16 @@ store_copy_receive(struct store_copy *c, uint64_t gen, uint64_t offset, const ui
 int
 store_copy_sync(struct store_copy *c, struct store_copy_position *durable_r)
 {
-    if (c->failed)
-        return TDM_EFAILED;
-    if (c->sync_running)
-        return -EBUSY;
-    int ret = sync_current(c);
-    if (ret < 0)
+    struct store_copy_sync_job job;
+    int ret = store_copy_sync_start(c, &job);
+    if (ret == -ENOMEM)
         return copy_fail(c, ret, "syncing received log");
-    position_get(c, &c->durable);
-    status_publish(c, NULL);
+    if (ret < 0)
+        return ret;
+    if (ret == 1) {
+        store_copy_sync_run(&job);
+        return store_copy_sync_end(c, &job, durable_r);
+    }
     if (durable_r)
         *durable_r = c->durable;
     return 0;
@@ -915,7 +978,7 @@ store_copy_sync(struct store_copy *c, struct store_copy_position *durable_r)
 bool
 store_copy_receive_ready(struct store_copy *c, uint64_t offset)
 {
-    return offset != 0 || c->cur.fd < 0 || !(c->sync_running || c->cur_dirty || c->dir_dirty);
+    return offset != 0 || c->cur.gen == 0 || c->cur.gen - c->named_top < STORE_COPY_MAX_UNNAMED;
 }
 
 int
@@ -925,27 +988,49 @@ store_copy_sync_start(struct store_copy *c, struct store_copy_sync_job *job)
         return TDM_EFAILED;
     if (c->sync_running)
         return -EBUSY;
-    if (!c->cur_dirty && !c->dir_dirty) {
+    if (!c->dirty_from && !c->dir_dirty) {
         position_get(c, &c->durable);
         status_publish(c, NULL);
         return 0;
     }
     *job = (struct store_copy_sync_job){.io = c->io};
-    if (c->cur_dirty) {
-        char path[4096];
-        store__gen_path(path, sizeof(path), c->db->log_dir, c->cur.gen);
-        job->file = strdup(path);
+    size_t n_files = c->dirty_from ? (size_t)(c->cur.gen - c->dirty_from + 1) : 0;
+    size_t n_renames = (size_t)(c->cur.gen - c->named_top);
+    char path[4096];
+    bool nomem = false;
+    if (n_files) {
+        job->files = calloc(n_files, sizeof(*job->files));
+        nomem = !job->files;
+        for (size_t i = 0; !nomem && i < n_files; i++, job->n_files++) {
+            cur_path(c, path, sizeof(path), c->dirty_from + i);
+            nomem = !(job->files[i] = strdup(path));
+        }
     }
-    if (c->dir_dirty)
-        job->dir = strdup(c->db->log_dir);
-    if ((c->cur_dirty && !job->file) || (c->dir_dirty && !job->dir)) {
+    if (!nomem && n_renames) {
+        job->renames = calloc(n_renames, sizeof(*job->renames));
+        nomem = !job->renames;
+        for (size_t i = 0; !nomem && i < n_renames; i++, job->n_renames++) {
+            uint64_t g = c->named_top + 1 + i;
+            tmp_path(path, sizeof(path), c->db->log_dir, g);
+            job->renames[i].from = strdup(path);
+            store__gen_path(path, sizeof(path), c->db->log_dir, g);
+            job->renames[i].to = strdup(path);
+            nomem = !job->renames[i].from || !job->renames[i].to;
+        }
+    }
+    if (!nomem && (c->dir_dirty || n_renames))
+        nomem = !(job->dir = strdup(c->db->log_dir));
+    if (nomem) {
         store_copy_sync_job_free(job);
         return -ENOMEM;
     }
     position_get(c, &job->pos);
-    /* The flags clear now: what is written after this point sets them again for the next
-     * job, and a failure of this one is sticky anyway. */
-    c->cur_dirty = c->dir_dirty = false;
+    /* The state moves now: what is written after this point is for the next job (which the
+     * receiving thread may begin in new temporary files while this one renames), and a
+     * failure of this one is sticky anyway. */
+    c->dirty_from = 0;
+    c->named_top = c->cur.gen;
+    c->dir_dirty = false;
     c->sync_running = true;
     return 1;
 }
@@ -954,13 +1039,17 @@ void
 store_copy_sync_run(struct store_copy_sync_job *job)
 {
     job->ret = 0;
-    if (job->file) {
+    /* Every file's data first, oldest first: a generation gets its name only once it and
+     * every one before it are durable. */
+    for (size_t i = 0; job->ret == 0 && i < job->n_files; i++) {
         /* Its own descriptor: fdatasync covers the file's data whichever one writes it. */
-        int fd = job->io->open(job->io, job->file, O_WRONLY, 0);
+        int fd = job->io->open(job->io, job->files[i], O_WRONLY, 0);
         job->ret = fd < 0 ? fd : job->io->fdatasync(job->io, fd);
         if (fd >= 0)
             job->io->close(job->io, fd);
     }
+    for (size_t i = 0; job->ret == 0 && i < job->n_renames; i++)
+        job->ret = job->io->rename(job->io, job->renames[i].from, job->renames[i].to);
     if (job->ret == 0 && job->dir)
         job->ret = job->io->sync_dir(job->io, job->dir);
 }
@@ -968,9 +1057,19 @@ store_copy_sync_run(struct store_copy_sync_job *job)
 void
 store_copy_sync_job_free(struct store_copy_sync_job *job)
 {
-    free(job->file);
+    for (size_t i = 0; i < job->n_files; i++)
+        free(job->files[i]);
+    for (size_t i = 0; i < job->n_renames; i++) {
+        free(job->renames[i].from);
+        free(job->renames[i].to);
+    }
+    free(job->files);
+    free(job->renames);
     free(job->dir);
-    job->file = job->dir = NULL;
+    job->files = NULL;
+    job->renames = NULL;
+    job->dir = NULL;
+    job->n_files = job->n_renames = 0;
 }
 
 int
@@ -979,12 +1078,13 @@ store_copy_sync_end(struct store_copy *c, struct store_copy_sync_job *job,
 {
     c->sync_running = false;
     int ret = job->ret;
+    struct store_copy_position pos = job->pos;
     store_copy_sync_job_free(job);
     if (ret < 0)
         return copy_fail(c, ret, "syncing received log");
     if (c->failed)
         return TDM_EFAILED;
-    c->durable = job->pos; /* one job at a time: positions only grow */
+    c->durable = pos; /* one job at a time: positions only grow */
     status_publish(c, NULL);
     if (durable_r)
         *durable_r = c->durable;

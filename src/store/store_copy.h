@@ -85,12 +85,14 @@ int store_copy_close(struct store_copy **copy);
 void store_copy_get_position(struct store_copy *copy, struct store_copy_position *pos_r);
 
 /*
- * Inspects, then writes (without syncing) len bytes shipped for generation at offset; except
- * that beginning a generation first makes the one before it durable (one fdatasync per
- * generation), so that every generation below the top one is always closed and durable. They
- * must continue exactly at the position, or begin generation + 1 at offset 0 once the current
- * one is closed (or begin the copy's first generation). Whole frames only: offset 0 starts
- * with the TDM_LOG_HEADER_SIZE-byte header block, then BEGIN.
+ * Inspects, then writes (without syncing) len bytes shipped for generation at offset. A
+ * generation begun while the one before is not durable yet is written under a temporary name,
+ * which the next sync renames into place once it and every generation before it are durable
+ * (store_copy.c, top comment): so every named generation below the top one is closed and
+ * durable, and receiving never waits for the disk. They must continue exactly at the position,
+ * or begin generation + 1 at offset 0 once the current one is closed (or begin the copy's first
+ * generation). Whole frames only: offset 0 starts with the TDM_LOG_HEADER_SIZE-byte header
+ * block, then BEGIN.
  *
  * Inspection: header GUID = the copy's; BEGIN names this generation, its file size is sane,
  * its epoch is never lower than the previous generation's; LSNs continue without a gap across
@@ -98,7 +100,8 @@ void store_copy_get_position(struct store_copy *copy, struct store_copy_position
  * generation checksum; the chain (BEGIN's previous checksum = the previous END's checksum).
  *
  * Returns 0 (position advanced); TDM_EINVAL when not at the position, or for bytes after END;
- * -EBUSY for a range beginning a generation while a sync job runs (nothing changes);
+ * -EBUSY for a range beginning a generation while STORE_COPY_MAX_UNNAMED generations wait for
+ * a sync to name them (store_copy_receive_ready(); nothing changes);
  * TDM_ECORRUPT with *error_r naming generation, offset and the failed check (nothing from this
  * call is kept, the position is unchanged); -errno for an I/O error, which is sticky: the copy
  * is Failed and refuses everything after it (TDM_EFAILED).
@@ -106,36 +109,46 @@ void store_copy_get_position(struct store_copy *copy, struct store_copy_position
 int store_copy_receive(struct store_copy *copy, uint64_t generation, uint64_t offset,
                        const uint8_t *bytes, size_t len, const char **error_r);
 
-/* Makes everything received durable: fdatasync of the files written (and of the log directory
- * for new files). Returns 0 with *durable_r (may be NULL), -EBUSY while a sync job runs
- * (below), or -errno (sticky). */
+/* Makes everything received durable: fdatasync of the files written, the renames of temporary
+ * generation files, and a sync of the log directory for new or renamed files (the steps below,
+ * inline). Returns 0 with *durable_r (may be NULL), -EBUSY while a sync job runs, or -errno
+ * (sticky). */
 int store_copy_sync(struct store_copy *copy, struct store_copy_position *durable_r);
 
 /*
  * The same sync in three steps, so that the fdatasync runs on another thread while the copy's
  * thread goes on receiving into the same generation (the copy agent: receiving never waits for
  * the disk). store_copy_sync_start() notes what to sync (by path: the job does not depend on
- * the copy staying open) and the position it makes durable: everything received so far, no
- * more. store_copy_sync_run() syncs; any thread may call it, and it touches only the job, the
- * file and the directory. store_copy_sync_end() (the copy's thread again) moves the durable
+ * the copy staying open): every generation file written since the last start, the temporary
+ * ones to rename after, and the position it makes durable: everything received so far, no
+ * more. store_copy_sync_run() fdatasyncs the files oldest first, renames the temporary ones
+ * in order, then syncs the directory; any thread may call it, and it touches only the job, the
+ * files and the directory. store_copy_sync_end() (the copy's thread again) moves the durable
  * position to the job's and frees the job. Bytes received after the start are not counted
  * durable by this job even when its fdatasync happened to cover them: a durable position read
  * after the end (an ACK) never claims more than was synced.
  *
- * One job at a time. While it runs, store_copy_sync() and a range that begins a new
- * generation are refused with -EBUSY (nothing changes): beginning a generation needs the
- * current one durable first (see store_copy_receive()). Replay and truncation may run
- * meanwhile (they use the durable position and older files). A copy closed while its job runs
- * never sees the job again: free it with store_copy_sync_job_free() once it has run.
+ * One job at a time. While it runs, store_copy_sync() is refused with -EBUSY (nothing
+ * changes); ranges go on being received, a new generation under a temporary name, for the
+ * next job. Replay and truncation may run meanwhile (they use the durable position and older
+ * files). A copy closed while its job runs never sees the job again: free it with
+ * store_copy_sync_job_free() once it has run (the generations received after its start stay
+ * temporary, and the next store_copy_open() removes them).
  *
  * store_copy_sync_start() returns 1 (a job to run), 0 (nothing to sync: the durable position
  * is already the received one, *job unused), -EBUSY, -ENOMEM or -errno (sticky).
  * store_copy_sync_end() returns 0 with *durable_r (may be NULL), or the job's -errno (sticky).
  */
+struct store_copy_rename {
+    char *from, *to; /* owned: a temporary generation file and its name */
+};
 struct store_copy_sync_job {
     const struct io_ops *io;
-    char *file; /* owned: the generation file to fdatasync, or NULL */
-    char *dir;  /* owned: the directory to sync (a generation was created), or NULL */
+    char **files; /* owned: the generation files to fdatasync, oldest first */
+    size_t n_files;
+    struct store_copy_rename *renames; /* owned, in generation order */
+    size_t n_renames;
+    char *dir; /* owned: the directory to sync (a generation was created or renamed), or NULL */
     struct store_copy_position pos;
     int ret; /* store_copy_sync_run()'s result */
 };
@@ -145,11 +158,15 @@ int store_copy_sync_end(struct store_copy *copy, struct store_copy_sync_job *job
                         struct store_copy_position *durable_r);
 void store_copy_sync_job_free(struct store_copy_sync_job *job);
 
+/* How many generations may wait under a temporary name for a sync (bounds what one sync job
+ * covers, and what a crash can lose beyond the last ACK). */
+#define STORE_COPY_MAX_UNNAMED 8
+
 /*
  * Whether store_copy_receive() of a range at offset (0: beginning the next generation) would
- * neither wait for the disk nor be refused: false when it begins a generation while the
- * current one holds bytes not yet durable or a sync job runs. The caller then syncs (a job)
- * and offers the range again once it ended.
+ * not be refused: false when it begins a generation while STORE_COPY_MAX_UNNAMED generations
+ * already wait for a sync to name them. The caller then syncs (a job) and offers the range
+ * again once it ended.
  */
 bool store_copy_receive_ready(struct store_copy *copy, uint64_t offset);
 

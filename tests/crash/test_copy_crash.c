@@ -6,7 +6,9 @@
  *
  *   - the copy's position lies between the last durable position a sync returned and the
  *     position it had received (a prefix of what was received, never less than was synced);
- *   - every generation file holds exactly the active's bytes up to that position;
+ *   - every generation file holds exactly the active's bytes up to that position, and no
+ *     temporary generation file is left (generations begun while the one before was not
+ *     durable, renamed into place by the sync that makes them durable: store_copy.c);
  *   - the copy's database never applied a record beyond it;
  *   - shipping resumes from the position, and once everything is replayed the copy holds the
  *     active's mail (db verify's digest).
@@ -26,6 +28,7 @@
 
 #include "scratch.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -194,6 +197,16 @@ ship(struct store_copy *c, struct store_copy_position *synced_r,
         }
         uint64_t to = pick_boundary(buf, ext.durable_end, pos.offset);
         const char *err = NULL;
+        if (!store_copy_receive_ready(c, pos.offset)) {
+            /* STORE_COPY_MAX_UNNAMED generations wait under temporary names: name them. */
+            struct store_copy_position d;
+            if (store_copy_sync(c, &d) != 0) {
+                free(buf);
+                *crashed_r = true;
+                return;
+            }
+            *synced_r = d;
+        }
         int ret = store_copy_receive(c, pos.generation, pos.offset, buf + pos.offset,
                                      to - pos.offset, &err);
         free(buf);
@@ -207,7 +220,7 @@ ship(struct store_copy *c, struct store_copy_position *synced_r,
             return;
         }
         uint64_t r = rng() % 8;
-        if (r < 3) {
+        if (r < 2) {
             struct store_copy_position d;
             if (store_copy_sync(c, &d) != 0) {
                 *crashed_r = true;
@@ -233,20 +246,34 @@ ship(struct store_copy *c, struct store_copy_position *synced_r,
             }
             if (sret == 0)
                 continue;
-            store_copy_sync_run(&job);
-            store_copy_get_position(c, &pos);
-            buf = active_bytes(pos.generation, &ext);
-            if (buf && pos.offset != 0 && pos.offset < ext.durable_end) {
+            /* Sometimes the job runs after ranges that begin generations (under temporary
+             * names, which it must not rename) were received, sometimes before. */
+            bool run_first = rng() % 2;
+            if (run_first)
+                store_copy_sync_run(&job);
+            for (int k = 1 + (int)(rng() % 3); k > 0; k--) {
+                store_copy_get_position(c, &pos);
+                buf = active_bytes(pos.generation, &ext);
+                if (!buf || pos.offset >= ext.durable_end ||
+                    !store_copy_receive_ready(c, pos.offset)) {
+                    free(buf);
+                    break;
+                }
                 to = pick_boundary(buf, ext.durable_end, pos.offset);
                 ret = store_copy_receive(c, pos.generation, pos.offset, buf + pos.offset,
                                          to - pos.offset, &err);
-                if (ret == 0)
+                free(buf);
+                if (ret == 0) {
                     store_copy_get_position(c, received_r);
-                else if (!(ret < 0 && ret > TDM_E_BASE))
-                    fail("receive at %" PRIu64 ":%" PRIu64 ": %s", pos.generation, pos.offset,
-                         err);
+                } else {
+                    if (!(ret < 0 && ret > TDM_E_BASE))
+                        fail("receive at %" PRIu64 ":%" PRIu64 ": %s", pos.generation, pos.offset,
+                             err);
+                    break;
+                }
             }
-            free(buf);
+            if (!run_first)
+                store_copy_sync_run(&job);
             struct store_copy_position d;
             if (store_copy_sync_end(c, &job, &d) != 0) {
                 *crashed_r = true;
@@ -362,6 +389,18 @@ run(uint64_t seed, uint64_t crash_at, struct fault_io_stats *stats_r)
     if (st.received.offset && !same_bytes(st.received.generation, st.received.offset))
         fail("generation %" PRIu64 " up to %" PRIu64 " differs from the active's",
              st.received.generation, st.received.offset);
+    /* Temporary generation files (begun before the one before was durable) never outlive
+     * recovery. */
+    char lp[400];
+    snprintf(lp, sizeof(lp), "%s/log", copy_dir);
+    DIR *d = opendir(lp);
+    for (struct dirent *de; d && (de = readdir(d)) != NULL;) {
+        size_t nl = strlen(de->d_name);
+        if (nl > 4 && strcmp(de->d_name + nl - 4, ".tmp") == 0)
+            fail("%s left after recovery", de->d_name);
+    }
+    if (d)
+        closedir(d);
 
     /* Resume: everything, then replay, then the same mail. */
     ship(c, &synced, &received, &crashed);

@@ -224,6 +224,8 @@ ship(struct store *active, struct store_copy *copy, struct ship_stats *stats)
         uint8_t *buf = read_generation(active, pos.generation, &ext);
         uint64_t to = pick_boundary(buf, ext.durable_end, pos.offset);
         const char *err = NULL;
+        if (!store_copy_receive_ready(copy, pos.offset))
+            assert_int_equal(store_copy_sync(copy, NULL), 0); /* names those waiting */
         int ret = store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
                                      to - pos.offset, &err);
         if (ret != 0)
@@ -539,11 +541,22 @@ test_copy_reopens_mid_generation(void **state)
     assert_same_mail(active_dir(), copy_dir("copy"));
 }
 
+/* Whether generation gen of the copy in dir is there under its name / its temporary name. */
+static bool
+gen_file_exists(const char *dir, uint64_t gen, bool temporary)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/log/%016llx.log%s", dir, (unsigned long long)gen,
+             temporary ? ".tmp" : "");
+    return access(p, F_OK) == 0;
+}
+
 /*
  * The sync in steps (store_copy_sync_start/run/end), as the copy agent runs it on another
  * thread while it receives: the durable position it reports is the one at the start, never
- * what arrived during the job; a range beginning a generation waits for it (-EBUSY, nothing
- * changed); and the copy's mail ends up the active's.
+ * what arrived during the job, even generations begun meanwhile (under temporary names, named
+ * by the next job); a range beginning a generation once STORE_COPY_MAX_UNNAMED wait for a sync
+ * is refused (-EBUSY, nothing changed); and the copy's mail ends up the active's.
  */
 static void
 test_sync_job_reports_only_what_it_synced(void **state)
@@ -554,8 +567,8 @@ test_sync_job_reports_only_what_it_synced(void **state)
     struct store *active = active_open(&o, true);
     struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
     rng_state = 0x5eed0009;
-    mail_work(active, 0, 40); /* several 64 KiB generations */
-    int jobs = 0, refused = 0, overtaken = 0;
+    mail_work(active, 0, 160); /* more 64 KiB generations than STORE_COPY_MAX_UNNAMED */
+    int jobs = 0, refused = 0, overtaken = 0, begun_during = 0;
     for (;;) {
         struct store_copy_position pos;
         store_copy_get_position(copy, &pos);
@@ -567,24 +580,29 @@ test_sync_job_reports_only_what_it_synced(void **state)
         uint64_t to = pick_boundary(buf, ext.durable_end, pos.offset);
         const char *err = NULL;
         if (!store_copy_receive_ready(copy, pos.offset)) {
-            /* Beginning a generation while the one before holds unsynced bytes: sync first. */
-            struct store_copy_sync_job job;
-            assert_int_equal(store_copy_sync_start(copy, &job), 1);
-            assert_false(store_copy_receive_ready(copy, pos.offset));
+            /* STORE_COPY_MAX_UNNAMED generations wait for a sync: refused until one ran. */
+            assert_int_equal(pos.offset, 0);
+            assert_true(gen_file_exists(copy_dir("copy"), pos.generation - 1, true));
             assert_int_equal(store_copy_receive(copy, pos.generation, 0, buf, to, &err), -EBUSY);
             refused++;
             struct store_copy_position still;
             store_copy_get_position(copy, &still);
             assert_memory_equal(&still, &pos, sizeof(pos));
+            struct store_copy_sync_job job;
+            assert_int_equal(store_copy_sync_start(copy, &job), 1);
             store_copy_sync_run(&job);
             assert_int_equal(store_copy_sync_end(copy, &job, NULL), 0);
             assert_true(store_copy_receive_ready(copy, pos.offset));
+            /* Every generation received is named now, and durable. */
+            assert_true(gen_file_exists(copy_dir("copy"), pos.generation - 1, false));
+            assert_false(gen_file_exists(copy_dir("copy"), pos.generation - 1, true));
         }
         assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
                                             to - pos.offset, &err),
                          0);
         free(buf);
-        if (rng() % 2)
+        /* Until the first refusal, no sync: generations pile up under temporary names. */
+        if (refused == 0 || rng() % 2)
             continue;
         struct store_copy_sync_job job;
         struct store_copy_position at_start, durable;
@@ -592,20 +610,36 @@ test_sync_job_reports_only_what_it_synced(void **state)
         assert_int_equal(store_copy_sync_start(copy, &job), 1);
         assert_int_equal(store_copy_sync(copy, NULL), -EBUSY); /* one at a time */
         store_copy_sync_run(&job);
-        /* More arrives after the job synced, before it ends: not durable, not reported. */
-        store_copy_get_position(copy, &pos);
-        buf = read_generation(active, pos.generation, &ext);
-        if (pos.offset != 0 && pos.offset < ext.durable_end) {
+        /* More arrives after the job synced, before it ends: not durable, not reported. That
+         * may begin a generation (under a temporary name, which this job does not rename). */
+        for (int k = 0; k < 3; k++) {
+            store_copy_get_position(copy, &pos);
+            if (store_log_extent(active, pos.generation, &ext) != 0 ||
+                pos.offset >= ext.durable_end)
+                break;
+            buf = read_generation(active, pos.generation, &ext);
             to = pick_boundary(buf, ext.durable_end, pos.offset);
-            assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset,
-                                                buf + pos.offset, to - pos.offset, &err),
+            assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
+                                                to - pos.offset, &err),
                              0);
+            free(buf);
             overtaken++;
+            if (pos.offset == 0) {
+                begun_during++;
+                assert_true(gen_file_exists(copy_dir("copy"), pos.generation, true));
+                break;
+            }
         }
-        free(buf);
         assert_int_equal(store_copy_sync_end(copy, &job, &durable), 0);
         jobs++;
         assert_memory_equal(&durable, &at_start, sizeof(durable));
+        /* What the job covered is named; what began after its start is not yet. */
+        uint64_t covered = at_start.offset ? at_start.generation : at_start.generation - 1;
+        assert_true(gen_file_exists(copy_dir("copy"), covered, false));
+        assert_false(gen_file_exists(copy_dir("copy"), covered, true));
+        store_copy_get_position(copy, &pos);
+        if (pos.offset && pos.generation > covered)
+            assert_true(gen_file_exists(copy_dir("copy"), pos.generation, true));
         struct store_copy_status st;
         store_copy_get_status(copy, &st);
         assert_memory_equal(&st.durable, &at_start, sizeof(at_start));
@@ -613,7 +647,7 @@ test_sync_job_reports_only_what_it_synced(void **state)
         store_copy_get_status(copy, &st);
         assert_true(st.replayed_lsn <= at_start.lsn); /* replay stops at the durable LSN */
     }
-    assert_true(jobs > 0 && refused > 0 && overtaken > 0);
+    assert_true(jobs > 0 && refused > 0 && overtaken > 0 && begun_during > 0);
     /* Nothing unsynced: nothing to run, the durable position is the received one. */
     struct store_copy_sync_job job;
     if (store_copy_sync_start(copy, &job) == 1) {
@@ -621,6 +655,67 @@ test_sync_job_reports_only_what_it_synced(void **state)
         assert_int_equal(store_copy_sync_end(copy, &job, NULL), 0);
     }
     assert_int_equal(store_copy_sync_start(copy, &job), 0);
+    assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
+    assert_int_equal(store_copy_close(&copy), 0);
+    assert_int_equal(store_close(&active), 0);
+    assert_same_mail(active_dir(), copy_dir("copy"));
+}
+
+/*
+ * A copy that stops with generations still under temporary names (received while the one
+ * before was not durable, never synced: a crash, or a close while a sync job ran) reopens
+ * without them, at the end of its last named generation, and ships them again.
+ */
+static void
+test_temporary_generations_are_removed_at_open(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    mail_work(active, 0, 60);
+    /* Whole generations, no sync: the first is named (nothing before it), the rest wait. */
+    uint64_t last = 0;
+    for (;;) {
+        struct store_copy_position pos;
+        store_copy_get_position(copy, &pos);
+        struct store_log_extent ext;
+        if (store_log_extent(active, pos.generation, &ext) != 0 || pos.offset == ext.durable_end ||
+            !store_copy_receive_ready(copy, pos.offset))
+            break;
+        uint8_t *buf = read_generation(active, pos.generation, &ext);
+        const char *err = NULL;
+        assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
+                                            ext.durable_end - pos.offset, &err),
+                         0);
+        free(buf);
+        last = pos.generation;
+    }
+    assert_true(last >= 3);
+    assert_true(gen_file_exists(copy_dir("copy"), 1, false));
+    for (uint64_t g = 2; g <= last; g++) {
+        assert_true(gen_file_exists(copy_dir("copy"), g, true));
+        assert_false(gen_file_exists(copy_dir("copy"), g, false));
+    }
+    /* Closed while a sync job (never run here) holds them: they stay temporary. */
+    struct store_copy_sync_job job;
+    assert_int_equal(store_copy_sync_start(copy, &job), 1);
+    assert_int_equal(store_copy_close(&copy), -EBUSY);
+    store_copy_sync_job_free(&job);
+
+    copy = copy_open(copy_dir("copy"));
+    for (uint64_t g = 2; g <= last; g++) {
+        assert_false(gen_file_exists(copy_dir("copy"), g, true));
+        assert_false(gen_file_exists(copy_dir("copy"), g, false));
+    }
+    struct store_copy_position pos;
+    store_copy_get_position(copy, &pos);
+    assert_int_equal(pos.generation, 2);
+    assert_int_equal(pos.offset, 0);
+    rng_state = 0x5eed0010;
+    struct ship_stats stats = {0};
+    ship(active, copy, &stats);
     assert_int_equal(store_copy_replay(copy, NULL, NULL), 0);
     assert_int_equal(store_copy_close(&copy), 0);
     assert_int_equal(store_close(&active), 0);
@@ -1329,6 +1424,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ship_from_generation_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_reopens_mid_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_job_reports_only_what_it_synced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_temporary_generations_are_removed_at_open, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_activation_continues_with_min_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_truncate_and_standby_limits, setup, teardown),
