@@ -70,7 +70,7 @@ int store_copy_create_from_snapshot(const char *dir, const char *snapshot_path,
  * Opens a copy, recovering it: every closed generation must be intact (never touched; damage
  * is TDM_ECORRUPT), a torn tail of the last generation is cut at its last valid frame, and a
  * last generation whose header block or BEGIN never became durable is removed (it is shipped
- * again). A directory last mounted as active is accepted (its spare files above the current
+ * again), as are generation files still under their temporary name (store_copy_receive()). A directory last mounted as active is accepted (its spare files above the current
  * generation are removed). opt supplies io, map_size and the record handler (required for a
  * kind other than mail, as for store_open()); NULL = defaults. Returns 0 with *copy_r, or
  * TDM_EFOREIGN / TDM_ECORRUPT / TDM_EGAP / TDM_EINVAL / -errno with *error_r.
