@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from lab import WAIT, Server, wait_for
+from lab import WAIT, Server, free_port, wait_for
 from test_replication import (DB, active_lsn, caught_up, copy_status, deliver, pair,  # noqa: F401
                               rcpt_ok, wait_status)
 
@@ -247,5 +247,84 @@ def test_activate_without_force_refused_when_records_are_missing(pair, tandemctl
     r = activate(tandemctl, b)
     assert r.returncode == 8 and "records behind" in r.stderr, (r.returncode, r.stderr)
     assert (b.datadir / "db" / DB / "copy.conf").exists()
+    b.stop(bp)
+    a.stop(ap)
+
+
+def test_old_active_rejoining_after_a_lossy_activation_is_failed_diverged(pair, tandemctl,
+                                                                          tmp_path):
+    """A lossy failover (docs/replication.md, "Divergence"): A's last record never reached B
+    (file mode), A is killed and B activated with --force in a new epoch, in which it writes a
+    record of that LSN. A, back as a copy of B (its copy.conf written as the cluster agent
+    does at a rejoin), holds a record B never had: B's source answers diverged and A's copy
+    is Failed, naming A's last LSN and epoch and the need for a reseed, and is not retried; B
+    goes on serving."""
+    a, ap, b, bp = pair
+    key = "key-of-a-0123456789abcdef0123456789"
+    ok = lambda r: r.status in (200, 201)
+    assert ok(a.api("PUT", "/v1/objects/server/a", {"attrs": {"site": "dc1"}}))
+    assert ok(a.api("PUT", "/v1/objects/server/a/password", {"password": key}))
+    assert ok(a.api("POST", "/v1/objects/group/servers/members/add", {"member": "server:a"}))
+    (a.datadir / "server.key").write_text(key + "\n")
+    deliver(a, "alice@example.test", "shipped in block mode")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    assert ok(a.api("PUT", f"/v1/objects/database/{DB}", {"attrs": {"replication": "file"}}))
+    a.stop(ap)
+    ap = a.start()
+    a.started(ap)
+    a.wait_api()
+    wait_for(lambda: copy_status(tandemctl, b)["mode"] == "file", "B shipping in file mode")
+    wait_for(lambda: rcpt_ok(a, "alice@example.test"), "alice known on A")
+    deliver(a, "alice@example.test", "never shipped")
+    lsn = active_lsn(a)
+    wait_for(lambda: copy_status(tandemctl, b)["source_lsn"] == lsn, "A's POSITION with it")
+    a.kill_all()
+    old_epoch = epoch(tandemctl, a)
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "Disconnected", "B loses A")
+    r = activate(tandemctl, b, "--force")
+    assert r.returncode == 0, r.stderr
+    assert epoch(tandemctl, b) == old_epoch + 1
+
+    # A comes back as a copy of B (B's directory is on A), pointed at B's replication port
+    # before B listens there: B first takes mail in its epoch, then serves replication.
+    b.stop(bp)
+    replication = free_port(b.addr)
+    b.ports["lmtp"] = free_port(b.addr)
+    b.write_conf(server="b", level="info")
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    conf = tmp_path / "conf"
+    r = tandemctl("copy", "create", conf, "--role", "passive",
+                  "--source", f"public={b.addr}:{replication}")
+    assert r.returncode == 0, r.stderr
+    shutil.copy(conf / "copy.conf", a.datadir / "db" / DB / "copy.conf")
+    ap = a.start()
+    a.started(ap)
+    wait_status(a)
+    wait_for(lambda: rcpt_ok(b, "alice@example.test"), "alice known on B")
+    deliver(b, "alice@example.test", "after activation")  # B's record at A's lost LSN
+    assert copy_status(tandemctl, a)["state"] != "Failed"
+    b.stop(bp)
+    b.ports["replication"] = replication
+    b.write_conf(server="b", level="info")
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    c = wait_for(lambda: (lambda c: c if c["state"] == "Failed" else None)(
+        copy_status(tandemctl, a)), "A's copy Failed")
+    assert c["message"].startswith(
+        f"diverged from the active at LSN {lsn} (epoch {old_epoch}): needs a reseed ("), c
+    (ev,) = [e for e in a.event_lines() if e["id"] == 4005]
+    assert ev["message"].endswith(c["message"]), ev
+    # B's LSN there is of its own epoch: the histories differ from that record on.
+    assert f"LSN {lsn}, is of epoch {old_epoch}, the active's record at that LSN of epoch " \
+        f"{old_epoch + 1}" in c["message"], c
+    refused = b.wait_event(lambda e: e["id"] == 4051, "B refused A's copy (4051)")
+    assert "diverged" in refused["message"], refused
+    # Failed for good: A does not ask again, and B still takes mail.
+    deliver(b, "alice@example.test", "after the rejoin")
+    assert copy_status(tandemctl, a)["state"] == "Failed"
+    assert len([e for e in b.event_lines() if e["id"] == 4051]) == 1
     b.stop(bp)
     a.stop(ap)
