@@ -125,7 +125,10 @@ promote(const char *db, const char *name, size_t len, const char *kind, const ch
     /* The copy's entry (and the strings borrowed from it) goes now. */
     tandemd__core_copy_forget(name, len);
     tandemd__core_db_add(db, kind_copy, store);
-    tandemd__core_repl_source_add(db, store);
+    /* As a mount: a database this core kept dismounted before it became a copy (a CMS's
+     * at a node's start) is still known to the source, answering not-active; an add
+     * alone failed (already exists) and left the new active refusing every copy. */
+    tandemd__core_repl_source_mount(db, store);
     event_emit(TDM_EV_REPL_COPY_ACTIVATED, db,
                "%s activated%s and mounted in epoch %" PRIu64 "; lost against the source's last "
                "report: %" PRIu64 " generations, %" PRIu64 " bytes, %" PRIu64 " records",
