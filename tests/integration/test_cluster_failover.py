@@ -203,3 +203,6 @@ def test_kill_under_load_block_mode(lab):
     assert f["from"] == act.name and f["to"] == pas.name
     # Everything the new active answered is there.
     assert [s for at, s in answered if at > killed and s not in got] == []
+    # The active stopped with SIGTERM exits cleanly (no leak): the agent, the witness session
+    # and the heartbeats end with the core.
+    pas.stop(lab.procs.pop(pas.name))
