@@ -96,7 +96,8 @@
  *                   "Copies"), in name order. copies: LIST of <= TDM_IPC_MAX_COPIES elements
  *                   {name: STR, 1..TDM_IPC_NAME_MAX, unique, ascending byte order; state: U16
  *                   (enum tdm_ipc_copy_state); role: U16 (1 passive, 2 standby); mode: U16 (0
- *                   unknown, 1 file, 2 block, 3 sync); message: STR, 0..TDM_IPC_REASON_MAX;
+ *                   unknown, 1 file, 2 block, 3 sync); compression: U16 (0 none, 1 zstd);
+ *                   message: STR, 0..TDM_IPC_REASON_MAX;
  *                   network: STR, 0..TDM_IPC_NETWORK_MAX; endpoint: STR, 0..TDM_IPC_NETWORK_MAX;
  *                   inspection_failures: U32; then the TDM_IPC_COPY_N_FIGURES U64 figures in
  *                   the order of struct ipc_copy_status (src/lib/ipc.h)}; total: U32, the copies
@@ -163,7 +164,7 @@
 #define TDM_IPC_KIND_MAX 32u          /* bytes in a database kind (STORE_KIND_MAX) */
 #define TDM_IPC_MAX_COPIES 64u        /* COPY_STATUS_REPLY entries: copies held by one server */
 #define TDM_IPC_NETWORK_MAX 63u       /* a network name, or an endpoint "[v6]:port" */
-#define TDM_IPC_COPY_N_FIGURES 19u    /* U64 figures per copy in COPY_STATUS_REPLY */
+#define TDM_IPC_COPY_N_FIGURES 21u    /* U64 figures per copy in COPY_STATUS_REPLY */
 #define TDM_IPC_MAX_CMS 16u           /* CMS_STATUS_REPLY entries (TDM_CONFIG_MAX_CMS fits) */
 #define TDM_IPC_CLUSTER_JSON_MAX (256u * 1024u) /* CLUSTER_STATUS_REPLY.json */
 #define TDM_IPC_PROTO_MAX 16u         /* CMS_LISTEN.proto: below it (enum tdm_proto in config.h) */

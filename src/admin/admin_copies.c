@@ -44,8 +44,9 @@ copy_json(const struct ipc_copy_status *c)
 {
     const char *state = ipc_copy_state_name(c->state);
     json_t *o =
-        json_pack("{s:o,s:s,s:s,s:s,s:o,s:o,s:o,s:i}", "database", str_json(c->name), "state",
+        json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:i}", "database", str_json(c->name), "state",
                   state ? state : "unknown", "role", role_name(c->role), "mode", mode_name(c->mode),
+                  "compression", c->compression ? "zstd" : "none",
                   "message", str_json(c->message), "network", str_json(c->network), "endpoint",
                   str_json(c->endpoint), "inspection_failures", (int)c->inspection_failures);
     static const struct {
@@ -62,7 +63,8 @@ copy_json(const struct ipc_copy_status *c)
         F(last_replayed_us),     F(copy_queue_generations),
         F(copy_queue_bytes),     F(replay_queue_generations),
         F(replay_queue_records), F(bytes_received),
-        F(bytes_per_second),
+        F(bytes_per_second),     F(wire_bytes),
+        F(wire_log_bytes),
 #undef F
     };
     for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {

@@ -656,6 +656,8 @@ static const struct copy_figure copy_figures[] = {
     COPY_FIGURE(replay_queue_records),
     COPY_FIGURE(bytes_received),
     COPY_FIGURE(bytes_per_second),
+    COPY_FIGURE(wire_bytes),
+    COPY_FIGURE(wire_log_bytes),
 };
 _Static_assert(sizeof(copy_figures) / sizeof(copy_figures[0]) == TDM_IPC_COPY_N_FIGURES,
                "every figure is in the table");
@@ -678,6 +680,7 @@ copy_status_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
         wire_wr_u16(w, c.state);
         wire_wr_u16(w, c.role);
         wire_wr_u16(w, c.mode);
+        wire_wr_u16(w, c.compression);
         wr_str(w, &c.message);
         wr_str(w, &c.network);
         wr_str(w, &c.endpoint);
@@ -701,6 +704,7 @@ copy_status_reply_decode(struct wire_rd *r, struct ipc_msg *m)
             !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.state"), &c->state) ||
             !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.role"), &c->role) ||
             !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.mode"), &c->mode) ||
+            !wire_rd_u16(r, FIELD("COPY_STATUS_REPLY.copies.compression"), &c->compression) ||
             !rd_str(r, FIELD("COPY_STATUS_REPLY.copies.message"), &c->message) ||
             !rd_str(r, FIELD("COPY_STATUS_REPLY.copies.network"), &c->network) ||
             !rd_str(r, FIELD("COPY_STATUS_REPLY.copies.endpoint"), &c->endpoint) ||
@@ -741,6 +745,8 @@ copy_status_reply_check(const struct ipc_msg *m, const char **error_r)
             return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.copies.role: not 1 or 2");
         if (c->mode > 3)
             return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.copies.mode: above 3");
+        if (c->compression > 1)
+            return fail(error_r, TDM_EINVAL, "COPY_STATUS_REPLY.copies.compression: not 0 or 1");
         if (i > 0 && str_cmp(&s->copies[i - 1].name, &c->name) >= 0)
             return fail(error_r, TDM_EINVAL,
                         "COPY_STATUS_REPLY.copies.name: not in ascending order, or a duplicate");

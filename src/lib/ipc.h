@@ -143,6 +143,7 @@ struct ipc_copy_status {
     uint16_t state; /* enum tdm_ipc_copy_state */
     uint16_t role;  /* 1 passive, 2 standby */
     uint16_t mode;  /* 0 unknown, 1 file, 2 block, 3 sync */
+    uint16_t compression; /* 0 none, 1 zstd: what the session asked for */
     struct ipc_str message;
     struct ipc_str network;
     struct ipc_str endpoint;
@@ -155,6 +156,7 @@ struct ipc_copy_status {
     uint64_t copy_queue_generations, copy_queue_bytes;
     uint64_t replay_queue_generations, replay_queue_records;
     uint64_t bytes_received, bytes_per_second;
+    uint64_t wire_bytes, wire_log_bytes;
 };
 
 struct ipc_copy_status_reply {

@@ -79,6 +79,7 @@ struct repl_copy_status {
     char network[TDM_CONFIG_NAME_MAX + 1]; /* in use; "" when not connected */
     char endpoint[64];                     /* in use, "addr:port"; "" when not connected */
     uint16_t mode;                         /* REPL_MODE_* the active ships in; 0 unknown */
+    uint16_t compression; /* REPL_COMPRESSION_* this session asked for (copy.conf's, per network) */
     /* The active, from its last POSITION (0 before any). */
     uint64_t source_generation, source_durable_end, source_lsn, source_time_us;
     /* What the copy has: durable position, highest inspected (whole) generation, replay. */
@@ -92,7 +93,10 @@ struct repl_copy_status {
     uint64_t copy_queue_generations, copy_queue_bytes;
     uint64_t replay_queue_generations, replay_queue_records;
     uint64_t bytes_received;
-    uint64_t bytes_per_second;    /* over the last second */
+    uint64_t bytes_per_second; /* over the last second */
+    /* Every LOG_DATA since the agent started: bytes on the wire (compressed when compressed)
+     * and the log bytes they carried; their ratio is what compression saves. */
+    uint64_t wire_bytes, wire_log_bytes;
     uint32_t inspection_failures; /* in a row */
 };
 

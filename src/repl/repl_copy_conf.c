@@ -104,6 +104,7 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
     bool lag_given = false;
     struct repl_copy_source *src = NULL; /* the [source] section open, until its endpoint */
     unsigned src_line = 0;
+    bool seen_compression = false; /* in the [source] section open */
     char reason[CONFIG_REASON_MAX];
     for (size_t i = 0; i < p->count && ret == 0; i++) {
         const struct config_entry *e = &p->entries[i];
@@ -142,6 +143,7 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
                 break;
             src = &c.sources[c.n_sources++];
             memset(src, 0, sizeof(*src));
+            seen_compression = false;
             snprintf(src->network, sizeof(src->network), "%s", name);
             src_line = e->line;
             continue;
@@ -152,10 +154,28 @@ repl_copy_conf_parse(const char *buf, size_t len, const char *filename,
                 lag_given = true;
             continue;
         }
+        if (!strcmp(e->key, "compression")) {
+            static const char *const compressions[] = {"none", "zstd", NULL};
+            int idx;
+            if (seen_compression) {
+                ret = fail(error_r, TDM_EINVAL, filename, "%u: key \"compression\": given twice",
+                           e->line);
+                break;
+            }
+            seen_compression = true;
+            if (config_value_enum(e->value, compressions, &idx, reason) < 0) {
+                ret = fail(error_r, TDM_EINVAL, filename, "%u: key \"compression\": %s", e->line,
+                           reason);
+                break;
+            }
+            src->compression = idx == 1 ? REPL_COMPRESSION_ZSTD : REPL_COMPRESSION_NONE;
+            continue;
+        }
         if (strcmp(e->key, "endpoint") != 0) {
             ret = fail(error_r, TDM_EINVAL, filename,
-                       "%u: key \"%s\": unknown key in [source %s] (known: endpoint)", e->line,
-                       e->key, src->network);
+                       "%u: key \"%s\": unknown key in [source %s] (known: endpoint, "
+                       "compression)",
+                       e->line, e->key, src->network);
             break;
         }
         if (src->endpoint.port != 0) {
@@ -260,6 +280,8 @@ repl_copy_conf_format(const struct repl_copy_conf *conf)
         fprintf(f, "\n[source %s]\nendpoint = %s%s%s:%u\n", conf->sources[i].network,
                 ep->address.family == AF_INET6 ? "[" : "", ep->address.text,
                 ep->address.family == AF_INET6 ? "]" : "", (unsigned)ep->port);
+        if (conf->sources[i].compression == REPL_COMPRESSION_ZSTD)
+            fputs("compression = zstd\n", f);
     }
     if (fclose(f) != 0) {
         free(text);

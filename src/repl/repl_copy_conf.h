@@ -19,6 +19,7 @@
  *   suspended = "disk swap"        # present while an operator has it suspended (the comment)
  *   [source replication]           # the active's [listen replication] on each network, in
  *   endpoint = 127.0.2.1:7433      # the order they are tried (at least 1, at most 16)
+ *   compression = zstd             # zstd | none (default): asked of the active in HELLO
  *   [source public]
  *   endpoint = 127.0.1.1:7433
  *
@@ -42,6 +43,7 @@
 struct repl_copy_source {
     char network[TDM_CONFIG_NAME_MAX + 1];
     struct tdm_config_endpoint endpoint;
+    uint16_t compression; /* enum repl_compression asked for in HELLO; default NONE */
 };
 
 struct repl_copy_conf {

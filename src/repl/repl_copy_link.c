@@ -267,12 +267,15 @@ link_connected(struct repl_copy *c, struct repl_copy_link *l)
         repl_copy__seed_request(c, l, &hello, l->hello_id);
     else
         repl_copy__hello(c, &hello, l->hello_id);
+    if (!l->seed) /* what copy.conf asks for on this network */
+        hello.u.hello.compression = c->conf.sources[l->net].compression;
     if (repl_copy__send(l, &hello) < 0) {
         repl_copy__reconnect(c);
         return;
     }
     snprintf(c->st.network, sizeof(c->st.network), "%s", c->conf.sources[l->net].network);
     endpoint_text(&c->conf.sources[l->net], c->st.endpoint, sizeof(c->st.endpoint));
+    c->st.compression = l->seed ? REPL_COMPRESSION_NONE : c->conf.sources[l->net].compression;
     if (l->seed) {
         repl_copy__set_state(c, REPL_COPY_SEEDING,
                              "asking the active for a snapshot on network %s (%s)", c->st.network,

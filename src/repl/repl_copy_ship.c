@@ -292,6 +292,8 @@ on_log_data(struct repl_copy *c, const struct repl_log_data *d)
         c->read_parked = true;
         return 1;
     }
+    c->st.wire_bytes += d->data_len;
+    c->st.wire_log_bytes += d->raw_length;
     const uint8_t *bytes = d->data;
     if (d->compression == REPL_COMPRESSION_ZSTD) {
         const char *why;

@@ -349,6 +349,7 @@ handle_hello(struct repl_src_peer *p, const struct repl_hello *h, uint32_t reque
     p->server = dup_span(h->server);
     p->database = dup_span(h->database);
     p->role = h->role;
+    p->wants_zstd = h->compression == REPL_COMPRESSION_ZSTD;
     p->hello.start_generation = h->start_generation;
     p->hello.start_offset = h->start_offset;
     p->hello.last_lsn = h->last_lsn;

@@ -42,6 +42,10 @@ typedef void repl_source_verify_done_cb(void *done_ctx, int status, const char *
 typedef void repl_source_verify_fn(void *ctx, const char *server, const char *key, size_t key_len,
                                    repl_source_verify_done_cb *done, void *done_ctx);
 
+/* The zstd level for a copy that asks for compression when the source has none set: one of
+ * zstd's fast levels, since compressing runs on the source's one helper thread for all copies. */
+#define REPL_SOURCE_DEFAULT_ZSTD_LEVEL 3
+
 struct repl_source_options {
     int fd;       /* listening socket, non-blocking; owned by the source from a successful
                    * repl_source_new() */
@@ -58,7 +62,8 @@ struct repl_source_options {
     uint32_t heartbeat_ms;    /* POSITION when idle; 0 = 1000 */
     uint32_t idle_timeout_ms; /* close a copy silent this long; 0 = 30000 */
     size_t high_water;        /* output bytes above which no chunk is read; 0 = 4 MiB */
-    int zstd_level;           /* 0 = never compress; else 1..9 (clamped) */
+    int zstd_level; /* 0 = only for copies that ask in HELLO (at REPL_SOURCE_DEFAULT_ZSTD_LEVEL);
+                     * else every copy, at 1..9 (clamped) */
     unsigned max_copies;      /* connections per database; 0 = 16 */
     /* How long the floor is held for a copy that went away, and how many generations behind
      * the current one any copy may hold it; past either, the copy is released (event 4053)

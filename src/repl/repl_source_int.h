@@ -100,6 +100,7 @@ struct repl_src_peer {
     uint64_t shipped_lsn, partial_lsn;
     int fd; /* of generation gen; -1 when not open */
     struct repl_zstd *zstd;
+    bool wants_zstd; /* its HELLO asked for compression (its copy.conf, per network) */
 
     uint64_t last_sent_us;    /* monotonic, for heartbeats */
     struct repl_src_pos told; /* the last POSITION sent */

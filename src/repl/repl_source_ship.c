@@ -302,8 +302,12 @@ repl__ship_pump(struct repl_src_peer *p)
                 return;
             }
         }
-        if (p->src->opt.zstd_level > 0 && p->zstd == NULL &&
-            repl_zstd_new(p->src->opt.zstd_level, &p->zstd) != 0)
+        /* Compressed for a copy that asked (a WAN link), or for every copy when the source
+         * was given a level; a copy that asked gets the default level otherwise. */
+        int level = p->src->opt.zstd_level > 0 ? p->src->opt.zstd_level
+                    : p->wants_zstd            ? REPL_SOURCE_DEFAULT_ZSTD_LEVEL
+                                               : 0;
+        if (level > 0 && p->zstd == NULL && repl_zstd_new(level, &p->zstd) != 0)
             log_fatal("repl source: out of memory");
         struct chunk_job *j = calloc(1, sizeof(*j));
         if (j == NULL)

@@ -108,6 +108,8 @@ copy_create(const struct ctl_verb *verb, int argc, char **argv)
     struct repl_copy_conf c = {.role = 0};
     snprintf(c.kind, sizeof(c.kind), "%s", STORE_KIND_MAIL);
     const char *dir = NULL, *lag = NULL;
+    const char *compress[REPL_COPY_MAX_SOURCES];
+    unsigned n_compress = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
@@ -129,6 +131,14 @@ copy_create(const struct ctl_verb *verb, int argc, char **argv)
         if ((r = ctl_opt_value(verb, "--source", argc, argv, &i, &v)) != 0) {
             if (r != 1 || (r = add_source(verb, &c, v)) != 0)
                 return r;
+            continue;
+        }
+        if ((r = ctl_opt_value(verb, "--compress", argc, argv, &i, &v)) != 0) {
+            if (r != 1)
+                return r;
+            if (n_compress == REPL_COPY_MAX_SOURCES)
+                return ctl_usage_error(verb, "at most %d --compress", REPL_COPY_MAX_SOURCES);
+            compress[n_compress++] = v;
             continue;
         }
         if ((r = ctl_opt_value(verb, "--replay-lag", argc, argv, &i, &v)) != 0) {
@@ -167,6 +177,15 @@ copy_create(const struct ctl_verb *verb, int argc, char **argv)
     if (c.n_sources == 0)
         return ctl_usage_error(verb, "missing --source NETWORK=ADDRESS:PORT (the active's "
                                      "[listen replication] on that network)");
+    /* zstd on the networks named: a WAN link, where bytes cost more than the CPU. */
+    for (unsigned k = 0; k < n_compress; k++) {
+        unsigned j = 0;
+        while (j < c.n_sources && strcmp(c.sources[j].network, compress[k]) != 0)
+            j++;
+        if (j == c.n_sources)
+            return ctl_usage_error(verb, "--compress %s: no --source on that network", compress[k]);
+        c.sources[j].compression = REPL_COMPRESSION_ZSTD;
+    }
     char reason[CONFIG_REASON_MAX];
     if (lag) {
         if (c.role != REPL_ROLE_STANDBY)
@@ -482,7 +501,17 @@ print_copies(json_t *doc)
         /* The mode comes from the active's HELLO_REPLY; whether a sync database is degraded
          * right now is known on the active only (its GET /v1/status). */
         const char *mode = str(c, "mode");
-        printf("\n%s: %s%s%s\n  replication mode %s%s\n  copied up to generation %" PRIu64
+        /* Compression asked for on this session, and what it saved: log bytes per wire byte. */
+        char comp[96];
+        uint64_t wire = u64(c, "wire_bytes"), logb = u64(c, "wire_log_bytes");
+        if (!strcmp(str(c, "compression"), "zstd"))
+            snprintf(comp, sizeof(comp),
+                     "; compressed (zstd), %" PRIu64 " log bytes in %" PRIu64
+                     " on the wire (ratio %.2f)",
+                     logb, wire, wire ? (double)logb / (double)wire : 0.0);
+        else
+            snprintf(comp, sizeof(comp), "; not compressed");
+        printf("\n%s: %s%s%s\n  replication mode %s%s%s\n  copied up to generation %" PRIu64
                " offset %" PRIu64 " (LSN %" PRIu64 ") at %s; active at generation %" PRIu64
                " (LSN %" PRIu64 ")\n  last inspected %s, last replayed %s (LSN %" PRIu64 ")%s%s\n",
                str(c, "database"), str(c, "state"), str(c, "message")[0] ? ": " : "",
@@ -490,7 +519,7 @@ print_copies(json_t *doc)
                !strcmp(mode, "sync") ? " (whether the active is degraded to block now: its "
                                        "tandemctl status)"
                                      : "",
-               u64(c, "copied_generation"), u64(c, "copied_offset"), u64(c, "copied_lsn"), tc,
+               comp, u64(c, "copied_generation"), u64(c, "copied_offset"), u64(c, "copied_lsn"), tc,
                u64(c, "source_generation"), u64(c, "source_lsn"), ti, tr, u64(c, "replayed_lsn"),
                str(c, "endpoint")[0] ? "; endpoint " : "", str(c, "endpoint"));
     }
@@ -806,12 +835,13 @@ const struct ctl_verb ctl_copy_verbs[] = {
      copy_add},
     {"create",
      "<dir> --role passive|standby --source NETWORK=ADDRESS:PORT [--source ...] "
-     "[--replay-lag DURATION] [--truncation-lag DURATION] [--kind KIND]",
+     "[--compress NETWORK]... [--replay-lag DURATION] [--truncation-lag DURATION] [--kind KIND]",
      "make <dir> (under a server's <datadir>/db/) a copy of the database of that name",
      "Offline: writes <dir>/copy.conf (docs/replication.md, \"Copies\"). At its next start the\n"
      "server whose datadir holds <dir> runs the copy's agent, which connects to the active's\n"
      "[listen replication] on the first --source network that answers, in the order given,\n"
-     "and seeds the copy from generation 1. --replay-lag (standby only, 0s..7d, default 24h).\n"
+     "and seeds the copy from generation 1. --compress NETWORK: ask the active for zstd on\n"
+     "that network (a WAN link; default none). --replay-lag (standby only, 0s..7d, default 24h).\n"
      "--truncation-lag: keep generations this long after their replay (0s..7d, default 0s).\n"
      "--kind: the database's kind (default mail). <dir> must be new, empty, or a copy already\n"
      "(its copy.conf is rewritten).\n",

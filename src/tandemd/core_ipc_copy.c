@@ -10,6 +10,7 @@
 #include "lib/err.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
+#include "proto/repl/repl_wire.h"
 #include "repl/repl_copy.h"
 
 #include <string.h>
@@ -98,6 +99,9 @@ tandemd__copy_status_handle(struct core_conn *c, uint32_t request_id)
         d->replay_queue_records = st->replay_queue_records;
         d->bytes_received = st->bytes_received;
         d->bytes_per_second = st->bytes_per_second;
+        d->wire_bytes = st->wire_bytes;
+        d->wire_log_bytes = st->wire_log_bytes;
+        d->compression = st->compression == REPL_COMPRESSION_ZSTD ? 1 : 0;
     }
     tandemd__conn_send(c, &msg);
 }

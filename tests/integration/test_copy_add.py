@@ -115,7 +115,7 @@ def test_copy_add_from_the_directory(tandem_bin, tandemctl, tmp_path):
         assert dump(tandem_bin, b.datadir / "db" / DB) == dump(tandem_bin, a.datadir / "db" / DB)
         # Status says the mode the active ships in, and that the list is whole.
         r = tandemctl("copy", "status", "--socket", b.admin_socket)
-        assert r.returncode == 0 and "replication mode block" in r.stdout, r.stdout
+        assert r.returncode == 0 and "replication mode block; not compressed" in r.stdout, r.stdout
         assert r.stderr == "", r.stderr
         assert b.api("GET", "/v1/copies").json()["total"] == 1
         b.stop(bp)

@@ -13,7 +13,8 @@
  * Payloads (field: tag, rule):
  *   HELLO        version_min U16 >= 1; version_max U16 >= version_min; server STR 1..255;
  *                key STR 1..1024; database STR 1..255; guid BYTES 16; role U16 1|2;
- *                start_generation U64 >= 1; start_offset U64 <= 1 GiB; last_lsn U64; epoch U64.
+ *                start_generation U64 >= 1; start_offset U64 <= 1 GiB; last_lsn U64; epoch U64;
+ *                compression U16 0|1 (what the copy asks LOG_DATA to be sent with).
  *                An all-zero guid requires generation 1, offset 0, lsn 0, epoch 0.
  *   HELLO_REPLY  version U16; code U16 (0 exactly when version != 0); reason STR <= 1024
  *                (empty exactly when code is 0); guid BYTES 16; epoch U64; mode U16 (1..3 when
@@ -134,6 +135,7 @@ hello_encode(struct wire_wr *w, const struct repl_msg *m)
     wire_wr_u64(w, h->start_offset);
     wire_wr_u64(w, h->last_lsn);
     wire_wr_u64(w, h->epoch);
+    wire_wr_u16(w, h->compression);
 }
 
 static bool
@@ -149,7 +151,8 @@ hello_decode(struct wire_rd *r, struct repl_msg *m)
            wire_rd_u64(r, FIELD("HELLO.start_generation"), &h->start_generation) &&
            wire_rd_u64(r, FIELD("HELLO.start_offset"), &h->start_offset) &&
            wire_rd_u64(r, FIELD("HELLO.last_lsn"), &h->last_lsn) &&
-           wire_rd_u64(r, FIELD("HELLO.epoch"), &h->epoch);
+           wire_rd_u64(r, FIELD("HELLO.epoch"), &h->epoch) &&
+           wire_rd_u16(r, FIELD("HELLO.compression"), &h->compression);
 }
 
 static int
@@ -169,6 +172,8 @@ hello_check(const struct repl_msg *m, const char **error_r)
         return rc;
     if (repl_role_name(h->role) == NULL)
         return fail(error_r, TDM_EINVAL, "HELLO.role: unknown role");
+    if (h->compression > REPL_COMPRESSION_ZSTD)
+        return fail(error_r, TDM_EINVAL, "HELLO.compression: not 0 or 1");
     if (h->start_generation == 0)
         return fail(error_r, TDM_EINVAL, "HELLO.start_generation: zero");
     if (h->start_offset > TDM_LOG_MAX_GENERATION_SIZE)

@@ -119,6 +119,10 @@ struct repl_hello {
     uint64_t start_offset;     /* <= TDM_LOG_MAX_GENERATION_SIZE */
     uint64_t last_lsn;         /* LSN of its last record, 0 if none */
     uint64_t epoch;            /* epoch of that record (0 if none) */
+    /* enum repl_compression: how the copy asks for LOG_DATA on this connection (its
+     * copy.conf's compression for the network in use). ZSTD: the source compresses each chunk
+     * that zstd makes smaller; NONE: raw, unless the source compresses for every copy. */
+    uint16_t compression;
 };
 
 struct repl_hello_reply {

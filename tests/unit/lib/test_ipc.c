@@ -190,6 +190,7 @@ init_samples(void)
     cs->total = 2;
     cs->copies[0] = (struct ipc_copy_status){
         .name = ipc_str_c("db"), .state = TDM_IPC_COPY_HEALTHY, .role = 1, .mode = 2,
+        .compression = 1, .wire_bytes = 10, .wire_log_bytes = 11,
         .message = ipc_str_c("block mode"), .network = ipc_str_c("replication"),
         .endpoint = ipc_str_c("[2001:db8::1]:7433"), .inspection_failures = 2,
         .source_generation = 7, .source_durable_end = 4096, .source_lsn = 99,
@@ -353,6 +354,7 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
             if (!str_equal(&p->name, &q->name) || !str_equal(&p->message, &q->message) ||
                 !str_equal(&p->network, &q->network) || !str_equal(&p->endpoint, &q->endpoint) ||
                 p->state != q->state || p->role != q->role || p->mode != q->mode ||
+                p->compression != q->compression ||
                 p->inspection_failures != q->inspection_failures)
                 return false;
             /* The figures are the tail of the struct, after the last pointer. */
@@ -1224,6 +1226,7 @@ copy_entry(struct raw *p, const char *name, uint16_t state, uint16_t role)
     raw_tagged(p, TDM_IPC_F_U16, state, 2);
     raw_tagged(p, TDM_IPC_F_U16, role, 2);
     raw_tagged(p, TDM_IPC_F_U16, 0, 2);
+    raw_tagged(p, TDM_IPC_F_U16, 0, 2); /* compression */
     raw_str(p, TDM_IPC_F_STR, "");
     raw_str(p, TDM_IPC_F_STR, "");
     raw_str(p, TDM_IPC_F_STR, "");
@@ -1287,6 +1290,7 @@ p_copy_status_short(struct raw *p)
     raw_tagged(p, TDM_IPC_F_U16, 1, 2);
     raw_tagged(p, TDM_IPC_F_U16, 1, 2);
     raw_tagged(p, TDM_IPC_F_U16, 0, 2);
+    raw_tagged(p, TDM_IPC_F_U16, 0, 2); /* compression */
     raw_str(p, TDM_IPC_F_STR, "");
     raw_str(p, TDM_IPC_F_STR, "");
     raw_str(p, TDM_IPC_F_STR, "");
@@ -1444,7 +1448,7 @@ test_payload_errors(void **state)
         {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_65,
          "COPY_STATUS_REPLY.copies: more elements than allowed"},
         {TDM_IPC_COPY_STATUS_REPLY, p_copy_status_short,
-         "COPY_STATUS_REPLY.copies.bytes_per_second: missing (the payload ends before it)"},
+         "COPY_STATUS_REPLY.copies.wire_log_bytes: missing (the payload ends before it)"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_action_3,
          "COPY_CONTROL.comment: only a suspend has a comment"},
         {TDM_IPC_COPY_CONTROL, p_copy_control_resume_comment,

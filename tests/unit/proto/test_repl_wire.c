@@ -87,6 +87,7 @@ init_samples(void)
         .start_offset = 1024u * 1024u * 1024u,
         .last_lsn = UINT64_MAX,
         .epoch = UINT64_MAX,
+        .compression = REPL_COMPRESSION_ZSTD,
     };
     memset(m->u.hello.guid, 0xff, REPL_WIRE_GUID_LEN);
 
@@ -290,6 +291,7 @@ struct hello_raw {
     uint8_t guid_byte;
     uint16_t role;
     uint64_t gen, off, lsn, epoch;
+    uint16_t compression;
 };
 
 static struct raw
@@ -309,11 +311,12 @@ raw_hello(struct hello_raw h)
     raw_u64(&p, h.off);
     raw_u64(&p, h.lsn);
     raw_u64(&p, h.epoch);
+    raw_u16(&p, h.compression);
     return p;
 }
 
 static const struct hello_raw good_hello = {
-    1, 1, "mb2", "key", "db1", 16, 1, REPL_ROLE_PASSIVE, 3, 4148, 9, 2,
+    1, 1, "mb2", "key", "db1", 16, 1, REPL_ROLE_PASSIVE, 3, 4148, 9, 2, REPL_COMPRESSION_NONE,
 };
 
 struct log_raw {
@@ -657,6 +660,7 @@ test_hello_errors(void **state)
     HELLO_CASE(h.guid_len = 17, "HELLO.guid: not 16 bytes");
     HELLO_CASE(h.role = 0, "HELLO.role: unknown role");
     HELLO_CASE(h.role = 3, "HELLO.role: unknown role");
+    HELLO_CASE(h.compression = 2, "HELLO.compression: not 0 or 1");
     HELLO_CASE(h.gen = 0, "HELLO.start_generation: zero");
     HELLO_CASE(h.off = (1u << 30) + 1, "HELLO.start_offset: past the largest generation");
     HELLO_CASE(h.guid_byte = 0, "HELLO.guid: all zero with a position");

@@ -103,6 +103,12 @@ static const struct {
      "copy.conf:2: key \"role\": given twice"},
     {"role = passive\ntruncation_lag = 8d\n[source a]\nendpoint = 10.0.0.1:1\n",
      "copy.conf:2: key \"truncation_lag\""},
+    {"role = passive\n[source a]\nendpoint = 10.0.0.1:1\ncompression = lz4\n",
+     "copy.conf:4: key \"compression\""},
+    {"role = passive\n[source a]\ncompression = none\ncompression = zstd\nendpoint = 10.0.0.1:1\n",
+     "copy.conf:4: key \"compression\": given twice"},
+    {"role = passive\ncompression = zstd\n[source a]\nendpoint = 10.0.0.1:1\n",
+     "copy.conf:2: key \"compression\": unknown key"},
     {"role = passive\nkind = Mail\n[source a]\nendpoint = 10.0.0.1:1\n",
      "copy.conf:2: key \"kind\""},
     {"role = passive\nsource = x\n[source a]\nendpoint = 10.0.0.1:1\n",
@@ -173,9 +179,13 @@ test_format_round_trip(void **state)
     char *err = NULL;
     assert_int_equal(parse("role = standby\nreplay_lag = 90m\ntruncation_lag = 1d\n[source "
                            "replication]\nendpoint = "
-                           "127.0.2.1:7433\n[source public]\nendpoint = [2001:db8::1]:7000\n",
+                           "127.0.2.1:7433\n[source public]\ncompression = zstd\nendpoint = "
+                           "[2001:db8::1]:7000\n",
                            &c, &err),
                      0);
+    /* Compression is per network: asked on public only, none by default. */
+    assert_int_equal(c.sources[0].compression, REPL_COMPRESSION_NONE);
+    assert_int_equal(c.sources[1].compression, REPL_COMPRESSION_ZSTD);
     char *text = repl_copy_conf_format(&c);
     assert_non_null(text);
     assert_int_equal(parse(text, &back, &err), 0);

@@ -961,6 +961,46 @@ test_stream_compressed(void **state)
     fixture_stop(&f);
 }
 
+/* With no level of its own, the source compresses for a copy that asks in its HELLO (its
+ * copy.conf's compression on that network), and only for it. */
+static void
+test_stream_compressed_on_request(void **state)
+{
+    (void)state;
+    struct fixture f;
+    struct repl_source_options o = {0};
+    fixture_start(&f, &o, REPL_MODE_BLOCK, "repl-src-zstd-asked");
+    commit_noops(&f, 80, 2000);
+    for (int asked = 0; asked < 2; asked++) {
+        struct client c;
+        client_open(&c, &f);
+        struct repl_msg m = {.type = REPL_HELLO, .request_id = 42};
+        m.u.hello = (struct repl_hello){
+            .version_min = 1,
+            .version_max = 3,
+            .server = repl_str_c(asked ? "mb3" : "mb2"),
+            .key = repl_str_c("good-key"),
+            .database = repl_str_c("db1"),
+            .role = REPL_ROLE_PASSIVE,
+            .start_generation = 1,
+            .compression = asked ? REPL_COMPRESSION_ZSTD : REPL_COMPRESSION_NONE,
+        };
+        client_send(&c, &m);
+        assert_int_equal(expect_reply(&c, NULL), REPL_CODE_OK);
+        struct image im;
+        image_init(&im, 1, 0);
+        image_catch_up(&im, &c, &f);
+        image_matches(&im, &f, 1, current_generation(&f));
+        if (asked)
+            assert_true(im.compressed_chunks > 0);
+        else
+            assert_int_equal(im.compressed_chunks, 0);
+        client_close(&c);
+        image_free(&im);
+    }
+    fixture_stop(&f);
+}
+
 /* A record longer than a chunk goes in several chunks, the first ones partial. */
 static void
 test_large_frame_partial(void **state)
@@ -1400,6 +1440,7 @@ main(void)
         cmocka_unit_test(test_stream_file_mode),
         cmocka_unit_test(test_heartbeats),
         cmocka_unit_test(test_stream_compressed),
+        cmocka_unit_test(test_stream_compressed_on_request),
         cmocka_unit_test(test_large_frame_partial),
         cmocka_unit_test(test_truncation_floor),
         cmocka_unit_test(test_copies_limit),
