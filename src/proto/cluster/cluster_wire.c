@@ -7,7 +7,7 @@
  *   HEARTBEAT        u64 seq, u64 sent_ms, summary
  *   HEARTBEAT_REPLY  u64 seq, u64 sent_ms, summary
  *   ERROR            u16 code, str text
- *   summary          list n_cms { str name, u16 role, u64 epoch },
+ *   summary          list n_cms { str name, u16 role, u64 epoch, str moving_to },
  *                    list n_dbs { str name, u64 generation, u64 offset, u64 lsn, u64 epoch,
  *                                 u16 copy_state }
  *
@@ -81,6 +81,7 @@ summary_encode(struct wire_wr *w, const struct cluster_summary *s)
         wr_str(w, s->cms[i].name);
         wire_wr_u16(w, s->cms[i].role);
         wire_wr_u64(w, s->cms[i].epoch);
+        wr_str(w, s->cms[i].moving_to);
     }
     wire_wr_list(w, s->n_dbs);
     for (uint32_t i = 0; i < s->n_dbs; i++) {
@@ -103,7 +104,9 @@ summary_decode(struct wire_rd *r, struct cluster_summary *s)
         struct cluster_cms_state *c = &s->cms[i];
         if (!rd_str(r, WIRE_FIELD("summary.cms.name"), c->name, 1, CLUSTER_WIRE_NAME_MAX) ||
             !wire_rd_u16(r, WIRE_FIELD("summary.cms.role"), &c->role) ||
-            !wire_rd_u64(r, WIRE_FIELD("summary.cms.epoch"), &c->epoch))
+            !wire_rd_u64(r, WIRE_FIELD("summary.cms.epoch"), &c->epoch) ||
+            !rd_str(r, WIRE_FIELD("summary.cms.moving_to"), c->moving_to, 0,
+                    CLUSTER_WIRE_NAME_MAX))
             return false;
     }
     if (!wire_rd_list(r, WIRE_FIELD("summary.dbs"), CLUSTER_WIRE_MAX_DBS, &s->n_dbs))
@@ -133,8 +136,14 @@ summary_check(const struct cluster_summary *s)
             check_str(s->cms[i].name, sizeof(s->cms[i].name), WIRE_FIELD("summary.cms.name"), 1);
         if (e)
             return e;
-        if (s->cms[i].role > CLUSTER_CMS_PASSIVE)
+        if (s->cms[i].role > CLUSTER_CMS_MOVING)
             return "summary.cms.role: unknown role";
+        e = check_str(s->cms[i].moving_to, sizeof(s->cms[i].moving_to),
+                      WIRE_FIELD("summary.cms.moving_to"), 0);
+        if (e)
+            return e;
+        if ((s->cms[i].role == CLUSTER_CMS_MOVING) != (s->cms[i].moving_to[0] != '\0'))
+            return "summary.cms.moving_to: must be non-empty exactly when role is moving";
         for (uint32_t j = 0; j < i; j++)
             if (strcmp(s->cms[j].name, s->cms[i].name) == 0)
                 return "summary.cms.name: listed twice";
@@ -380,6 +389,6 @@ cluster_code_name(uint16_t code)
 const char *
 cluster_cms_role_name(uint16_t role)
 {
-    static const char *const names[] = {"none", "active", "passive"};
+    static const char *const names[] = {"none", "active", "passive", "moving"};
     return role < sizeof(names) / sizeof(names[0]) ? names[role] : NULL;
 }

@@ -59,12 +59,17 @@ enum cluster_cms_role {
     CLUSTER_CMS_NONE = 0,    /* not running here, no copy held for it */
     CLUSTER_CMS_ACTIVE = 1,  /* its databases are mounted here */
     CLUSTER_CMS_PASSIVE = 2, /* here as passive copies */
+    /* Active here and moving to moving_to (switchover): writes wait, the target catches up
+     * and takes the lease from this node (docs/cluster.md "Switchover"). */
+    CLUSTER_CMS_MOVING = 3,
 };
 
 struct cluster_cms_state {
     char name[CLUSTER_WIRE_NAME_MAX + 1];
     uint16_t role;  /* enum cluster_cms_role */
     uint64_t epoch; /* the lease epoch the sender knows for it; 0 = none */
+    /* role MOVING: the node it moves to (1..63); every other role: empty */
+    char moving_to[CLUSTER_WIRE_NAME_MAX + 1];
 };
 
 /* A database's durable log end on the sender and the state of its copy there. */

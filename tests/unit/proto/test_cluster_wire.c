@@ -33,8 +33,10 @@ fill_summary(struct cluster_summary *s, uint32_t n_cms, uint32_t n_dbs)
     s->n_cms = n_cms;
     for (uint32_t i = 0; i < n_cms; i++) {
         snprintf(s->cms[i].name, sizeof(s->cms[i].name), "mail%u", i + 1);
-        s->cms[i].role = (uint16_t)(i % 3);
+        s->cms[i].role = (uint16_t)(i % 4);
         s->cms[i].epoch = 7 + i;
+        if (s->cms[i].role == CLUSTER_CMS_MOVING) /* the longest name, as for the dbs */
+            memset(s->cms[i].moving_to, 'n', CLUSTER_WIRE_NAME_MAX);
     }
     s->n_dbs = n_dbs;
     for (uint32_t i = 0; i < n_dbs; i++) {
@@ -254,8 +256,20 @@ test_rules(void **state)
     m.u.heartbeat.summary.n_dbs = CLUSTER_WIRE_MAX_DBS + 1;
     expect_refused(&m, "summary.dbs: more than CLUSTER_WIRE_MAX_DBS");
     m = samples[5];
-    m.u.heartbeat.summary.cms[1].role = 3;
+    m.u.heartbeat.summary.cms[1].role = 4;
     expect_refused(&m, "summary.cms.role: unknown role");
+    /* A switchover's target goes with the role moving, and only with it. */
+    m = samples[5];
+    m.u.heartbeat.summary.cms[1].role = CLUSTER_CMS_MOVING;
+    expect_refused(&m, "summary.cms.moving_to: must be non-empty exactly when role is moving");
+    m = samples[5];
+    strcpy(m.u.heartbeat.summary.cms[1].moving_to, "mb-b");
+    expect_refused(&m, "summary.cms.moving_to: must be non-empty exactly when role is moving");
+    m = samples[5];
+    memset(m.u.heartbeat.summary.cms[0].moving_to, 'n',
+           sizeof(m.u.heartbeat.summary.cms[0].moving_to));
+    m.u.heartbeat.summary.cms[0].role = CLUSTER_CMS_MOVING;
+    expect_refused(&m, "summary.cms.moving_to: longer than allowed");
     m = samples[5];
     strcpy(m.u.heartbeat.summary.dbs[2].name, m.u.heartbeat.summary.dbs[0].name);
     expect_refused(&m, "summary.dbs.name: listed twice");
@@ -332,7 +346,8 @@ test_names(void **state)
     assert_string_equal(cluster_code_name(CLUSTER_CODE_SHUTDOWN), "shutdown");
     assert_null(cluster_code_name(7));
     assert_string_equal(cluster_cms_role_name(CLUSTER_CMS_PASSIVE), "passive");
-    assert_null(cluster_cms_role_name(3));
+    assert_string_equal(cluster_cms_role_name(CLUSTER_CMS_MOVING), "moving");
+    assert_null(cluster_cms_role_name(4));
 }
 
 static int
