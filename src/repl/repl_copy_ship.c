@@ -470,6 +470,8 @@ truncation_bound(struct repl_copy *c, uint64_t replayed_generation)
     return below;
 }
 
+static void start_sync(struct repl_copy *c);
+
 /* Replays what the role allows. Returns 0 or -1 when the copy is Failed. */
 static int
 replay(struct repl_copy *c)
@@ -498,6 +500,9 @@ replay(struct repl_copy *c)
             log_warn("copy %s: cannot truncate below generation %llu: %s", c->database,
                      (unsigned long long)below, tdm_strerror(ret));
     }
+    /* The truncated files are unlinked by a sync job: start one if none runs to take them. */
+    if (!c->sync_running && store_copy_unlinks_pending(c->store))
+        start_sync(c);
     return 0;
 }
 
@@ -514,8 +519,6 @@ check_caught_up(struct repl_copy *c)
                              c->st.network, c->st.endpoint);
     }
 }
-
-static void start_sync(struct repl_copy *c);
 
 /* Replays now when replay has not run for REPL_COPY_REPLAY_EVERY_MS; otherwise the timer
  * replays then, in one go, whatever became durable in between. */
@@ -607,7 +610,9 @@ start_sync(struct repl_copy *c)
     }
     c->sync_running = true;
     c->sync_store_serial = c->store_serial;
-    if (small || !c->syncer || offload_submit(c->syncer, sync_work, sync_done, c) < 0) {
+    /* Unlinks cost milliseconds each: never inline. */
+    if ((small && c->sync_job.n_unlinks == 0) || !c->syncer ||
+        offload_submit(c->syncer, sync_work, sync_done, c) < 0) {
         sync_work(c);
         sync_done(c, true);
     }

@@ -86,6 +86,9 @@ struct store_copy {
     uint64_t named_top;
     bool dir_dirty;    /* a file created or removed since the last sync */
     bool sync_running; /* a store_copy_sync_start() job not ended yet */
+    /* Truncated generations' files, for the next sync job to unlink (store_copy_truncate()). */
+    char **doomed;
+    size_t n_doomed, cap_doomed;
 
     uint64_t lowest;            /* lowest generation held (0: none) */
     struct copy_gen_info *gens; /* [g - lowest] for g in [lowest, cur.gen] */
@@ -591,6 +594,9 @@ copy_free(struct store_copy *c)
         c->io->close(c->io, c->cur.fd);
     store__free(c->db);
     free(c->gens);
+    for (size_t i = 0; i < c->n_doomed; i++)
+        free(c->doomed[i]);
+    free(c->doomed);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -976,6 +982,12 @@ store_copy_sync(struct store_copy *c, struct store_copy_position *durable_r)
 }
 
 bool
+store_copy_unlinks_pending(struct store_copy *c)
+{
+    return c->n_doomed > 0;
+}
+
+bool
 store_copy_receive_ready(struct store_copy *c, uint64_t offset)
 {
     return offset != 0 || c->cur.gen == 0 || c->cur.gen - c->named_top < STORE_COPY_MAX_UNNAMED;
@@ -988,12 +1000,17 @@ store_copy_sync_start(struct store_copy *c, struct store_copy_sync_job *job)
         return TDM_EFAILED;
     if (c->sync_running)
         return -EBUSY;
-    if (!c->dirty_from && !c->dir_dirty) {
+    if (!c->dirty_from && !c->dir_dirty && !c->n_doomed) {
         position_get(c, &c->durable);
         status_publish(c, NULL);
         return 0;
     }
     *job = (struct store_copy_sync_job){.io = c->io};
+    struct stat st;
+    if (stat(c->db->log_dir, &st) < 0)
+        return -errno;
+    job->dir_dev = st.st_dev;
+    job->dir_ino = st.st_ino;
     size_t n_files = c->dirty_from ? (size_t)(c->cur.gen - c->dirty_from + 1) : 0;
     size_t n_renames = (size_t)(c->cur.gen - c->named_top);
     char path[4096];
@@ -1018,12 +1035,19 @@ store_copy_sync_start(struct store_copy *c, struct store_copy_sync_job *job)
             nomem = !job->renames[i].from || !job->renames[i].to;
         }
     }
-    if (!nomem && (c->dir_dirty || n_renames))
+    if (!nomem)
         nomem = !(job->dir = strdup(c->db->log_dir));
     if (nomem) {
         store_copy_sync_job_free(job);
         return -ENOMEM;
     }
+    job->sync_dir = c->dir_dirty || n_renames || c->n_doomed;
+    /* The unlinks go with the job (ownership moves): after the syncs and renames, under the
+     * same directory sync. */
+    job->unlinks = c->doomed;
+    job->n_unlinks = c->n_doomed;
+    c->doomed = NULL;
+    c->n_doomed = c->cap_doomed = 0;
     position_get(c, &job->pos);
     /* The state moves now: what is written after this point is for the next job (which the
      * receiving thread may begin in new temporary files while this one renames), and a
@@ -1039,6 +1063,13 @@ void
 store_copy_sync_run(struct store_copy_sync_job *job)
 {
     job->ret = 0;
+    /* A copy closed while its job was queued may have been replaced by another one in the
+     * same directory (a reseed swaps directories): this job's names are not that copy's. */
+    struct stat st;
+    if (stat(job->dir, &st) < 0 || st.st_dev != job->dir_dev || st.st_ino != job->dir_ino) {
+        job->ret = -ESTALE;
+        return;
+    }
     /* Every file's data first, oldest first: a generation gets its name only once it and
      * every one before it are durable. */
     for (size_t i = 0; job->ret == 0 && i < job->n_files; i++) {
@@ -1050,7 +1081,13 @@ store_copy_sync_run(struct store_copy_sync_job *job)
     }
     for (size_t i = 0; job->ret == 0 && i < job->n_renames; i++)
         job->ret = job->io->rename(job->io, job->renames[i].from, job->renames[i].to);
-    if (job->ret == 0 && job->dir)
+    /* Lowest first, so that whatever prefix of them a crash keeps, the generations left stay
+     * contiguous. */
+    for (size_t i = 0; job->ret == 0 && i < job->n_unlinks; i++) {
+        int ret = job->io->unlink(job->io, job->unlinks[i]);
+        job->ret = ret == -ENOENT ? 0 : ret;
+    }
+    if (job->ret == 0 && job->sync_dir)
         job->ret = job->io->sync_dir(job->io, job->dir);
 }
 
@@ -1063,13 +1100,17 @@ store_copy_sync_job_free(struct store_copy_sync_job *job)
         free(job->renames[i].from);
         free(job->renames[i].to);
     }
+    for (size_t i = 0; i < job->n_unlinks; i++)
+        free(job->unlinks[i]);
     free(job->files);
     free(job->renames);
+    free(job->unlinks);
     free(job->dir);
     job->files = NULL;
     job->renames = NULL;
+    job->unlinks = NULL;
     job->dir = NULL;
-    job->n_files = job->n_renames = 0;
+    job->n_files = job->n_renames = job->n_unlinks = 0;
 }
 
 int
@@ -1284,26 +1325,31 @@ store_copy_truncate(struct store_copy *c, uint64_t below_generation)
     int ret = meta_set_first_gen(c, upto);
     if (ret < 0)
         return copy_fail(c, ret, "recording the copy's first generation");
-    /* From the lowest up, so that whatever prefix of the unlinks a crash keeps, the
-     * generations left stay contiguous. */
+    /* The files go with the next sync job (lowest first), off the receiving thread: an unlink
+     * of a generation costs milliseconds. Until then, and if a crash comes first, they are
+     * still there below the copy's lowest generation; a reopen takes them back, as after a
+     * crash in the middle of the unlinks. */
+    size_t n = (size_t)(upto - c->lowest);
+    if (c->n_doomed + n > c->cap_doomed) {
+        size_t cap = c->cap_doomed ? c->cap_doomed : 16;
+        while (cap < c->n_doomed + n)
+            cap *= 2;
+        char **grown = realloc(c->doomed, cap * sizeof(*grown));
+        if (!grown)
+            return copy_fail(c, -ENOMEM, "truncating the copy's log");
+        c->doomed = grown;
+        c->cap_doomed = cap;
+    }
     char path[4096];
-    uint64_t g = c->lowest;
-    for (; g < upto; g++) {
+    for (uint64_t g = c->lowest; g < upto; g++) {
         store__gen_path(path, sizeof(path), c->db->log_dir, g);
-        ret = c->io->unlink(c->io, path);
-        if (ret < 0 && ret != -ENOENT)
-            break;
-        ret = 0;
+        if (!(c->doomed[c->n_doomed] = strdup(path)))
+            return copy_fail(c, -ENOMEM, "truncating the copy's log");
+        c->n_doomed++;
     }
-    int dret = g > c->lowest ? c->io->sync_dir(c->io, c->db->log_dir) : 0;
-    if (g > c->lowest) {
-        size_t drop = (size_t)(g - c->lowest);
-        memmove(c->gens, c->gens + drop, (size_t)(c->cur.gen - g + 1) * sizeof(*c->gens));
-        c->lowest = g;
-    }
+    memmove(c->gens, c->gens + n, (size_t)(c->cur.gen - upto + 1) * sizeof(*c->gens));
+    c->lowest = upto;
     status_publish(c, NULL);
-    if (ret < 0 || dret < 0)
-        return copy_fail(c, ret < 0 ? ret : dret, "truncating the copy's log");
     return 0;
 }
 

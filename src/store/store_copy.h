@@ -70,7 +70,8 @@ int store_copy_create_from_snapshot(const char *dir, const char *snapshot_path,
  * Opens a copy, recovering it: every closed generation must be intact (never touched; damage
  * is TDM_ECORRUPT), a torn tail of the last generation is cut at its last valid frame, and a
  * last generation whose header block or BEGIN never became durable is removed (it is shipped
- * again), as are generation files still under their temporary name (store_copy_receive()). A directory last mounted as active is accepted (its spare files above the current
+ * again), as are generation files still under their temporary name (store_copy_receive()).
+ * A directory last mounted as active is accepted (its spare files above the current
  * generation are removed). opt supplies io, map_size and the record handler (required for a
  * kind other than mail, as for store_open()); NULL = defaults. Returns 0 with *copy_r, or
  * TDM_EFOREIGN / TDM_ECORRUPT / TDM_EGAP / TDM_EINVAL / -errno with *error_r.
@@ -133,7 +134,9 @@ int store_copy_sync(struct store_copy *copy, struct store_copy_position *durable
  * next job. Replay and truncation may run meanwhile (they use the durable position and older
  * files). A copy closed while its job runs never sees the job again: free it with
  * store_copy_sync_job_free() once it has run (the generations received after its start stay
- * temporary, and the next store_copy_open() removes them).
+ * temporary, and the next store_copy_open() removes them). A job finds the log directory
+ * replaced (another copy swapped in by a reseed) changes nothing and fails with -ESTALE. A job
+ * also unlinks the files store_copy_truncate() dropped (after its renames, lowest first).
  *
  * store_copy_sync_start() returns 1 (a job to run), 0 (nothing to sync: the durable position
  * is already the received one, *job unused), -EBUSY, -ENOMEM or -errno (sticky).
@@ -148,7 +151,11 @@ struct store_copy_sync_job {
     size_t n_files;
     struct store_copy_rename *renames; /* owned, in generation order */
     size_t n_renames;
-    char *dir; /* owned: the directory to sync (a generation was created or renamed), or NULL */
+    char **unlinks; /* owned: truncated generation files to unlink, lowest first */
+    size_t n_unlinks;
+    char *dir;                 /* owned: the log directory */
+    bool sync_dir;             /* a generation was created, renamed or unlinked: sync dir */
+    uint64_t dir_dev, dir_ino; /* dir's identity at the start (checked before any change) */
     struct store_copy_position pos;
     int ret; /* store_copy_sync_run()'s result */
 };
@@ -211,11 +218,15 @@ struct store_copy_status {
 void store_copy_get_status(struct store_copy *copy, struct store_copy_status *st_r);
 
 /*
- * Deletes the generations below below_generation that are replayed and checkpointed (whole
+ * Drops the generations below below_generation that are replayed and checkpointed (whole
  * generations whose last LSN is at or below the checkpoint LSN); never the current one. The
- * generation the copy continues with is recorded durably first (an LMDB sync). Returns 0 or
- * -errno (sticky).
+ * generation the copy continues with is recorded durably first (an LMDB sync); the files are
+ * unlinked by the next sync (store_copy_sync() or a job: store_copy_unlinks_pending() says
+ * one is due even with nothing received). Returns 0 or -errno (sticky).
  */
 int store_copy_truncate(struct store_copy *copy, uint64_t below_generation);
+
+/* Whether truncated generation files wait for a sync to unlink them. */
+bool store_copy_unlinks_pending(struct store_copy *copy);
 
 #endif

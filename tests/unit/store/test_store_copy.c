@@ -662,6 +662,49 @@ test_sync_job_reports_only_what_it_synced(void **state)
 }
 
 /*
+ * A sync job that runs after its copy was closed and another directory took its place (a
+ * reseed swaps directories) changes nothing there: -ESTALE.
+ */
+static void
+test_sync_job_of_a_replaced_directory_changes_nothing(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    struct store_copy *copy = copy_new(copy_dir("copy"), active, 1);
+    mail_work(active, 0, 30);
+    struct store_copy_position pos;
+    for (int i = 0; i < 2; i++) { /* generation 1 whole, and 2 begun: temporary */
+        store_copy_get_position(copy, &pos);
+        struct store_log_extent ext;
+        assert_int_equal(store_log_extent(active, pos.generation, &ext), 0);
+        uint8_t *buf = read_generation(active, pos.generation, &ext);
+        const char *err = NULL;
+        assert_int_equal(store_copy_receive(copy, pos.generation, pos.offset, buf + pos.offset,
+                                            ext.durable_end - pos.offset, &err),
+                         0);
+        free(buf);
+    }
+    assert_true(gen_file_exists(copy_dir("copy"), 2, true));
+    struct store_copy_sync_job job;
+    assert_int_equal(store_copy_sync_start(copy, &job), 1);
+    assert_int_equal(store_copy_close(&copy), -EBUSY);
+    /* Swap another directory in under the copy's name, with the same file names. */
+    char old_dir[PATH_MAX], cmd[3 * PATH_MAX];
+    snprintf(old_dir, sizeof(old_dir), "%s.old", copy_dir("copy"));
+    assert_int_equal(rename(copy_dir("copy"), old_dir), 0);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", old_dir, copy_dir("copy"));
+    assert_int_equal(system(cmd), 0);
+    store_copy_sync_run(&job);
+    assert_int_equal(job.ret, -ESTALE);
+    store_copy_sync_job_free(&job);
+    assert_true(gen_file_exists(copy_dir("copy"), 2, true)); /* not renamed */
+    assert_false(gen_file_exists(copy_dir("copy"), 2, false));
+    assert_int_equal(store_close(&active), 0);
+}
+
+/*
  * A copy that stops with generations still under temporary names (received while the one
  * before was not durable, never synced: a crash, or a close while a sync job ran) reopens
  * without them, at the end of its last named generation, and ships them again.
@@ -821,6 +864,17 @@ test_copy_truncate_and_standby_limits(void **state)
      * top - 1, so the generations below top - 1 go. */
     assert_int_equal(cst.lowest_generation, top - 1);
     assert_int_equal(cst.checkpoint_lsn, ext.last_lsn + 3);
+    /* Their files go with the next sync (off the receiving thread, in the copy agent). */
+    assert_true(store_copy_unlinks_pending(copy));
+    assert_true(gen_file_exists(copy_dir("copy"), top - 2, false));
+    struct store_copy_sync_job job;
+    assert_int_equal(store_copy_sync_start(copy, &job), 1);
+    assert_false(store_copy_unlinks_pending(copy));
+    store_copy_sync_run(&job);
+    assert_int_equal(store_copy_sync_end(copy, &job, NULL), 0);
+    for (uint64_t g = 1; g < top - 1; g++)
+        assert_false(gen_file_exists(copy_dir("copy"), g, false));
+    assert_true(gen_file_exists(copy_dir("copy"), top - 1, false));
     assert_int_equal(store_copy_replay(copy, NULL, &replayed), 0);
     store_get_status(active, &(struct store_status){0});
     struct store_status ast;
@@ -1427,6 +1481,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_temporary_generations_are_removed_at_open, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sync_job_of_a_replaced_directory_changes_nothing,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_activation_continues_with_min_epoch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_truncate_and_standby_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_opens_a_former_active, setup, teardown),
