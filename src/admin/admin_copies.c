@@ -46,9 +46,9 @@ copy_json(const struct ipc_copy_status *c)
     json_t *o =
         json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:i}", "database", str_json(c->name), "state",
                   state ? state : "unknown", "role", role_name(c->role), "mode", mode_name(c->mode),
-                  "compression", c->compression ? "zstd" : "none",
-                  "message", str_json(c->message), "network", str_json(c->network), "endpoint",
-                  str_json(c->endpoint), "inspection_failures", (int)c->inspection_failures);
+                  "compression", c->compression ? "zstd" : "none", "message", str_json(c->message),
+                  "network", str_json(c->network), "endpoint", str_json(c->endpoint),
+                  "inspection_failures", (int)c->inspection_failures);
     static const struct {
         const char *key;
         size_t off;

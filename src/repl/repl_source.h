@@ -64,7 +64,7 @@ struct repl_source_options {
     size_t high_water;        /* output bytes above which no chunk is read; 0 = 4 MiB */
     int zstd_level; /* 0 = only for copies that ask in HELLO (at REPL_SOURCE_DEFAULT_ZSTD_LEVEL);
                      * else every copy, at 1..9 (clamped) */
-    unsigned max_copies;      /* connections per database; 0 = 16 */
+    unsigned max_copies; /* connections per database; 0 = 16 */
     /* How long the floor is held for a copy that went away, and how many generations behind
      * the current one any copy may hold it; past either, the copy is released (event 4053)
      * and will have to reseed. 0 = 24 h and 1000 generations. */
