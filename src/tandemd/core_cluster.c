@@ -14,6 +14,8 @@
  * which for a passive copy (replayed continuously) is short.
  */
 #include "tandemd/core_cluster_int.h"
+#include "tandemd/core_ack.h"
+#include "tandemd/core_cluster_move.h"
 #include "tandemd/core_ipc_int.h"
 
 #include "cluster/cluster_hb.h"
@@ -178,7 +180,8 @@ on_lost(void *ctx, const char *why)
 static enum cluster_fsm_role
 wire_role(uint16_t r)
 {
-    return r == CLUSTER_CMS_ACTIVE ? CLUSTER_ROLE_ACTIVE
+    return r == CLUSTER_CMS_ACTIVE    ? CLUSTER_ROLE_ACTIVE
+           : r == CLUSTER_CMS_MOVING  ? CLUSTER_ROLE_MOVING
            : r == CLUSTER_CMS_PASSIVE ? CLUSTER_ROLE_PASSIVE
                                       : CLUSTER_ROLE_NONE;
 }
@@ -198,7 +201,7 @@ member_input(const struct agent_cms *a, const struct cluster_hb_member *hm,
     memset(m, 0, sizeof(*m));
     snprintf(m->name, sizeof(m->name), "%s", hm->name);
     m->is_witness = hm->witness;
-    m->last_heard_ms = hm->last_heard_ms;
+    m->last_heard_ms = hm->heard_ms; /* answers to us, and heartbeats it sent us */
     m->acked_sent_ms = hm->answered_sent_ms;
     m->core_dead = hm->gone;
     if (hm->witness || !hm->has_summary)
@@ -208,6 +211,7 @@ member_input(const struct agent_cms *a, const struct cluster_hb_member *hm,
         if (strcmp(s->cms[c].name, a->cfg->name) == 0) {
             m->role = wire_role(s->cms[c].role);
             m->epoch = s->cms[c].epoch;
+            snprintf(m->moving_to, sizeof(m->moving_to), "%s", s->cms[c].moving_to);
         }
     bool all = a->n_dbs > 0;
     for (unsigned d = 0; d < a->n_dbs; d++) {
@@ -259,6 +263,7 @@ build_input(struct agent_cms *a, struct cluster_fsm_input *in)
     in->lease.request_pending = a->pending;
     in->lease.renew_sent_ms = a->renew_sent_ms;
     in->lease.renew_acked_sent_ms = a->renew_acked_sent_ms;
+    in->move_to = cluster_move_target(a->cfg->name);
 }
 
 /* ---- the actions ---- */
@@ -392,6 +397,42 @@ won(struct agent_cms *a, uint64_t epoch, uint64_t lost, uint64_t now)
     a->failover_started_ms = 0;
 }
 
+/* The witness's answer to a switchover's TRANSFER: granted, the lease is the target's in the
+ * new epoch (this node demotes at the next step); refused, the move failed. */
+static void
+on_transfer(void *ctx, const struct coord_lease_reply *r)
+{
+    struct agent_cms *a = ctx;
+    a->pending = false;
+    const char *to = cluster_move_target(a->cfg->name);
+    if (r->status == 0 && r->lease == COORD_LEASE_GRANTED && to) {
+        lease_heard(a, to, r->epoch);
+        log_info("CMS %s: lease transferred to %s in epoch %" PRIu64, a->cfg->name, to,
+                 r->epoch);
+    } else if (r->status == 0 && r->lease == COORD_LEASE_DENIED) {
+        lease_heard(a, r->holder, r->epoch);
+        cluster_move_failed(a->cfg->name, "the witness refused the transfer", cluster_hb_now_ms());
+    } else if (r->status != 0) {
+        cluster_move_failed(a->cfg->name, r->error ? r->error : tdm_strerror(r->status),
+                            cluster_hb_now_ms());
+    }
+    step_all();
+}
+
+static void
+transfer(struct agent_cms *a, uint64_t epoch, const char *to, uint64_t now)
+{
+    if (!coord || !coord_client_is_up(coord))
+        return; /* the FSM asks only while the witness is up; the next step sees it down */
+    int ret = coord_client_transfer(coord, a->key, epoch, to, on_transfer, a);
+    if (ret < 0) {
+        cluster_move_failed(a->cfg->name, tdm_strerror(ret), now);
+        return;
+    }
+    a->pending = true;
+    a->pending_sent_ms = now;
+}
+
 static void
 execute(struct agent_cms *a, const struct cluster_fsm_output *out, uint64_t now)
 {
@@ -435,9 +476,7 @@ execute(struct agent_cms *a, const struct cluster_fsm_output *out, uint64_t now)
             tandemd__cms_up(a->cfg->name);
             break;
         case CLUSTER_ACT_TRANSFER:
-            /* Only a switchover asks for it, and no request for one exists yet. */
-            log_error("CMS %s: transfer to %s asked; switchover is not built", a->cfg->name,
-                      act->peer);
+            transfer(a, act->epoch, act->peer, now);
             break;
         case CLUSTER_ACT_RESUBMIT:
             log_info("CMS %s: resubmission from the transports' dumpsters is not asked for "
@@ -470,11 +509,6 @@ static void
 said(struct agent_cms *a, enum cluster_fsm_state before, const struct cluster_fsm_output *out,
      uint64_t now)
 {
-    if (out->state == CLUSTER_STATE_FENCED && before != CLUSTER_STATE_FENCED)
-        event_emit(TDM_EV_CLUSTER_FENCED, a->cfg->name,
-                   "CMS %s fenced here: %s; commits are refused, its databases dismount and "
-                   "become copies",
-                   a->cfg->name, out->reason);
     /* A failover: taking over from a node that was active (not the first mount of a CMS). */
     if (out->state == CLUSTER_STATE_FAILING_OVER && before != CLUSTER_STATE_FAILING_OVER &&
         a->failover_started_ms == 0 && a->last_active[0]) {
@@ -519,11 +553,26 @@ step_one(struct agent_cms *a)
     char reason_before[sizeof(a->out.reason)];
     memcpy(reason_before, a->out.reason, sizeof(reason_before));
     cluster_fsm_step(&a->fsm, &in, &a->out);
+    /* Said before the actions, so it comes before the demotion and the address going down. */
+    if (a->out.state == CLUSTER_STATE_FENCED && before != CLUSTER_STATE_FENCED)
+        event_emit(TDM_EV_CLUSTER_FENCED, a->cfg->name,
+                   "CMS %s fenced here: %s; commits are refused, its databases dismount and "
+                   "become copies",
+                   a->cfg->name, a->out.reason);
     execute(a, &a->out, in.now_ms);
+    cluster_move_stepped(a->cfg->name, before, &a->out, a->epoch, in.now_ms);
     /* Active: commits are acknowledged only while the FSM allows writes (until next_step_ms,
      * where the confirmation runs out unless renewed). */
     if (a->fsm.state == CLUSTER_STATE_ACTIVE)
         set_fenced(a, !a->out.writes_allowed);
+    /* And never past the self-fence, on the clock, wherever a commit is answered: the step at
+     * next_step_ms may run late (the loop blocked, a suspend), the deadline cannot
+     * (core_ack.h). Anything but ACTIVE with writes allowed acknowledges nothing. */
+    uint64_t until = a->fsm.state == CLUSTER_STATE_ACTIVE && a->out.writes_allowed
+                         ? a->out.writes_until_ms
+                         : 0;
+    for (unsigned d = 0; d < a->n_dbs; d++)
+        tandemd__core_db_set_ack_deadline(a->dbs[d].name, until);
     said(a, before, &a->out, in.now_ms);
     /* Renewals are the steady state: logged are changes of state or reason. */
     if (a->out.state != before || strcmp(a->out.reason, reason_before) != 0)
@@ -545,8 +594,14 @@ set_summary(void)
         struct cluster_cms_state *c = &s.cms[s.n_cms++];
         snprintf(c->name, sizeof(c->name), "%s", a->cfg->name);
         switch (a->out.role) {
-        case CLUSTER_ROLE_ACTIVE:
         case CLUSTER_ROLE_MOVING:
+            if (a->out.moving_to) {
+                c->role = CLUSTER_CMS_MOVING;
+                snprintf(c->moving_to, sizeof(c->moving_to), "%s", a->out.moving_to);
+                break;
+            }
+            /* fall through */
+        case CLUSTER_ROLE_ACTIVE:
         case CLUSTER_ROLE_FENCED:
             c->role = CLUSTER_CMS_ACTIVE;
             break;
@@ -794,7 +849,31 @@ tandemd__core_cluster_status_json(void)
                           (json_int_t)f->took_ms, "lost_records", (json_int_t)f->lost_records));
         else
             json_object_set_new(c, "last_failover", json_null());
+        json_object_set_new(c, "move", cluster_move_json(a->cfg->name));
         json_array_append_new(list, c);
     }
     return json_pack("{s:o}", "cms", list);
+}
+
+/* ---- switchover ---- */
+
+int
+tandemd__core_cluster_move(const char *cms, const char *to, const char *comment,
+                           const char **why_r)
+{
+    struct cluster_hb *hb = tandemd__core_cluster_hb();
+    for (unsigned i = 0; i < n_agents && hb; i++) {
+        struct agent_cms *a = &agents[i];
+        if (strcmp(a->cfg->name, cms) != 0)
+            continue;
+        static struct cluster_fsm_input in; /* large: static, loop thread only */
+        cluster_hb_snapshot(hb, &snap);
+        build_input(a, &in);
+        int ret = cluster_move_start(&in, a->out.state, to, comment, in.now_ms, why_r);
+        if (ret == 0)
+            step_all(); /* writes stop now, not at the next tick */
+        return ret;
+    }
+    *why_r = "no such CMS on this cluster node";
+    return TDM_ENOTFOUND;
 }
