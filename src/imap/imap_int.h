@@ -38,6 +38,7 @@ struct imap_server {
     struct imap_watches *watches; /* selected folders -> sessions (imap_watch.c) */
     struct imap_login_cache *logins; /* logins that succeeded lately (imap_login_cache.c) */
     struct imap_search *searches;    /* SEARCHes running in slices (imap_search_cmd.c) */
+    struct imap_session *sessions;   /* every session until freed (imap_dismount.c ends some) */
 };
 
 /* What the next raw line (imap_parser_expect_line) answers. */
@@ -107,6 +108,7 @@ struct imap_session {
     /* A FETCH answering in batches as the output drains (imap_fetch_cmd.c), owned. */
     struct imap_fetch_job *fetch;
     struct imap_watcher *watcher; /* while selected: hears of changes (imap_watch.c), owned */
+    struct imap_session *prev_session, *next_session; /* srv->sessions */
 };
 
 /* ---- imap_server.c: shared resources ---- */
@@ -339,6 +341,12 @@ void imap__watches_free(struct imap_server *srv);
 void imap__watch(struct imap_session *s);
 /* Stops that (unselect, the session's end). Does nothing when not watching. */
 void imap__unwatch(struct imap_session *s);
+
+/* ---- imap_dismount.c: sessions of databases the core dismounted ---- */
+
+/* Takes srv->core's DB_DISMOUNTED callback: listed databases' readers close, their sessions end
+ * with BYE [UNAVAILABLE], their logins are answered as for a database not here. */
+void imap__dismount_start(struct imap_server *srv);
 
 /* ---- imap_enable.c: ENABLE (CONDSTORE, QRESYNC, IMAP4rev2, UTF8=ACCEPT) ---- */
 

@@ -13,7 +13,9 @@
  * STARTTLS port, even for a client that came over implicit TLS: RFC 5092 defines no other
  * scheme, and every tandem IMAP port offers STARTTLS (docs/decisions.md).
  *
- * A database this server holds only as a copy (copy.conf) is not served here either.
+ * A database this server holds only as a copy (copy.conf) is not served here either, nor one
+ * its core has dismounted (imap_dismount.c): after a fence, the CMS has moved to another node
+ * and the referral leads there.
  *
  * No referral when the directory gives no route (no database object, no cms, no address) or
  * when the route leads back to this server (one of its own addresses): RFC 2221 3 says a
@@ -86,9 +88,11 @@ imap__refer(struct imap_session *s, const char *database, const struct dir_route
     imap__login_succeeded(s);
     const char *peer = conn_peer(s->conn);
     if (!route || route->status != DIR_ROUTE_OK) {
-        log_warn("imap: %s: %s gave the right password, but database %s is not here and the "
+        log_warn("imap: %s: %s gave the right password, but database %s is %s and the "
                  "directory gives no route to it (%s%s%s): answered UNAVAILABLE",
                  peer, s->user, database,
+                 store_readers_is_dismounted(s->srv->dbs, database) ? "dismounted here"
+                                                                    : "not here",
                  dir_route_status_name(route ? route->status : DIR_ROUTE_UNSET),
                  route && route->cms[0] ? ", cms " : "", route ? route->cms : "");
         unavailable(s);

@@ -238,6 +238,8 @@ imap_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         *error_r = strdup("out of memory");
     if (ret == 0 && (ret = imap__watches_new(srv)) < 0)
         *error_r = strdup("out of memory setting up change notifications");
+    if (ret == 0)
+        imap__dismount_start(srv);
     if (ret == 0 && (ret = auth_delay_new(&srv->login_delays)) < 0)
         *error_r = strdup("out of memory");
     if (ret == 0 && (ret = offload_new(base, 0, &srv->offload)) < 0 &&

@@ -650,6 +650,12 @@ imap__release(struct imap_session *s)
 {
     if (s->conn || s->waiting || s->busy)
         return;
+    if (s->prev_session)
+        s->prev_session->next_session = s->next_session;
+    else
+        s->srv->sessions = s->next_session;
+    if (s->next_session)
+        s->next_session->prev_session = s->prev_session;
     imap__append_discard(s);
     imap__keepalive_stop(s);
     imap__unwatch(s);
@@ -676,6 +682,10 @@ on_open(struct conn *conn, void *ctx)
     s->srv = srv;
     s->conn = conn;
     s->state = IMAP_STATE_NOT_AUTH;
+    s->next_session = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev_session = s;
+    srv->sessions = s;
     conn_set_ctx(conn, s);
     struct imap_buf code = IMAP_BUF_INIT;
     imap_buf_puts(&code, "CAPABILITY ");

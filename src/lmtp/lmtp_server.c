@@ -176,6 +176,13 @@ rcpt_verdict(struct lmtp_conn *lc, int status, const struct dir_recipient *r)
                  conn_peer(lc->conn), r->user, r->database);
         v = v_copy_only;
     }
+    if (v.code == 250 && store_readers_is_dismounted(lc->srv->dbs, r->database)) {
+        /* Refused at RCPT, not at the end of the data: the core would refuse the commit
+         * anyway (it is fenced), and the sender should not send the message for nothing. */
+        log_warn("lmtp: %s: recipient %s refused with 451: its database %s is dismounted",
+                 conn_peer(lc->conn), r->user, r->database);
+        v = (struct smtp_verdict){451, "4.3.0", "Mailbox database dismounted, try again later"};
+    }
     if (v.code == 250) {
         if (lc->n_rcpts >= LMTP_MAX_RCPTS)
             v = (struct smtp_verdict){452, "4.5.3", "Too many recipients"};
@@ -624,6 +631,24 @@ on_close(struct conn *conn, enum conn_close_reason reason)
 
 static const struct conn_ops lmtp_conn_ops = {on_open, on_data, on_drained, on_close};
 
+/* DB_DISMOUNTED (docs/formats/ipc.md): the listed databases' readers close, and their
+ * recipients are refused at RCPT until a later list leaves them out. */
+static void
+dismounted_cb(void *ctx, const struct ipc_msg *msg)
+{
+    struct lmtp_server *srv = ctx;
+    const struct ipc_db_dismounted *d = &msg->u.db_dismounted;
+    static char names[TDM_IPC_MAX_DATABASES][TDM_IPC_NAME_MAX + 1]; /* bounded by ipc.h */
+    const char *list[TDM_IPC_MAX_DATABASES];
+    for (uint32_t i = 0; i < d->n_databases; i++) {
+        snprintf(names[i], sizeof(names[i]), "%.*s", (int)d->databases[i].len,
+                 d->databases[i].ptr);
+        list[i] = names[i];
+    }
+    if (store_readers_set_dismounted(srv->dbs, list, d->n_databases) < 0)
+        log_fatal("out of memory");
+}
+
 int
 lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int listen_fd,
                 struct lmtp_server **srv_r, char **error_r)
@@ -653,6 +678,7 @@ lmtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
         free(srv);
         return ret;
     }
+    core_link_set_dismounted_cb(srv->core, dismounted_cb, srv);
     if (rcpt_lookup_new(base, cfg, &srv->rcpts) < 0) {
         core_link_free(&srv->core);
         store_readers_free(&srv->dbs);

@@ -1,21 +1,23 @@
 """tandemctl db dismount / mount on a running server (docs/replication.md "Dismount and
-mount"): after a dismount, a delivery is answered 451 and a change in an open IMAP session NO,
-the store is closed cleanly (db inspect: clean, not mounted), its copy reports ServiceDown;
+mount"): after a dismount, a delivery is answered 451 (at RCPT), the database's IMAP sessions end
+with BYE [UNAVAILABLE] and its logins are refused, the workers close its LMDB files, the store
+is closed cleanly (db inspect: clean, not mounted), its copy reports ServiceDown;
 mount serves it again with every message intact and the copy catches up. Nothing of a dismount
 is remembered: a restart mounts the database again."""
 import imaplib
 import json
+import os
 import smtplib
 
 import pytest
 
-from lab import WAIT, Server, wait_for
+from lab import WAIT, Server, children, wait_for
 from test_copy_not_served import copy_holder  # noqa: F401 (a fixture)
 from test_imap import deliver
-from test_imap_store import raw
 from test_replication import DB as CH_DB, caught_up, copy_status
 
 DB = "db1"
+OTHER_DB = "db2"
 EXIT_NOT_FOUND = 7
 
 
@@ -24,14 +26,17 @@ def server(tandem_bin, tandemctl, tmp_path):
     s = Server(tandem_bin("tandemd"), tmp_path, "mbx1", roles="mailbox, directory",
                listeners=("imap", "lmtp"))
     (s.datadir / "db").mkdir(parents=True)
-    r = tandemctl("db", "create", s.datadir / "db" / DB)
-    assert r.returncode == 0, r.stderr
+    for db in (DB, OTHER_DB):
+        r = tandemctl("db", "create", s.datadir / "db" / db)
+        assert r.returncode == 0, r.stderr
     p = s.start()
     s.started(p)
     s.wait_api()
     for path, body in [
         ("objects/user/alice", {"attrs": {"addresses": ["alice@example.test"], "database": DB}}),
         ("objects/user/alice/password", {"password": "alice-password"}),
+        ("objects/user/bob", {"attrs": {"addresses": ["bob@example.test"], "database": OTHER_DB}}),
+        ("objects/user/bob/password", {"password": "bob-password"}),
     ]:
         assert s.api("PUT", f"/v1/{path}", body).status in (200, 201), path
     s.proc = p
@@ -43,10 +48,33 @@ def ctl(tandemctl, s, verb, db=DB):
     return tandemctl("db", verb, db, "--socket", s.admin_socket)
 
 
-def login(s):
+def login(s, user="alice"):
     m = imaplib.IMAP4(s.addr, s.ports["imap"], timeout=WAIT)
-    m.login("alice", "alice-password")
+    m.login(user, f"{user}-password")
     return m
+
+
+def until_closed(m):
+    """Everything the server sends m until it closes the connection."""
+    m.sock.settimeout(WAIT)
+    data = b""
+    while chunk := m.sock.recv(65536):
+        data += chunk
+    return data
+
+
+def lmdb_fds(pid, db):
+    """Descriptors of process pid open on the database's LMDB files."""
+    store = f"/db/{db}/store/"
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if store in target:
+            out.append(target)
+    return out
 
 
 def refused_451(s):
@@ -74,9 +102,8 @@ def test_dismount_refuses_then_mount_serves_again(server, tandemctl):
     assert r.stdout.strip() == f"{DB} dismounted"
     s.wait_event(lambda e: e.get("name") == "store.dismounted", "store.dismounted")
     refused_451(s)
-    # The open session's changes are refused; its reads still see what was there.
-    lines = raw(m, "STORE 1 +FLAGS (\\Flagged)")
-    assert lines[-1].split()[1] == "NO", lines
+    # The open session was ended (test_dismount_ends_sessions_and_refuses_logins has more).
+    assert b"* BYE [UNAVAILABLE] " in until_closed(m)
     info = inspect(tandemctl, s)
     assert info["state"] == "clean" and not info["mounted"], info
     # Again: nothing to do, still fine.
@@ -92,7 +119,6 @@ def test_dismount_refuses_then_mount_serves_again(server, tandemctl):
     subjects = [d[1].decode().strip() for d in data if isinstance(d, tuple)]
     assert subjects == ["Subject: one", "Subject: two", "Subject: three"], subjects
     m2.logout()
-    m.logout()
 
 
 def test_unknown_database_and_api(server, tandemctl):
@@ -132,3 +158,80 @@ def test_copy_sees_service_down_and_catches_up_after_mount(copy_holder, tandemct
     assert r.returncode == 0, r.stderr
     deliver(a, "alice@example.test", "after mount")
     wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up with A again")
+
+
+def test_dismount_ends_sessions_and_refuses_logins(server, tandemctl):
+    """Sessions in the database end with BYE [UNAVAILABLE] and their connections close (one
+    SELECTed, one in IDLE, one only logged in); the worker lets go of the database's LMDB files;
+    a login is refused with UNAVAILABLE and LMTP refuses the recipient at RCPT; a session in
+    another database goes on; after mount, logins work again."""
+    s = server
+    deliver(s, "alice@example.test", "one")
+    deliver(s, "bob@example.test", "for bob")
+    selected = login(s)
+    assert selected.select("INBOX") == ("OK", [b"1"])
+    idling = login(s)
+    assert idling.select("INBOX") == ("OK", [b"1"])
+    idling.send(b"i1 IDLE\r\n")
+    assert idling.readline().startswith(b"+ "), "IDLE not started"
+    authenticated = login(s)
+    other = login(s, "bob")
+    assert other.select("INBOX") == ("OK", [b"1"])
+    imap_worker = children(s.proc.pid)["worker-imap"]
+    assert lmdb_fds(imap_worker, DB), "the IMAP worker never opened db1"
+    assert lmdb_fds(children(s.proc.pid)["worker-lmtp"], DB), "the LMTP worker never opened db1"
+
+    assert ctl(tandemctl, s, "dismount").returncode == 0
+    for name, m in [("selected", selected), ("idling", idling), ("authenticated", authenticated)]:
+        data = until_closed(m)
+        assert b"* BYE [UNAVAILABLE] " in data, (name, data)
+    # Files closed once no session uses them: nothing of db1 open in the IMAP worker.
+    wait_for(lambda: not lmdb_fds(imap_worker, DB), "the IMAP worker closing db1's LMDB")
+    lmtp_worker = children(s.proc.pid)["worker-lmtp"]
+    wait_for(lambda: not lmdb_fds(lmtp_worker, DB), "the LMTP worker closing db1's LMDB")
+    assert lmdb_fds(imap_worker, OTHER_DB), "db2's environment closed too"
+
+    with pytest.raises(imaplib.IMAP4.error, match=r"UNAVAILABLE"):
+        login(s)
+    c = smtplib.LMTP(s.addr, s.ports["lmtp"], timeout=WAIT)
+    c.ehlo_or_helo_if_needed()
+    assert c.mail("sender@example.org")[0] == 250
+    code, text = c.rcpt("alice@example.test")
+    assert code == 451 and b"dismounted" in text, (code, text)
+    c.quit()
+
+    # Untouched: bob's database is mounted.
+    assert other.noop()[0] == "OK"
+    deliver(s, "bob@example.test", "still served")
+    assert other.select("INBOX") == ("OK", [b"2"])
+
+    assert ctl(tandemctl, s, "mount").returncode == 0
+    again = login(s)
+    assert again.select("INBOX") == ("OK", [b"1"])
+    deliver(s, "alice@example.test", "after mount")
+    assert again.noop()[0] == "OK"
+    again.logout()
+    other.logout()
+
+
+def test_worker_started_during_dismount_knows(server, tandemctl):
+    """A worker that starts while a database is dismounted learns it from the core at
+    connect: the IMAP worker killed and restarted by the supervisor still refuses the login."""
+    s = server
+    assert ctl(tandemctl, s, "dismount").returncode == 0
+    old = children(s.proc.pid)["worker-imap"]
+    os.kill(old, 9)
+    wait_for(lambda: children(s.proc.pid).get("worker-imap") not in (None, old),
+             "a new IMAP worker")
+
+    def refused():
+        try:
+            login(s).logout()
+        except imaplib.IMAP4.error as e:
+            return "UNAVAILABLE" in str(e)
+        except OSError:
+            return False  # not listening yet
+        raise AssertionError("a login to a dismounted database succeeded")
+    wait_for(refused, "the new worker refusing the login with UNAVAILABLE")
+    assert ctl(tandemctl, s, "mount").returncode == 0
+    wait_for(lambda: login(s).logout()[0] == "BYE", "a login after mount")
