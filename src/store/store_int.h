@@ -219,7 +219,10 @@ uint64_t store__now_us_mono(void);
 uint64_t store__now_us_wall(void);
 /* CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait on the store's conds. */
 void store__deadline_after_ms(struct timespec *ts, uint64_t ms);
-void *store__log_thread_main(void *arg);   /* store_log.c: one per log worker */
+void *store__log_thread_main(void *arg); /* store_log.c: one per log worker */
+/* Takes the next batch off the log queue (lock held; store_log.c): a prefix of it, capped
+ * at half the commits expected while no other batch is in its sync. *records_r: how many. */
+struct pending *store__log_take_batch(struct store *s, uint64_t *records_r);
 void *store__apply_thread_main(void *arg); /* store_apply.c */
 void *store__hk_thread_main(void *arg);    /* store_hk.c */
 /* Sets status on p and every entry after it (store_log.c, store_apply.c). */

@@ -322,6 +322,42 @@ group_commit_wait(struct store *s)
 }
 
 /*
+ * Takes the next batch off the log queue (lock held): every queued record, except while no
+ * other batch is in its sync. Then it takes the first half of the commits expected (as
+ * group_commit_wait() counts them) and leaves the rest queued for the other worker, which
+ * writes them while this batch syncs. Without the cap, commits that arrive together (an event
+ * loop resubmitting from the callbacks of the batch just applied: bench_store --async) all
+ * went into one batch, the other worker had nothing to write, and one sync at a time was in
+ * flight (rec/sync 44-60 at 64 committers, 0.37-0.44 of two syncs in flight:
+ * docs/benchmarks.md). Taking a prefix keeps batches in LSN order.
+ */
+struct pending *
+store__log_take_batch(struct store *s, uint64_t *records_r)
+{
+    struct pending *head = s->log_head;
+    uint64_t take = s->log_count;
+    if (head && s->log_in_sync == 0 && !s->closing) {
+        uint64_t expect = s->inflight > s->last_batch ? s->inflight : s->last_batch;
+        uint64_t cap = (expect + STORE_LOG_WORKERS - 1) / STORE_LOG_WORKERS;
+        if (cap > 0 && take > cap) {
+            struct pending *last = head;
+            for (uint64_t i = 1; i < cap; i++)
+                last = last->next;
+            s->log_head = last->next; /* the rest stays queued: log_tailp is still right */
+            last->next = NULL;
+            s->log_count -= cap;
+            *records_r = cap;
+            return head;
+        }
+    }
+    s->log_head = NULL;
+    s->log_tailp = &s->log_head;
+    s->log_count = 0;
+    *records_r = take;
+    return head;
+}
+
+/*
  * Waits for the writer's turn and something to do: queued records or a roll request (lock
  * held). Returns false when the store is closing and nothing is left. While nothing comes,
  * a partly filled generation is closed after opt.idle_close_ms (a roll request of its own).
@@ -436,18 +472,17 @@ store__log_thread_main(void *arg)
         s->log_writing = true;
         if (s->log_head)
             group_commit_wait(s);
+        uint64_t lb_records = 0;
+        struct pending *lb_head = store__log_take_batch(s, &lb_records);
 
-        struct log_batch lb = {.head = s->log_head,
+        struct log_batch lb = {.head = lb_head,
                                .ticket = s->log_ticket_next++,
-                               .records = s->log_count,
+                               .records = lb_records,
                                .roll_target = s->roll_requested,
                                .fd = -1};
-        s->log_head = NULL;
-        s->log_tailp = &s->log_head;
         if (lb.head)
-            s->last_batch = s->log_count;
-        s->log_in_sync += s->log_count;
-        s->log_count = 0;
+            s->last_batch = lb.records;
+        s->log_in_sync += lb.records;
         int err = s->failed;
         pthread_mutex_unlock(&s->lock);
 

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,6 +228,78 @@ gate_open_all(unsigned from)
 
 /* ---- tests ---- */
 
+/* Queues n entries with LSNs first.. on s's log queue, as store_commit_async() does. */
+static void
+queue_entries(struct store *s, struct pending *e, unsigned n, uint64_t first)
+{
+    for (unsigned i = 0; i < n; i++) {
+        e[i] = (struct pending){.lsn = first + i};
+        *s->log_tailp = &e[i];
+        s->log_tailp = &e[i].next;
+        s->log_count++;
+        s->inflight++;
+    }
+}
+
+static void
+assert_batch(struct pending *head, uint64_t records, uint64_t want, uint64_t first_lsn)
+{
+    assert_int_equal(records, want);
+    uint64_t n = 0;
+    for (struct pending *p = head; p; p = p->next)
+        assert_int_equal(p->lsn, first_lsn + n++);
+    assert_int_equal(n, want);
+}
+
+/* Commits queued together while no batch is in its sync go into two batches (so that the
+ * second is written while the first syncs): the first takes half of what is expected, as a
+ * prefix in LSN order, and the rest stays queued and can still be appended to. While a batch
+ * is in its sync, or when closing, a batch takes everything. */
+static void
+test_batch_split_while_nothing_syncs(void **state)
+{
+    (void)state;
+    struct store *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    s->log_tailp = &s->log_head;
+    struct pending e[32];
+    uint64_t n = 0;
+
+    queue_entries(s, e, 10, 1);
+    struct pending *b = store__log_take_batch(s, &n);
+    assert_batch(b, n, 5, 1);
+    assert_int_equal(s->log_count, 5);
+    assert_int_equal(s->log_head->lsn, 6);
+    queue_entries(s, e + 10, 1, 11); /* the tail pointer still points at the queue's end */
+    s->log_in_sync = 5;              /* the first batch syncs: the next takes everything */
+    b = store__log_take_batch(s, &n);
+    assert_batch(b, n, 6, 6);
+    assert_null(s->log_head);
+    assert_int_equal(s->log_count, 0);
+    assert_ptr_equal(s->log_tailp, &s->log_head);
+
+    /* Nothing in sync, and the last batch was as large as everything in flight: all. */
+    s->log_in_sync = 0;
+    s->inflight = 0;
+    s->last_batch = 20;
+    queue_entries(s, e, 10, 12);
+    b = store__log_take_batch(s, &n);
+    assert_batch(b, n, 10, 12);
+
+    /* A lone commit is never held back, and closing takes everything. */
+    s->inflight = 0;
+    s->last_batch = 0;
+    queue_entries(s, e, 1, 22);
+    b = store__log_take_batch(s, &n);
+    assert_batch(b, n, 1, 22);
+    s->inflight = 0;
+    s->closing = true;
+    queue_entries(s, e, 9, 23);
+    b = store__log_take_batch(s, &n);
+    assert_batch(b, n, 9, 23);
+    free(s);
+}
+
 static void
 test_write_overlaps_sync_and_completes_in_order(void **state)
 {
@@ -298,6 +371,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_split_while_nothing_syncs),
         cmocka_unit_test_setup_teardown(test_write_overlaps_sync_and_completes_in_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batch_after_failed_sync_fails, setup, teardown),
