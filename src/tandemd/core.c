@@ -251,6 +251,7 @@ static void
 core_reload(const struct tdm_config *cfg)
 {
     tandemd__core_cms_reload(cfg);
+    tandemd__core_repl_reload(cfg);
 }
 
 void

@@ -722,7 +722,7 @@ on_hb_change(void *arg)
 void
 tandemd__core_cluster_start(struct event_base *b, const struct tdm_config *cfg)
 {
-    if (!cluster_db_config() || cfg->n_cms == 0)
+    if (!cluster_db_is_node())
         return;
     if (!tandemd__core_cluster_hb()) {
         log_error("cluster agent not started: the heartbeats are not running, so no CMS is "
@@ -777,10 +777,10 @@ tandemd__core_cluster_start(struct event_base *b, const struct tdm_config *cfg)
         tandemd__core_cluster_stop();
         return;
     }
-    for (unsigned c = 0; c < cfg->n_cms; c++) {
+    for (unsigned c = 0; c < cluster_db_n_cms(); c++) {
         struct agent_cms *a = &agents[n_agents++];
         memset(a, 0, sizeof(*a));
-        a->cfg = &cfg->cms[c];
+        a->cfg = cluster_db_cms(c); /* a copy: the configuration may be reloaded */
         snprintf(a->key, sizeof(a->key), "cms/%s", a->cfg->name);
         cluster_fsm_init(&a->fsm);
         a->out.state = CLUSTER_STATE_WAITING;

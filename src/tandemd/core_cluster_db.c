@@ -27,24 +27,41 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The configuration of a node (borrowed: the core's, for its whole life); NULL elsewhere. */
-static const struct tdm_config *node_cfg;
+/* What the agent needs of a node's configuration, copied at start: a reload frees the
+ * configuration the core started with, and [cluster]/[cms] changes take effect at the next
+ * start (docs/decisions.md). */
+static bool is_node;
+static struct tdm_config_cms node_cms[TDM_CONFIG_MAX_CMS];
+static unsigned node_n_cms;
+static bool has_repl;
+static uint32_t repl_port;
+static char repl_network[TDM_CONFIG_NAME_MAX + 1];
 
-const struct tdm_config *
-cluster_db_config(void)
+bool
+cluster_db_is_node(void)
 {
-    return node_cfg;
+    return is_node;
+}
+
+unsigned
+cluster_db_n_cms(void)
+{
+    return node_n_cms;
+}
+
+const struct tdm_config_cms *
+cluster_db_cms(unsigned i)
+{
+    return &node_cms[i];
 }
 
 const struct tdm_config_cms *
 cluster_db_cms_of(const char *db)
 {
-    if (!node_cfg)
-        return NULL;
-    for (unsigned c = 0; c < node_cfg->n_cms; c++)
-        for (unsigned d = 0; d < node_cfg->cms[c].n_databases; d++)
-            if (strcmp(node_cfg->cms[c].databases[d], db) == 0)
-                return &node_cfg->cms[c];
+    for (unsigned c = 0; c < node_n_cms; c++)
+        for (unsigned d = 0; d < node_cms[c].n_databases; d++)
+            if (strcmp(node_cms[c].databases[d], db) == 0)
+                return &node_cms[c];
     return NULL;
 }
 
@@ -58,23 +75,16 @@ int
 cluster_db_copy_conf(const struct tdm_config_cms *cms, const char *kind,
                      struct repl_copy_conf *conf, const char **why_r)
 {
-    const struct tdm_config_listener *l = NULL;
-    for (unsigned i = 0; i < node_cfg->n_listeners; i++)
-        if (node_cfg->listeners[i].proto == TDM_PROTO_REPLICATION)
-            l = &node_cfg->listeners[i];
-    if (!l) {
+    if (!has_repl) {
         *why_r = "this node has no [listen replication], whose port the CMS address serves";
         return TDM_EINVAL;
     }
     memset(conf, 0, sizeof(*conf));
     conf->role = REPL_ROLE_PASSIVE;
     snprintf(conf->kind, sizeof(conf->kind), "%s", kind && kind[0] ? kind : "mail");
-    const char *network = l->network[0] ? l->network
-                          : node_cfg->n_networks ? node_cfg->networks[0].name
-                                                 : "public";
-    snprintf(conf->sources[0].network, sizeof(conf->sources[0].network), "%s", network);
+    snprintf(conf->sources[0].network, sizeof(conf->sources[0].network), "%s", repl_network);
     conf->sources[0].endpoint.address = cms->address;
-    conf->sources[0].endpoint.port = l->port;
+    conf->sources[0].endpoint.port = repl_port;
     conf->n_sources = 1;
     return 0;
 }
@@ -84,7 +94,20 @@ tandemd__core_cluster_prepare(const struct tdm_config *cfg, const char *dbdir)
 {
     if (cfg->cluster.name[0] == '\0' || cfg->n_cms == 0)
         return;
-    node_cfg = cfg;
+    is_node = true;
+    node_n_cms = cfg->n_cms;
+    memcpy(node_cms, cfg->cms, cfg->n_cms * sizeof(cfg->cms[0]));
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        const struct tdm_config_listener *l = &cfg->listeners[i];
+        if (l->proto != TDM_PROTO_REPLICATION)
+            continue;
+        has_repl = true;
+        repl_port = l->port;
+        snprintf(repl_network, sizeof(repl_network), "%s",
+                 l->network[0]      ? l->network
+                 : cfg->n_networks ? cfg->networks[0].name
+                                   : "public");
+    }
     for (unsigned c = 0; c < cfg->n_cms; c++) {
         const struct tdm_config_cms *cms = &cfg->cms[c];
         for (unsigned d = 0; d < cms->n_databases; d++) {

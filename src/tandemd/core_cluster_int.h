@@ -24,8 +24,10 @@ struct cluster_agent_db {
     uint16_t wire_copy_state; /* for the summary (docs/formats/cluster.md) */
 };
 
-/* The node's configuration (NULL when this server is no cluster node with a [cms]). */
-const struct tdm_config *cluster_db_config(void);
+/* Whether this server is a cluster node with a [cms] (its [cms] sections, copied at start). */
+bool cluster_db_is_node(void);
+unsigned cluster_db_n_cms(void);
+const struct tdm_config_cms *cluster_db_cms(unsigned i);
 /* The [cms] that lists database db, or NULL. */
 const struct tdm_config_cms *cluster_db_cms_of(const char *db);
 /* copy.conf for a database of cms of kind: a passive copy of the CMS address on this node's

@@ -313,3 +313,12 @@ tandemd__core_repl_start_copy(const char *name, const char *dbdir)
     /* Name order, as COPY_STATUS needs; the agents are pointers, so moving entries is fine. */
     qsort(copies, n_copies, sizeof(*copies), copy_cmp);
 }
+
+void
+tandemd__core_repl_reload(const struct tdm_config *cfg)
+{
+    /* The old configuration is freed after the reload: copies started later use the new one
+     * (its networks, key and TLS files). */
+    if (repl_cfg)
+        repl_cfg = cfg;
+}

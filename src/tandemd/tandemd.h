@@ -226,6 +226,8 @@ void tandemd__core_copy_forget(const char *name, size_t len);
 /* After start: records the copy name in dbdir (as tandemd__core_repl_add_copy) and starts its
  * agent (the cluster agent's demotion of a database). There must be no copy of that name. */
 void tandemd__core_repl_start_copy(const char *name, const char *dbdir);
+/* After RELOAD: the configuration copies started from now on use (the old one is freed). */
+void tandemd__core_repl_reload(const struct tdm_config *cfg);
 /* The [store] options the copies were started with. */
 const struct store_options *tandemd__core_repl_store_options(void);
 /* core_repl_source.c: a dismounted database: its copies are closed, then answered
