@@ -12,7 +12,9 @@
  * if it closed) until conn->inflight is back to 0.
  */
 #include "tandemd/core_ipc_int.h"
+#include "tandemd/core_ack.h"
 
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "store/mail.h"
@@ -224,6 +226,52 @@ notify_folder(const struct core_pending *p)
     mdb_txn_abort(txn);
 }
 
+/* ---- Acknowledgement deadlines (core_ack.h) ---- */
+
+struct ack_deadline {
+    struct ack_deadline *next;
+    uint64_t until_ms;
+    char name[];
+};
+
+static struct ack_deadline *ack_deadlines;
+
+void
+tandemd__core_db_set_ack_deadline(const char *name, uint64_t until_ms)
+{
+    struct ack_deadline **pp = &ack_deadlines;
+    while (*pp && strcmp((*pp)->name, name) != 0)
+        pp = &(*pp)->next;
+    if (until_ms == UINT64_MAX) {
+        struct ack_deadline *d = *pp;
+        if (d) {
+            *pp = d->next;
+            free(d);
+        }
+        return;
+    }
+    if (!*pp) {
+        size_t len = strlen(name);
+        struct ack_deadline *d = calloc(1, sizeof(*d) + len + 1);
+        if (!d)
+            log_fatal("out of memory");
+        memcpy(d->name, name, len + 1);
+        *pp = d;
+    }
+    (*pp)->until_ms = until_ms;
+}
+
+bool
+tandemd__core_db_may_ack(const char *name)
+{
+    if (tandemd__core_db_fenced(name))
+        return false;
+    for (const struct ack_deadline *d = ack_deadlines; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return tdm_clock_ms() < d->until_ms;
+    return true;
+}
+
 /* Loop thread: answers one commit (unless send is false or its worker left), tells the
  * subscribers, frees it, and lets a paused connection read again. */
 static void
@@ -232,9 +280,10 @@ finish(struct core_pending *p, bool send)
     struct core_conn *c = p->conn;
     c->inflight--;
     c->busy++; /* sending may close it; it must outlive this call */
-    /* A fenced database acknowledges nothing, not even what is durable: the client retries,
-     * and a duplicate is dropped by its delivery id (docs/replication.md, "Dismount"). */
-    if (send && p->reply.status == 0 && tandemd__core_db_fenced(p->database))
+    /* A fenced database, or one past its deadline, acknowledges nothing, not even what is
+     * durable: the client retries, and a duplicate is dropped by its delivery id
+     * (docs/replication.md, "Dismount"; docs/cluster.md). */
+    if (send && p->reply.status == 0 && !tandemd__core_db_may_ack(p->database))
         p->reply = (struct ipc_commit_reply){.status = TDM_ENOTFOUND};
     if (send && !c->closed) {
         struct ipc_msg msg = {.type = TDM_IPC_COMMIT_REPLY, .request_id = p->request_id};
@@ -375,6 +424,20 @@ tandemd__commit_handle(struct core_conn *c, const struct ipc_msg *msg)
         reply_commit_status(c, msg->request_id, TDM_ENOTFOUND);
         return;
     }
+    /* Fenced or past its acknowledgement deadline (the cluster agent lost its confirmation, or
+     * a dismount is under way): refused before the log, answered as a database not here. Only
+     * commits already in flight when the fence came are ambiguous: durable, maybe shipped, but
+     * never acknowledged (finish()); the client retries and the delivery id drops a duplicate
+     * (docs/cluster.md "Timing"). */
+    char name[256];
+    if (cm->database.len < sizeof(name)) {
+        memcpy(name, cm->database.ptr, cm->database.len);
+        name[cm->database.len] = '\0';
+        if (!tandemd__core_db_may_ack(name)) {
+            reply_commit_status(c, msg->request_id, TDM_ENOTFOUND);
+            return;
+        }
+    }
     struct core_pending *p = calloc(1, sizeof(*p));
     if (!p)
         log_fatal("out of memory");
@@ -412,6 +475,11 @@ void
 tandemd__commit_free(void)
 {
     tandemd__sync_free();
+    while (ack_deadlines) {
+        struct ack_deadline *d = ack_deadlines;
+        ack_deadlines = d->next;
+        free(d);
+    }
     /* Every store has closed: each commit's callback has run and its pending is queued. */
     struct core_pending *list = done_head;
     done_head = done_tail = NULL;
