@@ -362,6 +362,7 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         out->state = CLUSTER_STATE_ACTIVE;
         out->role = CLUSTER_ROLE_ACTIVE;
         out->writes_allowed = true;
+        out->writes_until_ms = s + t->f;
         return;
     }
     /* Switchover: writes wait until the target holds every record (always lossless). */

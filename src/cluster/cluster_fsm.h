@@ -10,7 +10,8 @@
  * changes or at out->next_step_ms at the latest. Results of actions (a lease granted, copies
  * activated, a dismount done) come back through the next input, never through callbacks.
  *
- * Times are milliseconds on one monotonic clock of this node; 0 means "never". Nothing here
+ * Times are milliseconds on one clock of this node that never goes back and counts a suspend
+ * (tdm_clock_ms, lib/clock.h); 0 means "never". Nothing here
  * compares times of two nodes.
  *
  * Writing is allowed (out->writes_allowed) only while this node is active and holds a
@@ -168,7 +169,9 @@ struct cluster_fsm_output {
     enum cluster_fsm_role role; /* for this node's summary */
     bool candidate;             /* for this node's summary (see struct cluster_fsm_member) */
     const char *moving_to;      /* MOVING: the target (borrowed from the input) */
-    bool writes_allowed;        /* commits may be acknowledged until next_step_ms */
+    bool writes_allowed;        /* commits may be acknowledged until writes_until_ms */
+    uint64_t writes_until_ms;   /* writes_allowed: s + F of the newest confirmation (the
+                                 * self-fence); the glue's acknowledgement deadline */
     uint64_t next_step_ms;      /* call again at this time at the latest (0: on input only) */
     char reason[CLUSTER_FSM_REASON_MAX + 1]; /* WAITING/FAILING_OVER/MOVING: why, for status */
     struct cluster_fsm_action actions[CLUSTER_FSM_MAX_ACTIONS];

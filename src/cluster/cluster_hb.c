@@ -13,6 +13,7 @@
  */
 #include "cluster/cluster_hb_int.h"
 
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/log.h"
@@ -47,9 +48,7 @@ set_timeouts(struct bufferevent *bev, uint64_t ms)
 uint64_t
 cluster_hb_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return tdm_clock_ms();
 }
 
 struct hb_member *
@@ -98,6 +97,8 @@ link_send_heartbeat(struct hb_link *l, uint64_t now)
     m.type = CLUSTER_HEARTBEAT;
     m.u.heartbeat.seq = ++l->seq;
     m.u.heartbeat.sent_ms = now;
+    l->sent_seq[l->seq % HB_SENT_RING] = l->seq;
+    l->sent_ms[l->seq % HB_SENT_RING] = now;
     m.u.heartbeat.summary = l->hb->summary;
     link_send(l, &m);
 }
@@ -136,10 +137,14 @@ handle_reply(struct hb_link *l, const struct cluster_heartbeat_reply *r)
     }
     struct hb_member *m = &l->hb->members[l->member];
     l->last_heard_ms = now;
-    l->rtt_ms = (uint32_t)(now - r->sent_ms);
-    bool newer = r->sent_ms > m->answered_sent_ms;
-    if (newer)
-        m->answered_sent_ms = r->sent_ms;
+    /* Our own record of when that heartbeat left, not the echo. */
+    unsigned slot = (unsigned)(r->seq % HB_SENT_RING);
+    if (l->sent_seq[slot] == r->seq) {
+        uint64_t sent = l->sent_ms[slot];
+        l->rtt_ms = (uint32_t)(now - sent);
+        if (sent > m->answered_sent_ms)
+            m->answered_sent_ms = sent;
+    }
     cluster_hb__got_summary(l->hb, m, &r->summary);
     cluster_hb__evaluate(l->hb, false);
 }
@@ -272,6 +277,10 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
     if (!l->tcp_up && serr == 0 && err != 0 && never_connected(bev))
         serr = err;
     if (what & BEV_EVENT_TIMEOUT) {
+        /* A connect that timed out was not refused: the previous attempt's refusal is stale
+         * (the member may be alive and cut off, so not "gone"). */
+        if (!l->tcp_up)
+            l->refused = false;
         snprintf(why, sizeof(why), "nothing heard for %llu ms",
                  (unsigned long long)(l->hello_done ? l->hb->interval_ms * l->hb->misses
                                                     : HELLO_TIMEOUT_MS));
@@ -289,9 +298,11 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
             snprintf(why, sizeof(why), "TLS: %s", e ? e : "handshake failed");
             free(e);
         } else {
-            /* An established session that broke without a timeout: the peer's kernel closed
-             * it (a killed process's TLS session often ends as an error, not a clean EOF). */
-            eof = l->tcp_up;
+            /* An established session that broke with a reset (or an error without errno: a
+             * killed process's TLS session often ends so, not as a clean EOF): the peer's
+             * kernel closed it. Any other error (ETIMEDOUT, EHOSTUNREACH) is a path that
+             * failed, not a core that is gone (docs/cluster.md "Timing" (b)). */
+            eof = l->tcp_up && (err == 0 || err == ECONNRESET || err == EPIPE);
             snprintf(why, sizeof(why), "%s", err ? strerror(err) : "connection broken");
         }
         ERR_clear_error();
@@ -431,9 +442,14 @@ cluster_hb_snapshot(const struct cluster_hb *hb, struct cluster_hb_snapshot *out
             if (!(l->ended_eof && l->refused))
                 gone = false;
         }
+        /* A member whose heartbeats reach our listener has a running core, whatever our own
+         * links to it say. */
+        if (gone && cluster_hb__listen_has_session(hb, m->conf->name))
+            gone = false;
         /* Reported while still seen too: this is what lets a passive skip the wait for
          * silence (docs/cluster.md, "Timing" (b)). */
         o->gone = gone;
+        o->heard_ms = o->last_heard_ms > m->heard_in_ms ? o->last_heard_ms : m->heard_in_ms;
         o->answered_sent_ms = m->answered_sent_ms;
         answered[i] = m->answered_sent_ms;
         o->has_summary = m->has_summary;

@@ -16,7 +16,8 @@
  * heartbeat and reply (its CMS roles and log positions) and reads the others' from the
  * snapshot.
  *
- * Time is CLOCK_MONOTONIC in milliseconds (cluster_hb_now_ms) everywhere in this API.
+ * Time is tdm_clock_ms() (lib/clock.h: CLOCK_BOOTTIME, so a suspend counts) in milliseconds
+ * (cluster_hb_now_ms) everywhere in this API.
  */
 
 #include "lib/config.h"
@@ -53,6 +54,11 @@ struct cluster_hb_member {
      * (docs/cluster.md, "Timing" (b)). May be true while it is still seen. */
     bool gone;
     uint64_t last_heard_ms; /* newest of the networks' last_heard_ms; 0 = never */
+    /* Newest word from it: last_heard_ms, or the arrival of a HEARTBEAT it sent us (answered
+     * on our listener), whichever is newer; 0 = never. What the takeover rule (docs/cluster.md
+     * "Timing" (b)) counts as hearing it: its own link to us may be up while ours to it is
+     * down. Seen, votes and quorum stay on answers to our heartbeats (last_heard_ms). */
+    uint64_t heard_ms;
     /* The send time (our clock) of the newest heartbeat of ours it answered, on any network;
      * 0 = none. The agent replaces the witness's with its lease renewals where newer. */
     uint64_t answered_sent_ms;
@@ -82,7 +88,7 @@ struct cluster_hb_snapshot {
 
 /* The snapshot is large (the summaries): callers keep it on the heap or in their state. */
 
-/* Called on the loop whenever anything in the snapshot other than now_ms and last_heard_ms
+/* Called on the loop whenever anything in the snapshot other than now_ms, last_heard_ms and heard_ms
  * changed (a member or network up or down, quorum, a new summary, a newer confirmation).
  * It may call cluster_hb_snapshot and cluster_hb_set_summary, not cluster_hb_free. */
 typedef void cluster_hb_change_fn(void *arg);
@@ -127,7 +133,7 @@ void cluster_hb_snapshot(const struct cluster_hb *hb, struct cluster_hb_snapshot
 int cluster_hb_set_summary(struct cluster_hb *hb, const struct cluster_summary *summary,
                            const char **error_r);
 
-/* CLOCK_MONOTONIC in milliseconds. */
+/* tdm_clock_ms(): the clock of every cluster deadline (the glue and cluster_fsm's callers). */
 uint64_t cluster_hb_now_ms(void);
 
 /* ---- the pure part: unit-tested without sockets ---- */

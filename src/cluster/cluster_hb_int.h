@@ -12,6 +12,11 @@ struct bufferevent;
 struct conn_listener;
 struct event;
 
+/* Send times of a link's newest heartbeats, by seq: a reply's timing is taken from here, never
+ * from the sent_ms it echoes (a peer's bug must not make an old answer look new). An answer
+ * to an older heartbeat still counts as hearing the member, not as a confirmation. */
+#define HB_SENT_RING 16
+
 /* One network to one member: the outgoing heartbeat session (a node's only). */
 struct hb_link {
     struct cluster_hb *hb;
@@ -21,6 +26,7 @@ struct hb_link {
     bool hello_done;         /* HELLO_REPLY ok: heartbeats flow */
     uint32_t hello_id;
     uint64_t seq;           /* of the last HEARTBEAT sent */
+    uint64_t sent_seq[HB_SENT_RING], sent_ms[HB_SENT_RING]; /* at seq % HB_SENT_RING */
     uint64_t last_heard_ms; /* 0 = never */
     uint32_t rtt_ms;
     bool refused;         /* the last attempt was refused (ECONNREFUSED) */
@@ -35,6 +41,9 @@ struct hb_member {
     struct hb_link links[CLUSTER_HB_MAX_NETWORKS];
     unsigned n_links;
     uint64_t answered_sent_ms;
+    /* Arrival of its newest HEARTBEAT answered on our listener (0 = never): hearing it, even
+     * where our own link to it is down (docs/cluster.md "Timing" (b)). */
+    uint64_t heard_in_ms;
     bool has_summary;
     struct cluster_summary summary;
     bool seen, gone; /* as last reported */
@@ -75,6 +84,8 @@ void cluster_hb__evaluate(struct cluster_hb *hb, bool changed);
 
 /* cluster_hb_listen.c */
 int cluster_hb__listen_start(struct cluster_hb *hb, int fd);
+/* Whether member has a heartbeat session to our listener open now (HELLO accepted). */
+bool cluster_hb__listen_has_session(const struct cluster_hb *hb, const char *member);
 void cluster_hb__listen_free(struct cluster_hb *hb);
 
 #endif

@@ -165,8 +165,13 @@ handle_msg(struct hb_in *in, const struct cluster_msg *m)
         r.u.heartbeat_reply.summary = in->hb->summary;
         in_send(in, &r);
         struct hb_member *mem = cluster_hb__member(in->hb, in->member);
-        if (mem)
+        if (mem) {
+            /* It is alive and reaching us: the takeover rule counts this as hearing it, or a
+             * passive whose own link to the active is down would take over from an active
+             * that counts this passive's replies as its confirmation. */
+            mem->heard_in_ms = cluster_hb_now_ms();
             cluster_hb__got_summary(in->hb, mem, &m->u.heartbeat.summary);
+        }
         return in->conn != NULL;
     }
     case CLUSTER_ERROR:
@@ -178,6 +183,15 @@ handle_msg(struct hb_in *in, const struct cluster_msg *m)
         in_fail(in, CLUSTER_CODE_PROTOCOL, "unexpected %s", cluster_type_name(m->type));
         return false;
     }
+}
+
+bool
+cluster_hb__listen_has_session(const struct cluster_hb *hb, const char *member)
+{
+    for (const struct hb_in *in = hb->ins; in; in = in->next)
+        if (in->conn && in->ready && strcmp(in->member, member) == 0)
+            return true;
+    return false;
 }
 
 static void

@@ -51,7 +51,9 @@ struct coord_lease_reply {
                             * the request: error says why), -errno */
     int lease;             /* enum coord_lease_status when status == 0 */
     uint64_t epoch;        /* GRANTED: the lease's epoch; DENIED: the holder's */
-    uint32_t ttl_ms;       /* GRANTED: time to live granted, from when the witness answered */
+    uint32_t ttl_ms;       /* GRANTED: time to live granted. The witness counts it from the
+                            * request's arrival; the holder must count from its own send of the
+                            * request, which is earlier (docs/cluster.md "Timing") */
     const char *holder;    /* DENIED: who holds it; else NULL. Borrowed for the callback */
     uint32_t remaining_ms; /* DENIED: how long the holder's lease still runs */
     const char *error;     /* status != 0: a reason (borrowed for the callback), may be NULL */
@@ -86,7 +88,8 @@ struct coord_client_options {
     const char *key;      /* its server key; copied, wiped on free */
     const char *cluster;  /* the cluster's name (for the witness's status and log); copied */
     uint32_t timeout_ms;  /* connect, handshake and per-request answer; 0 = 2000. The session
-                           * sends PING when idle for a third of it, so silence = lost */
+                           * sends PING every third of it (requests outstanding or not), so
+                           * silence = lost */
     /* Session up: the witness accepted HELLO on endpoints[index]. */
     void (*on_up)(void *ctx, unsigned index);
     /* Session lost (or never came up): why, for the log and status. Required. */

@@ -109,7 +109,7 @@ struct cluster_hello_reply {
 
 struct cluster_heartbeat {
     uint64_t seq;     /* >= 1, increasing on one connection */
-    uint64_t sent_ms; /* the sender's CLOCK_MONOTONIC at sending, milliseconds */
+    uint64_t sent_ms; /* the sender's clock (tdm_clock_ms) at sending, milliseconds */
     struct cluster_summary summary;
 };
 

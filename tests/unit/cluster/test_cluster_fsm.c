@@ -144,6 +144,7 @@ test_active_fences_at_s_plus_f(void **state)
     cluster_fsm_step(&fsm, &in, &out);
     assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
     assert_true(out.writes_allowed);
+    assert_int_equal(out.writes_until_ms, 10000 + F); /* the glue's ack deadline */
     assert_int_equal(out.next_step_ms, 10000 + F);
     assert_int_equal(out.n_actions, 0);
 
