@@ -33,12 +33,12 @@ end_session(struct imap_session *s)
     s->busy++; /* a failed write closes the connection, whose on_close releases s */
     log_info("imap: %s: %s's session ended: database %s dismounted", conn_peer(s->conn), s->user,
              s->database);
+    s->state = IMAP_STATE_LOGOUT; /* first: a FETCH's end resumes the pump; it takes no more */
     imap__fetch_abandon(s);
     imap__keepalive_stop(s);
     s->idling = false;
     imap__unwatch(s);
     imap_buf_puts(&s->out, "* BYE [UNAVAILABLE] Database dismounted: reconnect later\r\n");
-    s->state = IMAP_STATE_LOGOUT; /* the pump takes nothing more */
     imap__flush(s);
     if (s->conn)
         conn_close_after_flush(s->conn);

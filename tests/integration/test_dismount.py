@@ -235,3 +235,25 @@ def test_worker_started_during_dismount_knows(server, tandemctl):
     wait_for(refused, "the new worker refusing the login with UNAVAILABLE")
     assert ctl(tandemctl, s, "mount").returncode == 0
     wait_for(lambda: login(s).logout()[0] == "BYE", "a login after mount")
+
+
+def test_dismount_cuts_a_fetch_short(server, tandemctl):
+    """A FETCH still being sent when the database is dismounted ends with its tagged NO, then
+    the BYE, and the connection closes."""
+    s = server
+    body = "x" * 500_000
+    for i in range(12):
+        deliver(s, "alice@example.test", f"big {i}", body)
+    m = login(s)
+    assert m.select("INBOX") == ("OK", [b"12"])
+    m.send(b"f1 FETCH 1:* BODY.PEEK[]\r\n")
+    m.sock.settimeout(WAIT)
+    first = m.sock.recv(65536)  # the FETCH has begun; the rest waits in the worker
+    assert first.startswith(b"* 1 FETCH"), first[:80]
+    assert ctl(tandemctl, s, "dismount").returncode == 0
+    data = first + until_closed(m)
+    bye = data.rfind(b"* BYE [UNAVAILABLE] ")
+    assert bye > 0, data[-300:]
+    tagged = data.rfind(b"\r\nf1 ")
+    assert 0 < tagged < bye, data[-300:]
+    assert data[tagged + 2:].startswith(b"f1 NO"), data[tagged:tagged + 80]
