@@ -79,6 +79,9 @@ enum tdm_event {
     TDM_EV_CLUSTER_DEMOTED = 5055,
     TDM_EV_CLUSTER_REJOINED = 5056,
     TDM_EV_CLUSTER_ACTIVATION_FAILED = 5057,
+    TDM_EV_CLUSTER_MOVE_STARTED = 5058, /* switchover: src/tandemd/core_cluster_move.c */
+    TDM_EV_CLUSTER_MOVE_DONE = 5059,
+    TDM_EV_CLUSTER_MOVE_FAILED = 5060,
     /* The transport dumpster (src/smtp/dumpster*.c, docs/smtp.md "Transport dumpster"). */
     TDM_EV_DUMPSTER_RESUBMITTED = 5100,
     TDM_EV_DUMPSTER_WRITE_FAILED = 5101,

@@ -132,6 +132,14 @@
  *                   docs/formats/admin-api.md). json: STR, 2..TDM_IPC_CLUSTER_JSON_MAX, a JSON
  *                   object the core builds (heartbeats, and what the cluster agent adds), passed
  *                   through by the admin worker; {} on a server in no cluster
+ *   CMS_MOVE        worker -> core: switch the CMS over to another node (docs/cluster.md,
+ *                   "Switchover"). cms: STR, 1..TDM_IPC_NAME_MAX; to: STR, 1..TDM_IPC_NAME_MAX;
+ *                   comment: STR, 0..TDM_IPC_REASON_MAX
+ *   CMS_MOVE_REPLY  core -> worker: whether the move was asked (it runs on; GET /v1/cluster
+ *                   says how it ends). status: I32 (0; TDM_ENOTFOUND no such CMS here or no
+ *                   such node; TDM_ECONFLICT a move is running; TDM_EINVAL not active here or the
+ *                   target cannot take it); error: STR, 0..TDM_IPC_REASON_MAX, empty exactly
+ *                   when status is 0
  *
  * Versions: a build speaks versions TDM_IPC_VERSION_MIN..TDM_IPC_VERSION. HELLO and
  * HELLO_REPLY frames always carry TDM_IPC_HELLO_VERSION in the version field and their layouts
@@ -197,6 +205,8 @@ enum tdm_ipc_type {
     TDM_IPC_CMS_LISTEN = 82,
     TDM_IPC_CMS_STATUS_REQUEST = 83,
     TDM_IPC_CMS_STATUS_REPLY = 84,
+    TDM_IPC_CMS_MOVE = 85,
+    TDM_IPC_CMS_MOVE_REPLY = 86,
     TDM_IPC_CLUSTER_STATUS_REQUEST = 90,
     TDM_IPC_CLUSTER_STATUS_REPLY = 91,
 };

@@ -225,6 +225,8 @@ void admin_status_serve(struct admin_call *call);
 /* ---- admin_cluster.c: GET /v1/cluster ---- */
 
 void admin_cluster_serve(struct admin_call *call);
+/* admin_cms.c: POST /v1/cms/<cms>/move (switchover). Answers every case. */
+void admin_cms_serve(struct admin_call *call);
 void admin_metrics_serve(struct admin_call *call);
 void admin_events_serve(struct admin_call *call);
 /* Ends every events stream (shutdown). */

@@ -390,6 +390,8 @@ route_authed(struct admin_call *call)
         return admin_databases_serve(call);
     if (!strcmp(what, "dumpster"))
         return admin_dumpster_serve(call);
+    if (!strcmp(what, "cms"))
+        return admin_cms_serve(call);
     void (*get)(struct admin_call *) = !strcmp(what, "whoami")    ? admin_whoami_serve
                                        : !strcmp(what, "status")  ? admin_status_serve
                                        : !strcmp(what, "cluster") ? admin_cluster_serve

@@ -489,6 +489,17 @@ core_link_cluster_status(struct core_link *link, core_link_reply_cb *cb, void *c
 }
 
 int
+core_link_cms_move(struct core_link *link, const char *cms, const char *to, const char *comment,
+                   core_link_reply_cb *cb, void *ctx)
+{
+    struct ipc_msg msg = {.type = TDM_IPC_CMS_MOVE};
+    msg.u.cms_move.cms = ipc_str_c(cms);
+    msg.u.cms_move.to = ipc_str_c(to);
+    msg.u.cms_move.comment = ipc_str_c(comment);
+    return link_request(link, &msg, TDM_IPC_CMS_MOVE_REPLY, cb, ctx);
+}
+
+int
 core_link_copy_control(struct core_link *link, const char *database, uint16_t action,
                        const char *comment, core_link_reply_cb *cb, void *ctx)
 {

@@ -82,6 +82,9 @@ int core_link_copy_status(struct core_link *link, core_link_reply_cb *cb, void *
 int core_link_cms_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
 /* CLUSTER_STATUS_REQUEST; the reply is CLUSTER_STATUS_REPLY. */
 int core_link_cluster_status(struct core_link *link, core_link_reply_cb *cb, void *ctx);
+/* CMS_MOVE (strings copied into the frame); the reply is CMS_MOVE_REPLY. */
+int core_link_cms_move(struct core_link *link, const char *cms, const char *to, const char *comment,
+                       core_link_reply_cb *cb, void *ctx);
 
 /* COPY_CONTROL: suspend (with comment, copied; may be NULL) or resume (comment NULL) the copy
  * of database. Same contract as core_link_commit; the core's verdict is COPY_CONTROL_REPLY's

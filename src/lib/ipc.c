@@ -825,6 +825,66 @@ copy_control_reply_check(const struct ipc_msg *m, const char **error_r)
     return 0;
 }
 
+/* ---- CMS_MOVE, CMS_MOVE_REPLY ---- */
+
+static void
+cms_move_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    const struct ipc_cms_move *c = &m->u.cms_move;
+    wr_str(w, &c->cms);
+    wr_str(w, &c->to);
+    wr_str(w, &c->comment);
+}
+
+static bool
+cms_move_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    struct ipc_cms_move *c = &m->u.cms_move;
+    return rd_str(r, FIELD("CMS_MOVE.cms"), &c->cms) && rd_str(r, FIELD("CMS_MOVE.to"), &c->to) &&
+           rd_str(r, FIELD("CMS_MOVE.comment"), &c->comment);
+}
+
+static int
+cms_move_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_cms_move *c = &m->u.cms_move;
+    int rc = check_str(&c->cms, FIELD("CMS_MOVE.cms"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->to, FIELD("CMS_MOVE.to"), 1, TDM_IPC_NAME_MAX, error_r);
+    if (rc == 0)
+        rc = check_str(&c->comment, FIELD("CMS_MOVE.comment"), 0, TDM_IPC_REASON_MAX, error_r);
+    return rc;
+}
+
+static void
+cms_move_reply_encode(struct wire_wr *w, const struct ipc_msg *m)
+{
+    wire_wr_i32(w, m->u.cms_move_reply.status);
+    wr_str(w, &m->u.cms_move_reply.error);
+}
+
+static bool
+cms_move_reply_decode(struct wire_rd *r, struct ipc_msg *m)
+{
+    return wire_rd_i32(r, FIELD("CMS_MOVE_REPLY.status"), &m->u.cms_move_reply.status) &&
+           rd_str(r, FIELD("CMS_MOVE_REPLY.error"), &m->u.cms_move_reply.error);
+}
+
+static int
+cms_move_reply_check(const struct ipc_msg *m, const char **error_r)
+{
+    const struct ipc_cms_move_reply *c = &m->u.cms_move_reply;
+    if (c->status > 0)
+        return fail(error_r, TDM_EINVAL, "CMS_MOVE_REPLY.status: positive");
+    int rc = check_str(&c->error, FIELD("CMS_MOVE_REPLY.error"), 0, TDM_IPC_REASON_MAX, error_r);
+    if (rc != 0)
+        return rc;
+    if ((c->status == 0) != (c->error.len == 0))
+        return fail(error_r, TDM_EINVAL,
+                    "CMS_MOVE_REPLY.error: must be empty exactly when status is 0");
+    return 0;
+}
+
 /* ---- CMS_CONTROL, CMS_STATE, CMS_LISTEN ---- */
 
 const char *
@@ -1062,6 +1122,8 @@ static const struct msg_type msg_types[] = {
     MSG_TYPE(TDM_IPC_CLUSTER_STATUS_REQUEST, "CLUSTER_STATUS_REQUEST", true,
              cluster_status_request),
     MSG_TYPE(TDM_IPC_CLUSTER_STATUS_REPLY, "CLUSTER_STATUS_REPLY", true, cluster_status_reply),
+    MSG_TYPE(TDM_IPC_CMS_MOVE, "CMS_MOVE", true, cms_move),
+    MSG_TYPE(TDM_IPC_CMS_MOVE_REPLY, "CMS_MOVE_REPLY", true, cms_move_reply),
 };
 
 static const struct msg_type *

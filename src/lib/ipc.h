@@ -177,6 +177,17 @@ struct ipc_copy_control_reply {
     int32_t status;
 };
 
+struct ipc_cms_move {
+    struct ipc_str cms;
+    struct ipc_str to;
+    struct ipc_str comment;
+};
+
+struct ipc_cms_move_reply {
+    int32_t status;
+    struct ipc_str error;
+};
+
 /* CMS_CONTROL, CMS_STATE and CMS_LISTEN. */
 struct ipc_cms {
     struct ipc_str cms;
@@ -229,6 +240,8 @@ struct ipc_msg {
         struct ipc_cms cms; /* CMS_CONTROL, CMS_STATE, CMS_LISTEN */
         struct ipc_cms_status_reply cms_status_reply;
         struct ipc_cluster_status_reply cluster_status_reply;
+        struct ipc_cms_move cms_move;
+        struct ipc_cms_move_reply cms_move_reply;
         /* STATUS_REQUEST, DB_STATUS_REQUEST and COPY_STATUS_REQUEST have no fields */
     } u;
 };

@@ -58,6 +58,7 @@ extern const struct ctl_verb ctl_server_verbs[];
 extern const struct ctl_verb ctl_cluster_verbs[];
 /* cluster_cmd.c: tandemctl cluster status (GET /v1/cluster). */
 int ctl_cms_status_run(const struct ctl_verb *verb, int argc, char **argv);
+int ctl_cms_move_run(const struct ctl_verb *verb, int argc, char **argv);
 int ctl_cluster_status_run(const struct ctl_verb *verb, int argc, char **argv);
 extern const struct ctl_verb ctl_cms_verbs[];
 extern const struct ctl_verb ctl_database_verbs[];

@@ -43,6 +43,14 @@ const struct ctl_verb ctl_cms_verbs[] = {
      "the CMS as this cluster node sees it: state here, lease holder and epoch, last failover",
      "Asks the server's admin API (GET /v1/cluster); needs read on its server object.\n",
      ctl_cms_status_run},
+    {"move", "<cms> --to <node> [--comment TEXT] [--json] [options]",
+     "switchover: move the CMS to another node, losslessly; waits until it ended",
+     "Asks the CMS's active node (POST /v1/cms/<cms>/move); needs write on its server object.\n"
+     "Writes wait while the node catches up, the lease passes to it (epoch + 1), this node\n"
+     "demotes and the node activates. Refused: an unknown node, one whose copies are not all\n"
+     "Healthy, a move already running, a node where the CMS is not active (it names the\n"
+     "active). Prints the outcome and the time the active node counted; exit 1 if it failed.\n",
+     ctl_cms_move_run},
     {NULL, NULL, NULL, NULL, NULL}};
 const struct ctl_verb ctl_address_list_verbs[] = {OBJ_VERBS("address list"),
                                                   {NULL, NULL, NULL, NULL, NULL}};

@@ -67,6 +67,11 @@ struct agent_cms {
     char failover_why[CLUSTER_FSM_REASON_MAX + 1];
     uint64_t failover_started_ms;
     struct failover_record last_failover;
+    /* Switchover to this node: who handed the lease over (its holder before), until this
+     * node is active or the lease is another's. Its summary may say Passive before this node
+     * has renewed (it demotes at the witness's answer), yet it is the mover the decisions
+     * need to see (core_cluster_move.h). */
+    char transfer_from[CLUSTER_FSM_NAME_MAX + 1];
 };
 
 static struct event_base *base;
@@ -82,6 +87,7 @@ static bool stepping, step_again;
 static struct cluster_hb_snapshot snap; /* large: static, loop thread only */
 
 static void step_all(void);
+static void ask_lease(struct agent_cms *a, uint64_t min_epoch, uint64_t now);
 
 /* ---- the witness ---- */
 
@@ -147,6 +153,15 @@ on_notify(void *ctx, const char *key, const struct coord_value_reply *r)
 {
     (void)ctx;
     struct agent_cms *a = agent_by_key(key);
+    if (a && r->status == 0 && r->holder && strcmp(r->holder, self) == 0 &&
+        strcmp(a->holder, self) != 0 && !a->pending) {
+        /* Handed to this node by a switchover's TRANSFER: the witness's vote counts only from
+         * a request this node sent (docs/cluster.md "Timing"), so renew first and let the
+         * decisions see the lease with that grant (on_lease), or activation fences at once. */
+        memcpy(a->transfer_from, a->holder, sizeof(a->transfer_from));
+        ask_lease(a, r->epoch, cluster_hb_now_ms());
+        return;
+    }
     if (a && r->status == 0) {
         lease_heard(a, r->holder, r->epoch);
         step_all();
@@ -264,6 +279,16 @@ build_input(struct agent_cms *a, struct cluster_fsm_input *in)
     in->lease.renew_sent_ms = a->renew_sent_ms;
     in->lease.renew_acked_sent_ms = a->renew_acked_sent_ms;
     in->move_to = cluster_move_target(a->cfg->name);
+    if (a->transfer_from[0] && (a->fsm.state == CLUSTER_STATE_ACTIVE || strcmp(a->holder, self) != 0))
+        a->transfer_from[0] = '\0';
+    for (unsigned k = 0; k < in->n_members && a->transfer_from[0]; k++) {
+        struct cluster_fsm_member *m = &in->members[k];
+        if (strcmp(m->name, a->transfer_from) == 0 &&
+            (m->role == CLUSTER_ROLE_PASSIVE || m->role == CLUSTER_ROLE_MOVING)) {
+            m->role = CLUSTER_ROLE_MOVING;
+            snprintf(m->moving_to, sizeof(m->moving_to), "%s", self);
+        }
+    }
 }
 
 /* ---- the actions ---- */

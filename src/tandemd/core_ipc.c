@@ -334,6 +334,9 @@ handle(struct core_conn *c, const struct ipc_msg *msg)
     case TDM_IPC_CLUSTER_STATUS_REQUEST:
         tandemd__cluster_status_handle(c, msg->request_id);
         return;
+    case TDM_IPC_CMS_MOVE:
+        tandemd__cms_move_handle(c, msg);
+        return;
     case TDM_IPC_SUBSCRIBE:
     case TDM_IPC_UNSUBSCRIBE:
         handle_subscribe(c, msg);

@@ -391,6 +391,8 @@ void tandemd__core_cluster_hb_on_change(void (*fn)(void *arg), void *arg);
 /* CLUSTER_STATUS_REQUEST: the JSON object of GET /v1/cluster (docs/formats/admin-api.md). */
 struct core_conn;
 void tandemd__cluster_status_handle(struct core_conn *c, uint32_t request_id);
+/* CMS_MOVE from a worker (core_cluster_move.c): asks the switchover, answers CMS_MOVE_REPLY. */
+void tandemd__cms_move_handle(struct core_conn *c, const struct ipc_msg *msg);
 
 /* ---- core_cluster.c: the cluster agent of a node (docs/cluster.md; loop thread only) ---- */
 
@@ -405,6 +407,11 @@ void tandemd__core_cluster_start(struct event_base *base, const struct tdm_confi
 void tandemd__core_cluster_stop(void);
 /* {"cms": [...]} for GET /v1/cluster on a node, NULL elsewhere (owned by the caller). */
 struct json_t *tandemd__core_cluster_status_json(void);
+/* The operator's switchover of cms to node to (docs/cluster.md "Switchover"; checks and
+ * codes in core_cluster_move.h, TDM_ENOTFOUND also for a CMS not on this node): 0 once it is
+ * asked; it runs on and ends with event 5059 or 5060 and in GET /v1/cluster's "move". */
+int tandemd__core_cluster_move(const char *cms, const char *to, const char *comment,
+                               const char **why_r);
 
 /* ---- core_coord.c: the witness's coordination store on [listen coord] (loop thread) ---- */
 
