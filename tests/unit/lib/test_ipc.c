@@ -258,6 +258,13 @@ init_samples(void)
     m->u.cluster_status_reply.json = ipc_str_c(
         "{\"server\":\"a\",\"role\":\"node\",\"cluster\":\"ccr1\",\"votes\":3,"
         "\"votes_seen\":2,\"quorum\":2,\"members\":[{\"name\":\"b\",\"state\":\"down\"}]}");
+    m = add_sample("cms_move", TDM_IPC_CMS_MOVE, 29);
+    m->u.cms_move = (struct ipc_cms_move){ipc_str_c("mail1"), ipc_str_c("b"),
+                                          ipc_str_c("patching a")};
+    m = add_sample("cms_move_reply_ok", TDM_IPC_CMS_MOVE_REPLY, 30);
+    m = add_sample("cms_move_reply_refused", TDM_IPC_CMS_MOVE_REPLY, 31);
+    m->u.cms_move_reply.status = TDM_ECONFLICT;
+    m->u.cms_move_reply.error = ipc_str_c("a move of mail1 to b is already running");
 }
 
 static uint8_t *
@@ -393,6 +400,13 @@ msg_equal(const struct ipc_msg *a, const struct ipc_msg *b)
         return true;
     case TDM_IPC_CLUSTER_STATUS_REPLY:
         return str_equal(&a->u.cluster_status_reply.json, &b->u.cluster_status_reply.json);
+    case TDM_IPC_CMS_MOVE:
+        return str_equal(&a->u.cms_move.cms, &b->u.cms_move.cms) &&
+               str_equal(&a->u.cms_move.to, &b->u.cms_move.to) &&
+               str_equal(&a->u.cms_move.comment, &b->u.cms_move.comment);
+    case TDM_IPC_CMS_MOVE_REPLY:
+        return a->u.cms_move_reply.status == b->u.cms_move_reply.status &&
+               str_equal(&a->u.cms_move_reply.error, &b->u.cms_move_reply.error);
     case TDM_IPC_DB_STATUS_REPLY: {
         const struct ipc_db_status_reply *x = &a->u.db_status_reply, *y = &b->u.db_status_reply;
         if (x->n_databases != y->n_databases)
@@ -2015,6 +2029,55 @@ test_db_dismounted_rules(void **state)
     assert_string_equal(ipc_type_name(TDM_IPC_DB_DISMOUNTED), "DB_DISMOUNTED");
 }
 
+/* CMS_MOVE: a CMS and a target, a comment at most a reason long; its reply's error goes with a
+ * failure, and only with one. */
+static void
+test_cms_move_rules(void **state)
+{
+    (void)state;
+    char long_comment[TDM_IPC_REASON_MAX + 2];
+    memset(long_comment, 'c', sizeof(long_comment) - 1);
+    long_comment[sizeof(long_comment) - 1] = '\0';
+    static const struct {
+        const char *cms, *to, *error;
+    } cases[] = {
+        {"mail1", "b", NULL},
+        {"", "b", "CMS_MOVE.cms: empty"},
+        {"mail1", "", "CMS_MOVE.to: empty"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ipc_msg m = {.type = TDM_IPC_CMS_MOVE, .request_id = 1};
+        m.u.cms_move = (struct ipc_cms_move){ipc_str_c(cases[i].cms), ipc_str_c(cases[i].to),
+                                             ipc_str_c("")};
+        const char *error = NULL;
+        int rc = ipc_msg_check(&m, &error);
+        if (!cases[i].error) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, TDM_EINVAL);
+            assert_string_equal(error, cases[i].error);
+        }
+    }
+    struct ipc_msg m = {.type = TDM_IPC_CMS_MOVE, .request_id = 1};
+    m.u.cms_move = (struct ipc_cms_move){ipc_str_c("mail1"), ipc_str_c("b"),
+                                         ipc_str_c(long_comment)};
+    const char *error = NULL;
+    assert_int_equal(ipc_msg_check(&m, &error), TDM_EINVAL);
+    assert_string_equal(error, "CMS_MOVE.comment: longer than allowed");
+
+    struct ipc_msg r = {.type = TDM_IPC_CMS_MOVE_REPLY, .request_id = 1};
+    r.u.cms_move_reply.status = TDM_EINVAL;
+    assert_int_equal(ipc_msg_check(&r, &error), TDM_EINVAL);
+    assert_string_equal(error, "CMS_MOVE_REPLY.error: must be empty exactly when status is 0");
+    r.u.cms_move_reply.status = 0;
+    r.u.cms_move_reply.error = ipc_str_c("why");
+    assert_int_equal(ipc_msg_check(&r, &error), TDM_EINVAL);
+    r.u.cms_move_reply.status = 1;
+    r.u.cms_move_reply.error = ipc_str_c("");
+    assert_int_equal(ipc_msg_check(&r, &error), TDM_EINVAL);
+    assert_string_equal(error, "CMS_MOVE_REPLY.status: positive");
+}
+
 /* CLUSTER_STATUS_REPLY's json: bounded, and an object's text (the reader parses the rest). */
 static void
 test_cluster_status_rules(void **state)
@@ -2120,6 +2183,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_reader_zero_copy),   cmocka_unit_test(test_reader_truncation),
         cmocka_unit_test(test_reader_bounded),     cmocka_unit_test(test_reader_poison), cmocka_unit_test(test_cms_rules),
         cmocka_unit_test(test_cluster_status_rules),
+        cmocka_unit_test(test_cms_move_rules),
         cmocka_unit_test(test_db_dismounted_rules),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
