@@ -23,6 +23,7 @@ struct hb_in {
     struct cluster_hb *hb;
     struct conn *conn; /* NULL once closed */
     bool verifying;    /* the verify callback has not answered yet */
+    bool in_verify;    /* inside the verify call (which may answer, and close, from within) */
     bool ready;        /* HELLO accepted */
     uint32_t hello_id;
     char member[CLUSTER_WIRE_NAME_MAX + 1];
@@ -32,7 +33,7 @@ struct hb_in {
 static void
 in_maybe_free(struct hb_in *in)
 {
-    if (in->conn || in->verifying)
+    if (in->conn || in->verifying || in->in_verify)
         return;
     if (in->pprev) {
         *in->pprev = in->next;
@@ -110,7 +111,8 @@ verify_done(void *ctx, int status, const char *error)
     conn_resume(in->conn);
 }
 
-static void
+/* False when the connection is closing (in may be freed) or waits for verify. */
+static bool
 handle_hello(struct hb_in *in, const struct cluster_msg *msg)
 {
     const struct cluster_hello *h = &msg->u.hello;
@@ -120,7 +122,7 @@ handle_hello(struct hb_in *in, const struct cluster_msg *msg)
     char reason[CLUSTER_WIRE_TEXT_MAX + 1];
     if (h->version_min > CLUSTER_WIRE_VERSION || h->version_max < CLUSTER_WIRE_VERSION) {
         in_refuse(in, CLUSTER_CODE_VERSION, "no common protocol version (this server speaks 1)");
-        return;
+        return false;
     }
     /* A node answers only its own cluster's members; a witness answers any node that
      * authenticates as a server (it serves whichever cluster names it as witness). */
@@ -129,18 +131,27 @@ handle_hello(struct hb_in *in, const struct cluster_msg *msg)
             snprintf(reason, sizeof(reason), "this server is in cluster %s, not %s",
                      hb->cfg->cluster.name, h->cluster);
             in_refuse(in, CLUSTER_CODE_CLUSTER, reason);
-            return;
+            return false;
         }
         if (!cluster_hb__member(hb, h->member)) {
             snprintf(reason, sizeof(reason), "%s is not a [member] of cluster %s here", h->member,
                      hb->cfg->cluster.name);
             in_refuse(in, CLUSTER_CODE_CLUSTER, reason);
-            return;
+            return false;
         }
     }
     in->verifying = true;
     conn_pause(in->conn);
+    /* verify may answer from within the call, and a refusal closes the connection: in must
+     * outlive the call, and is freed here if it closed. */
+    in->in_verify = true;
     hb->verify(hb->verify_ctx, h->member, h->key, strlen(h->key), verify_done, in);
+    in->in_verify = false;
+    if (!in->conn) {
+        in_maybe_free(in);
+        return false;
+    }
+    return in->ready;
 }
 
 /* One message; false when the connection is closing. */
@@ -152,8 +163,7 @@ handle_msg(struct hb_in *in, const struct cluster_msg *m)
             in_fail(in, CLUSTER_CODE_PROTOCOL, "%s before HELLO", cluster_type_name(m->type));
             return false;
         }
-        handle_hello(in, m);
-        return in->ready; /* false while verifying: the connection is paused */
+        return handle_hello(in, m); /* false while verifying: the connection is paused */
     }
     switch (m->type) {
     case CLUSTER_HEARTBEAT: {

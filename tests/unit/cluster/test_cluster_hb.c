@@ -1,14 +1,28 @@
 /*
  * The pure part of the heartbeats (src/cluster/cluster_hb_quorum.c, docs/cluster.md "Votes and
  * quorum" and "Timing"): the quorum of n votes, whether a member is seen at a time, and the
- * newest confirmation from what each vote answered. Times are passed in.
+ * newest confirmation from what each vote answered. Times are passed in. And two nodes' heartbeats
+ * on one loop over loopback TCP (plain), where one refuses the other's HELLO: the refused node
+ * still hears the other by the heartbeats it sends (heard_ms), while seen stays on answers.
  */
 #include "cluster/cluster_hb.h"
 
+#include "lib/config.h"
+#include "lib/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -120,6 +134,117 @@ test_confirmation_bounds(void **state)
         cluster_hb_confirmation(CLUSTER_HB_MAX_MEMBERS + 2, many, CLUSTER_HB_MAX_MEMBERS + 1, &s));
 }
 
+/* ---- two nodes, one refusing the other ---- */
+
+static int
+listener(uint16_t *port_r)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    *port_r = ntohs(sa.sin_port);
+    return fd;
+}
+
+static struct tdm_config *
+node_config(const char *self, uint16_t own, const char *other, uint16_t other_port)
+{
+    char buf[1024];
+    /* The witness's endpoints are a closed port: refused, never up. */
+    snprintf(buf, sizeof(buf),
+             "server = %s\nsite = dc1\ndatadir = /nonexistent\nroles = mailbox\n\n"
+             "[directory]\nendpoints = 127.0.0.1:1\n\n[network public]\naddress = 127.0.0.1\n\n"
+             "[listen cluster]\nnetwork = public\nport = %u\n\n"
+             "[cluster]\nname = ccr1\nwitness = w\nheartbeat_interval = 100ms\n"
+             "heartbeat_misses = 5\nlease_ttl = 1s\n\n[member %s]\npublic = 127.0.0.1:%u\n\n"
+             "[member w]\npublic = 127.0.0.1:1\ncoord = 127.0.0.1:1\n",
+             self, own, other, other_port);
+    struct tdm_config *cfg = NULL;
+    char *error = NULL;
+    int ret = tdm_config_load_buffer(buf, strlen(buf), self, &cfg, &error);
+    if (ret != 0)
+        fail_msg("config: %s", error ? error : "?");
+    return cfg;
+}
+
+static void
+verify_yes(void *ctx, const char *server, const char *key, size_t key_len,
+           cluster_hb_verify_done_cb *done, void *done_ctx)
+{
+    (void)ctx, (void)server, (void)key, (void)key_len;
+    done(done_ctx, 0, NULL);
+}
+
+/* As a node whose directory cannot be reached answers: not now. */
+static void
+verify_no(void *ctx, const char *server, const char *key, size_t key_len,
+          cluster_hb_verify_done_cb *done, void *done_ctx)
+{
+    (void)ctx, (void)server, (void)key, (void)key_len;
+    done(done_ctx, -EIO, "the directory is unreachable");
+}
+
+static const struct cluster_hb_member *
+member_of(const struct cluster_hb_snapshot *s, const char *name)
+{
+    for (unsigned i = 0; i < s->n_members; i++)
+        if (strcmp(s->members[i].name, name) == 0)
+            return &s->members[i];
+    fail_msg("no member %s", name);
+    return NULL;
+}
+
+/* docs/cluster.md "Timing" (b): a passives's link to the active is refused (the active's
+ * HELLO check fails) while the active's link to the passive works. The active counts the
+ * passive's answers; the passive must count the active's heartbeats as hearing it. */
+static void
+test_heard_by_incoming_heartbeats(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    uint16_t pa, pp;
+    int fa = listener(&pa), fp = listener(&pp);
+    struct tdm_config *ca = node_config("a", pa, "p", pp), *cp = node_config("p", pp, "a", pa);
+    struct cluster_hb *a = NULL, *p = NULL;
+    struct cluster_hb_params prm = {.base = base, .cfg = ca, .listen_fd = fa, .key = "k",
+                                    .verify = verify_no};
+    assert_int_equal(cluster_hb_start(&prm, &a), 0);
+    prm.cfg = cp;
+    prm.listen_fd = fp;
+    prm.verify = verify_yes;
+    assert_int_equal(cluster_hb_start(&prm, &p), 0);
+    static struct cluster_hb_snapshot sa, sp;
+    bool done = false;
+    for (int i = 0; i < 3000 && !done; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &sa);
+        cluster_hb_snapshot(p, &sp);
+        done = member_of(&sa, "p")->seen && member_of(&sp, "a")->heard_ms != 0;
+    }
+    const struct cluster_hb_member *ap = member_of(&sa, "p"), *pa_m = member_of(&sp, "a");
+    /* a hears p's answers: p is seen there. */
+    assert_true(ap->seen);
+    assert_true(ap->answered_sent_ms != 0);
+    /* p never had an answer from a (its HELLO is refused): not seen, no answer... */
+    assert_false(pa_m->seen);
+    assert_int_equal(pa_m->last_heard_ms, 0);
+    assert_int_equal(pa_m->answered_sent_ms, 0);
+    /* ...but it hears a, recently, and a's core is not "gone". */
+    assert_true(pa_m->heard_ms != 0);
+    assert_true(sp.now_ms - pa_m->heard_ms <= 1000);
+    assert_false(pa_m->gone);
+    cluster_hb_free(&a);
+    cluster_hb_free(&p);
+    tdm_config_free(&ca);
+    tdm_config_free(&cp);
+    conn_base_free(&base);
+}
+
 int
 main(void)
 {
@@ -130,6 +255,7 @@ main(void)
         cmocka_unit_test(test_confirmation_five_votes),
         cmocka_unit_test(test_confirmation_never_newer_than_a_majority),
         cmocka_unit_test(test_confirmation_bounds),
+        cmocka_unit_test(test_heard_by_incoming_heartbeats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
