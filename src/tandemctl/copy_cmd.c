@@ -331,41 +331,15 @@ static int
 copy_add(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL, *server_name = NULL, *kind = STORE_KIND_MAIL;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        const char *v;
-        if ((r = ctl_opt_value(verb, "--server-name", argc, argv, &i, &v)) != 0) {
-            if (r != 1)
-                return r;
-            server_name = v;
-            continue;
-        }
-        if ((r = ctl_opt_value(verb, "--kind", argc, argv, &i, &v)) != 0) {
-            if (r != 1)
-                return r;
-            if (!store_kind_valid(v))
-                return ctl_usage_error(verb, "--kind %s is not a database kind", v);
-            kind = v;
-            continue;
-        }
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const char *db, *server_name = NULL, *kind = STORE_KIND_MAIL;
+    const struct ctl_opt opts[] = {
+        {"--server-name", NULL, &server_name, NULL, NULL},
+        {"--kind", NULL, &kind, store_kind_valid, "is not a database kind"},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    int r = ctl_api_one(verb, argc, argv, opts, "database", &o, &db);
+    if (r >= 0)
+        return r;
     /* A directory under <datadir>/db/: never a path. */
     if (!db[0] || db[0] == '.' || strchr(db, '/') || strlen(db) > 255)
         return ctl_usage_error(verb, "%s is not a database name", db);
@@ -375,7 +349,7 @@ copy_add(const struct ctl_verb *verb, int argc, char **argv)
                                      "copy object");
     struct tdm_config *cfg = NULL;
     char *err = NULL;
-    int r = tdm_config_load_file(o.config, &cfg, &err);
+    r = tdm_config_load_file(o.config, &cfg, &err);
     if (r != 0) {
         ctl_error("cannot use the tandemd config: %s", err ? err : "out of memory");
         free(err);
@@ -598,38 +572,20 @@ static int
 copy_control(const struct ctl_verb *verb, int argc, char **argv, bool suspend)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL, *comment = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        const char *v;
-        if (suspend && (r = ctl_opt_value(verb, "--comment", argc, argv, &i, &v)) != 0) {
-            if (r != 1)
-                return r;
-            comment = v;
-            continue;
-        }
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const char *db, *comment = NULL;
+    /* resume takes no --comment: it is an unknown option there. */
+    const struct ctl_opt opts[] = {
+        {"--comment", NULL, &comment, NULL, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    int r = ctl_api_one(verb, argc, argv, suspend ? opts : NULL, "database", &o, &db);
+    if (r >= 0)
+        return r;
     char path[1024];
     if (!control_path(path, sizeof(path), db, suspend ? "suspend" : "resume"))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
-    int r = ctl_api_target(verb, &o, false, &t);
+    r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)
         return r;
     json_t *body = suspend ? json_pack("{s:s}", "comment", comment ? comment : "") : NULL;
@@ -666,33 +622,17 @@ static int
 copy_remove(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const char *db;
+    int r = ctl_api_one(verb, argc, argv, NULL, "database", &o, &db);
+    if (r >= 0)
+        return r;
     char path[1024];
     /* /v1/copies/<database>/x, cut back to /v1/copies/<database>. */
     if (!control_path(path, sizeof(path), db, "x"))
         return ctl_usage_error(verb, "the database name is too long");
     path[strlen(path) - 2] = '\0';
     struct admin_target t;
-    int r = ctl_api_target(verb, &o, false, &t);
+    r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)
         return r;
     json_t *doc = NULL;
@@ -715,36 +655,20 @@ static int
 copy_activate(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL;
+    const char *db;
     bool force = false;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        if (!strcmp(argv[i], "--force")) {
-            force = true;
-            continue;
-        }
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const struct ctl_opt opts[] = {
+        {"--force", &force, NULL, NULL, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    int r = ctl_api_one(verb, argc, argv, opts, "database", &o, &db);
+    if (r >= 0)
+        return r;
     char path[1024];
     if (!control_path(path, sizeof(path), db, force ? "activate?force=true" : "activate"))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
-    int r = ctl_api_target(verb, &o, false, &t);
+    r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)
         return r;
     json_t *doc = NULL;
@@ -775,37 +699,21 @@ static int
 copy_reseed(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL;
+    const char *db;
     bool delete_existing = false;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        if (!strcmp(argv[i], "--delete-existing")) {
-            delete_existing = true;
-            continue;
-        }
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const struct ctl_opt opts[] = {
+        {"--delete-existing", &delete_existing, NULL, NULL, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    int r = ctl_api_one(verb, argc, argv, opts, "database", &o, &db);
+    if (r >= 0)
+        return r;
     char path[1024];
     if (!control_path(path, sizeof(path), db,
                       delete_existing ? "reseed?delete_existing=true" : "reseed"))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
-    int r = ctl_api_target(verb, &o, false, &t);
+    r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)
         return r;
     json_t *doc = NULL;

@@ -609,3 +609,49 @@ ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_pos, i
     int r = ctl_api_target(verb, o, false, t);
     return r == 0 ? -1 : r;
 }
+
+int
+ctl_api_one(const struct ctl_verb *verb, int argc, char **argv, const struct ctl_opt *opts,
+            const char *what, struct ctl_api_opts *o, const char **obj_r)
+{
+    memset(o, 0, sizeof(*o));
+    *obj_r = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = ctl_api_option(verb, argc, argv, &i, o);
+        if (r == 1)
+            continue;
+        if (r != 0)
+            return r;
+        const struct ctl_opt *op = opts;
+        for (; op && op->name; op++) {
+            if (op->set && !strcmp(argv[i], op->name)) {
+                *op->set = true;
+                break;
+            }
+            const char *v;
+            if (op->value && (r = ctl_opt_value(verb, op->name, argc, argv, &i, &v)) != 0) {
+                if (r != 1)
+                    return r;
+                /* Checked here, before the rest of the line, as each verb did on its own. */
+                if (op->valid && !op->valid(v))
+                    return ctl_usage_error(verb, "%s %s %s", op->name, v, op->invalid);
+                *op->value = v;
+                break;
+            }
+        }
+        if (op && op->name)
+            continue;
+        if (argv[i][0] == '-')
+            return ctl_usage_error(verb, "unknown option %s", argv[i]);
+        if (*obj_r)
+            return ctl_usage_error(verb, "one %s only", what);
+        *obj_r = argv[i];
+    }
+    if (o->help) {
+        ctl_verb_help_with(verb, ctl_api_options_help);
+        return CTL_EXIT_OK;
+    }
+    if (!*obj_r)
+        return ctl_usage_error(verb, "missing the %s", what);
+    return -1;
+}

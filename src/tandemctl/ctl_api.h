@@ -84,6 +84,25 @@ int ctl_api_call(const struct ctl_api_opts *o, const struct admin_target *t, con
 int ctl_api_begin(const struct ctl_verb *verb, int argc, char **argv, int min_pos, int max_pos,
                   const char **pos, int *n_pos, struct ctl_api_opts *o, struct admin_target *t);
 
+/* A verb's own option for ctl_api_one: a flag (set) or an option with a value (value). */
+struct ctl_opt {
+    const char *name;     /* "--force" */
+    bool *set;            /* a flag: set to true when given */
+    const char **value;   /* takes a value: borrowed from argv */
+    bool (*valid)(const char *value); /* may be NULL; false: usage error "<name> <value> <invalid>" */
+    const char *invalid;  /* "is not a database kind" */
+};
+
+/*
+ * The command line of a verb on one object (a database, a CMS): the common options, the
+ * verb's own (opts, terminated by {NULL}; may be NULL) and exactly one positional, into *o and
+ * *obj_r (borrowed from argv). what names the object in the usage errors ("one database only",
+ * "missing the database"). Answers --help. Returns -1 when the verb should go on, else the
+ * exit code after printing.
+ */
+int ctl_api_one(const struct ctl_verb *verb, int argc, char **argv, const struct ctl_opt *opts,
+                const char *what, struct ctl_api_opts *o, const char **obj_r);
+
 /*
  * The same, with hint appended to the error line ("...; run the command again") when the
  * answer's status is hint_status (0: any error). hint may be NULL.

@@ -607,26 +607,10 @@ static int
 db_mount_control(const struct ctl_verb *verb, int argc, char **argv, bool dismount)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const char *db;
+    int r = ctl_api_one(verb, argc, argv, NULL, "database", &o, &db);
+    if (r >= 0)
+        return r;
     /* The name percent-encoded into /v1/databases/<database>/<action>. */
     char path[1024];
     size_t n = (size_t)snprintf(path, sizeof(path), "/v1/databases/");
@@ -641,7 +625,7 @@ db_mount_control(const struct ctl_verb *verb, int argc, char **argv, bool dismou
     if (n >= sizeof(path))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
-    int r = ctl_api_target(verb, &o, false, &t);
+    r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)
         return r;
     json_t *doc = NULL;

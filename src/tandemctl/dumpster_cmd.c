@@ -80,30 +80,14 @@ static int
 dumpster_resubmit(const struct ctl_verb *verb, int argc, char **argv)
 {
     struct ctl_api_opts o;
-    memset(&o, 0, sizeof(o));
-    const char *db = NULL, *since = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = ctl_api_option(verb, argc, argv, &i, &o);
-        if (r == 1)
-            continue;
-        if (r != 0)
-            return r;
-        if ((r = ctl_opt_value(verb, "--since", argc, argv, &i, &since)) == 1)
-            continue;
-        if (r != 0)
-            return r;
-        if (argv[i][0] == '-')
-            return ctl_usage_error(verb, "unknown option %s", argv[i]);
-        if (db)
-            return ctl_usage_error(verb, "one database only");
-        db = argv[i];
-    }
-    if (o.help) {
-        ctl_verb_help_with(verb, ctl_api_options_help);
-        return CTL_EXIT_OK;
-    }
-    if (!db)
-        return ctl_usage_error(verb, "missing the database");
+    const char *db, *since = NULL;
+    const struct ctl_opt opts[] = {
+        {"--since", NULL, &since, NULL, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    int r = ctl_api_one(verb, argc, argv, opts, "database", &o, &db);
+    if (r >= 0)
+        return r;
     if (!since)
         return ctl_usage_error(verb, "missing --since (a Unix time, a duration back, or all)");
     char when[32];
@@ -123,7 +107,7 @@ dumpster_resubmit(const struct ctl_verb *verb, int argc, char **argv)
     if (n >= sizeof(path))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
-    int r = ctl_api_target(verb, &o, false, &t);
+    r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)
         return r;
     json_t *doc = NULL;
