@@ -46,8 +46,10 @@ print_cms(json_t *list)
             snprintf(st, sizeof(st), "Active here");
         else if (state && !strcmp(state, "FailingOver"))
             snprintf(st, sizeof(st), "Failing over");
-        else if (state && (!strcmp(state, "Waiting") || !strcmp(state, "Fenced")) && reason &&
-                 reason[0])
+        else if (state &&
+                 (!strcmp(state, "Waiting") || !strcmp(state, "Fenced") ||
+                  !strcmp(state, "Moving")) &&
+                 reason && reason[0])
             snprintf(st, sizeof(st), "%s: %s", state, reason);
         else
             snprintf(st, sizeof(st), "%s", state ? state : "?");
@@ -76,6 +78,28 @@ print_cms(json_t *list)
     }
     ctl_table_print(t, stdout);
     ctl_table_free(&t);
+    /* The running or last switchover asked here (docs/cluster.md "Switchover"). */
+    json_array_foreach(list, i, c)
+    {
+        json_t *m = json_object_get(c, "move");
+        if (!json_is_object(m))
+            continue;
+        const char *mstate = json_string_value(json_object_get(m, "state"));
+        const char *comment = json_string_value(json_object_get(m, "comment"));
+        printf("%s: move to %s %s", json_string_value(json_object_get(c, "name")),
+               json_string_value(json_object_get(m, "to")), mstate ? mstate : "?");
+        if (mstate && !strcmp(mstate, "completed"))
+            printf(" in %" JSON_INTEGER_FORMAT " ms, epoch %" JSON_INTEGER_FORMAT
+                   " -> %" JSON_INTEGER_FORMAT,
+                   json_integer_value(json_object_get(m, "took_ms")),
+                   json_integer_value(json_object_get(m, "epoch_before")),
+                   json_integer_value(json_object_get(m, "epoch_after")));
+        else if (mstate && !strcmp(mstate, "failed"))
+            printf(" after %" JSON_INTEGER_FORMAT " ms: %s",
+                   json_integer_value(json_object_get(m, "took_ms")),
+                   json_string_value(json_object_get(m, "why")));
+        printf(" (%s)\n", comment && comment[0] ? comment : "no comment");
+    }
 }
 
 /* A witness's leases. */

@@ -84,6 +84,9 @@ def test_move_and_refusals(lab):
     assert "planned" in started_ev["message"] and "planned" in done_ev["message"]
     move_rec = lab.cms(act)["move"]
     assert move_rec["state"] == "completed" and move_rec["epoch_after"] == e0 + 1
+    r = lab.tandemctl("cms", "status", CMS, "--socket", act.admin_socket)
+    assert r.returncode == 0 and f"move to {pas.name} completed in" in r.stdout, r.stdout
+    assert f"-> {e0 + 1} (planned)" in r.stdout, r.stdout
 
     # And back, through tandemctl, which waits and says how long it took.
     wait_for(lambda: healthy(lab, act), f"{act.name}'s copy Healthy again")
