@@ -655,3 +655,27 @@ ctl_api_one(const struct ctl_verb *verb, int argc, char **argv, const struct ctl
         return ctl_usage_error(verb, "missing the %s", what);
     return -1;
 }
+
+int
+ctl_api_show(const struct ctl_verb *verb, int argc, char **argv, const char *path,
+             void (*print)(json_t *doc))
+{
+    const char *pos[1];
+    int n;
+    struct ctl_api_opts o;
+    struct admin_target t;
+    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
+    if (r >= 0)
+        return r;
+    json_t *doc = NULL;
+    r = ctl_api_call(&o, &t, "GET", path, NULL, &doc);
+    if (r == 0) {
+        if (o.json)
+            ctl_print_json(doc);
+        else
+            print(doc);
+    }
+    json_decref(doc);
+    admin_target_clear(&t);
+    return r;
+}

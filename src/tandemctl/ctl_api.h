@@ -104,6 +104,14 @@ int ctl_api_one(const struct ctl_verb *verb, int argc, char **argv, const struct
                 const char *what, struct ctl_api_opts *o, const char **obj_r);
 
 /*
+ * The whole of a verb without arguments that shows one GET: parse the common options, answer
+ * --help, resolve the target, GET path, and print the answer, as JSON with --json, else with
+ * print(doc). Returns the exit code.
+ */
+int ctl_api_show(const struct ctl_verb *verb, int argc, char **argv, const char *path,
+                 void (*print)(json_t *doc));
+
+/*
  * The same, with hint appended to the error line ("...; run the command again") when the
  * answer's status is hint_status (0: any error). hint may be NULL.
  */

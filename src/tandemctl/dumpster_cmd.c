@@ -14,40 +14,30 @@
 #include <string.h>
 #include <time.h>
 
+static void
+print_dumpster(json_t *doc)
+{
+    printf("%-24s %10s %14s  %s\n", "DATABASE", "MESSAGES", "BYTES", "OLDEST");
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(doc, "databases"), i, d)
+    {
+        time_t oldest = (time_t)json_integer_value(json_object_get(d, "oldest"));
+        char when[32] = "-";
+        struct tm tm;
+        if (oldest > 0 && gmtime_r(&oldest, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
+        printf("%-24s %10" JSON_INTEGER_FORMAT " %14" JSON_INTEGER_FORMAT "  %s\n",
+               json_string_value(json_object_get(d, "database")),
+               json_integer_value(json_object_get(d, "count")),
+               json_integer_value(json_object_get(d, "bytes")), when);
+    }
+}
+
 static int
 dumpster_status(const struct ctl_verb *verb, int argc, char **argv)
 {
-    const char *pos[1];
-    int n;
-    struct ctl_api_opts o;
-    struct admin_target t;
-    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
-    if (r >= 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "GET", "/v1/dumpster", NULL, &doc);
-    if (r == 0 && o.json) {
-        ctl_print_json(doc);
-    } else if (r == 0) {
-        printf("%-24s %10s %14s  %s\n", "DATABASE", "MESSAGES", "BYTES", "OLDEST");
-        size_t i;
-        json_t *d;
-        json_array_foreach(json_object_get(doc, "databases"), i, d)
-        {
-            time_t oldest = (time_t)json_integer_value(json_object_get(d, "oldest"));
-            char when[32] = "-";
-            struct tm tm;
-            if (oldest > 0 && gmtime_r(&oldest, &tm))
-                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
-            printf("%-24s %10" JSON_INTEGER_FORMAT " %14" JSON_INTEGER_FORMAT "  %s\n",
-                   json_string_value(json_object_get(d, "database")),
-                   json_integer_value(json_object_get(d, "count")),
-                   json_integer_value(json_object_get(d, "bytes")), when);
-        }
-    }
-    json_decref(doc);
-    admin_target_clear(&t);
-    return r;
+    return ctl_api_show(verb, argc, argv, "/v1/dumpster", print_dumpster);
 }
 
 /* --since: "all", a Unix time, or a duration back from now (30m, 2h, 2d). */

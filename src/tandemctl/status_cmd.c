@@ -111,56 +111,27 @@ print_status(json_t *doc)
 static int
 status_run(const struct ctl_verb *verb, int argc, char **argv)
 {
-    const char *pos[1];
-    int n;
-    struct ctl_api_opts o;
-    struct admin_target t;
-    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
-    if (r >= 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "GET", "/v1/status", NULL, &doc);
-    if (r == 0) {
-        if (o.json)
-            ctl_print_json(doc);
-        else
-            print_status(doc);
-    }
-    json_decref(doc);
-    admin_target_clear(&t);
-    return r;
+    return ctl_api_show(verb, argc, argv, "/v1/status", print_status);
 }
 
 /* ------------------------------------------------------------------ */
 /* whoami                                                             */
 
+static void
+print_whoami(json_t *doc)
+{
+    const char *who = json_string_value(json_object_get(doc, "principal"));
+    bool admin = json_is_true(json_object_get(doc, "admin"));
+    printf("%s%s\n", who ? who : "?",
+           who && strcmp(who, "local") == 0 ? " (the local operator: full control)"
+           : admin                          ? " (member of admins: full control)"
+                                            : "");
+}
+
 static int
 whoami_run(const struct ctl_verb *verb, int argc, char **argv)
 {
-    const char *pos[1];
-    int n;
-    struct ctl_api_opts o;
-    struct admin_target t;
-    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
-    if (r >= 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "GET", "/v1/whoami", NULL, &doc);
-    if (r == 0) {
-        if (o.json) {
-            ctl_print_json(doc);
-        } else {
-            const char *who = json_string_value(json_object_get(doc, "principal"));
-            bool admin = json_is_true(json_object_get(doc, "admin"));
-            printf("%s%s\n", who ? who : "?",
-                   who && strcmp(who, "local") == 0 ? " (the local operator: full control)"
-                   : admin                          ? " (member of admins: full control)"
-                                                    : "");
-        }
-    }
-    json_decref(doc);
-    admin_target_clear(&t);
-    return r;
+    return ctl_api_show(verb, argc, argv, "/v1/whoami", print_whoami);
 }
 
 /* ------------------------------------------------------------------ */
