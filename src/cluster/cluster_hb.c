@@ -38,6 +38,10 @@
  * longer than the heartbeats' bound; the session has this long to get going. */
 #define HELLO_TIMEOUT_MS 10000u
 
+/* Reconnection back-off of a link whose attempts fail (hb_link.backoff_ms). */
+#define HB_BACKOFF_MIN_MS 500u
+#define HB_BACKOFF_MAX_MS 10000u
+
 static void
 set_timeouts(struct bufferevent *bev, uint64_t ms)
 {
@@ -119,6 +123,15 @@ link_close(struct hb_link *l, const char *why, bool eof)
      * then only refusals: a timeout clears it (the peer may be alive and cut off). */
     if (l->hello_done || l->tcp_up)
         l->ended_eof = eof;
+    if (l->hello_done) {
+        l->backoff_ms = 0;
+        l->retry_at_ms = 0;
+    } else {
+        l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : HB_BACKOFF_MIN_MS;
+        if (l->backoff_ms > HB_BACKOFF_MAX_MS)
+            l->backoff_ms = HB_BACKOFF_MAX_MS;
+        l->retry_at_ms = cluster_hb_now_ms() + l->backoff_ms;
+    }
     l->tcp_up = false;
     l->hello_done = false;
     snprintf(l->last_error, sizeof(l->last_error), "%s", why);
@@ -545,7 +558,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
             struct hb_link *l = &m->links[j];
             if (l->hello_done)
                 link_send_heartbeat(l, now);
-            else if (!l->bev)
+            else if (!l->bev && now >= l->retry_at_ms)
                 link_open(l);
         }
     }

@@ -26,6 +26,11 @@ struct hb_link {
     bool hello_done;         /* HELLO_REPLY ok: heartbeats flow */
     uint32_t hello_id;
     uint64_t seq;           /* of the last HEARTBEAT sent */
+    /* Reconnection back-off: attempts that fail in a row wait 0.5 s, doubling to 10 s, as the
+     * copy agent's; a session that came up resets it, and one that ended is tried again at the
+     * next tick (its refusal is what says the member's core is gone). */
+    uint32_t backoff_ms;
+    uint64_t retry_at_ms;
     uint64_t sent_seq[HB_SENT_RING], sent_ms[HB_SENT_RING]; /* at seq % HB_SENT_RING */
     uint64_t last_heard_ms; /* 0 = never */
     uint32_t rtt_ms;

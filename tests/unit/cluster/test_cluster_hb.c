@@ -245,6 +245,39 @@ test_heard_by_incoming_heartbeats(void **state)
     conn_base_free(&base);
 }
 
+/* Attempts that fail in a row back off (0.5 s doubling to 10 s), instead of one per interval:
+ * a member whose listener accepts and closes at once is tried about 4 times in 3 s, not 30. */
+static void
+test_reconnect_backoff(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    uint16_t pa, pp;
+    int fa = listener(&pa), fp = listener(&pp);
+    struct tdm_config *ca = node_config("a", pa, "p", pp);
+    struct cluster_hb *a = NULL;
+    struct cluster_hb_params prm = {.base = base, .cfg = ca, .listen_fd = fa, .key = "k",
+                                    .verify = verify_yes};
+    assert_int_equal(cluster_hb_start(&prm, &a), 0);
+    unsigned accepted = 0;
+    uint64_t until = cluster_hb_now_ms() + 3000;
+    while (cluster_hb_now_ms() < until) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        int c = accept4(fp, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0) {
+            accepted++;
+            close(c);
+        }
+        usleep(1000);
+    }
+    /* At 0, 0.5, 1.5 s and perhaps 3.5: with the 100 ms interval and no back-off, ~30. */
+    assert_in_range(accepted, 2, 5);
+    cluster_hb_free(&a);
+    close(fp);
+    tdm_config_free(&ca);
+    conn_base_free(&base);
+}
+
 int
 main(void)
 {
@@ -256,6 +289,7 @@ main(void)
         cmocka_unit_test(test_confirmation_never_newer_than_a_majority),
         cmocka_unit_test(test_confirmation_bounds),
         cmocka_unit_test(test_heard_by_incoming_heartbeats),
+        cmocka_unit_test(test_reconnect_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
