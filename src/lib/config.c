@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1177,6 +1178,27 @@ tdm_config_dump(const struct tdm_config *cfg, FILE *out)
     if (fflush(out) != 0)
         return -errno;
     return ferror(out) ? -EIO : 0;
+}
+
+int
+tdm_config_clone(const struct tdm_config *cfg, struct tdm_config **clone_r, char **error_r)
+{
+    *clone_r = NULL;
+    *error_r = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return -errno;
+    int ret = tdm_config_dump(cfg, f);
+    if (fclose(f) != 0 && ret == 0)
+        ret = -errno;
+    if (ret == 0)
+        ret = tdm_config_load_buffer(text, len, cfg->path, clone_r, error_r);
+    else if (asprintf(error_r, "cannot copy the configuration: %s", tdm_strerror(ret)) < 0)
+        *error_r = NULL;
+    free(text);
+    return ret;
 }
 
 const char *

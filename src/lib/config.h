@@ -230,6 +230,13 @@ int tdm_config_load_buffer(const char *buf, size_t len, const char *filename,
  */
 int tdm_config_dump(const struct tdm_config *cfg, FILE *out);
 
+/*
+ * An independent copy of cfg (dumped and loaded back), for a module that must keep its
+ * configuration while a reload frees the one it started with. 0 with an owned *clone_r, or an
+ * error as tdm_config_load_buffer with *error_r (allocated).
+ */
+int tdm_config_clone(const struct tdm_config *cfg, struct tdm_config **clone_r, char **error_r);
+
 /* The names used in the file: "mailbox", "imap"; NULL for a value out of range. */
 const char *tdm_config_role_name(enum tdm_role role);
 const char *tdm_config_proto_name(enum tdm_proto proto);

@@ -26,6 +26,10 @@
 #include <unistd.h>
 
 static struct cluster_hb *hb;
+/* The configuration the heartbeats started with, our own copy: cluster_hb and the key checks
+ * keep pointers into it, and a reload frees the child's (changes to [cluster] and [member]
+ * need a restart: reload.c says so). */
+static struct tdm_config *hb_cfg;
 static SSL_CTX *server_tls, *client_tls;
 static bool auth_started;
 static void (*change_hook)(void *arg);
@@ -53,20 +57,28 @@ on_change(void *arg)
 }
 
 void
-tandemd__core_cluster_hb_start(struct event_base *base, const struct tdm_config *cfg)
+tandemd__core_cluster_hb_start(struct event_base *base, const struct tdm_config *child_cfg)
 {
+    char *why = NULL;
+    if (tdm_config_clone(child_cfg, &hb_cfg, &why) < 0) {
+        log_error("cluster heartbeats not served: %s", why ? why : "out of memory");
+        free(why);
+        return;
+    }
+    const struct tdm_config *cfg = hb_cfg;
     const struct tdm_config_listener *l = NULL;
     for (unsigned i = 0; i < cfg->n_listeners; i++)
         if (cfg->listeners[i].proto == TDM_PROTO_CLUSTER)
             l = &cfg->listeners[i];
     /* Config checked that a node has [listen cluster]; a witness without one has no votes
      * to give (docs/config.md). */
-    if (!l)
+    if (!l) {
+        tdm_config_free(&hb_cfg);
         return;
+    }
     bool node = cfg->cluster.name[0] != '\0';
     struct tls_files files;
     tls_files_from_config(cfg, &files);
-    char *why = NULL;
     int ret = tls_server_ctx_new(files.certificate, files.key, files.ca, TLS_CLIENT_AUTH_REQUIRE,
                                  &server_tls, &why);
     if (ret == 0 && node)
@@ -130,6 +142,7 @@ tandemd__core_cluster_hb_stop(void)
     if (client_tls)
         SSL_CTX_free(client_tls);
     server_tls = client_tls = NULL;
+    tdm_config_free(&hb_cfg);
 }
 
 /* Milliseconds since a monotonic time, or JSON null for "never". */

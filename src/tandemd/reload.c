@@ -64,6 +64,36 @@ domains_equal(const struct tdm_config_smtp *a, const struct tdm_config_smtp *b)
            memcmp(a->domains, b->domains, a->n_domains * sizeof(a->domains[0])) == 0;
 }
 
+static bool
+endpoint_equal(const struct tdm_config_endpoint *a, const struct tdm_config_endpoint *b)
+{
+    return a->port == b->port && strcmp(a->address.text, b->address.text) == 0;
+}
+
+/* [cluster] and every [member]: the heartbeats and the agent keep the ones they started with
+ * (core_cluster_hb.c). Line numbers do not count. */
+static bool
+cluster_equal(const struct tdm_config *a, const struct tdm_config *b)
+{
+    const struct tdm_config_cluster *x = &a->cluster, *y = &b->cluster;
+    if (strcmp(x->name, y->name) || strcmp(x->witness, y->witness) ||
+        x->heartbeat_interval_ms != y->heartbeat_interval_ms ||
+        x->heartbeat_misses != y->heartbeat_misses || x->lease_ttl_ms != y->lease_ttl_ms ||
+        a->n_members != b->n_members)
+        return false;
+    for (unsigned i = 0; i < a->n_members; i++) {
+        const struct tdm_config_member *m = &a->members[i], *n = &b->members[i];
+        if (strcmp(m->name, n->name) || m->n_nets != n->n_nets ||
+            !endpoint_equal(&m->coord, &n->coord))
+            return false;
+        for (unsigned j = 0; j < m->n_nets; j++)
+            if (strcmp(m->nets[j].network, n->nets[j].network) ||
+                !endpoint_equal(&m->nets[j].endpoint, &n->nets[j].endpoint))
+                return false;
+    }
+    return true;
+}
+
 unsigned
 tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_config *fresh,
                              const char *config_path)
@@ -80,6 +110,7 @@ tandemd__report_unreloadable(const struct tdm_config *cur, const struct tdm_conf
         {"[network]", !networks_equal(cur, fresh)},
         {"[listen]", !listeners_equal(cur, fresh)},
         {"[directory]", !endpoints_equal(&cur->directory, &fresh->directory)},
+        {"[cluster] or [member]", !cluster_equal(cur, fresh)},
         {"[store] generation_size", cur->store.generation_size != fresh->store.generation_size},
         {"[store] idle_close", cur->store.idle_close_ms != fresh->store.idle_close_ms},
         {"[store] checkpoint_bytes", cur->store.checkpoint_bytes != fresh->store.checkpoint_bytes},

@@ -152,6 +152,19 @@ def test_votes_stop_cont_and_witness_loss(trio, tandemctl):
     assert f"every {INTERVAL_MS} ms, down after {MISSES} missed; lease_ttl 2000 ms" in r.stdout
     assert cluster(w)["role"] == "witness" and cluster(w)["members"] == []
 
+    # A reload (SIGHUP) of a node leaves its heartbeats running on the configuration they
+    # started with (their own copy: the reload frees the core's), and its status readable.
+    # A changed [cluster] is reported as needing a restart, and the running one stays.
+    mark = len(b.event_lines())
+    b.extra_conf = b.extra_conf.replace("lease_ttl = 2s", "lease_ttl = 3s")
+    b.write_conf(server=b.name, level="info")
+    os.kill(procs["b"].pid, signal.SIGHUP)
+    wait_event(b, 2005, after=mark, what="b reloaded")
+    assert [e for e in events(b, 2007, after=mark) if "[cluster] or [member]" in e["message"]]
+    time.sleep(3 * INTERVAL_MS / 1000)
+    assert votes(b, 3)["lease_ttl_ms"] == 2000
+    assert not events(b, 2002, after=mark), "b's core restarted after the reload"
+
     # b stopped: a sees it down on its network and overall, and keeps quorum (2 of 3).
     mark = len(a.event_lines())
     os.killpg(procs["b"].pid, signal.SIGSTOP)

@@ -850,6 +850,27 @@ test_parser_entries(void **state)
     config_parsed_free(&p);
 }
 
+/* A clone lives on when the original is freed, and dumps the same. */
+static void
+test_clone(void **state)
+{
+    (void)state;
+    struct tdm_config *cfg = load_example("etc/mailbox.conf");
+    char *text = dump(cfg);
+    struct tdm_config *clone = NULL;
+    char *error = NULL;
+    assert_int_equal(tdm_config_clone(cfg, &clone, &error), 0);
+    assert_null(error);
+    tdm_config_free(&cfg);
+    char *text2 = dump(clone);
+    assert_string_equal(strchr(text, '\n'), strchr(text2, '\n'));
+    assert_string_equal(clone->cluster.name, "ccr1");
+    assert_int_equal(clone->n_members, 2);
+    free(text);
+    free(text2);
+    tdm_config_free(&clone);
+}
+
 int
 main(void)
 {
@@ -857,7 +878,7 @@ main(void)
         cmocka_unit_test(test_good_values),  cmocka_unit_test(test_fields),
         cmocka_unit_test(test_names),        cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_nul_byte),     cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_examples),     cmocka_unit_test(test_load_file_errors),
+        cmocka_unit_test(test_examples),     cmocka_unit_test(test_clone),     cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_every_prefix), cmocka_unit_test(test_parser_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
