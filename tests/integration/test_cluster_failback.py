@@ -4,9 +4,11 @@ the CMS back, and b restarted must become a Healthy copy of it. a's database was
 dismounted at its restart and demoted to a copy; its activation once left the replication
 source with the dismounted entry (an add that failed: already exists), so the new active
 refused every copy as not-active and b never rejoined (found by bench/failover)."""
+import time
+
 import pytest
 
-from cluster_lab import ClusterLab
+from cluster_lab import CMS, ClusterLab, events
 from lab import wait_for
 
 
@@ -31,11 +33,20 @@ def test_failback_to_the_first_active_serves_the_rejoined_copy(lab):
     wait_for(lambda: healthy(lab, pas), "b's copy Healthy")
     assert lab.deliver("first")
     lab.wait_caught_up(act, pas)
+    # b's agent learns its copy is Healthy by sampling it once per round; a kill before it
+    # looked leaves b Waiting ("copy of mail is not healthy"), which is the agent's to fix
+    # (a new copy has no 5056 to wait for). Three rounds let it look.
+    time.sleep(3 * lab.interval_ms / 1000)
 
     lab.kill(lab.a)
     lab.wait_state(lab.b, "Active")
     assert lab.deliver("on b")
+    mark = len(lab.a.event_lines())
     lab.start(lab.a)
+    # Rejoined as the agent sees it (5056), not only Healthy in copy status: a node whose
+    # agent has not seen its copy Healthy yet does not take over (docs/events.md 5056).
+    lab.a.wait_event(lambda e: e["id"] == 5056 and e["subject"] == CMS, "a rejoined (5056)")
+    assert not events(lab.a, 5050, mark)
     lab.wait_state(lab.a, "Passive")
     lab.wait_caught_up(lab.b, lab.a)
 
