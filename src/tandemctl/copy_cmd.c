@@ -13,6 +13,7 @@
  */
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_api.h"
+#include "tandemctl/ctl_parse.h"
 #include "tandemctl/ctl_obj.h"
 #include "tandemctl/ctl_table.h"
 
@@ -552,20 +553,13 @@ copy_status(const struct ctl_verb *verb, int argc, char **argv)
 /* ------------------------------------------------------------------ */
 /* suspend, resume                                                    */
 
-/* /v1/copies/<database>/<action>, the name percent-encoded. */
+/* /v1/copies/<database>/<action> (action "": /v1/copies/<database>), the name percent-encoded. */
 static bool
 control_path(char *buf, size_t size, const char *db, const char *action)
 {
-    size_t n = (size_t)snprintf(buf, size, "/v1/copies/");
-    for (const unsigned char *p = (const unsigned char *)db; *p; p++) {
-        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
-        int w = plain ? snprintf(buf + n, n < size ? size - n : 0, "%c", *p)
-                      : snprintf(buf + n, n < size ? size - n : 0, "%%%02X", *p);
-        n += (size_t)w;
-    }
-    n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "/%s", action);
-    return n < size;
+    char suffix[64];
+    snprintf(suffix, sizeof(suffix), "%s%s", action[0] ? "/" : "", action);
+    return ctl_path_make(buf, size, "/v1/copies/", db, suffix);
 }
 
 static int
@@ -627,10 +621,8 @@ copy_remove(const struct ctl_verb *verb, int argc, char **argv)
     if (r >= 0)
         return r;
     char path[1024];
-    /* /v1/copies/<database>/x, cut back to /v1/copies/<database>. */
-    if (!control_path(path, sizeof(path), db, "x"))
+    if (!control_path(path, sizeof(path), db, ""))
         return ctl_usage_error(verb, "the database name is too long");
-    path[strlen(path) - 2] = '\0';
     struct admin_target t;
     r = ctl_api_target(verb, &o, false, &t);
     if (r != 0)

@@ -162,3 +162,12 @@ ctl_path_append(char *buf, size_t size, const char *s)
     buf[len] = '\0';
     return true;
 }
+
+bool
+ctl_path_make(char *buf, size_t size, const char *prefix, const char *name, const char *suffix)
+{
+    if ((size_t)snprintf(buf, size, "%s", prefix) >= size || !ctl_path_append(buf, size, name))
+        return false;
+    size_t n = strlen(buf);
+    return (size_t)snprintf(buf + n, size - n, "%s", suffix) < size - n;
+}

@@ -37,4 +37,11 @@ bool ctl_parse_host_port(const char *s, char *host, size_t host_size, unsigned *
  */
 bool ctl_path_append(char *buf, size_t size, const char *s);
 
+/*
+ * prefix, then name encoded as by ctl_path_append, then suffix (not encoded: the caller's
+ * own "/action" or "&query=..."), into buf. False when the whole does not fit.
+ */
+bool ctl_path_make(char *buf, size_t size, const char *prefix, const char *name,
+                   const char *suffix);
+
 #endif

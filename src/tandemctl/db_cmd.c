@@ -613,16 +613,8 @@ db_mount_control(const struct ctl_verb *verb, int argc, char **argv, bool dismou
         return r;
     /* The name percent-encoded into /v1/databases/<database>/<action>. */
     char path[1024];
-    size_t n = (size_t)snprintf(path, sizeof(path), "/v1/databases/");
-    for (const unsigned char *p = (const unsigned char *)db; *p && n < sizeof(path); p++) {
-        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
-        n += (size_t)(plain ? snprintf(path + n, sizeof(path) - n, "%c", *p)
-                            : snprintf(path + n, sizeof(path) - n, "%%%02X", *p));
-    }
-    if (n < sizeof(path))
-        n += (size_t)snprintf(path + n, sizeof(path) - n, "/%s", dismount ? "dismount" : "mount");
-    if (n >= sizeof(path))
+    if (!ctl_path_make(path, sizeof(path), "/v1/databases/", db,
+                       dismount ? "/dismount" : "/mount"))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
     r = ctl_api_target(verb, &o, false, &t);

@@ -6,6 +6,7 @@
  */
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_api.h"
+#include "tandemctl/ctl_parse.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -84,17 +85,9 @@ dumpster_resubmit(const struct ctl_verb *verb, int argc, char **argv)
     if (!parse_since(since, when, sizeof(when)))
         return ctl_usage_error(verb, "--since %s: a Unix time, a duration (30m, 2h, 2d), or all",
                                since);
-    char path[1024];
-    size_t n = (size_t)snprintf(path, sizeof(path), "/v1/dumpster/resubmit?database=");
-    for (const unsigned char *p = (const unsigned char *)db; *p && n < sizeof(path); p++) {
-        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_';
-        n += (size_t)(plain ? snprintf(path + n, sizeof(path) - n, "%c", *p)
-                            : snprintf(path + n, sizeof(path) - n, "%%%02X", *p));
-    }
-    if (n < sizeof(path))
-        n += (size_t)snprintf(path + n, sizeof(path) - n, "&since=%s", when);
-    if (n >= sizeof(path))
+    char path[1024], since_q[48];
+    snprintf(since_q, sizeof(since_q), "&since=%s", when);
+    if (!ctl_path_make(path, sizeof(path), "/v1/dumpster/resubmit?database=", db, since_q))
         return ctl_usage_error(verb, "the database name is too long");
     struct admin_target t;
     r = ctl_api_target(verb, &o, false, &t);

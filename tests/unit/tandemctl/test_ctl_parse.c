@@ -171,6 +171,24 @@ test_path_append(void **state)
     assert_string_equal(tiny, "/x/abcd");
 }
 
+static void
+test_path_make(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_true(ctl_path_make(buf, sizeof(buf), "/v1/copies/", "a b", "/reseed"));
+    assert_string_equal(buf, "/v1/copies/a%20b/reseed");
+    assert_true(ctl_path_make(buf, sizeof(buf), "/q?database=", "db1", ""));
+    assert_string_equal(buf, "/q?database=db1");
+    /* Each part can be the one that does not fit. */
+    char tiny[8];
+    assert_true(ctl_path_make(tiny, sizeof(tiny), "/x/", "ab", "/c")); /* exactly fills it */
+    assert_string_equal(tiny, "/x/ab/c");
+    assert_false(ctl_path_make(tiny, sizeof(tiny), "/x/", "ab", "/cd"));
+    assert_false(ctl_path_make(tiny, sizeof(tiny), "/x/", "abcde", ""));
+    assert_false(ctl_path_make(tiny, sizeof(tiny), "/xxxxxxx/", "", ""));
+}
+
 /* The table printed into a string. */
 static char *
 render(const struct ctl_table *t)
@@ -220,6 +238,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_size),      cmocka_unit_test(test_since),
         cmocka_unit_test(test_host_port), cmocka_unit_test(test_path_append),
+        cmocka_unit_test(test_path_make),
         cmocka_unit_test(test_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
