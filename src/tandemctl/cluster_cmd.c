@@ -211,24 +211,7 @@ print_cluster(json_t *doc)
 int
 ctl_cluster_status_run(const struct ctl_verb *verb, int argc, char **argv)
 {
-    const char *pos[1];
-    int n;
-    struct ctl_api_opts o;
-    struct admin_target t;
-    int r = ctl_api_begin(verb, argc, argv, 0, 0, pos, &n, &o, &t);
-    if (r >= 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "GET", "/v1/cluster", NULL, &doc);
-    if (r == 0) {
-        if (o.json)
-            ctl_print_json(doc);
-        else
-            print_cluster(doc);
-    }
-    json_decref(doc);
-    admin_target_clear(&t);
-    return r;
+    return ctl_api_show(verb, argc, argv, "/v1/cluster", print_cluster);
 }
 
 /* tandemctl cms status <cms>: one CMS as this node's cluster agent sees it (from the same
