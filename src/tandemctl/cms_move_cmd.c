@@ -6,6 +6,7 @@
  */
 #include "tandemctl/ctl.h"
 #include "tandemctl/ctl_api.h"
+#include "tandemctl/ctl_parse.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,20 +16,6 @@
 
 /* Longer than the node's own limit (CLUSTER_MOVE_TIMEOUT_MS, 30 s): the node says how it ended. */
 #define WAIT_MS 45000
-
-static void
-encode(char *out, size_t size, const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && n + 4 < size; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~')
-            out[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(out + n, size - n, "%%%02X", *p);
-    }
-    out[n] = '\0';
-}
 
 static json_t *
 find_move(json_t *doc, const char *cms)
@@ -59,12 +46,13 @@ ctl_cms_move_run(const struct ctl_verb *verb, int argc, char **argv)
         return r;
     if (!to || !to[0])
         return ctl_usage_error(verb, "missing --to <node>");
-    char e_cms[200], e_to[200], e_comment[800], path[1300];
+    char e_cms[200] = "", e_to[200] = "", e_comment[800] = "", path[1300];
     if (strlen(cms) > 63 || strlen(to) > 63 || strlen(comment) > 255)
         return ctl_usage_error(verb, "names are at most 63 bytes, a comment 255");
-    encode(e_cms, sizeof(e_cms), cms);
-    encode(e_to, sizeof(e_to), to);
-    encode(e_comment, sizeof(e_comment), comment);
+    /* Always fit: at most 3 bytes per byte, with the lengths bounded just above. */
+    (void)ctl_path_append(e_cms, sizeof(e_cms), cms);
+    (void)ctl_path_append(e_to, sizeof(e_to), to);
+    (void)ctl_path_append(e_comment, sizeof(e_comment), comment);
     snprintf(path, sizeof(path), "/v1/cms/%s/move?to=%s&comment=%s", e_cms, e_to, e_comment);
     struct admin_target t;
     r = ctl_api_target(verb, &o, false, &t);
