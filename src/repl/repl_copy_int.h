@@ -192,6 +192,9 @@ int repl_copy__rm_tree(const char *path);
  * renameat2(RENAME_EXCHANGE), syncs the parent and deletes the old directory (now at tmp).
  * 0, or -errno with *why_r. */
 int repl_copy__swap_in(struct repl_copy *c, const char *tmp, const char **why_r);
+/* Removes what a crash left of a seed beside the copy (.<name>.seed.mdb, .<name>.seed): at
+ * the agent's start, before anything can make them again. */
+void repl_copy__seed_clean_leftovers(struct repl_copy *c);
 /* The SEED_REQUEST for a seed connection on l (marks it one). */
 void repl_copy__seed_request(struct repl_copy *c, struct repl_copy_link *l, struct repl_msg *msg,
                              uint32_t request_id);

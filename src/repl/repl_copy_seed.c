@@ -106,6 +106,24 @@ repl_copy__swap_in(struct repl_copy *c, const char *tmp, const char **why_r)
     return ret;
 }
 
+void
+repl_copy__seed_clean_leftovers(struct repl_copy *c)
+{
+    /* At start no seed of this copy runs, so both siblings are garbage whatever moment a
+     * crash hit: .seed.mdb a snapshot cut short or not yet built, .seed a copy not yet swapped
+     * in or the old files not yet removed after the exchange. Nothing else removes the
+     * snapshot when the copy then ships from generation 1 instead of seeding again. */
+    static const char *const suffixes[] = {".seed.mdb", ".seed"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char *path = repl_copy__sibling(c, suffixes[i]);
+        int ret = repl_copy__rm_tree(path);
+        if (ret < 0)
+            log_warn("copy %s: cannot remove the leftover %s: %s", c->database, path,
+                     tdm_strerror(ret));
+        free(path);
+    }
+}
+
 /* ---- the seed connection ---- */
 
 void
