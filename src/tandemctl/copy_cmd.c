@@ -578,22 +578,13 @@ copy_control(const struct ctl_verb *verb, int argc, char **argv, bool suspend)
     char path[1024];
     if (!control_path(path, sizeof(path), db, suspend ? "suspend" : "resume"))
         return ctl_usage_error(verb, "the database name is too long");
-    struct admin_target t;
-    r = ctl_api_target(verb, &o, false, &t);
-    if (r != 0)
-        return r;
     json_t *body = suspend ? json_pack("{s:s}", "comment", comment ? comment : "") : NULL;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "POST", path, body, &doc);
-    if (r == 0) {
-        if (o.json)
-            ctl_print_json(doc);
-        else
-            printf("copy of %s: %s requested\n", db, suspend ? "suspend" : "resume");
-    }
+    json_t *doc;
+    r = ctl_api_request(verb, &o, "POST", path, body, &doc);
+    if (r == 0 && !o.json)
+        printf("copy of %s: %s requested\n", db, suspend ? "suspend" : "resume");
     json_decref(body);
     json_decref(doc);
-    admin_target_clear(&t);
     return r;
 }
 
@@ -623,20 +614,11 @@ copy_remove(const struct ctl_verb *verb, int argc, char **argv)
     char path[1024];
     if (!control_path(path, sizeof(path), db, ""))
         return ctl_usage_error(verb, "the database name is too long");
-    struct admin_target t;
-    r = ctl_api_target(verb, &o, false, &t);
-    if (r != 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "DELETE", path, NULL, &doc);
-    if (r == 0) {
-        if (o.json)
-            ctl_print_json(doc);
-        else
-            printf("copy of %s removed\n", db);
-    }
+    json_t *doc;
+    r = ctl_api_request(verb, &o, "DELETE", path, NULL, &doc);
+    if (r == 0 && !o.json)
+        printf("copy of %s removed\n", db);
     json_decref(doc);
-    admin_target_clear(&t);
     return r;
 }
 
@@ -659,28 +641,18 @@ copy_activate(const struct ctl_verb *verb, int argc, char **argv)
     char path[1024];
     if (!control_path(path, sizeof(path), db, force ? "activate?force=true" : "activate"))
         return ctl_usage_error(verb, "the database name is too long");
-    struct admin_target t;
-    r = ctl_api_target(verb, &o, false, &t);
-    if (r != 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
-    if (r == 0) {
-        if (o.json) {
-            ctl_print_json(doc);
-        } else {
-            json_t *lost = json_object_get(doc, "lost");
-            printf("%s activated%s: lost %" JSON_INTEGER_FORMAT
-                   " generations (%" JSON_INTEGER_FORMAT " bytes, %" JSON_INTEGER_FORMAT
-                   " records) against the source's last report\n",
-                   db, force ? " with --force" : "",
-                   json_integer_value(json_object_get(lost, "generations")),
-                   json_integer_value(json_object_get(lost, "bytes")),
-                   json_integer_value(json_object_get(lost, "records")));
-        }
+    json_t *doc;
+    r = ctl_api_request(verb, &o, "POST", path, NULL, &doc);
+    if (r == 0 && !o.json) {
+        json_t *lost = json_object_get(doc, "lost");
+        printf("%s activated%s: lost %" JSON_INTEGER_FORMAT " generations (%" JSON_INTEGER_FORMAT
+               " bytes, %" JSON_INTEGER_FORMAT " records) against the source's last report\n",
+               db, force ? " with --force" : "",
+               json_integer_value(json_object_get(lost, "generations")),
+               json_integer_value(json_object_get(lost, "bytes")),
+               json_integer_value(json_object_get(lost, "records")));
     }
     json_decref(doc);
-    admin_target_clear(&t);
     return r;
 }
 
@@ -704,20 +676,11 @@ copy_reseed(const struct ctl_verb *verb, int argc, char **argv)
     if (!control_path(path, sizeof(path), db,
                       delete_existing ? "reseed?delete_existing=true" : "reseed"))
         return ctl_usage_error(verb, "the database name is too long");
-    struct admin_target t;
-    r = ctl_api_target(verb, &o, false, &t);
-    if (r != 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
-    if (r == 0) {
-        if (o.json)
-            ctl_print_json(doc);
-        else
-            printf("copy of %s: reseed requested (tandemctl copy status shows its progress)\n", db);
-    }
+    json_t *doc;
+    r = ctl_api_request(verb, &o, "POST", path, NULL, &doc);
+    if (r == 0 && !o.json)
+        printf("copy of %s: reseed requested (tandemctl copy status shows its progress)\n", db);
     json_decref(doc);
-    admin_target_clear(&t);
     return r;
 }
 

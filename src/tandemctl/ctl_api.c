@@ -679,3 +679,19 @@ ctl_api_show(const struct ctl_verb *verb, int argc, char **argv, const char *pat
     admin_target_clear(&t);
     return r;
 }
+
+int
+ctl_api_request(const struct ctl_verb *verb, const struct ctl_api_opts *o, const char *method,
+                const char *path, json_t *body, json_t **doc_r)
+{
+    *doc_r = NULL;
+    struct admin_target t;
+    int r = ctl_api_target(verb, o, false, &t);
+    if (r != 0)
+        return r;
+    r = ctl_api_call(o, &t, method, path, body, doc_r);
+    if (r == 0 && o->json)
+        ctl_print_json(*doc_r);
+    admin_target_clear(&t);
+    return r;
+}

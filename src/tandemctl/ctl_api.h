@@ -112,6 +112,14 @@ int ctl_api_show(const struct ctl_verb *verb, int argc, char **argv, const char 
                  void (*print)(json_t *doc));
 
 /*
+ * A verb's one request after its own parsing: resolves o's target, sends it (body borrowed,
+ * may be NULL) and, on success, prints the answer with --json. Returns the exit code; the
+ * answer is in *doc_r (owned; NULL when none) for the verb's text without --json.
+ */
+int ctl_api_request(const struct ctl_verb *verb, const struct ctl_api_opts *o,
+                    const char *method, const char *path, json_t *body, json_t **doc_r);
+
+/*
  * The same, with hint appended to the error line ("...; run the command again") when the
  * answer's status is hint_status (0: any error). hint may be NULL.
  */

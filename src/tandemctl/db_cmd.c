@@ -616,20 +616,11 @@ db_mount_control(const struct ctl_verb *verb, int argc, char **argv, bool dismou
     if (!ctl_path_make(path, sizeof(path), "/v1/databases/", db,
                        dismount ? "/dismount" : "/mount"))
         return ctl_usage_error(verb, "the database name is too long");
-    struct admin_target t;
-    r = ctl_api_target(verb, &o, false, &t);
-    if (r != 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
-    if (r == 0) {
-        if (o.json)
-            ctl_print_json(doc);
-        else
-            printf("%s %s\n", db, dismount ? "dismounted" : "mounted");
-    }
+    json_t *doc;
+    r = ctl_api_request(verb, &o, "POST", path, NULL, &doc);
+    if (r == 0 && !o.json)
+        printf("%s %s\n", db, dismount ? "dismounted" : "mounted");
     json_decref(doc);
-    admin_target_clear(&t);
     return r;
 }
 

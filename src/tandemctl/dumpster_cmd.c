@@ -89,22 +89,15 @@ dumpster_resubmit(const struct ctl_verb *verb, int argc, char **argv)
     snprintf(since_q, sizeof(since_q), "&since=%s", when);
     if (!ctl_path_make(path, sizeof(path), "/v1/dumpster/resubmit?database=", db, since_q))
         return ctl_usage_error(verb, "the database name is too long");
-    struct admin_target t;
-    r = ctl_api_target(verb, &o, false, &t);
-    if (r != 0)
-        return r;
-    json_t *doc = NULL;
-    r = ctl_api_call(&o, &t, "POST", path, NULL, &doc);
-    if (r == 0 && o.json)
-        ctl_print_json(doc);
-    else if (r == 0)
+    json_t *doc;
+    r = ctl_api_request(verb, &o, "POST", path, NULL, &doc);
+    if (r == 0 && !o.json)
         printf("%s: %" JSON_INTEGER_FORMAT " message(s); %" JSON_INTEGER_FORMAT
                " recipient(s) resubmitted, %" JSON_INTEGER_FORMAT " refused\n",
                db, json_integer_value(json_object_get(doc, "messages")),
                json_integer_value(json_object_get(doc, "resubmitted")),
                json_integer_value(json_object_get(doc, "refused")));
     json_decref(doc);
-    admin_target_clear(&t);
     return r;
 }
 
