@@ -183,10 +183,14 @@ session_lost(struct coord_client *c, const char *why)
     bool *prev = c->freed_flag;
     /* GCC (-O2) sees the local's address outlive the call on the path where a callback freed
      * c; on that path nothing can read it any more, and on the other it is restored below. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
     c->freed_flag = &freed;
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #pragma GCC diagnostic pop
+#endif
     while (list) {
         struct pending *p = list;
         list = p->next;
