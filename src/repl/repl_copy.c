@@ -131,6 +131,10 @@ repl_copy__set_state(struct repl_copy *c, enum repl_copy_state state, const char
     /* Initializing is also where an agent starts (and resume returns to): say so each time. */
     bool changed = c->st.state != state || state == REPL_COPY_INITIALIZING;
     snprintf(c->st.message, sizeof(c->st.message), "%s", msg);
+    bool lost = state == REPL_COPY_DISCONNECTED || state == REPL_COPY_SERVICE_DOWN;
+    bool was_lost = c->st.state == REPL_COPY_DISCONNECTED || c->st.state == REPL_COPY_SERVICE_DOWN;
+    c->st.lost_source_while_healthy =
+        lost && (c->st.state == REPL_COPY_HEALTHY || (was_lost && c->st.lost_source_while_healthy));
     c->st.state = state;
     if (changed) {
         log_info("copy %s: %s%s%s", c->database, state_names[state], msg[0] ? ": " : "", msg);

@@ -74,6 +74,11 @@ void repl_copy_stop(struct repl_copy **copy);
 
 struct repl_copy_status {
     enum repl_copy_state state;
+    /* Disconnected or ServiceDown, and Healthy right before (through any run of those two):
+     * the copy lost a source it was in touch with, which is what losing the active looks like.
+     * Kept here, at the change of state, so a reader that samples the status (the cluster
+     * agent) cannot miss a Healthy that lasted less than its period. */
+    bool lost_source_while_healthy;
     char message[512]; /* Suspended: the comment; Failed/Disconnected/ServiceDown: why */
     uint16_t role;     /* REPL_ROLE_* */
     char network[TDM_CONFIG_NAME_MAX + 1]; /* in use; "" when not connected */

@@ -245,19 +245,18 @@ cluster_db_look(struct cluster_agent_db *adb, struct cluster_fsm_db *out)
     adb->wire_copy_state = wire_copy_state(st.state);
     if (st.state == REPL_COPY_HEALTHY) {
         out->state = CLUSTER_DB_COPY_HEALTHY;
-        adb->was_healthy = true;
-    } else if ((st.state == REPL_COPY_DISCONNECTED || st.state == REPL_COPY_SERVICE_DOWN) &&
-               adb->was_healthy) {
-        /* Its source went away while it replicated: what losing the active looks like. */
+    } else if (st.lost_source_while_healthy) {
+        /* Its source went away while it replicated: what losing the active looks like. The
+         * copy says so itself: a Healthy between two looks here (the first seconds of a new
+         * copy) counts as well. */
         out->state = CLUSTER_DB_COPY_LOST_SOURCE;
     } else {
         out->state = CLUSTER_DB_COPY_UNHEALTHY;
         /* A copy that never was Healthy here says so to the others: never a candidate. */
         if (st.state == REPL_COPY_DISCONNECTED || st.state == REPL_COPY_SERVICE_DOWN)
             adb->wire_copy_state = 1;
-        if (st.state != REPL_COPY_DISCONNECTED && st.state != REPL_COPY_SERVICE_DOWN)
-            adb->was_healthy = false;
     }
+    adb->was_healthy = out->state != CLUSTER_DB_COPY_UNHEALTHY;
 }
 
 int

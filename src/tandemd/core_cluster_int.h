@@ -15,8 +15,8 @@ struct repl_copy_conf;
 /* A database of a CMS as the agent follows it between steps. */
 struct cluster_agent_db {
     char name[CLUSTER_FSM_NAME_MAX + 1];
-    /* Its copy was Healthy since it last became a copy: a Disconnected or ServiceDown copy
-     * then lost its source (eligible for failover); before, it never had one. */
+    /* Its copy, at the last look, was Healthy or had lost its source while Healthy (the copy
+     * agent keeps that: repl_copy_status.lost_source_while_healthy): eligible for failover. */
     bool was_healthy;
     /* The durable log end of the dismounted database, read once from its log. */
     bool closed_pos_read;
