@@ -25,6 +25,11 @@ control_cb(void *ctx, int status, const struct ipc_msg *reply)
     if (ret == TDM_ENOTFOUND)
         admin_reply_error(call, 404, NULL, "this server holds no active database %s",
                           call->segs[2]);
+    else if (ret == TDM_ECONFLICT)
+        admin_reply_error(call, 409, NULL,
+                          "%s belongs to a CMS of this cluster: the cluster agent mounts it when "
+                          "this node wins the CMS's lease (tandemctl cms move to move it here)",
+                          call->segs[2]);
     else if (ret < 0)
         admin_reply_error(call, 500, NULL, "%s of %s failed: %s (see the events)",
                           dismount ? "dismount" : "mount", call->segs[2], tdm_strerror(ret));

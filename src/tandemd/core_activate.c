@@ -150,6 +150,16 @@ tandemd__core_copy_activate(const char *name, size_t len, bool force)
     bool running;
     if (!tandemd__core_copy_find(name, len, &st, &dir, &kind, &error, &running))
         return TDM_ENOTFOUND;
+    /* A CMS's database on a cluster node is mounted only by the cluster agent, in the epoch of
+     * the lease it holds: an operator's activation here would go around the lease, and the
+     * node holding it could be writing at the same time (docs/cluster.md). */
+    if (tandemd__core_cluster_owns(db)) {
+        event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,
+                   "activation of %s refused: it belongs to a CMS of this cluster, which the "
+                   "cluster agent activates when it wins the lease (tandemctl cms move to move it)",
+                   db);
+        return TDM_ECONFLICT;
+    }
     if (running && in_touch_with_active(st.state)) {
         event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,
                    "activation of %s refused: the source at %s (network %s) still serves it as "

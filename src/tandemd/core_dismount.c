@@ -54,6 +54,19 @@ tandemd__core_db_dismount(const char *name, size_t len)
 int
 tandemd__core_db_mount(const char *name, size_t len)
 {
+    char db[256];
+    if (len >= sizeof(db))
+        return TDM_ENOTFOUND;
+    memcpy(db, name, len);
+    db[len] = '\0';
+    /* Only the cluster agent mounts a CMS's database on a cluster node, in its lease's epoch
+     * (docs/cluster.md): an operator's mount would go around the lease. */
+    if (tandemd__core_cluster_owns(db)) {
+        log_error("mount of %s refused: it belongs to a CMS of this cluster, which the cluster "
+                  "agent mounts when it wins the lease",
+                  db);
+        return TDM_ECONFLICT;
+    }
     return tandemd__core_db_mount_epoch(name, len, 0);
 }
 
