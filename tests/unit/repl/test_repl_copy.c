@@ -393,6 +393,30 @@ test_disconnected(void **state)
     /* Retries keep it Disconnected: one event, not one per round. */
     usleep(500000);
     assert_int_equal(events_count(TDM_EV_REPL_COPY_DISCONNECTED), before + 1);
+    /* Never Healthy: it did not lose a source it had (not eligible for failover). */
+    assert_false(status(&a).lost_source_while_healthy);
+    agent_stop(&a);
+}
+
+/* The source goes away from a Healthy copy: Disconnected, and the copy says it was Healthy
+ * right before, through its retries, however soon after becoming Healthy (a reader sampling
+ * the status need not have seen the Healthy). */
+static void
+test_lost_source_while_healthy(void **state)
+{
+    (void)state;
+    struct fake f;
+    fake_start(&f, ACCEPT, 0);
+    struct agent a;
+    agent_start(&a, &f.port, 1);
+    assert_false(wait_state(&a, REPL_COPY_HEALTHY, NULL).lost_source_while_healthy);
+    fake_stop(&f);
+    struct repl_copy_status st = wait_state(&a, REPL_COPY_DISCONNECTED, NULL);
+    assert_true(st.lost_source_while_healthy);
+    usleep(500000); /* retries, refused */
+    st = status(&a);
+    assert_int_equal(st.state, REPL_COPY_DISCONNECTED);
+    assert_true(st.lost_source_while_healthy);
     agent_stop(&a);
 }
 
@@ -675,6 +699,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disconnected),
+        cmocka_unit_test(test_lost_source_while_healthy),
         cmocka_unit_test(test_fallback_and_return),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_three_inspection_failures),
