@@ -6,11 +6,19 @@
  * without the directory role, by the directory (POST /v1/auth/verify through dir_client); the
  * server must be a member of `servers`. The services share one offload thread for the argon2id
  * checks and one directory client, started by the first service and stopped by the last.
+ *
+ * A key the directory confirmed is remembered (as a hash) for [directory] cache_ttl, and used
+ * only while no directory server answers: a cluster must keep its heartbeats and copies
+ * connected through a directory outage (in a small site the directory may run on the witness,
+ * and losing only the witness must move nothing: docs/cluster.md). Whenever the directory
+ * answers, it decides, so a changed key or a server taken out of `servers` is refused at its
+ * next connection as before.
  */
 #include "tandemd/core_ipc_int.h"
 
 #include "dirclient/dir_client.h"
 #include "directory/directory.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/offload.h"
@@ -27,9 +35,48 @@ static struct offload *verify_offload; /* argon2id checks of servers' keys, off 
 /* Without a directory of its own, the server asks the directory (dir_client.h). */
 static struct dir_client *verify_client;
 
+/* Keys the directory confirmed: server name and a hash of the key, when. */
+#define VERIFIED_MAX 64
+struct verified {
+    char server[DIR_NAME_MAX + 1]; /* "" = free */
+    unsigned char key_hash[crypto_generichash_BYTES];
+    uint64_t at_ms;
+};
+static struct verified verified[VERIFIED_MAX];
+static uint64_t verified_ttl_ms; /* [directory] cache_ttl */
+
+static struct verified *
+verified_find(const char *server)
+{
+    for (size_t i = 0; i < VERIFIED_MAX; i++)
+        if (strcmp(verified[i].server, server) == 0)
+            return &verified[i];
+    return NULL;
+}
+
+/* Remembers that the directory confirmed server's key: its slot, a free one, or the oldest. */
+static void
+verified_put(const char *server, const unsigned char *key_hash)
+{
+    struct verified *v = verified_find(server);
+    if (!v)
+        v = verified_find(""); /* a free slot */
+    if (!v) {
+        v = &verified[0];
+        for (size_t i = 1; i < VERIFIED_MAX; i++)
+            if (verified[i].at_ms < v->at_ms)
+                v = &verified[i];
+    }
+    snprintf(v->server, sizeof(v->server), "%s", server);
+    memcpy(v->key_hash, key_hash, sizeof(v->key_hash));
+    v->at_ms = tdm_clock_ms();
+}
+
 struct remote_verify {
     tandemd_verify_done_cb *done;
     void *done_ctx;
+    char server[DIR_NAME_MAX + 1];
+    unsigned char key_hash[crypto_generichash_BYTES];
 };
 
 static void
@@ -37,6 +84,19 @@ remote_verify_cb(void *ctx, int status, bool from_cache)
 {
     (void)from_cache;
     struct remote_verify *rv = ctx;
+    struct verified *v = verified_find(rv->server);
+    if (status == 0) {
+        verified_put(rv->server, rv->key_hash);
+    } else if (status == -EACCES && v) {
+        v->server[0] = '\0'; /* the directory said no: forget the old yes */
+    } else if (status == -EHOSTUNREACH && v &&
+               sodium_memcmp(v->key_hash, rv->key_hash, sizeof(v->key_hash)) == 0 &&
+               tdm_clock_ms() - v->at_ms < verified_ttl_ms) {
+        log_info("no directory server answers: server %s accepted with the key the directory "
+                 "confirmed %llu s ago ([directory] cache_ttl)",
+                 rv->server, (unsigned long long)((tdm_clock_ms() - v->at_ms) / 1000));
+        status = 0;
+    }
     const char *why = status == 0         ? NULL
                       : status == -EACCES ? "wrong server key, or not a member of servers "
                                             "(the directory said so)"
@@ -95,7 +155,10 @@ tandemd__server_verify(void *ctx, const char *server, const char *key, size_t ke
         struct remote_verify *rv = malloc(sizeof(*rv));
         if (!k || !rv)
             log_fatal("out of memory");
-        *rv = (struct remote_verify){done, done_ctx};
+        *rv = (struct remote_verify){.done = done, .done_ctx = done_ctx};
+        snprintf(rv->server, sizeof(rv->server), "%s", server);
+        crypto_generichash(rv->key_hash, sizeof(rv->key_hash), (const unsigned char *)key,
+                           key_len, NULL, 0);
         int ret = strlen(k) != key_len
                       ? -EACCES
                       : dir_client_verify_server(verify_client, server, k, remote_verify_cb, rv);
@@ -163,6 +226,7 @@ tandemd__server_auth_start(struct event_base *base, const struct tdm_config *cfg
 {
     if (users++ > 0)
         return;
+    verified_ttl_ms = cfg->directory.cache_ttl_ms;
     if (offload_new(base, 0, &verify_offload) < 0)
         log_fatal("cannot start the thread that checks servers' keys");
     if (!(cfg->roles & TDM_ROLE_DIRECTORY)) {

@@ -8,6 +8,7 @@ nodes Active."""
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -128,7 +129,15 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     assert lab.select() == set(sent) | {"after failover", "after rejoin"}
 
     # (d) The witness killed: the nodes still see each other, so b keeps the CMS (a confirms
-    # it) and a does not move (it hears b): nothing changes, mail still flows.
+    # it) and a does not move (it hears b): nothing changes, mail still flows. The witness is
+    # also the lab's directory: first both nodes must have checked each other's key since a's
+    # restart (each heard the other on its own session), since a key never confirmed cannot be
+    # checked without a directory (docs/cluster.md).
+    wait_for(lambda: all(m["state"] == "up" for m in lab.cluster(pas)["members"]
+                         if m["name"] == act.name) and
+             all(m["state"] == "up" for m in lab.cluster(act)["members"]
+                 if m["name"] == pas.name),
+             "a and b up on each other's own sessions")
     marks = {s.name: len(s.event_lines()) for s in lab.nodes}
     lab.kill(lab.w)
     time.sleep((2 * lab.misses * lab.interval_ms) / 1000 + 2.0)
@@ -137,6 +146,22 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
         assert not [e for e in events(s, 0, marks[s.name])
                     if e["id"] in (5050, 5051, 5052, 5055)], f"{s.name} moved"
     assert lab.deliver("witness away")
+
+    # (e) Still without the directory (it is on the witness), b's heartbeat session to a is cut
+    # (ss -K, as root): b reconnects and a accepts it with the key the directory confirmed
+    # before (docs/cluster.md "Votes and quorum"); without that, a would refuse b (5026), b
+    # would lose a's vote and fence itself.
+    if os.geteuid() == 0:
+        marks = {s.name: len(s.event_lines()) for s in lab.nodes}
+        r = subprocess.run(["ss", "-K", "src", pas.addr, "dst", act.addr, "dport", "=",
+                            str(act.ports["cluster"])], capture_output=True, text=True)
+        assert r.returncode == 0 and act.addr in r.stdout, (r.stdout, r.stderr)
+        time.sleep((2 * lab.misses * lab.interval_ms) / 1000 + 1.0)
+        assert (lab.state(act), lab.state(pas)) == ("Passive", "Active")
+        for s in lab.nodes:
+            assert not [e for e in events(s, 0, marks[s.name])
+                        if e["id"] in (5026, 5050, 5051, 5052, 5055)], f"{s.name} refused or moved"
+        assert lab.deliver("session cut, directory away")
 
     # (f) With the witness gone, a stopped too: b has no majority and fences itself (5051)
     # before a could take the lease; its address goes down. a continued and the witness back:
@@ -153,6 +178,8 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
     now_act, now_pas = lab.wait_one_active(timeout=3 * WAIT)
     assert lab.cms(now_act)["lease"]["epoch"] == epoch1 + 2
     want = set(sent) | {"after failover", "after rejoin", "witness away"}
+    if os.geteuid() == 0:
+        want.add("session cut, directory away")
     assert wait_for(lab.try_select, "LOGIN and SELECT after the fence") == (want,)
 
     obs.stop.set()
