@@ -11,6 +11,7 @@
  * Workers reach the databases through core_ipc.c; this file keeps the list of what is mounted.
  */
 #include "tandemd/tandemd.h"
+#include "tandemd/core_ipc_int.h"
 
 #include "directory/directory.h"
 #include "lib/err.h"
@@ -335,6 +336,9 @@ tandemd__core_db_remove(const char *name)
     /* Shifting keeps the list in name order. */
     memmove(&core_dbs[i], &core_dbs[i + 1], (core_n_dbs - i - 1) * sizeof(*core_dbs));
     core_n_dbs--;
+    /* It leaves the dismounted list: a copy now, which workers refer elsewhere by themselves;
+     * activated here again later, it must not still be refused (DB_DISMOUNTED). */
+    tandemd__core_ipc_dismounted_push();
     return true;
 }
 
