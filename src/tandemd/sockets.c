@@ -136,51 +136,57 @@ tandemd__lock_datadir(const char *datadir, int *fd_r, char **error_r)
     return 0;
 }
 
-static int
-bind_one(const struct tdm_config *cfg, const struct tdm_config_listener *l, char **error_r)
+int
+tandemd__listen_socket(const struct tdm_config_addr *address, uint32_t port)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
     memset(&ss, 0, sizeof(ss));
-    if (l->address.family == AF_INET6) {
+    if (address->family == AF_INET6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
         s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)l->port);
-        memcpy(&s6->sin6_addr, l->address.bytes, 16);
+        s6->sin6_port = htons((uint16_t)port);
+        memcpy(&s6->sin6_addr, address->bytes, 16);
         sslen = sizeof(*s6);
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
         s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)l->port);
-        memcpy(&s4->sin_addr, l->address.bytes, 4);
+        s4->sin_port = htons((uint16_t)port);
+        memcpy(&s4->sin_addr, address->bytes, 4);
         sslen = sizeof(*s4);
     }
-    int fd = socket(l->address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(address->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        goto fail;
+        return -errno;
     int one = 1;
-    /* So a restart does not wait out TIME_WAIT connections of the previous instance. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-        goto fail;
-    /* "::" should mean IPv6 only: 0.0.0.0 is a listener of its own in the config. */
-    if (l->address.family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-        goto fail;
-    if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 128) < 0)
-        goto fail;
+    /* SO_REUSEADDR so a restart does not wait out TIME_WAIT connections of the previous
+     * instance; Linux still refuses a second listener on the same address and port
+     * (EADDRINUSE), which is what keeps two nodes from serving one CMS address. Never
+     * SO_REUSEPORT. "::" means IPv6 only: 0.0.0.0 is a listener of its own in the config. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        (address->family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 128) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
     return fd;
+}
 
-fail:;
-    int err = -errno;
+static int
+bind_one(const struct tdm_config *cfg, const struct tdm_config_listener *l, char **error_r)
+{
+    int fd = tandemd__listen_socket(&l->address, l->port);
+    if (fd >= 0)
+        return fd;
     bool v6 = l->address.family == AF_INET6;
     char where[64];
     snprintf(where, sizeof(where), "%s%s%s:%u", v6 ? "[" : "", l->address.text, v6 ? "]" : "",
              (unsigned)l->port);
     *error_r = xfmt("%s:%u: cannot listen for %s on %s: %s", cfg->path, l->line,
-                    tdm_config_proto_name(l->proto), where, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return err;
+                    tdm_config_proto_name(l->proto), where, strerror(-fd));
+    return fd;
 }
 
 int

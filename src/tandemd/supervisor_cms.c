@@ -75,44 +75,6 @@ tandemd__cms_proto(enum tdm_proto proto)
     }
 }
 
-/* Binds and listens on address:port. Returns the socket or -errno. */
-static int
-cms_bind(const struct tdm_config_addr *address, uint32_t port)
-{
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    memset(&ss, 0, sizeof(ss));
-    if (address->family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)port);
-        memcpy(&s6->sin6_addr, address->bytes, 16);
-        sslen = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)port);
-        memcpy(&s4->sin_addr, address->bytes, 4);
-        sslen = sizeof(*s4);
-    }
-    int fd = socket(address->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    /* SO_REUSEADDR only lets us past our own TIME_WAIT connections of an earlier up: Linux
-     * still refuses a second listener on the same address and port (EADDRINUSE), which is
-     * what keeps two nodes from serving one CMS. Never SO_REUSEPORT. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        (address->family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 128) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
 static void
 entry_close_fds(struct sup_cms_entry *e)
 {
@@ -148,7 +110,7 @@ entry_try(struct sup_cms_entry *e)
     for (int p = 0; p < TDM_PROTO_COUNT; p++) {
         if (!e->ports[p] || e->fds[p] >= 0)
             continue;
-        int fd = cms_bind(&e->address, e->ports[p]);
+        int fd = tandemd__listen_socket(&e->address, e->ports[p]);
         if (fd >= 0) {
             e->fds[p] = fd;
             continue;

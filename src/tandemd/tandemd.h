@@ -55,6 +55,9 @@ int tandemd__lock_datadir(const char *datadir, int *fd_r, char **error_r);
  * listener, its address and its config line; on failure nothing stays open.
  */
 int tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **error_r);
+/* A listening TCP socket on address:port (non-blocking, close-on-exec, SO_REUSEADDR, never
+ * SO_REUSEPORT): the fd, or -errno. For the listeners and the CMS addresses alike. */
+int tandemd__listen_socket(const struct tdm_config_addr *address, uint32_t port);
 /* Binds and listens on one listener (as tandemd__bind_listeners does each): the fd, or -errno
  * with *error_r (malloc'd). For [listen coord], which the core binds itself. */
 int tandemd__bind_listener(const struct tdm_config *cfg, const struct tdm_config_listener *l,
