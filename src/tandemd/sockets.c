@@ -137,7 +137,7 @@ tandemd__lock_datadir(const char *datadir, int *fd_r, char **error_r)
 }
 
 int
-tandemd__listen_socket(const struct tdm_config_addr *address, uint32_t port)
+tandemd__bound_socket(const struct tdm_config_addr *address, uint32_t port)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -166,7 +166,21 @@ tandemd__listen_socket(const struct tdm_config_addr *address, uint32_t port)
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         (address->family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-        bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 128) < 0) {
+        bind(fd, (struct sockaddr *)&ss, sslen) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int
+tandemd__listen_socket(const struct tdm_config_addr *address, uint32_t port)
+{
+    int fd = tandemd__bound_socket(address, port);
+    if (fd < 0)
+        return fd;
+    if (listen(fd, TANDEMD_LISTEN_BACKLOG) < 0) {
         int err = -errno;
         close(fd);
         return err;

@@ -13,6 +13,9 @@
  * (the address is not on this host yet, a port below 1024 without the capability) is retried
  * every second, with its own event.
  *
+ * Every protocol or none: the sockets are bound one by one but listen only once all are, so
+ * while one is refused the others refuse connections instead of queueing them unserved.
+ *
  * Sockets are close-on-exec: a child gets one only through its descriptor channel.
  */
 #include "tandemd/tandemd.h"
@@ -44,7 +47,8 @@ struct sup_cms_entry {
     int fds[TDM_PROTO_COUNT];        /* -1: not bound (yet), or a protocol without [listen] */
     uint32_t ports[TDM_PROTO_COUNT]; /* 0: the protocol is not served on the CMS address */
     bool handed;                     /* every socket bound and given to the children */
-    int last_errno;                  /* of the last failed bind, for one event per cause */
+    int last_errno;                  /* of the last failed bind or listen, and its */
+    int last_proto;                  /* protocol: one event per cause */
     struct event *retry;
     uint64_t since_ms; /* asked up, tdm_clock_ms() */
     struct sup_cms_entry *next;
@@ -102,7 +106,52 @@ entry_arm_retry(struct sup_cms_entry *e, uint32_t ms)
     evtimer_add(e->retry, &tv);
 }
 
-/* Binds what is not bound yet; when all are, hands them over and says so. */
+/* "imap:143, lmtp:24": e's protocols, or only those bound so far. */
+static void
+entry_protos(const struct sup_cms_entry *e, bool bound_only, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (int p = 0; p < TDM_PROTO_COUNT; p++)
+        if (e->ports[p] && (!bound_only || e->fds[p] >= 0))
+            snprintf(buf + strlen(buf), size - strlen(buf), "%s%s:%u", buf[0] ? ", " : "",
+                     tdm_config_proto_name((enum tdm_proto)p), (unsigned)e->ports[p]);
+}
+
+/* Protocol p of e could not be bound or could not listen (err, an errno): says so once per
+ * cause, naming what is held meanwhile, and tries again later. */
+static void
+entry_failed(struct sup_cms_entry *e, int p, int err)
+{
+    struct sup_cms *sc = e->sc;
+    if (err != e->last_errno || p != e->last_proto) {
+        e->last_errno = err;
+        e->last_proto = p;
+        char bound[256];
+        entry_protos(e, true, bound, sizeof(bound));
+        if (err == EADDRINUSE)
+            event_emit(TDM_EV_CMS_BIND_RETRYING, e->name,
+                       "CMS %s: %s port %u for %s is in use (another node may still hold the "
+                       "address); no protocol is served on it until every one is bound "
+                       "(bound: %s); retrying every %u ms",
+                       e->name, e->address.text, (unsigned)e->ports[p],
+                       tdm_config_proto_name((enum tdm_proto)p), bound[0] ? bound : "none",
+                       CMS_RETRY_IN_USE_MS);
+        else
+            event_emit(TDM_EV_CMS_BIND_FAILED, e->name,
+                       "CMS %s: cannot listen on %s port %u for %s: %s; no protocol is served "
+                       "on it until every one is bound (bound: %s); retrying every %u ms",
+                       e->name, e->address.text, (unsigned)e->ports[p],
+                       tdm_config_proto_name((enum tdm_proto)p), strerror(err),
+                       bound[0] ? bound : "none", CMS_RETRY_OTHER_MS);
+        sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_BINDING);
+    }
+    entry_arm_retry(e, err == EADDRINUSE ? CMS_RETRY_IN_USE_MS : CMS_RETRY_OTHER_MS);
+}
+
+/* Binds what is not bound yet; when all are, makes them listen, hands them over and says so.
+ * Every protocol or none: a port bound while another is refused does not listen yet, so a
+ * client connecting to it is refused at once (and tries again, or another address) instead
+ * of waiting in a backlog nobody accepts from, and the address is never half served. */
 static void
 entry_try(struct sup_cms_entry *e)
 {
@@ -110,38 +159,29 @@ entry_try(struct sup_cms_entry *e)
     for (int p = 0; p < TDM_PROTO_COUNT; p++) {
         if (!e->ports[p] || e->fds[p] >= 0)
             continue;
-        int fd = tandemd__listen_socket(&e->address, e->ports[p]);
-        if (fd >= 0) {
-            e->fds[p] = fd;
-            continue;
+        int fd = tandemd__bound_socket(&e->address, e->ports[p]);
+        if (fd < 0) {
+            entry_failed(e, p, -fd);
+            return;
         }
-        if (-fd != e->last_errno) {
-            e->last_errno = -fd;
-            if (fd == -EADDRINUSE)
-                event_emit(TDM_EV_CMS_BIND_RETRYING, e->name,
-                           "CMS %s: %s port %u is in use (another node may still hold the "
-                           "address); retrying every %u ms",
-                           e->name, e->address.text, (unsigned)e->ports[p], CMS_RETRY_IN_USE_MS);
-            else
-                event_emit(TDM_EV_CMS_BIND_FAILED, e->name,
-                           "CMS %s: cannot listen on %s port %u for %s: %s; retrying every %u ms",
-                           e->name, e->address.text, (unsigned)e->ports[p],
-                           tdm_config_proto_name((enum tdm_proto)p), strerror(-fd),
-                           CMS_RETRY_OTHER_MS);
-            sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_BINDING);
+        e->fds[p] = fd;
+    }
+    for (int p = 0; p < TDM_PROTO_COUNT; p++) {
+        if (e->fds[p] >= 0 && listen(e->fds[p], TANDEMD_LISTEN_BACKLOG) < 0) {
+            /* Someone listens on that port since our bind (both with SO_REUSEADDR, which
+             * Linux checks again at listen): the guard against two actives, as at bind.
+             * Close them all, since those already listening would queue connections. */
+            int err = errno;
+            entry_close_fds(e);
+            entry_failed(e, p, err);
+            return;
         }
-        entry_arm_retry(e, fd == -EADDRINUSE ? CMS_RETRY_IN_USE_MS : CMS_RETRY_OTHER_MS);
-        return;
     }
     e->handed = true;
     entry_hand(e, -1);
     sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_UP);
-    char protos[256] = "";
-    for (int p = 0; p < TDM_PROTO_COUNT; p++)
-        if (e->ports[p])
-            snprintf(protos + strlen(protos), sizeof(protos) - strlen(protos), "%s%s:%u",
-                     protos[0] ? ", " : "", tdm_config_proto_name((enum tdm_proto)p),
-                     (unsigned)e->ports[p]);
+    char protos[256];
+    entry_protos(e, false, protos, sizeof(protos));
     event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up (%s) after %llu ms", e->name,
                e->address.text, protos[0] ? protos : "no protocols",
                (unsigned long long)(tdm_clock_ms() - e->since_ms));

@@ -58,6 +58,11 @@ int tandemd__bind_listeners(const struct tdm_config *cfg, int *fds_r, char **err
 /* A listening TCP socket on address:port (non-blocking, close-on-exec, SO_REUSEADDR, never
  * SO_REUSEPORT): the fd, or -errno. For the listeners and the CMS addresses alike. */
 int tandemd__listen_socket(const struct tdm_config_addr *address, uint32_t port);
+/* The same socket bound but not listening yet: it holds the port against binds without
+ * SO_REUSEADDR while a connection to it is refused, not queued. A listen() on it later can
+ * still fail with EADDRINUSE (another socket listens there meanwhile). The fd, or -errno. */
+int tandemd__bound_socket(const struct tdm_config_addr *address, uint32_t port);
+#define TANDEMD_LISTEN_BACKLOG 128
 /* Binds and listens on one listener (as tandemd__bind_listeners does each): the fd, or -errno
  * with *error_r (malloc'd). For [listen coord], which the core binds itself. */
 int tandemd__bind_listener(const struct tdm_config *cfg, const struct tdm_config_listener *l,

@@ -319,3 +319,48 @@ def port_free(addr, port):
             return True
         except OSError:
             return False
+
+
+def test_a_port_in_use_serves_no_protocol(tandem_bin, tandemctl, tmp_path, cms_addr):
+    """One protocol's port on the CMS address is held by another program while the others
+    bind: none is served (a connection to a bound one is refused, not left waiting for a
+    greeting), the event names the protocol in use and what is held, the status says
+    binding; once the port is free every protocol comes up together."""
+    import socket
+    s = new_server(tandem_bin, tmp_path, "a", cms_addr, roles="mailbox, directory",
+                   listeners=("imap", "lmtp", "admin"))
+    (s.datadir / "db").mkdir(parents=True)
+    r = tandemctl("db", "create", s.datadir / "db" / DB)
+    assert r.returncode == 0, r.stderr
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind((cms_addr, s.ports["lmtp"]))
+    holder.listen()
+    p = s.start()
+    try:
+        s.started(p)
+        ev = s.wait_event(lambda e: e["id"] == 5042, "bind retrying (5042)")
+        assert f"port {s.ports['lmtp']} for lmtp is in use" in ev["message"], ev
+        assert f"imap:{s.ports['imap']}" in ev["message"], ev
+        wait_api(s)
+        assert cms_status(s)["state"] == "binding"
+        # IMAP's port is bound on the CMS address but must not accept: refused at once.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((cms_addr, s.ports["imap"]), timeout=WAIT).close()
+        assert not events(s, 5040)
+        # The node's own address is served meanwhile.
+        m = imaplib.IMAP4(s.addr, s.ports["imap"], timeout=WAIT)
+        m.logout()
+        holder.close()
+        s.wait_event(lambda e: e["id"] == 5040, "CMS address up (5040)")
+        assert cms_status(s)["state"] == "up"
+        m = imaplib.IMAP4(cms_addr, s.ports["imap"], timeout=WAIT)
+        m.logout()
+        c = smtplib.LMTP(cms_addr, s.ports["lmtp"], timeout=WAIT)
+        assert c.ehlo("client.test")[0] == 250
+        c.close()
+        assert len(events(s, 5042)) == 1  # once per cause, not once per retry
+        s.stop(p)
+    finally:
+        holder.close()
+        s.kill_all()
