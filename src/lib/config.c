@@ -48,6 +48,7 @@ enum key_type {
     KT_ROLES,     /* unsigned: bit per name, a comma-separated list */
     KT_ADDRESS,   /* struct tdm_config_addr */
     KT_ENDPOINTS, /* struct tdm_config_directory: a list of address:port */
+    KT_ENDPOINT_LIST, /* struct tdm_config_endpoint_list: a list of address:port */
     KT_DOMAINS,   /* struct tdm_config_smtp: a list of domain names */
     KT_CMS_DBS,   /* struct tdm_config_cms: a list of database names */
 };
@@ -218,6 +219,8 @@ static const struct key_spec cluster_keys[] = {
       heartbeat_misses),
     K("lease_ttl", KT_DURATION, false, "4s", SEC, 60 * SEC, 0, NULL, struct tdm_config_cluster,
       lease_ttl_ms),
+    K("transports", KT_ENDPOINT_LIST, false, NULL, 0, 0, 0, NULL, struct tdm_config_cluster,
+      transports),
     {0}};
 /* [member <name>]: its keys are network names (member_key), so the schema lists none. */
 static const struct key_spec member_keys[] = {{0}};
@@ -341,7 +344,7 @@ parse_roles(const char *v, const char *const *names, unsigned *out, char *reason
 }
 
 static int
-parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
+parse_endpoint_list(const char *v, struct tdm_config_endpoint_list *l, char *reason)
 {
     char buf[CONFIG_MAX_LINE + 1];
     const char *items[TDM_CONFIG_MAX_ENDPOINTS];
@@ -359,8 +362,19 @@ parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
             if (eps[j].port == eps[i].port && addr_equal(&eps[j].address, &eps[i].address))
                 return why(reason, "endpoint \"%s\" is listed twice", items[i]);
     }
-    memcpy(d->endpoints, eps, n * sizeof(eps[0]));
-    d->n_endpoints = n;
+    memcpy(l->items, eps, n * sizeof(eps[0]));
+    l->n = n;
+    return 0;
+}
+
+static int
+parse_endpoints(const char *v, struct tdm_config_directory *d, char *reason)
+{
+    struct tdm_config_endpoint_list l;
+    if (parse_endpoint_list(v, &l, reason) < 0)
+        return -1;
+    memcpy(d->endpoints, l.items, l.n * sizeof(l.items[0]));
+    d->n_endpoints = l.n;
     return 0;
 }
 
@@ -470,6 +484,8 @@ parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
         return 0;
     case KT_ENDPOINTS:
         return parse_endpoints(v, p, reason);
+    case KT_ENDPOINT_LIST:
+        return parse_endpoint_list(v, p, reason);
     case KT_DOMAINS:
         return parse_domains(v, p, reason);
     case KT_CMS_DBS:
@@ -1052,6 +1068,7 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
         const struct tdm_config_addr *addr = (const void *)p;
         const struct tdm_config_directory *dir = (const void *)p;
         const struct tdm_config_smtp *smtp = (const void *)p;
+        const struct tdm_config_endpoint_list *eps = (const void *)p;
         /* A listener's address was filled from its network: printing both would not load. */
         if (spec == &sections[1] && k->type == KT_ADDRESS &&
             ((const struct tdm_config_listener *)base)->network[0])
@@ -1059,7 +1076,8 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
         if (((k->type == KT_NAME || k->type == KT_USER) && p[0] == '\0') ||
             (k->type == KT_PATH && !*(char *const *)(const void *)p) ||
             (k->type == KT_ADDRESS && addr->family == 0) ||
-            (k->type == KT_DOMAINS && smtp->n_domains == 0))
+            (k->type == KT_DOMAINS && smtp->n_domains == 0) ||
+            (k->type == KT_ENDPOINT_LIST && eps->n == 0))
             continue;
         fprintf(out, "%s = ", k->key);
         switch (k->type) {
@@ -1104,8 +1122,11 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
             break;
         }
         case KT_ENDPOINTS:
-            for (unsigned i = 0; i < dir->n_endpoints; i++) {
-                const struct tdm_config_endpoint *ep = &dir->endpoints[i];
+        case KT_ENDPOINT_LIST:
+            for (unsigned i = 0, n = k->type == KT_ENDPOINTS ? dir->n_endpoints : eps->n; i < n;
+                 i++) {
+                const struct tdm_config_endpoint *ep =
+                    k->type == KT_ENDPOINTS ? &dir->endpoints[i] : &eps->items[i];
                 bool v6 = ep->address.family == AF_INET6;
                 fprintf(out, "%s%s%s%s:%u", i ? ", " : "", v6 ? "[" : "", ep->address.text,
                         v6 ? "]" : "", ep->port);

@@ -77,6 +77,12 @@ struct tdm_config_endpoint {
     uint32_t port;
 };
 
+/* A list of endpoints in file order (a KT_ENDPOINT_LIST key). */
+struct tdm_config_endpoint_list {
+    struct tdm_config_endpoint items[TDM_CONFIG_MAX_ENDPOINTS];
+    unsigned n;
+};
+
 /* [directory]: how this server reaches the directory role. */
 struct tdm_config_directory {
     struct tdm_config_endpoint endpoints[TDM_CONFIG_MAX_ENDPOINTS];
@@ -150,6 +156,9 @@ struct tdm_config_cluster {
     uint64_t heartbeat_interval_ms;        /* 100 ms..10 s */
     uint32_t heartbeat_misses;             /* 2..60 */
     uint64_t lease_ttl_ms;                 /* 1 s..60 s, > 2 x heartbeat_interval */
+    /* The site's transport servers' [listen admin] endpoints: asked to resubmit from their
+     * dumpsters after a failover (docs/cluster.md "Failover"); none = nobody is asked. */
+    struct tdm_config_endpoint_list transports;
 };
 
 /* One network a [member] shares with this server: its [listen cluster] endpoint there. */

@@ -293,6 +293,17 @@ test_fields(void **state)
     assert_int_equal(cfg->cluster.heartbeat_interval_ms, 100);
     assert_int_equal(cfg->cluster.heartbeat_misses, 60);
     assert_int_equal(cfg->cluster.lease_ttl_ms, 1000);
+    assert_int_equal(cfg->cluster.transports.n, 0);
+    tdm_config_free(&cfg);
+    /* The site's transports, asked to resubmit after a failover: admin endpoints in order. */
+    cfg = load_ok(BASE CLNET "[cluster]\nname = c\nwitness = wit1\n"
+                  "transports = 127.0.1.30:8443, [::1]:8444\n" MB2 WIT);
+    assert_int_equal(cfg->cluster.transports.n, 2);
+    assert_string_equal(cfg->cluster.transports.items[0].address.text, "127.0.1.30");
+    assert_int_equal(cfg->cluster.transports.items[1].port, 8444);
+    d = dump(cfg);
+    assert_non_null(strstr(d, "\ntransports = 127.0.1.30:8443, [::1]:8444\n"));
+    free(d);
     tdm_config_free(&cfg);
     /* A witness answers heartbeats without a [cluster] of its own. */
     cfg = load_ok("server = wit1\nsite = dc1\ndatadir = /d\nroles = witness\n" NET DIR CLNET);
