@@ -97,6 +97,7 @@ static const char *const role_names[] = {"mailbox", "access",    "transport",
 static const char *const proto_names[] = {"imap", "imaps", "lmtp",        "smtp", "submission",
                                           "http", "https", "admin",       "replication", "cluster", "coord", NULL};
 static const char *const mount_dial_names[] = {"lossless", "good", "best", NULL};
+static const char *const cms_repl_names[] = {"directory", "block", "file", "sync", NULL};
 /* In enum log_level order; "warning" because that is the word operators write. */
 static const char *const level_names[] = {"debug", "info", "warning", "error", NULL};
 _Static_assert(LOG_LEVEL_DEBUG == 0 && LOG_LEVEL_INFO == 1 && LOG_LEVEL_WARN == 2 &&
@@ -206,6 +207,11 @@ static const struct key_spec cms_keys[] = {
     K("address", KT_ADDRESS, true, NULL, 0, 0, 0, NULL, struct tdm_config_cms, address),
     K("mount_dial", KT_ENUM, false, "good", 0, 0, 0, mount_dial_names, struct tdm_config_cms,
       mount_dial),
+    K("replication", KT_ENUM, false, "directory", 0, 0, 0, cms_repl_names,
+      struct tdm_config_cms, replication),
+    /* The database object's sync_timeout_ms bounds (dir_schema.c). */
+    K("sync_timeout", KT_DURATION, false, "2s", 100, 600 * SEC, 0, NULL, struct tdm_config_cms,
+      sync_timeout_ms),
     {0}};
 
 /* [cluster] (docs/cluster.md, "Configuration"). The interval is bounded so a heartbeat fits

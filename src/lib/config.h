@@ -137,6 +137,16 @@ enum tdm_mount_dial {
     TDM_MOUNT_DIAL_BEST = 2,
 };
 
+/* The replication mode of a CMS's databases on this node (docs/cluster.md, "Configuration"):
+ * DIRECTORY reads each database object's `replication` in this server's own directory, as a
+ * database outside any CMS (block without one). */
+enum tdm_cms_replication {
+    TDM_CMS_REPL_DIRECTORY = 0,
+    TDM_CMS_REPL_BLOCK = 1,
+    TDM_CMS_REPL_FILE = 2,
+    TDM_CMS_REPL_SYNC = 3,
+};
+
 /* [cms <name>]: a clustered mailbox server this server may run (docs/cluster.md). Databases are
  * listed first: the key fills the array and the count. */
 struct tdm_config_cms {
@@ -145,6 +155,8 @@ struct tdm_config_cms {
     char name[TDM_CONFIG_NAME_MAX + 1];
     struct tdm_config_addr address; /* bound on the node where the CMS is active */
     int mount_dial;                 /* enum tdm_mount_dial */
+    int replication;                /* enum tdm_cms_replication */
+    uint64_t sync_timeout_ms;       /* with TDM_CMS_REPL_SYNC: degrade to block after it */
     unsigned line;                  /* of the [cms] header */
 };
 

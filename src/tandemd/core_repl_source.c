@@ -41,14 +41,57 @@ on_ack(void *ctx, const char *database, const char *server, uint16_t role,
 static struct event_base *sync_base; /* the loop the sync gate's timers run on */
 
 /*
- * The mode database name is served in: its `database` object's `replication` in this server's
- * own directory, read at start (a change takes effect at the next). Block when there is no
- * local directory or no such object or attribute. In sync mode the database's sync gate is
- * set up from `sync_timeout_ms` and `sync_strict` (core_sync.c).
+ * The modes this node's [cms] sections set for their databases (`replication`, other than
+ * `directory`), copied from the configuration at start: a cluster node must serve its CMS's
+ * databases in their mode after a failover with the directory unreachable, and the directory
+ * is usually another server's (docs/cluster.md, "Configuration"). Read at start, as the
+ * directory object's mode is.
+ */
+struct cms_db_mode {
+    char name[TDM_CONFIG_NAME_MAX + 1];
+    uint16_t mode;
+    uint32_t sync_timeout_ms;
+};
+static struct cms_db_mode cms_modes[TDM_CONFIG_MAX_CMS * TDM_CONFIG_MAX_CMS_DATABASES];
+static size_t n_cms_modes;
+
+static void
+cms_modes_load(const struct tdm_config *cfg)
+{
+    n_cms_modes = 0;
+    for (unsigned i = 0; i < cfg->n_cms; i++) {
+        const struct tdm_config_cms *c = &cfg->cms[i];
+        if (c->replication == TDM_CMS_REPL_DIRECTORY)
+            continue;
+        uint16_t mode = c->replication == TDM_CMS_REPL_SYNC   ? REPL_MODE_SYNC
+                        : c->replication == TDM_CMS_REPL_FILE ? REPL_MODE_FILE
+                                                              : REPL_MODE_BLOCK;
+        for (unsigned d = 0; d < c->n_databases; d++) {
+            struct cms_db_mode *m = &cms_modes[n_cms_modes++];
+            snprintf(m->name, sizeof(m->name), "%s", c->databases[d]);
+            m->mode = mode;
+            /* The config bounds it to 100 ms..600 s. */
+            m->sync_timeout_ms = (uint32_t)c->sync_timeout_ms;
+        }
+    }
+}
+
+/*
+ * The mode database name is served in: its [cms]'s `replication` when that is set; otherwise
+ * its `database` object's `replication` in this server's own directory, read at start (a
+ * change takes effect at the next). Block when there is no local directory or no such object
+ * or attribute. In sync mode the database's sync gate is set up from the [cms]'s
+ * `sync_timeout`, or the object's `sync_timeout_ms` and `sync_strict` (core_sync.c).
  */
 static uint16_t
 db_mode(const char *name)
 {
+    for (size_t i = 0; i < n_cms_modes; i++)
+        if (strcmp(cms_modes[i].name, name) == 0) {
+            if (cms_modes[i].mode == REPL_MODE_SYNC)
+                tandemd__sync_configure(sync_base, name, cms_modes[i].sync_timeout_ms, false);
+            return cms_modes[i].mode;
+        }
     struct store *dir = tandemd__core_db_find(DIR_DB_KIND, strlen(DIR_DB_KIND));
     MDB_txn *txn;
     if (!dir || store_read_begin(dir, &txn) < 0)
@@ -97,6 +140,7 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
     tandemd__server_auth_start(base, cfg);
     source_auth = true;
     sync_base = base;
+    cms_modes_load(cfg);
     struct repl_source_options so = {
         .fd = listen_fd,
         .tls = source_tls,

@@ -236,7 +236,8 @@ test_fields(void **state)
     tdm_config_free(&cfg); /* NULL is fine */
 
     cfg = load_ok(BASE "[cms mail1]\ndatabases = db1, db2\naddress = 127.0.1.100\n"
-                       "[cms mail2]\naddress = ::2\ndatabases = db3\nmount_dial = lossless\n");
+                       "[cms mail2]\naddress = ::2\ndatabases = db3\nmount_dial = lossless\n"
+                       "replication = sync\nsync_timeout = 500ms\n");
     assert_int_equal(cfg->n_cms, 2);
     assert_string_equal(cfg->cms[0].name, "mail1");
     assert_int_equal(cfg->cms[0].line, 9);
@@ -246,6 +247,10 @@ test_fields(void **state)
     assert_int_equal(cfg->cms[0].mount_dial, TDM_MOUNT_DIAL_GOOD); /* the default */
     assert_int_equal(cfg->cms[1].address.family, AF_INET6);
     assert_int_equal(cfg->cms[1].mount_dial, TDM_MOUNT_DIAL_LOSSLESS);
+    assert_int_equal(cfg->cms[0].replication, TDM_CMS_REPL_DIRECTORY); /* the default */
+    assert_int_equal(cfg->cms[0].sync_timeout_ms, 2000);
+    assert_int_equal(cfg->cms[1].replication, TDM_CMS_REPL_SYNC);
+    assert_int_equal(cfg->cms[1].sync_timeout_ms, 500);
     assert_string_equal(tdm_config_mount_dial_name(TDM_MOUNT_DIAL_BEST), "best");
     assert_null(tdm_config_mount_dial_name(3));
     char *d = dump(cfg);
@@ -254,6 +259,8 @@ test_fields(void **state)
     struct tdm_config *again = load_ok(d);
     assert_int_equal(again->n_cms, 2);
     assert_string_equal(again->cms[1].databases[0], "db3");
+    assert_int_equal(again->cms[1].replication, TDM_CMS_REPL_SYNC);
+    assert_int_equal(again->cms[1].sync_timeout_ms, 500);
     free(d);
     tdm_config_free(&again);
     tdm_config_free(&cfg);
@@ -515,6 +522,10 @@ static const struct bad bads[] = {
      "database \"db1\" is listed twice", E},
     {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.100\nmount_dial = best-effort\n", 12,
      "mount_dial", "is not one of: lossless, good, best", E},
+    {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.100\nreplication = async\n", 12,
+     "replication", "is not one of: directory, block, file, sync", E},
+    {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.100\nsync_timeout = 50ms\n", 12,
+     "sync_timeout", "out of range 100ms..10m", E},
     {BASE "[cms m]\ndatabases = db1\naddress = 127.0.1.1\n", 11, "address",
      "127.0.1.1 is the address of [network public] (line 5); a CMS needs an address of its own",
      E},
