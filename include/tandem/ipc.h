@@ -49,7 +49,8 @@
  *                   first_uid: U32; count: U32; modseq: U64;
  *                   targets: LIST of <= TDM_IPC_MAX_TARGETS elements
  *                            {status: I32, <= 0; uid: U32; uidvalidity: U32}
- *   SUBSCRIBE       worker -> core: send CHANGED for this folder to this worker.
+ *   SUBSCRIBE       worker -> core: send CHANGED for this folder to this worker (and one at
+ *                   once with its state, when the folder exists here: docs/formats/ipc.md).
  *   UNSUBSCRIBE     worker -> core: stop. Both: database: STR, 1..TDM_IPC_NAME_MAX;
  *                   mailbox: STR, 1..TDM_IPC_NAME_MAX; folder: STR, 0..TDM_IPC_NAME_MAX
  *                   (empty = every folder of the mailbox)

@@ -10,9 +10,11 @@
  * and all of them look at one snapshot (imap__burst_begin), not one each.
  * FOLDER_CHANGED (the folder was deleted or renamed) marks them due the same way: looking at
  * the folder is how a session finds it gone (BYE) or under its new name (imap__sync).
- * When the link comes back after the core was away, every watching session is marked due:
- * CHANGED could not be sent meanwhile, and whatever was committed before the core went may
- * never have been announced.
+ * A session reads its folder before the core holds the subscription, so the core answers
+ * each SUBSCRIBE with a CHANGED once it is in place, and the session looks again (a commit
+ * in between would otherwise be announced to nobody). The same covers a link that comes back
+ * after the core was away: the link sends every subscription again, and each brings a CHANGED
+ * for whatever was committed meanwhile.
  *
  * Memory: a session costs one struct imap_watcher while selected; entries are shared.
  */
@@ -215,16 +217,6 @@ folder_cb(void *ctx, const struct ipc_msg *msg)
         folder_due(ctx, &c->database, &c->mailbox, &c->folder);
 }
 
-static void
-ready_cb(void *ctx)
-{
-    struct imap_watches *w = ctx;
-    for (size_t i = 0; i < w->n_buckets; i++)
-        for (struct watched_folder *f = w->buckets[i]; f; f = f->next)
-            for (struct imap_watcher *x = f->watchers; x; x = x->next)
-                due_add(w, x);
-}
-
 /* ---- Interface ---- */
 
 int
@@ -246,7 +238,6 @@ imap__watches_new(struct imap_server *srv)
     }
     core_link_set_changed_cb(srv->core, changed_cb, w);
     core_link_set_folder_cb(srv->core, folder_cb, w);
-    core_link_set_ready_cb(srv->core, ready_cb, w);
     srv->watches = w;
     return 0;
 }

@@ -24,6 +24,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -118,10 +119,32 @@ pending_free(struct core_pending *p)
     free(p);
 }
 
+/* Reads mailbox/folder of database from LMDB into a CHANGED. Read rather than taken from a
+ * commit's result, which knows UIDs but not the folder's message count; a later commit may
+ * already show, which is what CHANGED means: look again. Returns false when the folder is
+ * not there (a refused target, deleted since) or the read fails: nothing to show. The
+ * strings of *msg borrow from the arguments. */
+static bool
+changed_read(struct store *store, const char *database, const char *mailbox, const char *folder,
+             struct ipc_msg *msg)
+{
+    MDB_txn *txn;
+    if (store_read_begin(store, &txn) < 0)
+        return false;
+    struct mail_folder_info fi;
+    int ret = mail_folder_get(store_mail_dbis(store), txn, mailbox, folder, &fi);
+    mdb_txn_abort(txn);
+    if (ret < 0)
+        return false;
+    *msg = (struct ipc_msg){.type = TDM_IPC_CHANGED};
+    msg->u.changed = (struct ipc_changed){
+        ipc_str_c(database), ipc_str_c(mailbox), ipc_str_c(folder), fi.uidvalidity,
+        fi.uidnext,          fi.messages,        fi.highestmodseq};
+    return true;
+}
+
 /* Loop thread, after the commit applied: tells every subscriber of a touched folder what it
- * holds now. Read from LMDB rather than taken from the result, which knows UIDs but not the
- * folder's message count; a later commit may already show, which is what CHANGED means: look
- * again. */
+ * holds now. */
 static void
 notify_changed(const struct core_pending *p)
 {
@@ -131,24 +154,37 @@ notify_changed(const struct core_pending *p)
         const struct core_touched *tf = &p->touched[t];
         if (tandemd__subs_send(p->database, tf->mailbox, tf->folder, NULL) == 0)
             continue; /* nobody watches it: no read */
-        MDB_txn *txn;
-        if (store_read_begin(p->store, &txn) < 0)
-            return;
-        struct mail_folder_info fi;
-        int ret = mail_folder_get(store_mail_dbis(p->store), txn, tf->mailbox, tf->folder, &fi);
-        mdb_txn_abort(txn);
-        if (ret < 0)
-            continue; /* refused target, or deleted since: nothing to show */
-        struct ipc_msg msg = {.type = TDM_IPC_CHANGED};
-        msg.u.changed = (struct ipc_changed){ipc_str_c(p->database),
-                                             ipc_str_c(tf->mailbox),
-                                             ipc_str_c(tf->folder),
-                                             fi.uidvalidity,
-                                             fi.uidnext,
-                                             fi.messages,
-                                             fi.highestmodseq};
-        tandemd__subs_send(p->database, tf->mailbox, tf->folder, &msg);
+        struct ipc_msg msg;
+        if (changed_read(p->store, p->database, tf->mailbox, tf->folder, &msg))
+            tandemd__subs_send(p->database, tf->mailbox, tf->folder, &msg);
     }
+}
+
+/* A worker reads a folder and subscribes to it; the core takes the subscription a little
+ * later. A commit applied in between would be announced to nobody, and the worker's read
+ * came too early to see it (an IDLE session would wait for the next delivery). So once the
+ * subscription is in place the core says what the folder holds: the worker looks again. A
+ * commit still in flight now is announced when it applies, since every commit's folders are
+ * noted at submission (find_touched) whoever subscribes then. */
+void
+tandemd__commit_announce(struct core_conn *c, const struct ipc_subscribe *s)
+{
+    if (s->folder.len == 0)
+        return; /* every folder of a mailbox: FOLDER_CHANGED and CHANGED say what changes */
+    struct store *store = tandemd__core_db_find(s->database.ptr, s->database.len);
+    if (!store)
+        return; /* a copy, dismounted, or not here: nothing is committed here to miss */
+    char database[TDM_IPC_NAME_MAX + 1], mailbox[TDM_IPC_NAME_MAX + 1],
+        folder[TDM_IPC_NAME_MAX + 1];
+    /* ipc.h bounds every name by TDM_IPC_NAME_MAX; the strings are not NUL-terminated. */
+    snprintf(database, sizeof(database), "%.*s", (int)s->database.len, s->database.ptr);
+    snprintf(mailbox, sizeof(mailbox), "%.*s", (int)s->mailbox.len, s->mailbox.ptr);
+    snprintf(folder, sizeof(folder), "%.*s", (int)s->folder.len, s->folder.ptr);
+    struct ipc_msg msg;
+    if (!changed_read(store, database, mailbox, folder, &msg))
+        return; /* not there (yet): its creation is announced by FOLDER_CHANGED */
+    tandemd__conn_send(c, &msg);
+    tandemd__core_stats.changed_sent_total++;
 }
 
 /* ---- FOLDER_CHANGED ---- */
@@ -361,14 +397,14 @@ touch(struct core_pending *p, const char *mailbox, const char *folder)
     p->n_touched++;
 }
 
-/* Which folders the record changes, when anyone subscribes to its database: decoded here
- * (the store validates the same payload again; decoding is cheap next to an fsync). */
+/* Which folders the record changes: decoded here (the store validates the same payload
+ * again; decoding is cheap next to an fsync). Always, not only when someone subscribes to the
+ * database now: a subscription that arrives before this commit applies must hear of it
+ * (tandemd__commit_announce). */
 static void
 find_touched(struct core_pending *p, const struct ipc_commit *cm)
 {
     if (!mail_is_mail_record(cm->record_type))
-        return;
-    if (!tandemd__subs_database(p->database))
         return;
     struct mail_decoded dec;
     const char *why;

@@ -261,8 +261,11 @@ handle_subscribe(struct core_conn *c, const struct ipc_msg *msg)
         tandemd__subs_remove(c, &msg->u.subscribe); /* idempotent: gone already is fine */
         return;
     }
-    if (tandemd__subs_add(c, &msg->u.subscribe) == TDM_ELIMIT)
+    int ret = tandemd__subs_add(c, &msg->u.subscribe);
+    if (ret == TDM_ELIMIT)
         conn_bug(c, "SUBSCRIBE", "more than TDM_IPC_MAX_SUBSCRIPTIONS subscriptions");
+    else if (ret == 0)
+        tandemd__commit_announce(c, &msg->u.subscribe);
 }
 
 static void

@@ -65,8 +65,6 @@ int tandemd__subs_add(struct core_conn *c, const struct ipc_subscribe *s);
 void tandemd__subs_remove(struct core_conn *c, const struct ipc_subscribe *s);
 /* Every subscription of c (it closes). */
 void tandemd__subs_drop(struct core_conn *c);
-/* Whether any connection subscribes to anything of database. */
-bool tandemd__subs_database(const char *database);
 /* Sends msg (unless NULL) once to each live connection subscribed to mailbox/folder, or to
  * every folder of mailbox; returns how many that is. A send may close a connection. */
 size_t tandemd__subs_send(const char *database, const char *mailbox, const char *folder,
@@ -77,6 +75,9 @@ void tandemd__subs_free(void);
 /* core_commit.c. A decoded COMMIT from c (after HELLO): answered now (unknown database, a
  * refusal before the log) or when the store calls back. */
 void tandemd__commit_handle(struct core_conn *c, const struct ipc_msg *msg);
+/* After c's SUBSCRIBE to s took effect: sends c a CHANGED with the folder's state now, when
+ * the folder exists in a database mounted here (docs/formats/ipc.md, SUBSCRIBE). */
+void tandemd__commit_announce(struct core_conn *c, const struct ipc_subscribe *s);
 /* The wake-up from the apply threads, on base. */
 void tandemd__commit_start(struct event_base *base);
 /* After every store closed: drops the replies nobody will read and the wake-up. */

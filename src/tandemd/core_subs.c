@@ -7,8 +7,7 @@
  * Layout: one hash table of keys (database, mailbox, folder), folder "" standing for every
  * folder of the mailbox; each key holds the list of its subscriptions, one per connection;
  * each subscription is also on its connection's list, so a closing connection drops its own
- * in the time it takes to walk them. A small table counts subscriptions per database, so a
- * commit to a database nobody watches skips decoding its record.
+ * in the time it takes to walk them.
  *
  * Sending: a send may drop a slow connection, and a dropped connection drops its
  * subscriptions, from the very list being walked. So the subscribers are gathered first
@@ -39,16 +38,8 @@ struct core_sub {
     struct core_sub *conn_prev, *conn_next; /* the connection's subscriptions */
 };
 
-/* Subscriptions per database (a server has at most a hundred databases). */
-struct db_count {
-    char *name;
-    size_t subs;
-};
-
 static struct sub_key **buckets;
 static size_t n_buckets, n_keys;
-static struct db_count *dbs;
-static size_t n_dbs;
 static uint64_t gather_stamp; /* marks connections already gathered by one lookup */
 static struct core_conn **gathered;
 static size_t cap_gathered;
@@ -118,45 +109,6 @@ grow(void)
     n_buckets = n;
 }
 
-static struct db_count *
-db_find(const char *p, size_t len)
-{
-    for (size_t i = 0; i < n_dbs; i++)
-        if (str_is(dbs[i].name, p, len))
-            return &dbs[i];
-    return NULL;
-}
-
-static void
-db_add(const char *name)
-{
-    struct db_count *d = db_find(name, strlen(name));
-    if (!d) {
-        struct db_count *grown = realloc(dbs, (n_dbs + 1) * sizeof(*grown));
-        if (!grown)
-            log_fatal("out of memory");
-        dbs = grown;
-        d = &dbs[n_dbs++];
-        *d = (struct db_count){tandemd__xstrndup(name, strlen(name)), 0};
-    }
-    d->subs++;
-}
-
-static void
-db_remove(const char *name)
-{
-    struct db_count *d = db_find(name, strlen(name));
-    TDM_ASSERT(d && d->subs > 0);
-    if (--d->subs > 0)
-        return;
-    free(d->name);
-    *d = dbs[--n_dbs];
-    if (n_dbs == 0) {
-        free(dbs);
-        dbs = NULL;
-    }
-}
-
 /* ---- Interface ---- */
 
 int
@@ -207,7 +159,6 @@ tandemd__subs_add(struct core_conn *c, const struct ipc_subscribe *s)
         c->subs->conn_prev = x;
     c->subs = x;
     c->n_subs++;
-    db_add(k->database);
     return 0;
 }
 
@@ -229,7 +180,6 @@ sub_remove(struct core_sub *x)
     if (x->conn_next)
         x->conn_next->conn_prev = x->conn_prev;
     c->n_subs--;
-    db_remove(k->database);
     free(x);
     if (k->subs)
         return;
@@ -263,12 +213,6 @@ tandemd__subs_drop(struct core_conn *c)
 {
     while (c->subs)
         sub_remove(c->subs);
-}
-
-bool
-tandemd__subs_database(const char *database)
-{
-    return db_find(database, strlen(database)) != NULL;
 }
 
 static void
@@ -320,7 +264,7 @@ void
 tandemd__subs_free(void)
 {
     /* Every connection dropped its own on close. */
-    TDM_ASSERT(n_keys == 0 && n_dbs == 0);
+    TDM_ASSERT(n_keys == 0);
     free(buckets);
     buckets = NULL;
     n_buckets = 0;
