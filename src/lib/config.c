@@ -51,6 +51,8 @@ enum key_type {
     KT_ENDPOINT_LIST, /* struct tdm_config_endpoint_list: a list of address:port */
     KT_DOMAINS,   /* struct tdm_config_smtp: a list of domain names */
     KT_CMS_DBS,   /* struct tdm_config_cms: a list of database names */
+    KT_CMS_ADDRESS, /* struct tdm_config_cms: address[/prefix length] */
+    KT_IFNAME,    /* char[TDM_CONFIG_IFNAME_MAX + 1]: a network interface's name */
 };
 
 struct key_spec {
@@ -204,7 +206,10 @@ static const struct key_spec dumpster_keys[] = {
 static const struct key_spec cms_keys[] = {
     /* KT_CMS_DBS fills the array and the count, at offset 0. */
     {.key = "databases", .type = KT_CMS_DBS, .required = true, .offset = 0},
-    K("address", KT_ADDRESS, true, NULL, 0, 0, 0, NULL, struct tdm_config_cms, address),
+    /* KT_CMS_ADDRESS fills the address and its prefix length, at offset 0. */
+    {.key = "address", .type = KT_CMS_ADDRESS, .required = true, .offset = 0},
+    /* Where the address is added on the active node (docs/cluster.md, "CMS address"). */
+    K("interface", KT_IFNAME, false, NULL, 0, 0, 0, NULL, struct tdm_config_cms, interface),
     K("mount_dial", KT_ENUM, false, "good", 0, 0, 0, mount_dial_names, struct tdm_config_cms,
       mount_dial),
     K("replication", KT_ENUM, false, "directory", 0, 0, 0, cms_repl_names,
@@ -455,6 +460,52 @@ parse_cms_dbs(const char *v, struct tdm_config_cms *cms, char *reason)
     return 0;
 }
 
+/* address[/prefix length] of a [cms]: the length only says something for an address added to
+ * an interface, which check_cms() requires. */
+static int
+parse_cms_address(const char *v, struct tdm_config_cms *c, char *reason)
+{
+    char buf[CONFIG_MAX_LINE + 1];
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *slash = strchr(buf, '/');
+    unsigned prefix = 0;
+    if (slash) {
+        *slash = '\0';
+        uint64_t n;
+        if (config_value_number(slash + 1, &config_number_units, 1, 128, 0, &n, reason) < 0)
+            return -1;
+        prefix = (unsigned)n;
+    }
+    int family;
+    unsigned char bytes[16];
+    if (config_value_address(buf, &family, bytes, reason) < 0)
+        return -1;
+    if (family == AF_INET && prefix > 32)
+        return why(reason, "prefix length /%u is longer than an IPv4 address (32 bits)", prefix);
+    addr_set(&c->address, family, bytes);
+    c->prefix_len = prefix;
+    return 0;
+}
+
+/* A network interface's name as Linux takes it (dev_valid_name): 1 to IFNAMSIZ - 1 bytes, no
+ * '/', ':' or space; narrowed to what `ip link` prints for ordinary interfaces. */
+static int
+parse_ifname(const char *v, char *out, char *reason)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > TDM_CONFIG_IFNAME_MAX)
+        return why(reason, "an interface name is 1 to %d characters", TDM_CONFIG_IFNAME_MAX);
+    if (!strcmp(v, ".") || !strcmp(v, ".."))
+        return why(reason, "\"%s\" is not an interface name", v);
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr("._-", v[i]))
+            return why(reason,
+                       "an interface name has letters, digits, '.', '-' and '_' only, not '%c'",
+                       v[i]);
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
 /* Parses v as k's type into base + k->offset. */
 static int
 parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
@@ -496,6 +547,10 @@ parse_value(const struct key_spec *k, const char *v, void *base, char *reason)
         return parse_domains(v, p, reason);
     case KT_CMS_DBS:
         return parse_cms_dbs(v, p, reason);
+    case KT_CMS_ADDRESS:
+        return parse_cms_address(v, p, reason);
+    case KT_IFNAME:
+        return parse_ifname(v, p, reason);
     }
     return why(reason, "unknown key type");
 }
@@ -751,6 +806,19 @@ check_cms(struct loader *ld)
                         "section [cms %s]: a CMS's databases are mailbox databases; add "
                         "\"mailbox\" to roles",
                         c->name);
+        if (c->prefix_len && !c->interface[0])
+            return fail(ld, TDM_EINVAL, o->key_line[1],
+                        "key \"address\": a prefix length (/%u) is for an address added to an "
+                        "interface: add key \"interface\", or leave the length out",
+                        c->prefix_len);
+        /* Announcing an IPv6 address takes an unsolicited neighbour advertisement, not built
+         * yet (docs/decisions.md); without it clients would keep the old node's MAC. */
+        if (c->interface[0] && c->address.family != AF_INET)
+            return fail(ld, TDM_EINVAL, o->key_line[2],
+                        "key \"interface\": only an IPv4 CMS address can be added to an "
+                        "interface yet; %s is IPv6 (bind it on an address the host already has: "
+                        "leave \"interface\" out)",
+                        c->address.text);
         for (unsigned j = 0; j < cfg->n_networks; j++)
             if (addr_equal(&c->address, &cfg->networks[j].address))
                 return fail(ld, TDM_EINVAL, o->key_line[1],
@@ -1079,7 +1147,8 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
         if (spec == &sections[1] && k->type == KT_ADDRESS &&
             ((const struct tdm_config_listener *)base)->network[0])
             continue;
-        if (((k->type == KT_NAME || k->type == KT_USER) && p[0] == '\0') ||
+        if (((k->type == KT_NAME || k->type == KT_USER || k->type == KT_IFNAME) &&
+             p[0] == '\0') ||
             (k->type == KT_PATH && !*(char *const *)(const void *)p) ||
             (k->type == KT_ADDRESS && addr->family == 0) ||
             (k->type == KT_DOMAINS && smtp->n_domains == 0) ||
@@ -1089,8 +1158,16 @@ dump_keys(FILE *out, const struct section_spec *spec, const void *base)
         switch (k->type) {
         case KT_NAME:
         case KT_USER:
+        case KT_IFNAME:
             fputs(p, out);
             break;
+        case KT_CMS_ADDRESS: {
+            const struct tdm_config_cms *c = (const void *)p;
+            fputs(c->address.text, out);
+            if (c->prefix_len)
+                fprintf(out, "/%u", c->prefix_len);
+            break;
+        }
         case KT_PATH:
             config_value_write(out, *(char *const *)(const void *)p);
             break;

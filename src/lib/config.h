@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #define TDM_CONFIG_NAME_MAX 63 /* server, site and network names: one DNS label */
+#define TDM_CONFIG_IFNAME_MAX 15 /* a network interface's name: IFNAMSIZ - 1 */
 #define TDM_CONFIG_USER_MAX 32
 #define TDM_CONFIG_MAX_NETWORKS 16
 #define TDM_CONFIG_MAX_ENDPOINTS 16
@@ -154,6 +155,11 @@ struct tdm_config_cms {
     unsigned n_databases; /* at least 1 */
     char name[TDM_CONFIG_NAME_MAX + 1];
     struct tdm_config_addr address; /* bound on the node where the CMS is active */
+    /* "": the address is on the host already (loopback) and only bound. Else it is added to
+     * this interface on the active node, with prefix_len (0: not given, a host address), and
+     * announced (gratuitous ARP). */
+    char interface[TDM_CONFIG_IFNAME_MAX + 1];
+    unsigned prefix_len;
     int mount_dial;                 /* enum tdm_mount_dial */
     int replication;                /* enum tdm_cms_replication */
     uint64_t sync_timeout_ms;       /* with TDM_CMS_REPL_SYNC: degrade to block after it */

@@ -893,6 +893,55 @@ test_clone(void **state)
     tdm_config_free(&clone);
 }
 
+/* [cms] with an interface (docs/cluster.md, "CMS address"): the address with its prefix
+ * length, the interface's name, both back from the dump; and what is refused, with why. */
+static void
+test_cms_interface(void **state)
+{
+    (void)state;
+    struct tdm_config *cfg =
+        load_ok(BASE "[cms m]\ndatabases = db1\naddress = 198.18.1.10/24\ninterface = eth0.7\n"
+                     "[cms n]\ndatabases = db2\naddress = 198.18.1.11\ninterface = lan_0-b\n"
+                     "[cms o]\ndatabases = db3\naddress = 127.0.1.100\n");
+    assert_string_equal(cfg->cms[0].address.text, "198.18.1.10");
+    assert_int_equal(cfg->cms[0].prefix_len, 24);
+    assert_string_equal(cfg->cms[0].interface, "eth0.7");
+    assert_int_equal(cfg->cms[1].prefix_len, 0); /* a host address */
+    assert_string_equal(cfg->cms[1].interface, "lan_0-b");
+    assert_string_equal(cfg->cms[2].interface, "");
+    char *d = dump(cfg);
+    assert_non_null(strstr(d, "address = 198.18.1.10/24\ninterface = eth0.7\n"));
+    assert_non_null(strstr(d, "address = 198.18.1.11\ninterface = lan_0-b\n"));
+    assert_non_null(strstr(d, "address = 127.0.1.100\nmount_dial"));
+    struct tdm_config *again = load_ok(d);
+    assert_int_equal(again->cms[0].prefix_len, 24);
+    assert_string_equal(again->cms[1].interface, "lan_0-b");
+    free(d);
+    tdm_config_free(&again);
+    tdm_config_free(&cfg);
+
+#define CMS9 BASE "[cms m]\ndatabases = db1\n"
+    static const struct bad cases[] = {
+        {CMS9 "address = 198.18.1.10/24\n", 11, "address",
+         "a prefix length (/24) is for an address added to an interface", TDM_EINVAL},
+        {CMS9 "address = 198.18.1.10/33\ninterface = eth0\n", 11, "address",
+         "prefix length /33 is longer than an IPv4 address", TDM_EINVAL},
+        {CMS9 "address = 198.18.1.10/0\ninterface = eth0\n", 11, "address", "", TDM_EINVAL},
+        {CMS9 "address = 198.18.1.10/x\ninterface = eth0\n", 11, "address", "", TDM_EINVAL},
+        {CMS9 "address = 198.18.1.10\ninterface = eth0/1\n", 12, "interface",
+         "letters, digits, '.', '-' and '_' only, not '/'", TDM_EINVAL},
+        {CMS9 "address = 198.18.1.10\ninterface = abcdefghijklmnop\n", 12, "interface",
+         "an interface name is 1 to 15 characters", TDM_EINVAL},
+        {CMS9 "address = 198.18.1.10\ninterface = ..\n", 12, "interface",
+         "\"..\" is not an interface name", TDM_EINVAL},
+        {CMS9 "address = 2001:db8::10/64\ninterface = eth0\n", 12, "interface",
+         "only an IPv4 CMS address can be added to an interface yet", TDM_EINVAL},
+    };
+#undef CMS9
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_bad(i, &cases[i], cases[i].text, strlen(cases[i].text));
+}
+
 int
 main(void)
 {
@@ -902,6 +951,7 @@ main(void)
         cmocka_unit_test(test_nul_byte),     cmocka_unit_test(test_limits),
         cmocka_unit_test(test_examples),     cmocka_unit_test(test_clone),     cmocka_unit_test(test_load_file_errors),
         cmocka_unit_test(test_every_prefix), cmocka_unit_test(test_parser_entries),
+        cmocka_unit_test(test_cms_interface),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
