@@ -95,6 +95,7 @@ enum tdm_event {
     TDM_EV_COORD_LEASE_RELEASED = 5005,
     TDM_EV_COORD_STORE_FAILED = 5006,
     TDM_EV_COORD_NODE_REFUSED = 5007,
+    TDM_EV_COORD_SESSION_DROPPED = 5008,
     /* Heartbeats and quorum (src/cluster/cluster_hb*.c, docs/cluster.md "Votes and quorum"). */
     TDM_EV_CLUSTER_NETWORK_DOWN = 5020,
     TDM_EV_CLUSTER_NETWORK_UP = 5021,
@@ -103,6 +104,7 @@ enum tdm_event {
     TDM_EV_CLUSTER_QUORUM_LOST = 5024,
     TDM_EV_CLUSTER_QUORUM_REACHED = 5025,
     TDM_EV_CLUSTER_PEER_REFUSED = 5026,
+    TDM_EV_CLUSTER_SESSION_DROPPED = 5027,
 };
 
 enum tdm_event_severity {

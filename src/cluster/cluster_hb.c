@@ -388,8 +388,20 @@ link_open(struct hb_link *l)
     l->bev = ssl ? bufferevent_openssl_socket_new(hb->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                   BEV_OPT_CLOSE_ON_FREE)
                  : bufferevent_socket_new(hb->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!l->bev)
-        log_fatal("cluster: out of memory");
+    if (!l->bev) {
+        /* As conn.c's accept: the descriptor and the SSL are still ours. Tried again at the
+         * next attempt, like any link that could not start; said once per run of these. */
+        if (fd >= 0)
+            close(fd);
+        SSL_free(ssl);
+        if (strcmp(l->last_error, "out of memory") != 0)
+            event_emit(TDM_EV_CLUSTER_SESSION_DROPPED, hb->members[l->member].conf->name,
+                       "heartbeat link to %s on network %s not opened: out of memory; tried "
+                       "again at each attempt",
+                       hb->members[l->member].conf->name, mn->network);
+        snprintf(l->last_error, sizeof(l->last_error), "out of memory");
+        return;
+    }
     if (ssl)
         bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
     bufferevent_setcb(l->bev, link_read_cb, NULL, link_event_cb, l);

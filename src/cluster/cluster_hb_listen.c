@@ -209,8 +209,15 @@ on_open(struct conn *conn, void *listener_ctx)
 {
     struct cluster_hb *hb = listener_ctx;
     struct hb_in *in = calloc(1, sizeof(*in));
-    if (!in)
-        log_fatal("cluster: out of memory");
+    if (!in) {
+        /* No session: on_data and on_close see no context and do nothing; the sender
+         * reconnects. */
+        event_emit(TDM_EV_CLUSTER_SESSION_DROPPED, conn_peer(conn),
+                   "heartbeat session from %s dropped: out of memory accepting it",
+                   conn_peer(conn));
+        conn_close_after_flush(conn);
+        return;
+    }
     in->hb = hb;
     in->conn = conn;
     in->next = hb->ins;
@@ -225,7 +232,7 @@ static void
 on_data(struct conn *conn, struct evbuffer *input)
 {
     struct hb_in *in = conn_ctx(conn);
-    while (in->conn && !in->verifying) {
+    while (in && in->conn && !in->verifying) {
         uint8_t head[4];
         if (evbuffer_copyout(input, head, sizeof(head)) < (ev_ssize_t)sizeof(head))
             return;
@@ -254,6 +261,8 @@ static void
 on_close(struct conn *conn, enum conn_close_reason reason)
 {
     struct hb_in *in = conn_ctx(conn);
+    if (!in)
+        return; /* on_open ran out of memory */
     if (reason == CONN_CLOSE_SHUTDOWN && in->ready) {
         struct cluster_msg m = {.type = CLUSTER_ERROR};
         m.u.error.code = CLUSTER_CODE_SHUTDOWN;

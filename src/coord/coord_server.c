@@ -89,6 +89,21 @@ protocol_error(struct session *s, uint32_t id, const char *why)
         conn_close_after_flush(s->conn);
 }
 
+/* Memory ran out while serving s (doing says what): the session ends with ERROR `internal`,
+ * as after a protocol error, and the witness goes on with the others. Its member's leases run
+ * out their time, as after any end that is not the node's own close; the node reconnects. */
+static void
+session_drop_nomem(struct session *s, const char *doing)
+{
+    event_emit(TDM_EV_COORD_SESSION_DROPPED, s->member[0] ? s->member : s->peer,
+               "session of %s from %s dropped: out of memory %s", s->member[0] ? s->member : "?",
+               s->peer, doing);
+    send_error(s, 0, COORD_CODE_INTERNAL, "the witness is out of memory");
+    s->state = S_GONE;
+    if (s->conn)
+        conn_close_after_flush(s->conn);
+}
+
 static void
 entry_msg(struct coord_msg *m, uint16_t type, uint32_t id, const struct coord_entry *e)
 {
@@ -120,13 +135,25 @@ notify(struct coord_server *srv, const struct coord_entry *e)
     }
 }
 
-/* The state after a change, for watchers (a freed entry reports its old holder). */
+/* The state after a change, for watchers (a freed entry reports its old holder). Without the
+ * memory to read it, the sessions watching key end instead of keeping a view that is now
+ * stale: a node that reconnects reads the key again. */
 static void
 notify_key(struct coord_server *srv, const char *key)
 {
     struct coord_entry *e = malloc(sizeof(*e));
-    if (!e)
+    if (!e) {
+        for (struct session *s = srv->sessions, *n; s; s = n) {
+            n = s->next; /* the close may free s */
+            for (unsigned i = 0; s->state == S_READY && i < s->n_watches; i++) {
+                if (strcmp(s->watches[i], key) == 0) {
+                    session_drop_nomem(s, "notifying a watched key's change");
+                    break; /* s may be gone */
+                }
+            }
+        }
         return;
+    }
     if (coord_store_get(srv->store, key, tdm_clock_ms(), e) == 0)
         notify(srv, e);
     free(e);
@@ -250,13 +277,15 @@ handle_acquire(struct session *s, const struct coord_msg *m)
     char key[COORD_WIRE_KEY_MAX + 1];
     dup_str(m->key, key, sizeof(key));
     struct coord_entry *e = malloc(sizeof(*e));
-    if (!e)
-        log_fatal("out of memory");
+    struct coord_entry *old = malloc(sizeof(*old));
+    if (!e || !old) {
+        free(e);
+        free(old);
+        session_drop_nomem(s, "serving ACQUIRE");
+        return;
+    }
     int outcome;
     uint64_t before_epoch = 0;
-    struct coord_entry *old = malloc(sizeof(*old));
-    if (!old)
-        log_fatal("out of memory");
     uint64_t now = tdm_clock_ms();
     if (coord_store_get(srv->store, key, now, old) == 0)
         before_epoch = old->epoch;
@@ -328,8 +357,10 @@ handle_transfer(struct session *s, const struct coord_msg *m)
     dup_str(m->key, key, sizeof(key));
     dup_str(m->to, to, sizeof(to));
     struct coord_entry *e = malloc(sizeof(*e));
-    if (!e)
-        log_fatal("out of memory");
+    if (!e) {
+        session_drop_nomem(s, "serving TRANSFER");
+        return;
+    }
     int rc =
         coord_store_transfer(s->srv->store, key, s->member, m->epoch, to, tdm_clock_ms(), e);
     if (rc == TDM_ECONFLICT && e->holder[0] && strcmp(e->holder, s->member) != 0) {
@@ -365,8 +396,10 @@ handle_value(struct session *s, const struct coord_msg *m)
     char key[COORD_WIRE_KEY_MAX + 1];
     dup_str(m->key, key, sizeof(key));
     struct coord_entry *e = malloc(sizeof(*e));
-    if (!e)
-        log_fatal("out of memory");
+    if (!e) {
+        session_drop_nomem(s, "serving a value request");
+        return;
+    }
     uint64_t now = tdm_clock_ms();
     uint16_t type = COORD_VALUE;
     int rc;
@@ -389,8 +422,14 @@ handle_value(struct session *s, const struct coord_msg *m)
                 free(e);
                 return;
             }
-            if (!have && !(s->watches[s->n_watches++] = strdup(key)))
-                log_fatal("out of memory");
+            if (!have) {
+                if (!(s->watches[s->n_watches] = strdup(key))) {
+                    free(e);
+                    session_drop_nomem(s, "adding a watch");
+                    return;
+                }
+                s->n_watches++;
+            }
         }
         rc = coord_store_get(s->srv->store, key, now, e);
     }
@@ -477,8 +516,10 @@ handle_hello(struct session *s, const struct coord_msg *m)
         return;
     }
     char *key = malloc((size_t)m->secret.len + 1);
-    if (!key)
-        log_fatal("out of memory");
+    if (!key) {
+        session_drop_nomem(s, "checking HELLO");
+        return;
+    }
     memcpy(key, m->secret.ptr, m->secret.len);
     key[m->secret.len] = '\0';
     s->state = S_VERIFY;
@@ -537,8 +578,13 @@ on_open(struct conn *conn, void *listener_ctx)
 {
     struct coord_server *srv = listener_ctx;
     struct session *s = calloc(1, sizeof(*s));
-    if (!s)
-        log_fatal("out of memory");
+    if (!s) {
+        /* No session: on_data and on_close see no context and do nothing. */
+        event_emit(TDM_EV_COORD_SESSION_DROPPED, conn_peer(conn),
+                   "session from %s dropped: out of memory accepting it", conn_peer(conn));
+        conn_close_after_flush(conn);
+        return;
+    }
     s->srv = srv;
     s->conn = conn;
     snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(conn));
@@ -551,6 +597,8 @@ static void
 on_data(struct conn *conn, struct evbuffer *in)
 {
     struct session *s = conn_ctx(conn);
+    if (!s)
+        return;
     /* conn_close_after_flush() may close at once (on_close runs from inside it). */
     s->busy++;
     while (s->conn && (s->state == S_HELLO || s->state == S_READY)) {
@@ -629,6 +677,8 @@ static void
 on_close(struct conn *conn, enum conn_close_reason reason)
 {
     struct session *s = conn_ctx(conn);
+    if (!s)
+        return; /* on_open ran out of memory */
     struct coord_server *srv = s->srv;
     bool was_ready = s->authed && !s->replaced;
     s->conn = NULL;

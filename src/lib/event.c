@@ -89,6 +89,7 @@ static const struct {
     {TDM_EV_COORD_LEASE_RELEASED, "coord.lease_released", TDM_EV_SEV_INFO},
     {TDM_EV_COORD_STORE_FAILED, "coord.store_failed", TDM_EV_SEV_ERROR},
     {TDM_EV_COORD_NODE_REFUSED, "coord.node_refused", TDM_EV_SEV_WARNING},
+    {TDM_EV_COORD_SESSION_DROPPED, "coord.session_dropped", TDM_EV_SEV_ERROR},
     {TDM_EV_CLUSTER_NETWORK_DOWN, "cluster.network_down", TDM_EV_SEV_WARNING},
     {TDM_EV_CLUSTER_NETWORK_UP, "cluster.network_up", TDM_EV_SEV_INFO},
     {TDM_EV_CLUSTER_MEMBER_DOWN, "cluster.member_down", TDM_EV_SEV_WARNING},
@@ -96,6 +97,7 @@ static const struct {
     {TDM_EV_CLUSTER_QUORUM_LOST, "cluster.quorum_lost", TDM_EV_SEV_ERROR},
     {TDM_EV_CLUSTER_QUORUM_REACHED, "cluster.quorum_reached", TDM_EV_SEV_INFO},
     {TDM_EV_CLUSTER_PEER_REFUSED, "cluster.peer_refused", TDM_EV_SEV_WARNING},
+    {TDM_EV_CLUSTER_SESSION_DROPPED, "cluster.session_dropped", TDM_EV_SEV_ERROR},
 };
 
 const char *

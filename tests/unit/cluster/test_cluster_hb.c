@@ -9,10 +9,14 @@
 
 #include "lib/config.h"
 #include "lib/conn.h"
+#include "lib/event.h"
+#include "proto/cluster/cluster_wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -278,6 +282,196 @@ test_reconnect_backoff(void **state)
     conn_base_free(&base);
 }
 
+/* ---- memory running out ---- */
+
+/* malloc, calloc, strdup and bufferevent_socket_new are wrapped at link time
+ * (tests/unit/CMakeLists.txt): while armed, the fail_at-th call (counted from 0) fails, or
+ * every bufferevent_socket_new while bev_fail_all. Disarmed, they are the real ones. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+char *__real_strdup(const char *str);
+struct bufferevent *__real_bufferevent_socket_new(struct event_base *b, evutil_socket_t fd,
+                                                  int options);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+char *__wrap_strdup(const char *str);
+struct bufferevent *__wrap_bufferevent_socket_new(struct event_base *b, evutil_socket_t fd,
+                                                  int options);
+
+static bool nomem_armed, nomem_failed, bev_fail_all;
+static long nomem_fail_at, nomem_count;
+
+static bool
+nomem_now(void)
+{
+    if (!nomem_armed || nomem_count++ != nomem_fail_at)
+        return false;
+    nomem_failed = true;
+    return true;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+    return nomem_now() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t k, size_t n)
+{
+    return nomem_now() ? NULL : __real_calloc(k, n);
+}
+
+char *
+__wrap_strdup(const char *str)
+{
+    return nomem_now() ? NULL : __real_strdup(str);
+}
+
+struct bufferevent *
+__wrap_bufferevent_socket_new(struct event_base *b, evutil_socket_t fd, int options)
+{
+    return bev_fail_all || nomem_now() ? NULL : __real_bufferevent_socket_new(b, fd, options);
+}
+
+static int n_dropped;
+
+static void
+dropped_hook(void *ctx, enum tdm_event id, const char *subject, const char *message)
+{
+    (void)ctx;
+    (void)subject;
+    (void)message;
+    if (id == TDM_EV_CLUSTER_SESSION_DROPPED)
+        n_dropped++;
+}
+
+/* A raw HELLO as member a to the listener on port: whether it was answered OK before the
+ * connection closed. */
+static bool
+raw_hello(struct event_base *base, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    static struct cluster_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = CLUSTER_HELLO;
+    m.request_id = 1;
+    m.u.hello.version_min = 1;
+    m.u.hello.version_max = 1;
+    snprintf(m.u.hello.member, sizeof(m.u.hello.member), "a");
+    snprintf(m.u.hello.cluster, sizeof(m.u.hello.cluster), "ccr1");
+    snprintf(m.u.hello.key, sizeof(m.u.hello.key), "k");
+    static uint8_t buf[CLUSTER_WIRE_MAX_FRAME];
+    size_t len, got = 0, flen;
+    const char *error;
+    assert_int_equal(cluster_msg_encode(&m, buf, sizeof(buf), &len, &error), 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    bool closed = false, ok = false;
+    for (int i = 0; i < 3000 && !closed && !ok; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+        closed = r == 0 || (r < 0 && errno == ECONNRESET);
+        if (r > 0)
+            got += (size_t)r;
+        if (got >= 4 && cluster_frame_length(buf, got, &flen, &error) == 0 && got >= flen) {
+            assert_int_equal(cluster_msg_decode(buf, flen, &m, NULL, &error), 0);
+            ok = m.type == CLUSTER_HELLO_REPLY && m.u.hello_reply.code == CLUSTER_CODE_OK;
+            closed = !ok;
+        }
+        usleep(500);
+    }
+    assert_true(closed || ok);
+    close(fd);
+    return ok;
+}
+
+/* Each allocation made while a node serves one heartbeat session (accepting it, its HELLO)
+ * fails in turn: that session ends, never the node (it used to log_fatal), and the next
+ * session is answered as before. */
+static void
+test_out_of_memory_listener(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    uint16_t pp;
+    int fp = listener(&pp);
+    /* Member a at a closed port: p's own link to it never comes up. */
+    struct tdm_config *cp = node_config("p", pp, "a", 1);
+    struct cluster_hb *p = NULL;
+    struct cluster_hb_params prm = {.base = base, .cfg = cp, .listen_fd = fp, .key = "k",
+                                    .verify = verify_yes};
+    assert_int_equal(cluster_hb_start(&prm, &p), 0);
+    event_set_hook(dropped_hook, NULL);
+    n_dropped = 0;
+    for (long k = 0;; k++) {
+        nomem_fail_at = k;
+        nomem_count = 0;
+        nomem_failed = false;
+        nomem_armed = true;
+        bool ok = raw_hello(base, pp);
+        nomem_armed = false;
+        if (!nomem_failed) {
+            assert_true(ok); /* past the last allocation: served whole */
+            break;
+        }
+        assert_true(raw_hello(base, pp));
+    }
+    assert_true(n_dropped > 0);
+    event_set_hook(NULL, NULL);
+    cluster_hb_free(&p);
+    tdm_config_free(&cp);
+    conn_base_free(&base);
+}
+
+/* A node that cannot allocate its link to a member says so (5027) and tries again later: the
+ * member is seen once memory is back. */
+static void
+test_out_of_memory_link(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    uint16_t pa, pp;
+    int fa = listener(&pa), fp = listener(&pp);
+    struct tdm_config *ca = node_config("a", pa, "p", pp), *cp = node_config("p", pp, "a", pa);
+    struct cluster_hb *a = NULL, *p = NULL;
+    event_set_hook(dropped_hook, NULL);
+    n_dropped = 0;
+    bev_fail_all = true;
+    struct cluster_hb_params prm = {.base = base, .cfg = ca, .listen_fd = fa, .key = "k",
+                                    .verify = verify_yes};
+    assert_int_equal(cluster_hb_start(&prm, &a), 0);
+    prm.cfg = cp;
+    prm.listen_fd = fp;
+    assert_int_equal(cluster_hb_start(&prm, &p), 0);
+    static struct cluster_hb_snapshot sa;
+    for (int i = 0; i < 300; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    bev_fail_all = false;
+    assert_true(n_dropped >= 2); /* a's link to p and p's to a, at least once each */
+    cluster_hb_snapshot(a, &sa);
+    assert_false(member_of(&sa, "p")->seen);
+    bool seen = false;
+    for (int i = 0; i < 5000 && !seen; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &sa);
+        seen = member_of(&sa, "p")->seen;
+    }
+    assert_true(seen);
+    event_set_hook(NULL, NULL);
+    cluster_hb_free(&a);
+    cluster_hb_free(&p);
+    tdm_config_free(&ca);
+    tdm_config_free(&cp);
+    conn_base_free(&base);
+}
+
 int
 main(void)
 {
@@ -290,6 +484,8 @@ main(void)
         cmocka_unit_test(test_confirmation_bounds),
         cmocka_unit_test(test_heard_by_incoming_heartbeats),
         cmocka_unit_test(test_reconnect_backoff),
+        cmocka_unit_test(test_out_of_memory_listener),
+        cmocka_unit_test(test_out_of_memory_link),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

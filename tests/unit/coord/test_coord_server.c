@@ -15,6 +15,7 @@
 #include "lib/conn.h"
 #include "lib/crc32c.h"
 #include "lib/err.h"
+#include "lib/event.h"
 #include "proto/coord/coord_wire.h"
 #include "scratch.h"
 
@@ -641,6 +642,127 @@ test_broken_keeps_lease(void **state)
     }
 }
 
+/* ---- memory running out ---- */
+
+/* malloc, calloc and strdup are wrapped at link time (tests/unit/CMakeLists.txt): while armed,
+ * the fail_at-th allocation (counted from 0) fails. Disarmed, they are the real ones. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+char *__real_strdup(const char *str);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+char *__wrap_strdup(const char *str);
+
+static bool nomem_armed, nomem_failed;
+static long nomem_fail_at, nomem_count;
+
+static bool
+nomem_now(void)
+{
+    if (!nomem_armed || nomem_count++ != nomem_fail_at)
+        return false;
+    nomem_failed = true;
+    return true;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+    return nomem_now() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t k, size_t n)
+{
+    return nomem_now() ? NULL : __real_calloc(k, n);
+}
+
+char *
+__wrap_strdup(const char *str)
+{
+    return nomem_now() ? NULL : __real_strdup(str);
+}
+
+static int n_dropped;
+
+static void
+dropped_hook(void *ctx, enum tdm_event id, const char *subject, const char *message)
+{
+    (void)ctx;
+    (void)subject;
+    (void)message;
+    if (id == TDM_EV_COORD_SESSION_DROPPED)
+        n_dropped++;
+}
+
+/* A raw session's HELLO as mb1, ACQUIRE and WATCH of cms/m; returns how many replies came
+ * before the witness closed it, or 3 if it did not. */
+static int
+raw_session_replies(void)
+{
+    int fd = raw_holder();
+    struct coord_msg w = {.type = COORD_WATCH, .request_id = 3};
+    w.key = coord_str_c("cms/m");
+    uint8_t out[256];
+    size_t len;
+    const char *error;
+    assert_int_equal(coord_msg_encode(&w, out, sizeof(out), &len, &error), 0);
+    assert_int_equal(write(fd, out, len), (ssize_t)len);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint8_t buf[16384];
+    size_t got = 0;
+    int replies = 0;
+    bool closed = false;
+    for (int i = 0; i < 3000 && !closed && replies < 3; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+        closed = r == 0 || (r < 0 && errno == ECONNRESET);
+        if (r > 0)
+            got += (size_t)r;
+        size_t flen;
+        while (got >= 4 && coord_frame_length(buf, got, &flen, &error) == 0 && got >= flen) {
+            replies++;
+            memmove(buf, buf + flen, got - flen);
+            got -= flen;
+        }
+        usleep(500);
+    }
+    assert_true(closed || replies == 3);
+    close(fd);
+    return replies;
+}
+
+/* Each allocation made while the witness serves one session (accepting it, HELLO, ACQUIRE,
+ * WATCH) fails in turn: that session ends, the witness does not (it used to log_fatal), and
+ * the next session is served as before. The failures in the witness's own code are said with
+ * 5008; those in the conn layer refuse the connection. */
+static void
+test_out_of_memory(void **state)
+{
+    (void)state;
+    event_set_hook(dropped_hook, NULL);
+    n_dropped = 0;
+    for (long k = 0;; k++) {
+        nomem_fail_at = k;
+        nomem_count = 0;
+        nomem_failed = false;
+        nomem_armed = true;
+        int replies = raw_session_replies();
+        nomem_armed = false;
+        if (!nomem_failed) {
+            assert_int_equal(replies, 3); /* past the last allocation: served whole */
+            break;
+        }
+        struct node b;
+        node_up(&b, "mb2");
+        acquire(&b, "cms/other", 60000, 0);
+        assert_int_equal(b.lease.lease, COORD_LEASE_GRANTED);
+        coord_client_free(&b.c);
+    }
+    assert_true(n_dropped > 0);
+    event_set_hook(NULL, NULL);
+}
+
 int
 main(void)
 {
@@ -656,6 +778,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_eof_frees_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_frees_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_keeps_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
