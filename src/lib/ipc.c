@@ -10,7 +10,6 @@
  */
 #include "lib/ipc.h"
 
-#include "lib/crc32c.h"
 #include "lib/err.h"
 #include "lib/wire_field.h"
 
@@ -20,7 +19,9 @@
 #include <string.h>
 
 /* Error strings below spell these values out. */
-static_assert(TDM_IPC_HEADER_SIZE == WIRE_FRAME_HEADER, "the envelope is lib/wire_field.h's");
+static_assert(TDM_IPC_HEADER_SIZE == WIRE_FRAME_HEADER &&
+                  TDM_IPC_TRAILER_SIZE == WIRE_FRAME_TRAILER,
+              "the envelope is lib/wire_field.h's");
 static_assert(TDM_IPC_HELLO_VERSION == 1, "HELLO version error string says 1");
 static_assert(TDM_IPC_FRAME_OVERHEAD == 20, "frame length error string says 20");
 static_assert(TDM_IPC_MAX_FRAME < UINT32_MAX, "the length field must hold any frame");
@@ -1241,49 +1242,34 @@ static int
 frame_decode(const uint8_t *buf, size_t len, size_t max_frame, struct ipc_frame *frame_r,
              const char **error_r)
 {
-    if (len < 4)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short: no length field yet");
-    uint32_t flen = wire_get32(buf);
-    if (flen < TDM_IPC_FRAME_OVERHEAD)
-        return fail(error_r, TDM_ECORRUPT, "frame length below the 20-byte minimum");
-    if (flen > max_frame)
-        return fail(error_r, TDM_ECORRUPT,
-                    max_frame == TDM_IPC_MAX_FRAME ? "frame length over TDM_IPC_MAX_FRAME"
-                                                   : "frame length over the reader's limit");
-    if (len < flen)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short");
-    uint32_t stored = wire_get32(buf + flen - TDM_IPC_TRAILER_SIZE);
-    if (crc32c(0, buf, flen - TDM_IPC_TRAILER_SIZE) != stored)
-        return fail(error_r, TDM_ECORRUPT, "frame checksum mismatch");
-
-    uint16_t version = wire_get16(buf + 4);
-    uint16_t type = wire_get16(buf + 6);
-    uint32_t id = wire_get32(buf + 8);
-    uint32_t flags = wire_get32(buf + 12);
-    const struct msg_type *t = msg_type_of(type);
+    const char *over_max = max_frame == TDM_IPC_MAX_FRAME ? "frame length over TDM_IPC_MAX_FRAME"
+                                                          : "frame length over the reader's limit";
+    struct wire_frame f;
+    int rc = wire_frame_open(buf, len, (uint32_t)max_frame, over_max, &f, error_r);
+    if (rc != 0)
+        return rc;
+    const struct msg_type *t = msg_type_of(f.type);
     if (t == NULL)
         return fail(error_r, TDM_ECORRUPT, "unknown message type");
-    if (type == TDM_IPC_HELLO || type == TDM_IPC_HELLO_REPLY) {
-        if (version != TDM_IPC_HELLO_VERSION)
+    if (f.type == TDM_IPC_HELLO || f.type == TDM_IPC_HELLO_REPLY) {
+        if (f.version != TDM_IPC_HELLO_VERSION)
             return fail(error_r, TDM_ECORRUPT,
                         "HELLO and HELLO_REPLY frames must carry protocol version 1");
-    } else if (version < TDM_IPC_VERSION_MIN || version > TDM_IPC_VERSION) {
+    } else if (f.version < TDM_IPC_VERSION_MIN || f.version > TDM_IPC_VERSION) {
         return fail(error_r, TDM_ECORRUPT, "unsupported protocol version");
     }
-    if (flags != 0)
-        return fail(error_r, TDM_ECORRUPT, "frame flags not zero");
-    const char *id_error = request_id_error(t, id);
+    const char *id_error = request_id_error(t, f.request_id);
     if (id_error)
         return fail(error_r, TDM_ECORRUPT, id_error);
 
     *frame_r = (struct ipc_frame){
-        .length = flen,
-        .version = version,
-        .type = type,
-        .request_id = id,
-        .flags = flags,
-        .payload = buf + TDM_IPC_HEADER_SIZE,
-        .payload_len = flen - TDM_IPC_FRAME_OVERHEAD,
+        .length = f.length,
+        .version = f.version,
+        .type = f.type,
+        .request_id = f.request_id,
+        .flags = 0,
+        .payload = f.payload,
+        .payload_len = f.payload_len,
     };
     return 0;
 }

@@ -2,11 +2,13 @@
 #define TANDEM_LIB_WIRE_FIELD_H
 
 /*
- * The tagged-field primitives shared by the two framed protocols, IPC (src/lib/ipc.c,
- * docs/formats/ipc.md) and replication (src/proto/repl/repl_wire.c,
- * docs/formats/replication.md): little-endian integers, a payload reader that checks each
- * field's tag and that nothing runs past the payload, and a writer that with a NULL buffer
- * only counts, so one description of a layout gives both its size and its bytes.
+ * The frame envelope and tagged-field primitives shared by the framed protocols: IPC
+ * (src/lib/ipc.c, docs/formats/ipc.md), replication (src/proto/repl/repl_wire.c), the
+ * coordination store (src/proto/coord/coord_wire.c) and heartbeats
+ * (src/proto/cluster/cluster_wire.c): little-endian integers, the frame's envelope, a
+ * payload reader that checks each field's tag and that nothing runs past the payload, and a
+ * writer that with a NULL buffer only counts, so one description of a layout gives both its
+ * size and its bytes.
  *
  * Header-only (static inline): the codecs call these once per field on every message, and
  * the compiler should see through them as it did when each codec had its own copy.
@@ -16,6 +18,7 @@
  */
 
 #include "lib/crc32c.h"
+#include "lib/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,11 +76,92 @@ wire_get64(const uint8_t *p)
 }
 
 /*
- * The frame envelope the two protocols share: a 16-byte header (length of the whole frame,
+ * The frame envelope the protocols share: a 16-byte header (length of the whole frame,
  * version, type, request id, flags 0) before the payload, and after it the CRC32C of every
  * byte before the CRC.
  */
 #define WIRE_FRAME_HEADER 16u
+#define WIRE_FRAME_TRAILER 4u
+#define WIRE_FRAME_OVERHEAD (WIRE_FRAME_HEADER + WIRE_FRAME_TRAILER)
+
+/* A frame whose envelope wire_frame_open checked. What its version, type and request id may
+ * be is the protocol's to judge. */
+struct wire_frame {
+    uint32_t length; /* of the whole frame */
+    uint16_t version;
+    uint16_t type;
+    uint32_t request_id;
+    const uint8_t *payload; /* borrowed from the buffer */
+    uint32_t payload_len;
+};
+
+/*
+ * The length field of the frame at the start of buf (len bytes). Returns 0 with *length_r;
+ * TDM_ENEEDMORE before 4 bytes are there; TDM_ECORRUPT for a length below the envelope or
+ * above max_frame (over_max: the static message naming that limit), so a wild length is
+ * refused before anything waits for it.
+ */
+static inline int
+wire_frame_length(const uint8_t *buf, size_t len, uint32_t max_frame, const char *over_max,
+                  uint32_t *length_r, const char **error_r)
+{
+    const char *error;
+    int rc = TDM_ECORRUPT;
+    uint32_t flen = len < 4 ? 0 : wire_get32(buf);
+    if (len < 4) {
+        error = "frame cut short: no length field yet";
+        rc = TDM_ENEEDMORE;
+    } else if (flen < WIRE_FRAME_OVERHEAD) {
+        error = "frame length below the 20-byte minimum";
+    } else if (flen > max_frame) {
+        error = over_max;
+    } else {
+        *length_r = flen;
+        return 0;
+    }
+    if (error_r)
+        *error_r = error;
+    return rc;
+}
+
+/*
+ * The envelope of the frame at the start of buf (more may follow): its length as
+ * wire_frame_length checks it, the whole frame there (else TDM_ENEEDMORE), its CRC and zero
+ * flags (else TDM_ECORRUPT). Returns 0 with *frame_r.
+ */
+static inline int
+wire_frame_open(const uint8_t *buf, size_t len, uint32_t max_frame, const char *over_max,
+                struct wire_frame *frame_r, const char **error_r)
+{
+    uint32_t flen;
+    int rc = wire_frame_length(buf, len, max_frame, over_max, &flen, error_r);
+    if (rc != 0)
+        return rc;
+    const char *error = NULL;
+    if (len < flen) {
+        if (error_r)
+            *error_r = "frame cut short";
+        return TDM_ENEEDMORE;
+    }
+    if (crc32c(0, buf, flen - WIRE_FRAME_TRAILER) != wire_get32(buf + flen - WIRE_FRAME_TRAILER))
+        error = "frame checksum mismatch";
+    else if (wire_get32(buf + 12) != 0)
+        error = "frame flags not zero";
+    if (error) {
+        if (error_r)
+            *error_r = error;
+        return TDM_ECORRUPT;
+    }
+    *frame_r = (struct wire_frame){
+        .length = flen,
+        .version = wire_get16(buf + 4),
+        .type = wire_get16(buf + 6),
+        .request_id = wire_get32(buf + 8),
+        .payload = buf + WIRE_FRAME_HEADER,
+        .payload_len = flen - WIRE_FRAME_OVERHEAD,
+    };
+    return 0;
+}
 
 static inline void
 wire_frame_put_header(uint8_t *out, uint32_t frame_len, uint16_t version, uint16_t type,

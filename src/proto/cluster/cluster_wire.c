@@ -23,7 +23,9 @@
 #include <errno.h>
 #include <string.h>
 
-static_assert(CLUSTER_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER, "the envelope is wire_field.h's");
+static_assert(CLUSTER_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER &&
+                  CLUSTER_WIRE_TRAILER_SIZE == WIRE_FRAME_TRAILER,
+              "the envelope is lib/wire_field.h's");
 
 #define OVERHEAD (CLUSTER_WIRE_HEADER_SIZE + CLUSTER_WIRE_TRAILER_SIZE)
 /* Highest copy_state: the 8 copy states are 1..8, 0 is the active (docs/formats/cluster.md). */
@@ -293,40 +295,31 @@ cluster_msg_check(const struct cluster_msg *m, const char **error_r)
 int
 cluster_frame_length(const uint8_t *buf, size_t len, size_t *frame_len_r, const char **error_r)
 {
-    if (len < 4)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short: no length field yet");
-    uint32_t flen = wire_get32(buf);
-    if (flen < OVERHEAD)
-        return fail(error_r, TDM_ECORRUPT, "frame length below the 20-byte minimum");
-    if (flen > CLUSTER_WIRE_MAX_FRAME)
-        return fail(error_r, TDM_ECORRUPT, "frame length over CLUSTER_WIRE_MAX_FRAME");
-    *frame_len_r = flen;
-    return 0;
+    uint32_t flen;
+    int rc = wire_frame_length(buf, len, CLUSTER_WIRE_MAX_FRAME,
+                               "frame length over CLUSTER_WIRE_MAX_FRAME", &flen, error_r);
+    if (rc == 0)
+        *frame_len_r = flen;
+    return rc;
 }
 
 int
 cluster_msg_decode(const uint8_t *buf, size_t len, struct cluster_msg *msg_r, size_t *frame_len_r,
                    const char **error_r)
 {
-    size_t flen;
-    int rc = cluster_frame_length(buf, len, &flen, error_r);
+    struct wire_frame f;
+    int rc = wire_frame_open(buf, len, CLUSTER_WIRE_MAX_FRAME,
+                             "frame length over CLUSTER_WIRE_MAX_FRAME", &f, error_r);
     if (rc != 0)
         return rc;
-    if (len < flen)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short");
-    if (crc32c(0, buf, flen - CLUSTER_WIRE_TRAILER_SIZE) !=
-        wire_get32(buf + flen - CLUSTER_WIRE_TRAILER_SIZE))
-        return fail(error_r, TDM_ECORRUPT, "frame checksum mismatch");
-    if (wire_get16(buf + 4) != CLUSTER_WIRE_VERSION)
+    if (f.version != CLUSTER_WIRE_VERSION)
         return fail(error_r, TDM_ECORRUPT, "unsupported protocol version");
-    if (wire_get32(buf + 12) != 0)
-        return fail(error_r, TDM_ECORRUPT, "frame flags not zero");
     memset(msg_r, 0, sizeof(*msg_r));
-    msg_r->type = wire_get16(buf + 6);
-    msg_r->request_id = wire_get32(buf + 8);
+    msg_r->type = f.type;
+    msg_r->request_id = f.request_id;
     if (!cluster_type_name(msg_r->type))
         return fail(error_r, TDM_ECORRUPT, "unknown message type");
-    struct wire_rd r = {buf + CLUSTER_WIRE_HEADER_SIZE, flen - OVERHEAD, NULL};
+    struct wire_rd r = {f.payload, f.payload_len, NULL};
     if (!decode_payload(&r, msg_r))
         return fail(error_r, TDM_ECORRUPT, r.error);
     if (r.left != 0)
@@ -334,7 +327,7 @@ cluster_msg_decode(const uint8_t *buf, size_t len, struct cluster_msg *msg_r, si
     if (cluster_msg_check(msg_r, error_r) != 0)
         return TDM_ECORRUPT;
     if (frame_len_r)
-        *frame_len_r = flen;
+        *frame_len_r = f.length;
     return 0;
 }
 

@@ -37,7 +37,6 @@
  */
 #include "proto/coord/coord_wire.h"
 
-#include "lib/crc32c.h"
 #include "lib/err.h"
 #include "lib/wire_field.h"
 
@@ -45,7 +44,9 @@
 #include <errno.h>
 #include <string.h>
 
-static_assert(COORD_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER, "the envelope is lib/wire_field.h's");
+static_assert(COORD_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER &&
+                  COORD_WIRE_TRAILER_SIZE == WIRE_FRAME_TRAILER,
+              "the envelope is lib/wire_field.h's");
 static_assert(COORD_WIRE_FRAME_OVERHEAD == 20, "error string says 20");
 
 static int
@@ -415,44 +416,32 @@ coord_msg_check(const struct coord_msg *msg, const char **error_r)
 int
 coord_frame_length(const uint8_t *buf, size_t len, size_t *frame_len_r, const char **error_r)
 {
-    if (len < 4)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short: no length field yet");
-    uint32_t flen = wire_get32(buf);
-    if (flen < COORD_WIRE_FRAME_OVERHEAD)
-        return fail(error_r, TDM_ECORRUPT, "frame length below the 20-byte minimum");
-    if (flen > COORD_WIRE_MAX_FRAME)
-        return fail(error_r, TDM_ECORRUPT, "frame length over COORD_WIRE_MAX_FRAME");
-    *frame_len_r = flen;
-    return 0;
+    uint32_t flen;
+    int rc = wire_frame_length(buf, len, COORD_WIRE_MAX_FRAME,
+                               "frame length over COORD_WIRE_MAX_FRAME", &flen, error_r);
+    if (rc == 0)
+        *frame_len_r = flen;
+    return rc;
 }
 
 int
 coord_msg_decode(const uint8_t *buf, size_t len, struct coord_msg *msg_r, size_t *frame_len_r,
                  const char **error_r)
 {
-    size_t flen;
-    int rc = coord_frame_length(buf, len, &flen, error_r);
+    struct wire_frame f;
+    int rc = wire_frame_open(buf, len, COORD_WIRE_MAX_FRAME,
+                             "frame length over COORD_WIRE_MAX_FRAME", &f, error_r);
     if (rc != 0)
         return rc;
-    if (len < flen)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short");
-    uint32_t stored = wire_get32(buf + flen - COORD_WIRE_TRAILER_SIZE);
-    if (crc32c(0, buf, flen - COORD_WIRE_TRAILER_SIZE) != stored)
-        return fail(error_r, TDM_ECORRUPT, "frame checksum mismatch");
-    uint16_t version = wire_get16(buf + 4);
-    uint16_t type = wire_get16(buf + 6);
-    uint32_t id = wire_get32(buf + 8);
-    const struct msg_type *t = type_of(type);
+    const struct msg_type *t = type_of(f.type);
     if (t == NULL)
         return fail(error_r, TDM_ECORRUPT, "unknown message type");
-    if (version < COORD_WIRE_VERSION_MIN || version > COORD_WIRE_VERSION)
+    if (f.version < COORD_WIRE_VERSION_MIN || f.version > COORD_WIRE_VERSION)
         return fail(error_r, TDM_ECORRUPT, "unsupported protocol version");
-    if (wire_get32(buf + 12) != 0)
-        return fail(error_r, TDM_ECORRUPT, "frame flags not zero");
     memset(msg_r, 0, sizeof(*msg_r));
-    msg_r->type = type;
-    msg_r->request_id = id;
-    struct wire_rd r = {buf + COORD_WIRE_HEADER_SIZE, flen - COORD_WIRE_FRAME_OVERHEAD, NULL};
+    msg_r->type = f.type;
+    msg_r->request_id = f.request_id;
+    struct wire_rd r = {f.payload, f.payload_len, NULL};
     if (!decode_fields(&r, t, msg_r))
         return fail(error_r, TDM_ECORRUPT, r.error);
     if (r.left != 0)
@@ -461,7 +450,7 @@ coord_msg_decode(const uint8_t *buf, size_t len, struct coord_msg *msg_r, size_t
     if (coord_msg_check(msg_r, &error) != 0)
         return fail(error_r, TDM_ECORRUPT, error);
     if (frame_len_r)
-        *frame_len_r = flen;
+        *frame_len_r = f.length;
     return 0;
 }
 

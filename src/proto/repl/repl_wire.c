@@ -40,7 +40,6 @@
  */
 #include "proto/repl/repl_wire.h"
 
-#include "lib/crc32c.h"
 #include "lib/err.h"
 #include "lib/wire_field.h"
 #include "tandem/log_format.h"
@@ -50,7 +49,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static_assert(REPL_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER, "the envelope is lib/wire_field.h's");
+static_assert(REPL_WIRE_HEADER_SIZE == WIRE_FRAME_HEADER &&
+                  REPL_WIRE_TRAILER_SIZE == WIRE_FRAME_TRAILER,
+              "the envelope is lib/wire_field.h's");
 static_assert(REPL_WIRE_FRAME_OVERHEAD == REPL_WIRE_HEADER_SIZE + REPL_WIRE_TRAILER_SIZE,
               "frame overhead");
 static_assert(REPL_WIRE_FRAME_OVERHEAD == 20, "error string says 20");
@@ -709,55 +710,41 @@ request_id_error(const struct msg_type *t, uint32_t id)
 int
 repl_frame_length(const uint8_t *buf, size_t len, size_t *frame_len_r, const char **error_r)
 {
-    if (len < 4)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short: no length field yet");
-    uint32_t flen = wire_get32(buf);
-    if (flen < REPL_WIRE_FRAME_OVERHEAD)
-        return fail(error_r, TDM_ECORRUPT, "frame length below the 20-byte minimum");
-    if (flen > REPL_WIRE_MAX_FRAME)
-        return fail(error_r, TDM_ECORRUPT, "frame length over REPL_WIRE_MAX_FRAME");
-    *frame_len_r = flen;
-    return 0;
+    uint32_t flen;
+    int rc = wire_frame_length(buf, len, REPL_WIRE_MAX_FRAME,
+                               "frame length over REPL_WIRE_MAX_FRAME", &flen, error_r);
+    if (rc == 0)
+        *frame_len_r = flen;
+    return rc;
 }
 
 int
 repl_msg_decode(const uint8_t *buf, size_t len, struct repl_msg *msg_r, size_t *frame_len_r,
                 const char **error_r)
 {
-    size_t flen;
-    int rc = repl_frame_length(buf, len, &flen, error_r);
+    struct wire_frame f;
+    int rc = wire_frame_open(buf, len, REPL_WIRE_MAX_FRAME,
+                             "frame length over REPL_WIRE_MAX_FRAME", &f, error_r);
     if (rc != 0)
         return rc;
-    if (len < flen)
-        return fail(error_r, TDM_ENEEDMORE, "frame cut short");
-    uint32_t stored = wire_get32(buf + flen - REPL_WIRE_TRAILER_SIZE);
-    if (crc32c(0, buf, flen - REPL_WIRE_TRAILER_SIZE) != stored)
-        return fail(error_r, TDM_ECORRUPT, "frame checksum mismatch");
-
-    uint16_t version = wire_get16(buf + 4);
-    uint16_t type = wire_get16(buf + 6);
-    uint32_t id = wire_get32(buf + 8);
-    uint32_t flags = wire_get32(buf + 12);
-    const struct msg_type *t = msg_type_of(type);
+    const struct msg_type *t = msg_type_of(f.type);
     if (t == NULL)
         return fail(error_r, TDM_ECORRUPT, "unknown message type");
-    if (first_message(type)) {
-        if (version != REPL_WIRE_HELLO_VERSION)
+    if (first_message(f.type)) {
+        if (f.version != REPL_WIRE_HELLO_VERSION)
             return fail(error_r, TDM_ECORRUPT,
                         "HELLO, HELLO_REPLY and SEED_REQUEST frames must carry protocol version 1");
-    } else if (version < REPL_WIRE_VERSION_MIN || version > REPL_WIRE_VERSION) {
+    } else if (f.version < REPL_WIRE_VERSION_MIN || f.version > REPL_WIRE_VERSION) {
         return fail(error_r, TDM_ECORRUPT, "unsupported protocol version");
     }
-    if (flags != 0)
-        return fail(error_r, TDM_ECORRUPT, "frame flags not zero");
-    const char *id_error = request_id_error(t, id);
+    const char *id_error = request_id_error(t, f.request_id);
     if (id_error)
         return fail(error_r, TDM_ECORRUPT, id_error);
 
     memset(msg_r, 0, sizeof(*msg_r));
-    msg_r->type = type;
-    msg_r->request_id = id;
-    struct wire_rd r = {buf + REPL_WIRE_HEADER_SIZE, flen - REPL_WIRE_FRAME_OVERHEAD, NULL};
+    msg_r->type = f.type;
+    msg_r->request_id = f.request_id;
+    struct wire_rd r = {f.payload, f.payload_len, NULL};
     if (!t->decode(&r, msg_r))
         return fail(error_r, TDM_ECORRUPT, r.error);
     if (r.left != 0)
@@ -766,7 +753,7 @@ repl_msg_decode(const uint8_t *buf, size_t len, struct repl_msg *msg_r, size_t *
     if (t->check(msg_r, &error) != 0)
         return fail(error_r, TDM_ECORRUPT, error);
     if (frame_len_r)
-        *frame_len_r = flen;
+        *frame_len_r = f.length;
     return 0;
 }
 
