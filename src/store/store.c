@@ -348,6 +348,7 @@ store_get_status(struct store *s, struct store_status *st)
     st->commits = s->commits;
     st->syncs = s->syncs;
     st->solo_syncs = s->solo_syncs;
+    st->large_generations = s->large_gens;
     st->failed = s->failed != 0;
     st->disk_reserve = s->reserve_mode;
     memcpy(st->kind, s->kind, sizeof(st->kind));

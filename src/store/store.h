@@ -236,6 +236,9 @@ struct store_status {
     uint64_t solo_syncs; /* of them, syncs no other write overlapped: a batch's that kept the
                           * writer's turn (it closed a generation or carried a roll) and the
                           * END sync of a roll in the middle of a batch */
+    /* Generations begun larger than generation_size because the batches were large (at
+     * most 8 times it), since open. */
+    uint64_t large_generations;
     bool failed;
     bool disk_reserve;             /* reserve mode: new commits refused */
     char kind[STORE_KIND_MAX + 1]; /* "mail" for databases created before kinds existed */

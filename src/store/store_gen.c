@@ -224,11 +224,41 @@ gen_wait_next(struct store *s)
     return err;
 }
 
-/* The size of a generation that holds a frame of min_frame bytes after its BEGIN. */
-static uint64_t
-gen_size_for(const struct store *s, uint64_t min_frame)
+/*
+ * Generations sized to the batches. A batch larger than what is left of a generation rolls in
+ * its middle, and the END of a generation must be durable before anything is written to the
+ * next (docs/formats/log.md: that is how recovery tells a torn roll from damage), so each roll
+ * inside a batch is one fdatasync that nothing overlaps. At 64 committers x 64 KiB a batch is
+ * 2-4 MiB: with 1 MiB generations it crossed four of them, four syncs in a row per batch
+ * (docs/benchmarks.md). So while batches are large, the next generation is begun at the
+ * smallest power-of-two multiple of generation_size that holds STORE_GEN_BATCHES batches as
+ * large as the last one, at most STORE_GEN_GROW_MAX times generation_size; small batches keep
+ * generation_size. The format is unchanged: every generation's BEGIN records its size, as it
+ * did for a record too large for a standard generation (docs/decisions.md).
+ */
+void
+store__gen_want_batch(struct store *s, uint64_t batch_bytes)
 {
-    uint64_t size = s->opt.generation_size;
+    uint64_t base = s->opt.generation_size;
+    uint64_t need = TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + STORE_GEN_BATCHES * batch_bytes +
+                    TDM_LOG_END_FRAME;
+    uint64_t max = base * STORE_GEN_GROW_MAX;
+    if (max > TDM_LOG_MAX_GENERATION_SIZE)
+        max = TDM_LOG_MAX_GENERATION_SIZE;
+    uint64_t want = base;
+    while (want < need && want * 2 <= max)
+        want *= 2;
+    pthread_mutex_lock(&s->lock);
+    s->gen_want = want;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The size of a generation begun now that holds a frame of min_frame bytes after its BEGIN.
+ * Only the writer's turn sets gen_want, so it reads it without the lock. */
+uint64_t
+store__gen_size_for(const struct store *s, uint64_t min_frame)
+{
+    uint64_t size = s->gen_want > s->opt.generation_size ? s->gen_want : s->opt.generation_size;
     uint64_t need = TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + min_frame + TDM_LOG_END_FRAME;
     if (need > size) /* a record larger than a generation gets a generation of its own */
         size = (need + 4095) & ~(uint64_t)4095;
@@ -236,22 +266,28 @@ gen_size_for(const struct store *s, uint64_t min_frame)
 }
 
 /*
- * Grows file fd to size bytes if it is shorter, durably. The file may be shorter than the
- * generation: a record larger than a standard generation, a preallocation cut short by a crash
- * (recovery keeps blank files whatever their size), or a generation size changed since it was
- * made. The growth must be durable before the BEGIN that records the size: one fdatasync for
- * both may keep BEGIN and lose the growth, and recovery refuses a generation shorter than it
- * says (tests/crash/test_oversize_roll_crash.c).
+ * Makes file fd ready to be begun as a generation of at least *size_r bytes: grows it if it is
+ * shorter, durably, and otherwise takes the whole file (*size_r becomes its size), so that
+ * BEGIN's file size is always the file's: a spare made or recycled while batches were larger
+ * than they are now is used whole. The file may be shorter than the generation: a record
+ * larger than a standard generation, batches larger than when the spare was made, a
+ * preallocation cut short by a crash (recovery keeps blank files whatever their size), or a
+ * generation size changed since it was made. The growth must be durable before the BEGIN that
+ * records the size: one fdatasync for both may keep BEGIN and lose the growth, and recovery
+ * refuses a generation shorter than it says (tests/crash/test_oversize_roll_crash.c).
  */
 static int
-gen_grow(struct store *s, int fd, uint64_t size)
+gen_ready(struct store *s, int fd, uint64_t *size_r)
 {
     off_t have = 0;
     int ret = s->io->file_size(s->io, fd, &have);
-    if (ret == 0 && (uint64_t)have < size) {
-        ret = s->io->allocate(s->io, fd, (off_t)size);
+    if (ret == 0 && (uint64_t)have < *size_r) {
+        ret = s->io->allocate(s->io, fd, (off_t)*size_r);
         if (ret == 0)
             ret = s->io->fdatasync(s->io, fd);
+    } else if (ret == 0 && (uint64_t)have % 4096 == 0 &&
+               (uint64_t)have <= TDM_LOG_MAX_GENERATION_SIZE) {
+        *size_r = (uint64_t)have;
     }
     return ret == -ENOSPC ? TDM_ENOSPACE : ret;
 }
@@ -278,8 +314,8 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
     int fd = s->io->open(s->io, path, O_RDWR, 0);
     if (fd < 0)
         return fd;
-    uint64_t size = gen_size_for(s, min_frame);
-    int ret = gen_grow(s, fd, size);
+    uint64_t size = store__gen_size_for(s, min_frame);
+    int ret = gen_ready(s, fd, &size);
     if (ret < 0) {
         s->io->close(s->io, fd);
         return ret;
@@ -300,6 +336,10 @@ store__gen_open_next(struct store *s, uint64_t min_frame)
     };
     pthread_mutex_lock(&s->lock);
     s->writing_gen = gen;
+    if (size > s->opt.generation_size &&
+        TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + min_frame + TDM_LOG_END_FRAME <=
+            s->opt.generation_size)
+        s->large_gens++;
     pthread_cond_signal(&s->hk_wake); /* keep STORE_PREALLOC_AHEAD generations ready */
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -310,10 +350,13 @@ int
 store__gen_fit_unbegun(struct store *s, uint64_t min_frame)
 {
     TDM_ASSERT(!s->cur.begun);
-    uint64_t size = gen_size_for(s, min_frame);
-    if (size <= s->cur.size)
+    /* Only a first frame that does not fit grows it: the size for the batches was chosen
+     * when it was opened (store__gen_open_next()). */
+    uint64_t need = TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + min_frame + TDM_LOG_END_FRAME;
+    if (need <= s->cur.size)
         return 0;
-    int ret = gen_grow(s, s->cur.fd, size);
+    uint64_t size = store__gen_size_for(s, min_frame);
+    int ret = gen_ready(s, s->cur.fd, &size);
     if (ret == 0)
         s->cur.size = size;
     return ret;

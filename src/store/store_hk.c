@@ -71,28 +71,34 @@ store__truncate(struct store *s)
  * How many spare generations may wait above the current one. Recycling keeps the files that
  * one checkpoint interval truncates (8 at the defaults), so that in a steady state no
  * generation file is ever created or zero-filled; the bound keeps the disk that spares hold
- * at 64 MiB or STORE_PREALLOC_AHEAD generations, whichever is more.
+ * at 64 MiB or STORE_PREALLOC_AHEAD generations, whichever is more, counted at the size
+ * generations are begun with now (gen_want, up to 8 times generation_size for large batches).
  */
 static uint64_t
-spare_max(const struct store *s)
+spare_max(const struct store *s, uint64_t gen_want)
 {
-    uint64_t n = (64u << 20) / s->opt.generation_size;
+    uint64_t size = gen_want > s->opt.generation_size ? gen_want : s->opt.generation_size;
+    uint64_t n = (64u << 20) / size;
     if (n > STORE_RECYCLE_MAX)
         n = STORE_RECYCLE_MAX;
     return n > STORE_PREALLOC_AHEAD ? n : STORE_PREALLOC_AHEAD;
 }
 
 /*
- * True when generation file path is worth recycling: exactly the store's generation size (an
- * oversize generation made for one large record is deleted), and a version 3 header of this
+ * True when generation file path is worth recycling: at least the store's generation size and
+ * at most the size generations are begun with now (gen_want: larger while batches are large,
+ * store_gen.c), so that a file made for one large record, or for batches larger than today's,
+ * is deleted rather than kept (a spare is begun whole); and a version 3 header of this
  * database, which a spare must have before the log thread may begin it without a sync of its
  * own (a generation written before version 3 is deleted, and its place filled by a new file).
  */
 static bool
-recyclable(struct store *s, const char *path)
+recyclable(struct store *s, const char *path, uint64_t gen_want)
 {
     uint64_t size = 0;
-    return store__gen_header_ready(s, path, &size) == 1 && size == s->opt.generation_size;
+    uint64_t max = gen_want > s->opt.generation_size ? gen_want : s->opt.generation_size;
+    return store__gen_header_ready(s, path, &size) == 1 && size >= s->opt.generation_size &&
+           size <= max && size % 4096 == 0;
 }
 
 static int
@@ -105,7 +111,8 @@ truncate_locked(struct store *s)
         upto++;
     /* Spares are named above prealloc_upto; only this function (under truncate_lock) and
      * the housekeeping thread's preallocation (same lock) add to it. */
-    uint64_t spare = s->prealloc_upto, spare_limit = cur + spare_max(s);
+    uint64_t gen_want = s->gen_want;
+    uint64_t spare = s->prealloc_upto, spare_limit = cur + spare_max(s, gen_want);
     pthread_mutex_unlock(&s->lock);
     if (upto == low)
         return 0;
@@ -122,7 +129,7 @@ truncate_locked(struct store *s)
     for (g = low; g < upto; g++) {
         char path[4096];
         store__gen_path(path, sizeof(path), s->log_dir, g);
-        if (spare < spare_limit && recyclable(s, path)) {
+        if (spare < spare_limit && recyclable(s, path, gen_want)) {
             char to[4096];
             store__gen_path(to, sizeof(to), s->log_dir, spare + 1);
             ret = s->io->rename(s->io, path, to);
@@ -192,10 +199,12 @@ store__hk_thread_main(void *arg)
             pthread_mutex_lock(&s->lock);
             want = s->prealloc_upto + 1;
             bool still = want <= s->writing_gen + STORE_PREALLOC_AHEAD;
+            /* Made as large as generations are begun now, so a roll need not grow it (a
+             * sync on the commit path): store_gen.c. */
+            uint64_t size =
+                s->gen_want > s->opt.generation_size ? s->gen_want : s->opt.generation_size;
             pthread_mutex_unlock(&s->lock);
-            int ret = still ? store__gen_file_create(s->io, s->log_dir, want,
-                                                     s->opt.generation_size, s->guid)
-                            : 0;
+            int ret = still ? store__gen_file_create(s->io, s->log_dir, want, size, s->guid) : 0;
             pthread_mutex_unlock(&s->truncate_lock);
             pthread_mutex_lock(&s->lock);
             if (ret == 0 && still) {

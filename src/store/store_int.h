@@ -33,6 +33,11 @@
 /* Log workers taking turns to write and sync (store_log.c): two let one batch's write and
  * sync overlap the previous batch's sync. */
 #define STORE_LOG_WORKERS 2
+/* Generations sized to the batches (store_gen.c, gen_size_for()): while batches are large, a
+ * generation is begun at the smallest power-of-two multiple of generation_size, at most
+ * STORE_GEN_GROW_MAX times it, that holds STORE_GEN_BATCHES batches as large as the last. */
+#define STORE_GEN_BATCHES 4
+#define STORE_GEN_GROW_MAX 8
 
 /* "<dir>/<16 hex>.log" into buf (size >= strlen(dir) + 22). */
 void store__gen_path(char *buf, size_t size, const char *log_dir, uint64_t gen);
@@ -188,6 +193,10 @@ struct store {
      * durable data record is dur_last_lsn, and dur_closed once END is among them. */
     uint64_t dur_end, dur_last_lsn;
     bool dur_closed;
+    uint64_t gen_want;      /* the size the next generation is begun with, at least
+                             * generation_size: set by the writer's turn from each batch
+                             * (store__gen_want_batch()), read by preallocation and recycling */
+    uint64_t large_gens;    /* generations begun larger than generation_size for batches */
     uint64_t prealloc_upto; /* generations (cur_gen, prealloc_upto] exist as spares (new and
                              * zero-filled, or recycled); raised only under truncate_lock by
                              * preallocation and truncation (and by open) */
@@ -238,6 +247,11 @@ int store__gen_close_current(struct store *s);
 void store__gen_end_frame(const struct store *s, uint8_t frame[TDM_LOG_END_FRAME]);
 /* Opens the next generation after a current one already closed (store_gen.c). */
 int store__gen_start_next(struct store *s);
+/* Records the bytes of the batch the writer's turn is about to write: the next generation is
+ * begun large enough for STORE_GEN_BATCHES of them (store_gen.c). Lock not held. */
+void store__gen_want_batch(struct store *s, uint64_t batch_bytes);
+/* The size a generation begun now gets with a first frame of min_frame bytes (writer's turn). */
+uint64_t store__gen_size_for(const struct store *s, uint64_t min_frame);
 /* Opens generation cur.gen + 1 (already preallocated) as the current one. */
 int store__gen_open_next(struct store *s, uint64_t min_frame);
 int store__gen_file_create(const struct io_ops *io, const char *log_dir, uint64_t gen,

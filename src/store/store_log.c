@@ -137,6 +137,10 @@ log_write_batch(struct store *s, struct log_batch *lb)
     int ret;
 
     lb->failed_from = lb->head;
+    uint64_t lb_bytes = 0;
+    for (struct pending *p = lb->head; p; p = p->next)
+        lb_bytes += p->frame_len;
+    store__gen_want_batch(s, lb_bytes); /* sizes the generations this batch and the next begin */
     if (s->cur.closed) { /* closed early, and the next generation could not be started then */
         log_wait_earlier(s, lb->ticket);
         ret = store__gen_start_next(s);
@@ -179,11 +183,12 @@ log_write_batch(struct store *s, struct log_batch *lb)
         lb->failed_from = p->next;
     }
     lb->failed_from = lb->head; /* until the sync succeeds nothing in the last part is durable */
-    /* Only for batches that fit a generation: a larger one rolls in its middle anyway, and
-     * closing its last generation early would only waste it. */
+    /* Only for batches that fit the next generation (as large as store__gen_size_for() will
+     * begin it): a larger one rolls in its middle anyway, and closing its last generation
+     * early would only waste it. */
     lb->closes = blen > 0 && s->cur.off + blen + batch_bytes + TDM_LOG_END_FRAME > s->cur.size &&
                  TDM_LOG_HEADER_SIZE + TDM_LOG_BEGIN_FRAME + batch_bytes + TDM_LOG_END_FRAME <=
-                     s->opt.generation_size;
+                     store__gen_size_for(s, 0);
     if (blen > 0) {
         ret = log_write_records(s, blen, start, lb->closes);
         if (ret < 0)

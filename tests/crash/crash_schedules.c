@@ -101,6 +101,8 @@ struct sched {
     struct fault_io *fio;
     bool lmdb_power_loss;
     bool sync_lag; /* fault_io_set_sync_lag(): writes overtake syncs */
+    /* body_size(): batches that begin generations larger than GEN_SIZE */
+    bool large_batches;
     enum crash_mode mode;
     uint64_t crash_at;
     unsigned hook_crash_nth; /* CRASH_IN_HOOK: crash in this checkpoint (1-based) */
@@ -244,9 +246,14 @@ fill_body(uint8_t *body, size_t len, uint64_t seed)
     }
 }
 
+/* With large_batches, bodies of 6-30 KiB: a few committers' batch is then more than a quarter
+ * of a generation, so generations are begun larger than GEN_SIZE (store_gen.c), and rolls
+ * grow recycled spares, made while batches were smaller, on the commit path. */
 static size_t
-body_size(uint64_t *rng)
+body_size(uint64_t *rng, bool large_batches)
 {
+    if (large_batches && rnd_below(rng, 4) != 0)
+        return 6000 + rnd_below(rng, 24000);
     unsigned r = (unsigned)rnd_below(rng, 100);
     if (r < 70)
         return 20 + rnd_below(rng, 2000);
@@ -330,7 +337,7 @@ gen_op(struct sched *s, uint64_t *rng, struct mail_op *op, struct mail_target *t
             blen = s->body_sizes[j];
         } else {
             bseed = rnd(rng);
-            blen = body_size(rng);
+            blen = body_size(rng, s->large_batches);
             s->body_seeds[slot] = bseed;
             s->body_sizes[slot] = blen;
             s->next_body++;
@@ -572,6 +579,7 @@ struct totals {
     uint64_t mid_run; /* the crash came before the workload ended */
     uint64_t power_loss, snapshots, torn, vanished, restored, unacked_survived;
     uint64_t lagged, overlapped, crash_overlapped;
+    uint64_t large_gens, large_scheds; /* generations begun larger than GEN_SIZE; schedules */
 };
 
 static void
@@ -592,6 +600,9 @@ sched_setup(struct sched *s, uint64_t seed, const char *base)
     s->nthreads = 1 + (unsigned)rnd_below(&s->rng, MAX_THREADS);
     s->ops_per_thread = 6 + (unsigned)rnd_below(&s->rng, 60 / s->nthreads + 10);
     s->window = rnd_below(&s->rng, 3) == 0 ? 1 + (unsigned)rnd_below(&s->rng, 4) : 1;
+    s->large_batches = (seed & 12) == 12; /* a quarter of the schedules, independent of the above */
+    if (s->large_batches && s->window == 1)
+        s->window = 2 + (unsigned)rnd_below(&s->rng, 3);
     unsigned m = (unsigned)rnd_below(&s->rng, 10);
     s->mode = m < 6 ? CRASH_AT_SYNC : m < 7 ? CRASH_IN_ROLL : m < 8 ? CRASH_IN_CKPT : CRASH_IN_HOOK;
     s->mid_op = (unsigned)rnd_below(&s->rng, s->ops_per_thread);
@@ -689,6 +700,12 @@ run_schedule(uint64_t seed, const char *base, bool verbose, bool keep, struct to
         goto done;
     }
     bool mid_run = fault_io_crashed(s->fio);
+    uint64_t large_gens = 0;
+    if (store) {
+        struct store_status st0;
+        store_get_status(store, &st0);
+        large_gens = st0.large_generations;
+    }
     fault_io_crash_now(s->fio);
     if (store) {
         pthread_mutex_lock(&s->lock);
@@ -770,6 +787,8 @@ run_schedule(uint64_t seed, const char *base, bool verbose, bool keep, struct to
     t->lagged += fst.lagged;
     t->overlapped += fst.overlapped;
     t->crash_overlapped += fst.crash_overlapped;
+    t->large_gens += large_gens;
+    t->large_scheds += large_gens > 0;
     if (verbose)
         printf("seed %" PRIu64 ": %u threads x %u ops, mode %s, %s, crash at sync %" PRIu64
                " (%s), %zu submitted, %zu acked, recovered %" PRIu64 ", pending %" PRIu64
@@ -919,6 +938,8 @@ main(void)
         sum.lagged += t.lagged;
         sum.overlapped += t.overlapped;
         sum.crash_overlapped += t.crash_overlapped;
+        sum.large_gens += t.large_gens;
+        sum.large_scheds += t.large_scheds;
         for (unsigned k = 0; k < FAULT_IO_SYNC_KINDS; k++)
             sum.by_kind[k] += t.by_kind[k];
         for (unsigned k = 0; k < CRASH_MODES; k++)
@@ -940,6 +961,9 @@ main(void)
     printf("syncs held for a write %" PRIu64 ", overtaken by one %" PRIu64 ", crashes at an "
            "overtaken sync %" PRIu64 "\n",
            sum.lagged, sum.overlapped, sum.crash_overlapped);
+    printf("generations begun larger than %u bytes for large batches: %" PRIu64 " in %" PRIu64
+           " schedules\n",
+           GEN_SIZE, sum.large_gens, sum.large_scheds);
     printf("crash modes:");
     for (unsigned k = 0; k < CRASH_MODES; k++)
         printf(" %s %" PRIu64, crash_mode_names[k], sum.by_mode[k]);

@@ -329,6 +329,119 @@ test_oversize_record(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* Counts asynchronous commits answered (test_large_batches_begin_larger_generations). */
+struct burst {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, failed;
+};
+
+static void
+burst_cb(void *ctx, int status, uint64_t lsn, const struct mail_result *result)
+{
+    (void)lsn;
+    (void)result;
+    struct burst *b = ctx;
+    pthread_mutex_lock(&b->lock);
+    b->done++;
+    if (status != 0)
+        b->failed++;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Queues n records of len bytes at once and waits for all of them: batches of many records. */
+static void
+commit_burst(struct store *s, int n, size_t len)
+{
+    struct burst b = {.done = 0};
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.cond, NULL);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    memset(buf, 0x3c, len);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(store_commit_async(s, TDM_REC_NOOP, buf, len, burst_cb, &b), 0);
+    pthread_mutex_lock(&b.lock);
+    while (b.done < n)
+        pthread_cond_wait(&b.cond, &b.lock);
+    pthread_mutex_unlock(&b.lock);
+    assert_int_equal(b.failed, 0);
+    free(buf);
+    pthread_cond_destroy(&b.cond);
+    pthread_mutex_destroy(&b.lock);
+}
+
+/* The size generation gen was begun with (its BEGIN), after checking it is a generation of the
+ * log whose file is exactly that size; 0 when it is not begun yet. */
+static uint64_t
+begun_size(uint64_t gen)
+{
+    char p[512];
+    gen_path(p, sizeof(p), gen);
+    struct gen_scan sc;
+    const char *err = NULL;
+    assert_int_equal(store__gen_scan(&io_ops_posix, p, NULL, NULL, &sc, &err), 0);
+    if (sc.unbegun)
+        return 0; /* the current generation, opened and not begun yet */
+    assert_int_equal(sc.hdr.generation, gen);
+    assert_int_equal(sc.hdr.file_size, sc.file_size);
+    return sc.hdr.file_size;
+}
+
+/*
+ * Batches larger than a quarter of a generation begin larger generations (a power-of-two
+ * multiple of generation_size, at most 8 times it: store_gen.c), so that such a batch no longer
+ * rolls several times in its middle with one lone END sync each; small batches go back to
+ * generation_size once the larger spares are used. Every record survives, the chain holds.
+ */
+static void
+test_large_batches_begin_larger_generations(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *s = create_open(&o);
+    for (int i = 0; i < 8; i++)
+        commit_burst(s, 48, 6000); /* batches of up to 24 x 6 KiB: 4 of them need 576 KiB */
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 8 * 48);
+    assert_true(st.large_generations > 0);
+    uint64_t big_gen = 0, gen1_end = st.current_generation;
+    for (uint64_t g = 2; g <= st.current_generation; g++) {
+        uint64_t size = begun_size(g);
+        if (size == 0 && g == st.current_generation)
+            break;
+        /* 64 KiB times a power of two, at most 8 times */
+        assert_true(size == 64 * 1024 || size == 128 * 1024 || size == 256 * 1024 ||
+                    size == 512 * 1024);
+        if (size == 512 * 1024)
+            big_gen = g;
+    }
+    assert_true(big_gen > 0);
+    /* One record at a time: small batches, standard generations once the larger spares (at
+     * most STORE_PREALLOC_AHEAD made ahead) are used up. */
+    for (int i = 0; i < 2000; i++)
+        commit_noop(s, 1000);
+    store_get_status(s, &st);
+    assert_true(st.current_generation > gen1_end + 4);
+    assert_int_equal(begun_size(st.current_generation - 1), 64 * 1024);
+    assert_int_equal(store_close(&s), 0);
+
+    s = reopen(&o, 0);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 8 * 48 + 2000);
+    assert_int_equal(store_close(&s), 0);
+    struct store_verify_options vo = {.tmp_dir = tmpdir};
+    struct store_verify_report r;
+    const char *err = NULL;
+    assert_int_equal(store_verify(dbdir(), &vo, &r, &err), 0);
+    assert_int_equal(r.errors, 0);
+    assert_int_equal(r.last_lsn, 8 * 48 + 2000); /* (truncation at close: no replay from 1) */
+    store_verify_report_clear(&r);
+}
+
 static void
 test_idle_close(void **state)
 {
@@ -1061,6 +1174,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_roll_and_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversize_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_batches_begin_larger_generations, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timer_starts_at_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_roll, setup, teardown),
