@@ -70,6 +70,9 @@ enum tdm_event {
     TDM_EV_CMS_ADDRESS_DOWN = 5041,
     TDM_EV_CMS_BIND_RETRYING = 5042,
     TDM_EV_CMS_BIND_FAILED = 5043,
+    TDM_EV_CMS_INTERFACE_FAILED = 5044,
+    TDM_EV_CMS_STALE_ADDRESS_REMOVED = 5045,
+    TDM_EV_CMS_ANNOUNCE_FAILED = 5046,
     /* The cluster agent (src/tandemd/core_cluster.c, docs/cluster.md). */
     TDM_EV_CLUSTER_LEASE_WON = 5050,
     TDM_EV_CLUSTER_FENCED = 5051,

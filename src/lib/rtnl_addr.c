@@ -39,7 +39,7 @@ rtnl_addr_build(void *buf, size_t size, bool add, uint32_t seq, const struct rtn
         return -EINVAL;
     if (a->prefix_len > alen * 8 || a->ifindex <= 0)
         return -EINVAL;
-    size_t total = NLMSG_SPACE(sizeof(struct ifaddrmsg)) + 2 * RTA_SPACE(alen);
+    size_t total = NLMSG_SPACE(sizeof(struct ifaddrmsg)) + (add ? 2 : 1) * RTA_SPACE(alen);
     if (size < total)
         return -ENOSPC;
     unsigned char *p = buf;
@@ -64,9 +64,12 @@ rtnl_addr_build(void *buf, size_t size, bool add, uint32_t seq, const struct rtn
     memcpy(p + NLMSG_HDRLEN, &ifa, sizeof(ifa));
     size_t off = NLMSG_SPACE(sizeof(ifa));
     /* IFA_LOCAL is the address itself; IFA_ADDRESS is the peer's on point-to-point links and
-     * the same elsewhere: `ip addr` sends both, and a delete matches on them. */
+     * the same elsewhere, as `ip addr add` sends it. A delete carries IFA_LOCAL alone: with
+     * IFA_ADDRESS the kernel also matches the prefix length, and an address left by a crashed
+     * run may have been added with another one. */
     off += put_attr(p + off, IFA_LOCAL, a->bytes, alen);
-    off += put_attr(p + off, IFA_ADDRESS, a->bytes, alen);
+    if (add)
+        off += put_attr(p + off, IFA_ADDRESS, a->bytes, alen);
     return (int)off;
 }
 

@@ -29,7 +29,8 @@ struct rtnl_addr {
 /* Writes the request that adds (add) or deletes a to buf: its length, or -EINVAL for a bad
  * family, prefix length or index, -ENOSPC when size is too small. An add fails with EEXIST
  * when the address is already on the interface (NLM_F_EXCL); an IPv6 address is added without
- * duplicate address detection (IFA_F_NODAD), so it is usable at once, as an IPv4 one is. */
+ * duplicate address detection (IFA_F_NODAD), so it is usable at once, as an IPv4 one is. A
+ * delete matches the address whatever its prefix length (a->prefix_len is still checked). */
 int rtnl_addr_build(void *buf, size_t size, bool add, uint32_t seq, const struct rtnl_addr *a);
 
 /* Looks in one datagram from the kernel (len bytes) for the answer to request seq.

@@ -244,20 +244,43 @@ needs_bind_capability(const struct tdm_config *cfg)
     return false;
 }
 
+/* Whether a CMS address lives on an interface: the supervisor then adds and deletes it
+ * (CAP_NET_ADMIN) and announces it on a raw socket (CAP_NET_RAW). Judged on [cms] at start. */
+static bool
+needs_interface_capabilities(const struct tdm_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->n_cms; i++)
+        if (cfg->cms[i].interface[0])
+            return true;
+    return false;
+}
+
+static void
+cap_add(struct __user_cap_data_struct *data, int cap)
+{
+    data[CAP_TO_INDEX(cap)].permitted |= CAP_TO_MASK(cap);
+    data[CAP_TO_INDEX(cap)].effective |= CAP_TO_MASK(cap);
+}
+
 /*
- * After setuid with PR_SET_KEEPCAPS: of everything root had, keeps CAP_NET_BIND_SERVICE alone
- * (permitted and effective; nothing inheritable, so no child gets it: a child is exec'ed as
- * the unprivileged user, which clears what it would have inherited). Through the raw system
- * call, so no new library is needed. Returns 0 or -errno.
+ * After setuid with PR_SET_KEEPCAPS: of everything root had, keeps only what the CMS addresses
+ * need: CAP_NET_BIND_SERVICE (bind) and/or CAP_NET_ADMIN and CAP_NET_RAW (iface), permitted
+ * and effective; nothing inheritable, so no child gets them: a child is exec'ed as the
+ * unprivileged user, which clears what it would have inherited. Through the raw system call,
+ * so no new library is needed. Returns 0 or -errno.
  */
 static int
-keep_only_bind_capability(void)
+keep_only_cms_capabilities(bool bind, bool iface)
 {
     struct __user_cap_header_struct head = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
     memset(data, 0, sizeof(data));
-    data[CAP_TO_INDEX(CAP_NET_BIND_SERVICE)].permitted = CAP_TO_MASK(CAP_NET_BIND_SERVICE);
-    data[CAP_TO_INDEX(CAP_NET_BIND_SERVICE)].effective = CAP_TO_MASK(CAP_NET_BIND_SERVICE);
+    if (bind)
+        cap_add(data, CAP_NET_BIND_SERVICE);
+    if (iface) {
+        cap_add(data, CAP_NET_ADMIN);
+        cap_add(data, CAP_NET_RAW);
+    }
     return syscall(SYS_capset, &head, data) == 0 ? 0 : -errno;
 }
 
@@ -281,12 +304,18 @@ tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r)
         return err;
     }
     /* A CMS address is bound after the drop, whenever the core asks: when one of its ports is
-     * below 1024 the supervisor keeps the one capability that allows it (docs/decisions.md). */
+     * below 1024 the supervisor keeps the one capability that allows it; when one lives on an
+     * interface, the two that add and announce it (docs/decisions.md). */
     bool keep_bind = needs_bind_capability(cfg);
-    if (keep_bind && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0) {
+    bool keep_iface = needs_interface_capabilities(cfg);
+    char caps[80];
+    snprintf(caps, sizeof(caps), "%s%s%s", keep_bind ? "CAP_NET_BIND_SERVICE" : "",
+             keep_bind && keep_iface ? ", " : "", keep_iface ? "CAP_NET_ADMIN, CAP_NET_RAW" : "");
+    bool keep = keep_bind || keep_iface;
+    if (keep && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) < 0) {
         int err = -errno;
-        *error_r = xfmt("cannot keep CAP_NET_BIND_SERVICE across the switch to user \"%s\": %s",
-                        cfg->user, strerror(errno));
+        *error_r = xfmt("cannot keep %s across the switch to user \"%s\": %s", caps, cfg->user,
+                        strerror(errno));
         return err;
     }
     if (initgroups(cfg->user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
@@ -294,11 +323,11 @@ tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r)
         *error_r = xfmt("cannot switch to user \"%s\": %s", cfg->user, strerror(errno));
         return err;
     }
-    if (keep_bind) {
-        int ret = keep_only_bind_capability();
+    if (keep) {
+        int ret = keep_only_cms_capabilities(keep_bind, keep_iface);
         prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
         if (ret < 0) {
-            *error_r = xfmt("cannot keep CAP_NET_BIND_SERVICE as user \"%s\": %s", cfg->user,
+            *error_r = xfmt("cannot keep %s as user \"%s\": %s", caps, cfg->user,
                             strerror(-ret));
             return ret;
         }
@@ -307,7 +336,7 @@ tandemd__drop_privileges(const struct tdm_config *cfg, char **error_r)
         *error_r = xfmt("dropped to user \"%s\" but could become root again", cfg->user);
         return -EPERM;
     }
-    log_info("running as user %s (uid %u)%s", cfg->user, (unsigned)pw->pw_uid,
-             keep_bind ? ", keeping CAP_NET_BIND_SERVICE for the CMS addresses" : "");
+    log_info("running as user %s (uid %u)%s%s%s", cfg->user, (unsigned)pw->pw_uid,
+             keep ? ", keeping " : "", caps, keep ? " for the CMS addresses" : "");
     return 0;
 }

@@ -17,6 +17,13 @@
  * while one is refused the others refuse connections instead of queueing them unserved.
  *
  * Sockets are close-on-exec: a child gets one only through its descriptor channel.
+ *
+ * A CMS with an interface ([cms] interface = ...): its address is added to that interface
+ * before the first bind (a failure there is retried every second, event 5044), announced by
+ * gratuitous ARP once every port is bound (then twice more a second apart, for a frame lost
+ * or a neighbour whose entry was too fresh to be overridden), and deleted right after the
+ * sockets are closed, in the same step as the core's DOWN, so it leaves with the fence
+ * (supervisor_cms_iface.h). One left by a crashed run is deleted at start.
  */
 #include "tandemd/tandemd.h"
 
@@ -25,6 +32,7 @@
 #include "lib/event.h"
 #include "lib/ipc.h"
 #include "lib/log.h"
+#include "tandemd/supervisor_cms_iface.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -38,6 +46,8 @@
 
 #define CMS_RETRY_IN_USE_MS 100u
 #define CMS_RETRY_OTHER_MS 1000u
+#define CMS_ANNOUNCE_COUNT 3u
+#define CMS_ANNOUNCE_INTERVAL_MS 1000u
 
 /* One CMS asked up: created by the core's UP, freed by its DOWN. */
 struct sup_cms_entry {
@@ -51,6 +61,10 @@ struct sup_cms_entry {
     int last_proto;                  /* protocol: one event per cause */
     struct event *retry;
     uint64_t since_ms; /* asked up, tdm_clock_ms() */
+    struct tdm_config_cms conf; /* as configured when asked up: its interface, if any */
+    bool on_iface;              /* the address was added to conf.interface by us */
+    struct event *announce;     /* the announcements after the first */
+    unsigned announce_left;
     struct sup_cms_entry *next;
 };
 
@@ -148,6 +162,67 @@ entry_failed(struct sup_cms_entry *e, int p, int err)
     entry_arm_retry(e, err == EADDRINUSE ? CMS_RETRY_IN_USE_MS : CMS_RETRY_OTHER_MS);
 }
 
+/* The address of e could not be added to its interface (err, a -errno): said once per cause,
+ * tried again in a second. */
+static void
+entry_iface_failed(struct sup_cms_entry *e, int err)
+{
+    struct sup_cms *sc = e->sc;
+    if (-err != e->last_errno || e->last_proto != -1) {
+        e->last_errno = -err;
+        e->last_proto = -1;
+        event_emit(TDM_EV_CMS_INTERFACE_FAILED, e->name,
+                   "CMS %s: cannot add %s/%u to interface %s: %s; no protocol is served on it "
+                   "until it is there; retrying every %u ms",
+                   e->name, e->address.text,
+                   e->conf.prefix_len ? e->conf.prefix_len : 32u, e->conf.interface,
+                   strerror(-err), CMS_RETRY_OTHER_MS);
+        sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_BINDING);
+    }
+    entry_arm_retry(e, CMS_RETRY_OTHER_MS);
+}
+
+static void
+entry_announce(struct sup_cms_entry *e)
+{
+    int r = sup_cms_iface_announce(&e->conf);
+    if (r < 0)
+        event_emit(TDM_EV_CMS_ANNOUNCE_FAILED, e->name,
+                   "CMS %s: cannot announce %s on interface %s (gratuitous ARP): %s; "
+                   "neighbours reach it once their cache entry for it expires",
+                   e->name, e->address.text, e->conf.interface, strerror(-r));
+    if (e->announce_left > 0) {
+        e->announce_left--;
+        struct timeval tv = {.tv_sec = CMS_ANNOUNCE_INTERVAL_MS / 1000,
+                             .tv_usec = (CMS_ANNOUNCE_INTERVAL_MS % 1000) * 1000};
+        evtimer_add(e->announce, &tv);
+    }
+}
+
+static void
+entry_announce_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    entry_announce(arg);
+}
+
+/* Deletes e's address from its interface if we added it. */
+static void
+entry_iface_remove(struct sup_cms_entry *e)
+{
+    if (!e->on_iface)
+        return;
+    e->on_iface = false;
+    int r = sup_cms_iface_del(&e->conf);
+    if (r < 0 && r != -EADDRNOTAVAIL)
+        event_emit(TDM_EV_CMS_INTERFACE_FAILED, e->name,
+                   "CMS %s: cannot delete %s from interface %s: %s; it stays there until this "
+                   "server starts again (remove it by hand: ip addr del %s/%u dev %s)",
+                   e->name, e->address.text, e->conf.interface, strerror(-r), e->address.text,
+                   e->conf.prefix_len ? e->conf.prefix_len : 32u, e->conf.interface);
+}
+
 /* Binds what is not bound yet; when all are, makes them listen, hands them over and says so.
  * Every protocol or none: a port bound while another is refused does not listen yet, so a
  * client connecting to it is refused at once (and tries again, or another address) instead
@@ -156,6 +231,14 @@ static void
 entry_try(struct sup_cms_entry *e)
 {
     struct sup_cms *sc = e->sc;
+    if (e->conf.interface[0] && !e->on_iface) {
+        int r = sup_cms_iface_add(&e->conf);
+        if (r < 0) {
+            entry_iface_failed(e, r);
+            return;
+        }
+        e->on_iface = true;
+    }
     for (int p = 0; p < TDM_PROTO_COUNT; p++) {
         if (!e->ports[p] || e->fds[p] >= 0)
             continue;
@@ -182,9 +265,16 @@ entry_try(struct sup_cms_entry *e)
     sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_UP);
     char protos[256];
     entry_protos(e, false, protos, sizeof(protos));
-    event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up (%s) after %llu ms", e->name,
-               e->address.text, protos[0] ? protos : "no protocols",
+    char where[64] = "";
+    if (e->conf.interface[0])
+        snprintf(where, sizeof(where), " on interface %s", e->conf.interface);
+    event_emit(TDM_EV_CMS_ADDRESS_UP, e->name, "CMS %s: address %s up%s (%s) after %llu ms",
+               e->name, e->address.text, where, protos[0] ? protos : "no protocols",
                (unsigned long long)(tdm_clock_ms() - e->since_ms));
+    if (e->conf.interface[0]) {
+        e->announce_left = CMS_ANNOUNCE_COUNT - 1;
+        entry_announce(e);
+    }
 }
 
 static void
@@ -205,6 +295,8 @@ tandemd__sup_cms_new(struct event_base *base, const struct tdm_config *cfg,
     sc->base = base;
     sc->cfg = cfg;
     sc->hooks = *hooks;
+    /* Before the core runs, so before any lease is won. */
+    sup_cms_iface_remove_stale(cfg);
     return sc;
 }
 
@@ -225,13 +317,22 @@ entry_down(struct sup_cms_entry **pp)
     *pp = e->next;
     evtimer_del(e->retry);
     event_free(e->retry);
+    event_free(e->announce);
     entry_close_fds(e);
     /* Every child that may hold one of its sockets closes it, and ends what it accepted. */
     sc->hooks.close(sc->hooks.ctx, e->name);
+    /* Off the interface now, not once the children have said goodbye: this runs on the way to
+     * the fence deadline, and another node may take the address right after it. The goodbyes
+     * of connections on it may then not reach their clients, which reconnect anyway. */
+    bool was_on_iface = e->on_iface;
+    entry_iface_remove(e);
     sc->hooks.state(sc->hooks.ctx, e->name, TDM_IPC_CMS_DOWN);
+    char where[64] = "";
+    if (was_on_iface)
+        snprintf(where, sizeof(where), ", removed from interface %s", e->conf.interface);
     event_emit(TDM_EV_CMS_ADDRESS_DOWN, e->name,
-               "CMS %s: address %s down%s; the connections accepted on it are ended", e->name,
-               e->address.text, e->handed ? "" : " (it was never bound)");
+               "CMS %s: address %s down%s%s; the connections accepted on it are ended", e->name,
+               e->address.text, e->handed ? "" : " (it was never bound)", where);
     free(e);
 }
 
@@ -270,13 +371,15 @@ tandemd__sup_cms_control(struct sup_cms *sc, const char *name, size_t len, bool 
     e->sc = sc;
     snprintf(e->name, sizeof(e->name), "%s", cms->name);
     e->address = cms->address;
+    e->conf = *cms;
     for (int p = 0; p < TDM_PROTO_COUNT; p++)
         e->fds[p] = -1;
     for (unsigned i = 0; i < sc->cfg->n_listeners; i++)
         if (tandemd__cms_proto(sc->cfg->listeners[i].proto))
             e->ports[sc->cfg->listeners[i].proto] = sc->cfg->listeners[i].port;
     e->retry = evtimer_new(sc->base, entry_retry_cb, e);
-    if (!e->retry)
+    e->announce = evtimer_new(sc->base, entry_announce_cb, e);
+    if (!e->retry || !e->announce)
         log_fatal("out of memory");
     e->since_ms = tdm_clock_ms();
     e->next = *pp;
@@ -311,7 +414,9 @@ tandemd__sup_cms_free(struct sup_cms **scp)
         struct sup_cms_entry *e = sc->entries;
         sc->entries = e->next;
         event_free(e->retry);
+        event_free(e->announce);
         entry_close_fds(e);
+        entry_iface_remove(e); /* a clean stop leaves nothing on the interface */
         free(e);
     }
     free(sc);
