@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cluster_lab import CMS, ClusterLab, events
+from cluster_lab import CMS, ClusterLab, Observer, events
 from lab import WAIT, wait_for
 
 
@@ -24,23 +24,6 @@ def lab(tandem_bin, tandemctl, tmp_path):
     lab.setup()
     yield lab
     lab.close()
-
-
-class Observer(threading.Thread):
-    """Polls both nodes' GET /v1/cluster every 50 ms; records any instant where both say
-    Active."""
-
-    def __init__(self, lab):
-        super().__init__(daemon=True)
-        self.lab, self.stop, self.both, self.polls = lab, threading.Event(), [], 0
-
-    def run(self):
-        while not self.stop.is_set():
-            st = [self.lab.state(s) for s in self.lab.nodes]
-            self.polls += 1
-            if st.count("Active") == 2:
-                self.both.append(time.monotonic())
-            time.sleep(0.05)
 
 
 def test_start_failover_rejoin_witness_loss(lab, tandemctl):

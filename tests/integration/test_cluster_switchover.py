@@ -4,14 +4,11 @@ old active demotes to a copy of the CMS address and the target binds it. Always 
 continuous LMTP load to the CMS address, every message answered 250 is there exactly once after
 any number of moves back and forth, and the old active rejoins Healthy each time (never
 diverged). TANDEM_SWITCHOVER_CYCLES moves (default 6; the issue's 20 on demand)."""
-import imaplib
 import os
-import threading
-import time
 
 import pytest
 
-from cluster_lab import CMS, ClusterLab, events
+from cluster_lab import CMS, ClusterLab, Load, events
 from lab import WAIT, wait_for
 
 
@@ -24,8 +21,7 @@ def lab(tandem_bin, tandemctl, tmp_path):
 
 
 def healthy(lab, s):
-    c = lab.copy_status(s)
-    return c if c and c["state"] == "Healthy" else None
+    return lab.healthy(s)
 
 
 def move(lab, on, to, comment="test"):
@@ -99,47 +95,6 @@ def test_move_and_refusals(lab):
         ({"before", "still here"},)
 
 
-class Load:
-    """LMTP deliveries to the CMS address, one after another, until stopped: what was answered
-    250, and how many were refused or cut (expected while the address moves)."""
-
-    def __init__(self, lab):
-        self.lab, self.ok, self.failed, self.n = lab, [], 0, 0
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.stop.is_set():
-            self.n += 1
-            subject = f"m{self.n}"
-            try:
-                if self.lab.deliver(subject):
-                    self.ok.append(subject)
-                else:
-                    self.failed += 1
-            except (OSError, EOFError, Exception):  # noqa: B902 - any client error is a retry
-                self.failed += 1
-                time.sleep(0.02)
-
-
-def all_subjects(lab):
-    """Every message's subject on the CMS address, with repeats (a duplicate must show)."""
-    m = imaplib.IMAP4(lab.cms_addr, lab.a.ports["imap"], timeout=WAIT)
-    try:
-        m.login("alice", "secret-pw")
-        typ, data = m.select("INBOX")
-        assert typ == "OK", data
-        out = []
-        if int(data[0]):
-            typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-            for item in data:
-                if isinstance(item, tuple):
-                    out.append(item[1].decode().strip().split(":", 1)[1].strip())
-        return out
-    finally:
-        m.logout()
-
-
 def test_switchovers_under_load_are_lossless(lab):
     cycles = int(os.environ.get("TANDEM_SWITCHOVER_CYCLES", "6"))
     act, pas = started(lab)
@@ -165,7 +120,7 @@ def test_switchovers_under_load_are_lossless(lab):
     finally:
         load.stop.set()
         load.t.join(timeout=WAIT)
-    got = all_subjects(lab)
+    got = lab.all_subjects()
     missing = [s for s in load.ok if s not in got]
     twice = sorted({s for s in got if got.count(s) > 1})
     print(f"{cycles} switchovers: {len(load.ok)} answered 250, {load.failed} refused or cut; "
