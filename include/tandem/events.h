@@ -85,6 +85,11 @@ enum tdm_event {
     TDM_EV_CLUSTER_MOVE_STARTED = 5058, /* switchover: src/tandemd/core_cluster_move.c */
     TDM_EV_CLUSTER_MOVE_DONE = 5059,
     TDM_EV_CLUSTER_MOVE_FAILED = 5060,
+    /* Resubmission from the transports' dumpsters after a failover
+     * (src/tandemd/core_cluster_failover.c). */
+    TDM_EV_CLUSTER_RESUBMIT_REQUESTED = 5070,
+    TDM_EV_CLUSTER_RESUBMIT_ACKED = 5071,
+    TDM_EV_CLUSTER_RESUBMIT_FAILED = 5072,
     /* The transport dumpster (src/smtp/dumpster*.c, docs/smtp.md "Transport dumpster"). */
     TDM_EV_DUMPSTER_RESUBMITTED = 5100,
     TDM_EV_DUMPSTER_WRITE_FAILED = 5101,

@@ -329,18 +329,17 @@ remote_login_cb(void *ctx, int status, bool from_cache)
 /*
  * This server holds no passwords: the directory servers check a person's login, through the
  * directory client, whose cache keeps logins working through a short directory outage
- * (src/dirclient/). Servers authenticate to directory servers only.
+ * (src/dirclient/). A server's key is checked by the directory too (POST /v1/auth/verify:
+ * the right key of a member of `servers`, never cached): the cluster agent of a mailbox
+ * server asks a transport's dumpster to resubmit after a failover (docs/cluster.md). Without
+ * the directory here nothing can be authorized against an ACL, so what a server may do on
+ * such a server is decided per endpoint (admin_dumpster.c).
  */
 static void
 remote_login(struct admin_call *call, bool server, const char *user, const char *password,
              void (*next)(struct admin_call *call))
 {
     struct admin_server *srv = call->srv;
-    if (server) {
-        call->who = ADMIN_WHO_NONE;
-        refuse(call, "servers authenticate to directory servers, not to this one");
-        return;
-    }
     if (!srv->remote) {
         call->who = ADMIN_WHO_NONE;
         admin_reply_error(call, 503, NULL, "%s", srv->remote_problem);
@@ -348,7 +347,8 @@ remote_login(struct admin_call *call, bool server, const char *user, const char 
     }
     call->auth_next = next;
     admin_call_watch_close(call);
-    int ret = dir_client_login(srv->remote, user, password, remote_login_cb, call);
+    int ret = server ? dir_client_verify_server(srv->remote, user, password, remote_login_cb, call)
+                     : dir_client_login(srv->remote, user, password, remote_login_cb, call);
     if (ret < 0) {
         admin_call_unwatch(call);
         call->who = ADMIN_WHO_NONE;

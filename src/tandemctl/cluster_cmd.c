@@ -78,6 +78,36 @@ print_cms(json_t *list)
     }
     ctl_table_print(t, stdout);
     ctl_table_free(&t);
+    /* The last failover's loss and the resubmission from the dumpsters that followed it
+     * (docs/cluster.md "Resubmission after a failover"). */
+    json_array_foreach(list, i, c)
+    {
+        json_t *f = json_object_get(c, "last_failover");
+        if (!json_is_object(f))
+            continue;
+        json_t *r = json_object_get(f, "resubmission");
+        const char *rstate = json_string_value(json_object_get(r, "state"));
+        size_t k, acked = 0, n = json_array_size(json_object_get(r, "requests"));
+        json_t *q;
+        json_array_foreach(json_object_get(r, "requests"), k, q)
+        {
+            const char *qs = json_string_value(json_object_get(q, "state"));
+            acked += qs && !strcmp(qs, "acknowledged");
+        }
+        printf("%s: last failover (%s) ", json_string_value(json_object_get(c, "name")),
+               json_string_value(json_object_get(f, "cause")));
+        if (json_is_true(json_object_get(f, "lossy")))
+            printf("lossy: %" JSON_INTEGER_FORMAT " record(s), %" JSON_INTEGER_FORMAT
+                   " generation(s) missing",
+                   json_integer_value(json_object_get(f, "lost_records")),
+                   json_integer_value(json_object_get(f, "lost_generations")));
+        else
+            printf("not lossy as far as the copies' last reports show");
+        printf("; resubmission %s", rstate ? rstate : "?");
+        if (n)
+            printf(" (%zu of %zu request(s) acknowledged)", acked, n);
+        putchar('\n');
+    }
     /* The running or last switchover asked here (docs/cluster.md "Switchover"). */
     json_array_foreach(list, i, c)
     {

@@ -15,6 +15,7 @@
  */
 #include "tandemd/core_cluster_int.h"
 #include "tandemd/core_ack.h"
+#include "tandemd/core_cluster_failover.h"
 #include "tandemd/core_cluster_move.h"
 #include "tandemd/core_ipc_int.h"
 
@@ -27,6 +28,7 @@
 #include "lib/tls.h"
 #include "proto/cluster/cluster_wire.h"
 #include "store/store.h"
+#include "store/store_inspect.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -36,17 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* What a failover that finished here was, for status. */
-struct failover_record {
-    bool has;
-    time_t at; /* wall clock, when the databases were mounted */
-    char from[CLUSTER_FSM_NAME_MAX + 1];
-    char why[CLUSTER_FSM_REASON_MAX + 1];
-    uint64_t epoch;
-    uint64_t took_ms; /* from the decision to ask for the lease to the mount */
-    uint64_t lost_records;
-};
 
 struct agent_cms {
     const struct tdm_config_cms *cfg;
@@ -65,8 +56,13 @@ struct agent_cms {
     /* Events said once per cause. */
     bool waiting_said, rejoin_waiting;
     char failover_why[CLUSTER_FSM_REASON_MAX + 1];
+    enum cluster_failover_cause failover_cause;
     uint64_t failover_started_ms;
-    struct failover_record last_failover;
+    /* Measured at the activation, before it (core_cluster_failover.h): the loss against the
+     * members' last reports, and since when the transports resubmit. */
+    uint64_t lost_records, lost_generations;
+    int64_t resubmit_since;
+    uint64_t recorded_epoch; /* the activation whose failover record was made */
     /* Switchover to this node: who handed the lease over (its holder before), until this
      * node is active or the lease is another's. Its summary may say Passive before this node
      * has renewed (it demotes at the witness's answer), yet it is the mover the decisions
@@ -399,26 +395,109 @@ ask_lease(struct agent_cms *a, uint64_t min_epoch, uint64_t now)
     a->pending_sent_ms = a->renew_sent_ms = now;
 }
 
+/* Before an activation: what this node lacks against the most log any member last reported
+ * (as the mount dial counts it, docs/cluster.md "Failover"), and since when the transports
+ * resubmit: the creation time of the generation holding this node's last record, minus
+ * CLUSTER_RESUBMIT_MARGIN_S (docs/decisions.md); INT64_MIN (all) when it has none. Reads each
+ * copy's log (store_inspect) on the loop, as the activation that follows replays it. */
+static void
+measure_loss(struct agent_cms *a)
+{
+    a->lost_records = a->lost_generations = 0;
+    a->resubmit_since = INT64_MAX;
+    for (unsigned d = 0; d < a->n_dbs; d++) {
+        struct cluster_fsm_db own;
+        struct cluster_agent_db copy = a->dbs[d];
+        cluster_db_look(&copy, &own); /* on a copy: the step's bookkeeping stays */
+        uint64_t best_lsn = own.pos.lsn, best_gen = own.pos.generation;
+        for (unsigned k = 0; k < snap.n_members; k++) {
+            const struct cluster_hb_member *m = &snap.members[k];
+            for (uint32_t j = 0; m->has_summary && !m->witness && j < m->summary.n_dbs; j++) {
+                const struct cluster_db_state *w = &m->summary.dbs[j];
+                if (strcmp(w->name, a->dbs[d].name) == 0 && w->lsn > best_lsn) {
+                    best_lsn = w->lsn;
+                    best_gen = w->generation;
+                }
+            }
+        }
+        if (best_lsn > own.pos.lsn) {
+            a->lost_records += best_lsn - own.pos.lsn;
+            a->lost_generations +=
+                best_gen > own.pos.generation ? best_gen - own.pos.generation : 1;
+        }
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/db/%s", tandemd__core_datadir(), a->dbs[d].name);
+        struct store_inspection r;
+        const char *why = NULL;
+        int64_t created = INT64_MIN;
+        if (store_inspect(dir, &r, &why) == 0) {
+            for (size_t i = r.n_gens; i-- > 0 && created == INT64_MIN;)
+                if (!r.gens[i].blank && r.gens[i].last_lsn >= r.gens[i].first_lsn &&
+                    r.gens[i].first_lsn > 0)
+                    created = (int64_t)(r.gens[i].created_us / 1000000u);
+            store_inspection_clear(&r);
+        } else {
+            log_warn("CMS %s: the log of %s cannot be read (%s): the transports resubmit all "
+                     "they hold",
+                     a->cfg->name, a->dbs[d].name, why ? why : "?");
+        }
+        int64_t since = created == INT64_MIN ? INT64_MIN : created - CLUSTER_RESUBMIT_MARGIN_S;
+        if (since < a->resubmit_since)
+            a->resubmit_since = since;
+    }
+    if (a->resubmit_since == INT64_MAX)
+        a->resubmit_since = INT64_MIN;
+}
+
+/* The failover (or switchover) record of the activation in epoch (core_cluster_failover.h). */
+static void
+record(struct agent_cms *a, uint64_t epoch, enum cluster_failover_cause cause, const char *from,
+       const char *why, uint64_t took_ms)
+{
+    const char *dbs[CLUSTER_FSM_MAX_DBS];
+    for (unsigned d = 0; d < a->n_dbs; d++)
+        dbs[d] = a->dbs[d].name;
+    struct cluster_failover_info info = {
+        .cms = a->cfg->name,
+        .at = (int64_t)time(NULL),
+        .from = from,
+        .to = self,
+        .epoch = epoch,
+        .cause = cause,
+        .why = why,
+        .took_ms = took_ms,
+        .lost_records = cause == CLUSTER_CAUSE_SWITCHOVER ? 0 : a->lost_records,
+        .lost_generations = cause == CLUSTER_CAUSE_SWITCHOVER ? 0 : a->lost_generations,
+        .since = a->resubmit_since,
+        .databases = dbs,
+        .n_databases = a->n_dbs,
+    };
+    cluster_failover_record(&info);
+    a->recorded_epoch = epoch;
+}
+
 static void
 won(struct agent_cms *a, uint64_t epoch, uint64_t lost, uint64_t now)
 {
     event_emit(TDM_EV_CLUSTER_LEASE_WON, a->cfg->name,
                "CMS %s: lease won in epoch %" PRIu64 "; its databases are mounted here",
                a->cfg->name, epoch);
-    if (a->failover_started_ms == 0)
+    if (a->failover_started_ms == 0) {
+        /* Handed over by a switchover (lossless), or the first mount of the CMS. */
+        if (a->transfer_from[0])
+            record(a, epoch, CLUSTER_CAUSE_SWITCHOVER, a->transfer_from,
+                   "cms move (switchover)", 0);
         return;
-    struct failover_record *f = &a->last_failover;
-    f->has = true;
-    f->at = time(NULL);
-    snprintf(f->from, sizeof(f->from), "%s", a->last_active);
-    snprintf(f->why, sizeof(f->why), "%s", a->failover_why);
-    f->epoch = epoch;
-    f->took_ms = now - a->failover_started_ms;
-    f->lost_records = lost;
+    }
+    if (lost > a->lost_records)
+        a->lost_records = lost;
+    uint64_t took = now - a->failover_started_ms;
+    record(a, epoch, a->failover_cause, a->last_active, a->failover_why, took);
     event_emit(TDM_EV_CLUSTER_FAILOVER_DONE, a->cfg->name,
                "CMS %s: failover from %s done in %" PRIu64 " ms, epoch %" PRIu64 "; %" PRIu64
                " record(s) lost against the copies' last reports",
-               a->cfg->name, f->from[0] ? f->from : "(none)", f->took_ms, epoch, lost);
+               a->cfg->name, a->last_active[0] ? a->last_active : "(none)", took, epoch,
+               a->lost_records);
     a->failover_started_ms = 0;
 }
 
@@ -492,6 +571,7 @@ execute(struct agent_cms *a, const struct cluster_fsm_output *out, uint64_t now)
                      a->cfg->name, act->peer);
             break;
         case CLUSTER_ACT_ACTIVATE:
+            measure_loss(a);
             if (!activate_all(a, act->epoch, &lost))
                 return; /* nothing after it: no address for what is not mounted */
             won(a, act->epoch, lost, now);
@@ -504,9 +584,12 @@ execute(struct agent_cms *a, const struct cluster_fsm_output *out, uint64_t now)
             transfer(a, act->epoch, act->peer, now);
             break;
         case CLUSTER_ACT_RESUBMIT:
-            log_info("CMS %s: resubmission from the transports' dumpsters is not asked for "
-                     "(not built): POST /v1/dumpster/resubmit on each transport repairs a loss",
-                     a->cfg->name);
+            /* After every failover, lossy or not: a loss may be larger than the members'
+             * last reports show, and the store drops what it holds (docs/decisions.md). */
+            if (a->recorded_epoch != act->epoch)
+                record(a, act->epoch, CLUSTER_CAUSE_NODE_LOST, act->peer,
+                       "took over from the node last seen active", 0);
+            cluster_failover_resubmit(a->cfg->name);
             break;
         }
     }
@@ -514,8 +597,9 @@ execute(struct agent_cms *a, const struct cluster_fsm_output *out, uint64_t now)
 
 /* Why the active node named name is taken over from, as the snapshot says. */
 static const char *
-failover_cause(const char *name)
+failover_cause(const char *name, enum cluster_failover_cause *cause_r)
 {
+    *cause_r = CLUSTER_CAUSE_NODE_LOST;
     for (unsigned k = 0; k < snap.n_members; k++) {
         const struct cluster_hb_member *m = &snap.members[k];
         if (strcmp(m->name, name) != 0)
@@ -524,8 +608,9 @@ failover_cause(const char *name)
             return "is not running (its connections closed and are refused)";
         if (!m->seen)
             return "is silent";
-        return "lost its lease";
+        break;
     }
+    *cause_r = CLUSTER_CAUSE_LEASE_EXPIRED;
     return "lost its lease";
 }
 
@@ -539,7 +624,7 @@ said(struct agent_cms *a, enum cluster_fsm_state before, const struct cluster_fs
         a->failover_started_ms == 0 && a->last_active[0]) {
         a->failover_started_ms = now;
         snprintf(a->failover_why, sizeof(a->failover_why), "%s %s", a->last_active,
-                 failover_cause(a->last_active));
+                 failover_cause(a->last_active, &a->failover_cause));
         event_emit(TDM_EV_CLUSTER_FAILOVER_STARTED, a->cfg->name,
                    "CMS %s: taking over from %s (%s): %s", a->cfg->name, a->last_active,
                    a->failover_why, out->reason);
@@ -818,6 +903,7 @@ tandemd__core_cluster_start(struct event_base *b, const struct tdm_config *cfg)
     if (!timer)
         log_fatal("out of memory");
     tandemd__core_cluster_hb_on_change(on_hb_change, NULL);
+    cluster_failover_start(b, cfg);
     coord_client_connect(coord);
     log_info("cluster agent: %u CMS(s), witness %s at %s:%u", n_agents, w->name,
              w->coord.address.text, (unsigned)w->coord.port);
@@ -827,6 +913,7 @@ tandemd__core_cluster_start(struct event_base *b, const struct tdm_config *cfg)
 void
 tandemd__core_cluster_stop(void)
 {
+    cluster_failover_stop();
     tandemd__core_cluster_hb_on_change(NULL, NULL);
     if (timer)
         event_free(timer);
@@ -864,16 +951,7 @@ tandemd__core_cluster_status_json(void)
             a->out.reason, "writes_allowed", a->out.writes_allowed, "lease", "holder",
             a->holder[0] ? json_string(a->holder) : json_null(), "epoch", (json_int_t)a->epoch,
             "witness_connected", witness_up, "epoch", (json_int_t)a->fsm.epoch);
-        const struct failover_record *f = &a->last_failover;
-        if (f->has)
-            json_object_set_new(
-                c, "last_failover",
-                json_pack("{s:I,s:o,s:s,s:s,s:I,s:I,s:I}", "at", (json_int_t)f->at, "from",
-                          f->from[0] ? json_string(f->from) : json_null(), "to", self, "why",
-                          f->why, "epoch", (json_int_t)f->epoch, "took_ms",
-                          (json_int_t)f->took_ms, "lost_records", (json_int_t)f->lost_records));
-        else
-            json_object_set_new(c, "last_failover", json_null());
+        json_object_set_new(c, "last_failover", cluster_failover_json(a->cfg->name));
         json_object_set_new(c, "move", cluster_move_json(a->cfg->name));
         json_array_append_new(list, c);
     }

@@ -1,0 +1,120 @@
+"""Resubmission from the transport's dumpster after a lossy failover (docs/cluster.md,
+"Resubmission after a failover") and the last-failover record kept across a restart, on the
+cluster lab with a transport (cluster_lab.py, transport=True) whose admin API the nodes name in
+[cluster] transports.
+
+File mode: only closed generations ship, so mail delivered through the transport into the
+active's open generation is not on the passive. The active is killed with SIGKILL while the
+transport is stopped too; the passive takes over within the mount dial (best), lossy; its
+agent asks the transport to resubmit, and keeps asking while the transport is down (5072);
+once the transport is back it resubmits, and every message it acknowledged is on the new
+active exactly once. The record says lossy, resubmitted, and still does after a restart."""
+import json
+import time
+
+import pytest
+
+from cluster_lab import CMS, ClusterLab, events
+from lab import WAIT, wait_for
+
+N = 8
+
+
+@pytest.fixture
+def lab(tandem_bin, tandemctl, tmp_path):
+    lab = ClusterLab(tandem_bin, tandemctl, tmp_path, replication="file", mount_dial="best",
+                     transport=True)
+    lab.setup()
+    yield lab
+    lab.close()
+
+
+def subjects(lab):
+    """(every subject in INBOX on the CMS address, with repeats,) or None while it fails."""
+    try:
+        return (lab.all_subjects(),)
+    except (OSError, EOFError, AssertionError, Exception):  # noqa: B902 - the address moving
+        return None
+
+
+def failover_record(lab, s):
+    c = lab.cms(s)
+    return c["last_failover"] if c else None
+
+
+def test_lossy_failover_resubmits_from_the_dumpster(lab, tandemctl):
+    for s in lab.nodes:
+        lab.start(s)
+    act, pas = lab.wait_one_active()
+    assert act is lab.a
+    wait_for(lambda: lab.healthy(pas), "b's copy Healthy")
+    assert lab.copy_status(pas)["mode"] == "file"
+
+    # Mail through the transport into a's open generation: acknowledged (a answered 250), in
+    # the dumpster, and not on b (file mode ships closed generations only).
+    sent = [f"dumpster {i}" for i in range(N)]
+    for s in sent:
+        assert lab.deliver_smtp(s)
+    lsn = lab.active_lsn(act)
+    # b hears a's log end in its heartbeats (the loss is measured against it).
+    wait_for(lambda: any(m.get("name") == "a" for m in lab.cluster(pas)["members"]),
+             "b sees a")
+    time.sleep(4 * lab.interval_ms / 1000)
+    assert lab.copy_status(pas)["copied_lsn"] < lsn, "the copy has the open generation"
+
+    # The transport down too: the new active must keep asking until it answers.
+    lab.t.stop(lab.procs.pop("t"))
+    mark = len(pas.event_lines())
+    lab.kill(act)
+    c = lab.wait_state(pas, "Active", timeout=3 * WAIT)
+    assert c["lease"]["holder"] == "b"
+    f = c["last_failover"]
+    assert (f["from"], f["to"], f["cause"]) == ("a", "b", "node lost"), f
+    assert f["lossy"] is True and f["lost_records"] >= N and f["lost_generations"] >= 1, f
+    req = pas.wait_event(lambda e: e["id"] == 5070, "resubmission requested (5070) on b")
+    assert "(lossy)" in req["message"] and "1 transport(s)" in req["message"], req
+    fail = pas.wait_event(lambda e: e["id"] == 5072, "resubmission failed (5072) on b")
+    assert lab.t.addr in fail["message"], fail
+    r = failover_record(lab, pas)["resubmission"]
+    assert r["state"] == "pending" and r["requests"][0]["error"], r
+    # Nothing of the lost tail is on b yet.
+    got = wait_for(lambda: subjects(lab), "IMAP on the CMS address")[0]
+    assert not set(got) & set(sent), got
+
+    # The transport back: the request goes through and the lost mail comes back, once each.
+    lab.start(lab.t)
+    ack = pas.wait_event(lambda e: e["id"] == 5071, "resubmission acknowledged (5071) on b")
+    assert "database mail" in ack["message"], ack
+    r = wait_for(lambda: (lambda r: r if r["state"] == "done" else None)(
+        failover_record(lab, pas)["resubmission"]), "resubmission done", timeout=3 * WAIT)
+    (q,) = r["requests"]
+    assert q["state"] == "acknowledged" and q["refused"] == 0 and q["attempts"] >= 2, q
+    assert q["messages"] >= N and q["database"] == "mail", q
+    got = lab.all_subjects()
+    assert sorted(s for s in got if s in sent) == sorted(sent), got
+    assert len(got) == len(set(got)), f"a duplicate: {got}"
+    assert not events(pas, 5050, 0)[1:], "activated twice"
+    assert events(pas, 5070, mark) and len(events(pas, 5070, mark)) == 1
+
+    # The record in the tools.
+    out = tandemctl("cluster", "status", "--socket", pas.admin_socket)
+    assert out.returncode == 0, out.stderr
+    assert "a -> b" in out.stdout and "(node lost) lossy:" in out.stdout, out.stdout
+    assert "resubmission done (1 of 1 request(s) acknowledged)" in out.stdout, out.stdout
+    out = tandemctl("cms", "status", CMS, "--json", "--socket", pas.admin_socket)
+    assert json.loads(out.stdout)["last_failover"]["resubmission"]["state"] == "done"
+    out = tandemctl("cms", "status", CMS, "--socket", pas.admin_socket)
+    assert "resubmission done" in out.stdout, out.stdout
+
+    # Kept across a restart of b: the same record (b becomes active again on its own: no new
+    # failover, since no other node was active).
+    before = failover_record(lab, pas)
+    pas.stop(lab.procs.pop("b"))
+    assert (pas.datadir / "cluster" / f"last-failover.{CMS}.json").exists()
+    lab.start(pas)
+    c = lab.wait_state(pas, "Active", timeout=3 * WAIT)
+    assert c["last_failover"] == before, (c["last_failover"], before)
+    out = tandemctl("cluster", "status", "--socket", pas.admin_socket)
+    assert "resubmission done" in out.stdout and "lossy:" in out.stdout, out.stdout
+    got = lab.all_subjects()
+    assert sorted(s for s in got if s in sent) == sorted(sent) and len(got) == len(set(got))
