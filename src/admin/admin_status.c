@@ -170,6 +170,10 @@ status_reply_cb(void *ctx, int status, const struct ipc_msg *reply)
                            "databases", names, "mount_dial",
                            tdm_config_mount_dial_name(c->mount_dial), "state",
                            state ? state : "unknown", "up", call->cms_state[i] == TDM_IPC_CMS_UP));
+        /* Only a CMS whose address lives on an interface (docs/cluster.md, "CMS address"). */
+        if (c->interface[0])
+            json_object_set_new(json_array_get(cms, json_array_size(cms) - 1), "interface",
+                                json_string(c->interface));
     }
     pid_t pid;
     uint64_t uptime;
