@@ -312,6 +312,20 @@ write_all(int fd, const uint8_t *p, size_t n)
 int
 dumpster_put(const char *datadir, const char *database, const struct dumpster_entry *e)
 {
+    uint8_t *buf;
+    size_t len;
+    int rc = dumpster_entry_encode(e, &buf, &len);
+    if (rc < 0)
+        return rc;
+    rc = dumpster_put_encoded(datadir, database, e->time, buf, len);
+    free(buf);
+    return rc;
+}
+
+int
+dumpster_put_encoded(const char *datadir, const char *database, int64_t time, const uint8_t *buf,
+                     size_t len)
+{
     if (!dumpster_database_ok(database))
         return TDM_EINVAL;
     char top[4096], dir[4096], tmp[4200], final[4200];
@@ -327,25 +341,17 @@ dumpster_put(const char *datadir, const char *database, const struct dumpster_en
     char name[64];
     /* 16 digits last until the year 316 million. */
     snprintf(name, sizeof(name), "%016" PRId64 "-%02x%02x%02x%02x%02x%02x%02x%02x.msg",
-             e->time < 0 ? (int64_t)0 : e->time, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
-             rnd[6], rnd[7]);
+             time < 0 ? (int64_t)0 : time, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
+             rnd[7]);
     char dotname[65] = ".";
     strcat(dotname, name);
     if (!join(tmp, sizeof(tmp), dir, dotname) || !join(final, sizeof(final), dir, name))
         return -ENAMETOOLONG;
 
-    uint8_t *buf;
-    size_t len;
-    if ((rc = dumpster_entry_encode(e, &buf, &len)) < 0)
-        return rc;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        free(buf);
-        return rc;
-    }
+    if (fd < 0)
+        return -errno;
     rc = write_all(fd, buf, len);
-    free(buf);
     if (rc == 0 && fdatasync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)

@@ -19,7 +19,8 @@
  *   zero), str address (Mailbox without brackets, 1..SMTP_LOCAL_MAX + 1 + SMTP_DOMAIN_MAX
  *   bytes), u32 body length n, n body bytes, u32 CRC32C of every byte before it.
  *
- * Plain functions on files: no event loop, no sockets (dumpster_resubmit.c relays).
+ * Plain functions on files that block on the disk: no event loop, no sockets. The SMTP
+ * worker writes and prunes through dumpster_writer.h, off its loop; dumpster_resubmit.c relays.
  */
 
 #include <stdbool.h>
@@ -65,8 +66,12 @@ void dumpster_decoded_clear(struct dumpster_decoded *d);
 /* Whether database can name a dumpster directory (printable ASCII, no '/', no leading dot). */
 bool dumpster_database_ok(const char *database);
 
-/* Keeps e for database: crash-safe (see above). Returns 0 or -errno / TDM_EINVAL. */
+/* Keeps e for database: crash-safe (see above). Returns 0 or -errno / TDM_EINVAL. Blocks on
+ * the disk: a loop uses dumpster_writer.h. */
 int dumpster_put(const char *datadir, const char *database, const struct dumpster_entry *e);
+/* The same for an entry dumpster_entry_encode() made of an entry delivered at time. */
+int dumpster_put_encoded(const char *datadir, const char *database, int64_t time, const uint8_t *buf,
+                         size_t len);
 
 /*
  * Removes entries delivered before now - max_age_s (0: no age limit), then the oldest ones of

@@ -13,10 +13,11 @@
  * starts with our Received: header; at its end reading pauses while it is relayed, and the
  * relay's outcome is the reply. Each recipient gets a random delivery id for the relay, and a
  * message the mailbox server took is kept in the dumpster (dumpster.h) with the ids of the
- * recipients it took, per database, before the client hears 250.
+ * recipients it took, per database, before the client hears 250: the entries are written off
+ * the loop (dumpster_writer.h) and the reply waits for their callback, reading still paused.
  *
- * Lifetime: a connection closed while a remote lookup is in flight lingers (without its conn)
- * until the lookup answers, so no callback touches freed memory. A relay in flight is
+ * Lifetime: a connection closed while a remote lookup or a dumpster write is in flight
+ * lingers (without its conn) until it answers, so no callback touches freed memory. A relay in flight is
  * abandoned when its client goes: nobody is left to acknowledge the message, and a relay cut
  * before the end of the data leaves nothing on the mailbox server.
  */
@@ -30,6 +31,7 @@
 #include "proto/smtp/smtp_received.h"
 #include "rcpt/rcpt_lookup.h"
 #include "smtp/dumpster.h"
+#include "smtp/dumpster_writer.h"
 #include "smtp/smtp_int.h"
 
 #include <errno.h>
@@ -54,6 +56,7 @@ struct smtp_server {
     struct conn_listener *listener;
     struct rcpt_lookup *rcpts;
     SSL_CTX *tls;       /* for STARTTLS */
+    struct dumpster_writer *dumpster;
     int64_t last_prune; /* when the dumpster was last pruned */
 };
 
@@ -73,6 +76,12 @@ struct smtp_conn {
     uint8_t (*ids)[DUMPSTER_ID_LEN];
     unsigned inflight;        /* remote lookups awaiting their answer */
     unsigned busy;            /* inside a callback that may resume the pump (which may close) */
+    /* The relay's verdict, answered once the dumpster holds the message (keeping is set
+     * while its write is in flight). */
+    bool keeping;
+    int verdict_code;
+    char verdict_enh[16];
+    char verdict_text[1024];
 };
 
 static void sc_maybe_free(struct smtp_conn *sc);
@@ -299,19 +308,23 @@ start_message(struct smtp_conn *sc)
     return smtp_received_build(&rcv, &sc->message);
 }
 
+static void keep_done(void *ctx);
+
 /* Keeps what the mailbox server took in the dumpster: one entry per database, with the
- * recipients of that database it answered 2xx for. */
-static void
+ * recipients of that database it answered 2xx for, encoded here and written off the loop.
+ * Returns true when the write is under way (keep_done() answers the client), false when
+ * there is nothing to keep or it could not be started (said with 5101): answer now. */
+static bool
 dumpster_keep(struct smtp_conn *sc, const int *codes)
 {
     size_t n = smtp_session_rcpt_count(sc->session);
     if (!codes || !sc->ids || n != sc->n_rcpt_dbs)
-        return;
-    const char *datadir = sc->srv->cfg->datadir;
+        return false;
     struct dumpster_rcpt *rcpts = calloc(n, sizeof(*rcpts));
     struct smtp_buf *addrs = calloc(n, sizeof(*addrs));
     bool *done = calloc(n, sizeof(*done));
     struct smtp_buf from = {0};
+    struct dumpster_batch *batch = NULL;
     const struct smtp_path *sender = smtp_session_sender(sc->session);
     int ret = rcpts && addrs && done ? 0 : -ENOMEM;
     if (ret == 0 && sender && !sender->null)
@@ -344,41 +357,46 @@ dumpster_keep(struct smtp_conn *sc, const int *codes)
             .body = sc->message.data,
             .body_len = sc->message.len,
         };
-        int r = dumpster_put(datadir, sc->rcpt_dbs[i], &e);
-        if (r < 0)
+        int r = dumpster_batch_add(&batch, sc->rcpt_dbs[i], &e);
+        if (r == -ENOMEM)
+            ret = r;
+        else if (r < 0)
             event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, sc->rcpt_dbs[i],
                        "cannot keep a delivered message in the dumpster of %s: %s", sc->rcpt_dbs[i],
                        tdm_strerror(r));
     }
-    if (ret < 0)
-        event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, NULL,
-                   "cannot keep a delivered message in the dumpster: %s", tdm_strerror(ret));
     for (size_t i = 0; addrs && i < n; i++)
         smtp_buf_free(&addrs[i]);
     smtp_buf_free(&from);
     free(addrs);
     free(rcpts);
     free(done);
-    /* Retention, at most once a minute: a directory walk per message would cost more than
-     * the message. */
+    /* Retention, at most once a minute, after the writes: a directory walk per message would
+     * cost more than the message. */
     const struct tdm_config_dumpster *dc = &sc->srv->cfg->dumpster;
-    if (now - sc->srv->last_prune >= 60 || now < sc->srv->last_prune) {
-        unsigned removed;
-        sc->srv->last_prune = now;
-        int r = dumpster_prune(datadir, now, dc->max_age_ms / 1000, dc->max_size, &removed);
-        if (r < 0)
-            log_error("smtp: cannot prune the dumpster: %s", tdm_strerror(r));
+    struct dumpster_retention retention = {now, dc->max_age_ms / 1000, dc->max_size};
+    bool prune = now - sc->srv->last_prune >= 60 || now < sc->srv->last_prune;
+    bool started = false;
+    if (ret == 0 && (batch || prune)) {
+        /* Takes the batch whatever it returns. */
+        ret = dumpster_writer_put(sc->srv->dumpster, &batch, prune ? &retention : NULL, keep_done,
+                                  sc);
+        started = ret == 0;
+        if (started && prune)
+            sc->srv->last_prune = now;
     }
+    dumpster_batch_free(&batch);
+    if (ret < 0)
+        event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, NULL,
+                   "cannot keep a delivered message in the dumpster: %s", tdm_strerror(ret));
+    return started;
 }
 
-/* The relay's outcome is the message's reply. */
+/* Answers the message with v and takes the next command. */
 static void
-relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
+answer_message(struct smtp_conn *sc, const struct smtp_verdict *v)
 {
-    struct smtp_conn *sc = ctx;
-    sc->relay = NULL;
     sc->busy++;
-    dumpster_keep(sc, codes);
     if (smtp_session_delivered(sc->session, 0, v) == TDM_EINVAL) {
         /* A text the session will not send (a byte from the mailbox server's reply that
          * slipped through): the same outcome in our own words, so the client is answered. */
@@ -393,6 +411,39 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
         conn_resume(sc->conn); /* hands over whatever was pipelined meanwhile */
     sc->busy--;
     sc_maybe_free(sc);
+}
+
+/* The dumpster holds the message (or said why not): now the client hears the verdict. */
+static void
+keep_done(void *ctx)
+{
+    struct smtp_conn *sc = ctx;
+    sc->keeping = false;
+    if (!sc->conn) {
+        /* The client went meanwhile: nobody to answer; the message is kept all the same. */
+        sc_maybe_free(sc);
+        return;
+    }
+    struct smtp_verdict v = {sc->verdict_code, sc->verdict_enh[0] ? sc->verdict_enh : NULL,
+                             sc->verdict_text[0] ? sc->verdict_text : NULL};
+    answer_message(sc, &v);
+}
+
+/* The relay's outcome is the message's reply, once the dumpster holds what was taken. */
+static void
+relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
+{
+    struct smtp_conn *sc = ctx;
+    sc->relay = NULL;
+    if (dumpster_keep(sc, codes)) {
+        /* v borrows from the relay, which is gone when this returns. */
+        sc->keeping = true;
+        sc->verdict_code = v->code;
+        snprintf(sc->verdict_enh, sizeof(sc->verdict_enh), "%s", v->enh ? v->enh : "");
+        snprintf(sc->verdict_text, sizeof(sc->verdict_text), "%s", v->text ? v->text : "");
+        return;
+    }
+    answer_message(sc, v);
 }
 
 /* Starts relaying the complete message; on failure answers at once. */
@@ -510,7 +561,8 @@ on_event(struct smtp_conn *sc, int ev, const struct smtp_session_out *out, struc
 static void
 pump(struct smtp_conn *sc, struct evbuffer *in)
 {
-    while (sc->conn && !sc->relay && !sc->looking_up && !conn_output_full(sc->conn)) {
+    while (sc->conn && !sc->relay && !sc->keeping && !sc->looking_up &&
+           !conn_output_full(sc->conn)) {
         size_t len = evbuffer_get_length(in);
         const uint8_t *data = len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
         struct smtp_session_out out;
@@ -529,7 +581,7 @@ pump(struct smtp_conn *sc, struct evbuffer *in)
 static void
 sc_maybe_free(struct smtp_conn *sc)
 {
-    if (sc->conn || sc->inflight > 0 || sc->busy > 0)
+    if (sc->conn || sc->inflight > 0 || sc->busy > 0 || sc->keeping)
         return;
     smtp_session_free(&sc->session);
     smtp_buf_free(&sc->message);
@@ -616,6 +668,10 @@ smtp_server_new(struct event_base *base, const struct tdm_config *cfg, int liste
     int ret = tls_setup(srv, error_r);
     if (ret == 0)
         ret = rcpt_lookup_new(base, cfg, &srv->rcpts);
+    /* A write in flight per connection at most, and a retention pass or a few. */
+    if (ret == 0 && (ret = dumpster_writer_new(base, cfg->datadir, cfg->smtp.max_connections + 16,
+                                               &srv->dumpster)) < 0)
+        *error_r = strdup("cannot start the dumpster's writer thread");
     if (ret == 0) {
         unsigned per_address = cfg->smtp.max_connections / 10;
         struct conn_listener_options lo = {
@@ -665,6 +721,8 @@ smtp_server_free(struct smtp_server **srv_p)
      * in flight so the connections lingering on them go too. */
     conn_listener_free(&srv->listener);
     rcpt_lookup_free(&srv->rcpts);
+    /* Writes what is still queued and frees the connections that waited for it. */
+    dumpster_writer_free(&srv->dumpster);
     if (srv->tls)
         SSL_CTX_free(srv->tls);
     free(srv);

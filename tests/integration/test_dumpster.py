@@ -223,3 +223,40 @@ def _try_send(t, subject):
         return True
     except (OSError, smtplib.SMTPException):
         return False
+
+
+def dumpster_files(t):
+    d = t.datadir / "dumpster" / "db1"
+    return list(d.glob("*.msg")) if d.exists() else []
+
+
+def kept(t, subject):
+    return any(f"Subject: {subject}\r\n".encode() in f.read_bytes() for f in dumpster_files(t))
+
+
+def test_acknowledged_is_kept_through_kill_9(pair, tandemctl):
+    """The dumpster is written off the SMTP worker's loop, and the client's 250 still comes
+    only once the entry is on disk (docs/smtp.md, "Transport dumpster"): right after each 250
+    the message's entry is there under its final name, and a kill -9 of the whole transport
+    server right after a 250 loses nothing; after the restart every entry reads back whole
+    (a resubmission takes each one, as a duplicate)."""
+    m, t = pair
+    for i in range(5):
+        send(t, ["alice@example.test"], f"k{i}")
+        assert kept(t, f"k{i}"), f"k{i} acknowledged but not in the dumpster"
+        assert len(dumpster_files(t)) == i + 1
+    send(t, ["alice@example.test", "bob@example.test"], "last")
+    t.kill_all()  # SIGKILL to the supervisor and every child at once
+    assert kept(t, "last")
+    t.proc = t.start()
+    t.started(t.proc)
+
+    def admin_up():
+        try:
+            return t.api("GET", "/v1/dumpster").status == 200
+        except OSError:
+            return False
+    wait_for(admin_up, "hub1's admin API")
+    assert dumpster_status(tandemctl, t)["db1"]["count"] == 6
+    r = resubmit(t)
+    assert r == {"ok": True, "messages": 6, "resubmitted": 7, "refused": 0}, r
