@@ -294,13 +294,18 @@ store_recover_handler(const char *dir, const struct store_record_handler *handle
     struct store_options opt;
     store_options_init(&opt);
     opt.handler = handler;
+    /* The smallest generation's size is the one this database was run with: a generation is
+     * begun larger only for a large record or for large batches (store_gen.c), so the current
+     * one alone may be several times it. */
+    uint64_t smallest = 0;
     for (size_t i = 0; i < ins.n_gens; i++) {
         const struct store_gen_info *gi = &ins.gens[i];
-        /* The current generation's size is the one this database was run with. */
-        if (gi->generation == ins.current_gen && gi->size >= TDM_LOG_MIN_GENERATION_SIZE &&
-            gi->size <= TDM_LOG_MAX_GENERATION_SIZE && gi->size % 4096 == 0)
-            opt.generation_size = (uint32_t)gi->size;
+        if (gi->size >= TDM_LOG_MIN_GENERATION_SIZE && gi->size <= TDM_LOG_MAX_GENERATION_SIZE &&
+            gi->size % 4096 == 0 && (smallest == 0 || gi->size < smallest))
+            smallest = gi->size;
     }
+    if (smallest)
+        opt.generation_size = (uint32_t)smallest;
     r->generation_size = opt.generation_size;
     store_inspection_clear(&ins);
 

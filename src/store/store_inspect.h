@@ -140,7 +140,7 @@ struct store_recovery {
     uint64_t applied_after; /* valid when recovery succeeded */
     uint64_t replayed;      /* records applied by recovery */
     bool torn_tail_cut;
-    uint64_t generation_size;        /* used for new generations: the current one's size */
+    uint64_t generation_size;        /* used for new generations: the smallest one's size */
     struct store_event_copy *events; /* owned, in emission order */
     size_t n_events;
 };

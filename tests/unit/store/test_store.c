@@ -440,6 +440,20 @@ test_large_batches_begin_larger_generations(void **state)
     assert_int_equal(r.errors, 0);
     assert_int_equal(r.last_lsn, 8 * 48 + 2000); /* (truncation at close: no replay from 1) */
     store_verify_report_clear(&r);
+
+    /* Offline recovery takes the generation size from the smallest generation, not from the
+     * current one, which large batches have just begun larger. */
+    s = reopen(&o, 0);
+    for (int i = 0; i < 4; i++)
+        commit_burst(s, 48, 6000);
+    store_get_status(s, &st);
+    uint64_t last = st.current_generation;
+    assert_int_equal(store_close(&s), 0);
+    assert_true(begun_size(last) > 64 * 1024);
+    struct store_recovery rec;
+    assert_int_equal(store_recover(dbdir(), &rec, &err), 0);
+    assert_int_equal(rec.generation_size, 64 * 1024);
+    store_recovery_clear(&rec);
 }
 
 static void
