@@ -1,12 +1,15 @@
 /*
  * Resubmission from the transport dumpster (dumpster_resubmit.h): entries one after the other,
  * each a recipient lookup for its route and one LMTP relay (smtp_relay.c) with its delivery ids.
+ * The listing and each entry's read (up to the body limit, 64 MiB) run on the run's own helper
+ * thread (lib/offload.h), so the loop that serves the admin API never waits for the disk.
  */
 #include "smtp/dumpster_resubmit.h"
 
 #include "lib/err.h"
 #include "lib/event.h"
 #include "lib/log.h"
+#include "lib/offload.h"
 #include "rcpt/rcpt_lookup.h"
 #include "smtp/dumpster.h"
 #include "smtp/smtp_int.h"
@@ -29,7 +32,9 @@ struct dumpster_resubmit {
     dumpster_resubmit_cb *cb;
     void *ctx;
     struct event *step; /* runs the next entry from the loop, never from a callback's depth */
-    int status;         /* of the listing */
+    struct offload *io; /* the listing and the reads; one job at a time */
+    char datadir[4096];
+    int status; /* of the listing */
     /* The entry in flight. */
     uint8_t *buf;
     struct dumpster_decoded d;
@@ -71,6 +76,7 @@ finish(struct dumpster_resubmit *rs)
     free(rs->paths);
     rcpt_lookup_free(&rs->rl);
     event_free(rs->step);
+    offload_free(&rs->io); /* idle: finish runs from step_cb, with no job in flight */
     free(rs);
     cb(ctx, status, &c);
 }
@@ -159,6 +165,72 @@ parse_path(const char *mailbox, unsigned flags, struct smtp_path *path)
     return smtp_path_parse(buf, n + 2, flags, path, &used, &why);
 }
 
+/* One job on the helper thread: the listing (path NULL) or the read of path. It carries copies
+ * of what it reads; the results are the run's once done runs on the loop. */
+struct io_job {
+    struct dumpster_resubmit *rs; /* not touched on the thread */
+    char datadir[4096], database[256];
+    int64_t since;
+    const char *path; /* the run's, unchanged until the job is done */
+    char **paths;
+    size_t n_paths;
+    uint8_t *buf;
+    size_t len;
+    int ret;
+};
+
+static void
+io_work(void *arg)
+{
+    struct io_job *j = arg;
+    if (!j->path)
+        j->ret = dumpster_list(j->datadir, j->database, j->since, &j->paths, &j->n_paths);
+    else
+        j->ret = dumpster_read(j->path, &j->buf, &j->len);
+}
+
+static void entry_read(struct dumpster_resubmit *rs, int ret, size_t len);
+
+static void
+io_done(void *arg, bool ran)
+{
+    struct io_job *j = arg;
+    struct dumpster_resubmit *rs = j->rs;
+    /* Never dropped: offload_free runs only in finish(), with no job in flight. */
+    TDM_ASSERT(ran);
+    if (!j->path) {
+        rs->status = j->ret;
+        rs->paths = j->paths;
+        rs->n_paths = j->ret < 0 ? 0 : j->n_paths;
+        log_info("dumpster: resubmitting %zu message(s) of %s", rs->n_paths, rs->database);
+        free(j);
+        schedule(rs);
+        return;
+    }
+    rs->buf = j->buf;
+    int ret = j->ret;
+    size_t len = j->len;
+    free(j);
+    entry_read(rs, ret, len);
+}
+
+static int
+io_submit(struct dumpster_resubmit *rs, const char *path, int64_t since)
+{
+    struct io_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->rs = rs;
+    snprintf(j->datadir, sizeof(j->datadir), "%s", rs->datadir);
+    snprintf(j->database, sizeof(j->database), "%s", rs->database);
+    j->since = since;
+    j->path = path;
+    int ret = offload_submit(rs->io, io_work, io_done, j);
+    if (ret < 0)
+        free(j);
+    return ret;
+}
+
 static void
 step_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -170,9 +242,18 @@ step_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     const char *path = rs->paths[rs->next++];
-    size_t len;
+    int ret = io_submit(rs, path, 0);
+    if (ret < 0) {
+        rs->counts.messages++;
+        entry_refused(rs, tdm_strerror(ret));
+    }
+}
+
+/* The entry in rs->buf was read (ret, len: dumpster_read's): decode it and look up its route. */
+static void
+entry_read(struct dumpster_resubmit *rs, int ret, size_t len)
+{
     const char *why = NULL;
-    int ret = dumpster_read(path, &rs->buf, &len);
     if (ret == -ENOENT) { /* pruned meanwhile */
         schedule(rs);
         return;
@@ -235,10 +316,15 @@ dumpster_resubmit_start(struct event_base *base, const struct tdm_config *cfg, c
         free(rs);
         return ret;
     }
-    rs->status = dumpster_list(cfg->datadir, database, since, &rs->paths, &rs->n_paths);
-    if (rs->status < 0)
-        rs->n_paths = 0;
-    log_info("dumpster: resubmitting %zu message(s) of %s", rs->n_paths, database);
-    schedule(rs);
-    return 0;
+    snprintf(rs->datadir, sizeof(rs->datadir), "%s", cfg->datadir);
+    ret = offload_new(base, 1, &rs->io);
+    if (ret == 0 && (ret = io_submit(rs, NULL, since)) < 0)
+        offload_free(&rs->io);
+    if (ret < 0) {
+        rcpt_lookup_free(&rs->rl);
+        event_free(rs->step);
+        free(rs);
+        return ret;
+    }
+    return 0; /* the listing's done schedules the first step */
 }
