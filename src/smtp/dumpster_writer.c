@@ -46,8 +46,7 @@ struct job {
 };
 
 int
-dumpster_batch_add(struct dumpster_batch **bp, const char *database,
-                   const struct dumpster_entry *e)
+dumpster_batch_add(struct dumpster_batch **bp, const char *database, const struct dumpster_entry *e)
 {
     if (!dumpster_database_ok(database))
         return TDM_EINVAL;

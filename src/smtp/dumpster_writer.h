@@ -52,8 +52,7 @@ struct dumpster_retention {
  * nothing was written and cb never runs.
  */
 int dumpster_writer_put(struct dumpster_writer *w, struct dumpster_batch **b,
-                        const struct dumpster_retention *prune, dumpster_written_cb *cb,
-                        void *ctx);
+                        const struct dumpster_retention *prune, dumpster_written_cb *cb, void *ctx);
 
 /* Writes what the thread had not yet (on the calling thread: a batch was taken from a mailbox
  * server that holds the message, so it is kept even at shutdown) and runs every pending

@@ -17,9 +17,9 @@
  * the loop (dumpster_writer.h) and the reply waits for their callback, reading still paused.
  *
  * Lifetime: a connection closed while a remote lookup or a dumpster write is in flight
- * lingers (without its conn) until it answers, so no callback touches freed memory. A relay in flight is
- * abandoned when its client goes: nobody is left to acknowledge the message, and a relay cut
- * before the end of the data leaves nothing on the mailbox server.
+ * lingers (without its conn) until it answers, so no callback touches freed memory. A relay in
+ * flight is abandoned when its client goes: nobody is left to acknowledge the message, and a relay
+ * cut before the end of the data leaves nothing on the mailbox server.
  */
 #include "smtp/smtp_server.h"
 
@@ -55,7 +55,7 @@ struct smtp_server {
     const struct tdm_config *cfg;
     struct conn_listener *listener;
     struct rcpt_lookup *rcpts;
-    SSL_CTX *tls;       /* for STARTTLS */
+    SSL_CTX *tls; /* for STARTTLS */
     struct dumpster_writer *dumpster;
     int64_t last_prune; /* when the dumpster was last pruned */
 };
@@ -74,8 +74,8 @@ struct smtp_conn {
     char (*rcpt_dbs)[DIR_NAME_MAX + 1];
     size_t n_rcpt_dbs, cap_rcpt_dbs;
     uint8_t (*ids)[DUMPSTER_ID_LEN];
-    unsigned inflight;        /* remote lookups awaiting their answer */
-    unsigned busy;            /* inside a callback that may resume the pump (which may close) */
+    unsigned inflight; /* remote lookups awaiting their answer */
+    unsigned busy;     /* inside a callback that may resume the pump (which may close) */
     /* The relay's verdict, answered once the dumpster holds the message (keeping is set
      * while its write is in flight). */
     bool keeping;
@@ -401,8 +401,7 @@ answer_message(struct smtp_conn *sc, const struct smtp_verdict *v)
         /* A text the session will not send (a byte from the mailbox server's reply that
          * slipped through): the same outcome in our own words, so the client is answered. */
         log_error("smtp: the session refused a delivery verdict (%d %s)", v->code, v->text);
-        struct smtp_verdict plain = {v->code < 300 ? 250 : v->code < 500 ? 451 : 554, NULL,
-                                     NULL};
+        struct smtp_verdict plain = {v->code < 300 ? 250 : v->code < 500 ? 451 : 554, NULL, NULL};
         smtp_session_delivered(sc->session, 0, &plain);
     }
     tx_reset(sc);

@@ -83,8 +83,11 @@ test_reads_off_the_loop(void **state)
     struct dumpster_rcpt r = {.address = "alice@example.test"};
     memset(r.id, 7, sizeof r.id);
     static const char body[] = "Subject: kept\r\n\r\nhello\r\n";
-    struct dumpster_entry e = {.time = 1764130000, .sender = "s@example.org", .n_rcpts = 1,
-                               .rcpts = &r, .body = (const uint8_t *)body,
+    struct dumpster_entry e = {.time = 1764130000,
+                               .sender = "s@example.org",
+                               .n_rcpts = 1,
+                               .rcpts = &r,
+                               .body = (const uint8_t *)body,
                                .body_len = sizeof body - 1};
     assert_int_equal(dumpster_put(datadir, "db1", &e), 0);
 

@@ -34,8 +34,8 @@ int __real_dumpster_put_encoded(const char *datadir, const char *database, int64
 int __wrap_dumpster_put_encoded(const char *datadir, const char *database, int64_t time,
                                 const uint8_t *buf, size_t len);
 
-static atomic_bool hold;      /* the next puts wait for a byte on release[0] */
-static atomic_int puts_begun; /* puts that entered the wrapper */
+static atomic_bool hold;        /* the next puts wait for a byte on release[0] */
+static atomic_int puts_begun;   /* puts that entered the wrapper */
 static atomic_bool put_on_loop; /* a held put ran on the loop's thread: it would block */
 static pthread_t loop_thread;
 static int release[2];
@@ -247,8 +247,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_loop_goes_on_while_the_disk_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_writes_what_is_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_write_is_said_and_calls_back, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_is_said_and_calls_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
