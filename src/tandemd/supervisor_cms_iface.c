@@ -74,7 +74,8 @@ sup_cms_iface_remove_stale(const struct tdm_config *cfg)
                        "run of this server); removed: it comes back only once this node is "
                        "active again",
                        c->name, c->address.text, c->interface);
-        else if (r != -EADDRNOTAVAIL)
+        else if (r != -EADDRNOTAVAIL && r != -ENODEV) /* no interface, nothing left on it:
+                                                       * bringing the CMS up will say so */
             event_emit(TDM_EV_CMS_INTERFACE_FAILED, c->name,
                        "CMS %s: cannot check interface %s at start for address %s left by an "
                        "earlier run: %s",

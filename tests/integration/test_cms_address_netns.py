@@ -144,6 +144,10 @@ def test_standalone_on_an_interface_after_the_privilege_drop(lan, tandem_bin):
         lines = s.event_lines()
         assert lines.index(stale) < lines.index(up)
         assert cms_on(lan["a"]) == f"{CMS_IP}/24"
+        st = wait_for(lambda: (lambda r: r.json() if r.status == 200 else None)(
+            s.api("GET", "/v1/status")), "GET /v1/status")
+        (c,) = st["cms"]
+        assert (c["address"], c["interface"], c["state"]) == (CMS_IP, IFACE, "up"), c
         CAP_NET_ADMIN, CAP_NET_RAW = 1 << 12, 1 << 13
         assert cap_eff(p.pid) == CAP_NET_ADMIN | CAP_NET_RAW
         assert all(cap_eff(pid) == 0 for pid in kids.values())
@@ -157,6 +161,39 @@ def test_standalone_on_an_interface_after_the_privilege_drop(lan, tandem_bin):
         s.kill_all()
         print(s.output())
         shutil.rmtree(tmp)
+
+
+def test_interface_missing_then_added(lan, tandem_bin, tmp_path):
+    """The interface of a [cms] does not exist yet: the address cannot be added (5044, once,
+    naming the interface and why), nothing is served on it and the status says binding; once
+    the interface appears the retry adds it and every protocol comes up there."""
+    s = Server(in_netns(tandem_bin("tandemd"), lan["a"], tmp_path), tmp_path, "mbx1",
+               listeners=("imap",))
+    try:
+        s.addr = ADDRS["a"]
+        s.extra_conf = (f"\n[cms {CMS}]\naddress = {CMS_IP}\ninterface = cms0\n"
+                        f"databases = mail\n")
+        s.write_conf(server="mbx1", level="info")
+        (s.datadir / "db").mkdir(parents=True)
+        p = s.start()
+        s.started(p)
+        failed = s.wait_event(lambda e: e["id"] == 5044, "cannot add the address (5044)")
+        assert f"cannot add {CMS_IP}/32 to interface cms0: No such device" in failed["message"]
+        st = wait_for(lambda: (lambda r: r.json() if r.status == 200 else None)(
+            s.api("GET", "/v1/status")), "GET /v1/status")
+        assert st["cms"][0]["state"] == "binding"
+        assert not events(s, 5040)
+        ip("-n", lan["a"], "link", "add", "cms0", "type", "veth", "peer", "name", "cms0p")
+        ip("-n", lan["a"], "link", "set", "cms0", "up")
+        up = s.wait_event(lambda e: e["id"] == 5040, "CMS address up (5040)")
+        assert "on interface cms0" in up["message"]
+        out = ip("-n", lan["a"], "-4", "-o", "addr", "show", "dev", "cms0").stdout
+        assert f"inet {CMS_IP}/32" in out, out
+        assert len(events(s, 5044)) == 1  # once per cause, not once per retry
+        s.stop(p)
+        assert CMS_IP not in ip("-n", lan["a"], "-4", "-o", "addr", "show", "dev", "cms0").stdout
+    finally:
+        s.kill_all()
 
 
 def cap_eff(pid):
@@ -249,5 +286,6 @@ def test_failover_and_switchover_move_the_address(lan, tandem_bin, tandemctl, tm
         wait_for(lambda: client_neighbour(lan) == mac(lan["a"]),
                  "the client's neighbour entry back at a's MAC")
         assert client_imap(lan, imap, login), "IMAP on the CMS address at a again"
+
     finally:
         lab.close()
