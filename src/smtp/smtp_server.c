@@ -30,19 +30,22 @@
 #include "lib/tls.h"
 #include "proto/smtp/smtp_received.h"
 #include "rcpt/rcpt_lookup.h"
+#include "smtp/delivery_id.h"
 #include "smtp/dumpster.h"
 #include "smtp/dumpster_writer.h"
 #include "smtp/smtp_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <sodium.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+static_assert(SMTP_DELIVERY_ID_LEN == DUMPSTER_ID_LEN, "a delivery id is a dumpster id");
 
 /* A command line: RFC 5321's 512 raised to the 1000 of a text line, ample for MAIL with its
  * parameters (§4.5.3.1). */
@@ -66,7 +69,8 @@ struct smtp_conn {
     struct smtp_session *session;
     bool body_8bit;         /* the transaction's MAIL said BODY=8BITMIME */
     struct dir_route route; /* where the transaction's recipients' mail goes; UNSET before one */
-    struct smtp_buf message;
+    struct smtp_buf message; /* our Received: header, then the client's data */
+    size_t received_len;     /* the length of that header */
     struct smtp_relay *relay; /* the message being relayed */
     bool looking_up;          /* a remote recipient lookup is in flight */
     /* Each accepted recipient's database, in RCPT order (for the dumpster), and the delivery
@@ -305,7 +309,9 @@ start_message(struct smtp_conn *sc)
         .for_rcpt = one ? smtp_session_rcpt(sc->session, 0) : NULL,
         .time = time(NULL),
     };
-    return smtp_received_build(&rcv, &sc->message);
+    int ret = smtp_received_build(&rcv, &sc->message);
+    sc->received_len = sc->message.len;
+    return ret;
 }
 
 static void keep_done(void *ctx);
@@ -445,6 +451,32 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
     answer_message(sc, v);
 }
 
+/* One delivery id per recipient into sc->ids (delivery_id.h): the same message retried by
+ * the client gets the same ones. */
+static int
+make_delivery_ids(struct smtp_conn *sc, size_t n)
+{
+    free(sc->ids);
+    sc->ids = calloc(n ? n : 1, sizeof(*sc->ids));
+    if (!sc->ids)
+        return -ENOMEM;
+    struct smtp_buf sender = {0}, rcpt = {0};
+    const struct smtp_path *from = smtp_session_sender(sc->session);
+    int ret = from && !from->null ? smtp_mailbox_write(&sender, from) : 0;
+    const uint8_t *data = sc->message.data ? sc->message.data + sc->received_len : NULL;
+    size_t data_len = sc->message.len - sc->received_len;
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        rcpt.len = 0;
+        ret = smtp_mailbox_write(&rcpt, smtp_session_rcpt(sc->session, i));
+        if (ret == 0)
+            smtp_delivery_id((const char *)sender.data, sender.len, (const char *)rcpt.data,
+                             rcpt.len, data, data_len, sc->ids[i]);
+    }
+    smtp_buf_free(&sender);
+    smtp_buf_free(&rcpt);
+    return ret;
+}
+
 /* Starts relaying the complete message; on failure answers at once. */
 static void
 relay_message(struct smtp_conn *sc)
@@ -454,12 +486,8 @@ relay_message(struct smtp_conn *sc)
     int ret = rcpts ? 0 : -ENOMEM;
     for (size_t i = 0; rcpts && i < n; i++)
         rcpts[i] = smtp_session_rcpt(sc->session, i);
-    free(sc->ids);
-    sc->ids = calloc(n ? n : 1, sizeof(*sc->ids));
-    if (!sc->ids)
-        ret = -ENOMEM;
-    for (size_t i = 0; sc->ids && i < n; i++)
-        randombytes_buf(sc->ids[i], DUMPSTER_ID_LEN); /* 2^-128: never zero in practice */
+    if (ret == 0)
+        ret = make_delivery_ids(sc, n);
     struct smtp_relay_request req = {
         .cms = sc->route.cms,
         .address = sc->route.address,

@@ -166,6 +166,24 @@ def test_resubmit_drops_duplicates_and_restores_a_loss(pair, tandem_bin, tandemc
     assert inbox(tandem_bin, m.db, "alice") == after
 
 
+def test_a_client_retry_of_the_same_message_is_delivered_once(pair, tandem_bin):
+    """Delivery ids are a hash of the envelope and the bytes (docs/smtp.md): a client that
+    sends the same message again (after a 451 it could not trust, a connection lost at the
+    end of the data) gets the same ids, and the mailbox server drops the second delivery.
+    A message that differs in one byte, or goes to another recipient, is another delivery."""
+    m, t = pair
+    send(t, ["alice@example.test", "bob@example.test"], "again")
+    send(t, ["alice@example.test", "bob@example.test"], "again")  # the same bytes
+    assert [s for _, s in inbox(tandem_bin, m.db, "alice")] == ["again"]
+    assert [s for _, s in inbox(tandem_bin, m.db, "bob")] == ["again"]
+    assert m.output().count("duplicate dropped") >= 2
+    send(t, ["alice@example.test"], "again", pad=1)  # one byte more: another message
+    send(t, ["bob@example.test"], "again")  # the same bytes to bob alone: a new envelope,
+    # but bob's delivery of these bytes from this sender is the one he has: dropped
+    assert [s for _, s in inbox(tandem_bin, m.db, "alice")] == ["again", "again"]
+    assert [s for _, s in inbox(tandem_bin, m.db, "bob")] == ["again"]
+
+
 def test_bad_requests(pair):
     m, t = pair
     assert t.api("POST", "/v1/dumpster/resubmit?database=db1").status == 400
