@@ -12,6 +12,7 @@
 #include "lib/offload.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,10 @@ int
 dumpster_writer_new(struct event_base *base, const char *datadir, unsigned max_queued,
                     struct dumpster_writer **w_r)
 {
+    /* dumpster_put_encoded names entries with randombytes_buf on the helper thread while the
+     * loop draws delivery ids: libsodium is thread-safe only once initialised. */
+    if (sodium_init() < 0)
+        return -EIO;
     struct dumpster_writer *w = calloc(1, sizeof(*w));
     if (!w)
         return -ENOMEM;

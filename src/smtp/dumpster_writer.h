@@ -32,7 +32,7 @@ void dumpster_batch_free(struct dumpster_batch **b);
 
 /* Starts the helper thread. datadir is borrowed for the writer's life; max_queued as
  * offload_new's (a batch per message in flight: the SMTP server passes its connection limit).
- * Returns 0 with an owned *w_r, or offload_new's error. */
+ * Returns 0 with an owned *w_r, -EIO (libsodium cannot start), or offload_new's error. */
 int dumpster_writer_new(struct event_base *base, const char *datadir, unsigned max_queued,
                         struct dumpster_writer **w_r);
 
