@@ -232,12 +232,25 @@ dial_generations(enum cluster_mount_dial d)
     return 0;
 }
 
+/* A database that is an active store of this node's own, not a copy: it followed no active
+ * since this node started. */
+static bool
+own_store(enum cluster_fsm_db_state s)
+{
+    return s == CLUSTER_DB_MOUNTED || s == CLUSTER_DB_DISMOUNTED;
+}
+
 /*
  * Checks every database against the most log any member last reported for it (the old
- * active's last report, or a fenced active's, is the most there is). A database lacks
+ * active's last report, or a fenced active's, is the most there is) and the witness's record
+ * of the active's log end (in->end, which outlives the node that wrote it). A database lacks
  * records when the reference's LSN is beyond its own; it then lacks max(1, reference
  * generation - own generation) generations, and (block and sync modes, where the open
- * generation ships too) the bytes between the two ends. Returns false with the reason.
+ * generation ships too) the bytes between the two ends. An active store of this node's own in
+ * an older epoch than the record's never saw the record's epoch: it lacks at least one record
+ * whatever the LSNs say (docs/cluster.md "The recorded log end"). A copy is eligible only
+ * after it followed the CMS address in this run, so it holds what it was shipped of the
+ * newest epoch. Returns false with the reason.
  */
 static bool
 within_dial(const struct cluster_fsm_input *in, struct cluster_fsm_output *out, bool *lossy_r)
@@ -254,10 +267,16 @@ within_dial(const struct cluster_fsm_input *in, struct cluster_fsm_output *out, 
             if (!ref || m->dbs[d].pos.lsn > ref->lsn)
                 ref = &m->dbs[d].pos;
         }
-        if (!ref || ref->lsn <= db->pos.lsn)
+        const struct cluster_fsm_logpos *rec = in->end.known ? &in->end.dbs[d] : NULL;
+        if (rec && (!ref || rec->lsn > ref->lsn))
+            ref = rec;
+        bool older = rec && own_store(db->state) && rec->epoch > db->pos.epoch;
+        if (older && ref->lsn <= db->pos.lsn)
+            ref = rec;
+        if (!older && (!ref || ref->lsn <= db->pos.lsn))
             continue;
         *lossy_r = true;
-        uint64_t records = ref->lsn - db->pos.lsn;
+        uint64_t records = ref->lsn > db->pos.lsn ? ref->lsn - db->pos.lsn : 1;
         uint64_t gens =
             ref->generation > db->pos.generation ? ref->generation - db->pos.generation : 0;
         if (gens == 0)
@@ -270,10 +289,18 @@ within_dial(const struct cluster_fsm_input *in, struct cluster_fsm_output *out, 
             bytes > (uint64_t)allow * db->generation_bytes)
             beyond = true;
         if (beyond) {
+            char epochs[120] = "";
+            if (older)
+                snprintf(epochs, sizeof(epochs),
+                         "; its log is of epoch %" PRIu64 ", %s wrote in epoch %" PRIu64,
+                         db->pos.epoch, in->end.holder[0] ? in->end.holder : "the active",
+                         rec->epoch);
             because(out,
-                    "beyond mount dial: %s has %" PRIu64 " generations missing (%" PRIu64
-                    " records, %" PRIu64 " bytes), dial %s allows %u",
-                    db->name, gens, records, bytes, cluster_mount_dial_name(in->dial), allow);
+                    "beyond mount dial: %s has %" PRIu64 " generations missing (%s%" PRIu64
+                    " records, %" PRIu64 " bytes)%s, dial %s allows %u%s",
+                    db->name, gens, older ? "at least " : "", records, bytes,
+                    ref == rec ? " against the witness's record" : "",
+                    cluster_mount_dial_name(in->dial), allow, epochs);
             return false;
         }
     }
@@ -297,6 +324,39 @@ fence(struct cluster_fsm *fsm, const struct cluster_fsm_input *in, struct cluste
     out->state = CLUSTER_STATE_FENCED;
     out->role = CLUSTER_ROLE_FENCED;
     because(out, "%s", why);
+}
+
+/*
+ * Switchover: the target must hold every record this node will ever write in its epoch before
+ * the lease moves. Commits are asynchronous: one submitted before the FENCE may still become
+ * durable after it, so the end is the highest LSN assigned (last_lsn), and the lease waits
+ * until that is durable here (nothing more can come: new commits are refused since the
+ * FENCE) and the target reports it. Comparing with the durable end alone, a commit made
+ * durable after the TRANSFER would be in the old epoch only here: the old active would
+ * rejoin diverged. True when both hold; false with the reason and a wake-up.
+ */
+static bool
+drained_and_caught_up(const struct cluster_fsm_input *in, struct cluster_fsm_output *out,
+                      const struct cluster_fsm_member *m, const struct timers *t)
+{
+    for (unsigned d = 0; d < in->n_dbs; d++) {
+        const struct cluster_fsm_db *db = &in->dbs[d];
+        uint64_t last = db->last_lsn > db->pos.lsn ? db->last_lsn : db->pos.lsn;
+        if (last > db->pos.lsn) {
+            because(out, "waiting for commits in flight on %s to become durable: LSN %" PRIu64
+                    " of %" PRIu64, db->name, db->pos.lsn, last);
+            /* A group commit away: look again soon. */
+            wake_at(out, in->now_ms + t->i / 10 + 1);
+            return false;
+        }
+        if (m->dbs[d].pos.lsn < last) {
+            because(out, "waiting for %s to catch up: %s at LSN %" PRIu64 " of %" PRIu64, m->name,
+                    db->name, m->dbs[d].pos.lsn, last);
+            wake_at(out, in->now_ms + t->i);
+            return false;
+        }
+    }
+    return true;
 }
 
 static void
@@ -379,14 +439,8 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         wake_at(out, now + t->i);
         return;
     }
-    for (unsigned d = 0; d < in->n_dbs; d++) {
-        if (m->dbs[d].pos.lsn < in->dbs[d].pos.lsn) {
-            because(out, "waiting for %s to catch up: %s at LSN %" PRIu64 " of %" PRIu64, to,
-                    in->dbs[d].name, m->dbs[d].pos.lsn, in->dbs[d].pos.lsn);
-            wake_at(out, now + t->i);
-            return;
-        }
-    }
+    if (!drained_and_caught_up(in, out, m, t))
+        return;
     if (!fsm->transfer_sent && l->witness_up && is_self(in, l->holder) && !l->request_pending) {
         act(out, CLUSTER_ACT_TRANSFER, l->epoch, to);
         fsm->transfer_sent = true;
@@ -493,13 +547,18 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         if (m->is_witness || m == from)
             continue;
         bool holds = l->holder[0] && strcmp(l->holder, m->name) == 0;
-        if (!claims_writer(m->role) && !holds)
+        /* Start: a node not heard since this agent started may be an active writing on its
+         * confirmation from before (the failsafe, a lease that ran out at the witness while
+         * the node still counts it): its silence counts from the start (docs/cluster.md). */
+        bool unheard = m->last_heard_ms == 0;
+        if (!claims_writer(m->role) && !holds && !unheard)
             continue;
-        if (m->core_dead || m->last_heard_ms == 0 || now >= m->last_heard_ms + t->takeover)
+        uint64_t heard = m->last_heard_ms > in->started_ms ? m->last_heard_ms : in->started_ms;
+        if (m->core_dead || heard == 0 || now >= heard + t->takeover)
             continue;
-        if (!writer || m->last_heard_ms + t->takeover > writer_until) {
+        if (!writer || heard + t->takeover > writer_until) {
             writer = m;
-            writer_until = m->last_heard_ms + t->takeover;
+            writer_until = heard + t->takeover;
         }
     }
     if (writer) {
@@ -510,7 +569,13 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
             act(out, CLUSTER_ACT_RELEASE, l->epoch, NULL);
         fsm->state = CLUSTER_STATE_PASSIVE;
         fsm->acquire_sent_ms = 0;
-        if (seen(writer, now, t) && now < writer->last_heard_ms + t->i * 2) {
+        if (writer->last_heard_ms == 0) {
+            out->state = CLUSTER_STATE_WAITING;
+            because(out,
+                    "%s not heard since this node started (it may be active); takeover "
+                    "possible %" PRIu64 " ms after the start",
+                    writer->name, t->takeover);
+        } else if (seen(writer, now, t) && now < writer->last_heard_ms + t->i * 2) {
             because(out, "%s is active", writer->name);
         } else {
             out->state = CLUSTER_STATE_WAITING;

@@ -110,6 +110,25 @@ struct cluster_fsm_db {
     uint64_t generation_bytes; /* size of a generation of this database */
     enum cluster_fsm_db_state state;
     struct cluster_fsm_logpos pos; /* this node's durable log end */
+    /* MOUNTED: the highest LSN assigned, durable or not (store_status.last_lsn): commits in
+     * flight end at most there. A switchover hands the lease over only once it is durable
+     * (docs/cluster.md "Switchover"). 0, or below pos.lsn: same as pos.lsn. */
+    uint64_t last_lsn;
+};
+
+/*
+ * The active's durable log end as recorded at the witness, in the value of the lease's key
+ * (docs/cluster.md "The recorded log end"): written by the active when it activates, before
+ * it acknowledges a write in its epoch, and every heartbeat interval after while it changes.
+ * A takeover measures the mount dial against it as against the members' reports, so a node
+ * that starts while the newer active is down knows how far the history went without it.
+ */
+struct cluster_fsm_end {
+    bool known;                            /* the witness holds one, and this node heard it */
+    char holder[CLUSTER_FSM_NAME_MAX + 1]; /* the node that wrote it */
+    uint64_t epoch;                        /* the lease epoch it was written in */
+    struct cluster_fsm_logpos dbs[CLUSTER_FSM_MAX_DBS]; /* the CMS's database order; lsn 0 =
+                                                         * none recorded */
 };
 
 struct cluster_fsm_input {
@@ -131,6 +150,10 @@ struct cluster_fsm_input {
     /* The operator's `cms move --to <node>` (NULL or "" = none); cleared by the glue when
      * out->state is no longer MOVING or the request failed. */
     const char *move_to;
+    /* When this node's agent started (its clock): a node not heard since may be an active
+     * that writes, so its silence counts from here (docs/cluster.md "Start"). */
+    uint64_t started_ms;
+    struct cluster_fsm_end end;
 };
 
 enum cluster_fsm_action_kind {
