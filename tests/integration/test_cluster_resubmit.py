@@ -161,3 +161,16 @@ def test_switchover_is_recorded_without_resubmission(block_lab):
     wait_for(delivered, "a delivery through the transport to b")
     assert sorted(lab.all_subjects()) == ["after the move", "before the move"]
     assert not events(pas, 5070) and not events(pas, 5072)
+
+    # Who may use a transport's dumpster over the network (it has no directory of its own):
+    # a server the directory vouches for, not a wrong key, not an unknown server.
+    t = lab.t
+    key = (lab.a.datadir / "server.key").read_text().strip()
+    r = t.api("GET", "/v1/dumpster", auth=("server/a", key), tls=True)
+    assert r.status == 200 and "mail" in [d["database"] for d in r.json()["databases"]], r
+    assert t.api("GET", "/v1/dumpster", auth=("server/a", key + "x"), tls=True).status == 401
+    assert t.api("GET", "/v1/dumpster", auth=("server/nosuch", key), tls=True).status == 401
+    r = t.api("POST", "/v1/dumpster/resubmit?database=mail&since=all", auth=("server/a", key),
+              tls=True)
+    assert r.status == 200 and r.json()["refused"] == 0, r
+    assert sorted(lab.all_subjects()) == ["after the move", "before the move"]  # dropped
