@@ -15,6 +15,7 @@
  */
 #include "tandemd/core_cluster_int.h"
 #include "tandemd/core_ack.h"
+#include "tandemd/core_cluster_end.h"
 #include "tandemd/core_cluster_failover.h"
 #include "tandemd/core_cluster_move.h"
 #include "tandemd/core_ipc_int.h"
@@ -78,6 +79,7 @@ static struct agent_cms agents[TDM_CONFIG_MAX_CMS];
 static unsigned n_agents;
 static char self[TDM_CONFIG_NAME_MAX + 1];
 static uint64_t interval_ms, ttl_ms;
+static uint64_t started_ms; /* the agent's start: silence of a node never heard counts from it */
 static unsigned misses;
 static bool stepping, step_again;
 static struct cluster_hb_snapshot snap; /* large: static, loop thread only */
@@ -139,8 +141,10 @@ static void
 on_watch(void *ctx, const struct coord_value_reply *r)
 {
     struct agent_cms *a = ctx;
-    if (r->status == 0)
+    if (r->status == 0) {
         lease_heard(a, r->holder, r->epoch);
+        cluster_end_heard(a->cfg->name, r);
+    }
     step_all();
 }
 
@@ -149,6 +153,8 @@ on_notify(void *ctx, const char *key, const struct coord_value_reply *r)
 {
     (void)ctx;
     struct agent_cms *a = agent_by_key(key);
+    if (a && r->status == 0)
+        cluster_end_heard(a->cfg->name, r); /* the recorded log end rides on the lease's key */
     if (a && r->status == 0 && r->holder && strcmp(r->holder, self) == 0 &&
         strcmp(a->holder, self) != 0 && !a->pending) {
         /* Handed to this node by a switchover's TRANSFER: the witness's vote counts only from
@@ -183,6 +189,7 @@ on_lost(void *ctx, const char *why)
     log_warn("cluster agent: the witness is lost (%s): its vote no longer counts", why);
     for (unsigned i = 0; i < n_agents; i++)
         agents[i].pending = false;
+    cluster_end_lost();
     step_all();
 }
 
@@ -275,6 +282,8 @@ build_input(struct agent_cms *a, struct cluster_fsm_input *in)
     in->lease.renew_sent_ms = a->renew_sent_ms;
     in->lease.renew_acked_sent_ms = a->renew_acked_sent_ms;
     in->move_to = cluster_move_target(a->cfg->name);
+    in->started_ms = started_ms;
+    cluster_end_input(a->cfg->name, in);
     if (a->transfer_from[0] && (a->fsm.state == CLUSTER_STATE_ACTIVE || strcmp(a->holder, self) != 0))
         a->transfer_from[0] = '\0';
     for (unsigned k = 0; k < in->n_members && a->transfer_from[0]; k++) {
@@ -654,6 +663,27 @@ said(struct agent_cms *a, enum cluster_fsm_state before, const struct cluster_fs
     }
 }
 
+/* The recorded log end (core_cluster_end.h): kept at the witness while this node is the
+ * CMS's active and holds the lease in the epoch it writes in; no write of an epoch is
+ * acknowledged before the witness has a record of it. True when writes may be. */
+static bool
+end_recorded(struct agent_cms *a, uint64_t now)
+{
+    if (a->fsm.state != CLUSTER_STATE_ACTIVE && a->fsm.state != CLUSTER_STATE_MOVING)
+        return true; /* writes are not this function's to allow */
+    if (strcmp(a->holder, self) == 0 && a->epoch == a->fsm.active_epoch)
+        cluster_end_record(coord, a->key, a->cfg->name, self, a->fsm.active_epoch, a->dbs,
+                           a->n_dbs, now, interval_ms);
+    if (cluster_end_recorded(a->cfg->name, self, a->fsm.active_epoch))
+        return true;
+    if (a->out.writes_allowed)
+        snprintf(a->out.reason, sizeof(a->out.reason),
+                 "writes wait until the witness has recorded the log end of epoch %" PRIu64,
+                 a->fsm.active_epoch);
+    a->out.writes_allowed = false; /* for status: none is acknowledged */
+    return false;
+}
+
 static void
 step_one(struct agent_cms *a)
 {
@@ -671,16 +701,15 @@ step_one(struct agent_cms *a)
                    a->cfg->name, a->out.reason);
     execute(a, &a->out, in.now_ms);
     cluster_move_stepped(a->cfg->name, before, &a->out, a->epoch, in.now_ms);
+    bool may_write = end_recorded(a, in.now_ms) && a->out.writes_allowed;
     /* Active: commits are acknowledged only while the FSM allows writes (until next_step_ms,
      * where the confirmation runs out unless renewed). */
     if (a->fsm.state == CLUSTER_STATE_ACTIVE)
-        set_fenced(a, !a->out.writes_allowed);
+        set_fenced(a, !may_write);
     /* And never past the self-fence, on the clock, wherever a commit is answered: the step at
      * next_step_ms may run late (the loop blocked, a suspend), the deadline cannot
      * (core_ack.h). Anything but ACTIVE with writes allowed acknowledges nothing. */
-    uint64_t until = a->fsm.state == CLUSTER_STATE_ACTIVE && a->out.writes_allowed
-                         ? a->out.writes_until_ms
-                         : 0;
+    uint64_t until = a->fsm.state == CLUSTER_STATE_ACTIVE && may_write ? a->out.writes_until_ms : 0;
     for (unsigned d = 0; d < a->n_dbs; d++)
         tandemd__core_db_set_ack_deadline(a->dbs[d].name, until);
     said(a, before, &a->out, in.now_ms);
@@ -851,6 +880,7 @@ tandemd__core_cluster_start(struct event_base *b, const struct tdm_config *cfg)
     base = b;
     snprintf(self, sizeof(self), "%s", cfg->server);
     interval_ms = cfg->cluster.heartbeat_interval_ms;
+    started_ms = cluster_hb_now_ms();
     misses = cfg->cluster.heartbeat_misses;
     ttl_ms = cfg->cluster.lease_ttl_ms;
     struct tls_files files;
@@ -904,6 +934,7 @@ tandemd__core_cluster_start(struct event_base *b, const struct tdm_config *cfg)
         log_fatal("out of memory");
     tandemd__core_cluster_hb_on_change(on_hb_change, NULL);
     cluster_failover_start(b, cfg);
+    cluster_end_start(step_all);
     coord_client_connect(coord);
     log_info("cluster agent: %u CMS(s), witness %s at %s:%u", n_agents, w->name,
              w->coord.address.text, (unsigned)w->coord.port);
@@ -914,6 +945,7 @@ void
 tandemd__core_cluster_stop(void)
 {
     cluster_failover_stop();
+    cluster_end_stop();
     tandemd__core_cluster_hb_on_change(NULL, NULL);
     if (timer)
         event_free(timer);

@@ -209,6 +209,7 @@ cluster_db_look(struct cluster_agent_db *adb, struct cluster_fsm_db *out)
             out->pos.epoch = ss.epoch;
             out->pos.lsn = ss.durable_lsn;
             out->pos.generation = ss.current_generation;
+            out->last_lsn = ss.last_lsn; /* commits in flight end here (a switchover drains) */
             adb->closed_pos_read = false;
         } else if (dismounted) {
             out->state = CLUSTER_DB_DISMOUNTED;

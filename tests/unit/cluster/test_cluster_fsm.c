@@ -380,16 +380,27 @@ test_start_must_win_lease(void **state)
     struct cluster_fsm_output out;
     cluster_fsm_init(&fsm);
     base(&in, 1000);
+    in.started_ms = 1000; /* the agent's start, as the glue gives it */
     in.dbs[0].state = CLUSTER_DB_DISMOUNTED;
     in.members[0].role = CLUSTER_ROLE_NONE; /* nothing heard from mb2 yet */
     in.members[0].last_heard_ms = 0;
     /* The witness still names us (a lease from before our restart): no activation yet. */
     snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
     in.lease.epoch = 3;
+    /* mb2, unheard since the start, may be an active that still writes: its silence counts
+     * from the start, so nothing is asked before F + I/2 (docs/cluster.md "Start"). */
+    in.now_ms = 1000 + TAKEOVER - 1;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_ACQUIRE));
+    assert_int_equal(out.state, CLUSTER_STATE_WAITING);
+    assert_non_null(strstr(out.reason, "mb2 not heard since this node started"));
+    assert_int_equal(out.next_step_ms, 1000 + TAKEOVER);
+    in.now_ms = 1000 + TAKEOVER;
+    in.members[1].last_heard_ms = in.now_ms;
     cluster_fsm_step(&fsm, &in, &out);
     assert_false(has(&out, CLUSTER_ACT_ACTIVATE));
     assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
-    in.lease.renew_acked_sent_ms = 1000;
+    in.lease.renew_acked_sent_ms = in.now_ms;
     cluster_fsm_step(&fsm, &in, &out); /* the grant (same holder: epoch kept) */
     assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
     assert_false(has(&out, CLUSTER_ACT_RESUBMIT)); /* no other active was known */
