@@ -4,8 +4,9 @@ every server and a client each in their own network namespace, joined by one bri
 address to lan0, serves every protocol there and announces it by gratuitous ARP; the client
 reaches it through its neighbour cache, which the announcement of a new active node moves to
 that node's MAC address without the client flushing anything. The address leaves the
-interface when the CMS stops being active there (a switchover's demotion, a clean stop), and
-one left behind by a node killed while active is removed when that node starts again.
+interface when the CMS stops being active there (a switchover's demotion, a self-fence, a clean
+stop), and one left behind by a node killed while active is removed when that node starts
+again.
 
 Needs root and `ip netns` (iproute2); skipped otherwise. Addresses of 198.18.0.0/15 exist only
 inside the test's namespaces, which are deleted on every exit path.
@@ -287,5 +288,22 @@ def test_failover_and_switchover_move_the_address(lan, tandem_bin, tandemctl, tm
                  "the client's neighbour entry back at a's MAC")
         assert client_imap(lan, imap, login), "IMAP on the CMS address at a again"
 
+        # a cut off the segment (its lan0 down): it loses the witness's and b's votes and
+        # fences; the address leaves its interface with the fence, and b takes over.
+        wait_for(lambda: (lambda c: c if c and c["state"] == "Healthy" else None)(
+            lab.copy_status(lab.b)), "b's copy Healthy")
+        time.sleep(3 * lab.interval_ms / 1000)
+        mark_a = len(lab.a.event_lines())
+        ip("-n", lan["a"], "link", "set", IFACE, "down")
+        fenced = lab.a.wait_event(lambda e: e["id"] == 5051 and
+                                  e in lab.a.event_lines()[mark_a:], "fenced (5051) on a")
+        down = lab.a.wait_event(lambda e: e["id"] == 5041 and
+                                e in lab.a.event_lines()[mark_a:], "address down (5041) on a")
+        assert f"removed from interface {IFACE}" in down["message"], down
+        assert cms_on(lan["a"]) is None, fenced
+        lab.wait_state(lab.b, "Active")
+        wait_for(lambda: client_neighbour(lan) == mac(lan["b"]),
+                 "the client's neighbour entry at b's MAC after a's fence")
+        assert client_imap(lan, imap, login), "IMAP on the CMS address at b after a's fence"
     finally:
         lab.close()
