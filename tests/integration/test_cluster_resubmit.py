@@ -19,12 +19,16 @@ from cluster_lab import CMS, ClusterLab, events
 from lab import WAIT, wait_for
 
 N = 8
+# Slower heartbeats than the lab's default (300 ms x 5), so the nodes wait 5 s rather than 3 s
+# for the witness's answer to their first request: on a loaded host the witness's check of a
+# node's key (argon2id) took longer than that, and the nodes gave up and asked again forever.
+SLACK = {"interval_ms": 500, "misses": 10, "ttl": "3s"}
 
 
 @pytest.fixture
 def lab(tandem_bin, tandemctl, tmp_path):
     lab = ClusterLab(tandem_bin, tandemctl, tmp_path, replication="file", mount_dial="best",
-                     transport=True)
+                     transport=True, **SLACK)
     lab.setup()
     yield lab
     lab.close()
@@ -46,9 +50,10 @@ def failover_record(lab, s):
 def test_lossy_failover_resubmits_from_the_dumpster(lab, tandemctl):
     for s in lab.nodes:
         lab.start(s)
-    act, pas = lab.wait_one_active()
+    # Longer waits than the lab's: on a loaded host the directory's key checks are slow.
+    act, pas = lab.wait_one_active(timeout=3 * WAIT)
     assert act is lab.a
-    wait_for(lambda: lab.healthy(pas), "b's copy Healthy")
+    wait_for(lambda: lab.healthy(pas), "b's copy Healthy", timeout=3 * WAIT)
     assert lab.copy_status(pas)["mode"] == "file"
 
     # Mail through the transport into a's open generation: acknowledged (a answered 250), in
@@ -123,7 +128,8 @@ def test_lossy_failover_resubmits_from_the_dumpster(lab, tandemctl):
 
 @pytest.fixture
 def block_lab(tandem_bin, tandemctl, tmp_path):
-    lab = ClusterLab(tandem_bin, tandemctl, tmp_path, replication="block", transport=True)
+    lab = ClusterLab(tandem_bin, tandemctl, tmp_path, replication="block", transport=True,
+                     **SLACK)
     lab.setup()
     yield lab
     lab.close()
@@ -136,8 +142,9 @@ def test_switchover_is_recorded_without_resubmission(block_lab):
     lab = block_lab
     for s in lab.nodes:
         lab.start(s)
-    act, pas = lab.wait_one_active()
-    wait_for(lambda: lab.healthy(pas), "b's copy Healthy")
+    # Longer waits than the lab's: on a loaded host the directory's key checks are slow.
+    act, pas = lab.wait_one_active(timeout=3 * WAIT)
+    wait_for(lambda: lab.healthy(pas), "b's copy Healthy", timeout=3 * WAIT)
     assert lab.deliver_smtp("before the move")
     assert lab.cms(pas)["last_failover"] is None
 
