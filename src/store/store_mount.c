@@ -550,11 +550,14 @@ file_zero_from(const struct io_ops *io, const char *path, uint64_t from)
  *
  * Spares without such a header (left by a version 2 writer, or a creation cut short by a
  * crash) are deleted with every spare above them, from the highest down so that a crash keeps
- * the files contiguous; housekeeping makes new ones. And when the current generation is
- * closed after a crash (a clean shutdown leaves no batch unsynced), the spare right above it
- * is the one file a lost batch can have written to (a roll
- * writes into it only after the END before it is durable): its BEGIN did not survive, or it
- * would be the current generation, but frames after it may have. The LSNs of such a batch are
+ * the files contiguous; housekeeping makes new ones. So are spares larger than this mount's
+ * generation size (made under a larger one, or for large batches before the restart): a spare
+ * is begun whole (store_gen.c), and a database mounted with a smaller generation size should
+ * get generations of that size from the start, not after its old spares. And when the
+ * current generation is closed after a crash (a clean shutdown leaves no batch unsynced), the
+ * spare right above it is the one file a lost batch can have written to (a roll writes into it
+ * only after the END before it is durable): its BEGIN did not survive, or it would be the
+ * current generation, but frames after it may have. The LSNs of such a batch are
  * given out again, so a stale frame could one day sit, with exactly the next LSN, behind a
  * later write cut short: its body is zeroed, as a torn tail is (store__cut_tail()).
  */
@@ -570,7 +573,7 @@ spares_prepare(struct store *s, bool clean, const char **error_r)
         ret = store__gen_header_ready(s, path, &size);
         if (ret < 0)
             goto fail;
-        if (ret == 0)
+        if (ret == 0 || size > s->opt.generation_size)
             break;
         keep++;
     }

@@ -456,6 +456,46 @@ test_large_batches_begin_larger_generations(void **state)
     store_recovery_clear(&rec);
 }
 
+/* Size of the file of generation gen, or 0 when there is none. */
+static uint64_t
+gen_file_size(uint64_t gen)
+{
+    char p[512];
+    gen_path(p, sizeof(p), gen);
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/*
+ * A spare larger than the generation size a database is mounted with (made under a larger
+ * one, or for large batches) is deleted at mount and made again: a spare is begun whole, so
+ * it would otherwise give the next generation its old size.
+ */
+static void
+test_mount_deletes_spares_larger_than_the_generation_size(void **state)
+{
+    (void)state;
+    struct store_options big, o;
+    small_options(&o);
+    small_options(&big);
+    big.generation_size = 128 * 1024;
+    struct store *s = create_open(&big);
+    commit_noop(s, 100);
+    /* housekeeping makes the spares ahead */
+    for (int i = 0; i < 500 && gen_file_size(2) != 128 * 1024; i++)
+        usleep(10000);
+    assert_int_equal(store_close(&s), 0); /* closes generation 1; 2 is a 128 KiB spare */
+    assert_int_equal(gen_file_size(2), 128 * 1024);
+
+    s = reopen(&o, 0);
+    commit_noop(s, 100);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(begun_size(2), 64 * 1024);
+    assert_int_equal(store_close(&s), 0);
+}
+
 static void
 test_idle_close(void **state)
 {
@@ -1190,6 +1230,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_oversize_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_batches_begin_larger_generations, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_mount_deletes_spares_larger_than_the_generation_size,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timer_starts_at_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_explicit_roll, setup, teardown),
