@@ -122,6 +122,15 @@ act(struct cluster_fsm_output *out, enum cluster_fsm_action_kind kind, uint64_t 
     snprintf(a->peer, sizeof(a->peer), "%s", peer ? peer : "");
 }
 
+static bool
+emitted(const struct cluster_fsm_output *out, enum cluster_fsm_action_kind kind)
+{
+    for (unsigned i = 0; i < out->n_actions; i++)
+        if (out->actions[i].kind == kind)
+            return true;
+    return false;
+}
+
 static void __attribute__((format(printf, 2, 3)))
 because(struct cluster_fsm_output *out, const char *fmt, ...)
 {
@@ -326,6 +335,90 @@ fence(struct cluster_fsm *fsm, const struct cluster_fsm_input *in, struct cluste
     because(out, "%s", why);
 }
 
+/* Leaves the CMS after a TRANSFER without demoting: its databases stay dismounted here, which
+ * keeps them eligible, so should the target never activate (it died right after the transfer)
+ * the normal failover rules bring the CMS back here or to another passive. They become copies
+ * once a node says it is active (rejoin). */
+static void
+leave_after_transfer(struct cluster_fsm *fsm, struct cluster_fsm_output *out)
+{
+    act(out, CLUSTER_ACT_DISMOUNT, 0, NULL);
+    fsm->state = CLUSTER_STATE_PASSIVE;
+    fsm->active_epoch = 0;
+    fsm->transfer_sent = false;
+    out->state = CLUSTER_STATE_PASSIVE;
+    out->role = CLUSTER_ROLE_PASSIVE;
+}
+
+/*
+ * MOVING with the TRANSFER sent (docs/cluster.md "Switchover"): writes are paused and stay so
+ * unless the witness proves the lease is still this node's in the epoch it writes in. Returns
+ * true when it decided this step; false with fsm->transfer_sent cleared when the transfer did
+ * not happen, so the caller goes on as MOVING (the move is still asked for: the TRANSFER goes
+ * out again) or resumes the writes (the move was given up).
+ *  - The lease is another node's, or free: this node leaves (dismount, no demotion). The
+ *    target's (a switchover that completed), or anyone's after it: either way not ours.
+ *  - A grant of a RENEW sent after the TRANSFER (strictly later: never in its step), in our epoch: the witness took the RENEW after
+ *    the TRANSFER (one session keeps the order; a new session comes after the old one ended),
+ *    and a transfer would have made it the target's: the transfer did not happen.
+ *  - Granted in a newer epoch (the lease had gone free meanwhile): the target may have written
+ *    in between; leave, and let the failover rules decide who mounts.
+ *  - No answer yet (pending, the witness away): wait, paused; the RENEW goes out every I. Once
+ *    the confirmation runs out (s + F), leave: the target may hold the lease by then and needs
+ *    the CMS address, which this node must not keep bound.
+ */
+static bool
+step_transferred(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
+                 struct cluster_fsm_output *out, const struct timers *t)
+{
+    uint64_t now = in->now_ms;
+    const struct cluster_fsm_lease *l = &in->lease;
+    if (l->witness_up && !is_self(in, l->holder)) {
+        bool to_target = l->holder[0] && strcmp(l->holder, fsm->transfer_to) == 0;
+        out->moved = to_target;
+        leave_after_transfer(fsm, out);
+        if (to_target)
+            because(out, "moved to %s", l->holder);
+        else if (l->holder[0])
+            because(out, "after the transfer to %s the lease is held by %s in epoch %" PRIu64,
+                    fsm->transfer_to, l->holder, l->epoch);
+        else
+            because(out, "after the transfer to %s the lease is free", fsm->transfer_to);
+        return true;
+    }
+    if (l->witness_up && !l->request_pending && l->renew_acked_sent_ms > fsm->transfer_sent_ms) {
+        if (l->epoch == fsm->active_epoch) {
+            fsm->transfer_sent = false; /* not transferred: the caller resumes or retries */
+            return false;
+        }
+        leave_after_transfer(fsm, out);
+        because(out, "the lease came back in epoch %" PRIu64 " after the transfer to %s",
+                l->epoch, fsm->transfer_to);
+        return true;
+    }
+    uint64_t s = cluster_fsm_confirmed_at(in, fsm->active_since_ms);
+    if (s == 0 || now >= s + t->f) {
+        leave_after_transfer(fsm, out);
+        because(out, "the transfer to %s is unanswered and the confirmation ran out",
+                fsm->transfer_to);
+        return true;
+    }
+    wake_at(out, s + t->f);
+    out->state = CLUSTER_STATE_MOVING;
+    out->role = CLUSTER_ROLE_MOVING;
+    out->moving_to = fsm->transfer_to;
+    /* Ask the witness again where the lease is: a RENEW answers it. */
+    if (l->witness_up && !l->request_pending) {
+        if (now >= l->renew_sent_ms + t->i)
+            act(out, CLUSTER_ACT_RENEW, fsm->active_epoch, NULL);
+        else
+            wake_at(out, l->renew_sent_ms + t->i);
+    }
+    wake_at(out, now + t->i);
+    because(out, "waiting for the witness to answer the transfer to %s", fsm->transfer_to);
+    return true;
+}
+
 /*
  * Switchover: the target must hold every record this node will ever write in its epoch before
  * the lease moves. Commits are asynchronous: one submitted before the FENCE may still become
@@ -367,18 +460,11 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
     const struct cluster_fsm_lease *l = &in->lease;
     bool moving = fsm->state == CLUSTER_STATE_MOVING;
 
-    /* Switchover done: the lease is the target's; this node demotes (it fenced at MOVING). */
-    if (moving && fsm->transfer_sent && l->witness_up && l->holder[0] && !is_self(in, l->holder)) {
-        act(out, CLUSTER_ACT_DISMOUNT, 0, NULL);
-        act(out, CLUSTER_ACT_DEMOTE, 0, NULL);
-        fsm->state = CLUSTER_STATE_PASSIVE;
-        fsm->active_epoch = 0;
-        fsm->transfer_sent = false;
-        out->state = CLUSTER_STATE_PASSIVE;
-        out->role = CLUSTER_ROLE_PASSIVE;
-        because(out, "moved to %s", l->holder);
+    /* Switchover after the TRANSFER went out: writes stay paused until the witness says where
+     * the lease is (step_transferred); it may resume the move or the writes here. */
+    if (moving && fsm->transfer_sent && step_transferred(fsm, in, out, t))
         return;
-    }
+    moving = fsm->state == CLUSTER_STATE_MOVING;
     /* Timing: the lease went to another node, or the confirmation ran out. */
     if (l->witness_up && l->holder[0] && !is_self(in, l->holder) && l->epoch > fsm->active_epoch) {
         char why[CLUSTER_FSM_REASON_MAX + 1];
@@ -388,11 +474,16 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         return;
     }
     uint64_t s = cluster_fsm_confirmed_at(in, fsm->active_since_ms);
-    if (s == 0 || now >= s + t->f) {
+    /* Just activated: a confirmation counts only answers to heartbeats sent since, so with
+     * three nodes or more (the witness alone is no majority) there is none until the first
+     * round comes back. Writes wait for it; the fence comes only if none comes within F of
+     * the activation (before, the node fenced at its first step and demoted). */
+    bool first_round = s == 0 && now < fsm->active_since_ms + t->f;
+    if (!first_round && (s == 0 || now >= s + t->f)) {
         fence(fsm, in, out, "no confirmation from a majority of votes");
         return;
     }
-    wake_at(out, s + t->f);
+    wake_at(out, first_round ? fsm->active_since_ms + t->f : s + t->f);
     /* Renew every I; a free lease (it expired while the witness was away, and the failsafe
      * kept this node writing) is asked for again. */
     if (l->witness_up && !l->request_pending) {
@@ -421,8 +512,10 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
     if (!moving) {
         out->state = CLUSTER_STATE_ACTIVE;
         out->role = CLUSTER_ROLE_ACTIVE;
-        out->writes_allowed = true;
-        out->writes_until_ms = s + t->f;
+        out->writes_allowed = !first_round;
+        out->writes_until_ms = first_round ? 0 : s + t->f;
+        if (first_round)
+            because(out, "waiting for the first confirmation of a majority");
         return;
     }
     /* Switchover: writes wait until the target holds every record (always lossless). */
@@ -441,9 +534,14 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
     }
     if (!drained_and_caught_up(in, out, m, t))
         return;
-    if (!fsm->transfer_sent && l->witness_up && is_self(in, l->holder) && !l->request_pending) {
+    /* Never in the step that renews: the glue would have two requests out, and a grant of the
+     * RENEW must only ever answer one sent after the TRANSFER (step_transferred). */
+    if (!fsm->transfer_sent && l->witness_up && is_self(in, l->holder) &&
+        l->epoch == fsm->active_epoch && !l->request_pending && !emitted(out, CLUSTER_ACT_RENEW)) {
         act(out, CLUSTER_ACT_TRANSFER, l->epoch, to);
         fsm->transfer_sent = true;
+        fsm->transfer_sent_ms = now;
+        snprintf(fsm->transfer_to, sizeof(fsm->transfer_to), "%s", to);
     }
     because(out, "handing the lease to %s", to);
 }
@@ -466,15 +564,19 @@ become_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
 }
 
 /* Not active: a passive whose databases that are not copies yet become copies when another
- * node is the CMS's (docs/cluster.md "Rejoin"). */
+ * node is the CMS's (docs/cluster.md "Rejoin"). Mounted ones are dismounted at once; the
+ * demotion waits until that node says it is active (claims): a node that only holds the lease
+ * (a switchover's target that has not activated yet, and may never: it died) would leave this
+ * node with copies that never were Healthy, so no node could take the CMS over. */
 static void
-rejoin(const struct cluster_fsm_input *in, struct cluster_fsm_output *out)
+rejoin(const struct cluster_fsm_input *in, struct cluster_fsm_output *out, bool claims)
 {
-    if (any_db(in, CLUSTER_DB_MOUNTED)) {
+    bool mounted = any_db(in, CLUSTER_DB_MOUNTED);
+    if (mounted) {
         act(out, CLUSTER_ACT_FENCE, 0, NULL);
         act(out, CLUSTER_ACT_DISMOUNT, 0, NULL);
     }
-    if (any_db(in, CLUSTER_DB_MOUNTED) || any_db(in, CLUSTER_DB_DISMOUNTED))
+    if (claims && (mounted || any_db(in, CLUSTER_DB_DISMOUNTED)))
         act(out, CLUSTER_ACT_DEMOTE, 0, NULL);
 }
 
@@ -542,6 +644,7 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
      * active, or it holds the lease — must be silent for F + I/2, or its core dead. */
     const struct cluster_fsm_member *writer = NULL;
     uint64_t writer_until = 0;
+    bool writer_claims = false; /* one of them says it is active (not only the lease holder) */
     for (unsigned k = 0; k < in->n_members; k++) {
         const struct cluster_fsm_member *m = &in->members[k];
         if (m->is_witness || m == from)
@@ -556,6 +659,8 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         uint64_t heard = m->last_heard_ms > in->started_ms ? m->last_heard_ms : in->started_ms;
         if (m->core_dead || heard == 0 || now >= heard + t->takeover)
             continue;
+        if (claims_writer(m->role))
+            writer_claims = true;
         if (!writer || heard + t->takeover > writer_until) {
             writer = m;
             writer_until = heard + t->takeover;
@@ -563,7 +668,7 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
     }
     if (writer) {
         /* Someone is (or may still be) the CMS's: stay a passive of it. */
-        rejoin(in, out);
+        rejoin(in, out, writer_claims);
         if (fsm->acquire_sent_ms != 0 && l->witness_up && is_self(in, l->holder) &&
             !l->request_pending)
             act(out, CLUSTER_ACT_RELEASE, l->epoch, NULL);
@@ -613,6 +718,20 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
                         in->dbs[d].name);
                 return;
             }
+        /* A handed-over lease is renewed first (the witness's vote counts only from a request
+         * this node sent; the glue sends one at the handover): mounting without a fresh grant
+         * would fence at once, demote, and leave no healthy copy anywhere if the old active
+         * demoted meanwhile. */
+        if (l->request_pending || l->renew_acked_sent_ms == 0 ||
+            now >= l->renew_acked_sent_ms + t->f) {
+            /* No fresh grant yet (the glue's renewal unanswered or lost): ask again. */
+            if (!l->request_pending && now >= l->renew_sent_ms + t->i)
+                act(out, CLUSTER_ACT_RENEW, l->epoch, NULL);
+            fsm->state = CLUSTER_STATE_FAILING_OVER;
+            out->state = CLUSTER_STATE_FAILING_OVER;
+            because(out, "lease handed over by %s: renewing it before mounting", from->name);
+            return;
+        }
         become_active(fsm, in, out);
         return;
     }
@@ -627,7 +746,9 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
             return;
         }
     }
-    if (!within_dial(in, out, &lossy)) {
+    /* Beyond the dial only the operator's `copy activate --force` takes it over. */
+    bool beyond = !within_dial(in, out, &lossy);
+    if (beyond && !in->force_activate) {
         wait_for(fsm, out, in);
         return;
     }
@@ -644,8 +765,15 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         if (old && lossy && !old->core_dead)
             act(out, CLUSTER_ACT_LAST_LOGS, 0, old->name);
         become_active(fsm, in, out);
-        if (old)
-            act(out, CLUSTER_ACT_RESUBMIT, in->lease.epoch, old->name);
+        out->forced = beyond;
+        /* A failover from the node last seen active, or from the writer of the witness's
+         * record when that node was not heard since this one started (the recorded log end):
+         * the transports resubmit what the lost tail may have held. */
+        const char *lost = old ? old->name : NULL;
+        if (!lost && in->end.known && in->end.holder[0] && !is_self(in, in->end.holder))
+            lost = in->end.holder;
+        if (lost)
+            act(out, CLUSTER_ACT_RESUBMIT, in->lease.epoch, lost);
         return;
     }
     fsm->state = CLUSTER_STATE_FAILING_OVER;
@@ -655,10 +783,12 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         fsm->acquire_sent_ms = now;
     }
     wake_at(out, fsm->acquire_sent_ms + t->i);
+    const char *forced = beyond ? "beyond the mount dial, forced by the operator: " : "";
     if (l->holder[0] && !is_self(in, l->holder))
-        because(out, "asking for the lease (held by %s in epoch %" PRIu64 ")", l->holder, l->epoch);
+        because(out, "%sasking for the lease (held by %s in epoch %" PRIu64 ")", forced, l->holder,
+                l->epoch);
     else
-        because(out, "asking for the lease");
+        because(out, "%sasking for the lease", forced);
 }
 
 /* ---- entry points ---- */

@@ -154,11 +154,17 @@ struct cluster_fsm_input {
      * that writes, so its silence counts from here (docs/cluster.md "Start"). */
     uint64_t started_ms;
     struct cluster_fsm_end end;
+    /* The operator's `copy activate --force` of a database of the CMS here: a takeover may go
+     * beyond the mount dial. Every other rule holds (the old active silent or dead, the
+     * witness's grant, quorum, eligible copies, no passive ahead). Cleared by the glue. */
+    bool force_activate;
 };
 
 enum cluster_fsm_action_kind {
     CLUSTER_ACT_FENCE,      /* stop acknowledging writes on every database of the CMS now */
-    CLUSTER_ACT_RESUME,     /* acknowledge writes again: a switchover gave up before TRANSFER */
+    /* acknowledge writes again: a switchover gave up before TRANSFER, or the witness confirmed
+     * after it that the lease is still this node's in its epoch (the transfer did not happen) */
+    CLUSTER_ACT_RESUME,
     CLUSTER_ACT_DISMOUNT,   /* dismount every mounted database and release the CMS address */
     CLUSTER_ACT_RELEASE,    /* RELEASE the lease (epoch) */
     CLUSTER_ACT_DEMOTE,     /* every non-copy database becomes a copy of the CMS address */
@@ -193,6 +199,8 @@ struct cluster_fsm_output {
     bool candidate;             /* for this node's summary (see struct cluster_fsm_member) */
     const char *moving_to;      /* MOVING: the target (borrowed from the input) */
     bool writes_allowed;        /* commits may be acknowledged until writes_until_ms */
+    bool moved;                 /* this step ended a switchover: the lease is the target's */
+    bool forced;                /* ACTIVATE of this step went beyond the mount dial (forced) */
     uint64_t writes_until_ms;   /* writes_allowed: s + F of the newest confirmation (the
                                  * self-fence); the glue's acknowledgement deadline */
     uint64_t next_step_ms;      /* call again at this time at the latest (0: on input only) */
@@ -210,6 +218,8 @@ struct cluster_fsm {
     uint64_t active_since_ms; /* ACTIVE/MOVING: when it activated (see confirmed_at) */
     uint64_t acquire_sent_ms; /* last ACQUIRE asked while not active (retried every I) */
     bool transfer_sent;       /* MOVING: TRANSFER asked */
+    uint64_t transfer_sent_ms; /* ...at this time: a later grant of our RENEW says it failed */
+    char transfer_to[CLUSTER_FSM_NAME_MAX + 1]; /* ...to this node */
 };
 
 void cluster_fsm_init(struct cluster_fsm *fsm);

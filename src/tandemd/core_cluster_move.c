@@ -151,12 +151,13 @@ cluster_move_stepped(const char *cms, enum cluster_fsm_state before,
     struct move *mv = find(cms, false);
     if (!mv || !mv->running)
         return;
-    if (out->state == CLUSTER_STATE_MOVING) {
-        mv->moving_seen = true;
-    } else if (before == CLUSTER_STATE_MOVING && out->state == CLUSTER_STATE_PASSIVE) {
-        /* Demoted after the lease went to the target: epoch is the target's. */
+    (void)before;
+    if (out->moved) {
+        /* Left after the witness gave the lease to the target: epoch is the target's. */
         end(mv, true, "", epoch, now_ms);
         return;
+    } else if (out->state == CLUSTER_STATE_MOVING) {
+        mv->moving_seen = true;
     } else if (mv->moving_seen || out->state != CLUSTER_STATE_ACTIVE) {
         /* Fenced, or resumed: the FSM gave the switchover up. */
         char why[CLUSTER_FSM_REASON_MAX + 64]; /* cut to the record's size by end() */
@@ -166,8 +167,11 @@ cluster_move_stepped(const char *cms, enum cluster_fsm_state before,
         return;
     }
     if (now_ms >= mv->started_ms + CLUSTER_MOVE_TIMEOUT_MS) {
-        char why[CLUSTER_FSM_REASON_MAX + 64];
-        snprintf(why, sizeof(why), "not done within %u s (%s); writes resume here",
+        char why[CLUSTER_FSM_REASON_MAX + 96];
+        /* Before the TRANSFER the FSM resumes at once; after it, once the witness says the
+         * lease is still this node's in its epoch (cluster_fsm.c step_transferred). */
+        snprintf(why, sizeof(why),
+                 "not done within %u s (%s); writes resume here unless the lease has moved",
                  CLUSTER_MOVE_TIMEOUT_MS / 1000, out->reason[0] ? out->reason : "no reason");
         end(mv, false, why, epoch, now_ms);
     }

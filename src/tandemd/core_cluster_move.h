@@ -26,9 +26,8 @@ int cluster_move_start(const struct cluster_fsm_input *in, enum cluster_fsm_stat
                        const char **why_r);
 /* The target of cms's running move, for the FSM's input; NULL when none. */
 const char *cluster_move_target(const char *cms);
-/* After each step of cms: says when the move completed (this node went from MOVING to
- * Passive: the lease is the target's, epoch the new one), failed (time limit) or the FSM
- * gave it up. */
+/* After each step of cms: says when the move completed (out->moved: the witness gave the
+ * lease to the target, epoch the new one), failed (time limit) or the FSM gave it up. */
 void cluster_move_stepped(const char *cms, enum cluster_fsm_state before,
                           const struct cluster_fsm_output *out, uint64_t epoch, uint64_t now_ms);
 /* The witness refused the TRANSFER: the move failed (why). */

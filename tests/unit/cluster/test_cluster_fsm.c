@@ -597,9 +597,288 @@ test_switchover_active_side(void **state)
     in.now_ms += 100;
     cluster_fsm_step(&fsm, &in, &out);
     assert_int_equal(out.state, CLUSTER_STATE_PASSIVE);
+    assert_true(out.moved);
+    assert_string_equal(out.reason, "moved to mb2");
     assert_true(has(&out, CLUSTER_ACT_DISMOUNT));
-    assert_true(has(&out, CLUSTER_ACT_DEMOTE));
     assert_false(has(&out, CLUSTER_ACT_RELEASE));
+    /* Its databases become copies only once mb2 says it is active: until then they stay
+     * dismounted, eligible, should mb2 never activate. */
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+    in.dbs[0].state = CLUSTER_DB_DISMOUNTED;
+    in.now_ms += 100;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_PASSIVE);
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+    in.members[0].role = CLUSTER_ROLE_ACTIVE;
+    in.members[0].last_heard_ms = in.now_ms;
+    in.now_ms += 100;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_DEMOTE));
+}
+
+/* Three nodes: a node that has just activated has no confirmation yet (the witness alone is no
+ * majority of four votes, and a node's answer counts only for a heartbeat sent since the
+ * activation). It does not write, and does not fence either, until F after the activation. */
+static void
+test_three_nodes_first_confirmation(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    active(&fsm, &in, 10000);
+    fsm.active_since_ms = 10000;
+    in.n_members = 3;
+    struct cluster_fsm_member *c = &in.members[2];
+    snprintf(c->name, sizeof(c->name), "mb3");
+    c->role = CLUSTER_ROLE_PASSIVE;
+    in.members[0].last_heard_ms = c->last_heard_ms = 10000;
+    in.members[0].acked_sent_ms = c->acked_sent_ms = 9000; /* before the activation */
+    in.now_ms = 10050;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
+    assert_false(out.writes_allowed);
+    assert_false(has(&out, CLUSTER_ACT_FENCE));
+    assert_true(out.next_step_ms <= 10000 + F);
+    /* mb3 answers a heartbeat sent since: witness + mb3 + itself, three of four. */
+    c->acked_sent_ms = 10100;
+    in.now_ms = 10200;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(out.writes_allowed);
+    assert_int_equal(out.writes_until_ms, 10000 + F); /* the witness's renewal is the older */
+    /* Nobody answers: at F after the activation it fences. */
+    active(&fsm, &in, 10000);
+    fsm.active_since_ms = 10000;
+    in.n_members = 3;
+    c = &in.members[2];
+    snprintf(c->name, sizeof(c->name), "mb3");
+    in.now_ms = 10000 + F - 1;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_FENCE));
+    in.now_ms = 10000 + F;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FENCED);
+}
+
+/* mb1 active in epoch 4 at 10 s, moving to mb2 (caught up): the step that sends the TRANSFER. */
+static void
+transfer_sent(struct cluster_fsm *fsm, struct cluster_fsm_input *in, struct cluster_fsm_output *out)
+{
+    active(fsm, in, 10000);
+    in->members[0].last_heard_ms = 10000;
+    in->members[0].acked_sent_ms = 10000;
+    in->move_to = "mb2";
+    in->now_ms = 10100;
+    cluster_fsm_step(fsm, in, out);
+    assert_true(has(out, CLUSTER_ACT_TRANSFER));
+    in->lease.request_pending = true; /* the glue sent it */
+}
+
+/* A move whose TRANSFER the witness refused or never answered (docs/cluster.md "Switchover"):
+ * writes stay paused until a grant of a RENEW sent after the TRANSFER says the lease is still
+ * this node's in its epoch; then the writes resume, or the move is tried again. */
+static void
+test_switchover_transfer_not_done_resumes(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    transfer_sent(&fsm, &in, &out);
+    /* Pending: paused, nothing asked. */
+    in.now_ms = 10300;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_MOVING);
+    assert_false(out.writes_allowed);
+    assert_int_equal(out.n_actions, 0);
+    assert_string_equal(out.moving_to, "mb2");
+    /* Refused (the glue gives the move up): the holder still says mb1, but that is what we
+     * knew before: a RENEW asks the witness again; still paused. */
+    in.lease.request_pending = false;
+    in.move_to = NULL;
+    in.now_ms = 11100;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_MOVING);
+    assert_false(out.writes_allowed);
+    assert_true(has(&out, CLUSTER_ACT_RENEW));
+    assert_int_equal(get(&out, CLUSTER_ACT_RENEW)->epoch, 4);
+    /* A grant of a RENEW sent in the TRANSFER's own millisecond proves nothing. */
+    in.lease.renew_sent_ms = 11100;
+    in.lease.renew_acked_sent_ms = 10100;
+    in.now_ms = 11200;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_MOVING);
+    /* Granted, sent after it, in epoch 4: the transfer did not happen; writes resume. */
+    in.lease.renew_acked_sent_ms = 11100;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
+    assert_true(has(&out, CLUSTER_ACT_RESUME));
+    assert_true(out.writes_allowed);
+    assert_false(out.moved);
+
+    /* The same, with the move still asked for (the session was lost with the TRANSFER out):
+     * it stays MOVING and sends the TRANSFER again, never in the step that renews. */
+    transfer_sent(&fsm, &in, &out);
+    in.lease.request_pending = false;
+    in.now_ms = 11100;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_RENEW));
+    assert_false(has(&out, CLUSTER_ACT_TRANSFER));
+    in.lease.renew_sent_ms = 11100;
+    in.lease.renew_acked_sent_ms = 11100;
+    in.now_ms = 11200;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_MOVING);
+    assert_false(has(&out, CLUSTER_ACT_RESUME));
+    assert_true(has(&out, CLUSTER_ACT_TRANSFER));
+    assert_false(has(&out, CLUSTER_ACT_RENEW));
+    assert_false(out.writes_allowed);
+}
+
+/* After the TRANSFER, any answer but "still ours in our epoch" makes this node leave: dismount,
+ * no demotion, no writes; and with no answer it leaves at s + F of its last confirmation. */
+static void
+test_switchover_transfer_unclear_leaves(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    /* The lease came back to us in a newer epoch (it had gone free after the transfer). */
+    transfer_sent(&fsm, &in, &out);
+    in.lease.request_pending = false;
+    in.lease.epoch = 6;
+    in.lease.renew_acked_sent_ms = 10500;
+    in.now_ms = 10600;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_PASSIVE);
+    assert_false(out.writes_allowed);
+    assert_true(has(&out, CLUSTER_ACT_DISMOUNT));
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+    assert_false(has(&out, CLUSTER_ACT_RESUME));
+    assert_false(out.moved);
+    /* Free. */
+    transfer_sent(&fsm, &in, &out);
+    in.lease.request_pending = false;
+    in.lease.holder[0] = '\0';
+    in.now_ms = 10600;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_PASSIVE);
+    assert_true(has(&out, CLUSTER_ACT_DISMOUNT));
+    assert_non_null(strstr(out.reason, "free"));
+    /* Another node than the target. */
+    transfer_sent(&fsm, &in, &out);
+    in.lease.request_pending = false;
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb3");
+    in.lease.epoch = 6;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_PASSIVE);
+    assert_false(out.moved);
+    /* No answer at all, the witness away: paused, then gone at s + F of the last
+     * confirmation (every node's answer: mb2 answered the heartbeat of 10 s). */
+    transfer_sent(&fsm, &in, &out);
+    in.lease.witness_up = false;
+    in.lease.request_pending = false;
+    in.now_ms = 10000 + F - 1;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_MOVING);
+    assert_int_equal(out.n_actions, 0);
+    assert_true(out.next_step_ms <= 10000 + F);
+    in.now_ms = 10000 + F;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_PASSIVE);
+    assert_true(has(&out, CLUSTER_ACT_DISMOUNT));
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+    assert_false(has(&out, CLUSTER_ACT_RELEASE));
+}
+
+/* The target died right after the transfer: the old active, passive with its databases
+ * dismounted, takes the CMS back by the failover rules once the target is silent or dead and
+ * the witness grants the lease. */
+static void
+test_switchover_target_dies_old_active_takes_back(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    transfer_sent(&fsm, &in, &out);
+    in.lease.request_pending = false;
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb2");
+    in.lease.epoch = 5;
+    in.now_ms = 10200;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(out.moved);
+    in.dbs[0].state = CLUSTER_DB_DISMOUNTED;
+    /* mb2 holds the lease and is heard, but never says it is active: no demotion, no
+     * takeover. */
+    in.members[0].last_heard_ms = 10300;
+    in.now_ms = 10400;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+    assert_false(has(&out, CLUSTER_ACT_ACQUIRE));
+    /* Its core is gone (kill -9): the lease is free or runs out; we ask for it. */
+    in.members[0].core_dead = true;
+    in.now_ms = 10500;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FAILING_OVER);
+    assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+    assert_int_equal(get(&out, CLUSTER_ACT_ACQUIRE)->epoch, 6);
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+    in.lease.epoch = 6;
+    in.lease.renew_acked_sent_ms = 10500;
+    in.now_ms = 10600;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
+    assert_int_equal(get(&out, CLUSTER_ACT_ACTIVATE)->epoch, 6);
+    assert_false(out.forced);
+}
+
+/* Beyond the mount dial: waiting, until the operator's copy activate --force; which changes
+ * nothing else (the old active must still be silent, the witness must grant). */
+static void
+test_force_activate_beyond_dial(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    cluster_fsm_init(&fsm);
+    base(&in, 30000);
+    in.members[0].last_heard_ms = 30000 - TAKEOVER + 1;
+    in.members[0].dbs[0].pos.lsn = 500;
+    in.members[0].dbs[0].pos.generation = 10;
+    in.force_activate = true;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_ACQUIRE)); /* the active is not silent long enough */
+    in.force_activate = false;
+    in.now_ms = 30001;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_WAITING);
+    assert_non_null(strstr(out.reason, "beyond mount dial: db1 has 5 generations missing"));
+    assert_false(has(&out, CLUSTER_ACT_ACQUIRE));
+    in.force_activate = true;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FAILING_OVER);
+    assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+    assert_non_null(strstr(out.reason, "forced"));
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+    in.lease.epoch = 4;
+    in.lease.renew_acked_sent_ms = 30001;
+    in.now_ms = 30100;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
+    assert_true(out.forced);
+    assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
+    assert_true(has(&out, CLUSTER_ACT_LAST_LOGS)); /* mb2's core may still answer */
+    /* Without quorum the request changes nothing. */
+    cluster_fsm_init(&fsm);
+    in.lease.holder[0] = '\0';
+    in.lease.witness_up = false;
+    in.members[1].last_heard_ms = 0;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_WAITING);
+    assert_false(has(&out, CLUSTER_ACT_ACQUIRE));
 }
 
 /* Switchover, on the target: the lease arrives; mount once the old active says it stopped. */
@@ -622,6 +901,19 @@ test_switchover_target_side(void **state)
     assert_false(has(&out, CLUSTER_ACT_RELEASE)); /* a handed-over lease is kept */
     in.members[0].role = CLUSTER_ROLE_MOVING;
     snprintf(in.members[0].moving_to, sizeof(in.members[0].moving_to), "mb1");
+    /* Not before a fresh grant of its own renewal: pending, nothing; lost, asked again. */
+    in.lease.request_pending = true;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FAILING_OVER);
+    assert_int_equal(out.n_actions, 0);
+    in.lease.request_pending = false;
+    in.lease.renew_sent_ms = 30000 - I;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_ACTIVATE));
+    assert_true(has(&out, CLUSTER_ACT_RENEW));
+    assert_int_equal(get(&out, CLUSTER_ACT_RENEW)->epoch, 5);
+    in.lease.renew_sent_ms = in.lease.renew_acked_sent_ms = 30000;
+    in.now_ms = 30010;
     cluster_fsm_step(&fsm, &in, &out);
     assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
     assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
@@ -650,6 +942,11 @@ main(void)
         cmocka_unit_test(test_rejoin_demotes),
         cmocka_unit_test(test_switchover_active_side),
         cmocka_unit_test(test_switchover_target_side),
+        cmocka_unit_test(test_three_nodes_first_confirmation),
+        cmocka_unit_test(test_switchover_transfer_not_done_resumes),
+        cmocka_unit_test(test_switchover_transfer_unclear_leaves),
+        cmocka_unit_test(test_switchover_target_dies_old_active_takes_back),
+        cmocka_unit_test(test_force_activate_beyond_dial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
