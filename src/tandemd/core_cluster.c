@@ -414,11 +414,22 @@ measure_loss(struct agent_cms *a)
 {
     a->lost_records = a->lost_generations = 0;
     a->resubmit_since = INT64_MAX;
+    /* The log end the old active recorded at the witness counts as a member's report. */
+    static struct cluster_fsm_input recorded; /* large: static, loop thread only */
+    memset(&recorded, 0, sizeof(recorded));
+    recorded.n_dbs = a->n_dbs;
+    for (unsigned d = 0; d < a->n_dbs; d++)
+        memcpy(recorded.dbs[d].name, a->dbs[d].name, sizeof(recorded.dbs[d].name));
+    cluster_end_input(a->cfg->name, &recorded);
     for (unsigned d = 0; d < a->n_dbs; d++) {
         struct cluster_fsm_db own;
         struct cluster_agent_db copy = a->dbs[d];
         cluster_db_look(&copy, &own); /* on a copy: the step's bookkeeping stays */
         uint64_t best_lsn = own.pos.lsn, best_gen = own.pos.generation;
+        if (recorded.end.known && recorded.end.dbs[d].lsn > best_lsn) {
+            best_lsn = recorded.end.dbs[d].lsn;
+            best_gen = recorded.end.dbs[d].generation;
+        }
         for (unsigned k = 0; k < snap.n_members; k++) {
             const struct cluster_hb_member *m = &snap.members[k];
             for (uint32_t j = 0; m->has_summary && !m->witness && j < m->summary.n_dbs; j++) {
