@@ -236,9 +236,10 @@ activate_cb(void *ctx, int status, const struct ipc_msg *reply)
         admin_reply_error(call, 404, NULL, "this server holds no copy of %s", db);
     else if (ret == TDM_ECONFLICT)
         admin_reply_error(call, 409, NULL,
-                          "refused: the source at %s still serves %s as active; dismount or stop "
-                          "it there first",
-                          call->activate_endpoint[0] ? call->activate_endpoint : "?", db);
+                          "refused: the source at %s still serves %s as active, or %s belongs "
+                          "to a CMS whose cluster agent cannot take it over here now (the "
+                          "reason: tandemctl events, 4020)",
+                          call->activate_endpoint[0] ? call->activate_endpoint : "?", db, db);
     else if (ret == TDM_EGAP)
         admin_reply_error(call, 409, NULL,
                           "refused: the copy of %s is %s, so nothing proves it holds all of the "

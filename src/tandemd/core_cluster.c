@@ -17,6 +17,7 @@
 #include "tandemd/core_ack.h"
 #include "tandemd/core_cluster_end.h"
 #include "tandemd/core_cluster_failover.h"
+#include "tandemd/core_cluster_force.h"
 #include "tandemd/core_cluster_move.h"
 #include "tandemd/core_ipc_int.h"
 
@@ -282,6 +283,7 @@ build_input(struct agent_cms *a, struct cluster_fsm_input *in)
     in->lease.renew_sent_ms = a->renew_sent_ms;
     in->lease.renew_acked_sent_ms = a->renew_acked_sent_ms;
     in->move_to = cluster_move_target(a->cfg->name);
+    in->force_activate = cluster_force_asked(a->cfg->name);
     in->started_ms = started_ms;
     cluster_end_input(a->cfg->name, in);
     if (a->transfer_from[0] && (a->fsm.state == CLUSTER_STATE_ACTIVE || strcmp(a->holder, self) != 0))
@@ -712,6 +714,7 @@ step_one(struct agent_cms *a)
                    a->cfg->name, a->out.reason);
     execute(a, &a->out, in.now_ms);
     cluster_move_stepped(a->cfg->name, before, &a->out, a->epoch, in.now_ms);
+    cluster_force_stepped(a->cfg->name, &a->out, a->fsm.state, in.now_ms);
     bool may_write = end_recorded(a, in.now_ms) && a->out.writes_allowed;
     /* Active: commits are acknowledged only while the FSM allows writes (until next_step_ms,
      * where the confirmation runs out unless renewed). */
@@ -1022,4 +1025,68 @@ tandemd__core_cluster_move(const char *cms, const char *to, const char *comment,
     }
     *why_r = "no such CMS on this cluster node";
     return TDM_ENOTFOUND;
+}
+
+/* ---- the operator's activation ---- */
+
+int
+tandemd__core_cluster_activate(const char *db, bool force, struct core_conn *c,
+                               uint32_t request_id)
+{
+    const struct tdm_config_cms *cfg = cluster_db_cms_of(db);
+    struct cluster_hb *hb = tandemd__core_cluster_hb();
+    struct agent_cms *a = NULL;
+    for (unsigned i = 0; i < n_agents && cfg && hb; i++)
+        if (strcmp(agents[i].cfg->name, cfg->name) == 0)
+            a = &agents[i];
+    if (!a) {
+        event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,
+                   "activation of %s refused: it belongs to a CMS of this cluster and the "
+                   "cluster agent does not run here",
+                   db);
+        return TDM_ECONFLICT;
+    }
+    if (!force) {
+        /* The agent takes the CMS over by itself wherever the rules allow; beyond the dial
+         * only the operator's --force may. */
+        bool beyond = a->out.state == CLUSTER_STATE_WAITING &&
+                      strncmp(a->out.reason, "beyond mount dial", 17) == 0;
+        event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,
+                   "activation of %s refused: it belongs to CMS %s, which the cluster agent "
+                   "activates when it wins the lease (%s%s%s)%s",
+                   db, a->cfg->name, cluster_fsm_state_name(a->out.state),
+                   a->out.reason[0] ? ": " : "", a->out.reason,
+                   beyond ? "; --force takes it over beyond the dial" : "");
+        return beyond ? TDM_EGAP : TDM_ECONFLICT;
+    }
+    if (cluster_force_asked(a->cfg->name))
+        return TDM_ECONFLICT;
+    /* What the decisions would do with the request, on a copy of their state: the request is
+     * taken only where it leads to a takeover (the old active silent, the witness, quorum...). */
+    static struct cluster_fsm_input in; /* large: static, loop thread only */
+    cluster_hb_snapshot(hb, &snap);
+    build_input(a, &in);
+    in.force_activate = true;
+    struct cluster_fsm trial = a->fsm;
+    static struct cluster_fsm_output out;
+    cluster_fsm_step(&trial, &in, &out);
+    if (out.state != CLUSTER_STATE_FAILING_OVER && out.state != CLUSTER_STATE_ACTIVE) {
+        event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,
+                   "activation of %s with --force refused: CMS %s cannot be taken over here "
+                   "(%s%s%s)",
+                   db, a->cfg->name, cluster_fsm_state_name(out.state), out.reason[0] ? ": " : "",
+                   out.reason);
+        return TDM_ECONFLICT;
+    }
+    if (a->fsm.state == CLUSTER_STATE_ACTIVE) {
+        event_emit(TDM_EV_REPL_COPY_ACTIVATION_REFUSED, db,
+                   "activation of %s refused: CMS %s is active here already", db, a->cfg->name);
+        return TDM_ECONFLICT;
+    }
+    int ret = cluster_force_start(a->cfg->name, db, c, request_id, in.now_ms);
+    if (ret == 0) {
+        step_all();
+        return 1;
+    }
+    return ret;
 }

@@ -13,6 +13,7 @@
 #include "proto/repl/repl_wire.h"
 #include "repl/repl_copy.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static uint16_t
@@ -119,10 +120,21 @@ tandemd__copy_control_handle(struct core_conn *c, const struct ipc_msg *msg)
         ret = tandemd__core_copy_suspend(cc->database.ptr, cc->database.len, comment);
         break;
     case TDM_IPC_COPY_ACTIVATE:
-    case TDM_IPC_COPY_ACTIVATE_FORCE:
-        ret = tandemd__core_copy_activate(cc->database.ptr, cc->database.len,
-                                          cc->action == TDM_IPC_COPY_ACTIVATE_FORCE);
+    case TDM_IPC_COPY_ACTIVATE_FORCE: {
+        bool force = cc->action == TDM_IPC_COPY_ACTIVATE_FORCE;
+        char db[TDM_IPC_NAME_MAX + 1];
+        snprintf(db, sizeof(db), "%.*s", (int)cc->database.len, cc->database.ptr);
+        /* A CMS's database on a cluster node: through the cluster agent, which answers
+         * later when it takes the request (docs/cluster.md "Failover"). */
+        if (cc->database.len < sizeof(db) && tandemd__core_cluster_owns(db)) {
+            ret = tandemd__core_cluster_activate(db, force, c, msg->request_id);
+            if (ret == 1)
+                return;
+            break;
+        }
+        ret = tandemd__core_copy_activate(cc->database.ptr, cc->database.len, force);
         break;
+    }
     case TDM_IPC_DB_DISMOUNT:
         ret = tandemd__core_db_dismount(cc->database.ptr, cc->database.len);
         break;

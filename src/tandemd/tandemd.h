@@ -420,6 +420,13 @@ struct json_t *tandemd__core_cluster_status_json(void);
  * asked; it runs on and ends with event 5059 or 5060 and in GET /v1/cluster's "move". */
 int tandemd__core_cluster_move(const char *cms, const char *to, const char *comment,
                                const char **why_r);
+/* The operator's `copy activate [--force]` of db, a database of a CMS of this node, from
+ * connection c (docs/cluster.md "Failover"): never around the lease. 1 when the request was
+ * taken and the agent answers c (COPY_CONTROL_REPLY with request_id) once the CMS is mounted
+ * here or the takeover gave up (core_cluster_force.h); else refused now: TDM_EGAP (beyond the
+ * mount dial, without --force), TDM_ECONFLICT (any other reason), with event 4020. */
+int tandemd__core_cluster_activate(const char *db, bool force, struct core_conn *c,
+                                   uint32_t request_id);
 
 /* ---- core_coord.c: the witness's coordination store on [listen coord] (loop thread) ---- */
 
