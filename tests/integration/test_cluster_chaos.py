@@ -15,8 +15,9 @@ nodes' event logs never show two Active spells overlapping. At the end:
   delivery answered 250 is there exactly once, the agent's resubmission from the dumpster
   filling each lossy failover's gap.
 
-TANDEM_CHAOS_KILLS kills per mode (default 3, so make check stays short; the issue's 50 on
-demand). Results of full runs are in docs/benchmarks.md ("Chaos")."""
+TANDEM_CHAOS_KILLS kills per mode (default 2: a failover, and one back to the node that was
+just reseeded or rejoined; the four cases took 1m44s under load 10-20, so make check stays
+short). The issue's 50 on demand: results of full runs are in docs/benchmarks.md ("Chaos")."""
 import os
 import time
 
@@ -26,7 +27,7 @@ from cluster_lab import (CMS, DB, ClusterLab, ImapLoad, Load, Observer, active_i
                          events, overlaps)
 from lab import WAIT, wait_for
 
-KILLS = int(os.environ.get("TANDEM_CHAOS_KILLS", "3"))
+KILLS = int(os.environ.get("TANDEM_CHAOS_KILLS", "2"))
 GENERATION = 1 << 20  # the default generation size: the mount dial counts in these
 
 
