@@ -739,7 +739,10 @@ const struct ctl_verb ctl_copy_verbs[] = {
      "the database and the copy holds everything the source last reported durable. With\n"
      "--force, mounts what is here and reports how many generations, bytes and records the\n"
      "source's last report had beyond it. Replays everything first (a standby's replay lag\n"
-     "is ignored), then mounts in a new epoch (docs/replication.md, \"Activation\").\n",
+     "is ignored), then mounts in a new epoch (docs/replication.md, \"Activation\").\n"
+     "On a cluster node, a database of its CMS goes to the cluster agent: refused without\n"
+     "--force; with it, the agent takes the whole CMS beyond the mount dial if every other\n"
+     "rule holds, and this returns once it is mounted (docs/cluster.md, \"Failover\").\n",
      copy_activate},
     {NULL, NULL, NULL, NULL, NULL},
 };
