@@ -35,6 +35,9 @@ enum tdm_event {
     TDM_EV_TLS_SERVER_CERT_RENEWED = 2101,
 
     TDM_EV_DIRECTORY_CREATED = 3000,
+    /* Server keys of other servers (src/tandemd/core_server_auth.c, docs/cluster.md). */
+    TDM_EV_SERVER_SESSIONS_DROPPED = 3050,
+    TDM_EV_SERVER_KEY_FROM_CONFIRMATION = 3051,
 
     /* A copy's agent (src/repl/repl_copy*.c): one id per state it enters, then the rest. */
     TDM_EV_REPL_COPY_INITIALIZING = 4000,

@@ -40,6 +40,8 @@ static const struct {
     {TDM_EV_TLS_LOCAL_CA_CREATED, "tls.local_ca_created", TDM_EV_SEV_INFO},
     {TDM_EV_TLS_SERVER_CERT_RENEWED, "tls.server_certificate_renewed", TDM_EV_SEV_INFO},
     {TDM_EV_DIRECTORY_CREATED, "directory.created", TDM_EV_SEV_INFO},
+    {TDM_EV_SERVER_SESSIONS_DROPPED, "server.sessions_dropped", TDM_EV_SEV_WARNING},
+    {TDM_EV_SERVER_KEY_FROM_CONFIRMATION, "server.key_from_confirmation", TDM_EV_SEV_WARNING},
     {TDM_EV_REPL_COPY_INITIALIZING, "repl.copy_initializing", TDM_EV_SEV_INFO},
     {TDM_EV_REPL_COPY_HEALTHY, "repl.copy_healthy", TDM_EV_SEV_INFO},
     {TDM_EV_REPL_COPY_DISCONNECTED, "repl.copy_disconnected", TDM_EV_SEV_WARNING},
