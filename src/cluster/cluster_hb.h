@@ -125,6 +125,12 @@ int cluster_hb_start(const struct cluster_hb_params *params, struct cluster_hb *
  * nothing (their sessions are gone), so the glue may stop its verifier before or after. */
 void cluster_hb_free(struct cluster_hb **hb);
 
+/* The heartbeat sessions server has open to our listener now (HELLO accepted; one still
+ * being checked is not counted: its check decides). With drop_why non-NULL each gets ERROR
+ * `auth` saying it and is closed: the core's check of live sessions found the server's key
+ * refused (src/tandemd/core_server_auth.c). Returns how many there were. NULL hb: 0. */
+size_t cluster_hb_listen_sessions(struct cluster_hb *hb, const char *server, const char *drop_why);
+
 /* Fills *out with the current state (now_ms = cluster_hb_now_ms()). */
 void cluster_hb_snapshot(const struct cluster_hb *hb, struct cluster_hb_snapshot *out);
 

@@ -318,3 +318,18 @@ cluster_hb__listen_free(struct cluster_hb *hb)
             in->hb = NULL; /* leaked only if a check never answers: the glue's contract */
     }
 }
+
+size_t
+cluster_hb_listen_sessions(struct cluster_hb *hb, const char *server, const char *drop_why)
+{
+    size_t n = 0;
+    for (struct hb_in *in = hb ? hb->ins : NULL, *next; in; in = next) {
+        next = in->next; /* closing in may free it */
+        if (!in->conn || !in->ready || strcmp(in->member, server) != 0)
+            continue;
+        n++;
+        if (drop_why)
+            in_fail(in, CLUSTER_CODE_AUTH, "%s", drop_why);
+    }
+    return n;
+}

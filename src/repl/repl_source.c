@@ -931,3 +931,19 @@ repl_source_close_socket(struct repl_source *src, uint32_t tag)
 {
     conn_listener_close_socket(src->listener, tag);
 }
+
+size_t
+repl_source_sessions(struct repl_source *src, const char *server, const char *drop_why)
+{
+    size_t n = 0;
+    for (struct repl_src_peer *p = src ? src->peers : NULL, *next; p; p = next) {
+        next = p->next; /* closing p may free it */
+        if (!p->conn || !p->server || strcmp(p->server, server) != 0 ||
+            (p->state != REPL_SRC_STREAMING && p->state != REPL_SRC_SEEDING))
+            continue;
+        n++;
+        if (drop_why)
+            repl__peer_fail(p, REPL_CODE_AUTH, "%s", drop_why);
+    }
+    return n;
+}

@@ -92,6 +92,12 @@ int repl_source_add_socket(struct repl_source *src, int fd, uint32_t tag);
  * and are closed (they reconnect to the CMS address, wherever it is now). */
 void repl_source_close_socket(struct repl_source *src, uint32_t tag);
 
+/* The copies of server connected now (streaming or seeding; a HELLO still being checked is
+ * not counted: its check decides). With drop_why non-NULL each gets ERROR `auth` saying it and
+ * is closed: the core's check of live sessions found the server's key refused
+ * (src/tandemd/core_server_auth.c). Returns how many there were. NULL src: 0. */
+size_t repl_source_sessions(struct repl_source *src, const char *server, const char *drop_why);
+
 /* Sends every copy ERROR `shutdown`, closes everything, clears the durable hook and floor of
  * every database. NULL allowed; *src is set to NULL. */
 void repl_source_free(struct repl_source **src);
