@@ -144,7 +144,7 @@ tandemd__core_repl_source_start(struct event_base *base, const struct tdm_config
     struct repl_source_options so = {
         .fd = listen_fd,
         .tls = source_tls,
-        .verify = tandemd__server_verify,
+        .verify = tandemd__server_verify_replication,
         .ack = on_ack,
         /* [replication] silence_timeout: at most an hour, so it fits. */
         .idle_timeout_ms = (uint32_t)cfg->replication.silence_timeout_ms,
@@ -234,4 +234,10 @@ tandemd__core_repl_source_close_socket(uint32_t tag)
 {
     if (source)
         repl_source_close_socket(source, tag);
+}
+
+size_t
+tandemd__core_repl_source_sessions(const char *server, const char *why)
+{
+    return repl_source_sessions(source, server, why);
 }

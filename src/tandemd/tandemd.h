@@ -328,6 +328,9 @@ void tandemd__core_cms_stop(void);
  * source). tag marks it for tandemd__core_repl_source_close_socket. */
 void tandemd__core_repl_source_add_socket(int fd, uint32_t tag);
 void tandemd__core_repl_source_close_socket(uint32_t tag);
+/* core_repl_source.c: the copies of server connected now; with why, they are ended with it
+ * (repl_source_sessions; core_server_auth.c's check of live sessions). */
+size_t tandemd__core_repl_source_sessions(const char *server, const char *why);
 
 /* ---- core_ipc_copy.c: COPY_STATUS_REQUEST and COPY_CONTROL from a worker ---- */
 
@@ -381,6 +384,11 @@ typedef void tandemd_verify_done_cb(void *done_ctx, int status, const char *erro
 /* Checks server/key (0 admits, -EACCES refuses, other: could not check now). */
 void tandemd__server_verify(void *ctx, const char *server, const char *key, size_t key_len,
                             tandemd_verify_done_cb *done, void *done_ctx);
+/* The same for a copy (replication): a confirmation the directory gave before is accepted
+ * during a directory outage within a shorter bound than for heartbeats (docs/cluster.md). */
+void tandemd__server_verify_replication(void *ctx, const char *server, const char *key,
+                                        size_t key_len, tandemd_verify_done_cb *done,
+                                        void *done_ctx);
 /* Each service that uses tandemd__server_verify starts and stops the checker (counted). */
 void tandemd__server_auth_start(struct event_base *base, const struct tdm_config *cfg);
 void tandemd__server_auth_stop(void);
