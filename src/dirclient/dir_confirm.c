@@ -20,8 +20,8 @@ static const unsigned char hash_key[32] = "tandem server-key confirmation.1";
 void
 dir_confirm_hash(const char *key, size_t key_len, unsigned char hash[DIR_CONFIRM_HASH_BYTES])
 {
-    crypto_generichash(hash, DIR_CONFIRM_HASH_BYTES, (const unsigned char *)key, key_len,
-                       hash_key, sizeof(hash_key));
+    crypto_generichash(hash, DIR_CONFIRM_HASH_BYTES, (const unsigned char *)key, key_len, hash_key,
+                       sizeof(hash_key));
 }
 
 static struct dir_confirm_entry *
@@ -79,8 +79,7 @@ dir_confirm_check(const struct dir_confirm *c, const char *server,
         *why_r = "the directory last confirmed another key for this server";
     else if (v->boot_ms ? v->boot_ms > now->boot_ms : v->wall_ms > now->wall_ms)
         *why_r = "the directory's confirmation is dated in the future (the clock went back)";
-    else if ((age = v->boot_ms ? now->boot_ms - v->boot_ms : now->wall_ms - v->wall_ms) >
-             bound_ms)
+    else if ((age = v->boot_ms ? now->boot_ms - v->boot_ms : now->wall_ms - v->wall_ms) > bound_ms)
         *why_r = "the directory's last confirmation of this key is too old";
     else {
         *age_ms_r = age;

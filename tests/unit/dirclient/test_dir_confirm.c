@@ -95,8 +95,7 @@ test_own_confirmations_age_on_the_boot_clock(void **state)
     /* The wall clock stepped back an hour, or forward a day: the boot clock decides. */
     assert_int_equal(check(&c, "node-a", "k", 1000 + MIN, 5000000 - 60 * MIN, 10 * MIN, &age), 0);
     assert_int_equal(age, MIN);
-    assert_int_equal(check(&c, "node-a", "k", 1000 + MIN, 5000000 + 1440 * MIN, 10 * MIN, &age),
-                     0);
+    assert_int_equal(check(&c, "node-a", "k", 1000 + MIN, 5000000 + 1440 * MIN, 10 * MIN, &age), 0);
 }
 
 static void
@@ -116,8 +115,7 @@ test_from_disk_on_the_wall_clock_never_from_the_future(void **state)
     /* After a reboot the boot clock starts again small: the wall clock ages it. */
     assert_int_equal(check(&back, "node-a", "k", 10, 5000000 + 4 * MIN, 10 * MIN, &age), 0);
     assert_int_equal(age, 4 * MIN);
-    assert_int_equal(check(&back, "node-a", "k", 10, 5000001 + 10 * MIN, 10 * MIN, &age),
-                     -EACCES);
+    assert_int_equal(check(&back, "node-a", "k", 10, 5000001 + 10 * MIN, 10 * MIN, &age), -EACCES);
     /* Dated after now: refused, whatever the bound. */
     assert_int_equal(check(&back, "node-a", "k", 10, 4999999, 10 * MIN, &age), -EACCES);
     assert_int_equal(check(&back, "node-a", "k", 10, 5000000, 10 * MIN, &age), 0);
@@ -160,7 +158,8 @@ test_text_round_trip_and_refusals(void **state)
         "tandem server key confirmations 1\n"
         "node-a 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 1 x\n",
         "tandem server key confirmations 1\n"
-        "node-a 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 18446744073709551616\n",
+        "node-a 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
+        "18446744073709551616\n",
         "tandem server key confirmations 1\n"
         "node-a 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 1\n"
         "node-a 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 2\n",
