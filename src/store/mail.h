@@ -64,6 +64,14 @@ enum mail_flag_mode {
 #define MAIL_DELIVERY_ID_KEEP_SECONDS (7 * 24 * 3600)
 /* Ids pruned by one append at most: a bounded cost per record that still outruns insertion. */
 #define MAIL_DELIVERY_PRUNE_MAX 128u
+/* The pruning horizon follows the newest delivery date less the keep time, but one record
+ * moves it at most this far, and by at most 1/MAIL_DELIVERY_HORIZON_CATCH_UP more than the
+ * newest date rose, to close a gap left by an earlier clamp: a clock stepped forward (by any
+ * amount) shortens how long an id is remembered to no less than (7 d - 6 h) / 1.1, about
+ * 6 d 3 h of real time, still longer than the dumpster keeps messages (docs/smtp.md,
+ * "Transport dumpster"; docs/decisions.md). */
+#define MAIL_DELIVERY_HORIZON_STEP_MAX (6 * 3600)
+#define MAIL_DELIVERY_HORIZON_CATCH_UP 10
 
 struct mail_target {
     const char *mailbox;
@@ -96,9 +104,12 @@ struct mail_target {
  *                      target with a delivery id already in the database's delivery index
  *                      is dropped (target_status TDM_EDUPLICATE, target_uid the UID the first
  *                      delivery got); one delivered records its id with its mailbox, folder,
- *                      UID and the internal date, and ids older than internal_date -
- *                      MAIL_DELIVERY_ID_KEEP_SECONDS are pruned (at most
- *                      MAIL_DELIVERY_PRUNE_MAX per record), so the index stays the same on
+ *                      UID and the internal date, and ids delivered before the index's
+ *                      horizon are pruned (at most MAIL_DELIVERY_PRUNE_MAX per record). The
+ *                      horizon trails the newest internal date by MAIL_DELIVERY_ID_KEEP_SECONDS
+ *                      but moves at most MAIL_DELIVERY_HORIZON_STEP_MAX per record, so one
+ *                      date from a clock stepped forward cannot forget recent ids; it is
+ *                      computed from record contents only, so the index stays the same on
  *                      every copy that applies the same records
  *   MESSAGE_FLAGS      mailbox, folder, uids, flag_mode, flags, keywords, unchanged_since:
  *                      0, or a compare-and-set (IMAP's UNCHANGEDSINCE, RFC 7162): when any
@@ -240,6 +251,11 @@ int mail_delivery_get(const struct mail_dbis *dbis, MDB_txn *txn,
                       const uint8_t id[MAIL_DELIVERY_ID_LEN], struct mail_delivery_info *info_r);
 /* How many delivery ids the index holds, in *count_r. */
 int mail_delivery_count(const struct mail_dbis *dbis, MDB_txn *txn, uint64_t *count_r);
+/* The index's pruning state: the newest delivery date a record with ids carried, and the
+ * horizon (ids delivered before it are forgotten, at most MAIL_DELIVERY_PRUNE_MAX per record).
+ * Returns 0, TDM_ENOTFOUND before the first record with ids, or a negative storage error. */
+int mail_delivery_horizon(const struct mail_dbis *dbis, MDB_txn *txn, int64_t *newest_r,
+                          int64_t *horizon_r);
 
 struct mail_mailbox_info {
     uint64_t id;

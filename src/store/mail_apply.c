@@ -865,10 +865,11 @@ message_append(const struct mail_dbis *d, MDB_txn *txn, const struct mail_op *op
             res->modseq = f.highestmodseq;
         }
     }
-    /* Pruned by the records' own dates, never the clock: every copy prunes the same ids. */
-    if (any_id && op->internal_date > INT64_MIN + MAIL_DELIVERY_ID_KEEP_SECONDS)
-        return mail__delivery_prune(d, txn, op->internal_date - MAIL_DELIVERY_ID_KEEP_SECONDS,
-                                    MAIL_DELIVERY_PRUNE_MAX);
+    /* Pruned by the records' own dates and the index, never the applier's clock: every copy
+     * prunes the same ids. The horizon's clamp keeps one forward-stepped date from forgetting
+     * ids the dumpster may still resubmit. */
+    if (any_id)
+        return mail__delivery_age(d, txn, op->internal_date, MAIL_DELIVERY_PRUNE_MAX);
     return 0;
 }
 

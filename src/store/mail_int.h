@@ -38,13 +38,16 @@
 #define MAIL__DBI_DELIVERIES "mail.deliveries"
 #define MAIL__DBI_DELIVERY_TIMES "mail.delivery_times"
 
-/* mail_delivery.c: records a delivered id in the index; prunes at most max ids delivered
- * before time `before`, oldest first. 0 or a negative storage error. */
+/* mail_delivery.c: records a delivered id in the index (an id recorded again moves to its
+ * new delivery, and its old time key goes); 0 or a negative storage error. */
 int mail__delivery_record(const struct mail_dbis *dbis, MDB_txn *txn,
                           const uint8_t id[MAIL_DELIVERY_ID_LEN], int64_t time,
                           uint32_t uidvalidity, uint32_t uid, const char *mailbox,
                           const char *folder);
-int mail__delivery_prune(const struct mail_dbis *dbis, MDB_txn *txn, int64_t before, unsigned max);
+/* For a record with ids dated `date`: moves the index's horizon (mail.h,
+ * MAIL_DELIVERY_HORIZON_STEP_MAX) and prunes at most max ids delivered before it, oldest
+ * first. Depends on date and the index only. 0 or a negative storage error. */
+int mail__delivery_age(const struct mail_dbis *dbis, MDB_txn *txn, int64_t date, unsigned max);
 
 /*
  * Checks every field op's type uses (names, limits, flags, UID order). Shared by the encoder

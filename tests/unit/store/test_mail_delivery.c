@@ -1,9 +1,11 @@
 /*
  * Unit tests of delivery ids: APPEND's optional delivery-id block in the record codec, and the
  * delivery index apply keeps (a duplicate dropped, other recipients kept, replay on a copy
- * gives the same answers and the same digest, pruning by the records' own dates).
+ * gives the same answers and the same digest, pruning by the records' own dates, a horizon
+ * that one date from a clock stepped forward cannot drag along, an id recorded twice).
  */
 #include "store/mail.h"
+#include "store/mail_int.h"
 
 #include "lib/err.h"
 
@@ -309,43 +311,97 @@ test_replay_idempotent(void **state)
     env_free(copy);
 }
 
+/* An id of its own for each n: byte 0 tells the series apart from id_a..id_c. */
+static void
+nth_id(unsigned n, uint8_t id[MAIL_DELIVERY_ID_LEN])
+{
+    memset(id, 0, MAIL_DELIVERY_ID_LEN);
+    id[0] = 1;
+    id[1] = (uint8_t)n;
+    id[2] = (uint8_t)(n >> 8);
+    id[3] = (uint8_t)(n >> 16);
+}
+
+/* Delivers the n-th id of the series to alice, dated date; returns the target's status. */
+static int
+deliver_nth(struct env *e, unsigned n, int64_t date)
+{
+    uint8_t id[MAIL_DELIVERY_ID_LEN];
+    nth_id(n, id);
+    const uint8_t *ids[] = {id};
+    struct mail_op op = append_op(alice_bob, 1, ids, date);
+    struct mail_result res;
+    apply(e, &op, &res);
+    return res.target_status[0];
+}
+
+static bool
+has_nth(struct env *e, unsigned n)
+{
+    uint8_t id[MAIL_DELIVERY_ID_LEN];
+    nth_id(n, id);
+    struct mail_delivery_info info;
+    int rc = lookup(e, id, &info, NULL);
+    assert_true(rc == 0 || rc == TDM_ENOTFOUND);
+    return rc == 0;
+}
+
+static void
+horizon(struct env *e, int64_t *newest_r, int64_t *horizon_r)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mail_delivery_horizon(&e->dbis, txn, newest_r, horizon_r), 0);
+    mdb_txn_abort(txn);
+}
+
+static uint64_t
+time_keys(struct env *e)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_stat(txn, e->dbis.delivery_times, &st), 0);
+    mdb_txn_abort(txn);
+    return st.ms_entries;
+}
+
+#define HOUR 3600
+static const int64_t t0 = 1700000000;
+
+/* Normal operation: a delivery an hour for eight days; the horizon is the newest date less
+ * the keep time exactly, and what is older is pruned. */
 static void
 test_prune(void **state)
 {
     (void)state;
     struct env *e = env_new();
     mk_mailbox(e, "alice");
-    const int64_t t0 = 1700000000;
-    const uint8_t *ida[] = {id_a}, *idb[] = {id_b}, *idc[] = {id_c};
-    struct mail_result res;
-    struct mail_op op = append_op(alice_bob, 1, ida, t0);
-    apply(e, &op, &res);
-    op = append_op(alice_bob, 1, idb, t0 + 10);
-    apply(e, &op, &res);
-    assert_int_equal(index_size(e), 2);
+    const unsigned n = 8 * 24;
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(deliver_nth(e, i, t0 + (int64_t)i * HOUR), 0);
+    int64_t newest, hz;
+    horizon(e, &newest, &hz);
+    assert_int_equal(newest, t0 + (int64_t)(n - 1) * HOUR);
+    assert_int_equal(hz, newest - MAIL_DELIVERY_ID_KEEP_SECONDS);
+    /* Ids delivered before the horizon are gone; the one delivered exactly at it stays. */
+    const unsigned first_kept = n - 1 - MAIL_DELIVERY_ID_KEEP_SECONDS / HOUR;
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(has_nth(e, i), i >= first_kept);
+    assert_int_equal(index_size(e), n - first_kept);
+    assert_int_equal(time_keys(e), n - first_kept);
 
-    /* Exactly the keep time after id_a: id_a is not older than the limit yet. */
-    op = append_op(alice_bob, 1, idc, t0 + MAIL_DELIVERY_ID_KEEP_SECONDS);
-    apply(e, &op, &res);
-    assert_int_equal(index_size(e), 3);
-    /* One second later, by a record without ids: nothing is pruned (only id records prune). */
-    op = append_op(alice_bob, 1, NULL, t0 + MAIL_DELIVERY_ID_KEEP_SECONDS + 1);
-    apply(e, &op, &res);
-    assert_int_equal(index_size(e), 3);
-    /* A duplicate of id_c one second later prunes id_a, keeps id_b and id_c. */
-    op = append_op(alice_bob, 1, idc, t0 + MAIL_DELIVERY_ID_KEEP_SECONDS + 1);
-    apply(e, &op, &res);
-    assert_int_equal(res.target_status[0], TDM_EDUPLICATE);
-    struct mail_delivery_info info;
-    assert_int_equal(lookup(e, id_a, &info, NULL), TDM_ENOTFOUND);
-    assert_int_equal(lookup(e, id_b, &info, NULL), 0);
-    assert_int_equal(index_size(e), 2);
-    /* id_a, pruned, is a new delivery again. */
-    op = append_op(alice_bob, 1, ida, t0 + MAIL_DELIVERY_ID_KEEP_SECONDS + 20);
-    apply(e, &op, &res);
-    assert_int_equal(res.target_status[0], 0);
-    assert_int_equal(lookup(e, id_b, &info, NULL), TDM_ENOTFOUND);
-    assert_int_equal(index_size(e), 2); /* id_c and the new id_a */
+    /* A record without ids prunes nothing, even dated later. */
+    struct mail_op op = append_op(alice_bob, 1, NULL, newest + HOUR);
+    apply(e, &op, NULL);
+    assert_true(has_nth(e, first_kept));
+    /* A duplicate an hour later still moves the horizon and prunes. */
+    assert_int_equal(deliver_nth(e, n - 1, newest + HOUR), TDM_EDUPLICATE);
+    assert_false(has_nth(e, first_kept));
+    assert_true(has_nth(e, first_kept + 1));
+    /* A pruned id is a new delivery again. */
+    assert_int_equal(deliver_nth(e, 0, newest + 2 * HOUR), 0);
+    assert_true(has_nth(e, 0));
     env_free(e);
 }
 
@@ -356,24 +412,199 @@ test_prune_bounded(void **state)
     (void)state;
     struct env *e = env_new();
     mk_mailbox(e, "alice");
-    const size_t n = MAIL_DELIVERY_PRUNE_MAX + 5;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t id[MAIL_DELIVERY_ID_LEN] = {0};
-        id[0] = 1;
-        id[1] = (uint8_t)i;
-        id[2] = (uint8_t)(i >> 8);
-        const uint8_t *ids[] = {id};
-        struct mail_op op = append_op(alice_bob, 1, ids, 1000 + (int64_t)i);
-        apply(e, &op, NULL);
-    }
+    const unsigned n = MAIL_DELIVERY_PRUNE_MAX + 5;
+    for (unsigned i = 0; i < n; i++)
+        deliver_nth(e, i, 1000 + (int64_t)i);
     assert_int_equal(index_size(e), n);
+    /* Walk the horizon along in steps of the largest a record may take: after 28 of them
+     * it stands on the newest of the n, so all but that one are due. */
+    const int64_t last = 1000 + (int64_t)n - 1;
     const uint8_t *idc[] = {id_c};
-    struct mail_op op = append_op(alice_bob, 1, idc, 1000000000);
-    apply(e, &op, NULL);
-    assert_int_equal(index_size(e), n + 1 - MAIL_DELIVERY_PRUNE_MAX);
-    op = append_op(alice_bob, 1, idc, 1000000001); /* a duplicate still prunes the rest */
+    for (int k = 1; k <= 28; k++) {
+        struct mail_op op = append_op(alice_bob, 1, idc, last + k * MAIL_DELIVERY_HORIZON_STEP_MAX);
+        apply(e, &op, NULL);
+        assert_int_equal(index_size(e), k < 28 ? n + 1 : n + 1 - MAIL_DELIVERY_PRUNE_MAX);
+    }
+    assert_false(has_nth(e, MAIL_DELIVERY_PRUNE_MAX - 1));
+    assert_true(has_nth(e, MAIL_DELIVERY_PRUNE_MAX));
+    /* The next record (a duplicate) prunes the rest, not id_c, delivered later. */
+    struct mail_op op = append_op(alice_bob, 1, idc, last + 29 * MAIL_DELIVERY_HORIZON_STEP_MAX);
     apply(e, &op, NULL);
     assert_int_equal(index_size(e), 1);
+    struct mail_delivery_info info;
+    assert_int_equal(lookup(e, id_c, &info, NULL), 0);
+    env_free(e);
+}
+
+/* The review's case: one delivery dated 30 days ahead (an NTP step, a new active whose RTC is
+ * wrong) must not forget the ids of yesterday; a resubmission of one is still dropped. */
+static void
+test_future_date_keeps_recent_ids(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    mk_mailbox(e, "alice");
+    for (unsigned i = 0; i < 48; i++)
+        deliver_nth(e, i, t0 + (int64_t)i * HOUR);
+    int64_t newest, before, hz;
+    horizon(e, &newest, &before);
+    const int64_t ahead = newest + 30 * 24 * HOUR;
+    assert_int_equal(deliver_nth(e, 1000, ahead), 0);
+    for (unsigned i = 0; i < 48; i++)
+        assert_true(has_nth(e, i));
+    horizon(e, &newest, &hz);
+    assert_int_equal(newest, ahead);
+    assert_int_equal(hz, before + MAIL_DELIVERY_HORIZON_STEP_MAX);
+    /* The clock is put right; the transport resubmits yesterday's mail: dropped. */
+    for (unsigned i = 24; i < 48; i++)
+        assert_int_equal(deliver_nth(e, i, t0 + 48 * HOUR + (int64_t)i), TDM_EDUPLICATE);
+    assert_int_equal(messages_in(e, "alice"), 49);
+    env_free(e);
+}
+
+/* The clock stays wrong: the horizon then moves at most a tenth faster than the dates, so the
+ * last id delivered before the step is kept for more than the dumpster's 6 days of deliveries,
+ * and then forgotten: the gap the step left closes. */
+static void
+test_future_clock_kept_six_days(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    mk_mailbox(e, "alice");
+    for (unsigned i = 0; i < 24; i++)
+        deliver_nth(e, i, t0 + (int64_t)i * HOUR);
+    const int64_t ahead = t0 + 23 * HOUR + 30 * 24 * HOUR;
+    unsigned h = 0;
+    for (; h <= 6 * 24; h++)
+        deliver_nth(e, 100 + h, ahead + (int64_t)h * HOUR);
+    assert_true(has_nth(e, 23)); /* 6 days of deliveries after the step */
+    assert_true(has_nth(e, 22));
+    for (; h <= 7 * 24; h++)
+        deliver_nth(e, 100 + h, ahead + (int64_t)h * HOUR);
+    assert_false(has_nth(e, 23));
+    assert_false(has_nth(e, 0));
+    assert_true(has_nth(e, 100)); /* the step's own delivery, dated ahead */
+    env_free(e);
+}
+
+/* A copy applying the same records, steps of the clock both ways and duplicates among them,
+ * prunes the same ids: the same index, the same horizon, the same digest. */
+static void
+test_replay_prunes_identically(void **state)
+{
+    (void)state;
+    struct env *active = env_new(), *copy = env_new();
+    struct env *both[] = {active, copy};
+    for (size_t k = 0; k < 2; k++) {
+        mk_mailbox(both[k], "alice");
+        int64_t date = t0;
+        for (unsigned i = 0; i < 600; i++) {
+            date += 3 * HOUR / 2;
+            if (i == 200)
+                date += 3 * 24 * HOUR; /* forward */
+            if (i == 250)
+                date -= 3 * 24 * HOUR; /* put right */
+            if (i == 400)
+                date += 2 * 24 * HOUR; /* a quiet weekend */
+            deliver_nth(both[k], i % 7 == 6 ? i - 3 : i, date);
+        }
+    }
+    assert_int_equal(index_size(active), index_size(copy));
+    assert_true(index_size(active) < 200); /* most were pruned */
+    int64_t n1, h1, n2, h2;
+    horizon(active, &n1, &h1);
+    horizon(copy, &n2, &h2);
+    assert_int_equal(n1, n2);
+    assert_int_equal(h1, h2);
+    for (unsigned i = 0; i < 600; i++)
+        assert_int_equal(has_nth(active, i), has_nth(copy, i));
+    uint8_t d1[32], d2[32];
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(active->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mail_digest(&active->dbis, txn, d1), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(mdb_txn_begin(copy->env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mail_digest(&copy->dbis, txn, d2), 0);
+    mdb_txn_abort(txn);
+    assert_memory_equal(d1, d2, 32);
+    env_free(active);
+    env_free(copy);
+}
+
+/* An index written before the horizon was kept: its first record with ids starts from the
+ * newest date the index holds, not from its own, so a first date far ahead is clamped too. */
+static void
+test_horizon_starts_from_the_index(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, 0, &txn), 0);
+    assert_int_equal(mail__delivery_record(&e->dbis, txn, id_a, t0, 100, 1, "alice", "INBOX"), 0);
+    assert_int_equal(
+        mail__delivery_record(&e->dbis, txn, id_b, t0 + HOUR, 100, 2, "alice", "INBOX"), 0);
+    int64_t newest, hz;
+    assert_int_equal(mail_delivery_horizon(&e->dbis, txn, &newest, &hz), TDM_ENOTFOUND);
+    assert_int_equal(mail__delivery_age(&e->dbis, txn, t0 + 30 * 24 * HOUR, 128), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    horizon(e, &newest, &hz);
+    assert_int_equal(newest, t0 + 30 * 24 * HOUR);
+    assert_int_equal(hz,
+                     t0 + HOUR - MAIL_DELIVERY_ID_KEEP_SECONDS + MAIL_DELIVERY_HORIZON_STEP_MAX);
+    assert_int_equal(index_size(e), 2);
+    env_free(e);
+}
+
+/* The time key an older version left behind for an overwritten entry. */
+static void
+put_time_key(MDB_txn *txn, struct env *e, int64_t time, const uint8_t *id)
+{
+    uint8_t k[8 + MAIL_DELIVERY_ID_LEN];
+    uint64_t v = (uint64_t)time ^ (UINT64_C(1) << 63);
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(v >> (56 - 8 * i));
+    memcpy(k + 8, id, MAIL_DELIVERY_ID_LEN);
+    MDB_val key = {sizeof k, k}, val = {0, (void *)""};
+    assert_int_equal(mdb_put(txn, e->dbis.delivery_times, &key, &val, 0), 0);
+}
+
+/* (b) An id recorded twice names its new delivery and keeps one time key; a time key left
+ * over from before never prunes the newer entry. */
+static void
+test_recorded_again(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(e->env, NULL, 0, &txn), 0);
+    /* Sets the horizon to t0 (an empty index starts from the record's date). */
+    assert_int_equal(mail__delivery_age(&e->dbis, txn, t0 + MAIL_DELIVERY_ID_KEEP_SECONDS,
+                                        MAIL_DELIVERY_PRUNE_MAX),
+                     0);
+    assert_int_equal(
+        mail__delivery_record(&e->dbis, txn, id_a, t0 - HOUR, 100, 1, "alice", "INBOX"), 0);
+    assert_int_equal(mail__delivery_record(&e->dbis, txn, id_a, t0 + HOUR, 200, 7, "bob", "Old"),
+                     0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    struct mail_delivery_info info;
+    char mb[64];
+    assert_int_equal(lookup(e, id_a, &info, mb), 0);
+    assert_string_equal(mb, "bob");
+    assert_int_equal(info.uid, 7);
+    assert_int_equal(info.uidvalidity, 200);
+    assert_int_equal(info.time, t0 + HOUR);
+    assert_int_equal(time_keys(e), 1);
+    assert_int_equal(index_size(e), 1);
+
+    /* A stale key below the horizon goes; the entry it no longer names stays. */
+    assert_int_equal(mdb_txn_begin(e->env, NULL, 0, &txn), 0);
+    put_time_key(txn, e, t0 - HOUR, id_a);
+    assert_int_equal(mail__delivery_age(&e->dbis, txn, t0 + MAIL_DELIVERY_ID_KEEP_SECONDS,
+                                        MAIL_DELIVERY_PRUNE_MAX),
+                     0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_int_equal(lookup(e, id_a, &info, NULL), 0);
+    assert_int_equal(time_keys(e), 1);
     env_free(e);
 }
 
@@ -387,6 +618,11 @@ main(void)
         cmocka_unit_test(test_replay_idempotent),
         cmocka_unit_test(test_prune),
         cmocka_unit_test(test_prune_bounded),
+        cmocka_unit_test(test_future_date_keeps_recent_ids),
+        cmocka_unit_test(test_future_clock_kept_six_days),
+        cmocka_unit_test(test_replay_prunes_identically),
+        cmocka_unit_test(test_horizon_starts_from_the_index),
+        cmocka_unit_test(test_recorded_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
