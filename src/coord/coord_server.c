@@ -821,3 +821,22 @@ coord_server_status(struct coord_server *srv,
         session_cb(ctx, &info);
     }
 }
+
+size_t
+coord_server_sessions(struct coord_server *srv, const char *member, const char *drop_why)
+{
+    size_t n = 0;
+    for (struct session *s = srv ? srv->sessions : NULL, *next; s; s = next) {
+        next = s->next; /* closing s may unlink it */
+        if (!s->conn || s->state != S_READY || strcmp(s->member, member) != 0)
+            continue;
+        n++;
+        if (!drop_why)
+            continue;
+        log_info("coord: session of node %s from %s ended: %s", s->member, s->peer, drop_why);
+        send_error(s, 0, COORD_CODE_AUTH, drop_why);
+        s->state = S_GONE;
+        conn_close_after_flush(s->conn);
+    }
+    return n;
+}

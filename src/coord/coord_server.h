@@ -49,6 +49,13 @@ int coord_server_new(struct event_base *base, const struct coord_server_options 
  * them, as a restart would) and frees. NULL allowed. */
 void coord_server_free(struct coord_server **srv);
 
+/* The sessions member has open now (HELLO accepted; one still being checked is not counted:
+ * its check decides). With drop_why non-NULL each gets ERROR `auth` saying it and is closed,
+ * its leases left to run out their time as after any end but EOF: the core's check of live
+ * sessions found the node's key refused (src/tandemd/core_server_auth.c). Returns how many
+ * there were. NULL srv: 0. */
+size_t coord_server_sessions(struct coord_server *srv, const char *member, const char *drop_why);
+
 /* Status: every key (entry as coord_store_list gives it) and whether its holder has a session
  * now; then every session. Strings are borrowed for the callback. */
 struct coord_server_lease_info {
