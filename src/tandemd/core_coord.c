@@ -149,3 +149,9 @@ tandemd__core_coord_status_json(void)
     coord_server_status(server, NULL, session_json, sessions);
     return json_pack("{s:o,s:o}", "leases", leases, "connected", sessions);
 }
+
+size_t
+tandemd__core_coord_sessions(const char *member, const char *why)
+{
+    return coord_server_sessions(server, member, why);
+}

@@ -15,12 +15,12 @@
  * cache_ttl, for replication (whole mail) within the shorter REPL_BOUND_MAX_MS. Whenever the
  * directory answers, it decides.
  *
- * Live sessions: the key of every admitted server is kept while it has a heartbeat session or
- * a copy here, and checked again every RECHECK_MS and at once when the directory answers after
- * an outage. A key the directory now refuses (-EACCES) ends that server's sessions (event
- * 3050). A check that finds no directory ends nothing: an outage alone never cuts a session.
- * The re-checks also keep the confirmations fresh, so their age measures the outage, not the
- * time since a session began.
+ * Live sessions: the key of every admitted server is kept while it has a heartbeat session, a
+ * copy or a coordination session here, and checked again every RECHECK_MS and at once when
+ * the directory answers after an outage. A key the directory now refuses (-EACCES) ends that
+ * server's sessions (event 3050). A check that finds no directory ends nothing: an outage
+ * alone never cuts a session. The re-checks also keep the confirmations fresh, so their age
+ * measures the outage, not the time since a session began.
  */
 #include "tandemd/core_ipc_int.h"
 
@@ -168,7 +168,8 @@ static size_t
 sessions_of(const char *server, const char *why)
 {
     return cluster_hb_listen_sessions(tandemd__core_cluster_hb(), server, why) +
-           tandemd__core_repl_source_sessions(server, why);
+           tandemd__core_repl_source_sessions(server, why) +
+           tandemd__core_coord_sessions(server, why);
 }
 
 /* Admitted: remember the key for the re-checks (the newest key of a name replaces older). */

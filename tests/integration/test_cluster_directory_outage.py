@@ -131,3 +131,35 @@ def test_refused_key_drops_sessions_once_the_directory_answers(lab_short_cache):
                    e["ts"] >= dropped["ts"], "b's next HELLO refused on a (5026)")
     # a keeps the CMS on the witness's confirmation.
     assert lab.state(act) == "Active"
+
+
+def test_refused_key_drops_sessions_with_the_directory_up(lab_short_cache):
+    """Without any outage: b's key changed in the directory ends b's sessions on a (its
+    heartbeats and its copy, checked with the directory every 10 s here) and on the witness,
+    whose own directory refuses it at its next check (every minute): b's heartbeats and its
+    coordination session there."""
+    lab = lab_short_cache
+    for s in lab.nodes:
+        lab.start(s)
+    act, pas = lab.wait_one_active()
+    assert act is lab.a
+    wait_for(lambda: (lambda c: c and c["state"] == "Healthy")(lab.copy_status(pas)),
+             "b's copy Healthy")
+    both_up(lab, act, pas)
+    wait_for(lambda: (lambda c: c and any(x["member"] == "b" for x in c.get("connected", [])))(
+        lab.cluster(lab.w)), "b connected to the witness's coordination store")
+    marks = {s.name: len(s.event_lines()) for s in (act, lab.w)}
+    r = lab.w.api("PUT", "/v1/objects/server/b/password", {"password": secrets.token_urlsafe(32)})
+    assert r.status in (200, 201, 204), r.status
+    on_a = wait_for(lambda: events(act, 3050, marks["a"]), "a ends b's sessions (3050)")
+    assert on_a[0]["subject"] == "b"
+    # b's heartbeats and its copy (replication); both may not be up at the same instant.
+    assert int(on_a[0]["message"].split(" ", 1)[0]) >= 1
+    on_w = wait_for(lambda: events(lab.w, 3050, marks["w"]), "the witness ends b's sessions",
+                    timeout=WAIT + 70)
+    assert on_w[0]["subject"] == "b"
+    # Its heartbeats and its coordination session.
+    assert int(on_w[0]["message"].split(" ", 1)[0]) >= 2, on_w
+    # a keeps the CMS (its confirmation comes from the witness); b is refused from now on.
+    assert lab.state(act) == "Active"
+    assert not events(act, 3050, marks["a"])[1:], "a ended sessions of b twice"
