@@ -124,7 +124,19 @@ test_stale_store_waits_for_the_newer_history(void **state)
     cluster_fsm_step(&fsm, &in, &out);
     assert_int_equal(out.state, CLUSTER_STATE_FAILING_OVER);
     assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+    /* Granted: a failover from mb2, the record's writer, unheard since the start: the
+     * transports resubmit what its lost tail held. */
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+    in.lease.epoch = 4;
+    in.lease.renew_acked_sent_ms = now;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
+    assert_true(has(&out, CLUSTER_ACT_RESUBMIT));
+    assert_string_equal(out.actions[out.n_actions - 1].peer, "mb2");
     /* ...but not beyond it: 4 generations written without this node. */
+    restarted_alone(&in, now, CLUSTER_DIAL_GOOD);
+    recorded(&in, "mb2", 3,
+             (struct cluster_fsm_logpos){.epoch = 3, .lsn = 105, .generation = 5, .offset = 3000});
     cluster_fsm_init(&fsm);
     in.end.dbs[0].generation = 9;
     cluster_fsm_step(&fsm, &in, &out);
