@@ -169,9 +169,19 @@ handle_msg(struct hb_link *l, const struct cluster_msg *m)
         if (m->type == CLUSTER_HELLO_REPLY && m->request_id == l->hello_id) {
             const struct cluster_hello_reply *r = &m->u.hello_reply;
             if (r->code != CLUSTER_CODE_OK) {
-                event_emit(TDM_EV_CLUSTER_PEER_REFUSED, member_name(l),
-                           "member %s refused this server's heartbeats on network %s (%s): %s",
-                           member_name(l), net_name(l), cluster_code_name(r->code), r->reason);
+                if (r->code == CLUSTER_CODE_TIMERS) {
+                    /* Not heard, not seen: the fence and takeover bounds assume one set of
+                     * timers (docs/cluster.md, "Timing"). */
+                    cluster_hb__timers_differ(l->hb, &l->hb->members[l->member], r->reason);
+                    event_emit(TDM_EV_CLUSTER_TIMERS_DIFFER, member_name(l),
+                               "member %s refused this server's heartbeats on network %s: %s",
+                               member_name(l), net_name(l), r->reason);
+                } else {
+                    event_emit(TDM_EV_CLUSTER_PEER_REFUSED, member_name(l),
+                               "member %s refused this server's heartbeats on network %s (%s): %s",
+                               member_name(l), net_name(l), cluster_code_name(r->code),
+                               r->reason);
+                }
                 link_close(l, r->reason, false);
                 return;
             }
@@ -186,6 +196,7 @@ handle_msg(struct hb_link *l, const struct cluster_msg *m)
             l->hello_done = true;
             l->refused = false;
             l->ended_eof = false;
+            cluster_hb__timers_differ(l->hb, &l->hb->members[l->member], NULL);
             set_timeouts(l->bev, l->hb->interval_ms * l->hb->misses);
             link_send_heartbeat(l, cluster_hb_now_ms());
             return;
@@ -279,6 +290,9 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
         snprintf(m.u.hello.member, sizeof(m.u.hello.member), "%s", l->hb->cfg->server);
         snprintf(m.u.hello.cluster, sizeof(m.u.hello.cluster), "%s", l->hb->cfg->cluster.name);
         snprintf(m.u.hello.key, sizeof(m.u.hello.key), "%s", l->hb->key ? l->hb->key : "");
+        m.u.hello.heartbeat_interval_ms = l->hb->interval_ms;
+        m.u.hello.heartbeat_misses = (uint16_t)l->hb->misses;
+        m.u.hello.lease_ttl_ms = l->hb->cfg->cluster.lease_ttl_ms;
         link_send(l, &m);
         explicit_bzero(m.u.hello.key, sizeof(m.u.hello.key));
         return;
@@ -420,6 +434,16 @@ link_open(struct hb_link *l)
 /* ---- state ---- */
 
 void
+cluster_hb__timers_differ(struct cluster_hb *hb, struct hb_member *m, const char *why)
+{
+    const char *now = why ? why : "";
+    if (strcmp(m->timers_differ, now) == 0)
+        return;
+    snprintf(m->timers_differ, sizeof(m->timers_differ), "%s", now);
+    cluster_hb__evaluate(hb, true);
+}
+
+void
 cluster_hb__got_summary(struct cluster_hb *hb, struct hb_member *m, const struct cluster_summary *s)
 {
     bool changed = !m->has_summary || memcmp(&m->summary, s, sizeof(*s)) != 0;
@@ -449,6 +473,7 @@ cluster_hb_snapshot(const struct cluster_hb *hb, struct cluster_hb_snapshot *out
         struct cluster_hb_member *o = &out->members[i];
         snprintf(o->name, sizeof(o->name), "%s", m->conf->name);
         o->witness = m->witness;
+        snprintf(o->timers_differ, sizeof(o->timers_differ), "%s", m->timers_differ);
         o->n_nets = m->n_links;
         bool gone = m->n_links > 0;
         for (unsigned j = 0; j < m->n_links; j++) {

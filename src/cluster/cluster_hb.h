@@ -48,6 +48,10 @@ struct cluster_hb_net {
 struct cluster_hb_member {
     char name[TDM_CONFIG_NAME_MAX + 1];
     bool witness; /* the member [cluster] witness names */
+    /* Non-empty while its heartbeat sessions are refused, either way, because its timers
+     * (heartbeat_interval, heartbeat_misses, lease_ttl) are not this node's: what they are on
+     * each side. Such a member is never heard, seen or a confirmation (docs/cluster.md). */
+    char timers_differ[CLUSTER_WIRE_TEXT_MAX + 1];
     bool seen;    /* up on at least one network */
     /* On every network its last session ended other than by a timeout (EOF, reset, ERROR
      * shutdown) and the newest connection attempt was refused: its core is not running

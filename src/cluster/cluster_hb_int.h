@@ -52,6 +52,9 @@ struct hb_member {
     bool has_summary;
     struct cluster_summary summary;
     bool seen, gone; /* as last reported */
+    /* Why its heartbeat sessions are refused, either way, because its timers are not ours
+     * (CLUSTER_CODE_TIMERS); "" once a session with it is accepted, either way. */
+    char timers_differ[CLUSTER_WIRE_TEXT_MAX + 1];
 };
 
 struct cluster_hb {
@@ -84,6 +87,8 @@ struct hb_member *cluster_hb__member(struct cluster_hb *hb, const char *name);
 /* A member sent its summary (in a reply, or in a heartbeat it sent us). */
 void cluster_hb__got_summary(struct cluster_hb *hb, struct hb_member *m,
                              const struct cluster_summary *s);
+/* Sets (why) or clears (NULL) m's timers_differ; on_change when it changed. */
+void cluster_hb__timers_differ(struct cluster_hb *hb, struct hb_member *m, const char *why);
 /* Something changed: recompute, emit events, call on_change when the snapshot changed. */
 void cluster_hb__evaluate(struct cluster_hb *hb, bool changed);
 

@@ -1,7 +1,8 @@
 /*
  * Answering heartbeats on [listen cluster] (docs/formats/cluster.md): each connection's first
  * message is HELLO, whose server/key the core checks (the verify callback, as replication's);
- * on a node the sender must also be one of its [member]s with the same cluster name. Then
+ * on a node the sender must also be one of its [member]s with the same cluster name and, once
+ * its key is checked, have the same timers as this node (docs/cluster.md, "Timing"). Then
  * every HEARTBEAT is answered at once with HEARTBEAT_REPLY, echoing seq and sent_ms, with this
  * server's summary; the summary it carried is the sender's latest. A malformed or unexpected
  * message is answered with ERROR and that connection closed; the listener goes on.
@@ -27,6 +28,8 @@ struct hb_in {
     bool ready;        /* HELLO accepted */
     uint32_t hello_id;
     char member[CLUSTER_WIRE_NAME_MAX + 1];
+    uint64_t interval_ms, lease_ttl_ms; /* the HELLO's timers */
+    uint16_t misses;
     struct hb_in *next, **pprev;
 };
 
@@ -79,8 +82,10 @@ in_refuse(struct hb_in *in, uint16_t code, const char *reason)
     m.u.hello_reply.code = code;
     snprintf(m.u.hello_reply.member, sizeof(m.u.hello_reply.member), "%s", in->hb->cfg->server);
     snprintf(m.u.hello_reply.reason, sizeof(m.u.hello_reply.reason), "%s", reason);
-    event_emit(TDM_EV_CLUSTER_PEER_REFUSED, in->member, "heartbeats from %s (%s) refused (%s): %s",
-               in->member, conn_peer(in->conn), cluster_code_name(code), reason);
+    event_emit(code == CLUSTER_CODE_TIMERS ? TDM_EV_CLUSTER_TIMERS_DIFFER
+                                           : TDM_EV_CLUSTER_PEER_REFUSED,
+               in->member, "heartbeats from %s (%s) refused (%s): %s", in->member,
+               conn_peer(in->conn), cluster_code_name(code), reason);
     in_send(in, &m);
     conn_close_after_flush(in->conn);
 }
@@ -102,6 +107,30 @@ verify_done(void *ctx, int status, const char *error)
         in_refuse(in, status == -EACCES ? CLUSTER_CODE_AUTH : CLUSTER_CODE_INTERNAL, reason);
         return;
     }
+    /* A node refuses a node whose timers are not its own: the fence (s + F) and the
+     * takeover's wait (F + I/2) bound each other only with one I and one T on both sides
+     * (docs/cluster.md, "Timing"). Refused, it is never heard nor a confirmation here. A
+     * witness has no timers of its own: it answers every node. Checked after the key, so
+     * only a member learns ours. */
+    struct cluster_hb *hb = in->hb;
+    struct hb_member *mem = cluster_hb__member(hb, in->member);
+    if (hb->cfg->cluster.name[0] && mem) {
+        if (in->interval_ms != hb->interval_ms || in->misses != hb->misses ||
+            in->lease_ttl_ms != hb->cfg->cluster.lease_ttl_ms) {
+            char reason[CLUSTER_WIRE_TEXT_MAX + 1];
+            snprintf(reason, sizeof(reason),
+                     "timers differ: %s has heartbeat_interval %llu ms, heartbeat_misses %u, "
+                     "lease_ttl %llu ms; %s has %llu ms, %u, %llu ms",
+                     hb->cfg->server, (unsigned long long)hb->interval_ms, (unsigned)hb->misses,
+                     (unsigned long long)hb->cfg->cluster.lease_ttl_ms, in->member,
+                     (unsigned long long)in->interval_ms, (unsigned)in->misses,
+                     (unsigned long long)in->lease_ttl_ms);
+            cluster_hb__timers_differ(hb, mem, reason);
+            in_refuse(in, CLUSTER_CODE_TIMERS, reason);
+            return;
+        }
+        cluster_hb__timers_differ(hb, mem, NULL);
+    }
     in->ready = true;
     struct cluster_msg m = {.type = CLUSTER_HELLO_REPLY, .request_id = in->hello_id};
     m.u.hello_reply.version = CLUSTER_WIRE_VERSION;
@@ -119,9 +148,14 @@ handle_hello(struct hb_in *in, const struct cluster_msg *msg)
     struct cluster_hb *hb = in->hb;
     in->hello_id = msg->request_id;
     snprintf(in->member, sizeof(in->member), "%s", h->member);
+    in->interval_ms = h->heartbeat_interval_ms;
+    in->misses = h->heartbeat_misses;
+    in->lease_ttl_ms = h->lease_ttl_ms;
     char reason[CLUSTER_WIRE_TEXT_MAX + 1];
     if (h->version_min > CLUSTER_WIRE_VERSION || h->version_max < CLUSTER_WIRE_VERSION) {
-        in_refuse(in, CLUSTER_CODE_VERSION, "no common protocol version (this server speaks 1)");
+        snprintf(reason, sizeof(reason), "no common protocol version (this server speaks %u)",
+                 CLUSTER_WIRE_VERSION);
+        in_refuse(in, CLUSTER_CODE_VERSION, reason);
         return false;
     }
     /* A node answers only its own cluster's members; a witness answers any node that

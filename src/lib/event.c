@@ -106,6 +106,7 @@ static const struct {
     {TDM_EV_CLUSTER_QUORUM_REACHED, "cluster.quorum_reached", TDM_EV_SEV_INFO},
     {TDM_EV_CLUSTER_PEER_REFUSED, "cluster.peer_refused", TDM_EV_SEV_WARNING},
     {TDM_EV_CLUSTER_SESSION_DROPPED, "cluster.session_dropped", TDM_EV_SEV_ERROR},
+    {TDM_EV_CLUSTER_TIMERS_DIFFER, "cluster.timers_differ", TDM_EV_SEV_ERROR},
 };
 
 const char *

@@ -223,6 +223,8 @@ print_cluster(json_t *doc)
             const char *state = json_string_value(json_object_get(m, "state"));
             if (json_is_true(json_object_get(m, "gone")))
                 state = "down (not running)";
+            if (json_is_string(json_object_get(m, "timers_differ")))
+                state = "refused: timers differ";
             const char *cells[7] = {j == 0 ? json_string_value(json_object_get(m, "name")) : "",
                                     j == 0 ? json_string_value(json_object_get(m, "kind")) : "",
                                     j == 0 ? state : "",
@@ -236,6 +238,13 @@ print_cluster(json_t *doc)
     }
     ctl_table_print(t, stdout);
     ctl_table_free(&t);
+    /* Why a member is refused: both sides' timers (docs/cluster.md, "Timing"). */
+    json_array_foreach(members, i, m)
+    {
+        const char *why = json_string_value(json_object_get(m, "timers_differ"));
+        if (why)
+            printf("%s: %s\n", json_string_value(json_object_get(m, "name")), why);
+    }
 }
 
 int

@@ -177,10 +177,13 @@ cluster_json(void)
                                 n->last_heard_ms ? json_integer(n->rtt_ms) : json_null()));
         }
         json_array_append_new(
-            members, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o}", "name", m->name, "kind",
-                               m->witness ? "witness" : "node", "state", m->seen ? "up" : "down",
-                               "gone", m->gone, "last_heard_ms_ago",
-                               age(s.now_ms, m->last_heard_ms), "networks", nets));
+            members,
+            json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:o}", "name", m->name, "kind",
+                      m->witness ? "witness" : "node", "state", m->seen ? "up" : "down", "gone",
+                      m->gone, "last_heard_ms_ago", age(s.now_ms, m->last_heard_ms),
+                      "timers_differ",
+                      m->timers_differ[0] ? json_string(m->timers_differ) : json_null(),
+                      "networks", nets));
     }
     json_t *o = json_pack("{s:s,s:s,s:o}", "server", s.self, "role", node ? "node" : "witness",
                           "members", members);

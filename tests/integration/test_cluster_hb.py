@@ -226,7 +226,7 @@ def test_votes_stop_cont_and_witness_loss(trio, tandemctl):
 
 
 def frame(ftype, payload, request_id=0, crc=None):
-    body = struct.pack("<IHHII", 16 + len(payload) + 4, 1, ftype, request_id, 0) + payload
+    body = struct.pack("<IHHII", 16 + len(payload) + 4, 2, ftype, request_id, 0) + payload
     return body + struct.pack("<I", crc32c(body) if crc is None else crc)
 
 

@@ -2,7 +2,8 @@
  * Heartbeat protocol codec (docs/formats/cluster.md). Byte layout of each payload, in field
  * order (tags and primitives from lib/wire_field.h):
  *
- *   HELLO            u16 version_min, u16 version_max, str member, str cluster, str key
+ *   HELLO            u16 version_min, u16 version_max, str member, str cluster, str key,
+ *                    u64 heartbeat_interval_ms, u16 heartbeat_misses, u64 lease_ttl_ms
  *   HELLO_REPLY      u16 version, u16 code, str member, str reason
  *   HEARTBEAT        u64 seq, u64 sent_ms, summary
  *   HEARTBEAT_REPLY  u64 seq, u64 sent_ms, summary
@@ -11,7 +12,7 @@
  *                    list n_dbs { str name, u64 generation, u64 offset, u64 lsn, u64 epoch,
  *                                 u16 copy_state }
  *
- * Every frame carries version 1. Decoding checks the same rules encoding does, so a decoded
+ * Every frame carries version 2 (CLUSTER_WIRE_VERSION). Decoding checks the same rules encoding does, so a decoded
  * message re-encodes to the same bytes.
  */
 #include "proto/cluster/cluster_wire.h"
@@ -176,6 +177,9 @@ encode_payload(struct wire_wr *w, const struct cluster_msg *m)
         wr_str(w, m->u.hello.member);
         wr_str(w, m->u.hello.cluster);
         wr_str(w, m->u.hello.key);
+        wire_wr_u64(w, m->u.hello.heartbeat_interval_ms);
+        wire_wr_u16(w, m->u.hello.heartbeat_misses);
+        wire_wr_u64(w, m->u.hello.lease_ttl_ms);
         break;
     case CLUSTER_HELLO_REPLY:
         wire_wr_u16(w, m->u.hello_reply.version);
@@ -215,7 +219,11 @@ decode_payload(struct wire_rd *r, struct cluster_msg *m)
                wire_rd_u16(r, WIRE_FIELD("HELLO.version_max"), &h->version_max) &&
                rd_str(r, WIRE_FIELD("HELLO.member"), h->member, 1, CLUSTER_WIRE_NAME_MAX) &&
                rd_str(r, WIRE_FIELD("HELLO.cluster"), h->cluster, 1, CLUSTER_WIRE_NAME_MAX) &&
-               rd_str(r, WIRE_FIELD("HELLO.key"), h->key, 1, CLUSTER_WIRE_KEY_MAX);
+               rd_str(r, WIRE_FIELD("HELLO.key"), h->key, 1, CLUSTER_WIRE_KEY_MAX) &&
+               wire_rd_u64(r, WIRE_FIELD("HELLO.heartbeat_interval_ms"),
+                           &h->heartbeat_interval_ms) &&
+               wire_rd_u16(r, WIRE_FIELD("HELLO.heartbeat_misses"), &h->heartbeat_misses) &&
+               wire_rd_u64(r, WIRE_FIELD("HELLO.lease_ttl_ms"), &h->lease_ttl_ms);
     }
     case CLUSTER_HELLO_REPLY: {
         struct cluster_hello_reply *h = &m->u.hello_reply;
@@ -254,8 +262,15 @@ cluster_msg_check(const struct cluster_msg *m, const char **error_r)
         if (h->version_min < 1 || h->version_max < h->version_min)
             e = "HELLO.version_min: not 1 <= version_min <= version_max";
         else if (!(e = check_str(h->member, sizeof(h->member), WIRE_FIELD("HELLO.member"), 1)) &&
-                 !(e = check_str(h->cluster, sizeof(h->cluster), WIRE_FIELD("HELLO.cluster"), 1)))
-            e = check_str(h->key, sizeof(h->key), WIRE_FIELD("HELLO.key"), 1);
+                 !(e = check_str(h->cluster, sizeof(h->cluster), WIRE_FIELD("HELLO.cluster"), 1)) &&
+                 !(e = check_str(h->key, sizeof(h->key), WIRE_FIELD("HELLO.key"), 1))) {
+            if (h->heartbeat_interval_ms == 0)
+                e = "HELLO.heartbeat_interval_ms: zero";
+            else if (h->heartbeat_misses == 0)
+                e = "HELLO.heartbeat_misses: zero";
+            else if (h->lease_ttl_ms == 0)
+                e = "HELLO.lease_ttl_ms: zero";
+        }
         break;
     }
     case CLUSTER_HELLO_REPLY: {
@@ -374,8 +389,8 @@ cluster_type_name(uint16_t type)
 const char *
 cluster_code_name(uint16_t code)
 {
-    static const char *const names[] = {"ok",       "version",  "auth",    "cluster",
-                                        "protocol", "internal", "shutdown"};
+    static const char *const names[] = {"ok",       "version",  "auth",     "cluster",
+                                        "protocol", "internal", "shutdown", "timers"};
     return code < sizeof(names) / sizeof(names[0]) ? names[code] : NULL;
 }
 

@@ -24,7 +24,9 @@
 /* Default TCP port of [listen cluster] (docs/config.md). */
 #define CLUSTER_DEFAULT_PORT 7434
 
-#define CLUSTER_WIRE_VERSION 1u
+/* Version 2: HELLO carries the sender's timers (version 1 did not; every frame carries the
+ * version and a decoder takes only its own, so a version-1 member's frames are refused). */
+#define CLUSTER_WIRE_VERSION 2u
 #define CLUSTER_WIRE_HEADER_SIZE 16u
 #define CLUSTER_WIRE_TRAILER_SIZE 4u
 #define CLUSTER_WIRE_NAME_MAX 63u  /* member, cluster, CMS and database names: one DNS label */
@@ -52,6 +54,7 @@ enum cluster_code {
     CLUSTER_CODE_PROTOCOL = 4, /* a malformed or unexpected message */
     CLUSTER_CODE_INTERNAL = 5,
     CLUSTER_CODE_SHUTDOWN = 6, /* the member is stopping */
+    CLUSTER_CODE_TIMERS = 7,   /* the HELLO's timers are not the listener's (docs/cluster.md) */
 };
 
 /* A CMS as the sender holds it. */
@@ -98,6 +101,12 @@ struct cluster_hello {
     char member[CLUSTER_WIRE_NAME_MAX + 1];  /* the connector's server name, non-empty */
     char cluster[CLUSTER_WIRE_NAME_MAX + 1]; /* its [cluster] name, non-empty */
     char key[CLUSTER_WIRE_KEY_MAX + 1];      /* its server key, non-empty */
+    /* Its [cluster] timers, each >= 1: a listener that is a node refuses a sender whose
+     * timers are not its own (docs/cluster.md, "Timing": the fence and takeover bounds hold
+     * only between nodes with the same ones). */
+    uint64_t heartbeat_interval_ms;
+    uint16_t heartbeat_misses;
+    uint64_t lease_ttl_ms;
 };
 
 struct cluster_hello_reply {

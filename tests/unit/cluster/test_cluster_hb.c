@@ -4,6 +4,7 @@
  * newest confirmation from what each vote answered. Times are passed in. And two nodes' heartbeats
  * on one loop over loopback TCP (plain), where one refuses the other's HELLO: the refused node
  * still hears the other by the heartbeats it sends (heard_ms), while seen stays on answers.
+ * Two nodes with different timers refuse each other both ways (never heard, never seen).
  */
 #include "cluster/cluster_hb.h"
 
@@ -155,7 +156,8 @@ listener(uint16_t *port_r)
 }
 
 static struct tdm_config *
-node_config(const char *self, uint16_t own, const char *other, uint16_t other_port)
+node_config_ttl(const char *self, uint16_t own, const char *other, uint16_t other_port,
+                const char *lease_ttl)
 {
     char buf[1024];
     /* The witness's endpoints are a closed port: refused, never up. */
@@ -164,15 +166,21 @@ node_config(const char *self, uint16_t own, const char *other, uint16_t other_po
              "[directory]\nendpoints = 127.0.0.1:1\n\n[network public]\naddress = 127.0.0.1\n\n"
              "[listen cluster]\nnetwork = public\nport = %u\n\n"
              "[cluster]\nname = ccr1\nwitness = w\nheartbeat_interval = 100ms\n"
-             "heartbeat_misses = 5\nlease_ttl = 1s\n\n[member %s]\npublic = 127.0.0.1:%u\n\n"
+             "heartbeat_misses = 5\nlease_ttl = %s\n\n[member %s]\npublic = 127.0.0.1:%u\n\n"
              "[member w]\npublic = 127.0.0.1:1\ncoord = 127.0.0.1:1\n",
-             self, own, other, other_port);
+             self, own, lease_ttl, other, other_port);
     struct tdm_config *cfg = NULL;
     char *error = NULL;
     int ret = tdm_config_load_buffer(buf, strlen(buf), self, &cfg, &error);
     if (ret != 0)
         fail_msg("config: %s", error ? error : "?");
     return cfg;
+}
+
+static struct tdm_config *
+node_config(const char *self, uint16_t own, const char *other, uint16_t other_port)
+{
+    return node_config_ttl(self, own, other, other_port, "1s");
 }
 
 static void
@@ -359,11 +367,15 @@ raw_hello(struct event_base *base, uint16_t port)
     memset(&m, 0, sizeof(m));
     m.type = CLUSTER_HELLO;
     m.request_id = 1;
-    m.u.hello.version_min = 1;
-    m.u.hello.version_max = 1;
+    m.u.hello.version_min = CLUSTER_WIRE_VERSION;
+    m.u.hello.version_max = CLUSTER_WIRE_VERSION;
     snprintf(m.u.hello.member, sizeof(m.u.hello.member), "a");
     snprintf(m.u.hello.cluster, sizeof(m.u.hello.cluster), "ccr1");
     snprintf(m.u.hello.key, sizeof(m.u.hello.key), "k");
+    /* node_config's timers */
+    m.u.hello.heartbeat_interval_ms = 100;
+    m.u.hello.heartbeat_misses = 5;
+    m.u.hello.lease_ttl_ms = 1000;
     static uint8_t buf[CLUSTER_WIRE_MAX_FRAME];
     size_t len, got = 0, flen;
     const char *error;
@@ -472,6 +484,82 @@ test_out_of_memory_link(void **state)
     conn_base_free(&base);
 }
 
+/* ---- timers that differ ---- */
+
+static unsigned n_timers_events, n_refused_events;
+
+static void
+timers_hook(void *ctx, enum tdm_event id, const char *subject, const char *message)
+{
+    (void)ctx;
+    (void)subject;
+    (void)message;
+    if (id == TDM_EV_CLUSTER_TIMERS_DIFFER)
+        n_timers_events++;
+    else if (id == TDM_EV_CLUSTER_PEER_REFUSED)
+        n_refused_events++;
+}
+
+/* docs/cluster.md "Timing": a node whose lease_ttl is not ours is refused both ways (5028, not
+ * 5026), so it is never heard, seen nor a confirmation, and the status says why with both
+ * sides' values. */
+static void
+test_timers_differ_refused(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    uint16_t pa, pp;
+    int fa = listener(&pa), fp = listener(&pp);
+    struct tdm_config *ca = node_config_ttl("a", pa, "p", pp, "1s"),
+                      *cp = node_config_ttl("p", pp, "a", pa, "2s");
+    struct cluster_hb *a = NULL, *p = NULL;
+    n_timers_events = n_refused_events = 0;
+    event_set_hook(timers_hook, NULL);
+    struct cluster_hb_params prm = {.base = base, .cfg = ca, .listen_fd = fa, .key = "k",
+                                    .verify = verify_yes};
+    assert_int_equal(cluster_hb_start(&prm, &a), 0);
+    prm.cfg = cp;
+    prm.listen_fd = fp;
+    assert_int_equal(cluster_hb_start(&prm, &p), 0);
+    static struct cluster_hb_snapshot sa, sp;
+    /* 1.5 s: 15 heartbeat intervals, several reconnection attempts each way. */
+    uint64_t until = cluster_hb_now_ms() + 1500;
+    while (cluster_hb_now_ms() < until) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &sa);
+        cluster_hb_snapshot(p, &sp);
+        const struct cluster_hb_member *ap = member_of(&sa, "p"), *pa_m = member_of(&sp, "a");
+        assert_false(ap->seen);
+        assert_false(pa_m->seen);
+        assert_int_equal(ap->heard_ms, 0);
+        assert_int_equal(pa_m->heard_ms, 0);
+        assert_int_equal(ap->answered_sent_ms, 0);
+        assert_int_equal(pa_m->answered_sent_ms, 0);
+        assert_false(ap->has_summary);
+        assert_false(pa_m->has_summary);
+        assert_false(sa.confirmed);
+    }
+    const struct cluster_hb_member *ap = member_of(&sa, "p"), *pa_m = member_of(&sp, "a");
+    /* Each says why, with both sides' values. */
+    const char *why[2] = {ap->timers_differ, pa_m->timers_differ};
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(strstr(why[i], "timers differ: "));
+        assert_non_null(strstr(why[i], "lease_ttl 1000 ms") ? strstr(why[i], "2000 ms")
+                                                             : strstr(why[i], "lease_ttl 2000 ms"));
+        assert_non_null(strstr(why[i], "1000 ms"));
+    }
+    /* Listener and connector side, on both nodes; never the generic refusal. */
+    assert_true(n_timers_events >= 4);
+    assert_int_equal(n_refused_events, 0);
+    event_set_hook(NULL, NULL);
+    cluster_hb_free(&a);
+    cluster_hb_free(&p);
+    tdm_config_free(&ca);
+    tdm_config_free(&cp);
+    conn_base_free(&base);
+}
+
 int
 main(void)
 {
@@ -486,6 +574,7 @@ main(void)
         cmocka_unit_test(test_reconnect_backoff),
         cmocka_unit_test(test_out_of_memory_listener),
         cmocka_unit_test(test_out_of_memory_link),
+        cmocka_unit_test(test_timers_differ_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -295,6 +295,7 @@ static const struct {
     {TDM_EV_CLUSTER_QUORUM_REACHED, 5025, "cluster.quorum_reached", TDM_EV_SEV_INFO, "info"},
     {TDM_EV_CLUSTER_PEER_REFUSED, 5026, "cluster.peer_refused", TDM_EV_SEV_WARNING, "warning"},
     {TDM_EV_CLUSTER_SESSION_DROPPED, 5027, "cluster.session_dropped", TDM_EV_SEV_ERROR, "error"},
+    {TDM_EV_CLUSTER_TIMERS_DIFFER, 5028, "cluster.timers_differ", TDM_EV_SEV_ERROR, "error"},
     {TDM_EV_COORD_SESSION_DROPPED, 5008, "coord.session_dropped", TDM_EV_SEV_ERROR, "error"},
     {TDM_EV_CLUSTER_RESUBMIT_REQUESTED, 5070, "cluster.resubmit_requested", TDM_EV_SEV_INFO,
      "info"},

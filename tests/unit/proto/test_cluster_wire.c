@@ -59,7 +59,11 @@ init_samples(void)
     struct cluster_msg *m = &samples[0];
     m->type = CLUSTER_HELLO;
     m->request_id = 1;
-    m->u.hello = (struct cluster_hello){.version_min = 1, .version_max = 1};
+    m->u.hello = (struct cluster_hello){.version_min = CLUSTER_WIRE_VERSION,
+                                        .version_max = CLUSTER_WIRE_VERSION,
+                                        .heartbeat_interval_ms = 1000,
+                                        .heartbeat_misses = 5,
+                                        .lease_ttl_ms = 4000};
     strcpy(m->u.hello.member, "mb1");
     strcpy(m->u.hello.cluster, "ccr1");
     strcpy(m->u.hello.key, "k3y-of-mb1");
@@ -67,7 +71,7 @@ init_samples(void)
     m = &samples[1];
     m->type = CLUSTER_HELLO_REPLY;
     m->request_id = 1;
-    m->u.hello_reply.version = 1;
+    m->u.hello_reply.version = CLUSTER_WIRE_VERSION;
     strcpy(m->u.hello_reply.member, "mb2");
 
     m = &samples[2];
@@ -146,7 +150,7 @@ test_doc_example(void **state)
     m.u.heartbeat.sent_ms = 1000;
     size_t len = encode_ok(&m);
     static const uint8_t head[] = {
-        0x30, 0x00, 0x00, 0x00, 0x01, 0x00, 0x10, 0x00, 0x00, 0x00,
+        0x30, 0x00, 0x00, 0x00, 0x02, 0x00, 0x10, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00,                         /* header */
         0x03, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,       /* seq */
         0x03, 0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,       /* sent_ms */
@@ -240,6 +244,16 @@ test_rules(void **state)
     m = samples[0];
     m.u.hello.version_max = 0;
     expect_refused(&m, "HELLO.version_min: not 1 <= version_min <= version_max");
+    /* Every timer of a HELLO is set: a node always has them. */
+    m = samples[0];
+    m.u.hello.heartbeat_interval_ms = 0;
+    expect_refused(&m, "HELLO.heartbeat_interval_ms: zero");
+    m = samples[0];
+    m.u.hello.heartbeat_misses = 0;
+    expect_refused(&m, "HELLO.heartbeat_misses: zero");
+    m = samples[0];
+    m.u.hello.lease_ttl_ms = 0;
+    expect_refused(&m, "HELLO.lease_ttl_ms: zero");
     m = samples[1];
     m.u.hello_reply.version = 0;
     expect_refused(&m, "HELLO_REPLY.version: must be non-zero exactly when code is ok");
@@ -303,8 +317,20 @@ test_decode_refusals(void **state)
     (void)state;
     init_samples();
     size_t len = encode_ok(&samples[3]);
-    buf[4] = 2; /* version */
+    buf[4] = 1; /* version 1: its HELLO had no timers */
     expect_corrupt(len, "unsupported protocol version");
+    len = encode_ok(&samples[0]);
+    buf[4] = 1;
+    expect_corrupt(len, "unsupported protocol version");
+    len = encode_ok(&samples[3]);
+    buf[4] = 3;
+    expect_corrupt(len, "unsupported protocol version");
+    /* A version-1 HELLO's layout (no timers) in a version-2 frame: its fields run out. */
+    len = encode_ok(&samples[0]);
+    size_t v1_len = len - (9 + 3 + 9);
+    memmove(buf + v1_len - 4, buf + len - 4, 4);
+    buf[0] = (uint8_t)v1_len;
+    expect_corrupt(v1_len, "HELLO.heartbeat_interval_ms: missing (the payload ends before it)");
     len = encode_ok(&samples[3]);
     buf[12] = 1; /* flags */
     expect_corrupt(len, "frame flags not zero");
@@ -344,7 +370,8 @@ test_names(void **state)
     assert_string_equal(cluster_type_name(CLUSTER_HEARTBEAT_REPLY), "HEARTBEAT_REPLY");
     assert_null(cluster_type_name(3));
     assert_string_equal(cluster_code_name(CLUSTER_CODE_SHUTDOWN), "shutdown");
-    assert_null(cluster_code_name(7));
+    assert_string_equal(cluster_code_name(CLUSTER_CODE_TIMERS), "timers");
+    assert_null(cluster_code_name(8));
     assert_string_equal(cluster_cms_role_name(CLUSTER_CMS_PASSIVE), "passive");
     assert_string_equal(cluster_cms_role_name(CLUSTER_CMS_MOVING), "moving");
     assert_null(cluster_cms_role_name(4));
