@@ -325,12 +325,19 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
             snprintf(why, sizeof(why), "TLS: %s", e ? e : "handshake failed");
             free(e);
         } else {
-            /* An established session that broke with a reset (or an error without errno: a
-             * killed process's TLS session often ends so, not as a clean EOF): the peer's
-             * kernel closed it. Any other error (ETIMEDOUT, EHOSTUNREACH) is a path that
-             * failed, not a core that is gone (docs/cluster.md "Timing" (b)). */
-            eof = l->tcp_up && (err == 0 || err == ECONNRESET || err == EPIPE);
-            snprintf(why, sizeof(why), "%s", err ? strerror(err) : "connection broken");
+            /* A killed peer's TLS session ends without close_notify, which OpenSSL 3 reports
+             * as an error, not as libevent's EOF: that is still a FIN, from the peer's kernel.
+             * A reset (ECONNRESET, EPIPE) is not proof of a gone core: a firewall's REJECT
+             * with tcp-reset or a middlebox that lost state sends one while the core runs on,
+             * and the same firewall then refuses the next connect. Nor is any other error
+             * (ETIMEDOUT, EHOSTUNREACH): a path that failed (docs/cluster.md "Timing" (b)). */
+            unsigned long tls_err = l->bev ? bufferevent_get_openssl_error(l->bev) : 0;
+            eof = l->tcp_up && err == 0 && tls_err != 0 &&
+                  ERR_GET_REASON(tls_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+            snprintf(why, sizeof(why), "%s",
+                     eof   ? "closed by the member"
+                     : err ? strerror(err)
+                           : "connection broken");
         }
         ERR_clear_error();
     }

@@ -53,9 +53,10 @@ struct cluster_hb_member {
      * each side. Such a member is never heard, seen or a confirmation (docs/cluster.md). */
     char timers_differ[CLUSTER_WIRE_TEXT_MAX + 1];
     bool seen;    /* up on at least one network */
-    /* On every network its last session ended other than by a timeout (EOF, reset, ERROR
-     * shutdown) and the newest connection attempt was refused: its core is not running
-     * (docs/cluster.md, "Timing" (b)). May be true while it is still seen. */
+    /* On every network its last session ended with EOF (a FIN from its kernel) or ERROR
+     * shutdown, never a reset or a timeout, and the newest connection attempt was refused:
+     * its core is not running (docs/cluster.md, "Timing" (b)). May be true while it is still
+     * seen. */
     bool gone;
     uint64_t last_heard_ms; /* newest of the networks' last_heard_ms; 0 = never */
     /* Newest word from it: last_heard_ms, or the arrival of a HEARTBEAT it sent us (answered

@@ -35,7 +35,7 @@ struct hb_link {
     uint64_t last_heard_ms; /* 0 = never */
     uint32_t rtt_ms;
     bool refused;         /* the last attempt was refused (ECONNREFUSED) */
-    bool ended_eof;       /* the last session ended with EOF or a reset, not a timeout */
+    bool ended_eof;       /* the last session ended with EOF (a FIN), not a reset or timeout */
     bool up;              /* as last reported (events, on_change) */
     char last_error[160]; /* why the last session or attempt ended, for the log */
 };

@@ -660,6 +660,8 @@ close_reason(enum conn_close_reason r)
     switch (r) {
     case CONN_CLOSE_PEER:
         return "the node closed the connection";
+    case CONN_CLOSE_RESET:
+        return "the connection was reset";
     case CONN_CLOSE_BROKEN:
         return "the connection broke";
     case CONN_CLOSE_IDLE:
@@ -684,11 +686,13 @@ on_close(struct conn *conn, enum conn_close_reason reason)
     s->conn = NULL;
     s->state = S_GONE;
     session_unlink(s);
-    /* Only EOF or a reset (CONN_CLOSE_PEER) frees the holder's leases at once
-     * (docs/cluster.md): its kernel closed its end, so its core is gone. After a timeout or
-     * any other error (CONN_CLOSE_BROKEN, IDLE, TLS) the holder may not know
-     * yet and still counts its last renewal: the leases run out their time. A stopping witness
-     * keeps them (the restart rule renews them). */
+    /* Only EOF (CONN_CLOSE_PEER) frees the holder's leases at once (docs/cluster.md): a FIN
+     * comes from the holder's kernel alone, so its socket was closed, by its core (which drops
+     * the witness's vote first) or its death. A reset is not that proof: a firewall's REJECT
+     * with tcp-reset or a middlebox that lost state sends one while the holder runs on and
+     * counts its last renewal. After a reset, a timeout or any other error (RESET, BROKEN,
+     * IDLE, TLS) the leases run out their time. A stopping witness keeps them (the restart
+     * rule renews them). */
     if (was_ready) {
         log_info("coord: node %s's session from %s ended: %s", s->member, s->peer,
                  close_reason(reason));

@@ -356,13 +356,15 @@ event_cb(struct bufferevent *bev, short what, void *arg)
             ERR_error_string_n(tls_err, buf, sizeof(buf));
             log_info("%s: TLS failed: %s", c->peer, buf);
         }
-        /* Only an end the peer's kernel made is the peer closing: EOF, or a reset (also seen
-         * as EPIPE when writing). Anything else (a timeout, an unreachable host) says the path
-         * failed, not that the peer is gone. */
+        /* Only EOF is the peer closing: a FIN comes from the peer's kernel alone. A reset
+         * (also seen as EPIPE when writing) may come from a firewall or a middlebox while the
+         * peer runs on; anything else (a timeout, an unreachable host) says the path failed. */
         enum conn_close_reason r = CONN_CLOSE_PEER;
         if (tls_err)
             r = CONN_CLOSE_TLS;
-        else if (!eof && err != ECONNRESET && err != EPIPE)
+        else if (!eof && (err == ECONNRESET || err == EPIPE))
+            r = CONN_CLOSE_RESET;
+        else if (!eof)
             r = CONN_CLOSE_BROKEN;
         if (r == CONN_CLOSE_BROKEN)
             log_info("%s: connection broke: %s", c->peer, strerror(err));

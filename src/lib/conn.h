@@ -35,8 +35,8 @@ struct conn;
 struct conn_listener;
 
 enum conn_close_reason {
-    CONN_CLOSE_PEER = 1,   /* the peer's kernel closed its end: EOF (with or without a TLS
-                            * close_notify), ECONNRESET or EPIPE */
+    CONN_CLOSE_PEER = 1,   /* EOF (with or without a TLS close_notify): the peer's kernel
+                            * sent a FIN, so its socket was closed, by its process or its death */
     CONN_CLOSE_LOCAL = 2,  /* conn_close() or conn_close_after_flush() */
     CONN_CLOSE_IDLE = 3,   /* idle_timeout_ms without input */
     CONN_CLOSE_TLS = 4,    /* the TLS handshake or session failed */
@@ -44,6 +44,11 @@ enum conn_close_reason {
     CONN_CLOSE_BROKEN = 6, /* any other socket error (ETIMEDOUT, EHOSTUNREACH...): the path
                             * failed, and the peer may not know yet (docs/cluster.md: the
                             * witness keeps a lease on this) */
+    /* ECONNRESET or EPIPE: a RST arrived. The peer's kernel sends one when a socket closes with
+     * unread input (a process killed mid-read), but so does a firewall's REJECT
+     * --reject-with tcp-reset or a middlebox that lost the connection's state while the peer
+     * runs on: it is no proof that the peer is gone (docs/cluster.md, "Leases and epochs"). */
+    CONN_CLOSE_RESET = 7,
 };
 
 struct conn_ops {

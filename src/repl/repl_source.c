@@ -569,6 +569,7 @@ on_close(struct conn *conn, enum conn_close_reason reason)
                    (unsigned long long)p->bytes_sent,
                    reason == CONN_CLOSE_IDLE    ? "idle timeout"
                    : reason == CONN_CLOSE_PEER  ? "closed by the copy"
+                   : reason == CONN_CLOSE_RESET ? "connection reset"
                    : reason == CONN_CLOSE_BROKEN ? "connection broke"
                    : reason == CONN_CLOSE_TLS   ? "TLS failure"
                    : reason == CONN_CLOSE_LOCAL ? "closed here"

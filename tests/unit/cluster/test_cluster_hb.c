@@ -4,7 +4,9 @@
  * newest confirmation from what each vote answered. Times are passed in. And two nodes' heartbeats
  * on one loop over loopback TCP (plain), where one refuses the other's HELLO: the refused node
  * still hears the other by the heartbeats it sends (heard_ms), while seen stays on answers.
- * Two nodes with different timers refuse each other both ways (never heard, never seen).
+ * Two nodes with different timers refuse each other both ways (never heard, never seen). A
+ * member whose session ends with a reset and whose port then refuses is not "gone"; with a
+ * FIN (EOF) it is.
  */
 #include "cluster/cluster_hb.h"
 
@@ -560,6 +562,112 @@ test_timers_differ_refused(void **state)
     conn_base_free(&base);
 }
 
+/* ---- how a session ends: FIN or RST ---- */
+
+/* Runs node a against a fake member p on fp: accepts a's link, answers its HELLO, then closes
+ * the listening socket (so a's next attempt is refused) and ends the session with a FIN
+ * (shutdown) or a RST (SO_LINGER 0). Whether a ever reports p gone; *refused_r: whether a saw
+ * its new attempt refused (so the test saw the second half of the rule). */
+static bool
+session_end_makes_gone(bool reset, bool *refused_r)
+{
+    struct event_base *base = event_base_new();
+    uint16_t pa, pp;
+    int fa = listener(&pa), fp = listener(&pp);
+    struct tdm_config *ca = node_config("a", pa, "p", pp);
+    struct cluster_hb *a = NULL;
+    struct cluster_hb_params prm = {.base = base, .cfg = ca, .listen_fd = fa, .key = "k",
+                                    .verify = verify_yes};
+    assert_int_equal(cluster_hb_start(&prm, &a), 0);
+    int c = -1;
+    for (int i = 0; i < 3000 && c < 0; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        c = accept4(fp, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        usleep(1000);
+    }
+    assert_true(c >= 0);
+    static uint8_t buf[CLUSTER_WIRE_MAX_FRAME];
+    static struct cluster_msg m;
+    size_t got = 0, flen = 0;
+    const char *error = NULL;
+    for (int i = 0; i < 3000; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        ssize_t r = read(c, buf + got, sizeof(buf) - got);
+        if (r > 0)
+            got += (size_t)r;
+        if (got >= 4 && cluster_frame_length(buf, got, &flen, &error) == 0 && got >= flen)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(cluster_msg_decode(buf, flen, &m, NULL, &error), 0);
+    assert_int_equal(m.type, CLUSTER_HELLO);
+    uint32_t id = m.request_id;
+    memset(&m, 0, sizeof(m));
+    m.type = CLUSTER_HELLO_REPLY;
+    m.request_id = id;
+    m.u.hello_reply.version = CLUSTER_WIRE_VERSION;
+    snprintf(m.u.hello_reply.member, sizeof(m.u.hello_reply.member), "p");
+    size_t len = 0;
+    assert_int_equal(cluster_msg_encode(&m, buf, sizeof(buf), &len, &error), 0);
+    assert_int_equal(write(c, buf, len), (ssize_t)len);
+    static struct cluster_hb_snapshot s;
+    bool connected = false;
+    for (int i = 0; i < 3000 && !connected; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &s);
+        connected = member_of(&s, "p")->nets[0].connected;
+    }
+    assert_true(connected);
+    close(fp); /* nothing listens there any more: a's next attempt is refused */
+    if (reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(c);
+    } else {
+        /* A FIN whatever a's heartbeats left unread (close would send a RST then). */
+        assert_int_equal(shutdown(c, SHUT_WR), 0);
+    }
+    bool gone = false, refused = false;
+    uint64_t until = cluster_hb_now_ms() + 1500;
+    while (cluster_hb_now_ms() < until && !gone) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &s);
+        gone = member_of(&s, "p")->gone;
+        refused |= member_of(&s, "p")->nets[0].refused;
+    }
+    if (!reset)
+        close(c);
+    *refused_r = refused;
+    cluster_hb_free(&a);
+    tdm_config_free(&ca);
+    conn_base_free(&base);
+    return gone;
+}
+
+/* A FIN comes from the member's kernel alone: with the port refusing after it, its core is not
+ * running (docs/cluster.md "Timing" (b)). */
+static void
+test_eof_then_refused_is_gone(void **state)
+{
+    (void)state;
+    bool refused = false;
+    assert_true(session_end_makes_gone(false, &refused));
+    assert_true(refused);
+}
+
+/* A RST and then a refused connect is what a firewall's REJECT --reject-with tcp-reset gives
+ * while the member's core runs on: never "gone", the passive waits for silence. */
+static void
+test_reset_then_refused_is_not_gone(void **state)
+{
+    (void)state;
+    bool refused = false;
+    assert_false(session_end_makes_gone(true, &refused));
+    assert_true(refused);
+}
+
 int
 main(void)
 {
@@ -575,6 +683,8 @@ main(void)
         cmocka_unit_test(test_out_of_memory_listener),
         cmocka_unit_test(test_out_of_memory_link),
         cmocka_unit_test(test_timers_differ_refused),
+        cmocka_unit_test(test_eof_then_refused_is_gone),
+        cmocka_unit_test(test_reset_then_refused_is_not_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
