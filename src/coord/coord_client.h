@@ -13,8 +13,8 @@
  * with status TDM_ECLOSED. The client does not reconnect by itself: the caller decides when to
  * call coord_client_connect() again. A request is never replayed on a new session. The caller
  * must treat on_lost as the loss of the witness's vote at once (docs/cluster.md): the witness
- * frees this member's leases at once when it sees the session end with EOF or a reset, and
- * otherwise lets them run out their time to live.
+ * frees this member's leases at once when it sees the session end with EOF (a FIN), and
+ * otherwise (a reset included) lets them run out their time to live.
  *
  * The holder of every lease request is this client's member name (the witness refuses any
  * other holder than the one its HELLO authenticated).
