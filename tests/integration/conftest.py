@@ -1,7 +1,8 @@
 """Shared fixtures for tandem's integration tests (pytest, run by Debian's /usr/bin/python3).
 
-TANDEM_BUILD_DIR (set by ctest's integration_pytest) is the CMake build directory; every
-built program is found under it by name, so new test files only ask for `tandem_bin("name")`.
+TANDEM_BUILD_DIR (set by ctest's integration_cluster and integration_pytest) is the CMake
+build directory; every built program is found under it by name, so new test files only ask
+for `tandem_bin("name")`.
 """
 import os
 import pathlib
