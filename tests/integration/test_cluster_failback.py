@@ -40,6 +40,9 @@ def test_failback_to_the_first_active_serves_the_rejoined_copy(lab):
 
     lab.kill(lab.a)
     lab.wait_state(lab.b, "Active")
+    # Active is the agent's word; the workers listen on the CMS address a moment later (the
+    # supervisor binds it after the core's UP): the first client that works says so.
+    wait_for(lab.try_select, "SELECT on the CMS address, on b")
     assert lab.deliver("on b")
     mark = len(lab.a.event_lines())
     lab.start(lab.a)
