@@ -179,8 +179,7 @@ handle_msg(struct hb_link *l, const struct cluster_msg *m)
                 } else {
                     event_emit(TDM_EV_CLUSTER_PEER_REFUSED, member_name(l),
                                "member %s refused this server's heartbeats on network %s (%s): %s",
-                               member_name(l), net_name(l), cluster_code_name(r->code),
-                               r->reason);
+                               member_name(l), net_name(l), cluster_code_name(r->code), r->reason);
                 }
                 link_close(l, r->reason, false);
                 return;

@@ -12,8 +12,8 @@
  *                    list n_dbs { str name, u64 generation, u64 offset, u64 lsn, u64 epoch,
  *                                 u16 copy_state }
  *
- * Every frame carries version 2 (CLUSTER_WIRE_VERSION). Decoding checks the same rules encoding does, so a decoded
- * message re-encodes to the same bytes.
+ * Every frame carries version 2 (CLUSTER_WIRE_VERSION). Decoding checks the same rules encoding
+ * does, so a decoded message re-encodes to the same bytes.
  */
 #include "proto/cluster/cluster_wire.h"
 
