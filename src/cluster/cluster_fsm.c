@@ -318,6 +318,12 @@ within_dial(const struct cluster_fsm_input *in, struct cluster_fsm_output *out, 
 
 /* ---- active ---- */
 
+/* Stops writing and dismounts; the databases stay what they are (not copies yet), so they stay
+ * eligible: should no other node take the CMS over (its only peer is dead, the witness was
+ * slow to answer this node's takeover), this node takes it back by the normal rules. They
+ * become copies when another node says it is active (rejoin), as after any other leave. A
+ * demotion here left the CMS down for good when no other node could take it: copies of an
+ * address nobody served (the chaos test's late lease grant). */
 static void
 fence(struct cluster_fsm *fsm, const struct cluster_fsm_input *in, struct cluster_fsm_output *out,
       const char *why)
@@ -326,7 +332,6 @@ fence(struct cluster_fsm *fsm, const struct cluster_fsm_input *in, struct cluste
     act(out, CLUSTER_ACT_DISMOUNT, 0, NULL);
     if (in->lease.witness_up && is_self(in, in->lease.holder))
         act(out, CLUSTER_ACT_RELEASE, in->lease.epoch, NULL);
-    act(out, CLUSTER_ACT_DEMOTE, 0, NULL);
     fsm->state = CLUSTER_STATE_FENCED;
     fsm->active_epoch = 0;
     fsm->transfer_sent = false;
@@ -817,7 +822,6 @@ cluster_fsm_step(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         /* The dismount did not happen yet: ask again, nothing else. */
         act(out, CLUSTER_ACT_FENCE, 0, NULL);
         act(out, CLUSTER_ACT_DISMOUNT, 0, NULL);
-        act(out, CLUSTER_ACT_DEMOTE, 0, NULL);
         out->state = CLUSTER_STATE_FENCED;
         out->role = CLUSTER_ROLE_FENCED;
         wake_at(out, in->now_ms + t.i);

@@ -1,13 +1,16 @@
 /*
- * The cluster agent's decisions (src/cluster/cluster_fsm.c) in three cases a review found
- * unsafe, each at its boundary:
+ * The cluster agent's decisions (src/cluster/cluster_fsm.c) in the cases a review (and the chaos
+ * test) found unsafe, each at its boundary:
  *  - a node that starts while the newer active is down, with its own old active store, must
  *    not mount it as if nothing happened since: the witness's record of the active's log end
  *    (in->end) is the reference of the mount dial (docs/cluster.md "The recorded log end");
  *  - a node not heard since this node started counts as silent from the start, not since
  *    forever: it may be an active writing on its confirmation (docs/cluster.md "Start");
  *  - a switchover hands the lease over only once the commits in flight are durable and the
- *    target has them (docs/cluster.md "Switchover").
+ *    target has them (docs/cluster.md "Switchover");
+ *  - a fence keeps the node's store (no demotion): it takes the CMS back when nobody else
+ *    can, and the witness's record keeps it from mounting that store over a newer epoch's
+ *    writes beyond the dial (docs/cluster.md "Rejoin").
  * Timers: I = 1 s, 5 misses, T = 4 s, so F = 3 s and a takeover after F + I/2 = 3.5 s.
  */
 #include "cluster/cluster_fsm.h"
@@ -319,6 +322,169 @@ test_move_waits_for_commits_in_flight(void **state)
     assert_true(has(&out, CLUSTER_ACT_TRANSFER));
 }
 
+/* ---- a fence keeps the store (no demotion) ---- */
+
+/*
+ * mb1 activated in epoch 4 at START + 1000 (its ACQUIRE granted just before) with its store
+ * mounted at LSN 100; mb2 last heard at START + 500 as in role, with its copy level with ours.
+ * The lease and the witness's record are mb1's own.
+ */
+static void
+just_active(struct cluster_fsm *fsm, struct cluster_fsm_input *in, enum cluster_mount_dial dial)
+{
+    uint64_t a = START + 1000;
+    cluster_fsm_init(fsm);
+    fsm->state = CLUSTER_STATE_ACTIVE;
+    fsm->active_epoch = 4;
+    fsm->active_since_ms = a;
+    fsm->epoch = 4;
+    restarted_alone(in, a, dial);
+    in->dbs[0].state = CLUSTER_DB_MOUNTED;
+    in->dbs[0].pos.epoch = 4;
+    snprintf(in->lease.holder, sizeof(in->lease.holder), "mb1");
+    in->lease.epoch = 4;
+    in->lease.renew_sent_ms = a - 10;
+    in->lease.renew_acked_sent_ms = a - 10;
+    in->members[0].last_heard_ms = START + 500;
+    in->members[0].role = CLUSTER_ROLE_PASSIVE;
+    in->members[0].epoch = 3;
+    in->members[0].dbs[0].pos = in->dbs[0].pos;
+    in->members[0].dbs[0].eligible = true;
+    recorded(in, "mb1", 4, in->dbs[0].pos);
+}
+
+/*
+ * The chaos test's late grant: mb2, the old active of epoch 3, was killed; mb1 took over, but
+ * the witness (stopped for a while) answers none of its renewals, so no confirmation comes
+ * within F of the activation and mb1 fences. Nobody else can take the CMS: mb1 must keep its
+ * store, not make it a copy of an address nobody serves, and take the CMS back once the
+ * witness answers again. A demotion at the fence left it "copy of db1 is not healthy" for
+ * good.
+ */
+static void
+test_fenced_alone_takes_the_cms_back(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    just_active(&fsm, &in, CLUSTER_DIAL_LOSSLESS);
+    uint64_t a = in.now_ms;
+    in.members[0].role = CLUSTER_ROLE_ACTIVE; /* its last word, before the kill */
+    in.members[0].core_dead = true;
+    in.lease.request_pending = true; /* the renewals hang at the stopped witness */
+    in.now_ms = a + F;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FENCED);
+    assert_true(has(&out, CLUSTER_ACT_DISMOUNT));
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+
+    /* Dismounted (its own store, epoch 4); the witness answers again: the lease ran out. */
+    in.dbs[0].state = CLUSTER_DB_DISMOUNTED;
+    in.lease.request_pending = false;
+    in.lease.holder[0] = '\0';
+    uint64_t now = a + F + 2500;
+    in.now_ms = now;
+    in.members[1].last_heard_ms = now;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+    assert_int_equal(out.state, CLUSTER_STATE_FAILING_OVER);
+    assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+    in.lease.epoch = 5;
+    in.lease.renew_sent_ms = in.lease.renew_acked_sent_ms = now;
+    in.now_ms = now + 5;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
+    /* A failover from mb2, last seen active: its lost tail is asked for again. */
+    assert_true(has(&out, CLUSTER_ACT_RESUBMIT));
+}
+
+/*
+ * The guard that makes the kept store safe: mb1 is cut off and fences (no demotion: it never
+ * hears mb2 say it is active); mb2 takes the CMS over in epoch 5, records its log end at the
+ * witness, writes, and dies. mb1's store is still an eligible active store, of epoch 4: the
+ * witness's record tells it that it never saw epoch 5, so it takes the CMS back only within
+ * the dial (lossy, the transports resubmit from mb2), never with lossless.
+ */
+static void
+test_fenced_store_measured_against_the_newer_record(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    enum cluster_mount_dial dials[] = {CLUSTER_DIAL_LOSSLESS, CLUSTER_DIAL_GOOD};
+    for (unsigned i = 0; i < 4; i++) {
+        just_active(&fsm, &in, dials[i % 2]);
+        uint64_t s = in.now_ms + 200; /* its newest confirmation: the witness and mb2 */
+        in.lease.renew_sent_ms = in.lease.renew_acked_sent_ms = s;
+        in.members[0].acked_sent_ms = s;
+        in.members[0].last_heard_ms = s;
+        in.lease.witness_up = false; /* cut from both */
+        in.now_ms = s + F;
+        cluster_fsm_step(&fsm, &in, &out);
+        assert_int_equal(out.state, CLUSTER_STATE_FENCED);
+        assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+        assert_false(has(&out, CLUSTER_ACT_RELEASE));
+
+        /* Healed towards the witness only; mb2 (epoch 5) is dead. */
+        in.dbs[0].state = CLUSTER_DB_DISMOUNTED;
+        in.lease.witness_up = true;
+        in.lease.holder[0] = '\0';
+        in.lease.epoch = 5;
+        uint64_t now = s + 30000;
+        in.now_ms = now;
+        in.members[1].last_heard_ms = now;
+        /* i < 2: mb2 wrote 5 records in epoch 5; else none (it recorded at its activation
+         * and died): the same LSN, but an epoch this store never saw. */
+        struct cluster_fsm_logpos end = {.epoch = 5, .lsn = 105, .generation = 5, .offset = 3000};
+        if (i >= 2)
+            end = (struct cluster_fsm_logpos){.epoch = 5, .lsn = 100, .generation = 6, .offset = 0};
+        recorded(&in, "mb2", 5, end);
+        cluster_fsm_step(&fsm, &in, &out);
+        assert_false(has(&out, CLUSTER_ACT_DEMOTE));
+        if (dials[i % 2] == CLUSTER_DIAL_LOSSLESS) {
+            assert_int_equal(out.state, CLUSTER_STATE_WAITING);
+            assert_false(has(&out, CLUSTER_ACT_ACQUIRE));
+            assert_non_null(strstr(out.reason, "beyond mount dial"));
+            assert_non_null(strstr(out.reason, "its log is of epoch 4, mb2 wrote in epoch 5"));
+            continue;
+        }
+        assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+        snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+        in.lease.epoch = 6;
+        in.lease.renew_sent_ms = in.lease.renew_acked_sent_ms = now;
+        in.now_ms = now + 5;
+        cluster_fsm_step(&fsm, &in, &out);
+        assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
+        assert_true(has(&out, CLUSTER_ACT_RESUBMIT));
+        assert_string_equal(out.actions[out.n_actions - 1].peer, "mb2");
+    }
+    /* Good, but mb2 wrote 4 generations without mb1: beyond the dial, it waits. */
+    just_active(&fsm, &in, CLUSTER_DIAL_GOOD);
+    in.lease.witness_up = false;
+    in.now_ms += F;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FENCED);
+    in.dbs[0].state = CLUSTER_DB_DISMOUNTED;
+    in.lease.witness_up = true;
+    in.lease.holder[0] = '\0';
+    in.now_ms += 30000;
+    in.members[1].last_heard_ms = in.now_ms;
+    recorded(&in, "mb2", 5,
+             (struct cluster_fsm_logpos){.epoch = 5, .lsn = 5000, .generation = 9, .offset = 10});
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_ACQUIRE));
+    assert_non_null(strstr(out.reason, "4 generations missing"));
+    /* Had it heard mb2 say it is active, its store would have become a copy (rejoin). */
+    in.members[0].role = CLUSTER_ROLE_ACTIVE;
+    in.members[0].epoch = 5;
+    in.members[0].last_heard_ms = in.now_ms;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_DEMOTE));
+}
+
 int
 main(void)
 {
@@ -328,6 +494,8 @@ main(void)
         cmocka_unit_test(test_copy_is_measured_against_the_record),
         cmocka_unit_test(test_unheard_node_is_silent_only_since_the_start),
         cmocka_unit_test(test_move_waits_for_commits_in_flight),
+        cmocka_unit_test(test_fenced_alone_takes_the_cms_back),
+        cmocka_unit_test(test_fenced_store_measured_against_the_newer_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
