@@ -4,7 +4,8 @@
 /*
  * The recorded log end of a CMS (docs/cluster.md "The recorded log end"): the value of the
  * lease's key cms/<name> at the witness, written by the active with compare-and-set. Text,
- * one item a line, every line ending in '\n' (docs/formats/coord.md, "Values"):
+ * one item a line, every line ending in '\n' (docs/formats/coord.md, "Values the
+ * cluster keeps"):
  *
  *   tandem-cms-end 1
  *   holder mb2
