@@ -158,9 +158,9 @@ cluster_end_decode(const void *data, size_t len, struct cluster_end_record *r, c
         }
         unsigned d = r->n_dbs;
         struct cluster_fsm_logpos *p = &r->dbs[d].pos;
-        if (!key(&c, "db") || !name(&c, r->dbs[d].name) || !space(&c) ||
-            !number(&c, &p->epoch) || !space(&c) || !number(&c, &p->lsn) || !space(&c) ||
-            !number(&c, &p->generation) || !space(&c) || !number(&c, &p->offset) || !eol(&c)) {
+        if (!key(&c, "db") || !name(&c, r->dbs[d].name) || !space(&c) || !number(&c, &p->epoch) ||
+            !space(&c) || !number(&c, &p->lsn) || !space(&c) || !number(&c, &p->generation) ||
+            !space(&c) || !number(&c, &p->offset) || !eol(&c)) {
             *why_r = "bad db line";
             return TDM_EINVAL;
         }

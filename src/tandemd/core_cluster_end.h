@@ -36,9 +36,9 @@ void cluster_end_input(const char *cms, struct cluster_fsm_input *in);
  * durable end (looked at now, dbs) unless the witness has it already; at once when the
  * witness has no record of this epoch from us, else at most every interval_ms. Never over a
  * record of a newer epoch. */
-void cluster_end_record(struct coord_client *c, const char *key, const char *cms,
-                        const char *self, uint64_t epoch, struct cluster_agent_db *dbs,
-                        unsigned n_dbs, uint64_t now, uint64_t interval_ms);
+void cluster_end_record(struct coord_client *c, const char *key, const char *cms, const char *self,
+                        uint64_t epoch, struct cluster_agent_db *dbs, unsigned n_dbs, uint64_t now,
+                        uint64_t interval_ms);
 
 /* Whether the witness holds a record of ours in epoch (or later): writes of epoch may be
  * acknowledged. */

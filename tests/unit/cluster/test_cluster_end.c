@@ -25,7 +25,8 @@ test_round_trip(void **state)
     r.epoch = UINT64_MAX;
     r.n_dbs = 2;
     snprintf(r.dbs[0].name, sizeof(r.dbs[0].name), "db1");
-    r.dbs[0].pos = (struct cluster_fsm_logpos){.epoch = 3, .lsn = 105, .generation = 5, .offset = 3000};
+    r.dbs[0].pos =
+        (struct cluster_fsm_logpos){.epoch = 3, .lsn = 105, .generation = 5, .offset = 3000};
     snprintf(r.dbs[1].name, sizeof(r.dbs[1].name), "db_2.x");
     char buf[CLUSTER_END_MAX];
     int n = cluster_end_encode(&r, buf, sizeof(buf));
@@ -62,11 +63,11 @@ test_refused(void **state)
     static const char *bad[] = {
         "",
         "tandem-cms-end 2\nholder mb2\nepoch 3\n",
-        "tandem-cms-end 1\nholder mb2\nepoch 3",             /* no final newline */
-        "tandem-cms-end 1\nholder mb 2\nepoch 3\n",          /* name with a space */
-        "tandem-cms-end 1\nholder mb/2\nepoch 3\n",          /* a byte outside the set */
-        "tandem-cms-end 1\nholder \nepoch 3\n",              /* empty name */
-        "tandem-cms-end 1\nholder mb2\nepoch 03\n",          /* leading zero */
+        "tandem-cms-end 1\nholder mb2\nepoch 3",    /* no final newline */
+        "tandem-cms-end 1\nholder mb 2\nepoch 3\n", /* name with a space */
+        "tandem-cms-end 1\nholder mb/2\nepoch 3\n", /* a byte outside the set */
+        "tandem-cms-end 1\nholder \nepoch 3\n",     /* empty name */
+        "tandem-cms-end 1\nholder mb2\nepoch 03\n", /* leading zero */
         "tandem-cms-end 1\nholder mb2\nepoch -3\n",
         "tandem-cms-end 1\nholder mb2\nepoch 18446744073709551616\n", /* overflow */
         "tandem-cms-end 1\nholder mb2\nepoch 3\ndb db1 3 105 5\n",    /* a number short */
