@@ -48,9 +48,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Meta key of a copy (u64): the generation it expects first while it has none. */
-#define STORE_META_COPY_FIRST "copy_first_generation"
-
 /* What the copy knows of each generation it holds. */
 struct copy_gen_info {
     uint64_t first_lsn, last_lsn;

@@ -19,6 +19,9 @@
 /* The database kind (string, no NUL, [a-z0-9-]{1,32}); absent in databases created before
  * kinds existed, which are "mail". */
 #define STORE_META_KIND "kind"
+/* A copy's (u64): the generation it expects first while it holds none (store_copy.c). A store
+ * mounted from a copy that holds none begins its log there (store_mount.c). */
+#define STORE_META_COPY_FIRST "copy_first_generation"
 
 #define STORE_LOG_DIR "log"
 #define STORE_LMDB_DIR "store"

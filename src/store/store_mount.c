@@ -238,14 +238,18 @@ open_dbis(struct store *s, MDB_txn *txn, const char **error_r)
     return ret;
 }
 
-/* Writes generation 1's BEGIN record, with the zero frame header after it, durably. */
+/*
+ * Writes the BEGIN record of generation gen (a spare file of the generation size, made
+ * already), with the zero frame header after it, durably: the first generation of a log, so
+ * its previous-generation checksum is 0. The file stays open in s->cur.
+ */
 static int
-gen_one_begin(struct store *s)
+gen_first_begin(struct store *s, uint64_t gen, uint64_t first_lsn, uint64_t epoch)
 {
     char path[4096];
-    store__gen_path(path, sizeof(path), s->log_dir, 1);
-    s->cur =
-        (struct gen_state){.gen = 1, .size = s->opt.generation_size, .epoch = 1, .first_lsn = 1};
+    store__gen_path(path, sizeof(path), s->log_dir, gen);
+    s->cur = (struct gen_state){
+        .gen = gen, .size = s->opt.generation_size, .epoch = epoch, .first_lsn = first_lsn};
     s->cur.fd = s->io->open(s->io, path, O_RDWR, 0);
     if (s->cur.fd < 0)
         return s->cur.fd;
@@ -360,7 +364,7 @@ store_create(const char *dir, const struct store_options *opt, const char **erro
     if (ret == 0)
         ret = store__gen_file_create(s->io, s->log_dir, 1, s->opt.generation_size, s->guid);
     if (ret == 0)
-        ret = gen_one_begin(s);
+        ret = gen_first_begin(s, 1, 1, 1);
     if (ret == 0)
         ret = s->io->sync_dir(s->io, dir);
     if (ret < 0 && !*error_r)
@@ -607,6 +611,99 @@ fail:
     return ret;
 }
 
+/*
+ * A copy seeded from a snapshot holds no generation until the active ships one (in file mode,
+ * only once the active closes the generation it writes), and a copy's truncation followed by a
+ * crash can leave it none too: its LMDB has applied up to LSN `applied` and its metadata names
+ * the generation it expects first (STORE_META_COPY_FIRST). Mounted as an active (activation,
+ * which always gives a newer epoch), such a store begins its log there: that generation, first
+ * LSN applied + 1, the new epoch, previous-generation checksum 0 (the log's first generation:
+ * nothing of the generation before it is here to chain to). Nothing acknowledged is lost that
+ * the copy held: the snapshot holds every record up to `applied` (docs/decisions.md, "A copy
+ * without a generation mounts").
+ *
+ * Also when the only file is that generation, never begun (a crash cut this very step short:
+ * made but no durable BEGIN): it is made again. Without the metadata key, a log without a
+ * generation is lost log, and recover() refuses it. Once the log has a generation, the key is
+ * deleted, so that a log lost later is never begun again over the loss.
+ */
+static int
+log_begin_from_snapshot(struct store *s, uint64_t applied, const char **error_r)
+{
+    MDB_txn *txn;
+    uint64_t first = 0;
+    int ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+    if (ret < 0) {
+        *error_r = store__errorf("cannot read %s: %s", s->lmdb_dir, tdm_strerror(ret));
+        return ret;
+    }
+    if (store__meta_get_u64(txn, s->meta, STORE_META_COPY_FIRST, &first) < 0)
+        first = 0;
+    mdb_txn_abort(txn);
+    if (first == 0)
+        return 0; /* not a copy's store: recover() judges its log */
+
+    uint64_t *gens = NULL;
+    size_t n = 0;
+    ret = store__gen_list(s->log_dir, &gens, &n);
+    if (ret < 0) {
+        *error_r = store__errorf("cannot list %s: %s", s->log_dir, strerror(-ret));
+        return ret;
+    }
+    bool none = n == 0;
+    if (n == 1 && gens[0] == first) {
+        char path[4096];
+        struct gen_scan sc;
+        const char *why = NULL;
+        store__gen_path(path, sizeof(path), s->log_dir, first);
+        int sret = store__gen_scan(s->io, path, NULL, NULL, &sc, &why);
+        none = (sret == 0 && (sc.blank_header || sc.unbegun)) ||
+               (sret == TDM_ECORRUPT && sc.header_bad && sc.body_blank);
+    }
+    free(gens);
+    if (none) {
+        uint64_t epoch = s->opt.min_epoch > s->epoch ? s->opt.min_epoch : s->epoch;
+        if (epoch <= s->epoch) {
+            /* Its snapshot's epoch is the active's: a log begun in it could hold other records
+             * under the same LSNs as the active's generation of that number. */
+            *error_r = store__errorf("%s holds no log generation yet (a copy seeded from a "
+                                     "snapshot at LSN %" PRIu64 "): only an activation, in a "
+                                     "newer epoch than %" PRIu64 ", can begin its log",
+                                     s->log_dir, applied, s->epoch);
+            return TDM_EINVAL;
+        }
+        ret = store__gen_file_create(s->io, s->log_dir, first, s->opt.generation_size, s->guid);
+        if (ret == 0)
+            ret = gen_first_begin(s, first, applied + 1, epoch);
+        if (s->cur.fd >= 0)
+            s->io->close(s->io, s->cur.fd);
+        s->cur = (struct gen_state){.fd = -1};
+        if (ret == 0)
+            ret = s->io->sync_dir(s->io, s->log_dir);
+        if (ret < 0) {
+            *error_r = store__errorf("cannot begin log generation %" PRIu64 " in %s after the "
+                                     "snapshot: %s",
+                                     first, s->log_dir, tdm_strerror(ret));
+            return ret;
+        }
+        log_info("%s: the log begins at generation %" PRIu64 ", LSN %" PRIu64 ", epoch %" PRIu64
+                 ", after the snapshot the copy was seeded from",
+                 s->name, first, applied + 1, epoch);
+    }
+    /* The log has a generation now: the key has done its work. Made durable by the mount's
+     * metadata sync (store__meta_mark()). */
+    ret = store__lmdb_err(mdb_txn_begin(s->env, NULL, 0, &txn));
+    if (ret == 0) {
+        MDB_val k = {strlen(STORE_META_COPY_FIRST), STORE_META_COPY_FIRST};
+        int rc = mdb_del(txn, s->meta, &k, NULL);
+        ret = rc == 0 || rc == MDB_NOTFOUND ? store__lmdb_err(mdb_txn_commit(txn))
+                                            : (mdb_txn_abort(txn), store__lmdb_err(rc));
+    }
+    if (ret < 0)
+        *error_r = store__errorf("cannot update %s: %s", s->lmdb_dir, tdm_strerror(ret));
+    return ret;
+}
+
 static int
 recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
 {
@@ -614,7 +711,10 @@ recover(struct store *s, uint64_t applied, bool clean, const char **error_r)
     size_t n = 0;
     struct gen_scan *scans = NULL;
     char path[4096];
-    int ret = store__gen_list(s->log_dir, &gens, &n);
+    int ret = log_begin_from_snapshot(s, applied, error_r);
+    if (ret < 0)
+        return ret;
+    ret = store__gen_list(s->log_dir, &gens, &n);
     if (ret < 0) {
         *error_r = store__errorf("cannot list %s: %s", s->log_dir, strerror(-ret));
         return ret;

@@ -1245,6 +1245,173 @@ test_copy_seeded_from_a_snapshot(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* The digest of the mail in dir's LMDB, whatever its log holds (a copy without a generation
+ * has a log that `db verify` reports). */
+static void
+lmdb_digest_of(const char *dir, uint8_t out[32])
+{
+    struct store_verify_options vo = {.tmp_dir = tmpdir, .skip_replay = true};
+    struct store_verify_report r;
+    const char *err = NULL;
+    assert_int_equal(store_verify(dir, &vo, &r, &err), 0);
+    memcpy(out, r.db_digest, 32);
+    store_verify_report_clear(&r);
+}
+
+/* Seeds copy `name` from a snapshot of active; *applied_r: the snapshot's applied LSN. */
+static void
+seed_copy(struct store *active, const char *name, uint64_t first, uint64_t *applied_r)
+{
+    char snap[400];
+    snprintf(snap, sizeof(snap), "%s/%s.mdb", tmpdir, name);
+    int fd = open(snap, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    const char *err = NULL;
+    assert_int_equal(store_snapshot(active, fd, applied_r, &err), 0);
+    close(fd);
+    struct store_status ast;
+    store_get_status(active, &ast);
+    if (store_copy_create_from_snapshot(copy_dir(name), snap, ast.guid, first, &err) != 0)
+        fail_msg("seed: %s", err);
+}
+
+static size_t
+log_files(const char *dir)
+{
+    char log[600];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    uint64_t *gens = NULL;
+    size_t n = 0;
+    assert_int_equal(store__gen_list(log, &gens, &n), 0);
+    free(gens);
+    return n;
+}
+
+static void
+remove_log_files(const char *dir)
+{
+    char log[600];
+    snprintf(log, sizeof(log), "%s/log", dir);
+    uint64_t *gens = NULL;
+    size_t n = 0;
+    assert_int_equal(store__gen_list(log, &gens, &n), 0);
+    for (size_t i = 0; i < n; i++) {
+        char path[700];
+        store__gen_path(path, sizeof(path), log, gens[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    free(gens);
+}
+
+/*
+ * A copy seeded from a snapshot that never received a generation (file mode: the active's
+ * generation holding the snapshot point was still open) is activated: it mounts under the new
+ * epoch, with the snapshot's mail and applied LSN, and its log begins at the generation it
+ * expected, first LSN applied + 1. Without a newer epoch it is refused and left as it was;
+ * a first generation made but never begun (a crash during the activation) is made again; a
+ * database that is not such a copy still refuses a log without generations, and so does the
+ * activated one once its log is lost.
+ */
+static void
+test_copy_seeded_without_generation_activates(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    struct store *active = active_open(&o, true);
+    store_set_truncation_floor(active, 1);
+    mail_work(active, 0, 40);
+    assert_int_equal(store_roll(active), 0);
+    mail_work(active, 40, 7);
+    /* "probe" only finds the snapshot point, and so the generation a seed starts from. */
+    uint64_t applied = 0, applied2 = 0;
+    seed_copy(active, "probe", 1, &applied);
+    uint64_t first = generation_holding(active, applied + 1);
+    struct store_log_extent aext;
+    assert_int_equal(store_log_extent(active, first, &aext), 0);
+    assert_false(aext.closed);
+    assert_true(aext.first_lsn < applied + 1); /* the snapshot ends inside the generation */
+    /* The same point again (no commit between), as the seed does it. */
+    seed_copy(active, "ref", first, &applied2);
+    assert_int_equal(applied2, applied);
+    /* The active goes on in its open generation; nothing of it reaches the copy. */
+    for (int i = 0; i < 3; i++)
+        commit_noop(active, 100, (uint8_t)i);
+    struct store_status ast;
+    store_get_status(active, &ast);
+    assert_true(ast.applied_lsn > applied);
+    assert_int_equal(store_log_extent(active, first, &aext), 0);
+    assert_false(aext.closed);
+    assert_int_equal(store_close(&active), 0);
+
+    const char *err = NULL;
+    struct store_copy *copy = copy_open(copy_dir("ref"));
+    struct store_copy_position pos;
+    store_copy_get_position(copy, &pos);
+    assert_int_equal(pos.generation, first);
+    assert_int_equal(pos.offset, 0);
+    assert_int_equal(store_copy_close(&copy), 0);
+
+    /* Not without a newer epoch: left as it was, still a copy that opens. */
+    struct store *s = NULL;
+    assert_int_equal(store_open(copy_dir("ref"), &o, &s, &err), TDM_EINVAL);
+    assert_non_null(strstr(err, "no log generation yet"));
+    assert_int_equal(log_files(copy_dir("ref")), 0);
+    copy = copy_open(copy_dir("ref"));
+    assert_int_equal(store_copy_close(&copy), 0);
+    uint8_t want[32], got[32];
+    lmdb_digest_of(copy_dir("ref"), want);
+
+    /* A crash cut an earlier activation short after making the generation file. */
+    char log[600];
+    snprintf(log, sizeof(log), "%s/log", copy_dir("ref"));
+    assert_int_equal(store__gen_file_create(&io_ops_posix, log, first, o.generation_size, ast.guid),
+                     0);
+
+    o.min_epoch = ast.epoch + 1;
+    if (store_open(copy_dir("ref"), &o, &s, &err) != 0)
+        fail_msg("activate: %s", err);
+    struct store_status st;
+    store_get_status(s, &st);
+    assert_int_equal(st.epoch, ast.epoch + 1);
+    assert_int_equal(st.applied_lsn, applied);
+    assert_int_equal(st.lowest_generation, first);
+    assert_int_equal(st.current_generation, first);
+    struct store_log_extent ext;
+    assert_int_equal(store_log_extent(s, first, &ext), 0);
+    assert_int_equal(ext.first_lsn, applied + 1);
+    assert_int_equal(ext.epoch, ast.epoch + 1);
+    assert_false(ext.closed);
+    assert_int_equal(store_close(&s), 0);
+    /* It serves what the snapshot held, and nothing else. */
+    lmdb_digest_of(copy_dir("ref"), got);
+    assert_memory_equal(want, got, 32);
+    uint8_t verified[32];
+    digest_of(copy_dir("ref"), verified); /* db verify finds its log whole */
+    assert_memory_equal(want, verified, 32);
+
+    /* It writes on, in its own generations, and mounts again in its epoch. */
+    o.min_epoch = 0;
+    assert_int_equal(store_open(copy_dir("ref"), &o, &s, &err), 0);
+    mail_work(s, 52, 20);
+    store_get_status(s, &st);
+    assert_true(st.current_generation > first);
+    assert_int_equal(store_log_extent(s, first + 1, &ext), 0);
+    assert_int_equal(ext.epoch, ast.epoch + 1);
+    assert_int_equal(store_close(&s), 0);
+    assert_int_equal(store_open(copy_dir("ref"), &o, &s, &err), 0);
+    assert_int_equal(store_close(&s), 0);
+
+    /* Once its log has generations, losing them is lost log, refused as before. */
+    remove_log_files(copy_dir("ref"));
+    o.min_epoch = ast.epoch + 2;
+    assert_int_equal(store_open(copy_dir("ref"), &o, &s, &err), TDM_ECORRUPT);
+    assert_non_null(strstr(err, "holds no log generations"));
+    /* And a database that never was a copy: the same. */
+    remove_log_files(active_dir());
+    assert_int_equal(store_open(active_dir(), &o, &s, &err), TDM_ECORRUPT);
+}
+
 /* An io_ops whose fdatasync fails once armed: the disk of a copy going bad. */
 static bool sync_fails;
 static int
@@ -1490,6 +1657,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_first_generation_must_not_leave_a_gap, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_copy_seeded_from_a_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy_seeded_without_generation_activates, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_io_failure_is_sticky, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_of_a_handler_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_is_copy_by_its_marker, setup, teardown),
