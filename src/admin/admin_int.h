@@ -222,9 +222,10 @@ void admin_ask_core(struct admin_call *call,
                     int (*req)(struct core_link *, core_link_reply_cb *, void *),
                     core_link_reply_cb *cb);
 void admin_status_serve(struct admin_call *call);
-/* ---- admin_cluster.c: GET /v1/cluster ---- */
+/* ---- admin_cluster.c: GET /v1/cluster, GET /v1/witness ---- */
 
 void admin_cluster_serve(struct admin_call *call);
+void admin_witness_serve(struct admin_call *call);
 /* admin_cms.c: POST /v1/cms/<cms>/move (switchover). Answers every case. */
 void admin_cms_serve(struct admin_call *call);
 void admin_metrics_serve(struct admin_call *call);

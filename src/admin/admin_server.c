@@ -395,6 +395,7 @@ route_authed(struct admin_call *call)
     void (*get)(struct admin_call *) = !strcmp(what, "whoami")    ? admin_whoami_serve
                                        : !strcmp(what, "status")  ? admin_status_serve
                                        : !strcmp(what, "cluster") ? admin_cluster_serve
+                                       : !strcmp(what, "witness") ? admin_witness_serve
                                        : !strcmp(what, "events")  ? admin_events_serve
                                        : !strcmp(what, "changes") ? admin_changes_serve
                                                                   : NULL;

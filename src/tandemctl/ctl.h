@@ -64,6 +64,7 @@ extern const struct ctl_verb ctl_cms_verbs[];
 extern const struct ctl_verb ctl_database_verbs[];
 extern const struct ctl_verb ctl_copy_verbs[]; /* copy_cmd.c */
 extern const struct ctl_verb ctl_dumpster_verbs[]; /* dumpster_cmd.c */
+extern const struct ctl_verb ctl_witness_verbs[];  /* witness_cmd.c */
 extern const struct ctl_verb ctl_address_list_verbs[];
 extern const struct ctl_verb ctl_status_verbs[]; /* status_cmd.c */
 extern const struct ctl_verb ctl_events_verbs[];

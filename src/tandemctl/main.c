@@ -32,6 +32,7 @@ static const struct ctl_noun ctl_nouns[] = {
      ctl_copy_verbs},
     {"dumpster", "a transport server's copies of delivered mail: status, resubmit",
      ctl_dumpster_verbs},
+    {"witness", "a witness's coordination store: status", ctl_witness_verbs},
     {"address-list", "address lists (what offline address books hold)", ctl_address_list_verbs},
     {"status", "a server's state and its databases", ctl_status_verbs},
     {"events", "a server's operator events, past and (--follow) live", ctl_events_verbs},

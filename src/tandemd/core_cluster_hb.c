@@ -157,7 +157,7 @@ age(uint64_t now, uint64_t then)
  * agent adds its members (lease, epoch, CMS states) to the same one.
  */
 static json_t *
-cluster_json(void)
+cluster_hb_json(void)
 {
     if (!hb)
         return json_object();
@@ -177,13 +177,12 @@ cluster_json(void)
                                 n->last_heard_ms ? json_integer(n->rtt_ms) : json_null()));
         }
         json_array_append_new(
-            members,
-            json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:o}", "name", m->name, "kind",
-                      m->witness ? "witness" : "node", "state", m->seen ? "up" : "down", "gone",
-                      m->gone, "last_heard_ms_ago", age(s.now_ms, m->last_heard_ms),
-                      "timers_differ",
-                      m->timers_differ[0] ? json_string(m->timers_differ) : json_null(),
-                      "networks", nets));
+            members, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:o}", "name", m->name, "kind",
+                               m->witness ? "witness" : "node", "state", m->seen ? "up" : "down",
+                               "gone", m->gone, "last_heard_ms_ago",
+                               age(s.now_ms, m->last_heard_ms), "timers_differ",
+                               m->timers_differ[0] ? json_string(m->timers_differ) : json_null(),
+                               "networks", nets));
     }
     json_t *o = json_pack("{s:s,s:s,s:o}", "server", s.self, "role", node ? "node" : "witness",
                           "members", members);
@@ -206,6 +205,18 @@ cluster_json(void)
             json_object_update(o, more[i]);
             json_decref(more[i]);
         }
+    return o;
+}
+
+static json_t *
+cluster_json(void)
+{
+    json_t *o = cluster_hb_json();
+    /* GET /v1/witness takes this member out of the same document (admin_witness.c), served
+     * whether or not this witness answers heartbeats. */
+    json_t *w = tandemd__core_coord_witness_json();
+    if (w)
+        json_object_set_new(o, "witness", w);
     return o;
 }
 

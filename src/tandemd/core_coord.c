@@ -10,6 +10,7 @@
  */
 #include "tandemd/core_ipc_int.h"
 
+#include "cluster/cluster_end.h"
 #include "coord/coord_server.h"
 #include "coord/coord_store.h"
 #include "lib/clock.h"
@@ -28,6 +29,7 @@ static struct coord_store *store;
 static struct coord_server *server;
 static SSL_CTX *server_tls;
 static bool auth_started;
+static char witness_name[256];
 
 void
 tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg)
@@ -92,6 +94,7 @@ tandemd__core_coord_start(struct event_base *base, const struct tdm_config *cfg)
         tandemd__core_coord_stop();
         return;
     }
+    snprintf(witness_name, sizeof(witness_name), "%s", cfg->server);
     log_info("witness: serving the coordination store on %s:%u", l->address.text,
              (unsigned)l->port);
 }
@@ -148,6 +151,52 @@ tandemd__core_coord_status_json(void)
     coord_server_status(server, lease_json, NULL, leases);
     coord_server_status(server, NULL, session_json, sessions);
     return json_pack("{s:o,s:o}", "leases", leases, "connected", sessions);
+}
+
+/* A key's value: a CMS's recorded log end decoded (docs/cluster.md "The recorded log end"),
+ * any other value as text when it is UTF-8, else only its length. */
+static void
+value_json(void *ctx, const struct coord_server_lease_info *info)
+{
+    const struct coord_entry *e = info->entry;
+    if (e->value_version == 0)
+        return;
+    json_t *v = json_pack("{s:s,s:I,s:i}", "key", e->key, "version",
+                          (json_int_t)e->value_version, "length", (int)e->value_len);
+    static struct cluster_end_record r; /* large; the loop's thread only */
+    const char *why = NULL;
+    if (cluster_end_decode(e->value, e->value_len, &r, &why) == 0) {
+        json_t *dbs = json_array();
+        for (unsigned i = 0; i < r.n_dbs; i++)
+            json_array_append_new(
+                dbs, json_pack("{s:s,s:I,s:I,s:I,s:I}", "name", r.dbs[i].name, "epoch",
+                               (json_int_t)r.dbs[i].pos.epoch, "lsn",
+                               (json_int_t)r.dbs[i].pos.lsn, "generation",
+                               (json_int_t)r.dbs[i].pos.generation, "offset",
+                               (json_int_t)r.dbs[i].pos.offset));
+        json_object_set_new(v, "log_end",
+                            json_pack("{s:s,s:I,s:o}", "holder", r.holder, "epoch",
+                                      (json_int_t)r.epoch, "dbs", dbs));
+    } else {
+        /* NULL (not UTF-8) leaves the member out: the length says there is a value. */
+        json_t *text = json_stringn((const char *)e->value, e->value_len);
+        if (text)
+            json_object_set_new(v, "text", text);
+    }
+    json_array_append_new(ctx, v);
+}
+
+json_t *
+tandemd__core_coord_witness_json(void)
+{
+    if (!server)
+        return NULL;
+    json_t *leases = json_array(), *values = json_array(), *sessions = json_array();
+    coord_server_status(server, lease_json, NULL, leases);
+    coord_server_status(server, value_json, NULL, values);
+    coord_server_status(server, NULL, session_json, sessions);
+    return json_pack("{s:s,s:o,s:o,s:o}", "server", witness_name, "leases", leases, "values",
+                     values, "connected", sessions);
 }
 
 size_t

@@ -8,6 +8,7 @@
  * JSON line per answer on stdout:
  *   acquire KEY TTL_MS MIN_EPOCH   {"op":"acquire","status":0,"lease":"granted","epoch":1,...}
  *   release KEY EPOCH | transfer KEY EPOCH TO | get KEY | cas KEY VERSION VALUE | quit
+ * (cas's VALUE is percent-decoded, %20 a space, %0A a newline: a recorded log end in one word)
  * and {"event":"up"} / {"event":"lost","why":...} as the session comes and goes (it exits 3
  * when lost). stdin is read on the loop, so answers and events interleave as they happen.
  */
@@ -16,6 +17,7 @@
 #include "lib/err.h"
 #include "lib/tls.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -107,6 +109,25 @@ refused(const char *op, int rc)
     fflush(stdout);
 }
 
+/* %XX to its byte, in place; returns the length. A '%' without two hex digits stays. */
+static size_t
+percent_decode(char *s)
+{
+    size_t o = 0;
+    for (size_t i = 0; s[i]; i++) {
+        unsigned x;
+        if (s[i] == '%' && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2]) && sscanf(s + i + 1, "%2x", &x) == 1) {
+            s[o++] = (char)x;
+            i += 2;
+        } else {
+            s[o++] = s[i];
+        }
+    }
+    s[o] = '\0';
+    return o;
+}
+
 static void
 command(char *line)
 {
@@ -122,7 +143,8 @@ command(char *line)
     else if (sscanf(line, "get %299s", key) == 1)
         rc = coord_client_get(client, key, value_cb, "get");
     else if (sscanf(line, "cas %299s %llu %299s", key, &a, arg3) == 3)
-        rc = coord_client_cas(client, key, a, arg3, (uint32_t)strlen(arg3), value_cb, "cas");
+        rc = coord_client_cas(client, key, a, arg3, (uint32_t)percent_decode(arg3), value_cb,
+                              "cas");
     else if (sscanf(line, "%15s", op) == 1 && !strcmp(op, "quit"))
         event_base_loopexit(base, NULL);
     else

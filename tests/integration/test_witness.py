@@ -194,3 +194,100 @@ def test_cas_auth_and_malformed_frame(witness, tandem_bin):
     r = n2.ask(f"acquire {KEY} 60000 0")
     assert (r["lease"], r["holder"]) == ("denied", "mb1")
     w.stop(p)
+
+
+# A CMS's recorded log end (docs/cluster.md "The recorded log end", cluster/cluster_end.h) as
+# the active writes it into the value of its lease's key, percent-encoded for tdm_coord_cli.
+LOG_END = "tandem-cms-end 1\nholder mb1\nepoch 1\ndb db1 1 105 5 3000\n"
+
+
+def pct(s):
+    return s.replace("%", "%25").replace(" ", "%20").replace("\n", "%0A")
+
+
+def test_witness_status(witness, tandemctl, tmp_path):
+    """GET /v1/witness and tandemctl witness status: after a node takes a lease and records its
+    log end, both show the lease (holder, epoch, time left, connected), the record decoded and
+    the nodes connected; a plain value shows as text."""
+    w, p, node, secrets_dir = witness
+    n1 = node("mb1")
+    r = n1.ask(f"acquire {KEY} 60000 0")
+    assert (r["lease"], r["epoch"]) == ("granted", 1)
+    r = n1.ask(f"cas {KEY} 0 {pct(LOG_END)}")
+    assert (r["status"], r["version"], r["value"]) == (0, 1, LOG_END)
+    n2 = node("mb2")
+    assert n2.ask("cas cluster/ccr1/note 0 hello")["status"] == 0
+
+    r = w.api("GET", "/v1/witness")
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["server"] == "wit1"
+    (lease,) = doc["leases"]
+    assert (lease["key"], lease["holder"], lease["epoch"], lease["ttl_ms"],
+            lease["holder_connected"]) == (KEY, "mb1", 1, 60000, True)
+    assert 0 < lease["remaining_ms"] <= 60000
+    values = {v["key"]: v for v in doc["values"]}
+    assert values[KEY]["version"] == 1 and values[KEY]["length"] == len(LOG_END)
+    assert values[KEY]["log_end"] == {
+        "holder": "mb1", "epoch": 1,
+        "dbs": [{"name": "db1", "epoch": 1, "lsn": 105, "generation": 5, "offset": 3000}]}
+    assert values["cluster/ccr1/note"]["text"] == "hello"
+    assert "log_end" not in values["cluster/ccr1/note"]
+    connected = {s["member"]: s for s in doc["connected"]}
+    assert set(connected) == {"mb1", "mb2"}
+    assert connected["mb1"]["leases"] == 1 and connected["mb2"]["leases"] == 0
+    assert connected["mb1"]["peer"].startswith("127.")
+    # The same object is GET /v1/cluster's `witness` member (one core request serves both).
+    assert w.api("GET", "/v1/cluster").json()["witness"]["leases"][0]["key"] == KEY
+
+    r = tandemctl("witness", "status", "--json", "--socket", w.admin_socket)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["values"][0]["log_end"]["dbs"][0]["lsn"] == 105
+    r = tandemctl("witness", "status", "--socket", w.admin_socket)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Witness wit1: 1 lease(s), 1 held; 2 value(s); 2 node(s) connected" in out
+    # Three tables after the summary line, each a header and its rows.
+    tables = {t.splitlines()[0].split()[0]: [ln.split() for ln in t.splitlines()[1:]]
+              for t in out.split("\n\n")[1:]}
+    assert tables["LEASE"] == [[KEY, "mb1", "1", tables["LEASE"][0][3], "ms", "60000", "ms",
+                                "yes"]], out
+    assert 0 < int(tables["LEASE"][0][3]) <= 60000
+    assert (" ".join(tables["VALUE"][0]) == f"{KEY} 1 mb1 in epoch 1: db1 at lsn 105 (epoch 1, "
+            "generation 5, offset 3000)"), out
+    assert tables["VALUE"][1] == ["cluster/ccr1/note", "1", '"hello"'], out
+    assert sorted((r[0], r[1], r[3]) for r in tables["NODE"]) == [("mb1", "ccr1", "1"),
+                                                                   ("mb2", "ccr1", "0")], out
+
+    # The holder goes: the lease is free (epoch kept), its record stays, mb1 is not connected.
+    n1.close()
+    def freed():
+        d = w.api("GET", "/v1/witness").json()
+        return d if d["leases"][0]["holder"] is None else None
+    doc = wait_for(freed, "the lease freed")
+    assert doc["leases"][0]["epoch"] == 1
+    assert [s["member"] for s in doc["connected"]] == ["mb2"]
+    assert {v["key"] for v in doc["values"]} == {KEY, "cluster/ccr1/note"}
+    r = tandemctl("witness", "status", "--socket", w.admin_socket)
+    assert "1 lease(s), 0 held" in r.stdout and "(free)" in r.stdout, r.stdout
+    w.stop(p)
+
+
+def test_witness_status_on_a_server_without_the_role(tandem_bin, tandemctl, tmp_path):
+    s = Server(tandem_bin("tandemd"), tmp_path, "dir1", roles="directory", listeners=("admin",))
+    p = s.start()
+    s.started(p)
+    s.wait_api()
+    try:
+        r = s.api("GET", "/v1/witness")
+        assert r.status == 404, r
+        assert r.json()["error"]["message"] == "this server has no witness role"
+        r = tandemctl("witness", "status", "--socket", s.admin_socket)
+        assert r.returncode == 7, (r.stdout, r.stderr)
+        assert "this server has no witness role" in r.stderr and r.stdout == ""
+        r = tandemctl("witness", "status", "--json", "--socket", s.admin_socket)
+        assert r.returncode == 7
+        # GET /v1/cluster carries no witness member there.
+        assert "witness" not in s.api("GET", "/v1/cluster").json()
+    finally:
+        s.kill_all()
