@@ -123,7 +123,7 @@ static struct sim {
     bool moves;      /* switchovers are asked now and then; a target may die at the transfer */
     bool calm;       /* no link cuts, no random crashes (only message loss and moves) */
     unsigned transfers, target_deaths;
-    unsigned quiet_one_writer; /* ticks of the last 20 s with exactly one writer */
+    uint64_t served_at; /* sim_settle_ms: the first instant after the end with one writer */
     bool two_writers; /* reply_only: the violation was seen (instead of failing) */
     bool stale_mounted; /* sim_no_record: a stale store was mounted (instead of failing) */
     uint64_t last_at[N + 1][N + 1];
@@ -619,6 +619,10 @@ start(int k)
     n->rec.holder = -1;
 }
 
+/* Not reset by run(): after its duration a run goes on, without moves, for at most this long
+ * until exactly one node writes (S.served_at); 0 ends it at its duration. */
+static uint64_t sim_settle_ms;
+
 static void
 run(unsigned seed, uint64_t duration, bool reply_only, bool moves, bool calm)
 {
@@ -640,7 +644,7 @@ run(unsigned seed, uint64_t duration, bool reply_only, bool moves, bool calm)
         S.n[k].db_state = k == 0 ? CLUSTER_DB_DISMOUNTED : CLUSTER_DB_COPY_LOST_SOURCE;
         start(k);
     }
-    for (; S.now < duration; S.now += TICK) {
+    for (; S.now < duration + sim_settle_ms; S.now += TICK) {
         /* The network changes: a link is cut or healed now and then, one way or both. */
         for (int a = 0; a <= N && !S.calm; a++)
             for (int b = 0; b <= N; b++)
@@ -735,14 +739,16 @@ run(unsigned seed, uint64_t duration, bool reply_only, bool moves, bool calm)
                        S.n[k].holder, (unsigned long long)S.n[k].lease_epoch, S.n[k].move_to);
             printf(" W=%d/%llu\n", S.w_holder, (unsigned long long)S.w_epoch);
         }
-        if (writers == 1 && S.now + 20000 >= duration)
-            S.quiet_one_writer++;
         if (writers > 1 && S.reply_only) {
             S.two_writers = true;
             return;
         }
         if (writers > 1)
             fail_msg("seed %u: two nodes writing at t=%llu ms", seed, (unsigned long long)S.now);
+        if (writers == 1 && S.now >= duration) {
+            S.served_at = S.now;
+            return;
+        }
     }
 }
 
@@ -796,35 +802,49 @@ test_reply_only_is_caught(void **state)
     assert_true(found);
 }
 
-/* Switchovers whose target dies half of the times right after the witness handed it the lease
- * (before it could mount): the CMS never has two writers, and is never left without one: in
- * each run's quiet last 20 s (no moves asked, the last dead target restarted) it is served. Without the decisions' recovery (the old active demoted at once) a move whose target
- * died left only copies that never were Healthy: nobody could take the CMS. "Served": one
- * writer for more than half of the quiet 20 s (a lost renewal may fence it for a moment). */
+/*
+ * Switchovers whose target dies half of the times right after the witness handed it the lease
+ * (before it could mount): the CMS never has two writers (at any instant), and is never left
+ * without one. Liveness: each run ends with 20 quiet seconds (no moves asked, the last dead
+ * target restarted) and then goes on, still without moves, until exactly one node writes,
+ * which must happen within SETTLE. Not "one writer at the last instant": the 10% message loss
+ * may fence the writer at any moment (a lost renewal), and it then takes the CMS back, a
+ * legitimate re-takeover that an instant may fall into. Without the decisions' recovery (the
+ * old active demoted at once after a transfer, or at a fence) a move whose target died left
+ * only copies that never were Healthy: nobody could take the CMS, and no wait helps.
+ */
 static void
 test_moves_whose_target_dies(void **state)
 {
     (void)state;
+    enum { SETTLE = 60000 };
     unsigned last = getenv("SIM_SEEDS") ? (unsigned)atoi(getenv("SIM_SEEDS")) : 40;
     unsigned first = getenv("SIM_FIRST") ? (unsigned)atoi(getenv("SIM_FIRST")) : 1;
-    unsigned transfers = 0, deaths = 0;
+    unsigned transfers = 0, deaths = 0, at_once = 0;
+    uint64_t longest = 0, duration = 300 * 1000;
+    sim_settle_ms = SETTLE;
     for (unsigned seed = first; seed <= last; seed++) {
-        run(seed, 300 * 1000, false, true, true);
+        run(seed, duration, false, true, true);
         transfers += S.transfers;
         deaths += S.target_deaths;
-        /* Most of the quiet end has one writer: message loss may still fence it for a
-         * moment (it takes the CMS back), but nothing is left stuck. */
-        bool served = S.quiet_one_writer > 20000 / TICK / 2;
-        int writers = served ? 1 : 0;
-        for (int k = 0; k < N && !served; k++)
-            printf("  %s alive=%d %s [%s] db=%d holder=%d/%llu\n", name_of(k), S.n[k].alive,
-                   cluster_fsm_state_name(S.n[k].out.state), S.n[k].out.reason, S.n[k].db_state,
-                   S.n[k].holder, (unsigned long long)S.n[k].lease_epoch);
-        if (writers != 1)
-            fail_msg("seed %u: one writer for only %u of the last %u ticks (transfers %u, "
-                     "target deaths %u)",
-                     seed, S.quiet_one_writer, 20000 / TICK, S.transfers, S.target_deaths);
+        if (S.served_at == 0) {
+            for (int k = 0; k < N; k++)
+                printf("  %s alive=%d %s [%s] db=%d holder=%d/%llu\n", name_of(k), S.n[k].alive,
+                       cluster_fsm_state_name(S.n[k].out.state), S.n[k].out.reason,
+                       S.n[k].db_state, S.n[k].holder, (unsigned long long)S.n[k].lease_epoch);
+            sim_settle_ms = 0;
+            fail_msg("seed %u: no node writes %d s after the quiet end (transfers %u, target "
+                     "deaths %u)",
+                     seed, SETTLE / 1000, S.transfers, S.target_deaths);
+        }
+        at_once += S.served_at == duration;
+        if (S.served_at - duration > longest)
+            longest = S.served_at - duration;
     }
+    sim_settle_ms = 0;
+    printf("%d nodes: one writer at the quiet end in %u of %u runs; the longest wait after it "
+           "%llu ms\n",
+           N, at_once, last - first + 1, (unsigned long long)longest);
     printf("%d nodes: %u transfers, %u targets killed right after theirs\n", N, transfers, deaths);
     assert_true(deaths > 2 * (last - first + 1)); /* not vacuous */
 }
