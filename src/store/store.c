@@ -307,6 +307,19 @@ store_roll(struct store *s)
 }
 
 int
+store_roll_request(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int ret = s->failed ? TDM_EFAILED : s->closing || s->log_done ? TDM_ECLOSED : 0;
+    if (ret == 0 && s->roll_requested == s->roll_done) {
+        s->roll_requested++;
+        pthread_cond_broadcast(&s->log_wake);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int
 store_read_begin(struct store *s, MDB_txn **txn_r)
 {
     return store__lmdb_err(mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn_r));

@@ -212,6 +212,17 @@ int store_snapshot(struct store *store, int fd, uint64_t *applied_lsn_r, const c
  * generation without records is left open. Returns when done. */
 int store_roll(struct store *store);
 
+/*
+ * The same roll without waiting for it (for an event loop, e.g. the cluster agent at a
+ * switchover): asks the log worker to close the current generation at its next batch (after
+ * every record durable by then), exactly as the idle close does: END made durable, the
+ * durable hook called, so the replication source ships it like any closed generation, in
+ * file mode too. Nothing more is asked while a roll is pending, so calling it again until
+ * the generation is closed costs nothing. A generation without records is left open.
+ * Returns 0, TDM_EFAILED or TDM_ECLOSED. See store_log_extent() for when it is done.
+ */
+int store_roll_request(struct store *store);
+
 /* Read-only access to the mail model: a read transaction on the store's LMDB environment.
  * End it with mdb_txn_abort(). */
 int store_read_begin(struct store *store, MDB_txn **txn_r);

@@ -560,6 +560,104 @@ test_explicit_roll(void **state)
     assert_int_equal(store_close(&s), 0);
 }
 
+/* What the durable hook saw last (test_roll_request). */
+struct hook_seen {
+    pthread_mutex_t lock;
+    uint64_t generation, durable_end, durable_lsn, calls;
+};
+
+static void
+hook_note(void *ctx, uint64_t generation, uint64_t durable_end, uint64_t durable_lsn)
+{
+    struct hook_seen *h = ctx;
+    pthread_mutex_lock(&h->lock);
+    h->generation = generation;
+    h->durable_end = durable_end;
+    h->durable_lsn = durable_lsn;
+    h->calls++;
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Polls until generation gen is closed (its END durable), at most 3 s. */
+static struct store_log_extent
+wait_closed(struct store *s, uint64_t gen)
+{
+    struct store_log_extent ext = {0};
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(store_log_extent(s, gen, &ext), 0);
+        if (ext.closed)
+            break;
+        usleep(10000);
+    }
+    return ext;
+}
+
+/*
+ * The early close a switchover asks for (store_roll_request): without waiting, and with no
+ * idle close to do it, the partly filled generation is closed by the log worker, durably, the
+ * durable hook is told of its END (so the replication source ships it), the next generation
+ * is current, asking again while it holds no record closes nothing, and after a restart the
+ * short generation is read back whole.
+ */
+static void
+test_roll_request(void **state)
+{
+    (void)state;
+    struct store_options o;
+    small_options(&o);
+    o.idle_close_ms = 0; /* nothing closes a generation but the request */
+    struct store *s = create_open(&o);
+    store_set_truncation_floor(s, 1); /* keep generation 1 to read it back */
+    struct hook_seen h = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    store_set_durable_hook(s, hook_note, &h);
+    for (int i = 0; i < 10; i++)
+        commit_noop(s, 100);
+    struct store_log_extent ext;
+    assert_int_equal(store_log_extent(s, 1, &ext), 0);
+    assert_false(ext.closed);
+    uint64_t open_end = ext.durable_end;
+
+    assert_int_equal(store_roll_request(s), 0);
+    assert_int_equal(store_roll_request(s), 0); /* pending already: asks nothing more */
+    ext = wait_closed(s, 1);
+    assert_true(ext.closed);
+    assert_int_equal(ext.last_lsn, 10);
+    assert_true(ext.durable_end > open_end);      /* the END frame */
+    assert_true(ext.durable_end < ext.file_size); /* a short generation */
+    pthread_mutex_lock(&h.lock);
+    assert_int_equal(h.generation, 1);
+    assert_int_equal(h.durable_end, ext.durable_end);
+    assert_int_equal(h.durable_lsn, 10);
+    pthread_mutex_unlock(&h.lock);
+    struct store_status st;
+    for (int i = 0; i < 300; i++) {
+        store_get_status(s, &st);
+        if (st.current_generation == 2)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.current_generation, 2);
+
+    /* Nothing in generation 2: a request leaves it open and the log as it was. */
+    assert_int_equal(store_roll_request(s), 0);
+    usleep(100000);
+    store_get_status(s, &st);
+    assert_int_equal(st.current_generation, 2);
+    assert_int_equal(store_log_extent(s, 2, &ext), TDM_ENOTFOUND); /* not begun */
+
+    assert_int_equal(commit_noop(s, 100), 11); /* writes go on in generation 2 */
+    store_set_durable_hook(s, NULL, NULL);
+    assert_int_equal(store_close(&s), 0);
+    s = reopen(&o, 0);
+    store_set_truncation_floor(s, 1);
+    store_get_status(s, &st);
+    assert_int_equal(st.applied_lsn, 11);
+    assert_int_equal(store_log_extent(s, 1, &ext), 0);
+    assert_true(ext.closed);
+    assert_int_equal(ext.last_lsn, 10);
+    assert_int_equal(store_close(&s), 0);
+}
+
 static void
 test_truncation_floor(void **state)
 {
@@ -1248,6 +1346,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_damaged_header_of_current_generation_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_preallocated_generations_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roll_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_failure_is_sticky, setup, teardown),
     };
