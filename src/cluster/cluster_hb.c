@@ -314,7 +314,9 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
         /* The connect's own error: refused means nothing listens there (the core is down). */
         l->refused = serr == ECONNREFUSED;
         snprintf(why, sizeof(why), "cannot connect: %s", strerror(serr));
-    } else if (what & BEV_EVENT_EOF) {
+    } else if ((what & BEV_EVENT_EOF) &&
+               !((what & BEV_EVENT_ERROR) && (err == ECONNRESET || err == EPIPE))) {
+        /* EOF alone: a reset that came with it is a reset (below), as in conn.c. */
         eof = true;
         snprintf(why, sizeof(why), "closed by the member");
     } else {

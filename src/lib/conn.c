@@ -358,11 +358,15 @@ event_cb(struct bufferevent *bev, short what, void *arg)
         }
         /* Only EOF is the peer closing: a FIN comes from the peer's kernel alone. A reset
          * (also seen as EPIPE when writing) may come from a firewall or a middlebox while the
-         * peer runs on; anything else (a timeout, an unreachable host) says the path failed. */
+         * peer runs on; anything else (a timeout, an unreachable host) says the path failed.
+         * A reset wins over an EOF flag: deferred callbacks merge the read's and the write's
+         * events into one (a RST read as ECONNRESET comes with the write side's EOF), and
+         * taking such an end for a FIN would be the unsafe mistake. */
+        bool reset = (what & BEV_EVENT_ERROR) && (err == ECONNRESET || err == EPIPE);
         enum conn_close_reason r = CONN_CLOSE_PEER;
         if (tls_err)
             r = CONN_CLOSE_TLS;
-        else if (!eof && (err == ECONNRESET || err == EPIPE))
+        else if (reset)
             r = CONN_CLOSE_RESET;
         else if (!eof)
             r = CONN_CLOSE_BROKEN;

@@ -576,6 +576,41 @@ test_tls_peer_closes_without_notify(void **state)
     server_stop(&s);
 }
 
+/* A FIN and a RST: the first is the peer closing (CONN_CLOSE_PEER), the second only a reset
+ * (CONN_CLOSE_RESET), which a firewall or a middlebox can send while the peer runs on: the
+ * witness frees a lease at once on the first alone (docs/cluster.md). */
+static void
+script_fin_then_rst(struct client *cl)
+{
+    int a = dial(cl->port);
+    CHECK(cl, a >= 0);
+    CHECK(cl, read_until(cl, a, NULL, "hello"));
+    close(a); /* nothing unread: a FIN */
+    usleep(100 * 1000);
+    int b = dial(cl->port);
+    CHECK(cl, b >= 0);
+    CHECK(cl, read_until(cl, b, NULL, "hello"));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    CHECK(cl, setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+    close(b); /* a RST */
+    usleep(100 * 1000);
+}
+
+static void
+test_fin_is_peer_reset_is_reset(void **state)
+{
+    (void)state;
+    struct server s;
+    struct conn_listener_options opt = {0};
+    server_start(&s, &opt);
+    struct client cl = {.script = script_fin_then_rst};
+    run(&s, &cl);
+    assert_int_equal(s.closes[CONN_CLOSE_PEER], 1);
+    assert_int_equal(s.closes[CONN_CLOSE_RESET], 1);
+    assert_int_equal(s.closes[CONN_CLOSE_BROKEN], 0);
+    server_stop(&s);
+}
+
 static void
 test_implicit_tls(void **state)
 {
@@ -838,6 +873,7 @@ main(void)
         cmocka_unit_test(test_starttls_discards_injected_plaintext),
         cmocka_unit_test(test_implicit_tls),
         cmocka_unit_test(test_tls_peer_closes_without_notify),
+        cmocka_unit_test(test_fin_is_peer_reset_is_reset),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_drained_after_every_fill),
         cmocka_unit_test(test_shutdown_flushes_the_goodbye),
