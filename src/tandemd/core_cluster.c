@@ -713,6 +713,9 @@ step_one(struct agent_cms *a)
                    "become copies",
                    a->cfg->name, a->out.reason);
     execute(a, &a->out, in.now_ms);
+    if (a->out.state == CLUSTER_STATE_MOVING)
+        for (unsigned d = 0; d < a->n_dbs; d++)
+            cluster_move_close_generation(a->cfg->name, a->dbs[d].name);
     cluster_move_stepped(a->cfg->name, before, &a->out, a->epoch, in.now_ms);
     cluster_force_stepped(a->cfg->name, &a->out, a->fsm.state, in.now_ms);
     bool may_write = end_recorded(a, in.now_ms) && a->out.writes_allowed;

@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "lib/config.h"
 #include "lib/ipc.h"
+#include "store/store.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -175,6 +176,34 @@ cluster_move_stepped(const char *cms, enum cluster_fsm_state before,
                  CLUSTER_MOVE_TIMEOUT_MS / 1000, out->reason[0] ? out->reason : "no reason");
         end(mv, false, why, epoch, now_ms);
     }
+}
+
+void
+cluster_move_close_generation(const char *cms, const char *db)
+{
+    struct store *store;
+    const char *kind;
+    bool dismounted;
+    if (!tandemd__core_db_lookup(db, strlen(db), &store, &kind, &dismounted) || !store)
+        return;
+    struct store_status ss;
+    store_get_status(store, &ss);
+    /* Commits still in flight would land after the END, in a generation a file-mode copy
+     * would again not receive: wait for them (the FSM waits for the same, and steps again). */
+    if (ss.failed || ss.durable_lsn != ss.last_lsn)
+        return;
+    struct store_log_extent ext;
+    if (store_log_extent(store, ss.current_generation, &ext) != 0 || ext.closed ||
+        ext.last_lsn < ext.first_lsn)
+        return; /* not begun, closed, or no record in it: the target can have it all */
+    int ret = store_roll_request(store);
+    if (ret == 0)
+        log_info("CMS %s: switchover: closing generation %" PRIu64 " of %s early (LSN %" PRIu64
+                 "), so that every copy receives it",
+                 cms, ext.generation, db, ext.last_lsn);
+    else
+        log_warn("CMS %s: switchover: cannot close generation %" PRIu64 " of %s: %s", cms,
+                 ext.generation, db, tdm_strerror(ret));
 }
 
 void

@@ -30,6 +30,12 @@ const char *cluster_move_target(const char *cms);
  * lease to the target, epoch the new one), failed (time limit) or the FSM gave it up. */
 void cluster_move_stepped(const char *cms, enum cluster_fsm_state before,
                           const struct cluster_fsm_output *out, uint64_t epoch, uint64_t now_ms);
+/* While cms is MOVING (writes paused), for each of its databases: once every commit of db is
+ * durable, asks its store to close the generation that holds its last records
+ * (store_roll_request()), so that a copy in `file` mode, which receives closed generations
+ * only, receives them too and the target can catch up. Nothing for a database not mounted
+ * here, with commits in flight, or whose current generation holds no record. */
+void cluster_move_close_generation(const char *cms, const char *db);
 /* The witness refused the TRANSFER: the move failed (why). */
 void cluster_move_failed(const char *cms, const char *why, uint64_t now_ms);
 /* cms's running or last move for GET /v1/cluster (new reference), or JSON null. */
