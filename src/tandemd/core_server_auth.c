@@ -105,7 +105,8 @@ save_done(void *arg, bool ran)
     free(j->text);
     free(j);
     confirm_writing = false;
-    if (ran && confirm_dirty)
+    /* Not while stopping: the offload thread is going (a queued write is not made). */
+    if (ran && confirm_dirty && users > 0)
         confirm_save();
 }
 
