@@ -7,14 +7,15 @@ and IMAP. With A still answering but no longer holding the database, activation 
 --force and loses nothing."""
 import imaplib
 import json
+import re
 import shutil
 import subprocess
 
 import pytest
 
 from lab import WAIT, Server, free_port, wait_for
-from test_replication import (DB, active_lsn, caught_up, copy_status, deliver, pair,  # noqa: F401
-                              rcpt_ok, wait_status)
+from test_replication import (DB, active_lsn, caught_up, copy_status, deliver, dump,  # noqa: F401
+                              pair, rcpt_ok, wait_status)
 
 
 @pytest.fixture
@@ -328,3 +329,82 @@ def test_old_active_rejoining_after_a_lossy_activation_is_failed_diverged(pair, 
     assert len([e for e in b.event_lines() if e["id"] == 4051]) == 1
     b.stop(bp)
     a.stop(ap)
+
+
+
+def log_files(s):
+    return sorted(f.name for f in (s.datadir / "db" / DB / "log").iterdir()
+                  if f.name.endswith(".log"))
+
+
+def dumped_subjects(tandem_bin, s):
+    inbox = dump(tandem_bin, s.datadir / "db" / DB)["alice"]["folders"]["INBOX"]
+    return sorted(re.search(r"^Subject: ([^\r\n]*)", m["body"], re.M).group(1)
+                  for m in inbox["messages"])
+
+
+def test_activate_force_of_a_copy_reseeded_in_file_mode(pair, tandem_bin, tandemctl):
+    """A copy reseeded from a snapshot in file mode holds no log generation until A closes the
+    one it writes, yet it is Healthy (its copy queue is empty, as a file-mode copy's is while
+    A's open generation grows). A killed then: activation with --force mounts it (its log
+    begins after the snapshot, in the new epoch), reports what A had beyond it, and holds
+    every message the snapshot held; it mounts again after a restart and its log verifies.
+    Failed before: 'holds no log generations' (docs/decisions.md, "A copy without a
+    generation mounts")."""
+    a, ap, b, bp = pair
+    for i in range(3):
+        deliver(a, "alice@example.test", f"before {i}")
+    wait_for(lambda: caught_up(tandemctl, a, b), "B's copy caught up")
+    ok = lambda r: r.status in (200, 201)
+    assert ok(a.api("PUT", f"/v1/objects/database/{DB}", {"attrs": {"replication": "file"}}))
+    a.stop(ap)
+    ap = a.start()
+    a.started(ap)
+    a.wait_api()
+    wait_for(lambda: copy_status(tandemctl, b)["mode"] == "file", "B shipping in file mode")
+    wait_for(lambda: rcpt_ok(a, "alice@example.test"), "alice known on A")
+    for i in range(3):
+        deliver(a, "alice@example.test", f"open generation {i}")
+    seeds = sum(e["name"] == "repl.copy_seeding" for e in b.event_lines())
+    healthy = sum(e["name"] == "repl.copy_healthy" for e in b.event_lines())
+    r = tandemctl("copy", "reseed", DB, "--delete-existing", "--socket", b.admin_socket)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: sum(e["name"] == "repl.copy_seeding" for e in b.event_lines()) > seeds,
+             "B's copy Seeding")
+    wait_for(lambda: sum(e["name"] == "repl.copy_healthy" for e in b.event_lines()) > healthy,
+             "B's copy Healthy after the seed")
+    c = copy_status(tandemctl, b)
+    assert c["state"] == "Healthy", c
+    seeded = c["copied_lsn"]
+    assert seeded == active_lsn(a), (c, active_lsn(a))
+    assert log_files(b) == [], log_files(b)  # A's generation is still open: nothing shipped
+    deliver(a, "alice@example.test", "never shipped")
+    lsn = active_lsn(a)
+    wait_for(lambda: copy_status(tandemctl, b)["source_lsn"] == lsn, "A's POSITION with it")
+    old = epoch(tandemctl, a)
+    a.kill_all()
+    wait_for(lambda: copy_status(tandemctl, b)["state"] == "Disconnected", "B loses A")
+
+    r = tandemctl("copy", "activate", DB, "--force", "--json", "--socket", b.admin_socket)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    doc = json.loads(r.stdout)
+    # File mode: A's open generation is not counted (as the copy queue never counts it); the
+    # record it had past the snapshot is.
+    assert doc["forced"] is True and doc["lost"]["records"] == lsn - seeded == 1, doc
+    assert doc["lost"]["generations"] == 0, doc
+    (ev,) = [e for e in b.event_lines() if e["id"] == 4021]
+    assert f"epoch {old + 1}" in ev["message"] and "1 records" in ev["message"], ev
+    assert not [e for e in b.event_lines() if e["id"] == 4022]
+    assert len(log_files(b)) >= 1
+    # A restart mounts it again: its log holds the generation it began.
+    b.stop(bp)
+    bp = b.start()
+    b.started(bp)
+    wait_status(b)
+    b.stop(bp)
+    assert epoch(tandemctl, b) == old + 1
+    assert dumped_subjects(tandem_bin, b) == [
+        "before 0", "before 1", "before 2",
+        "open generation 0", "open generation 1", "open generation 2"]
+    r = tandemctl("db", "verify", b.datadir / "db" / DB)
+    assert r.returncode == 0, (r.stdout, r.stderr)
