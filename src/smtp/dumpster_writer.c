@@ -112,18 +112,22 @@ job_done(void *arg, bool ran)
     else if (j->prune && j->removed)
         log_info("smtp: dumpster retention removed %u entr%s", j->removed,
                  j->removed == 1 ? "y" : "ies");
+    int status = 0;
     for (size_t i = 0; i < j->batch->n; i++) {
         const struct batch_entry *be = &j->batch->entries[i];
-        if (be->result < 0)
+        if (be->result < 0) {
             event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, be->database,
                        "cannot keep a delivered message in the dumpster of %s: %s", be->database,
                        tdm_strerror(be->result));
+            if (status == 0)
+                status = be->result;
+        }
     }
     dumpster_batch_free(&j->batch);
     dumpster_written_cb *cb = j->cb;
     void *ctx = j->ctx;
     free(j);
-    cb(ctx);
+    cb(ctx, status);
 }
 
 int

@@ -36,8 +36,9 @@ void dumpster_batch_free(struct dumpster_batch **b);
 int dumpster_writer_new(struct event_base *base, const char *datadir, unsigned max_queued,
                         struct dumpster_writer **w_r);
 
-/* Runs on the loop once every entry of a batch is written or has failed (said with 5101). */
-typedef void dumpster_written_cb(void *ctx);
+/* Runs on the loop once every entry of a batch is written or has failed (said with 5101):
+ * status 0 when every entry is kept, else the first entry's error. */
+typedef void dumpster_written_cb(void *ctx, int status);
 
 /* A retention pass: dumpster_prune's arguments. */
 struct dumpster_retention {

@@ -83,6 +83,7 @@ struct smtp_conn {
     /* The relay's verdict, answered once the dumpster holds the message (keeping is set
      * while its write is in flight). */
     bool keeping;
+    bool keep_failed; /* an entry could not even be encoded: the message is not kept */
     int verdict_code;
     char verdict_enh[16];
     char verdict_text[1024];
@@ -314,15 +315,17 @@ start_message(struct smtp_conn *sc)
     return ret;
 }
 
-static void keep_done(void *ctx);
+static void keep_done(void *ctx, int status);
 
 /* Keeps what the mailbox server took in the dumpster: one entry per database, with the
  * recipients of that database it answered 2xx for, encoded here and written off the loop.
  * Returns true when the write is under way (keep_done() answers the client), false when
- * there is nothing to keep or it could not be started (said with 5101): answer now. */
+ * there is nothing to keep, or it could not be started (said with 5101; *failed set): answer
+ * now. */
 static bool
-dumpster_keep(struct smtp_conn *sc, const int *codes)
+dumpster_keep(struct smtp_conn *sc, const int *codes, bool *failed)
 {
+    *failed = false;
     size_t n = smtp_session_rcpt_count(sc->session);
     if (!codes || !sc->ids || n != sc->n_rcpt_dbs)
         return false;
@@ -364,12 +367,14 @@ dumpster_keep(struct smtp_conn *sc, const int *codes)
             .body_len = sc->message.len,
         };
         int r = dumpster_batch_add(&batch, sc->rcpt_dbs[i], &e);
-        if (r == -ENOMEM)
+        if (r == -ENOMEM) {
             ret = r;
-        else if (r < 0)
+        } else if (r < 0) {
             event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, sc->rcpt_dbs[i],
                        "cannot keep a delivered message in the dumpster of %s: %s", sc->rcpt_dbs[i],
                        tdm_strerror(r));
+            *failed = true;
+        }
     }
     for (size_t i = 0; addrs && i < n; i++)
         smtp_buf_free(&addrs[i]);
@@ -392,11 +397,22 @@ dumpster_keep(struct smtp_conn *sc, const int *codes)
             sc->srv->last_prune = now;
     }
     dumpster_batch_free(&batch);
-    if (ret < 0)
+    if (ret < 0) {
         event_emit(TDM_EV_DUMPSTER_WRITE_FAILED, NULL,
                    "cannot keep a delivered message in the dumpster: %s", tdm_strerror(ret));
+        *failed = true;
+    }
+    if (started && *failed)
+        sc->keep_failed = true; /* an entry refused before the write: keep_done() says so */
     return started;
 }
+
+/* A message the mailbox server took but the dumpster could not keep is not acknowledged: a
+ * lossy failover could lose it with nothing to resubmit. The client's retry carries the same
+ * delivery ids (delivery_id.h), so the mailbox server drops its second copy, and the dumpster
+ * gets another chance. */
+static const struct smtp_verdict keep_failed_verdict = {
+    451, "4.3.0", "Delivered, but not kept for failover; please send it again"};
 
 /* Answers the message with v and takes the next command. */
 static void
@@ -420,10 +436,12 @@ answer_message(struct smtp_conn *sc, const struct smtp_verdict *v)
 
 /* The dumpster holds the message (or said why not): now the client hears the verdict. */
 static void
-keep_done(void *ctx)
+keep_done(void *ctx, int status)
 {
     struct smtp_conn *sc = ctx;
     sc->keeping = false;
+    bool failed = status < 0 || sc->keep_failed;
+    sc->keep_failed = false;
     if (!sc->conn) {
         /* The client went meanwhile: nobody to answer; the message is kept all the same. */
         sc_maybe_free(sc);
@@ -431,7 +449,7 @@ keep_done(void *ctx)
     }
     struct smtp_verdict v = {sc->verdict_code, sc->verdict_enh[0] ? sc->verdict_enh : NULL,
                              sc->verdict_text[0] ? sc->verdict_text : NULL};
-    answer_message(sc, &v);
+    answer_message(sc, failed && v.code < 300 ? &keep_failed_verdict : &v);
 }
 
 /* The relay's outcome is the message's reply, once the dumpster holds what was taken. */
@@ -440,7 +458,8 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
 {
     struct smtp_conn *sc = ctx;
     sc->relay = NULL;
-    if (dumpster_keep(sc, codes)) {
+    bool failed;
+    if (dumpster_keep(sc, codes, &failed)) {
         /* v borrows from the relay, which is gone when this returns. */
         sc->keeping = true;
         sc->verdict_code = v->code;
@@ -448,7 +467,7 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
         snprintf(sc->verdict_text, sizeof(sc->verdict_text), "%s", v->text ? v->text : "");
         return;
     }
-    answer_message(sc, v);
+    answer_message(sc, failed && v->code < 300 ? &keep_failed_verdict : v);
 }
 
 /* One delivery id per recipient into sc->ids (delivery_id.h): the same message retried by

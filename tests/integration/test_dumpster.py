@@ -278,3 +278,32 @@ def test_acknowledged_is_kept_through_kill_9(pair, tandemctl):
     assert dumpster_status(tandemctl, t)["db1"]["count"] == 6
     r = resubmit(t)
     assert r == {"ok": True, "messages": 6, "resubmitted": 7, "refused": 0}, r
+
+
+def test_a_message_the_dumpster_cannot_keep_is_not_acknowledged(pair, tandem_bin):
+    """The mailbox server took the message but the dumpster could not keep it: the client
+    hears 451, not 250, since a lossy failover could lose it with nothing to resubmit. Its
+    retry carries the same delivery ids, so the mailbox holds it once, and the dumpster keeps
+    it this time."""
+    m, t = pair
+    send(t, ["alice@example.test"], "before")  # makes dumpster/db1
+    d = t.datadir / "dumpster" / "db1"
+    moved = d.parent / "db1.away"
+    d.rename(moved)
+    d.write_text("not a directory\n")  # every entry for db1 fails now
+    c = smtplib.SMTP(t.addr, t.ports["smtp"], timeout=WAIT)
+    c.ehlo("client.test")
+    msg = f"From: {SENDER}\r\nSubject: unkept\r\n\r\nHello.\r\n".encode()
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        c.sendmail(SENDER, ["alice@example.test"], msg)
+    assert refused.value.smtp_code == 451, refused.value
+    c.quit()
+    t.wait_event(lambda e: e["id"] == 5101, "event 5101 dumpster write failed")
+    d.unlink()
+    moved.rename(d)
+    c = smtplib.SMTP(t.addr, t.ports["smtp"], timeout=WAIT)
+    c.ehlo("client.test")
+    assert c.sendmail(SENDER, ["alice@example.test"], msg) == {}  # the client's retry
+    c.quit()
+    assert [s for _, s in inbox(tandem_bin, m.db, "alice")] == ["before", "unkept"]
+    assert kept(t, "unkept")

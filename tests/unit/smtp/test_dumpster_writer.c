@@ -120,15 +120,26 @@ count(const char *db)
 
 struct seen {
     int written;
+    int status;     /* the callback's */
     size_t on_disk; /* entries of db1 when the callback ran */
 };
 
 static void
-written_cb(void *ctx)
+written_cb(void *ctx, int status)
 {
     struct seen *s = ctx;
     s->written++;
+    s->status = status;
     s->on_disk = count("db1");
+}
+
+/* For a dumpster that cannot be listed (its top is a file). */
+static void
+written_cb_no_count(void *ctx, int status)
+{
+    struct seen *s = ctx;
+    s->written++;
+    s->status = status;
 }
 
 static void
@@ -136,12 +147,6 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     (*(int *)arg)++;
-}
-
-static void
-count_cb(void *ctx)
-{
-    (*(int *)ctx)++;
 }
 
 static void
@@ -175,6 +180,7 @@ test_loop_goes_on_while_the_disk_waits(void **state)
     while (s.written == 0)
         event_base_loop(base, EVLOOP_ONCE);
     assert_int_equal(s.written, 1);
+    assert_int_equal(s.status, 0);
     assert_int_equal(s.on_disk, 1);
     event_free(tick);
     dumpster_writer_free(&w);
@@ -202,6 +208,8 @@ test_free_writes_what_is_queued(void **state)
     dumpster_writer_free(&w);
     assert_int_equal(s1.written, 1);
     assert_int_equal(s2.written, 1);
+    assert_int_equal(s1.status, 0);
+    assert_int_equal(s2.status, 0);
     assert_true(s1.on_disk >= 1); /* 2 if the helper got to the second before it stopped */
     assert_int_equal(s2.on_disk, 2);
 }
@@ -232,11 +240,12 @@ test_failed_write_is_said_and_calls_back(void **state)
     struct dumpster_writer *w = NULL;
     assert_int_equal(dumpster_writer_new(base, datadir, 0, &w), 0);
     struct dumpster_batch *b = batch_of("db1", 1);
-    int written = 0;
-    assert_int_equal(dumpster_writer_put(w, &b, NULL, count_cb, &written), 0);
-    while (written == 0)
+    struct seen s = {0};
+    assert_int_equal(dumpster_writer_put(w, &b, NULL, written_cb_no_count, &s), 0);
+    while (s.written == 0)
         event_base_loop(base, EVLOOP_ONCE);
     assert_int_equal(n_failed, 1);
+    assert_true(s.status < 0); /* the SMTP server answers 451 on it */
     event_set_hook(NULL, NULL);
     dumpster_writer_free(&w);
 }
