@@ -38,6 +38,7 @@ struct session {
     char member[COORD_WIRE_NAME_MAX + 1];
     char cluster[COORD_WIRE_NAME_MAX + 1];
     char peer[64];
+    uint64_t since_ms, last_request_ms; /* status: accepted at, last message read at */
     char *watches[MAX_WATCHES];
     unsigned n_watches;
     struct session *next;
@@ -51,6 +52,7 @@ struct coord_server {
     struct coord_server_options opt;
     char witness[COORD_WIRE_NAME_MAX + 1];
     struct session *sessions;
+    struct coord_server_counters counters;
 };
 
 /* ---- sending ---- */
@@ -185,6 +187,7 @@ static void
 on_expired(void *ctx, const struct coord_entry *e)
 {
     struct coord_server *srv = ctx;
+    srv->counters.expired++;
     event_emit(TDM_EV_COORD_LEASE_EXPIRED, e->key, "lease %s of %s (epoch %llu) expired", e->key,
                e->holder, (unsigned long long)e->epoch);
     notify_key(srv, e->key);
@@ -219,6 +222,7 @@ static void
 on_freed(void *ctx, const struct coord_entry *e)
 {
     struct freed_ctx *f = ctx;
+    f->srv->counters.freed++;
     event_emit(TDM_EV_COORD_LEASE_FREED, e->key, "lease %s of %s (epoch %llu) freed: %s", e->key,
                e->holder, (unsigned long long)e->epoch, f->why);
     notify_key(f->srv, e->key);
@@ -295,6 +299,7 @@ handle_acquire(struct session *s, const struct coord_msg *m)
     if (rc < 0) {
         store_error(s, m->request_id, rc);
     } else if (outcome == COORD_ACQ_DENIED) {
+        srv->counters.denied++;
         struct coord_msg r = {.type = COORD_DENIED, .request_id = m->request_id};
         r.key = coord_str_c(e->key);
         r.holder = coord_str_c(e->holder);
@@ -307,6 +312,10 @@ handle_acquire(struct session *s, const struct coord_msg *m)
         r.epoch = e->epoch;
         r.ttl_ms = e->ttl_ms;
         send_msg(s, &r);
+        if (outcome == COORD_ACQ_NEW)
+            srv->counters.granted++;
+        else
+            srv->counters.renewed++;
         if (outcome == COORD_ACQ_NEW)
             event_emit(TDM_EV_COORD_LEASE_GRANTED, e->key,
                        "lease %s granted to %s with epoch %llu (ttl %u ms)", e->key, e->holder,
@@ -409,7 +418,9 @@ handle_value(struct session *s, const struct coord_msg *m)
         if (rc == TDM_ECONFLICT) {
             type = COORD_CONFLICT;
             rc = 0;
+            s->srv->counters.cas_conflicts++;
         } else if (rc == 0) {
+            s->srv->counters.cas_written++;
             notify(s->srv, e);
         }
     } else {
@@ -458,6 +469,7 @@ verify_done(void *ctx, int status, const char *error)
     }
     struct coord_server *srv = s->srv;
     if (status != 0) {
+        srv->counters.sessions_refused++;
         char text[COORD_WIRE_TEXT_MAX + 1];
         snprintf(text, sizeof(text), "%s %s: %s", status == -EACCES ? "refused" : "cannot check",
                  s->member, error ? error : tdm_strerror(status));
@@ -486,6 +498,7 @@ verify_done(void *ctx, int status, const char *error)
     }
     s->state = S_READY;
     s->authed = true;
+    srv->counters.sessions_accepted++;
     log_info("coord: node %s (cluster %s) connected from %s", s->member,
              s->cluster[0] ? s->cluster : "-", s->peer);
     struct coord_msg r = {.type = COORD_HELLO_REPLY, .request_id = s->hello_id, .version = 1};
@@ -538,6 +551,8 @@ handle_hello(struct session *s, const struct coord_msg *m)
 static void
 handle(struct session *s, const struct coord_msg *m)
 {
+    s->last_request_ms = tdm_clock_ms();
+    s->srv->counters.requests++;
     if (s->state == S_HELLO) {
         if (m->type == COORD_HELLO)
             handle_hello(s, m);
@@ -587,6 +602,7 @@ on_open(struct conn *conn, void *listener_ctx)
     }
     s->srv = srv;
     s->conn = conn;
+    s->since_ms = tdm_clock_ms();
     snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(conn));
     s->next = srv->sessions;
     srv->sessions = s;
@@ -821,6 +837,8 @@ coord_server_status(struct coord_server *srv,
             .cluster = s->cluster,
             .peer = s->peer,
             .n_leases = cc.n,
+            .connected_ms_ago = now > s->since_ms ? now - s->since_ms : 0,
+            .last_request_ms_ago = now > s->last_request_ms ? now - s->last_request_ms : 0,
         };
         session_cb(ctx, &info);
     }
@@ -843,4 +861,10 @@ coord_server_sessions(struct coord_server *srv, const char *member, const char *
         conn_close_after_flush(s->conn);
     }
     return n;
+}
+
+void
+coord_server_counters(const struct coord_server *srv, struct coord_server_counters *out)
+{
+    *out = srv->counters;
 }

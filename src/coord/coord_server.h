@@ -67,10 +67,27 @@ struct coord_server_session_info {
     const char *cluster;
     const char *peer;
     unsigned n_leases; /* leases it holds */
+    uint64_t connected_ms_ago;    /* since its connection was accepted */
+    uint64_t last_request_ms_ago; /* since its last message (any, PING too) */
 };
 void coord_server_status(struct coord_server *srv,
                          void (*lease_cb)(void *ctx, const struct coord_server_lease_info *),
                          void (*session_cb)(void *ctx, const struct coord_server_session_info *),
                          void *ctx);
+
+/* Since the server started (status only). */
+struct coord_server_counters {
+    uint64_t sessions_accepted; /* HELLOs accepted */
+    uint64_t sessions_refused;  /* HELLOs whose key check failed */
+    uint64_t requests;          /* messages read from nodes, PING and HELLO too */
+    uint64_t granted;           /* ACQUIREs that granted a new epoch */
+    uint64_t renewed;           /* ACQUIREs by the live holder */
+    uint64_t denied;            /* ACQUIREs of a lease another member holds */
+    uint64_t cas_written;
+    uint64_t cas_conflicts;
+    uint64_t expired; /* leases that ran out their time */
+    uint64_t freed;   /* leases freed by the end of their holder's session */
+};
+void coord_server_counters(const struct coord_server *srv, struct coord_server_counters *out);
 
 #endif

@@ -29,6 +29,8 @@ struct item {
     uint64_t epoch;
     uint32_t ttl_ms;
     uint64_t expires_ms; /* while holder != "" */
+    enum coord_renewal renewal; /* memory only, as expires_ms */
+    uint64_t renewed_ms;
     uint64_t value_version;
     uint32_t value_len;
     uint8_t value[COORD_STORE_VALUE_MAX];
@@ -64,6 +66,9 @@ to_entry(const struct item *it, uint64_t now_ms, struct coord_entry *e)
     }
     e->epoch = it->epoch;
     e->ttl_ms = it->ttl_ms;
+    e->renewal = it->renewal;
+    if (it->renewal != COORD_RENEWAL_NONE)
+        e->renewed_ms_ago = now_ms > it->renewed_ms ? now_ms - it->renewed_ms : 0;
     e->value_version = it->value_version;
     e->value_len = it->value_len;
     memcpy(e->value, it->value, it->value_len);
@@ -239,6 +244,8 @@ coord_store_open(const char *dir, uint64_t now_ms, struct coord_store **store_r,
         /* Renewed at the restart: a restart never frees a lease early. */
         if (it->holder[0]) {
             it->expires_ms = now_ms + it->ttl_ms;
+            it->renewal = COORD_RENEWAL_RESTART;
+            it->renewed_ms = now_ms;
             leases++;
         }
         s->n_items++;
@@ -315,6 +322,8 @@ coord_store_acquire(struct coord_store *s, const char *key, const char *holder, 
     }
     next.ttl_ms = ttl_ms;
     next.expires_ms = now_ms + ttl_ms;
+    next.renewal = outcome == COORD_ACQ_NEW ? COORD_RENEWAL_GRANT : COORD_RENEWAL_RENEW;
+    next.renewed_ms = now_ms;
     /* A renewal with nothing durable changed needs no write: expiry is not stored. */
     bool durable_change = outcome == COORD_ACQ_NEW || next.epoch != it->epoch ||
                           next.ttl_ms != it->ttl_ms || strcmp(next.holder, it->holder) != 0;
@@ -372,6 +381,8 @@ coord_store_transfer(struct coord_store *s, const char *key, const char *holder,
     strcpy(next.holder, to);
     next.epoch++;
     next.expires_ms = now_ms + next.ttl_ms;
+    next.renewal = COORD_RENEWAL_TRANSFER;
+    next.renewed_ms = now_ms;
     int rc = persist_one(s, &next);
     if (rc != 0)
         return rc;

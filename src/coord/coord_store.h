@@ -36,6 +36,15 @@
 
 struct coord_store;
 
+/* What last gave a lease its time to live, in this store's life (status only). */
+enum coord_renewal {
+    COORD_RENEWAL_NONE = 0,     /* none since the store opened (a free lease found there) */
+    COORD_RENEWAL_GRANT = 1,    /* an ACQUIRE that granted a new epoch */
+    COORD_RENEWAL_RENEW = 2,    /* an ACQUIRE by the holder of the live lease */
+    COORD_RENEWAL_TRANSFER = 3, /* a TRANSFER handed it over */
+    COORD_RENEWAL_RESTART = 4,  /* held when the store opened: renewed from then */
+};
+
 /* A key's state as callers see it. Strings are copies owned by the struct. */
 struct coord_entry {
     char key[COORD_STORE_KEY_MAX + 1];
@@ -43,6 +52,8 @@ struct coord_entry {
     uint64_t epoch;         /* the lease's epoch; of a free lease, the last one granted */
     uint32_t ttl_ms;        /* of the last grant */
     uint32_t remaining_ms;  /* of a held lease, at the now_ms of the call */
+    enum coord_renewal renewal; /* the last renewal (kept after the lease is freed) */
+    uint64_t renewed_ms_ago;    /* how long before now_ms it was; 0 with COORD_RENEWAL_NONE */
     uint64_t value_version; /* 0 = no value */
     uint32_t value_len;
     uint8_t value[COORD_STORE_VALUE_MAX];

@@ -1,6 +1,7 @@
 /*
  * tandemctl witness status: a witness's coordination store (GET /v1/witness,
- * docs/formats/admin-api.md): every lease (holder, epoch, time left), every value (a CMS's
+ * docs/formats/admin-api.md): every lease (holder, epoch, time left, what last renewed it
+ * and when), every value (a CMS's
  * recorded log end decoded, docs/cluster.md "The recorded log end") and the nodes connected
  * now. Asked of a server without the witness role the API answers 404 (exit 7).
  */
@@ -18,25 +19,31 @@
 static void
 print_leases(json_t *list)
 {
-    static const char *const headers[] = {"LEASE",      "HOLDER", "EPOCH",
-                                          "EXPIRES IN", "TTL",    "HOLDER CONNECTED"};
-    struct ctl_table *t = ctl_table_new(6, headers);
+    static const char *const headers[] = {"LEASE", "HOLDER",       "EPOCH",    "EXPIRES IN",
+                                          "TTL",   "LAST RENEWED", "CONNECTED"};
+    struct ctl_table *t = ctl_table_new(7, headers);
     size_t i;
     json_t *l;
     json_array_foreach(list, i, l)
     {
         const char *holder = STR(l, "holder");
-        char epoch[32], left[48], ttl[48];
+        const char *by = STR(l, "renewed_by");
+        char epoch[32], left[48], ttl[48], renewed[64] = "-";
         snprintf(epoch, sizeof(epoch), "%" JSON_INTEGER_FORMAT, INT(l, "epoch"));
         snprintf(left, sizeof(left), "%" JSON_INTEGER_FORMAT " ms", INT(l, "remaining_ms"));
         snprintf(ttl, sizeof(ttl), "%" JSON_INTEGER_FORMAT " ms", INT(l, "ttl_ms"));
-        const char *cells[6] = {
-            STR(l, "key"),
-            holder ? holder : "(free)",
-            epoch,
-            holder ? left : "-",
-            ttl,
-            !holder ? "-" : json_is_true(json_object_get(l, "holder_connected")) ? "yes" : "no"};
+        if (by)
+            snprintf(renewed, sizeof(renewed), "%s %" JSON_INTEGER_FORMAT " ms ago", by,
+                     INT(l, "renewed_ms_ago"));
+        const char *cells[7] = {STR(l, "key"),
+                                holder ? holder : "(free)",
+                                epoch,
+                                holder ? left : "-",
+                                ttl,
+                                renewed,
+                                !holder                                                ? "-"
+                                : json_is_true(json_object_get(l, "holder_connected")) ? "yes"
+                                                                                       : "no"};
         ctl_table_add(t, cells);
     }
     ctl_table_print(t, stdout);
@@ -111,15 +118,21 @@ print_values(json_t *list)
 static void
 print_connected(json_t *list)
 {
-    static const char *const headers[] = {"NODE", "CLUSTER", "ADDRESS", "LEASES"};
-    struct ctl_table *t = ctl_table_new(4, headers);
+    static const char *const headers[] = {"NODE",   "CLUSTER", "ADDRESS",
+                                          "LEASES", "SINCE",   "LAST REQUEST"};
+    struct ctl_table *t = ctl_table_new(6, headers);
     size_t i;
     json_t *s;
     json_array_foreach(list, i, s)
     {
-        char leases[32];
+        char leases[32], since[48], last[48];
         snprintf(leases, sizeof(leases), "%" JSON_INTEGER_FORMAT, INT(s, "leases"));
-        const char *cells[4] = {STR(s, "member"), STR(s, "cluster"), STR(s, "peer"), leases};
+        snprintf(since, sizeof(since), "%" JSON_INTEGER_FORMAT " ms ago",
+                 INT(s, "connected_ms_ago"));
+        snprintf(last, sizeof(last), "%" JSON_INTEGER_FORMAT " ms ago",
+                 INT(s, "last_request_ms_ago"));
+        const char *cells[6] = {
+            STR(s, "member"), STR(s, "cluster"), STR(s, "peer"), leases, since, last};
         ctl_table_add(t, cells);
     }
     ctl_table_print(t, stdout);
@@ -138,6 +151,16 @@ print_witness(json_t *doc)
     printf("Witness %s: %zu lease(s), %zu held; %zu value(s); %zu node(s) connected\n",
            STR(doc, "server") ? STR(doc, "server") : "?", json_array_size(leases), held,
            json_array_size(values), json_array_size(connected));
+    json_t *c = json_object_get(doc, "counters");
+    printf("Since its start: %" JSON_INTEGER_FORMAT " session(s) accepted, %" JSON_INTEGER_FORMAT
+           " refused, %" JSON_INTEGER_FORMAT " request(s); leases %" JSON_INTEGER_FORMAT
+           " granted, %" JSON_INTEGER_FORMAT " renewed, %" JSON_INTEGER_FORMAT
+           " denied, %" JSON_INTEGER_FORMAT " expired, %" JSON_INTEGER_FORMAT
+           " freed at a session's end; values %" JSON_INTEGER_FORMAT
+           " written, %" JSON_INTEGER_FORMAT " conflict(s)\n",
+           INT(c, "sessions_accepted"), INT(c, "sessions_refused"), INT(c, "requests"),
+           INT(c, "granted"), INT(c, "renewed"), INT(c, "denied"), INT(c, "expired"),
+           INT(c, "freed"), INT(c, "cas_written"), INT(c, "cas_conflicts"));
     if (json_array_size(leases)) {
         putchar('\n');
         print_leases(leases);
@@ -161,9 +184,11 @@ witness_status(const struct ctl_verb *verb, int argc, char **argv)
 const struct ctl_verb ctl_witness_verbs[] = {
     {"status", "[--json] [options]", "a witness's leases, recorded log ends and connected nodes",
      "Asks the server's admin API (GET /v1/witness); needs read on its server object.\n"
-     "Every lease of the coordination store (holder, epoch, time left, time to live, whether\n"
+     "Every lease of the coordination store (holder, epoch, time left, time to live, what\n"
+     "last renewed it and when: grant, renewal, transfer, or the witness's restart; whether\n"
      "the holder is connected), every value (a CMS's recorded log end decoded: its holder,\n"
-     "epoch and each database's durable end) and the nodes connected now. Exit status 7 when\n"
+     "epoch and each database's durable end), the nodes connected now (since when, their\n"
+     "last request) and counters since the witness started. Exit status 7 when\n"
      "the server has no witness role, 10 when it has but serves no coordination store.\n",
      witness_status},
     {NULL, NULL, NULL, NULL, NULL},

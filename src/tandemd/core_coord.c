@@ -117,6 +117,24 @@ tandemd__core_coord_stop(void)
 
 /* ---- status ---- */
 
+static json_t *
+renewal_json(enum coord_renewal r)
+{
+    switch (r) {
+    case COORD_RENEWAL_GRANT:
+        return json_string("grant");
+    case COORD_RENEWAL_RENEW:
+        return json_string("renewal");
+    case COORD_RENEWAL_TRANSFER:
+        return json_string("transfer");
+    case COORD_RENEWAL_RESTART:
+        return json_string("restart");
+    case COORD_RENEWAL_NONE:
+        break;
+    }
+    return json_null();
+}
+
 static void
 lease_json(void *ctx, const struct coord_server_lease_info *info)
 {
@@ -124,12 +142,15 @@ lease_json(void *ctx, const struct coord_server_lease_info *info)
     /* Keys with only a value (no lease ever granted) are records, not leases. */
     if (e->epoch == 0)
         return;
+    bool renewed = e->renewal != COORD_RENEWAL_NONE;
     json_array_append_new(
-        ctx, json_pack("{s:s,s:o,s:I,s:I,s:I,s:b}", "key", e->key, "holder",
+        ctx, json_pack("{s:s,s:o,s:I,s:I,s:I,s:b,s:o,s:o}", "key", e->key, "holder",
                        e->holder[0] ? json_string(e->holder) : json_null(), "epoch",
                        (json_int_t)e->epoch, "remaining_ms", (json_int_t)e->remaining_ms,
                        "ttl_ms", (json_int_t)e->ttl_ms, "holder_connected",
-                       info->holder_connected));
+                       info->holder_connected, "renewed_by", renewal_json(e->renewal),
+                       "renewed_ms_ago",
+                       renewed ? json_integer((json_int_t)e->renewed_ms_ago) : json_null()));
 }
 
 static void
@@ -137,9 +158,11 @@ session_json(void *ctx, const struct coord_server_session_info *info)
 {
     if (!info->member[0])
         return; /* not authenticated yet */
-    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:i}", "member", info->member, "cluster",
-                                         info->cluster, "peer", info->peer, "leases",
-                                         (int)info->n_leases));
+    json_array_append_new(
+        ctx, json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "member", info->member, "cluster",
+                       info->cluster, "peer", info->peer, "leases", (int)info->n_leases,
+                       "connected_ms_ago", (json_int_t)info->connected_ms_ago,
+                       "last_request_ms_ago", (json_int_t)info->last_request_ms_ago));
 }
 
 json_t *
@@ -195,8 +218,17 @@ tandemd__core_coord_witness_json(void)
     coord_server_status(server, lease_json, NULL, leases);
     coord_server_status(server, value_json, NULL, values);
     coord_server_status(server, NULL, session_json, sessions);
-    return json_pack("{s:s,s:o,s:o,s:o}", "server", witness_name, "leases", leases, "values",
-                     values, "connected", sessions);
+    struct coord_server_counters c;
+    coord_server_counters(server, &c);
+    json_t *counters = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sessions_accepted",
+        (json_int_t)c.sessions_accepted, "sessions_refused", (json_int_t)c.sessions_refused,
+        "requests", (json_int_t)c.requests, "granted", (json_int_t)c.granted, "renewed",
+        (json_int_t)c.renewed, "denied", (json_int_t)c.denied, "cas_written",
+        (json_int_t)c.cas_written, "cas_conflicts", (json_int_t)c.cas_conflicts, "expired",
+        (json_int_t)c.expired, "freed", (json_int_t)c.freed);
+    return json_pack("{s:s,s:o,s:o,s:o,s:o}", "server", witness_name, "leases", leases,
+                     "values", values, "connected", sessions, "counters", counters);
 }
 
 size_t

@@ -446,9 +446,10 @@ void tandemd__core_coord_stop(void);
  * "holder_connected"}], "connected": [{"member", "cluster", "peer", "leases"}]}, owned by the
  * caller; NULL when this core serves no coordination store. */
 struct json_t *tandemd__core_coord_status_json(void);
-/* GET /v1/witness's object (docs/formats/admin-api.md): {"server", "leases" (as above),
- * "values": [{"key", "version", "length", "log_end" (a recorded log end decoded) or "text"}],
- * "connected" (as above)}, owned by the caller; NULL when this core serves no coordination
+/* GET /v1/witness's object (docs/formats/admin-api.md): {"server", "leases" (as above, with
+ * "renewed_by", "renewed_ms_ago"), "values": [{"key", "version", "length", "log_end" (a
+ * recorded log end decoded) or "text"}], "connected" (as above, with "connected_ms_ago",
+ * "last_request_ms_ago"), "counters"}, owned by the caller; NULL when this core serves no coordination
  * store. The cluster status document carries it as its "witness" member. */
 struct json_t *tandemd__core_coord_witness_json(void);
 /* The coordination sessions of node member now; with why, they are ended with it

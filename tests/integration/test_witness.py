@@ -226,6 +226,9 @@ def test_witness_status(witness, tandemctl, tmp_path):
     assert (lease["key"], lease["holder"], lease["epoch"], lease["ttl_ms"],
             lease["holder_connected"]) == (KEY, "mb1", 1, 60000, True)
     assert 0 < lease["remaining_ms"] <= 60000
+    # mb1's one ACQUIRE granted it: a grant, as long ago as the ttl has run down.
+    assert lease["renewed_by"] == "grant"
+    assert lease["renewed_ms_ago"] + lease["remaining_ms"] == 60000
     values = {v["key"]: v for v in doc["values"]}
     assert values[KEY]["version"] == 1 and values[KEY]["length"] == len(LOG_END)
     assert values[KEY]["log_end"] == {
@@ -237,6 +240,13 @@ def test_witness_status(witness, tandemctl, tmp_path):
     assert set(connected) == {"mb1", "mb2"}
     assert connected["mb1"]["leases"] == 1 and connected["mb2"]["leases"] == 0
     assert connected["mb1"]["peer"].startswith("127.")
+    for m in connected.values():
+        assert 0 <= m["last_request_ms_ago"] <= m["connected_ms_ago"]
+    assert doc["counters"] == {
+        "sessions_accepted": 2, "sessions_refused": 0, "requests": doc["counters"]["requests"],
+        "granted": 1, "renewed": 0, "denied": 0, "cas_written": 2, "cas_conflicts": 0,
+        "expired": 0, "freed": 0}
+    assert doc["counters"]["requests"] >= 2 + 3  # 2 HELLOs, acquire and 2 CAS, any PINGs
     # The same object is GET /v1/cluster's `witness` member (one core request serves both).
     assert w.api("GET", "/v1/cluster").json()["witness"]["leases"][0]["key"] == KEY
 
@@ -247,17 +257,28 @@ def test_witness_status(witness, tandemctl, tmp_path):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "Witness wit1: 1 lease(s), 1 held; 2 value(s); 2 node(s) connected" in out
+    assert ("session(s) accepted, 0 refused" in out and "leases 1 granted, 0 renewed, 0 denied, "
+            "0 expired, 0 freed at a session's end; values 2 written, 0 conflict(s)" in out), out
     # Three tables after the summary line, each a header and its rows.
     tables = {t.splitlines()[0].split()[0]: [ln.split() for ln in t.splitlines()[1:]]
               for t in out.split("\n\n")[1:]}
-    assert tables["LEASE"] == [[KEY, "mb1", "1", tables["LEASE"][0][3], "ms", "60000", "ms",
-                                "yes"]], out
-    assert 0 < int(tables["LEASE"][0][3]) <= 60000
+    row = tables["LEASE"][0]
+    assert row[:3] + row[4:8] + row[9:] == [KEY, "mb1", "1", "ms", "60000", "ms", "grant", "ms",
+                                            "ago", "yes"], out
+    assert 0 < int(row[3]) <= 60000 and 0 <= int(row[8]) <= 60000
     assert (" ".join(tables["VALUE"][0]) == f"{KEY} 1 mb1 in epoch 1: db1 at lsn 105 (epoch 1, "
             "generation 5, offset 3000)"), out
     assert tables["VALUE"][1] == ["cluster/ccr1/note", "1", '"hello"'], out
     assert sorted((r[0], r[1], r[3]) for r in tables["NODE"]) == [("mb1", "ccr1", "1"),
                                                                    ("mb2", "ccr1", "0")], out
+    assert all(r[5:7] == ["ms", "ago"] and r[8:] == ["ms", "ago"] for r in tables["NODE"]), out
+
+    # mb1 renews: the lease says so; mb2 is denied; both are counted.
+    assert n1.ask(f"acquire {KEY} 60000 0")["lease"] == "granted"
+    assert n2.ask(f"acquire {KEY} 60000 0")["lease"] == "denied"
+    doc = w.api("GET", "/v1/witness").json()
+    assert doc["leases"][0]["renewed_by"] == "renewal"
+    assert (doc["counters"]["renewed"], doc["counters"]["denied"]) == (1, 1)
 
     # The holder goes: the lease is free (epoch kept), its record stays, mb1 is not connected.
     n1.close()
@@ -266,6 +287,7 @@ def test_witness_status(witness, tandemctl, tmp_path):
         return d if d["leases"][0]["holder"] is None else None
     doc = wait_for(freed, "the lease freed")
     assert doc["leases"][0]["epoch"] == 1
+    assert doc["counters"]["freed"] == 1
     assert [s["member"] for s in doc["connected"]] == ["mb2"]
     assert {v["key"] for v in doc["values"]} == {KEY, "cluster/ccr1/note"}
     r = tandemctl("witness", "status", "--socket", w.admin_socket)

@@ -388,6 +388,74 @@ test_cas_watch(void **state)
     coord_client_free(&b.c);
 }
 
+/* Status: each session's age and last request, and the counters (coord_server_counters). */
+struct sessions_seen {
+    unsigned n;
+    uint64_t connected_ms_ago, last_request_ms_ago;
+};
+
+static void
+session_seen_cb(void *ctx, const struct coord_server_session_info *info)
+{
+    struct sessions_seen *seen = ctx;
+    if (strcmp(info->member, "mb1") != 0)
+        return;
+    seen->n++;
+    seen->connected_ms_ago = info->connected_ms_ago;
+    seen->last_request_ms_ago = info->last_request_ms_ago;
+}
+
+static void
+test_status_counters(void **state)
+{
+    (void)state;
+    struct node a, b, bad;
+    node_up(&a, "mb1");
+    node_up(&b, "mb2");
+    node_new(&bad, "mb1", "bad!");
+    assert_int_equal(coord_client_connect(bad.c), 0);
+    run_until(&bad.losts, 1);
+    coord_client_free(&bad.c);
+    acquire(&a, "cms/m", 60000, 0);
+    acquire(&b, "cms/m", 60000, 0);
+    assert_int_equal(b.lease.lease, COORD_LEASE_DENIED);
+    acquire(&a, "cms/m", 60000, 0);
+    assert_int_equal(coord_client_cas(a.c, "cms/m", 0, "one", 3, value_cb, &a), 0);
+    run_until(&a.n_value, 1);
+    assert_int_equal(coord_client_cas(b.c, "cms/m", 0, "two", 3, value_cb, &b), 0);
+    run_until(&b.n_value, 1);
+    struct coord_server_counters c;
+    coord_server_counters(srv, &c);
+    assert_int_equal(c.sessions_accepted, 2);
+    assert_int_equal(c.sessions_refused, 1);
+    assert_int_equal(c.granted, 1);
+    assert_int_equal(c.renewed, 1);
+    assert_int_equal(c.denied, 1);
+    assert_int_equal(c.cas_written, 1);
+    assert_int_equal(c.cas_conflicts, 1);
+    assert_true(c.requests >= 3 + 5); /* 3 HELLOs, 5 requests, and any PINGs */
+    assert_int_equal(c.expired, 0);
+    assert_int_equal(c.freed, 0);
+    /* mb1's session: connected before its last request, which was just now. */
+    usleep(30000);
+    struct sessions_seen seen = {0};
+    coord_server_status(srv, NULL, session_seen_cb, &seen);
+    assert_int_equal(seen.n, 1);
+    assert_true(seen.connected_ms_ago >= 30);
+    assert_true(seen.last_request_ms_ago >= 30);
+    assert_true(seen.connected_ms_ago >= seen.last_request_ms_ago);
+    /* Its session ends with EOF: its lease is freed and counted. */
+    coord_client_disconnect(a.c);
+    for (int i = 0; i < 3000 && c.freed == 0; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        coord_server_counters(srv, &c);
+    }
+    assert_int_equal(c.freed, 1);
+    coord_client_free(&a.c);
+    coord_client_free(&b.c);
+}
+
 /* A raw connection: a frame with a broken CRC gets ERROR `protocol` and is closed; a node's
  * session goes on. */
 static void
@@ -807,6 +875,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_grant_deny_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_transfer_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cas_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_replaced, setup, teardown),

@@ -223,6 +223,46 @@ test_restart(void **state)
     assert_int_equal(e.epoch, 4);
 }
 
+/* Status: what last gave each lease its time (grant, renewal, transfer, the store's opening)
+ * and how long ago; kept after the lease is freed; a denial or a value write changes
+ * nothing. */
+static void
+test_renewal(void **state)
+{
+    (void)state;
+    assert_int_equal(coord_store_get(s, "cms/m", 1000, &e), 0);
+    assert_int_equal(e.renewal, COORD_RENEWAL_NONE);
+    assert_int_equal(e.renewed_ms_ago, 0);
+    acquire("cms/m", "a", 4000, 0, 1000);
+    assert_int_equal(e.renewal, COORD_RENEWAL_GRANT);
+    assert_int_equal(e.renewed_ms_ago, 0);
+    assert_int_equal(acquire("cms/m", "b", 4000, 0, 1700), COORD_ACQ_DENIED);
+    assert_int_equal(e.renewal, COORD_RENEWAL_GRANT);
+    assert_int_equal(e.renewed_ms_ago, 700);
+    acquire("cms/m", "a", 4000, 0, 2000);
+    assert_int_equal(e.renewal, COORD_RENEWAL_RENEW);
+    assert_int_equal(coord_store_cas(s, "cms/m", 0, "x", 1, 2100, &e), 0);
+    assert_int_equal(e.renewal, COORD_RENEWAL_RENEW);
+    assert_int_equal(e.renewed_ms_ago, 100);
+    assert_int_equal(coord_store_transfer(s, "cms/m", "a", 1, "b", 2500, &e), 0);
+    assert_int_equal(e.renewal, COORD_RENEWAL_TRANSFER);
+    assert_int_equal(coord_store_free_holder(s, "b", 2600, NULL, NULL), 0);
+    assert_int_equal(coord_store_get(s, "cms/m", 3000, &e), 0);
+    assert_string_equal(e.holder, "");
+    assert_int_equal(e.renewal, COORD_RENEWAL_TRANSFER);
+    assert_int_equal(e.renewed_ms_ago, 500);
+    /* Reopened: a held lease was renewed by the opening, a free one by nothing yet. */
+    acquire("cms/h", "a", 4000, 0, 3000);
+    coord_store_close(&s);
+    open_store(9000);
+    assert_int_equal(coord_store_get(s, "cms/h", 9250, &e), 0);
+    assert_int_equal(e.renewal, COORD_RENEWAL_RESTART);
+    assert_int_equal(e.renewed_ms_ago, 250);
+    assert_int_equal(coord_store_get(s, "cms/m", 9250, &e), 0);
+    assert_int_equal(e.renewal, COORD_RENEWAL_NONE);
+    assert_int_equal(e.renewed_ms_ago, 0);
+}
+
 static void
 test_cas(void **state)
 {
@@ -291,6 +331,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_holder_and_expire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renewal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
     };
