@@ -429,6 +429,20 @@ verify_log(struct store__ro_db *db, const struct store_verify_options *o, struct
         *error_r = store__errorf("cannot list %s: %s", db->log_dir, strerror(-ret));
         return ret;
     }
+    uint64_t copy_first = 0;
+    if (n == 0 && store__meta_get_u64(db->txn, db->meta, STORE_META_COPY_FIRST, &copy_first) == 0 &&
+        copy_first > 0) {
+        /* A copy seeded from a snapshot, before its first generation arrives: LMDB holds
+         * everything up to its applied LSN, and an activation begins the log after it
+         * (store_mount.c). Nothing to replay, nothing that would refuse to mount. */
+        free(gens);
+        replay_stop(v, "no log generation yet: the copy's LMDB is its snapshot");
+        return problem_add(r, STORE_PROBLEM_WARNING, db->log_dir, false, 0,
+                           "no log generation yet: a copy seeded from a snapshot at LSN %" PRIu64
+                           ", expecting generation %" PRIu64 " first (an activation begins its "
+                           "log there)",
+                           db->applied, copy_first);
+    }
     if (n == 0) {
         free(gens);
         replay_stop(v, "no log generations");

@@ -1361,6 +1361,16 @@ test_copy_seeded_without_generation_activates(void **state)
     assert_int_equal(store_copy_close(&copy), 0);
     uint8_t want[32], got[32];
     lmdb_digest_of(copy_dir("ref"), want);
+    /* db verify: a warning that the log has not begun, no error. */
+    {
+        struct store_verify_options vo = {.tmp_dir = tmpdir};
+        struct store_verify_report r;
+        assert_int_equal(store_verify(copy_dir("ref"), &vo, &r, &err), 0);
+        assert_int_equal(r.n_problems, 1);
+        assert_int_equal(r.problems[0].severity, STORE_PROBLEM_WARNING);
+        assert_non_null(strstr(r.problems[0].reason, "no log generation yet"));
+        store_verify_report_clear(&r);
+    }
 
     /* A crash cut an earlier activation short after making the generation file. */
     char log[600];
