@@ -132,8 +132,8 @@ def test_start_failover_rejoin_witness_loss(lab, tandemctl):
 
     # (e) Still without the directory (it is on the witness), b's heartbeat session to a is cut
     # (ss -K, as root): b reconnects and a accepts it with the key the directory confirmed
-    # before (docs/cluster.md "Votes and quorum"); without that, a would refuse b (5026), b
-    # would lose a's vote and fence itself.
+    # before (docs/cluster.md "Server keys during a directory outage"); without that, a would
+    # refuse b (5026), b would lose a's vote and fence itself.
     if os.geteuid() == 0:
         marks = {s.name: len(s.event_lines()) for s in lab.nodes}
         r = subprocess.run(["ss", "-K", "src", pas.addr, "dst", act.addr, "dport", "=",
