@@ -327,13 +327,16 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
             free(e);
         } else {
             /* A killed peer's TLS session ends without close_notify, which OpenSSL 3 reports
-             * as an error, not as libevent's EOF: that is still a FIN, from the peer's kernel.
-             * A reset (ECONNRESET, EPIPE) is not proof of a gone core: a firewall's REJECT
-             * with tcp-reset or a middlebox that lost state sends one while the core runs on,
-             * and the same firewall then refuses the next connect. Nor is any other error
-             * (ETIMEDOUT, EHOSTUNREACH): a path that failed (docs/cluster.md "Timing" (b)). */
+             * as an unexpected-EOF error (the read returned 0: errno says nothing), not as
+             * libevent's EOF: that is still a FIN, from the peer's kernel. A reset comes as
+             * SSL_ERROR_SYSCALL (ECONNRESET, EPIPE) and is not proof of a gone core: a
+             * firewall's REJECT with tcp-reset or a middlebox that lost state sends one while
+             * the core runs on, and the same firewall then refuses the next connect. Nor is
+             * any other error (ETIMEDOUT, EHOSTUNREACH): a path that failed (docs/cluster.md
+             * "Timing" (b)). */
             unsigned long tls_err = l->bev ? bufferevent_get_openssl_error(l->bev) : 0;
-            eof = l->tcp_up && err == 0 && tls_err != 0 &&
+            eof = l->tcp_up && tls_err != 0 &&
+                  ERR_GET_LIB(tls_err) == ERR_LIB_SSL &&
                   ERR_GET_REASON(tls_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
             snprintf(why, sizeof(why), "%s",
                      eof   ? "closed by the member"
@@ -424,8 +427,10 @@ link_open(struct hb_link *l)
         snprintf(l->last_error, sizeof(l->last_error), "out of memory");
         return;
     }
-    if (ssl)
-        bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
+    /* No allow_dirty_shutdown: with OpenSSL 3, libevent 2.1 would report a reset
+     * (SSL_ERROR_SYSCALL, ECONNRESET, nothing queued) as a "dirty shutdown" EOF, and a reset
+     * must not say that the member's core is gone. A FIN without close_notify comes as
+     * OpenSSL's unexpected-EOF error instead (link_event_cb). */
     bufferevent_setcb(l->bev, link_read_cb, NULL, link_event_cb, l);
     set_timeouts(l->bev, HELLO_TIMEOUT_MS);
     struct sockaddr_storage ss;
