@@ -335,8 +335,7 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
              * any other error (ETIMEDOUT, EHOSTUNREACH): a path that failed (docs/cluster.md
              * "Timing" (b)). */
             unsigned long tls_err = l->bev ? bufferevent_get_openssl_error(l->bev) : 0;
-            eof = l->tcp_up && tls_err != 0 &&
-                  ERR_GET_LIB(tls_err) == ERR_LIB_SSL &&
+            eof = l->tcp_up && tls_err != 0 && ERR_GET_LIB(tls_err) == ERR_LIB_SSL &&
                   ERR_GET_REASON(tls_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
             snprintf(why, sizeof(why), "%s",
                      eof   ? "closed by the member"
