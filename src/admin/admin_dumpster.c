@@ -51,8 +51,9 @@ resubmit_done(void *ctx, int status, const struct dumpster_resubmit_counts *c)
         return;
     }
     admin_reply_json(call, 200,
-                     json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "messages", (json_int_t)c->messages,
-                               "resubmitted", (json_int_t)c->resubmitted, "refused",
+                     json_pack("{s:b,s:I,s:I,s:I,s:I}", "ok", 1, "messages",
+                               (json_int_t)c->messages, "resubmitted", (json_int_t)c->resubmitted,
+                               "deferred", (json_int_t)c->deferred, "refused",
                                (json_int_t)c->refused));
 }
 

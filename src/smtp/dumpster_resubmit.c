@@ -64,8 +64,9 @@ finish(struct dumpster_resubmit *rs)
 {
     event_emit(TDM_EV_DUMPSTER_RESUBMITTED, rs->database,
                "resubmitted %" PRIu64 " message(s) of %s: %" PRIu64 " recipient(s) taken, %" PRIu64
-               " refused",
-               rs->counts.messages, rs->database, rs->counts.resubmitted, rs->counts.refused);
+               " deferred, %" PRIu64 " refused",
+               rs->counts.messages, rs->database, rs->counts.resubmitted, rs->counts.deferred,
+               rs->counts.refused);
     struct dumpster_resubmit_counts c = rs->counts;
     dumpster_resubmit_cb *cb = rs->cb;
     void *ctx = rs->ctx;
@@ -87,15 +88,26 @@ schedule(struct dumpster_resubmit *rs)
     event_active(rs->step, 0, 0);
 }
 
-/* The entry in flight did not go out: every recipient of it counts as refused. */
+/* The entry in flight did not go out: every recipient of it counts as deferred (transient:
+ * a later run may send it) or refused. */
 static void
-entry_refused(struct dumpster_resubmit *rs, const char *why)
+entry_not_sent(struct dumpster_resubmit *rs, bool transient, const char *why)
 {
     event_emit(TDM_EV_DUMPSTER_RESUBMIT_REFUSED, rs->database, "cannot resubmit %s: %s",
                rs->paths[rs->next - 1], why);
-    rs->counts.refused += rs->d.e.n_rcpts ? rs->d.e.n_rcpts : 1;
+    uint64_t n = rs->d.e.n_rcpts ? rs->d.e.n_rcpts : 1;
+    if (transient)
+        rs->counts.deferred += n;
+    else
+        rs->counts.refused += n;
     entry_clear(rs);
     schedule(rs);
+}
+
+static void
+entry_refused(struct dumpster_resubmit *rs, const char *why)
+{
+    entry_not_sent(rs, false, why);
 }
 
 static void
@@ -103,9 +115,12 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
 {
     struct dumpster_resubmit *rs = ctx;
     rs->relay = NULL;
+    /* No codes: the relay did not reach the mailbox server, or lost it (transient). */
     for (size_t i = 0; i < rs->d.e.n_rcpts; i++) {
         if (codes && codes[i] / 100 == 2)
             rs->counts.resubmitted++;
+        else if (!codes || codes[i] / 100 == 4)
+            rs->counts.deferred++;
         else
             rs->counts.refused++;
     }
@@ -120,8 +135,8 @@ relay_done(void *ctx, const struct smtp_verdict *v, const int *codes)
 static void
 route_known(struct dumpster_resubmit *rs, int status, const struct dir_recipient *r)
 {
-    if (status < 0) {
-        entry_refused(rs, tdm_strerror(status));
+    if (status < 0) { /* no directory answer now */
+        entry_not_sent(rs, true, tdm_strerror(status));
         return;
     }
     if (r->status != DIR_RCPT_OK || r->route.status != DIR_ROUTE_OK) {
@@ -143,7 +158,7 @@ route_known(struct dumpster_resubmit *rs, int status, const struct dir_recipient
     };
     int ret = smtp__relay_start(rs->base, &req, relay_done, rs, &rs->relay);
     if (ret < 0)
-        entry_refused(rs, tdm_strerror(ret));
+        entry_not_sent(rs, true, tdm_strerror(ret));
 }
 
 static void
@@ -243,9 +258,9 @@ step_cb(evutil_socket_t fd, short what, void *arg)
     }
     const char *path = rs->paths[rs->next++];
     int ret = io_submit(rs, path, 0);
-    if (ret < 0) {
+    if (ret < 0) { /* the read could not be queued now: a later run may */
         rs->counts.messages++;
-        entry_refused(rs, tdm_strerror(ret));
+        entry_not_sent(rs, true, tdm_strerror(ret));
     }
 }
 

@@ -22,7 +22,9 @@ struct dumpster_resubmit;
 struct dumpster_resubmit_counts {
     uint64_t messages;    /* entries read */
     uint64_t resubmitted; /* recipients the mailbox server answered 2xx (delivered or dropped) */
-    uint64_t refused;     /* recipients it did not take, or that could not be sent */
+    uint64_t deferred;    /* not taken for now: answered 4xx, unreachable, no directory answer
+                           * (asking again later may take them) */
+    uint64_t refused;     /* never going to be taken: answered 5xx, no route, a damaged entry */
 };
 
 /* status 0, or a negative code when the dumpster could not be listed (counts then zero). */

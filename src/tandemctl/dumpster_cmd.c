@@ -93,9 +93,11 @@ dumpster_resubmit(const struct ctl_verb *verb, int argc, char **argv)
     r = ctl_api_request(verb, &o, "POST", path, NULL, &doc);
     if (r == 0 && !o.json)
         printf("%s: %" JSON_INTEGER_FORMAT " message(s); %" JSON_INTEGER_FORMAT
-               " recipient(s) resubmitted, %" JSON_INTEGER_FORMAT " refused\n",
+               " recipient(s) resubmitted, %" JSON_INTEGER_FORMAT " deferred, %"
+               JSON_INTEGER_FORMAT " refused\n",
                db, json_integer_value(json_object_get(doc, "messages")),
                json_integer_value(json_object_get(doc, "resubmitted")),
+               json_integer_value(json_object_get(doc, "deferred")),
                json_integer_value(json_object_get(doc, "refused")));
     json_decref(doc);
     return r;

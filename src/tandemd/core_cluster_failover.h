@@ -13,9 +13,10 @@
  * The resubmission asks every transport of [cluster] transports, for every database of the
  * CMS: POST /v1/dumpster/resubmit?database=<db>&since=<unix time>|all on its admin API (HTTPS,
  * authenticated as server/<this server> with its key). Each request is retried until that
- * transport answered 200 with nothing refused (unreachable or an error: for ever, the delay
- * doubling from 1 s to 60 s; some recipients refused: at most CLUSTER_RESUBMIT_REFUSED_TRIES
- * times, since a refusal may be for good). Nothing blocks the loop. A record read at start
+ * transport answered 200 with nothing deferred or refused (unreachable, an error, or some
+ * recipients deferred — a 4xx, the mailbox server unreachable: for ever, the delay doubling
+ * from 1 s to 60 s; some refused — a 5xx, no route: at most CLUSTER_RESUBMIT_REFUSED_TRIES
+ * times, since that refusal is for good). Nothing blocks the loop. A record read at start
  * whose resubmission had not finished resumes it (duplicates are dropped by the store).
  *
  * Loop thread only.
