@@ -67,18 +67,6 @@ def rejoined(lab, s, mark, reseeds):
     assert lab.state(s) == "Passive"
 
 
-def known_bug_seeded_copy_without_log(s):
-    """A known bug, not fixed here (reported): a copy seeded from a snapshot in file mode holds
-    no log generation until the active closes one (only closed generations ship), yet it is
-    Healthy and eligible; the failover to it then fails to mount (store_mount.c: '... holds
-    no log generations: the database cannot be recovered from it', 4022 and 5057), and the CMS
-    stays down until the other node is back. xfail on exactly that, fail on anything else."""
-    failed = [e for e in events(s, 4022) if "holds no log generations" in e["message"]]
-    if failed and events(s, 5057):
-        pytest.xfail(f"{s.name} could not mount the seeded copy it took over: "
-                     f"{failed[-1]['message']}")
-
-
 def known_bug_fenced_at_activation(s, mark):
     """A known bug, not fixed here (reported): the witness answers the takeover's ACQUIRE later
     than the fence time (a loaded machine: no reply from it for 3 s), so the node fences at
@@ -139,7 +127,6 @@ def chaos(lab, kills, send=None, sync=False, per_round=None, load_holder=None):
             try:
                 wait_for(lab.try_select, f"IMAP SELECT on the CMS address after kill {i}")
             except pytest.fail.Exception:
-                known_bug_seeded_copy_without_log(pas)
                 known_bug_fenced_at_activation(pas, mark_pas)
                 raise
             took.append(time.monotonic() - k)
