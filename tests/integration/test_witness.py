@@ -313,3 +313,21 @@ def test_witness_status_on_a_server_without_the_role(tandem_bin, tandemctl, tmp_
         assert "witness" not in s.api("GET", "/v1/cluster").json()
     finally:
         s.kill_all()
+
+
+def test_witness_status_with_the_role_but_no_store(tandem_bin, tandemctl, tmp_path):
+    """The witness role without [listen coord] serves no coordination store: 503, exit 10."""
+    s = Witness(tandem_bin("tandemd"), tmp_path, "wit2", roles="witness, directory",
+                listeners=("admin",))
+    p = s.start()
+    s.started(p)
+    s.wait_api()
+    try:
+        r = s.api("GET", "/v1/witness")
+        assert r.status == 503, r
+        assert "serves no coordination store" in r.json()["error"]["message"]
+        r = tandemctl("witness", "status", "--socket", s.admin_socket)
+        assert r.returncode == 10, (r.stdout, r.stderr)
+        assert "has the witness role but serves no coordination store" in r.stderr
+    finally:
+        s.kill_all()
