@@ -15,13 +15,19 @@
 #include "lib/event.h"
 #include "proto/cluster/cluster_wire.h"
 
+#include "scratch.h"
+#include "tls_fixture.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -646,6 +652,144 @@ session_end_makes_gone(bool reset, bool *refused_r)
     return gone;
 }
 
+/* The same under TLS, as in a deployment: the fake member p answers in a thread (blocking
+ * SSL), node a's loop runs here. With OpenSSL 3 a FIN without close_notify is an
+ * unexpected-EOF error and a RST an SSL_ERROR_SYSCALL; libevent's "dirty shutdown" would make
+ * the second an EOF too (df5f40c). */
+struct tls_member {
+    SSL_CTX *ctx;
+    int fd;
+    SSL *ssl;
+    atomic_bool done, ok;
+};
+
+static void *
+tls_member_main(void *arg)
+{
+    struct tls_member *t = arg;
+    static uint8_t buf[CLUSTER_WIRE_MAX_FRAME];
+    static struct cluster_msg m;
+    size_t got = 0, flen = 0;
+    const char *error = NULL;
+    t->ssl = SSL_new(t->ctx);
+    SSL_set_fd(t->ssl, t->fd);
+    if (SSL_accept(t->ssl) != 1)
+        goto out;
+    while (!(got >= 4 && cluster_frame_length(buf, got, &flen, &error) == 0 && got >= flen)) {
+        int r = SSL_read(t->ssl, buf + got, (int)(sizeof(buf) - got));
+        if (r <= 0)
+            goto out;
+        got += (size_t)r;
+    }
+    if (cluster_msg_decode(buf, flen, &m, NULL, &error) != 0 || m.type != CLUSTER_HELLO)
+        goto out;
+    uint32_t id = m.request_id;
+    memset(&m, 0, sizeof(m));
+    m.type = CLUSTER_HELLO_REPLY;
+    m.request_id = id;
+    m.u.hello_reply.version = CLUSTER_WIRE_VERSION;
+    snprintf(m.u.hello_reply.member, sizeof(m.u.hello_reply.member), "p");
+    size_t len = 0;
+    if (cluster_msg_encode(&m, buf, sizeof(buf), &len, &error) != 0 ||
+        SSL_write(t->ssl, buf, (int)len) != (int)len)
+        goto out;
+    t->ok = true;
+out:
+    t->done = true;
+    return NULL;
+}
+
+static bool
+tls_session_end_makes_gone(bool reset, bool *refused_r)
+{
+    char dir[256];
+    struct tls_files files;
+    if (tls_fixture_make(dir, sizeof(dir), "cluster_hb", &files) < 0)
+        fail_msg("no TLS fixture");
+    SSL_CTX *server_ctx = NULL, *client_ctx = NULL;
+    char *err = NULL;
+    if (tls_server_ctx_new(files.certificate, files.key, NULL, TLS_CLIENT_AUTH_NONE, &server_ctx,
+                           &err) < 0 ||
+        tls_client_ctx_new(files.ca, NULL, NULL, &client_ctx, &err) < 0)
+        fail_msg("ctx: %s", err);
+    struct event_base *base = event_base_new();
+    uint16_t pa, pp;
+    int fa = listener(&pa), fp = listener(&pp);
+    struct tdm_config *ca = node_config("a", pa, "p", pp);
+    struct cluster_hb *a = NULL;
+    struct cluster_hb_params prm = {.base = base, .cfg = ca, .listen_fd = fa, .key = "k",
+                                    .verify = verify_yes, .client_tls = client_ctx};
+    assert_int_equal(cluster_hb_start(&prm, &a), 0);
+    int c = -1;
+    for (int i = 0; i < 3000 && c < 0; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        c = accept4(fp, NULL, NULL, SOCK_CLOEXEC);
+        usleep(1000);
+    }
+    assert_true(c >= 0);
+    struct tls_member t = {.ctx = server_ctx, .fd = c};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, tls_member_main, &t), 0);
+    static struct cluster_hb_snapshot s;
+    bool connected = false;
+    for (int i = 0; i < 5000 && !connected; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &s);
+        connected = member_of(&s, "p")->nets[0].connected;
+    }
+    pthread_join(th, NULL);
+    assert_true(t.ok);
+    assert_true(connected);
+    close(fp);
+    if (reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        assert_int_equal(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        close(c);
+    } else {
+        assert_int_equal(shutdown(c, SHUT_WR), 0); /* a FIN, no close_notify: a killed peer */
+    }
+    bool gone = false, refused = false;
+    uint64_t until = cluster_hb_now_ms() + 1500;
+    while (cluster_hb_now_ms() < until && !gone) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(1000);
+        cluster_hb_snapshot(a, &s);
+        gone = member_of(&s, "p")->gone;
+        refused |= member_of(&s, "p")->nets[0].refused;
+    }
+    if (!reset)
+        close(c);
+    SSL_free(t.ssl);
+    *refused_r = refused;
+    cluster_hb_free(&a);
+    tdm_config_free(&ca);
+    conn_base_free(&base);
+    SSL_CTX_free(server_ctx);
+    SSL_CTX_free(client_ctx);
+    tls_files_clear(&files);
+    assert_int_equal(scratch_remove(dir), 0);
+    return gone;
+}
+
+static void
+test_tls_eof_then_refused_is_gone(void **state)
+{
+    (void)state;
+    bool refused = false;
+    assert_true(tls_session_end_makes_gone(false, &refused));
+    assert_true(refused);
+}
+
+static void
+test_tls_reset_then_refused_is_not_gone(void **state)
+{
+    (void)state;
+    bool refused = false;
+    assert_false(tls_session_end_makes_gone(true, &refused));
+    assert_true(refused);
+}
+
 /* A FIN comes from the member's kernel alone: with the port refusing after it, its core is not
  * running (docs/cluster.md "Timing" (b)). */
 static void
@@ -685,6 +829,8 @@ main(void)
         cmocka_unit_test(test_timers_differ_refused),
         cmocka_unit_test(test_eof_then_refused_is_gone),
         cmocka_unit_test(test_reset_then_refused_is_not_gone),
+        cmocka_unit_test(test_tls_eof_then_refused_is_gone),
+        cmocka_unit_test(test_tls_reset_then_refused_is_not_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
