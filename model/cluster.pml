@@ -47,6 +47,11 @@
  *     lease while the node still counts the witness's vote is unsafe: BROKEN_EARLY_FREE shows it.
  *   - Writes pause, TRANSFER (switchover) and RELEASE are not modelled: they only ever end a
  *     holder's rights earlier.
+ *   - Stores, copies, demotion and the mount dial are not modelled: any node that is up may
+ *     ask for the lease at any time, a fenced one too. So a fence that keeps the node's store
+ *     (it no longer demotes: docs/cluster.md "Rejoin") and lets it take the CMS back adds no
+ *     behaviour here; which store may be mounted is the mount dial's question, checked by
+ *     unit_cluster_fsm_safety and unit_cluster_fsm_sim (the stale start).
  *
  * Parameters (cpp: spin -DN=3 ...): N nodes (2 or 3), I and T in ticks, CRASHES. Broken
  * variants, each of which spin must find a violation in (model/check-model):
@@ -86,7 +91,7 @@ typedef row {
 
 /* nodes */
 bool up[N];
-bool mounted[N];  /* mounted: allowed to write (the fence demotes it at once) */
+bool mounted[N];  /* mounted: allowed to write (a fence ends it at once) */
 byte myepoch[N]; /* durable: the highest epoch it knows (its store's epoch) */
 row cf[N];       /* cf[i].v[x]: ticks left of i's newest confirmation from voter x (0: none) */
 row silent[N];   /* silent[i].v[j]: ticks since i last heard j (saturates at SILENT) */
