@@ -57,6 +57,9 @@ def test_target_killed_right_after_the_transfer(lab):
     # Back on the old active, by the failover rules, in a newer epoch than the target's.
     c = lab.wait_state(act, "Active")
     assert c["lease"]["holder"] == act.name and c["lease"]["epoch"] >= e0 + 2, c
+    # Active is the agent's word; the CMS address comes up a moment later (the supervisor
+    # binds it after the core's UP): the first client that works says so.
+    wait_for(lab.try_select, "SELECT on the CMS address, on the old active")
     assert lab.deliver_to("after the recovery") == act.name
     assert lab.active_lsn(act) > lsn
     # Its databases stayed its own store until then: never demoted to a copy.
