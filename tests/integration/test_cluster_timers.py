@@ -70,6 +70,12 @@ def test_a_node_with_another_lease_ttl_is_refused_and_nothing_moves(lab, tandemc
     assert r.returncode == 0, r.stderr
     assert "refused: timers differ" in r.stdout and "b: timers differ" in r.stdout, r.stdout
 
+    # The old b's last answers age out on a (seen for interval x misses after the last one).
+    wait_for(lambda: (lambda d: d and member(d, "b")["state"] == "down")(lab.cluster(a)),
+             "b down on a")
+    wait_for(lambda: (lambda d: d and member(d, "a")["state"] == "down")(lab.cluster(b)),
+             "a down on b")
+
     # Nothing moves, for longer than b's own silence wait (F + I/2 = 2.85 s) and than a's
     # lease time to live: a keeps the CMS in its epoch on the witness's vote and takes mail,
     # b never takes the lease nor binds the address.
