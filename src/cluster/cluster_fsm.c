@@ -483,12 +483,12 @@ step_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
      * three nodes or more (the witness alone is no majority) there is none until the first
      * round comes back. Writes wait for it; the fence comes only if none comes within F of
      * the activation (before, the node fenced at its first step and demoted). */
-    bool first_round = s == 0 && now < fsm->active_since_ms + t->f;
+    bool first_round = s == 0 && now < fsm->first_round_until_ms;
     if (!first_round && (s == 0 || now >= s + t->f)) {
         fence(fsm, in, out, "no confirmation from a majority of votes");
         return;
     }
-    wake_at(out, first_round ? fsm->active_since_ms + t->f : s + t->f);
+    wake_at(out, first_round ? fsm->first_round_until_ms : s + t->f);
     /* Renew every I; a free lease (it expired while the witness was away, and the failsafe
      * kept this node writing) is asked for again. */
     if (l->witness_up && !l->request_pending) {
@@ -560,6 +560,9 @@ become_active(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
     fsm->state = CLUSTER_STATE_ACTIVE;
     fsm->active_epoch = in->lease.epoch;
     fsm->active_since_ms = in->now_ms;
+    /* Counted from the grant's request, not from now: a grant that took long to arrive leaves
+     * less of the lease, and the node must be down before another could take it. */
+    fsm->first_round_until_ms = in->lease.renew_acked_sent_ms + timers_of(in).f;
     fsm->acquire_sent_ms = 0;
     act(out, CLUSTER_ACT_ACTIVATE, in->lease.epoch, NULL);
     act(out, CLUSTER_ACT_ADDRESS_UP, 0, NULL);
@@ -757,8 +760,10 @@ step_passive(struct cluster_fsm *fsm, const struct cluster_fsm_input *in,
         wait_for(fsm, out, in);
         return;
     }
+    /* A grant whose request went out F ago or more is not acted on: mounting would leave no
+     * time to confirm before the fence (docs/cluster.md "Timing"); it is asked for again. */
     if (is_self(in, l->holder) && fsm->acquire_sent_ms != 0 &&
-        l->renew_acked_sent_ms >= fsm->acquire_sent_ms) {
+        l->renew_acked_sent_ms >= fsm->acquire_sent_ms && now < l->renew_acked_sent_ms + t->f) {
         /* Granted (an answer to an ACQUIRE of this failover, not a lease remembered from
          * before), and every rule still holds at this instant: mount. */
         const struct cluster_fsm_member *old = NULL;

@@ -216,6 +216,9 @@ struct cluster_fsm {
     uint64_t epoch;           /* the highest epoch this node knows of */
     uint64_t active_epoch;    /* ACTIVE/MOVING: the epoch it writes in */
     uint64_t active_since_ms; /* ACTIVE/MOVING: when it activated (see confirmed_at) */
+    /* ACTIVE, no confirmation yet: mounted (not writing) until then at most, F after the send
+     * time of the request the grant answered (the lease may run out T after it). */
+    uint64_t first_round_until_ms;
     uint64_t acquire_sent_ms; /* last ACQUIRE asked while not active (retried every I) */
     bool transfer_sent;       /* MOVING: TRANSFER asked */
     uint64_t transfer_sent_ms; /* ...at this time: a later grant of our RENEW says it failed */

@@ -628,6 +628,7 @@ test_three_nodes_first_confirmation(void **state)
     struct cluster_fsm_output out;
     active(&fsm, &in, 10000);
     fsm.active_since_ms = 10000;
+    fsm.first_round_until_ms = 10000 + F; /* granted at once */
     in.n_members = 3;
     struct cluster_fsm_member *c = &in.members[2];
     snprintf(c->name, sizeof(c->name), "mb3");
@@ -649,6 +650,7 @@ test_three_nodes_first_confirmation(void **state)
     /* Nobody answers: at F after the activation it fences. */
     active(&fsm, &in, 10000);
     fsm.active_since_ms = 10000;
+    fsm.first_round_until_ms = 10000 + F;
     in.n_members = 3;
     c = &in.members[2];
     snprintf(c->name, sizeof(c->name), "mb3");
@@ -658,6 +660,85 @@ test_three_nodes_first_confirmation(void **state)
     in.now_ms = 10000 + F;
     cluster_fsm_step(&fsm, &in, &out);
     assert_int_equal(out.state, CLUSTER_STATE_FENCED);
+}
+
+/* Three nodes, a grant that took 1.5 s to come back (the second review's F3): the first
+ * round without a confirmation ends F after the ACQUIRE was sent, not F after the mount,
+ * since the lease may run out T after that send and another node then take it. And a grant
+ * whose request went out F ago or more is not mounted on at all: it is asked for again. */
+static void
+test_late_grant_first_round_counts_from_the_request(void **state)
+{
+    (void)state;
+    struct cluster_fsm fsm;
+    struct cluster_fsm_input in;
+    struct cluster_fsm_output out;
+    cluster_fsm_init(&fsm);
+    base(&in, 20000);
+    in.n_members = 3;
+    struct cluster_fsm_member *c = &in.members[2];
+    snprintf(c->name, sizeof(c->name), "mb3");
+    c->role = CLUSTER_ROLE_PASSIVE;
+    c->dbs[0].pos = in.dbs[0].pos;
+    c->dbs[0].eligible = true;
+    in.dbs[0].state = CLUSTER_DB_COPY_HEALTHY;
+    in.started_ms = 1000;
+    /* mb2, the active, went silent long ago; mb3 and the witness are heard. */
+    in.members[0].last_heard_ms = 20000 - 6 * I;
+    c->last_heard_ms = 20000;
+    in.members[1].last_heard_ms = 20000;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+    uint64_t g = 20000;
+    /* The grant arrives 1.5 s after its request. */
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+    in.lease.epoch = 4;
+    in.lease.renew_sent_ms = g;
+    in.lease.renew_acked_sent_ms = g;
+    in.now_ms = g + 1500;
+    in.members[0].last_heard_ms = 0;
+    c->last_heard_ms = in.now_ms;
+    in.members[1].last_heard_ms = in.now_ms;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_ACTIVATE));
+    in.dbs[0].state = CLUSTER_DB_MOUNTED;
+    /* Cut off now: no confirmation. Still first round just before g + F... */
+    in.lease.witness_up = false;
+    in.now_ms = g + F - 1;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_ACTIVE);
+    assert_false(out.writes_allowed);
+    /* ...and fenced at g + F, though the mount was only F - 1.5 s ago. */
+    in.now_ms = g + F;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_int_equal(out.state, CLUSTER_STATE_FENCED);
+
+    /* A grant that comes back F after its request: not mounted on, asked again. */
+    cluster_fsm_init(&fsm);
+    base(&in, 20000);
+    in.n_members = 3;
+    c = &in.members[2];
+    snprintf(c->name, sizeof(c->name), "mb3");
+    c->role = CLUSTER_ROLE_PASSIVE;
+    c->dbs[0].pos = in.dbs[0].pos;
+    c->dbs[0].eligible = true;
+    in.dbs[0].state = CLUSTER_DB_COPY_HEALTHY;
+    in.started_ms = 1000;
+    in.members[0].last_heard_ms = 20000 - 6 * I;
+    c->last_heard_ms = 20000;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
+    snprintf(in.lease.holder, sizeof(in.lease.holder), "mb1");
+    in.lease.epoch = 4;
+    in.lease.renew_sent_ms = g;
+    in.lease.renew_acked_sent_ms = g;
+    in.now_ms = g + F;
+    in.members[0].last_heard_ms = 0;
+    c->last_heard_ms = in.now_ms;
+    in.members[1].last_heard_ms = in.now_ms;
+    cluster_fsm_step(&fsm, &in, &out);
+    assert_false(has(&out, CLUSTER_ACT_ACTIVATE));
+    assert_true(has(&out, CLUSTER_ACT_ACQUIRE));
 }
 
 /* mb1 active in epoch 4 at 10 s, moving to mb2 (caught up): the step that sends the TRANSFER. */
@@ -943,6 +1024,7 @@ main(void)
         cmocka_unit_test(test_switchover_active_side),
         cmocka_unit_test(test_switchover_target_side),
         cmocka_unit_test(test_three_nodes_first_confirmation),
+        cmocka_unit_test(test_late_grant_first_round_counts_from_the_request),
         cmocka_unit_test(test_switchover_transfer_not_done_resumes),
         cmocka_unit_test(test_switchover_transfer_unclear_leaves),
         cmocka_unit_test(test_switchover_target_dies_old_active_takes_back),
