@@ -504,13 +504,15 @@ won(struct agent_cms *a, uint64_t epoch, uint64_t lost, uint64_t now)
     event_emit(TDM_EV_CLUSTER_LEASE_WON, a->cfg->name,
                "CMS %s: lease won in epoch %" PRIu64 "; its databases are mounted here",
                a->cfg->name, epoch);
-    if (a->failover_started_ms == 0) {
-        /* Handed over by a switchover (lossless), or the first mount of the CMS. */
-        if (a->transfer_from[0])
-            record(a, epoch, CLUSTER_CAUSE_SWITCHOVER, a->transfer_from,
-                   "cms move (switchover)", 0);
+    if (a->transfer_from[0]) {
+        /* Handed over by a switchover (lossless), even when the renewal it waited for first
+         * was slow enough to show as failing over (said()). */
+        a->failover_started_ms = 0;
+        record(a, epoch, CLUSTER_CAUSE_SWITCHOVER, a->transfer_from, "cms move (switchover)", 0);
         return;
     }
+    if (a->failover_started_ms == 0)
+        return; /* the first mount of the CMS */
     if (lost > a->lost_records)
         a->lost_records = lost;
     uint64_t took = now - a->failover_started_ms;
@@ -643,7 +645,7 @@ said(struct agent_cms *a, enum cluster_fsm_state before, const struct cluster_fs
 {
     /* A failover: taking over from a node that was active (not the first mount of a CMS). */
     if (out->state == CLUSTER_STATE_FAILING_OVER && before != CLUSTER_STATE_FAILING_OVER &&
-        a->failover_started_ms == 0 && a->last_active[0]) {
+        a->failover_started_ms == 0 && a->last_active[0] && !a->transfer_from[0]) {
         a->failover_started_ms = now;
         snprintf(a->failover_why, sizeof(a->failover_why), "%s %s", a->last_active,
                  failover_cause(a->last_active, &a->failover_cause));

@@ -69,7 +69,13 @@ def test_move_and_refusals(lab):
     # A second request while the first runs is refused (the first is recorded at once and
     # needs at least a heartbeat round to finish).
     path = f"/v1/cms/{CMS}/move?to={pas.name}&comment=planned"
-    assert act.api("POST", path).status == 202
+
+    def accepted():
+        # b's copy is Healthy (caught up above), but the active learns it from b's next
+        # heartbeat: under load "its copies are not all Healthy" for a moment.
+        r = act.api("POST", path)
+        return None if r.status == 409 and "not all Healthy" in str(r.body) else r
+    assert wait_for(accepted, "the move accepted").status == 202
     second = act.api("POST", path)
     assert second.status == 409, second.json()
     assert "already running" in second.json()["error"]["message"], second.json()
