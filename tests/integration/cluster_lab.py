@@ -138,7 +138,9 @@ class ClusterLab:
 
     def start(self, s):
         p = s.start()
-        s.started(p)
+        # Three servers on 2 CPUs, beside the other integration group in make check: a
+        # restarted node's children have been seen to take over 20 s to come up.
+        s.started(p, timeout=3 * WAIT)
         self.procs[s.name] = p
         return p
 

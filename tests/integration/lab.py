@@ -149,11 +149,11 @@ events = {self.events}
         self.procs.append(p)
         return p
 
-    def started(self, p):
+    def started(self, p, timeout=WAIT):
         """Waits for every child; returns {role: pid}."""
         want = self.roles_expected()
         return wait_for(lambda: (lambda c: c if set(c) == want else None)(children(p.pid)),
-                        ", ".join(sorted(want)))
+                        ", ".join(sorted(want)), timeout=timeout)
 
     def stop(self, p):
         """SIGTERM, and a clean exit with no leak report."""
