@@ -150,6 +150,16 @@ class ClusterLab:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait(timeout=WAIT)
 
+        def group_gone():
+            # The children die with the supervisor but may linger a moment holding the datadir
+            # and ports: a restart right away must not meet them.
+            try:
+                os.killpg(p.pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+        wait_for(group_gone, f"{s.name}'s killed processes gone")
+
     def close(self):
         for s in self.servers:
             for p in s.procs:
